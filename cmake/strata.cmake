@@ -1,0 +1,67 @@
+# Helpers shared by every directory of the build.
+
+# strata_library(NAME PCNAME DESC SOURCES... [REQUIRES pcmods...]
+#                [LINK targets...])
+# Builds lib<NAME>.so and lib<NAME>.a from one set of objects, installs
+# both with the public headers under include/, and writes <PCNAME>.pc so
+# other projects can `pkg-config --cflags --libs <PCNAME>`.
+function(strata_library name pcname desc)
+    cmake_parse_arguments(L "" "" "SOURCES;REQUIRES;LINK;OURS" ${ARGN})
+    add_library(${name}_obj OBJECT ${L_SOURCES})
+    target_include_directories(${name}_obj PUBLIC
+        $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+        PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+    target_link_libraries(${name}_obj PUBLIC ${L_LINK})
+    foreach(dep ${L_OURS})
+        target_include_directories(${name}_obj PUBLIC
+            $<TARGET_PROPERTY:${dep},INTERFACE_INCLUDE_DIRECTORIES>)
+    endforeach()
+
+    add_library(${name} SHARED $<TARGET_OBJECTS:${name}_obj>)
+    add_library(${name}_static STATIC $<TARGET_OBJECTS:${name}_obj>)
+    foreach(t ${name} ${name}_static)
+        target_include_directories(${t} PUBLIC
+            $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+            $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+        target_link_libraries(${t} PUBLIC ${L_LINK})
+    endforeach()
+    foreach(dep ${L_OURS})
+        target_link_libraries(${name} PUBLIC ${dep})
+        target_link_libraries(${name}_static PUBLIC ${dep}_static)
+    endforeach()
+    set_target_properties(${name} PROPERTIES VERSION ${PROJECT_VERSION}
+        SOVERSION ${PROJECT_VERSION_MAJOR})
+    set_target_properties(${name}_static PROPERTIES OUTPUT_NAME ${name})
+
+    install(TARGETS ${name} ${name}_static
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+    install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+
+    string(REPLACE ";" " " requires "${L_REQUIRES}")
+    set(PC_NAME ${pcname})
+    set(PC_DESC ${desc})
+    set(PC_LIB ${name})
+    set(PC_REQUIRES ${requires})
+    configure_file(${PROJECT_SOURCE_DIR}/cmake/lib.pc.in
+        ${CMAKE_CURRENT_BINARY_DIR}/${pcname}.pc @ONLY)
+    install(FILES ${CMAKE_CURRENT_BINARY_DIR}/${pcname}.pc
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+endfunction()
+
+# strata_check_test(NAME SOURCES... LINK targets...)
+# One Check executable and one ctest entry. tests/support/check_main.c
+# supplies main(); the test file defines test_suite().
+function(strata_check_test name)
+    cmake_parse_arguments(T "" "TIMEOUT" "SOURCES;LINK" ${ARGN})
+    add_executable(${name} ${T_SOURCES}
+        ${PROJECT_SOURCE_DIR}/tests/support/check_main.c
+        ${PROJECT_SOURCE_DIR}/tests/support/support.c)
+    target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+    target_link_libraries(${name} PRIVATE ${T_LINK} PkgConfig::CHECK)
+    add_test(NAME ${name} COMMAND ${name})
+    if(NOT T_TIMEOUT)
+        set(T_TIMEOUT 300)
+    endif()
+    set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT})
+endfunction()

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install every Debian package Strata needs to build, test and run.
+# Run as root on a fresh Debian machine; safe to run again.
+set -euo pipefail
+
+packages=(
+    build-essential cmake pkg-config git
+    liblmdb-dev lmdb-utils       # storage
+    libsodium-dev                # identity, signatures, key exchange, AEAD
+    libmsgpack-dev               # wire and log encoding (msgpack-c)
+    libjansson-dev               # JSON for the CLI (values, --json, import)
+    libuv1-dev                   # event loop of the sync daemon
+    check                        # unit tests
+    clang libclang-rt-14-dev     # sanitizers and libFuzzer
+    python3                      # test relay and helpers
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: need root to install: ${missing[*]}" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Build Strata and run the whole test suite: a Release-ish build with
+# ctest (Check unit tests, integration tests with real processes), then
+# the same tests under AddressSanitizer + UBSan, then a short fuzz run.
+# Installs what it needs first (scripts/setup.sh), so it works on a
+# fresh Debian machine as root.
+#
+#   STRATA_SOAK=1   also run the long soak and fuzz tiers
+#   JOBS=N          parallel build and test jobs (default: nproc)
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+bash scripts/setup.sh
+
+jobs="${JOBS:-$(nproc)}"
+
+build() {   # build DIR [cmake args...]
+    local dir="$1"; shift
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+    cmake --build "$dir" -j "$jobs"
+}
+
+echo "== build (RelWithDebInfo)"
+build build
+echo "== tests"
+(cd build && ctest --output-on-failure -j "$jobs")
+
+echo "== build (ASan + UBSan)"
+build build-asan -DSTRATA_SANITIZE=ON
+echo "== tests under ASan + UBSan"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j "$jobs")
+
+if [ -x scripts/fuzz.sh ]; then
+    echo "== fuzz (short)"
+    bash scripts/fuzz.sh "${STRATA_SOAK:+3600}"
+fi
