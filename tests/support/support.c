@@ -1,3 +1,4 @@
+#define _XOPEN_SOURCE 700
 /*
  * support.c: temporary directories and seeded randomness for tests.
  */

@@ -1,11 +1,27 @@
 /**
  * @file crdt/crdt.h
- * libcrdt umbrella header.
+ * libcrdt umbrella header: an op-log CRDT replica stored in LMDB.
+ *
+ * Start here:
+ *   crdt/replica.h  open a replica, identity
+ *   crdt/txn.h      local writes (one txn = one signed change)
+ *   crdt/read.h     reads from a snapshot
+ *   crdt/vv.h       version vectors
+ *   crdt/sync.h     export what a peer lacks, merge remote changes
+ *   crdt/change.h   decode a change (inspection)
+ *   crdt/raw.h      storage access for the epoch layer
  */
 #ifndef CRDT_CRDT_H
 #define CRDT_CRDT_H
 
+#include "crdt/change.h"
 #include "crdt/error.h"
+#include "crdt/raw.h"
+#include "crdt/read.h"
+#include "crdt/replica.h"
+#include "crdt/sync.h"
+#include "crdt/txn.h"
 #include "crdt/value.h"
+#include "crdt/vv.h"
 
 #endif

@@ -1,0 +1,100 @@
+/**
+ * @file crdt/read.h
+ * Reads from a consistent snapshot. A read transaction never blocks and
+ * is never blocked by a writer (LMDB MVCC); keep it short, since an old
+ * snapshot holds pages a writer cannot reuse.
+ */
+#ifndef CRDT_READ_H
+#define CRDT_READ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crdt/replica.h"
+#include "crdt/value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A read transaction. Opaque. */
+typedef struct crdt_read crdt_read;
+
+/** The CRDT type of a field. Numbers are permanent. */
+typedef enum {
+    CRDT_FIELD_REGISTER = 1,
+    CRDT_FIELD_COUNTER = 2,
+    CRDT_FIELD_SET = 3
+} crdt_field_kind;
+
+/**
+ * A visible field. A borrowed view: every pointer is valid only during
+ * the callback (or until the next call on the same read txn).
+ */
+typedef struct {
+    const char *name;
+    crdt_field_kind kind;
+    crdt_value value;          /**< REGISTER */
+    int64_t counter;           /**< COUNTER */
+    const crdt_value *elems;   /**< SET: sorted by crdt_value_cmp(), unique */
+    size_t n_elems;
+} crdt_field;
+
+/** Called per field; return non-zero to stop (that value is returned). */
+typedef int (*crdt_field_cb)(const crdt_field *f, void *ctx);
+/** Called per name (collection or document id); non-zero stops. */
+typedef int (*crdt_name_cb)(const char *name, size_t len, void *ctx);
+
+/**
+ * Begin a read transaction.
+ * @param[out] out  release it with crdt_read_end()
+ * @return CRDT_OK; CRDT_EIO.
+ */
+int crdt_read_begin(crdt_read **out, crdt_replica *r);
+
+/** End @p rd. NULL does nothing. */
+void crdt_read_end(crdt_read *rd);
+
+/**
+ * Visit the visible fields of one document in field-name order.
+ * @return CRDT_OK; CRDT_ENOTFOUND (no visible field); a callback's value.
+ */
+int crdt_read_doc(crdt_read *rd, const char *coll, const char *doc,
+                  crdt_field_cb cb, void *ctx);
+
+/** Look up one field. @p out is a view valid until the next call on
+ *  @p rd. @return CRDT_OK; CRDT_ENOTFOUND. */
+int crdt_read_field(crdt_field *out, crdt_read *rd, const char *coll,
+                    const char *doc, const char *field);
+
+/** Visit the ids of the live documents of @p coll, in key order. */
+int crdt_read_docs(crdt_read *rd, const char *coll, crdt_name_cb cb,
+                   void *ctx);
+
+/** Visit the collections that hold at least one live document. */
+int crdt_read_collections(crdt_read *rd, crdt_name_cb cb, void *ctx);
+
+/** Summary counters kept by the store; O(1). */
+typedef struct {
+    uint64_t ops_in_log;   /**< ops in the active epoch's log */
+    uint64_t changes_in_log;
+    uint64_t pending;      /**< changes waiting for a gap to fill */
+    uint64_t epoch_number;
+    unsigned char epoch_id[CRDT_HASH_BYTES];
+    unsigned char state_hash[CRDT_HASH_BYTES];
+} crdt_stats;
+
+/** Fill @p out from the read snapshot. @return CRDT_OK; CRDT_EIO. */
+int crdt_read_stats(crdt_stats *out, crdt_read *rd);
+
+/**
+ * Count the live documents (walks the state: O(state)).
+ * @return CRDT_OK; CRDT_EIO.
+ */
+int crdt_read_doc_count(uint64_t *out, crdt_read *rd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

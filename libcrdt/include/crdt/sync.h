@@ -1,0 +1,76 @@
+/**
+ * @file crdt/sync.h
+ * What sync needs from a replica: export the changes a version vector
+ * lacks (streamed, never the whole log in memory), and merge a batch of
+ * remote changes in one write transaction.
+ */
+#ifndef CRDT_SYNC_H
+#define CRDT_SYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crdt/replica.h"
+#include "crdt/vv.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** An export cursor over the log. Opaque; holds a read snapshot. */
+typedef struct crdt_export crdt_export;
+
+/**
+ * Start exporting every change with an op that @p lacks does not hold,
+ * per actor in seq order. @p lacks may be NULL (everything).
+ * @param[out] out  release it with crdt_export_end()
+ */
+int crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks);
+
+/**
+ * Next encoded change. @p buf_out points into the map: valid until the
+ * next call or crdt_export_end(); do not free.
+ * @return CRDT_OK; CRDT_ENOTFOUND when done; CRDT_EIO.
+ */
+int crdt_export_next(crdt_export *e, const unsigned char **buf_out,
+                     size_t *len_out);
+
+void crdt_export_end(crdt_export *e);
+
+/** One encoded change handed to crdt_merge(). */
+typedef struct {
+    const unsigned char *data;
+    size_t len;
+} crdt_bytes;
+
+/** What a merge did. */
+typedef struct {
+    uint64_t changes_applied;
+    uint64_t ops_applied;
+    uint64_t duplicates;     /**< changes already held (no-ops) */
+    uint64_t pending;        /**< changes parked until a gap fills */
+    uint64_t rebased_ops;    /**< ops transformed from an older epoch */
+    uint64_t quarantined_ops;
+} crdt_merge_report;
+
+/**
+ * Merge @p n remote changes in ONE write transaction: all or nothing.
+ * Each change's hash chain is checked, and the signature of the newest
+ * change of each actor (the chain makes it cover the rest). Changes
+ * already held are no-ops; a change whose predecessor is missing waits
+ * in the pending area.
+ * @param[out] report  what happened, or NULL
+ * @return CRDT_OK; CRDT_EAUTH (bad signature, another space);
+ *         CRDT_ECONFLICT (same (actor, seq) with other content);
+ *         CRDT_ECLOCK (stamped beyond the allowed drift); CRDT_EPROTO
+ *         (malformed); CRDT_EBUSY (migration in progress); CRDT_ENOTFOUND
+ *         (written in an epoch this replica does not know); CRDT_EFULL.
+ */
+int crdt_merge(crdt_merge_report *report, crdt_replica *r,
+               const crdt_bytes *changes, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,380 @@
+/*
+ * codec.c: the byte layout of changes and ops (docs/storage.md).
+ *
+ *   change = [ body: bin, sig: bin(64) ]
+ *   body   = [ 1, space: bin16, epoch: bin32, pubkey: bin32,
+ *              incarnation: bin8, seq: uint, hlc: uint, prev: bin32,
+ *              ops: [op...] ]
+ *   hash   = BLAKE2b-256(body);  sig = Ed25519("strata-change-v1"||hash)
+ *
+ * Encoding uses msgpack-c's packer; decoding the bounded reader in mp.c.
+ * Invariants:
+ *  (1) A decoded change or op is fully validated: types, lengths, names
+ *      (1..64 bytes, UTF-8, no NUL), counts, no trailing bytes.
+ *  (2) Encoding is canonical (smallest integer forms, float64 only), so
+ *      equal values give equal bytes and equal state hashes.
+ */
+#include <sodium.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const char SIG_CONTEXT[] = "strata-change-v1";
+
+void
+crdt__enc_init(crdt__enc *e)
+{
+    msgpack_sbuffer_init(&e->sb);
+    msgpack_packer_init(&e->pk, &e->sb, msgpack_sbuffer_write);
+}
+
+void
+crdt__enc_reset(crdt__enc *e)
+{
+    msgpack_sbuffer_clear(&e->sb);
+}
+
+void
+crdt__enc_free(crdt__enc *e)
+{
+    msgpack_sbuffer_destroy(&e->sb);
+}
+
+int
+crdt__enc_str(crdt__enc *e, const char *s, size_t len)
+{
+    if (msgpack_pack_str(&e->pk, len) < 0 ||
+        msgpack_pack_str_body(&e->pk, s, len) < 0)
+        return CRDT_ENOMEM;
+    return CRDT_OK;
+}
+
+int
+crdt__enc_bin(crdt__enc *e, const void *p, size_t len)
+{
+    if (msgpack_pack_bin(&e->pk, len) < 0 ||
+        msgpack_pack_bin_body(&e->pk, p, len) < 0)
+        return CRDT_ENOMEM;
+    return CRDT_OK;
+}
+
+int
+crdt__enc_value(crdt__enc *e, const crdt_value *v)
+{
+    int rc = 0;
+
+    switch (v->type) {
+    case CRDT_VNULL: rc = msgpack_pack_nil(&e->pk); break;
+    case CRDT_VBOOL:
+        rc = v->u.b ? msgpack_pack_true(&e->pk) : msgpack_pack_false(&e->pk);
+        break;
+    case CRDT_VINT: rc = msgpack_pack_int64(&e->pk, v->u.i); break;
+    case CRDT_VDOUBLE: rc = msgpack_pack_double(&e->pk, v->u.d); break;
+    case CRDT_VSTRING: return crdt__enc_str(e, v->u.s.ptr, v->u.s.len);
+    case CRDT_VBYTES: return crdt__enc_bin(e, v->u.s.ptr, v->u.s.len);
+    default: return CRDT_EINVAL;
+    }
+    return rc < 0 ? CRDT_ENOMEM : CRDT_OK;
+}
+
+/* A packer target that writes into a fixed buffer. */
+typedef struct {
+    unsigned char *p;
+    size_t len, cap;
+} fixed_buf;
+
+static int
+fixed_write(void *data, const char *buf, size_t len)
+{
+    fixed_buf *f = data;
+
+    if (f->cap - f->len < len)
+        return -1;
+    memcpy(f->p + f->len, buf, len);
+    f->len += len;
+    return 0;
+}
+
+int
+crdt__value_bytes(unsigned char *out, size_t cap, const crdt_value *v)
+{
+    fixed_buf f = { out, 0, cap };
+    msgpack_packer pk;
+    int rc = 0;
+
+    msgpack_packer_init(&pk, &f, fixed_write);
+    switch (v->type) {
+    case CRDT_VNULL: rc = msgpack_pack_nil(&pk); break;
+    case CRDT_VBOOL: rc = v->u.b ? msgpack_pack_true(&pk)
+                                 : msgpack_pack_false(&pk); break;
+    case CRDT_VINT: rc = msgpack_pack_int64(&pk, v->u.i); break;
+    case CRDT_VDOUBLE: rc = msgpack_pack_double(&pk, v->u.d); break;
+    case CRDT_VSTRING:
+        rc = msgpack_pack_str(&pk, v->u.s.len);
+        if (rc == 0)
+            rc = msgpack_pack_str_body(&pk, v->u.s.ptr, v->u.s.len);
+        break;
+    case CRDT_VBYTES:
+        rc = msgpack_pack_bin(&pk, v->u.s.len);
+        if (rc == 0)
+            rc = msgpack_pack_bin_body(&pk, v->u.s.ptr, v->u.s.len);
+        break;
+    default:
+        return -1;
+    }
+    return rc < 0 ? -1 : (int)f.len;
+}
+
+int
+crdt__value_parse(crdt_value *v, const unsigned char *p, size_t len)
+{
+    crdt__mp m = { p, p + len };
+
+    if (crdt__mp_value(&m, v) < 0 || m.p != m.end)
+        return CRDT_ECORRUPT;
+    return CRDT_OK;
+}
+
+void
+crdt__actor_of(crdt_actor *out, const unsigned char *pk,
+               const unsigned char *inc)
+{
+    unsigned char in[CRDT_PUBKEY_BYTES + 8];
+
+    memcpy(in, pk, CRDT_PUBKEY_BYTES);
+    memcpy(in + CRDT_PUBKEY_BYTES, inc, 8);
+    crypto_generichash(out->b, CRDT_ACTOR_BYTES, in, sizeof in, NULL, 0);
+}
+
+int
+crdt__name_ok_len(const char *s, size_t len)
+{
+    return len > 0 && len <= CRDT_NAME_MAX && memchr(s, 0, len) == NULL &&
+           crdt__utf8_valid(s, len);
+}
+
+int
+crdt__name_ok(const char *s)
+{
+    return s != NULL && crdt__name_ok_len(s, strnlen(s, CRDT_NAME_MAX + 1));
+}
+
+int
+crdt_change_decode(crdt_change *out, const unsigned char *buf, size_t len)
+{
+    crdt__mp m = { buf, buf + len }, b;
+    const unsigned char *body, *sig;
+    uint32_t n, body_len, sig_len, n_ops;
+    uint64_t version;
+    crdt_change c;
+
+    if (buf == NULL || out == NULL)
+        return CRDT_EINVAL;
+    if (len > CRDT_CHANGE_MAX)
+        return CRDT_ELIMIT;
+    if (crdt__mp_array(&m, &n) < 0 || n != 2 ||
+        crdt__mp_bin(&m, &body, &body_len) < 0 ||
+        crdt__mp_bin(&m, &sig, &sig_len) < 0 ||
+        sig_len != crypto_sign_BYTES || m.p != m.end)
+        return CRDT_EPROTO;
+
+    b.p = body;
+    b.end = body + body_len;
+    if (crdt__mp_array(&b, &n) < 0 || n != 9 ||
+        crdt__mp_uint(&b, &version) < 0)
+        return CRDT_EPROTO;
+    if (version != CRDT__FORMAT)
+        return CRDT_EVERSION;
+    if (crdt__mp_bin_fixed(&b, c.space_id, CRDT_SPACE_ID_BYTES) < 0 ||
+        crdt__mp_bin_fixed(&b, c.epoch_id, CRDT_HASH_BYTES) < 0 ||
+        crdt__mp_bin_fixed(&b, c.pubkey, CRDT_PUBKEY_BYTES) < 0 ||
+        crdt__mp_bin_fixed(&b, c.incarnation, 8) < 0 ||
+        crdt__mp_uint(&b, &c.seq) < 0 || crdt__mp_uint(&b, &c.hlc) < 0 ||
+        crdt__mp_bin_fixed(&b, c.prev, CRDT_HASH_BYTES) < 0)
+        return CRDT_EPROTO;
+    c.ops = b.p;
+    if (crdt__mp_array(&b, &n_ops) < 0)
+        return CRDT_EPROTO;
+    if (n_ops == 0 || n_ops > CRDT_CHANGE_MAX_OPS)
+        return n_ops == 0 ? CRDT_EPROTO : CRDT_ELIMIT;
+    c.n_ops = n_ops;
+    /* seq counts from 1; neither seq nor hlc may wrap inside the change */
+    if (c.seq == 0 || c.seq > UINT64_MAX / 2 - n_ops ||
+        c.hlc > UINT64_MAX - n_ops)
+        return CRDT_EPROTO;
+    for (uint32_t i = 0; i < n_ops; i++)
+        if (crdt__mp_skip(&b) < 0)
+            return CRDT_EPROTO;
+    if (b.p != b.end)
+        return CRDT_EPROTO;
+    c.ops_len = (size_t)(b.end - c.ops);
+    c.sig = sig;
+    crypto_generichash(c.hash, CRDT_HASH_BYTES, body, body_len, NULL, 0);
+    crdt__actor_of(&c.actor, c.pubkey, c.incarnation);
+    *out = c;
+    return CRDT_OK;
+}
+
+static void
+sig_message(unsigned char *msg, const unsigned char *hash)
+{
+    memcpy(msg, SIG_CONTEXT, sizeof SIG_CONTEXT - 1);
+    memcpy(msg + sizeof SIG_CONTEXT - 1, hash, CRDT_HASH_BYTES);
+}
+
+int
+crdt_change_verify(const crdt_change *c)
+{
+    unsigned char msg[sizeof SIG_CONTEXT - 1 + CRDT_HASH_BYTES];
+
+    sig_message(msg, c->hash);
+    if (crypto_sign_verify_detached(c->sig, msg, sizeof msg, c->pubkey) != 0)
+        return CRDT_EAUTH;
+    return CRDT_OK;
+}
+
+int
+crdt__change_sign(unsigned char *sig, const unsigned char *hash,
+                  const unsigned char *sk)
+{
+    unsigned char msg[sizeof SIG_CONTEXT - 1 + CRDT_HASH_BYTES];
+
+    sig_message(msg, hash);
+    return crypto_sign_detached(sig, NULL, msg, sizeof msg, sk) == 0
+               ? CRDT_OK : CRDT_ERROR;
+}
+
+void
+crdt_op_iter_init(crdt_op_iter *it, const crdt_change *c)
+{
+    crdt__mp m = { c->ops, c->ops + c->ops_len };
+    uint32_t n = 0;
+
+    it->left = 0;
+    it->p = it->end = NULL;
+    if (crdt__mp_array(&m, &n) == CRDT_OK) {
+        it->p = m.p;
+        it->end = m.end;
+        it->left = n;
+    }
+}
+
+static int
+name(crdt__mp *m, const char **s, size_t *len)
+{
+    uint32_t n;
+
+    if (crdt__mp_str(m, s, &n) < 0 || !crdt__name_ok_len(*s, n))
+        return CRDT_EPROTO;
+    *len = n;
+    return CRDT_OK;
+}
+
+int
+crdt__op_decode(crdt_op *op, crdt__mp *m)
+{
+    uint32_t n;
+    uint64_t kind;
+    const unsigned char *obs;
+
+    memset(op, 0, sizeof *op);
+    if (crdt__mp_array(m, &n) < 0 || n < 4 || crdt__mp_uint(m, &kind) < 0 ||
+        kind > CRDT_OP_DEL_DOC)
+        return CRDT_EPROTO;
+    op->kind = (crdt_op_kind)kind;
+    if (name(m, &op->coll, &op->coll_len) < 0 ||
+        name(m, &op->doc, &op->doc_len) < 0)
+        return CRDT_EPROTO;
+    if (op->kind != CRDT_OP_DEL_DOC &&
+        name(m, &op->field, &op->field_len) < 0)
+        return CRDT_EPROTO;
+    switch (op->kind) {
+    case CRDT_OP_PUT:
+    case CRDT_OP_SADD:
+        if (n != 5 || crdt__mp_value(m, &op->value) < 0)
+            return CRDT_EPROTO;
+        return CRDT_OK;
+    case CRDT_OP_INCR:
+        if (n != 5 || crdt__mp_int(m, &op->delta) < 0)
+            return CRDT_EPROTO;
+        return CRDT_OK;
+    case CRDT_OP_SREM:
+        if (n != 6 || crdt__mp_value(m, &op->value) < 0)
+            return CRDT_EPROTO;
+        break;
+    case CRDT_OP_DEL_FIELD:
+        if (n != 5)
+            return CRDT_EPROTO;
+        break;
+    case CRDT_OP_DEL_DOC:
+        if (n != 4)
+            return CRDT_EPROTO;
+        break;
+    }
+    obs = m->p;
+    if (crdt__mp_skip(m) < 0)
+        return CRDT_EPROTO;
+    op->observed = obs;
+    op->observed_len = (size_t)(m->p - obs);
+    return CRDT_OK;
+}
+
+int
+crdt_op_iter_next(crdt_op *out, crdt_op_iter *it)
+{
+    crdt__mp m;
+    int rc;
+
+    if (it->left == 0)
+        return CRDT_ENOTFOUND;
+    m.p = it->p;
+    m.end = it->end;
+    rc = crdt__op_decode(out, &m);
+    if (rc < 0) {
+        it->left = 0;
+        return rc;
+    }
+    it->p = m.p;
+    it->left--;
+    return CRDT_OK;
+}
+
+/* Encode one op; the observed part is copied as encoded bytes. */
+int
+crdt__op_encode(crdt__enc *e, const crdt_op *op)
+{
+    size_t n = op->kind == CRDT_OP_DEL_DOC ? 4
+               : (op->kind == CRDT_OP_SREM ? 6
+                  : op->kind == CRDT_OP_DEL_FIELD ? 5 : 5);
+    int rc;
+
+    if (msgpack_pack_array(&e->pk, n) < 0 ||
+        msgpack_pack_uint64(&e->pk, op->kind) < 0)
+        return CRDT_ENOMEM;
+    if ((rc = crdt__enc_str(e, op->coll, op->coll_len)) < 0 ||
+        (rc = crdt__enc_str(e, op->doc, op->doc_len)) < 0)
+        return rc;
+    if (op->kind != CRDT_OP_DEL_DOC &&
+        (rc = crdt__enc_str(e, op->field, op->field_len)) < 0)
+        return rc;
+    switch (op->kind) {
+    case CRDT_OP_PUT:
+    case CRDT_OP_SADD:
+        return crdt__enc_value(e, &op->value);
+    case CRDT_OP_INCR:
+        return msgpack_pack_int64(&e->pk, op->delta) < 0 ? CRDT_ENOMEM
+                                                         : CRDT_OK;
+    case CRDT_OP_SREM:
+        if ((rc = crdt__enc_value(e, &op->value)) < 0)
+            return rc;
+        /* fall through */
+    case CRDT_OP_DEL_FIELD:
+    case CRDT_OP_DEL_DOC:
+        if (op->observed == NULL || op->observed_len == 0)
+            return CRDT_EINVAL;
+        return msgpack_sbuffer_write(&e->sb, (const char *)op->observed,
+                                     op->observed_len) < 0 ? CRDT_ENOMEM
+                                                           : CRDT_OK;
+    }
+    return CRDT_EINVAL;
+}

@@ -1,0 +1,140 @@
+/*
+ * export.c: streaming the changes another replica lacks.
+ *
+ * The cursor walks the heads (actor order) and, per actor, the log from
+ * the first change that ends above what the other side holds. Only one
+ * change is in hand at a time, as a view into the map: memory does not
+ * grow with history.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct crdt_export {
+    crdt_replica *r;
+    MDB_txn *txn;
+    MDB_cursor *heads;
+    MDB_cursor *log;
+    crdt_vv *lacks; /* borrowed */
+    crdt_actor actor;
+    uint64_t upto;  /* our seq for the current actor */
+    int in_actor;   /* the log cursor is positioned inside an actor */
+    int started;
+    int done;
+};
+
+int
+crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks)
+{
+    crdt_export *e;
+    int rc;
+
+    if (out == NULL || r == NULL)
+        return CRDT_EINVAL;
+    e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return CRDT_ENOMEM;
+    e->r = r;
+    e->lacks = (crdt_vv *)lacks;
+    rc = crdt__txn_begin(r, 0, &e->txn);
+    if (rc == CRDT_OK)
+        rc = crdt__mdb_err(mdb_cursor_open(e->txn, r->dbi[CRDT_DB_HEADS],
+                                           &e->heads));
+    if (rc == CRDT_OK)
+        rc = crdt__mdb_err(mdb_cursor_open(e->txn, r->dbi[CRDT_DB_LOG],
+                                           &e->log));
+    if (rc < 0) {
+        crdt_export_end(e);
+        return rc;
+    }
+    *out = e;
+    return CRDT_OK;
+}
+
+/* Move to the next actor the other side lacks something of. */
+static int
+next_actor(crdt_export *e)
+{
+    MDB_val k, v;
+    int rc;
+
+    for (;;) {
+        rc = mdb_cursor_get(e->heads, &k, &v, e->started ? MDB_NEXT
+                                                         : MDB_FIRST);
+        e->started = 1;
+        if (rc == MDB_NOTFOUND)
+            return CRDT_ENOTFOUND;
+        if (rc != 0)
+            return crdt__mdb_err(rc);
+        if (k.mv_size != CRDT_ACTOR_BYTES || v.mv_size != CRDT__HEAD_BYTES)
+            return CRDT_ECORRUPT;
+        memcpy(e->actor.b, k.mv_data, CRDT_ACTOR_BYTES);
+        e->upto = crdt__rd64(v.mv_data);
+        uint64_t have = e->lacks ? crdt_vv_get(e->lacks, &e->actor) : 0;
+        if (have >= e->upto)
+            continue;
+        /* first change whose last seq is above @have */
+        unsigned char key[16];
+        MDB_val lk = { sizeof key, key }, lv;
+        crdt__log_key(key, &e->actor, have + 1);
+        rc = mdb_cursor_get(e->log, &lk, &lv, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND)
+            continue;
+        if (rc != 0)
+            return crdt__mdb_err(rc);
+        e->in_actor = 1;
+        return CRDT_OK;
+    }
+}
+
+int
+crdt_export_next(crdt_export *e, const unsigned char **buf_out,
+                 size_t *len_out)
+{
+    MDB_val k, v;
+    int rc;
+
+    if (e == NULL || e->done)
+        return CRDT_ENOTFOUND;
+    for (;;) {
+        if (!e->in_actor) {
+            rc = next_actor(e);
+            if (rc < 0) {
+                e->done = 1;
+                return rc;
+            }
+            rc = mdb_cursor_get(e->log, &k, &v, MDB_GET_CURRENT);
+        } else {
+            rc = mdb_cursor_get(e->log, &k, &v, MDB_NEXT);
+        }
+        if (rc == MDB_NOTFOUND) {
+            e->in_actor = 0;
+            continue;
+        }
+        if (rc != 0)
+            return crdt__mdb_err(rc);
+        if (k.mv_size != 16 ||
+            memcmp(k.mv_data, e->actor.b, CRDT_ACTOR_BYTES) != 0 ||
+            crdt__rd64((unsigned char *)k.mv_data + 8) > e->upto) {
+            e->in_actor = 0;
+            continue;
+        }
+        *buf_out = v.mv_data;
+        *len_out = v.mv_size;
+        return CRDT_OK;
+    }
+}
+
+void
+crdt_export_end(crdt_export *e)
+{
+    if (e == NULL)
+        return;
+    if (e->log)
+        mdb_cursor_close(e->log);
+    if (e->heads)
+        mdb_cursor_close(e->heads);
+    crdt__txn_end(e->r, e->txn, 0);
+    free(e);
+}

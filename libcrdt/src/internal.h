@@ -1,0 +1,223 @@
+/*
+ * internal.h: what the files of libcrdt share. Not installed.
+ *
+ * Layering inside the library:
+ *   replica.c (open, identity, meta)  txn.c (local writes)
+ *   merge.c (remote changes)  export.c  read.c
+ *        \        |         /
+ *   state.c (apply one op to the materialized state, state hash)
+ *        |
+ *   codec.c / mp.c (msgpack)   store_lmdb.c (LMDB env, growth, errors)
+ */
+#ifndef CRDT_INTERNAL_H
+#define CRDT_INTERNAL_H
+
+#include <lmdb.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "crdt/change.h"
+#include "crdt/error.h"
+#include "crdt/raw.h"
+#include "crdt/read.h"
+#include "crdt/replica.h"
+#include "crdt/sync.h"
+#include "crdt/txn.h"
+#include "crdt/vv.h"
+
+#define CRDT__FORMAT 1u
+#define CRDT__KEY_MAX 511 /* LMDB's default maximum key size */
+#define CRDT__ELEM_MAX 256 /* encoded set element, so keys fit */
+/* MDB_MAP_FULL: internal only; public calls grow the map and retry, and
+ * report CRDT_EFULL only when the map may not grow any more. */
+#define CRDT__EMAPFULL (-1000)
+
+struct crdt_replica {
+    MDB_env *env;
+    MDB_dbi dbi[CRDT_DB__COUNT];
+    char *path;
+    unsigned char space_id[CRDT_SPACE_ID_BYTES];
+    unsigned char pk[CRDT_PUBKEY_BYTES];
+    unsigned char sk[CRDT_SECKEY_BYTES];
+    unsigned char incarnation[8];
+    crdt_actor actor;
+    size_t max_map_size;
+    uint64_t max_drift_ms;
+    int read_only;
+    pthread_rwlock_t grow_lock; /* txns hold it shared; growth exclusive */
+    crdt_epoch_hook hook;
+    void *hook_ctx;
+};
+
+/* A write context: one LMDB write txn plus the state-hash accumulator. */
+typedef struct {
+    crdt_replica *r;
+    MDB_txn *txn;
+    MDB_dbi state;   /* the active state database */
+    int state_slot;  /* 0 or 1 */
+    uint64_t acc[4]; /* multiset hash of the active state */
+    int acc_dirty;
+} crdt__wctx;
+
+/* A raw txn (crdt/raw.h): a write context, or a read txn. Merge builds
+ * one on the stack around its own context to call the epoch hook. */
+struct crdt_raw {
+    crdt__wctx own;
+    crdt__wctx *w;   /* == &own, or borrowed */
+    int write;
+};
+
+/* ---- merge.c ---- */
+int crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
+                   const crdt_bytes *changes, size_t n);
+/* Apply one decoded change's ops from op index @p skip on (rebasing
+ * through the epoch hook when it was written in another epoch). */
+int crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
+                       const unsigned char *cur_epoch,
+                       crdt_merge_report *rep);
+
+/* ---- store_lmdb.c ---- */
+int crdt__mdb_err(int mdb_rc);
+int crdt__store_open(crdt_replica *r, const char *path,
+                     const crdt_open_options *o, int *created);
+void crdt__store_close(crdt_replica *r);
+/* Every LMDB txn of the library begins and ends through these two, so
+ * that growing the map can wait until no txn of this process is open. */
+int crdt__txn_begin(crdt_replica *r, int write, MDB_txn **out);
+int crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit);
+/* Grow the map after MDB_MAP_FULL; CRDT_EFULL past max_map_size. */
+int crdt__store_grow(crdt_replica *r);
+int crdt__meta_get(MDB_txn *txn, crdt_replica *r, const char *key,
+                   MDB_val *out);
+int crdt__meta_put(MDB_txn *txn, crdt_replica *r, const char *key,
+                   const void *val, size_t len);
+uint64_t crdt__meta_u64(MDB_txn *txn, crdt_replica *r, const char *key);
+int crdt__meta_put_u64(MDB_txn *txn, crdt_replica *r, const char *key,
+                       uint64_t v);
+/* Index of the active state database (0/1), read in @p txn. */
+int crdt__state_slot(MDB_txn *txn, crdt_replica *r);
+
+/* ---- wctx: begin/finish a write context (state.c) ---- */
+int crdt__wctx_begin(crdt__wctx *w, crdt_replica *r, int check_marker);
+int crdt__wctx_commit(crdt__wctx *w);
+void crdt__wctx_abort(crdt__wctx *w);
+/* 1 if an upgrade marker is present (read in @p txn). */
+int crdt__marker_present(MDB_txn *txn, crdt_replica *r);
+
+/* ---- big-endian helpers ---- */
+static inline void
+crdt__be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (unsigned char)v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t
+crdt__rd64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* ---- mp.c: bounded zero-copy msgpack reader ---- */
+typedef struct {
+    const unsigned char *p, *end;
+} crdt__mp;
+
+int crdt__mp_array(crdt__mp *m, uint32_t *n);
+int crdt__mp_map(crdt__mp *m, uint32_t *n);
+int crdt__mp_uint(crdt__mp *m, uint64_t *v);
+int crdt__mp_int(crdt__mp *m, int64_t *v);
+int crdt__mp_bin(crdt__mp *m, const unsigned char **p, uint32_t *len);
+int crdt__mp_bin_fixed(crdt__mp *m, unsigned char *out, uint32_t len);
+int crdt__mp_str(crdt__mp *m, const char **p, uint32_t *len);
+/* A scalar value; strings are checked to be UTF-8. */
+int crdt__mp_value(crdt__mp *m, crdt_value *v);
+/* Skip one object of any type; nesting limited to 32. */
+int crdt__mp_skip(crdt__mp *m);
+int crdt__utf8_valid(const char *s, size_t len);
+
+/* ---- codec.c: encoders ---- */
+/* A msgpack packer writing into a growable buffer we own. */
+typedef struct {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+} crdt__enc;
+
+void crdt__enc_init(crdt__enc *e);
+void crdt__enc_reset(crdt__enc *e);
+void crdt__enc_free(crdt__enc *e);
+int crdt__enc_value(crdt__enc *e, const crdt_value *v);
+int crdt__enc_str(crdt__enc *e, const char *s, size_t len);
+int crdt__enc_bin(crdt__enc *e, const void *p, size_t len);
+int crdt__op_decode(crdt_op *op, crdt__mp *m);
+int crdt__op_encode(crdt__enc *e, const crdt_op *op);
+int crdt__change_sign(unsigned char *sig, const unsigned char *hash,
+                      const unsigned char *sk);
+/* Encode a scalar into a fixed buffer; returns length or -1. */
+int crdt__value_bytes(unsigned char *out, size_t cap, const crdt_value *v);
+/* Decode a scalar encoded by crdt__value_bytes(). */
+int crdt__value_parse(crdt_value *v, const unsigned char *p, size_t len);
+/* Actor id from public key and incarnation. */
+void crdt__actor_of(crdt_actor *out, const unsigned char *pk,
+                    const unsigned char *inc);
+
+/* ---- state.c: the materialized state ---- */
+/*
+ * Apply one op of actor @p actor with stamp @p hlc and seq @p seq.
+ * Local and remote ops take this same path, so both follow one set of
+ * merge rules.
+ */
+int crdt__state_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
+                      const crdt_actor *actor, uint64_t seq);
+/* Compute the observed part for SREM / DEL_FIELD / DEL_DOC (local). */
+int crdt__state_observe(crdt__wctx *w, crdt__enc *e, crdt_op_kind kind,
+                        const char *coll, const char *doc,
+                        const char *field, const crdt_value *elem);
+/* Which kind a field is live as, or 0. */
+int crdt__state_field_kind(MDB_txn *txn, MDB_dbi state, const char *coll,
+                           const char *doc, const char *field);
+int crdt__state_put(crdt__wctx *w, const void *k, size_t kl,
+                    const void *v, size_t vl, const MDB_val *old);
+int crdt__state_del(crdt__wctx *w, const void *k, size_t kl,
+                    const MDB_val *old);
+void crdt__hash_entry(uint64_t out[4], const void *k, size_t kl,
+                      const void *v, size_t vl);
+void crdt__acc_bytes(unsigned char out[32], const uint64_t acc[4]);
+void crdt__acc_load(uint64_t acc[4], const unsigned char in[32]);
+
+/* ---- heads.c: per-actor chain state ---- */
+typedef struct {
+    uint64_t seq;                       /* last op held */
+    unsigned char hash[CRDT_HASH_BYTES]; /* hash of the change ending there */
+    unsigned char pk[CRDT_PUBKEY_BYTES];
+    unsigned char inc[8];
+} crdt__head;
+
+#define CRDT__HEAD_BYTES (8 + CRDT_HASH_BYTES + CRDT_PUBKEY_BYTES + 8)
+int crdt__head_get(MDB_txn *txn, crdt_replica *r, const crdt_actor *a,
+                   crdt__head *out);
+int crdt__head_put(MDB_txn *txn, crdt_replica *r, const crdt_actor *a,
+                   const crdt__head *h);
+/* Log and pending keys: actor(8) | seq(8) big-endian. */
+void crdt__log_key(unsigned char *k, const crdt_actor *a, uint64_t seq);
+/* Add to the meta counters ops_in_log / changes_in_log / pending. */
+int crdt__count_add(MDB_txn *txn, crdt_replica *r, const char *key,
+                    int64_t delta);
+
+/* ---- hlc.c ---- */
+uint64_t crdt__now_ms(void);
+/* Next local stamp for @p n ops: strictly above @p last and the clock. */
+uint64_t crdt__hlc_next(uint64_t last, uint64_t n);
+static inline uint64_t crdt__hlc_ms(uint64_t hlc) { return hlc >> 16; }
+
+/* ---- names ---- */
+int crdt__name_ok(const char *s);
+int crdt__name_ok_len(const char *s, size_t len);
+
+#endif

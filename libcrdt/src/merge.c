@@ -1,0 +1,346 @@
+/*
+ * merge.c: merging a batch of remote changes in one write transaction.
+ *
+ * Invariants:
+ *  (1) All or nothing: any invalid change (bad signature, broken chain,
+ *      other space, too far in the future) fails the whole batch and the
+ *      caller aborts the txn.
+ *  (2) Per actor, changes apply in seq order, each chained to the head
+ *      (prev == hash of the change ending at head.seq). A change whose
+ *      predecessor is missing waits in the pending area, and is applied
+ *      as soon as the gap fills.
+ *  (3) Idempotent: a change at or below the head is a no-op, unless the
+ *      log holds different content for it (ECONFLICT: equivocation).
+ *  (4) Signatures: the newest change of each actor in the batch is
+ *      verified; the hash chain makes that signature cover the rest.
+ *      A parked change is verified on its own when it is parked.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct {
+    crdt_change c;
+    const unsigned char *data;
+    size_t len;
+} item;
+
+static int
+cmp_item(const void *a, const void *b)
+{
+    const item *x = a, *y = b;
+    int c = memcmp(x->c.actor.b, y->c.actor.b, CRDT_ACTOR_BYTES);
+
+    if (c != 0)
+        return c;
+    return x->c.seq < y->c.seq ? -1 : x->c.seq > y->c.seq;
+}
+
+int
+crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
+                   const unsigned char *cur_epoch, crdt_merge_report *rep)
+{
+    int foreign = memcmp(c->epoch_id, cur_epoch, CRDT_HASH_BYTES) != 0;
+    crdt_op_iter it;
+    crdt_op op, out;
+    struct crdt_raw raw;
+    uint64_t i = 0;
+    int rc;
+
+    raw.w = w;
+    raw.write = 1;
+    crdt_op_iter_init(&it, c);
+    while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
+        const crdt_op *apply = &op;
+
+        if (i < skip) {
+            i++;
+            continue;
+        }
+        if (foreign) {
+            if (w->r->hook.transform == NULL)
+                return CRDT_ENOTFOUND; /* no way to read that epoch */
+            rc = w->r->hook.transform(w->r->hook_ctx, &raw, c, c->seq + i,
+                                      &op, &out);
+            if (rc == CRDT_EREJECTED) {
+                if (rep)
+                    rep->quarantined_ops++;
+                i++;
+                continue;
+            }
+            if (rc < 0)
+                return rc;
+            apply = &out;
+            if (rep)
+                rep->rebased_ops++;
+        }
+        rc = crdt__state_apply(w, apply, c->hlc + i, &c->actor, c->seq + i);
+        if (rc < 0)
+            return rc;
+        if (rep)
+            rep->ops_applied++;
+        i++;
+    }
+    return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
+}
+
+/* Store @p c (applied) in the log and advance the head. */
+static int
+log_append(crdt__wctx *w, const crdt_change *c, const unsigned char *data,
+           size_t len, crdt__head *h)
+{
+    unsigned char key[16];
+    uint64_t last = c->seq + c->n_ops - 1;
+    MDB_val k = { sizeof key, key }, v = { len, (void *)data };
+    int rc;
+
+    crdt__log_key(key, &c->actor, last);
+    rc = crdt__mdb_err(mdb_put(w->txn, w->r->dbi[CRDT_DB_LOG], &k, &v, 0));
+    if (rc < 0)
+        return rc;
+    h->seq = last;
+    memcpy(h->hash, c->hash, CRDT_HASH_BYTES);
+    memcpy(h->pk, c->pubkey, CRDT_PUBKEY_BYTES);
+    memcpy(h->inc, c->incarnation, 8);
+    if ((rc = crdt__count_add(w->txn, w->r, "ops_in_log",
+                              (int64_t)c->n_ops)) < 0)
+        return rc;
+    return crdt__count_add(w->txn, w->r, "changes_in_log", 1);
+}
+
+/* Keeps (3): is the change at or below the head the one we hold? */
+static int
+check_duplicate(crdt__wctx *w, const crdt_change *c)
+{
+    unsigned char key[16];
+    MDB_val k = { sizeof key, key }, v;
+    crdt_change held;
+    int rc;
+
+    crdt__log_key(key, &c->actor, c->seq + c->n_ops - 1);
+    rc = mdb_get(w->txn, w->r->dbi[CRDT_DB_LOG], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return CRDT_OK; /* folded into an epoch or split otherwise */
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    if (crdt_change_decode(&held, v.mv_data, v.mv_size) < 0)
+        return CRDT_ECORRUPT;
+    if (held.seq != c->seq ||
+        memcmp(held.hash, c->hash, CRDT_HASH_BYTES) != 0)
+        return CRDT_ECONFLICT;
+    return CRDT_OK;
+}
+
+static int
+park(crdt__wctx *w, const item *it, crdt_merge_report *rep)
+{
+    unsigned char key[16];
+    MDB_val k = { sizeof key, key }, v = { it->len, (void *)it->data };
+    int rc;
+
+    if ((rc = crdt_change_verify(&it->c)) < 0)
+        return rc;
+    crdt__log_key(key, &it->c.actor, it->c.seq);
+    rc = mdb_put(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v,
+                 MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST)
+        return CRDT_OK;
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    if (rep)
+        rep->pending++;
+    return crdt__count_add(w->txn, w->r, "pending", 1);
+}
+
+/* Apply parked changes that now follow the head; keeps (2). */
+static int
+drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
+              const unsigned char *cur_epoch, crdt_merge_report *rep)
+{
+    unsigned char key[16];
+    MDB_val k = { sizeof key, key }, v;
+    crdt_change c;
+    unsigned char *copy;
+    int rc;
+
+    for (;;) {
+        crdt__log_key(key, a, h->seq + 1);
+        rc = mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v);
+        if (rc == MDB_NOTFOUND)
+            return CRDT_OK;
+        if (rc != 0)
+            return crdt__mdb_err(rc);
+        /* the view dies at the next write: work on a copy */
+        copy = malloc(v.mv_size);
+        if (copy == NULL)
+            return CRDT_ENOMEM;
+        memcpy(copy, v.mv_data, v.mv_size);
+        size_t len = v.mv_size;
+        rc = crdt_change_decode(&c, copy, len);
+        if (rc == CRDT_OK &&
+            memcmp(c.prev, h->hash, CRDT_HASH_BYTES) != 0)
+            rc = CRDT_ECONFLICT;
+        if (rc == CRDT_OK)
+            rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL) == 0
+                     ? crdt__count_add(w->txn, w->r, "pending", -1)
+                     : CRDT_EIO;
+        if (rc == CRDT_OK)
+            rc = crdt__apply_change(w, &c, 0, cur_epoch, rep);
+        if (rc == CRDT_OK)
+            rc = log_append(w, &c, copy, len, h);
+        free(copy);
+        if (rc < 0)
+            return rc;
+        if (rep)
+            rep->changes_applied++;
+    }
+}
+
+static int
+merge_actor(crdt__wctx *w, item *items, size_t n,
+            const unsigned char *cur_epoch, crdt_merge_report *rep)
+{
+    const crdt_actor *a = &items[0].c.actor;
+    const item *newest = NULL;
+    crdt__head h;
+    uint64_t start_seq;
+    int rc, had_head;
+
+    rc = crdt__head_get(w->txn, w->r, a, &h);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    had_head = rc == CRDT_OK;
+    if (!had_head) {
+        memset(&h, 0, sizeof h);
+        h.seq = 0;
+        memcpy(h.pk, items[0].c.pubkey, CRDT_PUBKEY_BYTES);
+        memcpy(h.inc, items[0].c.incarnation, 8);
+    }
+    start_seq = h.seq;
+    for (size_t i = 0; i < n; i++) {
+        const crdt_change *c = &items[i].c;
+        uint64_t last = c->seq + c->n_ops - 1;
+
+        if (memcmp(c->pubkey, h.pk, CRDT_PUBKEY_BYTES) != 0 ||
+            memcmp(c->incarnation, h.inc, 8) != 0)
+            return CRDT_EAUTH; /* actor id collision or forgery */
+        if (last <= h.seq) {
+            if ((rc = check_duplicate(w, c)) < 0)
+                return rc;
+            if (rep)
+                rep->duplicates++;
+            continue;
+        }
+        if (c->seq > h.seq + 1) {
+            if ((rc = park(w, &items[i], rep)) < 0)
+                return rc;
+            continue;
+        }
+        if (c->seq != h.seq + 1 ||
+            memcmp(c->prev, h.hash, CRDT_HASH_BYTES) != 0)
+            return CRDT_ECONFLICT; /* a fork of this actor's chain */
+        if ((rc = crdt__apply_change(w, c, 0, cur_epoch, rep)) < 0)
+            return rc;
+        if ((rc = log_append(w, c, items[i].data, items[i].len, &h)) < 0)
+            return rc;
+        if (rep)
+            rep->changes_applied++;
+        newest = &items[i];
+        if ((rc = drain_pending(w, a, &h, cur_epoch, rep)) < 0)
+            return rc;
+    }
+    if (newest != NULL && (rc = crdt_change_verify(&newest->c)) < 0)
+        return rc; /* keeps (4) */
+    if (h.seq == start_seq)
+        return CRDT_OK; /* nothing applied: duplicates or parked only */
+    return crdt__head_put(w->txn, w->r, a, &h);
+}
+
+int
+crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
+               const crdt_bytes *changes, size_t n)
+{
+    crdt_replica *r = w->r;
+    unsigned char cur_epoch[CRDT_HASH_BYTES];
+    uint64_t now = crdt__now_ms(), max_hlc = 0;
+    item *items;
+    MDB_val v;
+    int rc = CRDT_OK;
+
+    if (n == 0)
+        return CRDT_OK;
+    if (crdt__meta_get(w->txn, r, "epoch_id", &v) < 0 ||
+        v.mv_size != CRDT_HASH_BYTES)
+        return CRDT_ECORRUPT;
+    memcpy(cur_epoch, v.mv_data, CRDT_HASH_BYTES);
+    items = calloc(n, sizeof *items);
+    if (items == NULL)
+        return CRDT_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        crdt_change *c = &items[i].c;
+        uint64_t top;
+
+        items[i].data = changes[i].data;
+        items[i].len = changes[i].len;
+        if ((rc = crdt_change_decode(c, changes[i].data, changes[i].len)) < 0)
+            goto done;
+        if (memcmp(c->space_id, r->space_id, CRDT_SPACE_ID_BYTES) != 0) {
+            rc = CRDT_EAUTH; /* replayed from another space */
+            goto done;
+        }
+        top = c->hlc + c->n_ops - 1;
+        if (crdt__hlc_ms(top) > now + r->max_drift_ms) {
+            rc = CRDT_ECLOCK;
+            goto done;
+        }
+        if (top > max_hlc)
+            max_hlc = top;
+    }
+    qsort(items, n, sizeof *items, cmp_item);
+    for (size_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && memcmp(items[j].c.actor.b, items[i].c.actor.b,
+                                        CRDT_ACTOR_BYTES) == 0; j++)
+            ;
+        if ((rc = merge_actor(w, items + i, j - i, cur_epoch, rep)) < 0)
+            goto done;
+    }
+    /* the clock never runs behind what we have seen (bounded by drift) */
+    if (max_hlc > crdt__meta_u64(w->txn, r, "hlc"))
+        rc = crdt__meta_put_u64(w->txn, r, "hlc", max_hlc);
+done:
+    free(items);
+    return rc;
+}
+
+int
+crdt_merge(crdt_merge_report *report, crdt_replica *r,
+           const crdt_bytes *changes, size_t n)
+{
+    crdt_merge_report rep;
+    crdt__wctx w;
+    int rc = CRDT_OK;
+
+    if (r == NULL || (changes == NULL && n > 0))
+        return CRDT_EINVAL;
+    for (int tries = 0; tries < 16; tries++) {
+        memset(&rep, 0, sizeof rep);
+        if ((rc = crdt__wctx_begin(&w, r, 1)) < 0)
+            return rc;
+        rc = crdt__merge_in(&w, &rep, changes, n);
+        if (rc == CRDT_OK)
+            rc = crdt__wctx_commit(&w);
+        else
+            crdt__wctx_abort(&w);
+        if (rc != CRDT__EMAPFULL)
+            break;
+        if ((rc = crdt__store_grow(r)) < 0)
+            break;
+        rc = CRDT__EMAPFULL;
+    }
+    if (rc == CRDT__EMAPFULL)
+        rc = CRDT_EFULL;
+    if (rc == CRDT_OK && report != NULL)
+        *report = rep;
+    return rc;
+}

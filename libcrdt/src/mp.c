@@ -1,0 +1,390 @@
+/*
+ * mp.c: a bounded, zero-copy msgpack reader for everything we decode
+ * (changes, ops, version vectors, stored records).
+ *
+ * Why not msgpack-c's object unpacker here: it allocates an array of a
+ * declared element count before checking that the input can hold that
+ * many elements, so a five-byte input can ask for gigabytes, and it
+ * copies every object. This reader never allocates, checks each declared
+ * count against the bytes left (every element takes at least one byte),
+ * limits nesting, and returns views into the input.
+ * Encoding still goes through msgpack-c's packer (codec.c).
+ *
+ * Invariants:
+ *  (1) No read goes past m->end; on any error m is left unchanged.
+ *  (2) A declared count is accepted only if count <= bytes left.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define MP_DEPTH_MAX 32
+
+static int
+need(const crdt__mp *m, size_t n)
+{
+    return (size_t)(m->end - m->p) >= n ? CRDT_OK : CRDT_EPROTO;
+}
+
+static uint64_t
+be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Read a container header; @p base is the fix-type base, @p mask its
+ * size bits, @p t16/@p t32 the 16- and 32-bit type bytes. */
+static int
+container(crdt__mp *m, uint32_t *n, unsigned base, unsigned mask,
+          unsigned t16, unsigned t32, size_t per_elem)
+{
+    const unsigned char *p = m->p;
+    size_t hdr;
+    uint64_t count;
+
+    if (need(m, 1) < 0)
+        return CRDT_EPROTO;
+    if ((p[0] & ~mask) == base) {
+        count = p[0] & mask;
+        hdr = 1;
+    } else if (p[0] == t16) {
+        if (need(m, 3) < 0)
+            return CRDT_EPROTO;
+        count = be(p + 1, 2);
+        hdr = 3;
+    } else if (p[0] == t32) {
+        if (need(m, 5) < 0)
+            return CRDT_EPROTO;
+        count = be(p + 1, 4);
+        hdr = 5;
+    } else {
+        return CRDT_EPROTO;
+    }
+    if (count * per_elem > (uint64_t)(m->end - p - hdr))
+        return CRDT_EPROTO; /* keeps (2) */
+    m->p += hdr;
+    *n = (uint32_t)count;
+    return CRDT_OK;
+}
+
+int
+crdt__mp_array(crdt__mp *m, uint32_t *n)
+{
+    return container(m, n, 0x90, 0x0f, 0xdc, 0xdd, 1);
+}
+
+int
+crdt__mp_map(crdt__mp *m, uint32_t *n)
+{
+    return container(m, n, 0x80, 0x0f, 0xde, 0xdf, 2);
+}
+
+int
+crdt__mp_uint(crdt__mp *m, uint64_t *v)
+{
+    const unsigned char *p = m->p;
+    int64_t s;
+
+    if (need(m, 1) < 0)
+        return CRDT_EPROTO;
+    switch (p[0]) {
+    case 0xcc: if (need(m, 2) < 0) return CRDT_EPROTO;
+        *v = p[1]; m->p += 2; return CRDT_OK;
+    case 0xcd: if (need(m, 3) < 0) return CRDT_EPROTO;
+        *v = be(p + 1, 2); m->p += 3; return CRDT_OK;
+    case 0xce: if (need(m, 5) < 0) return CRDT_EPROTO;
+        *v = be(p + 1, 4); m->p += 5; return CRDT_OK;
+    case 0xcf: if (need(m, 9) < 0) return CRDT_EPROTO;
+        *v = be(p + 1, 8); m->p += 9; return CRDT_OK;
+    default:
+        break;
+    }
+    if (p[0] <= 0x7f) {
+        *v = p[0];
+        m->p += 1;
+        return CRDT_OK;
+    }
+    /* A signed encoding of a non-negative number is still a uint. */
+    if (crdt__mp_int(m, &s) == CRDT_OK) {
+        if (s < 0) {
+            m->p = p;
+            return CRDT_EPROTO;
+        }
+        *v = (uint64_t)s;
+        return CRDT_OK;
+    }
+    return CRDT_EPROTO;
+}
+
+int
+crdt__mp_int(crdt__mp *m, int64_t *v)
+{
+    const unsigned char *p = m->p;
+    uint64_t u;
+
+    if (need(m, 1) < 0)
+        return CRDT_EPROTO;
+    if (p[0] <= 0x7f) {
+        *v = p[0];
+        m->p += 1;
+        return CRDT_OK;
+    }
+    if (p[0] >= 0xe0) {
+        *v = (int8_t)p[0];
+        m->p += 1;
+        return CRDT_OK;
+    }
+    switch (p[0]) {
+    case 0xd0: if (need(m, 2) < 0) return CRDT_EPROTO;
+        *v = (int8_t)p[1]; m->p += 2; return CRDT_OK;
+    case 0xd1: if (need(m, 3) < 0) return CRDT_EPROTO;
+        *v = (int16_t)be(p + 1, 2); m->p += 3; return CRDT_OK;
+    case 0xd2: if (need(m, 5) < 0) return CRDT_EPROTO;
+        *v = (int32_t)be(p + 1, 4); m->p += 5; return CRDT_OK;
+    case 0xd3: if (need(m, 9) < 0) return CRDT_EPROTO;
+        *v = (int64_t)be(p + 1, 8); m->p += 9; return CRDT_OK;
+    case 0xcc: case 0xcd: case 0xce: case 0xcf:
+        if (crdt__mp_uint(m, &u) < 0)
+            return CRDT_EPROTO;
+        if (u > (uint64_t)INT64_MAX) {
+            m->p = p;
+            return CRDT_EPROTO;
+        }
+        *v = (int64_t)u;
+        return CRDT_OK;
+    default:
+        return CRDT_EPROTO;
+    }
+}
+
+static int
+blob(crdt__mp *m, const unsigned char **out, uint32_t *len, int str)
+{
+    const unsigned char *p = m->p;
+    size_t hdr;
+    uint64_t n;
+
+    if (need(m, 1) < 0)
+        return CRDT_EPROTO;
+    if (str && (p[0] & 0xe0) == 0xa0) {
+        n = p[0] & 0x1f;
+        hdr = 1;
+    } else if (p[0] == (str ? 0xd9 : 0xc4)) {
+        if (need(m, 2) < 0)
+            return CRDT_EPROTO;
+        n = p[1];
+        hdr = 2;
+    } else if (p[0] == (str ? 0xda : 0xc5)) {
+        if (need(m, 3) < 0)
+            return CRDT_EPROTO;
+        n = be(p + 1, 2);
+        hdr = 3;
+    } else if (p[0] == (str ? 0xdb : 0xc6)) {
+        if (need(m, 5) < 0)
+            return CRDT_EPROTO;
+        n = be(p + 1, 4);
+        hdr = 5;
+    } else {
+        return CRDT_EPROTO;
+    }
+    if (n > (uint64_t)(m->end - p - hdr))
+        return CRDT_EPROTO;
+    *out = p + hdr;
+    *len = (uint32_t)n;
+    m->p = p + hdr + n;
+    return CRDT_OK;
+}
+
+int
+crdt__mp_bin(crdt__mp *m, const unsigned char **p, uint32_t *len)
+{
+    return blob(m, p, len, 0);
+}
+
+int
+crdt__mp_bin_fixed(crdt__mp *m, unsigned char *out, uint32_t len)
+{
+    const unsigned char *save = m->p, *p;
+    uint32_t n;
+
+    if (blob(m, &p, &n, 0) < 0)
+        return CRDT_EPROTO;
+    if (n != len) {
+        m->p = save;
+        return CRDT_EPROTO;
+    }
+    memcpy(out, p, len);
+    return CRDT_OK;
+}
+
+int
+crdt__mp_str(crdt__mp *m, const char **p, uint32_t *len)
+{
+    const unsigned char *s;
+    const unsigned char *save = m->p;
+
+    if (blob(m, &s, len, 1) < 0)
+        return CRDT_EPROTO;
+    if (!crdt__utf8_valid((const char *)s, *len)) {
+        m->p = save;
+        return CRDT_EPROTO;
+    }
+    *p = (const char *)s;
+    return CRDT_OK;
+}
+
+int
+crdt__mp_value(crdt__mp *m, crdt_value *v)
+{
+    const unsigned char *p = m->p;
+    const unsigned char *b;
+    uint32_t n;
+    union {
+        uint64_t u;
+        double d;
+    } bits;
+
+    if (need(m, 1) < 0)
+        return CRDT_EPROTO;
+    switch (p[0]) {
+    case 0xc0:
+        *v = crdt_value_null();
+        m->p += 1;
+        return CRDT_OK;
+    case 0xc2:
+    case 0xc3:
+        *v = crdt_value_bool(p[0] == 0xc3);
+        m->p += 1;
+        return CRDT_OK;
+    case 0xcb:
+        if (need(m, 9) < 0)
+            return CRDT_EPROTO;
+        bits.u = be(p + 1, 8);
+        *v = crdt_value_double(bits.d);
+        m->p += 9;
+        return CRDT_OK;
+    case 0xc4: case 0xc5: case 0xc6:
+        if (crdt__mp_bin(m, &b, &n) < 0)
+            return CRDT_EPROTO;
+        *v = crdt_value_bytes(b, n);
+        return CRDT_OK;
+    default:
+        break;
+    }
+    if ((p[0] & 0xe0) == 0xa0 || p[0] == 0xd9 || p[0] == 0xda ||
+        p[0] == 0xdb) {
+        const char *s;
+        if (crdt__mp_str(m, &s, &n) < 0)
+            return CRDT_EPROTO;
+        *v = crdt_value_str(s, n);
+        return CRDT_OK;
+    }
+    v->type = CRDT_VINT;
+    return crdt__mp_int(m, &v->u.i);
+}
+
+static int
+skip(crdt__mp *m, int depth)
+{
+    const unsigned char *p = m->p, *b;
+    uint32_t n;
+    crdt_value v;
+    int64_t i;
+    uint64_t u;
+
+    if (depth > MP_DEPTH_MAX)
+        return CRDT_ELIMIT;
+    if (need(m, 1) < 0)
+        return CRDT_EPROTO;
+    if ((p[0] & 0xf0) == 0x90 || p[0] == 0xdc || p[0] == 0xdd) {
+        if (crdt__mp_array(m, &n) < 0)
+            return CRDT_EPROTO;
+        while (n--) {
+            int rc = skip(m, depth + 1);
+            if (rc < 0) {
+                m->p = p;
+                return rc;
+            }
+        }
+        return CRDT_OK;
+    }
+    if ((p[0] & 0xf0) == 0x80 || p[0] == 0xde || p[0] == 0xdf) {
+        if (crdt__mp_map(m, &n) < 0)
+            return CRDT_EPROTO;
+        for (uint64_t k = 0; k < 2ull * n; k++) {
+            int rc = skip(m, depth + 1);
+            if (rc < 0) {
+                m->p = p;
+                return rc;
+            }
+        }
+        return CRDT_OK;
+    }
+    if (p[0] == 0xca) { /* float32: we never write one, but skip it */
+        if (need(m, 5) < 0)
+            return CRDT_EPROTO;
+        m->p += 5;
+        return CRDT_OK;
+    }
+    if (p[0] >= 0xcc && p[0] <= 0xcf)
+        return crdt__mp_uint(m, &u);
+    if ((p[0] & 0xe0) == 0xa0 || p[0] == 0xd9 || p[0] == 0xda ||
+        p[0] == 0xdb)
+        return blob(m, &b, &n, 1); /* skipping need not check UTF-8 */
+    if (crdt__mp_value(m, &v) == CRDT_OK)
+        return CRDT_OK;
+    if (crdt__mp_int(m, &i) == CRDT_OK)
+        return CRDT_OK;
+    return CRDT_EPROTO; /* ext types and 0xc1 are not ours */
+}
+
+int
+crdt__mp_skip(crdt__mp *m)
+{
+    return skip(m, 0);
+}
+
+int
+crdt__utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *e = p + len;
+
+    while (p < e) {
+        unsigned c = *p;
+        size_t n;
+        uint32_t cp;
+
+        if (c < 0x80) {
+            p++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if ((size_t)(e - p) <= n)
+            return 0;
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        /* reject overlong forms, surrogates and beyond U+10FFFF */
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) ||
+            (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        p += n + 1;
+    }
+    return 1;
+}

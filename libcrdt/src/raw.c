@@ -1,0 +1,687 @@
+/*
+ * raw.c: the storage layer's interface for libepoch (crdt/raw.h).
+ *
+ * Invariants:
+ *  (1) Every state write through here keeps the slot's multiset hash.
+ *  (2) Moving log records (archive, replay) keeps the meta counters
+ *      ops_in_log / changes_in_log equal to what the log holds.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int crdt__vv_from_heads(crdt_vv **out, MDB_txn *txn, crdt_replica *r);
+
+struct crdt_raw_cursor {
+    MDB_cursor *c;
+};
+
+int
+crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write)
+{
+    crdt_raw *t;
+    int rc;
+
+    if (out == NULL || r == NULL)
+        return CRDT_EINVAL;
+    t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return CRDT_ENOMEM;
+    t->w = &t->own;
+    t->write = write;
+    if (write) {
+        rc = crdt__wctx_begin(&t->own, r, 0);
+    } else {
+        t->own.r = r;
+        rc = crdt__txn_begin(r, 0, &t->own.txn);
+        if (rc == CRDT_OK) {
+            t->own.state_slot = crdt__state_slot(t->own.txn, r);
+            t->own.state = r->dbi[CRDT_DB_STATE0 + t->own.state_slot];
+        }
+    }
+    if (rc < 0) {
+        free(t);
+        return rc;
+    }
+    *out = t;
+    return CRDT_OK;
+}
+
+int
+crdt_raw_commit(crdt_raw *t)
+{
+    int rc;
+
+    if (t == NULL)
+        return CRDT_EINVAL;
+    if (t->write) {
+        rc = crdt__wctx_commit(t->w);
+    } else {
+        rc = crdt__txn_end(t->w->r, t->w->txn, 0);
+        t->w->txn = NULL;
+    }
+    free(t);
+    return rc == CRDT__EMAPFULL ? CRDT_EFULL : rc;
+}
+
+void
+crdt_raw_abort(crdt_raw *t)
+{
+    if (t == NULL)
+        return;
+    crdt__wctx_abort(t->w);
+    free(t);
+}
+
+crdt_replica *
+crdt_raw_replica(crdt_raw *t)
+{
+    return t->w->r;
+}
+
+static MDB_dbi
+dbi(crdt_raw *t, crdt_db db)
+{
+    return t->w->r->dbi[db];
+}
+
+static int
+full(int rc)
+{
+    return rc == CRDT__EMAPFULL ? CRDT_EFULL : rc;
+}
+
+int
+crdt_raw_get(crdt_raw *t, crdt_db db, const void *k, size_t kl,
+             const void **v_out, size_t *vl_out)
+{
+    MDB_val key = { kl, (void *)k }, v;
+    int rc;
+
+    if ((unsigned)db >= CRDT_DB__COUNT)
+        return CRDT_EINVAL;
+    rc = mdb_get(t->w->txn, dbi(t, db), &key, &v);
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    *v_out = v.mv_data;
+    *vl_out = v.mv_size;
+    return CRDT_OK;
+}
+
+int
+crdt_raw_put(crdt_raw *t, crdt_db db, const void *k, size_t kl,
+             const void *v, size_t vl)
+{
+    MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
+
+    if ((unsigned)db >= CRDT_DB__COUNT || !t->write)
+        return CRDT_EINVAL;
+    if (db == CRDT_DB_STATE0 || db == CRDT_DB_STATE1)
+        return CRDT_EINVAL; /* keeps (1): use the state calls */
+    return full(crdt__mdb_err(mdb_put(t->w->txn, dbi(t, db), &key, &val, 0)));
+}
+
+int
+crdt_raw_del(crdt_raw *t, crdt_db db, const void *k, size_t kl)
+{
+    MDB_val key = { kl, (void *)k };
+
+    if ((unsigned)db >= CRDT_DB__COUNT || !t->write ||
+        db == CRDT_DB_STATE0 || db == CRDT_DB_STATE1)
+        return CRDT_EINVAL;
+    return crdt__mdb_err(mdb_del(t->w->txn, dbi(t, db), &key, NULL));
+}
+
+int
+crdt_raw_clear(crdt_raw *t, crdt_db db)
+{
+    if ((unsigned)db >= CRDT_DB__COUNT || !t->write)
+        return CRDT_EINVAL;
+    return crdt__mdb_err(mdb_drop(t->w->txn, dbi(t, db), 0));
+}
+
+int
+crdt_raw_count(uint64_t *out, crdt_raw *t, crdt_db db)
+{
+    MDB_stat st;
+    int rc;
+
+    if ((unsigned)db >= CRDT_DB__COUNT)
+        return CRDT_EINVAL;
+    rc = crdt__mdb_err(mdb_stat(t->w->txn, dbi(t, db), &st));
+    if (rc == CRDT_OK)
+        *out = st.ms_entries;
+    return rc;
+}
+
+int
+crdt_raw_cursor_open(crdt_raw_cursor **out, crdt_raw *t, crdt_db db)
+{
+    crdt_raw_cursor *c;
+    int rc;
+
+    if ((unsigned)db >= CRDT_DB__COUNT)
+        return CRDT_EINVAL;
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return CRDT_ENOMEM;
+    rc = crdt__mdb_err(mdb_cursor_open(t->w->txn, dbi(t, db), &c->c));
+    if (rc < 0) {
+        free(c);
+        return rc;
+    }
+    *out = c;
+    return CRDT_OK;
+}
+
+void
+crdt_raw_cursor_close(crdt_raw_cursor *c)
+{
+    if (c == NULL)
+        return;
+    mdb_cursor_close(c->c);
+    free(c);
+}
+
+static int
+cursor_out(int rc, MDB_val *k, MDB_val *v, const void **k_out,
+           size_t *kl_out, const void **v_out, size_t *vl_out)
+{
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    if (k_out) {
+        *k_out = k->mv_data;
+        *kl_out = k->mv_size;
+    }
+    if (v_out) {
+        *v_out = v->mv_data;
+        *vl_out = v->mv_size;
+    }
+    return CRDT_OK;
+}
+
+int
+crdt_raw_cursor_seek(crdt_raw_cursor *c, const void *k, size_t kl,
+                     const void **k_out, size_t *kl_out, const void **v_out,
+                     size_t *vl_out)
+{
+    MDB_val key = { kl, (void *)k }, v;
+    int rc = k ? mdb_cursor_get(c->c, &key, &v, MDB_SET_RANGE)
+               : mdb_cursor_get(c->c, &key, &v, MDB_FIRST);
+
+    return cursor_out(rc, &key, &v, k_out, kl_out, v_out, vl_out);
+}
+
+int
+crdt_raw_cursor_next(crdt_raw_cursor *c, const void **k_out, size_t *kl_out,
+                     const void **v_out, size_t *vl_out)
+{
+    MDB_val key, v;
+    int rc = mdb_cursor_get(c->c, &key, &v, MDB_NEXT);
+
+    return cursor_out(rc, &key, &v, k_out, kl_out, v_out, vl_out);
+}
+
+/* ---- state slots ---- */
+
+crdt_db
+crdt_raw_state_db(crdt_raw *t, int spare)
+{
+    return (crdt_db)(CRDT_DB_STATE0 + (t->w->state_slot ^ (spare ? 1 : 0)));
+}
+
+static const char *
+hash_key(int slot)
+{
+    return slot ? "hash1" : "hash0";
+}
+
+int
+crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl, const void *v,
+                   size_t vl)
+{
+    int spare = t->w->state_slot ^ 1;
+    MDB_val key = { kl, (void *)k }, val = { vl, (void *)v }, old, hv;
+    uint64_t acc[4] = { 0 }, h[4];
+    int rc, had;
+
+    if (!t->write)
+        return CRDT_EINVAL;
+    if (crdt__meta_get(t->w->txn, t->w->r, hash_key(spare), &hv) == 0 &&
+        hv.mv_size == 32)
+        crdt__acc_load(acc, hv.mv_data);
+    had = mdb_get(t->w->txn, dbi(t, CRDT_DB_STATE0 + spare), &key, &old) == 0;
+    if (had) {
+        crdt__hash_entry(h, k, kl, old.mv_data, old.mv_size);
+        for (int i = 0; i < 4; i++)
+            acc[i] -= h[i];
+    }
+    crdt__hash_entry(h, k, kl, v, vl);
+    for (int i = 0; i < 4; i++)
+        acc[i] += h[i];
+    rc = crdt__mdb_err(mdb_put(t->w->txn, dbi(t, CRDT_DB_STATE0 + spare),
+                               &key, &val, 0));
+    if (rc == CRDT_OK) {
+        unsigned char b[32];
+        crdt__acc_bytes(b, acc);
+        rc = crdt__meta_put(t->w->txn, t->w->r, hash_key(spare), b, 32);
+    }
+    return full(rc);
+}
+
+int
+crdt_raw_spare_clear(crdt_raw *t)
+{
+    static const unsigned char zero[32];
+    int spare = t->w->state_slot ^ 1;
+    int rc;
+
+    if (!t->write)
+        return CRDT_EINVAL;
+    rc = crdt__mdb_err(mdb_drop(t->w->txn, dbi(t, CRDT_DB_STATE0 + spare), 0));
+    if (rc == CRDT_OK)
+        rc = crdt__meta_put(t->w->txn, t->w->r, hash_key(spare), zero, 32);
+    return full(rc);
+}
+
+int
+crdt_raw_swap_state(crdt_raw *t)
+{
+    crdt__wctx *w = t->w;
+    static const unsigned char zero[32];
+    MDB_val hv;
+    int old = w->state_slot, rc;
+
+    if (!t->write)
+        return CRDT_EINVAL;
+    /* flush the active accumulator before leaving the slot */
+    if (w->acc_dirty) {
+        unsigned char b[32];
+        crdt__acc_bytes(b, w->acc);
+        if ((rc = crdt__meta_put(w->txn, w->r, hash_key(old), b, 32)) < 0)
+            return full(rc);
+        w->acc_dirty = 0;
+    }
+    if ((rc = crdt__meta_put_u64(w->txn, w->r, "slot", old ^ 1)) < 0)
+        return full(rc);
+    w->state_slot = old ^ 1;
+    w->state = w->r->dbi[CRDT_DB_STATE0 + w->state_slot];
+    memset(w->acc, 0, sizeof w->acc);
+    if (crdt__meta_get(w->txn, w->r, hash_key(w->state_slot), &hv) == 0 &&
+        hv.mv_size == 32)
+        crdt__acc_load(w->acc, hv.mv_data);
+    rc = crdt__mdb_err(mdb_drop(w->txn, w->r->dbi[CRDT_DB_STATE0 + old], 0));
+    if (rc == CRDT_OK)
+        rc = crdt__meta_put(w->txn, w->r, hash_key(old), zero, 32);
+    return full(rc);
+}
+
+void
+crdt_raw_state_hash(crdt_raw *t, unsigned char *out)
+{
+    MDB_val hv;
+
+    if (t->write) {
+        crdt__acc_bytes(out, t->w->acc);
+        return;
+    }
+    memset(out, 0, 32);
+    if (crdt__meta_get(t->w->txn, t->w->r, hash_key(t->w->state_slot), &hv) ==
+            0 && hv.mv_size == 32)
+        memcpy(out, hv.mv_data, 32);
+}
+
+int
+crdt_raw_state_rehash(crdt_raw *t, unsigned char *out)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t acc[4] = { 0 }, h[4];
+    int rc;
+
+    if ((rc = crdt__mdb_err(mdb_cursor_open(t->w->txn, t->w->state, &cur))) < 0)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        crdt__hash_entry(h, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+        for (int i = 0; i < 4; i++)
+            acc[i] += h[i];
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return crdt__mdb_err(rc);
+    crdt__acc_bytes(out, acc);
+    return CRDT_OK;
+}
+
+/* ---- epochs and the log ---- */
+
+int
+crdt_raw_set_epoch(crdt_raw *t, uint64_t number, const unsigned char *id)
+{
+    int rc;
+
+    if (!t->write)
+        return CRDT_EINVAL;
+    rc = crdt__meta_put_u64(t->w->txn, t->w->r, "epoch_num", number);
+    if (rc == CRDT_OK)
+        rc = crdt__meta_put(t->w->txn, t->w->r, "epoch_id", id,
+                            CRDT_HASH_BYTES);
+    return full(rc);
+}
+
+int
+crdt_raw_get_epoch(crdt_raw *t, uint64_t *number_out, unsigned char *id_out)
+{
+    MDB_val v;
+    int rc = crdt__meta_get(t->w->txn, t->w->r, "epoch_id", &v);
+
+    if (rc < 0 || v.mv_size != CRDT_HASH_BYTES)
+        return rc < 0 ? rc : CRDT_ECORRUPT;
+    if (id_out)
+        memcpy(id_out, v.mv_data, CRDT_HASH_BYTES);
+    if (number_out)
+        *number_out = crdt__meta_u64(t->w->txn, t->w->r, "epoch_num");
+    return CRDT_OK;
+}
+
+/* Recount the log after records moved (keeps (2)). */
+static int
+recount_log(crdt__wctx *w)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t ops = 0, changes = 0;
+    crdt_change c;
+    int rc;
+
+    if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->r->dbi[CRDT_DB_LOG],
+                                            &cur))) < 0)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (crdt_change_decode(&c, v.mv_data, v.mv_size) == CRDT_OK)
+            ops += c.n_ops;
+        changes++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return crdt__mdb_err(rc);
+    if ((rc = crdt__meta_put_u64(w->txn, w->r, "ops_in_log", ops)) < 0)
+        return rc;
+    return crdt__meta_put_u64(w->txn, w->r, "changes_in_log", changes);
+}
+
+static int
+archive_one(crdt__wctx *w, MDB_cursor *cur, const MDB_val *k,
+            const MDB_val *v, uint64_t epoch_number)
+{
+    unsigned char ak[24];
+    MDB_val key = { sizeof ak, ak }, val = *v;
+    int rc;
+
+    crdt__be64(ak, epoch_number);
+    memcpy(ak + 8, k->mv_data, 16);
+    rc = mdb_put(w->txn, w->r->dbi[CRDT_DB_ARCHIVE], &key, &val, 0);
+    if (rc == 0)
+        rc = mdb_cursor_del(cur, 0);
+    return crdt__mdb_err(rc);
+}
+
+int
+crdt_raw_archive_log(crdt_raw *t, const crdt_vv *upto, uint64_t epoch_number)
+{
+    crdt__wctx *w = t->w;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if (!t->write)
+        return CRDT_EINVAL;
+    if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->r->dbi[CRDT_DB_LOG],
+                                            &cur))) < 0)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        crdt_actor a;
+        uint64_t last;
+
+        if (k.mv_size != 16) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        memcpy(a.b, k.mv_data, 8);
+        last = crdt__rd64((unsigned char *)k.mv_data + 8);
+        if (upto == NULL || last <= crdt_vv_get(upto, &a)) {
+            int e = archive_one(w, cur, &k, &v, epoch_number);
+            if (e < 0) {
+                mdb_cursor_close(cur);
+                return full(e);
+            }
+            rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+            if (rc == EINVAL || rc == MDB_NOTFOUND) /* deleted the last */
+                rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return full(crdt__mdb_err(rc));
+    return full(recount_log(w));
+}
+
+int
+crdt_raw_prune_archive(crdt_raw *t, uint64_t keep_from)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if (!t->write)
+        return CRDT_EINVAL;
+    if ((rc = crdt__mdb_err(mdb_cursor_open(t->w->txn,
+                                            dbi(t, CRDT_DB_ARCHIVE), &cur))) < 0)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0 && k.mv_size >= 8 && crdt__rd64(k.mv_data) < keep_from) {
+        rc = mdb_cursor_del(cur, 0);
+        if (rc == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND || rc == EINVAL
+               ? CRDT_OK : crdt__mdb_err(rc);
+}
+
+int
+crdt_raw_heads_encode(unsigned char **buf_out, size_t *len_out, crdt_raw *t)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    crdt__enc e, items;
+    size_t n = 0;
+    int rc;
+
+    if ((rc = crdt__mdb_err(mdb_cursor_open(t->w->txn, dbi(t, CRDT_DB_HEADS),
+                                            &cur))) < 0)
+        return rc;
+    crdt__enc_init(&items);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        const unsigned char *p = v.mv_data;
+        if (k.mv_size != 8 || v.mv_size != CRDT__HEAD_BYTES) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        crdt__enc_bin(&items, k.mv_data, 8);
+        msgpack_pack_uint64(&items.pk, crdt__rd64(p));
+        crdt__enc_bin(&items, p + 8, 32);
+        crdt__enc_bin(&items, p + 40, 32);
+        crdt__enc_bin(&items, p + 72, 8);
+        n++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) {
+        crdt__enc_free(&items);
+        return crdt__mdb_err(rc);
+    }
+    crdt__enc_init(&e);
+    msgpack_pack_array(&e.pk, 5 * n);
+    msgpack_sbuffer_write(&e.sb, items.sb.data, items.sb.size);
+    crdt__enc_free(&items);
+    *buf_out = (unsigned char *)e.sb.data;
+    *len_out = e.sb.size;
+    return CRDT_OK;
+}
+
+int
+crdt_raw_heads_replace(crdt_raw *t, const unsigned char *buf, size_t len)
+{
+    crdt__mp m = { buf, buf + len };
+    uint32_t n;
+    int rc;
+
+    if (!t->write)
+        return CRDT_EINVAL;
+    if (crdt__mp_array(&m, &n) < 0 || n % 5 != 0)
+        return CRDT_EPROTO;
+    if ((rc = crdt__mdb_err(mdb_drop(t->w->txn, dbi(t, CRDT_DB_HEADS), 0))) < 0)
+        return rc;
+    for (uint32_t i = 0; i < n / 5; i++) {
+        crdt_actor a, check;
+        crdt__head h;
+        if (crdt__mp_bin_fixed(&m, a.b, 8) < 0 ||
+            crdt__mp_uint(&m, &h.seq) < 0 ||
+            crdt__mp_bin_fixed(&m, h.hash, 32) < 0 ||
+            crdt__mp_bin_fixed(&m, h.pk, 32) < 0 ||
+            crdt__mp_bin_fixed(&m, h.inc, 8) < 0)
+            return CRDT_EPROTO;
+        crdt__actor_of(&check, h.pk, h.inc);
+        if (memcmp(check.b, a.b, 8) != 0)
+            return CRDT_EPROTO;
+        if ((rc = crdt__head_put(t->w->txn, t->w->r, &a, &h)) < 0)
+            return full(rc);
+    }
+    return m.p == m.end ? CRDT_OK : CRDT_EPROTO;
+}
+
+int
+crdt_raw_vv(crdt_vv **out, crdt_raw *t)
+{
+    return crdt__vv_from_heads(out, t->w->txn, t->w->r);
+}
+
+int
+crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
+                    uint64_t archive_epoch)
+{
+    crdt__wctx *w = t->w;
+    unsigned char cur_epoch[CRDT_HASH_BYTES];
+    crdt_merge_report rep;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    if (!t->write)
+        return CRDT_EINVAL;
+    memset(&rep, 0, sizeof rep);
+    if ((rc = crdt_raw_get_epoch(t, NULL, cur_epoch)) < 0)
+        return rc;
+    if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->r->dbi[CRDT_DB_LOG],
+                                            &cur))) < 0)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        crdt_change c;
+        crdt__head h;
+        unsigned char *copy;
+        size_t len = v.mv_size;
+        int e;
+
+        copy = malloc(len);
+        if (copy == NULL) {
+            rc = ENOMEM;
+            break;
+        }
+        memcpy(copy, v.mv_data, len);
+        e = crdt_change_decode(&c, copy, len);
+        if (e == CRDT_OK) {
+            e = crdt__head_get(w->txn, w->r, &c.actor, &h);
+            if (e == CRDT_ENOTFOUND) {
+                memset(&h, 0, sizeof h);
+                memcpy(h.pk, c.pubkey, 32);
+                memcpy(h.inc, c.incarnation, 8);
+                e = CRDT_OK;
+            }
+        }
+        if (e == CRDT_OK && c.seq + c.n_ops - 1 <= h.seq) {
+            /* folded into the snapshot already */
+            e = archive_one(w, cur, &k, &v, archive_epoch);
+            free(copy);
+            if (e < 0) {
+                mdb_cursor_close(cur);
+                return full(e);
+            }
+            rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+            if (rc == EINVAL || rc == MDB_NOTFOUND)
+                rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        if (e == CRDT_OK && (c.seq != h.seq + 1 ||
+                             memcmp(c.prev, h.hash, CRDT_HASH_BYTES) != 0))
+            e = CRDT_ECONFLICT;
+        if (e == CRDT_OK)
+            e = crdt__apply_change(w, &c, 0, cur_epoch, &rep);
+        if (e == CRDT_OK) {
+            h.seq = c.seq + c.n_ops - 1;
+            memcpy(h.hash, c.hash, CRDT_HASH_BYTES);
+            e = crdt__head_put(w->txn, w->r, &c.actor, &h);
+            rep.changes_applied++;
+        }
+        free(copy);
+        if (e < 0) {
+            mdb_cursor_close(cur);
+            return full(e);
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return full(crdt__mdb_err(rc));
+    if ((rc = recount_log(w)) < 0)
+        return full(rc);
+    if (report)
+        *report = rep;
+    return CRDT_OK;
+}
+
+int
+crdt_raw_merge(crdt_merge_report *report, crdt_raw *t,
+               const crdt_bytes *changes, size_t n)
+{
+    crdt_merge_report rep;
+    int rc;
+
+    if (!t->write)
+        return CRDT_EINVAL;
+    memset(&rep, 0, sizeof rep);
+    rc = crdt__merge_in(t->w, &rep, changes, n);
+    if (rc == CRDT_OK && report)
+        *report = rep;
+    return full(rc);
+}
+
+int
+crdt_raw_apply_op(crdt_raw *t, const crdt_op *op, uint64_t hlc,
+                  const crdt_actor *actor, uint64_t seq)
+{
+    if (!t->write)
+        return CRDT_EINVAL;
+    return full(crdt__state_apply(t->w, op, hlc, actor, seq));
+}

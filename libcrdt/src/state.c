@@ -1,0 +1,421 @@
+/*
+ * state.c: applying one op to the materialized state, and the state hash.
+ *
+ * State keys (docs/storage.md): coll 0 doc 0 [field 0 KIND ...]
+ *   coll 0 doc 0                      doc tombstone: hlc(8) actor(8)
+ *   ... field 0 'R'                   register: hlc(8) actor(8) scalar
+ *                                     (scalar 0xc1 = field tombstone)
+ *   ... field 0 'C' actor(8)          counter part: count(8) sum(8)
+ *   ... field 0 'D' actor(8)          counter part removed: count sum
+ *   ... field 0 'S' elem actor seq    set tag: 1 live, 0 removed
+ *
+ * Merge rules, each commutative, associative and idempotent:
+ *  (1) registers and the doc tombstone keep the max (hlc, actor) stamp;
+ *  (2) a counter part grows by one op at a time in seq order; a removed
+ *      part keeps the observation with the highest count;
+ *  (3) a set tag goes 1 -> 0 only (a removed tag never comes back);
+ *  so two replicas that applied the same ops hold byte-identical state,
+ *  and the multiset hash over (key, value) pairs is equal.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "state_keys.h"
+
+/* ---- multiset hash: sum of BLAKE2b(key, value) in four 64-bit lanes ---- */
+
+void
+crdt__hash_entry(uint64_t out[4], const void *k, size_t kl, const void *v,
+                 size_t vl)
+{
+    crypto_generichash_state st;
+    unsigned char h[32], len[2] = { (unsigned char)(kl >> 8),
+                                    (unsigned char)kl };
+
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    crypto_generichash_update(&st, len, 2);
+    crypto_generichash_update(&st, k, kl);
+    crypto_generichash_update(&st, v, vl);
+    crypto_generichash_final(&st, h, sizeof h);
+    for (int i = 0; i < 4; i++) {
+        uint64_t x = 0;
+        for (int j = 7; j >= 0; j--)
+            x = (x << 8) | h[i * 8 + j];
+        out[i] = x;
+    }
+}
+
+void
+crdt__acc_bytes(unsigned char out[32], const uint64_t acc[4])
+{
+    for (int i = 0; i < 4; i++)
+        crdt__be64(out + 8 * i, acc[i]);
+}
+
+void
+crdt__acc_load(uint64_t acc[4], const unsigned char in[32])
+{
+    for (int i = 0; i < 4; i++)
+        acc[i] = crdt__rd64(in + 8 * i);
+}
+
+static void
+acc_add(crdt__wctx *w, const void *k, size_t kl, const void *v, size_t vl,
+        int sign)
+{
+    uint64_t h[4];
+
+    crdt__hash_entry(h, k, kl, v, vl);
+    for (int i = 0; i < 4; i++)
+        w->acc[i] = sign > 0 ? w->acc[i] + h[i] : w->acc[i] - h[i];
+    w->acc_dirty = 1;
+}
+
+int
+crdt__state_put(crdt__wctx *w, const void *k, size_t kl, const void *v,
+                size_t vl, const MDB_val *old)
+{
+    MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
+    int rc;
+
+    if (old != NULL && old->mv_size == vl && memcmp(old->mv_data, v, vl) == 0)
+        return CRDT_OK;
+    if (old != NULL)
+        acc_add(w, k, kl, old->mv_data, old->mv_size, -1);
+    acc_add(w, k, kl, v, vl, +1);
+    rc = mdb_put(w->txn, w->state, &key, &val, 0);
+    return crdt__mdb_err(rc);
+}
+
+int
+crdt__state_del(crdt__wctx *w, const void *k, size_t kl, const MDB_val *old)
+{
+    MDB_val key = { kl, (void *)k };
+
+    acc_add(w, k, kl, old->mv_data, old->mv_size, -1);
+    return crdt__mdb_err(mdb_del(w->txn, w->state, &key, NULL));
+}
+
+/* ---- write contexts ---- */
+
+int
+crdt__wctx_begin(crdt__wctx *w, crdt_replica *r, int check_marker)
+{
+    MDB_val v;
+    int rc;
+
+    memset(w, 0, sizeof *w);
+    w->r = r;
+    rc = crdt__txn_begin(r, 1, &w->txn);
+    if (rc < 0)
+        return rc;
+    if (check_marker && crdt__marker_present(w->txn, r)) {
+        crdt__txn_end(r, w->txn, 0);
+        w->txn = NULL;
+        return CRDT_EBUSY;
+    }
+    w->state_slot = crdt__state_slot(w->txn, r);
+    w->state = r->dbi[CRDT_DB_STATE0 + w->state_slot];
+    if (crdt__meta_get(w->txn, r, w->state_slot ? "hash1" : "hash0", &v) ==
+            CRDT_OK && v.mv_size == 32)
+        crdt__acc_load(w->acc, v.mv_data);
+    return CRDT_OK;
+}
+
+int
+crdt__wctx_commit(crdt__wctx *w)
+{
+    unsigned char b[32];
+    int rc = CRDT_OK;
+
+    if (w->acc_dirty) {
+        crdt__acc_bytes(b, w->acc);
+        rc = crdt__meta_put(w->txn, w->r, w->state_slot ? "hash1" : "hash0",
+                            b, 32);
+    }
+    if (rc < 0) {
+        crdt__wctx_abort(w);
+        return rc;
+    }
+    rc = crdt__txn_end(w->r, w->txn, 1);
+    w->txn = NULL;
+    return rc;
+}
+
+void
+crdt__wctx_abort(crdt__wctx *w)
+{
+    if (w->txn)
+        crdt__txn_end(w->r, w->txn, 0);
+    w->txn = NULL;
+}
+
+/* ---- stamps ---- */
+
+static int
+stamp_newer(uint64_t hlc, const crdt_actor *a, const unsigned char *old)
+{
+    uint64_t oh = crdt__rd64(old);
+
+    if (hlc != oh)
+        return hlc > oh;
+    return memcmp(a->b, old + 8, CRDT_ACTOR_BYTES) > 0;
+}
+
+static int
+get(crdt__wctx *w, const crdt__key *k, MDB_val *out)
+{
+    MDB_val key = { k->len, (void *)k->b };
+    int rc = mdb_get(w->txn, w->state, &key, out);
+
+    return rc == MDB_NOTFOUND ? CRDT_ENOTFOUND : crdt__mdb_err(rc);
+}
+
+/* ---- the observed part of removes ---- */
+
+static int
+apply_tag_removed(crdt__wctx *w, crdt__key *k, size_t base,
+                  const unsigned char *actor, uint64_t seq)
+{
+    static const unsigned char zero = 0;
+    MDB_val old;
+    int rc;
+
+    k->len = base;
+    crdt__key_bytes(k, actor, CRDT_ACTOR_BYTES);
+    crdt__key_u64(k, seq);
+    if (k->len > CRDT__KEY_MAX)
+        return CRDT_EPROTO;
+    rc = get(w, k, &old);
+    if (rc == CRDT_ENOTFOUND)
+        return crdt__state_put(w, k->b, k->len, &zero, 1, NULL);
+    if (rc < 0)
+        return rc;
+    return crdt__state_put(w, k->b, k->len, &zero, 1, &old); /* keeps (3) */
+}
+
+/* fobs = [ ctr: [actor, count, sum]*, set: [elem, actor, seq]* ] */
+static int
+apply_field_obs(crdt__wctx *w, crdt__key *fk, crdt__mp *m)
+{
+    size_t base = fk->len;
+    uint32_t n, cn, sn;
+    int rc;
+
+    if (crdt__mp_array(m, &n) < 0 || n != 2 || crdt__mp_array(m, &cn) < 0 ||
+        cn % 3 != 0)
+        return CRDT_EPROTO;
+    for (uint32_t i = 0; i < cn / 3; i++) {
+        unsigned char actor[8], v[16];
+        uint64_t count;
+        int64_t sum;
+        MDB_val old;
+
+        if (crdt__mp_bin_fixed(m, actor, 8) < 0 ||
+            crdt__mp_uint(m, &count) < 0 || crdt__mp_int(m, &sum) < 0)
+            return CRDT_EPROTO;
+        fk->len = base;
+        crdt__key_byte(fk, 'D');
+        crdt__key_bytes(fk, actor, 8);
+        crdt__be64(v, count);
+        crdt__be64(v + 8, (uint64_t)sum);
+        rc = get(w, fk, &old);
+        if (rc == CRDT_ENOTFOUND)
+            rc = crdt__state_put(w, fk->b, fk->len, v, 16, NULL);
+        else if (rc == CRDT_OK && old.mv_size == 16 &&
+                 crdt__rd64(old.mv_data) < count)
+            rc = crdt__state_put(w, fk->b, fk->len, v, 16, &old); /* (2) */
+        if (rc < 0)
+            return rc;
+    }
+    if (crdt__mp_array(m, &sn) < 0 || sn % 3 != 0)
+        return CRDT_EPROTO;
+    for (uint32_t i = 0; i < sn / 3; i++) {
+        const unsigned char *e0 = m->p;
+        unsigned char actor[8];
+        crdt_value ev;
+        uint64_t seq;
+
+        if (crdt__mp_value(m, &ev) < 0)
+            return CRDT_EPROTO;
+        size_t elen = (size_t)(m->p - e0);
+        if (elen > CRDT__ELEM_MAX || crdt__mp_bin_fixed(m, actor, 8) < 0 ||
+            crdt__mp_uint(m, &seq) < 0)
+            return CRDT_EPROTO;
+        fk->len = base;
+        crdt__key_byte(fk, 'S');
+        crdt__key_bytes(fk, e0, elen);
+        rc = apply_tag_removed(w, fk, fk->len, actor, seq);
+        if (rc < 0)
+            return rc;
+    }
+    fk->len = base;
+    return CRDT_OK;
+}
+
+/* ---- apply ---- */
+
+static int
+apply_register(crdt__wctx *w, crdt__key *k, const crdt_value *v,
+               uint64_t hlc, const crdt_actor *actor)
+{
+    unsigned char small[512], *buf = small;
+    size_t cap = sizeof small;
+    MDB_val old;
+    int rc, n;
+
+    crdt__key_byte(k, 'R');
+    rc = get(w, k, &old);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    if (rc == CRDT_OK && old.mv_size >= 16 &&
+        !stamp_newer(hlc, actor, old.mv_data))
+        return CRDT_OK; /* keeps (1) */
+    if (v != NULL && (v->type == CRDT_VSTRING || v->type == CRDT_VBYTES) &&
+        v->u.s.len + 32 > cap) {
+        cap = v->u.s.len + 32;
+        buf = malloc(cap);
+        if (buf == NULL)
+            return CRDT_ENOMEM;
+    }
+    crdt__be64(buf, hlc);
+    memcpy(buf + 8, actor->b, 8);
+    if (v == NULL) {
+        buf[16] = 0xc1; /* tombstone: a byte msgpack never uses */
+        n = 1;
+    } else {
+        n = crdt__value_bytes(buf + 16, cap - 16, v);
+    }
+    rc = n < 0 ? CRDT_ELIMIT
+               : crdt__state_put(w, k->b, k->len, buf, 16 + (size_t)n,
+                                 rc == CRDT_OK ? &old : NULL);
+    if (buf != small)
+        free(buf);
+    return rc;
+}
+
+int
+crdt__state_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
+                  const crdt_actor *actor, uint64_t seq)
+{
+    crdt__key k;
+    crdt__mp m;
+    MDB_val old;
+    unsigned char buf[16];
+    int rc;
+
+    crdt__key_doc(&k, op->coll, op->coll_len, op->doc, op->doc_len);
+    if (op->kind == CRDT_OP_DEL_DOC) {
+        uint32_t n;
+        size_t base = k.len;
+
+        rc = get(w, &k, &old);
+        if (rc < 0 && rc != CRDT_ENOTFOUND)
+            return rc;
+        if (rc == CRDT_ENOTFOUND || stamp_newer(hlc, actor, old.mv_data)) {
+            crdt__be64(buf, hlc);
+            memcpy(buf + 8, actor->b, 8);
+            rc = crdt__state_put(w, k.b, k.len, buf, 16,
+                                 rc == CRDT_OK ? &old : NULL);
+            if (rc < 0)
+                return rc;
+        }
+        m.p = op->observed;
+        m.end = op->observed + op->observed_len;
+        if (crdt__mp_array(&m, &n) < 0 || n % 2 != 0)
+            return CRDT_EPROTO;
+        for (uint32_t i = 0; i < n / 2; i++) {
+            const char *f;
+            uint32_t fl;
+
+            if (crdt__mp_str(&m, &f, &fl) < 0 || !crdt__name_ok_len(f, fl))
+                return CRDT_EPROTO;
+            k.len = base;
+            crdt__key_field(&k, f, fl);
+            if ((rc = apply_field_obs(w, &k, &m)) < 0)
+                return rc;
+        }
+        return CRDT_OK;
+    }
+
+    crdt__key_field(&k, op->field, op->field_len);
+    switch (op->kind) {
+    case CRDT_OP_PUT:
+        return apply_register(w, &k, &op->value, hlc, actor);
+    case CRDT_OP_INCR: {
+        uint64_t count = 0, sum = 0;
+
+        crdt__key_byte(&k, 'C');
+        crdt__key_bytes(&k, actor->b, CRDT_ACTOR_BYTES);
+        rc = get(w, &k, &old);
+        if (rc < 0 && rc != CRDT_ENOTFOUND)
+            return rc;
+        if (rc == CRDT_OK && old.mv_size == 16) {
+            count = crdt__rd64(old.mv_data);
+            sum = crdt__rd64((const unsigned char *)old.mv_data + 8);
+        }
+        /* wrapping two's-complement sum: the same on every replica */
+        crdt__be64(buf, count + 1);
+        crdt__be64(buf + 8, sum + (uint64_t)op->delta);
+        return crdt__state_put(w, k.b, k.len, buf, 16,
+                               rc == CRDT_OK ? &old : NULL);
+    }
+    case CRDT_OP_SADD: {
+        static const unsigned char one = 1;
+        unsigned char e[CRDT__ELEM_MAX];
+        int n = crdt__value_bytes(e, sizeof e, &op->value);
+
+        if (n < 0)
+            return CRDT_ELIMIT;
+        crdt__key_byte(&k, 'S');
+        crdt__key_bytes(&k, e, (size_t)n);
+        crdt__key_bytes(&k, actor->b, CRDT_ACTOR_BYTES);
+        crdt__key_u64(&k, seq);
+        rc = get(w, &k, &old);
+        if (rc == CRDT_ENOTFOUND)
+            return crdt__state_put(w, k.b, k.len, &one, 1, NULL);
+        return rc; /* present: added before, or removed already (3) */
+    }
+    case CRDT_OP_SREM: {
+        unsigned char e[CRDT__ELEM_MAX];
+        int n = crdt__value_bytes(e, sizeof e, &op->value);
+        uint32_t cnt;
+        size_t base;
+
+        if (n < 0)
+            return CRDT_ELIMIT;
+        crdt__key_byte(&k, 'S');
+        crdt__key_bytes(&k, e, (size_t)n);
+        base = k.len;
+        m.p = op->observed;
+        m.end = op->observed + op->observed_len;
+        if (crdt__mp_array(&m, &cnt) < 0 || cnt % 2 != 0)
+            return CRDT_EPROTO;
+        for (uint32_t i = 0; i < cnt / 2; i++) {
+            unsigned char a[8];
+            uint64_t s;
+
+            if (crdt__mp_bin_fixed(&m, a, 8) < 0 || crdt__mp_uint(&m, &s) < 0)
+                return CRDT_EPROTO;
+            if ((rc = apply_tag_removed(w, &k, base, a, s)) < 0)
+                return rc;
+        }
+        return CRDT_OK;
+    }
+    case CRDT_OP_DEL_FIELD: {
+        size_t base = k.len;
+
+        rc = apply_register(w, &k, NULL, hlc, actor);
+        if (rc < 0)
+            return rc;
+        k.len = base;
+        m.p = op->observed;
+        m.end = op->observed + op->observed_len;
+        return apply_field_obs(w, &k, &m);
+    }
+    default:
+        return CRDT_EPROTO;
+    }
+}

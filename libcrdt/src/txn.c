@@ -1,0 +1,430 @@
+/*
+ * txn.c: local write transactions; each commit appends ONE change.
+ *
+ *   begin --put/incr/...--> (ops applied to the state as they come)
+ *     --commit--> change encoded, hashed, signed, logged; heads updated
+ *
+ * Invariants:
+ *  (1) Ops are encoded first and then applied through the same decoder
+ *      and crdt__state_apply() that remote changes take.
+ *  (2) If the map fills, the LMDB txn is aborted, the map grown, and
+ *      every op recorded so far re-applied in a new txn: a write never
+ *      fails because the map was too small.
+ *  (3) A txn that hit an unexpected error is failed: every later call
+ *      returns CRDT_EBADTXN, and commit commits nothing.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct crdt_txn {
+    crdt_replica *r;
+    crdt__wctx w;
+    crdt__enc ops;      /* encoded ops, without the array header */
+    uint64_t n_ops;
+    uint64_t seq0;      /* seq of the first op */
+    uint64_t hlc0;      /* stamp of the first op */
+    unsigned char prev[CRDT_HASH_BYTES];
+    unsigned char epoch_id[CRDT_HASH_BYTES];
+    int failed;
+};
+
+/* Read what the next change chains to, inside the current LMDB txn. */
+static int
+load_position(crdt_txn *t)
+{
+    crdt__head h;
+    MDB_val v;
+    int rc;
+
+    rc = crdt__head_get(t->w.txn, t->r, &t->r->actor, &h);
+    if (rc == CRDT_ENOTFOUND) {
+        t->seq0 = 1;
+        memset(t->prev, 0, sizeof t->prev);
+    } else if (rc < 0) {
+        return rc;
+    } else {
+        t->seq0 = h.seq + 1;
+        memcpy(t->prev, h.hash, sizeof t->prev);
+    }
+    t->hlc0 = crdt__hlc_next(crdt__meta_u64(t->w.txn, t->r, "hlc"), 1);
+    rc = crdt__meta_get(t->w.txn, t->r, "epoch_id", &v);
+    if (rc < 0 || v.mv_size != CRDT_HASH_BYTES)
+        return rc < 0 ? rc : CRDT_ECORRUPT;
+    memcpy(t->epoch_id, v.mv_data, CRDT_HASH_BYTES);
+    return CRDT_OK;
+}
+
+int
+crdt_txn_begin(crdt_txn **out, crdt_replica *r)
+{
+    crdt_txn *t;
+    MDB_txn *peek;
+    int rc, busy;
+
+    if (out == NULL || r == NULL)
+        return CRDT_EINVAL;
+    if (r->read_only)
+        return CRDT_EPERM;
+    /* Answer BUSY at once: the migration holds the writer lock, so
+     * waiting for it in mdb_txn_begin could take minutes. */
+    if ((rc = crdt__txn_begin(r, 0, &peek)) < 0)
+        return rc;
+    busy = crdt__marker_present(peek, r);
+    crdt__txn_end(r, peek, 0);
+    if (busy)
+        return CRDT_EBUSY;
+
+    t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return CRDT_ENOMEM;
+    t->r = r;
+    crdt__enc_init(&t->ops);
+    rc = crdt__wctx_begin(&t->w, r, 1);
+    if (rc == CRDT_OK)
+        rc = load_position(t);
+    if (rc < 0) {
+        crdt__wctx_abort(&t->w);
+        crdt__enc_free(&t->ops);
+        free(t);
+        return rc;
+    }
+    *out = t;
+    return CRDT_OK;
+}
+
+/* Apply encoded ops [from, end) starting at op index @p index. */
+static int
+apply_encoded(crdt_txn *t, size_t from, uint64_t index)
+{
+    crdt__mp m = { (unsigned char *)t->ops.sb.data + from,
+                   (unsigned char *)t->ops.sb.data + t->ops.sb.size };
+    crdt_op op;
+    int rc;
+
+    while (m.p < m.end) {
+        if ((rc = crdt__op_decode(&op, &m)) < 0)
+            return rc;
+        rc = crdt__state_apply(&t->w, &op, t->hlc0 + index, &t->r->actor,
+                               t->seq0 + index);
+        if (rc < 0)
+            return rc;
+        index++;
+    }
+    return CRDT_OK;
+}
+
+/* Keeps (2): grow the map and replay everything recorded so far. */
+static int
+retry_after_map_full(crdt_txn *t)
+{
+    int rc;
+
+    for (int tries = 0; tries < 16; tries++) {
+        crdt__wctx_abort(&t->w);
+        if ((rc = crdt__store_grow(t->r)) < 0)
+            return rc;
+        if ((rc = crdt__wctx_begin(&t->w, t->r, 1)) < 0)
+            return rc;
+        if ((rc = load_position(t)) < 0)
+            return rc;
+        rc = apply_encoded(t, 0, 0);
+        if (rc != CRDT__EMAPFULL)
+            return rc;
+    }
+    return CRDT_EFULL;
+}
+
+static int
+finish_op(crdt_txn *t, size_t from, int rc)
+{
+    if (rc == CRDT_OK)
+        rc = apply_encoded(t, from, t->n_ops);
+    if (rc == CRDT__EMAPFULL)
+        rc = retry_after_map_full(t);
+    if (rc == CRDT_OK) {
+        t->n_ops++;
+        return CRDT_OK;
+    }
+    /* the op is not part of the change: drop its bytes */
+    t->ops.sb.size = from;
+    if (rc != CRDT_EINVAL && rc != CRDT_ETYPE && rc != CRDT_ELIMIT)
+        t->failed = 1; /* keeps (3) */
+    return rc == CRDT__EMAPFULL ? CRDT_EFULL : rc;
+}
+
+static int
+check(crdt_txn *t, const char *coll, const char *doc, const char *field,
+      int want_kind)
+{
+    int kind;
+
+    if (t == NULL)
+        return CRDT_EINVAL;
+    if (t->failed)
+        return CRDT_EBADTXN;
+    if (!crdt__name_ok(coll) || !crdt__name_ok(doc) ||
+        (field != NULL && !crdt__name_ok(field)))
+        return CRDT_EINVAL;
+    if (t->n_ops >= CRDT_CHANGE_MAX_OPS ||
+        t->ops.sb.size > CRDT_CHANGE_MAX - 4096)
+        return CRDT_ELIMIT;
+    if (want_kind == 0)
+        return CRDT_OK;
+    kind = crdt__state_field_kind(t->w.txn, t->w.state, coll, doc, field);
+    if (kind != 0 && kind != want_kind)
+        return CRDT_ETYPE;
+    return CRDT_OK;
+}
+
+static int
+value_ok(const crdt_value *v)
+{
+    if (v == NULL || (unsigned)v->type > CRDT_VBYTES)
+        return 0;
+    if (v->type == CRDT_VSTRING)
+        return crdt__utf8_valid(v->u.s.ptr, v->u.s.len);
+    if (v->type == CRDT_VBYTES)
+        return v->u.s.ptr != NULL || v->u.s.len == 0;
+    return 1;
+}
+
+static int
+encode_head(crdt_txn *t, crdt_op_kind kind, unsigned n, const char *coll,
+            const char *doc, const char *field)
+{
+    msgpack_pack_array(&t->ops.pk, n);
+    msgpack_pack_uint64(&t->ops.pk, kind);
+    crdt__enc_str(&t->ops, coll, strlen(coll));
+    crdt__enc_str(&t->ops, doc, strlen(doc));
+    if (field != NULL)
+        crdt__enc_str(&t->ops, field, strlen(field));
+    return CRDT_OK;
+}
+
+int
+crdt_txn_put(crdt_txn *t, const char *coll, const char *doc,
+             const char *field, const crdt_value *v)
+{
+    size_t from;
+    int rc = check(t, coll, doc, field, CRDT_FIELD_REGISTER);
+
+    if (rc < 0)
+        return rc;
+    if (!value_ok(v))
+        return CRDT_EINVAL;
+    from = t->ops.sb.size;
+    encode_head(t, CRDT_OP_PUT, 5, coll, doc, field);
+    rc = crdt__enc_value(&t->ops, v);
+    return finish_op(t, from, rc);
+}
+
+int
+crdt_txn_incr(crdt_txn *t, const char *coll, const char *doc,
+              const char *field, int64_t delta)
+{
+    size_t from;
+    int rc = check(t, coll, doc, field, CRDT_FIELD_COUNTER);
+
+    if (rc < 0)
+        return rc;
+    from = t->ops.sb.size;
+    encode_head(t, CRDT_OP_INCR, 5, coll, doc, field);
+    msgpack_pack_int64(&t->ops.pk, delta);
+    return finish_op(t, from, CRDT_OK);
+}
+
+static int
+elem_ok(const crdt_value *v)
+{
+    unsigned char b[CRDT__ELEM_MAX];
+
+    return value_ok(v) && crdt__value_bytes(b, sizeof b, v) >= 0;
+}
+
+int
+crdt_txn_sadd(crdt_txn *t, const char *coll, const char *doc,
+              const char *field, const crdt_value *v)
+{
+    size_t from;
+    int rc = check(t, coll, doc, field, CRDT_FIELD_SET);
+
+    if (rc < 0)
+        return rc;
+    if (!elem_ok(v))
+        return value_ok(v) ? CRDT_ELIMIT : CRDT_EINVAL;
+    from = t->ops.sb.size;
+    encode_head(t, CRDT_OP_SADD, 5, coll, doc, field);
+    rc = crdt__enc_value(&t->ops, v);
+    return finish_op(t, from, rc);
+}
+
+int
+crdt_txn_srem(crdt_txn *t, const char *coll, const char *doc,
+              const char *field, const crdt_value *v)
+{
+    size_t from;
+    int rc = check(t, coll, doc, field, CRDT_FIELD_SET);
+
+    if (rc < 0)
+        return rc;
+    if (!elem_ok(v))
+        return value_ok(v) ? CRDT_ELIMIT : CRDT_EINVAL;
+    from = t->ops.sb.size;
+    encode_head(t, CRDT_OP_SREM, 6, coll, doc, field);
+    rc = crdt__enc_value(&t->ops, v);
+    if (rc == CRDT_OK)
+        rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_SREM, coll, doc,
+                                 field, v);
+    return finish_op(t, from, rc);
+}
+
+int
+crdt_txn_del_field(crdt_txn *t, const char *coll, const char *doc,
+                   const char *field)
+{
+    size_t from;
+    int rc = check(t, coll, doc, field, 0);
+
+    if (rc < 0)
+        return rc;
+    from = t->ops.sb.size;
+    encode_head(t, CRDT_OP_DEL_FIELD, 5, coll, doc, field);
+    rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_DEL_FIELD, coll, doc,
+                             field, NULL);
+    return finish_op(t, from, rc);
+}
+
+int
+crdt_txn_del_doc(crdt_txn *t, const char *coll, const char *doc)
+{
+    size_t from;
+    int rc = check(t, coll, doc, NULL, 0);
+
+    if (rc < 0)
+        return rc;
+    from = t->ops.sb.size;
+    encode_head(t, CRDT_OP_DEL_DOC, 4, coll, doc, NULL);
+    rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_DEL_DOC, coll, doc,
+                             NULL, NULL);
+    return finish_op(t, from, rc);
+}
+
+uint64_t
+crdt_txn_op_count(const crdt_txn *t)
+{
+    return t ? t->n_ops : 0;
+}
+
+/* Encode, hash, sign and store the change; update heads and counters. */
+static int
+write_change(crdt_txn *t, crdt_commit_info *info)
+{
+    crdt_replica *r = t->r;
+    crdt__enc body, change;
+    unsigned char hash[CRDT_HASH_BYTES], sig[64], key[16];
+    crdt__head h;
+    MDB_val k, v;
+    uint64_t last = t->seq0 + t->n_ops - 1;
+    int rc;
+
+    crdt__enc_init(&body);
+    crdt__enc_init(&change);
+    msgpack_pack_array(&body.pk, 9);
+    msgpack_pack_uint64(&body.pk, CRDT__FORMAT);
+    crdt__enc_bin(&body, r->space_id, CRDT_SPACE_ID_BYTES);
+    crdt__enc_bin(&body, t->epoch_id, CRDT_HASH_BYTES);
+    crdt__enc_bin(&body, r->pk, CRDT_PUBKEY_BYTES);
+    crdt__enc_bin(&body, r->incarnation, 8);
+    msgpack_pack_uint64(&body.pk, t->seq0);
+    msgpack_pack_uint64(&body.pk, t->hlc0);
+    crdt__enc_bin(&body, t->prev, CRDT_HASH_BYTES);
+    msgpack_pack_array(&body.pk, (size_t)t->n_ops);
+    msgpack_sbuffer_write(&body.sb, t->ops.sb.data, t->ops.sb.size);
+
+    crypto_generichash(hash, sizeof hash, (unsigned char *)body.sb.data,
+                       body.sb.size, NULL, 0);
+    rc = crdt__change_sign(sig, hash, r->sk);
+    if (rc < 0)
+        goto done;
+    msgpack_pack_array(&change.pk, 2);
+    crdt__enc_bin(&change, body.sb.data, body.sb.size);
+    crdt__enc_bin(&change, sig, sizeof sig);
+
+    crdt__log_key(key, &r->actor, last);
+    k.mv_size = sizeof key;
+    k.mv_data = key;
+    v.mv_size = change.sb.size;
+    v.mv_data = change.sb.data;
+    rc = crdt__mdb_err(mdb_put(t->w.txn, r->dbi[CRDT_DB_LOG], &k, &v, 0));
+    if (rc < 0)
+        goto done;
+    h.seq = last;
+    memcpy(h.hash, hash, sizeof hash);
+    memcpy(h.pk, r->pk, sizeof h.pk);
+    memcpy(h.inc, r->incarnation, sizeof h.inc);
+    if ((rc = crdt__head_put(t->w.txn, r, &r->actor, &h)) < 0 ||
+        (rc = crdt__meta_put_u64(t->w.txn, r, "hlc",
+                                 t->hlc0 + t->n_ops - 1)) < 0 ||
+        (rc = crdt__count_add(t->w.txn, r, "ops_in_log",
+                              (int64_t)t->n_ops)) < 0 ||
+        (rc = crdt__count_add(t->w.txn, r, "changes_in_log", 1)) < 0)
+        goto done;
+    if (info != NULL) {
+        info->first_seq = t->seq0;
+        info->last_seq = last;
+        info->hlc = t->hlc0;
+    }
+done:
+    crdt__enc_free(&body);
+    crdt__enc_free(&change);
+    return rc;
+}
+
+int
+crdt_txn_commit(crdt_txn *t, crdt_commit_info *info)
+{
+    crdt_commit_info got = { 0, 0, 0 };
+    int rc = CRDT_OK;
+
+    if (t == NULL)
+        return CRDT_EINVAL;
+    if (t->failed) {
+        crdt_txn_abort(t);
+        return CRDT_EBADTXN;
+    }
+    for (int tries = 0; t->n_ops > 0 && tries < 16; tries++) {
+        rc = write_change(t, &got);
+        if (rc == CRDT_OK) {
+            rc = crdt__wctx_commit(&t->w);
+            if (rc != CRDT__EMAPFULL)
+                break;
+        }
+        if (rc != CRDT__EMAPFULL)
+            break;
+        rc = retry_after_map_full(t);
+        if (rc < 0)
+            break;
+        rc = CRDT__EMAPFULL;
+    }
+    if (rc == CRDT__EMAPFULL)
+        rc = CRDT_EFULL;
+    if (info != NULL && rc == CRDT_OK)
+        *info = got;
+    crdt__wctx_abort(&t->w); /* no-op after a commit */
+    crdt__enc_free(&t->ops);
+    free(t);
+    return rc;
+}
+
+void
+crdt_txn_abort(crdt_txn *t)
+{
+    if (t == NULL)
+        return;
+    crdt__wctx_abort(&t->w);
+    crdt__enc_free(&t->ops);
+    free(t);
+}

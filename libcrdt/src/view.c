@@ -1,0 +1,466 @@
+/*
+ * view.c: turning state entries into visible fields (layout in state.c),
+ * and the observations a local remove carries.
+ *
+ * A field is visible as:
+ *   register  its entry is not a tombstone and is newer than the doc
+ *             tombstone;
+ *   counter   some actor's part has more ops than the removes observed;
+ *   set       some element has a live tag.
+ * If a field is visible as more than one type (concurrent writers chose
+ * different types), the register wins, then the counter: every replica
+ * makes the same choice, and local writes refuse to mix types.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "state_keys.h"
+#include "view.h"
+
+static int
+scratch_elem(crdt__scratch *s, const crdt_value *v)
+{
+    if (s->n_elems == s->cap_elems) {
+        size_t cap = s->cap_elems ? s->cap_elems * 2 : 16;
+        crdt_value *e = realloc(s->elems, cap * sizeof *e);
+        if (e == NULL)
+            return CRDT_ENOMEM;
+        s->elems = e;
+        s->cap_elems = cap;
+    }
+    s->elems[s->n_elems++] = *v;
+    return CRDT_OK;
+}
+
+void
+crdt__scratch_free(crdt__scratch *s)
+{
+    free(s->elems);
+    memset(s, 0, sizeof *s);
+}
+
+static int
+cmp_value(const void *a, const void *b)
+{
+    return crdt_value_cmp(a, b);
+}
+
+/* Per-field accumulator while walking a document's entries. */
+typedef struct {
+    const char *name;
+    size_t len;
+    int reg_visible;
+    crdt_value reg;
+    uint64_t c_count[64];      /* parts seen so far, matched by actor */
+    unsigned char c_actor[64][8];
+    size_t n_c;
+    int c_overflow_live;       /* more than 64 actors: tracked below */
+    uint64_t sum;              /* wrapping: sum of C minus sum of D */
+    int counter_live;
+    int any_counter;
+    /* set: elements with a live tag, in scratch */
+    const unsigned char *cur_elem;
+    size_t cur_elem_len;
+    int cur_elem_live;
+    crdt_value cur_value;
+} acc_field;
+
+static int
+flush_elem(acc_field *f, crdt__scratch *s)
+{
+    int rc = CRDT_OK;
+
+    if (f->cur_elem != NULL && f->cur_elem_live)
+        rc = scratch_elem(s, &f->cur_value);
+    f->cur_elem = NULL;
+    f->cur_elem_live = 0;
+    return rc;
+}
+
+static int
+emit(acc_field *f, crdt__scratch *s, crdt_field_cb cb, void *ctx,
+     char *namebuf, int *found)
+{
+    crdt_field out;
+    int rc;
+
+    if ((rc = flush_elem(f, s)) < 0)
+        return rc;
+    memset(&out, 0, sizeof out);
+    memcpy(namebuf, f->name, f->len);
+    namebuf[f->len] = 0;
+    out.name = namebuf;
+    if (f->reg_visible) {
+        out.kind = CRDT_FIELD_REGISTER;
+        out.value = f->reg;
+    } else if (f->counter_live) {
+        out.kind = CRDT_FIELD_COUNTER;
+        out.counter = (int64_t)f->sum;
+    } else if (s->n_elems > 0) {
+        qsort(s->elems, s->n_elems, sizeof *s->elems, cmp_value);
+        out.kind = CRDT_FIELD_SET;
+        out.elems = s->elems;
+        out.n_elems = s->n_elems;
+    } else {
+        return CRDT_OK;
+    }
+    *found = 1;
+    return cb ? cb(&out, ctx) : CRDT_OK;
+}
+
+static int
+take_entry(acc_field *f, crdt__scratch *s, unsigned char kind,
+           const unsigned char *rest, size_t rl, const MDB_val *v,
+           const unsigned char *doc_tomb)
+{
+    const unsigned char *val = v->mv_data;
+
+    switch (kind) {
+    case 'R':
+        if (v->mv_size < 17 || val[16] == 0xc1)
+            return CRDT_OK;
+        if (doc_tomb != NULL &&
+            (crdt__rd64(val) < crdt__rd64(doc_tomb) ||
+             (crdt__rd64(val) == crdt__rd64(doc_tomb) &&
+              memcmp(val + 8, doc_tomb + 8, 8) <= 0)))
+            return CRDT_OK;
+        if (crdt__value_parse(&f->reg, val + 16, v->mv_size - 16) < 0)
+            return CRDT_ECORRUPT;
+        f->reg_visible = 1;
+        return CRDT_OK;
+    case 'C':
+        if (rl != 8 || v->mv_size != 16)
+            return CRDT_ECORRUPT;
+        f->sum += crdt__rd64(val + 8);
+        f->any_counter = 1;
+        if (f->n_c < 64) {
+            memcpy(f->c_actor[f->n_c], rest, 8);
+            f->c_count[f->n_c++] = crdt__rd64(val);
+        } else {
+            f->c_overflow_live = 1; /* conservatively live */
+        }
+        f->counter_live = 1; /* refined by the D entries below */
+        return CRDT_OK;
+    case 'D': {
+        uint64_t dcount;
+
+        if (rl != 8 || v->mv_size != 16)
+            return CRDT_ECORRUPT;
+        dcount = crdt__rd64(val);
+        f->sum -= crdt__rd64(val + 8);
+        for (size_t i = 0; i < f->n_c; i++) {
+            if (memcmp(f->c_actor[i], rest, 8) == 0 &&
+                f->c_count[i] <= dcount)
+                f->c_count[i] = 0; /* fully observed-removed */
+        }
+        /* recompute liveness: any part with unobserved ops */
+        f->counter_live = f->c_overflow_live;
+        for (size_t i = 0; i < f->n_c; i++)
+            if (f->c_count[i] > 0)
+                f->counter_live = 1;
+        return CRDT_OK;
+    }
+    case 'S': {
+        crdt__mp m = { rest, rest + rl };
+        crdt_value ev;
+        size_t elen;
+
+        if (crdt__mp_value(&m, &ev) < 0 || (size_t)(m.end - m.p) != 16 ||
+            v->mv_size != 1)
+            return CRDT_ECORRUPT;
+        elen = (size_t)(m.p - rest);
+        if (f->cur_elem == NULL || f->cur_elem_len != elen ||
+            memcmp(f->cur_elem, rest, elen) != 0) {
+            int rc = flush_elem(f, s);
+            if (rc < 0)
+                return rc;
+            f->cur_elem = rest;
+            f->cur_elem_len = elen;
+            f->cur_value = ev;
+        }
+        if (val[0] == 1)
+            f->cur_elem_live = 1;
+        return CRDT_OK;
+    }
+    default:
+        return CRDT_ECORRUPT;
+    }
+}
+
+int
+crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
+               const char *coll, size_t cl, const char *doc, size_t dl,
+               const char *only, size_t only_len, crdt_field_cb cb,
+               void *ctx)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    crdt__key prefix;
+    unsigned char tomb[16];
+    const unsigned char *doc_tomb = NULL;
+    acc_field f;
+    char namebuf[CRDT_NAME_MAX + 1];
+    int rc, found = 0, have = 0;
+
+    crdt__key_doc(&prefix, coll, cl, doc, dl);
+    if (only != NULL)
+        crdt__key_field(&prefix, only, only_len);
+    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
+        return rc;
+    if (only != NULL) { /* the doc tombstone sits before the fields */
+        MDB_val dk = { cl + dl + 2, prefix.b }, dv;
+        if (mdb_get(txn, dbi, &dk, &dv) == 0 && dv.mv_size == 16) {
+            memcpy(tomb, dv.mv_data, 16);
+            doc_tomb = tomb;
+        }
+    }
+    k.mv_size = prefix.len;
+    k.mv_data = prefix.b;
+    s->n_elems = 0;
+    memset(&f, 0, sizeof f);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *kb = k.mv_data, *fend;
+        size_t base = cl + dl + 2;
+
+        if (k.mv_size < prefix.len || memcmp(kb, prefix.b, prefix.len) != 0)
+            break;
+        if (k.mv_size == base) { /* the doc tombstone */
+            if (v.mv_size == 16) {
+                memcpy(tomb, v.mv_data, 16);
+                doc_tomb = tomb;
+            }
+            continue;
+        }
+        fend = memchr(kb + base, 0, k.mv_size - base);
+        if (fend == NULL || fend + 1 >= kb + k.mv_size) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        size_t flen = (size_t)(fend - (kb + base));
+        if (!have || flen != f.len ||
+            memcmp(f.name, kb + base, flen) != 0) {
+            if (have) {
+                rc = emit(&f, s, cb, ctx, namebuf, &found);
+                if (rc != 0)
+                    goto done;
+            }
+            memset(&f, 0, sizeof f);
+            s->n_elems = 0;
+            f.name = (const char *)kb + base;
+            f.len = flen;
+            have = 1;
+        }
+        rc = take_entry(&f, s, fend[1], fend + 2,
+                        (size_t)(kb + k.mv_size - (fend + 2)), &v, doc_tomb);
+        if (rc != 0)
+            goto done;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        rc = crdt__mdb_err(rc);
+        goto done;
+    }
+    rc = have ? emit(&f, s, cb, ctx, namebuf, &found) : CRDT_OK;
+    if (rc == CRDT_OK && !found)
+        rc = CRDT_ENOTFOUND;
+done:
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+static int
+kind_cb(const crdt_field *f, void *ctx)
+{
+    *(int *)ctx = (int)f->kind;
+    return 0;
+}
+
+int
+crdt__state_field_kind(MDB_txn *txn, MDB_dbi state, const char *coll,
+                       const char *doc, const char *field)
+{
+    crdt__scratch s = { 0 };
+    int kind = 0;
+
+    crdt__view_doc(&s, txn, state, coll, strlen(coll), doc, strlen(doc),
+                   field, strlen(field), kind_cb, &kind);
+    crdt__scratch_free(&s);
+    return kind;
+}
+
+/* ---- observations for local removes ---- */
+
+/* Encode fobs = [ [actor, count, sum]*, [elem, actor, seq]* ] for the
+ * field whose key prefix (coll 0 doc 0 field 0) is @p fk. */
+static int
+observe_field(crdt__enc *e, MDB_txn *txn, MDB_dbi dbi, const crdt__key *fk,
+              const unsigned char *elem, size_t elem_len, int only_set)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t n_c = 0, n_s = 0;
+    crdt__enc c, st;
+    int rc;
+
+    crdt__enc_init(&c);
+    crdt__enc_init(&st);
+    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
+        goto out;
+    k.mv_size = fk->len;
+    k.mv_data = (void *)fk->b;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *kb = k.mv_data;
+        const unsigned char *rest = kb + fk->len + 1;
+        size_t rl;
+
+        if (k.mv_size <= fk->len || memcmp(kb, fk->b, fk->len) != 0)
+            break;
+        rl = k.mv_size - fk->len - 1;
+        if (kb[fk->len] == 'C' && !only_set && rl == 8 && v.mv_size == 16) {
+            crdt__enc_bin(&c, rest, 8);
+            msgpack_pack_uint64(&c.pk, crdt__rd64(v.mv_data));
+            msgpack_pack_int64(&c.pk, (int64_t)crdt__rd64(
+                                          (unsigned char *)v.mv_data + 8));
+            n_c++;
+        } else if (kb[fk->len] == 'S' && rl > 16 && v.mv_size == 1 &&
+                   ((unsigned char *)v.mv_data)[0] == 1) {
+            size_t el = rl - 16;
+            if (elem != NULL && (el != elem_len || memcmp(rest, elem, el)))
+                continue;
+            msgpack_sbuffer_write(&st.sb, (const char *)rest, el);
+            crdt__enc_bin(&st, rest + el, 8);
+            msgpack_pack_uint64(&st.pk, crdt__rd64(rest + el + 8));
+            n_s++;
+        }
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        rc = crdt__mdb_err(rc);
+        goto out;
+    }
+    rc = CRDT_OK;
+    if (elem != NULL) { /* SREM: tags only, flattened [actor, seq]* */
+        crdt__mp m = { (unsigned char *)st.sb.data,
+                       (unsigned char *)st.sb.data + st.sb.size };
+        msgpack_pack_array(&e->pk, 2 * n_s);
+        for (size_t i = 0; i < n_s; i++) {
+            crdt_value ev;
+            const unsigned char *a;
+            uint32_t al;
+            uint64_t seq;
+            crdt__mp_value(&m, &ev);
+            crdt__mp_bin(&m, &a, &al);
+            crdt__mp_uint(&m, &seq);
+            crdt__enc_bin(e, a, al);
+            msgpack_pack_uint64(&e->pk, seq);
+        }
+        goto out;
+    }
+    msgpack_pack_array(&e->pk, 2);
+    msgpack_pack_array(&e->pk, 3 * n_c);
+    msgpack_sbuffer_write(&e->sb, c.sb.data, c.sb.size);
+    msgpack_pack_array(&e->pk, 3 * n_s);
+    msgpack_sbuffer_write(&e->sb, st.sb.data, st.sb.size);
+out:
+    crdt__enc_free(&c);
+    crdt__enc_free(&st);
+    return rc;
+}
+
+/* Names of the fields of a doc that have counter or set entries. */
+static int
+doc_fields(MDB_txn *txn, MDB_dbi dbi, const crdt__key *dk, char ***names,
+           size_t *n)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t cap = 0;
+    int rc;
+
+    *names = NULL;
+    *n = 0;
+    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
+        return rc;
+    k.mv_size = dk->len;
+    k.mv_data = (void *)dk->b;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *kb = k.mv_data, *fend;
+
+        if (k.mv_size < dk->len || memcmp(kb, dk->b, dk->len) != 0)
+            break;
+        if (k.mv_size == dk->len)
+            continue;
+        fend = memchr(kb + dk->len, 0, k.mv_size - dk->len);
+        if (fend == NULL || fend + 1 >= kb + k.mv_size)
+            continue;
+        if (fend[1] != 'C' && fend[1] != 'S')
+            continue;
+        size_t fl = (size_t)(fend - (kb + dk->len));
+        if (*n > 0 && strlen((*names)[*n - 1]) == fl &&
+            memcmp((*names)[*n - 1], kb + dk->len, fl) == 0)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            char **nn = realloc(*names, cap * sizeof *nn);
+            if (nn == NULL) {
+                rc = ENOMEM;
+                break;
+            }
+            *names = nn;
+        }
+        (*names)[*n] = strndup((const char *)kb + dk->len, fl);
+        if ((*names)[*n] == NULL) {
+            rc = ENOMEM;
+            break;
+        }
+        (*n)++;
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? CRDT_OK : crdt__mdb_err(rc);
+}
+
+int
+crdt__state_observe(crdt__wctx *w, crdt__enc *e, crdt_op_kind kind,
+                    const char *coll, const char *doc, const char *field,
+                    const crdt_value *elem)
+{
+    crdt__key k;
+    char **names = NULL;
+    size_t n = 0;
+    int rc;
+
+    crdt__key_doc(&k, coll, strlen(coll), doc, strlen(doc));
+    if (kind == CRDT_OP_SREM || kind == CRDT_OP_DEL_FIELD) {
+        unsigned char eb[CRDT__ELEM_MAX];
+        int el = 0;
+
+        crdt__key_field(&k, field, strlen(field));
+        if (kind == CRDT_OP_SREM) {
+            el = crdt__value_bytes(eb, sizeof eb, elem);
+            if (el < 0)
+                return CRDT_ELIMIT;
+        }
+        return observe_field(e, w->txn, w->state, &k,
+                             kind == CRDT_OP_SREM ? eb : NULL, (size_t)el,
+                             0);
+    }
+    rc = doc_fields(w->txn, w->state, &k, &names, &n);
+    if (rc == CRDT_OK) {
+        size_t base = k.len;
+        msgpack_pack_array(&e->pk, 2 * n);
+        for (size_t i = 0; i < n && rc == CRDT_OK; i++) {
+            crdt__enc_str(e, names[i], strlen(names[i]));
+            k.len = base;
+            crdt__key_field(&k, names[i], strlen(names[i]));
+            rc = observe_field(e, w->txn, w->state, &k, NULL, 0, 0);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return rc;
+}

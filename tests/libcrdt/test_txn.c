@@ -1,0 +1,253 @@
+/*
+ * test_txn.c: local writes and reads of every field type, reopen.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+static char dir[256];
+static crdt_replica *r;
+
+static void
+setup(void)
+{
+    r = tu_create(dir, sizeof dir, NULL);
+}
+
+static void
+teardown(void)
+{
+    crdt_replica_close(r);
+    test_rmtree(dir);
+}
+
+START_TEST(test_put_get_register)
+{
+    char buf[128];
+    crdt_commit_info info;
+    crdt_txn *t;
+    crdt_value v = crdt_value_str("Ada", 3);
+
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "people", "p1", "name", &v), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, &info), CRDT_OK);
+    ck_assert_uint_eq(info.first_seq, 1);
+    ck_assert_uint_eq(info.last_seq, 1);
+    tu_field_str(buf, sizeof buf, r, "people", "p1", "name");
+    ck_assert_str_eq(buf, "\"Ada\"");
+    ck_assert_int_eq(tu_put_int(r, "people", "p1", "name", 7), CRDT_OK);
+    tu_field_str(buf, sizeof buf, r, "people", "p1", "name");
+    ck_assert_str_eq(buf, "7");
+}
+END_TEST
+
+START_TEST(test_counter_and_set)
+{
+    char buf[128];
+    crdt_txn *t;
+    crdt_value a = crdt_value_str("a", 1), b = crdt_value_str("b", 1);
+
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "d", "n", 5), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "d", "n", -2), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_sadd(t, "c", "d", "tags", &b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_sadd(t, "c", "d", "tags", &a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_sadd(t, "c", "d", "tags", &a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "d", "n", &a), CRDT_ETYPE);
+    ck_assert_uint_eq(crdt_txn_op_count(t), 5);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    tu_field_str(buf, sizeof buf, r, "c", "d", "n");
+    ck_assert_str_eq(buf, "c3");
+    tu_field_str(buf, sizeof buf, r, "c", "d", "tags");
+    ck_assert_str_eq(buf, "[\"a\",\"b\"]");
+
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_srem(t, "c", "d", "tags", &a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    tu_field_str(buf, sizeof buf, r, "c", "d", "tags");
+    ck_assert_str_eq(buf, "[\"b\"]");
+
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_field(t, "c", "d", "n"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    tu_field_str(buf, sizeof buf, r, "c", "d", "n");
+    ck_assert_str_eq(buf, "");
+    /* a counter deleted and incremented again starts from zero */
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "d", "n", 4), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    tu_field_str(buf, sizeof buf, r, "c", "d", "n");
+    ck_assert_str_eq(buf, "c4");
+}
+END_TEST
+
+static int
+count_name(const char *name, size_t len, void *ctx)
+{
+    (void)name;
+    (void)len;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+START_TEST(test_del_doc_and_listing)
+{
+    crdt_read *rd;
+    crdt_txn *t;
+    int n = 0;
+
+    ck_assert_int_eq(tu_put_int(r, "a", "x", "f", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(r, "a", "y", "f", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(r, "b", "z", "f", 3), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_doc(t, "a", "x"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_docs(rd, "a", count_name, &n), CRDT_OK);
+    ck_assert_int_eq(n, 1);
+    n = 0;
+    ck_assert_int_eq(crdt_read_collections(rd, count_name, &n), CRDT_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(crdt_read_doc(rd, "a", "x", NULL, NULL), CRDT_ENOTFOUND);
+    crdt_read_end(rd);
+}
+END_TEST
+
+START_TEST(test_reopen_keeps_everything)
+{
+    char path[300], buf[64], h1[65], h2[65];
+    crdt_actor a1, a2;
+
+    ck_assert_int_eq(tu_put_int(r, "a", "x", "f", 42), CRDT_OK);
+    tu_hash(h1, r);
+    a1 = crdt_replica_actor(r);
+    crdt_replica_close(r);
+    snprintf(path, sizeof path, "%s/r", dir);
+    ck_assert_int_eq(crdt_replica_open(&r, path, NULL), CRDT_OK);
+    a2 = crdt_replica_actor(r);
+    ck_assert_mem_eq(a1.b, a2.b, 8);
+    tu_field_str(buf, sizeof buf, r, "a", "x", "f");
+    ck_assert_str_eq(buf, "42");
+    tu_hash(h2, r);
+    ck_assert_str_eq(h1, h2);
+}
+END_TEST
+
+START_TEST(test_open_refuses_non_replica)
+{
+    crdt_replica *x = NULL;
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    char path[300];
+
+    snprintf(path, sizeof path, "%s/missing", dir);
+    ck_assert_int_eq(crdt_replica_open(&x, path, NULL), CRDT_ENOTFOUND);
+    ck_assert_int_eq(crdt_replica_open(&x, dir, NULL), CRDT_ENOTFOUND);
+    snprintf(path, sizeof path, "%s/r", dir);
+    o.create = 1;
+    ck_assert_int_eq(crdt_replica_open(&x, path, &o), CRDT_EEXISTS);
+}
+END_TEST
+
+START_TEST(test_bad_names_and_values)
+{
+    crdt_txn *t;
+    crdt_value v = crdt_value_str("\xff", 1);
+    crdt_value ok = crdt_value_int(1);
+    char longname[80];
+
+    memset(longname, 'x', 70);
+    longname[70] = 0;
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "d", "f", &v), CRDT_EINVAL);
+    ck_assert_int_eq(crdt_txn_put(t, "", "d", "f", &ok), CRDT_EINVAL);
+    ck_assert_int_eq(crdt_txn_put(t, longname, "d", "f", &ok), CRDT_EINVAL);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "d", "f", &ok), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+}
+END_TEST
+
+START_TEST(test_map_grows_instead_of_failing)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_replica *small;
+    char path[300], buf[64];
+    static char big[60000];
+    crdt_value v = crdt_value_str(big, sizeof big);
+
+    memset(big, 'q', sizeof big);
+    snprintf(path, sizeof path, "%s/small", dir);
+    o.create = 1;
+    o.map_size = 256 * 1024;
+    ck_assert_int_eq(crdt_replica_open(&small, path, &o), CRDT_OK);
+    for (int i = 0; i < 60; i++) {
+        crdt_txn *t;
+        char doc[16];
+        snprintf(doc, sizeof doc, "d%d", i);
+        ck_assert_int_eq(crdt_txn_begin(&t, small), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_put(t, "c", doc, "f", &v), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+    ck_assert_int_eq(tu_put_int(small, "c", "x", "n", 9), CRDT_OK);
+    tu_field_str(buf, sizeof buf, small, "c", "x", "n");
+    ck_assert_str_eq(buf, "9");
+    crdt_replica_close(small);
+}
+END_TEST
+
+START_TEST(test_map_limit_gives_efull)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_replica *small;
+    char path[300];
+    static char big[60000];
+    crdt_value v = crdt_value_str(big, sizeof big);
+    int rc = CRDT_OK, i;
+
+    memset(big, 'q', sizeof big);
+    snprintf(path, sizeof path, "%s/capped", dir);
+    o.create = 1;
+    o.map_size = 256 * 1024;
+    o.max_map_size = 1024 * 1024;
+    ck_assert_int_eq(crdt_replica_open(&small, path, &o), CRDT_OK);
+    for (i = 0; i < 100 && rc == CRDT_OK; i++) {
+        crdt_txn *t;
+        char doc[16];
+        snprintf(doc, sizeof doc, "d%d", i);
+        ck_assert_int_eq(crdt_txn_begin(&t, small), CRDT_OK);
+        rc = crdt_txn_put(t, "c", doc, "f", &v);
+        if (rc == CRDT_OK)
+            rc = crdt_txn_commit(t, NULL);
+        else
+            crdt_txn_abort(t);
+    }
+    ck_assert_int_eq(rc, CRDT_EFULL);
+    crdt_replica_close(small);
+    /* it still opens, and what was committed is there */
+    ck_assert_int_eq(crdt_replica_open(&small, path, NULL), CRDT_OK);
+    crdt_replica_close(small);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("txn");
+    TCase *tc = tcase_create("local");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_put_get_register);
+    tcase_add_test(tc, test_counter_and_set);
+    tcase_add_test(tc, test_del_doc_and_listing);
+    tcase_add_test(tc, test_reopen_keeps_everything);
+    tcase_add_test(tc, test_open_refuses_non_replica);
+    tcase_add_test(tc, test_bad_names_and_values);
+    tcase_add_test(tc, test_map_grows_instead_of_failing);
+    tcase_add_test(tc, test_map_limit_gives_efull);
+    suite_add_tcase(s, tc);
+    return s;
+}

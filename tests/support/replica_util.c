@@ -1,0 +1,144 @@
+/* replica_util.c: helpers for tests that drive replicas. */
+#include "support/replica_util.h"
+
+#include <check.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support/support.h"
+
+crdt_replica *
+tu_create(char *dir, size_t size, const unsigned char *space)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_replica *r = NULL;
+    char sub[300];
+
+    ck_assert_int_eq(test_tmpdir(dir, size), 0);
+    snprintf(sub, sizeof sub, "%s/r", dir);
+    o.create = 1;
+    o.space_id = space;
+    ck_assert_int_eq(crdt_replica_open(&r, sub, &o), CRDT_OK);
+    return r;
+}
+
+int
+tu_sync_one_way(crdt_replica *to, crdt_replica *from)
+{
+    crdt_read *rd;
+    crdt_vv *vv;
+    crdt_export *e;
+    crdt_bytes *items = NULL;
+    unsigned char **copies = NULL;
+    size_t n = 0, cap = 0;
+    const unsigned char *p;
+    size_t len;
+    int rc;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, to), CRDT_OK);
+    ck_assert_int_eq(crdt_read_vv(&vv, rd), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert_int_eq(crdt_export_begin(&e, from, vv), CRDT_OK);
+    while (crdt_export_next(e, &p, &len) == CRDT_OK) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            items = realloc(items, cap * sizeof *items);
+            copies = realloc(copies, cap * sizeof *copies);
+        }
+        copies[n] = malloc(len);
+        memcpy(copies[n], p, len);
+        items[n].data = copies[n];
+        items[n].len = len;
+        n++;
+    }
+    crdt_export_end(e);
+    crdt_vv_free(vv);
+    rc = crdt_merge(NULL, to, items, n);
+    for (size_t i = 0; i < n; i++)
+        free(copies[i]);
+    free(copies);
+    free(items);
+    return rc;
+}
+
+void
+tu_field_str(char *buf, size_t size, crdt_replica *r, const char *coll,
+             const char *doc, const char *field)
+{
+    crdt_read *rd;
+    crdt_field f;
+    int rc;
+
+    buf[0] = 0;
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    rc = crdt_read_field(&f, rd, coll, doc, field);
+    if (rc == CRDT_OK) {
+        switch (f.kind) {
+        case CRDT_FIELD_REGISTER:
+            if (f.value.type == CRDT_VINT)
+                snprintf(buf, size, "%" PRId64, f.value.u.i);
+            else if (f.value.type == CRDT_VSTRING)
+                snprintf(buf, size, "\"%.*s\"", (int)f.value.u.s.len,
+                         f.value.u.s.ptr);
+            else if (f.value.type == CRDT_VNULL)
+                snprintf(buf, size, "null");
+            else
+                snprintf(buf, size, "reg:%d", (int)f.value.type);
+            break;
+        case CRDT_FIELD_COUNTER:
+            snprintf(buf, size, "c%" PRId64, f.counter);
+            break;
+        case CRDT_FIELD_SET: {
+            size_t off = (size_t)snprintf(buf, size, "[");
+            for (size_t i = 0; i < f.n_elems && off < size; i++) {
+                const crdt_value *v = &f.elems[i];
+                if (v->type == CRDT_VINT)
+                    off += (size_t)snprintf(buf + off, size - off, "%s%" PRId64,
+                                            i ? "," : "", v->u.i);
+                else
+                    off += (size_t)snprintf(buf + off, size - off, "%s\"%.*s\"",
+                                            i ? "," : "", (int)v->u.s.len,
+                                            v->u.s.ptr);
+            }
+            if (off < size)
+                snprintf(buf + off, size - off, "]");
+            break;
+        }
+        }
+    } else {
+        ck_assert_int_eq(rc, CRDT_ENOTFOUND);
+    }
+    crdt_read_end(rd);
+}
+
+void
+tu_hash(char *hex65, crdt_replica *r)
+{
+    crdt_read *rd;
+    crdt_stats st;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
+    crdt_read_end(rd);
+    crdt_hex(hex65, st.state_hash, 32);
+}
+
+int
+tu_put_int(crdt_replica *r, const char *coll, const char *doc,
+           const char *field, int64_t v)
+{
+    crdt_txn *t;
+    crdt_value val = crdt_value_int(v);
+    int rc = crdt_txn_begin(&t, r);
+
+    if (rc < 0)
+        return rc;
+    rc = crdt_txn_put(t, coll, doc, field, &val);
+    if (rc < 0) {
+        crdt_txn_abort(t);
+        return rc;
+    }
+    return crdt_txn_commit(t, NULL);
+}
