@@ -1,0 +1,284 @@
+/*
+ * test_merge.c: merging remote changes: idempotence, gaps, forged or
+ * foreign changes, equivocation, clock drift, LWW and add-wins rules.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+static char da[256], db[256];
+static crdt_replica *a, *b;
+
+static void
+setup(void)
+{
+    unsigned char space[16];
+
+    a = tu_create(da, sizeof da, NULL);
+    crdt_replica_space_id(a, space);
+    b = tu_create(db, sizeof db, space);
+}
+
+static void
+teardown(void)
+{
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    test_rmtree(da);
+    test_rmtree(db);
+}
+
+/* Collect a's exported changes (copies). */
+typedef struct {
+    crdt_bytes *v;
+    size_t n;
+} batch;
+
+static batch
+export_all(crdt_replica *r)
+{
+    batch out = { NULL, 0 };
+    crdt_export *e;
+    const unsigned char *p;
+    size_t len;
+
+    ck_assert_int_eq(crdt_export_begin(&e, r, NULL), CRDT_OK);
+    while (crdt_export_next(e, &p, &len) == CRDT_OK) {
+        unsigned char *c = malloc(len);
+        memcpy(c, p, len);
+        out.v = realloc(out.v, (out.n + 1) * sizeof *out.v);
+        out.v[out.n].data = c;
+        out.v[out.n].len = len;
+        out.n++;
+    }
+    crdt_export_end(e);
+    return out;
+}
+
+static void
+batch_free(batch *b_)
+{
+    for (size_t i = 0; i < b_->n; i++)
+        free((void *)b_->v[i].data);
+    free(b_->v);
+}
+
+START_TEST(test_merge_is_idempotent)
+{
+    char ha[65], hb[65], hb2[65];
+    crdt_merge_report rep;
+    batch x;
+
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "f", i), CRDT_OK);
+    x = export_all(a);
+    ck_assert_uint_eq(x.n, 5);
+    ck_assert_int_eq(crdt_merge(&rep, b, x.v, x.n), CRDT_OK);
+    ck_assert_uint_eq(rep.changes_applied, 5);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+    ck_assert_int_eq(crdt_merge(&rep, b, x.v, x.n), CRDT_OK);
+    ck_assert_uint_eq(rep.duplicates, 5);
+    ck_assert_uint_eq(rep.changes_applied, 0);
+    tu_hash(hb2, b);
+    ck_assert_str_eq(hb, hb2);
+    batch_free(&x);
+}
+END_TEST
+
+START_TEST(test_gap_waits_in_pending)
+{
+    char buf[32];
+    crdt_merge_report rep;
+    batch x;
+
+    for (int i = 1; i <= 3; i++)
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "f", i), CRDT_OK);
+    x = export_all(a);
+    /* deliver 3, then 2, then 1 */
+    ck_assert_int_eq(crdt_merge(&rep, b, &x.v[2], 1), CRDT_OK);
+    ck_assert_uint_eq(rep.pending, 1);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "f");
+    ck_assert_str_eq(buf, "");
+    ck_assert_int_eq(crdt_merge(&rep, b, &x.v[1], 1), CRDT_OK);
+    ck_assert_int_eq(crdt_merge(&rep, b, &x.v[0], 1), CRDT_OK);
+    ck_assert_uint_eq(rep.changes_applied, 3);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "f");
+    ck_assert_str_eq(buf, "3");
+    batch_free(&x);
+}
+END_TEST
+
+START_TEST(test_forged_change_is_refused)
+{
+    char hb[65], hb2[65];
+    batch x;
+    unsigned char *p;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 12345), CRDT_OK);
+    x = export_all(a);
+    tu_hash(hb, b);
+    p = (unsigned char *)x.v[0].data;
+    /* flip the last byte of the body (inside the op's value) */
+    for (size_t i = x.v[0].len - 64 - 3; i > 0; i--) {
+        if (p[i] == 0xcd || p[i] == 0xd1) { /* int16 header of 12345 */
+            p[i + 2] ^= 1;
+            break;
+        }
+    }
+    ck_assert_int_eq(crdt_merge(NULL, b, x.v, 1), CRDT_EAUTH);
+    tu_hash(hb2, b);
+    ck_assert_str_eq(hb, hb2);
+    /* a flipped signature too */
+    batch_free(&x);
+    x = export_all(a);
+    p = (unsigned char *)x.v[0].data;
+    p[x.v[0].len - 1] ^= 0x80;
+    ck_assert_int_eq(crdt_merge(NULL, b, x.v, 1), CRDT_EAUTH);
+    batch_free(&x);
+}
+END_TEST
+
+START_TEST(test_other_space_is_refused)
+{
+    char dc[256];
+    crdt_replica *c = tu_create(dc, sizeof dc, NULL);
+    batch x;
+
+    ck_assert_int_eq(tu_put_int(c, "c", "d", "f", 1), CRDT_OK);
+    x = export_all(c);
+    ck_assert_int_eq(crdt_merge(NULL, b, x.v, x.n), CRDT_EAUTH);
+    batch_free(&x);
+    crdt_replica_close(c);
+    test_rmtree(dc);
+}
+END_TEST
+
+START_TEST(test_truncated_and_garbage_are_eproto)
+{
+    crdt_bytes g;
+    unsigned char junk[64];
+    batch x;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 1), CRDT_OK);
+    x = export_all(a);
+    for (size_t cut = 0; cut < x.v[0].len; cut += 7) {
+        g.data = x.v[0].data;
+        g.len = cut;
+        int rc = crdt_merge(NULL, b, &g, 1);
+        ck_assert_msg(rc == CRDT_EPROTO, "cut %zu rc %d", cut, rc);
+    }
+    memset(junk, 0xdd, sizeof junk); /* array32 with a huge count */
+    g.data = junk;
+    g.len = sizeof junk;
+    ck_assert_int_eq(crdt_merge(NULL, b, &g, 1), CRDT_EPROTO);
+    batch_free(&x);
+}
+END_TEST
+
+START_TEST(test_equivocation_is_detected)
+{
+    char dc[256], path[600];
+    crdt_replica *clone;
+    batch x, y;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 1), CRDT_OK);
+    /* clone a's files behind its back, then both write seq 2 */
+    ck_assert_int_eq(test_tmpdir(dc, sizeof dc), 0);
+    snprintf(path, sizeof path, "cp -r %s/r %s/r", da, dc);
+    ck_assert_int_eq(system(path), 0);
+    snprintf(path, sizeof path, "%s/r", dc);
+    ck_assert_int_eq(crdt_replica_open(&clone, path, NULL), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(clone, "c", "d", "f", 3), CRDT_OK);
+    x = export_all(a);
+    y = export_all(clone);
+    ck_assert_int_eq(crdt_merge(NULL, b, x.v, x.n), CRDT_OK);
+    ck_assert_int_eq(crdt_merge(NULL, b, y.v, y.n), CRDT_ECONFLICT);
+    batch_free(&x);
+    batch_free(&y);
+    crdt_replica_close(clone);
+    test_rmtree(dc);
+}
+END_TEST
+
+static uint64_t
+far_future(void *ctx)
+{
+    (void)ctx;
+    return 4102444800000ull; /* 2100-01-01 */
+}
+
+START_TEST(test_future_change_is_refused)
+{
+    batch x;
+
+    crdt_set_clock(far_future, NULL);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 1), CRDT_OK);
+    crdt_set_clock(NULL, NULL);
+    x = export_all(a);
+    ck_assert_int_eq(crdt_merge(NULL, b, x.v, x.n), CRDT_ECLOCK);
+    batch_free(&x);
+}
+END_TEST
+
+START_TEST(test_concurrent_rules)
+{
+    char ba[64], bb[64], ha[65], hb[65];
+    crdt_txn *t;
+    crdt_value x = crdt_value_str("x", 1);
+
+    /* both add x; a removes x concurrently: b's add survives (add wins) */
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_sadd(t, "c", "d", "s", &x), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "d", "n", 2), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_sadd(t, "c", "d", "s", &x), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "d", "n", 5), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_srem(t, "c", "d", "s", &x), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "d", "n", 1), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    tu_field_str(ba, sizeof ba, a, "c", "d", "s");
+    tu_field_str(bb, sizeof bb, b, "c", "d", "s");
+    ck_assert_str_eq(ba, "[\"x\"]");
+    ck_assert_str_eq(bb, ba);
+    tu_field_str(ba, sizeof ba, a, "c", "d", "n");
+    tu_field_str(bb, sizeof bb, b, "c", "d", "n");
+    ck_assert_str_eq(ba, "c8");
+    ck_assert_str_eq(bb, ba);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("merge");
+    TCase *tc = tcase_create("merge");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_merge_is_idempotent);
+    tcase_add_test(tc, test_gap_waits_in_pending);
+    tcase_add_test(tc, test_forged_change_is_refused);
+    tcase_add_test(tc, test_other_space_is_refused);
+    tcase_add_test(tc, test_truncated_and_garbage_are_eproto);
+    tcase_add_test(tc, test_equivocation_is_detected);
+    tcase_add_test(tc, test_future_change_is_refused);
+    tcase_add_test(tc, test_concurrent_rules);
+    suite_add_tcase(s, tc);
+    return s;
+}
