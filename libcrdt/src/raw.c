@@ -75,6 +75,12 @@ crdt_raw_abort(crdt_raw *t)
     free(t);
 }
 
+int
+crdt_replica_grow(crdt_replica *r)
+{
+    return r ? crdt__store_grow(r) : CRDT_EINVAL;
+}
+
 crdt_replica *
 crdt_raw_replica(crdt_raw *t)
 {

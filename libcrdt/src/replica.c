@@ -49,6 +49,7 @@ write_genesis(crdt_replica *r, const crdt_open_options *o)
         (rc = crdt__meta_put(txn, r, "sk", sk, 64)) < 0 ||
         (rc = crdt__meta_put(txn, r, "inc", inc, 8)) < 0 ||
         (rc = crdt__meta_put(txn, r, "epoch_id", id, 32)) < 0 ||
+        (rc = crdt__meta_put(txn, r, "genesis_id", id, 32)) < 0 ||
         (rc = crdt__meta_put_u64(txn, r, "epoch_num", 0)) < 0 ||
         (rc = crdt__meta_put_u64(txn, r, "slot", 0)) < 0 ||
         (rc = crdt__meta_put(txn, r, "hash0", zero, 32)) < 0 ||
@@ -135,6 +136,8 @@ crdt_replica_close(crdt_replica *r)
 {
     if (r == NULL)
         return;
+    if (r->hook.release != NULL)
+        r->hook.release(r->hook_ctx);
     crdt__store_close(r);
     sodium_memzero(r->sk, sizeof r->sk);
     pthread_rwlock_destroy(&r->grow_lock);
@@ -176,6 +179,8 @@ void
 crdt_replica_set_epoch_hook(crdt_replica *r, const crdt_epoch_hook *hook,
                             void *ctx)
 {
+    if (r->hook.release != NULL)
+        r->hook.release(r->hook_ctx);
     if (hook != NULL)
         r->hook = *hook;
     else
@@ -239,5 +244,28 @@ crdt_unhex(unsigned char *out, size_t len, const char *hex)
             return CRDT_EINVAL;
         out[i] = (unsigned char)(hi << 4 | lo);
     }
+    return CRDT_OK;
+}
+
+int
+crdt_replica_new_incarnation(crdt_replica *r)
+{
+    unsigned char inc[8];
+    MDB_txn *txn;
+    int rc;
+
+    if (r == NULL)
+        return CRDT_EINVAL;
+    randombytes_buf(inc, sizeof inc);
+    if ((rc = crdt__txn_begin(r, 1, &txn)) < 0)
+        return rc;
+    if ((rc = crdt__meta_put(txn, r, "inc", inc, sizeof inc)) < 0) {
+        crdt__txn_end(r, txn, 0);
+        return rc;
+    }
+    if ((rc = crdt__txn_end(r, txn, 1)) < 0)
+        return rc;
+    memcpy(r->incarnation, inc, sizeof inc);
+    crdt__actor_of(&r->actor, r->pk, r->incarnation);
     return CRDT_OK;
 }

@@ -6,13 +6,16 @@
  *   ... field 0 'R'                   register: hlc(8) actor(8) scalar
  *                                     (scalar 0xc1 = field tombstone)
  *   ... field 0 'C' actor(8)          counter part: count(8) sum(8)
+ *                                     last_seq(8)
  *   ... field 0 'D' actor(8)          counter part removed: count sum
  *   ... field 0 'S' elem actor seq    set tag: 1 live, 0 removed
  *
  * Merge rules, each commutative, associative and idempotent:
  *  (1) registers and the doc tombstone keep the max (hlc, actor) stamp;
- *  (2) a counter part grows by one op at a time in seq order; a removed
- *      part keeps the observation with the highest count;
+ *  (2) a counter part grows by one op at a time in seq order, and only
+ *      for a seq above the last one it counted (so an op applied again,
+ *      e.g. after a reset to a snapshot that holds it, is a no-op); a
+ *      removed part keeps the observation with the highest count;
  *  (3) a set tag goes 1 -> 0 only (a removed tag never comes back);
  *  so two replicas that applied the same ops hold byte-identical state,
  *  and the multiset hash over (key, value) pairs is equal.
@@ -346,20 +349,24 @@ crdt__state_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
         return apply_register(w, &k, &op->value, hlc, actor);
     case CRDT_OP_INCR: {
         uint64_t count = 0, sum = 0;
+        unsigned char cv[24];
 
         crdt__key_byte(&k, 'C');
         crdt__key_bytes(&k, actor->b, CRDT_ACTOR_BYTES);
         rc = get(w, &k, &old);
         if (rc < 0 && rc != CRDT_ENOTFOUND)
             return rc;
-        if (rc == CRDT_OK && old.mv_size == 16) {
+        if (rc == CRDT_OK && old.mv_size == 24) {
             count = crdt__rd64(old.mv_data);
             sum = crdt__rd64((const unsigned char *)old.mv_data + 8);
+            if (crdt__rd64((const unsigned char *)old.mv_data + 16) >= seq)
+                return CRDT_OK; /* already counted: keeps (2) */
         }
         /* wrapping two's-complement sum: the same on every replica */
-        crdt__be64(buf, count + 1);
-        crdt__be64(buf + 8, sum + (uint64_t)op->delta);
-        return crdt__state_put(w, k.b, k.len, buf, 16,
+        crdt__be64(cv, count + 1);
+        crdt__be64(cv + 8, sum + (uint64_t)op->delta);
+        crdt__be64(cv + 16, seq);
+        return crdt__state_put(w, k.b, k.len, cv, 24,
                                rc == CRDT_OK ? &old : NULL);
     }
     case CRDT_OP_SADD: {

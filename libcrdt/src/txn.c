@@ -29,7 +29,12 @@ struct crdt_txn {
     unsigned char prev[CRDT_HASH_BYTES];
     unsigned char epoch_id[CRDT_HASH_BYTES];
     int failed;
+    /* raw keys to delete at commit: (db, len, bytes) records */
+    crdt__enc dels;
+    size_t n_dels;
 };
+
+static int run_dels(crdt_txn *t);
 
 /* Read what the next change chains to, inside the current LMDB txn. */
 static int
@@ -82,12 +87,14 @@ crdt_txn_begin(crdt_txn **out, crdt_replica *r)
         return CRDT_ENOMEM;
     t->r = r;
     crdt__enc_init(&t->ops);
+    crdt__enc_init(&t->dels);
     rc = crdt__wctx_begin(&t->w, r, 1);
     if (rc == CRDT_OK)
         rc = load_position(t);
     if (rc < 0) {
         crdt__wctx_abort(&t->w);
         crdt__enc_free(&t->ops);
+        crdt__enc_free(&t->dels);
         free(t);
         return rc;
     }
@@ -372,6 +379,8 @@ write_change(crdt_txn *t, crdt_commit_info *info)
                               (int64_t)t->n_ops)) < 0 ||
         (rc = crdt__count_add(t->w.txn, r, "changes_in_log", 1)) < 0)
         goto done;
+    if ((rc = run_dels(t)) < 0)
+        goto done;
     if (info != NULL) {
         info->first_seq = t->seq0;
         info->last_seq = last;
@@ -415,6 +424,7 @@ crdt_txn_commit(crdt_txn *t, crdt_commit_info *info)
         *info = got;
     crdt__wctx_abort(&t->w); /* no-op after a commit */
     crdt__enc_free(&t->ops);
+    crdt__enc_free(&t->dels);
     free(t);
     return rc;
 }
@@ -426,5 +436,43 @@ crdt_txn_abort(crdt_txn *t)
         return;
     crdt__wctx_abort(&t->w);
     crdt__enc_free(&t->ops);
+    crdt__enc_free(&t->dels);
     free(t);
+}
+
+int
+crdt_txn_raw_del(crdt_txn *t, crdt_db db, const void *k, size_t kl)
+{
+    unsigned char hdr[3];
+
+    if (t == NULL || (unsigned)db >= CRDT_DB__COUNT || kl == 0 ||
+        kl > CRDT__KEY_MAX || db == CRDT_DB_STATE0 || db == CRDT_DB_STATE1)
+        return CRDT_EINVAL;
+    if (t->failed)
+        return CRDT_EBADTXN;
+    hdr[0] = (unsigned char)db;
+    hdr[1] = (unsigned char)(kl >> 8);
+    hdr[2] = (unsigned char)kl;
+    if (msgpack_sbuffer_write(&t->dels.sb, (const char *)hdr, 3) < 0 ||
+        msgpack_sbuffer_write(&t->dels.sb, k, kl) < 0)
+        return CRDT_ENOMEM;
+    t->n_dels++;
+    return CRDT_OK;
+}
+
+static int
+run_dels(crdt_txn *t)
+{
+    const unsigned char *p = (const unsigned char *)t->dels.sb.data;
+    const unsigned char *end = p + t->dels.sb.size;
+
+    while (p < end) {
+        size_t kl = (size_t)p[1] << 8 | p[2];
+        MDB_val k = { kl, (void *)(p + 3) };
+        int rc = mdb_del(t->w.txn, t->r->dbi[p[0]], &k, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return crdt__mdb_err(rc);
+        p += 3 + kl;
+    }
+    return CRDT_OK;
 }

@@ -131,7 +131,7 @@ take_entry(acc_field *f, crdt__scratch *s, unsigned char kind,
         f->reg_visible = 1;
         return CRDT_OK;
     case 'C':
-        if (rl != 8 || v->mv_size != 16)
+        if (rl != 8 || v->mv_size != 24)
             return CRDT_ECORRUPT;
         f->sum += crdt__rd64(val + 8);
         f->any_counter = 1;
@@ -319,7 +319,7 @@ observe_field(crdt__enc *e, MDB_txn *txn, MDB_dbi dbi, const crdt__key *fk,
         if (k.mv_size <= fk->len || memcmp(kb, fk->b, fk->len) != 0)
             break;
         rl = k.mv_size - fk->len - 1;
-        if (kb[fk->len] == 'C' && !only_set && rl == 8 && v.mv_size == 16) {
+        if (kb[fk->len] == 'C' && !only_set && rl == 8 && v.mv_size == 24) {
             crdt__enc_bin(&c, rest, 8);
             msgpack_pack_uint64(&c.pk, crdt__rd64(v.mv_data));
             msgpack_pack_int64(&c.pk, (int64_t)crdt__rd64(

@@ -17,6 +17,7 @@
 #include "crdt/change.h"
 #include "crdt/replica.h"
 #include "crdt/sync.h"
+#include "crdt/txn.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,6 +48,12 @@ typedef struct crdt_raw crdt_raw;
  * @return CRDT_OK; CRDT_EPERM (write on a read-only replica); CRDT_EIO.
  */
 int crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write);
+/**
+ * Grow the map after a raw call returned CRDT_EFULL, with no txn of this
+ * process open; then redo the whole txn.
+ * @return CRDT_OK; CRDT_EFULL (at the configured maximum).
+ */
+int crdt_replica_grow(crdt_replica *r);
 /** Commit and free. @return CRDT_OK; CRDT_EFULL; CRDT_EIO. */
 int crdt_raw_commit(crdt_raw *t);
 /** Abort and free; NULL does nothing. */
@@ -161,6 +168,9 @@ int crdt_raw_apply_op(crdt_raw *t, const crdt_op *op, uint64_t hlc,
 typedef struct {
     int (*transform)(void *ctx, crdt_raw *t, const crdt_change *c,
                      uint64_t seq, const crdt_op *in, crdt_op *out);
+    /** Called when the hook is replaced or the replica closes; may be
+     *  NULL. */
+    void (*release)(void *ctx);
 } crdt_epoch_hook;
 
 /** Install @p hook (copied) with @p ctx; NULL removes it. */
@@ -181,6 +191,21 @@ typedef int (*crdt_map_elem_fn)(crdt_value *out, const char *field,
 int crdt_observed_map(unsigned char **buf_out, size_t *len_out,
                       const crdt_op *op, crdt_map_field_fn map_field,
                       crdt_map_elem_fn map_elem, void *ctx);
+
+/**
+ * Start a new incarnation: a new actor id for this replica's future
+ * writes (same key pair). A replica that was restored from a backup, or
+ * whose unsynced ops were quarantined, does this so it never reuses an
+ * (actor, seq) that peers saw or will never see.
+ */
+int crdt_replica_new_incarnation(crdt_replica *r);
+
+/**
+ * Inside a local write txn, also delete raw key @p k of @p db when the
+ * txn commits (quarantine re-apply: the op leaves the quarantine in the
+ * same txn that writes it again).
+ */
+int crdt_txn_raw_del(crdt_txn *t, crdt_db db, const void *k, size_t kl);
 
 /**
  * Replace the wall clock (milliseconds since the epoch) for every replica

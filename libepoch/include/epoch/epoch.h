@@ -1,11 +1,30 @@
 /**
  * @file epoch/epoch.h
- * libepoch: epochs, lenses and the migration builder (umbrella header).
+ * libepoch: epochs, the migration builder, rebasing, quarantine, reset.
+ *
+ * An epoch folds the op log into a compact state and may migrate that
+ * state to a new schema through a lens (epoch/lens.h). Its record holds
+ * the number, parent, per-collection schema versions, the lens, the
+ * heads folded into it (base), and the state hash; the id is a hash of
+ * those, so two replicas that compact the same state with the same
+ * migration make the same epoch. Creator and signature are outside the
+ * id. Every replica keeps every record, hence the whole lens chain.
+ *
+ * What this layer promises the one above (sync): a replica attached with
+ * epoch_attach() merges changes written in any epoch it holds a record
+ * for, transforming their ops through the lens chain, and quarantines
+ * what cannot be transformed; epoch_reset_*() swaps in a snapshot of a
+ * newer or canonical epoch atomically and rebases the replica's own
+ * unsynced ops onto it.
  */
 #ifndef EPOCH_EPOCH_H
 #define EPOCH_EPOCH_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "crdt/crdt.h"
+#include "epoch/lens.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -13,6 +32,246 @@ extern "C" {
 
 /** The library version, e.g. "0.1.0". Static; do not free. */
 const char *epoch_version(void);
+
+#define EPOCH_ID_BYTES 32
+#define EPOCH_RECORD_MAX (8u * 1024 * 1024)
+
+/** One collection's schema version. */
+typedef struct {
+    char coll[CRDT_NAME_MAX + 1];
+    uint32_t version;
+} epoch_schema_entry;
+
+/** A decoded epoch record. Owns its memory: free with epoch_info_clear(). */
+typedef struct {
+    uint64_t number;
+    unsigned char id[EPOCH_ID_BYTES];
+    unsigned char parent[EPOCH_ID_BYTES];
+    epoch_schema_entry *schema; /**< sorted by collection */
+    size_t n_schema;
+    char *lens;                 /**< canonical lens text, "" if none */
+    char *custom;               /**< custom migration name, "" if none */
+    uint64_t base_total;        /**< sum of the folded heads' seqs */
+    unsigned char state_hash[CRDT_HASH_BYTES];
+    unsigned char creator[CRDT_PUBKEY_BYTES];
+    uint64_t created_ms;        /**< creator's clock; not in the id */
+    unsigned char *raw;         /**< the encoded record */
+    size_t raw_len;
+} epoch_info;
+
+void epoch_info_clear(epoch_info *e);
+
+/** Version of @p coll in @p e (1 when the epoch does not name it). */
+uint32_t epoch_schema_version(const epoch_info *e, const char *coll);
+
+/**
+ * Decode and check an encoded record: its id is the hash of its body and
+ * its signature verifies. @return CRDT_OK; CRDT_EPROTO; CRDT_EAUTH.
+ */
+int epoch_record_decode(epoch_info *out, const unsigned char *buf,
+                        size_t len);
+
+/** The current epoch of @p r (genesis is number 0, no parent). */
+int epoch_current(epoch_info *out, crdt_replica *r);
+
+/** Load a stored record by id. @return CRDT_OK; CRDT_ENOTFOUND. */
+int epoch_get(epoch_info *out, crdt_replica *r, const unsigned char *id);
+
+/**
+ * The chain from genesis to the current epoch, oldest first.
+ * @param[out] out  an array of @p n_out records; free with
+ *                  epoch_chain_free()
+ */
+int epoch_chain(epoch_info **out, size_t *n_out, crdt_replica *r);
+void epoch_chain_free(epoch_info *chain, size_t n);
+
+/**
+ * Store records received from a peer (each checked). Records already
+ * held are skipped. @return CRDT_OK; CRDT_EPROTO; CRDT_EAUTH.
+ */
+int epoch_store_records(crdt_replica *r, const unsigned char *const *recs,
+                        const size_t *lens, size_t n);
+
+/* ---- the migration builder ---- */
+
+/** A migration being built. Opaque. */
+typedef struct epoch_builder epoch_builder;
+
+/**
+ * A custom migration of one document, for transforms no lens can
+ * express. Called with the visible fields; it edits @p doc in place.
+ * Return CRDT_OK, or an error to fail the whole migration.
+ */
+typedef int (*epoch_custom_fn)(epoch_doc *doc, const char *coll,
+                               const char *doc_id, void *ctx);
+
+/** Progress: @p done of @p total state entries rewritten. */
+typedef void (*epoch_progress_fn)(uint64_t done, uint64_t total, void *ctx);
+
+/**
+ * Start a migration of @p r.
+ * @param[out] out  release with epoch_builder_free() on every path
+ */
+int epoch_builder_new(epoch_builder **out, crdt_replica *r);
+/** Apply @p lens (copied). Its `from` versions must match the replica. */
+int epoch_builder_add_lens(epoch_builder *b, const epoch_lens *lens);
+/**
+ * Run @p fn on every document of @p coll. Marks the epoch non-rebasable:
+ * ops written before it can not be transformed, so stale peers across it
+ * are rejected. @p name is recorded in the epoch.
+ */
+int epoch_builder_set_custom(epoch_builder *b, const char *name,
+                             const char *coll, uint32_t to_version,
+                             epoch_custom_fn fn, void *ctx);
+void epoch_builder_set_progress(epoch_builder *b, epoch_progress_fn fn,
+                                void *ctx);
+/** Keep archived logs of this many sealed epochs (default 4). */
+void epoch_builder_set_retention(epoch_builder *b, uint32_t epochs);
+
+/**
+ * Build the new epoch: write the upgrade marker (own small txn), then in
+ * ONE write txn rewrite the state, append the record, archive the log and
+ * clear the marker. After this only epoch_builder_free() is allowed.
+ * @param[out] out  the new epoch (epoch_info_clear() it), or NULL
+ * @return CRDT_OK; CRDT_EBUSY (another migration is running or was
+ *         interrupted: resume or abort it); CRDT_EINVAL (lens does not
+ *         fit the schema); CRDT_EFULL; CRDT_EIO.
+ */
+int epoch_builder_commit(epoch_info *out, epoch_builder *b);
+void epoch_builder_free(epoch_builder *b);
+
+/* ---- the upgrade marker ---- */
+
+/** What an interrupted or running migration recorded. */
+typedef struct {
+    uint64_t target_number;
+    uint64_t started_ms;
+    char *lens;   /**< canonical lens text or "" */
+    char *custom; /**< custom name or "" */
+} epoch_marker;
+
+void epoch_marker_clear(epoch_marker *m);
+/** @return CRDT_OK (present); CRDT_ENOTFOUND (none). */
+int epoch_marker_get(epoch_marker *out, crdt_replica *r);
+/** Re-run the recorded migration from the start (lens only). */
+int epoch_migration_resume(epoch_info *out, crdt_replica *r,
+                           epoch_progress_fn fn, void *ctx);
+/** Drop the marker; the epoch stays as it is. */
+int epoch_migration_abort(crdt_replica *r);
+
+/* ---- rebasing and quarantine ---- */
+
+/**
+ * Install the rebasing hook on @p r: merges then accept changes written
+ * in any epoch @p r holds a record for. Call once after opening; the
+ * hook lives until epoch_detach() or the replica closes.
+ */
+int epoch_attach(crdt_replica *r);
+void epoch_detach(crdt_replica *r);
+
+/** One quarantined op. Views valid until the next call. */
+typedef struct {
+    crdt_actor actor;
+    uint64_t seq;
+    uint64_t hlc;
+    const char *reason;
+    unsigned char epoch_id[EPOCH_ID_BYTES]; /**< written against */
+    crdt_op op;                             /**< as written */
+} epoch_quarantined;
+
+typedef int (*epoch_quarantine_cb)(const epoch_quarantined *q, void *ctx);
+
+/** Visit every quarantined op in (actor, seq) order. */
+int epoch_quarantine_list(crdt_replica *r, epoch_quarantine_cb cb,
+                          void *ctx);
+/** Number of quarantined ops. */
+int epoch_quarantine_count(uint64_t *out, crdt_replica *r);
+/**
+ * Move every op of the local log that a peer at epoch @p target lacks
+ * (beyond its folded heads) into the quarantine with @p reason: what a
+ * replica rejected beyond policy does so nothing is lost.
+ */
+int epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
+                              const unsigned char *target_heads,
+                              size_t heads_len, const char *reason);
+/**
+ * Re-apply quarantined ops as NEW local writes in the current schema
+ * (one change), where they still make sense; those that still do not
+ * stay quarantined. @p applied_out and @p kept_out may be NULL.
+ */
+int epoch_quarantine_apply(uint64_t *applied_out, uint64_t *kept_out,
+                           crdt_replica *r);
+
+/* ---- reset to a snapshot (sync) ---- */
+
+/** A reset in progress: one write txn. Opaque. */
+typedef struct epoch_reset epoch_reset;
+
+/**
+ * Begin resetting @p r into epoch @p target_id (its record and those of
+ * its ancestors must be stored first: epoch_store_records()).
+ * State entries then stream in with epoch_reset_put(); if the snapshot is
+ * older than @p migrate_to (an epoch this replica holds and that descends
+ * from the target), entries are migrated up through the lenses in memory
+ * before they are written.
+ */
+int epoch_reset_begin(epoch_reset **out, crdt_replica *r,
+                      const unsigned char *target_id,
+                      const unsigned char *migrate_to);
+/** One state entry of the snapshot, in key order. */
+int epoch_reset_put(epoch_reset *rs, const void *k, size_t kl,
+                    const void *v, size_t vl);
+/**
+ * Swap the snapshot in, adopt the epoch's base heads, bring back the
+ * changes of a losing fork from the archive, and replay every change
+ * beyond the new heads through the lenses. The snapshot is the sender's
+ * CURRENT state of that epoch (it may hold ops beyond the base); the
+ * sender then sends its log beyond the base as usual, and applying an op
+ * the state already holds is a no-op. @p expected_hash is the state hash
+ * the sender reported with the snapshot (NULL when migrating up); a
+ * mismatch gives CRDT_ECORRUPT and nothing changes.
+ */
+int epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
+                       const unsigned char *expected_hash);
+void epoch_reset_abort(epoch_reset *rs);
+
+/**
+ * Stream the current state: from one read snapshot, fill @p epoch_id_out
+ * and @p hash_out (either may be NULL), then call @p cb per state entry
+ * in key order; a non-zero return stops the walk and is returned.
+ */
+typedef int (*epoch_entry_cb)(const void *k, size_t kl, const void *v,
+                              size_t vl, void *ctx);
+int epoch_snapshot_walk(crdt_replica *r, unsigned char *epoch_id_out,
+                        unsigned char *hash_out, epoch_entry_cb cb,
+                        void *ctx);
+
+/* ---- sync policy ---- */
+
+/** How two epochs relate, from the local side's view. */
+typedef enum {
+    EPOCH_SAME = 0,   /**< same epoch */
+    EPOCH_BEHIND,     /**< theirs descends from ours: reset to theirs */
+    EPOCH_AHEAD,      /**< ours descends from theirs: they reset */
+    EPOCH_FORK_WIN,   /**< forked; ours is canonical */
+    EPOCH_FORK_LOSE,  /**< forked; theirs is canonical: reset to theirs */
+    EPOCH_UNKNOWN     /**< we do not hold their record */
+} epoch_relation;
+
+/** Policy for stale peers. */
+typedef struct {
+    uint32_t max_epochs_behind; /**< 0 = no limit */
+    uint64_t max_age_ms;        /**< 0 = no limit */
+} epoch_policy;
+
+/**
+ * Relate our current epoch to @p theirs (both records must be held), and
+ * say whether the gap is within @p policy: a custom migration on the
+ * path, too many epochs or too old gives CRDT_EREJECTED with @p reason.
+ */
+int epoch_relate(epoch_relation *rel_out, const char **reason_out,
+                 crdt_replica *r, const unsigned char *theirs,
+                 const epoch_policy *policy);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,340 @@
+/*
+ * builder.c: the migration builder.
+ *
+ *   new --add_lens/set_custom--> READY --commit--> DONE (only free)
+ *   commit: (1) marker txn  (2) ONE big txn: rewrite state into the spare
+ *           slot, swap, record, archive log, set epoch, clear marker.
+ * Invariants:
+ *  (1) After a crash the replica is at the old epoch (marker present) or
+ *      the new one (marker gone), never between: everything of (2) is
+ *      one LMDB txn.
+ *  (2) A pure compaction (no lens, no hook) takes the same path but keeps
+ *      the state as it is.
+ *  (3) Memory holds one document at a time (rewrite.c), not the state.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "epoch_internal.h"
+
+struct epoch_builder {
+    crdt_replica *r;
+    epoch_lens *lens;
+    char *custom_name;
+    char *custom_coll;
+    uint32_t custom_to;
+    epoch_custom_fn custom;
+    void *custom_ctx;
+    epoch_progress_fn progress;
+    void *progress_ctx;
+    uint32_t retention;
+    int done;
+};
+
+int
+epoch_builder_new(epoch_builder **out, crdt_replica *r)
+{
+    epoch_builder *b;
+
+    if (out == NULL || r == NULL)
+        return CRDT_EINVAL;
+    b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return CRDT_ENOMEM;
+    b->r = r;
+    b->retention = 4;
+    *out = b;
+    return CRDT_OK;
+}
+
+void
+epoch_builder_free(epoch_builder *b)
+{
+    if (b == NULL)
+        return;
+    epoch_lens_free(b->lens);
+    free(b->custom_name);
+    free(b->custom_coll);
+    free(b);
+}
+
+int
+epoch_builder_add_lens(epoch_builder *b, const epoch_lens *lens)
+{
+    char *text;
+    size_t len;
+    int rc;
+
+    if (b == NULL || lens == NULL || b->done)
+        return CRDT_EINVAL;
+    if (b->lens != NULL)
+        return CRDT_EINVAL; /* one lens file per epoch */
+    /* copy through the canonical text: the builder owns its lens */
+    if ((rc = epoch_lens_format(&text, &len, lens)) < 0)
+        return rc;
+    rc = epoch_lens_parse(&b->lens, text, len, NULL);
+    free(text);
+    return rc;
+}
+
+int
+epoch_builder_set_custom(epoch_builder *b, const char *name,
+                         const char *coll, uint32_t to_version,
+                         epoch_custom_fn fn, void *ctx)
+{
+    if (b == NULL || name == NULL || name[0] == '\0' || fn == NULL ||
+        !crdt__name_ok(coll) || b->done)
+        return CRDT_EINVAL;
+    free(b->custom_name);
+    free(b->custom_coll);
+    b->custom_name = strdup(name);
+    b->custom_coll = strdup(coll);
+    if (b->custom_name == NULL || b->custom_coll == NULL)
+        return CRDT_ENOMEM;
+    b->custom_to = to_version;
+    b->custom = fn;
+    b->custom_ctx = ctx;
+    return CRDT_OK;
+}
+
+void
+epoch_builder_set_progress(epoch_builder *b, epoch_progress_fn fn, void *ctx)
+{
+    if (b == NULL)
+        return;
+    b->progress = fn;
+    b->progress_ctx = ctx;
+}
+
+void
+epoch_builder_set_retention(epoch_builder *b, uint32_t epochs)
+{
+    if (b != NULL)
+        b->retention = epochs;
+}
+
+static int
+cmp_schema(const void *a, const void *b)
+{
+    return strcmp(((const epoch_schema_entry *)a)->coll,
+                  ((const epoch_schema_entry *)b)->coll);
+}
+
+static int
+schema_set(epoch_schema_entry **s, size_t *n, const char *coll,
+           uint32_t from, uint32_t to)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp((*s)[i].coll, coll) == 0) {
+            if ((*s)[i].version != from)
+                return CRDT_EINVAL;
+            (*s)[i].version = to;
+            return CRDT_OK;
+        }
+    }
+    if (from != 1)
+        return CRDT_EINVAL; /* an unnamed collection is at version 1 */
+    epoch_schema_entry *ns = realloc(*s, (*n + 1) * sizeof *ns);
+    if (ns == NULL)
+        return CRDT_ENOMEM;
+    *s = ns;
+    snprintf(ns[*n].coll, sizeof ns[*n].coll, "%s", coll);
+    ns[*n].version = to;
+    (*n)++;
+    return CRDT_OK;
+}
+
+int
+epoch__schema_apply(epoch_schema_entry **out, size_t *n_out,
+                    const epoch_schema_entry *in, size_t n,
+                    const epoch_lens *lens, const char *custom_coll,
+                    uint32_t custom_to)
+{
+    epoch_schema_entry *s = malloc((n + 1) * sizeof *s);
+    size_t k = n;
+    int rc = CRDT_OK;
+
+    if (s == NULL)
+        return CRDT_ENOMEM;
+    if (n)
+        memcpy(s, in, n * sizeof *s);
+    for (size_t i = 0; lens && i < epoch_lens_section_count(lens); i++) {
+        const char *c;
+        uint32_t from, to;
+        epoch_lens_section(lens, i, &c, &from, &to);
+        if ((rc = schema_set(&s, &k, c, from, to)) < 0)
+            break;
+    }
+    if (rc == CRDT_OK && custom_coll != NULL) {
+        uint32_t cur = 1;
+        for (size_t i = 0; i < k; i++)
+            if (strcmp(s[i].coll, custom_coll) == 0)
+                cur = s[i].version;
+        if (custom_to <= cur)
+            rc = CRDT_EINVAL;
+        else
+            rc = schema_set(&s, &k, custom_coll, cur, custom_to);
+    }
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    qsort(s, k, sizeof *s, cmp_schema);
+    *out = s;
+    *n_out = k;
+    return CRDT_OK;
+}
+
+/* (2) of the file comment: the big txn. */
+static int
+build(epoch_info *out, epoch_builder *b, crdt_raw *t)
+{
+    epoch_info cur, next;
+    epoch_schema_entry *schema = NULL;
+    size_t n_schema = 0, heads_len = 0;
+    unsigned char *heads = NULL, hash[CRDT_HASH_BYTES];
+    char *lens_text = NULL;
+    size_t lens_len = 0;
+    int rewrite = b->lens != NULL || b->custom != NULL;
+    crdt_vv *vv = NULL;
+    int rc;
+
+    memset(&next, 0, sizeof next);
+    if ((rc = epoch__current_in(&cur, t)) < 0)
+        return rc;
+    rc = epoch__schema_apply(&schema, &n_schema, cur.schema, cur.n_schema,
+                             b->lens, b->custom_coll, b->custom_to);
+    if (rc < 0)
+        goto done;
+
+    if (rewrite) {
+        epoch__rewriter *w = NULL;
+        crdt_raw_cursor *c = NULL;
+        const void *k, *v;
+        size_t kl, vl;
+        uint64_t total = 0, seen = 0;
+
+        crdt_raw_count(&total, t, crdt_raw_state_db(t, 0));
+        if ((rc = crdt_raw_spare_clear(t)) < 0 ||
+            (rc = epoch__rewriter_new(&w, t, b->lens, b->custom_coll,
+                                      b->custom, b->custom_ctx)) < 0 ||
+            (rc = crdt_raw_cursor_open(&c, t, crdt_raw_state_db(t, 0))) < 0) {
+            epoch__rewriter_free(w);
+            goto done;
+        }
+        rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+        while (rc == CRDT_OK) {
+            if ((rc = epoch__rewriter_put(w, k, kl, v, vl)) < 0)
+                break;
+            if (b->progress && (++seen & 0xffff) == 0)
+                b->progress(seen, total, b->progress_ctx);
+            rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+        }
+        crdt_raw_cursor_close(c);
+        if (rc == CRDT_ENOTFOUND)
+            rc = epoch__rewriter_finish(w);
+        epoch__rewriter_free(w);
+        if (rc < 0)
+            goto done;
+        if ((rc = crdt_raw_swap_state(t)) < 0)
+            goto done;
+        if (b->progress)
+            b->progress(total, total, b->progress_ctx);
+    }
+
+    if ((rc = crdt_raw_heads_encode(&heads, &heads_len, t)) < 0 ||
+        (rc = crdt_raw_vv(&vv, t)) < 0)
+        goto done;
+    crdt_raw_state_hash(t, hash);
+    if (b->lens != NULL &&
+        (rc = epoch_lens_format(&lens_text, &lens_len, b->lens)) < 0)
+        goto done;
+    rc = epoch__record_make(&next, b->r, cur.number + 1, cur.id, schema,
+                            n_schema, lens_text ? lens_text : "",
+                            b->custom_name ? b->custom_name : "", heads,
+                            heads_len, hash);
+    if (rc < 0)
+        goto done;
+    if ((rc = epoch__put_in(t, &next)) < 0 ||
+        (rc = crdt_raw_archive_log(t, NULL, cur.number)) < 0 ||
+        (rc = crdt_raw_set_epoch(t, next.number, next.id)) < 0 ||
+        (rc = epoch__marker_del(t)) < 0)
+        goto done;
+    if (b->retention > 0 && next.number > b->retention)
+        rc = crdt_raw_prune_archive(t, next.number - b->retention);
+done:
+    if (rc == CRDT_OK && out != NULL) {
+        *out = next;
+        memset(&next, 0, sizeof next);
+    }
+    epoch_info_clear(&next);
+    epoch_info_clear(&cur);
+    free(schema);
+    free(heads);
+    free(lens_text);
+    crdt_vv_free(vv);
+    return rc;
+}
+
+int
+epoch_builder_commit(epoch_info *out, epoch_builder *b)
+{
+    epoch_info cur;
+    char *lens_text = NULL;
+    size_t lens_len;
+    crdt_raw *t;
+    const void *v;
+    size_t vl;
+    int rc;
+
+    if (b == NULL || b->done)
+        return CRDT_EINVAL;
+    b->done = 1;
+    if (b->lens != NULL &&
+        (rc = epoch_lens_format(&lens_text, &lens_len, b->lens)) < 0)
+        return rc;
+
+    /* (1) the marker, in its own committed txn */
+    if ((rc = crdt_raw_begin(&t, b->r, 1)) < 0)
+        goto out;
+    if (crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl) == CRDT_OK) {
+        crdt_raw_abort(t);
+        rc = CRDT_EBUSY; /* running elsewhere, or interrupted: resume */
+        goto out;
+    }
+    if ((rc = epoch__current_in(&cur, t)) < 0) {
+        crdt_raw_abort(t);
+        goto out;
+    }
+    rc = epoch__marker_put(t, cur.number + 1, lens_text ? lens_text : "",
+                           b->custom_name ? b->custom_name : "");
+    epoch_info_clear(&cur);
+    if (rc < 0) {
+        crdt_raw_abort(t);
+        goto out;
+    }
+    if ((rc = crdt_raw_commit(t)) < 0)
+        goto out;
+
+    /* (2) everything else in ONE txn; keeps (1) */
+    for (int tries = 0; tries < 8; tries++) {
+        if ((rc = crdt_raw_begin(&t, b->r, 1)) < 0)
+            break;
+        rc = build(out, b, t);
+        if (rc == CRDT_OK) {
+            rc = crdt_raw_commit(t);
+            break;
+        }
+        crdt_raw_abort(t);
+        if (rc != CRDT_EFULL || crdt_replica_grow(b->r) < 0)
+            break;
+    }
+    if (rc < 0) {
+        /* a clean failure leaves nothing behind; a crash leaves the
+         * marker for --resume / --abort */
+        epoch_migration_abort(b->r);
+    }
+out:
+    free(lens_text);
+    return rc;
+}

@@ -1,0 +1,69 @@
+/*
+ * epoch_internal.h: what the files of libepoch share. Not installed.
+ *
+ *   record.c     encode, decode, sign, store and walk epoch records
+ *   rewrite.c    rewrite state entries through a lens or custom hook
+ *   builder.c    the migration builder (marker + one big txn)
+ *   marker.c     the upgrade marker
+ *   rebase.c     the merge hook: ops of older or forked epochs
+ *   quarantine.c ops that could not be rebased
+ *   reset.c      swapping in a snapshot; relate.c the sync policy
+ */
+#ifndef EPOCH_INTERNAL_H
+#define EPOCH_INTERNAL_H
+
+#include <msgpack.h>
+
+#include "crdt/crdt.h"
+#include "epoch/epoch.h"
+#include "epoch/lens.h"
+#include "internal.h" /* libcrdt's private msgpack reader and helpers */
+
+#define EPOCH__FORMAT 1u
+
+/* Build and sign a record; @p out gets id and raw (owned). */
+int epoch__record_make(epoch_info *out, crdt_replica *r, uint64_t number,
+                       const unsigned char *parent,
+                       const epoch_schema_entry *schema, size_t n_schema,
+                       const char *lens, const char *custom,
+                       const unsigned char *heads, size_t heads_len,
+                       const unsigned char *state_hash);
+/* Base heads blob of a record (a view into e->raw). */
+int epoch__record_heads(const unsigned char **out, size_t *len,
+                        const epoch_info *e);
+/* Load a record inside a raw txn. Genesis (no record) is synthesized. */
+int epoch__get_in(epoch_info *out, crdt_raw *t, const unsigned char *id);
+int epoch__current_in(epoch_info *out, crdt_raw *t);
+int epoch__put_in(crdt_raw *t, const epoch_info *e);
+int epoch__genesis(epoch_info *out, crdt_raw *t);
+
+/* Rewrite one document's state entries (collected by the caller) through
+ * a lens and/or custom hook, writing into the spare slot. */
+typedef struct epoch__rewriter epoch__rewriter;
+int epoch__rewriter_new(epoch__rewriter **out, crdt_raw *t,
+                        const epoch_lens *lens, const char *custom_coll,
+                        epoch_custom_fn custom, void *custom_ctx);
+/* Feed entries in key order; documents are flushed as they end. */
+int epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
+                        const void *v, size_t vl);
+int epoch__rewriter_finish(epoch__rewriter *w);
+void epoch__rewriter_free(epoch__rewriter *w);
+
+/* Marker inside a txn. */
+int epoch__marker_put(crdt_raw *t, uint64_t target, const char *lens,
+                      const char *custom);
+int epoch__marker_del(crdt_raw *t);
+
+/* Quarantine one op inside a txn. */
+int epoch__quarantine_put(crdt_raw *t, const crdt_change *c, uint64_t seq,
+                          uint64_t hlc, const crdt_op *op,
+                          const char *reason);
+
+/* Apply a chain of lenses to a schema (versions); CRDT_EINVAL if a lens
+ * section's `from` does not match. */
+int epoch__schema_apply(epoch_schema_entry **out, size_t *n_out,
+                        const epoch_schema_entry *in, size_t n,
+                        const epoch_lens *lens, const char *custom_coll,
+                        uint32_t custom_to);
+
+#endif

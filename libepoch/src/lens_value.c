@@ -1,0 +1,272 @@
+/*
+ * lens_value.c: scalar values as a lens sees them: type names, a total
+ * order, UTF-8 checks and the canonical text of a literal.
+ *
+ * Invariants:
+ *  (1) epoch__value_cmp() is a total order: doubles compare by their IEEE
+ *      754 totalOrder (so -0 != 0 and NaN equals only itself), because map
+ *      lookups and set elements must never treat two distinct values as
+ *      one, or a conversion would stop being invertible.
+ *  (2) epoch__literal_format() writes text that epoch__literal_read()
+ *      reads back to an equal value: doubles always carry a '.' or an
+ *      exponent, so they never come back as ints.
+ */
+#include "lens_internal.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const type_names[] = {"null", "bool", "int",
+                                         "double", "string", "bytes"};
+
+const char *
+epoch__type_name(crdt_vtype t)
+{
+    if ((unsigned)t < sizeof type_names / sizeof type_names[0])
+        return type_names[t];
+    return "?";
+}
+
+int
+epoch__type_parse(crdt_vtype *out, const char *p, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof type_names / sizeof type_names[0]; i++) {
+        if (strlen(type_names[i]) == len && memcmp(type_names[i], p, len) == 0) {
+            *out = (crdt_vtype)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Map a double's bits to an integer whose order is IEEE totalOrder. */
+static int64_t
+double_key(double d)
+{
+    int64_t k;
+
+    memcpy(&k, &d, sizeof k);
+    return k < 0 ? (int64_t)((uint64_t)k ^ INT64_MAX) : k;
+}
+
+int
+epoch__value_cmp(const crdt_value *a, const crdt_value *b)
+{
+    int64_t x, y;
+    size_t n;
+    int c;
+
+    if (a->type != b->type)
+        return a->type < b->type ? -1 : 1;
+    switch (a->type) {
+    case CRDT_VNULL:
+        return 0;
+    case CRDT_VBOOL:
+        return (a->u.b != 0) - (b->u.b != 0);
+    case CRDT_VINT:
+        return (a->u.i > b->u.i) - (a->u.i < b->u.i);
+    case CRDT_VDOUBLE:
+        x = double_key(a->u.d);
+        y = double_key(b->u.d);
+        return (x > y) - (x < y);
+    case CRDT_VSTRING:
+    case CRDT_VBYTES:
+        n = a->u.s.len < b->u.s.len ? a->u.s.len : b->u.s.len;
+        c = n > 0 ? memcmp(a->u.s.ptr, b->u.s.ptr, n) : 0;
+        if (c != 0)
+            return c < 0 ? -1 : 1;
+        return (a->u.s.len > b->u.s.len) - (a->u.s.len < b->u.s.len);
+    }
+    return 0;
+}
+
+static int
+pair_cmp(const void *a, const void *b)
+{
+    return epoch__value_cmp(&((const epoch__pair *)a)->from,
+                            &((const epoch__pair *)b)->from);
+}
+
+void
+epoch__pairs_sort(epoch__pair *p, size_t n)
+{
+    if (n > 1)
+        qsort(p, n, sizeof *p, pair_cmp);
+}
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
+int
+epoch__utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, n, k;
+    uint32_t cp, min;
+
+    while (i < len) {
+        if (p[i] < 0x80) {
+            i++;
+            continue;
+        }
+        if ((p[i] & 0xE0) == 0xC0) {
+            n = 1, cp = p[i] & 0x1F, min = 0x80;
+        } else if ((p[i] & 0xF0) == 0xE0) {
+            n = 2, cp = p[i] & 0x0F, min = 0x800;
+        } else if ((p[i] & 0xF8) == 0xF0) {
+            n = 3, cp = p[i] & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (len - i <= n)
+            return 0;
+        for (k = 1; k <= n; k++) {
+            if ((p[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+/* The shortest text that strtod() reads back to exactly @p d, so
+ * double -> string -> double is the identity: the fewest significant
+ * digits that round-trip, in plain notation for decimal exponents -7..20
+ * ("100", "0.00000015") and exponent notation outside ("1e+300"), so
+ * common values read naturally. -1 if @p d is not finite. */
+int
+epoch__double_shortest(char *buf, size_t size, double d)
+{
+    char *e;
+    int prec, n = -1, exp10, decimals;
+
+    if (!isfinite(d))
+        return -1;
+    for (prec = 1; prec <= 17; prec++) {
+        n = snprintf(buf, size, "%.*e", prec - 1, d);
+        if (n < 0 || (size_t)n >= size)
+            return -1;
+        if (strtod(buf, NULL) == d)
+            break;
+    }
+    e = strchr(buf, 'e');
+    exp10 = e != NULL ? atoi(e + 1) : 0; /* after rounding to prec digits */
+    if (exp10 >= -7 && exp10 < 21) {
+        decimals = prec - 1 - exp10;
+        n = snprintf(buf, size, "%.*f", decimals > 0 ? decimals : 0, d);
+    } else {
+        n = snprintf(buf, size, "%.*g", prec, d);
+    }
+    if (n < 0 || (size_t)n >= size || strtod(buf, NULL) != d)
+        return -1; /* cannot happen: same digits as the %e text */
+    if (strspn(buf, "0123456789+-.e") != (size_t)n)
+        return -1; /* a locale whose decimal point is not '.' */
+    return n;
+}
+
+static int
+put_str(epoch_buf *b, const char *s)
+{
+    return epoch__buf_put(b, s, strlen(s));
+}
+
+static int
+string_format(epoch_buf *b, const char *p, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char esc[7];
+    size_t i;
+    int rc = epoch__buf_put(b, "\"", 1);
+
+    for (i = 0; i < len && rc == CRDT_OK; i++) {
+        unsigned char c = (unsigned char)p[i];
+
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            rc = epoch__buf_put(b, esc, 2);
+        } else if (c == '\n') {
+            rc = put_str(b, "\\n");
+        } else if (c == '\t') {
+            rc = put_str(b, "\\t");
+        } else if (c == '\r') {
+            rc = put_str(b, "\\r");
+        } else if (c == '\b') {
+            rc = put_str(b, "\\b");
+        } else if (c == '\f') {
+            rc = put_str(b, "\\f");
+        } else if (c < 0x20) {
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            rc = epoch__buf_put(b, esc, 6);
+        } else {
+            rc = epoch__buf_put(b, &p[i], 1);
+        }
+    }
+    return rc == CRDT_OK ? epoch__buf_put(b, "\"", 1) : rc;
+}
+
+static int
+base64_format(epoch_buf *b, const unsigned char *p, size_t len)
+{
+    static const char abc[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char q[4];
+    size_t i;
+    uint32_t v;
+    int rc = CRDT_OK;
+
+    for (i = 0; i < len && rc == CRDT_OK; i += 3) {
+        v = (uint32_t)p[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < len)
+            v |= p[i + 2];
+        q[0] = abc[(v >> 18) & 63];
+        q[1] = abc[(v >> 12) & 63];
+        q[2] = i + 1 < len ? abc[(v >> 6) & 63] : '=';
+        q[3] = i + 2 < len ? abc[v & 63] : '=';
+        rc = epoch__buf_put(b, q, 4);
+    }
+    return rc;
+}
+
+int
+epoch__literal_format(epoch_buf *b, const crdt_value *v)
+{
+    char num[40];
+    int n, rc;
+
+    switch (v->type) {
+    case CRDT_VNULL:
+        return put_str(b, "null");
+    case CRDT_VBOOL:
+        return put_str(b, v->u.b ? "true" : "false");
+    case CRDT_VINT:
+        snprintf(num, sizeof num, "%" PRId64, v->u.i);
+        return put_str(b, num);
+    case CRDT_VDOUBLE:
+        n = epoch__double_shortest(num, sizeof num - 2, v->u.d);
+        if (n < 0)
+            return CRDT_EINVAL; /* literals are finite by construction */
+        if (strpbrk(num, ".eE") == NULL) /* keeps (2) */
+            memcpy(num + n, ".0", 3);
+        return put_str(b, num);
+    case CRDT_VSTRING:
+        return string_format(b, v->u.s.ptr, v->u.s.len);
+    case CRDT_VBYTES:
+        rc = put_str(b, "{\"$bytes\":\"");
+        if (rc == CRDT_OK)
+            rc = base64_format(b, (const unsigned char *)v->u.s.ptr,
+                               v->u.s.len);
+        return rc == CRDT_OK ? put_str(b, "\"}") : rc;
+    }
+    return CRDT_EINVAL;
+}

@@ -1,0 +1,331 @@
+/*
+ * quarantine.c: ops that could not be rebased, kept with their reason.
+ *
+ *   key   = actor(8) | seq(8)
+ *   value = [ reason: str, epoch: bin32, hlc: uint, op: bin (as written) ]
+ *
+ * Nothing leaves the quarantine except by epoch_quarantine_apply(), in
+ * the same txn that writes the op again as a new local change.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "epoch_internal.h"
+
+int
+epoch__quarantine_put(crdt_raw *t, const crdt_change *c, uint64_t seq,
+                      uint64_t hlc, const crdt_op *op, const char *reason)
+{
+    unsigned char key[16];
+    crdt__enc e, o;
+    int rc;
+
+    memcpy(key, c->actor.b, 8);
+    crdt__be64(key + 8, seq);
+    crdt__enc_init(&e);
+    crdt__enc_init(&o);
+    rc = crdt__op_encode(&o, op);
+    if (rc == CRDT_OK) {
+        msgpack_pack_array(&e.pk, 4);
+        crdt__enc_str(&e, reason, strlen(reason));
+        crdt__enc_bin(&e, c->epoch_id, EPOCH_ID_BYTES);
+        msgpack_pack_uint64(&e.pk, hlc);
+        crdt__enc_bin(&e, o.sb.data, o.sb.size);
+        rc = crdt_raw_put(t, CRDT_DB_QUARANTINE, key, sizeof key, e.sb.data,
+                          e.sb.size);
+    }
+    crdt__enc_free(&e);
+    crdt__enc_free(&o);
+    return rc;
+}
+
+static int
+decode(epoch_quarantined *q, char *reason, size_t rsz, const void *k,
+       size_t kl, const void *v, size_t vl)
+{
+    crdt__mp m = { v, (const unsigned char *)v + vl }, om;
+    const char *rs;
+    const unsigned char *ob;
+    uint32_t n, rl, ol;
+
+    if (kl != 16)
+        return CRDT_ECORRUPT;
+    memcpy(q->actor.b, k, 8);
+    q->seq = crdt__rd64((const unsigned char *)k + 8);
+    if (crdt__mp_array(&m, &n) < 0 || n != 4 ||
+        crdt__mp_str(&m, &rs, &rl) < 0 ||
+        crdt__mp_bin_fixed(&m, q->epoch_id, EPOCH_ID_BYTES) < 0 ||
+        crdt__mp_uint(&m, &q->hlc) < 0 || crdt__mp_bin(&m, &ob, &ol) < 0)
+        return CRDT_ECORRUPT;
+    snprintf(reason, rsz, "%.*s", (int)rl, rs);
+    q->reason = reason;
+    om.p = ob;
+    om.end = ob + ol;
+    if (crdt__op_decode(&q->op, &om) < 0)
+        return CRDT_ECORRUPT;
+    return CRDT_OK;
+}
+
+int
+epoch_quarantine_list(crdt_replica *r, epoch_quarantine_cb cb, void *ctx)
+{
+    crdt_raw *t;
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    char reason[256];
+    int rc;
+
+    if (r == NULL || cb == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt_raw_begin(&t, r, 0)) < 0)
+        return rc;
+    if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_QUARANTINE)) < 0) {
+        crdt_raw_abort(t);
+        return rc;
+    }
+    rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+    while (rc == CRDT_OK) {
+        epoch_quarantined q;
+        if ((rc = decode(&q, reason, sizeof reason, k, kl, v, vl)) < 0)
+            break;
+        if ((rc = cb(&q, ctx)) != 0)
+            break;
+        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+    }
+    crdt_raw_cursor_close(c);
+    crdt_raw_abort(t);
+    return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
+}
+
+int
+epoch_quarantine_count(uint64_t *out, crdt_replica *r)
+{
+    crdt_raw *t;
+    int rc;
+
+    if (out == NULL || r == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt_raw_begin(&t, r, 0)) < 0)
+        return rc;
+    rc = crdt_raw_count(out, t, CRDT_DB_QUARANTINE);
+    crdt_raw_abort(t);
+    return rc;
+}
+
+static uint64_t
+heads_seq(const unsigned char *h, size_t len, const crdt_actor *a)
+{
+    crdt__mp m = { h, h + len };
+    uint32_t n;
+
+    if (h == NULL || crdt__mp_array(&m, &n) < 0)
+        return 0;
+    for (uint32_t i = 0; i < n / 5; i++) {
+        unsigned char actor[8];
+        uint64_t seq;
+        if (crdt__mp_bin_fixed(&m, actor, 8) < 0 ||
+            crdt__mp_uint(&m, &seq) < 0 || crdt__mp_skip(&m) < 0 ||
+            crdt__mp_skip(&m) < 0 || crdt__mp_skip(&m) < 0)
+            return 0;
+        if (memcmp(actor, a->b, 8) == 0)
+            return seq;
+    }
+    return 0;
+}
+
+int
+epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
+                          const unsigned char *target_heads,
+                          size_t heads_len, const char *reason)
+{
+    crdt_raw *t;
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    uint64_t moved = 0;
+    unsigned char (*dead)[16] = NULL;
+    size_t n_dead = 0;
+    int rc;
+
+    if (r == NULL || reason == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
+        return rc;
+    if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_LOG)) < 0) {
+        crdt_raw_abort(t);
+        return rc;
+    }
+    rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+    while (rc == CRDT_OK) {
+        crdt_change ch;
+        unsigned char *copy = malloc(vl);
+        uint64_t have;
+
+        if (copy == NULL) {
+            rc = CRDT_ENOMEM;
+            break;
+        }
+        memcpy(copy, v, vl);
+        if ((rc = crdt_change_decode(&ch, copy, vl)) < 0) {
+            free(copy);
+            break;
+        }
+        have = heads_seq(target_heads, heads_len, &ch.actor);
+        if (ch.seq + ch.n_ops - 1 > have) {
+            crdt_op_iter it;
+            crdt_op op;
+            uint64_t i = 0;
+            crdt_op_iter_init(&it, &ch);
+            while (rc == CRDT_OK && crdt_op_iter_next(&op, &it) == CRDT_OK) {
+                if (ch.seq + i > have) {
+                    rc = epoch__quarantine_put(t, &ch, ch.seq + i,
+                                               ch.hlc + i, &op, reason);
+                    moved++;
+                }
+                i++;
+            }
+            void *nd = realloc(dead, (n_dead + 1) * 16);
+            if (nd == NULL)
+                rc = CRDT_ENOMEM;
+            else {
+                dead = nd;
+                memcpy(dead[n_dead++], k, 16);
+            }
+        }
+        free(copy);
+        if (rc < 0)
+            break;
+        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+    }
+    crdt_raw_cursor_close(c);
+    if (rc == CRDT_ENOTFOUND)
+        rc = CRDT_OK;
+    /* those changes will never reach a peer: drop them from the log (the
+     * ops are in the quarantine now) */
+    for (size_t i = 0; rc == CRDT_OK && i < n_dead; i++)
+        rc = crdt_raw_del(t, CRDT_DB_LOG, dead[i], 16);
+    free(dead);
+    if (rc < 0) {
+        crdt_raw_abort(t);
+        return rc;
+    }
+    if ((rc = crdt_raw_commit(t)) < 0)
+        return rc;
+    if (moved_out)
+        *moved_out = moved;
+    return CRDT_OK;
+}
+
+/* ---- re-apply ---- */
+
+typedef struct {
+    unsigned char key[16];
+    unsigned char *op;    /* encoded op (copy) */
+    size_t op_len;
+} held;
+
+typedef struct {
+    held *v;
+    size_t n;
+} held_list;
+
+static int
+collect(const epoch_quarantined *q, void *p)
+{
+    held_list *l = p;
+    crdt__enc e;
+    held *nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+
+    if (nv == NULL)
+        return CRDT_ENOMEM;
+    l->v = nv;
+    memcpy(nv[l->n].key, q->actor.b, 8);
+    crdt__be64(nv[l->n].key + 8, q->seq);
+    crdt__enc_init(&e);
+    if (crdt__op_encode(&e, &q->op) < 0) {
+        crdt__enc_free(&e);
+        return CRDT_ENOMEM;
+    }
+    nv[l->n].op = (unsigned char *)e.sb.data; /* handed over */
+    nv[l->n].op_len = e.sb.size;
+    l->n++;
+    return 0;
+}
+
+static int
+reapply(crdt_txn *t, const crdt_op *op)
+{
+    char coll[CRDT_NAME_MAX + 1], doc[CRDT_NAME_MAX + 1];
+    char field[CRDT_NAME_MAX + 1];
+
+    snprintf(coll, sizeof coll, "%.*s", (int)op->coll_len, op->coll);
+    snprintf(doc, sizeof doc, "%.*s", (int)op->doc_len, op->doc);
+    if (op->field)
+        snprintf(field, sizeof field, "%.*s", (int)op->field_len, op->field);
+    switch (op->kind) {
+    case CRDT_OP_PUT: return crdt_txn_put(t, coll, doc, field, &op->value);
+    case CRDT_OP_INCR: return crdt_txn_incr(t, coll, doc, field, op->delta);
+    case CRDT_OP_SADD: return crdt_txn_sadd(t, coll, doc, field, &op->value);
+    case CRDT_OP_SREM: return crdt_txn_srem(t, coll, doc, field, &op->value);
+    case CRDT_OP_DEL_FIELD: return crdt_txn_del_field(t, coll, doc, field);
+    case CRDT_OP_DEL_DOC: return crdt_txn_del_doc(t, coll, doc);
+    }
+    return CRDT_EINVAL;
+}
+
+int
+epoch_quarantine_apply(uint64_t *applied_out, uint64_t *kept_out,
+                       crdt_replica *r)
+{
+    held_list l = { NULL, 0 };
+    crdt_txn *t = NULL;
+    uint64_t applied = 0, kept = 0;
+    int rc;
+
+    if (r == NULL)
+        return CRDT_EINVAL;
+    if ((rc = epoch_quarantine_list(r, collect, &l)) < 0)
+        goto done;
+    if (l.n == 0)
+        goto done;
+    if ((rc = crdt_txn_begin(&t, r)) < 0)
+        goto done;
+    /* The ops are applied as written: the user re-applies them after
+     * checking (or editing) them against the current schema. One that
+     * the current state refuses (e.g. a type clash) stays. */
+    for (size_t i = 0; i < l.n; i++) {
+        crdt__mp m = { l.v[i].op, l.v[i].op + l.v[i].op_len };
+        crdt_op op;
+        if (crdt__op_decode(&op, &m) < 0) {
+            kept++;
+            continue;
+        }
+        rc = reapply(t, &op);
+        if (rc == CRDT_ETYPE || rc == CRDT_EINVAL || rc == CRDT_ELIMIT) {
+            kept++;
+            continue;
+        }
+        if (rc < 0)
+            break;
+        if ((rc = crdt_txn_raw_del(t, CRDT_DB_QUARANTINE, l.v[i].key, 16)) < 0)
+            break;
+        applied++;
+    }
+    if (rc < 0 && rc != CRDT_ETYPE && rc != CRDT_EINVAL && rc != CRDT_ELIMIT) {
+        crdt_txn_abort(t);
+        goto done;
+    }
+    rc = crdt_txn_commit(t, NULL);
+done:
+    for (size_t i = 0; i < l.n; i++)
+        free(l.v[i].op);
+    free(l.v);
+    if (rc == CRDT_OK) {
+        if (applied_out)
+            *applied_out = applied;
+        if (kept_out)
+            *kept_out = kept;
+    }
+    return rc;
+}

@@ -1,0 +1,330 @@
+/*
+ * rebase.c: the merge hook that carries ops written in another epoch
+ * into the current one.
+ *
+ * Path from the op's epoch S to the current epoch C: walk up from S to
+ * the first ancestor A of C (S itself when S is an ancestor), applying
+ * the INVERSE of each epoch's lens on the way up, then the lens of each
+ * epoch from A down to C. Every replica holds every record, so every
+ * replica computes the same transform: the rebase is deterministic and
+ * the change keeps its author's signature.
+ *
+ * An op that cannot be carried (a custom migration on the path, a field
+ * or collection the lens removed, a failed conversion) goes to the
+ * quarantine with the reason; it is never dropped silently.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "epoch_internal.h"
+
+#define MAX_PATH 4096
+
+typedef struct {
+    epoch_lens *lens; /* owned; already inverted when going up */
+} step;
+
+typedef struct {
+    unsigned char src[EPOCH_ID_BYTES], cur[EPOCH_ID_BYTES];
+    int valid;
+    step *steps;
+    size_t n;
+    const char *blocked; /* reason when a custom migration is in the way */
+    /* buffers for the transformed op */
+    char coll[CRDT_NAME_MAX + 1], doc[CRDT_NAME_MAX + 1];
+    char field[CRDT_NAME_MAX + 1];
+    epoch_buf scratch;
+    unsigned char *obs;
+} rebase_ctx;
+
+static void
+path_clear(rebase_ctx *x)
+{
+    for (size_t i = 0; i < x->n; i++)
+        epoch_lens_free(x->steps[i].lens);
+    free(x->steps);
+    x->steps = NULL;
+    x->n = 0;
+    x->valid = 0;
+    x->blocked = NULL;
+}
+
+static void
+release(void *p)
+{
+    rebase_ctx *x = p;
+
+    path_clear(x);
+    epoch_buf_free(&x->scratch);
+    free(x->obs);
+    free(x);
+}
+
+static int
+add_step(rebase_ctx *x, const epoch_info *e, int inverse)
+{
+    epoch_lens *l = NULL, *inv = NULL;
+    step *s;
+    int rc;
+
+    if (e->custom[0] != '\0') {
+        x->blocked = "a custom migration is in the way";
+        return CRDT_OK;
+    }
+    if (e->lens[0] == '\0')
+        return CRDT_OK; /* compaction only: nothing to transform */
+    if ((rc = epoch_lens_parse(&l, e->lens, strlen(e->lens), NULL)) < 0)
+        return CRDT_ECORRUPT;
+    if (inverse) {
+        rc = epoch_lens_invert(&inv, l);
+        epoch_lens_free(l);
+        if (rc < 0)
+            return rc;
+        l = inv;
+    }
+    s = realloc(x->steps, (x->n + 1) * sizeof *s);
+    if (s == NULL) {
+        epoch_lens_free(l);
+        return CRDT_ENOMEM;
+    }
+    x->steps = s;
+    x->steps[x->n++].lens = l;
+    return CRDT_OK;
+}
+
+/* Build the path from @p src to the current epoch (see file comment). */
+static int
+build_path(rebase_ctx *x, crdt_raw *t, const unsigned char *src)
+{
+    unsigned char (*anc)[EPOCH_ID_BYTES] = NULL;
+    epoch_info *down = NULL;
+    size_t n_anc = 0, n_down = 0, common = 0;
+    unsigned char cur[EPOCH_ID_BYTES], id[EPOCH_ID_BYTES];
+    epoch_info e;
+    int rc = CRDT_OK, found = 0;
+
+    path_clear(x);
+    if ((rc = crdt_raw_get_epoch(t, NULL, cur)) < 0)
+        return rc;
+    /* ancestors of the current epoch, newest first (with their records) */
+    memcpy(id, cur, EPOCH_ID_BYTES);
+    for (;;) {
+        if (n_anc >= MAX_PATH) {
+            rc = CRDT_ELIMIT;
+            goto done;
+        }
+        if ((rc = epoch__get_in(&e, t, id)) < 0)
+            goto done;
+        void *na = realloc(anc, (n_anc + 1) * EPOCH_ID_BYTES);
+        void *nd = realloc(down, (n_down + 1) * sizeof *down);
+        if (na == NULL || nd == NULL) {
+            free(na ? na : NULL);
+            epoch_info_clear(&e);
+            rc = CRDT_ENOMEM;
+            if (na) anc = na;
+            if (nd) down = nd;
+            goto done;
+        }
+        anc = na;
+        down = nd;
+        memcpy(anc[n_anc++], id, EPOCH_ID_BYTES);
+        down[n_down++] = e;
+        if (e.number == 0)
+            break;
+        memcpy(id, e.parent, EPOCH_ID_BYTES);
+    }
+    /* up from src until we meet an ancestor of the current epoch */
+    memcpy(id, src, EPOCH_ID_BYTES);
+    for (size_t guard = 0; guard < MAX_PATH && !found; guard++) {
+        for (size_t i = 0; i < n_anc; i++) {
+            if (memcmp(anc[i], id, EPOCH_ID_BYTES) == 0) {
+                common = i;
+                found = 1;
+                break;
+            }
+        }
+        if (found)
+            break;
+        if ((rc = epoch__get_in(&e, t, id)) < 0)
+            goto done; /* CRDT_ENOTFOUND: an epoch we hold no record of */
+        rc = add_step(x, &e, 1);
+        memcpy(id, e.parent, EPOCH_ID_BYTES);
+        int genesis = e.number == 0;
+        epoch_info_clear(&e);
+        if (rc < 0)
+            goto done;
+        if (genesis) {
+            rc = CRDT_ECORRUPT; /* another genesis: not our space */
+            goto done;
+        }
+    }
+    if (!found) {
+        rc = CRDT_ELIMIT;
+        goto done;
+    }
+    /* down from the common ancestor (exclusive) to the current epoch */
+    for (size_t i = common; i > 0; i--)
+        if ((rc = add_step(x, &down[i - 1], 0)) < 0)
+            goto done;
+    memcpy(x->src, src, EPOCH_ID_BYTES);
+    memcpy(x->cur, cur, EPOCH_ID_BYTES);
+    x->valid = 1;
+done:
+    for (size_t i = 0; i < n_down; i++)
+        epoch_info_clear(&down[i]);
+    free(down);
+    free(anc);
+    if (rc < 0)
+        path_clear(x);
+    return rc;
+}
+
+static epoch_op_kind
+to_kind(crdt_op_kind k)
+{
+    return (epoch_op_kind)k; /* the two enums share their order */
+}
+
+typedef struct {
+    const epoch_lens *lens;
+    const char *coll;
+    epoch_buf *scratch;
+    const char *reason;
+} map_ctx;
+
+static int
+map_field(const char **out, const char *field, size_t len, void *p)
+{
+    map_ctx *m = p;
+    char f[CRDT_NAME_MAX + 1];
+    const char *nf;
+    int rc;
+
+    memcpy(f, field, len);
+    f[len] = 0;
+    rc = epoch_lens_map_field(&nf, m->lens, m->coll, f);
+    if (rc < 0)
+        return rc;
+    *out = nf == f ? NULL : nf; /* NULL: keep the original name */
+    return CRDT_OK;
+}
+
+static int
+map_elem(crdt_value *out, const char *field, size_t len,
+         const crdt_value *in, void *p)
+{
+    map_ctx *m = p;
+    char f[CRDT_NAME_MAX + 1];
+
+    memcpy(f, field, len);
+    f[len] = 0;
+    if (epoch_lens_map_value(out, m->scratch, m->lens, m->coll, f, in,
+                             &m->reason) < 0)
+        *out = *in; /* an observed tag keeps its element if it can't map */
+    return CRDT_OK;
+}
+
+static int
+transform(void *p, crdt_raw *t, const crdt_change *c, uint64_t seq,
+          const crdt_op *in, crdt_op *out)
+{
+    rebase_ctx *x = p;
+    unsigned char cur[EPOCH_ID_BYTES];
+    epoch_op_view v, nv;
+    crdt_op op = *in;
+    const char *reason = NULL;
+    int rc;
+
+    if ((rc = crdt_raw_get_epoch(t, NULL, cur)) < 0)
+        return rc;
+    if (!x->valid || memcmp(x->src, c->epoch_id, EPOCH_ID_BYTES) != 0 ||
+        memcmp(x->cur, cur, EPOCH_ID_BYTES) != 0) {
+        if ((rc = build_path(x, t, c->epoch_id)) < 0)
+            return rc;
+    }
+    if (x->blocked != NULL) {
+        reason = x->blocked;
+        goto quarantine;
+    }
+    memcpy(x->coll, in->coll, in->coll_len);
+    x->coll[in->coll_len] = 0;
+    memcpy(x->doc, in->doc, in->doc_len);
+    x->doc[in->doc_len] = 0;
+    if (in->field) {
+        memcpy(x->field, in->field, in->field_len);
+        x->field[in->field_len] = 0;
+    }
+    v.kind = to_kind(in->kind);
+    v.coll = x->coll;
+    v.doc = x->doc;
+    v.field = in->field ? x->field : NULL;
+    v.value = in->value;
+    v.delta = in->delta;
+    for (size_t i = 0; i < x->n; i++) {
+        const epoch_lens *l = x->steps[i].lens;
+        rc = epoch_lens_apply_op(&nv, &x->scratch, l, &v, &reason);
+        if (rc == CRDT_ENOTFOUND || rc == CRDT_ETYPE)
+            goto quarantine;
+        if (rc < 0)
+            return rc;
+        if (op.observed != NULL &&
+            (op.kind == CRDT_OP_DEL_FIELD || op.kind == CRDT_OP_DEL_DOC)) {
+            map_ctx m = { l, v.coll, &x->scratch, NULL };
+            unsigned char *buf;
+            size_t len;
+            rc = crdt_observed_map(&buf, &len, &op, map_field, map_elem, &m);
+            if (rc < 0)
+                return rc;
+            free(x->obs);
+            x->obs = buf;
+            op.observed = buf;
+            op.observed_len = len;
+        }
+        if (nv.field != NULL && nv.field != x->field) {
+            snprintf(x->field, sizeof x->field, "%s", nv.field);
+            nv.field = x->field;
+        }
+        v = nv;
+        op.field = v.field;
+        op.field_len = v.field ? strlen(v.field) : 0;
+    }
+    out->kind = op.kind;
+    out->coll = x->coll;
+    out->coll_len = strlen(x->coll);
+    out->doc = x->doc;
+    out->doc_len = strlen(x->doc);
+    out->field = v.field;
+    out->field_len = v.field ? strlen(v.field) : 0;
+    out->value = v.value;
+    out->delta = v.delta;
+    out->observed = op.observed;
+    out->observed_len = op.observed_len;
+    return CRDT_OK;
+
+quarantine:
+    rc = epoch__quarantine_put(t, c, seq, c->hlc + (seq - c->seq), in,
+                               reason ? reason : "cannot be rebased");
+    return rc < 0 ? rc : CRDT_EREJECTED;
+}
+
+int
+epoch_attach(crdt_replica *r)
+{
+    static const crdt_epoch_hook hook = { transform, release };
+    rebase_ctx *x;
+
+    if (r == NULL)
+        return CRDT_EINVAL;
+    x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return CRDT_ENOMEM;
+    crdt_replica_set_epoch_hook(r, &hook, x);
+    return CRDT_OK;
+}
+
+void
+epoch_detach(crdt_replica *r)
+{
+    if (r != NULL)
+        crdt_replica_set_epoch_hook(r, NULL, NULL);
+}

@@ -1,0 +1,431 @@
+/*
+ * rewrite.c: rewriting state entries through a lens (or a custom hook)
+ * into the spare state slot, one document at a time.
+ *
+ * Entries arrive in key order, so a document's entries are contiguous:
+ * only one document is held in memory at once, whatever the replica's
+ * size. Collections the migration does not touch are copied as they come.
+ *
+ * Per entry (key layout: docs/storage.md):
+ *   doc tombstone        kept
+ *   register 'R'         field renamed/removed; value converted (a failed
+ *                        conversion without a default becomes null)
+ *   counter 'C' / 'D'    field renamed/removed
+ *   set tag 'S'          field renamed/removed; element converted
+ * Then each field the lens adds gets its default as a register stamped
+ * (0, actor 0): any real write, before or after, wins over it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "epoch_internal.h"
+
+typedef struct {
+    unsigned char *k, *v;
+    size_t kl, vl;
+} entry;
+
+struct epoch__rewriter {
+    crdt_raw *t;
+    const epoch_lens *lens;
+    const char *custom_coll;
+    epoch_custom_fn custom;
+    void *custom_ctx;
+    unsigned char doc_prefix[2 * CRDT_NAME_MAX + 2];
+    size_t doc_prefix_len; /* 0: no document in hand */
+    char coll[CRDT_NAME_MAX + 1], doc[CRDT_NAME_MAX + 1];
+    int touched;           /* the document's collection is migrated */
+    entry *ents;
+    size_t n, cap;
+    epoch_buf scratch;
+};
+
+int
+epoch__rewriter_new(epoch__rewriter **out, crdt_raw *t,
+                    const epoch_lens *lens, const char *custom_coll,
+                    epoch_custom_fn custom, void *custom_ctx)
+{
+    epoch__rewriter *w = calloc(1, sizeof *w);
+
+    if (w == NULL)
+        return CRDT_ENOMEM;
+    w->t = t;
+    w->lens = lens;
+    w->custom_coll = custom_coll;
+    w->custom = custom;
+    w->custom_ctx = custom_ctx;
+    *out = w;
+    return CRDT_OK;
+}
+
+static void
+drop_entries(epoch__rewriter *w)
+{
+    for (size_t i = 0; i < w->n; i++) {
+        free(w->ents[i].k);
+        free(w->ents[i].v);
+    }
+    w->n = 0;
+}
+
+void
+epoch__rewriter_free(epoch__rewriter *w)
+{
+    if (w == NULL)
+        return;
+    drop_entries(w);
+    free(w->ents);
+    epoch_buf_free(&w->scratch);
+    free(w);
+}
+
+static int
+in_lens(const epoch_lens *l, const char *coll)
+{
+    const char *c;
+    uint32_t from, to;
+
+    for (size_t i = 0; l && i < epoch_lens_section_count(l); i++)
+        if (epoch_lens_section(l, i, &c, &from, &to) == CRDT_OK &&
+            strcmp(c, coll) == 0)
+            return 1;
+    return 0;
+}
+
+/* Write one entry, field part replaced: key = prefix field 0 kind rest. */
+static int
+put_field_entry(epoch__rewriter *w, const char *field, unsigned char kind,
+                const unsigned char *rest, size_t rl, const void *v,
+                size_t vl)
+{
+    unsigned char k[CRDT__KEY_MAX + 64];
+    size_t fl = strlen(field), kl = w->doc_prefix_len + fl + 2 + rl;
+
+    if (kl > CRDT__KEY_MAX)
+        return CRDT_ELIMIT;
+    memcpy(k, w->doc_prefix, w->doc_prefix_len);
+    memcpy(k + w->doc_prefix_len, field, fl);
+    k[w->doc_prefix_len + fl] = 0;
+    k[w->doc_prefix_len + fl + 1] = kind;
+    memcpy(k + w->doc_prefix_len + fl + 2, rest, rl);
+    return crdt_raw_spare_put(w->t, k, kl, v, vl);
+}
+
+static int
+has_field(epoch__rewriter *w, const char *field)
+{
+    size_t fl = strlen(field), base = w->doc_prefix_len;
+
+    for (size_t i = 0; i < w->n; i++) {
+        const entry *e = &w->ents[i];
+        if (e->kl > base + fl && memcmp(e->k + base, field, fl) == 0 &&
+            e->k[base + fl] == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int
+rewrite_lens_entry(epoch__rewriter *w, const entry *e)
+{
+    const unsigned char *f = e->k + w->doc_prefix_len, *fend;
+    char field[CRDT_NAME_MAX + 1];
+    const char *nf;
+    unsigned char kind;
+    size_t fl;
+    int rc;
+
+    fend = memchr(f, 0, e->kl - w->doc_prefix_len);
+    if (fend == NULL || fend + 1 >= e->k + e->kl)
+        return CRDT_ECORRUPT;
+    fl = (size_t)(fend - f);
+    if (fl == 0 || fl > CRDT_NAME_MAX)
+        return CRDT_ECORRUPT;
+    memcpy(field, f, fl);
+    field[fl] = 0;
+    kind = fend[1];
+    rc = epoch_lens_map_field(&nf, w->lens, w->coll, field);
+    if (rc == CRDT_ENOTFOUND)
+        return CRDT_OK; /* removed by the lens */
+    if (rc < 0)
+        return rc;
+    const unsigned char *rest = fend + 2;
+    size_t rl = (size_t)(e->k + e->kl - rest);
+
+    if (kind == 'R' && e->vl > 16 && e->v[16] != 0xc1) {
+        crdt_value in, out;
+        unsigned char vb[16 + 4096], *big = NULL, *vp = vb;
+        size_t cap = sizeof vb;
+        int n;
+
+        if (crdt__value_parse(&in, e->v + 16, e->vl - 16) < 0)
+            return CRDT_ECORRUPT;
+        if (epoch_lens_map_value(&out, &w->scratch, w->lens, w->coll, field,
+                                 &in, NULL) < 0)
+            out = crdt_value_null(); /* documented: failed → null */
+        if ((out.type == CRDT_VSTRING || out.type == CRDT_VBYTES) &&
+            out.u.s.len + 32 > cap) {
+            cap = out.u.s.len + 32;
+            big = malloc(cap);
+            if (big == NULL)
+                return CRDT_ENOMEM;
+            vp = big;
+        }
+        memcpy(vp, e->v, 16);
+        n = crdt__value_bytes(vp + 16, cap - 16, &out);
+        rc = n < 0 ? CRDT_ELIMIT
+                   : put_field_entry(w, nf, kind, rest, rl, vp,
+                                     16 + (size_t)n);
+        free(big);
+        return rc;
+    }
+    if (kind == 'S') {
+        crdt__mp m = { rest, rest + rl };
+        crdt_value in, out;
+        unsigned char nk[CRDT__ELEM_MAX + 16];
+        int n;
+
+        if (crdt__mp_value(&m, &in) < 0 || m.end - m.p != 16)
+            return CRDT_ECORRUPT;
+        if (epoch_lens_map_value(&out, &w->scratch, w->lens, w->coll, field,
+                                 &in, NULL) < 0)
+            out = crdt_value_null();
+        n = crdt__value_bytes(nk, CRDT__ELEM_MAX, &out);
+        if (n < 0)
+            return CRDT_ELIMIT;
+        memcpy(nk + n, m.p, 16);
+        return put_field_entry(w, nf, kind, nk, (size_t)n + 16, e->v, e->vl);
+    }
+    return put_field_entry(w, nf, kind, rest, rl, e->v, e->vl);
+}
+
+/* ---- custom hook: visible fields in, fresh entries out ---- */
+
+static int
+to_doc(epoch__rewriter *w, epoch_doc *doc)
+{
+    const unsigned char *tomb = NULL;
+    size_t base = w->doc_prefix_len;
+    int rc = CRDT_OK;
+
+    for (size_t i = 0; i < w->n && rc == CRDT_OK; i++) {
+        const entry *e = &w->ents[i];
+        const unsigned char *fend;
+        char field[CRDT_NAME_MAX + 1];
+        size_t fl;
+
+        if (e->kl == base) {
+            tomb = e->v;
+            continue;
+        }
+        fend = memchr(e->k + base, 0, e->kl - base);
+        if (fend == NULL || fend + 1 >= e->k + e->kl)
+            return CRDT_ECORRUPT;
+        fl = (size_t)(fend - (e->k + base));
+        memcpy(field, e->k + base, fl);
+        field[fl] = 0;
+        switch (fend[1]) {
+        case 'R': {
+            crdt_value v;
+            if (e->vl <= 16 || e->v[16] == 0xc1)
+                break;
+            if (tomb && memcmp(e->v, tomb, 16) <= 0)
+                break;
+            if (crdt__value_parse(&v, e->v + 16, e->vl - 16) < 0)
+                return CRDT_ECORRUPT;
+            rc = epoch_doc_set_register(doc, field, &v);
+            break;
+        }
+        case 'C':
+        case 'D': {
+            int64_t cur = 0, part;
+            if (e->vl != (fend[1] == 'C' ? 24u : 16u))
+                return CRDT_ECORRUPT;
+            part = (int64_t)crdt__rd64(e->v + 8);
+            epoch_doc_get_counter(&cur, doc, field);
+            rc = epoch_doc_set_counter(doc, field, fend[1] == 'C'
+                                                       ? cur + part
+                                                       : cur - part);
+            break;
+        }
+        case 'S': {
+            crdt__mp m = { fend + 2, e->k + e->kl };
+            crdt_value v;
+            if (crdt__mp_value(&m, &v) < 0)
+                return CRDT_ECORRUPT;
+            if (e->vl == 1 && e->v[0] == 1)
+                rc = epoch_doc_set_add(doc, field, &v);
+            break;
+        }
+        default:
+            return CRDT_ECORRUPT;
+        }
+    }
+    return rc;
+}
+
+static int
+from_doc(epoch__rewriter *w, const epoch_doc *doc)
+{
+    unsigned char zero[16] = { 0 }, vb[16 + 8192];
+    size_t n = epoch_doc_field_count(doc);
+    int rc = CRDT_OK;
+
+    for (size_t i = 0; i < n && rc == CRDT_OK; i++) {
+        const char *name;
+        epoch_field_kind kind;
+        crdt_value v;
+        int64_t c;
+        size_t sz;
+        int len;
+
+        if ((rc = epoch_doc_field(&name, &kind, doc, i)) < 0)
+            return rc;
+        switch (kind) {
+        case EPOCH_FIELD_REGISTER:
+            epoch_doc_get_register(&v, doc, name);
+            memset(vb, 0, 16);
+            len = crdt__value_bytes(vb + 16, sizeof vb - 16, &v);
+            rc = len < 0 ? CRDT_ELIMIT
+                         : put_field_entry(w, name, 'R', NULL, 0, vb,
+                                           16 + (size_t)len);
+            break;
+        case EPOCH_FIELD_COUNTER:
+            epoch_doc_get_counter(&c, doc, name);
+            crdt__be64(vb, 1);
+            crdt__be64(vb + 8, (uint64_t)c);
+            crdt__be64(vb + 16, 0);
+            rc = put_field_entry(w, name, 'C', zero, 8, vb, 24);
+            break;
+        case EPOCH_FIELD_SET:
+            epoch_doc_set_size(&sz, doc, name);
+            for (size_t j = 0; j < sz && rc == CRDT_OK; j++) {
+                static const unsigned char one = 1;
+                epoch_doc_set_elem(&v, doc, name, j);
+                len = crdt__value_bytes(vb, CRDT__ELEM_MAX, &v);
+                if (len < 0)
+                    return CRDT_ELIMIT;
+                memset(vb + len, 0, 8);
+                crdt__be64(vb + len + 8, j + 1);
+                rc = put_field_entry(w, name, 'S', vb, (size_t)len + 16,
+                                     &one, 1);
+            }
+            break;
+        }
+    }
+    return rc;
+}
+
+static int
+flush_doc(epoch__rewriter *w)
+{
+    int rc = CRDT_OK;
+
+    if (w->doc_prefix_len == 0 || !w->touched)
+        goto done;
+    if (w->lens && epoch_lens_drops(w->lens, w->coll))
+        goto done; /* the whole collection goes */
+    if (w->custom && w->custom_coll && strcmp(w->custom_coll, w->coll) == 0) {
+        epoch_doc *doc;
+        if ((rc = epoch_doc_new(&doc)) < 0)
+            goto done;
+        rc = to_doc(w, doc);
+        if (rc == CRDT_OK)
+            rc = w->custom(doc, w->coll, w->doc, w->custom_ctx);
+        if (rc == CRDT_OK)
+            rc = from_doc(w, doc);
+        epoch_doc_free(doc);
+        goto done;
+    }
+    for (size_t i = 0; i < w->n && rc == CRDT_OK; i++) {
+        const entry *e = &w->ents[i];
+        if (e->kl == w->doc_prefix_len) /* the doc tombstone */
+            rc = crdt_raw_spare_put(w->t, e->k, e->kl, e->v, e->vl);
+        else
+            rc = rewrite_lens_entry(w, e);
+    }
+    for (size_t i = 0; rc == CRDT_OK &&
+                       i < epoch_lens_default_count(w->lens, w->coll); i++) {
+        const char *f;
+        crdt_value v;
+        unsigned char vb[16 + 4096];
+        int len;
+
+        if ((rc = epoch_lens_default(&f, &v, w->lens, w->coll, i)) < 0)
+            break;
+        if (has_field(w, f))
+            continue;
+        memset(vb, 0, 16);
+        len = crdt__value_bytes(vb + 16, sizeof vb - 16, &v);
+        rc = len < 0 ? CRDT_ELIMIT
+                     : put_field_entry(w, f, 'R', NULL, 0, vb,
+                                       16 + (size_t)len);
+    }
+done:
+    drop_entries(w);
+    w->doc_prefix_len = 0;
+    return rc;
+}
+
+int
+epoch__rewriter_put(epoch__rewriter *w, const void *kp, size_t kl,
+                    const void *v, size_t vl)
+{
+    const unsigned char *k = kp, *c0, *d0;
+    size_t cl, dl;
+    int rc;
+
+    c0 = memchr(k, 0, kl);
+    if (c0 == NULL)
+        return CRDT_ECORRUPT;
+    d0 = memchr(c0 + 1, 0, kl - (size_t)(c0 + 1 - k));
+    if (d0 == NULL)
+        return CRDT_ECORRUPT;
+    cl = (size_t)(c0 - k);
+    dl = (size_t)(d0 - (c0 + 1));
+    if (cl == 0 || cl > CRDT_NAME_MAX || dl == 0 || dl > CRDT_NAME_MAX)
+        return CRDT_ECORRUPT;
+    if (w->doc_prefix_len != cl + dl + 2 ||
+        memcmp(w->doc_prefix, k, cl + dl + 2) != 0) {
+        if ((rc = flush_doc(w)) < 0)
+            return rc;
+        memcpy(w->doc_prefix, k, cl + dl + 2);
+        w->doc_prefix_len = cl + dl + 2;
+        memcpy(w->coll, k, cl);
+        w->coll[cl] = 0;
+        memcpy(w->doc, c0 + 1, dl);
+        w->doc[dl] = 0;
+        w->touched = in_lens(w->lens, w->coll) ||
+                     (w->custom_coll && strcmp(w->custom_coll, w->coll) == 0);
+    }
+    if (!w->touched) /* untouched collections are copied as they come */
+        return crdt_raw_spare_put(w->t, k, kl, v, vl);
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 16;
+        entry *e = realloc(w->ents, cap * sizeof *e);
+        if (e == NULL)
+            return CRDT_ENOMEM;
+        w->ents = e;
+        w->cap = cap;
+    }
+    entry *e = &w->ents[w->n];
+    e->k = malloc(kl);
+    e->v = malloc(vl ? vl : 1);
+    if (e->k == NULL || e->v == NULL) {
+        free(e->k);
+        free(e->v);
+        return CRDT_ENOMEM;
+    }
+    memcpy(e->k, k, kl);
+    memcpy(e->v, v, vl);
+    e->kl = kl;
+    e->vl = vl;
+    w->n++;
+    return CRDT_OK;
+}
+
+int
+epoch__rewriter_finish(epoch__rewriter *w)
+{
+    return flush_doc(w);
+}

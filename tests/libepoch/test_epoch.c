@@ -1,0 +1,409 @@
+/*
+ * test_epoch.c: the migration builder, the marker, rebasing of stale
+ * replicas through the lens chain, quarantine, forks.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "epoch/epoch.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+static char da[256], db[256];
+static crdt_replica *a, *b;
+
+static void
+setup(void)
+{
+    unsigned char space[16];
+
+    a = tu_create(da, sizeof da, NULL);
+    crdt_replica_space_id(a, space);
+    b = tu_create(db, sizeof db, space);
+    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+}
+
+static void
+teardown(void)
+{
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    test_rmtree(da);
+    test_rmtree(db);
+}
+
+static epoch_lens *
+lens(const char *text)
+{
+    epoch_lens *l = NULL;
+    epoch_lens_error err;
+
+    ck_assert_msg(epoch_lens_parse(&l, text, strlen(text), &err) == CRDT_OK,
+                  "lens: line %d: %s", err.line, err.message);
+    return l;
+}
+
+static void
+migrate(crdt_replica *r, const char *text, epoch_info *out)
+{
+    epoch_builder *bl;
+    epoch_lens *l = text ? lens(text) : NULL;
+
+    ck_assert_int_eq(epoch_builder_new(&bl, r), CRDT_OK);
+    if (l)
+        ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_commit(out, bl), CRDT_OK);
+    epoch_builder_free(bl);
+    epoch_lens_free(l);
+}
+
+static int
+put_entry(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    return epoch_reset_put(ctx, k, kl, v, vl);
+}
+
+/* What sync does when @p stale is behind @p fresh: records, snapshot,
+ * reset, then both ways of changes. */
+static int
+reset_from(crdt_replica *stale, crdt_replica *fresh)
+{
+    epoch_info *chain;
+    size_t n;
+    epoch_reset *rs;
+    unsigned char id[32], hash[32];
+    int rc;
+
+    ck_assert_int_eq(epoch_chain(&chain, &n, fresh), CRDT_OK);
+    for (size_t i = 1; i < n; i++) {
+        const unsigned char *rec = chain[i].raw;
+        size_t len = chain[i].raw_len;
+        ck_assert_int_eq(epoch_store_records(stale, &rec, &len, 1), CRDT_OK);
+    }
+    rc = epoch_reset_begin(&rs, stale, chain[n - 1].id, NULL);
+    epoch_chain_free(chain, n);
+    if (rc < 0)
+        return rc;
+    ck_assert_int_eq(epoch_snapshot_walk(fresh, id, hash, put_entry, rs),
+                     CRDT_OK);
+    rc = epoch_reset_commit(NULL, rs, hash);
+    if (rc < 0)
+        return rc;
+    /* then the sender's log beyond the base, as sync does */
+    return tu_sync_one_way(stale, fresh);
+}
+
+START_TEST(test_compaction_keeps_state_and_empties_log)
+{
+    char h1[65], h2[65], buf[64];
+    epoch_info e, cur;
+    crdt_read *rd;
+    crdt_stats st;
+
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "f", i), CRDT_OK);
+    tu_hash(h1, a);
+    migrate(a, NULL, &e);
+    ck_assert_uint_eq(e.number, 1);
+    tu_hash(h2, a);
+    ck_assert_str_eq(h1, h2);
+    ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+    ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert_uint_eq(st.ops_in_log, 0);
+    ck_assert_uint_eq(st.epoch_number, 1);
+    ck_assert_mem_eq(st.epoch_id, e.id, 32);
+    ck_assert_int_eq(epoch_current(&cur, a), CRDT_OK);
+    ck_assert_mem_eq(cur.id, e.id, 32);
+    epoch_info_clear(&cur);
+    epoch_info_clear(&e);
+    /* writing goes on, with seq continuing */
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 99), CRDT_OK);
+    tu_field_str(buf, sizeof buf, a, "c", "d", "f");
+    ck_assert_str_eq(buf, "99");
+}
+END_TEST
+
+START_TEST(test_same_ops_same_migration_same_epoch)
+{
+    epoch_info ea, eb;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "name", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    migrate(a, "collection c 1 -> 2\nrename name -> title\n", &ea);
+    migrate(b, "collection c 1 -> 2\nrename name -> title\n", &eb);
+    ck_assert_mem_eq(ea.id, eb.id, 32);
+    ck_assert_uint_eq(epoch_schema_version(&ea, "c"), 2);
+    epoch_info_clear(&ea);
+    epoch_info_clear(&eb);
+}
+END_TEST
+
+START_TEST(test_lens_migrates_documents)
+{
+    char buf[64];
+    epoch_info e;
+
+    ck_assert_int_eq(tu_put_int(a, "contacts", "p1", "age", 41), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "contacts", "p1", "legacy", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "other", "x", "age", 5), CRDT_OK);
+    migrate(a,
+            "collection contacts 1 -> 2\n"
+            "convert age int -> string\n"
+            "remove legacy\n"
+            "add note string default \"\"\n", &e);
+    tu_field_str(buf, sizeof buf, a, "contacts", "p1", "age");
+    ck_assert_str_eq(buf, "\"41\"");
+    tu_field_str(buf, sizeof buf, a, "contacts", "p1", "legacy");
+    ck_assert_str_eq(buf, "");
+    tu_field_str(buf, sizeof buf, a, "contacts", "p1", "note");
+    ck_assert_str_eq(buf, "\"\"");
+    tu_field_str(buf, sizeof buf, a, "other", "x", "age");
+    ck_assert_str_eq(buf, "5");
+    /* the stored hash is the hash of the new state */
+    {
+        crdt_raw *t;
+        unsigned char h1[32], h2[32];
+        ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
+        crdt_raw_state_hash(t, h1);
+        ck_assert_int_eq(crdt_raw_state_rehash(t, h2), CRDT_OK);
+        crdt_raw_abort(t);
+        ck_assert_mem_eq(h1, h2, 32);
+        ck_assert_mem_eq(h1, e.state_hash, 32);
+    }
+    epoch_info_clear(&e);
+}
+END_TEST
+
+START_TEST(test_lens_version_mismatch_is_refused)
+{
+    epoch_builder *bl;
+    epoch_lens *l = lens("collection c 2 -> 3\nrename a -> b\n");
+    epoch_marker m;
+
+    ck_assert_int_eq(epoch_builder_new(&bl, a), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_EINVAL);
+    epoch_builder_free(bl);
+    epoch_lens_free(l);
+    ck_assert_int_eq(epoch_marker_get(&m, a), CRDT_ENOTFOUND);
+}
+END_TEST
+
+START_TEST(test_marker_makes_writers_busy_and_resumes)
+{
+    crdt_raw *t;
+    crdt_txn *txn;
+    epoch_marker m;
+    epoch_info e;
+    char buf[64];
+    extern int epoch__marker_put(crdt_raw *, uint64_t, const char *,
+                                 const char *);
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "name", 1), CRDT_OK);
+    /* a crash after the marker txn: the marker is there, epoch unchanged */
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(epoch__marker_put(t, 1,
+                                       "collection c 1 -> 2\n"
+                                       "rename name -> title\n", ""),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&txn, a), CRDT_EBUSY);
+    ck_assert_int_eq(epoch_marker_get(&m, a), CRDT_OK);
+    ck_assert_uint_eq(m.target_number, 1);
+    epoch_marker_clear(&m);
+    tu_field_str(buf, sizeof buf, a, "c", "d", "name"); /* readers read */
+    ck_assert_str_eq(buf, "1");
+    ck_assert_int_eq(epoch_migration_resume(&e, a, NULL, NULL), CRDT_OK);
+    ck_assert_uint_eq(e.number, 1);
+    epoch_info_clear(&e);
+    tu_field_str(buf, sizeof buf, a, "c", "d", "title");
+    ck_assert_str_eq(buf, "1");
+    ck_assert_int_eq(epoch_marker_get(&m, a), CRDT_ENOTFOUND);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "title", 2), CRDT_OK);
+    /* abort drops a marker and changes nothing */
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(epoch__marker_put(t, 2, "", ""), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    ck_assert_int_eq(epoch_migration_abort(a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "title", 3), CRDT_OK);
+}
+END_TEST
+
+START_TEST(test_stale_replica_is_rebased)
+{
+    char ha[65], hb[65], buf[64];
+    epoch_info e;
+
+    ck_assert_int_eq(tu_put_int(a, "contacts", "p1", "name", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    /* b goes offline and writes against version 1 */
+    ck_assert_int_eq(tu_put_int(b, "contacts", "p2", "name", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "contacts", "p1", "name", 3), CRDT_OK);
+    /* a migrates twice meanwhile */
+    migrate(a, "collection contacts 1 -> 2\nrename name -> full_name\n", &e);
+    epoch_info_clear(&e);
+    ck_assert_int_eq(tu_put_int(a, "contacts", "p3", "full_name", 4), CRDT_OK);
+    migrate(a, "collection contacts 2 -> 3\nrename full_name -> title\n", &e);
+    epoch_info_clear(&e);
+    /* b comes back: reset into a's epoch, its own writes rebased */
+    ck_assert_int_eq(reset_from(b, a), CRDT_OK);
+    tu_field_str(buf, sizeof buf, b, "contacts", "p2", "title");
+    ck_assert_str_eq(buf, "2");
+    tu_field_str(buf, sizeof buf, b, "contacts", "p1", "title");
+    ck_assert_str_eq(buf, "3");
+    tu_field_str(buf, sizeof buf, b, "contacts", "p3", "title");
+    ck_assert_str_eq(buf, "4");
+    /* a receives b's old-epoch changes and rebases them the same way */
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    tu_field_str(buf, sizeof buf, a, "contacts", "p2", "title");
+    ck_assert_str_eq(buf, "2");
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+}
+END_TEST
+
+START_TEST(test_removed_field_ops_are_quarantined)
+{
+    uint64_t n = 0;
+    epoch_info e;
+    char ha[65], hb[65];
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "keep", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d", "gone", 7), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d", "keep", 8), CRDT_OK);
+    migrate(a, "collection c 1 -> 2\nremove gone\n", &e);
+    epoch_info_clear(&e);
+    ck_assert_int_eq(reset_from(b, a), CRDT_OK);
+    ck_assert_int_eq(epoch_quarantine_count(&n, b), CRDT_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    ck_assert_int_eq(epoch_quarantine_count(&n, a), CRDT_OK);
+    ck_assert_uint_eq(n, 1);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+}
+END_TEST
+
+static int
+upper(epoch_doc *doc, const char *coll, const char *id, void *ctx)
+{
+    crdt_value v = crdt_value_int(100);
+    (void)coll;
+    (void)id;
+    (void)ctx;
+    return epoch_doc_set_register(doc, "migrated", &v);
+}
+
+START_TEST(test_custom_migration_rejects_stale_peers)
+{
+    epoch_builder *bl;
+    epoch_info e, *chain;
+    epoch_relation rel;
+    const char *reason = NULL;
+    size_t n;
+    char buf[64];
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_new(&bl, a), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_set_custom(bl, "add-migrated", "c", 2,
+                                              upper, NULL), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_commit(&e, bl), CRDT_OK);
+    epoch_builder_free(bl);
+    tu_field_str(buf, sizeof buf, a, "c", "d", "migrated");
+    ck_assert_str_eq(buf, "100");
+    ck_assert_int_eq(epoch_chain(&chain, &n, a), CRDT_OK);
+    const unsigned char *rec = chain[1].raw;
+    size_t len = chain[1].raw_len;
+    ck_assert_int_eq(epoch_store_records(b, &rec, &len, 1), CRDT_OK);
+    epoch_chain_free(chain, n);
+    ck_assert_int_eq(epoch_relate(&rel, &reason, b, e.id, NULL),
+                     CRDT_EREJECTED);
+    ck_assert_int_eq(rel, EPOCH_BEHIND);
+    ck_assert_ptr_nonnull(reason);
+    epoch_info_clear(&e);
+}
+END_TEST
+
+START_TEST(test_fork_ends_with_one_epoch_and_no_op_lost)
+{
+    epoch_info ea, eb;
+    epoch_relation ra, rb;
+    char ha[65], hb[65], buf[64];
+    crdt_replica *loser, *winner;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    /* partitioned: both write, both migrate */
+    ck_assert_int_eq(tu_put_int(a, "c", "da", "x", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "db", "x", 3), CRDT_OK);
+    migrate(a, NULL, &ea);
+    migrate(b, "collection c 1 -> 2\nrename x -> y\n", &eb);
+    ck_assert_int_eq(tu_put_int(a, "c", "da2", "x", 4), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "db2", "y", 5), CRDT_OK);
+    {   /* exchange records */
+        const unsigned char *ra_ = ea.raw, *rb_ = eb.raw;
+        size_t la = ea.raw_len, lb = eb.raw_len;
+        ck_assert_int_eq(epoch_store_records(b, &ra_, &la, 1), CRDT_OK);
+        ck_assert_int_eq(epoch_store_records(a, &rb_, &lb, 1), CRDT_OK);
+    }
+    ck_assert_int_eq(epoch_relate(&ra, NULL, a, eb.id, NULL), CRDT_OK);
+    ck_assert_int_eq(epoch_relate(&rb, NULL, b, ea.id, NULL), CRDT_OK);
+    ck_assert((ra == EPOCH_FORK_WIN && rb == EPOCH_FORK_LOSE) ||
+              (ra == EPOCH_FORK_LOSE && rb == EPOCH_FORK_WIN));
+    loser = ra == EPOCH_FORK_LOSE ? a : b;
+    winner = loser == a ? b : a;
+    ck_assert_int_eq(reset_from(loser, winner), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(winner, loser), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(loser, winner), CRDT_OK);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+    {
+        epoch_info ca, cb;
+        ck_assert_int_eq(epoch_current(&ca, a), CRDT_OK);
+        ck_assert_int_eq(epoch_current(&cb, b), CRDT_OK);
+        ck_assert_mem_eq(ca.id, cb.id, 32);
+        epoch_info_clear(&ca);
+        epoch_info_clear(&cb);
+    }
+    /* every write is there, in the winner's schema */
+    const char *f = winner == b ? "y" : "x";
+    static const char *docs[] = { "d", "da", "db", "da2", "db2" };
+    for (int i = 0; i < 5; i++) {
+        tu_field_str(buf, sizeof buf, a, "c", docs[i], f);
+        ck_assert_msg(buf[0] != 0, "doc %s lost", docs[i]);
+    }
+    epoch_info_clear(&ea);
+    epoch_info_clear(&eb);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("epoch");
+    TCase *tc = tcase_create("builder");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_compaction_keeps_state_and_empties_log);
+    tcase_add_test(tc, test_same_ops_same_migration_same_epoch);
+    tcase_add_test(tc, test_lens_migrates_documents);
+    tcase_add_test(tc, test_lens_version_mismatch_is_refused);
+    tcase_add_test(tc, test_marker_makes_writers_busy_and_resumes);
+    tcase_add_test(tc, test_stale_replica_is_rebased);
+    tcase_add_test(tc, test_removed_field_ops_are_quarantined);
+    tcase_add_test(tc, test_custom_migration_rejects_stale_peers);
+    tcase_add_test(tc, test_fork_ends_with_one_epoch_and_no_op_lost);
+    suite_add_tcase(s, tc);
+    return s;
+}
