@@ -269,3 +269,13 @@ crdt_replica_new_incarnation(crdt_replica *r)
     crdt__actor_of(&r->actor, r->pk, r->incarnation);
     return CRDT_OK;
 }
+
+uint64_t
+crdt_replica_last_txn(crdt_replica *r)
+{
+    MDB_envinfo info;
+
+    if (r == NULL || r->env == NULL || mdb_env_info(r->env, &info) != 0)
+        return 0;
+    return (uint64_t)info.me_last_txnid;
+}

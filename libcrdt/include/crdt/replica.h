@@ -101,6 +101,13 @@ int crdt_seed_from_phrase(unsigned char *seed_out, const char *phrase,
  */
 int crdt_phrase_generate(char *buf, size_t size, int words);
 
+/**
+ * The id of the last committed write txn of the replica's environment,
+ * by any process. O(1); a daemon polls it to notice writes made by
+ * other processes.
+ */
+uint64_t crdt_replica_last_txn(crdt_replica *r);
+
 /** Hex helpers: @p out must hold 2*len+1 bytes. */
 void crdt_hex(char *out, const unsigned char *bin, size_t len);
 /** Parse exactly @p len bytes of hex; CRDT_EINVAL on any bad character. */

@@ -1,0 +1,228 @@
+/**
+ * @file crdtnet/handshake.h
+ * The authenticated key exchange that opens every connection, sans-I/O:
+ * feed it frame payloads from the peer, send the frame payloads it
+ * produces, and when it is done take the encrypted channel.
+ *
+ * What this layer promises the one above: when crdtnet_hs_done() is true
+ * the peer proved it holds the Ed25519 secret key of
+ * crdtnet_hs_peer_key(), your is_member callback accepted that key for
+ * crdtnet_hs_space(), both sides hold fresh session keys, and neither
+ * identity crossed the wire in plaintext. The bytes are specified in
+ * docs/protocol.md ("Handshake").
+ *
+ * Typical client loop (the server's is the same without the first send):
+ * @code
+ *   crdtnet_hs_new(&hs, &cfg);
+ *   for (;;) {
+ *       while (crdtnet_hs_next_out(hs, &p, &n) == CRDT_OK)
+ *           send_frame(p, n);
+ *       if (crdtnet_hs_done(hs) || crdtnet_hs_failed(hs))
+ *           break;
+ *       read_frame(&p, &n);
+ *       crdtnet_hs_feed(hs, p, n);
+ *   }
+ *   if (crdtnet_hs_done(hs))
+ *       crdtnet_hs_take_channel(&ch, hs);
+ *   else
+ *       log("%s", crdtnet_hs_reason(hs));
+ *   crdtnet_hs_free(hs);
+ * @endcode
+ */
+#ifndef CRDTNET_HANDSHAKE_H
+#define CRDTNET_HANDSHAKE_H
+
+#include <stddef.h>
+
+#include "crdt/error.h"
+#include "crdtnet/channel.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The protocol version this library speaks. */
+#define CRDTNET_PROTO_VERSION 1
+/** Bytes in a space id. */
+#define CRDTNET_SPACE_ID_BYTES 16
+/** Bytes in an Ed25519 public key. */
+#define CRDTNET_PK_BYTES 32
+/** Bytes in an Ed25519 secret key (libsodium layout: seed || pk). */
+#define CRDTNET_SK_BYTES 64
+/** Bytes in an X25519 ephemeral secret key (tests only, see below). */
+#define CRDTNET_EPH_SK_BYTES 32
+/**
+ * Largest handshake frame payload accepted. Set your framer's maximum to
+ * this until the handshake is done, so an unauthenticated peer can make
+ * you buffer at most this much.
+ */
+#define CRDTNET_HS_MSG_MAX ((size_t)4096)
+
+/** Which end of the connection this state machine plays. */
+typedef enum {
+    CRDTNET_HS_CLIENT = 1, /**< the side that connected; speaks first */
+    CRDTNET_HS_SERVER = 2  /**< the side that accepted */
+} crdtnet_hs_role;
+
+/** Handshake state for one connection. Opaque. */
+typedef struct crdtnet_hs crdtnet_hs;
+
+/**
+ * Decides whether a key may join a space. Return nonzero to accept.
+ * Called from inside crdtnet_hs_feed(); it must not call back into the
+ * same handshake.
+ */
+typedef int (*crdtnet_hs_member_cb)(const unsigned char pk[CRDTNET_PK_BYTES],
+                                    void *ctx);
+/**
+ * Server only: return nonzero if this server serves @p space_id. Called
+ * from inside crdtnet_hs_feed(); it must not call back into the same
+ * handshake.
+ */
+typedef int (*crdtnet_hs_space_cb)(
+    const unsigned char space_id[CRDTNET_SPACE_ID_BYTES], void *ctx);
+
+/** Handshake settings; start from CRDTNET_HS_CONFIG_INIT. */
+typedef struct {
+    unsigned int version; /**< first field, so the struct can grow */
+    crdtnet_hs_role role;
+    /** Client: the space to join (16 bytes, copied). Server: ignored. */
+    const unsigned char *space_id;
+    /** Our Ed25519 public key (32 bytes, copied). */
+    const unsigned char *pk;
+    /**
+     * Our Ed25519 secret key (64 bytes, libsodium layout, copied; the
+     * copy is wiped with sodium_memzero() by crdtnet_hs_free() or
+     * crdtnet_hs_take_channel()). You may wipe yours once
+     * crdtnet_hs_new() returns.
+     */
+    const unsigned char *sk;
+    /** Required: is the peer's key a member of the space? */
+    crdtnet_hs_member_cb is_member;
+    /** Server: required; is this space served here? Client: ignored. */
+    crdtnet_hs_space_cb space_ok;
+    /** Passed last to both callbacks. */
+    void *ctx;
+    /** The session's frame maximum, for the channel; 0 for the default. */
+    size_t frame_max;
+    /**
+     * TESTS AND FUZZING ONLY: a fixed X25519 ephemeral secret key
+     * (32 bytes, copied) instead of a fresh random one. Reusing an
+     * ephemeral key across connections destroys forward secrecy. NULL in
+     * production.
+     */
+    const unsigned char *test_ephemeral_sk;
+} crdtnet_hs_config;
+
+/** Version 1 of crdtnet_hs_config, every other field empty. */
+#define CRDTNET_HS_CONFIG_INIT                                              \
+    { 1, (crdtnet_hs_role)0, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL }
+
+/**
+ * Start a handshake. A client queues its hello at once: drain it with
+ * crdtnet_hs_next_out(). Initialises libsodium (sodium_init()).
+ * @param[out] out  the handshake; release it with crdtnet_hs_free()
+ * @param cfg       settings; the pointed-to bytes are copied, @p cfg need
+ *                  not outlive this call
+ * @return CRDT_OK; CRDT_EINVAL (missing field, unknown role, @p sk does
+ *         not match @p pk, bad frame_max); CRDT_ENOMEM; CRDT_ERROR
+ *         (libsodium failed to initialise). On error no callback is ever
+ *         called.
+ */
+int crdtnet_hs_new(crdtnet_hs **out, const crdtnet_hs_config *cfg);
+
+/**
+ * Feed one frame payload received from the peer. May queue frames to
+ * send and may call the callbacks.
+ * @param payload  one whole frame payload; not kept after the call
+ * @return CRDT_OK (progress made; check crdtnet_hs_next_out() and
+ *         crdtnet_hs_done()); CRDT_EPROTO (malformed, wrong types,
+ *         trailing bytes, more than CRDTNET_HS_MSG_MAX bytes);
+ *         CRDT_EVERSION (unsupported protocol version); CRDT_EAUTH
+ *         (unknown space, invalid ephemeral key, decryption failure, bad
+ *         signature, not a member, or the peer refused us);
+ *         CRDT_EINVAL (called after the handshake is done). After a
+ *         failure every call returns the same code; see
+ *         crdtnet_hs_reason().
+ */
+int crdtnet_hs_feed(crdtnet_hs *hs, const void *payload, size_t len);
+
+/**
+ * Take the next frame payload to send to the peer. After a failure this
+ * may still yield frames queued before it, then the one error frame
+ * telling the peer why (if any), then the failure code.
+ * @param[out] payload_out  borrowed view into @p hs; valid until the next
+ *                          call on @p hs; do not free
+ * @param[out] len_out      its length, 1 to CRDTNET_HS_MSG_MAX
+ * @return CRDT_OK; CRDT_EAGAIN (nothing to send now); the failure code
+ *         once the handshake has failed and everything is sent.
+ */
+int crdtnet_hs_next_out(crdtnet_hs *hs, const unsigned char **payload_out,
+                        size_t *len_out);
+
+/** Nonzero once both sides are authenticated and keys are ready. */
+int crdtnet_hs_done(const crdtnet_hs *hs);
+
+/** 0 while the handshake is fine; its failure code (< 0) after. */
+int crdtnet_hs_failed(const crdtnet_hs *hs);
+
+/**
+ * Why the handshake failed, for a clear error message: for instance
+ * "not a member of this space", or "peer: unknown space" when the peer
+ * sent the reason. "" while it has not failed. Points into @p hs; valid
+ * until crdtnet_hs_free(); do not free. Never NULL.
+ */
+const char *crdtnet_hs_reason(const crdtnet_hs *hs);
+
+/**
+ * The peer's authenticated Ed25519 public key.
+ * @param[out] pk_out  caller provides CRDTNET_PK_BYTES bytes
+ * @return CRDT_OK; CRDT_EAGAIN (not done yet); the failure code.
+ */
+int crdtnet_hs_peer_key(const crdtnet_hs *hs,
+                        unsigned char pk_out[CRDTNET_PK_BYTES]);
+
+/**
+ * The space this connection is for: the client's own, or the one the
+ * server accepted from the client's hello.
+ * @param[out] space_out  caller provides CRDTNET_SPACE_ID_BYTES bytes
+ * @return CRDT_OK; CRDT_EAGAIN (server before a hello was accepted).
+ */
+int crdtnet_hs_space(const crdtnet_hs *hs,
+                     unsigned char space_out[CRDTNET_SPACE_ID_BYTES]);
+
+/**
+ * Hand the session's encrypted channel over, and wipe the keys left in
+ * @p hs. Call once, when done and every frame from crdtnet_hs_next_out()
+ * was sent (the last one carries our authentication).
+ * @param[out] out  the channel; release it with crdtnet_channel_free()
+ * @return CRDT_OK; CRDT_EAGAIN (not done, or frames still to send);
+ *         CRDT_EINVAL (already taken); the failure code; CRDT_ENOMEM.
+ */
+int crdtnet_hs_take_channel(crdtnet_channel **out, crdtnet_hs *hs);
+
+/** Release @p hs, wiping its secrets with sodium_memzero(). NULL is ok. */
+void crdtnet_hs_free(crdtnet_hs *hs);
+
+/** Bytes a reason from crdtnet_hs_parse_error() may fill, with its NUL. */
+#define CRDTNET_REASON_MAX 256
+
+/**
+ * Parse an error message [ "strata-error", code, reason ]. A server meets
+ * one as the plaintext of a final channel message when the client refused
+ * it after the server finished its side of the handshake.
+ * @param[out] code_out    the peer's code (a crdt_err value)
+ * @param[out] reason_out  caller provides @p reason_size bytes (at least
+ *                         1); gets the NUL-terminated reason, cut to fit,
+ *                         with bytes outside printable ASCII replaced by
+ *                         '?'
+ * @return CRDT_OK; CRDT_EPROTO (not an error message); CRDT_EINVAL.
+ */
+int crdtnet_hs_parse_error(const void *msg, size_t len, int *code_out,
+                           char *reason_out, size_t reason_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
