@@ -1,1 +1,155 @@
-int main(void) { return 0; }
+/*
+ * main.c: the `strata` command table and dispatch.
+ *
+ * Adding a command: write cmd_NAME.c with a run function (declared in
+ * cli.h) and put it in its line of the table below. A line whose run is
+ * NULL is a command of the contract this build does not have yet.
+ *
+ * Invariants:
+ *  (1) Every command answers --help on stdout with exit 0.
+ *  (2) An error is one line on stderr, "strata: <what failed>: <why>",
+ *      and the exit code is one of CLI.md's.
+ *  (3) Output that could not be written is an error (exit 7), so a
+ *      full disk never looks like success to a script.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const cli_cmd COMMANDS[] = {
+    { "init", cmd_init, "init DIR [--space-id ID] [--phrase-file F] [--json]",
+      "create a replica (a new space unless --space-id joins one)",
+      "  --space-id ID     join the space with this id (32 hex digits)\n"
+      "  --phrase-file F   derive the identity from the recovery phrase in F\n"
+      "  --json            print {\"space_id\",\"public_key\"}\n" },
+    { "id", cmd_id, "id DIR", "print this replica's public key (hex)", NULL },
+    { "member", cmd_member, "member add DIR PUBKEY | member ls DIR [--json]",
+      "authorize a peer key for this space / list the members",
+      "  PUBKEY is 64 hex digits (see `strata id`). The member set is\n"
+      "  replicated like any data.\n" },
+    { "put", cmd_write, "put DIR COLL DOC FIELD VALUE", "set a register field",
+      "  VALUE is a JSON scalar (42, -1.5, true, null, \"text\") or\n"
+      "  {\"$bytes\":\"<base64>\"}; a bare word that is not JSON is a string.\n" },
+    { "incr", cmd_write, "incr DIR COLL DOC FIELD N",
+      "add N (may be negative) to a counter field", NULL },
+    { "sadd", cmd_write, "sadd DIR COLL DOC FIELD VALUE",
+      "add a value to a set field", NULL },
+    { "srem", cmd_write, "srem DIR COLL DOC FIELD VALUE",
+      "remove a value from a set field", NULL },
+    { "del", cmd_write, "del DIR COLL DOC [FIELD]",
+      "delete a document or one field (exit 2 if absent)", NULL },
+    { "get", cmd_get, "get DIR COLL DOC [FIELD]",
+      "print a document as a JSON object, or one field's value",
+      "  A register prints as its value, a counter as a number, a set as a\n"
+      "  sorted array. Exit 2 if absent.\n" },
+    { "ls", cmd_ls, "ls DIR [COLL] [--json]",
+      "list collections, or the document ids of one", NULL },
+    { "import", cmd_import, "import DIR FILE|- [--json]",
+      "apply a JSON-lines file of writes in one transaction",
+      "  One op a line: {\"op\":\"put\",\"coll\":..,\"doc\":..,\"field\":..,"
+      "\"value\":..};\n"
+      "  also \"incr\" (\"n\"), \"sadd\", \"srem\" and \"del\" (\"field\" "
+      "optional).\n"
+      "  A bad line (exit 6) commits nothing. --json prints\n"
+      "  {\"ops\",\"first_seq\",\"last_seq\"}.\n" },
+    { "export", cmd_export, "export DIR",
+      "every live document as JSON lines {\"coll\",\"doc\",\"fields\"}",
+      NULL },
+    { "status", cmd_status, "status DIR [--json]",
+      "identity, epoch, version vector, state hash and counters", NULL },
+    { "log", cmd_log, "log DIR [--json]", "the active epoch's changes",
+      "  --json: one object per change with its ops.\n" },
+    { "migrate", NULL, "migrate DIR [LENS_FILE] [--resume|--abort]",
+      "build a new epoch: compact, or apply a lens file", NULL },
+    { "epochs", NULL, "epochs DIR [--json]", "the epoch chain, oldest first",
+      NULL },
+    { "serve", NULL, "serve DIR... --listen HOST:PORT [--peer HOST:PORT]...",
+      "run the sync daemon", NULL },
+    { "sync", NULL, "sync DIR HOST:PORT [--json]",
+      "one sync session with a peer", NULL },
+    { "quarantine", NULL, "quarantine DIR [ls|export|apply]",
+      "ops that could not be rebased", NULL },
+    { "backup", NULL, "backup DIR FILE", "consistent online backup", NULL },
+    { "restore", NULL, "restore FILE DIR",
+      "restore a backup into a new directory", NULL },
+    { "verify", NULL, "verify DIR",
+      "recompute the state from snapshot and log and compare hashes", NULL },
+};
+
+#define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+static void
+print_overview(FILE *f)
+{
+    fprintf(f, "usage: strata COMMAND [ARGS] [--help]\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-11s %s%s\n", COMMANDS[i].name, COMMANDS[i].summary,
+                COMMANDS[i].run ? "" : " (not in this build)");
+    fprintf(f, "\nexit codes: 0 ok, 1 usage, 2 not found, 3 busy, "
+               "4 rejected, 5 auth,\n            6 invalid data, 7 I/O or "
+               "storage\n");
+}
+
+static const cli_cmd *
+find_command(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(COMMANDS[i].name, name) == 0)
+            return &COMMANDS[i];
+    return NULL;
+}
+
+/* Keeps (3). */
+static int
+finish_output(int code)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        int e = errno;
+        return cli_error(CLI_EIO, "write output", "%s",
+                         e ? strerror(e) : "failed");
+    }
+    return code;
+}
+
+int
+main(int argc, char **argv)
+{
+    const cli_cmd *cmd;
+
+    if (argc < 2) {
+        print_overview(stderr);
+        return CLI_EUSAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        if (argc > 2 && strcmp(argv[1], "help") == 0) {
+            cmd = find_command(argv[2]);
+            if (cmd == NULL)
+                return cli_error(CLI_EUSAGE, argv[2], "unknown command");
+            cli_print_help(stdout, cmd);
+        } else {
+            print_overview(stdout);
+        }
+        return finish_output(CLI_OK);
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("strata 0.1.0\n");
+        return finish_output(CLI_OK);
+    }
+    cmd = find_command(argv[1]);
+    if (cmd == NULL)
+        return cli_error(CLI_EUSAGE, argv[1],
+                         "unknown command (see strata --help)");
+    if (cmd->run == NULL) {
+        /* still answer --help, keeps (1) */
+        for (int i = 2; i < argc; i++)
+            if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                cli_print_help(stdout, cmd);
+                return finish_output(CLI_OK);
+            }
+        return cli_error(CLI_EUSAGE, cmd->name, "not available in this build");
+    }
+    return finish_output(cmd->run(cmd, argc - 1, argv + 1));
+}

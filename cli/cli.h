@@ -1,0 +1,186 @@
+/*
+ * cli.h: what the command files of the `strata` tool share.
+ *
+ * A command is one file (cmd_*.c) exporting one run function, plus one
+ * line in the table in main.c. /work/shared/CLI.md is the contract: the
+ * commands, their arguments, the --json fields and the exit codes.
+ */
+#ifndef STRATA_CLI_H
+#define STRATA_CLI_H
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "crdt/crdt.h"
+
+/* Exit codes (CLI.md, "Exit codes"). */
+enum {
+    CLI_OK = 0,
+    CLI_EUSAGE = 1,    /* usage error */
+    CLI_ENOTFOUND = 2, /* not found */
+    CLI_EBUSY = 3,     /* a migration is in progress */
+    CLI_EREJECTED = 4, /* stale or forked beyond policy */
+    CLI_EAUTH = 5,     /* authentication or authorization failed */
+    CLI_EDATA = 6,     /* corrupt or invalid data */
+    CLI_EIO = 7        /* I/O or storage error */
+};
+
+/* Collections whose name starts with this are the tool's own. */
+#define CLI_RESERVED_PREFIX '$'
+/* Membership: doc = lowercase public key hex, register "member" = true. */
+#define CLI_MEMBERS_COLL "$members"
+#define CLI_MEMBERS_FIELD "member"
+
+typedef struct cli_cmd cli_cmd;
+
+/** Runs a command; argv[0] is the command name. Returns an exit code. */
+typedef int (*cli_run_fn)(const cli_cmd *cmd, int argc, char **argv);
+
+struct cli_cmd {
+    const char *name;
+    cli_run_fn run;      /* NULL: not available in this build */
+    const char *usage;   /* synopsis after "strata " */
+    const char *summary; /* one line for `strata --help` */
+    const char *help;    /* more lines for `strata CMD --help`, or NULL */
+};
+
+/* ---- args.c: options and positional arguments ---- */
+
+#define CLI_MAX_OPTS 8
+#define CLI_MAX_POS 8
+
+/** An option a command accepts: "--name" or "--name VALUE". */
+typedef struct {
+    const char *name; /* without the dashes */
+    int has_arg;
+} cli_opt;
+
+typedef struct {
+    const char *pos[CLI_MAX_POS];
+    int npos;
+    /* indexed like the command's option array; NULL = not given */
+    const char *opt[CLI_MAX_OPTS];
+} cli_args;
+
+/* cli_parse() returned this: --help was printed, exit 0. */
+#define CLI_HELP_SHOWN (-1)
+
+/**
+ * Parse argv[1..] of @p cmd against @p opts (terminated by a NULL name)
+ * and check min_pos <= positionals <= max_pos. "--" ends the options; an
+ * argument starting with a single '-' (a negative number, "-" for stdin)
+ * is positional; "-h" and "--help" print the command's help.
+ * @return CLI_OK; CLI_HELP_SHOWN; CLI_EUSAGE (message printed).
+ */
+int cli_parse(cli_args *out, const cli_cmd *cmd, int argc, char **argv,
+              const cli_opt *opts, int min_pos, int max_pos);
+
+/** 1 if option @p i was given (a flag or one with a value). */
+int cli_has(const cli_args *a, int i);
+
+/** Print the help of @p cmd to @p f. */
+void cli_print_help(FILE *f, const cli_cmd *cmd);
+
+/* ---- util.c: errors, exit codes, opening a replica ---- */
+
+/** The exit code for a crdt_err. */
+int cli_exit_code(int rc);
+
+/** Print "strata: WHAT: WHY" on stderr and return @p code. */
+int cli_error(int code, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** Report a library error for step @p what; return its exit code. */
+int cli_fail(const char *what, int rc);
+
+/** A usage error of @p cmd: the reason and its synopsis; returns 1. */
+int cli_usage(const cli_cmd *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/**
+ * Open the replica in @p dir (never creating one), read-only unless
+ * @p write. On failure prints "strata: open DIR: WHY".
+ * @return CLI_OK or an exit code.
+ */
+int cli_open(crdt_replica **out, const char *dir, int write);
+
+/**
+ * Check a collection, document or field name given by the user:
+ * 1..CRDT_NAME_MAX bytes (the library checks UTF-8). @p kind is
+ * "collection", "document" or "field". Prints a usage error.
+ */
+int cli_check_name(const cli_cmd *cmd, const char *kind, const char *name);
+
+/** cli_check_name() of a collection, a document and (if not NULL) a
+ *  field, in that order. */
+int cli_check_names(const cli_cmd *cmd, const char *coll, const char *doc,
+                    const char *field);
+
+/** 1 if @p coll is reserved (starts with CLI_RESERVED_PREFIX). */
+int cli_reserved(const char *coll);
+
+/* ---- value.c: VALUEs and JSON ---- */
+
+/** A parsed value and the memory its strings point into. */
+typedef struct {
+    crdt_value v;
+    json_t *json;         /* holds a string value */
+    unsigned char *bytes; /* decoded $bytes */
+} cli_value;
+
+void cli_value_free(cli_value *cv);
+
+/**
+ * A JSON value (as in an import line) to a crdt value: a scalar, or
+ * {"$bytes":"<base64>"}. Big integers are already refused by jansson.
+ * @return CLI_OK, or CLI_EDATA with @p why set to a static reason.
+ */
+int cli_value_from_json(cli_value *out, json_t *j, const char **why);
+
+/**
+ * A VALUE argument (CLI.md, "Values"): JSON scalar or $bytes object; any
+ * other text that is not valid JSON is the string itself.
+ * @return CLI_OK, or CLI_EUSAGE with @p why set.
+ */
+int cli_value_parse_arg(cli_value *out, const char *arg, const char **why);
+
+/** A strict decimal int64 ("-12"); 0 on success, -1 if not one. */
+int cli_parse_int64(long long *out, const char *s);
+
+/** New reference to the JSON form of @p v ({"$bytes":..} for bytes). */
+json_t *cli_value_to_json(const crdt_value *v);
+
+/** A field as JSON: register value, counter number, set sorted array. */
+json_t *cli_field_to_json(const crdt_field *f);
+
+/**
+ * Print @p j compactly on one line to stdout, reals in the fewest
+ * digits that read back exactly. Steals the reference to @p j.
+ * @return CLI_OK; CLI_EIO (no memory or output failed).
+ */
+int cli_emit(json_t *j);
+
+/* ---- members.c: the replicated member set ---- */
+
+/**
+ * Record @p pubkey (CRDT_PUBKEY_BYTES) as a member, in one txn.
+ * @return a crdt_err (CRDT_OK; CRDT_EBUSY; CRDT_EIO...).
+ */
+int cli_member_add(crdt_replica *r, const unsigned char *pubkey);
+
+/* ---- the commands ---- */
+
+int cmd_init(const cli_cmd *cmd, int argc, char **argv);
+int cmd_id(const cli_cmd *cmd, int argc, char **argv);
+int cmd_member(const cli_cmd *cmd, int argc, char **argv);
+int cmd_write(const cli_cmd *cmd, int argc, char **argv); /* put incr ... */
+int cmd_get(const cli_cmd *cmd, int argc, char **argv);
+int cmd_ls(const cli_cmd *cmd, int argc, char **argv);
+int cmd_export(const cli_cmd *cmd, int argc, char **argv);
+int cmd_import(const cli_cmd *cmd, int argc, char **argv);
+int cmd_status(const cli_cmd *cmd, int argc, char **argv);
+int cmd_log(const cli_cmd *cmd, int argc, char **argv);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * cmd_init.c: `strata init DIR [--space-id ID] [--phrase-file F] [--json]`.
+ *
+ * Creates the replica. A new space (no --space-id) also records its
+ * creator as the first member, so the member set is never empty; a
+ * replica joining a space learns the members from its peers.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <sodium.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+enum { OPT_SPACE_ID, OPT_PHRASE_FILE, OPT_JSON };
+
+static const cli_opt OPTS[] = {
+    { "space-id", 1 }, { "phrase-file", 1 }, { "json", 0 }, { NULL, 0 },
+};
+
+#define PHRASE_MAX 4096
+
+/* Read the phrase in @p path, trimmed, and derive the identity seed. */
+static int
+seed_from_file(const cli_cmd *cmd, unsigned char *seed, const char *path)
+{
+    char buf[PHRASE_MAX + 1], *p;
+    size_t len;
+    FILE *f;
+    int rc;
+
+    f = fopen(path, "rb");
+    if (f == NULL)
+        return cli_error(errno == ENOENT ? CLI_ENOTFOUND : CLI_EIO, cmd->name,
+                         "read %s: %s", path, strerror(errno));
+    len = fread(buf, 1, sizeof buf, f);
+    rc = ferror(f);
+    fclose(f);
+    if (rc)
+        return cli_error(CLI_EIO, cmd->name, "read %s: I/O error", path);
+    if (len > PHRASE_MAX) {
+        sodium_memzero(buf, sizeof buf);
+        return cli_error(CLI_EUSAGE, cmd->name,
+                         "%s: a phrase file holds at most %d bytes", path,
+                         PHRASE_MAX);
+    }
+    p = buf;
+    while (len > 0 && isspace((unsigned char)p[len - 1]))
+        len--;
+    while (len > 0 && isspace((unsigned char)*p)) {
+        p++;
+        len--;
+    }
+    rc = crdt_seed_from_phrase(seed, p, len);
+    sodium_memzero(buf, sizeof buf);
+    if (rc == CRDT_EINVAL)
+        return cli_error(CLI_EUSAGE, cmd->name,
+                         "%s: the phrase is shorter than 8 bytes", path);
+    if (rc < 0)
+        return cli_fail(cmd->name, rc);
+    return CLI_OK;
+}
+
+static int
+print_identity(crdt_replica *r, int json)
+{
+    unsigned char space[CRDT_SPACE_ID_BYTES], pk[CRDT_PUBKEY_BYTES];
+    char space_hex[2 * sizeof space + 1], pk_hex[2 * sizeof pk + 1];
+
+    crdt_replica_space_id(r, space);
+    crdt_replica_public_key(r, pk);
+    crdt_hex(space_hex, space, sizeof space);
+    crdt_hex(pk_hex, pk, sizeof pk);
+    if (json)
+        return cli_emit(json_pack("{s:s,s:s}", "space_id", space_hex,
+                                  "public_key", pk_hex));
+    printf("space_id %s\npublic_key %s\n", space_hex, pk_hex);
+    return CLI_OK;
+}
+
+int
+cmd_init(const cli_cmd *cmd, int argc, char **argv)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    unsigned char space[CRDT_SPACE_ID_BYTES], seed[CRDT_SEED_BYTES];
+    unsigned char pk[CRDT_PUBKEY_BYTES];
+    crdt_replica *r = NULL;
+    char what[4200];
+    const char *dir;
+    struct stat st;
+    cli_args a;
+    int rc;
+
+    rc = cli_parse(&a, cmd, argc, argv, OPTS, 1, 1);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
+    dir = a.pos[0];
+    snprintf(what, sizeof what, "init %s", dir);
+    if (cli_has(&a, OPT_SPACE_ID)) {
+        if (crdt_unhex(space, sizeof space, a.opt[OPT_SPACE_ID]) != CRDT_OK)
+            return cli_usage(cmd, "--space-id must be %d hex digits",
+                             2 * CRDT_SPACE_ID_BYTES);
+        o.space_id = space;
+    }
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
+        return cli_error(CLI_EUSAGE, what, "not a directory");
+    if (cli_has(&a, OPT_PHRASE_FILE)) {
+        rc = seed_from_file(cmd, seed, a.opt[OPT_PHRASE_FILE]);
+        if (rc != CLI_OK)
+            return rc;
+        o.seed = seed;
+    }
+    o.create = 1;
+    rc = crdt_replica_open(&r, dir, &o);
+    sodium_memzero(seed, sizeof seed);
+    switch (rc) {
+    case CRDT_OK: break;
+    case CRDT_EEXISTS: return cli_error(CLI_EUSAGE, what, "already a replica");
+    case CRDT_ENOTFOUND:
+        return cli_error(CLI_ENOTFOUND, what,
+                         "the parent directory does not exist");
+    case CRDT_EPERM: return cli_error(CLI_EIO, what, "permission denied");
+    default: return cli_fail(what, rc);
+    }
+    if (o.space_id == NULL) {
+        crdt_replica_public_key(r, pk);
+        rc = cli_member_add(r, pk);
+        if (rc < 0) {
+            crdt_replica_close(r);
+            return cli_fail("init: record the creator as a member", rc);
+        }
+    }
+    rc = print_identity(r, cli_has(&a, OPT_JSON));
+    crdt_replica_close(r);
+    return rc;
+}
