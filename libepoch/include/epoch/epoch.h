@@ -246,6 +246,20 @@ int epoch_snapshot_walk(crdt_replica *r, unsigned char *epoch_id_out,
                         unsigned char *hash_out, epoch_entry_cb cb,
                         void *ctx);
 
+/** A snapshot being read, one entry at a time. Opaque. */
+typedef struct epoch_snapshot epoch_snapshot;
+
+/**
+ * Open a read snapshot of the current state for streaming.
+ * @param[out] out  release with epoch_snapshot_close()
+ */
+int epoch_snapshot_open(epoch_snapshot **out, crdt_replica *r,
+                        unsigned char *epoch_id_out, unsigned char *hash_out);
+/** Next entry; views valid until the next call. CRDT_ENOTFOUND at end. */
+int epoch_snapshot_next(epoch_snapshot *s, const void **k, size_t *kl,
+                        const void **v, size_t *vl);
+void epoch_snapshot_close(epoch_snapshot *s);
+
 /* ---- sync policy ---- */
 
 /** How two epochs relate, from the local side's view. */

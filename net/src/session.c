@@ -1,0 +1,866 @@
+/*
+ * session.c: the sync protocol, without I/O (crdtnet/session.h).
+ *
+ * Messages (docs/protocol.md, "Sync messages"), each a msgpack array
+ * whose first element is the type:
+ *   1 HELLO  [1, proto, epoch_id, epoch_no, state_hash, vv, [record...]]
+ *   2 BUSY   [2, retry_after_ms]
+ *   3 REJECT [3, reason]             (we quarantined our unsynced ops)
+ *   4 SNAP_BEGIN [4, epoch_id, state_hash]
+ *   5 SNAP_CHUNK [5, [key, value, key, value, ...]]
+ *   6 SNAP_END   [6]
+ *   7 CHANGES    [7, [change...]]
+ *   8 DONE       [8]
+ *   9 FIN        [9, state_hash, vv]
+ *  10 ERROR      [10, code, reason]
+ *
+ * Roles, from how the two epochs relate (libepoch epoch_relate()):
+ *   SAME  both send the changes the other lacks (by the HELLO vv);
+ *   GIVER (ahead, or the canonical side of a fork) sends its snapshot,
+ *         then its log beyond the epoch's base heads;
+ *   TAKER (behind, or the losing side) resets into the snapshot (its
+ *         own log is replayed and rebased), then sends what the giver
+ *         lacks.
+ * Invariants:
+ *  (1) Output is produced one message at a time from cursors: memory
+ *      does not grow with history or state size.
+ *  (2) Each CHANGES message is merged in one txn, all or nothing.
+ *  (3) "In sync" is reported only if, at FIN, both vvs and both state
+ *      hashes are equal; equal vvs with different hashes is an error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdtnet/session.h"
+#include "internal.h" /* libcrdt: bounded msgpack reader, encoder */
+
+enum {
+    M_HELLO = 1, M_BUSY, M_REJECT, M_SNAP_BEGIN, M_SNAP_CHUNK, M_SNAP_END,
+    M_CHANGES, M_DONE, M_FIN, M_ERROR
+};
+
+enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
+
+#define PROTO 1
+#define DEFAULT_BATCH (256u * 1024)
+
+struct crdtnet_session {
+    crdt_replica *r;
+    crdtnet_session_options opts;
+    crdtnet_report rep;
+    crdt__enc out;
+    int err;              /* the error that ended us, or 0 */
+    int closed;           /* nothing more to send */
+    int finished;         /* ended well */
+    int send_error;       /* an ERROR message is due */
+    char err_reason[160];
+    int role;
+    int hello_sent, hello_recv, busy_due;
+    int reject_due;
+    /* what we send */
+    int snap_phase;       /* 0 not started, 1 streaming, 2 done */
+    epoch_snapshot *snap;
+    crdt_export *exp;
+    crdt_vv *lacks;       /* what the peer lacks is above this */
+    int done_sent, done_recv, fin_sent, fin_recv;
+    /* what we receive */
+    epoch_reset *reset;
+    unsigned char reset_hash[CRDT_HASH_BYTES];
+    int snapshot_done;
+    /* live mode */
+    crdt_vv *peer_known;
+    int dirty;
+};
+
+int
+crdtnet_session_new(crdtnet_session **out, crdt_replica *r,
+                    const crdtnet_session_options *opts)
+{
+    crdtnet_session_options defaults = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session *s;
+
+    if (out == NULL || r == NULL)
+        return CRDT_EINVAL;
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return CRDT_ENOMEM;
+    s->r = r;
+    s->opts = opts ? *opts : defaults;
+    if (s->opts.batch_bytes == 0)
+        s->opts.batch_bytes = DEFAULT_BATCH;
+    if (s->opts.batch_bytes > CRDTNET_SESSION_MSG_MAX / 2)
+        s->opts.batch_bytes = CRDTNET_SESSION_MSG_MAX / 2;
+    crdt__enc_init(&s->out);
+    *out = s;
+    return CRDT_OK;
+}
+
+void
+crdtnet_session_free(crdtnet_session *s)
+{
+    if (s == NULL)
+        return;
+    crdt_export_end(s->exp);
+    epoch_snapshot_close(s->snap);
+    epoch_reset_abort(s->reset);
+    crdt_vv_free(s->lacks);
+    crdt_vv_free(s->peer_known);
+    crdt__enc_free(&s->out);
+    free(s);
+}
+
+int
+crdtnet_session_finished(const crdtnet_session *s)
+{
+    return s != NULL && s->finished;
+}
+
+int
+crdtnet_session_error(const crdtnet_session *s)
+{
+    return s ? s->err : CRDT_EINVAL;
+}
+
+const crdtnet_report *
+crdtnet_session_report(const crdtnet_session *s)
+{
+    return s ? &s->rep : NULL;
+}
+
+void
+crdtnet_session_poke(crdtnet_session *s)
+{
+    if (s != NULL)
+        s->dirty = 1;
+}
+
+/* End the session with @p rc; tell the peer why unless it told us. */
+static int
+fail(crdtnet_session *s, int rc, const char *why, int tell_peer)
+{
+    if (s->err == 0) {
+        s->err = rc;
+        snprintf(s->rep.reason, sizeof s->rep.reason, "%s", why);
+        snprintf(s->err_reason, sizeof s->err_reason, "%s", why);
+        s->send_error = tell_peer;
+        if (!tell_peer)
+            s->closed = 1;
+    }
+    crdt_export_end(s->exp);
+    s->exp = NULL;
+    epoch_snapshot_close(s->snap);
+    s->snap = NULL;
+    epoch_reset_abort(s->reset);
+    s->reset = NULL;
+    return rc;
+}
+
+/* ---- building messages ---- */
+
+static int
+build_hello(crdtnet_session *s)
+{
+    crdt_read *rd;
+    crdt_stats st;
+    crdt_vv *vv = NULL;
+    unsigned char *vb = NULL;
+    size_t vl = 0, n = 0;
+    epoch_info *chain = NULL;
+    int rc;
+
+    if ((rc = crdt_read_begin(&rd, s->r)) < 0)
+        return rc;
+    rc = crdt_read_stats(&st, rd);
+    if (rc == CRDT_OK)
+        rc = crdt_read_vv(&vv, rd);
+    crdt_read_end(rd);
+    if (rc == CRDT_OK)
+        rc = crdt_vv_encode(&vb, &vl, vv);
+    if (rc == CRDT_OK)
+        rc = epoch_chain(&chain, &n, s->r);
+    if (rc == CRDT_OK) {
+        msgpack_pack_array(&s->out.pk, 7);
+        msgpack_pack_uint64(&s->out.pk, M_HELLO);
+        msgpack_pack_uint64(&s->out.pk, PROTO);
+        crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
+        msgpack_pack_uint64(&s->out.pk, st.epoch_number);
+        crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
+        crdt__enc_bin(&s->out, vb, vl);
+        msgpack_pack_array(&s->out.pk, n ? n - 1 : 0); /* no genesis */
+        for (size_t i = 1; i < n; i++)
+            crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
+    }
+    epoch_chain_free(chain, n);
+    crdt_vv_free(vv);
+    free(vb);
+    return rc;
+}
+
+static int
+build_snapshot(crdtnet_session *s)
+{
+    unsigned char id[CRDT_HASH_BYTES], hash[CRDT_HASH_BYTES];
+    const void *k, *v;
+    size_t kl, vl;
+    crdt__enc items;
+    uint64_t n = 0;
+    int rc = CRDT_ENOTFOUND;
+
+    if (s->snap_phase == 0) {
+        if ((rc = epoch_snapshot_open(&s->snap, s->r, id, hash)) < 0)
+            return rc;
+        msgpack_pack_array(&s->out.pk, 3);
+        msgpack_pack_uint64(&s->out.pk, M_SNAP_BEGIN);
+        crdt__enc_bin(&s->out, id, sizeof id);
+        crdt__enc_bin(&s->out, hash, sizeof hash);
+        s->snap_phase = 1;
+        s->rep.snapshot_sent = 1;
+        return CRDT_OK;
+    }
+    crdt__enc_init(&items);
+    while (items.sb.size < s->opts.batch_bytes &&
+           (rc = epoch_snapshot_next(s->snap, &k, &kl, &v, &vl)) == CRDT_OK) {
+        crdt__enc_bin(&items, k, kl);
+        crdt__enc_bin(&items, v, vl);
+        n++;
+    }
+    if (n == 0) {
+        crdt__enc_free(&items);
+        if (rc != CRDT_ENOTFOUND)
+            return rc;
+        epoch_snapshot_close(s->snap);
+        s->snap = NULL;
+        s->snap_phase = 2;
+        msgpack_pack_array(&s->out.pk, 1);
+        msgpack_pack_uint64(&s->out.pk, M_SNAP_END);
+        return CRDT_OK;
+    }
+    msgpack_pack_array(&s->out.pk, 2);
+    msgpack_pack_uint64(&s->out.pk, M_SNAP_CHUNK);
+    msgpack_pack_array(&s->out.pk, 2 * n);
+    msgpack_sbuffer_write(&s->out.sb, items.sb.data, items.sb.size);
+    crdt__enc_free(&items);
+    s->rep.snapshot_entries_sent += n;
+    return CRDT_OK;
+}
+
+/* Remember what the peer holds now that we sent it (live mode). */
+static void
+note_sent(crdtnet_session *s, const unsigned char *p, size_t len)
+{
+    crdt_change c;
+
+    if (s->peer_known != NULL && crdt_change_decode(&c, p, len) == CRDT_OK)
+        crdt_vv_set(s->peer_known, &c.actor, c.seq + c.n_ops - 1);
+}
+
+/* CHANGES from the export cursor; CRDT_ENOTFOUND when it is exhausted. */
+static int
+build_changes(crdtnet_session *s)
+{
+    const unsigned char *p;
+    size_t len, n = 0;
+    crdt__enc items;
+    int rc = CRDT_ENOTFOUND;
+
+    if (s->exp == NULL &&
+        (rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
+        return rc;
+    crdt__enc_init(&items);
+    while (items.sb.size < s->opts.batch_bytes &&
+           (rc = crdt_export_next(s->exp, &p, &len)) == CRDT_OK) {
+        crdt__enc_bin(&items, p, len);
+        note_sent(s, p, len);
+        n++;
+    }
+    if (n == 0) {
+        crdt__enc_free(&items);
+        crdt_export_end(s->exp);
+        s->exp = NULL;
+        return rc == CRDT_ENOTFOUND ? CRDT_ENOTFOUND : rc;
+    }
+    msgpack_pack_array(&s->out.pk, 2);
+    msgpack_pack_uint64(&s->out.pk, M_CHANGES);
+    msgpack_pack_array(&s->out.pk, n);
+    msgpack_sbuffer_write(&s->out.sb, items.sb.data, items.sb.size);
+    crdt__enc_free(&items);
+    s->rep.changes_sent += n;
+    return CRDT_OK;
+}
+
+static int
+build_fin(crdtnet_session *s)
+{
+    crdt_read *rd;
+    crdt_stats st;
+    crdt_vv *vv = NULL;
+    unsigned char *vb = NULL;
+    size_t vl = 0;
+    int rc;
+
+    if ((rc = crdt_read_begin(&rd, s->r)) < 0)
+        return rc;
+    rc = crdt_read_stats(&st, rd);
+    if (rc == CRDT_OK)
+        rc = crdt_read_vv(&vv, rd);
+    crdt_read_end(rd);
+    if (rc == CRDT_OK)
+        rc = crdt_vv_encode(&vb, &vl, vv);
+    if (rc == CRDT_OK) {
+        memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
+        msgpack_pack_array(&s->out.pk, 3);
+        msgpack_pack_uint64(&s->out.pk, M_FIN);
+        crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
+        crdt__enc_bin(&s->out, vb, vl);
+    }
+    crdt_vv_free(vv);
+    free(vb);
+    return rc;
+}
+
+int
+crdtnet_session_error_msg(unsigned char **out, size_t *len, int code,
+                          const char *reason)
+{
+    crdt__enc e;
+
+    if (out == NULL || len == NULL || reason == NULL)
+        return CRDT_EINVAL;
+    crdt__enc_init(&e);
+    msgpack_pack_array(&e.pk, 3);
+    msgpack_pack_uint64(&e.pk, M_ERROR);
+    msgpack_pack_int64(&e.pk, code);
+    crdt__enc_str(&e, reason, strnlen(reason, 159));
+    *out = (unsigned char *)e.sb.data;
+    *len = e.sb.size;
+    return CRDT_OK;
+}
+
+static int
+busy_now(crdtnet_session *s)
+{
+    epoch_marker m;
+
+    if (epoch_marker_get(&m, s->r) != CRDT_OK)
+        return 0;
+    epoch_marker_clear(&m);
+    return 1;
+}
+
+/* Build the next message into s->out; CRDT_EAGAIN if there is none. */
+static int
+next_message(crdtnet_session *s)
+{
+    int rc;
+
+    if (s->send_error) {
+        s->send_error = 0;
+        s->closed = 1;
+        msgpack_pack_array(&s->out.pk, 3);
+        msgpack_pack_uint64(&s->out.pk, M_ERROR);
+        msgpack_pack_int64(&s->out.pk, s->err);
+        crdt__enc_str(&s->out, s->err_reason, strlen(s->err_reason));
+        return CRDT_OK;
+    }
+    if (s->closed)
+        return CRDT_ECLOSED;
+    if (!s->hello_sent) {
+        s->hello_sent = 1;
+        if (busy_now(s)) {
+            s->rep.busy_retry_ms = 1000;
+            s->err = CRDT_EBUSY;
+            snprintf(s->rep.reason, sizeof s->rep.reason,
+                     "a migration is in progress here");
+            s->closed = 1;
+            msgpack_pack_array(&s->out.pk, 2);
+            msgpack_pack_uint64(&s->out.pk, M_BUSY);
+            msgpack_pack_uint64(&s->out.pk, 1000);
+            return CRDT_OK;
+        }
+        if ((rc = build_hello(s)) < 0)
+            return fail(s, rc, "cannot read the replica", 1);
+        return CRDT_OK;
+    }
+    if (!s->hello_recv)
+        return CRDT_EAGAIN;
+    if (s->reject_due) {
+        s->reject_due = 0;
+        msgpack_pack_array(&s->out.pk, 2);
+        msgpack_pack_uint64(&s->out.pk, M_REJECT);
+        crdt__enc_str(&s->out, s->rep.reason, strlen(s->rep.reason));
+        return CRDT_OK;
+    }
+    if (s->role == ROLE_GIVER && s->snap_phase < 2) {
+        if ((rc = build_snapshot(s)) < 0)
+            return fail(s, rc, "cannot read the snapshot", 1);
+        return CRDT_OK;
+    }
+    if (s->role == ROLE_TAKER && !s->snapshot_done)
+        return CRDT_EAGAIN;
+    if (!s->done_sent) {
+        rc = build_changes(s);
+        if (rc == CRDT_OK)
+            return CRDT_OK;
+        if (rc != CRDT_ENOTFOUND)
+            return fail(s, rc, "cannot read the log", 1);
+        s->done_sent = 1;
+        msgpack_pack_array(&s->out.pk, 1);
+        msgpack_pack_uint64(&s->out.pk, M_DONE);
+        return CRDT_OK;
+    }
+    if (!s->done_recv)
+        return CRDT_EAGAIN;
+    if (!s->fin_sent) {
+        if ((rc = build_fin(s)) < 0)
+            return fail(s, rc, "cannot read the replica", 1);
+        s->fin_sent = 1;
+        return CRDT_OK;
+    }
+    if (!s->fin_recv)
+        return CRDT_EAGAIN;
+    if (!s->opts.live) {
+        s->finished = 1;
+        s->closed = 1;
+        return CRDT_ECLOSED;
+    }
+    /* live: push what the peer lacks whenever the replica changed */
+    if (s->dirty && s->exp == NULL) {
+        s->dirty = 0;
+        crdt_vv_free(s->lacks);
+        s->lacks = NULL;
+        if (s->peer_known != NULL) {
+            /* export from what the peer is known to hold */
+            unsigned char *b;
+            size_t l;
+            if (crdt_vv_encode(&b, &l, s->peer_known) == CRDT_OK) {
+                crdt_vv_decode(&s->lacks, b, l);
+                free(b);
+            }
+        }
+    }
+    if (s->lacks != NULL || s->exp != NULL) {
+        rc = build_changes(s);
+        if (rc == CRDT_OK)
+            return CRDT_OK;
+        crdt_vv_free(s->lacks);
+        s->lacks = NULL;
+        if (rc != CRDT_ENOTFOUND)
+            return fail(s, rc, "cannot read the log", 1);
+    }
+    return CRDT_EAGAIN;
+}
+
+int
+crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
+                         size_t *len)
+{
+    int rc;
+
+    if (s == NULL || msg == NULL || len == NULL)
+        return CRDT_EINVAL;
+    crdt__enc_reset(&s->out);
+    rc = next_message(s);
+    if (rc < 0) {
+        if (rc != CRDT_EAGAIN && rc != CRDT_ECLOSED)
+            return rc;
+        if (rc == CRDT_EAGAIN && s->send_error) /* a failure just now */
+            rc = next_message(s);
+        if (rc < 0)
+            return rc;
+    }
+    if (s->out.sb.size == 0)
+        return s->closed ? CRDT_ECLOSED : CRDT_EAGAIN;
+    *msg = (const unsigned char *)s->out.sb.data;
+    *len = s->out.sb.size;
+    return CRDT_OK;
+}
+
+/* ---- receiving ---- */
+
+static int
+vv_from_heads_blob(crdt_vv **out, const unsigned char *h, size_t len)
+{
+    crdt__mp m = { h, h + len };
+    uint32_t n;
+    crdt_vv *vv;
+    int rc;
+
+    if ((rc = crdt_vv_new(&vv)) < 0)
+        return rc;
+    if (h != NULL && crdt__mp_array(&m, &n) == CRDT_OK) {
+        for (uint32_t i = 0; i < n / 5; i++) {
+            crdt_actor a;
+            uint64_t seq;
+            if (crdt__mp_bin_fixed(&m, a.b, 8) < 0 ||
+                crdt__mp_uint(&m, &seq) < 0 || crdt__mp_skip(&m) < 0 ||
+                crdt__mp_skip(&m) < 0 || crdt__mp_skip(&m) < 0)
+                break;
+            crdt_vv_set(vv, &a, seq);
+        }
+    }
+    *out = vv;
+    return CRDT_OK;
+}
+
+/* heads blob of the record with id @p id (a view into @p holder) */
+static int
+record_heads(epoch_info *holder, crdt_replica *r, const unsigned char *id,
+             const unsigned char **h, size_t *hl)
+{
+    extern int epoch__record_heads(const unsigned char **, size_t *,
+                                   const epoch_info *);
+    int rc = epoch_get(holder, r, id);
+
+    if (rc < 0)
+        return rc;
+    rc = epoch__record_heads(h, hl, holder);
+    if (rc == CRDT_ENOTFOUND) { /* genesis: nothing folded */
+        *h = NULL;
+        *hl = 0;
+        rc = CRDT_OK;
+    }
+    return rc;
+}
+
+static int
+on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
+{
+    unsigned char their_epoch[CRDT_HASH_BYTES], their_hash[CRDT_HASH_BYTES];
+    const unsigned char *vb, *rec;
+    uint64_t proto, number;
+    uint32_t vl, n_rec, rl;
+    crdt_vv *their_vv = NULL;
+    epoch_relation rel;
+    const char *reason = NULL;
+    int rc;
+
+    if (s->hello_recv || n != 7 || crdt__mp_uint(m, &proto) < 0 ||
+        crdt__mp_bin_fixed(m, their_epoch, sizeof their_epoch) < 0 ||
+        crdt__mp_uint(m, &number) < 0 ||
+        crdt__mp_bin_fixed(m, their_hash, sizeof their_hash) < 0 ||
+        crdt__mp_bin(m, &vb, &vl) < 0 || crdt__mp_array(m, &n_rec) < 0)
+        return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+    if (proto != PROTO)
+        return fail(s, CRDT_EVERSION, "unsupported sync protocol", 1);
+    if ((rc = crdt_vv_decode(&their_vv, vb, vl)) < 0)
+        return fail(s, CRDT_EPROTO, "malformed version vector", 1);
+    for (uint32_t i = 0; i < n_rec; i++) {
+        size_t len;
+        if (crdt__mp_bin(m, &rec, &rl) < 0) {
+            crdt_vv_free(their_vv);
+            return fail(s, CRDT_EPROTO, "malformed epoch record", 1);
+        }
+        len = rl;
+        rc = epoch_store_records(s->r, &rec, &len, 1);
+        if (rc < 0) {
+            crdt_vv_free(their_vv);
+            return fail(s, rc == CRDT_EBUSY ? CRDT_EBUSY : CRDT_EAUTH,
+                        "invalid epoch record from peer", 1);
+        }
+    }
+    s->hello_recv = 1;
+    rc = epoch_relate(&rel, &reason, s->r, their_epoch, &s->opts.policy);
+    if (rc < 0 && rc != CRDT_EREJECTED) {
+        crdt_vv_free(their_vv);
+        return fail(s, rc, rc == CRDT_EAUTH ? "epochs of another space"
+                                            : "cannot relate epochs", 1);
+    }
+    s->peer_known = their_vv;
+    switch (rel) {
+    case EPOCH_SAME:
+        s->role = ROLE_SAME;
+        break;
+    case EPOCH_AHEAD:
+    case EPOCH_FORK_WIN: {
+        epoch_info cur;
+        const unsigned char *h;
+        size_t hl;
+        s->role = ROLE_GIVER;
+        if ((rc = epoch_current(&cur, s->r)) < 0)
+            return fail(s, rc, "cannot read the epoch", 1);
+        epoch_info_clear(&cur);
+        {
+            unsigned char id[CRDT_HASH_BYTES];
+            crdt_read *rd;
+            crdt_stats st;
+            if ((rc = crdt_read_begin(&rd, s->r)) < 0)
+                return fail(s, rc, "cannot read", 1);
+            crdt_read_stats(&st, rd);
+            crdt_read_end(rd);
+            memcpy(id, st.epoch_id, sizeof id);
+            if ((rc = record_heads(&cur, s->r, id, &h, &hl)) < 0)
+                return fail(s, rc, "cannot read the epoch", 1);
+            rc = vv_from_heads_blob(&s->lacks, h, hl);
+            epoch_info_clear(&cur);
+            if (rc < 0)
+                return fail(s, rc, "out of memory", 1);
+        }
+        break;
+    }
+    case EPOCH_BEHIND:
+    case EPOCH_FORK_LOSE:
+        s->role = ROLE_TAKER;
+        if (rc == CRDT_EREJECTED) {
+            /* beyond policy: keep our unsynced ops in the quarantine and
+             * start a new incarnation, then follow the canonical epoch */
+            epoch_info e;
+            const unsigned char *h;
+            size_t hl;
+            uint64_t moved = 0;
+            s->rep.rejected = 1;
+            snprintf(s->rep.reason, sizeof s->rep.reason, "rejected: %s",
+                     reason ? reason : "beyond policy");
+            if ((rc = record_heads(&e, s->r, their_epoch, &h, &hl)) == CRDT_OK) {
+                rc = epoch_quarantine_unsynced(&moved, s->r, h, hl,
+                                               s->rep.reason);
+                epoch_info_clear(&e);
+            }
+            if (rc == CRDT_OK && moved > 0)
+                rc = crdt_replica_new_incarnation(s->r);
+            if (rc < 0)
+                return fail(s, rc, "cannot quarantine", 1);
+            s->rep.quarantined_ops += moved;
+            s->reject_due = 1;
+        }
+        if ((rc = crdt_vv_decode(&s->lacks, vb, vl)) < 0)
+            return fail(s, rc, "malformed version vector", 1);
+        break;
+    default:
+        return fail(s, CRDT_EPROTO, "peer's epoch is unknown", 1);
+    }
+    if (s->role == ROLE_SAME && (rc = crdt_vv_decode(&s->lacks, vb, vl)) < 0)
+        return fail(s, rc, "malformed version vector", 1);
+    return CRDT_OK;
+}
+
+static int
+on_changes(crdtnet_session *s, crdt__mp *m)
+{
+    crdt_bytes *items;
+    crdt_merge_report mr;
+    uint32_t n;
+    int rc = CRDT_OK;
+
+    if (!s->hello_recv || (s->role == ROLE_TAKER && !s->snapshot_done))
+        return fail(s, CRDT_EPROTO, "CHANGES out of order", 1);
+    if (crdt__mp_array(m, &n) < 0)
+        return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
+    items = calloc(n ? n : 1, sizeof *items);
+    if (items == NULL)
+        return fail(s, CRDT_ENOMEM, "out of memory", 1);
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *p;
+        uint32_t l;
+        if (crdt__mp_bin(m, &p, &l) < 0) {
+            free(items);
+            return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
+        }
+        items[i].data = p;
+        items[i].len = l;
+    }
+    rc = crdt_merge(&mr, s->r, items, n);
+    if (rc == CRDT_OK && s->peer_known != NULL) {
+        for (uint32_t i = 0; i < n; i++) /* the peer holds what it sent */
+            note_sent(s, items[i].data, items[i].len);
+    }
+    free(items);
+    if (rc == CRDT_EBUSY) {
+        s->rep.busy_retry_ms = 1000;
+        return fail(s, CRDT_EBUSY, "a migration is in progress here", 1);
+    }
+    if (rc < 0) {
+        const char *why = rc == CRDT_EAUTH      ? "forged or foreign change"
+                          : rc == CRDT_ECONFLICT ? "conflicting change for "
+                                                   "an existing (actor, seq)"
+                          : rc == CRDT_ECLOCK    ? "change stamped too far "
+                                                   "in the future"
+                          : rc == CRDT_ENOTFOUND ? "change of an unknown epoch"
+                                                 : crdt_strerror(rc);
+        return fail(s, rc, why, 1);
+    }
+    s->rep.changes_received += n;
+    s->rep.ops_received += mr.ops_applied;
+    s->rep.rebased_ops += mr.rebased_ops;
+    s->rep.quarantined_ops += mr.quarantined_ops;
+    return CRDT_OK;
+}
+
+static int
+on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
+{
+    crdt_merge_report mr;
+    unsigned char id[CRDT_HASH_BYTES];
+    uint32_t n;
+    int rc;
+
+    if (s->role != ROLE_TAKER || s->snapshot_done)
+        return fail(s, CRDT_EPROTO, "unexpected snapshot", 1);
+    if (type == M_SNAP_BEGIN) {
+        if (s->reset != NULL ||
+            crdt__mp_bin_fixed(m, id, sizeof id) < 0 ||
+            crdt__mp_bin_fixed(m, s->reset_hash, sizeof s->reset_hash) < 0)
+            return fail(s, CRDT_EPROTO, "malformed SNAP_BEGIN", 1);
+        rc = epoch_reset_begin(&s->reset, s->r, id, NULL);
+        if (rc == CRDT_EBUSY) {
+            s->rep.busy_retry_ms = 1000;
+            return fail(s, rc, "a migration is in progress here", 1);
+        }
+        if (rc < 0)
+            return fail(s, rc, "cannot start the reset", 1);
+        return CRDT_OK;
+    }
+    if (s->reset == NULL)
+        return fail(s, CRDT_EPROTO, "snapshot without SNAP_BEGIN", 1);
+    if (type == M_SNAP_CHUNK) {
+        if (crdt__mp_array(m, &n) < 0 || n % 2 != 0)
+            return fail(s, CRDT_EPROTO, "malformed SNAP_CHUNK", 1);
+        for (uint32_t i = 0; i < n / 2; i++) {
+            const unsigned char *k, *v;
+            uint32_t kl, vl;
+            if (crdt__mp_bin(m, &k, &kl) < 0 || crdt__mp_bin(m, &v, &vl) < 0)
+                return fail(s, CRDT_EPROTO, "malformed SNAP_CHUNK", 1);
+            if ((rc = epoch_reset_put(s->reset, k, kl, v, vl)) < 0)
+                return fail(s, rc == CRDT_EINVAL ? CRDT_EPROTO : rc,
+                            "bad snapshot entry", 1);
+            s->rep.snapshot_entries_received++;
+        }
+        return CRDT_OK;
+    }
+    /* SNAP_END */
+    memset(&mr, 0, sizeof mr);
+    rc = epoch_reset_commit(&mr, s->reset, s->reset_hash);
+    s->reset = NULL;
+    if (rc < 0)
+        return fail(s, rc, rc == CRDT_ECORRUPT ? "snapshot hash mismatch"
+                                               : "cannot apply the snapshot",
+                    1);
+    s->snapshot_done = 1;
+    s->rep.snapshot_received = 1;
+    s->rep.rebased_ops += mr.rebased_ops;
+    s->rep.quarantined_ops += mr.quarantined_ops;
+    return CRDT_OK;
+}
+
+static int
+on_fin(crdtnet_session *s, crdt__mp *m)
+{
+    unsigned char hash[CRDT_HASH_BYTES];
+    const unsigned char *vb;
+    uint32_t vl;
+    crdt_vv *theirs = NULL, *ours = NULL;
+    crdt_read *rd;
+    crdt_stats st;
+    int rc;
+
+    if (s->fin_recv || crdt__mp_bin_fixed(m, hash, sizeof hash) < 0 ||
+        crdt__mp_bin(m, &vb, &vl) < 0 || crdt_vv_decode(&theirs, vb, vl) < 0)
+        return fail(s, CRDT_EPROTO, "malformed FIN", 1);
+    s->fin_recv = 1;
+    if ((rc = crdt_read_begin(&rd, s->r)) < 0) {
+        crdt_vv_free(theirs);
+        return fail(s, rc, "cannot read", 1);
+    }
+    rc = crdt_read_stats(&st, rd);
+    if (rc == CRDT_OK)
+        rc = crdt_read_vv(&ours, rd);
+    crdt_read_end(rd);
+    if (rc == CRDT_OK) {
+        int same_vv = crdt_vv_covers(ours, theirs) &&
+                      crdt_vv_covers(theirs, ours);
+        int same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
+        memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
+        s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
+        if (same_vv && !same_hash)
+            rc = fail(s, CRDT_ECORRUPT,
+                      "same ops but different state: replicas diverged", 1);
+        if (s->peer_known != NULL && rc == CRDT_OK) {
+            for (size_t i = 0; i < crdt_vv_count(theirs); i++) {
+                crdt_actor a;
+                uint64_t seq;
+                crdt_vv_entry(theirs, i, &a, &seq);
+                crdt_vv_set(s->peer_known, &a, seq);
+            }
+        }
+    }
+    crdt_vv_free(theirs);
+    crdt_vv_free(ours);
+    return rc;
+}
+
+int
+crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
+                     size_t len)
+{
+    crdt__mp m = { msg, msg + len };
+    uint32_t n;
+    uint64_t type;
+
+    if (s == NULL || msg == NULL)
+        return CRDT_EINVAL;
+    if (s->err != 0 || s->closed)
+        return s->err ? s->err : CRDT_ECLOSED;
+    if (len > CRDTNET_SESSION_MSG_MAX)
+        return fail(s, CRDT_ELIMIT, "message too large", 1);
+    if (crdt__mp_array(&m, &n) < 0 || n < 1 || crdt__mp_uint(&m, &type) < 0)
+        return fail(s, CRDT_EPROTO, "malformed message", 1);
+    if (type != M_HELLO && type != M_BUSY && type != M_ERROR &&
+        !s->hello_recv)
+        return fail(s, CRDT_EPROTO, "message before HELLO", 1);
+    switch (type) {
+    case M_HELLO:
+        return on_hello(s, &m, n);
+    case M_BUSY: {
+        uint64_t ms = 1000;
+        if (n == 2)
+            crdt__mp_uint(&m, &ms);
+        s->rep.busy_retry_ms = ms > 600000 ? 600000 : ms;
+        return fail(s, CRDT_EBUSY, "peer is migrating; retry later", 0);
+    }
+    case M_REJECT: {
+        const char *r;
+        uint32_t rl;
+        if (n != 2 || crdt__mp_str(&m, &r, &rl) < 0)
+            return fail(s, CRDT_EPROTO, "malformed REJECT", 1);
+        snprintf(s->rep.reason, sizeof s->rep.reason, "peer %.*s", (int)rl,
+                 r);
+        return CRDT_OK;
+    }
+    case M_SNAP_BEGIN:
+    case M_SNAP_CHUNK:
+    case M_SNAP_END:
+        if ((type == M_SNAP_BEGIN && n != 3) ||
+            (type == M_SNAP_CHUNK && n != 2) || (type == M_SNAP_END && n != 1))
+            return fail(s, CRDT_EPROTO, "malformed snapshot message", 1);
+        return on_snapshot(s, type, &m);
+    case M_CHANGES:
+        if (n != 2)
+            return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
+        return on_changes(s, &m);
+    case M_DONE:
+        if (n != 1 || s->done_recv)
+            return fail(s, CRDT_EPROTO, "unexpected DONE", 1);
+        s->done_recv = 1;
+        return CRDT_OK;
+    case M_FIN:
+        if (n != 3 || !s->done_recv)
+            return fail(s, CRDT_EPROTO, "unexpected FIN", 1);
+        return on_fin(s, &m);
+    case M_ERROR: {
+        int64_t code = CRDT_EPROTO;
+        const char *r = "";
+        uint32_t rl = 0;
+        char why[160];
+        if (n == 3) {
+            crdt__mp_int(&m, &code);
+            crdt__mp_str(&m, &r, &rl);
+        }
+        if (code >= 0 || code < -100)
+            code = CRDT_EPROTO;
+        snprintf(why, sizeof why, "peer: %.*s", (int)(rl > 120 ? 120 : rl), r);
+        return fail(s, (int)code, why, 0);
+    }
+    default:
+        return fail(s, CRDT_EPROTO, "unknown message type", 1);
+    }
+}

@@ -1,0 +1,287 @@
+/*
+ * test_session.c: the sync protocol with two sessions wired in memory:
+ * same epoch, behind (reset + rebase), fork, beyond policy, busy.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "crdtnet/session.h"
+#include "epoch/epoch.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+static char da[256], db[256];
+static crdt_replica *a, *b;
+
+static void
+setup(void)
+{
+    unsigned char space[16];
+
+    a = tu_create(da, sizeof da, NULL);
+    crdt_replica_space_id(a, space);
+    b = tu_create(db, sizeof db, space);
+    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+}
+
+static void
+teardown(void)
+{
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    test_rmtree(da);
+    test_rmtree(db);
+}
+
+/* Run one session each way until both end; returns both errors. */
+static void
+run(crdtnet_report *ra, crdtnet_report *rb, int *ea, int *eb,
+    size_t batch)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session *sa, *sb;
+    const unsigned char *msg;
+    size_t len;
+
+    o.batch_bytes = batch;
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, &o), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, &o), CRDT_OK);
+    for (int round = 0; round < 100000; round++) {
+        int moved = 0;
+        while (crdtnet_session_next_out(sa, &msg, &len) == CRDT_OK) {
+            unsigned char *copy = malloc(len);
+            memcpy(copy, msg, len);
+            crdtnet_session_feed(sb, copy, len);
+            free(copy);
+            moved = 1;
+        }
+        while (crdtnet_session_next_out(sb, &msg, &len) == CRDT_OK) {
+            unsigned char *copy = malloc(len);
+            memcpy(copy, msg, len);
+            crdtnet_session_feed(sa, copy, len);
+            free(copy);
+            moved = 1;
+        }
+        if (!moved)
+            break;
+    }
+    *ra = *crdtnet_session_report(sa);
+    *rb = *crdtnet_session_report(sb);
+    *ea = crdtnet_session_error(sa);
+    *eb = crdtnet_session_error(sb);
+    crdtnet_session_free(sa);
+    crdtnet_session_free(sb);
+}
+
+static void
+migrate(crdt_replica *r, const char *text)
+{
+    epoch_builder *bl;
+    epoch_lens *l = NULL;
+
+    if (text)
+        ck_assert_int_eq(epoch_lens_parse(&l, text, strlen(text), NULL),
+                         CRDT_OK);
+    ck_assert_int_eq(epoch_builder_new(&bl, r), CRDT_OK);
+    if (l)
+        ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_OK);
+    epoch_builder_free(bl);
+    epoch_lens_free(l);
+}
+
+static void
+assert_converged(void)
+{
+    char ha[65], hb[65];
+    epoch_info ca, cb;
+
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+    ck_assert_int_eq(epoch_current(&ca, a), CRDT_OK);
+    ck_assert_int_eq(epoch_current(&cb, b), CRDT_OK);
+    ck_assert_mem_eq(ca.id, cb.id, 32);
+    epoch_info_clear(&ca);
+    epoch_info_clear(&cb);
+}
+
+START_TEST(test_same_epoch_both_ways)
+{
+    crdtnet_report ra, rb;
+    int ea, eb;
+    char buf[64];
+
+    for (int i = 0; i < 50; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "d%d", i);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "x", i), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(b, "c", doc, "y", i), CRDT_OK);
+    }
+    run(&ra, &rb, &ea, &eb, 512); /* tiny batches: many messages */
+    ck_assert_int_eq(ea, 0);
+    ck_assert_int_eq(eb, 0);
+    ck_assert_uint_eq(ra.changes_sent, 50);
+    ck_assert_uint_eq(rb.changes_received, 50);
+    ck_assert_int_eq(ra.in_sync, 1);
+    ck_assert_int_eq(rb.in_sync, 1);
+    tu_field_str(buf, sizeof buf, b, "c", "d7", "x");
+    ck_assert_str_eq(buf, "7");
+    assert_converged();
+    /* again: nothing moves */
+    run(&ra, &rb, &ea, &eb, 0);
+    ck_assert_uint_eq(ra.changes_sent, 0);
+    ck_assert_int_eq(ra.in_sync, 1);
+}
+END_TEST
+
+START_TEST(test_behind_is_reset_and_rebased)
+{
+    crdtnet_report ra, rb;
+    int ea, eb;
+    char buf[64];
+
+    ck_assert_int_eq(tu_put_int(a, "people", "p1", "name", 1), CRDT_OK);
+    run(&ra, &rb, &ea, &eb, 0);
+    ck_assert_int_eq(tu_put_int(b, "people", "p2", "name", 2), CRDT_OK);
+    migrate(a, "collection people 1 -> 2\nrename name -> full_name\n");
+    ck_assert_int_eq(tu_put_int(a, "people", "p3", "full_name", 3), CRDT_OK);
+    migrate(a, "collection people 2 -> 3\nrename full_name -> title\n");
+    ck_assert_int_eq(tu_put_int(a, "people", "p4", "title", 4), CRDT_OK);
+    run(&ra, &rb, &ea, &eb, 300);
+    ck_assert_int_eq(ea, 0);
+    ck_assert_int_eq(eb, 0);
+    ck_assert_int_eq(rb.snapshot_received, 1);
+    ck_assert_int_eq(ra.snapshot_sent, 1);
+    ck_assert_int_eq(ra.in_sync, 1);
+    tu_field_str(buf, sizeof buf, a, "people", "p2", "title");
+    ck_assert_str_eq(buf, "2");
+    tu_field_str(buf, sizeof buf, b, "people", "p4", "title");
+    ck_assert_str_eq(buf, "4");
+    assert_converged();
+}
+END_TEST
+
+START_TEST(test_fork_converges)
+{
+    crdtnet_report ra, rb;
+    int ea, eb;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    run(&ra, &rb, &ea, &eb, 0);
+    ck_assert_int_eq(tu_put_int(a, "c", "da", "x", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "db", "x", 3), CRDT_OK);
+    migrate(a, NULL);
+    migrate(b, "collection c 1 -> 2\nrename x -> y\n");
+    ck_assert_int_eq(tu_put_int(a, "c", "da2", "x", 4), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "db2", "y", 5), CRDT_OK);
+    run(&ra, &rb, &ea, &eb, 0);
+    ck_assert_int_eq(ea, 0);
+    ck_assert_int_eq(eb, 0);
+    ck_assert_int_eq(ra.snapshot_received + rb.snapshot_received, 1);
+    assert_converged();
+    ck_assert_int_eq(ra.in_sync, 1);
+}
+END_TEST
+
+static int
+mark(epoch_doc *doc, const char *coll, const char *id, void *ctx)
+{
+    crdt_value v = crdt_value_bool(1);
+    (void)coll;
+    (void)id;
+    (void)ctx;
+    return epoch_doc_set_register(doc, "checked", &v);
+}
+
+START_TEST(test_beyond_policy_is_rejected_and_quarantined)
+{
+    crdtnet_report ra, rb;
+    epoch_builder *bl;
+    uint64_t q = 0;
+    int ea, eb;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    run(&ra, &rb, &ea, &eb, 0);
+    ck_assert_int_eq(tu_put_int(b, "c", "d", "x", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "e", "x", 3), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_new(&bl, a), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_set_custom(bl, "mark", "c", 2, mark, NULL),
+                     CRDT_OK);
+    ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_OK);
+    epoch_builder_free(bl);
+    run(&ra, &rb, &ea, &eb, 0);
+    ck_assert_int_eq(rb.rejected, 1);
+    ck_assert_uint_eq(rb.quarantined_ops, 2);
+    ck_assert_int_eq(epoch_quarantine_count(&q, b), CRDT_OK);
+    ck_assert_uint_eq(q, 2);
+    ck_assert_int_eq(eb, 0);
+    assert_converged();
+    /* b goes on writing under a new actor, and syncs normally */
+    ck_assert_int_eq(tu_put_int(b, "c", "f", "x", 9), CRDT_OK);
+    run(&ra, &rb, &ea, &eb, 0);
+    ck_assert_int_eq(ea, 0);
+    ck_assert_int_eq(eb, 0);
+    assert_converged();
+}
+END_TEST
+
+START_TEST(test_busy_during_migration)
+{
+    crdtnet_report ra, rb;
+    crdt_raw *t;
+    int ea, eb;
+    extern int epoch__marker_put(crdt_raw *, uint64_t, const char *,
+                                 const char *);
+
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(epoch__marker_put(t, 1, "", ""), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    run(&ra, &rb, &ea, &eb, 0);
+    ck_assert_int_eq(ea, CRDT_EBUSY);
+    ck_assert_int_eq(eb, CRDT_EBUSY);
+    ck_assert_uint_gt(rb.busy_retry_ms, 0);
+}
+END_TEST
+
+START_TEST(test_garbage_messages_fail_cleanly)
+{
+    crdtnet_session *s;
+    static const unsigned char junk[][8] = {
+        { 0xc1 }, { 0x91, 0x63 }, { 0xdd, 0xff, 0xff, 0xff, 0xff },
+        { 0x92, 0x07, 0x91 }, { 0x91, 0x01 },
+    };
+    char h0[65], h1[65];
+
+    tu_hash(h0, a);
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        ck_assert_int_eq(crdtnet_session_new(&s, a, NULL), CRDT_OK);
+        ck_assert_int_lt(crdtnet_session_feed(s, junk[i], 5), 0);
+        crdtnet_session_free(s);
+    }
+    tu_hash(h1, a);
+    ck_assert_str_eq(h0, h1);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("session");
+    TCase *tc = tcase_create("sync");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_same_epoch_both_ways);
+    tcase_add_test(tc, test_behind_is_reset_and_rebased);
+    tcase_add_test(tc, test_fork_converges);
+    tcase_add_test(tc, test_beyond_policy_is_rejected_and_quarantined);
+    tcase_add_test(tc, test_busy_during_migration);
+    tcase_add_test(tc, test_garbage_messages_fail_cleanly);
+    suite_add_tcase(s, tc);
+    return s;
+}
