@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "crdt/crdt.h"
+#include "epoch/epoch.h"
 
 /* Exit codes (CLI.md, "Exit codes"). */
 enum {
@@ -99,11 +100,23 @@ int cli_fail(const char *what, int rc);
 int cli_usage(const cli_cmd *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Flags of cli_open_ex(). */
+#define CLI_OPEN_WRITE 1     /* for writing or syncing (else read-only) */
+#define CLI_OPEN_NO_WARNING 2 /* no warning about a migration marker */
+
 /**
  * Open the replica in @p dir (never creating one), read-only unless
- * @p write. On failure prints "strata: open DIR: WHY".
+ * @p flags has CLI_OPEN_WRITE. On failure prints "strata: open DIR: WHY".
+ *  - A replica opened for writing gets epoch_attach() at once, so every
+ *    merge into it rebases ops written in older epochs.
+ *  - If a migration marker is present (a migration was interrupted, or
+ *    is running), prints one warning line on stderr unless
+ *    CLI_OPEN_NO_WARNING (migrate and status report it themselves).
  * @return CLI_OK or an exit code.
  */
+int cli_open_ex(crdt_replica **out, const char *dir, int flags);
+
+/** cli_open_ex() with CLI_OPEN_WRITE if @p write. */
 int cli_open(crdt_replica **out, const char *dir, int write);
 
 /**
@@ -120,6 +133,18 @@ int cli_check_names(const cli_cmd *cmd, const char *coll, const char *doc,
 
 /** 1 if @p coll is reserved (starts with CLI_RESERVED_PREFIX). */
 int cli_reserved(const char *coll);
+
+/** The epoch layer's JSON: {COLL: VERSION} of @p e; NULL: no memory. */
+json_t *cli_schema_json(const epoch_info *e);
+
+/**
+ * An op as JSON, in the shape of an import line (and of `log --json`):
+ * {"op","coll","doc"[,"field"][,"value"|"n"]}. NULL: no memory.
+ */
+json_t *cli_op_to_json(const crdt_op *op);
+
+/** 1 if @p id (EPOCH_ID_BYTES) is all zero: genesis has no parent. */
+int cli_id_is_zero(const unsigned char *id);
 
 /* ---- value.c: VALUEs and JSON ---- */
 
@@ -182,5 +207,9 @@ int cmd_export(const cli_cmd *cmd, int argc, char **argv);
 int cmd_import(const cli_cmd *cmd, int argc, char **argv);
 int cmd_status(const cli_cmd *cmd, int argc, char **argv);
 int cmd_log(const cli_cmd *cmd, int argc, char **argv);
+int cmd_migrate(const cli_cmd *cmd, int argc, char **argv);
+int cmd_epochs(const cli_cmd *cmd, int argc, char **argv);
+int cmd_quarantine(const cli_cmd *cmd, int argc, char **argv);
+int cmd_verify(const cli_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -4,8 +4,16 @@
  *
  * "docs" counts the live documents of user collections (the reserved
  * '$' ones, such as the member set, are left out, as in ls and export).
- * "schema" and "quarantined" are filled in by the epoch layer's commands
- * once they exist; until then {} and 0.
+ * "schema" is the current epoch record's (collections at version 1 are
+ * not named), "quarantined" the number of ops in the quarantine, and
+ * "upgrading" the migration marker: null, or {"target_epoch",
+ * "started_ms","lens"} while a migration runs or after one was
+ * interrupted (status shows it instead of the open warning).
+ *
+ * The epoch layer's reads are separate read txns: the marker is read
+ * before and after the rest, and the whole is retried when a migration
+ * committed in between, so the answer is never "new epoch, still
+ * upgrading" or an epoch number with another epoch's schema.
  */
 #include <inttypes.h>
 #include <string.h>
@@ -20,7 +28,20 @@ typedef struct {
     crdt_stats stats;
     json_t *vv; /* {actor hex: seq} */
     uint64_t docs;
+    epoch_info epoch;    /* the current epoch's record */
+    uint64_t quarantined;
+    int upgrading;       /* a marker is present */
+    epoch_marker marker; /* if upgrading */
 } status_info;
+
+static void
+status_clear(status_info *s)
+{
+    json_decref(s->vv);
+    epoch_info_clear(&s->epoch);
+    epoch_marker_clear(&s->marker);
+    memset(s, 0, sizeof *s);
+}
 
 static int
 count_doc(const char *name, size_t len, void *p)
@@ -79,7 +100,7 @@ vv_json(json_t **out, crdt_read *rd)
 }
 
 static int
-gather(status_info *s, crdt_replica *r)
+gather_crdt(status_info *s, crdt_replica *r)
 {
     count_ctx c = { NULL, 0, CRDT_OK };
     int rc;
@@ -100,6 +121,59 @@ gather(status_info *s, crdt_replica *r)
     return rc;
 }
 
+/* The marker: 1 present (filled), 0 absent, or a crdt_err. */
+static int
+read_marker(epoch_marker *m, crdt_replica *r)
+{
+    int rc = epoch_marker_get(m, r);
+
+    if (rc == CRDT_ENOTFOUND)
+        return 0;
+    return rc < 0 ? rc : 1;
+}
+
+/* Everything, consistently; see the file comment. */
+static int
+gather(status_info *s, crdt_replica *r)
+{
+    epoch_marker after;
+    int rc = CRDT_OK;
+
+    for (int tries = 0; tries < 5; tries++) {
+        status_clear(s);
+        rc = read_marker(&s->marker, r);
+        if (rc < 0)
+            return rc;
+        s->upgrading = rc;
+        rc = gather_crdt(s, r);
+        if (rc == CRDT_OK)
+            rc = epoch_current(&s->epoch, r);
+        if (rc == CRDT_OK)
+            rc = epoch_quarantine_count(&s->quarantined, r);
+        if (rc < 0)
+            return rc;
+        rc = read_marker(&after, r);
+        if (rc < 0)
+            return rc;
+        epoch_marker_clear(&after);
+        if (rc == s->upgrading &&
+            memcmp(s->epoch.id, s->stats.epoch_id, EPOCH_ID_BYTES) == 0)
+            return CRDT_OK;
+    }
+    return CRDT_EBUSY; /* migrations keep committing under us */
+}
+
+static json_t *
+upgrading_json(const status_info *s)
+{
+    if (!s->upgrading)
+        return json_null();
+    return json_pack("{s:I,s:I,s:s}", "target_epoch",
+                     (json_int_t)s->marker.target_number, "started_ms",
+                     (json_int_t)s->marker.started_ms, "lens",
+                     s->marker.lens ? s->marker.lens : "");
+}
+
 static void
 print_text(const status_info *s, const char *space_hex,
            const char *pk_hex, const char *epoch_hex, const char *hash_hex)
@@ -112,7 +186,11 @@ print_text(const status_info *s, const char *space_hex,
     printf("public_key:  %s\n", pk_hex);
     printf("epoch:       %" PRIu64 " (%s)\n", s->stats.epoch_number,
            epoch_hex);
-    printf("schema:      (none)\n");
+    printf("schema:     ");
+    for (size_t i = 0; i < s->epoch.n_schema; i++)
+        printf("%s%s=%" PRIu32, i ? ", " : " ", s->epoch.schema[i].coll,
+               s->epoch.schema[i].version);
+    printf("%s\n", s->epoch.n_schema ? "" : " (none)");
     printf("vv:         ");
     json_object_foreach(s->vv, key, v) {
         printf("%s%s=%" JSON_INTEGER_FORMAT, first ? " " : ", ", key,
@@ -125,8 +203,19 @@ print_text(const status_info *s, const char *space_hex,
            " pending)\n",
            s->stats.ops_in_log, s->stats.changes_in_log, s->stats.pending);
     printf("docs:        %" PRIu64 "\n", s->docs);
-    printf("quarantined: 0\n");
-    printf("upgrading:   no\n");
+    printf("quarantined: %" PRIu64 "\n", s->quarantined);
+    if (!s->upgrading) {
+        printf("upgrading:   no\n");
+    } else {
+        const char *lens = s->marker.lens ? s->marker.lens : "";
+        const char *nl = strchr(lens, '\n');
+
+        printf("upgrading:   to epoch %" PRIu64 " since %" PRIu64
+               " ms, lens: %.*s\n", s->marker.target_number,
+               s->marker.started_ms,
+               lens[0] ? (nl ? (int)(nl - lens) : (int)strlen(lens)) : 1,
+               lens[0] ? lens : "-");
+    }
 }
 
 int
@@ -137,39 +226,45 @@ cmd_status(const cli_cmd *cmd, int argc, char **argv)
     char epoch_hex[2 * CRDT_HASH_BYTES + 1], hash_hex[2 * CRDT_HASH_BYTES + 1];
     status_info s;
     crdt_replica *r;
+    json_t *out;
     cli_args a;
     int rc;
 
     rc = cli_parse(&a, cmd, argc, argv, OPTS, 1, 1);
     if (rc != CLI_OK)
         return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
-    rc = cli_open(&r, a.pos[0], 0);
+    rc = cli_open_ex(&r, a.pos[0], CLI_OPEN_NO_WARNING);
     if (rc != CLI_OK)
         return rc;
     memset(&s, 0, sizeof s);
     rc = gather(&s, r);
     if (rc < 0) {
+        status_clear(&s);
         crdt_replica_close(r);
         return cli_fail(cmd->name, rc);
     }
     crdt_replica_space_id(r, space);
     crdt_replica_public_key(r, pk);
+    crdt_replica_close(r);
     crdt_hex(space_hex, space, sizeof space);
     crdt_hex(pk_hex, pk, sizeof pk);
     crdt_hex(epoch_hex, s.stats.epoch_id, CRDT_HASH_BYTES);
     crdt_hex(hash_hex, s.stats.state_hash, CRDT_HASH_BYTES);
     if (!cli_has(&a, OPT_JSON)) {
         print_text(&s, space_hex, pk_hex, epoch_hex, hash_hex);
-        json_decref(s.vv);
-        crdt_replica_close(r);
+        status_clear(&s);
         return CLI_OK;
     }
-    crdt_replica_close(r);
-    return cli_emit(json_pack(
-        "{s:s,s:s,s:{s:I,s:s},s:{},s:o,s:s,s:I,s:I,s:i,s:n}",
+    out = json_pack(
+        "{s:s,s:s,s:{s:I,s:s},s:o,s:O,s:s,s:I,s:I,s:I,s:o}",
         "space_id", space_hex, "public_key", pk_hex,
         "epoch", "number", (json_int_t)s.stats.epoch_number, "id", epoch_hex,
-        "schema", "vv", s.vv, "state_hash", hash_hex,
+        "schema", cli_schema_json(&s.epoch), "vv", s.vv,
+        "state_hash", hash_hex,
         "ops_in_log", (json_int_t)s.stats.ops_in_log,
-        "docs", (json_int_t)s.docs, "quarantined", 0, "upgrading"));
+        "docs", (json_int_t)s.docs,
+        "quarantined", (json_int_t)s.quarantined,
+        "upgrading", upgrading_json(&s));
+    status_clear(&s);
+    return cli_emit(out);
 }

@@ -61,21 +61,48 @@ static const cli_cmd COMMANDS[] = {
       "identity, epoch, version vector, state hash and counters", NULL },
     { "log", cmd_log, "log DIR [--json]", "the active epoch's changes",
       "  --json: one object per change with its ops.\n" },
-    { "migrate", NULL, "migrate DIR [LENS_FILE] [--resume|--abort]",
-      "build a new epoch: compact, or apply a lens file", NULL },
-    { "epochs", NULL, "epochs DIR [--json]", "the epoch chain, oldest first",
-      NULL },
+    { "migrate", cmd_migrate,
+      "migrate DIR [LENS_FILE] [--resume|--abort] [--json] [--retention N]",
+      "build a new epoch: compact, or apply a lens file",
+      "  Without LENS_FILE: fold the log into the state (compaction). With\n"
+      "  one: also migrate every document through the lens (docs/lenses.md).\n"
+      "  One transaction: interrupted, the replica stays at the old epoch\n"
+      "  with a marker; writers get busy (exit 3) until\n"
+      "  --resume            re-run the interrupted migration from the start\n"
+      "  --abort             drop the marker; the epoch stays as it is\n"
+      "  --json              print {\"epoch\":{\"number\",\"id\"},"
+      "\"schema\":{COLL:VERSION}}\n"
+      "  --retention N       keep the archived logs of N sealed epochs\n"
+      "                      (default 0: keep all)\n"
+      "  A lens that does not parse, or migrates from another version than\n"
+      "  the replica's, exits 6 and changes nothing. Progress is shown on\n"
+      "  stderr when it is a terminal.\n" },
+    { "epochs", cmd_epochs, "epochs DIR [--json]",
+      "the epoch chain, oldest first",
+      "  number, id, parent, schema versions, lens, custom migration,\n"
+      "  creation time and state hash of each epoch. --json: an array of\n"
+      "  {\"number\",\"id\",\"parent\",\"schema\",\"lens\",\"custom\",\n"
+      "   \"created_ms\",\"state_hash\"}.\n" },
     { "serve", NULL, "serve DIR... --listen HOST:PORT [--peer HOST:PORT]...",
       "run the sync daemon", NULL },
     { "sync", NULL, "sync DIR HOST:PORT [--json]",
       "one sync session with a peer", NULL },
-    { "quarantine", NULL, "quarantine DIR [ls|export|apply]",
-      "ops that could not be rebased", NULL },
+    { "quarantine", cmd_quarantine, "quarantine DIR [ls|export|apply] [--json]",
+      "ops that could not be rebased: list, export, re-apply",
+      "  ls (default)  one line per op: actor, seq, reason, op as JSON\n"
+      "                (--json: one array of the export objects)\n"
+      "  export        JSON lines {\"actor\",\"seq\",\"hlc\",\"epoch\","
+      "\"reason\",\"op\"}\n"
+      "  apply         re-apply them as new local writes in the current\n"
+      "                schema; those that still do not fit stay\n" },
     { "backup", NULL, "backup DIR FILE", "consistent online backup", NULL },
     { "restore", NULL, "restore FILE DIR",
       "restore a backup into a new directory", NULL },
-    { "verify", NULL, "verify DIR",
-      "recompute the state from snapshot and log and compare hashes", NULL },
+    { "verify", cmd_verify, "verify DIR [--json]",
+      "check the state hash and every change of the log",
+      "  Recomputes the state hash from the stored state and compares it\n"
+      "  with the kept one, then checks every change of the active log\n"
+      "  (decodes, signature, hash chain). Exit 6 on a mismatch.\n" },
 };
 
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])

@@ -1,8 +1,17 @@
 /*
- * util.c: error reporting, exit codes, opening a replica, names.
+ * util.c: error reporting, exit codes, opening a replica, names, and
+ * the JSON shapes several commands share (schema, op).
  *
- * Every failure goes through cli_error(), so each one is a single line
- * "strata: <what failed>: <why>" and maps to one exit code of CLI.md.
+ * Invariants:
+ *  (1) Every failure goes through cli_error(), so each one is a single
+ *      line "strata: <what failed>: <why>" and maps to one exit code of
+ *      CLI.md.
+ *  (2) Every replica opened for writing is epoch_attach()ed before any
+ *      command touches it (cli_open_ex()), so no merge ever bypasses the
+ *      rebasing hook.
+ *  (3) A pending migration marker is announced by one warning line on
+ *      stderr when a replica is opened, except by the commands that show
+ *      it themselves (migrate, status).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -66,8 +75,24 @@ cli_usage(const cli_cmd *cmd, const char *fmt, ...)
     return CLI_EUSAGE;
 }
 
+/* The one warning line of cli_open_ex(); a marker that cannot be read
+ * is left to the command (its own reads or writes will say why). */
+static void
+warn_marker(crdt_replica *r, const char *dir)
+{
+    epoch_marker m;
+
+    if (epoch_marker_get(&m, r) != CRDT_OK)
+        return;
+    fprintf(stderr,
+            "strata: warning: a migration was interrupted (target epoch "
+            "%llu); run strata migrate %s --resume or --abort\n",
+            (unsigned long long)m.target_number, dir);
+    epoch_marker_clear(&m);
+}
+
 int
-cli_open(crdt_replica **out, const char *dir, int write)
+cli_open_ex(crdt_replica **out, const char *dir, int flags)
 {
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
     char what[64 + 4096];
@@ -82,10 +107,10 @@ cli_open(crdt_replica **out, const char *dir, int write)
     }
     if (!S_ISDIR(st.st_mode))
         return cli_error(CLI_ENOTFOUND, what, "not a replica");
-    o.read_only = !write;
+    o.read_only = !(flags & CLI_OPEN_WRITE);
     rc = crdt_replica_open(out, dir, &o);
     switch (rc) {
-    case CRDT_OK: return CLI_OK;
+    case CRDT_OK: break;
     case CRDT_ENOTFOUND:
         return cli_error(CLI_ENOTFOUND, what, "not a replica");
     case CRDT_EPERM:
@@ -95,6 +120,24 @@ cli_open(crdt_replica **out, const char *dir, int write)
     default:
         return cli_fail(what, rc);
     }
+    /* a writer merges through the rebasing hook, whatever it does next */
+    if (flags & CLI_OPEN_WRITE) {
+        rc = epoch_attach(*out);
+        if (rc < 0) {
+            crdt_replica_close(*out);
+            *out = NULL;
+            return cli_fail(what, rc);
+        }
+    }
+    if (!(flags & CLI_OPEN_NO_WARNING))
+        warn_marker(*out, dir);
+    return CLI_OK;
+}
+
+int
+cli_open(crdt_replica **out, const char *dir, int write)
+{
+    return cli_open_ex(out, dir, write ? CLI_OPEN_WRITE : 0);
 }
 
 int
@@ -126,4 +169,65 @@ int
 cli_reserved(const char *coll)
 {
     return coll[0] == CLI_RESERVED_PREFIX;
+}
+
+json_t *
+cli_schema_json(const epoch_info *e)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; o != NULL && i < e->n_schema; i++)
+        if (json_object_set_new(o, e->schema[i].coll,
+                                json_integer(e->schema[i].version))) {
+            json_decref(o);
+            o = NULL;
+        }
+    return o;
+}
+
+json_t *
+cli_op_to_json(const crdt_op *op)
+{
+    static const char *const NAMES[] = { "put", "incr", "sadd", "srem",
+                                         "del", "del" };
+    json_t *o;
+
+    if ((unsigned)op->kind > CRDT_OP_DEL_DOC)
+        return NULL;
+    o = json_object();
+    if (o == NULL)
+        return NULL;
+    if (json_object_set_new(o, "op", json_string(NAMES[op->kind])) ||
+        json_object_set_new(o, "coll", json_stringn(op->coll, op->coll_len)) ||
+        json_object_set_new(o, "doc", json_stringn(op->doc, op->doc_len)))
+        goto fail;
+    if (op->field != NULL &&
+        json_object_set_new(o, "field", json_stringn(op->field,
+                                                     op->field_len)))
+        goto fail;
+    switch (op->kind) {
+    case CRDT_OP_PUT: case CRDT_OP_SADD: case CRDT_OP_SREM:
+        if (json_object_set_new(o, "value", cli_value_to_json(&op->value)))
+            goto fail;
+        break;
+    case CRDT_OP_INCR:
+        if (json_object_set_new(o, "n", json_integer((json_int_t)op->delta)))
+            goto fail;
+        break;
+    default: break;
+    }
+    return o;
+fail:
+    json_decref(o);
+    return NULL;
+}
+
+int
+cli_id_is_zero(const unsigned char *id)
+{
+    unsigned char acc = 0;
+
+    for (size_t i = 0; i < EPOCH_ID_BYTES; i++)
+        acc |= id[i];
+    return acc == 0;
 }

@@ -7,6 +7,7 @@
  *      ops_in_log / changes_in_log equal to what the log holds.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -639,9 +640,35 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
                 rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
             continue;
         }
+        if (e == CRDT_OK && c.seq > h.seq + 1) {
+            /* its predecessors are not here (they reached us folded in a
+             * snapshot of a losing epoch): park it until they come, from
+             * whoever still holds them in a log or an archive */
+            MDB_val pk, pv = { len, copy };
+            unsigned char pkey[16];
+            crdt__log_key(pkey, &c.actor, c.seq);
+            pk.mv_size = sizeof pkey;
+            pk.mv_data = pkey;
+            e = crdt__mdb_err(mdb_put(w->txn, w->r->dbi[CRDT_DB_PENDING], &pk,
+                                      &pv, 0));
+            if (e == CRDT_OK)
+                e = crdt__count_add(w->txn, w->r, "pending", 1);
+            if (e == CRDT_OK)
+                e = crdt__mdb_err(mdb_cursor_del(cur, 0));
+            free(copy);
+            if (e < 0) {
+                mdb_cursor_close(cur);
+                return full(e);
+            }
+            rep.pending++;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+            if (rc == EINVAL || rc == MDB_NOTFOUND)
+                rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
         if (e == CRDT_OK && (c.seq != h.seq + 1 ||
                              memcmp(c.prev, h.hash, CRDT_HASH_BYTES) != 0))
-            e = CRDT_ECONFLICT;
+            e = CRDT_ECONFLICT; /* two different changes for one seq */
         if (e == CRDT_OK)
             e = crdt__apply_change(w, &c, 0, cur_epoch, &rep);
         if (e == CRDT_OK) {
@@ -681,6 +708,48 @@ crdt_raw_merge(crdt_merge_report *report, crdt_raw *t,
     if (rc == CRDT_OK && report)
         *report = rep;
     return full(rc);
+}
+
+int
+crdt_raw_state_default(crdt_raw *t, const char *coll, const char *doc,
+                       const char *field, const crdt_value *v)
+{
+    unsigned char k[CRDT__KEY_MAX + 8], val[16 + 4096];
+    size_t cl, dl, fl, kl;
+    MDB_val key, data;
+    MDB_cursor *cur;
+    int rc, n;
+
+    if (!t->write || !crdt__name_ok(coll) || !crdt__name_ok(doc) ||
+        !crdt__name_ok(field) || v == NULL)
+        return CRDT_EINVAL;
+    cl = strlen(coll);
+    dl = strlen(doc);
+    fl = strlen(field);
+    kl = cl + dl + fl + 3;
+    memcpy(k, coll, cl);
+    k[cl] = 0;
+    memcpy(k + cl + 1, doc, dl);
+    k[cl + 1 + dl] = 0;
+    memcpy(k + cl + dl + 2, field, fl);
+    k[kl - 1] = 0;
+    if ((rc = crdt__mdb_err(mdb_cursor_open(t->w->txn, t->w->state, &cur))) < 0)
+        return rc;
+    key.mv_size = kl;
+    key.mv_data = k;
+    rc = mdb_cursor_get(cur, &key, &data, MDB_SET_RANGE);
+    int present = rc == 0 && key.mv_size > kl && memcmp(key.mv_data, k, kl) == 0;
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return crdt__mdb_err(rc);
+    if (present)
+        return CRDT_OK;
+    memset(val, 0, 16);
+    n = crdt__value_bytes(val + 16, sizeof val - 16, v);
+    if (n < 0)
+        return CRDT_ELIMIT;
+    k[kl] = 'R';
+    return full(crdt__state_put(t->w, k, kl + 1, val, 16 + (size_t)n, NULL));
 }
 
 int

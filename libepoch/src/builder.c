@@ -42,7 +42,7 @@ epoch_builder_new(epoch_builder **out, crdt_replica *r)
     if (b == NULL)
         return CRDT_ENOMEM;
     b->r = r;
-    b->retention = 4;
+    b->retention = 0; /* keep all: a fork older than the kept logs could not be rebased */
     *out = b;
     return CRDT_OK;
 }
@@ -200,6 +200,8 @@ build(epoch_info *out, epoch_builder *b, crdt_raw *t)
     int rc;
 
     memset(&next, 0, sizeof next);
+    if (epoch__staging_active(t))
+        return CRDT_EBUSY; /* a reset is staging a snapshot in the spare */
     if ((rc = epoch__current_in(&cur, t)) < 0)
         return rc;
     rc = epoch__schema_apply(&schema, &n_schema, cur.schema, cur.n_schema,

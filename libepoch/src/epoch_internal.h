@@ -47,6 +47,13 @@ int epoch__rewriter_new(epoch__rewriter **out, crdt_raw *t,
 int epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
                         const void *v, size_t vl);
 int epoch__rewriter_finish(epoch__rewriter *w);
+/* Point the rewriter at another txn (a reset writes in several). */
+void epoch__rewriter_set_txn(epoch__rewriter *w, crdt_raw *t);
+
+/* A reset stages the snapshot in the spare slot under meta "staging"
+ * (token, started ms); a staging older than this is abandoned. */
+#define EPOCH__STAGING_STALE_MS (10u * 60 * 1000)
+int epoch__staging_active(crdt_raw *t);
 void epoch__rewriter_free(epoch__rewriter *w);
 
 /* Marker inside a txn. */

@@ -220,8 +220,51 @@ map_elem(crdt_value *out, const char *field, size_t len,
     f[len] = 0;
     if (epoch_lens_map_value(out, m->scratch, m->lens, m->coll, f, in,
                              &m->reason) < 0)
-        *out = *in; /* an observed tag keeps its element if it can't map */
+        *out = crdt_value_null(); /* as a migrated document has it */
     return CRDT_OK;
+}
+
+/*
+ * The fields that step @p i adds with a default, carried to the current
+ * schema by the later steps, are given to the document this op touches
+ * (if it has no entry for them): a document migrated by those lenses has
+ * them, so a document that only old ops bring must have them too.
+ */
+static int
+apply_defaults(rebase_ctx *x, crdt_raw *t, size_t i, const char *coll,
+               const char *doc)
+{
+    const epoch_lens *l = x->steps[i].lens;
+    size_t n = epoch_lens_default_count(l, coll);
+    int rc = CRDT_OK;
+
+    for (size_t d = 0; d < n && rc == CRDT_OK; d++) {
+        const char *f;
+        char name[CRDT_NAME_MAX + 1];
+        crdt_value v;
+        epoch_buf scratch = EPOCH_BUF_INIT;
+        int gone = 0;
+
+        if ((rc = epoch_lens_default(&f, &v, l, coll, d)) < 0)
+            break;
+        snprintf(name, sizeof name, "%s", f);
+        for (size_t j = i + 1; j < x->n && !gone; j++) {
+            const char *nf;
+            crdt_value nv;
+            if (epoch_lens_map_value(&nv, &scratch, x->steps[j].lens, coll,
+                                     name, &v, NULL) < 0)
+                nv = crdt_value_null();
+            v = nv;
+            if (epoch_lens_map_field(&nf, x->steps[j].lens, coll, name) < 0)
+                gone = 1;
+            else if (nf != name)
+                snprintf(name, sizeof name, "%s", nf);
+        }
+        if (!gone)
+            rc = crdt_raw_state_default(t, coll, doc, name, &v);
+        epoch_buf_free(&scratch);
+    }
+    return rc;
 }
 
 static int
@@ -263,9 +306,20 @@ transform(void *p, crdt_raw *t, const crdt_change *c, uint64_t seq,
     for (size_t i = 0; i < x->n; i++) {
         const epoch_lens *l = x->steps[i].lens;
         rc = epoch_lens_apply_op(&nv, &x->scratch, l, &v, &reason);
+        if (rc == CRDT_ETYPE &&
+            (v.kind == EPOCH_OP_PUT || v.kind == EPOCH_OP_SADD ||
+             v.kind == EPOCH_OP_SREM)) {
+            /* a value the lens cannot convert becomes null, exactly as in
+             * a migrated document: the two orders must agree */
+            epoch_op_view nullv = v;
+            nullv.value = crdt_value_null();
+            rc = epoch_lens_apply_op(&nv, &x->scratch, l, &nullv, &reason);
+        }
         if (rc == CRDT_ENOTFOUND || rc == CRDT_ETYPE)
             goto quarantine;
         if (rc < 0)
+            return rc;
+        if ((rc = apply_defaults(x, t, i, v.coll, v.doc)) < 0)
             return rc;
         if (op.observed != NULL &&
             (op.kind == CRDT_OP_DEL_FIELD || op.kind == CRDT_OP_DEL_DOC)) {

@@ -413,3 +413,62 @@ epoch_store_records(crdt_replica *r, const unsigned char *const *recs,
     }
     return crdt_raw_commit(t);
 }
+
+static int
+cmp_number(const void *a, const void *b)
+{
+    const epoch_info *x = a, *y = b;
+
+    if (x->number != y->number)
+        return x->number < y->number ? -1 : 1;
+    return memcmp(x->id, y->id, EPOCH_ID_BYTES);
+}
+
+int
+epoch_all(epoch_info **out, size_t *n_out, crdt_replica *r)
+{
+    crdt_raw *t;
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl, n = 0, cap = 0;
+    epoch_info *all = NULL;
+    int rc;
+
+    if (out == NULL || n_out == NULL || r == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt_raw_begin(&t, r, 0)) < 0)
+        return rc;
+    if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_EPOCHS)) < 0) {
+        crdt_raw_abort(t);
+        return rc;
+    }
+    rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+    while (rc == CRDT_OK) {
+        if (n == cap) {
+            epoch_info *na = realloc(all, (cap ? 2 * cap : 8) * sizeof *na);
+            if (na == NULL) {
+                rc = CRDT_ENOMEM;
+                break;
+            }
+            all = na;
+            cap = cap ? 2 * cap : 8;
+        }
+        if ((rc = epoch_record_decode(&all[n], v, vl)) < 0) {
+            rc = CRDT_ECORRUPT;
+            break;
+        }
+        n++;
+        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+    }
+    crdt_raw_cursor_close(c);
+    crdt_raw_abort(t);
+    if (rc != CRDT_ENOTFOUND) {
+        epoch_chain_free(all, n);
+        return rc;
+    }
+    if (n > 1)
+        qsort(all, n, sizeof *all, cmp_number);
+    *out = all;
+    *n_out = n;
+    return CRDT_OK;
+}

@@ -1,17 +1,26 @@
 /*
  * reset.c: swapping in another replica's epoch snapshot (reset sync).
  *
- *   begin (one write txn, spare slot cleared) --put...--> commit | abort
- *   commit: check hash, swap slots, adopt the epoch and its heads, bring
- *           back the archived logs of a losing fork, replay every change
- *           beyond the new heads through the lenses (rebase).
+ *   begin (small txn: spare cleared, "staging" token set)
+ *     --put...--> entries staged into the spare slot in small txns
+ *     --commit--> ONE txn: check hash, swap slots, adopt the epoch and
+ *                 its heads, bring back the archived logs of a losing
+ *                 fork, replay every change beyond the new heads
+ *                 through the lenses (rebase), drop the token
+ *   abort: drop the token; the spare is cleared by the next user.
+ * Staging in small txns keeps the writer lock free while a snapshot
+ * streams in from a slow peer.
  * Invariants:
- *  (1) All in one LMDB txn: a crash leaves the replica as it was.
+ *  (1) The switch is one LMDB txn: a crash leaves the replica as it was
+ *      (a half-staged spare slot is never read, and is cleared by the
+ *      next reset or migration).
  *  (2) A snapshot written in an older schema than @p migrate_to is
  *      migrated in memory, one document at a time, before it is written.
  *  (3) Nothing is lost: local changes beyond the new heads stay in the
  *      log and are replayed; what cannot be rebased is quarantined.
  */
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,13 +28,104 @@
 
 struct epoch_reset {
     crdt_replica *r;
-    crdt_raw *t;
     epoch_info target;  /* the snapshot's epoch */
     epoch_info final;   /* the epoch the replica ends at */
     epoch_lens *lens;   /* target -> final, when migrating up */
     epoch__rewriter *w; /* set when migrating up */
+    unsigned char token[16];
+    crdt__enc buf;      /* entries not yet written: klen(2) k vlen(4) v */
+    size_t n_buf;
     int failed;
 };
+
+#define FLUSH_BYTES (4u * 1024 * 1024)
+
+int
+epoch__staging_active(crdt_raw *t)
+{
+    const void *v;
+    size_t vl;
+
+    if (crdt_raw_get(t, CRDT_DB_META, "staging", 7, &v, &vl) != CRDT_OK ||
+        vl != 24)
+        return 0;
+    return crdt__rd64((const unsigned char *)v + 16) + EPOCH__STAGING_STALE_MS >
+           crdt__now_ms();
+}
+
+/* Is the staging ours? (another reset may have taken over a stale one) */
+static int
+staging_ours(crdt_raw *t, const unsigned char *token)
+{
+    const void *v;
+    size_t vl;
+
+    return crdt_raw_get(t, CRDT_DB_META, "staging", 7, &v, &vl) == CRDT_OK &&
+           vl == 24 && memcmp(v, token, 16) == 0;
+}
+
+static int
+stage_txn(epoch_reset *rs, crdt_raw **out)
+{
+    int rc = crdt_raw_begin(out, rs->r, 1);
+
+    if (rc < 0)
+        return rc;
+    if (!staging_ours(*out, rs->token)) {
+        crdt_raw_abort(*out);
+        return CRDT_EBUSY;
+    }
+    return CRDT_OK;
+}
+
+/* Write the buffered entries into the spare slot inside @p t. */
+static int
+flush_into(epoch_reset *rs, crdt_raw *t)
+{
+    const unsigned char *p = (const unsigned char *)rs->buf.sb.data;
+    const unsigned char *end = p + rs->buf.sb.size;
+    int rc = CRDT_OK;
+
+    epoch__rewriter_set_txn(rs->w, t);
+    while (p < end && rc == CRDT_OK) {
+        size_t kl = (size_t)p[0] << 8 | p[1];
+        size_t vl = (size_t)crdt__rd64((const unsigned char[8]){
+            0, 0, 0, 0, p[2 + kl], p[3 + kl], p[4 + kl], p[5 + kl] });
+        const unsigned char *k = p + 2, *v = p + 6 + kl;
+        rc = rs->w ? epoch__rewriter_put(rs->w, k, kl, v, vl)
+                   : crdt_raw_spare_put(t, k, kl, v, vl);
+        p = v + vl;
+    }
+    return rc;
+}
+
+/* Write what is buffered in its own small txn: the replica stays open
+ * to other writers while a snapshot streams in. */
+static int
+flush(epoch_reset *rs)
+{
+    crdt_raw *t;
+    int rc;
+
+    if (rs->buf.sb.size == 0)
+        return CRDT_OK;
+    for (int tries = 0; tries < 8; tries++) {
+        if ((rc = stage_txn(rs, &t)) < 0)
+            return rc;
+        rc = flush_into(rs, t);
+        if (rc == CRDT_OK)
+            rc = crdt_raw_commit(t);
+        else
+            crdt_raw_abort(t);
+        if (rc != CRDT_EFULL || crdt_replica_grow(rs->r) < 0)
+            break;
+    }
+    if (rc == CRDT_OK) {
+        crdt__enc_reset(&rs->buf);
+        rs->n_buf = 0;
+    }
+    return rc;
+}
 
 int
 epoch_reset_begin(epoch_reset **out, crdt_replica *r,
@@ -33,6 +133,8 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
                   const unsigned char *migrate_to)
 {
     epoch_reset *rs;
+    unsigned char staging[24];
+    crdt_raw *t = NULL;
     const void *v;
     size_t vl;
     int rc;
@@ -43,18 +145,21 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
     if (rs == NULL)
         return CRDT_ENOMEM;
     rs->r = r;
-    if ((rc = crdt_raw_begin(&rs->t, r, 1)) < 0)
+    crdt__enc_init(&rs->buf);
+    randombytes_buf(rs->token, sizeof rs->token);
+    if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
         goto fail;
-    if (crdt_raw_get(rs->t, CRDT_DB_META, "upgrade", 7, &v, &vl) == CRDT_OK) {
-        rc = CRDT_EBUSY;
+    if (crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl) == CRDT_OK ||
+        epoch__staging_active(t)) {
+        rc = CRDT_EBUSY; /* a migration, or another reset, is running */
         goto fail;
     }
-    if ((rc = epoch__get_in(&rs->target, rs->t, target_id)) < 0)
+    if ((rc = epoch__get_in(&rs->target, t, target_id)) < 0)
         goto fail;
     if (migrate_to != NULL &&
         memcmp(migrate_to, target_id, EPOCH_ID_BYTES) != 0) {
         /* keeps (2): only a direct child made by a lens is supported */
-        if ((rc = epoch__get_in(&rs->final, rs->t, migrate_to)) < 0)
+        if ((rc = epoch__get_in(&rs->final, t, migrate_to)) < 0)
             goto fail;
         if (memcmp(rs->final.parent, target_id, EPOCH_ID_BYTES) != 0 ||
             rs->final.custom[0] != '\0') {
@@ -65,19 +170,31 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
             (rc = epoch_lens_parse(&rs->lens, rs->final.lens,
                                    strlen(rs->final.lens), NULL)) < 0)
             goto fail;
-        if ((rc = epoch__rewriter_new(&rs->w, rs->t, rs->lens, NULL, NULL,
+        if ((rc = epoch__rewriter_new(&rs->w, t, rs->lens, NULL, NULL,
                                       NULL)) < 0)
             goto fail;
-    } else {
-        if ((rc = epoch__get_in(&rs->final, rs->t, target_id)) < 0)
-            goto fail;
+    } else if ((rc = epoch__get_in(&rs->final, t, target_id)) < 0) {
+        goto fail;
     }
-    if ((rc = crdt_raw_spare_clear(rs->t)) < 0)
+    memcpy(staging, rs->token, 16);
+    crdt__be64(staging + 16, crdt__now_ms());
+    if ((rc = crdt_raw_spare_clear(t)) < 0 ||
+        (rc = crdt_raw_put(t, CRDT_DB_META, "staging", 7, staging, 24)) < 0)
+        goto fail;
+    rc = crdt_raw_commit(t);
+    t = NULL;
+    if (rc < 0)
         goto fail;
     *out = rs;
     return CRDT_OK;
 fail:
-    epoch_reset_abort(rs);
+    crdt_raw_abort(t);
+    epoch__rewriter_free(rs->w);
+    epoch_lens_free(rs->lens);
+    epoch_info_clear(&rs->target);
+    epoch_info_clear(&rs->final);
+    crdt__enc_free(&rs->buf);
+    free(rs);
     return rc;
 }
 
@@ -85,14 +202,28 @@ int
 epoch_reset_put(epoch_reset *rs, const void *k, size_t kl, const void *v,
                 size_t vl)
 {
+    unsigned char hdr[6];
     int rc;
 
-    if (rs == NULL || k == NULL || kl == 0 || kl > CRDT__KEY_MAX)
+    if (rs == NULL || k == NULL || kl == 0 || kl > CRDT__KEY_MAX ||
+        vl > CRDT_CHANGE_MAX + 64)
         return CRDT_EINVAL;
     if (rs->failed)
         return CRDT_EBADTXN;
-    rc = rs->w ? epoch__rewriter_put(rs->w, k, kl, v, vl)
-               : crdt_raw_spare_put(rs->t, k, kl, v, vl);
+    hdr[0] = (unsigned char)(kl >> 8);
+    hdr[1] = (unsigned char)kl;
+    msgpack_sbuffer_write(&rs->buf.sb, (const char *)hdr, 2);
+    msgpack_sbuffer_write(&rs->buf.sb, k, kl);
+    hdr[2] = (unsigned char)(vl >> 24);
+    hdr[3] = (unsigned char)(vl >> 16);
+    hdr[4] = (unsigned char)(vl >> 8);
+    hdr[5] = (unsigned char)vl;
+    msgpack_sbuffer_write(&rs->buf.sb, (const char *)hdr + 2, 4);
+    msgpack_sbuffer_write(&rs->buf.sb, v, vl);
+    rs->n_buf++;
+    if (rs->buf.sb.size < FLUSH_BYTES)
+        return CRDT_OK;
+    rc = flush(rs);
     if (rc < 0)
         rs->failed = 1;
     return rc;
@@ -101,18 +232,18 @@ epoch_reset_put(epoch_reset *rs, const void *k, size_t kl, const void *v,
 /* The local epochs not on the target's ancestry go back to their parent
  * until one is: their archived logs (by number) come back for replay. */
 static int
-restore_fork_archive(epoch_reset *rs, uint64_t *from_number)
+restore_fork_archive(epoch_reset *rs, crdt_raw *t, uint64_t *from_number)
 {
     epoch_info mine, theirs;
     unsigned char id[EPOCH_ID_BYTES];
     int rc;
 
     *from_number = UINT64_MAX;
-    if ((rc = epoch__current_in(&mine, rs->t)) < 0)
+    if ((rc = epoch__current_in(&mine, t)) < 0)
         return rc;
     /* find the common ancestor by walking both sides by number */
     memcpy(id, rs->final.id, EPOCH_ID_BYTES);
-    if ((rc = epoch__get_in(&theirs, rs->t, id)) < 0) {
+    if ((rc = epoch__get_in(&theirs, t, id)) < 0) {
         epoch_info_clear(&mine);
         return rc;
     }
@@ -125,7 +256,7 @@ restore_fork_archive(epoch_reset *rs, uint64_t *from_number)
             rc = CRDT_ECORRUPT;
             break;
         }
-        if ((rc = epoch__get_in(&up, rs->t, e->parent)) < 0)
+        if ((rc = epoch__get_in(&up, t, e->parent)) < 0)
             break;
         epoch_info_clear(e);
         *e = up;
@@ -179,7 +310,8 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     const unsigned char *heads;
     size_t heads_len;
     unsigned char hash[CRDT_HASH_BYTES];
-    uint64_t old_number, fork_from;
+    uint64_t old_number = 0, fork_from = UINT64_MAX;
+    crdt_raw *t = NULL;
     int rc;
 
     if (rs == NULL)
@@ -188,35 +320,60 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
         epoch_reset_abort(rs);
         return CRDT_EBADTXN;
     }
-    if (rs->w != NULL && (rc = epoch__rewriter_finish(rs->w)) < 0)
-        goto fail;
-    if ((rc = crdt_raw_get_epoch(rs->t, &old_number, NULL)) < 0 ||
-        (rc = restore_fork_archive(rs, &fork_from)) < 0)
-        goto fail;
-    if ((rc = crdt_raw_swap_state(rs->t)) < 0)
-        goto fail;
-    crdt_raw_state_hash(rs->t, hash);
-    if (rs->w == NULL && expected_hash != NULL &&
-        memcmp(hash, expected_hash, CRDT_HASH_BYTES) != 0) {
-        rc = CRDT_ECORRUPT; /* the snapshot is not the epoch's state */
-        goto fail;
+    /* keeps (1): everything from here is one txn */
+    for (int tries = 0; tries < 8; tries++) {
+        if ((rc = stage_txn(rs, &t)) < 0)
+            break;
+        rc = flush_into(rs, t);
+        if (rc == CRDT_OK && rs->w != NULL)
+            rc = epoch__rewriter_finish(rs->w);
+        if (rc == CRDT_OK && (rc = crdt_raw_get_epoch(t, &old_number, NULL)) == 0)
+            rc = restore_fork_archive(rs, t, &fork_from);
+        if (rc == CRDT_OK)
+            rc = crdt_raw_swap_state(t);
+        if (rc == CRDT_OK) {
+            crdt_raw_state_hash(t, hash);
+            if (rs->w == NULL && expected_hash != NULL &&
+                memcmp(hash, expected_hash, CRDT_HASH_BYTES) != 0)
+                rc = CRDT_ECORRUPT; /* not the state the peer sent */
+        }
+        if (rc == CRDT_OK)
+            rc = epoch__record_heads(&heads, &heads_len, &rs->final);
+        if (rc == CRDT_ENOTFOUND) { /* genesis folds nothing */
+            heads = (const unsigned char *)"\x90";
+            heads_len = 1;
+            rc = CRDT_OK;
+        }
+        if (rc == CRDT_OK)
+            rc = crdt_raw_heads_replace(t, heads, heads_len);
+        if (rc == CRDT_OK)
+            rc = crdt_raw_set_epoch(t, rs->final.number, rs->final.id);
+        if (getenv("STRATA_DEBUG_REPLAY"))
+            fprintf(stderr, "reset: old epoch %llu -> %llu (target %llu), fork_from %llu\n",
+                    (unsigned long long)old_number,
+                    (unsigned long long)rs->final.number,
+                    (unsigned long long)rs->target.number,
+                    (unsigned long long)fork_from);
+        if (rc == CRDT_OK && fork_from != UINT64_MAX && fork_from < old_number)
+            rc = unarchive(t, fork_from);
+        if (rc == CRDT_OK) /* keeps (3) */
+            rc = crdt_raw_replay_log(report, t, old_number);
+        if (rc == CRDT_OK)
+            rc = crdt_raw_del(t, CRDT_DB_META, "staging", 7);
+        if (rc == CRDT_OK) {
+            rc = crdt_raw_commit(t);
+            t = NULL;
+            break;
+        }
+        crdt_raw_abort(t);
+        t = NULL;
+        if (rc != CRDT_EFULL || crdt_replica_grow(rs->r) < 0)
+            break;
     }
-    if ((rc = epoch__record_heads(&heads, &heads_len, &rs->final)) < 0)
-        goto fail;
-    if ((rc = crdt_raw_heads_replace(rs->t, heads, heads_len)) < 0 ||
-        (rc = crdt_raw_set_epoch(rs->t, rs->final.number, rs->final.id)) < 0)
-        goto fail;
-    if (fork_from != UINT64_MAX && fork_from < old_number &&
-        (rc = unarchive(rs->t, fork_from)) < 0)
-        goto fail;
-    /* keeps (3) */
-    if ((rc = crdt_raw_replay_log(report, rs->t, old_number)) < 0)
-        goto fail;
-    rc = crdt_raw_commit(rs->t);
-    rs->t = NULL;
-    epoch_reset_abort(rs);
-    return rc;
-fail:
+    crdt__enc_reset(&rs->buf);
+    if (rc == CRDT_OK) {
+        rs->token[0] ^= 0xff; /* nothing left to clean up */
+    }
     epoch_reset_abort(rs);
     return rc;
 }
@@ -224,13 +381,23 @@ fail:
 void
 epoch_reset_abort(epoch_reset *rs)
 {
+    crdt_raw *t;
+
     if (rs == NULL)
         return;
-    crdt_raw_abort(rs->t);
+    /* drop our staging (if still ours); the spare is cleared next time */
+    if (crdt_raw_begin(&t, rs->r, 1) == CRDT_OK) {
+        if (staging_ours(t, rs->token) &&
+            crdt_raw_del(t, CRDT_DB_META, "staging", 7) == CRDT_OK)
+            crdt_raw_commit(t);
+        else
+            crdt_raw_abort(t);
+    }
     epoch__rewriter_free(rs->w);
     epoch_lens_free(rs->lens);
     epoch_info_clear(&rs->target);
     epoch_info_clear(&rs->final);
+    crdt__enc_free(&rs->buf);
     free(rs);
 }
 

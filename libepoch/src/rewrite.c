@@ -69,6 +69,13 @@ drop_entries(epoch__rewriter *w)
 }
 
 void
+epoch__rewriter_set_txn(epoch__rewriter *w, crdt_raw *t)
+{
+    if (w != NULL)
+        w->t = t;
+}
+
+void
 epoch__rewriter_free(epoch__rewriter *w)
 {
     if (w == NULL)
@@ -107,7 +114,8 @@ put_field_entry(epoch__rewriter *w, const char *field, unsigned char kind,
     memcpy(k + w->doc_prefix_len, field, fl);
     k[w->doc_prefix_len + fl] = 0;
     k[w->doc_prefix_len + fl + 1] = kind;
-    memcpy(k + w->doc_prefix_len + fl + 2, rest, rl);
+    if (rl > 0)
+        memcpy(k + w->doc_prefix_len + fl + 2, rest, rl);
     return crdt_raw_spare_put(w->t, k, kl, v, vl);
 }
 

@@ -4,6 +4,7 @@
  * Messages (docs/protocol.md, "Sync messages"), each a msgpack array
  * whose first element is the type:
  *   1 HELLO  [1, proto, epoch_id, epoch_no, state_hash, vv, [record...]]
+ *            (every epoch record the sender holds, by number)
  *   2 BUSY   [2, retry_after_ms]
  *   3 REJECT [3, reason]             (we quarantined our unsynced ops)
  *   4 SNAP_BEGIN [4, epoch_id, state_hash]
@@ -177,8 +178,8 @@ build_hello(crdtnet_session *s)
     crdt_read_end(rd);
     if (rc == CRDT_OK)
         rc = crdt_vv_encode(&vb, &vl, vv);
-    if (rc == CRDT_OK)
-        rc = epoch_chain(&chain, &n, s->r);
+    if (rc == CRDT_OK) /* every record we hold, oldest first */
+        rc = epoch_all(&chain, &n, s->r);
     if (rc == CRDT_OK) {
         msgpack_pack_array(&s->out.pk, 7);
         msgpack_pack_uint64(&s->out.pk, M_HELLO);
@@ -187,8 +188,8 @@ build_hello(crdtnet_session *s)
         msgpack_pack_uint64(&s->out.pk, st.epoch_number);
         crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
         crdt__enc_bin(&s->out, vb, vl);
-        msgpack_pack_array(&s->out.pk, n ? n - 1 : 0); /* no genesis */
-        for (size_t i = 1; i < n; i++)
+        msgpack_pack_array(&s->out.pk, n);
+        for (size_t i = 0; i < n; i++)
             crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
     }
     epoch_chain_free(chain, n);

@@ -181,8 +181,8 @@ code 1 $S frobnicate
 code 1 $S put "$R" people ada
 code 1 $S put "$R" people ada f v extra
 code 1 $S get "$R" people ada --bogus
-code 1 $S migrate "$R"
-one_line_error "migrate: not available in this build"
+code 1 $S migrate "$R" --resume --abort
+one_line_error "migrate: --resume and --abort exclude each other"
 code 2 $S get "$T/nowhere" people ada
 one_line_error "open .*: not a replica"
 mkdir "$T/empty"

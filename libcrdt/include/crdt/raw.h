@@ -154,6 +154,15 @@ int crdt_raw_merge(crdt_merge_report *report, crdt_raw *t,
 int crdt_raw_apply_op(crdt_raw *t, const crdt_op *op, uint64_t hlc,
                       const crdt_actor *actor, uint64_t seq);
 
+/**
+ * Give field @p field of document @p doc the register value @p v stamped
+ * (0, actor 0), unless the document already has any entry for that
+ * field: what a lens's `add ... default` does to a document, applied by
+ * the rebasing hook to documents that old ops touch.
+ */
+int crdt_raw_state_default(crdt_raw *t, const char *coll, const char *doc,
+                           const char *field, const crdt_value *v);
+
 /* ---- rebasing hook ---- */
 
 /**

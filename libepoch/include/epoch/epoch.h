@@ -86,6 +86,13 @@ int epoch_chain(epoch_info **out, size_t *n_out, crdt_replica *r);
 void epoch_chain_free(epoch_info *chain, size_t n);
 
 /**
+ * Every record this replica holds (its chain and the branches it has
+ * seen), by number: what a peer needs to transform any change we may
+ * send it. Free with epoch_chain_free().
+ */
+int epoch_all(epoch_info **out, size_t *n_out, crdt_replica *r);
+
+/**
  * Store records received from a peer (each checked). Records already
  * held are skipped. @return CRDT_OK; CRDT_EPROTO; CRDT_EAUTH.
  */
@@ -125,7 +132,10 @@ int epoch_builder_set_custom(epoch_builder *b, const char *name,
                              epoch_custom_fn fn, void *ctx);
 void epoch_builder_set_progress(epoch_builder *b, epoch_progress_fn fn,
                                 void *ctx);
-/** Keep archived logs of this many sealed epochs (default 4). */
+/**
+ * Keep archived logs of this many sealed epochs (default 0: all). A
+ * replica that loses a fork can rebase only the ops of archived logs.
+ */
 void epoch_builder_set_retention(epoch_builder *b, uint32_t epochs);
 
 /**

@@ -1,0 +1,223 @@
+/*
+ * bench.h: what the files of strata-bench share.
+ *
+ * strata-bench answers one question per workload: how fast is Strata
+ * compared with a reference measured in the SAME run on the SAME disk
+ * (raw LMDB doing the same amount of storage work, or the disk's fsync
+ * rate). Absolute figures depend on the machine; the ratios are what
+ * docs/performance.md tracks.
+ *
+ * Layout:
+ *   main.c        options, the workload table, human and JSON output
+ *   util.c        clock, PRNG, forked children, peak RSS, temp dirs
+ *   report.c      figures (median/min/max) and the report entries
+ *   w_merge.c     w1_merge and memory (+ the lmdb_ref reference)
+ *   w_commit.c    local_commit (+ the fsync reference)
+ *   w_migrate.c   migrate and open (+ the raw LMDB rewrite reference)
+ *   lmdb_ref.c    the raw LMDB references
+ *
+ * Every measured workload runs in a forked child: the parent stays
+ * small, so a child's peak RSS (VmHWM, reset at the child's start) is
+ * that workload's own.
+ */
+#ifndef STRATA_BENCH_H
+#define STRATA_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BENCH_FMT(a, b) __attribute__((format(printf, a, b)))
+
+/* ---- options ---- */
+
+typedef struct {
+    int json;
+    int quick;
+    int runs;
+    int verbose;          /* progress on stderr */
+    const char *only;     /* NULL: every workload */
+    uint64_t seed;
+    char base[512];       /* the run's temp dir (removed at exit) */
+} bench_opts;
+
+extern bench_opts g_opts;
+
+/* Progress line on stderr (not part of the report). */
+void bench_log(const char *fmt, ...) BENCH_FMT(1, 2);
+
+/* ---- clock and PRNG ---- */
+
+double bench_now(void); /* CLOCK_MONOTONIC, seconds */
+
+static inline uint64_t
+bench_rand(uint64_t *s) /* splitmix64 */
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* A register value that msgpack encodes in 9 bytes (uint64 form), so
+ * every value in the state is 16 + 9 bytes. */
+static inline int64_t
+bench_value(uint64_t *s)
+{
+    return (int64_t)((bench_rand(s) >> 2) | (1ULL << 40));
+}
+
+/* Document id "d" followed by @p width decimal digits of @p n; returns
+ * its length. @p buf holds at least width + 2 bytes. */
+size_t bench_doc_id(char *buf, unsigned width, uint64_t n);
+
+/* ---- files ---- */
+
+/* mkdir base/name; @p out gets the path. */
+int bench_subdir(char *out, size_t size, const char *name);
+/* rm -rf @p path (nftw, no shell). */
+void bench_rmtree(const char *path);
+/* Copy the regular files of @p from (except lock.mdb) into new dir @p to. */
+int bench_copy_dir(const char *from, const char *to);
+/* Bytes of the regular files in @p dir. */
+uint64_t bench_dir_bytes(const char *dir);
+
+/* ---- children ---- */
+
+#define BENCH_VALS 24
+
+/* What a child sends back through its pipe. */
+typedef struct {
+    int rc;               /* 0 ok, else failed with @c err */
+    char err[240];
+    double v[BENCH_VALS]; /* the workload's figures, by index */
+    double peak_rss_kib;  /* VmHWM at the end of the child */
+    double base_rss_kib;  /* VmRSS after the reset at its start */
+} bench_res;
+
+typedef int (*bench_child_fn)(bench_res *out, void *ctx);
+
+/*
+ * Run @p fn in a forked child and collect its result. The child resets
+ * its peak RSS first (/proc/self/clear_refs), so peak_rss_kib is the
+ * child's own. @return 0, or -1 (child failed: out->err says why).
+ */
+int bench_run_child(bench_res *out, bench_child_fn fn, void *ctx);
+
+/* Fail helper for children: fills out->err, returns -1. */
+int bench_fail(bench_res *out, const char *fmt, ...) BENCH_FMT(2, 3);
+
+/* Reset the peak RSS to the current RSS (what the child start does). */
+void bench_rss_reset(void);
+/* VmHWM / VmRSS of this process in KiB (0 if unknown). */
+double bench_rss_peak_kib(void);
+double bench_rss_now_kib(void);
+/* Any field of /proc/self/status in KiB (RssAnon, RssFile...). */
+double bench_status_kib(const char *field);
+
+/*
+ * VmHWM says how big a process got, not what of it was private: the
+ * LMDB map is a shared file mapping, and every page LMDB reads through
+ * it (plus the kernel's fault-around neighbours already in the page
+ * cache, 64 KiB around each fault) counts as RssFile. A sampler thread
+ * reads RssAnon and RssFile every millisecond and keeps their maxima.
+ */
+typedef struct bench_sampler bench_sampler;
+bench_sampler *bench_sampler_start(void); /* NULL if it cannot run */
+/* Stop @p s (NULL does nothing) and store the maxima in KiB. */
+void bench_sampler_stop(bench_sampler *s, double *anon_kib,
+                        double *file_kib);
+
+/* ---- figures and the report ---- */
+
+/* Median, min and max of a set of samples. */
+typedef struct {
+    double med, min, max;
+    int n;
+} bench_fig;
+
+bench_fig bench_fig_of(const double *x, int n);
+
+/* One key of a report entry: a number, a string, or a nested object. */
+typedef enum { KV_NUM, KV_INT, KV_STR, KV_OBJ, KV_END } kv_kind;
+
+typedef struct {
+    kv_kind kind;
+    char key[64];
+    double num;
+    uint64_t i;
+    char str[200];
+} bench_kv;
+
+#define BENCH_MAX_KV 96
+#define BENCH_MAX_ROWS 8
+
+/* One workload's report: JSON keys plus human table rows. */
+typedef struct {
+    const char *name;
+    int status;      /* 0 ok, 1 not run, -1 failed */
+    char reason[300];
+    bench_kv kv[BENCH_MAX_KV];
+    int n_kv;
+    char rows[BENCH_MAX_ROWS][200];
+    int n_rows;
+} bench_entry;
+
+void entry_num(bench_entry *e, const char *key, double v);
+void entry_int(bench_entry *e, const char *key, uint64_t v);
+void entry_str(bench_entry *e, const char *key, const char *v);
+void entry_obj(bench_entry *e, const char *key); /* open {...} */
+void entry_end(bench_entry *e);                  /* close it */
+/* A timing: count key ("ops"/"docs"/"commits"), seconds median, min,
+ * max, and <count>_per_s, inside the current object. */
+void entry_timing(bench_entry *e, const char *count_key, uint64_t count,
+                  const bench_fig *sec);
+/* A memory figure in MiB: key, key_min, key_max. */
+void entry_mib(bench_entry *e, const char *key, const bench_fig *kib);
+void entry_row(bench_entry *e, const char *fmt, ...) BENCH_FMT(2, 3);
+void entry_failed(bench_entry *e, const char *fmt, ...) BENCH_FMT(2, 3);
+
+/* ---- workloads ---- */
+
+int w_merge_run(bench_entry *e);       /* w1_merge */
+int w_memory_run(bench_entry *e);      /* memory */
+int w_commit_run(bench_entry *e);      /* local_commit */
+int w_migrate_run(bench_entry *e);     /* migrate */
+int w_open_run(bench_entry *e);        /* open */
+
+/* ---- raw LMDB references (lmdb_ref.c) ---- */
+
+/* The key and value of a register write to "c"/doc/"v", byte for byte
+ * what libcrdt stores (coll 0 doc 0 field 0 'R' -> hlc actor scalar). */
+size_t bench_state_key(unsigned char *k, const char *doc, size_t dl);
+void bench_state_val(unsigned char v[25], uint64_t hlc, int64_t val);
+
+/*
+ * w1 reference: @p n_ops puts of state-shaped records (docs drawn from
+ * @p n_docs like the workload, so overwrites happen), one durable txn
+ * per @p batch_ops, then one get per document. Seconds in out->v[0].
+ */
+typedef struct {
+    const char *dir;
+    uint64_t n_ops, n_docs, batch_ops, seed;
+} ref_w1_args;
+int ref_w1_child(bench_res *out, void *ctx);
+
+/* Build an env in @p dir with @p n records "c"/d<7 digits>/"v" in DB
+ * "a" (setup for ref_rewrite_child). */
+int ref_rewrite_setup(const char *dir, uint64_t n, uint64_t seed,
+                      char *err, size_t errlen);
+/* Migrate reference: ONE txn reads every record of "a", puts it into
+ * "b", drops "a", commits durably. Seconds in out->v[0]. */
+int ref_rewrite_child(bench_res *out, void *ctx);
+
+/* Raw LMDB commits for local_commit: an env in @p dir with DB "state";
+ * each run commits @p n durable txns of @p ops_per_txn state-shaped
+ * puts (documents drawn from @p n_docs). */
+typedef struct ref_commit ref_commit;
+int ref_commit_open(ref_commit **out, const char *dir, uint64_t n_docs,
+                    uint64_t seed, char *err, size_t errlen);
+int ref_commit_run(ref_commit *rc, uint64_t n, uint64_t ops_per_txn,
+                   char *err, size_t errlen);
+void ref_commit_close(ref_commit *rc);
+
+#endif

@@ -1,0 +1,681 @@
+/*
+ * sim_world.c: the simulated world: replicas on real LMDB (tmpfs when
+ * available), sessions wired through in-memory links with delays,
+ * partitions, crashes, migrations; all decided by one seeded PRNG.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sim.h"
+
+/* ---- determinism: one PRNG behind libsodium and the clock ---- */
+
+static sim_world *current_world;
+static uint64_t sodium_rng = 1;
+
+static uint64_t
+mix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static const char *
+rb_name(void)
+{
+    return "strata-sim";
+}
+
+static uint32_t
+rb_random(void)
+{
+    return (uint32_t)mix(&sodium_rng);
+}
+
+static void
+rb_buf(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+
+    while (n > 0) {
+        uint64_t v = mix(&sodium_rng);
+        size_t k = n < 8 ? n : 8;
+        memcpy(p, &v, k);
+        p += k;
+        n -= k;
+    }
+}
+
+static struct randombytes_implementation sim_randombytes = {
+    rb_name, rb_random, NULL, NULL, rb_buf, NULL,
+};
+
+static uint64_t
+sim_clock(void *ctx)
+{
+    sim_world *w = ctx;
+
+    return 1700000000000ull + w->now_ms + (uint64_t)w->clock_offset[w->cur];
+}
+
+uint64_t
+sim_rand(sim_world *w)
+{
+    return mix(&w->rng);
+}
+
+uint64_t
+sim_below(sim_world *w, uint64_t n)
+{
+    return n ? sim_rand(w) % n : 0;
+}
+
+void
+sim_trace(sim_world *w, uint64_t v)
+{
+    w->trace = (w->trace ^ v) * 0x100000001b3ULL;
+}
+
+static void
+say(sim_world *w, const char *what, int replica, long detail)
+{
+    if (w->verbose)
+        fprintf(stderr, "[%8llu] %s r%d (%ld)\n",
+                (unsigned long long)w->now_ms, what, replica, detail);
+}
+
+/* ---- replicas ---- */
+
+static int
+open_replica(sim_world *w, int i, int create, const unsigned char *space)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    int rc;
+
+    o.create = create;
+    o.no_sync = 1; /* logic, not power loss, is under test */
+    o.map_size = 32u << 20;
+    o.space_id = space;
+    w->cur = i;
+    rc = crdt_replica_open(&w->rep[i], w->dirs[i], &o);
+    if (rc == CRDT_OK)
+        rc = epoch_attach(w->rep[i]);
+    return rc;
+}
+
+static void
+link_close(sim_world *w, sim_link *l)
+{
+    (void)w;
+    crdtnet_session_free(l->sa);
+    crdtnet_session_free(l->sb);
+    for (int d = 0; d < 2; d++) {
+        for (size_t i = 0; i < l->n[d]; i++)
+            free(l->q[d][i].data);
+        free(l->q[d]);
+    }
+    memset(l, 0, sizeof *l);
+}
+
+static void
+close_links_of(sim_world *w, int i)
+{
+    for (int k = 0; k < SIM_MAX_LINKS; k++) {
+        sim_link *l = &w->links[k];
+        if (l->used && (l->a == i || l->b == i)) {
+            w->aborted_links++;
+            link_close(w, l);
+        }
+    }
+}
+
+int
+sim_world_init(sim_world *w, uint64_t seed, int verbose)
+{
+    unsigned char space[16];
+    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    static const int sizes[] = { 3, 4, 5, 5, 7 };
+    int rc;
+
+    memset(w, 0, sizeof *w);
+    w->seed = seed;
+    w->rng = seed * 0x2545F4914F6CDD1DULL + 1;
+    w->verbose = verbose;
+    w->n = sizes[sim_below(w, 5)];
+    current_world = w;
+    sodium_rng = seed ^ 0x5eedULL;
+    randombytes_set_implementation(&sim_randombytes);
+    if (sodium_init() < 0)
+        return CRDT_ERROR;
+    crdt_set_clock(sim_clock, w);
+    snprintf(w->root, sizeof w->root, "%s/strata-sim-%d-%llu", base,
+             (int)getpid(), (unsigned long long)seed);
+    if (mkdir(w->root, 0700) != 0)
+        return CRDT_EIO;
+    w->commits = calloc(SIM_MAX_COMMITS, sizeof *w->commits);
+    if (w->commits == NULL)
+        return CRDT_ENOMEM;
+    for (int i = 0; i < w->n; i++) {
+        snprintf(w->dirs[i], sizeof w->dirs[i], "%s/r%d", w->root, i);
+        w->clock_offset[i] = (int64_t)sim_below(w, 240001) - 120000;
+        rc = open_replica(w, i, 1, i ? space : NULL);
+        if (rc < 0)
+            return rc;
+        if (i == 0)
+            crdt_replica_space_id(w->rep[0], space);
+    }
+    return CRDT_OK;
+}
+
+static void
+rmtree(const char *path)
+{
+    char cmd[600];
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "strata-sim: could not remove %s\n", path);
+}
+
+void
+sim_world_free(sim_world *w)
+{
+    for (int k = 0; k < SIM_MAX_LINKS; k++)
+        if (w->links[k].used)
+            link_close(w, &w->links[k]);
+    for (int i = 0; i < w->n; i++)
+        crdt_replica_close(w->rep[i]);
+    free(w->commits);
+    if (w->root[0])
+        rmtree(w->root);
+    crdt_set_clock(NULL, NULL);
+}
+
+/* ---- writes ---- */
+
+static const char *const COLLS[] = { "c", "d" };
+static const char *const REGS[] = { "a", "b", "x" };
+
+static int
+random_write(sim_world *w, int i)
+{
+    crdt_txn *t;
+    crdt_commit_info info;
+    int n_ops = 1 + (int)sim_below(w, 3), rc;
+
+    w->cur = i;
+    rc = crdt_txn_begin(&t, w->rep[i]);
+    if (rc == CRDT_EBUSY)
+        return CRDT_OK; /* a migration was interrupted here */
+    if (rc < 0)
+        return rc;
+    for (int k = 0; k < n_ops; k++) {
+        const char *coll = COLLS[sim_below(w, 2)];
+        char doc[8], s[8];
+        crdt_value v;
+
+        snprintf(doc, sizeof doc, "d%d", (int)sim_below(w, 8));
+        switch (sim_below(w, 4)) {
+        case 0: v = crdt_value_int((int64_t)sim_below(w, 100)); break;
+        case 1:
+            snprintf(s, sizeof s, "s%d", (int)sim_below(w, 5));
+            v = crdt_value_str(s, strlen(s));
+            break;
+        case 2:
+            v = sim_below(w, 2) ? crdt_value_int(INT64_MAX)
+                                : crdt_value_null();
+            break;
+        default: v = crdt_value_int(7); break; /* equal values */
+        }
+        switch (sim_below(w, 10)) {
+        case 0: case 1: case 2: case 3:
+            rc = crdt_txn_put(t, coll, doc, REGS[sim_below(w, 3)], &v);
+            break;
+        case 4: case 5:
+            rc = crdt_txn_incr(t, coll, doc, "n", (int64_t)sim_below(w, 9) - 4);
+            break;
+        case 6: case 7:
+            rc = crdt_txn_sadd(t, coll, doc, "s", &v);
+            break;
+        case 8:
+            rc = crdt_txn_srem(t, coll, doc, "s", &v);
+            break;
+        default:
+            rc = sim_below(w, 2) ? crdt_txn_del_field(t, coll, doc,
+                                                      REGS[sim_below(w, 3)])
+                                 : crdt_txn_del_doc(t, coll, doc);
+        }
+        if (rc == CRDT_ETYPE || rc == CRDT_ELIMIT)
+            rc = CRDT_OK; /* a field renamed into another type: skip */
+        if (rc < 0) {
+            crdt_txn_abort(t);
+            return rc;
+        }
+    }
+    if (crdt_txn_op_count(t) == 0) {
+        crdt_txn_abort(t);
+        return CRDT_OK;
+    }
+    rc = crdt_txn_commit(t, &info);
+    if (rc < 0)
+        return rc;
+    crdt_actor a = crdt_replica_actor(w->rep[i]);
+    for (uint64_t s = info.first_seq; s <= info.last_seq; s++) {
+        if (w->n_commits < SIM_MAX_COMMITS) {
+            w->commits[w->n_commits].actor = a;
+            w->commits[w->n_commits].seq = s;
+            w->commits[w->n_commits].replica = i;
+            w->n_commits++;
+        }
+        w->ops++;
+    }
+    sim_trace(w, info.last_seq * 31 + (uint64_t)i);
+    return CRDT_OK;
+}
+
+/* ---- migrations ---- */
+
+static int
+set_checked(epoch_doc *doc, const char *coll, const char *id, void *ctx)
+{
+    crdt_value v = crdt_value_bool(1);
+
+    (void)coll;
+    (void)id;
+    (void)ctx;
+    return epoch_doc_set_register(doc, "checked", &v);
+}
+
+static int
+random_migration(sim_world *w, int i, int crash_midway)
+{
+    epoch_info cur;
+    epoch_builder *b = NULL;
+    epoch_lens *l = NULL;
+    char text[256];
+    const char *coll = COLLS[sim_below(w, 2)];
+    uint32_t v;
+    int kind = (int)sim_below(w, 12), rc;
+    const char *only = getenv("STRATA_SIM_KINDS"); /* e.g. "0123" */
+
+    if (only != NULL && strchr(only, "0123456789ab"[kind]) == NULL)
+        kind = 0;
+
+    w->cur = i;
+    if ((rc = epoch_current(&cur, w->rep[i])) < 0)
+        return rc;
+    v = epoch_schema_version(&cur, coll);
+    text[0] = 0;
+    switch (kind) {
+    case 0: case 1: case 2: case 3:
+        break; /* compaction only */
+    case 4: case 5: case 6:
+        snprintf(text, sizeof text, "collection %s %u -> %u\nrename %s -> %s%u\n",
+                 coll, v, v + 1, REGS[sim_below(w, 3)], "r", (unsigned)cur.number + 1);
+        break;
+    case 7: case 8:
+        snprintf(text, sizeof text, "collection %s %u -> %u\nremove %s\n", coll,
+                 v, v + 1, REGS[sim_below(w, 3)]);
+        break;
+    case 9:
+        snprintf(text, sizeof text,
+                 "collection %s %u -> %u\nadd note string default \"-\"\n",
+                 coll, v, v + 1);
+        break;
+    case 10:
+        snprintf(text, sizeof text,
+                 "collection %s %u -> %u\nconvert %s int -> string\n", coll, v,
+                 v + 1, REGS[sim_below(w, 3)]);
+        break;
+    default:
+        break; /* custom, below */
+    }
+    epoch_info_clear(&cur);
+    if (crash_midway) {
+        /* the marker is committed, then the process dies */
+        crdt_raw *t;
+        extern int epoch__marker_put(crdt_raw *, uint64_t, const char *,
+                                     const char *);
+        if ((rc = crdt_raw_begin(&t, w->rep[i], 1)) < 0)
+            return rc;
+        rc = epoch__marker_put(t, 0, text, "");
+        if (rc == CRDT_OK)
+            rc = crdt_raw_commit(t);
+        else
+            crdt_raw_abort(t);
+        return rc;
+    }
+    if (text[0] && (rc = epoch_lens_parse(&l, text, strlen(text), NULL)) < 0)
+        return rc;
+    if ((rc = epoch_builder_new(&b, w->rep[i])) == CRDT_OK) {
+        if (l)
+            rc = epoch_builder_add_lens(b, l);
+        else if (kind == 11)
+            rc = epoch_builder_set_custom(b, "checked", coll, v + 1,
+                                          set_checked, NULL);
+        if (rc == CRDT_OK)
+            rc = epoch_builder_commit(NULL, b);
+    }
+    epoch_builder_free(b);
+    epoch_lens_free(l);
+    if (rc == CRDT_EBUSY)
+        return CRDT_OK; /* an interrupted one is pending here */
+    if (rc == CRDT_OK) {
+        w->migrations++;
+        if (text[0])
+            w->lens_migrations++;
+        sim_trace(w, 0x4d16 + (uint64_t)i);
+        say(w, "migrate", i, kind);
+    }
+    return rc;
+}
+
+static int
+recover_marker(sim_world *w, int i)
+{
+    epoch_marker m;
+    int rc;
+
+    w->cur = i;
+    if (epoch_marker_get(&m, w->rep[i]) != CRDT_OK)
+        return CRDT_OK;
+    epoch_marker_clear(&m);
+    if (sim_below(w, 2))
+        rc = epoch_migration_abort(w->rep[i]);
+    else
+        rc = epoch_migration_resume(NULL, w->rep[i], NULL, NULL);
+    return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
+}
+
+/* ---- links ---- */
+
+static sim_link *
+find_link(sim_world *w, int a, int b)
+{
+    for (int k = 0; k < SIM_MAX_LINKS; k++) {
+        sim_link *l = &w->links[k];
+        if (l->used && ((l->a == a && l->b == b) || (l->a == b && l->b == a)))
+            return l;
+    }
+    return NULL;
+}
+
+static int
+link_open(sim_world *w, int a, int b)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    sim_link *l = NULL;
+
+    if (a == b || w->blocked[a][b] || find_link(w, a, b))
+        return CRDT_OK;
+    for (int k = 0; k < SIM_MAX_LINKS && l == NULL; k++)
+        if (!w->links[k].used)
+            l = &w->links[k];
+    if (l == NULL)
+        return CRDT_OK;
+    o.batch_bytes = 1024 + sim_below(w, 64 * 1024); /* small batches too */
+    if (sim_below(w, 4) == 0)
+        o.policy.max_epochs_behind = 2;
+    memset(l, 0, sizeof *l);
+    if (crdtnet_session_new(&l->sa, w->rep[a], &o) < 0 ||
+        crdtnet_session_new(&l->sb, w->rep[b], &o) < 0) {
+        crdtnet_session_free(l->sa);
+        return CRDT_ENOMEM;
+    }
+    l->used = 1;
+    l->a = a;
+    l->b = b;
+    w->syncs++;
+    return CRDT_OK;
+}
+
+static int
+push(sim_link *l, int d, const unsigned char *p, size_t len, uint64_t due)
+{
+    sim_msg *m;
+
+    if (l->n[d] == l->cap[d]) {
+        size_t cap = l->cap[d] ? 2 * l->cap[d] : 8;
+        sim_msg *q = realloc(l->q[d], cap * sizeof *q);
+        if (q == NULL)
+            return CRDT_ENOMEM;
+        l->q[d] = q;
+        l->cap[d] = cap;
+    }
+    m = &l->q[d][l->n[d]++];
+    m->data = malloc(len);
+    if (m->data == NULL)
+        return CRDT_ENOMEM;
+    memcpy(m->data, p, len);
+    m->len = len;
+    /* a stream keeps its order: never before the message ahead of it */
+    if (l->n[d] > 1 && l->q[d][l->n[d] - 2].due > due)
+        due = l->q[d][l->n[d] - 2].due;
+    m->due = due;
+    return CRDT_OK;
+}
+
+/* Ended: finished, or failed (its goodbye is already queued). Only
+ * link_step() takes output, so no message is ever lost here. */
+static int
+session_ended(crdtnet_session *s)
+{
+    return crdtnet_session_finished(s) || crdtnet_session_error(s) != 0;
+}
+
+/* Move messages for one link; @p faults allows delays and resets.
+ * Returns 1 when the link is finished (and closed). */
+static int
+link_step(sim_world *w, sim_link *l, int faults, int *err)
+{
+    crdtnet_session *side[2] = { l->sa, l->sb };
+    int idx[2] = { l->a, l->b };
+
+    *err = 0;
+    for (int pass = 0, moved = 1; moved && pass < 1000; pass++) {
+        moved = 0;
+        for (int d = 0; d < 2; d++) {
+            const unsigned char *p;
+            size_t len;
+            int guard = 0;
+
+            w->cur = idx[d];
+            while (guard++ < 64 &&
+                   crdtnet_session_next_out(side[d], &p, &len) == CRDT_OK) {
+                uint64_t delay = 0;
+                if (faults) {
+                    delay = sim_below(w, 200);
+                    if (sim_below(w, 20) == 0)
+                        delay += sim_below(w, 2000); /* the long tail */
+                }
+                if (push(l, d, p, len, w->now_ms + delay) < 0)
+                    return -1;
+                moved = 1;
+            }
+        }
+        for (int d = 0; d < 2; d++) {
+            size_t k = 0;
+            w->cur = idx[1 - d];
+            while (k < l->n[d] && l->q[d][k].due <= w->now_ms) {
+                crdtnet_session_feed(side[1 - d], l->q[d][k].data,
+                                     l->q[d][k].len);
+                free(l->q[d][k].data);
+                k++;
+                moved = 1;
+            }
+            memmove(l->q[d], l->q[d] + k, (l->n[d] - k) * sizeof *l->q[d]);
+            l->n[d] -= k;
+        }
+    }
+    if (faults && sim_below(w, 400) == 0) { /* connection reset */
+        w->aborted_links++;
+        link_close(w, l);
+        return 1;
+    }
+    if (session_ended(l->sa) && session_ended(l->sb) && l->n[0] == 0 &&
+        l->n[1] == 0) {
+        const crdtnet_report *ra = crdtnet_session_report(l->sa);
+        const crdtnet_report *rb = crdtnet_session_report(l->sb);
+        int ea = crdtnet_session_error(l->sa), eb = crdtnet_session_error(l->sb);
+        if (ea == 0 && eb == 0)
+            w->syncs_ok++;
+        if (ea == CRDT_EBUSY || eb == CRDT_EBUSY)
+            w->busy++;
+        w->resets += (uint64_t)(ra->snapshot_received + rb->snapshot_received);
+        w->rejects += (uint64_t)(ra->rejected + rb->rejected);
+        /* an error other than busy or a peer reset is a finding */
+        if (ea == CRDT_ECORRUPT || eb == CRDT_ECORRUPT)
+            *err = CRDT_ECORRUPT;
+        else if (ea != 0 && ea != CRDT_EBUSY)
+            *err = ea;
+        else if (eb != 0 && eb != CRDT_EBUSY)
+            *err = eb;
+        if (*err != 0)
+            snprintf(w->finding, sizeof w->finding,
+                     "sync r%d<->r%d failed: %s / %s (%d, %d)", l->a, l->b,
+                     ra->reason, rb->reason, ea, eb);
+        sim_trace(w, (uint64_t)(ra->changes_sent * 7 + rb->changes_sent));
+        link_close(w, l);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the chaos phase ---- */
+
+int
+sim_chaos(sim_world *w, int steps)
+{
+    /* STRATA_SIM_OFF=migrate,crash,partition,custom narrows a failing
+     * seed down to the events that matter */
+    const char *off = getenv("STRATA_SIM_OFF");
+    int no_mig = off && strstr(off, "migrate");
+    int no_crash = off && strstr(off, "crash");
+    int no_part = off && strstr(off, "partition");
+    int rc = CRDT_OK;
+
+    for (int s = 0; s < steps && rc == CRDT_OK; s++) {
+        int i = (int)sim_below(w, (uint64_t)w->n);
+        int j = (int)sim_below(w, (uint64_t)w->n);
+        uint64_t ev = sim_below(w, 100);
+
+        w->now_ms += sim_below(w, 150);
+        if (ev < 40) {
+            rc = random_write(w, i);
+        } else if (ev < 60) {
+            rc = link_open(w, i, j);
+        } else if (ev < 64 && !no_part) {
+            /* partition: cut or heal one pair, both ways or one way */
+            int cut = !w->blocked[i][j];
+            w->blocked[i][j] = cut;
+            if (sim_below(w, 3))
+                w->blocked[j][i] = cut;
+            w->partitions++;
+            if (cut) {
+                sim_link *l = find_link(w, i, j);
+                if (l) {
+                    w->aborted_links++;
+                    link_close(w, l);
+                }
+            }
+        } else if (ev < 67 && !no_crash && ev >= 64) {
+            /* crash: drop everything in memory, reopen from disk */
+            close_links_of(w, i);
+            crdt_replica_close(w->rep[i]);
+            w->rep[i] = NULL;
+            w->crashes++;
+            rc = open_replica(w, i, 0, NULL);
+            say(w, "crash", i, 0);
+        } else if (ev < 70 && !no_mig && ev >= 67) {
+            rc = random_migration(w, i, sim_below(w, 6) == 0);
+        } else if (ev < 72) {
+            rc = recover_marker(w, i);
+        }
+        for (int k = 0; k < SIM_MAX_LINKS && rc == CRDT_OK; k++) {
+            int err;
+            if (w->links[k].used && link_step(w, &w->links[k], 1, &err) &&
+                err == CRDT_ECORRUPT)
+                rc = err;
+        }
+    }
+    if (rc != CRDT_OK && w->finding[0] == 0)
+        snprintf(w->finding, sizeof w->finding, "chaos step failed: %s",
+                 crdt_strerror(rc));
+    return rc;
+}
+
+/* ---- heal ---- */
+
+static int
+sync_pair(sim_world *w, int a, int b)
+{
+    sim_link *l;
+    int err = 0;
+
+    if (link_open(w, a, b) < 0)
+        return CRDT_ENOMEM;
+    l = find_link(w, a, b);
+    for (int guard = 0; l != NULL && guard < 100000; guard++) {
+        w->now_ms += 1;
+        if (link_step(w, l, 0, &err))
+            break;
+    }
+    return err;
+}
+
+int
+sim_heal(sim_world *w)
+{
+    for (int k = 0; k < SIM_MAX_LINKS; k++)
+        if (w->links[k].used)
+            link_close(w, &w->links[k]);
+    memset(w->blocked, 0, sizeof w->blocked);
+    for (int i = 0; i < w->n; i++) {
+        int rc;
+        w->clock_offset[i] = 0;
+        /* an interrupted migration is resumed or aborted by its owner */
+        if ((rc = recover_marker(w, i)) < 0) {
+            snprintf(w->finding, sizeof w->finding,
+                     "r%d: recovering the migration failed: %s", i,
+                     crdt_strerror(rc));
+            return rc;
+        }
+    }
+    w->now_ms += 600000; /* past any skew */
+    for (int round = 0; round < 20; round++) {
+        for (int a = 0; a < w->n; a++) {
+            for (int b = a + 1; b < w->n; b++) {
+                int rc = sync_pair(w, a, b);
+                if (rc != 0 && rc != CRDT_EBUSY)
+                    return rc;
+            }
+        }
+        /* quiet when every pair would find nothing to move */
+        int quiet = 1;
+        for (int a = 1; a < w->n && quiet; a++) {
+            crdt_read *r0, *r1;
+            crdt_stats s0, s1;
+            crdt_read_begin(&r0, w->rep[0]);
+            crdt_read_begin(&r1, w->rep[a]);
+            crdt_read_stats(&s0, r0);
+            crdt_read_stats(&s1, r1);
+            crdt_read_end(r0);
+            crdt_read_end(r1);
+            if (memcmp(s0.state_hash, s1.state_hash, 32) != 0 ||
+                memcmp(s0.epoch_id, s1.epoch_id, 32) != 0)
+                quiet = 0;
+        }
+        if (quiet && round > 0)
+            return CRDT_OK;
+    }
+    snprintf(w->finding, sizeof w->finding,
+             "not converged after 20 rounds of healing (liveness)");
+    return CRDT_ERROR;
+}
