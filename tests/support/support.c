@@ -1,4 +1,3 @@
-#define _XOPEN_SOURCE 700
 /*
  * support.c: temporary directories and seeded randomness for tests.
  */
