@@ -667,8 +667,15 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
             continue;
         }
         if (e == CRDT_OK && (c.seq != h.seq + 1 ||
-                             memcmp(c.prev, h.hash, CRDT_HASH_BYTES) != 0))
+                             memcmp(c.prev, h.hash, CRDT_HASH_BYTES) != 0)) {
+            if (getenv("STRATA_DEBUG_REPLAY"))
+                fprintf(stderr, "replay conflict: actor %02x%02x seq %llu..%llu head %llu prev-ok %d\n",
+                        c.actor.b[0], c.actor.b[1], (unsigned long long)c.seq,
+                        (unsigned long long)(c.seq + c.n_ops - 1),
+                        (unsigned long long)h.seq,
+                        memcmp(c.prev, h.hash, CRDT_HASH_BYTES) == 0);
             e = CRDT_ECONFLICT; /* two different changes for one seq */
+        }
         if (e == CRDT_OK)
             e = crdt__apply_change(w, &c, 0, cur_epoch, &rep);
         if (e == CRDT_OK) {

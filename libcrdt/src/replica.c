@@ -123,6 +123,8 @@ crdt_replica_open(crdt_replica **out, const char *path,
         rc = write_genesis(r, opts);
     if (rc == CRDT_OK)
         rc = load_identity(r);
+    if (rc == CRDT_OK) /* a crash right after a reset may have left it */
+        rc = crdt_replica_check_incarnation(NULL, r);
     if (rc < 0) {
         crdt_replica_close(r);
         return rc;
@@ -278,4 +280,36 @@ crdt_replica_last_txn(crdt_replica *r)
     if (r == NULL || r->env == NULL || mdb_env_info(r->env, &info) != 0)
         return 0;
     return (uint64_t)info.me_last_txnid;
+}
+
+int
+crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r)
+{
+    MDB_txn *txn;
+    MDB_val v;
+    crdt__head h;
+    int rc, behind = 0;
+
+    if (renewed_out)
+        *renewed_out = 0;
+    if (r == NULL)
+        return CRDT_EINVAL;
+    if (r->read_only)
+        return CRDT_OK;
+    if ((rc = crdt__txn_begin(r, 0, &txn)) < 0)
+        return rc;
+    if (crdt__meta_get(txn, r, "own_seq", &v) == CRDT_OK && v.mv_size == 16 &&
+        memcmp(v.mv_data, r->actor.b, 8) == 0) {
+        uint64_t issued = crdt__rd64((const unsigned char *)v.mv_data + 8);
+        rc = crdt__head_get(txn, r, &r->actor, &h);
+        behind = (rc == CRDT_ENOTFOUND) || (rc == CRDT_OK && h.seq < issued);
+        rc = CRDT_OK;
+    }
+    crdt__txn_end(r, txn, 0);
+    if (!behind)
+        return rc;
+    rc = crdt_replica_new_incarnation(r);
+    if (rc == CRDT_OK && renewed_out)
+        *renewed_out = 1;
+    return rc;
 }

@@ -22,7 +22,7 @@
 
 static const char *const DB_NAMES[CRDT_DB__COUNT] = {
     "meta", "log", "heads", "pending", "state0", "state1",
-    "epochs", "lenses", "archive", "quarantine",
+    "epochs", "lenses", "archive", "quarantine", "staging",
 };
 
 int

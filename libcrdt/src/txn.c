@@ -372,6 +372,14 @@ write_change(crdt_txn *t, crdt_commit_info *info)
     memcpy(h.hash, hash, sizeof hash);
     memcpy(h.pk, r->pk, sizeof h.pk);
     memcpy(h.inc, r->incarnation, sizeof h.inc);
+    {   /* the highest seq this incarnation ever issued (see
+         * crdt_replica_check_incarnation) */
+        unsigned char own[16];
+        memcpy(own, r->actor.b, 8);
+        crdt__be64(own + 8, last);
+        if ((rc = crdt__meta_put(t->w.txn, r, "own_seq", own, 16)) < 0)
+            goto done;
+    }
     if ((rc = crdt__head_put(t->w.txn, r, &r->actor, &h)) < 0 ||
         (rc = crdt__meta_put_u64(t->w.txn, r, "hlc",
                                  t->hlc0 + t->n_ops - 1)) < 0 ||

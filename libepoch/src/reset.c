@@ -33,7 +33,8 @@ struct epoch_reset {
     epoch_lens *lens;   /* target -> final, when migrating up */
     epoch__rewriter *w; /* set when migrating up */
     unsigned char token[16];
-    crdt__enc buf;      /* entries not yet written: klen(2) k vlen(4) v */
+    crdt__enc buf;      /* entries not yet written: klen(2) k vlen(4) v;
+                           klen 0xffff marks a change for the log */
     size_t n_buf;
     int failed;
 };
@@ -89,6 +90,20 @@ flush_into(epoch_reset *rs, crdt_raw *t)
     epoch__rewriter_set_txn(rs->w, t);
     while (p < end && rc == CRDT_OK) {
         size_t kl = (size_t)p[0] << 8 | p[1];
+        if (kl == 0xffff) { /* a change of the sender's log */
+            size_t vl = (size_t)crdt__rd64((const unsigned char[8]){
+                0, 0, 0, 0, p[2], p[3], p[4], p[5] });
+            crdt_change c;
+            unsigned char key[16];
+            rc = crdt_change_decode(&c, p + 6, vl);
+            if (rc == CRDT_OK) {
+                memcpy(key, c.actor.b, 8);
+                crdt__be64(key + 8, c.seq + c.n_ops - 1);
+                rc = crdt_raw_put(t, CRDT_DB_STAGING, key, 16, p + 6, vl);
+            }
+            p += 6 + vl;
+            continue;
+        }
         size_t vl = (size_t)crdt__rd64((const unsigned char[8]){
             0, 0, 0, 0, p[2 + kl], p[3 + kl], p[4 + kl], p[5 + kl] });
         const unsigned char *k = p + 2, *v = p + 6 + kl;
@@ -179,6 +194,7 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
     memcpy(staging, rs->token, 16);
     crdt__be64(staging + 16, crdt__now_ms());
     if ((rc = crdt_raw_spare_clear(t)) < 0 ||
+        (rc = crdt_raw_clear(t, CRDT_DB_STAGING)) < 0 ||
         (rc = crdt_raw_put(t, CRDT_DB_META, "staging", 7, staging, 24)) < 0)
         goto fail;
     rc = crdt_raw_commit(t);
@@ -196,6 +212,64 @@ fail:
     crdt__enc_free(&rs->buf);
     free(rs);
     return rc;
+}
+
+int
+epoch_reset_change(epoch_reset *rs, const void *change, size_t len)
+{
+    unsigned char hdr[6] = { 0xff, 0xff, (unsigned char)(len >> 24),
+                             (unsigned char)(len >> 16),
+                             (unsigned char)(len >> 8), (unsigned char)len };
+    crdt_change c;
+    int rc;
+
+    if (rs == NULL || change == NULL || len > CRDT_CHANGE_MAX)
+        return CRDT_EINVAL;
+    if (rs->failed)
+        return CRDT_EBADTXN;
+    if ((rc = crdt_change_decode(&c, change, len)) < 0)
+        return rc; /* checked again, with its chain, at commit */
+    msgpack_sbuffer_write(&rs->buf.sb, (const char *)hdr, 6);
+    msgpack_sbuffer_write(&rs->buf.sb, change, len);
+    if (rs->buf.sb.size < FLUSH_BYTES)
+        return CRDT_OK;
+    rc = flush(rs);
+    if (rc < 0)
+        rs->failed = 1;
+    return rc;
+}
+
+/* At commit: the staged changes join the log (the replay applies them). */
+static int
+unstage(crdt_raw *t)
+{
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    int rc;
+
+    if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_STAGING)) < 0)
+        return rc;
+    rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+    while (rc == CRDT_OK) {
+        unsigned char key[16], *copy = malloc(vl);
+        if (copy == NULL || kl != 16) {
+            free(copy);
+            rc = copy ? CRDT_ECORRUPT : CRDT_ENOMEM;
+            break;
+        }
+        memcpy(key, k, 16);
+        memcpy(copy, v, vl);
+        rc = crdt_raw_put(t, CRDT_DB_LOG, key, 16, copy, vl);
+        free(copy);
+        if (rc < 0)
+            break;
+        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+    }
+    crdt_raw_cursor_close(c);
+    if (rc != CRDT_ENOTFOUND)
+        return rc;
+    return crdt_raw_clear(t, CRDT_DB_STAGING);
 }
 
 int
@@ -322,8 +396,17 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     }
     /* keeps (1): everything from here is one txn */
     for (int tries = 0; tries < 8; tries++) {
+        const void *mv;
+        size_t ml;
+
         if ((rc = stage_txn(rs, &t)) < 0)
             break;
+        if (crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &mv, &ml) == CRDT_OK) {
+            crdt_raw_abort(t); /* a migration started meanwhile */
+            t = NULL;
+            rc = CRDT_EBUSY;
+            break;
+        }
         rc = flush_into(rs, t);
         if (rc == CRDT_OK && rs->w != NULL)
             rc = epoch__rewriter_finish(rs->w);
@@ -348,14 +431,14 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             rc = crdt_raw_heads_replace(t, heads, heads_len);
         if (rc == CRDT_OK)
             rc = crdt_raw_set_epoch(t, rs->final.number, rs->final.id);
-        if (getenv("STRATA_DEBUG_REPLAY"))
-            fprintf(stderr, "reset: old epoch %llu -> %llu (target %llu), fork_from %llu\n",
-                    (unsigned long long)old_number,
-                    (unsigned long long)rs->final.number,
-                    (unsigned long long)rs->target.number,
-                    (unsigned long long)fork_from);
+        /* a fork: every archived change comes back for the replay, which
+         * archives again what the new epoch already folds (restoring by
+         * epoch number alone could miss changes archived by an earlier
+         * reset under a lower number, leaving a gap) */
         if (rc == CRDT_OK && fork_from != UINT64_MAX && fork_from < old_number)
-            rc = unarchive(t, fork_from);
+            rc = unarchive(t, 0);
+        if (rc == CRDT_OK)
+            rc = unstage(t);
         if (rc == CRDT_OK) /* keeps (3) */
             rc = crdt_raw_replay_log(report, t, old_number);
         if (rc == CRDT_OK)
@@ -373,6 +456,8 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     crdt__enc_reset(&rs->buf);
     if (rc == CRDT_OK) {
         rs->token[0] ^= 0xff; /* nothing left to clean up */
+        /* own changes parked for a gap: never reuse their seqs */
+        rc = crdt_replica_check_incarnation(NULL, rs->r);
     }
     epoch_reset_abort(rs);
     return rc;

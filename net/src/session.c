@@ -12,8 +12,10 @@
  *   6 SNAP_END   [6]
  *   7 CHANGES    [7, [change...]]
  *   8 DONE       [8]
- *   9 FIN        [9, state_hash, vv]
+ *   9 FIN        [9, state_hash, vv, epoch_id]
  *  10 ERROR      [10, code, reason]
+ *  11 SNAP_LOG   [11, [change...]]  the giver's log beyond the epoch's
+ *                base, between the last SNAP_CHUNK and SNAP_END
  *
  * Roles, from how the two epochs relate (libepoch epoch_relate()):
  *   SAME  both send the changes the other lacks (by the HELLO vv);
@@ -38,7 +40,7 @@
 
 enum {
     M_HELLO = 1, M_BUSY, M_REJECT, M_SNAP_BEGIN, M_SNAP_CHUNK, M_SNAP_END,
-    M_CHANGES, M_DONE, M_FIN, M_ERROR
+    M_CHANGES, M_DONE, M_FIN, M_ERROR, M_SNAP_LOG
 };
 
 enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
@@ -198,6 +200,8 @@ build_hello(crdtnet_session *s)
     return rc;
 }
 
+static int build_changes_as(crdtnet_session *s, unsigned type);
+
 static int
 build_snapshot(crdtnet_session *s)
 {
@@ -208,6 +212,15 @@ build_snapshot(crdtnet_session *s)
     uint64_t n = 0;
     int rc = CRDT_ENOTFOUND;
 
+    if (s->snap_phase == 1 && s->snap == NULL) { /* sending the log */
+        rc = build_changes_as(s, M_SNAP_LOG);
+        if (rc != CRDT_ENOTFOUND)
+            return rc;
+        s->snap_phase = 2;
+        msgpack_pack_array(&s->out.pk, 1);
+        msgpack_pack_uint64(&s->out.pk, M_SNAP_END);
+        return CRDT_OK;
+    }
     if (s->snap_phase == 0) {
         if ((rc = epoch_snapshot_open(&s->snap, s->r, id, hash)) < 0)
             return rc;
@@ -232,6 +245,11 @@ build_snapshot(crdtnet_session *s)
             return rc;
         epoch_snapshot_close(s->snap);
         s->snap = NULL;
+        /* the state holds our log beyond the base: send it along, so the
+         * peer's version vector matches its state when it commits */
+        rc = build_changes_as(s, M_SNAP_LOG);
+        if (rc != CRDT_ENOTFOUND)
+            return rc;
         s->snap_phase = 2;
         msgpack_pack_array(&s->out.pk, 1);
         msgpack_pack_uint64(&s->out.pk, M_SNAP_END);
@@ -246,19 +264,25 @@ build_snapshot(crdtnet_session *s)
     return CRDT_OK;
 }
 
-/* Remember what the peer holds now that we sent it (live mode). */
+/* Remember what the peer holds now that we sent it: later exports start
+ * above it (live mode, and the changes after a snapshot's log). */
 static void
 note_sent(crdtnet_session *s, const unsigned char *p, size_t len)
 {
     crdt_change c;
 
-    if (s->peer_known != NULL && crdt_change_decode(&c, p, len) == CRDT_OK)
+    if (crdt_change_decode(&c, p, len) != CRDT_OK)
+        return;
+    if (s->peer_known != NULL)
         crdt_vv_set(s->peer_known, &c.actor, c.seq + c.n_ops - 1);
+    if (s->lacks != NULL)
+        crdt_vv_set(s->lacks, &c.actor, c.seq + c.n_ops - 1);
 }
 
-/* CHANGES from the export cursor; CRDT_ENOTFOUND when it is exhausted. */
+/* CHANGES (or SNAP_LOG) from the export cursor; CRDT_ENOTFOUND when it
+ * is exhausted. */
 static int
-build_changes(crdtnet_session *s)
+build_changes_as(crdtnet_session *s, unsigned type)
 {
     const unsigned char *p;
     size_t len, n = 0;
@@ -282,12 +306,18 @@ build_changes(crdtnet_session *s)
         return rc == CRDT_ENOTFOUND ? CRDT_ENOTFOUND : rc;
     }
     msgpack_pack_array(&s->out.pk, 2);
-    msgpack_pack_uint64(&s->out.pk, M_CHANGES);
+    msgpack_pack_uint64(&s->out.pk, type);
     msgpack_pack_array(&s->out.pk, n);
     msgpack_sbuffer_write(&s->out.sb, items.sb.data, items.sb.size);
     crdt__enc_free(&items);
     s->rep.changes_sent += n;
     return CRDT_OK;
+}
+
+static int
+build_changes(crdtnet_session *s)
+{
+    return build_changes_as(s, M_CHANGES);
 }
 
 static int
@@ -310,10 +340,11 @@ build_fin(crdtnet_session *s)
         rc = crdt_vv_encode(&vb, &vl, vv);
     if (rc == CRDT_OK) {
         memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
-        msgpack_pack_array(&s->out.pk, 3);
+        msgpack_pack_array(&s->out.pk, 4);
         msgpack_pack_uint64(&s->out.pk, M_FIN);
         crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
         crdt__enc_bin(&s->out, vb, vl);
+        crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
     }
     crdt_vv_free(vv);
     free(vb);
@@ -713,6 +744,21 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
     }
     if (s->reset == NULL)
         return fail(s, CRDT_EPROTO, "snapshot without SNAP_BEGIN", 1);
+    if (type == M_SNAP_LOG) {
+        if (crdt__mp_array(m, &n) < 0)
+            return fail(s, CRDT_EPROTO, "malformed SNAP_LOG", 1);
+        for (uint32_t i = 0; i < n; i++) {
+            const unsigned char *c;
+            uint32_t cl;
+            if (crdt__mp_bin(m, &c, &cl) < 0)
+                return fail(s, CRDT_EPROTO, "malformed SNAP_LOG", 1);
+            if ((rc = epoch_reset_change(s->reset, c, cl)) < 0)
+                return fail(s, rc == CRDT_EINVAL ? CRDT_EPROTO : rc,
+                            "bad change in the snapshot's log", 1);
+            s->rep.changes_received++;
+        }
+        return CRDT_OK;
+    }
     if (type == M_SNAP_CHUNK) {
         if (crdt__mp_array(m, &n) < 0 || n % 2 != 0)
             return fail(s, CRDT_EPROTO, "malformed SNAP_CHUNK", 1);
@@ -746,7 +792,7 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
 static int
 on_fin(crdtnet_session *s, crdt__mp *m)
 {
-    unsigned char hash[CRDT_HASH_BYTES];
+    unsigned char hash[CRDT_HASH_BYTES], epoch[CRDT_HASH_BYTES];
     const unsigned char *vb;
     uint32_t vl;
     crdt_vv *theirs = NULL, *ours = NULL;
@@ -755,7 +801,9 @@ on_fin(crdtnet_session *s, crdt__mp *m)
     int rc;
 
     if (s->fin_recv || crdt__mp_bin_fixed(m, hash, sizeof hash) < 0 ||
-        crdt__mp_bin(m, &vb, &vl) < 0 || crdt_vv_decode(&theirs, vb, vl) < 0)
+        crdt__mp_bin(m, &vb, &vl) < 0 ||
+        crdt__mp_bin_fixed(m, epoch, sizeof epoch) < 0 ||
+        crdt_vv_decode(&theirs, vb, vl) < 0)
         return fail(s, CRDT_EPROTO, "malformed FIN", 1);
     s->fin_recv = 1;
     if ((rc = crdt_read_begin(&rd, s->r)) < 0) {
@@ -767,8 +815,11 @@ on_fin(crdtnet_session *s, crdt__mp *m)
         rc = crdt_read_vv(&ours, rd);
     crdt_read_end(rd);
     if (rc == CRDT_OK) {
+        /* a migration on either side during the session makes the
+         * states differ legitimately: compare within one epoch only */
         int same_vv = crdt_vv_covers(ours, theirs) &&
-                      crdt_vv_covers(theirs, ours);
+                      crdt_vv_covers(theirs, ours) &&
+                      memcmp(epoch, st.epoch_id, CRDT_HASH_BYTES) == 0;
         int same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
         memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
         s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
@@ -829,9 +880,11 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
     }
     case M_SNAP_BEGIN:
     case M_SNAP_CHUNK:
+    case M_SNAP_LOG:
     case M_SNAP_END:
         if ((type == M_SNAP_BEGIN && n != 3) ||
-            (type == M_SNAP_CHUNK && n != 2) || (type == M_SNAP_END && n != 1))
+            ((type == M_SNAP_CHUNK || type == M_SNAP_LOG) && n != 2) ||
+            (type == M_SNAP_END && n != 1))
             return fail(s, CRDT_EPROTO, "malformed snapshot message", 1);
         return on_snapshot(s, type, &m);
     case M_CHANGES:
@@ -844,7 +897,7 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
         s->done_recv = 1;
         return CRDT_OK;
     case M_FIN:
-        if (n != 3 || !s->done_recv)
+        if (n != 4 || !s->done_recv)
             return fail(s, CRDT_EPROTO, "unexpected FIN", 1);
         return on_fin(s, &m);
     case M_ERROR: {

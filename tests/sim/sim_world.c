@@ -277,6 +277,11 @@ random_write(sim_world *w, int i)
         w->ops++;
     }
     sim_trace(w, info.last_seq * 31 + (uint64_t)i);
+    if (w->verbose)
+        fprintf(stderr, "[%8llu] write r%d %02x%02x seq %llu..%llu\n",
+                (unsigned long long)w->now_ms, i, a.b[0], a.b[1],
+                (unsigned long long)info.first_seq,
+                (unsigned long long)info.last_seq);
     return CRDT_OK;
 }
 
@@ -470,6 +475,88 @@ session_ended(crdtnet_session *s)
     return crdtnet_session_finished(s) || crdtnet_session_error(s) != 0;
 }
 
+static int
+dump_q(const epoch_quarantined *q, void *ctx)
+{
+    fprintf(stderr, "r%d QUAR %02x%02x:%llu epoch %02x%02x %.*s/%.*s/%.*s: %s\n",
+            *(int *)ctx, q->actor.b[0], q->actor.b[1],
+            (unsigned long long)q->seq, q->epoch_id[0], q->epoch_id[1],
+            (int)q->op.coll_len, q->op.coll, (int)q->op.doc_len, q->op.doc,
+            (int)q->op.field_len, q->op.field ? q->op.field : "",
+            q->reason);
+    return 0;
+}
+
+/* STRATA_SIM_DUMP=1: print a replica's raw state entries (for diffing
+ * two replicas that diverged). */
+static void
+dump_state(sim_world *w, int i)
+{
+    crdt_raw *t;
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    int rc;
+
+    if (getenv("STRATA_SIM_DUMP") == NULL)
+        return;
+    if (crdt_raw_begin(&t, w->rep[i], 0) < 0)
+        return;
+    crdt_raw_cursor_open(&c, t, crdt_raw_state_db(t, 0));
+    rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+    while (rc == CRDT_OK) {
+        fprintf(stderr, "r%d ", i);
+        for (size_t j = 0; j < kl; j++) {
+            unsigned char ch = ((const unsigned char *)k)[j];
+            if (ch >= 32 && ch < 127)
+                fputc(ch, stderr);
+            else
+                fprintf(stderr, "\\x%02x", ch);
+        }
+        fprintf(stderr, " = ");
+        for (size_t j = 0; j < vl; j++)
+            fprintf(stderr, "%02x", ((const unsigned char *)v)[j]);
+        fputc('\n', stderr);
+        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+    }
+    crdt_raw_cursor_close(c);
+    crdt_raw_abort(t);
+    epoch_quarantine_list(w->rep[i], dump_q, &i);
+    {
+        epoch_info *all;
+        size_t n;
+        epoch_info cur;
+        epoch_current(&cur, w->rep[i]);
+        fprintf(stderr, "r%d CURRENT %llu %02x%02x base_total %llu\n", i,
+                (unsigned long long)cur.number, cur.id[0], cur.id[1],
+                (unsigned long long)cur.base_total);
+        {
+            crdt_read *rd;
+            crdt_vv *vv;
+            crdt_read_begin(&rd, w->rep[i]);
+            crdt_read_vv(&vv, rd);
+            crdt_read_end(rd);
+            for (size_t j = 0; j < crdt_vv_count(vv); j++) {
+                crdt_actor a;
+                uint64_t sq;
+                crdt_vv_entry(vv, j, &a, &sq);
+                fprintf(stderr, "r%d VV %02x%02x=%llu\n", i, a.b[0], a.b[1],
+                        (unsigned long long)sq);
+            }
+            crdt_vv_free(vv);
+        }
+        epoch_info_clear(&cur);
+        if (epoch_all(&all, &n, w->rep[i]) == CRDT_OK) {
+            for (size_t j = 0; j < n; j++)
+                fprintf(stderr, "r%d EPOCH %llu %02x%02x parent %02x%02x lens %s\n", i,
+                        (unsigned long long)all[j].number, all[j].id[0],
+                        all[j].id[1], all[j].parent[0], all[j].parent[1],
+                        all[j].lens);
+            epoch_chain_free(all, n);
+        }
+    }
+}
+
 /* Move messages for one link; @p faults allows delays and resets.
  * Returns 1 when the link is finished (and closed). */
 static int
@@ -531,8 +618,11 @@ link_step(sim_world *w, sim_link *l, int faults, int *err)
         w->resets += (uint64_t)(ra->snapshot_received + rb->snapshot_received);
         w->rejects += (uint64_t)(ra->rejected + rb->rejected);
         /* an error other than busy or a peer reset is a finding */
-        if (ea == CRDT_ECORRUPT || eb == CRDT_ECORRUPT)
+        if (ea == CRDT_ECORRUPT || eb == CRDT_ECORRUPT) {
             *err = CRDT_ECORRUPT;
+            dump_state(w, l->a);
+            dump_state(w, l->b);
+        }
         else if (ea != 0 && ea != CRDT_EBUSY)
             *err = ea;
         else if (eb != 0 && eb != CRDT_EBUSY)
@@ -542,6 +632,18 @@ link_step(sim_world *w, sim_link *l, int faults, int *err)
                      "sync r%d<->r%d failed: %s / %s (%d, %d)", l->a, l->b,
                      ra->reason, rb->reason, ea, eb);
         sim_trace(w, (uint64_t)(ra->changes_sent * 7 + rb->changes_sent));
+        if (w->verbose)
+            fprintf(stderr, "[%8llu] link r%d<->r%d: sent %llu/%llu snap %d/%d "
+                    "rebased %llu/%llu quar %llu/%llu err %d/%d sync %d\n",
+                    (unsigned long long)w->now_ms, l->a, l->b,
+                    (unsigned long long)ra->changes_sent,
+                    (unsigned long long)rb->changes_sent,
+                    ra->snapshot_received, rb->snapshot_received,
+                    (unsigned long long)ra->rebased_ops,
+                    (unsigned long long)rb->rebased_ops,
+                    (unsigned long long)ra->quarantined_ops,
+                    (unsigned long long)rb->quarantined_ops, ea, eb,
+                    ra->in_sync);
         link_close(w, l);
         return 1;
     }
@@ -662,15 +764,21 @@ sim_heal(sim_world *w)
         for (int a = 1; a < w->n && quiet; a++) {
             crdt_read *r0, *r1;
             crdt_stats s0, s1;
+            crdt_vv *v0, *v1;
             crdt_read_begin(&r0, w->rep[0]);
             crdt_read_begin(&r1, w->rep[a]);
             crdt_read_stats(&s0, r0);
             crdt_read_stats(&s1, r1);
+            crdt_read_vv(&v0, r0);
+            crdt_read_vv(&v1, r1);
             crdt_read_end(r0);
             crdt_read_end(r1);
             if (memcmp(s0.state_hash, s1.state_hash, 32) != 0 ||
-                memcmp(s0.epoch_id, s1.epoch_id, 32) != 0)
+                memcmp(s0.epoch_id, s1.epoch_id, 32) != 0 ||
+                !crdt_vv_covers(v0, v1) || !crdt_vv_covers(v1, v0))
                 quiet = 0;
+            crdt_vv_free(v0);
+            crdt_vv_free(v1);
         }
         if (quiet && round > 0)
             return CRDT_OK;

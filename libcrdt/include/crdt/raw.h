@@ -35,6 +35,7 @@ typedef enum {
     CRDT_DB_LENSES,       /**< lens chain (libepoch) */
     CRDT_DB_ARCHIVE,      /**< logs of sealed epochs */
     CRDT_DB_QUARANTINE,   /**< ops that could not be rebased */
+    CRDT_DB_STAGING,      /**< a peer's log received with a snapshot */
     CRDT_DB__COUNT
 } crdt_db;
 
@@ -208,6 +209,14 @@ int crdt_observed_map(unsigned char **buf_out, size_t *len_out,
  * (actor, seq) that peers saw or will never see.
  */
 int crdt_replica_new_incarnation(crdt_replica *r);
+
+/**
+ * If this replica's own chain head is below the highest seq it ever
+ * issued (its own changes were parked after a reset, waiting for
+ * predecessors), start a new incarnation, so the next local write can
+ * never reuse a seq. @p renewed_out (may be NULL) says whether it did.
+ */
+int crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r);
 
 /**
  * Inside a local write txn, also delete raw key @p k of @p db when the

@@ -232,12 +232,19 @@ int epoch_reset_begin(epoch_reset **out, crdt_replica *r,
 int epoch_reset_put(epoch_reset *rs, const void *k, size_t kl,
                     const void *v, size_t vl);
 /**
+ * One change of the sender's log beyond the epoch's base, sent with the
+ * snapshot (the snapshot is the sender's current state, which holds
+ * them). Staged, then merged at commit in the same txn as the swap, so
+ * the version vector matches the state at every commit.
+ */
+int epoch_reset_change(epoch_reset *rs, const void *change, size_t len);
+
+/**
  * Swap the snapshot in, adopt the epoch's base heads, bring back the
  * changes of a losing fork from the archive, and replay every change
- * beyond the new heads through the lenses. The snapshot is the sender's
- * CURRENT state of that epoch (it may hold ops beyond the base); the
- * sender then sends its log beyond the base as usual, and applying an op
- * the state already holds is a no-op. @p expected_hash is the state hash
+ * beyond the new heads through the lenses: the staged changes of the
+ * sender first (re-applying an op the snapshot holds is a no-op), then
+ * this replica's own. @p expected_hash is the state hash
  * the sender reported with the snapshot (NULL when migrating up); a
  * mismatch gives CRDT_ECORRUPT and nothing changes.
  */
