@@ -58,6 +58,9 @@ typedef struct {
     int state_slot;  /* 0 or 1 */
     uint64_t acc[4]; /* multiset hash of the active state */
     int acc_dirty;
+    MDB_cursor *cur; /* on @state; positioned by the last lookup */
+    MDB_dbi cur_dbi;
+    int cur_at;      /* the cursor sits on the key last looked up */
 } crdt__wctx;
 
 /* A raw txn (crdt/raw.h): a write context, or a read txn. Merge builds
@@ -66,6 +69,9 @@ struct crdt_raw {
     crdt__wctx own;
     crdt__wctx *w;   /* == &own, or borrowed */
     int write;
+    uint64_t spare_acc[4]; /* the spare slot's hash, kept here while the
+                              txn writes it, stored at commit/swap */
+    int spare_loaded, spare_dirty;
 };
 
 /* ---- merge.c ---- */
@@ -186,6 +192,9 @@ int crdt__state_put(crdt__wctx *w, const void *k, size_t kl,
                     const void *v, size_t vl, const MDB_val *old);
 int crdt__state_del(crdt__wctx *w, const void *k, size_t kl,
                     const MDB_val *old);
+/* Find @p k in the active state with the context's cursor, leaving it
+ * there so crdt__state_put() can overwrite in place. ENOTFOUND if absent. */
+int crdt__state_get(crdt__wctx *w, const void *k, size_t kl, MDB_val *out);
 void crdt__hash_entry(uint64_t out[4], const void *k, size_t kl,
                       const void *v, size_t vl);
 void crdt__acc_bytes(unsigned char out[32], const uint64_t acc[4]);

@@ -15,6 +15,9 @@
 
 int crdt__vv_from_heads(crdt_vv **out, MDB_txn *txn, crdt_replica *r);
 
+static int full(int rc);
+static int spare_store(crdt_raw *t);
+
 struct crdt_raw_cursor {
     MDB_cursor *c;
 };
@@ -58,6 +61,11 @@ crdt_raw_commit(crdt_raw *t)
     if (t == NULL)
         return CRDT_EINVAL;
     if (t->write) {
+        if ((rc = spare_store(t)) < 0) {
+            crdt__wctx_abort(t->w);
+            free(t);
+            return full(rc);
+        }
         rc = crdt__wctx_commit(t->w);
     } else {
         rc = crdt__txn_end(t->w->r, t->w->txn, 0);
@@ -245,37 +253,64 @@ hash_key(int slot)
     return slot ? "hash1" : "hash0";
 }
 
+static void
+spare_load(crdt_raw *t)
+{
+    MDB_val hv;
+    int spare = t->w->state_slot ^ 1;
+
+    if (t->spare_loaded)
+        return;
+    memset(t->spare_acc, 0, sizeof t->spare_acc);
+    if (crdt__meta_get(t->w->txn, t->w->r, hash_key(spare), &hv) == 0 &&
+        hv.mv_size == 32)
+        crdt__acc_load(t->spare_acc, hv.mv_data);
+    t->spare_loaded = 1;
+}
+
+static int
+spare_store(crdt_raw *t)
+{
+    unsigned char b[32];
+
+    if (!t->spare_dirty)
+        return CRDT_OK;
+    crdt__acc_bytes(b, t->spare_acc);
+    t->spare_dirty = 0;
+    return crdt__meta_put(t->w->txn, t->w->r, hash_key(t->w->state_slot ^ 1),
+                          b, 32);
+}
+
 int
 crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl, const void *v,
                    size_t vl)
 {
-    int spare = t->w->state_slot ^ 1;
-    MDB_val key = { kl, (void *)k }, val = { vl, (void *)v }, old, hv;
-    uint64_t acc[4] = { 0 }, h[4];
-    int rc, had;
+    MDB_dbi db;
+    MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
+    uint64_t h[4];
+    int rc;
 
     if (!t->write)
         return CRDT_EINVAL;
-    if (crdt__meta_get(t->w->txn, t->w->r, hash_key(spare), &hv) == 0 &&
-        hv.mv_size == 32)
-        crdt__acc_load(acc, hv.mv_data);
-    had = mdb_get(t->w->txn, dbi(t, CRDT_DB_STATE0 + spare), &key, &old) == 0;
-    if (had) {
-        crdt__hash_entry(h, k, kl, old.mv_data, old.mv_size);
+    spare_load(t);
+    db = dbi(t, CRDT_DB_STATE0 + (t->w->state_slot ^ 1));
+    /* one descent for a new key; an existing one hands back its value */
+    rc = mdb_put(t->w->txn, db, &key, &val, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        crdt__hash_entry(h, k, kl, val.mv_data, val.mv_size);
         for (int i = 0; i < 4; i++)
-            acc[i] -= h[i];
+            t->spare_acc[i] -= h[i];
+        val.mv_size = vl;
+        val.mv_data = (void *)v;
+        rc = mdb_put(t->w->txn, db, &key, &val, 0);
     }
+    if (rc != 0)
+        return full(crdt__mdb_err(rc));
     crdt__hash_entry(h, k, kl, v, vl);
     for (int i = 0; i < 4; i++)
-        acc[i] += h[i];
-    rc = crdt__mdb_err(mdb_put(t->w->txn, dbi(t, CRDT_DB_STATE0 + spare),
-                               &key, &val, 0));
-    if (rc == CRDT_OK) {
-        unsigned char b[32];
-        crdt__acc_bytes(b, acc);
-        rc = crdt__meta_put(t->w->txn, t->w->r, hash_key(spare), b, 32);
-    }
-    return full(rc);
+        t->spare_acc[i] += h[i];
+    t->spare_dirty = 1;
+    return CRDT_OK;
 }
 
 int
@@ -290,6 +325,9 @@ crdt_raw_spare_clear(crdt_raw *t)
     rc = crdt__mdb_err(mdb_drop(t->w->txn, dbi(t, CRDT_DB_STATE0 + spare), 0));
     if (rc == CRDT_OK)
         rc = crdt__meta_put(t->w->txn, t->w->r, hash_key(spare), zero, 32);
+    memset(t->spare_acc, 0, sizeof t->spare_acc);
+    t->spare_loaded = 1;
+    t->spare_dirty = 0;
     return full(rc);
 }
 
@@ -303,6 +341,14 @@ crdt_raw_swap_state(crdt_raw *t)
 
     if (!t->write)
         return CRDT_EINVAL;
+    if ((rc = spare_store(t)) < 0)
+        return full(rc);
+    t->spare_loaded = 0; /* the slots trade places */
+    if (w->cur != NULL) { /* the old slot is about to be emptied */
+        mdb_cursor_close(w->cur);
+        w->cur = NULL;
+        w->cur_at = 0;
+    }
     /* flush the active accumulator before leaving the slot */
     if (w->acc_dirty) {
         unsigned char b[32];

@@ -33,15 +33,25 @@ void
 crdt__hash_entry(uint64_t out[4], const void *k, size_t kl, const void *v,
                  size_t vl)
 {
-    crypto_generichash_state st;
     unsigned char h[32], len[2] = { (unsigned char)(kl >> 8),
                                     (unsigned char)kl };
+    unsigned char buf[1024];
 
-    crypto_generichash_init(&st, NULL, 0, sizeof h);
-    crypto_generichash_update(&st, len, 2);
-    crypto_generichash_update(&st, k, kl);
-    crypto_generichash_update(&st, v, vl);
-    crypto_generichash_final(&st, h, sizeof h);
+    /* the hashed bytes: klen (2, big-endian) | key | value */
+    if (2 + kl + vl <= sizeof buf) { /* one call: the common, fast case */
+        memcpy(buf, len, 2);
+        memcpy(buf + 2, k, kl);
+        if (vl)
+            memcpy(buf + 2 + kl, v, vl);
+        crypto_generichash(h, sizeof h, buf, 2 + kl + vl, NULL, 0);
+    } else {
+        crypto_generichash_state st;
+        crypto_generichash_init(&st, NULL, 0, sizeof h);
+        crypto_generichash_update(&st, len, 2);
+        crypto_generichash_update(&st, k, kl);
+        crypto_generichash_update(&st, v, vl);
+        crypto_generichash_final(&st, h, sizeof h);
+    }
     for (int i = 0; i < 4; i++) {
         uint64_t x = 0;
         for (int j = 7; j >= 0; j--)
@@ -76,6 +86,37 @@ acc_add(crdt__wctx *w, const void *k, size_t kl, const void *v, size_t vl,
     w->acc_dirty = 1;
 }
 
+static int
+cursor_ready(crdt__wctx *w)
+{
+    int rc;
+
+    if (w->cur != NULL && w->cur_dbi == w->state)
+        return CRDT_OK;
+    if (w->cur != NULL)
+        mdb_cursor_close(w->cur);
+    w->cur = NULL;
+    w->cur_at = 0;
+    rc = mdb_cursor_open(w->txn, w->state, &w->cur);
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    w->cur_dbi = w->state;
+    return CRDT_OK;
+}
+
+int
+crdt__state_get(crdt__wctx *w, const void *k, size_t kl, MDB_val *out)
+{
+    MDB_val key = { kl, (void *)k };
+    int rc;
+
+    if ((rc = cursor_ready(w)) < 0)
+        return rc;
+    rc = mdb_cursor_get(w->cur, &key, out, MDB_SET_KEY);
+    w->cur_at = rc == 0;
+    return rc == MDB_NOTFOUND ? CRDT_ENOTFOUND : crdt__mdb_err(rc);
+}
+
 int
 crdt__state_put(crdt__wctx *w, const void *k, size_t kl, const void *v,
                 size_t vl, const MDB_val *old)
@@ -88,7 +129,13 @@ crdt__state_put(crdt__wctx *w, const void *k, size_t kl, const void *v,
     if (old != NULL)
         acc_add(w, k, kl, old->mv_data, old->mv_size, -1);
     acc_add(w, k, kl, v, vl, +1);
-    rc = mdb_put(w->txn, w->state, &key, &val, 0);
+    if ((rc = cursor_ready(w)) < 0)
+        return rc;
+    /* @old came from crdt__state_get() on this key, which left the cursor
+     * on it: overwrite in place, one B-tree descent instead of two */
+    rc = mdb_cursor_put(w->cur, &key, &val,
+                        old != NULL && w->cur_at ? MDB_CURRENT : 0);
+    w->cur_at = 0;
     return crdt__mdb_err(rc);
 }
 
@@ -98,6 +145,7 @@ crdt__state_del(crdt__wctx *w, const void *k, size_t kl, const MDB_val *old)
     MDB_val key = { kl, (void *)k };
 
     acc_add(w, k, kl, old->mv_data, old->mv_size, -1);
+    w->cur_at = 0;
     return crdt__mdb_err(mdb_del(w->txn, w->state, &key, NULL));
 }
 
@@ -142,8 +190,9 @@ crdt__wctx_commit(crdt__wctx *w)
         crdt__wctx_abort(w);
         return rc;
     }
-    rc = crdt__txn_end(w->r, w->txn, 1);
+    rc = crdt__txn_end(w->r, w->txn, 1); /* closes the cursor too */
     w->txn = NULL;
+    w->cur = NULL;
     return rc;
 }
 
@@ -153,6 +202,7 @@ crdt__wctx_abort(crdt__wctx *w)
     if (w->txn)
         crdt__txn_end(w->r, w->txn, 0);
     w->txn = NULL;
+    w->cur = NULL;
 }
 
 /* ---- stamps ---- */
@@ -170,10 +220,7 @@ stamp_newer(uint64_t hlc, const crdt_actor *a, const unsigned char *old)
 static int
 get(crdt__wctx *w, const crdt__key *k, MDB_val *out)
 {
-    MDB_val key = { k->len, (void *)k->b };
-    int rc = mdb_get(w->txn, w->state, &key, out);
-
-    return rc == MDB_NOTFOUND ? CRDT_ENOTFOUND : crdt__mdb_err(rc);
+    return crdt__state_get(w, k->b, k->len, out);
 }
 
 /* ---- the observed part of removes ---- */
