@@ -7,7 +7,8 @@
  *            (every epoch record the sender holds, by number)
  *   2 BUSY   [2, retry_after_ms]
  *   3 REJECT [3, reason]             (we quarantined our unsynced ops)
- *   4 SNAP_BEGIN [4, epoch_id, state_hash]
+ *   4 SNAP_BEGIN [4, epoch_id, state_hash, [record...]]  (records again:
+ *                the giver may have made an epoch since its HELLO)
  *   5 SNAP_CHUNK [5, [key, value, key, value, ...]]
  *   6 SNAP_END   [6]
  *   7 CHANGES    [7, [change...]]
@@ -222,12 +223,21 @@ build_snapshot(crdtnet_session *s)
         return CRDT_OK;
     }
     if (s->snap_phase == 0) {
+        epoch_info *all = NULL;
+        size_t n_all = 0;
+
         if ((rc = epoch_snapshot_open(&s->snap, s->r, id, hash)) < 0)
             return rc;
-        msgpack_pack_array(&s->out.pk, 3);
+        if ((rc = epoch_all(&all, &n_all, s->r)) < 0)
+            return rc;
+        msgpack_pack_array(&s->out.pk, 4);
         msgpack_pack_uint64(&s->out.pk, M_SNAP_BEGIN);
         crdt__enc_bin(&s->out, id, sizeof id);
         crdt__enc_bin(&s->out, hash, sizeof hash);
+        msgpack_pack_array(&s->out.pk, n_all);
+        for (size_t i = 0; i < n_all; i++)
+            crdt__enc_bin(&s->out, all[i].raw, all[i].raw_len);
+        epoch_chain_free(all, n_all);
         s->snap_phase = 1;
         s->rep.snapshot_sent = 1;
         return CRDT_OK;
@@ -731,8 +741,20 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
     if (type == M_SNAP_BEGIN) {
         if (s->reset != NULL ||
             crdt__mp_bin_fixed(m, id, sizeof id) < 0 ||
-            crdt__mp_bin_fixed(m, s->reset_hash, sizeof s->reset_hash) < 0)
+            crdt__mp_bin_fixed(m, s->reset_hash, sizeof s->reset_hash) < 0 ||
+            crdt__mp_array(m, &n) < 0)
             return fail(s, CRDT_EPROTO, "malformed SNAP_BEGIN", 1);
+        for (uint32_t i = 0; i < n; i++) {
+            const unsigned char *rec;
+            uint32_t rl;
+            size_t len;
+            if (crdt__mp_bin(m, &rec, &rl) < 0)
+                return fail(s, CRDT_EPROTO, "malformed SNAP_BEGIN", 1);
+            len = rl;
+            if ((rc = epoch_store_records(s->r, &rec, &len, 1)) < 0)
+                return fail(s, rc == CRDT_EBUSY ? rc : CRDT_EAUTH,
+                            "invalid epoch record from peer", 1);
+        }
         rc = epoch_reset_begin(&s->reset, s->r, id, NULL);
         if (rc == CRDT_EBUSY) {
             s->rep.busy_retry_ms = 1000;
@@ -882,7 +904,7 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
     case M_SNAP_CHUNK:
     case M_SNAP_LOG:
     case M_SNAP_END:
-        if ((type == M_SNAP_BEGIN && n != 3) ||
+        if ((type == M_SNAP_BEGIN && n != 4) ||
             ((type == M_SNAP_CHUNK || type == M_SNAP_LOG) && n != 2) ||
             (type == M_SNAP_END && n != 1))
             return fail(s, CRDT_EPROTO, "malformed snapshot message", 1);
