@@ -198,6 +198,9 @@ int cli_member_add(crdt_replica *r, const unsigned char *pubkey);
 /* ---- the commands ---- */
 
 int cmd_init(const cli_cmd *cmd, int argc, char **argv);
+int cmd_backup(const cli_cmd *cmd, int argc, char **argv);
+int cmd_restore(const cli_cmd *cmd, int argc, char **argv);
+int cmd_phrase(const cli_cmd *cmd, int argc, char **argv);
 int cmd_id(const cli_cmd *cmd, int argc, char **argv);
 int cmd_member(const cli_cmd *cmd, int argc, char **argv);
 int cmd_write(const cli_cmd *cmd, int argc, char **argv); /* put incr ... */

@@ -95,9 +95,18 @@ static const cli_cmd COMMANDS[] = {
       "\"reason\",\"op\"}\n"
       "  apply         re-apply them as new local writes in the current\n"
       "                schema; those that still do not fit stay\n" },
-    { "backup", NULL, "backup DIR FILE", "consistent online backup", NULL },
-    { "restore", NULL, "restore FILE DIR",
-      "restore a backup into a new directory", NULL },
+    { "backup", cmd_backup, "backup DIR FILE [--json]",
+      "consistent online backup (writers keep writing)",
+      "  FILE is written atomically (temp file, fsync, rename) and records\n"
+      "  the space, the epoch and the state hash of the copied snapshot.\n" },
+    { "restore", cmd_restore, "restore FILE DIR [--json]",
+      "restore a backup into a new directory",
+      "  Refuses a non-empty DIR and a damaged backup (exit 6). The restored\n"
+      "  replica is a new incarnation: it writes under a new actor id and\n"
+      "  catches up by sync like any stale replica.\n" },
+    { "phrase", cmd_phrase, "phrase [--words N]",
+      "print a fresh recovery phrase (for init --phrase-file)",
+      "  N is 12 to 24 (default 24). Keep it secret: it is the identity.\n" },
     { "verify", cmd_verify, "verify DIR [--json]",
       "check the state hash and every change of the log",
       "  Recomputes the state hash from the stored state and compares it\n"

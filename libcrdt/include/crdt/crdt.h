@@ -9,11 +9,13 @@
  *   crdt/vv.h       version vectors
  *   crdt/sync.h     export what a peer lacks, merge remote changes
  *   crdt/change.h   decode a change (inspection)
+ *   crdt/backup.h   online backup and restore
  *   crdt/raw.h      storage access for the epoch layer
  */
 #ifndef CRDT_CRDT_H
 #define CRDT_CRDT_H
 
+#include "crdt/backup.h"
 #include "crdt/change.h"
 #include "crdt/error.h"
 #include "crdt/raw.h"

@@ -1,0 +1,110 @@
+/*
+ * cmd_backup.c: `strata backup DIR FILE`, `strata restore FILE DIR` and
+ * `strata phrase`: online backups, restore into a new directory, and a
+ * fresh recovery phrase.
+ */
+#include <string.h>
+
+#include "cli.h"
+
+static json_t *
+info_json(const crdt_backup_info *b)
+{
+    char space[2 * CRDT_SPACE_ID_BYTES + 1], id[2 * CRDT_HASH_BYTES + 1];
+    char hash[2 * CRDT_HASH_BYTES + 1];
+
+    crdt_hex(space, b->space_id, CRDT_SPACE_ID_BYTES);
+    crdt_hex(id, b->epoch_id, CRDT_HASH_BYTES);
+    crdt_hex(hash, b->state_hash, CRDT_HASH_BYTES);
+    return json_pack("{s:s, s:{s:I, s:s}, s:s, s:I, s:I}", "space_id", space,
+                     "epoch", "number", (json_int_t)b->epoch_number, "id", id,
+                     "state_hash", hash, "ops", (json_int_t)b->ops_total,
+                     "created_ms", (json_int_t)b->created_ms);
+}
+
+static int
+print_info(const crdt_backup_info *b, int as_json, const char *verb,
+           const char *where)
+{
+    char hash[2 * CRDT_HASH_BYTES + 1];
+
+    if (as_json)
+        return cli_emit(info_json(b));
+    crdt_hex(hash, b->state_hash, CRDT_HASH_BYTES);
+    printf("%s %s: epoch %llu, %llu ops, state hash %s\n", verb, where,
+           (unsigned long long)b->epoch_number,
+           (unsigned long long)b->ops_total, hash);
+    return CLI_OK;
+}
+
+int
+cmd_backup(const cli_cmd *cmd, int argc, char **argv)
+{
+    static const cli_opt opts[] = { { "json", 0 }, { NULL, 0 } };
+    crdt_backup_info info;
+    crdt_replica *r;
+    cli_args a;
+    int rc;
+
+    rc = cli_parse(&a, cmd, argc, argv, opts, 2, 2);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
+    if ((rc = cli_open(&r, a.pos[0], 0)) != CLI_OK)
+        return rc;
+    rc = crdt_backup(&info, r, a.pos[1]);
+    crdt_replica_close(r);
+    if (rc < 0)
+        return cli_fail("backup", rc);
+    return print_info(&info, cli_has(&a, 0), "backed up to", a.pos[1]);
+}
+
+int
+cmd_restore(const cli_cmd *cmd, int argc, char **argv)
+{
+    static const cli_opt opts[] = { { "json", 0 }, { NULL, 0 } };
+    crdt_backup_info info;
+    cli_args a;
+    int rc;
+
+    rc = cli_parse(&a, cmd, argc, argv, opts, 2, 2);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
+    rc = crdt_restore(&info, a.pos[0], a.pos[1]);
+    if (rc == CRDT_EEXISTS)
+        return cli_error(CLI_EUSAGE, "restore",
+                         "%s is not empty; restore never overwrites a replica",
+                         a.pos[1]);
+    if (rc == CRDT_ENOTFOUND)
+        return cli_error(CLI_ENOTFOUND, "restore", "%s: no such backup",
+                         a.pos[0]);
+    if (rc == CRDT_ECORRUPT)
+        return cli_error(CLI_EDATA, "restore",
+                         "%s: the backup is damaged (hash mismatch)",
+                         a.pos[0]);
+    if (rc < 0)
+        return cli_fail("restore", rc);
+    return print_info(&info, cli_has(&a, 0), "restored into", a.pos[1]);
+}
+
+int
+cmd_phrase(const cli_cmd *cmd, int argc, char **argv)
+{
+    static const cli_opt opts[] = { { "words", 1 }, { NULL, 0 } };
+    char buf[512];
+    long long words = 24;
+    cli_args a;
+    int rc;
+
+    rc = cli_parse(&a, cmd, argc, argv, opts, 0, 0);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
+    if (a.opt[0] != NULL &&
+        (cli_parse_int64(&words, a.opt[0]) < 0 || words < 12 || words > 24))
+        return cli_usage(cmd, "--words must be 12 to 24");
+    rc = crdt_phrase_generate(buf, sizeof buf, (int)words);
+    if (rc < 0)
+        return cli_fail("phrase", rc);
+    printf("%s\n", buf);
+    memset(buf, 0, sizeof buf);
+    return CLI_OK;
+}
