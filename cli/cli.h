@@ -195,9 +195,17 @@ int cli_emit(json_t *j);
  */
 int cli_member_add(crdt_replica *r, const unsigned char *pubkey);
 
+/* ---- hostport.c ---- */
+
+/** Split "HOST:PORT" or "[V6]:PORT"; 0 on success, -1 if malformed. */
+int cli_split_hostport(char *host, size_t hsize, char *port, size_t psize,
+                       const char *arg);
+
 /* ---- the commands ---- */
 
 int cmd_init(const cli_cmd *cmd, int argc, char **argv);
+int cmd_sync(const cli_cmd *cmd, int argc, char **argv);
+int cmd_serve(const cli_cmd *cmd, int argc, char **argv);
 int cmd_backup(const cli_cmd *cmd, int argc, char **argv);
 int cmd_restore(const cli_cmd *cmd, int argc, char **argv);
 int cmd_phrase(const cli_cmd *cmd, int argc, char **argv);

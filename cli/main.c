@@ -83,10 +83,24 @@ static const cli_cmd COMMANDS[] = {
       "  creation time and state hash of each epoch. --json: an array of\n"
       "  {\"number\",\"id\",\"parent\",\"schema\",\"lens\",\"custom\",\n"
       "   \"created_ms\",\"state_hash\"}.\n" },
-    { "serve", NULL, "serve DIR... --listen HOST:PORT [--peer HOST:PORT]...",
-      "run the sync daemon", NULL },
-    { "sync", NULL, "sync DIR HOST:PORT [--json]",
-      "one sync session with a peer", NULL },
+    { "serve", cmd_serve,
+      "serve DIR... --listen HOST:PORT [--peer HOST:PORT]... "
+      "[--backup-dir D --backup-every SECONDS [--backup-keep N]]",
+      "run the sync daemon for one or more replicas",
+      "  Serves every space given, pushes local changes (also those written\n"
+      "  by other processes) to connected peers within a second, and keeps\n"
+      "  a live session to each --peer, reconnecting with backoff.\n"
+      "  --backup-dir/--backup-every take backups on a schedule, keeping the\n"
+      "  last --backup-keep (default 5). SIGTERM or SIGINT stop it cleanly.\n" },
+    { "sync", cmd_sync,
+      "sync DIR HOST:PORT [--json] [--max-epochs-behind N] [--max-age-ms MS]",
+      "one sync session with a peer, then a report of what moved",
+      "  Exit 3: busy (a migration; retry). 4: rejected beyond policy, this\n"
+      "  replica's unsynced ops are in its quarantine. 5: authentication\n"
+      "  refused. --json prints {\"changes_sent\",\"changes_received\",\n"
+      "  \"ops_received\",\"snapshot_received\",\"snapshot_sent\",\n"
+      "  \"snapshot_entries\",\"rebased\",\"quarantined\",\"rejected\",\n"
+      "  \"in_sync\",\"reason\",\"state_hash\",\"busy_retry_ms\"}.\n" },
     { "quarantine", cmd_quarantine, "quarantine DIR [ls|export|apply] [--json]",
       "ops that could not be rebased: list, export, re-apply",
       "  ls (default)  one line per op: actor, seq, reason, op as JSON\n"

@@ -1,0 +1,119 @@
+/*
+ * cmd_sync.c: `strata sync DIR HOST:PORT [--json]`: one authenticated,
+ * encrypted session with a peer, then a report of what moved.
+ *
+ * Exit codes: 0 done; 3 busy (a migration on either side; retry after
+ * the reported delay); 4 rejected (beyond policy: this replica's
+ * unsynced ops went to its quarantine, `strata quarantine ls`); 5 the
+ * handshake was refused (not a member, wrong space, bad signature);
+ * 6 the peer sent bad data; 7 I/O (connect failed, timeout).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "crdtnet/conn.h"
+
+static json_t *
+report_json(const crdtnet_report *rep, int rc)
+{
+    char hash[2 * CRDT_HASH_BYTES + 1];
+
+    crdt_hex(hash, rep->state_hash, CRDT_HASH_BYTES);
+    return json_pack("{s:I, s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:b, s:b,"
+                     " s:s, s:s, s:I}",
+                     "changes_sent", (json_int_t)rep->changes_sent,
+                     "changes_received", (json_int_t)rep->changes_received,
+                     "ops_received", (json_int_t)rep->ops_received,
+                     "snapshot_received", rep->snapshot_received,
+                     "snapshot_sent", rep->snapshot_sent,
+                     "snapshot_entries",
+                     (json_int_t)(rep->snapshot_entries_received +
+                                  rep->snapshot_entries_sent),
+                     "rebased", (json_int_t)rep->rebased_ops,
+                     "quarantined", (json_int_t)rep->quarantined_ops,
+                     "rejected", rep->rejected, "in_sync", rep->in_sync,
+                     "reason", rep->reason, "state_hash", hash,
+                     "busy_retry_ms", (json_int_t)(rc == CRDT_EBUSY
+                                                       ? rep->busy_retry_ms
+                                                       : 0));
+}
+
+int
+cmd_sync(const cli_cmd *cmd, int argc, char **argv)
+{
+    static const cli_opt opts[] = {
+        { "json", 0 }, { "max-epochs-behind", 1 }, { "max-age-ms", 1 },
+        { "timeout-ms", 1 }, { NULL, 0 }
+    };
+    crdtnet_conn_options co = CRDTNET_CONN_OPTIONS_INIT;
+    crdtnet_report rep;
+    crdt_replica *r;
+    char host[256], port[16];
+    long long n;
+    cli_args a;
+    int rc, code;
+
+    rc = cli_parse(&a, cmd, argc, argv, opts, 2, 2);
+    if (rc != CLI_OK)
+        return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
+    if (cli_split_hostport(host, sizeof host, port, sizeof port, a.pos[1]) < 0)
+        return cli_usage(cmd, "bad address %s (want HOST:PORT)", a.pos[1]);
+    if (a.opt[1] != NULL) {
+        if (cli_parse_int64(&n, a.opt[1]) < 0 || n < 0 || n > 1000000)
+            return cli_usage(cmd, "bad --max-epochs-behind");
+        co.policy.max_epochs_behind = (uint32_t)n;
+    }
+    if (a.opt[2] != NULL) {
+        if (cli_parse_int64(&n, a.opt[2]) < 0 || n < 0)
+            return cli_usage(cmd, "bad --max-age-ms");
+        co.policy.max_age_ms = (uint64_t)n;
+    }
+    if (a.opt[3] != NULL) {
+        if (cli_parse_int64(&n, a.opt[3]) < 0 || n <= 0 || n > 3600000)
+            return cli_usage(cmd, "bad --timeout-ms");
+        co.idle_timeout_ms = (int)n;
+        co.connect_timeout_ms = (int)n;
+        co.handshake_timeout_ms = (int)n;
+    }
+    if ((rc = cli_open(&r, a.pos[0], 1)) != CLI_OK)
+        return rc;
+    memset(&rep, 0, sizeof rep);
+    rc = crdtnet_sync_connect(&rep, r, host, port, &co);
+    crdt_replica_close(r);
+
+    if (rc == CRDT_OK && rep.rejected)
+        rc = CRDT_EREJECTED;
+    code = rc == CRDT_OK ? CLI_OK : cli_exit_code(rc);
+    if (cli_has(&a, 0) && (rc == CRDT_OK || rc == CRDT_EREJECTED ||
+                           rc == CRDT_EBUSY)) {
+        int e = cli_emit(report_json(&rep, rc));
+        if (e != CLI_OK)
+            return e;
+    } else if (rc == CRDT_OK) {
+        printf("sent %llu changes, received %llu (%llu ops)%s%s, "
+               "rebased %llu, quarantined %llu; %s\n",
+               (unsigned long long)rep.changes_sent,
+               (unsigned long long)rep.changes_received,
+               (unsigned long long)rep.ops_received,
+               rep.snapshot_received ? ", reset to the peer's epoch" : "",
+               rep.snapshot_sent ? ", sent a snapshot" : "",
+               (unsigned long long)rep.rebased_ops,
+               (unsigned long long)rep.quarantined_ops,
+               rep.in_sync ? "in sync" : "not yet in sync");
+    }
+    if (rc == CRDT_OK)
+        return CLI_OK;
+    if (rc == CRDT_EREJECTED)
+        return cli_error(code, "sync", "%s; %llu ops moved to quarantine "
+                         "(strata quarantine ls %s)",
+                         rep.reason[0] ? rep.reason : "rejected",
+                         (unsigned long long)rep.quarantined_ops, a.pos[0]);
+    if (rc == CRDT_EBUSY)
+        return cli_error(code, "sync", "busy: %s; retry in %llu ms",
+                         rep.reason[0] ? rep.reason
+                                       : "a migration is in progress",
+                         (unsigned long long)rep.busy_retry_ms);
+    return cli_error(code, "sync", "%s",
+                     rep.reason[0] ? rep.reason : crdt_strerror(rc));
+}

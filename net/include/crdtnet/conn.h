@@ -1,0 +1,160 @@
+/**
+ * @file crdtnet/conn.h
+ * Sync sessions over TCP: the socket layer under crdtnet/session.h, and
+ * the membership rule the handshake applies.
+ *
+ * One connection is driven by one thread with blocking sockets and
+ * poll() timeouts: frames (crdtnet/frame.h) carry the handshake
+ * (crdtnet/handshake.h), then every session message (crdtnet/session.h)
+ * is sealed in the encrypted channel (crdtnet/channel.h). The layout on
+ * the wire is in docs/protocol.md ("Sessions over TCP").
+ *
+ * What this layer promises the one above: a function here returns only
+ * after the socket is closed; data moves only after both sides proved
+ * their identity and membership; every wait is bounded by a timeout or
+ * the stop flag; memory held for a peer that has not authenticated is
+ * at most its 4 KiB handshake frame plus about 2 KiB of state.
+ */
+#ifndef CRDTNET_CONN_H
+#define CRDTNET_CONN_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crdt/crdt.h"
+#include "crdtnet/session.h"
+#include "epoch/epoch.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- membership ---------------------------------------------------- */
+
+/** The collection that holds a space's member set. */
+#define CRDTNET_MEMBERS_COLL "$members"
+/** The register field that is true for a member. */
+#define CRDTNET_MEMBERS_FIELD "member"
+
+/**
+ * Is @p pk a member of @p r's space? Membership is ordinary replicated
+ * data: document CRDTNET_MEMBERS_COLL / (lowercase hex of @p pk, 64
+ * characters), register CRDTNET_MEMBERS_FIELD == true. It travels with
+ * every sync.
+ * @return 1 if a member, 0 if not or if the replica cannot be read
+ *         (fails closed).
+ */
+int crdtnet_is_member(crdt_replica *r, const unsigned char pk[32]);
+
+/**
+ * Count the members of @p r's space (documents of CRDTNET_MEMBERS_COLL
+ * whose register CRDTNET_MEMBERS_FIELD is true). A replica that joined a
+ * space and never synced has 0.
+ * @param[out] out  the count, written on success
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_EIO.
+ */
+int crdtnet_member_count(crdt_replica *r, uint64_t *out);
+
+/* ---- connections --------------------------------------------------- */
+
+/**
+ * Receives one log line (no prefix, no newline), for instance
+ * "127.0.0.1:40112: handshake failed: not a member of this space".
+ * Called from the connection's thread; @p ctx is passed last.
+ */
+typedef void (*crdtnet_log_fn)(const char *line, void *ctx);
+
+/** Connection settings; start from CRDTNET_CONN_OPTIONS_INIT. */
+typedef struct {
+    unsigned int version;     /**< 1 */
+    /**
+     * Stay connected after the first full exchange and push changes both
+     * ways as they are committed, by this or any other process, within
+     * about 250 ms. Ends when the peer closes, on the idle timeout or on
+     * @c stop.
+     */
+    int live;
+    epoch_policy policy;      /**< for stale or forked peers */
+    size_t batch_bytes;       /**< session message target; 0 = default */
+    int connect_timeout_ms;   /**< TCP connect; 0 = 10000 */
+    int handshake_timeout_ms; /**< from accept/connect to authenticated;
+                                   0 = 10000 */
+    /**
+     * Nothing received for this long ends the connection; also bounds a
+     * write that makes no progress. 0 = 30000. A live connection sends
+     * a keepalive after a third of it without traffic.
+     */
+    int idle_timeout_ms;
+    /**
+     * Client only. By default a client whose member set is empty (it
+     * joined a space and never synced) trusts the server it connected to
+     * (trust on first use). Nonzero: always check strictly.
+     */
+    int no_tofu;
+    /**
+     * Nonzero asks the connection to end: it sends its final message
+     * and closes within about 250 ms (plus at most one second waiting
+     * for the peer's). May be NULL. Setting it is async-signal-safe.
+     */
+    volatile sig_atomic_t *stop;
+    crdtnet_log_fn log;       /**< one line per event, or NULL: silent */
+    void *log_ctx;            /**< passed to @c log */
+} crdtnet_conn_options;
+
+#define CRDTNET_CONN_OPTIONS_INIT                                           \
+    { 1, 0, { 0, 0 }, 0, 0, 0, 0, 0, NULL, NULL, NULL }
+
+/**
+ * Connect to @p host : @p port (IPv4 or IPv6, getaddrinfo), authenticate
+ * as a client with @p r's space id and identity, run one sync session to
+ * its end (or, with @c live, until the peer closes or @c stop), send our
+ * final message and close.
+ *
+ * The server is accepted if it is in @p r's member set, or if that set
+ * is empty and @c no_tofu is 0 (trust on first use: the member set then
+ * arrives with the sync).
+ *
+ * @p r must be epoch_attach()ed. Safe to call from several threads at
+ * once on the same replica.
+ * @param[out] out  may be NULL; zeroed, then filled on every path: the
+ *                  session's report, and on failure @c reason says why
+ *                  (for instance "peer: not a member of this space")
+ * @param opts      settings, or NULL for the defaults
+ * @return CRDT_OK (the session finished: both sides hold the same data);
+ *         CRDT_EAUTH (handshake refused either way; see out->reason);
+ *         CRDT_EBUSY (the peer or we are migrating; retry after
+ *         out->busy_retry_ms); CRDT_EREJECTED (stale or forked beyond
+ *         policy: out->rejected, our unsynced ops are in quarantine);
+ *         CRDT_EVERSION; CRDT_EPROTO (malformed or oversized frame);
+ *         CRDT_ECORRUPT; CRDT_EFULL; CRDT_EIO (connect failed, timeout,
+ *         connection lost); CRDT_EINVAL (bad arguments).
+ */
+int crdtnet_sync_connect(crdtnet_report *out, crdt_replica *r,
+                         const char *host, const char *port,
+                         const crdtnet_conn_options *opts);
+
+/**
+ * Serve one accepted connection: authenticate as a server for whichever
+ * of the @p n replicas has the space the client asks for (strictly: a
+ * client outside that replica's member set is refused and nothing
+ * moves), then run a session until it ends, the peer closes, the idle
+ * timeout, or @c stop. Closes @p fd on every path.
+ *
+ * Each replica must be epoch_attach()ed. Safe to call from several
+ * threads at once on the same replicas.
+ * @param fd        a connected TCP socket; this function owns it
+ * @param out       may be NULL; as for crdtnet_sync_connect()
+ * @return CRDT_OK (the session ended well: finished, or a live session
+ *         that the peer or @c stop closed); the codes of
+ *         crdtnet_sync_connect().
+ */
+int crdtnet_serve_conn(int fd, crdt_replica *const *replicas, size_t n,
+                       const crdtnet_conn_options *opts,
+                       crdtnet_report *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

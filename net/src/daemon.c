@@ -1,0 +1,573 @@
+/*
+ * daemon.c: the sync daemon (crdtnet/daemon.h): accept connections and
+ * keep live sessions with configured peers, one thread per connection.
+ *
+ *   new (bind, listen) --run--> RUNNING --stop()--> STOPPING --> run
+ *                                                    returns --> free
+ *
+ * Threads:
+ *   - the caller of crdtnet_daemon_run(): polls the listening socket and
+ *     the stop pipe, accepts, starts connection threads, reaps finished
+ *     ones;
+ *   - one thread per accepted connection: crdtnet__serve_conn();
+ *   - one thread per (configured peer, replica): connect, run a live
+ *     session, reconnect with exponential backoff and jitter.
+ * Invariants:
+ *  (1) At most max_conns accepted connections and max_handshakes of them
+ *      not yet authenticated exist at once; beyond that a connection is
+ *      closed at once, before any byte is read (TESTING B19, S5).
+ *  (2) Every wait polls the stop pipe or is at most 250 ms (the stop flag,
+ *      in conn.c), so stop() ends every thread within about a second:
+ *      the pipe is written once and never drained, so every poller sees
+ *      it readable from then on.
+ *  (3) stop() only stores to a sig_atomic_t and write()s to a pipe, so a
+ *      signal handler may call it.
+ *  (4) Every thread started is joined before run() returns.
+ */
+#define _GNU_SOURCE /* accept4, pipe2 */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "crdtnet/daemon.h"
+#include "io_internal.h"
+
+#define HOST_MAX 256
+#define PORT_MAX 32
+
+struct crdtnet_daemon;
+
+typedef struct dconn {
+    struct crdtnet_daemon *d;
+    pthread_t th;
+    int fd;
+    int authed; /* its handshake slot was given back */
+    int done;   /* the thread finished: join it */
+    struct dconn *next;
+} dconn;
+
+typedef struct {
+    struct crdtnet_daemon *d;
+    pthread_t th;
+    int started;
+    int authed;
+    crdt_replica *r;
+    char host[HOST_MAX];
+    char port[PORT_MAX];
+} dpeer;
+
+struct crdtnet_daemon {
+    crdt_replica **reps;
+    size_t n;
+    int lfd;
+    int port;
+    char where[HOST_MAX + PORT_MAX]; /* the bound address, for logs */
+    int pipe_r, pipe_w;
+    volatile sig_atomic_t stop;
+    crdtnet_conn_options copts; /* live, our stop flag, our log */
+    crdtnet_log_fn user_log;
+    void *user_log_ctx;
+    int quiet;
+    unsigned max_conns, max_hs;
+    int backoff_min, backoff_max;
+    dpeer *peers;
+    size_t n_peers;
+    pthread_mutex_t mu;
+    dconn *conns;
+    unsigned n_conns, n_hs;
+    int ran;
+    long long refused_logged_ms;
+    unsigned long refused;
+};
+
+static void
+daemon_log(const char *line, void *ctx)
+{
+    crdtnet_daemon *d = ctx;
+
+    if (d->quiet)
+        return;
+    if (d->user_log != NULL)
+        d->user_log(line, d->user_log_ctx);
+    else /* one call, so lines from threads do not interleave */
+        fprintf(stderr, CRDTNET_DAEMON_LOG_PREFIX "%s\n", line);
+}
+
+static void
+dlogf(crdtnet_daemon *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+dlogf(crdtnet_daemon *d, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    daemon_log(line, d);
+}
+
+/* Wait up to @p ms or until stop; 1 if stopping (keeps (2)). */
+static int
+wait_stop(crdtnet_daemon *d, long long ms)
+{
+    long long end = crdtnet__now_ms() + ms, left;
+    struct pollfd pfd;
+
+    while (!d->stop) {
+        left = end - crdtnet__now_ms();
+        if (left <= 0)
+            return 0;
+        pfd.fd = d->pipe_r;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
+        if (poll(&pfd, 1, left > 1000 ? 1000 : (int)left) > 0)
+            break;
+    }
+    return 1;
+}
+
+/* ---- listening ---------------------------------------------------- */
+
+static int
+bind_listen(crdtnet_daemon *d, const char *host, const char *port)
+{
+    struct addrinfo hints, *res = NULL, *ai;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = -1, one = 1, rc, err = 0;
+
+    if (host != NULL && (host[0] == '\0' || strcmp(host, "*") == 0))
+        host = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        dlogf(d, "cannot resolve %s:%s: %s", host ? host : "*", port,
+              gai_strerror(rc));
+        return CRDT_EIO;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = socket(ai->ai_family,
+                    ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+            listen(fd, 128) == 0)
+            break;
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        dlogf(d, "cannot listen on %s:%s: %s", host ? host : "*", port,
+              strerror(err));
+        return CRDT_EIO;
+    }
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+        char h[INET6_ADDRSTRLEN] = "?";
+
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+
+            d->port = ntohs(a->sin_port);
+            inet_ntop(AF_INET, &a->sin_addr, h, sizeof h);
+            snprintf(d->where, sizeof d->where, "%s:%d", h, d->port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+
+            d->port = ntohs(a->sin6_port);
+            inet_ntop(AF_INET6, &a->sin6_addr, h, sizeof h);
+            snprintf(d->where, sizeof d->where, "[%s]:%d", h, d->port);
+        }
+    }
+    d->lfd = fd;
+    return CRDT_OK;
+}
+
+int
+crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
+                   size_t n, const char *listen_host,
+                   const char *listen_port, const char *const *peers,
+                   size_t n_peers, const crdtnet_daemon_options *opts)
+{
+    crdtnet_daemon_options defaults = CRDTNET_DAEMON_OPTIONS_INIT;
+    unsigned char a[CRDT_SPACE_ID_BYTES], b[CRDT_SPACE_ID_BYTES];
+    crdtnet_daemon *d;
+    int fds[2], rc;
+    size_t i, j, k;
+
+    if (out == NULL || replicas == NULL || n == 0 || listen_port == NULL ||
+        (n_peers > 0 && peers == NULL))
+        return CRDT_EINVAL;
+    for (i = 0; i < n; i++) {
+        if (replicas[i] == NULL)
+            return CRDT_EINVAL;
+        crdt_replica_space_id(replicas[i], a);
+        for (j = 0; j < i; j++) {
+            crdt_replica_space_id(replicas[j], b);
+            if (memcmp(a, b, sizeof a) == 0)
+                return CRDT_EINVAL; /* two replicas of one space */
+        }
+    }
+    if (opts == NULL)
+        opts = &defaults;
+    d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return CRDT_ENOMEM;
+    d->lfd = d->pipe_r = d->pipe_w = -1;
+    d->copts = opts->conn;
+    d->copts.version = 1;
+    d->copts.live = 1;
+    d->copts.stop = &d->stop;
+    d->copts.log = daemon_log;
+    d->copts.log_ctx = d;
+    d->user_log = opts->conn.log;
+    d->user_log_ctx = opts->conn.log_ctx;
+    d->quiet = opts->quiet;
+    d->max_conns = opts->max_conns ? opts->max_conns : 256;
+    d->max_hs = opts->max_handshakes ? opts->max_handshakes : 128;
+    d->backoff_min = opts->backoff_min_ms > 0 ? opts->backoff_min_ms : 1000;
+    d->backoff_max =
+        opts->backoff_max_ms > 0 ? opts->backoff_max_ms : 60000;
+    if (d->backoff_max < d->backoff_min)
+        d->backoff_max = d->backoff_min;
+    rc = CRDT_ENOMEM;
+    d->reps = calloc(n, sizeof *d->reps);
+    if (d->reps == NULL)
+        goto fail;
+    memcpy(d->reps, replicas, n * sizeof *d->reps);
+    d->n = n;
+    if (n_peers > 0) {
+        d->peers = calloc(n_peers * n, sizeof *d->peers);
+        if (d->peers == NULL)
+            goto fail;
+    }
+    for (i = 0, k = 0; i < n_peers; i++) {
+        char host[HOST_MAX], port[PORT_MAX];
+
+        if (crdtnet__split_hostport(host, sizeof host, port, sizeof port,
+                                    peers[i]) != CRDT_OK) {
+            dlogf(d, "bad peer address \"%s\": expected HOST:PORT",
+                  peers[i] ? peers[i] : "");
+            rc = CRDT_EINVAL;
+            goto fail;
+        }
+        for (j = 0; j < n; j++, k++) {
+            d->peers[k].d = d;
+            d->peers[k].r = replicas[j];
+            memcpy(d->peers[k].host, host, sizeof host);
+            memcpy(d->peers[k].port, port, sizeof port);
+        }
+    }
+    d->n_peers = n_peers * n;
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+        rc = CRDT_EIO;
+        goto fail;
+    }
+    d->pipe_r = fds[0];
+    d->pipe_w = fds[1];
+    if (pthread_mutex_init(&d->mu, NULL) != 0) {
+        rc = CRDT_ERROR;
+        goto fail;
+    }
+    rc = bind_listen(d, listen_host, listen_port);
+    if (rc < 0) {
+        pthread_mutex_destroy(&d->mu);
+        goto fail;
+    }
+    *out = d;
+    return CRDT_OK;
+
+fail:
+    if (d->pipe_r >= 0)
+        close(d->pipe_r);
+    if (d->pipe_w >= 0)
+        close(d->pipe_w);
+    free(d->peers);
+    free(d->reps);
+    free(d);
+    return rc;
+}
+
+int
+crdtnet_daemon_port(const crdtnet_daemon *d)
+{
+    return d ? d->port : -1;
+}
+
+void
+crdtnet_daemon_stop(crdtnet_daemon *d)
+{
+    int saved = errno;
+    ssize_t w;
+
+    if (d == NULL)
+        return;
+    d->stop = 1;
+    w = write(d->pipe_w, "x", 1); /* full pipe: already written */
+    (void)w;
+    errno = saved;
+}
+
+/* ---- accepted connections ----------------------------------------- */
+
+static void
+conn_authenticated(void *ctx)
+{
+    dconn *c = ctx;
+
+    pthread_mutex_lock(&c->d->mu);
+    c->authed = 1;
+    c->d->n_hs--; /* keeps (1) */
+    pthread_mutex_unlock(&c->d->mu);
+}
+
+static void *
+conn_main(void *arg)
+{
+    dconn *c = arg;
+    crdtnet_daemon *d = c->d;
+    crdtnet__conn_hooks h = { conn_authenticated, c };
+
+    (void)crdtnet__serve_conn(c->fd, d->reps, d->n, &d->copts, NULL, &h);
+    pthread_mutex_lock(&d->mu);
+    if (!c->authed)
+        d->n_hs--;
+    d->n_conns--;
+    c->done = 1;
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+/* Join finished connection threads; with @p all, every one (keeps (4)). */
+static void
+reap(crdtnet_daemon *d, int all)
+{
+    dconn *c, **pp, *done = NULL;
+
+    pthread_mutex_lock(&d->mu);
+    for (pp = &d->conns; (c = *pp) != NULL;) {
+        if (all || c->done) {
+            *pp = c->next;
+            c->next = done;
+            done = c;
+        } else {
+            pp = &c->next;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    while ((c = done) != NULL) {
+        done = c->next;
+        pthread_join(c->th, NULL);
+        free(c);
+    }
+}
+
+static void
+refuse(crdtnet_daemon *d, int fd, const char *why)
+{
+    long long now = crdtnet__now_ms();
+
+    close(fd);
+    d->refused++;
+    if (now - d->refused_logged_ms >= 1000) { /* a flood logs 1 line/s */
+        dlogf(d, "refused %lu connection(s): %s", d->refused, why);
+        d->refused = 0;
+        d->refused_logged_ms = now;
+    }
+}
+
+static void
+accept_one(crdtnet_daemon *d)
+{
+    dconn *c;
+    int fd;
+
+    fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+            errno == ENOMEM) {
+            dlogf(d, "accept: %s", strerror(errno));
+            (void)wait_stop(d, 100); /* no spin while out of fds */
+        }
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    if (d->n_conns >= d->max_conns || d->n_hs >= d->max_hs) {
+        int too_many = d->n_conns >= d->max_conns;
+
+        pthread_mutex_unlock(&d->mu);
+        refuse(d, fd, too_many ? "too many connections"
+                               : "too many handshakes in progress");
+        return;
+    }
+    d->n_conns++;
+    d->n_hs++;
+    pthread_mutex_unlock(&d->mu);
+    c = calloc(1, sizeof *c);
+    if (c != NULL) {
+        c->d = d;
+        c->fd = fd;
+        pthread_mutex_lock(&d->mu);
+        c->next = d->conns; /* listed before it can finish */
+        d->conns = c;
+        if (pthread_create(&c->th, NULL, conn_main, c) != 0) {
+            d->conns = c->next;
+            free(c);
+            c = NULL;
+        }
+        pthread_mutex_unlock(&d->mu);
+    }
+    if (c == NULL) {
+        pthread_mutex_lock(&d->mu);
+        d->n_conns--;
+        d->n_hs--;
+        pthread_mutex_unlock(&d->mu);
+        refuse(d, fd, "cannot start a thread");
+    }
+}
+
+/* ---- outgoing peers ----------------------------------------------- */
+
+static void
+peer_authenticated(void *ctx)
+{
+    dpeer *p = ctx;
+
+    p->authed = 1;
+}
+
+static long long
+jitter(long long ms)
+{
+    /* between half and the whole delay, so peers do not reconnect in
+     * lockstep */
+    uint32_t half = (uint32_t)(ms / 2);
+
+    return ms - half + randombytes_uniform(half + 1);
+}
+
+static void *
+peer_main(void *arg)
+{
+    dpeer *p = arg;
+    crdtnet_daemon *d = p->d;
+    crdtnet__conn_hooks h = { peer_authenticated, p };
+    long long backoff = d->backoff_min, wait;
+    crdtnet_report rep;
+    int rc;
+
+    while (!d->stop) {
+        p->authed = 0;
+        rc = crdtnet__sync_connect(&rep, p->r, p->host, p->port, &d->copts,
+                                   &h);
+        if (d->stop)
+            break;
+        if (p->authed)
+            backoff = d->backoff_min; /* it worked; start over */
+        if (rc == CRDT_EBUSY) {
+            wait = rep.busy_retry_ms ? (long long)rep.busy_retry_ms : 1000;
+            if (wait > d->backoff_max)
+                wait = d->backoff_max;
+        } else {
+            wait = jitter(backoff);
+            backoff = backoff * 2 > d->backoff_max ? d->backoff_max
+                                                   : backoff * 2;
+        }
+        dlogf(d, "peer %s:%s: %s%s%s; reconnecting in %lld ms", p->host,
+              p->port, rc == CRDT_OK ? "session ended" : crdt_strerror(rc),
+              rep.reason[0] && rc != CRDT_OK ? ": " : "",
+              rc != CRDT_OK ? rep.reason : "", wait);
+        if (wait_stop(d, wait))
+            break;
+    }
+    return NULL;
+}
+
+/* ---- run, free ---------------------------------------------------- */
+
+int
+crdtnet_daemon_run(crdtnet_daemon *d)
+{
+    struct pollfd pfd[2];
+    size_t i;
+    int rc = CRDT_OK;
+
+    if (d == NULL || d->ran)
+        return CRDT_EINVAL;
+    d->ran = 1;
+    dlogf(d, "listening on %s for %zu space(s), %zu peer link(s)",
+          d->where, d->n, d->n_peers);
+    for (i = 0; i < d->n_peers && !d->stop; i++) {
+        if (pthread_create(&d->peers[i].th, NULL, peer_main,
+                           &d->peers[i]) != 0) {
+            dlogf(d, "cannot start a thread for peer %s:%s",
+                  d->peers[i].host, d->peers[i].port);
+            rc = CRDT_ERROR;
+            crdtnet_daemon_stop(d);
+            break;
+        }
+        d->peers[i].started = 1;
+    }
+    while (!d->stop) {
+        pfd[0].fd = d->lfd;
+        pfd[0].events = POLLIN;
+        pfd[1].fd = d->pipe_r;
+        pfd[1].events = POLLIN;
+        pfd[0].revents = pfd[1].revents = 0;
+        if (poll(pfd, 2, 1000) < 0 && errno != EINTR) {
+            dlogf(d, "poll: %s", strerror(errno));
+            (void)wait_stop(d, 100);
+        }
+        reap(d, 0);
+        if (d->stop || pfd[1].revents)
+            break;
+        if (pfd[0].revents & POLLIN)
+            accept_one(d);
+    }
+    dlogf(d, "stopping");
+    close(d->lfd); /* no new connection completes from now on */
+    d->lfd = -1;
+    for (i = 0; i < d->n_peers; i++)
+        if (d->peers[i].started)
+            pthread_join(d->peers[i].th, NULL);
+    reap(d, 1);
+    dlogf(d, "stopped");
+    return rc;
+}
+
+void
+crdtnet_daemon_free(crdtnet_daemon *d)
+{
+    if (d == NULL)
+        return;
+    if (d->lfd >= 0)
+        close(d->lfd);
+    close(d->pipe_r);
+    close(d->pipe_w);
+    pthread_mutex_destroy(&d->mu);
+    free(d->peers);
+    free(d->reps);
+    free(d);
+}
