@@ -9,7 +9,6 @@ packages=(
     libsodium-dev                # identity, signatures, key exchange, AEAD
     libmsgpack-dev               # wire and log encoding (msgpack-c)
     libjansson-dev               # JSON for the CLI (values, --json, import)
-    libuv1-dev                   # event loop of the sync daemon
     check                        # unit tests
     clang libclang-rt-14-dev     # sanitizers and libFuzzer
     python3                      # test relay and helpers

@@ -179,6 +179,10 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
         size_t len = v.mv_size;
         rc = crdt_change_decode(&c, copy, len);
         if (rc == CRDT_OK &&
+            (memcmp(c.pubkey, h->pk, CRDT_PUBKEY_BYTES) != 0 ||
+             memcmp(c.incarnation, h->inc, 8) != 0))
+            rc = CRDT_EAUTH;
+        if (rc == CRDT_OK &&
             memcmp(c.prev, h->hash, CRDT_HASH_BYTES) != 0)
             rc = CRDT_ECONFLICT;
         if (rc == CRDT_OK)

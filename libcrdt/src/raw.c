@@ -486,6 +486,14 @@ archive_one(crdt__wctx *w, MDB_cursor *cur, const MDB_val *k,
 }
 
 int
+crdt_raw_recount_log(crdt_raw *t)
+{
+    if (!t->write)
+        return CRDT_EINVAL;
+    return full(recount_log(t->w));
+}
+
+int
 crdt_raw_archive_log(crdt_raw *t, const crdt_vv *upto, uint64_t epoch_number)
 {
     crdt__wctx *w = t->w;
@@ -714,14 +722,16 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
         }
         if (e == CRDT_OK && (c.seq != h.seq + 1 ||
                              memcmp(c.prev, h.hash, CRDT_HASH_BYTES) != 0)) {
-            if (getenv("STRATA_DEBUG_REPLAY"))
-                fprintf(stderr, "replay conflict: actor %02x%02x seq %llu..%llu head %llu prev-ok %d\n",
-                        c.actor.b[0], c.actor.b[1], (unsigned long long)c.seq,
-                        (unsigned long long)(c.seq + c.n_ops - 1),
-                        (unsigned long long)h.seq,
-                        memcmp(c.prev, h.hash, CRDT_HASH_BYTES) == 0);
             e = CRDT_ECONFLICT; /* two different changes for one seq */
         }
+        /* a replayed change may have come with a peer's snapshot: check
+         * its author's signature like any merge would */
+        if (e == CRDT_OK)
+            e = crdt_change_verify(&c);
+        if (e == CRDT_OK &&
+            (memcmp(c.pubkey, h.pk, CRDT_PUBKEY_BYTES) != 0 ||
+             memcmp(c.incarnation, h.inc, 8) != 0))
+            e = CRDT_EAUTH;
         if (e == CRDT_OK)
             e = crdt__apply_change(w, &c, 0, cur_epoch, &rep);
         if (e == CRDT_OK) {

@@ -147,6 +147,10 @@ retry_after_map_full(crdt_txn *t)
 static int
 finish_op(crdt_txn *t, size_t from, int rc)
 {
+    /* one change must stay decodable by every peer: the op that would
+     * push it past CRDT_CHANGE_MAX (with room for the header) is refused */
+    if (rc == CRDT_OK && t->ops.sb.size > CRDT_CHANGE_MAX - 512)
+        rc = CRDT_ELIMIT;
     if (rc == CRDT_OK)
         rc = apply_encoded(t, from, t->n_ops);
     if (rc == CRDT__EMAPFULL)

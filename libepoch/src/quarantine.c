@@ -205,6 +205,8 @@ epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
      * ops are in the quarantine now) */
     for (size_t i = 0; rc == CRDT_OK && i < n_dead; i++)
         rc = crdt_raw_del(t, CRDT_DB_LOG, dead[i], 16);
+    if (rc == CRDT_OK && n_dead > 0)
+        rc = crdt_raw_recount_log(t);
     free(dead);
     if (rc < 0) {
         crdt_raw_abort(t);

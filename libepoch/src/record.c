@@ -472,3 +472,12 @@ epoch_all(epoch_info **out, size_t *n_out, crdt_replica *r)
     *n_out = n;
     return CRDT_OK;
 }
+
+int
+epoch_record_heads(const unsigned char **out, size_t *len,
+                   const epoch_info *e)
+{
+    if (out == NULL || len == NULL || e == NULL)
+        return CRDT_EINVAL;
+    return epoch__record_heads(out, len, e);
+}

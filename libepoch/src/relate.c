@@ -147,8 +147,10 @@ epoch_relate(epoch_relation *rel_out, const char **reason_out,
             if (reason_out)
                 *reason_out = "more epochs behind than the policy allows";
             rc = CRDT_EREJECTED;
-        } else if (policy && policy->max_age_ms &&
+        } else if (policy && policy->max_age_ms && mine.number > 0 &&
                    other.created_ms > mine.created_ms + policy->max_age_ms) {
+            /* (genesis has no creation time: the policy starts with the
+             * first epoch a replica holds) */
             if (reason_out)
                 *reason_out = "older than the policy allows";
             rc = CRDT_EREJECTED;

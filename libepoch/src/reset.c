@@ -342,6 +342,8 @@ restore_fork_archive(epoch_reset *rs, crdt_raw *t, uint64_t *from_number)
     return rc;
 }
 
+/* Move archived changes (epochs >= @p from_number) back into the log.
+ * Collected first, then moved: the cursor walks a database we change. */
 static int
 unarchive(crdt_raw *t, uint64_t from_number)
 {
@@ -349,6 +351,8 @@ unarchive(crdt_raw *t, uint64_t from_number)
     const void *k, *v;
     size_t kl, vl;
     unsigned char start[8];
+    unsigned char (*keys)[24] = NULL;
+    size_t n = 0;
     int rc;
 
     crdt__be64(start, from_number);
@@ -357,24 +361,38 @@ unarchive(crdt_raw *t, uint64_t from_number)
     rc = crdt_raw_cursor_seek(c, start, 8, &k, &kl, &v, &vl);
     while (rc == CRDT_OK) {
         if (kl == 24) {
-            unsigned char *copy = malloc(vl);
-            if (copy == NULL) {
+            void *nk = realloc(keys, (n + 1) * 24);
+            if (nk == NULL) {
                 rc = CRDT_ENOMEM;
                 break;
             }
-            memcpy(copy, v, vl);
-            /* the log key is the archive key without the epoch number;
-             * a change already in the log is the same change */
-            rc = crdt_raw_put(t, CRDT_DB_LOG, (const unsigned char *)k + 8,
-                              16, copy, vl);
-            free(copy);
-            if (rc < 0)
-                break;
+            keys = nk;
+            memcpy(keys[n++], k, 24);
         }
         rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
     }
     crdt_raw_cursor_close(c);
-    return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
+    if (rc == CRDT_ENOTFOUND)
+        rc = CRDT_OK;
+    for (size_t i = 0; rc == CRDT_OK && i < n; i++) {
+        unsigned char *copy;
+        if ((rc = crdt_raw_get(t, CRDT_DB_ARCHIVE, keys[i], 24, &v, &vl)) < 0)
+            break;
+        copy = malloc(vl);
+        if (copy == NULL) {
+            rc = CRDT_ENOMEM;
+            break;
+        }
+        memcpy(copy, v, vl);
+        /* the log key is the archive key without the epoch number; the
+         * replay archives again what the new epoch already folds */
+        rc = crdt_raw_put(t, CRDT_DB_LOG, keys[i] + 8, 16, copy, vl);
+        free(copy);
+        if (rc == CRDT_OK)
+            rc = crdt_raw_del(t, CRDT_DB_ARCHIVE, keys[i], 24);
+    }
+    free(keys);
+    return rc;
 }
 
 int

@@ -550,13 +550,11 @@ static int
 record_heads(epoch_info *holder, crdt_replica *r, const unsigned char *id,
              const unsigned char **h, size_t *hl)
 {
-    extern int epoch__record_heads(const unsigned char **, size_t *,
-                                   const epoch_info *);
     int rc = epoch_get(holder, r, id);
 
     if (rc < 0)
         return rc;
-    rc = epoch__record_heads(h, hl, holder);
+    rc = epoch_record_heads(h, hl, holder);
     if (rc == CRDT_ENOTFOUND) { /* genesis: nothing folded */
         *h = NULL;
         *hl = 0;
@@ -619,9 +617,6 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
         const unsigned char *h;
         size_t hl;
         s->role = ROLE_GIVER;
-        if ((rc = epoch_current(&cur, s->r)) < 0)
-            return fail(s, rc, "cannot read the epoch", 1);
-        epoch_info_clear(&cur);
         {
             unsigned char id[CRDT_HASH_BYTES];
             crdt_read *rd;
@@ -862,6 +857,9 @@ on_fin(crdtnet_session *s, crdt__mp *m)
     return rc;
 }
 
+static int dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n,
+                    uint64_t type);
+
 int
 crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
                      size_t len)
@@ -869,6 +867,7 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
     crdt__mp m = { msg, msg + len };
     uint32_t n;
     uint64_t type;
+    int rc;
 
     if (s == NULL || msg == NULL)
         return CRDT_EINVAL;
@@ -881,20 +880,29 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
     if (type != M_HELLO && type != M_BUSY && type != M_ERROR &&
         !s->hello_recv)
         return fail(s, CRDT_EPROTO, "message before HELLO", 1);
+    rc = dispatch(s, &m, n, type);
+    if (rc == CRDT_OK && m.p != m.end) /* every byte must be accounted for */
+        return fail(s, CRDT_EPROTO, "trailing bytes after a message", 1);
+    return rc;
+}
+
+static int
+dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n, uint64_t type)
+{
     switch (type) {
     case M_HELLO:
-        return on_hello(s, &m, n);
+        return on_hello(s, mp, n);
     case M_BUSY: {
         uint64_t ms = 1000;
         if (n == 2)
-            crdt__mp_uint(&m, &ms);
+            crdt__mp_uint(mp, &ms);
         s->rep.busy_retry_ms = ms > 600000 ? 600000 : ms;
         return fail(s, CRDT_EBUSY, "peer is migrating; retry later", 0);
     }
     case M_REJECT: {
         const char *r;
         uint32_t rl;
-        if (n != 2 || crdt__mp_str(&m, &r, &rl) < 0)
+        if (n != 2 || crdt__mp_str(mp, &r, &rl) < 0)
             return fail(s, CRDT_EPROTO, "malformed REJECT", 1);
         snprintf(s->rep.reason, sizeof s->rep.reason, "peer %.*s", (int)rl,
                  r);
@@ -908,11 +916,11 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
             ((type == M_SNAP_CHUNK || type == M_SNAP_LOG) && n != 2) ||
             (type == M_SNAP_END && n != 1))
             return fail(s, CRDT_EPROTO, "malformed snapshot message", 1);
-        return on_snapshot(s, type, &m);
+        return on_snapshot(s, type, mp);
     case M_CHANGES:
         if (n != 2)
             return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
-        return on_changes(s, &m);
+        return on_changes(s, mp);
     case M_DONE:
         if (n != 1 || s->done_recv)
             return fail(s, CRDT_EPROTO, "unexpected DONE", 1);
@@ -921,15 +929,15 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
     case M_FIN:
         if (n != 4 || !s->done_recv)
             return fail(s, CRDT_EPROTO, "unexpected FIN", 1);
-        return on_fin(s, &m);
+        return on_fin(s, mp);
     case M_ERROR: {
         int64_t code = CRDT_EPROTO;
         const char *r = "";
         uint32_t rl = 0;
         char why[160];
         if (n == 3) {
-            crdt__mp_int(&m, &code);
-            crdt__mp_str(&m, &r, &rl);
+            crdt__mp_int(mp, &code);
+            crdt__mp_str(mp, &r, &rl);
         }
         if (code >= 0 || code < -100)
             code = CRDT_EPROTO;

@@ -120,6 +120,8 @@ int crdt_raw_get_epoch(crdt_raw *t, uint64_t *number_out,
  */
 int crdt_raw_archive_log(crdt_raw *t, const crdt_vv *upto,
                          uint64_t epoch_number);
+/** Recount ops_in_log / changes_in_log after log records were removed. */
+int crdt_raw_recount_log(crdt_raw *t);
 /** Drop archived logs of epochs below @p keep_from. */
 int crdt_raw_prune_archive(crdt_raw *t, uint64_t keep_from);
 

@@ -40,7 +40,7 @@ typedef struct {
     unsigned int version;     /**< 1 */
     int create;               /**< create a new replica if the dir is empty */
     int read_only;            /**< open for reading only */
-    size_t map_size;          /**< initial LMDB map size; 0 = 256 MiB */
+    size_t map_size;          /**< initial LMDB map size; 0 = 1 GiB */
     size_t max_map_size;      /**< never grow beyond; 0 = no limit */
     int no_sync;              /**< MDB_NOSYNC: a system crash may lose or
                                    corrupt recent commits (simulation only) */

@@ -71,6 +71,14 @@ uint32_t epoch_schema_version(const epoch_info *e, const char *coll);
 int epoch_record_decode(epoch_info *out, const unsigned char *buf,
                         size_t len);
 
+/**
+ * The heads folded into epoch @p e (the version vector of its base, with
+ * each actor's chain hash and key) as the msgpack blob the record holds:
+ * a view into @p e. Genesis folds nothing: CRDT_ENOTFOUND.
+ */
+int epoch_record_heads(const unsigned char **out, size_t *len,
+                       const epoch_info *e);
+
 /** The current epoch of @p r (genesis is number 0, no parent). */
 int epoch_current(epoch_info *out, crdt_replica *r);
 
@@ -93,8 +101,10 @@ void epoch_chain_free(epoch_info *chain, size_t n);
 int epoch_all(epoch_info **out, size_t *n_out, crdt_replica *r);
 
 /**
- * Store records received from a peer (each checked). Records already
- * held are skipped. @return CRDT_OK; CRDT_EPROTO; CRDT_EAUTH.
+ * Store records received from a peer (each checked: its id is the hash
+ * of its body, its signature verifies). A record already held is
+ * written again with the same bytes. @return CRDT_OK; CRDT_EPROTO;
+ * CRDT_EAUTH.
  */
 int epoch_store_records(crdt_replica *r, const unsigned char *const *recs,
                         const size_t *lens, size_t n);

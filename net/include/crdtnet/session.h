@@ -87,7 +87,8 @@ int crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
 int crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
                              size_t *len);
 
-/** 1 when the session ended well (FIN exchanged, or BUSY reported). */
+/** 1 when the session ended well (FIN exchanged). A BUSY from either
+ *  side ends it with crdtnet_session_error() == CRDT_EBUSY. */
 int crdtnet_session_finished(const crdtnet_session *s);
 /** The error that ended the session, or CRDT_OK. */
 int crdtnet_session_error(const crdtnet_session *s);
