@@ -20,8 +20,8 @@ report_json(const crdtnet_report *rep, int rc)
     char hash[2 * CRDT_HASH_BYTES + 1];
 
     crdt_hex(hash, rep->state_hash, CRDT_HASH_BYTES);
-    return json_pack("{s:I, s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:b, s:b,"
-                     " s:s, s:s, s:I}",
+    return json_pack("{s:I, s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:b,"
+                     " s:b, s:s, s:s, s:I}",
                      "changes_sent", (json_int_t)rep->changes_sent,
                      "changes_received", (json_int_t)rep->changes_received,
                      "ops_received", (json_int_t)rep->ops_received,
@@ -32,6 +32,7 @@ report_json(const crdtnet_report *rep, int rc)
                                   rep->snapshot_entries_sent),
                      "rebased", (json_int_t)rep->rebased_ops,
                      "quarantined", (json_int_t)rep->quarantined_ops,
+                     "conflicts", (json_int_t)rep->conflicts,
                      "rejected", rep->rejected, "in_sync", rep->in_sync,
                      "reason", rep->reason, "state_hash", hash,
                      "busy_retry_ms", (json_int_t)(rc == CRDT_EBUSY
@@ -91,6 +92,11 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
         if (e != CLI_OK)
             return e;
     } else if (rc == CRDT_OK) {
+        if (rep.conflicts > 0)
+            fprintf(stderr, "strata: sync: warning: %llu change(s) contradict "
+                    "what this replica holds for the same (actor, seq) (a "
+                    "cloned replica?); quarantined, not merged\n",
+                    (unsigned long long)rep.conflicts);
         printf("sent %llu changes, received %llu (%llu ops)%s%s, "
                "rebased %llu, quarantined %llu; %s\n",
                (unsigned long long)rep.changes_sent,

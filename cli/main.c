@@ -99,7 +99,8 @@ static const cli_cmd COMMANDS[] = {
       "  replica's unsynced ops are in its quarantine. 5: authentication\n"
       "  refused. --json prints {\"changes_sent\",\"changes_received\",\n"
       "  \"ops_received\",\"snapshot_received\",\"snapshot_sent\",\n"
-      "  \"snapshot_entries\",\"rebased\",\"quarantined\",\"rejected\",\n"
+      "  \"snapshot_entries\",\"rebased\",\"quarantined\",\"conflicts\",\n"
+      "  \"rejected\",\n"
       "  \"in_sync\",\"reason\",\"state_hash\",\"busy_retry_ms\"}.\n" },
     { "quarantine", cmd_quarantine, "quarantine DIR [ls|export|apply] [--json]",
       "ops that could not be rebased: list, export, re-apply",

@@ -9,8 +9,9 @@
  *      (prev == hash of the change ending at head.seq). A change whose
  *      predecessor is missing waits in the pending area, and is applied
  *      as soon as the gap fills.
- *  (3) Idempotent: a change at or below the head is a no-op, unless the
- *      log holds different content for it (ECONFLICT: equivocation).
+ *  (3) Idempotent: a change at or below the head is a no-op. A signed
+ *      change that contradicts the chain we hold (equivocation: a cloned
+ *      replica) is not merged: its ops go to the quarantine, reported.
  *  (4) Signatures: the newest change of each actor in the batch is
  *      verified; the hash chain makes that signature cover the rest.
  *      A parked change is verified on its own when it is parked.
@@ -107,6 +108,61 @@ log_append(crdt__wctx *w, const crdt_change *c, const unsigned char *data,
                               (int64_t)c->n_ops)) < 0)
         return rc;
     return crdt__count_add(w->txn, w->r, "changes_in_log", 1);
+}
+
+/*
+ * Equivocation: a validly signed change that contradicts what we hold
+ * for the same (actor, seq) — a replica's files were copied and both
+ * copies wrote. The change is not merged: its ops go to the quarantine
+ * (same record layout as libepoch's), and the merge goes on.
+ */
+static int
+quarantine_conflict(crdt__wctx *w, const crdt_change *c,
+                    crdt_merge_report *rep)
+{
+    static const char why[] = "equivocation: two different changes for the "
+                              "same (actor, seq) (a cloned replica?)";
+    crdt_op_iter it;
+    crdt_op op;
+    uint64_t i = 0;
+    int rc;
+
+    if ((rc = crdt_change_verify(c)) < 0)
+        return rc; /* not signed by the actor: a forgery, not a clone */
+    crdt_op_iter_init(&it, c);
+    while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
+        unsigned char key[16];
+        crdt__enc e, o;
+        MDB_val k = { sizeof key, key }, v;
+
+        crdt__log_key(key, &c->actor, c->seq + i);
+        crdt__enc_init(&e);
+        crdt__enc_init(&o);
+        rc = crdt__op_encode(&o, &op);
+        if (rc == CRDT_OK) {
+            msgpack_pack_array(&e.pk, 4);
+            crdt__enc_str(&e, why, sizeof why - 1);
+            crdt__enc_bin(&e, c->epoch_id, CRDT_HASH_BYTES);
+            msgpack_pack_uint64(&e.pk, c->hlc + i);
+            crdt__enc_bin(&e, o.sb.data, o.sb.size);
+            v.mv_size = e.sb.size;
+            v.mv_data = e.sb.data;
+            rc = crdt__mdb_err(mdb_put(w->txn, w->r->dbi[CRDT_DB_QUARANTINE],
+                                       &k, &v, 0));
+        }
+        crdt__enc_free(&e);
+        crdt__enc_free(&o);
+        if (rc < 0)
+            return rc;
+        i++;
+    }
+    if (rc != CRDT_ENOTFOUND)
+        return rc;
+    if (rep) {
+        rep->conflicts++;
+        rep->quarantined_ops += i;
+    }
+    return CRDT_OK;
 }
 
 /* Keeps (3): is the change at or below the head the one we hold? */
@@ -230,7 +286,13 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
             memcmp(c->incarnation, h.inc, 8) != 0)
             return CRDT_EAUTH; /* actor id collision or forgery */
         if (last <= h.seq) {
-            if ((rc = check_duplicate(w, c)) < 0)
+            rc = check_duplicate(w, c);
+            if (rc == CRDT_ECONFLICT) {
+                if ((rc = quarantine_conflict(w, c, rep)) < 0)
+                    return rc;
+                break; /* the rest of this actor's batch is suspect */
+            }
+            if (rc < 0)
                 return rc;
             if (rep)
                 rep->duplicates++;
@@ -242,8 +304,12 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
             continue;
         }
         if (c->seq != h.seq + 1 ||
-            memcmp(c->prev, h.hash, CRDT_HASH_BYTES) != 0)
-            return CRDT_ECONFLICT; /* a fork of this actor's chain */
+            memcmp(c->prev, h.hash, CRDT_HASH_BYTES) != 0) {
+            /* a fork of this actor's chain */
+            if ((rc = quarantine_conflict(w, c, rep)) < 0)
+                return rc;
+            break;
+        }
         if ((rc = crdt__apply_change(w, c, 0, cur_epoch, rep)) < 0)
             return rc;
         if ((rc = log_append(w, c, items[i].data, items[i].len, &h)) < 0)

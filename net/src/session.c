@@ -720,6 +720,7 @@ on_changes(crdtnet_session *s, crdt__mp *m)
     s->rep.ops_received += mr.ops_applied;
     s->rep.rebased_ops += mr.rebased_ops;
     s->rep.quarantined_ops += mr.quarantined_ops;
+    s->rep.conflicts += mr.conflicts;
     return CRDT_OK;
 }
 

@@ -200,7 +200,26 @@ START_TEST(test_equivocation_is_detected)
     x = export_all(a);
     y = export_all(clone);
     ck_assert_int_eq(crdt_merge(NULL, b, x.v, x.n), CRDT_OK);
-    ck_assert_int_eq(crdt_merge(NULL, b, y.v, y.n), CRDT_ECONFLICT);
+    {
+        crdt_merge_report rep;
+        char buf[32], h1[65], h2[65];
+        crdt_raw *t;
+        uint64_t q = 0;
+
+        tu_hash(h1, b);
+        /* the clone's change is detected, quarantined, never merged */
+        ck_assert_int_eq(crdt_merge(&rep, b, y.v, y.n), CRDT_OK);
+        ck_assert_uint_eq(rep.conflicts, 1);
+        ck_assert_uint_eq(rep.quarantined_ops, 1);
+        tu_hash(h2, b);
+        ck_assert_str_eq(h1, h2);
+        tu_field_str(buf, sizeof buf, b, "c", "d", "f");
+        ck_assert_str_eq(buf, "2");
+        ck_assert_int_eq(crdt_raw_begin(&t, b, 0), CRDT_OK);
+        ck_assert_int_eq(crdt_raw_count(&q, t, CRDT_DB_QUARANTINE), CRDT_OK);
+        crdt_raw_abort(t);
+        ck_assert_uint_eq(q, 1);
+    }
     batch_free(&x);
     batch_free(&y);
     crdt_replica_close(clone);

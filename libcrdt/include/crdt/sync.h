@@ -51,6 +51,7 @@ typedef struct {
     uint64_t pending;        /**< changes parked until a gap fills */
     uint64_t rebased_ops;    /**< ops transformed from an older epoch */
     uint64_t quarantined_ops;
+    uint64_t conflicts;      /**< equivocating changes quarantined */
 } crdt_merge_report;
 
 /**
@@ -60,8 +61,10 @@ typedef struct {
  * already held are no-ops; a change whose predecessor is missing waits
  * in the pending area.
  * @param[out] report  what happened, or NULL
+ * A signed change that contradicts the chain held for its actor (same
+ * (actor, seq), other content: a cloned replica) is not merged; its ops
+ * go to the quarantine and report->conflicts counts it.
  * @return CRDT_OK; CRDT_EAUTH (bad signature, another space);
- *         CRDT_ECONFLICT (same (actor, seq) with other content);
  *         CRDT_ECLOCK (stamped beyond the allowed drift); CRDT_EPROTO
  *         (malformed); CRDT_EBUSY (migration in progress); CRDT_ENOTFOUND
  *         (written in an epoch this replica does not know); CRDT_EFULL.

@@ -54,6 +54,8 @@ typedef struct {
     uint64_t rebased_ops;
     uint64_t quarantined_ops;
     int rejected;              /**< beyond policy: our ops quarantined */
+    uint64_t conflicts;        /**< equivocating changes (cloned replica)
+                                    quarantined, never merged */
     char reason[160];          /**< why rejected, busy or failed */
     uint64_t busy_retry_ms;    /**< peer or we were migrating */
     int in_sync;               /**< FIN: same vv and same state hash */
