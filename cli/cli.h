@@ -195,6 +195,13 @@ int cli_emit(json_t *j);
  */
 int cli_member_add(crdt_replica *r, const unsigned char *pubkey);
 
+/* ---- cmd_init.c ---- */
+
+/** Read the recovery phrase in @p path and derive the identity seed
+ *  (CRDT_SEED_BYTES). Prints the error; returns an exit code. */
+int cli_seed_from_file(const cli_cmd *cmd, unsigned char *seed,
+                       const char *path);
+
 /* ---- hostport.c ---- */
 
 /** Split "HOST:PORT" or "[V6]:PORT"; 0 on success, -1 if malformed. */
@@ -205,6 +212,7 @@ int cli_split_hostport(char *host, size_t hsize, char *port, size_t psize,
 
 int cmd_init(const cli_cmd *cmd, int argc, char **argv);
 int cmd_sync(const cli_cmd *cmd, int argc, char **argv);
+int cmd_rebuild(const cli_cmd *cmd, int argc, char **argv);
 int cmd_serve(const cli_cmd *cmd, int argc, char **argv);
 int cmd_backup(const cli_cmd *cmd, int argc, char **argv);
 int cmd_restore(const cli_cmd *cmd, int argc, char **argv);

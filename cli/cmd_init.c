@@ -22,8 +22,8 @@ static const cli_opt OPTS[] = {
 #define PHRASE_MAX 4096
 
 /* Read the phrase in @p path, trimmed, and derive the identity seed. */
-static int
-seed_from_file(const cli_cmd *cmd, unsigned char *seed, const char *path)
+int
+cli_seed_from_file(const cli_cmd *cmd, unsigned char *seed, const char *path)
 {
     char buf[PHRASE_MAX + 1], *p;
     size_t len;
@@ -106,7 +106,7 @@ cmd_init(const cli_cmd *cmd, int argc, char **argv)
     if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
         return cli_error(CLI_EUSAGE, what, "not a directory");
     if (cli_has(&a, OPT_PHRASE_FILE)) {
-        rc = seed_from_file(cmd, seed, a.opt[OPT_PHRASE_FILE]);
+        rc = cli_seed_from_file(cmd, seed, a.opt[OPT_PHRASE_FILE]);
         if (rc != CLI_OK)
             return rc;
         o.seed = seed;

@@ -17,7 +17,10 @@
  * log and comparing (needs the snapshot kept apart from the live state).
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -153,18 +156,56 @@ run_verify(verify_counts *n, crdt_replica *r)
     return rc;
 }
 
+static int verify_in_process(const cli_args *a);
+
+/*
+ * LMDB trusts its pages: a data file damaged on disk can make a read
+ * fault. verify therefore walks the replica in a child process, and a
+ * child killed by a signal is reported as a corrupt file (exit 6)
+ * instead of crashing the tool.
+ */
 int
 cmd_verify(const cli_cmd *cmd, int argc, char **argv)
 {
-    char hash[2 * CRDT_HASH_BYTES + 1];
-    verify_counts n;
-    crdt_replica *r;
     cli_args a;
-    int rc;
+    pid_t pid;
+    int rc, status;
 
     rc = cli_parse(&a, cmd, argc, argv, OPTS, 1, 1);
     if (rc != CLI_OK)
         return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0)
+        return verify_in_process(&a);
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL);
+        signal(SIGBUS, SIG_DFL);
+        rc = verify_in_process(&a);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(rc);
+    }
+    if (waitpid(pid, &status, 0) < 0)
+        return cli_error(CLI_EIO, "verify", "waitpid failed");
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return cli_error(CLI_EDATA, "verify",
+                     "%s: the data file is corrupt (reading it failed with "
+                     "signal %d)", a.pos[0],
+                     WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+static int
+verify_in_process(const cli_args *ap)
+{
+    char hash[2 * CRDT_HASH_BYTES + 1];
+    verify_counts n;
+    crdt_replica *r;
+    cli_args a = *ap;
+    int rc;
+
     rc = cli_open(&r, a.pos[0], 0);
     if (rc != CLI_OK)
         return rc;

@@ -119,6 +119,12 @@ static const cli_cmd COMMANDS[] = {
       "  Refuses a non-empty DIR and a damaged backup (exit 6). The restored\n"
       "  replica is a new incarnation: it writes under a new actor id and\n"
       "  catches up by sync like any stale replica.\n" },
+    { "rebuild", cmd_rebuild,
+      "rebuild DIR HOST:PORT [--phrase-file F] [--space-id ID] [--json]",
+      "move a corrupt replica aside and rebuild it from a peer",
+      "  The identity comes from DIR when it can still be read, else from\n"
+      "  --phrase-file and --space-id. DIR is renamed DIR.broken-DATE, never\n"
+      "  deleted. The rebuilt replica is a new incarnation.\n" },
     { "phrase", cmd_phrase, "phrase [--words N]",
       "print a fresh recovery phrase (for init --phrase-file)",
       "  N is 12 to 24 (default 24). Keep it secret: it is the identity.\n" },
