@@ -108,6 +108,16 @@ cli_open_ex(crdt_replica **out, const char *dir, int flags)
     if (!S_ISDIR(st.st_mode))
         return cli_error(CLI_ENOTFOUND, what, "not a replica");
     o.read_only = !(flags & CLI_OPEN_WRITE);
+    {   /* STRATA_MAP_MAX_MB caps the LMDB map: a quota for operators, and
+         * how the tests fill a replica up without filling the disk */
+        const char *cap = getenv("STRATA_MAP_MAX_MB");
+        long long mb;
+        if (cap != NULL && cli_parse_int64(&mb, cap) == 0 && mb > 0 &&
+            mb < (1ll << 30)) {
+            o.max_map_size = (size_t)mb << 20;
+            o.map_size = o.max_map_size < (64u << 20) ? o.max_map_size : 0;
+        }
+    }
     rc = crdt_replica_open(out, dir, &o);
     switch (rc) {
     case CRDT_OK: break;
