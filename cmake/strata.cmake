@@ -29,19 +29,34 @@ function(strata_library name pcname desc)
         target_link_libraries(${name} PUBLIC ${dep})
         target_link_libraries(${name}_static PUBLIC ${dep}_static)
     endforeach()
+    # installed as libstrata_NAME so the names cannot clash with others
     set_target_properties(${name} PROPERTIES VERSION ${PROJECT_VERSION}
-        SOVERSION ${PROJECT_VERSION_MAJOR})
-    set_target_properties(${name}_static PROPERTIES OUTPUT_NAME ${name})
+        SOVERSION ${PROJECT_VERSION_MAJOR} OUTPUT_NAME strata_${name})
+    set_target_properties(${name}_static PROPERTIES
+        OUTPUT_NAME strata_${name})
 
     install(TARGETS ${name} ${name}_static
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
     install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 
-    string(REPLACE ";" " " requires "${L_REQUIRES}")
+    # our own libraries are public dependencies (their headers are
+    # included by ours); the system ones are private
+    set(public "")
+    set(private "")
+    foreach(req ${L_REQUIRES})
+        if(req MATCHES "^strata-")
+            list(APPEND public ${req})
+        else()
+            list(APPEND private ${req})
+        endif()
+    endforeach()
+    string(REPLACE ";" " " requires "${private}")
+    string(REPLACE ";" " " requires_public "${public}")
+    set(PC_REQUIRES_PUBLIC ${requires_public})
     set(PC_NAME ${pcname})
     set(PC_DESC ${desc})
-    set(PC_LIB ${name})
+    set(PC_LIB strata_${name})
     set(PC_REQUIRES ${requires})
     configure_file(${PROJECT_SOURCE_DIR}/cmake/lib.pc.in
         ${CMAKE_CURRENT_BINARY_DIR}/${pcname}.pc @ONLY)
