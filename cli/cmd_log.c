@@ -14,40 +14,6 @@ enum { OPT_JSON };
 
 static const cli_opt OPTS[] = { { "json", 0 }, { NULL, 0 } };
 
-static json_t *
-op_json(const crdt_op *op)
-{
-    static const char *const NAMES[] = { "put", "incr", "sadd", "srem",
-                                         "del", "del" };
-    json_t *o = json_object();
-
-    if (o == NULL)
-        return NULL;
-    if (json_object_set_new(o, "op", json_string(NAMES[op->kind])) ||
-        json_object_set_new(o, "coll", json_stringn(op->coll, op->coll_len)) ||
-        json_object_set_new(o, "doc", json_stringn(op->doc, op->doc_len)))
-        goto fail;
-    if (op->field != NULL &&
-        json_object_set_new(o, "field", json_stringn(op->field,
-                                                     op->field_len)))
-        goto fail;
-    switch (op->kind) {
-    case CRDT_OP_PUT: case CRDT_OP_SADD: case CRDT_OP_SREM:
-        if (json_object_set_new(o, "value", cli_value_to_json(&op->value)))
-            goto fail;
-        break;
-    case CRDT_OP_INCR:
-        if (json_object_set_new(o, "n", json_integer((json_int_t)op->delta)))
-            goto fail;
-        break;
-    default: break;
-    }
-    return o;
-fail:
-    json_decref(o);
-    return NULL;
-}
-
 static int
 ops_json(json_t **out, const crdt_change *c)
 {
@@ -60,7 +26,7 @@ ops_json(json_t **out, const crdt_change *c)
         return CRDT_ENOMEM;
     crdt_op_iter_init(&it, c);
     while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK)
-        if (json_array_append_new(a, op_json(&op)) != 0) {
+        if (json_array_append_new(a, cli_op_to_json(&op)) != 0) {
             rc = CRDT_ENOMEM;
             break;
         }

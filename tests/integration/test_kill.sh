@@ -9,18 +9,14 @@ kills="${STRATA_KILLS:-20}"
 seed="${2:-$(( $(date +%s) % 100000 ))}"
 echo "test_kill: seed $seed, $kills kills per command (replay: $0 STRATA $seed)"
 RANDOM=$seed
+here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/strata-kill.XXXXXX")"
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
+. "$here/support/lib.sh"
+fail() { echo "FAIL (seed $seed): $*" >&2; exit 1; }
 trap cleanup EXIT
 cd "$work"
 
-fail() { echo "FAIL (seed $seed): $*" >&2; exit 1; }
-js() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 nap() { sleep "0.0$(( RANDOM % 9 ))$(( RANDOM % 10 ))"; }   # 0..90 ms
 committed=()   # "DIR DOC VALUE" of every put that returned 0
 put_ok() {     # put_ok DIR DOC VALUE: a write reported committed
@@ -33,20 +29,6 @@ check_replica() { # the replica opens, verifies, holds its committed puts
         [ "$("$S" get "$1" ledger "$2" v 2>/dev/null)" = "$3" ] ||
             fail "committed write $2=$3 missing from $1"
     done
-}
-serve() {
-    local log="$1"; shift
-    : > "$log"
-    "$S" serve "$@" --listen 127.0.0.1:0 >/dev/null 2>"$log" &
-    daemon=$!
-    pids+=($daemon)
-    port=""
-    for _ in $(seq 1 100); do
-        port="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$log" | head -1)"
-        [ -n "$port" ] && return 0
-        sleep 0.05
-    done
-    cat "$log" >&2; fail "daemon did not start"
 }
 
 # ---- import ----

@@ -3,34 +3,12 @@
 # corrupt replica, with real strata processes on 127.0.0.1.
 set -euo pipefail
 S="$1"
+here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/strata-recovery.XXXXXX")"
 pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
+. "$here/support/lib.sh"
 trap cleanup EXIT
 cd "$work"
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-check() { echo "ok: $*"; }
-js() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
-hash() { "$S" status "$1" --json | js 'd["state_hash"]'; }
-serve() {
-    local log="$1"; shift
-    : > "$log"
-    "$S" serve "$@" --listen 127.0.0.1:0 >/dev/null 2>"$log" &
-    pids+=($!)
-    port=""
-    for _ in $(seq 1 100); do
-        port="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$log" | head -1)"
-        [ -n "$port" ] && return 0
-        sleep 0.05
-    done
-    cat "$log" >&2; fail "daemon did not start"
-}
-stop_last() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
 
 # ---- backup during continuous writes ----
 "$S" init W >/dev/null
