@@ -12,6 +12,7 @@ packages=(
     check                        # unit tests
     clang libclang-rt-14-dev     # sanitizers and libFuzzer
     python3                      # test relay and helpers
+    valgrind                     # leak check of the CLI scenario
 )
 
 missing=()
