@@ -342,6 +342,10 @@ observe_field(crdt__enc *e, MDB_txn *txn, MDB_dbi dbi, const crdt__key *fk,
         goto out;
     }
     rc = CRDT_OK;
+    if (elem != NULL && n_s == 0) { /* not in the set: nothing seen */
+        msgpack_pack_array(&e->pk, 0);
+        goto out;
+    }
     if (elem != NULL) { /* SREM: tags only, flattened [actor, seq]* */
         crdt__mp m = { (unsigned char *)st.sb.data,
                        (unsigned char *)st.sb.data + st.sb.size };

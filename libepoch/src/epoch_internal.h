@@ -20,6 +20,8 @@
 #include "internal.h" /* libcrdt's private msgpack reader and helpers */
 
 #define EPOCH__FORMAT 1u
+/* Most epochs a chain may hold (a million migrations). */
+#define EPOCH__CHAIN_MAX 1000000u
 
 /* Build and sign a record; @p out gets id and raw (owned). */
 int epoch__record_make(epoch_info *out, crdt_replica *r, uint64_t number,

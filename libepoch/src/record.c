@@ -364,6 +364,13 @@ epoch_chain(epoch_info **out, size_t *n_out, crdt_replica *r)
         crdt_raw_abort(t);
         return rc;
     }
+    /* a chain as long as its number says, within reason: a record
+     * claiming epoch 2^64-1 is corrupt, not a reason to allocate */
+    if (cur.number >= EPOCH__CHAIN_MAX) {
+        epoch_info_clear(&cur);
+        crdt_raw_abort(t);
+        return CRDT_ECORRUPT;
+    }
     n = (size_t)cur.number + 1;
     chain = calloc(n, sizeof *chain);
     if (chain == NULL) {

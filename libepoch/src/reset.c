@@ -84,10 +84,13 @@ static int
 flush_into(epoch_reset *rs, crdt_raw *t)
 {
     const unsigned char *p = (const unsigned char *)rs->buf.sb.data;
-    const unsigned char *end = p + rs->buf.sb.size;
+    const unsigned char *end;
     int rc = CRDT_OK;
 
     epoch__rewriter_set_txn(rs->w, t);
+    if (p == NULL || rs->buf.sb.size == 0)
+        return CRDT_OK; /* nothing buffered (an empty snapshot) */
+    end = p + rs->buf.sb.size;
     while (p < end && rc == CRDT_OK) {
         size_t kl = (size_t)p[0] << 8 | p[1];
         if (kl == 0xffff) { /* a change of the sender's log */

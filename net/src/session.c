@@ -881,6 +881,15 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
     if (type != M_HELLO && type != M_BUSY && type != M_ERROR &&
         !s->hello_recv)
         return fail(s, CRDT_EPROTO, "message before HELLO", 1);
+    {   /* the whole message must be well formed, with nothing after it,
+         * before any part of it is acted on */
+        crdt__mp whole = m;
+        for (uint32_t i = 1; i < n; i++)
+            if (crdt__mp_skip(&whole) < 0)
+                return fail(s, CRDT_EPROTO, "malformed message", 1);
+        if (whole.p != whole.end)
+            return fail(s, CRDT_EPROTO, "trailing bytes after a message", 1);
+    }
     rc = dispatch(s, &m, n, type);
     if (rc == CRDT_OK && m.p != m.end) /* every byte must be accounted for */
         return fail(s, CRDT_EPROTO, "trailing bytes after a message", 1);
