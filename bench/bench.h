@@ -14,6 +14,9 @@
  *   w_merge.c     w1_merge and memory (+ the lmdb_ref reference)
  *   w_commit.c    local_commit (+ the fsync reference)
  *   w_migrate.c   migrate and open (+ the raw LMDB rewrite reference)
+ *   w_sync.c      w1_sync: w1 over an encrypted loopback crdtnet session
+ *                 between two processes (+ w1_merge, interleaved)
+ *   w_peers.c     peers: w1 on Yjs, Automerge and Loro (node, peers/w1.js)
  *   lmdb_ref.c    the raw LMDB references
  *
  * Every measured workload runs in a forked child: the parent stays
@@ -183,6 +186,30 @@ int w_memory_run(bench_entry *e);      /* memory */
 int w_commit_run(bench_entry *e);      /* local_commit */
 int w_migrate_run(bench_entry *e);     /* migrate */
 int w_open_run(bench_entry *e);        /* open */
+int w_sync_run(bench_entry *e);        /* w1_sync */
+int w_peers_run(bench_entry *e);       /* peers */
+
+/* ---- w1 pieces shared by w_merge.c, w_sync.c and w_peers.c ---- */
+
+#define W1_DOC_WIDTH 5   /* document ids "d00042" */
+#define W1_CHANGE_OPS 100
+
+uint64_t w1_total_ops(void); /* 1,000,000 (quick 50,000) */
+uint64_t w1_n_docs(void);    /* 10,000 (quick 500) */
+/* The w1 spool (4 sources' changes, interleaved), built once per run of
+ * strata-bench. NULL on failure (@p e says why). */
+const char *w1_spool(bench_entry *e);
+/* One measured w1_merge of @p spool into a fresh replica (removed
+ * after); fails unless it applied @p expect_ops ops. v[0] seconds, v[1]
+ * ops, v[4] docs read, v[5] merge s, v[6] read s. Spool format: "SBSP",
+ * the 16-byte space id, then per change its length (u32 LE) and bytes;
+ * merged in batches of 100 changes. */
+int w1_merge_fresh(bench_res *res, const char *spool, uint64_t expect_ops,
+                   int run);
+/* The same merge into @p dir (a new replica), kept: setup for w1_sync. */
+int w1_merge_into(bench_res *res, const char *spool, const char *dir);
+/* ops/s median of w1_merge in this run of strata-bench; 0 if not run. */
+extern double g_w1_merge_ops_per_s;
 
 /* ---- raw LMDB references (lmdb_ref.c) ---- */
 

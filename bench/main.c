@@ -9,7 +9,8 @@
  * min and max, next to a reference measured in the same run. Adding a
  * workload: write bench/w_<name>.c with `int w_<name>_run(bench_entry *)`
  * (declare it in bench.h) and list it in WORKLOADS below; an entry with
- * a NULL run function is reported as "not run: <reason>".
+ * a NULL run function is reported as "not run: <reason>", and so is one
+ * whose run function sets e->status = 1 (peers without node).
  */
 #include "bench.h"
 
@@ -43,16 +44,11 @@ static const workload WORKLOADS[] = {
     { "migrate", w_migrate_run, NULL,
       "1M documents through a four-step lens" },
     { "open", w_open_run, NULL, "open + status of the 1M-document replica" },
-    /* Hooks for the sync layer: give these a run function (bench/w_sync.c
-     * driving two crdtnet sessions over a socketpair, and bench/peers/
-     * for N daemons) once crdtnet's session API is in. */
-    { "w1_sync", NULL,
-      "the sync layer (crdtnet sessions over TCP) is being written; "
-      "w1_merge measures the merge it will drive",
-      "w1 between two replicas through crdtnet" },
-    { "peers", NULL,
-      "needs the daemon and the sync layer, which are being written",
-      "N daemons gossiping in a mesh" },
+    { "w1_sync", w_sync_run, NULL,
+      "w1 pulled over an encrypted loopback crdtnet session between two "
+      "processes" },
+    { "peers", w_peers_run, NULL,
+      "w1 merge on Yjs, Automerge and Loro (node bench/peers/w1.js)" },
 };
 #define N_WORKLOADS (sizeof WORKLOADS / sizeof WORKLOADS[0])
 

@@ -396,6 +396,52 @@ one_merge(bench_res *res, const char *spool, uint64_t n_docs, int run,
     return rc;
 }
 
+/* ---- shared with w_sync.c and w_peers.c (bench.h) ---- */
+
+double g_w1_merge_ops_per_s;
+
+uint64_t
+w1_total_ops(void)
+{
+    return w1_ops_per_src() * N_SOURCES;
+}
+
+uint64_t
+w1_n_docs(void)
+{
+    return w1_docs();
+}
+
+const char *
+w1_spool(bench_entry *e)
+{
+    return get_spool(0, w1_ops_per_src(), w1_docs(), e);
+}
+
+int
+w1_merge_fresh(bench_res *res, const char *spool, uint64_t expect_ops,
+               int run)
+{
+    if (one_merge(res, spool, w1_docs(), run, 0) < 0)
+        return -1;
+    if ((uint64_t)res->v[1] != expect_ops)
+        return bench_fail(res, "merged %.0f ops, expected %llu", res->v[1],
+                          (unsigned long long)expect_ops);
+    return 0;
+}
+
+int
+w1_merge_into(bench_res *res, const char *spool, const char *dir)
+{
+    merge_args m;
+
+    memset(&m, 0, sizeof m);
+    m.spool = spool;
+    m.n_docs = w1_docs();
+    snprintf(m.dir, sizeof m.dir, "%s", dir);
+    return bench_run_child(res, merge_child, &m);
+}
+
 int
 w_merge_run(bench_entry *e)
 {
@@ -458,6 +504,7 @@ w_merge_run(bench_entry *e)
     bench_fig frss = bench_fig_of(rss, runs), ffile = bench_fig_of(file, runs);
     double ours = (double)n_ops / fs.med, theirs = (double)n_ops / fr.med;
 
+    g_w1_merge_ops_per_s = ours;
     entry_timing(e, "ops", n_ops, &fs);
     entry_int(e, "sources", N_SOURCES);
     entry_int(e, "docs", n_docs);

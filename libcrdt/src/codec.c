@@ -215,6 +215,39 @@ crdt_change_decode(crdt_change *out, const unsigned char *buf, size_t len)
     return CRDT_OK;
 }
 
+int
+crdt_change_peek(crdt_actor *actor_out, uint64_t *last_seq_out,
+                 const unsigned char *buf, size_t len)
+{
+    crdt__mp m = { buf, buf + len }, b;
+    const unsigned char *body, *p;
+    unsigned char pk[CRDT_PUBKEY_BYTES], inc[8];
+    uint32_t n, body_len, n_ops;
+    uint64_t version, seq, hlc;
+
+    if (actor_out == NULL || last_seq_out == NULL || buf == NULL)
+        return CRDT_EINVAL;
+    if (crdt__mp_array(&m, &n) < 0 || n != 2 ||
+        crdt__mp_bin(&m, &body, &body_len) < 0)
+        return CRDT_EPROTO;
+    b.p = body;
+    b.end = body + body_len;
+    if (crdt__mp_array(&b, &n) < 0 || n != 9 ||
+        crdt__mp_uint(&b, &version) < 0 ||
+        crdt__mp_bin(&b, &p, &n) < 0 || /* space */
+        crdt__mp_bin(&b, &p, &n) < 0 || /* epoch */
+        crdt__mp_bin_fixed(&b, pk, sizeof pk) < 0 ||
+        crdt__mp_bin_fixed(&b, inc, sizeof inc) < 0 ||
+        crdt__mp_uint(&b, &seq) < 0 || crdt__mp_uint(&b, &hlc) < 0 ||
+        crdt__mp_bin(&b, &p, &n) < 0 || /* prev */
+        crdt__mp_array(&b, &n_ops) < 0 || n_ops == 0 || seq == 0 ||
+        seq > UINT64_MAX / 2)
+        return CRDT_EPROTO;
+    crdt__actor_of(actor_out, pk, inc);
+    *last_seq_out = seq + n_ops - 1;
+    return CRDT_OK;
+}
+
 static void
 sig_message(unsigned char *msg, const unsigned char *hash)
 {

@@ -115,17 +115,21 @@ build_path(rebase_ctx *x, crdt_raw *t, const unsigned char *src)
         }
         if ((rc = epoch__get_in(&e, t, id)) < 0)
             goto done;
+        /* each realloc result is kept as soon as it succeeds, so the
+         * cleanup at done: frees exactly what is held */
         void *na = realloc(anc, (n_anc + 1) * EPOCH_ID_BYTES);
-        void *nd = realloc(down, (n_down + 1) * sizeof *down);
-        if (na == NULL || nd == NULL) {
-            free(na ? na : NULL);
+        if (na == NULL) {
             epoch_info_clear(&e);
             rc = CRDT_ENOMEM;
-            if (na) anc = na;
-            if (nd) down = nd;
             goto done;
         }
         anc = na;
+        void *nd = realloc(down, (n_down + 1) * sizeof *down);
+        if (nd == NULL) {
+            epoch_info_clear(&e);
+            rc = CRDT_ENOMEM;
+            goto done;
+        }
         down = nd;
         memcpy(anc[n_anc++], id, EPOCH_ID_BYTES);
         down[n_down++] = e;

@@ -279,14 +279,16 @@ build_snapshot(crdtnet_session *s)
 static void
 note_sent(crdtnet_session *s, const unsigned char *p, size_t len)
 {
-    crdt_change c;
+    crdt_actor a;
+    uint64_t last;
 
-    if (crdt_change_decode(&c, p, len) != CRDT_OK)
+    /* the header is enough: the change was validated where it came from */
+    if (crdt_change_peek(&a, &last, p, len) != CRDT_OK)
         return;
     if (s->peer_known != NULL)
-        crdt_vv_set(s->peer_known, &c.actor, c.seq + c.n_ops - 1);
+        crdt_vv_set(s->peer_known, &a, last);
     if (s->lacks != NULL)
-        crdt_vv_set(s->lacks, &c.actor, c.seq + c.n_ops - 1);
+        crdt_vv_set(s->lacks, &a, last);
 }
 
 /* CHANGES (or SNAP_LOG) from the export cursor; CRDT_ENOTFOUND when it

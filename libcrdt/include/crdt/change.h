@@ -72,6 +72,14 @@ typedef struct {
 int crdt_change_decode(crdt_change *out, const unsigned char *buf,
                        size_t len);
 
+/**
+ * Read only who wrote a change and its last seq, without hashing or
+ * walking its ops: cheap bookkeeping for a sender. Not a validation.
+ * @return CRDT_OK; CRDT_EPROTO.
+ */
+int crdt_change_peek(crdt_actor *actor_out, uint64_t *last_seq_out,
+                     const unsigned char *buf, size_t len);
+
 /** Check the change's signature. @return CRDT_OK; CRDT_EAUTH. */
 int crdt_change_verify(const crdt_change *c);
 

@@ -1,0 +1,716 @@
+/*
+ * w_sync.c: w1_sync: the w1 ops pulled over an encrypted loopback sync
+ * session (crdtnet) between two processes, against w1_merge measured in
+ * the same run, interleaved with it.
+ *
+ *  - setup (not timed, once): the w1 spool (w_merge.c: 4 sources x
+ *    250,000 register writes in changes of 100 ops) is merged into a
+ *    "server" replica (w1_merge_into: the w1_merge child, kept); a fresh
+ *    "client" replica is created in the same space; the server accepts
+ *    the client: crdt_txn_put("$members", hex(client public key),
+ *    "member", true). Both are closed; each run works on fresh copies of
+ *    the two directories (the client has no data: it pulls everything).
+ *  - measured, in a forked child (the client): it forks the server
+ *    process, which opens its copy, epoch_attach()es it, listens on
+ *    127.0.0.1 port 0, reports the port through a pipe, accepts one
+ *    connection and runs crdtnet_serve_conn(). The client opens its copy
+ *    (default options: durable, like w1_merge's fresh replica),
+ *    epoch_attach()es it, then the clock runs from
+ *    crdtnet_sync_connect() (TCP connect, handshake, the session: the
+ *    server exports its log, seals it in the channel, the client opens
+ *    and merges it) to the end of reading every document with
+ *    crdt_read_doc() in one read txn, like w1_merge.
+ *  - checks: both sides returned CRDT_OK, the client received every
+ *    change (the 10,000 changes of w1 plus the server's $members change)
+ *    and the client's state hash (crdt_read_stats) equals the server's
+ *    after the session; else the entry is failed.
+ *  - setup also writes the server's log, in the order the session sends
+ *    it to a fresh client (crdt_export_begin with no vv: actor by actor),
+ *    to a second spool: "session_order_merge" is w1_merge of that spool,
+ *    the same merge work as the sync without the network. The order
+ *    matters: w1's spool interleaves the four actors, so most merged
+ *    writes win their LWW comparison and reach LMDB; actor by actor, the
+ *    writes of actors 1-3 mostly lose to the (newer) writes already held.
+ *  - each run does: w1_merge (w1_merge_fresh), the session-order merge,
+ *    the sync with the default
+ *    batch (crdtnet_conn_options.batch_bytes = 0: 256 KiB messages), the
+ *    sync with batch_bytes = 1 MiB. ratio = sync ops/s / w1_merge ops/s
+ *    (default batch), both medians of this workload's runs.
+ *  - bytes on the wire: the server's TCP_INFO (tcpi_bytes_acked and
+ *    tcpi_bytes_received, TCP payload, on a dup of the accepted socket)
+ *    after crdtnet_serve_conn() returned (it shut down its side first).
+ */
+#include "bench.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "crdt/crdt.h"
+#include "crdtnet/conn.h"
+#include "epoch/epoch.h"
+
+#define BATCH_1MIB ((size_t)1 << 20)
+#define DEFAULT_BATCH ((size_t)256 * 1024) /* session.h: 0 = 256 KiB */
+#define WAIT_MS 120000                     /* server start, accept */
+
+typedef struct {
+    char srv_dir[700], cli_dir[700];
+    uint64_t n_docs, expect_changes, expect_ops;
+    size_t batch_bytes; /* 0: the default */
+} sync_args;
+
+/* What the server process sends back. */
+typedef struct {
+    int rc;
+    char reason[200];
+    uint64_t changes_sent, changes_received;
+    uint64_t bytes_sent, bytes_received; /* TCP payload, 0 if unknown */
+    unsigned char hash[CRDT_HASH_BYTES];
+    double seconds; /* accept to the end of crdtnet_serve_conn */
+    double cpu;     /* user + sys of the server process, same span */
+} srv_result;
+
+static double
+cpu_seconds(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static int
+write_all(int fd, const void *p, size_t n)
+{
+    const char *c = p;
+
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Read exactly @p n bytes within @p ms; -1 on EOF, error or timeout. */
+static int
+read_all(int fd, void *p, size_t n, int ms)
+{
+    char *c = p;
+    double end = bench_now() + ms / 1000.0;
+
+    while (n > 0) {
+        struct pollfd pfd = { fd, POLLIN, 0 };
+        int left = (int)((end - bench_now()) * 1000);
+        ssize_t r;
+
+        if (left <= 0)
+            return -1;
+        if (poll(&pfd, 1, left) <= 0)
+            continue;
+        r = read(fd, c, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        c += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static int
+state_hash(crdt_replica *r, unsigned char out[CRDT_HASH_BYTES])
+{
+    crdt_read *rd;
+    crdt_stats st;
+    int rc = crdt_read_begin(&rd, r);
+
+    if (rc < 0)
+        return rc;
+    rc = crdt_read_stats(&st, rd);
+    crdt_read_end(rd);
+    if (rc == CRDT_OK)
+        memcpy(out, st.state_hash, CRDT_HASH_BYTES);
+    return rc;
+}
+
+/* ---- the server process ---- */
+
+static void
+server_fail(srv_result *sr, int rc, const char *what)
+{
+    sr->rc = rc < 0 ? rc : -1;
+    snprintf(sr->reason, sizeof sr->reason, "server: %s: %s", what,
+             rc < 0 ? crdt_strerror(rc) : strerror(errno));
+}
+
+static void
+server_main(const sync_args *a, int port_w, int res_w)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdtnet_conn_options co = CRDTNET_CONN_OPTIONS_INIT;
+    crdtnet_report rep;
+    srv_result sr;
+    crdt_replica *r = NULL;
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    int lfd = -1, fd = -1, dfd = -1, port = -1, rc;
+
+    memset(&sr, 0, sizeof sr);
+    signal(SIGPIPE, SIG_IGN);
+    if ((rc = crdt_replica_open(&r, a->srv_dir, &o)) < 0) {
+        server_fail(&sr, rc, "open");
+        goto out;
+    }
+    if ((rc = epoch_attach(r)) < 0) {
+        server_fail(&sr, rc, "epoch_attach");
+        goto out;
+    }
+    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(lfd, 1) != 0 ||
+        getsockname(lfd, (struct sockaddr *)&sa, &len) != 0) {
+        server_fail(&sr, 0, "listen on 127.0.0.1");
+        goto out;
+    }
+    port = ntohs(sa.sin_port);
+    (void)write_all(port_w, &port, sizeof port);
+    close(port_w);
+    port_w = -1;
+    {
+        struct pollfd pfd = { lfd, POLLIN, 0 };
+        if (poll(&pfd, 1, WAIT_MS) <= 0 ||
+            (fd = accept(lfd, NULL, NULL)) < 0) {
+            server_fail(&sr, 0, "accept");
+            goto out;
+        }
+    }
+    close(lfd);
+    lfd = -1;
+    dfd = dup(fd); /* for TCP_INFO: crdtnet_serve_conn closes fd */
+    co.batch_bytes = a->batch_bytes;
+    {
+        double t0 = bench_now(), c0 = cpu_seconds();
+        rc = crdtnet_serve_conn(fd, &r, 1, &co, &rep);
+        sr.seconds = bench_now() - t0;
+        sr.cpu = cpu_seconds() - c0;
+    }
+    if (dfd >= 0) {
+        struct tcp_info ti;
+        socklen_t tl = sizeof ti;
+
+        memset(&ti, 0, sizeof ti);
+        if (getsockopt(dfd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
+            if (tl >= offsetof(struct tcp_info, tcpi_bytes_received) +
+                          sizeof ti.tcpi_bytes_received)
+                sr.bytes_received = ti.tcpi_bytes_received;
+            /* acked, not tcpi_bytes_sent (which counts retransmits);
+             * the client's FINAL came after all of it, so all is acked */
+            if (tl >= offsetof(struct tcp_info, tcpi_bytes_acked) +
+                          sizeof ti.tcpi_bytes_acked)
+                sr.bytes_sent = ti.tcpi_bytes_acked;
+        }
+        close(dfd);
+    }
+    sr.changes_sent = rep.changes_sent;
+    sr.changes_received = rep.changes_received;
+    if (rc < 0) {
+        sr.rc = rc;
+        snprintf(sr.reason, sizeof sr.reason, "server: %s: %s",
+                 crdt_strerror(rc), rep.reason);
+        goto out;
+    }
+    if ((rc = state_hash(r, sr.hash)) < 0)
+        server_fail(&sr, rc, "read_stats");
+out:
+    if (port_w >= 0) {
+        port = -1;
+        (void)write_all(port_w, &port, sizeof port);
+    }
+    if (lfd >= 0)
+        close(lfd);
+    crdt_replica_close(r);
+    (void)write_all(res_w, &sr, sizeof sr);
+    _exit(0);
+}
+
+/* ---- the client (the measured child) ---- */
+
+static int
+count_field(const crdt_field *f, void *ctx)
+{
+    (void)f;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+static int
+sync_child(bench_res *out, void *ctx)
+{
+    const sync_args *a = ctx;
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdtnet_conn_options co = CRDTNET_CONN_OPTIONS_INIT;
+    crdtnet_report rep;
+    srv_result sr;
+    crdt_replica *r = NULL;
+    crdt_read *rd = NULL;
+    unsigned char hash[CRDT_HASH_BYTES];
+    int port_p[2] = { -1, -1 }, res_p[2] = { -1, -1 };
+    int port = -1, rc = -1, status;
+    uint64_t docs = 0, fields = 0;
+    double t0, t1, t2, c0, c1;
+    char ps[16], doc[32];
+    pid_t pid;
+
+    memset(&sr, 0, sizeof sr);
+    signal(SIGPIPE, SIG_IGN);
+    if (pipe(port_p) != 0 || pipe(res_p) != 0)
+        return bench_fail(out, "pipe: %s", strerror(errno));
+    pid = fork();
+    if (pid < 0)
+        return bench_fail(out, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(port_p[0]);
+        close(res_p[0]);
+        server_main(a, port_p[1], res_p[1]); /* does not return */
+    }
+    close(port_p[1]);
+    close(res_p[1]);
+    if (read_all(port_p[0], &port, sizeof port, WAIT_MS) < 0 || port <= 0) {
+        if (read_all(res_p[0], &sr, sizeof sr, 5000) == 0 && sr.reason[0])
+            bench_fail(out, "%s", sr.reason);
+        else
+            bench_fail(out, "the server process did not start");
+        goto done;
+    }
+    snprintf(ps, sizeof ps, "%d", port);
+    if ((rc = crdt_replica_open(&r, a->cli_dir, &o)) < 0) {
+        bench_fail(out, "open client: %s", crdt_strerror(rc));
+        goto done;
+    }
+    if ((rc = epoch_attach(r)) < 0) {
+        bench_fail(out, "epoch_attach client: %s", crdt_strerror(rc));
+        goto done;
+    }
+    co.batch_bytes = a->batch_bytes;
+
+    c0 = cpu_seconds();
+    t0 = bench_now();
+    rc = crdtnet_sync_connect(&rep, r, "127.0.0.1", ps, &co);
+    t1 = bench_now();
+    if (rc < 0) {
+        bench_fail(out, "crdtnet_sync_connect: %s: %s", crdt_strerror(rc),
+                   rep.reason);
+        goto done;
+    }
+    if ((rc = crdt_read_begin(&rd, r)) < 0) {
+        bench_fail(out, "read_begin: %s", crdt_strerror(rc));
+        goto done;
+    }
+    for (uint64_t d = 0; d < a->n_docs; d++) {
+        bench_doc_id(doc, W1_DOC_WIDTH, d);
+        rc = crdt_read_doc(rd, "c", doc, count_field, &fields);
+        if (rc == CRDT_OK)
+            docs++;
+        else if (rc != CRDT_ENOTFOUND) {
+            bench_fail(out, "read_doc: %s", crdt_strerror(rc));
+            goto done;
+        }
+    }
+    crdt_read_end(rd);
+    rd = NULL;
+    t2 = bench_now();
+    c1 = cpu_seconds();
+
+    if ((rc = state_hash(r, hash)) < 0) {
+        bench_fail(out, "client read_stats: %s", crdt_strerror(rc));
+        goto done;
+    }
+    if (read_all(res_p[0], &sr, sizeof sr, WAIT_MS) < 0) {
+        rc = bench_fail(out, "no result from the server process");
+        goto done;
+    }
+    if (sr.rc != 0) {
+        rc = bench_fail(out, "%s", sr.reason);
+        goto done;
+    }
+    if (rep.changes_received != a->expect_changes ||
+        rep.ops_received != a->expect_ops) {
+        rc = bench_fail(out,
+                        "client received %llu changes / %llu ops, expected "
+                        "%llu / %llu",
+                        (unsigned long long)rep.changes_received,
+                        (unsigned long long)rep.ops_received,
+                        (unsigned long long)a->expect_changes,
+                        (unsigned long long)a->expect_ops);
+        goto done;
+    }
+    if (memcmp(hash, sr.hash, CRDT_HASH_BYTES) != 0) {
+        rc = bench_fail(out, "state hash mismatch: client and server differ "
+                             "after the session");
+        goto done;
+    }
+    out->v[0] = t2 - t0;
+    out->v[1] = (double)rep.ops_received;
+    out->v[2] = (double)rep.changes_received;
+    out->v[3] = t1 - t0;
+    out->v[4] = t2 - t1;
+    out->v[5] = (double)docs;
+    out->v[6] = (double)sr.bytes_sent;
+    out->v[7] = (double)sr.bytes_received;
+    out->v[8] = c1 - c0;
+    out->v[9] = sr.cpu;
+    out->v[10] = sr.seconds;
+    out->v[11] = (double)sr.changes_sent;
+    out->v[12] = rep.in_sync;
+    rc = 0;
+done:
+    crdt_read_end(rd);
+    crdt_replica_close(r);
+    if (rc < 0)
+        kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    close(port_p[0]);
+    close(res_p[0]);
+    return rc < 0 ? -1 : 0;
+}
+
+/* ---- setup ---- */
+
+typedef struct {
+    const char *srv_dir, *cli_dir, *spool;
+} setup_args;
+
+static int
+put_u32(FILE *f, uint32_t v)
+{
+    unsigned char b[4] = { (unsigned char)v, (unsigned char)(v >> 8),
+                           (unsigned char)(v >> 16), (unsigned char)(v >> 24) };
+    return fwrite(b, 1, 4, f) == 4 ? 0 : -1;
+}
+
+/* The server's log as the session sends it to a fresh client
+ * (crdt_export_begin with an empty vv: actor by actor, in seq order),
+ * into a spool for w1_merge_fresh. */
+static int
+export_spool(bench_res *out, crdt_replica *srv, const char *path,
+             const unsigned char space[CRDT_SPACE_ID_BYTES])
+{
+    crdt_export *ex = NULL;
+    FILE *f = fopen(path, "wb");
+    int rc;
+
+    if (f == NULL || fwrite("SBSP", 1, 4, f) != 4 ||
+        fwrite(space, 1, CRDT_SPACE_ID_BYTES, f) != CRDT_SPACE_ID_BYTES) {
+        rc = bench_fail(out, "spool %s: %s", path, strerror(errno));
+        goto done;
+    }
+    if ((rc = crdt_export_begin(&ex, srv, NULL)) < 0) {
+        bench_fail(out, "export_begin: %s", crdt_strerror(rc));
+        goto done;
+    }
+    for (;;) {
+        const unsigned char *p;
+        size_t len;
+
+        rc = crdt_export_next(ex, &p, &len);
+        if (rc == CRDT_ENOTFOUND)
+            break;
+        if (rc < 0) {
+            bench_fail(out, "export_next: %s", crdt_strerror(rc));
+            goto done;
+        }
+        if (put_u32(f, (uint32_t)len) < 0 || fwrite(p, 1, len, f) != len) {
+            rc = bench_fail(out, "spool write: %s", strerror(errno));
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    crdt_export_end(ex);
+    if (f != NULL && fclose(f) != 0 && rc == 0)
+        rc = bench_fail(out, "spool close: %s", strerror(errno));
+    return rc < 0 ? -1 : 0;
+}
+
+/* Create the client in the server's space; the server accepts it. */
+static int
+setup_child(bench_res *out, void *ctx)
+{
+    const setup_args *a = ctx;
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT, oc = CRDT_OPEN_OPTIONS_INIT;
+    crdt_replica *srv = NULL, *cli = NULL;
+    unsigned char space[CRDT_SPACE_ID_BYTES], pk[CRDT_PUBKEY_BYTES];
+    char hex[2 * CRDT_PUBKEY_BYTES + 1];
+    crdt_value v = crdt_value_bool(1);
+    crdt_txn *t = NULL;
+    int rc;
+
+    if ((rc = crdt_replica_open(&srv, a->srv_dir, &o)) < 0) {
+        bench_fail(out, "open server: %s", crdt_strerror(rc));
+        goto done;
+    }
+    crdt_replica_space_id(srv, space);
+    oc.create = 1;
+    oc.space_id = space;
+    if ((rc = crdt_replica_open(&cli, a->cli_dir, &oc)) < 0) {
+        bench_fail(out, "create client: %s", crdt_strerror(rc));
+        goto done;
+    }
+    crdt_replica_public_key(cli, pk);
+    crdt_hex(hex, pk, sizeof pk);
+    if ((rc = crdt_txn_begin(&t, srv)) < 0 ||
+        (rc = crdt_txn_put(t, CRDTNET_MEMBERS_COLL, hex,
+                           CRDTNET_MEMBERS_FIELD, &v)) < 0) {
+        if (t != NULL)
+            crdt_txn_abort(t);
+        bench_fail(out, "put member: %s", crdt_strerror(rc));
+        goto done;
+    }
+    if ((rc = crdt_txn_commit(t, NULL)) < 0) {
+        bench_fail(out, "commit member: %s", crdt_strerror(rc));
+        goto done;
+    }
+    rc = export_spool(out, srv, a->spool, space);
+done:
+    crdt_replica_close(cli);
+    crdt_replica_close(srv);
+    return rc < 0 ? -1 : 0;
+}
+
+/* One sync run on fresh copies of the master replicas. */
+static int
+one_sync(bench_res *res, const char *srv_master, const char *cli_master,
+         size_t batch, int run)
+{
+    sync_args a;
+    char name[64];
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    snprintf(name, sizeof name, "sync_srv%d", run);
+    if (bench_subdir(a.srv_dir, sizeof a.srv_dir, name) < 0)
+        return bench_fail(res, "cannot create %s", name);
+    bench_rmtree(a.srv_dir);
+    snprintf(name, sizeof name, "sync_cli%d", run);
+    if (bench_subdir(a.cli_dir, sizeof a.cli_dir, name) < 0)
+        return bench_fail(res, "cannot create %s", name);
+    bench_rmtree(a.cli_dir);
+    if (bench_copy_dir(srv_master, a.srv_dir) < 0 ||
+        bench_copy_dir(cli_master, a.cli_dir) < 0) {
+        rc = bench_fail(res, "cannot copy the replicas");
+        goto out;
+    }
+    a.n_docs = w1_n_docs();
+    a.expect_changes = w1_total_ops() / W1_CHANGE_OPS + 1; /* + $members */
+    a.expect_ops = w1_total_ops() + 1;
+    a.batch_bytes = batch;
+    rc = bench_run_child(res, sync_child, &a);
+out:
+    bench_rmtree(a.srv_dir);
+    bench_rmtree(a.cli_dir);
+    return rc;
+}
+
+typedef struct {
+    double sec[64], sync[64], read[64], ccpu[64], scpu[64], ssec[64];
+    double sent, recvd, changes, docs, rss[64];
+    int in_sync; /* every run's client report said in_sync */
+} sync_figs;
+
+static void
+keep(sync_figs *f, int i, const bench_res *res)
+{
+    f->sec[i] = res->v[0];
+    f->sync[i] = res->v[3];
+    f->read[i] = res->v[4];
+    f->ccpu[i] = res->v[8];
+    f->scpu[i] = res->v[9];
+    f->ssec[i] = res->v[10];
+    f->rss[i] = res->peak_rss_kib;
+    f->changes = res->v[2];
+    f->docs = res->v[5];
+    f->sent = res->v[6];
+    f->recvd = res->v[7];
+    f->in_sync = (i == 0 || f->in_sync) && res->v[12] != 0;
+}
+
+static void
+report_batch(bench_entry *e, const sync_figs *f, int runs, uint64_t n_ops,
+             size_t batch, double ref_ops)
+{
+    bench_fig fs = bench_fig_of(f->sec, runs);
+    bench_fig rss = bench_fig_of(f->rss, runs);
+
+    entry_timing(e, "ops", n_ops, &fs);
+    entry_int(e, "batch_bytes", batch);
+    entry_num(e, "sync_seconds", bench_fig_of(f->sync, runs).med);
+    entry_num(e, "read_seconds", bench_fig_of(f->read, runs).med);
+    entry_num(e, "client_cpu_seconds", bench_fig_of(f->ccpu, runs).med);
+    entry_num(e, "server_cpu_seconds", bench_fig_of(f->scpu, runs).med);
+    entry_num(e, "server_seconds", bench_fig_of(f->ssec, runs).med);
+    entry_int(e, "changes_received", (uint64_t)f->changes);
+    entry_int(e, "in_sync", (uint64_t)f->in_sync);
+    entry_int(e, "docs_read", (uint64_t)f->docs);
+    entry_int(e, "wire_bytes_server_to_client", (uint64_t)f->sent);
+    entry_int(e, "wire_bytes_client_to_server", (uint64_t)f->recvd);
+    entry_mib(e, "client_peak_rss_mib", &rss);
+    entry_num(e, "ratio_vs_w1_merge", ((double)n_ops / fs.med) / ref_ops);
+}
+
+int
+w_sync_run(bench_entry *e)
+{
+    uint64_t n_ops = w1_total_ops();
+    int runs = g_opts.runs;
+    const char *spool = w1_spool(e);
+    static sync_figs fd, fm; /* default batch, 1 MiB */
+    double ref[64], ref2[64];
+    char srv[700], cli[700], spool2[700];
+    setup_args sa;
+    bench_res res;
+    double t0 = bench_now();
+
+    if (spool == NULL)
+        return -1;
+    if (bench_subdir(srv, sizeof srv, "sync_server") < 0 ||
+        bench_subdir(cli, sizeof cli, "sync_client") < 0) {
+        entry_failed(e, "cannot create the sync dirs");
+        return -1;
+    }
+    bench_rmtree(srv);
+    bench_rmtree(cli);
+    bench_log("w1_sync setup: server replica merges the w1 spool");
+    if (w1_merge_into(&res, spool, srv) < 0) {
+        entry_failed(e, "setup: server merge: %s", res.err);
+        return -1;
+    }
+    snprintf(spool2, sizeof spool2, "%s/sync_order.spool", g_opts.base);
+    sa.srv_dir = srv;
+    sa.cli_dir = cli;
+    sa.spool = spool2;
+    if (bench_run_child(&res, setup_child, &sa) < 0) {
+        entry_failed(e, "setup: %s", res.err);
+        return -1;
+    }
+    bench_log("w1_sync setup done in %.1f s", bench_now() - t0);
+
+    for (int i = 0; i < runs; i++) {
+        bench_log("w1_sync run %d/%d: w1_merge reference", i + 1, runs);
+        if (w1_merge_fresh(&res, spool, n_ops, i) < 0) {
+            entry_failed(e, "w1_merge reference: %s", res.err);
+            return -1;
+        }
+        ref[i] = res.v[0];
+        bench_log("  w1_merge %.3f s (%.0f ops/s)", ref[i],
+                  (double)n_ops / ref[i]);
+        if (w1_merge_fresh(&res, spool2, n_ops + 1, i) < 0) {
+            entry_failed(e, "w1_merge in session order: %s", res.err);
+            return -1;
+        }
+        ref2[i] = res.v[0];
+        bench_log("  w1_merge in session order %.3f s (%.0f ops/s)", ref2[i],
+                  (double)n_ops / ref2[i]);
+        if (one_sync(&res, srv, cli, 0, i) < 0) {
+            entry_failed(e, "%s", res.err);
+            return -1;
+        }
+        keep(&fd, i, &res);
+        bench_log("  sync (default batch) %.3f s (%.0f ops/s): session "
+                  "%.3f s, reads %.3f s; cpu client %.2f s, server %.2f s; "
+                  "%.1f MiB on the wire",
+                  fd.sec[i], (double)n_ops / fd.sec[i], fd.sync[i],
+                  fd.read[i], fd.ccpu[i], fd.scpu[i], fd.sent / 1048576);
+        if (one_sync(&res, srv, cli, BATCH_1MIB, i) < 0) {
+            entry_failed(e, "batch 1 MiB: %s", res.err);
+            return -1;
+        }
+        keep(&fm, i, &res);
+        bench_log("  sync (1 MiB batch) %.3f s (%.0f ops/s): session %.3f "
+                  "s, reads %.3f s; cpu client %.2f s, server %.2f s",
+                  fm.sec[i], (double)n_ops / fm.sec[i], fm.sync[i],
+                  fm.read[i], fm.ccpu[i], fm.scpu[i]);
+    }
+    bench_rmtree(srv);
+    bench_rmtree(cli);
+    unlink(spool2);
+
+    bench_fig fr = bench_fig_of(ref, runs), fr2 = bench_fig_of(ref2, runs);
+    double ref2_ops = (double)n_ops / fr2.med;
+    bench_fig fs = bench_fig_of(fd.sec, runs), fs1 = bench_fig_of(fm.sec, runs);
+    double ref_ops = (double)n_ops / fr.med;
+    double ours = (double)n_ops / fs.med, ours1 = (double)n_ops / fs1.med;
+
+    report_batch(e, &fd, runs, n_ops, DEFAULT_BATCH, ref_ops);
+    entry_str(e, "batch", "default (crdtnet_conn_options.batch_bytes = 0)");
+    entry_str(e, "what", "client process: crdtnet_sync_connect to a server "
+                         "process on 127.0.0.1 (crdtnet_serve_conn), fresh "
+                         "durable client pulls every change, then "
+                         "crdt_read_doc on every document");
+    entry_obj(e, "batch_1mib");
+    report_batch(e, &fm, runs, n_ops, BATCH_1MIB, ref_ops);
+    entry_end(e);
+    entry_obj(e, "reference");
+    entry_str(e, "name", "w1_merge");
+    entry_str(e, "what", "w1_merge (spool merged by crdt_merge into a fresh "
+                         "replica, then reads), interleaved with the syncs");
+    entry_timing(e, "ops", n_ops, &fr);
+    entry_end(e);
+    entry_obj(e, "session_order_merge");
+    entry_str(e, "what", "crdt_merge of the same changes in the order the "
+                         "session sends them (the server's export: actor "
+                         "by actor), batches of 100 changes, fresh "
+                         "replica, then reads: the sync without the "
+                         "network");
+    entry_timing(e, "ops", n_ops, &fr2);
+    entry_num(e, "sync_ratio", ours / ref2_ops);
+    entry_num(e, "sync_ratio_1mib", ours1 / ref2_ops);
+    entry_end(e);
+    entry_num(e, "ratio_vs_w1_merge", ours / ref_ops);
+    entry_num(e, "ratio_vs_w1_merge_1mib", ours1 / ref_ops);
+
+    entry_row(e, "%-12s %9llu ops %8.3f s [%.3f..%.3f] %11.0f ops/s  "
+                 "ratio %.3f vs w1_merge",
+              "w1_sync", (unsigned long long)n_ops, fs.med, fs.min, fs.max,
+              ours, ours / ref_ops);
+    entry_row(e, "%-12s   default batch (256 KiB): session %.3f s + read "
+                 "%.3f s; cpu client %.2f s, server %.2f s; %.1f MiB on "
+                 "the wire",
+              "", bench_fig_of(fd.sync, runs).med,
+              bench_fig_of(fd.read, runs).med,
+              bench_fig_of(fd.ccpu, runs).med,
+              bench_fig_of(fd.scpu, runs).med, fd.sent / 1048576);
+    entry_row(e, "%-12s   1 MiB batch: %.3f s [%.3f..%.3f] %.0f ops/s, "
+                 "ratio %.3f",
+              "", fs1.med, fs1.min, fs1.max, ours1, ours1 / ref_ops);
+    entry_row(e, "%-12s %9llu ops %8.3f s [%.3f..%.3f] %11.0f ops/s",
+              "  w1_merge", (unsigned long long)n_ops, fr.med, fr.min,
+              fr.max, ref_ops);
+    entry_row(e, "%-12s %9llu ops %8.3f s [%.3f..%.3f] %11.0f ops/s  "
+                 "(w1_merge of the session's order; sync/this %.3f)",
+              "  merge_so", (unsigned long long)n_ops, fr2.med, fr2.min,
+              fr2.max, ref2_ops, ours / ref2_ops);
+    return 0;
+}
