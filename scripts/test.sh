@@ -26,6 +26,10 @@ build build
 echo "== tests"
 (cd build && ctest --output-on-failure -j "$jobs")
 
+echo "== bench (quick: proves strata-bench runs; figures are never asserted)"
+STRATA_BENCH_NO_NPM=1 build/bench/strata-bench --quick --quiet --json > build/bench-quick.json
+echo "strata-bench --quick: ok ($(wc -c < build/bench-quick.json) bytes of JSON)"
+
 echo "== build (ASan + UBSan)"
 build build-asan -DSTRATA_SANITIZE=ON
 echo "== tests under ASan + UBSan"
