@@ -98,8 +98,11 @@ find_peers_dir(char *out, size_t size)
         if (slash != NULL)
             *slash = 0;
         for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-            snprintf(out, size, "%s%s", exe, rel[i]);
-            snprintf(path, sizeof path, "%s/w1.js", out);
+            int a = snprintf(out, size, "%s%s", exe, rel[i]);
+            int b = snprintf(path, sizeof path, "%s/w1.js", out);
+            if (a < 0 || (size_t)a >= size || b < 0 ||
+                (size_t)b >= sizeof path)
+                continue; /* too long to be ours */
             if (is_file(path))
                 return 0;
         }

@@ -7,13 +7,11 @@
 #
 #   scripts/fuzz.sh [SECONDS]    (default 20; an empty argument too)
 #   JOBS=N         targets run at once (default 2)
-#   STRATA_FUZZ_KNOWN=1   also fuzz the paths of reported, unfixed bugs
-#                         (see docs/testing.md, "Fuzzing")
 #
 # Needs only what scripts/setup.sh installs (clang, libclang-rt-14-dev,
 # cmake). Logs: build-fuzz/fuzz-logs/<target>.log; crash, leak, OOM and
 # timeout inputs: build-fuzz/fuzz-artifacts/<target>/. Inputs under
-# tests/fuzz/crashes/ are reproducers of known bugs and are not run.
+# tests/fuzz/crashes/ reproduce bugs the targets found; they are not run.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"

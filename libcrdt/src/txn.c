@@ -476,7 +476,11 @@ static int
 run_dels(crdt_txn *t)
 {
     const unsigned char *p = (const unsigned char *)t->dels.sb.data;
-    const unsigned char *end = p + t->dels.sb.size;
+    const unsigned char *end;
+
+    if (p == NULL || t->dels.sb.size == 0)
+        return CRDT_OK; /* no raw deletes in this txn */
+    end = p + t->dels.sb.size;
 
     while (p < end) {
         size_t kl = (size_t)p[1] << 8 | p[2];

@@ -307,6 +307,14 @@ build_changes_as(crdtnet_session *s, unsigned type)
     crdt__enc_init(&items);
     while (items.sb.size < s->opts.batch_bytes &&
            (rc = crdt_export_next(s->exp, &p, &len)) == CRDT_OK) {
+        crdt_actor a;
+        uint64_t last;
+        /* never serve garbage: a stored change that no longer parses
+         * means a damaged replica (strata verify says where) */
+        if (crdt_change_peek(&a, &last, p, len) != CRDT_OK) {
+            crdt__enc_free(&items);
+            return CRDT_ECORRUPT;
+        }
         crdt__enc_bin(&items, p, len);
         note_sent(s, p, len);
         n++;

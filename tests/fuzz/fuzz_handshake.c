@@ -26,54 +26,13 @@
 #include "crdtnet/channel.h"
 #include "crdtnet/handshake.h"
 #include "net_internal.h"
+#include "support/fuzz_rng.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* ---- deterministic randombytes ------------------------------------- */
 
-static uint64_t rng;
-
-static uint64_t
-rng_next(void)
-{
-    uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static const char *
-rng_name(void)
-{
-    return "fuzz-deterministic";
-}
-
-static uint32_t
-rng_random(void)
-{
-    return (uint32_t)rng_next();
-}
-
-static void
-rng_buf(void *const buf, const size_t size)
-{
-    unsigned char *p = buf;
-    size_t n = size, k;
-    uint64_t z;
-
-    while (n > 0) {
-        z = rng_next();
-        k = n < 8 ? n : 8;
-        memcpy(p, &z, k);
-        p += k;
-        n -= k;
-    }
-}
-
-static randombytes_implementation rng_impl = {rng_name, rng_random, NULL,
-                                              NULL,     rng_buf,    NULL};
 
 /* ---- fixed identities and policy ------------------------------------ */
 
@@ -108,7 +67,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
     (void)argc;
     (void)argv;
-    randombytes_set_implementation(&rng_impl);
+    fuzz_rng_install();
     if (sodium_init() < 0)
         abort();
     memset(seed, 0xa1, sizeof seed);
