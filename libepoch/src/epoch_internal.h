@@ -68,6 +68,11 @@ int epoch__quarantine_put(crdt_raw *t, const crdt_change *c, uint64_t seq,
                           uint64_t hlc, const crdt_op *op,
                           const char *reason);
 
+/* epoch_quarantine_unsynced() inside a caller's txn. */
+int epoch__quarantine_unsynced_in(uint64_t *moved_out, crdt_raw *t,
+                                  const unsigned char *target_heads,
+                                  size_t heads_len, const char *reason);
+
 /* Apply a chain of lenses to a schema (versions); CRDT_EINVAL if a lens
  * section's `from` does not match. */
 int epoch__schema_apply(epoch_schema_entry **out, size_t *n_out,

@@ -135,11 +135,10 @@ heads_seq(const unsigned char *h, size_t len, const crdt_actor *a)
 }
 
 int
-epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
-                          const unsigned char *target_heads,
-                          size_t heads_len, const char *reason)
+epoch__quarantine_unsynced_in(uint64_t *moved_out, crdt_raw *t,
+                              const unsigned char *target_heads,
+                              size_t heads_len, const char *reason)
 {
-    crdt_raw *t;
     crdt_raw_cursor *c;
     const void *k, *v;
     size_t kl, vl;
@@ -148,14 +147,8 @@ epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
     size_t n_dead = 0;
     int rc;
 
-    if (r == NULL || reason == NULL)
-        return CRDT_EINVAL;
-    if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
+    if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_LOG)) < 0)
         return rc;
-    if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_LOG)) < 0) {
-        crdt_raw_abort(t);
-        return rc;
-    }
     rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
     while (rc == CRDT_OK) {
         crdt_change ch;
@@ -208,6 +201,26 @@ epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
     if (rc == CRDT_OK && n_dead > 0)
         rc = crdt_raw_recount_log(t);
     free(dead);
+    if (rc == CRDT_OK && moved_out)
+        *moved_out = moved;
+    return rc;
+}
+
+int
+epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
+                          const unsigned char *target_heads,
+                          size_t heads_len, const char *reason)
+{
+    crdt_raw *t;
+    uint64_t moved = 0;
+    int rc;
+
+    if (r == NULL || reason == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
+        return rc;
+    rc = epoch__quarantine_unsynced_in(&moved, t, target_heads, heads_len,
+                                       reason);
     if (rc < 0) {
         crdt_raw_abort(t);
         return rc;

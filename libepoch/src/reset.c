@@ -33,6 +33,8 @@ struct epoch_reset {
     epoch_lens *lens;   /* target -> final, when migrating up */
     epoch__rewriter *w; /* set when migrating up */
     unsigned char token[16];
+    char *quarantine_reason;  /* rejected: quarantine unsynced at commit */
+    uint64_t *moved_out;
     crdt__enc buf;      /* entries not yet written: klen(2) k vlen(4) v;
                            klen 0xffff marks a change for the log */
     size_t n_buf;
@@ -276,6 +278,20 @@ unstage(crdt_raw *t)
 }
 
 int
+epoch_reset_quarantine_unsynced(epoch_reset *rs, const char *reason,
+                                uint64_t *moved_out)
+{
+    if (rs == NULL || reason == NULL)
+        return CRDT_EINVAL;
+    free(rs->quarantine_reason);
+    rs->quarantine_reason = strdup(reason);
+    if (rs->quarantine_reason == NULL)
+        return CRDT_ENOMEM;
+    rs->moved_out = moved_out;
+    return CRDT_OK;
+}
+
+int
 epoch_reset_put(epoch_reset *rs, const void *k, size_t kl, const void *v,
                 size_t vl)
 {
@@ -405,7 +421,7 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     const unsigned char *heads;
     size_t heads_len;
     unsigned char hash[CRDT_HASH_BYTES];
-    uint64_t old_number = 0, fork_from = UINT64_MAX;
+    uint64_t old_number = 0, fork_from = UINT64_MAX, moved = 0;
     crdt_raw *t = NULL;
     int rc;
 
@@ -448,6 +464,11 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             heads_len = 1;
             rc = CRDT_OK;
         }
+        if (rc == CRDT_OK && rs->quarantine_reason != NULL) {
+            /* only our own log: the snapshot's log (staged) comes after */
+            rc = epoch__quarantine_unsynced_in(&moved, t, heads, heads_len,
+                                               rs->quarantine_reason);
+        }
         if (rc == CRDT_OK)
             rc = crdt_raw_heads_replace(t, heads, heads_len);
         if (rc == CRDT_OK)
@@ -477,8 +498,13 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     crdt__enc_reset(&rs->buf);
     if (rc == CRDT_OK) {
         rs->token[0] ^= 0xff; /* nothing left to clean up */
-        /* own changes parked for a gap: never reuse their seqs */
-        rc = crdt_replica_check_incarnation(NULL, rs->r);
+        if (rs->moved_out != NULL)
+            *rs->moved_out = moved;
+        /* quarantined or parked own changes: never reuse their seqs */
+        if (moved > 0)
+            rc = crdt_replica_new_incarnation(rs->r);
+        if (rc == CRDT_OK)
+            rc = crdt_replica_check_incarnation(NULL, rs->r);
     }
     epoch_reset_abort(rs);
     return rc;
@@ -504,6 +530,7 @@ epoch_reset_abort(epoch_reset *rs)
     epoch_info_clear(&rs->target);
     epoch_info_clear(&rs->final);
     crdt__enc_free(&rs->buf);
+    free(rs->quarantine_reason);
     free(rs);
 }
 

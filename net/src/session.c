@@ -62,6 +62,7 @@ struct crdtnet_session {
     int role;
     int hello_sent, hello_recv, busy_due;
     int reject_due;
+    uint64_t moved;       /* ops quarantined by a rejected reset */
     /* what we send */
     int snap_phase;       /* 0 not started, 1 streaming, 2 done */
     epoch_snapshot *snap;
@@ -649,25 +650,13 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     case EPOCH_FORK_LOSE:
         s->role = ROLE_TAKER;
         if (rc == CRDT_EREJECTED) {
-            /* beyond policy: keep our unsynced ops in the quarantine and
-             * start a new incarnation, then follow the canonical epoch */
-            epoch_info e;
-            const unsigned char *h;
-            size_t hl;
-            uint64_t moved = 0;
+            /* beyond policy: our unsynced ops go to the quarantine and we
+             * follow the canonical epoch; both happen in the reset's one
+             * switching txn (SNAP_END), so an interrupted session leaves
+             * this replica exactly as it was */
             s->rep.rejected = 1;
             snprintf(s->rep.reason, sizeof s->rep.reason, "rejected: %s",
                      reason ? reason : "beyond policy");
-            if ((rc = record_heads(&e, s->r, their_epoch, &h, &hl)) == CRDT_OK) {
-                rc = epoch_quarantine_unsynced(&moved, s->r, h, hl,
-                                               s->rep.reason);
-                epoch_info_clear(&e);
-            }
-            if (rc == CRDT_OK && moved > 0)
-                rc = crdt_replica_new_incarnation(s->r);
-            if (rc < 0)
-                return fail(s, rc, "cannot quarantine", 1);
-            s->rep.quarantined_ops += moved;
             s->reject_due = 1;
         }
         if ((rc = crdt_vv_decode(&s->lacks, vb, vl)) < 0)
@@ -768,6 +757,10 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
         }
         if (rc < 0)
             return fail(s, rc, "cannot start the reset", 1);
+        if (s->rep.rejected &&
+            (rc = epoch_reset_quarantine_unsynced(s->reset, s->rep.reason,
+                                                  &s->moved)) < 0)
+            return fail(s, rc, "cannot prepare the quarantine", 1);
         return CRDT_OK;
     }
     if (s->reset == NULL)
@@ -813,7 +806,7 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
     s->snapshot_done = 1;
     s->rep.snapshot_received = 1;
     s->rep.rebased_ops += mr.rebased_ops;
-    s->rep.quarantined_ops += mr.quarantined_ops;
+    s->rep.quarantined_ops += mr.quarantined_ops + s->moved;
     return CRDT_OK;
 }
 

@@ -632,6 +632,26 @@ link_step(sim_world *w, sim_link *l, int faults, int *err)
                      "sync r%d<->r%d failed: %s / %s (%d, %d)", l->a, l->b,
                      ra->reason, rb->reason, ea, eb);
         sim_trace(w, (uint64_t)(ra->changes_sent * 7 + rb->changes_sent));
+        if (w->verbose && getenv("STRATA_SIM_VV")) {
+            for (int end = 0; end < 2; end++) {
+                int ri = end ? l->b : l->a;
+                crdt_read *rd;
+                crdt_vv *vv;
+                crdt_read_begin(&rd, w->rep[ri]);
+                crdt_read_vv(&vv, rd);
+                crdt_read_end(rd);
+                fprintf(stderr, "    r%d vv:", ri);
+                for (size_t j = 0; j < crdt_vv_count(vv); j++) {
+                    crdt_actor a;
+                    uint64_t q;
+                    crdt_vv_entry(vv, j, &a, &q);
+                    fprintf(stderr, " %02x%02x=%llu", a.b[0], a.b[1],
+                            (unsigned long long)q);
+                }
+                fprintf(stderr, "\n");
+                crdt_vv_free(vv);
+            }
+        }
         if (w->verbose)
             fprintf(stderr, "[%8llu] link r%d<->r%d: sent %llu/%llu snap %d/%d "
                     "rebased %llu/%llu quar %llu/%llu err %d/%d sync %d\n",

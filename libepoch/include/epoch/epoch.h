@@ -250,6 +250,17 @@ int epoch_reset_put(epoch_reset *rs, const void *k, size_t kl,
 int epoch_reset_change(epoch_reset *rs, const void *change, size_t len);
 
 /**
+ * Rejected beyond policy: at commit, in the same txn as the switch, move
+ * every op of the log the target epoch's base does not hold into the
+ * quarantine with @p reason (copied) before the replay, and afterwards
+ * start a new incarnation if any op moved. Doing it in the switching txn
+ * means an interrupted reset leaves the replica exactly as it was.
+ * @p moved_out (may be NULL) gets the count after commit.
+ */
+int epoch_reset_quarantine_unsynced(epoch_reset *rs, const char *reason,
+                                    uint64_t *moved_out);
+
+/**
  * Swap the snapshot in, adopt the epoch's base heads, bring back the
  * changes of a losing fork from the archive, and replay every change
  * beyond the new heads through the lenses: the staged changes of the
