@@ -65,4 +65,28 @@ echo "ok: exit 7: $(head -1 err.txt)"
 "$S" get R c d >/dev/null 2>&1 && fail "a refused import wrote c/d"
 # a sync with a port nobody listens on: I/O error
 expect 7 "" "$S" sync R 127.0.0.1:1 --timeout-ms 2000
+# a read-only filesystem (a read-only bind mount in a private mount
+# namespace; root ignores permission bits, so chmod would prove nothing)
+mkdir ro
+"$S" init ro/R >/dev/null
+"$S" put ro/R c d v '"before"'
+if unshare -m true 2>/dev/null; then
+    unshare -m bash -c '
+        mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" || exit 90
+        "$2" put "$1/R" c d v 2 2>"$3/ro.err"; echo $? > "$3/ro.code"
+        "$2" get "$1/R" c d v > "$3/ro.get" 2>&1; echo $? >> "$3/ro.code"
+    ' _ "$work/ro" "$S" "$work" || true
+    if [ -s ro.code ]; then
+        [ "$(head -1 ro.code)" = 7 ] || { cat ro.err; fail "read-only: write exit $(head -1 ro.code), want 7"; }
+        grep -q "^strata: .*permission denied" ro.err || fail "read-only: $(cat ro.err)"
+        [ "$(sed -n 2p ro.code)" = 0 ] && [ "$(cat ro.get)" = '"before"' ] ||
+            fail "read-only: reads should still work"
+        echo "ok: exit 7: $(head -1 ro.err) (reads still work)"
+    else
+        echo "skipped: a read-only bind mount is not allowed here"
+    fi
+else
+    echo "skipped: no private mount namespace here (read-only filesystem)"
+fi
+[ "$("$S" get ro/R c d v)" = '"before"' ] || fail "read-only: data changed"
 echo "bad inputs: all refused with their exit code; nothing lost"
