@@ -255,9 +255,10 @@ elem_ok(const crdt_value *v)
     return value_ok(v) && crdt__value_bytes(b, sizeof b, v) >= 0;
 }
 
-int
-crdt_txn_sadd(crdt_txn *t, const char *coll, const char *doc,
-              const char *field, const crdt_value *v)
+/* SADD and SREM: an element op; SREM also records the tags it saw. */
+static int
+set_op(crdt_txn *t, crdt_op_kind kind, const char *coll, const char *doc,
+       const char *field, const crdt_value *v)
 {
     size_t from;
     int rc = check(t, coll, doc, field, CRDT_FIELD_SET);
@@ -267,29 +268,26 @@ crdt_txn_sadd(crdt_txn *t, const char *coll, const char *doc,
     if (!elem_ok(v))
         return value_ok(v) ? CRDT_ELIMIT : CRDT_EINVAL;
     from = t->ops.sb.size;
-    encode_head(t, CRDT_OP_SADD, 5, coll, doc, field);
+    encode_head(t, kind, kind == CRDT_OP_SREM ? 6 : 5, coll, doc, field);
     rc = crdt__enc_value(&t->ops, v);
+    if (rc == CRDT_OK && kind == CRDT_OP_SREM)
+        rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_SREM, coll, doc,
+                                 field, v);
     return finish_op(t, from, rc);
+}
+
+int
+crdt_txn_sadd(crdt_txn *t, const char *coll, const char *doc,
+              const char *field, const crdt_value *v)
+{
+    return set_op(t, CRDT_OP_SADD, coll, doc, field, v);
 }
 
 int
 crdt_txn_srem(crdt_txn *t, const char *coll, const char *doc,
               const char *field, const crdt_value *v)
 {
-    size_t from;
-    int rc = check(t, coll, doc, field, CRDT_FIELD_SET);
-
-    if (rc < 0)
-        return rc;
-    if (!elem_ok(v))
-        return value_ok(v) ? CRDT_ELIMIT : CRDT_EINVAL;
-    from = t->ops.sb.size;
-    encode_head(t, CRDT_OP_SREM, 6, coll, doc, field);
-    rc = crdt__enc_value(&t->ops, v);
-    if (rc == CRDT_OK)
-        rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_SREM, coll, doc,
-                                 field, v);
-    return finish_op(t, from, rc);
+    return set_op(t, CRDT_OP_SREM, coll, doc, field, v);
 }
 
 int
