@@ -149,8 +149,17 @@ crdt__actor_of(crdt_actor *out, const unsigned char *pk,
 int
 crdt__name_ok_len(const char *s, size_t len)
 {
-    return len > 0 && len <= CRDT_NAME_MAX && memchr(s, 0, len) == NULL &&
-           crdt__utf8_valid(s, len);
+    size_t i = 0;
+
+    if (len == 0 || len > CRDT_NAME_MAX)
+        return 0;
+    /* most names are plain ASCII: one pass, no calls */
+    while (i < len && (unsigned char)s[i] - 1u < 0x7fu)
+        i++;
+    if (i == len)
+        return 1;
+    return memchr(s + i, 0, len - i) == NULL &&
+           crdt__utf8_valid(s + i, len - i);
 }
 
 int
@@ -159,8 +168,10 @@ crdt__name_ok(const char *s)
     return s != NULL && crdt__name_ok_len(s, strnlen(s, CRDT_NAME_MAX + 1));
 }
 
-int
-crdt_change_decode(crdt_change *out, const unsigned char *buf, size_t len)
+/* @p walk: check that the ops are well-formed msgpack filling the body
+ * exactly; without it they are checked as they are iterated. */
+static int
+decode(crdt_change *out, const unsigned char *buf, size_t len, int walk)
 {
     crdt__mp m = { buf, buf + len }, b;
     const unsigned char *body, *sig;
@@ -202,17 +213,41 @@ crdt_change_decode(crdt_change *out, const unsigned char *buf, size_t len)
     if (c.seq == 0 || c.seq > UINT64_MAX / 2 - n_ops ||
         c.hlc > UINT64_MAX - n_ops)
         return CRDT_EPROTO;
-    for (uint32_t i = 0; i < n_ops; i++)
-        if (crdt__mp_skip(&b) < 0)
-            return CRDT_EPROTO;
-    if (b.p != b.end)
-        return CRDT_EPROTO;
     c.ops_len = (size_t)(b.end - c.ops);
+    if (walk && crdt__change_check_ops(&c) < 0)
+        return CRDT_EPROTO;
     c.sig = sig;
     crypto_generichash(c.hash, CRDT_HASH_BYTES, body, body_len, NULL, 0);
     crdt__actor_of(&c.actor, c.pubkey, c.incarnation);
     *out = c;
     return CRDT_OK;
+}
+
+int
+crdt_change_decode(crdt_change *out, const unsigned char *buf, size_t len)
+{
+    return decode(out, buf, len, 1);
+}
+
+int
+crdt__change_decode_header(crdt_change *out, const unsigned char *buf,
+                           size_t len)
+{
+    return decode(out, buf, len, 0);
+}
+
+int
+crdt__change_check_ops(const crdt_change *c)
+{
+    crdt__mp b = { c->ops, c->ops + c->ops_len };
+    uint32_t n;
+
+    if (crdt__mp_array(&b, &n) < 0 || n != c->n_ops)
+        return CRDT_EPROTO;
+    for (uint32_t i = 0; i < n; i++)
+        if (crdt__mp_skip(&b) < 0)
+            return CRDT_EPROTO;
+    return b.p == b.end ? CRDT_OK : CRDT_EPROTO;
 }
 
 int
@@ -297,7 +332,10 @@ name(crdt__mp *m, const char **s, size_t *len)
 {
     uint32_t n;
 
-    if (crdt__mp_str(m, s, &n) < 0 || !crdt__name_ok_len(*s, n))
+    /* crdt__mp_str() checked the UTF-8; what is left of
+     * crdt__name_ok_len() is the length and the NUL */
+    if (crdt__mp_str(m, s, &n) < 0 || n == 0 || n > CRDT_NAME_MAX ||
+        memchr(*s, 0, n) != NULL)
         return CRDT_EPROTO;
     *len = n;
     return CRDT_OK;
@@ -369,6 +407,8 @@ crdt_op_iter_next(crdt_op *out, crdt_op_iter *it)
     }
     it->p = m.p;
     it->left--;
+    if (it->left == 0 && it->p != it->end)
+        return CRDT_EPROTO; /* bytes after the last op */
     return CRDT_OK;
 }
 

@@ -50,6 +50,8 @@ struct crdt_replica {
     void *hook_ctx;
 };
 
+typedef struct crdt__applyq crdt__applyq;
+
 /* A write context: one LMDB write txn plus the state-hash accumulator. */
 typedef struct {
     crdt_replica *r;
@@ -61,6 +63,12 @@ typedef struct {
     MDB_cursor *cur; /* on @state; positioned by the last lookup */
     MDB_dbi cur_dbi;
     int cur_at;      /* the cursor sits on the key last looked up */
+    crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */
+    /* the entry state.c added last and its hash: a key written again in
+     * the same batch need not hash its old value again */
+    unsigned char last_k[CRDT__KEY_MAX], last_v[64];
+    size_t last_kl, last_vl;
+    uint64_t last_h[4];
 } crdt__wctx;
 
 /* A raw txn (crdt/raw.h): a write context, or a read txn. Merge builds
@@ -82,6 +90,22 @@ int crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
 int crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
                        const unsigned char *cur_epoch,
                        crdt_merge_report *rep);
+
+/* ---- applyq.c: a merge batch's ops, applied in state-key order ---- */
+struct crdt__qop;
+struct crdt__qkey;
+struct crdt__applyq {
+    struct crdt__qop *ops;
+    struct crdt__qkey *keys; /* 2 * cap: the sort's scratch follows */
+    size_t n, cap;
+};
+void crdt__applyq_init(crdt__applyq *q);
+void crdt__applyq_free(crdt__applyq *q);
+/* Hold @p op (a view into change bytes that outlive the queue). */
+int crdt__applyq_push(crdt__wctx *w, crdt__applyq *q, const crdt_op *op,
+                      uint64_t hlc, const crdt_actor *actor, uint64_t seq);
+/* Apply every op held, in key order, and empty the queue. */
+int crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q);
 
 /* ---- store_lmdb.c ---- */
 int crdt__mdb_err(int mdb_rc);
@@ -227,6 +251,12 @@ static inline uint64_t crdt__hlc_ms(uint64_t hlc) { return hlc >> 16; }
 
 /* ---- names ---- */
 int crdt__name_ok(const char *s);
+/* crdt_change_decode() without walking the ops: for a caller that
+ * iterates them all before committing (the iterator checks them). */
+int crdt__change_decode_header(crdt_change *out, const unsigned char *buf,
+                               size_t len);
+/* The walk crdt_change_decode() does: ops well-formed, filling the body. */
+int crdt__change_check_ops(const crdt_change *c);
 int crdt__name_ok_len(const char *s, size_t len);
 
 #endif

@@ -51,6 +51,9 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
 
     raw.w = w;
     raw.write = 1;
+    /* the hook reads the state as it stands: what is queued goes first */
+    if (foreign && w->q != NULL && (rc = crdt__applyq_flush(w, w->q)) < 0)
+        return rc;
     crdt_op_iter_init(&it, c);
     while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
         const crdt_op *apply = &op;
@@ -76,7 +79,12 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
             if (rep)
                 rep->rebased_ops++;
         }
-        rc = crdt__state_apply(w, apply, c->hlc + i, &c->actor, c->seq + i);
+        if (w->q != NULL && !foreign)
+            rc = crdt__applyq_push(w, w->q, apply, c->hlc + i, &c->actor,
+                                   c->seq + i);
+        else
+            rc = crdt__state_apply(w, apply, c->hlc + i, &c->actor,
+                                   c->seq + i);
         if (rc < 0)
             return rc;
         if (rep)
@@ -195,7 +203,9 @@ park(crdt__wctx *w, const item *it, crdt_merge_report *rep)
     MDB_val k = { sizeof key, key }, v = { it->len, (void *)it->data };
     int rc;
 
-    if ((rc = crdt_change_verify(&it->c)) < 0)
+    /* it waits for a later batch: check now what applying it would */
+    if ((rc = crdt__change_check_ops(&it->c)) < 0 ||
+        (rc = crdt_change_verify(&it->c)) < 0)
         return rc;
     crdt__log_key(key, &it->c.actor, it->c.seq);
     rc = mdb_put(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v,
@@ -247,6 +257,9 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
                      : CRDT_EIO;
         if (rc == CRDT_OK)
             rc = crdt__apply_change(w, &c, 0, cur_epoch, rep);
+        /* the queue holds views into @copy: apply them before it goes */
+        if (rc == CRDT_OK && w->q != NULL)
+            rc = crdt__applyq_flush(w, w->q);
         if (rc == CRDT_OK)
             rc = log_append(w, &c, copy, len, h);
         free(copy);
@@ -334,6 +347,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     crdt_replica *r = w->r;
     unsigned char cur_epoch[CRDT_HASH_BYTES];
     uint64_t now = crdt__now_ms(), max_hlc = 0;
+    crdt__applyq q;
     item *items;
     MDB_val v;
     int rc = CRDT_OK;
@@ -353,7 +367,9 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
 
         items[i].data = changes[i].data;
         items[i].len = changes[i].len;
-        if ((rc = crdt_change_decode(c, changes[i].data, changes[i].len)) < 0)
+        /* each op is decoded (and checked) once, when it is queued */
+        rc = crdt__change_decode_header(c, changes[i].data, changes[i].len);
+        if (rc < 0)
             goto done;
         if (memcmp(c->space_id, r->space_id, CRDT_SPACE_ID_BYTES) != 0) {
             rc = CRDT_EAUTH; /* replayed from another space */
@@ -368,13 +384,21 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
             max_hlc = top;
     }
     qsort(items, n, sizeof *items, cmp_item);
+    crdt__applyq_init(&q);
+    w->q = &q;
     for (size_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && memcmp(items[j].c.actor.b, items[i].c.actor.b,
                                         CRDT_ACTOR_BYTES) == 0; j++)
             ;
         if ((rc = merge_actor(w, items + i, j - i, cur_epoch, rep)) < 0)
-            goto done;
+            break;
     }
+    if (rc == CRDT_OK)
+        rc = crdt__applyq_flush(w, &q);
+    w->q = NULL;
+    crdt__applyq_free(&q);
+    if (rc < 0)
+        goto done;
     /* the clock never runs behind what we have seen (bounded by drift) */
     if (max_hlc > crdt__meta_u64(w->txn, r, "hlc"))
         rc = crdt__meta_put_u64(w->txn, r, "hlc", max_hlc);

@@ -74,13 +74,32 @@ crdt__acc_load(uint64_t acc[4], const unsigned char in[32])
         acc[i] = crdt__rd64(in + 8 * i);
 }
 
+static int
+is_last(const crdt__wctx *w, const void *k, size_t kl, const void *v,
+        size_t vl)
+{
+    return w->last_kl != 0 && kl == w->last_kl && vl == w->last_vl &&
+           memcmp(k, w->last_k, kl) == 0 && memcmp(v, w->last_v, vl) == 0;
+}
+
 static void
 acc_add(crdt__wctx *w, const void *k, size_t kl, const void *v, size_t vl,
         int sign)
 {
     uint64_t h[4];
 
-    crdt__hash_entry(h, k, kl, v, vl);
+    if (sign < 0 && is_last(w, k, kl, v, vl)) {
+        memcpy(h, w->last_h, sizeof h); /* written earlier in this txn */
+    } else {
+        crdt__hash_entry(h, k, kl, v, vl);
+        if (sign > 0 && kl <= sizeof w->last_k && vl <= sizeof w->last_v) {
+            memcpy(w->last_k, k, kl);
+            memcpy(w->last_v, v, vl);
+            w->last_kl = kl;
+            w->last_vl = vl;
+            memcpy(w->last_h, h, sizeof h);
+        }
+    }
     for (int i = 0; i < 4; i++)
         w->acc[i] = sign > 0 ? w->acc[i] + h[i] : w->acc[i] - h[i];
     w->acc_dirty = 1;

@@ -1,0 +1,212 @@
+/*
+ * applyq.c: a merge batch's ops, applied in state-key order.
+ *
+ * Why: applying ops in arrival order makes every op a fresh B-tree
+ * descent to a random leaf. Applied sorted by (coll, doc, field), the
+ * state cursor walks the tree left to right and most lookups land on the
+ * leaf page it already holds (LMDB searches only that page when the key
+ * falls inside it), and the pages written are written once.
+ *
+ * Why reordering is safe (the merge rules in state.c): every rule is
+ * commutative except that a counter part must count one actor's ops in
+ * seq order. The sort is stable (ties keep arrival order) and a counter
+ * part lives under one (coll, doc, field), so each actor's ops on one
+ * field keep their order. Ops of different documents never read each
+ * other's state.
+ *
+ * Runs of PUTs to one field collapse to the one with the highest stamp:
+ * rule (1) keeps the max stamp, so the others could only be overwritten
+ * in this same batch.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define FLUSH_AT 16384 /* ops held before applying: bounds the memory */
+
+struct crdt__qop {
+    crdt_op op;
+    uint64_t hlc, seq;
+    crdt_actor actor;
+};
+
+/* What the sort moves: small, so that sorting stays in cache. */
+struct crdt__qkey {
+    uint64_t k0, k1; /* the first 16 bytes of coll 0 doc 0 [field 0],
+                        big-endian: comparing words compares bytes */
+    uint32_t idx;    /* into the ops, in arrival order */
+    uint32_t len;    /* of the whole joined key */
+};
+
+static void
+key_of(struct crdt__qkey *k, const crdt_op *op, uint32_t idx)
+{
+    unsigned char b[16];
+    const char *part[3] = { op->coll, op->doc, op->field };
+    size_t plen[3] = { op->coll_len, op->doc_len, op->field_len };
+    size_t n = 0, total = 0;
+
+    memset(b, 0, sizeof b);
+    for (int i = 0; i < 3 && part[i] != NULL; i++) {
+        for (size_t j = 0; j < plen[i] && n < sizeof b; j++)
+            b[n++] = (unsigned char)part[i][j];
+        if (n < sizeof b)
+            b[n++] = 0;
+        total += plen[i] + 1;
+    }
+    k->k0 = crdt__rd64(b);
+    k->k1 = crdt__rd64(b + 8);
+    k->idx = idx;
+    k->len = (uint32_t)total;
+}
+
+static int
+cmp_name(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+
+    if (c != 0)
+        return c;
+    return al < bl ? -1 : al > bl;
+}
+
+/* (coll, doc, field) in LMDB's key order; a DEL_DOC (no field) first */
+static int
+cmp_key(const crdt__applyq *q, const struct crdt__qkey *x,
+        const struct crdt__qkey *y)
+{
+    const crdt_op *a, *b;
+    int c;
+
+    if (x->k0 != y->k0)
+        return x->k0 < y->k0 ? -1 : 1;
+    if (x->k1 != y->k1)
+        return x->k1 < y->k1 ? -1 : 1;
+    /* names hold no NUL, so two keys that fit in the prefix and agree
+     * on it differ only if one is a doc key and the other a field key,
+     * which the prefix already told apart */
+    if (x->len <= 16 && y->len <= 16)
+        return 0;
+    a = &q->ops[x->idx].op;
+    b = &q->ops[y->idx].op;
+    if ((c = cmp_name(a->coll, a->coll_len, b->coll, b->coll_len)) != 0 ||
+        (c = cmp_name(a->doc, a->doc_len, b->doc, b->doc_len)) != 0)
+        return c;
+    if (a->field == NULL || b->field == NULL)
+        return (a->field != NULL) - (b->field != NULL);
+    return cmp_name(a->field, a->field_len, b->field, b->field_len);
+}
+
+/* Bottom-up merge sort: stable, so equal keys keep arrival order. */
+static void
+sort_keys(const crdt__applyq *q, struct crdt__qkey *a, struct crdt__qkey *tmp,
+          size_t n)
+{
+    struct crdt__qkey *src = a, *dst = tmp;
+
+    for (size_t w = 1; w < n; w *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * w) {
+            size_t mid = lo + w < n ? lo + w : n;
+            size_t hi = lo + 2 * w < n ? lo + 2 * w : n;
+            size_t i = lo, j = mid, k = lo;
+
+            while (i < mid && j < hi)
+                dst[k++] = cmp_key(q, &src[j], &src[i]) < 0 ? src[j++]
+                                                           : src[i++];
+            while (i < mid)
+                dst[k++] = src[i++];
+            while (j < hi)
+                dst[k++] = src[j++];
+        }
+        struct crdt__qkey *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        memcpy(a, src, n * sizeof *a);
+}
+
+static int
+stamp_above(const struct crdt__qop *x, const struct crdt__qop *y)
+{
+    if (x->hlc != y->hlc)
+        return x->hlc > y->hlc;
+    return memcmp(x->actor.b, y->actor.b, CRDT_ACTOR_BYTES) > 0;
+}
+
+void
+crdt__applyq_init(crdt__applyq *q)
+{
+    memset(q, 0, sizeof *q);
+}
+
+void
+crdt__applyq_free(crdt__applyq *q)
+{
+    free(q->ops);
+    free(q->keys);
+    memset(q, 0, sizeof *q);
+}
+
+int
+crdt__applyq_push(crdt__wctx *w, crdt__applyq *q, const crdt_op *op,
+                  uint64_t hlc, const crdt_actor *actor, uint64_t seq)
+{
+    struct crdt__qop *e;
+    int rc;
+
+    if (q->n == FLUSH_AT && (rc = crdt__applyq_flush(w, q)) < 0)
+        return rc;
+    if (q->n == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 1024;
+        struct crdt__qop *ops = realloc(q->ops, cap * sizeof *ops);
+        struct crdt__qkey *keys;
+
+        if (ops == NULL)
+            return CRDT_ENOMEM;
+        q->ops = ops;
+        /* twice: the sort's scratch space is the second half */
+        keys = realloc(q->keys, 2 * cap * sizeof *keys);
+        if (keys == NULL)
+            return CRDT_ENOMEM;
+        q->keys = keys;
+        q->cap = cap;
+    }
+    e = &q->ops[q->n];
+    e->op = *op;
+    e->hlc = hlc;
+    e->seq = seq;
+    e->actor = *actor;
+    key_of(&q->keys[q->n], op, (uint32_t)q->n);
+    q->n++;
+    return CRDT_OK;
+}
+
+int
+crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
+{
+    const struct crdt__qkey *k = q->keys;
+    int rc = CRDT_OK;
+
+    if (q->n == 0)
+        return CRDT_OK;
+    sort_keys(q, q->keys, q->keys + q->cap, q->n);
+    for (size_t i = 0; i < q->n && rc == CRDT_OK; i++) {
+        const struct crdt__qop *e = &q->ops[k[i].idx];
+
+        if (e->op.kind == CRDT_OP_PUT) {
+            /* the run of PUTs to this field: apply its newest only */
+            size_t j = i + 1;
+
+            for (; j < q->n && q->ops[k[j].idx].op.kind == CRDT_OP_PUT &&
+                   cmp_key(q, &k[j], &k[i]) == 0; j++)
+                if (stamp_above(&q->ops[k[j].idx], e))
+                    e = &q->ops[k[j].idx];
+            i = j - 1;
+        }
+        rc = crdt__state_apply(w, &e->op, e->hlc, &e->actor, e->seq);
+    }
+    q->n = 0;
+    return rc;
+}
