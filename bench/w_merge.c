@@ -240,7 +240,7 @@ merge_child(bench_res *out, void *ctx)
     unsigned char hdr[4 + CRDT_SPACE_ID_BYTES];
     uint64_t ops = 0, changes = 0, batches = 0, docs = 0, fields = 0;
     crdt_merge_report rep;
-    double t0, t1, t2;
+    double t0, t1, t2, c0;
     char doc[32];
     int rc = -1;
 
@@ -264,6 +264,7 @@ merge_child(bench_res *out, void *ctx)
         smp = bench_sampler_start();
 
     t0 = bench_now();
+    c0 = bench_cpu_seconds();
     for (;;) {
         size_t n;
         if (spool_batch(&sr, &n) < 0) {
@@ -311,6 +312,7 @@ merge_child(bench_res *out, void *ctx)
     out->v[6] = t2 - t1;
     out->v[7] = (double)bench_dir_bytes(a->dir);
     out->v[9] = bench_status_kib("RssFile");
+    out->v[11] = bench_cpu_seconds() - c0; /* merge and reads */
     rc = 0;
 done:
     if (smp != NULL)
@@ -447,7 +449,7 @@ w_merge_run(bench_entry *e)
 {
     uint64_t per = w1_ops_per_src(), n_docs = w1_docs();
     uint64_t n_ops = per * N_SOURCES;
-    double sec[64], ref[64], rss[64], msec[64], rsec[64], file[64];
+    double sec[64], ref[64], rss[64], msec[64], rsec[64], file[64], cpu[64];
     double bytes = 0, docs = 0;
     int runs = g_opts.runs;
     const char *spool = get_spool(0, per, n_docs, e);
@@ -475,6 +477,7 @@ w_merge_run(bench_entry *e)
         rsec[i] = res.v[6];
         rss[i] = res.peak_rss_kib;
         file[i] = res.v[9];
+        cpu[i] = res.v[11];
         docs = res.v[4];
         bytes = res.v[7];
         bench_log("  %.3f s (%.0f ops/s), peak RSS %.1f MiB", sec[i],
@@ -502,6 +505,7 @@ w_merge_run(bench_entry *e)
     bench_fig fs = bench_fig_of(sec, runs), fr = bench_fig_of(ref, runs);
     bench_fig fm = bench_fig_of(msec, runs), frd = bench_fig_of(rsec, runs);
     bench_fig frss = bench_fig_of(rss, runs), ffile = bench_fig_of(file, runs);
+    bench_fig fcpu = bench_fig_of(cpu, runs);
     double ours = (double)n_ops / fs.med, theirs = (double)n_ops / fr.med;
 
     g_w1_merge_ops_per_s = ours;
@@ -514,6 +518,7 @@ w_merge_run(bench_entry *e)
     entry_int(e, "batch_ops", (uint64_t)CHANGE_OPS * BATCH_CHANGES);
     entry_num(e, "merge_seconds", fm.med);
     entry_num(e, "read_seconds", frd.med);
+    entry_num(e, "cpu_seconds", fcpu.med);
     entry_mib(e, "peak_rss_mib", &frss);
     entry_mib(e, "file_rss_end_mib", &ffile);
     entry_num(e, "replica_mib", bytes / 1048576);
@@ -529,10 +534,10 @@ w_merge_run(bench_entry *e)
                  "ratio %.3f vs lmdb_ref",
               "w1_merge", (unsigned long long)n_ops, fs.med, fs.min, fs.max,
               ours, ours / theirs);
-    entry_row(e, "%-12s   merge %.3f s + read %llu docs %.3f s; replica "
-                 "%.1f MiB; peak RSS %.1f MiB",
-              "", fm.med, (unsigned long long)docs, frd.med, bytes / 1048576,
-              frss.med / 1024);
+    entry_row(e, "%-12s   merge %.3f s + read %llu docs %.3f s (CPU %.3f s); "
+                 "replica %.1f MiB; peak RSS %.1f MiB",
+              "", fm.med, (unsigned long long)docs, frd.med, fcpu.med,
+              bytes / 1048576, frss.med / 1024);
     entry_row(e, "%-12s %9llu rec %8.3f s [%.3f..%.3f] %11.0f rec/s",
               "  lmdb_ref", (unsigned long long)n_ops, fr.med, fr.min,
               fr.max, theirs);

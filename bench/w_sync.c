@@ -81,17 +81,6 @@ typedef struct {
     double cpu;     /* user + sys of the server process, same span */
 } srv_result;
 
-static double
-cpu_seconds(void)
-{
-    struct rusage ru;
-
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return 0;
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
 static int
 write_all(int fd, const void *p, size_t n)
 {
@@ -211,10 +200,10 @@ server_main(const sync_args *a, int port_w, int res_w)
     dfd = dup(fd); /* for TCP_INFO: crdtnet_serve_conn closes fd */
     co.batch_bytes = a->batch_bytes;
     {
-        double t0 = bench_now(), c0 = cpu_seconds();
+        double t0 = bench_now(), c0 = bench_cpu_seconds();
         rc = crdtnet_serve_conn(fd, &r, 1, &co, &rep);
         sr.seconds = bench_now() - t0;
-        sr.cpu = cpu_seconds() - c0;
+        sr.cpu = bench_cpu_seconds() - c0;
     }
     if (dfd >= 0) {
         struct tcp_info ti;
@@ -315,7 +304,7 @@ sync_child(bench_res *out, void *ctx)
     }
     co.batch_bytes = a->batch_bytes;
 
-    c0 = cpu_seconds();
+    c0 = bench_cpu_seconds();
     t0 = bench_now();
     rc = crdtnet_sync_connect(&rep, r, "127.0.0.1", ps, &co);
     t1 = bench_now();
@@ -341,7 +330,7 @@ sync_child(bench_res *out, void *ctx)
     crdt_read_end(rd);
     rd = NULL;
     t2 = bench_now();
-    c1 = cpu_seconds();
+    c1 = bench_cpu_seconds();
 
     if ((rc = state_hash(r, hash)) < 0) {
         bench_fail(out, "client read_stats: %s", crdt_strerror(rc));

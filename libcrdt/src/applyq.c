@@ -36,7 +36,8 @@ struct crdt__qkey {
     uint64_t k0, k1; /* the first 16 bytes of coll 0 doc 0 [field 0],
                         big-endian: comparing words compares bytes */
     uint32_t idx;    /* into the ops, in arrival order */
-    uint32_t len;    /* of the whole joined key */
+    uint16_t len;    /* of the whole joined key (names: 64 bytes at most) */
+    uint8_t kind;    /* the op's, so that runs are found without it */
 };
 
 static void
@@ -58,7 +59,8 @@ key_of(struct crdt__qkey *k, const crdt_op *op, uint32_t idx)
     k->k0 = crdt__rd64(b);
     k->k1 = crdt__rd64(b + 8);
     k->idx = idx;
-    k->len = (uint32_t)total;
+    k->len = (uint16_t)total;
+    k->kind = (uint8_t)op->kind;
 }
 
 static int
@@ -195,11 +197,16 @@ crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
     for (size_t i = 0; i < q->n && rc == CRDT_OK; i++) {
         const struct crdt__qop *e = &q->ops[k[i].idx];
 
-        if (e->op.kind == CRDT_OP_PUT) {
+#ifdef __GNUC__
+        if (i + 8 < q->n) /* the ops are visited in random order */
+            __builtin_prefetch(&q->ops[k[i + 8].idx]),
+                __builtin_prefetch((char *)&q->ops[k[i + 8].idx] + 64);
+#endif
+        if (k[i].kind == CRDT_OP_PUT) {
             /* the run of PUTs to this field: apply its newest only */
             size_t j = i + 1;
 
-            for (; j < q->n && q->ops[k[j].idx].op.kind == CRDT_OP_PUT &&
+            for (; j < q->n && k[j].kind == CRDT_OP_PUT &&
                    cmp_key(q, &k[j], &k[i]) == 0; j++)
                 if (stamp_above(&q->ops[k[j].idx], e))
                     e = &q->ops[k[j].idx];

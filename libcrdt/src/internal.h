@@ -33,6 +33,15 @@
  * report CRDT_EFULL only when the map may not grow any more. */
 #define CRDT__EMAPFULL (-1000)
 
+/* A merge's ops waiting to be applied in key order (applyq.c). */
+struct crdt__qop;
+struct crdt__qkey;
+typedef struct crdt__applyq {
+    struct crdt__qop *ops;
+    struct crdt__qkey *keys; /* 2 * cap: the sort's scratch follows */
+    size_t n, cap;
+} crdt__applyq;
+
 struct crdt_replica {
     MDB_env *env;
     MDB_dbi dbi[CRDT_DB__COUNT];
@@ -48,9 +57,13 @@ struct crdt_replica {
     pthread_rwlock_t grow_lock; /* txns hold it shared; growth exclusive */
     crdt_epoch_hook hook;
     void *hook_ctx;
+    /* merges reuse it (one write txn at a time): its buffers stay warm */
+    crdt__applyq applyq;
+    int applyq_busy;
+    /* hashes of state entries written lately, so that overwriting one
+     * need not hash its old value again (state.c); write txns only */
+    struct crdt__hmemo *hmemo;
 };
-
-typedef struct crdt__applyq crdt__applyq;
 
 /* A write context: one LMDB write txn plus the state-hash accumulator. */
 typedef struct {
@@ -64,11 +77,6 @@ typedef struct {
     MDB_dbi cur_dbi;
     int cur_at;      /* the cursor sits on the key last looked up */
     crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */
-    /* the entry state.c added last and its hash: a key written again in
-     * the same batch need not hash its old value again */
-    unsigned char last_k[CRDT__KEY_MAX], last_v[64];
-    size_t last_kl, last_vl;
-    uint64_t last_h[4];
 } crdt__wctx;
 
 /* A raw txn (crdt/raw.h): a write context, or a read txn. Merge builds
@@ -92,13 +100,6 @@ int crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
                        crdt_merge_report *rep);
 
 /* ---- applyq.c: a merge batch's ops, applied in state-key order ---- */
-struct crdt__qop;
-struct crdt__qkey;
-struct crdt__applyq {
-    struct crdt__qop *ops;
-    struct crdt__qkey *keys; /* 2 * cap: the sort's scratch follows */
-    size_t n, cap;
-};
 void crdt__applyq_init(crdt__applyq *q);
 void crdt__applyq_free(crdt__applyq *q);
 /* Hold @p op (a view into change bytes that outlive the queue). */
@@ -203,6 +204,8 @@ void crdt__actor_of(crdt_actor *out, const unsigned char *pk,
  * Local and remote ops take this same path, so both follow one set of
  * merge rules.
  */
+/* Free the memo of entry hashes (crdt_replica_close()). */
+void crdt__hmemo_free(crdt_replica *r);
 int crdt__state_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
                       const crdt_actor *actor, uint64_t seq);
 /* Compute the observed part for SREM / DEL_FIELD / DEL_DOC (local). */

@@ -347,7 +347,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     crdt_replica *r = w->r;
     unsigned char cur_epoch[CRDT_HASH_BYTES];
     uint64_t now = crdt__now_ms(), max_hlc = 0;
-    crdt__applyq q;
+    crdt__applyq own, *q = r->applyq_busy ? &own : &r->applyq;
     item *items;
     MDB_val v;
     int rc = CRDT_OK;
@@ -384,8 +384,11 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
             max_hlc = top;
     }
     qsort(items, n, sizeof *items, cmp_item);
-    crdt__applyq_init(&q);
-    w->q = &q;
+    if (q == &own) /* a merge inside a merge's epoch hook */
+        crdt__applyq_init(&own);
+    else
+        r->applyq_busy = 1;
+    w->q = q;
     for (size_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && memcmp(items[j].c.actor.b, items[i].c.actor.b,
                                         CRDT_ACTOR_BYTES) == 0; j++)
@@ -394,9 +397,13 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
             break;
     }
     if (rc == CRDT_OK)
-        rc = crdt__applyq_flush(w, &q);
+        rc = crdt__applyq_flush(w, q);
+    q->n = 0; /* dropped on failure: the txn aborts */
     w->q = NULL;
-    crdt__applyq_free(&q);
+    if (q == &own)
+        crdt__applyq_free(&own);
+    else
+        r->applyq_busy = 0;
     if (rc < 0)
         goto done;
     /* the clock never runs behind what we have seen (bounded by drift) */

@@ -143,6 +143,8 @@ crdt_replica_close(crdt_replica *r)
     crdt__store_close(r);
     sodium_memzero(r->sk, sizeof r->sk);
     pthread_rwlock_destroy(&r->grow_lock);
+    crdt__applyq_free(&r->applyq);
+    crdt__hmemo_free(r);
     free(r->path);
     free(r);
 }

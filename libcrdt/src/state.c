@@ -74,12 +74,69 @@ crdt__acc_load(uint64_t acc[4], const unsigned char in[32])
         acc[i] = crdt__rd64(in + 8 * i);
 }
 
-static int
-is_last(const crdt__wctx *w, const void *k, size_t kl, const void *v,
-        size_t vl)
+/*
+ * A memo of entry hashes: a direct-mapped table of recently added
+ * (key, value) pairs and their hash. An overwrite subtracts the hash of
+ * the old entry, which was most likely added by a recent txn: found here,
+ * it is not hashed again. A hit compares the whole key and value, so the
+ * memo can only ever return the hash of exactly those bytes; a txn that
+ * aborts leaves entries that are still true.
+ */
+#define HMEMO_SLOTS 16384 /* about 2 MiB */
+#define HMEMO_BYTES 86    /* key + value held in a slot */
+
+struct hmemo_slot {
+    uint64_t h[4];
+    unsigned char kl, vl;
+    unsigned char b[HMEMO_BYTES];
+};
+
+struct crdt__hmemo {
+    struct hmemo_slot slot[HMEMO_SLOTS];
+};
+
+static struct hmemo_slot *
+hmemo_slot(crdt_replica *r, const void *k, size_t kl, size_t vl)
 {
-    return w->last_kl != 0 && kl == w->last_kl && vl == w->last_vl &&
-           memcmp(k, w->last_k, kl) == 0 && memcmp(v, w->last_v, vl) == 0;
+    const unsigned char *p = k;
+    uint64_t x = 0xcbf29ce484222325u; /* FNV-1a over the key */
+
+    if (kl + vl > HMEMO_BYTES)
+        return NULL;
+    if (r->hmemo == NULL && (r->hmemo = calloc(1, sizeof *r->hmemo)) == NULL)
+        return NULL; /* no memo: hash every time */
+    for (size_t i = 0; i < kl; i++)
+        x = (x ^ p[i]) * 0x100000001b3u;
+    return &r->hmemo->slot[(x ^ (x >> 29)) % HMEMO_SLOTS];
+}
+
+static void
+entry_hash(crdt__wctx *w, uint64_t h[4], const void *k, size_t kl,
+           const void *v, size_t vl, int remember)
+{
+    struct hmemo_slot *s = hmemo_slot(w->r, k, kl, vl);
+
+    if (s != NULL && s->kl == kl && s->vl == vl && kl > 0 &&
+        memcmp(s->b, k, kl) == 0 && memcmp(s->b + kl, v, vl) == 0) {
+        memcpy(h, s->h, sizeof s->h);
+        return;
+    }
+    crdt__hash_entry(h, k, kl, v, vl);
+    if (s != NULL && remember) {
+        memcpy(s->b, k, kl);
+        if (vl)
+            memcpy(s->b + kl, v, vl);
+        s->kl = (unsigned char)kl;
+        s->vl = (unsigned char)vl;
+        memcpy(s->h, h, sizeof s->h);
+    }
+}
+
+void
+crdt__hmemo_free(crdt_replica *r)
+{
+    free(r->hmemo);
+    r->hmemo = NULL;
 }
 
 static void
@@ -88,18 +145,7 @@ acc_add(crdt__wctx *w, const void *k, size_t kl, const void *v, size_t vl,
 {
     uint64_t h[4];
 
-    if (sign < 0 && is_last(w, k, kl, v, vl)) {
-        memcpy(h, w->last_h, sizeof h); /* written earlier in this txn */
-    } else {
-        crdt__hash_entry(h, k, kl, v, vl);
-        if (sign > 0 && kl <= sizeof w->last_k && vl <= sizeof w->last_v) {
-            memcpy(w->last_k, k, kl);
-            memcpy(w->last_v, v, vl);
-            w->last_kl = kl;
-            w->last_vl = vl;
-            memcpy(w->last_h, h, sizeof h);
-        }
-    }
+    entry_hash(w, h, k, kl, v, vl, sign > 0);
     for (int i = 0; i < 4; i++)
         w->acc[i] = sign > 0 ? w->acc[i] + h[i] : w->acc[i] - h[i];
     w->acc_dirty = 1;
