@@ -100,10 +100,11 @@ cmp_key(const crdt__applyq *q, const struct crdt__qkey *x,
     return cmp_name(a->field, a->field_len, b->field, b->field_len);
 }
 
-/* Bottom-up merge sort: stable, so equal keys keep arrival order. */
+/* Bottom-up merge sort on the full key: stable, so equal keys keep
+ * arrival order. */
 static void
-sort_keys(const crdt__applyq *q, struct crdt__qkey *a, struct crdt__qkey *tmp,
-          size_t n)
+merge_sort(const crdt__applyq *q, struct crdt__qkey *a,
+           struct crdt__qkey *tmp, size_t n)
 {
     struct crdt__qkey *src = a, *dst = tmp;
 
@@ -127,6 +128,60 @@ sort_keys(const crdt__applyq *q, struct crdt__qkey *a, struct crdt__qkey *tmp,
     }
     if (src != a)
         memcpy(a, src, n * sizeof *a);
+}
+
+static unsigned
+prefix_byte(const struct crdt__qkey *k, int i)
+{
+    return (unsigned)((i < 8 ? k->k0 >> (56 - 8 * i)
+                             : k->k1 >> (56 - 8 * (i - 8))) & 0xff);
+}
+
+/*
+ * Stable sort into key order: an LSD radix sort on the 16-byte prefix,
+ * one pass per byte position where the keys differ (keys share most of
+ * their bytes: one collection, similar doc ids), then a merge sort of
+ * each run that ties on the prefix but is longer than it.
+ */
+static void
+sort_keys(const crdt__applyq *q, struct crdt__qkey *a, struct crdt__qkey *tmp,
+          size_t n)
+{
+    static const int B = 16;
+    uint32_t count[16][256];
+    struct crdt__qkey *src = a, *dst = tmp;
+    size_t lo, hi;
+
+    memset(count, 0, sizeof count);
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < B; b++)
+            count[b][prefix_byte(&a[i], b)]++;
+    for (int b = B - 1; b >= 0; b--) {
+        uint32_t pos[256], sum = 0;
+
+        if (count[b][prefix_byte(&a[0], b)] == n)
+            continue; /* every key has the same byte here */
+        for (int v = 0; v < 256; v++) {
+            pos[v] = sum;
+            sum += count[b][v];
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[pos[prefix_byte(&src[i], b)]++] = src[i];
+        struct crdt__qkey *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a)
+        memcpy(a, src, n * sizeof *a);
+    for (lo = 0; lo < n; lo = hi) {
+        int longer = a[lo].len > B;
+
+        for (hi = lo + 1; hi < n && a[hi].k0 == a[lo].k0 &&
+                          a[hi].k1 == a[lo].k1; hi++)
+            longer |= a[hi].len > B;
+        if (longer && hi - lo > 1)
+            merge_sort(q, a + lo, tmp, hi - lo);
+    }
 }
 
 static int
