@@ -40,7 +40,7 @@ typedef struct {
 } commit_args;
 
 /* out->v[] slots */
-enum { V_OURS1, V_OURS100, V_FSYNC, V_LMDB1, V_LMDB100 };
+enum { V_OURS1, V_OURS100, V_FSYNC, V_LMDB1, V_LMDB100, V_CPU1, V_CPUL1 };
 
 static int
 commits(bench_res *out, crdt_replica *r, uint64_t n, int ops, uint64_t *s)
@@ -90,7 +90,7 @@ commit_child(bench_res *out, void *ctx)
     ref_commit *ref = NULL;
     uint64_t s = g_opts.seed ^ 0xc0ffee;
     char path[800], block[4096];
-    double t;
+    double t, c;
     int fd = -1, rc = -1;
 
     o.create = 1;
@@ -117,17 +117,21 @@ commit_child(bench_res *out, void *ctx)
         uint64_t n1 = a->n1 / ROUNDS, n100 = a->n100 / ROUNDS;
 
         t = bench_now();
+        c = bench_cpu_seconds();
         if ((rc = commits(out, r, n1, 1, &s)) < 0)
             goto done;
         out->v[V_OURS1] += bench_now() - t;
+        out->v[V_CPU1] += bench_cpu_seconds() - c;
         t = bench_now();
         if ((rc = fsyncs(out, fd, n1)) < 0)
             goto done;
         out->v[V_FSYNC] += bench_now() - t;
         t = bench_now();
+        c = bench_cpu_seconds();
         if ((rc = ref_commit_run(ref, n1, 1, out->err, sizeof out->err)) < 0)
             goto done;
         out->v[V_LMDB1] += bench_now() - t;
+        out->v[V_CPUL1] += bench_cpu_seconds() - c;
         t = bench_now();
         if ((rc = commits(out, r, n100, 100, &s)) < 0)
             goto done;
@@ -151,7 +155,7 @@ int
 w_commit_run(bench_entry *e)
 {
     commit_args a;
-    double s1[64], s100[64], sf[64], sl[64], sl100[64];
+    double s1[64], s100[64], sf[64], sl[64], sl100[64], cpu1[64], cpul1[64];
     int runs = g_opts.runs;
     bench_res res;
 
@@ -176,6 +180,8 @@ w_commit_run(bench_entry *e)
         sf[i] = res.v[V_FSYNC];
         sl[i] = res.v[V_LMDB1];
         sl100[i] = res.v[V_LMDB100];
+        cpu1[i] = res.v[V_CPU1];
+        cpul1[i] = res.v[V_CPUL1];
         bench_log("  %.0f commits/s, fsync %.0f/s, lmdb %.0f commits/s; "
                   "100-op: %.0f commits/s, lmdb %.0f commits/s",
                   (double)a.n1 / s1[i], (double)a.n1 / sf[i],
@@ -188,6 +194,10 @@ w_commit_run(bench_entry *e)
     double c1 = (double)a.n1 / f1.med, c100 = (double)a.n100 / f100.med;
     double fs = (double)a.n1 / ff.med, ls = (double)a.n1 / fl.med;
     double ls100 = (double)a.n100 / fl100.med;
+    /* is a one-op commit waiting on the disk or on the CPU? */
+    double cpu_us = bench_fig_of(cpu1, runs).med / (double)a.n1 * 1e6;
+    double lcpu_us = bench_fig_of(cpul1, runs).med / (double)a.n1 * 1e6;
+    double wall_us = f1.med / (double)a.n1 * 1e6;
 
     entry_timing(e, "commits", a.n1, &f1);
     entry_int(e, "ops", a.n1);
@@ -205,6 +215,9 @@ w_commit_run(bench_entry *e)
     entry_timing(e, "commits", a.n1, &fl);
     entry_end(e);
     entry_num(e, "ratio_vs_lmdb_commit", c1 / ls);
+    entry_num(e, "cpu_us_per_commit", cpu_us);
+    entry_num(e, "lmdb_cpu_us_per_commit", lcpu_us);
+    entry_num(e, "cpu_share", cpu_us / wall_us);
     entry_obj(e, "changes_of_100_ops");
     entry_timing(e, "commits", a.n100, &f100);
     entry_int(e, "ops", a.n100 * 100);
@@ -222,6 +235,10 @@ w_commit_run(bench_entry *e)
                  "ratio %.3f vs fsync_ref, %.3f vs lmdb_commit_ref",
               "local_commit", (unsigned long long)a.n1, f1.med, f1.min,
               f1.max, c1, c1 / fs, c1 / ls);
+    entry_row(e, "%-12s   one-op commit: %.0f us, of which CPU %.0f us "
+                 "(%.0f%%; raw LMDB commit CPU %.0f us), the rest waits "
+                 "on the disk",
+              "", wall_us, cpu_us, 100 * cpu_us / wall_us, lcpu_us);
     entry_row(e, "%-12s %9llu com %8.3f s [%.3f..%.3f] %11.0f com/s  "
                  "100-op changes (%.0f ops/s): %.3f vs fsync_ref, %.3f vs "
                  "lmdb",
