@@ -6,6 +6,17 @@
  * only one document is held in memory at once, whatever the replica's
  * size. Collections the migration does not touch are copied as they come.
  *
+ * Invariants:
+ *  (1) The spare slot receives strictly increasing keys when the input
+ *      is in key order: every key written for a document starts with its
+ *      "coll\0doc\0" prefix (so documents stay in input order), and a
+ *      document's output entries are sorted and written together (renames
+ *      reorder the fields inside it). crdt_raw_spare_put() then appends.
+ *  (2) Of two output entries with one key (two fields renamed onto one
+ *      name), the later one is written, as if both were put in turn.
+ *  (3) A document's input and output bytes live in two buffers reused
+ *      from one document to the next: no allocation per entry.
+ *
  * Per entry (key layout: docs/storage.md):
  *   doc tombstone        kept
  *   register 'R'         field renamed/removed; value converted (a failed
@@ -21,9 +32,16 @@
 #include "epoch_internal.h"
 
 typedef struct {
-    unsigned char *k, *v;
+    unsigned char *k, *v; /* set when the document is complete */
+    size_t ko, vo;        /* offsets into the buffer while it grows */
     size_t kl, vl;
 } entry;
+
+/* Bytes of one document, reused from one document to the next. */
+typedef struct {
+    unsigned char *p;
+    size_t len, cap;
+} bytes;
 
 struct epoch__rewriter {
     crdt_raw *t;
@@ -35,8 +53,12 @@ struct epoch__rewriter {
     size_t doc_prefix_len; /* 0: no document in hand */
     char coll[CRDT_NAME_MAX + 1], doc[CRDT_NAME_MAX + 1];
     int touched;           /* the document's collection is migrated */
-    entry *ents;
+    entry *ents;          /* the document's entries, in key order */
     size_t n, cap;
+    bytes in;
+    entry *outs;          /* what it becomes, in the order produced */
+    size_t n_out, cap_out;
+    bytes out;
     epoch_buf scratch;
 };
 
@@ -61,11 +83,111 @@ epoch__rewriter_new(epoch__rewriter **out, crdt_raw *t,
 static void
 drop_entries(epoch__rewriter *w)
 {
-    for (size_t i = 0; i < w->n; i++) {
-        free(w->ents[i].k);
-        free(w->ents[i].v);
-    }
     w->n = 0;
+    w->in.len = 0;
+    w->n_out = 0;
+    w->out.len = 0;
+}
+
+/* Append @p k and @p v to @p b as a new entry of @p *ents; keeps (3). */
+static int
+add_entry(entry **ents, size_t *n, size_t *cap, bytes *b, const void *k,
+          size_t kl, const void *v, size_t vl)
+{
+    entry *e;
+
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 16;
+        e = realloc(*ents, c * sizeof *e);
+        if (e == NULL)
+            return CRDT_ENOMEM;
+        *ents = e;
+        *cap = c;
+    }
+    if (kl + vl > b->cap - b->len) {
+        size_t c = b->cap ? b->cap : 4096;
+        unsigned char *p;
+        while (kl + vl > c - b->len)
+            c *= 2;
+        p = realloc(b->p, c);
+        if (p == NULL)
+            return CRDT_ENOMEM;
+        b->p = p;
+        b->cap = c;
+    }
+    e = &(*ents)[(*n)++];
+    e->ko = b->len;
+    e->kl = kl;
+    memcpy(b->p + b->len, k, kl);
+    b->len += kl;
+    e->vo = b->len;
+    e->vl = vl;
+    if (vl > 0)
+        memcpy(b->p + b->len, v, vl);
+    b->len += vl;
+    return CRDT_OK;
+}
+
+/* The buffer will not move any more: point the entries into it. */
+static void
+resolve(entry *ents, size_t n, const bytes *b)
+{
+    for (size_t i = 0; i < n; i++) {
+        ents[i].k = b->p + ents[i].ko;
+        ents[i].v = b->p + ents[i].vo;
+    }
+}
+
+/* Key order as LMDB sorts them; equal keys by production order. */
+static int
+entry_cmp(const void *a, const void *b)
+{
+    const entry *x = a, *y = b;
+    size_t l = x->kl < y->kl ? x->kl : y->kl;
+    int c = memcmp(x->k, y->k, l);
+
+    if (c != 0)
+        return c;
+    if (x->kl != y->kl)
+        return x->kl < y->kl ? -1 : 1;
+    /* ko grows with production order: (2) */
+    return x->ko < y->ko ? -1 : x->ko > y->ko;
+}
+
+static void
+sort_entries(entry *e, size_t n)
+{
+    if (n > 16) {
+        qsort(e, n, sizeof *e, entry_cmp);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) { /* few fields: insertion sort */
+        entry x = e[i];
+        size_t j = i;
+        while (j > 0 && entry_cmp(&e[j - 1], &x) > 0) {
+            e[j] = e[j - 1];
+            j--;
+        }
+        e[j] = x;
+    }
+}
+
+/* Write the document's output in key order: keeps (1) and (2). */
+static int
+write_out(epoch__rewriter *w)
+{
+    int rc = CRDT_OK;
+
+    resolve(w->outs, w->n_out, &w->out);
+    sort_entries(w->outs, w->n_out);
+    for (size_t i = 0; i < w->n_out && rc == CRDT_OK; i++) {
+        const entry *e = &w->outs[i];
+        if (i + 1 < w->n_out && e->kl == e[1].kl &&
+            memcmp(e->k, e[1].k, e->kl) == 0)
+            continue; /* (2): the later one wins */
+        rc = crdt_raw_spare_put(w->t, e->k, e->kl, e->v, e->vl);
+    }
+    return rc;
 }
 
 void
@@ -82,6 +204,9 @@ epoch__rewriter_free(epoch__rewriter *w)
         return;
     drop_entries(w);
     free(w->ents);
+    free(w->in.p);
+    free(w->outs);
+    free(w->out.p);
     epoch_buf_free(&w->scratch);
     free(w);
 }
@@ -99,7 +224,7 @@ in_lens(const epoch_lens *l, const char *coll)
     return 0;
 }
 
-/* Write one entry, field part replaced: key = prefix field 0 kind rest. */
+/* Queue one entry, field part replaced: key = prefix field 0 kind rest. */
 static int
 put_field_entry(epoch__rewriter *w, const char *field, unsigned char kind,
                 const unsigned char *rest, size_t rl, const void *v,
@@ -116,7 +241,7 @@ put_field_entry(epoch__rewriter *w, const char *field, unsigned char kind,
     k[w->doc_prefix_len + fl + 1] = kind;
     if (rl > 0)
         memcpy(k + w->doc_prefix_len + fl + 2, rest, rl);
-    return crdt_raw_spare_put(w->t, k, kl, v, vl);
+    return add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, k, kl, v, vl);
 }
 
 static int
@@ -333,6 +458,7 @@ flush_doc(epoch__rewriter *w)
         goto done;
     if (w->lens && epoch_lens_drops(w->lens, w->coll))
         goto done; /* the whole collection goes */
+    resolve(w->ents, w->n, &w->in);
     if (w->custom && w->custom_coll && strcmp(w->custom_coll, w->coll) == 0) {
         epoch_doc *doc;
         if ((rc = epoch_doc_new(&doc)) < 0)
@@ -342,13 +468,16 @@ flush_doc(epoch__rewriter *w)
             rc = w->custom(doc, w->coll, w->doc, w->custom_ctx);
         if (rc == CRDT_OK)
             rc = from_doc(w, doc);
+        if (rc == CRDT_OK)
+            rc = write_out(w);
         epoch_doc_free(doc);
         goto done;
     }
     for (size_t i = 0; i < w->n && rc == CRDT_OK; i++) {
         const entry *e = &w->ents[i];
         if (e->kl == w->doc_prefix_len) /* the doc tombstone */
-            rc = crdt_raw_spare_put(w->t, e->k, e->kl, e->v, e->vl);
+            rc = add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, e->k,
+                           e->kl, e->v, e->vl);
         else
             rc = rewrite_lens_entry(w, e);
     }
@@ -369,6 +498,8 @@ flush_doc(epoch__rewriter *w)
                      : put_field_entry(w, f, 'R', NULL, 0, vb,
                                        16 + (size_t)len);
     }
+    if (rc == CRDT_OK)
+        rc = write_out(w);
 done:
     drop_entries(w);
     w->doc_prefix_len = 0;
@@ -408,28 +539,7 @@ epoch__rewriter_put(epoch__rewriter *w, const void *kp, size_t kl,
     }
     if (!w->touched) /* untouched collections are copied as they come */
         return crdt_raw_spare_put(w->t, k, kl, v, vl);
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 16;
-        entry *e = realloc(w->ents, cap * sizeof *e);
-        if (e == NULL)
-            return CRDT_ENOMEM;
-        w->ents = e;
-        w->cap = cap;
-    }
-    entry *e = &w->ents[w->n];
-    e->k = malloc(kl);
-    e->v = malloc(vl ? vl : 1);
-    if (e->k == NULL || e->v == NULL) {
-        free(e->k);
-        free(e->v);
-        return CRDT_ENOMEM;
-    }
-    memcpy(e->k, k, kl);
-    memcpy(e->v, v, vl);
-    e->kl = kl;
-    e->vl = vl;
-    w->n++;
-    return CRDT_OK;
+    return add_entry(&w->ents, &w->n, &w->cap, &w->in, k, kl, v, vl);
 }
 
 int
