@@ -37,6 +37,15 @@ typedef struct {
     size_t kl, vl;
 } entry;
 
+/* What the lens does to one field name of the current collection. */
+typedef struct {
+    char from[CRDT_NAME_MAX + 1];
+    const char *to; /* into the lens; NULL: the name is kept */
+    int dropped;
+} field_map;
+
+#define FIELD_CACHE 32
+
 /* Bytes of one document, reused from one document to the next. */
 typedef struct {
     unsigned char *p;
@@ -53,6 +62,10 @@ struct epoch__rewriter {
     size_t doc_prefix_len; /* 0: no document in hand */
     char coll[CRDT_NAME_MAX + 1], doc[CRDT_NAME_MAX + 1];
     int touched;           /* the document's collection is migrated */
+    int drops, custom_here; /* the lens drops it; the custom hook owns it */
+    size_t n_defaults;
+    field_map fields[FIELD_CACHE]; /* the collection's fields seen so far */
+    size_t n_fields;
     entry *ents;          /* the document's entries, in key order */
     size_t n, cap;
     bytes in;
@@ -258,12 +271,44 @@ has_field(epoch__rewriter *w, const char *field)
     return 0;
 }
 
+/* epoch_lens_map_field(), remembered per field of the collection: the
+ * lens is walked once per field name, not once per document. */
+static int
+map_field(const char **out, epoch__rewriter *w, const char *field, size_t fl)
+{
+    const char *nf;
+    field_map *m;
+    int rc;
+
+    for (size_t i = 0; i < w->n_fields; i++) {
+        m = &w->fields[i];
+        if (memcmp(m->from, field, fl + 1) == 0) {
+            if (m->dropped)
+                return CRDT_ENOTFOUND;
+            *out = m->to ? m->to : field;
+            return CRDT_OK;
+        }
+    }
+    rc = epoch_lens_map_field(&nf, w->lens, w->coll, field);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    if (w->n_fields < FIELD_CACHE) {
+        m = &w->fields[w->n_fields++];
+        memcpy(m->from, field, fl + 1);
+        m->dropped = rc == CRDT_ENOTFOUND;
+        m->to = rc == CRDT_OK && nf != field ? nf : NULL;
+    }
+    if (rc == CRDT_OK)
+        *out = nf;
+    return rc;
+}
+
 static int
 rewrite_lens_entry(epoch__rewriter *w, const entry *e)
 {
     const unsigned char *f = e->k + w->doc_prefix_len, *fend;
     char field[CRDT_NAME_MAX + 1];
-    const char *nf;
+    const char *nf = NULL;
     unsigned char kind;
     size_t fl;
     int rc;
@@ -277,11 +322,8 @@ rewrite_lens_entry(epoch__rewriter *w, const entry *e)
     memcpy(field, f, fl);
     field[fl] = 0;
     kind = fend[1];
-    rc = epoch_lens_map_field(&nf, w->lens, w->coll, field);
-    if (rc == CRDT_ENOTFOUND)
-        return CRDT_OK; /* removed by the lens */
-    if (rc < 0)
-        return rc;
+    if ((rc = map_field(&nf, w, field, fl)) < 0)
+        return rc == CRDT_ENOTFOUND ? CRDT_OK : rc; /* removed by the lens */
     const unsigned char *rest = fend + 2;
     size_t rl = (size_t)(e->k + e->kl - rest);
 
@@ -456,10 +498,10 @@ flush_doc(epoch__rewriter *w)
 
     if (w->doc_prefix_len == 0 || !w->touched)
         goto done;
-    if (w->lens && epoch_lens_drops(w->lens, w->coll))
+    if (w->drops)
         goto done; /* the whole collection goes */
     resolve(w->ents, w->n, &w->in);
-    if (w->custom && w->custom_coll && strcmp(w->custom_coll, w->coll) == 0) {
+    if (w->custom_here) {
         epoch_doc *doc;
         if ((rc = epoch_doc_new(&doc)) < 0)
             goto done;
@@ -482,7 +524,7 @@ flush_doc(epoch__rewriter *w)
             rc = rewrite_lens_entry(w, e);
     }
     for (size_t i = 0; rc == CRDT_OK &&
-                       i < epoch_lens_default_count(w->lens, w->coll); i++) {
+                       i < w->n_defaults; i++) {
         const char *f;
         crdt_value v;
         unsigned char vb[16 + 4096];
@@ -504,6 +546,19 @@ done:
     drop_entries(w);
     w->doc_prefix_len = 0;
     return rc;
+}
+
+/* A new collection begins: what the lens and the hook do to it. */
+static void
+set_collection(epoch__rewriter *w)
+{
+    int custom = w->custom_coll && strcmp(w->custom_coll, w->coll) == 0;
+
+    w->custom_here = custom && w->custom;
+    w->touched = in_lens(w->lens, w->coll) || custom;
+    w->drops = w->lens && epoch_lens_drops(w->lens, w->coll);
+    w->n_defaults = epoch_lens_default_count(w->lens, w->coll);
+    w->n_fields = 0;
 }
 
 int
@@ -530,12 +585,13 @@ epoch__rewriter_put(epoch__rewriter *w, const void *kp, size_t kl,
             return rc;
         memcpy(w->doc_prefix, k, cl + dl + 2);
         w->doc_prefix_len = cl + dl + 2;
-        memcpy(w->coll, k, cl);
-        w->coll[cl] = 0;
+        if (strlen(w->coll) != cl || memcmp(w->coll, k, cl) != 0) {
+            memcpy(w->coll, k, cl);
+            w->coll[cl] = 0;
+            set_collection(w);
+        }
         memcpy(w->doc, c0 + 1, dl);
         w->doc[dl] = 0;
-        w->touched = in_lens(w->lens, w->coll) ||
-                     (w->custom_coll && strcmp(w->custom_coll, w->coll) == 0);
     }
     if (!w->touched) /* untouched collections are copied as they come */
         return crdt_raw_spare_put(w->t, k, kl, v, vl);
