@@ -12,8 +12,9 @@
  *      "coll\0doc\0" prefix (so documents stay in input order), and a
  *      document's output entries are sorted and written together (renames
  *      reorder the fields inside it). crdt_raw_spare_put() then appends.
- *  (2) Of two output entries with one key (two fields renamed onto one
- *      name), the later one is written, as if both were put in turn.
+ *  (2) Of two output entries with one key (a lens default for a name a
+ *      rename also produced), the later one is written, as if both
+ *      were put in turn.
  *  (3) A document's input and output bytes live in two buffers reused
  *      from one document to the next: no allocation per entry.
  *
