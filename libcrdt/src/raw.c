@@ -253,6 +253,11 @@ hash_key(int slot)
     return slot ? "hash1" : "hash0";
 }
 
+/* t->spare_loaded: the spare hash is not in t->spare_acc yet; it is; or
+ * it is and the slot was emptied in this txn, so keys put in increasing
+ * order can be appended (see crdt_raw_spare_put). */
+enum { SPARE_UNLOADED = 0, SPARE_LOADED = 1, SPARE_APPEND = 2 };
+
 static void
 spare_load(crdt_raw *t)
 {
@@ -265,7 +270,7 @@ spare_load(crdt_raw *t)
     if (crdt__meta_get(t->w->txn, t->w->r, hash_key(spare), &hv) == 0 &&
         hv.mv_size == 32)
         crdt__acc_load(t->spare_acc, hv.mv_data);
-    t->spare_loaded = 1;
+    t->spare_loaded = SPARE_LOADED;
 }
 
 static int
@@ -281,6 +286,25 @@ spare_store(crdt_raw *t)
                           b, 32);
 }
 
+/* The write context's cursor, moved onto the spare slot (state.c moves it
+ * back to the active slot when it needs it there). */
+static int
+spare_cursor(crdt__wctx *w, MDB_dbi db)
+{
+    int rc;
+
+    if (w->cur != NULL && w->cur_dbi == db)
+        return CRDT_OK;
+    if (w->cur != NULL)
+        mdb_cursor_close(w->cur);
+    w->cur = NULL;
+    w->cur_at = 0;
+    if ((rc = mdb_cursor_open(w->txn, db, &w->cur)) != 0)
+        return crdt__mdb_err(rc);
+    w->cur_dbi = db;
+    return CRDT_OK;
+}
+
 int
 crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl, const void *v,
                    size_t vl)
@@ -294,6 +318,24 @@ crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl, const void *v,
         return CRDT_EINVAL;
     spare_load(t);
     db = dbi(t, CRDT_DB_STATE0 + (t->w->state_slot ^ 1));
+    if (t->spare_loaded == SPARE_APPEND) {
+        /* a migration refilling the emptied slot in key order: append
+         * at the end, with no descent, filling pages instead of splitting
+         * them. LMDB checks the key is above the last one (so it is new:
+         * nothing to take out of the hash) and refuses it otherwise */
+        if ((rc = spare_cursor(t->w, db)) < 0)
+            return rc;
+        rc = mdb_cursor_put(t->w->cur, &key, &val, MDB_APPEND);
+        if (rc == MDB_KEYEXIST) {
+            t->spare_loaded = SPARE_LOADED; /* out of order: stop trying */
+            val.mv_size = vl;
+            val.mv_data = (void *)v;
+        } else if (rc != 0) {
+            return full(crdt__mdb_err(rc));
+        } else {
+            goto added;
+        }
+    }
     /* one descent for a new key; an existing one hands back its value */
     rc = mdb_put(t->w->txn, db, &key, &val, MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST) {
@@ -306,6 +348,7 @@ crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl, const void *v,
     }
     if (rc != 0)
         return full(crdt__mdb_err(rc));
+added:
     crdt__hash_entry(h, k, kl, v, vl);
     for (int i = 0; i < 4; i++)
         t->spare_acc[i] += h[i];
@@ -326,7 +369,7 @@ crdt_raw_spare_clear(crdt_raw *t)
     if (rc == CRDT_OK)
         rc = crdt__meta_put(t->w->txn, t->w->r, hash_key(spare), zero, 32);
     memset(t->spare_acc, 0, sizeof t->spare_acc);
-    t->spare_loaded = 1;
+    t->spare_loaded = rc == CRDT_OK ? SPARE_APPEND : SPARE_LOADED;
     t->spare_dirty = 0;
     return full(rc);
 }
@@ -343,7 +386,7 @@ crdt_raw_swap_state(crdt_raw *t)
         return CRDT_EINVAL;
     if ((rc = spare_store(t)) < 0)
         return full(rc);
-    t->spare_loaded = 0; /* the slots trade places */
+    t->spare_loaded = SPARE_UNLOADED; /* the slots trade places */
     if (w->cur != NULL) { /* the old slot is about to be emptied */
         mdb_cursor_close(w->cur);
         w->cur = NULL;

@@ -6,6 +6,18 @@
  * only one document is held in memory at once, whatever the replica's
  * size. Collections the migration does not touch are copied as they come.
  *
+ * Invariants:
+ *  (1) The spare slot receives strictly increasing keys when the input
+ *      is in key order: every key written for a document starts with its
+ *      "coll\0doc\0" prefix (so documents stay in input order), and a
+ *      document's output entries are sorted and written together (renames
+ *      reorder the fields inside it). crdt_raw_spare_put() then appends.
+ *  (2) Of two output entries with one key (a lens default for a name a
+ *      rename also produced), the later one is written, as if both
+ *      were put in turn.
+ *  (3) A document's input and output bytes live in two buffers reused
+ *      from one document to the next: no allocation per entry.
+ *
  * Per entry (key layout: docs/storage.md):
  *   doc tombstone        kept
  *   register 'R'         field renamed/removed; value converted (a failed
@@ -21,9 +33,25 @@
 #include "epoch_internal.h"
 
 typedef struct {
-    unsigned char *k, *v;
+    unsigned char *k, *v; /* set when the document is complete */
+    size_t ko, vo;        /* offsets into the buffer while it grows */
     size_t kl, vl;
 } entry;
+
+/* What the lens does to one field name of the current collection. */
+typedef struct {
+    char from[CRDT_NAME_MAX + 1];
+    const char *to; /* into the lens; NULL: the name is kept */
+    int dropped;
+} field_map;
+
+#define FIELD_CACHE 32
+
+/* Bytes of one document, reused from one document to the next. */
+typedef struct {
+    unsigned char *p;
+    size_t len, cap;
+} bytes;
 
 struct epoch__rewriter {
     crdt_raw *t;
@@ -35,8 +63,16 @@ struct epoch__rewriter {
     size_t doc_prefix_len; /* 0: no document in hand */
     char coll[CRDT_NAME_MAX + 1], doc[CRDT_NAME_MAX + 1];
     int touched;           /* the document's collection is migrated */
-    entry *ents;
+    int drops, custom_here; /* the lens drops it; the custom hook owns it */
+    size_t n_defaults;
+    field_map fields[FIELD_CACHE]; /* the collection's fields seen so far */
+    size_t n_fields;
+    entry *ents;          /* the document's entries, in key order */
     size_t n, cap;
+    bytes in;
+    entry *outs;          /* what it becomes, in the order produced */
+    size_t n_out, cap_out;
+    bytes out;
     epoch_buf scratch;
 };
 
@@ -61,11 +97,111 @@ epoch__rewriter_new(epoch__rewriter **out, crdt_raw *t,
 static void
 drop_entries(epoch__rewriter *w)
 {
-    for (size_t i = 0; i < w->n; i++) {
-        free(w->ents[i].k);
-        free(w->ents[i].v);
-    }
     w->n = 0;
+    w->in.len = 0;
+    w->n_out = 0;
+    w->out.len = 0;
+}
+
+/* Append @p k and @p v to @p b as a new entry of @p *ents; keeps (3). */
+static int
+add_entry(entry **ents, size_t *n, size_t *cap, bytes *b, const void *k,
+          size_t kl, const void *v, size_t vl)
+{
+    entry *e;
+
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 16;
+        e = realloc(*ents, c * sizeof *e);
+        if (e == NULL)
+            return CRDT_ENOMEM;
+        *ents = e;
+        *cap = c;
+    }
+    if (kl + vl > b->cap - b->len) {
+        size_t c = b->cap ? b->cap : 4096;
+        unsigned char *p;
+        while (kl + vl > c - b->len)
+            c *= 2;
+        p = realloc(b->p, c);
+        if (p == NULL)
+            return CRDT_ENOMEM;
+        b->p = p;
+        b->cap = c;
+    }
+    e = &(*ents)[(*n)++];
+    e->ko = b->len;
+    e->kl = kl;
+    memcpy(b->p + b->len, k, kl);
+    b->len += kl;
+    e->vo = b->len;
+    e->vl = vl;
+    if (vl > 0)
+        memcpy(b->p + b->len, v, vl);
+    b->len += vl;
+    return CRDT_OK;
+}
+
+/* The buffer will not move any more: point the entries into it. */
+static void
+resolve(entry *ents, size_t n, const bytes *b)
+{
+    for (size_t i = 0; i < n; i++) {
+        ents[i].k = b->p + ents[i].ko;
+        ents[i].v = b->p + ents[i].vo;
+    }
+}
+
+/* Key order as LMDB sorts them; equal keys by production order. */
+static int
+entry_cmp(const void *a, const void *b)
+{
+    const entry *x = a, *y = b;
+    size_t l = x->kl < y->kl ? x->kl : y->kl;
+    int c = memcmp(x->k, y->k, l);
+
+    if (c != 0)
+        return c;
+    if (x->kl != y->kl)
+        return x->kl < y->kl ? -1 : 1;
+    /* ko grows with production order: (2) */
+    return x->ko < y->ko ? -1 : x->ko > y->ko;
+}
+
+static void
+sort_entries(entry *e, size_t n)
+{
+    if (n > 16) {
+        qsort(e, n, sizeof *e, entry_cmp);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) { /* few fields: insertion sort */
+        entry x = e[i];
+        size_t j = i;
+        while (j > 0 && entry_cmp(&e[j - 1], &x) > 0) {
+            e[j] = e[j - 1];
+            j--;
+        }
+        e[j] = x;
+    }
+}
+
+/* Write the document's output in key order: keeps (1) and (2). */
+static int
+write_out(epoch__rewriter *w)
+{
+    int rc = CRDT_OK;
+
+    resolve(w->outs, w->n_out, &w->out);
+    sort_entries(w->outs, w->n_out);
+    for (size_t i = 0; i < w->n_out && rc == CRDT_OK; i++) {
+        const entry *e = &w->outs[i];
+        if (i + 1 < w->n_out && e->kl == e[1].kl &&
+            memcmp(e->k, e[1].k, e->kl) == 0)
+            continue; /* (2): the later one wins */
+        rc = crdt_raw_spare_put(w->t, e->k, e->kl, e->v, e->vl);
+    }
+    return rc;
 }
 
 void
@@ -82,6 +218,9 @@ epoch__rewriter_free(epoch__rewriter *w)
         return;
     drop_entries(w);
     free(w->ents);
+    free(w->in.p);
+    free(w->outs);
+    free(w->out.p);
     epoch_buf_free(&w->scratch);
     free(w);
 }
@@ -99,7 +238,7 @@ in_lens(const epoch_lens *l, const char *coll)
     return 0;
 }
 
-/* Write one entry, field part replaced: key = prefix field 0 kind rest. */
+/* Queue one entry, field part replaced: key = prefix field 0 kind rest. */
 static int
 put_field_entry(epoch__rewriter *w, const char *field, unsigned char kind,
                 const unsigned char *rest, size_t rl, const void *v,
@@ -116,7 +255,7 @@ put_field_entry(epoch__rewriter *w, const char *field, unsigned char kind,
     k[w->doc_prefix_len + fl + 1] = kind;
     if (rl > 0)
         memcpy(k + w->doc_prefix_len + fl + 2, rest, rl);
-    return crdt_raw_spare_put(w->t, k, kl, v, vl);
+    return add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, k, kl, v, vl);
 }
 
 static int
@@ -133,12 +272,44 @@ has_field(epoch__rewriter *w, const char *field)
     return 0;
 }
 
+/* epoch_lens_map_field(), remembered per field of the collection: the
+ * lens is walked once per field name, not once per document. */
+static int
+map_field(const char **out, epoch__rewriter *w, const char *field, size_t fl)
+{
+    const char *nf;
+    field_map *m;
+    int rc;
+
+    for (size_t i = 0; i < w->n_fields; i++) {
+        m = &w->fields[i];
+        if (memcmp(m->from, field, fl + 1) == 0) {
+            if (m->dropped)
+                return CRDT_ENOTFOUND;
+            *out = m->to ? m->to : field;
+            return CRDT_OK;
+        }
+    }
+    rc = epoch_lens_map_field(&nf, w->lens, w->coll, field);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    if (w->n_fields < FIELD_CACHE) {
+        m = &w->fields[w->n_fields++];
+        memcpy(m->from, field, fl + 1);
+        m->dropped = rc == CRDT_ENOTFOUND;
+        m->to = rc == CRDT_OK && nf != field ? nf : NULL;
+    }
+    if (rc == CRDT_OK)
+        *out = nf;
+    return rc;
+}
+
 static int
 rewrite_lens_entry(epoch__rewriter *w, const entry *e)
 {
     const unsigned char *f = e->k + w->doc_prefix_len, *fend;
     char field[CRDT_NAME_MAX + 1];
-    const char *nf;
+    const char *nf = NULL;
     unsigned char kind;
     size_t fl;
     int rc;
@@ -152,11 +323,8 @@ rewrite_lens_entry(epoch__rewriter *w, const entry *e)
     memcpy(field, f, fl);
     field[fl] = 0;
     kind = fend[1];
-    rc = epoch_lens_map_field(&nf, w->lens, w->coll, field);
-    if (rc == CRDT_ENOTFOUND)
-        return CRDT_OK; /* removed by the lens */
-    if (rc < 0)
-        return rc;
+    if ((rc = map_field(&nf, w, field, fl)) < 0)
+        return rc == CRDT_ENOTFOUND ? CRDT_OK : rc; /* removed by the lens */
     const unsigned char *rest = fend + 2;
     size_t rl = (size_t)(e->k + e->kl - rest);
 
@@ -331,9 +499,10 @@ flush_doc(epoch__rewriter *w)
 
     if (w->doc_prefix_len == 0 || !w->touched)
         goto done;
-    if (w->lens && epoch_lens_drops(w->lens, w->coll))
+    if (w->drops)
         goto done; /* the whole collection goes */
-    if (w->custom && w->custom_coll && strcmp(w->custom_coll, w->coll) == 0) {
+    resolve(w->ents, w->n, &w->in);
+    if (w->custom_here) {
         epoch_doc *doc;
         if ((rc = epoch_doc_new(&doc)) < 0)
             goto done;
@@ -342,18 +511,21 @@ flush_doc(epoch__rewriter *w)
             rc = w->custom(doc, w->coll, w->doc, w->custom_ctx);
         if (rc == CRDT_OK)
             rc = from_doc(w, doc);
+        if (rc == CRDT_OK)
+            rc = write_out(w);
         epoch_doc_free(doc);
         goto done;
     }
     for (size_t i = 0; i < w->n && rc == CRDT_OK; i++) {
         const entry *e = &w->ents[i];
         if (e->kl == w->doc_prefix_len) /* the doc tombstone */
-            rc = crdt_raw_spare_put(w->t, e->k, e->kl, e->v, e->vl);
+            rc = add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, e->k,
+                           e->kl, e->v, e->vl);
         else
             rc = rewrite_lens_entry(w, e);
     }
     for (size_t i = 0; rc == CRDT_OK &&
-                       i < epoch_lens_default_count(w->lens, w->coll); i++) {
+                       i < w->n_defaults; i++) {
         const char *f;
         crdt_value v;
         unsigned char vb[16 + 4096];
@@ -369,10 +541,25 @@ flush_doc(epoch__rewriter *w)
                      : put_field_entry(w, f, 'R', NULL, 0, vb,
                                        16 + (size_t)len);
     }
+    if (rc == CRDT_OK)
+        rc = write_out(w);
 done:
     drop_entries(w);
     w->doc_prefix_len = 0;
     return rc;
+}
+
+/* A new collection begins: what the lens and the hook do to it. */
+static void
+set_collection(epoch__rewriter *w)
+{
+    int custom = w->custom_coll && strcmp(w->custom_coll, w->coll) == 0;
+
+    w->custom_here = custom && w->custom;
+    w->touched = in_lens(w->lens, w->coll) || custom;
+    w->drops = w->lens && epoch_lens_drops(w->lens, w->coll);
+    w->n_defaults = epoch_lens_default_count(w->lens, w->coll);
+    w->n_fields = 0;
 }
 
 int
@@ -399,37 +586,17 @@ epoch__rewriter_put(epoch__rewriter *w, const void *kp, size_t kl,
             return rc;
         memcpy(w->doc_prefix, k, cl + dl + 2);
         w->doc_prefix_len = cl + dl + 2;
-        memcpy(w->coll, k, cl);
-        w->coll[cl] = 0;
+        if (strlen(w->coll) != cl || memcmp(w->coll, k, cl) != 0) {
+            memcpy(w->coll, k, cl);
+            w->coll[cl] = 0;
+            set_collection(w);
+        }
         memcpy(w->doc, c0 + 1, dl);
         w->doc[dl] = 0;
-        w->touched = in_lens(w->lens, w->coll) ||
-                     (w->custom_coll && strcmp(w->custom_coll, w->coll) == 0);
     }
     if (!w->touched) /* untouched collections are copied as they come */
         return crdt_raw_spare_put(w->t, k, kl, v, vl);
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 16;
-        entry *e = realloc(w->ents, cap * sizeof *e);
-        if (e == NULL)
-            return CRDT_ENOMEM;
-        w->ents = e;
-        w->cap = cap;
-    }
-    entry *e = &w->ents[w->n];
-    e->k = malloc(kl);
-    e->v = malloc(vl ? vl : 1);
-    if (e->k == NULL || e->v == NULL) {
-        free(e->k);
-        free(e->v);
-        return CRDT_ENOMEM;
-    }
-    memcpy(e->k, k, kl);
-    memcpy(e->v, v, vl);
-    e->kl = kl;
-    e->vl = vl;
-    w->n++;
-    return CRDT_OK;
+    return add_entry(&w->ents, &w->n, &w->cap, &w->in, k, kl, v, vl);
 }
 
 int

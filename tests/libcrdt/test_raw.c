@@ -1,0 +1,224 @@
+/*
+ * test_raw.c: the spare state slot through crdt/raw.h: puts in key
+ * order after a clear (appended), keys out of order and keys already
+ * there, and the slot's hash against one recomputed from its entries.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "crdt/raw.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+static char da[256], db[256];
+static crdt_replica *a, *b;
+
+static void
+setup(void)
+{
+    a = tu_create(da, sizeof da, NULL);
+    b = tu_create(db, sizeof db, NULL);
+}
+
+static void
+teardown(void)
+{
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    test_rmtree(da);
+    test_rmtree(db);
+}
+
+/* A state-shaped key for document @p i: "c\0dNNNN\0f\0R". */
+static size_t
+key(unsigned char *k, int i)
+{
+    int n = snprintf((char *)k, 32, "c%cd%04d%cf%cR", 0, i, 0, 0);
+    return (size_t)n;
+}
+
+static void
+put(crdt_raw *t, int i, const char *v)
+{
+    unsigned char k[32];
+    size_t kl = key(k, i);
+
+    ck_assert_int_eq(crdt_raw_spare_put(t, k, kl, v, strlen(v)), CRDT_OK);
+}
+
+/* After a swap: the active slot holds exactly @p n entries, entry i with
+ * value @p want[i] (NULL: absent), and the kept hash is exact. */
+static void
+assert_active(crdt_raw *t, const char *const *want, int n, size_t count,
+              unsigned char *hash_out)
+{
+    unsigned char k[32], again[32];
+    uint64_t entries = 0;
+
+    for (int i = 0; i < n; i++) {
+        const void *v;
+        size_t kl = key(k, i), vl;
+        int rc = crdt_raw_get(t, crdt_raw_state_db(t, 0), k, kl, &v, &vl);
+        if (want[i] == NULL) {
+            ck_assert_int_eq(rc, CRDT_ENOTFOUND);
+            continue;
+        }
+        ck_assert_int_eq(rc, CRDT_OK);
+        ck_assert_uint_eq(vl, strlen(want[i]));
+        ck_assert_mem_eq(v, want[i], vl);
+    }
+    ck_assert_int_eq(crdt_raw_count(&entries, t, crdt_raw_state_db(t, 0)),
+                     CRDT_OK);
+    ck_assert_uint_eq(entries, count);
+    crdt_raw_state_hash(t, hash_out);
+    ck_assert_int_eq(crdt_raw_state_rehash(t, again), CRDT_OK);
+    ck_assert_mem_eq(hash_out, again, 32);
+}
+
+/* The hash the replica stored at commit equals a recomputed one. */
+static void
+assert_stored_hash_exact(crdt_replica *r, const unsigned char *want)
+{
+    crdt_raw *t;
+    unsigned char kept[32], again[32];
+
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 0), CRDT_OK);
+    crdt_raw_state_hash(t, kept);
+    ck_assert_int_eq(crdt_raw_state_rehash(t, again), CRDT_OK);
+    crdt_raw_abort(t);
+    ck_assert_mem_eq(kept, again, 32);
+    if (want != NULL)
+        ck_assert_mem_eq(kept, want, 32);
+}
+
+START_TEST(test_spare_put_out_of_order_and_existing_keys_after_clear)
+{
+    static const char *const want[] = { "zero", "one", "two", "THREE",
+                                        "four", "five", "six", "seven",
+                                        NULL, "nine" };
+    unsigned char h[32];
+    crdt_raw *t;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_clear(t), CRDT_OK);
+    put(t, 1, "one"); /* in order: appended */
+    put(t, 3, "three");
+    put(t, 5, "five");
+    put(t, 2, "two");     /* below the last key, new */
+    put(t, 3, "THREE");   /* already there */
+    put(t, 0, "zero");    /* below all */
+    put(t, 6, "six");     /* in order again */
+    put(t, 7, "seven");
+    put(t, 4, "four");
+    put(t, 9, "nine");
+    ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+    assert_active(t, want, 10, 9, h);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    assert_stored_hash_exact(a, h);
+}
+END_TEST
+
+START_TEST(test_spare_put_same_key_twice_right_after_clear)
+{
+    static const char *const want[] = { "first", "second-and-last" };
+    unsigned char h[32];
+    crdt_raw *t;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_clear(t), CRDT_OK);
+    put(t, 0, "first");
+    put(t, 1, "second");
+    put(t, 1, "second-and-last");
+    ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+    assert_active(t, want, 2, 2, h);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    assert_stored_hash_exact(a, h);
+}
+END_TEST
+
+START_TEST(test_spare_put_in_a_later_txn_keeps_hash)
+{
+    static const char *const want[] = { "0", "1b", "2", "3", "4", "5",
+                                        "6", "7b", "8" };
+    unsigned char h[32];
+    crdt_raw *t;
+
+    /* first txn: cleared, appended, committed without a swap */
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_clear(t), CRDT_OK);
+    for (int i = 1; i < 8; i += 2)
+        put(t, i, i == 1 ? "1" : i == 3 ? "3" : i == 5 ? "5" : "7");
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    /* second txn: the slot was not emptied in it; keys below, between,
+     * above and on the ones there */
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    put(t, 8, "8");
+    put(t, 0, "0");
+    put(t, 1, "1b");
+    put(t, 2, "2");
+    put(t, 4, "4");
+    put(t, 6, "6");
+    put(t, 7, "7b");
+    ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+    assert_active(t, want, 9, 9, h);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    assert_stored_hash_exact(a, h);
+}
+END_TEST
+
+START_TEST(test_spare_hash_does_not_depend_on_put_order)
+{
+    enum { N = 2000 };
+    unsigned char ha[32], hb[32];
+    crdt_raw *t;
+    char v[32];
+
+    /* a: every key in order (all appended, pages filled up) */
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_clear(t), CRDT_OK);
+    for (int i = 0; i < N; i++) {
+        snprintf(v, sizeof v, "value %d", i);
+        put(t, i, v);
+    }
+    ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+    crdt_raw_state_hash(t, ha);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    /* b: the same entries, odd keys first, then even ones backwards, one
+     * of them first with a value that is overwritten */
+    ck_assert_int_eq(crdt_raw_begin(&t, b, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_clear(t), CRDT_OK);
+    put(t, 10, "stale");
+    for (int i = 1; i < N; i += 2) {
+        snprintf(v, sizeof v, "value %d", i);
+        put(t, i, v);
+    }
+    for (int i = N - 2; i >= 0; i -= 2) {
+        snprintf(v, sizeof v, "value %d", i);
+        put(t, i, v);
+    }
+    ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+    crdt_raw_state_hash(t, hb);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    ck_assert_mem_eq(ha, hb, 32);
+    assert_stored_hash_exact(a, ha);
+    assert_stored_hash_exact(b, ha);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("raw");
+    TCase *tc = tcase_create("spare");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc,
+                   test_spare_put_out_of_order_and_existing_keys_after_clear);
+    tcase_add_test(tc, test_spare_put_same_key_twice_right_after_clear);
+    tcase_add_test(tc, test_spare_put_in_a_later_txn_keeps_hash);
+    tcase_add_test(tc, test_spare_hash_does_not_depend_on_put_order);
+    suite_add_tcase(s, tc);
+    return s;
+}
