@@ -258,15 +258,20 @@ put_field_entry(epoch__rewriter *w, const char *field, unsigned char kind,
     return add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, k, kl, v, vl);
 }
 
+/* Does what the document becomes hold @p field (its new name)? A lens
+ * default goes only where the field is absent after the lens: renamed
+ * fields count under their new names, removed ones no longer count. */
 static int
-has_field(epoch__rewriter *w, const char *field)
+has_out_field(const epoch__rewriter *w, const char *field)
 {
     size_t fl = strlen(field), base = w->doc_prefix_len;
 
-    for (size_t i = 0; i < w->n; i++) {
-        const entry *e = &w->ents[i];
-        if (e->kl > base + fl && memcmp(e->k + base, field, fl) == 0 &&
-            e->k[base + fl] == 0)
+    for (size_t i = 0; i < w->n_out; i++) {
+        const entry *e = &w->outs[i];
+        const unsigned char *k = w->out.p + e->ko; /* not resolved yet */
+
+        if (e->kl > base + fl && memcmp(k + base, field, fl) == 0 &&
+            k[base + fl] == 0)
             return 1;
     }
     return 0;
@@ -533,7 +538,7 @@ flush_doc(epoch__rewriter *w)
 
         if ((rc = epoch_lens_default(&f, &v, w->lens, w->coll, i)) < 0)
             break;
-        if (has_field(w, f))
+        if (has_out_field(w, f))
             continue;
         memset(vb, 0, 16);
         len = crdt__value_bytes(vb + 16, sizeof vb - 16, &v);

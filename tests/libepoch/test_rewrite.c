@@ -254,6 +254,35 @@ START_TEST(test_custom_hook_fields_in_any_order_keep_hash)
 }
 END_TEST
 
+/* A default goes where the field is absent after the lens: a field
+ * renamed onto its name keeps its value, and a field renamed away from
+ * it leaves room for the default. */
+START_TEST(test_defaults_follow_the_new_names)
+{
+    epoch_info e;
+
+    ck_assert_int_eq(tu_put_int(a, "q", "both", "a", 42), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "q", "both", "n", 3), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "q", "only_a", "a", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "q", "only_n", "n", 8), CRDT_OK);
+    migrate("collection q 1 -> 2\n"
+            "rename n -> m\n"
+            "rename a -> n\n"
+            "add n int default 5\n"
+            "add o int default 9\n", &e);
+    assert_hash_exact(&e);
+    field_is("q", "both", "m", "3");
+    field_is("q", "both", "n", "42");
+    field_is("q", "both", "o", "9");
+    field_is("q", "only_a", "m", "");
+    field_is("q", "only_a", "n", "1");
+    field_is("q", "only_n", "m", "8");
+    field_is("q", "only_n", "n", "5");
+    field_is("q", "only_n", "a", "");
+    epoch_info_clear(&e);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -265,6 +294,7 @@ test_suite(void)
     tcase_add_test(tc, test_renames_that_reorder_fields_keep_state_and_hash);
     tcase_add_test(tc, test_removed_and_dropped_fields_keep_hash);
     tcase_add_test(tc, test_custom_hook_fields_in_any_order_keep_hash);
+    tcase_add_test(tc, test_defaults_follow_the_new_names);
     suite_add_tcase(s, tc);
     return s;
 }
