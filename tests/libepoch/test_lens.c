@@ -1116,6 +1116,33 @@ START_TEST(test_convert_failure_in_documents_and_ops)
 }
 END_TEST
 
+START_TEST(test_convert_int_to_string_extremes)
+{
+    static const struct {
+        int64_t in;
+        const char *out;
+    } cases[] = {
+        { 0, "0" }, { 7, "7" }, { -1, "-1" }, { 10, "10" },
+        { INT64_MAX, "9223372036854775807" },
+        { INT64_MIN, "-9223372036854775808" },
+    };
+    epoch_lens *l = parse_ok("collection c 0 -> 1\nconvert n int -> string\n");
+    epoch_buf scratch = EPOCH_BUF_INIT;
+    const char *reason = NULL;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        crdt_value v, in = crdt_value_int(cases[i].in);
+
+        ck_assert_int_eq(epoch_lens_map_value(&v, &scratch, l, "c", "n", &in,
+                                              &reason), CRDT_OK);
+        ck_assert_value(v, crdt_value_str(cases[i].out,
+                                          strlen(cases[i].out)));
+    }
+    epoch_buf_free(&scratch);
+    epoch_lens_free(l);
+}
+END_TEST
+
 START_TEST(test_convert_with_map)
 {
     static const char text[] = "collection c 0 -> 1\n"
@@ -1649,6 +1676,7 @@ test_suite(void)
     tcase_add_test(tc, test_convert_failures_are_etype_with_reason);
     tcase_add_test(tc, test_convert_failure_in_documents_and_ops);
     tcase_add_test(tc, test_convert_with_map);
+    tcase_add_test(tc, test_convert_int_to_string_extremes);
     tcase_add_test(tc, test_convert_map_collision_without_default_fails);
     tcase_add_test(tc, test_convert_map_only_types_and_value_renames);
     tcase_add_test(tc, test_convert_sets_and_counters);
