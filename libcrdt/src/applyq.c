@@ -43,17 +43,18 @@ struct crdt__qkey {
 static void
 key_of(struct crdt__qkey *k, const crdt_op *op, uint32_t idx)
 {
-    unsigned char b[16];
+    unsigned char b[16 + 1]; /* one spare byte: the last NUL may fall off */
     const char *part[3] = { op->coll, op->doc, op->field };
     size_t plen[3] = { op->coll_len, op->doc_len, op->field_len };
     size_t n = 0, total = 0;
 
     memset(b, 0, sizeof b);
     for (int i = 0; i < 3 && part[i] != NULL; i++) {
-        for (size_t j = 0; j < plen[i] && n < sizeof b; j++)
-            b[n++] = (unsigned char)part[i][j];
-        if (n < sizeof b)
-            b[n++] = 0;
+        if (n < 16) {
+            size_t m = plen[i] < 16 - n ? plen[i] : 16 - n;
+            memcpy(b + n, part[i], m);
+            n += m + 1; /* the NUL separator is the zeroed byte after */
+        }
         total += plen[i] + 1;
     }
     k->k0 = crdt__rd64(b);

@@ -332,10 +332,7 @@ name(crdt__mp *m, const char **s, size_t *len)
 {
     uint32_t n;
 
-    /* crdt__mp_str() checked the UTF-8; what is left of
-     * crdt__name_ok_len() is the length and the NUL */
-    if (crdt__mp_str(m, s, &n) < 0 || n == 0 || n > CRDT_NAME_MAX ||
-        memchr(*s, 0, n) != NULL)
+    if (crdt__mp_name(m, s, &n) < 0)
         return CRDT_EPROTO;
     *len = n;
     return CRDT_OK;

@@ -167,6 +167,8 @@ int crdt__mp_int(crdt__mp *m, int64_t *v);
 int crdt__mp_bin(crdt__mp *m, const unsigned char **p, uint32_t *len);
 int crdt__mp_bin_fixed(crdt__mp *m, unsigned char *out, uint32_t len);
 int crdt__mp_str(crdt__mp *m, const char **p, uint32_t *len);
+/* A string that is a valid name: 1..CRDT_NAME_MAX bytes, UTF-8, no NUL. */
+int crdt__mp_name(crdt__mp *m, const char **p, uint32_t *len);
 /* A scalar value; strings are checked to be UTF-8. */
 int crdt__mp_value(crdt__mp *m, crdt_value *v);
 /* Skip one object of any type; nesting limited to 32. */

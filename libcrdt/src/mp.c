@@ -237,6 +237,27 @@ crdt__mp_str(crdt__mp *m, const char **p, uint32_t *len)
 }
 
 int
+crdt__mp_name(crdt__mp *m, const char **p, uint32_t *len)
+{
+    const unsigned char *s, *save = m->p;
+    uint32_t i = 0;
+
+    if (blob(m, &s, len, 1) < 0 || *len == 0 || *len > CRDT_NAME_MAX)
+        goto bad;
+    /* one pass for the usual plain-ASCII name: no NUL, nothing >= 0x80 */
+    while (i < *len && s[i] - 1u < 0x7fu)
+        i++;
+    if (i < *len && (memchr(s + i, 0, *len - i) != NULL ||
+                     !crdt__utf8_valid((const char *)s + i, *len - i)))
+        goto bad;
+    *p = (const char *)s;
+    return CRDT_OK;
+bad:
+    m->p = save;
+    return CRDT_EPROTO;
+}
+
+int
 crdt__mp_value(crdt__mp *m, crdt_value *v)
 {
     const unsigned char *p = m->p;
