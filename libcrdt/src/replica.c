@@ -114,6 +114,7 @@ crdt_replica_open(crdt_replica **out, const char *path,
         return CRDT_ENOMEM;
     }
     pthread_rwlock_init(&r->grow_lock, NULL);
+    pthread_mutex_init(&r->map_lock, NULL);
     r->read_only = opts->read_only;
     r->max_map_size = opts->max_map_size;
     r->max_drift_ms = opts->max_drift_ms ? opts->max_drift_ms : 300000;
@@ -143,6 +144,7 @@ crdt_replica_close(crdt_replica *r)
     crdt__store_close(r);
     sodium_memzero(r->sk, sizeof r->sk);
     pthread_rwlock_destroy(&r->grow_lock);
+    pthread_mutex_destroy(&r->map_lock);
     free(r->path);
     free(r);
 }
