@@ -162,8 +162,8 @@ START_TEST(test_budget_holds_across_map_growth)
 {
     size_t worst;
 
-    /* 1 MiB grows to 64 MiB on the way: each growth remaps, and the map
-     * must be found again at its new address. */
+    /* a 1 MiB map doubles several times on the way: each growth
+     * remaps, and the map must be found again at its new address */
     open_replica(1 * MIB, BUDGET);
     worst = write_all();
     ck_assert_msg(worst <= BUDGET + SLACK,
