@@ -55,6 +55,13 @@ struct crdt_replica {
     uint64_t max_drift_ms;
     int read_only;
     pthread_rwlock_t grow_lock; /* txns hold it shared; growth exclusive */
+    /* The resident-map budget (store_lmdb.c): */
+    pthread_mutex_t map_lock; /* one committer checks at a time */
+    size_t map_budget;        /* bytes; SIZE_MAX = never drop */
+    size_t map_rss_base;      /* file-backed RSS after the last drop */
+    void *map_addr;           /* the LMDB map; NULL = find it again */
+    size_t map_len, map_size; /* its VMA length; me_mapsize then */
+    int map_off;              /* lookup or madvise failed: stop trying */
     crdt_epoch_hook hook;
     void *hook_ctx;
     /* merges reuse it (one write txn at a time): its buffers stay warm */

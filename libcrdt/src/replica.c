@@ -114,6 +114,7 @@ crdt_replica_open(crdt_replica **out, const char *path,
         return CRDT_ENOMEM;
     }
     pthread_rwlock_init(&r->grow_lock, NULL);
+    pthread_mutex_init(&r->map_lock, NULL);
     r->read_only = opts->read_only;
     r->max_map_size = opts->max_map_size;
     r->max_drift_ms = opts->max_drift_ms ? opts->max_drift_ms : 300000;
@@ -145,6 +146,7 @@ crdt_replica_close(crdt_replica *r)
     pthread_rwlock_destroy(&r->grow_lock);
     crdt__applyq_free(&r->applyq);
     crdt__hmemo_free(r);
+    pthread_mutex_destroy(&r->map_lock);
     free(r->path);
     free(r);
 }

@@ -9,16 +9,28 @@
  *      grow lock), and other processes pick up the new size through
  *      MDB_MAP_RESIZED.
  *  (3) MDB_* codes and errno never leave this file untranslated.
+ *  (4) After a write commit, the pages of the map this process keeps
+ *      mapped are dropped once file-backed RSS has grown by more than
+ *      the resident-map budget since the last drop (Linux; see
+ *      map_trim()). Dropping never changes what any txn reads.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "internal.h"
 
 #define DEFAULT_MAP (1024ull * 1024 * 1024)
+#define DEFAULT_RESIDENT ((size_t)32 * 1024 * 1024)
 
 static const char *const DB_NAMES[CRDT_DB__COUNT] = {
     "meta", "log", "heads", "pending", "state0", "state1",
@@ -61,6 +73,174 @@ dir_state(const char *path, int *has_data)
         return CRDT_EINVAL;
     *has_data = access(buf, F_OK) == 0;
     return CRDT_OK;
+}
+
+/* ---- the resident-map budget (keeps (4)) ----
+ *
+ * LMDB maps data.mdb PROT_READ and MAP_SHARED (we never set
+ * MDB_WRITEMAP; writes go through pwrite()). A page stays mapped once a
+ * txn has touched it, and the kernel maps the cached pages around each
+ * fault too (fault-around), so over a long history nearly the whole file
+ * ends up counted in RSS although it is clean page cache.
+ *
+ * Checking: after each successful write commit, read the process's
+ * file-backed RSS from /proc/self/statm (an O(1) counter, about 3 us).
+ * When it exceeds the RSS right after the last drop by more than the
+ * budget, madvise(MADV_DONTNEED) the whole map and take a new base. The
+ * measure is process-wide, so other file mappings growing only make a
+ * drop come earlier; the base follows RSS down when it shrinks (another
+ * replica's drop, reclaim). A single committer checks at a time; one
+ * that finds the lock taken skips, the next commit checks again.
+ *
+ * Why the drop is safe: for a shared file mapping MADV_DONTNEED removes
+ * this process's page-table entries only; "subsequent accesses ... will
+ * result in repopulating the memory contents from the up-to-date
+ * contents of the underlying mapped file" (madvise(2)). The pages are
+ * clean (nothing writes through the map), so nothing is lost, and they
+ * usually stay in the page cache, so the refault is a minor fault. A
+ * read txn in another thread holding pointers into the map keeps
+ * working: its snapshot's pages are not rewritten while it lives (LMDB's
+ * reader table), so a refault returns the same bytes it saw before.
+ * Only anonymous or private memory would lose data under MADV_DONTNEED.
+ * The map must not move while we use its address: we hold the grow
+ * lock shared (crdt__txn_end), and mdb_env_set_mapsize() is only called
+ * with it held exclusively, which also forgets the address.
+ *
+ * Finding the map: LMDB 0.9 does not expose its address (me_mapaddr is
+ * set only with MDB_FIXEDMAP). A value read in a read txn points into
+ * the map, so the /proc/self/maps line containing that pointer is the
+ * map; it must be a shared, read-only mapping at file offset 0 whose
+ * length is the map size. Anything else and the budget is switched off
+ * for this handle (a no-op, never an error). Device and inode numbers
+ * are not compared: overlayfs and btrfs report other ones in maps than
+ * fstat() does.
+ */
+#ifdef __linux__
+static int
+file_rss(size_t *out)
+{
+    char buf[160];
+    unsigned long long size, res, shared;
+    ssize_t n;
+    long page = sysconf(_SC_PAGESIZE);
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0 || page <= 0)
+        return -1;
+    buf[n] = '\0';
+    if (sscanf(buf, "%llu %llu %llu", &size, &res, &shared) != 3)
+        return -1;
+    *out = (size_t)(shared * (unsigned long long)page);
+    return 0;
+}
+
+/* 0 found; -1 not now (try again later); -2 never (switch off). */
+static int
+map_find(crdt_replica *r)
+{
+    MDB_txn *txn;
+    MDB_val v;
+    MDB_envinfo info;
+    uintptr_t p, lo, hi;
+    unsigned long long off;
+    char line[256], perms[8];
+    int rc, at_start = 1, found = 0;
+    long page = sysconf(_SC_PAGESIZE);
+    FILE *f;
+
+    if (mdb_txn_begin(r->env, NULL, MDB_RDONLY, &txn) != 0)
+        return -1; /* e.g. MDB_MAP_RESIZED: the next begin adopts it */
+    rc = mdb_get(txn, r->dbi[CRDT_DB_META],
+                 &(MDB_val){ 6, (void *)"format" }, &v);
+    mdb_env_info(r->env, &info);
+    mdb_txn_abort(txn);
+    if (rc != 0 || page <= 0)
+        return -2;
+    p = (uintptr_t)v.mv_data; /* only compared, never dereferenced */
+
+    f = fopen("/proc/self/maps", "re");
+    if (f == NULL)
+        return -2;
+    while (!found && fgets(line, sizeof line, f) != NULL) {
+        int whole = strchr(line, '\n') != NULL;
+        if (at_start &&
+            sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %7s %llx", &lo, &hi,
+                   perms, &off) == 4 &&
+            lo <= p && p < hi)
+            found = 1;
+        at_start = whole; /* a long line's tail is not a new line */
+    }
+    fclose(f);
+    if (!found || off != 0 || strcmp(perms, "r--s") != 0 ||
+        hi - lo != (info.me_mapsize + (size_t)page - 1) / (size_t)page *
+                       (size_t)page)
+        return -2;
+    r->map_addr = (void *)lo;
+    r->map_len = hi - lo;
+    r->map_size = info.me_mapsize;
+    return 0;
+}
+#endif
+
+/* Called by crdt__txn_end() after a successful write commit, with the
+ * grow lock still held shared. */
+static void
+map_trim(crdt_replica *r)
+{
+#ifdef __linux__
+    MDB_envinfo info;
+    size_t rss;
+    int rc;
+
+    if (r->map_budget == SIZE_MAX)
+        return;
+    if (pthread_mutex_trylock(&r->map_lock) != 0)
+        return; /* another committer is checking */
+    if (r->map_off || file_rss(&rss) < 0)
+        goto done;
+    if (rss < r->map_rss_base)
+        r->map_rss_base = rss;
+    if (rss - r->map_rss_base <= r->map_budget)
+        goto done;
+    mdb_env_info(r->env, &info);
+    if (r->map_addr != NULL && info.me_mapsize != r->map_size)
+        r->map_addr = NULL; /* resized behind our back: look again */
+    if (r->map_addr == NULL) {
+        rc = map_find(r);
+        if (rc == -2)
+            r->map_off = 1;
+        if (rc < 0)
+            goto done;
+    }
+    if (madvise(r->map_addr, r->map_len, MADV_DONTNEED) != 0) {
+        r->map_off = 1; /* e.g. EINVAL on mlock()ed memory */
+        goto done;
+    }
+    if (file_rss(&rss) == 0)
+        r->map_rss_base = rss;
+done:
+    pthread_mutex_unlock(&r->map_lock);
+#else
+    (void)r;
+#endif
+}
+
+static void
+map_budget_init(crdt_replica *r, const crdt_open_options *o)
+{
+    size_t want = o->version >= 2 ? o->map_resident : 0;
+
+    r->map_budget = want ? want : DEFAULT_RESIDENT;
+    r->map_addr = NULL;
+    r->map_rss_base = 0;
+#ifdef __linux__
+    if (r->map_budget != SIZE_MAX && file_rss(&r->map_rss_base) < 0)
+        r->map_off = 1;
+#endif
 }
 
 int
@@ -146,6 +326,7 @@ crdt__store_open(crdt_replica *r, const char *path,
     txn = NULL;
     if (rc < 0)
         goto fail;
+    map_budget_init(r, o);
     return CRDT_OK;
 
 fail:
@@ -182,6 +363,7 @@ crdt__txn_begin(crdt_replica *r, int write, MDB_txn **out)
         /* another process grew the map: adopt its size (keeps (2)) */
         pthread_rwlock_wrlock(&r->grow_lock);
         mdb_env_set_mapsize(r->env, 0);
+        r->map_addr = NULL; /* remapped: it may have moved */
         pthread_rwlock_unlock(&r->grow_lock);
     }
     return CRDT_EIO;
@@ -198,6 +380,8 @@ crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
         rc = crdt__mdb_err(mdb_txn_commit(txn));
     else
         mdb_txn_abort(txn);
+    if (commit && rc == CRDT_OK)
+        map_trim(r); /* keeps (4); the grow lock pins the map */
     pthread_rwlock_unlock(&r->grow_lock);
     return rc;
 }
@@ -219,6 +403,7 @@ crdt__store_grow(crdt_replica *r)
         return CRDT_EFULL;
     }
     rc = crdt__mdb_err(mdb_env_set_mapsize(r->env, next));
+    r->map_addr = NULL; /* remapped: it may have moved */
     pthread_rwlock_unlock(&r->grow_lock);
     return rc;
 }

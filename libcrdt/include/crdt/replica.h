@@ -37,7 +37,7 @@ typedef struct {
 
 /** Options for crdt_replica_open(); start from CRDT_OPEN_OPTIONS_INIT. */
 typedef struct {
-    unsigned int version;     /**< 1 */
+    unsigned int version;     /**< 2 (1: without map_resident) */
     int create;               /**< create a new replica if the dir is empty */
     int read_only;            /**< open for reading only */
     size_t map_size;          /**< initial LMDB map size; 0 = 1 GiB */
@@ -50,9 +50,19 @@ typedef struct {
     const unsigned char *space_id; /**< join this space; NULL = new space */
     const unsigned char *seed;     /**< CRDT_SEED_BYTES identity seed;
                                         NULL = a new random identity */
+    /**
+     * Resident-map budget, in bytes (Linux; ignored elsewhere). LMDB's
+     * read-only map keeps every page this process has touched mapped,
+     * so RSS grows with the data file. After a write commit, once the
+     * process's file-backed resident memory has grown by more than this
+     * since the last time, the replica unmaps its map's pages
+     * (madvise(MADV_DONTNEED)): they stay in the page cache and fault
+     * back in when used. 0 = 32 MiB; SIZE_MAX = never.
+     */
+    size_t map_resident;
 } crdt_open_options;
 
-#define CRDT_OPEN_OPTIONS_INIT { 1, 0, 0, 0, 0, 0, 0, NULL, NULL }
+#define CRDT_OPEN_OPTIONS_INIT { 2, 0, 0, 0, 0, 0, 0, NULL, NULL, 0 }
 
 /**
  * Open the replica in directory @p path.
