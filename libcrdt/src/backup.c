@@ -364,6 +364,10 @@ crdt_restore(crdt_backup_info *info_out, const char *file, const char *dir)
         rc = crdt_raw_begin(&t, r, 0);
         if (rc == CRDT_OK) {
             rc = crdt_raw_state_rehash(t, h);
+            /* a backup of a format-1 replica carries a format-1 hash
+             * (opening the copy has upgraded it to format 2) */
+            if (rc == CRDT_OK && memcmp(h, info.state_hash, 32) != 0)
+                rc = crdt__state_rehash(t->w->txn, t->w->state, 1, h);
             crdt_raw_abort(t);
         }
         crdt_replica_space_id(r, space);

@@ -26,7 +26,8 @@
 #include "crdt/txn.h"
 #include "crdt/vv.h"
 
-#define CRDT__FORMAT 1u
+#define CRDT__FORMAT 1u       /* of an encoded change (codec.c) */
+#define CRDT__STORE_FORMAT 2u /* of the LMDB files: 2 = SipHash state hash */
 #define CRDT__KEY_MAX 511 /* LMDB's default maximum key size */
 #define CRDT__ELEM_MAX 256 /* encoded set element, so keys fit */
 /* MDB_MAP_FULL: internal only; public calls grow the map and retry, and
@@ -67,9 +68,6 @@ struct crdt_replica {
     /* merges reuse it (one write txn at a time): its buffers stay warm */
     crdt__applyq applyq;
     int applyq_busy;
-    /* hashes of state entries written lately, so that overwriting one
-     * need not hash its old value again (state.c); write txns only */
-    struct crdt__hmemo *hmemo;
 };
 
 /* A write context: one LMDB write txn plus the state-hash accumulator. */
@@ -213,8 +211,6 @@ void crdt__actor_of(crdt_actor *out, const unsigned char *pk,
  * Local and remote ops take this same path, so both follow one set of
  * merge rules.
  */
-/* Free the memo of entry hashes (crdt_replica_close()). */
-void crdt__hmemo_free(crdt_replica *r);
 int crdt__state_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
                       const crdt_actor *actor, uint64_t seq);
 /* Compute the observed part for SREM / DEL_FIELD / DEL_DOC (local). */
@@ -231,8 +227,16 @@ int crdt__state_del(crdt__wctx *w, const void *k, size_t kl,
 /* Find @p k in the active state with the context's cursor, leaving it
  * there so crdt__state_put() can overwrite in place. ENOTFOUND if absent. */
 int crdt__state_get(crdt__wctx *w, const void *k, size_t kl, MDB_val *out);
+/* An entry's hash in the state hash (store format 2); _v1: format 1's,
+ * for backups it wrote. */
 void crdt__hash_entry(uint64_t out[4], const void *k, size_t kl,
                       const void *v, size_t vl);
+void crdt__hash_entry_v1(uint64_t out[4], const void *k, size_t kl,
+                         const void *v, size_t vl);
+/* The state hash of database @p dbi from scratch, as store format
+ * @p format defines it (1 or 2). */
+int crdt__state_rehash(MDB_txn *txn, MDB_dbi dbi, int format,
+                       unsigned char out[32]);
 void crdt__acc_bytes(unsigned char out[32], const uint64_t acc[4]);
 void crdt__acc_load(uint64_t acc[4], const unsigned char in[32]);
 

@@ -432,25 +432,8 @@ crdt_raw_state_hash(crdt_raw *t, unsigned char *out)
 int
 crdt_raw_state_rehash(crdt_raw *t, unsigned char *out)
 {
-    MDB_cursor *cur;
-    MDB_val k, v;
-    uint64_t acc[4] = { 0 }, h[4];
-    int rc;
-
-    if ((rc = crdt__mdb_err(mdb_cursor_open(t->w->txn, t->w->state, &cur))) < 0)
-        return rc;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        crdt__hash_entry(h, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
-        for (int i = 0; i < 4; i++)
-            acc[i] += h[i];
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND)
-        return crdt__mdb_err(rc);
-    crdt__acc_bytes(out, acc);
-    return CRDT_OK;
+    return crdt__state_rehash(t->w->txn, t->w->state, CRDT__STORE_FORMAT,
+                              out);
 }
 
 /* ---- epochs and the log ---- */

@@ -145,7 +145,6 @@ crdt_replica_close(crdt_replica *r)
     sodium_memzero(r->sk, sizeof r->sk);
     pthread_rwlock_destroy(&r->grow_lock);
     crdt__applyq_free(&r->applyq);
-    crdt__hmemo_free(r);
     pthread_mutex_destroy(&r->map_lock);
     free(r->path);
     free(r);

@@ -27,37 +27,116 @@
 #include "internal.h"
 #include "state_keys.h"
 
-/* ---- multiset hash: sum of BLAKE2b(key, value) in four 64-bit lanes ---- */
+/* ---- multiset hash: a sum of per-entry hashes in four 64-bit lanes ----
+ *
+ * Store format 2 hashes an entry with two SipHash-2-4-128 (fixed public
+ * keys, one per lane pair); format 1 used BLAKE2b-256, twice as slow, and
+ * is kept only to check backups taken by format 1. The sum is a check
+ * that two replicas hold the same state, not a commitment against an
+ * adversary: an additive sum of 64-bit lanes admits crafted collisions
+ * (generalized birthday) whatever the entry hash, so a keyed PRF with a
+ * public key loses nothing a cryptographic hash would give here.
+ * docs/storage.md, "The state hash", defines the bytes.
+ */
+#define ENTRY_INLINE 1024 /* longer entries are hashed via BLAKE2b first */
 
-void
-crdt__hash_entry(uint64_t out[4], const void *k, size_t kl, const void *v,
-                 size_t vl)
+static const unsigned char LANE_KEY[2][16] = {
+    { 's', 't', 'r', 'a', 't', 'a', '-', 's', 't', 'a', 't', 'e', '-', 'l',
+      '0', '1' },
+    { 's', 't', 'r', 'a', 't', 'a', '-', 's', 't', 'a', 't', 'e', '-', 'l',
+      '2', '3' },
+};
+
+/* The hashed bytes: klen (2, big-endian) | key | value. Into @p buf when
+ * they fit; otherwise their BLAKE2b-256 goes there. Returns the length. */
+static size_t
+entry_bytes(unsigned char *buf, const void *k, size_t kl, const void *v,
+            size_t vl)
 {
-    unsigned char h[32], len[2] = { (unsigned char)(kl >> 8),
-                                    (unsigned char)kl };
-    unsigned char buf[1024];
+    unsigned char len[2] = { (unsigned char)(kl >> 8), (unsigned char)kl };
+    crypto_generichash_state st;
 
-    /* the hashed bytes: klen (2, big-endian) | key | value */
-    if (2 + kl + vl <= sizeof buf) { /* one call: the common, fast case */
+    if (2 + kl + vl <= ENTRY_INLINE) {
         memcpy(buf, len, 2);
         memcpy(buf + 2, k, kl);
         if (vl)
             memcpy(buf + 2 + kl, v, vl);
-        crypto_generichash(h, sizeof h, buf, 2 + kl + vl, NULL, 0);
-    } else {
-        crypto_generichash_state st;
-        crypto_generichash_init(&st, NULL, 0, sizeof h);
-        crypto_generichash_update(&st, len, 2);
-        crypto_generichash_update(&st, k, kl);
-        crypto_generichash_update(&st, v, vl);
-        crypto_generichash_final(&st, h, sizeof h);
+        return 2 + kl + vl;
     }
+    crypto_generichash_init(&st, NULL, 0, 32);
+    crypto_generichash_update(&st, len, 2);
+    crypto_generichash_update(&st, k, kl);
+    crypto_generichash_update(&st, v, vl);
+    crypto_generichash_final(&st, buf, 32);
+    return 32;
+}
+
+static void
+lanes_of(uint64_t out[4], const unsigned char h[32])
+{
     for (int i = 0; i < 4; i++) {
         uint64_t x = 0;
         for (int j = 7; j >= 0; j--)
             x = (x << 8) | h[i * 8 + j];
         out[i] = x;
     }
+}
+
+void
+crdt__hash_entry(uint64_t out[4], const void *k, size_t kl, const void *v,
+                 size_t vl)
+{
+    unsigned char buf[ENTRY_INLINE], h[32];
+    size_t n = entry_bytes(buf, k, kl, v, vl);
+
+    crypto_shorthash_siphashx24(h, buf, n, LANE_KEY[0]);
+    crypto_shorthash_siphashx24(h + 16, buf, n, LANE_KEY[1]);
+    lanes_of(out, h);
+}
+
+void
+crdt__hash_entry_v1(uint64_t out[4], const void *k, size_t kl,
+                    const void *v, size_t vl)
+{
+    unsigned char h[32], len[2] = { (unsigned char)(kl >> 8),
+                                    (unsigned char)kl };
+    crypto_generichash_state st;
+
+    crypto_generichash_init(&st, NULL, 0, sizeof h);
+    crypto_generichash_update(&st, len, 2);
+    crypto_generichash_update(&st, k, kl);
+    crypto_generichash_update(&st, v, vl);
+    crypto_generichash_final(&st, h, sizeof h);
+    lanes_of(out, h);
+}
+
+int
+crdt__state_rehash(MDB_txn *txn, MDB_dbi dbi, int format,
+                   unsigned char out[32])
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t acc[4] = { 0 }, h[4];
+    int rc;
+
+    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        if (format == 1)
+            crdt__hash_entry_v1(h, k.mv_data, k.mv_size, v.mv_data,
+                                v.mv_size);
+        else
+            crdt__hash_entry(h, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+        for (int i = 0; i < 4; i++)
+            acc[i] += h[i];
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return crdt__mdb_err(rc);
+    crdt__acc_bytes(out, acc);
+    return CRDT_OK;
 }
 
 void
@@ -74,78 +153,13 @@ crdt__acc_load(uint64_t acc[4], const unsigned char in[32])
         acc[i] = crdt__rd64(in + 8 * i);
 }
 
-/*
- * A memo of entry hashes: a direct-mapped table of recently added
- * (key, value) pairs and their hash. An overwrite subtracts the hash of
- * the old entry, which was most likely added by a recent txn: found here,
- * it is not hashed again. A hit compares the whole key and value, so the
- * memo can only ever return the hash of exactly those bytes; a txn that
- * aborts leaves entries that are still true.
- */
-#define HMEMO_SLOTS 16384 /* about 2 MiB */
-#define HMEMO_BYTES 86    /* key + value held in a slot */
-
-struct hmemo_slot {
-    uint64_t h[4];
-    unsigned char kl, vl;
-    unsigned char b[HMEMO_BYTES];
-};
-
-struct crdt__hmemo {
-    struct hmemo_slot slot[HMEMO_SLOTS];
-};
-
-static struct hmemo_slot *
-hmemo_slot(crdt_replica *r, const void *k, size_t kl, size_t vl)
-{
-    const unsigned char *p = k;
-    uint64_t x = 0xcbf29ce484222325u; /* FNV-1a over the key */
-
-    if (kl + vl > HMEMO_BYTES)
-        return NULL;
-    if (r->hmemo == NULL && (r->hmemo = calloc(1, sizeof *r->hmemo)) == NULL)
-        return NULL; /* no memo: hash every time */
-    for (size_t i = 0; i < kl; i++)
-        x = (x ^ p[i]) * 0x100000001b3u;
-    return &r->hmemo->slot[(x ^ (x >> 29)) % HMEMO_SLOTS];
-}
-
-static void
-entry_hash(crdt__wctx *w, uint64_t h[4], const void *k, size_t kl,
-           const void *v, size_t vl, int remember)
-{
-    struct hmemo_slot *s = hmemo_slot(w->r, k, kl, vl);
-
-    if (s != NULL && s->kl == kl && s->vl == vl && kl > 0 &&
-        memcmp(s->b, k, kl) == 0 && memcmp(s->b + kl, v, vl) == 0) {
-        memcpy(h, s->h, sizeof s->h);
-        return;
-    }
-    crdt__hash_entry(h, k, kl, v, vl);
-    if (s != NULL && remember) {
-        memcpy(s->b, k, kl);
-        if (vl)
-            memcpy(s->b + kl, v, vl);
-        s->kl = (unsigned char)kl;
-        s->vl = (unsigned char)vl;
-        memcpy(s->h, h, sizeof s->h);
-    }
-}
-
-void
-crdt__hmemo_free(crdt_replica *r)
-{
-    free(r->hmemo);
-    r->hmemo = NULL;
-}
-
 static void
 acc_add(crdt__wctx *w, const void *k, size_t kl, const void *v, size_t vl,
         int sign)
 {
     uint64_t h[4];
 
-    entry_hash(w, h, k, kl, v, vl, sign > 0);
+    crdt__hash_entry(h, k, kl, v, vl);
     for (int i = 0; i < 4; i++)
         w->acc[i] = sign > 0 ? w->acc[i] + h[i] : w->acc[i] - h[i];
     w->acc_dirty = 1;

@@ -243,6 +243,29 @@ map_budget_init(crdt_replica *r, const crdt_open_options *o)
 #endif
 }
 
+/*
+ * Store format 1 -> 2: only the state hash changed (state.c), so the two
+ * slots' hashes are recomputed and the format bumped, in the txn that
+ * opens the replica: a crash leaves format 1, and the next open retries.
+ */
+static int
+upgrade_from_1(MDB_txn *txn, crdt_replica *r)
+{
+    unsigned char h[32], fmt[4] = { 0, 0, 0, CRDT__STORE_FORMAT };
+    int rc = CRDT_OK;
+
+    for (int slot = 0; slot < 2 && rc == CRDT_OK; slot++) {
+        rc = crdt__state_rehash(txn, r->dbi[CRDT_DB_STATE0 + slot], 2, h);
+        if (rc == CRDT_OK)
+            rc = crdt__meta_put(txn, r, slot ? "hash1" : "hash0", h, 32);
+    }
+    if (rc == CRDT_OK)
+        rc = crdt__mdb_err(mdb_put(txn, r->dbi[CRDT_DB_META],
+                                   &(MDB_val){ 6, (void *)"format" },
+                                   &(MDB_val){ 4, fmt }, 0));
+    return rc;
+}
+
 int
 crdt__store_open(crdt_replica *r, const char *path,
                  const crdt_open_options *o, int *created)
@@ -308,12 +331,15 @@ crdt__store_open(crdt_replica *r, const char *path,
                memcmp(v.mv_data, "\0\0\0", 3) != 0) {
         rc = CRDT_ECORRUPT;
         goto fail;
-    } else if (((unsigned char *)v.mv_data)[3] != CRDT__FORMAT) {
-        rc = CRDT_EVERSION;
+    } else if (((unsigned char *)v.mv_data)[3] == 1 && !o->read_only) {
+        if ((rc = upgrade_from_1(txn, r)) < 0)
+            goto fail;
+    } else if (((unsigned char *)v.mv_data)[3] != CRDT__STORE_FORMAT) {
+        rc = CRDT_EVERSION; /* newer, or format 1 opened read-only */
         goto fail;
     }
     if (*created) {
-        unsigned char fmt[4] = { 0, 0, 0, CRDT__FORMAT };
+        unsigned char fmt[4] = { 0, 0, 0, CRDT__STORE_FORMAT };
         rc = crdt__mdb_err(mdb_put(txn, r->dbi[CRDT_DB_META],
                                    &(MDB_val){ 6, (void *)"format" },
                                    &(MDB_val){ 4, fmt }, 0));

@@ -46,7 +46,7 @@ enum {
 
 enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
 
-#define PROTO 1
+#define PROTO 2 /* 2: the state hash of store format 2 */
 #define DEFAULT_BATCH (256u * 1024)
 
 struct crdtnet_session {
