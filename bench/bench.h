@@ -52,6 +52,7 @@ void bench_log(const char *fmt, ...) BENCH_FMT(1, 2);
 
 double bench_now(void); /* CLOCK_MONOTONIC, seconds */
 double bench_cpu_seconds(void); /* user + sys of this process so far */
+double bench_user_seconds(void); /* user only */
 
 static inline uint64_t
 bench_rand(uint64_t *s) /* splitmix64 */

@@ -44,6 +44,16 @@ bench_log(const char *fmt, ...)
 }
 
 double
+bench_user_seconds(void)
+{
+    struct rusage ru;
+
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+}
+
+double
 bench_cpu_seconds(void)
 {
     struct rusage ru;

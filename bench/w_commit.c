@@ -40,7 +40,8 @@ typedef struct {
 } commit_args;
 
 /* out->v[] slots */
-enum { V_OURS1, V_OURS100, V_FSYNC, V_LMDB1, V_LMDB100, V_CPU1, V_CPUL1 };
+enum { V_OURS1, V_OURS100, V_FSYNC, V_LMDB1, V_LMDB100, V_CPU1, V_CPUL1,
+       V_USR1, V_USRL1 };
 
 static int
 commits(bench_res *out, crdt_replica *r, uint64_t n, int ops, uint64_t *s)
@@ -90,7 +91,7 @@ commit_child(bench_res *out, void *ctx)
     ref_commit *ref = NULL;
     uint64_t s = g_opts.seed ^ 0xc0ffee;
     char path[800], block[4096];
-    double t, c;
+    double t, c, u;
     int fd = -1, rc = -1;
 
     o.create = 1;
@@ -118,20 +119,24 @@ commit_child(bench_res *out, void *ctx)
 
         t = bench_now();
         c = bench_cpu_seconds();
+        u = bench_user_seconds();
         if ((rc = commits(out, r, n1, 1, &s)) < 0)
             goto done;
         out->v[V_OURS1] += bench_now() - t;
         out->v[V_CPU1] += bench_cpu_seconds() - c;
+        out->v[V_USR1] += bench_user_seconds() - u;
         t = bench_now();
         if ((rc = fsyncs(out, fd, n1)) < 0)
             goto done;
         out->v[V_FSYNC] += bench_now() - t;
         t = bench_now();
         c = bench_cpu_seconds();
+        u = bench_user_seconds();
         if ((rc = ref_commit_run(ref, n1, 1, out->err, sizeof out->err)) < 0)
             goto done;
         out->v[V_LMDB1] += bench_now() - t;
         out->v[V_CPUL1] += bench_cpu_seconds() - c;
+        out->v[V_USRL1] += bench_user_seconds() - u;
         t = bench_now();
         if ((rc = commits(out, r, n100, 100, &s)) < 0)
             goto done;
@@ -156,6 +161,7 @@ w_commit_run(bench_entry *e)
 {
     commit_args a;
     double s1[64], s100[64], sf[64], sl[64], sl100[64], cpu1[64], cpul1[64];
+    double usr1[64], usrl1[64];
     int runs = g_opts.runs;
     bench_res res;
 
@@ -182,6 +188,8 @@ w_commit_run(bench_entry *e)
         sl100[i] = res.v[V_LMDB100];
         cpu1[i] = res.v[V_CPU1];
         cpul1[i] = res.v[V_CPUL1];
+        usr1[i] = res.v[V_USR1];
+        usrl1[i] = res.v[V_USRL1];
         bench_log("  %.0f commits/s, fsync %.0f/s, lmdb %.0f commits/s; "
                   "100-op: %.0f commits/s, lmdb %.0f commits/s",
                   (double)a.n1 / s1[i], (double)a.n1 / sf[i],
@@ -198,6 +206,8 @@ w_commit_run(bench_entry *e)
     double cpu_us = bench_fig_of(cpu1, runs).med / (double)a.n1 * 1e6;
     double lcpu_us = bench_fig_of(cpul1, runs).med / (double)a.n1 * 1e6;
     double wall_us = f1.med / (double)a.n1 * 1e6;
+    double usr_us = bench_fig_of(usr1, runs).med / (double)a.n1 * 1e6;
+    double lusr_us = bench_fig_of(usrl1, runs).med / (double)a.n1 * 1e6;
 
     entry_timing(e, "commits", a.n1, &f1);
     entry_int(e, "ops", a.n1);
@@ -218,6 +228,9 @@ w_commit_run(bench_entry *e)
     entry_num(e, "cpu_us_per_commit", cpu_us);
     entry_num(e, "lmdb_cpu_us_per_commit", lcpu_us);
     entry_num(e, "cpu_share", cpu_us / wall_us);
+    entry_num(e, "user_us_per_commit", usr_us);
+    entry_num(e, "lmdb_user_us_per_commit", lusr_us);
+    entry_num(e, "user_share", usr_us / wall_us);
     entry_obj(e, "changes_of_100_ops");
     entry_timing(e, "commits", a.n100, &f100);
     entry_int(e, "ops", a.n100 * 100);
@@ -235,10 +248,12 @@ w_commit_run(bench_entry *e)
                  "ratio %.3f vs fsync_ref, %.3f vs lmdb_commit_ref",
               "local_commit", (unsigned long long)a.n1, f1.med, f1.min,
               f1.max, c1, c1 / fs, c1 / ls);
-    entry_row(e, "%-12s   one-op commit: %.0f us, of which CPU %.0f us "
-                 "(%.0f%%; raw LMDB commit CPU %.0f us), the rest waits "
-                 "on the disk",
-              "", wall_us, cpu_us, 100 * cpu_us / wall_us, lcpu_us);
+    entry_row(e, "%-12s   one-op commit: %.0f us: user CPU %.0f us (%.0f%%), "
+                 "kernel %.0f us (writes, writeback in the syncs), the rest "
+                 "waits on the disk; raw LMDB commit: user %.0f us, kernel "
+                 "%.0f us",
+              "", wall_us, usr_us, 100 * usr_us / wall_us, cpu_us - usr_us,
+              lusr_us, lcpu_us - lusr_us);
     entry_row(e, "%-12s %9llu com %8.3f s [%.3f..%.3f] %11.0f com/s  "
                  "100-op changes (%.0f ops/s): %.3f vs fsync_ref, %.3f vs "
                  "lmdb",
