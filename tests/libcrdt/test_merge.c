@@ -367,6 +367,51 @@ START_TEST(test_batching_does_not_change_the_result)
 }
 END_TEST
 
+/*
+ * A batch larger than the merge queue holds (16,384 ops) is applied in
+ * several sorted runs: each actor's counter ops must still count in seq
+ * order across them, and registers end with their newest value.
+ */
+START_TEST(test_batch_beyond_the_queue_applies_in_runs)
+{
+    char ha[65], hb[65], va[64], vb[64];
+    batch all;
+
+    for (int c = 0; c < 3; c++) {
+        crdt_txn *t;
+
+        ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+        for (int i = 0; i < 10000; i++) {
+            char doc[8];
+            crdt_value v = crdt_value_int(c * 10000 + i);
+
+            snprintf(doc, sizeof doc, "d%d", i % 50);
+            ck_assert_int_eq(crdt_txn_incr(t, "c", doc, "n", i % 7 - 3),
+                             CRDT_OK);
+            ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v), CRDT_OK);
+        }
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+    all = export_all(a);
+    ck_assert_int_eq(crdt_merge(NULL, b, all.v, all.n), CRDT_OK);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(hb, ha);
+    for (int d = 0; d < 50; d++) {
+        char doc[8];
+
+        snprintf(doc, sizeof doc, "d%d", d);
+        tu_field_str(va, sizeof va, a, "c", doc, "n");
+        tu_field_str(vb, sizeof vb, b, "c", doc, "n");
+        ck_assert_str_eq(vb, va);
+        tu_field_str(va, sizeof va, a, "c", doc, "v");
+        tu_field_str(vb, sizeof vb, b, "c", doc, "v");
+        ck_assert_str_eq(vb, va);
+    }
+    batch_free(&all);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -383,6 +428,7 @@ test_suite(void)
     tcase_add_test(tc, test_future_change_is_refused);
     tcase_add_test(tc, test_concurrent_rules);
     tcase_add_test(tc, test_batching_does_not_change_the_result);
+    tcase_add_test(tc, test_batch_beyond_the_queue_applies_in_runs);
     suite_add_tcase(s, tc);
     return s;
 }
