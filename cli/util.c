@@ -119,6 +119,18 @@ cli_open_ex(crdt_replica **out, const char *dir, int flags)
         }
     }
     rc = crdt_replica_open(out, dir, &o);
+    if (rc == CRDT_EVERSION && o.read_only) {
+        /* store format 1 opens read-only only once upgraded, which one
+         * writable open does (docs/storage.md); a newer format fails
+         * that open too, and keeps this answer */
+        crdt_open_options w = o;
+        crdt_replica *up;
+        w.read_only = 0;
+        if (crdt_replica_open(&up, dir, &w) == CRDT_OK) {
+            crdt_replica_close(up);
+            rc = crdt_replica_open(out, dir, &o);
+        }
+    }
     switch (rc) {
     case CRDT_OK: break;
     case CRDT_ENOTFOUND:
