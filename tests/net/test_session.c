@@ -268,6 +268,36 @@ START_TEST(test_garbage_messages_fail_cleanly)
 }
 END_TEST
 
+/* A HELLO of sync protocol 1 (the store-format-1 state hash, which never
+ * equals ours) ends the session with the reason, changing nothing. */
+START_TEST(test_old_protocol_is_refused)
+{
+    crdtnet_session *sa, *sb;
+    const unsigned char *msg;
+    unsigned char hello[4096];
+    size_t len;
+    char h0[65], h1[65];
+
+    tu_hash(h0, a);
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_next_out(sb, &msg, &len), CRDT_OK);
+    ck_assert_uint_le(len, sizeof hello);
+    memcpy(hello, msg, len);
+    crdtnet_session_free(sb);
+    /* [1, proto, ...]: fixarray, type HELLO, proto */
+    ck_assert_uint_eq(hello[1], 1);
+    ck_assert_uint_eq(hello[2], 2);
+    hello[2] = 1;
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(sa, hello, len), CRDT_EVERSION);
+    ck_assert_str_eq(crdtnet_session_report(sa)->reason,
+                     "unsupported sync protocol");
+    crdtnet_session_free(sa);
+    tu_hash(h1, a);
+    ck_assert_str_eq(h0, h1);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -282,6 +312,7 @@ test_suite(void)
     tcase_add_test(tc, test_beyond_policy_is_rejected_and_quarantined);
     tcase_add_test(tc, test_busy_during_migration);
     tcase_add_test(tc, test_garbage_messages_fail_cleanly);
+    tcase_add_test(tc, test_old_protocol_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }
