@@ -217,7 +217,8 @@ int crdt__state_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
 int crdt__state_observe(crdt__wctx *w, crdt__enc *e, crdt_op_kind kind,
                         const char *coll, const char *doc,
                         const char *field, const crdt_value *elem);
-/* Which kind a field is live as, or 0. */
+/* Which kind a field is live as, or 0; a negative code if the document
+ * could not be read (CRDT_ENOMEM, an LMDB error). */
 int crdt__state_field_kind(MDB_txn *txn, MDB_dbi state, const char *coll,
                            const char *doc, const char *field);
 int crdt__state_put(crdt__wctx *w, const void *k, size_t kl,

@@ -185,6 +185,8 @@ check(crdt_txn *t, const char *coll, const char *doc, const char *field,
     if (want_kind == 0)
         return CRDT_OK;
     kind = crdt__state_field_kind(t->w.txn, t->w.state, coll, doc, field);
+    if (kind < 0)
+        return kind;
     if (kind != 0 && kind != want_kind)
         return CRDT_ETYPE;
     return CRDT_OK;
@@ -206,12 +208,13 @@ static int
 encode_head(crdt_txn *t, crdt_op_kind kind, unsigned n, const char *coll,
             const char *doc, const char *field)
 {
-    msgpack_pack_array(&t->ops.pk, n);
-    msgpack_pack_uint64(&t->ops.pk, kind);
-    crdt__enc_str(&t->ops, coll, strlen(coll));
-    crdt__enc_str(&t->ops, doc, strlen(doc));
-    if (field != NULL)
-        crdt__enc_str(&t->ops, field, strlen(field));
+    /* a failed write leaves a short op: report it, never apply it */
+    if (msgpack_pack_array(&t->ops.pk, n) < 0 ||
+        msgpack_pack_uint64(&t->ops.pk, kind) < 0 ||
+        crdt__enc_str(&t->ops, coll, strlen(coll)) < 0 ||
+        crdt__enc_str(&t->ops, doc, strlen(doc)) < 0 ||
+        (field != NULL && crdt__enc_str(&t->ops, field, strlen(field)) < 0))
+        return CRDT_ENOMEM;
     return CRDT_OK;
 }
 
@@ -227,8 +230,9 @@ crdt_txn_put(crdt_txn *t, const char *coll, const char *doc,
     if (!value_ok(v))
         return CRDT_EINVAL;
     from = t->ops.sb.size;
-    encode_head(t, CRDT_OP_PUT, 5, coll, doc, field);
-    rc = crdt__enc_value(&t->ops, v);
+    rc = encode_head(t, CRDT_OP_PUT, 5, coll, doc, field);
+    if (rc == CRDT_OK)
+        rc = crdt__enc_value(&t->ops, v);
     return finish_op(t, from, rc);
 }
 
@@ -242,9 +246,10 @@ crdt_txn_incr(crdt_txn *t, const char *coll, const char *doc,
     if (rc < 0)
         return rc;
     from = t->ops.sb.size;
-    encode_head(t, CRDT_OP_INCR, 5, coll, doc, field);
-    msgpack_pack_int64(&t->ops.pk, delta);
-    return finish_op(t, from, CRDT_OK);
+    rc = encode_head(t, CRDT_OP_INCR, 5, coll, doc, field);
+    if (rc == CRDT_OK && msgpack_pack_int64(&t->ops.pk, delta) < 0)
+        rc = CRDT_ENOMEM;
+    return finish_op(t, from, rc);
 }
 
 static int
@@ -268,8 +273,9 @@ set_op(crdt_txn *t, crdt_op_kind kind, const char *coll, const char *doc,
     if (!elem_ok(v))
         return value_ok(v) ? CRDT_ELIMIT : CRDT_EINVAL;
     from = t->ops.sb.size;
-    encode_head(t, kind, kind == CRDT_OP_SREM ? 6 : 5, coll, doc, field);
-    rc = crdt__enc_value(&t->ops, v);
+    rc = encode_head(t, kind, kind == CRDT_OP_SREM ? 6 : 5, coll, doc, field);
+    if (rc == CRDT_OK)
+        rc = crdt__enc_value(&t->ops, v);
     if (rc == CRDT_OK && kind == CRDT_OP_SREM)
         rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_SREM, coll, doc,
                                  field, v);
@@ -300,9 +306,10 @@ crdt_txn_del_field(crdt_txn *t, const char *coll, const char *doc,
     if (rc < 0)
         return rc;
     from = t->ops.sb.size;
-    encode_head(t, CRDT_OP_DEL_FIELD, 5, coll, doc, field);
-    rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_DEL_FIELD, coll, doc,
-                             field, NULL);
+    rc = encode_head(t, CRDT_OP_DEL_FIELD, 5, coll, doc, field);
+    if (rc == CRDT_OK)
+        rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_DEL_FIELD, coll,
+                                 doc, field, NULL);
     return finish_op(t, from, rc);
 }
 
@@ -315,9 +322,10 @@ crdt_txn_del_doc(crdt_txn *t, const char *coll, const char *doc)
     if (rc < 0)
         return rc;
     from = t->ops.sb.size;
-    encode_head(t, CRDT_OP_DEL_DOC, 4, coll, doc, NULL);
-    rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_DEL_DOC, coll, doc,
-                             NULL, NULL);
+    rc = encode_head(t, CRDT_OP_DEL_DOC, 4, coll, doc, NULL);
+    if (rc == CRDT_OK)
+        rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_DEL_DOC, coll, doc,
+                                 NULL, NULL);
     return finish_op(t, from, rc);
 }
 
@@ -341,26 +349,34 @@ write_change(crdt_txn *t, crdt_commit_info *info)
 
     crdt__enc_init(&body);
     crdt__enc_init(&change);
-    msgpack_pack_array(&body.pk, 9);
-    msgpack_pack_uint64(&body.pk, CRDT__FORMAT);
-    crdt__enc_bin(&body, r->space_id, CRDT_SPACE_ID_BYTES);
-    crdt__enc_bin(&body, t->epoch_id, CRDT_HASH_BYTES);
-    crdt__enc_bin(&body, r->pk, CRDT_PUBKEY_BYTES);
-    crdt__enc_bin(&body, r->incarnation, 8);
-    msgpack_pack_uint64(&body.pk, t->seq0);
-    msgpack_pack_uint64(&body.pk, t->hlc0);
-    crdt__enc_bin(&body, t->prev, CRDT_HASH_BYTES);
-    msgpack_pack_array(&body.pk, (size_t)t->n_ops);
-    msgpack_sbuffer_write(&body.sb, t->ops.sb.data, t->ops.sb.size);
+    /* a failed write would leave a short change, signed and stored: every
+     * step is checked (out of memory fails the commit) */
+    if (msgpack_pack_array(&body.pk, 9) < 0 ||
+        msgpack_pack_uint64(&body.pk, CRDT__FORMAT) < 0 ||
+        crdt__enc_bin(&body, r->space_id, CRDT_SPACE_ID_BYTES) < 0 ||
+        crdt__enc_bin(&body, t->epoch_id, CRDT_HASH_BYTES) < 0 ||
+        crdt__enc_bin(&body, r->pk, CRDT_PUBKEY_BYTES) < 0 ||
+        crdt__enc_bin(&body, r->incarnation, 8) < 0 ||
+        msgpack_pack_uint64(&body.pk, t->seq0) < 0 ||
+        msgpack_pack_uint64(&body.pk, t->hlc0) < 0 ||
+        crdt__enc_bin(&body, t->prev, CRDT_HASH_BYTES) < 0 ||
+        msgpack_pack_array(&body.pk, (size_t)t->n_ops) < 0 ||
+        msgpack_sbuffer_write(&body.sb, t->ops.sb.data, t->ops.sb.size) < 0) {
+        rc = CRDT_ENOMEM;
+        goto done;
+    }
 
     crypto_generichash(hash, sizeof hash, (unsigned char *)body.sb.data,
                        body.sb.size, NULL, 0);
     rc = crdt__change_sign(sig, hash, r->sk);
     if (rc < 0)
         goto done;
-    msgpack_pack_array(&change.pk, 2);
-    crdt__enc_bin(&change, body.sb.data, body.sb.size);
-    crdt__enc_bin(&change, sig, sizeof sig);
+    if (msgpack_pack_array(&change.pk, 2) < 0 ||
+        crdt__enc_bin(&change, body.sb.data, body.sb.size) < 0 ||
+        crdt__enc_bin(&change, sig, sizeof sig) < 0) {
+        rc = CRDT_ENOMEM;
+        goto done;
+    }
 
     crdt__log_key(key, &r->actor, last);
     k.mv_size = sizeof key;

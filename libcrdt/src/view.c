@@ -282,12 +282,12 @@ crdt__state_field_kind(MDB_txn *txn, MDB_dbi state, const char *coll,
                        const char *doc, const char *field)
 {
     crdt__scratch s = { 0 };
-    int kind = 0;
+    int kind = 0, rc;
 
-    crdt__view_doc(&s, txn, state, coll, strlen(coll), doc, strlen(doc),
-                   field, strlen(field), kind_cb, &kind);
+    rc = crdt__view_doc(&s, txn, state, coll, strlen(coll), doc, strlen(doc),
+                        field, strlen(field), kind_cb, &kind);
     crdt__scratch_free(&s);
-    return kind;
+    return rc < 0 && rc != CRDT_ENOTFOUND ? rc : kind;
 }
 
 /* ---- observations for local removes ---- */
@@ -302,7 +302,7 @@ observe_field(crdt__enc *e, MDB_txn *txn, MDB_dbi dbi, const crdt__key *fk,
     MDB_val k, v;
     size_t n_c = 0, n_s = 0;
     crdt__enc c, st;
-    int rc;
+    int rc, bad = 0; /* a write into a buffer failed: out of memory */
 
     crdt__enc_init(&c);
     crdt__enc_init(&st);
@@ -320,19 +320,19 @@ observe_field(crdt__enc *e, MDB_txn *txn, MDB_dbi dbi, const crdt__key *fk,
             break;
         rl = k.mv_size - fk->len - 1;
         if (kb[fk->len] == 'C' && !only_set && rl == 8 && v.mv_size == 24) {
-            crdt__enc_bin(&c, rest, 8);
-            msgpack_pack_uint64(&c.pk, crdt__rd64(v.mv_data));
-            msgpack_pack_int64(&c.pk, (int64_t)crdt__rd64(
-                                          (unsigned char *)v.mv_data + 8));
+            bad |= crdt__enc_bin(&c, rest, 8) < 0;
+            bad |= msgpack_pack_uint64(&c.pk, crdt__rd64(v.mv_data)) < 0;
+            bad |= msgpack_pack_int64(&c.pk, (int64_t)crdt__rd64(
+                                          (unsigned char *)v.mv_data + 8)) < 0;
             n_c++;
         } else if (kb[fk->len] == 'S' && rl > 16 && v.mv_size == 1 &&
                    ((unsigned char *)v.mv_data)[0] == 1) {
             size_t el = rl - 16;
             if (elem != NULL && (el != elem_len || memcmp(rest, elem, el)))
                 continue;
-            msgpack_sbuffer_write(&st.sb, (const char *)rest, el);
-            crdt__enc_bin(&st, rest + el, 8);
-            msgpack_pack_uint64(&st.pk, crdt__rd64(rest + el + 8));
+            bad |= msgpack_sbuffer_write(&st.sb, (const char *)rest, el) < 0;
+            bad |= crdt__enc_bin(&st, rest + el, 8) < 0;
+            bad |= msgpack_pack_uint64(&st.pk, crdt__rd64(rest + el + 8)) < 0;
             n_s++;
         }
     }
@@ -342,14 +342,16 @@ observe_field(crdt__enc *e, MDB_txn *txn, MDB_dbi dbi, const crdt__key *fk,
         goto out;
     }
     rc = CRDT_OK;
+    if (bad)
+        goto out;
     if (elem != NULL && n_s == 0) { /* not in the set: nothing seen */
-        msgpack_pack_array(&e->pk, 0);
+        bad |= msgpack_pack_array(&e->pk, 0) < 0;
         goto out;
     }
     if (elem != NULL) { /* SREM: tags only, flattened [actor, seq]* */
         crdt__mp m = { (unsigned char *)st.sb.data,
                        (unsigned char *)st.sb.data + st.sb.size };
-        msgpack_pack_array(&e->pk, 2 * n_s);
+        bad |= msgpack_pack_array(&e->pk, 2 * n_s) < 0;
         for (size_t i = 0; i < n_s; i++) {
             crdt_value ev;
             const unsigned char *a;
@@ -358,20 +360,21 @@ observe_field(crdt__enc *e, MDB_txn *txn, MDB_dbi dbi, const crdt__key *fk,
             crdt__mp_value(&m, &ev);
             crdt__mp_bin(&m, &a, &al);
             crdt__mp_uint(&m, &seq);
-            crdt__enc_bin(e, a, al);
-            msgpack_pack_uint64(&e->pk, seq);
+            bad |= crdt__enc_bin(e, a, al) < 0;
+            bad |= msgpack_pack_uint64(&e->pk, seq) < 0;
         }
         goto out;
     }
-    msgpack_pack_array(&e->pk, 2);
-    msgpack_pack_array(&e->pk, 3 * n_c);
-    msgpack_sbuffer_write(&e->sb, c.sb.data, c.sb.size);
-    msgpack_pack_array(&e->pk, 3 * n_s);
-    msgpack_sbuffer_write(&e->sb, st.sb.data, st.sb.size);
+    bad |= msgpack_pack_array(&e->pk, 2) < 0;
+    bad |= msgpack_pack_array(&e->pk, 3 * n_c) < 0;
+    bad |= n_c > 0 && msgpack_sbuffer_write(&e->sb, c.sb.data, c.sb.size) < 0;
+    bad |= msgpack_pack_array(&e->pk, 3 * n_s) < 0;
+    bad |= n_s > 0 && msgpack_sbuffer_write(&e->sb, st.sb.data,
+                                            st.sb.size) < 0;
 out:
     crdt__enc_free(&c);
     crdt__enc_free(&st);
-    return rc;
+    return rc == CRDT_OK && bad ? CRDT_ENOMEM : rc;
 }
 
 /* Names of the fields of a doc that have counter or set entries. */
@@ -455,9 +458,11 @@ crdt__state_observe(crdt__wctx *w, crdt__enc *e, crdt_op_kind kind,
     rc = doc_fields(w->txn, w->state, &k, &names, &n);
     if (rc == CRDT_OK) {
         size_t base = k.len;
-        msgpack_pack_array(&e->pk, 2 * n);
+        if (msgpack_pack_array(&e->pk, 2 * n) < 0)
+            rc = CRDT_ENOMEM;
         for (size_t i = 0; i < n && rc == CRDT_OK; i++) {
-            crdt__enc_str(e, names[i], strlen(names[i]));
+            if ((rc = crdt__enc_str(e, names[i], strlen(names[i]))) < 0)
+                break;
             k.len = base;
             crdt__key_field(&k, names[i], strlen(names[i]));
             rc = observe_field(e, w->txn, w->state, &k, NULL, 0, 0);

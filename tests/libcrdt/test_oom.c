@@ -1,0 +1,266 @@
+/*
+ * test_oom.c: running out of memory at every allocation of libcrdt's own
+ * code in a merge, a local write txn and reads: each call answers
+ * CRDT_ENOMEM or succeeds, and a failed one leaves the replica exactly as
+ * it was (same state hash, same version vector); the same call then
+ * succeeds. This binary is linked with --wrap for malloc, calloc and
+ * realloc (tests/CMakeLists.txt), so only the allocations of our objects
+ * fail, not those of libc, LMDB or libsodium.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+
+static long fail_at = -1; /* the allocation to fail, counting from 1 */
+static long calls;
+
+static int
+inject(void)
+{
+    return fail_at > 0 && ++calls == fail_at;
+}
+
+void *
+__wrap_malloc(size_t n)
+{
+    return inject() ? NULL : __real_malloc(n);
+}
+
+void *
+__wrap_calloc(size_t n, size_t size)
+{
+    return inject() ? NULL : __real_calloc(n, size);
+}
+
+void *
+__wrap_realloc(void *p, size_t n)
+{
+    return inject() ? NULL : __real_realloc(p, n);
+}
+
+static void
+arm(long n)
+{
+    calls = 0;
+    fail_at = n;
+}
+
+/* 1 if the armed allocation was reached (and failed) */
+static int
+disarm(void)
+{
+    int hit = fail_at > 0 && calls >= fail_at;
+
+    fail_at = -1;
+    return hit;
+}
+
+static char da[256], db[256];
+static crdt_replica *a, *b;
+
+static void
+setup(void)
+{
+    unsigned char space[16];
+
+    a = tu_create(da, sizeof da, NULL);
+    crdt_replica_space_id(a, space);
+    b = tu_create(db, sizeof db, space);
+}
+
+static void
+teardown(void)
+{
+    fail_at = -1;
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    test_rmtree(da);
+    test_rmtree(db);
+}
+
+/* One change of every op kind on a few documents. */
+static int
+write_all_kinds(crdt_replica *r, int i)
+{
+    crdt_value v = crdt_value_int(i), s = crdt_value_str("x", 1);
+    crdt_txn *t;
+    char doc[16];
+    int rc;
+
+    snprintf(doc, sizeof doc, "d%d", i % 4);
+    if ((rc = crdt_txn_begin(&t, r)) < 0)
+        return rc;
+    if ((rc = crdt_txn_put(t, "c", doc, "v", &v)) < 0 ||
+        (rc = crdt_txn_incr(t, "c", doc, "n", i)) < 0 ||
+        (rc = crdt_txn_sadd(t, "c", doc, "s", &s)) < 0 ||
+        (i % 3 == 0 && (rc = crdt_txn_srem(t, "c", doc, "s", &s)) < 0) ||
+        (i % 5 == 0 && (rc = crdt_txn_del_field(t, "c", doc, "v")) < 0) ||
+        (i % 7 == 6 && (rc = crdt_txn_del_doc(t, "c", doc)) < 0)) {
+        crdt_txn_abort(t);
+        return rc;
+    }
+    return crdt_txn_commit(t, NULL);
+}
+
+typedef struct {
+    crdt_bytes *v;
+    size_t n;
+} batch;
+
+static batch
+export_all(crdt_replica *r)
+{
+    batch out = { NULL, 0 };
+    crdt_export *e;
+    const unsigned char *p;
+    size_t len;
+
+    ck_assert_int_eq(crdt_export_begin(&e, r, NULL), CRDT_OK);
+    while (crdt_export_next(e, &p, &len) == CRDT_OK) {
+        unsigned char *c = malloc(len);
+        memcpy(c, p, len);
+        out.v = realloc(out.v, (out.n + 1) * sizeof *out.v);
+        out.v[out.n].data = c;
+        out.v[out.n].len = len;
+        out.n++;
+    }
+    crdt_export_end(e);
+    return out;
+}
+
+START_TEST(test_merge_out_of_memory_at_every_allocation)
+{
+    char before[65], after[65], want[65];
+    batch x;
+    long n;
+    int rc = CRDT_ENOMEM;
+
+    for (int i = 0; i < 30; i++)
+        ck_assert_int_eq(write_all_kinds(a, i), CRDT_OK);
+    x = export_all(a);
+    tu_hash(before, b);
+    for (n = 1; n < 10000 && rc != CRDT_OK; n++) {
+        arm(n);
+        rc = crdt_merge(NULL, b, x.v, x.n);
+        int hit = disarm();
+        if (rc == CRDT_OK) {
+            ck_assert_msg(!hit, "allocation %ld failed, merge said OK", n);
+            break;
+        }
+        ck_assert_msg(rc == CRDT_ENOMEM, "allocation %ld: %s", n,
+                      crdt_strerror(rc));
+        tu_hash(after, b);
+        ck_assert_str_eq(after, before);
+    }
+    ck_assert_int_eq(rc, CRDT_OK);
+    ck_assert_int_gt(n, 2); /* some allocation was failed on the way */
+    tu_hash(after, b);
+    tu_hash(want, a);
+    ck_assert_str_eq(after, want);
+    for (size_t i = 0; i < x.n; i++)
+        free((void *)x.v[i].data);
+    free(x.v);
+}
+END_TEST
+
+START_TEST(test_local_txn_out_of_memory_at_every_allocation)
+{
+    char before[65], after[65];
+    long n;
+    int rc = CRDT_ENOMEM;
+
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(write_all_kinds(a, i), CRDT_OK);
+    for (n = 1; n < 10000 && rc != CRDT_OK; n++) {
+        tu_hash(before, a);
+        arm(n);
+        rc = write_all_kinds(a, 6); /* with a DEL_DOC and observations */
+        int hit = disarm();
+        if (rc == CRDT_OK) {
+            ck_assert_msg(!hit, "allocation %ld failed, commit said OK", n);
+            break;
+        }
+        ck_assert_msg(rc == CRDT_ENOMEM, "allocation %ld: %s", n,
+                      crdt_strerror(rc));
+        tu_hash(after, a);
+        ck_assert_str_eq(after, before);
+    }
+    ck_assert_int_eq(rc, CRDT_OK);
+    ck_assert_int_gt(n, 2);
+}
+END_TEST
+
+static int
+count_field(const crdt_field *f, void *ctx)
+{
+    (void)f;
+    ++*(int *)ctx;
+    return 0;
+}
+
+START_TEST(test_reads_out_of_memory_at_every_allocation)
+{
+    long n;
+    int rc = CRDT_ENOMEM, fields = 0, want = 0;
+    crdt_read *rd;
+
+    for (int i = 0; i < 12; i++)
+        ck_assert_int_eq(write_all_kinds(a, i), CRDT_OK);
+    ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+    ck_assert_int_eq(crdt_read_doc(rd, "c", "d1", count_field, &want),
+                     CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert_int_gt(want, 0);
+    for (n = 1; n < 10000 && rc != CRDT_OK; n++) {
+        crdt_read *r2 = NULL;
+        crdt_vv *vv = NULL;
+
+        fields = 0;
+        arm(n);
+        rc = crdt_read_begin(&r2, a);
+        if (rc == CRDT_OK)
+            rc = crdt_read_doc(r2, "c", "d1", count_field, &fields);
+        if (rc == CRDT_OK)
+            rc = crdt_read_vv(&vv, r2);
+        int hit = disarm();
+        crdt_vv_free(vv);
+        if (r2 != NULL)
+            crdt_read_end(r2);
+        if (rc == CRDT_OK) {
+            ck_assert_msg(!hit, "allocation %ld failed, read said OK", n);
+            break;
+        }
+        ck_assert_msg(rc == CRDT_ENOMEM, "allocation %ld: %s", n,
+                      crdt_strerror(rc));
+    }
+    ck_assert_int_eq(rc, CRDT_OK);
+    ck_assert_int_eq(fields, want);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("oom");
+    TCase *tc = tcase_create("oom");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_merge_out_of_memory_at_every_allocation);
+    tcase_add_test(tc, test_local_txn_out_of_memory_at_every_allocation);
+    tcase_add_test(tc, test_reads_out_of_memory_at_every_allocation);
+    suite_add_tcase(s, tc);
+    return s;
+}
