@@ -159,7 +159,9 @@ crdt_backup(crdt_backup_info *info_out, crdt_replica *r, const char *file)
     hdr[5] = (unsigned char)(e.sb.size >> 16);
     hdr[6] = (unsigned char)(e.sb.size >> 8);
     hdr[7] = (unsigned char)e.sb.size;
-    rc = write_all(fd, MAGIC, 8, &h);
+    rc = crdt__enc_ok(&e);
+    if (rc == CRDT_OK)
+        rc = write_all(fd, MAGIC, 8, &h);
     if (rc == CRDT_OK)
         rc = write_all(fd, hdr, 8, &h);
     if (rc == CRDT_OK)

@@ -21,17 +21,40 @@
 
 static const char SIG_CONTEXT[] = "strata-change-v1";
 
+/* The packer's writer: into the buffer, remembering a failure. */
+static int
+enc_write(void *data, const char *p, size_t len)
+{
+    crdt__enc *e = data;
+
+    if (len == 0)
+        return 0;
+    if (msgpack_sbuffer_write(&e->sb, p, len) < 0) {
+        e->failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
 void
 crdt__enc_init(crdt__enc *e)
 {
     msgpack_sbuffer_init(&e->sb);
-    msgpack_packer_init(&e->pk, &e->sb, msgpack_sbuffer_write);
+    msgpack_packer_init(&e->pk, e, enc_write);
+    e->failed = 0;
+}
+
+int
+crdt__enc_raw(crdt__enc *e, const void *p, size_t len)
+{
+    return enc_write(e, p, len) < 0 ? CRDT_ENOMEM : CRDT_OK;
 }
 
 void
 crdt__enc_reset(crdt__enc *e)
 {
     msgpack_sbuffer_clear(&e->sb);
+    e->failed = 0;
 }
 
 void
@@ -442,7 +465,7 @@ crdt__op_encode(crdt__enc *e, const crdt_op *op)
     case CRDT_OP_DEL_DOC:
         if (op->observed == NULL || op->observed_len == 0)
             return CRDT_EINVAL;
-        return msgpack_sbuffer_write(&e->sb, (const char *)op->observed,
+        return crdt__enc_raw(e, (const char *)op->observed,
                                      op->observed_len) < 0 ? CRDT_ENOMEM
                                                            : CRDT_OK;
     }

@@ -181,13 +181,25 @@ int crdt__mp_skip(crdt__mp *m);
 int crdt__utf8_valid(const char *s, size_t len);
 
 /* ---- codec.c: encoders ---- */
-/* A msgpack packer writing into a growable buffer we own. */
+/* A msgpack packer writing into a growable buffer we own. A write that
+ * runs out of memory sticks: check crdt__enc_ok() once before the bytes
+ * are stored or sent, not after every pack call. The packer points at
+ * the struct: initialise it where it stays (never copy one). */
 typedef struct {
     msgpack_sbuffer sb;
     msgpack_packer pk;
+    int failed; /* a write failed since init or reset */
 } crdt__enc;
 
+static inline int
+crdt__enc_ok(const crdt__enc *e)
+{
+    return e->failed ? CRDT_ENOMEM : CRDT_OK;
+}
+
 void crdt__enc_init(crdt__enc *e);
+/* Append raw (already encoded) bytes. */
+int crdt__enc_raw(crdt__enc *e, const void *p, size_t len);
 void crdt__enc_reset(crdt__enc *e);
 void crdt__enc_free(crdt__enc *e);
 int crdt__enc_value(crdt__enc *e, const crdt_value *v);

@@ -155,8 +155,10 @@ quarantine_conflict(crdt__wctx *w, const crdt_change *c,
             crdt__enc_bin(&e, o.sb.data, o.sb.size);
             v.mv_size = e.sb.size;
             v.mv_data = e.sb.data;
-            rc = crdt__mdb_err(mdb_put(w->txn, w->r->dbi[CRDT_DB_QUARANTINE],
-                                       &k, &v, 0));
+            if ((rc = crdt__enc_ok(&e)) == CRDT_OK)
+                rc = crdt__mdb_err(mdb_put(w->txn,
+                                           w->r->dbi[CRDT_DB_QUARANTINE],
+                                           &k, &v, 0));
         }
         crdt__enc_free(&e);
         crdt__enc_free(&o);

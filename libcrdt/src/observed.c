@@ -25,7 +25,7 @@ map_fobs(crdt__enc *e, crdt__mp *m, const char *field, size_t fl,
     if (crdt__mp_skip(m) < 0)
         return CRDT_EPROTO;
     msgpack_pack_array(&e->pk, 2);
-    msgpack_sbuffer_write(&e->sb, (const char *)start, (size_t)(m->p - start));
+    crdt__enc_raw(e, (const char *)start, (size_t)(m->p - start));
     (void)cn;
     if (crdt__mp_array(m, &sn) < 0 || sn % 3 != 0)
         return CRDT_EPROTO;
@@ -67,7 +67,7 @@ crdt_observed_map(unsigned char **buf_out, size_t *len_out,
     crdt__enc_init(&e);
     switch (op->kind) {
     case CRDT_OP_SREM:
-        msgpack_sbuffer_write(&e.sb, (const char *)op->observed,
+        crdt__enc_raw(&e, (const char *)op->observed,
                               op->observed_len);
         break;
     case CRDT_OP_DEL_FIELD:
@@ -100,19 +100,25 @@ crdt_observed_map(unsigned char **buf_out, size_t *len_out,
             else
                 crdt__enc_str(&parts, f, fl);
             rc = map_fobs(&one, &m, f, fl, map_elem, ctx);
-            msgpack_sbuffer_write(&parts.sb, one.sb.data, one.sb.size);
+            if (rc == CRDT_OK)
+                rc = crdt__enc_ok(&one);
+            crdt__enc_raw(&parts, one.sb.data, one.sb.size);
             crdt__enc_free(&one);
             kept++;
         }
+        if (rc == CRDT_OK)
+            rc = crdt__enc_ok(&parts);
         if (rc == CRDT_OK) {
             msgpack_pack_array(&e.pk, 2 * kept);
-            msgpack_sbuffer_write(&e.sb, parts.sb.data, parts.sb.size);
+            crdt__enc_raw(&e, parts.sb.data, parts.sb.size);
         }
         crdt__enc_free(&parts);
         break;
     default:
         rc = CRDT_EINVAL;
     }
+    if (rc == CRDT_OK)
+        rc = crdt__enc_ok(&e);
     if (rc < 0) {
         crdt__enc_free(&e);
         return rc;

@@ -620,8 +620,13 @@ crdt_raw_heads_encode(unsigned char **buf_out, size_t *len_out, crdt_raw *t)
     }
     crdt__enc_init(&e);
     msgpack_pack_array(&e.pk, 5 * n);
-    msgpack_sbuffer_write(&e.sb, items.sb.data, items.sb.size);
+    crdt__enc_raw(&e, items.sb.data, items.sb.size);
+    rc = crdt__enc_ok(&items) < 0 ? CRDT_ENOMEM : crdt__enc_ok(&e);
     crdt__enc_free(&items);
+    if (rc < 0) {
+        crdt__enc_free(&e);
+        return rc;
+    }
     *buf_out = (unsigned char *)e.sb.data;
     *len_out = e.sb.size;
     return CRDT_OK;

@@ -149,6 +149,8 @@ finish_op(crdt_txn *t, size_t from, int rc)
 {
     /* one change must stay decodable by every peer: the op that would
      * push it past CRDT_CHANGE_MAX (with room for the header) is refused */
+    if (rc == CRDT_OK)
+        rc = crdt__enc_ok(&t->ops);
     if (rc == CRDT_OK && t->ops.sb.size > CRDT_CHANGE_MAX - 512)
         rc = CRDT_ELIMIT;
     if (rc == CRDT_OK)
@@ -361,7 +363,7 @@ write_change(crdt_txn *t, crdt_commit_info *info)
         msgpack_pack_uint64(&body.pk, t->hlc0) < 0 ||
         crdt__enc_bin(&body, t->prev, CRDT_HASH_BYTES) < 0 ||
         msgpack_pack_array(&body.pk, (size_t)t->n_ops) < 0 ||
-        msgpack_sbuffer_write(&body.sb, t->ops.sb.data, t->ops.sb.size) < 0) {
+        crdt__enc_raw(&body, t->ops.sb.data, t->ops.sb.size) < 0) {
         rc = CRDT_ENOMEM;
         goto done;
     }
@@ -479,9 +481,11 @@ crdt_txn_raw_del(crdt_txn *t, crdt_db db, const void *k, size_t kl)
     hdr[0] = (unsigned char)db;
     hdr[1] = (unsigned char)(kl >> 8);
     hdr[2] = (unsigned char)kl;
-    if (msgpack_sbuffer_write(&t->dels.sb, (const char *)hdr, 3) < 0 ||
-        msgpack_sbuffer_write(&t->dels.sb, k, kl) < 0)
+    if (crdt__enc_raw(&t->dels, (const char *)hdr, 3) < 0 ||
+        crdt__enc_raw(&t->dels, k, kl) < 0) {
+        t->failed = 1; /* a half-written delete must never run */
         return CRDT_ENOMEM;
+    }
     t->n_dels++;
     return CRDT_OK;
 }

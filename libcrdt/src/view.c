@@ -330,7 +330,7 @@ observe_field(crdt__enc *e, MDB_txn *txn, MDB_dbi dbi, const crdt__key *fk,
             size_t el = rl - 16;
             if (elem != NULL && (el != elem_len || memcmp(rest, elem, el)))
                 continue;
-            bad |= msgpack_sbuffer_write(&st.sb, (const char *)rest, el) < 0;
+            bad |= crdt__enc_raw(&st, (const char *)rest, el) < 0;
             bad |= crdt__enc_bin(&st, rest + el, 8) < 0;
             bad |= msgpack_pack_uint64(&st.pk, crdt__rd64(rest + el + 8)) < 0;
             n_s++;
@@ -367,9 +367,9 @@ observe_field(crdt__enc *e, MDB_txn *txn, MDB_dbi dbi, const crdt__key *fk,
     }
     bad |= msgpack_pack_array(&e->pk, 2) < 0;
     bad |= msgpack_pack_array(&e->pk, 3 * n_c) < 0;
-    bad |= n_c > 0 && msgpack_sbuffer_write(&e->sb, c.sb.data, c.sb.size) < 0;
+    bad |= n_c > 0 && crdt__enc_raw(e, c.sb.data, c.sb.size) < 0;
     bad |= msgpack_pack_array(&e->pk, 3 * n_s) < 0;
-    bad |= n_s > 0 && msgpack_sbuffer_write(&e->sb, st.sb.data,
+    bad |= n_s > 0 && crdt__enc_raw(e, st.sb.data,
                                             st.sb.size) < 0;
 out:
     crdt__enc_free(&c);

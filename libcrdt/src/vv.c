@@ -193,6 +193,10 @@ crdt_vv_encode(unsigned char **buf_out, size_t *len_out, const crdt_vv *vv)
         crdt__enc_bin(&e, vv->e[i].a.b, CRDT_ACTOR_BYTES);
         msgpack_pack_uint64(&e.pk, vv->e[i].seq);
     }
+    if (crdt__enc_ok(&e) < 0) {
+        crdt__enc_free(&e);
+        return CRDT_ENOMEM;
+    }
     *buf_out = (unsigned char *)e.sb.data; /* handed over */
     *len_out = e.sb.size;
     return *buf_out || e.sb.size == 0 ? CRDT_OK : CRDT_ENOMEM;

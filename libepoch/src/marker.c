@@ -26,7 +26,10 @@ epoch__marker_put(crdt_raw *t, uint64_t target, const char *lens,
     msgpack_pack_uint64(&e.pk, crdt__now_ms());
     crdt__enc_str(&e, lens, strlen(lens));
     crdt__enc_str(&e, custom, strlen(custom));
-    rc = crdt_raw_put(t, CRDT_DB_META, "upgrade", 7, e.sb.data, e.sb.size);
+    rc = crdt__enc_ok(&e);
+    if (rc == CRDT_OK)
+        rc = crdt_raw_put(t, CRDT_DB_META, "upgrade", 7, e.sb.data,
+                          e.sb.size);
     crdt__enc_free(&e);
     return rc;
 }

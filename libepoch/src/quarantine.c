@@ -31,6 +31,9 @@ epoch__quarantine_put(crdt_raw *t, const crdt_change *c, uint64_t seq,
         crdt__enc_bin(&e, c->epoch_id, EPOCH_ID_BYTES);
         msgpack_pack_uint64(&e.pk, hlc);
         crdt__enc_bin(&e, o.sb.data, o.sb.size);
+        rc = crdt__enc_ok(&e);
+    }
+    if (rc == CRDT_OK) {
         rc = crdt_raw_put(t, CRDT_DB_QUARANTINE, key, sizeof key, e.sb.data,
                           e.sb.size);
     }
@@ -258,7 +261,7 @@ collect(const epoch_quarantined *q, void *p)
     memcpy(nv[l->n].key, q->actor.b, 8);
     crdt__be64(nv[l->n].key + 8, q->seq);
     crdt__enc_init(&e);
-    if (crdt__op_encode(&e, &q->op) < 0) {
+    if (crdt__op_encode(&e, &q->op) < 0 || crdt__enc_ok(&e) < 0) {
         crdt__enc_free(&e);
         return CRDT_ENOMEM;
     }

@@ -220,6 +220,11 @@ epoch__record_make(epoch_info *out, crdt_replica *r, uint64_t number,
     crdt__enc_str(&body, custom, strlen(custom));
     crdt__enc_bin(&body, heads, heads_len);
     crdt__enc_bin(&body, state_hash, CRDT_HASH_BYTES);
+    if (crdt__enc_ok(&body) < 0) { /* never sign a short body */
+        crdt__enc_free(&body);
+        crdt__enc_free(&rec);
+        return CRDT_ENOMEM;
+    }
     id_of(id, (unsigned char *)body.sb.data, body.sb.size);
 
     crdt_replica_public_key(r, pk);
@@ -233,7 +238,10 @@ epoch__record_make(epoch_info *out, crdt_replica *r, uint64_t number,
     crdt__enc_bin(&rec, pk, sizeof pk);
     msgpack_pack_uint64(&rec.pk, now);
     crdt__enc_bin(&rec, sig, sizeof sig);
-    rc = epoch_record_decode(out, (unsigned char *)rec.sb.data, rec.sb.size);
+    rc = crdt__enc_ok(&rec);
+    if (rc == CRDT_OK)
+        rc = epoch_record_decode(out, (unsigned char *)rec.sb.data,
+                                 rec.sb.size);
     crdt__enc_free(&body);
     crdt__enc_free(&rec);
     return rc;

@@ -234,8 +234,12 @@ epoch_reset_change(epoch_reset *rs, const void *change, size_t len)
         return CRDT_EBADTXN;
     if ((rc = crdt_change_decode(&c, change, len)) < 0)
         return rc; /* checked again, with its chain, at commit */
-    msgpack_sbuffer_write(&rs->buf.sb, (const char *)hdr, 6);
-    msgpack_sbuffer_write(&rs->buf.sb, change, len);
+    crdt__enc_raw(&rs->buf, (const char *)hdr, 6);
+    crdt__enc_raw(&rs->buf, change, len);
+    if (crdt__enc_ok(&rs->buf) < 0) {
+        rs->failed = 1; /* a short record must never be flushed */
+        return CRDT_ENOMEM;
+    }
     if (rs->buf.sb.size < FLUSH_BYTES)
         return CRDT_OK;
     rc = flush(rs);
@@ -305,14 +309,18 @@ epoch_reset_put(epoch_reset *rs, const void *k, size_t kl, const void *v,
         return CRDT_EBADTXN;
     hdr[0] = (unsigned char)(kl >> 8);
     hdr[1] = (unsigned char)kl;
-    msgpack_sbuffer_write(&rs->buf.sb, (const char *)hdr, 2);
-    msgpack_sbuffer_write(&rs->buf.sb, k, kl);
+    crdt__enc_raw(&rs->buf, (const char *)hdr, 2);
+    crdt__enc_raw(&rs->buf, k, kl);
     hdr[2] = (unsigned char)(vl >> 24);
     hdr[3] = (unsigned char)(vl >> 16);
     hdr[4] = (unsigned char)(vl >> 8);
     hdr[5] = (unsigned char)vl;
-    msgpack_sbuffer_write(&rs->buf.sb, (const char *)hdr + 2, 4);
-    msgpack_sbuffer_write(&rs->buf.sb, v, vl);
+    crdt__enc_raw(&rs->buf, (const char *)hdr + 2, 4);
+    crdt__enc_raw(&rs->buf, v, vl);
+    if (crdt__enc_ok(&rs->buf) < 0) {
+        rs->failed = 1; /* a short entry must never be flushed */
+        return CRDT_ENOMEM;
+    }
     rs->n_buf++;
     if (rs->buf.sb.size < FLUSH_BYTES)
         return CRDT_OK;

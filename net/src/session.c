@@ -161,6 +161,15 @@ fail(crdtnet_session *s, int rc, const char *why, int tell_peer)
     return rc;
 }
 
+/* A decoder's failure: out of memory is ours, anything else the peer's. */
+static int
+fail_decode(crdtnet_session *s, int rc, const char *why)
+{
+    if (rc == CRDT_ENOMEM)
+        return fail(s, CRDT_ENOMEM, "out of memory", 1);
+    return fail(s, CRDT_EPROTO, why, 1);
+}
+
 /* ---- building messages ---- */
 
 static int
@@ -266,10 +275,14 @@ build_snapshot(crdtnet_session *s)
         msgpack_pack_uint64(&s->out.pk, M_SNAP_END);
         return CRDT_OK;
     }
+    if (crdt__enc_ok(&items) < 0) {
+        crdt__enc_free(&items);
+        return CRDT_ENOMEM;
+    }
     msgpack_pack_array(&s->out.pk, 2);
     msgpack_pack_uint64(&s->out.pk, M_SNAP_CHUNK);
     msgpack_pack_array(&s->out.pk, 2 * n);
-    msgpack_sbuffer_write(&s->out.sb, items.sb.data, items.sb.size);
+    crdt__enc_raw(&s->out, items.sb.data, items.sb.size);
     crdt__enc_free(&items);
     s->rep.snapshot_entries_sent += n;
     return CRDT_OK;
@@ -326,10 +339,14 @@ build_changes_as(crdtnet_session *s, unsigned type)
         s->exp = NULL;
         return rc == CRDT_ENOTFOUND ? CRDT_ENOTFOUND : rc;
     }
+    if (crdt__enc_ok(&items) < 0) {
+        crdt__enc_free(&items);
+        return CRDT_ENOMEM;
+    }
     msgpack_pack_array(&s->out.pk, 2);
     msgpack_pack_uint64(&s->out.pk, type);
     msgpack_pack_array(&s->out.pk, n);
-    msgpack_sbuffer_write(&s->out.sb, items.sb.data, items.sb.size);
+    crdt__enc_raw(&s->out, items.sb.data, items.sb.size);
     crdt__enc_free(&items);
     s->rep.changes_sent += n;
     return CRDT_OK;
@@ -385,6 +402,10 @@ crdtnet_session_error_msg(unsigned char **out, size_t *len, int code,
     msgpack_pack_uint64(&e.pk, M_ERROR);
     msgpack_pack_int64(&e.pk, code);
     crdt__enc_str(&e, reason, strnlen(reason, 159));
+    if (crdt__enc_ok(&e) < 0) {
+        crdt__enc_free(&e);
+        return CRDT_ENOMEM;
+    }
     *out = (unsigned char *)e.sb.data;
     *len = e.sb.size;
     return CRDT_OK;
@@ -522,6 +543,10 @@ crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
         if (rc < 0)
             return rc;
     }
+    if (crdt__enc_ok(&s->out) < 0) { /* a short message is never sent */
+        crdt__enc_reset(&s->out);
+        return fail(s, CRDT_ENOMEM, "out of memory", 0);
+    }
     if (s->out.sb.size == 0)
         return s->closed ? CRDT_ECLOSED : CRDT_EAGAIN;
     *msg = (const unsigned char *)s->out.sb.data;
@@ -595,7 +620,7 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     if (proto != PROTO)
         return fail(s, CRDT_EVERSION, "unsupported sync protocol", 1);
     if ((rc = crdt_vv_decode(&their_vv, vb, vl)) < 0)
-        return fail(s, CRDT_EPROTO, "malformed version vector", 1);
+        return fail_decode(s, rc, "malformed version vector");
     for (uint32_t i = 0; i < n_rec; i++) {
         size_t len;
         if (crdt__mp_bin(m, &rec, &rl) < 0) {
@@ -606,6 +631,8 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
         rc = epoch_store_records(s->r, &rec, &len, 1);
         if (rc < 0) {
             crdt_vv_free(their_vv);
+            if (rc == CRDT_ENOMEM || rc == CRDT_EFULL || rc == CRDT_EIO)
+                return fail(s, rc, crdt_strerror(rc), 1); /* ours */
             return fail(s, rc == CRDT_EBUSY ? CRDT_EBUSY : CRDT_EAUTH,
                         "invalid epoch record from peer", 1);
         }
@@ -823,9 +850,10 @@ on_fin(crdtnet_session *s, crdt__mp *m)
 
     if (s->fin_recv || crdt__mp_bin_fixed(m, hash, sizeof hash) < 0 ||
         crdt__mp_bin(m, &vb, &vl) < 0 ||
-        crdt__mp_bin_fixed(m, epoch, sizeof epoch) < 0 ||
-        crdt_vv_decode(&theirs, vb, vl) < 0)
+        crdt__mp_bin_fixed(m, epoch, sizeof epoch) < 0)
         return fail(s, CRDT_EPROTO, "malformed FIN", 1);
+    if ((rc = crdt_vv_decode(&theirs, vb, vl)) < 0)
+        return fail_decode(s, rc, "malformed FIN");
     s->fin_recv = 1;
     if ((rc = crdt_read_begin(&rd, s->r)) < 0) {
         crdt_vv_free(theirs);

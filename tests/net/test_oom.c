@@ -1,0 +1,197 @@
+/*
+ * test_oom.c: a sync session between two replicas in memory while one
+ * allocation of our own code fails, for every allocation in turn. A
+ * session may then end with CRDT_ENOMEM (or its peer with the error it
+ * was told), never with a crash, a short message or a damaged replica:
+ * each replica's kept state hash equals the one recomputed from its
+ * entries, and a sync without failures then converges. The binary wraps
+ * malloc, calloc and realloc (tests/CMakeLists.txt).
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "crdt/raw.h"
+#include "crdtnet/session.h"
+#include "epoch/epoch.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+
+static long fail_at = -1, calls;
+
+static int
+inject(void)
+{
+    return fail_at > 0 && ++calls == fail_at;
+}
+
+void *
+__wrap_malloc(size_t n)
+{
+    return inject() ? NULL : __real_malloc(n);
+}
+
+void *
+__wrap_calloc(size_t n, size_t size)
+{
+    return inject() ? NULL : __real_calloc(n, size);
+}
+
+void *
+__wrap_realloc(void *p, size_t n)
+{
+    return inject() ? NULL : __real_realloc(p, n);
+}
+
+static char da[256], db[256];
+static crdt_replica *a, *b;
+
+static void
+setup(void)
+{
+    unsigned char space[16];
+
+    a = tu_create(da, sizeof da, NULL);
+    crdt_replica_space_id(a, space);
+    b = tu_create(db, sizeof db, space);
+    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+}
+
+static void
+teardown(void)
+{
+    fail_at = -1;
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    test_rmtree(da);
+    test_rmtree(db);
+}
+
+static void
+write_some(crdt_replica *r, int from, int n)
+{
+    for (int i = from; i < from + n; i++) {
+        crdt_value v = crdt_value_int(i), s = crdt_value_str("x", 1);
+        crdt_txn *t;
+        char doc[16];
+
+        snprintf(doc, sizeof doc, "d%d", i % 5);
+        ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_incr(t, "c", doc, "n", 1), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_sadd(t, "c", doc, "s", &s), CRDT_OK);
+        if (i % 4 == 3)
+            ck_assert_int_eq(crdt_txn_srem(t, "c", doc, "s", &s), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+}
+
+/* Pump messages both ways until neither side has more; the copies use
+ * the real allocator, so only the sessions meet the failure. */
+static void
+pump(int *ea, int *eb)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session *s[2] = { NULL, NULL };
+    const unsigned char *msg;
+    size_t len;
+
+    o.batch_bytes = 512; /* several CHANGES messages, several merges */
+    *ea = crdtnet_session_new(&s[0], a, &o);
+    *eb = crdtnet_session_new(&s[1], b, &o);
+    for (int round = 0; round < 10000 && *ea == 0 && *eb == 0; round++) {
+        int moved = 0;
+
+        for (int i = 0; i < 2; i++)
+            while (crdtnet_session_next_out(s[i], &msg, &len) == CRDT_OK) {
+                unsigned char *copy = __real_malloc(len);
+                memcpy(copy, msg, len);
+                crdtnet_session_feed(s[1 - i], copy, len);
+                free(copy);
+                moved = 1;
+            }
+        if (!moved)
+            break;
+    }
+    if (*ea == 0)
+        *ea = crdtnet_session_error(s[0]);
+    if (*eb == 0)
+        *eb = crdtnet_session_error(s[1]);
+    crdtnet_session_free(s[0]);
+    crdtnet_session_free(s[1]);
+}
+
+static void
+assert_hash_exact(crdt_replica *r)
+{
+    crdt_raw *t;
+    unsigned char kept[32], again[32];
+
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 0), CRDT_OK);
+    crdt_raw_state_hash(t, kept);
+    ck_assert_int_eq(crdt_raw_state_rehash(t, again), CRDT_OK);
+    crdt_raw_abort(t);
+    ck_assert_mem_eq(kept, again, 32);
+}
+
+START_TEST(test_sync_out_of_memory_at_every_allocation)
+{
+    char ha[65], hb[65];
+    long n, failed = 0;
+    int ea = CRDT_ENOMEM, eb = 0;
+
+    write_some(a, 0, 40);
+    write_some(b, 100, 10);
+    for (n = 1; n < 20000; n++) {
+        calls = 0;
+        fail_at = n;
+        pump(&ea, &eb);
+        int hit = calls >= fail_at;
+        fail_at = -1;
+        if (!hit) { /* no allocation left to fail: a clean run */
+            ck_assert_int_eq(ea, 0);
+            ck_assert_int_eq(eb, 0);
+            break;
+        }
+        if (ea != 0 || eb != 0) {
+            failed++;
+            ck_assert_msg(ea == 0 || ea == CRDT_ENOMEM || ea == CRDT_ECLOSED,
+                          "allocation %ld: a: %s", n, crdt_strerror(ea));
+            ck_assert_msg(eb == 0 || eb == CRDT_ENOMEM || eb == CRDT_ECLOSED,
+                          "allocation %ld: b: %s", n, crdt_strerror(eb));
+        }
+        assert_hash_exact(a);
+        assert_hash_exact(b);
+    }
+    ck_assert_int_gt(failed, 0);
+    pump(&ea, &eb);
+    ck_assert_int_eq(ea, 0);
+    ck_assert_int_eq(eb, 0);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("oom");
+    TCase *tc = tcase_create("sync");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_sync_out_of_memory_at_every_allocation);
+    suite_add_tcase(s, tc);
+    return s;
+}
