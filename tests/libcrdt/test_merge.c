@@ -33,50 +33,15 @@ teardown(void)
     test_rmtree(db);
 }
 
-/* Collect a's exported changes (copies). */
-typedef struct {
-    crdt_bytes *v;
-    size_t n;
-} batch;
-
-static batch
-export_all(crdt_replica *r)
-{
-    batch out = { NULL, 0 };
-    crdt_export *e;
-    const unsigned char *p;
-    size_t len;
-
-    ck_assert_int_eq(crdt_export_begin(&e, r, NULL), CRDT_OK);
-    while (crdt_export_next(e, &p, &len) == CRDT_OK) {
-        unsigned char *c = malloc(len);
-        memcpy(c, p, len);
-        out.v = realloc(out.v, (out.n + 1) * sizeof *out.v);
-        out.v[out.n].data = c;
-        out.v[out.n].len = len;
-        out.n++;
-    }
-    crdt_export_end(e);
-    return out;
-}
-
-static void
-batch_free(batch *b_)
-{
-    for (size_t i = 0; i < b_->n; i++)
-        free((void *)b_->v[i].data);
-    free(b_->v);
-}
-
 START_TEST(test_merge_is_idempotent)
 {
     char ha[65], hb[65], hb2[65];
     crdt_merge_report rep;
-    batch x;
+    tu_batch x;
 
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(tu_put_int(a, "c", "d", "f", i), CRDT_OK);
-    x = export_all(a);
+    x = tu_export_all(a);
     ck_assert_uint_eq(x.n, 5);
     ck_assert_int_eq(crdt_merge(&rep, b, x.v, x.n), CRDT_OK);
     ck_assert_uint_eq(rep.changes_applied, 5);
@@ -88,7 +53,7 @@ START_TEST(test_merge_is_idempotent)
     ck_assert_uint_eq(rep.changes_applied, 0);
     tu_hash(hb2, b);
     ck_assert_str_eq(hb, hb2);
-    batch_free(&x);
+    tu_batch_free(&x);
 }
 END_TEST
 
@@ -96,11 +61,11 @@ START_TEST(test_gap_waits_in_pending)
 {
     char buf[32];
     crdt_merge_report rep;
-    batch x;
+    tu_batch x;
 
     for (int i = 1; i <= 3; i++)
         ck_assert_int_eq(tu_put_int(a, "c", "d", "f", i), CRDT_OK);
-    x = export_all(a);
+    x = tu_export_all(a);
     /* deliver 3, then 2, then 1 */
     ck_assert_int_eq(crdt_merge(&rep, b, &x.v[2], 1), CRDT_OK);
     ck_assert_uint_eq(rep.pending, 1);
@@ -111,18 +76,18 @@ START_TEST(test_gap_waits_in_pending)
     ck_assert_uint_eq(rep.changes_applied, 3);
     tu_field_str(buf, sizeof buf, b, "c", "d", "f");
     ck_assert_str_eq(buf, "3");
-    batch_free(&x);
+    tu_batch_free(&x);
 }
 END_TEST
 
 START_TEST(test_forged_change_is_refused)
 {
     char hb[65], hb2[65];
-    batch x;
+    tu_batch x;
     unsigned char *p;
 
     ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 12345), CRDT_OK);
-    x = export_all(a);
+    x = tu_export_all(a);
     tu_hash(hb, b);
     p = (unsigned char *)x.v[0].data;
     /* flip the last byte of the body (inside the op's value) */
@@ -136,12 +101,12 @@ START_TEST(test_forged_change_is_refused)
     tu_hash(hb2, b);
     ck_assert_str_eq(hb, hb2);
     /* a flipped signature too */
-    batch_free(&x);
-    x = export_all(a);
+    tu_batch_free(&x);
+    x = tu_export_all(a);
     p = (unsigned char *)x.v[0].data;
     p[x.v[0].len - 1] ^= 0x80;
     ck_assert_int_eq(crdt_merge(NULL, b, x.v, 1), CRDT_EAUTH);
-    batch_free(&x);
+    tu_batch_free(&x);
 }
 END_TEST
 
@@ -149,12 +114,12 @@ START_TEST(test_other_space_is_refused)
 {
     char dc[256];
     crdt_replica *c = tu_create(dc, sizeof dc, NULL);
-    batch x;
+    tu_batch x;
 
     ck_assert_int_eq(tu_put_int(c, "c", "d", "f", 1), CRDT_OK);
-    x = export_all(c);
+    x = tu_export_all(c);
     ck_assert_int_eq(crdt_merge(NULL, b, x.v, x.n), CRDT_EAUTH);
-    batch_free(&x);
+    tu_batch_free(&x);
     crdt_replica_close(c);
     test_rmtree(dc);
 }
@@ -164,10 +129,10 @@ START_TEST(test_truncated_and_garbage_are_eproto)
 {
     crdt_bytes g;
     unsigned char junk[64];
-    batch x;
+    tu_batch x;
 
     ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 1), CRDT_OK);
-    x = export_all(a);
+    x = tu_export_all(a);
     for (size_t cut = 0; cut < x.v[0].len; cut += 7) {
         g.data = x.v[0].data;
         g.len = cut;
@@ -178,7 +143,7 @@ START_TEST(test_truncated_and_garbage_are_eproto)
     g.data = junk;
     g.len = sizeof junk;
     ck_assert_int_eq(crdt_merge(NULL, b, &g, 1), CRDT_EPROTO);
-    batch_free(&x);
+    tu_batch_free(&x);
 }
 END_TEST
 
@@ -186,7 +151,7 @@ START_TEST(test_equivocation_is_detected)
 {
     char dc[256], path[600];
     crdt_replica *clone;
-    batch x, y;
+    tu_batch x, y;
 
     ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 1), CRDT_OK);
     /* clone a's files behind its back, then both write seq 2 */
@@ -197,8 +162,8 @@ START_TEST(test_equivocation_is_detected)
     ck_assert_int_eq(crdt_replica_open(&clone, path, NULL), CRDT_OK);
     ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 2), CRDT_OK);
     ck_assert_int_eq(tu_put_int(clone, "c", "d", "f", 3), CRDT_OK);
-    x = export_all(a);
-    y = export_all(clone);
+    x = tu_export_all(a);
+    y = tu_export_all(clone);
     ck_assert_int_eq(crdt_merge(NULL, b, x.v, x.n), CRDT_OK);
     {
         crdt_merge_report rep;
@@ -220,8 +185,8 @@ START_TEST(test_equivocation_is_detected)
         crdt_raw_abort(t);
         ck_assert_uint_eq(q, 1);
     }
-    batch_free(&x);
-    batch_free(&y);
+    tu_batch_free(&x);
+    tu_batch_free(&y);
     crdt_replica_close(clone);
     test_rmtree(dc);
 }
@@ -236,14 +201,14 @@ far_future(void *ctx)
 
 START_TEST(test_future_change_is_refused)
 {
-    batch x;
+    tu_batch x;
 
     crdt_set_clock(far_future, NULL);
     ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 1), CRDT_OK);
     crdt_set_clock(NULL, NULL);
-    x = export_all(a);
+    x = tu_export_all(a);
     ck_assert_int_eq(crdt_merge(NULL, b, x.v, x.n), CRDT_ECLOCK);
-    batch_free(&x);
+    tu_batch_free(&x);
 }
 END_TEST
 
@@ -298,7 +263,7 @@ START_TEST(test_batching_does_not_change_the_result)
     uint64_t rng = 7;
     crdt_replica *c;
     unsigned char space[16];
-    batch all;
+    tu_batch all;
 
     for (int i = 0; i < 150; i++) {
         crdt_txn *t;
@@ -336,7 +301,7 @@ START_TEST(test_batching_does_not_change_the_result)
         }
         ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
     }
-    all = export_all(a);
+    all = tu_export_all(a);
     ck_assert_uint_gt(all.n, 100);
     /* b: everything in one batch; c: one change per batch */
     ck_assert_int_eq(crdt_merge(NULL, b, all.v, all.n), CRDT_OK);
@@ -363,7 +328,7 @@ START_TEST(test_batching_does_not_change_the_result)
             }
     crdt_replica_close(c);
     test_rmtree(dc);
-    batch_free(&all);
+    tu_batch_free(&all);
 }
 END_TEST
 
@@ -375,7 +340,7 @@ END_TEST
 START_TEST(test_batch_beyond_the_queue_applies_in_runs)
 {
     char ha[65], hb[65], va[64], vb[64];
-    batch all;
+    tu_batch all;
 
     for (int c = 0; c < 3; c++) {
         crdt_txn *t;
@@ -392,7 +357,7 @@ START_TEST(test_batch_beyond_the_queue_applies_in_runs)
         }
         ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
     }
-    all = export_all(a);
+    all = tu_export_all(a);
     ck_assert_int_eq(crdt_merge(NULL, b, all.v, all.n), CRDT_OK);
     tu_hash(ha, a);
     tu_hash(hb, b);
@@ -408,7 +373,7 @@ START_TEST(test_batch_beyond_the_queue_applies_in_runs)
         tu_field_str(vb, sizeof vb, b, "c", doc, "v");
         ck_assert_str_eq(vb, va);
     }
-    batch_free(&all);
+    tu_batch_free(&all);
 }
 END_TEST
 

@@ -2,10 +2,8 @@
  * test_oom.c: running out of memory at every allocation of libcrdt's own
  * code in a merge, a local write txn and reads: each call answers
  * CRDT_ENOMEM or succeeds, and a failed one leaves the replica exactly as
- * it was (same state hash, same version vector); the same call then
- * succeeds. This binary is linked with --wrap for malloc, calloc and
- * realloc (tests/CMakeLists.txt), so only the allocations of our objects
- * fail, not those of libc, LMDB or libsodium.
+ * it was (same state hash); the same call then succeeds. Only the
+ * allocations of our own objects fail (support/oom.h).
  */
 #include <check.h>
 #include <stdio.h>
@@ -13,59 +11,9 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "support/oom.h"
 #include "support/replica_util.h"
 #include "support/support.h"
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-
-static long fail_at = -1; /* the allocation to fail, counting from 1 */
-static long calls;
-
-static int
-inject(void)
-{
-    return fail_at > 0 && ++calls == fail_at;
-}
-
-void *
-__wrap_malloc(size_t n)
-{
-    return inject() ? NULL : __real_malloc(n);
-}
-
-void *
-__wrap_calloc(size_t n, size_t size)
-{
-    return inject() ? NULL : __real_calloc(n, size);
-}
-
-void *
-__wrap_realloc(void *p, size_t n)
-{
-    return inject() ? NULL : __real_realloc(p, n);
-}
-
-static void
-arm(long n)
-{
-    calls = 0;
-    fail_at = n;
-}
-
-/* 1 if the armed allocation was reached (and failed) */
-static int
-disarm(void)
-{
-    int hit = fail_at > 0 && calls >= fail_at;
-
-    fail_at = -1;
-    return hit;
-}
 
 static char da[256], db[256];
 static crdt_replica *a, *b;
@@ -83,7 +31,7 @@ setup(void)
 static void
 teardown(void)
 {
-    fail_at = -1;
+    oom_disarm();
     crdt_replica_close(a);
     crdt_replica_close(b);
     test_rmtree(da);
@@ -114,47 +62,21 @@ write_all_kinds(crdt_replica *r, int i)
     return crdt_txn_commit(t, NULL);
 }
 
-typedef struct {
-    crdt_bytes *v;
-    size_t n;
-} batch;
-
-static batch
-export_all(crdt_replica *r)
-{
-    batch out = { NULL, 0 };
-    crdt_export *e;
-    const unsigned char *p;
-    size_t len;
-
-    ck_assert_int_eq(crdt_export_begin(&e, r, NULL), CRDT_OK);
-    while (crdt_export_next(e, &p, &len) == CRDT_OK) {
-        unsigned char *c = malloc(len);
-        memcpy(c, p, len);
-        out.v = realloc(out.v, (out.n + 1) * sizeof *out.v);
-        out.v[out.n].data = c;
-        out.v[out.n].len = len;
-        out.n++;
-    }
-    crdt_export_end(e);
-    return out;
-}
-
 START_TEST(test_merge_out_of_memory_at_every_allocation)
 {
     char before[65], after[65], want[65];
-    batch x;
+    tu_batch x;
     long n;
     int rc = CRDT_ENOMEM;
 
     for (int i = 0; i < 30; i++)
         ck_assert_int_eq(write_all_kinds(a, i), CRDT_OK);
-    x = export_all(a);
+    x = tu_export_all(a);
     tu_hash(before, b);
     for (n = 1; n < 10000 && rc != CRDT_OK; n++) {
-        arm(n);
+        oom_arm(n);
         rc = crdt_merge(NULL, b, x.v, x.n);
-        int hit = disarm();
+        int hit = oom_disarm();
         if (rc == CRDT_OK) {
             ck_assert_msg(!hit, "allocation %ld failed, merge said OK", n);
             break;
@@ -169,9 +91,7 @@ START_TEST(test_merge_out_of_memory_at_every_allocation)
     tu_hash(after, b);
     tu_hash(want, a);
     ck_assert_str_eq(after, want);
-    for (size_t i = 0; i < x.n; i++)
-        free((void *)x.v[i].data);
-    free(x.v);
+    tu_batch_free(&x);
 }
 END_TEST
 
@@ -185,9 +105,9 @@ START_TEST(test_local_txn_out_of_memory_at_every_allocation)
         ck_assert_int_eq(write_all_kinds(a, i), CRDT_OK);
     for (n = 1; n < 10000 && rc != CRDT_OK; n++) {
         tu_hash(before, a);
-        arm(n);
+        oom_arm(n);
         rc = write_all_kinds(a, 6); /* with a DEL_DOC and observations */
-        int hit = disarm();
+        int hit = oom_disarm();
         if (rc == CRDT_OK) {
             ck_assert_msg(!hit, "allocation %ld failed, commit said OK", n);
             break;
@@ -228,13 +148,13 @@ START_TEST(test_reads_out_of_memory_at_every_allocation)
         crdt_vv *vv = NULL;
 
         fields = 0;
-        arm(n);
+        oom_arm(n);
         rc = crdt_read_begin(&r2, a);
         if (rc == CRDT_OK)
             rc = crdt_read_doc(r2, "c", "d1", count_field, &fields);
         if (rc == CRDT_OK)
             rc = crdt_read_vv(&vv, r2);
-        int hit = disarm();
+        int hit = oom_disarm();
         crdt_vv_free(vv);
         if (r2 != NULL)
             crdt_read_end(r2);

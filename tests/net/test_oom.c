@@ -4,8 +4,8 @@
  * session may then end with CRDT_ENOMEM (or its peer with the error it
  * was told), never with a crash, a short message or a damaged replica:
  * each replica's kept state hash equals the one recomputed from its
- * entries, and a sync without failures then converges. The binary wraps
- * malloc, calloc and realloc (tests/CMakeLists.txt).
+ * entries, and a sync without failures then converges. Only the
+ * allocations of our own objects fail (support/oom.h).
  */
 #include <check.h>
 #include <stdio.h>
@@ -16,41 +16,9 @@
 #include "crdt/raw.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
+#include "support/oom.h"
 #include "support/replica_util.h"
 #include "support/support.h"
-
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-
-static long fail_at = -1, calls;
-
-static int
-inject(void)
-{
-    return fail_at > 0 && ++calls == fail_at;
-}
-
-void *
-__wrap_malloc(size_t n)
-{
-    return inject() ? NULL : __real_malloc(n);
-}
-
-void *
-__wrap_calloc(size_t n, size_t size)
-{
-    return inject() ? NULL : __real_calloc(n, size);
-}
-
-void *
-__wrap_realloc(void *p, size_t n)
-{
-    return inject() ? NULL : __real_realloc(p, n);
-}
 
 static char da[256], db[256];
 static crdt_replica *a, *b;
@@ -70,7 +38,7 @@ setup(void)
 static void
 teardown(void)
 {
-    fail_at = -1;
+    oom_disarm();
     crdt_replica_close(a);
     crdt_replica_close(b);
     test_rmtree(da);
@@ -114,7 +82,7 @@ pump(int *ea, int *eb)
 
         for (int i = 0; i < 2; i++)
             while (crdtnet_session_next_out(s[i], &msg, &len) == CRDT_OK) {
-                unsigned char *copy = __real_malloc(len);
+                unsigned char *copy = oom_real_malloc(len);
                 memcpy(copy, msg, len);
                 crdtnet_session_feed(s[1 - i], copy, len);
                 free(copy);
@@ -153,11 +121,9 @@ START_TEST(test_sync_out_of_memory_at_every_allocation)
     write_some(a, 0, 40);
     write_some(b, 100, 10);
     for (n = 1; n < 20000; n++) {
-        calls = 0;
-        fail_at = n;
+        oom_arm(n);
         pump(&ea, &eb);
-        int hit = calls >= fail_at;
-        fail_at = -1;
+        int hit = oom_disarm();
         if (!hit) { /* no allocation left to fail: a clean run */
             ck_assert_int_eq(ea, 0);
             ck_assert_int_eq(eb, 0);

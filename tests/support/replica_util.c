@@ -142,3 +142,37 @@ tu_put_int(crdt_replica *r, const char *coll, const char *doc,
     }
     return crdt_txn_commit(t, NULL);
 }
+
+tu_batch
+tu_export_all(crdt_replica *r)
+{
+    tu_batch out = { NULL, 0 };
+    crdt_export *e;
+    const unsigned char *p;
+    size_t len;
+
+    ck_assert_int_eq(crdt_export_begin(&e, r, NULL), CRDT_OK);
+    while (crdt_export_next(e, &p, &len) == CRDT_OK) {
+        unsigned char *c = malloc(len);
+        crdt_bytes *v = realloc(out.v, (out.n + 1) * sizeof *out.v);
+
+        ck_assert(c != NULL && v != NULL);
+        memcpy(c, p, len);
+        out.v = v;
+        out.v[out.n].data = c;
+        out.v[out.n].len = len;
+        out.n++;
+    }
+    crdt_export_end(e);
+    return out;
+}
+
+void
+tu_batch_free(tu_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free((void *)b->v[i].data);
+    free(b->v);
+    b->v = NULL;
+    b->n = 0;
+}
