@@ -139,9 +139,15 @@ epoch_record_decode(epoch_info *out, const unsigned char *buf, size_t len)
         e.schema[i].coll[l] = 0;
         e.schema[i].version = (uint32_t)v;
     }
-    if (crdt__mp_str(&b, &s, &l) < 0 || (e.lens = dup_n(s, l)) == NULL ||
-        crdt__mp_str(&b, &s, &l) < 0 || (e.custom = dup_n(s, l)) == NULL ||
-        crdt__mp_bin(&b, &heads, &hl) < 0 ||
+    if (crdt__mp_str(&b, &s, &l) < 0)
+        goto proto;
+    if ((e.lens = dup_n(s, l)) == NULL)
+        goto nomem;
+    if (crdt__mp_str(&b, &s, &l) < 0)
+        goto proto;
+    if ((e.custom = dup_n(s, l)) == NULL)
+        goto nomem;
+    if (crdt__mp_bin(&b, &heads, &hl) < 0 ||
         crdt__mp_bin_fixed(&b, e.state_hash, CRDT_HASH_BYTES) < 0 ||
         b.p != b.end)
         goto proto;
@@ -153,10 +159,8 @@ epoch_record_decode(epoch_info *out, const unsigned char *buf, size_t len)
         return CRDT_EAUTH;
     }
     e.raw = malloc(len);
-    if (e.raw == NULL) {
-        epoch_info_clear(&e);
-        return CRDT_ENOMEM;
-    }
+    if (e.raw == NULL)
+        goto nomem;
     memcpy(e.raw, buf, len);
     e.raw_len = len;
     *out = e;
@@ -164,6 +168,9 @@ epoch_record_decode(epoch_info *out, const unsigned char *buf, size_t len)
 proto:
     epoch_info_clear(&e);
     return CRDT_EPROTO;
+nomem:
+    epoch_info_clear(&e);
+    return CRDT_ENOMEM;
 }
 
 int

@@ -341,8 +341,11 @@ rewrite_lens_entry(epoch__rewriter *w, const entry *e)
 
         if (crdt__value_parse(&in, e->v + 16, e->vl - 16) < 0)
             return CRDT_ECORRUPT;
-        if (epoch_lens_map_value(&out, &w->scratch, w->lens, w->coll, field,
-                                 &in, NULL) < 0)
+        rc = epoch_lens_map_value(&out, &w->scratch, w->lens, w->coll, field,
+                                  &in, NULL);
+        if (rc == CRDT_ENOMEM)
+            return rc; /* ours, not the value's */
+        if (rc < 0)
             out = crdt_value_null(); /* documented: failed → null */
         if ((out.type == CRDT_VSTRING || out.type == CRDT_VBYTES) &&
             out.u.s.len + 32 > cap) {
@@ -368,8 +371,11 @@ rewrite_lens_entry(epoch__rewriter *w, const entry *e)
 
         if (crdt__mp_value(&m, &in) < 0 || m.end - m.p != 16)
             return CRDT_ECORRUPT;
-        if (epoch_lens_map_value(&out, &w->scratch, w->lens, w->coll, field,
-                                 &in, NULL) < 0)
+        rc = epoch_lens_map_value(&out, &w->scratch, w->lens, w->coll, field,
+                                  &in, NULL);
+        if (rc == CRDT_ENOMEM)
+            return rc;
+        if (rc < 0)
             out = crdt_value_null();
         n = crdt__value_bytes(nk, CRDT__ELEM_MAX, &out);
         if (n < 0)
