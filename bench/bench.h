@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/replica.h"
+
 #define BENCH_FMT(a, b) __attribute__((format(printf, a, b)))
 
 /* ---- options ---- */
@@ -208,6 +210,10 @@ const char *w1_spool(bench_entry *e);
  * merged in batches of 100 changes. */
 int w1_merge_fresh(bench_res *res, const char *spool, uint64_t expect_ops,
                    int run);
+/* crdt_read_doc() on every w1 document of @p r: how both workloads end.
+ * 0 with the number found, or bench_fail()'s -1. */
+int w1_read_docs(bench_res *out, crdt_replica *r, uint64_t n_docs,
+                 uint64_t *docs_out);
 /* The same merge into @p dir (a new replica), kept: setup for w1_sync. */
 int w1_merge_into(bench_res *res, const char *spool, const char *dir);
 /* ops/s median of w1_merge in this run of strata-bench; 0 if not run. */

@@ -228,20 +228,44 @@ count_field(const crdt_field *f, void *ctx)
     return 0;
 }
 
+int
+w1_read_docs(bench_res *out, crdt_replica *r, uint64_t n_docs,
+             uint64_t *docs_out)
+{
+    crdt_read *rd;
+    uint64_t docs = 0, fields = 0;
+    char doc[32];
+    int rc;
+
+    if ((rc = crdt_read_begin(&rd, r)) < 0)
+        return bench_fail(out, "read_begin: %s", crdt_strerror(rc));
+    for (uint64_t d = 0; d < n_docs; d++) {
+        bench_doc_id(doc, DOC_WIDTH, d);
+        rc = crdt_read_doc(rd, "c", doc, count_field, &fields);
+        if (rc == CRDT_OK)
+            docs++;
+        else if (rc != CRDT_ENOTFOUND) {
+            crdt_read_end(rd);
+            return bench_fail(out, "read_doc: %s", crdt_strerror(rc));
+        }
+    }
+    crdt_read_end(rd);
+    *docs_out = docs;
+    return 0;
+}
+
 static int
 merge_child(bench_res *out, void *ctx)
 {
     const merge_args *a = ctx;
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
     crdt_replica *r = NULL;
-    crdt_read *rd = NULL;
     spool_reader sr;
     bench_sampler *smp = NULL;
     unsigned char hdr[4 + CRDT_SPACE_ID_BYTES];
-    uint64_t ops = 0, changes = 0, batches = 0, docs = 0, fields = 0;
+    uint64_t ops = 0, changes = 0, batches = 0, docs = 0;
     crdt_merge_report rep;
     double t0, t1, t2, c0;
-    char doc[32];
     int rc = -1;
 
     memset(&sr, 0, sizeof sr);
@@ -286,22 +310,8 @@ merge_child(bench_res *out, void *ctx)
         }
     }
     t1 = bench_now();
-    if ((rc = crdt_read_begin(&rd, r)) < 0) {
-        bench_fail(out, "read_begin: %s", crdt_strerror(rc));
+    if ((rc = w1_read_docs(out, r, a->n_docs, &docs)) < 0)
         goto done;
-    }
-    for (uint64_t d = 0; d < a->n_docs; d++) {
-        bench_doc_id(doc, DOC_WIDTH, d);
-        rc = crdt_read_doc(rd, "c", doc, count_field, &fields);
-        if (rc == CRDT_OK)
-            docs++;
-        else if (rc != CRDT_ENOTFOUND) {
-            bench_fail(out, "read_doc: %s", crdt_strerror(rc));
-            goto done;
-        }
-    }
-    crdt_read_end(rd);
-    rd = NULL;
     t2 = bench_now();
     out->v[0] = t2 - t0;
     out->v[1] = (double)ops;
@@ -317,7 +327,6 @@ merge_child(bench_res *out, void *ctx)
 done:
     if (smp != NULL)
         bench_sampler_stop(smp, &out->v[8], &out->v[10]);
-    crdt_read_end(rd);
     crdt_replica_close(r);
     free(sr.buf);
     if (sr.f)

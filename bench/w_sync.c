@@ -247,14 +247,6 @@ out:
 /* ---- the client (the measured child) ---- */
 
 static int
-count_field(const crdt_field *f, void *ctx)
-{
-    (void)f;
-    (*(uint64_t *)ctx)++;
-    return 0;
-}
-
-static int
 sync_child(bench_res *out, void *ctx)
 {
     const sync_args *a = ctx;
@@ -263,13 +255,12 @@ sync_child(bench_res *out, void *ctx)
     crdtnet_report rep;
     srv_result sr;
     crdt_replica *r = NULL;
-    crdt_read *rd = NULL;
     unsigned char hash[CRDT_HASH_BYTES];
     int port_p[2] = { -1, -1 }, res_p[2] = { -1, -1 };
     int port = -1, rc = -1, status;
-    uint64_t docs = 0, fields = 0;
+    uint64_t docs = 0;
     double t0, t1, t2, c0, c1;
-    char ps[16], doc[32];
+    char ps[16];
     pid_t pid;
 
     memset(&sr, 0, sizeof sr);
@@ -313,22 +304,8 @@ sync_child(bench_res *out, void *ctx)
                    rep.reason);
         goto done;
     }
-    if ((rc = crdt_read_begin(&rd, r)) < 0) {
-        bench_fail(out, "read_begin: %s", crdt_strerror(rc));
+    if ((rc = w1_read_docs(out, r, a->n_docs, &docs)) < 0)
         goto done;
-    }
-    for (uint64_t d = 0; d < a->n_docs; d++) {
-        bench_doc_id(doc, W1_DOC_WIDTH, d);
-        rc = crdt_read_doc(rd, "c", doc, count_field, &fields);
-        if (rc == CRDT_OK)
-            docs++;
-        else if (rc != CRDT_ENOTFOUND) {
-            bench_fail(out, "read_doc: %s", crdt_strerror(rc));
-            goto done;
-        }
-    }
-    crdt_read_end(rd);
-    rd = NULL;
     t2 = bench_now();
     c1 = bench_cpu_seconds();
 
@@ -375,7 +352,6 @@ sync_child(bench_res *out, void *ctx)
     out->v[12] = rep.in_sync;
     rc = 0;
 done:
-    crdt_read_end(rd);
     crdt_replica_close(r);
     if (rc < 0)
         kill(pid, SIGKILL);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "crdt/crdt.h"
+#include "support/fuzz_util.h"
 #include "support/fuzz_rng.h"
 #include "internal.h" /* crdt__op_encode, crdt__mp: the re-encoding check */
 
@@ -50,26 +51,6 @@ inside(const void *p, size_t n)
 }
 
 static int
-same_value(const crdt_value *a, const crdt_value *b)
-{
-    if (a->type != b->type)
-        return 0;
-    switch (a->type) {
-    case CRDT_VNULL: return 1;
-    case CRDT_VBOOL: return a->u.b == b->u.b;
-    case CRDT_VINT: return a->u.i == b->u.i;
-    case CRDT_VDOUBLE: /* bit for bit: NaN payloads and -0.0 too */
-        return memcmp(&a->u.d, &b->u.d, sizeof a->u.d) == 0;
-    case CRDT_VSTRING:
-    case CRDT_VBYTES:
-        return a->u.s.len == b->u.s.len &&
-               (a->u.s.len == 0 ||
-                memcmp(a->u.s.ptr, b->u.s.ptr, a->u.s.len) == 0);
-    }
-    return 0;
-}
-
-static int
 same_name(const char *a, size_t al, const char *b, size_t bl)
 {
     return al == bl && (al == 0 || memcmp(a, b, al) == 0);
@@ -86,7 +67,7 @@ same_op(const crdt_op *a, const crdt_op *b)
         !same_name(a->field, a->field_len, b->field, b->field_len))
         return 0;
     if ((a->kind == CRDT_OP_PUT || a->kind == CRDT_OP_SADD ||
-         a->kind == CRDT_OP_SREM) && !same_value(&a->value, &b->value))
+         a->kind == CRDT_OP_SREM) && !fuzz_same_value(&a->value, &b->value))
         return 0;
     if (a->kind == CRDT_OP_INCR && a->delta != b->delta)
         return 0;
@@ -204,29 +185,6 @@ fixed_clock(void *ctx)
     return 1700000000000ULL; /* 2023-11-14: seeds stay within the drift */
 }
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st;
-    (void)flag;
-    (void)f;
-    return remove(path);
-}
-
-static void
-put_seed(const char *dir, const char *name, const void *p, size_t n)
-{
-    char path[4096];
-    FILE *f;
-
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    f = fopen(path, "wb");
-    if (f == NULL || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
-        perror(path);
-        exit(1);
-    }
-}
-
 /* Wrap @p ops (the op array's bytes) into a change with a well-formed
  * header and a zero signature. */
 static size_t
@@ -273,9 +231,9 @@ put_bombs(const char *dir, const char *prefix, int in_ops)
     do {                                                                     \
         snprintf(name, sizeof name, "%sbomb_%s", prefix, nm);                \
         if (in_ops)                                                          \
-            put_seed(dir, name, w, wrap_change(w, p, len));                  \
+            fuzz_put_seed(dir, name, w, wrap_change(w, p, len));                  \
         else                                                                 \
-            put_seed(dir, name, p, len);                                     \
+            fuzz_put_seed(dir, name, p, len);                                     \
     } while (0)
     PUT("array32_dd_ff000000", array32, sizeof array32);
     memset(b, 0x91, 100000); /* 100,000 x fixarray(1), then nil */
@@ -381,7 +339,7 @@ write_seeds(const char *out)
         exit(1);
     while (crdt_export_next(e, &p, &len) == CRDT_OK) {
         snprintf(name, sizeof name, "valid_%02zu", ++i);
-        put_seed(out, name, p, len);
+        fuzz_put_seed(out, name, p, len);
         free(last);
         last = malloc(len);
         memcpy(last, p, len);
@@ -389,13 +347,13 @@ write_seeds(const char *out)
     }
     crdt_export_end(e);
     crdt_replica_close(r);
-    nftw(tmpl, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    fuzz_dir_remove(tmpl);
     if (last == NULL)
         exit(1);
-    put_seed(out, "truncated_half", last, last_len / 2);
-    put_seed(out, "truncated_minus1", last, last_len - 1);
+    fuzz_put_seed(out, "truncated_half", last, last_len / 2);
+    fuzz_put_seed(out, "truncated_minus1", last, last_len - 1);
     last[last_len - 1] ^= 1; /* a flipped signature bit: EAUTH */
-    put_seed(out, "bad_signature", last, last_len);
+    fuzz_put_seed(out, "bad_signature", last, last_len);
     /* bombs as the whole input and inside the change's outer array */
     put_bombs(out, "", 0);
     put_bombs(out, "ops_", 1);

@@ -31,29 +31,10 @@
 #include "../../cli/import_line.c"
 #include "../../cli/util.c"
 #include "../../cli/value.c"
+#include "support/fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static int
-same_value(const crdt_value *a, const crdt_value *b)
-{
-    if (a->type != b->type)
-        return 0;
-    switch (a->type) {
-    case CRDT_VNULL: return 1;
-    case CRDT_VBOOL: return a->u.b == b->u.b;
-    case CRDT_VINT: return a->u.i == b->u.i;
-    case CRDT_VDOUBLE: /* bit for bit; JSON has no NaN to worry about */
-        return memcmp(&a->u.d, &b->u.d, sizeof a->u.d) == 0;
-    case CRDT_VSTRING:
-    case CRDT_VBYTES:
-        return a->u.s.len == b->u.s.len &&
-               (a->u.s.len == 0 ||
-                memcmp(a->u.s.ptr, b->u.s.ptr, a->u.s.len) == 0);
-    }
-    return 0;
-}
 
 static int
 has_value(cli_import_kind k)
@@ -140,7 +121,7 @@ round_trip(const cli_import_op *op)
         (op->field == NULL) ||
         (op->field != NULL && strcmp(back.field, op->field) != 0) ||
         (op->kind == CLI_IMPORT_INCR && back.n != op->n) ||
-        (has_value(op->kind) && !same_value(&back.value.v, &op->value.v)))
+        (has_value(op->kind) && !fuzz_same_value(&back.value.v, &op->value.v)))
         abort();
     cli_import_op_free(&back);
     free(text);
@@ -184,21 +165,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 /* ---- seeds ----------------------------------------------------------- */
 
-static void
-put_seed(const char *dir, const char *name, const void *p, size_t n)
-{
-    char path[4096];
-    FILE *f;
-
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    f = fopen(path, "wb");
-    if (f == NULL || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
-        perror(path);
-        exit(1);
-    }
-}
-
-#define PUT_TEXT(dir, name, text) put_seed(dir, name, text, sizeof text - 1)
+#define PUT_TEXT(dir, name, text) fuzz_put_seed(dir, name, text, sizeof text - 1)
 
 static void
 write_seeds(const char *dir)
@@ -270,10 +237,10 @@ write_seeds(const char *dir)
              "\xff\xfe{}\n{\"op\":\"put\\ud800\"}\n");
     PUT_TEXT(dir, "msgpack_dd_ff000000", "\xdd\xff\x00\x00\x00");
     memset(b, '[', 100000); /* 100,000 levels of nesting */
-    put_seed(dir, "bomb_nesting_100000", b, 100000);
+    fuzz_put_seed(dir, "bomb_nesting_100000", b, 100000);
     for (n = 0; n + 11 <= 60000; n += 11)
         memcpy(b + n, "{\"value\":[", 10), b[n + 10] = ' ';
-    put_seed(dir, "bomb_object_chain", b, n);
+    fuzz_put_seed(dir, "bomb_object_chain", b, n);
     {
         static const char head[] =
             "{\"op\":\"put\",\"coll\":\"c\",\"doc\":\"d\",\"field\":\"f\","
@@ -282,7 +249,7 @@ write_seeds(const char *dir)
         memcpy(b, head, n);
         memset(b + n, 'A', 60000); /* 45,000 bytes of zeros */
         memcpy(b + n + 60000, "\"}}\n", 4);
-        put_seed(dir, "big_bytes_value", b, n + 60004);
+        fuzz_put_seed(dir, "big_bytes_value", b, n + 60004);
     }
     free(b);
 }

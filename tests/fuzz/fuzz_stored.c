@@ -52,6 +52,7 @@
 #include "crdt/crdt.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
+#include "support/fuzz_util.h"
 #include "support/fuzz_rng.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -93,49 +94,13 @@ fixed_clock(void *ctx)
 
 /* ---- files ----------------------------------------------------------- */
 
-static int
-rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-    (void)st;
-    (void)flag;
-    (void)f;
-    return remove(path);
-}
-
-/* Remove replicas that earlier runs of this target left behind: a crash
- * ends the process without atexit(). Their names carry the pid. */
-static void
-remove_stale(const char *base, const char *prefix)
-{
-    size_t pl = strlen(prefix);
-    struct dirent *e;
-    DIR *d = opendir(base);
-
-    if (d == NULL)
-        return;
-    while ((e = readdir(d)) != NULL) {
-        char path[4096], *end;
-        long pid;
-
-        if (strncmp(e->d_name, prefix, pl) != 0)
-            continue;
-        pid = strtol(e->d_name + pl, &end, 10);
-        if (end == e->d_name + pl || *end != '-' || pid <= 0 ||
-            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue; /* not ours, or its process still runs */
-        snprintf(path, sizeof path, "%s/%s", base, e->d_name);
-        nftw(path, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
-    }
-    closedir(d);
-}
-
 static void
 cleanup(void)
 {
     crdt_replica_close(rep);
     rep = NULL;
     if (tmpdir[0])
-        nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+        fuzz_dir_remove(tmpdir);
 }
 
 static unsigned char *
@@ -774,12 +739,7 @@ setup(void)
     crdt_read *rd;
     char path[4300];
 
-    if (base == NULL || *base == '\0')
-        base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    remove_stale(base, "strata-fuzz-stored-");
-    snprintf(tmpdir, sizeof tmpdir, "%s/strata-fuzz-stored-%ld-XXXXXX", base,
-             (long)getpid());
-    if (mkdtemp(tmpdir) == NULL)
+    if (fuzz_dir_make(tmpdir, sizeof tmpdir, base, "stored") < 0)
         abort();
     atexit(cleanup);
     snprintf(rpath, sizeof rpath, "%s/r", tmpdir);

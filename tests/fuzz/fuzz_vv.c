@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "support/fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -105,20 +106,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 /* ---- seeds ----------------------------------------------------------- */
 
 static void
-put_seed(const char *dir, const char *name, const void *p, size_t n)
-{
-    char path[4096];
-    FILE *f;
-
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    f = fopen(path, "wb");
-    if (f == NULL || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
-        perror(path);
-        exit(1);
-    }
-}
-
-static void
 put_vv(const char *dir, const char *name, size_t n, uint64_t seq0)
 {
     crdt_vv *vv;
@@ -136,7 +123,7 @@ put_vv(const char *dir, const char *name, size_t n, uint64_t seq0)
     }
     if (crdt_vv_encode(&b, &len, vv) != CRDT_OK)
         exit(1);
-    put_seed(dir, name, b, len);
+    fuzz_put_seed(dir, name, b, len);
     free(b);
     crdt_vv_free(vv);
 }
@@ -168,29 +155,29 @@ write_seeds(const char *dir)
     put_vv(dir, "valid_three", 3, 200);
     put_vv(dir, "valid_max_seq", 2, UINT64_MAX - 1000003u);
     put_vv(dir, "valid_300", 300, 1); /* map16 */
-    put_seed(dir, "dup_actor_noncanonical", dup, sizeof dup);
-    put_seed(dir, "map16_bin16_int64", wide, sizeof wide);
-    put_seed(dir, "negative_seq", neg, sizeof neg);
-    put_seed(dir, "short_actor", short_actor, sizeof short_actor);
-    put_seed(dir, "truncated_seq", dup, sizeof dup - 1);
-    put_seed(dir, "trailing_nil", (const unsigned char[]){0x80, 0xc0}, 2);
-    put_seed(dir, "bomb_map32_df_ff000000", map32, sizeof map32);
-    put_seed(dir, "bomb_array32_dd_ff000000",
+    fuzz_put_seed(dir, "dup_actor_noncanonical", dup, sizeof dup);
+    fuzz_put_seed(dir, "map16_bin16_int64", wide, sizeof wide);
+    fuzz_put_seed(dir, "negative_seq", neg, sizeof neg);
+    fuzz_put_seed(dir, "short_actor", short_actor, sizeof short_actor);
+    fuzz_put_seed(dir, "truncated_seq", dup, sizeof dup - 1);
+    fuzz_put_seed(dir, "trailing_nil", (const unsigned char[]){0x80, 0xc0}, 2);
+    fuzz_put_seed(dir, "bomb_map32_df_ff000000", map32, sizeof map32);
+    fuzz_put_seed(dir, "bomb_array32_dd_ff000000",
              (const unsigned char[]){0xdd, 0xff, 0x00, 0x00, 0x00}, 5);
-    put_seed(dir, "bomb_bin32_ffffffff", bin32, sizeof bin32);
+    fuzz_put_seed(dir, "bomb_bin32_ffffffff", bin32, sizeof bin32);
     memset(b, 0x91, 100000);
     b[100000] = 0xc0;
-    put_seed(dir, "bomb_nesting_91x100000", b, 100001);
+    fuzz_put_seed(dir, "bomb_nesting_91x100000", b, 100001);
     for (n = 0; n + 3 <= 3000; n += 3) {
         b[n] = 0xdc;
         b[n + 1] = 0xff;
         b[n + 2] = 0xff;
     }
-    put_seed(dir, "bomb_array16_chain", b, n);
+    fuzz_put_seed(dir, "bomb_array16_chain", b, n);
     b[0] = 0xde; /* map16 of 65535 entries of nothing */
     b[1] = 0xff;
     b[2] = 0xff;
-    put_seed(dir, "truncated_map16", b, 3);
+    fuzz_put_seed(dir, "truncated_map16", b, 3);
     free(b);
 }
 

@@ -1,0 +1,27 @@
+/* fuzz_util.h: what the fuzz targets share besides randomness: their
+ * private directory, writing seeds, comparing values. */
+#ifndef FUZZ_UTIL_H
+#define FUZZ_UTIL_H
+
+#include <stddef.h>
+
+#include "crdt/value.h"
+
+/*
+ * Make "<base>/strata-fuzz-<name>-<pid>-XXXXXX" into @p out and return 0
+ * (-1 on failure). @p base NULL or empty: /dev/shm if writable, else
+ * /tmp. Directories that dead runs of the same target left behind (a
+ * crash ends the process without atexit()) are removed first.
+ */
+int fuzz_dir_make(char *out, size_t size, const char *base,
+                  const char *name);
+/* Remove @p path and everything under it. */
+void fuzz_dir_remove(const char *path);
+
+/* Write @p n bytes as the seed file @p dir/@p name; exits on failure. */
+void fuzz_put_seed(const char *dir, const char *name, const void *p,
+                   size_t n);
+/* Equal type and bytes (doubles bit for bit: NaN payloads, -0.0). */
+int fuzz_same_value(const crdt_value *a, const crdt_value *b);
+
+#endif
