@@ -186,3 +186,25 @@ rc=0; "$S" serve --config missing.conf 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "missing config exited $rc"
 "$S" serve --help | grep -q -- '--metrics HOST:PORT' || fail "help"
 check "bad options and a missing config file are refused"
+
+# ---- 6. the shipped unit and config start a daemon ----
+unit="$here/../../contrib/strata.service"
+conf="$here/../../contrib/strata.conf"
+if command -v systemd-analyze >/dev/null; then
+    sed "s|/usr/local/bin/strata|$S|" "$unit" > strata.service
+    systemd-analyze verify ./strata.service || fail "systemd-analyze verify"
+fi
+mkdir -p state
+sed "s|/var/lib/strata|$work/state|; s|^listen = .*|listen = 127.0.0.1:0|;
+     s|^metrics = .*|metrics = 127.0.0.1:0|" "$conf" > strata.conf
+"$S" init state/notes >/dev/null
+exec_start="$(sed -n 's/^ExecStart=//p' "$unit")"
+exec_start="${exec_start//\/usr\/local\/bin\/strata/$S}"
+exec_start="${exec_start//\/etc\/strata\/strata.conf/$work/strata.conf}"
+: > unit.log
+$exec_start 2> unit.log &
+pids+=($!)
+wait_for unit.log 'listening on 127\.0\.0\.1:[0-9]+'
+mport="$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' unit.log)"
+curl -sf "http://127.0.0.1:$mport/healthz" | grep -qx ok || fail "unit health"
+check "the shipped unit verifies and its ExecStart runs the shipped config"
