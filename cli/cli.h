@@ -2,7 +2,7 @@
  * cli.h: what the command files of the `strata` tool share.
  *
  * A command is one file (cmd_*.c) exporting one run function, plus one
- * line in the table in main.c. /work/shared/CLI.md is the contract: the
+ * line in the table in main.c. docs/cli.md is the contract: the
  * commands, their arguments, the --json fields and the exit codes.
  */
 #ifndef STRATA_CLI_H
@@ -16,7 +16,7 @@
 #include "crdt/crdt.h"
 #include "epoch/epoch.h"
 
-/* Exit codes (CLI.md, "Exit codes"). */
+/* Exit codes (docs/cli.md, "Exit codes"). */
 enum {
     CLI_OK = 0,
     CLI_EUSAGE = 1,    /* usage error */
@@ -165,7 +165,7 @@ void cli_value_free(cli_value *cv);
 int cli_value_from_json(cli_value *out, json_t *j, const char **why);
 
 /**
- * A VALUE argument (CLI.md, "Values"): JSON scalar or $bytes object; any
+ * A VALUE argument (docs/cli.md, "Values"): JSON scalar or $bytes object; any
  * other text that is not valid JSON is the string itself.
  * @return CLI_OK, or CLI_EUSAGE with @p why set.
  */

@@ -8,7 +8,7 @@
  * Invariants:
  *  (1) Every command answers --help on stdout with exit 0.
  *  (2) An error is one line on stderr, "strata: <what failed>: <why>",
- *      and the exit code is one of CLI.md's.
+ *      and the exit code is one of docs/cli.md's.
  *  (3) Output that could not be written is an error (exit 7), so a
  *      full disk never looks like success to a script.
  */

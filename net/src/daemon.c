@@ -15,7 +15,7 @@
  * Invariants:
  *  (1) At most max_conns accepted connections and max_handshakes of them
  *      not yet authenticated exist at once; beyond that a connection is
- *      closed at once, before any byte is read (TESTING B19, S5).
+ *      closed at once, before any byte is read (docs/testing.md B19, S5).
  *  (2) Every wait polls the stop pipe or is at most 250 ms (the stop flag,
  *      in conn.c), so stop() ends every thread within about a second:
  *      the pipe is written once and never drained, so every poller sees

@@ -2,7 +2,8 @@
  * test_daemon.c: the sync daemon on 127.0.0.1 with real sockets: several
  * spaces and concurrent clients, live push between two daemons (a write
  * by another process reaches the peer daemon's replica), 64 concurrent
- * clients beside a silent one, connection caps (TESTING B19, S1, S5),
+ * clients beside a silent one, connection caps (docs/testing.md
+ * B19, S1, S5),
  * counters per space and log events with level and peer, and a clean
  * stop. Every wait is bounded in time; timings are printed.
  */
