@@ -78,6 +78,8 @@ typedef struct {
     crdtnet_log_fn log;
     crdtnet_log_event_fn log_event;
     void *log_ctx;
+    void (*progress)(const crdtnet_report *rep, void *ctx);
+    void *progress_ctx;
     const crdtnet__conn_hooks *hooks;
     /* replicas: the client's own, or the one the server picked */
     crdt_replica *r;
@@ -636,6 +638,8 @@ channel_frame(conn *c, const unsigned char *p, size_t n)
             rep->changes_received + rep->snapshot_entries_received !=
                 before)
             crdtnet__count_merge(c->st, (uint64_t)(now_us() - t0));
+        if (c->progress != NULL)
+            c->progress(rep, c->progress_ctx);
     }
 }
 
@@ -939,6 +943,8 @@ conn_init(conn *c, int fd, crdtnet_hs_role role,
         c->log = o->log;
         c->log_event = o->log_event;
         c->log_ctx = o->log_ctx;
+        c->progress = o->progress;
+        c->progress_ctx = o->progress_ctx;
     }
     if (c->hs_ms <= 0)
         c->hs_ms = 10000;

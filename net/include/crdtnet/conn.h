@@ -118,10 +118,17 @@ typedef struct {
     crdtnet_log_fn log;       /**< one line per event, or NULL: silent */
     void *log_ctx;            /**< passed to @c log or @c log_event */
     crdtnet_log_event_fn log_event; /**< structured events, or NULL */
+    /**
+     * Called on the connection's thread after each session message
+     * received, with the session's report so far (for a progress
+     * display); NULL: none. @c progress_ctx is passed last.
+     */
+    void (*progress)(const crdtnet_report *rep, void *ctx);
+    void *progress_ctx;
 } crdtnet_conn_options;
 
 #define CRDTNET_CONN_OPTIONS_INIT                                           \
-    { 1, 0, { 0, 0 }, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
+    { 1, 0, { 0, 0 }, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL }
 
 /**
  * Connect to @p host : @p port (IPv4 or IPv6, getaddrinfo), authenticate
