@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "crdt/version.h"
 
 static const cli_cmd COMMANDS[] = {
     { "init", cmd_init, "init DIR [--space-id ID] [--phrase-file F] [--json]",
@@ -192,7 +193,7 @@ main(int argc, char **argv)
         return finish_output(CLI_OK);
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("strata 0.1.0\n");
+        printf("strata %s\n", crdt_version());
         return finish_output(CLI_OK);
     }
     cmd = find_command(argv[1]);

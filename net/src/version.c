@@ -1,10 +1,11 @@
 /*
  * version.c: the library's version string.
  */
+#include "crdt/version.h"
 #include "crdtnet/crdtnet.h"
 
 const char *
 crdtnet_version(void)
 {
-    return "0.1.0";
+    return CRDT_VERSION_STRING;
 }

@@ -10,6 +10,7 @@
  *   crdt/sync.h     export what a peer lacks, merge remote changes
  *   crdt/change.h   decode a change (inspection)
  *   crdt/backup.h   online backup and restore
+ *   crdt/version.h  the release (crdt_version())
  *   crdt/raw.h      storage access for the epoch layer
  */
 #ifndef CRDT_CRDT_H
@@ -24,6 +25,7 @@
 #include "crdt/sync.h"
 #include "crdt/txn.h"
 #include "crdt/value.h"
+#include "crdt/version.h"
 #include "crdt/vv.h"
 
 #endif
