@@ -1,15 +1,21 @@
 # Helpers shared by every directory of the build.
 
 # strata_library(NAME PCNAME DESC SOURCES... [REQUIRES pcmods...]
-#                [LINK targets...] [OURS libs...] [EXPORT_NAME name])
+#                [LINK targets...] [OURS libs...] [EXPORT_NAME name]
+#                [BUILDING define] [SHARED_OBJECTS objlibs...])
 # Builds lib<NAME>.so and lib<NAME>.a from one set of objects, installs
 # both with the public headers under include/, writes <PCNAME>.pc so
 # other projects can `pkg-config --cflags --libs <PCNAME>`, and adds both
 # to the CMake package as Strata::<EXPORT_NAME> and
 # Strata::<EXPORT_NAME>_static.
+# Objects are compiled with hidden visibility; BUILDING names the define
+# that makes this library's API macro (crdt/export.h) export a function.
+# SHARED_OBJECTS are object libraries of another library's stateless
+# internals linked, hidden, into the shared library only (the archives
+# get them from that library's own archive).
 function(strata_library name pcname desc)
-    cmake_parse_arguments(L "" "EXPORT_NAME" "SOURCES;REQUIRES;LINK;OURS"
-        ${ARGN})
+    cmake_parse_arguments(L "" "EXPORT_NAME;BUILDING"
+        "SOURCES;REQUIRES;LINK;OURS;SHARED_OBJECTS" ${ARGN})
     if(NOT L_EXPORT_NAME)
         set(L_EXPORT_NAME ${name})
     endif()
@@ -19,12 +25,20 @@ function(strata_library name pcname desc)
         $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/include>
         PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
     target_link_libraries(${name}_obj PUBLIC ${L_LINK})
+    set_target_properties(${name}_obj PROPERTIES C_VISIBILITY_PRESET hidden)
+    if(L_BUILDING)
+        target_compile_definitions(${name}_obj PRIVATE ${L_BUILDING})
+    endif()
     foreach(dep ${L_OURS})
         target_include_directories(${name}_obj PUBLIC
             $<TARGET_PROPERTY:${dep},INTERFACE_INCLUDE_DIRECTORIES>)
     endforeach()
 
-    add_library(${name} SHARED $<TARGET_OBJECTS:${name}_obj>)
+    set(shared_objs $<TARGET_OBJECTS:${name}_obj>)
+    foreach(o ${L_SHARED_OBJECTS})
+        list(APPEND shared_objs $<TARGET_OBJECTS:${o}>)
+    endforeach()
+    add_library(${name} SHARED ${shared_objs})
     add_library(${name}_static STATIC $<TARGET_OBJECTS:${name}_obj>)
     foreach(t ${name} ${name}_static)
         target_include_directories(${t} PUBLIC
@@ -36,6 +50,12 @@ function(strata_library name pcname desc)
     # library keeps its dependencies to itself; the archive passes them on
     target_link_libraries(${name} PRIVATE ${L_LINK})
     target_link_libraries(${name}_static PUBLIC ${L_LINK})
+    # a shared library resolves every symbol at its own link, so a hidden
+    # internal it needs from another library fails here, not in an app
+    # (not with the sanitizers: clang puts their runtime in programs only)
+    if(NOT STRATA_SANITIZE AND NOT STRATA_FUZZ)
+        target_link_options(${name} PRIVATE -Wl,--no-undefined)
+    endif()
     foreach(dep ${L_OURS})
         target_link_libraries(${name} PUBLIC ${dep})
         target_link_libraries(${name}_static PUBLIC ${dep}_static)

@@ -53,7 +53,7 @@ epoch__staging_active(crdt_raw *t)
         vl != 24)
         return 0;
     return crdt__rd64((const unsigned char *)v + 16) + EPOCH__STAGING_STALE_MS >
-           crdt__now_ms();
+           crdt_raw_now_ms();
 }
 
 /* Is the staging ours? (another reset may have taken over a stale one) */
@@ -197,7 +197,7 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
         goto fail;
     }
     memcpy(staging, rs->token, 16);
-    crdt__be64(staging + 16, crdt__now_ms());
+    crdt__be64(staging + 16, crdt_raw_now_ms());
     if ((rc = crdt_raw_spare_clear(t)) < 0 ||
         (rc = crdt_raw_clear(t, CRDT_DB_STAGING)) < 0 ||
         (rc = crdt_raw_put(t, CRDT_DB_META, "staging", 7, staging, 24)) < 0)
@@ -522,16 +522,19 @@ void
 epoch_reset_abort(epoch_reset *rs)
 {
     crdt_raw *t;
+    int rc;
 
     if (rs == NULL)
         return;
     /* drop our staging (if still ours); the spare is cleared next time */
     if (crdt_raw_begin(&t, rs->r, 1) == CRDT_OK) {
         if (staging_ours(t, rs->token) &&
-            crdt_raw_del(t, CRDT_DB_META, "staging", 7) == CRDT_OK)
-            crdt_raw_commit(t);
-        else
+            crdt_raw_del(t, CRDT_DB_META, "staging", 7) == CRDT_OK) {
+            rc = crdt_raw_commit(t);
+            (void)rc; /* best effort, like the abort below */
+        } else {
             crdt_raw_abort(t);
+        }
     }
     epoch__rewriter_free(rs->w);
     epoch_lens_free(rs->lens);

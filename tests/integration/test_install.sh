@@ -44,6 +44,23 @@ while IFS= read -r h; do
 done < <(find "$P/include" -name '*.h' | sort)
 echo "ok: $nh installed headers stand alone and include only installed headers"
 
+# the app-facing umbrellas: crdt/crdt.h leaves the storage layer's
+# crdt/raw.h out; crdtnet/crdtnet.h brings every crdtnet header
+cat > "$tmp/umbrella.c" <<'C'
+#include <crdt/crdt.h>
+#ifdef CRDT_RAW_H
+#error "crdt/crdt.h includes crdt/raw.h"
+#endif
+#include <crdtnet/crdtnet.h>
+int (*sync_fn)(crdtnet_report *, crdt_replica *, const char *, const char *,
+               const crdtnet_conn_options *) = crdtnet_sync_connect;
+void (*stop_fn)(crdtnet_daemon *) = crdtnet_daemon_stop;
+int (*hs_fn)(crdtnet_hs **, const crdtnet_hs_config *) = crdtnet_hs_new;
+C
+cc -std=c11 -Wall -Werror -fsyntax-only -I"$P/include" "$tmp/umbrella.c" ||
+    fail "the umbrella headers"
+echo "ok: crdt/crdt.h leaves crdt/raw.h out; crdtnet/crdtnet.h is the whole API"
+
 # -- consumer 1: pkg-config + make ----------------------------------------
 mkdir "$tmp/app"
 cat > "$tmp/app/app.c" <<'C'

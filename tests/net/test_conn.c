@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdtnet/channel.h"
 #include "crdtnet/conn.h"
 #include "crdtnet/frame.h"

@@ -25,17 +25,17 @@ typedef struct crdt_export crdt_export;
  * per actor in seq order. @p lacks may be NULL (everything).
  * @param[out] out  release it with crdt_export_end()
  */
-int crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks);
+CRDT_API int crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks);
 
 /**
  * Next encoded change. @p buf_out points into the map: valid until the
  * next call or crdt_export_end(); do not free.
  * @return CRDT_OK; CRDT_ENOTFOUND when done; CRDT_EIO.
  */
-int crdt_export_next(crdt_export *e, const unsigned char **buf_out,
+CRDT_API int crdt_export_next(crdt_export *e, const unsigned char **buf_out,
                      size_t *len_out);
 
-void crdt_export_end(crdt_export *e);
+CRDT_API void crdt_export_end(crdt_export *e);
 
 /** One encoded change handed to crdt_merge(). */
 typedef struct {
@@ -69,7 +69,7 @@ typedef struct {
  *         (malformed); CRDT_EBUSY (migration in progress); CRDT_ENOTFOUND
  *         (written in an epoch this replica does not know); CRDT_EFULL.
  */
-int crdt_merge(crdt_merge_report *report, crdt_replica *r,
+CRDT_API CRDT_MUST_CHECK int crdt_merge(crdt_merge_report *report, crdt_replica *r,
                const crdt_bytes *changes, size_t n);
 
 #ifdef __cplusplus

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -103,7 +105,7 @@ crdt_value_bytes(const void *p, size_t len)
  * by type number first, then by value (bytes compare as memcmp, then
  * length). Returns <0, 0 or >0.
  */
-int crdt_value_cmp(const crdt_value *a, const crdt_value *b);
+CRDT_API int crdt_value_cmp(const crdt_value *a, const crdt_value *b);
 
 #ifdef __cplusplus
 }

@@ -70,13 +70,13 @@ typedef struct {
  *         peer string); CRDT_EIO (cannot resolve or bind; the address
  *         is in use); CRDT_ENOMEM.
  */
-int crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
+CRDTNET_API int crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
                        size_t n, const char *listen_host,
                        const char *listen_port, const char *const *peers,
                        size_t n_peers, const crdtnet_daemon_options *opts);
 
 /** The port the daemon listens on (useful after binding port 0). */
-int crdtnet_daemon_port(const crdtnet_daemon *d);
+CRDTNET_API int crdtnet_daemon_port(const crdtnet_daemon *d);
 
 /**
  * Run until crdtnet_daemon_stop(): accept connections, start the peer
@@ -87,20 +87,20 @@ int crdtnet_daemon_port(const crdtnet_daemon *d);
  * @return CRDT_OK; CRDT_EINVAL (called twice); CRDT_ENOMEM; CRDT_ERROR
  *         (cannot start a thread).
  */
-int crdtnet_daemon_run(crdtnet_daemon *d);
+CRDTNET_API int crdtnet_daemon_run(crdtnet_daemon *d);
 
 /**
  * Ask the daemon to stop. Async-signal-safe (a flag and one write() to a
  * pipe); may be called from any thread, before or during
  * crdtnet_daemon_run(), any number of times.
  */
-void crdtnet_daemon_stop(crdtnet_daemon *d);
+CRDTNET_API void crdtnet_daemon_stop(crdtnet_daemon *d);
 
 /**
  * Release @p d: closes the listening socket. Call after
  * crdtnet_daemon_run() returned (or if it never ran). NULL does nothing.
  */
-void crdtnet_daemon_free(crdtnet_daemon *d);
+CRDTNET_API void crdtnet_daemon_free(crdtnet_daemon *d);
 
 #ifdef __cplusplus
 }
