@@ -140,6 +140,9 @@ int crdt__wctx_commit(crdt__wctx *w);
 void crdt__wctx_abort(crdt__wctx *w);
 /* 1 if an upgrade marker is present (read in @p txn). */
 int crdt__marker_present(MDB_txn *txn, crdt_replica *r);
+/* 1 if an upgrade marker is present, 0 if not, or a crdt_err: read in a
+ * read txn of its own, so it never waits on the writer lock. */
+int crdt__marker_peek(crdt_replica *r);
 
 /* ---- big-endian helpers ---- */
 static inline void
