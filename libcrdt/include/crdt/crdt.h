@@ -10,6 +10,7 @@
  *   crdt/sync.h     export what a peer lacks, merge remote changes
  *   crdt/change.h   decode a change (inspection)
  *   crdt/backup.h   online backup and restore
+ *   crdt/members.h  the member set and roles
  *   crdt/raw.h      storage access for the epoch layer
  */
 #ifndef CRDT_CRDT_H
@@ -18,6 +19,7 @@
 #include "crdt/backup.h"
 #include "crdt/change.h"
 #include "crdt/error.h"
+#include "crdt/members.h"
 #include "crdt/raw.h"
 #include "crdt/read.h"
 #include "crdt/replica.h"
