@@ -2,7 +2,9 @@
 # Roles with real processes on 127.0.0.1 (docs/security.md): member add
 # --role, member rm, member ls --json; a writer or reader cannot change
 # the member set or (a reader) write; a removed key is refused by the
-# handshake and cannot be re-added.
+# handshake, cannot be re-added, and its live session to a daemon is
+# closed within about a second of the removal, so it receives no write
+# made afterwards.
 set -euo pipefail
 S="$1"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -61,3 +63,33 @@ code 4 "$S" member add O "$kR"
 code 5 "$S" sync R "127.0.0.1:$pO"
 check "member rm: removed for good, refused by the handshake (exit 5)"
 
+# ---- 3. revocation ends a live session within a second ----
+"$S" put O docs before v 1
+serve w.log W --peer "127.0.0.1:$pO"
+for _ in $(seq 1 100); do
+    [ "$("$S" get W docs before v 2>/dev/null)" = 1 ] && break
+    sleep 0.05
+done
+[ "$("$S" get W docs before v 2>/dev/null)" = 1 ] || fail "the live session did not deliver"
+"$S" put O docs live v 2          # still delivered while W is a member
+for _ in $(seq 1 100); do
+    [ "$("$S" get W docs live v 2>/dev/null)" = 2 ] && break
+    sleep 0.05
+done
+[ "$("$S" get W docs live v 2>/dev/null)" = 2 ] || fail "a live write did not arrive"
+t0=$(date +%s%N)
+"$S" member rm O "$kW"
+closed=""
+for _ in $(seq 1 40); do
+    if grep -q "no longer a member" o.log; then closed=yes; break; fi
+    sleep 0.05
+done
+t1=$(date +%s%N)
+[ -n "$closed" ] || { cat o.log >&2; fail "the removed peer's session was not closed"; }
+ms=$(( (t1 - t0) / 1000000 ))
+[ "$ms" -le 2000 ] || fail "closed after $ms ms"
+"$S" put O docs secret v 3
+sleep 1.5
+[ "$("$S" get W docs secret v 2>/dev/null || true)" = "" ] ||
+    fail "the removed peer received a write made after its removal"
+check "a removed peer's live session is closed (${ms} ms) and gets nothing after"
