@@ -52,6 +52,9 @@ typedef struct {
     uint64_t rebased_ops;    /**< ops transformed from an older epoch */
     uint64_t quarantined_ops;
     uint64_t conflicts;      /**< equivocating changes quarantined */
+    uint64_t unauthorized_ops; /**< refused by the authority rules
+                                    (docs/security.md), quarantined; also
+                                    counted in quarantined_ops */
 } crdt_merge_report;
 
 /**
