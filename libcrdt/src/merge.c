@@ -464,6 +464,20 @@ crdt_merge(crdt_merge_report *report, crdt_replica *r,
     }
     if (rc == CRDT__EMAPFULL)
         rc = CRDT_EFULL;
+    if (rc == CRDT_OK) {
+        /* a change of our own actor that we did not write: this
+         * directory was copied; never write as that actor again */
+        for (size_t i = 0; i < n; i++) {
+            crdt_actor a;
+            uint64_t last;
+            if (crdt_change_peek(&a, &last, changes[i].data,
+                                 changes[i].len) == CRDT_OK &&
+                memcmp(a.b, r->actor.b, CRDT_ACTOR_BYTES) == 0) {
+                rc = crdt_replica_check_incarnation(NULL, r);
+                break;
+            }
+        }
+    }
     if (rc == CRDT_OK && report != NULL)
         *report = rep;
     return rc;

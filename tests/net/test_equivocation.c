@@ -289,6 +289,36 @@ START_TEST(test_after_compaction_nothing_lost)
 }
 END_TEST
 
+/* The original wrote after the copy was taken; the copy learns of it at
+ * its first sync (a change of its own actor it never wrote) and writes
+ * as a new actor from then on: no equivocation ever happens. */
+START_TEST(test_copy_detected_at_first_sync)
+{
+    crdt_actor before, after, orig;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    clone_a();
+    before = crdt_replica_actor(c);
+    ck_assert_int_eq(tu_put_int(a, "c", "orig", "v", 2), CRDT_OK);
+    sync_ok(a, b);
+    sync_ok(c, b); /* the copy receives seq 2 of "its" actor */
+    after = crdt_replica_actor(c);
+    orig = crdt_replica_actor(a);
+    ck_assert_mem_eq(before.b, orig.b, 8);
+    ck_assert_mem_ne(after.b, orig.b, 8);
+    ck_assert_int_eq(tu_put_int(c, "c", "copy", "v", 3), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "orig2", "v", 4), CRDT_OK);
+    sync_ok(c, b);
+    sync_ok(a, b);
+    sync_ok(c, b);
+    assert_same(a, b);
+    assert_same(b, c);
+    ck_assert(kept(a, "copy") && kept(c, "orig2") && kept(b, "orig"));
+    ck_assert_uint_eq(equivocations(a) + equivocations(b) + equivocations(c),
+                      0);
+}
+END_TEST
+
 static int
 count_kinds(const epoch_quarantined *q, void *p)
 {
@@ -354,6 +384,7 @@ test_suite(void)
     tcase_add_test(tc, test_unequal_chains_both_notice);
     tcase_add_test(tc, test_after_compaction_nothing_lost);
     tcase_add_test(tc, test_quarantine_keys_do_not_collide);
+    tcase_add_test(tc, test_copy_detected_at_first_sync);
     suite_add_tcase(s, tc);
     return s;
 }
