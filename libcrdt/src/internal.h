@@ -320,6 +320,10 @@ int crdt__head_put(MDB_txn *txn, crdt_replica *r, const crdt_actor *a,
 /* Log and pending keys: actor(8) | seq(8) big-endian. */
 void crdt__log_key(unsigned char *k, const crdt_actor *a, uint64_t seq);
 /* Add to the meta counters ops_in_log / changes_in_log / pending. */
+/* chain.c: crdt_chain_check() inside a txn. */
+int crdt__chain_check(int *out, MDB_txn *txn, crdt_replica *r,
+                      const crdt_actor *a, uint64_t seq,
+                      const unsigned char *hash);
 int crdt__count_add(MDB_txn *txn, crdt_replica *r, const char *key,
                     int64_t delta);
 

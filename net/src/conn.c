@@ -599,6 +599,21 @@ hs_frame(conn *c, const unsigned char *p, size_t n)
         hs_finished(c);
 }
 
+/*
+ * A bad frame after the handshake: we still say goodbye. Our FINAL (with
+ * the error, unless the peer already sent its own) goes out before we
+ * close, and a FINAL half written is finished, so the peer reads why
+ * instead of a reset connection.
+ */
+static void
+bad_channel_frame(conn *c)
+{
+    if (c->state == ST_SESSION)
+        begin_close(c);
+    else if (c->state != ST_CLOSING || (c->final_sent && !pending(c)))
+        c->state = ST_DONE;
+}
+
 static void
 channel_frame(conn *c, const unsigned char *p, size_t n)
 {
@@ -608,16 +623,13 @@ channel_frame(conn *c, const unsigned char *p, size_t n)
 
     if (c->peer_final) {
         fail(c, CRDT_EPROTO, "frame after the peer's final message");
-        c->state = ST_DONE;
+        bad_channel_frame(c);
         return;
     }
     rc = crdtnet_channel_open(c->ch, p, n, &m, &mn);
     if (rc < 0) {
         fail(c, rc, "bad frame from peer: %s", crdt_strerror(rc));
-        if (c->state == ST_SESSION)
-            begin_close(c);
-        else
-            c->state = ST_DONE;
+        bad_channel_frame(c);
         return;
     }
     if (crdtnet_channel_peer_closed(c->ch)) {
@@ -682,10 +694,10 @@ process(conn *c, const unsigned char *buf, size_t n)
             else
                 fail(c, rc == CRDT_ENOMEM ? rc : CRDT_EPROTO,
                      "bad frame: %s", crdt_strerror(rc));
-            if (c->state == ST_SESSION)
-                begin_close(c);
-            else
+            if (c->state == ST_HS)
                 c->state = ST_DONE;
+            else
+                bad_channel_frame(c);
             return;
         }
         if (off == n)

@@ -171,7 +171,7 @@ typedef struct {
  * every process sees them. Cheap; a daemon reports them as metrics.
  * @return CRDT_OK; CRDT_EINVAL; CRDT_EIO.
  */
-int crdt_replica_env_stats(crdt_replica *r, crdt_env_stats *out);
+CRDT_API int crdt_replica_env_stats(crdt_replica *r, crdt_env_stats *out);
 
 /** Hex helpers: @p out must hold 2*len+1 bytes. */
 CRDT_API void crdt_hex(char *out, const unsigned char *bin, size_t len);

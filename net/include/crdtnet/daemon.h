@@ -95,18 +95,18 @@ typedef struct {
 
 /** Upper bound of merge bucket @p i in microseconds; UINT64_MAX for the
  *  last. */
-uint64_t crdtnet_merge_bucket_us(unsigned i);
+CRDTNET_API uint64_t crdtnet_merge_bucket_us(unsigned i);
 
 /** The name of an outcome ("ok", "busy", "rejected", "auth",
  *  "protocol", "network", "local"). */
-const char *crdtnet_outcome_name(int outcome);
+CRDTNET_API const char *crdtnet_outcome_name(int outcome);
 
 /**
  * Copy the counters of replica @p i (in the order given to
  * crdtnet_daemon_new()). Safe from any thread while the daemon runs.
  * @return CRDT_OK; CRDT_EINVAL (no such replica).
  */
-int crdtnet_daemon_space_stats(crdtnet_daemon *d, size_t i,
+CRDTNET_API int crdtnet_daemon_space_stats(crdtnet_daemon *d, size_t i,
                                crdtnet_space_stats *out);
 
 /** Prefix of every line the daemon logs to stderr. */
