@@ -192,10 +192,18 @@ int cli_emit(json_t *j);
 /* ---- members.c: the replicated member set ---- */
 
 /**
- * Record @p pubkey (CRDT_PUBKEY_BYTES) as a member, in one txn.
- * @return a crdt_err (CRDT_OK; CRDT_EBUSY; CRDT_EIO...).
+ * Give @p pubkey (CRDT_PUBKEY_BYTES) @p role (reader, writer, admin), in
+ * one txn. @return a crdt_err (CRDT_OK; CRDT_EPERM: this replica's key
+ * may not, or the key was removed; CRDT_EBUSY; CRDT_EIO...).
  */
-int cli_member_add(crdt_replica *r, const unsigned char *pubkey);
+int cli_member_add(crdt_replica *r, const unsigned char *pubkey,
+                   crdt_role role);
+
+/**
+ * Remove @p pubkey for good, in one txn. @return a crdt_err (CRDT_OK;
+ * CRDT_ENOTFOUND: not a member; CRDT_EPERM as above; CRDT_EIO...).
+ */
+int cli_member_rm(crdt_replica *r, const unsigned char *pubkey);
 
 /* ---- cmd_init.c ---- */
 

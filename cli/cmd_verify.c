@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "crdt/raw.h"
 #include "cli.h"
 
 enum { OPT_JSON };

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "crdt/version.h"
 #include "serve.h"
 
 static const cli_cmd COMMANDS[] = {
@@ -26,10 +27,14 @@ static const cli_cmd COMMANDS[] = {
       "  --phrase-file F   derive the identity from the recovery phrase in F\n"
       "  --json            print {\"space_id\",\"public_key\"}\n" },
     { "id", cmd_id, "id DIR", "print this replica's public key (hex)", NULL },
-    { "member", cmd_member, "member add DIR PUBKEY | member ls DIR [--json]",
-      "authorize a peer key for this space / list the members",
-      "  PUBKEY is 64 hex digits (see `strata id`). The member set is\n"
-      "  replicated like any data.\n" },
+    { "member", cmd_member,
+      "member add DIR PUBKEY [--role R] | member rm DIR PUBKEY | "
+      "member ls DIR [--json]",
+      "authorize a peer key for this space / remove it / list the members",
+      "  PUBKEY is 64 hex digits (see `strata id`). R is reader, writer\n"
+      "  (the default) or admin. The member set is replicated like any\n"
+      "  data; only an admin changes it, only the owner makes admins, and\n"
+      "  a removal is permanent (docs/security.md).\n" },
     { "put", cmd_write, "put DIR COLL DOC FIELD VALUE", "set a register field",
       "  VALUE is a JSON scalar (42, -1.5, true, null, \"text\") or\n"
       "  {\"$bytes\":\"<base64>\"}; a bare word that is not JSON is a string.\n" },
@@ -190,7 +195,7 @@ main(int argc, char **argv)
         return finish_output(CLI_OK);
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("strata 0.1.0\n");
+        printf("strata %s\n", crdt_version());
         return finish_output(CLI_OK);
     }
     cmd = find_command(argv[1]);

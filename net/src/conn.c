@@ -29,6 +29,10 @@
  *  (6) Live: a commit seen through crdt_replica_last_txn() is pushed: the
  *      session is poked on the tick that sees the new id and once more on
  *      the next, since the id can be visible a moment before the data.
+ *  (7) Revocation: on every tick that sees a new commit (by any process
+ *      or session), the peer's role is read again; a peer that lost it
+ *      (removed, docs/security.md) gets an authentication error in our
+ *      FINAL and the session closes, within TICK_MS of the commit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -91,6 +95,7 @@ typedef struct {
     crdtnet_channel *ch;
     crdtnet_session *s;
     int tofu_used;
+    unsigned char peer_pk[CRDT_PUBKEY_BYTES]; /* once authenticated */
     /* output: handshake frames, or one sealed frame (keeps (1)) */
     unsigned char hsq[HSQ_BYTES];
     size_t hsq_len, hsq_off;
@@ -286,6 +291,15 @@ client_is_member(const unsigned char pk[CRDTNET_PK_BYTES], void *ctx)
         return 1;
     }
     return 0;
+}
+
+/* Keeps (7): the peer's role, read again after a commit. A client that
+ * trusted its server on first use (an empty member set) keeps that
+ * session: the member set it is receiving is the server's own. */
+static int
+still_member(conn *c)
+{
+    return c->tofu_used || crdtnet_is_member(c->r, c->peer_pk);
 }
 
 /* ---- output ------------------------------------------------------- */
@@ -502,6 +516,7 @@ hs_finished(conn *c)
         return;
     }
     crdtnet_hs_peer_key(c->hs, pk);
+    memcpy(c->peer_pk, pk, sizeof c->peer_pk);
     crdtnet_hs_space(c->hs, sid);
     crdt_hex(pkhex, pk, sizeof pk);
     crdt_hex(sidhex, sid, sizeof sid);
@@ -584,6 +599,21 @@ hs_frame(conn *c, const unsigned char *p, size_t n)
         hs_finished(c);
 }
 
+/*
+ * A bad frame after the handshake: we still say goodbye. Our FINAL (with
+ * the error, unless the peer already sent its own) goes out before we
+ * close, and a FINAL half written is finished, so the peer reads why
+ * instead of a reset connection.
+ */
+static void
+bad_channel_frame(conn *c)
+{
+    if (c->state == ST_SESSION)
+        begin_close(c);
+    else if (c->state != ST_CLOSING || (c->final_sent && !pending(c)))
+        c->state = ST_DONE;
+}
+
 static void
 channel_frame(conn *c, const unsigned char *p, size_t n)
 {
@@ -593,16 +623,13 @@ channel_frame(conn *c, const unsigned char *p, size_t n)
 
     if (c->peer_final) {
         fail(c, CRDT_EPROTO, "frame after the peer's final message");
-        c->state = ST_DONE;
+        bad_channel_frame(c);
         return;
     }
     rc = crdtnet_channel_open(c->ch, p, n, &m, &mn);
     if (rc < 0) {
         fail(c, rc, "bad frame from peer: %s", crdt_strerror(rc));
-        if (c->state == ST_SESSION)
-            begin_close(c);
-        else
-            c->state = ST_DONE;
+        bad_channel_frame(c);
         return;
     }
     if (crdtnet_channel_peer_closed(c->ch)) {
@@ -667,10 +694,10 @@ process(conn *c, const unsigned char *buf, size_t n)
             else
                 fail(c, rc == CRDT_ENOMEM ? rc : CRDT_EPROTO,
                      "bad frame: %s", crdt_strerror(rc));
-            if (c->state == ST_SESSION)
-                begin_close(c);
-            else
+            if (c->state == ST_HS)
                 c->state = ST_DONE;
+            else
+                bad_channel_frame(c);
             return;
         }
         if (off == n)
@@ -754,7 +781,7 @@ check_timers(conn *c, long long now)
         else
             c->state = ST_DONE;
     }
-    if (c->state == ST_SESSION && c->live && now - c->t_txn >= TICK_MS) {
+    if (c->state == ST_SESSION && now - c->t_txn >= TICK_MS) {
         /* Writes by other processes or threads reach the peer. */
         uint64_t t = crdt_replica_last_txn(c->r);
 
@@ -765,7 +792,16 @@ check_timers(conn *c, long long now)
              * miss it: poke once more on the next tick (keeps (6)). */
             c->repoke = t != c->last_txn;
             c->last_txn = t;
-            crdtnet_session_poke(c->s);
+            if (!still_member(c)) { /* keeps (7) */
+                char hex[2 * CRDT_PUBKEY_BYTES + 1];
+                crdt_hex(hex, c->peer_pk, sizeof c->peer_pk);
+                fail(c, CRDT_EAUTH, "peer %s is no longer a member of the "
+                     "space", hex);
+                logf_(c, "closing: %s", c->reason);
+                begin_close(c);
+            } else if (c->live) {
+                crdtnet_session_poke(c->s);
+            }
         }
     }
 }

@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
 #include "support/fuzz_util.h"

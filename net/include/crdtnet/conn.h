@@ -45,7 +45,7 @@ extern "C" {
  * @return 1 if a member, 0 if not or if the replica cannot be read
  *         (fails closed).
  */
-int crdtnet_is_member(crdt_replica *r, const unsigned char pk[32]);
+CRDTNET_API int crdtnet_is_member(crdt_replica *r, const unsigned char pk[32]);
 
 /**
  * Count the members of @p r's space (documents of CRDTNET_MEMBERS_COLL
@@ -54,7 +54,7 @@ int crdtnet_is_member(crdt_replica *r, const unsigned char pk[32]);
  * @param[out] out  the count, written on success
  * @return CRDT_OK; CRDT_EINVAL; CRDT_EIO.
  */
-int crdtnet_member_count(crdt_replica *r, uint64_t *out);
+CRDTNET_API int crdtnet_member_count(crdt_replica *r, uint64_t *out);
 
 /* ---- connections --------------------------------------------------- */
 
@@ -155,7 +155,7 @@ typedef struct {
  *         CRDT_ECORRUPT; CRDT_EFULL; CRDT_EIO (connect failed, timeout,
  *         connection lost); CRDT_EINVAL (bad arguments).
  */
-int crdtnet_sync_connect(crdtnet_report *out, crdt_replica *r,
+CRDTNET_API int crdtnet_sync_connect(crdtnet_report *out, crdt_replica *r,
                          const char *host, const char *port,
                          const crdtnet_conn_options *opts);
 
@@ -174,7 +174,7 @@ int crdtnet_sync_connect(crdtnet_report *out, crdt_replica *r,
  *         that the peer or @c stop closed); the codes of
  *         crdtnet_sync_connect().
  */
-int crdtnet_serve_conn(int fd, crdt_replica *const *replicas, size_t n,
+CRDTNET_API int crdtnet_serve_conn(int fd, crdt_replica *const *replicas, size_t n,
                        const crdtnet_conn_options *opts,
                        crdtnet_report *out);
 

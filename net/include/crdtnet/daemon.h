@@ -95,18 +95,18 @@ typedef struct {
 
 /** Upper bound of merge bucket @p i in microseconds; UINT64_MAX for the
  *  last. */
-uint64_t crdtnet_merge_bucket_us(unsigned i);
+CRDTNET_API uint64_t crdtnet_merge_bucket_us(unsigned i);
 
 /** The name of an outcome ("ok", "busy", "rejected", "auth",
  *  "protocol", "network", "local"). */
-const char *crdtnet_outcome_name(int outcome);
+CRDTNET_API const char *crdtnet_outcome_name(int outcome);
 
 /**
  * Copy the counters of replica @p i (in the order given to
  * crdtnet_daemon_new()). Safe from any thread while the daemon runs.
  * @return CRDT_OK; CRDT_EINVAL (no such replica).
  */
-int crdtnet_daemon_space_stats(crdtnet_daemon *d, size_t i,
+CRDTNET_API int crdtnet_daemon_space_stats(crdtnet_daemon *d, size_t i,
                                crdtnet_space_stats *out);
 
 /** Prefix of every line the daemon logs to stderr. */
@@ -131,13 +131,13 @@ int crdtnet_daemon_space_stats(crdtnet_daemon *d, size_t i,
  *         peer string); CRDT_EIO (cannot resolve or bind; the address
  *         is in use); CRDT_ENOMEM.
  */
-int crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
+CRDTNET_API int crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
                        size_t n, const char *listen_host,
                        const char *listen_port, const char *const *peers,
                        size_t n_peers, const crdtnet_daemon_options *opts);
 
 /** The port the daemon listens on (useful after binding port 0). */
-int crdtnet_daemon_port(const crdtnet_daemon *d);
+CRDTNET_API int crdtnet_daemon_port(const crdtnet_daemon *d);
 
 /**
  * Run until crdtnet_daemon_stop(): accept connections, start the peer
@@ -148,20 +148,20 @@ int crdtnet_daemon_port(const crdtnet_daemon *d);
  * @return CRDT_OK; CRDT_EINVAL (called twice); CRDT_ENOMEM; CRDT_ERROR
  *         (cannot start a thread).
  */
-int crdtnet_daemon_run(crdtnet_daemon *d);
+CRDTNET_API int crdtnet_daemon_run(crdtnet_daemon *d);
 
 /**
  * Ask the daemon to stop. Async-signal-safe (a flag and one write() to a
  * pipe); may be called from any thread, before or during
  * crdtnet_daemon_run(), any number of times.
  */
-void crdtnet_daemon_stop(crdtnet_daemon *d);
+CRDTNET_API void crdtnet_daemon_stop(crdtnet_daemon *d);
 
 /**
  * Release @p d: closes the listening socket. Call after
  * crdtnet_daemon_run() returned (or if it never ran). NULL does nothing.
  */
-void crdtnet_daemon_free(crdtnet_daemon *d);
+CRDTNET_API void crdtnet_daemon_free(crdtnet_daemon *d);
 
 #ifdef __cplusplus
 }
