@@ -172,7 +172,7 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
     crdt__enc_init(&rs->buf);
     randombytes_buf(rs->token, sizeof rs->token);
     /* BUSY before waiting on the writer lock a migration holds */
-    if ((rc = crdt__marker_peek(r)) != 0) {
+    if ((rc = crdt_raw_marker_peek(r)) != 0) {
         rc = rc > 0 ? CRDT_EBUSY : rc;
         goto fail;
     }

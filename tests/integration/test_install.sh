@@ -160,7 +160,7 @@ echo "ok: find_package(Strata) consumer ran (Strata::net, Strata::net_static); v
 
 # -- a packager's configure: no Check, no benches, msgpack-c 6's name ------
 mkdir "$tmp/pc"
-for m in lmdb libsodium jansson; do
+for m in lmdb libsodium jansson libmicrohttpd; do
     cp "$(pkg-config --path "$m")" "$tmp/pc/"
 done
 cp "$(pkg-config --path msgpack-c 2>/dev/null || pkg-config --path msgpack)" \
