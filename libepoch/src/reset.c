@@ -171,18 +171,11 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
     rs->r = r;
     crdt__enc_init(&rs->buf);
     randombytes_buf(rs->token, sizeof rs->token);
-    /* BUSY before waiting on the writer lock a migration holds: the
-     * marker is read in a read txn (libcrdt's crdt__marker_peek() is
-     * not visible from this shared library) */
-    if ((rc = crdt_raw_begin(&t, r, 0)) < 0)
+    /* BUSY before waiting on the writer lock a migration holds */
+    if ((rc = crdt_raw_marker_peek(r)) != 0) {
+        rc = rc > 0 ? CRDT_EBUSY : rc;
         goto fail;
-    rc = crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl) == CRDT_OK
-             ? CRDT_EBUSY
-             : CRDT_OK;
-    crdt_raw_abort(t);
-    t = NULL;
-    if (rc < 0)
-        goto fail;
+    }
     if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
         goto fail;
     if (crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl) == CRDT_OK ||
