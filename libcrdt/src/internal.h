@@ -54,6 +54,7 @@ struct crdt_replica {
     crdt_actor actor;
     size_t max_map_size;
     uint64_t max_drift_ms;
+    uint64_t pending_max_actor, pending_max, pending_max_gap;
     int read_only;
     pthread_rwlock_t grow_lock; /* txns hold it shared; growth exclusive */
     /* The resident-map budget (store_lmdb.c): */
