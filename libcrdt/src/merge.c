@@ -58,7 +58,15 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
     while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
         const crdt_op *apply = &op;
 
-        if (i < skip) {
+        if (i < skip || (w->auth.phase != 0 &&
+                         !crdt__auth_in_phase(w, c->pubkey, &op))) {
+            i++;
+            continue;
+        }
+        /* refused by the authority rules: quarantined, the rest goes on */
+        if ((rc = crdt__auth_check(w, c, i, &op, rep)) <= 0) {
+            if (rc < 0)
+                return rc;
             i++;
             continue;
         }
@@ -79,7 +87,8 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
             if (rep)
                 rep->rebased_ops++;
         }
-        if (w->q != NULL && !foreign)
+        /* member-set ops go in at once: later ops' checks read them */
+        if (w->q != NULL && !foreign && !crdt__auth_is_members(apply))
             rc = crdt__applyq_push(w, w->q, apply, c->hlc + i, &c->actor,
                                    c->seq + i);
         else
@@ -87,6 +96,7 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
                                    c->seq + i);
         if (rc < 0)
             return rc;
+        crdt__auth_applied(w, apply);
         if (rep)
             rep->ops_applied++;
         i++;
@@ -529,6 +539,8 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     }
     if (rc == CRDT_OK)
         rc = crdt__applyq_flush(w, q);
+    if (rc == CRDT_OK) /* a member-set change may judge held ops anew */
+        rc = crdt__auth_settle(w);
     q->n = 0; /* dropped on failure: the txn aborts */
     w->q = NULL;
     if (q == &own)

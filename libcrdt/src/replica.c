@@ -173,6 +173,23 @@ crdt_replica_public_key(const crdt_replica *r, unsigned char *out)
     memcpy(out, r->pk, CRDT_PUBKEY_BYTES);
 }
 
+int
+crdt_replica_sign(unsigned char *sig, const crdt_replica *r, const void *msg,
+                  size_t len)
+{
+    if (sig == NULL || r == NULL || (msg == NULL && len > 0))
+        return CRDT_EINVAL;
+    crypto_sign_detached(sig, NULL, msg != NULL ? msg : (const void *)"",
+                         len, r->sk);
+    return CRDT_OK;
+}
+
+void
+crdt_free(void *p)
+{
+    free(p);
+}
+
 void
 crdt_replica_secret_key(const crdt_replica *r, unsigned char *out)
 {

@@ -15,6 +15,7 @@
 #include <msgpack.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "epoch/epoch.h"
 #include "epoch/lens.h"
 #include "internal.h" /* libcrdt's private msgpack reader and helpers */

@@ -57,7 +57,7 @@ epoch__staging_active(crdt_raw *t)
         vl != 24)
         return 0;
     return crdt__rd64((const unsigned char *)v + 16) + EPOCH__STAGING_STALE_MS >
-           crdt__now_ms();
+           crdt_raw_now_ms();
 }
 
 /* Is the staging ours? (another reset may have taken over a stale one) */
@@ -171,6 +171,11 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
     rs->r = r;
     crdt__enc_init(&rs->buf);
     randombytes_buf(rs->token, sizeof rs->token);
+    /* BUSY before waiting on the writer lock a migration holds */
+    if ((rc = crdt__marker_peek(r)) != 0) {
+        rc = rc > 0 ? CRDT_EBUSY : rc;
+        goto fail;
+    }
     if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
         goto fail;
     if (crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl) == CRDT_OK ||
@@ -201,7 +206,7 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
         goto fail;
     }
     memcpy(staging, rs->token, 16);
-    crdt__be64(staging + 16, crdt__now_ms());
+    crdt__be64(staging + 16, crdt_raw_now_ms());
     if ((rc = crdt_raw_spare_clear(t)) < 0 ||
         (rc = crdt_raw_clear(t, CRDT_DB_STAGING)) < 0 ||
         (rc = crdt_raw_put(t, CRDT_DB_META, "staging", 7, staging, 24)) < 0)
@@ -563,16 +568,19 @@ void
 epoch_reset_abort(epoch_reset *rs)
 {
     crdt_raw *t;
+    int rc;
 
     if (rs == NULL)
         return;
     /* drop our staging (if still ours); the spare is cleared next time */
     if (crdt_raw_begin(&t, rs->r, 1) == CRDT_OK) {
         if (staging_ours(t, rs->token) &&
-            crdt_raw_del(t, CRDT_DB_META, "staging", 7) == CRDT_OK)
-            crdt_raw_commit(t);
-        else
+            crdt_raw_del(t, CRDT_DB_META, "staging", 7) == CRDT_OK) {
+            rc = crdt_raw_commit(t);
+            (void)rc; /* best effort, like the abort below */
+        } else {
             crdt_raw_abort(t);
+        }
     }
     epoch__rewriter_free(rs->w);
     epoch_lens_free(rs->lens);

@@ -1,6 +1,6 @@
 /*
  * test_conn.c: sync sessions over real TCP sockets on 127.0.0.1, and the
- * member set (TESTING B1, B2, B19, S1, S5). A server thread accepts and
+ * member set (docs/testing.md B1, B2, B19, S1, S5). A server thread accepts and
  * runs crdtnet_serve_conn(); the test thread is the client. Every wait
  * is bounded in time.
  */
@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdtnet/channel.h"
 #include "crdtnet/conn.h"
 #include "crdtnet/frame.h"
