@@ -171,10 +171,20 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
     rs->r = r;
     crdt__enc_init(&rs->buf);
     randombytes_buf(rs->token, sizeof rs->token);
-    /* BUSY before waiting on the writer lock a migration holds */
-    if ((rc = crdt__marker_peek(r)) != 0) {
-        rc = rc > 0 ? CRDT_EBUSY : rc;
-        goto fail;
+    /* BUSY before waiting on the writer lock a migration holds (a read
+     * txn: libcrdt's internals are not visible from this library) */
+    {
+        crdt_raw *rt;
+        int busy;
+        if ((rc = crdt_raw_begin(&rt, r, 0)) < 0)
+            goto fail;
+        busy = crdt_raw_get(rt, CRDT_DB_META, "upgrade", 7, &v, &vl) ==
+               CRDT_OK;
+        crdt_raw_abort(rt);
+        if (busy) {
+            rc = CRDT_EBUSY;
+            goto fail;
+        }
     }
     if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
         goto fail;

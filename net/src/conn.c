@@ -797,7 +797,7 @@ check_timers(conn *c, long long now)
                 crdt_hex(hex, c->peer_pk, sizeof c->peer_pk);
                 fail(c, CRDT_EAUTH, "peer %s is no longer a member of the "
                      "space", hex);
-                logf_(c, "closing: %s", c->reason);
+                logf_(c, CRDTNET_LOG_WARN, "closing: %s", c->reason);
                 begin_close(c);
             } else if (c->live) {
                 crdtnet_session_poke(c->s);
