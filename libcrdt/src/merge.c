@@ -140,9 +140,9 @@ log_append(crdt__wctx *w, const crdt_change *c, const unsigned char *data,
  */
 /* Every op of @p c into the quarantine under kind @p kind with @p why;
  * the count of ops in @p n_out. */
-static int
-quarantine_ops(crdt__wctx *w, const crdt_change *c, int kind,
-               const char *why, size_t why_len, uint64_t *n_out)
+int
+crdt__quarantine_ops(crdt__wctx *w, const crdt_change *c, int kind,
+                     const char *why, size_t why_len, uint64_t *n_out)
 {
     crdt_op_iter it;
     crdt_op op;
@@ -202,7 +202,7 @@ quarantine_conflict(crdt__wctx *w, const crdt_change *c, const crdt__head *h,
                                "chain held for its actor (head %llu, %s); "
                                "a copied replica?",
                                mine, (unsigned long long)h->seq, held);
-    if ((rc = quarantine_ops(w, c, CRDT_QK_EQUIVOCATION, why, why_len,
+    if ((rc = crdt__quarantine_ops(w, c, CRDT_QK_EQUIVOCATION, why, why_len,
                              &n)) < 0)
         return rc;
     if ((rc = crdt__count_add(w->txn, w->r, "equivocations", 1)) < 0)
@@ -251,7 +251,8 @@ quarantine_pending(crdt__wctx *w, const crdt_change *c, const char *why,
                    crdt_merge_report *rep)
 {
     uint64_t n = 0;
-    int rc = quarantine_ops(w, c, CRDT_QK_PENDING, why, strlen(why), &n);
+    int rc = crdt__quarantine_ops(w, c, CRDT_QK_PENDING, why, strlen(why),
+                                  &n);
 
     if (rc == CRDT_OK && rep)
         rep->quarantined_ops += n;
