@@ -20,8 +20,8 @@ report_json(const crdtnet_report *rep, int rc)
     char hash[2 * CRDT_HASH_BYTES + 1];
 
     crdt_hex(hash, rep->state_hash, CRDT_HASH_BYTES);
-    return json_pack("{s:I, s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:b,"
-                     " s:b, s:s, s:s, s:I}",
+    return json_pack("{s:I, s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:I,"
+                     " s:b, s:b, s:b, s:s, s:s, s:I}",
                      "changes_sent", (json_int_t)rep->changes_sent,
                      "changes_received", (json_int_t)rep->changes_received,
                      "ops_received", (json_int_t)rep->ops_received,
@@ -33,6 +33,8 @@ report_json(const crdtnet_report *rep, int rc)
                      "rebased", (json_int_t)rep->rebased_ops,
                      "quarantined", (json_int_t)rep->quarantined_ops,
                      "conflicts", (json_int_t)rep->conflicts,
+                     "equivocations", (json_int_t)rep->equivocations,
+                     "equivocation_lost", rep->equivocation_lost,
                      "rejected", rep->rejected, "in_sync", rep->in_sync,
                      "reason", rep->reason, "state_hash", hash,
                      "busy_retry_ms", (json_int_t)(rc == CRDT_EBUSY
@@ -100,6 +102,20 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
     if (rc == CRDT_OK && rep.rejected)
         rc = CRDT_EREJECTED;
     code = rc == CRDT_OK ? CLI_OK : cli_exit_code(rc);
+    if (rc == CRDT_OK && rep.equivocations > 0) {
+        char actor[2 * CRDT_ACTOR_BYTES + 1];
+        crdt_hex(actor, rep.equivocating.b, CRDT_ACTOR_BYTES);
+        fprintf(stderr, "strata: sync: warning: equivocation: actor %s "
+                "(and %llu more) wrote two different chains (a copied "
+                "or twice-restored replica); %s%s\n", actor,
+                (unsigned long long)(rep.equivocations - 1),
+                rep.equivocation_lost
+                    ? "this replica's chain lost: its ops are in the "
+                      "quarantine and it took the peer's"
+                    : "this replica's chain won",
+                rep.renewed ? "; this replica now writes as a new actor"
+                            : "");
+    }
     if (cli_has(&a, 0) && (rc == CRDT_OK || rc == CRDT_EREJECTED ||
                            rc == CRDT_EBUSY)) {
         int e = cli_emit(report_json(&rep, rc));

@@ -54,6 +54,7 @@ struct crdt_replica {
     crdt_actor actor;
     size_t max_map_size;
     uint64_t max_drift_ms;
+    uint64_t pending_max_actor, pending_max, pending_max_gap;
     int read_only;
     pthread_rwlock_t grow_lock; /* txns hold it shared; growth exclusive */
     /* The resident-map budget (store_lmdb.c): */
@@ -320,6 +321,9 @@ int crdt__head_put(MDB_txn *txn, crdt_replica *r, const crdt_actor *a,
 /* Log and pending keys: actor(8) | seq(8) big-endian. */
 void crdt__log_key(unsigned char *k, const crdt_actor *a, uint64_t seq);
 /* Add to the meta counters ops_in_log / changes_in_log / pending. */
+/* merge.c: every op of @p c into the quarantine (kind CRDT_QK_*). */
+int crdt__quarantine_ops(crdt__wctx *w, const crdt_change *c, int kind,
+                         const char *why, size_t why_len, uint64_t *n_out);
 /* chain.c: crdt_chain_check() inside a txn. */
 int crdt__chain_check(int *out, MDB_txn *txn, crdt_replica *r,
                       const crdt_actor *a, uint64_t seq,

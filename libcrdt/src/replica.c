@@ -118,6 +118,11 @@ crdt_replica_open(crdt_replica **out, const char *path,
     r->read_only = opts->read_only;
     r->max_map_size = opts->max_map_size;
     r->max_drift_ms = opts->max_drift_ms ? opts->max_drift_ms : 300000;
+    r->pending_max_actor = opts->pending_max_actor ? opts->pending_max_actor
+                                                   : 1024;
+    r->pending_max = opts->pending_max ? opts->pending_max : 65536;
+    r->pending_max_gap = opts->pending_max_gap ? opts->pending_max_gap
+                                               : (uint64_t)1 << 20;
 
     rc = crdt__store_open(r, path, opts, &created);
     if (rc == CRDT_OK && created)

@@ -932,6 +932,17 @@ result(conn *c, crdtnet_report *out)
                                __ATOMIC_RELAXED);
         c->st_peer = 0;
     }
+    if (rep != NULL && rep->equivocations > 0) {
+        char actor[2 * CRDT_ACTOR_BYTES + 1];
+        crdt_hex(actor, rep->equivocating.b, CRDT_ACTOR_BYTES);
+        logf_(c, CRDTNET_LOG_WARN,
+              "equivocation: actor %s (and %llu more) wrote two different "
+              "chains (a copied or twice-restored replica); ours %s%s",
+              actor, (unsigned long long)(rep->equivocations - 1),
+              rep->equivocation_lost ? "lost: quarantined, took the peer's"
+                                     : "won",
+              rep->renewed ? "; now writing as a new actor" : "");
+    }
     if (rc == CRDT_OK && c->err == 0 && c->s != NULL)
         logf_(c, CRDTNET_LOG_INFO,
               "session ended: sent %llu changes, received %llu changes "

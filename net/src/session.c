@@ -869,6 +869,11 @@ on_changes(crdtnet_session *s, crdt__mp *m)
         return fail(s, CRDT_EPROTO, "CHANGES out of order", 1);
     if (crdt__mp_array(m, &n) < 0)
         return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
+    /* memory for the list is bounded by the message, not by a count the
+     * peer chose: no change is shorter than CRDT_CHANGE_MIN */
+    if (n > (size_t)(m->end - m->p) / CRDT_CHANGE_MIN)
+        return fail(s, CRDT_ELIMIT, "more changes than the message can hold",
+                    1);
     items = calloc(n ? n : 1, sizeof *items);
     if (items == NULL)
         return fail(s, CRDT_ENOMEM, "out of memory", 1);
