@@ -126,3 +126,17 @@ grep -q "not signed by the space's owner" err.txt || fail "snapshot reason: $(ca
 [ "$(epoch N)" = "$(epoch O)" ] && [ "$(hash N)" = "$(hash O)" ] ||
     fail "a new replica did not adopt the owner's snapshot"
 check "admins' epochs are followed; a new replica adopts only an owner-signed snapshot"
+
+# ---- 5. a joiner that pins a known peer key is not fooled by a fake daemon ----
+"$S" init F --space-id "$sp" >/dev/null          # a daemon that says yes to anyone
+"$S" init P --space-id "$sp" --peer-key "$kO" >/dev/null
+"$S" member add F "$("$S" id P)"
+serve f.log F; pF=$port
+code 5 "$S" sync P "127.0.0.1:$pF"
+[ "$("$S" member ls P)" = "" ] || fail "the fake daemon's member set reached P"
+code 1 "$S" init P2 --peer-key "$kO"
+"$S" member add O "$("$S" id P)"
+"$S" sync P "127.0.0.1:$pO" >/dev/null
+[ "$(role_of P "$kO")" = owner ] && [ "$(hash P)" = "$(hash O)" ] ||
+    fail "P did not sync with the pinned owner"
+check "init --space-id --peer-key: the first sync trusts only the pinned key"
