@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "crdt/raw.h"
 #include "crdtnet/conn.h"
 
 /* Keep the peer key a joining replica trusts for its first sync. */

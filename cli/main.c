@@ -8,7 +8,7 @@
  * Invariants:
  *  (1) Every command answers --help on stdout with exit 0.
  *  (2) An error is one line on stderr, "strata: <what failed>: <why>",
- *      and the exit code is one of CLI.md's.
+ *      and the exit code is one of docs/cli.md's.
  *  (3) Output that could not be written is an error (exit 7), so a
  *      full disk never looks like success to a script.
  */
@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "crdt/version.h"
+#include "serve.h"
 
 static const cli_cmd COMMANDS[] = {
     { "init", cmd_init,
@@ -92,13 +94,10 @@ static const cli_cmd COMMANDS[] = {
       "   \"created_ms\",\"state_hash\"}.\n" },
     { "serve", cmd_serve,
       "serve DIR... --listen HOST:PORT [--peer HOST:PORT]... "
-      "[--backup-dir D --backup-every SECONDS [--backup-keep N]]",
-      "run the sync daemon for one or more replicas",
-      "  Serves every space given, pushes local changes (also those written\n"
-      "  by other processes) to connected peers within a second, and keeps\n"
-      "  a live session to each --peer, reconnecting with backoff.\n"
-      "  --backup-dir/--backup-every take backups on a schedule, keeping the\n"
-      "  last --backup-keep (default 5). SIGTERM or SIGINT stop it cleanly.\n" },
+      "[--config FILE] [--metrics HOST:PORT] [--log-level LEVEL] "
+      "[--log-format text|json] [--backup-dir D --backup-every SECONDS "
+      "[--backup-keep N]] [OPTION]...",
+      "run the sync daemon for one or more replicas", serve_help },
     { "sync", cmd_sync,
       "sync DIR HOST:PORT [--json] [--max-epochs-behind N] [--max-age-ms MS]",
       "one sync session with a peer, then a report of what moved",
@@ -199,7 +198,7 @@ main(int argc, char **argv)
         return finish_output(CLI_OK);
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("strata 0.1.0\n");
+        printf("strata %s\n", crdt_version());
         return finish_output(CLI_OK);
     }
     cmd = find_command(argv[1]);

@@ -188,6 +188,9 @@ int crdt__wctx_commit(crdt__wctx *w);
 void crdt__wctx_abort(crdt__wctx *w);
 /* 1 if an upgrade marker is present (read in @p txn). */
 int crdt__marker_present(MDB_txn *txn, crdt_replica *r);
+/* 1 if an upgrade marker is present, 0 if not, or a crdt_err: read in a
+ * read txn of its own, so it never waits on the writer lock. */
+int crdt__marker_peek(crdt_replica *r);
 
 /* ---- big-endian helpers ---- */
 static inline void
@@ -317,6 +320,10 @@ int crdt__head_put(MDB_txn *txn, crdt_replica *r, const crdt_actor *a,
 /* Log and pending keys: actor(8) | seq(8) big-endian. */
 void crdt__log_key(unsigned char *k, const crdt_actor *a, uint64_t seq);
 /* Add to the meta counters ops_in_log / changes_in_log / pending. */
+/* chain.c: crdt_chain_check() inside a txn. */
+int crdt__chain_check(int *out, MDB_txn *txn, crdt_replica *r,
+                      const crdt_actor *a, uint64_t seq,
+                      const unsigned char *hash);
 int crdt__count_add(MDB_txn *txn, crdt_replica *r, const char *key,
                     int64_t delta);
 

@@ -66,22 +66,13 @@ int
 crdt_txn_begin(crdt_txn **out, crdt_replica *r)
 {
     crdt_txn *t;
-    MDB_txn *peek;
-    int rc, busy;
+    int rc;
 
     if (out == NULL || r == NULL)
         return CRDT_EINVAL;
     if (r->read_only)
         return CRDT_EPERM;
-    /* Answer BUSY at once: the migration holds the writer lock, so
-     * waiting for it in mdb_txn_begin could take minutes. */
-    if ((rc = crdt__txn_begin(r, 0, &peek)) < 0)
-        return rc;
-    busy = crdt__marker_present(peek, r);
-    crdt__txn_end(r, peek, 0);
-    if (busy)
-        return CRDT_EBUSY;
-
+    /* crdt__wctx_begin() answers BUSY before waiting on the writer lock */
     t = calloc(1, sizeof *t);
     if (t == NULL)
         return CRDT_ENOMEM;

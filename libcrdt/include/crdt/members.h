@@ -43,10 +43,10 @@ typedef enum {
 } crdt_role;
 
 /** "none", "reader", "writer", "admin", "owner", "removed". */
-const char *crdt_role_name(crdt_role role);
+CRDT_API const char *crdt_role_name(crdt_role role);
 
 /** Parse "reader", "writer" or "admin". CRDT_EINVAL otherwise. */
-int crdt_role_parse(const char *s, crdt_role *out);
+CRDT_API int crdt_role_parse(const char *s, crdt_role *out);
 
 /**
  * The space id an owner key and a nonce give: the first 16 bytes of
@@ -54,7 +54,7 @@ int crdt_role_parse(const char *s, crdt_role *out);
  * (crdt_open_options.space_id) and a genesis record
  * (crdt_txn_member_genesis()) enforces roles.
  */
-void crdt_space_id_for_owner(unsigned char *space_out, const unsigned char *pk,
+CRDT_API void crdt_space_id_for_owner(unsigned char *space_out, const unsigned char *pk,
                              const unsigned char *nonce);
 
 /**
@@ -62,27 +62,27 @@ void crdt_space_id_for_owner(unsigned char *space_out, const unsigned char *pk,
  * member (member == true) is CRDT_ROLE_ADMIN: anyone may change the set.
  * @return CRDT_OK; CRDT_EINVAL; CRDT_EIO; CRDT_ENOMEM.
  */
-int crdt_member_role(crdt_replica *r, const unsigned char *pk,
+CRDT_API int crdt_member_role(crdt_replica *r, const unsigned char *pk,
                      crdt_role *out);
 
 /**
  * Whether the space enforces roles: 1 and the owner's key in
  * @p owner_out (may be NULL), or 0. Negative on a read error.
  */
-int crdt_members_owner(crdt_replica *r, unsigned char *owner_out);
+CRDT_API int crdt_members_owner(crdt_replica *r, unsigned char *owner_out);
 
 /**
  * Record this replica's key as the owner of a space whose id is
  * crdt_space_id_for_owner(own key, @p nonce). CRDT_EINVAL if it is not.
  */
-int crdt_txn_member_genesis(crdt_txn *t, const unsigned char *nonce);
+CRDT_API int crdt_txn_member_genesis(crdt_txn *t, const unsigned char *nonce);
 
 /**
  * Give @p pk role @p role (reader, writer or admin). Refused with
  * CRDT_EPERM unless this replica's key may do it (docs/security.md):
  * also for a key that was removed (a removal is permanent).
  */
-int crdt_txn_member_set(crdt_txn *t, const unsigned char *pk,
+CRDT_API int crdt_txn_member_set(crdt_txn *t, const unsigned char *pk,
                         crdt_role role);
 
 /**
@@ -90,7 +90,7 @@ int crdt_txn_member_set(crdt_txn *t, const unsigned char *pk,
  * that key is refused everywhere. CRDT_EPERM as above; CRDT_ENOTFOUND if
  * @p pk is not a member.
  */
-int crdt_txn_member_remove(crdt_txn *t, const unsigned char *pk);
+CRDT_API int crdt_txn_member_remove(crdt_txn *t, const unsigned char *pk);
 
 #ifdef __cplusplus
 }
