@@ -47,6 +47,9 @@ crdt__mdb_err(int rc)
     case MDB_MAP_FULL: return CRDT__EMAPFULL;
     case MDB_CORRUPTED: case MDB_PAGE_NOTFOUND: case MDB_INVALID:
     case MDB_PANIC:
+    /* a named database's record in the catalog with flags we never set:
+     * the catalog page is damaged */
+    case MDB_INCOMPATIBLE:
         return CRDT_ECORRUPT;
     case MDB_VERSION_MISMATCH: return CRDT_EVERSION;
     case MDB_BAD_TXN: return CRDT_EBADTXN;
