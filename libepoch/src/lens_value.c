@@ -16,6 +16,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,29 +174,20 @@ string_format(epoch_buf *b, const char *p, size_t len)
     return rc == CRDT_OK ? epoch__buf_put(b, "\"", 1) : rc;
 }
 
+/* Standard base64 with padding: libsodium's encoder, the one every
+ * part of Strata uses (the CLI's JSON values too). */
 static int
 base64_format(epoch_buf *b, const unsigned char *p, size_t len)
 {
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char q[4];
-    size_t i;
-    uint32_t v;
-    int rc = CRDT_OK;
+    size_t enc = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    int rc = epoch__buf_reserve(b, enc - 1); /* keeps room for the NUL */
 
-    for (i = 0; i < len && rc == CRDT_OK; i += 3) {
-        v = (uint32_t)p[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < len)
-            v |= p[i + 2];
-        q[0] = abc[(v >> 18) & 63];
-        q[1] = abc[(v >> 12) & 63];
-        q[2] = i + 1 < len ? abc[(v >> 6) & 63] : '=';
-        q[3] = i + 2 < len ? abc[v & 63] : '=';
-        rc = epoch__buf_put(b, q, 4);
-    }
-    return rc;
+    if (rc < 0)
+        return rc;
+    sodium_bin2base64(b->data + b->len, enc, p, len,
+                      sodium_base64_VARIANT_ORIGINAL);
+    b->len += enc - 1;
+    return CRDT_OK;
 }
 
 int
