@@ -31,11 +31,5 @@ int crdtnet__sync_connect(crdtnet_report *out, crdt_replica *r,
 /* Milliseconds on the monotonic clock. */
 long long crdtnet__now_ms(void);
 
-/*
- * Split "host:port" or "[v6]:port" into @p host and @p port buffers.
- * @return CRDT_OK; CRDT_EINVAL (no port, empty host, too long).
- */
-int crdtnet__split_hostport(char *host, size_t host_size, char *port,
-                            size_t port_size, const char *s);
 
 #endif
