@@ -11,6 +11,7 @@
  *      every bytes value has exactly one spelling.
  *  (3) A decoded string or bytes value lives in the lens's arena.
  */
+#include "internal.h" /* libcrdt's strict UTF-8 check */
 #include "lens_internal.h"
 
 #include <math.h>
@@ -221,7 +222,7 @@ string_read(crdt_value *out, const char **endp, epoch_lens *l, const char *p,
             return EPOCH__LIT_ESCAPE;
         }
     }
-    if (!epoch__utf8_valid(o, n))
+    if (!crdt__utf8_valid(o, n))
         return EPOCH__LIT_UTF8; /* keeps (2) */
     *out = crdt_value_str(o, n);
     *endp = p + 1;

@@ -1,6 +1,6 @@
 /*
- * lens_value.c: scalar values as a lens sees them: type names, UTF-8
- * checks and the canonical text of a literal.
+ * lens_value.c: scalar values as a lens sees them: type names and the
+ * canonical text of a literal.
  *
  * Invariants:
  *  (1) Values are ordered by libcrdt's crdt_value_cmp(), a total order:
@@ -58,42 +58,6 @@ epoch__pairs_sort(epoch__pair *p, size_t n)
 {
     if (n > 1)
         qsort(p, n, sizeof *p, pair_cmp);
-}
-
-/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
-int
-epoch__utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, n, k;
-    uint32_t cp, min;
-
-    while (i < len) {
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        if ((p[i] & 0xE0) == 0xC0) {
-            n = 1, cp = p[i] & 0x1F, min = 0x80;
-        } else if ((p[i] & 0xF0) == 0xE0) {
-            n = 2, cp = p[i] & 0x0F, min = 0x800;
-        } else if ((p[i] & 0xF8) == 0xF0) {
-            n = 3, cp = p[i] & 0x07, min = 0x10000;
-        } else {
-            return 0;
-        }
-        if (len - i <= n)
-            return 0;
-        for (k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
 }
 
 /* The shortest text that strtod() reads back to exactly @p d, so
