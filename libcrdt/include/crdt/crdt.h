@@ -15,6 +15,7 @@
  *   crdt/sync.h     export what a peer lacks, merge remote changes
  *   crdt/change.h   decode a change (inspection)
  *   crdt/backup.h   online backup and restore
+ *   crdt/members.h  the member set and roles
  *   crdt/version.h  the release (crdt_version())
  */
 #ifndef CRDT_CRDT_H
@@ -23,6 +24,7 @@
 #include "crdt/backup.h"
 #include "crdt/change.h"
 #include "crdt/error.h"
+#include "crdt/members.h"
 #include "crdt/read.h"
 #include "crdt/replica.h"
 #include "crdt/sync.h"

@@ -153,6 +153,24 @@ CRDT_API int crdt_raw_vv(crdt_vv **out, crdt_raw *t);
 CRDT_API int crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
                         uint64_t archive_epoch);
 
+/**
+ * Quarantine keys: actor(8) | seq(8) | kind(1) | tag(8), the tag being
+ * the first 8 bytes of the hash of the change the op came in. Two
+ * reasons, or two versions of one (actor, seq), never share a key.
+ * Stores of format 2 written before this used actor | seq (16 bytes);
+ * readers accept both.
+ */
+#define CRDT_QUARANTINE_KEY_BYTES 25
+enum {
+    CRDT_QK_REBASE = 'r',       /**< a lens or custom migration refused it */
+    CRDT_QK_UNSYNCED = 'u',     /**< a rejected replica's own ops */
+    CRDT_QK_EQUIVOCATION = 'e', /**< the losing version of an actor's seq */
+    CRDT_QK_PENDING = 'p'       /**< fell out of a full pending area */
+};
+CRDT_API void crdt_quarantine_key(unsigned char *key, const crdt_actor *a,
+                         uint64_t seq, int kind,
+                         const unsigned char *change_hash);
+
 /** Merge remote changes inside @p t (crdt_merge() does begin+this+commit). */
 CRDT_API CRDT_MUST_CHECK int crdt_raw_merge(crdt_merge_report *report, crdt_raw *t,
                    const crdt_bytes *changes, size_t n);
@@ -240,6 +258,13 @@ CRDT_API int crdt_txn_raw_del(crdt_txn *t, crdt_db db, const void *k, size_t kl)
  */
 typedef uint64_t (*crdt_clock_fn)(void *ctx);
 CRDT_API void crdt_set_clock(crdt_clock_fn fn, void *ctx);
+
+/**
+ * 1 if a migration's upgrade marker is present, 0 if not, or a crdt_err;
+ * looked at in a read txn of its own, so a caller can answer CRDT_EBUSY
+ * before it waits on the writer lock a migration holds.
+ */
+CRDT_API int crdt_raw_marker_peek(crdt_replica *r);
 
 /**
  * The wall clock every replica of this process uses, in milliseconds

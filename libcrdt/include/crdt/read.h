@@ -82,6 +82,9 @@ typedef struct {
     uint64_t epoch_number;
     unsigned char epoch_id[CRDT_HASH_BYTES];
     unsigned char state_hash[CRDT_HASH_BYTES];
+    uint64_t equivocations; /**< equivocating actors found by syncs and
+                                 merges (a copied or twice-restored
+                                 replica wrote), ever */
 } crdt_stats;
 
 /** Fill @p out from the read snapshot. @return CRDT_OK; CRDT_EIO. */

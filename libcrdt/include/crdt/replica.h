@@ -158,6 +158,21 @@ CRDT_API uint64_t crdt_replica_last_txn(crdt_replica *r);
  */
 CRDT_API void crdt_free(void *p);
 
+/** How full a replica's storage map is; crdt_replica_env_stats(). */
+typedef struct {
+    uint64_t map_size;     /**< bytes the map holds now (it grows) */
+    uint64_t map_used;     /**< bytes of it in use, up to the last page */
+    uint32_t readers_max;  /**< reader slots */
+    uint32_t readers_used; /**< slots held, by live or dead readers */
+} crdt_env_stats;
+
+/**
+ * The map size and use and the reader slots of @p r's environment, as
+ * every process sees them. Cheap; a daemon reports them as metrics.
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_EIO.
+ */
+CRDT_API int crdt_replica_env_stats(crdt_replica *r, crdt_env_stats *out);
+
 /** Hex helpers: @p out must hold 2*len+1 bytes. */
 CRDT_API void crdt_hex(char *out, const unsigned char *bin, size_t len);
 /** Parse exactly @p len bytes of hex; CRDT_EINVAL on any bad character. */

@@ -197,11 +197,14 @@ typedef struct {
     const char *reason;
     unsigned char epoch_id[EPOCH_ID_BYTES]; /**< written against */
     crdt_op op;                             /**< as written */
+    int kind;         /**< CRDT_QK_* (crdt/raw.h); 0 in an older store */
+    const void *key;  /**< its raw key, for removing exactly this entry */
+    size_t key_len;
 } epoch_quarantined;
 
 typedef int (*epoch_quarantine_cb)(const epoch_quarantined *q, void *ctx);
 
-/** Visit every quarantined op in (actor, seq) order. */
+/** Visit every quarantined op in (actor, seq, kind, change) order. */
 EPOCH_API int epoch_quarantine_list(crdt_replica *r, epoch_quarantine_cb cb,
                           void *ctx);
 /** Number of quarantined ops. */
@@ -221,6 +224,14 @@ EPOCH_API int epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
  */
 EPOCH_API int epoch_quarantine_apply(uint64_t *applied_out, uint64_t *kept_out,
                            crdt_replica *r);
+/**
+ * Re-apply, as new local writes, the ops of @p actor that lost an
+ * equivocation (kind CRDT_QK_EQUIVOCATION): what a copied replica does
+ * with its own losing writes once it has a new incarnation, so they
+ * survive under it.
+ */
+EPOCH_API int epoch_quarantine_apply_lost(uint64_t *applied_out, crdt_replica *r,
+                                const crdt_actor *actor);
 
 /* ---- reset to a snapshot (sync) ---- */
 
@@ -259,6 +270,19 @@ EPOCH_API int epoch_reset_change(epoch_reset *rs, const void *change, size_t len
  */
 EPOCH_API int epoch_reset_quarantine_unsynced(epoch_reset *rs, const char *reason,
                                     uint64_t *moved_out);
+
+/**
+ * Equivocation lost: at commit, in the switching txn and before the
+ * replay, move every change of the @p n actors @p actors (copied) in our
+ * log that the sender's chain does not hold into the quarantine (kind
+ * CRDT_QK_EQUIVOCATION) with @p reason, so the replay adopts the
+ * sender's chain. If this replica's own actor is among them, it then
+ * starts a new incarnation and re-applies its own losing ops under it.
+ * @p moved_out (may be NULL) gets the count after commit.
+ */
+EPOCH_API int epoch_reset_quarantine_forks(epoch_reset *rs, const crdt_actor *actors,
+                                 size_t n, const char *reason,
+                                 uint64_t *moved_out);
 
 /**
  * Swap the snapshot in, adopt the epoch's base heads, bring back the

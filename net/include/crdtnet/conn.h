@@ -78,6 +78,23 @@ CRDTNET_API int crdtnet_split_hostport(char *host, size_t host_size,
  */
 typedef void (*crdtnet_log_fn)(const char *line, void *ctx);
 
+/** How serious a log event is; a daemon filters on it. */
+typedef enum {
+    CRDTNET_LOG_ERROR = 0, /**< a local failure: storage, memory */
+    CRDTNET_LOG_WARN = 1,  /**< a peer or session failed, a limit hit */
+    CRDTNET_LOG_INFO = 2,  /**< start, stop, authenticated, session ended */
+    CRDTNET_LOG_DEBUG = 3  /**< detail */
+} crdtnet_log_level;
+
+/**
+ * Receives one log event: its level, the peer it concerns ("HOST:PORT",
+ * or NULL for none) and the message (no prefix, no newline). When set,
+ * it is called instead of @c log, with @c log_ctx. Called from the
+ * connection's thread.
+ */
+typedef void (*crdtnet_log_event_fn)(int level, const char *peer,
+                                     const char *msg, void *ctx);
+
 /** Connection settings; start from CRDTNET_CONN_OPTIONS_INIT. */
 typedef struct {
     unsigned int version;     /**< 1 */
@@ -112,11 +129,19 @@ typedef struct {
      */
     volatile sig_atomic_t *stop;
     crdtnet_log_fn log;       /**< one line per event, or NULL: silent */
-    void *log_ctx;            /**< passed to @c log */
+    void *log_ctx;            /**< passed to @c log or @c log_event */
+    crdtnet_log_event_fn log_event; /**< structured events, or NULL */
+    /**
+     * Called on the connection's thread after each session message
+     * received, with the session's report so far (for a progress
+     * display); NULL: none. @c progress_ctx is passed last.
+     */
+    void (*progress)(const crdtnet_report *rep, void *ctx);
+    void *progress_ctx;
 } crdtnet_conn_options;
 
 #define CRDTNET_CONN_OPTIONS_INIT                                           \
-    { 1, 0, { 0, 0 }, 0, 0, 0, 0, 0, NULL, NULL, NULL }
+    { 1, 0, { 0, 0 }, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL }
 
 /**
  * Connect to @p host : @p port (IPv4 or IPv6, getaddrinfo), authenticate

@@ -56,6 +56,13 @@ typedef struct {
     int rejected;              /**< beyond policy: our ops quarantined */
     uint64_t conflicts;        /**< equivocating changes (cloned replica)
                                     quarantined, never merged */
+    uint64_t equivocations;    /**< actors the two sides hold different
+                                    chains of (a copied replica wrote) */
+    crdt_actor equivocating;   /**< the first of them */
+    int equivocation_lost;     /**< ours lost: reset to the peer's chain,
+                                    our losing ops quarantined */
+    int renewed;               /**< our own actor equivocated: this
+                                    replica now writes as a new actor */
     char reason[160];          /**< why rejected, busy or failed */
     uint64_t busy_retry_ms;    /**< peer or we were migrating */
     int in_sync;               /**< FIN: same vv and same state hash */
