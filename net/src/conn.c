@@ -1272,37 +1272,3 @@ crdtnet_sync_connect(crdtnet_report *out, crdt_replica *r, const char *host,
 {
     return crdtnet__sync_connect(out, r, host, port, opts, NULL);
 }
-
-int
-crdtnet__split_hostport(char *host, size_t host_size, char *port,
-                        size_t port_size, const char *s)
-{
-    const char *colon, *h = s;
-    size_t hl;
-
-    if (s == NULL)
-        return CRDT_EINVAL;
-    if (s[0] == '[') {
-        const char *close_br = strchr(s, ']');
-
-        if (close_br == NULL || close_br[1] != ':')
-            return CRDT_EINVAL;
-        h = s + 1;
-        hl = (size_t)(close_br - h);
-        colon = close_br + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL)
-            return CRDT_EINVAL;
-        hl = (size_t)(colon - s);
-        if (memchr(s, ':', hl) != NULL)
-            return CRDT_EINVAL; /* a bare IPv6 literal needs brackets */
-    }
-    if (hl == 0 || hl >= host_size || colon[1] == '\0' ||
-        strlen(colon + 1) >= port_size)
-        return CRDT_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    snprintf(port, port_size, "%s", colon + 1);
-    return CRDT_OK;
-}

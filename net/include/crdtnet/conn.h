@@ -61,6 +61,19 @@ CRDTNET_API int crdtnet_member_count(crdt_replica *r, uint64_t *out);
 /* ---- connections --------------------------------------------------- */
 
 /**
+ * Split a peer or listen address, the one parser the library and the
+ * CLI share: "HOST:PORT", or "[V6]:PORT" for an IPv6 literal. HOST is
+ * not empty and, without brackets, holds no ':' (so "::1:7400" is
+ * refused: write "[::1]:7400"); PORT is 1 to 5 decimal digits, 0..65535
+ * (0: any free port, for listening).
+ * @return CRDT_OK; CRDT_EINVAL (malformed, or a part does not fit in
+ *         its buffer, NUL included).
+ */
+CRDTNET_API int crdtnet_split_hostport(char *host, size_t host_size,
+                                       char *port, size_t port_size,
+                                       const char *s);
+
+/**
  * Receives one log line (no prefix, no newline), for instance
  * "127.0.0.1:40112: handshake failed: not a member of this space".
  * Called from the connection's thread; @p ctx is passed last.
