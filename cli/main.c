@@ -61,6 +61,17 @@ static const cli_cmd COMMANDS[] = {
       "identity, epoch, version vector, state hash and counters", NULL },
     { "log", cmd_log, "log DIR [--json]", "the active epoch's changes",
       "  --json: one object per change with its ops.\n" },
+    { "watch", cmd_watch, "watch DIR [COLL [DOC]] [--json] [--since CURSOR]",
+      "print each committed change as it happens, from any process",
+      "  One line per changed document of each commit:\n"
+      "    CURSOR COLL DOC FIELD,FIELD...   ('-': no field; a trailing '!':\n"
+      "                                     the document was deleted, any\n"
+      "                                     field may have changed)\n"
+      "    CURSOR *                         everything may have changed\n"
+      "  Runs until interrupted (SIGINT/SIGTERM: exit 0). --since CURSOR\n"
+      "  resumes after the line that printed CURSOR. --json prints\n"
+      "  {\"cursor\",\"coll\",\"doc\",\"fields\",\"whole\"} or\n"
+      "  {\"cursor\",\"everything\":true}.\n" },
     { "migrate", cmd_migrate,
       "migrate DIR [LENS_FILE] [--resume|--abort] [--json] [--retention N]",
       "build a new epoch: compact, or apply a lens file",

@@ -294,7 +294,7 @@ crdt__store_open(crdt_replica *r, const char *path,
 
     if ((rc = mdb_env_create(&r->env)) != 0)
         return crdt__mdb_err(rc);
-    mdb_env_set_maxdbs(r->env, CRDT_DB__COUNT + 2);
+    mdb_env_set_maxdbs(r->env, CRDT_DB__COUNT + 4);
     mdb_env_set_maxreaders(r->env, 510);
     mdb_env_set_mapsize(r->env, map);
     if (o->read_only)
@@ -320,6 +320,8 @@ crdt__store_open(crdt_replica *r, const char *path,
             goto fail;
         }
     }
+    if ((rc = crdt__feed_open(r, txn, o->read_only)) < 0)
+        goto fail;
     rc = mdb_get(txn, r->dbi[CRDT_DB_META],
                  &(MDB_val){ 6, (void *)"format" }, &v);
     if (rc == MDB_NOTFOUND && !has_data) {

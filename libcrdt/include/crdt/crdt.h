@@ -18,6 +18,7 @@
 #include "crdt/backup.h"
 #include "crdt/change.h"
 #include "crdt/error.h"
+#include "crdt/feed.h"
 #include "crdt/raw.h"
 #include "crdt/read.h"
 #include "crdt/replica.h"
