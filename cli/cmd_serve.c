@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "crdtnet/daemon.h"
+#include "peer_pipe.h"
 
 #define MAX_DIRS 64
 #define MAX_PEERS 64
@@ -116,6 +117,47 @@ backup_loop(void *arg)
     return NULL;
 }
 
+/*
+ * --stdio: one session with the client at the other end of stdin and
+ * stdout (`strata sync DIR --via 'ssh host strata serve D --stdio'`).
+ * stdout is the wire: the one log line goes to stderr (unless --quiet).
+ */
+static int
+serve_stdio(const char *const *dirs, size_t n_dirs,
+            const crdtnet_daemon_options *o)
+{
+    crdt_replica *reps[MAX_DIRS];
+    crdtnet_peer_options po = CRDTNET_PEER_OPTIONS_INIT;
+    crdtnet_peer *p = NULL;
+    crdtnet_report rep;
+    size_t opened;
+    int rc, code = CLI_OK;
+
+    for (opened = 0; opened < n_dirs; opened++)
+        if ((code = cli_open(&reps[opened], dirs[opened], 1)) != CLI_OK)
+            goto out;
+    po.policy = o->conn.policy;
+    rc = crdtnet_peer_new(&p, reps, n_dirs, CRDTNET_HS_SERVER, &po);
+    if (rc == CRDT_OK)
+        rc = cli_peer_pipe(p, 0, 1, 30000, &rep);
+    close(1);
+    if (rc == CRDT_OK && !o->quiet)
+        fprintf(stderr, "strata serve: session ended: sent %llu changes, "
+                "received %llu (%llu ops)%s\n",
+                (unsigned long long)rep.changes_sent,
+                (unsigned long long)rep.changes_received,
+                (unsigned long long)rep.ops_received,
+                rep.in_sync ? ", in sync" : "");
+    else if (rc < 0)
+        code = cli_error(cli_exit_code(rc), "serve", "%s",
+                         rep.reason[0] ? rep.reason : crdt_strerror(rc));
+    crdtnet_peer_free(p);
+out:
+    for (size_t i = 0; i < opened; i++)
+        crdt_replica_close(reps[i]);
+    return code;
+}
+
 int
 cmd_serve(const cli_cmd *cmd, int argc, char **argv)
 {
@@ -130,7 +172,7 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     char host[256], port[16];
     backup_plan plan;
     pthread_t th;
-    int have_thread = 0, rc, code = CLI_OK;
+    int have_thread = 0, rc, code = CLI_OK, stdio = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
@@ -170,12 +212,21 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
             o.quiet = 1;
             continue;
         }
+        if (!strcmp(s, "--stdio")) {
+            stdio = 1;
+            continue;
+        }
         if (s[0] == '-' && s[1] == '-')
             return cli_usage(cmd, "unknown option %s", s);
         if (n_dirs == MAX_DIRS)
             return cli_usage(cmd, "at most %d replicas", MAX_DIRS);
         dirs[n_dirs++] = s;
     }
+    if (stdio && (listen != NULL || n_peers > 0 || backup_dir != NULL))
+        return cli_usage(cmd, "--stdio serves one session on stdin/stdout: "
+                              "no --listen, --peer or backups");
+    if (stdio && n_dirs > 0)
+        return serve_stdio(dirs, n_dirs, &o);
     if (n_dirs == 0 || listen == NULL)
         return cli_usage(cmd, "need at least one DIR and --listen");
     if (cli_split_hostport(host, sizeof host, port, sizeof port, listen) < 0)

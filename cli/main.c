@@ -96,15 +96,20 @@ static const cli_cmd COMMANDS[] = {
       "   \"created_ms\",\"state_hash\"}.\n" },
     { "serve", cmd_serve,
       "serve DIR... --listen HOST:PORT [--peer HOST:PORT]... "
-      "[--backup-dir D --backup-every SECONDS [--backup-keep N]]",
+      "[--backup-dir D --backup-every SECONDS [--backup-keep N]] | "
+      "serve DIR... --stdio",
       "run the sync daemon for one or more replicas",
       "  Serves every space given, pushes local changes (also those written\n"
       "  by other processes) to connected peers within a second, and keeps\n"
       "  a live session to each --peer, reconnecting with backoff.\n"
       "  --backup-dir/--backup-every take backups on a schedule, keeping the\n"
-      "  last --backup-keep (default 5). SIGTERM or SIGINT stop it cleanly.\n" },
+      "  last --backup-keep (default 5). SIGTERM or SIGINT stop it cleanly.\n"
+      "  --stdio: serve one session on stdin/stdout instead (what\n"
+      "  `strata sync DIR --via 'ssh HOST strata serve DIR --stdio'` runs);\n"
+      "  its log line goes to stderr.\n" },
     { "sync", cmd_sync,
-      "sync DIR HOST:PORT [--json] [--max-epochs-behind N] [--max-age-ms MS]",
+      "sync DIR HOST:PORT|--stdio|--via CMD [--json] [--max-epochs-behind N] "
+      "[--max-age-ms MS]",
       "one sync session with a peer, then a report of what moved",
       "  Exit 3: busy (a migration; retry). 4: rejected beyond policy, this\n"
       "  replica's unsynced ops are in its quarantine. 5: authentication\n"
@@ -112,7 +117,10 @@ static const cli_cmd COMMANDS[] = {
       "  \"ops_received\",\"snapshot_received\",\"snapshot_sent\",\n"
       "  \"snapshot_entries\",\"rebased\",\"quarantined\",\"conflicts\",\n"
       "  \"rejected\",\n"
-      "  \"in_sync\",\"reason\",\"state_hash\",\"busy_retry_ms\"}.\n" },
+      "  \"in_sync\",\"reason\",\"state_hash\",\"busy_retry_ms\"}.\n"
+      "  --stdio: the peer is at the other end of stdin/stdout (the report\n"
+      "  goes to stderr). --via CMD: run `sh -c CMD` and sync over its\n"
+      "  stdin/stdout, e.g. --via 'ssh host strata serve /data --stdio'.\n" },
     { "quarantine", cmd_quarantine, "quarantine DIR [ls|export|apply] [--json]",
       "ops that could not be rebased: list, export, re-apply",
       "  ls (default)  one line per op: actor, seq, reason, op as JSON\n"
