@@ -49,6 +49,13 @@ report_json(const crdtnet_report *rep, int rc)
                                                        : 0));
 }
 
+void
+cli_sync_progress(const crdtnet_report *rep, void *ctx)
+{
+    cli_progress_draw(rep->ops_received + rep->snapshot_entries_received,
+                      0, ctx);
+}
+
 int
 cmd_sync(const cli_cmd *cmd, int argc, char **argv)
 {
@@ -61,6 +68,7 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
     crdt_replica *r;
     char host[256], port[16];
     long long n;
+    cli_progress p;
     cli_args a;
     int rc, code, stdout_is_wire = 0;
     FILE *report_out = stdout;
@@ -96,16 +104,22 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
         return rc;
     memset(&rep, 0, sizeof rep);
     if (a.npos == 2) {
+        cli_progress_init(&p, "sync", "ops and snapshot entries received");
+        if (p.on) {
+            co.progress = cli_sync_progress;
+            co.progress_ctx = &p;
+        }
         rc = crdtnet_sync_connect(&rep, r, host, port, &co);
+        cli_progress_end(&p);
     } else {
         crdtnet_peer_options po = CRDTNET_PEER_OPTIONS_INIT;
-        crdtnet_peer *p = NULL;
+        crdtnet_peer *peer = NULL;
         int idle = co.idle_timeout_ms > 0 ? co.idle_timeout_ms : 30000;
 
         po.policy = co.policy;
-        rc = crdtnet_peer_new(&p, &r, 1, CRDTNET_HS_CLIENT, &po);
+        rc = crdtnet_peer_new(&peer, &r, 1, CRDTNET_HS_CLIENT, &po);
         if (rc == CRDT_OK && cli_has(&a, 4)) {
-            rc = cli_peer_pipe(p, 0, 1, idle, &rep);
+            rc = cli_peer_pipe(peer, 0, 1, idle, &rep);
             close(1); /* the other side sees EOF */
             stdout_is_wire = 1;
         } else if (rc == CRDT_OK) {
@@ -113,12 +127,12 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
             int to, from;
 
             if (cli_spawn_sh(&pid, &to, &from, a.opt[5]) != 0) {
-                crdtnet_peer_free(p);
+                crdtnet_peer_free(peer);
                 crdt_replica_close(r);
                 return cli_error(CLI_EIO, "sync", "cannot run %s: %s",
                                  a.opt[5], strerror(errno));
             }
-            rc = cli_peer_pipe(p, from, to, idle, &rep);
+            rc = cli_peer_pipe(peer, from, to, idle, &rep);
             close(to);
             close(from);
             if (cli_reap(pid, 5000) != 0 && rc == CRDT_EIO &&
@@ -126,7 +140,7 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
                 snprintf(rep.reason, sizeof rep.reason,
                          "the command failed: %.100s", a.opt[5]);
         }
-        crdtnet_peer_free(p);
+        crdtnet_peer_free(peer);
     }
     crdt_replica_close(r);
     if (stdout_is_wire) /* the report goes where a person sees it */

@@ -232,24 +232,25 @@ build_record(crdt__feedacc *a)
 }
 
 int
-crdt__feed_open(crdt_replica *r, MDB_txn *txn, int read_only)
+crdt__feed_open(crdt_replica *r, MDB_txn *txn, int create)
 {
     char buf[4096];
-    int rc = mdb_dbi_open(txn, "feed", read_only ? 0 : MDB_CREATE,
+    int rc = mdb_dbi_open(txn, "feed", create ? MDB_CREATE : 0,
                           &r->feed_dbi);
 
-    if (rc == MDB_NOTFOUND && read_only) {
-        r->feed_ok = 0; /* a store no writer opened since the feed came */
-    } else if (rc != 0) {
+    r->feed_ok = rc == 0;
+    if (rc != 0 && rc != MDB_NOTFOUND)
         return crdt__mdb_err(rc);
-    } else {
-        r->feed_ok = 1;
+    if (r->notify_path == NULL) { /* the store may be opened twice */
+        if ((size_t)snprintf(buf, sizeof buf, "%s/notify", r->path) >=
+            sizeof buf)
+            return CRDT_EINVAL;
+        if ((r->notify_path = strdup(buf)) == NULL)
+            return CRDT_ENOMEM;
     }
-    if ((size_t)snprintf(buf, sizeof buf, "%s/notify", r->path) >=
-        sizeof buf)
-        return CRDT_EINVAL;
-    r->notify_path = strdup(buf);
-    return r->notify_path ? CRDT_OK : CRDT_ENOMEM;
+    /* ENOTFOUND: a store no writer opened since the feed came; a
+     * read-only handle works with an empty feed (feed_retry_open()) */
+    return rc == MDB_NOTFOUND ? CRDT_ENOTFOUND : CRDT_OK;
 }
 
 int

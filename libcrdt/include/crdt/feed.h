@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/export.h"
 #include "crdt/replica.h"
 
 #ifdef __cplusplus
@@ -86,7 +87,7 @@ typedef struct crdt_feed_sub crdt_feed_sub;
  * @return CRDT_OK; CRDT_EINVAL (bad name, doc without coll);
  *         CRDT_ENOMEM; CRDT_EBUSY (called from a callback).
  */
-int crdt_feed_subscribe(crdt_feed_sub **out, crdt_replica *r,
+CRDT_API int crdt_feed_subscribe(crdt_feed_sub **out, crdt_replica *r,
                         const char *coll, const char *doc, crdt_feed_fn fn,
                         void *ctx);
 
@@ -96,7 +97,7 @@ int crdt_feed_subscribe(crdt_feed_sub **out, crdt_replica *r,
  * callback of the same replica (it would wait for itself; it returns
  * at once then, leaving the subscription in place).
  */
-void crdt_feed_unsubscribe(crdt_feed_sub *s);
+CRDT_API void crdt_feed_unsubscribe(crdt_feed_sub *s);
 
 /* ---- cursors: across processes and restarts ---- */
 
@@ -113,7 +114,7 @@ typedef struct {
 #define CRDT_FEED_KEEP 16384
 
 /** The cursor at the newest commit (what a new watcher starts from). */
-int crdt_feed_head(crdt_feed_cursor *out, crdt_replica *r);
+CRDT_API int crdt_feed_head(crdt_feed_cursor *out, crdt_replica *r);
 
 /**
  * Deliver, in commit order, every event after @p from, up to @p max
@@ -125,14 +126,14 @@ int crdt_feed_head(crdt_feed_cursor *out, crdt_replica *r);
  * @return the number of events delivered (>= 0); CRDT_EINVAL; CRDT_EIO;
  *         CRDT_ENOMEM.
  */
-int crdt_feed_since(crdt_replica *r, const crdt_feed_cursor *from,
+CRDT_API int crdt_feed_since(crdt_replica *r, const crdt_feed_cursor *from,
                     const char *coll, const char *doc, size_t max,
                     crdt_feed_fn fn, void *ctx, crdt_feed_cursor *next);
 
 /** Write @p c as text into @p buf (CRDT_FEED_CURSOR_CHARS bytes). */
-void crdt_feed_cursor_format(char *buf, const crdt_feed_cursor *c);
+CRDT_API void crdt_feed_cursor_format(char *buf, const crdt_feed_cursor *c);
 /** Parse the text form. @return CRDT_OK; CRDT_EINVAL. */
-int crdt_feed_cursor_parse(crdt_feed_cursor *out, const char *s);
+CRDT_API int crdt_feed_cursor_parse(crdt_feed_cursor *out, const char *s);
 
 /* ---- watching for commits by any process ---- */
 
@@ -149,19 +150,19 @@ typedef struct crdt_feed_watch crdt_feed_watch;
  * @return CRDT_OK; CRDT_ENOTFOUND (no such directory); CRDT_EPERM
  *         (no inotify here); CRDT_ENOMEM; CRDT_EIO.
  */
-int crdt_feed_watch_open(crdt_feed_watch **out, const char *dir);
+CRDT_API int crdt_feed_watch_open(crdt_feed_watch **out, const char *dir);
 /** The descriptor to poll for POLLIN (owned by the watch). */
-int crdt_feed_watch_fd(const crdt_feed_watch *w);
+CRDT_API int crdt_feed_watch_fd(const crdt_feed_watch *w);
 /**
  * Wait up to @p timeout_ms (-1 = forever) for a commit, then reset the
  * descriptor. @return 1 a commit happened (or may have); 0 timed out;
  * CRDT_EIO. An interrupting signal returns 0 early.
  */
-int crdt_feed_watch_wait(crdt_feed_watch *w, int timeout_ms);
+CRDT_API int crdt_feed_watch_wait(crdt_feed_watch *w, int timeout_ms);
 /** Reset the descriptor without waiting (after poll() said readable). */
-void crdt_feed_watch_clear(crdt_feed_watch *w);
+CRDT_API void crdt_feed_watch_clear(crdt_feed_watch *w);
 /** NULL does nothing. */
-void crdt_feed_watch_close(crdt_feed_watch *w);
+CRDT_API void crdt_feed_watch_close(crdt_feed_watch *w);
 
 #ifdef __cplusplus
 }

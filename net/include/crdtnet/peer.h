@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/export.h"
 #include "crdt/crdt.h"
 #include "crdtnet/handshake.h"
 #include "crdtnet/session.h"
@@ -81,11 +82,12 @@ typedef struct {
  * be epoch_attach()ed and outlive the peer.
  * @return CRDT_OK; CRDT_EINVAL; CRDT_ENOMEM.
  */
-int crdtnet_peer_new(crdtnet_peer **out, crdt_replica *const *replicas,
+CRDTNET_API int crdtnet_peer_new(crdtnet_peer **out,
+                                 crdt_replica *const *replicas,
                      size_t n, crdtnet_hs_role role,
                      const crdtnet_peer_options *opts);
 /** Free @p p (wipes its keys). NULL does nothing. */
-void crdtnet_peer_free(crdtnet_peer *p);
+CRDTNET_API void crdtnet_peer_free(crdtnet_peer *p);
 
 /**
  * Bytes from the other side, any amount, split anywhere. A protocol
@@ -93,7 +95,7 @@ void crdtnet_peer_free(crdtnet_peer *p);
  * ends; see crdtnet_peer_result().
  * @return CRDT_OK; CRDT_EINVAL; CRDT_ECLOSED (already done: dropped).
  */
-int crdtnet_peer_feed(crdtnet_peer *p, const void *bytes, size_t n);
+CRDTNET_API int crdtnet_peer_feed(crdtnet_peer *p, const void *bytes, size_t n);
 
 /**
  * The next bytes to send: a view valid until the next call on @p p; send
@@ -101,24 +103,25 @@ int crdtnet_peer_feed(crdtnet_peer *p, const void *bytes, size_t n);
  * @return CRDT_OK; CRDT_EAGAIN (nothing now: feed what arrives);
  *         CRDT_ECLOSED (nothing more, ever).
  */
-int crdtnet_peer_next_out(crdtnet_peer *p, const unsigned char **bytes,
+CRDTNET_API int crdtnet_peer_next_out(crdtnet_peer *p,
+                                      const unsigned char **bytes,
                           size_t *n);
 
 /** 1 when the conversation is over: the transport may close. */
-int crdtnet_peer_done(const crdtnet_peer *p);
+CRDTNET_API int crdtnet_peer_done(const crdtnet_peer *p);
 
 /** The transport ended (EOF, connection lost): finish what can be. */
-void crdtnet_peer_eof(crdtnet_peer *p);
+CRDTNET_API void crdtnet_peer_eof(crdtnet_peer *p);
 
 /** Ask the peer to end: it sends its goodbye, then is done once the
  *  other side's arrives or crdtnet_peer_eof() is called. */
-void crdtnet_peer_stop(crdtnet_peer *p);
+CRDTNET_API void crdtnet_peer_stop(crdtnet_peer *p);
 
 /** Live: the replica may have changed; queue what the other side lacks. */
-void crdtnet_peer_poke(crdtnet_peer *p);
+CRDTNET_API void crdtnet_peer_poke(crdtnet_peer *p);
 
 /** Progress so far. */
-void crdtnet_peer_progress_get(const crdtnet_peer *p,
+CRDTNET_API void crdtnet_peer_progress_get(const crdtnet_peer *p,
                                crdtnet_peer_progress *out);
 
 /**
@@ -131,7 +134,7 @@ void crdtnet_peer_progress_get(const crdtnet_peer *p,
  *         CRDT_EPROTO; CRDT_ECORRUPT; CRDT_EFULL; CRDT_EIO (the transport
  *         ended early); CRDT_EAGAIN (not done yet).
  */
-int crdtnet_peer_result(const crdtnet_peer *p, crdtnet_report *out);
+CRDTNET_API int crdtnet_peer_result(const crdtnet_peer *p, crdtnet_report *out);
 
 #ifdef __cplusplus
 }
