@@ -46,6 +46,7 @@ crdt__mdb_err(int rc)
     case MDB_KEYEXIST: return CRDT_EEXISTS;
     case MDB_MAP_FULL: return CRDT__EMAPFULL;
     case MDB_CORRUPTED: case MDB_PAGE_NOTFOUND: case MDB_INVALID:
+    case MDB_INCOMPATIBLE: /* a named database record that is none */
     case MDB_PANIC:
         return CRDT_ECORRUPT;
     case MDB_VERSION_MISMATCH: return CRDT_EVERSION;
