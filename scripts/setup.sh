@@ -10,9 +10,11 @@ packages=(
     libmsgpack-dev               # wire and log encoding (msgpack-c)
     libjansson-dev               # JSON for the CLI (values, --json, import)
     zlib1g-dev                   # reading the gzip editing traces (tests)
+    libmicrohttpd-dev            # HTTP for `strata serve --metrics`
     check                        # unit tests
     clang libclang-rt-14-dev     # sanitizers and libFuzzer
     python3                      # test relay and helpers
+    curl                         # tests scrape the metrics endpoint
     valgrind                     # leak check of the CLI scenario
 )
 

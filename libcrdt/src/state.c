@@ -239,6 +239,12 @@ crdt__wctx_begin(crdt__wctx *w, crdt_replica *r, int check_marker)
 
     memset(w, 0, sizeof *w);
     w->r = r;
+    /* Answer BUSY at once: a migration holds the writer lock for its
+     * whole big txn, so waiting in mdb_txn_begin could take minutes.
+     * A read txn never waits; the check under the lock stays, for a
+     * migration that starts between the two. */
+    if (check_marker && (rc = crdt__marker_peek(r)) != 0)
+        return rc > 0 ? CRDT_EBUSY : rc;
     rc = crdt__txn_begin(r, 1, &w->txn);
     if (rc < 0)
         return rc;

@@ -266,13 +266,74 @@ upgrade_from_1(MDB_txn *txn, crdt_replica *r)
     return rc;
 }
 
+/* open_dbs(): it cannot go on without a write txn */
+#define NEED_WRITE 100
+
+/*
+ * Begin a txn (a write txn if @p write) and open the named databases and
+ * check the format record in it. Returns, with *@p out still open:
+ * 0 current format; 1 no format record; 2 format 1 (a write txn only).
+ * Returns NEED_WRITE (txn ended) if a read txn found a database missing
+ * or format 1 in a writable open; a crdt_err (txn ended) otherwise.
+ */
+static int
+open_dbs(crdt_replica *r, const crdt_open_options *o, int write,
+         MDB_txn **out)
+{
+    MDB_txn *txn;
+    MDB_val v;
+    int rc;
+
+    if ((rc = crdt__mdb_err(mdb_txn_begin(r->env, NULL,
+                                          write ? 0 : MDB_RDONLY, &txn))) < 0)
+        return rc;
+    for (int i = 0; i < CRDT_DB__COUNT; i++) {
+        rc = mdb_dbi_open(txn, DB_NAMES[i], write ? MDB_CREATE : 0,
+                          &r->dbi[i]);
+        if (rc == MDB_NOTFOUND && !write && !o->read_only) {
+            rc = NEED_WRITE;
+            goto fail;
+        }
+        if (rc != 0) {
+            rc = rc == MDB_NOTFOUND ? CRDT_ECORRUPT : crdt__mdb_err(rc);
+            goto fail;
+        }
+    }
+    rc = mdb_get(txn, r->dbi[CRDT_DB_META],
+                 &(MDB_val){ 6, (void *)"format" }, &v);
+    if (rc == MDB_NOTFOUND) {
+        rc = write ? 1 : CRDT_ECORRUPT;
+        if (!write)
+            goto fail;
+    } else if (rc != 0) {
+        rc = crdt__mdb_err(rc);
+        goto fail;
+    } else if (v.mv_size != 4 || memcmp(v.mv_data, "\0\0\0", 3) != 0) {
+        rc = CRDT_ECORRUPT;
+        goto fail;
+    } else if (((unsigned char *)v.mv_data)[3] == 1 && !o->read_only) {
+        rc = write ? 2 : NEED_WRITE;
+        if (!write)
+            goto fail;
+    } else if (((unsigned char *)v.mv_data)[3] != CRDT__STORE_FORMAT) {
+        rc = CRDT_EVERSION; /* newer, or format 1 opened read-only */
+        goto fail;
+    } else {
+        rc = 0;
+    }
+    *out = txn;
+    return rc;
+fail:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
 int
 crdt__store_open(crdt_replica *r, const char *path,
                  const crdt_open_options *o, int *created)
 {
     unsigned int flags = MDB_NOTLS;
     MDB_txn *txn = NULL;
-    MDB_val v;
     int has_data, rc;
     size_t map = o->map_size ? o->map_size : DEFAULT_MAP;
 
@@ -308,36 +369,20 @@ crdt__store_open(crdt_replica *r, const char *path,
     }
     { int dead; mdb_reader_check(r->env, &dead); }
 
-    if ((rc = crdt__mdb_err(mdb_txn_begin(r->env, NULL,
-                                          o->read_only ? MDB_RDONLY : 0,
-                                          &txn))) < 0)
-        goto fail;
-    for (int i = 0; i < CRDT_DB__COUNT; i++) {
-        unsigned int f = o->read_only ? 0 : MDB_CREATE;
-        rc = mdb_dbi_open(txn, DB_NAMES[i], f, &r->dbi[i]);
-        if (rc != 0) {
-            rc = rc == MDB_NOTFOUND ? CRDT_ECORRUPT : crdt__mdb_err(rc);
-            goto fail;
-        }
+    /* A writable open of a store that needs nothing written opens its
+     * databases in a read txn: a write txn would wait on the writer lock,
+     * which a migration holds for its whole big txn, and a writer must
+     * learn of the migration at once (crdt__wctx_begin). */
+    if (has_data && !o->read_only) {
+        rc = open_dbs(r, o, 0, &txn);
+        if (rc != NEED_WRITE)
+            goto opened;
     }
-    rc = mdb_get(txn, r->dbi[CRDT_DB_META],
-                 &(MDB_val){ 6, (void *)"format" }, &v);
-    if (rc == MDB_NOTFOUND && !has_data) {
-        *created = 1; /* the caller writes the meta records */
-    } else if (rc != 0) {
-        rc = rc == MDB_NOTFOUND ? CRDT_ECORRUPT : crdt__mdb_err(rc);
+    rc = open_dbs(r, o, !o->read_only, &txn);
+opened:
+    if (rc < 0)
         goto fail;
-    } else if (v.mv_size != 4 ||
-               memcmp(v.mv_data, "\0\0\0", 3) != 0) {
-        rc = CRDT_ECORRUPT;
-        goto fail;
-    } else if (((unsigned char *)v.mv_data)[3] == 1 && !o->read_only) {
-        if ((rc = upgrade_from_1(txn, r)) < 0)
-            goto fail;
-    } else if (((unsigned char *)v.mv_data)[3] != CRDT__STORE_FORMAT) {
-        rc = CRDT_EVERSION; /* newer, or format 1 opened read-only */
-        goto fail;
-    }
+    *created = rc == 1 && !has_data;
     if (*created) {
         unsigned char fmt[4] = { 0, 0, 0, CRDT__STORE_FORMAT };
         rc = crdt__mdb_err(mdb_put(txn, r->dbi[CRDT_DB_META],
@@ -345,10 +390,13 @@ crdt__store_open(crdt_replica *r, const char *path,
                                    &(MDB_val){ 4, fmt }, 0));
         if (rc < 0)
             goto fail;
-        rc = crdt__mdb_err(mdb_txn_commit(txn));
-    } else {
-        rc = crdt__mdb_err(mdb_txn_commit(txn));
+    } else if (rc == 1) {
+        rc = CRDT_ECORRUPT; /* keeps (1): data but no format record */
+        goto fail;
+    } else if (rc == 2 && (rc = upgrade_from_1(txn, r)) < 0) {
+        goto fail;
     }
+    rc = crdt__mdb_err(mdb_txn_commit(txn));
     txn = NULL;
     if (rc < 0)
         goto fail;
@@ -483,4 +531,17 @@ crdt__marker_present(MDB_txn *txn, crdt_replica *r)
     MDB_val v;
 
     return crdt__meta_get(txn, r, "upgrade", &v) == CRDT_OK;
+}
+
+int
+crdt__marker_peek(crdt_replica *r)
+{
+    MDB_txn *txn;
+    int rc;
+
+    if ((rc = crdt__txn_begin(r, 0, &txn)) < 0)
+        return rc;
+    rc = crdt__marker_present(txn, r);
+    crdt__txn_end(r, txn, 0);
+    return rc;
 }

@@ -68,22 +68,13 @@ int
 crdt_txn_begin(crdt_txn **out, crdt_replica *r)
 {
     crdt_txn *t;
-    MDB_txn *peek;
-    int rc, busy;
+    int rc;
 
     if (out == NULL || r == NULL)
         return CRDT_EINVAL;
     if (r->read_only)
         return CRDT_EPERM;
-    /* Answer BUSY at once: the migration holds the writer lock, so
-     * waiting for it in mdb_txn_begin could take minutes. */
-    if ((rc = crdt__txn_begin(r, 0, &peek)) < 0)
-        return rc;
-    busy = crdt__marker_present(peek, r);
-    crdt__txn_end(r, peek, 0);
-    if (busy)
-        return CRDT_EBUSY;
-
+    /* crdt__wctx_begin() answers BUSY before waiting on the writer lock */
     t = calloc(1, sizeof *t);
     if (t == NULL)
         return CRDT_ENOMEM;
@@ -116,10 +107,14 @@ apply_encoded(crdt_txn *t, size_t from, uint64_t index)
     while (m.p < m.end) {
         if ((rc = crdt__op_decode(&op, &m)) < 0)
             return rc;
+        /* the rules every replica applies to this op (authority.c) */
+        if ((rc = crdt__auth_local(&t->w, t->seq0 + index, &op)) < 0)
+            return rc;
         rc = crdt__state_apply(&t->w, &op, t->hlc0 + index, &t->r->actor,
                                t->seq0 + index);
         if (rc < 0)
             return rc;
+        crdt__auth_applied(&t->w, &op);
         index++;
     }
     return CRDT_OK;
@@ -165,7 +160,8 @@ finish_op(crdt_txn *t, size_t from, int rc)
     }
     /* the op is not part of the change: drop its bytes */
     t->ops.sb.size = from;
-    if (rc != CRDT_EINVAL && rc != CRDT_ETYPE && rc != CRDT_ELIMIT)
+    if (rc != CRDT_EINVAL && rc != CRDT_ETYPE && rc != CRDT_ELIMIT &&
+        rc != CRDT_EPERM)
         t->failed = 1; /* keeps (3) */
     return rc == CRDT__EMAPFULL ? CRDT_EFULL : rc;
 }
@@ -447,6 +443,8 @@ crdt_txn_commit(crdt_txn *t, crdt_commit_info *info)
     }
     for (int tries = 0; t->n_ops > 0 && tries < 16; tries++) {
         rc = write_change(t, &got);
+        if (rc == CRDT_OK) /* the change is in the log: judge again */
+            rc = crdt__auth_settle(&t->w);
         if (rc == CRDT_OK) {
             rc = crdt__wctx_commit(&t->w);
             if (rc != CRDT__EMAPFULL)

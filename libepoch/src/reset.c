@@ -35,6 +35,10 @@ struct epoch_reset {
     unsigned char token[16];
     char *quarantine_reason;  /* rejected: quarantine unsynced at commit */
     uint64_t *moved_out;
+    crdt_actor *forks;        /* equivocation lost: these actors' chains */
+    size_t n_forks;
+    char *fork_reason;
+    uint64_t *fork_moved_out;
     crdt__enc buf;      /* entries not yet written: klen(2) k vlen(4) v;
                            klen 0xffff marks a change for the log */
     size_t n_buf;
@@ -53,7 +57,7 @@ epoch__staging_active(crdt_raw *t)
         vl != 24)
         return 0;
     return crdt__rd64((const unsigned char *)v + 16) + EPOCH__STAGING_STALE_MS >
-           crdt__now_ms();
+           crdt_raw_now_ms();
 }
 
 /* Is the staging ours? (another reset may have taken over a stale one) */
@@ -167,6 +171,11 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
     rs->r = r;
     crdt__enc_init(&rs->buf);
     randombytes_buf(rs->token, sizeof rs->token);
+    /* BUSY before waiting on the writer lock a migration holds */
+    if ((rc = crdt_raw_marker_peek(r)) != 0) {
+        rc = rc > 0 ? CRDT_EBUSY : rc;
+        goto fail;
+    }
     if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
         goto fail;
     if (crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl) == CRDT_OK ||
@@ -197,7 +206,7 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
         goto fail;
     }
     memcpy(staging, rs->token, 16);
-    crdt__be64(staging + 16, crdt__now_ms());
+    crdt__be64(staging + 16, crdt_raw_now_ms());
     if ((rc = crdt_raw_spare_clear(t)) < 0 ||
         (rc = crdt_raw_clear(t, CRDT_DB_STAGING)) < 0 ||
         (rc = crdt_raw_put(t, CRDT_DB_META, "staging", 7, staging, 24)) < 0)
@@ -292,6 +301,26 @@ epoch_reset_quarantine_unsynced(epoch_reset *rs, const char *reason,
     if (rs->quarantine_reason == NULL)
         return CRDT_ENOMEM;
     rs->moved_out = moved_out;
+    return CRDT_OK;
+}
+
+int
+epoch_reset_quarantine_forks(epoch_reset *rs, const crdt_actor *actors,
+                             size_t n, const char *reason,
+                             uint64_t *moved_out)
+{
+    if (rs == NULL || reason == NULL || (actors == NULL && n > 0))
+        return CRDT_EINVAL;
+    free(rs->forks);
+    free(rs->fork_reason);
+    rs->forks = malloc((n ? n : 1) * sizeof *actors);
+    rs->fork_reason = strdup(reason);
+    if (rs->forks == NULL || rs->fork_reason == NULL)
+        return CRDT_ENOMEM;
+    if (n > 0)
+        memcpy(rs->forks, actors, n * sizeof *actors);
+    rs->n_forks = n;
+    rs->fork_moved_out = moved_out;
     return CRDT_OK;
 }
 
@@ -430,6 +459,9 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     size_t heads_len;
     unsigned char hash[CRDT_HASH_BYTES];
     uint64_t old_number = 0, fork_from = UINT64_MAX, moved = 0;
+    uint64_t lost = 0;
+    crdt_actor own;
+    int own_lost = 0;
     crdt_raw *t = NULL;
     int rc;
 
@@ -477,6 +509,12 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             rc = epoch__quarantine_unsynced_in(&moved, t, heads, heads_len,
                                                rs->quarantine_reason);
         }
+        if (rc == CRDT_OK && rs->n_forks > 0) {
+            /* before the sender's log joins ours under the same keys */
+            rc = epoch__quarantine_forks_in(&lost, t, rs->forks, rs->n_forks,
+                                            heads, heads_len,
+                                            rs->fork_reason);
+        }
         if (rc == CRDT_OK)
             rc = crdt_raw_heads_replace(t, heads, heads_len);
         if (rc == CRDT_OK)
@@ -508,9 +546,17 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
         rs->token[0] ^= 0xff; /* nothing left to clean up */
         if (rs->moved_out != NULL)
             *rs->moved_out = moved;
-        /* quarantined or parked own changes: never reuse their seqs */
-        if (moved > 0)
+        if (rs->fork_moved_out != NULL)
+            *rs->fork_moved_out = lost;
+        own = crdt_replica_actor(rs->r);
+        for (size_t i = 0; i < rs->n_forks; i++)
+            own_lost |= memcmp(rs->forks[i].b, own.b, 8) == 0;
+        /* quarantined or parked own changes: never reuse their seqs; a
+         * copy that lost keeps its writes under its new actor */
+        if (moved > 0 || own_lost)
             rc = crdt_replica_new_incarnation(rs->r);
+        if (rc == CRDT_OK && own_lost && lost > 0)
+            rc = epoch_quarantine_apply_lost(NULL, rs->r, &own);
         if (rc == CRDT_OK)
             rc = crdt_replica_check_incarnation(NULL, rs->r);
     }
@@ -522,16 +568,19 @@ void
 epoch_reset_abort(epoch_reset *rs)
 {
     crdt_raw *t;
+    int rc;
 
     if (rs == NULL)
         return;
     /* drop our staging (if still ours); the spare is cleared next time */
     if (crdt_raw_begin(&t, rs->r, 1) == CRDT_OK) {
         if (staging_ours(t, rs->token) &&
-            crdt_raw_del(t, CRDT_DB_META, "staging", 7) == CRDT_OK)
-            crdt_raw_commit(t);
-        else
+            crdt_raw_del(t, CRDT_DB_META, "staging", 7) == CRDT_OK) {
+            rc = crdt_raw_commit(t);
+            (void)rc; /* best effort, like the abort below */
+        } else {
             crdt_raw_abort(t);
+        }
     }
     epoch__rewriter_free(rs->w);
     epoch_lens_free(rs->lens);
@@ -539,6 +588,8 @@ epoch_reset_abort(epoch_reset *rs)
     epoch_info_clear(&rs->final);
     crdt__enc_free(&rs->buf);
     free(rs->quarantine_reason);
+    free(rs->forks);
+    free(rs->fork_reason);
     free(rs);
 }
 

@@ -64,6 +64,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/export.h"
 #include "crdt/change.h"
 #include "crdt/read.h"
 #include "crdt/replica.h"
@@ -91,7 +92,7 @@ extern "C" {
  *         CRDT_TEXT_INSERT_MAX or the change is full); CRDT_ETYPE (the
  *         field is another type); CRDT_EBADTXN; CRDT_EFULL; CRDT_EIO.
  */
-int crdt_txn_text_insert(crdt_txn *t, const char *coll, const char *doc,
+CRDT_API int crdt_txn_text_insert(crdt_txn *t, const char *coll, const char *doc,
                          const char *field, uint64_t pos, const char *utf8,
                          size_t len);
 
@@ -102,7 +103,7 @@ int crdt_txn_text_insert(crdt_txn *t, const char *coll, const char *doc,
  *         CRDT_ENOTFOUND (no such text); CRDT_ETYPE; CRDT_EBADTXN;
  *         CRDT_EFULL; CRDT_EIO.
  */
-int crdt_txn_text_delete(crdt_txn *t, const char *coll, const char *doc,
+CRDT_API int crdt_txn_text_delete(crdt_txn *t, const char *coll, const char *doc,
                          const char *field, uint64_t pos, uint64_t len);
 
 /**
@@ -111,13 +112,13 @@ int crdt_txn_text_delete(crdt_txn *t, const char *coll, const char *doc,
  * UTF-8; an encoded value is at most 64 KiB.
  * @return codes as crdt_txn_text_insert().
  */
-int crdt_txn_list_insert(crdt_txn *t, const char *coll, const char *doc,
+CRDT_API int crdt_txn_list_insert(crdt_txn *t, const char *coll, const char *doc,
                          const char *field, uint64_t pos,
                          const crdt_value *v);
 
 /** Delete @p len elements of list @p field from @p pos. Codes as
  *  crdt_txn_text_delete(). */
-int crdt_txn_list_delete(crdt_txn *t, const char *coll, const char *doc,
+CRDT_API int crdt_txn_list_delete(crdt_txn *t, const char *coll, const char *doc,
                          const char *field, uint64_t pos, uint64_t len);
 
 /**
@@ -125,7 +126,7 @@ int crdt_txn_list_delete(crdt_txn *t, const char *coll, const char *doc,
  * @return CRDT_OK; CRDT_EINVAL (@p pos not below the length, bad value);
  *         CRDT_ENOTFOUND (no such list); CRDT_ETYPE; CRDT_EBADTXN; ...
  */
-int crdt_txn_list_set(crdt_txn *t, const char *coll, const char *doc,
+CRDT_API int crdt_txn_list_set(crdt_txn *t, const char *coll, const char *doc,
                       const char *field, uint64_t pos, const crdt_value *v);
 
 /* ---- reads (from a crdt_read snapshot) ---- */
@@ -135,7 +136,7 @@ int crdt_txn_list_set(crdt_txn *t, const char *coll, const char *doc,
  * @return CRDT_OK; CRDT_ENOTFOUND (no such field, or not a sequence);
  *         CRDT_EIO; CRDT_ENOMEM.
  */
-int crdt_read_seq_len(uint64_t *out, crdt_read *rd, const char *coll,
+CRDT_API int crdt_read_seq_len(uint64_t *out, crdt_read *rd, const char *coll,
                       const char *doc, const char *field);
 
 /**
@@ -146,7 +147,7 @@ int crdt_read_seq_len(uint64_t *out, crdt_read *rd, const char *coll,
  * @return CRDT_OK; CRDT_ENOTFOUND (no text field of that name);
  *         CRDT_ENOMEM; CRDT_EIO; CRDT_ECORRUPT.
  */
-int crdt_read_text(char **out, size_t *out_len, crdt_read *rd,
+CRDT_API int crdt_read_text(char **out, size_t *out_len, crdt_read *rd,
                    const char *coll, const char *doc, const char *field);
 
 /**
@@ -154,12 +155,12 @@ int crdt_read_text(char **out, size_t *out_len, crdt_read *rd,
  * end), allocated as by crdt_read_text().
  * @return codes as crdt_read_text(); CRDT_EINVAL if @p pos is past the end.
  */
-int crdt_read_text_slice(char **out, size_t *out_len, crdt_read *rd,
+CRDT_API int crdt_read_text_slice(char **out, size_t *out_len, crdt_read *rd,
                          const char *coll, const char *doc,
                          const char *field, uint64_t pos, uint64_t len);
 
 /** Free a buffer from crdt_read_text() / _slice(). NULL does nothing. */
-void crdt_text_free(char *s);
+CRDT_API void crdt_text_free(char *s);
 
 /**
  * The values of list @p field in order, in ONE allocation (strings and
@@ -168,11 +169,11 @@ void crdt_text_free(char *s);
  * @return CRDT_OK; CRDT_ENOTFOUND (no list field of that name);
  *         CRDT_ENOMEM; CRDT_EIO; CRDT_ECORRUPT.
  */
-int crdt_read_list(crdt_value **out, size_t *n, crdt_read *rd,
+CRDT_API int crdt_read_list(crdt_value **out, size_t *n, crdt_read *rd,
                    const char *coll, const char *doc, const char *field);
 
 /** Free the array from crdt_read_list(). NULL does nothing. */
-void crdt_list_free(crdt_value *vals);
+CRDT_API void crdt_list_free(crdt_value *vals);
 
 /* ---- stable cursors ---- */
 
@@ -194,7 +195,7 @@ typedef struct {
  * Make a cursor at index @p pos (0 ..= length) of sequence @p field.
  * @return CRDT_OK; CRDT_EINVAL (@p pos past the end); CRDT_ENOTFOUND.
  */
-int crdt_read_cursor_at(crdt_cursor *out, crdt_read *rd, const char *coll,
+CRDT_API int crdt_read_cursor_at(crdt_cursor *out, crdt_read *rd, const char *coll,
                         const char *doc, const char *field, uint64_t pos);
 
 /**
@@ -204,14 +205,14 @@ int crdt_read_cursor_at(crdt_cursor *out, crdt_read *rd, const char *coll,
  * has not received yet reads as the length.
  * @return CRDT_OK; CRDT_ENOTFOUND (no such sequence field).
  */
-int crdt_read_cursor_pos(uint64_t *out, crdt_read *rd, const char *coll,
+CRDT_API int crdt_read_cursor_pos(uint64_t *out, crdt_read *rd, const char *coll,
                          const char *doc, const char *field,
                          const crdt_cursor *c);
 
 /** Serialize / parse a cursor as CRDT_CURSOR_BYTES bytes. */
-void crdt_cursor_bytes(unsigned char out[CRDT_CURSOR_BYTES],
+CRDT_API void crdt_cursor_bytes(unsigned char out[CRDT_CURSOR_BYTES],
                        const crdt_cursor *c);
-void crdt_cursor_parse(crdt_cursor *out,
+CRDT_API void crdt_cursor_parse(crdt_cursor *out,
                        const unsigned char in[CRDT_CURSOR_BYTES]);
 
 #ifdef __cplusplus
