@@ -9,6 +9,7 @@ packages=(
     libsodium-dev                # identity, signatures, key exchange, AEAD
     libmsgpack-dev               # wire and log encoding (msgpack-c)
     libjansson-dev               # JSON for the CLI (values, --json, import)
+    zlib1g-dev                   # reading the gzip editing traces (tests)
     libmicrohttpd-dev            # HTTP for `strata serve --metrics`
     check                        # unit tests
     clang libclang-rt-14-dev     # sanitizers and libFuzzer

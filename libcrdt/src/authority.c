@@ -120,7 +120,7 @@ static int
 standing_read(MDB_txn *txn, MDB_dbi dbi, const unsigned char *pk,
               const unsigned char *actor, standing *s)
 {
-    crdt__scratch sc = { NULL, 0, 0 };
+    crdt__scratch sc = { 0 };
     char hex[2 * CRDT_PUBKEY_BYTES + 1];
     int rc;
 

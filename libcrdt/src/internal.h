@@ -31,6 +31,7 @@
 #define CRDT__STORE_FORMAT 2u /* of the LMDB files: 2 = SipHash state hash */
 #define CRDT__KEY_MAX 511 /* LMDB's default maximum key size */
 #define CRDT__ELEM_MAX 256 /* encoded set element, so keys fit */
+#define CRDT__LIST_VALUE_MAX 65536 /* encoded list element value */
 /* MDB_MAP_FULL: internal only; public calls grow the map and retry, and
  * report CRDT_EFULL only when the map may not grow any more. */
 #define CRDT__EMAPFULL (-1000)
@@ -91,6 +92,9 @@ struct crdt_replica {
     /* merges reuse it (one write txn at a time): its buffers stay warm */
     crdt__applyq applyq;
     int applyq_busy;
+    /* sequence fields' in-memory order, by field (seq_store.c) */
+    pthread_mutex_t seq_lock;
+    struct crdt__seq *seq_cache[8];
 };
 
 /* What authority.c keeps about the member set during one write txn. */
@@ -126,6 +130,8 @@ typedef struct {
     int cur_at;      /* the cursor sits on the key last looked up */
     crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */
     crdt__feedacc fa; /* what this txn changed (feed.c) */
+    struct crdt__seq *seq_touched; /* sequences this txn changes */
+    int seq_foreign; /* raw writes: the cached sequences may be stale */
     crdt__auth auth; /* authority.c */
 } crdt__wctx;
 
@@ -161,6 +167,19 @@ int crdt__feed_decode(const unsigned char *p, size_t len, uint64_t seq,
 /* Open the feed database in @p txn (creating it if @p create);
  * CRDT_ENOTFOUND if absent and not created. */
 int crdt__feed_open(crdt_replica *r, MDB_txn *txn, int create);
+/* ---- txn.c, for the sequence ops (seq_api.c; crdt__txn_wctx below) */
+int crdt__txn_check(crdt_txn *t, const char *coll, const char *doc,
+                    const char *field, int want_kind);
+int crdt__txn_seq_ids(crdt_txn *t, uint64_t n, uint64_t *first);
+int crdt__txn_add_op(crdt_txn *t, const crdt_op *op);
+
+/* read.c: what a read txn reads from (for seq_api.c). */
+void crdt__read_parts(crdt_read *rd, crdt_replica **r, MDB_txn **txn,
+                      MDB_dbi *dbi);
+/* seq_api.c: delete every element of the sequence fields of a document
+ * (@p field NULL) or of one field, before a DEL_DOC / DEL_FIELD. */
+int crdt__txn_seq_clear(crdt_txn *t, const char *coll, const char *doc,
+                        const char *field);
 
 /* ---- merge.c ---- */
 int crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
@@ -303,6 +322,10 @@ int crdt__enc_value(crdt__enc *e, const crdt_value *v);
 int crdt__enc_str(crdt__enc *e, const char *s, size_t len);
 int crdt__enc_bin(crdt__enc *e, const void *p, size_t len);
 int crdt__op_decode(crdt_op *op, crdt__mp *m);
+/* seq_codec.c: the sequence ops, after the array header (of @p n items)
+ * and the kind were read. */
+int crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n);
+int crdt__seq_op_encode(crdt__enc *e, const crdt_op *op);
 int crdt__op_encode(crdt__enc *e, const crdt_op *op);
 int crdt__change_sign(unsigned char *sig, const unsigned char *hash,
                       const unsigned char *sk);
