@@ -170,9 +170,12 @@ cli_field_to_json(const crdt_field *f)
     json_t *a;
 
     switch (f->kind) {
-    case CRDT_FIELD_REGISTER: return cli_value_to_json(&f->value);
+    case CRDT_FIELD_REGISTER:
+    case CRDT_FIELD_TEXT: /* the whole text, a string */
+        return cli_value_to_json(&f->value);
     case CRDT_FIELD_COUNTER: return json_integer((json_int_t)f->counter);
     case CRDT_FIELD_SET:
+    case CRDT_FIELD_LIST: /* elements in list order */
         a = json_array();
         for (size_t i = 0; a != NULL && i < f->n_elems; i++)
             if (json_array_append_new(a, cli_value_to_json(&f->elems[i]))) {

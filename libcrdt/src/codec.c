@@ -370,9 +370,11 @@ crdt__op_decode(crdt_op *op, crdt__mp *m)
 
     memset(op, 0, sizeof *op);
     if (crdt__mp_array(m, &n) < 0 || n < 4 || crdt__mp_uint(m, &kind) < 0 ||
-        kind > CRDT_OP_DEL_DOC)
+        kind > CRDT_OP_LSET)
         return CRDT_EPROTO;
     op->kind = (crdt_op_kind)kind;
+    if (kind >= CRDT_OP_TINS)
+        return crdt__seq_op_decode(op, m, n);
     if (name(m, &op->coll, &op->coll_len) < 0 ||
         name(m, &op->doc, &op->doc_len) < 0)
         return CRDT_EPROTO;
@@ -401,6 +403,8 @@ crdt__op_decode(crdt_op *op, crdt__mp *m)
         if (n != 4)
             return CRDT_EPROTO;
         break;
+    default:
+        return CRDT_EPROTO;
     }
     obs = m->p;
     if (crdt__mp_skip(m) < 0)
@@ -441,6 +445,8 @@ crdt__op_encode(crdt__enc *e, const crdt_op *op)
                   : op->kind == CRDT_OP_DEL_FIELD ? 5 : 5);
     int rc;
 
+    if (op->kind >= CRDT_OP_TINS)
+        return crdt__seq_op_encode(e, op);
     if (msgpack_pack_array(&e->pk, n) < 0 ||
         msgpack_pack_uint64(&e->pk, op->kind) < 0)
         return CRDT_ENOMEM;
@@ -468,6 +474,7 @@ crdt__op_encode(crdt__enc *e, const crdt_op *op)
         return crdt__enc_raw(e, (const char *)op->observed,
                                      op->observed_len) < 0 ? CRDT_ENOMEM
                                                            : CRDT_OK;
+    default:
+        return CRDT_EINVAL;
     }
-    return CRDT_EINVAL;
 }

@@ -30,6 +30,7 @@
 #define CRDT__STORE_FORMAT 2u /* of the LMDB files: 2 = SipHash state hash */
 #define CRDT__KEY_MAX 511 /* LMDB's default maximum key size */
 #define CRDT__ELEM_MAX 256 /* encoded set element, so keys fit */
+#define CRDT__LIST_VALUE_MAX 65536 /* encoded list element value */
 /* MDB_MAP_FULL: internal only; public calls grow the map and retry, and
  * report CRDT_EFULL only when the map may not grow any more. */
 #define CRDT__EMAPFULL (-1000)
@@ -206,6 +207,10 @@ int crdt__enc_value(crdt__enc *e, const crdt_value *v);
 int crdt__enc_str(crdt__enc *e, const char *s, size_t len);
 int crdt__enc_bin(crdt__enc *e, const void *p, size_t len);
 int crdt__op_decode(crdt_op *op, crdt__mp *m);
+/* seq_codec.c: the sequence ops, after the array header (of @p n items)
+ * and the kind were read. */
+int crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n);
+int crdt__seq_op_encode(crdt__enc *e, const crdt_op *op);
 int crdt__op_encode(crdt__enc *e, const crdt_op *op);
 int crdt__change_sign(unsigned char *sig, const unsigned char *hash,
                       const unsigned char *sk);

@@ -288,6 +288,18 @@ reapply(crdt_txn *t, const crdt_op *op)
     case CRDT_OP_SREM: return crdt_txn_srem(t, coll, doc, field, &op->value);
     case CRDT_OP_DEL_FIELD: return crdt_txn_del_field(t, coll, doc, field);
     case CRDT_OP_DEL_DOC: return crdt_txn_del_doc(t, coll, doc);
+    /* a held sequence op is re-applied at the index its writer saw */
+    case CRDT_OP_TINS:
+        return crdt_txn_text_insert(t, coll, doc, field, op->pos, op->text,
+                                    op->text_len);
+    case CRDT_OP_TDEL:
+        return crdt_txn_text_delete(t, coll, doc, field, op->pos, op->len);
+    case CRDT_OP_LINS:
+        return crdt_txn_list_insert(t, coll, doc, field, op->pos, &op->value);
+    case CRDT_OP_LDEL:
+        return crdt_txn_list_delete(t, coll, doc, field, op->pos, op->len);
+    case CRDT_OP_LSET:
+        return crdt_txn_list_set(t, coll, doc, field, op->pos, &op->value);
     }
     return CRDT_EINVAL;
 }

@@ -77,6 +77,7 @@ tu_field_str(char *buf, size_t size, crdt_replica *r, const char *coll,
     if (rc == CRDT_OK) {
         switch (f.kind) {
         case CRDT_FIELD_REGISTER:
+        case CRDT_FIELD_TEXT:
             if (f.value.type == CRDT_VINT)
                 snprintf(buf, size, "%" PRId64, f.value.u.i);
             else if (f.value.type == CRDT_VSTRING)
@@ -90,7 +91,8 @@ tu_field_str(char *buf, size_t size, crdt_replica *r, const char *coll,
         case CRDT_FIELD_COUNTER:
             snprintf(buf, size, "c%" PRId64, f.counter);
             break;
-        case CRDT_FIELD_SET: {
+        case CRDT_FIELD_SET:
+        case CRDT_FIELD_LIST: {
             size_t off = (size_t)snprintf(buf, size, "[");
             for (size_t i = 0; i < f.n_elems && off < size; i++) {
                 const crdt_value *v = &f.elems[i];

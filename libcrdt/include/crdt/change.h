@@ -28,8 +28,29 @@ typedef enum {
     CRDT_OP_SADD = 2,
     CRDT_OP_SREM = 3,
     CRDT_OP_DEL_FIELD = 4,
-    CRDT_OP_DEL_DOC = 5
+    CRDT_OP_DEL_DOC = 5,
+    /* sequence ops (crdt/text.h explains them) */
+    CRDT_OP_TINS = 6,  /**< insert text */
+    CRDT_OP_TDEL = 7,  /**< delete a range of text */
+    CRDT_OP_LINS = 8,  /**< insert one list element */
+    CRDT_OP_LDEL = 9,  /**< delete a range of list elements */
+    CRDT_OP_LSET = 10  /**< replace one list element's value */
 } crdt_op_kind;
+
+/** The id of one sequence element. A value type. ctr 0 is "no element"
+ *  (an origin at the start or end; the end of a sequence as a cursor). */
+typedef struct {
+    crdt_actor actor;
+    uint64_t ctr;
+} crdt_seq_id;
+
+/** A range of consecutive element ids of one actor. */
+typedef struct {
+    crdt_actor actor;
+    uint64_t ctr;  /**< first id */
+    uint64_t len;  /**< number of ids, >= 1 */
+} crdt_seq_range;
+
 
 /** A decoded change header; a view into the bytes it came from. */
 typedef struct {
@@ -62,6 +83,19 @@ typedef struct {
     /* The observed part of SREM / DEL_FIELD / DEL_DOC, still encoded. */
     const unsigned char *observed;
     size_t observed_len;
+    /* Sequence ops (TINS TDEL LINS LDEL LSET); crdt/text.h. */
+    uint64_t pos;       /**< the index the writer saw */
+    uint64_t len;       /**< TINS: code points; TDEL, LDEL: elements */
+    const char *text;   /**< TINS: UTF-8, text_len bytes */
+    size_t text_len;
+    uint64_t ctr;       /**< TINS, LINS: id counter of the first element */
+    crdt_seq_id left;   /**< TINS, LINS: left origin (ctr 0: the start) */
+    crdt_seq_id right;  /**< TINS, LINS: right origin (ctr 0: the end) */
+    crdt_seq_id target; /**< LSET: the element replaced */
+    /* TDEL, LDEL: the deleted id ranges, still encoded; walk them with
+     * crdt_op_ranges_next(). */
+    const unsigned char *ranges;
+    size_t ranges_len;
 } crdt_op;
 
 /**
@@ -92,6 +126,17 @@ typedef struct {
 void crdt_op_iter_init(crdt_op_iter *it, const crdt_change *c);
 /** @return CRDT_OK; CRDT_ENOTFOUND at the end; CRDT_EPROTO. */
 int crdt_op_iter_next(crdt_op *out, crdt_op_iter *it);
+
+/** Walks the id ranges of a TDEL / LDEL op. */
+typedef struct {
+    const unsigned char *p, *end;
+    uint64_t left;
+} crdt_op_ranges;
+
+/** Start walking the ranges of @p op (a decoded TDEL or LDEL). */
+void crdt_op_ranges_init(crdt_op_ranges *it, const crdt_op *op);
+/** @return CRDT_OK; CRDT_ENOTFOUND at the end; CRDT_EPROTO. */
+int crdt_op_ranges_next(crdt_seq_range *out, crdt_op_ranges *it);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,7 @@
  *   crdt/replica.h  open a replica, identity
  *   crdt/txn.h      local writes (one txn = one signed change)
  *   crdt/read.h     reads from a snapshot
+ *   crdt/text.h     text and list fields: writes, reads, cursors
  *   crdt/vv.h       version vectors
  *   crdt/sync.h     export what a peer lacks, merge remote changes
  *   crdt/change.h   decode a change (inspection)
@@ -22,6 +23,7 @@
 #include "crdt/read.h"
 #include "crdt/replica.h"
 #include "crdt/sync.h"
+#include "crdt/text.h"
 #include "crdt/txn.h"
 #include "crdt/value.h"
 #include "crdt/vv.h"

@@ -24,7 +24,9 @@ typedef struct crdt_read crdt_read;
 typedef enum {
     CRDT_FIELD_REGISTER = 1,
     CRDT_FIELD_COUNTER = 2,
-    CRDT_FIELD_SET = 3
+    CRDT_FIELD_SET = 3,
+    CRDT_FIELD_TEXT = 4, /**< crdt/text.h: value is the whole text */
+    CRDT_FIELD_LIST = 5  /**< crdt/text.h: elems in list order */
 } crdt_field_kind;
 
 /**
@@ -34,9 +36,10 @@ typedef enum {
 typedef struct {
     const char *name;
     crdt_field_kind kind;
-    crdt_value value;          /**< REGISTER */
+    crdt_value value;          /**< REGISTER; TEXT: the text, a string */
     int64_t counter;           /**< COUNTER */
-    const crdt_value *elems;   /**< SET: sorted by crdt_value_cmp(), unique */
+    const crdt_value *elems;   /**< SET: sorted by crdt_value_cmp(), unique;
+                                    LIST: the elements in list order */
     size_t n_elems;
 } crdt_field;
 

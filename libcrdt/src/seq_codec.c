@@ -1,0 +1,230 @@
+/*
+ * seq_codec.c: the byte layout of the sequence ops (docs/storage.md).
+ *
+ *   id     = nil | [ actor: bin8, ctr: uint ]          (nil: none)
+ *   TINS   = [ 6,  coll, doc, field, pos, ctr, left: id, right: id, text: str ]
+ *   TDEL   = [ 7,  coll, doc, field, pos, len, ranges ]
+ *   LINS   = [ 8,  coll, doc, field, pos, ctr, left: id, right: id, value ]
+ *   LDEL   = [ 9,  coll, doc, field, pos, len, ranges ]
+ *   LSET   = [ 10, coll, doc, field, pos, target: id, value ]
+ *   ranges = [ actor: bin8, ctr: uint, len: uint, ... ]  (3 items a range)
+ *
+ * Invariants: a decoded op is fully checked (names, UTF-8 text without
+ * NUL, counters from 1 that never wrap, a range count within the
+ * limits); the text's code points are counted into op->len.
+ */
+#include <string.h>
+
+#include "internal.h"
+#include "crdt/text.h"
+
+#define CTR_MAX (UINT64_C(1) << 62) /* ids stay far from wrapping */
+#define RANGES_MAX 1000000u
+
+static int
+dec_id(crdt__mp *m, crdt_seq_id *id, int may_be_nil)
+{
+    uint32_t n;
+
+    memset(id, 0, sizeof *id);
+    if (m->p < m->end && *m->p == 0xc0) {
+        m->p++;
+        return may_be_nil ? CRDT_OK : CRDT_EPROTO;
+    }
+    if (crdt__mp_array(m, &n) < 0 || n != 2 ||
+        crdt__mp_bin_fixed(m, id->actor.b, CRDT_ACTOR_BYTES) < 0 ||
+        crdt__mp_uint(m, &id->ctr) < 0 || id->ctr == 0 || id->ctr >= CTR_MAX)
+        return CRDT_EPROTO;
+    return CRDT_OK;
+}
+
+static int
+enc_id(crdt__enc *e, const crdt_seq_id *id)
+{
+    if (id->ctr == 0)
+        return msgpack_pack_nil(&e->pk) < 0 ? CRDT_ENOMEM : CRDT_OK;
+    if (msgpack_pack_array(&e->pk, 2) < 0 ||
+        crdt__enc_bin(e, id->actor.b, CRDT_ACTOR_BYTES) < 0 ||
+        msgpack_pack_uint64(&e->pk, id->ctr) < 0)
+        return CRDT_ENOMEM;
+    return CRDT_OK;
+}
+
+/* Code points in valid UTF-8: the bytes that are not continuations. */
+static uint64_t
+cp_count(const char *s, size_t len)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return n;
+}
+
+static int
+name(crdt__mp *m, const char **s, size_t *len)
+{
+    uint32_t n;
+
+    if (crdt__mp_name(m, s, &n) < 0)
+        return CRDT_EPROTO;
+    *len = n;
+    return CRDT_OK;
+}
+
+int
+crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
+{
+    static const uint32_t want[] = { 9, 7, 9, 7, 7 };
+    const char *txt;
+    uint32_t tl, rn;
+    const unsigned char *r0;
+
+    if (n != want[op->kind - CRDT_OP_TINS])
+        return CRDT_EPROTO;
+    if (name(m, &op->coll, &op->coll_len) < 0 ||
+        name(m, &op->doc, &op->doc_len) < 0 ||
+        name(m, &op->field, &op->field_len) < 0 ||
+        crdt__mp_uint(m, &op->pos) < 0 || op->pos >= CTR_MAX)
+        return CRDT_EPROTO;
+    switch (op->kind) {
+    case CRDT_OP_TINS:
+    case CRDT_OP_LINS:
+        if (crdt__mp_uint(m, &op->ctr) < 0 || op->ctr == 0 ||
+            op->ctr >= CTR_MAX - CRDT_TEXT_INSERT_MAX ||
+            dec_id(m, &op->left, 1) < 0 || dec_id(m, &op->right, 1) < 0)
+            return CRDT_EPROTO;
+        if (op->kind == CRDT_OP_LINS) {
+            const unsigned char *v0 = m->p;
+            if (crdt__mp_value(m, &op->value) < 0 ||
+                (size_t)(m->p - v0) > CRDT__LIST_VALUE_MAX)
+                return CRDT_EPROTO;
+            op->len = 1;
+            return CRDT_OK;
+        }
+        if (crdt__mp_str(m, &txt, &tl) < 0 || tl == 0 ||
+            tl > CRDT_TEXT_INSERT_MAX || memchr(txt, 0, tl) != NULL ||
+            !crdt__utf8_valid(txt, tl))
+            return CRDT_EPROTO;
+        op->text = txt;
+        op->text_len = tl;
+        op->len = cp_count(txt, tl);
+        return CRDT_OK;
+    case CRDT_OP_TDEL:
+    case CRDT_OP_LDEL:
+        if (crdt__mp_uint(m, &op->len) < 0 || op->len == 0 ||
+            op->len >= CTR_MAX)
+            return CRDT_EPROTO;
+        r0 = m->p;
+        if (crdt__mp_array(m, &rn) < 0 || rn == 0 || rn % 3 != 0 ||
+            rn / 3 > RANGES_MAX)
+            return CRDT_EPROTO;
+        for (uint32_t i = 0; i < rn / 3; i++) {
+            unsigned char a[CRDT_ACTOR_BYTES];
+            uint64_t c, l;
+            if (crdt__mp_bin_fixed(m, a, sizeof a) < 0 ||
+                crdt__mp_uint(m, &c) < 0 || crdt__mp_uint(m, &l) < 0 ||
+                c == 0 || l == 0 || c >= CTR_MAX || l >= CTR_MAX - c)
+                return CRDT_EPROTO;
+        }
+        op->ranges = r0;
+        op->ranges_len = (size_t)(m->p - r0);
+        return CRDT_OK;
+    case CRDT_OP_LSET: {
+        const unsigned char *v0;
+        if (dec_id(m, &op->target, 0) < 0)
+            return CRDT_EPROTO;
+        v0 = m->p;
+        if (crdt__mp_value(m, &op->value) < 0 ||
+            (size_t)(m->p - v0) > CRDT__LIST_VALUE_MAX)
+            return CRDT_EPROTO;
+        return CRDT_OK;
+    }
+    default:
+        return CRDT_EPROTO;
+    }
+}
+
+int
+crdt__seq_op_encode(crdt__enc *e, const crdt_op *op)
+{
+    static const uint32_t want[] = { 9, 7, 9, 7, 7 };
+    int rc;
+
+    if (op->kind < CRDT_OP_TINS || op->kind > CRDT_OP_LSET)
+        return CRDT_EINVAL;
+    if (msgpack_pack_array(&e->pk, want[op->kind - CRDT_OP_TINS]) < 0 ||
+        msgpack_pack_uint64(&e->pk, op->kind) < 0)
+        return CRDT_ENOMEM;
+    if ((rc = crdt__enc_str(e, op->coll, op->coll_len)) < 0 ||
+        (rc = crdt__enc_str(e, op->doc, op->doc_len)) < 0 ||
+        (rc = crdt__enc_str(e, op->field, op->field_len)) < 0)
+        return rc;
+    if (msgpack_pack_uint64(&e->pk, op->pos) < 0)
+        return CRDT_ENOMEM;
+    switch (op->kind) {
+    case CRDT_OP_TINS:
+    case CRDT_OP_LINS:
+        if (msgpack_pack_uint64(&e->pk, op->ctr) < 0)
+            return CRDT_ENOMEM;
+        if ((rc = enc_id(e, &op->left)) < 0 ||
+            (rc = enc_id(e, &op->right)) < 0)
+            return rc;
+        if (op->kind == CRDT_OP_LINS)
+            return crdt__enc_value(e, &op->value);
+        return crdt__enc_str(e, op->text, op->text_len);
+    case CRDT_OP_TDEL:
+    case CRDT_OP_LDEL:
+        if (msgpack_pack_uint64(&e->pk, op->len) < 0)
+            return CRDT_ENOMEM;
+        if (op->ranges == NULL || op->ranges_len == 0)
+            return CRDT_EINVAL;
+        return crdt__enc_raw(e, op->ranges, op->ranges_len);
+    case CRDT_OP_LSET:
+        if ((rc = enc_id(e, &op->target)) < 0)
+            return rc;
+        return crdt__enc_value(e, &op->value);
+    default:
+        return CRDT_EINVAL;
+    }
+}
+
+void
+crdt_op_ranges_init(crdt_op_ranges *it, const crdt_op *op)
+{
+    crdt__mp m;
+    uint32_t n = 0;
+
+    it->p = it->end = NULL;
+    it->left = 0;
+    if (op == NULL || op->ranges == NULL ||
+        (op->kind != CRDT_OP_TDEL && op->kind != CRDT_OP_LDEL))
+        return;
+    m.p = op->ranges;
+    m.end = op->ranges + op->ranges_len;
+    if (crdt__mp_array(&m, &n) == CRDT_OK) {
+        it->p = m.p;
+        it->end = m.end;
+        it->left = n / 3;
+    }
+}
+
+int
+crdt_op_ranges_next(crdt_seq_range *out, crdt_op_ranges *it)
+{
+    crdt__mp m;
+
+    if (it->left == 0)
+        return CRDT_ENOTFOUND;
+    m.p = it->p;
+    m.end = it->end;
+    if (crdt__mp_bin_fixed(&m, out->actor.b, CRDT_ACTOR_BYTES) < 0 ||
+        crdt__mp_uint(&m, &out->ctr) < 0 || crdt__mp_uint(&m, &out->len) < 0 ||
+        out->ctr == 0 || out->len == 0) {
+        it->left = 0;
+        return CRDT_EPROTO;
+    }
+    it->p = m.p;
+    it->left--;
+    return CRDT_OK;
+}
