@@ -545,6 +545,9 @@ run_concurrent(ctx *c)
         c->txn_n[i] = c->spool->n - before;
         SET(a, i);
         a->last = (long)i;
+        if ((i + 1) % 5000 == 0)
+            bench_log("w2: replay: %zu of %zu txns, %llu changes merged",
+                      i + 1, t->n_txns, (unsigned long long)c->res->merged);
     }
     return 0;
 }
