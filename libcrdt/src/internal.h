@@ -69,6 +69,9 @@ struct crdt_replica {
     /* merges reuse it (one write txn at a time): its buffers stay warm */
     crdt__applyq applyq;
     int applyq_busy;
+    /* sequence fields' in-memory order, by field (seq_store.c) */
+    pthread_mutex_t seq_lock;
+    struct crdt__seq *seq_cache[8];
 };
 
 /* A write context: one LMDB write txn plus the state-hash accumulator. */
@@ -83,6 +86,8 @@ typedef struct {
     MDB_dbi cur_dbi;
     int cur_at;      /* the cursor sits on the key last looked up */
     crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */
+    struct crdt__seq *seq_touched; /* sequences this txn changes */
+    int seq_foreign; /* raw writes: the cached sequences may be stale */
 } crdt__wctx;
 
 /* A raw txn (crdt/raw.h): a write context, or a read txn. Merge builds
@@ -95,6 +100,21 @@ struct crdt_raw {
                               txn writes it, stored at commit/swap */
     int spare_loaded, spare_dirty;
 };
+
+/* ---- txn.c, for the sequence ops (seq_api.c) ---- */
+crdt__wctx *crdt__txn_wctx(crdt_txn *t);
+int crdt__txn_check(crdt_txn *t, const char *coll, const char *doc,
+                    const char *field, int want_kind);
+int crdt__txn_seq_ids(crdt_txn *t, uint64_t n, uint64_t *first);
+int crdt__txn_add_op(crdt_txn *t, const crdt_op *op);
+
+/* read.c: what a read txn reads from (for seq_api.c). */
+void crdt__read_parts(crdt_read *rd, crdt_replica **r, MDB_txn **txn,
+                      MDB_dbi *dbi);
+/* seq_api.c: delete every element of the sequence fields of a document
+ * (@p field NULL) or of one field, before a DEL_DOC / DEL_FIELD. */
+int crdt__txn_seq_clear(crdt_txn *t, const char *coll, const char *doc,
+                        const char *field);
 
 /* ---- merge.c ---- */
 int crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,

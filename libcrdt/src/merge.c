@@ -54,6 +54,8 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
     /* the hook reads the state as it stands: what is queued goes first */
     if (foreign && w->q != NULL && (rc = crdt__applyq_flush(w, w->q)) < 0)
         return rc;
+    if (foreign)
+        w->seq_foreign = 1; /* the hook may write the state directly */
     crdt_op_iter_init(&it, c);
     while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
         const crdt_op *apply = &op;

@@ -37,6 +37,7 @@ crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write)
     t->write = write;
     if (write) {
         rc = crdt__wctx_begin(&t->own, r, 0);
+        t->own.seq_foreign = 1; /* raw writes bypass the sequence cache */
     } else {
         t->own.r = r;
         rc = crdt__txn_begin(r, 0, &t->own.txn);

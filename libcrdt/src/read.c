@@ -34,6 +34,7 @@ crdt_read_begin(crdt_read **out, crdt_replica *r)
         return rc;
     }
     rd->state = r->dbi[CRDT_DB_STATE0 + crdt__state_slot(rd->txn, r)];
+    rd->scratch.r = r;
     *out = rd;
     return CRDT_OK;
 }
@@ -293,4 +294,13 @@ crdt_replica *
 crdt__read_replica(crdt_read *rd)
 {
     return rd->r;
+}
+
+void
+crdt__read_parts(crdt_read *rd, crdt_replica **r, MDB_txn **txn,
+                 MDB_dbi *dbi)
+{
+    *r = rd->r;
+    *txn = rd->txn;
+    *dbi = rd->state;
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "seq.h"
 
 static int
 write_genesis(crdt_replica *r, const crdt_open_options *o)
@@ -115,6 +116,7 @@ crdt_replica_open(crdt_replica **out, const char *path,
     }
     pthread_rwlock_init(&r->grow_lock, NULL);
     pthread_mutex_init(&r->map_lock, NULL);
+    pthread_mutex_init(&r->seq_lock, NULL);
     r->read_only = opts->read_only;
     r->max_map_size = opts->max_map_size;
     r->max_drift_ms = opts->max_drift_ms ? opts->max_drift_ms : 300000;
@@ -146,6 +148,8 @@ crdt_replica_close(crdt_replica *r)
     pthread_rwlock_destroy(&r->grow_lock);
     crdt__applyq_free(&r->applyq);
     pthread_mutex_destroy(&r->map_lock);
+    crdt__seq_cache_free(r);
+    pthread_mutex_destroy(&r->seq_lock);
     free(r->path);
     free(r);
 }

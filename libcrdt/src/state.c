@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "seq.h"
 #include "state_keys.h"
 
 /* ---- multiset hash: a sum of per-entry hashes in four 64-bit lanes ----
@@ -269,7 +270,14 @@ crdt__wctx_commit(crdt__wctx *w)
         crdt__wctx_abort(w);
         return rc;
     }
-    rc = crdt__txn_end(w->r, w->txn, 1); /* closes the cursor too */
+    {
+        uint64_t id = mdb_txn_id(w->txn);
+        rc = crdt__txn_end(w->r, w->txn, 1); /* closes the cursor too */
+        if (rc == CRDT_OK)
+            crdt__seq_wctx_commit(w, id);
+        else
+            crdt__seq_wctx_abort(w);
+    }
     w->txn = NULL;
     w->cur = NULL;
     return rc;
@@ -280,6 +288,7 @@ crdt__wctx_abort(crdt__wctx *w)
 {
     if (w->txn)
         crdt__txn_end(w->r, w->txn, 0);
+    crdt__seq_wctx_abort(w);
     w->txn = NULL;
     w->cur = NULL;
 }
@@ -469,6 +478,8 @@ crdt__state_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
         return CRDT_OK;
     }
 
+    if (op->kind >= CRDT_OP_TINS)
+        return crdt__seq_apply(w, op, hlc, actor);
     crdt__key_field(&k, op->field, op->field_len);
     switch (op->kind) {
     case CRDT_OP_PUT:

@@ -32,6 +32,8 @@ struct crdt_txn {
     /* raw keys to delete at commit: (db, len, bytes) records */
     crdt__enc dels;
     size_t n_dels;
+    uint64_t seq_ctr;  /* last sequence element id issued; 0: not loaded */
+    int seq_ctr_dirty;
 };
 
 static int run_dels(crdt_txn *t);
@@ -307,6 +309,8 @@ crdt_txn_del_field(crdt_txn *t, const char *coll, const char *doc,
 
     if (rc < 0)
         return rc;
+    if ((rc = crdt__txn_seq_clear(t, coll, doc, field)) < 0)
+        return rc;
     from = t->ops.sb.size;
     rc = encode_head(t, CRDT_OP_DEL_FIELD, 5, coll, doc, field);
     if (rc == CRDT_OK)
@@ -322,6 +326,8 @@ crdt_txn_del_doc(crdt_txn *t, const char *coll, const char *doc)
     int rc = check(t, coll, doc, NULL, 0);
 
     if (rc < 0)
+        return rc;
+    if ((rc = crdt__txn_seq_clear(t, coll, doc, NULL)) < 0)
         return rc;
     from = t->ops.sb.size;
     rc = encode_head(t, CRDT_OP_DEL_DOC, 4, coll, doc, NULL);
@@ -398,6 +404,13 @@ write_change(crdt_txn *t, crdt_commit_info *info)
         memcpy(own, r->actor.b, 8);
         crdt__be64(own + 8, last);
         if ((rc = crdt__meta_put(t->w.txn, r, "own_seq", own, 16)) < 0)
+            goto done;
+    }
+    if (t->seq_ctr_dirty) {
+        unsigned char sc[16];
+        memcpy(sc, r->actor.b, 8);
+        crdt__be64(sc + 8, t->seq_ctr);
+        if ((rc = crdt__meta_put(t->w.txn, r, "seq_ctr", sc, 16)) < 0)
             goto done;
     }
     if ((rc = crdt__head_put(t->w.txn, r, &r->actor, &h)) < 0 ||
@@ -509,4 +522,47 @@ run_dels(crdt_txn *t)
         p += 3 + kl;
     }
     return CRDT_OK;
+}
+
+/* ---- for seq_api.c ---- */
+
+crdt__wctx *
+crdt__txn_wctx(crdt_txn *t)
+{
+    return &t->w;
+}
+
+int
+crdt__txn_check(crdt_txn *t, const char *coll, const char *doc,
+                const char *field, int want_kind)
+{
+    return check(t, coll, doc, field, want_kind);
+}
+
+/* The next @p n element ids of this actor (kept in the txn, stored at
+ * commit: a replay after the map grew reuses the ops' own ids). */
+int
+crdt__txn_seq_ids(crdt_txn *t, uint64_t n, uint64_t *first)
+{
+    if (t->seq_ctr == 0) {
+        MDB_val v;
+        int rc = crdt__meta_get(t->w.txn, t->r, "seq_ctr", &v);
+        if (rc < 0 && rc != CRDT_ENOTFOUND)
+            return rc;
+        if (rc == CRDT_OK && v.mv_size == 16 &&
+            memcmp(v.mv_data, t->r->actor.b, 8) == 0)
+            t->seq_ctr = crdt__rd64((unsigned char *)v.mv_data + 8);
+    }
+    *first = t->seq_ctr + 1;
+    t->seq_ctr += n;
+    t->seq_ctr_dirty = 1;
+    return CRDT_OK;
+}
+
+int
+crdt__txn_add_op(crdt_txn *t, const crdt_op *op)
+{
+    size_t from = t->ops.sb.size;
+
+    return finish_op(t, from, crdt__op_encode(&t->ops, op));
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "seq.h"
 #include "state_keys.h"
 #include "view.h"
 
@@ -38,6 +39,8 @@ void
 crdt__scratch_free(crdt__scratch *s)
 {
     free(s->elems);
+    free(s->text);
+    free(s->list);
     memset(s, 0, sizeof *s);
 }
 
@@ -65,6 +68,7 @@ typedef struct {
     size_t cur_elem_len;
     int cur_elem_live;
     crdt_value cur_value;
+    unsigned char seq_kind;    /* 'T' text or 'L' list header seen */
 } acc_field;
 
 static int
@@ -79,9 +83,58 @@ flush_elem(acc_field *f, crdt__scratch *s)
     return rc;
 }
 
+/* The content of a sequence field into the scratch buffers. */
+static int
+seq_content(crdt_field *out, acc_field *f, crdt__scratch *s, MDB_txn *txn,
+            MDB_dbi dbi, const char *coll, size_t cl, const char *doc,
+            size_t dl)
+{
+    crdt__seqkey key;
+    crdt__seq *q;
+    int rc;
+
+    out->kind = f->seq_kind == 'T' ? CRDT_FIELD_TEXT : CRDT_FIELD_LIST;
+    if (s->kind_only)
+        return CRDT_OK;
+    crdt__seqkey_make(&key, coll, cl, doc, dl, f->name, f->len, f->seq_kind);
+    rc = s->r != NULL ? crdt__seq_for_read(&q, s->r, txn, dbi, &key)
+                      : crdt__seq_build(&q, txn, dbi, &key);
+    if (rc < 0)
+        return rc;
+    free(s->text);
+    free(s->list);
+    s->text = NULL;
+    s->list = NULL;
+    if (f->seq_kind == 'T') {
+        size_t len;
+        rc = crdt__seq_text(q, 0, crdt__seq_len(q), &s->text, &len);
+        if (rc == CRDT_OK)
+            out->value = crdt_value_str(s->text, len);
+    } else {
+        size_t n;
+        rc = crdt__seq_list(q, txn, dbi, &s->list, &n);
+        if (rc == CRDT_OK) {
+            out->elems = s->list;
+            out->n_elems = n;
+        }
+    }
+    if (s->r != NULL)
+        crdt__seq_release(s->r, q);
+    else
+        crdt__seq_free(q);
+    return rc;
+}
+
+typedef struct {
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    const char *coll, *doc;
+    size_t cl, dl;
+} view_where;
+
 static int
 emit(acc_field *f, crdt__scratch *s, crdt_field_cb cb, void *ctx,
-     char *namebuf, int *found)
+     char *namebuf, int *found, const view_where *vw)
 {
     crdt_field out;
     int rc;
@@ -103,6 +156,10 @@ emit(acc_field *f, crdt__scratch *s, crdt_field_cb cb, void *ctx,
         out.kind = CRDT_FIELD_SET;
         out.elems = s->elems;
         out.n_elems = s->n_elems;
+    } else if (f->seq_kind != 0) {
+        if ((rc = seq_content(&out, f, s, vw->txn, vw->dbi, vw->coll,
+                              vw->cl, vw->doc, vw->dl)) < 0)
+            return rc;
     } else {
         return CRDT_OK;
     }
@@ -203,6 +260,7 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
     acc_field f;
     char namebuf[CRDT_NAME_MAX + 1];
     int rc, found = 0, have = 0;
+    view_where vw = { txn, dbi, coll, doc, cl, dl };
 
     crdt__key_doc(&prefix, coll, cl, doc, dl);
     if (only != NULL)
@@ -221,7 +279,7 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
     s->n_elems = 0;
     memset(&f, 0, sizeof f);
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    while (rc == 0) {
         const unsigned char *kb = k.mv_data, *fend;
         size_t base = cl + dl + 2;
 
@@ -232,6 +290,7 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
                 memcpy(tomb, v.mv_data, 16);
                 doc_tomb = tomb;
             }
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
             continue;
         }
         fend = memchr(kb + base, 0, k.mv_size - base);
@@ -243,7 +302,7 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
         if (!have || flen != f.len ||
             memcmp(f.name, kb + base, flen) != 0) {
             if (have) {
-                rc = emit(&f, s, cb, ctx, namebuf, &found);
+                rc = emit(&f, s, cb, ctx, namebuf, &found, &vw);
                 if (rc != 0)
                     goto done;
             }
@@ -253,16 +312,34 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
             f.len = flen;
             have = 1;
         }
+        if (fend[1] == 'T' || fend[1] == 'L') {
+            /* a sequence block: note its header, then jump past it (its
+             * runs are read only when the content is wanted) */
+            unsigned char seek[CRDT__KEY_MAX];
+            size_t sl = (size_t)(fend + 2 - kb);
+            MDB_val sk;
+
+            if (k.mv_size == sl && (f.seq_kind == 0 || fend[1] == 'T'))
+                f.seq_kind = fend[1];
+            memcpy(seek, kb, sl);
+            seek[sl - 1]++;
+            sk.mv_size = sl;
+            sk.mv_data = seek;
+            rc = mdb_cursor_get(cur, &sk, &v, MDB_SET_RANGE);
+            k = sk;
+            continue;
+        }
         rc = take_entry(&f, s, fend[1], fend + 2,
                         (size_t)(kb + k.mv_size - (fend + 2)), &v, doc_tomb);
         if (rc != 0)
             goto done;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
         rc = crdt__mdb_err(rc);
         goto done;
     }
-    rc = have ? emit(&f, s, cb, ctx, namebuf, &found) : CRDT_OK;
+    rc = have ? emit(&f, s, cb, ctx, namebuf, &found, &vw) : CRDT_OK;
     if (rc == CRDT_OK && !found)
         rc = CRDT_ENOTFOUND;
 done:
@@ -284,6 +361,7 @@ crdt__state_field_kind(MDB_txn *txn, MDB_dbi state, const char *coll,
     crdt__scratch s = { 0 };
     int kind = 0, rc;
 
+    s.kind_only = 1;
     rc = crdt__view_doc(&s, txn, state, coll, strlen(coll), doc, strlen(doc),
                         field, strlen(field), kind_cb, &kind);
     crdt__scratch_free(&s);

@@ -8,6 +8,10 @@
 typedef struct {
     crdt_value *elems;
     size_t n_elems, cap_elems;
+    crdt_replica *r;  /* for the sequence cache; NULL: build each time */
+    int kind_only;    /* sequence fields: report the kind, skip content */
+    char *text;       /* the last text field's content */
+    crdt_value *list; /* the last list field's values */
 } crdt__scratch;
 
 void crdt__scratch_free(crdt__scratch *s);

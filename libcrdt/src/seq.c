@@ -1,0 +1,852 @@
+/*
+ * seq.c: the in-memory order of a sequence field, and its merge rule.
+ *
+ * The merge rule is YjsMod, which orders elements exactly as FugueMax
+ * does (docs/text.md): an element is placed between its left and right
+ * origins; among concurrent elements with the same origins the scan
+ * below decides, and ties go by actor id. An insert of several
+ * elements, or a run of one actor's consecutive inserts, stays
+ * contiguous, so no two concurrent runs interleave.
+ *
+ * In memory the sequence is a list of fragments (a slice of one stored
+ * run, all visible or all deleted) in document order, held in chunks of
+ * at most CH_MAX fragments that keep their visible and total counts:
+ * index -> element walks the chunk counts, then one chunk
+ * (O(n / CH_MAX + CH_MAX)); id -> element is a binary search in the
+ * actor's runs, then in the run's fragments. A position is compared as
+ * (chunk number, index in chunk, offset): O(1) once found.
+ *
+ * Invariants:
+ *  (1) Every run's fragments partition the elements of the run that are
+ *      integrated, sorted by offset in run->frags.
+ *  (2) Chunks are never empty; chunk->idx and frag->idx are their
+ *      indexes; chunk and sequence counts equal the sums below them.
+ *  (3) An element is integrated only after both its origins.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "seq_int.h"
+
+/* ---- small helpers ---- */
+
+static int
+actor_cmp(const crdt_actor *a, const crdt_actor *b)
+{
+    return memcmp(a->b, b->b, CRDT_ACTOR_BYTES);
+}
+
+seq_actor *
+crdt__seq_actor(crdt__seq *s, const crdt_actor *a, int create)
+{
+    size_t lo = 0, hi = s->nact;
+
+    if (s->last_act < s->nact &&
+        actor_cmp(&s->act[s->last_act].actor, a) == 0)
+        return &s->act[s->last_act];
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = actor_cmp(&s->act[mid].actor, a);
+        if (c == 0) {
+            s->last_act = mid;
+            return &s->act[mid];
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (!create)
+        return NULL;
+    if (s->nact == s->capact) {
+        size_t cap = s->capact ? s->capact * 2 : 4;
+        seq_actor *n = realloc(s->act, cap * sizeof *n);
+        if (n == NULL)
+            return NULL;
+        s->act = n;
+        s->capact = cap;
+    }
+    memmove(&s->act[lo + 1], &s->act[lo], (s->nact - lo) * sizeof *s->act);
+    memset(&s->act[lo], 0, sizeof *s->act);
+    s->act[lo].actor = *a;
+    s->nact++;
+    s->last_act = lo;
+    return &s->act[lo];
+}
+
+/* Index of the last run of @p a starting at or before @p ctr, or -1. */
+static long
+run_index(const seq_actor *a, uint64_t ctr)
+{
+    size_t lo = 0, hi = a->n;
+
+    if (a->n > 0 && a->runs[a->n - 1]->ctr <= ctr)
+        return (long)a->n - 1; /* the common case: the newest run */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (a->runs[mid]->ctr <= ctr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (long)lo - 1;
+}
+
+seq_run *
+crdt__seq_run_find(crdt__seq *s, const crdt_seq_id *id)
+{
+    seq_actor *a = crdt__seq_actor(s, &id->actor, 0);
+    long i;
+
+    if (a == NULL || (i = run_index(a, id->ctr)) < 0)
+        return NULL;
+    if (id->ctr - a->runs[i]->ctr >= a->runs[i]->len)
+        return NULL;
+    return a->runs[i];
+}
+
+/* The fragment of @p r holding offset @p off (integrated: invariant 1). */
+static uint32_t
+frag_index(const seq_run *r, uint64_t off)
+{
+    uint32_t lo = 0, hi = r->nf;
+
+    if (r->nf > 0 && r->frags[r->nf - 1]->off <= off)
+        return r->nf - 1;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (r->frags[mid]->off <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo - 1;
+}
+
+static seq_frag *
+frag_of(const seq_run *r, uint64_t off)
+{
+    if (r->nf == 0 || off >= r->frags[r->nf - 1]->off +
+                                 r->frags[r->nf - 1]->len)
+        return NULL;
+    return r->frags[frag_index(r, off)];
+}
+
+static seq_frag *
+frag_next(const crdt__seq *s, const seq_frag *f)
+{
+    const seq_chunk *c = f->ch;
+
+    if (f->idx + 1 < c->n)
+        return c->f[f->idx + 1];
+    if (c->idx + 1 < s->nch)
+        return s->ch[c->idx + 1]->f[0];
+    return NULL;
+}
+
+static seq_frag *
+frag_prev(const crdt__seq *s, const seq_frag *f)
+{
+    const seq_chunk *c = f->ch;
+
+    if (f->idx > 0)
+        return c->f[f->idx - 1];
+    if (c->idx > 0) {
+        const seq_chunk *p = s->ch[c->idx - 1];
+        return p->f[p->n - 1];
+    }
+    return NULL;
+}
+
+/* ---- chunks ---- */
+
+static seq_chunk *
+chunk_new(crdt__seq *s, size_t at)
+{
+    seq_chunk *c;
+
+    if (s->nch == s->capch) {
+        size_t cap = s->capch ? s->capch * 2 : 8;
+        seq_chunk **n = realloc(s->ch, cap * sizeof *n);
+        if (n == NULL)
+            return NULL;
+        s->ch = n;
+        s->capch = cap;
+    }
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    memmove(&s->ch[at + 1], &s->ch[at], (s->nch - at) * sizeof *s->ch);
+    s->ch[at] = c;
+    s->nch++;
+    for (size_t i = at; i < s->nch; i++)
+        s->ch[i]->idx = (uint32_t)i;
+    return c;
+}
+
+static uint64_t
+vis_of(const seq_frag *f)
+{
+    return f->deleted ? 0 : f->len;
+}
+
+/* Split full chunk @p c in two halves. */
+static int
+chunk_split(crdt__seq *s, seq_chunk *c)
+{
+    seq_chunk *n = chunk_new(s, c->idx + 1);
+
+    if (n == NULL)
+        return CRDT_ENOMEM;
+    for (uint32_t i = CH_HALF; i < c->n; i++) {
+        seq_frag *f = c->f[i];
+        n->f[i - CH_HALF] = f;
+        f->ch = n;
+        f->idx = i - CH_HALF;
+        n->vis += vis_of(f);
+        n->tot += f->len;
+        c->vis -= vis_of(f);
+        c->tot -= f->len;
+    }
+    n->n = c->n - CH_HALF;
+    c->n = CH_HALF;
+    return CRDT_OK;
+}
+
+/* Put @p f at index @p at of chunk @p c (c NULL: the sequence is empty
+ * or @p at is past the last chunk's end, i.e. append). */
+static int
+place(crdt__seq *s, seq_chunk *c, uint32_t at, seq_frag *f)
+{
+    if (c == NULL) {
+        if (s->nch == 0 || s->ch[s->nch - 1]->n == CH_MAX) {
+            if ((c = chunk_new(s, s->nch)) == NULL)
+                return CRDT_ENOMEM;
+        } else {
+            c = s->ch[s->nch - 1];
+        }
+        at = c->n;
+    }
+    if (c->n == CH_MAX) {
+        int rc = chunk_split(s, c);
+        if (rc < 0)
+            return rc;
+        if (at > CH_HALF) {
+            at -= CH_HALF;
+            c = s->ch[c->idx + 1];
+        }
+    }
+    memmove(&c->f[at + 1], &c->f[at], (c->n - at) * sizeof *c->f);
+    c->f[at] = f;
+    c->n++;
+    for (uint32_t i = at; i < c->n; i++)
+        c->f[i]->idx = i;
+    f->ch = c;
+    c->vis += vis_of(f);
+    c->tot += f->len;
+    s->vis += vis_of(f);
+    s->tot += f->len;
+    return CRDT_OK;
+}
+
+static int
+run_add_frag(seq_run *r, uint32_t at, seq_frag *f)
+{
+    if (r->nf == r->capf) {
+        uint32_t cap = r->capf ? r->capf * 2 : 2;
+        seq_frag **n = realloc(r->frags, cap * sizeof *n);
+        if (n == NULL)
+            return CRDT_ENOMEM;
+        r->frags = n;
+        r->capf = cap;
+    }
+    memmove(&r->frags[at + 1], &r->frags[at], (r->nf - at) * sizeof *r->frags);
+    r->frags[at] = f;
+    r->nf++;
+    return CRDT_OK;
+}
+
+/* Split @p f so that it keeps its first @p k elements; return the rest. */
+static seq_frag *
+frag_split(crdt__seq *s, seq_frag *f, uint64_t k)
+{
+    seq_frag *n = calloc(1, sizeof *n);
+    uint64_t rest = f->len - k;
+
+    if (n == NULL)
+        return NULL;
+    n->run = f->run;
+    n->off = f->off + k;
+    n->len = rest;
+    n->deleted = f->deleted;
+    f->len = k;
+    f->ch->tot -= rest;
+    s->tot -= rest;
+    if (!f->deleted) {
+        f->ch->vis -= rest;
+        s->vis -= rest;
+    }
+    if (run_add_frag(f->run, frag_index(f->run, f->off) + 1, n) < 0 ||
+        place(s, f->ch, f->idx + 1, n) < 0) {
+        /* out of memory halfway: the structure is dropped by the caller
+         * (the write fails and the cache forgets this sequence) */
+        s->broken = 1;
+        return NULL;
+    }
+    return n;
+}
+
+/* ---- positions ---- */
+
+typedef struct {
+    int inf;       /* -1 start, 0 an element, +1 end */
+    uint32_t c, i; /* chunk, index in chunk */
+    uint64_t o;    /* offset in the fragment */
+} seq_pos;
+
+static int
+pos_cmp(const seq_pos *a, const seq_pos *b)
+{
+    if (a->inf != b->inf)
+        return a->inf < b->inf ? -1 : 1;
+    if (a->inf != 0)
+        return 0;
+    if (a->c != b->c)
+        return a->c < b->c ? -1 : 1;
+    if (a->i != b->i)
+        return a->i < b->i ? -1 : 1;
+    return a->o < b->o ? -1 : a->o > b->o;
+}
+
+/* Position of element @p id; ctr 0 is the start (@p none -1) or the end
+ * (+1). An id not integrated is an error the caller checked before. */
+static int
+pos_of(crdt__seq *s, const crdt_seq_id *id, int none, seq_pos *out)
+{
+    seq_run *r;
+    seq_frag *f;
+
+    memset(out, 0, sizeof *out);
+    if (id->ctr == 0) {
+        out->inf = none;
+        return CRDT_OK;
+    }
+    if ((r = crdt__seq_run_find(s, id)) == NULL ||
+        (f = frag_of(r, id->ctr - r->ctr)) == NULL)
+        return CRDT_ECORRUPT;
+    out->c = f->ch->idx;
+    out->i = f->idx;
+    out->o = id->ctr - r->ctr - f->off;
+    return CRDT_OK;
+}
+
+int
+crdt__seq_has(crdt__seq *s, const crdt_seq_id *id)
+{
+    seq_run *r;
+
+    if (id->ctr == 0)
+        return 1;
+    r = crdt__seq_run_find(s, id);
+    return r != NULL && frag_of(r, id->ctr - r->ctr) != NULL;
+}
+
+/* ---- integration (YjsMod) ---- */
+
+/* Does the new element (@p a, @p ctr) go before @p other in a tie? */
+static int
+tie_before(const crdt_actor *a, uint64_t ctr, const seq_run *other,
+           uint64_t octr)
+{
+    int c = actor_cmp(a, &other->actor);
+
+    return c != 0 ? c < 0 : ctr < octr;
+}
+
+int
+crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off, uint64_t len)
+{
+    crdt_seq_id left, right;
+    seq_frag *L = NULL, *R = NULL, *cur, *dest, *nf, *prev;
+    seq_pos pl, pr;
+    int scanning = 0, rc;
+
+    if (off == 0) {
+        left = r->left;
+    } else {
+        left.actor = r->actor;
+        left.ctr = r->ctr + off - 1;
+    }
+    right = r->right;
+    if (left.ctr != 0) {
+        seq_run *lr = crdt__seq_run_find(s, &left);
+        uint64_t k;
+        if (lr == NULL || (L = frag_of(lr, left.ctr - lr->ctr)) == NULL)
+            return CRDT_ECORRUPT;
+        k = left.ctr - lr->ctr - L->off;
+        if (k + 1 < L->len && frag_split(s, L, k + 1) == NULL)
+            return CRDT_ENOMEM;
+    }
+    if (right.ctr != 0) {
+        seq_run *rr = crdt__seq_run_find(s, &right);
+        uint64_t k;
+        if (rr == NULL || (R = frag_of(rr, right.ctr - rr->ctr)) == NULL)
+            return CRDT_ECORRUPT;
+        k = right.ctr - rr->ctr - R->off;
+        if (k > 0 && (R = frag_split(s, R, k)) == NULL)
+            return CRDT_ENOMEM;
+    }
+    if ((rc = pos_of(s, &left, -1, &pl)) < 0 ||
+        (rc = pos_of(s, &right, +1, &pr)) < 0)
+        return rc;
+
+    cur = L != NULL ? frag_next(s, L) : (s->nch ? s->ch[0]->f[0] : NULL);
+    dest = cur;
+    while (cur != NULL && cur != R) {
+        crdt_seq_id ol;
+        seq_pos pol, por;
+        int c;
+
+        if (!scanning)
+            dest = cur;
+        if (cur->off == 0) {
+            ol = cur->run->left;
+        } else {
+            ol.actor = cur->run->actor;
+            ol.ctr = cur->run->ctr + cur->off - 1;
+        }
+        if ((rc = pos_of(s, &ol, -1, &pol)) < 0)
+            return rc;
+        c = pos_cmp(&pol, &pl);
+        if (c < 0)
+            break;
+        if (c == 0) {
+            if ((rc = pos_of(s, &cur->run->right, +1, &por)) < 0)
+                return rc;
+            c = pos_cmp(&por, &pr);
+            if (c < 0) {
+                scanning = 1;
+            } else if (c == 0) {
+                if (tie_before(&r->actor, r->ctr + off, cur->run,
+                               cur->run->ctr + cur->off))
+                    break;
+                scanning = 0;
+            } else {
+                scanning = 0;
+            }
+        }
+        /* the fragment's later elements have their left origin just
+         * before them, right of ours: skipped, as the scan would */
+        cur = frag_next(s, cur);
+    }
+    if (!scanning)
+        dest = cur;
+
+    /* typing: the new elements follow the run's last fragment */
+    prev = dest != NULL ? frag_prev(s, dest)
+                        : (s->nch ? s->ch[s->nch - 1]->f[s->ch[s->nch - 1]->n - 1]
+                                  : NULL);
+    if (prev != NULL && prev->run == r && !prev->deleted &&
+        prev->off + prev->len == off && prev == r->frags[r->nf - 1]) {
+        prev->len += len;
+        prev->ch->vis += len;
+        prev->ch->tot += len;
+        s->vis += len;
+        s->tot += len;
+        return CRDT_OK;
+    }
+    nf = calloc(1, sizeof *nf);
+    if (nf == NULL)
+        return CRDT_ENOMEM;
+    nf->run = r;
+    nf->off = off;
+    nf->len = len;
+    if ((rc = run_add_frag(r, r->nf, nf)) < 0) {
+        free(nf);
+        return rc;
+    }
+    rc = dest != NULL ? place(s, dest->ch, dest->idx, nf)
+                      : place(s, NULL, 0, nf);
+    if (rc < 0)
+        s->broken = 1;
+    return rc;
+}
+
+/* ---- deletes ---- */
+
+int
+crdt__seq_mark_deleted(crdt__seq *s, const crdt_actor *actor, uint64_t c,
+                       uint64_t e)
+{
+    seq_actor *a = crdt__seq_actor(s, actor, 0);
+    long i;
+
+    if (a == NULL)
+        return CRDT_OK;
+    i = run_index(a, c);
+    if (i < 0)
+        i = 0;
+    for (; (size_t)i < a->n && a->runs[i]->ctr < e; i++) {
+        seq_run *r = a->runs[i];
+        uint64_t lo, hi;
+        uint32_t j;
+
+        if (r->ctr + r->len <= c || r->nf == 0)
+            continue;
+        lo = (c > r->ctr ? c : r->ctr) - r->ctr;
+        hi = (e < r->ctr + r->len ? e : r->ctr + r->len) - r->ctr;
+        j = frag_index(r, lo);
+        if (r->frags[j]->off + r->frags[j]->len <= lo)
+            j++;
+        while (j < r->nf && r->frags[j]->off < hi) {
+            seq_frag *f = r->frags[j];
+
+            if (f->deleted) {
+                j++;
+                continue;
+            }
+            if (f->off < lo) {
+                if (frag_split(s, f, lo - f->off) == NULL)
+                    return CRDT_ENOMEM;
+                j++;
+                continue;
+            }
+            if (f->off + f->len > hi && frag_split(s, f, hi - f->off) == NULL)
+                return CRDT_ENOMEM;
+            f->deleted = 1;
+            f->ch->vis -= f->len;
+            s->vis -= f->len;
+            j++;
+        }
+    }
+    return CRDT_OK;
+}
+
+/* ---- lookups by index ---- */
+
+/* The fragment holding visible element @p pos, and the offset in it. */
+static seq_frag *
+find_vis(const crdt__seq *s, uint64_t pos, uint64_t *o)
+{
+    for (size_t c = 0; c < s->nch; c++) {
+        const seq_chunk *ch = s->ch[c];
+        if (pos >= ch->vis) {
+            pos -= ch->vis;
+            continue;
+        }
+        for (uint32_t i = 0; i < ch->n; i++) {
+            seq_frag *f = ch->f[i];
+            if (f->deleted)
+                continue;
+            if (pos < f->len) {
+                *o = pos;
+                return f;
+            }
+            pos -= f->len;
+        }
+        return NULL; /* counts disagree: not reached (invariant 2) */
+    }
+    return NULL;
+}
+
+static crdt_seq_id
+id_of(const seq_frag *f, uint64_t o)
+{
+    crdt_seq_id id;
+
+    id.actor = f->run->actor;
+    id.ctr = f->run->ctr + f->off + o;
+    return id;
+}
+
+uint64_t
+crdt__seq_len(const crdt__seq *s)
+{
+    return s->vis;
+}
+
+int
+crdt__seq_origins(const crdt__seq *s, uint64_t pos, crdt_seq_id *left,
+                  crdt_seq_id *right)
+{
+    seq_frag *f, *p;
+    uint64_t o;
+
+    memset(left, 0, sizeof *left);
+    memset(right, 0, sizeof *right);
+    if (pos > s->vis)
+        return CRDT_EINVAL;
+    if (pos == s->vis) {
+        if (s->nch > 0) {
+            const seq_chunk *c = s->ch[s->nch - 1];
+            p = c->f[c->n - 1];
+            *left = id_of(p, p->len - 1);
+        }
+        return CRDT_OK;
+    }
+    if ((f = find_vis(s, pos, &o)) == NULL)
+        return CRDT_ECORRUPT;
+    *right = id_of(f, o);
+    if (o > 0)
+        *left = id_of(f, o - 1);
+    else if ((p = frag_prev(s, f)) != NULL)
+        *left = id_of(p, p->len - 1);
+    return CRDT_OK;
+}
+
+int
+crdt__seq_id_at(const crdt__seq *s, uint64_t pos, crdt_seq_id *out)
+{
+    seq_frag *f;
+    uint64_t o;
+
+    memset(out, 0, sizeof *out);
+    if (pos > s->vis)
+        return CRDT_EINVAL;
+    if (pos == s->vis)
+        return CRDT_OK;
+    if ((f = find_vis(s, pos, &o)) == NULL)
+        return CRDT_ECORRUPT;
+    *out = id_of(f, o);
+    return CRDT_OK;
+}
+
+uint64_t
+crdt__seq_index_of(const crdt__seq *s, const crdt_seq_id *id)
+{
+    seq_run *r;
+    seq_frag *f;
+    uint64_t n = 0;
+
+    if (id->ctr == 0 ||
+        (r = crdt__seq_run_find((crdt__seq *)s, id)) == NULL ||
+        (f = frag_of(r, id->ctr - r->ctr)) == NULL)
+        return s->vis;
+    for (uint32_t c = 0; c < f->ch->idx; c++)
+        n += s->ch[c]->vis;
+    for (uint32_t i = 0; i < f->idx; i++)
+        n += vis_of(f->ch->f[i]);
+    if (!f->deleted)
+        n += id->ctr - r->ctr - f->off;
+    return n;
+}
+
+/* Ranges for a local delete, coalesced while contiguous. */
+int
+crdt__seq_ranges(const crdt__seq *s, uint64_t pos, uint64_t n, crdt__enc *e)
+{
+    crdt_seq_range *v = NULL, *nv;
+    size_t nr = 0, cap = 0;
+    seq_frag *f;
+    uint64_t o;
+    int rc = CRDT_OK;
+
+    if (n == 0 || pos > s->vis || n > s->vis - pos)
+        return CRDT_EINVAL;
+    f = find_vis(s, pos, &o);
+    while (n > 0 && f != NULL) {
+        if (!f->deleted) {
+            uint64_t take = f->len - o < n ? f->len - o : n;
+            crdt_seq_id id = id_of(f, o);
+            if (nr > 0 && actor_cmp(&v[nr - 1].actor, &id.actor) == 0 &&
+                v[nr - 1].ctr + v[nr - 1].len == id.ctr) {
+                v[nr - 1].len += take;
+            } else {
+                if (nr == cap) {
+                    cap = cap ? cap * 2 : 8;
+                    nv = realloc(v, cap * sizeof *v);
+                    if (nv == NULL) {
+                        free(v);
+                        return CRDT_ENOMEM;
+                    }
+                    v = nv;
+                }
+                v[nr].actor = id.actor;
+                v[nr].ctr = id.ctr;
+                v[nr].len = take;
+                nr++;
+            }
+            n -= take;
+        }
+        o = 0;
+        f = frag_next(s, f);
+    }
+    if (n > 0) {
+        free(v);
+        return CRDT_ECORRUPT;
+    }
+    if (msgpack_pack_array(&e->pk, (uint32_t)(nr * 3)) < 0)
+        rc = CRDT_ENOMEM;
+    for (size_t i = 0; rc == CRDT_OK && i < nr; i++)
+        if (crdt__enc_bin(e, v[i].actor.b, CRDT_ACTOR_BYTES) < 0 ||
+            msgpack_pack_uint64(&e->pk, v[i].ctr) < 0 ||
+            msgpack_pack_uint64(&e->pk, v[i].len) < 0)
+            rc = CRDT_ENOMEM;
+    free(v);
+    return rc == CRDT_OK ? crdt__enc_ok(e) : rc;
+}
+
+/* ---- content ---- */
+
+/* Byte offset of element @p off in a text run. */
+static size_t
+text_off(const seq_run *r, uint64_t off)
+{
+    size_t b = 0;
+
+    if (r->ascii)
+        return (size_t)off;
+    while (off > 0 && b < r->nbytes) {
+        b++;
+        while (b < r->nbytes && (r->bytes[b] & 0xc0) == 0x80)
+            b++;
+        off--;
+    }
+    return b;
+}
+
+int
+crdt__seq_text(const crdt__seq *s, uint64_t pos, uint64_t n, char **out,
+               size_t *out_len)
+{
+    size_t cap = 64, len = 0;
+    char *buf;
+    seq_frag *f;
+    uint64_t o = 0;
+
+    if (pos > s->vis)
+        return CRDT_EINVAL;
+    if (n > s->vis - pos)
+        n = s->vis - pos;
+    cap = (size_t)n + 16;
+    if ((buf = malloc(cap)) == NULL)
+        return CRDT_ENOMEM;
+    f = n > 0 ? find_vis(s, pos, &o) : NULL;
+    while (n > 0 && f != NULL) {
+        if (!f->deleted) {
+            uint64_t take = f->len - o < n ? f->len - o : n;
+            size_t b0 = text_off(f->run, f->off + o);
+            size_t b1 = f->run->ascii ? b0 + (size_t)take
+                                      : text_off(f->run, f->off + o + take);
+            if (len + (b1 - b0) + 1 > cap) {
+                size_t nc = (len + (b1 - b0) + 1) * 2;
+                char *nb = realloc(buf, nc);
+                if (nb == NULL) {
+                    free(buf);
+                    return CRDT_ENOMEM;
+                }
+                buf = nb;
+                cap = nc;
+            }
+            memcpy(buf + len, f->run->bytes + b0, b1 - b0);
+            len += b1 - b0;
+            n -= take;
+        }
+        o = 0;
+        f = frag_next(s, f);
+    }
+    buf[len] = 0;
+    *out = buf;
+    *out_len = len;
+    return CRDT_OK;
+}
+
+/* ---- lifetime ---- */
+
+void
+crdt__seq_free(crdt__seq *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t c = 0; c < s->nch; c++) {
+        for (uint32_t i = 0; i < s->ch[c]->n; i++)
+            free(s->ch[c]->f[i]);
+        free(s->ch[c]);
+    }
+    free(s->ch);
+    for (size_t a = 0; a < s->nact; a++) {
+        for (size_t i = 0; i < s->act[a].n; i++) {
+            seq_run *r = s->act[a].runs[i];
+            free(r->bytes);
+            free(r->frags);
+            free(r);
+        }
+        free(s->act[a].runs);
+    }
+    free(s->act);
+    free(s);
+}
+
+/* A new run in actor @p a's sorted list. */
+seq_run *
+crdt__seq_run_new(crdt__seq *s, const crdt_actor *actor, uint64_t ctr)
+{
+    seq_actor *a = crdt__seq_actor(s, actor, 1);
+    seq_run *r;
+    long i;
+
+    if (a == NULL)
+        return NULL;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 8;
+        seq_run **n = realloc(a->runs, cap * sizeof *n);
+        if (n == NULL)
+            return NULL;
+        a->runs = n;
+        a->cap = cap;
+    }
+    if ((r = calloc(1, sizeof *r)) == NULL)
+        return NULL;
+    r->actor = *actor;
+    r->ctr = ctr;
+    r->ascii = 1;
+    i = run_index(a, ctr) + 1;
+    memmove(&a->runs[i + 1], &a->runs[i], (a->n - (size_t)i) * sizeof *a->runs);
+    a->runs[i] = r;
+    a->n++;
+    return r;
+}
+
+int
+crdt__seq_run_append(seq_run *r, const void *p, size_t n, uint64_t elems,
+                     int text)
+{
+    if (r->nbytes + n > r->cap) {
+        size_t cap = r->cap ? r->cap : 16;
+        unsigned char *b;
+        while (cap < r->nbytes + n)
+            cap *= 2;
+        if ((b = realloc(r->bytes, cap)) == NULL)
+            return CRDT_ENOMEM;
+        r->bytes = b;
+        r->cap = cap;
+    }
+    memcpy(r->bytes + r->nbytes, p, n);
+    if (text && r->ascii)
+        for (size_t i = 0; i < n; i++)
+            if (((const unsigned char *)p)[i] >= 0x80) {
+                r->ascii = 0;
+                break;
+            }
+    r->nbytes += n;
+    r->len += elems;
+    return CRDT_OK;
+}
+
+/* Visit the visible elements' runs and offsets in order (lists). */
+int
+crdt__seq_walk(const crdt__seq *s, int (*cb)(const seq_run *r, uint64_t off,
+                                             uint64_t len, void *ctx),
+               void *ctx)
+{
+    for (size_t c = 0; c < s->nch; c++)
+        for (uint32_t i = 0; i < s->ch[c]->n; i++) {
+            const seq_frag *f = s->ch[c]->f[i];
+            int rc;
+            if (f->deleted)
+                continue;
+            if ((rc = cb(f->run, f->off, f->len, ctx)) != 0)
+                return rc;
+        }
+    return CRDT_OK;
+}

@@ -1,0 +1,75 @@
+/*
+ * seq.h: the sequence engine of text and list fields (seq.c, seq_store.c).
+ *
+ * A field's sequence lives in LMDB as insertion runs, delete ranges,
+ * held inserts and list overrides (docs/storage.md). In memory it is a
+ * crdt__seq: the runs cut into fragments in document order, kept in
+ * chunks with counts (docs/text.md), built from the records when first
+ * needed and cached per replica while no other writer changes them.
+ */
+#ifndef CRDT_SEQ_H
+#define CRDT_SEQ_H
+
+#include "internal.h"
+#include "crdt/text.h"
+
+typedef struct crdt__seq crdt__seq;
+
+/* The state-key prefix of a sequence block: coll 0 doc 0 field 0 KIND. */
+typedef struct {
+    unsigned char b[3 * CRDT_NAME_MAX + 8];
+    size_t len;
+    unsigned char kind; /* 'T' text, 'L' list */
+} crdt__seqkey;
+
+void crdt__seqkey_make(crdt__seqkey *k, const char *coll, size_t cl,
+                       const char *doc, size_t dl, const char *field,
+                       size_t fl, unsigned char kind);
+
+/* Get the sequence of @p k for a write context (writes change it in
+ * place; the cache takes back or drops it at commit / abort). */
+int crdt__seq_for_write(crdt__seq **out, crdt__wctx *w,
+                        const crdt__seqkey *k);
+
+/* Build the sequence of @p k from the records in @p txn (uncached). */
+int crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi,
+                    const crdt__seqkey *k);
+void crdt__seq_free(crdt__seq *s);
+
+/* A sequence for reading in @p txn: the cached one (held under the cache
+ * lock until crdt__seq_release) or a private build. */
+int crdt__seq_for_read(crdt__seq **out, crdt_replica *r, MDB_txn *txn,
+                       MDB_dbi dbi, const crdt__seqkey *k);
+void crdt__seq_release(crdt_replica *r, crdt__seq *s);
+
+/* Apply one sequence op (from crdt__state_apply). */
+int crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
+                    const crdt_actor *actor);
+
+/* Cache hooks of the write context (state.c) and the replica. */
+void crdt__seq_wctx_commit(crdt__wctx *w, uint64_t txnid);
+void crdt__seq_wctx_abort(crdt__wctx *w);
+void crdt__seq_cache_free(crdt_replica *r);
+
+/* Reads of a built sequence. */
+uint64_t crdt__seq_len(const crdt__seq *s);
+/* Visible elements [pos, pos + n) as text (NUL-terminated, malloc'd). */
+int crdt__seq_text(const crdt__seq *s, uint64_t pos, uint64_t n,
+                   char **out, size_t *out_len);
+/* List values [0, len) into one allocation; overrides read in @p txn. */
+int crdt__seq_list(const crdt__seq *s, MDB_txn *txn, MDB_dbi dbi,
+                   crdt_value **out, size_t *n);
+/* Id of visible element @p pos (ctr 0 if pos == length). */
+int crdt__seq_id_at(const crdt__seq *s, uint64_t pos, crdt_seq_id *out);
+/* Number of visible elements before element @p id (length if unknown). */
+uint64_t crdt__seq_index_of(const crdt__seq *s, const crdt_seq_id *id);
+
+/* For a local insert at @p pos: the origins (reference: YjsMod). */
+int crdt__seq_origins(const crdt__seq *s, uint64_t pos, crdt_seq_id *left,
+                      crdt_seq_id *right);
+/* For a local delete of [pos, pos + n): the id ranges, encoded as an
+ * op's ranges array into @p e. */
+int crdt__seq_ranges(const crdt__seq *s, uint64_t pos, uint64_t n,
+                     crdt__enc *e);
+
+#endif

@@ -1,0 +1,84 @@
+/* seq_int.h: the structures of seq.c, shared with seq_store.c only. */
+#ifndef CRDT_SEQ_INT_H
+#define CRDT_SEQ_INT_H
+
+#include "seq.h"
+
+#define CH_MAX 128 /* fragments per chunk */
+#define CH_HALF (CH_MAX / 2)
+
+typedef struct seq_frag seq_frag;
+typedef struct seq_chunk seq_chunk;
+
+/* One stored run: elements (actor, ctr) .. (actor, ctr + len - 1). The
+ * first has origins left/right; each later one has the previous element
+ * as left origin and the same right origin. */
+typedef struct {
+    crdt_actor actor;
+    uint64_t ctr, len;
+    crdt_seq_id left, right;
+    unsigned char *bytes; /* text: UTF-8; list: msgpack values */
+    size_t nbytes, cap;
+    int ascii;            /* text of one byte per code point */
+    int state;            /* while building: 0 new, 1 pending, 2 placed */
+    seq_frag **frags;     /* sorted by off (invariant 1) */
+    uint32_t nf, capf;
+} seq_run;
+
+struct seq_frag {
+    seq_run *run;
+    uint64_t off, len;
+    seq_chunk *ch;
+    uint32_t idx;
+    int deleted;
+};
+
+struct seq_chunk {
+    seq_frag *f[CH_MAX];
+    uint32_t n, idx;
+    uint64_t vis, tot;
+};
+
+typedef struct {
+    crdt_actor actor;
+    seq_run **runs; /* sorted by ctr */
+    size_t n, cap;
+    uint64_t del_end; /* no delete range of this actor reaches past it */
+    uint64_t held_end; /* end of this actor's newest held insert; 0: none */
+} seq_actor;
+
+struct crdt__seq {
+    crdt__seqkey key;
+    MDB_dbi dbi;
+    seq_chunk **ch;
+    size_t nch, capch;
+    seq_actor *act; /* sorted by actor */
+    size_t nact, capact, last_act;
+    uint64_t vis, tot;
+    uint64_t nparked; /* held inserts (records 'p') */
+    int has_header;
+    int broken;       /* an allocation failed mid-change: never reuse */
+    /* cache bookkeeping (seq_store.c) */
+    uint64_t valid_at;
+    int busy, cached;
+    struct crdt__seq *next_touched;
+};
+
+seq_actor *crdt__seq_actor(crdt__seq *s, const crdt_actor *a, int create);
+seq_run *crdt__seq_run_find(crdt__seq *s, const crdt_seq_id *id);
+seq_run *crdt__seq_run_new(crdt__seq *s, const crdt_actor *actor,
+                           uint64_t ctr);
+int crdt__seq_run_append(seq_run *r, const void *p, size_t n,
+                         uint64_t elems, int text);
+int crdt__seq_has(crdt__seq *s, const crdt_seq_id *id);
+int crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off,
+                        uint64_t len);
+int crdt__seq_mark_deleted(crdt__seq *s, const crdt_actor *actor,
+                           uint64_t c, uint64_t e);
+int crdt__seq_walk(const crdt__seq *s,
+                   int (*cb)(const seq_run *r, uint64_t off, uint64_t len,
+                             void *ctx),
+                   void *ctx);
+void crdt__seq_free(crdt__seq *s);
+
+#endif

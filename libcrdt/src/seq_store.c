@@ -1,0 +1,1128 @@
+/*
+ * seq_store.c: sequence fields in LMDB, the per-replica cache of their
+ * in-memory order, and applying the sequence ops.
+ *
+ * State keys under a field's block P = coll 0 doc 0 field 0 KIND
+ * (KIND 'T' text, 'L' list; docs/storage.md):
+ *   P                              header: 0x01 (the field exists)
+ *   P 'r' actor(8) ctr(8)          run: len(8) left(16) right(16) content
+ *   P 'd' actor(8) ctr(8)          deleted ids ctr .. ctr+len-1: len(8)
+ *   P 'p' wait(16) actor(8) ctr(8) insert held for element wait:
+ *                                  left(16) right(16) n(8) content
+ *   P 'v' actor(8) ctr(8)          list element value: hlc(8) actor(8) v
+ * An id is actor(8) ctr(8), ctr 0 for none.
+ *
+ * Invariants (each makes the state a function of the ops applied, not
+ * of their order, so the state hash agrees):
+ *  (1) a run grows only by its actor's next insert that continues it
+ *      (next ctr, left origin its last element, same right origin);
+ *      ops of one actor are applied in seq order, so the runs are the
+ *      same everywhere;
+ *  (2) delete records are the maximal intervals of the union of all
+ *      deleted ranges (touching ranges are joined);
+ *  (3) an insert is applied once: its first id already in a run means
+ *      applied; an insert whose origin is missing is held (one record,
+ *      keyed by what it waits for) and applied when that element comes;
+ *      while an actor has an insert held, its later inserts are held
+ *      behind it (waiting for its last element), so each actor's inserts
+ *      are integrated in their order, which the merge rule needs;
+ *  (4) a list value keeps the max (hlc, actor) stamp.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "seq_int.h"
+
+#define CACHE_MAX 8
+
+void
+crdt__seqkey_make(crdt__seqkey *k, const char *coll, size_t cl,
+                  const char *doc, size_t dl, const char *field, size_t fl,
+                  unsigned char kind)
+{
+    size_t n = 0;
+
+    memcpy(k->b + n, coll, cl);
+    n += cl;
+    k->b[n++] = 0;
+    memcpy(k->b + n, doc, dl);
+    n += dl;
+    k->b[n++] = 0;
+    memcpy(k->b + n, field, fl);
+    n += fl;
+    k->b[n++] = 0;
+    k->b[n++] = kind;
+    k->len = n;
+    k->kind = kind;
+}
+
+/* key = P sub id [id2] */
+typedef struct {
+    unsigned char b[sizeof(((crdt__seqkey *)0)->b) + 1 + 32];
+    size_t len;
+} skey;
+
+static void
+skey_make(skey *k, const crdt__seqkey *p, unsigned char sub,
+          const crdt_actor *a, uint64_t ctr)
+{
+    memcpy(k->b, p->b, p->len);
+    k->len = p->len;
+    k->b[k->len++] = sub;
+    if (a != NULL) {
+        memcpy(k->b + k->len, a->b, 8);
+        crdt__be64(k->b + k->len + 8, ctr);
+        k->len += 16;
+    }
+}
+
+static void
+put_id(unsigned char *p, const crdt_seq_id *id)
+{
+    memcpy(p, id->actor.b, 8);
+    crdt__be64(p + 8, id->ctr);
+}
+
+static void
+get_id(crdt_seq_id *id, const unsigned char *p)
+{
+    memcpy(id->actor.b, p, 8);
+    id->ctr = crdt__rd64(p + 8);
+}
+
+static int
+id_eq(const crdt_seq_id *a, const crdt_seq_id *b)
+{
+    return a->ctr == b->ctr &&
+           (a->ctr == 0 || memcmp(a->actor.b, b->actor.b, 8) == 0);
+}
+
+/* ---- building from the records ---- */
+
+typedef struct {
+    crdt_actor a;
+    uint64_t c, l;
+} drec;
+
+static int
+integrate_all(crdt__seq *s)
+{
+    seq_run **stack = NULL;
+    size_t n = 0, cap = 0;
+    int rc = CRDT_OK;
+
+    for (size_t ai = 0; ai < s->nact && rc == CRDT_OK; ai++)
+        for (size_t ri = 0; ri < s->act[ai].n && rc == CRDT_OK; ri++) {
+            seq_run *root = s->act[ai].runs[ri];
+            if (root->state == 2)
+                continue;
+            n = 0;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                seq_run **ns = realloc(stack, cap * sizeof *ns);
+                if (ns == NULL) {
+                    rc = CRDT_ENOMEM;
+                    break;
+                }
+                stack = ns;
+            }
+            stack[n++] = root;
+            root->state = 1;
+            while (n > 0 && rc == CRDT_OK) {
+                seq_run *t = stack[n - 1], *dep = NULL;
+                crdt_seq_id before = { t->actor, t->ctr - 1 };
+                const crdt_seq_id *o[3] = { &t->left, &t->right, &before };
+                seq_actor *ta = crdt__seq_actor(s, &t->actor, 0);
+                /* the actor's previous run goes first (invariant 3) */
+                if (ta != NULL) {
+                    size_t lo = 0, hi = ta->n;
+                    while (lo < hi) { /* t's index among the actor's runs */
+                        size_t mid = (lo + hi) / 2;
+                        if (ta->runs[mid]->ctr < t->ctr)
+                            lo = mid + 1;
+                        else
+                            hi = mid;
+                    }
+                    before.ctr = lo > 0 ? ta->runs[lo - 1]->ctr : 0;
+                }
+                for (int i = 0; i < 3 && dep == NULL; i++) {
+                    seq_run *d;
+                    if (o[i]->ctr == 0)
+                        continue;
+                    d = crdt__seq_run_find(s, o[i]);
+                    if (d == NULL || d == t || d->state == 1) {
+                        rc = CRDT_ECORRUPT; /* missing or circular */
+                        break;
+                    }
+                    /* the element must be in the part already stored */
+                    if (d->state == 0)
+                        dep = d;
+                }
+                if (rc < 0)
+                    break;
+                if (dep != NULL) {
+                    if (n == cap) {
+                        cap *= 2;
+                        seq_run **ns = realloc(stack, cap * sizeof *ns);
+                        if (ns == NULL) {
+                            rc = CRDT_ENOMEM;
+                            break;
+                        }
+                        stack = ns;
+                    }
+                    dep->state = 1;
+                    stack[n++] = dep;
+                    continue;
+                }
+                rc = crdt__seq_integrate(s, t, 0, t->len);
+                t->state = 2;
+                n--;
+            }
+        }
+    free(stack);
+    return rc;
+}
+
+int
+crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi, const crdt__seqkey *k)
+{
+    crdt__seq *s = calloc(1, sizeof *s);
+    MDB_cursor *cur = NULL;
+    MDB_val key, val;
+    drec *d = NULL;
+    size_t nd = 0, capd = 0;
+    int rc, mrc;
+
+    if (s == NULL)
+        return CRDT_ENOMEM;
+    s->key = *k;
+    s->dbi = dbi;
+    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
+        goto fail;
+    key.mv_size = k->len;
+    key.mv_data = (void *)k->b;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); mrc == 0;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        const unsigned char *kb = key.mv_data, *v = val.mv_data;
+        crdt_actor a;
+        uint64_t c;
+
+        if (key.mv_size < k->len || memcmp(kb, k->b, k->len) != 0)
+            break;
+        if (key.mv_size == k->len) {
+            s->has_header = 1;
+            continue;
+        }
+        if (kb[k->len] == 'p') {
+            seq_actor *sa;
+            crdt_actor oa;
+            uint64_t end;
+            if (key.mv_size != k->len + 33 || val.mv_size < 40) {
+                rc = CRDT_ECORRUPT;
+                goto fail;
+            }
+            memcpy(oa.b, kb + k->len + 17, 8);
+            end = crdt__rd64(kb + k->len + 25) + crdt__rd64(v + 32);
+            if ((sa = crdt__seq_actor(s, &oa, 1)) == NULL) {
+                rc = CRDT_ENOMEM;
+                goto fail;
+            }
+            if (end > sa->held_end)
+                sa->held_end = end;
+            s->nparked++;
+            continue;
+        }
+        if (kb[k->len] == 'v')
+            continue;
+        if (key.mv_size != k->len + 17) {
+            rc = CRDT_ECORRUPT;
+            goto fail;
+        }
+        memcpy(a.b, kb + k->len + 1, 8);
+        c = crdt__rd64(kb + k->len + 9);
+        if (kb[k->len] == 'd') {
+            seq_actor *sa;
+            if (val.mv_size != 8 || c == 0) {
+                rc = CRDT_ECORRUPT;
+                goto fail;
+            }
+            if (nd == capd) {
+                capd = capd ? capd * 2 : 16;
+                drec *nd2 = realloc(d, capd * sizeof *d);
+                if (nd2 == NULL) {
+                    rc = CRDT_ENOMEM;
+                    goto fail;
+                }
+                d = nd2;
+            }
+            d[nd].a = a;
+            d[nd].c = c;
+            d[nd].l = crdt__rd64(v);
+            if ((sa = crdt__seq_actor(s, &a, 1)) == NULL) {
+                rc = CRDT_ENOMEM;
+                goto fail;
+            }
+            if (c + d[nd].l > sa->del_end)
+                sa->del_end = c + d[nd].l;
+            nd++;
+        } else if (kb[k->len] == 'r') {
+            seq_run *r;
+            uint64_t len;
+            if (val.mv_size < 40 || c == 0) {
+                rc = CRDT_ECORRUPT;
+                goto fail;
+            }
+            len = crdt__rd64(v);
+            if ((r = crdt__seq_run_new(s, &a, c)) == NULL) {
+                rc = CRDT_ENOMEM;
+                goto fail;
+            }
+            get_id(&r->left, v + 8);
+            get_id(&r->right, v + 24);
+            if ((rc = crdt__seq_run_append(r, v + 40, val.mv_size - 40, len,
+                                           k->kind == 'T')) < 0)
+                goto fail;
+        } else {
+            rc = CRDT_ECORRUPT;
+            goto fail;
+        }
+    }
+    if (mrc != 0 && mrc != MDB_NOTFOUND) {
+        rc = crdt__mdb_err(mrc);
+        goto fail;
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if ((rc = integrate_all(s)) < 0)
+        goto fail;
+    for (size_t i = 0; i < nd; i++)
+        if ((rc = crdt__seq_mark_deleted(s, &d[i].a, d[i].c,
+                                         d[i].c + d[i].l)) < 0)
+            goto fail;
+    free(d);
+    *out = s;
+    return CRDT_OK;
+fail:
+    if (cur)
+        mdb_cursor_close(cur);
+    free(d);
+    crdt__seq_free(s);
+    return rc;
+}
+
+/* ---- the cache ---- */
+
+static int
+same_key(const crdt__seq *s, MDB_dbi dbi, const crdt__seqkey *k)
+{
+    return s->dbi == dbi && s->key.len == k->len &&
+           memcmp(s->key.b, k->b, k->len) == 0;
+}
+
+static int
+cache_find(crdt_replica *r, MDB_dbi dbi, const crdt__seqkey *k)
+{
+    for (int i = 0; i < CACHE_MAX; i++)
+        if (r->seq_cache[i] != NULL && same_key(r->seq_cache[i], dbi, k))
+            return i;
+    return -1;
+}
+
+/* A free slot, evicting an idle entry if needed; -1 if all are busy. */
+static int
+cache_slot(crdt_replica *r)
+{
+    for (int i = 0; i < CACHE_MAX; i++)
+        if (r->seq_cache[i] == NULL)
+            return i;
+    for (int i = 0; i < CACHE_MAX; i++)
+        if (!r->seq_cache[i]->busy) {
+            crdt__seq_free(r->seq_cache[i]);
+            r->seq_cache[i] = NULL;
+            return i;
+        }
+    return -1;
+}
+
+static void
+cache_drop(crdt_replica *r, crdt__seq *s)
+{
+    for (int i = 0; i < CACHE_MAX; i++)
+        if (r->seq_cache[i] == s)
+            r->seq_cache[i] = NULL;
+    crdt__seq_free(s);
+}
+
+void
+crdt__seq_cache_free(crdt_replica *r)
+{
+    for (int i = 0; i < CACHE_MAX; i++) {
+        crdt__seq_free(r->seq_cache[i]);
+        r->seq_cache[i] = NULL;
+    }
+}
+
+int
+crdt__seq_for_write(crdt__seq **out, crdt__wctx *w, const crdt__seqkey *k)
+{
+    crdt_replica *r = w->r;
+    uint64_t id = mdb_txn_id(w->txn);
+    crdt__seq *s;
+    int i, rc;
+
+    for (s = w->seq_touched; s != NULL; s = s->next_touched)
+        if (same_key(s, w->state, k)) {
+            *out = s;
+            return s->broken ? CRDT_ENOMEM : CRDT_OK;
+        }
+    pthread_mutex_lock(&r->seq_lock);
+    i = cache_find(r, w->state, k);
+    if (i >= 0 && !r->seq_cache[i]->busy &&
+        r->seq_cache[i]->valid_at == id - 1) {
+        s = r->seq_cache[i];
+        s->busy = 1;
+        pthread_mutex_unlock(&r->seq_lock);
+    } else {
+        if (i >= 0 && !r->seq_cache[i]->busy) {
+            crdt__seq_free(r->seq_cache[i]);
+            r->seq_cache[i] = NULL;
+        }
+        pthread_mutex_unlock(&r->seq_lock);
+        if ((rc = crdt__seq_build(&s, w->txn, w->state, k)) < 0)
+            return rc;
+        s->busy = 1;
+        pthread_mutex_lock(&r->seq_lock);
+        if (cache_find(r, w->state, k) < 0 && (i = cache_slot(r)) >= 0) {
+            r->seq_cache[i] = s;
+            s->cached = 1;
+        }
+        pthread_mutex_unlock(&r->seq_lock);
+    }
+    s->next_touched = w->seq_touched;
+    w->seq_touched = s;
+    *out = s;
+    return CRDT_OK;
+}
+
+void
+crdt__seq_wctx_commit(crdt__wctx *w, uint64_t txnid)
+{
+    crdt_replica *r = w->r;
+    crdt__seq *s, *next;
+
+    pthread_mutex_lock(&r->seq_lock);
+    for (int i = 0; i < CACHE_MAX; i++) {
+        crdt__seq *c = r->seq_cache[i];
+        if (c != NULL && !c->busy) {
+            if (c->valid_at == txnid - 1 && !w->seq_foreign)
+                c->valid_at = txnid; /* this txn left it alone */
+            else if (w->seq_foreign) {
+                crdt__seq_free(c);
+                r->seq_cache[i] = NULL;
+            }
+        }
+    }
+    for (s = w->seq_touched; s != NULL; s = next) {
+        next = s->next_touched;
+        s->next_touched = NULL;
+        s->busy = 0;
+        s->valid_at = txnid;
+        if (!s->cached || s->broken || w->seq_foreign)
+            s->cached ? cache_drop(r, s) : crdt__seq_free(s);
+    }
+    pthread_mutex_unlock(&r->seq_lock);
+    w->seq_touched = NULL;
+}
+
+void
+crdt__seq_wctx_abort(crdt__wctx *w)
+{
+    crdt_replica *r = w->r;
+    crdt__seq *s, *next;
+
+    if (w->seq_touched == NULL)
+        return;
+    pthread_mutex_lock(&r->seq_lock);
+    for (s = w->seq_touched; s != NULL; s = next) {
+        next = s->next_touched;
+        s->cached ? cache_drop(r, s) : crdt__seq_free(s);
+    }
+    pthread_mutex_unlock(&r->seq_lock);
+    w->seq_touched = NULL;
+}
+
+int
+crdt__seq_for_read(crdt__seq **out, crdt_replica *r, MDB_txn *txn,
+                   MDB_dbi dbi, const crdt__seqkey *k)
+{
+    uint64_t id = mdb_txn_id(txn);
+    crdt__seq *s;
+    int i, rc;
+
+    pthread_mutex_lock(&r->seq_lock);
+    i = cache_find(r, dbi, k);
+    if (i >= 0 && !r->seq_cache[i]->busy && r->seq_cache[i]->valid_at == id) {
+        *out = r->seq_cache[i];
+        return CRDT_OK; /* held under the lock until release */
+    }
+    pthread_mutex_unlock(&r->seq_lock);
+    if ((rc = crdt__seq_build(&s, txn, dbi, k)) < 0)
+        return rc;
+    s->valid_at = id;
+    pthread_mutex_lock(&r->seq_lock);
+    i = cache_find(r, dbi, k);
+    if (i >= 0 && !r->seq_cache[i]->busy &&
+        r->seq_cache[i]->valid_at < id) {
+        crdt__seq_free(r->seq_cache[i]);
+        r->seq_cache[i] = NULL;
+        i = -1;
+    }
+    if (i < 0 && (i = cache_slot(r)) >= 0) {
+        r->seq_cache[i] = s;
+        s->cached = 1;
+        *out = s;
+        return CRDT_OK; /* held under the lock */
+    }
+    pthread_mutex_unlock(&r->seq_lock);
+    *out = s;
+    return CRDT_OK;
+}
+
+void
+crdt__seq_release(crdt_replica *r, crdt__seq *s)
+{
+    if (s == NULL)
+        return;
+    if (s->cached)
+        pthread_mutex_unlock(&r->seq_lock);
+    else
+        crdt__seq_free(s);
+}
+
+/* ---- writing records ---- */
+
+static int
+put_header(crdt__wctx *w, crdt__seq *s)
+{
+    static const unsigned char one = 1;
+    MDB_val old;
+    int rc;
+
+    if (s->has_header)
+        return CRDT_OK;
+    rc = crdt__state_get(w, s->key.b, s->key.len, &old);
+    if (rc == CRDT_ENOTFOUND)
+        rc = crdt__state_put(w, s->key.b, s->key.len, &one, 1, NULL);
+    if (rc == CRDT_OK)
+        s->has_header = 1;
+    return rc;
+}
+
+static int
+put_run(crdt__wctx *w, crdt__seq *s, const seq_run *r)
+{
+    unsigned char small[256], *v = small;
+    size_t vl = 40 + r->nbytes;
+    MDB_val old;
+    skey k;
+    int rc;
+
+    if (vl > sizeof small && (v = malloc(vl)) == NULL)
+        return CRDT_ENOMEM;
+    crdt__be64(v, r->len);
+    put_id(v + 8, &r->left);
+    put_id(v + 24, &r->right);
+    memcpy(v + 40, r->bytes, r->nbytes);
+    skey_make(&k, &s->key, 'r', &r->actor, r->ctr);
+    rc = crdt__state_get(w, k.b, k.len, &old);
+    if (rc == CRDT_OK || rc == CRDT_ENOTFOUND)
+        rc = crdt__state_put(w, k.b, k.len, v, vl,
+                             rc == CRDT_OK ? &old : NULL);
+    if (v != small)
+        free(v);
+    return rc;
+}
+
+/* Join [c, e) of @p a into the delete records (invariant 2). */
+static int
+put_deleted(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
+            uint64_t e)
+{
+    skey k, gone[64];
+    unsigned char gv[64][8]; /* copies: a write moves the map's bytes */
+    unsigned char lb[8];
+    MDB_cursor *cur;
+    MDB_val key, val;
+    size_t base = s->key.len + 1, ng = 0;
+    int mrc, rc = CRDT_OK, more = 1;
+
+    while (more && rc == CRDT_OK) {
+        more = 0;
+        ng = 0;
+        if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->state, &cur))) < 0)
+            return rc;
+        skey_make(&k, &s->key, 'd', a, c);
+        key.mv_size = k.len;
+        key.mv_data = k.b;
+        mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        /* the one before may reach c */
+        {
+            MDB_val pk, pv;
+            int prc = mrc == 0 ? mdb_cursor_get(cur, &pk, &pv, MDB_PREV)
+                               : mdb_cursor_get(cur, &pk, &pv, MDB_LAST);
+            if (prc == 0 && pk.mv_size == k.len &&
+                memcmp(pk.mv_data, k.b, base + 8) == 0 && pv.mv_size == 8) {
+                uint64_t pc = crdt__rd64((unsigned char *)pk.mv_data + base + 8);
+                uint64_t pe = pc + crdt__rd64(pv.mv_data);
+                if (pe >= c) {
+                    if (pe >= e && pc <= c) {
+                        mdb_cursor_close(cur);
+                        return CRDT_OK; /* already all deleted */
+                    }
+                    memcpy(gone[ng].b, pk.mv_data, pk.mv_size);
+                    gone[ng].len = pk.mv_size;
+                    memcpy(gv[ng++], pv.mv_data, 8);
+                    if (pc < c)
+                        c = pc;
+                    if (pe > e)
+                        e = pe;
+                }
+            }
+            if (mrc == 0)
+                mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+        }
+        for (; mrc == 0; mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+            uint64_t nc, ne;
+            if (key.mv_size != k.len || memcmp(key.mv_data, k.b, base + 8) != 0 ||
+                val.mv_size != 8)
+                break;
+            nc = crdt__rd64((unsigned char *)key.mv_data + base + 8);
+            if (nc > e)
+                break;
+            if (ng == 64) {
+                more = 1; /* join these first, then look again */
+                break;
+            }
+            ne = nc + crdt__rd64(val.mv_data);
+            if (ne > e)
+                e = ne;
+            memcpy(gone[ng].b, key.mv_data, key.mv_size);
+            gone[ng].len = key.mv_size;
+            memcpy(gv[ng++], val.mv_data, 8);
+        }
+        mdb_cursor_close(cur);
+        for (size_t i = 0; i < ng && rc == CRDT_OK; i++) {
+            MDB_val ov = { 8, gv[i] };
+            rc = crdt__state_del(w, gone[i].b, gone[i].len, &ov);
+        }
+        if (rc < 0)
+            return rc;
+        skey_make(&k, &s->key, 'd', a, c);
+        crdt__be64(lb, e - c);
+        {
+            MDB_val old;
+            rc = crdt__state_get(w, k.b, k.len, &old);
+            if (rc == CRDT_OK || rc == CRDT_ENOTFOUND)
+                rc = crdt__state_put(w, k.b, k.len, lb, 8,
+                                     rc == CRDT_OK ? &old : NULL);
+        }
+    }
+    return rc;
+}
+
+/* ---- applying ---- */
+
+typedef struct {
+    crdt_seq_id *v; /* ranges as (id, len in ctr... ) pairs: id + count */
+    uint64_t *n;
+    size_t len, cap;
+} worklist;
+
+static int
+work_push(worklist *wl, const crdt_actor *a, uint64_t c, uint64_t n)
+{
+    if (wl->len == wl->cap) {
+        size_t cap = wl->cap ? wl->cap * 2 : 8;
+        crdt_seq_id *v = realloc(wl->v, cap * sizeof *v);
+        uint64_t *nn;
+        if (v == NULL)
+            return CRDT_ENOMEM;
+        wl->v = v;
+        if ((nn = realloc(wl->n, cap * sizeof *nn)) == NULL)
+            return CRDT_ENOMEM;
+        wl->n = nn;
+        wl->cap = cap;
+    }
+    wl->v[wl->len].actor = *a;
+    wl->v[wl->len].ctr = c;
+    wl->n[wl->len] = n;
+    wl->len++;
+    return CRDT_OK;
+}
+
+static int
+park(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *wait,
+     const crdt_actor *actor, uint64_t ctr, const crdt_seq_id *left,
+     const crdt_seq_id *right, const void *bytes, size_t nb, uint64_t n)
+{
+    unsigned char *v;
+    skey k;
+    MDB_val old;
+    int rc;
+
+    skey_make(&k, &s->key, 'p', &wait->actor, wait->ctr);
+    memcpy(k.b + k.len, actor->b, 8);
+    crdt__be64(k.b + k.len + 8, ctr);
+    k.len += 16;
+    rc = crdt__state_get(w, k.b, k.len, &old);
+    if (rc != CRDT_ENOTFOUND)
+        return rc; /* held already (invariant 3) */
+    if ((v = malloc(40 + nb)) == NULL)
+        return CRDT_ENOMEM;
+    put_id(v, left);
+    put_id(v + 16, right);
+    crdt__be64(v + 32, n);
+    memcpy(v + 40, bytes, nb);
+    rc = crdt__state_put(w, k.b, k.len, v, 40 + nb, NULL);
+    free(v);
+    if (rc == CRDT_OK) {
+        seq_actor *sa = crdt__seq_actor(s, actor, 1);
+        if (sa == NULL)
+            return CRDT_ENOMEM;
+        s->nparked++;
+        if (ctr + n > sa->held_end)
+            sa->held_end = ctr + n;
+    }
+    return rc;
+}
+
+/* Mark new ids [c, c + n) of @p a deleted if a delete came first. */
+static int
+early_deletes(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
+              uint64_t n)
+{
+    seq_actor *sa = crdt__seq_actor(s, a, 0);
+    MDB_cursor *cur;
+    MDB_val key, val;
+    skey k;
+    size_t base = s->key.len + 1;
+    int mrc, rc = CRDT_OK;
+
+    if (sa == NULL || sa->del_end <= c)
+        return CRDT_OK;
+    if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->state, &cur))) < 0)
+        return rc;
+    skey_make(&k, &s->key, 'd', a, 0);
+    key.mv_size = k.len;
+    key.mv_data = k.b;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         mrc == 0 && rc == CRDT_OK;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        uint64_t dc, de;
+        if (key.mv_size != k.len || memcmp(key.mv_data, k.b, base + 8) != 0 ||
+            val.mv_size != 8)
+            break;
+        dc = crdt__rd64((unsigned char *)key.mv_data + base + 8);
+        de = dc + crdt__rd64(val.mv_data);
+        if (dc >= c + n)
+            break;
+        if (de > c)
+            rc = crdt__seq_mark_deleted(s, a, dc, de);
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+static int
+ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
+        const crdt_seq_id *left, const crdt_seq_id *right, const void *bytes,
+        size_t nb, uint64_t n, worklist *wl)
+{
+    crdt_seq_id id = { *actor, ctr }, prev_id = { *actor, ctr - 1 };
+    seq_actor *sa;
+    seq_run *r;
+    uint64_t off;
+    int rc;
+
+    if (crdt__seq_run_find(s, &id) != NULL)
+        return CRDT_OK; /* applied before (invariant 3) */
+    /* ids of this actor are never reused: an insert overlapping a later
+     * run of its actor is not from an honest writer; ignore it */
+    if ((sa = crdt__seq_actor(s, actor, 0)) != NULL && sa->n > 0 &&
+        sa->runs[sa->n - 1]->ctr > ctr) {
+        size_t lo = 0, hi = sa->n; /* the first run starting after ctr */
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if (sa->runs[mid]->ctr <= ctr)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < sa->n && sa->runs[lo]->ctr < ctr + n)
+            return CRDT_OK;
+    }
+    if (sa != NULL && sa->held_end != 0 && sa->held_end <= ctr) {
+        /* an earlier insert of this actor is held: queue behind it */
+        crdt_seq_id behind = { *actor, sa->held_end - 1 };
+        if (!crdt__seq_has(s, &behind))
+            return park(w, s, &behind, actor, ctr, left, right, bytes, nb,
+                        n);
+        sa->held_end = 0; /* that one is in after all */
+    }
+    if (!crdt__seq_has(s, left))
+        return park(w, s, left, actor, ctr, left, right, bytes, nb, n);
+    if (!crdt__seq_has(s, right))
+        return park(w, s, right, actor, ctr, left, right, bytes, nb, n);
+    if ((rc = put_header(w, s)) < 0)
+        return rc;
+    r = crdt__seq_run_find(s, &prev_id);
+    if (r != NULL && r->ctr + r->len == ctr && id_eq(left, &prev_id) &&
+        id_eq(right, &r->right)) {
+        off = r->len; /* invariant (1): the run grows */
+    } else {
+        if ((r = crdt__seq_run_new(s, actor, ctr)) == NULL)
+            return CRDT_ENOMEM;
+        r->left = *left;
+        r->right = *right;
+        off = 0;
+    }
+    if ((rc = crdt__seq_run_append(r, bytes, nb, n, s->key.kind == 'T')) < 0 ||
+        (rc = put_run(w, s, r)) < 0 ||
+        (rc = crdt__seq_integrate(s, r, off, n)) < 0 ||
+        (rc = early_deletes(w, s, actor, ctr, n)) < 0)
+        return rc;
+    if ((sa = crdt__seq_actor(s, actor, 0)) != NULL && sa->held_end == ctr + n)
+        sa->held_end = 0; /* the newest held one is in: none is left */
+    return s->nparked > 0 ? work_push(wl, actor, ctr, n) : CRDT_OK;
+}
+
+/* Apply the inserts that waited for ids [c, c + n) of @p a. */
+static int
+unpark(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
+       uint64_t n, worklist *wl)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    skey k;
+    size_t base = s->key.len + 1;
+    int mrc, rc;
+
+    for (;;) {
+        unsigned char *copy;
+        size_t kl, vl;
+        crdt_actor oa;
+        crdt_seq_id l, r;
+        uint64_t oc, on;
+
+        if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->state, &cur))) < 0)
+            return rc;
+        skey_make(&k, &s->key, 'p', a, c);
+        key.mv_size = k.len;
+        key.mv_data = k.b;
+        mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+        if (mrc != 0 || key.mv_size != k.len + 16 ||
+            memcmp(key.mv_data, k.b, base + 8) != 0 ||
+            crdt__rd64((unsigned char *)key.mv_data + base + 8) >= c + n) {
+            mdb_cursor_close(cur);
+            return mrc == 0 || mrc == MDB_NOTFOUND ? CRDT_OK
+                                                   : crdt__mdb_err(mrc);
+        }
+        kl = key.mv_size;
+        vl = val.mv_size;
+        if (vl < 40 || (copy = malloc(kl + vl)) == NULL) {
+            mdb_cursor_close(cur);
+            return vl < 40 ? CRDT_ECORRUPT : CRDT_ENOMEM;
+        }
+        memcpy(copy, key.mv_data, kl);
+        memcpy(copy + kl, val.mv_data, vl);
+        mdb_cursor_close(cur);
+        {
+            MDB_val ov = { vl, copy + kl };
+            rc = crdt__state_del(w, copy, kl, &ov);
+        }
+        if (rc == CRDT_OK) {
+            s->nparked--;
+            memcpy(oa.b, copy + kl - 16, 8);
+            oc = crdt__rd64(copy + kl - 8);
+            get_id(&l, copy + kl);
+            get_id(&r, copy + kl + 16);
+            on = crdt__rd64(copy + kl + 32);
+            rc = ins_one(w, s, &oa, oc, &l, &r, copy + kl + 40, vl - 40, on,
+                         wl);
+        }
+        free(copy);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+static int
+apply_insert(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor,
+             uint64_t ctr, const crdt_seq_id *left, const crdt_seq_id *right,
+             const void *bytes, size_t nb, uint64_t n)
+{
+    worklist wl = { 0 };
+    int rc = ins_one(w, s, actor, ctr, left, right, bytes, nb, n, &wl);
+
+    /* bounded: each pass removes one held record */
+    while (rc == CRDT_OK && wl.len > 0) {
+        /* copied: unpark pushes more, which may move the list */
+        crdt_actor a = wl.v[wl.len - 1].actor;
+        uint64_t c = wl.v[wl.len - 1].ctr, cnt = wl.n[wl.len - 1];
+        wl.len--;
+        rc = unpark(w, s, &a, c, cnt, &wl);
+    }
+    free(wl.v);
+    free(wl.n);
+    return rc;
+}
+
+static int
+apply_lset(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *target,
+           uint64_t hlc, const crdt_actor *actor, const crdt_value *v)
+{
+    unsigned char *buf;
+    MDB_val old;
+    skey k;
+    int n, rc;
+
+    skey_make(&k, &s->key, 'v', &target->actor, target->ctr);
+    rc = crdt__state_get(w, k.b, k.len, &old);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    if (rc == CRDT_OK && old.mv_size >= 16) {
+        uint64_t oh = crdt__rd64(old.mv_data);
+        if (hlc < oh || (hlc == oh && memcmp(actor->b,
+                                             (unsigned char *)old.mv_data + 8,
+                                             8) <= 0))
+            return CRDT_OK; /* invariant (4) */
+    }
+    if ((buf = malloc(16 + CRDT__LIST_VALUE_MAX + 16)) == NULL)
+        return CRDT_ENOMEM;
+    crdt__be64(buf, hlc);
+    memcpy(buf + 8, actor->b, 8);
+    n = crdt__value_bytes(buf + 16, CRDT__LIST_VALUE_MAX + 16, v);
+    rc = n < 0 ? CRDT_ELIMIT
+               : crdt__state_put(w, k.b, k.len, buf, 16 + (size_t)n,
+                                 rc == CRDT_OK ? &old : NULL);
+    free(buf);
+    return rc;
+}
+
+int
+crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
+                const crdt_actor *actor)
+{
+    unsigned char kind = op->kind == CRDT_OP_TINS || op->kind == CRDT_OP_TDEL
+                             ? 'T' : 'L';
+    crdt__seqkey key;
+    crdt__seq *s;
+    crdt_op_ranges it;
+    crdt_seq_range rg;
+    int rc;
+
+    crdt__seqkey_make(&key, op->coll, op->coll_len, op->doc, op->doc_len,
+                      op->field, op->field_len, kind);
+    if ((rc = crdt__seq_for_write(&s, w, &key)) < 0)
+        return rc;
+    switch (op->kind) {
+    case CRDT_OP_TINS:
+        rc = apply_insert(w, s, actor, op->ctr, &op->left, &op->right,
+                          op->text, op->text_len, op->len);
+        break;
+    case CRDT_OP_LINS: {
+        unsigned char *vb = malloc(CRDT__LIST_VALUE_MAX + 16);
+        int n;
+        if (vb == NULL)
+            return CRDT_ENOMEM;
+        n = crdt__value_bytes(vb, CRDT__LIST_VALUE_MAX + 16, &op->value);
+        rc = n < 0 ? CRDT_ELIMIT
+                   : apply_insert(w, s, actor, op->ctr, &op->left, &op->right,
+                                  vb, (size_t)n, 1);
+        free(vb);
+        break;
+    }
+    case CRDT_OP_TDEL:
+    case CRDT_OP_LDEL:
+        crdt_op_ranges_init(&it, op);
+        while ((rc = crdt_op_ranges_next(&rg, &it)) == CRDT_OK) {
+            seq_actor *sa;
+            if ((rc = put_deleted(w, s, &rg.actor, rg.ctr,
+                                  rg.ctr + rg.len)) < 0 ||
+                (rc = crdt__seq_mark_deleted(s, &rg.actor, rg.ctr,
+                                             rg.ctr + rg.len)) < 0)
+                break;
+            if ((sa = crdt__seq_actor(s, &rg.actor, 1)) == NULL) {
+                rc = CRDT_ENOMEM;
+                break;
+            }
+            if (rg.ctr + rg.len > sa->del_end)
+                sa->del_end = rg.ctr + rg.len;
+        }
+        if (rc == CRDT_ENOTFOUND)
+            rc = CRDT_OK;
+        break;
+    case CRDT_OP_LSET:
+        rc = apply_lset(w, s, &op->target, hlc, actor, &op->value);
+        break;
+    default:
+        rc = CRDT_EPROTO;
+    }
+    if (rc == CRDT_ENOMEM)
+        s->broken = 1;
+    return rc;
+}
+
+/* ---- lists ---- */
+
+typedef struct {
+    crdt_value *v;
+    size_t n, cap, bytes;
+    const unsigned char **ov_key; /* overrides: sorted keys (id, 16 bytes) */
+    const unsigned char **ov_val;
+    size_t nov;
+    int rc;
+} list_acc;
+
+static const unsigned char *
+find_override(const list_acc *a, const crdt_actor *actor, uint64_t ctr)
+{
+    unsigned char id[16];
+    size_t lo = 0, hi = a->nov;
+
+    memcpy(id, actor->b, 8);
+    crdt__be64(id + 8, ctr);
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = memcmp(a->ov_key[mid], id, 16);
+        if (c == 0)
+            return a->ov_val[mid];
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static int
+list_cb(const seq_run *r, uint64_t off, uint64_t len, void *ctx)
+{
+    list_acc *a = ctx;
+    crdt__mp m = { r->bytes, r->bytes + r->nbytes };
+
+    for (uint64_t i = 0; i < off; i++)
+        if (crdt__mp_skip(&m) < 0)
+            return a->rc = CRDT_ECORRUPT;
+    for (uint64_t i = 0; i < len; i++) {
+        crdt_value v;
+        const unsigned char *ov = find_override(a, &r->actor,
+                                                r->ctr + off + i);
+        if (crdt__mp_value(&m, &v) < 0)
+            return a->rc = CRDT_ECORRUPT;
+        if (ov != NULL) {
+            crdt__mp om = { ov + 16, ov + 16 + crdt__rd64(ov - 8) };
+            if (crdt__mp_value(&om, &v) < 0)
+                return a->rc = CRDT_ECORRUPT;
+        }
+        if (a->n == a->cap) {
+            size_t cap = a->cap ? a->cap * 2 : 16;
+            crdt_value *nv = realloc(a->v, cap * sizeof *nv);
+            if (nv == NULL)
+                return a->rc = CRDT_ENOMEM;
+            a->v = nv;
+            a->cap = cap;
+        }
+        a->v[a->n++] = v;
+        if (v.type == CRDT_VSTRING || v.type == CRDT_VBYTES)
+            a->bytes += v.u.s.len;
+    }
+    return 0;
+}
+
+int
+crdt__seq_list(const crdt__seq *s, MDB_txn *txn, MDB_dbi dbi,
+               crdt_value **out, size_t *n)
+{
+    list_acc a = { 0 };
+    MDB_cursor *cur;
+    MDB_val key, val;
+    skey k;
+    size_t capov = 0;
+    unsigned char **lenbox = NULL;
+    int mrc, rc;
+    crdt_value *res;
+    char *p;
+
+    /* overrides: keep views into the map; the value length sits in a
+     * box just before each view (ov - 8), built here */
+    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
+        return rc;
+    skey_make(&k, &s->key, 'v', NULL, 0);
+    key.mv_size = k.len;
+    key.mv_data = k.b;
+    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); mrc == 0;
+         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        unsigned char *box;
+        if (key.mv_size != k.len + 16 || memcmp(key.mv_data, k.b, k.len) != 0)
+            break;
+        if (val.mv_size < 17)
+            continue;
+        if (a.nov == capov) {
+            capov = capov ? capov * 2 : 16;
+            const unsigned char **nk = realloc(a.ov_key, capov * sizeof *nk);
+            if (nk != NULL)
+                a.ov_key = nk;
+            const unsigned char **nv = realloc(a.ov_val, capov * sizeof *nv);
+            if (nv != NULL)
+                a.ov_val = nv;
+            unsigned char **nb = realloc(lenbox, capov * sizeof *nb);
+            if (nb != NULL)
+                lenbox = nb;
+            if (nk == NULL || nv == NULL || nb == NULL) {
+                rc = CRDT_ENOMEM;
+                break;
+            }
+        }
+        if ((box = malloc(8 + val.mv_size)) == NULL) {
+            rc = CRDT_ENOMEM;
+            break;
+        }
+        crdt__be64(box, val.mv_size - 16);
+        memcpy(box + 8, val.mv_data, val.mv_size);
+        lenbox[a.nov] = box;
+        a.ov_key[a.nov] = (unsigned char *)key.mv_data + k.len;
+        a.ov_val[a.nov] = box + 8;
+        a.nov++;
+    }
+    mdb_cursor_close(cur);
+    if (rc == CRDT_OK)
+        crdt__seq_walk(s, list_cb, &a);
+    if (rc == CRDT_OK)
+        rc = a.rc;
+    if (rc == CRDT_OK) {
+        res = malloc(a.n * sizeof *res + a.bytes + 1);
+        if (res == NULL) {
+            rc = CRDT_ENOMEM;
+        } else {
+            p = (char *)(res + a.n);
+            for (size_t i = 0; i < a.n; i++) {
+                res[i] = a.v[i];
+                if (res[i].type == CRDT_VSTRING || res[i].type == CRDT_VBYTES) {
+                    memcpy(p, a.v[i].u.s.ptr, a.v[i].u.s.len);
+                    res[i].u.s.ptr = p;
+                    p += a.v[i].u.s.len;
+                }
+            }
+            *out = res;
+            *n = a.n;
+        }
+    }
+    for (size_t i = 0; i < a.nov; i++)
+        free(lenbox[i]);
+    free(lenbox);
+    free(a.ov_key);
+    free(a.ov_val);
+    free(a.v);
+    return rc;
+}
