@@ -1,7 +1,8 @@
 /*
  * test_seq_epoch.c: text and list fields across epochs: a stale
  * replica's sequence ops rebased through a rename, quarantined by a
- * remove, and placed after compactions; every replica ends equal.
+ * remove, and placed after compactions; a custom migration keeps them;
+ * every replica ends equal.
  */
 #include <check.h>
 #include <stdio.h>
@@ -237,6 +238,52 @@ START_TEST(test_compaction_places_stale_text_ops)
 }
 END_TEST
 
+static int
+mark(epoch_doc *doc, const char *coll, const char *id, void *ctx)
+{
+    crdt_value v = crdt_value_bool(1);
+
+    (void)coll;
+    (void)id;
+    (void)ctx;
+    return epoch_doc_set_register(doc, "checked", &v);
+}
+
+START_TEST(test_custom_migration_keeps_text_and_list)
+{
+    char buf[128];
+    epoch_builder *bl;
+    crdt_read *rd;
+    crdt_value *v;
+    size_t k;
+
+    ins(a, "t", 0, "abc");
+    del(a, "t", 1, 1);
+    lins(a, "l", 0, 5);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "r", 1), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_new(&bl, a), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_set_custom(bl, "mark", "c", 2, mark, NULL),
+                     CRDT_OK);
+    ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_OK);
+    epoch_builder_free(bl);
+    text_of(buf, sizeof buf, a, "t");
+    ck_assert_str_eq(buf, "ac");
+    ins(a, "t", 1, "b"); /* its origins are ids from before the hook */
+    text_of(buf, sizeof buf, a, "t");
+    ck_assert_str_eq(buf, "abc");
+    ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+    ck_assert_int_eq(crdt_read_list(&v, &k, rd, "c", "d", "l"), CRDT_OK);
+    ck_assert_uint_eq(k, 1);
+    ck_assert_int_eq(v[0].u.i, 5);
+    crdt_list_free(v);
+    crdt_read_end(rd);
+    reset_from(b, a);
+    text_of(buf, sizeof buf, b, "t");
+    ck_assert_str_eq(buf, "abc");
+    assert_same();
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -247,6 +294,7 @@ test_suite(void)
     tcase_add_test(tc, test_renamed_text_takes_stale_ops);
     tcase_add_test(tc, test_removed_text_quarantines_stale_ops);
     tcase_add_test(tc, test_compaction_places_stale_text_ops);
+    tcase_add_test(tc, test_custom_migration_keeps_text_and_list);
     suite_add_tcase(s, tc);
     return s;
 }
