@@ -9,7 +9,7 @@ packages=(
     libsodium-dev                # identity, signatures, key exchange, AEAD
     libmsgpack-dev               # wire and log encoding (msgpack-c)
     libjansson-dev               # JSON for the CLI (values, --json, import)
-    zlib1g-dev                   # strata-bench reads gzip editing traces
+    zlib1g-dev                   # gzip editing traces (tests, strata-bench)
     check                        # unit tests
     clang libclang-rt-14-dev     # sanitizers and libFuzzer
     python3                      # test relay and helpers
