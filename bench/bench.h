@@ -19,6 +19,10 @@
  *   w_watch.c     watch_latency: a commit by another process reaching a
  *                 watcher (+ the commit itself as reference)
  *   w_peers.c     peers: w1 on Yjs, Automerge and Loro (node, peers/w1.js)
+ *   w_text.c      w2: an editing trace replayed, merged, compacted (+ raw
+ *                 LMDB commits, and Yjs, Loro, Automerge: peers/w2.js)
+ *   replay.c      the trace replayer (one replica per agent)
+ *   trace.c       editing traces: gzip JSON -> flat arrays
  *   lmdb_ref.c    the raw LMDB references
  *
  * Every measured workload runs in a forked child: the parent stays
@@ -43,6 +47,8 @@ typedef struct {
     int runs;
     int verbose;          /* progress on stderr */
     const char *only;     /* NULL: every workload */
+    const char *trace;    /* w2: the editing trace (NULL: automerge-paper) */
+    int check;            /* w2: only replay the trace and check it */
     uint64_t seed;
     char base[512];       /* the run's temp dir (removed at exit) */
 } bench_opts;
@@ -195,6 +201,26 @@ int w_open_run(bench_entry *e);        /* open */
 int w_sync_run(bench_entry *e);        /* w1_sync */
 int w_peers_run(bench_entry *e);       /* peers */
 int w_watch_run(bench_entry *e);       /* watch_latency */
+int w_text_run(bench_entry *e);        /* w2 */
+
+/* ---- node peers (w_peers.c, used by w_text.c too) ---- */
+
+/* Find bench/peers, check node, install the npm packages if missing
+ * (unless STRATA_BENCH_NO_NPM). 0 ready; 1 not run (@p e says why). */
+int bench_peers_prepare(bench_entry *e, char *dir, size_t dir_size,
+                        char *nodever, size_t nodever_size);
+/*
+ * Run @p argv in @p cwd. With @p out, its stdout is collected there (up
+ * to @p cap - 1 bytes, NUL-terminated). Killed after @p limit_s seconds.
+ * @return the exit status, 127 if it could not be executed, -1 on a
+ * local error or a timeout (@p why says which), -2 - signal if killed.
+ */
+int bench_run_prog(char *const argv[], const char *cwd, char *out,
+                   size_t cap, int limit_s, char *why, size_t why_size);
+/* A number / a string of a flat JSON line (the peers' output). */
+int bench_json_num(const char *line, const char *key, double *v);
+int bench_json_str(const char *line, const char *key, char *out,
+                   size_t size);
 
 /* ---- w1 pieces shared by w_merge.c, w_sync.c and w_peers.c ---- */
 

@@ -4,6 +4,7 @@
  *
  *   strata-bench [--json] [--quick] [--only NAME] [--runs N] [--seed N]
  *                [--dir DIR] [--json-file FILE] [--quiet] [--list]
+ *                [--trace FILE] [--check]
  *
  * Every figure is the median of --runs runs (default 3, quick 1) with
  * min and max, next to a reference measured in the same run. Adding a
@@ -51,6 +52,10 @@ static const workload WORKLOADS[] = {
       "1,000 commits by another process reach a watcher (p50, p99)" },
     { "peers", w_peers_run, NULL,
       "w1 merge on Yjs, Automerge and Loro (node bench/peers/w1.js)" },
+    { "w2", w_text_run, NULL,
+      "an editing trace (automerge-paper, or --trace FILE) replayed, "
+      "merged into a fresh replica, compacted; Yjs, Loro, Automerge "
+      "(bench/peers/w2.js)" },
 };
 #define N_WORKLOADS (sizeof WORKLOADS / sizeof WORKLOADS[0])
 
@@ -250,7 +255,7 @@ usage(FILE *o)
     fprintf(o,
             "usage: strata-bench [--json] [--quick] [--only NAME] [--runs N]\n"
             "                    [--seed N] [--dir DIR] [--json-file FILE]\n"
-            "                    [--quiet] [--list]\n"
+            "                    [--quiet] [--list] [--trace FILE] [--check]\n"
             "  --json      print ONE JSON object on stdout\n"
             "  --quick     1/20 sizes, 1 run (CI: proves the program works)\n"
             "  --only NAME run one workload (see --list)\n"
@@ -259,7 +264,10 @@ usage(FILE *o)
             "  --dir DIR   where the temp dir goes (default $TMPDIR or "
             "/tmp)\n"
             "  --json-file FILE  also write the JSON object to FILE\n"
-            "  --quiet     no progress on stderr\n");
+            "  --quiet     no progress on stderr\n"
+            "  --trace FILE  w2: the editing trace (gzip JSON, sequential or\n"
+            "              concurrent; default tests/traces/automerge-paper)\n"
+            "  --check     w2: only replay the trace and check endContent\n");
 }
 
 static pid_t main_pid;
@@ -297,6 +305,10 @@ main(int argc, char **argv)
             dir = argv[++i];
         else if (strcmp(a, "--json-file") == 0 && i + 1 < argc)
             json_file = argv[++i];
+        else if (strcmp(a, "--trace") == 0 && i + 1 < argc)
+            g_opts.trace = argv[++i];
+        else if (strcmp(a, "--check") == 0)
+            g_opts.check = 1;
         else if (strcmp(a, "--list") == 0) {
             for (size_t w = 0; w < N_WORKLOADS; w++)
                 printf("%-12s %s%s\n", WORKLOADS[w].name, WORKLOADS[w].what,

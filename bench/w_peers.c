@@ -118,8 +118,8 @@ find_peers_dir(char *out, size_t size)
  * could not be executed, -1 on a local error or a timeout, -2 - signal
  * when killed by a signal.
  */
-static int
-run_prog(char *const argv[], const char *cwd, char *out, size_t cap,
+int
+bench_run_prog(char *const argv[], const char *cwd, char *out, size_t cap,
          int limit_s, char *why, size_t why_size)
 {
     int p[2] = { -1, -1 }, status = 0;
@@ -214,8 +214,8 @@ json_key(const char *line, const char *key)
     return p ? p + strlen(pat) : NULL;
 }
 
-static int
-json_get_num(const char *line, const char *key, double *v)
+int
+bench_json_num(const char *line, const char *key, double *v)
 {
     const char *p = json_key(line, key);
     char *end;
@@ -226,8 +226,8 @@ json_get_num(const char *line, const char *key, double *v)
     return end == p ? -1 : 0;
 }
 
-static int
-json_get_str(const char *line, const char *key, char *out, size_t size)
+int
+bench_json_str(const char *line, const char *key, char *out, size_t size)
 {
     const char *p = json_key(line, key);
     size_t n = 0;
@@ -241,6 +241,69 @@ json_get_str(const char *line, const char *key, char *out, size_t size)
             out[n++] = *p;
     }
     out[n] = 0;
+    return 0;
+}
+
+int
+bench_peers_prepare(bench_entry *e, char *dir, size_t dir_size,
+                    char *nodever, size_t nodever_size)
+{
+    char path[PATH_MAX + 64], why[300] = "";
+    int rc;
+
+    if (find_peers_dir(dir, dir_size) < 0) {
+        not_run(e, "bench/peers/w1.js not found (set "
+                   "STRATA_BENCH_PEERS_DIR)");
+        return 1;
+    }
+    {
+        char *argv[] = { "node", "--version", NULL };
+        rc = bench_run_prog(argv, NULL, nodever, nodever_size, 60, why,
+                            sizeof why);
+        if (rc != 0) {
+            not_run(e, "node is not available (%s)",
+                    rc == 127 ? "not found in PATH"
+                    : why[0]  ? why
+                              : "node --version failed");
+            return 1;
+        }
+        nodever[strcspn(nodever, "\r\n")] = 0;
+    }
+    for (size_t i = 0; i < sizeof PACKAGES / sizeof PACKAGES[0]; i++) {
+        snprintf(path, sizeof path, "%s/node_modules/%s/package.json", dir,
+                 PACKAGES[i]);
+        if (is_file(path))
+            continue;
+        char *argv[] = { "npm", "install", "--no-audit", "--no-fund", NULL };
+        const char *no = getenv("STRATA_BENCH_NO_NPM");
+
+        if (no != NULL && no[0] && strcmp(no, "0") != 0) {
+            not_run(e, "npm package %s is not installed in %s and "
+                       "STRATA_BENCH_NO_NPM is set",
+                    PACKAGES[i], dir);
+            return 1;
+        }
+        bench_log("peers: %s missing: npm install --no-audit --no-fund in %s",
+                  PACKAGES[i], dir);
+        rc = bench_run_prog(argv, dir, NULL, 0, 600, why, sizeof why);
+        if (rc != 0) {
+            not_run(e, "npm install in %s failed (%s)", dir,
+                    rc == 127 ? "npm not found in PATH"
+                    : why[0]  ? why
+                              : "see its output");
+            return 1;
+        }
+        break;
+    }
+    for (size_t i = 0; i < sizeof PACKAGES / sizeof PACKAGES[0]; i++) {
+        snprintf(path, sizeof path, "%s/node_modules/%s/package.json", dir,
+                 PACKAGES[i]);
+        if (!is_file(path)) {
+            not_run(e, "npm package %s is not installed in %s", PACKAGES[i],
+                    dir);
+            return 1;
+        }
+    }
     return 0;
 }
 
@@ -263,59 +326,8 @@ w_peers_run(bench_entry *e)
     const char *ref_from = "w1_merge of this run";
     bench_fig fr = { 0, 0, 0, 0 };
 
-    if (find_peers_dir(dir, sizeof dir) < 0) {
-        not_run(e, "bench/peers/w1.js not found (set "
-                   "STRATA_BENCH_PEERS_DIR)");
+    if (bench_peers_prepare(e, dir, sizeof dir, nodever, sizeof nodever) != 0)
         return 0;
-    }
-    {
-        char *argv[] = { "node", "--version", NULL };
-        rc = run_prog(argv, NULL, nodever, sizeof nodever, 60, why,
-                      sizeof why);
-        if (rc != 0) {
-            not_run(e, "node is not available (%s)",
-                    rc == 127 ? "not found in PATH"
-                    : why[0]  ? why
-                              : "node --version failed");
-            return 0;
-        }
-        nodever[strcspn(nodever, "\r\n")] = 0;
-    }
-    for (size_t i = 0; i < sizeof PACKAGES / sizeof PACKAGES[0]; i++) {
-        snprintf(path, sizeof path, "%s/node_modules/%s/package.json", dir,
-                 PACKAGES[i]);
-        if (is_file(path))
-            continue;
-        char *argv[] = { "npm", "install", "--no-audit", "--no-fund", NULL };
-        const char *no = getenv("STRATA_BENCH_NO_NPM");
-
-        if (no != NULL && no[0] && strcmp(no, "0") != 0) {
-            not_run(e, "npm package %s is not installed in %s and "
-                       "STRATA_BENCH_NO_NPM is set",
-                    PACKAGES[i], dir);
-            return 0;
-        }
-        bench_log("peers: %s missing: npm install --no-audit --no-fund in %s",
-                  PACKAGES[i], dir);
-        rc = run_prog(argv, dir, NULL, 0, 600, why, sizeof why);
-        if (rc != 0) {
-            not_run(e, "npm install in %s failed (%s)", dir,
-                    rc == 127 ? "npm not found in PATH"
-                    : why[0]  ? why
-                              : "see its output");
-            return 0;
-        }
-        break;
-    }
-    for (size_t i = 0; i < sizeof PACKAGES / sizeof PACKAGES[0]; i++) {
-        snprintf(path, sizeof path, "%s/node_modules/%s/package.json", dir,
-                 PACKAGES[i]);
-        if (!is_file(path)) {
-            not_run(e, "npm package %s is not installed in %s", PACKAGES[i],
-                    dir);
-            return 0;
-        }
-    }
 
     /* the reference: w1_merge of this run, or measured here */
     if (ours <= 0) {
@@ -352,7 +364,7 @@ w_peers_run(bench_entry *e)
         bench_log("peers: node %s w1.js --ops %s --docs %s --seed %s "
                   "--runs %s",
                   nodever, a_ops, a_docs, a_seed, a_runs);
-        rc = run_prog(argv, dir, buf, sizeof buf, NODE_LIMIT_S, why,
+        rc = bench_run_prog(argv, dir, buf, sizeof buf, NODE_LIMIT_S, why,
                       sizeof why);
         bench_log("peers: node done in %.1f s", bench_now() - t0);
     }
@@ -365,22 +377,22 @@ w_peers_run(bench_entry *e)
         if (line[0] != '{' || n_peers >= MAX_PEERS)
             continue;
         memset(p, 0, sizeof *p);
-        if (json_get_str(line, "name", p->name, sizeof p->name) < 0)
+        if (bench_json_str(line, "name", p->name, sizeof p->name) < 0)
             continue;
-        json_get_str(line, "version", p->version, sizeof p->version);
-        if (json_get_str(line, "error", p->error, sizeof p->error) == 0 ||
-            json_get_num(line, "ops_per_s", &p->ops_per_s) < 0 ||
-            json_get_num(line, "seconds", &p->seconds) < 0) {
+        bench_json_str(line, "version", p->version, sizeof p->version);
+        if (bench_json_str(line, "error", p->error, sizeof p->error) == 0 ||
+            bench_json_num(line, "ops_per_s", &p->ops_per_s) < 0 ||
+            bench_json_num(line, "seconds", &p->seconds) < 0) {
             if (!p->error[0])
                 snprintf(p->error, sizeof p->error, "unreadable result");
             bench_log("peers: %s: %s", p->name, p->error);
         }
-        json_get_num(line, "ops", &p->ops);
-        json_get_num(line, "min", &p->min);
-        json_get_num(line, "max", &p->max);
-        json_get_num(line, "docs_read", &p->docs_read);
-        json_get_num(line, "update_bytes", &p->update_bytes);
-        json_get_num(line, "setup_seconds", &p->setup_seconds);
+        bench_json_num(line, "ops", &p->ops);
+        bench_json_num(line, "min", &p->min);
+        bench_json_num(line, "max", &p->max);
+        bench_json_num(line, "docs_read", &p->docs_read);
+        bench_json_num(line, "update_bytes", &p->update_bytes);
+        bench_json_num(line, "setup_seconds", &p->setup_seconds);
         if (!p->error[0] && (uint64_t)p->ops != n_ops)
             snprintf(p->error, sizeof p->error, "ran %.0f ops, not %llu",
                      p->ops, (unsigned long long)n_ops);

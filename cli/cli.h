@@ -141,7 +141,9 @@ json_t *cli_schema_json(const epoch_info *e);
 
 /**
  * An op as JSON, in the shape of an import line (and of `log --json`):
- * {"op","coll","doc"[,"field"][,"value"|"n"]}. NULL: no memory.
+ * {"op","coll","doc"[,"field"][,"value"|"n"]}; a sequence op
+ * {"op","coll","doc","field","pos"[,"text"|"len"|"value"]} (tins: text,
+ * tdel and ldel: len, lins and lset: value). NULL: no memory.
  */
 json_t *cli_op_to_json(const crdt_op *op);
 
@@ -282,6 +284,7 @@ int cmd_phrase(const cli_cmd *cmd, int argc, char **argv);
 int cmd_id(const cli_cmd *cmd, int argc, char **argv);
 int cmd_member(const cli_cmd *cmd, int argc, char **argv);
 int cmd_write(const cli_cmd *cmd, int argc, char **argv); /* put incr ... */
+int cmd_seq(const cli_cmd *cmd, int argc, char **argv);   /* text, list */
 int cmd_get(const cli_cmd *cmd, int argc, char **argv);
 int cmd_ls(const cli_cmd *cmd, int argc, char **argv);
 int cmd_export(const cli_cmd *cmd, int argc, char **argv);

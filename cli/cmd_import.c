@@ -90,10 +90,38 @@ apply_op(crdt_txn *t, const cli_import_op *op, const char **why)
         rc = op->field ? crdt_txn_del_field(t, op->coll, op->doc, op->field)
                        : crdt_txn_del_doc(t, op->coll, op->doc);
         break;
+    case CLI_IMPORT_TINS:
+        rc = crdt_txn_text_insert(t, op->coll, op->doc, op->field,
+                                  (uint64_t)op->pos, op->text, op->text_len);
+        break;
+    case CLI_IMPORT_TDEL:
+        rc = crdt_txn_text_delete(t, op->coll, op->doc, op->field,
+                                  (uint64_t)op->pos, (uint64_t)op->len);
+        break;
+    case CLI_IMPORT_LINS:
+        rc = crdt_txn_list_insert(t, op->coll, op->doc, op->field,
+                                  (uint64_t)op->pos, &op->value.v);
+        break;
+    case CLI_IMPORT_LDEL:
+        rc = crdt_txn_list_delete(t, op->coll, op->doc, op->field,
+                                  (uint64_t)op->pos, (uint64_t)op->len);
+        break;
+    case CLI_IMPORT_LSET:
+        rc = crdt_txn_list_set(t, op->coll, op->doc, op->field,
+                               (uint64_t)op->pos, &op->value.v);
+        break;
     }
     switch (rc) {
     case CRDT_ETYPE: *why = "the field holds another type"; break;
-    case CRDT_EINVAL: *why = "invalid name or value (not UTF-8?)"; break;
+    case CRDT_ENOTFOUND:
+        *why = "no such text or list field (at this point of the import)";
+        break;
+    case CRDT_EINVAL:
+        *why = op->kind >= CLI_IMPORT_TINS
+                   ? "position or range past the end of the sequence (at "
+                     "this point of the import), or an invalid value"
+                   : "invalid name or value (not UTF-8?)";
+        break;
     case CRDT_ELIMIT: {
         static char msg[200];
         snprintf(msg, sizeof msg,

@@ -44,21 +44,85 @@ get_name(const char **out, json_t *o, const char *key, int required,
 static int
 parse_kind(cli_import_kind *out, json_t *o, const char **why)
 {
-    static const char *const NAMES[] = { "put", "incr", "sadd", "srem",
-                                         "del" };
+    static const char *const NAMES[] = { "put",  "incr", "sadd", "srem",
+                                         "del",  "tins", "tdel", "lins",
+                                         "ldel", "lset" };
     const char *s = json_string_value(json_object_get(o, "op"));
 
     if (s == NULL) {
-        *why = "missing \"op\" (put, incr, sadd, srem or del)";
+        *why = "missing \"op\" (put, incr, sadd, srem, del, tins, tdel, "
+               "lins, ldel or lset)";
         return -1;
     }
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < (int)(sizeof NAMES / sizeof NAMES[0]); i++)
         if (strcmp(s, NAMES[i]) == 0) {
             *out = (cli_import_kind)i;
             return 0;
         }
-    *why = "unknown \"op\" (put, incr, sadd, srem or del)";
+    *why = "unknown \"op\" (put, incr, sadd, srem, del, tins, tdel, lins, "
+           "ldel or lset)";
     return -1;
+}
+
+/* An integer key of a sequence op: 0..CLI_SEQ_MAX, or 1.. if @p min1. */
+static int
+get_seq_int(json_int_t *out, json_t *o, const char *key, int min1,
+            const char **why)
+{
+    json_t *v = json_object_get(o, key);
+
+    if (!json_is_integer(v) || json_integer_value(v) < (min1 ? 1 : 0) ||
+        json_integer_value(v) > CLI_SEQ_MAX) {
+        *why = key[0] == 'p' ? "needs an integer \"pos\" of 0 or more"
+                             : "needs an integer \"len\" of 1 or more";
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* The keys of a text or list op: pos plus text, len or value. */
+static int
+parse_seq(cli_import_op *op, json_t *o, const char **why)
+{
+    json_t *v = json_object_get(o, "value"), *n = json_object_get(o, "n");
+    json_t *len = json_object_get(o, "len"), *text = json_object_get(o, "text");
+    int k = op->kind;
+
+    if (n != NULL) {
+        *why = "a text or list op takes no \"n\"";
+        return -1;
+    }
+    if (get_seq_int(&op->pos, o, "pos", 0, why) != 0)
+        return -1;
+    if ((text != NULL) != (k == CLI_IMPORT_TINS)) {
+        *why = k == CLI_IMPORT_TINS ? "tins needs a \"text\""
+                                    : "only tins takes a \"text\"";
+        return -1;
+    }
+    if ((len != NULL) != (k == CLI_IMPORT_TDEL || k == CLI_IMPORT_LDEL)) {
+        *why = len == NULL ? "needs a \"len\"" : "only tdel and ldel take "
+                                                 "a \"len\"";
+        return -1;
+    }
+    if ((v != NULL) != (k == CLI_IMPORT_LINS || k == CLI_IMPORT_LSET)) {
+        *why = v == NULL ? "needs a \"value\"" : "only lins and lset take "
+                                                 "a \"value\"";
+        return -1;
+    }
+    if (len != NULL)
+        return get_seq_int(&op->len, o, "len", 1, why);
+    if (text != NULL) {
+        if (!json_is_string(text) || json_string_length(text) == 0 ||
+            strlen(json_string_value(text)) != json_string_length(text)) {
+            *why = "\"text\" must be a non-empty string without NUL";
+            return -1;
+        }
+        op->text = json_string_value(text);
+        op->text_len = json_string_length(text);
+        return 0;
+    }
+    return cli_value_from_json(&op->value, v, why) == CLI_OK ? 0 : -1;
 }
 
 /* Check the shape of one op object; the library checks the rest. */
@@ -74,8 +138,10 @@ parse_op(cli_import_op *op, json_t *o, const char **why)
     }
     json_object_foreach(o, key, v) {
         if (strcmp(key, "op") && strcmp(key, "coll") && strcmp(key, "doc") &&
-            strcmp(key, "field") && strcmp(key, "value") && strcmp(key, "n")) {
-            *why = "unknown key (op, coll, doc, field, value, n)";
+            strcmp(key, "field") && strcmp(key, "value") && strcmp(key, "n") &&
+            strcmp(key, "pos") && strcmp(key, "len") && strcmp(key, "text")) {
+            *why = "unknown key (op, coll, doc, field, value, n, pos, len, "
+                   "text)";
             return -1;
         }
     }
@@ -87,6 +153,13 @@ parse_op(cli_import_op *op, json_t *o, const char **why)
         return -1;
     if (cli_reserved(op->coll)) {
         *why = "reserved collection";
+        return -1;
+    }
+    if (op->kind >= CLI_IMPORT_TINS)
+        return parse_seq(op, o, why);
+    if (json_object_get(o, "pos") || json_object_get(o, "len") ||
+        json_object_get(o, "text")) {
+        *why = "only text and list ops take \"pos\", \"len\" or \"text\"";
         return -1;
     }
     v = json_object_get(o, "value");

@@ -7,6 +7,13 @@
  *   {"op":"incr","coll":C,"doc":D,"field":F,"n":N}     ("value" also)
  *   {"op":"sadd"|"srem","coll":C,"doc":D,"field":F,"value":V}
  *   {"op":"del","coll":C,"doc":D}        {"op":"del",...,"field":F}
+ *   {"op":"tins","coll":C,"doc":D,"field":F,"pos":N,"text":S}
+ *   {"op":"tdel","coll":C,"doc":D,"field":F,"pos":N,"len":L}
+ *   {"op":"lins","coll":C,"doc":D,"field":F,"pos":N,"value":V}
+ *   {"op":"ldel","coll":C,"doc":D,"field":F,"pos":N,"len":L}
+ *   {"op":"lset","coll":C,"doc":D,"field":F,"pos":N,"value":V}
+ * pos counts code points of a text (elements of a list) from 0; len is
+ * at least 1; text is a non-empty string.
  */
 #ifndef STRATA_IMPORT_LINE_H
 #define STRATA_IMPORT_LINE_H
@@ -23,8 +30,17 @@ typedef enum {
     CLI_IMPORT_INCR,
     CLI_IMPORT_SADD,
     CLI_IMPORT_SREM,
-    CLI_IMPORT_DEL
+    CLI_IMPORT_DEL,
+    CLI_IMPORT_TINS,
+    CLI_IMPORT_TDEL,
+    CLI_IMPORT_LINS,
+    CLI_IMPORT_LDEL,
+    CLI_IMPORT_LSET
 } cli_import_kind;
+
+/** Largest pos or len accepted (the library refuses what is past the
+ *  end; this only keeps the numbers in range). */
+#define CLI_SEQ_MAX ((json_int_t)1 << 40)
 
 /** One parsed line. Release with cli_import_op_free(). */
 typedef struct {
@@ -32,6 +48,9 @@ typedef struct {
     const char *coll, *doc, *field; /* into @c json; field NULL: none */
     cli_value value;                /* put, sadd, srem */
     json_int_t n;                   /* incr */
+    json_int_t pos, len;            /* tins..lset (len: tdel, ldel) */
+    const char *text;               /* tins, into @c json */
+    size_t text_len;                /* bytes */
     json_t *json;                   /* the parsed line */
 } cli_import_op;
 

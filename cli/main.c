@@ -49,10 +49,21 @@ static const cli_cmd COMMANDS[] = {
       "remove a value from a set field", NULL },
     { "del", cmd_write, "del DIR COLL DOC [FIELD]",
       "delete a document or one field (exit 2 if absent)", NULL },
+    { "text", cmd_seq,
+      "text DIR COLL DOC FIELD insert POS STRING | delete POS LEN",
+      "insert into or delete from a text field",
+      "  POS counts code points from 0 (an insert may append at the length);\n"
+      "  LEN is 1 or more. A position past the end is a usage error.\n" },
+    { "list", cmd_seq,
+      "list DIR COLL DOC FIELD insert POS VALUE | delete POS LEN | set POS "
+      "VALUE",
+      "insert, delete or replace elements of a list field",
+      "  POS counts elements from 0; VALUE is as for put.\n" },
     { "get", cmd_get, "get DIR COLL DOC [FIELD]",
       "print a document as a JSON object, or one field's value",
       "  A register prints as its value, a counter as a number, a set as a\n"
-      "  sorted array. Exit 2 if absent.\n" },
+      "  sorted array, a text as a string, a list as an array in order.\n"
+      "  Exit 2 if absent.\n" },
     { "ls", cmd_ls, "ls DIR [COLL] [--json]",
       "list collections, or the document ids of one", NULL },
     { "import", cmd_import, "import DIR FILE|- [--json]",
@@ -60,7 +71,9 @@ static const cli_cmd COMMANDS[] = {
       "  One op a line: {\"op\":\"put\",\"coll\":..,\"doc\":..,\"field\":..,"
       "\"value\":..};\n"
       "  also \"incr\" (\"n\"), \"sadd\", \"srem\" and \"del\" (\"field\" "
-      "optional).\n"
+      "optional);\n"
+      "  text: \"tins\" (\"pos\",\"text\"), \"tdel\" (\"pos\",\"len\"); list:\n"
+      "  \"lins\" and \"lset\" (\"pos\",\"value\"), \"ldel\" (\"pos\",\"len\").\n"
       "  A bad line (exit 6) commits nothing. --json prints\n"
       "  {\"ops\",\"first_seq\",\"last_seq\"}.\n" },
     { "export", cmd_export, "export DIR",

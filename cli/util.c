@@ -210,11 +210,12 @@ cli_schema_json(const epoch_info *e)
 json_t *
 cli_op_to_json(const crdt_op *op)
 {
-    static const char *const NAMES[] = { "put", "incr", "sadd", "srem",
-                                         "del", "del" };
+    static const char *const NAMES[] = { "put",  "incr", "sadd", "srem",
+                                         "del",  "del",  "tins", "tdel",
+                                         "lins", "ldel", "lset" };
     json_t *o;
 
-    if ((unsigned)op->kind > CRDT_OP_DEL_DOC)
+    if ((unsigned)op->kind > CRDT_OP_LSET)
         return NULL;
     o = json_object();
     if (o == NULL)
@@ -234,6 +235,22 @@ cli_op_to_json(const crdt_op *op)
         break;
     case CRDT_OP_INCR:
         if (json_object_set_new(o, "n", json_integer((json_int_t)op->delta)))
+            goto fail;
+        break;
+    case CRDT_OP_TINS: case CRDT_OP_TDEL: case CRDT_OP_LINS:
+    case CRDT_OP_LDEL: case CRDT_OP_LSET:
+        if (op->pos > (uint64_t)INT64_MAX || op->len > (uint64_t)INT64_MAX ||
+            json_object_set_new(o, "pos", json_integer((json_int_t)op->pos)))
+            goto fail;
+        if (op->kind == CRDT_OP_TINS &&
+            json_object_set_new(o, "text", json_stringn(op->text,
+                                                        op->text_len)))
+            goto fail;
+        if ((op->kind == CRDT_OP_TDEL || op->kind == CRDT_OP_LDEL) &&
+            json_object_set_new(o, "len", json_integer((json_int_t)op->len)))
+            goto fail;
+        if ((op->kind == CRDT_OP_LINS || op->kind == CRDT_OP_LSET) &&
+            json_object_set_new(o, "value", cli_value_to_json(&op->value)))
             goto fail;
         break;
     default: break;

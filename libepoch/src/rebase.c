@@ -271,6 +271,59 @@ apply_defaults(rebase_ctx *x, crdt_raw *t, size_t i, const char *coll,
     return rc;
 }
 
+/*
+ * A text or list op (TINS TDEL LINS LDEL LSET) from another epoch: a
+ * lens renames its field, or removes it (or drops the collection), and
+ * the op goes to the quarantine. Nothing else changes: its element ids
+ * still name the same elements, because an epoch rewrites a sequence's
+ * records under the new name as they are (rewrite.c), and a convert step
+ * does not touch list elements, in a migrated document or here.
+ */
+static int
+transform_seq(rebase_ctx *x, crdt_raw *t, const crdt_change *c, uint64_t seq,
+              const crdt_op *in, crdt_op *out)
+{
+    epoch_op_view v, nv;
+    const char *reason = NULL;
+    int rc;
+
+    memset(&v, 0, sizeof v);
+    v.kind = EPOCH_OP_DEL_FIELD; /* a field op without a value: renames,
+                                    removals and drops only */
+    v.coll = x->coll;
+    v.doc = x->doc;
+    v.field = x->field;
+    v.value = crdt_value_null();
+    for (size_t i = 0; i < x->n; i++) {
+        rc = epoch_lens_apply_op(&nv, &x->scratch, x->steps[i].lens, &v,
+                                 &reason);
+        if (rc == CRDT_ENOTFOUND || rc == CRDT_ETYPE)
+            goto quarantine;
+        if (rc < 0)
+            return rc;
+        if ((rc = apply_defaults(x, t, i, v.coll, v.doc)) < 0)
+            return rc;
+        if (nv.field != NULL && nv.field != x->field) {
+            snprintf(x->field, sizeof x->field, "%s", nv.field);
+            nv.field = x->field;
+        }
+        v = nv;
+    }
+    *out = *in;
+    out->coll = x->coll;
+    out->coll_len = strlen(x->coll);
+    out->doc = x->doc;
+    out->doc_len = strlen(x->doc);
+    out->field = x->field;
+    out->field_len = strlen(x->field);
+    return CRDT_OK;
+
+quarantine:
+    rc = epoch__quarantine_put(t, c, seq, c->hlc + (seq - c->seq), in,
+                               reason ? reason : "cannot be rebased");
+    return rc < 0 ? rc : CRDT_EREJECTED;
+}
+
 static int
 transform(void *p, crdt_raw *t, const crdt_change *c, uint64_t seq,
           const crdt_op *in, crdt_op *out)
@@ -300,6 +353,11 @@ transform(void *p, crdt_raw *t, const crdt_change *c, uint64_t seq,
     if (in->field) {
         memcpy(x->field, in->field, in->field_len);
         x->field[in->field_len] = 0;
+    }
+    if (in->kind >= CRDT_OP_TINS) {
+        if (in->field == NULL)
+            return CRDT_ECORRUPT; /* the codec never yields one */
+        return transform_seq(x, t, c, seq, in, out);
     }
     v.kind = to_kind(in->kind);
     v.coll = x->coll;

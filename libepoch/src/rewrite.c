@@ -24,6 +24,9 @@
  *                        conversion without a default becomes null)
  *   counter 'C' / 'D'    field renamed/removed
  *   set tag 'S'          field renamed/removed; element converted
+ *   text/list 'T' / 'L'  field renamed/removed; records kept as they are
+ *                        (also through a custom hook, which does not see
+ *                        them)
  * Then each field the lens adds gets its default as a register stamped
  * (0, actor 0): any real write, before or after, wins over it.
  */
@@ -444,9 +447,48 @@ to_doc(epoch__rewriter *w, epoch_doc *doc)
                 rc = epoch_doc_set_add(doc, field, &v);
             break;
         }
+        case 'T':
+        case 'L':
+            break; /* a sequence is not in an epoch_doc: carry_seqs() */
         default:
             return CRDT_ECORRUPT;
         }
+    }
+    return rc;
+}
+
+/*
+ * A custom hook sees registers, counters and sets; the records of text
+ * and list fields ('T', 'L' blocks) go through it unchanged, so the ids
+ * that ops written before it name still exist after it.
+ */
+static int
+carry_seqs(epoch__rewriter *w)
+{
+    size_t base = w->doc_prefix_len;
+    int rc = CRDT_OK;
+
+    for (size_t i = 0; i < w->n && rc == CRDT_OK; i++) {
+        const entry *e = &w->ents[i];
+        const unsigned char *fend;
+        char field[CRDT_NAME_MAX + 1];
+        size_t fl;
+
+        if (e->kl == base)
+            continue;
+        fend = memchr(e->k + base, 0, e->kl - base);
+        if (fend == NULL || fend + 1 >= e->k + e->kl)
+            return CRDT_ECORRUPT;
+        if (fend[1] != 'T' && fend[1] != 'L')
+            continue;
+        fl = (size_t)(fend - (e->k + base));
+        if (fl == 0 || fl > CRDT_NAME_MAX)
+            return CRDT_ECORRUPT;
+        memcpy(field, e->k + base, fl);
+        field[fl] = 0;
+        rc = put_field_entry(w, field, fend[1], fend + 2,
+                             (size_t)(e->k + e->kl - (fend + 2)), e->v,
+                             e->vl);
     }
     return rc;
 }
@@ -522,6 +564,8 @@ flush_doc(epoch__rewriter *w)
             rc = w->custom(doc, w->coll, w->doc, w->custom_ctx);
         if (rc == CRDT_OK)
             rc = from_doc(w, doc);
+        if (rc == CRDT_OK)
+            rc = carry_seqs(w);
         if (rc == CRDT_OK)
             rc = write_out(w);
         epoch_doc_free(doc);

@@ -40,7 +40,8 @@ static int
 has_value(cli_import_kind k)
 {
     return k == CLI_IMPORT_PUT || k == CLI_IMPORT_SADD ||
-           k == CLI_IMPORT_SREM;
+           k == CLI_IMPORT_SREM || k == CLI_IMPORT_LINS ||
+           k == CLI_IMPORT_LSET;
 }
 
 static void
@@ -58,7 +59,15 @@ check_name(const char *s)
 static void
 check_op(const cli_import_op *op)
 {
-    if ((unsigned)op->kind > CLI_IMPORT_DEL || op->json == NULL)
+    if ((unsigned)op->kind > CLI_IMPORT_LSET || op->json == NULL)
+        abort();
+    if (op->kind >= CLI_IMPORT_TINS &&
+        (op->field == NULL || op->pos < 0 || op->pos > CLI_SEQ_MAX ||
+         ((op->kind == CLI_IMPORT_TDEL || op->kind == CLI_IMPORT_LDEL) &&
+          (op->len < 1 || op->len > CLI_SEQ_MAX)) ||
+         ((op->kind == CLI_IMPORT_TINS) !=
+          (op->text != NULL && op->text_len > 0 &&
+           strlen(op->text) == op->text_len))))
         abort();
     check_name(op->coll);
     check_name(op->doc);
@@ -82,8 +91,10 @@ check_op(const cli_import_op *op)
 static void
 round_trip(const cli_import_op *op)
 {
-    static const crdt_op_kind KINDS[] = {CRDT_OP_PUT, CRDT_OP_INCR,
-                                         CRDT_OP_SADD, CRDT_OP_SREM};
+    static const crdt_op_kind KINDS[] = {
+        CRDT_OP_PUT,  CRDT_OP_INCR, CRDT_OP_SADD, CRDT_OP_SREM,
+        CRDT_OP_PUT /* del: below */, CRDT_OP_TINS, CRDT_OP_TDEL,
+        CRDT_OP_LINS, CRDT_OP_LDEL, CRDT_OP_LSET};
     crdt_op c;
     cli_import_op back;
     char why[256];
@@ -104,6 +115,10 @@ round_trip(const cli_import_op *op)
     c.field_len = op->field ? strlen(op->field) : 0;
     c.value = op->value.v;
     c.delta = (int64_t)op->n;
+    c.pos = (uint64_t)op->pos;
+    c.len = (uint64_t)op->len;
+    c.text = op->text;
+    c.text_len = op->text_len;
     j = cli_op_to_json(&c);
     if (j == NULL)
         abort();
@@ -121,6 +136,9 @@ round_trip(const cli_import_op *op)
         (op->field == NULL) ||
         (op->field != NULL && strcmp(back.field, op->field) != 0) ||
         (op->kind == CLI_IMPORT_INCR && back.n != op->n) ||
+        back.pos != op->pos || back.len != op->len ||
+        back.text_len != op->text_len ||
+        (op->text != NULL && memcmp(back.text, op->text, op->text_len)) ||
         (has_value(op->kind) && !fuzz_same_value(&back.value.v, &op->value.v)))
         abort();
     cli_import_op_free(&back);
@@ -188,6 +206,34 @@ write_seeds(const char *dir)
              "\"field\":\"c\"}\n"
              "\t \r\n"
              "{\"op\":\"del\",\"coll\":\"tags\",\"doc\":\"t\"}\n");
+    PUT_TEXT(dir, "valid_sequence_ops",
+             "{\"op\":\"tins\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"t\","
+             "\"pos\":0,\"text\":\"h\\u00e9llo \\ud83d\\ude00\"}\n"
+             "{\"op\":\"tdel\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"t\","
+             "\"pos\":1,\"len\":2}\n"
+             "{\"op\":\"lins\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"l\","
+             "\"pos\":0,\"value\":{\"$bytes\":\"AAE=\"}}\n"
+             "{\"op\":\"lset\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"l\","
+             "\"pos\":0,\"value\":-1.5}\n"
+             "{\"op\":\"ldel\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"l\","
+             "\"pos\":0,\"len\":1}\n");
+    PUT_TEXT(dir, "bad_sequence_ops",
+             "{\"op\":\"tins\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"t\","
+             "\"pos\":-1,\"text\":\"x\"}\n"
+             "{\"op\":\"tins\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"t\","
+             "\"pos\":0,\"text\":\"\"}\n"
+             "{\"op\":\"tins\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"t\","
+             "\"pos\":0,\"text\":\"a\\u0000b\"}\n"
+             "{\"op\":\"tdel\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"t\","
+             "\"pos\":0,\"len\":0}\n"
+             "{\"op\":\"tdel\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"t\","
+             "\"pos\":0,\"len\":1,\"text\":\"x\"}\n"
+             "{\"op\":\"lset\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"l\","
+             "\"pos\":1099511627777,\"value\":1}\n"
+             "{\"op\":\"ldel\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"l\","
+             "\"pos\":0}\n"
+             "{\"op\":\"put\",\"coll\":\"n\",\"doc\":\"d\",\"field\":\"l\","
+             "\"pos\":0,\"value\":1}\n");
     PUT_TEXT(dir, "valid_values",
              "{\"op\":\"put\",\"coll\":\"c\",\"doc\":\"d\",\"field\":\"f\","
              "\"value\":null}\n"

@@ -97,7 +97,7 @@ main(int argc, char **argv)
 {
     uint64_t first = 1, n = 1, failed = 0;
     uint64_t tot_ops = 0, tot_mig = 0, tot_crash = 0, tot_reset = 0;
-    uint64_t tot_reject = 0, tot_sync = 0, tot_abort = 0;
+    uint64_t tot_reject = 0, tot_sync = 0, tot_abort = 0, tot_seq = 0;
     int steps = 400, verbose = 0, determinism = 0;
     struct timespec t0, t1;
 
@@ -152,15 +152,16 @@ main(int argc, char **argv)
         tot_reject += st.rejects;
         tot_sync += st.syncs_ok;
         tot_abort += st.aborted_links;
+        tot_seq += st.seq_ops;
         if (verbose)
             printf("seed %" PRIu64 " ok: %d replicas, %" PRIu64 " ops\n",
                    seed, st.n, st.ops);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("strata-sim: seeds %" PRIu64 "..%" PRIu64 ": ops %" PRIu64
-           ", migrations %" PRIu64 ", crashes %" PRIu64 ", resets %" PRIu64
+           " (text and list %" PRIu64 "), migrations %" PRIu64 ", crashes %" PRIu64 ", resets %" PRIu64
            ", rejects %" PRIu64 ", syncs %" PRIu64 ", broken links %" PRIu64
-           ", %.1f s\n", first, first + n - 1, tot_ops, tot_mig, tot_crash,
+           ", %.1f s\n", first, first + n - 1, tot_ops, tot_seq, tot_mig, tot_crash,
            tot_reset, tot_reject, tot_sync, tot_abort,
            (double)(t1.tv_sec - t0.tv_sec) +
                (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);

@@ -59,6 +59,10 @@ typedef struct {
     /* stats */
     uint64_t ops, syncs, syncs_ok, crashes, migrations, lens_migrations;
     uint64_t partitions, resets, rejects, aborted_links, busy;
+    uint64_t seq_ops;    /* text and list ops committed */
+    uint64_t uniq;       /* next unique element: every inserted code point
+                            and list value is new, so a duplicate in a
+                            healed sequence means an op applied twice */
     uint64_t trace;      /* hash of everything that happened */
     int verbose;
     char finding[512];

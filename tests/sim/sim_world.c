@@ -204,19 +204,132 @@ sim_world_free(sim_world *w)
 static const char *const COLLS[] = { "c", "d" };
 static const char *const REGS[] = { "a", "b", "x" };
 
+/* Sequence fields: "t" a text, "l" a list (names lenses also rename). */
+static const char *const SEQS[] = { "t", "l" };
+/* Names a delete or a lens rename/remove may pick: every type. */
+static const char *const ANY_FIELD[] = { "a", "b", "x", "t", "l" };
+
+/* Code point of unique element @p u: CJK ideographs, 3 bytes of UTF-8. */
+static size_t
+uniq_utf8(char *out, uint64_t u)
+{
+    uint32_t cp = 0x4E00 + (uint32_t)(u % 20000);
+
+    out[0] = (char)(0xE0 | (cp >> 12));
+    out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+}
+
+/*
+ * One text or list op, planned before the txn (its length is read from
+ * the committed state; a txn holds at most one sequence op, so that
+ * length is still right inside it). Positions favour the ends and one
+ * middle spot, so concurrent inserts at the same place are common, and
+ * deletes take ranges of up to 6 that others may be inserting into.
+ */
+typedef struct {
+    int on;
+    int list;
+    int op;          /* 0 insert, 1 delete, 2 set (list) */
+    char coll[4], doc[8];
+    uint64_t pos, len;
+    char text[3 * 6];
+    size_t text_len;
+    crdt_value v;
+} seq_plan;
+
+static void
+plan_seq(sim_world *w, int i, seq_plan *p)
+{
+    crdt_read *rd;
+    uint64_t n = 0;
+    int rc;
+
+    memset(p, 0, sizeof *p);
+#ifndef SIM_SEQUENCES
+    (void)i;
+    return; /* built without the sequence engine */
+#endif
+    if (sim_below(w, 3) != 0)
+        return;
+    p->on = 1;
+    p->list = (int)sim_below(w, 3) == 0;
+    snprintf(p->coll, sizeof p->coll, "%s", COLLS[sim_below(w, 2)]);
+    snprintf(p->doc, sizeof p->doc, "d%d", (int)sim_below(w, 3));
+    if (crdt_read_begin(&rd, w->rep[i]) == CRDT_OK) {
+        rc = crdt_read_seq_len(&n, rd, p->coll, p->doc, SEQS[p->list]);
+        crdt_read_end(rd);
+        if (rc < 0)
+            n = 0;
+    }
+    p->op = n == 0 ? 0 : (int)sim_below(w, p->list ? 6 : 5);
+    p->op = p->op <= 2 ? 0 : p->op <= 4 ? 1 : 2;
+    switch (sim_below(w, 4)) {
+    case 0: p->pos = 0; break;
+    case 1: p->pos = n; break;
+    case 2: p->pos = n / 2; break;
+    default: p->pos = sim_below(w, n + 1); break;
+    }
+    if (p->op != 0 && p->pos >= n)
+        p->pos = n - 1;
+    if (p->op == 1) {
+        p->len = 1 + sim_below(w, 6);
+        if (p->len > n - p->pos)
+            p->len = n - p->pos;
+    }
+    if (p->list) {
+        p->v = crdt_value_int((int64_t)w->uniq++);
+    } else if (p->op == 0) {
+        int k = 1 + (int)sim_below(w, 5);
+        for (int j = 0; j < k; j++)
+            p->text_len += uniq_utf8(p->text + p->text_len, w->uniq++);
+    }
+}
+
+static int
+apply_seq(crdt_txn *t, const seq_plan *p)
+{
+    const char *f = SEQS[p->list];
+
+    if (!p->list)
+        return p->op == 0 ? crdt_txn_text_insert(t, p->coll, p->doc, f,
+                                                 p->pos, p->text, p->text_len)
+                          : crdt_txn_text_delete(t, p->coll, p->doc, f,
+                                                 p->pos, p->len);
+    switch (p->op) {
+    case 0: return crdt_txn_list_insert(t, p->coll, p->doc, f, p->pos, &p->v);
+    case 1: return crdt_txn_list_delete(t, p->coll, p->doc, f, p->pos, p->len);
+    default: return crdt_txn_list_set(t, p->coll, p->doc, f, p->pos, &p->v);
+    }
+}
+
 static int
 random_write(sim_world *w, int i)
 {
     crdt_txn *t;
     crdt_commit_info info;
     int n_ops = 1 + (int)sim_below(w, 3), rc;
+    seq_plan sp;
 
     w->cur = i;
+    plan_seq(w, i, &sp);
     rc = crdt_txn_begin(&t, w->rep[i]);
     if (rc == CRDT_EBUSY)
         return CRDT_OK; /* a migration was interrupted here */
     if (rc < 0)
         return rc;
+    if (sp.on) {
+        rc = apply_seq(t, &sp);
+        if (rc == CRDT_OK)
+            w->seq_ops++;
+        else if (rc == CRDT_ETYPE || rc == CRDT_ENOTFOUND)
+            rc = CRDT_OK; /* renamed into another type meanwhile: skip */
+        if (rc < 0) {
+            crdt_txn_abort(t);
+            return rc;
+        }
+    }
     for (int k = 0; k < n_ops; k++) {
         const char *coll = COLLS[sim_below(w, 2)];
         char doc[8], s[8];
@@ -250,7 +363,7 @@ random_write(sim_world *w, int i)
             break;
         default:
             rc = sim_below(w, 2) ? crdt_txn_del_field(t, coll, doc,
-                                                      REGS[sim_below(w, 3)])
+                                                      ANY_FIELD[sim_below(w, 5)])
                                  : crdt_txn_del_doc(t, coll, doc);
         }
         if (rc == CRDT_ETYPE || rc == CRDT_ELIMIT)
@@ -324,11 +437,11 @@ random_migration(sim_world *w, int i, int crash_midway)
         break; /* compaction only */
     case 4: case 5: case 6:
         snprintf(text, sizeof text, "collection %s %u -> %u\nrename %s -> %s%u\n",
-                 coll, v, v + 1, REGS[sim_below(w, 3)], "r", (unsigned)cur.number + 1);
+                 coll, v, v + 1, ANY_FIELD[sim_below(w, 5)], "r", (unsigned)cur.number + 1);
         break;
     case 7: case 8:
         snprintf(text, sizeof text, "collection %s %u -> %u\nremove %s\n", coll,
-                 v, v + 1, REGS[sim_below(w, 3)]);
+                 v, v + 1, ANY_FIELD[sim_below(w, 5)]);
         break;
     case 9:
         snprintf(text, sizeof text,

@@ -1,0 +1,405 @@
+/*
+ * trace.c: load an editing trace (format in trace.h) into flat arrays.
+ *
+ * jansson parses the whole JSON once; the loader copies what the
+ * replayer needs (positions, lengths, the inserted strings back to back,
+ * parents) and frees the tree, so the figures measured after it do not
+ * carry jansson's per-node memory.
+ */
+#include "trace.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+size_t
+trace_utf8_cp(const char *s, size_t len)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
+size_t
+trace_utf8_off(const char *s, size_t len, size_t cp)
+{
+    size_t i = 0;
+
+    while (i < len && cp > 0) {
+        i++;
+        while (i < len && ((unsigned char)s[i] & 0xC0) == 0x80)
+            i++;
+        cp--;
+    }
+    return i;
+}
+
+void
+trace_free(trace *t)
+{
+    if (t == NULL)
+        return;
+    free(t->start);
+    free(t->end);
+    free(t->txns);
+    free(t->patches);
+    free(t->parents);
+    free(t->text);
+    free(t);
+}
+
+/* A non-negative integer below 2^31 from @p v. */
+static int
+get_u31(const json_t *v, uint32_t *out)
+{
+    json_int_t i;
+
+    if (!json_is_integer(v))
+        return -1;
+    i = json_integer_value(v);
+    if (i < 0 || i > 0x7fffffff)
+        return -1;
+    *out = (uint32_t)i;
+    return 0;
+}
+
+static int
+dup_str(char **out, size_t *len_out, const json_t *v)
+{
+    size_t n = json_string_length(v);
+
+    *out = malloc(n + 1);
+    if (*out == NULL)
+        return -1;
+    memcpy(*out, json_string_value(v), n);
+    (*out)[n] = 0;
+    *len_out = n;
+    return 0;
+}
+
+/* Count what the arrays need, so they are allocated once. */
+static int
+count(const json_t *txns, size_t *patches, size_t *parents, size_t *text,
+      char *err, size_t errlen)
+{
+    size_t i;
+    const json_t *tx;
+
+    *patches = *parents = *text = 0;
+    json_array_foreach(txns, i, tx) {
+        const json_t *ps = json_object_get(tx, "patches");
+        const json_t *pa = json_object_get(tx, "parents");
+        const json_t *p;
+        size_t j;
+
+        if (!json_is_object(tx))
+            return fail(err, errlen, "txns[%zu] is not an object", i);
+        if (!json_is_array(ps))
+            return fail(err, errlen, "txns[%zu].patches is not an array", i);
+        if (pa != NULL && !json_is_array(pa))
+            return fail(err, errlen, "txns[%zu].parents is not an array", i);
+        if (pa != NULL) {
+            if (json_array_size(pa) > TRACE_MAX_PARENTS)
+                return fail(err, errlen, "txns[%zu] has more than %u parents",
+                            i, TRACE_MAX_PARENTS);
+            *parents += json_array_size(pa);
+        }
+        json_array_foreach(ps, j, p) {
+            const json_t *ins = json_array_get(p, 2);
+
+            if (!json_is_array(p) || json_array_size(p) != 3 ||
+                !json_is_string(ins))
+                return fail(err, errlen,
+                            "txns[%zu].patches[%zu] is not [pos, del, ins]", i,
+                            j);
+            *text += json_string_length(ins);
+        }
+        *patches += json_array_size(ps);
+        if (*patches > TRACE_MAX_PATCHES)
+            return fail(err, errlen, "more than %u patches",
+                        TRACE_MAX_PATCHES);
+        if (*text > UINT32_MAX - 1)
+            return fail(err, errlen, "more than 4 GiB of inserted text");
+    }
+    return 0;
+}
+
+static int
+fill(trace *t, const json_t *txns, char *err, size_t errlen)
+{
+    size_t i, np = 0, npa = 0, nt = 0;
+    const json_t *tx;
+    uint32_t max_agent = 0;
+
+    json_array_foreach(txns, i, tx) {
+        const json_t *ps = json_object_get(tx, "patches");
+        const json_t *pa = json_object_get(tx, "parents");
+        const json_t *ag = json_object_get(tx, "agent");
+        const json_t *p;
+        trace_txn *x = &t->txns[i];
+        size_t j;
+
+        x->first_patch = (uint32_t)np;
+        x->n_patches = (uint32_t)json_array_size(ps);
+        x->first_parent = (uint32_t)npa;
+        x->agent = 0;
+        if (t->concurrent) {
+            if (get_u31(ag, &x->agent) < 0 || x->agent >= TRACE_MAX_AGENTS)
+                return fail(err, errlen,
+                            "txns[%zu].agent is not an integer in 0..%u", i,
+                            TRACE_MAX_AGENTS - 1);
+            if (x->agent > max_agent)
+                max_agent = x->agent;
+            json_array_foreach(pa, j, p) {
+                uint32_t v;
+
+                if (get_u31(p, &v) < 0 || v >= i)
+                    return fail(err, errlen,
+                                "txns[%zu].parents[%zu] is not the index of "
+                                "an earlier txn",
+                                i, j);
+                for (uint32_t k = x->first_parent; k < npa; k++)
+                    if (t->parents[k] == v)
+                        return fail(err, errlen,
+                                    "txns[%zu] names parent %u twice", i, v);
+                t->parents[npa++] = v;
+            }
+        } else if (i > 0) {
+            t->parents[npa++] = (uint32_t)(i - 1);
+        }
+        x->n_parents = (uint32_t)(npa - x->first_parent);
+        json_array_foreach(ps, j, p) {
+            trace_patch *q = &t->patches[np++];
+            const json_t *ins = json_array_get(p, 2);
+            size_t n = json_string_length(ins);
+
+            if (get_u31(json_array_get(p, 0), &q->pos) < 0 ||
+                get_u31(json_array_get(p, 1), &q->del) < 0)
+                return fail(err, errlen,
+                            "txns[%zu].patches[%zu]: pos and del must be "
+                            "integers in 0..2^31-1",
+                            i, j);
+            q->ins_off = (uint32_t)nt;
+            q->ins_len = (uint32_t)n;
+            memcpy(t->text + nt, json_string_value(ins), n);
+            q->ins_cp = (uint32_t)trace_utf8_cp(t->text + nt, n);
+            nt += n;
+            t->n_ins_cp += q->ins_cp;
+            t->n_del_cp += q->del;
+        }
+    }
+    t->n_patches = np;
+    t->n_parents = npa;
+    t->text_len = nt;
+    if (t->concurrent && t->n_txns > 0 && max_agent >= t->n_agents)
+        return fail(err, errlen, "agent %u is not below numAgents %u",
+                    max_agent, t->n_agents);
+    return 0;
+}
+
+int
+trace_parse(trace **out, const char *json, size_t len, char *err,
+            size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root, *txns, *v;
+    trace *t = NULL;
+    size_t n_patches, n_parents, n_text;
+    int rc = -1;
+
+    *out = NULL;
+    if (len > TRACE_MAX_JSON)
+        return fail(err, errlen, "more than %u bytes of JSON",
+                    TRACE_MAX_JSON);
+    root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL)
+        return fail(err, errlen, "not JSON: %s (line %d)", jerr.text,
+                    jerr.line);
+    if (!json_is_object(root)) {
+        fail(err, errlen, "not a JSON object");
+        goto out;
+    }
+    t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        fail(err, errlen, "out of memory");
+        goto out;
+    }
+    v = json_object_get(root, "kind");
+    if (v != NULL) {
+        if (!json_is_string(v)) {
+            fail(err, errlen, "kind is not a string");
+            goto out;
+        }
+        if (strcmp(json_string_value(v), "concurrent") == 0)
+            t->concurrent = 1;
+        else if (strcmp(json_string_value(v), "sequential") != 0) {
+            fail(err, errlen, "unknown kind \"%s\"", json_string_value(v));
+            goto out;
+        }
+    }
+    t->n_agents = 1;
+    if (t->concurrent) {
+        if (get_u31(json_object_get(root, "numAgents"), &t->n_agents) < 0 ||
+            t->n_agents == 0 || t->n_agents > TRACE_MAX_AGENTS) {
+            fail(err, errlen, "numAgents is not an integer in 1..%u",
+                 TRACE_MAX_AGENTS);
+            goto out;
+        }
+    }
+    v = json_object_get(root, "endContent");
+    if (!json_is_string(v)) {
+        fail(err, errlen, "endContent is not a string");
+        goto out;
+    }
+    if (dup_str(&t->end, &t->end_len, v) < 0)
+        goto oom;
+    v = json_object_get(root, "startContent");
+    if (v != NULL && !json_is_string(v)) {
+        fail(err, errlen, "startContent is not a string");
+        goto out;
+    }
+    if (v != NULL && t->concurrent && json_string_length(v) > 0) {
+        /* every agent would need it as a common first change */
+        fail(err, errlen, "a concurrent trace with startContent is not "
+                          "supported");
+        goto out;
+    }
+    if (v != NULL ? dup_str(&t->start, &t->start_len, v) < 0
+                  : (t->start = calloc(1, 1)) == NULL)
+        goto oom;
+    txns = json_object_get(root, "txns");
+    if (!json_is_array(txns)) {
+        fail(err, errlen, "txns is not an array");
+        goto out;
+    }
+    t->n_txns = json_array_size(txns);
+    if (t->n_txns > TRACE_MAX_TXNS) {
+        fail(err, errlen, "more than %u txns", TRACE_MAX_TXNS);
+        goto out;
+    }
+    if (count(txns, &n_patches, &n_parents, &n_text, err, errlen) < 0)
+        goto out;
+    if (!t->concurrent)
+        n_parents = t->n_txns;
+    t->txns = calloc(t->n_txns + 1, sizeof *t->txns);
+    t->patches = calloc(n_patches + 1, sizeof *t->patches);
+    t->parents = calloc(n_parents + 1, sizeof *t->parents);
+    t->text = malloc(n_text + 1);
+    if (!t->txns || !t->patches || !t->parents || !t->text)
+        goto oom;
+    if (fill(t, txns, err, errlen) < 0)
+        goto out;
+    t->text[t->text_len] = 0;
+    rc = 0;
+    *out = t;
+    t = NULL;
+    goto out;
+oom:
+    fail(err, errlen, "out of memory");
+out:
+    trace_free(t);
+    json_decref(root);
+    return rc;
+}
+
+int
+trace_load(trace **out, const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    gzFile gz;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+
+    *out = NULL;
+    if (stat(path, &st) != 0)
+        return fail(err, errlen, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return fail(err, errlen, "%s: not a regular file", path);
+    if ((uint64_t)st.st_size > TRACE_MAX_FILE)
+        return fail(err, errlen, "%s: larger than %u bytes", path,
+                    TRACE_MAX_FILE);
+    gz = gzopen(path, "rb"); /* reads plain files as they are */
+    if (gz == NULL)
+        return fail(err, errlen, "%s: cannot open: %s", path,
+                    errno ? strerror(errno) : "out of memory");
+    for (;;) {
+        int n;
+
+        if (cap - len < 65536) {
+            size_t ncap = cap ? cap * 2 : 1 << 20;
+            char *nb;
+
+            if (ncap > (size_t)TRACE_MAX_JSON + 65536)
+                ncap = (size_t)TRACE_MAX_JSON + 65536;
+            if (ncap - len < 2) {
+                gzclose(gz);
+                free(buf);
+                return fail(err, errlen, "%s: more than %u bytes of JSON",
+                            path, TRACE_MAX_JSON);
+            }
+            nb = realloc(buf, ncap);
+            if (nb == NULL) {
+                gzclose(gz);
+                free(buf);
+                return fail(err, errlen, "out of memory");
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        n = gzread(gz, buf + len, (unsigned)(cap - len - 1 > 1u << 30
+                                                 ? 1u << 30
+                                                 : cap - len - 1));
+        if (n < 0) {
+            int zerr;
+            const char *msg = gzerror(gz, &zerr);
+
+            fail(err, errlen, "%s: %s", path,
+                 zerr == Z_ERRNO ? strerror(errno) : msg);
+            gzclose(gz);
+            free(buf);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > TRACE_MAX_JSON) {
+            gzclose(gz);
+            free(buf);
+            return fail(err, errlen, "%s: more than %u bytes of JSON", path,
+                        TRACE_MAX_JSON);
+        }
+    }
+    gzclose(gz);
+    rc = trace_parse(out, buf ? buf : "", len, err, errlen);
+    free(buf);
+    if (rc < 0) {
+        char tmp[300];
+
+        snprintf(tmp, sizeof tmp, "%s", err);
+        snprintf(err, errlen, "%s: %s", path, tmp);
+    }
+    return rc;
+}
