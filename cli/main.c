@@ -21,9 +21,12 @@
 #include "serve.h"
 
 static const cli_cmd COMMANDS[] = {
-    { "init", cmd_init, "init DIR [--space-id ID] [--phrase-file F] [--json]",
+    { "init", cmd_init,
+      "init DIR [--space-id ID [--peer-key KEY]] [--phrase-file F] [--json]",
       "create a replica (a new space unless --space-id joins one)",
       "  --space-id ID     join the space with this id (32 hex digits)\n"
+      "  --peer-key KEY    with --space-id: the first sync trusts only the\n"
+      "                    peer with this public key (64 hex digits)\n"
       "  --phrase-file F   derive the identity from the recovery phrase in F\n"
       "  --json            print {\"space_id\",\"public_key\"}\n" },
     { "id", cmd_id, "id DIR", "print this replica's public key (hex)", NULL },

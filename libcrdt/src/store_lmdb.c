@@ -47,6 +47,9 @@ crdt__mdb_err(int rc)
     case MDB_MAP_FULL: return CRDT__EMAPFULL;
     case MDB_CORRUPTED: case MDB_PAGE_NOTFOUND: case MDB_INVALID:
     case MDB_PANIC:
+    /* a named database's record in the catalog with flags we never set:
+     * the catalog page is damaged */
+    case MDB_INCOMPATIBLE:
         return CRDT_ECORRUPT;
     case MDB_VERSION_MISMATCH: return CRDT_EVERSION;
     case MDB_BAD_TXN: return CRDT_EBADTXN;
@@ -531,6 +534,12 @@ crdt__marker_present(MDB_txn *txn, crdt_replica *r)
     MDB_val v;
 
     return crdt__meta_get(txn, r, "upgrade", &v) == CRDT_OK;
+}
+
+int
+crdt_raw_marker_peek(crdt_replica *r)
+{
+    return crdt__marker_peek(r);
 }
 
 int

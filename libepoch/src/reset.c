@@ -34,6 +34,7 @@ struct epoch_reset {
     epoch__rewriter *w; /* set when migrating up */
     unsigned char token[16];
     char *quarantine_reason;  /* rejected: quarantine unsynced at commit */
+    int knew_owner;     /* our member set had an owner before the reset */
     uint64_t *moved_out;
     crdt_actor *forks;        /* equivocation lost: these actors' chains */
     size_t n_forks;
@@ -171,21 +172,14 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
     rs->r = r;
     crdt__enc_init(&rs->buf);
     randombytes_buf(rs->token, sizeof rs->token);
-    /* BUSY before waiting on the writer lock a migration holds (a read
-     * txn: libcrdt's internals are not visible from this library) */
-    {
-        crdt_raw *rt;
-        int busy;
-        if ((rc = crdt_raw_begin(&rt, r, 0)) < 0)
-            goto fail;
-        busy = crdt_raw_get(rt, CRDT_DB_META, "upgrade", 7, &v, &vl) ==
-               CRDT_OK;
-        crdt_raw_abort(rt);
-        if (busy) {
-            rc = CRDT_EBUSY;
-            goto fail;
-        }
+    /* BUSY before waiting on the writer lock a migration holds */
+    if ((rc = crdt_raw_marker_peek(r)) != 0) {
+        rc = rc > 0 ? CRDT_EBUSY : rc;
+        goto fail;
     }
+    if ((rc = crdt_members_owner(r, NULL)) < 0)
+        goto fail;
+    rs->knew_owner = rc;
     if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
         goto fail;
     if (crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl) == CRDT_OK ||
@@ -518,6 +512,27 @@ own_has_lost(crdt_replica *r, const crdt_actor *own)
     return epoch_quarantine_list(r, find_own, (void *)own) == 1;
 }
 
+/*
+ * A replica that knew no owner (it just joined) has no member set to
+ * judge the snapshot's creator by, and the snapshot's own member set
+ * could be forged. The owner, though, is bound to the space id by the
+ * genesis record: such a replica adopts a snapshot of a space with an
+ * owner only when the owner signed its epoch records.
+ */
+static int
+owner_signed(epoch_reset *rs, crdt_raw *t)
+{
+    unsigned char owner[CRDT_PUBKEY_BYTES];
+    int rc = crdt_raw_owner(t, owner);
+
+    if (rc <= 0 || rs->final.number == 0)
+        return rc < 0 ? rc : CRDT_OK; /* no owner: as before; genesis */
+    if (memcmp(owner, rs->target.creator, CRDT_PUBKEY_BYTES) != 0 ||
+        memcmp(owner, rs->final.creator, CRDT_PUBKEY_BYTES) != 0)
+        return CRDT_EPERM;
+    return CRDT_OK;
+}
+
 int
 epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
                    const unsigned char *expected_hash)
@@ -564,6 +579,8 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
                 memcmp(hash, expected_hash, CRDT_HASH_BYTES) != 0)
                 rc = CRDT_ECORRUPT; /* not the state the peer sent */
         }
+        if (rc == CRDT_OK && !rs->knew_owner)
+            rc = owner_signed(rs, t);
         if (rc == CRDT_OK)
             rc = epoch__record_heads(&heads, &heads_len, &rs->final);
         if (rc == CRDT_ENOTFOUND) { /* genesis folds nothing */

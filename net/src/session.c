@@ -789,7 +789,10 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
             if (rc == CRDT_ENOMEM || rc == CRDT_EFULL || rc == CRDT_EIO)
                 return fail(s, rc, crdt_strerror(rc), 1); /* ours */
             return fail(s, rc == CRDT_EBUSY ? CRDT_EBUSY : CRDT_EAUTH,
-                        "invalid epoch record from peer", 1);
+                        rc == CRDT_EPERM ? "epoch record made by a key that "
+                                           "is not an admin of the space"
+                                         : "invalid epoch record from peer",
+                        1);
         }
     }
     {
@@ -940,7 +943,11 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
             len = rl;
             if ((rc = epoch_store_records(s->r, &rec, &len, 1)) < 0)
                 return fail(s, rc == CRDT_EBUSY ? rc : CRDT_EAUTH,
-                            "invalid epoch record from peer", 1);
+                            rc == CRDT_EPERM
+                                ? "epoch record made by a key that is not "
+                                  "an admin of the space"
+                                : "invalid epoch record from peer",
+                            1);
         }
         rc = epoch_reset_begin(&s->reset, s->r, id, NULL);
         if (rc == CRDT_EBUSY) {
@@ -1002,6 +1009,9 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
     memset(&mr, 0, sizeof mr);
     rc = epoch_reset_commit(&mr, s->reset, s->reset_hash);
     s->reset = NULL;
+    if (rc == CRDT_EPERM) /* docs/security.md */
+        return fail(s, CRDT_EAUTH, "snapshot not signed by the space's "
+                    "owner", 1);
     if (rc < 0)
         return fail(s, rc, rc == CRDT_ECORRUPT ? "snapshot hash mismatch"
                                                : "cannot apply the snapshot",

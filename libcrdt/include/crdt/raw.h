@@ -112,6 +112,12 @@ CRDT_API int crdt_raw_swap_state(crdt_raw *t);
 CRDT_API void crdt_raw_state_hash(crdt_raw *t, unsigned char *out);
 /** Recompute the active slot's hash from scratch (verify). */
 CRDT_API int crdt_raw_state_rehash(crdt_raw *t, unsigned char *out);
+/**
+ * The space's owner as the active slot holds it (crdt/members.h): 1 and
+ * its key in @p owner_out, 0 if the state holds no valid genesis record,
+ * negative on a read error.
+ */
+CRDT_API int crdt_raw_owner(crdt_raw *t, unsigned char *owner_out);
 
 /* ---- epochs and the log ---- */
 
@@ -258,6 +264,13 @@ CRDT_API int crdt_txn_raw_del(crdt_txn *t, crdt_db db, const void *k, size_t kl)
  */
 typedef uint64_t (*crdt_clock_fn)(void *ctx);
 CRDT_API void crdt_set_clock(crdt_clock_fn fn, void *ctx);
+
+/**
+ * 1 if a migration's upgrade marker is present, 0 if not, or a crdt_err;
+ * looked at in a read txn of its own, so a caller can answer CRDT_EBUSY
+ * before it waits on the writer lock a migration holds.
+ */
+CRDT_API int crdt_raw_marker_peek(crdt_replica *r);
 
 /**
  * The wall clock every replica of this process uses, in milliseconds
