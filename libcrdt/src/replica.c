@@ -346,10 +346,10 @@ crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r)
         stale = rc == CRDT_ENOTFOUND || (rc == CRDT_OK && h.seq != issued);
     else
         stale = rc == CRDT_OK;
-    rc = (rc == CRDT_ENOTFOUND) ? CRDT_OK : rc;
+    /* an unreadable head is verify's business, not the open's */
     crdt__txn_end(r, txn, 0);
-    if (rc < 0 || !stale)
-        return rc;
+    if (!stale)
+        return CRDT_OK;
     rc = crdt_replica_new_incarnation(r);
     if (rc == CRDT_OK && renewed_out)
         *renewed_out = 1;

@@ -796,6 +796,12 @@ check_timers(conn *c, long long now)
     }
     if (c->stopping && now - c->t_stop >= STOP_LINGER_MS)
         c->state = ST_DONE;
+    if (c->state == ST_HS && c->hooks != NULL && c->hooks->evict != NULL &&
+        __atomic_load_n(c->hooks->evict, __ATOMIC_RELAXED)) {
+        fail(c, CRDT_EIO, "evicted: the oldest handshake in progress while "
+             "the daemon was full");
+        c->state = ST_DONE;
+    }
     if (c->state == ST_HS && now - c->t_start >= c->hs_ms) {
         fail(c, CRDT_EIO, "handshake timed out after %d ms", c->hs_ms);
         c->state = ST_DONE;

@@ -14,8 +14,13 @@
  *     session, reconnect with exponential backoff and jitter.
  * Invariants:
  *  (1) At most max_conns accepted connections and max_handshakes of them
- *      not yet authenticated exist at once; beyond that a connection is
- *      closed at once, before any byte is read (docs/testing.md B19, S5).
+ *      not yet authenticated exist at once (plus those evicted and about
+ *      to end). When full, the oldest connection still in its handshake
+ *      (and at least EVICT_AGE_MS old) is evicted to make room: a flood
+ *      of half-open connections cannot keep a member out for the whole
+ *      handshake timeout. With none to evict, a new connection is
+ *      closed at once, before any byte is read (docs/testing.md B19,
+ *      S5).
  *  (2) Every wait polls the stop pipe or is at most 250 ms (the stop flag,
  *      in conn.c), so stop() ends every thread within about a second:
  *      the pipe is written once and never drained, so every poller sees
@@ -44,6 +49,7 @@
 #include "io_internal.h"
 
 #define HOST_MAX 256
+#define EVICT_AGE_MS 100 /* a handshake younger than this is never evicted */
 #define PORT_MAX 32
 
 struct crdtnet_daemon;
@@ -54,6 +60,8 @@ typedef struct dconn {
     int fd;
     int authed; /* its handshake slot was given back */
     int done;   /* the thread finished: join it */
+    volatile int evict; /* told to end if still in its handshake */
+    long long t_accept;
     struct dconn *next;
 } dconn;
 
@@ -89,9 +97,11 @@ struct crdtnet_daemon {
     pthread_mutex_t mu;
     dconn *conns;
     unsigned n_conns, n_hs;
+    unsigned n_evicting; /* evicted, in their handshake, not yet ended */
     int ran;
     long long refused_logged_ms;
     unsigned long refused;
+    unsigned long refused_evicted; /* pending handshakes evicted */
 };
 
 /* Every line of the daemon and its connections goes through here: to
@@ -394,6 +404,10 @@ conn_authenticated(void *ctx)
     dconn *c = ctx;
 
     pthread_mutex_lock(&c->d->mu);
+    if (c->evict) { /* evicted too late: it ends by itself */
+        c->d->n_evicting--;
+        c->evict = 0;
+    }
     c->authed = 1;
     c->d->n_hs--; /* keeps (1) */
     pthread_mutex_unlock(&c->d->mu);
@@ -410,12 +424,14 @@ conn_main(void *arg)
 {
     dconn *c = arg;
     crdtnet_daemon *d = c->d;
-    crdtnet__conn_hooks h = { conn_authenticated, conn_stats, c };
+    crdtnet__conn_hooks h = { conn_authenticated, conn_stats, c, &c->evict };
 
     (void)crdtnet__serve_conn(c->fd, d->reps, d->n, &d->copts, NULL, &h);
     pthread_mutex_lock(&d->mu);
     if (!c->authed)
         d->n_hs--;
+    if (c->evict)
+        d->n_evicting--;
     d->n_conns--;
     c->done = 1;
     pthread_mutex_unlock(&d->mu);
@@ -461,6 +477,25 @@ refuse(crdtnet_daemon *d, int fd, const char *why)
     }
 }
 
+/* Under d->mu: tell the oldest connection still in its handshake to
+ * end, so a new one can take its place (keeps (1)). 1 if one was. */
+static int
+evict_oldest(crdtnet_daemon *d, long long now)
+{
+    dconn *c, *oldest = NULL;
+
+    for (c = d->conns; c != NULL; c = c->next)
+        if (!c->authed && !c->done && !c->evict &&
+            now - c->t_accept >= EVICT_AGE_MS &&
+            (oldest == NULL || c->t_accept < oldest->t_accept))
+            oldest = c;
+    if (oldest == NULL)
+        return 0;
+    __atomic_store_n(&oldest->evict, 1, __ATOMIC_RELAXED);
+    d->n_evicting++;
+    return 1;
+}
+
 static void
 accept_one(crdtnet_daemon *d)
 {
@@ -477,8 +512,17 @@ accept_one(crdtnet_daemon *d)
         return;
     }
     pthread_mutex_lock(&d->mu);
-    if (d->n_conns >= d->max_conns || d->n_hs >= d->max_hs) {
-        int too_many = d->n_conns >= d->max_conns;
+    /* full: the oldest pending handshake makes room (those evicted and
+     * still ending do not count; their threads end within a tick) */
+    if ((d->n_conns - d->n_evicting >= d->max_conns ||
+         d->n_hs - d->n_evicting >= d->max_hs) &&
+        d->n_conns < d->max_conns + d->max_hs &&
+        evict_oldest(d, crdtnet__now_ms()))
+        d->refused_evicted++;
+    if (d->n_conns - d->n_evicting >= d->max_conns ||
+        d->n_hs - d->n_evicting >= d->max_hs ||
+        d->n_conns >= d->max_conns + d->max_hs) {
+        int too_many = d->n_conns - d->n_evicting >= d->max_conns;
 
         pthread_mutex_unlock(&d->mu);
         refuse(d, fd, too_many ? "too many connections"
@@ -492,6 +536,7 @@ accept_one(crdtnet_daemon *d)
     if (c != NULL) {
         c->d = d;
         c->fd = fd;
+        c->t_accept = crdtnet__now_ms();
         pthread_mutex_lock(&d->mu);
         c->next = d->conns; /* listed before it can finish */
         d->conns = c;
@@ -542,7 +587,7 @@ peer_main(void *arg)
 {
     dpeer *p = arg;
     crdtnet_daemon *d = p->d;
-    crdtnet__conn_hooks h = { peer_authenticated, peer_stats, p };
+    crdtnet__conn_hooks h = { peer_authenticated, peer_stats, p, NULL };
     long long backoff = d->backoff_min, wait;
     crdtnet_report rep;
     int rc;

@@ -21,6 +21,10 @@ typedef struct {
      * known); NULL: not counted. Updated with relaxed atomic adds. */
     crdtnet_space_stats *(*stats)(crdt_replica *r, void *ctx);
     void *ctx;
+    /* Set (by another thread) to end the connection if it is still in
+     * its handshake: the daemon evicts its oldest pending handshake to
+     * make room under a flood. NULL: never. */
+    const volatile int *evict;
 } crdtnet__conn_hooks;
 
 /* crdtnet_serve_conn() and crdtnet_sync_connect() with hooks. */
