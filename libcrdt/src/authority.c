@@ -354,17 +354,19 @@ crdt__auth_in_phase(crdt__wctx *w, const unsigned char *pk,
     }
 }
 
-/* Keeps (3): same record layout as the other quarantine entries. */
+/* Keeps (3): same record layout as the other quarantine entries, kind
+ * CRDT_QK_AUTHORITY in the key. */
 static int
 quarantine(crdt__wctx *w, const crdt_change *c, uint64_t index,
            const crdt_op *op, const char *why)
 {
-    unsigned char key[16];
+    unsigned char key[CRDT_QUARANTINE_KEY_BYTES];
     crdt__enc e, o;
     MDB_val k = { sizeof key, key }, v;
     int rc;
 
-    crdt__log_key(key, &c->actor, c->seq + index);
+    crdt_quarantine_key(key, &c->actor, c->seq + index, CRDT_QK_AUTHORITY,
+                        c->hash);
     crdt__enc_init(&e);
     crdt__enc_init(&o);
     rc = crdt__op_encode(&o, op);
@@ -377,10 +379,9 @@ quarantine(crdt__wctx *w, const crdt_change *c, uint64_t index,
         v.mv_size = e.sb.size;
         v.mv_data = e.sb.data;
         if ((rc = crdt__enc_ok(&e)) == CRDT_OK) {
-            rc = mdb_put(w->txn, w->r->dbi[CRDT_DB_QUARANTINE], &k, &v,
-                         MDB_NOOVERWRITE);
-            /* an entry there already (a lens or a clone) keeps the op */
-            rc = rc == MDB_KEYEXIST ? CRDT_OK : crdt__mdb_err(rc);
+            rc = crdt__mdb_err(mdb_put(w->txn,
+                                       w->r->dbi[CRDT_DB_QUARANTINE], &k,
+                                       &v, 0));
         }
     }
     crdt__enc_free(&e);
@@ -490,6 +491,9 @@ drop_refusals(crdt__wctx *w)
         const char *why;
         uint32_t n, len;
 
+        if (k.mv_size != CRDT_QUARANTINE_KEY_BYTES ||
+            ((const unsigned char *)k.mv_data)[16] != CRDT_QK_AUTHORITY)
+            continue;
         if (crdt__mp_array(&m, &n) < 0 || n < 1 ||
             crdt__mp_str(&m, &why, &len) < 0 ||
             len < sizeof WHY_PREFIX - 1 ||

@@ -171,7 +171,9 @@ enum {
     CRDT_QK_REBASE = 'r',       /**< a lens or custom migration refused it */
     CRDT_QK_UNSYNCED = 'u',     /**< a rejected replica's own ops */
     CRDT_QK_EQUIVOCATION = 'e', /**< the losing version of an actor's seq */
-    CRDT_QK_PENDING = 'p'       /**< fell out of a full pending area */
+    CRDT_QK_PENDING = 'p',      /**< fell out of a full pending area */
+    CRDT_QK_AUTHORITY = 'a'     /**< refused by the authority rules
+                                     (docs/security.md) */
 };
 CRDT_API void crdt_quarantine_key(unsigned char *key, const crdt_actor *a,
                          uint64_t seq, int kind,
@@ -264,13 +266,6 @@ CRDT_API int crdt_txn_raw_del(crdt_txn *t, crdt_db db, const void *k, size_t kl)
  */
 typedef uint64_t (*crdt_clock_fn)(void *ctx);
 CRDT_API void crdt_set_clock(crdt_clock_fn fn, void *ctx);
-
-/**
- * 1 if a migration's upgrade marker is present, 0 if not, or a crdt_err;
- * looked at in a read txn of its own, so a caller can answer CRDT_EBUSY
- * before it waits on the writer lock a migration holds.
- */
-CRDT_API int crdt_raw_marker_peek(crdt_replica *r);
 
 /**
  * The wall clock every replica of this process uses, in milliseconds
