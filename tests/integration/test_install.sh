@@ -160,8 +160,18 @@ echo "ok: find_package(Strata) consumer ran (Strata::net, Strata::net_static); v
 
 # -- a packager's configure: no Check, no benches, msgpack-c 6's name ------
 mkdir "$tmp/pc"
-for m in lmdb libsodium jansson; do
-    cp "$(pkg-config --path "$m")" "$tmp/pc/"
+# every module pkg-config knows, except Check and msgpack (copied below
+# under its new name)
+IFS=: read -r -a pcdirs <<<"$(pkg-config --variable pc_path pkg-config)"
+for d in "${pcdirs[@]}"; do
+    [ -d "$d" ] || continue
+    for f in "$d"/*.pc; do
+        [ -e "$f" ] || continue
+        case "$(basename "$f")" in
+            check.pc|msgpack.pc|msgpack-c.pc) ;;
+            *) [ -e "$tmp/pc/$(basename "$f")" ] || cp "$f" "$tmp/pc/" ;;
+        esac
+    done
 done
 cp "$(pkg-config --path msgpack-c 2>/dev/null || pkg-config --path msgpack)" \
     "$tmp/pc/msgpack-c.pc"
