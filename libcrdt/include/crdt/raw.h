@@ -112,6 +112,12 @@ CRDT_API int crdt_raw_swap_state(crdt_raw *t);
 CRDT_API void crdt_raw_state_hash(crdt_raw *t, unsigned char *out);
 /** Recompute the active slot's hash from scratch (verify). */
 CRDT_API int crdt_raw_state_rehash(crdt_raw *t, unsigned char *out);
+/**
+ * The space's owner as the active slot holds it (crdt/members.h): 1 and
+ * its key in @p owner_out, 0 if the state holds no valid genesis record,
+ * negative on a read error.
+ */
+CRDT_API int crdt_raw_owner(crdt_raw *t, unsigned char *owner_out);
 
 /* ---- epochs and the log ---- */
 

@@ -34,6 +34,8 @@ extern "C" {
 
 /** The collection that holds a space's member set. */
 #define CRDTNET_MEMBERS_COLL "$members"
+/** Meta key of the peer key a joining replica pinned (32 bytes). */
+#define CRDTNET_PIN_META "pinned_peer"
 /** The register field that is true for a member. */
 #define CRDTNET_MEMBERS_FIELD "member"
 
@@ -149,9 +151,12 @@ typedef struct {
  * its end (or, with @c live, until the peer closes or @c stop), send our
  * final message and close.
  *
- * The server is accepted if it is in @p r's member set, or if that set
- * is empty and @c no_tofu is 0 (trust on first use: the member set then
- * arrives with the sync).
+ * The server is accepted if it is in @p r's member set. If that set is
+ * empty (a replica that joined and never synced), it is accepted if its
+ * key is the one pinned in @p r (meta CRDTNET_PIN_META, written by
+ * `strata init --peer-key`), or, with no pin and @c no_tofu 0, whatever
+ * it is (trust on first use: the member set then arrives with the
+ * sync).
  *
  * @p r must be epoch_attach()ed. Safe to call from several threads at
  * once on the same replica.
