@@ -1,11 +1,13 @@
 /*
- * cmd_init.c: `strata init DIR [--space-id ID] [--phrase-file F] [--json]`.
+ * cmd_init.c: `strata init DIR [--space-id ID [--peer-key KEY]]
+ * [--phrase-file F] [--json]`.
  *
  * Creates the replica. A new space (no --space-id) gets an id bound to
  * its creator's key (crdt_space_id_for_owner) and records the creator
  * as its owner, so the member set is never empty and every replica can
  * tell the owner from the space id alone (docs/security.md); a replica
- * joining a space learns the members from its peers.
+ * joining a space learns the members from its peers: from the peer whose
+ * key it pinned with --peer-key, else from the first it syncs with.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -14,11 +16,32 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "crdt/raw.h"
+#include "crdtnet/conn.h"
 
-enum { OPT_SPACE_ID, OPT_PHRASE_FILE, OPT_JSON };
+/* Keep the peer key a joining replica trusts for its first sync. */
+static int
+pin_peer(crdt_replica *r, const unsigned char *pk)
+{
+    crdt_raw *t;
+    int rc;
+
+    if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
+        return rc;
+    rc = crdt_raw_put(t, CRDT_DB_META, CRDTNET_PIN_META,
+                      sizeof CRDTNET_PIN_META - 1, pk, CRDT_PUBKEY_BYTES);
+    if (rc < 0) {
+        crdt_raw_abort(t);
+        return rc;
+    }
+    return crdt_raw_commit(t);
+}
+
+enum { OPT_SPACE_ID, OPT_PHRASE_FILE, OPT_JSON, OPT_PEER_KEY };
 
 static const cli_opt OPTS[] = {
-    { "space-id", 1 }, { "phrase-file", 1 }, { "json", 0 }, { NULL, 0 },
+    { "space-id", 1 }, { "phrase-file", 1 }, { "json", 0 },
+    { "peer-key", 1 }, { NULL, 0 },
 };
 
 #define PHRASE_MAX 4096
@@ -87,6 +110,7 @@ cmd_init(const cli_cmd *cmd, int argc, char **argv)
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
     unsigned char space[CRDT_SPACE_ID_BYTES], seed[CRDT_SEED_BYTES];
     unsigned char pk[CRDT_PUBKEY_BYTES], nonce[CRDT_SPACE_NONCE_BYTES];
+    unsigned char peer[CRDT_PUBKEY_BYTES];
     crdt_replica *r = NULL;
     int new_space = 0;
     char what[4200];
@@ -105,6 +129,15 @@ cmd_init(const cli_cmd *cmd, int argc, char **argv)
             return cli_usage(cmd, "--space-id must be %d hex digits",
                              2 * CRDT_SPACE_ID_BYTES);
         o.space_id = space;
+    }
+    if (cli_has(&a, OPT_PEER_KEY)) {
+        const char *k = a.opt[OPT_PEER_KEY];
+        if (!cli_has(&a, OPT_SPACE_ID))
+            return cli_usage(cmd, "--peer-key goes with --space-id");
+        if (strlen(k) != 2 * CRDT_PUBKEY_BYTES ||
+            crdt_unhex(peer, sizeof peer, k) != CRDT_OK)
+            return cli_usage(cmd, "--peer-key must be %d hex digits",
+                             2 * CRDT_PUBKEY_BYTES);
     }
     if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
         return cli_error(CLI_EUSAGE, what, "not a directory");
@@ -153,6 +186,10 @@ cmd_init(const cli_cmd *cmd, int argc, char **argv)
             crdt_replica_close(r);
             return cli_fail("init: record the creator as the owner", rc);
         }
+    }
+    if (cli_has(&a, OPT_PEER_KEY) && (rc = pin_peer(r, peer)) < 0) {
+        crdt_replica_close(r);
+        return cli_fail("init: pin the peer key", rc);
     }
     rc = print_identity(r, cli_has(&a, OPT_JSON));
     crdt_replica_close(r);

@@ -171,6 +171,9 @@ build_error(const char *dir, int rc)
     case CRDT_EFULL:
         return cli_error(CLI_EIO, "migrate",
                          "storage full (disk or map limit); nothing changed");
+    case CRDT_EPERM: /* docs/security.md */
+        return cli_error(CLI_EREJECTED, "migrate",
+                         "not permitted: only an admin makes epochs");
     default: return cli_fail("migrate", rc);
     }
 }

@@ -204,6 +204,8 @@ print_text(const status_info *s, const char *space_hex,
            s->stats.ops_in_log, s->stats.changes_in_log, s->stats.pending);
     printf("docs:        %" PRIu64 "\n", s->docs);
     printf("quarantined: %" PRIu64 "\n", s->quarantined);
+    if (s->stats.equivocations > 0) /* a copied replica wrote, once */
+        printf("equivocations: %" PRIu64 "\n", s->stats.equivocations);
     if (!s->upgrading) {
         printf("upgrading:   no\n");
     } else {

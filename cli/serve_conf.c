@@ -74,6 +74,9 @@ const char serve_help[] =
     "  The config file has one \"key = value\" a line, keys as the options\n"
     "  without dashes, \"space = DIR\" for a replica, '#' comment lines.\n"
     "  The command line wins; DIRs and peers of both are served.\n"
+    "  serve DIR... --stdio [--quiet]: serve ONE session on stdin/stdout\n"
+    "  instead (what `strata sync DIR --via 'ssh HOST strata serve DIR\n"
+    "  --stdio'` runs); its log line goes to stderr.\n"
     "  SIGHUP reads the file again: logging and backups change at once,\n"
     "  the rest is logged as needing a restart. SIGTERM or SIGINT stop\n"
     "  the daemon cleanly.\n";
@@ -137,10 +140,10 @@ apply(serve_conf *c, const serve_opt *o, const char *val, int from_file,
     long long n;
     char **sp;
 
+    if (o->has_arg && val[0] == '\0')
+        return say(why, why_size, "%s: empty value", where);
     switch (o->kind) {
     case K_STR:
-        if (val[0] == '\0')
-            return say(why, why_size, "%s: empty value", where);
         sp = (char **)((char *)c + o->off);
         free(*sp);
         if ((*sp = strdup(val)) == NULL)
@@ -202,13 +205,15 @@ trim(char *s)
     return s;
 }
 
-/* Read the config file @p path into @p c. */
+/* Read the config file @p path into @p c: at most CONF_MAX_BYTES, read
+ * whole, then split into lines (no NUL bytes: a NUL would end a value
+ * silently). */
 static int
 load_file(serve_conf *c, const char *path, char *why, size_t why_size)
 {
-    char line[CONF_LINE_MAX + 2], where[CONF_LINE_MAX + 32];
-    FILE *f = fopen(path, "r");
-    long total = 0;
+    char where[1100], *buf, *line, *next;
+    FILE *f = fopen(path, "rb");
+    size_t len;
     int lineno = 0, rc = CLI_OK;
 
     if (f == NULL) {
@@ -216,26 +221,39 @@ load_file(serve_conf *c, const char *path, char *why, size_t why_size)
                  strerror(errno));
         return errno == ENOENT ? CLI_ENOTFOUND : CLI_EIO;
     }
-    while (rc == CLI_OK && fgets(line, sizeof line, f) != NULL) {
-        size_t len = strlen(line);
-        char *k, *v, *eq;
+    buf = malloc(CONF_MAX_BYTES + 2);
+    if (buf == NULL) {
+        fclose(f);
+        return say(why, why_size, "out of memory");
+    }
+    len = fread(buf, 1, CONF_MAX_BYTES + 1, f);
+    if (ferror(f)) {
+        snprintf(why, why_size, "cannot read config %s: %s", path,
+                 strerror(errno));
+        rc = CLI_EIO;
+    } else if (len > CONF_MAX_BYTES) {
+        rc = say(why, why_size, "%.1024s: config file larger than %d bytes",
+                 path, CONF_MAX_BYTES);
+    } else if (memchr(buf, '\0', len) != NULL) {
+        rc = say(why, why_size, "%.1024s: a NUL byte in a config file",
+                 path);
+    }
+    fclose(f);
+    buf[len] = '\0';
+    for (line = buf; rc == CLI_OK && line < buf + len; line = next) {
+        char *k, *v, *eq, *nl = strchr(line, '\n');
         const serve_opt *o;
 
+        next = nl != NULL ? nl + 1 : buf + len;
+        if (nl != NULL)
+            *nl = '\0';
         lineno++;
-        total += (long)len;
         snprintf(where, sizeof where, "%.1024s:%d", path, lineno);
-        if (total > CONF_MAX_BYTES) {
-            rc = say(why, why_size, "%s: config file larger than %d bytes",
-                     where, CONF_MAX_BYTES);
-            break;
-        }
-        if (len > CONF_LINE_MAX && line[len - 1] != '\n') {
+        if (strlen(line) > CONF_LINE_MAX) {
             rc = say(why, why_size, "%s: line longer than %d bytes", where,
                      CONF_LINE_MAX);
             break;
         }
-        if (len > 0 && line[len - 1] == '\n')
-            line[len - 1] = '\0';
         k = trim(line);
         if (k[0] == '\0' || k[0] == '#')
             continue;
@@ -250,14 +268,13 @@ load_file(serve_conf *c, const char *path, char *why, size_t why_size)
             rc = say(why, why_size, "%s: unknown key \"%.64s\"", where, k);
             break;
         }
+        if (v[0] == '\0') {
+            rc = say(why, why_size, "%s: %s has no value", where, k);
+            break;
+        }
         rc = apply(c, o, v, 1, where, why, why_size);
     }
-    if (rc == CLI_OK && ferror(f)) {
-        snprintf(why, why_size, "cannot read config %s: %s", path,
-                 strerror(errno));
-        rc = CLI_EIO;
-    }
-    fclose(f);
+    free(buf);
     return rc;
 }
 

@@ -715,3 +715,17 @@ crdt__member_doc_read(crdt__wctx *w, const unsigned char *pk,
     out->removed = s.removed;
     return CRDT_OK;
 }
+
+int
+crdt_raw_owner(crdt_raw *t, unsigned char *owner_out)
+{
+    unsigned char owner[CRDT_PUBKEY_BYTES];
+    int rc;
+
+    if (t == NULL)
+        return CRDT_EINVAL;
+    rc = owner_find(t->w->txn, t->w->state, t->w->r->space_id, owner);
+    if (rc == 1 && owner_out != NULL)
+        memcpy(owner_out, owner, CRDT_PUBKEY_BYTES);
+    return rc;
+}

@@ -19,6 +19,7 @@
 
 #include "crdt/change.h"
 #include "crdt/error.h"
+#include "crdt/feed.h"
 #include "crdt/raw.h"
 #include "crdt/read.h"
 #include "crdt/replica.h"
@@ -44,9 +45,30 @@ typedef struct crdt__applyq {
     size_t n, cap;
 } crdt__applyq;
 
+/* What a write context changed, for the change feed (feed.c). */
+typedef struct {
+    unsigned char *buf;   /* entries: len(2) | coll 0 doc 0 field 0 */
+    size_t len, cap, n;
+    size_t last;          /* offset of the last entry, for repeats */
+    int all;              /* anything may have changed */
+    unsigned char *rec;   /* the record written at commit, to dispatch */
+    size_t rec_len;
+    uint64_t seq;         /* its feed seq */
+    int oom;              /* an allocation failed: the commit fails */
+    crdt_feed_event ev;   /* decoded before the commit, for subscribers */
+    void *ev_mem;
+} crdt__feedacc;
+
+struct crdt_feed_sub;
+
 struct crdt_replica {
     MDB_env *env;
     MDB_dbi dbi[CRDT_DB__COUNT];
+    MDB_dbi feed_dbi;         /* the change feed (feed.c) */
+    int feed_ok;              /* 0: a read-only open of a store without it */
+    char *notify_path;        /* touched after each recorded commit */
+    pthread_mutex_t feed_lock; /* the subscriptions, and calling them */
+    struct crdt_feed_sub *subs;
     char *path;
     unsigned char space_id[CRDT_SPACE_ID_BYTES];
     unsigned char pk[CRDT_PUBKEY_BYTES];
@@ -55,6 +77,7 @@ struct crdt_replica {
     crdt_actor actor;
     size_t max_map_size;
     uint64_t max_drift_ms;
+    uint64_t pending_max_actor, pending_max, pending_max_gap;
     int read_only;
     pthread_rwlock_t grow_lock; /* txns hold it shared; growth exclusive */
     /* The resident-map budget (store_lmdb.c): */
@@ -108,6 +131,7 @@ typedef struct {
     crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */
     struct crdt__seq *seq_touched; /* sequences this txn changes */
     int seq_foreign; /* raw writes: the cached sequences may be stale */
+    crdt__feedacc fa; /* what this txn changed (feed.c) */
     crdt__auth auth; /* authority.c */
 } crdt__wctx;
 
@@ -135,6 +159,27 @@ void crdt__read_parts(crdt_read *rd, crdt_replica **r, MDB_txn **txn,
  * (@p field NULL) or of one field, before a DEL_DOC / DEL_FIELD. */
 int crdt__txn_seq_clear(crdt_txn *t, const char *coll, const char *doc,
                         const char *field);
+/* ---- feed.c: the change feed ---- */
+/* Note that state key @p k changed (state.c calls it on every change). */
+void crdt__feed_note(crdt__wctx *w, const void *k, size_t kl);
+/* Note that the state may have changed anywhere (swap, clear). */
+void crdt__feed_all(crdt__wctx *w);
+/* In the write txn, just before it commits: write the summary record. */
+int crdt__feed_write(crdt__wctx *w);
+/* After a successful commit: touch the notify file, call subscribers,
+ * free the accumulator. */
+void crdt__feed_committed(crdt__wctx *w);
+/* Free the accumulator (abort, or after a commit). */
+void crdt__feed_reset(crdt__wctx *w);
+/* CRDT_EBUSY when called from a feed callback of @p r: no writes then. */
+int crdt__feed_guard(const crdt_replica *r);
+/* Decode a stored record (size-limited, every name checked). */
+int crdt__feed_decode(const unsigned char *p, size_t len, uint64_t seq,
+                      const char *coll, const char *doc,
+                      crdt_feed_event *ev, void **mem);
+/* Open the feed database in @p txn (creating it if @p create);
+ * CRDT_ENOTFOUND if absent and not created. */
+int crdt__feed_open(crdt_replica *r, MDB_txn *txn, int create);
 
 /* ---- merge.c ---- */
 int crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
@@ -344,6 +389,9 @@ int crdt__head_put(MDB_txn *txn, crdt_replica *r, const crdt_actor *a,
 /* Log and pending keys: actor(8) | seq(8) big-endian. */
 void crdt__log_key(unsigned char *k, const crdt_actor *a, uint64_t seq);
 /* Add to the meta counters ops_in_log / changes_in_log / pending. */
+/* merge.c: every op of @p c into the quarantine (kind CRDT_QK_*). */
+int crdt__quarantine_ops(crdt__wctx *w, const crdt_change *c, int kind,
+                         const char *why, size_t why_len, uint64_t *n_out);
 /* chain.c: crdt_chain_check() inside a txn. */
 int crdt__chain_check(int *out, MDB_txn *txn, crdt_replica *r,
                       const crdt_actor *a, uint64_t seq,

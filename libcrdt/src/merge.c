@@ -140,34 +140,24 @@ log_append(crdt__wctx *w, const crdt_change *c, const unsigned char *data,
  * nothing else quarantined for that (actor, seq) is overwritten), with a
  * reason naming both versions, and the merge goes on.
  */
-static int
-quarantine_conflict(crdt__wctx *w, const crdt_change *c, const crdt__head *h,
-                    crdt_merge_report *rep)
+/* Every op of @p c into the quarantine under kind @p kind with @p why;
+ * the count of ops in @p n_out. */
+int
+crdt__quarantine_ops(crdt__wctx *w, const crdt_change *c, int kind,
+                     const char *why, size_t why_len, uint64_t *n_out)
 {
-    char why[200], mine[17], held[17];
-    size_t why_len;
     crdt_op_iter it;
     crdt_op op;
     uint64_t i = 0;
     int rc;
 
-    if ((rc = crdt_change_verify(c)) < 0)
-        return rc; /* not signed by the actor: a forgery, not a clone */
-    crdt_hex(mine, c->hash, 8);
-    crdt_hex(held, h->hash, 8);
-    why_len = (size_t)snprintf(why, sizeof why,
-                               "equivocation: change %s contradicts the "
-                               "chain held for its actor (head %llu, %s); "
-                               "a copied replica?",
-                               mine, (unsigned long long)h->seq, held);
     crdt_op_iter_init(&it, c);
     while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
         unsigned char key[CRDT_QUARANTINE_KEY_BYTES];
         crdt__enc e, o;
         MDB_val k = { sizeof key, key }, v;
 
-        crdt_quarantine_key(key, &c->actor, c->seq + i, CRDT_QK_EQUIVOCATION,
-                            c->hash);
+        crdt_quarantine_key(key, &c->actor, c->seq + i, kind, c->hash);
         crdt__enc_init(&e);
         crdt__enc_init(&o);
         rc = crdt__op_encode(&o, &op);
@@ -192,11 +182,36 @@ quarantine_conflict(crdt__wctx *w, const crdt_change *c, const crdt__head *h,
     }
     if (rc != CRDT_ENOTFOUND)
         return rc;
+    *n_out = i;
+    return CRDT_OK;
+}
+
+static int
+quarantine_conflict(crdt__wctx *w, const crdt_change *c, const crdt__head *h,
+                    crdt_merge_report *rep)
+{
+    char why[200], mine[17], held[17];
+    size_t why_len;
+    uint64_t n = 0;
+    int rc;
+
+    if ((rc = crdt_change_verify(c)) < 0)
+        return rc; /* not signed by the actor: a forgery, not a clone */
+    crdt_hex(mine, c->hash, 8);
+    crdt_hex(held, h->hash, 8);
+    why_len = (size_t)snprintf(why, sizeof why,
+                               "equivocation: change %s contradicts the "
+                               "chain held for its actor (head %llu, %s); "
+                               "a copied replica?",
+                               mine, (unsigned long long)h->seq, held);
+    if ((rc = crdt__quarantine_ops(w, c, CRDT_QK_EQUIVOCATION, why, why_len,
+                             &n)) < 0)
+        return rc;
     if ((rc = crdt__count_add(w->txn, w->r, "equivocations", 1)) < 0)
         return rc;
     if (rep) {
         rep->conflicts++;
-        rep->quarantined_ops += i;
+        rep->quarantined_ops += n;
     }
     return CRDT_OK;
 }
@@ -231,11 +246,63 @@ check_duplicate(crdt__wctx *w, const crdt_change *c)
     return CRDT_OK;
 }
 
+/* A change that falls out of the pending area: its ops are kept in the
+ * quarantine with the reason (nothing is dropped). */
 static int
-park(crdt__wctx *w, const item *it, crdt_merge_report *rep)
+quarantine_pending(crdt__wctx *w, const crdt_change *c, const char *why,
+                   crdt_merge_report *rep)
 {
-    unsigned char key[16];
+    uint64_t n = 0;
+    int rc = crdt__quarantine_ops(w, c, CRDT_QK_PENDING, why, strlen(why),
+                                  &n);
+
+    if (rc == CRDT_OK && rep)
+        rep->quarantined_ops += n;
+    return rc;
+}
+
+/* Parked changes of @p a: how many, and the key of the farthest ahead. */
+static int
+pending_of(crdt__wctx *w, const crdt_actor *a, uint64_t *n_out,
+           unsigned char *last_key)
+{
+    MDB_cursor *cur;
+    MDB_val k = { CRDT_ACTOR_BYTES, (void *)a->b }, v;
+    uint64_t n = 0;
+    int rc;
+
+    if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn,
+                                            w->r->dbi[CRDT_DB_PENDING],
+                                            &cur))) < 0)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size == 16 &&
+           memcmp(k.mv_data, a->b, CRDT_ACTOR_BYTES) == 0) {
+        memcpy(last_key, k.mv_data, 16);
+        n++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return crdt__mdb_err(rc);
+    *n_out = n;
+    return CRDT_OK;
+}
+
+/*
+ * Park @p it until its predecessor comes. The pending area is bounded
+ * (crdt_open_options): a change too far ahead of its actor's head, or
+ * arriving when the replica's pending area is full, goes to the
+ * quarantine; when its actor's share is full, the farthest-ahead change
+ * of that actor (the incoming one or a parked one) does.
+ */
+static int
+park(crdt__wctx *w, const item *it, const crdt__head *h,
+     crdt_merge_report *rep)
+{
+    unsigned char key[16], far_key[16];
     MDB_val k = { sizeof key, key }, v = { it->len, (void *)it->data };
+    uint64_t mine = 0;
     int rc;
 
     /* it waits for a later batch: check now what applying it would */
@@ -243,6 +310,48 @@ park(crdt__wctx *w, const item *it, crdt_merge_report *rep)
         (rc = crdt_change_verify(&it->c)) < 0)
         return rc;
     crdt__log_key(key, &it->c.actor, it->c.seq);
+    if (mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v) == 0)
+        return CRDT_OK; /* parked already */
+    v.mv_size = it->len;
+    v.mv_data = (void *)it->data;
+    if (it->c.seq - h->seq > w->r->pending_max_gap)
+        return quarantine_pending(w, &it->c, "pending: too far ahead of its "
+                                  "actor's head (a gap no peer will fill)",
+                                  rep);
+    if (crdt__meta_u64(w->txn, w->r, "pending") >= w->r->pending_max)
+        return quarantine_pending(w, &it->c, "pending: the replica's pending "
+                                  "area is full", rep);
+    if ((rc = pending_of(w, &it->c.actor, &mine, far_key)) < 0)
+        return rc;
+    if (mine >= w->r->pending_max_actor) {
+        MDB_val fk = { 16, far_key }, fv;
+        crdt_change far;
+        unsigned char *copy;
+
+        if (memcmp(far_key, key, 16) < 0)
+            return quarantine_pending(w, &it->c, "pending: its actor's share "
+                                      "of the pending area is full", rep);
+        /* the incoming change is nearer: the farthest one makes room */
+        if ((rc = crdt__mdb_err(mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING],
+                                        &fk, &fv))) < 0)
+            return rc;
+        if ((copy = malloc(fv.mv_size)) == NULL)
+            return CRDT_ENOMEM;
+        memcpy(copy, fv.mv_data, fv.mv_size);
+        rc = crdt_change_decode(&far, copy, fv.mv_size);
+        if (rc == CRDT_OK)
+            rc = quarantine_pending(w, &far, "pending: displaced from its "
+                                    "actor's full share of the pending area "
+                                    "by a nearer change", rep);
+        free(copy);
+        if (rc == CRDT_OK)
+            rc = crdt__mdb_err(mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING],
+                                       &fk, NULL));
+        if (rc == CRDT_OK)
+            rc = crdt__count_add(w->txn, w->r, "pending", -1);
+        if (rc < 0)
+            return rc;
+    }
     rc = mdb_put(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v,
                  MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST)
@@ -347,7 +456,7 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
             continue;
         }
         if (c->seq > h.seq + 1) {
-            if ((rc = park(w, &items[i], rep)) < 0)
+            if ((rc = park(w, &items[i], &h, rep)) < 0)
                 return rc;
             continue;
         }

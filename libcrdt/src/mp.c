@@ -14,6 +14,7 @@
  *  (1) No read goes past m->end; on any error m is left unchanged.
  *  (2) A declared count is accepted only if count <= bytes left.
  */
+#include <assert.h>
 #include <string.h>
 
 #include "internal.h"
@@ -23,6 +24,7 @@
 static int
 need(const crdt__mp *m, size_t n)
 {
+    assert(m->p <= m->end); /* keeps (1): else the subtraction wraps */
     return (size_t)(m->end - m->p) >= n ? CRDT_OK : CRDT_EPROTO;
 }
 

@@ -55,12 +55,6 @@ crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write)
 }
 
 int
-crdt_raw_marker_peek(crdt_replica *r)
-{
-    return r == NULL ? CRDT_EINVAL : crdt__marker_peek(r);
-}
-
-int
 crdt_raw_commit(crdt_raw *t)
 {
     int rc;
@@ -161,6 +155,8 @@ crdt_raw_clear(crdt_raw *t, crdt_db db)
 {
     if ((unsigned)db >= CRDT_DB__COUNT || !t->write)
         return CRDT_EINVAL;
+    if (dbi(t, db) == t->w->state)
+        crdt__feed_all(t->w);
     return crdt__mdb_err(mdb_drop(t->w->txn, dbi(t, db), 0));
 }
 
@@ -409,6 +405,7 @@ crdt_raw_swap_state(crdt_raw *t)
     }
     if ((rc = crdt__meta_put_u64(w->txn, w->r, "slot", old ^ 1)) < 0)
         return full(rc);
+    crdt__feed_all(w); /* a whole new state: say so, once */
     w->state_slot = old ^ 1;
     w->state = w->r->dbi[CRDT_DB_STATE0 + w->state_slot];
     memset(w->acc, 0, sizeof w->acc);
@@ -718,6 +715,34 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
                 memcpy(h.inc, c.incarnation, 8);
                 e = CRDT_OK;
             }
+        }
+        if (e == CRDT_OK && c.seq + c.n_ops - 1 == h.seq &&
+            memcmp(c.hash, h.hash, CRDT_HASH_BYTES) != 0 &&
+            crdt_change_verify(&c) == CRDT_OK) {
+            /* the snapshot folded another change for these seqs: an
+             * equivocation (a copy of this replica wrote); ours is kept
+             * in the quarantine, never taken as folded */
+            static const char why[] = "equivocation: the snapshot holds "
+                                      "another change for these seqs (a "
+                                      "copied replica?); this one lost";
+            uint64_t nq = 0;
+            e = crdt__quarantine_ops(w, &c, CRDT_QK_EQUIVOCATION, why,
+                                     sizeof why - 1, &nq);
+            if (e == CRDT_OK)
+                e = crdt__count_add(w->txn, w->r, "equivocations", 1);
+            if (e == CRDT_OK)
+                e = crdt__mdb_err(mdb_cursor_del(cur, 0));
+            free(copy);
+            if (e < 0) {
+                mdb_cursor_close(cur);
+                return full(e);
+            }
+            rep.conflicts++;
+            rep.quarantined_ops += nq;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+            if (rc == EINVAL || rc == MDB_NOTFOUND)
+                rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
         }
         if (e == CRDT_OK && c.seq + c.n_ops - 1 <= h.seq) {
             /* folded into the snapshot already */

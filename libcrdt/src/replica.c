@@ -117,9 +117,15 @@ crdt_replica_open(crdt_replica **out, const char *path,
     pthread_rwlock_init(&r->grow_lock, NULL);
     pthread_mutex_init(&r->map_lock, NULL);
     pthread_mutex_init(&r->seq_lock, NULL);
+    pthread_mutex_init(&r->feed_lock, NULL);
     r->read_only = opts->read_only;
     r->max_map_size = opts->max_map_size;
     r->max_drift_ms = opts->max_drift_ms ? opts->max_drift_ms : 300000;
+    r->pending_max_actor = opts->pending_max_actor ? opts->pending_max_actor
+                                                   : 1024;
+    r->pending_max = opts->pending_max ? opts->pending_max : 65536;
+    r->pending_max_gap = opts->pending_max_gap ? opts->pending_max_gap
+                                               : (uint64_t)1 << 20;
 
     rc = crdt__store_open(r, path, opts, &created);
     if (rc == CRDT_OK && created)
@@ -150,6 +156,10 @@ crdt_replica_close(crdt_replica *r)
     pthread_mutex_destroy(&r->map_lock);
     crdt__seq_cache_free(r);
     pthread_mutex_destroy(&r->seq_lock);
+    while (r->subs != NULL) /* left subscribed: freed with the replica */
+        crdt_feed_unsubscribe(r->subs);
+    pthread_mutex_destroy(&r->feed_lock);
+    free(r->notify_path);
     free(r->path);
     free(r);
 }

@@ -1,6 +1,10 @@
 /*
  * vv.c: version vectors as a sorted array of (actor, seq).
+ *
+ * Keeps: (1) entries are in strictly increasing actor order (memcmp), so
+ * lookups are binary searches and the encoding is canonical.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +103,10 @@ crdt_vv_set(crdt_vv *vv, const crdt_actor *actor, uint64_t seq)
     vv->e[i].a = *actor;
     vv->e[i].seq = seq;
     vv->n++;
+    /* keeps (1) */
+    assert(i == 0 || memcmp(vv->e[i - 1].a.b, actor->b, CRDT_ACTOR_BYTES) < 0);
+    assert(i + 1 == vv->n ||
+           memcmp(actor->b, vv->e[i + 1].a.b, CRDT_ACTOR_BYTES) < 0);
     return CRDT_OK;
 }
 

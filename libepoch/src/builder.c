@@ -292,6 +292,12 @@ epoch_builder_commit(epoch_info *out, epoch_builder *b)
     if (b == NULL || b->done)
         return CRDT_EINVAL;
     b->done = 1;
+    {   /* only an admin makes epochs (docs/security.md) */
+        unsigned char pk[CRDT_PUBKEY_BYTES];
+        crdt_replica_public_key(b->r, pk);
+        if ((rc = epoch__creator_ok(b->r, pk)) < 0)
+            return rc;
+    }
     if (b->lens != NULL &&
         (rc = epoch_lens_format(&lens_text, &lens_len, b->lens)) < 0)
         return rc;

@@ -38,6 +38,9 @@ int epoch__record_heads(const unsigned char **out, size_t *len,
 int epoch__get_in(epoch_info *out, crdt_raw *t, const unsigned char *id);
 int epoch__current_in(epoch_info *out, crdt_raw *t);
 int epoch__put_in(crdt_raw *t, const epoch_info *e);
+/* May @p creator make epochs in @p r's space (docs/security.md)? CRDT_OK
+ * (also when the replica knows no owner yet), CRDT_EPERM, or an error. */
+int epoch__creator_ok(crdt_replica *r, const unsigned char *creator);
 int epoch__genesis(epoch_info *out, crdt_raw *t);
 
 /* Rewrite one document's state entries (collected by the caller) through

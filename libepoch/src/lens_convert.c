@@ -20,6 +20,7 @@
  *      number or bool, so an input string that points into @p scratch is
  *      never overwritten while still in use.
  */
+#include "internal.h" /* libcrdt's strict UTF-8 check */
 #include "lens_internal.h"
 
 #include <inttypes.h>
@@ -150,7 +151,7 @@ builtin(crdt_value *out, epoch_buf *scratch, crdt_vtype to,
     case CRDT_VBYTES:
         if (to != CRDT_VSTRING)
             break;
-        if (!epoch__utf8_valid(in->u.s.ptr, in->u.s.len)) {
+        if (!crdt__utf8_valid(in->u.s.ptr, in->u.s.len)) {
             *why = "bytes are not valid UTF-8";
             return CRDT_ETYPE;
         }

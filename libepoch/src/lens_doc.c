@@ -12,6 +12,7 @@
  */
 #include "lens_internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,11 @@ epoch__values_normalize(crdt_value *v, size_t *n)
             v[k++] = v[i];
     }
     *n = k;
+#ifndef NDEBUG
+    /* keeps (2): an inconsistent order would leave duplicates apart */
+    for (i = 1; i < k; i++)
+        assert(crdt_value_cmp(&v[i - 1], &v[i]) < 0);
+#endif
 }
 
 static void

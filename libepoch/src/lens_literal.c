@@ -11,9 +11,11 @@
  *      every bytes value has exactly one spelling.
  *  (3) A decoded string or bytes value lives in the lens's arena.
  */
+#include "internal.h" /* libcrdt's strict UTF-8 check */
 #include "lens_internal.h"
 
 #include <math.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -220,59 +222,23 @@ string_read(crdt_value *out, const char **endp, epoch_lens *l, const char *p,
             return EPOCH__LIT_ESCAPE;
         }
     }
-    if (!epoch__utf8_valid(o, n))
+    if (!crdt__utf8_valid(o, n))
         return EPOCH__LIT_UTF8; /* keeps (2) */
     *out = crdt_value_str(o, n);
     *endp = p + 1;
     return EPOCH__LIT_OK;
 }
 
-static int
-b64_digit(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Strict base64 (keeps (2)): length a multiple of 4, '=' only as the
- * final padding, spare bits zero. */
+/* Strict base64 (keeps (2)): libsodium's decoder with the standard
+ * alphabet, padding required, no whitespace, spare bits zero, and the
+ * whole string consumed. @p o holds @p len + 1 bytes, more than any
+ * decoding of @p len characters needs. */
 static int
 base64_decode(char *o, size_t *olen, const char *p, size_t len)
 {
-    size_t i, n = 0, pad = 0;
-    int d[4] = {0, 0, 0, 0}, k;
-
-    if (len % 4 != 0)
-        return -1;
-    if (len > 0 && p[len - 1] == '=')
-        pad = len > 1 && p[len - 2] == '=' ? 2 : 1;
-    for (i = 0; i < len; i += 4) {
-        for (k = 0; k < 4; k++) {
-            int last = i + 4 == len;
-
-            d[k] = (last && k >= 4 - (int)pad) ? 0 : b64_digit(p[i + k]);
-            if (d[k] < 0)
-                return -1;
-        }
-        o[n++] = (char)((d[0] << 2) | (d[1] >> 4));
-        if (i + 4 < len || pad < 2)
-            o[n++] = (char)(((d[1] & 15) << 4) | (d[2] >> 2));
-        if (i + 4 < len || pad < 1)
-            o[n++] = (char)(((d[2] & 3) << 6) | d[3]);
-    }
-    if ((pad == 2 && (d[1] & 15) != 0) || (pad == 1 && (d[2] & 3) != 0))
-        return -1;
-    *olen = n;
-    return 0;
+    return sodium_base642bin((unsigned char *)o, len + 1, p, len,
+                             NULL, olen, NULL,
+                             sodium_base64_VARIANT_ORIGINAL) == 0 ? 0 : -1;
 }
 
 static const char *

@@ -13,6 +13,7 @@
  *  (4) map pairs are sorted, and refused when a key or a value repeats;
  *  (6) on error the half-built lens is freed: nothing is returned.
  */
+#include "internal.h" /* libcrdt's strict UTF-8 check */
 #include "lens_internal.h"
 
 #include <stdarg.h>
@@ -107,7 +108,7 @@ name(parser *ps, const char **out, const char *what)
     if (n > EPOCH_LENS_MAX_NAME)
         return fail(ps, CRDT_ECORRUPT, "%s too long (%zu bytes, at most %d)",
                     what, n, EPOCH_LENS_MAX_NAME);
-    if (memchr(w, '\0', n) != NULL || !epoch__utf8_valid(w, n))
+    if (memchr(w, '\0', n) != NULL || !crdt__utf8_valid(w, n))
         return fail(ps, CRDT_ECORRUPT, "bad %s \"%s\"", what, show(q, w, n));
     *out = epoch__arena_strdup(ps->l, w, n);
     return *out != NULL ? CRDT_OK : CRDT_ENOMEM;

@@ -1,6 +1,6 @@
 /*
- * lens_value.c: scalar values as a lens sees them: type names, UTF-8
- * checks and the canonical text of a literal.
+ * lens_value.c: scalar values as a lens sees them: type names and the
+ * canonical text of a literal.
  *
  * Invariants:
  *  (1) Values are ordered by libcrdt's crdt_value_cmp(), a total order:
@@ -16,6 +16,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,42 +58,6 @@ epoch__pairs_sort(epoch__pair *p, size_t n)
 {
     if (n > 1)
         qsort(p, n, sizeof *p, pair_cmp);
-}
-
-/* Strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF. */
-int
-epoch__utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0, n, k;
-    uint32_t cp, min;
-
-    while (i < len) {
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        if ((p[i] & 0xE0) == 0xC0) {
-            n = 1, cp = p[i] & 0x1F, min = 0x80;
-        } else if ((p[i] & 0xF0) == 0xE0) {
-            n = 2, cp = p[i] & 0x0F, min = 0x800;
-        } else if ((p[i] & 0xF8) == 0xF0) {
-            n = 3, cp = p[i] & 0x07, min = 0x10000;
-        } else {
-            return 0;
-        }
-        if (len - i <= n)
-            return 0;
-        for (k = 1; k <= n; k++) {
-            if ((p[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (p[i + k] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
 }
 
 /* The shortest text that strtod() reads back to exactly @p d, so
@@ -173,29 +138,20 @@ string_format(epoch_buf *b, const char *p, size_t len)
     return rc == CRDT_OK ? epoch__buf_put(b, "\"", 1) : rc;
 }
 
+/* Standard base64 with padding: libsodium's encoder, the one every
+ * part of Strata uses (the CLI's JSON values too). */
 static int
 base64_format(epoch_buf *b, const unsigned char *p, size_t len)
 {
-    static const char abc[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char q[4];
-    size_t i;
-    uint32_t v;
-    int rc = CRDT_OK;
+    size_t enc = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    int rc = epoch__buf_reserve(b, enc - 1); /* keeps room for the NUL */
 
-    for (i = 0; i < len && rc == CRDT_OK; i += 3) {
-        v = (uint32_t)p[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < len)
-            v |= p[i + 2];
-        q[0] = abc[(v >> 18) & 63];
-        q[1] = abc[(v >> 12) & 63];
-        q[2] = i + 1 < len ? abc[(v >> 6) & 63] : '=';
-        q[3] = i + 2 < len ? abc[v & 63] : '=';
-        rc = epoch__buf_put(b, q, 4);
-    }
-    return rc;
+    if (rc < 0)
+        return rc;
+    sodium_bin2base64(b->data + b->len, enc, p, len,
+                      sodium_base64_VARIANT_ORIGINAL);
+    b->len += enc - 1;
+    return CRDT_OK;
 }
 
 int

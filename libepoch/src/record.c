@@ -423,6 +423,17 @@ epoch_store_records(crdt_replica *r, const unsigned char *const *recs,
 
     if (r == NULL || (n > 0 && (recs == NULL || lens == NULL)))
         return CRDT_EINVAL;
+    /* only an admin's epochs are kept (docs/security.md): checked
+     * against our member set before the write txn */
+    for (size_t i = 0; i < n; i++) {
+        epoch_info e;
+        if ((rc = epoch_record_decode(&e, recs[i], lens[i])) < 0)
+            return rc;
+        rc = epoch__creator_ok(r, e.creator);
+        epoch_info_clear(&e);
+        if (rc < 0)
+            return rc;
+    }
     if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
         return rc;
     for (size_t i = 0; i < n && rc == CRDT_OK; i++) {
@@ -506,4 +517,18 @@ epoch_record_heads(const unsigned char **out, size_t *len,
     if (out == NULL || len == NULL || e == NULL)
         return CRDT_EINVAL;
     return epoch__record_heads(out, len, e);
+}
+
+int
+epoch__creator_ok(crdt_replica *r, const unsigned char *creator)
+{
+    crdt_role role;
+    int rc;
+
+    if ((rc = crdt_members_owner(r, NULL)) <= 0)
+        return rc; /* no owner known: no roles (yet) to check */
+    if ((rc = crdt_member_role(r, creator, &role)) < 0)
+        return rc;
+    return role == CRDT_ROLE_ADMIN || role == CRDT_ROLE_OWNER ? CRDT_OK
+                                                               : CRDT_EPERM;
 }

@@ -34,6 +34,7 @@ struct epoch_reset {
     epoch__rewriter *w; /* set when migrating up */
     unsigned char token[16];
     char *quarantine_reason;  /* rejected: quarantine unsynced at commit */
+    int knew_owner;     /* our member set had an owner before the reset */
     uint64_t *moved_out;
     crdt_actor *forks;        /* equivocation lost: these actors' chains */
     size_t n_forks;
@@ -176,6 +177,9 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
         rc = rc > 0 ? CRDT_EBUSY : rc;
         goto fail;
     }
+    if ((rc = crdt_members_owner(r, NULL)) < 0)
+        goto fail;
+    rs->knew_owner = rc;
     if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
         goto fail;
     if (crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl) == CRDT_OK ||
@@ -257,9 +261,48 @@ epoch_reset_change(epoch_reset *rs, const void *change, size_t len)
     return rc;
 }
 
+/* A staged change of the sender's takes the key of one of ours with
+ * other content (an equivocation: a copy of this replica wrote): ours
+ * goes to the quarantine first, never overwritten. */
+static int
+keep_ours(crdt_raw *t, const unsigned char *key, const unsigned char *theirs,
+          size_t tl, uint64_t *lost)
+{
+    static const char why[] = "equivocation: the peer's log holds another "
+                              "change for these seqs (a copied replica?); "
+                              "this one lost";
+    const void *v;
+    size_t vl;
+    crdt_change mine, other;
+    crdt_op_iter it;
+    crdt_op op;
+    unsigned char *copy;
+    uint64_t i = 0;
+    int rc;
+
+    if (crdt_raw_get(t, CRDT_DB_LOG, key, 16, &v, &vl) != CRDT_OK)
+        return CRDT_OK;
+    if ((copy = malloc(vl)) == NULL)
+        return CRDT_ENOMEM;
+    memcpy(copy, v, vl);
+    rc = crdt_change_decode(&mine, copy, vl);
+    if (rc == CRDT_OK && crdt_change_decode(&other, theirs, tl) == CRDT_OK &&
+        memcmp(mine.hash, other.hash, CRDT_HASH_BYTES) != 0) {
+        crdt_op_iter_init(&it, &mine);
+        while (rc == CRDT_OK && crdt_op_iter_next(&op, &it) == CRDT_OK) {
+            rc = epoch__quarantine_put(t, &mine, mine.seq + i, mine.hlc + i,
+                                       &op, why, CRDT_QK_EQUIVOCATION);
+            i++;
+        }
+        *lost += i;
+    }
+    free(copy);
+    return rc;
+}
+
 /* At commit: the staged changes join the log (the replay applies them). */
 static int
-unstage(crdt_raw *t)
+unstage(crdt_raw *t, uint64_t *lost)
 {
     crdt_raw_cursor *c;
     const void *k, *v;
@@ -278,7 +321,9 @@ unstage(crdt_raw *t)
         }
         memcpy(key, k, 16);
         memcpy(copy, v, vl);
-        rc = crdt_raw_put(t, CRDT_DB_LOG, key, 16, copy, vl);
+        rc = keep_ours(t, key, copy, vl, lost);
+        if (rc == CRDT_OK)
+            rc = crdt_raw_put(t, CRDT_DB_LOG, key, 16, copy, vl);
         free(copy);
         if (rc < 0)
             break;
@@ -451,6 +496,43 @@ unarchive(crdt_raw *t, uint64_t from_number)
     return rc;
 }
 
+static int
+find_own(const epoch_quarantined *q, void *p)
+{
+    const crdt_actor *own = p;
+
+    return q->kind == CRDT_QK_EQUIVOCATION &&
+           memcmp(q->actor.b, own->b, 8) == 0;
+}
+
+/* Does the quarantine hold a losing op of @p own (an equivocation)? */
+static int
+own_has_lost(crdt_replica *r, const crdt_actor *own)
+{
+    return epoch_quarantine_list(r, find_own, (void *)own) == 1;
+}
+
+/*
+ * A replica that knew no owner (it just joined) has no member set to
+ * judge the snapshot's creator by, and the snapshot's own member set
+ * could be forged. The owner, though, is bound to the space id by the
+ * genesis record: such a replica adopts a snapshot of a space with an
+ * owner only when the owner signed its epoch records.
+ */
+static int
+owner_signed(epoch_reset *rs, crdt_raw *t)
+{
+    unsigned char owner[CRDT_PUBKEY_BYTES];
+    int rc = crdt_raw_owner(t, owner);
+
+    if (rc <= 0 || rs->final.number == 0)
+        return rc < 0 ? rc : CRDT_OK; /* no owner: as before; genesis */
+    if (memcmp(owner, rs->target.creator, CRDT_PUBKEY_BYTES) != 0 ||
+        memcmp(owner, rs->final.creator, CRDT_PUBKEY_BYTES) != 0)
+        return CRDT_EPERM;
+    return CRDT_OK;
+}
+
 int
 epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
                    const unsigned char *expected_hash)
@@ -497,6 +579,8 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
                 memcmp(hash, expected_hash, CRDT_HASH_BYTES) != 0)
                 rc = CRDT_ECORRUPT; /* not the state the peer sent */
         }
+        if (rc == CRDT_OK && !rs->knew_owner)
+            rc = owner_signed(rs, t);
         if (rc == CRDT_OK)
             rc = epoch__record_heads(&heads, &heads_len, &rs->final);
         if (rc == CRDT_ENOTFOUND) { /* genesis folds nothing */
@@ -526,7 +610,7 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
         if (rc == CRDT_OK && fork_from != UINT64_MAX && fork_from < old_number)
             rc = unarchive(t, 0);
         if (rc == CRDT_OK)
-            rc = unstage(t);
+            rc = unstage(t, &lost);
         if (rc == CRDT_OK) /* keeps (3) */
             rc = crdt_raw_replay_log(report, t, old_number);
         if (rc == CRDT_OK)
@@ -551,11 +635,14 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
         own = crdt_replica_actor(rs->r);
         for (size_t i = 0; i < rs->n_forks; i++)
             own_lost |= memcmp(rs->forks[i].b, own.b, 8) == 0;
+        /* the replay or the unstaging met a copy of this replica */
+        if (lost > 0 || (report != NULL && report->conflicts > 0))
+            own_lost |= own_has_lost(rs->r, &own);
         /* quarantined or parked own changes: never reuse their seqs; a
          * copy that lost keeps its writes under its new actor */
         if (moved > 0 || own_lost)
             rc = crdt_replica_new_incarnation(rs->r);
-        if (rc == CRDT_OK && own_lost && lost > 0)
+        if (rc == CRDT_OK && own_lost)
             rc = epoch_quarantine_apply_lost(NULL, rs->r, &own);
         if (rc == CRDT_OK)
             rc = crdt_replica_check_incarnation(NULL, rs->r);

@@ -51,6 +51,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crdt/raw.h"
 #include "crdtnet/channel.h"
 #include "crdtnet/conn.h"
 #include "crdtnet/frame.h"
@@ -276,17 +277,50 @@ server_is_member(const unsigned char pk[CRDTNET_PK_BYTES], void *ctx)
     return c->r != NULL && crdtnet_is_member(c->r, pk); /* strict */
 }
 
+/* The peer key a joining replica pinned (meta CRDTNET_PIN_META): 1 and
+ * the key, 0 if none (or unreadable: then no pin, and no trust either,
+ * see client_is_member). */
+static int
+pinned_key(crdt_replica *r, unsigned char *pk)
+{
+    crdt_raw *t;
+    const void *v;
+    size_t vl;
+    int found = 0;
+
+    if (crdt_raw_begin(&t, r, 0) < 0)
+        return -1;
+    if (crdt_raw_get(t, CRDT_DB_META, CRDTNET_PIN_META,
+                     sizeof CRDTNET_PIN_META - 1, &v, &vl) == CRDT_OK &&
+        vl == CRDT_PUBKEY_BYTES) {
+        memcpy(pk, v, CRDT_PUBKEY_BYTES);
+        found = 1;
+    }
+    crdt_raw_abort(t);
+    return found;
+}
+
 static int
 client_is_member(const unsigned char pk[CRDTNET_PK_BYTES], void *ctx)
 {
     conn *c = ctx;
+    unsigned char pin[CRDT_PUBKEY_BYTES];
     uint64_t n;
+    int pinned;
 
     if (crdtnet_is_member(c->r, pk))
         return 1;
-    /* Trust on first use: a replica that joined and never synced. */
-    if (!c->no_tofu && crdtnet_member_count(c->r, &n) == CRDT_OK &&
-        n == 0) {
+    if (crdtnet_member_count(c->r, &n) != CRDT_OK || n != 0)
+        return 0;
+    /* A replica that joined and never synced: the key it pinned at init,
+     * else (trust on first use) whichever server it was told to use. */
+    if ((pinned = pinned_key(c->r, pin)) != 0) {
+        if (pinned < 0 || sodium_memcmp(pin, pk, sizeof pin) != 0)
+            return 0;
+        c->tofu_used = 1;
+        return 1;
+    }
+    if (!c->no_tofu) {
         c->tofu_used = 1;
         return 1;
     }
@@ -932,6 +966,17 @@ result(conn *c, crdtnet_report *out)
                                __ATOMIC_RELAXED);
         c->st_peer = 0;
     }
+    if (rep != NULL && rep->equivocations > 0) {
+        char actor[2 * CRDT_ACTOR_BYTES + 1];
+        crdt_hex(actor, rep->equivocating.b, CRDT_ACTOR_BYTES);
+        logf_(c, CRDTNET_LOG_WARN,
+              "equivocation: actor %s (and %llu more) wrote two different "
+              "chains (a copied or twice-restored replica); ours %s%s",
+              actor, (unsigned long long)(rep->equivocations - 1),
+              rep->equivocation_lost ? "lost: quarantined, took the peer's"
+                                     : "won",
+              rep->renewed ? "; now writing as a new actor" : "");
+    }
     if (rc == CRDT_OK && c->err == 0 && c->s != NULL)
         logf_(c, CRDTNET_LOG_INFO,
               "session ended: sent %llu changes, received %llu changes "
@@ -1226,38 +1271,4 @@ crdtnet_sync_connect(crdtnet_report *out, crdt_replica *r, const char *host,
                      const char *port, const crdtnet_conn_options *opts)
 {
     return crdtnet__sync_connect(out, r, host, port, opts, NULL);
-}
-
-int
-crdtnet__split_hostport(char *host, size_t host_size, char *port,
-                        size_t port_size, const char *s)
-{
-    const char *colon, *h = s;
-    size_t hl;
-
-    if (s == NULL)
-        return CRDT_EINVAL;
-    if (s[0] == '[') {
-        const char *close_br = strchr(s, ']');
-
-        if (close_br == NULL || close_br[1] != ':')
-            return CRDT_EINVAL;
-        h = s + 1;
-        hl = (size_t)(close_br - h);
-        colon = close_br + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL)
-            return CRDT_EINVAL;
-        hl = (size_t)(colon - s);
-        if (memchr(s, ':', hl) != NULL)
-            return CRDT_EINVAL; /* a bare IPv6 literal needs brackets */
-    }
-    if (hl == 0 || hl >= host_size || colon[1] == '\0' ||
-        strlen(colon + 1) >= port_size)
-        return CRDT_EINVAL;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    snprintf(port, port_size, "%s", colon + 1);
-    return CRDT_OK;
 }

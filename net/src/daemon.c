@@ -288,8 +288,8 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     for (i = 0, k = 0; i < n_peers; i++) {
         char host[HOST_MAX], port[PORT_MAX];
 
-        if (crdtnet__split_hostport(host, sizeof host, port, sizeof port,
-                                    peers[i]) != CRDT_OK) {
+        if (crdtnet_split_hostport(host, sizeof host, port, sizeof port,
+                                   peers[i]) != CRDT_OK) {
             dlogf(d, CRDTNET_LOG_ERROR,
                   "bad peer address \"%s\": expected HOST:PORT",
                   peers[i] ? peers[i] : "");

@@ -13,6 +13,7 @@
  *      frame until next() hands it out.
  *  (3) Once DEAD, every call returns the same error.
  */
+#include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,7 @@ crdtnet_framer_feed(crdtnet_framer *f, const void *bytes, size_t len,
         if (f->have == f->need)
             f->ready = 1;
     }
+    assert(f->have <= f->need); /* keeps (2): a frame never overfills */
     *used_out = used;
     return CRDT_OK;
 }

@@ -44,11 +44,5 @@ void crdtnet__count_merge(crdtnet_space_stats *st, uint64_t us);
 /* Milliseconds on the monotonic clock. */
 long long crdtnet__now_ms(void);
 
-/*
- * Split "host:port" or "[v6]:port" into @p host and @p port buffers.
- * @return CRDT_OK; CRDT_EINVAL (no port, empty host, too long).
- */
-int crdtnet__split_hostport(char *host, size_t host_size, char *port,
-                            size_t port_size, const char *s);
 
 #endif

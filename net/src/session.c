@@ -789,7 +789,10 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
             if (rc == CRDT_ENOMEM || rc == CRDT_EFULL || rc == CRDT_EIO)
                 return fail(s, rc, crdt_strerror(rc), 1); /* ours */
             return fail(s, rc == CRDT_EBUSY ? CRDT_EBUSY : CRDT_EAUTH,
-                        "invalid epoch record from peer", 1);
+                        rc == CRDT_EPERM ? "epoch record made by a key that "
+                                           "is not an admin of the space"
+                                         : "invalid epoch record from peer",
+                        1);
         }
     }
     {
@@ -869,6 +872,11 @@ on_changes(crdtnet_session *s, crdt__mp *m)
         return fail(s, CRDT_EPROTO, "CHANGES out of order", 1);
     if (crdt__mp_array(m, &n) < 0)
         return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
+    /* memory for the list is bounded by the message, not by a count the
+     * peer chose: no change is shorter than CRDT_CHANGE_MIN */
+    if (n > (size_t)(m->end - m->p) / CRDT_CHANGE_MIN)
+        return fail(s, CRDT_ELIMIT, "more changes than the message can hold",
+                    1);
     items = calloc(n ? n : 1, sizeof *items);
     if (items == NULL)
         return fail(s, CRDT_ENOMEM, "out of memory", 1);
@@ -935,7 +943,11 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
             len = rl;
             if ((rc = epoch_store_records(s->r, &rec, &len, 1)) < 0)
                 return fail(s, rc == CRDT_EBUSY ? rc : CRDT_EAUTH,
-                            "invalid epoch record from peer", 1);
+                            rc == CRDT_EPERM
+                                ? "epoch record made by a key that is not "
+                                  "an admin of the space"
+                                : "invalid epoch record from peer",
+                            1);
         }
         rc = epoch_reset_begin(&s->reset, s->r, id, NULL);
         if (rc == CRDT_EBUSY) {
@@ -997,6 +1009,9 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
     memset(&mr, 0, sizeof mr);
     rc = epoch_reset_commit(&mr, s->reset, s->reset_hash);
     s->reset = NULL;
+    if (rc == CRDT_EPERM) /* docs/security.md */
+        return fail(s, CRDT_EAUTH, "snapshot not signed by the space's "
+                    "owner", 1);
     if (rc < 0)
         return fail(s, rc, rc == CRDT_ECORRUPT ? "snapshot hash mismatch"
                                                : "cannot apply the snapshot",

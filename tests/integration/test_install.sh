@@ -160,8 +160,18 @@ echo "ok: find_package(Strata) consumer ran (Strata::net, Strata::net_static); v
 
 # -- a packager's configure: no Check, no benches, msgpack-c 6's name ------
 mkdir "$tmp/pc"
+copy_pc() { # copy_pc MODULE: its .pc and those of all it requires
+    local p d
+    p="$(pkg-config --path "$1")"
+    [ -e "$tmp/pc/$(basename "$p")" ] && return 0
+    cp "$p" "$tmp/pc/"
+    for d in $(pkg-config --print-requires --print-requires-private "$1" |
+               awk '{ print $1 }'); do
+        copy_pc "$d"
+    done
+}
 for m in lmdb libsodium jansson libmicrohttpd; do
-    cp "$(pkg-config --path "$m")" "$tmp/pc/"
+    copy_pc "$m"
 done
 cp "$(pkg-config --path msgpack-c 2>/dev/null || pkg-config --path msgpack)" \
     "$tmp/pc/msgpack-c.pc"

@@ -93,3 +93,50 @@ sleep 1.5
 [ "$("$S" get W docs secret v 2>/dev/null || true)" = "" ] ||
     fail "the removed peer received a write made after its removal"
 check "a removed peer's live session is closed (${ms} ms) and gets nothing after"
+
+# ---- 4. epochs: only admins make them; a new replica trusts the owner's ----
+"$S" sync X "127.0.0.1:$pO" >/dev/null
+code 4 "$S" migrate X
+grep -q "only an admin makes epochs" err.txt || fail "migrate reason: $(cat err.txt)"
+echo "a phrase for the writer X2 of this test" > x2.phrase
+"$S" init X2 --space-id "$sp" --phrase-file x2.phrase >/dev/null
+"$S" member add O "$("$S" id X2)"
+"$S" init X3 --space-id "$sp" --phrase-file x2.phrase >/dev/null   # same key, knows no owner
+"$S" put X3 docs forged v 1
+"$S" migrate X3 >/dev/null        # nothing here says X3 may not
+e0="$(epoch O)"
+code 5 "$S" sync X3 "127.0.0.1:$pO"
+grep -q "not an admin" err.txt || fail "forged epoch reason: $(cat err.txt)"
+[ "$(epoch O)" = "$e0" ] || fail "the owner adopted a writer's epoch"
+check "a writer cannot make an epoch, nor impose one made where it seemed allowed"
+
+"$S" sync A "127.0.0.1:$pO" >/dev/null
+"$S" migrate A >/dev/null          # an admin's epoch
+serve a.log A; pA=$port
+"$S" sync O "127.0.0.1:$pA" >/dev/null
+[ "$(epoch O)" = "$(epoch A)" ] || fail "the owner did not follow an admin's epoch"
+"$S" init N --space-id "$sp" >/dev/null
+"$S" member add O "$("$S" id N)"
+"$S" sync O "127.0.0.1:$pA" >/dev/null
+code 5 "$S" sync N "127.0.0.1:$pA"
+grep -q "not signed by the space's owner" err.txt || fail "snapshot reason: $(cat err.txt)"
+[ "$("$S" status N --json | js 'd["epoch"]["number"]')" = 0 ] || fail "N adopted the snapshot"
+"$S" migrate O >/dev/null          # the owner's epoch
+"$S" sync N "127.0.0.1:$pO" >/dev/null
+[ "$(epoch N)" = "$(epoch O)" ] && [ "$(hash N)" = "$(hash O)" ] ||
+    fail "a new replica did not adopt the owner's snapshot"
+check "admins' epochs are followed; a new replica adopts only an owner-signed snapshot"
+
+# ---- 5. a joiner that pins a known peer key is not fooled by a fake daemon ----
+"$S" init F --space-id "$sp" >/dev/null          # a daemon that says yes to anyone
+"$S" init P --space-id "$sp" --peer-key "$kO" >/dev/null
+"$S" member add F "$("$S" id P)"
+serve f.log F; pF=$port
+code 5 "$S" sync P "127.0.0.1:$pF"
+[ "$("$S" member ls P)" = "" ] || fail "the fake daemon's member set reached P"
+code 1 "$S" init P2 --peer-key "$kO"
+"$S" member add O "$("$S" id P)"
+"$S" sync P "127.0.0.1:$pO" >/dev/null
+[ "$(role_of P "$kO")" = owner ] && [ "$(hash P)" = "$(hash O)" ] ||
+    fail "P did not sync with the pinned owner"
+check "init --space-id --peer-key: the first sync trusts only the pinned key"

@@ -184,8 +184,15 @@ rc=0; "$S" serve A --listen=127.0.0.1:0 --nope 2>/dev/null || rc=$?
 [ "$rc" = 1 ] || fail "unknown option exited $rc"
 rc=0; "$S" serve --config missing.conf 2>/dev/null || rc=$?
 [ "$rc" = 2 ] || fail "missing config exited $rc"
+python3 -c 'print("# comment\n" * 120000, end="")' > huge.conf
+rc=0; "$S" serve --config huge.conf 2> huge.err || rc=$?
+[ "$rc" = 1 ] && grep -q 'config file larger than' huge.err ||
+    fail "a config file over 1 MiB is not refused"
+printf 'listen = 127.0.0.1:0\nspace = A\0B\n' > nul.conf
+rc=0; "$S" serve --config nul.conf 2> nul.err || rc=$?
+[ "$rc" = 1 ] && grep -q 'NUL byte' nul.err || fail "a NUL in the config"
 "$S" serve --help | grep -q -- '--metrics HOST:PORT' || fail "help"
-check "bad options and a missing config file are refused"
+check "bad options, a missing, huge or NUL-holding config file are refused"
 
 # ---- 6. the shipped unit and config start a daemon ----
 unit="$here/../../contrib/strata.service"

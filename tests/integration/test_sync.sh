@@ -84,6 +84,7 @@ check "beyond policy: exit 4, the unsynced op listed in quarantine"
 
 # ---- 4. a fork: both sides made an epoch while partitioned ----
 new_space P Q
+"$S" member add P "$("$S" id Q)" --role admin   # only admins make epochs
 serve p.log P; pP=$port
 "$S" put P f d1 v 1
 "$S" sync Q "127.0.0.1:$pP" >/dev/null

@@ -81,6 +81,100 @@ START_TEST(test_gap_waits_in_pending)
 }
 END_TEST
 
+static uint64_t
+quarantine_count(crdt_replica *r)
+{
+    crdt_raw *t;
+    uint64_t q = 0;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_count(&q, t, CRDT_DB_QUARANTINE), CRDT_OK);
+    crdt_raw_abort(t);
+    return q;
+}
+
+static uint64_t
+pending_count(crdt_replica *r)
+{
+    crdt_read *rd;
+    crdt_stats st;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
+    crdt_read_end(rd);
+    return st.pending;
+}
+
+/* A change whose seq is near 2^62 would wait forever for predecessors
+ * nobody has: it goes to the quarantine with its reason, not pending. */
+START_TEST(test_far_ahead_change_is_quarantined)
+{
+    unsigned char *h, *nh;
+    size_t hl;
+    crdt_raw *t;
+    crdt_merge_report rep;
+    tu_batch x;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 1), CRDT_OK);
+    /* move a's own head to 2^62: its next change starts just above */
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_heads_encode(&h, &hl, t), CRDT_OK);
+    /* [actor bin8, seq 1 (fixint), ...]: seq becomes a uint64 */
+    ck_assert_uint_eq(h[0], 0x95);
+    ck_assert_uint_eq(h[11], 0x01);
+    nh = malloc(hl + 8);
+    memcpy(nh, h, 11);
+    nh[11] = 0xcf;
+    memset(nh + 12, 0, 8);
+    nh[12] = 0x40; /* 2^62 */
+    memcpy(nh + 20, h + 12, hl - 12);
+    ck_assert_int_eq(crdt_raw_heads_replace(t, nh, hl + 8), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    free(h);
+    free(nh);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 2), CRDT_OK);
+    x = tu_export_all(a);
+    ck_assert_uint_eq(x.n, 2);
+    ck_assert_int_eq(crdt_merge(&rep, b, &x.v[1], 1), CRDT_OK);
+    ck_assert_uint_eq(rep.pending, 0);
+    ck_assert_uint_eq(rep.quarantined_ops, 1);
+    ck_assert_uint_eq(pending_count(b), 0);
+    ck_assert_uint_eq(quarantine_count(b), 1);
+    tu_batch_free(&x);
+}
+END_TEST
+
+/* An actor's share of the pending area is bounded: the farthest-ahead
+ * parked change makes room for a nearer one, into the quarantine. */
+START_TEST(test_pending_share_is_bounded_per_actor)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_merge_report rep;
+    char sub[300], buf[32];
+    tu_batch x;
+
+    crdt_replica_close(b);
+    snprintf(sub, sizeof sub, "%s/r", db);
+    o.pending_max_actor = 2;
+    ck_assert_int_eq(crdt_replica_open(&b, sub, &o), CRDT_OK);
+    for (int i = 1; i <= 5; i++)
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "f", i), CRDT_OK);
+    x = tu_export_all(a);
+    for (int i = 4; i >= 1; i--) /* seqs 5, 4, 3, 2: all wait for 1 */
+        ck_assert_int_eq(crdt_merge(&rep, b, &x.v[i], 1), CRDT_OK);
+    ck_assert_uint_eq(pending_count(b), 2);
+    ck_assert_uint_eq(quarantine_count(b), 2); /* 5 and 4 made room */
+    ck_assert_int_eq(crdt_merge(&rep, b, &x.v[0], 1), CRDT_OK);
+    ck_assert_uint_eq(rep.changes_applied, 3);
+    ck_assert_uint_eq(pending_count(b), 0);
+    /* the displaced ones come again from the peer and apply */
+    ck_assert_int_eq(crdt_merge(&rep, b, x.v, x.n), CRDT_OK);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "f");
+    ck_assert_str_eq(buf, "5");
+    tu_batch_free(&x);
+}
+END_TEST
+
 START_TEST(test_forged_change_is_refused)
 {
     char hb[65], hb2[65];
@@ -387,6 +481,8 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_merge_is_idempotent);
     tcase_add_test(tc, test_gap_waits_in_pending);
+    tcase_add_test(tc, test_far_ahead_change_is_quarantined);
+    tcase_add_test(tc, test_pending_share_is_bounded_per_actor);
     tcase_add_test(tc, test_forged_change_is_refused);
     tcase_add_test(tc, test_other_space_is_refused);
     tcase_add_test(tc, test_truncated_and_garbage_are_eproto);

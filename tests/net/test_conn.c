@@ -302,27 +302,45 @@ START_TEST(test_split_hostport)
 {
     char h[64], p[16];
 
-    ck_assert_int_eq(crdtnet__split_hostport(h, sizeof h, p, sizeof p,
+    ck_assert_int_eq(crdtnet_split_hostport(h, sizeof h, p, sizeof p,
                                              "127.0.0.1:7000"),
                      CRDT_OK);
     ck_assert_str_eq(h, "127.0.0.1");
     ck_assert_str_eq(p, "7000");
     ck_assert_int_eq(
-        crdtnet__split_hostport(h, sizeof h, p, sizeof p, "[::1]:80"),
+        crdtnet_split_hostport(h, sizeof h, p, sizeof p, "[::1]:80"),
         CRDT_OK);
     ck_assert_str_eq(h, "::1");
     ck_assert_str_eq(p, "80");
     ck_assert_int_eq(
-        crdtnet__split_hostport(h, sizeof h, p, sizeof p, "::1:80"),
+        crdtnet_split_hostport(h, sizeof h, p, sizeof p, "::1:80"),
         CRDT_EINVAL);
     ck_assert_int_eq(
-        crdtnet__split_hostport(h, sizeof h, p, sizeof p, "host"),
+        crdtnet_split_hostport(h, sizeof h, p, sizeof p, "host"),
         CRDT_EINVAL);
     ck_assert_int_eq(
-        crdtnet__split_hostport(h, sizeof h, p, sizeof p, ":80"),
+        crdtnet_split_hostport(h, sizeof h, p, sizeof p, ":80"),
         CRDT_EINVAL);
     ck_assert_int_eq(
-        crdtnet__split_hostport(h, sizeof h, p, sizeof p, "host:"),
+        crdtnet_split_hostport(h, sizeof h, p, sizeof p, "host:"),
+        CRDT_EINVAL);
+    /* the port is a number a socket can have */
+    ck_assert_int_eq(
+        crdtnet_split_hostport(h, sizeof h, p, sizeof p, "host:65535"),
+        CRDT_OK);
+    ck_assert_int_eq(
+        crdtnet_split_hostport(h, sizeof h, p, sizeof p, "host:0"), CRDT_OK);
+    ck_assert_int_eq(
+        crdtnet_split_hostport(h, sizeof h, p, sizeof p, "host:65536"),
+        CRDT_EINVAL);
+    ck_assert_int_eq(
+        crdtnet_split_hostport(h, sizeof h, p, sizeof p, "host:http"),
+        CRDT_EINVAL);
+    ck_assert_int_eq(
+        crdtnet_split_hostport(h, sizeof h, p, sizeof p, "[::1]:-1"),
+        CRDT_EINVAL);
+    ck_assert_int_eq(
+        crdtnet_split_hostport(h, sizeof h, p, sizeof p, "[]:80"),
         CRDT_EINVAL);
 }
 END_TEST

@@ -249,6 +249,61 @@ START_TEST(test_busy_during_migration)
 }
 END_TEST
 
+/* One CHANGES message of 8 MiB of empty entries: refused on its count
+ * before anything is allocated for four million entries. */
+START_TEST(test_changes_of_empty_entries_are_refused_early)
+{
+    crdtnet_session *sa, *sb;
+    const unsigned char *msg;
+    unsigned char *bomb;
+    size_t len, n = (CRDTNET_SESSION_MSG_MAX - 16) / 2, off = 0;
+    tu_batch x;
+    char h0[65], h1[65];
+
+    ck_assert_int_eq(tu_put_int(b, "c", "d", "f", 1), CRDT_OK);
+    x = tu_export_all(b); /* the smallest change there is */
+    ck_assert_uint_ge(x.v[0].len, CRDT_CHANGE_MIN);
+    tu_batch_free(&x);
+    tu_hash(h0, a);
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, NULL), CRDT_OK);
+    /* HELLO and FORKS both ways, nothing more: a is ready for CHANGES */
+    ck_assert_int_eq(crdtnet_session_next_out(sb, &msg, &len), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(sa, msg, len), CRDT_OK);
+    for (int i = 0; i < 2; i++) {
+        unsigned char *copy;
+        ck_assert_int_eq(crdtnet_session_next_out(sa, &msg, &len), CRDT_OK);
+        copy = malloc(len);
+        memcpy(copy, msg, len);
+        ck_assert_int_eq(crdtnet_session_feed(sb, copy, len), CRDT_OK);
+        free(copy);
+    }
+    ck_assert_int_eq(crdtnet_session_next_out(sb, &msg, &len), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(sa, msg, len), CRDT_OK);
+    crdtnet_session_free(sb);
+    bomb = malloc(8 + 2 * n);
+    bomb[off++] = 0x92;
+    bomb[off++] = 0x07;
+    bomb[off++] = 0xdd;
+    bomb[off++] = (unsigned char)(n >> 24);
+    bomb[off++] = (unsigned char)(n >> 16);
+    bomb[off++] = (unsigned char)(n >> 8);
+    bomb[off++] = (unsigned char)n;
+    for (size_t i = 0; i < n; i++) {
+        bomb[off++] = 0xc4;
+        bomb[off++] = 0x00;
+    }
+    ck_assert_msg(crdtnet_session_feed(sa, bomb, off) == CRDT_ELIMIT, "%s",
+                  crdtnet_session_report(sa)->reason);
+    ck_assert_str_eq(crdtnet_session_report(sa)->reason,
+                     "more changes than the message can hold");
+    free(bomb);
+    crdtnet_session_free(sa);
+    tu_hash(h1, a);
+    ck_assert_str_eq(h0, h1);
+}
+END_TEST
+
 START_TEST(test_garbage_messages_fail_cleanly)
 {
     crdtnet_session *s;
@@ -313,6 +368,7 @@ test_suite(void)
     tcase_add_test(tc, test_beyond_policy_is_rejected_and_quarantined);
     tcase_add_test(tc, test_busy_during_migration);
     tcase_add_test(tc, test_garbage_messages_fail_cleanly);
+    tcase_add_test(tc, test_changes_of_empty_entries_are_refused_early);
     tcase_add_test(tc, test_old_protocol_is_refused);
     suite_add_tcase(s, tc);
     return s;

@@ -19,6 +19,10 @@ extern "C" {
 
 /** Largest encoded change accepted (and produced). */
 #define CRDT_CHANGE_MAX (4u * 1024 * 1024)
+/** No encoded change is shorter (its fixed fields alone: space, epoch,
+ *  key, incarnation, prev, signature): bounds how many a message of a
+ *  given size can carry. */
+#define CRDT_CHANGE_MIN 128u
 /** Most ops in one change. */
 #define CRDT_CHANGE_MAX_OPS 1000000u
 

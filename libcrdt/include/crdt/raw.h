@@ -56,13 +56,6 @@ typedef struct crdt_raw crdt_raw;
  */
 CRDT_API CRDT_MUST_CHECK int crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write);
 /**
- * Whether an upgrade marker is present, read in a read txn of its own so
- * it never waits on the writer lock a migration holds: call it before
- * crdt_raw_begin(.., 1) to answer "busy" at once.
- * @return 1 (present), 0 (absent), or a crdt_err.
- */
-CRDT_API int crdt_raw_marker_peek(crdt_replica *r);
-/**
  * Grow the map after a raw call returned CRDT_EFULL, with no txn of this
  * process open; then redo the whole txn.
  * @return CRDT_OK; CRDT_EFULL (at the configured maximum).
@@ -119,6 +112,12 @@ CRDT_API int crdt_raw_swap_state(crdt_raw *t);
 CRDT_API void crdt_raw_state_hash(crdt_raw *t, unsigned char *out);
 /** Recompute the active slot's hash from scratch (verify). */
 CRDT_API int crdt_raw_state_rehash(crdt_raw *t, unsigned char *out);
+/**
+ * The space's owner as the active slot holds it (crdt/members.h): 1 and
+ * its key in @p owner_out, 0 if the state holds no valid genesis record,
+ * negative on a read error.
+ */
+CRDT_API int crdt_raw_owner(crdt_raw *t, unsigned char *owner_out);
 
 /* ---- epochs and the log ---- */
 
@@ -265,6 +264,13 @@ CRDT_API int crdt_txn_raw_del(crdt_txn *t, crdt_db db, const void *k, size_t kl)
  */
 typedef uint64_t (*crdt_clock_fn)(void *ctx);
 CRDT_API void crdt_set_clock(crdt_clock_fn fn, void *ctx);
+
+/**
+ * 1 if a migration's upgrade marker is present, 0 if not, or a crdt_err;
+ * looked at in a read txn of its own, so a caller can answer CRDT_EBUSY
+ * before it waits on the writer lock a migration holds.
+ */
+CRDT_API int crdt_raw_marker_peek(crdt_replica *r);
 
 /**
  * The wall clock every replica of this process uses, in milliseconds

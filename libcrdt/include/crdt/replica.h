@@ -54,7 +54,8 @@ typedef struct {
 
 /** Options for crdt_replica_open(); start from CRDT_OPEN_OPTIONS_INIT. */
 typedef struct {
-    unsigned int version;     /**< 2 (1: without map_resident) */
+    unsigned int version;     /**< 3 (2: without the pending bounds,
+                                   1: without map_resident) */
     int create;               /**< create a new replica if the dir is empty */
     int read_only;            /**< open for reading only */
     size_t map_size;          /**< initial LMDB map size; 0 = 1 GiB */
@@ -77,9 +78,21 @@ typedef struct {
      * back in when used. 0 = 32 MiB; SIZE_MAX = never.
      */
     size_t map_resident;
+    /**
+     * Bounds of the pending area (changes that wait for a missing
+     * predecessor): changes parked per actor (0 = 1024), in the whole
+     * replica (0 = 65536), and how far ahead of an actor's head a change
+     * may start (0 = 2^20 seqs). A change beyond a bound, or the
+     * farthest-ahead parked change of the actor it displaces, goes to
+     * the quarantine with the reason.
+     */
+    uint64_t pending_max_actor;
+    uint64_t pending_max;
+    uint64_t pending_max_gap;
 } crdt_open_options;
 
-#define CRDT_OPEN_OPTIONS_INIT { 2, 0, 0, 0, 0, 0, 0, NULL, NULL, 0 }
+#define CRDT_OPEN_OPTIONS_INIT                                            \
+    { 3, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0 }
 
 /**
  * Open the replica in directory @p path.

@@ -34,6 +34,8 @@ extern "C" {
 
 /** The collection that holds a space's member set. */
 #define CRDTNET_MEMBERS_COLL "$members"
+/** Meta key of the peer key a joining replica pinned (32 bytes). */
+#define CRDTNET_PIN_META "pinned_peer"
 /** The register field that is true for a member. */
 #define CRDTNET_MEMBERS_FIELD "member"
 
@@ -57,6 +59,19 @@ CRDTNET_API int crdtnet_is_member(crdt_replica *r, const unsigned char pk[32]);
 CRDTNET_API int crdtnet_member_count(crdt_replica *r, uint64_t *out);
 
 /* ---- connections --------------------------------------------------- */
+
+/**
+ * Split a peer or listen address, the one parser the library and the
+ * CLI share: "HOST:PORT", or "[V6]:PORT" for an IPv6 literal. HOST is
+ * not empty and, without brackets, holds no ':' (so "::1:7400" is
+ * refused: write "[::1]:7400"); PORT is 1 to 5 decimal digits, 0..65535
+ * (0: any free port, for listening).
+ * @return CRDT_OK; CRDT_EINVAL (malformed, or a part does not fit in
+ *         its buffer, NUL included).
+ */
+CRDTNET_API int crdtnet_split_hostport(char *host, size_t host_size,
+                                       char *port, size_t port_size,
+                                       const char *s);
 
 /**
  * Receives one log line (no prefix, no newline), for instance
@@ -136,9 +151,12 @@ typedef struct {
  * its end (or, with @c live, until the peer closes or @c stop), send our
  * final message and close.
  *
- * The server is accepted if it is in @p r's member set, or if that set
- * is empty and @c no_tofu is 0 (trust on first use: the member set then
- * arrives with the sync).
+ * The server is accepted if it is in @p r's member set. If that set is
+ * empty (a replica that joined and never synced), it is accepted if its
+ * key is the one pinned in @p r (meta CRDTNET_PIN_META, written by
+ * `strata init --peer-key`), or, with no pin and @c no_tofu 0, whatever
+ * it is (trust on first use: the member set then arrives with the
+ * sync).
  *
  * @p r must be epoch_attach()ed. Safe to call from several threads at
  * once on the same replica.
