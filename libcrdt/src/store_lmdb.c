@@ -537,12 +537,6 @@ crdt__marker_present(MDB_txn *txn, crdt_replica *r)
 }
 
 int
-crdt_raw_marker_peek(crdt_replica *r)
-{
-    return crdt__marker_peek(r);
-}
-
-int
 crdt__marker_peek(crdt_replica *r)
 {
     MDB_txn *txn;
