@@ -16,6 +16,8 @@
  *   w_migrate.c   migrate and open (+ the raw LMDB rewrite reference)
  *   w_sync.c      w1_sync: w1 over an encrypted loopback crdtnet session
  *                 between two processes (+ w1_merge, interleaved)
+ *   w_watch.c     watch_latency: a commit by another process reaching a
+ *                 watcher (+ the commit itself as reference)
  *   w_peers.c     peers: w1 on Yjs, Automerge and Loro (node, peers/w1.js)
  *   lmdb_ref.c    the raw LMDB references
  *
@@ -192,6 +194,7 @@ int w_migrate_run(bench_entry *e);     /* migrate */
 int w_open_run(bench_entry *e);        /* open */
 int w_sync_run(bench_entry *e);        /* w1_sync */
 int w_peers_run(bench_entry *e);       /* peers */
+int w_watch_run(bench_entry *e);       /* watch_latency */
 
 /* ---- w1 pieces shared by w_merge.c, w_sync.c and w_peers.c ---- */
 

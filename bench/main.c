@@ -47,6 +47,8 @@ static const workload WORKLOADS[] = {
     { "w1_sync", w_sync_run, NULL,
       "w1 pulled over an encrypted loopback crdtnet session between two "
       "processes" },
+    { "watch_latency", w_watch_run, NULL,
+      "1,000 commits by another process reach a watcher (p50, p99)" },
     { "peers", w_peers_run, NULL,
       "w1 merge on Yjs, Automerge and Loro (node bench/peers/w1.js)" },
 };

@@ -292,5 +292,6 @@ int cmd_migrate(const cli_cmd *cmd, int argc, char **argv);
 int cmd_epochs(const cli_cmd *cmd, int argc, char **argv);
 int cmd_quarantine(const cli_cmd *cmd, int argc, char **argv);
 int cmd_verify(const cli_cmd *cmd, int argc, char **argv);
+int cmd_watch(const cli_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "peer_pipe.h"
 #include "serve.h"
 
 static crdtnet_daemon *running;
@@ -279,6 +280,71 @@ check_same_dir(const serve_conf *c)
     return CLI_OK;
 }
 
+/*
+ * serve DIR... --stdio [--quiet] [--max-epochs-behind N]: one session
+ * with the client at the other end of stdin and stdout (what `strata
+ * sync DIR --via 'ssh host strata serve D --stdio'` runs). stdout is the
+ * wire: the one log line goes to stderr (unless --quiet).
+ */
+static int
+serve_stdio(const cli_cmd *cmd, int argc, char **argv)
+{
+    crdt_replica *reps[SERVE_MAX_DIRS];
+    const char *dirs[SERVE_MAX_DIRS];
+    crdtnet_peer_options po = CRDTNET_PEER_OPTIONS_INIT;
+    crdtnet_peer *p = NULL;
+    crdtnet_report rep;
+    size_t n_dirs = 0, opened;
+    long long n;
+    int rc, code = CLI_OK, quiet = 0;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--stdio"))
+            continue;
+        if (!strcmp(argv[i], "--quiet")) {
+            quiet = 1;
+        } else if (!strcmp(argv[i], "--max-epochs-behind") && i + 1 < argc) {
+            if (cli_parse_int64(&n, argv[++i]) < 0 || n < 0 ||
+                n > 100000000)
+                return cli_usage(cmd, "bad value for --max-epochs-behind");
+            po.policy.max_epochs_behind = (uint32_t)n;
+        } else if (argv[i][0] == '-' && argv[i][1] == '-') {
+            return cli_usage(cmd, "--stdio serves one session on "
+                                  "stdin/stdout: %s does not apply",
+                             argv[i]);
+        } else if (n_dirs == SERVE_MAX_DIRS) {
+            return cli_usage(cmd, "at most %d replicas", SERVE_MAX_DIRS);
+        } else {
+            dirs[n_dirs++] = argv[i];
+        }
+    }
+    if (n_dirs == 0)
+        return cli_usage(cmd, "need at least one DIR");
+    for (opened = 0; opened < n_dirs; opened++)
+        if ((code = cli_open(&reps[opened], dirs[opened], 1)) != CLI_OK)
+            goto out;
+    memset(&rep, 0, sizeof rep);
+    rc = crdtnet_peer_new(&p, reps, n_dirs, CRDTNET_HS_SERVER, &po);
+    if (rc == CRDT_OK)
+        rc = cli_peer_pipe(p, 0, 1, 30000, &rep);
+    close(1);
+    if (rc == CRDT_OK && !quiet)
+        fprintf(stderr, "strata serve: session ended: sent %llu changes, "
+                "received %llu (%llu ops)%s\n",
+                (unsigned long long)rep.changes_sent,
+                (unsigned long long)rep.changes_received,
+                (unsigned long long)rep.ops_received,
+                rep.in_sync ? ", in sync" : "");
+    else if (rc < 0)
+        code = cli_error(cli_exit_code(rc), "serve", "%s",
+                         rep.reason[0] ? rep.reason : crdt_strerror(rc));
+    crdtnet_peer_free(p);
+out:
+    for (size_t i = 0; i < opened; i++)
+        crdt_replica_close(reps[i]);
+    return code;
+}
+
 int
 cmd_serve(const cli_cmd *cmd, int argc, char **argv)
 {
@@ -294,6 +360,9 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     pthread_t th;
     int have_thread = 0, rc, code = CLI_OK;
 
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--stdio"))
+            return serve_stdio(cmd, argc, argv);
     rc = serve_conf_load(&conf, cmd, argc, argv, why, sizeof why);
     if (rc == CLI_HELP_SHOWN) {
         serve_conf_free(&conf);

@@ -1,6 +1,10 @@
 /*
  * cmd_sync.c: `strata sync DIR HOST:PORT [--json]`: one authenticated,
- * encrypted session with a peer, then a report of what moved.
+ * encrypted session with a peer, then a report of what moved. The peer
+ * may also be at the other end of stdin/stdout (--stdio; the report goes
+ * to stderr then, stdout being the wire) or of a command's
+ * (--via 'ssh host strata serve /data --stdio'): the same bytes as over
+ * TCP, driven by a crdtnet_peer (peer_pipe.c).
  *
  * Exit codes: 0 done; 3 busy (a migration on either side; retry after
  * the reported delay); 4 rejected (beyond policy: this replica's
@@ -11,8 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include "cli.h"
 #include "crdtnet/conn.h"
+#include "peer_pipe.h"
 
 static json_t *
 report_json(const crdtnet_report *rep, int rc)
@@ -54,7 +63,7 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
 {
     static const cli_opt opts[] = {
         { "json", 0 }, { "max-epochs-behind", 1 }, { "max-age-ms", 1 },
-        { "timeout-ms", 1 }, { NULL, 0 }
+        { "timeout-ms", 1 }, { "stdio", 0 }, { "via", 1 }, { NULL, 0 }
     };
     crdtnet_conn_options co = CRDTNET_CONN_OPTIONS_INIT;
     crdtnet_report rep;
@@ -63,13 +72,19 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
     long long n;
     cli_progress p;
     cli_args a;
-    int rc, code;
+    int rc, code, stdout_is_wire = 0;
+    FILE *report_out = stdout;
 
-    rc = cli_parse(&a, cmd, argc, argv, opts, 2, 2);
+    rc = cli_parse(&a, cmd, argc, argv, opts, 1, 2);
     if (rc != CLI_OK)
         return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
-    if (cli_split_hostport(host, sizeof host, port, sizeof port, a.pos[1]) < 0)
+    if ((a.npos == 2) + cli_has(&a, 4) + cli_has(&a, 5) != 1)
+        return cli_usage(cmd, "give one of HOST:PORT, --stdio, --via CMD");
+    if (a.npos == 2 &&
+        cli_split_hostport(host, sizeof host, port, sizeof port, a.pos[1]) < 0)
         return cli_usage(cmd, "bad address %s (want HOST:PORT)", a.pos[1]);
+    if (a.opt[5] != NULL && a.opt[5][0] == '\0')
+        return cli_usage(cmd, "--via needs a command");
     if (a.opt[1] != NULL) {
         if (cli_parse_int64(&n, a.opt[1]) < 0 || n < 0 || n > 1000000)
             return cli_usage(cmd, "bad --max-epochs-behind");
@@ -90,14 +105,48 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
     if ((rc = cli_open(&r, a.pos[0], 1)) != CLI_OK)
         return rc;
     memset(&rep, 0, sizeof rep);
-    cli_progress_init(&p, "sync", "ops and snapshot entries received");
-    if (p.on) {
-        co.progress = cli_sync_progress;
-        co.progress_ctx = &p;
+    if (a.npos == 2) {
+        cli_progress_init(&p, "sync", "ops and snapshot entries received");
+        if (p.on) {
+            co.progress = cli_sync_progress;
+            co.progress_ctx = &p;
+        }
+        rc = crdtnet_sync_connect(&rep, r, host, port, &co);
+        cli_progress_end(&p);
+    } else {
+        crdtnet_peer_options po = CRDTNET_PEER_OPTIONS_INIT;
+        crdtnet_peer *peer = NULL;
+        int idle = co.idle_timeout_ms > 0 ? co.idle_timeout_ms : 30000;
+
+        po.policy = co.policy;
+        rc = crdtnet_peer_new(&peer, &r, 1, CRDTNET_HS_CLIENT, &po);
+        if (rc == CRDT_OK && cli_has(&a, 4)) {
+            rc = cli_peer_pipe(peer, 0, 1, idle, &rep);
+            close(1); /* the other side sees EOF */
+            stdout_is_wire = 1;
+        } else if (rc == CRDT_OK) {
+            pid_t pid;
+            int to, from;
+
+            if (cli_spawn_sh(&pid, &to, &from, a.opt[5]) != 0) {
+                crdtnet_peer_free(peer);
+                crdt_replica_close(r);
+                return cli_error(CLI_EIO, "sync", "cannot run %s: %s",
+                                 a.opt[5], strerror(errno));
+            }
+            rc = cli_peer_pipe(peer, from, to, idle, &rep);
+            close(to);
+            close(from);
+            if (cli_reap(pid, 5000) != 0 && rc == CRDT_EIO &&
+                !rep.reason[0])
+                snprintf(rep.reason, sizeof rep.reason,
+                         "the command failed: %.100s", a.opt[5]);
+        }
+        crdtnet_peer_free(peer);
     }
-    rc = crdtnet_sync_connect(&rep, r, host, port, &co);
-    cli_progress_end(&p);
     crdt_replica_close(r);
+    if (stdout_is_wire) /* the report goes where a person sees it */
+        report_out = stderr;
 
     if (rc == CRDT_OK && rep.rejected)
         rc = CRDT_EREJECTED;
@@ -118,7 +167,16 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
     }
     if (cli_has(&a, 0) && (rc == CRDT_OK || rc == CRDT_EREJECTED ||
                            rc == CRDT_EBUSY)) {
-        int e = cli_emit(report_json(&rep, rc));
+        int e;
+        if (stdout_is_wire) {
+            json_t *j = report_json(&rep, rc);
+            char *js = j ? json_dumps(j, JSON_COMPACT) : NULL;
+            json_decref(j);
+            e = js && fprintf(stderr, "%s\n", js) > 0 ? CLI_OK : CLI_EIO;
+            free(js);
+        } else {
+            e = cli_emit(report_json(&rep, rc));
+        }
         if (e != CLI_OK)
             return e;
     } else if (rc == CRDT_OK) {
@@ -127,7 +185,7 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
                     "what this replica holds for the same (actor, seq) (a "
                     "cloned replica?); quarantined, not merged\n",
                     (unsigned long long)rep.conflicts);
-        printf("sent %llu changes, received %llu (%llu ops)%s%s, "
+        fprintf(report_out, "sent %llu changes, received %llu (%llu ops)%s%s, "
                "rebased %llu, quarantined %llu; %s\n",
                (unsigned long long)rep.changes_sent,
                (unsigned long long)rep.changes_received,

@@ -70,6 +70,17 @@ static const cli_cmd COMMANDS[] = {
       "identity, epoch, version vector, state hash and counters", NULL },
     { "log", cmd_log, "log DIR [--json]", "the active epoch's changes",
       "  --json: one object per change with its ops.\n" },
+    { "watch", cmd_watch, "watch DIR [COLL [DOC]] [--json] [--since CURSOR]",
+      "print each committed change as it happens, from any process",
+      "  One line per changed document of each commit:\n"
+      "    CURSOR COLL DOC FIELD,FIELD...   ('-': no field; a trailing '!':\n"
+      "                                     the document was deleted, any\n"
+      "                                     field may have changed)\n"
+      "    CURSOR *                         everything may have changed\n"
+      "  Runs until interrupted (SIGINT/SIGTERM: exit 0). --since CURSOR\n"
+      "  resumes after the line that printed CURSOR. --json prints\n"
+      "  {\"cursor\",\"coll\",\"doc\",\"fields\",\"whole\"} or\n"
+      "  {\"cursor\",\"everything\":true}.\n" },
     { "migrate", cmd_migrate,
       "migrate DIR [LENS_FILE] [--resume|--abort] [--json] [--retention N]",
       "build a new epoch: compact, or apply a lens file",
@@ -96,10 +107,11 @@ static const cli_cmd COMMANDS[] = {
       "serve DIR... --listen HOST:PORT [--peer HOST:PORT]... "
       "[--config FILE] [--metrics HOST:PORT] [--log-level LEVEL] "
       "[--log-format text|json] [--backup-dir D --backup-every SECONDS "
-      "[--backup-keep N]] [OPTION]...",
+      "[--backup-keep N]] [OPTION]... | serve DIR... --stdio",
       "run the sync daemon for one or more replicas", serve_help },
     { "sync", cmd_sync,
-      "sync DIR HOST:PORT [--json] [--max-epochs-behind N] [--max-age-ms MS]",
+      "sync DIR HOST:PORT|--stdio|--via CMD [--json] [--max-epochs-behind N] "
+      "[--max-age-ms MS]",
       "one sync session with a peer, then a report of what moved",
       "  Exit 3: busy (a migration; retry). 4: rejected beyond policy, this\n"
       "  replica's unsynced ops are in its quarantine. 5: authentication\n"
@@ -107,7 +119,10 @@ static const cli_cmd COMMANDS[] = {
       "  \"ops_received\",\"snapshot_received\",\"snapshot_sent\",\n"
       "  \"snapshot_entries\",\"rebased\",\"quarantined\",\"conflicts\",\n"
       "  \"rejected\",\n"
-      "  \"in_sync\",\"reason\",\"state_hash\",\"busy_retry_ms\"}.\n" },
+      "  \"in_sync\",\"reason\",\"state_hash\",\"busy_retry_ms\"}.\n"
+      "  --stdio: the peer is at the other end of stdin/stdout (the report\n"
+      "  goes to stderr). --via CMD: run `sh -c CMD` and sync over its\n"
+      "  stdin/stdout, e.g. --via 'ssh host strata serve /data --stdio'.\n" },
     { "quarantine", cmd_quarantine, "quarantine DIR [ls|export|apply] [--json]",
       "ops that could not be rebased: list, export, re-apply",
       "  ls (default)  one line per op: actor, seq, reason, op as JSON\n"

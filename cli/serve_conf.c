@@ -74,6 +74,9 @@ const char serve_help[] =
     "  The config file has one \"key = value\" a line, keys as the options\n"
     "  without dashes, \"space = DIR\" for a replica, '#' comment lines.\n"
     "  The command line wins; DIRs and peers of both are served.\n"
+    "  serve DIR... --stdio [--quiet]: serve ONE session on stdin/stdout\n"
+    "  instead (what `strata sync DIR --via 'ssh HOST strata serve DIR\n"
+    "  --stdio'` runs); its log line goes to stderr.\n"
     "  SIGHUP reads the file again: logging and backups change at once,\n"
     "  the rest is logged as needing a restart. SIGTERM or SIGINT stop\n"
     "  the daemon cleanly.\n";

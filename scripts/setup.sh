@@ -16,6 +16,13 @@ packages=(
     curl                         # tests scrape the metrics endpoint
     valgrind                     # leak check of the CLI scenario
 )
+# The Node.js binding (bindings/node) and its tests: node, npm (packs and
+# installs the addon into a scratch project) and node_api.h, which Debian
+# ships in libnode-dev. A nodejs from another repository (NodeSource)
+# brings all three and conflicts with Debian's npm: keep it then.
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
+[ -f /usr/include/node/node_api.h ] || packages+=(libnode-dev)
 
 missing=()
 for p in "${packages[@]}"; do

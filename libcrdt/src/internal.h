@@ -19,6 +19,7 @@
 
 #include "crdt/change.h"
 #include "crdt/error.h"
+#include "crdt/feed.h"
 #include "crdt/raw.h"
 #include "crdt/read.h"
 #include "crdt/replica.h"
@@ -43,9 +44,30 @@ typedef struct crdt__applyq {
     size_t n, cap;
 } crdt__applyq;
 
+/* What a write context changed, for the change feed (feed.c). */
+typedef struct {
+    unsigned char *buf;   /* entries: len(2) | coll 0 doc 0 field 0 */
+    size_t len, cap, n;
+    size_t last;          /* offset of the last entry, for repeats */
+    int all;              /* anything may have changed */
+    unsigned char *rec;   /* the record written at commit, to dispatch */
+    size_t rec_len;
+    uint64_t seq;         /* its feed seq */
+    int oom;              /* an allocation failed: the commit fails */
+    crdt_feed_event ev;   /* decoded before the commit, for subscribers */
+    void *ev_mem;
+} crdt__feedacc;
+
+struct crdt_feed_sub;
+
 struct crdt_replica {
     MDB_env *env;
     MDB_dbi dbi[CRDT_DB__COUNT];
+    MDB_dbi feed_dbi;         /* the change feed (feed.c) */
+    int feed_ok;              /* 0: a read-only open of a store without it */
+    char *notify_path;        /* touched after each recorded commit */
+    pthread_mutex_t feed_lock; /* the subscriptions, and calling them */
+    struct crdt_feed_sub *subs;
     char *path;
     unsigned char space_id[CRDT_SPACE_ID_BYTES];
     unsigned char pk[CRDT_PUBKEY_BYTES];
@@ -103,6 +125,7 @@ typedef struct {
     MDB_dbi cur_dbi;
     int cur_at;      /* the cursor sits on the key last looked up */
     crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */
+    crdt__feedacc fa; /* what this txn changed (feed.c) */
     crdt__auth auth; /* authority.c */
 } crdt__wctx;
 
@@ -116,6 +139,28 @@ struct crdt_raw {
                               txn writes it, stored at commit/swap */
     int spare_loaded, spare_dirty;
 };
+
+/* ---- feed.c: the change feed ---- */
+/* Note that state key @p k changed (state.c calls it on every change). */
+void crdt__feed_note(crdt__wctx *w, const void *k, size_t kl);
+/* Note that the state may have changed anywhere (swap, clear). */
+void crdt__feed_all(crdt__wctx *w);
+/* In the write txn, just before it commits: write the summary record. */
+int crdt__feed_write(crdt__wctx *w);
+/* After a successful commit: touch the notify file, call subscribers,
+ * free the accumulator. */
+void crdt__feed_committed(crdt__wctx *w);
+/* Free the accumulator (abort, or after a commit). */
+void crdt__feed_reset(crdt__wctx *w);
+/* CRDT_EBUSY when called from a feed callback of @p r: no writes then. */
+int crdt__feed_guard(const crdt_replica *r);
+/* Decode a stored record (size-limited, every name checked). */
+int crdt__feed_decode(const unsigned char *p, size_t len, uint64_t seq,
+                      const char *coll, const char *doc,
+                      crdt_feed_event *ev, void **mem);
+/* Open the feed database in @p txn (creating it if @p create);
+ * CRDT_ENOTFOUND if absent and not created. */
+int crdt__feed_open(crdt_replica *r, MDB_txn *txn, int create);
 
 /* ---- merge.c ---- */
 int crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,

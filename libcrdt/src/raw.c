@@ -54,12 +54,6 @@ crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write)
 }
 
 int
-crdt_raw_marker_peek(crdt_replica *r)
-{
-    return r == NULL ? CRDT_EINVAL : crdt__marker_peek(r);
-}
-
-int
 crdt_raw_commit(crdt_raw *t)
 {
     int rc;
@@ -160,6 +154,8 @@ crdt_raw_clear(crdt_raw *t, crdt_db db)
 {
     if ((unsigned)db >= CRDT_DB__COUNT || !t->write)
         return CRDT_EINVAL;
+    if (dbi(t, db) == t->w->state)
+        crdt__feed_all(t->w);
     return crdt__mdb_err(mdb_drop(t->w->txn, dbi(t, db), 0));
 }
 
@@ -408,6 +404,7 @@ crdt_raw_swap_state(crdt_raw *t)
     }
     if ((rc = crdt__meta_put_u64(w->txn, w->r, "slot", old ^ 1)) < 0)
         return full(rc);
+    crdt__feed_all(w); /* a whole new state: say so, once */
     w->state_slot = old ^ 1;
     w->state = w->r->dbi[CRDT_DB_STATE0 + w->state_slot];
     memset(w->acc, 0, sizeof w->acc);

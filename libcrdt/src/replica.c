@@ -115,6 +115,7 @@ crdt_replica_open(crdt_replica **out, const char *path,
     }
     pthread_rwlock_init(&r->grow_lock, NULL);
     pthread_mutex_init(&r->map_lock, NULL);
+    pthread_mutex_init(&r->feed_lock, NULL);
     r->read_only = opts->read_only;
     r->max_map_size = opts->max_map_size;
     r->max_drift_ms = opts->max_drift_ms ? opts->max_drift_ms : 300000;
@@ -151,6 +152,10 @@ crdt_replica_close(crdt_replica *r)
     pthread_rwlock_destroy(&r->grow_lock);
     crdt__applyq_free(&r->applyq);
     pthread_mutex_destroy(&r->map_lock);
+    while (r->subs != NULL) /* left subscribed: freed with the replica */
+        crdt_feed_unsubscribe(r->subs);
+    pthread_mutex_destroy(&r->feed_lock);
+    free(r->notify_path);
     free(r->path);
     free(r);
 }

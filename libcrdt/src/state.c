@@ -208,6 +208,7 @@ crdt__state_put(crdt__wctx *w, const void *k, size_t kl, const void *v,
     if (old != NULL)
         acc_add(w, k, kl, old->mv_data, old->mv_size, -1);
     acc_add(w, k, kl, v, vl, +1);
+    crdt__feed_note(w, k, kl);
     if ((rc = cursor_ready(w)) < 0)
         return rc;
     /* @old came from crdt__state_get() on this key, which left the cursor
@@ -224,6 +225,7 @@ crdt__state_del(crdt__wctx *w, const void *k, size_t kl, const MDB_val *old)
     MDB_val key = { kl, (void *)k };
 
     acc_add(w, k, kl, old->mv_data, old->mv_size, -1);
+    crdt__feed_note(w, k, kl);
     w->cur_at = 0;
     return crdt__mdb_err(mdb_del(w->txn, w->state, &key, NULL));
 }
@@ -238,6 +240,8 @@ crdt__wctx_begin(crdt__wctx *w, crdt_replica *r, int check_marker)
 
     memset(w, 0, sizeof *w);
     w->r = r;
+    if ((rc = crdt__feed_guard(r)) < 0) /* no writes from a feed callback */
+        return rc;
     /* Answer BUSY at once: a migration holds the writer lock for its
      * whole big txn, so waiting in mdb_txn_begin could take minutes.
      * A read txn never waits; the check under the lock stays, for a
@@ -271,6 +275,8 @@ crdt__wctx_commit(crdt__wctx *w)
         rc = crdt__meta_put(w->txn, w->r, w->state_slot ? "hash1" : "hash0",
                             b, 32);
     }
+    if (rc == CRDT_OK)
+        rc = crdt__feed_write(w); /* in this txn: durable with it */
     if (rc < 0) {
         crdt__wctx_abort(w);
         return rc;
@@ -278,6 +284,10 @@ crdt__wctx_commit(crdt__wctx *w)
     rc = crdt__txn_end(w->r, w->txn, 1); /* closes the cursor too */
     w->txn = NULL;
     w->cur = NULL;
+    if (rc == CRDT_OK)
+        crdt__feed_committed(w);
+    else
+        crdt__feed_reset(w);
     return rc;
 }
 
@@ -288,6 +298,7 @@ crdt__wctx_abort(crdt__wctx *w)
         crdt__txn_end(w->r, w->txn, 0);
     w->txn = NULL;
     w->cur = NULL;
+    crdt__feed_reset(w);
 }
 
 /* ---- stamps ---- */

@@ -46,6 +46,7 @@ crdt__mdb_err(int rc)
     case MDB_KEYEXIST: return CRDT_EEXISTS;
     case MDB_MAP_FULL: return CRDT__EMAPFULL;
     case MDB_CORRUPTED: case MDB_PAGE_NOTFOUND: case MDB_INVALID:
+    case MDB_INCOMPATIBLE: /* a named database record that is none */
     case MDB_PANIC:
     /* a named database's record in the catalog with flags we never set:
      * the catalog page is damaged */
@@ -302,6 +303,13 @@ open_dbs(crdt_replica *r, const crdt_open_options *o, int write,
             goto fail;
         }
     }
+    rc = crdt__feed_open(r, txn, write);
+    if (rc == CRDT_ENOTFOUND && !o->read_only) {
+        rc = NEED_WRITE; /* a store from before the feed: create it */
+        goto fail;
+    }
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        goto fail;
     rc = mdb_get(txn, r->dbi[CRDT_DB_META],
                  &(MDB_val){ 6, (void *)"format" }, &v);
     if (rc == MDB_NOTFOUND) {
@@ -358,7 +366,7 @@ crdt__store_open(crdt_replica *r, const char *path,
 
     if ((rc = mdb_env_create(&r->env)) != 0)
         return crdt__mdb_err(rc);
-    mdb_env_set_maxdbs(r->env, CRDT_DB__COUNT + 2);
+    mdb_env_set_maxdbs(r->env, CRDT_DB__COUNT + 4);
     mdb_env_set_maxreaders(r->env, 510);
     mdb_env_set_mapsize(r->env, map);
     if (o->read_only)

@@ -16,6 +16,7 @@
  *   crdt/change.h   decode a change (inspection)
  *   crdt/backup.h   online backup and restore
  *   crdt/members.h  the member set and roles
+ *   crdt/feed.h     what each commit changed: subscriptions, cursors
  *   crdt/version.h  the release (crdt_version())
  */
 #ifndef CRDT_CRDT_H
@@ -24,6 +25,7 @@
 #include "crdt/backup.h"
 #include "crdt/change.h"
 #include "crdt/error.h"
+#include "crdt/feed.h"
 #include "crdt/members.h"
 #include "crdt/read.h"
 #include "crdt/replica.h"

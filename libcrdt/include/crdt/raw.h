@@ -56,13 +56,6 @@ typedef struct crdt_raw crdt_raw;
  */
 CRDT_API CRDT_MUST_CHECK int crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write);
 /**
- * Whether an upgrade marker is present, read in a read txn of its own so
- * it never waits on the writer lock a migration holds: call it before
- * crdt_raw_begin(.., 1) to answer "busy" at once.
- * @return 1 (present), 0 (absent), or a crdt_err.
- */
-CRDT_API int crdt_raw_marker_peek(crdt_replica *r);
-/**
  * Grow the map after a raw call returned CRDT_EFULL, with no txn of this
  * process open; then redo the whole txn.
  * @return CRDT_OK; CRDT_EFULL (at the configured maximum).
