@@ -46,7 +46,6 @@ crdt__mdb_err(int rc)
     case MDB_KEYEXIST: return CRDT_EEXISTS;
     case MDB_MAP_FULL: return CRDT__EMAPFULL;
     case MDB_CORRUPTED: case MDB_PAGE_NOTFOUND: case MDB_INVALID:
-    case MDB_INCOMPATIBLE: /* a named database record that is none */
     case MDB_PANIC:
     /* a named database's record in the catalog with flags we never set:
      * the catalog page is damaged */
@@ -542,6 +541,12 @@ crdt__marker_present(MDB_txn *txn, crdt_replica *r)
     MDB_val v;
 
     return crdt__meta_get(txn, r, "upgrade", &v) == CRDT_OK;
+}
+
+int
+crdt_raw_marker_peek(crdt_replica *r)
+{
+    return crdt__marker_peek(r);
 }
 
 int

@@ -266,6 +266,13 @@ typedef uint64_t (*crdt_clock_fn)(void *ctx);
 CRDT_API void crdt_set_clock(crdt_clock_fn fn, void *ctx);
 
 /**
+ * 1 if a migration's upgrade marker is present, 0 if not, or a crdt_err;
+ * looked at in a read txn of its own, so a caller can answer CRDT_EBUSY
+ * before it waits on the writer lock a migration holds.
+ */
+CRDT_API int crdt_raw_marker_peek(crdt_replica *r);
+
+/**
  * The wall clock every replica of this process uses, in milliseconds
  * since the epoch: the override of crdt_set_clock() when one is set.
  * libepoch stamps its records with it, so the simulator's clock reaches
