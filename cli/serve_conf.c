@@ -342,7 +342,7 @@ check_hostport(const char *what, const char *hp, char *why,
     char h[256], p[16];
 
     if (cli_split_hostport(h, sizeof h, p, sizeof p, hp) < 0)
-        return say(why, why_size, "bad %s address %s (want HOST:PORT)",
+        return say(why, why_size, "bad %saddress %s (want HOST:PORT)",
                    what, hp);
     return CLI_OK;
 }
@@ -372,14 +372,14 @@ serve_conf_load(serve_conf *c, const cli_cmd *cmd, int argc, char **argv,
         return rc;
     if (c->n_dirs == 0 || c->listen == NULL)
         return say(why, why_size, "need at least one DIR and --listen");
-    if ((rc = check_hostport("listen", c->listen, why, why_size)) != CLI_OK)
+    if ((rc = check_hostport("", c->listen, why, why_size)) != CLI_OK)
         return rc;
     if (c->metrics != NULL &&
-        (rc = check_hostport("metrics", c->metrics, why, why_size)) !=
+        (rc = check_hostport("metrics ", c->metrics, why, why_size)) !=
             CLI_OK)
         return rc;
     for (size_t i = 0; i < c->n_peers; i++)
-        if ((rc = check_hostport("peer", c->peers[i], why, why_size)) !=
+        if ((rc = check_hostport("peer ", c->peers[i], why, why_size)) !=
             CLI_OK)
             return rc;
     if ((c->backup_dir == NULL) != (c->backup_every == 0))
