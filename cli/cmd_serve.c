@@ -191,13 +191,27 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
         return cli_error(CLI_EIO, "serve", "cannot create %s: %s", backup_dir,
                          strerror(errno));
 
-    for (opened = 0; opened < n_dirs; opened++) {
-        if ((rc = cli_open(&reps[opened], dirs[opened], 1)) != CLI_OK) {
+    /* every page is checked at open (a daemon opens once); a corrupt
+     * replica is left out with its error line and the others are served */
+    for (size_t i = 0; i < n_dirs; i++) {
+        rc = cli_open_ex(&reps[opened], dirs[i],
+                         CLI_OPEN_WRITE | CLI_OPEN_CHECK_ALL);
+        if (rc == CLI_EDATA && n_dirs > 1) {
+            fprintf(stderr, "strata serve: not serving %s: its replica is "
+                    "corrupt\n", dirs[i]);
+            code = rc;
+            continue;
+        }
+        if (rc != CLI_OK) {
             code = rc;
             goto out;
         }
+        opened++;
     }
-    rc = crdtnet_daemon_new(&d, reps, n_dirs, host, port, peers, n_peers, &o);
+    if (opened == 0)
+        goto out;
+    code = CLI_OK;
+    rc = crdtnet_daemon_new(&d, reps, opened, host, port, peers, n_peers, &o);
     if (rc < 0) {
         code = cli_error(cli_exit_code(rc), "serve", "cannot listen on %s: %s",
                          listen, crdt_strerror(rc));
@@ -216,7 +230,7 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     }
     if (backup_dir != NULL) {
         plan.reps = reps;
-        plan.n = n_dirs;
+        plan.n = opened;
         plan.dir = backup_dir;
         plan.every_s = every;
         plan.keep = keep > 0 ? keep : 1;

@@ -175,6 +175,7 @@ main(int argc, char **argv)
 {
     const cli_cmd *cmd;
 
+    cli_fault_install();
     if (argc < 2) {
         print_overview(stderr);
         return CLI_EUSAGE;

@@ -353,6 +353,17 @@ crdt__store_open(crdt_replica *r, const char *path,
     if (o->max_map_size && map > o->max_map_size)
         map = o->max_map_size;
 
+    if (o->version >= 3 && o->report != NULL)
+        memset(o->report, 0, sizeof *o->report);
+    /* pagecheck.c (1): no LMDB read of a truncated file or a damaged
+     * meta page; any open restores one damaged meta page (LMDB's own
+     * redundancy, not data: as a read-only open that finds a reader slot
+     * of a dead process clears it) */
+    if (has_data &&
+        (rc = crdt__store_precheck(path, 1,
+                                   o->version >= 3 ? o->report : NULL)) < 0)
+        return rc;
+
     if ((rc = mdb_env_create(&r->env)) != 0)
         return crdt__mdb_err(rc);
     mdb_env_set_maxdbs(r->env, CRDT_DB__COUNT + 2);
@@ -368,6 +379,17 @@ crdt__store_open(crdt_replica *r, const char *path,
         goto fail;
     }
     { int dead; mdb_reader_check(r->env, &dead); }
+    /* pagecheck.c (2): the pages, before LMDB's own reads (the databases'
+     * names below) can fault on a damaged one */
+    if (has_data) {
+        uint64_t max = o->version >= 3 && o->check_pages
+                           ? o->check_pages : CRDT_CHECK_PAGES_DEFAULT;
+        crdt_open_report *rep = o->version >= 3 ? o->report : NULL;
+        rc = crdt__store_walk(r, max, rep ? rep->damage : NULL,
+                              rep ? sizeof rep->damage : 0);
+        if (rc < 0)
+            goto fail;
+    }
 
     /* A writable open of a store that needs nothing written opens its
      * databases in a read txn: a write txn would wait on the writer lock,

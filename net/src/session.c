@@ -161,6 +161,21 @@ fail(crdtnet_session *s, int rc, const char *why, int tell_peer)
     return rc;
 }
 
+/* A failure to read our own replica. CRDT_ECORRUPT: it is damaged; the
+ * replica is marked (a daemon stops serving it) and the report says the
+ * damage is local, never the peer's. */
+static int
+local_fail(crdtnet_session *s, int rc, const char *why)
+{
+    if (rc == CRDT_ECORRUPT) {
+        crdt_replica_mark_damaged(s->r);
+        s->rep.local_damage = 1;
+        return fail(s, rc, "this replica's data is damaged: nothing "
+                           "damaged was sent", 1);
+    }
+    return fail(s, rc, why, 1);
+}
+
 /* A decoder's failure: out of memory is ours, anything else the peer's. */
 static int
 fail_decode(crdtnet_session *s, int rc, const char *why)
@@ -321,11 +336,12 @@ build_changes_as(crdtnet_session *s, unsigned type)
     crdt__enc_init(&items);
     while (items.sb.size < s->opts.batch_bytes &&
            (rc = crdt_export_next(s->exp, &p, &len)) == CRDT_OK) {
-        crdt_actor a;
-        uint64_t last;
-        /* never serve garbage: a stored change that no longer parses
-         * means a damaged replica (strata verify says where) */
-        if (crdt_change_peek(&a, &last, p, len) != CRDT_OK) {
+        crdt_change c;
+        /* never serve a damaged change: each one decodes and its
+         * signature verifies before it is sent; one that does not means
+         * this replica's log is damaged (strata verify says where) */
+        if (crdt_change_decode(&c, p, len) != CRDT_OK ||
+            crdt_change_verify(&c) != CRDT_OK) {
             crdt__enc_free(&items);
             return CRDT_ECORRUPT;
         }
@@ -453,7 +469,7 @@ next_message(crdtnet_session *s)
             return CRDT_OK;
         }
         if ((rc = build_hello(s)) < 0)
-            return fail(s, rc, "cannot read the replica", 1);
+            return local_fail(s, rc, "cannot read the replica");
         return CRDT_OK;
     }
     if (!s->hello_recv)
@@ -467,7 +483,7 @@ next_message(crdtnet_session *s)
     }
     if (s->role == ROLE_GIVER && s->snap_phase < 2) {
         if ((rc = build_snapshot(s)) < 0)
-            return fail(s, rc, "cannot read the snapshot", 1);
+            return local_fail(s, rc, "cannot read the snapshot");
         return CRDT_OK;
     }
     if (s->role == ROLE_TAKER && !s->snapshot_done)
@@ -477,7 +493,7 @@ next_message(crdtnet_session *s)
         if (rc == CRDT_OK)
             return CRDT_OK;
         if (rc != CRDT_ENOTFOUND)
-            return fail(s, rc, "cannot read the log", 1);
+            return local_fail(s, rc, "cannot read the log");
         s->done_sent = 1;
         msgpack_pack_array(&s->out.pk, 1);
         msgpack_pack_uint64(&s->out.pk, M_DONE);
@@ -487,7 +503,7 @@ next_message(crdtnet_session *s)
         return CRDT_EAGAIN;
     if (!s->fin_sent) {
         if ((rc = build_fin(s)) < 0)
-            return fail(s, rc, "cannot read the replica", 1);
+            return local_fail(s, rc, "cannot read the replica");
         s->fin_sent = 1;
         return CRDT_OK;
     }
@@ -520,7 +536,7 @@ next_message(crdtnet_session *s)
         crdt_vv_free(s->lacks);
         s->lacks = NULL;
         if (rc != CRDT_ENOTFOUND)
-            return fail(s, rc, "cannot read the log", 1);
+            return local_fail(s, rc, "cannot read the log");
     }
     return CRDT_EAGAIN;
 }
