@@ -2,21 +2,23 @@
  * cli.h: what the command files of the `strata` tool share.
  *
  * A command is one file (cmd_*.c) exporting one run function, plus one
- * line in the table in main.c. /work/shared/CLI.md is the contract: the
+ * line in the table in main.c. docs/cli.md is the contract: the
  * commands, their arguments, the --json fields and the exit codes.
  */
 #ifndef STRATA_CLI_H
 #define STRATA_CLI_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 
 #include "crdt/crdt.h"
+#include "crdtnet/session.h"
 #include "epoch/epoch.h"
 
-/* Exit codes (CLI.md, "Exit codes"). */
+/* Exit codes (docs/cli.md, "Exit codes"). */
 enum {
     CLI_OK = 0,
     CLI_EUSAGE = 1,    /* usage error */
@@ -189,7 +191,7 @@ void cli_value_free(cli_value *cv);
 int cli_value_from_json(cli_value *out, json_t *j, const char **why);
 
 /**
- * A VALUE argument (CLI.md, "Values"): JSON scalar or $bytes object; any
+ * A VALUE argument (docs/cli.md, "Values"): JSON scalar or $bytes object; any
  * other text that is not valid JSON is the string itself.
  * @return CLI_OK, or CLI_EUSAGE with @p why set.
  */
@@ -214,10 +216,18 @@ int cli_emit(json_t *j);
 /* ---- members.c: the replicated member set ---- */
 
 /**
- * Record @p pubkey (CRDT_PUBKEY_BYTES) as a member, in one txn.
- * @return a crdt_err (CRDT_OK; CRDT_EBUSY; CRDT_EIO...).
+ * Give @p pubkey (CRDT_PUBKEY_BYTES) @p role (reader, writer, admin), in
+ * one txn. @return a crdt_err (CRDT_OK; CRDT_EPERM: this replica's key
+ * may not, or the key was removed; CRDT_EBUSY; CRDT_EIO...).
  */
-int cli_member_add(crdt_replica *r, const unsigned char *pubkey);
+int cli_member_add(crdt_replica *r, const unsigned char *pubkey,
+                   crdt_role role);
+
+/**
+ * Remove @p pubkey for good, in one txn. @return a crdt_err (CRDT_OK;
+ * CRDT_ENOTFOUND: not a member; CRDT_EPERM as above; CRDT_EIO...).
+ */
+int cli_member_rm(crdt_replica *r, const unsigned char *pubkey);
 
 /* ---- cmd_init.c ---- */
 
@@ -225,6 +235,58 @@ int cli_member_add(crdt_replica *r, const unsigned char *pubkey);
  *  (CRDT_SEED_BYTES). Prints the error; returns an exit code. */
 int cli_seed_from_file(const cli_cmd *cmd, unsigned char *seed,
                        const char *path);
+
+/* ---- progress.c: progress bars on a terminal ---- */
+
+/** A progress display on stderr; silent unless stderr is a terminal. */
+typedef struct {
+    const char *label; /* "migrate", "import"... */
+    const char *unit;  /* "entries", "lines"; "bytes" prints as MiB */
+    int on;            /* stderr is a terminal */
+    int shown;         /* something was drawn: end the line */
+    int percent;       /* last percentage drawn */
+    long long last_ms; /* last draw without a total */
+    uint64_t held;     /* a count not drawn yet (too soon) */
+    int holding;
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, const char *label, const char *unit);
+
+/**
+ * Draw @p done of @p total (0: unknown, a count only) for the
+ * cli_progress @p ctx; the signature of epoch_progress_fn.
+ */
+void cli_progress_draw(uint64_t done, uint64_t total, void *ctx);
+
+/** End the line if something was drawn. */
+void cli_progress_end(cli_progress *p);
+
+/**
+ * Progress of work done inside one library call: a thread calls
+ * @p measure every 100 ms and draws its result against @p total.
+ * Only runs when the display is on.
+ */
+typedef struct {
+    cli_progress *p;
+    uint64_t total;
+    uint64_t (*measure)(void *ctx);
+    void *ctx;
+    pthread_t th;
+    int running, stop;
+} cli_progress_watch;
+
+void cli_progress_watch_start(cli_progress_watch *w, cli_progress *p,
+                              uint64_t total, uint64_t (*measure)(void *ctx),
+                              void *ctx);
+
+/** Stop the thread; with @p finished draw 100% first; end the line. */
+void cli_progress_watch_stop(cli_progress_watch *w, int finished);
+
+/* ---- cmd_sync.c ---- */
+
+/** A crdtnet_conn_options progress function drawing the ops and
+ *  snapshot entries received so far on the cli_progress @p ctx. */
+void cli_sync_progress(const crdtnet_report *rep, void *ctx);
 
 /* ---- hostport.c ---- */
 

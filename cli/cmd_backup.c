@@ -2,10 +2,74 @@
  * cmd_backup.c: `strata backup DIR FILE`, `strata restore FILE DIR` and
  * `strata phrase`: online backups, restore into a new directory, and a
  * fresh recovery phrase.
+ *
+ * Progress (on a terminal only) watches the files the library writes,
+ * since one call does the work: a backup first copies the replica into
+ * FILE.tmpdir-XXXXXX/data.mdb (compacted, at most the map's used bytes),
+ * then streams it into FILE.tmp; a restore writes DIR/data.mdb from the
+ * backup's data.
  */
+#include <dirent.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
+
+static uint64_t
+file_size(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Bytes a backup to @p file has written so far: its copy, then its
+ * stream (the copy is removed when the stream is done). */
+static uint64_t
+backup_done(void *ctx)
+{
+    const char *file = ctx;
+    char dir[4200], tmp[4200], *slash;
+    const char *base;
+    struct dirent *de;
+    uint64_t n;
+    DIR *d;
+
+    snprintf(tmp, sizeof tmp, "%s.tmp", file);
+    n = file_size(tmp);
+    snprintf(dir, sizeof dir, "%s", file);
+    slash = strrchr(dir, '/');
+    base = slash ? slash + 1 : file;
+    if (slash != NULL)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    if ((d = opendir(dir)) == NULL)
+        return n;
+    while ((de = readdir(d)) != NULL) {
+        size_t bl = strlen(base);
+
+        if (strncmp(de->d_name, base, bl) == 0 &&
+            strncmp(de->d_name + bl, ".tmpdir-", 8) == 0) {
+            char data[8400];
+
+            snprintf(data, sizeof data, "%s/%s/data.mdb", dir, de->d_name);
+            n += file_size(data);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static uint64_t
+restore_done(void *ctx)
+{
+    char data[4200];
+
+    snprintf(data, sizeof data, "%s/data.mdb", (const char *)ctx);
+    return file_size(data);
+}
 
 static json_t *
 info_json(const crdt_backup_info *b)
@@ -51,7 +115,20 @@ cmd_backup(const cli_cmd *cmd, int argc, char **argv)
         return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
     if ((rc = cli_open(&r, a.pos[0], 0)) != CLI_OK)
         return rc;
-    rc = crdt_backup(&info, r, a.pos[1]);
+    {
+        crdt_env_stats es;
+        cli_progress p;
+        cli_progress_watch w;
+
+        /* the copy and the stream are each at most the used bytes */
+        if (crdt_replica_env_stats(r, &es) != CRDT_OK)
+            es.map_used = 0; /* a count only */
+        cli_progress_init(&p, "backup", "bytes");
+        cli_progress_watch_start(&w, &p, 2 * es.map_used, backup_done,
+                                 (void *)a.pos[1]);
+        rc = crdt_backup(&info, r, a.pos[1]);
+        cli_progress_watch_stop(&w, rc == CRDT_OK);
+    }
     crdt_replica_close(r);
     if (rc < 0)
         return cli_fail("backup", rc);
@@ -69,7 +146,16 @@ cmd_restore(const cli_cmd *cmd, int argc, char **argv)
     rc = cli_parse(&a, cmd, argc, argv, opts, 2, 2);
     if (rc != CLI_OK)
         return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
-    rc = crdt_restore(&info, a.pos[0], a.pos[1]);
+    {
+        cli_progress p;
+        cli_progress_watch w;
+
+        cli_progress_init(&p, "restore", "bytes");
+        cli_progress_watch_start(&w, &p, file_size(a.pos[0]), restore_done,
+                                 (void *)a.pos[1]);
+        rc = crdt_restore(&info, a.pos[0], a.pos[1]);
+        cli_progress_watch_stop(&w, rc == CRDT_OK);
+    }
     if (rc == CRDT_EEXISTS)
         return cli_error(CLI_EUSAGE, "restore",
                          "%s is not empty; restore never overwrites a replica",

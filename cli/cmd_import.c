@@ -115,7 +115,7 @@ apply_op(crdt_txn *t, const cli_import_op *op, const char **why)
 /* Apply every line of @p buf in @p t; keeps (1) by stopping at the first
  * bad one. Returns an exit code; prints the error. */
 static int
-apply_all(crdt_txn *t, char *buf, size_t len)
+apply_all(crdt_txn *t, char *buf, size_t len, cli_progress *p)
 {
     char what[64];
     size_t pos = 0, line_no = 0;
@@ -130,6 +130,8 @@ apply_all(crdt_txn *t, char *buf, size_t len)
 
         pos += n + (nl != NULL);
         line_no++;
+        if ((line_no & 1023) == 0)
+            cli_progress_draw(pos, len, p);
         snprintf(what, sizeof what, "import: line %zu", line_no);
         rc = cli_import_line_parse(&op, line, n, reason, sizeof reason);
         if (rc > 0)
@@ -197,8 +199,15 @@ cmd_import(const cli_cmd *cmd, int argc, char **argv)
         int crc = crdt_txn_begin(&t, r);
         rc = crc < 0 ? cli_fail(cmd->name, crc) : CLI_OK;
     }
-    if (rc == CLI_OK)
-        rc = apply_all(t, buf, len);
+    if (rc == CLI_OK) {
+        cli_progress p;
+
+        cli_progress_init(&p, "import", "bytes");
+        rc = apply_all(t, buf, len, &p);
+        if (rc == CLI_OK)
+            cli_progress_draw(len, len, &p);
+        cli_progress_end(&p);
+    }
     if (rc == CLI_OK) {
         int crc;
         ops = crdt_txn_op_count(t);

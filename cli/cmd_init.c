@@ -1,9 +1,11 @@
 /*
  * cmd_init.c: `strata init DIR [--space-id ID] [--phrase-file F] [--json]`.
  *
- * Creates the replica. A new space (no --space-id) also records its
- * creator as the first member, so the member set is never empty; a
- * replica joining a space learns the members from its peers.
+ * Creates the replica. A new space (no --space-id) gets an id bound to
+ * its creator's key (crdt_space_id_for_owner) and records the creator
+ * as its owner, so the member set is never empty and every replica can
+ * tell the owner from the space id alone (docs/security.md); a replica
+ * joining a space learns the members from its peers.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -84,8 +86,9 @@ cmd_init(const cli_cmd *cmd, int argc, char **argv)
 {
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
     unsigned char space[CRDT_SPACE_ID_BYTES], seed[CRDT_SEED_BYTES];
-    unsigned char pk[CRDT_PUBKEY_BYTES];
+    unsigned char pk[CRDT_PUBKEY_BYTES], nonce[CRDT_SPACE_NONCE_BYTES];
     crdt_replica *r = NULL;
+    int new_space = 0;
     char what[4200];
     const char *dir;
     struct stat st;
@@ -111,6 +114,20 @@ cmd_init(const cli_cmd *cmd, int argc, char **argv)
             return rc;
         o.seed = seed;
     }
+    if (o.space_id == NULL) {
+        /* the space id is the owner's key and a nonce, hashed */
+        unsigned char sk[CRDT_SECKEY_BYTES];
+        if (o.seed == NULL) {
+            randombytes_buf(seed, sizeof seed);
+            o.seed = seed;
+        }
+        crypto_sign_seed_keypair(pk, sk, seed);
+        sodium_memzero(sk, sizeof sk);
+        randombytes_buf(nonce, sizeof nonce);
+        crdt_space_id_for_owner(space, pk, nonce);
+        o.space_id = space;
+        new_space = 1;
+    }
     o.create = 1;
     rc = crdt_replica_open(&r, dir, &o);
     sodium_memzero(seed, sizeof seed);
@@ -123,12 +140,18 @@ cmd_init(const cli_cmd *cmd, int argc, char **argv)
     case CRDT_EPERM: return cli_error(CLI_EIO, what, "permission denied");
     default: return cli_fail(what, rc);
     }
-    if (o.space_id == NULL) {
-        crdt_replica_public_key(r, pk);
-        rc = cli_member_add(r, pk);
+    if (new_space) {
+        crdt_txn *t;
+        if ((rc = crdt_txn_begin(&t, r)) == CRDT_OK) {
+            rc = crdt_txn_member_genesis(t, nonce);
+            if (rc == CRDT_OK)
+                rc = crdt_txn_commit(t, NULL);
+            else
+                crdt_txn_abort(t);
+        }
         if (rc < 0) {
             crdt_replica_close(r);
-            return cli_fail("init: record the creator as a member", rc);
+            return cli_fail("init: record the creator as the owner", rc);
         }
     }
     rc = print_identity(r, cli_has(&a, OPT_JSON));

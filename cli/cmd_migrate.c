@@ -126,41 +126,6 @@ check_versions(const epoch_lens *l, const epoch_info *cur, const char *path)
     return CLI_OK;
 }
 
-/* ---- progress, keeps (4) ---- */
-
-typedef struct {
-    int shown;   /* something was drawn: end the line */
-    int percent; /* last percentage drawn */
-} progress;
-
-static void
-draw_progress(uint64_t done, uint64_t total, void *ctx)
-{
-    progress *p = ctx;
-    int percent = total ? (int)(done * 100 / total) : 100, bars;
-
-    if (percent > 100)
-        percent = 100;
-    if (p->shown && percent == p->percent)
-        return;
-    bars = percent / 4;
-    fprintf(stderr, "\rmigrate: [%.*s%*s] %3d%% (%" PRIu64 "/%" PRIu64
-                    " entries)",
-            bars, "#########################", 25 - bars, "", percent, done,
-            total);
-    fflush(stderr);
-    p->shown = 1;
-    p->percent = percent;
-}
-
-static void
-end_progress(progress *p)
-{
-    if (p->shown)
-        fputc('\n', stderr);
-    p->shown = 0;
-}
-
 /* ---- output ---- */
 
 static int
@@ -218,9 +183,10 @@ run_new(crdt_replica *r, const char *dir, const epoch_lens *l,
 {
     epoch_builder *b = NULL;
     epoch_info cur, next;
-    progress p = { 0, 0 };
+    cli_progress p;
     int rc;
 
+    cli_progress_init(&p, "migrate", "entries"); /* keeps (4) */
     memset(&next, 0, sizeof next);
     rc = epoch_current(&cur, r);
     if (rc < 0)
@@ -240,10 +206,10 @@ run_new(crdt_replica *r, const char *dir, const epoch_lens *l,
         if (retention != NULL)
             epoch_builder_set_retention(b, (uint32_t)strtoul(retention, NULL,
                                                              10));
-        if (isatty(STDERR_FILENO))
-            epoch_builder_set_progress(b, draw_progress, &p);
+        if (p.on)
+            epoch_builder_set_progress(b, cli_progress_draw, &p);
         rc = epoch_builder_commit(&next, b);
-        end_progress(&p);
+        cli_progress_end(&p);
     }
     epoch_builder_free(b);
     if (rc < 0)
@@ -256,7 +222,7 @@ run_new(crdt_replica *r, const char *dir, const epoch_lens *l,
 static int
 run_resume(crdt_replica *r, const char *dir, int json)
 {
-    progress p = { 0, 0 };
+    cli_progress p;
     epoch_marker m;
     epoch_info next;
     int rc;
@@ -278,10 +244,10 @@ run_resume(crdt_replica *r, const char *dir, int json)
     }
     epoch_marker_clear(&m);
     memset(&next, 0, sizeof next);
-    rc = epoch_migration_resume(&next, r,
-                                isatty(STDERR_FILENO) ? draw_progress : NULL,
+    cli_progress_init(&p, "migrate", "entries"); /* keeps (4) */
+    rc = epoch_migration_resume(&next, r, p.on ? cli_progress_draw : NULL,
                                 &p);
-    end_progress(&p);
+    cli_progress_end(&p);
     if (rc == CRDT_ECORRUPT)
         return cli_error(CLI_EDATA, "migrate",
                          "the marker's lens does not parse; run strata "

@@ -140,7 +140,18 @@ cmd_rebuild(const cli_cmd *cmd, int argc, char **argv)
         return cli_fail("rebuild", rc);
     }
     memset(&rep, 0, sizeof rep);
-    rc = crdtnet_sync_connect(&rep, r, host, port, &co);
+    {
+        cli_progress p;
+
+        cli_progress_init(&p, "rebuild", "ops and snapshot entries "
+                          "received");
+        if (p.on) {
+            co.progress = cli_sync_progress;
+            co.progress_ctx = &p;
+        }
+        rc = crdtnet_sync_connect(&rep, r, host, port, &co);
+        cli_progress_end(&p);
+    }
     crdt_replica_close(r);
     if (rc < 0)
         return cli_error(cli_exit_code(rc), "rebuild", "sync with %s: %s",

@@ -1,8 +1,16 @@
 /*
- * cmd_serve.c: `strata serve DIR... --listen HOST:PORT [--peer HP]...`:
- * the sync daemon for one or more replicas, with optional scheduled
- * backups. SIGTERM and SIGINT stop it cleanly: every merge is its own
- * committed txn, so nothing acknowledged is lost.
+ * cmd_serve.c: `strata serve DIR... --listen HOST:PORT [OPTION]...`: the
+ * sync daemon for one or more replicas, with optional scheduled backups,
+ * a log on stderr (serve_log.c), metrics over HTTP (serve_metrics.c) and
+ * settings from a config file (serve_conf.c).
+ *
+ * Threads: the caller runs the daemon; a housekeeping thread applies a
+ * SIGHUP reload and takes the scheduled backups; libmicrohttpd runs the
+ * metrics endpoint.
+ * Signals: SIGTERM and SIGINT stop it cleanly (every merge is its own
+ * committed txn, so nothing acknowledged is lost); SIGHUP asks for the
+ * settings to be read again. Both handlers only set flags (and write the
+ * daemon's stop pipe), which is async-signal-safe.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -14,17 +22,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
-#include "crdtnet/daemon.h"
-
-#define MAX_DIRS 64
-#define MAX_PEERS 64
+#include "serve.h"
 
 static crdtnet_daemon *running;
-static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t stopping, reload_wanted;
 
 static void
-on_signal(int sig)
+on_stop(int sig)
 {
     (void)sig;
     stopping = 1;
@@ -32,13 +36,23 @@ on_signal(int sig)
         crdtnet_daemon_stop(running); /* async-signal-safe */
 }
 
+static void
+on_hup(int sig)
+{
+    (void)sig;
+    reload_wanted = 1;
+}
+
+/* What the housekeeping thread works with. */
 typedef struct {
+    const cli_cmd *cmd;
+    int argc;
+    char **argv;
+    serve_conf *conf; /* the settings in force; this thread changes them */
     crdt_replica **reps;
     size_t n;
-    const char *dir;
-    long every_s;
-    long keep;
-} backup_plan;
+    serve_backup_state *bk; /* under serve_metrics_lock() */
+} house;
 
 static int
 cmp_str(const void *a, const void *b)
@@ -75,167 +89,298 @@ prune(const char *dir, const char *pre, long keep)
     }
 }
 
-static void *
-backup_loop(void *arg)
+static void
+backup_all(house *h)
 {
-    backup_plan *b = arg;
+    const serve_conf *c = h->conf;
+
+    for (size_t i = 0; i < h->n && !stopping; i++) {
+        unsigned char space[CRDT_SPACE_ID_BYTES];
+        char hex[2 * CRDT_SPACE_ID_BYTES + 1], file[4200], pre[40];
+        struct timespec now;
+        crdt_backup_info info;
+        int64_t ms;
+        int rc;
+
+        crdt_replica_space_id(h->reps[i], space);
+        crdt_hex(hex, space, sizeof space);
+        clock_gettime(CLOCK_REALTIME, &now);
+        ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+        snprintf(pre, sizeof pre, "%.16s-", hex);
+        snprintf(file, sizeof file, "%s/%s%013lld.strata", c->backup_dir,
+                 pre, (long long)ms);
+        rc = crdt_backup(&info, h->reps[i], file);
+        serve_metrics_lock();
+        h->bk[i].last_ms = ms;
+        h->bk[i].last_ok = rc >= 0;
+        if (rc >= 0)
+            h->bk[i].ok++;
+        else
+            h->bk[i].failed++;
+        serve_metrics_unlock();
+        if (rc < 0)
+            serve_logf(CRDTNET_LOG_ERROR, "backup of %s failed: %s",
+                       crdt_replica_path(h->reps[i]), crdt_strerror(rc));
+        else
+            serve_logf(CRDTNET_LOG_INFO, "backup %s (epoch %llu, %llu ops)",
+                       file, (unsigned long long)info.epoch_number,
+                       (unsigned long long)info.ops_total);
+        prune(c->backup_dir, pre, c->backup_keep > 0 ? c->backup_keep : 1);
+    }
+}
+
+static int
+same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) ||
+           (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static int
+same_list(char *const *a, size_t na, char *const *b, size_t nb)
+{
+    if (na != nb)
+        return 0;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static void
+apply_log(const serve_conf *c)
+{
+    serve_log_set(c->quiet ? -1 : c->log_level, c->log_format);
+}
+
+/* SIGHUP: read the settings again; apply what can change live. */
+static void
+reload(house *h)
+{
+    serve_conf n, *c = h->conf;
+    char why[1200];
+    int rc;
+
+    rc = serve_conf_load(&n, h->cmd, h->argc, h->argv, why, sizeof why);
+    if (rc != CLI_OK) {
+        serve_logf(CRDTNET_LOG_ERROR, "reload: %s; the settings in force "
+                   "stay", why);
+        serve_conf_free(&n);
+        return;
+    }
+    if (n.backup_dir != NULL && mkdir(n.backup_dir, 0700) != 0 &&
+        errno != EEXIST) {
+        serve_logf(CRDTNET_LOG_ERROR, "reload: cannot create %s: %s; the "
+                   "settings in force stay", n.backup_dir, strerror(errno));
+        serve_conf_free(&n);
+        return;
+    }
+#define NEEDS_RESTART(changed, what)                                        \
+    do {                                                                    \
+        if (changed)                                                        \
+            serve_logf(CRDTNET_LOG_WARN, "reload: %s changed: takes "       \
+                       "effect after a restart", what);                     \
+    } while (0)
+    NEEDS_RESTART(!same_list(c->dirs, c->n_dirs, n.dirs, n.n_dirs),
+                  "the spaces served");
+    NEEDS_RESTART(!same_str(c->listen, n.listen), "listen");
+    NEEDS_RESTART(!same_list(c->peers, c->n_peers, n.peers, n.n_peers),
+                  "peer");
+    NEEDS_RESTART(!same_str(c->metrics, n.metrics), "metrics");
+    NEEDS_RESTART(c->max_epochs_behind != n.max_epochs_behind,
+                  "max-epochs-behind");
+    NEEDS_RESTART(c->max_conns != n.max_conns, "max-conns");
+    NEEDS_RESTART(c->max_handshakes != n.max_handshakes, "max-handshakes");
+    NEEDS_RESTART(c->idle_timeout_s != n.idle_timeout_s, "idle-timeout");
+#undef NEEDS_RESTART
+    /* live: logging and backups; the rest keeps its running values */
+    apply_log(&n);
+    free(c->backup_dir);
+    c->backup_dir = n.backup_dir;
+    n.backup_dir = NULL;
+    c->backup_every = n.backup_every;
+    c->backup_keep = n.backup_keep;
+    c->log_level = n.log_level;
+    c->log_format = n.log_format;
+    c->quiet = n.quiet;
+    serve_conf_free(&n);
+    serve_logf(CRDTNET_LOG_INFO, "reloaded %s: log-level %s, backups %s",
+               c->config != NULL ? c->config : "the command line",
+               (const char *[]){ "error", "warn", "info",
+                                 "debug" }[c->log_level],
+               c->backup_dir != NULL ? c->backup_dir : "off");
+}
+
+static void *
+house_loop(void *arg)
+{
+    house *h = arg;
     long waited_ms = 0;
 
     while (!stopping) {
         struct timespec ts = { 0, 200 * 1000000L };
+
         nanosleep(&ts, NULL);
+        if (reload_wanted) {
+            reload_wanted = 0;
+            reload(h);
+        }
         waited_ms += 200;
-        if (waited_ms < b->every_s * 1000)
+        if (h->conf->backup_dir == NULL ||
+            waited_ms < h->conf->backup_every * 1000)
             continue;
         waited_ms = 0;
-        for (size_t i = 0; i < b->n && !stopping; i++) {
-            unsigned char space[CRDT_SPACE_ID_BYTES];
-            char hex[2 * CRDT_SPACE_ID_BYTES + 1], file[4200], pre[40];
-            struct timespec now;
-            crdt_backup_info info;
-            int rc;
-
-            crdt_replica_space_id(b->reps[i], space);
-            crdt_hex(hex, space, sizeof space);
-            clock_gettime(CLOCK_REALTIME, &now);
-            snprintf(pre, sizeof pre, "%.16s-", hex);
-            snprintf(file, sizeof file, "%s/%s%013lld.strata", b->dir, pre,
-                     (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
-            rc = crdt_backup(&info, b->reps[i], file);
-            if (rc < 0)
-                fprintf(stderr, "strata serve: backup of %s failed: %s\n",
-                        crdt_replica_path(b->reps[i]), crdt_strerror(rc));
-            else
-                fprintf(stderr, "strata serve: backup %s (epoch %llu, "
-                        "%llu ops)\n", file,
-                        (unsigned long long)info.epoch_number,
-                        (unsigned long long)info.ops_total);
-            prune(b->dir, pre, b->keep);
-        }
+        backup_all(h);
     }
     return NULL;
+}
+
+/* Two arguments naming one replica, or two replicas of one space, are a
+ * mistake the daemon cannot serve: say which. */
+static int
+check_distinct(crdt_replica **reps, size_t n)
+{
+    unsigned char a[CRDT_SPACE_ID_BYTES], b[CRDT_SPACE_ID_BYTES];
+    char hex[2 * CRDT_SPACE_ID_BYTES + 1];
+
+    for (size_t i = 0; i < n; i++) {
+        crdt_replica_space_id(reps[i], a);
+        for (size_t j = 0; j < i; j++) {
+            crdt_replica_space_id(reps[j], b);
+            if (memcmp(a, b, sizeof a) != 0)
+                continue;
+            crdt_hex(hex, a, sizeof a);
+            return cli_error(CLI_EUSAGE, "serve",
+                             "%s and %s are replicas of the same space "
+                             "%s: a daemon serves one replica per space "
+                             "(sync the other with it instead)",
+                             crdt_replica_path(reps[j]),
+                             crdt_replica_path(reps[i]), hex);
+        }
+    }
+    return CLI_OK;
+}
+
+static int
+check_same_dir(const serve_conf *c)
+{
+    struct stat st[SERVE_MAX_DIRS];
+    int have[SERVE_MAX_DIRS];
+
+    for (size_t i = 0; i < c->n_dirs; i++) {
+        have[i] = stat(c->dirs[i], &st[i]) == 0;
+        for (size_t j = 0; j < i && have[i]; j++)
+            if (have[j] && st[j].st_dev == st[i].st_dev &&
+                st[j].st_ino == st[i].st_ino)
+                return cli_error(CLI_EUSAGE, "serve",
+                                 "%s and %s are the same replica",
+                                 c->dirs[j], c->dirs[i]);
+    }
+    return CLI_OK;
 }
 
 int
 cmd_serve(const cli_cmd *cmd, int argc, char **argv)
 {
-    const char *dirs[MAX_DIRS], *peers[MAX_PEERS], *listen = NULL;
-    const char *backup_dir = NULL;
-    long every = 0, keep = 5;
-    long long n;
-    size_t n_dirs = 0, n_peers = 0, opened = 0;
-    crdt_replica *reps[MAX_DIRS];
+    serve_conf conf;
+    crdt_replica *reps[SERVE_MAX_DIRS];
+    serve_backup_state bk[SERVE_MAX_DIRS];
     crdtnet_daemon_options o = CRDTNET_DAEMON_OPTIONS_INIT;
     crdtnet_daemon *d = NULL;
-    char host[256], port[16];
-    backup_plan plan;
+    serve_metrics *metrics = NULL;
+    char host[256], port[16], why[1200];
+    size_t opened = 0;
+    house h;
     pthread_t th;
     int have_thread = 0, rc, code = CLI_OK;
 
-    for (int i = 1; i < argc; i++) {
-        const char *s = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-
-        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
-            cli_print_help(stdout, cmd);
-            return CLI_OK;
-        }
-        if (!strcmp(s, "--listen") || !strcmp(s, "--peer") ||
-            !strcmp(s, "--backup-dir") || !strcmp(s, "--backup-every") ||
-            !strcmp(s, "--backup-keep") || !strcmp(s, "--max-epochs-behind")) {
-            if (val == NULL)
-                return cli_usage(cmd, "%s needs a value", s);
-            i++;
-            if (!strcmp(s, "--listen")) {
-                listen = val;
-            } else if (!strcmp(s, "--peer")) {
-                if (n_peers == MAX_PEERS)
-                    return cli_usage(cmd, "at most %d peers", MAX_PEERS);
-                peers[n_peers++] = val;
-            } else if (!strcmp(s, "--backup-dir")) {
-                backup_dir = val;
-            } else if (cli_parse_int64(&n, val) < 0 || n < 0 ||
-                       n > 100000000) {
-                return cli_usage(cmd, "bad value for %s", s);
-            } else if (!strcmp(s, "--backup-every")) {
-                every = (long)n;
-            } else if (!strcmp(s, "--backup-keep")) {
-                keep = (long)n;
-            } else {
-                o.conn.policy.max_epochs_behind = (uint32_t)n;
-            }
-            continue;
-        }
-        if (!strcmp(s, "--quiet")) {
-            o.quiet = 1;
-            continue;
-        }
-        if (s[0] == '-' && s[1] == '-')
-            return cli_usage(cmd, "unknown option %s", s);
-        if (n_dirs == MAX_DIRS)
-            return cli_usage(cmd, "at most %d replicas", MAX_DIRS);
-        dirs[n_dirs++] = s;
+    rc = serve_conf_load(&conf, cmd, argc, argv, why, sizeof why);
+    if (rc == CLI_HELP_SHOWN) {
+        serve_conf_free(&conf);
+        return CLI_OK;
     }
-    if (n_dirs == 0 || listen == NULL)
-        return cli_usage(cmd, "need at least one DIR and --listen");
-    if (cli_split_hostport(host, sizeof host, port, sizeof port, listen) < 0)
-        return cli_usage(cmd, "bad address %s (want HOST:PORT)", listen);
-    for (size_t i = 0; i < n_peers; i++) {
-        char h2[256], p2[16];
-        if (cli_split_hostport(h2, sizeof h2, p2, sizeof p2, peers[i]) < 0)
-            return cli_usage(cmd, "bad peer address %s", peers[i]);
+    if (rc != CLI_OK) {
+        serve_conf_free(&conf);
+        return rc == CLI_EUSAGE ? cli_usage(cmd, "%s", why)
+                                : cli_error(rc, "serve", "%s", why);
     }
-    if ((backup_dir == NULL) != (every == 0))
-        return cli_usage(cmd, "--backup-dir and --backup-every go together");
-    if (backup_dir != NULL && mkdir(backup_dir, 0700) != 0 && errno != EEXIST)
-        return cli_error(CLI_EIO, "serve", "cannot create %s: %s", backup_dir,
-                         strerror(errno));
-
+    if ((code = check_same_dir(&conf)) != CLI_OK)
+        goto out;
+    apply_log(&conf);
+    (void)cli_split_hostport(host, sizeof host, port, sizeof port,
+                             conf.listen); /* checked by the load */
+    if (conf.backup_dir != NULL && mkdir(conf.backup_dir, 0700) != 0 &&
+        errno != EEXIST) {
+        code = cli_error(CLI_EIO, "serve", "cannot create %s: %s",
+                         conf.backup_dir, strerror(errno));
+        goto out;
+    }
     /* every page is checked at open (a daemon opens once); a corrupt
      * replica is left out with its error line and the others are served */
-    for (size_t i = 0; i < n_dirs; i++) {
-        rc = cli_open_ex(&reps[opened], dirs[i],
-                         CLI_OPEN_WRITE | CLI_OPEN_CHECK_ALL);
-        if (rc == CLI_EDATA && n_dirs > 1) {
-            fprintf(stderr, "strata serve: not serving %s: its replica is "
-                    "corrupt\n", dirs[i]);
-            code = rc;
+    for (size_t i = 0; i < conf.n_dirs; i++) {
+        code = cli_open_ex(&reps[opened], conf.dirs[i],
+                           CLI_OPEN_WRITE | CLI_OPEN_CHECK_ALL);
+        if (code == CLI_EDATA && conf.n_dirs > 1) {
+            serve_logf(CRDTNET_LOG_ERROR, "not serving %s: its replica is "
+                       "corrupt", conf.dirs[i]);
             continue;
         }
-        if (rc != CLI_OK) {
-            code = rc;
+        if (code != CLI_OK)
             goto out;
-        }
         opened++;
     }
-    if (opened == 0)
-        goto out;
-    code = CLI_OK;
-    rc = crdtnet_daemon_new(&d, reps, opened, host, port, peers, n_peers, &o);
-    if (rc < 0) {
-        code = cli_error(cli_exit_code(rc), "serve", "cannot listen on %s: %s",
-                         listen, crdt_strerror(rc));
+    if (opened == 0) {
+        code = CLI_EDATA;
         goto out;
     }
+    code = CLI_OK;
+    if ((code = check_distinct(reps, opened)) != CLI_OK)
+        goto out;
+    if (conf.max_epochs_behind >= 0)
+        o.conn.policy.max_epochs_behind = (uint32_t)conf.max_epochs_behind;
+    o.conn.idle_timeout_ms = (int)(conf.idle_timeout_s * 1000);
+    o.conn.log_event = serve_log_event;
+    o.max_conns = (unsigned)conf.max_conns;
+    o.max_handshakes = (unsigned)conf.max_handshakes;
+    rc = crdtnet_daemon_new(&d, reps, opened, host, port,
+                            (const char *const *)conf.peers, conf.n_peers,
+                            &o);
+    if (rc < 0) {
+        code = cli_error(cli_exit_code(rc), "serve", "cannot listen on %s: "
+                         "%s", conf.listen, crdt_strerror(rc));
+        goto out;
+    }
+    memset(bk, 0, sizeof bk);
+    if (conf.metrics != NULL &&
+        (code = serve_metrics_start(&metrics, conf.metrics, d, reps, opened,
+                                    bk)) != CLI_OK)
+        goto out;
     running = d;
     {
         struct sigaction sa;
+
         memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_signal;
         sigemptyset(&sa.sa_mask);
+        sa.sa_handler = on_stop;
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
+        sa.sa_handler = on_hup;
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGHUP, &sa, NULL);
         sa.sa_handler = SIG_IGN;
         sigaction(SIGPIPE, &sa, NULL);
     }
-    if (backup_dir != NULL) {
-        plan.reps = reps;
-        plan.n = opened;
-        plan.dir = backup_dir;
-        plan.every_s = every;
-        plan.keep = keep > 0 ? keep : 1;
-        have_thread = pthread_create(&th, NULL, backup_loop, &plan) == 0;
-    }
+    h.cmd = cmd;
+    h.argc = argc;
+    h.argv = argv;
+    h.conf = &conf;
+    h.reps = reps;
+    h.n = opened;
+    h.bk = bk;
+    have_thread = pthread_create(&th, NULL, house_loop, &h) == 0;
+    if (!have_thread)
+        serve_logf(CRDTNET_LOG_ERROR, "cannot start the housekeeping "
+                   "thread: no backups, SIGHUP ignored");
     rc = crdtnet_daemon_run(d);
     stopping = 1;
     if (have_thread)
@@ -244,8 +389,10 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
         code = cli_fail("serve", rc);
 out:
     running = NULL;
+    serve_metrics_stop(metrics);
     crdtnet_daemon_free(d);
     for (size_t i = 0; i < opened; i++)
         crdt_replica_close(reps[i]);
+    serve_conf_free(&conf);
     return code;
 }

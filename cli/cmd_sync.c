@@ -40,6 +40,13 @@ report_json(const crdtnet_report *rep, int rc)
                                                        : 0));
 }
 
+void
+cli_sync_progress(const crdtnet_report *rep, void *ctx)
+{
+    cli_progress_draw(rep->ops_received + rep->snapshot_entries_received,
+                      0, ctx);
+}
+
 int
 cmd_sync(const cli_cmd *cmd, int argc, char **argv)
 {
@@ -52,6 +59,7 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
     crdt_replica *r;
     char host[256], port[16];
     long long n;
+    cli_progress p;
     cli_args a;
     int rc, code;
 
@@ -80,7 +88,13 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
     if ((rc = cli_open(&r, a.pos[0], 1)) != CLI_OK)
         return rc;
     memset(&rep, 0, sizeof rep);
+    cli_progress_init(&p, "sync", "ops and snapshot entries received");
+    if (p.on) {
+        co.progress = cli_sync_progress;
+        co.progress_ctx = &p;
+    }
     rc = crdtnet_sync_connect(&rep, r, host, port, &co);
+    cli_progress_end(&p);
     crdt_replica_close(r);
 
     if (rc == CRDT_OK && rep.rejected)

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "crdt/raw.h"
 #include "cli.h"
 
 enum { OPT_JSON };
@@ -66,7 +67,12 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
     crdt_raw_cursor *cur;
     const void *k, *v;
     size_t kl, vl;
+    uint64_t total = 0;
+    cli_progress p;
 
+    cli_progress_init(&p, "verify", "changes");
+    if (crdt_raw_count(&total, t, CRDT_DB_LOG) < 0)
+        total = 0; /* a count only */
     rc = crdt_raw_cursor_open(&cur, t, CRDT_DB_LOG);
     if (rc < 0)
         return cli_fail("verify: read the log", rc);
@@ -77,7 +83,10 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
         crdt_op op;
         uint64_t ops = 0;
 
+        if ((n->changes & 255) == 0)
+            cli_progress_draw(n->changes, total, &p);
         if (kl != CRDT_ACTOR_BYTES + 8) {
+            cli_progress_end(&p);
             crdt_raw_cursor_close(cur);
             return cli_error(CLI_EDATA, "verify", "a log key of %zu bytes",
                              kl);
@@ -86,6 +95,7 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
         key_last = be64((const unsigned char *)k + CRDT_ACTOR_BYTES);
         rc = crdt_change_decode(&c, v, vl);
         if (rc < 0) {
+            cli_progress_end(&p);
             crdt_raw_cursor_close(cur);
             return bad_change(&key_actor, key_last,
                               rc == CRDT_ENOMEM ? "out of memory"
@@ -114,6 +124,7 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
                 why = "op count differs from the header";
         }
         if (why != NULL) {
+            cli_progress_end(&p);
             crdt_raw_cursor_close(cur);
             return bad_change(&key_actor, key_last, why);
         }
@@ -125,6 +136,9 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
         have_prev = 1;
         rc = crdt_raw_cursor_next(cur, &k, &kl, &v, &vl);
     }
+    if (rc == CRDT_ENOTFOUND)
+        cli_progress_draw(n->changes, total, &p);
+    cli_progress_end(&p);
     crdt_raw_cursor_close(cur);
     if (rc != CRDT_ENOTFOUND)
         return cli_fail("verify: read the log", rc);

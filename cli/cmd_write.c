@@ -116,6 +116,10 @@ op_error(const cli_cmd *cmd, const write_req *w, int rc)
         return cli_error(CLI_EUSAGE, cmd->name, "value too large%s",
                          w->kind == W_SADD || w->kind == W_SREM
                              ? " for a set element" : "");
+    case CRDT_EPERM: /* the authority rules (docs/security.md) */
+        return cli_error(CLI_EREJECTED, cmd->name,
+                         "not permitted: this key is not a writer of the "
+                         "space (a reader, removed, or not a member)");
     default: return cli_fail(cmd->name, rc);
     }
 }

@@ -8,7 +8,7 @@
  * Invariants:
  *  (1) Every command answers --help on stdout with exit 0.
  *  (2) An error is one line on stderr, "strata: <what failed>: <why>",
- *      and the exit code is one of CLI.md's.
+ *      and the exit code is one of docs/cli.md's.
  *  (3) Output that could not be written is an error (exit 7), so a
  *      full disk never looks like success to a script.
  */
@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "crdt/version.h"
+#include "serve.h"
 
 static const cli_cmd COMMANDS[] = {
     { "init", cmd_init, "init DIR [--space-id ID] [--phrase-file F] [--json]",
@@ -25,10 +27,14 @@ static const cli_cmd COMMANDS[] = {
       "  --phrase-file F   derive the identity from the recovery phrase in F\n"
       "  --json            print {\"space_id\",\"public_key\"}\n" },
     { "id", cmd_id, "id DIR", "print this replica's public key (hex)", NULL },
-    { "member", cmd_member, "member add DIR PUBKEY | member ls DIR [--json]",
-      "authorize a peer key for this space / list the members",
-      "  PUBKEY is 64 hex digits (see `strata id`). The member set is\n"
-      "  replicated like any data.\n" },
+    { "member", cmd_member,
+      "member add DIR PUBKEY [--role R] | member rm DIR PUBKEY | "
+      "member ls DIR [--json]",
+      "authorize a peer key for this space / remove it / list the members",
+      "  PUBKEY is 64 hex digits (see `strata id`). R is reader, writer\n"
+      "  (the default) or admin. The member set is replicated like any\n"
+      "  data; only an admin changes it, only the owner makes admins, and\n"
+      "  a removal is permanent (docs/security.md).\n" },
     { "put", cmd_write, "put DIR COLL DOC FIELD VALUE", "set a register field",
       "  VALUE is a JSON scalar (42, -1.5, true, null, \"text\") or\n"
       "  {\"$bytes\":\"<base64>\"}; a bare word that is not JSON is a string.\n" },
@@ -85,13 +91,10 @@ static const cli_cmd COMMANDS[] = {
       "   \"created_ms\",\"state_hash\"}.\n" },
     { "serve", cmd_serve,
       "serve DIR... --listen HOST:PORT [--peer HOST:PORT]... "
-      "[--backup-dir D --backup-every SECONDS [--backup-keep N]]",
-      "run the sync daemon for one or more replicas",
-      "  Serves every space given, pushes local changes (also those written\n"
-      "  by other processes) to connected peers within a second, and keeps\n"
-      "  a live session to each --peer, reconnecting with backoff.\n"
-      "  --backup-dir/--backup-every take backups on a schedule, keeping the\n"
-      "  last --backup-keep (default 5). SIGTERM or SIGINT stop it cleanly.\n" },
+      "[--config FILE] [--metrics HOST:PORT] [--log-level LEVEL] "
+      "[--log-format text|json] [--backup-dir D --backup-every SECONDS "
+      "[--backup-keep N]] [OPTION]...",
+      "run the sync daemon for one or more replicas", serve_help },
     { "sync", cmd_sync,
       "sync DIR HOST:PORT [--json] [--max-epochs-behind N] [--max-age-ms MS]",
       "one sync session with a peer, then a report of what moved",
@@ -193,7 +196,7 @@ main(int argc, char **argv)
         return finish_output(CLI_OK);
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("strata 0.1.0\n");
+        printf("strata %s\n", crdt_version());
         return finish_output(CLI_OK);
     }
     cmd = find_command(argv[1]);

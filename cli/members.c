@@ -1,27 +1,39 @@
 /*
- * members.c: the member set of a space, stored as ordinary replicated
- * data so it travels with every sync: collection "$members", one document
- * per member named by its public key in lowercase hex (64 characters,
- * exactly CRDT_NAME_MAX), with the register "member" = true.
+ * members.c: writing the member set of a space. The set is replicated
+ * data (crdt/members.h): collection "$members", one document per member
+ * named by its public key in lowercase hex; libcrdt judges every write
+ * to it by the same rules on every replica (docs/security.md).
  */
 #include "cli.h"
 
-int
-cli_member_add(crdt_replica *r, const unsigned char *pubkey)
+/* One txn holding one member-set change; CRDT_OK or a crdt_err. */
+static int
+member_txn(crdt_replica *r, const unsigned char *pubkey, crdt_role role,
+           int remove)
 {
-    char hex[2 * CRDT_PUBKEY_BYTES + 1];
-    crdt_value yes = crdt_value_bool(1);
     crdt_txn *t;
     int rc;
 
-    crdt_hex(hex, pubkey, CRDT_PUBKEY_BYTES);
     rc = crdt_txn_begin(&t, r);
     if (rc < 0)
         return rc;
-    rc = crdt_txn_put(t, CLI_MEMBERS_COLL, hex, CLI_MEMBERS_FIELD, &yes);
+    rc = remove ? crdt_txn_member_remove(t, pubkey)
+                : crdt_txn_member_set(t, pubkey, role);
     if (rc < 0) {
         crdt_txn_abort(t);
         return rc;
     }
     return crdt_txn_commit(t, NULL);
+}
+
+int
+cli_member_add(crdt_replica *r, const unsigned char *pubkey, crdt_role role)
+{
+    return member_txn(r, pubkey, role, 0);
+}
+
+int
+cli_member_rm(crdt_replica *r, const unsigned char *pubkey)
+{
+    return member_txn(r, pubkey, CRDT_ROLE_NONE, 1);
 }

@@ -5,7 +5,7 @@
  * Invariants:
  *  (1) Every failure goes through cli_error(), so each one is a single
  *      line "strata: <what failed>: <why>" and maps to one exit code of
- *      CLI.md.
+ *      docs/cli.md.
  *  (2) Every replica opened for writing is epoch_attach()ed before any
  *      command touches it (cli_open_ex()), so no merge ever bypasses the
  *      rebasing hook.

@@ -1,7 +1,7 @@
 /*
  * value.c: VALUEs between the command line, JSON and crdt_value.
  *
- * The JSON forms (CLI.md, "Values"): null, true/false, an integer (int64),
+ * The JSON forms (docs/cli.md, "Values"): null, true/false, an integer (int64),
  * a real, a string, and bytes as {"$bytes":"<base64>"} (the ORIGINAL
  * alphabet with padding) both ways. On the command line, text that is
  * not valid JSON is the string itself, except a number too big to hold,

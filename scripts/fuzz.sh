@@ -2,7 +2,7 @@
 # Build the libFuzzer targets (clang, ASan + UBSan) in build-fuzz and run
 # every tests/fuzz/fuzz_*.c target for SECONDS each, two at a time, each
 # on a temporary copy of its corpus (tests/fuzz/corpus/<target>/), with
-# the limits of TESTING.md section 4. Prints per target the executions
+# the limits in docs/testing.md, "Fuzzing". Prints per target the executions
 # and whether it crashed; exits 1 if any did, naming the crash file.
 #
 #   scripts/fuzz.sh [SECONDS]    (default 20; an empty argument too)

@@ -9,9 +9,11 @@ packages=(
     libsodium-dev                # identity, signatures, key exchange, AEAD
     libmsgpack-dev               # wire and log encoding (msgpack-c)
     libjansson-dev               # JSON for the CLI (values, --json, import)
+    libmicrohttpd-dev            # HTTP for `strata serve --metrics`
     check                        # unit tests
     clang libclang-rt-14-dev     # sanitizers and libFuzzer
     python3                      # test relay and helpers
+    curl                         # tests scrape the metrics endpoint
     valgrind                     # leak check of the CLI scenario
 )
 

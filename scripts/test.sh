@@ -17,7 +17,8 @@ jobs="${JOBS:-$(nproc)}"
 
 build() {   # build DIR [cmake args...]
     local dir="$1"; shift
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DSTRATA_BUILD_TESTS=ON -DSTRATA_BUILD_BENCH=ON "$@" >/dev/null
     cmake --build "$dir" -j "$jobs"
 }
 

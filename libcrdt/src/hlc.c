@@ -29,6 +29,12 @@ crdt__now_ms(void)
 }
 
 uint64_t
+crdt_raw_now_ms(void)
+{
+    return crdt__now_ms();
+}
+
+uint64_t
 crdt__hlc_next(uint64_t last, uint64_t n)
 {
     uint64_t phys = crdt__now_ms() << 16;

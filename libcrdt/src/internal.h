@@ -69,7 +69,28 @@ struct crdt_replica {
     crdt__applyq applyq;
     int applyq_busy;
     int damaged; /* crdt_replica_mark_damaged(); atomic */
+    uint64_t readers_checked_ms; /* last stale-reader sweep; atomic */
 };
+
+/* What authority.c keeps about the member set during one write txn. */
+typedef struct {
+    int loaded;     /* owner looked up in this txn */
+    int on;         /* the space has an owner: roles are enforced */
+    unsigned char owner[CRDT_PUBKEY_BYTES];
+    int phase;      /* replay: 0 every op; 1 the owner's; 2 the others'
+                       member-set ops; 3 the others' other ops */
+    int replaying;
+    int genesis_new;                /* a genesis record was applied */
+    unsigned char touched[8][CRDT_PUBKEY_BYTES]; /* member docs written */
+    size_t n_touched;
+    int touched_all;                /* more than fit above */
+    /* the standing of the last author checked (one change = one author) */
+    int cache_ok;
+    unsigned char cache_pk[CRDT_PUBKEY_BYTES];
+    crdt_actor cache_actor;
+    int cache_member, cache_readonly, cache_admin, cache_removed;
+    uint64_t cache_cut;
+} crdt__auth;
 
 /* A write context: one LMDB write txn plus the state-hash accumulator. */
 typedef struct {
@@ -83,6 +104,7 @@ typedef struct {
     MDB_dbi cur_dbi;
     int cur_at;      /* the cursor sits on the key last looked up */
     crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */
+    crdt__auth auth; /* authority.c */
 } crdt__wctx;
 
 /* A raw txn (crdt/raw.h): a write context, or a read txn. Merge builds
@@ -104,6 +126,33 @@ int crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
 int crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
                        const unsigned char *cur_epoch,
                        crdt_merge_report *rep);
+
+/* ---- authority.c: roles, checked for every op applied ---- */
+/* Is @p op one the current replay phase applies? 1 yes, 0 no. */
+int crdt__auth_in_phase(crdt__wctx *w, const unsigned char *pk,
+                        const crdt_op *op);
+/* Check a remote op: 1 apply it; 0 refused, quarantined with the reason
+ * (counted in @p rep); negative on error. */
+int crdt__auth_check(crdt__wctx *w, const crdt_change *c, uint64_t index,
+                     const crdt_op *op, crdt_merge_report *rep);
+/* Check a local op of this replica: CRDT_OK or CRDT_EPERM. */
+int crdt__auth_local(crdt__wctx *w, uint64_t seq, const crdt_op *op);
+/* 1 if @p op writes the member set. */
+int crdt__auth_is_members(const crdt_op *op);
+/* Note an applied member-set op. */
+void crdt__auth_applied(crdt__wctx *w, const crdt_op *op);
+/* Before commit: if the member set changed the standing of a key whose
+ * ops were already judged, rebuild the state from the log. */
+int crdt__auth_settle(crdt__wctx *w);
+
+/* The write context of a local txn (txn.c), for members.c. */
+crdt__wctx *crdt__txn_wctx(crdt_txn *t);
+/* A key's standing as authority.c reads it (members.c). */
+typedef struct {
+    int on, is_owner, found, member, readonly, admin, removed;
+} crdt__member_doc;
+int crdt__member_doc_read(crdt__wctx *w, const unsigned char *pk,
+                          crdt__member_doc *out);
 
 /* ---- applyq.c: a merge batch's ops, applied in state-key order ---- */
 void crdt__applyq_init(crdt__applyq *q);
@@ -283,6 +332,10 @@ int crdt__head_put(MDB_txn *txn, crdt_replica *r, const crdt_actor *a,
 /* Log and pending keys: actor(8) | seq(8) big-endian. */
 void crdt__log_key(unsigned char *k, const crdt_actor *a, uint64_t seq);
 /* Add to the meta counters ops_in_log / changes_in_log / pending. */
+/* chain.c: crdt_chain_check() inside a txn. */
+int crdt__chain_check(int *out, MDB_txn *txn, crdt_replica *r,
+                      const crdt_actor *a, uint64_t seq,
+                      const unsigned char *hash);
 int crdt__count_add(MDB_txn *txn, crdt_replica *r, const char *key,
                     int64_t delta);
 

@@ -58,7 +58,15 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
     while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
         const crdt_op *apply = &op;
 
-        if (i < skip) {
+        if (i < skip || (w->auth.phase != 0 &&
+                         !crdt__auth_in_phase(w, c->pubkey, &op))) {
+            i++;
+            continue;
+        }
+        /* refused by the authority rules: quarantined, the rest goes on */
+        if ((rc = crdt__auth_check(w, c, i, &op, rep)) <= 0) {
+            if (rc < 0)
+                return rc;
             i++;
             continue;
         }
@@ -79,7 +87,8 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
             if (rep)
                 rep->rebased_ops++;
         }
-        if (w->q != NULL && !foreign)
+        /* member-set ops go in at once: later ops' checks read them */
+        if (w->q != NULL && !foreign && !crdt__auth_is_members(apply))
             rc = crdt__applyq_push(w, w->q, apply, c->hlc + i, &c->actor,
                                    c->seq + i);
         else
@@ -87,6 +96,7 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
                                    c->seq + i);
         if (rc < 0)
             return rc;
+        crdt__auth_applied(w, apply);
         if (rep)
             rep->ops_applied++;
         i++;
@@ -119,17 +129,21 @@ log_append(crdt__wctx *w, const crdt_change *c, const unsigned char *data,
 }
 
 /*
- * Equivocation: a validly signed change that contradicts what we hold
- * for the same (actor, seq) — a replica's files were copied and both
- * copies wrote. The change is not merged: its ops go to the quarantine
- * (same record layout as libepoch's), and the merge goes on.
+ * Equivocation: a validly signed change that contradicts the chain we
+ * hold for its actor — a replica's files were copied (or a backup
+ * restored twice) and both copies wrote. Within a merge the chain held
+ * here wins (a sync compares the two heads first and resets the loser,
+ * session.c); the change is not merged: its ops go to the quarantine
+ * under their own keys (kind 'e', tagged with the change's hash, so
+ * nothing else quarantined for that (actor, seq) is overwritten), with a
+ * reason naming both versions, and the merge goes on.
  */
 static int
-quarantine_conflict(crdt__wctx *w, const crdt_change *c,
+quarantine_conflict(crdt__wctx *w, const crdt_change *c, const crdt__head *h,
                     crdt_merge_report *rep)
 {
-    static const char why[] = "equivocation: two different changes for the "
-                              "same (actor, seq) (a cloned replica?)";
+    char why[200], mine[17], held[17];
+    size_t why_len;
     crdt_op_iter it;
     crdt_op op;
     uint64_t i = 0;
@@ -137,19 +151,27 @@ quarantine_conflict(crdt__wctx *w, const crdt_change *c,
 
     if ((rc = crdt_change_verify(c)) < 0)
         return rc; /* not signed by the actor: a forgery, not a clone */
+    crdt_hex(mine, c->hash, 8);
+    crdt_hex(held, h->hash, 8);
+    why_len = (size_t)snprintf(why, sizeof why,
+                               "equivocation: change %s contradicts the "
+                               "chain held for its actor (head %llu, %s); "
+                               "a copied replica?",
+                               mine, (unsigned long long)h->seq, held);
     crdt_op_iter_init(&it, c);
     while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
-        unsigned char key[16];
+        unsigned char key[CRDT_QUARANTINE_KEY_BYTES];
         crdt__enc e, o;
         MDB_val k = { sizeof key, key }, v;
 
-        crdt__log_key(key, &c->actor, c->seq + i);
+        crdt_quarantine_key(key, &c->actor, c->seq + i, CRDT_QK_EQUIVOCATION,
+                            c->hash);
         crdt__enc_init(&e);
         crdt__enc_init(&o);
         rc = crdt__op_encode(&o, &op);
         if (rc == CRDT_OK) {
             msgpack_pack_array(&e.pk, 4);
-            crdt__enc_str(&e, why, sizeof why - 1);
+            crdt__enc_str(&e, why, why_len);
             crdt__enc_bin(&e, c->epoch_id, CRDT_HASH_BYTES);
             msgpack_pack_uint64(&e.pk, c->hlc + i);
             crdt__enc_bin(&e, o.sb.data, o.sb.size);
@@ -168,6 +190,8 @@ quarantine_conflict(crdt__wctx *w, const crdt_change *c,
     }
     if (rc != CRDT_ENOTFOUND)
         return rc;
+    if ((rc = crdt__count_add(w->txn, w->r, "equivocations", 1)) < 0)
+        return rc;
     if (rep) {
         rep->conflicts++;
         rep->quarantined_ops += i;
@@ -175,19 +199,26 @@ quarantine_conflict(crdt__wctx *w, const crdt_change *c,
     return CRDT_OK;
 }
 
-/* Keeps (3): is the change at or below the head the one we hold? */
+/* Keeps (3): is the change at or below the head the one we hold? Its
+ * copy may be in the log, or folded into an epoch and archived: a copy
+ * that is nowhere (pruned) cannot be compared and counts as held. */
 static int
 check_duplicate(crdt__wctx *w, const crdt_change *c)
 {
     unsigned char key[16];
     MDB_val k = { sizeof key, key }, v;
     crdt_change held;
-    int rc;
+    int rc, found;
 
     crdt__log_key(key, &c->actor, c->seq + c->n_ops - 1);
     rc = mdb_get(w->txn, w->r->dbi[CRDT_DB_LOG], &k, &v);
-    if (rc == MDB_NOTFOUND)
-        return CRDT_OK; /* folded into an epoch or split otherwise */
+    if (rc == MDB_NOTFOUND) {
+        rc = crdt__chain_check(&found, w->txn, w->r, &c->actor,
+                               c->seq + c->n_ops - 1, c->hash);
+        if (rc < 0)
+            return rc;
+        return found == CRDT_CHAIN_FORK ? CRDT_ECONFLICT : CRDT_OK;
+    }
     if (rc != 0)
         return crdt__mdb_err(rc);
     if (crdt_change_decode(&held, v.mv_data, v.mv_size) < 0)
@@ -303,7 +334,7 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
         if (last <= h.seq) {
             rc = check_duplicate(w, c);
             if (rc == CRDT_ECONFLICT) {
-                if ((rc = quarantine_conflict(w, c, rep)) < 0)
+                if ((rc = quarantine_conflict(w, c, &h, rep)) < 0)
                     return rc;
                 break; /* the rest of this actor's batch is suspect */
             }
@@ -321,7 +352,7 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
         if (c->seq != h.seq + 1 ||
             memcmp(c->prev, h.hash, CRDT_HASH_BYTES) != 0) {
             /* a fork of this actor's chain */
-            if ((rc = quarantine_conflict(w, c, rep)) < 0)
+            if ((rc = quarantine_conflict(w, c, &h, rep)) < 0)
                 return rc;
             break;
         }
@@ -400,6 +431,8 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     }
     if (rc == CRDT_OK)
         rc = crdt__applyq_flush(w, q);
+    if (rc == CRDT_OK) /* a member-set change may judge held ops anew */
+        rc = crdt__auth_settle(w);
     q->n = 0; /* dropped on failure: the txn aborts */
     w->q = NULL;
     if (q == &own)
@@ -443,6 +476,20 @@ crdt_merge(crdt_merge_report *report, crdt_replica *r,
     }
     if (rc == CRDT__EMAPFULL)
         rc = CRDT_EFULL;
+    if (rc == CRDT_OK) {
+        /* a change of our own actor that we did not write: this
+         * directory was copied; never write as that actor again */
+        for (size_t i = 0; i < n; i++) {
+            crdt_actor a;
+            uint64_t last;
+            if (crdt_change_peek(&a, &last, changes[i].data,
+                                 changes[i].len) == CRDT_OK &&
+                memcmp(a.b, r->actor.b, CRDT_ACTOR_BYTES) == 0) {
+                rc = crdt_replica_check_incarnation(NULL, r);
+                break;
+            }
+        }
+    }
     if (rc == CRDT_OK && report != NULL)
         *report = rep;
     return rc;

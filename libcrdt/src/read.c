@@ -269,6 +269,7 @@ crdt_read_stats(crdt_stats *out, crdt_read *rd)
     out->changes_in_log = crdt__meta_u64(rd->txn, rd->r, "changes_in_log");
     out->pending = crdt__meta_u64(rd->txn, rd->r, "pending");
     out->epoch_number = crdt__meta_u64(rd->txn, rd->r, "epoch_num");
+    out->equivocations = crdt__meta_u64(rd->txn, rd->r, "equivocations");
     if (crdt__meta_get(rd->txn, rd->r, "epoch_id", &v) == CRDT_OK &&
         v.mv_size == CRDT_HASH_BYTES)
         memcpy(out->epoch_id, v.mv_data, CRDT_HASH_BYTES);

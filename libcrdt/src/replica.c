@@ -182,6 +182,23 @@ crdt_replica_public_key(const crdt_replica *r, unsigned char *out)
     memcpy(out, r->pk, CRDT_PUBKEY_BYTES);
 }
 
+int
+crdt_replica_sign(unsigned char *sig, const crdt_replica *r, const void *msg,
+                  size_t len)
+{
+    if (sig == NULL || r == NULL || (msg == NULL && len > 0))
+        return CRDT_EINVAL;
+    crypto_sign_detached(sig, NULL, msg != NULL ? msg : (const void *)"",
+                         len, r->sk);
+    return CRDT_OK;
+}
+
+void
+crdt_free(void *p)
+{
+    free(p);
+}
+
 void
 crdt_replica_secret_key(const crdt_replica *r, unsigned char *out)
 {
@@ -305,7 +322,8 @@ crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r)
     MDB_txn *txn;
     MDB_val v;
     crdt__head h;
-    int rc, behind = 0;
+    uint64_t issued = 0;
+    int rc, stale = 0, mine = 0;
 
     if (renewed_out)
         *renewed_out = 0;
@@ -317,13 +335,20 @@ crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r)
         return rc;
     if (crdt__meta_get(txn, r, "own_seq", &v) == CRDT_OK && v.mv_size == 16 &&
         memcmp(v.mv_data, r->actor.b, 8) == 0) {
-        uint64_t issued = crdt__rd64((const unsigned char *)v.mv_data + 8);
-        rc = crdt__head_get(txn, r, &r->actor, &h);
-        behind = (rc == CRDT_ENOTFOUND) || (rc == CRDT_OK && h.seq < issued);
-        rc = CRDT_OK;
+        issued = crdt__rd64((const unsigned char *)v.mv_data + 8);
+        mine = 1;
     }
+    rc = crdt__head_get(txn, r, &r->actor, &h);
+    /* behind what we issued: our own changes are parked after a reset;
+     * ahead of it (or a head where we never wrote): someone else signs
+     * as this actor — a copy of this directory, or its original */
+    if (mine)
+        stale = rc == CRDT_ENOTFOUND || (rc == CRDT_OK && h.seq != issued);
+    else
+        stale = rc == CRDT_OK;
+    rc = (rc == CRDT_ENOTFOUND) ? CRDT_OK : rc;
     crdt__txn_end(r, txn, 0);
-    if (!behind)
+    if (rc < 0 || !stale)
         return rc;
     rc = crdt_replica_new_incarnation(r);
     if (rc == CRDT_OK && renewed_out)

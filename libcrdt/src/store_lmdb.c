@@ -465,6 +465,44 @@ crdt__txn_begin(crdt_replica *r, int write, MDB_txn **out)
     return CRDT_EIO;
 }
 
+/*
+ * Reader slots of dead processes. LMDB clears them only when asked
+ * (mdb_reader_check), which an open does; until then a slot of a killed
+ * reader pins the snapshot it read, so a long-lived writer (a daemon, an
+ * app) cannot reuse any page freed since and the file grows without
+ * bound. So a writer sweeps them after a commit, at most once a second
+ * (a sweep reads the reader table and probes each pid: microseconds).
+ */
+#define READERS_SWEEP_MS 1000
+
+static void
+readers_sweep(crdt_replica *r)
+{
+    uint64_t now = crdt__now_ms(),
+             last = __atomic_load_n(&r->readers_checked_ms, __ATOMIC_RELAXED);
+    int dead;
+
+    if (now - last < READERS_SWEEP_MS ||
+        !__atomic_compare_exchange_n(&r->readers_checked_ms, &last, now, 0,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return; /* swept recently, or another committer is sweeping */
+    mdb_reader_check(r->env, &dead);
+}
+
+int
+crdt_replica_reader_check(crdt_replica *r, int *dead_out)
+{
+    int dead = 0, rc;
+
+    if (r == NULL || r->env == NULL)
+        return CRDT_EINVAL;
+    rc = mdb_reader_check(r->env, &dead);
+    if (dead_out != NULL)
+        *dead_out = dead;
+    __atomic_store_n(&r->readers_checked_ms, crdt__now_ms(), __ATOMIC_RELAXED);
+    return crdt__mdb_err(rc);
+}
+
 int
 crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
 {
@@ -476,8 +514,10 @@ crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
         rc = crdt__mdb_err(mdb_txn_commit(txn));
     else
         mdb_txn_abort(txn);
-    if (commit && rc == CRDT_OK)
+    if (commit && rc == CRDT_OK) {
         map_trim(r); /* keeps (4); the grow lock pins the map */
+        readers_sweep(r);
+    }
     pthread_rwlock_unlock(&r->grow_lock);
     return rc;
 }
@@ -566,4 +606,10 @@ crdt__marker_peek(crdt_replica *r)
     rc = crdt__marker_present(txn, r);
     crdt__txn_end(r, txn, 0);
     return rc;
+}
+
+int
+crdt_raw_marker_peek(crdt_replica *r)
+{
+    return r == NULL ? CRDT_EINVAL : crdt__marker_peek(r);
 }

@@ -105,10 +105,14 @@ apply_encoded(crdt_txn *t, size_t from, uint64_t index)
     while (m.p < m.end) {
         if ((rc = crdt__op_decode(&op, &m)) < 0)
             return rc;
+        /* the rules every replica applies to this op (authority.c) */
+        if ((rc = crdt__auth_local(&t->w, t->seq0 + index, &op)) < 0)
+            return rc;
         rc = crdt__state_apply(&t->w, &op, t->hlc0 + index, &t->r->actor,
                                t->seq0 + index);
         if (rc < 0)
             return rc;
+        crdt__auth_applied(&t->w, &op);
         index++;
     }
     return CRDT_OK;
@@ -154,7 +158,8 @@ finish_op(crdt_txn *t, size_t from, int rc)
     }
     /* the op is not part of the change: drop its bytes */
     t->ops.sb.size = from;
-    if (rc != CRDT_EINVAL && rc != CRDT_ETYPE && rc != CRDT_ELIMIT)
+    if (rc != CRDT_EINVAL && rc != CRDT_ETYPE && rc != CRDT_ELIMIT &&
+        rc != CRDT_EPERM)
         t->failed = 1; /* keeps (3) */
     return rc == CRDT__EMAPFULL ? CRDT_EFULL : rc;
 }
@@ -425,6 +430,8 @@ crdt_txn_commit(crdt_txn *t, crdt_commit_info *info)
     }
     for (int tries = 0; t->n_ops > 0 && tries < 16; tries++) {
         rc = write_change(t, &got);
+        if (rc == CRDT_OK) /* the change is in the log: judge again */
+            rc = crdt__auth_settle(&t->w);
         if (rc == CRDT_OK) {
             rc = crdt__wctx_commit(&t->w);
             if (rc != CRDT__EMAPFULL)
@@ -500,4 +507,10 @@ run_dels(crdt_txn *t)
         p += 3 + kl;
     }
     return CRDT_OK;
+}
+
+crdt__wctx *
+crdt__txn_wctx(crdt_txn *t)
+{
+    return &t->w;
 }

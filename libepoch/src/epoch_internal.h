@@ -15,6 +15,7 @@
 #include <msgpack.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "epoch/epoch.h"
 #include "epoch/lens.h"
 #include "internal.h" /* libcrdt's private msgpack reader and helpers */
@@ -55,6 +56,8 @@ void epoch__rewriter_set_txn(epoch__rewriter *w, crdt_raw *t);
 /* A reset stages the snapshot in the spare slot under meta "staging"
  * (token, started ms); a staging older than this is abandoned. */
 #define EPOCH__STAGING_STALE_MS (10u * 60 * 1000)
+/* Read the staging token in @p t; 1 present (filled), 0 absent. */
+int epoch__staging_read(crdt_raw *t, epoch_staging *out);
 int epoch__staging_active(crdt_raw *t);
 void epoch__rewriter_free(epoch__rewriter *w);
 
@@ -65,8 +68,14 @@ int epoch__marker_del(crdt_raw *t);
 
 /* Quarantine one op inside a txn. */
 int epoch__quarantine_put(crdt_raw *t, const crdt_change *c, uint64_t seq,
-                          uint64_t hlc, const crdt_op *op,
-                          const char *reason);
+                          uint64_t hlc, const crdt_op *op, const char *reason,
+                          int kind);
+
+/* The losing side of an equivocation, inside a reset's txn. */
+int epoch__quarantine_forks_in(uint64_t *moved_out, crdt_raw *t,
+                               const crdt_actor *actors, size_t n_actors,
+                               const unsigned char *base_heads,
+                               size_t heads_len, const char *reason);
 
 /* epoch_quarantine_unsynced() inside a caller's txn. */
 int epoch__quarantine_unsynced_in(uint64_t *moved_out, crdt_raw *t,

@@ -226,7 +226,7 @@ pair_find(const epoch__step *s, const crdt_value *v)
 
     while (lo < hi) { /* pairs are sorted by from, lens_internal.h (4) */
         mid = lo + (hi - lo) / 2;
-        c = epoch__value_cmp(v, &s->pairs[mid].from);
+        c = crdt_value_cmp(v, &s->pairs[mid].from);
         if (c == 0)
             return &s->pairs[mid];
         if (c < 0)
@@ -243,7 +243,7 @@ is_map_target(const epoch__step *s, const crdt_value *v)
     size_t i;
 
     for (i = 0; i < s->npairs; i++)
-        if (epoch__value_cmp(v, &s->pairs[i].to) == 0)
+        if (crdt_value_cmp(v, &s->pairs[i].to) == 0)
             return 1;
     return 0;
 }

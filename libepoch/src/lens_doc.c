@@ -5,7 +5,7 @@
  * Invariants:
  *  (1) Fields are sorted by name (strcmp) and names are distinct, so
  *      lookups are binary searches and equality is a linear walk.
- *  (2) Set elements are sorted by epoch__value_cmp() and distinct.
+ *  (2) Set elements are sorted by crdt_value_cmp() and distinct.
  *  (3) The document owns every name and every string or bytes value in
  *      it; a value handed in is copied before anything else changes, so
  *      a failed call leaves the document as it was.
@@ -43,7 +43,7 @@ epoch__value_release(crdt_value *v)
 static int
 elem_cmp(const void *a, const void *b)
 {
-    return epoch__value_cmp(a, b);
+    return crdt_value_cmp(a, b);
 }
 
 /* Sort owned values and release duplicates (keeps (2)). */
@@ -55,7 +55,7 @@ epoch__values_normalize(crdt_value *v, size_t *n)
     if (*n > 1)
         qsort(v, *n, sizeof *v, elem_cmp);
     for (i = 0; i < *n; i++) {
-        if (k > 0 && epoch__value_cmp(&v[k - 1], &v[i]) == 0)
+        if (k > 0 && crdt_value_cmp(&v[k - 1], &v[i]) == 0)
             epoch__value_release(&v[i]);
         else
             v[k++] = v[i];
@@ -248,7 +248,7 @@ elem_pos(const epoch__field *f, const crdt_value *v, int *found)
     *found = 0;
     while (lo < hi) {
         mid = lo + (hi - lo) / 2;
-        c = epoch__value_cmp(v, &f->elems[mid]);
+        c = crdt_value_cmp(v, &f->elems[mid]);
         if (c == 0) {
             *found = 1;
             return mid;
@@ -502,14 +502,14 @@ field_equal(const epoch__field *a, const epoch__field *b)
         return 0;
     switch (a->kind) {
     case EPOCH_FIELD_REGISTER:
-        return epoch__value_cmp(&a->reg, &b->reg) == 0;
+        return crdt_value_cmp(&a->reg, &b->reg) == 0;
     case EPOCH_FIELD_COUNTER:
         return a->counter == b->counter;
     case EPOCH_FIELD_SET:
         if (a->nelems != b->nelems)
             return 0;
         for (i = 0; i < a->nelems; i++)
-            if (epoch__value_cmp(&a->elems[i], &b->elems[i]) != 0)
+            if (crdt_value_cmp(&a->elems[i], &b->elems[i]) != 0)
                 return 0;
         return 1;
     }

@@ -78,10 +78,9 @@ const epoch__section *epoch__lens_find(const epoch_lens *l,
 int epoch__buf_reserve(epoch_buf *b, size_t extra);
 int epoch__buf_put(epoch_buf *b, const char *p, size_t n);
 
-/* lens_value.c: literals, value order and copies. */
+/* lens_value.c: literals and copies (the value order is crdt_value_cmp). */
 const char *epoch__type_name(crdt_vtype t);
 int epoch__type_parse(crdt_vtype *out, const char *p, size_t len);
-int epoch__value_cmp(const crdt_value *a, const crdt_value *b);
 int epoch__utf8_valid(const char *p, size_t len);
 int epoch__double_shortest(char *buf, size_t size, double d);
 int epoch__literal_format(epoch_buf *b, const crdt_value *v);

@@ -277,7 +277,7 @@ map_pairs(parser *ps, epoch__step *s)
     }
     epoch__pairs_sort(s->pairs, s->npairs); /* keeps (4) */
     for (i = 1; i < s->npairs; i++)
-        if (epoch__value_cmp(&s->pairs[i - 1].from, &s->pairs[i].from) == 0)
+        if (crdt_value_cmp(&s->pairs[i - 1].from, &s->pairs[i].from) == 0)
             return fail(ps, CRDT_ECORRUPT, "duplicate map key");
     /* the inverse looks values up as keys, so they must be distinct too */
     tos = malloc(s->npairs * sizeof *tos);
@@ -290,7 +290,7 @@ map_pairs(parser *ps, epoch__step *s)
     epoch__pairs_sort(tos, s->npairs);
     rc = CRDT_OK;
     for (i = 1; i < s->npairs && rc == CRDT_OK; i++)
-        if (epoch__value_cmp(&tos[i - 1].from, &tos[i].from) == 0)
+        if (crdt_value_cmp(&tos[i - 1].from, &tos[i].from) == 0)
             rc = fail(ps, CRDT_ECORRUPT, "two map keys have the same value "
                       "(the inverse would be ambiguous)");
     free(tos);

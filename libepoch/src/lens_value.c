@@ -1,10 +1,11 @@
 /*
- * lens_value.c: scalar values as a lens sees them: type names, a total
- * order, UTF-8 checks and the canonical text of a literal.
+ * lens_value.c: scalar values as a lens sees them: type names, UTF-8
+ * checks and the canonical text of a literal.
  *
  * Invariants:
- *  (1) epoch__value_cmp() is a total order: doubles compare by their IEEE
- *      754 totalOrder (so -0 != 0 and NaN equals only itself), because map
+ *  (1) Values are ordered by libcrdt's crdt_value_cmp(), a total order:
+ *      doubles compare by their IEEE 754 totalOrder (so -0 != 0 and NaN
+ *      equals only itself; no second order lives here), because map
  *      lookups and set elements must never treat two distinct values as
  *      one, or a conversion would stop being invertible.
  *  (2) epoch__literal_format() writes text that epoch__literal_read()
@@ -44,52 +45,11 @@ epoch__type_parse(crdt_vtype *out, const char *p, size_t len)
     return -1;
 }
 
-/* Map a double's bits to an integer whose order is IEEE totalOrder. */
-static int64_t
-double_key(double d)
-{
-    int64_t k;
-
-    memcpy(&k, &d, sizeof k);
-    return k < 0 ? (int64_t)((uint64_t)k ^ INT64_MAX) : k;
-}
-
-int
-epoch__value_cmp(const crdt_value *a, const crdt_value *b)
-{
-    int64_t x, y;
-    size_t n;
-    int c;
-
-    if (a->type != b->type)
-        return a->type < b->type ? -1 : 1;
-    switch (a->type) {
-    case CRDT_VNULL:
-        return 0;
-    case CRDT_VBOOL:
-        return (a->u.b != 0) - (b->u.b != 0);
-    case CRDT_VINT:
-        return (a->u.i > b->u.i) - (a->u.i < b->u.i);
-    case CRDT_VDOUBLE:
-        x = double_key(a->u.d);
-        y = double_key(b->u.d);
-        return (x > y) - (x < y);
-    case CRDT_VSTRING:
-    case CRDT_VBYTES:
-        n = a->u.s.len < b->u.s.len ? a->u.s.len : b->u.s.len;
-        c = n > 0 ? memcmp(a->u.s.ptr, b->u.s.ptr, n) : 0;
-        if (c != 0)
-            return c < 0 ? -1 : 1;
-        return (a->u.s.len > b->u.s.len) - (a->u.s.len < b->u.s.len);
-    }
-    return 0;
-}
-
 static int
 pair_cmp(const void *a, const void *b)
 {
-    return epoch__value_cmp(&((const epoch__pair *)a)->from,
-                            &((const epoch__pair *)b)->from);
+    return crdt_value_cmp(&((const epoch__pair *)a)->from,
+                          &((const epoch__pair *)b)->from);
 }
 
 void

@@ -23,7 +23,7 @@ epoch__marker_put(crdt_raw *t, uint64_t target, const char *lens,
     crdt__enc_init(&e);
     msgpack_pack_array(&e.pk, 4);
     msgpack_pack_uint64(&e.pk, target);
-    msgpack_pack_uint64(&e.pk, crdt__now_ms());
+    msgpack_pack_uint64(&e.pk, crdt_raw_now_ms());
     crdt__enc_str(&e, lens, strlen(lens));
     crdt__enc_str(&e, custom, strlen(custom));
     rc = crdt__enc_ok(&e);

@@ -1,8 +1,12 @@
 /*
  * quarantine.c: ops that could not be rebased, kept with their reason.
  *
- *   key   = actor(8) | seq(8)
+ *   key   = actor(8) | seq(8) | kind(1) | tag(8)   (crdt/raw.h; stores
+ *           written before kinds existed used actor(8) | seq(8))
  *   value = [ reason: str, epoch: bin32, hlc: uint, op: bin (as written) ]
+ * The kind (rebase, unsynced, equivocation, pending overflow) and the tag
+ * (the change's hash) keep two reasons, or two versions of one
+ * (actor, seq), from overwriting each other.
  *
  * Nothing leaves the quarantine except by epoch_quarantine_apply(), in
  * the same txn that writes the op again as a new local change.
@@ -14,14 +18,14 @@
 
 int
 epoch__quarantine_put(crdt_raw *t, const crdt_change *c, uint64_t seq,
-                      uint64_t hlc, const crdt_op *op, const char *reason)
+                      uint64_t hlc, const crdt_op *op, const char *reason,
+                      int kind)
 {
-    unsigned char key[16];
+    unsigned char key[CRDT_QUARANTINE_KEY_BYTES];
     crdt__enc e, o;
     int rc;
 
-    memcpy(key, c->actor.b, 8);
-    crdt__be64(key + 8, seq);
+    crdt_quarantine_key(key, &c->actor, seq, kind, c->hash);
     crdt__enc_init(&e);
     crdt__enc_init(&o);
     rc = crdt__op_encode(&o, op);
@@ -51,10 +55,13 @@ decode(epoch_quarantined *q, char *reason, size_t rsz, const void *k,
     const unsigned char *ob;
     uint32_t n, rl, ol;
 
-    if (kl != 16)
+    if (kl != 16 && kl != CRDT_QUARANTINE_KEY_BYTES)
         return CRDT_ECORRUPT;
     memcpy(q->actor.b, k, 8);
     q->seq = crdt__rd64((const unsigned char *)k + 8);
+    q->kind = kl == 16 ? 0 : ((const unsigned char *)k)[16];
+    q->key = k;
+    q->key_len = kl;
     if (crdt__mp_array(&m, &n) < 0 || n != 4 ||
         crdt__mp_str(&m, &rs, &rl) < 0 ||
         crdt__mp_bin_fixed(&m, q->epoch_id, EPOCH_ID_BYTES) < 0 ||
@@ -176,7 +183,8 @@ epoch__quarantine_unsynced_in(uint64_t *moved_out, crdt_raw *t,
             while (rc == CRDT_OK && crdt_op_iter_next(&op, &it) == CRDT_OK) {
                 if (ch.seq + i > have) {
                     rc = epoch__quarantine_put(t, &ch, ch.seq + i,
-                                               ch.hlc + i, &op, reason);
+                                               ch.hlc + i, &op, reason,
+                                               CRDT_QK_UNSYNCED);
                     moved++;
                 }
                 i++;
@@ -204,6 +212,98 @@ epoch__quarantine_unsynced_in(uint64_t *moved_out, crdt_raw *t,
     if (rc == CRDT_OK && n_dead > 0)
         rc = crdt_raw_recount_log(t);
     free(dead);
+    if (rc == CRDT_OK && moved_out)
+        *moved_out = moved;
+    return rc;
+}
+
+/*
+ * The losing side of an equivocation, inside a reset's switching txn:
+ * every change of a forked actor in our log that the winner's chain
+ * does not hold (not folded into the epoch's base, not among the
+ * winner's staged changes under the same key with the same hash) goes to
+ * the quarantine (kind 'e') and leaves the log, so the replay adopts the
+ * winner's chain and nothing of ours is overwritten or lost.
+ */
+int
+epoch__quarantine_forks_in(uint64_t *moved_out, crdt_raw *t,
+                           const crdt_actor *actors, size_t n_actors,
+                           const unsigned char *base_heads,
+                           size_t heads_len, const char *reason)
+{
+    uint64_t moved = 0;
+    int rc = CRDT_OK;
+
+    for (size_t a = 0; rc == CRDT_OK && a < n_actors; a++) {
+        uint64_t base = heads_seq(base_heads, heads_len, &actors[a]);
+        unsigned char (*dead)[16] = NULL;
+        size_t n_dead = 0;
+        crdt_raw_cursor *c;
+        const void *k, *v;
+        size_t kl, vl;
+
+        if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_LOG)) < 0)
+            break;
+        rc = crdt_raw_cursor_seek(c, actors[a].b, 8, &k, &kl, &v, &vl);
+        while (rc == CRDT_OK && kl == 16 &&
+               memcmp(k, actors[a].b, 8) == 0) {
+            const void *sv;
+            size_t svl;
+            crdt_change ch, theirs;
+            unsigned char *copy = malloc(vl);
+
+            if (copy == NULL) {
+                rc = CRDT_ENOMEM;
+                break;
+            }
+            memcpy(copy, v, vl);
+            if ((rc = crdt_change_decode(&ch, copy, vl)) < 0) {
+                free(copy);
+                break;
+            }
+            int keep = ch.seq + ch.n_ops - 1 <= base;
+            if (!keep &&
+                crdt_raw_get(t, CRDT_DB_STAGING, k, 16, &sv, &svl) ==
+                    CRDT_OK &&
+                crdt_change_decode(&theirs, sv, svl) == CRDT_OK &&
+                memcmp(theirs.hash, ch.hash, CRDT_HASH_BYTES) == 0)
+                keep = 1;
+            if (!keep) {
+                crdt_op_iter it;
+                crdt_op op;
+                uint64_t i = 0;
+                void *nd;
+                crdt_op_iter_init(&it, &ch);
+                while (rc == CRDT_OK &&
+                       crdt_op_iter_next(&op, &it) == CRDT_OK) {
+                    rc = epoch__quarantine_put(t, &ch, ch.seq + i,
+                                               ch.hlc + i, &op, reason,
+                                               CRDT_QK_EQUIVOCATION);
+                    moved++;
+                    i++;
+                }
+                nd = realloc(dead, (n_dead + 1) * 16);
+                if (nd == NULL)
+                    rc = CRDT_ENOMEM;
+                else {
+                    dead = nd;
+                    memcpy(dead[n_dead++], k, 16);
+                }
+            }
+            free(copy);
+            if (rc < 0)
+                break;
+            rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+        }
+        crdt_raw_cursor_close(c);
+        if (rc == CRDT_ENOTFOUND)
+            rc = CRDT_OK;
+        for (size_t i = 0; rc == CRDT_OK && i < n_dead; i++)
+            rc = crdt_raw_del(t, CRDT_DB_LOG, dead[i], 16);
+        if (rc == CRDT_OK && n_dead > 0)
+            rc = crdt_raw_recount_log(t);
+        free(dead);
+    }
     if (rc == CRDT_OK && moved_out)
         *moved_out = moved;
     return rc;
@@ -238,7 +338,8 @@ epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
 /* ---- re-apply ---- */
 
 typedef struct {
-    unsigned char key[16];
+    unsigned char key[CRDT_QUARANTINE_KEY_BYTES];
+    size_t key_len;
     unsigned char *op;    /* encoded op (copy) */
     size_t op_len;
 } held;
@@ -246,6 +347,8 @@ typedef struct {
 typedef struct {
     held *v;
     size_t n;
+    int kind;                /* only this kind, when not 0 */
+    const crdt_actor *actor; /* only this actor, when not NULL */
 } held_list;
 
 static int
@@ -253,13 +356,18 @@ collect(const epoch_quarantined *q, void *p)
 {
     held_list *l = p;
     crdt__enc e;
-    held *nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+    held *nv;
+
+    if ((l->kind != 0 && q->kind != l->kind) ||
+        (l->actor != NULL && memcmp(q->actor.b, l->actor->b, 8) != 0))
+        return 0;
+    nv = realloc(l->v, (l->n + 1) * sizeof *nv);
 
     if (nv == NULL)
         return CRDT_ENOMEM;
     l->v = nv;
-    memcpy(nv[l->n].key, q->actor.b, 8);
-    crdt__be64(nv[l->n].key + 8, q->seq);
+    memcpy(nv[l->n].key, q->key, q->key_len);
+    nv[l->n].key_len = q->key_len;
     crdt__enc_init(&e);
     if (crdt__op_encode(&e, &q->op) < 0 || crdt__enc_ok(&e) < 0) {
         crdt__enc_free(&e);
@@ -292,11 +400,11 @@ reapply(crdt_txn *t, const crdt_op *op)
     return CRDT_EINVAL;
 }
 
-int
-epoch_quarantine_apply(uint64_t *applied_out, uint64_t *kept_out,
-                       crdt_replica *r)
+static int
+apply_where(uint64_t *applied_out, uint64_t *kept_out, crdt_replica *r,
+            int kind, const crdt_actor *actor)
 {
-    held_list l = { NULL, 0 };
+    held_list l = { NULL, 0, kind, actor };
     crdt_txn *t = NULL;
     uint64_t applied = 0, kept = 0;
     int rc;
@@ -326,7 +434,8 @@ epoch_quarantine_apply(uint64_t *applied_out, uint64_t *kept_out,
         }
         if (rc < 0)
             break;
-        if ((rc = crdt_txn_raw_del(t, CRDT_DB_QUARANTINE, l.v[i].key, 16)) < 0)
+        if ((rc = crdt_txn_raw_del(t, CRDT_DB_QUARANTINE, l.v[i].key,
+                                    l.v[i].key_len)) < 0)
             break;
         applied++;
     }
@@ -346,4 +455,20 @@ done:
             *kept_out = kept;
     }
     return rc;
+}
+
+int
+epoch_quarantine_apply(uint64_t *applied_out, uint64_t *kept_out,
+                       crdt_replica *r)
+{
+    return apply_where(applied_out, kept_out, r, 0, NULL);
+}
+
+int
+epoch_quarantine_apply_lost(uint64_t *applied_out, crdt_replica *r,
+                            const crdt_actor *actor)
+{
+    if (actor == NULL)
+        return CRDT_EINVAL;
+    return apply_where(applied_out, NULL, r, CRDT_QK_EQUIVOCATION, actor);
 }

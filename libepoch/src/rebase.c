@@ -361,7 +361,7 @@ transform(void *p, crdt_raw *t, const crdt_change *c, uint64_t seq,
 
 quarantine:
     rc = epoch__quarantine_put(t, c, seq, c->hlc + (seq - c->seq), in,
-                               reason ? reason : "cannot be rebased");
+                               reason ? reason : "cannot be rebased", CRDT_QK_REBASE);
     return rc < 0 ? rc : CRDT_EREJECTED;
 }
 

@@ -207,9 +207,10 @@ epoch__record_make(epoch_info *out, crdt_replica *r, uint64_t number,
                    const unsigned char *state_hash)
 {
     crdt__enc body, rec;
-    unsigned char id[EPOCH_ID_BYTES], msg[EPOCH_ID_BYTES + 8], sig[64];
-    unsigned char pk[CRDT_PUBKEY_BYTES], sk[CRDT_SECKEY_BYTES];
-    uint64_t now = crdt__now_ms();
+    unsigned char id[EPOCH_ID_BYTES], msg[EPOCH_ID_BYTES + 8],
+        sig[CRDT_SIG_BYTES];
+    unsigned char pk[CRDT_PUBKEY_BYTES];
+    uint64_t now = crdt_raw_now_ms();
     int rc;
 
     crdt__enc_init(&body);
@@ -235,10 +236,13 @@ epoch__record_make(epoch_info *out, crdt_replica *r, uint64_t number,
     id_of(id, (unsigned char *)body.sb.data, body.sb.size);
 
     crdt_replica_public_key(r, pk);
-    crdt_replica_secret_key(r, sk);
     sig_msg(msg, id, now);
-    crypto_sign_detached(sig, NULL, msg, sizeof msg, sk);
-    sodium_memzero(sk, sizeof sk);
+    rc = crdt_replica_sign(sig, r, msg, sizeof msg);
+    if (rc < 0) {
+        crdt__enc_free(&body);
+        crdt__enc_free(&rec);
+        return rc;
+    }
 
     msgpack_pack_array(&rec.pk, 4);
     crdt__enc_bin(&rec, body.sb.data, body.sb.size);

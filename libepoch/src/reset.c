@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "epoch_internal.h"
 
@@ -35,6 +36,10 @@ struct epoch_reset {
     unsigned char token[16];
     char *quarantine_reason;  /* rejected: quarantine unsynced at commit */
     uint64_t *moved_out;
+    crdt_actor *forks;        /* equivocation lost: these actors' chains */
+    size_t n_forks;
+    char *fork_reason;
+    uint64_t *fork_moved_out;
     crdt__enc buf;      /* entries not yet written: klen(2) k vlen(4) v;
                            klen 0xffff marks a change for the log */
     size_t n_buf;
@@ -43,17 +48,104 @@ struct epoch_reset {
 
 #define FLUSH_BYTES (4u * 1024 * 1024)
 
+/*
+ * The staging token: token(16) | started_ms(8) | pid(8) | pid_start(8),
+ * big-endian; pid_start is field 22 of /proc/PID/stat (the process's
+ * start time in clock ticks since boot), so a pid reused by another
+ * process does not count as the owner. A token of 24 bytes (written
+ * before the owner was recorded) has only the time.
+ */
+#define STAGING_BYTES 40
+
+/* The start time of process @p pid, from /proc; 0 if it does not exist
+ * or cannot be read. */
+static uint64_t
+proc_start(uint64_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long v = 0;
+    FILE *f;
+    size_t n;
+
+    if (pid == 0 || pid > 0x7fffffff)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%llu/stat", (unsigned long long)pid);
+    if ((f = fopen(path, "re")) == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* the command name (field 2) may hold spaces and ')': skip to the
+     * last ')' then count fields 3..22 */
+    if ((p = strrchr(buf, ')')) == NULL)
+        return 0;
+    p++;
+    for (int field = 3; field <= 22 && p != NULL; field++) {
+        while (*p == ' ')
+            p++;
+        if (field == 22) {
+            v = strtoull(p, NULL, 10);
+            break;
+        }
+        p = strchr(p, ' ');
+    }
+    return (uint64_t)v;
+}
+
+static int
+proc_visible(void)
+{
+    return access("/proc/self/stat", R_OK) == 0;
+}
+
+int
+epoch__staging_read(crdt_raw *t, epoch_staging *out)
+{
+    const unsigned char *v;
+    const void *vp;
+    size_t vl;
+
+    memset(out, 0, sizeof *out);
+    if (crdt_raw_get(t, CRDT_DB_META, "staging", 7, &vp, &vl) != CRDT_OK ||
+        (vl != 24 && vl != STAGING_BYTES))
+        return 0;
+    v = vp;
+    out->present = 1;
+    out->started_ms = crdt__rd64(v + 16);
+    out->active = out->started_ms + EPOCH__STAGING_STALE_MS >
+                  crdt_raw_now_ms();
+    out->owner_alive = -1; /* not known: the time alone decides */
+    if (vl == STAGING_BYTES && proc_visible()) {
+        uint64_t start = crdt__rd64(v + 32);
+        out->pid = crdt__rd64(v + 24);
+        out->owner_alive = start != 0 && proc_start(out->pid) == start;
+        if (!out->owner_alive)
+            out->active = 0; /* its owner died: recognised at once */
+    }
+    return 1;
+}
+
 int
 epoch__staging_active(crdt_raw *t)
 {
-    const void *v;
-    size_t vl;
+    epoch_staging s;
 
-    if (crdt_raw_get(t, CRDT_DB_META, "staging", 7, &v, &vl) != CRDT_OK ||
-        vl != 24)
-        return 0;
-    return crdt__rd64((const unsigned char *)v + 16) + EPOCH__STAGING_STALE_MS >
-           crdt__now_ms();
+    return epoch__staging_read(t, &s) && s.active;
+}
+
+int
+epoch_staging_get(epoch_staging *out, crdt_replica *r)
+{
+    crdt_raw *t;
+    int rc;
+
+    if (out == NULL || r == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt_raw_begin(&t, r, 0)) < 0)
+        return rc;
+    epoch__staging_read(t, out);
+    crdt_raw_abort(t);
+    return CRDT_OK;
 }
 
 /* Is the staging ours? (another reset may have taken over a stale one) */
@@ -64,7 +156,7 @@ staging_ours(crdt_raw *t, const unsigned char *token)
     size_t vl;
 
     return crdt_raw_get(t, CRDT_DB_META, "staging", 7, &v, &vl) == CRDT_OK &&
-           vl == 24 && memcmp(v, token, 16) == 0;
+           (vl == 24 || vl == STAGING_BYTES) && memcmp(v, token, 16) == 0;
 }
 
 static int
@@ -153,7 +245,7 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
                   const unsigned char *migrate_to)
 {
     epoch_reset *rs;
-    unsigned char staging[24];
+    unsigned char staging[STAGING_BYTES];
     crdt_raw *t = NULL;
     const void *v;
     size_t vl;
@@ -168,7 +260,7 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
     crdt__enc_init(&rs->buf);
     randombytes_buf(rs->token, sizeof rs->token);
     /* BUSY before waiting on the writer lock a migration holds */
-    if ((rc = crdt__marker_peek(r)) != 0) {
+    if ((rc = crdt_raw_marker_peek(r)) != 0) {
         rc = rc > 0 ? CRDT_EBUSY : rc;
         goto fail;
     }
@@ -202,10 +294,13 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
         goto fail;
     }
     memcpy(staging, rs->token, 16);
-    crdt__be64(staging + 16, crdt__now_ms());
+    crdt__be64(staging + 16, crdt_raw_now_ms());
+    crdt__be64(staging + 24, (uint64_t)getpid());
+    crdt__be64(staging + 32, proc_start((uint64_t)getpid()));
     if ((rc = crdt_raw_spare_clear(t)) < 0 ||
         (rc = crdt_raw_clear(t, CRDT_DB_STAGING)) < 0 ||
-        (rc = crdt_raw_put(t, CRDT_DB_META, "staging", 7, staging, 24)) < 0)
+        (rc = crdt_raw_put(t, CRDT_DB_META, "staging", 7, staging,
+                           sizeof staging)) < 0)
         goto fail;
     rc = crdt_raw_commit(t);
     t = NULL;
@@ -297,6 +392,26 @@ epoch_reset_quarantine_unsynced(epoch_reset *rs, const char *reason,
     if (rs->quarantine_reason == NULL)
         return CRDT_ENOMEM;
     rs->moved_out = moved_out;
+    return CRDT_OK;
+}
+
+int
+epoch_reset_quarantine_forks(epoch_reset *rs, const crdt_actor *actors,
+                             size_t n, const char *reason,
+                             uint64_t *moved_out)
+{
+    if (rs == NULL || reason == NULL || (actors == NULL && n > 0))
+        return CRDT_EINVAL;
+    free(rs->forks);
+    free(rs->fork_reason);
+    rs->forks = malloc((n ? n : 1) * sizeof *actors);
+    rs->fork_reason = strdup(reason);
+    if (rs->forks == NULL || rs->fork_reason == NULL)
+        return CRDT_ENOMEM;
+    if (n > 0)
+        memcpy(rs->forks, actors, n * sizeof *actors);
+    rs->n_forks = n;
+    rs->fork_moved_out = moved_out;
     return CRDT_OK;
 }
 
@@ -435,6 +550,9 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     size_t heads_len;
     unsigned char hash[CRDT_HASH_BYTES];
     uint64_t old_number = 0, fork_from = UINT64_MAX, moved = 0;
+    uint64_t lost = 0;
+    crdt_actor own;
+    int own_lost = 0;
     crdt_raw *t = NULL;
     int rc;
 
@@ -482,6 +600,12 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             rc = epoch__quarantine_unsynced_in(&moved, t, heads, heads_len,
                                                rs->quarantine_reason);
         }
+        if (rc == CRDT_OK && rs->n_forks > 0) {
+            /* before the sender's log joins ours under the same keys */
+            rc = epoch__quarantine_forks_in(&lost, t, rs->forks, rs->n_forks,
+                                            heads, heads_len,
+                                            rs->fork_reason);
+        }
         if (rc == CRDT_OK)
             rc = crdt_raw_heads_replace(t, heads, heads_len);
         if (rc == CRDT_OK)
@@ -513,9 +637,17 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
         rs->token[0] ^= 0xff; /* nothing left to clean up */
         if (rs->moved_out != NULL)
             *rs->moved_out = moved;
-        /* quarantined or parked own changes: never reuse their seqs */
-        if (moved > 0)
+        if (rs->fork_moved_out != NULL)
+            *rs->fork_moved_out = lost;
+        own = crdt_replica_actor(rs->r);
+        for (size_t i = 0; i < rs->n_forks; i++)
+            own_lost |= memcmp(rs->forks[i].b, own.b, 8) == 0;
+        /* quarantined or parked own changes: never reuse their seqs; a
+         * copy that lost keeps its writes under its new actor */
+        if (moved > 0 || own_lost)
             rc = crdt_replica_new_incarnation(rs->r);
+        if (rc == CRDT_OK && own_lost && lost > 0)
+            rc = epoch_quarantine_apply_lost(NULL, rs->r, &own);
         if (rc == CRDT_OK)
             rc = crdt_replica_check_incarnation(NULL, rs->r);
     }
@@ -527,16 +659,19 @@ void
 epoch_reset_abort(epoch_reset *rs)
 {
     crdt_raw *t;
+    int rc;
 
     if (rs == NULL)
         return;
     /* drop our staging (if still ours); the spare is cleared next time */
     if (crdt_raw_begin(&t, rs->r, 1) == CRDT_OK) {
         if (staging_ours(t, rs->token) &&
-            crdt_raw_del(t, CRDT_DB_META, "staging", 7) == CRDT_OK)
-            crdt_raw_commit(t);
-        else
+            crdt_raw_del(t, CRDT_DB_META, "staging", 7) == CRDT_OK) {
+            rc = crdt_raw_commit(t);
+            (void)rc; /* best effort, like the abort below */
+        } else {
             crdt_raw_abort(t);
+        }
     }
     epoch__rewriter_free(rs->w);
     epoch_lens_free(rs->lens);
@@ -544,6 +679,8 @@ epoch_reset_abort(epoch_reset *rs)
     epoch_info_clear(&rs->final);
     crdt__enc_free(&rs->buf);
     free(rs->quarantine_reason);
+    free(rs->forks);
+    free(rs->fork_reason);
     free(rs);
 }
 

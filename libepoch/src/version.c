@@ -1,10 +1,11 @@
 /*
  * version.c: the library's version string.
  */
+#include "crdt/version.h"
 #include "epoch/epoch.h"
 
 const char *
 epoch_version(void)
 {
-    return "0.1.0";
+    return CRDT_VERSION_STRING;
 }

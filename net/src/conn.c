@@ -29,6 +29,10 @@
  *  (6) Live: a commit seen through crdt_replica_last_txn() is pushed: the
  *      session is poked on the tick that sees the new id and once more on
  *      the next, since the id can be visible a moment before the data.
+ *  (7) Revocation: on every tick that sees a new commit (by any process
+ *      or session), the peer's role is read again; a peer that lost it
+ *      (removed, docs/security.md) gets an authentication error in our
+ *      FINAL and the session closes, within TICK_MS of the commit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -76,7 +80,10 @@ typedef struct {
     size_t batch_bytes;
     volatile sig_atomic_t *stop;
     crdtnet_log_fn log;
+    crdtnet_log_event_fn log_event;
     void *log_ctx;
+    void (*progress)(const crdtnet_report *rep, void *ctx);
+    void *progress_ctx;
     const crdtnet__conn_hooks *hooks;
     /* replicas: the client's own, or the one the server picked */
     crdt_replica *r;
@@ -88,6 +95,7 @@ typedef struct {
     crdtnet_channel *ch;
     crdtnet_session *s;
     int tofu_used;
+    unsigned char peer_pk[CRDT_PUBKEY_BYTES]; /* once authenticated */
     /* output: handshake frames, or one sealed frame (keeps (1)) */
     unsigned char hsq[HSQ_BYTES];
     size_t hsq_len, hsq_off;
@@ -105,6 +113,11 @@ typedef struct {
     uint64_t last_txn;
     int repoke;               /* poke again on the next tick */
     char addr[ADDR_MAX];
+    /* counters (crdtnet__conn_hooks.stats), once the space is known */
+    crdtnet_space_stats *st;
+    int st_looked, st_peer;   /* looked up; counted in peers_connected */
+    uint64_t bytes_in, bytes_out; /* not yet published */
+    crdtnet_report pub;       /* the session report as last published */
 } conn;
 
 long long
@@ -117,24 +130,80 @@ crdtnet__now_ms(void)
 }
 
 static void
-logf_(conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+logf_(conn *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
+/* One event about this connection's peer: structured if the caller
+ * asked for events, else the line "ADDR: MESSAGE". */
 static void
-logf_(conn *c, const char *fmt, ...)
+logf_(conn *c, int level, const char *fmt, ...)
 {
     char line[512];
     size_t n;
     va_list ap;
 
-    if (c->log == NULL)
+    if (c->log == NULL && c->log_event == NULL)
         return;
-    n = (size_t)snprintf(line, sizeof line, "%s: ", c->addr);
+    n = c->log_event != NULL
+            ? 0
+            : (size_t)snprintf(line, sizeof line, "%s: ", c->addr);
     if (n >= sizeof line)
         n = 0;
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - n, fmt, ap);
     va_end(ap);
-    c->log(line, c->log_ctx);
+    if (c->log_event != NULL)
+        c->log_event(level, c->addr, line, c->log_ctx);
+    else
+        c->log(line, c->log_ctx);
+}
+
+/* ---- counters ----------------------------------------------------- */
+
+static long long
+now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Add what happened since the last call to the space's counters. */
+static void
+publish(conn *c)
+{
+    const crdtnet_report *rep;
+    crdtnet_space_stats *st;
+
+    if (!c->st_looked && c->r != NULL) {
+        c->st_looked = 1;
+        if (c->hooks != NULL && c->hooks->stats != NULL)
+            c->st = c->hooks->stats(c->r, c->hooks->ctx);
+    }
+    if ((st = c->st) == NULL)
+        return;
+    if (c->bytes_in > 0)
+        crdtnet__count(&st->bytes_in, c->bytes_in);
+    if (c->bytes_out > 0)
+        crdtnet__count(&st->bytes_out, c->bytes_out);
+    c->bytes_in = c->bytes_out = 0;
+    if (c->s == NULL)
+        return;
+    rep = crdtnet_session_report(c->s);
+#define PUBLISH(field, counter)                                             \
+    do {                                                                    \
+        if (rep->field > c->pub.field)                                      \
+            crdtnet__count(&st->counter, rep->field - c->pub.field);       \
+        c->pub.field = rep->field;                                          \
+    } while (0)
+    PUBLISH(changes_received, changes_in);
+    PUBLISH(changes_sent, changes_out);
+    PUBLISH(ops_received, ops_in);
+    PUBLISH(rebased_ops, rebased_ops);
+    PUBLISH(quarantined_ops, quarantined_ops);
+    PUBLISH(conflicts, conflicts);
+#undef PUBLISH
 }
 
 /* Keep the first failure and its reason (later ones are consequences). */
@@ -224,6 +293,15 @@ client_is_member(const unsigned char pk[CRDTNET_PK_BYTES], void *ctx)
         return 1;
     }
     return 0;
+}
+
+/* Keeps (7): the peer's role, read again after a commit. A client that
+ * trusted its server on first use (an empty member set) keeps that
+ * session: the member set it is receiving is the server's own. */
+static int
+still_member(conn *c)
+{
+    return c->tofu_used || crdtnet_is_member(c->r, c->peer_pk);
 }
 
 /* ---- output ------------------------------------------------------- */
@@ -402,6 +480,7 @@ do_write(conn *c, long long now)
             return;
         }
         c->t_wprog = c->t_tx = now;
+        c->bytes_out += (uint64_t)w;
         if (c->hsq_off < c->hsq_len) {
             c->hsq_off += (size_t)w;
         } else {
@@ -439,10 +518,12 @@ hs_finished(conn *c)
         return;
     }
     crdtnet_hs_peer_key(c->hs, pk);
+    memcpy(c->peer_pk, pk, sizeof c->peer_pk);
     crdtnet_hs_space(c->hs, sid);
     crdt_hex(pkhex, pk, sizeof pk);
     crdt_hex(sidhex, sid, sizeof sid);
-    logf_(c, "authenticated peer %s for space %s%s", pkhex, sidhex,
+    logf_(c, CRDTNET_LOG_INFO, "authenticated peer %s for space %s%s",
+          pkhex, sidhex,
           c->tofu_used ? " (trusted on first use: empty member set)" : "");
     crdtnet_hs_free(c->hs);
     c->hs = NULL;
@@ -451,6 +532,11 @@ hs_finished(conn *c)
     c->t_txn = crdtnet__now_ms();
     if (c->hooks != NULL && c->hooks->authenticated != NULL)
         c->hooks->authenticated(c->hooks->ctx);
+    publish(c);
+    if (c->st != NULL) {
+        crdtnet__count(&c->st->peers_connected, 1);
+        c->st_peer = 1;
+    }
 }
 
 /*
@@ -515,6 +601,21 @@ hs_frame(conn *c, const unsigned char *p, size_t n)
         hs_finished(c);
 }
 
+/*
+ * A bad frame after the handshake: we still say goodbye. Our FINAL (with
+ * the error, unless the peer already sent its own) goes out before we
+ * close, and a FINAL half written is finished, so the peer reads why
+ * instead of a reset connection.
+ */
+static void
+bad_channel_frame(conn *c)
+{
+    if (c->state == ST_SESSION)
+        begin_close(c);
+    else if (c->state != ST_CLOSING || (c->final_sent && !pending(c)))
+        c->state = ST_DONE;
+}
+
 static void
 channel_frame(conn *c, const unsigned char *p, size_t n)
 {
@@ -524,16 +625,13 @@ channel_frame(conn *c, const unsigned char *p, size_t n)
 
     if (c->peer_final) {
         fail(c, CRDT_EPROTO, "frame after the peer's final message");
-        c->state = ST_DONE;
+        bad_channel_frame(c);
         return;
     }
     rc = crdtnet_channel_open(c->ch, p, n, &m, &mn);
     if (rc < 0) {
         fail(c, rc, "bad frame from peer: %s", crdt_strerror(rc));
-        if (c->state == ST_SESSION)
-            begin_close(c);
-        else
-            c->state = ST_DONE;
+        bad_channel_frame(c);
         return;
     }
     if (crdtnet_channel_peer_closed(c->ch)) {
@@ -556,7 +654,22 @@ channel_frame(conn *c, const unsigned char *p, size_t n)
     }
     if (mn == 0 || c->state != ST_SESSION)
         return; /* keepalive, or the session is over: drop */
-    (void)crdtnet_session_feed(c->s, m, mn); /* failure: next_out ends */
+    {
+        const crdtnet_report *rep = crdtnet_session_report(c->s);
+        uint64_t before = rep->changes_received +
+                          rep->snapshot_entries_received;
+        long long t0 = now_us();
+
+        (void)crdtnet_session_feed(c->s, m, mn); /* failure: next_out
+                                                    ends */
+        publish(c);
+        if (c->st != NULL &&
+            rep->changes_received + rep->snapshot_entries_received !=
+                before)
+            crdtnet__count_merge(c->st, (uint64_t)(now_us() - t0));
+        if (c->progress != NULL)
+            c->progress(rep, c->progress_ctx);
+    }
 }
 
 /* Feed @p n bytes through the framer; act on each whole frame. */
@@ -583,10 +696,10 @@ process(conn *c, const unsigned char *buf, size_t n)
             else
                 fail(c, rc == CRDT_ENOMEM ? rc : CRDT_EPROTO,
                      "bad frame: %s", crdt_strerror(rc));
-            if (c->state == ST_SESSION)
-                begin_close(c);
-            else
+            if (c->state == ST_HS)
                 c->state = ST_DONE;
+            else
+                bad_channel_frame(c);
             return;
         }
         if (off == n)
@@ -628,6 +741,7 @@ do_read(conn *c, unsigned char *buf, size_t size, long long now)
         return;
     }
     c->t_rx = now;
+    c->bytes_in += (uint64_t)r;
     if (c->state == ST_FLUSH)
         return; /* failed handshake: discard */
     process(c, buf, (size_t)r);
@@ -669,7 +783,7 @@ check_timers(conn *c, long long now)
         else
             c->state = ST_DONE;
     }
-    if (c->state == ST_SESSION && c->live && now - c->t_txn >= TICK_MS) {
+    if (c->state == ST_SESSION && now - c->t_txn >= TICK_MS) {
         /* Writes by other processes or threads reach the peer. */
         uint64_t t = crdt_replica_last_txn(c->r);
 
@@ -680,7 +794,16 @@ check_timers(conn *c, long long now)
              * miss it: poke once more on the next tick (keeps (6)). */
             c->repoke = t != c->last_txn;
             c->last_txn = t;
-            crdtnet_session_poke(c->s);
+            if (!still_member(c)) { /* keeps (7) */
+                char hex[2 * CRDT_PUBKEY_BYTES + 1];
+                crdt_hex(hex, c->peer_pk, sizeof c->peer_pk);
+                fail(c, CRDT_EAUTH, "peer %s is no longer a member of the "
+                     "space", hex);
+                logf_(c, CRDTNET_LOG_WARN, "closing: %s", c->reason);
+                begin_close(c);
+            } else if (c->live) {
+                crdtnet_session_poke(c->s);
+            }
         }
     }
 }
@@ -750,7 +873,16 @@ run(conn *c)
                         ? CRDTNET_FRAME_HEADER_BYTES + CRDTNET_HS_MSG_MAX
                         : sizeof rbuf,
                     now);
+        publish(c);
     }
+}
+
+/* A failure of our own storage or memory, not of the peer or network. */
+static int
+local_failure(int rc)
+{
+    return rc == CRDT_ECORRUPT || rc == CRDT_EFULL || rc == CRDT_ENOMEM ||
+           rc == CRDT_ERROR;
 }
 
 /* The connection's result, from what happened (see conn.h). */
@@ -796,30 +928,46 @@ result(conn *c, crdtnet_report *out)
 
         crdt_replica_space_id(c->r, sid);
         crdt_hex(sidhex, sid, sizeof sid);
-        logf_(c, "corrupt replica %s (space %s): a change or snapshot it was "
-                 "about to send failed its check, nothing damaged was sent; "
-                 "no longer serving this space; run strata verify %s",
+        logf_(c, CRDTNET_LOG_ERROR,
+              "corrupt replica %s (space %s): a change or snapshot it was "
+              "about to send failed its check, nothing damaged was sent; "
+              "no longer serving this space; run strata verify %s",
               crdt_replica_path(c->r), sidhex, crdt_replica_path(c->r));
     }
+    publish(c);
+    if (c->st != NULL) {
+        crdtnet__count(&c->st->sessions[crdtnet__outcome(rc)], 1);
+        if (rep != NULL && rep->snapshot_received)
+            crdtnet__count(&c->st->snapshots_in, 1);
+        if (rep != NULL && rep->snapshot_sent)
+            crdtnet__count(&c->st->snapshots_out, 1);
+        if (c->st_peer)
+            __atomic_fetch_sub(&c->st->peers_connected, 1,
+                               __ATOMIC_RELAXED);
+        c->st_peer = 0;
+    }
     if (rc == CRDT_OK && c->err == 0 && c->s != NULL)
-        logf_(c, "session ended: sent %llu changes, received %llu changes "
-                 "(%llu ops)%s%s",
+        logf_(c, CRDTNET_LOG_INFO,
+              "session ended: sent %llu changes, received %llu changes "
+              "(%llu ops)%s%s",
               (unsigned long long)rep->changes_sent,
               (unsigned long long)rep->changes_received,
               (unsigned long long)rep->ops_received,
               rep->snapshot_received ? ", reset to the peer's snapshot" : "",
               rep->in_sync ? ", in sync" : "");
     else if (rc == CRDT_OK)
-        logf_(c, "session ended: sent %llu changes, received %llu changes "
-                 "(%llu ops) (%s)",
+        logf_(c, CRDTNET_LOG_INFO,
+              "session ended: sent %llu changes, received %llu changes "
+              "(%llu ops) (%s)",
               (unsigned long long)rep->changes_sent,
               (unsigned long long)rep->changes_received,
               (unsigned long long)rep->ops_received, c->reason);
     else if (c->s == NULL && !c->stopped_in_hs)
-        logf_(c, "handshake failed: %s",
+        logf_(c, CRDTNET_LOG_WARN, "handshake failed: %s",
               c->reason[0] ? c->reason : crdt_strerror(rc));
     else if (c->s != NULL)
-        logf_(c, "session failed: %s: %s", crdt_strerror(rc),
+        logf_(c, local_failure(rc) ? CRDTNET_LOG_ERROR : CRDTNET_LOG_WARN,
+              "session failed: %s: %s", crdt_strerror(rc),
               out != NULL ? out->reason
                           : (c->reason[0] ? c->reason : rep->reason));
     return rc;
@@ -843,7 +991,10 @@ conn_init(conn *c, int fd, crdtnet_hs_role role,
         c->no_tofu = o->no_tofu;
         c->stop = o->stop;
         c->log = o->log;
+        c->log_event = o->log_event;
         c->log_ctx = o->log_ctx;
+        c->progress = o->progress;
+        c->progress_ctx = o->progress_ctx;
     }
     if (c->hs_ms <= 0)
         c->hs_ms = 10000;

@@ -15,7 +15,7 @@
  * Invariants:
  *  (1) At most max_conns accepted connections and max_handshakes of them
  *      not yet authenticated exist at once; beyond that a connection is
- *      closed at once, before any byte is read (TESTING B19, S5).
+ *      closed at once, before any byte is read (docs/testing.md B19, S5).
  *  (2) Every wait polls the stop pipe or is at most 250 ms (the stop flag,
  *      in conn.c), so stop() ends every thread within about a second:
  *      the pipe is written once and never drained, so every poller sees
@@ -65,10 +65,12 @@ typedef struct {
     crdt_replica *r;
     char host[HOST_MAX];
     char port[PORT_MAX];
+    char where[HOST_MAX + PORT_MAX + 4]; /* "host:port", for logs */
 } dpeer;
 
 struct crdtnet_daemon {
     crdt_replica **reps;
+    crdtnet_space_stats *stats; /* one per replica */
     size_t n;
     int lfd;
     int port;
@@ -77,6 +79,7 @@ struct crdtnet_daemon {
     volatile sig_atomic_t stop;
     crdtnet_conn_options copts; /* live, our stop flag, our log */
     crdtnet_log_fn user_log;
+    crdtnet_log_event_fn user_event;
     void *user_log_ctx;
     int quiet;
     unsigned max_conns, max_hs;
@@ -91,13 +94,24 @@ struct crdtnet_daemon {
     unsigned long refused;
 };
 
+/* Every line of the daemon and its connections goes through here: to
+ * the caller's event or line function, else to stderr. */
 static void
-daemon_log(const char *line, void *ctx)
+daemon_event(int level, const char *peer, const char *msg, void *ctx)
 {
     crdtnet_daemon *d = ctx;
+    char line[600];
 
     if (d->quiet)
         return;
+    if (d->user_event != NULL) {
+        d->user_event(level, peer, msg, d->user_log_ctx);
+        return;
+    }
+    if (peer != NULL)
+        snprintf(line, sizeof line, "%s: %s", peer, msg);
+    else
+        snprintf(line, sizeof line, "%s", msg);
     if (d->user_log != NULL)
         d->user_log(line, d->user_log_ctx);
     else /* one call, so lines from threads do not interleave */
@@ -105,11 +119,11 @@ daemon_log(const char *line, void *ctx)
 }
 
 static void
-dlogf(crdtnet_daemon *d, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+dlog(crdtnet_daemon *d, int level, const char *peer, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 static void
-dlogf(crdtnet_daemon *d, const char *fmt, ...)
+dlog(crdtnet_daemon *d, int level, const char *peer, const char *fmt, ...)
 {
     char line[512];
     va_list ap;
@@ -117,8 +131,11 @@ dlogf(crdtnet_daemon *d, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    daemon_log(line, d);
+    daemon_event(level, peer, line, d);
 }
+
+/* The daemon's own lines that concern no peer. */
+#define dlogf(d, level, ...) dlog((d), (level), NULL, __VA_ARGS__)
 
 /* Wait up to @p ms or until stop; 1 if stopping (keeps (2)). */
 static int
@@ -158,8 +175,8 @@ bind_listen(crdtnet_daemon *d, const char *host, const char *port)
     hints.ai_flags = AI_PASSIVE;
     rc = getaddrinfo(host, port, &hints, &res);
     if (rc != 0) {
-        dlogf(d, "cannot resolve %s:%s: %s", host ? host : "*", port,
-              gai_strerror(rc));
+        dlogf(d, CRDTNET_LOG_ERROR, "cannot resolve %s:%s: %s",
+              host ? host : "*", port, gai_strerror(rc));
         return CRDT_EIO;
     }
     for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -180,8 +197,8 @@ bind_listen(crdtnet_daemon *d, const char *host, const char *port)
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        dlogf(d, "cannot listen on %s:%s: %s", host ? host : "*", port,
-              strerror(err));
+        dlogf(d, CRDTNET_LOG_ERROR, "cannot listen on %s:%s: %s",
+              host ? host : "*", port, strerror(err));
         return CRDT_EIO;
     }
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
@@ -240,9 +257,11 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     d->copts.version = 1;
     d->copts.live = 1;
     d->copts.stop = &d->stop;
-    d->copts.log = daemon_log;
+    d->copts.log = NULL;
+    d->copts.log_event = daemon_event;
     d->copts.log_ctx = d;
     d->user_log = opts->conn.log;
+    d->user_event = opts->conn.log_event;
     d->user_log_ctx = opts->conn.log_ctx;
     d->quiet = opts->quiet;
     d->max_conns = opts->max_conns ? opts->max_conns : 256;
@@ -257,6 +276,9 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     if (d->reps == NULL)
         goto fail;
     memcpy(d->reps, replicas, n * sizeof *d->reps);
+    d->stats = calloc(n, sizeof *d->stats);
+    if (d->stats == NULL)
+        goto fail;
     d->n = n;
     if (n_peers > 0) {
         d->peers = calloc(n_peers * n, sizeof *d->peers);
@@ -268,7 +290,8 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
 
         if (crdtnet__split_hostport(host, sizeof host, port, sizeof port,
                                     peers[i]) != CRDT_OK) {
-            dlogf(d, "bad peer address \"%s\": expected HOST:PORT",
+            dlogf(d, CRDTNET_LOG_ERROR,
+                  "bad peer address \"%s\": expected HOST:PORT",
                   peers[i] ? peers[i] : "");
             rc = CRDT_EINVAL;
             goto fail;
@@ -278,6 +301,9 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
             d->peers[k].r = replicas[j];
             memcpy(d->peers[k].host, host, sizeof host);
             memcpy(d->peers[k].port, port, sizeof port);
+            snprintf(d->peers[k].where, sizeof d->peers[k].where,
+                     "%s%s%s:%s", strchr(host, ':') ? "[" : "", host,
+                     strchr(host, ':') ? "]" : "", port);
         }
     }
     d->n_peers = n_peers * n;
@@ -305,6 +331,7 @@ fail:
     if (d->pipe_w >= 0)
         close(d->pipe_w);
     free(d->peers);
+    free(d->stats);
     free(d->reps);
     free(d);
     return rc;
@@ -330,6 +357,35 @@ crdtnet_daemon_stop(crdtnet_daemon *d)
     errno = saved;
 }
 
+/* ---- counters ----------------------------------------------------- */
+
+static crdtnet_space_stats *
+stats_of(crdtnet_daemon *d, crdt_replica *r)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (d->reps[i] == r)
+            return &d->stats[i];
+    return NULL;
+}
+
+int
+crdtnet_daemon_space_stats(crdtnet_daemon *d, size_t i,
+                           crdtnet_space_stats *out)
+{
+    const uint64_t *src;
+    uint64_t *dst;
+
+    _Static_assert(sizeof *out % sizeof(uint64_t) == 0,
+                   "the counters are all uint64_t");
+    if (d == NULL || out == NULL || i >= d->n)
+        return CRDT_EINVAL;
+    src = (const uint64_t *)&d->stats[i];
+    dst = (uint64_t *)out;
+    for (size_t k = 0; k < sizeof *out / sizeof(uint64_t); k++)
+        dst[k] = __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+    return CRDT_OK;
+}
+
 /* ---- accepted connections ----------------------------------------- */
 
 static void
@@ -343,12 +399,18 @@ conn_authenticated(void *ctx)
     pthread_mutex_unlock(&c->d->mu);
 }
 
+static crdtnet_space_stats *
+conn_stats(crdt_replica *r, void *ctx)
+{
+    return stats_of(((dconn *)ctx)->d, r);
+}
+
 static void *
 conn_main(void *arg)
 {
     dconn *c = arg;
     crdtnet_daemon *d = c->d;
-    crdtnet__conn_hooks h = { conn_authenticated, c };
+    crdtnet__conn_hooks h = { conn_authenticated, conn_stats, c };
 
     (void)crdtnet__serve_conn(c->fd, d->reps, d->n, &d->copts, NULL, &h);
     pthread_mutex_lock(&d->mu);
@@ -392,7 +454,8 @@ refuse(crdtnet_daemon *d, int fd, const char *why)
     close(fd);
     d->refused++;
     if (now - d->refused_logged_ms >= 1000) { /* a flood logs 1 line/s */
-        dlogf(d, "refused %lu connection(s): %s", d->refused, why);
+        dlogf(d, CRDTNET_LOG_WARN, "refused %lu connection(s): %s",
+              d->refused, why);
         d->refused = 0;
         d->refused_logged_ms = now;
     }
@@ -408,7 +471,7 @@ accept_one(crdtnet_daemon *d)
     if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
             errno == ENOMEM) {
-            dlogf(d, "accept: %s", strerror(errno));
+            dlogf(d, CRDTNET_LOG_ERROR, "accept: %s", strerror(errno));
             (void)wait_stop(d, 100); /* no spin while out of fds */
         }
         return;
@@ -458,6 +521,12 @@ peer_authenticated(void *ctx)
     p->authed = 1;
 }
 
+static crdtnet_space_stats *
+peer_stats(crdt_replica *r, void *ctx)
+{
+    return stats_of(((dpeer *)ctx)->d, r);
+}
+
 static long long
 jitter(long long ms)
 {
@@ -473,15 +542,16 @@ peer_main(void *arg)
 {
     dpeer *p = arg;
     crdtnet_daemon *d = p->d;
-    crdtnet__conn_hooks h = { peer_authenticated, p };
+    crdtnet__conn_hooks h = { peer_authenticated, peer_stats, p };
     long long backoff = d->backoff_min, wait;
     crdtnet_report rep;
     int rc;
 
     while (!d->stop) {
         if (crdt_replica_damaged(p->r)) {
-            dlogf(d, "peer %s:%s: not syncing %s any more: its replica is "
-                  "damaged", p->host, p->port, crdt_replica_path(p->r));
+            dlogf(d, CRDTNET_LOG_ERROR, "peer %s:%s: not syncing %s any "
+                  "more: its replica is damaged", p->host, p->port,
+                  crdt_replica_path(p->r));
             break;
         }
         p->authed = 0;
@@ -500,8 +570,9 @@ peer_main(void *arg)
             backoff = backoff * 2 > d->backoff_max ? d->backoff_max
                                                    : backoff * 2;
         }
-        dlogf(d, "peer %s:%s: %s%s%s; reconnecting in %lld ms", p->host,
-              p->port, rc == CRDT_OK ? "session ended" : crdt_strerror(rc),
+        dlog(d, rc == CRDT_OK ? CRDTNET_LOG_INFO : CRDTNET_LOG_WARN,
+             p->where, "%s%s%s; reconnecting in %lld ms",
+             rc == CRDT_OK ? "session ended" : crdt_strerror(rc),
               rep.reason[0] && rc != CRDT_OK ? ": " : "",
               rc != CRDT_OK ? rep.reason : "", wait);
         if (wait_stop(d, wait))
@@ -522,13 +593,14 @@ crdtnet_daemon_run(crdtnet_daemon *d)
     if (d == NULL || d->ran)
         return CRDT_EINVAL;
     d->ran = 1;
-    dlogf(d, "listening on %s for %zu space(s), %zu peer link(s)",
-          d->where, d->n, d->n_peers);
+    dlogf(d, CRDTNET_LOG_INFO,
+          "listening on %s for %zu space(s), %zu peer link(s)", d->where,
+          d->n, d->n_peers);
     for (i = 0; i < d->n_peers && !d->stop; i++) {
         if (pthread_create(&d->peers[i].th, NULL, peer_main,
                            &d->peers[i]) != 0) {
-            dlogf(d, "cannot start a thread for peer %s:%s",
-                  d->peers[i].host, d->peers[i].port);
+            dlog(d, CRDTNET_LOG_ERROR, d->peers[i].where,
+                 "cannot start a thread for this peer");
             rc = CRDT_ERROR;
             crdtnet_daemon_stop(d);
             break;
@@ -542,7 +614,7 @@ crdtnet_daemon_run(crdtnet_daemon *d)
         pfd[1].events = POLLIN;
         pfd[0].revents = pfd[1].revents = 0;
         if (poll(pfd, 2, 1000) < 0 && errno != EINTR) {
-            dlogf(d, "poll: %s", strerror(errno));
+            dlogf(d, CRDTNET_LOG_ERROR, "poll: %s", strerror(errno));
             (void)wait_stop(d, 100);
         }
         reap(d, 0);
@@ -551,14 +623,14 @@ crdtnet_daemon_run(crdtnet_daemon *d)
         if (pfd[0].revents & POLLIN)
             accept_one(d);
     }
-    dlogf(d, "stopping");
+    dlogf(d, CRDTNET_LOG_INFO, "stopping");
     close(d->lfd); /* no new connection completes from now on */
     d->lfd = -1;
     for (i = 0; i < d->n_peers; i++)
         if (d->peers[i].started)
             pthread_join(d->peers[i].th, NULL);
     reap(d, 1);
-    dlogf(d, "stopped");
+    dlogf(d, CRDTNET_LOG_INFO, "stopped");
     return rc;
 }
 
@@ -573,6 +645,7 @@ crdtnet_daemon_free(crdtnet_daemon *d)
     close(d->pipe_w);
     pthread_mutex_destroy(&d->mu);
     free(d->peers);
+    free(d->stats);
     free(d->reps);
     free(d);
 }

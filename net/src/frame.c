@@ -104,7 +104,7 @@ reserve(crdtnet_framer *f, size_t want)
     return CRDT_OK;
 }
 
-/* The header is complete: check it before any allocation (TESTING B2). */
+/* The header is complete: check it before any allocation (docs/testing.md B2). */
 static int
 start_body(crdtnet_framer *f)
 {

@@ -25,7 +25,7 @@
  *      we hold, never re-encoded peer messages, so encoding variants
  *      cannot change what is signed.
  *  (6) The decoder never allocates and never trusts a count beyond the
- *      bytes present (TESTING B3); messages are flat, so nesting (B4) is
+ *      bytes present (docs/testing.md B3); messages are flat, so nesting (B4) is
  *      just a type error.
  */
 #include <limits.h>
@@ -414,7 +414,7 @@ enum {
  * A side queues at most four frames in a whole handshake (client: hello,
  * hdr, auth, error). The largest is a sealed error: 1 + 13 + 9 + 2 + 255
  * bytes of msgpack + 17 = 297, so a half-open connection costs us under
- * 2 KiB here (TESTING S5).
+ * 2 KiB here (docs/testing.md S5).
  */
 #define OUT_SLOTS 4
 #define OUT_CAP 320
@@ -635,7 +635,7 @@ on_hello(crdtnet_hs *hs, const unsigned char *p, size_t n)
         return fail(hs, CRDT_EAUTH, R_SPACE, 1);
     memcpy(hs->space, m.space, sizeof hs->space);
     hs->have_space = 1;
-    /* -1 for low-order or otherwise invalid points (TESTING B20). */
+    /* -1 for low-order or otherwise invalid points (docs/testing.md B20). */
     if (crypto_kx_server_session_keys(hs->rx, hs->tx, hs->eph_pk, hs->eph_sk,
                                       m.eph) != 0)
         return fail(hs, CRDT_EAUTH, R_EPH, 1);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "crdtnet/conn.h"
+#include "crdtnet/daemon.h"
 
 /*
  * What the daemon learns from a connection while it runs. Called from
@@ -16,6 +17,9 @@
 typedef struct {
     /* The handshake succeeded (called once, before the session starts). */
     void (*authenticated)(void *ctx);
+    /* The counters of replica @p r's space (called once the space is
+     * known); NULL: not counted. Updated with relaxed atomic adds. */
+    crdtnet_space_stats *(*stats)(crdt_replica *r, void *ctx);
     void *ctx;
 } crdtnet__conn_hooks;
 
@@ -27,6 +31,15 @@ int crdtnet__sync_connect(crdtnet_report *out, crdt_replica *r,
                           const char *host, const char *port,
                           const crdtnet_conn_options *opts,
                           const crdtnet__conn_hooks *h);
+
+/* Add @p v to counter @p p (relaxed: counters order nothing). */
+#define crdtnet__count(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+
+/* stats.c: the outcome (crdtnet_outcome) of a session's result code. */
+int crdtnet__outcome(int rc);
+
+/* stats.c: count one merge that took @p us microseconds. */
+void crdtnet__count_merge(crdtnet_space_stats *st, uint64_t us);
 
 /* Milliseconds on the monotonic clock. */
 long long crdtnet__now_ms(void);

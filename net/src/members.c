@@ -4,8 +4,9 @@
  * Membership is ordinary replicated data, so it travels with every sync:
  * collection "$members", one document per member named by its Ed25519
  * public key in lowercase hex (64 characters, exactly CRDT_NAME_MAX),
- * register "member" == true. Removing a member is a write of false (or a
- * delete), which also replicates.
+ * roles and removals as crdt/members.h describes (docs/security.md).
+ * A key is let in when its role is reader, writer, admin or owner; a
+ * removed key never again.
  *
  * Invariants:
  *  (1) Any doubt is "not a member": a read error, another field type, a
@@ -19,36 +20,26 @@
 #include "crdtnet/conn.h"
 
 static int
-field_is_true(crdt_read *rd, const char *doc)
+role_admits(crdt_role role)
 {
-    crdt_field f;
-
-    if (crdt_read_field(&f, rd, CRDTNET_MEMBERS_COLL, doc,
-                        CRDTNET_MEMBERS_FIELD) != CRDT_OK)
-        return 0;
-    return f.kind == CRDT_FIELD_REGISTER && f.value.type == CRDT_VBOOL &&
-           f.value.u.b == 1; /* keeps (1) */
+    return role == CRDT_ROLE_READER || role == CRDT_ROLE_WRITER ||
+           role == CRDT_ROLE_ADMIN || role == CRDT_ROLE_OWNER;
 }
 
 int
 crdtnet_is_member(crdt_replica *r, const unsigned char pk[32])
 {
-    char hex[2 * CRDT_PUBKEY_BYTES + 1];
-    crdt_read *rd;
-    int yes;
+    crdt_role role;
 
     if (r == NULL || pk == NULL)
         return 0;
-    crdt_hex(hex, pk, CRDT_PUBKEY_BYTES);
-    if (crdt_read_begin(&rd, r) != CRDT_OK)
+    if (crdt_member_role(r, pk, &role) != CRDT_OK)
         return 0; /* keeps (1) */
-    yes = field_is_true(rd, hex);
-    crdt_read_end(rd);
-    return yes;
+    return role_admits(role);
 }
 
 typedef struct {
-    crdt_read *rd;
+    crdt_replica *r;
     uint64_t n;
 } count_ctx;
 
@@ -57,13 +48,14 @@ count_one(const char *name, size_t len, void *p)
 {
     count_ctx *c = p;
     char doc[CRDT_NAME_MAX + 1];
+    unsigned char pk[CRDT_PUBKEY_BYTES];
 
     /* The name is a view into the walk; copy it before the next read. */
-    if (len == 0 || len > CRDT_NAME_MAX)
+    if (len != 2 * CRDT_PUBKEY_BYTES)
         return 0;
     memcpy(doc, name, len);
     doc[len] = '\0';
-    if (field_is_true(c->rd, doc))
+    if (crdt_unhex(pk, sizeof pk, doc) == CRDT_OK && crdtnet_is_member(c->r, pk))
         c->n++;
     return 0;
 }
@@ -76,12 +68,15 @@ crdtnet_member_count(crdt_replica *r, uint64_t *out)
 
     if (r == NULL || out == NULL)
         return CRDT_EINVAL;
+    crdt_read *rd;
+
+    c.r = r;
     c.n = 0;
-    rc = crdt_read_begin(&c.rd, r);
+    rc = crdt_read_begin(&rd, r);
     if (rc < 0)
         return rc;
-    rc = crdt_read_docs(c.rd, CRDTNET_MEMBERS_COLL, count_one, &c);
-    crdt_read_end(c.rd);
+    rc = crdt_read_docs(rd, CRDTNET_MEMBERS_COLL, count_one, &c);
+    crdt_read_end(rd);
     if (rc == CRDT_ENOTFOUND)
         rc = CRDT_OK;
     if (rc < 0)

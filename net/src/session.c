@@ -17,7 +17,20 @@
  *  10 ERROR      [10, code, reason]
  *  11 SNAP_LOG   [11, [change...]]  the giver's log beyond the epoch's
  *                base, between the last SNAP_CHUNK and SNAP_END
+ *  12 FORKS      [12, [actor...]]  right after HELLO, from both sides:
+ *                the actors whose chain in the peer's HELLO heads forks
+ *                from ours (equivocation: a copied replica wrote)
+ * HELLO is [1, proto, epoch_id, epoch_no, state_hash, vv, [record...],
+ * heads] where heads is every head with its chain hash
+ * (crdt_heads_export()).
  *
+ * Equivocation: in the same epoch, if either side's FORKS names an
+ * actor, the side whose chain of the smallest such actor loses (the
+ * lower head seq; at equal seqs the larger head hash) becomes TAKER:
+ * its changes off the winner's chains go to the quarantine and it
+ * resets to the winner's snapshot, so both converge. A side whose own
+ * actor is named starts a new incarnation (it cannot know whether it is
+ * the copy); the loser re-applies its own losing ops under it.
  * Roles, from how the two epochs relate (libepoch epoch_relate()):
  *   SAME  both send the changes the other lacks (by the HELLO vv);
  *   GIVER (ahead, or the canonical side of a fork) sends its snapshot,
@@ -41,12 +54,14 @@
 
 enum {
     M_HELLO = 1, M_BUSY, M_REJECT, M_SNAP_BEGIN, M_SNAP_CHUNK, M_SNAP_END,
-    M_CHANGES, M_DONE, M_FIN, M_ERROR, M_SNAP_LOG
+    M_CHANGES, M_DONE, M_FIN, M_ERROR, M_SNAP_LOG, M_FORKS
 };
 
 enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
 
-#define PROTO 2 /* 2: the state hash of store format 2 */
+/* 2: the state hash of store format 2; 3: heads in HELLO, FORKS */
+#define PROTO 3
+#define FORKS_MAX 65536 /* as many actors as a version vector holds */
 #define DEFAULT_BATCH (256u * 1024)
 
 struct crdtnet_session {
@@ -76,6 +91,14 @@ struct crdtnet_session {
     /* live mode */
     crdt_vv *peer_known;
     int dirty;
+    /* equivocation */
+    unsigned char *peer_heads; /* the peer's HELLO heads (copy) */
+    size_t peer_heads_len;
+    int same_epoch;
+    crdt_actor *forks;         /* forked actors: ours, then the union */
+    size_t n_forks;
+    int forks_sent, forks_recv;
+    uint64_t fork_moved;       /* our ops quarantined by losing */
 };
 
 int
@@ -111,6 +134,8 @@ crdtnet_session_free(crdtnet_session *s)
     epoch_reset_abort(s->reset);
     crdt_vv_free(s->lacks);
     crdt_vv_free(s->peer_known);
+    free(s->peer_heads);
+    free(s->forks);
     crdt__enc_free(&s->out);
     free(s);
 }
@@ -193,8 +218,8 @@ build_hello(crdtnet_session *s)
     crdt_read *rd;
     crdt_stats st;
     crdt_vv *vv = NULL;
-    unsigned char *vb = NULL;
-    size_t vl = 0, n = 0;
+    unsigned char *vb = NULL, *hb = NULL;
+    size_t vl = 0, n = 0, hl = 0;
     epoch_info *chain = NULL;
     int rc;
 
@@ -208,8 +233,10 @@ build_hello(crdtnet_session *s)
         rc = crdt_vv_encode(&vb, &vl, vv);
     if (rc == CRDT_OK) /* every record we hold, oldest first */
         rc = epoch_all(&chain, &n, s->r);
+    if (rc == CRDT_OK) /* a write between the two reads only adds a head */
+        rc = crdt_heads_export(&hb, &hl, s->r);
     if (rc == CRDT_OK) {
-        msgpack_pack_array(&s->out.pk, 7);
+        msgpack_pack_array(&s->out.pk, 8);
         msgpack_pack_uint64(&s->out.pk, M_HELLO);
         msgpack_pack_uint64(&s->out.pk, PROTO);
         crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
@@ -219,11 +246,24 @@ build_hello(crdtnet_session *s)
         msgpack_pack_array(&s->out.pk, n);
         for (size_t i = 0; i < n; i++)
             crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
+        crdt__enc_bin(&s->out, hb, hl);
     }
     epoch_chain_free(chain, n);
     crdt_vv_free(vv);
     free(vb);
+    free(hb);
     return rc;
+}
+
+static int
+build_forks(crdtnet_session *s)
+{
+    msgpack_pack_array(&s->out.pk, 2);
+    msgpack_pack_uint64(&s->out.pk, M_FORKS);
+    msgpack_pack_array(&s->out.pk, s->n_forks);
+    for (size_t i = 0; i < s->n_forks; i++)
+        crdt__enc_bin(&s->out, s->forks[i].b, CRDT_ACTOR_BYTES);
+    return CRDT_OK;
 }
 
 static int build_changes_as(crdtnet_session *s, unsigned type);
@@ -474,6 +514,12 @@ next_message(crdtnet_session *s)
     }
     if (!s->hello_recv)
         return CRDT_EAGAIN;
+    if (!s->forks_sent) {
+        s->forks_sent = 1;
+        return build_forks(s);
+    }
+    if (!s->forks_recv)
+        return CRDT_EAGAIN;
     if (s->reject_due) {
         s->reject_due = 0;
         msgpack_pack_array(&s->out.pk, 2);
@@ -615,6 +661,113 @@ record_heads(epoch_info *holder, crdt_replica *r, const unsigned char *id,
     return rc;
 }
 
+/* We send our snapshot and our log beyond the epoch's base heads. */
+static int
+become_giver(crdtnet_session *s)
+{
+    unsigned char id[CRDT_HASH_BYTES];
+    epoch_info cur;
+    const unsigned char *h;
+    size_t hl;
+    crdt_read *rd;
+    crdt_stats st;
+    int rc;
+
+    s->role = ROLE_GIVER;
+    if ((rc = crdt_read_begin(&rd, s->r)) < 0)
+        return fail(s, rc, "cannot read", 1);
+    crdt_read_stats(&st, rd);
+    crdt_read_end(rd);
+    memcpy(id, st.epoch_id, sizeof id);
+    if ((rc = record_heads(&cur, s->r, id, &h, &hl)) < 0)
+        return fail(s, rc, "cannot read the epoch", 1);
+    crdt_vv_free(s->lacks);
+    s->lacks = NULL;
+    rc = vv_from_heads_blob(&s->lacks, h, hl);
+    epoch_info_clear(&cur);
+    if (rc < 0)
+        return fail(s, rc, "out of memory", 1);
+    return CRDT_OK;
+}
+
+static int
+cmp_actor(const void *a, const void *b)
+{
+    return memcmp(a, b, CRDT_ACTOR_BYTES);
+}
+
+/*
+ * FORKS: the union of both sides' findings decides, the same way on both
+ * sides, who keeps its chains: for the smallest forked actor, the longer
+ * chain (higher head seq) wins, at equal seqs the smaller head hash.
+ */
+static int
+on_forks(crdtnet_session *s, crdt__mp *m)
+{
+    unsigned char mh[CRDT_HASH_BYTES], th[CRDT_HASH_BYTES];
+    uint64_t ms = 0, ts = 0;
+    crdt_actor own, *first;
+    uint32_t n;
+    size_t k = 0;
+    int rc, lost, own_in = 0;
+
+    if (s->forks_recv || crdt__mp_array(m, &n) < 0)
+        return fail(s, CRDT_EPROTO, "malformed FORKS", 1);
+    if (n > FORKS_MAX)
+        return fail(s, CRDT_ELIMIT, "too many actors in FORKS", 1);
+    s->forks_recv = 1;
+    if (n > 0) {
+        crdt_actor *nv = realloc(s->forks, (s->n_forks + n) * sizeof *nv);
+        if (nv == NULL)
+            return fail(s, CRDT_ENOMEM, "out of memory", 1);
+        s->forks = nv;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (crdt__mp_bin_fixed(m, s->forks[s->n_forks].b,
+                               CRDT_ACTOR_BYTES) < 0)
+            return fail(s, CRDT_EPROTO, "malformed FORKS", 1);
+        s->n_forks++;
+    }
+    if (s->n_forks == 0)
+        return CRDT_OK;
+    if (!s->same_epoch) { /* a reset follows anyway: later sessions see it */
+        s->n_forks = 0;
+        return CRDT_OK;
+    }
+    qsort(s->forks, s->n_forks, sizeof *s->forks, cmp_actor);
+    for (size_t i = 0; i < s->n_forks; i++) /* the union: drop repeats */
+        if (k == 0 || memcmp(s->forks[i].b, s->forks[k - 1].b,
+                             CRDT_ACTOR_BYTES) != 0)
+            s->forks[k++] = s->forks[i];
+    s->n_forks = k;
+    first = &s->forks[0];
+    memset(mh, 0, sizeof mh);
+    memset(th, 0, sizeof th);
+    rc = crdt_head_read(&ms, mh, s->r, first);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return fail(s, rc, "cannot read the heads", 1);
+    rc = crdt_heads_lookup(&ts, th, s->peer_heads, s->peer_heads_len, first);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return fail(s, CRDT_EPROTO, "malformed heads in HELLO", 1);
+    lost = ts > ms || (ts == ms && memcmp(th, mh, CRDT_HASH_BYTES) < 0);
+    own = crdt_replica_actor(s->r);
+    for (size_t i = 0; i < s->n_forks; i++)
+        own_in |= memcmp(s->forks[i].b, own.b, CRDT_ACTOR_BYTES) == 0;
+    s->rep.equivocations = s->n_forks;
+    s->rep.equivocating = *first;
+    s->rep.equivocation_lost = lost;
+    s->rep.renewed = own_in;
+    if ((rc = crdt_equivocations_add(s->r, s->n_forks)) < 0)
+        return fail(s, rc, "cannot record the equivocation", 1);
+    if (lost) { /* the reset quarantines our side and renews us */
+        s->role = ROLE_TAKER;
+        return CRDT_OK;
+    }
+    if (own_in && (rc = crdt_replica_new_incarnation(s->r)) < 0)
+        return fail(s, rc, "cannot start a new incarnation", 1);
+    return become_giver(s);
+}
+
 static int
 on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
 {
@@ -627,14 +780,16 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     const char *reason = NULL;
     int rc;
 
-    if (s->hello_recv || n != 7 || crdt__mp_uint(m, &proto) < 0 ||
+    if (s->hello_recv || n < 2 || crdt__mp_uint(m, &proto) < 0)
+        return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+    if (proto != PROTO) /* before the shape: other versions differ in it */
+        return fail(s, CRDT_EVERSION, "unsupported sync protocol", 1);
+    if (n != 8 ||
         crdt__mp_bin_fixed(m, their_epoch, sizeof their_epoch) < 0 ||
         crdt__mp_uint(m, &number) < 0 ||
         crdt__mp_bin_fixed(m, their_hash, sizeof their_hash) < 0 ||
         crdt__mp_bin(m, &vb, &vl) < 0 || crdt__mp_array(m, &n_rec) < 0)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
-    if (proto != PROTO)
-        return fail(s, CRDT_EVERSION, "unsupported sync protocol", 1);
     if ((rc = crdt_vv_decode(&their_vv, vb, vl)) < 0)
         return fail_decode(s, rc, "malformed version vector");
     for (uint32_t i = 0; i < n_rec; i++) {
@@ -653,6 +808,21 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
                         "invalid epoch record from peer", 1);
         }
     }
+    {
+        const unsigned char *hb;
+        uint32_t hl;
+        if (crdt__mp_bin(m, &hb, &hl) < 0) {
+            crdt_vv_free(their_vv);
+            return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+        }
+        s->peer_heads = malloc(hl ? hl : 1);
+        if (s->peer_heads == NULL) {
+            crdt_vv_free(their_vv);
+            return fail(s, CRDT_ENOMEM, "out of memory", 1);
+        }
+        memcpy(s->peer_heads, hb, hl);
+        s->peer_heads_len = hl;
+    }
     s->hello_recv = 1;
     rc = epoch_relate(&rel, &reason, s->r, their_epoch, &s->opts.policy);
     if (rc < 0 && rc != CRDT_EREJECTED) {
@@ -664,31 +834,21 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     switch (rel) {
     case EPOCH_SAME:
         s->role = ROLE_SAME;
+        s->same_epoch = 1;
+        /* which of the peer's heads fork from the chains we hold; the
+         * peer checks ours: each side can judge the heads it is ahead of */
+        rc = crdt_forks_find(&s->forks, &s->n_forks, s->r, s->peer_heads,
+                             s->peer_heads_len);
+        if (rc == CRDT_ENOMEM || rc == CRDT_EIO)
+            return fail(s, rc, crdt_strerror(rc), 1);
+        if (rc < 0)
+            return fail(s, CRDT_EPROTO, "malformed heads in HELLO", 1);
         break;
     case EPOCH_AHEAD:
-    case EPOCH_FORK_WIN: {
-        epoch_info cur;
-        const unsigned char *h;
-        size_t hl;
-        s->role = ROLE_GIVER;
-        {
-            unsigned char id[CRDT_HASH_BYTES];
-            crdt_read *rd;
-            crdt_stats st;
-            if ((rc = crdt_read_begin(&rd, s->r)) < 0)
-                return fail(s, rc, "cannot read", 1);
-            crdt_read_stats(&st, rd);
-            crdt_read_end(rd);
-            memcpy(id, st.epoch_id, sizeof id);
-            if ((rc = record_heads(&cur, s->r, id, &h, &hl)) < 0)
-                return fail(s, rc, "cannot read the epoch", 1);
-            rc = vv_from_heads_blob(&s->lacks, h, hl);
-            epoch_info_clear(&cur);
-            if (rc < 0)
-                return fail(s, rc, "out of memory", 1);
-        }
+    case EPOCH_FORK_WIN:
+        if ((rc = become_giver(s)) < 0)
+            return rc;
         break;
-    }
     case EPOCH_BEHIND:
     case EPOCH_FORK_LOSE:
         s->role = ROLE_TAKER;
@@ -804,6 +964,17 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
             (rc = epoch_reset_quarantine_unsynced(s->reset, s->rep.reason,
                                                   &s->moved)) < 0)
             return fail(s, rc, "cannot prepare the quarantine", 1);
+        if (s->rep.equivocation_lost) {
+            char why[200], a[17];
+            crdt_hex(a, s->rep.equivocating.b, CRDT_ACTOR_BYTES);
+            snprintf(why, sizeof why,
+                     "equivocation: actor %s wrote two chains (a copied "
+                     "replica?); this one lost to the peer's", a);
+            rc = epoch_reset_quarantine_forks(s->reset, s->forks, s->n_forks,
+                                              why, &s->fork_moved);
+            if (rc < 0)
+                return fail(s, rc, "cannot prepare the quarantine", 1);
+        }
         return CRDT_OK;
     }
     if (s->reset == NULL)
@@ -849,7 +1020,7 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
     s->snapshot_done = 1;
     s->rep.snapshot_received = 1;
     s->rep.rebased_ops += mr.rebased_ops;
-    s->rep.quarantined_ops += mr.quarantined_ops + s->moved;
+    s->rep.quarantined_ops += mr.quarantined_ops + s->moved + s->fork_moved;
     return CRDT_OK;
 }
 
@@ -928,6 +1099,9 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
     if (type != M_HELLO && type != M_BUSY && type != M_ERROR &&
         !s->hello_recv)
         return fail(s, CRDT_EPROTO, "message before HELLO", 1);
+    if (type != M_FORKS && type != M_BUSY && type != M_ERROR &&
+        s->hello_recv && !s->forks_recv)
+        return fail(s, CRDT_EPROTO, "message before FORKS", 1);
     {   /* the whole message must be well formed, with nothing after it,
          * before any part of it is acted on */
         crdt__mp whole = m;
@@ -978,6 +1152,10 @@ dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n, uint64_t type)
         if (n != 2)
             return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
         return on_changes(s, mp);
+    case M_FORKS:
+        if (n != 2 || !s->hello_recv)
+            return fail(s, CRDT_EPROTO, "unexpected FORKS", 1);
+        return on_forks(s, mp);
     case M_DONE:
         if (n != 1 || s->done_recv)
             return fail(s, CRDT_EPROTO, "unexpected DONE", 1);

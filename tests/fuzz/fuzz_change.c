@@ -1,8 +1,8 @@
 /*
  * fuzz_change.c: the bytes of one change, as a peer sends it or the store
  * holds it -> crdt_change_decode -> every op through crdt_op_iter ->
- * crdt_change_verify (the decoder under TESTING section 4, targets 2, 3
- * and 5).
+ * crdt_change_verify (the decoder of sync messages and of the store;
+ * docs/testing.md, "Fuzzing").
  *
  * Input: the encoded change.
  * Checked: no crash or sanitizer report; only the documented codes;
@@ -17,7 +17,7 @@
  *
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_change` writes the corpus (genuine
  * changes of every op kind from a replica with deterministic randomness
- * and clock, plus the bombs of TESTING section 4) into DIR and exits.
+ * and clock, plus the bombs of docs/testing.md B3, B4) into DIR and exits.
  */
 #include <ftw.h>
 #include <sodium.h>
@@ -213,7 +213,7 @@ wrap_change(unsigned char *out, const unsigned char *ops, size_t n)
     return (size_t)(q - out);
 }
 
-/* The bombs of TESTING section 4: the whole input, or (@p in_ops) the
+/* The bombs of docs/testing.md B3, B4: the whole input, or (@p in_ops) the
  * op array of an otherwise well-formed change. */
 static void
 put_bombs(const char *dir, const char *prefix, int in_ops)

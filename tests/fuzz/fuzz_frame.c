@@ -1,6 +1,6 @@
 /*
  * fuzz_frame.c: raw bytes -> framer -> handshake message decoder
- * (TESTING section 4, target 1).
+ * (docs/testing.md, "Fuzzing").
  *
  * Input: byte 0 seeds the chunking, so frames arrive split at arbitrary
  * boundaries; byte 1 picks the framer maximum; the rest is the stream.

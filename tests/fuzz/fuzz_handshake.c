@@ -1,6 +1,6 @@
 /*
  * fuzz_handshake.c: the fuzzer plays the peer against one handshake state
- * machine (TESTING section 4, target 4), with fixed keys and
+ * machine (docs/testing.md, "Fuzzing"), with fixed keys and
  * deterministic randombytes so every input replays exactly.
  *
  * Input: byte 0 is a set of flags, the rest a list of frames, each a

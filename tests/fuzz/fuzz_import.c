@@ -17,8 +17,8 @@
  * STRATA_FUZZ_HAVE_JANSSON when the build links -ljansson to drop it.
  *
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_import` writes the corpus (lines of
- * every op kind, the error cases of CLI.md and the bombs of TESTING
- * section 4) into DIR and exits.
+ * every op kind, the error cases of docs/cli.md and the bombs of
+ * docs/testing.md B3, B4) into DIR and exits.
  */
 #include <dlfcn.h>
 #include <stdarg.h>

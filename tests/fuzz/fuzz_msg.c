@@ -1,6 +1,6 @@
 /*
  * fuzz_msg.c: decrypted sync messages from a peer -> a fresh
- * crdtnet_session on a small fixed replica (TESTING section 4, target 2):
+ * crdtnet_session on a small fixed replica (docs/testing.md, "Fuzzing"):
  * the typed message decoder and validator, and what it drives (merge,
  * epoch records, snapshot reset, FIN).
  *
@@ -41,8 +41,8 @@
  * Reproducers of the bugs it found: tests/fuzz/crashes/fuzz_msg/.
  *
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_msg` writes the corpus (the recorded
- * messages at every stage, ERROR/BUSY/REJECT, and the bombs of TESTING
- * section 4 inside messages) into DIR and exits.
+ * messages at every stage, ERROR/BUSY/REJECT, and the bombs of
+ * docs/testing.md B3, B4 inside messages) into DIR and exits.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -57,6 +57,7 @@
 #include <unistd.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
 #include "support/fuzz_util.h"

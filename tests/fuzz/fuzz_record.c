@@ -17,7 +17,7 @@
  *
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_record` writes the corpus (records
  * of a replica migrated twice, as records and as assisted bodies, plus
- * the bombs of TESTING section 4) into DIR and exits.
+ * the bombs of docs/testing.md B3, B4) into DIR and exits.
  */
 #include <dirent.h>
 #include <errno.h>

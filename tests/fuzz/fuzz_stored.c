@@ -1,5 +1,5 @@
 /*
- * fuzz_stored.c: the corrupted-store path (TESTING section 4, target 5;
+ * fuzz_stored.c: the corrupted-store path (docs/testing.md B17;
  * bad input B17). The input becomes one stored record of a small replica
  * on tmpfs, then the replica is read, exported, merged into and written
  * through the public API. Every call must answer a code, never crash.
@@ -35,7 +35,7 @@
  *
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_stored` writes the corpus (every
  * stored record of the replica, each as an input of its database, plus
- * the bombs of TESTING section 4) into DIR and exits.
+ * the bombs of docs/testing.md B3, B4) into DIR and exits.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
 #include "support/fuzz_util.h"

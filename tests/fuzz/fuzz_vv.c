@@ -13,7 +13,7 @@
  *
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_vv` writes the corpus (vectors
  * encoded by crdt_vv_encode, hand-written non-canonical encodings, and
- * the bombs of TESTING section 4) into DIR and exits.
+ * the bombs of docs/testing.md B3, B4) into DIR and exits.
  */
 #include <stdint.h>
 #include <stdio.h>

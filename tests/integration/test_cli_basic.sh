@@ -58,8 +58,8 @@ OTHER=$(printf 'AB%.0s' $(seq 32))
 $S member add "$R" "$OTHER"
 LOWER=$(echo "$OTHER" | tr A-F a-f)
 eq "$($S member ls "$R" --json)" \
-   "$(python3 -c 'import json,sys; print(json.dumps(sorted(sys.argv[1:]), separators=(",", ":")))' "$LOWER" "$PK")" \
-   "member ls --json: both keys, lowercase, in key order"
+   "$(python3 -c 'import json,sys; print(json.dumps(sorted([{"public_key": k, "role": "owner" if k == sys.argv[2] else "writer"} for k in sys.argv[1:]], key=lambda m: m["public_key"]), separators=(",", ":")))' "$LOWER" "$PK")" \
+   "member ls --json: both keys with roles, lowercase, in key order"
 code 1 $S member add "$R" abc
 code 1 $S member add "$R" "$(printf 'zz%.0s' $(seq 32))"
 code 1 $S member frob "$R"

@@ -44,7 +44,7 @@ eq "$(json 'd["epoch"]["number"], d["schema"], d["upgrading"]' <"$T/s0.json")" \
     "0 {} None" "status before"
 
 cat >"$T/lens" <<'EOF'
-# the example of CLI.md
+# the example of docs/migrations.md
 collection contacts 1 -> 2
 rename name -> full_name
 add note string default ""

@@ -86,8 +86,10 @@ all_commands() {
     [ "$structural" = 0 ] || [ "$pcode" = 6 ] ||
         fail "$case: put succeeded (exit $pcode) on a replica verify finds damaged"
     run_cmd sync "$S" sync "$D" "127.0.0.1:$pB" --timeout-ms 5000
-    [ "$vcode" != 6 ] || [ "$code" = 6 ] ||
+    [ "$structural" = 0 ] || [ "$code" = 6 ] ||
         fail "$case: sync of a damaged replica exited $code"
+    # whatever the damage, the peer never receives any of it
+    "$S" verify B >/dev/null 2>b.err || fail "$case: B received damage: $(cat b.err)"
 }
 
 # the daemon serving damaged D and sound G: never dies by a signal,

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 

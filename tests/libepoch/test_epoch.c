@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "epoch/epoch.h"
 #include "support/replica_util.h"
 #include "support/support.h"

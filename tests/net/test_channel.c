@@ -1,5 +1,5 @@
 /*
- * test_channel.c: the encrypted channel (TESTING B9, S2, S3b, S7). Two
+ * test_channel.c: the encrypted channel (docs/testing.md B9, S2, S3b, S7). Two
  * channels are wired back to back from fixed stream states, so these
  * tests need no handshake; test_handshake.c covers the two together.
  */

@@ -1,6 +1,6 @@
 /*
  * test_conn.c: sync sessions over real TCP sockets on 127.0.0.1, and the
- * member set (TESTING B1, B2, B19, S1, S5). A server thread accepts and
+ * member set (docs/testing.md B1, B2, B19, S1, S5). A server thread accepts and
  * runs crdtnet_serve_conn(); the test thread is the client. Every wait
  * is bounded in time.
  */
@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdtnet/channel.h"
 #include "crdtnet/conn.h"
 #include "crdtnet/frame.h"
@@ -764,6 +765,101 @@ START_TEST(test_conn_truncated_frame_after_auth_waits_then_closes)
 }
 END_TEST
 
+/* A tampered frame from an authenticated client: the server's FINAL
+ * (with the authentication error) arrives before it closes, so the
+ * client can report the real reason, not a broken connection. */
+START_TEST(test_conn_tampered_frame_gets_final_before_close)
+{
+    crdtnet_conn_options o = CRDTNET_CONN_OPTIONS_INIT;
+    static const unsigned char junk[64] = { 0x91, 0x08 };
+    unsigned char hdr[4], *body;
+    const unsigned char *p, *m;
+    crdtnet_channel *ch;
+    size_t n, mn, len;
+    server s;
+    int fd, got_final = 0, code = 0;
+    char why[CRDTNET_REASON_MAX];
+
+    server_start(&s, 1, &o);
+    fd = dial_raw(s.port);
+    ch = raw_handshake(fd, b);
+    ck_assert_int_eq(crdtnet_channel_seal(ch, junk, sizeof junk, &p, &n),
+                     CRDT_OK);
+    body = malloc(n);
+    memcpy(body, p, n);
+    body[n / 2] ^= 0x40; /* one flipped bit in the ciphertext */
+    send_frame(fd, body, n);
+    free(body);
+    for (int i = 0; i < 16 && !got_final; i++) {
+        read_exact(fd, hdr, 4);
+        len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 |
+              (size_t)hdr[2] << 8 | hdr[3];
+        ck_assert_uint_le(len, CRDTNET_SESSION_MSG_MAX + 64);
+        body = malloc(len);
+        read_exact(fd, body, len);
+        ck_assert_int_eq(crdtnet_channel_open(ch, body, len, &m, &mn),
+                         CRDT_OK);
+        if (crdtnet_channel_peer_closed(ch)) {
+            got_final = 1;
+            ck_assert_int_eq(crdtnet_hs_parse_error(m, mn, &code, why,
+                                                    sizeof why), CRDT_OK);
+        }
+        free(body);
+    }
+    ck_assert_int_eq(got_final, 1);
+    ck_assert_int_eq(code, CRDT_EAUTH);
+    close(fd);
+    crdtnet_channel_free(ch);
+    server_join(&s);
+    ck_assert_int_eq(s.rc[0], CRDT_EAUTH);
+}
+END_TEST
+
+/* Our FINAL and a forged frame behind it, in one write: the server
+ * still sends its FINAL before it closes (it used to close at once). */
+START_TEST(test_conn_frame_after_final_gets_final_before_close)
+{
+    crdtnet_conn_options o = CRDTNET_CONN_OPTIONS_INIT;
+    unsigned char two[256], hdr[4], *body;
+    const unsigned char *p, *m;
+    crdtnet_channel *ch;
+    size_t n, mn, len, off = 0;
+    server s;
+    int fd, got_final = 0;
+
+    server_start(&s, 1, &o);
+    fd = dial_raw(s.port);
+    ch = raw_handshake(fd, b);
+    ck_assert_int_eq(crdtnet_channel_seal_final(ch, NULL, 0, &p, &n),
+                     CRDT_OK);
+    ck_assert_uint_le(n + 4 + 4 + 40, sizeof two);
+    ck_assert_int_eq(crdtnet_frame_header(two, n), CRDT_OK);
+    memcpy(two + 4, p, n);
+    off = 4 + n;
+    ck_assert_int_eq(crdtnet_frame_header(two + off, 40), CRDT_OK);
+    memset(two + off + 4, 0x5a, 40); /* not sealed by us: forged */
+    off += 44;
+    send_all(fd, two, off);
+    for (int i = 0; i < 16 && !got_final; i++) {
+        read_exact(fd, hdr, 4);
+        len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 |
+              (size_t)hdr[2] << 8 | hdr[3];
+        ck_assert_uint_le(len, CRDTNET_SESSION_MSG_MAX + 64);
+        body = malloc(len);
+        read_exact(fd, body, len);
+        ck_assert_int_eq(crdtnet_channel_open(ch, body, len, &m, &mn),
+                         CRDT_OK);
+        got_final = crdtnet_channel_peer_closed(ch);
+        free(body);
+    }
+    ck_assert_int_eq(got_final, 1);
+    close(fd);
+    crdtnet_channel_free(ch);
+    server_join(&s);
+    ck_assert_int_eq(s.rc[0], CRDT_EPROTO);
+}
+END_TEST
+
 /* ---- busy and rejected, over TCP ---------------------------------- */
 
 START_TEST(test_conn_busy_server_gives_ebusy_with_retry_after)
@@ -960,6 +1056,8 @@ test_suite(void)
                    test_conn_silent_client_is_dropped_at_the_handshake_timeout);
     tcase_add_test(tc, test_conn_connect_refused_is_eio_with_a_reason);
     tcase_add_test(tc, test_conn_truncated_frame_after_auth_waits_then_closes);
+    tcase_add_test(tc, test_conn_tampered_frame_gets_final_before_close);
+    tcase_add_test(tc, test_conn_frame_after_final_gets_final_before_close);
     tcase_add_test(tc, test_conn_busy_server_gives_ebusy_with_retry_after);
     tcase_add_test(tc, test_conn_stale_client_is_rejected_and_keeps_its_ops);
     tcase_add_test(tc, test_conn_live_pushes_both_ways_and_stops_cleanly);

@@ -2,8 +2,10 @@
  * test_daemon.c: the sync daemon on 127.0.0.1 with real sockets: several
  * spaces and concurrent clients, live push between two daemons (a write
  * by another process reaches the peer daemon's replica), 64 concurrent
- * clients beside a silent one, connection caps (TESTING B19, S1, S5), and
- * a clean stop. Every wait is bounded in time; timings are printed.
+ * clients beside a silent one, connection caps (docs/testing.md
+ * B19, S1, S5),
+ * counters per space and log events with level and peer, and a clean
+ * stop. Every wait is bounded in time; timings are printed.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -439,6 +441,133 @@ START_TEST(test_daemon_two_spaces_three_concurrent_clients)
 }
 END_TEST
 
+/* ---- counters and structured log events --------------------------- */
+
+/* Events, captured: level and peer of the first event whose message
+ * contains a given text. */
+static pthread_mutex_t ev_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    int level;
+    char peer[64];
+    char msg[160];
+} events[64];
+static int n_events;
+
+static void
+capture_event(int level, const char *peer, const char *msg, void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&ev_mu);
+    if (n_events < 64) {
+        events[n_events].level = level;
+        snprintf(events[n_events].peer, sizeof events[n_events].peer, "%s",
+                 peer != NULL ? peer : "(none)");
+        snprintf(events[n_events].msg, sizeof events[n_events].msg, "%s",
+                 msg);
+        n_events++;
+    }
+    pthread_mutex_unlock(&ev_mu);
+}
+
+static int
+event_of(const char *what)
+{
+    int i, found = -1;
+
+    pthread_mutex_lock(&ev_mu);
+    for (i = 0; i < n_events && found < 0; i++)
+        if (strstr(events[i].msg, what) != NULL)
+            found = i;
+    pthread_mutex_unlock(&ev_mu);
+    return found;
+}
+
+START_TEST(test_daemon_counts_per_space_and_logs_events)
+{
+    crdtnet_daemon_options o = CRDTNET_DAEMON_OPTIONS_INIT;
+    crdtnet_space_stats st1, st2;
+    rep_t s1, s2, c1, x;
+    unsigned char sp1[16];
+    crdt_replica *reps[2];
+    client_t cl[2];
+    daemon_t dm;
+    int e;
+
+    rep_make(&s1, NULL);
+    rep_make(&s2, NULL);
+    space_of(sp1, &s1);
+    rep_make(&c1, sp1);
+    rep_make(&x, sp1); /* not a member */
+    add_member(&s1, &c1);
+    put_str(s1.r, "s1", "space one");
+    put_str(c1.r, "c1", "by c1");
+    reps[0] = s1.r;
+    reps[1] = s2.r;
+    n_events = 0;
+    /* daemon_start() sets a line function too: events take precedence */
+    o.conn.log_event = capture_event;
+    daemon_start(&dm, reps, 2, NULL, 0, &o, "daemon");
+    client_start(&cl[0], c1.r, dm.port);
+    pthread_join(cl[0].th, NULL);
+    client_start(&cl[1], x.r, dm.port);
+    pthread_join(cl[1].th, NULL);
+    ck_assert_int_eq(cl[0].rc, CRDT_OK);
+    ck_assert_int_eq(cl[1].rc, CRDT_EAUTH);
+
+    /* the connection threads finish just after the clients return */
+    for (int i = 0; i < 100; i++) {
+        ck_assert_int_eq(crdtnet_daemon_space_stats(dm.d, 0, &st1), CRDT_OK);
+        if (st1.sessions[CRDTNET_OUTCOME_AUTH] == 1)
+            break;
+        usleep(20 * 1000);
+    }
+    ck_assert_int_eq(crdtnet_daemon_space_stats(dm.d, 1, &st2), CRDT_OK);
+    ck_assert_int_eq(crdtnet_daemon_space_stats(dm.d, 2, &st2), CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_daemon_space_stats(dm.d, 1, &st2), CRDT_OK);
+    ck_assert_uint_eq(st1.sessions[CRDTNET_OUTCOME_OK], 1);
+    ck_assert_uint_eq(st1.sessions[CRDTNET_OUTCOME_AUTH], 1);
+    ck_assert_uint_ge(st1.changes_in, 1);
+    ck_assert_uint_ge(st1.changes_out, 2); /* the member and s1's note */
+    ck_assert_uint_ge(st1.ops_in, 1);
+    ck_assert_uint_gt(st1.bytes_in, 0);
+    ck_assert_uint_gt(st1.bytes_out, 0);
+    ck_assert_uint_eq(st1.peers_connected, 0);
+    ck_assert_uint_ge(st1.merges, 1);
+    ck_assert_uint_eq(st1.merge_buckets[0] + st1.merge_buckets[1] +
+                          st1.merge_buckets[2] + st1.merge_buckets[3] +
+                          st1.merge_buckets[4] + st1.merge_buckets[5] +
+                          st1.merge_buckets[6] + st1.merge_buckets[7] +
+                          st1.merge_buckets[8] + st1.merge_buckets[9] +
+                          st1.merge_buckets[10] + st1.merge_buckets[11],
+                      st1.merges);
+    /* nothing moved in the other space */
+    ck_assert_uint_eq(st2.changes_in + st2.changes_out + st2.bytes_in +
+                          st2.sessions[CRDTNET_OUTCOME_OK],
+                      0);
+
+    /* events carry a level and the peer; daemon lines have no peer */
+    ck_assert_int_ge(e = event_of("authenticated peer"), 0);
+    ck_assert_int_eq(events[e].level, CRDTNET_LOG_INFO);
+    ck_assert(strncmp(events[e].peer, "127.0.0.1:", 10) == 0);
+    ck_assert(strstr(events[e].msg, "127.0.0.1") == NULL);
+    ck_assert_int_ge(e = event_of("handshake failed"), 0);
+    ck_assert_int_eq(events[e].level, CRDTNET_LOG_WARN);
+    ck_assert(strncmp(events[e].peer, "127.0.0.1:", 10) == 0);
+    ck_assert_int_ge(e = event_of("listening on"), 0);
+    ck_assert_str_eq(events[e].peer, "(none)");
+    ck_assert(!logged("authenticated peer")); /* not the line function */
+
+    daemon_stop(&dm);
+    ck_assert_uint_eq(crdtnet_merge_bucket_us(CRDTNET_MERGE_BUCKETS - 1),
+                      UINT64_MAX);
+    ck_assert_str_eq(crdtnet_outcome_name(CRDTNET_OUTCOME_AUTH), "auth");
+    rep_free(&s1);
+    rep_free(&s2);
+    rep_free(&c1);
+    rep_free(&x);
+}
+END_TEST
+
 /* ---- live push between two daemons -------------------------------- */
 
 /*
@@ -742,6 +871,7 @@ test_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_daemon_new_checks_its_arguments);
     tcase_add_test(tc, test_daemon_two_spaces_three_concurrent_clients);
+    tcase_add_test(tc, test_daemon_counts_per_space_and_logs_events);
     tcase_add_test(tc, test_daemon_live_peer_pushes_another_process_write);
     tcase_add_test(tc, test_daemon_peer_reconnects_after_the_peer_restarts);
     tcase_add_test(tc, test_daemon_64_clients_beside_a_silent_one);

@@ -1,5 +1,5 @@
 /*
- * test_frame.c: the length-prefix reassembler (TESTING B1, B2).
+ * test_frame.c: the length-prefix reassembler (docs/testing.md B1, B2).
  */
 #include <check.h>
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 /*
  * test_handshake.c: two handshake state machines wired in memory, and a
  * hand-built client that follows docs/protocol.md to forge, replay and
- * tamper (TESTING B6 for the auth signature, B9, B19, B20, S1-S3).
+ * tamper (docs/testing.md B6 for the auth signature, B9, B19, B20, S1-S3).
  */
 #include <check.h>
 #include <sodium.h>

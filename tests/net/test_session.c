@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
 #include "support/replica_util.h"
@@ -286,8 +287,8 @@ START_TEST(test_old_protocol_is_refused)
     crdtnet_session_free(sb);
     /* [1, proto, ...]: fixarray, type HELLO, proto */
     ck_assert_uint_eq(hello[1], 1);
-    ck_assert_uint_eq(hello[2], 2);
-    hello[2] = 1;
+    ck_assert_uint_eq(hello[2], 3);
+    hello[2] = 2; /* the previous protocol: HELLO without heads */
     ck_assert_int_eq(crdtnet_session_new(&sa, a, NULL), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_feed(sa, hello, len), CRDT_EVERSION);
     ck_assert_str_eq(crdtnet_session_report(sa)->reason,

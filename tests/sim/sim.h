@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
 

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crdt/raw.h"
 #include "sim.h"
 
 typedef struct {
@@ -67,7 +68,11 @@ sim_oracle(sim_world *w)
         }
         crdt_read_end(rd);
         epoch_current(&ep[i], w->rep[i]);
-        crdt_raw_begin(&t, w->rep[i], 0);
+        if (crdt_raw_begin(&t, w->rep[i], 0) != CRDT_OK) {
+            snprintf(w->finding, sizeof w->finding, "r%d unreadable", i);
+            rc = 1;
+            break;
+        }
         crdt_raw_state_hash(t, h1);
         crdt_raw_state_rehash(t, h2);
         crdt_raw_abort(t);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crdt/raw.h"
 #include "sim.h"
 
 /* ---- determinism: one PRNG behind libsodium and the clock ---- */
@@ -475,6 +476,21 @@ session_ended(crdtnet_session *s)
     return crdtnet_session_finished(s) || crdtnet_session_error(s) != 0;
 }
 
+/* The version vector of @p r for the debug dumps; NULL if unreadable. */
+static crdt_vv *
+vv_of(crdt_replica *r)
+{
+    crdt_read *rd;
+    crdt_vv *vv = NULL;
+
+    if (crdt_read_begin(&rd, r) == CRDT_OK) {
+        if (crdt_read_vv(&vv, rd) != CRDT_OK)
+            vv = NULL;
+        crdt_read_end(rd);
+    }
+    return vv;
+}
+
 static int
 dump_q(const epoch_quarantined *q, void *ctx)
 {
@@ -531,11 +547,7 @@ dump_state(sim_world *w, int i)
                 (unsigned long long)cur.number, cur.id[0], cur.id[1],
                 (unsigned long long)cur.base_total);
         {
-            crdt_read *rd;
-            crdt_vv *vv;
-            crdt_read_begin(&rd, w->rep[i]);
-            crdt_read_vv(&vv, rd);
-            crdt_read_end(rd);
+            crdt_vv *vv = vv_of(w->rep[i]);
             for (size_t j = 0; j < crdt_vv_count(vv); j++) {
                 crdt_actor a;
                 uint64_t sq;
@@ -635,11 +647,7 @@ link_step(sim_world *w, sim_link *l, int faults, int *err)
         if (w->verbose && getenv("STRATA_SIM_VV")) {
             for (int end = 0; end < 2; end++) {
                 int ri = end ? l->b : l->a;
-                crdt_read *rd;
-                crdt_vv *vv;
-                crdt_read_begin(&rd, w->rep[ri]);
-                crdt_read_vv(&vv, rd);
-                crdt_read_end(rd);
+                crdt_vv *vv = vv_of(w->rep[ri]);
                 fprintf(stderr, "    r%d vv:", ri);
                 for (size_t j = 0; j < crdt_vv_count(vv); j++) {
                     crdt_actor a;
@@ -785,8 +793,15 @@ sim_heal(sim_world *w)
             crdt_read *r0, *r1;
             crdt_stats s0, s1;
             crdt_vv *v0, *v1;
-            crdt_read_begin(&r0, w->rep[0]);
-            crdt_read_begin(&r1, w->rep[a]);
+            if (crdt_read_begin(&r0, w->rep[0]) != CRDT_OK) {
+                quiet = 0;
+                break;
+            }
+            if (crdt_read_begin(&r1, w->rep[a]) != CRDT_OK) {
+                crdt_read_end(r0);
+                quiet = 0;
+                break;
+            }
             crdt_read_stats(&s0, r0);
             crdt_read_stats(&s1, r1);
             crdt_read_vv(&v0, r0);

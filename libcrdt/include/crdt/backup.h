@@ -34,11 +34,11 @@ typedef struct {
  * rename). @p info_out (may be NULL) gets the recorded header.
  * @return CRDT_OK; CRDT_EIO; CRDT_EFULL; CRDT_EPERM.
  */
-int crdt_backup(crdt_backup_info *info_out, crdt_replica *r,
+CRDT_API CRDT_MUST_CHECK int crdt_backup(crdt_backup_info *info_out, crdt_replica *r,
                 const char *file);
 
 /** Read and check a backup file's header and hash (no restore). */
-int crdt_backup_check(crdt_backup_info *info_out, const char *file);
+CRDT_API int crdt_backup_check(crdt_backup_info *info_out, const char *file);
 
 /**
  * Restore @p file into the new directory @p dir: refuses an existing
@@ -47,7 +47,7 @@ int crdt_backup_check(crdt_backup_info *info_out, const char *file);
  * The restored replica is a new incarnation: a new actor id for its
  * future writes, so it never reuses an (actor, seq) the original sent.
  */
-int crdt_restore(crdt_backup_info *info_out, const char *file,
+CRDT_API CRDT_MUST_CHECK int crdt_restore(crdt_backup_info *info_out, const char *file,
                  const char *dir);
 
 #ifdef __cplusplus

@@ -69,7 +69,7 @@ typedef struct {
  * check the signature (see crdt_change_verify()).
  * @return CRDT_OK; CRDT_EPROTO (malformed); CRDT_EVERSION; CRDT_ELIMIT.
  */
-int crdt_change_decode(crdt_change *out, const unsigned char *buf,
+CRDT_API int crdt_change_decode(crdt_change *out, const unsigned char *buf,
                        size_t len);
 
 /**
@@ -77,11 +77,11 @@ int crdt_change_decode(crdt_change *out, const unsigned char *buf,
  * walking its ops: cheap bookkeeping for a sender. Not a validation.
  * @return CRDT_OK; CRDT_EPROTO.
  */
-int crdt_change_peek(crdt_actor *actor_out, uint64_t *last_seq_out,
+CRDT_API int crdt_change_peek(crdt_actor *actor_out, uint64_t *last_seq_out,
                      const unsigned char *buf, size_t len);
 
 /** Check the change's signature. @return CRDT_OK; CRDT_EAUTH. */
-int crdt_change_verify(const crdt_change *c);
+CRDT_API int crdt_change_verify(const crdt_change *c);
 
 /** Iterates the ops of a decoded change. */
 typedef struct {
@@ -89,9 +89,9 @@ typedef struct {
     uint64_t left;
 } crdt_op_iter;
 
-void crdt_op_iter_init(crdt_op_iter *it, const crdt_change *c);
+CRDT_API void crdt_op_iter_init(crdt_op_iter *it, const crdt_change *c);
 /** @return CRDT_OK; CRDT_ENOTFOUND at the end; CRDT_EPROTO. */
-int crdt_op_iter_next(crdt_op *out, crdt_op_iter *it);
+CRDT_API int crdt_op_iter_next(crdt_op *out, crdt_op_iter *it);
 
 #ifdef __cplusplus
 }

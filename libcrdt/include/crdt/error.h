@@ -9,6 +9,8 @@
 #ifndef CRDT_ERROR_H
 #define CRDT_ERROR_H
 
+#include "crdt/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -42,7 +44,7 @@ typedef enum {
  * A static, human-readable description of @p rc, such as
  * "busy: a migration is in progress". Never NULL; do not free.
  */
-const char *crdt_strerror(int rc);
+CRDT_API const char *crdt_strerror(int rc);
 
 #ifdef __cplusplus
 }

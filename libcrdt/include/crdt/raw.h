@@ -6,6 +6,12 @@
  * inside a caller's transaction. Applications use crdt/txn.h and
  * crdt/read.h instead; nothing here checks CRDT semantics.
  *
+ * Who it is for: libepoch (migrations, resets, rebasing), and Strata's
+ * own tools and tests (the CLI's verify, the simulator's clock). It is
+ * installed because those build against installed headers, but it is
+ * not part of crdt/crdt.h: an application that includes it steps
+ * outside every guarantee the other headers give.
+ *
  * Layout of every database: docs/storage.md.
  */
 #ifndef CRDT_RAW_H
@@ -48,94 +54,103 @@ typedef struct crdt_raw crdt_raw;
  * @param[out] out  finish with crdt_raw_commit() or crdt_raw_abort()
  * @return CRDT_OK; CRDT_EPERM (write on a read-only replica); CRDT_EIO.
  */
-int crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write);
+CRDT_API CRDT_MUST_CHECK int crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write);
 /**
  * Grow the map after a raw call returned CRDT_EFULL, with no txn of this
  * process open; then redo the whole txn.
  * @return CRDT_OK; CRDT_EFULL (at the configured maximum).
  */
-int crdt_replica_grow(crdt_replica *r);
+CRDT_API int crdt_replica_grow(crdt_replica *r);
+
+/**
+ * 1 if a migration marker (meta "upgrade") is present, 0 if not, or a
+ * crdt_err: read in a read txn of its own, so it never waits on the
+ * writer lock a running migration holds. A writer asks this first to
+ * answer CRDT_EBUSY at once.
+ */
+CRDT_API int crdt_raw_marker_peek(crdt_replica *r);
 /** Commit and free. @return CRDT_OK; CRDT_EFULL; CRDT_EIO. */
-int crdt_raw_commit(crdt_raw *t);
+CRDT_API CRDT_MUST_CHECK int crdt_raw_commit(crdt_raw *t);
 /** Abort and free; NULL does nothing. */
-void crdt_raw_abort(crdt_raw *t);
-crdt_replica *crdt_raw_replica(crdt_raw *t);
+CRDT_API void crdt_raw_abort(crdt_raw *t);
+CRDT_API crdt_replica *crdt_raw_replica(crdt_raw *t);
 
 /** Get: @p v_out points into the map until the txn ends. ENOTFOUND. */
-int crdt_raw_get(crdt_raw *t, crdt_db db, const void *k, size_t kl,
+CRDT_API int crdt_raw_get(crdt_raw *t, crdt_db db, const void *k, size_t kl,
                  const void **v_out, size_t *vl_out);
-int crdt_raw_put(crdt_raw *t, crdt_db db, const void *k, size_t kl,
+CRDT_API int crdt_raw_put(crdt_raw *t, crdt_db db, const void *k, size_t kl,
                  const void *v, size_t vl);
 /** Delete; CRDT_ENOTFOUND if absent. */
-int crdt_raw_del(crdt_raw *t, crdt_db db, const void *k, size_t kl);
+CRDT_API int crdt_raw_del(crdt_raw *t, crdt_db db, const void *k, size_t kl);
 /** Remove every record of @p db. */
-int crdt_raw_clear(crdt_raw *t, crdt_db db);
+CRDT_API int crdt_raw_clear(crdt_raw *t, crdt_db db);
 /** Number of records in @p db. */
-int crdt_raw_count(uint64_t *out, crdt_raw *t, crdt_db db);
+CRDT_API int crdt_raw_count(uint64_t *out, crdt_raw *t, crdt_db db);
 
 /** A cursor over one database. Opaque. */
 typedef struct crdt_raw_cursor crdt_raw_cursor;
-int crdt_raw_cursor_open(crdt_raw_cursor **out, crdt_raw *t, crdt_db db);
-void crdt_raw_cursor_close(crdt_raw_cursor *c);
+CRDT_API int crdt_raw_cursor_open(crdt_raw_cursor **out, crdt_raw *t, crdt_db db);
+CRDT_API void crdt_raw_cursor_close(crdt_raw_cursor *c);
 /**
  * Position at the first key >= @p k (or the first key if @p k is NULL)
  * and return it; crdt_raw_cursor_next() moves on. Views are valid until
  * the cursor moves. @return CRDT_OK; CRDT_ENOTFOUND past the end.
  */
-int crdt_raw_cursor_seek(crdt_raw_cursor *c, const void *k, size_t kl,
+CRDT_API int crdt_raw_cursor_seek(crdt_raw_cursor *c, const void *k, size_t kl,
                          const void **k_out, size_t *kl_out,
                          const void **v_out, size_t *vl_out);
-int crdt_raw_cursor_next(crdt_raw_cursor *c, const void **k_out,
+CRDT_API int crdt_raw_cursor_next(crdt_raw_cursor *c, const void **k_out,
                          size_t *kl_out, const void **v_out, size_t *vl_out);
 
 /* ---- the materialized state in two slots ---- */
 
 /** The active (0) or the spare (1) state database. */
-crdt_db crdt_raw_state_db(crdt_raw *t, int spare);
+CRDT_API crdt_db crdt_raw_state_db(crdt_raw *t, int spare);
 /** Put into the spare state slot, keeping its state hash. */
-int crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl,
+CRDT_API int crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl,
                        const void *v, size_t vl);
 /** Empty the spare slot and reset its hash. */
-int crdt_raw_spare_clear(crdt_raw *t);
+CRDT_API int crdt_raw_spare_clear(crdt_raw *t);
 /**
  * Make the spare slot active and empty the old one: a migration writes
  * the new state into the spare slot, then swaps, all in one txn.
  */
-int crdt_raw_swap_state(crdt_raw *t);
+CRDT_API int crdt_raw_swap_state(crdt_raw *t);
 /** State hash of the active slot (CRDT_HASH_BYTES). */
-void crdt_raw_state_hash(crdt_raw *t, unsigned char *out);
+CRDT_API void crdt_raw_state_hash(crdt_raw *t, unsigned char *out);
 /** Recompute the active slot's hash from scratch (verify). */
-int crdt_raw_state_rehash(crdt_raw *t, unsigned char *out);
+CRDT_API int crdt_raw_state_rehash(crdt_raw *t, unsigned char *out);
 
 /* ---- epochs and the log ---- */
 
 /** Set the current epoch (number and id) that new local changes carry. */
-int crdt_raw_set_epoch(crdt_raw *t, uint64_t number, const unsigned char *id);
-int crdt_raw_get_epoch(crdt_raw *t, uint64_t *number_out,
+CRDT_API int crdt_raw_set_epoch(crdt_raw *t, uint64_t number, const unsigned char *id);
+CRDT_API int crdt_raw_get_epoch(crdt_raw *t, uint64_t *number_out,
                        unsigned char *id_out);
 /**
  * Move every change of the active log whose last seq is <= @p upto's
  * entry for its actor (all of them if @p upto is NULL) to the archive,
  * tagged with @p epoch_number so the archive keeps each epoch's log.
  */
-int crdt_raw_archive_log(crdt_raw *t, const crdt_vv *upto,
+CRDT_API int crdt_raw_archive_log(crdt_raw *t, const crdt_vv *upto,
                          uint64_t epoch_number);
 /** Recount ops_in_log / changes_in_log after log records were removed. */
-int crdt_raw_recount_log(crdt_raw *t);
+CRDT_API int crdt_raw_recount_log(crdt_raw *t);
 /** Drop archived logs of epochs below @p keep_from. */
-int crdt_raw_prune_archive(crdt_raw *t, uint64_t keep_from);
+CRDT_API int crdt_raw_prune_archive(crdt_raw *t, uint64_t keep_from);
 
 /**
  * The heads (per-actor seq, chain hash, key) as one msgpack blob, and
  * back: an epoch record carries the heads folded into it, so a replica
  * that resets to it can keep checking every actor's hash chain.
+ * @param[out] buf_out  malloc'd; release it with crdt_free()
  */
-int crdt_raw_heads_encode(unsigned char **buf_out, size_t *len_out,
+CRDT_API int crdt_raw_heads_encode(unsigned char **buf_out, size_t *len_out,
                           crdt_raw *t);
-int crdt_raw_heads_replace(crdt_raw *t, const unsigned char *buf,
+CRDT_API int crdt_raw_heads_replace(crdt_raw *t, const unsigned char *buf,
                            size_t len);
 /** Version vector from the heads in this txn. */
-int crdt_raw_vv(crdt_vv **out, crdt_raw *t);
+CRDT_API int crdt_raw_vv(crdt_vv **out, crdt_raw *t);
 
 /**
  * Re-apply every change of the active log beyond the current heads (in
@@ -143,18 +158,36 @@ int crdt_raw_vv(crdt_vv **out, crdt_raw *t);
  * does after swapping in a snapshot. Changes at or below the heads are
  * archived under @p archive_epoch.
  */
-int crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
+CRDT_API int crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
                         uint64_t archive_epoch);
 
+/**
+ * Quarantine keys: actor(8) | seq(8) | kind(1) | tag(8), the tag being
+ * the first 8 bytes of the hash of the change the op came in. Two
+ * reasons, or two versions of one (actor, seq), never share a key.
+ * Stores of format 2 written before this used actor | seq (16 bytes);
+ * readers accept both.
+ */
+#define CRDT_QUARANTINE_KEY_BYTES 25
+enum {
+    CRDT_QK_REBASE = 'r',       /**< a lens or custom migration refused it */
+    CRDT_QK_UNSYNCED = 'u',     /**< a rejected replica's own ops */
+    CRDT_QK_EQUIVOCATION = 'e', /**< the losing version of an actor's seq */
+    CRDT_QK_PENDING = 'p'       /**< fell out of a full pending area */
+};
+CRDT_API void crdt_quarantine_key(unsigned char *key, const crdt_actor *a,
+                         uint64_t seq, int kind,
+                         const unsigned char *change_hash);
+
 /** Merge remote changes inside @p t (crdt_merge() does begin+this+commit). */
-int crdt_raw_merge(crdt_merge_report *report, crdt_raw *t,
+CRDT_API CRDT_MUST_CHECK int crdt_raw_merge(crdt_merge_report *report, crdt_raw *t,
                    const crdt_bytes *changes, size_t n);
 
 /**
  * Apply one op (already transformed) to the active state, as merge would,
  * for actor @p actor at stamp @p hlc. Used by quarantine re-apply.
  */
-int crdt_raw_apply_op(crdt_raw *t, const crdt_op *op, uint64_t hlc,
+CRDT_API int crdt_raw_apply_op(crdt_raw *t, const crdt_op *op, uint64_t hlc,
                       const crdt_actor *actor, uint64_t seq);
 
 /**
@@ -163,7 +196,7 @@ int crdt_raw_apply_op(crdt_raw *t, const crdt_op *op, uint64_t hlc,
  * field: what a lens's `add ... default` does to a document, applied by
  * the rebasing hook to documents that old ops touch.
  */
-int crdt_raw_state_default(crdt_raw *t, const char *coll, const char *doc,
+CRDT_API int crdt_raw_state_default(crdt_raw *t, const char *coll, const char *doc,
                            const char *field, const crdt_value *v);
 
 /* ---- rebasing hook ---- */
@@ -186,7 +219,7 @@ typedef struct {
 } crdt_epoch_hook;
 
 /** Install @p hook (copied) with @p ctx; NULL removes it. */
-void crdt_replica_set_epoch_hook(crdt_replica *r, const crdt_epoch_hook *hook,
+CRDT_API void crdt_replica_set_epoch_hook(crdt_replica *r, const crdt_epoch_hook *hook,
                                  void *ctx);
 
 /**
@@ -194,13 +227,13 @@ void crdt_replica_set_epoch_hook(crdt_replica *r, const crdt_epoch_hook *hook,
  * elements passed through callbacks (a lens renaming or converting).
  * @p map_field returns CRDT_OK with a new name, or CRDT_ENOTFOUND to drop
  * that field's part; @p map_elem returns CRDT_OK with a new value.
- * @param[out] buf_out  malloc'd; the caller frees it
+ * @param[out] buf_out  malloc'd; release it with crdt_free()
  */
 typedef int (*crdt_map_field_fn)(const char **out, const char *field,
                                  size_t len, void *ctx);
 typedef int (*crdt_map_elem_fn)(crdt_value *out, const char *field,
                                 size_t len, const crdt_value *in, void *ctx);
-int crdt_observed_map(unsigned char **buf_out, size_t *len_out,
+CRDT_API int crdt_observed_map(unsigned char **buf_out, size_t *len_out,
                       const crdt_op *op, crdt_map_field_fn map_field,
                       crdt_map_elem_fn map_elem, void *ctx);
 
@@ -210,7 +243,7 @@ int crdt_observed_map(unsigned char **buf_out, size_t *len_out,
  * whose unsynced ops were quarantined, does this so it never reuses an
  * (actor, seq) that peers saw or will never see.
  */
-int crdt_replica_new_incarnation(crdt_replica *r);
+CRDT_API int crdt_replica_new_incarnation(crdt_replica *r);
 
 /**
  * If this replica's own chain head is below the highest seq it ever
@@ -218,21 +251,29 @@ int crdt_replica_new_incarnation(crdt_replica *r);
  * predecessors), start a new incarnation, so the next local write can
  * never reuse a seq. @p renewed_out (may be NULL) says whether it did.
  */
-int crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r);
+CRDT_API int crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r);
 
 /**
  * Inside a local write txn, also delete raw key @p k of @p db when the
  * txn commits (quarantine re-apply: the op leaves the quarantine in the
  * same txn that writes it again).
  */
-int crdt_txn_raw_del(crdt_txn *t, crdt_db db, const void *k, size_t kl);
+CRDT_API int crdt_txn_raw_del(crdt_txn *t, crdt_db db, const void *k, size_t kl);
 
 /**
  * Replace the wall clock (milliseconds since the epoch) for every replica
  * in this process: the simulator's seam. NULL restores the real clock.
  */
 typedef uint64_t (*crdt_clock_fn)(void *ctx);
-void crdt_set_clock(crdt_clock_fn fn, void *ctx);
+CRDT_API void crdt_set_clock(crdt_clock_fn fn, void *ctx);
+
+/**
+ * The wall clock every replica of this process uses, in milliseconds
+ * since the epoch: the override of crdt_set_clock() when one is set.
+ * libepoch stamps its records with it, so the simulator's clock reaches
+ * them too.
+ */
+CRDT_API uint64_t crdt_raw_now_ms(void);
 
 #ifdef __cplusplus
 }

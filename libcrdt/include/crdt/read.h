@@ -50,29 +50,29 @@ typedef int (*crdt_name_cb)(const char *name, size_t len, void *ctx);
  * @param[out] out  release it with crdt_read_end()
  * @return CRDT_OK; CRDT_EIO.
  */
-int crdt_read_begin(crdt_read **out, crdt_replica *r);
+CRDT_API CRDT_MUST_CHECK int crdt_read_begin(crdt_read **out, crdt_replica *r);
 
 /** End @p rd. NULL does nothing. */
-void crdt_read_end(crdt_read *rd);
+CRDT_API void crdt_read_end(crdt_read *rd);
 
 /**
  * Visit the visible fields of one document in field-name order.
  * @return CRDT_OK; CRDT_ENOTFOUND (no visible field); a callback's value.
  */
-int crdt_read_doc(crdt_read *rd, const char *coll, const char *doc,
+CRDT_API int crdt_read_doc(crdt_read *rd, const char *coll, const char *doc,
                   crdt_field_cb cb, void *ctx);
 
 /** Look up one field. @p out is a view valid until the next call on
  *  @p rd. @return CRDT_OK; CRDT_ENOTFOUND. */
-int crdt_read_field(crdt_field *out, crdt_read *rd, const char *coll,
+CRDT_API int crdt_read_field(crdt_field *out, crdt_read *rd, const char *coll,
                     const char *doc, const char *field);
 
 /** Visit the ids of the live documents of @p coll, in key order. */
-int crdt_read_docs(crdt_read *rd, const char *coll, crdt_name_cb cb,
+CRDT_API int crdt_read_docs(crdt_read *rd, const char *coll, crdt_name_cb cb,
                    void *ctx);
 
 /** Visit the collections that hold at least one live document. */
-int crdt_read_collections(crdt_read *rd, crdt_name_cb cb, void *ctx);
+CRDT_API int crdt_read_collections(crdt_read *rd, crdt_name_cb cb, void *ctx);
 
 /** Summary counters kept by the store; O(1). */
 typedef struct {
@@ -82,16 +82,19 @@ typedef struct {
     uint64_t epoch_number;
     unsigned char epoch_id[CRDT_HASH_BYTES];
     unsigned char state_hash[CRDT_HASH_BYTES];
+    uint64_t equivocations; /**< equivocating actors found by syncs and
+                                 merges (a copied or twice-restored
+                                 replica wrote), ever */
 } crdt_stats;
 
 /** Fill @p out from the read snapshot. @return CRDT_OK; CRDT_EIO. */
-int crdt_read_stats(crdt_stats *out, crdt_read *rd);
+CRDT_API int crdt_read_stats(crdt_stats *out, crdt_read *rd);
 
 /**
  * Count the live documents (walks the state: O(state)).
  * @return CRDT_OK; CRDT_EIO.
  */
-int crdt_read_doc_count(uint64_t *out, crdt_read *rd);
+CRDT_API int crdt_read_doc_count(uint64_t *out, crdt_read *rd);
 
 #ifdef __cplusplus
 }

@@ -4,8 +4,24 @@
  *
  * A replica holds one space: its identity (an Ed25519 key pair plus a
  * per-replica incarnation), its op log, its materialized state and its
- * version vector. Several threads and processes may open the same
- * directory at once; LMDB serialises writers and never blocks readers.
+ * version vector.
+ *
+ * Threads and processes (LMDB's rules, which these follow):
+ * - Open a directory ONCE per process and share the crdt_replica among
+ *   threads. Opening the same directory twice in one process is not
+ *   allowed: closing one handle drops the locks the other relies on.
+ * - Several processes may have the same directory open at once; LMDB
+ *   serialises writers (across processes) and never blocks readers.
+ * - A write txn (crdt_txn, crdt_raw with write) belongs to the thread
+ *   that began it: commit or abort it on that thread, and never begin
+ *   a second write txn on a thread that holds one (the writer lock is
+ *   not recursive). A read (crdt_read) may be handed to another thread
+ *   but is used by one thread at a time.
+ * - fork(): a child must not use a replica, txn or read its parent
+ *   opened, nor close it; it opens its own after the fork, and the
+ *   parent keeps using its handle.
+ * - crdt_set_clock() (crdt/raw.h) is process-wide: set it before any
+ *   replica is opened.
  */
 #ifndef CRDT_REPLICA_H
 #define CRDT_REPLICA_H
@@ -24,6 +40,7 @@ extern "C" {
 #define CRDT_PUBKEY_BYTES 32
 #define CRDT_SECKEY_BYTES 64
 #define CRDT_HASH_BYTES 32
+#define CRDT_SIG_BYTES 64 /**< an Ed25519 detached signature */
 #define CRDT_SEED_BYTES 32
 #define CRDT_NAME_MAX 64 /**< collection, document and field names */
 
@@ -96,7 +113,7 @@ typedef struct {
  *         CRDT_EVERSION (newer format); CRDT_ECORRUPT (the data file is
  *         damaged: @c opts->report says where); CRDT_EPERM; CRDT_EIO.
  */
-int crdt_replica_open(crdt_replica **out, const char *path,
+CRDT_API CRDT_MUST_CHECK int crdt_replica_open(crdt_replica **out, const char *path,
                       const crdt_open_options *opts);
 
 /**
@@ -107,8 +124,8 @@ int crdt_replica_open(crdt_replica **out, const char *path,
  * damage found, e.g. "damaged page 17 (its nodes, at depth 2)".
  * @return CRDT_OK; CRDT_ECORRUPT; CRDT_ENOMEM; CRDT_EIO.
  */
-int crdt_replica_check(crdt_replica *r, uint64_t max_pages, char *why,
-                       size_t why_len);
+CRDT_API int crdt_replica_check(crdt_replica *r, uint64_t max_pages,
+                                char *why, size_t why_len);
 
 /**
  * Mark @p r as damaged: something read from it (a change or snapshot
@@ -116,38 +133,53 @@ int crdt_replica_check(crdt_replica *r, uint64_t max_pages, char *why,
  * long-lived process: a daemon stops serving a damaged replica. Thread-
  * safe. @return 1 the first time, 0 if it was already marked.
  */
-int crdt_replica_mark_damaged(crdt_replica *r);
+CRDT_API int crdt_replica_mark_damaged(crdt_replica *r);
 
 /** 1 if crdt_replica_mark_damaged() was called on @p r. */
-int crdt_replica_damaged(const crdt_replica *r);
+CRDT_API int crdt_replica_damaged(const crdt_replica *r);
 
 /** Close @p r. NULL does nothing. Every txn on it must be finished. */
-void crdt_replica_close(crdt_replica *r);
+CRDT_API void crdt_replica_close(crdt_replica *r);
 
 /** The directory the replica was opened from. Valid until close. */
-const char *crdt_replica_path(const crdt_replica *r);
+CRDT_API const char *crdt_replica_path(const crdt_replica *r);
 
 /** Copy out the space id (CRDT_SPACE_ID_BYTES). */
-void crdt_replica_space_id(const crdt_replica *r, unsigned char *out);
+CRDT_API void crdt_replica_space_id(const crdt_replica *r, unsigned char *out);
 
 /** Copy out this replica's Ed25519 public key (CRDT_PUBKEY_BYTES). */
-void crdt_replica_public_key(const crdt_replica *r, unsigned char *out);
+CRDT_API void crdt_replica_public_key(const crdt_replica *r, unsigned char *out);
 
 /**
- * Copy out this replica's Ed25519 secret key (CRDT_SECKEY_BYTES), for
- * the handshake. The caller wipes it (sodium_memzero) when done.
+ * Sign @p len bytes at @p msg with this replica's Ed25519 key: a
+ * detached signature of CRDT_SIG_BYTES, which anyone checks with the
+ * public key (libsodium's crypto_sign_verify_detached()). The key never
+ * leaves the library.
+ * @return CRDT_OK; CRDT_EINVAL (NULL @p sig or @p r, or NULL @p msg with
+ *         a length).
  */
-void crdt_replica_secret_key(const crdt_replica *r, unsigned char *out);
+CRDT_API CRDT_MUST_CHECK int crdt_replica_sign(unsigned char *sig,
+                                               const crdt_replica *r,
+                                               const void *msg, size_t len);
+
+/**
+ * Copy out this replica's Ed25519 secret key (CRDT_SECKEY_BYTES). Only
+ * for what needs the key itself: the handshake's config
+ * (crdtnet/handshake.h) and rebuilding a replica with the same
+ * identity. To sign, use crdt_replica_sign(). The caller wipes the copy
+ * (sodium_memzero) when done.
+ */
+CRDT_API void crdt_replica_secret_key(const crdt_replica *r, unsigned char *out);
 
 /** This replica's actor id (public key + incarnation). */
-crdt_actor crdt_replica_actor(const crdt_replica *r);
+CRDT_API crdt_actor crdt_replica_actor(const crdt_replica *r);
 
 /**
  * Derive an identity seed from a recovery phrase with a memory-hard KDF
  * (Argon2id). The same phrase always gives the same seed.
  * @return CRDT_OK; CRDT_EINVAL (phrase shorter than 8 bytes); CRDT_ENOMEM.
  */
-int crdt_seed_from_phrase(unsigned char *seed_out, const char *phrase,
+CRDT_API int crdt_seed_from_phrase(unsigned char *seed_out, const char *phrase,
                           size_t len);
 
 /**
@@ -155,19 +187,52 @@ int crdt_seed_from_phrase(unsigned char *seed_out, const char *phrase,
  * built-in word list into @p buf, space separated and NUL-terminated.
  * @return CRDT_OK; CRDT_EINVAL (bad count or buffer too small).
  */
-int crdt_phrase_generate(char *buf, size_t size, int words);
+CRDT_API int crdt_phrase_generate(char *buf, size_t size, int words);
 
 /**
  * The id of the last committed write txn of the replica's environment,
  * by any process. O(1); a daemon polls it to notice writes made by
  * other processes.
  */
-uint64_t crdt_replica_last_txn(crdt_replica *r);
+CRDT_API uint64_t crdt_replica_last_txn(crdt_replica *r);
+
+/**
+ * Release a buffer this library allocated for the caller (the
+ * @c buf_out of crdt_vv_encode(), crdt_raw_heads_encode(),
+ * crdt_observed_map()). NULL does nothing. Use this rather than free():
+ * the library and the program need not share an allocator.
+ */
+CRDT_API void crdt_free(void *p);
+
+/** How full a replica's storage map is; crdt_replica_env_stats(). */
+typedef struct {
+    uint64_t map_size;     /**< bytes the map holds now (it grows) */
+    uint64_t map_used;     /**< bytes of it in use, up to the last page */
+    uint32_t readers_max;  /**< reader slots */
+    uint32_t readers_used; /**< slots held, by live or dead readers */
+} crdt_env_stats;
+
+/**
+ * The map size and use and the reader slots of @p r's environment, as
+ * every process sees them. Cheap; a daemon reports them as metrics.
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_EIO.
+ */
+CRDT_API int crdt_replica_env_stats(crdt_replica *r, crdt_env_stats *out);
+
+/**
+ * Clear the reader slots of processes that died with a read txn open.
+ * Opening a replica does it, and so does every write commit, at most
+ * once a second: a long-lived writer keeps them cleared. A slot left
+ * by a dead reader pins the snapshot it read, so the file grows until
+ * it is cleared. @p dead_out (may be NULL): how many were cleared.
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_EIO.
+ */
+CRDT_API int crdt_replica_reader_check(crdt_replica *r, int *dead_out);
 
 /** Hex helpers: @p out must hold 2*len+1 bytes. */
-void crdt_hex(char *out, const unsigned char *bin, size_t len);
+CRDT_API void crdt_hex(char *out, const unsigned char *bin, size_t len);
 /** Parse exactly @p len bytes of hex; CRDT_EINVAL on any bad character. */
-int crdt_unhex(unsigned char *out, size_t len, const char *hex);
+CRDT_API int crdt_unhex(unsigned char *out, size_t len, const char *hex);
 
 #ifdef __cplusplus
 }

@@ -25,17 +25,17 @@ typedef struct crdt_export crdt_export;
  * per actor in seq order. @p lacks may be NULL (everything).
  * @param[out] out  release it with crdt_export_end()
  */
-int crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks);
+CRDT_API int crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks);
 
 /**
  * Next encoded change. @p buf_out points into the map: valid until the
  * next call or crdt_export_end(); do not free.
  * @return CRDT_OK; CRDT_ENOTFOUND when done; CRDT_EIO.
  */
-int crdt_export_next(crdt_export *e, const unsigned char **buf_out,
+CRDT_API int crdt_export_next(crdt_export *e, const unsigned char **buf_out,
                      size_t *len_out);
 
-void crdt_export_end(crdt_export *e);
+CRDT_API void crdt_export_end(crdt_export *e);
 
 /** One encoded change handed to crdt_merge(). */
 typedef struct {
@@ -52,6 +52,9 @@ typedef struct {
     uint64_t rebased_ops;    /**< ops transformed from an older epoch */
     uint64_t quarantined_ops;
     uint64_t conflicts;      /**< equivocating changes quarantined */
+    uint64_t unauthorized_ops; /**< refused by the authority rules
+                                    (docs/security.md), quarantined; also
+                                    counted in quarantined_ops */
 } crdt_merge_report;
 
 /**
@@ -69,8 +72,54 @@ typedef struct {
  *         (malformed); CRDT_EBUSY (migration in progress); CRDT_ENOTFOUND
  *         (written in an epoch this replica does not know); CRDT_EFULL.
  */
-int crdt_merge(crdt_merge_report *report, crdt_replica *r,
+CRDT_API CRDT_MUST_CHECK int crdt_merge(crdt_merge_report *report, crdt_replica *r,
                const crdt_bytes *changes, size_t n);
+
+/* ---- equivocation (chain.c) ---- */
+
+/**
+ * Every head with its chain hash, for a peer's fork check: a msgpack
+ * array of 3n items, [actor: bin 8, seq: uint, hash: bin 32] per actor,
+ * in actor order. Free @p out with free().
+ */
+CRDT_API int crdt_heads_export(unsigned char **out, size_t *len, crdt_replica *r);
+
+/** What crdt_chain_check() found. */
+enum {
+    CRDT_CHAIN_UNKNOWN = -1, /**< we hold less, or the copy was pruned */
+    CRDT_CHAIN_FORK = 0,     /**< our chain holds another change there */
+    CRDT_CHAIN_SAME = 1      /**< our chain passes through (seq, hash) */
+};
+
+/**
+ * Does the chain this replica holds for @p a pass through the change
+ * ending at @p seq with hash @p hash (head, log, then archive)?
+ * @return CRDT_OK with *out one of CRDT_CHAIN_*; CRDT_EIO; CRDT_ECORRUPT.
+ */
+CRDT_API int crdt_chain_check(int *out, crdt_replica *r, const crdt_actor *a,
+                     uint64_t seq, const unsigned char *hash);
+
+/**
+ * The actors of a peer's heads (crdt_heads_export() format, at most
+ * 65,536) whose chain forks from ours: crdt_chain_check() gives
+ * CRDT_CHAIN_FORK. Free @p out with free().
+ * @return CRDT_OK; CRDT_EPROTO (malformed); CRDT_ELIMIT; CRDT_ENOMEM.
+ */
+CRDT_API int crdt_forks_find(crdt_actor **out, size_t *n_out, crdt_replica *r,
+                    const unsigned char *heads, size_t len);
+
+/** Seq and hash of @p a in a heads blob. @return CRDT_OK;
+ *  CRDT_ENOTFOUND; CRDT_EPROTO. */
+CRDT_API int crdt_heads_lookup(uint64_t *seq, unsigned char *hash,
+                      const unsigned char *heads, size_t len,
+                      const crdt_actor *a);
+
+/** Head of @p a: seq and chain hash. @return CRDT_OK; CRDT_ENOTFOUND. */
+CRDT_API int crdt_head_read(uint64_t *seq, unsigned char *hash, crdt_replica *r,
+                   const crdt_actor *a);
+
+/** Add @p n to the "equivocations" counter (crdt_stats). */
+CRDT_API int crdt_equivocations_add(crdt_replica *r, uint64_t n);
 
 #ifdef __cplusplus
 }

@@ -37,22 +37,22 @@ typedef struct {
  * @return CRDT_OK; CRDT_EBUSY (migration in progress); CRDT_EPERM
  *         (read-only); CRDT_EIO.
  */
-int crdt_txn_begin(crdt_txn **out, crdt_replica *r);
+CRDT_API CRDT_MUST_CHECK int crdt_txn_begin(crdt_txn **out, crdt_replica *r);
 
 /**
  * Set register @p field to @p v (last writer wins by (HLC, actor)).
  * @return CRDT_OK; CRDT_EINVAL (bad name or value); CRDT_ETYPE (the
  *         field is a live counter or set); CRDT_EBADTXN.
  */
-int crdt_txn_put(crdt_txn *t, const char *coll, const char *doc,
+CRDT_API int crdt_txn_put(crdt_txn *t, const char *coll, const char *doc,
                  const char *field, const crdt_value *v);
 
 /** Add @p delta (may be negative) to counter @p field. Codes as put. */
-int crdt_txn_incr(crdt_txn *t, const char *coll, const char *doc,
+CRDT_API int crdt_txn_incr(crdt_txn *t, const char *coll, const char *doc,
                   const char *field, int64_t delta);
 
 /** Add @p v to set @p field (add wins over a concurrent remove). */
-int crdt_txn_sadd(crdt_txn *t, const char *coll, const char *doc,
+CRDT_API int crdt_txn_sadd(crdt_txn *t, const char *coll, const char *doc,
                   const char *field, const crdt_value *v);
 
 /**
@@ -60,19 +60,19 @@ int crdt_txn_sadd(crdt_txn *t, const char *coll, const char *doc,
  * @return CRDT_OK (also when absent: the op is still recorded);
  *         CRDT_ETYPE; CRDT_EINVAL; CRDT_EBADTXN.
  */
-int crdt_txn_srem(crdt_txn *t, const char *coll, const char *doc,
+CRDT_API int crdt_txn_srem(crdt_txn *t, const char *coll, const char *doc,
                   const char *field, const crdt_value *v);
 
 /** Delete one field of any type (LWW tombstone for registers,
  *  observed-remove for counters and sets). */
-int crdt_txn_del_field(crdt_txn *t, const char *coll, const char *doc,
+CRDT_API int crdt_txn_del_field(crdt_txn *t, const char *coll, const char *doc,
                        const char *field);
 
 /** Delete a whole document. */
-int crdt_txn_del_doc(crdt_txn *t, const char *coll, const char *doc);
+CRDT_API int crdt_txn_del_doc(crdt_txn *t, const char *coll, const char *doc);
 
 /** Number of ops recorded so far in @p t. */
-uint64_t crdt_txn_op_count(const crdt_txn *t);
+CRDT_API uint64_t crdt_txn_op_count(const crdt_txn *t);
 
 /**
  * Commit: sign the change and make it durable. @p t is freed on every
@@ -80,10 +80,10 @@ uint64_t crdt_txn_op_count(const crdt_txn *t);
  * @param[out] info  what was committed, or NULL
  * @return CRDT_OK; CRDT_EFULL (disk or map limit); CRDT_EIO; CRDT_EBADTXN.
  */
-int crdt_txn_commit(crdt_txn *t, crdt_commit_info *info);
+CRDT_API CRDT_MUST_CHECK int crdt_txn_commit(crdt_txn *t, crdt_commit_info *info);
 
 /** Abort and free @p t. NULL does nothing. */
-void crdt_txn_abort(crdt_txn *t);
+CRDT_API void crdt_txn_abort(crdt_txn *t);
 
 #ifdef __cplusplus
 }

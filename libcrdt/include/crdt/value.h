@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -99,11 +101,16 @@ crdt_value_bytes(const void *p, size_t len)
 }
 
 /**
- * Total order over values, used for sorted output of sets:
- * by type number first, then by value (bytes compare as memcmp, then
- * length). Returns <0, 0 or >0.
+ * The total order over values, the one every layer uses (sorted sets,
+ * lens maps): by type number first, then by value. Booleans false <
+ * true; ints numerically; strings and bytes as memcmp, then length;
+ * doubles by IEEE 754 totalOrder: -NaN < -inf < ... < -0.0 < +0.0 < ...
+ * < +inf < +NaN. So -0.0 and +0.0 are distinct values, and a NaN is
+ * accepted as a value (in a register or a set) and equals only a NaN
+ * with the same bits. Two values compare equal exactly when they are
+ * the same value. Returns -1, 0 or 1.
  */
-int crdt_value_cmp(const crdt_value *a, const crdt_value *b);
+CRDT_API int crdt_value_cmp(const crdt_value *a, const crdt_value *b);
 
 #ifdef __cplusplus
 }

@@ -21,33 +21,33 @@ extern "C" {
 typedef struct crdt_vv crdt_vv;
 
 /** @param[out] out  an empty vector; release with crdt_vv_free() */
-int crdt_vv_new(crdt_vv **out);
-void crdt_vv_free(crdt_vv *vv);
+CRDT_API int crdt_vv_new(crdt_vv **out);
+CRDT_API void crdt_vv_free(crdt_vv *vv);
 
 /** Highest seq of @p actor, 0 if absent. O(log n). */
-uint64_t crdt_vv_get(const crdt_vv *vv, const crdt_actor *actor);
+CRDT_API uint64_t crdt_vv_get(const crdt_vv *vv, const crdt_actor *actor);
 /** Set (never lowers: keeps the max). @return CRDT_OK; CRDT_ENOMEM. */
-int crdt_vv_set(crdt_vv *vv, const crdt_actor *actor, uint64_t seq);
-size_t crdt_vv_count(const crdt_vv *vv);
+CRDT_API int crdt_vv_set(crdt_vv *vv, const crdt_actor *actor, uint64_t seq);
+CRDT_API size_t crdt_vv_count(const crdt_vv *vv);
 /** Entry @p i in actor order. */
-void crdt_vv_entry(const crdt_vv *vv, size_t i, crdt_actor *actor_out,
+CRDT_API void crdt_vv_entry(const crdt_vv *vv, size_t i, crdt_actor *actor_out,
                    uint64_t *seq_out);
 /** 1 if @p a >= @p b for every actor. */
-int crdt_vv_covers(const crdt_vv *a, const crdt_vv *b);
+CRDT_API int crdt_vv_covers(const crdt_vv *a, const crdt_vv *b);
 /** Sum of all seqs (a history size). */
-uint64_t crdt_vv_total(const crdt_vv *vv);
+CRDT_API uint64_t crdt_vv_total(const crdt_vv *vv);
 
 /** Read this replica's version vector from @p rd. */
-int crdt_read_vv(crdt_vv **out, crdt_read *rd);
+CRDT_API int crdt_read_vv(crdt_vv **out, crdt_read *rd);
 
 /**
  * msgpack encoding: a map { actor (bin 8) : seq (uint) }, actor order.
- * @param[out] buf_out  malloc'd; the caller frees it
+ * @param[out] buf_out  malloc'd; release it with crdt_free()
  */
-int crdt_vv_encode(unsigned char **buf_out, size_t *len_out,
+CRDT_API int crdt_vv_encode(unsigned char **buf_out, size_t *len_out,
                    const crdt_vv *vv);
 /** Decode at most 65536 entries. @return CRDT_OK; CRDT_EPROTO; ELIMIT. */
-int crdt_vv_decode(crdt_vv **out, const unsigned char *buf, size_t len);
+CRDT_API int crdt_vv_decode(crdt_vv **out, const unsigned char *buf, size_t len);
 
 #ifdef __cplusplus
 }

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /** The library version, e.g. "0.1.0". Static; do not free. */
-const char *epoch_version(void);
+EPOCH_API const char *epoch_version(void);
 
 #define EPOCH_ID_BYTES 32
 #define EPOCH_RECORD_MAX (8u * 1024 * 1024)
@@ -59,16 +59,16 @@ typedef struct {
     size_t raw_len;
 } epoch_info;
 
-void epoch_info_clear(epoch_info *e);
+EPOCH_API void epoch_info_clear(epoch_info *e);
 
 /** Version of @p coll in @p e (1 when the epoch does not name it). */
-uint32_t epoch_schema_version(const epoch_info *e, const char *coll);
+EPOCH_API uint32_t epoch_schema_version(const epoch_info *e, const char *coll);
 
 /**
  * Decode and check an encoded record: its id is the hash of its body and
  * its signature verifies. @return CRDT_OK; CRDT_EPROTO; CRDT_EAUTH.
  */
-int epoch_record_decode(epoch_info *out, const unsigned char *buf,
+EPOCH_API int epoch_record_decode(epoch_info *out, const unsigned char *buf,
                         size_t len);
 
 /**
@@ -76,29 +76,29 @@ int epoch_record_decode(epoch_info *out, const unsigned char *buf,
  * each actor's chain hash and key) as the msgpack blob the record holds:
  * a view into @p e. Genesis folds nothing: CRDT_ENOTFOUND.
  */
-int epoch_record_heads(const unsigned char **out, size_t *len,
+EPOCH_API int epoch_record_heads(const unsigned char **out, size_t *len,
                        const epoch_info *e);
 
 /** The current epoch of @p r (genesis is number 0, no parent). */
-int epoch_current(epoch_info *out, crdt_replica *r);
+EPOCH_API int epoch_current(epoch_info *out, crdt_replica *r);
 
 /** Load a stored record by id. @return CRDT_OK; CRDT_ENOTFOUND. */
-int epoch_get(epoch_info *out, crdt_replica *r, const unsigned char *id);
+EPOCH_API int epoch_get(epoch_info *out, crdt_replica *r, const unsigned char *id);
 
 /**
  * The chain from genesis to the current epoch, oldest first.
  * @param[out] out  an array of @p n_out records; free with
  *                  epoch_chain_free()
  */
-int epoch_chain(epoch_info **out, size_t *n_out, crdt_replica *r);
-void epoch_chain_free(epoch_info *chain, size_t n);
+EPOCH_API int epoch_chain(epoch_info **out, size_t *n_out, crdt_replica *r);
+EPOCH_API void epoch_chain_free(epoch_info *chain, size_t n);
 
 /**
  * Every record this replica holds (its chain and the branches it has
  * seen), by number: what a peer needs to transform any change we may
  * send it. Free with epoch_chain_free().
  */
-int epoch_all(epoch_info **out, size_t *n_out, crdt_replica *r);
+EPOCH_API int epoch_all(epoch_info **out, size_t *n_out, crdt_replica *r);
 
 /**
  * Store records received from a peer (each checked: its id is the hash
@@ -106,7 +106,7 @@ int epoch_all(epoch_info **out, size_t *n_out, crdt_replica *r);
  * written again with the same bytes. @return CRDT_OK; CRDT_EPROTO;
  * CRDT_EAUTH.
  */
-int epoch_store_records(crdt_replica *r, const unsigned char *const *recs,
+EPOCH_API int epoch_store_records(crdt_replica *r, const unsigned char *const *recs,
                         const size_t *lens, size_t n);
 
 /* ---- the migration builder ---- */
@@ -129,24 +129,24 @@ typedef void (*epoch_progress_fn)(uint64_t done, uint64_t total, void *ctx);
  * Start a migration of @p r.
  * @param[out] out  release with epoch_builder_free() on every path
  */
-int epoch_builder_new(epoch_builder **out, crdt_replica *r);
+EPOCH_API int epoch_builder_new(epoch_builder **out, crdt_replica *r);
 /** Apply @p lens (copied). Its `from` versions must match the replica. */
-int epoch_builder_add_lens(epoch_builder *b, const epoch_lens *lens);
+EPOCH_API int epoch_builder_add_lens(epoch_builder *b, const epoch_lens *lens);
 /**
  * Run @p fn on every document of @p coll. Marks the epoch non-rebasable:
  * ops written before it can not be transformed, so stale peers across it
  * are rejected. @p name is recorded in the epoch.
  */
-int epoch_builder_set_custom(epoch_builder *b, const char *name,
+EPOCH_API int epoch_builder_set_custom(epoch_builder *b, const char *name,
                              const char *coll, uint32_t to_version,
                              epoch_custom_fn fn, void *ctx);
-void epoch_builder_set_progress(epoch_builder *b, epoch_progress_fn fn,
+EPOCH_API void epoch_builder_set_progress(epoch_builder *b, epoch_progress_fn fn,
                                 void *ctx);
 /**
  * Keep archived logs of this many sealed epochs (default 0: all). A
  * replica that loses a fork can rebase only the ops of archived logs.
  */
-void epoch_builder_set_retention(epoch_builder *b, uint32_t epochs);
+EPOCH_API void epoch_builder_set_retention(epoch_builder *b, uint32_t epochs);
 
 /**
  * Build the new epoch: write the upgrade marker (own small txn), then in
@@ -157,8 +157,8 @@ void epoch_builder_set_retention(epoch_builder *b, uint32_t epochs);
  *         interrupted: resume or abort it); CRDT_EINVAL (lens does not
  *         fit the schema); CRDT_EFULL; CRDT_EIO.
  */
-int epoch_builder_commit(epoch_info *out, epoch_builder *b);
-void epoch_builder_free(epoch_builder *b);
+EPOCH_API CRDT_MUST_CHECK int epoch_builder_commit(epoch_info *out, epoch_builder *b);
+EPOCH_API void epoch_builder_free(epoch_builder *b);
 
 /* ---- the upgrade marker ---- */
 
@@ -170,14 +170,14 @@ typedef struct {
     char *custom; /**< custom name or "" */
 } epoch_marker;
 
-void epoch_marker_clear(epoch_marker *m);
+EPOCH_API void epoch_marker_clear(epoch_marker *m);
 /** @return CRDT_OK (present); CRDT_ENOTFOUND (none). */
-int epoch_marker_get(epoch_marker *out, crdt_replica *r);
+EPOCH_API int epoch_marker_get(epoch_marker *out, crdt_replica *r);
 /** Re-run the recorded migration from the start (lens only). */
-int epoch_migration_resume(epoch_info *out, crdt_replica *r,
+EPOCH_API int epoch_migration_resume(epoch_info *out, crdt_replica *r,
                            epoch_progress_fn fn, void *ctx);
 /** Drop the marker; the epoch stays as it is. */
-int epoch_migration_abort(crdt_replica *r);
+EPOCH_API int epoch_migration_abort(crdt_replica *r);
 
 /* ---- rebasing and quarantine ---- */
 
@@ -186,8 +186,8 @@ int epoch_migration_abort(crdt_replica *r);
  * in any epoch @p r holds a record for. Call once after opening; the
  * hook lives until epoch_detach() or the replica closes.
  */
-int epoch_attach(crdt_replica *r);
-void epoch_detach(crdt_replica *r);
+EPOCH_API CRDT_MUST_CHECK int epoch_attach(crdt_replica *r);
+EPOCH_API void epoch_detach(crdt_replica *r);
 
 /** One quarantined op. Views valid until the next call. */
 typedef struct {
@@ -197,21 +197,24 @@ typedef struct {
     const char *reason;
     unsigned char epoch_id[EPOCH_ID_BYTES]; /**< written against */
     crdt_op op;                             /**< as written */
+    int kind;         /**< CRDT_QK_* (crdt/raw.h); 0 in an older store */
+    const void *key;  /**< its raw key, for removing exactly this entry */
+    size_t key_len;
 } epoch_quarantined;
 
 typedef int (*epoch_quarantine_cb)(const epoch_quarantined *q, void *ctx);
 
-/** Visit every quarantined op in (actor, seq) order. */
-int epoch_quarantine_list(crdt_replica *r, epoch_quarantine_cb cb,
+/** Visit every quarantined op in (actor, seq, kind, change) order. */
+EPOCH_API int epoch_quarantine_list(crdt_replica *r, epoch_quarantine_cb cb,
                           void *ctx);
 /** Number of quarantined ops. */
-int epoch_quarantine_count(uint64_t *out, crdt_replica *r);
+EPOCH_API int epoch_quarantine_count(uint64_t *out, crdt_replica *r);
 /**
  * Move every op of the local log that a peer at epoch @p target lacks
  * (beyond its folded heads) into the quarantine with @p reason: what a
  * replica rejected beyond policy does so nothing is lost.
  */
-int epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
+EPOCH_API int epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
                               const unsigned char *target_heads,
                               size_t heads_len, const char *reason);
 /**
@@ -219,10 +222,37 @@ int epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
  * (one change), where they still make sense; those that still do not
  * stay quarantined. @p applied_out and @p kept_out may be NULL.
  */
-int epoch_quarantine_apply(uint64_t *applied_out, uint64_t *kept_out,
+EPOCH_API int epoch_quarantine_apply(uint64_t *applied_out, uint64_t *kept_out,
                            crdt_replica *r);
+/**
+ * Re-apply, as new local writes, the ops of @p actor that lost an
+ * equivocation (kind CRDT_QK_EQUIVOCATION): what a copied replica does
+ * with its own losing writes once it has a new incarnation, so they
+ * survive under it.
+ */
+EPOCH_API int epoch_quarantine_apply_lost(uint64_t *applied_out, crdt_replica *r,
+                                const crdt_actor *actor);
 
 /* ---- reset to a snapshot (sync) ---- */
+
+/** The staging token of a reset (a snapshot being received). */
+typedef struct {
+    int present;         /**< a token is stored */
+    int active;          /**< it still blocks other resets and migrations */
+    uint64_t started_ms; /**< when the reset began */
+    uint64_t pid;        /**< its owner process (0: not recorded) */
+    int owner_alive;     /**< 1 alive, 0 dead (the token is void at once),
+                              -1 unknown (no /proc, or an old token:
+                              it expires 10 minutes after started_ms) */
+} epoch_staging;
+
+/**
+ * Read the staging token of @p r. A token whose owner (pid and its start
+ * time, from /proc) is no longer running is not active: the next sync
+ * takes over at once.
+ * @return CRDT_OK (out->present 0 if none); CRDT_EIO...
+ */
+EPOCH_API int epoch_staging_get(epoch_staging *out, crdt_replica *r);
 
 /** A reset in progress: one write txn. Opaque. */
 typedef struct epoch_reset epoch_reset;
@@ -235,11 +265,11 @@ typedef struct epoch_reset epoch_reset;
  * from the target), entries are migrated up through the lenses in memory
  * before they are written.
  */
-int epoch_reset_begin(epoch_reset **out, crdt_replica *r,
+EPOCH_API int epoch_reset_begin(epoch_reset **out, crdt_replica *r,
                       const unsigned char *target_id,
                       const unsigned char *migrate_to);
 /** One state entry of the snapshot, in key order. */
-int epoch_reset_put(epoch_reset *rs, const void *k, size_t kl,
+EPOCH_API int epoch_reset_put(epoch_reset *rs, const void *k, size_t kl,
                     const void *v, size_t vl);
 /**
  * One change of the sender's log beyond the epoch's base, sent with the
@@ -247,7 +277,7 @@ int epoch_reset_put(epoch_reset *rs, const void *k, size_t kl,
  * them). Staged, then merged at commit in the same txn as the swap, so
  * the version vector matches the state at every commit.
  */
-int epoch_reset_change(epoch_reset *rs, const void *change, size_t len);
+EPOCH_API int epoch_reset_change(epoch_reset *rs, const void *change, size_t len);
 
 /**
  * Rejected beyond policy: at commit, in the same txn as the switch, move
@@ -257,8 +287,21 @@ int epoch_reset_change(epoch_reset *rs, const void *change, size_t len);
  * means an interrupted reset leaves the replica exactly as it was.
  * @p moved_out (may be NULL) gets the count after commit.
  */
-int epoch_reset_quarantine_unsynced(epoch_reset *rs, const char *reason,
+EPOCH_API int epoch_reset_quarantine_unsynced(epoch_reset *rs, const char *reason,
                                     uint64_t *moved_out);
+
+/**
+ * Equivocation lost: at commit, in the switching txn and before the
+ * replay, move every change of the @p n actors @p actors (copied) in our
+ * log that the sender's chain does not hold into the quarantine (kind
+ * CRDT_QK_EQUIVOCATION) with @p reason, so the replay adopts the
+ * sender's chain. If this replica's own actor is among them, it then
+ * starts a new incarnation and re-applies its own losing ops under it.
+ * @p moved_out (may be NULL) gets the count after commit.
+ */
+EPOCH_API int epoch_reset_quarantine_forks(epoch_reset *rs, const crdt_actor *actors,
+                                 size_t n, const char *reason,
+                                 uint64_t *moved_out);
 
 /**
  * Swap the snapshot in, adopt the epoch's base heads, bring back the
@@ -269,9 +312,9 @@ int epoch_reset_quarantine_unsynced(epoch_reset *rs, const char *reason,
  * the sender reported with the snapshot (NULL when migrating up); a
  * mismatch gives CRDT_ECORRUPT and nothing changes.
  */
-int epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
+EPOCH_API int epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
                        const unsigned char *expected_hash);
-void epoch_reset_abort(epoch_reset *rs);
+EPOCH_API void epoch_reset_abort(epoch_reset *rs);
 
 /**
  * Stream the current state: from one read snapshot, fill @p epoch_id_out
@@ -280,7 +323,7 @@ void epoch_reset_abort(epoch_reset *rs);
  */
 typedef int (*epoch_entry_cb)(const void *k, size_t kl, const void *v,
                               size_t vl, void *ctx);
-int epoch_snapshot_walk(crdt_replica *r, unsigned char *epoch_id_out,
+EPOCH_API int epoch_snapshot_walk(crdt_replica *r, unsigned char *epoch_id_out,
                         unsigned char *hash_out, epoch_entry_cb cb,
                         void *ctx);
 
@@ -291,12 +334,12 @@ typedef struct epoch_snapshot epoch_snapshot;
  * Open a read snapshot of the current state for streaming.
  * @param[out] out  release with epoch_snapshot_close()
  */
-int epoch_snapshot_open(epoch_snapshot **out, crdt_replica *r,
+EPOCH_API int epoch_snapshot_open(epoch_snapshot **out, crdt_replica *r,
                         unsigned char *epoch_id_out, unsigned char *hash_out);
 /** Next entry; views valid until the next call. CRDT_ENOTFOUND at end. */
-int epoch_snapshot_next(epoch_snapshot *s, const void **k, size_t *kl,
+EPOCH_API int epoch_snapshot_next(epoch_snapshot *s, const void **k, size_t *kl,
                         const void **v, size_t *vl);
-void epoch_snapshot_close(epoch_snapshot *s);
+EPOCH_API void epoch_snapshot_close(epoch_snapshot *s);
 
 /* ---- sync policy ---- */
 
@@ -321,7 +364,7 @@ typedef struct {
  * say whether the gap is within @p policy: a custom migration on the
  * path, too many epochs or too old gives CRDT_EREJECTED with @p reason.
  */
-int epoch_relate(epoch_relation *rel_out, const char **reason_out,
+EPOCH_API int epoch_relate(epoch_relation *rel_out, const char **reason_out,
                  crdt_replica *r, const unsigned char *theirs,
                  const epoch_policy *policy);
 

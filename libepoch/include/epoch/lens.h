@@ -55,7 +55,7 @@ typedef struct {
 #define EPOCH_BUF_INIT { NULL, 0, 0 }
 
 /** Release the memory of @p b and reset it to empty. NULL does nothing. */
-void epoch_buf_free(epoch_buf *b);
+EPOCH_API void epoch_buf_free(epoch_buf *b);
 
 /**
  * Parse a lens file.
@@ -68,11 +68,11 @@ void epoch_buf_free(epoch_buf *b);
  *         CRDT_EINVAL (@p out NULL, or @p text NULL with @p len > 0).
  *         On error nothing is returned and *out is untouched.
  */
-int epoch_lens_parse(epoch_lens **out, const char *text, size_t len,
+EPOCH_API int epoch_lens_parse(epoch_lens **out, const char *text, size_t len,
                      epoch_lens_error *err);
 
 /** Release @p l. Passing NULL does nothing. */
-void epoch_lens_free(epoch_lens *l);
+EPOCH_API void epoch_lens_free(epoch_lens *l);
 
 /**
  * The canonical text of @p l: one line per section header and per step,
@@ -82,7 +82,7 @@ void epoch_lens_free(epoch_lens *l);
  * @param[out] len_out   bytes before the NUL; may be NULL
  * @return CRDT_OK; CRDT_ENOMEM; CRDT_EINVAL.
  */
-int epoch_lens_format(char **text_out, size_t *len_out, const epoch_lens *l);
+EPOCH_API int epoch_lens_format(char **text_out, size_t *len_out, const epoch_lens *l);
 
 /**
  * The inverse of @p l: sections and their steps in reverse order, each
@@ -94,13 +94,13 @@ int epoch_lens_format(char **text_out, size_t *len_out, const epoch_lens *l);
  * @param[out] out  the inverse; release it with epoch_lens_free()
  * @return CRDT_OK; CRDT_ENOMEM; CRDT_EINVAL.
  */
-int epoch_lens_invert(epoch_lens **out, const epoch_lens *l);
+EPOCH_API int epoch_lens_invert(epoch_lens **out, const epoch_lens *l);
 
 /** 1 if every step of @p l can be undone by its inverse, 0 if it drops. */
-int epoch_lens_invertible(const epoch_lens *l);
+EPOCH_API int epoch_lens_invertible(const epoch_lens *l);
 
 /** The number of sections (collections) in @p l. */
-size_t epoch_lens_section_count(const epoch_lens *l);
+EPOCH_API size_t epoch_lens_section_count(const epoch_lens *l);
 
 /**
  * Section @p i of @p l.
@@ -109,7 +109,7 @@ size_t epoch_lens_section_count(const epoch_lens *l);
  * @param[out] to_out    the version it migrates to; may be NULL
  * @return CRDT_OK; CRDT_EINVAL (@p i out of range).
  */
-int epoch_lens_section(const epoch_lens *l, size_t i, const char **coll_out,
+EPOCH_API int epoch_lens_section(const epoch_lens *l, size_t i, const char **coll_out,
                        uint32_t *from_out, uint32_t *to_out);
 
 /**
@@ -119,7 +119,7 @@ int epoch_lens_section(const epoch_lens *l, size_t i, const char **coll_out,
  * @return CRDT_OK (also when @p coll is not in the lens); CRDT_ENOTFOUND
  *         (the field is removed, or the collection dropped); CRDT_EINVAL.
  */
-int epoch_lens_map_field(const char **field_out, const epoch_lens *l,
+EPOCH_API int epoch_lens_map_field(const char **field_out, const epoch_lens *l,
                          const char *coll, const char *field);
 
 /**
@@ -137,7 +137,7 @@ int epoch_lens_map_field(const char **field_out, const epoch_lens *l,
  *         default); CRDT_ENOTFOUND (field removed or collection dropped);
  *         CRDT_ENOMEM; CRDT_EINVAL.
  */
-int epoch_lens_map_value(crdt_value *out, epoch_buf *scratch,
+EPOCH_API int epoch_lens_map_value(crdt_value *out, epoch_buf *scratch,
                          const epoch_lens *l, const char *coll,
                          const char *field, const crdt_value *in,
                          const char **reason_out);
@@ -147,7 +147,7 @@ int epoch_lens_map_value(crdt_value *out, epoch_buf *scratch,
  * names; a field added then removed or shadowed is not counted). 0 if
  * @p coll is not in the lens or is dropped.
  */
-size_t epoch_lens_default_count(const epoch_lens *l, const char *coll);
+EPOCH_API size_t epoch_lens_default_count(const epoch_lens *l, const char *coll);
 
 /**
  * Added field @p i of collection @p coll and its default, converted by
@@ -156,11 +156,11 @@ size_t epoch_lens_default_count(const epoch_lens *l, const char *coll);
  * @param[out] value_out  its strings point into @p l; do not free
  * @return CRDT_OK; CRDT_EINVAL (@p i out of range).
  */
-int epoch_lens_default(const char **field_out, crdt_value *value_out,
+EPOCH_API int epoch_lens_default(const char **field_out, crdt_value *value_out,
                        const epoch_lens *l, const char *coll, size_t i);
 
 /** 1 if the section of @p coll drops the collection, else 0. */
-int epoch_lens_drops(const epoch_lens *l, const char *coll);
+EPOCH_API int epoch_lens_drops(const epoch_lens *l, const char *coll);
 
 /** The kinds of op a lens can transform. */
 typedef enum {
@@ -196,7 +196,7 @@ typedef struct {
  *         CRDT_ETYPE (its value cannot be converted); CRDT_ENOMEM;
  *         CRDT_EINVAL.
  */
-int epoch_lens_apply_op(epoch_op_view *out, epoch_buf *scratch,
+EPOCH_API int epoch_lens_apply_op(epoch_op_view *out, epoch_buf *scratch,
                         const epoch_lens *l, const epoch_op_view *in,
                         const char **reason_out);
 
@@ -214,42 +214,42 @@ typedef enum {
 typedef struct epoch_doc epoch_doc;
 
 /** A new empty document; release it with epoch_doc_free(). */
-int epoch_doc_new(epoch_doc **out);
+EPOCH_API int epoch_doc_new(epoch_doc **out);
 
 /** Release @p doc. Passing NULL does nothing. */
-void epoch_doc_free(epoch_doc *doc);
+EPOCH_API void epoch_doc_free(epoch_doc *doc);
 
 /** A deep copy of @p doc; release it with epoch_doc_free(). */
-int epoch_doc_clone(epoch_doc **out, const epoch_doc *doc);
+EPOCH_API int epoch_doc_clone(epoch_doc **out, const epoch_doc *doc);
 
 /**
  * Set register @p field to a copy of @p v, creating the field if absent.
  * @return CRDT_OK; CRDT_ETYPE (@p field is a counter or set);
  *         CRDT_ENOMEM; CRDT_EINVAL (NULL or empty name).
  */
-int epoch_doc_set_register(epoch_doc *doc, const char *field,
+EPOCH_API int epoch_doc_set_register(epoch_doc *doc, const char *field,
                            const crdt_value *v);
 
 /** Set counter @p field to @p n; codes as epoch_doc_set_register(). */
-int epoch_doc_set_counter(epoch_doc *doc, const char *field, int64_t n);
+EPOCH_API int epoch_doc_set_counter(epoch_doc *doc, const char *field, int64_t n);
 
 /**
  * Add a copy of @p v to set @p field, creating the set if absent. Adding
  * an element already there does nothing.
  * @return codes as epoch_doc_set_register().
  */
-int epoch_doc_set_add(epoch_doc *doc, const char *field,
+EPOCH_API int epoch_doc_set_add(epoch_doc *doc, const char *field,
                       const crdt_value *v);
 
 /** Remove @p v from set @p field: CRDT_OK; CRDT_ENOTFOUND; CRDT_ETYPE. */
-int epoch_doc_set_remove(epoch_doc *doc, const char *field,
+EPOCH_API int epoch_doc_set_remove(epoch_doc *doc, const char *field,
                          const crdt_value *v);
 
 /** Remove field @p field of any kind: CRDT_OK; CRDT_ENOTFOUND. */
-int epoch_doc_remove(epoch_doc *doc, const char *field);
+EPOCH_API int epoch_doc_remove(epoch_doc *doc, const char *field);
 
 /** The number of fields in @p doc. */
-size_t epoch_doc_field_count(const epoch_doc *doc);
+EPOCH_API size_t epoch_doc_field_count(const epoch_doc *doc);
 
 /**
  * Field @p i in name order.
@@ -257,7 +257,7 @@ size_t epoch_doc_field_count(const epoch_doc *doc);
  * @param[out] kind_out  may be NULL
  * @return CRDT_OK; CRDT_EINVAL (@p i out of range).
  */
-int epoch_doc_field(const char **name_out, epoch_field_kind *kind_out,
+EPOCH_API int epoch_doc_field(const char **name_out, epoch_field_kind *kind_out,
                     const epoch_doc *doc, size_t i);
 
 /**
@@ -265,15 +265,15 @@ int epoch_doc_field(const char **name_out, epoch_field_kind *kind_out,
  * @param[out] out  strings point into @p doc; valid until it changes
  * @return CRDT_OK; CRDT_ENOTFOUND; CRDT_ETYPE (not a register).
  */
-int epoch_doc_get_register(crdt_value *out, const epoch_doc *doc,
+EPOCH_API int epoch_doc_get_register(crdt_value *out, const epoch_doc *doc,
                            const char *field);
 
 /** The value of counter @p field; codes as epoch_doc_get_register(). */
-int epoch_doc_get_counter(int64_t *out, const epoch_doc *doc,
+EPOCH_API int epoch_doc_get_counter(int64_t *out, const epoch_doc *doc,
                           const char *field);
 
 /** The element count of set @p field; codes as epoch_doc_get_register(). */
-int epoch_doc_set_size(size_t *out, const epoch_doc *doc, const char *field);
+EPOCH_API int epoch_doc_set_size(size_t *out, const epoch_doc *doc, const char *field);
 
 /**
  * Element @p i of set @p field, in crdt_value_cmp() order (doubles by
@@ -281,11 +281,11 @@ int epoch_doc_set_size(size_t *out, const epoch_doc *doc, const char *field);
  * @param[out] out  strings point into @p doc; valid until it changes
  * @return CRDT_OK; CRDT_ENOTFOUND; CRDT_ETYPE; CRDT_EINVAL (@p i).
  */
-int epoch_doc_set_elem(crdt_value *out, const epoch_doc *doc,
+EPOCH_API int epoch_doc_set_elem(crdt_value *out, const epoch_doc *doc,
                        const char *field, size_t i);
 
 /** 1 if @p a and @p b hold the same fields and values, else 0. */
-int epoch_doc_equal(const epoch_doc *a, const epoch_doc *b);
+EPOCH_API int epoch_doc_equal(const epoch_doc *a, const epoch_doc *b);
 
 /**
  * Migrate @p doc, a document of collection @p coll, through @p l in
@@ -298,7 +298,7 @@ int epoch_doc_equal(const epoch_doc *a, const epoch_doc *b);
  *         (the lens drops the collection: delete the document);
  *         CRDT_ENOMEM; CRDT_EINVAL.
  */
-int epoch_lens_apply_doc(epoch_doc *doc, const epoch_lens *l,
+EPOCH_API int epoch_lens_apply_doc(epoch_doc *doc, const epoch_lens *l,
                          const char *coll);
 
 #ifdef __cplusplus

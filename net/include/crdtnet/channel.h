@@ -47,7 +47,7 @@ typedef struct crdtnet_channel crdtnet_channel;
  *         CRDT_EPROTO (the channel died on a bad incoming frame);
  *         CRDT_ENOMEM.
  */
-int crdtnet_channel_seal(crdtnet_channel *ch, const void *plain, size_t len,
+CRDTNET_API int crdtnet_channel_seal(crdtnet_channel *ch, const void *plain, size_t len,
                          const unsigned char **payload_out, size_t *len_out);
 
 /**
@@ -58,7 +58,7 @@ int crdtnet_channel_seal(crdtnet_channel *ch, const void *plain, size_t len,
  * incoming frame, so you can tell the peer before closing.
  * @return as crdtnet_channel_seal(); later seals return CRDT_ECLOSED.
  */
-int crdtnet_channel_seal_final(crdtnet_channel *ch, const void *plain,
+CRDTNET_API int crdtnet_channel_seal_final(crdtnet_channel *ch, const void *plain,
                                size_t len, const unsigned char **payload_out,
                                size_t *len_out);
 
@@ -75,20 +75,20 @@ int crdtnet_channel_seal_final(crdtnet_channel *ch, const void *plain,
  *         sends; dead); CRDT_ECLOSED (the peer already sent its final
  *         message); CRDT_ENOMEM.
  */
-int crdtnet_channel_open(crdtnet_channel *ch, const void *payload, size_t len,
+CRDTNET_API int crdtnet_channel_open(crdtnet_channel *ch, const void *payload, size_t len,
                          const unsigned char **plain_out, size_t *len_out);
 
 /** Nonzero once the peer's final message was opened. */
-int crdtnet_channel_peer_closed(const crdtnet_channel *ch);
+CRDTNET_API int crdtnet_channel_peer_closed(const crdtnet_channel *ch);
 
 /** Largest plaintext one message may carry: frame max - ABYTES. */
-size_t crdtnet_channel_max_plain(const crdtnet_channel *ch);
+CRDTNET_API size_t crdtnet_channel_max_plain(const crdtnet_channel *ch);
 
 /**
  * Release @p ch, wiping keys, stream states and plaintext buffers with
  * sodium_memzero(). Passing NULL does nothing.
  */
-void crdtnet_channel_free(crdtnet_channel *ch);
+CRDTNET_API void crdtnet_channel_free(crdtnet_channel *ch);
 
 #ifdef __cplusplus
 }

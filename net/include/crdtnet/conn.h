@@ -45,7 +45,7 @@ extern "C" {
  * @return 1 if a member, 0 if not or if the replica cannot be read
  *         (fails closed).
  */
-int crdtnet_is_member(crdt_replica *r, const unsigned char pk[32]);
+CRDTNET_API int crdtnet_is_member(crdt_replica *r, const unsigned char pk[32]);
 
 /**
  * Count the members of @p r's space (documents of CRDTNET_MEMBERS_COLL
@@ -54,7 +54,7 @@ int crdtnet_is_member(crdt_replica *r, const unsigned char pk[32]);
  * @param[out] out  the count, written on success
  * @return CRDT_OK; CRDT_EINVAL; CRDT_EIO.
  */
-int crdtnet_member_count(crdt_replica *r, uint64_t *out);
+CRDTNET_API int crdtnet_member_count(crdt_replica *r, uint64_t *out);
 
 /* ---- connections --------------------------------------------------- */
 
@@ -64,6 +64,23 @@ int crdtnet_member_count(crdt_replica *r, uint64_t *out);
  * Called from the connection's thread; @p ctx is passed last.
  */
 typedef void (*crdtnet_log_fn)(const char *line, void *ctx);
+
+/** How serious a log event is; a daemon filters on it. */
+typedef enum {
+    CRDTNET_LOG_ERROR = 0, /**< a local failure: storage, memory */
+    CRDTNET_LOG_WARN = 1,  /**< a peer or session failed, a limit hit */
+    CRDTNET_LOG_INFO = 2,  /**< start, stop, authenticated, session ended */
+    CRDTNET_LOG_DEBUG = 3  /**< detail */
+} crdtnet_log_level;
+
+/**
+ * Receives one log event: its level, the peer it concerns ("HOST:PORT",
+ * or NULL for none) and the message (no prefix, no newline). When set,
+ * it is called instead of @c log, with @c log_ctx. Called from the
+ * connection's thread.
+ */
+typedef void (*crdtnet_log_event_fn)(int level, const char *peer,
+                                     const char *msg, void *ctx);
 
 /** Connection settings; start from CRDTNET_CONN_OPTIONS_INIT. */
 typedef struct {
@@ -99,11 +116,19 @@ typedef struct {
      */
     volatile sig_atomic_t *stop;
     crdtnet_log_fn log;       /**< one line per event, or NULL: silent */
-    void *log_ctx;            /**< passed to @c log */
+    void *log_ctx;            /**< passed to @c log or @c log_event */
+    crdtnet_log_event_fn log_event; /**< structured events, or NULL */
+    /**
+     * Called on the connection's thread after each session message
+     * received, with the session's report so far (for a progress
+     * display); NULL: none. @c progress_ctx is passed last.
+     */
+    void (*progress)(const crdtnet_report *rep, void *ctx);
+    void *progress_ctx;
 } crdtnet_conn_options;
 
 #define CRDTNET_CONN_OPTIONS_INIT                                           \
-    { 1, 0, { 0, 0 }, 0, 0, 0, 0, 0, NULL, NULL, NULL }
+    { 1, 0, { 0, 0 }, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL }
 
 /**
  * Connect to @p host : @p port (IPv4 or IPv6, getaddrinfo), authenticate
@@ -130,7 +155,7 @@ typedef struct {
  *         CRDT_ECORRUPT; CRDT_EFULL; CRDT_EIO (connect failed, timeout,
  *         connection lost); CRDT_EINVAL (bad arguments).
  */
-int crdtnet_sync_connect(crdtnet_report *out, crdt_replica *r,
+CRDTNET_API int crdtnet_sync_connect(crdtnet_report *out, crdt_replica *r,
                          const char *host, const char *port,
                          const crdtnet_conn_options *opts);
 
@@ -149,7 +174,7 @@ int crdtnet_sync_connect(crdtnet_report *out, crdt_replica *r,
  *         that the peer or @c stop closed); the codes of
  *         crdtnet_sync_connect().
  */
-int crdtnet_serve_conn(int fd, crdt_replica *const *replicas, size_t n,
+CRDTNET_API int crdtnet_serve_conn(int fd, crdt_replica *const *replicas, size_t n,
                        const crdtnet_conn_options *opts,
                        crdtnet_report *out);
 

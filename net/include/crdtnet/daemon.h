@@ -9,6 +9,8 @@
  * sessions push changes committed by any process to connected peers
  * within about a second. Limits (connections, concurrent handshakes,
  * timeouts) keep a misbehaving peer from exhausting the daemon.
+ * Counters per space (crdtnet_daemon_space_stats()) feed a metrics
+ * endpoint.
  *
  * Signals belong to the caller: install a SIGTERM/SIGINT handler that
  * calls crdtnet_daemon_stop(), which is async-signal-safe.
@@ -17,6 +19,7 @@
 #define CRDTNET_DAEMON_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "crdt/crdt.h"
 #include "crdtnet/conn.h"
@@ -48,6 +51,64 @@ typedef struct {
 #define CRDTNET_DAEMON_OPTIONS_INIT                                         \
     { 1, CRDTNET_CONN_OPTIONS_INIT, 0, 0, 0, 0, 0 }
 
+/** How a sync session ended, for crdtnet_space_stats.sessions. */
+typedef enum {
+    CRDTNET_OUTCOME_OK = 0,   /**< finished, or a live session closed */
+    CRDTNET_OUTCOME_BUSY,     /**< a migration on either side */
+    CRDTNET_OUTCOME_REJECTED, /**< stale or forked beyond policy */
+    CRDTNET_OUTCOME_AUTH,     /**< handshake refused either way */
+    CRDTNET_OUTCOME_PROTOCOL, /**< malformed message, other version */
+    CRDTNET_OUTCOME_NETWORK,  /**< connection lost, timeout, stopped */
+    CRDTNET_OUTCOME_LOCAL,    /**< our storage or memory failed */
+    CRDTNET_OUTCOME_COUNT
+} crdtnet_outcome;
+
+/** Buckets of the merge latency histogram (the last is unbounded). */
+#define CRDTNET_MERGE_BUCKETS 12
+
+/**
+ * Counters of one space since the daemon started, summed over every
+ * connection both ways (accepted and to configured peers). Every field
+ * is a uint64_t (a copy is read field by field, without a lock).
+ */
+typedef struct {
+    uint64_t peers_connected; /**< authenticated sessions open now */
+    uint64_t changes_in;      /**< changes received */
+    uint64_t changes_out;     /**< changes sent */
+    uint64_t ops_in;          /**< ops in the changes received */
+    uint64_t bytes_in;        /**< bytes read from sockets */
+    uint64_t bytes_out;       /**< bytes written to sockets */
+    uint64_t sessions[CRDTNET_OUTCOME_COUNT]; /**< ended, by outcome */
+    uint64_t rebased_ops;     /**< ops of older epochs rebased on merge */
+    uint64_t quarantined_ops; /**< ops set aside (beyond policy) */
+    uint64_t conflicts;       /**< equivocating changes quarantined */
+    uint64_t snapshots_in;    /**< resets to a peer's snapshot */
+    uint64_t snapshots_out;   /**< snapshots sent */
+    /** Merges of received messages that carried changes, and the time
+     *  they took: merge_buckets[i] counts those that took at most
+     *  crdtnet_merge_bucket_us(i) microseconds and more than bucket
+     *  i - 1 (not cumulative). */
+    uint64_t merges;
+    uint64_t merge_us_total;
+    uint64_t merge_buckets[CRDTNET_MERGE_BUCKETS];
+} crdtnet_space_stats;
+
+/** Upper bound of merge bucket @p i in microseconds; UINT64_MAX for the
+ *  last. */
+CRDTNET_API uint64_t crdtnet_merge_bucket_us(unsigned i);
+
+/** The name of an outcome ("ok", "busy", "rejected", "auth",
+ *  "protocol", "network", "local"). */
+CRDTNET_API const char *crdtnet_outcome_name(int outcome);
+
+/**
+ * Copy the counters of replica @p i (in the order given to
+ * crdtnet_daemon_new()). Safe from any thread while the daemon runs.
+ * @return CRDT_OK; CRDT_EINVAL (no such replica).
+ */
+CRDTNET_API int crdtnet_daemon_space_stats(crdtnet_daemon *d, size_t i,
+                               crdtnet_space_stats *out);
+
 /** Prefix of every line the daemon logs to stderr. */
 #define CRDTNET_DAEMON_LOG_PREFIX "strata serve: "
 
@@ -70,13 +131,13 @@ typedef struct {
  *         peer string); CRDT_EIO (cannot resolve or bind; the address
  *         is in use); CRDT_ENOMEM.
  */
-int crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
+CRDTNET_API int crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
                        size_t n, const char *listen_host,
                        const char *listen_port, const char *const *peers,
                        size_t n_peers, const crdtnet_daemon_options *opts);
 
 /** The port the daemon listens on (useful after binding port 0). */
-int crdtnet_daemon_port(const crdtnet_daemon *d);
+CRDTNET_API int crdtnet_daemon_port(const crdtnet_daemon *d);
 
 /**
  * Run until crdtnet_daemon_stop(): accept connections, start the peer
@@ -87,20 +148,20 @@ int crdtnet_daemon_port(const crdtnet_daemon *d);
  * @return CRDT_OK; CRDT_EINVAL (called twice); CRDT_ENOMEM; CRDT_ERROR
  *         (cannot start a thread).
  */
-int crdtnet_daemon_run(crdtnet_daemon *d);
+CRDTNET_API int crdtnet_daemon_run(crdtnet_daemon *d);
 
 /**
  * Ask the daemon to stop. Async-signal-safe (a flag and one write() to a
  * pipe); may be called from any thread, before or during
  * crdtnet_daemon_run(), any number of times.
  */
-void crdtnet_daemon_stop(crdtnet_daemon *d);
+CRDTNET_API void crdtnet_daemon_stop(crdtnet_daemon *d);
 
 /**
  * Release @p d: closes the listening socket. Call after
  * crdtnet_daemon_run() returned (or if it never ran). NULL does nothing.
  */
-void crdtnet_daemon_free(crdtnet_daemon *d);
+CRDTNET_API void crdtnet_daemon_free(crdtnet_daemon *d);
 
 #ifdef __cplusplus
 }

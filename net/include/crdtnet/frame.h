@@ -38,7 +38,7 @@ typedef struct crdtnet_framer crdtnet_framer;
  * @param len       payload length, 1 to CRDTNET_FRAME_MAX_HARD
  * @return CRDT_OK; CRDT_EINVAL (@p len is 0 or above the hard maximum).
  */
-int crdtnet_frame_header(unsigned char out[CRDTNET_FRAME_HEADER_BYTES],
+CRDTNET_API int crdtnet_frame_header(unsigned char out[CRDTNET_FRAME_HEADER_BYTES],
                          size_t len);
 
 /**
@@ -48,7 +48,7 @@ int crdtnet_frame_header(unsigned char out[CRDTNET_FRAME_HEADER_BYTES],
  *                  CRDTNET_FRAME_MAX_MIN to CRDTNET_FRAME_MAX_HARD
  * @return CRDT_OK; CRDT_EINVAL (@p max out of range); CRDT_ENOMEM.
  */
-int crdtnet_framer_new(crdtnet_framer **out, size_t max);
+CRDTNET_API int crdtnet_framer_new(crdtnet_framer **out, size_t max);
 
 /**
  * Change the maximum payload size, for instance from CRDTNET_HS_MSG_MAX
@@ -57,7 +57,7 @@ int crdtnet_framer_new(crdtnet_framer **out, size_t max);
  * @return CRDT_OK; CRDT_EINVAL (@p max out of range, as for
  *         crdtnet_framer_new()).
  */
-int crdtnet_framer_set_max(crdtnet_framer *f, size_t max);
+CRDTNET_API int crdtnet_framer_set_max(crdtnet_framer *f, size_t max);
 
 /**
  * Give the framer bytes read from the wire. It takes bytes up to the end
@@ -72,7 +72,7 @@ int crdtnet_framer_set_max(crdtnet_framer *f, size_t max);
  *         feed and next returns the same error, and the connection
  *         should be closed.
  */
-int crdtnet_framer_feed(crdtnet_framer *f, const void *bytes, size_t len,
+CRDTNET_API int crdtnet_framer_feed(crdtnet_framer *f, const void *bytes, size_t len,
                         size_t *used_out);
 
 /**
@@ -84,11 +84,11 @@ int crdtnet_framer_feed(crdtnet_framer *f, const void *bytes, size_t len,
  * @return CRDT_OK; CRDT_EAGAIN (no complete frame yet); or the framer's
  *         error (CRDT_ELIMIT, CRDT_EPROTO, CRDT_ENOMEM) once it is dead.
  */
-int crdtnet_framer_next(crdtnet_framer *f, const unsigned char **payload_out,
+CRDTNET_API int crdtnet_framer_next(crdtnet_framer *f, const unsigned char **payload_out,
                         size_t *len_out);
 
 /** Release @p f and its buffer. Passing NULL does nothing. */
-void crdtnet_framer_free(crdtnet_framer *f);
+CRDTNET_API void crdtnet_framer_free(crdtnet_framer *f);
 
 #ifdef __cplusplus
 }

@@ -129,7 +129,7 @@ typedef struct {
  *         (libsodium failed to initialise). On error no callback is ever
  *         called.
  */
-int crdtnet_hs_new(crdtnet_hs **out, const crdtnet_hs_config *cfg);
+CRDTNET_API int crdtnet_hs_new(crdtnet_hs **out, const crdtnet_hs_config *cfg);
 
 /**
  * Feed one frame payload received from the peer. May queue frames to
@@ -145,7 +145,7 @@ int crdtnet_hs_new(crdtnet_hs **out, const crdtnet_hs_config *cfg);
  *         failure every call returns the same code; see
  *         crdtnet_hs_reason().
  */
-int crdtnet_hs_feed(crdtnet_hs *hs, const void *payload, size_t len);
+CRDTNET_API int crdtnet_hs_feed(crdtnet_hs *hs, const void *payload, size_t len);
 
 /**
  * Take the next frame payload to send to the peer. After a failure this
@@ -157,14 +157,14 @@ int crdtnet_hs_feed(crdtnet_hs *hs, const void *payload, size_t len);
  * @return CRDT_OK; CRDT_EAGAIN (nothing to send now); the failure code
  *         once the handshake has failed and everything is sent.
  */
-int crdtnet_hs_next_out(crdtnet_hs *hs, const unsigned char **payload_out,
+CRDTNET_API int crdtnet_hs_next_out(crdtnet_hs *hs, const unsigned char **payload_out,
                         size_t *len_out);
 
 /** Nonzero once both sides are authenticated and keys are ready. */
-int crdtnet_hs_done(const crdtnet_hs *hs);
+CRDTNET_API int crdtnet_hs_done(const crdtnet_hs *hs);
 
 /** 0 while the handshake is fine; its failure code (< 0) after. */
-int crdtnet_hs_failed(const crdtnet_hs *hs);
+CRDTNET_API int crdtnet_hs_failed(const crdtnet_hs *hs);
 
 /**
  * Why the handshake failed, for a clear error message: for instance
@@ -172,14 +172,14 @@ int crdtnet_hs_failed(const crdtnet_hs *hs);
  * sent the reason. "" while it has not failed. Points into @p hs; valid
  * until crdtnet_hs_free(); do not free. Never NULL.
  */
-const char *crdtnet_hs_reason(const crdtnet_hs *hs);
+CRDTNET_API const char *crdtnet_hs_reason(const crdtnet_hs *hs);
 
 /**
  * The peer's authenticated Ed25519 public key.
  * @param[out] pk_out  caller provides CRDTNET_PK_BYTES bytes
  * @return CRDT_OK; CRDT_EAGAIN (not done yet); the failure code.
  */
-int crdtnet_hs_peer_key(const crdtnet_hs *hs,
+CRDTNET_API int crdtnet_hs_peer_key(const crdtnet_hs *hs,
                         unsigned char pk_out[CRDTNET_PK_BYTES]);
 
 /**
@@ -188,7 +188,7 @@ int crdtnet_hs_peer_key(const crdtnet_hs *hs,
  * @param[out] space_out  caller provides CRDTNET_SPACE_ID_BYTES bytes
  * @return CRDT_OK; CRDT_EAGAIN (server before a hello was accepted).
  */
-int crdtnet_hs_space(const crdtnet_hs *hs,
+CRDTNET_API int crdtnet_hs_space(const crdtnet_hs *hs,
                      unsigned char space_out[CRDTNET_SPACE_ID_BYTES]);
 
 /**
@@ -199,10 +199,10 @@ int crdtnet_hs_space(const crdtnet_hs *hs,
  * @return CRDT_OK; CRDT_EAGAIN (not done, or frames still to send);
  *         CRDT_EINVAL (already taken); the failure code; CRDT_ENOMEM.
  */
-int crdtnet_hs_take_channel(crdtnet_channel **out, crdtnet_hs *hs);
+CRDTNET_API int crdtnet_hs_take_channel(crdtnet_channel **out, crdtnet_hs *hs);
 
 /** Release @p hs, wiping its secrets with sodium_memzero(). NULL is ok. */
-void crdtnet_hs_free(crdtnet_hs *hs);
+CRDTNET_API void crdtnet_hs_free(crdtnet_hs *hs);
 
 /** Bytes a reason from crdtnet_hs_parse_error() may fill, with its NUL. */
 #define CRDTNET_REASON_MAX 256
@@ -218,7 +218,7 @@ void crdtnet_hs_free(crdtnet_hs *hs);
  *                         '?'
  * @return CRDT_OK; CRDT_EPROTO (not an error message); CRDT_EINVAL.
  */
-int crdtnet_hs_parse_error(const void *msg, size_t len, int *code_out,
+CRDTNET_API int crdtnet_hs_parse_error(const void *msg, size_t len, int *code_out,
                            char *reason_out, size_t reason_size);
 
 #ifdef __cplusplus

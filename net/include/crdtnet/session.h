@@ -56,6 +56,13 @@ typedef struct {
     int rejected;              /**< beyond policy: our ops quarantined */
     uint64_t conflicts;        /**< equivocating changes (cloned replica)
                                     quarantined, never merged */
+    uint64_t equivocations;    /**< actors the two sides hold different
+                                    chains of (a copied replica wrote) */
+    crdt_actor equivocating;   /**< the first of them */
+    int equivocation_lost;     /**< ours lost: reset to the peer's chain,
+                                    our losing ops quarantined */
+    int renewed;               /**< our own actor equivocated: this
+                                    replica now writes as a new actor */
     char reason[160];          /**< why rejected, busy or failed */
     uint64_t busy_retry_ms;    /**< peer or we were migrating */
     int in_sync;               /**< FIN: same vv and same state hash */
@@ -69,9 +76,9 @@ typedef struct {
  * New session on @p r (which must be epoch_attach()ed).
  * @param[out] out  release with crdtnet_session_free()
  */
-int crdtnet_session_new(crdtnet_session **out, crdt_replica *r,
+CRDTNET_API int crdtnet_session_new(crdtnet_session **out, crdt_replica *r,
                         const crdtnet_session_options *opts);
-void crdtnet_session_free(crdtnet_session *s);
+CRDTNET_API void crdtnet_session_free(crdtnet_session *s);
 
 /**
  * One message from the peer (already decrypted).
@@ -80,7 +87,7 @@ void crdtnet_session_free(crdtnet_session *s);
  *         peer are migrating); CRDT_ECORRUPT; CRDT_EFULL; CRDT_ECLOSED
  *         (after the end).
  */
-int crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
+CRDTNET_API int crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
                          size_t len);
 
 /**
@@ -89,25 +96,28 @@ int crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
  *         messages, or in live mode call again later); CRDT_ECLOSED
  *         (finished or failed; nothing more to send).
  */
-int crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
+CRDTNET_API int crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
                              size_t *len);
 
 /** 1 when the session ended well (FIN exchanged). A BUSY from either
  *  side ends it with crdtnet_session_error() == CRDT_EBUSY. */
-int crdtnet_session_finished(const crdtnet_session *s);
+CRDTNET_API int crdtnet_session_finished(const crdtnet_session *s);
 /** The error that ended the session, or CRDT_OK. */
-int crdtnet_session_error(const crdtnet_session *s);
+CRDTNET_API int crdtnet_session_error(const crdtnet_session *s);
 /** The report so far. */
-const crdtnet_report *crdtnet_session_report(const crdtnet_session *s);
+CRDTNET_API const crdtnet_report *crdtnet_session_report(const crdtnet_session *s);
 
 /**
  * Live mode: tell the session the replica may have changed (another
  * process or thread wrote); it queues what the peer lacks.
  */
-void crdtnet_session_poke(crdtnet_session *s);
+CRDTNET_API void crdtnet_session_poke(crdtnet_session *s);
 
-/** Build an ERROR message to say goodbye with @p code and @p reason. */
-int crdtnet_session_error_msg(unsigned char **out, size_t *len, int code,
+/**
+ * Build an ERROR message to say goodbye with @p code and @p reason.
+ * @param[out] out  allocated; release it with crdtnet_free()
+ */
+CRDTNET_API int crdtnet_session_error_msg(unsigned char **out, size_t *len, int code,
                               const char *reason);
 
 #ifdef __cplusplus

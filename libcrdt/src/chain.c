@@ -1,0 +1,295 @@
+/*
+ * chain.c: what a sync needs to find an equivocation (one actor, two
+ * different signed changes for the same seqs: a copied data directory,
+ * a backup restored twice): every head with its chain hash, and whether
+ * the chain we hold for an actor passes through a given (seq, hash).
+ *
+ * A change's bytes are the same on every replica that holds it, and a
+ * chain is cut into the same changes everywhere, so the change ending at
+ * a seq is found under the same key in every log (or archive).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define HEADS_MAX 65536 /* as many as a version vector holds */
+
+int
+crdt_heads_export(unsigned char **out, size_t *len, crdt_replica *r)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    crdt__enc e, items;
+    size_t n = 0;
+    int rc;
+
+    if (out == NULL || len == NULL || r == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt__txn_begin(r, 0, &txn)) < 0)
+        return rc;
+    rc = crdt__mdb_err(mdb_cursor_open(txn, r->dbi[CRDT_DB_HEADS], &cur));
+    if (rc < 0) {
+        crdt__txn_end(r, txn, 0);
+        return rc;
+    }
+    crdt__enc_init(&items);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        const unsigned char *p = v.mv_data;
+        if (k.mv_size != CRDT_ACTOR_BYTES || v.mv_size != CRDT__HEAD_BYTES) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        crdt__enc_bin(&items, k.mv_data, CRDT_ACTOR_BYTES);
+        msgpack_pack_uint64(&items.pk, crdt__rd64(p));
+        crdt__enc_bin(&items, p + 8, CRDT_HASH_BYTES);
+        n++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    crdt__txn_end(r, txn, 0);
+    if (rc != MDB_NOTFOUND) {
+        crdt__enc_free(&items);
+        return crdt__mdb_err(rc);
+    }
+    crdt__enc_init(&e);
+    msgpack_pack_array(&e.pk, 3 * n);
+    crdt__enc_raw(&e, items.sb.data, items.sb.size);
+    rc = crdt__enc_ok(&items) < 0 ? CRDT_ENOMEM : crdt__enc_ok(&e);
+    crdt__enc_free(&items);
+    if (rc < 0) {
+        crdt__enc_free(&e);
+        return rc;
+    }
+    *out = (unsigned char *)e.sb.data; /* handed over */
+    *len = e.sb.size;
+    return CRDT_OK;
+}
+
+/* The stored change at @p key of @p dbi against (@p seq, @p hash). */
+static int
+compare_at(int *out, MDB_txn *txn, MDB_dbi dbi, const unsigned char *key,
+           size_t kl, const unsigned char *hash)
+{
+    MDB_val k = { kl, (void *)key }, v;
+    crdt_change held;
+    int rc = mdb_get(txn, dbi, &k, &v);
+
+    if (rc == MDB_NOTFOUND)
+        return CRDT_ENOTFOUND;
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    if (crdt__change_decode_header(&held, v.mv_data, v.mv_size) < 0)
+        return CRDT_ECORRUPT;
+    *out = memcmp(held.hash, hash, CRDT_HASH_BYTES) == 0 ? CRDT_CHAIN_SAME
+                                                          : CRDT_CHAIN_FORK;
+    return CRDT_OK;
+}
+
+int
+crdt__chain_check(int *out, MDB_txn *txn, crdt_replica *r,
+                  const crdt_actor *a, uint64_t seq,
+                  const unsigned char *hash)
+{
+    unsigned char key[24];
+    crdt__head h;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    uint64_t epochs;
+    int rc;
+
+    *out = CRDT_CHAIN_UNKNOWN;
+    rc = crdt__head_get(txn, r, a, &h);
+    if (rc == CRDT_ENOTFOUND)
+        return CRDT_OK;
+    if (rc < 0)
+        return rc;
+    if (h.seq < seq)
+        return CRDT_OK; /* we hold less: the other side can tell */
+    if (h.seq == seq) {
+        *out = memcmp(h.hash, hash, CRDT_HASH_BYTES) == 0 ? CRDT_CHAIN_SAME
+                                                           : CRDT_CHAIN_FORK;
+        return CRDT_OK;
+    }
+    crdt__log_key(key, a, seq);
+    rc = compare_at(out, txn, r->dbi[CRDT_DB_LOG], key, 16, hash);
+    if (rc != CRDT_ENOTFOUND)
+        return rc;
+    /* no change of ours ends at @p seq: one that spans it is another cut
+     * of the chain, so another chain */
+    rc = crdt__mdb_err(mdb_cursor_open(txn, r->dbi[CRDT_DB_LOG], &cur));
+    if (rc < 0)
+        return rc;
+    k.mv_size = 16;
+    k.mv_data = key;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && k.mv_size == 16 &&
+        memcmp(k.mv_data, a->b, CRDT_ACTOR_BYTES) == 0) {
+        crdt_change c;
+        if (crdt__change_decode_header(&c, v.mv_data, v.mv_size) == CRDT_OK &&
+            c.seq <= seq) {
+            mdb_cursor_close(cur);
+            *out = CRDT_CHAIN_FORK;
+            return CRDT_OK;
+        }
+    }
+    mdb_cursor_close(cur);
+    /* folded into an epoch: the archive keeps the change (until pruned) */
+    epochs = crdt__meta_u64(txn, r, "epoch_num");
+    for (uint64_t e = 0; e <= epochs && e < 1u << 20; e++) {
+        crdt__be64(key, e);
+        crdt__log_key(key + 8, a, seq);
+        rc = compare_at(out, txn, r->dbi[CRDT_DB_ARCHIVE], key, 24, hash);
+        if (rc != CRDT_ENOTFOUND)
+            return rc;
+    }
+    return CRDT_OK; /* pruned, or never ours: cannot tell */
+}
+
+int
+crdt_chain_check(int *out, crdt_replica *r, const crdt_actor *a,
+                 uint64_t seq, const unsigned char *hash)
+{
+    MDB_txn *txn;
+    int rc;
+
+    if (out == NULL || r == NULL || a == NULL || hash == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt__txn_begin(r, 0, &txn)) < 0)
+        return rc;
+    rc = crdt__chain_check(out, txn, r, a, seq, hash);
+    crdt__txn_end(r, txn, 0);
+    return rc;
+}
+
+int
+crdt_head_read(uint64_t *seq, unsigned char *hash, crdt_replica *r,
+               const crdt_actor *a)
+{
+    MDB_txn *txn;
+    crdt__head h;
+    int rc;
+
+    if (seq == NULL || hash == NULL || r == NULL || a == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt__txn_begin(r, 0, &txn)) < 0)
+        return rc;
+    rc = crdt__head_get(txn, r, a, &h);
+    crdt__txn_end(r, txn, 0);
+    if (rc == CRDT_OK) {
+        *seq = h.seq;
+        memcpy(hash, h.hash, CRDT_HASH_BYTES);
+    }
+    return rc;
+}
+
+int
+crdt_equivocations_add(crdt_replica *r, uint64_t n)
+{
+    MDB_txn *txn;
+    int rc;
+
+    if (r == NULL)
+        return CRDT_EINVAL;
+    if (n == 0)
+        return CRDT_OK;
+    if ((rc = crdt__txn_begin(r, 1, &txn)) < 0)
+        return rc;
+    if ((rc = crdt__count_add(txn, r, "equivocations", (int64_t)n)) < 0) {
+        crdt__txn_end(r, txn, 0);
+        return rc;
+    }
+    return crdt__txn_end(r, txn, 1);
+}
+
+void
+crdt_quarantine_key(unsigned char *key, const crdt_actor *a, uint64_t seq,
+                    int kind, const unsigned char *change_hash)
+{
+    crdt__log_key(key, a, seq);
+    key[16] = (unsigned char)kind;
+    if (change_hash != NULL)
+        memcpy(key + 17, change_hash, 8);
+    else
+        memset(key + 17, 0, 8);
+}
+
+int
+crdt_forks_find(crdt_actor **out, size_t *n_out, crdt_replica *r,
+                const unsigned char *heads, size_t len)
+{
+    crdt__mp m = { heads, heads + len };
+    crdt_actor *v = NULL;
+    size_t n = 0;
+    uint32_t items;
+    MDB_txn *txn;
+    int rc;
+
+    if (out == NULL || n_out == NULL || r == NULL || heads == NULL)
+        return CRDT_EINVAL;
+    *out = NULL;
+    *n_out = 0;
+    if (crdt__mp_array(&m, &items) < 0 || items % 3 != 0)
+        return CRDT_EPROTO;
+    if (items / 3 > HEADS_MAX)
+        return CRDT_ELIMIT;
+    if ((rc = crdt__txn_begin(r, 0, &txn)) < 0)
+        return rc;
+    for (uint32_t i = 0; i < items / 3; i++) {
+        crdt_actor a;
+        uint64_t seq;
+        unsigned char hash[CRDT_HASH_BYTES];
+        int found;
+
+        if (crdt__mp_bin_fixed(&m, a.b, CRDT_ACTOR_BYTES) < 0 ||
+            crdt__mp_uint(&m, &seq) < 0 ||
+            crdt__mp_bin_fixed(&m, hash, CRDT_HASH_BYTES) < 0) {
+            rc = CRDT_EPROTO;
+            break;
+        }
+        if ((rc = crdt__chain_check(&found, txn, r, &a, seq, hash)) < 0)
+            break;
+        if (found == CRDT_CHAIN_FORK) {
+            crdt_actor *nv = realloc(v, (n + 1) * sizeof *nv);
+            if (nv == NULL) {
+                rc = CRDT_ENOMEM;
+                break;
+            }
+            v = nv;
+            v[n++] = a;
+        }
+    }
+    crdt__txn_end(r, txn, 0);
+    if (rc == CRDT_OK && m.p != m.end)
+        rc = CRDT_EPROTO;
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n_out = n;
+    return CRDT_OK;
+}
+
+int
+crdt_heads_lookup(uint64_t *seq, unsigned char *hash,
+                  const unsigned char *heads, size_t len, const crdt_actor *a)
+{
+    crdt__mp m = { heads, heads + len };
+    uint32_t items;
+
+    if (heads == NULL || crdt__mp_array(&m, &items) < 0 || items % 3 != 0)
+        return CRDT_EPROTO;
+    for (uint32_t i = 0; i < items / 3; i++) {
+        crdt_actor x;
+        if (crdt__mp_bin_fixed(&m, x.b, CRDT_ACTOR_BYTES) < 0 ||
+            crdt__mp_uint(&m, seq) < 0 ||
+            crdt__mp_bin_fixed(&m, hash, CRDT_HASH_BYTES) < 0)
+            return CRDT_EPROTO;
+        if (memcmp(x.b, a->b, CRDT_ACTOR_BYTES) == 0)
+            return CRDT_OK;
+    }
+    return CRDT_ENOTFOUND;
+}

@@ -1,0 +1,390 @@
+/*
+ * test_equivocation.c: a replica's directory copied (or a backup
+ * restored twice) and both copies writing: the same (actor, seq) with
+ * different content. Every sync must find it, both sides must pick the
+ * same winner, the loser's ops must land in the quarantine, the copies
+ * must converge and no acknowledged write may vanish.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "crdtnet/session.h"
+#include "epoch/epoch.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+static char da[256], db[256], dc[256];
+static crdt_replica *a, *b, *c;
+
+static crdt_replica *
+open_dir(const char *dir)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_replica *r = NULL;
+    char sub[300];
+
+    snprintf(sub, sizeof sub, "%s/r", dir);
+    ck_assert_int_eq(crdt_replica_open(&r, sub, &o), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(r), CRDT_OK);
+    return r;
+}
+
+/* c becomes a byte copy of a (a copied data directory) */
+static void
+clone_a(void)
+{
+    char cmd[700];
+
+    crdt_replica_close(a);
+    ck_assert_int_eq(test_tmpdir(dc, sizeof dc), 0);
+    snprintf(cmd, sizeof cmd, "cp -a '%s/r' '%s/r'", da, dc);
+    ck_assert_int_eq(system(cmd), 0);
+    a = open_dir(da);
+    c = open_dir(dc);
+}
+
+static void
+setup(void)
+{
+    unsigned char space[16];
+
+    a = tu_create(da, sizeof da, NULL);
+    crdt_replica_space_id(a, space);
+    b = tu_create(db, sizeof db, space);
+    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    c = NULL;
+}
+
+static void
+teardown(void)
+{
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    test_rmtree(da);
+    test_rmtree(db);
+    if (c != NULL) {
+        crdt_replica_close(c);
+        test_rmtree(dc);
+    }
+}
+
+static void
+run(crdt_replica *x, crdt_replica *y, crdtnet_report *rx, crdtnet_report *ry,
+    int *ex, int *ey)
+{
+    crdtnet_session *sx, *sy;
+    const unsigned char *msg;
+    size_t len;
+
+    ck_assert_int_eq(crdtnet_session_new(&sx, x, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sy, y, NULL), CRDT_OK);
+    for (int round = 0; round < 10000; round++) {
+        int moved = 0;
+        while (crdtnet_session_next_out(sx, &msg, &len) == CRDT_OK) {
+            unsigned char *copy = malloc(len);
+            memcpy(copy, msg, len);
+            crdtnet_session_feed(sy, copy, len);
+            free(copy);
+            moved = 1;
+        }
+        while (crdtnet_session_next_out(sy, &msg, &len) == CRDT_OK) {
+            unsigned char *copy = malloc(len);
+            memcpy(copy, msg, len);
+            crdtnet_session_feed(sx, copy, len);
+            free(copy);
+            moved = 1;
+        }
+        if (!moved)
+            break;
+    }
+    *rx = *crdtnet_session_report(sx);
+    *ry = *crdtnet_session_report(sy);
+    *ex = crdtnet_session_error(sx);
+    *ey = crdtnet_session_error(sy);
+    crdtnet_session_free(sx);
+    crdtnet_session_free(sy);
+}
+
+static void
+sync_ok(crdt_replica *x, crdt_replica *y)
+{
+    crdtnet_report rx, ry;
+    int ex, ey;
+
+    run(x, y, &rx, &ry, &ex, &ey);
+    ck_assert_msg(ex == 0 && ey == 0, "sync failed: %d %d: %s / %s", ex, ey,
+                  rx.reason, ry.reason);
+    ck_assert_int_eq(rx.in_sync, 1);
+    ck_assert_int_eq(ry.in_sync, 1);
+}
+
+#define assert_same(x, y)                                                 \
+    do {                                                                  \
+        char hx_[65], hy_[65];                                            \
+        tu_hash(hx_, x);                                                  \
+        tu_hash(hy_, y);                                                  \
+        ck_assert_str_eq(hx_, hy_);                                       \
+    } while (0)
+
+static uint64_t
+quarantined(crdt_replica *r)
+{
+    uint64_t n = 0;
+
+    ck_assert_int_eq(epoch_quarantine_count(&n, r), CRDT_OK);
+    return n;
+}
+
+static uint64_t
+equivocations(crdt_replica *r)
+{
+    crdt_read *rd;
+    crdt_stats st;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
+    crdt_read_end(rd);
+    return st.equivocations;
+}
+
+typedef struct {
+    const char *doc;
+    int found;
+} find_ctx;
+
+static int
+find_doc(const epoch_quarantined *q, void *p)
+{
+    find_ctx *f = p;
+
+    if (q->op.doc_len == strlen(f->doc) &&
+        memcmp(q->op.doc, f->doc, q->op.doc_len) == 0 &&
+        strstr(q->reason, "equivocation") != NULL)
+        f->found = 1;
+    return 0;
+}
+
+/* present in @p r's state, or in its quarantine as an equivocation */
+static int
+kept(crdt_replica *r, const char *doc)
+{
+    char buf[64];
+    find_ctx f = { doc, 0 };
+
+    tu_field_str(buf, sizeof buf, r, "c", doc, "v");
+    if (buf[0] != '\0')
+        return 1;
+    ck_assert_int_eq(epoch_quarantine_list(r, find_doc, &f), CRDT_OK);
+    return f.found;
+}
+
+/* Equal version vectors, different content: both copies wrote seq 2. */
+START_TEST(test_equal_vectors_converge)
+{
+    crdtnet_report rx, ry;
+    int ex, ey;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    clone_a();
+    ck_assert_int_eq(tu_put_int(a, "c", "orig", "v", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "copy", "v", 3), CRDT_OK);
+    run(a, c, &rx, &ry, &ex, &ey);
+    ck_assert_msg(ex == 0 && ey == 0, "%s / %s", rx.reason, ry.reason);
+    ck_assert_int_eq(rx.in_sync, 1);
+    ck_assert_int_eq(ry.in_sync, 1);
+    ck_assert_uint_eq(rx.equivocations, 1);
+    ck_assert_uint_eq(ry.equivocations, 1);
+    assert_same(a, c);
+    ck_assert_uint_eq(equivocations(a), 1);
+    ck_assert_uint_eq(equivocations(c), 1);
+    /* nothing lost: the loser's own write was re-applied under its new
+     * incarnation, so both writes are in both states */
+    ck_assert(kept(a, "orig") && kept(c, "orig"));
+    ck_assert(kept(a, "copy") && kept(c, "copy"));
+    ck_assert_int_eq(rx.renewed, 1);
+    ck_assert_int_eq(ry.renewed, 1);
+    ck_assert_int_ne(rx.equivocation_lost, ry.equivocation_lost);
+    ck_assert_uint_eq(quarantined(a) + quarantined(c), 0);
+    /* a second sync is a plain one */
+    sync_ok(a, c);
+    /* a bystander that only saw the original follows the same winner */
+    sync_ok(b, a);
+    assert_same(a, b);
+}
+END_TEST
+
+/* Unequal chains: the copy wrote more; both sides notice. */
+START_TEST(test_unequal_chains_both_notice)
+{
+    crdtnet_report rx, ry;
+    int ex, ey;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    clone_a();
+    ck_assert_int_eq(tu_put_int(a, "c", "orig", "v", 2), CRDT_OK);
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert_int_eq(tu_put_int(c, "c", doc, "v", i), CRDT_OK);
+    }
+    sync_ok(a, b); /* the bystander holds the original's seq 2 */
+    run(b, c, &rx, &ry, &ex, &ey);
+    ck_assert_msg(ex == 0 && ey == 0, "%s / %s", rx.reason, ry.reason);
+    ck_assert_int_eq(rx.in_sync, 1);
+    ck_assert_int_eq(ry.in_sync, 1);
+    ck_assert_int_eq(rx.equivocation_lost, 1); /* the shorter chain */
+    ck_assert_uint_eq(quarantined(b), 1);      /* the original's seq 2 */
+    ck_assert_uint_eq(rx.equivocations, 1);
+    ck_assert_uint_eq(ry.equivocations, 1);
+    assert_same(b, c);
+    /* the original lost too: it writes "orig" again as a new actor */
+    sync_ok(a, b);
+    sync_ok(b, c);
+    assert_same(a, b);
+    assert_same(b, c);
+    ck_assert(kept(a, "orig") && kept(c, "orig"));
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert(kept(a, doc) && kept(b, doc) && kept(c, doc));
+    }
+    /* and it stays converged */
+    sync_ok(a, c);
+    ck_assert_uint_eq(equivocations(c), 1);
+}
+END_TEST
+
+/* After the receiver compacts into an epoch, the copy's change for a
+ * folded seq is not a duplicate: it is an equivocation. */
+START_TEST(test_after_compaction_nothing_lost)
+{
+    epoch_builder *bl;
+    crdt_bytes one;
+    tu_batch all;
+    crdt_merge_report mr;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    clone_a();
+    ck_assert_int_eq(tu_put_int(a, "c", "orig", "v", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "copy", "v", 3), CRDT_OK);
+    sync_ok(a, b);
+    ck_assert_int_eq(epoch_builder_new(&bl, b), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_OK);
+    epoch_builder_free(bl);
+    /* the copy's seq 2 reaches b by a plain merge (a live push) */
+    all = tu_export_all(c);
+    ck_assert_uint_ge(all.n, 2);
+    one = all.v[all.n - 1];
+    ck_assert_int_eq(crdt_merge(&mr, b, &one, 1), CRDT_OK);
+    tu_batch_free(&all);
+    ck_assert_uint_eq(mr.duplicates, 0);
+    ck_assert_uint_eq(mr.conflicts, 1);
+    ck_assert(kept(b, "copy"));
+    ck_assert(kept(b, "orig"));
+}
+END_TEST
+
+/* The original wrote after the copy was taken; the copy learns of it at
+ * its first sync (a change of its own actor it never wrote) and writes
+ * as a new actor from then on: no equivocation ever happens. */
+START_TEST(test_copy_detected_at_first_sync)
+{
+    crdt_actor before, after, orig;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    clone_a();
+    before = crdt_replica_actor(c);
+    ck_assert_int_eq(tu_put_int(a, "c", "orig", "v", 2), CRDT_OK);
+    sync_ok(a, b);
+    sync_ok(c, b); /* the copy receives seq 2 of "its" actor */
+    after = crdt_replica_actor(c);
+    orig = crdt_replica_actor(a);
+    ck_assert_mem_eq(before.b, orig.b, 8);
+    ck_assert_mem_ne(after.b, orig.b, 8);
+    ck_assert_int_eq(tu_put_int(c, "c", "copy", "v", 3), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "orig2", "v", 4), CRDT_OK);
+    sync_ok(c, b);
+    sync_ok(a, b);
+    sync_ok(c, b);
+    assert_same(a, b);
+    assert_same(b, c);
+    ck_assert(kept(a, "copy") && kept(c, "orig2") && kept(b, "orig"));
+    ck_assert_uint_eq(equivocations(a) + equivocations(b) + equivocations(c),
+                      0);
+}
+END_TEST
+
+static int
+count_kinds(const epoch_quarantined *q, void *p)
+{
+    int *seen = p;
+
+    if (strstr(q->reason, "equivocation") != NULL)
+        seen[0]++;
+    else
+        seen[1]++;
+    return 0;
+}
+
+/* A lens refuses the original's op at (actor, 2) and the copy's op for
+ * the same (actor, 2) is an equivocation: two quarantine entries. */
+START_TEST(test_quarantine_keys_do_not_collide)
+{
+    epoch_builder *bl;
+    epoch_lens *l = NULL;
+    static const char lens[] = "collection c 1 -> 2\nremove v\n";
+    tu_batch all;
+    crdt_bytes one;
+    crdt_merge_report mr;
+    int seen[2] = { 0, 0 };
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "w", 1), CRDT_OK);
+    sync_ok(a, b);
+    clone_a();
+    ck_assert_int_eq(tu_put_int(a, "c", "orig", "v", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "copy", "v", 3), CRDT_OK);
+    ck_assert_int_eq(epoch_lens_parse(&l, lens, strlen(lens), NULL),
+                     CRDT_OK);
+    ck_assert_int_eq(epoch_builder_new(&bl, b), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_OK);
+    epoch_builder_free(bl);
+    epoch_lens_free(l);
+    all = tu_export_all(a); /* the original's seq 2: v removed by the lens */
+    one = all.v[all.n - 1];
+    ck_assert_int_eq(crdt_merge(&mr, b, &one, 1), CRDT_OK);
+    tu_batch_free(&all);
+    ck_assert_uint_eq(mr.quarantined_ops, 1);
+    all = tu_export_all(c); /* the copy's seq 2 */
+    one = all.v[all.n - 1];
+    ck_assert_int_eq(crdt_merge(&mr, b, &one, 1), CRDT_OK);
+    tu_batch_free(&all);
+    ck_assert_uint_eq(mr.conflicts, 1);
+    ck_assert_uint_eq(quarantined(b), 2);
+    ck_assert_int_eq(epoch_quarantine_list(b, count_kinds, seen), CRDT_OK);
+    ck_assert_int_eq(seen[0], 1);
+    ck_assert_int_eq(seen[1], 1);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("equivocation");
+    TCase *tc = tcase_create("clones");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_equal_vectors_converge);
+    tcase_add_test(tc, test_unequal_chains_both_notice);
+    tcase_add_test(tc, test_after_compaction_nothing_lost);
+    tcase_add_test(tc, test_quarantine_keys_do_not_collide);
+    tcase_add_test(tc, test_copy_detected_at_first_sync);
+    suite_add_tcase(s, tc);
+    return s;
+}
