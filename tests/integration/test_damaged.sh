@@ -56,7 +56,7 @@ run_cmd() {
     [ "$code" -lt 128 ] || fail "$case: $name died by signal $((code - 128)): $(cat err.txt)"
     case "$code" in
     0|2) ;;
-    6)  grep -q "corrupt replica\|damaged\|diverged" err.txt ||
+    6)  grep -q "corrupt replica\|damaged\|diverged\|snapshot hash mismatch\|cannot apply the snapshot" err.txt ||
             fail "$case: $name exit 6 without saying what is damaged: $(cat err.txt)"
         ;;
     *)  fail "$case: $name exited $code: $(cat err.txt)" ;;
