@@ -368,27 +368,40 @@ build_changes_as(crdtnet_session *s, unsigned type)
     const unsigned char *p;
     size_t len, n = 0;
     crdt__enc items;
-    int rc = CRDT_ENOTFOUND;
+    crdt_change c, last; /* last: the previous change of this batch */
+    int rc = CRDT_ENOTFOUND, have_last = 0;
 
     if (s->exp == NULL &&
         (rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
         return rc;
     crdt__enc_init(&items);
+    /* Never serve a damaged change; checked as a receiver checks, for
+     * the same cost: each change decodes (its hash is computed from its
+     * body), a change follows the one before it of its actor in this
+     * batch (its prev is that hash), and the last change of each actor's
+     * run is signature-checked, which covers the run through the chain.
+     * A failure means this replica's log is damaged (strata verify says
+     * where). */
     while (items.sb.size < s->opts.batch_bytes &&
            (rc = crdt_export_next(s->exp, &p, &len)) == CRDT_OK) {
-        crdt_change c;
-        /* never serve a damaged change: each one decodes and its
-         * signature verifies before it is sent; one that does not means
-         * this replica's log is damaged (strata verify says where) */
-        if (crdt_change_decode(&c, p, len) != CRDT_OK ||
-            crdt_change_verify(&c) != CRDT_OK) {
-            crdt__enc_free(&items);
-            return CRDT_ECORRUPT;
-        }
+        if (crdt_change_decode(&c, p, len) != CRDT_OK)
+            goto damaged;
+        /* a change that does not follow the previous one (another
+         * actor, a gap, a damaged body or prev) ends that one's run */
+        if (have_last &&
+            (memcmp(last.actor.b, c.actor.b, CRDT_ACTOR_BYTES) != 0 ||
+             c.seq != last.seq + last.n_ops ||
+             memcmp(c.prev, last.hash, CRDT_HASH_BYTES) != 0) &&
+            crdt_change_verify(&last) != CRDT_OK)
+            goto damaged;
+        last = c;
+        have_last = 1;
         crdt__enc_bin(&items, p, len);
         note_sent(s, p, len);
         n++;
     }
+    if (have_last && crdt_change_verify(&last) != CRDT_OK)
+        goto damaged;
     if (n == 0) {
         crdt__enc_free(&items);
         crdt_export_end(s->exp);
@@ -406,6 +419,9 @@ build_changes_as(crdtnet_session *s, unsigned type)
     crdt__enc_free(&items);
     s->rep.changes_sent += n;
     return CRDT_OK;
+damaged:
+    crdt__enc_free(&items);
+    return CRDT_ECORRUPT;
 }
 
 static int
