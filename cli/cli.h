@@ -105,6 +105,7 @@ int cli_usage(const cli_cmd *cmd, const char *fmt, ...)
 /* Flags of cli_open_ex(). */
 #define CLI_OPEN_WRITE 1     /* for writing or syncing (else read-only) */
 #define CLI_OPEN_NO_WARNING 2 /* no warning about a migration marker */
+#define CLI_OPEN_CHECK_ALL 4  /* check every page at open, not a budget */
 
 /**
  * Open the replica in @p dir (never creating one), read-only unless
@@ -117,6 +118,29 @@ int cli_usage(const cli_cmd *cmd, const char *fmt, ...)
  * @return CLI_OK or an exit code.
  */
 int cli_open_ex(crdt_replica **out, const char *dir, int flags);
+
+/**
+ * "strata: WHAT: corrupt replica: DAMAGE; run strata verify DIR, then
+ * strata restore ... or strata rebuild ..."; returns CLI_EDATA.
+ */
+int cli_corrupt(const char *what, const char *dir, const char *damage);
+
+/* ---- fault.c: the last line against a damaged data file ---- */
+
+/**
+ * Catch SIGSEGV and SIGBUS for the whole process: a read of a damaged
+ * data file that faults (past what the checks at open saw) prints the
+ * corrupt-replica error for the replica opened last and exits 6,
+ * instead of dying by the signal. Call once, first thing in main().
+ */
+void cli_fault_install(void);
+
+/** The replica directory the fault message names (copied; long ones
+ *  are cut). */
+void cli_fault_set_dir(const char *dir);
+
+/** That directory ("the replica" before any open). */
+const char *cli_fault_dir(void);
 
 /** cli_open_ex() with CLI_OPEN_WRITE if @p write. */
 int cli_open(crdt_replica **out, const char *dir, int write);

@@ -47,8 +47,11 @@ print_json(const crdt_change *c)
     int rc;
 
     rc = ops_json(&ops, c);
-    if (rc < 0)
+    if (rc == CRDT_ENOMEM)
         return cli_fail("log: decode a change", rc);
+    if (rc < 0)
+        return cli_corrupt("log", cli_fault_dir(), "a damaged op in this "
+                           "replica's own log (local damage)");
     crdt_hex(actor, c->actor.b, CRDT_ACTOR_BYTES);
     crdt_hex(epoch, c->epoch_id, CRDT_HASH_BYTES);
     crdt_hex(hash, c->hash, CRDT_HASH_BYTES);
@@ -104,7 +107,11 @@ cmd_log(const cli_cmd *cmd, int argc, char **argv)
     while ((rc = crdt_export_next(e, &buf, &len)) == CRDT_OK) {
         rc = crdt_change_decode(&c, buf, len);
         if (rc < 0) {
-            rc = cli_fail("log: decode a change", rc);
+            /* it was checked when it was stored: the damage is local */
+            rc = rc == CRDT_ENOMEM
+                     ? cli_fail("log: decode a change", rc)
+                     : cli_corrupt("log", a.pos[0], "a damaged change in "
+                                   "this replica's own log (local damage)");
             break;
         }
         if (json) {

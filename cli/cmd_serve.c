@@ -384,10 +384,25 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
                          conf.backup_dir, strerror(errno));
         goto out;
     }
-    for (opened = 0; opened < conf.n_dirs; opened++)
-        if ((code = cli_open(&reps[opened], conf.dirs[opened], 1)) !=
-            CLI_OK)
+    /* every page is checked at open (a daemon opens once); a corrupt
+     * replica is left out with its error line and the others are served */
+    for (size_t i = 0; i < conf.n_dirs; i++) {
+        code = cli_open_ex(&reps[opened], conf.dirs[i],
+                           CLI_OPEN_WRITE | CLI_OPEN_CHECK_ALL);
+        if (code == CLI_EDATA && conf.n_dirs > 1) {
+            serve_logf(CRDTNET_LOG_ERROR, "not serving %s: its replica is "
+                       "corrupt", conf.dirs[i]);
+            continue;
+        }
+        if (code != CLI_OK)
             goto out;
+        opened++;
+    }
+    if (opened == 0) {
+        code = CLI_EDATA;
+        goto out;
+    }
+    code = CLI_OK;
     if ((code = check_distinct(reps, opened)) != CLI_OK)
         goto out;
     if (conf.max_epochs_behind >= 0)

@@ -9,6 +9,10 @@
  * "upgrading" the migration marker: null, or {"target_epoch",
  * "started_ms","lens"} while a migration runs or after one was
  * interrupted (status shows it instead of the open warning).
+ * "staging" the token of a reset (a snapshot being received): null, or
+ * {"pid","started_ms","owner_alive","active"}; a token whose owner died
+ * is void at once ("active": false). "readers" {"used","max"}: LMDB
+ * reader slots held (by live readers, or dead ones not cleared yet).
  *
  * The epoch layer's reads are separate read txns: the marker is read
  * before and after the rest, and the whole is retried when a migration
@@ -32,6 +36,8 @@ typedef struct {
     uint64_t quarantined;
     int upgrading;       /* a marker is present */
     epoch_marker marker; /* if upgrading */
+    epoch_staging staging;
+    crdt_env_stats env;  /* reader slots */
 } status_info;
 
 static void
@@ -150,6 +156,10 @@ gather(status_info *s, crdt_replica *r)
             rc = epoch_current(&s->epoch, r);
         if (rc == CRDT_OK)
             rc = epoch_quarantine_count(&s->quarantined, r);
+        if (rc == CRDT_OK)
+            rc = epoch_staging_get(&s->staging, r);
+        if (rc == CRDT_OK)
+            rc = crdt_replica_env_stats(r, &s->env);
         if (rc < 0)
             return rc;
         rc = read_marker(&after, r);
@@ -172,6 +182,20 @@ upgrading_json(const status_info *s)
                      (json_int_t)s->marker.target_number, "started_ms",
                      (json_int_t)s->marker.started_ms, "lens",
                      s->marker.lens ? s->marker.lens : "");
+}
+
+static json_t *
+staging_json(const status_info *s)
+{
+    const epoch_staging *g = &s->staging;
+
+    if (!g->present)
+        return json_null();
+    return json_pack("{s:I,s:I,s:o,s:b}", "pid", (json_int_t)g->pid,
+                     "started_ms", (json_int_t)g->started_ms, "owner_alive",
+                     g->owner_alive < 0 ? json_null()
+                                        : json_boolean(g->owner_alive),
+                     "active", g->active);
 }
 
 static void
@@ -206,6 +230,18 @@ print_text(const status_info *s, const char *space_hex,
     printf("quarantined: %" PRIu64 "\n", s->quarantined);
     if (s->stats.equivocations > 0) /* a copied replica wrote, once */
         printf("equivocations: %" PRIu64 "\n", s->stats.equivocations);
+    if (!s->staging.present)
+        printf("staging:     no\n");
+    else
+        printf("staging:     a snapshot being received since %" PRIu64
+               " ms by pid %" PRIu64 " (%s)\n", s->staging.started_ms,
+               s->staging.pid,
+               s->staging.owner_alive == 0
+                   ? "dead: void, the next sync takes over"
+                   : s->staging.active ? "active: syncs answer busy"
+                                       : "expired");
+    printf("readers:     %" PRIu32 " of %" PRIu32 " reader slots held\n",
+           s->env.readers_used, s->env.readers_max);
     if (!s->upgrading) {
         printf("upgrading:   no\n");
     } else {
@@ -258,7 +294,7 @@ cmd_status(const cli_cmd *cmd, int argc, char **argv)
         return CLI_OK;
     }
     out = json_pack(
-        "{s:s,s:s,s:{s:I,s:s},s:o,s:O,s:s,s:I,s:I,s:I,s:o}",
+        "{s:s,s:s,s:{s:I,s:s},s:o,s:O,s:s,s:I,s:I,s:I,s:o,s:o,s:{s:I,s:I}}",
         "space_id", space_hex, "public_key", pk_hex,
         "epoch", "number", (json_int_t)s.stats.epoch_number, "id", epoch_hex,
         "schema", cli_schema_json(&s.epoch), "vv", s.vv,
@@ -266,7 +302,9 @@ cmd_status(const cli_cmd *cmd, int argc, char **argv)
         "ops_in_log", (json_int_t)s.stats.ops_in_log,
         "docs", (json_int_t)s.docs,
         "quarantined", (json_int_t)s.quarantined,
-        "upgrading", upgrading_json(&s));
+        "upgrading", upgrading_json(&s), "staging", staging_json(&s),
+        "readers", "used", (json_int_t)s.env.readers_used, "max",
+        (json_int_t)s.env.readers_max);
     status_clear(&s);
     return cli_emit(out);
 }

@@ -41,8 +41,9 @@ bad_change(const crdt_actor *a, uint64_t last_seq, const char *why)
     char actor[2 * CRDT_ACTOR_BYTES + 1];
 
     crdt_hex(actor, a->b, CRDT_ACTOR_BYTES);
-    return cli_error(CLI_EDATA, "verify", "change %s up to seq %" PRIu64
-                     ": %s", actor, last_seq, why);
+    return cli_error(CLI_EDATA, "verify", "damaged change at %s up to seq "
+                     "%" PRIu64 " in this replica's own log (local damage): "
+                     "%s", actor, last_seq, why);
 }
 
 static uint64_t
@@ -96,7 +97,9 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
         if (rc < 0) {
             cli_progress_end(&p);
             crdt_raw_cursor_close(cur);
-            return bad_change(&key_actor, key_last, crdt_strerror(rc));
+            return bad_change(&key_actor, key_last,
+                              rc == CRDT_ENOMEM ? "out of memory"
+                                                : "it does not decode");
         }
         const char *why = NULL;
         if (memcmp(c.space_id, space, CRDT_SPACE_ID_BYTES) != 0)
@@ -163,7 +166,9 @@ run_verify(verify_counts *n, crdt_replica *r)
     }
     if (memcmp(stored, n->hash, CRDT_HASH_BYTES) != 0) { /* (1) */
         crdt_raw_abort(t);
-        return cli_error(CLI_EDATA, "verify", "state hash mismatch");
+        return cli_error(CLI_EDATA, "verify", "state hash mismatch: this "
+                         "replica's own stored state is damaged (local "
+                         "damage)");
     }
     rc = check_log(n, t, space);
     crdt_raw_abort(t);
@@ -174,9 +179,10 @@ static int verify_in_process(const cli_args *a);
 
 /*
  * LMDB trusts its pages: a data file damaged on disk can make a read
- * fault. verify therefore walks the replica in a child process, and a
- * child killed by a signal is reported as a corrupt file (exit 6)
- * instead of crashing the tool.
+ * fault. The open checks every page first (CLI_OPEN_CHECK_ALL); what it
+ * cannot see (a value's bytes inside a sound page) is read in a child
+ * process, and a child killed by a signal is reported as a corrupt file
+ * (exit 6) instead of crashing the tool.
  */
 int
 cmd_verify(const cli_cmd *cmd, int argc, char **argv)
@@ -205,10 +211,12 @@ cmd_verify(const cli_cmd *cmd, int argc, char **argv)
         return cli_error(CLI_EIO, "verify", "waitpid failed");
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
-    return cli_error(CLI_EDATA, "verify",
-                     "%s: the data file is corrupt (reading it failed with "
-                     "signal %d)", a.pos[0],
-                     WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    {
+        char why[64];
+        snprintf(why, sizeof why, "reading the data file failed with "
+                 "signal %d", WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        return cli_corrupt("verify", a.pos[0], why);
+    }
 }
 
 static int
@@ -220,7 +228,8 @@ verify_in_process(const cli_args *ap)
     cli_args a = *ap;
     int rc;
 
-    rc = cli_open(&r, a.pos[0], 0);
+    /* every page is checked at open: verify reads the whole file */
+    rc = cli_open_ex(&r, a.pos[0], CLI_OPEN_CHECK_ALL);
     if (rc != CLI_OK)
         return rc;
     memset(&n, 0, sizeof n);

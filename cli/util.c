@@ -14,6 +14,7 @@
  *      it themselves (migrate, status).
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,8 @@ cli_fail(const char *what, int rc)
     if (rc == CRDT_EBUSY)
         return cli_error(CLI_EBUSY, what,
                          "busy: a migration is in progress, retry later");
+    if (rc == CRDT_ECORRUPT) /* read from the replica opened last */
+        return cli_corrupt(what, cli_fault_dir(), NULL);
     return cli_error(cli_exit_code(rc), what, "%s", crdt_strerror(rc));
 }
 
@@ -73,6 +76,18 @@ cli_usage(const cli_cmd *cmd, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, " (usage: strata %s)\n", cmd->usage);
     return CLI_EUSAGE;
+}
+
+int
+cli_corrupt(const char *what, const char *dir, const char *damage)
+{
+    return cli_error(CLI_EDATA, what,
+                     "corrupt replica: %s; run strata verify %s, then "
+                     "strata restore BACKUP NEWDIR or strata rebuild %s "
+                     "HOST:PORT (docs/operations.md)",
+                     damage != NULL && damage[0] ? damage
+                                                 : "its data does not read",
+                     dir, dir);
 }
 
 /* The one warning line of cli_open_ex(); a marker that cannot be read
@@ -95,6 +110,7 @@ int
 cli_open_ex(crdt_replica **out, const char *dir, int flags)
 {
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_open_report report;
     char what[64 + 4096];
     struct stat st;
     int rc;
@@ -108,6 +124,10 @@ cli_open_ex(crdt_replica **out, const char *dir, int flags)
     if (!S_ISDIR(st.st_mode))
         return cli_error(CLI_ENOTFOUND, what, "not a replica");
     o.read_only = !(flags & CLI_OPEN_WRITE);
+    o.report = &report;
+    if (flags & CLI_OPEN_CHECK_ALL)
+        o.check_pages = UINT64_MAX;
+    cli_fault_set_dir(dir);
     {   /* STRATA_MAP_MAX_MB caps the LMDB map: a quota for operators, and
          * how the tests fill a replica up without filling the disk */
         const char *cap = getenv("STRATA_MAP_MAX_MB");
@@ -138,10 +158,15 @@ cli_open_ex(crdt_replica **out, const char *dir, int flags)
     case CRDT_EPERM:
         return cli_error(CLI_EIO, what, "permission denied");
     case CRDT_ECORRUPT:
-        return cli_error(CLI_EDATA, what, "corrupt replica");
+        return cli_corrupt(what, dir, report.damage);
     default:
         return cli_fail(what, rc);
     }
+    if (report.meta_restored)
+        fprintf(stderr, "strata: warning: %s: %s; it opened at LMDB commit "
+                "%llu, and the last commit may be lost; run strata verify "
+                "%s\n", dir, report.damage,
+                (unsigned long long)report.meta_txnid, dir);
     /* a writer merges through the rebasing hook, whatever it does next */
     if (flags & CLI_OPEN_WRITE) {
         rc = epoch_attach(*out);

@@ -95,6 +95,8 @@ struct crdt_replica {
     /* sequence fields' in-memory order, by field (seq_store.c) */
     pthread_mutex_t seq_lock;
     struct crdt__seq *seq_cache[8];
+    int damaged; /* crdt_replica_mark_damaged(); atomic */
+    uint64_t readers_checked_ms; /* last stale-reader sweep; atomic */
 };
 
 /* What authority.c keeps about the member set during one write txn. */
@@ -246,6 +248,16 @@ int crdt__meta_put_u64(MDB_txn *txn, crdt_replica *r, const char *key,
                        uint64_t v);
 /* Index of the active state database (0/1), read in @p txn. */
 int crdt__state_slot(MDB_txn *txn, crdt_replica *r);
+
+/* ---- pagecheck.c: the data file checked before LMDB reads it ---- */
+/* Before mdb_env_open(): the meta pages and the file's length; a single
+ * damaged meta page is restored from the other if @p may_repair. */
+int crdt__store_precheck(const char *path, int may_repair,
+                         crdt_open_report *rep);
+/* Walk the B-trees of a read txn's snapshot, at most @p max_pages pages
+ * (0 = all); CRDT_ECORRUPT with @p why filled at the first damage. */
+int crdt__store_walk(crdt_replica *r, uint64_t max_pages, char *why,
+                     size_t why_len);
 
 /* ---- wctx: begin/finish a write context (state.c) ---- */
 int crdt__wctx_begin(crdt__wctx *w, crdt_replica *r, int check_marker);

@@ -164,6 +164,20 @@ crdt_replica_close(crdt_replica *r)
     free(r);
 }
 
+int
+crdt_replica_mark_damaged(crdt_replica *r)
+{
+    if (r == NULL)
+        return 0;
+    return __atomic_exchange_n(&r->damaged, 1, __ATOMIC_SEQ_CST) == 0;
+}
+
+int
+crdt_replica_damaged(const crdt_replica *r)
+{
+    return r != NULL && __atomic_load_n(&r->damaged, __ATOMIC_SEQ_CST);
+}
+
 const char *
 crdt_replica_path(const crdt_replica *r)
 {

@@ -363,6 +363,17 @@ crdt__store_open(crdt_replica *r, const char *path,
     if (o->max_map_size && map > o->max_map_size)
         map = o->max_map_size;
 
+    if (o->version >= 4 && o->report != NULL)
+        memset(o->report, 0, sizeof *o->report);
+    /* pagecheck.c (1): no LMDB read of a truncated file or a damaged
+     * meta page; any open restores one damaged meta page (LMDB's own
+     * redundancy, not data: as a read-only open that finds a reader slot
+     * of a dead process clears it) */
+    if (has_data &&
+        (rc = crdt__store_precheck(path, 1,
+                                   o->version >= 4 ? o->report : NULL)) < 0)
+        return rc;
+
     if ((rc = mdb_env_create(&r->env)) != 0)
         return crdt__mdb_err(rc);
     mdb_env_set_maxdbs(r->env, CRDT_DB__COUNT + 4);
@@ -378,6 +389,17 @@ crdt__store_open(crdt_replica *r, const char *path,
         goto fail;
     }
     { int dead; mdb_reader_check(r->env, &dead); }
+    /* pagecheck.c (2): the pages, before LMDB's own reads (the databases'
+     * names below) can fault on a damaged one */
+    if (has_data) {
+        uint64_t max = o->version >= 4 && o->check_pages
+                           ? o->check_pages : CRDT_CHECK_PAGES_DEFAULT;
+        crdt_open_report *rep = o->version >= 4 ? o->report : NULL;
+        rc = crdt__store_walk(r, max, rep ? rep->damage : NULL,
+                              rep ? sizeof rep->damage : 0);
+        if (rc < 0)
+            goto fail;
+    }
 
     /* A writable open of a store that needs nothing written opens its
      * databases in a read txn: a write txn would wait on the writer lock,
@@ -453,6 +475,44 @@ crdt__txn_begin(crdt_replica *r, int write, MDB_txn **out)
     return CRDT_EIO;
 }
 
+/*
+ * Reader slots of dead processes. LMDB clears them only when asked
+ * (mdb_reader_check), which an open does; until then a slot of a killed
+ * reader pins the snapshot it read, so a long-lived writer (a daemon, an
+ * app) cannot reuse any page freed since and the file grows without
+ * bound. So a writer sweeps them after a commit, at most once a second
+ * (a sweep reads the reader table and probes each pid: microseconds).
+ */
+#define READERS_SWEEP_MS 1000
+
+static void
+readers_sweep(crdt_replica *r)
+{
+    uint64_t now = crdt__now_ms(),
+             last = __atomic_load_n(&r->readers_checked_ms, __ATOMIC_RELAXED);
+    int dead;
+
+    if (now - last < READERS_SWEEP_MS ||
+        !__atomic_compare_exchange_n(&r->readers_checked_ms, &last, now, 0,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return; /* swept recently, or another committer is sweeping */
+    mdb_reader_check(r->env, &dead);
+}
+
+int
+crdt_replica_reader_check(crdt_replica *r, int *dead_out)
+{
+    int dead = 0, rc;
+
+    if (r == NULL || r->env == NULL)
+        return CRDT_EINVAL;
+    rc = mdb_reader_check(r->env, &dead);
+    if (dead_out != NULL)
+        *dead_out = dead;
+    __atomic_store_n(&r->readers_checked_ms, crdt__now_ms(), __ATOMIC_RELAXED);
+    return crdt__mdb_err(rc);
+}
+
 int
 crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
 {
@@ -464,8 +524,10 @@ crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
         rc = crdt__mdb_err(mdb_txn_commit(txn));
     else
         mdb_txn_abort(txn);
-    if (commit && rc == CRDT_OK)
+    if (commit && rc == CRDT_OK) {
         map_trim(r); /* keeps (4); the grow lock pins the map */
+        readers_sweep(r);
+    }
     pthread_rwlock_unlock(&r->grow_lock);
     return rc;
 }
@@ -554,4 +616,10 @@ crdt__marker_peek(crdt_replica *r)
     rc = crdt__marker_present(txn, r);
     crdt__txn_end(r, txn, 0);
     return rc;
+}
+
+int
+crdt_raw_marker_peek(crdt_replica *r)
+{
+    return r == NULL ? CRDT_EINVAL : crdt__marker_peek(r);
 }

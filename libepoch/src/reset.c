@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "epoch_internal.h"
 
@@ -48,17 +49,104 @@ struct epoch_reset {
 
 #define FLUSH_BYTES (4u * 1024 * 1024)
 
+/*
+ * The staging token: token(16) | started_ms(8) | pid(8) | pid_start(8),
+ * big-endian; pid_start is field 22 of /proc/PID/stat (the process's
+ * start time in clock ticks since boot), so a pid reused by another
+ * process does not count as the owner. A token of 24 bytes (written
+ * before the owner was recorded) has only the time.
+ */
+#define STAGING_BYTES 40
+
+/* The start time of process @p pid, from /proc; 0 if it does not exist
+ * or cannot be read. */
+static uint64_t
+proc_start(uint64_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long long v = 0;
+    FILE *f;
+    size_t n;
+
+    if (pid == 0 || pid > 0x7fffffff)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%llu/stat", (unsigned long long)pid);
+    if ((f = fopen(path, "re")) == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* the command name (field 2) may hold spaces and ')': skip to the
+     * last ')' then count fields 3..22 */
+    if ((p = strrchr(buf, ')')) == NULL)
+        return 0;
+    p++;
+    for (int field = 3; field <= 22 && p != NULL; field++) {
+        while (*p == ' ')
+            p++;
+        if (field == 22) {
+            v = strtoull(p, NULL, 10);
+            break;
+        }
+        p = strchr(p, ' ');
+    }
+    return (uint64_t)v;
+}
+
+static int
+proc_visible(void)
+{
+    return access("/proc/self/stat", R_OK) == 0;
+}
+
+int
+epoch__staging_read(crdt_raw *t, epoch_staging *out)
+{
+    const unsigned char *v;
+    const void *vp;
+    size_t vl;
+
+    memset(out, 0, sizeof *out);
+    if (crdt_raw_get(t, CRDT_DB_META, "staging", 7, &vp, &vl) != CRDT_OK ||
+        (vl != 24 && vl != STAGING_BYTES))
+        return 0;
+    v = vp;
+    out->present = 1;
+    out->started_ms = crdt__rd64(v + 16);
+    out->active = out->started_ms + EPOCH__STAGING_STALE_MS >
+                  crdt_raw_now_ms();
+    out->owner_alive = -1; /* not known: the time alone decides */
+    if (vl == STAGING_BYTES && proc_visible()) {
+        uint64_t start = crdt__rd64(v + 32);
+        out->pid = crdt__rd64(v + 24);
+        out->owner_alive = start != 0 && proc_start(out->pid) == start;
+        if (!out->owner_alive)
+            out->active = 0; /* its owner died: recognised at once */
+    }
+    return 1;
+}
+
 int
 epoch__staging_active(crdt_raw *t)
 {
-    const void *v;
-    size_t vl;
+    epoch_staging s;
 
-    if (crdt_raw_get(t, CRDT_DB_META, "staging", 7, &v, &vl) != CRDT_OK ||
-        vl != 24)
-        return 0;
-    return crdt__rd64((const unsigned char *)v + 16) + EPOCH__STAGING_STALE_MS >
-           crdt_raw_now_ms();
+    return epoch__staging_read(t, &s) && s.active;
+}
+
+int
+epoch_staging_get(epoch_staging *out, crdt_replica *r)
+{
+    crdt_raw *t;
+    int rc;
+
+    if (out == NULL || r == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt_raw_begin(&t, r, 0)) < 0)
+        return rc;
+    epoch__staging_read(t, out);
+    crdt_raw_abort(t);
+    return CRDT_OK;
 }
 
 /* Is the staging ours? (another reset may have taken over a stale one) */
@@ -69,7 +157,7 @@ staging_ours(crdt_raw *t, const unsigned char *token)
     size_t vl;
 
     return crdt_raw_get(t, CRDT_DB_META, "staging", 7, &v, &vl) == CRDT_OK &&
-           vl == 24 && memcmp(v, token, 16) == 0;
+           (vl == 24 || vl == STAGING_BYTES) && memcmp(v, token, 16) == 0;
 }
 
 static int
@@ -158,7 +246,7 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
                   const unsigned char *migrate_to)
 {
     epoch_reset *rs;
-    unsigned char staging[24];
+    unsigned char staging[STAGING_BYTES];
     crdt_raw *t = NULL;
     const void *v;
     size_t vl;
@@ -211,9 +299,12 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
     }
     memcpy(staging, rs->token, 16);
     crdt__be64(staging + 16, crdt_raw_now_ms());
+    crdt__be64(staging + 24, (uint64_t)getpid());
+    crdt__be64(staging + 32, proc_start((uint64_t)getpid()));
     if ((rc = crdt_raw_spare_clear(t)) < 0 ||
         (rc = crdt_raw_clear(t, CRDT_DB_STAGING)) < 0 ||
-        (rc = crdt_raw_put(t, CRDT_DB_META, "staging", 7, staging, 24)) < 0)
+        (rc = crdt_raw_put(t, CRDT_DB_META, "staging", 7, staging,
+                           sizeof staging)) < 0)
         goto fail;
     rc = crdt_raw_commit(t);
     t = NULL;

@@ -1,8 +1,11 @@
 /*
  * snapshot.c: reading the current state one entry at a time from one
- * read txn, so a snapshot streams to a peer in bounded memory.
+ * read txn, so a snapshot streams to a peer in bounded memory. Opening
+ * one checks the entries against the kept state hash first: a damaged
+ * state is never sent (CRDT_ECORRUPT).
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "epoch_internal.h"
 
@@ -26,8 +29,21 @@ epoch_snapshot_open(epoch_snapshot **out, crdt_replica *r,
         return CRDT_ENOMEM;
     if ((rc = crdt_raw_begin(&s->t, r, 0)) < 0)
         goto fail;
-    if (hash_out != NULL)
-        crdt_raw_state_hash(s->t, hash_out);
+    {
+        /* never serve a damaged snapshot: the entries, read now in this
+         * same txn, must hash to the hash the store keeps (a second pass
+         * over the state, before the first entry is sent) */
+        unsigned char kept[CRDT_HASH_BYTES], now[CRDT_HASH_BYTES];
+        crdt_raw_state_hash(s->t, kept);
+        if ((rc = crdt_raw_state_rehash(s->t, now)) < 0)
+            goto fail;
+        if (memcmp(kept, now, sizeof kept) != 0) {
+            rc = CRDT_ECORRUPT;
+            goto fail;
+        }
+        if (hash_out != NULL)
+            memcpy(hash_out, kept, sizeof kept);
+    }
     if (epoch_id_out != NULL &&
         (rc = crdt_raw_get_epoch(s->t, NULL, epoch_id_out)) < 0)
         goto fail;

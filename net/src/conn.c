@@ -261,6 +261,8 @@ server_space_ok(const unsigned char space_id[CRDTNET_SPACE_ID_BYTES],
 
     for (i = 0; i < c->n_reps; i++) {
         crdt_replica_space_id(c->reps[i], sid);
+        if (crdt_replica_damaged(c->reps[i]))
+            continue; /* no longer served: see result() */
         if (sodium_memcmp(sid, space_id, sizeof sid) == 0) {
             c->r = c->reps[i];
             return 1;
@@ -959,6 +961,18 @@ result(conn *c, crdtnet_report *out)
 
             copy_str(out->reason, sizeof out->reason, why);
         }
+    }
+    if (rep != NULL && rep->local_damage && c->r != NULL) {
+        unsigned char sid[CRDT_SPACE_ID_BYTES];
+        char sidhex[2 * CRDT_SPACE_ID_BYTES + 1];
+
+        crdt_replica_space_id(c->r, sid);
+        crdt_hex(sidhex, sid, sizeof sid);
+        logf_(c, CRDTNET_LOG_ERROR,
+              "corrupt replica %s (space %s): a change or snapshot it was "
+              "about to send failed its check, nothing damaged was sent; "
+              "no longer serving this space; run strata verify %s",
+              crdt_replica_path(c->r), sidhex, crdt_replica_path(c->r));
     }
     publish(c);
     if (c->st != NULL) {

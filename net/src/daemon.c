@@ -593,6 +593,12 @@ peer_main(void *arg)
     int rc;
 
     while (!d->stop) {
+        if (crdt_replica_damaged(p->r)) {
+            dlogf(d, CRDTNET_LOG_ERROR, "peer %s:%s: not syncing %s any "
+                  "more: its replica is damaged", p->host, p->port,
+                  crdt_replica_path(p->r));
+            break;
+        }
         p->authed = 0;
         rc = crdtnet__sync_connect(&rep, p->r, p->host, p->port, &d->copts,
                                    &h);

@@ -186,6 +186,21 @@ fail(crdtnet_session *s, int rc, const char *why, int tell_peer)
     return rc;
 }
 
+/* A failure to read our own replica. CRDT_ECORRUPT: it is damaged; the
+ * replica is marked (a daemon stops serving it) and the report says the
+ * damage is local, never the peer's. */
+static int
+local_fail(crdtnet_session *s, int rc, const char *why)
+{
+    if (rc == CRDT_ECORRUPT) {
+        crdt_replica_mark_damaged(s->r);
+        s->rep.local_damage = 1;
+        return fail(s, rc, "this replica's data is damaged: nothing "
+                           "damaged was sent", 1);
+    }
+    return fail(s, rc, why, 1);
+}
+
 /* A decoder's failure: out of memory is ours, anything else the peer's. */
 static int
 fail_decode(crdtnet_session *s, int rc, const char *why)
@@ -353,26 +368,40 @@ build_changes_as(crdtnet_session *s, unsigned type)
     const unsigned char *p;
     size_t len, n = 0;
     crdt__enc items;
-    int rc = CRDT_ENOTFOUND;
+    crdt_change c, last; /* last: the previous change of this batch */
+    int rc = CRDT_ENOTFOUND, have_last = 0;
 
     if (s->exp == NULL &&
         (rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
         return rc;
     crdt__enc_init(&items);
+    /* Never serve a damaged change; checked as a receiver checks, for
+     * the same cost: each change decodes (its hash is computed from its
+     * body), a change follows the one before it of its actor in this
+     * batch (its prev is that hash), and the last change of each actor's
+     * run is signature-checked, which covers the run through the chain.
+     * A failure means this replica's log is damaged (strata verify says
+     * where). */
     while (items.sb.size < s->opts.batch_bytes &&
            (rc = crdt_export_next(s->exp, &p, &len)) == CRDT_OK) {
-        crdt_actor a;
-        uint64_t last;
-        /* never serve garbage: a stored change that no longer parses
-         * means a damaged replica (strata verify says where) */
-        if (crdt_change_peek(&a, &last, p, len) != CRDT_OK) {
-            crdt__enc_free(&items);
-            return CRDT_ECORRUPT;
-        }
+        if (crdt_change_decode(&c, p, len) != CRDT_OK)
+            goto damaged;
+        /* a change that does not follow the previous one (another
+         * actor, a gap, a damaged body or prev) ends that one's run */
+        if (have_last &&
+            (memcmp(last.actor.b, c.actor.b, CRDT_ACTOR_BYTES) != 0 ||
+             c.seq != last.seq + last.n_ops ||
+             memcmp(c.prev, last.hash, CRDT_HASH_BYTES) != 0) &&
+            crdt_change_verify(&last) != CRDT_OK)
+            goto damaged;
+        last = c;
+        have_last = 1;
         crdt__enc_bin(&items, p, len);
         note_sent(s, p, len);
         n++;
     }
+    if (have_last && crdt_change_verify(&last) != CRDT_OK)
+        goto damaged;
     if (n == 0) {
         crdt__enc_free(&items);
         crdt_export_end(s->exp);
@@ -390,6 +419,9 @@ build_changes_as(crdtnet_session *s, unsigned type)
     crdt__enc_free(&items);
     s->rep.changes_sent += n;
     return CRDT_OK;
+damaged:
+    crdt__enc_free(&items);
+    return CRDT_ECORRUPT;
 }
 
 static int
@@ -493,7 +525,7 @@ next_message(crdtnet_session *s)
             return CRDT_OK;
         }
         if ((rc = build_hello(s)) < 0)
-            return fail(s, rc, "cannot read the replica", 1);
+            return local_fail(s, rc, "cannot read the replica");
         return CRDT_OK;
     }
     if (!s->hello_recv)
@@ -513,7 +545,7 @@ next_message(crdtnet_session *s)
     }
     if (s->role == ROLE_GIVER && s->snap_phase < 2) {
         if ((rc = build_snapshot(s)) < 0)
-            return fail(s, rc, "cannot read the snapshot", 1);
+            return local_fail(s, rc, "cannot read the snapshot");
         return CRDT_OK;
     }
     if (s->role == ROLE_TAKER && !s->snapshot_done)
@@ -523,7 +555,7 @@ next_message(crdtnet_session *s)
         if (rc == CRDT_OK)
             return CRDT_OK;
         if (rc != CRDT_ENOTFOUND)
-            return fail(s, rc, "cannot read the log", 1);
+            return local_fail(s, rc, "cannot read the log");
         s->done_sent = 1;
         msgpack_pack_array(&s->out.pk, 1);
         msgpack_pack_uint64(&s->out.pk, M_DONE);
@@ -533,7 +565,7 @@ next_message(crdtnet_session *s)
         return CRDT_EAGAIN;
     if (!s->fin_sent) {
         if ((rc = build_fin(s)) < 0)
-            return fail(s, rc, "cannot read the replica", 1);
+            return local_fail(s, rc, "cannot read the replica");
         s->fin_sent = 1;
         return CRDT_OK;
     }
@@ -566,7 +598,7 @@ next_message(crdtnet_session *s)
         crdt_vv_free(s->lacks);
         s->lacks = NULL;
         if (rc != CRDT_ENOTFOUND)
-            return fail(s, rc, "cannot read the log", 1);
+            return local_fail(s, rc, "cannot read the log");
     }
     return CRDT_EAGAIN;
 }

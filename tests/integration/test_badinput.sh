@@ -30,13 +30,13 @@ expect 1 "reserved" "$S" put R '$members' d f 1
 expect 1 "" "$S" incr R c d n notanumber
 # bad input files: a truncated JSON line, invalid UTF-8, wrong types
 printf '{"op":"put","coll":"c","doc":"d","field":"f","value":1}\n{"op":"put","coll":' > trunc.jsonl
-expect 6 "line 2" "$S" import R trunc.jsonl
+expect 6 "line 2" "$S" import R trunc.jsonl --atomic
 printf '{"op":"put","coll":"c","doc":"d","field":"f","value":"\xff\xfe"}\n' > utf8.jsonl
-expect 6 "line 1" "$S" import R utf8.jsonl
+expect 6 "line 1" "$S" import R utf8.jsonl --atomic
 printf '{"op":"incr","coll":"c","doc":"d","field":"n","n":"seven"}\n' > types.jsonl
-expect 6 "line 1" "$S" import R types.jsonl
+expect 6 "line 1" "$S" import R types.jsonl --atomic
 printf '{"op":"put","coll":"c","doc":"%s","field":"f","value":1}\n' "$(head -c 100 /dev/zero | tr '\0' x)" > long.jsonl
-expect 6 "line 1" "$S" import R long.jsonl
+expect 6 "line 1" "$S" import R long.jsonl --atomic
 # a lens that does not parse, one of the wrong version
 printf 'collection c 1 -> 2\nrename a\n' > bad.lens
 expect 6 ":2:" "$S" migrate R bad.lens

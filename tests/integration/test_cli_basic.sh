@@ -147,11 +147,12 @@ python3 - "$T/status.json" "$SPACE" "$PK" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 keys = ["space_id", "public_key", "epoch", "schema", "vv", "state_hash",
-        "ops_in_log", "docs", "quarantined", "upgrading"]
+        "ops_in_log", "docs", "quarantined", "upgrading", "staging", "readers"]
 assert list(d.keys()) == keys, list(d.keys())
 assert d["space_id"] == sys.argv[2] and d["public_key"] == sys.argv[3]
 assert d["epoch"]["number"] == 0 and len(d["epoch"]["id"]) == 64
 assert d["schema"] == {} and d["quarantined"] == 0 and d["upgrading"] is None
+assert d["staging"] is None and d["readers"]["max"] > 0, d
 assert len(d["state_hash"]) == 64
 assert len(d["vv"]) == 1
 (seq,) = d["vv"].values()

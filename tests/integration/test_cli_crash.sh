@@ -191,7 +191,7 @@ I=$T/imp
 cp -r "$T/base" "$I"
 for ((try = 1; try <= 4; try++)); do
     BEFORE=$($S status "$I" --json | json 'd["ops_in_log"]')
-    run_and_kill 400 $S import "$I" "$T/extra$try.jsonl"
+    run_and_kill 400 $S import "$I" "$T/extra$try.jsonl" --atomic
     code 0 $S verify "$I"
     AFTER=$($S status "$I" --json | json 'd["ops_in_log"]')
     HAVE=0

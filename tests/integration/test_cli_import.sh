@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# test_cli_import.sh: `strata import` of 100,000 JSON lines is one change,
-# fast, and all or nothing. Usage: test_cli_import.sh PATH_TO_STRATA
+# test_cli_import.sh: `strata import --atomic` of 100,000 JSON lines is one
+# change, fast, and all or nothing; a streamed import (the default) of any
+# size is one change per 10,000 lines, stops at a bad line keeping the
+# lines before it, and resumes with --from-line.
+# Usage: test_cli_import.sh PATH_TO_STRATA
 set -euo pipefail
 
 S=${1:?usage: $0 PATH_TO_STRATA}
@@ -46,7 +49,7 @@ BASE_CHANGES=$($S log "$R" | wc -l)
 
 check "import $N lines in one transaction, in under 30 s"
 START=$(date +%s.%N)
-$S import "$R" "$T/ops.jsonl" --json >"$T/import.json"
+$S import "$R" "$T/ops.jsonl" --atomic --json >"$T/import.json"
 END=$(date +%s.%N)
 SECS=$(python3 -c "print(round($END - $START, 2))")
 echo "  import of $N lines took $SECS s"
@@ -89,7 +92,7 @@ lines[49999] = '{"op":"put","coll":"items","doc":"x"'
 open(sys.argv[2], "w").write("\n".join(lines) + "\n")
 EOF
 rc=0
-$S import "$R" "$T/bad.jsonl" 2>"$T/err" || rc=$?
+$S import "$R" "$T/bad.jsonl" --atomic 2>"$T/err" || rc=$?
 eq "$rc" 6 "exit code"
 grep -q '^strata: import: line 50000: ' "$T/err" || fail "error: $(cat "$T/err")"
 eq "$(wc -l <"$T/err")" 1 "one-line error"
@@ -106,7 +109,7 @@ for line in '{"op":"incr","coll":"items","doc":"d00000","field":"name","n":1}' \
             '[1,2]'; do
     rc=0
     printf '{"op":"put","coll":"items","doc":"new","field":"f","value":1}\n%s\n' "$line" |
-        $S import "$R" - 2>"$T/err" || rc=$?
+        $S import "$R" - --atomic 2>"$T/err" || rc=$?
     eq "$rc" 6 "exit code for $line"
     grep -q '^strata: import: line 2: ' "$T/err" || fail "error: $(cat "$T/err")"
 done
@@ -123,5 +126,44 @@ eq "$rc" 2 "deleted doc"
 eq "$($S get "$R" items d00001)" '{"name":"item 4","price":0.07,"qty":5}' "deleted field"
 rc=0; $S import "$R" "$T/nosuchfile" 2>/dev/null || rc=$?
 eq "$rc" 2 "missing input file"
+
+check "streaming (the default): 150,000 lines, over one change's limits, as 15 changes in order"
+S2=$T/s2
+$S init "$S2" >/dev/null
+python3 - "$T/big.jsonl" <<'EOF'
+import json, sys
+with open(sys.argv[1], "w") as f:
+    for i in range(150000):
+        f.write(json.dumps({"op": "put", "coll": "big", "doc": "d%d" % i,
+                            "field": "v", "value": "%030d" % i}) + "\n")
+EOF
+rc=0; $S import "$S2" "$T/big.jsonl" --atomic 2>"$T/err" || rc=$?
+eq "$rc" 6 "--atomic refuses one change over the limits"
+$S import "$S2" "$T/big.jsonl" --json >"$T/big.json"
+eq "$(field ops <"$T/big.json")" 150000 "ops of the streamed import"
+eq "$(field changes <"$T/big.json")" 15 "changes of the streamed import"
+eq "$($S get "$S2" big d149999 v)" '"000000000000000000000000149999"' "the last line applied"
+eq "$($S log "$S2" | wc -l)" 16 "one change per 10,000 lines (and init's own)"
+
+check "a bad line stops a streamed import: the lines before it stay, --from-line resumes"
+S3=$T/s3
+$S init "$S3" >/dev/null
+python3 - "$T/big.jsonl" "$T/bad2.jsonl" <<'EOF'
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+lines[123455] = '{"op":"put","coll":"big"'
+open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+EOF
+rc=0; $S import "$S3" "$T/bad2.jsonl" 2>"$T/err" || rc=$?
+eq "$rc" 6 "exit code at a bad line"
+grep -q '^strata: import: line 123456: .*resume with --from-line 123456$' "$T/err" ||
+    fail "error: $(cat "$T/err")"
+opsof() { $S status "$1" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["ops_in_log"], d["state_hash"])'; }
+eq "$(opsof "$S3" | cut -d' ' -f1)" $((123455 + 1)) "the lines before the bad one are imported (and init's op), nothing after"
+sed -i '123456s/.*/{"op":"put","coll":"big","doc":"d123455","field":"v","value":"000000000000000000000000123455"}/' "$T/bad2.jsonl"
+$S import "$S3" "$T/bad2.jsonl" --from-line 123456 >/dev/null
+eq "$(opsof "$S3" | cut -d' ' -f1)" "$(opsof "$S2" | cut -d' ' -f1)" "ops after resuming"
+eq "$($S export "$S3" | md5sum)" "$($S export "$S2" | md5sum)" \
+    "the resumed import holds what the uninterrupted one does"
 
 echo "PASS test_cli_import ($N lines in $SECS s)"

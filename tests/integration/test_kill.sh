@@ -40,7 +40,7 @@ for i in range(20000):
 ' > bulk.jsonl
 for k in $(seq 1 "$kills"); do
     before="$("$S" status I --json | js 'd["ops_in_log"]')"
-    "$S" import I bulk.jsonl >/dev/null 2>&1 &
+    "$S" import I bulk.jsonl --atomic >/dev/null 2>&1 &
     p=$!; nap; kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true
     after="$("$S" status I --json | js 'd["ops_in_log"]')"
     [ "$after" = "$before" ] || [ "$after" = $((before + 20000)) ] ||

@@ -76,12 +76,19 @@ migrate_round 1 2 a b
 field=$(sed -n 's/^rename .* -> //p' l.lens)
 
 # On a loaded machine one process start alone may take longer than the
-# limit: the fastest answer must be under it, and none may come near the
-# time a wait on the migration's writer lock would take.
+# limit: the reference is the fastest of three reads (a process that
+# opens the replica and waits on nothing) timed in this run; the fastest
+# busy answer must come within the limit of it, and none may come near
+# the time a wait on the migration's writer lock would take.
+ref=""
+for _ in 1 2 3; do
+    t0=$(now_ms); "$S" get R c d0_7 >/dev/null; dt=$(( $(now_ms) - t0 ))
+    [ -z "$ref" ] || [ "$dt" -lt "$ref" ] && ref=$dt
+done
 fastest=$(sort -n busy_ms.txt | head -1)
 slowest=$(sort -n busy_ms.txt | tail -1)
-[ "$fastest" -lt "$limit_ms" ] ||
-    fail "the fastest busy answer took $fastest ms (limit $limit_ms)"
+[ $((fastest - ref)) -lt "$limit_ms" ] ||
+    fail "the fastest busy answer took $fastest ms, a read $ref ms (limit: $limit_ms ms more)"
 [ "$slowest" -lt $((limit_ms * 10)) ] ||
     fail "a busy answer took $slowest ms: it waited on the migration"
 check "$busy puts during the migration answered exit 3 in $fastest..$slowest ms ($wrote before or after it)"
@@ -94,4 +101,4 @@ done < busy.txt
 [ "$("$S" status R --json | js 'd["upgrading"]')" = None ] || fail "marker left"
 "$S" put R w after f 2
 [ "$("$S" get R w after f)" = 2 ] || fail "a put after the migration"
-check "refused writes wrote nothing; writes work after the migration"
+check "refused writes wrote nothing; writes work after the migration (a read: $ref ms)"

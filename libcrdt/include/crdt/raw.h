@@ -67,6 +67,14 @@ CRDT_API int crdt_raw_marker_peek(crdt_replica *r);
  * @return CRDT_OK; CRDT_EFULL (at the configured maximum).
  */
 CRDT_API int crdt_replica_grow(crdt_replica *r);
+
+/**
+ * 1 if a migration marker (meta "upgrade") is present, 0 if not, or a
+ * crdt_err: read in a read txn of its own, so it never waits on the
+ * writer lock a running migration holds. A writer asks this first to
+ * answer CRDT_EBUSY at once.
+ */
+CRDT_API int crdt_raw_marker_peek(crdt_replica *r);
 /** Commit and free. @return CRDT_OK; CRDT_EFULL; CRDT_EIO. */
 CRDT_API CRDT_MUST_CHECK int crdt_raw_commit(crdt_raw *t);
 /** Abort and free; NULL does nothing. */

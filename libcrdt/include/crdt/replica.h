@@ -52,10 +52,23 @@ typedef struct {
     unsigned char b[CRDT_ACTOR_BYTES];
 } crdt_actor;
 
+/** What crdt_replica_open() found wrong with the data file, if anything. */
+typedef struct {
+    /** CRDT_ECORRUPT: what is damaged (one line, no newline); after a
+     *  successful open with @c meta_restored: what was restored. */
+    char damage[256];
+    /** 1: one of LMDB's two meta pages was damaged and was rewritten from
+     *  the other; the replica opened at that page's commit, the latest
+     *  or the one before it (the latest may be lost). */
+    int meta_restored;
+    uint64_t meta_txnid; /**< the LMDB txn id it opened at */
+} crdt_open_report;
+
 /** Options for crdt_replica_open(); start from CRDT_OPEN_OPTIONS_INIT. */
 typedef struct {
-    unsigned int version;     /**< 3 (2: without the pending bounds,
-                                   1: without map_resident) */
+    unsigned int version;     /**< 4 (3: without check_pages and report;
+                                   2: without the pending bounds either;
+                                   1: without map_resident either) */
     int create;               /**< create a new replica if the dir is empty */
     int read_only;            /**< open for reading only */
     size_t map_size;          /**< initial LMDB map size; 0 = 1 GiB */
@@ -89,10 +102,20 @@ typedef struct {
     uint64_t pending_max_actor;
     uint64_t pending_max;
     uint64_t pending_max_gap;
+    /**
+     * Before LMDB reads a page, the open checks the data file: its meta
+     * pages and length, then the pages of every B-tree (crdt_replica_check),
+     * stopping after this many pages. 0 = CRDT_CHECK_PAGES_DEFAULT;
+     * UINT64_MAX = every page (reads the whole file).
+     */
+    uint64_t check_pages;
+    /** If not NULL: filled with what was found damaged or restored. */
+    crdt_open_report *report;
 } crdt_open_options;
 
+#define CRDT_CHECK_PAGES_DEFAULT 4096 /**< 16 MiB of 4 KiB pages */
 #define CRDT_OPEN_OPTIONS_INIT                                            \
-    { 3, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0 }
+    { 4, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, NULL }
 
 /**
  * Open the replica in directory @p path.
@@ -100,10 +123,33 @@ typedef struct {
  * @param opts      options, or NULL for the defaults (open existing only)
  * @return CRDT_OK; CRDT_ENOTFOUND (no replica there and not @c create);
  *         CRDT_EEXISTS (@c create on a directory holding other files);
- *         CRDT_EVERSION (newer format); CRDT_ECORRUPT; CRDT_EPERM; CRDT_EIO.
+ *         CRDT_EVERSION (newer format); CRDT_ECORRUPT (the data file is
+ *         damaged: @c opts->report says where); CRDT_EPERM; CRDT_EIO.
  */
 CRDT_API CRDT_MUST_CHECK int crdt_replica_open(crdt_replica **out, const char *path,
                       const crdt_open_options *opts);
+
+/**
+ * Check the pages of @p r's data file in a read snapshot, as the open
+ * does: every B-tree page's header, pointers, nodes, key order and
+ * overflow runs, with pread() (a damaged file never faults). Stops after
+ * @p max_pages pages (0 = all). @p why (may be NULL) gets the first
+ * damage found, e.g. "damaged page 17 (its nodes, at depth 2)".
+ * @return CRDT_OK; CRDT_ECORRUPT; CRDT_ENOMEM; CRDT_EIO.
+ */
+CRDT_API int crdt_replica_check(crdt_replica *r, uint64_t max_pages,
+                                char *why, size_t why_len);
+
+/**
+ * Mark @p r as damaged: something read from it (a change or snapshot
+ * about to be sent) failed its check. Only a flag in this handle, for a
+ * long-lived process: a daemon stops serving a damaged replica. Thread-
+ * safe. @return 1 the first time, 0 if it was already marked.
+ */
+CRDT_API int crdt_replica_mark_damaged(crdt_replica *r);
+
+/** 1 if crdt_replica_mark_damaged() was called on @p r. */
+CRDT_API int crdt_replica_damaged(const crdt_replica *r);
 
 /** Close @p r. NULL does nothing. Every txn on it must be finished. */
 CRDT_API void crdt_replica_close(crdt_replica *r);
@@ -185,6 +231,16 @@ typedef struct {
  * @return CRDT_OK; CRDT_EINVAL; CRDT_EIO.
  */
 CRDT_API int crdt_replica_env_stats(crdt_replica *r, crdt_env_stats *out);
+
+/**
+ * Clear the reader slots of processes that died with a read txn open.
+ * Opening a replica does it, and so does every write commit, at most
+ * once a second: a long-lived writer keeps them cleared. A slot left
+ * by a dead reader pins the snapshot it read, so the file grows until
+ * it is cleared. @p dead_out (may be NULL): how many were cleared.
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_EIO.
+ */
+CRDT_API int crdt_replica_reader_check(crdt_replica *r, int *dead_out);
 
 /** Hex helpers: @p out must hold 2*len+1 bytes. */
 CRDT_API void crdt_hex(char *out, const unsigned char *bin, size_t len);

@@ -235,6 +235,25 @@ EPOCH_API int epoch_quarantine_apply_lost(uint64_t *applied_out, crdt_replica *r
 
 /* ---- reset to a snapshot (sync) ---- */
 
+/** The staging token of a reset (a snapshot being received). */
+typedef struct {
+    int present;         /**< a token is stored */
+    int active;          /**< it still blocks other resets and migrations */
+    uint64_t started_ms; /**< when the reset began */
+    uint64_t pid;        /**< its owner process (0: not recorded) */
+    int owner_alive;     /**< 1 alive, 0 dead (the token is void at once),
+                              -1 unknown (no /proc, or an old token:
+                              it expires 10 minutes after started_ms) */
+} epoch_staging;
+
+/**
+ * Read the staging token of @p r. A token whose owner (pid and its start
+ * time, from /proc) is no longer running is not active: the next sync
+ * takes over at once.
+ * @return CRDT_OK (out->present 0 if none); CRDT_EIO...
+ */
+EPOCH_API int epoch_staging_get(epoch_staging *out, crdt_replica *r);
+
 /** A reset in progress: one write txn. Opaque. */
 typedef struct epoch_reset epoch_reset;
 

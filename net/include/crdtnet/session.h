@@ -66,6 +66,9 @@ typedef struct {
     char reason[160];          /**< why rejected, busy or failed */
     uint64_t busy_retry_ms;    /**< peer or we were migrating */
     int in_sync;               /**< FIN: same vv and same state hash */
+    int local_damage;          /**< our replica failed a check of what
+                                    it was about to send (CRDT_ECORRUPT);
+                                    nothing damaged was sent */
     unsigned char state_hash[CRDT_HASH_BYTES];
 } crdtnet_report;
 
