@@ -55,12 +55,6 @@ crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write)
 }
 
 int
-crdt_raw_marker_peek(crdt_replica *r)
-{
-    return r == NULL ? CRDT_EINVAL : crdt__marker_peek(r);
-}
-
-int
 crdt_raw_commit(crdt_raw *t)
 {
     int rc;

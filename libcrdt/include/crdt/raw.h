@@ -56,12 +56,6 @@ typedef struct crdt_raw crdt_raw;
  */
 CRDT_API CRDT_MUST_CHECK int crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write);
 /**
- * 1 if a migration's upgrade marker is present, 0 if not, or a crdt_err;
- * looked at in a read txn of its own, so a caller can answer CRDT_EBUSY
- * before it waits on the writer lock a migration holds.
- */
-CRDT_API int crdt_raw_marker_peek(crdt_replica *r);
-/**
  * Grow the map after a raw call returned CRDT_EFULL, with no txn of this
  * process open; then redo the whole txn.
  * @return CRDT_OK; CRDT_EFULL (at the configured maximum).
