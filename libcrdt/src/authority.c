@@ -27,6 +27,7 @@
 
 #include "crdt/members.h"
 #include "internal.h"
+#include "seq.h"
 #include "state_keys.h"
 #include "view.h"
 
@@ -528,6 +529,10 @@ replay(crdt__wctx *w)
     w->cur_at = 0;
     if ((rc = crdt__mdb_err(mdb_drop(w->txn, w->state, 0))) < 0)
         return rc;
+    /* the sequences' in-memory order describes the state just dropped:
+     * forget it, so the replay rebuilds each from its own records */
+    crdt__seq_wctx_abort(w);
+    w->seq_foreign = 1;
     memset(w->acc, 0, sizeof w->acc);
     w->acc_dirty = 1;
     if ((rc = drop_refusals(w)) < 0)

@@ -108,7 +108,7 @@ EOF
 hI="$(hash I)"
 printf '%s\n' '{"op":"tins","coll":"c","doc":"d","field":"f","pos":0,"text":"x"}' \
     '{"op":"tins","coll":"c","doc":"d","field":"f","pos":99,"text":"x"}' > bad1.jsonl
-expect 6 "$S" import I bad1.jsonl
+expect 6 "$S" import I bad1.jsonl --atomic
 grep -q "line 2" err.txt || fail "bad line not named: $(cat err.txt)"
 for bad in '{"op":"tins","coll":"c","doc":"d","field":"f","pos":0}' \
            '{"op":"tins","coll":"c","doc":"d","field":"f","pos":0,"text":""}' \
