@@ -331,6 +331,8 @@ epoch_builder_commit(epoch_info *out, epoch_builder *b)
         rc = build(out, b, t);
         if (rc == CRDT_OK) {
             rc = crdt_raw_commit(t);
+            if (rc < 0 && out != NULL)
+                epoch_info_clear(out); /* not committed: no epoch to give */
             break;
         }
         crdt_raw_abort(t);
