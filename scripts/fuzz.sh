@@ -89,7 +89,7 @@ for t in "${targets[@]}"; do
     [ -n "$execs" ] || execs="$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' \
         "$log" | tail -1)"
     speed="$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)"
-    cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)"
+    cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2 || true)"
     crash="$(ls -1 "$arts/$t/" 2>/dev/null | grep -E \
         '^(crash|leak|oom|timeout)-' | head -1 || true)"
     if [ "$rc" = 0 ] && [ -z "$crash" ]; then

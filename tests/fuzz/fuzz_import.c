@@ -31,6 +31,7 @@
 #include "../../cli/import_line.c"
 #include "../../cli/util.c"
 #include "../../cli/value.c"
+#include "../../cli/fault.c"
 #include "support/fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);

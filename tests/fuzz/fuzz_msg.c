@@ -203,9 +203,9 @@ check_out(const unsigned char *m, size_t len)
     int type;
 
     if (len < 2 || len > CRDTNET_SESSION_MSG_MAX || (m[0] & 0xf0) != 0x90)
-        abort(); /* a fixarray: no message has more than 7 elements */
+        abort(); /* a fixarray: no message has more than 8 elements */
     type = m[1];
-    if (type < 1 || type > 11 || (m[0] & 0x0f) == 0)
+    if (type < 1 || type > 12 || (m[0] & 0x0f) == 0) /* 12: FORKS */
         abort();
 }
 

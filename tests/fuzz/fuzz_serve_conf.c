@@ -29,6 +29,7 @@
 #include "../../cli/serve_conf.c"
 #include "../../cli/util.c"
 #include "../../cli/value.c"
+#include "../../cli/fault.c"
 #include "support/fuzz_util.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
