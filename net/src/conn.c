@@ -279,6 +279,18 @@ server_is_member(const unsigned char pk[CRDTNET_PK_BYTES], void *ctx)
     return c->r != NULL && crdtnet_is_member(c->r, pk); /* strict */
 }
 
+static int
+server_invite_ok(const unsigned char pk[CRDTNET_PK_BYTES],
+                 const unsigned char secret[CRDTNET_INVITE_SECRET_BYTES],
+                 char *why, size_t why_size, void *ctx)
+{
+    conn *c = ctx;
+
+    return c->r != NULL &&
+           crdtnet__invite_redeem(c->r, pk, secret, (uint64_t)time(NULL),
+                                  why, why_size);
+}
+
 /* The peer key a joining replica pinned (meta CRDTNET_PIN_META): 1 and
  * the key, 0 if none (or unreadable: then no pin, and no trust either,
  * see client_is_member). */
@@ -576,24 +588,31 @@ hs_finished(conn *c)
 /*
  * Server: the identity to answer with is that of the replica holding the
  * space the client asks for, so the hello (plaintext, and the first
- * frame) is peeked at before the handshake is created. Anything that
- * does not decode goes to a handshake with the first replica's identity,
- * which answers it with the right error.
+ * frame) is matched against each space before the handshake is created.
+ * Anything that matches none goes to a handshake with the first
+ * replica's identity and no space, which closes without a word.
  */
 static int
 server_hs_new(conn *c, const unsigned char *p, size_t n)
 {
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
     unsigned char pk[CRDT_PUBKEY_BYTES], sk[CRDT_SECKEY_BYTES];
+    unsigned char sid[CRDT_SPACE_ID_BYTES];
     crdt_replica *id = c->reps[0];
-    crdtnet__hs_msg m;
+    size_t i;
     int rc;
 
-    if (crdtnet__hs_decode(&m, 1u << CRDTNET__MSG_HELLO, p, n) == CRDT_OK &&
-        server_space_ok(m.space, c))
-        id = c->r;
+    /* The hello names no space: its MAC verifies under one (or none). */
+    for (i = 0; i < c->n_reps; i++) {
+        crdt_replica_space_id(c->reps[i], sid);
+        if (!crdt_replica_damaged(c->reps[i]) &&
+            crdtnet_hs_hello_is_for(p, n, sid)) {
+            id = c->reps[i];
+            cfg.space_id = sid;
+            break;
+        }
+    }
     c->r = NULL; /* chosen again by the handshake's space_ok */
-    sodium_memzero(&m, sizeof m);
     crdt_replica_public_key(id, pk);
     crdt_replica_secret_key(id, sk);
     cfg.role = CRDTNET_HS_SERVER;
@@ -601,6 +620,7 @@ server_hs_new(conn *c, const unsigned char *p, size_t n)
     cfg.sk = sk;
     cfg.is_member = server_is_member;
     cfg.space_ok = server_space_ok;
+    cfg.invite_ok = server_invite_ok;
     cfg.ctx = c;
     cfg.frame_max = SESSION_FRAME_MAX;
     rc = crdtnet_hs_new(&c->hs, &cfg);
@@ -765,7 +785,11 @@ do_read(conn *c, unsigned char *buf, size_t size, long long now)
     }
     if (r == 0) {
         c->eof = 1;
-        if (c->state == ST_HS)
+        if (c->state == ST_HS && c->role == CRDTNET_HS_CLIENT)
+            fail(c, CRDT_EIO, "connection closed during the handshake "
+                              "(a server answers only a hello for a space "
+                              "it serves)");
+        else if (c->state == ST_HS)
             fail(c, CRDT_EIO, "connection closed during the handshake");
         else if (c->state == ST_SESSION)
             fail(c, CRDT_EIO, "connection closed by the peer");
@@ -1233,6 +1257,7 @@ crdtnet__sync_connect(crdtnet_report *out, crdt_replica *r,
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
     unsigned char pk[CRDT_PUBKEY_BYTES], sk[CRDT_SECKEY_BYTES];
     unsigned char sid[CRDT_SPACE_ID_BYTES];
+    unsigned char inv[CRDTNET_INVITE_SECRET_BYTES];
     char why[CRDTNET_REASON_MAX];
     int fd = -1, rc, cto;
     conn *c;
@@ -1271,8 +1296,11 @@ crdtnet__sync_connect(crdtnet_report *out, crdt_replica *r,
         cfg.is_member = client_is_member;
         cfg.ctx = c;
         cfg.frame_max = SESSION_FRAME_MAX;
+        if (crdtnet__invite_pending(r, inv))
+            cfg.invite = inv;
         rc = crdtnet_hs_new(&c->hs, &cfg);
         sodium_memzero(sk, sizeof sk);
+        sodium_memzero(inv, sizeof inv);
         if (rc == CRDT_OK)
             rc = crdtnet_framer_new(&c->fr, CRDTNET_HS_MSG_MAX);
         if (rc < 0) {

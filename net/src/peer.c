@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "crdtnet/channel.h"
 #include "crdtnet/conn.h"
@@ -107,6 +108,18 @@ server_is_member(const unsigned char pk[CRDTNET_PK_BYTES], void *ctx)
     crdtnet_peer *p = ctx;
 
     return p->r != NULL && crdtnet_is_member(p->r, pk); /* strict */
+}
+
+static int
+server_invite_ok(const unsigned char pk[CRDTNET_PK_BYTES],
+                 const unsigned char secret[CRDTNET_INVITE_SECRET_BYTES],
+                 char *why, size_t why_size, void *ctx)
+{
+    crdtnet_peer *p = ctx;
+
+    return p->r != NULL &&
+           crdtnet__invite_redeem(p->r, pk, secret, (uint64_t)time(NULL),
+                                  why, why_size);
 }
 
 static int
@@ -278,21 +291,27 @@ hs_finished(crdtnet_peer *p)
 }
 
 /* Server: answer with the identity of the replica holding the space the
- * client's hello names (peeked before the handshake exists). */
+ * client's hello is for (matched before the handshake exists). */
 static int
 server_hs_new(crdtnet_peer *p, const unsigned char *m, size_t n)
 {
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
     unsigned char pk[CRDT_PUBKEY_BYTES], sk[CRDT_SECKEY_BYTES];
+    unsigned char sid[CRDT_SPACE_ID_BYTES];
     crdt_replica *id = p->reps[0];
-    crdtnet__hs_msg h;
+    size_t i;
     int rc;
 
-    if (crdtnet__hs_decode(&h, 1u << CRDTNET__MSG_HELLO, m, n) == CRDT_OK &&
-        server_space_ok(h.space, p))
-        id = p->r;
+    /* The hello names no space: its MAC verifies under one (or none). */
+    for (i = 0; i < p->n_reps; i++) {
+        crdt_replica_space_id(p->reps[i], sid);
+        if (crdtnet_hs_hello_is_for(m, n, sid)) {
+            id = p->reps[i];
+            cfg.space_id = sid;
+            break;
+        }
+    }
     p->r = NULL; /* chosen again by the handshake's space_ok */
-    sodium_memzero(&h, sizeof h);
     crdt_replica_public_key(id, pk);
     crdt_replica_secret_key(id, sk);
     cfg.role = CRDTNET_HS_SERVER;
@@ -300,6 +319,7 @@ server_hs_new(crdtnet_peer *p, const unsigned char *m, size_t n)
     cfg.sk = sk;
     cfg.is_member = server_is_member;
     cfg.space_ok = server_space_ok;
+    cfg.invite_ok = server_invite_ok;
     cfg.ctx = p;
     cfg.frame_max = SESSION_FRAME_MAX;
     rc = crdtnet_hs_new(&p->hs, &cfg);
@@ -565,6 +585,7 @@ crdtnet_peer_new(crdtnet_peer **out, crdt_replica *const *replicas,
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
     unsigned char pk[CRDT_PUBKEY_BYTES], sk[CRDT_SECKEY_BYTES];
     unsigned char sid[CRDT_SPACE_ID_BYTES];
+    unsigned char inv[CRDTNET_INVITE_SECRET_BYTES];
     crdtnet_peer *p;
     int rc;
 
@@ -599,8 +620,11 @@ crdtnet_peer_new(crdtnet_peer **out, crdt_replica *const *replicas,
         cfg.is_member = client_is_member;
         cfg.ctx = p;
         cfg.frame_max = SESSION_FRAME_MAX;
+        if (crdtnet__invite_pending(p->r, inv))
+            cfg.invite = inv;
         rc = crdtnet_hs_new(&p->hs, &cfg);
         sodium_memzero(sk, sizeof sk);
+        sodium_memzero(inv, sizeof inv);
     }
     if (rc < 0) {
         crdtnet_peer_free(p);
