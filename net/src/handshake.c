@@ -179,8 +179,8 @@ crdtnet__hs_decode(crdtnet__hs_msg *out, unsigned accept,
         else
             rc = CRDT_EPROTO;
     } else if ((accept & BIT(CRDTNET__MSG_REPLY)) && count == 2) {
-        const unsigned char *box;
-        uint32_t box_len;
+        const unsigned char *box = NULL;
+        uint32_t box_len = 0;
 
         m.kind = CRDTNET__MSG_REPLY;
         rc = crdt__mp_bin_fixed(&r, m.eph, EPH_BYTES);
