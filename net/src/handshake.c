@@ -776,12 +776,13 @@ on_auth(crdtnet_hs *hs, const unsigned char *p, size_t n)
     char why_inv[CRDTNET_REASON_MAX];
     const char *why = R_MALFORMED;
     crdtnet__hs_msg a;
-    int rc = open_auth(hs, hs->k_auth, p, n, &a, &why);
+    int member, rc = open_auth(hs, hs->k_auth, p, n, &a, &why);
 
     sodium_memzero(hs->k_auth, sizeof hs->k_auth);
     if (rc < 0)
         return fail(hs, rc, why, TELL_SEALED);
-    if (a.has_invite && !hs->is_member(a.pk, hs->ctx)) {
+    member = hs->is_member(a.pk, hs->ctx);
+    if (!member && a.has_invite) { /* a member needs no invitation */
         why_inv[0] = '\0';
         rc = hs->invite_ok != NULL &&
              hs->invite_ok(a.pk, a.invite, why_inv, sizeof why_inv, hs->ctx);
@@ -790,7 +791,7 @@ on_auth(crdtnet_hs *hs, const unsigned char *p, size_t n)
             return fail(hs, CRDT_EAUTH,
                         why_inv[0] != '\0' ? why_inv : "invitation refused",
                         TELL_SEALED);
-    } else if (!hs->is_member(a.pk, hs->ctx)) {
+    } else if (!member) {
         return fail(hs, CRDT_EAUTH, R_MEMBER, TELL_SEALED);
     }
     memcpy(hs->peer_pk, a.pk, sizeof hs->peer_pk);
