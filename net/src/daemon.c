@@ -424,7 +424,8 @@ conn_main(void *arg)
 {
     dconn *c = arg;
     crdtnet_daemon *d = c->d;
-    crdtnet__conn_hooks h = { conn_authenticated, conn_stats, c, &c->evict };
+    crdtnet__conn_hooks h = { conn_authenticated, conn_stats, c, &c->evict,
+                              NULL };
 
     (void)crdtnet__serve_conn(c->fd, d->reps, d->n, &d->copts, NULL, &h);
     pthread_mutex_lock(&d->mu);
@@ -587,7 +588,7 @@ peer_main(void *arg)
 {
     dpeer *p = arg;
     crdtnet_daemon *d = p->d;
-    crdtnet__conn_hooks h = { peer_authenticated, peer_stats, p, NULL };
+    crdtnet__conn_hooks h = { peer_authenticated, peer_stats, p, NULL, NULL };
     long long backoff = d->backoff_min, wait;
     crdtnet_report rep;
     int rc;
