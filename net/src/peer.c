@@ -99,6 +99,9 @@ struct crdtnet_peer {
     int finished;
 };
 
+static void vfail(crdtnet_peer *p, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 vfail(crdtnet_peer *p, int code, const char *fmt, va_list ap)
 {
