@@ -596,6 +596,18 @@ START_TEST(test_hs_invitation_reaches_the_server_sealed)
     crdtnet_hs_free(cli);
     crdtnet_hs_free(srv);
 
+    /* A member that still sends its invitation (its first sync stopped
+     * after it was admitted) gets in as a member: the used invitation is
+     * not looked at again. */
+    pol_s.invite_accept = 0;
+    cli = new_hs_with(CRDTNET_HS_CLIENT, &id_a, &pol_c, space1, NULL, secret);
+    srv = new_hs(CRDTNET_HS_SERVER, &id_b, &pol_s, space1, NULL);
+    pump();
+    ck_assert(crdtnet_hs_done(cli) && crdtnet_hs_done(srv));
+    ck_assert_int_eq(pol_s.invite_calls, 1);
+    crdtnet_hs_free(cli);
+    crdtnet_hs_free(srv);
+
     /* Refused: the callback's reason reaches the client. */
     pol_s.invite_accept = 0;
     cli = new_hs_with(CRDTNET_HS_CLIENT, &id_x, &pol_c, space1, NULL, secret);
