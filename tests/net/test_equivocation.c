@@ -13,59 +13,34 @@
 #include "crdt/crdt.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
+#include "support/epoch_util.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
 static char da[256], db[256], dc[256];
 static crdt_replica *a, *b, *c;
 
-static crdt_replica *
-open_dir(const char *dir)
-{
-    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
-    crdt_replica *r = NULL;
-    char sub[300];
-
-    snprintf(sub, sizeof sub, "%s/r", dir);
-    ck_assert_int_eq(crdt_replica_open(&r, sub, &o), CRDT_OK);
-    ck_assert_int_eq(epoch_attach(r), CRDT_OK);
-    return r;
-}
-
 /* c becomes a byte copy of a (a copied data directory) */
 static void
 clone_a(void)
 {
-    char cmd[700];
-
     crdt_replica_close(a);
-    ck_assert_int_eq(test_tmpdir(dc, sizeof dc), 0);
-    snprintf(cmd, sizeof cmd, "cp -a '%s/r' '%s/r'", da, dc);
-    ck_assert_int_eq(system(cmd), 0);
-    a = open_dir(da);
-    c = open_dir(dc);
+    tu_copy_dir(da, dc, sizeof dc);
+    a = tu_open_dir(da);
+    c = tu_open_dir(dc);
 }
 
 static void
 setup(void)
 {
-    unsigned char space[16];
-
-    a = tu_create(da, sizeof da, NULL);
-    crdt_replica_space_id(a, space);
-    b = tu_create(db, sizeof db, space);
-    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
-    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    tu_pair_open(&a, da, &b, db, sizeof da);
     c = NULL;
 }
 
 static void
 teardown(void)
 {
-    crdt_replica_close(a);
-    crdt_replica_close(b);
-    test_rmtree(da);
-    test_rmtree(db);
+    tu_pair_close(a, da, b, db);
     if (c != NULL) {
         crdt_replica_close(c);
         test_rmtree(dc);
@@ -76,37 +51,12 @@ static void
 run(crdt_replica *x, crdt_replica *y, crdtnet_report *rx, crdtnet_report *ry,
     int *ex, int *ey)
 {
-    crdtnet_session *sx, *sy;
-    const unsigned char *msg;
-    size_t len;
+    tu_sync_result res = tu_sessions_run(x, y, NULL);
 
-    ck_assert_int_eq(crdtnet_session_new(&sx, x, NULL), CRDT_OK);
-    ck_assert_int_eq(crdtnet_session_new(&sy, y, NULL), CRDT_OK);
-    for (int round = 0; round < 10000; round++) {
-        int moved = 0;
-        while (crdtnet_session_next_out(sx, &msg, &len) == CRDT_OK) {
-            unsigned char *copy = malloc(len);
-            memcpy(copy, msg, len);
-            crdtnet_session_feed(sy, copy, len);
-            free(copy);
-            moved = 1;
-        }
-        while (crdtnet_session_next_out(sy, &msg, &len) == CRDT_OK) {
-            unsigned char *copy = malloc(len);
-            memcpy(copy, msg, len);
-            crdtnet_session_feed(sx, copy, len);
-            free(copy);
-            moved = 1;
-        }
-        if (!moved)
-            break;
-    }
-    *rx = *crdtnet_session_report(sx);
-    *ry = *crdtnet_session_report(sy);
-    *ex = crdtnet_session_error(sx);
-    *ey = crdtnet_session_error(sy);
-    crdtnet_session_free(sx);
-    crdtnet_session_free(sy);
+    *rx = res.rx;
+    *ry = res.ry;
+    *ex = res.ex;
+    *ey = res.ey;
 }
 
 static void
