@@ -29,20 +29,12 @@
 
 #include "epoch_internal.h"
 
-/* One actor of a heads blob: actor, seq, chain hash. */
-typedef struct {
-    crdt_actor actor;
-    uint64_t seq;
-    unsigned char hash[CRDT_HASH_BYTES];
-} head_entry;
-
-/* Parse a heads blob (crdt_raw_heads_encode(): 5 items per actor). */
-static int
-heads_parse(head_entry **out, size_t *n_out, const unsigned char *h,
-            size_t len)
+int
+epoch__heads_parse(epoch__head **out, size_t *n_out, const unsigned char *h,
+                   size_t len)
 {
     crdt__mp m = { h, h + len };
-    head_entry *v;
+    epoch__head *v;
     uint32_t n;
 
     *out = NULL;
@@ -67,8 +59,8 @@ heads_parse(head_entry **out, size_t *n_out, const unsigned char *h,
     return CRDT_OK;
 }
 
-static const head_entry *
-heads_find(const head_entry *v, size_t n, const crdt_actor *a)
+static const epoch__head *
+heads_find(const epoch__head *v, size_t n, const crdt_actor *a)
 {
     for (size_t i = 0; i < n; i++)
         if (memcmp(v[i].actor.b, a->b, CRDT_ACTOR_BYTES) == 0)
@@ -109,24 +101,24 @@ child_of(epoch_info *out, crdt_raw *t, const epoch_info *cur,
 /* Compare our heads with the cut: what we lack, what we hold beyond it,
  * and the first actor whose chain forks from the cut's. */
 static int
-compare_heads(crdt_raw *t, const head_entry *cut, size_t n_cut,
+compare_heads(crdt_raw *t, const epoch__head *cut, size_t n_cut,
               uint64_t *lacking, uint64_t *beyond, size_t *fork_at)
 {
     unsigned char *ours_blob = NULL;
     size_t ours_len = 0, n_ours = 0;
-    head_entry *ours = NULL;
+    epoch__head *ours = NULL;
     int rc;
 
     *lacking = *beyond = 0;
     *fork_at = SIZE_MAX;
     if ((rc = crdt_raw_heads_encode(&ours_blob, &ours_len, t)) < 0)
         return rc;
-    rc = heads_parse(&ours, &n_ours, ours_blob, ours_len);
+    rc = epoch__heads_parse(&ours, &n_ours, ours_blob, ours_len);
     crdt_free(ours_blob);
     if (rc < 0)
         return rc;
     for (size_t i = 0; i < n_cut; i++) {
-        const head_entry *o = heads_find(ours, n_ours, &cut[i].actor);
+        const epoch__head *o = heads_find(ours, n_ours, &cut[i].actor);
         uint64_t have = o ? o->seq : 0;
         if (have < cut[i].seq)
             *lacking += cut[i].seq - have;
@@ -136,7 +128,7 @@ compare_heads(crdt_raw *t, const head_entry *cut, size_t n_cut,
             *fork_at = i; /* same seq, another change: two chains */
     }
     for (size_t i = 0; i < n_ours; i++) {
-        const head_entry *c = heads_find(cut, n_cut, &ours[i].actor);
+        const epoch__head *c = heads_find(cut, n_cut, &ours[i].actor);
         uint64_t folded = c ? c->seq : 0;
         if (ours[i].seq > folded)
             *beyond += ours[i].seq - folded;
@@ -260,7 +252,7 @@ check_in(epoch_check *out, crdt_raw *t, const unsigned char *target_id)
     epoch_info cur, k;
     const unsigned char *cut_blob;
     size_t cut_len, n_cut = 0, fork_at;
-    head_entry *cut = NULL;
+    epoch__head *cut = NULL;
     epoch_lens *lens = NULL;
     unsigned char hash[CRDT_HASH_BYTES];
     uint64_t beyond;
@@ -293,7 +285,7 @@ check_in(epoch_check *out, crdt_raw *t, const unsigned char *target_id)
         goto done;
     }
     if ((rc = epoch__record_heads(&cut_blob, &cut_len, &k)) < 0 ||
-        (rc = heads_parse(&cut, &n_cut, cut_blob, cut_len)) < 0)
+        (rc = epoch__heads_parse(&cut, &n_cut, cut_blob, cut_len)) < 0)
         goto done;
     if ((rc = compare_heads(t, cut, n_cut, &out->lacking, &beyond,
                             &fork_at)) < 0)

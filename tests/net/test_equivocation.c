@@ -269,6 +269,65 @@ START_TEST(test_copy_detected_at_first_sync)
 }
 END_TEST
 
+/* The two copies at different epochs: the copy is still at epoch 0 when
+ * a bystander folds the original's chain into epoch 1 (the change at the
+ * cut was compacted, so no same-epoch fork check ever compares the two
+ * versions). The copy resets into the epoch: its own writes for seqs the
+ * epoch folds with the original's content must not vanish. @p longer:
+ * the copy wrote more than the original (the cut folds fewer of its seqs
+ * than it wrote). */
+static void
+copy_behind_epoch(int longer)
+{
+    crdtnet_report rx, ry;
+    int ex, ey;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    clone_a();
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "orig%d", i);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "v", 10 + i), CRDT_OK);
+    }
+    for (int i = 0; i < (longer ? 5 : 2); i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert_int_eq(tu_put_int(c, "c", doc, "v", 20 + i), CRDT_OK);
+    }
+    sync_ok(a, b);
+    tu_migrate(b, NULL, NULL); /* folds the original's seqs 1..4 */
+    run(b, c, &rx, &ry, &ex, &ey);
+    ck_assert_msg(ex == 0 && ey == 0, "%s / %s", rx.reason, ry.reason);
+    sync_ok(b, c);
+    sync_ok(a, b);
+    sync_ok(b, c);
+    assert_same(a, b);
+    assert_same(b, c);
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "orig%d", i);
+        ck_assert_msg(kept(b, doc), "%s lost", doc);
+    }
+    for (int i = 0; i < (longer ? 5 : 2); i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert_msg(kept(c, doc), "%s lost on the copy", doc);
+    }
+}
+
+START_TEST(test_copy_behind_epoch_shorter)
+{
+    copy_behind_epoch(0);
+}
+END_TEST
+
+START_TEST(test_copy_behind_epoch_longer)
+{
+    copy_behind_epoch(1);
+}
+END_TEST
+
 static int
 count_kinds(const epoch_quarantined *q, void *p)
 {
@@ -335,6 +394,8 @@ test_suite(void)
     tcase_add_test(tc, test_after_compaction_nothing_lost);
     tcase_add_test(tc, test_quarantine_keys_do_not_collide);
     tcase_add_test(tc, test_copy_detected_at_first_sync);
+    tcase_add_test(tc, test_copy_behind_epoch_shorter);
+    tcase_add_test(tc, test_copy_behind_epoch_longer);
     suite_add_tcase(s, tc);
     return s;
 }
