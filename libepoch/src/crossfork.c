@@ -29,6 +29,9 @@
  *     incarnation, as at equal epochs.
  * Invariants:
  *  (1) Inside the reset's one txn: an interrupted reset changes nothing.
+ *      It runs after a losing fork's archived changes came back into the
+ *      log (they may hold our version too) and before the sender's staged
+ *      log joins it (only our own changes are judged).
  *  (2) Nothing is dropped: every op of a change that leaves the log is in
  *      the quarantine first.
  */
@@ -148,28 +151,41 @@ move_out(crdt_raw *t, const unsigned char *key, const char *why, int kind,
 }
 
 int
+epoch__own_head_in(uint64_t *out, crdt_raw *t)
+{
+    crdt_actor own = crdt_replica_actor(crdt_raw_replica(t));
+    unsigned char *blob = NULL;
+    size_t len = 0, n = 0;
+    epoch__head *h = NULL;
+    int rc;
+
+    *out = 0;
+    if ((rc = crdt_raw_heads_encode(&blob, &len, t)) < 0)
+        return rc;
+    rc = epoch__heads_parse(&h, &n, blob, len);
+    crdt_free(blob);
+    for (size_t i = 0; rc == CRDT_OK && i < n; i++)
+        if (memcmp(h[i].actor.b, own.b, CRDT_ACTOR_BYTES) == 0)
+            *out = h[i].seq;
+    free(h);
+    return rc;
+}
+
+int
 epoch__quarantine_crossforks_in(uint64_t *moved_out, uint64_t *forked_out,
-                                int *own_out, crdt_raw *t,
+                                int *own_out, crdt_raw *t, uint64_t own_head,
                                 const unsigned char *base_heads,
                                 size_t heads_len)
 {
-    epoch__head *cut = NULL, *ours = NULL;
-    size_t n_cut = 0, n_ours = 0;
-    unsigned char *ours_blob = NULL;
-    size_t ours_len = 0;
+    epoch__head *cut = NULL;
+    size_t n_cut = 0;
     crdt_actor own = crdt_replica_actor(crdt_raw_replica(t));
-    uint64_t own_head = 0, moved = 0, forked = 0;
+    uint64_t moved = 0, forked = 0;
     int rc;
 
     *own_out = 0;
     if ((rc = epoch__heads_parse(&cut, &n_cut, base_heads, heads_len)) < 0)
         return rc;
-    if ((rc = crdt_raw_heads_encode(&ours_blob, &ours_len, t)) < 0 ||
-        (rc = epoch__heads_parse(&ours, &n_ours, ours_blob, ours_len)) < 0)
-        goto done;
-    for (size_t i = 0; i < n_ours; i++)
-        if (memcmp(ours[i].actor.b, own.b, CRDT_ACTOR_BYTES) == 0)
-            own_head = ours[i].seq;
     for (size_t i = 0; rc == CRDT_OK && i < n_cut; i++) {
         int is_own = memcmp(cut[i].actor.b, own.b, CRDT_ACTOR_BYTES) == 0;
         mine *m = NULL;
@@ -190,13 +206,10 @@ epoch__quarantine_crossforks_in(uint64_t *moved_out, uint64_t *forked_out,
     }
     if (rc == CRDT_OK && moved > 0)
         rc = crdt_raw_recount_log(t);
-done:
     if (rc == CRDT_OK) {
         *moved_out = moved;
         *forked_out = forked;
     }
-    crdt_free(ours_blob);
-    free(ours);
     free(cut);
     return rc;
 }

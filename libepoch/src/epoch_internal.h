@@ -96,16 +96,20 @@ typedef struct {
 int epoch__heads_parse(epoch__head **out, size_t *n_out,
                        const unsigned char *h, size_t len);
 
-/* Equivocation across epochs, inside a reset's txn before the heads are
- * replaced: every actor whose chain in our log forks from the one
+/* Equivocation across epochs, inside a reset's txn after the heads are
+ * replaced and a losing fork's archive came back, before the sender's log
+ * is unstaged (@p own_head: our own head before the reset): every actor whose chain in our log forks from the one
  * @p base_heads fold (and this replica's own actor when the base folds
  * seqs of it this replica never holds) has its changes in our log moved
  * to the quarantine (crossfork.c). @p own_out: our own actor was among
  * them; @p forked_out: how many actors forked. */
 int epoch__quarantine_crossforks_in(uint64_t *moved_out, uint64_t *forked_out,
                                     int *own_out, crdt_raw *t,
+                                    uint64_t own_head,
                                     const unsigned char *base_heads,
                                     size_t heads_len);
+/* This replica's own head seq in @p t (0 if it never wrote). */
+int epoch__own_head_in(uint64_t *out, crdt_raw *t);
 
 /* Apply a chain of lenses to a schema (versions); CRDT_EINVAL if a lens
  * section's `from` does not match. */

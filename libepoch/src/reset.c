@@ -632,7 +632,7 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     size_t heads_len;
     unsigned char hash[CRDT_HASH_BYTES];
     uint64_t old_number = 0, fork_from = UINT64_MAX, moved = 0;
-    uint64_t lost = 0, xmoved = 0, xforked = 0;
+    uint64_t lost = 0, xmoved = 0, xforked = 0, own_head = 0;
     int xown = 0;
     crdt_actor own;
     int own_lost = 0;
@@ -691,9 +691,8 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
                                             heads, heads_len,
                                             rs->fork_reason);
         }
-        if (rc == CRDT_OK) /* before the replay archives our versions */
-            rc = epoch__quarantine_crossforks_in(&xmoved, &xforked, &xown, t,
-                                                 heads, heads_len);
+        if (rc == CRDT_OK)
+            rc = epoch__own_head_in(&own_head, t);
         if (rc == CRDT_OK)
             rc = crdt_raw_heads_replace(t, heads, heads_len);
         if (rc == CRDT_OK)
@@ -704,6 +703,9 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
          * reset under a lower number, leaving a gap) */
         if (rc == CRDT_OK && fork_from != UINT64_MAX && fork_from < old_number)
             rc = unarchive(t, 0);
+        if (rc == CRDT_OK) /* before the replay archives our versions */
+            rc = epoch__quarantine_crossforks_in(&xmoved, &xforked, &xown, t,
+                                                 own_head, heads, heads_len);
         if (rc == CRDT_OK)
             rc = unstage(t, &lost);
         if (rc == CRDT_OK) /* keeps (3) */

@@ -167,6 +167,25 @@ typedef struct {
     uint64_t broken_at;
 } actor_chain;
 
+/* The author of @p cm saw an equivocation and writes under a new actor
+ * now: its own losing ops were re-applied under it and left the
+ * quarantine. */
+static int
+lost_and_renewed(sim_world *w, const sim_commit *cm)
+{
+    crdt_replica *r = w->rep[cm->replica];
+    crdt_read *rd;
+    crdt_stats st;
+
+    if (memcmp(crdt_replica_actor(r).b, cm->actor.b, 8) == 0 ||
+        crdt_read_begin(&rd, r) != CRDT_OK)
+        return 0;
+    if (crdt_read_stats(&st, rd) != CRDT_OK)
+        st.equivocations = 0;
+    crdt_read_end(rd);
+    return st.equivocations > 0;
+}
+
 /* (2), version by version. */
 static int
 nothing_lost(sim_world *w, crdt_vv *vv0)
@@ -219,8 +238,7 @@ nothing_lost(sim_world *w, crdt_vv *vv0)
             epoch_quarantine_list(w->rep[i], q_match, &f);
         if (f.found)
             continue;
-        if (held && memcmp(crdt_replica_actor(w->rep[cm->replica]).b,
-                           cm->actor.b, 8) != 0)
+        if (lost_and_renewed(w, cm))
             continue; /* its author re-applied its losing ops under a new
                          incarnation (epoch_quarantine_apply_lost) */
         {
