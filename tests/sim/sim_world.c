@@ -683,9 +683,14 @@ dump_state(sim_world *w, int i)
             for (size_t j = 0; j < crdt_vv_count(vv); j++) {
                 crdt_actor a;
                 uint64_t sq;
+                unsigned char hh[32];
+                uint64_t hs = 0;
                 crdt_vv_entry(vv, j, &a, &sq);
-                fprintf(stderr, "r%d VV %02x%02x=%llu\n", i, a.b[0], a.b[1],
-                        (unsigned long long)sq);
+                memset(hh, 0, sizeof hh);
+                crdt_head_read(&hs, hh, w->rep[i], &a);
+                fprintf(stderr, "r%d VV %02x%02x=%llu head %02x%02x%02x\n", i,
+                        a.b[0], a.b[1], (unsigned long long)sq, hh[0], hh[1],
+                        hh[2]);
             }
             crdt_vv_free(vv);
         }
