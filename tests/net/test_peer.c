@@ -373,8 +373,12 @@ START_TEST(test_client_trusts_only_its_pinned_key)
                      CRDT_OK);
     ck_assert_int_eq(crdtnet_peer_new(&ps, &a, 1, CRDTNET_HS_SERVER, NULL),
                      CRDT_OK);
-    pump(pc, ps, &seed);
+    pump_idle(pc, ps);
+    /* the client refuses in silence and hangs up: the server sees EOF */
+    ck_assert(crdtnet_peer_done(pc));
+    crdtnet_peer_eof(ps);
     ck_assert_int_eq(crdtnet_peer_result(pc, &rep), CRDT_EAUTH);
+    ck_assert_ptr_nonnull(strstr(rep.reason, "member"));
     crdtnet_peer_free(pc);
     crdtnet_peer_free(ps);
 
