@@ -1,7 +1,9 @@
 /*
  * test_raw.c: the spare state slot through crdt/raw.h: puts in key
  * order after a clear (appended), keys out of order and keys already
- * there, and the slot's hash against one recomputed from its entries.
+ * there, and the slot's hash against one recomputed from its entries;
+ * every kind of state entry decoded and encoded back to its own bytes,
+ * and malformed entries refused.
  */
 #include <check.h>
 #include <stdio.h>
@@ -92,6 +94,149 @@ assert_stored_hash_exact(crdt_replica *r, const unsigned char *want)
     if (want != NULL)
         ck_assert_mem_eq(kept, want, 32);
 }
+
+/* Decode every entry of @p r's active slot, encode it back, compare. */
+static int
+round_trip_all(crdt_replica *r, int *kinds_seen)
+{
+    crdt_raw *t;
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    int rc, n = 0;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_cursor_open(&c, t, crdt_raw_state_db(t, 0)),
+                     CRDT_OK);
+    rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+    while (rc == CRDT_OK) {
+        unsigned char k2[CRDT_STATE_KEY_MAX], v2[256];
+        size_t kl2, vl2;
+        crdt_state_entry e, kd;
+
+        ck_assert_int_eq(crdt_state_entry_decode(&e, k, kl, v, vl), CRDT_OK);
+        ck_assert_int_eq(crdt_state_key_decode(&kd, k, kl), CRDT_OK);
+        ck_assert_int_eq(kd.kind, e.kind);
+        kinds_seen[e.kind] = 1;
+        ck_assert_int_eq(crdt_state_entry_encode(k2, &kl2, v2, sizeof v2,
+                                                 &vl2, &e),
+                         CRDT_OK);
+        ck_assert_uint_eq(kl2, kl);
+        ck_assert_mem_eq(k2, k, kl);
+        ck_assert_uint_eq(vl2, vl);
+        if (vl > 0)
+            ck_assert_mem_eq(v2, v, vl);
+        /* too small a value buffer: told how much is needed */
+        if (vl > 0) {
+            ck_assert_int_eq(crdt_state_entry_encode(k2, &kl2, v2, vl - 1,
+                                                     &vl2, &e),
+                             CRDT_ELIMIT);
+            ck_assert_uint_eq(vl2, vl);
+        }
+        n++;
+        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+    }
+    ck_assert_int_eq(rc, CRDT_ENOTFOUND);
+    crdt_raw_cursor_close(c);
+    crdt_raw_abort(t);
+    return n;
+}
+
+START_TEST(test_state_entries_decode_and_encode_to_their_own_bytes)
+{
+    crdt_value s = crdt_value_str("a string of more than 31 bytes, "
+                                     "so not a fixstr",
+                                     47);
+    crdt_value one = crdt_value_int(-70000), el = crdt_value_str("x", 1);
+    int kinds[7] = { 0 };
+    crdt_txn *t;
+
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "d1", "s", &s), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "d1", "i", &one), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "d1", "n", 5), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_sadd(t, "c", "d1", "tags", &el), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d1", "body", 0, "hi", 2),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_list_insert(t, "c", "d1", "l", 0, &one),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "d2", "x", &one), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_srem(t, "c", "d1", "tags", &el), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_field(t, "c", "d1", "n"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_field(t, "c", "d1", "s"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_doc(t, "c", "d2"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_gt(round_trip_all(a, kinds), 8);
+    for (int i = 0; i < 7; i++)
+        ck_assert_msg(kinds[i], "no entry of kind %d", i);
+}
+END_TEST
+
+START_TEST(test_malformed_state_entries_are_refused)
+{
+    static const unsigned char stamp[17] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+    const unsigned char reg[] = "c\0d\0f\0R", cnt[] = "c\0d\0f\0C12345678",
+                        bad_kind[] = "c\0d\0f\0Z", no_kind[] = "c\0d\0f\0",
+                        no_doc[] = "c\0", doc[] = "c\0d\0";
+    unsigned char k[CRDT_STATE_KEY_MAX], v[64], longname[80];
+    crdt_state_entry e;
+    size_t kl, vl;
+
+    /* a register without a scalar, with trailing bytes, an empty name */
+    ck_assert_int_eq(crdt_state_entry_decode(&e, reg, sizeof reg - 1, stamp,
+                                             16),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_entry_decode(&e, reg, sizeof reg - 1,
+                                             (const unsigned char[18]){
+                                                 [16] = 0xc0, [17] = 0xc0 },
+                                             18),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_entry_decode(&e, "\0d\0f\0R", 7, stamp, 17),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_key_decode(&e, bad_kind, sizeof bad_kind - 1),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_key_decode(&e, no_kind, sizeof no_kind - 1),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_key_decode(&e, no_doc, sizeof no_doc - 1),
+                     CRDT_ECORRUPT);
+    /* a counter part of the wrong size, a doc tombstone of the wrong size */
+    ck_assert_int_eq(crdt_state_entry_decode(&e, cnt, sizeof cnt - 1, v, 16),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_entry_decode(&e, doc, sizeof doc - 1, v, 17),
+                     CRDT_ECORRUPT);
+    /* a name longer than CRDT_NAME_MAX */
+    memset(longname, 'a', sizeof longname);
+    longname[70] = 0;
+    longname[71] = 'd';
+    longname[72] = 0;
+    ck_assert_int_eq(crdt_state_key_decode(&e, longname, 73), CRDT_ECORRUPT);
+    /* encode: a set element over 256 bytes is a limit, a bad name EINVAL */
+    memset(&e, 0, sizeof e);
+    e.kind = CRDT_ENTRY_SET_TAG;
+    e.coll = "c";
+    e.coll_len = 1;
+    e.doc = "d";
+    e.doc_len = 1;
+    e.field = "f";
+    e.field_len = 1;
+    e.value = crdt_value_bytes(longname, 0);
+    ck_assert_int_eq(crdt_state_entry_encode(k, &kl, v, sizeof v, &vl, &e),
+                     CRDT_OK);
+    {
+        static unsigned char big[300];
+        e.value = crdt_value_bytes(big, sizeof big);
+        ck_assert_int_eq(crdt_state_entry_encode(k, &kl, v, sizeof v, &vl,
+                                                 &e),
+                         CRDT_ELIMIT);
+        ck_assert_uint_eq(vl, 0);
+    }
+    e.field_len = 0;
+    ck_assert_int_eq(crdt_state_entry_encode(k, &kl, v, sizeof v, &vl, &e),
+                     CRDT_EINVAL);
+}
+END_TEST
 
 START_TEST(test_spare_put_out_of_order_and_existing_keys_after_clear)
 {
@@ -214,6 +359,8 @@ test_suite(void)
     TCase *tc = tcase_create("spare");
 
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_state_entries_decode_and_encode_to_their_own_bytes);
+    tcase_add_test(tc, test_malformed_state_entries_are_refused);
     tcase_add_test(tc,
                    test_spare_put_out_of_order_and_existing_keys_after_clear);
     tcase_add_test(tc, test_spare_put_same_key_twice_right_after_clear);

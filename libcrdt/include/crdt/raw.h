@@ -127,6 +127,80 @@ CRDT_API int crdt_raw_state_rehash(crdt_raw *t, unsigned char *out);
  */
 CRDT_API int crdt_raw_owner(crdt_raw *t, unsigned char *owner_out);
 
+/* ---- state entries: the one reader and writer outside state.c ---- */
+
+/** Longest state key (LMDB's key limit). */
+#define CRDT_STATE_KEY_MAX 511
+
+/** What one entry of a state slot is (docs/storage.md, section 4). */
+typedef enum {
+    CRDT_ENTRY_DOC_TOMBSTONE = 0, /**< the document's delete stamp */
+    CRDT_ENTRY_REGISTER,          /**< a register value or field tombstone */
+    CRDT_ENTRY_COUNTER,           /**< one actor's increments */
+    CRDT_ENTRY_COUNTER_REMOVED,   /**< what deletes observed of a part */
+    CRDT_ENTRY_SET_TAG,           /**< one add of a set element */
+    CRDT_ENTRY_TEXT,              /**< a record of a text field's block */
+    CRDT_ENTRY_LIST               /**< a record of a list field's block */
+} crdt_entry_kind;
+
+/**
+ * One state entry, decoded. Names and views point into the bytes it was
+ * decoded from (or, to encode, into the caller's memory). Which members
+ * mean something depends on @c kind:
+ *  - DOC_TOMBSTONE: @c hlc, @c actor (the stamp); no field.
+ *  - REGISTER: @c hlc, @c actor; @c tombstone, or @c value (a scalar).
+ *  - COUNTER: @c actor (whose part), @c count, @c sum, @c seq (the last
+ *    seq applied). COUNTER_REMOVED: @c actor, @c count, @c sum.
+ *  - SET_TAG: @c value (the element), @c actor and @c seq (the add's),
+ *    @c live.
+ *  - TEXT, LIST: @c rest (the record's key after the field's block) and
+ *    @c raw (its value), carried as they are: a sequence is read through
+ *    crdt/read.h, never entry by entry.
+ * Stamps order by @c hlc, then by the actor's bytes.
+ */
+typedef struct {
+    crdt_entry_kind kind;
+    const char *coll, *doc, *field; /**< field: NULL for DOC_TOMBSTONE */
+    size_t coll_len, doc_len, field_len;
+    uint64_t hlc;
+    crdt_actor actor;
+    int tombstone;
+    crdt_value value;
+    uint64_t count, sum, seq;
+    int live;
+    const unsigned char *rest, *raw;
+    size_t rest_len, raw_len;
+} crdt_state_entry;
+
+/**
+ * Decode the state entry with key @p k and value @p v (as a cursor over
+ * crdt_raw_state_db() returns them) into @p out.
+ * @return CRDT_OK; CRDT_ECORRUPT (not a valid entry).
+ */
+CRDT_API int crdt_state_entry_decode(crdt_state_entry *out, const void *k,
+                                     size_t kl, const void *v, size_t vl);
+/**
+ * Decode only the key: @c kind, the names, @c rest (for REGISTER and
+ * DOC_TOMBSTONE empty; for the others what follows the kind).
+ * @return CRDT_OK; CRDT_ECORRUPT.
+ */
+CRDT_API int crdt_state_key_decode(crdt_state_entry *out, const void *k,
+                                   size_t kl);
+/**
+ * Encode @p e: its key into @p k (CRDT_STATE_KEY_MAX bytes) and its
+ * value into @p v (@p v_cap bytes), the bytes a replica writes for that
+ * entry. Encoding a decoded entry gives back the bytes it came from.
+ * @return CRDT_OK; CRDT_EINVAL (a NULL argument, a bad name or kind);
+ *         CRDT_ELIMIT: the key would be longer than CRDT_STATE_KEY_MAX
+ *         or a set element longer than 256 bytes (*@p vl_out is 0), or
+ *         the value needs more than @p v_cap bytes (*@p vl_out is how
+ *         many: call again with that much).
+ */
+CRDT_API int crdt_state_entry_encode(unsigned char *k, size_t *kl_out,
+                                     unsigned char *v, size_t v_cap,
+                                     size_t *vl_out,
+                                     const crdt_state_entry *e);
+
 /* ---- epochs and the log ---- */
 
 /** Set the current epoch (number and id) that new local changes carry. */
