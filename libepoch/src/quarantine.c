@@ -123,27 +123,6 @@ epoch_quarantine_count(uint64_t *out, crdt_replica *r)
     return rc;
 }
 
-static uint64_t
-heads_seq(const unsigned char *h, size_t len, const crdt_actor *a)
-{
-    crdt__mp m = { h, h + len };
-    uint32_t n;
-
-    if (h == NULL || crdt__mp_array(&m, &n) < 0)
-        return 0;
-    for (uint32_t i = 0; i < n / 5; i++) {
-        unsigned char actor[8];
-        uint64_t seq;
-        if (crdt__mp_bin_fixed(&m, actor, 8) < 0 ||
-            crdt__mp_uint(&m, &seq) < 0 || crdt__mp_skip(&m) < 0 ||
-            crdt__mp_skip(&m) < 0 || crdt__mp_skip(&m) < 0)
-            return 0;
-        if (memcmp(actor, a->b, 8) == 0)
-            return seq;
-    }
-    return 0;
-}
-
 int
 epoch__quarantine_unsynced_in(uint64_t *moved_out, crdt_raw *t,
                               const unsigned char *target_heads,
@@ -174,7 +153,11 @@ epoch__quarantine_unsynced_in(uint64_t *moved_out, crdt_raw *t,
             free(copy);
             break;
         }
-        have = heads_seq(target_heads, heads_len, &ch.actor);
+        if ((rc = crdt_heads_seq(&have, target_heads, heads_len,
+                                 &ch.actor)) < 0) {
+            free(copy);
+            break;
+        }
         if (ch.seq + ch.n_ops - 1 > have) {
             crdt_op_iter it;
             crdt_op op;
@@ -235,14 +218,16 @@ epoch__quarantine_forks_in(uint64_t *moved_out, crdt_raw *t,
     int rc = CRDT_OK;
 
     for (size_t a = 0; rc == CRDT_OK && a < n_actors; a++) {
-        uint64_t base = heads_seq(base_heads, heads_len, &actors[a]);
+        uint64_t base;
         unsigned char (*dead)[16] = NULL;
         size_t n_dead = 0;
         crdt_raw_cursor *c;
         const void *k, *v;
         size_t kl, vl;
 
-        if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_LOG)) < 0)
+        if ((rc = crdt_heads_seq(&base, base_heads, heads_len,
+                                 &actors[a])) < 0 ||
+            (rc = crdt_raw_cursor_open(&c, t, CRDT_DB_LOG)) < 0)
             break;
         rc = crdt_raw_cursor_seek(c, actors[a].b, 8, &k, &kl, &v, &vl);
         while (rc == CRDT_OK && kl == 16 &&

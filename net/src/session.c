@@ -634,31 +634,6 @@ crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
 
 /* ---- receiving ---- */
 
-static int
-vv_from_heads_blob(crdt_vv **out, const unsigned char *h, size_t len)
-{
-    crdt__mp m = { h, h + len };
-    uint32_t n;
-    crdt_vv *vv;
-    int rc;
-
-    if ((rc = crdt_vv_new(&vv)) < 0)
-        return rc;
-    if (h != NULL && crdt__mp_array(&m, &n) == CRDT_OK) {
-        for (uint32_t i = 0; i < n / 5; i++) {
-            crdt_actor a;
-            uint64_t seq;
-            if (crdt__mp_bin_fixed(&m, a.b, 8) < 0 ||
-                crdt__mp_uint(&m, &seq) < 0 || crdt__mp_skip(&m) < 0 ||
-                crdt__mp_skip(&m) < 0 || crdt__mp_skip(&m) < 0)
-                break;
-            crdt_vv_set(vv, &a, seq);
-        }
-    }
-    *out = vv;
-    return CRDT_OK;
-}
-
 /* heads blob of the record with id @p id (a view into @p holder) */
 static int
 record_heads(epoch_info *holder, crdt_replica *r, const unsigned char *id,
@@ -699,10 +674,12 @@ become_giver(crdtnet_session *s)
         return fail(s, rc, "cannot read the epoch", 1);
     crdt_vv_free(s->lacks);
     s->lacks = NULL;
-    rc = vv_from_heads_blob(&s->lacks, h, hl);
+    rc = crdt_heads_vv(&s->lacks, h, hl);
     epoch_info_clear(&cur);
     if (rc < 0)
-        return fail(s, rc, "out of memory", 1);
+        return fail(s, rc, rc == CRDT_ENOMEM ? "out of memory"
+                                             : "the epoch's heads are bad",
+                    1);
     return CRDT_OK;
 }
 

@@ -3,10 +3,12 @@
  * order after a clear (appended), keys out of order and keys already
  * there, and the slot's hash against one recomputed from its entries;
  * every kind of state entry decoded and encoded back to its own bytes,
- * and malformed entries refused.
+ * and malformed entries refused; the heads blob's one parser, and bad
+ * blobs getting the same answer from every call that reads one.
  */
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crdt/crdt.h"
@@ -238,6 +240,119 @@ START_TEST(test_malformed_state_entries_are_refused)
 }
 END_TEST
 
+static int
+count_head(const crdt_head *h, void *ctx)
+{
+    (void)h;
+    ++*(int *)ctx;
+    return CRDT_OK;
+}
+
+/* @p blob, @p len gets @p want from every reader of a heads blob, and a
+ * refused replace leaves the heads as they were. */
+static void
+all_readers_say(crdt_replica *r, const unsigned char *blob, size_t len,
+                int want)
+{
+    crdt_actor x = { { 0 } };
+    uint64_t seq = 77;
+    crdt_vv *vv = (crdt_vv *)&x, *before, *after;
+    crdt_raw *t;
+    crdt_read *rd;
+
+    ck_assert_int_eq(crdt_heads_parse(blob, len, NULL, NULL), want);
+    ck_assert_int_eq(crdt_heads_seq(&seq, blob, len, &x), want);
+    ck_assert_uint_eq(seq, 77); /* untouched on an error */
+    ck_assert_int_eq(crdt_heads_vv(&vv, blob, len), want);
+    ck_assert_ptr_null(vv);
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_vv(&before, rd), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_heads_replace(t, blob, len), want);
+    ck_assert_int_eq(crdt_raw_vv(&after, t), CRDT_OK);
+    crdt_raw_abort(t);
+    ck_assert(crdt_vv_covers(before, after) && crdt_vv_covers(after, before));
+    crdt_vv_free(before);
+    crdt_vv_free(after);
+}
+
+START_TEST(test_heads_blob_one_parser_same_answers)
+{
+    unsigned char *blob, *bad;
+    size_t len;
+    crdt_actor me = crdt_replica_actor(a);
+    crdt_vv *vv, *want;
+    crdt_raw *t;
+    crdt_read *rd;
+    uint64_t seq;
+    int n = 0;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "g", 2), CRDT_OK);
+    me = crdt_replica_actor(a);
+    ck_assert_int_eq(crdt_replica_new_incarnation(a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "h", 3), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_heads_encode(&blob, &len, t), CRDT_OK);
+    crdt_raw_abort(t);
+    /* a good blob: every head, the right seq, the replica's own vector */
+    ck_assert_int_eq(crdt_heads_parse(blob, len, count_head, &n), CRDT_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(crdt_heads_seq(&seq, blob, len, &me), CRDT_OK);
+    ck_assert_uint_eq(seq, 2);
+    ck_assert_int_eq(crdt_heads_vv(&vv, blob, len), CRDT_OK);
+    ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+    ck_assert_int_eq(crdt_read_vv(&want, rd), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert(crdt_vv_covers(vv, want) && crdt_vv_covers(want, vv));
+    crdt_vv_free(vv);
+    crdt_vv_free(want);
+    /* no heads: length 0, or an empty array */
+    ck_assert_int_eq(crdt_heads_seq(&seq, NULL, 0, &me), CRDT_OK);
+    ck_assert_uint_eq(seq, 0);
+    ck_assert_int_eq(crdt_heads_parse((const unsigned char *)"\x90", 1, NULL,
+                                      NULL),
+                     CRDT_OK);
+
+    bad = malloc(len + 1);
+    ck_assert_ptr_nonnull(bad);
+    /* truncated, anywhere */
+    for (size_t cut = 1; cut < len; cut += 7)
+        ck_assert_int_eq(crdt_heads_parse(blob, cut, NULL, NULL),
+                         CRDT_EPROTO);
+    all_readers_say(a, blob, len - 1, CRDT_EPROTO);
+    /* a byte after the array */
+    memcpy(bad, blob, len);
+    bad[len] = 0xc0;
+    all_readers_say(a, bad, len + 1, CRDT_EPROTO);
+    /* 5 items per actor, not 4 */
+    memcpy(bad, blob, len);
+    bad[0] = 0x94;
+    all_readers_say(a, bad, len, CRDT_EPROTO);
+    /* an actor that its key and incarnation do not make */
+    memcpy(bad, blob, len);
+    bad[3] ^= 1; /* 0x9a, c4 08, then the first actor */
+    all_readers_say(a, bad, len, CRDT_EPROTO);
+    /* a hash of 31 bytes */
+    all_readers_say(a, (const unsigned char[]){ 0x95, 0xc4, 0x08, 1, 2, 3, 4,
+                                                5, 6, 7, 8, 0x01, 0xc4, 0x1f },
+                    14, CRDT_EPROTO);
+    /* not an array; a map */
+    all_readers_say(a, (const unsigned char *)"\xc0", 1, CRDT_EPROTO);
+    all_readers_say(a, (const unsigned char *)"\x80", 1, CRDT_EPROTO);
+    /* an array32 claiming 2^32-1 items in 5 bytes */
+    all_readers_say(a, (const unsigned char *)"\xdd\xff\xff\xff\xff", 5,
+                    CRDT_EPROTO);
+    /* over the size limit: refused before it is read */
+    ck_assert_int_eq(crdt_heads_parse(blob, CRDT_HEADS_BLOB_MAX + 1, NULL,
+                                      NULL),
+                     CRDT_ELIMIT);
+    free(bad);
+    crdt_free(blob);
+}
+END_TEST
+
 START_TEST(test_spare_put_out_of_order_and_existing_keys_after_clear)
 {
     static const char *const want[] = { "zero", "one", "two", "THREE",
@@ -361,6 +476,7 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_state_entries_decode_and_encode_to_their_own_bytes);
     tcase_add_test(tc, test_malformed_state_entries_are_refused);
+    tcase_add_test(tc, test_heads_blob_one_parser_same_answers);
     tcase_add_test(tc,
                    test_spare_put_out_of_order_and_existing_keys_after_clear);
     tcase_add_test(tc, test_spare_put_same_key_twice_right_after_clear);

@@ -222,12 +222,62 @@ CRDT_API int crdt_raw_prune_archive(crdt_raw *t, uint64_t keep_from);
 /**
  * The heads (per-actor seq, chain hash, key) as one msgpack blob, and
  * back: an epoch record carries the heads folded into it, so a replica
- * that resets to it can keep checking every actor's hash chain.
+ * that resets to it can keep checking every actor's hash chain. The
+ * blob is a msgpack array of 5 items per actor, in actor order:
+ * actor (bin 8), seq (uint), hash (bin 32), pk (bin 32), inc (bin 8).
+ * Only libcrdt reads or writes it: everyone else calls
+ * crdt_heads_parse() and the two helpers after it.
  * @param[out] buf_out  malloc'd; release it with crdt_free()
  */
 CRDT_API int crdt_raw_heads_encode(unsigned char **buf_out, size_t *len_out,
                           crdt_raw *t);
+/**
+ * Replace every head with those of @p buf (checked whole first: on an
+ * error nothing changed). @return CRDT_OK; CRDT_EINVAL (a read txn);
+ * what crdt_heads_parse() returns for a bad blob; CRDT_EFULL.
+ */
 CRDT_API int crdt_raw_heads_replace(crdt_raw *t, const unsigned char *buf,
+                           size_t len);
+
+/** Largest heads blob accepted (an epoch record's limit). */
+#define CRDT_HEADS_BLOB_MAX ((size_t)8 * 1024 * 1024)
+
+/** One actor's head as the heads blob carries it. */
+typedef struct {
+    crdt_actor actor;
+    uint64_t seq;                          /**< last op held */
+    unsigned char hash[CRDT_HASH_BYTES];   /**< of the change ending there */
+    unsigned char pk[CRDT_PUBKEY_BYTES];
+    unsigned char inc[8];
+} crdt_head;
+
+/** Called per head; a negative return stops the parse with that code. */
+typedef int (*crdt_head_fn)(const crdt_head *h, void *ctx);
+
+/**
+ * The one parser of a heads blob: check it and call @p fn (NULL: only
+ * check) for each head, in order. A blob of length 0 holds no heads.
+ * @return CRDT_OK; CRDT_ELIMIT (longer than CRDT_HEADS_BLOB_MAX);
+ *         CRDT_EPROTO (not an array of 5 items per actor, an item of the
+ *         wrong type or size, an actor that is not the one its key and
+ *         incarnation make, bytes after the array); a negative code
+ *         @p fn returned. The same blob always gets the same answer, so
+ *         every caller treats a bad blob alike.
+ */
+CRDT_API int crdt_heads_parse(const unsigned char *blob, size_t len,
+                              crdt_head_fn fn, void *ctx);
+/**
+ * The seq @p blob holds for @p actor in @p seq_out (0 if none).
+ * @return as crdt_heads_parse(); on an error @p seq_out is untouched.
+ */
+CRDT_API int crdt_heads_seq(uint64_t *seq_out, const unsigned char *blob,
+                            size_t len, const crdt_actor *actor);
+/**
+ * The version vector of @p blob (each actor's seq).
+ * @param[out] out  free with crdt_vv_free(); NULL on an error
+ * @return as crdt_heads_parse(); CRDT_ENOMEM.
+ */
+CRDT_API int crdt_heads_vv(crdt_vv **out, const unsigned char *blob,
                            size_t len);
 /** Version vector from the heads in this txn. */
 CRDT_API int crdt_raw_vv(crdt_vv **out, crdt_raw *t);
