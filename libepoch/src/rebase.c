@@ -319,9 +319,8 @@ transform_seq(rebase_ctx *x, crdt_raw *t, const crdt_change *c, uint64_t seq,
     return CRDT_OK;
 
 quarantine:
-    rc = epoch__quarantine_put(t, c, seq, c->hlc + (seq - c->seq), in,
-                               reason ? reason : "cannot be rebased",
-                               CRDT_QK_REBASE);
+    rc = crdt_raw_quarantine_put(t, c, seq, in, CRDT_QK_REBASE,
+                                 reason ? reason : "cannot be rebased");
     return rc < 0 ? rc : CRDT_EREJECTED;
 }
 
@@ -419,8 +418,8 @@ transform(void *p, crdt_raw *t, const crdt_change *c, uint64_t seq,
     return CRDT_OK;
 
 quarantine:
-    rc = epoch__quarantine_put(t, c, seq, c->hlc + (seq - c->seq), in,
-                               reason ? reason : "cannot be rebased", CRDT_QK_REBASE);
+    rc = crdt_raw_quarantine_put(t, c, seq, in, CRDT_QK_REBASE,
+                                 reason ? reason : "cannot be rebased");
     return rc < 0 ? rc : CRDT_EREJECTED;
 }
 

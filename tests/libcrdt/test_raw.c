@@ -4,7 +4,8 @@
  * there, and the slot's hash against one recomputed from its entries;
  * every kind of state entry decoded and encoded back to its own bytes,
  * and malformed entries refused; the heads blob's one parser, and bad
- * blobs getting the same answer from every call that reads one.
+ * blobs getting the same answer from every call that reads one; the
+ * quarantine record written and read back by libcrdt's one codec.
  */
 #include <check.h>
 #include <stdio.h>
@@ -353,6 +354,102 @@ START_TEST(test_heads_blob_one_parser_same_answers)
 }
 END_TEST
 
+START_TEST(test_quarantine_record_written_and_read_by_libcrdt)
+{
+    crdt_value v3 = crdt_value_int(3);
+    tu_batch batch;
+    crdt_change ch;
+    crdt_txn *tx;
+    crdt_raw *t;
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    uint64_t n = 99;
+    crdt_quarantined q;
+    unsigned char old_key[16], *bad;
+    int seen = 0, rc;
+
+    ck_assert_int_eq(crdt_txn_begin(&tx, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(tx, "c", "d", "f", &v3), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(tx, "c", "d", "n", 2), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(tx, NULL), CRDT_OK);
+    batch = tu_export_all(a);
+    ck_assert_uint_eq(batch.n, 1);
+    ck_assert_int_eq(crdt_change_decode(&ch, batch.v[0].data, batch.v[0].len),
+                     CRDT_OK);
+    ck_assert_uint_eq(ch.n_ops, 2);
+    /* a read txn may not write; only the op above seq `above` goes in */
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_quarantine_change(&n, t, &ch, 0,
+                                                CRDT_QK_UNSYNCED, "x"),
+                     CRDT_EINVAL);
+    crdt_raw_abort(t);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_quarantine_change(&n, t, &ch, ch.seq,
+                                                CRDT_QK_UNSYNCED, "why"),
+                     CRDT_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(crdt_raw_cursor_open(&c, t, CRDT_DB_QUARANTINE),
+                     CRDT_OK);
+    rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+    while (rc == CRDT_OK) {
+        ck_assert_uint_eq(kl, CRDT_QUARANTINE_KEY_BYTES);
+        ck_assert_int_eq(crdt_quarantine_decode(&q, k, kl, v, vl), CRDT_OK);
+        ck_assert_mem_eq(q.actor.b, ch.actor.b, 8);
+        ck_assert_uint_eq(q.seq, ch.seq + 1);
+        ck_assert_uint_eq(q.hlc, ch.hlc + 1); /* the op's own stamp */
+        ck_assert_int_eq(q.kind, CRDT_QK_UNSYNCED);
+        ck_assert_mem_eq(q.tag, ch.hash, 8);
+        ck_assert_uint_eq(q.reason_len, 3);
+        ck_assert_mem_eq(q.reason, "why", 3);
+        ck_assert_mem_eq(q.epoch_id, ch.epoch_id, CRDT_HASH_BYTES);
+        ck_assert_int_eq(q.op.kind, CRDT_OP_INCR);
+        ck_assert_int_eq(q.op.delta, 2);
+        /* a store of format 2 written before kinds: actor | seq */
+        memcpy(old_key, k, 16);
+        ck_assert_int_eq(crdt_quarantine_decode(&q, old_key, 16, v, vl),
+                         CRDT_OK);
+        ck_assert_int_eq(q.kind, 0);
+        ck_assert_ptr_null(q.tag);
+        /* damaged: a key of another length, a value cut short */
+        ck_assert_int_eq(crdt_quarantine_decode(&q, k, 17, v, vl),
+                         CRDT_ECORRUPT);
+        bad = malloc(vl);
+        memcpy(bad, v, vl);
+        ck_assert_int_eq(crdt_quarantine_decode(&q, k, kl, bad, vl - 1),
+                         CRDT_ECORRUPT);
+        bad[0] = 0x93; /* 3 items */
+        ck_assert_int_eq(crdt_quarantine_decode(&q, k, kl, bad, vl),
+                         CRDT_ECORRUPT);
+        free(bad);
+        seen++;
+        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+    }
+    ck_assert_int_eq(rc, CRDT_ENOTFOUND);
+    ck_assert_int_eq(seen, 1);
+    crdt_raw_cursor_close(c);
+    /* one op by seq, under another kind: another key */
+    {
+        crdt_op_iter it;
+        crdt_op op;
+        uint64_t cnt;
+        crdt_op_iter_init(&it, &ch);
+        ck_assert_int_eq(crdt_op_iter_next(&op, &it), CRDT_OK);
+        ck_assert_int_eq(crdt_raw_quarantine_put(t, &ch, ch.seq, &op,
+                                                 CRDT_QK_REBASE, "lens"),
+                         CRDT_OK);
+        ck_assert_int_eq(crdt_raw_quarantine_put(t, &ch, ch.seq - 1, &op,
+                                                 CRDT_QK_REBASE, "lens"),
+                         CRDT_EINVAL);
+        ck_assert_int_eq(crdt_raw_count(&cnt, t, CRDT_DB_QUARANTINE),
+                         CRDT_OK);
+        ck_assert_uint_eq(cnt, 2);
+    }
+    crdt_raw_abort(t);
+    tu_batch_free(&batch);
+}
+END_TEST
+
 START_TEST(test_spare_put_out_of_order_and_existing_keys_after_clear)
 {
     static const char *const want[] = { "zero", "one", "two", "THREE",
@@ -477,6 +574,7 @@ test_suite(void)
     tcase_add_test(tc, test_state_entries_decode_and_encode_to_their_own_bytes);
     tcase_add_test(tc, test_malformed_state_entries_are_refused);
     tcase_add_test(tc, test_heads_blob_one_parser_same_answers);
+    tcase_add_test(tc, test_quarantine_record_written_and_read_by_libcrdt);
     tcase_add_test(tc,
                    test_spare_put_out_of_order_and_existing_keys_after_clear);
     tcase_add_test(tc, test_spare_put_same_key_twice_right_after_clear);

@@ -311,6 +311,52 @@ CRDT_API void crdt_quarantine_key(unsigned char *key, const crdt_actor *a,
                          uint64_t seq, int kind,
                          const unsigned char *change_hash);
 
+/**
+ * One quarantine record, decoded (docs/storage.md, section 6). The
+ * record is libcrdt's: merge, the authority rules and libepoch write it
+ * through crdt_raw_quarantine_put() / crdt_raw_quarantine_change() and
+ * read it through crdt_quarantine_decode(), never byte by byte.
+ * Views point into the key and value it was decoded from.
+ */
+typedef struct {
+    crdt_actor actor;
+    uint64_t seq;
+    int kind;                    /**< CRDT_QK_*; 0 in an older key */
+    const unsigned char *tag;    /**< 8 bytes of the change's hash; NULL
+                                      in an older key */
+    const char *reason;          /**< not NUL-terminated */
+    size_t reason_len;
+    unsigned char epoch_id[CRDT_HASH_BYTES]; /**< the op was written in */
+    uint64_t hlc;                /**< its stamp */
+    crdt_op op;                  /**< as written */
+} crdt_quarantined;
+
+/**
+ * Decode the quarantine record with key @p k and value @p v.
+ * @return CRDT_OK; CRDT_ECORRUPT.
+ */
+CRDT_API int crdt_quarantine_decode(crdt_quarantined *out, const void *k,
+                                    size_t kl, const void *v, size_t vl);
+/**
+ * Quarantine op @p op of change @p c, the one at seq @p seq (its stamp
+ * is the change's hlc plus its index), under kind @p kind (CRDT_QK_*)
+ * with @p reason; a record already under that key is replaced.
+ * @return CRDT_OK; CRDT_EINVAL (a read txn, a NULL argument, @p seq
+ *         below the change's); CRDT_EFULL; CRDT_EIO.
+ */
+CRDT_API int crdt_raw_quarantine_put(crdt_raw *t, const crdt_change *c,
+                                     uint64_t seq, const crdt_op *op,
+                                     int kind, const char *reason);
+/**
+ * Quarantine every op of change @p c whose seq is above @p above (0:
+ * all of them), as crdt_raw_quarantine_put() does; how many in
+ * @p n_out (may be NULL).
+ * @return as crdt_raw_quarantine_put(); CRDT_EPROTO (a bad op).
+ */
+CRDT_API int crdt_raw_quarantine_change(uint64_t *n_out, crdt_raw *t,
+                                        const crdt_change *c, uint64_t above,
+                                        int kind, const char *reason);
+
 /** Merge remote changes inside @p t (crdt_merge() does begin+this+commit). */
 CRDT_API CRDT_MUST_CHECK int crdt_raw_merge(crdt_merge_report *report, crdt_raw *t,
                    const crdt_bytes *changes, size_t n);
