@@ -56,7 +56,7 @@ release(void *p)
 
     path_clear(x);
     epoch_buf_free(&x->scratch);
-    free(x->obs);
+    crdt_free(x->obs); /* crdt_observed_map()'s */
     free(x);
 }
 
@@ -391,7 +391,7 @@ transform(void *p, crdt_raw *t, const crdt_change *c, uint64_t seq,
             rc = crdt_observed_map(&buf, &len, &op, map_field, map_elem, &m);
             if (rc < 0)
                 return rc;
-            free(x->obs);
+            crdt_free(x->obs);
             x->obs = buf;
             op.observed = buf;
             op.observed_len = len;

@@ -135,7 +135,7 @@ crdtnet_session_free(crdtnet_session *s)
     crdt_vv_free(s->lacks);
     crdt_vv_free(s->peer_known);
     free(s->peer_heads);
-    free(s->forks);
+    crdt_free(s->forks);
     crdt__enc_free(&s->out);
     free(s);
 }
@@ -250,8 +250,8 @@ build_hello(crdtnet_session *s)
     }
     epoch_chain_free(chain, n);
     crdt_vv_free(vv);
-    free(vb);
-    free(hb);
+    crdt_free(vb);
+    crdt_free(hb);
     return rc;
 }
 
@@ -457,7 +457,7 @@ build_fin(crdtnet_session *s)
         crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
     }
     crdt_vv_free(vv);
-    free(vb);
+    crdt_free(vb);
     return rc;
 }
 
@@ -587,7 +587,7 @@ next_message(crdtnet_session *s)
             size_t l;
             if (crdt_vv_encode(&b, &l, s->peer_known) == CRDT_OK) {
                 crdt_vv_decode(&s->lacks, b, l);
-                free(b);
+                crdt_free(b);
             }
         }
     }
