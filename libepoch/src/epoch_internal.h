@@ -88,7 +88,8 @@ typedef struct {
     uint64_t seq;
     unsigned char hash[CRDT_HASH_BYTES];
 } epoch__head;
-/* Parse a heads blob; @p out is malloc'd (NULL when empty). */
+/* Parse a heads blob through crdt_heads_parse(); @p out is malloc'd
+ * (NULL when empty). */
 int epoch__heads_parse(epoch__head **out, size_t *n_out,
                        const unsigned char *h, size_t len);
 
