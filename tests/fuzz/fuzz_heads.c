@@ -117,6 +117,8 @@ write_seeds(const char *dir)
     b[3] ^= 1;
     fuzz_put_seed(dir, "wrong_actor", b, n);
     fuzz_put_seed(dir, "empty_array", (const unsigned char *)"\x90", 1);
+    fuzz_put_seed(dir, "no_bytes", b, 0); /* no heads */
+    fuzz_put_seed(dir, "map_not_array", (const unsigned char *)"\x80", 1);
     fuzz_put_seed(dir, "four_items", (const unsigned char *)"\x94\xc0\xc0\xc0\xc0", 5);
     fuzz_put_seed(dir, "bomb_array32", (const unsigned char *)"\xdd\xff\xff\xff\xff", 5);
 }
