@@ -6,9 +6,10 @@
  *  - setup (not timed, once): the w1 spool (w_merge.c: 4 sources x
  *    250,000 register writes in changes of 100 ops) is merged into a
  *    "server" replica (w1_merge_into: the w1_merge child, kept); a fresh
- *    "client" replica is created in the same space; the server accepts
- *    the client as a writer (crdt_txn_member_set()). Both are closed; each run works on fresh copies of
- *    the two directories (the client has no data: it pulls everything).
+ *    "client" replica is created in the same space; the server makes
+ *    the client a writer (crdt_txn_member_set()). Both are closed; each
+ *    run works on fresh copies of the two directories (the client has
+ *    no data: it pulls everything).
  *  - measured, in a forked child (the client): it forks the server
  *    process, which opens its copy, epoch_attach()es it, listens on
  *    127.0.0.1 port 0, reports the port through a pipe, accepts one
