@@ -125,9 +125,7 @@ move_out(crdt_raw *t, const unsigned char *key, const char *why, int kind,
     size_t vl;
     unsigned char *copy;
     crdt_change ch;
-    crdt_op_iter it;
-    crdt_op op;
-    uint64_t i = 0;
+    uint64_t n = 0;
     int rc;
 
     if ((rc = crdt_raw_get(t, CRDT_DB_LOG, key, 16, &v, &vl)) < 0)
@@ -136,18 +134,12 @@ move_out(crdt_raw *t, const unsigned char *key, const char *why, int kind,
         return CRDT_ENOMEM;
     memcpy(copy, v, vl); /* the view dies at the first write */
     rc = crdt_change_decode(&ch, copy, vl);
-    if (rc == CRDT_OK) {
-        crdt_op_iter_init(&it, &ch);
-        while (rc == CRDT_OK && crdt_op_iter_next(&op, &it) == CRDT_OK) {
-            rc = epoch__quarantine_put(t, &ch, ch.seq + i, ch.hlc + i, &op,
-                                       why, kind);
-            i++;
-        }
-    }
+    if (rc == CRDT_OK)
+        rc = crdt_raw_quarantine_change(&n, t, &ch, 0, kind, why);
     if (rc == CRDT_OK)
         rc = crdt_raw_del(t, CRDT_DB_LOG, key, 16);
     if (rc == CRDT_OK)
-        *moved += i;
+        *moved += n;
     free(copy);
     return rc;
 }
