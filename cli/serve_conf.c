@@ -77,8 +77,9 @@ const char serve_help[] =
     "  serve DIR... --stdio [--quiet]: serve ONE session on stdin/stdout\n"
     "  instead (what `strata sync DIR --via 'ssh HOST strata serve DIR\n"
     "  --stdio'` runs); its log line goes to stderr.\n"
-    "  SIGHUP reads the file again: logging and backups change at once,\n"
-    "  the rest is logged as needing a restart. SIGTERM or SIGINT stop\n"
+    "  SIGHUP reads the file again: logging, backups, the spaces served\n"
+    "  and the limits of new sessions change at once; listen, peer and\n"
+    "  metrics are logged as needing a restart. SIGTERM or SIGINT stop\n"
     "  the daemon cleanly.\n";
 
 static const serve_opt *
