@@ -171,6 +171,7 @@ daemon_limits(crdtnet_daemon_options *o, const serve_conf *c)
     o->conn.idle_timeout_ms = (int)(c->idle_timeout_s * 1000);
     o->max_conns = (unsigned)c->max_conns;
     o->max_handshakes = (unsigned)c->max_handshakes;
+    o->max_handshakes_per_addr = (unsigned)c->max_handshakes_per_addr;
 }
 
 /* The same directory, however it is written ("./a", "a/", a link). */
@@ -353,17 +354,32 @@ reload(house *h)
                        "effect after a restart", what);                     \
     } while (0)
     NEEDS_RESTART(!same_str(c->listen, n.listen), "listen");
-    NEEDS_RESTART(!same_list(c->peers, c->n_peers, n.peers, n.n_peers),
-                  "peer");
     NEEDS_RESTART(!same_str(c->metrics, n.metrics), "metrics");
 #undef NEEDS_RESTART
     /* live: logging, backups, the spaces served and the limits of new
      * sessions; listen, peer and metrics keep their running values */
     apply_log(&n);
     apply_spaces(h, &n);
+    if (!same_list(c->peers, c->n_peers, n.peers, n.n_peers)) {
+        rc = crdtnet_daemon_set_peers(h->d, (const char *const *)n.peers,
+                                      n.n_peers);
+        if (rc < 0) {
+            serve_logf(CRDTNET_LOG_ERROR, "reload: peer links unchanged: "
+                       "%s", crdt_strerror(rc));
+        } else {
+            for (size_t i = 0; i < c->n_peers; i++)
+                free(c->peers[i]);
+            memcpy(c->peers, n.peers, n.n_peers * sizeof *n.peers);
+            c->n_peers = n.n_peers;
+            n.n_peers = 0; /* moved */
+            serve_logf(CRDTNET_LOG_INFO, "reload: peer links restarted: "
+                       "%zu address(es)", c->n_peers);
+        }
+    }
     if (c->max_epochs_behind != n.max_epochs_behind ||
         c->max_conns != n.max_conns ||
         c->max_handshakes != n.max_handshakes ||
+        c->max_handshakes_per_addr != n.max_handshakes_per_addr ||
         c->idle_timeout_s != n.idle_timeout_s) {
         crdtnet_daemon_options o = CRDTNET_DAEMON_OPTIONS_INIT;
         daemon_limits(&o, &n);
@@ -371,11 +387,14 @@ reload(house *h)
         c->max_epochs_behind = n.max_epochs_behind;
         c->max_conns = n.max_conns;
         c->max_handshakes = n.max_handshakes;
+        c->max_handshakes_per_addr = n.max_handshakes_per_addr;
         c->idle_timeout_s = n.idle_timeout_s;
         serve_logf(CRDTNET_LOG_INFO, "reload: limits applied to new "
                    "sessions: max-conns %ld, max-handshakes %ld, "
-                   "idle-timeout %ld s, max-epochs-behind %ld",
-                   c->max_conns, c->max_handshakes, c->idle_timeout_s,
+                   "max-handshakes-per-addr %ld, idle-timeout %ld s, "
+                   "max-epochs-behind %ld",
+                   c->max_conns, c->max_handshakes,
+                   c->max_handshakes_per_addr, c->idle_timeout_s,
                    c->max_epochs_behind);
     }
     free(c->backup_dir);

@@ -47,6 +47,8 @@ static const serve_opt opts[] = {
     { "max-epochs-behind", 1, LONG(max_epochs_behind, 0, 100000000) },
     { "max-conns", 1, LONG(max_conns, 1, 100000) },
     { "max-handshakes", 1, LONG(max_handshakes, 1, 100000) },
+    { "max-handshakes-per-addr", 1,
+      LONG(max_handshakes_per_addr, 1, 100000) },
     { "idle-timeout", 1, LONG(idle_timeout_s, 1, 86400) },
     { NULL, 0, 0, 0, 0, 0 }
 };
@@ -70,6 +72,7 @@ const char serve_help[] =
     "                           N epochs behind (default 0: no limit)\n"
     "  --max-conns N            accepted connections at once (256)\n"
     "  --max-handshakes N       of them not yet authenticated (128)\n"
+    "  --max-handshakes-per-addr N  of those from one source address (32)\n"
     "  --idle-timeout SECONDS   close a silent connection (30)\n"
     "  The config file has one \"key = value\" a line, keys as the options\n"
     "  without dashes, \"space = DIR\" for a replica, '#' comment lines.\n"
@@ -77,10 +80,10 @@ const char serve_help[] =
     "  serve DIR... --stdio [--quiet]: serve ONE session on stdin/stdout\n"
     "  instead (what `strata sync DIR --via 'ssh HOST strata serve DIR\n"
     "  --stdio'` runs); its log line goes to stderr.\n"
-    "  SIGHUP reads the file again: logging, backups, the spaces served\n"
-    "  and the limits of new sessions change at once; listen, peer and\n"
-    "  metrics are logged as needing a restart. SIGTERM or SIGINT stop\n"
-    "  the daemon cleanly.\n";
+    "  SIGHUP reads the file again: logging, backups, the spaces served,\n"
+    "  the peers and the limits of new sessions change at once; listen\n"
+    "  and metrics are logged as needing a restart. SIGTERM or SIGINT\n"
+    "  stop the daemon cleanly.\n";
 
 static const serve_opt *
 find(const char *name, size_t len)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SIGHUP applies the config's spaces and limits to a running daemon,
+# SIGHUP applies the config's spaces, peers and limits to a running daemon,
 # with a real `strata serve --config` process on 127.0.0.1:
 #  - a space added to the file is served (a member syncs it), a space
 #    taken out is refused, and its live session (a second daemon's peer
@@ -8,7 +8,8 @@
 #    a value damaged in it while the daemon runs takes it out with
 #    "reload: corrupt replica", the other space goes on;
 #  - a space removed and listed again is served again;
-#  - limits are applied to new sessions.
+#  - limits are applied to new sessions;
+#  - a peer added gets a live link, a peer removed loses it.
 # Every wait is bounded (5 s for a log line, 20 s for a sync).
 set -euo pipefail
 S="$1"
@@ -86,7 +87,7 @@ t0=$SECONDS
 kill -HUP "$pD"
 wait_for d.log 'reload: no longer serving .*A \(space [0-9a-f]+\); its sessions were ended'
 wait_for d.log 'reload: serving G \(space [0-9a-f]+\)'
-wait_for d.log 'reload: limits applied to new sessions: max-conns 32, max-handshakes [0-9]+, idle-timeout 20 s'
+wait_for d.log 'reload: limits applied to new sessions: max-conns 32, max-handshakes [0-9]+, max-handshakes-per-addr [0-9]+, idle-timeout 20 s'
 # the live session of A ended on the server's side, the link is refused
 wait_for p.log 'session ended; reconnecting in'
 wait_for p.log 'unknown space; reconnecting in'
@@ -126,4 +127,31 @@ sync_rc A2
 [ "$rc" = 0 ] || fail "A, listed again, is not served: $(cat sync.err)"
 "$S" verify A2 >/dev/null || fail "A2 got damage"
 check "a reload checks the spaces it keeps: damaged G is taken out, A listed again is served"
-echo "reload: spaces and limits applied live"
+
+# ---- a peer added: the daemon keeps a live link to it; removed: ends ----
+"$S" init A4 --space-id "$("$S" status A --json | js 'd["space_id"]')" >/dev/null
+"$S" member add A "$("$S" id A4)"
+sync_rc A4   # its member set, from A
+[ "$rc" = 0 ] || fail "A4 could not sync A: $(cat sync.err)"
+"$S" put A4 notes a4 title '"from A4"'
+: > x.log
+"$S" serve A4 --listen 127.0.0.1:0 >/dev/null 2> x.log &
+pids+=($!)
+wait_for x.log 'listening on 127\.0\.0\.1:[0-9]+'
+xport="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' x.log | head -1)"
+echo "peer = 127.0.0.1:$xport" >> d.conf
+kill -HUP "$pD"
+wait_for d.log 'reload: peer links restarted: 1 address\(es\)'
+wait_for x.log 'authenticated peer'
+for _ in $(seq 1 100); do
+    [ "$("$S" get A notes a4 title 2>/dev/null)" = '"from A4"' ] && break
+    sleep 0.05
+done
+[ "$("$S" get A notes a4 title)" = '"from A4"' ] || fail "the added peer link did not sync"
+sed -i '/^peer = /d' d.conf
+kill -HUP "$pD"
+wait_for d.log 'reload: peer links restarted: 0 address\(es\)'
+wait_for x.log 'session ended'
+kill -0 "$pD" 2>/dev/null || fail "changing the peers killed the daemon"
+check "a peer added by a reload gets a live link (A4's write reached A), removed: the link ends"
+echo "reload: spaces, peers and limits applied live"

@@ -8,7 +8,8 @@
  * own thread, so a slow or silent peer never holds up the others. Live
  * sessions push changes committed by any process to connected peers
  * within about a second. Limits (connections, concurrent handshakes,
- * timeouts) keep a misbehaving peer from exhausting the daemon.
+ * timeouts, pending handshakes per source address) keep a misbehaving
+ * peer from exhausting the daemon.
  * Counters per space (crdtnet_daemon_space_stats()) feed a metrics
  * endpoint.
  *
@@ -46,10 +47,19 @@ typedef struct {
     int backoff_min_ms;      /**< first reconnect delay; 0 = 1000 */
     int backoff_max_ms;      /**< reconnect delay cap; 0 = 60000 */
     int quiet;               /**< nonzero: log nothing */
+    /**
+     * The share of handshakes not yet authenticated one source address
+     * (IP, any port) may hold once the daemon is full; 0 = 32. Then a
+     * new connection from an address at its share replaces only one of
+     * its own (the idlest), and one from an address below it first
+     * replaces one of an address above it, so one address flooding the
+     * daemon cannot take the slots other addresses' members need.
+     */
+    unsigned max_handshakes_per_addr;
 } crdtnet_daemon_options;
 
 #define CRDTNET_DAEMON_OPTIONS_INIT                                         \
-    { 1, CRDTNET_CONN_OPTIONS_INIT, 0, 0, 0, 0, 0 }
+    { 1, CRDTNET_CONN_OPTIONS_INIT, 0, 0, 0, 0, 0, 0 }
 
 /** How a sync session ended, for crdtnet_space_stats.sessions. */
 typedef enum {
@@ -187,9 +197,27 @@ CRDTNET_API int crdtnet_daemon_add_space(crdtnet_daemon *d, crdt_replica *r);
 CRDTNET_API int crdtnet_daemon_remove_space(crdtnet_daemon *d,
                                             crdt_replica *r);
 
+/** Configured peer addresses at most. */
+#define CRDTNET_DAEMON_MAX_PEERS 64
+
+/**
+ * Replace the configured peers (before or during crdtnet_daemon_run(),
+ * from any thread): every live link ends with its final message and is
+ * joined (about a second), then one link per new address and served
+ * replica starts. @p peers are "host:port" strings, copied.
+ * @return CRDT_OK; CRDT_EINVAL (a bad address: nothing changed);
+ *         CRDT_ELIMIT (more than CRDTNET_DAEMON_MAX_PEERS); CRDT_ECLOSED
+ *         (the daemon is stopping); CRDT_ENOMEM; CRDT_ERROR (cannot
+ *         start a thread).
+ */
+CRDTNET_API int crdtnet_daemon_set_peers(crdtnet_daemon *d,
+                                         const char *const *peers,
+                                         size_t n_peers);
+
 /**
  * Apply new settings to the sessions that start from now on: @c
- * max_conns, @c max_handshakes (at once, for accepting), and of @c conn
+ * max_conns, @c max_handshakes, @c max_handshakes_per_addr (at once, for
+ * accepting), and of @c conn
  * the @c policy, @c idle_timeout_ms, @c handshake_timeout_ms and @c
  * batch_bytes (each new connection, and each peer link's next dial).
  * Sessions already running keep theirs; the other fields are ignored.
