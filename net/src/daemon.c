@@ -959,7 +959,7 @@ crdtnet_daemon_remove_space(crdtnet_daemon *d, crdt_replica *r)
         pthread_mutex_unlock(&d->mu);
         return CRDT_ENOTFOUND;
     }
-    d->removed[slot] = 1; /* new handshakes: "unknown space" */
+    d->removed[slot] = 1; /* new handshakes: not served */
     for (c = d->conns; c != NULL; c = c->next)
         if (c->r == r)
             c->stop = 1; /* ends with its final message */

@@ -90,7 +90,7 @@ wait_for d.log 'reload: serving G \(space [0-9a-f]+\)'
 wait_for d.log 'reload: limits applied to new sessions: max-conns 32, max-handshakes [0-9]+, max-handshakes-per-addr [0-9]+, idle-timeout 20 s'
 # the live session of A ended on the server's side, the link is refused
 wait_for p.log 'session ended; reconnecting in'
-wait_for p.log 'unknown space; reconnecting in'
+wait_for p.log '(unknown space|connection closed during the handshake[^;]*); reconnecting in'
 kill -0 "$pD" 2>/dev/null || fail "the reload killed the daemon"
 sync_rc G2
 [ "$rc" = 0 ] || fail "G2 could not sync the added space G: $(cat sync.err)"

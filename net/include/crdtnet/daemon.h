@@ -187,8 +187,8 @@ CRDTNET_API void crdtnet_daemon_stop(crdtnet_daemon *d);
 CRDTNET_API int crdtnet_daemon_add_space(crdtnet_daemon *d, crdt_replica *r);
 
 /**
- * Stop serving @p r: new handshakes for its space are refused (unknown
- * space); its sessions, accepted or to configured peers, end with their
+ * Stop serving @p r: new handshakes for its space are refused as for a
+ * space never served; its sessions, accepted or to configured peers, end with their
  * final message within about a second (a connection still in its
  * handshake that picks the space ends as soon as it knows it); its peer
  * links are joined before this returns. Counters stay (index unchanged).
