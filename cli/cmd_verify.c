@@ -10,7 +10,10 @@
  *      this space, its signature verifies, its key (actor, last seq)
  *      matches its header, its ops decode and number n_ops, and within
  *      one actor the changes follow each other (seq contiguous, each
- *      one's prev = the hash of the one before).
+ *      one's prev = the hash of the one before);
+ *  (3) what every open checks in a small replica
+ *      (crdt_replica_check_records), which adds the actors' heads: each
+ *      names the last change of its actor's run.
  * Any failure exits 6 with what failed; success prints "ok" and counts.
  *
  * Not yet checked: rebuilding the state from the epoch snapshot plus the
@@ -172,6 +175,14 @@ run_verify(verify_counts *n, crdt_replica *r)
     }
     rc = check_log(n, t, space);
     crdt_raw_abort(t);
+    if (rc == CLI_OK) { /* (3) */
+        char why[256];
+        rc = crdt_replica_check_records(r, why, sizeof why);
+        if (rc == CRDT_ECORRUPT)
+            return cli_error(CLI_EDATA, "verify", "%s (local damage)", why);
+        if (rc < 0)
+            return cli_fail("verify", rc);
+    }
     return rc;
 }
 
@@ -229,7 +240,8 @@ verify_in_process(const cli_args *ap)
     int rc;
 
     /* every page is checked at open: verify reads the whole file */
-    rc = cli_open_ex(&r, a.pos[0], CLI_OPEN_CHECK_ALL);
+    /* ... and the records by verify itself, which says more */
+    rc = cli_open_ex(&r, a.pos[0], CLI_OPEN_CHECK_ALL | CLI_OPEN_NO_RECORDS);
     if (rc != CLI_OK)
         return rc;
     memset(&n, 0, sizeof n);

@@ -258,6 +258,15 @@ int crdt__store_precheck(const char *path, int may_repair,
  * (0 = all); CRDT_ECORRUPT with @p why filled at the first damage. */
 int crdt__store_walk(crdt_replica *r, uint64_t max_pages, char *why,
                      size_t why_len);
+/* Both checks on a data file's bytes in memory (@p img, @p len): the
+ * meta pages, the length, then the B-trees of the newest sound meta
+ * page's snapshot, at most @p max_pages pages (0 = all). Nothing is
+ * repaired: @p cur_out (may be NULL) gets 2 when both meta pages are
+ * sound, else the one sound page (0 or 1) an open would copy over the
+ * other. For the fuzz target and tests. */
+int crdt__pagecheck_image(const unsigned char *img, size_t len,
+                          uint64_t max_pages, int *cur_out, char *why,
+                          size_t why_len);
 
 /* ---- wctx: begin/finish a write context (state.c) ---- */
 int crdt__wctx_begin(crdt__wctx *w, crdt_replica *r, int check_marker);

@@ -141,6 +141,23 @@ CRDT_API int crdt_replica_check(crdt_replica *r, uint64_t max_pages,
                                 char *why, size_t why_len);
 
 /**
+ * Check the records inside the pages, from one read snapshot: what
+ * crdt_replica_check() cannot see, a value whose bytes changed inside a
+ * sound page. (1) The stored state: its entries must add up to the state
+ * hash the store keeps. (2) The active log: every change decodes, is of
+ * this space and stored under its own key, each follows the previous
+ * change of its actor (its `prev` is that change's hash), the last
+ * change of each actor's run has a valid signature and, when the
+ * actor's head names that seq, the head's hash. One pass over the state
+ * and the log plus one Ed25519 check per actor. @p why (may be NULL)
+ * gets the first damage found, e.g. "damaged change at ACTOR up to seq
+ * 7 in the log (bad signature)" or "damaged state: ...".
+ * @return CRDT_OK; CRDT_ECORRUPT; CRDT_ENOMEM; CRDT_EIO.
+ */
+CRDT_API int crdt_replica_check_records(crdt_replica *r, char *why,
+                                        size_t why_len);
+
+/**
  * Mark @p r as damaged: something read from it (a change or snapshot
  * about to be sent) failed its check. Only a flag in this handle, for a
  * long-lived process: a daemon stops serving a damaged replica. Thread-
