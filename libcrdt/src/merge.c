@@ -12,9 +12,14 @@
  *  (3) Idempotent: a change at or below the head is a no-op. A signed
  *      change that contradicts the chain we hold (equivocation: a cloned
  *      replica) is not merged: its ops go to the quarantine, reported.
- *  (4) Signatures: the newest change of each actor in the batch is
- *      verified; the hash chain makes that signature cover the rest.
- *      A parked change is verified on its own when it is parked.
+ *  (4) Signatures: before anything of an actor is applied, every change
+ *      of the batch is proven: by the next change of its actor in the
+ *      batch when that one chains to it (same actor, next seq, prev = its
+ *      hash) and is proven, else by its own signature. So one Ed25519
+ *      check covers a whole run, and a change may come without its
+ *      signature (format 2) when its successor is in the batch. A run
+ *      whose chain is broken, or whose last change is unsigned or forged,
+ *      fails the batch with CRDT_EAUTH before anything is written.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -195,8 +200,8 @@ quarantine_conflict(crdt__wctx *w, const crdt_change *c, const crdt__head *h,
     uint64_t n = 0;
     int rc;
 
-    if ((rc = crdt_change_verify(c)) < 0)
-        return rc; /* not signed by the actor: a forgery, not a clone */
+    /* proven with its batch (4): signed by the actor, so a clone's
+     * change, not a forgery */
     crdt_hex(mine, c->hash, 8);
     crdt_hex(held, h->hash, 8);
     why_len = (size_t)snprintf(why, sizeof why,
@@ -305,9 +310,9 @@ park(crdt__wctx *w, const item *it, const crdt__head *h,
     uint64_t mine = 0;
     int rc;
 
-    /* it waits for a later batch: check now what applying it would */
-    if ((rc = crdt__change_check_ops(&it->c)) < 0 ||
-        (rc = crdt_change_verify(&it->c)) < 0)
+    /* it waits for a later batch: check now what applying it would (its
+     * signature or its run's was checked with the batch, (4)) */
+    if ((rc = crdt__change_check_ops(&it->c)) < 0)
         return rc;
     crdt__log_key(key, &it->c.actor, it->c.seq);
     if (mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v) == 0)
@@ -414,16 +419,30 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
     }
 }
 
+/* Keeps (4) for the @p n changes of one actor, sorted by seq. */
+static int
+prove_actor(const item *items, size_t n)
+{
+    for (size_t i = n; i-- > 0;) {
+        if (i + 1 < n && crdt_change_proves(&items[i + 1].c, &items[i].c))
+            continue; /* proven by its successor, which is */
+        if (crdt_change_verify(&items[i].c) < 0)
+            return CRDT_EAUTH;
+    }
+    return CRDT_OK;
+}
+
 static int
 merge_actor(crdt__wctx *w, item *items, size_t n,
             const unsigned char *cur_epoch, crdt_merge_report *rep)
 {
     const crdt_actor *a = &items[0].c.actor;
-    const item *newest = NULL;
     crdt__head h;
     uint64_t start_seq;
     int rc, had_head;
 
+    if ((rc = prove_actor(items, n)) < 0)
+        return rc;
     rc = crdt__head_get(w->txn, w->r, a, &h);
     if (rc < 0 && rc != CRDT_ENOTFOUND)
         return rc;
@@ -473,12 +492,9 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
             return rc;
         if (rep)
             rep->changes_applied++;
-        newest = &items[i];
         if ((rc = drain_pending(w, a, &h, cur_epoch, rep)) < 0)
             return rc;
     }
-    if (newest != NULL && (rc = crdt_change_verify(&newest->c)) < 0)
-        return rc; /* keeps (4) */
     if (h.seq == start_seq)
         return CRDT_OK; /* nothing applied: duplicates or parked only */
     return crdt__head_put(w->txn, w->r, a, &h);

@@ -9,6 +9,9 @@
  *   LSET   = [ 10, coll, doc, field, pos, target: id, value ]
  *   ranges = [ actor: bin8, ctr: uint, len: uint, ... ]  (3 items a range)
  *
+ * In a format-2 change (codec.c) a name may be nil (the op before's) and
+ * an id may be a bare ctr: uint, an element of the change's own actor.
+ *
  * Invariants: a decoded op is fully checked (names, UTF-8 text without
  * NUL, counters from 1 that never wrap, a range count within the
  * limits); the text's code points are counted into op->len.
@@ -22,7 +25,7 @@
 #define RANGES_MAX 1000000u
 
 static int
-dec_id(crdt__mp *m, crdt_seq_id *id, int may_be_nil)
+dec_id(crdt__mp *m, crdt_seq_id *id, int may_be_nil, const crdt_op_iter *ctx)
 {
     uint32_t n;
 
@@ -30,6 +33,14 @@ dec_id(crdt__mp *m, crdt_seq_id *id, int may_be_nil)
     if (m->p < m->end && *m->p == 0xc0) {
         m->p++;
         return may_be_nil ? CRDT_OK : CRDT_EPROTO;
+    }
+    if (ctx != NULL && ctx->compact && m->p < m->end &&
+        (*m->p < 0x80 || (*m->p >= 0xcc && *m->p <= 0xd3))) {
+        id->actor = ctx->self; /* an element of the change's own actor */
+        if (crdt__mp_uint(m, &id->ctr) < 0 || id->ctr == 0 ||
+            id->ctr >= CTR_MAX)
+            return CRDT_EPROTO;
+        return CRDT_OK;
     }
     if (crdt__mp_array(m, &n) < 0 || n != 2 ||
         crdt__mp_bin_fixed(m, id->actor.b, CRDT_ACTOR_BYTES) < 0 ||
@@ -39,10 +50,14 @@ dec_id(crdt__mp *m, crdt_seq_id *id, int may_be_nil)
 }
 
 static int
-enc_id(crdt__enc *e, const crdt_seq_id *id)
+enc_id(crdt__enc *e, const crdt_seq_id *id, const crdt_op_iter *ctx)
 {
     if (id->ctr == 0)
         return msgpack_pack_nil(&e->pk) < 0 ? CRDT_ENOMEM : CRDT_OK;
+    if (ctx != NULL && ctx->compact &&
+        memcmp(id->actor.b, ctx->self.b, CRDT_ACTOR_BYTES) == 0)
+        return msgpack_pack_uint64(&e->pk, id->ctr) < 0 ? CRDT_ENOMEM
+                                                        : CRDT_OK;
     if (msgpack_pack_array(&e->pk, 2) < 0 ||
         crdt__enc_bin(e, id->actor.b, CRDT_ACTOR_BYTES) < 0 ||
         msgpack_pack_uint64(&e->pk, id->ctr) < 0)
@@ -61,19 +76,8 @@ cp_count(const char *s, size_t len)
     return n;
 }
 
-static int
-name(crdt__mp *m, const char **s, size_t *len)
-{
-    uint32_t n;
-
-    if (crdt__mp_name(m, s, &n) < 0)
-        return CRDT_EPROTO;
-    *len = n;
-    return CRDT_OK;
-}
-
 int
-crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
+crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
 {
     static const uint32_t want[] = { 9, 7, 9, 7, 7 };
     const char *txt;
@@ -82,9 +86,9 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
 
     if (n != want[op->kind - CRDT_OP_TINS])
         return CRDT_EPROTO;
-    if (name(m, &op->coll, &op->coll_len) < 0 ||
-        name(m, &op->doc, &op->doc_len) < 0 ||
-        name(m, &op->field, &op->field_len) < 0 ||
+    if (crdt__op_name(m, &op->coll, &op->coll_len, ctx, 0) < 0 ||
+        crdt__op_name(m, &op->doc, &op->doc_len, ctx, 1) < 0 ||
+        crdt__op_name(m, &op->field, &op->field_len, ctx, 2) < 0 ||
         crdt__mp_uint(m, &op->pos) < 0 || op->pos >= CTR_MAX)
         return CRDT_EPROTO;
     switch (op->kind) {
@@ -92,7 +96,8 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
     case CRDT_OP_LINS:
         if (crdt__mp_uint(m, &op->ctr) < 0 || op->ctr == 0 ||
             op->ctr >= CTR_MAX - CRDT_TEXT_INSERT_MAX ||
-            dec_id(m, &op->left, 1) < 0 || dec_id(m, &op->right, 1) < 0)
+            dec_id(m, &op->left, 1, ctx) < 0 ||
+            dec_id(m, &op->right, 1, ctx) < 0)
             return CRDT_EPROTO;
         if (op->kind == CRDT_OP_LINS) {
             const unsigned char *v0 = m->p;
@@ -132,7 +137,7 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
         return CRDT_OK;
     case CRDT_OP_LSET: {
         const unsigned char *v0;
-        if (dec_id(m, &op->target, 0) < 0)
+        if (dec_id(m, &op->target, 0, ctx) < 0)
             return CRDT_EPROTO;
         v0 = m->p;
         if (crdt__mp_value(m, &op->value) < 0 ||
@@ -146,7 +151,7 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
 }
 
 int
-crdt__seq_op_encode(crdt__enc *e, const crdt_op *op)
+crdt__seq_op_encode(crdt__enc *e, const crdt_op *op, crdt_op_iter *ctx)
 {
     static const uint32_t want[] = { 9, 7, 9, 7, 7 };
     int rc;
@@ -156,9 +161,9 @@ crdt__seq_op_encode(crdt__enc *e, const crdt_op *op)
     if (msgpack_pack_array(&e->pk, want[op->kind - CRDT_OP_TINS]) < 0 ||
         msgpack_pack_uint64(&e->pk, op->kind) < 0)
         return CRDT_ENOMEM;
-    if ((rc = crdt__enc_str(e, op->coll, op->coll_len)) < 0 ||
-        (rc = crdt__enc_str(e, op->doc, op->doc_len)) < 0 ||
-        (rc = crdt__enc_str(e, op->field, op->field_len)) < 0)
+    if ((rc = crdt__op_enc_name(e, op->coll, op->coll_len, ctx, 0)) < 0 ||
+        (rc = crdt__op_enc_name(e, op->doc, op->doc_len, ctx, 1)) < 0 ||
+        (rc = crdt__op_enc_name(e, op->field, op->field_len, ctx, 2)) < 0)
         return rc;
     if (msgpack_pack_uint64(&e->pk, op->pos) < 0)
         return CRDT_ENOMEM;
@@ -167,8 +172,8 @@ crdt__seq_op_encode(crdt__enc *e, const crdt_op *op)
     case CRDT_OP_LINS:
         if (msgpack_pack_uint64(&e->pk, op->ctr) < 0)
             return CRDT_ENOMEM;
-        if ((rc = enc_id(e, &op->left)) < 0 ||
-            (rc = enc_id(e, &op->right)) < 0)
+        if ((rc = enc_id(e, &op->left, ctx)) < 0 ||
+            (rc = enc_id(e, &op->right, ctx)) < 0)
             return rc;
         if (op->kind == CRDT_OP_LINS)
             return crdt__enc_value(e, &op->value);
@@ -181,7 +186,7 @@ crdt__seq_op_encode(crdt__enc *e, const crdt_op *op)
             return CRDT_EINVAL;
         return crdt__enc_raw(e, op->ranges, op->ranges_len);
     case CRDT_OP_LSET:
-        if ((rc = enc_id(e, &op->target)) < 0)
+        if ((rc = enc_id(e, &op->target, ctx)) < 0)
             return rc;
         return crdt__enc_value(e, &op->value);
     default:
