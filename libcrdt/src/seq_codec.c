@@ -9,8 +9,10 @@
  *   LSET   = [ 10, coll, doc, field, pos, target: id, value ]
  *   ranges = [ actor: bin8, ctr: uint, len: uint, ... ]  (3 items a range)
  *
- * In a format-2 change (codec.c) a name may be nil (the op before's) and
- * an id may be a bare ctr: uint, an element of the change's own actor.
+ * In a format-2 change (codec.c) a name may be nil (the op before's), an
+ * id may be a bare ctr: uint, an element of the change's own actor, a
+ * range's actor may be nil (the change's own), and an insert's ctr may be
+ * nil: the next after the change's previous insert (its ctr + len).
  *
  * Invariants: a decoded op is fully checked (names, UTF-8 text without
  * NUL, counters from 1 that never wrap, a range count within the
@@ -91,10 +93,22 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
         crdt__op_name(m, &op->field, &op->field_len, ctx, 2) < 0 ||
         crdt__mp_uint(m, &op->pos) < 0 || op->pos >= CTR_MAX)
         return CRDT_EPROTO;
+    if (ctx != NULL && ctx->compact) {
+        op->author = ctx->self;
+        op->has_author = 1;
+    }
     switch (op->kind) {
     case CRDT_OP_TINS:
     case CRDT_OP_LINS:
-        if (crdt__mp_uint(m, &op->ctr) < 0 || op->ctr == 0 ||
+        if (ctx != NULL && ctx->compact && m->p < m->end && *m->p == 0xc0) {
+            if (ctx->next_ctr == 0)
+                return CRDT_EPROTO; /* no insert before it */
+            m->p++;
+            op->ctr = ctx->next_ctr;
+        } else if (crdt__mp_uint(m, &op->ctr) < 0) {
+            return CRDT_EPROTO;
+        }
+        if (op->ctr == 0 ||
             op->ctr >= CTR_MAX - CRDT_TEXT_INSERT_MAX ||
             dec_id(m, &op->left, 1, ctx) < 0 ||
             dec_id(m, &op->right, 1, ctx) < 0)
@@ -105,6 +119,8 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
                 (size_t)(m->p - v0) > CRDT__LIST_VALUE_MAX)
                 return CRDT_EPROTO;
             op->len = 1;
+            if (ctx != NULL)
+                ctx->next_ctr = op->ctr + 1;
             return CRDT_OK;
         }
         if (crdt__mp_str(m, &txt, &tl) < 0 || tl == 0 ||
@@ -114,6 +130,8 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
         op->text = txt;
         op->text_len = tl;
         op->len = cp_count(txt, tl);
+        if (ctx != NULL)
+            ctx->next_ctr = op->ctr + op->len;
         return CRDT_OK;
     case CRDT_OP_TDEL:
     case CRDT_OP_LDEL:
@@ -127,8 +145,11 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
         for (uint32_t i = 0; i < rn / 3; i++) {
             unsigned char a[CRDT_ACTOR_BYTES];
             uint64_t c, l;
-            if (crdt__mp_bin_fixed(m, a, sizeof a) < 0 ||
-                crdt__mp_uint(m, &c) < 0 || crdt__mp_uint(m, &l) < 0 ||
+            if (op->has_author && m->p < m->end && *m->p == 0xc0)
+                m->p++; /* the change's own actor */
+            else if (crdt__mp_bin_fixed(m, a, sizeof a) < 0)
+                return CRDT_EPROTO;
+            if (crdt__mp_uint(m, &c) < 0 || crdt__mp_uint(m, &l) < 0 ||
                 c == 0 || l == 0 || c >= CTR_MAX || l >= CTR_MAX - c)
                 return CRDT_EPROTO;
         }
@@ -148,6 +169,34 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
     default:
         return CRDT_EPROTO;
     }
+}
+
+/* The ranges of @p op, each actor spelled out, or (in a format-2
+ * context) nil for the change's own actor. */
+static int
+enc_ranges(crdt__enc *e, const crdt_op *op, const crdt_op_iter *ctx)
+{
+    crdt_op_ranges it;
+    crdt_seq_range g;
+    int rc;
+
+    if (!op->has_author && (ctx == NULL || !ctx->compact))
+        return crdt__enc_raw(e, op->ranges, op->ranges_len); /* as is */
+    crdt_op_ranges_init(&it, op);
+    if (it.p == NULL ||
+        msgpack_pack_array(&e->pk, (size_t)(3 * it.left)) < 0)
+        return it.p == NULL ? CRDT_EINVAL : CRDT_ENOMEM;
+    while ((rc = crdt_op_ranges_next(&g, &it)) == CRDT_OK) {
+        if (ctx != NULL && ctx->compact &&
+            memcmp(g.actor.b, ctx->self.b, CRDT_ACTOR_BYTES) == 0)
+            rc = msgpack_pack_nil(&e->pk) < 0 ? CRDT_ENOMEM : CRDT_OK;
+        else
+            rc = crdt__enc_bin(e, g.actor.b, CRDT_ACTOR_BYTES);
+        if (rc < 0 || msgpack_pack_uint64(&e->pk, g.ctr) < 0 ||
+            msgpack_pack_uint64(&e->pk, g.len) < 0)
+            return CRDT_ENOMEM;
+    }
+    return rc == CRDT_ENOTFOUND ? crdt__enc_ok(e) : rc;
 }
 
 int
@@ -170,8 +219,14 @@ crdt__seq_op_encode(crdt__enc *e, const crdt_op *op, crdt_op_iter *ctx)
     switch (op->kind) {
     case CRDT_OP_TINS:
     case CRDT_OP_LINS:
-        if (msgpack_pack_uint64(&e->pk, op->ctr) < 0)
+        if (ctx != NULL && ctx->compact && ctx->next_ctr == op->ctr) {
+            if (msgpack_pack_nil(&e->pk) < 0)
+                return CRDT_ENOMEM;
+        } else if (msgpack_pack_uint64(&e->pk, op->ctr) < 0) {
             return CRDT_ENOMEM;
+        }
+        if (ctx != NULL)
+            ctx->next_ctr = op->ctr + op->len;
         if ((rc = enc_id(e, &op->left, ctx)) < 0 ||
             (rc = enc_id(e, &op->right, ctx)) < 0)
             return rc;
@@ -184,7 +239,7 @@ crdt__seq_op_encode(crdt__enc *e, const crdt_op *op, crdt_op_iter *ctx)
             return CRDT_ENOMEM;
         if (op->ranges == NULL || op->ranges_len == 0)
             return CRDT_EINVAL;
-        return crdt__enc_raw(e, op->ranges, op->ranges_len);
+        return enc_ranges(e, op, ctx);
     case CRDT_OP_LSET:
         if ((rc = enc_id(e, &op->target, ctx)) < 0)
             return rc;
@@ -200,8 +255,11 @@ crdt_op_ranges_init(crdt_op_ranges *it, const crdt_op *op)
     crdt__mp m;
     uint32_t n = 0;
 
-    it->p = it->end = NULL;
-    it->left = 0;
+    memset(it, 0, sizeof *it);
+    if (op != NULL && op->has_author) {
+        it->author = op->author;
+        it->has_author = 1;
+    }
     if (op == NULL || op->ranges == NULL ||
         (op->kind != CRDT_OP_TDEL && op->kind != CRDT_OP_LDEL))
         return;
@@ -223,8 +281,14 @@ crdt_op_ranges_next(crdt_seq_range *out, crdt_op_ranges *it)
         return CRDT_ENOTFOUND;
     m.p = it->p;
     m.end = it->end;
-    if (crdt__mp_bin_fixed(&m, out->actor.b, CRDT_ACTOR_BYTES) < 0 ||
-        crdt__mp_uint(&m, &out->ctr) < 0 || crdt__mp_uint(&m, &out->len) < 0 ||
+    if (it->has_author && m.p < m.end && *m.p == 0xc0) {
+        m.p++;
+        out->actor = it->author;
+    } else if (crdt__mp_bin_fixed(&m, out->actor.b, CRDT_ACTOR_BYTES) < 0) {
+        it->left = 0;
+        return CRDT_EPROTO;
+    }
+    if (crdt__mp_uint(&m, &out->ctr) < 0 || crdt__mp_uint(&m, &out->len) < 0 ||
         out->ctr == 0 || out->len == 0) {
         it->left = 0;
         return CRDT_EPROTO;

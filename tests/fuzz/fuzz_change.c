@@ -60,6 +60,31 @@ same_name(const char *a, size_t al, const char *b, size_t bl)
     return al == bl && (al == 0 || memcmp(a, b, al) == 0);
 }
 
+/* The same id ranges, whether spelled out or by reference. */
+static int
+same_ranges(const crdt_op *a, const crdt_op *b)
+{
+    crdt_op_ranges x, y;
+    crdt_seq_range r, s;
+    int rx, ry;
+
+    if ((a->ranges == NULL) != (b->ranges == NULL))
+        return 0;
+    if (a->ranges == NULL)
+        return 1;
+    crdt_op_ranges_init(&x, a);
+    crdt_op_ranges_init(&y, b);
+    do {
+        rx = crdt_op_ranges_next(&r, &x);
+        ry = crdt_op_ranges_next(&s, &y);
+        if (rx != ry || (rx == CRDT_OK &&
+                         (memcmp(r.actor.b, s.actor.b, 8) != 0 ||
+                          r.ctr != s.ctr || r.len != s.len)))
+            return 0;
+    } while (rx == CRDT_OK);
+    return 1;
+}
+
 static int
 same_op(const crdt_op *a, const crdt_op *b)
 {
@@ -79,9 +104,7 @@ same_op(const crdt_op *a, const crdt_op *b)
         return a->pos == b->pos && a->len == b->len && a->ctr == b->ctr &&
                same_name(a->text, a->text_len, b->text, b->text_len) &&
                a->left.ctr == b->left.ctr && a->right.ctr == b->right.ctr &&
-               a->target.ctr == b->target.ctr &&
-               same_name((const char *)a->ranges, a->ranges_len,
-                         (const char *)b->ranges, b->ranges_len);
+               a->target.ctr == b->target.ctr && same_ranges(a, b);
     return same_name((const char *)a->observed, a->observed_len,
                      (const char *)b->observed, b->observed_len);
 }

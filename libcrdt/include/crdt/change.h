@@ -105,6 +105,10 @@ typedef struct {
      * crdt_op_ranges_next(). */
     const unsigned char *ranges;
     size_t ranges_len;
+    /** The actor of the change the op came in, when its ranges may name
+     *  it by nil (format 2); all zero otherwise. */
+    crdt_actor author;
+    int has_author;
 } crdt_op;
 
 /**
@@ -155,6 +159,7 @@ typedef struct {
     crdt_actor self;
     const char *coll, *doc, *field;
     size_t coll_len, doc_len, field_len;
+    uint64_t next_ctr; /* after the last insert: what a nil ctr names */
 } crdt_op_iter;
 
 CRDT_API void crdt_op_iter_init(crdt_op_iter *it, const crdt_change *c);
@@ -165,6 +170,8 @@ CRDT_API int crdt_op_iter_next(crdt_op *out, crdt_op_iter *it);
 typedef struct {
     const unsigned char *p, *end;
     uint64_t left;
+    crdt_actor author; /* what a nil actor names (format 2) */
+    int has_author;
 } crdt_op_ranges;
 
 /** Start walking the ranges of @p op (a decoded TDEL or LDEL). */
