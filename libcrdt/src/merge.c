@@ -368,6 +368,54 @@ park(crdt__wctx *w, const item *it, const crdt__head *h,
     return crdt__count_add(w->txn, w->r, "pending", 1);
 }
 
+/*
+ * Does the pending area hold, after the unsigned change @p c, its
+ * successors up to a signed one? They were parked together and proven
+ * then (4); one of them may since have been displaced (park()). The log
+ * must never keep an unsigned change without the signed end of its run
+ * (docs/storage.md 5.5), so without it @p c stays parked until a peer
+ * sends the run again. @p proven_to: the last seq found proven.
+ */
+static int
+pending_run_signed(crdt__wctx *w, const crdt_change *c, uint64_t *proven_to)
+{
+    unsigned char key[16];
+    MDB_val k = { sizeof key, key }, v;
+    crdt_change cur = *c, next;
+
+    for (uint64_t steps = 0; steps < UINT64_C(1) << 20; steps++) {
+        crdt__log_key(key, &c->actor, cur.seq + cur.n_ops);
+        if (mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v) != 0 ||
+            crdt__change_decode_header(&next, v.mv_data, v.mv_size) < 0 ||
+            !crdt_change_proves(&next, &cur))
+            return 0;
+        if (next.sig != NULL) {
+            *proven_to = next.seq + next.n_ops - 1;
+            return 1;
+        }
+        cur = next;
+    }
+    return 0;
+}
+
+/* A copy of @p c parked earlier (an unsigned change left waiting by
+ * drain_pending()) goes now that @p c itself is applied. */
+static int
+drop_parked_copy(crdt__wctx *w, const crdt_change *c)
+{
+    unsigned char key[16];
+    MDB_val k = { sizeof key, key };
+    int rc;
+
+    crdt__log_key(key, &c->actor, c->seq);
+    rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return CRDT_OK;
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    return crdt__count_add(w->txn, w->r, "pending", -1);
+}
+
 /* Apply parked changes that now follow the head; keeps (2). */
 static int
 drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
@@ -377,6 +425,7 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
     MDB_val k = { sizeof key, key }, v;
     crdt_change c;
     unsigned char *copy;
+    uint64_t proven_to = 0;
     int rc;
 
     for (;;) {
@@ -400,6 +449,12 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
         if (rc == CRDT_OK &&
             memcmp(c.prev, h->hash, CRDT_HASH_BYTES) != 0)
             rc = CRDT_ECONFLICT;
+        if (rc == CRDT_OK && c.sig == NULL &&
+            c.seq + c.n_ops - 1 > proven_to &&
+            !pending_run_signed(w, &c, &proven_to)) {
+            free(copy);
+            return CRDT_OK; /* its run's signed end is gone: it waits */
+        }
         if (rc == CRDT_OK)
             rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL) == 0
                      ? crdt__count_add(w->txn, w->r, "pending", -1)
@@ -486,7 +541,8 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
                 return rc;
             break;
         }
-        if ((rc = crdt__apply_change(w, c, 0, cur_epoch, rep)) < 0)
+        if ((rc = drop_parked_copy(w, c)) < 0 ||
+            (rc = crdt__apply_change(w, c, 0, cur_epoch, rep)) < 0)
             return rc;
         if ((rc = log_append(w, c, items[i].data, items[i].len, &h)) < 0)
             return rc;

@@ -288,6 +288,72 @@ START_TEST(test_forged_middle_change_is_refused)
 }
 END_TEST
 
+/* A parked unsigned change whose run lost its signed end (displaced
+ * from a full pending area) waits: the log never ends on an unsigned
+ * change, so everything held can be served on; the run sent again
+ * completes it. */
+START_TEST(test_parked_run_without_its_end_waits)
+{
+    char dd[256], h1[65], h2[65];
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    unsigned char space[16], sub[300];
+    crdt_replica *d;
+    crdt_merge_report rep;
+    tu_batch x, y;
+    crdt_bytes run[2];
+
+    crdt_replica_space_id(a, space);
+    ck_assert_int_eq(test_tmpdir(dd, sizeof dd), 0);
+    snprintf((char *)sub, sizeof sub, "%s/r", dd);
+    o.create = 1;
+    o.space_id = space;
+    o.pending_max_actor = 2;
+    ck_assert_int_eq(crdt_replica_open(&d, (char *)sub, &o), CRDT_OK);
+    type_changes(a, 5);
+    x = tu_export_all(a);
+    x.v[3].len = crdt_change_strip_sig((unsigned char *)x.v[3].data,
+                                       x.v[3].len); /* 4 unsigned, 5 signed */
+    ck_assert_uint_gt(x.v[3].len, 0);
+    ck_assert_int_eq(crdt_merge(NULL, d, x.v, 1), CRDT_OK); /* seq 1 */
+    run[0] = x.v[3];
+    run[1] = x.v[4];
+    ck_assert_int_eq(crdt_merge(&rep, d, run, 2), CRDT_OK);
+    ck_assert_uint_eq(rep.pending, 2);
+    /* change 3 (signed here: a copy from a's log) is nearer: 5 makes room */
+    {
+        tu_batch z = tu_export_all(a);
+        ck_assert_int_eq(crdt_merge(&rep, d, &z.v[2], 1), CRDT_OK);
+        ck_assert_uint_eq(rep.quarantined_ops, 1);
+        /* 2 fills the gap: 3 is applied, 4 has no signed end: it waits */
+        ck_assert_int_eq(crdt_merge(&rep, d, &z.v[1], 1), CRDT_OK);
+        ck_assert_uint_eq(rep.changes_applied, 2);
+        tu_batch_free(&z);
+    }
+    /* what d holds serves on: its log ends on a signed change */
+    y = tu_export_all(d);
+    ck_assert_uint_eq(y.n, 3);
+    ck_assert_int_eq(crdt_merge(NULL, c, y.v, y.n), CRDT_OK);
+    tu_batch_free(&y);
+    /* the run again: complete, nothing left parked */
+    ck_assert_int_eq(crdt_merge(&rep, d, run, 2), CRDT_OK);
+    ck_assert_uint_eq(rep.changes_applied, 2);
+    tu_hash(h1, a);
+    tu_hash(h2, d);
+    ck_assert_str_eq(h1, h2);
+    {
+        crdt_read *rd;
+        crdt_stats st;
+        ck_assert_int_eq(crdt_read_begin(&rd, d), CRDT_OK);
+        ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
+        ck_assert_uint_eq(st.pending, 0);
+        crdt_read_end(rd);
+    }
+    tu_batch_free(&x);
+    crdt_replica_close(d);
+    test_rmtree(dd);
+}
+END_TEST
+
 /* ---- format 1 ---- */
 
 static size_t
@@ -431,6 +497,7 @@ test_suite(void)
     tcase_add_test(tc, test_unsigned_end_of_run_is_refused);
     tcase_add_test(tc, test_broken_chain_is_refused);
     tcase_add_test(tc, test_forged_middle_change_is_refused);
+    tcase_add_test(tc, test_parked_run_without_its_end_waits);
     tcase_add_test(tc, test_format1_changes_still_merge_and_serve);
     tcase_add_test(tc, test_dangling_name_reference_is_eproto);
     suite_add_tcase(s, tc);
