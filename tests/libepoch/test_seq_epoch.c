@@ -11,6 +11,7 @@
 
 #include "crdt/crdt.h"
 #include "epoch/epoch.h"
+#include "support/epoch_util.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -20,72 +21,15 @@ static crdt_replica *a, *b;
 static void
 setup(void)
 {
-    unsigned char space[16];
-
-    a = tu_create(da, sizeof da, NULL);
-    crdt_replica_space_id(a, space);
-    b = tu_create(db, sizeof db, space);
-    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
-    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    tu_pair_open(&a, da, &b, db, sizeof da);
 }
 
 static void
 teardown(void)
 {
-    crdt_replica_close(a);
-    crdt_replica_close(b);
-    test_rmtree(da);
-    test_rmtree(db);
+    tu_pair_close(a, da, b, db);
 }
 
-static void
-migrate(crdt_replica *r, const char *text)
-{
-    epoch_builder *bl;
-    epoch_lens *l = NULL;
-    epoch_lens_error err;
-
-    if (text != NULL)
-        ck_assert_msg(epoch_lens_parse(&l, text, strlen(text), &err) ==
-                          CRDT_OK,
-                      "lens: line %d: %s", err.line, err.message);
-    ck_assert_int_eq(epoch_builder_new(&bl, r), CRDT_OK);
-    if (l)
-        ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
-    ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_OK);
-    epoch_builder_free(bl);
-    epoch_lens_free(l);
-}
-
-static int
-put_entry(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
-{
-    return epoch_reset_put(ctx, k, kl, v, vl);
-}
-
-/* What sync does when @p stale is behind @p fresh (see test_epoch.c). */
-static void
-reset_from(crdt_replica *stale, crdt_replica *fresh)
-{
-    epoch_info *chain;
-    size_t n;
-    epoch_reset *rs;
-    unsigned char id[32], hash[32];
-
-    ck_assert_int_eq(epoch_chain(&chain, &n, fresh), CRDT_OK);
-    for (size_t i = 1; i < n; i++) {
-        const unsigned char *rec = chain[i].raw;
-        size_t len = chain[i].raw_len;
-        ck_assert_int_eq(epoch_store_records(stale, &rec, &len, 1), CRDT_OK);
-    }
-    ck_assert_int_eq(epoch_reset_begin(&rs, stale, chain[n - 1].id, NULL),
-                     CRDT_OK);
-    epoch_chain_free(chain, n);
-    ck_assert_int_eq(epoch_snapshot_walk(fresh, id, hash, put_entry, rs),
-                     CRDT_OK);
-    ck_assert_int_eq(epoch_reset_commit(NULL, rs, hash), CRDT_OK);
-    ck_assert_int_eq(tu_sync_one_way(stale, fresh), CRDT_OK);
-}
 
 static void
 ins(crdt_replica *r, const char *field, uint64_t pos, const char *s)
@@ -163,9 +107,9 @@ START_TEST(test_renamed_text_takes_stale_ops)
     ins(b, "t", 5, " world");
     del(b, "t", 0, 1);
     /* a renames the field, then writes under the new name */
-    migrate(a, "collection c 1 -> 2\nrename t -> body\n");
+    tu_migrate(a, "collection c 1 -> 2\nrename t -> body\n", NULL);
     ins(a, "body", 0, "!"); /* not where b inserts: one order only */
-    reset_from(b, a);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     text_of(buf, sizeof buf, a, "body");
@@ -188,8 +132,8 @@ START_TEST(test_removed_text_quarantines_stale_ops)
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     ins(b, "t", 0, ">");
     lins(b, "l", 1, 2);
-    migrate(a, "collection c 1 -> 2\nremove t\n");
-    reset_from(b, a);
+    tu_migrate(a, "collection c 1 -> 2\nremove t\n", NULL);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     ck_assert_int_eq(epoch_quarantine_count(&n, b), CRDT_OK);
     ck_assert_uint_eq(n, 1); /* the text insert; the list op lands */
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
@@ -224,10 +168,10 @@ START_TEST(test_compaction_places_stale_text_ops)
     ins(b, "t", 4, "XY");
     ins(b, "t", 7, "Z"); /* abcdXYeZfgh: between "e" and "f" */
     del(a, "t", 3, 4);   /* a deletes "defg": abch */
-    migrate(a, NULL);
-    migrate(a, NULL);
+    tu_migrate(a, NULL, NULL);
+    tu_migrate(a, NULL, NULL);
     ins(a, "t", 4, "!");
-    reset_from(b, a);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     text_of(buf, sizeof buf, a, "t");
@@ -277,7 +221,7 @@ START_TEST(test_custom_migration_keeps_text_and_list)
     ck_assert_int_eq(v[0].u.i, 5);
     crdt_list_free(v);
     crdt_read_end(rd);
-    reset_from(b, a);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     text_of(buf, sizeof buf, b, "t");
     ck_assert_str_eq(buf, "abc");
     assert_same();
