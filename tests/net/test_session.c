@@ -370,7 +370,7 @@ START_TEST(test_typing_run_travels_with_few_signatures)
     }
     ck_assert_uint_eq(signed_in_log(a, &n), 1000); /* a commit signs */
     sync_pair(a, b, 16384, &ab);
-    assert_converged();
+    tu_assert_converged(a, b);
     sig = signed_in_log(b, &n);
     ck_assert_uint_eq(n, 1000);
     ck_assert_uint_ge(sig, 1);
