@@ -307,6 +307,7 @@ int cmd_restore(const cli_cmd *cmd, int argc, char **argv);
 int cmd_phrase(const cli_cmd *cmd, int argc, char **argv);
 int cmd_id(const cli_cmd *cmd, int argc, char **argv);
 int cmd_member(const cli_cmd *cmd, int argc, char **argv);
+int cmd_invite(const cli_cmd *cmd, int argc, char **argv);
 int cmd_write(const cli_cmd *cmd, int argc, char **argv); /* put incr ... */
 int cmd_seq(const cli_cmd *cmd, int argc, char **argv);   /* text, list */
 int cmd_get(const cli_cmd *cmd, int argc, char **argv);

@@ -99,6 +99,9 @@ struct crdtnet_peer {
     int finished;
 };
 
+static void vfail(crdtnet_peer *p, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 vfail(crdtnet_peer *p, int code, const char *fmt, va_list ap)
 {
@@ -216,6 +219,18 @@ server_is_member(const unsigned char pk[CRDTNET_PK_BYTES], void *ctx)
     crdtnet_peer *p = ctx;
 
     return p->r != NULL && crdtnet_is_member(p->r, pk); /* strict */
+}
+
+static int
+server_invite_ok(const unsigned char pk[CRDTNET_PK_BYTES],
+                 const unsigned char secret[CRDTNET_INVITE_SECRET_BYTES],
+                 char *why, size_t why_size, void *ctx)
+{
+    crdtnet_peer *p = ctx;
+
+    return p->r != NULL &&
+           crdtnet__invite_redeem(p->r, pk, secret, (uint64_t)time(NULL),
+                                  why, why_size);
 }
 
 /* The peer key a joining replica pinned (meta CRDTNET_PIN_META): 1 and
@@ -500,24 +515,31 @@ hs_finished(crdtnet_peer *p)
 /*
  * Server: the identity to answer with is that of the replica holding the
  * space the client asks for, so the hello (plaintext, and the first
- * frame) is peeked at before the handshake is created. Anything that
- * does not decode goes to a handshake with the first replica's identity,
- * which answers it with the right error.
+ * frame) is matched against each space before the handshake is created.
+ * Anything that matches none goes to a handshake with the first
+ * replica's identity and no space, which closes without a word.
  */
 static int
 server_hs_new(crdtnet_peer *p, const unsigned char *m, size_t n)
 {
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
     unsigned char pk[CRDT_PUBKEY_BYTES], sk[CRDT_SECKEY_BYTES];
+    unsigned char sid[CRDT_SPACE_ID_BYTES];
     crdt_replica *id = p->reps[0];
-    crdtnet__hs_msg h;
     int rc;
 
-    if (crdtnet__hs_decode(&h, 1u << CRDTNET__MSG_HELLO, m, n) == CRDT_OK &&
-        server_space_ok(h.space, p))
-        id = p->r;
+    /* The hello names no space: its MAC verifies under one (or none). */
+    for (size_t i = 0; i < p->n_reps; i++) {
+        if (crdt_replica_damaged(p->reps[i]))
+            continue; /* no longer served: see crdtnet__peer_finish() */
+        crdt_replica_space_id(p->reps[i], sid);
+        if (crdtnet_hs_hello_is_for(m, n, sid)) {
+            id = p->reps[i];
+            cfg.space_id = sid;
+            break;
+        }
+    }
     p->r = NULL; /* chosen again by the handshake's space_ok */
-    sodium_memzero(&h, sizeof h);
     crdt_replica_public_key(id, pk);
     crdt_replica_secret_key(id, sk);
     cfg.role = CRDTNET_HS_SERVER;
@@ -525,6 +547,7 @@ server_hs_new(crdtnet_peer *p, const unsigned char *m, size_t n)
     cfg.sk = sk;
     cfg.is_member = server_is_member;
     cfg.space_ok = server_space_ok;
+    cfg.invite_ok = server_invite_ok;
     cfg.ctx = p;
     cfg.frame_max = SESSION_FRAME_MAX;
     rc = crdtnet_hs_new(&p->hs, &cfg);
@@ -712,7 +735,11 @@ crdtnet_peer_eof(crdtnet_peer *p)
     if (p == NULL || p->eof)
         return;
     p->eof = 1;
-    if (p->state == ST_HS)
+    if (p->state == ST_HS && p->role == CRDTNET_HS_CLIENT)
+        fail(p, CRDT_EIO, "connection closed during the handshake "
+                          "(a server answers only a hello for a space it "
+                          "serves)");
+    else if (p->state == ST_HS)
         fail(p, CRDT_EIO, "connection closed during the handshake");
     else if (p->state == ST_SESSION)
         fail(p, CRDT_EIO, "connection closed by the peer");
@@ -1004,6 +1031,7 @@ crdtnet_peer_new(crdtnet_peer **out, crdt_replica *const *replicas,
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
     unsigned char pk[CRDT_PUBKEY_BYTES], sk[CRDT_SECKEY_BYTES];
     unsigned char sid[CRDT_SPACE_ID_BYTES];
+    unsigned char inv[CRDTNET_INVITE_SECRET_BYTES];
     crdtnet_peer *p;
     int rc;
 
@@ -1038,8 +1066,11 @@ crdtnet_peer_new(crdtnet_peer **out, crdt_replica *const *replicas,
         cfg.is_member = client_is_member;
         cfg.ctx = p;
         cfg.frame_max = SESSION_FRAME_MAX;
+        if (crdtnet__invite_pending(p->r, inv))
+            cfg.invite = inv;
         rc = crdtnet_hs_new(&p->hs, &cfg);
         sodium_memzero(sk, sizeof sk);
+        sodium_memzero(inv, sizeof inv);
     }
     if (rc < 0) {
         crdtnet_peer_free(p);
