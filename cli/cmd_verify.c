@@ -67,6 +67,8 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
     crdt_actor prev_actor, key_actor;
     uint64_t prev_last = 0, key_last;
     int have_prev = 0, rc;
+    int open_run = 0; /* the previous change is held without its
+                       * signature: its successor must follow it */
     crdt_raw_cursor *cur;
     const void *k, *v;
     size_t kl, vl;
@@ -110,7 +112,14 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
         else if (memcmp(c.actor.b, key_actor.b, CRDT_ACTOR_BYTES) != 0 ||
                  c.n_ops == 0 || c.seq + c.n_ops - 1 != key_last)
             why = "stored under the wrong key";
-        else if (crdt_change_verify(&c) != CRDT_OK)
+        else if (open_run &&
+                 memcmp(prev_actor.b, c.actor.b, CRDT_ACTOR_BYTES) != 0) {
+            cli_progress_end(&p);
+            crdt_raw_cursor_close(cur);
+            return bad_change(&prev_actor, prev_last, "held without its "
+                              "signature, and no signed change of its "
+                              "actor follows it");
+        } else if (c.sig != NULL && crdt_change_verify(&c) != CRDT_OK)
             why = "bad signature";
         else if (have_prev &&
                  memcmp(prev_actor.b, c.actor.b, CRDT_ACTOR_BYTES) == 0 &&
@@ -133,6 +142,7 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
         }
         n->changes++;
         n->ops += ops;
+        open_run = c.sig == NULL; /* proven by the chain to a signed one */
         prev_actor = c.actor;
         prev_last = key_last;
         memcpy(prev_hash, c.hash, CRDT_HASH_BYTES);
@@ -145,6 +155,10 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
     crdt_raw_cursor_close(cur);
     if (rc != CRDT_ENOTFOUND)
         return cli_fail("verify: read the log", rc);
+    if (open_run)
+        return bad_change(&prev_actor, prev_last, "held without its "
+                          "signature, and no signed change of its actor "
+                          "follows it");
     return CLI_OK;
 }
 

@@ -714,7 +714,7 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
         }
         if (e == CRDT_OK && c.seq + c.n_ops - 1 == h.seq &&
             memcmp(c.hash, h.hash, CRDT_HASH_BYTES) != 0 &&
-            crdt_change_verify(&c) == CRDT_OK) {
+            crdt__log_prove(w->txn, w->r->dbi[CRDT_DB_LOG], &c) == CRDT_OK) {
             /* the snapshot folded another change for these seqs: an
              * equivocation (a copy of this replica wrote); ours is kept
              * in the quarantine, never taken as folded */
@@ -785,8 +785,8 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
         }
         /* a replayed change may have come with a peer's snapshot: check
          * its author's signature like any merge would */
-        if (e == CRDT_OK)
-            e = crdt_change_verify(&c);
+        if (e == CRDT_OK) /* its signature, or its run's (chain.c) */
+            e = crdt__log_prove(w->txn, w->r->dbi[CRDT_DB_LOG], &c);
         if (e == CRDT_OK &&
             (memcmp(c.pubkey, h.pk, CRDT_PUBKEY_BYTES) != 0 ||
              memcmp(c.incarnation, h.inc, 8) != 0))
