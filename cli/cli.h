@@ -32,9 +32,6 @@ enum {
 
 /* Collections whose name starts with this are the tool's own. */
 #define CLI_RESERVED_PREFIX '$'
-/* Membership: doc = lowercase public key hex, register "member" = true. */
-#define CLI_MEMBERS_COLL "$members"
-#define CLI_MEMBERS_FIELD "member"
 
 typedef struct cli_cmd cli_cmd;
 

@@ -401,7 +401,16 @@ int crdt__head_put(MDB_txn *txn, crdt_replica *r, const crdt_actor *a,
 /* Log and pending keys: actor(8) | seq(8) big-endian. */
 void crdt__log_key(unsigned char *k, const crdt_actor *a, uint64_t seq);
 /* Add to the meta counters ops_in_log / changes_in_log / pending. */
-/* merge.c: every op of @p c into the quarantine (kind CRDT_QK_*). */
+/* quarantine.c, the one writer of quarantine records: op @p op of @p c
+ * (its seq @p seq) under kind CRDT_QK_*; every op of @p c above seq
+ * @p above (counted in @p n_out); every op of @p c in @p w's txn. */
+int crdt__quarantine_put(MDB_txn *txn, crdt_replica *r, const crdt_change *c,
+                         uint64_t seq, const crdt_op *op, int kind,
+                         const char *why, size_t why_len);
+int crdt__quarantine_change(MDB_txn *txn, crdt_replica *r,
+                            const crdt_change *c, uint64_t above, int kind,
+                            const char *why, size_t why_len,
+                            uint64_t *n_out);
 int crdt__quarantine_ops(crdt__wctx *w, const crdt_change *c, int kind,
                          const char *why, size_t why_len, uint64_t *n_out);
 /* chain.c: crdt_chain_check() inside a txn. */

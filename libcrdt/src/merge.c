@@ -140,52 +140,6 @@ log_append(crdt__wctx *w, const crdt_change *c, const unsigned char *data,
  * nothing else quarantined for that (actor, seq) is overwritten), with a
  * reason naming both versions, and the merge goes on.
  */
-/* Every op of @p c into the quarantine under kind @p kind with @p why;
- * the count of ops in @p n_out. */
-int
-crdt__quarantine_ops(crdt__wctx *w, const crdt_change *c, int kind,
-                     const char *why, size_t why_len, uint64_t *n_out)
-{
-    crdt_op_iter it;
-    crdt_op op;
-    uint64_t i = 0;
-    int rc;
-
-    crdt_op_iter_init(&it, c);
-    while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
-        unsigned char key[CRDT_QUARANTINE_KEY_BYTES];
-        crdt__enc e, o;
-        MDB_val k = { sizeof key, key }, v;
-
-        crdt_quarantine_key(key, &c->actor, c->seq + i, kind, c->hash);
-        crdt__enc_init(&e);
-        crdt__enc_init(&o);
-        rc = crdt__op_encode(&o, &op);
-        if (rc == CRDT_OK) {
-            msgpack_pack_array(&e.pk, 4);
-            crdt__enc_str(&e, why, why_len);
-            crdt__enc_bin(&e, c->epoch_id, CRDT_HASH_BYTES);
-            msgpack_pack_uint64(&e.pk, c->hlc + i);
-            crdt__enc_bin(&e, o.sb.data, o.sb.size);
-            v.mv_size = e.sb.size;
-            v.mv_data = e.sb.data;
-            if ((rc = crdt__enc_ok(&e)) == CRDT_OK)
-                rc = crdt__mdb_err(mdb_put(w->txn,
-                                           w->r->dbi[CRDT_DB_QUARANTINE],
-                                           &k, &v, 0));
-        }
-        crdt__enc_free(&e);
-        crdt__enc_free(&o);
-        if (rc < 0)
-            return rc;
-        i++;
-    }
-    if (rc != CRDT_ENOTFOUND)
-        return rc;
-    *n_out = i;
-    return CRDT_OK;
-}
-
 static int
 quarantine_conflict(crdt__wctx *w, const crdt_change *c, const crdt__head *h,
                     crdt_merge_report *rep)

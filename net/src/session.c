@@ -135,7 +135,7 @@ crdtnet_session_free(crdtnet_session *s)
     crdt_vv_free(s->lacks);
     crdt_vv_free(s->peer_known);
     free(s->peer_heads);
-    free(s->forks);
+    crdt_free(s->forks);
     crdt__enc_free(&s->out);
     free(s);
 }
@@ -250,8 +250,8 @@ build_hello(crdtnet_session *s)
     }
     epoch_chain_free(chain, n);
     crdt_vv_free(vv);
-    free(vb);
-    free(hb);
+    crdt_free(vb);
+    crdt_free(hb);
     return rc;
 }
 
@@ -457,7 +457,7 @@ build_fin(crdtnet_session *s)
         crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
     }
     crdt_vv_free(vv);
-    free(vb);
+    crdt_free(vb);
     return rc;
 }
 
@@ -587,7 +587,7 @@ next_message(crdtnet_session *s)
             size_t l;
             if (crdt_vv_encode(&b, &l, s->peer_known) == CRDT_OK) {
                 crdt_vv_decode(&s->lacks, b, l);
-                free(b);
+                crdt_free(b);
             }
         }
     }
@@ -634,31 +634,6 @@ crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
 
 /* ---- receiving ---- */
 
-static int
-vv_from_heads_blob(crdt_vv **out, const unsigned char *h, size_t len)
-{
-    crdt__mp m = { h, h + len };
-    uint32_t n;
-    crdt_vv *vv;
-    int rc;
-
-    if ((rc = crdt_vv_new(&vv)) < 0)
-        return rc;
-    if (h != NULL && crdt__mp_array(&m, &n) == CRDT_OK) {
-        for (uint32_t i = 0; i < n / 5; i++) {
-            crdt_actor a;
-            uint64_t seq;
-            if (crdt__mp_bin_fixed(&m, a.b, 8) < 0 ||
-                crdt__mp_uint(&m, &seq) < 0 || crdt__mp_skip(&m) < 0 ||
-                crdt__mp_skip(&m) < 0 || crdt__mp_skip(&m) < 0)
-                break;
-            crdt_vv_set(vv, &a, seq);
-        }
-    }
-    *out = vv;
-    return CRDT_OK;
-}
-
 /* heads blob of the record with id @p id (a view into @p holder) */
 static int
 record_heads(epoch_info *holder, crdt_replica *r, const unsigned char *id,
@@ -699,10 +674,12 @@ become_giver(crdtnet_session *s)
         return fail(s, rc, "cannot read the epoch", 1);
     crdt_vv_free(s->lacks);
     s->lacks = NULL;
-    rc = vv_from_heads_blob(&s->lacks, h, hl);
+    rc = crdt_heads_vv(&s->lacks, h, hl);
     epoch_info_clear(&cur);
     if (rc < 0)
-        return fail(s, rc, "out of memory", 1);
+        return fail(s, rc, rc == CRDT_ENOMEM ? "out of memory"
+                                             : "the epoch's heads are bad",
+                    1);
     return CRDT_OK;
 }
 

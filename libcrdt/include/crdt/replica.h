@@ -178,11 +178,30 @@ CRDT_API CRDT_MUST_CHECK int crdt_replica_sign(unsigned char *sig,
 /**
  * Copy out this replica's Ed25519 secret key (CRDT_SECKEY_BYTES). Only
  * for what needs the key itself: the handshake's config
- * (crdtnet/handshake.h) and rebuilding a replica with the same
- * identity. To sign, use crdt_replica_sign(). The caller wipes the copy
- * (sodium_memzero) when done.
+ * (crdtnet/handshake.h). To sign, use crdt_replica_sign(); to rebuild a
+ * replica with the same identity, crdt_replica_create_like(). The caller
+ * wipes the copy (sodium_memzero) when done.
  */
 CRDT_API void crdt_replica_secret_key(const crdt_replica *r, unsigned char *out);
+
+/**
+ * Create a new, empty replica at @p dir with the key pair of @p from:
+ * what rebuilding a damaged replica from a peer starts with, without
+ * the secret key ever leaving the library. The new replica is a new
+ * incarnation (a fresh random one, as at every creation), so it never
+ * reuses an (actor, seq) that @p from issued.
+ * @param o  open options for the new replica (NULL: defaults); @c create
+ *           is implied; @c seed must be NULL (the key pair is @p from's);
+ *           @c space_id NULL means @p from's space.
+ * @param[out] out  the open new replica; close with crdt_replica_close()
+ * @return CRDT_OK; CRDT_EINVAL (a NULL argument, a seed in @p o, or
+ *         @c read_only in @p o); CRDT_EEXISTS (@p dir holds a replica);
+ *         what crdt_replica_open() returns.
+ */
+CRDT_API CRDT_MUST_CHECK int crdt_replica_create_like(crdt_replica **out,
+                                                      const crdt_replica *from,
+                                                      const char *dir,
+                                                      const crdt_open_options *o);
 
 /** This replica's actor id (public key + incarnation). */
 CRDT_API crdt_actor crdt_replica_actor(const crdt_replica *r);
