@@ -185,6 +185,14 @@ check_forged(const char *lens_text)
     s = tu_sessions_run(a, b, NULL);
     ck_assert_int_eq(s.ey, CRDT_EREJECTED);
     ck_assert_uint_eq(epoch_number(b), 0);
+    /* an epoch built on the forged one is refused with its reason */
+    tu_migrate(a, NULL, NULL);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_int_eq(s.ey, CRDT_EREJECTED);
+    ck_assert_ptr_nonnull(strstr(s.ry.reason, "epoch 1 from "));
+    ck_assert_uint_eq(epoch_number(b), 0);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "balance");
+    ck_assert_str_eq(buf, "15");
     epoch_info_clear(&e);
 }
 
