@@ -267,6 +267,7 @@ build_forks(crdtnet_session *s)
 }
 
 static int build_changes_as(crdtnet_session *s, unsigned type);
+static int giver_lacks(crdtnet_session *s, const unsigned char *id);
 
 static int
 build_snapshot(crdtnet_session *s)
@@ -292,6 +293,19 @@ build_snapshot(crdtnet_session *s)
         size_t n_all = 0;
 
         if ((rc = epoch_snapshot_open(&s->snap, s->r, id, hash)) < 0)
+            return rc;
+        /* The log goes with the state of the snapshot's epoch, which may
+         * not be the one we had when we became giver: another session
+         * may have reset this replica since. The state holds every change
+         * beyond that epoch's base heads, so the log sent along is every
+         * change beyond them (changes an older epoch folded but this one
+         * does not must go too, or the peer holds their effects without
+         * the changes). The log is read right after the state. */
+        if ((rc = giver_lacks(s, id)) < 0)
+            return rc;
+        crdt_export_end(s->exp);
+        s->exp = NULL;
+        if ((rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
             return rc;
         if ((rc = epoch_all(&all, &n_all, s->r)) < 0)
             return rc;
@@ -694,14 +708,31 @@ record_heads(epoch_info *holder, crdt_replica *r, const unsigned char *id,
     return rc;
 }
 
-/* We send our snapshot and our log beyond the epoch's base heads. */
+/* What a taker of our snapshot of epoch @p id lacks: every change
+ * beyond that epoch's base heads (s->lacks). */
+static int
+giver_lacks(crdtnet_session *s, const unsigned char *id)
+{
+    epoch_info cur;
+    const unsigned char *h;
+    size_t hl;
+    int rc;
+
+    if ((rc = record_heads(&cur, s->r, id, &h, &hl)) < 0)
+        return rc;
+    crdt_vv_free(s->lacks);
+    s->lacks = NULL;
+    rc = crdt_heads_vv(&s->lacks, h, hl);
+    epoch_info_clear(&cur);
+    return rc;
+}
+
+/* We send our snapshot and our log beyond the epoch's base heads (set
+ * again when the snapshot is opened: build_snapshot()). */
 static int
 become_giver(crdtnet_session *s)
 {
     unsigned char id[CRDT_HASH_BYTES];
-    epoch_info cur;
-    const unsigned char *h;
-    size_t hl;
     crdt_read *rd;
     crdt_stats st;
     int rc;
@@ -712,15 +743,11 @@ become_giver(crdtnet_session *s)
     crdt_read_stats(&st, rd);
     crdt_read_end(rd);
     memcpy(id, st.epoch_id, sizeof id);
-    if ((rc = record_heads(&cur, s->r, id, &h, &hl)) < 0)
-        return fail(s, rc, "cannot read the epoch", 1);
-    crdt_vv_free(s->lacks);
-    s->lacks = NULL;
-    rc = crdt_heads_vv(&s->lacks, h, hl);
-    epoch_info_clear(&cur);
-    if (rc < 0)
+    if ((rc = giver_lacks(s, id)) < 0)
         return fail(s, rc, rc == CRDT_ENOMEM ? "out of memory"
-                                             : "the epoch's heads are bad",
+                           : rc == CRDT_ECORRUPT || rc == CRDT_EPROTO
+                               ? "the epoch's heads are bad"
+                               : "cannot read the epoch",
                     1);
     return CRDT_OK;
 }
