@@ -403,6 +403,113 @@ START_TEST(test_typing_run_travels_with_few_signatures)
 }
 END_TEST
 
+/* Move every message @p from has to send into @p to; 1 if any moved. */
+static int
+pump_once(crdtnet_session *from, crdtnet_session *to)
+{
+    const unsigned char *msg;
+    size_t len;
+    int moved = 0;
+
+    while (crdtnet_session_next_out(from, &msg, &len) == CRDT_OK) {
+        unsigned char *copy = malloc(len);
+        ck_assert_ptr_nonnull(copy);
+        memcpy(copy, msg, len); /* the view dies when @p from moves on */
+        crdtnet_session_feed(to, copy, len);
+        free(copy);
+        moved = 1;
+    }
+    return moved;
+}
+
+/* @p r's version vector entry for @p of's actor. */
+static uint64_t
+vv_of(crdt_replica *r, crdt_replica *of)
+{
+    crdt_actor who = crdt_replica_actor(of);
+    crdt_read *rd;
+    crdt_vv *vv = NULL;
+    uint64_t seq;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_vv(&vv, rd), CRDT_OK);
+    crdt_read_end(rd);
+    seq = crdt_vv_get(vv, &who);
+    crdt_vv_free(vv);
+    return seq;
+}
+
+/* A giver whose epoch changes between choosing its role and opening the
+ * snapshot (another session reset it): the log sent with the snapshot is
+ * the log beyond the base of the snapshot's epoch. b folded its own
+ * changes into a fork epoch that loses to a's; b becomes giver for c
+ * (behind), then resets into a's epoch, where b's changes are not folded
+ * but held in its log and its state. c must get them as changes, not
+ * only as their effects in the state. */
+START_TEST(test_giver_reset_meanwhile_sends_the_log_of_the_new_epoch)
+{
+    char dc[256];
+    unsigned char space[16];
+    crdt_replica *c;
+    crdtnet_session *sb, *sc;
+    char buf[64];
+
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "b%d", i);
+        ck_assert_int_eq(tu_put_int(b, "c", doc, "x", i), CRDT_OK);
+    }
+    for (int i = 0; i < 5; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "a%d", i);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "x", i), CRDT_OK);
+    }
+    tu_migrate(b, NULL, NULL); /* folds b's 3 ops */
+    tu_migrate(a, NULL, NULL); /* folds a's 5 ops: the canonical fork */
+    crdt_replica_space_id(a, space);
+    c = tu_create(dc, sizeof dc, space);
+    ck_assert_int_eq(epoch_attach(c), CRDT_OK);
+
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sc, c, NULL), CRDT_OK);
+    pump_once(sb, sc); /* b's HELLO */
+    pump_once(sc, sb); /* c's HELLO: b, ahead, becomes giver */
+    /* meanwhile b syncs with a, loses the fork and resets into a's
+     * epoch: its own changes come back into its log */
+    {
+        tu_sync_result r = tu_sessions_run(a, b, NULL);
+        ck_assert_int_eq(r.ex, 0);
+        ck_assert_int_eq(r.ey, 0);
+        ck_assert_int_eq(r.ry.snapshot_received, 1);
+    }
+    ck_assert_uint_eq(vv_of(b, b), 3);
+    for (int round = 0; round < 1000; round++)
+        if (!pump_once(sb, sc) + !pump_once(sc, sb) == 2)
+            break;
+    ck_assert_int_eq(crdtnet_session_error(sb), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_error(sc), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_report(sc)->snapshot_received, 1);
+    crdtnet_session_free(sb);
+    crdtnet_session_free(sc);
+
+    /* c holds b's changes, not only their effects */
+    tu_field_str(buf, sizeof buf, c, "c", "b2", "x");
+    ck_assert_str_eq(buf, "2");
+    ck_assert_uint_eq(vv_of(c, b), 3);
+    tu_assert_converged(b, c);
+    /* and a replica that learns them from c agrees with a and b */
+    {
+        tu_sync_result r = tu_sessions_run(c, a, NULL);
+        ck_assert_int_eq(r.ex, 0);
+        ck_assert_int_eq(r.ey, 0);
+    }
+    tu_assert_converged(a, c);
+    tu_assert_converged(a, b);
+    crdt_replica_close(c);
+    test_rmtree(dc);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -420,6 +527,7 @@ test_suite(void)
     tcase_add_test(tc, test_changes_of_empty_entries_are_refused_early);
     tcase_add_test(tc, test_old_protocol_is_refused);
     tcase_add_test(tc, test_typing_run_travels_with_few_signatures);
+    tcase_add_test(tc, test_giver_reset_meanwhile_sends_the_log_of_the_new_epoch);
     suite_add_tcase(s, tc);
     return s;
 }
