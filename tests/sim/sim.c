@@ -33,11 +33,13 @@ run_seed(uint64_t seed, int steps, int verbose, uint64_t *trace_out,
     rc = sim_world_init(&w, seed, verbose);
     if (rc == CRDT_OK)
         rc = sim_chaos(&w, steps);
-    if (rc == CRDT_OK)
-        rc = sim_heal(&w);
-    if (rc == CRDT_OK)
+    /* STRATA_SIM_NOHEAL (with STRATA_SIM_KEEP): the world as step K
+     * left it, for a look at the replicas' files (docs/testing.md) */
+    if (rc == CRDT_OK && getenv("STRATA_SIM_NOHEAL") != NULL)
+        ;
+    else if (rc == CRDT_OK && (rc = sim_heal(&w)) == CRDT_OK)
         rc = sim_oracle(&w);
-    else if (w.finding[0] == 0)
+    if (rc != CRDT_OK && w.finding[0] == 0)
         snprintf(w.finding, sizeof w.finding, "%s", crdt_strerror(rc));
     snprintf(finding, fsize, "%s", w.finding);
     *trace_out = w.trace;

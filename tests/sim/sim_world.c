@@ -203,7 +203,8 @@ sim_world_free(sim_world *w)
     for (int i = 0; i < w->n; i++)
         crdt_replica_close(w->rep[i]);
     free(w->commits);
-    if (w->root[0])
+    /* STRATA_SIM_KEEP: the directories stay for strata or mdb_dump */
+    if (w->root[0] && getenv("STRATA_SIM_KEEP") == NULL)
         rmtree(w->root);
     crdt_set_clock(NULL, NULL);
 }
