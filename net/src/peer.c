@@ -763,6 +763,73 @@ crdtnet__peer_keepalive(crdtnet_peer *p)
         p->keepalive = 1;
 }
 
+#define PEER_TICK_MS 250
+
+/* The earlier of @p a and @p b. */
+static uint64_t
+earlier(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+uint64_t
+crdtnet_peer_tick(crdtnet_peer *p, uint64_t now)
+{
+    uint64_t hs_ms, idle_ms, next = UINT64_MAX;
+
+    if (p == NULL || p->state == ST_DONE)
+        return UINT64_MAX;
+    hs_ms = p->o.handshake_timeout_ms > 0 ? (uint64_t)p->o.handshake_timeout_ms
+                                          : 10000;
+    idle_ms = p->o.idle_timeout_ms > 0 ? (uint64_t)p->o.idle_timeout_ms
+                                       : 30000;
+    if (!p->ticked) {
+        p->ticked = 1;
+        p->t_start = p->t_rx = p->t_tx = p->t_live = now;
+    }
+    /* traffic since the last tick dates from about now: a loop ticks
+     * each time it wakes, so this is late by at most one wait */
+    if (p->bytes_in != p->tick_in)
+        p->t_rx = now;
+    if (p->bytes_out != p->tick_out)
+        p->t_tx = now;
+    p->tick_in = p->bytes_in;
+    p->tick_out = p->bytes_out;
+    if (p->state == ST_HS && now - p->t_start >= hs_ms)
+        crdtnet__peer_fail(p, CRDT_EIO, "handshake timed out after %llu ms",
+                           (unsigned long long)hs_ms);
+    if ((p->state == ST_SESSION || p->state == ST_CLOSING) &&
+        now - p->t_rx >= idle_ms)
+        crdtnet__peer_fail(p, CRDT_EIO, "idle timeout (%llu ms)",
+                           (unsigned long long)idle_ms);
+    if (p->state == ST_SESSION && now - p->t_live >= PEER_TICK_MS) {
+        p->t_live = now;
+        crdtnet__peer_tick(p);
+    }
+    if (p->state == ST_SESSION && p->o.live &&
+        now - p->t_tx >= idle_ms / 3) {
+        p->t_tx = now; /* one keepalive per third of the idle timeout */
+        crdtnet__peer_keepalive(p);
+    }
+    switch (p->state) {
+    case ST_HS:
+        next = p->t_start + hs_ms;
+        break;
+    case ST_SESSION:
+        next = earlier(p->t_rx + idle_ms, p->t_live + PEER_TICK_MS);
+        if (p->o.live)
+            next = earlier(next, p->t_tx + idle_ms / 3);
+        break;
+    case ST_CLOSING:
+        next = p->t_rx + idle_ms;
+        break;
+    default: /* FLUSH: the transport's to finish */
+        next = now + PEER_TICK_MS;
+        break;
+    }
+    return p->state == ST_DONE ? UINT64_MAX : next;
+}
+
 /* ---- life ---------------------------------------------------------- */
 
 int
