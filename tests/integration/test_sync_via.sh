@@ -73,6 +73,19 @@ code=0; "$S" sync B --via "exit 3" >/dev/null 2>err.txt || code=$?
 grep -q "handshake" err.txt || fail "failing command reason: $(cat err.txt)"
 check "a command that talks nonsense: exit 6; one that says nothing: exit 7"
 
+# The pipe loop has a clock: a command that trickles a byte every 100 ms
+# but never completes a handshake is not "idle", yet the handshake
+# timeout ends it (exit 7) long before it stops by itself (5 s).
+start=$(date +%s)
+code=0; "$S" sync B --timeout-ms 600 --via \
+    "printf '\\000\\000\\000\\100'; for i in \$(seq 50); do sleep 0.1; printf x; done" \
+    >/dev/null 2>err.txt || code=$?
+[ "$code" = 7 ] || fail "trickling command: exit $code ($(cat err.txt))"
+grep -q "handshake timed out after 600 ms" err.txt ||
+    fail "trickling command reason: $(cat err.txt)"
+[ $(( $(date +%s) - start )) -le 3 ] || fail "the handshake timeout came late"
+check "the handshake timeout applies over --via"
+
 # ---- --stdio on both ends, through two FIFOs ----
 "$S" put B notes c title '"over fifos"'
 mkfifo up down   # sync opens "up" first, else both wait on a reader
