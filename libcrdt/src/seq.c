@@ -751,6 +751,42 @@ crdt__seq_text(const crdt__seq *s, uint64_t pos, uint64_t n, char **out,
     return CRDT_OK;
 }
 
+int
+crdt__seq_run_bytes(const seq_run *r, int text, uint64_t off, uint64_t len,
+                    size_t *b0, size_t *b1)
+{
+    crdt__mp m = { r->bytes, r->bytes + r->nbytes };
+
+    if (off + len > r->len)
+        return CRDT_ECORRUPT;
+    if (text) {
+        *b0 = text_off(r, off);
+        *b1 = off + len == r->len ? r->nbytes : text_off(r, off + len);
+        return CRDT_OK;
+    }
+    for (uint64_t i = 0; i < off + len; i++) {
+        if (i == off)
+            *b0 = (size_t)(m.p - r->bytes);
+        if (crdt__mp_skip(&m) < 0)
+            return CRDT_ECORRUPT;
+    }
+    if (len == 0)
+        *b0 = (size_t)(m.p - r->bytes);
+    *b1 = (size_t)(m.p - r->bytes);
+    return CRDT_OK;
+}
+
+int
+crdt__seq_elem_deleted(const crdt__seq *s, const crdt_seq_id *id)
+{
+    seq_run *r = crdt__seq_run_find((crdt__seq *)s, id);
+    const seq_frag *f;
+
+    if (r == NULL || (f = frag_of(r, id->ctr - r->ctr)) == NULL)
+        return -1;
+    return f->deleted;
+}
+
 /* ---- lifetime ---- */
 
 void

@@ -21,6 +21,9 @@ typedef struct {
     size_t nbytes, cap;
     int ascii;            /* text of one byte per code point */
     int state;            /* while building: 0 new, 1 pending, 2 placed */
+    int base;             /* an epoch's compacted run ('b' record): never
+                             grows; origins: the element before it in the
+                             base, and the end */
     seq_frag **frags;     /* sorted by off (invariant 1) */
     uint32_t nf, capf;
 } seq_run;
@@ -45,6 +48,7 @@ typedef struct {
     size_t n, cap;
     uint64_t del_end; /* no delete range of this actor reaches past it */
     uint64_t held_end; /* end of this actor's newest held insert; 0: none */
+    uint64_t cut_end;  /* ids below it were folded into an epoch ('x') */
 } seq_actor;
 
 struct crdt__seq {
@@ -80,5 +84,12 @@ int crdt__seq_walk(const crdt__seq *s,
                              void *ctx),
                    void *ctx);
 void crdt__seq_free(crdt__seq *s);
+/* Bytes [*b0, *b1) of elements [off, off + len) of @p r (text: UTF-8
+ * code points; list: msgpack values). CRDT_ECORRUPT if they run out. */
+int crdt__seq_run_bytes(const seq_run *r, int text, uint64_t off,
+                        uint64_t len, size_t *b0, size_t *b1);
+/* 1 if element @p id is integrated and deleted, 0 if visible, -1 if it
+ * is not integrated. */
+int crdt__seq_elem_deleted(const crdt__seq *s, const crdt_seq_id *id);
 
 #endif

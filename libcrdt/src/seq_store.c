@@ -10,6 +10,11 @@
  *   P 'p' wait(16) actor(8) ctr(8) insert held for element wait:
  *                                  left(16) right(16) n(8) content
  *   P 'v' actor(8) ctr(8)          list element value: hlc(8) actor(8) v
+ *   P 'b' index(8)                 an epoch's compacted runs, in document
+ *                                  order (index 0, 1, ...): segments of
+ *                                  actor(8) ctr(8) len(8) nbytes(8) content
+ *   P 'x' actor(8)                 ids of actor below ctr(8) were folded
+ *                                  into an epoch (seq_compact.c)
  * An id is actor(8) ctr(8), ctr 0 for none.
  *
  * Invariants (each makes the state a function of the ops applied, not
@@ -183,6 +188,75 @@ integrate_all(crdt__seq *s)
     return rc;
 }
 
+/*
+ * One 'b' record: segments placed at the end of the order, in turn (the
+ * 'b' records come first in key order, so before any other run). Each
+ * is a base run whose left origin is the element before it and whose
+ * right origin is the end, as if one writer had typed the compacted
+ * sequence from start to end: later inserts integrate against that.
+ */
+static int
+base_load(crdt__seq *s, const unsigned char *v, size_t vl, int text,
+          crdt_seq_id *last)
+{
+    const unsigned char *p = v, *end = v + vl;
+
+    if (vl == 0)
+        return CRDT_ECORRUPT;
+    while (p < end) {
+        crdt_actor a;
+        uint64_t c, len, nb;
+        crdt_seq_id first, lastid;
+        seq_actor *sa;
+        seq_run *r;
+        long i;
+        int rc;
+
+        if ((size_t)(end - p) < 32)
+            return CRDT_ECORRUPT;
+        memcpy(a.b, p, 8);
+        c = crdt__rd64(p + 8);
+        len = crdt__rd64(p + 16);
+        nb = crdt__rd64(p + 24);
+        p += 32;
+        if (c == 0 || len == 0 || c + len < c || nb > (size_t)(end - p) ||
+            nb < len)
+            return CRDT_ECORRUPT;
+        first.actor = a;
+        first.ctr = c;
+        lastid.actor = a;
+        lastid.ctr = c + len - 1;
+        if (crdt__seq_run_find(s, &first) != NULL ||
+            crdt__seq_run_find(s, &lastid) != NULL)
+            return CRDT_ECORRUPT; /* overlaps a run */
+        if ((r = crdt__seq_run_new(s, &a, c)) == NULL)
+            return CRDT_ENOMEM;
+        sa = crdt__seq_actor(s, &a, 0);
+        {
+            size_t lo = 0, hi = sa->n; /* r's index: runs sorted by ctr */
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (sa->runs[mid]->ctr < c)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            i = (long)lo;
+        }
+        if ((size_t)i + 1 < sa->n && sa->runs[i + 1]->ctr < c + len)
+            return CRDT_ECORRUPT; /* a run inside it */
+        r->base = 1;
+        r->left = *last;
+        if ((rc = crdt__seq_run_append(r, p, (size_t)nb, len, text)) < 0 ||
+            (rc = crdt__seq_integrate(s, r, 0, len)) < 0)
+            return rc;
+        r->state = 2;
+        p += nb;
+        *last = lastid;
+    }
+    return CRDT_OK;
+}
+
 int
 crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi, const crdt__seqkey *k)
 {
@@ -191,7 +265,8 @@ crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi, const crdt__seqkey *
     MDB_val key, val;
     drec *d = NULL;
     size_t nd = 0, capd = 0;
-    int rc, mrc;
+    crdt_seq_id base_last = { { { 0 } }, 0 };
+    int rc = CRDT_OK, mrc;
 
     if (s == NULL)
         return CRDT_ENOMEM;
@@ -234,6 +309,29 @@ crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi, const crdt__seqkey *
         }
         if (kb[k->len] == 'v')
             continue;
+        if (kb[k->len] == 'b') {
+            if (key.mv_size != k->len + 9 ||
+                (rc = base_load(s, v, val.mv_size, k->kind == 'T',
+                                &base_last)) < 0) {
+                rc = rc < 0 ? rc : CRDT_ECORRUPT;
+                goto fail;
+            }
+            continue;
+        }
+        if (kb[k->len] == 'x') {
+            seq_actor *sa;
+            if (key.mv_size != k->len + 9 || val.mv_size != 8) {
+                rc = CRDT_ECORRUPT;
+                goto fail;
+            }
+            memcpy(a.b, kb + k->len + 1, 8);
+            if ((sa = crdt__seq_actor(s, &a, 1)) == NULL) {
+                rc = CRDT_ENOMEM;
+                goto fail;
+            }
+            sa->cut_end = crdt__rd64(v);
+            continue;
+        }
         if (key.mv_size != k->len + 17) {
             rc = CRDT_ECORRUPT;
             goto fail;
@@ -746,6 +844,9 @@ ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
 
     if (crdt__seq_run_find(s, &id) != NULL)
         return CRDT_OK; /* applied before (invariant 3) */
+    if ((sa = crdt__seq_actor(s, actor, 0)) != NULL && ctr < sa->cut_end)
+        return CRDT_OK; /* applied before an epoch folded it (or dropped
+                           it, deleted): never again */
     /* ids of this actor are never reused: an insert overlapping a later
      * run of its actor is not from an honest writer; ignore it */
     if ((sa = crdt__seq_actor(s, actor, 0)) != NULL && sa->n > 0 &&
@@ -776,7 +877,8 @@ ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
     if ((rc = put_header(w, s)) < 0)
         return rc;
     r = crdt__seq_run_find(s, &prev_id);
-    if (r != NULL && r->ctr + r->len == ctr && id_eq(left, &prev_id) &&
+    if (r != NULL && !r->base && r->ctr + r->len == ctr &&
+        id_eq(left, &prev_id) &&
         id_eq(right, &r->right)) {
         off = r->len; /* invariant (1): the run grows */
     } else {

@@ -9,7 +9,8 @@
  *      the new one (marker gone), never between: everything of (2) is
  *      one LMDB txn.
  *  (2) A pure compaction (no lens, no hook) takes the same path but keeps
- *      the state as it is.
+ *      the state as it is, but for its text and list fields, whose
+ *      deleted elements are dropped (crdt_raw_seq_compact).
  *  (3) Memory holds one document at a time (rewrite.c), not the state.
  */
 #include <stdlib.h>
@@ -244,6 +245,10 @@ build(epoch_info *out, epoch_builder *b, crdt_raw *t)
             b->progress(total, total, b->progress_ctx);
     }
 
+    /* text and list fields drop what no peer at the new epoch can name
+     * (every id of the cut is known to all who adopt it) */
+    if ((rc = crdt_raw_seq_compact(t, NULL)) < 0)
+        goto done;
     if ((rc = crdt_raw_heads_encode(&heads, &heads_len, t)) < 0 ||
         (rc = crdt_raw_vv(&vv, t)) < 0)
         goto done;

@@ -316,6 +316,14 @@ transform_seq(rebase_ctx *x, crdt_raw *t, const crdt_change *c, uint64_t seq,
     out->doc_len = strlen(x->doc);
     out->field = x->field;
     out->field_len = strlen(x->field);
+    /* an insert next to an element an epoch dropped has no place: the
+     * same answer on every replica of this epoch (its base decides) */
+    if ((rc = crdt_raw_seq_gone(t, out)) < 0)
+        return rc;
+    if (rc > 0) {
+        reason = "anchor compacted away";
+        goto quarantine;
+    }
     return CRDT_OK;
 
 quarantine:

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "epoch/epoch.h"
 #include "support/replica_util.h"
 #include "support/support.h"
@@ -214,26 +215,135 @@ START_TEST(test_removed_text_quarantines_stale_ops)
 }
 END_TEST
 
+typedef struct {
+    int n;
+    char reason[64];
+} qseen;
+
+static int
+q_cb(const epoch_quarantined *q, void *ctx)
+{
+    qseen *s = ctx;
+
+    s->n++;
+    snprintf(s->reason, sizeof s->reason, "%s", q->reason);
+    return 0;
+}
+
+static void
+assert_quarantined(crdt_replica *r, int n, const char *reason)
+{
+    qseen s = { 0, "" };
+
+    ck_assert_int_eq(epoch_quarantine_list(r, q_cb, &s), CRDT_OK);
+    ck_assert_int_eq(s.n, n);
+    if (n > 0)
+        ck_assert_str_eq(s.reason, reason);
+}
+
+/* Elements an epoch would drop now (the compaction run in a raw txn
+ * that is then aborted). */
+static uint64_t
+droppable(crdt_replica *r)
+{
+    crdt_raw *t;
+    uint64_t n = 0;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_seq_compact(t, &n), CRDT_OK);
+    crdt_raw_abort(t);
+    return n;
+}
+
 START_TEST(test_compaction_places_stale_text_ops)
 {
     char buf[128];
 
     ins(a, "t", 0, "abcdefgh");
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
-    /* b inserts after "d" and inside the range a deletes */
-    ins(b, "t", 4, "XY");
-    ins(b, "t", 7, "Z"); /* abcdXYeZfgh: between "e" and "f" */
-    del(a, "t", 3, 4);   /* a deletes "defg": abch */
+    /* b inserts between two elements a deletes, and between two that
+     * survive */
+    ins(b, "t", 4, "XY"); /* abcdXYefgh: origins d, e */
+    ins(b, "t", 2, "Z");  /* abZcdXYefgh: origins b, c */
+    del(a, "t", 3, 4);    /* a deletes "defg": abch */
+    ck_assert_uint_eq(droppable(a), 4);
     migrate(a, NULL);
+    ck_assert_uint_eq(droppable(a), 0); /* dropped by the epoch */
     migrate(a, NULL);
     ins(a, "t", 4, "!");
+    text_of(buf, sizeof buf, a, "t");
+    ck_assert_str_eq(buf, "abch!");
     reset_from(b, a);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    /* "XY" named dropped elements: quarantined, on both sides alike;
+     * "Z" lands between its surviving origins */
     text_of(buf, sizeof buf, a, "t");
-    ck_assert_str_eq(buf, "abcXYZh!");
+    ck_assert_str_eq(buf, "abZch!");
     text_of(buf, sizeof buf, b, "t");
-    ck_assert_str_eq(buf, "abcXYZh!");
+    ck_assert_str_eq(buf, "abZch!");
+    assert_quarantined(a, 1, "anchor compacted away");
+    assert_quarantined(b, 1, "anchor compacted away");
+    assert_same();
+}
+END_TEST
+
+/* After an epoch: both replicas type concurrently around and inside the
+ * compacted text, deletes of base elements, a list with a deleted element
+ * and a set value; every read is what it was, and they converge. */
+START_TEST(test_compacted_sequences_keep_working)
+{
+    char buf[128];
+    crdt_txn *t;
+    crdt_value v7 = crdt_value_int(7);
+    crdt_read *rd;
+    crdt_value *v;
+    size_t k;
+
+    ins(a, "t", 0, "hello world");
+    del(a, "t", 5, 6);             /* hello */
+    ins(a, "t", 5, " there");      /* hello there */
+    del(a, "t", 0, 1);             /* ello there */
+    ins(a, "t", 0, "H");           /* Hello there */
+    lins(a, "l", 0, 1);
+    lins(a, "l", 1, 2);
+    lins(a, "l", 2, 3);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_list_delete(t, "c", "d", "l", 1, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_list_set(t, "c", "d", "l", 1, &v7), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_uint_eq(droppable(a), 8);
+    migrate(a, NULL);
+    text_of(buf, sizeof buf, a, "t");
+    ck_assert_str_eq(buf, "Hello there");
+    reset_from(b, a);
+    text_of(buf, sizeof buf, b, "t");
+    ck_assert_str_eq(buf, "Hello there");
+    assert_same();
+    /* concurrent edits on the compacted text */
+    ins(a, "t", 5, ",");
+    ins(b, "t", 11, "!");
+    del(a, "t", 0, 1);
+    del(b, "t", 5, 6);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    text_of(buf, sizeof buf, a, "t");
+    ck_assert_str_eq(buf, "ello,!");
+    text_of(buf, sizeof buf, b, "t");
+    ck_assert_str_eq(buf, "ello,!");
+    ck_assert_int_eq(crdt_read_begin(&rd, b), CRDT_OK);
+    ck_assert_int_eq(crdt_read_list(&v, &k, rd, "c", "d", "l"), CRDT_OK);
+    ck_assert_uint_eq(k, 2);
+    ck_assert_int_eq(v[0].u.i, 1);
+    ck_assert_int_eq(v[1].u.i, 7);
+    crdt_list_free(v);
+    crdt_read_end(rd);
+    assert_same();
+    /* a second epoch over that, then a cold read of a fresh copy */
+    migrate(a, NULL);
+    reset_from(b, a);
+    text_of(buf, sizeof buf, b, "t");
+    ck_assert_str_eq(buf, "ello,!");
     assert_same();
 }
 END_TEST
@@ -294,6 +404,7 @@ test_suite(void)
     tcase_add_test(tc, test_renamed_text_takes_stale_ops);
     tcase_add_test(tc, test_removed_text_quarantines_stale_ops);
     tcase_add_test(tc, test_compaction_places_stale_text_ops);
+    tcase_add_test(tc, test_compacted_sequences_keep_working);
     tcase_add_test(tc, test_custom_migration_keeps_text_and_list);
     suite_add_tcase(s, tc);
     return s;
