@@ -24,6 +24,10 @@ typedef struct {
     int base;             /* an epoch's compacted run ('b' record): never
                              grows; origins: the element before it in the
                              base, and the end */
+    uint64_t gap;         /* base run: ordinal of its first element in the
+                             base (from 1); other run: the ordinal of the
+                             base element its elements follow (0: none),
+                             the "gap" they live in (seq.c, integration) */
     seq_frag **frags;     /* sorted by off (invariant 1) */
     uint32_t nf, capf;
 } seq_run;
@@ -60,6 +64,9 @@ struct crdt__seq {
     size_t nact, capact, last_act;
     uint64_t vis, tot;
     uint64_t nparked; /* held inserts (records 'p') */
+    seq_run **base;   /* the base runs in document order */
+    size_t nbase, capbase;
+    uint64_t base_total; /* elements in the base */
     int has_header;
     int broken;       /* an allocation failed mid-change: never reuse */
     /* cache bookkeeping (seq_store.c) */
@@ -79,6 +86,9 @@ int crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off,
                         uint64_t len);
 int crdt__seq_mark_deleted(crdt__seq *s, const crdt_actor *actor,
                            uint64_t c, uint64_t e);
+/* Append @p r, a base run whose left origin is the base's last element,
+ * to the order and to the base. */
+int crdt__seq_base_add(crdt__seq *s, seq_run *r);
 int crdt__seq_walk(const crdt__seq *s,
                    int (*cb)(const seq_run *r, uint64_t off, uint64_t len,
                              void *ctx),

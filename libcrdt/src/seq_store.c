@@ -245,10 +245,9 @@ base_load(crdt__seq *s, const unsigned char *v, size_t vl, int text,
         }
         if ((size_t)i + 1 < sa->n && sa->runs[i + 1]->ctr < c + len)
             return CRDT_ECORRUPT; /* a run inside it */
-        r->base = 1;
         r->left = *last;
         if ((rc = crdt__seq_run_append(r, p, (size_t)nb, len, text)) < 0 ||
-            (rc = crdt__seq_integrate(s, r, 0, len)) < 0)
+            (rc = crdt__seq_base_add(s, r)) < 0)
             return rc;
         r->state = 2;
         p += nb;
@@ -834,7 +833,7 @@ early_deletes(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
 static int
 ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
         const crdt_seq_id *left, const crdt_seq_id *right, const void *bytes,
-        size_t nb, uint64_t n, worklist *wl)
+        size_t nb, uint64_t n, worklist *wl, int unparked)
 {
     crdt_seq_id id = { *actor, ctr }, prev_id = { *actor, ctr - 1 };
     seq_actor *sa;
@@ -847,6 +846,11 @@ ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
     if ((sa = crdt__seq_actor(s, actor, 0)) != NULL && ctr < sa->cut_end)
         return CRDT_OK; /* applied before an epoch folded it (or dropped
                            it, deleted): never again */
+    if (!unparked && sa != NULL && sa->held_end > ctr)
+        return CRDT_OK; /* held already: this actor's inserts come in
+                           order, so one at or after it is held only if
+                           this one was applied before (a reset replays
+                           its log over a state that holds it) */
     /* ids of this actor are never reused: an insert overlapping a later
      * run of its actor is not from an honest writer; ignore it */
     if ((sa = crdt__seq_actor(s, actor, 0)) != NULL && sa->n > 0 &&
@@ -950,7 +954,7 @@ unpark(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
             get_id(&r, copy + kl + 16);
             on = crdt__rd64(copy + kl + 32);
             rc = ins_one(w, s, &oa, oc, &l, &r, copy + kl + 40, vl - 40, on,
-                         wl);
+                         wl, 1);
         }
         free(copy);
         if (rc < 0)
@@ -964,7 +968,7 @@ apply_insert(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor,
              const void *bytes, size_t nb, uint64_t n)
 {
     worklist wl = { 0 };
-    int rc = ins_one(w, s, actor, ctr, left, right, bytes, nb, n, &wl);
+    int rc = ins_one(w, s, actor, ctr, left, right, bytes, nb, n, &wl, 0);
 
     /* bounded: each pass removes one held record */
     while (rc == CRDT_OK && wl.len > 0) {
