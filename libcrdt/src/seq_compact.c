@@ -9,7 +9,7 @@
  *   'b' records  the kept elements in document order, adjacent elements
  *                of one actor with consecutive counters folded into one
  *                segment, segments packed into records of about
- *                B_RECORD bytes;
+ *                B_RECORD bytes (the layout is at the writer below);
  *   'd' records  what the old delete ranges said about ids that were not
  *                integrated (a delete that came before its insert), plus
  *                the kept deleted elements;
@@ -38,7 +38,10 @@
 
 #include "seq_int.h"
 
-#define B_RECORD 1536 /* inline in an LMDB page, no overflow page */
+#define B_RECORD 32768 /* a 'b' record is closed past this many bytes: a
+                          few overflow pages, little waste per record */
+#define B_SEG 65536    /* most bytes in one segment (one list value may
+                          exceed it alone) */
 
 typedef struct {
     unsigned char *p;
@@ -169,14 +172,25 @@ recs_free(recs *l)
     free(l->v);
 }
 
-/* The records being written: 'b' records in order, segments inside. */
+/* The records being written: 'b' records in order, segments inside.
+ * A record's value (docs/storage.md, 4.4):
+ *   n(1) actor(8) * n       the actors its segments name
+ *   segments to the end:    varint actor index, varint ctr, varint len,
+ *                           varint nbytes, nbytes of content
+ * (varint: LEB128, at most 10 bytes). A record is closed once it holds
+ * B_RECORD bytes or 255 actors; a segment never holds more than B_SEG
+ * bytes (a longer stretch is cut into several), so every record stays
+ * far below what a snapshot entry may hold. */
 typedef struct {
     crdt__wctx *w;
     const crdt__seqkey *key;
-    cbuf rec;         /* the 'b' record being filled */
-    size_t seg;       /* offset of the open segment's header; SIZE_MAX none */
-    crdt_actor a;     /* the open segment's actor, next ctr */
-    uint64_t next;
+    crdt_actor actors[255];
+    unsigned n_actors;
+    cbuf segs;        /* the closed segments of the record being filled */
+    cbuf open;        /* the open segment's content */
+    int has_open;
+    unsigned open_actor;
+    uint64_t open_ctr, open_len;
     uint64_t index;   /* of the next 'b' record */
 } writer;
 
@@ -193,53 +207,130 @@ put_new(crdt__wctx *w, const unsigned char *k, size_t kl, const void *v,
 }
 
 static int
-flush_record(writer *wr)
+put_varint(cbuf *b, uint64_t v)
 {
-    unsigned char k[sizeof wr->key->b + 9];
+    unsigned char t[10];
+    size_t n = 0;
+
+    do {
+        t[n] = (unsigned char)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            t[n] |= 0x80;
+        n++;
+    } while (v);
+    return cbuf_add(b, t, n);
+}
+
+static int
+close_segment(writer *wr)
+{
     int rc;
 
-    if (wr->rec.len == 0)
+    if (!wr->has_open)
         return CRDT_OK;
-    memcpy(k, wr->key->b, wr->key->len);
-    k[wr->key->len] = 'b';
-    crdt__be64(k + wr->key->len + 1, wr->index++);
-    rc = put_new(wr->w, k, wr->key->len + 9, wr->rec.p, wr->rec.len);
-    wr->rec.len = 0;
-    wr->seg = SIZE_MAX;
+    wr->has_open = 0;
+    if ((rc = put_varint(&wr->segs, wr->open_actor)) < 0 ||
+        (rc = put_varint(&wr->segs, wr->open_ctr)) < 0 ||
+        (rc = put_varint(&wr->segs, wr->open_len)) < 0 ||
+        (rc = put_varint(&wr->segs, wr->open.len)) < 0)
+        return rc;
+    rc = cbuf_add(&wr->segs, wr->open.p, wr->open.len);
+    wr->open.len = 0;
     return rc;
 }
 
-/* Append elements [off, off + len) of @p r to the base. */
+static int
+flush_record(writer *wr)
+{
+    unsigned char k[sizeof wr->key->b + 9];
+    unsigned char n;
+    cbuf v = { 0 };
+    int rc;
+
+    if ((rc = close_segment(wr)) < 0)
+        return rc;
+    if (wr->segs.len == 0)
+        return CRDT_OK;
+    n = (unsigned char)wr->n_actors;
+    if ((rc = cbuf_add(&v, &n, 1)) == CRDT_OK)
+        rc = cbuf_add(&v, wr->actors, 8 * (size_t)wr->n_actors);
+    if (rc == CRDT_OK)
+        rc = cbuf_add(&v, wr->segs.p, wr->segs.len);
+    if (rc == CRDT_OK) {
+        memcpy(k, wr->key->b, wr->key->len);
+        k[wr->key->len] = 'b';
+        crdt__be64(k + wr->key->len + 1, wr->index++);
+        rc = put_new(wr->w, k, wr->key->len + 9, v.p, v.len);
+    }
+    free(v.p);
+    wr->segs.len = 0;
+    wr->n_actors = 0;
+    return rc;
+}
+
+/* Append elements [off, off + len) of @p r (at most B_SEG bytes). */
+static int
+emit_piece(writer *wr, const seq_run *r, uint64_t off, uint64_t len,
+           size_t b0, size_t b1)
+{
+    unsigned ai;
+    int rc;
+
+    if (wr->has_open &&
+        memcmp(wr->actors[wr->open_actor].b, r->actor.b, 8) == 0 &&
+        wr->open_ctr + wr->open_len == r->ctr + off &&
+        wr->open.len + (b1 - b0) <= B_SEG) {
+        wr->open_len += len; /* the segment grows */
+        return cbuf_add(&wr->open, r->bytes + b0, b1 - b0);
+    }
+    if ((rc = close_segment(wr)) < 0)
+        return rc;
+    if (wr->segs.len >= B_RECORD && (rc = flush_record(wr)) < 0)
+        return rc;
+    for (ai = 0; ai < wr->n_actors; ai++)
+        if (memcmp(wr->actors[ai].b, r->actor.b, 8) == 0)
+            break;
+    if (ai == wr->n_actors) {
+        if (ai == 255) {
+            if ((rc = flush_record(wr)) < 0)
+                return rc;
+            ai = 0;
+        }
+        wr->actors[ai] = r->actor;
+        wr->n_actors = ai + 1;
+    }
+    wr->has_open = 1;
+    wr->open_actor = ai;
+    wr->open_ctr = r->ctr + off;
+    wr->open_len = len;
+    return cbuf_add(&wr->open, r->bytes + b0, b1 - b0);
+}
+
+/* Append elements [off, off + len) of @p r to the base, cut so that no
+ * segment holds more than B_SEG bytes. */
 static int
 emit(writer *wr, const seq_run *r, uint64_t off, uint64_t len)
 {
-    size_t b0, b1;
-    unsigned char h[32];
-    int rc;
+    int text = wr->key->kind == 'T';
 
-    if ((rc = crdt__seq_run_bytes(r, wr->key->kind == 'T', off, len, &b0,
-                                  &b1)) < 0)
-        return rc;
-    if (wr->seg != SIZE_MAX && memcmp(wr->a.b, r->actor.b, 8) == 0 &&
-        wr->next == r->ctr + off) {
-        unsigned char *s = wr->rec.p + wr->seg; /* the segment grows */
-        crdt__be64(s + 16, crdt__rd64(s + 16) + len);
-        crdt__be64(s + 24, crdt__rd64(s + 24) + (b1 - b0));
-        wr->next += len;
-        return cbuf_add(&wr->rec, r->bytes + b0, b1 - b0);
+    while (len > 0) {
+        uint64_t k = len < 4096 ? len : 4096;
+        size_t b0, b1;
+        int rc;
+        for (;;) {
+            if ((rc = crdt__seq_run_bytes(r, text, off, k, &b0, &b1)) < 0)
+                return rc;
+            if (b1 - b0 <= B_SEG || k == 1)
+                break;
+            k /= 2;
+        }
+        if ((rc = emit_piece(wr, r, off, k, b0, b1)) < 0)
+            return rc;
+        off += k;
+        len -= k;
     }
-    if (wr->rec.len >= B_RECORD && (rc = flush_record(wr)) < 0)
-        return rc;
-    memcpy(h, r->actor.b, 8);
-    crdt__be64(h + 8, r->ctr + off);
-    crdt__be64(h + 16, len);
-    crdt__be64(h + 24, b1 - b0);
-    wr->seg = wr->rec.len;
-    wr->a = r->actor;
-    wr->next = r->ctr + off + len;
-    if ((rc = cbuf_add(&wr->rec, h, 32)) < 0)
-        return rc;
-    return cbuf_add(&wr->rec, r->bytes + b0, b1 - b0);
+    return CRDT_OK;
 }
 
 static int
@@ -279,7 +370,6 @@ compact_block(crdt__wctx *w, const crdt__seqkey *key, uint64_t *dropped)
     memset(&wr, 0, sizeof wr);
     wr.w = w;
     wr.key = key;
-    wr.seg = SIZE_MAX;
     if ((rc = crdt__seq_build(&s, w->txn, w->state, key)) < 0)
         return rc;
 
@@ -467,7 +557,8 @@ done:
     free(del.v);
     free(cut.v);
     free(held);
-    free(wr.rec.p);
+    free(wr.segs.p);
+    free(wr.open.p);
     return rc;
 }
 

@@ -11,8 +11,9 @@
  *                                  left(16) right(16) n(8) content
  *   P 'v' actor(8) ctr(8)          list element value: hlc(8) actor(8) v
  *   P 'b' index(8)                 an epoch's compacted runs, in document
- *                                  order (index 0, 1, ...): segments of
- *                                  actor(8) ctr(8) len(8) nbytes(8) content
+ *                                  order (index 0, 1, ...): n(1) actor(8)*n
+ *                                  then segments of varint actor index,
+ *                                  ctr, len, nbytes, content (seq_compact.c)
  *   P 'x' actor(8)                 ids of actor below ctr(8) were folded
  *                                  into an epoch (seq_compact.c)
  * An id is actor(8) ctr(8), ctr 0 for none.
@@ -188,6 +189,23 @@ integrate_all(crdt__seq *s)
     return rc;
 }
 
+static int
+get_varint(const unsigned char **p, const unsigned char *end, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end)
+            return CRDT_ECORRUPT;
+        v |= (uint64_t)(**p & 0x7f) << shift;
+        if (!(*(*p)++ & 0x80)) {
+            *out = v;
+            return CRDT_OK;
+        }
+    }
+    return CRDT_ECORRUPT;
+}
+
 /*
  * One 'b' record: segments placed at the end of the order, in turn (the
  * 'b' records come first in key order, so before any other run). Each
@@ -199,26 +217,32 @@ static int
 base_load(crdt__seq *s, const unsigned char *v, size_t vl, int text,
           crdt_seq_id *last)
 {
-    const unsigned char *p = v, *end = v + vl;
+    const unsigned char *p = v, *end = v + vl, *actors;
+    unsigned n;
 
     if (vl == 0)
         return CRDT_ECORRUPT;
+    n = *p++;
+    if (n == 0 || (size_t)(end - p) < 8 * (size_t)n)
+        return CRDT_ECORRUPT;
+    actors = p;
+    p += 8 * (size_t)n;
+    if (p == end)
+        return CRDT_ECORRUPT;
     while (p < end) {
         crdt_actor a;
-        uint64_t c, len, nb;
+        uint64_t ai, c, len, nb;
         crdt_seq_id first, lastid;
         seq_actor *sa;
         seq_run *r;
         long i;
         int rc;
 
-        if ((size_t)(end - p) < 32)
+        if (get_varint(&p, end, &ai) < 0 || get_varint(&p, end, &c) < 0 ||
+            get_varint(&p, end, &len) < 0 || get_varint(&p, end, &nb) < 0 ||
+            ai >= n)
             return CRDT_ECORRUPT;
-        memcpy(a.b, p, 8);
-        c = crdt__rd64(p + 8);
-        len = crdt__rd64(p + 16);
-        nb = crdt__rd64(p + 24);
-        p += 32;
+        memcpy(a.b, actors + 8 * ai, 8);
         if (c == 0 || len == 0 || c + len < c || nb > (size_t)(end - p) ||
             nb < len)
             return CRDT_ECORRUPT;
@@ -1015,6 +1039,45 @@ apply_lset(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *target,
     return rc;
 }
 
+/*
+ * A lens default is a register stamped (0, actor 0), given to a document
+ * that has no entry for the field when an op rebased through that lens
+ * touches it (libepoch). Whether the field had an entry then depends on
+ * the order ops arrived in, so a sequence op takes such a default away:
+ * with a sequence written before it, no default was given; written after
+ * it, the default goes. Either order ends with the sequence alone.
+ */
+static int
+drop_lens_default(crdt__wctx *w, const crdt__seqkey *k)
+{
+    static const unsigned char zero[16];
+    unsigned char rk[sizeof k->b];
+    MDB_val old;
+    int rc;
+
+    memcpy(rk, k->b, k->len - 1);
+    rk[k->len - 1] = 'R';
+    rc = crdt__state_get(w, rk, k->len, &old);
+    if (rc == CRDT_ENOTFOUND)
+        return CRDT_OK;
+    if (rc < 0)
+        return rc;
+    if (old.mv_size < 16 || memcmp(old.mv_data, zero, 16) != 0)
+        return CRDT_OK; /* a real write: the usual field rules apply */
+    {
+        unsigned char *copy = malloc(old.mv_size);
+        MDB_val ov;
+        if (copy == NULL)
+            return CRDT_ENOMEM;
+        memcpy(copy, old.mv_data, old.mv_size);
+        ov.mv_size = old.mv_size;
+        ov.mv_data = copy;
+        rc = crdt__state_del(w, rk, k->len, &ov);
+        free(copy);
+    }
+    return rc;
+}
+
 int
 crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
                 const crdt_actor *actor)
@@ -1029,7 +1092,8 @@ crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
 
     crdt__seqkey_make(&key, op->coll, op->coll_len, op->doc, op->doc_len,
                       op->field, op->field_len, kind);
-    if ((rc = crdt__seq_for_write(&s, w, &key)) < 0)
+    if ((rc = crdt__seq_for_write(&s, w, &key)) < 0 ||
+        (rc = drop_lens_default(w, &key)) < 0)
         return rc;
     switch (op->kind) {
     case CRDT_OP_TINS:

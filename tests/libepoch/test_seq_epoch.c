@@ -348,6 +348,37 @@ START_TEST(test_compacted_sequences_keep_working)
 }
 END_TEST
 
+/* A lens default (a register stamped 0) given to a document, and an
+ * insert into the same field as a text, in either order: one state. */
+static void
+lens_default(crdt_replica *r, const char *field)
+{
+    crdt_raw *t;
+    crdt_value nul = crdt_value_null();
+
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_state_default(t, "c", "d", field, &nul),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+}
+
+START_TEST(test_lens_default_and_text_in_either_order)
+{
+    char buf[64];
+
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK); /* b joins */
+    ins(b, "t", 0, "xy");
+    lens_default(b, "t"); /* the text first: no default */
+    lens_default(a, "t"); /* first the default, then the text */
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    text_of(buf, sizeof buf, a, "t");
+    ck_assert_str_eq(buf, "xy");
+    text_of(buf, sizeof buf, b, "t");
+    ck_assert_str_eq(buf, "xy");
+    assert_same();
+}
+END_TEST
+
 static int
 mark(epoch_doc *doc, const char *coll, const char *id, void *ctx)
 {
@@ -405,6 +436,7 @@ test_suite(void)
     tcase_add_test(tc, test_removed_text_quarantines_stale_ops);
     tcase_add_test(tc, test_compaction_places_stale_text_ops);
     tcase_add_test(tc, test_compacted_sequences_keep_working);
+    tcase_add_test(tc, test_lens_default_and_text_in_either_order);
     tcase_add_test(tc, test_custom_migration_keeps_text_and_list);
     suite_add_tcase(s, tc);
     return s;
