@@ -192,6 +192,8 @@ reload(house *h)
                   "max-epochs-behind");
     NEEDS_RESTART(c->max_conns != n.max_conns, "max-conns");
     NEEDS_RESTART(c->max_handshakes != n.max_handshakes, "max-handshakes");
+    NEEDS_RESTART(c->max_handshakes_per_addr != n.max_handshakes_per_addr,
+                  "max-handshakes-per-addr");
     NEEDS_RESTART(c->idle_timeout_s != n.idle_timeout_s, "idle-timeout");
 #undef NEEDS_RESTART
     /* live: logging and backups; the rest keeps its running values */
@@ -411,6 +413,7 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     o.conn.log_event = serve_log_event;
     o.max_conns = (unsigned)conf.max_conns;
     o.max_handshakes = (unsigned)conf.max_handshakes;
+    o.max_handshakes_per_addr = (unsigned)conf.max_handshakes_per_addr;
     rc = crdtnet_daemon_new(&d, reps, opened, host, port,
                             (const char *const *)conf.peers, conf.n_peers,
                             &o);

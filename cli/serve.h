@@ -34,6 +34,7 @@ typedef struct {
     long max_epochs_behind; /* -1: the library's default */
     long max_conns;         /* 0: the library's default */
     long max_handshakes;    /* 0: the library's default */
+    long max_handshakes_per_addr; /* 0: the library's default */
     long idle_timeout_s;    /* 0: the library's default */
     int log_level;          /* crdtnet_log_level */
     int log_format;         /* SERVE_LOG_* */

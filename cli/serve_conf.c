@@ -47,6 +47,8 @@ static const serve_opt opts[] = {
     { "max-epochs-behind", 1, LONG(max_epochs_behind, 0, 100000000) },
     { "max-conns", 1, LONG(max_conns, 1, 100000) },
     { "max-handshakes", 1, LONG(max_handshakes, 1, 100000) },
+    { "max-handshakes-per-addr", 1,
+      LONG(max_handshakes_per_addr, 1, 100000) },
     { "idle-timeout", 1, LONG(idle_timeout_s, 1, 86400) },
     { NULL, 0, 0, 0, 0, 0 }
 };
@@ -70,6 +72,7 @@ const char serve_help[] =
     "                           N epochs behind (default 0: no limit)\n"
     "  --max-conns N            accepted connections at once (256)\n"
     "  --max-handshakes N       of them not yet authenticated (128)\n"
+    "  --max-handshakes-per-addr N  of those from one source address (32)\n"
     "  --idle-timeout SECONDS   close a silent connection (30)\n"
     "  The config file has one \"key = value\" a line, keys as the options\n"
     "  without dashes, \"space = DIR\" for a replica, '#' comment lines.\n"

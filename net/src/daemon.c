@@ -14,13 +14,16 @@
  *     session, reconnect with exponential backoff and jitter.
  * Invariants:
  *  (1) At most max_conns accepted connections and max_handshakes of them
- *      not yet authenticated exist at once (plus those evicted and about
- *      to end). When full, the oldest connection still in its handshake
- *      (and at least EVICT_AGE_MS old) is evicted to make room: a flood
- *      of half-open connections cannot keep a member out for the whole
- *      handshake timeout. With none to evict, a new connection is
- *      closed at once, before any byte is read (docs/testing.md B19,
- *      S5).
+ *      not yet authenticated exist at once, and at most max_per_addr of
+ *      those from one source address (plus those evicted and about to
+ *      end). When full, the idlest connection still in its handshake
+ *      (nothing received for longest; at least EVICT_AGE_MS old) is
+ *      evicted to make room, of the same address when that address is
+ *      at its limit: a flood of half-open connections cannot keep a
+ *      member out for the whole handshake timeout, and one address
+ *      cannot take the slots of another. With none to evict, a new
+ *      connection is closed at once, before any byte is read
+ *      (docs/testing.md B19, S5).
  *  (2) Every wait polls the stop pipe or is at most 250 ms (the stop flag,
  *      in conn.c), so stop() ends every thread within about a second:
  *      the pipe is written once and never drained, so every poller sees
@@ -62,6 +65,9 @@ typedef struct dconn {
     int done;   /* the thread finished: join it */
     volatile int evict; /* told to end if still in its handshake */
     long long t_accept;
+    long long rx_ms;    /* when it last sent bytes (conn.c stores it) */
+    unsigned char addr[16]; /* its source address (IPv4: 4 bytes) */
+    int family;
     struct dconn *next;
 } dconn;
 
@@ -90,7 +96,7 @@ struct crdtnet_daemon {
     crdtnet_log_event_fn user_event;
     void *user_log_ctx;
     int quiet;
-    unsigned max_conns, max_hs;
+    unsigned max_conns, max_hs, max_per_addr;
     int backoff_min, backoff_max;
     dpeer *peers;
     size_t n_peers;
@@ -276,6 +282,8 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     d->quiet = opts->quiet;
     d->max_conns = opts->max_conns ? opts->max_conns : 256;
     d->max_hs = opts->max_handshakes ? opts->max_handshakes : 128;
+    d->max_per_addr =
+        opts->max_handshakes_per_addr ? opts->max_handshakes_per_addr : 32;
     d->backoff_min = opts->backoff_min_ms > 0 ? opts->backoff_min_ms : 1000;
     d->backoff_max =
         opts->backoff_max_ms > 0 ? opts->backoff_max_ms : 60000;
@@ -424,7 +432,8 @@ conn_main(void *arg)
 {
     dconn *c = arg;
     crdtnet_daemon *d = c->d;
-    crdtnet__conn_hooks h = { conn_authenticated, conn_stats, c, &c->evict };
+    crdtnet__conn_hooks h = { conn_authenticated, conn_stats, c, &c->evict,
+                              &c->rx_ms };
 
     (void)crdtnet__serve_conn(c->fd, d->reps, d->n, &d->copts, NULL, &h);
     pthread_mutex_lock(&d->mu);
@@ -477,32 +486,121 @@ refuse(crdtnet_daemon *d, int fd, const char *why)
     }
 }
 
-/* Under d->mu: tell the oldest connection still in its handshake to
- * end, so a new one can take its place (keeps (1)). 1 if one was. */
 static int
-evict_oldest(crdtnet_daemon *d, long long now)
+same_addr(const dconn *a, const dconn *b)
 {
-    dconn *c, *oldest = NULL;
+    return a->family == b->family &&
+           memcmp(a->addr, b->addr, sizeof a->addr) == 0;
+}
+
+/* Under d->mu: handshakes in progress from @p from's address, not
+ * counting those told to end. */
+static unsigned
+pending_from(const crdtnet_daemon *d, const dconn *from)
+{
+    const dconn *c;
+    unsigned n = 0;
 
     for (c = d->conns; c != NULL; c = c->next)
-        if (!c->authed && !c->done && !c->evict &&
-            now - c->t_accept >= EVICT_AGE_MS &&
-            (oldest == NULL || c->t_accept < oldest->t_accept))
-            oldest = c;
-    if (oldest == NULL)
+        if (!c->authed && !c->done && !c->evict && same_addr(c, from))
+            n++;
+    return n;
+}
+
+/* Under d->mu: may @p c be evicted (in its handshake, not yet told, and
+ * old enough, unless @p any_age)? */
+static int
+evictable(const dconn *c, int any_age, long long now)
+{
+    return !c->authed && !c->done && !c->evict &&
+           (any_age || now - c->t_accept >= EVICT_AGE_MS);
+}
+
+/*
+ * Under d->mu: tell the idlest connection still in its handshake to end,
+ * so a new one can take its place (keeps (1)); 1 if one was. Which ones
+ * may go: with @p from, only those of its address (at least
+ * EVICT_AGE_MS old); with @p over_share, those of any address holding
+ * more than its share of pending handshakes, however young (that
+ * address cannot keep the others out); else any at least EVICT_AGE_MS
+ * old.
+ */
+static int
+evict_idlest(crdtnet_daemon *d, const dconn *from, int over_share,
+             long long now)
+{
+    dconn *c, *idlest = NULL;
+    long long rx, best = 0;
+
+    for (c = d->conns; c != NULL; c = c->next) {
+        if (!evictable(c, over_share, now) ||
+            (from != NULL && !same_addr(c, from)))
+            continue;
+        rx = __atomic_load_n(&c->rx_ms, __ATOMIC_RELAXED);
+        if (idlest != NULL &&
+            (rx > best || (rx == best && c->t_accept >= idlest->t_accept)))
+            continue;
+        if (over_share && pending_from(d, c) <= d->max_per_addr)
+            continue;
+        idlest = c;
+        best = rx;
+    }
+    if (idlest == NULL)
         return 0;
-    __atomic_store_n(&oldest->evict, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&idlest->evict, 1, __ATOMIC_RELAXED);
     d->n_evicting++;
     return 1;
+}
+
+/* The source address of an accepted connection, as a key. */
+static void
+set_source(dconn *c, const struct sockaddr_storage *ss)
+{
+    c->family = ss->ss_family;
+    if (ss->ss_family == AF_INET)
+        memcpy(c->addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    else if (ss->ss_family == AF_INET6)
+        memcpy(c->addr, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+}
+
+/* Under d->mu: room for one more pending handshake from @p c's
+ * address, evicting if full (keeps (1)); NULL, or why not. */
+static const char *
+make_room(crdtnet_daemon *d, const dconn *c)
+{
+    long long now = crdtnet__now_ms();
+    int at_share = pending_from(d, c) >= d->max_per_addr;
+
+    /* full: the idlest pending handshake makes room (those evicted and
+     * still ending do not count; their threads end within a tick). An
+     * address that holds its share only replaces one of its own; one
+     * below it first takes the place of an address above it. */
+    if ((d->n_conns - d->n_evicting >= d->max_conns ||
+         d->n_hs - d->n_evicting >= d->max_hs) &&
+        d->n_conns < d->max_conns + d->max_hs &&
+        (at_share ? evict_idlest(d, c, 0, now)
+                  : evict_idlest(d, NULL, 1, now) ||
+                        evict_idlest(d, NULL, 0, now)))
+        d->refused_evicted++;
+    if (d->n_conns - d->n_evicting >= d->max_conns)
+        return "too many connections";
+    if (d->n_hs - d->n_evicting >= d->max_hs ||
+        d->n_conns >= d->max_conns + d->max_hs)
+        return at_share ? "too many handshakes in progress from one address"
+                        : "too many handshakes in progress";
+    return NULL;
 }
 
 static void
 accept_one(crdtnet_daemon *d)
 {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    const char *why;
     dconn *c;
     int fd;
 
-    fd = accept4(d->lfd, NULL, NULL, SOCK_CLOEXEC);
+    fd = accept4(d->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
     if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
             errno == ENOMEM) {
@@ -511,49 +609,36 @@ accept_one(crdtnet_daemon *d)
         }
         return;
     }
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        refuse(d, fd, "out of memory");
+        return;
+    }
+    c->d = d;
+    c->fd = fd;
+    c->t_accept = c->rx_ms = crdtnet__now_ms();
+    set_source(c, &ss);
     pthread_mutex_lock(&d->mu);
-    /* full: the oldest pending handshake makes room (those evicted and
-     * still ending do not count; their threads end within a tick) */
-    if ((d->n_conns - d->n_evicting >= d->max_conns ||
-         d->n_hs - d->n_evicting >= d->max_hs) &&
-        d->n_conns < d->max_conns + d->max_hs &&
-        evict_oldest(d, crdtnet__now_ms()))
-        d->refused_evicted++;
-    if (d->n_conns - d->n_evicting >= d->max_conns ||
-        d->n_hs - d->n_evicting >= d->max_hs ||
-        d->n_conns >= d->max_conns + d->max_hs) {
-        int too_many = d->n_conns - d->n_evicting >= d->max_conns;
-
+    if ((why = make_room(d, c)) != NULL) {
         pthread_mutex_unlock(&d->mu);
-        refuse(d, fd, too_many ? "too many connections"
-                               : "too many handshakes in progress");
+        free(c);
+        refuse(d, fd, why);
         return;
     }
     d->n_conns++;
     d->n_hs++;
-    pthread_mutex_unlock(&d->mu);
-    c = calloc(1, sizeof *c);
-    if (c != NULL) {
-        c->d = d;
-        c->fd = fd;
-        c->t_accept = crdtnet__now_ms();
-        pthread_mutex_lock(&d->mu);
-        c->next = d->conns; /* listed before it can finish */
-        d->conns = c;
-        if (pthread_create(&c->th, NULL, conn_main, c) != 0) {
-            d->conns = c->next;
-            free(c);
-            c = NULL;
-        }
-        pthread_mutex_unlock(&d->mu);
-    }
-    if (c == NULL) {
-        pthread_mutex_lock(&d->mu);
+    c->next = d->conns; /* listed before it can finish */
+    d->conns = c;
+    if (pthread_create(&c->th, NULL, conn_main, c) != 0) {
+        d->conns = c->next;
         d->n_conns--;
         d->n_hs--;
         pthread_mutex_unlock(&d->mu);
+        free(c);
         refuse(d, fd, "cannot start a thread");
+        return;
     }
+    pthread_mutex_unlock(&d->mu);
 }
 
 /* ---- outgoing peers ----------------------------------------------- */
@@ -587,7 +672,7 @@ peer_main(void *arg)
 {
     dpeer *p = arg;
     crdtnet_daemon *d = p->d;
-    crdtnet__conn_hooks h = { peer_authenticated, peer_stats, p, NULL };
+    crdtnet__conn_hooks h = { peer_authenticated, peer_stats, p, NULL, NULL };
     long long backoff = d->backoff_min, wait;
     crdtnet_report rep;
     int rc;

@@ -25,6 +25,10 @@ typedef struct {
      * its handshake: the daemon evicts its oldest pending handshake to
      * make room under a flood. NULL: never. */
     const volatile int *evict;
+    /* Stored (relaxed) with crdtnet__now_ms() whenever bytes arrive, so
+     * the daemon can tell idle pending handshakes from active ones.
+     * NULL: not reported. */
+    long long *rx_ms;
 } crdtnet__conn_hooks;
 
 /* crdtnet_serve_conn() and crdtnet_sync_connect() with hooks. */

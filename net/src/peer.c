@@ -1,15 +1,16 @@
 /*
  * peer.c: a sync peer over any transport (crdtnet/peer.h): the framer,
  * the handshake, the channel and the session behind feed()/next_out().
- * The same protocol steps as conn.c's TCP connection, minus sockets,
- * clocks and threads (docs/protocol.md, "Sessions over TCP": the bytes
- * on any transport are the bytes on TCP).
+ * The one implementation of the protocol steps: the TCP client and
+ * server (conn.c) and the pipes of `--stdio`/`--via` drive it; they only
+ * move bytes and keep the clock (docs/protocol.md, "Sessions over TCP":
+ * the bytes on any transport are the bytes on TCP).
  *
  *   HS --hs done--> SESSION --session over / peer FINAL / error / stop-->
  *    |                        CLOSING --our FINAL out, then the peer's
  *    |                                  FINAL or eof()--> DONE
  *    +--hs failed--> FLUSH (its error frame goes out) --> DONE
- *    +--eof(), bad frame--> DONE
+ *    +--eof(), bad frame, timeout--> DONE
  *
  * Invariants:
  *  (1) Output is handed out one piece at a time, in order: handshake
@@ -24,33 +25,56 @@
  *      before.
  *  (4) The first failure and its reason stick; later ones are its
  *      consequences.
+ *  (5) feed() never writes the output buffer (only next_out() does), so
+ *      a transport may read while the piece it was handed is still
+ *      being written: both sides of a sync can send at once.
+ *  (6) Revocation: on every tick that sees a new commit (by any process
+ *      or session), the peer's role is read again; a peer that lost it
+ *      gets an authentication error in our FINAL and the session closes.
  */
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "crdt/raw.h"
 #include "crdtnet/channel.h"
 #include "crdtnet/conn.h"
 #include "crdtnet/frame.h"
 #include "crdtnet/handshake.h"
 #include "crdtnet/peer.h"
+#include "io_internal.h"
 #include "net_internal.h"
+#include "peer_internal.h"
 
 #define SESSION_FRAME_MAX (CRDTNET_SESSION_MSG_MAX + CRDTNET_CHANNEL_ABYTES)
 
-enum { ST_HS = 1, ST_FLUSH, ST_SESSION, ST_CLOSING, ST_DONE };
+_Static_assert(SESSION_FRAME_MAX <= CRDTNET_FRAME_MAX_HARD,
+               "session frames fit the framer's hard maximum");
+
+enum {
+    ST_HS = CRDTNET__PEER_HS,
+    ST_FLUSH = CRDTNET__PEER_FLUSH,
+    ST_SESSION = CRDTNET__PEER_SESSION,
+    ST_CLOSING = CRDTNET__PEER_CLOSING,
+    ST_DONE = CRDTNET__PEER_DONE
+};
 
 struct crdtnet_peer {
     crdtnet_hs_role role;
     int state;
     crdtnet_peer_options o;
+    crdtnet__peer_hooks h;
     crdt_replica *r;             /* the client's, or the server's pick */
     crdt_replica **reps;
     size_t n_reps;
     crdtnet_framer *fr;
     crdtnet_hs *hs;
+    /* handshake frames queued by feed(), moved to obuf by next_out() */
+    unsigned char *hsq;
+    size_t hsq_len, hsq_cap;
     crdtnet_channel *ch;
     crdtnet_session *s;
     int tofu_used, authenticated;
@@ -59,11 +83,30 @@ struct crdtnet_peer {
     unsigned char *obuf;
     size_t olen, ocap;
     int handed;                  /* obuf was handed out: drop it next */
-    int final_sent, peer_final, peer_err, eof, stopping;
+    int final_sent, peer_final, peer_err, eof, stopping, stopped_in_hs;
+    int keepalive;               /* send an empty message when idle */
     int err;
     char reason[CRDTNET_REASON_MAX + 8];
     uint64_t bytes_in, bytes_out;
+    /* live: the last commit seen (keeps (6)) */
+    uint64_t last_txn;
+    int repoke;
+    /* counters (hooks.stats), once the space is known */
+    crdtnet_space_stats *st;
+    int st_looked, st_peer;      /* looked up; counted in peers_connected */
+    uint64_t pub_in, pub_out;    /* bytes already published */
+    crdtnet_report pub;          /* the session report as last published */
+    int finished;
 };
+
+static void
+vfail(crdtnet_peer *p, int code, const char *fmt, va_list ap)
+{
+    if (p->err != 0)
+        return; /* keeps (4) */
+    p->err = code;
+    vsnprintf(p->reason, sizeof p->reason, fmt, ap);
+}
 
 static void
 fail(crdtnet_peer *p, int code, const char *fmt, ...)
@@ -74,15 +117,79 @@ fail(crdtnet_peer *p, int code, const char *fmt, ...)
 {
     va_list ap;
 
-    if (p->err != 0)
-        return; /* keeps (4) */
-    p->err = code;
     va_start(ap, fmt);
-    vsnprintf(p->reason, sizeof p->reason, fmt, ap);
+    vfail(p, code, fmt, ap);
     va_end(ap);
 }
 
-/* ---- handshake callbacks (as conn.c's) ----------------------------- */
+static void
+logf_(crdtnet_peer *p, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+logf_(crdtnet_peer *p, int level, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+
+    if (p->h.log == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    p->h.log(level, line, p->h.ctx);
+}
+
+/* ---- counters ------------------------------------------------------ */
+
+static long long
+now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Add what happened since the last call to the space's counters. */
+static void
+publish(crdtnet_peer *p)
+{
+    const crdtnet_report *rep;
+    crdtnet_space_stats *st;
+
+    if (!p->st_looked && p->r != NULL) {
+        p->st_looked = 1;
+        if (p->h.stats != NULL)
+            p->st = p->h.stats(p->r, p->h.ctx);
+    }
+    if ((st = p->st) == NULL)
+        return;
+    if (p->bytes_in > p->pub_in)
+        crdtnet__count(&st->bytes_in, p->bytes_in - p->pub_in);
+    if (p->bytes_out > p->pub_out)
+        crdtnet__count(&st->bytes_out, p->bytes_out - p->pub_out);
+    p->pub_in = p->bytes_in;
+    p->pub_out = p->bytes_out;
+    if (p->s == NULL)
+        return;
+    rep = crdtnet_session_report(p->s);
+#define PUBLISH(field, counter)                                             \
+    do {                                                                    \
+        if (rep->field > p->pub.field)                                      \
+            crdtnet__count(&st->counter, rep->field - p->pub.field);       \
+        p->pub.field = rep->field;                                          \
+    } while (0)
+    PUBLISH(changes_received, changes_in);
+    PUBLISH(changes_sent, changes_out);
+    PUBLISH(ops_received, ops_in);
+    PUBLISH(rebased_ops, rebased_ops);
+    PUBLISH(quarantined_ops, quarantined_ops);
+    PUBLISH(conflicts, conflicts);
+#undef PUBLISH
+}
+
+/* ---- handshake callbacks ------------------------------------------- */
 
 static int
 server_space_ok(const unsigned char space_id[CRDTNET_SPACE_ID_BYTES],
@@ -92,6 +199,8 @@ server_space_ok(const unsigned char space_id[CRDTNET_SPACE_ID_BYTES],
     unsigned char sid[CRDT_SPACE_ID_BYTES];
 
     for (size_t i = 0; i < p->n_reps; i++) {
+        if (crdt_replica_damaged(p->reps[i]))
+            continue; /* no longer served: see crdtnet__peer_finish() */
         crdt_replica_space_id(p->reps[i], sid);
         if (sodium_memcmp(sid, space_id, sizeof sid) == 0) {
             p->r = p->reps[i];
@@ -109,58 +218,119 @@ server_is_member(const unsigned char pk[CRDTNET_PK_BYTES], void *ctx)
     return p->r != NULL && crdtnet_is_member(p->r, pk); /* strict */
 }
 
+/* The peer key a joining replica pinned (meta CRDTNET_PIN_META): 1 and
+ * the key, 0 if none, -1 if unreadable (then no pin, and no trust
+ * either, see client_is_member). */
+static int
+pinned_key(crdt_replica *r, unsigned char *pk)
+{
+    crdt_raw *t;
+    const void *v;
+    size_t vl;
+    int found = 0;
+
+    if (crdt_raw_begin(&t, r, 0) < 0)
+        return -1;
+    if (crdt_raw_get(t, CRDT_DB_META, CRDTNET_PIN_META,
+                     sizeof CRDTNET_PIN_META - 1, &v, &vl) == CRDT_OK &&
+        vl == CRDT_PUBKEY_BYTES) {
+        memcpy(pk, v, CRDT_PUBKEY_BYTES);
+        found = 1;
+    }
+    crdt_raw_abort(t);
+    return found;
+}
+
 static int
 client_is_member(const unsigned char pk[CRDTNET_PK_BYTES], void *ctx)
 {
     crdtnet_peer *p = ctx;
+    unsigned char pin[CRDT_PUBKEY_BYTES];
     uint64_t n;
+    int pinned;
 
     if (crdtnet_is_member(p->r, pk))
         return 1;
-    /* Trust on first use: a replica that joined and never synced. */
-    if (!p->o.no_tofu && crdtnet_member_count(p->r, &n) == CRDT_OK &&
-        n == 0) {
+    if (crdtnet_member_count(p->r, &n) != CRDT_OK || n != 0)
+        return 0;
+    /* A replica that joined and never synced: the key it pinned at init,
+     * else (trust on first use) whichever server it was told to use. */
+    if ((pinned = pinned_key(p->r, pin)) != 0) {
+        if (pinned < 0 || sodium_memcmp(pin, pk, sizeof pin) != 0)
+            return 0;
+        p->tofu_used = 1;
+        return 1;
+    }
+    if (!p->o.no_tofu) {
         p->tofu_used = 1;
         return 1;
     }
     return 0;
 }
 
+/* Keeps (6): the peer's role, read again after a commit. A client that
+ * trusted its server on first use (an empty member set) keeps that
+ * session: the member set it is receiving is the server's own. */
+static int
+still_member(crdtnet_peer *p)
+{
+    return p->tofu_used || crdtnet_is_member(p->r, p->peer_key);
+}
+
 /* ---- output -------------------------------------------------------- */
 
-/* Append one frame (header + @p body) to obuf. */
+/* Append @p n bytes to the buffer @p *buf (length @p *len, capacity
+ * @p *cap), growing it as needed. */
 static int
-put_frame(crdtnet_peer *p, const unsigned char *body, size_t n)
+append(unsigned char **buf, size_t *len, size_t *cap,
+       const unsigned char *bytes, size_t n)
 {
-    size_t need = p->olen + CRDTNET_FRAME_HEADER_BYTES + n;
-    int rc;
+    size_t need = *len + n;
 
-    if (need > p->ocap) {
-        size_t cap = p->ocap ? p->ocap : 4096;
+    if (need > *cap) {
+        size_t c = *cap ? *cap : 256;
         unsigned char *nb;
-        while (cap < need)
-            cap *= 2;
-        if ((nb = realloc(p->obuf, cap)) == NULL)
+        while (c < need)
+            c *= 2;
+        if ((nb = realloc(*buf, c)) == NULL)
             return CRDT_ENOMEM;
-        p->obuf = nb;
-        p->ocap = cap;
+        *buf = nb;
+        *cap = c;
     }
-    if ((rc = crdtnet_frame_header(p->obuf + p->olen, n)) < 0)
-        return rc;
-    if (n > 0)
-        memcpy(p->obuf + p->olen + CRDTNET_FRAME_HEADER_BYTES, body, n);
-    p->olen = need;
+    memcpy(*buf + *len, bytes, n);
+    *len = need;
     return CRDT_OK;
 }
 
+/* Append one frame (header + @p body) to obuf; only from next_out()
+ * (keeps (5)). */
+static int
+put_frame(crdtnet_peer *p, const unsigned char *body, size_t n)
+{
+    unsigned char hdr[CRDTNET_FRAME_HEADER_BYTES];
+    int rc;
+
+    if ((rc = crdtnet_frame_header(hdr, n)) < 0)
+        return rc;
+    if ((rc = append(&p->obuf, &p->olen, &p->ocap, hdr, sizeof hdr)) < 0)
+        return rc;
+    return n > 0 ? append(&p->obuf, &p->olen, &p->ocap, body, n) : CRDT_OK;
+}
+
+/* Queue the handshake's frames in hsq, never in obuf: feed() calls it
+ * (keeps (5)), and the handshake gives its channel only once everything
+ * it had to say was taken. */
 static void
 drain_hs(crdtnet_peer *p)
 {
+    unsigned char hdr[CRDTNET_FRAME_HEADER_BYTES];
     const unsigned char *m;
     size_t n;
 
     while (p->hs != NULL && crdtnet_hs_next_out(p->hs, &m, &n) == CRDT_OK)
-        if (put_frame(p, m, n) < 0) {
+        if (crdtnet_frame_header(hdr, n) < 0 ||
+            append(&p->hsq, &p->hsq_len, &p->hsq_cap, hdr, sizeof hdr) < 0 ||
+            append(&p->hsq, &p->hsq_len, &p->hsq_cap, m, n) < 0) {
             fail(p, CRDT_ENOMEM, "out of memory");
             p->state = ST_DONE;
             return;
@@ -174,8 +344,13 @@ begin_close(crdtnet_peer *p)
         p->state = ST_CLOSING;
 }
 
-/* Our FINAL: empty when all went well or the session already said why;
- * else [ "strata-error", code, reason ] for this layer's failures. */
+/*
+ * The FINAL plaintext: empty when all went well or the session already
+ * told the peer (its ERROR message), else an error message
+ * [ "strata-error", code, reason ] as crdtnet_hs_parse_error() reads it,
+ * for failures of this layer (bad frame, timeout). A peer's error is
+ * never answered.
+ */
 static void
 seal_final(crdtnet_peer *p)
 {
@@ -203,20 +378,46 @@ seal_final(crdtnet_peer *p)
         p->state = ST_DONE; /* cannot even say goodbye */
 }
 
+/* Seal one session message (or an empty keepalive) into obuf. */
+static int
+put_sealed(crdtnet_peer *p, const unsigned char *m, size_t n)
+{
+    const unsigned char *sealed;
+    size_t sn;
+    int rc;
+
+    rc = crdtnet_channel_seal(p->ch, m, n, &sealed, &sn);
+    if (rc == CRDT_OK)
+        rc = put_frame(p, sealed, sn);
+    if (rc == CRDT_OK)
+        return CRDT_OK;
+    fail(p, rc, "seal: %s", crdt_strerror(rc));
+    begin_close(p);
+    return rc;
+}
+
 /* Pull what comes next into obuf (keeps (1)). */
 static void
 fill(crdtnet_peer *p)
 {
-    const unsigned char *m, *sealed;
-    size_t n, sn;
+    const unsigned char *m;
+    size_t n;
     int rc;
 
     if (p->olen > 0)
         return;
-    if (p->state == ST_HS) {
-        drain_hs(p);
+    drain_hs(p); /* the client's hello */
+    if (p->hsq_len > 0) { /* handshake frames go before any sealed one */
+        if (append(&p->obuf, &p->olen, &p->ocap, p->hsq, p->hsq_len) < 0) {
+            fail(p, CRDT_ENOMEM, "out of memory");
+            p->state = ST_DONE;
+        }
+        sodium_memzero(p->hsq, p->hsq_len);
+        p->hsq_len = 0;
         return;
     }
+    if (p->state == ST_HS)
+        return;
     if (p->state == ST_FLUSH) {
         p->state = ST_DONE; /* the handshake's error frame went out */
         return;
@@ -224,17 +425,18 @@ fill(crdtnet_peer *p)
     if (p->state == ST_SESSION) {
         rc = crdtnet_session_next_out(p->s, &m, &n);
         if (rc == CRDT_OK) {
-            rc = crdtnet_channel_seal(p->ch, m, n, &sealed, &sn);
-            if (rc == CRDT_OK)
-                rc = put_frame(p, sealed, sn);
-            if (rc == CRDT_OK)
+            p->keepalive = 0;
+            if (put_sealed(p, m, n) == CRDT_OK)
                 return;
-            fail(p, rc, "seal: %s", crdt_strerror(rc));
-            begin_close(p);
         } else if (rc != CRDT_EAGAIN) {
             begin_close(p); /* the session finished or failed */
         } else if (p->peer_final || p->peer_err || p->stopping) {
             begin_close(p); /* the other side will send nothing more */
+        } else if (p->keepalive) {
+            /* an empty message, never given to the session */
+            p->keepalive = 0;
+            if (put_sealed(p, NULL, 0) == CRDT_OK)
+                return;
         } else {
             return;
         }
@@ -253,9 +455,13 @@ static void
 hs_finished(crdtnet_peer *p)
 {
     crdtnet_session_options so = CRDTNET_SESSION_OPTIONS_INIT;
+    unsigned char sid[CRDTNET_SPACE_ID_BYTES];
+    char pkhex[2 * CRDTNET_PK_BYTES + 1], sidhex[2 * sizeof sid + 1];
     int rc;
 
-    drain_hs(p); /* the last handshake frame goes out before any sealed */
+    drain_hs(p); /* its last frames, before the channel can be taken */
+    if (p->state == ST_DONE)
+        return;
     rc = crdtnet_hs_take_channel(&p->ch, p->hs);
     if (rc == CRDT_OK)
         rc = crdtnet_framer_set_max(p->fr, SESSION_FRAME_MAX);
@@ -271,14 +477,33 @@ hs_finished(crdtnet_peer *p)
         return;
     }
     crdtnet_hs_peer_key(p->hs, p->peer_key);
+    crdtnet_hs_space(p->hs, sid);
+    crdt_hex(pkhex, p->peer_key, sizeof p->peer_key);
+    crdt_hex(sidhex, sid, sizeof sid);
+    logf_(p, CRDTNET_LOG_INFO, "authenticated peer %s for space %s%s",
+          pkhex, sidhex,
+          p->tofu_used ? " (trusted on first use: empty member set)" : "");
     crdtnet_hs_free(p->hs);
     p->hs = NULL;
     p->authenticated = 1;
     p->state = ST_SESSION;
+    p->last_txn = crdt_replica_last_txn(p->r);
+    if (p->h.authenticated != NULL)
+        p->h.authenticated(p->h.ctx);
+    publish(p);
+    if (p->st != NULL) {
+        crdtnet__count(&p->st->peers_connected, 1);
+        p->st_peer = 1;
+    }
 }
 
-/* Server: answer with the identity of the replica holding the space the
- * client's hello names (peeked before the handshake exists). */
+/*
+ * Server: the identity to answer with is that of the replica holding the
+ * space the client asks for, so the hello (plaintext, and the first
+ * frame) is peeked at before the handshake is created. Anything that
+ * does not decode goes to a handshake with the first replica's identity,
+ * which answers it with the right error.
+ */
 static int
 server_hs_new(crdtnet_peer *p, const unsigned char *m, size_t n)
 {
@@ -333,6 +558,36 @@ hs_frame(crdtnet_peer *p, const unsigned char *m, size_t n)
         hs_finished(p);
 }
 
+/*
+ * A bad frame after the handshake: we still say goodbye. Our FINAL (with
+ * the error, unless the peer already sent its own) goes out before the
+ * end, so the peer reads why instead of a reset connection.
+ */
+static void
+bad_channel_frame(crdtnet_peer *p)
+{
+    if (p->state == ST_SESSION)
+        begin_close(p);
+    else if (p->state != ST_CLOSING || p->final_sent)
+        p->state = ST_DONE;
+}
+
+static void
+session_message(crdtnet_peer *p, const unsigned char *m, size_t n)
+{
+    const crdtnet_report *rep = crdtnet_session_report(p->s);
+    uint64_t before = rep->changes_received + rep->snapshot_entries_received;
+    long long t0 = p->st != NULL ? now_us() : 0;
+
+    (void)crdtnet_session_feed(p->s, m, n); /* failure: next_out ends */
+    publish(p);
+    if (p->st != NULL &&
+        rep->changes_received + rep->snapshot_entries_received != before)
+        crdtnet__count_merge(p->st, (uint64_t)(now_us() - t0));
+    if (p->h.progress != NULL)
+        p->h.progress(rep, p->h.ctx);
+}
+
 static void
 channel_frame(crdtnet_peer *p, const unsigned char *f, size_t n)
 {
@@ -342,13 +597,13 @@ channel_frame(crdtnet_peer *p, const unsigned char *f, size_t n)
 
     if (p->peer_final) {
         fail(p, CRDT_EPROTO, "frame after the peer's final message");
-        p->state = ST_DONE;
+        bad_channel_frame(p);
         return;
     }
     rc = crdtnet_channel_open(p->ch, f, n, &m, &mn);
     if (rc < 0) {
         fail(p, rc, "bad frame from peer: %s", crdt_strerror(rc));
-        begin_close(p);
+        bad_channel_frame(p);
         return;
     }
     if (crdtnet_channel_peer_closed(p->ch)) {
@@ -369,7 +624,7 @@ channel_frame(crdtnet_peer *p, const unsigned char *f, size_t n)
     }
     if (mn == 0 || p->state != ST_SESSION)
         return; /* keepalive, or the session is over: drop */
-    (void)crdtnet_session_feed(p->s, m, mn); /* failure: next_out ends */
+    session_message(p, m, mn);
 }
 
 int
@@ -400,24 +655,25 @@ crdtnet_peer_feed(crdtnet_peer *p, const void *bytes, size_t n)
             else
                 fail(p, rc == CRDT_ENOMEM ? rc : CRDT_EPROTO,
                      "bad frame: %s", crdt_strerror(rc));
-            if (p->state == ST_SESSION)
-                begin_close(p);
-            else
+            if (p->state == ST_HS)
                 p->state = ST_DONE;
-            return CRDT_OK;
+            else
+                bad_channel_frame(p);
+            break;
         }
         if (off == n)
-            return CRDT_OK;
+            break;
         rc = crdtnet_framer_feed(p->fr, buf + off, n - off, &used);
         if (rc < 0)
             continue; /* framer_next reports it */
-        if (used == 0 && ++stalls > 1) {
+        if (used == 0 && ++stalls > 1) { /* never spin */
             fail(p, CRDT_ERROR, "framer made no progress");
             p->state = ST_DONE;
-            return CRDT_OK;
+            break;
         }
         off += used;
     }
+    publish(p);
     return CRDT_OK;
 }
 
@@ -437,6 +693,7 @@ crdtnet_peer_next_out(crdtnet_peer *p, const unsigned char **bytes,
         return p->state == ST_DONE ? CRDT_ECLOSED : CRDT_EAGAIN;
     p->handed = 1;
     p->bytes_out += p->olen;
+    publish(p);
     *bytes = p->obuf;
     *n = p->olen;
     return CRDT_OK;
@@ -470,6 +727,7 @@ crdtnet_peer_stop(crdtnet_peer *p)
         return;
     p->stopping = 1;
     if (p->state == ST_HS) {
+        p->stopped_in_hs = 1;
         fail(p, CRDT_ECLOSED, "stopped");
         p->state = ST_DONE;
     }
@@ -504,21 +762,99 @@ crdtnet_peer_progress_get(const crdtnet_peer *p, crdtnet_peer_progress *out)
         memcpy(out->peer_key, p->peer_key, sizeof out->peer_key);
 }
 
-/* As conn.c's result(): the same end reads the same way on any wire. */
-int
-crdtnet_peer_result(const crdtnet_peer *p, crdtnet_report *out)
-{
-    const crdtnet_report *rep;
-    int serr, rc;
+/* ---- for transports that keep the clock (peer_internal.h) ---------- */
 
-    if (out != NULL)
-        memset(out, 0, sizeof *out);
-    if (p == NULL)
-        return CRDT_EINVAL;
-    rep = p->s ? crdtnet_session_report(p->s) : NULL;
-    serr = p->s ? crdtnet_session_error(p->s) : CRDT_OK;
-    if (p->state != ST_DONE)
-        return CRDT_EAGAIN;
+void
+crdtnet__peer_set_hooks(crdtnet_peer *p, const crdtnet__peer_hooks *h)
+{
+    if (p != NULL && h != NULL)
+        p->h = *h;
+}
+
+int
+crdtnet__peer_phase(const crdtnet_peer *p)
+{
+    return p->state;
+}
+
+int
+crdtnet__peer_final_sent(const crdtnet_peer *p)
+{
+    return p->final_sent;
+}
+
+void
+crdtnet__peer_fail(crdtnet_peer *p, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfail(p, code, fmt, ap);
+    va_end(ap);
+    if (p->state == ST_SESSION)
+        begin_close(p);
+    else
+        p->state = ST_DONE;
+}
+
+void
+crdtnet__peer_kill(crdtnet_peer *p, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (code != 0) {
+        va_start(ap, fmt);
+        vfail(p, code, fmt, ap);
+        va_end(ap);
+    }
+    p->state = ST_DONE;
+}
+
+void
+crdtnet__peer_tick(crdtnet_peer *p)
+{
+    uint64_t t;
+
+    if (p->state != ST_SESSION)
+        return;
+    t = crdt_replica_last_txn(p->r);
+    if (t == p->last_txn && !p->repoke)
+        return;
+    /* LMDB publishes a commit's id a moment before a new read txn can
+     * see the commit, so the export a poke starts may miss it: poke once
+     * more on the next tick. */
+    p->repoke = t != p->last_txn;
+    p->last_txn = t;
+    if (!still_member(p)) { /* keeps (6) */
+        char hex[2 * CRDT_PUBKEY_BYTES + 1];
+        crdt_hex(hex, p->peer_key, sizeof p->peer_key);
+        fail(p, CRDT_EAUTH, "peer %s is no longer a member of the space",
+             hex);
+        logf_(p, CRDTNET_LOG_WARN, "closing: %s", p->reason);
+        begin_close(p);
+    } else if (p->o.live) {
+        crdtnet_session_poke(p->s);
+    }
+}
+
+void
+crdtnet__peer_keepalive(crdtnet_peer *p)
+{
+    if (p->state == ST_SESSION)
+        p->keepalive = 1;
+}
+
+/* ---- the end ------------------------------------------------------- */
+
+/* The result, from what happened (see crdtnet_peer_result()): the same
+ * end reads the same way on any wire. */
+static int
+result(const crdtnet_peer *p, crdtnet_report *out)
+{
+    const crdtnet_report *rep = p->s ? crdtnet_session_report(p->s) : NULL;
+    int serr = p->s ? crdtnet_session_error(p->s) : CRDT_OK;
+    int rc;
+
     if (p->s == NULL)
         rc = p->err < 0 ? p->err : CRDT_EIO;
     else if (rep->rejected)
@@ -551,6 +887,109 @@ crdtnet_peer_result(const crdtnet_peer *p, crdtnet_report *out)
             out->reason[wl] = '\0';
         }
     }
+    return rc;
+}
+
+int
+crdtnet_peer_result(const crdtnet_peer *p, crdtnet_report *out)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof *out);
+    if (p == NULL)
+        return CRDT_EINVAL;
+    if (p->state != ST_DONE)
+        return CRDT_EAGAIN;
+    return result(p, out);
+}
+
+/* A failure of our own storage or memory, not of the peer or network. */
+static int
+local_failure(int rc)
+{
+    return rc == CRDT_ECORRUPT || rc == CRDT_EFULL || rc == CRDT_ENOMEM ||
+           rc == CRDT_ERROR;
+}
+
+static void
+log_end(crdtnet_peer *p, int rc, const crdtnet_report *rep,
+        const char *out_reason)
+{
+    if (rep != NULL && rep->local_damage && p->r != NULL) {
+        unsigned char sid[CRDT_SPACE_ID_BYTES];
+        char sidhex[2 * CRDT_SPACE_ID_BYTES + 1];
+
+        crdt_replica_space_id(p->r, sid);
+        crdt_hex(sidhex, sid, sizeof sid);
+        logf_(p, CRDTNET_LOG_ERROR,
+              "corrupt replica %s (space %s): a change or snapshot it was "
+              "about to send failed its check, nothing damaged was sent; "
+              "no longer serving this space; run strata verify %s",
+              crdt_replica_path(p->r), sidhex, crdt_replica_path(p->r));
+    }
+    if (rep != NULL && rep->equivocations > 0) {
+        char actor[2 * CRDT_ACTOR_BYTES + 1];
+        crdt_hex(actor, rep->equivocating.b, CRDT_ACTOR_BYTES);
+        logf_(p, CRDTNET_LOG_WARN,
+              "equivocation: actor %s (and %llu more) wrote two different "
+              "chains (a copied or twice-restored replica); ours %s%s",
+              actor, (unsigned long long)(rep->equivocations - 1),
+              rep->equivocation_lost ? "lost: quarantined, took the peer's"
+                                     : "won",
+              rep->renewed ? "; now writing as a new actor" : "");
+    }
+    if (rc == CRDT_OK && p->err == 0 && rep != NULL)
+        logf_(p, CRDTNET_LOG_INFO,
+              "session ended: sent %llu changes, received %llu changes "
+              "(%llu ops)%s%s",
+              (unsigned long long)rep->changes_sent,
+              (unsigned long long)rep->changes_received,
+              (unsigned long long)rep->ops_received,
+              rep->snapshot_received ? ", reset to the peer's snapshot" : "",
+              rep->in_sync ? ", in sync" : "");
+    else if (rc == CRDT_OK && rep != NULL)
+        logf_(p, CRDTNET_LOG_INFO,
+              "session ended: sent %llu changes, received %llu changes "
+              "(%llu ops) (%s)",
+              (unsigned long long)rep->changes_sent,
+              (unsigned long long)rep->changes_received,
+              (unsigned long long)rep->ops_received, p->reason);
+    else if (rep == NULL && !p->stopped_in_hs)
+        logf_(p, CRDTNET_LOG_WARN, "handshake failed: %s",
+              p->reason[0] ? p->reason : crdt_strerror(rc));
+    else if (rep != NULL)
+        logf_(p, local_failure(rc) ? CRDTNET_LOG_ERROR : CRDTNET_LOG_WARN,
+              "session failed: %s: %s", crdt_strerror(rc),
+              out_reason != NULL
+                  ? out_reason
+                  : (p->reason[0] ? p->reason : rep->reason));
+}
+
+int
+crdtnet__peer_finish(crdtnet_peer *p, crdtnet_report *out)
+{
+    const crdtnet_report *rep = p->s ? crdtnet_session_report(p->s) : NULL;
+    int rc;
+
+    if (out != NULL)
+        memset(out, 0, sizeof *out);
+    p->state = ST_DONE;
+    rc = result(p, out);
+    if (p->finished)
+        return rc;
+    p->finished = 1;
+    publish(p);
+    if (p->st != NULL) {
+        crdtnet__count(&p->st->sessions[crdtnet__outcome(rc)], 1);
+        if (rep != NULL && rep->snapshot_received)
+            crdtnet__count(&p->st->snapshots_in, 1);
+        if (rep != NULL && rep->snapshot_sent)
+            crdtnet__count(&p->st->snapshots_out, 1);
+        if (p->st_peer)
+            __atomic_fetch_sub(&p->st->peers_connected, 1,
+                               __ATOMIC_RELAXED);
+        p->st_peer = 0;
+    }
+    log_end(p, rc, rep, out != NULL ? out->reason : NULL);
     return rc;
 }
 
@@ -622,6 +1061,9 @@ crdtnet_peer_free(crdtnet_peer *p)
     if (p->obuf != NULL)
         sodium_memzero(p->obuf, p->ocap);
     free(p->obuf);
+    if (p->hsq != NULL)
+        sodium_memzero(p->hsq, p->hsq_cap);
+    free(p->hsq);
     free(p->reps);
     free(p);
 }

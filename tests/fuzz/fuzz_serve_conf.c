@@ -79,6 +79,7 @@ same_conf(const serve_conf *a, const serve_conf *b)
         a->max_epochs_behind != b->max_epochs_behind ||
         a->max_conns != b->max_conns ||
         a->max_handshakes != b->max_handshakes ||
+        a->max_handshakes_per_addr != b->max_handshakes_per_addr ||
         a->idle_timeout_s != b->idle_timeout_s ||
         a->log_level != b->log_level || a->log_format != b->log_format ||
         a->quiet != b->quiet)
@@ -132,7 +133,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (a.backup_dir == NULL) != (a.backup_every == 0) ||
             a.backup_every < 0 || a.backup_keep < 0 ||
             a.max_epochs_behind < -1 || a.max_conns < 0 ||
-            a.max_handshakes < 0 || a.idle_timeout_s < 0 ||
+            a.max_handshakes < 0 || a.max_handshakes_per_addr < 0 ||
+            a.idle_timeout_s < 0 ||
             a.idle_timeout_s > 86400)
             abort();
         if (load(&b) != CLI_OK)

@@ -24,6 +24,7 @@
 #include "crdt/crdt.h"
 #include "crdtnet/conn.h"
 #include "crdtnet/daemon.h"
+#include "crdtnet/peer.h"
 #include "epoch/epoch.h"
 #include "io_internal.h"
 #include "support/replica_util.h"
@@ -906,6 +907,194 @@ START_TEST(test_daemon_member_syncs_during_a_flood)
 }
 END_TEST
 
+/* ---- one address flooding, another's member (S5) ------------------ */
+
+/* A TCP connection from @p src (a loopback address) to the daemon; -1
+ * if refused. */
+static int
+dial_from(const char *src, const char *port)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    ck_assert_int_eq(inet_pton(AF_INET, src, &sa.sin_addr), 1);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)atoi(port));
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Sync @p r with the daemon from source address @p src: a crdtnet_peer
+ * driven over the socket (crdtnet_sync_connect cannot pick its source
+ * address). Bounded: 10 s without a byte ends it. */
+static int
+sync_from(const char *src, crdt_replica *r, const char *port,
+          crdtnet_report *rep)
+{
+    static unsigned char buf[65536];
+    crdtnet_peer *p;
+    int fd = dial_from(src, port), rc;
+
+    if (fd < 0)
+        return CRDT_EIO;
+    ck_assert_int_eq(crdtnet_peer_new(&p, &r, 1, CRDTNET_HS_CLIENT, NULL),
+                     CRDT_OK);
+    for (int rounds = 0; !crdtnet_peer_done(p) && rounds < 100000;
+         rounds++) {
+        const unsigned char *out;
+        size_t n;
+        struct pollfd pfd = { fd, POLLIN, 0 };
+        ssize_t got;
+
+        while (crdtnet_peer_next_out(p, &out, &n) == CRDT_OK)
+            for (size_t off = 0; off < n;) {
+                ssize_t w = send(fd, out + off, n - off, MSG_NOSIGNAL);
+                if (w <= 0) {
+                    crdtnet_peer_eof(p);
+                    break;
+                }
+                off += (size_t)w;
+            }
+        if (crdtnet_peer_done(p))
+            break;
+        if (poll(&pfd, 1, 10000) != 1) {
+            crdtnet_peer_eof(p);
+            break;
+        }
+        got = recv(fd, buf, sizeof buf, 0);
+        if (got <= 0)
+            crdtnet_peer_eof(p);
+        else
+            crdtnet_peer_feed(p, buf, (size_t)got);
+    }
+    rc = crdtnet_peer_result(p, rep);
+    crdtnet_peer_free(p);
+    close(fd);
+    return rc;
+}
+
+/* Connects from 127.0.0.1 as fast as it can, sends part of a frame
+ * header on each connection and keeps the newest HOLD open, until told
+ * to stop (bounded in count and time). */
+typedef struct {
+    const char *port;
+    volatile int stop;
+    int attempts;
+    pthread_t th;
+} flooder_t;
+
+static void *
+flooder_main(void *arg)
+{
+    enum { HOLD = 400, MAX_ATTEMPTS = 50000 };
+    static const unsigned char part[2] = { 0, 0 };
+    flooder_t *f = arg;
+    static int held[HOLD];
+    int k = 0;
+    long long end = now_ms() + 15000;
+    struct sockaddr_in sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)atoi(f->port));
+
+    for (int i = 0; i < HOLD; i++)
+        held[i] = -1;
+    while (!f->stop && f->attempts < MAX_ATTEMPTS && now_ms() < end) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                        0);
+
+        f->attempts++;
+        if (fd < 0)
+            break;
+        /* non-blocking: a full accept queue must not pause the flood */
+        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 &&
+            errno != EINPROGRESS) {
+            close(fd);
+            continue;
+        }
+        (void)send(fd, part, sizeof part, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (held[k] >= 0)
+            close(held[k]);
+        held[k] = fd;
+        k = (k + 1) % HOLD;
+    }
+    for (int i = 0; i < HOLD; i++)
+        if (held[i] >= 0)
+            close(held[i]);
+    return NULL;
+}
+
+/* One address that keeps every handshake slot busy with fresh idle
+ * connections (too young to be evicted by age) cannot keep out a member
+ * connecting from another address: when the daemon is full, a
+ * connection from an address below its share takes the place of one
+ * from an address above it. Five syncs in a row, no retry: without the
+ * per-address rule each one gets in only if it happens to arrive while
+ * a flood connection is old enough to evict. */
+START_TEST(test_daemon_one_address_cannot_starve_another)
+{
+    crdtnet_daemon_options o = CRDTNET_DAEMON_OPTIONS_INIT;
+    crdtnet_report rep;
+    rep_t s, c;
+    unsigned char sp[16];
+    char buf[64];
+    daemon_t dm;
+    flooder_t f;
+    int rc = CRDT_OK, ok = 0;
+    long long t0;
+    struct rlimit rl;
+
+    rep_make(&s, NULL);
+    space_of(sp, &s);
+    rep_make(&c, sp);
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < 4096 && rl.rlim_max >= 4096) {
+        rl.rlim_cur = 4096;
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    ck_assert_uint_ge(rl.rlim_cur, 4096);
+    add_member(&s, &s); /* so c accepts s again after its first sync */
+    add_member(&s, &c);
+    o.max_handshakes = 8;
+    o.max_handshakes_per_addr = 4;
+    daemon_start(&dm, &s.r, 1, NULL, 0, &o, "daemon");
+    memset(&f, 0, sizeof f);
+    f.port = dm.port;
+    ck_assert_int_eq(pthread_create(&f.th, NULL, flooder_main, &f), 0);
+    usleep(300 * 1000); /* the flood is in full swing */
+    t0 = now_ms();
+    for (int i = 0; i < 5 && rc == CRDT_OK; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "other%d", i);
+        put_str(c.r, doc, "from another address");
+        if ((rc = sync_from("127.0.0.2", c.r, dm.port, &rep)) == CRDT_OK)
+            ok++;
+    }
+    f.stop = 1;
+    pthread_join(f.th, NULL);
+    fprintf(stderr, "members from 127.0.0.2 during a flood of %d "
+                    "connections from 127.0.0.1: %d of 5 synced, %lld ms\n",
+            f.attempts, ok, now_ms() - t0);
+    ck_assert_msg(rc == CRDT_OK, "sync %d from another address: %s (%s)",
+                  ok + 1, crdt_strerror(rc), rep.reason);
+    ck_assert_int_gt(f.attempts, 8);
+    tu_field_str(buf, sizeof buf, s.r, "notes", "other4", "title");
+    ck_assert_str_eq(buf, "\"from another address\"");
+    ck_assert_int_lt(daemon_stop(&dm), 3000);
+    rep_free(&s);
+    rep_free(&c);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -923,6 +1112,7 @@ test_suite(void)
     tcase_add_test(tc, test_daemon_silent_client_does_not_delay_others);
     tcase_add_test(tc, test_daemon_caps_connections_and_handshakes);
     tcase_add_test(tc, test_daemon_member_syncs_during_a_flood);
+    tcase_add_test(tc, test_daemon_one_address_cannot_starve_another);
     suite_add_tcase(s, tc);
     return s;
 }

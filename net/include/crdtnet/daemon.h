@@ -8,7 +8,8 @@
  * own thread, so a slow or silent peer never holds up the others. Live
  * sessions push changes committed by any process to connected peers
  * within about a second. Limits (connections, concurrent handshakes,
- * timeouts) keep a misbehaving peer from exhausting the daemon.
+ * timeouts, pending handshakes per source address) keep a misbehaving
+ * peer from exhausting the daemon.
  * Counters per space (crdtnet_daemon_space_stats()) feed a metrics
  * endpoint.
  *
@@ -46,10 +47,19 @@ typedef struct {
     int backoff_min_ms;      /**< first reconnect delay; 0 = 1000 */
     int backoff_max_ms;      /**< reconnect delay cap; 0 = 60000 */
     int quiet;               /**< nonzero: log nothing */
+    /**
+     * The share of handshakes not yet authenticated one source address
+     * (IP, any port) may hold once the daemon is full; 0 = 32. Then a
+     * new connection from an address at its share replaces only one of
+     * its own (the idlest), and one from an address below it first
+     * replaces one of an address above it, so one address flooding the
+     * daemon cannot take the slots other addresses' members need.
+     */
+    unsigned max_handshakes_per_addr;
 } crdtnet_daemon_options;
 
 #define CRDTNET_DAEMON_OPTIONS_INIT                                         \
-    { 1, CRDTNET_CONN_OPTIONS_INIT, 0, 0, 0, 0, 0 }
+    { 1, CRDTNET_CONN_OPTIONS_INIT, 0, 0, 0, 0, 0, 0 }
 
 /** How a sync session ended, for crdtnet_space_stats.sessions. */
 typedef enum {
