@@ -671,3 +671,213 @@ crdt_raw_seq_gone(crdt_raw *t, const crdt_op *op)
     crdt__seq_free(s);
     return gone;
 }
+
+/* ---- a lens's string <-> text conversion (crdt_raw_seq_retype) ---- */
+
+/* Field key prefix coll 0 doc 0 field 0 into @p k; its length. */
+static size_t
+field_prefix(unsigned char *k, const char *coll, size_t cl, const char *doc,
+             size_t dl, const char *field, size_t fl)
+{
+    memcpy(k, coll, cl);
+    k[cl] = 0;
+    memcpy(k + cl + 1, doc, dl);
+    k[cl + dl + 1] = 0;
+    memcpy(k + cl + dl + 2, field, fl);
+    k[cl + dl + fl + 2] = 0;
+    return cl + dl + fl + 3;
+}
+
+/* The register of one document becomes a text holding its string (an
+ * empty text if it held another value): header, one base of elements
+ * (actor 0, 1 ..), the folded ids of actor 0. */
+static int
+register_to_text(crdt__wctx *w, const unsigned char *fk, size_t fkl)
+{
+    crdt__seqkey key;
+    unsigned char rk[sizeof key.b], *copy = NULL;
+    static const unsigned char one = 1;
+    MDB_val old;
+    crdt_value v;
+    int rc;
+
+    memcpy(rk, fk, fkl);
+    rk[fkl] = 'R';
+    if ((rc = crdt__state_get(w, rk, fkl + 1, &old)) < 0)
+        return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
+    if (old.mv_size < 16 || (copy = malloc(old.mv_size)) == NULL)
+        return old.mv_size < 16 ? CRDT_ECORRUPT : CRDT_ENOMEM;
+    memcpy(copy, old.mv_data, old.mv_size);
+    old.mv_data = copy;
+    if ((rc = crdt__state_del(w, rk, fkl + 1, &old)) < 0)
+        goto done;
+    memcpy(key.b, fk, fkl);
+    key.b[fkl] = 'T';
+    key.len = fkl + 1;
+    key.kind = 'T';
+    if ((rc = put_new(w, key.b, key.len, &one, 1)) < 0)
+        goto done;
+    if (crdt__value_parse(&v, copy + 16, old.mv_size - 16) == 0 &&
+        v.type == CRDT_VSTRING && v.u.s.len > 0) {
+        seq_run r;
+        writer wr;
+        uint64_t n = 0;
+        unsigned char xk[sizeof key.b + 9], xv[8];
+
+        memset(&r, 0, sizeof r);
+        memset(&wr, 0, sizeof wr);
+        for (size_t i = 0; i < v.u.s.len; i++)
+            n += (((const unsigned char *)v.u.s.ptr)[i] & 0xc0) != 0x80;
+        r.ctr = 1;
+        r.len = n;
+        r.bytes = (unsigned char *)v.u.s.ptr;
+        r.nbytes = v.u.s.len;
+        r.ascii = n == v.u.s.len;
+        wr.w = w;
+        wr.key = &key;
+        rc = emit(&wr, &r, 0, n);
+        if (rc == CRDT_OK)
+            rc = flush_record(&wr);
+        free(wr.segs.p);
+        free(wr.open.p);
+        if (rc == CRDT_OK) {
+            memcpy(xk, key.b, key.len);
+            xk[key.len] = 'x';
+            memset(xk + key.len + 1, 0, 8);
+            crdt__be64(xv, n + 1);
+            rc = put_new(w, xk, key.len + 9, xv, 8);
+        }
+    }
+done:
+    free(copy);
+    return rc;
+}
+
+/* The text of one document becomes a string register stamped (0, actor
+ * 0), like a lens default: any real write wins over it. */
+static int
+text_to_register(crdt__wctx *w, const unsigned char *fk, size_t fkl)
+{
+    crdt__seqkey key;
+    crdt__seq *s = NULL;
+    recs old = { 0 };
+    MDB_cursor *cur;
+    MDB_val k, v;
+    char *text = NULL;
+    size_t tl = 0;
+    unsigned char rk[sizeof key.b], *val = NULL;
+    int rc, mrc, n;
+
+    memcpy(key.b, fk, fkl);
+    key.b[fkl] = 'T';
+    key.len = fkl + 1;
+    key.kind = 'T';
+    if ((rc = crdt__seq_build(&s, w->txn, w->state, &key)) < 0)
+        return rc;
+    rc = crdt__seq_text(s, 0, crdt__seq_len(s), &text, &tl);
+    crdt__seq_free(s);
+    if (rc < 0)
+        return rc;
+    if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->state, &cur))) < 0)
+        goto done;
+    k.mv_size = key.len;
+    k.mv_data = key.b;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size < key.len || memcmp(k.mv_data, key.b, key.len) != 0)
+            break;
+        if ((rc = recs_add(&old, k.mv_data, k.mv_size, v.mv_data,
+                           v.mv_size)) < 0)
+            break;
+    }
+    mdb_cursor_close(cur);
+    for (size_t i = 0; i < old.n && rc == CRDT_OK; i++) {
+        MDB_val ov = { old.v[i].vl, old.v[i].v };
+        rc = crdt__state_del(w, old.v[i].k, old.v[i].kl, &ov);
+    }
+    if (rc < 0)
+        goto done;
+    if ((val = malloc(16 + tl + 16)) == NULL) {
+        rc = CRDT_ENOMEM;
+        goto done;
+    }
+    memset(val, 0, 16);
+    n = crdt__value_bytes(val + 16, tl + 16,
+                          &(crdt_value){ .type = CRDT_VSTRING,
+                                         .u.s = { text, tl } });
+    memcpy(rk, fk, fkl);
+    rk[fkl] = 'R';
+    rc = n < 0 ? CRDT_ELIMIT : put_new(w, rk, fkl + 1, val, 16 + (size_t)n);
+done:
+    recs_free(&old);
+    free(val);
+    free(text);
+    return rc;
+}
+
+int
+crdt_raw_seq_retype(crdt_raw *t, const char *coll, const char *field,
+                    int to_text)
+{
+    crdt__wctx *w;
+    unsigned char pk[CRDT_NAME_MAX + 1];
+    char (*docs)[CRDT_NAME_MAX + 1] = NULL;
+    size_t cl, fl, n = 0, cap = 0;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = CRDT_OK, mrc;
+
+    if (t == NULL || !t->write || !crdt__name_ok(coll) ||
+        !crdt__name_ok(field))
+        return CRDT_EINVAL;
+    w = t->w;
+    w->seq_foreign = 1;
+    cl = strlen(coll);
+    fl = strlen(field);
+    memcpy(pk, coll, cl);
+    pk[cl] = 0;
+    /* the documents with an entry for the field of the kind converted */
+    if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->state, &cur))) < 0)
+        return rc;
+    k.mv_size = cl + 1;
+    k.mv_data = pk;
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const unsigned char *kb = k.mv_data, *d, *z;
+        size_t dl;
+        if (k.mv_size < cl + 1 || memcmp(kb, pk, cl + 1) != 0)
+            break;
+        d = kb + cl + 1;
+        z = memchr(d, 0, k.mv_size - cl - 1);
+        if (z == NULL)
+            continue;
+        dl = (size_t)(z - d);
+        if (dl == 0 || dl > CRDT_NAME_MAX ||
+            k.mv_size != cl + dl + fl + 4 ||
+            memcmp(z + 1, field, fl) != 0 || z[1 + fl] != 0 ||
+            z[2 + fl] != (to_text ? 'R' : 'T'))
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            void *nd = realloc(docs, nc * sizeof *docs);
+            if (nd == NULL) {
+                rc = CRDT_ENOMEM;
+                break;
+            }
+            docs = nd;
+            cap = nc;
+        }
+        memcpy(docs[n], d, dl);
+        docs[n++][dl] = 0;
+    }
+    mdb_cursor_close(cur);
+    for (size_t i = 0; i < n && rc == CRDT_OK; i++) {
+        unsigned char fk[3 * CRDT_NAME_MAX + 8];
+        size_t fkl = field_prefix(fk, coll, cl, docs[i], strlen(docs[i]),
+                                  field, fl);
+        rc = to_text ? register_to_text(w, fk, fkl)
+                     : text_to_register(w, fk, fkl);
+    }
+    free(docs);
+    return rc;
+}

@@ -68,6 +68,8 @@ struct crdt__seq {
     size_t nbase, capbase;
     uint64_t base_total; /* elements in the base */
     int has_header;
+    int default_gone; /* no lens default register of the field can be
+                         there (seq_store.c, drop_lens_default) */
     int broken;       /* an allocation failed mid-change: never reuse */
     /* cache bookkeeping (seq_store.c) */
     uint64_t valid_at;

@@ -1092,9 +1092,15 @@ crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
 
     crdt__seqkey_make(&key, op->coll, op->coll_len, op->doc, op->doc_len,
                       op->field, op->field_len, kind);
-    if ((rc = crdt__seq_for_write(&s, w, &key)) < 0 ||
-        (rc = drop_lens_default(w, &key)) < 0)
+    if ((rc = crdt__seq_for_write(&s, w, &key)) < 0)
         return rc;
+    /* a default is given only to a field without entries; after this op
+     * the field has one, so one look per built sequence is enough */
+    if (!s->default_gone) {
+        if ((rc = drop_lens_default(w, &key)) < 0)
+            return rc;
+        s->default_gone = 1;
+    }
     switch (op->kind) {
     case CRDT_OP_TINS:
         rc = apply_insert(w, s, actor, op->ctr, &op->left, &op->right,

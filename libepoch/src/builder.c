@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "epoch_internal.h"
+#include "lens_internal.h"
 
 struct epoch_builder {
     crdt_replica *r;
@@ -245,6 +246,18 @@ build(epoch_info *out, epoch_builder *b, crdt_raw *t)
             b->progress(total, total, b->progress_ctx);
     }
 
+    /* the lens's string <-> text conversions: the rewrite left those
+     * fields' entries as they were (under their new names) */
+    for (size_t i = 0; rc == CRDT_OK && b->lens != NULL; i++) {
+        const char *coll, *field;
+        int dir;
+        if (epoch__lens_retype(b->lens, i, &coll, &field, &dir) < 0)
+            break;
+        if (field != NULL)
+            rc = crdt_raw_seq_retype(t, coll, field, dir == EPOCH__TO_TEXT);
+    }
+    if (rc < 0)
+        goto done;
     /* text and list fields drop what no peer at the new epoch can name
      * (every id of the cut is known to all who adopt it) */
     if ((rc = crdt_raw_seq_compact(t, NULL)) < 0)

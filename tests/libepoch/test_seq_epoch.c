@@ -12,6 +12,7 @@
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
 #include "epoch/epoch.h"
+#include "epoch/lens.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -379,6 +380,133 @@ START_TEST(test_lens_default_and_text_in_either_order)
 }
 END_TEST
 
+static void
+put_str(crdt_replica *r, const char *field, const char *s)
+{
+    crdt_txn *t;
+    crdt_value v = crdt_value_str(s, strlen(s));
+
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "d", field, &v), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+}
+
+/* The string register c/d/@p field, or "<type N>" / "<absent>". */
+static void
+str_of(char *buf, size_t size, crdt_replica *r, const char *field)
+{
+    crdt_read *rd;
+    crdt_field f;
+    int rc;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    rc = crdt_read_field(&f, rd, "c", "d", field);
+    if (rc == CRDT_ENOTFOUND)
+        snprintf(buf, size, "<absent>");
+    else if (f.kind != CRDT_FIELD_REGISTER || f.value.type != CRDT_VSTRING)
+        snprintf(buf, size, "<kind %d>", (int)f.kind);
+    else
+        snprintf(buf, size, "%.*s", (int)f.value.u.s.len, f.value.u.s.ptr);
+    crdt_read_end(rd);
+}
+
+/* A lens turns a string register into a text: the documents' strings
+ * become texts everyone edits by element; a stale replica's write of
+ * the old string is quarantined; ops on other fields are rebased. */
+START_TEST(test_lens_string_to_text)
+{
+    char buf[128];
+
+    put_str(a, "body", "h\xc3\xa9llo");
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    put_str(b, "body", "bye");   /* stale: against the string */
+    put_str(b, "title", "t1");   /* stale, on a field the lens keeps */
+    migrate(a, "collection c 1 -> 2\nconvert body string -> text\n");
+    text_of(buf, sizeof buf, a, "body");
+    ck_assert_str_eq(buf, "h\xc3\xa9llo");
+    ins(a, "body", 5, "!");
+    del(a, "body", 0, 1);
+    reset_from(b, a);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    text_of(buf, sizeof buf, a, "body");
+    ck_assert_str_eq(buf, "\xc3\xa9llo!");
+    text_of(buf, sizeof buf, b, "body");
+    ck_assert_str_eq(buf, "\xc3\xa9llo!");
+    ins(b, "body", 0, "H"); /* b edits the text too, after its reset */
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    text_of(buf, sizeof buf, a, "body");
+    ck_assert_str_eq(buf, "H\xc3\xa9llo!");
+    str_of(buf, sizeof buf, a, "title");
+    ck_assert_str_eq(buf, "t1");
+    assert_quarantined(a, 1, "field converted to text");
+    assert_quarantined(b, 1, "field converted to text");
+    assert_same();
+}
+END_TEST
+
+/* And back: a text becomes a string register of its visible text; a
+ * stale replica's text insert is quarantined. */
+START_TEST(test_lens_text_to_string)
+{
+    char buf[128];
+
+    ins(a, "t", 0, "abcdef");
+    del(a, "t", 1, 2);           /* adef */
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ins(b, "t", 4, "!");         /* stale: against the text */
+    migrate(a, "collection c 1 -> 2\nconvert t text -> string\n"
+               "rename t -> s\n");
+    str_of(buf, sizeof buf, a, "s");
+    ck_assert_str_eq(buf, "adef");
+    text_of(buf, sizeof buf, a, "t");
+    ck_assert_str_eq(buf, "<absent>");
+    reset_from(b, a);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    str_of(buf, sizeof buf, b, "s");
+    ck_assert_str_eq(buf, "adef");
+    assert_quarantined(a, 1, "field converted to string");
+    assert_quarantined(b, 1, "field converted to string");
+    assert_same();
+    put_str(b, "s", "new"); /* a real write wins over the converted one */
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    str_of(buf, sizeof buf, a, "s");
+    ck_assert_str_eq(buf, "new");
+    assert_same();
+}
+END_TEST
+
+/* The language: the spelling, its canonical text and its inverse. */
+START_TEST(test_lens_text_conversion_language)
+{
+    static const char *const bad[] = {
+        "collection c 1 -> 2\nconvert f int -> text\n",
+        "collection c 1 -> 2\nconvert f text -> text\n",
+        "collection c 1 -> 2\nconvert f string -> text default \"\"\n",
+    };
+    const char *src = "collection c 1 -> 2\nconvert body string -> text\n";
+    epoch_lens *l, *inv;
+    char *text;
+    size_t len;
+
+    ck_assert_int_eq(epoch_lens_parse(&l, src, strlen(src), NULL), CRDT_OK);
+    ck_assert_int_eq(epoch_lens_format(&text, &len, l), CRDT_OK);
+    ck_assert_str_eq(text, src);
+    free(text);
+    ck_assert_int_eq(epoch_lens_invert(&inv, l), CRDT_OK);
+    ck_assert_int_eq(epoch_lens_format(&text, &len, inv), CRDT_OK);
+    ck_assert_ptr_nonnull(strstr(text, "convert body text -> string"));
+    free(text);
+    epoch_lens_free(inv);
+    epoch_lens_free(l);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        l = NULL;
+        ck_assert_int_eq(epoch_lens_parse(&l, bad[i], strlen(bad[i]), NULL),
+                         CRDT_ECORRUPT);
+    }
+}
+END_TEST
+
 static int
 mark(epoch_doc *doc, const char *coll, const char *id, void *ctx)
 {
@@ -437,6 +565,9 @@ test_suite(void)
     tcase_add_test(tc, test_compaction_places_stale_text_ops);
     tcase_add_test(tc, test_compacted_sequences_keep_working);
     tcase_add_test(tc, test_lens_default_and_text_in_either_order);
+    tcase_add_test(tc, test_lens_string_to_text);
+    tcase_add_test(tc, test_lens_text_to_string);
+    tcase_add_test(tc, test_lens_text_conversion_language);
     tcase_add_test(tc, test_custom_migration_keeps_text_and_list);
     suite_add_tcase(s, tc);
     return s;

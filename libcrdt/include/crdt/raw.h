@@ -151,6 +151,18 @@ CRDT_API int crdt_raw_seq_compact(crdt_raw *t, uint64_t *dropped_out);
  */
 CRDT_API int crdt_raw_seq_gone(crdt_raw *t, const crdt_op *op);
 
+/**
+ * A lens's `convert FIELD string -> text` (@p to_text 1) or `text ->
+ * string` (0) over every document of @p coll (docs/lenses.md): a string
+ * register becomes a text of its code points (elements (actor 0, 1 ..),
+ * written as an epoch's base; another value becomes an empty text); a
+ * text becomes a string register of its visible text stamped (0, actor
+ * 0), like a lens default. Other kinds of entries of the field stay.
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_ENOMEM; CRDT_EFULL; CRDT_ECORRUPT.
+ */
+CRDT_API int crdt_raw_seq_retype(crdt_raw *t, const char *coll,
+                                 const char *field, int to_text);
+
 /* ---- epochs and the log ---- */
 
 /** Set the current epoch (number and id) that new local changes carry. */
