@@ -243,9 +243,10 @@ base_load(crdt__seq *s, const unsigned char *v, size_t vl, int text,
             ai >= n)
             return CRDT_ECORRUPT;
         memcpy(a.b, actors + 8 * ai, 8);
-        if (c == 0 || len == 0 || c + len < c || nb > (size_t)(end - p) ||
+        if (c == 0 || len == 0 || len > (UINT64_C(1) << 62) ||
+            c > (UINT64_C(1) << 62) - len || nb > (size_t)(end - p) ||
             nb < len)
-            return CRDT_ECORRUPT;
+            return CRDT_ECORRUPT; /* ids stay below 2^62 (seq_codec.c) */
         first.actor = a;
         first.ctr = c;
         lastid.actor = a;
