@@ -198,6 +198,10 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
     }
     if (rc == CRDT_OK)
         return CLI_OK;
+    if (rc == CRDT_EREJECTED && !rep.rejected) /* we refused the peer's
+                                                    epoch: nothing moved */
+        return cli_error(code, "sync", "%s",
+                         rep.reason[0] ? rep.reason : "rejected");
     if (rc == CRDT_EREJECTED)
         return cli_error(code, "sync", "%s; %llu ops moved to quarantine "
                          "(strata quarantine ls %s)",

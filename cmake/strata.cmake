@@ -128,7 +128,8 @@ function(strata_check_test name)
     add_executable(${name} ${T_SOURCES}
         ${PROJECT_SOURCE_DIR}/tests/support/check_main.c
         ${PROJECT_SOURCE_DIR}/tests/support/support.c
-        ${PROJECT_SOURCE_DIR}/tests/support/replica_util.c)
+        ${PROJECT_SOURCE_DIR}/tests/support/replica_util.c
+        ${PROJECT_SOURCE_DIR}/tests/support/epoch_util.c)
     target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
     target_link_libraries(${name} PRIVATE ${T_LINK} PkgConfig::CHECK)
     add_test(NAME ${name} COMMAND ${name})

@@ -27,6 +27,11 @@ build build
 echo "== tests"
 (cd build && ctest --output-on-failure -j "$jobs")
 
+if [ -n "${STRATA_SOAK:-}" ]; then
+    echo "== simulator soak (seeds 301-1300; ctest runs 1-300)"
+    build/tests/sim/strata-sim --first-seed 301 --seeds 1000
+fi
+
 echo "== bench (quick: proves strata-bench runs; figures are never asserted)"
 STRATA_BENCH_NO_NPM=1 build/bench/strata-bench --quick --quiet --json > build/bench-quick.json
 echo "strata-bench --quick: ok ($(wc -c < build/bench-quick.json) bytes of JSON)"

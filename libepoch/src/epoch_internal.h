@@ -85,11 +85,43 @@ int epoch__quarantine_unsynced_in(uint64_t *moved_out, crdt_raw *t,
                                   const unsigned char *target_heads,
                                   size_t heads_len, const char *reason);
 
+/* One actor of a heads blob (crdt_raw_heads_encode(), an epoch record's
+ * base heads): actor, last seq, chain hash. */
+typedef struct {
+    crdt_actor actor;
+    uint64_t seq;
+    unsigned char hash[CRDT_HASH_BYTES];
+} epoch__head;
+/* Parse a heads blob; @p out is malloc'd (NULL when empty). */
+int epoch__heads_parse(epoch__head **out, size_t *n_out,
+                       const unsigned char *h, size_t len);
+
+/* Equivocation across epochs, inside a reset's txn after the heads are
+ * replaced and a losing fork's archive came back, before the sender's log
+ * is unstaged (@p own_head: our own head before the reset): every actor whose chain in our log forks from the one
+ * @p base_heads fold (and this replica's own actor when the base folds
+ * seqs of it this replica never holds) has its changes in our log moved
+ * to the quarantine (crossfork.c). @p own_out: our own actor was among
+ * them; @p forked_out: how many actors forked. */
+int epoch__quarantine_crossforks_in(uint64_t *moved_out, uint64_t *forked_out,
+                                    int *own_out, crdt_raw *t,
+                                    uint64_t own_head,
+                                    const unsigned char *base_heads,
+                                    size_t heads_len);
+/* This replica's own head seq in @p t (0 if it never wrote). */
+int epoch__own_head_in(uint64_t *out, crdt_raw *t);
+
 /* Apply a chain of lenses to a schema (versions); CRDT_EINVAL if a lens
  * section's `from` does not match. */
 int epoch__schema_apply(epoch_schema_entry **out, size_t *n_out,
                         const epoch_schema_entry *in, size_t n,
                         const epoch_lens *lens, const char *custom_coll,
                         uint32_t custom_to);
+
+/* builder.c: what an epoch does to text and list fields after the lens
+ * rewrite (string <-> text conversions of @p lens, may be NULL, then
+ * compaction); the builder and the re-derivation (derive.c) both call
+ * it, so both reach the same state hash. */
+int epoch__seq_epoch(crdt_raw *t, const epoch_lens *lens);
 
 #endif

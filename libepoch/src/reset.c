@@ -632,7 +632,8 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     size_t heads_len;
     unsigned char hash[CRDT_HASH_BYTES];
     uint64_t old_number = 0, fork_from = UINT64_MAX, moved = 0;
-    uint64_t lost = 0;
+    uint64_t lost = 0, xmoved = 0, xforked = 0, own_head = 0;
+    int xown = 0;
     crdt_actor own;
     int own_lost = 0;
     crdt_raw *t = NULL;
@@ -691,6 +692,8 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
                                             rs->fork_reason);
         }
         if (rc == CRDT_OK)
+            rc = epoch__own_head_in(&own_head, t);
+        if (rc == CRDT_OK)
             rc = crdt_raw_heads_replace(t, heads, heads_len);
         if (rc == CRDT_OK)
             rc = crdt_raw_set_epoch(t, rs->final.number, rs->final.id);
@@ -700,6 +703,9 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
          * reset under a lower number, leaving a gap) */
         if (rc == CRDT_OK && fork_from != UINT64_MAX && fork_from < old_number)
             rc = unarchive(t, 0);
+        if (rc == CRDT_OK) /* before the replay archives our versions */
+            rc = epoch__quarantine_crossforks_in(&xmoved, &xforked, &xown, t,
+                                                 own_head, heads, heads_len);
         if (rc == CRDT_OK)
             rc = unstage(t, &lost);
         if (rc == CRDT_OK) /* keeps (3) */
@@ -723,7 +729,12 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             *rs->moved_out = moved;
         if (rs->fork_moved_out != NULL)
             *rs->fork_moved_out = lost;
+        if (report != NULL)
+            report->quarantined_ops += xmoved;
         own = crdt_replica_actor(rs->r);
+        own_lost |= xown; /* crossfork.c: renew, re-apply what lost */
+        if (xforked > 0)
+            rc = crdt_equivocations_add(rs->r, xforked);
         for (size_t i = 0; i < rs->n_forks; i++)
             own_lost |= memcmp(rs->forks[i].b, own.b, 8) == 0;
         /* the replay or the unstaging met a copy of this replica */
@@ -731,7 +742,7 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             own_lost |= own_has_lost(rs->r, &own);
         /* quarantined or parked own changes: never reuse their seqs; a
          * copy that lost keeps its writes under its new actor */
-        if (moved > 0 || own_lost)
+        if (rc == CRDT_OK && (moved > 0 || own_lost))
             rc = crdt_replica_new_incarnation(rs->r);
         if (rc == CRDT_OK && own_lost)
             rc = epoch_quarantine_apply_lost(NULL, rs->r, &own);

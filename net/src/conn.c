@@ -143,6 +143,33 @@ phase(const conn *c)
     return crdtnet__peer_phase(c->p);
 }
 
+/*
+ * A failure this loop detected (timeout, socket error, eviction): the
+ * peer says goodbye if it can (@p hard 0: a session's FINAL carries the
+ * error), else ends at once; then a piece still being written is
+ * dropped, as nobody will read it. @p code 0: end without a failure.
+ */
+static void
+give_up(conn *c, int hard, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+give_up(conn *c, int hard, int code, const char *fmt, ...)
+{
+    char why[CRDTNET_REASON_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (hard)
+        crdtnet__peer_kill(c->p, code, "%s", why);
+    else
+        crdtnet__peer_fail(c->p, code, "%s", why);
+    if (phase(c) == CRDTNET__PEER_DONE)
+        c->out = NULL;
+}
+
 /* Ask the peer for the next piece to write, if none is pending. */
 static void
 next_piece(conn *c, long long now)
@@ -182,8 +209,7 @@ do_write(conn *c, long long now)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
-            crdtnet__peer_kill(c->p, CRDT_EIO, "send: %s", strerror(errno));
-            c->out = NULL;
+            give_up(c, 1, CRDT_EIO, "send: %s", strerror(errno));
             return;
         }
         c->t_wprog = c->t_tx = now;
@@ -202,16 +228,20 @@ do_read(conn *c, unsigned char *buf, size_t size, long long now)
     if (r < 0) {
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
             return;
-        crdtnet__peer_kill(c->p, CRDT_EIO, "recv: %s", strerror(errno));
+        give_up(c, 1, CRDT_EIO, "recv: %s", strerror(errno));
         return;
     }
     if (r == 0) {
         c->eof = 1;
         /* CLOSING goes on until our FINAL is out (keeps (4)) */
-        if (phase(c) != CRDTNET__PEER_CLOSING ||
+        if (phase(c) == CRDTNET__PEER_CLOSING &&
             crdtnet__peer_final_sent(c->p)) {
             c->eof_told = 1;
+            crdtnet_peer_eof(c->p); /* our FINAL, if pending, goes on */
+        } else if (phase(c) != CRDTNET__PEER_CLOSING) {
+            c->eof_told = 1;
             crdtnet_peer_eof(c->p);
+            c->out = NULL; /* nobody reads it */
         }
         return;
     }
@@ -230,30 +260,27 @@ check_timers(conn *c, long long now)
         c->stopping = 1;
         c->t_stop = now;
         crdtnet_peer_stop(c->p);
+        if (phase(c) == CRDTNET__PEER_DONE)
+            c->out = NULL; /* stopped in the handshake */
     }
     if (c->stopping && now - c->t_stop >= STOP_LINGER_MS)
-        crdtnet__peer_kill(c->p, 0, NULL);
+        give_up(c, 1, 0, "stopped");
     ph = phase(c);
     if (ph == CRDTNET__PEER_HS && c->hooks != NULL &&
         c->hooks->evict != NULL &&
         __atomic_load_n(c->hooks->evict, __ATOMIC_RELAXED))
-        crdtnet__peer_fail(c->p, CRDT_EIO, "evicted: the oldest handshake "
-                           "in progress while the daemon was full");
+        give_up(c, 0, CRDT_EIO, "evicted: the oldest handshake in progress "
+                "while the daemon was full");
     if (ph == CRDTNET__PEER_HS && now - c->t_start >= c->hs_ms)
-        crdtnet__peer_fail(c->p, CRDT_EIO, "handshake timed out after %d ms",
-                           c->hs_ms);
+        give_up(c, 0, CRDT_EIO, "handshake timed out after %d ms", c->hs_ms);
     if (ph == CRDTNET__PEER_FLUSH && now - c->t_wprog >= STOP_LINGER_MS)
-        crdtnet__peer_kill(c->p, 0, NULL);
-    if (pending(c) && now - c->t_wprog >= c->idle_ms &&
-        phase(c) != CRDTNET__PEER_DONE) {
-        crdtnet__peer_kill(c->p, CRDT_EIO, "write timed out");
-        c->out = NULL;
-    }
+        give_up(c, 1, 0, "error frame not taken");
+    if (pending(c) && now - c->t_wprog >= c->idle_ms)
+        give_up(c, 1, CRDT_EIO, "write timed out");
     ph = phase(c);
     if ((ph == CRDTNET__PEER_SESSION || ph == CRDTNET__PEER_CLOSING) &&
         now - c->t_rx >= c->idle_ms)
-        crdtnet__peer_fail(c->p, CRDT_EIO, "idle timeout (%d ms)",
-                           c->idle_ms);
+        give_up(c, 0, CRDT_EIO, "idle timeout (%d ms)", c->idle_ms);
     if (phase(c) == CRDTNET__PEER_SESSION && now - c->t_txn >= TICK_MS) {
         c->t_txn = now;
         crdtnet__peer_tick(c->p); /* keeps (5) */
@@ -309,7 +336,7 @@ run(conn *c)
         pfd.revents = 0;
         rc = poll(&pfd, 1, poll_timeout(c, now)); /* keeps (3) */
         if (rc < 0 && errno != EINTR) {
-            crdtnet__peer_kill(c->p, CRDT_EIO, "poll: %s", strerror(errno));
+            give_up(c, 1, CRDT_EIO, "poll: %s", strerror(errno));
             break;
         }
         if (rc <= 0)

@@ -950,6 +950,27 @@ on_changes(crdtnet_session *s, crdt__mp *m)
     return CRDT_OK;
 }
 
+/* Before a snapshot's epoch is adopted, a replica that holds its parent
+ * re-derives it from its own state (docs/security.md, "Epochs"): a
+ * mismatch refuses it, and this replica stays at its epoch with nothing
+ * changed. */
+static int
+refuse_underived(crdtnet_session *s, const unsigned char *id)
+{
+    epoch_check chk;
+    int rc = epoch_check_derivation(&chk, s->r, id);
+
+    if (rc == CRDT_EBUSY) {
+        s->rep.busy_retry_ms = 1000;
+        return fail(s, rc, "a reset is in progress here", 1);
+    }
+    if (rc < 0)
+        return fail(s, rc, "cannot check the snapshot's epoch", 1);
+    if (chk.verdict == EPOCH_DERIVED_MISMATCH)
+        return fail(s, CRDT_EREJECTED, chk.reason, 1);
+    return CRDT_OK;
+}
+
 static int
 on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
 {
@@ -981,6 +1002,8 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
                                 : "invalid epoch record from peer",
                             1);
         }
+        if ((rc = refuse_underived(s, id)) < 0)
+            return rc;
         rc = epoch_reset_begin(&s->reset, s->r, id, NULL);
         if (rc == CRDT_EBUSY) {
             s->rep.busy_retry_ms = 1000;

@@ -13,7 +13,8 @@
  * Checked: no crash or sanitizer report; only the documented codes; a
  * decoded record owns a copy of exactly the input, has the id BLAKE2b of
  * its body, names of 1..64 bytes, and heads that lie inside its copy;
- * relate answers a relation or a documented code.
+ * relate answers a relation or a documented code, and so does
+ * epoch_check_derivation() (which parses the record's heads blob).
  *
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_record` writes the corpus (records
  * of a replica migrated twice, as records and as assisted bodies, plus
@@ -167,9 +168,25 @@ receive(const epoch_info *e)
         abort();
     if (rc == CRDT_OK && rel > EPOCH_UNKNOWN)
         abort();
+    {   /* what a taker does before a reset: re-derive it (its heads blob
+         * goes through the heads parser) */
+        epoch_check chk;
+        rc = epoch_check_derivation(&chk, rep, e->id);
+        if (rc != CRDT_OK && rc != CRDT_ENOTFOUND && rc != CRDT_EPROTO &&
+            rc != CRDT_EINVAL && rc != CRDT_ECORRUPT)
+            abort();
+        if (rc == CRDT_OK && chk.verdict > EPOCH_DERIVED_MISMATCH)
+            abort();
+    }
     if (!had) { /* back to the replica every input starts from */
+        unsigned char refused[7 + 32];
+        memcpy(refused, "refused", 7); /* a refusal it may have recorded */
+        memcpy(refused + 7, e->id, 32);
         if (crdt_raw_begin(&t, rep, 1) != CRDT_OK ||
-            crdt_raw_del(t, CRDT_DB_EPOCHS, e->id, 32) != CRDT_OK ||
+            crdt_raw_del(t, CRDT_DB_EPOCHS, e->id, 32) != CRDT_OK)
+            abort();
+        rc = crdt_raw_del(t, CRDT_DB_META, refused, sizeof refused);
+        if ((rc != CRDT_OK && rc != CRDT_ENOTFOUND) ||
             crdt_raw_commit(t) != CRDT_OK)
             abort();
     }

@@ -10,6 +10,7 @@
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
 #include "epoch/epoch.h"
+#include "support/epoch_util.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -19,84 +20,15 @@ static crdt_replica *a, *b;
 static void
 setup(void)
 {
-    unsigned char space[16];
-
-    a = tu_create(da, sizeof da, NULL);
-    crdt_replica_space_id(a, space);
-    b = tu_create(db, sizeof db, space);
-    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
-    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    tu_pair_open(&a, da, &b, db, sizeof da);
 }
 
 static void
 teardown(void)
 {
-    crdt_replica_close(a);
-    crdt_replica_close(b);
-    test_rmtree(da);
-    test_rmtree(db);
+    tu_pair_close(a, da, b, db);
 }
 
-static epoch_lens *
-lens(const char *text)
-{
-    epoch_lens *l = NULL;
-    epoch_lens_error err;
-
-    ck_assert_msg(epoch_lens_parse(&l, text, strlen(text), &err) == CRDT_OK,
-                  "lens: line %d: %s", err.line, err.message);
-    return l;
-}
-
-static void
-migrate(crdt_replica *r, const char *text, epoch_info *out)
-{
-    epoch_builder *bl;
-    epoch_lens *l = text ? lens(text) : NULL;
-
-    ck_assert_int_eq(epoch_builder_new(&bl, r), CRDT_OK);
-    if (l)
-        ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
-    ck_assert_int_eq(epoch_builder_commit(out, bl), CRDT_OK);
-    epoch_builder_free(bl);
-    epoch_lens_free(l);
-}
-
-static int
-put_entry(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
-{
-    return epoch_reset_put(ctx, k, kl, v, vl);
-}
-
-/* What sync does when @p stale is behind @p fresh: records, snapshot,
- * reset, then both ways of changes. */
-static int
-reset_from(crdt_replica *stale, crdt_replica *fresh)
-{
-    epoch_info *chain;
-    size_t n;
-    epoch_reset *rs;
-    unsigned char id[32], hash[32];
-    int rc;
-
-    ck_assert_int_eq(epoch_chain(&chain, &n, fresh), CRDT_OK);
-    for (size_t i = 1; i < n; i++) {
-        const unsigned char *rec = chain[i].raw;
-        size_t len = chain[i].raw_len;
-        ck_assert_int_eq(epoch_store_records(stale, &rec, &len, 1), CRDT_OK);
-    }
-    rc = epoch_reset_begin(&rs, stale, chain[n - 1].id, NULL);
-    epoch_chain_free(chain, n);
-    if (rc < 0)
-        return rc;
-    ck_assert_int_eq(epoch_snapshot_walk(fresh, id, hash, put_entry, rs),
-                     CRDT_OK);
-    rc = epoch_reset_commit(NULL, rs, hash);
-    if (rc < 0)
-        return rc;
-    /* then the sender's log beyond the base, as sync does */
-    return tu_sync_one_way(stale, fresh);
-}
 
 START_TEST(test_compaction_keeps_state_and_empties_log)
 {
@@ -108,7 +40,7 @@ START_TEST(test_compaction_keeps_state_and_empties_log)
     for (int i = 0; i < 10; i++)
         ck_assert_int_eq(tu_put_int(a, "c", "d", "f", i), CRDT_OK);
     tu_hash(h1, a);
-    migrate(a, NULL, &e);
+    tu_migrate(a, NULL, &e);
     ck_assert_uint_eq(e.number, 1);
     tu_hash(h2, a);
     ck_assert_str_eq(h1, h2);
@@ -135,8 +67,8 @@ START_TEST(test_same_ops_same_migration_same_epoch)
 
     ck_assert_int_eq(tu_put_int(a, "c", "d", "name", 1), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
-    migrate(a, "collection c 1 -> 2\nrename name -> title\n", &ea);
-    migrate(b, "collection c 1 -> 2\nrename name -> title\n", &eb);
+    tu_migrate(a, "collection c 1 -> 2\nrename name -> title\n", &ea);
+    tu_migrate(b, "collection c 1 -> 2\nrename name -> title\n", &eb);
     ck_assert_mem_eq(ea.id, eb.id, 32);
     ck_assert_uint_eq(epoch_schema_version(&ea, "c"), 2);
     epoch_info_clear(&ea);
@@ -152,7 +84,7 @@ START_TEST(test_lens_migrates_documents)
     ck_assert_int_eq(tu_put_int(a, "contacts", "p1", "age", 41), CRDT_OK);
     ck_assert_int_eq(tu_put_int(a, "contacts", "p1", "legacy", 1), CRDT_OK);
     ck_assert_int_eq(tu_put_int(a, "other", "x", "age", 5), CRDT_OK);
-    migrate(a,
+    tu_migrate(a,
             "collection contacts 1 -> 2\n"
             "convert age int -> string\n"
             "remove legacy\n"
@@ -183,7 +115,7 @@ END_TEST
 START_TEST(test_lens_version_mismatch_is_refused)
 {
     epoch_builder *bl;
-    epoch_lens *l = lens("collection c 2 -> 3\nrename a -> b\n");
+    epoch_lens *l = tu_lens("collection c 2 -> 3\nrename a -> b\n");
     epoch_marker m;
 
     ck_assert_int_eq(epoch_builder_new(&bl, a), CRDT_OK);
@@ -246,13 +178,13 @@ START_TEST(test_stale_replica_is_rebased)
     ck_assert_int_eq(tu_put_int(b, "contacts", "p2", "name", 2), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "contacts", "p1", "name", 3), CRDT_OK);
     /* a migrates twice meanwhile */
-    migrate(a, "collection contacts 1 -> 2\nrename name -> full_name\n", &e);
+    tu_migrate(a, "collection contacts 1 -> 2\nrename name -> full_name\n", &e);
     epoch_info_clear(&e);
     ck_assert_int_eq(tu_put_int(a, "contacts", "p3", "full_name", 4), CRDT_OK);
-    migrate(a, "collection contacts 2 -> 3\nrename full_name -> title\n", &e);
+    tu_migrate(a, "collection contacts 2 -> 3\nrename full_name -> title\n", &e);
     epoch_info_clear(&e);
     /* b comes back: reset into a's epoch, its own writes rebased */
-    ck_assert_int_eq(reset_from(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     tu_field_str(buf, sizeof buf, b, "contacts", "p2", "title");
     ck_assert_str_eq(buf, "2");
     tu_field_str(buf, sizeof buf, b, "contacts", "p1", "title");
@@ -280,9 +212,9 @@ START_TEST(test_removed_field_ops_are_quarantined)
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "d", "gone", 7), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "d", "keep", 8), CRDT_OK);
-    migrate(a, "collection c 1 -> 2\nremove gone\n", &e);
+    tu_migrate(a, "collection c 1 -> 2\nremove gone\n", &e);
     epoch_info_clear(&e);
-    ck_assert_int_eq(reset_from(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     ck_assert_int_eq(epoch_quarantine_count(&n, b), CRDT_OK);
     ck_assert_uint_eq(n, 1);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
@@ -347,8 +279,8 @@ START_TEST(test_fork_ends_with_one_epoch_and_no_op_lost)
     /* partitioned: both write, both migrate */
     ck_assert_int_eq(tu_put_int(a, "c", "da", "x", 2), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "db", "x", 3), CRDT_OK);
-    migrate(a, NULL, &ea);
-    migrate(b, "collection c 1 -> 2\nrename x -> y\n", &eb);
+    tu_migrate(a, NULL, &ea);
+    tu_migrate(b, "collection c 1 -> 2\nrename x -> y\n", &eb);
     ck_assert_int_eq(tu_put_int(a, "c", "da2", "x", 4), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "db2", "y", 5), CRDT_OK);
     {   /* exchange records */
@@ -363,7 +295,7 @@ START_TEST(test_fork_ends_with_one_epoch_and_no_op_lost)
               (ra == EPOCH_FORK_LOSE && rb == EPOCH_FORK_WIN));
     loser = ra == EPOCH_FORK_LOSE ? a : b;
     winner = loser == a ? b : a;
-    ck_assert_int_eq(reset_from(loser, winner), CRDT_OK);
+    ck_assert_int_eq(tu_reset_from(loser, winner), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(winner, loser), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(loser, winner), CRDT_OK);
     tu_hash(ha, a);

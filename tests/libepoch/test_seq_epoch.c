@@ -13,6 +13,7 @@
 #include "crdt/raw.h"
 #include "epoch/epoch.h"
 #include "epoch/lens.h"
+#include "support/epoch_util.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -22,72 +23,15 @@ static crdt_replica *a, *b;
 static void
 setup(void)
 {
-    unsigned char space[16];
-
-    a = tu_create(da, sizeof da, NULL);
-    crdt_replica_space_id(a, space);
-    b = tu_create(db, sizeof db, space);
-    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
-    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    tu_pair_open(&a, da, &b, db, sizeof da);
 }
 
 static void
 teardown(void)
 {
-    crdt_replica_close(a);
-    crdt_replica_close(b);
-    test_rmtree(da);
-    test_rmtree(db);
+    tu_pair_close(a, da, b, db);
 }
 
-static void
-migrate(crdt_replica *r, const char *text)
-{
-    epoch_builder *bl;
-    epoch_lens *l = NULL;
-    epoch_lens_error err;
-
-    if (text != NULL)
-        ck_assert_msg(epoch_lens_parse(&l, text, strlen(text), &err) ==
-                          CRDT_OK,
-                      "lens: line %d: %s", err.line, err.message);
-    ck_assert_int_eq(epoch_builder_new(&bl, r), CRDT_OK);
-    if (l)
-        ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
-    ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_OK);
-    epoch_builder_free(bl);
-    epoch_lens_free(l);
-}
-
-static int
-put_entry(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
-{
-    return epoch_reset_put(ctx, k, kl, v, vl);
-}
-
-/* What sync does when @p stale is behind @p fresh (see test_epoch.c). */
-static void
-reset_from(crdt_replica *stale, crdt_replica *fresh)
-{
-    epoch_info *chain;
-    size_t n;
-    epoch_reset *rs;
-    unsigned char id[32], hash[32];
-
-    ck_assert_int_eq(epoch_chain(&chain, &n, fresh), CRDT_OK);
-    for (size_t i = 1; i < n; i++) {
-        const unsigned char *rec = chain[i].raw;
-        size_t len = chain[i].raw_len;
-        ck_assert_int_eq(epoch_store_records(stale, &rec, &len, 1), CRDT_OK);
-    }
-    ck_assert_int_eq(epoch_reset_begin(&rs, stale, chain[n - 1].id, NULL),
-                     CRDT_OK);
-    epoch_chain_free(chain, n);
-    ck_assert_int_eq(epoch_snapshot_walk(fresh, id, hash, put_entry, rs),
-                     CRDT_OK);
-    ck_assert_int_eq(epoch_reset_commit(NULL, rs, hash), CRDT_OK);
-    ck_assert_int_eq(tu_sync_one_way(stale, fresh), CRDT_OK);
-}
 
 static void
 ins(crdt_replica *r, const char *field, uint64_t pos, const char *s)
@@ -165,9 +109,9 @@ START_TEST(test_renamed_text_takes_stale_ops)
     ins(b, "t", 5, " world");
     del(b, "t", 0, 1);
     /* a renames the field, then writes under the new name */
-    migrate(a, "collection c 1 -> 2\nrename t -> body\n");
+    tu_migrate(a, "collection c 1 -> 2\nrename t -> body\n", NULL);
     ins(a, "body", 0, "!"); /* not where b inserts: one order only */
-    reset_from(b, a);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     text_of(buf, sizeof buf, a, "body");
@@ -190,8 +134,8 @@ START_TEST(test_removed_text_quarantines_stale_ops)
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     ins(b, "t", 0, ">");
     lins(b, "l", 1, 2);
-    migrate(a, "collection c 1 -> 2\nremove t\n");
-    reset_from(b, a);
+    tu_migrate(a, "collection c 1 -> 2\nremove t\n", NULL);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     ck_assert_int_eq(epoch_quarantine_count(&n, b), CRDT_OK);
     ck_assert_uint_eq(n, 1); /* the text insert; the list op lands */
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
@@ -268,13 +212,13 @@ START_TEST(test_compaction_places_stale_text_ops)
     ins(b, "t", 2, "Z");  /* abZcdXYefgh: origins b, c */
     del(a, "t", 3, 4);    /* a deletes "defg": abch */
     ck_assert_uint_eq(droppable(a), 4);
-    migrate(a, NULL);
+    tu_migrate(a, NULL, NULL);
     ck_assert_uint_eq(droppable(a), 0); /* dropped by the epoch */
-    migrate(a, NULL);
+    tu_migrate(a, NULL, NULL);
     ins(a, "t", 4, "!");
     text_of(buf, sizeof buf, a, "t");
     ck_assert_str_eq(buf, "abch!");
-    reset_from(b, a);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     /* "XY" named dropped elements: quarantined, on both sides alike;
@@ -314,10 +258,10 @@ START_TEST(test_compacted_sequences_keep_working)
     ck_assert_int_eq(crdt_txn_list_set(t, "c", "d", "l", 1, &v7), CRDT_OK);
     ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
     ck_assert_uint_eq(droppable(a), 8);
-    migrate(a, NULL);
+    tu_migrate(a, NULL, NULL);
     text_of(buf, sizeof buf, a, "t");
     ck_assert_str_eq(buf, "Hello there");
-    reset_from(b, a);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     text_of(buf, sizeof buf, b, "t");
     ck_assert_str_eq(buf, "Hello there");
     assert_same();
@@ -341,8 +285,8 @@ START_TEST(test_compacted_sequences_keep_working)
     crdt_read_end(rd);
     assert_same();
     /* a second epoch over that, then a cold read of a fresh copy */
-    migrate(a, NULL);
-    reset_from(b, a);
+    tu_migrate(a, NULL, NULL);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     text_of(buf, sizeof buf, b, "t");
     ck_assert_str_eq(buf, "ello,!");
     assert_same();
@@ -421,12 +365,13 @@ START_TEST(test_lens_string_to_text)
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     put_str(b, "body", "bye");   /* stale: against the string */
     put_str(b, "title", "t1");   /* stale, on a field the lens keeps */
-    migrate(a, "collection c 1 -> 2\nconvert body string -> text\n");
+    tu_migrate(a, "collection c 1 -> 2\nconvert body string -> text\n",
+               NULL);
     text_of(buf, sizeof buf, a, "body");
     ck_assert_str_eq(buf, "h\xc3\xa9llo");
     ins(a, "body", 5, "!");
     del(a, "body", 0, 1);
-    reset_from(b, a);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     text_of(buf, sizeof buf, a, "body");
@@ -455,13 +400,13 @@ START_TEST(test_lens_text_to_string)
     del(a, "t", 1, 2);           /* adef */
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     ins(b, "t", 4, "!");         /* stale: against the text */
-    migrate(a, "collection c 1 -> 2\nconvert t text -> string\n"
-               "rename t -> s\n");
+    tu_migrate(a, "collection c 1 -> 2\nconvert t text -> string\n"
+               "rename t -> s\n", NULL);
     str_of(buf, sizeof buf, a, "s");
     ck_assert_str_eq(buf, "adef");
     text_of(buf, sizeof buf, a, "t");
     ck_assert_str_eq(buf, "<absent>");
-    reset_from(b, a);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     str_of(buf, sizeof buf, b, "s");
     ck_assert_str_eq(buf, "adef");
@@ -507,6 +452,41 @@ START_TEST(test_lens_text_conversion_language)
 }
 END_TEST
 
+/* A replica that holds exactly the cut re-derives an epoch over text
+ * (compaction, and a string -> text lens) to the same state hash. */
+static void
+rederive(const char *lens_text)
+{
+    epoch_info e;
+    epoch_check chk;
+
+    tu_migrate(a, lens_text, &e);
+    ck_assert_int_eq(epoch_store_records(b,
+                                         (const unsigned char *const *)&e.raw,
+                                         &e.raw_len, 1),
+                     CRDT_OK);
+    ck_assert_int_eq(epoch_check_derivation(&chk, b, e.id), CRDT_OK);
+    ck_assert_msg(chk.verdict == EPOCH_DERIVED_MATCH, "%s", chk.reason);
+    epoch_info_clear(&e);
+}
+
+START_TEST(test_rederived_epochs_over_text)
+{
+    put_str(a, "body", "abc");
+    ins(a, "t", 0, "hello world");
+    del(a, "t", 2, 5);
+    lins(a, "l", 0, 1);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    rederive(NULL);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
+    del(a, "t", 0, 1);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    rederive("collection c 1 -> 2\nconvert body string -> text\n");
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
+    assert_same();
+}
+END_TEST
+
 static int
 mark(epoch_doc *doc, const char *coll, const char *id, void *ctx)
 {
@@ -546,7 +526,7 @@ START_TEST(test_custom_migration_keeps_text_and_list)
     ck_assert_int_eq(v[0].u.i, 5);
     crdt_list_free(v);
     crdt_read_end(rd);
-    reset_from(b, a);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     text_of(buf, sizeof buf, b, "t");
     ck_assert_str_eq(buf, "abc");
     assert_same();
@@ -568,6 +548,7 @@ test_suite(void)
     tcase_add_test(tc, test_lens_string_to_text);
     tcase_add_test(tc, test_lens_text_to_string);
     tcase_add_test(tc, test_lens_text_conversion_language);
+    tcase_add_test(tc, test_rederived_epochs_over_text);
     tcase_add_test(tc, test_custom_migration_keeps_text_and_list);
     suite_add_tcase(s, tc);
     return s;

@@ -13,59 +13,34 @@
 #include "crdt/crdt.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
+#include "support/epoch_util.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
 static char da[256], db[256], dc[256];
 static crdt_replica *a, *b, *c;
 
-static crdt_replica *
-open_dir(const char *dir)
-{
-    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
-    crdt_replica *r = NULL;
-    char sub[300];
-
-    snprintf(sub, sizeof sub, "%s/r", dir);
-    ck_assert_int_eq(crdt_replica_open(&r, sub, &o), CRDT_OK);
-    ck_assert_int_eq(epoch_attach(r), CRDT_OK);
-    return r;
-}
-
 /* c becomes a byte copy of a (a copied data directory) */
 static void
 clone_a(void)
 {
-    char cmd[700];
-
     crdt_replica_close(a);
-    ck_assert_int_eq(test_tmpdir(dc, sizeof dc), 0);
-    snprintf(cmd, sizeof cmd, "cp -a '%s/r' '%s/r'", da, dc);
-    ck_assert_int_eq(system(cmd), 0);
-    a = open_dir(da);
-    c = open_dir(dc);
+    tu_copy_dir(da, dc, sizeof dc);
+    a = tu_open_dir(da);
+    c = tu_open_dir(dc);
 }
 
 static void
 setup(void)
 {
-    unsigned char space[16];
-
-    a = tu_create(da, sizeof da, NULL);
-    crdt_replica_space_id(a, space);
-    b = tu_create(db, sizeof db, space);
-    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
-    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    tu_pair_open(&a, da, &b, db, sizeof da);
     c = NULL;
 }
 
 static void
 teardown(void)
 {
-    crdt_replica_close(a);
-    crdt_replica_close(b);
-    test_rmtree(da);
-    test_rmtree(db);
+    tu_pair_close(a, da, b, db);
     if (c != NULL) {
         crdt_replica_close(c);
         test_rmtree(dc);
@@ -76,37 +51,12 @@ static void
 run(crdt_replica *x, crdt_replica *y, crdtnet_report *rx, crdtnet_report *ry,
     int *ex, int *ey)
 {
-    crdtnet_session *sx, *sy;
-    const unsigned char *msg;
-    size_t len;
+    tu_sync_result res = tu_sessions_run(x, y, NULL);
 
-    ck_assert_int_eq(crdtnet_session_new(&sx, x, NULL), CRDT_OK);
-    ck_assert_int_eq(crdtnet_session_new(&sy, y, NULL), CRDT_OK);
-    for (int round = 0; round < 10000; round++) {
-        int moved = 0;
-        while (crdtnet_session_next_out(sx, &msg, &len) == CRDT_OK) {
-            unsigned char *copy = malloc(len);
-            memcpy(copy, msg, len);
-            crdtnet_session_feed(sy, copy, len);
-            free(copy);
-            moved = 1;
-        }
-        while (crdtnet_session_next_out(sy, &msg, &len) == CRDT_OK) {
-            unsigned char *copy = malloc(len);
-            memcpy(copy, msg, len);
-            crdtnet_session_feed(sx, copy, len);
-            free(copy);
-            moved = 1;
-        }
-        if (!moved)
-            break;
-    }
-    *rx = *crdtnet_session_report(sx);
-    *ry = *crdtnet_session_report(sy);
-    *ex = crdtnet_session_error(sx);
-    *ey = crdtnet_session_error(sy);
-    crdtnet_session_free(sx);
-    crdtnet_session_free(sy);
+    *rx = res.rx;
+    *ry = res.ry;
+    *ex = res.ex;
+    *ey = res.ey;
 }
 
 static void
@@ -319,6 +269,65 @@ START_TEST(test_copy_detected_at_first_sync)
 }
 END_TEST
 
+/* The two copies at different epochs: the copy is still at epoch 0 when
+ * a bystander folds the original's chain into epoch 1 (the change at the
+ * cut was compacted, so no same-epoch fork check ever compares the two
+ * versions). The copy resets into the epoch: its own writes for seqs the
+ * epoch folds with the original's content must not vanish. @p longer:
+ * the copy wrote more than the original (the cut folds fewer of its seqs
+ * than it wrote). */
+static void
+copy_behind_epoch(int longer)
+{
+    crdtnet_report rx, ry;
+    int ex, ey;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    clone_a();
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "orig%d", i);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "v", 10 + i), CRDT_OK);
+    }
+    for (int i = 0; i < (longer ? 5 : 2); i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert_int_eq(tu_put_int(c, "c", doc, "v", 20 + i), CRDT_OK);
+    }
+    sync_ok(a, b);
+    tu_migrate(b, NULL, NULL); /* folds the original's seqs 1..4 */
+    run(b, c, &rx, &ry, &ex, &ey);
+    ck_assert_msg(ex == 0 && ey == 0, "%s / %s", rx.reason, ry.reason);
+    sync_ok(b, c);
+    sync_ok(a, b);
+    sync_ok(b, c);
+    assert_same(a, b);
+    assert_same(b, c);
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "orig%d", i);
+        ck_assert_msg(kept(b, doc), "%s lost", doc);
+    }
+    for (int i = 0; i < (longer ? 5 : 2); i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert_msg(kept(c, doc), "%s lost on the copy", doc);
+    }
+}
+
+START_TEST(test_copy_behind_epoch_shorter)
+{
+    copy_behind_epoch(0);
+}
+END_TEST
+
+START_TEST(test_copy_behind_epoch_longer)
+{
+    copy_behind_epoch(1);
+}
+END_TEST
+
 static int
 count_kinds(const epoch_quarantined *q, void *p)
 {
@@ -385,6 +394,8 @@ test_suite(void)
     tcase_add_test(tc, test_after_compaction_nothing_lost);
     tcase_add_test(tc, test_quarantine_keys_do_not_collide);
     tcase_add_test(tc, test_copy_detected_at_first_sync);
+    tcase_add_test(tc, test_copy_behind_epoch_shorter);
+    tcase_add_test(tc, test_copy_behind_epoch_longer);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,6 +11,7 @@
 #include "crdt/raw.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
+#include "support/epoch_util.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -20,96 +21,31 @@ static crdt_replica *a, *b;
 static void
 setup(void)
 {
-    unsigned char space[16];
-
-    a = tu_create(da, sizeof da, NULL);
-    crdt_replica_space_id(a, space);
-    b = tu_create(db, sizeof db, space);
-    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
-    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    tu_pair_open(&a, da, &b, db, sizeof da);
 }
 
 static void
 teardown(void)
 {
-    crdt_replica_close(a);
-    crdt_replica_close(b);
-    test_rmtree(da);
-    test_rmtree(db);
+    tu_pair_close(a, da, b, db);
 }
 
-/* Run one session each way until both end; returns both errors. */
+/* One sync between a and b with @p batch-byte messages (0: default). */
 static void
 run(crdtnet_report *ra, crdtnet_report *rb, int *ea, int *eb,
     size_t batch)
 {
     crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
-    crdtnet_session *sa, *sb;
-    const unsigned char *msg;
-    size_t len;
+    tu_sync_result res;
 
     o.batch_bytes = batch;
-    ck_assert_int_eq(crdtnet_session_new(&sa, a, &o), CRDT_OK);
-    ck_assert_int_eq(crdtnet_session_new(&sb, b, &o), CRDT_OK);
-    for (int round = 0; round < 100000; round++) {
-        int moved = 0;
-        while (crdtnet_session_next_out(sa, &msg, &len) == CRDT_OK) {
-            unsigned char *copy = malloc(len);
-            memcpy(copy, msg, len);
-            crdtnet_session_feed(sb, copy, len);
-            free(copy);
-            moved = 1;
-        }
-        while (crdtnet_session_next_out(sb, &msg, &len) == CRDT_OK) {
-            unsigned char *copy = malloc(len);
-            memcpy(copy, msg, len);
-            crdtnet_session_feed(sa, copy, len);
-            free(copy);
-            moved = 1;
-        }
-        if (!moved)
-            break;
-    }
-    *ra = *crdtnet_session_report(sa);
-    *rb = *crdtnet_session_report(sb);
-    *ea = crdtnet_session_error(sa);
-    *eb = crdtnet_session_error(sb);
-    crdtnet_session_free(sa);
-    crdtnet_session_free(sb);
+    res = tu_sessions_run(a, b, &o);
+    *ra = res.rx;
+    *rb = res.ry;
+    *ea = res.ex;
+    *eb = res.ey;
 }
 
-static void
-migrate(crdt_replica *r, const char *text)
-{
-    epoch_builder *bl;
-    epoch_lens *l = NULL;
-
-    if (text)
-        ck_assert_int_eq(epoch_lens_parse(&l, text, strlen(text), NULL),
-                         CRDT_OK);
-    ck_assert_int_eq(epoch_builder_new(&bl, r), CRDT_OK);
-    if (l)
-        ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
-    ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_OK);
-    epoch_builder_free(bl);
-    epoch_lens_free(l);
-}
-
-static void
-assert_converged(void)
-{
-    char ha[65], hb[65];
-    epoch_info ca, cb;
-
-    tu_hash(ha, a);
-    tu_hash(hb, b);
-    ck_assert_str_eq(ha, hb);
-    ck_assert_int_eq(epoch_current(&ca, a), CRDT_OK);
-    ck_assert_int_eq(epoch_current(&cb, b), CRDT_OK);
-    ck_assert_mem_eq(ca.id, cb.id, 32);
-    epoch_info_clear(&ca);
-    epoch_info_clear(&cb);
-}
 
 START_TEST(test_same_epoch_both_ways)
 {
@@ -132,7 +68,7 @@ START_TEST(test_same_epoch_both_ways)
     ck_assert_int_eq(rb.in_sync, 1);
     tu_field_str(buf, sizeof buf, b, "c", "d7", "x");
     ck_assert_str_eq(buf, "7");
-    assert_converged();
+    tu_assert_converged(a, b);
     /* again: nothing moves */
     run(&ra, &rb, &ea, &eb, 0);
     ck_assert_uint_eq(ra.changes_sent, 0);
@@ -149,9 +85,9 @@ START_TEST(test_behind_is_reset_and_rebased)
     ck_assert_int_eq(tu_put_int(a, "people", "p1", "name", 1), CRDT_OK);
     run(&ra, &rb, &ea, &eb, 0);
     ck_assert_int_eq(tu_put_int(b, "people", "p2", "name", 2), CRDT_OK);
-    migrate(a, "collection people 1 -> 2\nrename name -> full_name\n");
+    tu_migrate(a, "collection people 1 -> 2\nrename name -> full_name\n", NULL);
     ck_assert_int_eq(tu_put_int(a, "people", "p3", "full_name", 3), CRDT_OK);
-    migrate(a, "collection people 2 -> 3\nrename full_name -> title\n");
+    tu_migrate(a, "collection people 2 -> 3\nrename full_name -> title\n", NULL);
     ck_assert_int_eq(tu_put_int(a, "people", "p4", "title", 4), CRDT_OK);
     run(&ra, &rb, &ea, &eb, 300);
     ck_assert_int_eq(ea, 0);
@@ -163,7 +99,7 @@ START_TEST(test_behind_is_reset_and_rebased)
     ck_assert_str_eq(buf, "2");
     tu_field_str(buf, sizeof buf, b, "people", "p4", "title");
     ck_assert_str_eq(buf, "4");
-    assert_converged();
+    tu_assert_converged(a, b);
 }
 END_TEST
 
@@ -176,15 +112,15 @@ START_TEST(test_fork_converges)
     run(&ra, &rb, &ea, &eb, 0);
     ck_assert_int_eq(tu_put_int(a, "c", "da", "x", 2), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "db", "x", 3), CRDT_OK);
-    migrate(a, NULL);
-    migrate(b, "collection c 1 -> 2\nrename x -> y\n");
+    tu_migrate(a, NULL, NULL);
+    tu_migrate(b, "collection c 1 -> 2\nrename x -> y\n", NULL);
     ck_assert_int_eq(tu_put_int(a, "c", "da2", "x", 4), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "db2", "y", 5), CRDT_OK);
     run(&ra, &rb, &ea, &eb, 0);
     ck_assert_int_eq(ea, 0);
     ck_assert_int_eq(eb, 0);
     ck_assert_int_eq(ra.snapshot_received + rb.snapshot_received, 1);
-    assert_converged();
+    tu_assert_converged(a, b);
     ck_assert_int_eq(ra.in_sync, 1);
 }
 END_TEST
@@ -221,13 +157,13 @@ START_TEST(test_beyond_policy_is_rejected_and_quarantined)
     ck_assert_int_eq(epoch_quarantine_count(&q, b), CRDT_OK);
     ck_assert_uint_eq(q, 2);
     ck_assert_int_eq(eb, 0);
-    assert_converged();
+    tu_assert_converged(a, b);
     /* b goes on writing under a new actor, and syncs normally */
     ck_assert_int_eq(tu_put_int(b, "c", "f", "x", 9), CRDT_OK);
     run(&ra, &rb, &ea, &eb, 0);
     ck_assert_int_eq(ea, 0);
     ck_assert_int_eq(eb, 0);
-    assert_converged();
+    tu_assert_converged(a, b);
 }
 END_TEST
 

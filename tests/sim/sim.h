@@ -18,7 +18,8 @@
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
 
-#define SIM_MAX_REPLICAS 7
+/* 3 to 7 at the start; a clone and a backup restored twice add up to 3 */
+#define SIM_MAX_REPLICAS 10
 #define SIM_MAX_LINKS 32
 #define SIM_MAX_COMMITS 20000
 
@@ -40,6 +41,8 @@ typedef struct {
     crdt_actor actor;
     uint64_t seq;
     int replica;
+    unsigned char hash[32]; /* the change's: two copies of a replica can
+                               commit the same (actor, seq) twice */
 } sim_commit;
 
 typedef struct {
@@ -64,6 +67,13 @@ typedef struct {
                             and list value is new, so a duplicate in a
                             healed sequence means an op applied twice */
     uint64_t trace;      /* hash of everything that happened */
+    /* copies: a replica's directory copied, a backup restored twice */
+    int allow_clone, allow_restore;
+    int clones, restores;
+    int have_backup;
+    char backup[320];
+    uint64_t forked_ops;  /* committed ops whose version lost a fork */
+    uint64_t unverified;  /* held by seq only: no replica keeps the chain */
     int verbose;
     char finding[512];
 } sim_world;

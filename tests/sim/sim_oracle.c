@@ -2,9 +2,18 @@
  * sim_oracle.c: what must hold after the heal.
  *  (1) Convergence: every replica has the same epoch id, schema, version
  *      vector and state hash.
- *  (2) Nothing lost: every op a replica committed is held (its seq is
- *      within every replica's vv for its actor), or sits in some
- *      replica's quarantine with a reason.
+ *  (2) Nothing lost: every op a replica committed is held, or sits in
+ *      some replica's quarantine with a reason. Copies of a replica (a
+ *      cloned directory) commit two versions of one (actor, seq), so
+ *      "held" means the version itself: the change is on the converged
+ *      chain of its actor, walked from the converged head back through
+ *      the changes any replica keeps (log, archive, pending), across
+ *      every epoch. A version off that chain (it lost a fork) must be in
+ *      a quarantine under its own change (the key's tag), or, when its
+ *      author's own losing ops were re-applied, that author must have
+ *      moved to a new incarnation. Where no replica keeps a chain's
+ *      change any more, its older ops count as held by seq alone
+ *      (w->unverified).
  *  (3) The stored state hash equals a hash recomputed from the state.
  *  (4) Equal sequences: every text and list field reads the same on
  *      every replica (read through the sequence engine, not only its
@@ -22,6 +31,7 @@
 typedef struct {
     const crdt_actor *actor;
     uint64_t seq;
+    const unsigned char *tag; /* the change's hash, or NULL: any version */
     int found;
 } q_find;
 
@@ -33,10 +43,219 @@ q_match(const epoch_quarantined *q, void *ctx)
     if (q->reason == NULL || q->reason[0] == '\0')
         return 0;
     if (memcmp(q->actor.b, f->actor->b, 8) == 0 && q->seq == f->seq) {
+        /* the key's tag: the first 8 bytes of the change's hash */
+        if (f->tag != NULL && q->key_len == CRDT_QUARANTINE_KEY_BYTES &&
+            memcmp((const unsigned char *)q->key + 17, f->tag, 8) != 0)
+            return 0;
         f->found = 1;
         return 1;
     }
     return 0;
+}
+
+/* ---- (2) the converged chains ---- */
+
+typedef struct {
+    unsigned char hash[32], prev[32];
+    crdt_actor actor;
+    uint64_t first, last;
+    int on_chain;
+} known;
+
+typedef struct {
+    known *v;
+    size_t n, cap;
+    int oom;
+} known_set;
+
+static void
+known_add(known_set *s, const void *data, size_t len)
+{
+    crdt_change c;
+
+    if (s->oom || crdt_change_decode(&c, data, len) != CRDT_OK)
+        return;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 1024;
+        known *nv = realloc(s->v, cap * sizeof *nv);
+        if (nv == NULL) {
+            s->oom = 1;
+            return;
+        }
+        s->v = nv;
+        s->cap = cap;
+    }
+    memcpy(s->v[s->n].hash, c.hash, 32);
+    memcpy(s->v[s->n].prev, c.prev, 32);
+    s->v[s->n].actor = c.actor;
+    s->v[s->n].first = c.seq;
+    s->v[s->n].last = c.seq + c.n_ops - 1;
+    s->v[s->n].on_chain = 0;
+    s->n++;
+}
+
+static int
+cmp_known(const void *a, const void *b)
+{
+    return memcmp(((const known *)a)->hash, ((const known *)b)->hash, 32);
+}
+
+static known *
+known_find(known_set *s, const unsigned char *hash)
+{
+    known key;
+
+    memcpy(key.hash, hash, 32);
+    return bsearch(&key, s->v, s->n, sizeof *s->v, cmp_known);
+}
+
+/* Every change every replica keeps, deduplicated by hash. */
+static void
+known_collect(sim_world *w, known_set *s)
+{
+    static const crdt_db dbs[] = { CRDT_DB_LOG, CRDT_DB_ARCHIVE,
+                                   CRDT_DB_PENDING };
+
+    for (int i = 0; i < w->n; i++) {
+        crdt_raw *t;
+        if (crdt_raw_begin(&t, w->rep[i], 0) != CRDT_OK)
+            continue;
+        for (size_t d = 0; d < sizeof dbs / sizeof *dbs; d++) {
+            crdt_raw_cursor *c;
+            const void *k, *v;
+            size_t kl, vl;
+            if (crdt_raw_cursor_open(&c, t, dbs[d]) != CRDT_OK)
+                continue;
+            for (int rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+                 rc == CRDT_OK; rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl))
+                known_add(s, v, vl);
+            crdt_raw_cursor_close(c);
+        }
+        crdt_raw_abort(t);
+    }
+    qsort(s->v, s->n, sizeof *s->v, cmp_known);
+    size_t u = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (u == 0 || memcmp(s->v[u - 1].hash, s->v[i].hash, 32) != 0)
+            s->v[u++] = s->v[i];
+    s->n = u;
+}
+
+/* Mark the chain of @p a from its converged head on r0; returns the seq
+ * below which the chain could not be followed (0: followed to seq 1). */
+static uint64_t
+chain_mark(sim_world *w, known_set *s, const crdt_actor *a)
+{
+    unsigned char hash[32];
+    uint64_t seq = 0;
+    known *k;
+
+    if (crdt_head_read(&seq, hash, w->rep[0], a) != CRDT_OK)
+        return UINT64_MAX; /* no head: nothing of it is held */
+    while ((k = known_find(s, hash)) != NULL && !k->on_chain) {
+        k->on_chain = 1;
+        if (k->first <= 1)
+            return 0;
+        seq = k->first - 1;
+        memcpy(hash, k->prev, 32);
+    }
+    return k != NULL ? 0 : seq;
+}
+
+typedef struct {
+    crdt_actor actor;
+    uint64_t broken_at;
+} actor_chain;
+
+/* The author of @p cm saw an equivocation and writes under a new actor
+ * now: its own losing ops were re-applied under it and left the
+ * quarantine. */
+static int
+lost_and_renewed(sim_world *w, const sim_commit *cm)
+{
+    crdt_replica *r = w->rep[cm->replica];
+    crdt_read *rd;
+    crdt_stats st;
+
+    if (memcmp(crdt_replica_actor(r).b, cm->actor.b, 8) == 0 ||
+        crdt_read_begin(&rd, r) != CRDT_OK)
+        return 0;
+    if (crdt_read_stats(&st, rd) != CRDT_OK)
+        st.equivocations = 0;
+    crdt_read_end(rd);
+    return st.equivocations > 0;
+}
+
+/* (2), version by version. */
+static int
+nothing_lost(sim_world *w, crdt_vv *vv0)
+{
+    known_set ks = { 0 };
+    actor_chain *ac = NULL;
+    size_t n_ac = 0;
+    int rc = 0;
+
+    known_collect(w, &ks);
+    if (ks.oom) {
+        snprintf(w->finding, sizeof w->finding, "oracle: out of memory");
+        free(ks.v);
+        return 1;
+    }
+    for (size_t c = 0; rc == 0 && c < w->n_commits; c++) {
+        const sim_commit *cm = &w->commits[c];
+        actor_chain *x = NULL;
+        known *k;
+        int held;
+
+        for (size_t j = 0; j < n_ac && x == NULL; j++)
+            if (memcmp(ac[j].actor.b, cm->actor.b, 8) == 0)
+                x = &ac[j];
+        if (x == NULL) {
+            actor_chain *na = realloc(ac, (n_ac + 1) * sizeof *na);
+            if (na == NULL) {
+                snprintf(w->finding, sizeof w->finding, "oracle: out of memory");
+                rc = 1;
+                break;
+            }
+            ac = na;
+            x = &ac[n_ac++];
+            x->actor = cm->actor;
+            x->broken_at = chain_mark(w, &ks, &cm->actor);
+        }
+        held = crdt_vv_get(vv0, &cm->actor) >= cm->seq;
+        if (held) {
+            k = known_find(&ks, cm->hash);
+            if (k != NULL && k->on_chain)
+                continue; /* this very version is on the converged chain */
+            if (cm->seq <= x->broken_at && x->broken_at != UINT64_MAX) {
+                w->unverified++;
+                continue; /* nobody keeps that part of the chain */
+            }
+            w->forked_ops++;
+        }
+        q_find f = { &cm->actor, cm->seq, held ? cm->hash : NULL, 0 };
+        for (int i = 0; i < w->n && !f.found; i++)
+            epoch_quarantine_list(w->rep[i], q_match, &f);
+        if (f.found)
+            continue;
+        if (lost_and_renewed(w, cm))
+            continue; /* its author re-applied its losing ops under a new
+                         incarnation (epoch_quarantine_apply_lost) */
+        {
+            char hex[17];
+            crdt_hex(hex, cm->actor.b, 8);
+            snprintf(w->finding, sizeof w->finding,
+                     "op %s:%llu committed on r%d is lost (%s)", hex,
+                     (unsigned long long)cm->seq, cm->replica,
+                     held ? "another version of its seq is held, and it "
+                            "is in no quarantine"
+                          : "neither held nor quarantined");
+            rc = 1;
+        }
+    }
+    free(ac);
+    free(ks.v);
+    return rc;
 }
 
 static int
@@ -300,23 +519,8 @@ sim_oracle(sim_world *w)
             continue;
         rc = 1;
     }
-    for (size_t c = 0; rc == 0 && c < w->n_commits; c++) { /* (2) */
-        const sim_commit *cm = &w->commits[c];
-        if (crdt_vv_get(vv[0], &cm->actor) >= cm->seq)
-            continue;
-        q_find f = { &cm->actor, cm->seq, 0 };
-        for (int i = 0; i < w->n && !f.found; i++)
-            epoch_quarantine_list(w->rep[i], q_match, &f);
-        if (!f.found) {
-            char hex[17];
-            crdt_hex(hex, cm->actor.b, 8);
-            snprintf(w->finding, sizeof w->finding,
-                     "op %s:%llu committed on r%d is lost (neither held "
-                     "nor quarantined)", hex, (unsigned long long)cm->seq,
-                     cm->replica);
-            rc = 1;
-        }
-    }
+    if (rc == 0)
+        rc = nothing_lost(w, vv[0]); /* (2) */
     if (rc == 0)
         rc = seq_oracle(w); /* (4) */
     if (rc == 0)

@@ -207,6 +207,85 @@ get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv)
     return 0;
 }
 
+/* The handle in argument 0 of a call taking @p want arguments (any
+ * kind: each caller checks its own state), or NULL after throwing a
+ * TypeError "not a @p what handle". */
+static void *
+get_handle(napi_env env, napi_callback_info info, size_t want,
+           napi_value *argv, const char *what)
+{
+    void *p = NULL;
+    char msg[64];
+
+    if (get_args(env, info, want, argv) < 0 ||
+        napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL) {
+        snprintf(msg, sizeof msg, "not a %s handle", what);
+        throw_type(env, msg);
+        return NULL;
+    }
+    return p;
+}
+
+/* o[k] = a string, a number, an integer, a boolean. */
+static void
+set_str(napi_env env, napi_value o, const char *k, const char *v)
+{
+    napi_value x;
+
+    napi_create_string_utf8(env, v, NAPI_AUTO_LENGTH, &x);
+    napi_set_named_property(env, o, k, x);
+}
+
+static void
+set_num(napi_env env, napi_value o, const char *k, double v)
+{
+    napi_value x;
+
+    napi_create_double(env, v, &x);
+    napi_set_named_property(env, o, k, x);
+}
+
+static void
+set_int(napi_env env, napi_value o, const char *k, int64_t v)
+{
+    napi_value x;
+
+    napi_create_int64(env, v, &x);
+    napi_set_named_property(env, o, k, x);
+}
+
+static void
+set_bool(napi_env env, napi_value o, const char *k, int v)
+{
+    napi_value x;
+
+    napi_get_boolean(env, v != 0, &x);
+    napi_set_named_property(env, o, k, x);
+}
+
+/* Run @p exec on the thread pool, then @p done on the JS thread, for
+ * @p data; the promise returned is settled by @p done through
+ * *@p deferred. NULL after throwing. */
+static napi_value
+queue_work(napi_env env, const char *name, napi_async_execute_callback exec,
+           napi_async_complete_callback done, void *data,
+           napi_async_work *work, napi_deferred *deferred)
+{
+    napi_value promise, nm;
+
+    if (napi_create_promise(env, deferred, &promise) != napi_ok)
+        return NULL;
+    napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &nm);
+    if (napi_create_async_work(env, NULL, nm, exec, done, data, work) !=
+        napi_ok)
+        return NULL;
+    if (napi_queue_async_work(env, *work) != napi_ok) {
+        napi_delete_async_work(env, *work);
+        return NULL;
+    }
+    return promise;
+}
+
 /* ---- values ------------------------------------------------------- */
 
 /* JS -> crdt_value. Strings and bytes are copied into *mem (free it). */
@@ -387,13 +466,10 @@ static napi_value
 js_close(napi_env env, napi_callback_info info)
 {
     napi_value argv[1];
-    void *p = NULL;
     h_replica *h;
 
-    if (get_args(env, info, 1, argv) < 0 ||
-        napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL)
-        return throw_type(env, "not a replica handle");
-    h = p;
+    if ((h = get_handle(env, info, 1, argv, "replica")) == NULL)
+        return NULL;
     h->closed = 1;
     replica_settle(h);
     return NULL;
@@ -402,7 +478,7 @@ js_close(napi_env env, napi_callback_info info)
 static napi_value
 js_info(napi_env env, napi_callback_info info)
 {
-    napi_value argv[1], out, v;
+    napi_value argv[1], out;
     unsigned char sid[CRDT_SPACE_ID_BYTES], pk[CRDT_PUBKEY_BYTES];
     char hex[2 * CRDT_PUBKEY_BYTES + 1];
     h_replica *h;
@@ -414,14 +490,10 @@ js_info(napi_env env, napi_callback_info info)
     crdt_replica_public_key(h->r, pk);
     CHECK(napi_create_object(env, &out));
     crdt_hex(hex, sid, sizeof sid);
-    napi_create_string_utf8(env, hex, NAPI_AUTO_LENGTH, &v);
-    napi_set_named_property(env, out, "spaceId", v);
+    set_str(env, out, "spaceId", hex);
     crdt_hex(hex, pk, sizeof pk);
-    napi_create_string_utf8(env, hex, NAPI_AUTO_LENGTH, &v);
-    napi_set_named_property(env, out, "publicKey", v);
-    napi_create_string_utf8(env, crdt_replica_path(h->r), NAPI_AUTO_LENGTH,
-                            &v);
-    napi_set_named_property(env, out, "path", v);
+    set_str(env, out, "publicKey", hex);
+    set_str(env, out, "path", crdt_replica_path(h->r));
     return out;
 }
 
@@ -546,7 +618,7 @@ js_op(napi_env env, napi_callback_info info)
 static napi_value
 js_commit(napi_env env, napi_callback_info info)
 {
-    napi_value argv[1], out, v;
+    napi_value argv[1], out;
     crdt_commit_info ci;
     h_txn *x;
     int rc;
@@ -559,10 +631,8 @@ js_commit(napi_env env, napi_callback_info info)
     if (rc < 0)
         return throw_crdt(env, rc, "commit");
     CHECK(napi_create_object(env, &out));
-    napi_create_int64(env, (int64_t)ci.first_seq, &v);
-    napi_set_named_property(env, out, "firstSeq", v);
-    napi_create_int64(env, (int64_t)ci.last_seq, &v);
-    napi_set_named_property(env, out, "lastSeq", v);
+    set_int(env, out, "firstSeq", (int64_t)ci.first_seq);
+    set_int(env, out, "lastSeq", (int64_t)ci.last_seq);
     return out;
 }
 
@@ -570,13 +640,10 @@ static napi_value
 js_abort(napi_env env, napi_callback_info info)
 {
     napi_value argv[1];
-    void *p = NULL;
     h_txn *x;
 
-    if (get_args(env, info, 1, argv) < 0 ||
-        napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL)
-        return throw_type(env, "not a transaction handle");
-    x = p;
+    if ((x = get_handle(env, info, 1, argv, "transaction")) == NULL)
+        return NULL;
     if (x->t != NULL) {
         crdt_txn_abort(x->t);
         x->t = NULL;
@@ -686,29 +753,11 @@ js_list(napi_env env, napi_callback_info info)
 
 /* ---- reports ------------------------------------------------------ */
 
-static void
-set_num(napi_env env, napi_value o, const char *k, double v)
-{
-    napi_value x;
-
-    napi_create_double(env, v, &x);
-    napi_set_named_property(env, o, k, x);
-}
-
-static void
-set_bool(napi_env env, napi_value o, const char *k, int v)
-{
-    napi_value x;
-
-    napi_get_boolean(env, v != 0, &x);
-    napi_set_named_property(env, o, k, x);
-}
-
 /* The report of `strata sync --json`, with JS-style keys. */
 static napi_value
 report_obj(napi_env env, const crdtnet_report *r, int rc)
 {
-    napi_value o, x;
+    napi_value o;
     char hash[2 * CRDT_HASH_BYTES + 1];
 
     napi_create_object(env, &o);
@@ -724,11 +773,9 @@ report_obj(napi_env env, const crdtnet_report *r, int rc)
     set_num(env, o, "conflicts", (double)r->conflicts);
     set_bool(env, o, "rejected", r->rejected);
     set_bool(env, o, "inSync", r->in_sync);
-    napi_create_string_utf8(env, r->reason, NAPI_AUTO_LENGTH, &x);
-    napi_set_named_property(env, o, "reason", x);
+    set_str(env, o, "reason", r->reason);
     crdt_hex(hash, r->state_hash, CRDT_HASH_BYTES);
-    napi_create_string_utf8(env, hash, NAPI_AUTO_LENGTH, &x);
-    napi_set_named_property(env, o, "stateHash", x);
+    set_str(env, o, "stateHash", hash);
     set_num(env, o, "busyRetryMs",
             rc == CRDT_EBUSY ? (double)r->busy_retry_ms : 0);
     return o;
@@ -784,7 +831,7 @@ sync_done(napi_env env, napi_status status, void *data)
 static napi_value
 js_sync(napi_env env, napi_callback_info info)
 {
-    napi_value argv[3], promise, name;
+    napi_value argv[3], promise;
     h_replica *h;
     sync_job *j;
 
@@ -799,12 +846,13 @@ js_sync(napi_env env, napi_callback_info info)
         return NULL;
     }
     j->h = h;
-    CHECK(napi_create_promise(env, &j->d, &promise));
-    napi_create_string_utf8(env, "strata.sync", NAPI_AUTO_LENGTH, &name);
-    CHECK(napi_create_async_work(env, NULL, name, sync_exec, sync_done, j,
-                                 &j->work));
+    promise = queue_work(env, "strata.sync", sync_exec, sync_done, j,
+                         &j->work, &j->d);
+    if (promise == NULL) {
+        free(j);
+        return NULL;
+    }
     h->users++;
-    CHECK(napi_queue_async_work(env, j->work));
     return promise;
 }
 
@@ -953,17 +1001,14 @@ peer_done_cb(napi_env env, napi_status status, void *data)
 static napi_value
 js_peer_step(napi_env env, napi_callback_info info)
 {
-    napi_value argv[3], promise, name;
+    napi_value argv[3], promise;
     napi_valuetype t;
-    void *p = NULL;
     bool eof = false, is_buf = false;
     h_peer *x;
     peer_job *j;
 
-    if (get_args(env, info, 3, argv) < 0 ||
-        napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL)
-        return throw_type(env, "not a peer handle");
-    x = p;
+    if ((x = get_handle(env, info, 3, argv, "peer")) == NULL)
+        return NULL;
     if (x->p == NULL)
         return throw_crdt(env, CRDT_ECLOSED, "peer");
     if (x->busy)
@@ -990,12 +1035,14 @@ js_peer_step(napi_env env, napi_callback_info info)
     napi_get_value_bool(env, argv[2], &eof);
     j->eof = eof;
     j->x = x;
-    CHECK(napi_create_promise(env, &j->d, &promise));
-    napi_create_string_utf8(env, "strata.peer", NAPI_AUTO_LENGTH, &name);
-    CHECK(napi_create_async_work(env, NULL, name, peer_exec, peer_done_cb, j,
-                                 &j->work));
+    promise = queue_work(env, "strata.peer", peer_exec, peer_done_cb, j,
+                         &j->work, &j->d);
+    if (promise == NULL) {
+        free(j->in);
+        free(j);
+        return NULL;
+    }
     x->busy = 1;
-    CHECK(napi_queue_async_work(env, j->work));
     return promise;
 }
 
@@ -1003,13 +1050,10 @@ static napi_value
 js_peer_free(napi_env env, napi_callback_info info)
 {
     napi_value argv[1];
-    void *p = NULL;
     h_peer *x;
 
-    if (get_args(env, info, 1, argv) < 0 ||
-        napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL)
-        return throw_type(env, "not a peer handle");
-    x = p;
+    if ((x = get_handle(env, info, 1, argv, "peer")) == NULL)
+        return NULL;
     if (x->busy)
         return throw_crdt(env, CRDT_EBUSY, "peer: a step is running");
     peer_release(x);
@@ -1201,16 +1245,13 @@ sub_call_js(napi_env env, napi_value js_cb, void *context, void *data)
     for (size_t i = 0; i < b->n; i++) {
         napi_value o, v, fl;
         napi_create_object(env, &o);
-        napi_create_string_utf8(env, b->cursor[i], NAPI_AUTO_LENGTH, &v);
-        napi_set_named_property(env, o, "cursor", v);
+        set_str(env, o, "cursor", b->cursor[i]);
         if (b->everything[i]) {
             set_bool(env, o, "everything", 1);
         } else {
             const char *p = b->fields[i];
-            napi_create_string_utf8(env, b->coll[i], NAPI_AUTO_LENGTH, &v);
-            napi_set_named_property(env, o, "coll", v);
-            napi_create_string_utf8(env, b->doc[i], NAPI_AUTO_LENGTH, &v);
-            napi_set_named_property(env, o, "doc", v);
+            set_str(env, o, "coll", b->coll[i]);
+            set_str(env, o, "doc", b->doc[i]);
             napi_create_array_with_length(env, b->nfields[i], &fl);
             for (size_t j = 0; j < b->nfields[i]; j++) {
                 napi_create_string_utf8(env, p, NAPI_AUTO_LENGTH, &v);
@@ -1314,13 +1355,10 @@ static napi_value
 js_unsubscribe(napi_env env, napi_callback_info info)
 {
     napi_value argv[1];
-    void *p = NULL;
     h_sub *s;
 
-    if (get_args(env, info, 1, argv) < 0 ||
-        napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL)
-        return throw_type(env, "not a subscription handle");
-    s = p;
+    if ((s = get_handle(env, info, 1, argv, "subscription")) == NULL)
+        return NULL;
     if (!s->running)
         return NULL;
     s->running = 0;

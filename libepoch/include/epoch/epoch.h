@@ -341,6 +341,55 @@ EPOCH_API int epoch_snapshot_next(epoch_snapshot *s, const void **k, size_t *kl,
                         const void **v, size_t *vl);
 EPOCH_API void epoch_snapshot_close(epoch_snapshot *s);
 
+/* ---- re-deriving an epoch before adopting it ---- */
+
+/** What epoch_check_derivation() found. */
+typedef enum {
+    EPOCH_DERIVED_MATCH = 0,  /**< re-derived: the record's state hash */
+    EPOCH_DERIVED_UNCHECKED,  /**< nothing to derive from: the creator's
+                                   signature alone vouches (reason says why) */
+    EPOCH_DERIVED_MISMATCH    /**< re-derived: another state; refuse it */
+} epoch_derivation;
+
+/** The result of epoch_check_derivation(). */
+typedef struct {
+    epoch_derivation verdict;
+    uint64_t number;      /**< the epoch checked (0: none on the path) */
+    uint64_t lacking;     /**< ops the epoch folds that this replica lacks */
+    int forked;           /**< a chain of ours forks from the epoch's cut */
+    crdt_actor fork_actor; /**< its actor, when @c forked */
+    uint64_t fork_seq;    /**< the seq the cut folds for it */
+    char reason[240];     /**< one line, for the session's report */
+    int refuse_new;       /**< internal: a refusal to record */
+    unsigned char refused_id[EPOCH_ID_BYTES]; /**< internal */
+} epoch_check;
+
+/**
+ * Before adopting the epoch @p target_id (its records stored with
+ * epoch_store_records()), re-derive its first step from this replica's
+ * own state: find the child of our current epoch on the target's
+ * ancestry and, if this replica holds exactly the changes that epoch
+ * folds (its base heads, chain hashes included), apply the same
+ * compaction or lens to its own state in a scratch txn that is never
+ * committed, and compare the state hash with the record's. A different
+ * hash gives EPOCH_DERIVED_MISMATCH with the reason "epoch N from KEY
+ * does not match its migration: state hash differs": the caller must
+ * refuse the epoch (the sync session fails with CRDT_EREJECTED and the
+ * replica stays at its epoch). The refusal is recorded (the one write
+ * this function makes): an epoch refused once, or any descendant of it,
+ * stays refused with the same reason even after this replica wrote
+ * beyond its cut and could no longer re-derive it. When nothing can be derived (the replica
+ * lacks changes of the cut or holds changes beyond it, a chain forks
+ * from the cut's, a custom migration, a fork of epochs) the verdict is
+ * EPOCH_DERIVED_UNCHECKED and the admin's signature, already checked
+ * when the record was stored, is all that vouches; docs/security.md
+ * gives the rule. Changes nothing else in the replica.
+ * @return CRDT_OK; CRDT_ENOTFOUND (a record is not held); CRDT_EBUSY (a
+ *         reset is staging); CRDT_EIO...
+ */
+EPOCH_API int epoch_check_derivation(epoch_check *out, crdt_replica *r,
+                                     const unsigned char *target_id);
+
 /* ---- sync policy ---- */
 
 /** How two epochs relate, from the local side's view. */

@@ -29,7 +29,11 @@
  * No I/O, no threads, no clock: timeouts are the transport's (give up
  * with crdtnet_peer_stop() or by freeing the peer). Not thread-safe: one
  * thread drives a peer. Memory: before the peer authenticated, at most a
- * 4 KiB frame and about 2 KiB of state; after, one message each way.
+ * 4 KiB frame and about 3.5 KiB of state; after, one message each way.
+ *
+ * crdtnet_sync_connect() and crdtnet_serve_conn() (crdtnet/conn.h), and
+ * so `strata sync` and `strata serve`, are a socket and a clock around a
+ * crdtnet_peer: one implementation of the protocol for every transport.
  */
 #ifndef CRDTNET_PEER_H
 #define CRDTNET_PEER_H

@@ -1,0 +1,172 @@
+/* epoch_util.c: helpers for tests that drive epochs and sync sessions. */
+#include "support/epoch_util.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support/replica_util.h"
+#include "support/support.h"
+
+void
+tu_pair_open(crdt_replica **a, char *da, crdt_replica **b, char *db,
+             size_t dir_size)
+{
+    unsigned char space[16];
+
+    *a = tu_create(da, dir_size, NULL);
+    crdt_replica_space_id(*a, space);
+    *b = tu_create(db, dir_size, space);
+    ck_assert_int_eq(epoch_attach(*a), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(*b), CRDT_OK);
+}
+
+void
+tu_pair_close(crdt_replica *a, const char *da, crdt_replica *b,
+              const char *db)
+{
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    test_rmtree(da);
+    test_rmtree(db);
+}
+
+crdt_replica *
+tu_open_dir(const char *dir)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_replica *r = NULL;
+    char sub[300];
+
+    snprintf(sub, sizeof sub, "%s/r", dir);
+    ck_assert_int_eq(crdt_replica_open(&r, sub, &o), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(r), CRDT_OK);
+    return r;
+}
+
+void
+tu_copy_dir(const char *from, char *to, size_t to_size)
+{
+    char cmd[700];
+
+    ck_assert_int_eq(test_tmpdir(to, to_size), 0);
+    snprintf(cmd, sizeof cmd, "cp -a '%s/r' '%s/r'", from, to);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+epoch_lens *
+tu_lens(const char *text)
+{
+    epoch_lens *l = NULL;
+    epoch_lens_error err;
+
+    ck_assert_msg(epoch_lens_parse(&l, text, strlen(text), &err) == CRDT_OK,
+                  "lens: line %d: %s", err.line, err.message);
+    return l;
+}
+
+void
+tu_migrate(crdt_replica *r, const char *lens_text, epoch_info *out)
+{
+    epoch_builder *bl;
+    epoch_lens *l = lens_text ? tu_lens(lens_text) : NULL;
+
+    ck_assert_int_eq(epoch_builder_new(&bl, r), CRDT_OK);
+    if (l)
+        ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_commit(out, bl), CRDT_OK);
+    epoch_builder_free(bl);
+    epoch_lens_free(l);
+}
+
+static int
+put_entry(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    return epoch_reset_put(ctx, k, kl, v, vl);
+}
+
+int
+tu_reset_from(crdt_replica *stale, crdt_replica *fresh)
+{
+    epoch_info *chain;
+    size_t n;
+    epoch_reset *rs;
+    unsigned char id[32], hash[32];
+    int rc;
+
+    ck_assert_int_eq(epoch_chain(&chain, &n, fresh), CRDT_OK);
+    for (size_t i = 1; i < n; i++) {
+        const unsigned char *rec = chain[i].raw;
+        size_t len = chain[i].raw_len;
+        ck_assert_int_eq(epoch_store_records(stale, &rec, &len, 1), CRDT_OK);
+    }
+    rc = epoch_reset_begin(&rs, stale, chain[n - 1].id, NULL);
+    epoch_chain_free(chain, n);
+    if (rc < 0)
+        return rc;
+    ck_assert_int_eq(epoch_snapshot_walk(fresh, id, hash, put_entry, rs),
+                     CRDT_OK);
+    if ((rc = epoch_reset_commit(NULL, rs, hash)) < 0)
+        return rc;
+    return tu_sync_one_way(stale, fresh);
+}
+
+/* Move every message @p from has to send into @p to; 1 if any moved. */
+static int
+pump(crdtnet_session *from, crdtnet_session *to)
+{
+    const unsigned char *msg;
+    size_t len;
+    int moved = 0;
+
+    while (crdtnet_session_next_out(from, &msg, &len) == CRDT_OK) {
+        unsigned char *copy = malloc(len);
+        ck_assert_ptr_nonnull(copy);
+        memcpy(copy, msg, len); /* the view dies when @p from moves on */
+        crdtnet_session_feed(to, copy, len);
+        free(copy);
+        moved = 1;
+    }
+    return moved;
+}
+
+tu_sync_result
+tu_sessions_run(crdt_replica *x, crdt_replica *y,
+                const crdtnet_session_options *opts)
+{
+    crdtnet_session *sx, *sy;
+    tu_sync_result res;
+
+    ck_assert_int_eq(crdtnet_session_new(&sx, x, opts), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sy, y, opts), CRDT_OK);
+    for (int round = 0; round < 100000; round++) {
+        int moved = pump(sx, sy);
+        moved |= pump(sy, sx);
+        if (!moved)
+            break;
+    }
+    res.rx = *crdtnet_session_report(sx);
+    res.ry = *crdtnet_session_report(sy);
+    res.ex = crdtnet_session_error(sx);
+    res.ey = crdtnet_session_error(sy);
+    crdtnet_session_free(sx);
+    crdtnet_session_free(sy);
+    return res;
+}
+
+void
+tu_assert_converged(crdt_replica *x, crdt_replica *y)
+{
+    char hx[65], hy[65];
+    epoch_info cx, cy;
+
+    tu_hash(hx, x);
+    tu_hash(hy, y);
+    ck_assert_str_eq(hx, hy);
+    ck_assert_int_eq(epoch_current(&cx, x), CRDT_OK);
+    ck_assert_int_eq(epoch_current(&cy, y), CRDT_OK);
+    ck_assert_mem_eq(cx.id, cy.id, 32);
+    epoch_info_clear(&cx);
+    epoch_info_clear(&cy);
+}

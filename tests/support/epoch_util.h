@@ -1,0 +1,50 @@
+/* Helpers for tests that drive epochs and sync sessions: a pair of
+ * attached replicas of one space, migrations, a reset the way sync does
+ * it, two sessions wired in memory, a copied data directory. */
+#ifndef TEST_EPOCH_UTIL_H
+#define TEST_EPOCH_UTIL_H
+
+#include "crdt/crdt.h"
+#include "crdtnet/session.h"
+#include "epoch/epoch.h"
+
+/* Two fresh replicas of one space (@p a creates it, @p b joins), both
+ * attached (epoch_attach()). Directories go to @p da and @p db. */
+void tu_pair_open(crdt_replica **a, char *da, crdt_replica **b, char *db,
+                  size_t dir_size);
+/* Close both and remove their directories. */
+void tu_pair_close(crdt_replica *a, const char *da, crdt_replica *b,
+                   const char *db);
+
+/* Open the replica under @p dir (made by tu_create()) and attach it. */
+crdt_replica *tu_open_dir(const char *dir);
+/* A byte copy of the data directory under @p from (whose replica must be
+ * closed) into a new temp dir @p to: a copied (cloned) replica. */
+void tu_copy_dir(const char *from, char *to, size_t to_size);
+
+/* Parse @p text as a lens; the test fails with the parser's message. */
+epoch_lens *tu_lens(const char *text);
+/* One migration of @p r: compaction if @p lens_text is NULL. @p out
+ * (may be NULL) gets the new epoch. */
+void tu_migrate(crdt_replica *r, const char *lens_text, epoch_info *out);
+
+/* What sync does when @p stale is behind @p fresh: store the records,
+ * reset to the snapshot, then the sender's log beyond the base. Returns
+ * the first error of the reset or the merge. */
+int tu_reset_from(crdt_replica *stale, crdt_replica *fresh);
+
+/* The result of one sync between two replicas (tu_sessions_run()). */
+typedef struct {
+    crdtnet_report rx, ry; /* each side's report */
+    int ex, ey;            /* each side's error (0: none) */
+} tu_sync_result;
+
+/* Run one session on each replica, wired in memory, until neither has
+ * anything to send (bounded); @p opts may be NULL. */
+tu_sync_result tu_sessions_run(crdt_replica *x, crdt_replica *y,
+                               const crdtnet_session_options *opts);
+
+/* Same epoch and same state hash on both. */
+void tu_assert_converged(crdt_replica *x, crdt_replica *y);
+
+#endif
