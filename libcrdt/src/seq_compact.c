@@ -690,7 +690,8 @@ field_prefix(unsigned char *k, const char *coll, size_t cl, const char *doc,
 
 /* The register of one document becomes a text holding its string (an
  * empty text if it held another value): header, one base of elements
- * (actor 0, 1 ..), the folded ids of actor 0. */
+ * (actor 0, 1 ..), the folded ids of actor 0. A field tombstone stays
+ * as it is: the field stays deleted. */
 static int
 register_to_text(crdt__wctx *w, const unsigned char *fk, size_t fkl)
 {
@@ -705,6 +706,8 @@ register_to_text(crdt__wctx *w, const unsigned char *fk, size_t fkl)
     rk[fkl] = 'R';
     if ((rc = crdt__state_get(w, rk, fkl + 1, &old)) < 0)
         return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
+    if (old.mv_size == 17 && ((const unsigned char *)old.mv_data)[16] == 0xc1)
+        return CRDT_OK; /* a field tombstone: the field stays deleted */
     if (old.mv_size < 16 || (copy = malloc(old.mv_size)) == NULL)
         return old.mv_size < 16 ? CRDT_ECORRUPT : CRDT_ENOMEM;
     memcpy(copy, old.mv_data, old.mv_size);
@@ -754,7 +757,8 @@ done:
 }
 
 /* The text of one document becomes a string register stamped (0, actor
- * 0), like a lens default: any real write wins over it. */
+ * 0), like a lens default: any real write wins over it (a register
+ * entry of the field already there, a field tombstone, stays). */
 static int
 text_to_register(crdt__wctx *w, const unsigned char *fk, size_t fkl)
 {
@@ -807,7 +811,17 @@ text_to_register(crdt__wctx *w, const unsigned char *fk, size_t fkl)
                                          .u.s = { text, tl } });
     memcpy(rk, fk, fkl);
     rk[fkl] = 'R';
-    rc = n < 0 ? CRDT_ELIMIT : put_new(w, rk, fkl + 1, val, 16 + (size_t)n);
+    {
+        MDB_val ov;
+        rc = crdt__state_get(w, rk, fkl + 1, &ov);
+        if (rc == CRDT_OK)
+            goto done; /* a register entry with a real stamp (a field
+                          tombstone): it wins over stamp 0, by LWW */
+        if (rc != CRDT_ENOTFOUND)
+            goto done;
+    }
+    rc = n < 0 ? CRDT_ELIMIT : crdt__state_put(w, rk, fkl + 1, val,
+                                               16 + (size_t)n, NULL);
 done:
     recs_free(&old);
     free(val);

@@ -396,14 +396,22 @@ START_TEST(test_lens_text_to_string)
 {
     char buf[128];
 
+    crdt_txn *t;
+
     ins(a, "t", 0, "abcdef");
     del(a, "t", 1, 2);           /* adef */
+    ins(a, "u", 0, "gone");      /* a deleted text stays deleted */
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_field(t, "c", "d", "u"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     ins(b, "t", 4, "!");         /* stale: against the text */
     tu_migrate(a, "collection c 1 -> 2\nconvert t text -> string\n"
-               "rename t -> s\n", NULL);
+               "rename t -> s\nconvert u text -> string\n", NULL);
     str_of(buf, sizeof buf, a, "s");
     ck_assert_str_eq(buf, "adef");
+    str_of(buf, sizeof buf, a, "u");
+    ck_assert_str_eq(buf, "<absent>");
     text_of(buf, sizeof buf, a, "t");
     ck_assert_str_eq(buf, "<absent>");
     ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
