@@ -331,21 +331,44 @@ struct bench_sampler {
     double anon_max, file_max;
 };
 
+/* "FIELD:   N kB" in the status text @p buf; 0 if absent. */
+static double
+status_field(const char *buf, const char *field)
+{
+    const char *p = strstr(buf, field);
+
+    return p != NULL ? strtod(p + strlen(field), NULL) : 0;
+}
+
+/* One read of /proc/self/status per sample, through a descriptor kept
+ * open: the sampler shares the measured process's CPUs, and opening
+ * the file twice a millisecond cost the measured work more than the
+ * read itself. */
 static void *
 sampler_main(void *arg)
 {
     bench_sampler *s = arg;
     struct timespec ms = { 0, 1000000 };
+    int fd = open("/proc/self/status", O_RDONLY);
+    char buf[4096];
 
-    while (!atomic_load(&s->stop)) {
-        double a = bench_status_kib("RssAnon");
-        double f = bench_status_kib("RssFile");
+    while (fd >= 0 && !atomic_load(&s->stop)) {
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        double a, f;
+
+        if (n <= 0)
+            break;
+        buf[n] = 0;
+        a = status_field(buf, "\nRssAnon:");
+        f = status_field(buf, "\nRssFile:");
         if (a > s->anon_max)
             s->anon_max = a;
         if (f > s->file_max)
             s->file_max = f;
         nanosleep(&ms, NULL);
     }
+    if (fd >= 0)
+        close(fd);
     return NULL;
 }
 

@@ -6,10 +6,10 @@
  *  - setup (not timed, once): the w1 spool (w_merge.c: 4 sources x
  *    250,000 register writes in changes of 100 ops) is merged into a
  *    "server" replica (w1_merge_into: the w1_merge child, kept); a fresh
- *    "client" replica is created in the same space; the server accepts
- *    the client: crdt_txn_put("$members", hex(client public key),
- *    "member", true). Both are closed; each run works on fresh copies of
- *    the two directories (the client has no data: it pulls everything).
+ *    "client" replica is created in the same space; the server makes
+ *    the client a writer (crdt_txn_member_set()). Both are closed; each
+ *    run works on fresh copies of the two directories (the client has
+ *    no data: it pulls everything).
  *  - measured, in a forked child (the client): it forks the server
  *    process, which opens its copy, epoch_attach()es it, listens on
  *    127.0.0.1 port 0, reports the port through a pipe, accepts one
@@ -428,8 +428,6 @@ setup_child(bench_res *out, void *ctx)
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT, oc = CRDT_OPEN_OPTIONS_INIT;
     crdt_replica *srv = NULL, *cli = NULL;
     unsigned char space[CRDT_SPACE_ID_BYTES], pk[CRDT_PUBKEY_BYTES];
-    char hex[2 * CRDT_PUBKEY_BYTES + 1];
-    crdt_value v = crdt_value_bool(1);
     crdt_txn *t = NULL;
     int rc;
 
@@ -445,10 +443,8 @@ setup_child(bench_res *out, void *ctx)
         goto done;
     }
     crdt_replica_public_key(cli, pk);
-    crdt_hex(hex, pk, sizeof pk);
     if ((rc = crdt_txn_begin(&t, srv)) < 0 ||
-        (rc = crdt_txn_put(t, CRDTNET_MEMBERS_COLL, hex,
-                           CRDTNET_MEMBERS_FIELD, &v)) < 0) {
+        (rc = crdt_txn_member_set(t, pk, CRDT_ROLE_WRITER)) < 0) {
         if (t != NULL)
             crdt_txn_abort(t);
         bench_fail(out, "put member: %s", crdt_strerror(rc));

@@ -22,7 +22,9 @@
  *    per txn for a sequential trace (each trace txn its own crdt txn,
  *    and the syncs, for a concurrent one); once per run of the bench.
  *    Its changes are the spool of the merge; wire_bytes is their size
- *    (the changes as sync sends them, before framing and encryption).
+ *    (the changes as sync sends them, before framing and encryption:
+ *    each without the signature its successor in the same batch of the
+ *    merge proves, docs/storage.md 5.5).
  *  - merge (ops_per_s): a fresh durable replica merges the spool, 100
  *    changes per crdt_merge, then reads the whole text, which must be
  *    the expected one; median of --runs. Peak private memory is the
@@ -166,7 +168,42 @@ typedef struct {
     const trace *t;
     replay_opts o;
     const char *spool_path; /* NULL: keep no changes */
+    size_t strip_batch;     /* > 0: strip the spool for that merge batch */
 } replay_args;
+
+/*
+ * The spool as sync sends it (docs/protocol.md, CHANGES): a change whose
+ * successor goes in the same message travels without its signature. The
+ * merge takes the spool @p batch changes per crdt_merge, so a batch is a
+ * message here: the last change of each batch keeps its signature (a
+ * session's 256 KiB messages would keep fewer). In place; the offsets
+ * follow.
+ */
+static void
+spool_strip_runs(replay_spool *s, size_t batch)
+{
+    size_t w = 0; /* write position in buf */
+
+    for (size_t i = 0; i < s->n; i++) {
+        unsigned char *p = s->buf + s->off[i];
+        size_t len = s->off[i + 1] - s->off[i], nl = 0;
+        crdt_change c, next;
+
+        if ((i + 1) % batch != 0 && i + 1 < s->n &&
+            crdt_change_decode(&c, p, len) == CRDT_OK &&
+            crdt_change_decode(&next, s->buf + s->off[i + 1],
+                               s->off[i + 2] - s->off[i + 1]) == CRDT_OK &&
+            crdt_change_proves(&next, &c))
+            nl = crdt_change_strip_sig(p, len);
+        if (nl > 0)
+            len = nl;
+        memmove(s->buf + w, p, len);
+        s->off[i] = w;
+        w += len;
+    }
+    s->off[s->n] = w;
+    s->len = w;
+}
 
 /* v[0] seconds, v[1] patches, v[2] txns, v[3] merged, v[4] rebuilds,
  * v[5] replicas, v[6] changes, v[7] change bytes */
@@ -187,6 +224,8 @@ replay_child(bench_res *out, void *ctx)
     out->v[3] = (double)r.merged;
     out->v[4] = (double)r.rebuilds;
     out->v[5] = r.replicas;
+    if (a->strip_batch > 0)
+        spool_strip_runs(&s, a->strip_batch);
     out->v[6] = (double)s.n;
     out->v[7] = (double)s.len;
     if (a->spool_path != NULL &&
@@ -547,6 +586,7 @@ w_text_run(bench_entry *e)
     ra.o.batch = t->concurrent ? 0 : SEQ_BATCH;
     ra.o.limit_patches = edits < t->n_patches ? edits : 0;
     ra.spool_path = spool;
+    ra.strip_batch = MERGE_CHANGES;
     bench_log("w2: replay of %zu edits (%s)", edits,
               t->concurrent ? "one replica per agent"
                             : "1,000 edits per txn");
@@ -589,6 +629,7 @@ w_text_run(bench_entry *e)
         ra.o.batch = 1;
         ra.o.limit_patches = prefix;
         ra.spool_path = NULL;
+        ra.strip_batch = 0;
         bench_log("w2: replay of the first %zu edits, one durable txn each",
                   prefix);
         if (bench_run_child(&res, replay_child, &ra) < 0) {

@@ -32,9 +32,6 @@ enum {
 
 /* Collections whose name starts with this are the tool's own. */
 #define CLI_RESERVED_PREFIX '$'
-/* Membership: doc = lowercase public key hex, register "member" = true. */
-#define CLI_MEMBERS_COLL "$members"
-#define CLI_MEMBERS_FIELD "member"
 
 typedef struct cli_cmd cli_cmd;
 
@@ -106,6 +103,7 @@ int cli_usage(const cli_cmd *cmd, const char *fmt, ...)
 #define CLI_OPEN_WRITE 1     /* for writing or syncing (else read-only) */
 #define CLI_OPEN_NO_WARNING 2 /* no warning about a migration marker */
 #define CLI_OPEN_CHECK_ALL 4  /* check every page at open, not a budget */
+#define CLI_OPEN_NO_RECORDS 8 /* no record check at open (verify's own) */
 
 /**
  * Open the replica in @p dir (never creating one), read-only unless
@@ -115,6 +113,12 @@ int cli_usage(const cli_cmd *cmd, const char *fmt, ...)
  *  - If a migration marker is present (a migration was interrupted, or
  *    is running), prints one warning line on stderr unless
  *    CLI_OPEN_NO_WARNING (migrate and status report it themselves).
+ *  - The records inside the pages are checked too
+ *    (crdt_replica_check_records: the state against its hash, the log's
+ *    hash chains and signatures) when every page was checked: with
+ *    CLI_OPEN_CHECK_ALL, or when the data file is within the page budget
+ *    of a plain open; never with CLI_OPEN_NO_RECORDS. Damage is the
+ *    corrupt-replica error (exit 6), and nothing is read or written.
  * @return CLI_OK or an exit code.
  */
 int cli_open_ex(crdt_replica **out, const char *dir, int flags);
@@ -307,6 +311,7 @@ int cmd_restore(const cli_cmd *cmd, int argc, char **argv);
 int cmd_phrase(const cli_cmd *cmd, int argc, char **argv);
 int cmd_id(const cli_cmd *cmd, int argc, char **argv);
 int cmd_member(const cli_cmd *cmd, int argc, char **argv);
+int cmd_invite(const cli_cmd *cmd, int argc, char **argv);
 int cmd_write(const cli_cmd *cmd, int argc, char **argv); /* put incr ... */
 int cmd_seq(const cli_cmd *cmd, int argc, char **argv);   /* text, list */
 int cmd_get(const cli_cmd *cmd, int argc, char **argv);

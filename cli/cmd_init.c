@@ -1,23 +1,27 @@
 /*
- * cmd_init.c: `strata init DIR [--space-id ID [--peer-key KEY]]
- * [--phrase-file F] [--json]`.
+ * cmd_init.c: `strata init DIR [--space-id ID [--peer-key KEY] |
+ * --invite TOKEN] [--phrase-file F] [--json]`.
  *
  * Creates the replica. A new space (no --space-id) gets an id bound to
  * its creator's key (crdt_space_id_for_owner) and records the creator
  * as its owner, so the member set is never empty and every replica can
  * tell the owner from the space id alone (docs/security.md); a replica
  * joining a space learns the members from its peers: from the peer whose
- * key it pinned with --peer-key, else from the first it syncs with.
+ * key it pinned with --peer-key or the inviter named by --invite (whose
+ * daemon also admits it, once, on the invitation's secret), else from
+ * the first it syncs with.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <sodium.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli.h"
 #include "crdt/raw.h"
 #include "crdtnet/conn.h"
+#include "crdtnet/invite.h"
 
 /* Keep the peer key a joining replica trusts for its first sync. */
 static int
@@ -37,11 +41,11 @@ pin_peer(crdt_replica *r, const unsigned char *pk)
     return crdt_raw_commit(t);
 }
 
-enum { OPT_SPACE_ID, OPT_PHRASE_FILE, OPT_JSON, OPT_PEER_KEY };
+enum { OPT_SPACE_ID, OPT_PHRASE_FILE, OPT_JSON, OPT_PEER_KEY, OPT_INVITE };
 
 static const cli_opt OPTS[] = {
     { "space-id", 1 }, { "phrase-file", 1 }, { "json", 0 },
-    { "peer-key", 1 }, { NULL, 0 },
+    { "peer-key", 1 }, { "invite", 1 }, { NULL, 0 },
 };
 
 #define PHRASE_MAX 4096
@@ -111,6 +115,7 @@ cmd_init(const cli_cmd *cmd, int argc, char **argv)
     unsigned char space[CRDT_SPACE_ID_BYTES], seed[CRDT_SEED_BYTES];
     unsigned char pk[CRDT_PUBKEY_BYTES], nonce[CRDT_SPACE_NONCE_BYTES];
     unsigned char peer[CRDT_PUBKEY_BYTES];
+    crdtnet_invite inv;
     crdt_replica *r = NULL;
     int new_space = 0;
     char what[4200];
@@ -138,6 +143,22 @@ cmd_init(const cli_cmd *cmd, int argc, char **argv)
             crdt_unhex(peer, sizeof peer, k) != CRDT_OK)
             return cli_usage(cmd, "--peer-key must be %d hex digits",
                              2 * CRDT_PUBKEY_BYTES);
+    }
+    if (cli_has(&a, OPT_INVITE)) {
+        if (cli_has(&a, OPT_SPACE_ID) || cli_has(&a, OPT_PEER_KEY))
+            return cli_usage(cmd, "--invite names the space and the peer: "
+                                  "no --space-id or --peer-key with it");
+        if (crdtnet_invite_parse(a.opt[OPT_INVITE], &inv) != CRDT_OK)
+            return cli_usage(cmd, "--invite: not an invitation token (%d "
+                                  "characters from `strata invite`)",
+                             CRDTNET_INVITE_TOKEN_LEN);
+        if (inv.expires <= (uint64_t)time(NULL)) {
+            sodium_memzero(&inv, sizeof inv);
+            return cli_error(CLI_EAUTH, what,
+                             "this invitation has expired: ask for a new one");
+        }
+        memcpy(space, inv.space_id, sizeof space);
+        o.space_id = space;
     }
     if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
         return cli_error(CLI_EUSAGE, what, "not a directory");
@@ -190,6 +211,14 @@ cmd_init(const cli_cmd *cmd, int argc, char **argv)
     if (cli_has(&a, OPT_PEER_KEY) && (rc = pin_peer(r, peer)) < 0) {
         crdt_replica_close(r);
         return cli_fail("init: pin the peer key", rc);
+    }
+    if (cli_has(&a, OPT_INVITE)) {
+        rc = crdtnet_invite_keep(r, &inv);
+        sodium_memzero(&inv, sizeof inv);
+        if (rc < 0) {
+            crdt_replica_close(r);
+            return cli_fail("init: keep the invitation", rc);
+        }
     }
     rc = print_identity(r, cli_has(&a, OPT_JSON));
     crdt_replica_close(r);

@@ -4,8 +4,12 @@
  *
  * --json prints one object per change; its "ops" have the shape of
  * import lines, so a change's ops can be replayed with `strata import`.
+ * A change is printed only once it is known sound (see held below).
  */
 #include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "cli.h"
@@ -81,6 +85,63 @@ print_text(const crdt_change *c)
            hash);
 }
 
+/* One change held back until it is known sound: the next change of its
+ * actor names its hash as prev, or (the last of its actor's run) its
+ * signature verifies, which covers the run through the chain. So a
+ * change damaged in place is refused before it is printed, in a replica
+ * of any size (the checks at open cover only small ones). */
+typedef struct {
+    unsigned char *buf;
+    size_t len, cap;
+    crdt_change c;
+    int have;
+} held;
+
+static int
+hold(held *h, const unsigned char *buf, size_t len)
+{
+    if (len > h->cap) {
+        unsigned char *b = realloc(h->buf, len);
+        if (b == NULL)
+            return CRDT_ENOMEM;
+        h->buf = b;
+        h->cap = len;
+    }
+    memcpy(h->buf, buf, len);
+    h->len = len;
+    h->have = 1;
+    return crdt_change_decode(&h->c, h->buf, h->len);
+}
+
+/* Print the held change if @p next (NULL: none) vouches for it or its
+ * signature does. */
+static int
+release(held *h, const crdt_change *next, int json, const char *dir)
+{
+    char actor[2 * CRDT_ACTOR_BYTES + 1], why[160];
+    int follows = next != NULL &&
+                  memcmp(next->actor.b, h->c.actor.b, CRDT_ACTOR_BYTES) == 0;
+
+    if (!h->have)
+        return CLI_OK;
+    h->have = 0;
+    if (follows ? next->seq == h->c.seq + h->c.n_ops &&
+                      memcmp(next->prev, h->c.hash, CRDT_HASH_BYTES) == 0
+                : crdt_change_verify(&h->c) == CRDT_OK) {
+        if (json)
+            return print_json(&h->c);
+        print_text(&h->c);
+        return CLI_OK;
+    }
+    crdt_hex(actor, h->c.actor.b, CRDT_ACTOR_BYTES);
+    snprintf(why, sizeof why, "damaged change at %s up to seq %" PRIu64
+             " in the log (%s; local damage)", actor,
+             h->c.seq + h->c.n_ops - 1,
+             follows ? "the next change does not follow it"
+                     : "bad signature");
+    return cli_corrupt("log", dir, why);
+}
+
 int
 cmd_log(const cli_cmd *cmd, int argc, char **argv)
 {
@@ -90,8 +151,10 @@ cmd_log(const cli_cmd *cmd, int argc, char **argv)
     crdt_change c;
     size_t len;
     cli_args a;
+    held h;
     int rc, json;
 
+    memset(&h, 0, sizeof h);
     rc = cli_parse(&a, cmd, argc, argv, OPTS, 1, 1);
     if (rc != CLI_OK)
         return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
@@ -114,14 +177,17 @@ cmd_log(const cli_cmd *cmd, int argc, char **argv)
                                    "this replica's own log (local damage)");
             break;
         }
-        if (json) {
-            rc = print_json(&c);
-            if (rc != CLI_OK)
-                break;
-        } else {
-            print_text(&c);
+        if ((rc = release(&h, &c, json, a.pos[0])) != CLI_OK)
+            break;
+        if ((rc = hold(&h, buf, len)) < 0) {
+            rc = cli_fail("log: decode a change", rc);
+            break;
         }
     }
+    if (rc == CRDT_ENOTFOUND && (rc = release(&h, NULL, json, a.pos[0])) ==
+                                    CLI_OK)
+        rc = CRDT_ENOTFOUND;
+    free(h.buf);
     crdt_export_end(e);
     crdt_replica_close(r);
     if (rc == CRDT_ENOTFOUND)

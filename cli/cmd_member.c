@@ -64,33 +64,16 @@ typedef struct {
 } ls_ctx;
 
 static int
-visit_member(const char *name, size_t len, void *p)
+visit_member(const unsigned char *pk, crdt_role role, void *p)
 {
     ls_ctx *c = p;
     char hex[2 * CRDT_PUBKEY_BYTES + 1];
-    unsigned char pk[CRDT_PUBKEY_BYTES];
-    crdt_role role;
-    int rc;
 
-    if (len != 2 * CRDT_PUBKEY_BYTES)
-        return 0;
-    memcpy(hex, name, len);
-    hex[len] = '\0';
-    if (crdt_unhex(pk, sizeof pk, hex) != CRDT_OK)
-        return 0;
-    rc = crdt_member_role(c->r, pk, &role);
-    if (rc < 0) {
-        c->rc = rc;
-        return 1;
-    }
-    if (role == CRDT_ROLE_NONE)
-        return 0;
+    crdt_hex(hex, pk, CRDT_PUBKEY_BYTES);
     if (json_array_append_new(c->list,
                               json_pack("{s:s,s:s}", "public_key", hex,
-                                        "role", crdt_role_name(role))) != 0) {
-        c->rc = CRDT_ENOMEM;
-        return 1;
-    }
+                                        "role", crdt_role_name(role))) != 0)
+        return CRDT_ENOMEM;
     return 0;
 }
 
@@ -98,7 +81,6 @@ static int
 member_ls(const char *dir, int json)
 {
     ls_ctx c = { NULL, json_array(), CRDT_OK };
-    crdt_read *rd;
     json_t *v;
     size_t i;
     int rc;
@@ -110,15 +92,7 @@ member_ls(const char *dir, int json)
         json_decref(c.list);
         return rc;
     }
-    rc = crdt_read_begin(&rd, c.r);
-    if (rc == CRDT_OK) {
-        rc = crdt_read_docs(rd, CRDT_MEMBERS_COLL, visit_member, &c);
-        if (rc == CRDT_ENOTFOUND)
-            rc = CRDT_OK;
-        if (c.rc < 0)
-            rc = c.rc;
-        crdt_read_end(rd);
-    }
+    rc = crdt_members_each(c.r, 0, visit_member, &c);
     crdt_replica_close(c.r);
     if (rc < 0) {
         json_decref(c.list);

@@ -6,6 +6,8 @@
  *
  * The identity comes from the old replica when it can still be read
  * (its key pair and space id), else from --phrase-file and --space-id.
+ * The old key pair is taken over by crdt_replica_create_like(), so the
+ * secret key is never copied out of libcrdt.
  * The rebuilt replica is a new incarnation, so its future writes never
  * reuse an (actor, seq) the old one sent; its old writes come back from
  * the peer like everything else.
@@ -27,13 +29,33 @@ static const cli_opt OPTS[] = {
     { "phrase-file", 1 }, { "space-id", 1 }, { "json", 0 }, { NULL, 0 }
 };
 
-/* Read identity and space from the old replica in a child process: a
- * damaged file may fault inside LMDB. 0 when read. */
+/* Remove what a failed creation left in @p dir (LMDB's two files). */
+static void
+remove_partial(const char *dir)
+{
+    static const char *const files[] = { "data.mdb", "lock.mdb" };
+    char f[4300];
+
+    for (size_t i = 0; i < 2; i++)
+        if (snprintf(f, sizeof f, "%s/%s", dir, files[i]) < (int)sizeof f)
+            unlink(f);
+    rmdir(dir);
+}
+
+/*
+ * In a child process (a damaged file may fault inside LMDB): open the
+ * old replica at @p dir, hand its space id back in @p space and, when
+ * @p like is not NULL, create the new replica there with the old one's
+ * key pair (crdt_replica_create_like(): the secret key never leaves
+ * libcrdt) in @p space_override's space, or the old one's when NULL.
+ * 0 when done.
+ */
 static int
-salvage_identity(unsigned char *seed, unsigned char *space, const char *dir)
+salvage_identity(unsigned char *space, const char *dir, const char *like,
+                 const unsigned char *space_override)
 {
     int fds[2], status;
-    unsigned char buf[CRDT_SEED_BYTES + CRDT_SPACE_ID_BYTES];
+    unsigned char buf[CRDT_SPACE_ID_BYTES];
     pid_t pid;
     ssize_t got;
 
@@ -44,20 +66,22 @@ salvage_identity(unsigned char *seed, unsigned char *space, const char *dir)
         return -1;
     if (pid == 0) {
         crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
-        unsigned char sk[CRDT_SECKEY_BYTES];
-        crdt_replica *r;
+        crdt_replica *r, *nr;
         close(fds[0]);
         o.read_only = 1;
         if (crdt_replica_open(&r, dir, &o) != CRDT_OK)
             _exit(1);
-        crdt_replica_secret_key(r, sk);
-        crdt_replica_space_id(r, buf + CRDT_SEED_BYTES);
+        crdt_replica_space_id(r, buf);
+        if (like != NULL) {
+            crdt_open_options no = CRDT_OPEN_OPTIONS_INIT;
+            no.space_id = space_override;
+            if (crdt_replica_create_like(&nr, r, like, &no) != CRDT_OK)
+                _exit(1);
+            crdt_replica_close(nr);
+        }
         crdt_replica_close(r);
-        memcpy(buf, sk, CRDT_SEED_BYTES); /* libsodium: sk = seed | pk */
-        sodium_memzero(sk, sizeof sk);
         if (write(fds[1], buf, sizeof buf) != (ssize_t)sizeof buf)
             _exit(1);
-        sodium_memzero(buf, sizeof buf);
         _exit(0);
     }
     close(fds[1]);
@@ -67,9 +91,7 @@ salvage_identity(unsigned char *seed, unsigned char *space, const char *dir)
     if (got != (ssize_t)sizeof buf || !WIFEXITED(status) ||
         WEXITSTATUS(status) != 0)
         return -1;
-    memcpy(seed, buf, CRDT_SEED_BYTES);
-    memcpy(space, buf + CRDT_SEED_BYTES, CRDT_SPACE_ID_BYTES);
-    sodium_memzero(buf, sizeof buf);
+    memcpy(space, buf, CRDT_SPACE_ID_BYTES);
     return 0;
 }
 
@@ -79,13 +101,13 @@ cmd_rebuild(const cli_cmd *cmd, int argc, char **argv)
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
     crdtnet_conn_options co = CRDTNET_CONN_OPTIONS_INIT;
     unsigned char seed[CRDT_SEED_BYTES], space[CRDT_SPACE_ID_BYTES];
-    char host[256], port[16], aside[4200], stamp[32];
+    char host[256], port[16], aside[4200], fresh[4200], stamp[32];
     crdtnet_report rep;
     crdt_replica *r;
     time_t now = time(NULL);
     struct tm tm;
     cli_args a;
-    int rc, have = 0;
+    int rc, have = 0, made = 0;
 
     rc = cli_parse(&a, cmd, argc, argv, OPTS, 2, 2);
     if (rc != CLI_OK)
@@ -101,36 +123,46 @@ cmd_rebuild(const cli_cmd *cmd, int argc, char **argv)
         crdt_unhex(space, sizeof space, a.opt[OPT_SPACE]) < 0)
         return cli_usage(cmd, "--space-id must be 32 hex digits");
     if (access(a.pos[0], F_OK) == 0) {
-        unsigned char old_seed[CRDT_SEED_BYTES], old_space[CRDT_SPACE_ID_BYTES];
-        if (salvage_identity(old_seed, old_space, a.pos[0]) == 0) {
-            if (!have)
-                memcpy(seed, old_seed, sizeof seed);
-            if (a.opt[OPT_SPACE] == NULL)
-                memcpy(space, old_space, sizeof space);
-            have = 1;
-            sodium_memzero(old_seed, sizeof old_seed);
-        } else if (!have || a.opt[OPT_SPACE] == NULL) {
-            return cli_error(CLI_EDATA, "rebuild", "%s cannot be read; give "
-                             "--phrase-file and --space-id", a.pos[0]);
-        }
-        /* never delete: move the damaged replica aside */
+        unsigned char old_space[CRDT_SPACE_ID_BYTES];
+        const unsigned char *override = a.opt[OPT_SPACE] ? space : NULL;
+        /* without a phrase, the new replica is made next to the old one
+         * with its key pair, then put in its place */
         localtime_r(&now, &tm);
         strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+        snprintf(fresh, sizeof fresh, "%s.rebuild-%s", a.pos[0], stamp);
+        if (salvage_identity(old_space, a.pos[0], have ? NULL : fresh,
+                             override) == 0) {
+            if (a.opt[OPT_SPACE] == NULL)
+                memcpy(space, old_space, sizeof space);
+            made = !have;
+            have = 1;
+        } else {
+            if (!have)
+                remove_partial(fresh);
+            if (!have || a.opt[OPT_SPACE] == NULL)
+                return cli_error(CLI_EDATA, "rebuild", "%s cannot be read; "
+                                 "give --phrase-file and --space-id",
+                                 a.pos[0]);
+        }
+        /* never delete: move the damaged replica aside */
         snprintf(aside, sizeof aside, "%s.broken-%s", a.pos[0], stamp);
         if (rename(a.pos[0], aside) != 0) {
             sodium_memzero(seed, sizeof seed);
             return cli_error(CLI_EIO, "rebuild", "move %s aside: %s",
                              a.pos[0], strerror(errno));
         }
+        if (made && rename(fresh, a.pos[0]) != 0)
+            return cli_error(CLI_EIO, "rebuild", "move %s to %s: %s", fresh,
+                             a.pos[0], strerror(errno));
         fprintf(stderr, "strata: rebuild: moved %s aside to %s\n", a.pos[0],
                 aside);
     } else if (!have || a.opt[OPT_SPACE] == NULL) {
         return cli_usage(cmd, "%s does not exist; give --phrase-file and "
                          "--space-id", a.pos[0]);
     }
-    o.create = 1;
-    o.seed = seed;
-    o.space_id = space;
+    o.create = !made;
+    o.seed = made ? NULL : seed;
+    o.space_id = made ? NULL : space;
     rc = crdt_replica_open(&r, a.pos[0], &o);
     sodium_memzero(seed, sizeof seed);
     if (rc < 0)

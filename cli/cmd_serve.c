@@ -50,8 +50,13 @@ typedef struct {
     int argc;
     char **argv;
     serve_conf *conf; /* the settings in force; this thread changes them */
+    crdtnet_daemon *d;
+    /* every replica opened, in the daemon's order (a reload appends;
+     * a removed one stays open until the daemon ends) */
     crdt_replica **reps;
     size_t n;
+    int served[SERVE_MAX_DIRS];  /* 0: removed by a reload */
+    int checked[SERVE_MAX_DIRS]; /* its damage was looked into */
     serve_backup_state *bk; /* under serve_metrics_lock() */
 } house;
 
@@ -97,6 +102,9 @@ backup_all(house *h)
 
     for (size_t i = 0; i < h->n && !stopping; i++) {
         unsigned char space[CRDT_SPACE_ID_BYTES];
+
+        if (!h->served[i] || crdt_replica_damaged(h->reps[i]))
+            continue;
         char hex[2 * CRDT_SPACE_ID_BYTES + 1], file[4200], pre[40];
         struct timespec now;
         crdt_backup_info info;
@@ -154,6 +162,169 @@ apply_log(const serve_conf *c)
     serve_log_set(c->quiet ? -1 : c->log_level, c->log_format);
 }
 
+/* The limits of @p c as daemon options (0 or -1: the library's). */
+static void
+daemon_limits(crdtnet_daemon_options *o, const serve_conf *c)
+{
+    if (c->max_epochs_behind >= 0)
+        o->conn.policy.max_epochs_behind = (uint32_t)c->max_epochs_behind;
+    o->conn.idle_timeout_ms = (int)(c->idle_timeout_s * 1000);
+    o->max_conns = (unsigned)c->max_conns;
+    o->max_handshakes = (unsigned)c->max_handshakes;
+    o->max_handshakes_per_addr = (unsigned)c->max_handshakes_per_addr;
+}
+
+/* The same directory, however it is written ("./a", "a/", a link). */
+static int
+same_dir(const char *a, const char *b)
+{
+    struct stat sa, sb;
+
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0)
+        return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    return strcmp(a, b) == 0;
+}
+
+static int
+listed(const char *dir, char *const *dirs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (same_dir(dir, dirs[i]))
+            return 1;
+    return 0;
+}
+
+/* Check a replica before the daemon reads it (again): every page, then
+ * the records in them. 0 sound; else @p why says what is damaged. */
+static int
+check_replica(crdt_replica *r, char *why, size_t len)
+{
+    int rc = crdt_replica_check(r, 0, why, len);
+
+    if (rc == CRDT_OK)
+        rc = crdt_replica_check_records(r, why, len);
+    if (rc < 0 && rc != CRDT_ECORRUPT)
+        snprintf(why, len, "%s", crdt_strerror(rc));
+    return rc;
+}
+
+static void
+space_hex(char *hex, crdt_replica *r)
+{
+    unsigned char sid[CRDT_SPACE_ID_BYTES];
+
+    crdt_replica_space_id(r, sid);
+    crdt_hex(hex, sid, sizeof sid);
+}
+
+/* Reload: serve the spaces of @p n. A space no longer listed is removed
+ * (its sessions end cleanly); every space kept is checked again before
+ * the daemon reads more of it; a new one is opened with every page and
+ * record checked, as at start. Each step is one log line. */
+static void
+apply_spaces(house *h, const serve_conf *n)
+{
+    char why[300], hex[2 * CRDT_SPACE_ID_BYTES + 1];
+
+    for (size_t i = 0; i < h->n; i++) {
+        const char *dir = crdt_replica_path(h->reps[i]);
+
+        if (!h->served[i])
+            continue;
+        space_hex(hex, h->reps[i]);
+        if (!listed(dir, n->dirs, n->n_dirs)) {
+            (void)crdtnet_daemon_remove_space(h->d, h->reps[i]);
+            h->served[i] = 0;
+            serve_logf(CRDTNET_LOG_INFO, "reload: no longer serving %s "
+                       "(space %s); its sessions were ended", dir, hex);
+        } else if (!crdt_replica_damaged(h->reps[i]) &&
+                   check_replica(h->reps[i], why, sizeof why) < 0) {
+            crdt_replica_mark_damaged(h->reps[i]);
+            (void)crdtnet_daemon_remove_space(h->d, h->reps[i]);
+            h->served[i] = 0;
+            serve_logf(CRDTNET_LOG_ERROR, "reload: corrupt replica %s "
+                       "(space %s): %s; no longer serving this space; run "
+                       "strata verify %s", dir, hex, why, dir);
+        }
+    }
+    for (size_t j = 0; j < n->n_dirs; j++) {
+        const char *dir = n->dirs[j];
+        crdt_replica *r = NULL;
+        size_t at = h->n;
+        int rc;
+
+        for (size_t i = 0; i < h->n; i++)
+            if (same_dir(crdt_replica_path(h->reps[i]), dir))
+                at = i;
+        if (at < h->n && h->served[at])
+            continue; /* served, checked above */
+        if (at < h->n) { /* removed before: check it again */
+            r = h->reps[at];
+            if (crdt_replica_damaged(r) ||
+                check_replica(r, why, sizeof why) < 0) {
+                serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: "
+                           "its replica is corrupt", dir);
+                continue;
+            }
+        } else if (h->n == SERVE_MAX_DIRS) {
+            serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: at "
+                       "most %d replicas over the daemon's life", dir,
+                       SERVE_MAX_DIRS);
+            continue;
+        } else {
+            rc = cli_open_ex(&r, dir, CLI_OPEN_WRITE | CLI_OPEN_CHECK_ALL);
+            if (rc != CLI_OK) {
+                serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: %s",
+                           dir, rc == CLI_EDATA ? "its replica is corrupt"
+                                                : "it does not open");
+                continue;
+            }
+        }
+        space_hex(hex, r);
+        rc = crdtnet_daemon_add_space(h->d, r);
+        if (rc < 0) {
+            serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s (space "
+                       "%s): %s", dir, hex, rc == CRDT_EEXISTS
+                       ? "another replica of that space is served"
+                       : crdt_strerror(rc));
+            if (at == h->n)
+                crdt_replica_close(r);
+            continue;
+        }
+        if (at == h->n) {
+            h->reps[h->n] = r;
+            h->checked[h->n] = 0;
+            h->n++;
+        }
+        h->served[at] = 1;
+        serve_logf(CRDTNET_LOG_INFO, "reload: serving %s (space %s)", dir,
+                   hex);
+    }
+}
+
+/* A replica the daemon stopped serving because what it was about to
+ * send failed its check: say what the whole check finds, once. */
+static void
+look_into_damage(house *h)
+{
+    char why[300];
+
+    for (size_t i = 0; i < h->n; i++) {
+        const char *dir = crdt_replica_path(h->reps[i]);
+
+        if (h->checked[i] || !crdt_replica_damaged(h->reps[i]))
+            continue;
+        h->checked[i] = 1;
+        if (check_replica(h->reps[i], why, sizeof why) < 0)
+            serve_logf(CRDTNET_LOG_ERROR, "corrupt replica %s: %s", dir,
+                       why);
+        else
+            serve_logf(CRDTNET_LOG_ERROR, "corrupt replica %s: its pages "
+                       "and records check sound now; it stays out until "
+                       "a restart; run strata verify %s", dir, dir);
+    }
+}
+
 /* SIGHUP: read the settings again; apply what can change live. */
 static void
 reload(house *h)
@@ -182,22 +353,50 @@ reload(house *h)
             serve_logf(CRDTNET_LOG_WARN, "reload: %s changed: takes "       \
                        "effect after a restart", what);                     \
     } while (0)
-    NEEDS_RESTART(!same_list(c->dirs, c->n_dirs, n.dirs, n.n_dirs),
-                  "the spaces served");
     NEEDS_RESTART(!same_str(c->listen, n.listen), "listen");
-    NEEDS_RESTART(!same_list(c->peers, c->n_peers, n.peers, n.n_peers),
-                  "peer");
     NEEDS_RESTART(!same_str(c->metrics, n.metrics), "metrics");
-    NEEDS_RESTART(c->max_epochs_behind != n.max_epochs_behind,
-                  "max-epochs-behind");
-    NEEDS_RESTART(c->max_conns != n.max_conns, "max-conns");
-    NEEDS_RESTART(c->max_handshakes != n.max_handshakes, "max-handshakes");
-    NEEDS_RESTART(c->max_handshakes_per_addr != n.max_handshakes_per_addr,
-                  "max-handshakes-per-addr");
-    NEEDS_RESTART(c->idle_timeout_s != n.idle_timeout_s, "idle-timeout");
 #undef NEEDS_RESTART
-    /* live: logging and backups; the rest keeps its running values */
+    /* live: logging, backups, the spaces served and the limits of new
+     * sessions; listen, peer and metrics keep their running values */
     apply_log(&n);
+    apply_spaces(h, &n);
+    if (!same_list(c->peers, c->n_peers, n.peers, n.n_peers)) {
+        rc = crdtnet_daemon_set_peers(h->d, (const char *const *)n.peers,
+                                      n.n_peers);
+        if (rc < 0) {
+            serve_logf(CRDTNET_LOG_ERROR, "reload: peer links unchanged: "
+                       "%s", crdt_strerror(rc));
+        } else {
+            for (size_t i = 0; i < c->n_peers; i++)
+                free(c->peers[i]);
+            memcpy(c->peers, n.peers, n.n_peers * sizeof *n.peers);
+            c->n_peers = n.n_peers;
+            n.n_peers = 0; /* moved */
+            serve_logf(CRDTNET_LOG_INFO, "reload: peer links restarted: "
+                       "%zu address(es)", c->n_peers);
+        }
+    }
+    if (c->max_epochs_behind != n.max_epochs_behind ||
+        c->max_conns != n.max_conns ||
+        c->max_handshakes != n.max_handshakes ||
+        c->max_handshakes_per_addr != n.max_handshakes_per_addr ||
+        c->idle_timeout_s != n.idle_timeout_s) {
+        crdtnet_daemon_options o = CRDTNET_DAEMON_OPTIONS_INIT;
+        daemon_limits(&o, &n);
+        (void)crdtnet_daemon_set_options(h->d, &o);
+        c->max_epochs_behind = n.max_epochs_behind;
+        c->max_conns = n.max_conns;
+        c->max_handshakes = n.max_handshakes;
+        c->max_handshakes_per_addr = n.max_handshakes_per_addr;
+        c->idle_timeout_s = n.idle_timeout_s;
+        serve_logf(CRDTNET_LOG_INFO, "reload: limits applied to new "
+                   "sessions: max-conns %ld, max-handshakes %ld, "
+                   "max-handshakes-per-addr %ld, idle-timeout %ld s, "
+                   "max-epochs-behind %ld",
+                   c->max_conns, c->max_handshakes,
+                   c->max_handshakes_per_addr, c->idle_timeout_s,
+                   c->max_epochs_behind);
+    }
     free(c->backup_dir);
     c->backup_dir = n.backup_dir;
     n.backup_dir = NULL;
@@ -228,6 +427,7 @@ house_loop(void *arg)
             reload_wanted = 0;
             reload(h);
         }
+        look_into_damage(h);
         waited_ms += 200;
         if (h->conf->backup_dir == NULL ||
             waited_ms < h->conf->backup_every * 1000)
@@ -407,13 +607,8 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     code = CLI_OK;
     if ((code = check_distinct(reps, opened)) != CLI_OK)
         goto out;
-    if (conf.max_epochs_behind >= 0)
-        o.conn.policy.max_epochs_behind = (uint32_t)conf.max_epochs_behind;
-    o.conn.idle_timeout_ms = (int)(conf.idle_timeout_s * 1000);
+    daemon_limits(&o, &conf);
     o.conn.log_event = serve_log_event;
-    o.max_conns = (unsigned)conf.max_conns;
-    o.max_handshakes = (unsigned)conf.max_handshakes;
-    o.max_handshakes_per_addr = (unsigned)conf.max_handshakes_per_addr;
     rc = crdtnet_daemon_new(&d, reps, opened, host, port,
                             (const char *const *)conf.peers, conf.n_peers,
                             &o);
@@ -442,12 +637,16 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
         sa.sa_handler = SIG_IGN;
         sigaction(SIGPIPE, &sa, NULL);
     }
+    memset(&h, 0, sizeof h);
     h.cmd = cmd;
     h.argc = argc;
     h.argv = argv;
     h.conf = &conf;
+    h.d = d;
     h.reps = reps;
     h.n = opened;
+    for (size_t i = 0; i < opened; i++)
+        h.served[i] = 1;
     h.bk = bk;
     have_thread = pthread_create(&th, NULL, house_loop, &h) == 0;
     if (!have_thread)
@@ -457,6 +656,7 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     stopping = 1;
     if (have_thread)
         pthread_join(th, NULL);
+    opened = h.n; /* a reload may have opened more */
     if (rc < 0)
         code = cli_fail("serve", rc);
 out:

@@ -10,7 +10,10 @@
  *      this space, its signature verifies, its key (actor, last seq)
  *      matches its header, its ops decode and number n_ops, and within
  *      one actor the changes follow each other (seq contiguous, each
- *      one's prev = the hash of the one before).
+ *      one's prev = the hash of the one before);
+ *  (3) what every open checks in a small replica
+ *      (crdt_replica_check_records), which adds the actors' heads: each
+ *      names the last change of its actor's run.
  * Any failure exits 6 with what failed; success prints "ok" and counts.
  *
  * Not yet checked: rebuilding the state from the epoch snapshot plus the
@@ -64,6 +67,8 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
     crdt_actor prev_actor, key_actor;
     uint64_t prev_last = 0, key_last;
     int have_prev = 0, rc;
+    int open_run = 0; /* the previous change is held without its
+                       * signature: its successor must follow it */
     crdt_raw_cursor *cur;
     const void *k, *v;
     size_t kl, vl;
@@ -107,7 +112,14 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
         else if (memcmp(c.actor.b, key_actor.b, CRDT_ACTOR_BYTES) != 0 ||
                  c.n_ops == 0 || c.seq + c.n_ops - 1 != key_last)
             why = "stored under the wrong key";
-        else if (crdt_change_verify(&c) != CRDT_OK)
+        else if (open_run &&
+                 memcmp(prev_actor.b, c.actor.b, CRDT_ACTOR_BYTES) != 0) {
+            cli_progress_end(&p);
+            crdt_raw_cursor_close(cur);
+            return bad_change(&prev_actor, prev_last, "held without its "
+                              "signature, and no signed change of its "
+                              "actor follows it");
+        } else if (c.sig != NULL && crdt_change_verify(&c) != CRDT_OK)
             why = "bad signature";
         else if (have_prev &&
                  memcmp(prev_actor.b, c.actor.b, CRDT_ACTOR_BYTES) == 0 &&
@@ -130,6 +142,7 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
         }
         n->changes++;
         n->ops += ops;
+        open_run = c.sig == NULL; /* proven by the chain to a signed one */
         prev_actor = c.actor;
         prev_last = key_last;
         memcpy(prev_hash, c.hash, CRDT_HASH_BYTES);
@@ -142,6 +155,10 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
     crdt_raw_cursor_close(cur);
     if (rc != CRDT_ENOTFOUND)
         return cli_fail("verify: read the log", rc);
+    if (open_run)
+        return bad_change(&prev_actor, prev_last, "held without its "
+                          "signature, and no signed change of its actor "
+                          "follows it");
     return CLI_OK;
 }
 
@@ -172,6 +189,14 @@ run_verify(verify_counts *n, crdt_replica *r)
     }
     rc = check_log(n, t, space);
     crdt_raw_abort(t);
+    if (rc == CLI_OK) { /* (3) */
+        char why[256];
+        rc = crdt_replica_check_records(r, why, sizeof why);
+        if (rc == CRDT_ECORRUPT)
+            return cli_error(CLI_EDATA, "verify", "%s (local damage)", why);
+        if (rc < 0)
+            return cli_fail("verify", rc);
+    }
     return rc;
 }
 
@@ -229,7 +254,8 @@ verify_in_process(const cli_args *ap)
     int rc;
 
     /* every page is checked at open: verify reads the whole file */
-    rc = cli_open_ex(&r, a.pos[0], CLI_OPEN_CHECK_ALL);
+    /* ... and the records by verify itself, which says more */
+    rc = cli_open_ex(&r, a.pos[0], CLI_OPEN_CHECK_ALL | CLI_OPEN_NO_RECORDS);
     if (rc != CLI_OK)
         return rc;
     memset(&n, 0, sizeof n);

@@ -22,14 +22,25 @@
 
 static const cli_cmd COMMANDS[] = {
     { "init", cmd_init,
-      "init DIR [--space-id ID [--peer-key KEY]] [--phrase-file F] [--json]",
-      "create a replica (a new space unless --space-id joins one)",
+      "init DIR [--space-id ID [--peer-key KEY] | --invite TOKEN] "
+      "[--phrase-file F] [--json]",
+      "create a replica (a new space unless --space-id or --invite joins one)",
       "  --space-id ID     join the space with this id (32 hex digits)\n"
       "  --peer-key KEY    with --space-id: the first sync trusts only the\n"
       "                    peer with this public key (64 hex digits)\n"
+      "  --invite TOKEN    join with a token from `strata invite`: the first\n"
+      "                    sync trusts only the inviter, and presents it\n"
       "  --phrase-file F   derive the identity from the recovery phrase in F\n"
       "  --json            print {\"space_id\",\"public_key\"}\n" },
     { "id", cmd_id, "id DIR", "print this replica's public key (hex)", NULL },
+    { "invite", cmd_invite, "invite DIR [--role R] [--ttl SECONDS] [--json]",
+      "print a one-time invitation token to this replica's space",
+      "  R is reader, writer (the default) or admin. The token holds the\n"
+      "  space id, this replica's public key and a secret; a daemon serving\n"
+      "  DIR accepts it once, within SECONDS (default 86400), and adds the\n"
+      "  joiner with role R. Join with `strata init NEWDIR --invite TOKEN`,\n"
+      "  then `strata sync NEWDIR HOST:PORT` (docs/security.md).\n"
+      "  --json prints {\"token\",\"role\",\"expires\"} (Unix seconds).\n" },
     { "member", cmd_member,
       "member add DIR PUBKEY [--role R] | member rm DIR PUBKEY | "
       "member ls DIR [--json]",

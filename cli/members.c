@@ -1,8 +1,7 @@
 /*
  * members.c: writing the member set of a space. The set is replicated
- * data (crdt/members.h): collection "$members", one document per member
- * named by its public key in lowercase hex; libcrdt judges every write
- * to it by the same rules on every replica (docs/security.md).
+ * data whose layout is libcrdt's (crdt/members.h); libcrdt judges every
+ * write to it by the same rules on every replica (docs/security.md).
  */
 #include "cli.h"
 

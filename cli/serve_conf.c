@@ -80,9 +80,10 @@ const char serve_help[] =
     "  serve DIR... --stdio [--quiet]: serve ONE session on stdin/stdout\n"
     "  instead (what `strata sync DIR --via 'ssh HOST strata serve DIR\n"
     "  --stdio'` runs); its log line goes to stderr.\n"
-    "  SIGHUP reads the file again: logging and backups change at once,\n"
-    "  the rest is logged as needing a restart. SIGTERM or SIGINT stop\n"
-    "  the daemon cleanly.\n";
+    "  SIGHUP reads the file again: logging, backups, the spaces served,\n"
+    "  the peers and the limits of new sessions change at once; listen\n"
+    "  and metrics are logged as needing a restart. SIGTERM or SIGINT\n"
+    "  stop the daemon cleanly.\n";
 
 static const serve_opt *
 find(const char *name, size_t len)

@@ -106,6 +106,21 @@ warn_marker(crdt_replica *r, const char *dir)
     epoch_marker_clear(&m);
 }
 
+/* 1 if the data file is no larger than the pages a plain open checks
+ * (CRDT_CHECK_PAGES_DEFAULT pages of 4 KiB, LMDB's page on Linux). */
+static int
+within_budget(const char *dir)
+{
+    char file[4096 + 16];
+    struct stat st;
+
+    if ((size_t)snprintf(file, sizeof file, "%s/data.mdb", dir) >=
+            sizeof file ||
+        stat(file, &st) != 0)
+        return 0;
+    return (uint64_t)st.st_size <= (uint64_t)CRDT_CHECK_PAGES_DEFAULT * 4096;
+}
+
 int
 cli_open_ex(crdt_replica **out, const char *dir, int flags)
 {
@@ -161,6 +176,20 @@ cli_open_ex(crdt_replica **out, const char *dir, int flags)
         return cli_corrupt(what, dir, report.damage);
     default:
         return cli_fail(what, rc);
+    }
+    if (!(flags & CLI_OPEN_NO_RECORDS) &&
+        ((flags & CLI_OPEN_CHECK_ALL) || within_budget(dir))) {
+        /* every page was checked: the records in them are checked too,
+         * so a value damaged inside a sound page is refused here rather
+         * than printed as data or written on top of */
+        char damage[sizeof report.damage];
+        rc = crdt_replica_check_records(*out, damage, sizeof damage);
+        if (rc < 0) {
+            crdt_replica_close(*out);
+            *out = NULL;
+            return rc == CRDT_ECORRUPT ? cli_corrupt(what, dir, damage)
+                                       : cli_fail(what, rc);
+        }
     }
     if (report.meta_restored)
         fprintf(stderr, "strata: warning: %s: %s; it opened at LMDB commit "

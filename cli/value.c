@@ -187,18 +187,12 @@ cli_field_to_json(const crdt_field *f)
     return NULL;
 }
 
-/* Fewest significant digits (1..17) that read back as exactly @p d. */
+/* Fewest significant digits (1..17) that read back as exactly @p d:
+ * libcrdt's rule, the one a lens's text uses too. */
 static int
 real_digits(double d)
 {
-    char buf[40];
-
-    for (int p = 1; p < 17; p++) {
-        snprintf(buf, sizeof buf, "%.*g", p, d);
-        if (strtod(buf, NULL) == d)
-            return p;
-    }
-    return 17;
+    return crdt_double_digits(d);
 }
 
 /*

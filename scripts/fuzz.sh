@@ -56,13 +56,16 @@ run_one() {   # run_one TARGET: fuzz it; the exit code says how it went
     fi
     rm -f "$art"crash-* "$art"leak-* "$art"oom-* "$art"timeout-* \
         "$art"slow-unit-*
+    # a data file image is whole pages: room for a small replica's
+    local max_len=70000
+    [ "$t" = fuzz_pagecheck ] && max_len=131072
     # the hard limit catches a target that hangs outside libFuzzer's watch
     STRATA_FUZZ_TMP="$scratch/$t" \
         ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
         UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}" \
         timeout -k 10 "$((secs + 120))" \
         "$build/tests/fuzz/$t" "$corpus" -max_total_time="$secs" \
-        -max_len=70000 -rss_limit_mb=1024 -malloc_limit_mb=64 -timeout=2 \
+        -max_len="$max_len" -rss_limit_mb=1024 -malloc_limit_mb=64 -timeout=2 \
         -print_final_stats=1 -artifact_prefix="$art" \
         >"$logs/$t.log" 2>&1
 }

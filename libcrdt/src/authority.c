@@ -355,39 +355,14 @@ crdt__auth_in_phase(crdt__wctx *w, const unsigned char *pk,
     }
 }
 
-/* Keeps (3): same record layout as the other quarantine entries, kind
+/* Keeps (3): the record quarantine.c writes for every kind, kind
  * CRDT_QK_AUTHORITY in the key. */
 static int
 quarantine(crdt__wctx *w, const crdt_change *c, uint64_t index,
            const crdt_op *op, const char *why)
 {
-    unsigned char key[CRDT_QUARANTINE_KEY_BYTES];
-    crdt__enc e, o;
-    MDB_val k = { sizeof key, key }, v;
-    int rc;
-
-    crdt_quarantine_key(key, &c->actor, c->seq + index, CRDT_QK_AUTHORITY,
-                        c->hash);
-    crdt__enc_init(&e);
-    crdt__enc_init(&o);
-    rc = crdt__op_encode(&o, op);
-    if (rc == CRDT_OK) {
-        msgpack_pack_array(&e.pk, 4);
-        crdt__enc_str(&e, why, strlen(why));
-        crdt__enc_bin(&e, c->epoch_id, CRDT_HASH_BYTES);
-        msgpack_pack_uint64(&e.pk, c->hlc + index);
-        crdt__enc_bin(&e, o.sb.data, o.sb.size);
-        v.mv_size = e.sb.size;
-        v.mv_data = e.sb.data;
-        if ((rc = crdt__enc_ok(&e)) == CRDT_OK) {
-            rc = crdt__mdb_err(mdb_put(w->txn,
-                                       w->r->dbi[CRDT_DB_QUARANTINE], &k,
-                                       &v, 0));
-        }
-    }
-    crdt__enc_free(&e);
-    crdt__enc_free(&o);
-    return rc;
+    return crdt__quarantine_put(w->txn, w->r, c, c->seq + index, op,
+                                CRDT_QK_AUTHORITY, why, strlen(why));
 }
 
 int
@@ -488,17 +463,13 @@ drop_refusals(crdt__wctx *w)
         return rc;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        crdt__mp m = { v.mv_data, (unsigned char *)v.mv_data + v.mv_size };
-        const char *why;
-        uint32_t n, len;
+        crdt_quarantined q;
 
-        if (k.mv_size != CRDT_QUARANTINE_KEY_BYTES ||
-            ((const unsigned char *)k.mv_data)[16] != CRDT_QK_AUTHORITY)
-            continue;
-        if (crdt__mp_array(&m, &n) < 0 || n < 1 ||
-            crdt__mp_str(&m, &why, &len) < 0 ||
-            len < sizeof WHY_PREFIX - 1 ||
-            memcmp(why, WHY_PREFIX, sizeof WHY_PREFIX - 1) != 0)
+        if (crdt_quarantine_decode(&q, k.mv_data, k.mv_size, v.mv_data,
+                                   v.mv_size) < 0 ||
+            q.kind != CRDT_QK_AUTHORITY ||
+            q.reason_len < sizeof WHY_PREFIX - 1 ||
+            memcmp(q.reason, WHY_PREFIX, sizeof WHY_PREFIX - 1) != 0)
             continue;
         if ((rc = mdb_cursor_del(cur, 0)) != 0)
             break;

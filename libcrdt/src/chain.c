@@ -293,3 +293,46 @@ crdt_heads_lookup(uint64_t *seq, unsigned char *hash,
     }
     return CRDT_ENOTFOUND;
 }
+
+/*
+ * Signatures of a run: a change stored without its signature is proven
+ * by the changes after it in the same log, each chained to the one
+ * before (same actor, next seq, prev = its hash), up to a signed change
+ * whose signature verifies. A log never keeps an unsigned change
+ * without such a successor (a merge takes one only with the rest of its
+ * run, merge.c), so every change a replica holds can be served with its
+ * proof: the chain up to the next signed change (docs/storage.md).
+ */
+int
+crdt__log_prove(MDB_txn *txn, MDB_dbi dbi, const crdt_change *c)
+{
+    crdt_change prev = *c, next;
+    unsigned char key[16];
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc, mrc;
+
+    if (c->sig != NULL)
+        return crdt_change_verify(c);
+    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
+        return rc;
+    crdt__log_key(key, &c->actor, c->seq + c->n_ops);
+    k.mv_size = sizeof key;
+    k.mv_data = key;
+    rc = CRDT_EAUTH; /* the run ends unsigned: nothing vouches for it */
+    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
+         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size != 16 ||
+            memcmp(k.mv_data, c->actor.b, CRDT_ACTOR_BYTES) != 0 ||
+            crdt__change_decode_header(&next, v.mv_data, v.mv_size) < 0 ||
+            !crdt_change_proves(&next, &prev))
+            break;
+        if (next.sig != NULL) {
+            rc = crdt_change_verify(&next);
+            break;
+        }
+        prev = next;
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}

@@ -1,11 +1,17 @@
 /*
  * codec.c: the byte layout of changes and ops (docs/storage.md).
  *
- *   change = [ body: bin, sig: bin(64) ]
- *   body   = [ 1, space: bin16, epoch: bin32, pubkey: bin32,
+ *   change = [ body: bin, sig: bin(64) | nil ]
+ *   body   = [ format: 1 | 2, space: bin16, epoch: bin32, pubkey: bin32,
  *              incarnation: bin8, seq: uint, hlc: uint, prev: bin32,
  *              ops: [op...] ]
  *   hash   = BLAKE2b-256(body);  sig = Ed25519("strata-change-v1"||hash)
+ *
+ * Format 2 (written since) differs from 1 in two ways: the signature may
+ * be nil (the change's successor in the same batch or log proves it,
+ * merge.c), and an op may refer instead of repeating (a nil name: the
+ * one of the op before in this change; a bare uint id: that counter of
+ * the change's own actor). Format 1 changes are read as they always were.
  *
  * Encoding uses msgpack-c's packer; decoding the bounded reader in mp.c.
  * Invariants:
@@ -207,9 +213,16 @@ decode(crdt_change *out, const unsigned char *buf, size_t len, int walk)
     if (len > CRDT_CHANGE_MAX)
         return CRDT_ELIMIT;
     if (crdt__mp_array(&m, &n) < 0 || n != 2 ||
-        crdt__mp_bin(&m, &body, &body_len) < 0 ||
-        crdt__mp_bin(&m, &sig, &sig_len) < 0 ||
-        sig_len != crypto_sign_BYTES || m.p != m.end)
+        crdt__mp_bin(&m, &body, &body_len) < 0)
+        return CRDT_EPROTO;
+    if (m.p < m.end && *m.p == 0xc0) { /* nil: no signature */
+        m.p++;
+        sig = NULL;
+    } else if (crdt__mp_bin(&m, &sig, &sig_len) < 0 ||
+               sig_len != crypto_sign_BYTES) {
+        return CRDT_EPROTO;
+    }
+    if (m.p != m.end)
         return CRDT_EPROTO;
 
     b.p = body;
@@ -217,8 +230,11 @@ decode(crdt_change *out, const unsigned char *buf, size_t len, int walk)
     if (crdt__mp_array(&b, &n) < 0 || n != 9 ||
         crdt__mp_uint(&b, &version) < 0)
         return CRDT_EPROTO;
-    if (version != CRDT__FORMAT)
+    if (version != CRDT__FORMAT && version != CRDT__FORMAT_V1)
         return CRDT_EVERSION;
+    if (sig == NULL && version == CRDT__FORMAT_V1)
+        return CRDT_EPROTO; /* format 1 is always signed */
+    c.version = (unsigned)version;
     if (crdt__mp_bin_fixed(&b, c.space_id, CRDT_SPACE_ID_BYTES) < 0 ||
         crdt__mp_bin_fixed(&b, c.epoch_id, CRDT_HASH_BYTES) < 0 ||
         crdt__mp_bin_fixed(&b, c.pubkey, CRDT_PUBKEY_BYTES) < 0 ||
@@ -292,6 +308,7 @@ crdt_change_peek(crdt_actor *actor_out, uint64_t *last_seq_out,
     b.end = body + body_len;
     if (crdt__mp_array(&b, &n) < 0 || n != 9 ||
         crdt__mp_uint(&b, &version) < 0 ||
+        (version != CRDT__FORMAT && version != CRDT__FORMAT_V1) ||
         crdt__mp_bin(&b, &p, &n) < 0 || /* space */
         crdt__mp_bin(&b, &p, &n) < 0 || /* epoch */
         crdt__mp_bin_fixed(&b, pk, sizeof pk) < 0 ||
@@ -318,10 +335,41 @@ crdt_change_verify(const crdt_change *c)
 {
     unsigned char msg[sizeof SIG_CONTEXT - 1 + CRDT_HASH_BYTES];
 
+    if (c->sig == NULL)
+        return CRDT_EAUTH; /* only a signed successor can vouch for it */
     sig_message(msg, c->hash);
     if (crypto_sign_verify_detached(c->sig, msg, sizeof msg, c->pubkey) != 0)
         return CRDT_EAUTH;
     return CRDT_OK;
+}
+
+int
+crdt_change_proves(const crdt_change *next, const crdt_change *c)
+{
+    return next != NULL && c != NULL &&
+           memcmp(next->actor.b, c->actor.b, CRDT_ACTOR_BYTES) == 0 &&
+           memcmp(next->pubkey, c->pubkey, CRDT_PUBKEY_BYTES) == 0 &&
+           memcmp(next->incarnation, c->incarnation, 8) == 0 &&
+           next->seq == c->seq + c->n_ops &&
+           memcmp(next->prev, c->hash, CRDT_HASH_BYTES) == 0;
+}
+
+size_t
+crdt_change_strip_sig(unsigned char *buf, size_t len)
+{
+    crdt_change c;
+    size_t at;
+
+    if (buf == NULL || len < 66 ||
+        crdt__change_decode_header(&c, buf, len) != CRDT_OK ||
+        c.sig == NULL || c.version != CRDT__FORMAT)
+        return 0;
+    /* the signature is the last item: bin8 of 64 bytes (c4 40 ...) */
+    at = (size_t)(c.sig - buf) - 2;
+    if (at + 66 != len || buf[at] != 0xc4 || buf[at + 1] != 0x40)
+        return 0;
+    buf[at] = 0xc0;
+    return at + 1;
 }
 
 int
@@ -341,8 +389,9 @@ crdt_op_iter_init(crdt_op_iter *it, const crdt_change *c)
     crdt__mp m = { c->ops, c->ops + c->ops_len };
     uint32_t n = 0;
 
-    it->left = 0;
-    it->p = it->end = NULL;
+    memset(it, 0, sizeof *it);
+    it->compact = c->version >= CRDT__FORMAT;
+    it->self = c->actor;
     if (crdt__mp_array(&m, &n) == CRDT_OK) {
         it->p = m.p;
         it->end = m.end;
@@ -350,19 +399,72 @@ crdt_op_iter_init(crdt_op_iter *it, const crdt_change *c)
     }
 }
 
-static int
-name(crdt__mp *m, const char **s, size_t *len)
+int
+crdt__op_name(crdt__mp *m, const char **s, size_t *len, crdt_op_iter *ctx,
+              int which)
 {
+    const char **held;
+    size_t *held_len;
     uint32_t n;
 
+    if (ctx == NULL) {
+        if (crdt__mp_name(m, s, &n) < 0)
+            return CRDT_EPROTO;
+        *len = n;
+        return CRDT_OK;
+    }
+    held = which == 0 ? &ctx->coll : which == 1 ? &ctx->doc : &ctx->field;
+    held_len = which == 0 ? &ctx->coll_len
+               : which == 1 ? &ctx->doc_len : &ctx->field_len;
+    if (ctx->compact && m->p < m->end && *m->p == 0xc0) {
+        if (*held == NULL)
+            return CRDT_EPROTO; /* no op before named one */
+        m->p++;
+        *s = *held;
+        *len = *held_len;
+        return CRDT_OK;
+    }
     if (crdt__mp_name(m, s, &n) < 0)
         return CRDT_EPROTO;
     *len = n;
+    *held = *s;
+    *held_len = n;
     return CRDT_OK;
 }
 
 int
+crdt__op_enc_name(crdt__enc *e, const char *s, size_t len, crdt_op_iter *ctx,
+                  int which)
+{
+    const char **held;
+    size_t *held_len;
+
+    if (ctx == NULL || !ctx->compact)
+        return crdt__enc_str(e, s, len);
+    held = which == 0 ? &ctx->coll : which == 1 ? &ctx->doc : &ctx->field;
+    held_len = which == 0 ? &ctx->coll_len
+               : which == 1 ? &ctx->doc_len : &ctx->field_len;
+    if (*held != NULL && *held_len == len && memcmp(*held, s, len) == 0)
+        return msgpack_pack_nil(&e->pk) < 0 ? CRDT_ENOMEM : CRDT_OK;
+    *held = s;
+    *held_len = len;
+    return crdt__enc_str(e, s, len);
+}
+
+static int
+name(crdt__mp *m, const char **s, size_t *len, crdt_op_iter *ctx, int which)
+{
+    return crdt__op_name(m, s, len, ctx, which);
+}
+
+int
 crdt__op_decode(crdt_op *op, crdt__mp *m)
+{
+    return crdt__op_decode_in(op, m, NULL);
+}
+
+int
+crdt__op_decode_in(crdt_op *op, crdt__mp *m, crdt_op_iter *ctx)
 {
     uint32_t n;
     uint64_t kind;
@@ -374,12 +476,12 @@ crdt__op_decode(crdt_op *op, crdt__mp *m)
         return CRDT_EPROTO;
     op->kind = (crdt_op_kind)kind;
     if (kind >= CRDT_OP_TINS)
-        return crdt__seq_op_decode(op, m, n);
-    if (name(m, &op->coll, &op->coll_len) < 0 ||
-        name(m, &op->doc, &op->doc_len) < 0)
+        return crdt__seq_op_decode(op, m, n, ctx);
+    if (name(m, &op->coll, &op->coll_len, ctx, 0) < 0 ||
+        name(m, &op->doc, &op->doc_len, ctx, 1) < 0)
         return CRDT_EPROTO;
     if (op->kind != CRDT_OP_DEL_DOC &&
-        name(m, &op->field, &op->field_len) < 0)
+        name(m, &op->field, &op->field_len, ctx, 2) < 0)
         return CRDT_EPROTO;
     switch (op->kind) {
     case CRDT_OP_PUT:
@@ -424,7 +526,7 @@ crdt_op_iter_next(crdt_op *out, crdt_op_iter *it)
         return CRDT_ENOTFOUND;
     m.p = it->p;
     m.end = it->end;
-    rc = crdt__op_decode(out, &m);
+    rc = crdt__op_decode_in(out, &m, it);
     if (rc < 0) {
         it->left = 0;
         return rc;
@@ -436,9 +538,15 @@ crdt_op_iter_next(crdt_op *out, crdt_op_iter *it)
     return CRDT_OK;
 }
 
-/* Encode one op; the observed part is copied as encoded bytes. */
 int
 crdt__op_encode(crdt__enc *e, const crdt_op *op)
+{
+    return crdt__op_encode_in(e, op, NULL);
+}
+
+/* Encode one op; the observed part is copied as encoded bytes. */
+int
+crdt__op_encode_in(crdt__enc *e, const crdt_op *op, crdt_op_iter *ctx)
 {
     size_t n = op->kind == CRDT_OP_DEL_DOC ? 4
                : (op->kind == CRDT_OP_SREM ? 6
@@ -446,15 +554,15 @@ crdt__op_encode(crdt__enc *e, const crdt_op *op)
     int rc;
 
     if (op->kind >= CRDT_OP_TINS)
-        return crdt__seq_op_encode(e, op);
+        return crdt__seq_op_encode(e, op, ctx);
     if (msgpack_pack_array(&e->pk, n) < 0 ||
         msgpack_pack_uint64(&e->pk, op->kind) < 0)
         return CRDT_ENOMEM;
-    if ((rc = crdt__enc_str(e, op->coll, op->coll_len)) < 0 ||
-        (rc = crdt__enc_str(e, op->doc, op->doc_len)) < 0)
+    if ((rc = crdt__op_enc_name(e, op->coll, op->coll_len, ctx, 0)) < 0 ||
+        (rc = crdt__op_enc_name(e, op->doc, op->doc_len, ctx, 1)) < 0)
         return rc;
     if (op->kind != CRDT_OP_DEL_DOC &&
-        (rc = crdt__enc_str(e, op->field, op->field_len)) < 0)
+        (rc = crdt__op_enc_name(e, op->field, op->field_len, ctx, 2)) < 0)
         return rc;
     switch (op->kind) {
     case CRDT_OP_PUT:

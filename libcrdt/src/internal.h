@@ -27,7 +27,8 @@
 #include "crdt/txn.h"
 #include "crdt/vv.h"
 
-#define CRDT__FORMAT 1u       /* of an encoded change (codec.c) */
+#define CRDT__FORMAT 2u       /* of an encoded change (codec.c) */
+#define CRDT__FORMAT_V1 1u    /* still read: every change before 2 */
 #define CRDT__STORE_FORMAT 2u /* of the LMDB files: 2 = SipHash state hash */
 #define CRDT__KEY_MAX 511 /* LMDB's default maximum key size */
 #define CRDT__ELEM_MAX 256 /* encoded set element, so keys fit */
@@ -258,6 +259,15 @@ int crdt__store_precheck(const char *path, int may_repair,
  * (0 = all); CRDT_ECORRUPT with @p why filled at the first damage. */
 int crdt__store_walk(crdt_replica *r, uint64_t max_pages, char *why,
                      size_t why_len);
+/* Both checks on a data file's bytes in memory (@p img, @p len): the
+ * meta pages, the length, then the B-trees of the newest sound meta
+ * page's snapshot, at most @p max_pages pages (0 = all). Nothing is
+ * repaired: @p cur_out (may be NULL) gets 2 when both meta pages are
+ * sound, else the one sound page (0 or 1) an open would copy over the
+ * other. For the fuzz target and tests. */
+int crdt__pagecheck_image(const unsigned char *img, size_t len,
+                          uint64_t max_pages, int *cur_out, char *why,
+                          size_t why_len);
 
 /* ---- wctx: begin/finish a write context (state.c) ---- */
 int crdt__wctx_begin(crdt__wctx *w, crdt_replica *r, int check_marker);
@@ -333,12 +343,34 @@ void crdt__enc_free(crdt__enc *e);
 int crdt__enc_value(crdt__enc *e, const crdt_value *v);
 int crdt__enc_str(crdt__enc *e, const char *s, size_t len);
 int crdt__enc_bin(crdt__enc *e, const void *p, size_t len);
+/* One op in its standalone form (every name and id spelled out: a
+ * txn's buffer, the quarantine, format 1). */
+/* chain.c: is @p c, held in the log @p dbi, authentic? Its own
+ * signature, or the chain after it up to a signed change. CRDT_OK;
+ * CRDT_EAUTH. */
+int crdt__log_prove(MDB_txn *txn, MDB_dbi dbi, const crdt_change *c);
 int crdt__op_decode(crdt_op *op, crdt__mp *m);
+int crdt__op_encode(crdt__enc *e, const crdt_op *op);
+/* One op of a change, in the change's context @p ctx (format 2 refers
+ * to the op before and to the change's actor; NULL: standalone). The
+ * context advances with each op. */
+int crdt__op_decode_in(crdt_op *op, crdt__mp *m, crdt_op_iter *ctx);
+int crdt__op_encode_in(crdt__enc *e, const crdt_op *op, crdt_op_iter *ctx);
+/* A name (@p which: 0 coll, 1 doc, 2 field) in that context. */
+int crdt__op_name(crdt__mp *m, const char **s, size_t *len, crdt_op_iter *ctx,
+                  int which);
+int crdt__op_enc_name(crdt__enc *e, const char *s, size_t len,
+                      crdt_op_iter *ctx, int which);
 /* seq_codec.c: the sequence ops, after the array header (of @p n items)
  * and the kind were read. */
-int crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n);
-int crdt__seq_op_encode(crdt__enc *e, const crdt_op *op);
-int crdt__op_encode(crdt__enc *e, const crdt_op *op);
+int crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n,
+                        crdt_op_iter *ctx);
+int crdt__seq_op_encode(crdt__enc *e, const crdt_op *op, crdt_op_iter *ctx);
+/* oprun.c: if @p next continues @p last's run (a local txn's typing or
+ * deleting), encode the one op that says both into @p out and return 1;
+ * 0 if it does not; a negative error. */
+int crdt__op_fold(crdt__enc *out, const crdt_op *last, const crdt_op *next,
+                  const crdt_actor *self);
 int crdt__change_sign(unsigned char *sig, const unsigned char *hash,
                       const unsigned char *sk);
 /* Encode a scalar into a fixed buffer; returns length or -1. */
@@ -401,7 +433,16 @@ int crdt__head_put(MDB_txn *txn, crdt_replica *r, const crdt_actor *a,
 /* Log and pending keys: actor(8) | seq(8) big-endian. */
 void crdt__log_key(unsigned char *k, const crdt_actor *a, uint64_t seq);
 /* Add to the meta counters ops_in_log / changes_in_log / pending. */
-/* merge.c: every op of @p c into the quarantine (kind CRDT_QK_*). */
+/* quarantine.c, the one writer of quarantine records: op @p op of @p c
+ * (its seq @p seq) under kind CRDT_QK_*; every op of @p c above seq
+ * @p above (counted in @p n_out); every op of @p c in @p w's txn. */
+int crdt__quarantine_put(MDB_txn *txn, crdt_replica *r, const crdt_change *c,
+                         uint64_t seq, const crdt_op *op, int kind,
+                         const char *why, size_t why_len);
+int crdt__quarantine_change(MDB_txn *txn, crdt_replica *r,
+                            const crdt_change *c, uint64_t above, int kind,
+                            const char *why, size_t why_len,
+                            uint64_t *n_out);
 int crdt__quarantine_ops(crdt__wctx *w, const crdt_change *c, int kind,
                          const char *why, size_t why_len, uint64_t *n_out);
 /* chain.c: crdt_chain_check() inside a txn. */

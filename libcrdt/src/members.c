@@ -1,7 +1,10 @@
 /*
- * members.c: the local calls that write the member set (crdt/members.h).
- * Each write is an ordinary op of a local txn, so the same rules judge
- * it here (authority.c, via the txn) and on every replica it reaches.
+ * members.c: the local calls that write the member set (crdt/members.h),
+ * and the walk over it. Each write is an ordinary op of a local txn, so
+ * the same rules judge it here (authority.c, via the txn) and on every
+ * replica it reaches. Only libcrdt knows the set's layout (collection,
+ * document names, fields): the CLI and the network layer see keys and
+ * roles.
  */
 #include <string.h>
 
@@ -113,4 +116,91 @@ crdt_txn_member_remove(crdt_txn *t, const unsigned char *pk)
         rc = crdt_txn_sadd(t, CRDT_MEMBERS_COLL, hex, "cutoffs", &e);
     }
     return rc;
+}
+
+int
+crdt_role_admits(crdt_role role)
+{
+    return role == CRDT_ROLE_READER || role == CRDT_ROLE_WRITER ||
+           role == CRDT_ROLE_ADMIN || role == CRDT_ROLE_OWNER;
+}
+
+typedef struct {
+    crdt_replica *r;
+    int with_none;
+    crdt_member_fn fn;
+    void *ctx;
+    int rc;
+} each_ctx;
+
+static int
+visit_doc(const char *name, size_t len, void *p)
+{
+    each_ctx *c = p;
+    char hex[2 * CRDT_PUBKEY_BYTES + 1];
+    unsigned char pk[CRDT_PUBKEY_BYTES];
+    crdt_role role;
+    int rc;
+
+    /* one document per key, named by its lowercase hex; the name is a
+     * view into the walk: copied before the next read */
+    if (len != 2 * CRDT_PUBKEY_BYTES)
+        return 0;
+    memcpy(hex, name, len);
+    hex[len] = '\0';
+    if (crdt_unhex(pk, sizeof pk, hex) != CRDT_OK)
+        return 0;
+    if ((rc = crdt_member_role(c->r, pk, &role)) < 0) {
+        c->rc = rc;
+        return 1;
+    }
+    if (role == CRDT_ROLE_NONE && !c->with_none)
+        return 0;
+    if ((rc = c->fn(pk, role, c->ctx)) != 0) {
+        c->rc = rc < 0 ? rc : CRDT_OK;
+        return 1;
+    }
+    return 0;
+}
+
+int
+crdt_members_each(crdt_replica *r, int with_none, crdt_member_fn fn,
+                  void *ctx)
+{
+    each_ctx c = { r, with_none, fn, ctx, CRDT_OK };
+    crdt_read *rd;
+    int rc;
+
+    if (r == NULL || fn == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt_read_begin(&rd, r)) < 0)
+        return rc;
+    rc = crdt_read_docs(rd, CRDT_MEMBERS_COLL, visit_doc, &c);
+    crdt_read_end(rd);
+    if (rc == CRDT_ENOTFOUND)
+        rc = CRDT_OK;
+    return rc < 0 ? rc : c.rc;
+}
+
+static int
+count_admitted(const unsigned char *pk, crdt_role role, void *ctx)
+{
+    (void)pk;
+    if (crdt_role_admits(role))
+        ++*(uint64_t *)ctx;
+    return 0;
+}
+
+int
+crdt_members_count(uint64_t *out, crdt_replica *r)
+{
+    uint64_t n = 0;
+    int rc;
+
+    if (out == NULL || r == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt_members_each(r, 0, count_admitted, &n)) < 0)
+        return rc;
+    *out = n;
+    return CRDT_OK;
 }

@@ -12,9 +12,14 @@
  *  (3) Idempotent: a change at or below the head is a no-op. A signed
  *      change that contradicts the chain we hold (equivocation: a cloned
  *      replica) is not merged: its ops go to the quarantine, reported.
- *  (4) Signatures: the newest change of each actor in the batch is
- *      verified; the hash chain makes that signature cover the rest.
- *      A parked change is verified on its own when it is parked.
+ *  (4) Signatures: before anything of an actor is applied, every change
+ *      of the batch is proven: by the next change of its actor in the
+ *      batch when that one chains to it (same actor, next seq, prev = its
+ *      hash) and is proven, else by its own signature. So one Ed25519
+ *      check covers a whole run, and a change may come without its
+ *      signature (format 2) when its successor is in the batch. A run
+ *      whose chain is broken, or whose last change is unsigned or forged,
+ *      fails the batch with CRDT_EAUTH before anything is written.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -140,52 +145,6 @@ log_append(crdt__wctx *w, const crdt_change *c, const unsigned char *data,
  * nothing else quarantined for that (actor, seq) is overwritten), with a
  * reason naming both versions, and the merge goes on.
  */
-/* Every op of @p c into the quarantine under kind @p kind with @p why;
- * the count of ops in @p n_out. */
-int
-crdt__quarantine_ops(crdt__wctx *w, const crdt_change *c, int kind,
-                     const char *why, size_t why_len, uint64_t *n_out)
-{
-    crdt_op_iter it;
-    crdt_op op;
-    uint64_t i = 0;
-    int rc;
-
-    crdt_op_iter_init(&it, c);
-    while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
-        unsigned char key[CRDT_QUARANTINE_KEY_BYTES];
-        crdt__enc e, o;
-        MDB_val k = { sizeof key, key }, v;
-
-        crdt_quarantine_key(key, &c->actor, c->seq + i, kind, c->hash);
-        crdt__enc_init(&e);
-        crdt__enc_init(&o);
-        rc = crdt__op_encode(&o, &op);
-        if (rc == CRDT_OK) {
-            msgpack_pack_array(&e.pk, 4);
-            crdt__enc_str(&e, why, why_len);
-            crdt__enc_bin(&e, c->epoch_id, CRDT_HASH_BYTES);
-            msgpack_pack_uint64(&e.pk, c->hlc + i);
-            crdt__enc_bin(&e, o.sb.data, o.sb.size);
-            v.mv_size = e.sb.size;
-            v.mv_data = e.sb.data;
-            if ((rc = crdt__enc_ok(&e)) == CRDT_OK)
-                rc = crdt__mdb_err(mdb_put(w->txn,
-                                           w->r->dbi[CRDT_DB_QUARANTINE],
-                                           &k, &v, 0));
-        }
-        crdt__enc_free(&e);
-        crdt__enc_free(&o);
-        if (rc < 0)
-            return rc;
-        i++;
-    }
-    if (rc != CRDT_ENOTFOUND)
-        return rc;
-    *n_out = i;
-    return CRDT_OK;
-}
-
 static int
 quarantine_conflict(crdt__wctx *w, const crdt_change *c, const crdt__head *h,
                     crdt_merge_report *rep)
@@ -195,8 +154,8 @@ quarantine_conflict(crdt__wctx *w, const crdt_change *c, const crdt__head *h,
     uint64_t n = 0;
     int rc;
 
-    if ((rc = crdt_change_verify(c)) < 0)
-        return rc; /* not signed by the actor: a forgery, not a clone */
+    /* proven with its batch (4): signed by the actor, so a clone's
+     * change, not a forgery */
     crdt_hex(mine, c->hash, 8);
     crdt_hex(held, h->hash, 8);
     why_len = (size_t)snprintf(why, sizeof why,
@@ -305,9 +264,9 @@ park(crdt__wctx *w, const item *it, const crdt__head *h,
     uint64_t mine = 0;
     int rc;
 
-    /* it waits for a later batch: check now what applying it would */
-    if ((rc = crdt__change_check_ops(&it->c)) < 0 ||
-        (rc = crdt_change_verify(&it->c)) < 0)
+    /* it waits for a later batch: check now what applying it would (its
+     * signature or its run's was checked with the batch, (4)) */
+    if ((rc = crdt__change_check_ops(&it->c)) < 0)
         return rc;
     crdt__log_key(key, &it->c.actor, it->c.seq);
     if (mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v) == 0)
@@ -363,6 +322,54 @@ park(crdt__wctx *w, const item *it, const crdt__head *h,
     return crdt__count_add(w->txn, w->r, "pending", 1);
 }
 
+/*
+ * Does the pending area hold, after the unsigned change @p c, its
+ * successors up to a signed one? They were parked together and proven
+ * then (4); one of them may since have been displaced (park()). The log
+ * must never keep an unsigned change without the signed end of its run
+ * (docs/storage.md 5.5), so without it @p c stays parked until a peer
+ * sends the run again. @p proven_to: the last seq found proven.
+ */
+static int
+pending_run_signed(crdt__wctx *w, const crdt_change *c, uint64_t *proven_to)
+{
+    unsigned char key[16];
+    MDB_val k = { sizeof key, key }, v;
+    crdt_change cur = *c, next;
+
+    for (uint64_t steps = 0; steps < UINT64_C(1) << 20; steps++) {
+        crdt__log_key(key, &c->actor, cur.seq + cur.n_ops);
+        if (mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v) != 0 ||
+            crdt__change_decode_header(&next, v.mv_data, v.mv_size) < 0 ||
+            !crdt_change_proves(&next, &cur))
+            return 0;
+        if (next.sig != NULL) {
+            *proven_to = next.seq + next.n_ops - 1;
+            return 1;
+        }
+        cur = next;
+    }
+    return 0;
+}
+
+/* A copy of @p c parked earlier (an unsigned change left waiting by
+ * drain_pending()) goes now that @p c itself is applied. */
+static int
+drop_parked_copy(crdt__wctx *w, const crdt_change *c)
+{
+    unsigned char key[16];
+    MDB_val k = { sizeof key, key };
+    int rc;
+
+    crdt__log_key(key, &c->actor, c->seq);
+    rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL);
+    if (rc == MDB_NOTFOUND)
+        return CRDT_OK;
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    return crdt__count_add(w->txn, w->r, "pending", -1);
+}
+
 /* Apply parked changes that now follow the head; keeps (2). */
 static int
 drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
@@ -372,6 +379,7 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
     MDB_val k = { sizeof key, key }, v;
     crdt_change c;
     unsigned char *copy;
+    uint64_t proven_to = 0;
     int rc;
 
     for (;;) {
@@ -395,6 +403,12 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
         if (rc == CRDT_OK &&
             memcmp(c.prev, h->hash, CRDT_HASH_BYTES) != 0)
             rc = CRDT_ECONFLICT;
+        if (rc == CRDT_OK && c.sig == NULL &&
+            c.seq + c.n_ops - 1 > proven_to &&
+            !pending_run_signed(w, &c, &proven_to)) {
+            free(copy);
+            return CRDT_OK; /* its run's signed end is gone: it waits */
+        }
         if (rc == CRDT_OK)
             rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL) == 0
                      ? crdt__count_add(w->txn, w->r, "pending", -1)
@@ -414,16 +428,30 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
     }
 }
 
+/* Keeps (4) for the @p n changes of one actor, sorted by seq. */
+static int
+prove_actor(const item *items, size_t n)
+{
+    for (size_t i = n; i-- > 0;) {
+        if (i + 1 < n && crdt_change_proves(&items[i + 1].c, &items[i].c))
+            continue; /* proven by its successor, which is */
+        if (crdt_change_verify(&items[i].c) < 0)
+            return CRDT_EAUTH;
+    }
+    return CRDT_OK;
+}
+
 static int
 merge_actor(crdt__wctx *w, item *items, size_t n,
             const unsigned char *cur_epoch, crdt_merge_report *rep)
 {
     const crdt_actor *a = &items[0].c.actor;
-    const item *newest = NULL;
     crdt__head h;
     uint64_t start_seq;
     int rc, had_head;
 
+    if ((rc = prove_actor(items, n)) < 0)
+        return rc;
     rc = crdt__head_get(w->txn, w->r, a, &h);
     if (rc < 0 && rc != CRDT_ENOTFOUND)
         return rc;
@@ -467,18 +495,16 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
                 return rc;
             break;
         }
-        if ((rc = crdt__apply_change(w, c, 0, cur_epoch, rep)) < 0)
+        if ((rc = drop_parked_copy(w, c)) < 0 ||
+            (rc = crdt__apply_change(w, c, 0, cur_epoch, rep)) < 0)
             return rc;
         if ((rc = log_append(w, c, items[i].data, items[i].len, &h)) < 0)
             return rc;
         if (rep)
             rep->changes_applied++;
-        newest = &items[i];
         if ((rc = drain_pending(w, a, &h, cur_epoch, rep)) < 0)
             return rc;
     }
-    if (newest != NULL && (rc = crdt_change_verify(&newest->c)) < 0)
-        return rc; /* keeps (4) */
     if (h.seq == start_seq)
         return CRDT_OK; /* nothing applied: duplicates or parked only */
     return crdt__head_put(w->txn, w->r, a, &h);

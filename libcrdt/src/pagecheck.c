@@ -491,6 +491,82 @@ walk_tree(walker *w, uint64_t pgno, int depth, int want_depth, int main_db)
     return rc;
 }
 
+/* Walk both trees of meta @p m (the free list, the main database and
+ * its named databases) with @p w set up to read the snapshot's pages. */
+static int
+walk_snapshot(walker *w, const meta *m)
+{
+    int rc = CRDT_OK;
+
+    for (int d = 0; d < 2 && rc == CRDT_OK; d++) {
+        if (m->root[d] == P_INVALID)
+            continue;
+        w->ordered = d == 1;
+        rc = walk_tree(w, m->root[d], 1, m->depth[d], d == 1);
+    }
+    return rc;
+}
+
+static void
+walker_free(walker *w)
+{
+    free(w->prev_key);
+    for (size_t i = 0; i < sizeof w->bufs / sizeof w->bufs[0]; i++)
+        free(w->bufs[i]);
+}
+
+int
+crdt__pagecheck_image(const unsigned char *img, size_t len,
+                      uint64_t max_pages, int *cur_out, char *why,
+                      size_t why_len)
+{
+    meta m[2];
+    int ok[2], cur, rc;
+    size_t off = 4096;
+    walker w;
+
+    if (why != NULL && why_len > 0)
+        why[0] = '\0';
+    if (img == NULL && len > 0)
+        return CRDT_EINVAL;
+    /* the checks of crdt__store_precheck(), on bytes in memory: each
+     * meta page is read from its first 4096 bytes */
+    if (len < 4096)
+        return say(why, why_len, "the data file ends inside its meta pages "
+                   "(%zu bytes)", len);
+    ok[0] = meta_parse(&m[0], img, 0) == 0;
+    if (ok[0])
+        off = m[0].psize;
+    if (len - off < 4096)
+        return say(why, why_len, "the data file ends inside its meta pages "
+                   "(%zu bytes)", len);
+    ok[1] = meta_parse(&m[1], img + off, 1) == 0;
+    if (ok[0] && ok[1] && m[0].psize != m[1].psize)
+        ok[1] = 0;
+    if (!ok[0] && !ok[1])
+        return say(why, why_len, "both LMDB meta pages are damaged");
+    cur = ok[0] && ok[1] ? (m[1].txnid > m[0].txnid) : ok[1];
+    if ((uint64_t)len / m[cur].psize < m[cur].last_pg + 1)
+        return say(why, why_len, "the data file is truncated: %zu bytes, its "
+                   "last commit uses %" PRIu64, len,
+                   (m[cur].last_pg + 1) * m[cur].psize);
+    if (cur_out != NULL)
+        *cur_out = ok[0] && ok[1] ? 2 : cur;
+    /* (2) on the newest sound meta page's snapshot */
+    memset(&w, 0, sizeof w);
+    w.fd = -1;
+    w.map = img;
+    w.map_len = len;
+    w.psize = m[cur].psize;
+    w.last_pg = m[cur].last_pg;
+    w.budget = max_pages ? max_pages : UINT64_MAX;
+    w.why = why;
+    w.why_len = why_len;
+    rc = walk_snapshot(&w, &m[cur]);
+    walker_free(&w);
+    return rc;
+}
+
 int
 crdt__store_walk(crdt_replica *r, uint64_t max_pages, char *why,
                  size_t why_len)
@@ -555,21 +631,14 @@ crdt__store_walk(crdt_replica *r, uint64_t max_pages, char *why,
                 }
             }
         }
-        if (rc == CRDT_OK) {
-            for (int d = 0; d < 2 && rc == CRDT_OK; d++)
-                if (m[cur].root[d] != P_INVALID &&
-                    (w.ordered = d == 1, 1))
-                    rc = walk_tree(&w, m[cur].root[d], 1, m[cur].depth[d],
-                                   d == 1);
-        }
+        if (rc == CRDT_OK)
+            rc = walk_snapshot(&w, &m[cur]);
         crdt__txn_end(r, txn, 0);
         break;
     }
     if (w.map != NULL)
         munmap((void *)w.map, (size_t)w.map_len);
-    free(w.prev_key);
-    for (size_t i = 0; i < sizeof w.bufs / sizeof w.bufs[0]; i++)
-        free(w.bufs[i]);
+    walker_free(&w);
     close(fd);
     return rc;
 }

@@ -636,35 +636,31 @@ crdt_raw_heads_encode(unsigned char **buf_out, size_t *len_out, crdt_raw *t)
     return CRDT_OK;
 }
 
+static int
+put_head(const crdt_head *h, void *ctx)
+{
+    crdt_raw *t = ctx;
+    crdt__head hd;
+
+    hd.seq = h->seq;
+    memcpy(hd.hash, h->hash, CRDT_HASH_BYTES);
+    memcpy(hd.pk, h->pk, CRDT_PUBKEY_BYTES);
+    memcpy(hd.inc, h->inc, 8);
+    return full(crdt__head_put(t->w->txn, t->w->r, &h->actor, &hd));
+}
+
 int
 crdt_raw_heads_replace(crdt_raw *t, const unsigned char *buf, size_t len)
 {
-    crdt__mp m = { buf, buf + len };
-    uint32_t n;
     int rc;
 
     if (!t->write)
         return CRDT_EINVAL;
-    if (crdt__mp_array(&m, &n) < 0 || n % 5 != 0)
-        return CRDT_EPROTO;
+    if ((rc = crdt_heads_parse(buf, len, NULL, NULL)) < 0)
+        return rc; /* checked whole before anything is dropped */
     if ((rc = crdt__mdb_err(mdb_drop(t->w->txn, dbi(t, CRDT_DB_HEADS), 0))) < 0)
         return rc;
-    for (uint32_t i = 0; i < n / 5; i++) {
-        crdt_actor a, check;
-        crdt__head h;
-        if (crdt__mp_bin_fixed(&m, a.b, 8) < 0 ||
-            crdt__mp_uint(&m, &h.seq) < 0 ||
-            crdt__mp_bin_fixed(&m, h.hash, 32) < 0 ||
-            crdt__mp_bin_fixed(&m, h.pk, 32) < 0 ||
-            crdt__mp_bin_fixed(&m, h.inc, 8) < 0)
-            return CRDT_EPROTO;
-        crdt__actor_of(&check, h.pk, h.inc);
-        if (memcmp(check.b, a.b, 8) != 0)
-            return CRDT_EPROTO;
-        if ((rc = crdt__head_put(t->w->txn, t->w->r, &a, &h)) < 0)
-            return full(rc);
-    }
-    return m.p == m.end ? CRDT_OK : CRDT_EPROTO;
+    return crdt_heads_parse(buf, len, put_head, t);
 }
 
 int
@@ -718,7 +714,7 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
         }
         if (e == CRDT_OK && c.seq + c.n_ops - 1 == h.seq &&
             memcmp(c.hash, h.hash, CRDT_HASH_BYTES) != 0 &&
-            crdt_change_verify(&c) == CRDT_OK) {
+            crdt__log_prove(w->txn, w->r->dbi[CRDT_DB_LOG], &c) == CRDT_OK) {
             /* the snapshot folded another change for these seqs: an
              * equivocation (a copy of this replica wrote); ours is kept
              * in the quarantine, never taken as folded */
@@ -789,8 +785,8 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
         }
         /* a replayed change may have come with a peer's snapshot: check
          * its author's signature like any merge would */
-        if (e == CRDT_OK)
-            e = crdt_change_verify(&c);
+        if (e == CRDT_OK) /* its signature, or its run's (chain.c) */
+            e = crdt__log_prove(w->txn, w->r->dbi[CRDT_DB_LOG], &c);
         if (e == CRDT_OK &&
             (memcmp(c.pubkey, h.pk, CRDT_PUBKEY_BYTES) != 0 ||
              memcmp(c.incarnation, h.inc, 8) != 0))

@@ -219,6 +219,33 @@ crdt_replica_secret_key(const crdt_replica *r, unsigned char *out)
     memcpy(out, r->sk, CRDT_SECKEY_BYTES);
 }
 
+int
+crdt_replica_create_like(crdt_replica **out, const crdt_replica *from,
+                         const char *dir, const crdt_open_options *o)
+{
+    crdt_open_options opts = CRDT_OPEN_OPTIONS_INIT;
+    unsigned char seed[CRDT_SEED_BYTES], space[CRDT_SPACE_ID_BYTES];
+    int rc;
+
+    if (out == NULL || from == NULL || dir == NULL)
+        return CRDT_EINVAL;
+    if (o != NULL)
+        opts = *o;
+    if (opts.seed != NULL || opts.read_only)
+        return CRDT_EINVAL;
+    /* libsodium's Ed25519 secret key is seed | public key */
+    memcpy(seed, from->sk, CRDT_SEED_BYTES);
+    if (opts.space_id == NULL) {
+        memcpy(space, from->space_id, CRDT_SPACE_ID_BYTES);
+        opts.space_id = space;
+    }
+    opts.create = 1;
+    opts.seed = seed;
+    rc = crdt_replica_open(out, dir, &opts);
+    sodium_memzero(seed, sizeof seed);
+    return rc;
+}
+
 crdt_actor
 crdt_replica_actor(const crdt_replica *r)
 {

@@ -9,6 +9,11 @@
  *   LSET   = [ 10, coll, doc, field, pos, target: id, value ]
  *   ranges = [ actor: bin8, ctr: uint, len: uint, ... ]  (3 items a range)
  *
+ * In a format-2 change (codec.c) a name may be nil (the op before's), an
+ * id may be a bare ctr: uint, an element of the change's own actor, a
+ * range's actor may be nil (the change's own), and an insert's ctr may be
+ * nil: the next after the change's previous insert (its ctr + len).
+ *
  * Invariants: a decoded op is fully checked (names, UTF-8 text without
  * NUL, counters from 1 that never wrap, a range count within the
  * limits); the text's code points are counted into op->len.
@@ -22,7 +27,7 @@
 #define RANGES_MAX 1000000u
 
 static int
-dec_id(crdt__mp *m, crdt_seq_id *id, int may_be_nil)
+dec_id(crdt__mp *m, crdt_seq_id *id, int may_be_nil, const crdt_op_iter *ctx)
 {
     uint32_t n;
 
@@ -30,6 +35,14 @@ dec_id(crdt__mp *m, crdt_seq_id *id, int may_be_nil)
     if (m->p < m->end && *m->p == 0xc0) {
         m->p++;
         return may_be_nil ? CRDT_OK : CRDT_EPROTO;
+    }
+    if (ctx != NULL && ctx->compact && m->p < m->end &&
+        (*m->p < 0x80 || (*m->p >= 0xcc && *m->p <= 0xd3))) {
+        id->actor = ctx->self; /* an element of the change's own actor */
+        if (crdt__mp_uint(m, &id->ctr) < 0 || id->ctr == 0 ||
+            id->ctr >= CTR_MAX)
+            return CRDT_EPROTO;
+        return CRDT_OK;
     }
     if (crdt__mp_array(m, &n) < 0 || n != 2 ||
         crdt__mp_bin_fixed(m, id->actor.b, CRDT_ACTOR_BYTES) < 0 ||
@@ -39,10 +52,14 @@ dec_id(crdt__mp *m, crdt_seq_id *id, int may_be_nil)
 }
 
 static int
-enc_id(crdt__enc *e, const crdt_seq_id *id)
+enc_id(crdt__enc *e, const crdt_seq_id *id, const crdt_op_iter *ctx)
 {
     if (id->ctr == 0)
         return msgpack_pack_nil(&e->pk) < 0 ? CRDT_ENOMEM : CRDT_OK;
+    if (ctx != NULL && ctx->compact &&
+        memcmp(id->actor.b, ctx->self.b, CRDT_ACTOR_BYTES) == 0)
+        return msgpack_pack_uint64(&e->pk, id->ctr) < 0 ? CRDT_ENOMEM
+                                                        : CRDT_OK;
     if (msgpack_pack_array(&e->pk, 2) < 0 ||
         crdt__enc_bin(e, id->actor.b, CRDT_ACTOR_BYTES) < 0 ||
         msgpack_pack_uint64(&e->pk, id->ctr) < 0)
@@ -61,19 +78,8 @@ cp_count(const char *s, size_t len)
     return n;
 }
 
-static int
-name(crdt__mp *m, const char **s, size_t *len)
-{
-    uint32_t n;
-
-    if (crdt__mp_name(m, s, &n) < 0)
-        return CRDT_EPROTO;
-    *len = n;
-    return CRDT_OK;
-}
-
 int
-crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
+crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
 {
     static const uint32_t want[] = { 9, 7, 9, 7, 7 };
     const char *txt;
@@ -82,17 +88,30 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
 
     if (n != want[op->kind - CRDT_OP_TINS])
         return CRDT_EPROTO;
-    if (name(m, &op->coll, &op->coll_len) < 0 ||
-        name(m, &op->doc, &op->doc_len) < 0 ||
-        name(m, &op->field, &op->field_len) < 0 ||
+    if (crdt__op_name(m, &op->coll, &op->coll_len, ctx, 0) < 0 ||
+        crdt__op_name(m, &op->doc, &op->doc_len, ctx, 1) < 0 ||
+        crdt__op_name(m, &op->field, &op->field_len, ctx, 2) < 0 ||
         crdt__mp_uint(m, &op->pos) < 0 || op->pos >= CTR_MAX)
         return CRDT_EPROTO;
+    if (ctx != NULL && ctx->compact) {
+        op->author = ctx->self;
+        op->has_author = 1;
+    }
     switch (op->kind) {
     case CRDT_OP_TINS:
     case CRDT_OP_LINS:
-        if (crdt__mp_uint(m, &op->ctr) < 0 || op->ctr == 0 ||
+        if (ctx != NULL && ctx->compact && m->p < m->end && *m->p == 0xc0) {
+            if (ctx->next_ctr == 0)
+                return CRDT_EPROTO; /* no insert before it */
+            m->p++;
+            op->ctr = ctx->next_ctr;
+        } else if (crdt__mp_uint(m, &op->ctr) < 0) {
+            return CRDT_EPROTO;
+        }
+        if (op->ctr == 0 ||
             op->ctr >= CTR_MAX - CRDT_TEXT_INSERT_MAX ||
-            dec_id(m, &op->left, 1) < 0 || dec_id(m, &op->right, 1) < 0)
+            dec_id(m, &op->left, 1, ctx) < 0 ||
+            dec_id(m, &op->right, 1, ctx) < 0)
             return CRDT_EPROTO;
         if (op->kind == CRDT_OP_LINS) {
             const unsigned char *v0 = m->p;
@@ -100,6 +119,8 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
                 (size_t)(m->p - v0) > CRDT__LIST_VALUE_MAX)
                 return CRDT_EPROTO;
             op->len = 1;
+            if (ctx != NULL)
+                ctx->next_ctr = op->ctr + 1;
             return CRDT_OK;
         }
         if (crdt__mp_str(m, &txt, &tl) < 0 || tl == 0 ||
@@ -109,6 +130,8 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
         op->text = txt;
         op->text_len = tl;
         op->len = cp_count(txt, tl);
+        if (ctx != NULL)
+            ctx->next_ctr = op->ctr + op->len;
         return CRDT_OK;
     case CRDT_OP_TDEL:
     case CRDT_OP_LDEL:
@@ -122,8 +145,11 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
         for (uint32_t i = 0; i < rn / 3; i++) {
             unsigned char a[CRDT_ACTOR_BYTES];
             uint64_t c, l;
-            if (crdt__mp_bin_fixed(m, a, sizeof a) < 0 ||
-                crdt__mp_uint(m, &c) < 0 || crdt__mp_uint(m, &l) < 0 ||
+            if (op->has_author && m->p < m->end && *m->p == 0xc0)
+                m->p++; /* the change's own actor */
+            else if (crdt__mp_bin_fixed(m, a, sizeof a) < 0)
+                return CRDT_EPROTO;
+            if (crdt__mp_uint(m, &c) < 0 || crdt__mp_uint(m, &l) < 0 ||
                 c == 0 || l == 0 || c >= CTR_MAX || l >= CTR_MAX - c)
                 return CRDT_EPROTO;
         }
@@ -132,7 +158,7 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
         return CRDT_OK;
     case CRDT_OP_LSET: {
         const unsigned char *v0;
-        if (dec_id(m, &op->target, 0) < 0)
+        if (dec_id(m, &op->target, 0, ctx) < 0)
             return CRDT_EPROTO;
         v0 = m->p;
         if (crdt__mp_value(m, &op->value) < 0 ||
@@ -145,8 +171,36 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n)
     }
 }
 
+/* The ranges of @p op, each actor spelled out, or (in a format-2
+ * context) nil for the change's own actor. */
+static int
+enc_ranges(crdt__enc *e, const crdt_op *op, const crdt_op_iter *ctx)
+{
+    crdt_op_ranges it;
+    crdt_seq_range g;
+    int rc;
+
+    if (!op->has_author && (ctx == NULL || !ctx->compact))
+        return crdt__enc_raw(e, op->ranges, op->ranges_len); /* as is */
+    crdt_op_ranges_init(&it, op);
+    if (it.p == NULL ||
+        msgpack_pack_array(&e->pk, (size_t)(3 * it.left)) < 0)
+        return it.p == NULL ? CRDT_EINVAL : CRDT_ENOMEM;
+    while ((rc = crdt_op_ranges_next(&g, &it)) == CRDT_OK) {
+        if (ctx != NULL && ctx->compact &&
+            memcmp(g.actor.b, ctx->self.b, CRDT_ACTOR_BYTES) == 0)
+            rc = msgpack_pack_nil(&e->pk) < 0 ? CRDT_ENOMEM : CRDT_OK;
+        else
+            rc = crdt__enc_bin(e, g.actor.b, CRDT_ACTOR_BYTES);
+        if (rc < 0 || msgpack_pack_uint64(&e->pk, g.ctr) < 0 ||
+            msgpack_pack_uint64(&e->pk, g.len) < 0)
+            return CRDT_ENOMEM;
+    }
+    return rc == CRDT_ENOTFOUND ? crdt__enc_ok(e) : rc;
+}
+
 int
-crdt__seq_op_encode(crdt__enc *e, const crdt_op *op)
+crdt__seq_op_encode(crdt__enc *e, const crdt_op *op, crdt_op_iter *ctx)
 {
     static const uint32_t want[] = { 9, 7, 9, 7, 7 };
     int rc;
@@ -156,19 +210,25 @@ crdt__seq_op_encode(crdt__enc *e, const crdt_op *op)
     if (msgpack_pack_array(&e->pk, want[op->kind - CRDT_OP_TINS]) < 0 ||
         msgpack_pack_uint64(&e->pk, op->kind) < 0)
         return CRDT_ENOMEM;
-    if ((rc = crdt__enc_str(e, op->coll, op->coll_len)) < 0 ||
-        (rc = crdt__enc_str(e, op->doc, op->doc_len)) < 0 ||
-        (rc = crdt__enc_str(e, op->field, op->field_len)) < 0)
+    if ((rc = crdt__op_enc_name(e, op->coll, op->coll_len, ctx, 0)) < 0 ||
+        (rc = crdt__op_enc_name(e, op->doc, op->doc_len, ctx, 1)) < 0 ||
+        (rc = crdt__op_enc_name(e, op->field, op->field_len, ctx, 2)) < 0)
         return rc;
     if (msgpack_pack_uint64(&e->pk, op->pos) < 0)
         return CRDT_ENOMEM;
     switch (op->kind) {
     case CRDT_OP_TINS:
     case CRDT_OP_LINS:
-        if (msgpack_pack_uint64(&e->pk, op->ctr) < 0)
+        if (ctx != NULL && ctx->compact && ctx->next_ctr == op->ctr) {
+            if (msgpack_pack_nil(&e->pk) < 0)
+                return CRDT_ENOMEM;
+        } else if (msgpack_pack_uint64(&e->pk, op->ctr) < 0) {
             return CRDT_ENOMEM;
-        if ((rc = enc_id(e, &op->left)) < 0 ||
-            (rc = enc_id(e, &op->right)) < 0)
+        }
+        if (ctx != NULL)
+            ctx->next_ctr = op->ctr + op->len;
+        if ((rc = enc_id(e, &op->left, ctx)) < 0 ||
+            (rc = enc_id(e, &op->right, ctx)) < 0)
             return rc;
         if (op->kind == CRDT_OP_LINS)
             return crdt__enc_value(e, &op->value);
@@ -179,9 +239,9 @@ crdt__seq_op_encode(crdt__enc *e, const crdt_op *op)
             return CRDT_ENOMEM;
         if (op->ranges == NULL || op->ranges_len == 0)
             return CRDT_EINVAL;
-        return crdt__enc_raw(e, op->ranges, op->ranges_len);
+        return enc_ranges(e, op, ctx);
     case CRDT_OP_LSET:
-        if ((rc = enc_id(e, &op->target)) < 0)
+        if ((rc = enc_id(e, &op->target, ctx)) < 0)
             return rc;
         return crdt__enc_value(e, &op->value);
     default:
@@ -195,8 +255,11 @@ crdt_op_ranges_init(crdt_op_ranges *it, const crdt_op *op)
     crdt__mp m;
     uint32_t n = 0;
 
-    it->p = it->end = NULL;
-    it->left = 0;
+    memset(it, 0, sizeof *it);
+    if (op != NULL && op->has_author) {
+        it->author = op->author;
+        it->has_author = 1;
+    }
     if (op == NULL || op->ranges == NULL ||
         (op->kind != CRDT_OP_TDEL && op->kind != CRDT_OP_LDEL))
         return;
@@ -218,8 +281,14 @@ crdt_op_ranges_next(crdt_seq_range *out, crdt_op_ranges *it)
         return CRDT_ENOTFOUND;
     m.p = it->p;
     m.end = it->end;
-    if (crdt__mp_bin_fixed(&m, out->actor.b, CRDT_ACTOR_BYTES) < 0 ||
-        crdt__mp_uint(&m, &out->ctr) < 0 || crdt__mp_uint(&m, &out->len) < 0 ||
+    if (it->has_author && m.p < m.end && *m.p == 0xc0) {
+        m.p++;
+        out->actor = it->author;
+    } else if (crdt__mp_bin_fixed(&m, out->actor.b, CRDT_ACTOR_BYTES) < 0) {
+        it->left = 0;
+        return CRDT_EPROTO;
+    }
+    if (crdt__mp_uint(&m, &out->ctr) < 0 || crdt__mp_uint(&m, &out->len) < 0 ||
         out->ctr == 0 || out->len == 0) {
         it->left = 0;
         return CRDT_EPROTO;

@@ -34,6 +34,7 @@ struct crdt_txn {
     size_t n_dels;
     uint64_t seq_ctr;  /* last sequence element id issued; 0: not loaded */
     int seq_ctr_dirty;
+    size_t last_from;  /* where the last op's bytes start in ops */
 };
 
 static int run_dels(crdt_txn *t);
@@ -95,12 +96,12 @@ crdt_txn_begin(crdt_txn **out, crdt_replica *r)
     return CRDT_OK;
 }
 
-/* Apply encoded ops [from, end) starting at op index @p index. */
+/* Apply the encoded ops in [p, end) starting at op index @p index. */
 static int
-apply_encoded(crdt_txn *t, size_t from, uint64_t index)
+apply_bytes(crdt_txn *t, const unsigned char *p, const unsigned char *end,
+            uint64_t index)
 {
-    crdt__mp m = { (unsigned char *)t->ops.sb.data + from,
-                   (unsigned char *)t->ops.sb.data + t->ops.sb.size };
+    crdt__mp m = { p, end };
     crdt_op op;
     int rc;
 
@@ -118,6 +119,16 @@ apply_encoded(crdt_txn *t, size_t from, uint64_t index)
         index++;
     }
     return CRDT_OK;
+}
+
+/* Apply encoded ops [from, end) of the txn's ops starting at op index
+ * @p index. */
+static int
+apply_encoded(crdt_txn *t, size_t from, uint64_t index)
+{
+    return apply_bytes(t, (unsigned char *)t->ops.sb.data + from,
+                       (unsigned char *)t->ops.sb.data + t->ops.sb.size,
+                       index);
 }
 
 /* Keeps (2): grow the map and replay everything recorded so far. */
@@ -156,6 +167,7 @@ finish_op(crdt_txn *t, size_t from, int rc)
         rc = retry_after_map_full(t);
     if (rc == CRDT_OK) {
         t->n_ops++;
+        t->last_from = from;
         return CRDT_OK;
     }
     /* the op is not part of the change: drop its bytes */
@@ -339,12 +351,34 @@ crdt_txn_op_count(const crdt_txn *t)
     return t ? t->n_ops : 0;
 }
 
+/* The txn's ops (standalone form) as a format-2 change says them: a
+ * name that repeats the op before's, and an id of our own actor, by
+ * reference (codec.c). */
+static int
+compact_ops(crdt__enc *out, crdt_txn *t)
+{
+    crdt__mp m = { (unsigned char *)t->ops.sb.data,
+                   (unsigned char *)t->ops.sb.data + t->ops.sb.size };
+    crdt_op_iter ctx;
+    crdt_op op;
+    int rc;
+
+    memset(&ctx, 0, sizeof ctx);
+    ctx.compact = 1;
+    ctx.self = t->r->actor;
+    while (m.p < m.end)
+        if ((rc = crdt__op_decode(&op, &m)) < 0 ||
+            (rc = crdt__op_encode_in(out, &op, &ctx)) < 0)
+            return rc;
+    return crdt__enc_ok(out);
+}
+
 /* Encode, hash, sign and store the change; update heads and counters. */
 static int
 write_change(crdt_txn *t, crdt_commit_info *info)
 {
     crdt_replica *r = t->r;
-    crdt__enc body, change;
+    crdt__enc body, change, ops;
     unsigned char hash[CRDT_HASH_BYTES], sig[64], key[16];
     crdt__head h;
     MDB_val k, v;
@@ -353,6 +387,9 @@ write_change(crdt_txn *t, crdt_commit_info *info)
 
     crdt__enc_init(&body);
     crdt__enc_init(&change);
+    crdt__enc_init(&ops);
+    if ((rc = compact_ops(&ops, t)) < 0)
+        goto done;
     /* a failed write would leave a short change, signed and stored: every
      * step is checked (out of memory fails the commit) */
     if (msgpack_pack_array(&body.pk, 9) < 0 ||
@@ -365,7 +402,7 @@ write_change(crdt_txn *t, crdt_commit_info *info)
         msgpack_pack_uint64(&body.pk, t->hlc0) < 0 ||
         crdt__enc_bin(&body, t->prev, CRDT_HASH_BYTES) < 0 ||
         msgpack_pack_array(&body.pk, (size_t)t->n_ops) < 0 ||
-        crdt__enc_raw(&body, t->ops.sb.data, t->ops.sb.size) < 0) {
+        crdt__enc_raw(&body, ops.sb.data, ops.sb.size) < 0) {
         rc = CRDT_ENOMEM;
         goto done;
     }
@@ -426,6 +463,7 @@ write_change(crdt_txn *t, crdt_commit_info *info)
 done:
     crdt__enc_free(&body);
     crdt__enc_free(&change);
+    crdt__enc_free(&ops);
     return rc;
 }
 
@@ -557,10 +595,76 @@ crdt__txn_seq_ids(crdt_txn *t, uint64_t n, uint64_t *first)
     return CRDT_OK;
 }
 
+/*
+ * @p op continues the last op's run (oprun.c): the last op's bytes are
+ * replaced by @p folded, and @p op alone is applied, under the last op's
+ * index. A map-full retry replays the folded op, which includes it; on
+ * failure the last op's bytes come back.
+ */
+static int
+fold_into_last(crdt_txn *t, const crdt__enc *folded, const crdt_op *op)
+{
+    size_t from = t->last_from, old_len = t->ops.sb.size - from;
+    unsigned char *old = malloc(old_len);
+    crdt__enc one;
+    int rc;
+
+    if (old == NULL)
+        return CRDT_ENOMEM;
+    memcpy(old, t->ops.sb.data + from, old_len);
+    crdt__enc_init(&one);
+    rc = crdt__op_encode(&one, op);
+    if (rc == CRDT_OK)
+        rc = crdt__enc_ok(&one);
+    if (rc == CRDT_OK) {
+        t->ops.sb.size = from;
+        rc = crdt__enc_raw(&t->ops, folded->sb.data, folded->sb.size);
+    }
+    if (rc == CRDT_OK && t->ops.sb.size > CRDT_CHANGE_MAX - 512)
+        rc = CRDT_ELIMIT;
+    if (rc == CRDT_OK)
+        rc = apply_bytes(t, (unsigned char *)one.sb.data,
+                         (unsigned char *)one.sb.data + one.sb.size,
+                         t->n_ops - 1);
+    if (rc == CRDT__EMAPFULL)
+        rc = retry_after_map_full(t);
+    crdt__enc_free(&one);
+    if (rc < 0) {
+        t->ops.sb.size = from;
+        if (crdt__enc_raw(&t->ops, old, old_len) < 0 ||
+            (rc != CRDT_EINVAL && rc != CRDT_ETYPE && rc != CRDT_ELIMIT &&
+             rc != CRDT_EPERM))
+            t->failed = 1; /* keeps (3) */
+    }
+    free(old);
+    return rc == CRDT__EMAPFULL ? CRDT_EFULL : rc;
+}
+
 int
 crdt__txn_add_op(crdt_txn *t, const crdt_op *op)
 {
     size_t from = t->ops.sb.size;
 
+    if (t->n_ops > 0 && t->last_from < from &&
+        (op->kind == CRDT_OP_TINS || op->kind == CRDT_OP_TDEL ||
+         op->kind == CRDT_OP_LDEL)) {
+        crdt__mp m = { (unsigned char *)t->ops.sb.data + t->last_from,
+                       (unsigned char *)t->ops.sb.data + from };
+        crdt_op last;
+        crdt__enc folded;
+        int k = 0;
+
+        crdt__enc_init(&folded);
+        if (crdt__op_decode(&last, &m) == CRDT_OK && m.p == m.end)
+            k = crdt__op_fold(&folded, &last, op, &t->r->actor);
+        if (k == 1)
+            k = fold_into_last(t, &folded, op);
+        else if (k == 0)
+            k = 2; /* not a continuation */
+        crdt__enc_free(&folded);
+        if (k != 2)
+            return k;
+    }
+    t->last_from = from;
     return finish_op(t, from, crdt__op_encode(&t->ops, op));
 }

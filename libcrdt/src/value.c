@@ -1,5 +1,6 @@
 /*
- * value.c: the one order of scalar values, for every layer.
+ * value.c: the one order of scalar values, and the one rule for printing
+ * a double shortest, for every layer.
  *
  * Keeps: (1) crdt_value_cmp() is a total order in which two values are
  * equal exactly when they are the same value bit for bit: doubles by IEEE
@@ -11,7 +12,25 @@
  */
 #include "crdt/value.h"
 
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+int
+crdt_double_digits(double d)
+{
+    char buf[40];
+
+    if (!isfinite(d))
+        return 17;
+    for (int p = 1; p < 17; p++) {
+        snprintf(buf, sizeof buf, "%.*e", p - 1, d);
+        if (strtod(buf, NULL) == d)
+            return p;
+    }
+    return 17; /* always enough for a binary64 */
+}
 
 /* A double's bits as an integer whose signed order is IEEE totalOrder:
  * negative doubles have their magnitude bits flipped. */

@@ -75,7 +75,7 @@ epoch_builder_add_lens(epoch_builder *b, const epoch_lens *lens)
     if ((rc = epoch_lens_format(&text, &len, lens)) < 0)
         return rc;
     rc = epoch_lens_parse(&b->lens, text, len, NULL);
-    free(text);
+    epoch_free(text);
     return rc;
 }
 
@@ -298,8 +298,8 @@ done:
     epoch_info_clear(&next);
     epoch_info_clear(&cur);
     free(schema);
-    free(heads);
-    free(lens_text);
+    crdt_free(heads);
+    epoch_free(lens_text);
     crdt_vv_free(vv);
     return rc;
 }
@@ -371,6 +371,6 @@ epoch_builder_commit(epoch_info *out, epoch_builder *b)
         epoch_migration_abort(b->r);
     }
 out:
-    free(lens_text);
+    epoch_free(lens_text);
     return rc;
 }

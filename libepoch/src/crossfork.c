@@ -20,11 +20,12 @@
  *       wrote under its actor (the incarnation guard renews it after).
  * Every change of that actor in our log then leaves the log for the
  * quarantine, nothing is archived as folded:
- *   - a change at or below the cut is kept with kind CRDT_QK_UNSYNCED and
- *     is not re-applied by itself: the cut's hash cannot tell which of
- *     them the epoch folded too (those written before the copy was made
+ *   - a change below the cut is kept with kind CRDT_QK_UNSYNCED and is
+ *     not re-applied by itself: the cut's hash cannot tell which of them
+ *     the epoch folded too (those written before the copy was made
  *     were), so re-applying could apply an op twice;
- *   - a change beyond the cut continues our version, which lost: kind
+ *   - a change that holds the cut's seq is not the one folded there, and
+ *     a change beyond the cut continues our version, which lost: kind
  *     CRDT_QK_EQUIVOCATION, so a copy re-applies its own under its new
  *     incarnation, as at equal epochs.
  * Invariants:
@@ -42,11 +43,12 @@
 
 static const char WHY_FOLDED[] =
     "equivocation across epochs: the epoch folds another chain of this "
-    "actor (a copied replica?); this change is at or below its cut and "
-    "may or may not be among the folded ones: kept, not re-applied";
+    "actor (a copied replica?); this change is below its cut and may or "
+    "may not be among the folded ones: kept, not re-applied";
 static const char WHY_BEYOND[] =
     "equivocation across epochs: the epoch folds another chain of this "
-    "actor (a copied replica?); this change continues the losing one";
+    "actor (a copied replica?); this change is not the one it folds at "
+    "the cut, or continues the losing chain";
 
 /* One change of ours: its log key and bounds. */
 typedef struct {
@@ -123,9 +125,7 @@ move_out(crdt_raw *t, const unsigned char *key, const char *why, int kind,
     size_t vl;
     unsigned char *copy;
     crdt_change ch;
-    crdt_op_iter it;
-    crdt_op op;
-    uint64_t i = 0;
+    uint64_t n = 0;
     int rc;
 
     if ((rc = crdt_raw_get(t, CRDT_DB_LOG, key, 16, &v, &vl)) < 0)
@@ -134,18 +134,12 @@ move_out(crdt_raw *t, const unsigned char *key, const char *why, int kind,
         return CRDT_ENOMEM;
     memcpy(copy, v, vl); /* the view dies at the first write */
     rc = crdt_change_decode(&ch, copy, vl);
-    if (rc == CRDT_OK) {
-        crdt_op_iter_init(&it, &ch);
-        while (rc == CRDT_OK && crdt_op_iter_next(&op, &it) == CRDT_OK) {
-            rc = epoch__quarantine_put(t, &ch, ch.seq + i, ch.hlc + i, &op,
-                                       why, kind);
-            i++;
-        }
-    }
+    if (rc == CRDT_OK)
+        rc = crdt_raw_quarantine_change(&n, t, &ch, 0, kind, why);
     if (rc == CRDT_OK)
         rc = crdt_raw_del(t, CRDT_DB_LOG, key, 16);
     if (rc == CRDT_OK)
-        *moved += i;
+        *moved += n;
     free(copy);
     return rc;
 }
@@ -196,7 +190,7 @@ epoch__quarantine_crossforks_in(uint64_t *moved_out, uint64_t *forked_out,
             forked++;
             *own_out |= is_own;
             for (size_t j = 0; rc == CRDT_OK && j < n; j++)
-                rc = m[j].last <= cut[i].seq
+                rc = m[j].last < cut[i].seq
                          ? move_out(t, m[j].key, WHY_FOLDED,
                                     CRDT_QK_UNSYNCED, &moved)
                          : move_out(t, m[j].key, WHY_BEYOND,

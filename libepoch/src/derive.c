@@ -29,33 +29,48 @@
 
 #include "epoch_internal.h"
 
+typedef struct {
+    epoch__head *v;
+    size_t n, cap;
+} head_list;
+
+static int
+keep_head(const crdt_head *h, void *ctx)
+{
+    head_list *l = ctx;
+
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        epoch__head *v = realloc(l->v, cap * sizeof *v);
+        if (v == NULL)
+            return CRDT_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n].actor = h->actor;
+    l->v[l->n].seq = h->seq;
+    memcpy(l->v[l->n].hash, h->hash, CRDT_HASH_BYTES);
+    l->n++;
+    return CRDT_OK;
+}
+
+/* The blob is libcrdt's: crdt_heads_parse() reads it, with the same
+ * answer to a bad blob as every other reader. */
 int
 epoch__heads_parse(epoch__head **out, size_t *n_out, const unsigned char *h,
                    size_t len)
 {
-    crdt__mp m = { h, h + len };
-    epoch__head *v;
-    uint32_t n;
+    head_list l = { NULL, 0, 0 };
+    int rc;
 
     *out = NULL;
     *n_out = 0;
-    if (crdt__mp_array(&m, &n) < 0 || n % 5 != 0)
-        return CRDT_EPROTO;
-    if (n == 0)
-        return CRDT_OK;
-    if ((v = calloc(n / 5, sizeof *v)) == NULL)
-        return CRDT_ENOMEM;
-    for (uint32_t i = 0; i < n / 5; i++) {
-        if (crdt__mp_bin_fixed(&m, v[i].actor.b, CRDT_ACTOR_BYTES) < 0 ||
-            crdt__mp_uint(&m, &v[i].seq) < 0 ||
-            crdt__mp_bin_fixed(&m, v[i].hash, CRDT_HASH_BYTES) < 0 ||
-            crdt__mp_skip(&m) < 0 || crdt__mp_skip(&m) < 0) {
-            free(v);
-            return CRDT_EPROTO;
-        }
+    if ((rc = crdt_heads_parse(h, len, keep_head, &l)) < 0) {
+        free(l.v);
+        return rc;
     }
-    *out = v;
-    *n_out = n / 5;
+    *out = l.v;
+    *n_out = l.n;
     return CRDT_OK;
 }
 

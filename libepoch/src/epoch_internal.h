@@ -69,10 +69,6 @@ int epoch__marker_put(crdt_raw *t, uint64_t target, const char *lens,
                       const char *custom);
 int epoch__marker_del(crdt_raw *t);
 
-/* Quarantine one op inside a txn. */
-int epoch__quarantine_put(crdt_raw *t, const crdt_change *c, uint64_t seq,
-                          uint64_t hlc, const crdt_op *op, const char *reason,
-                          int kind);
 
 /* The losing side of an equivocation, inside a reset's txn. */
 int epoch__quarantine_forks_in(uint64_t *moved_out, crdt_raw *t,
@@ -92,7 +88,8 @@ typedef struct {
     uint64_t seq;
     unsigned char hash[CRDT_HASH_BYTES];
 } epoch__head;
-/* Parse a heads blob; @p out is malloc'd (NULL when empty). */
+/* Parse a heads blob through crdt_heads_parse(); @p out is malloc'd
+ * (NULL when empty). */
 int epoch__heads_parse(epoch__head **out, size_t *n_out,
                        const unsigned char *h, size_t len);
 

@@ -12,6 +12,7 @@
  *      reads back to an equal value: doubles always carry a '.' or an
  *      exponent, so they never come back as ints.
  */
+#include "crdt/replica.h" /* crdt_hex() */
 #include "lens_internal.h"
 
 #include <inttypes.h>
@@ -69,17 +70,14 @@ int
 epoch__double_shortest(char *buf, size_t size, double d)
 {
     char *e;
-    int prec, n = -1, exp10, decimals;
+    int prec, n, exp10, decimals;
 
     if (!isfinite(d))
         return -1;
-    for (prec = 1; prec <= 17; prec++) {
-        n = snprintf(buf, size, "%.*e", prec - 1, d);
-        if (n < 0 || (size_t)n >= size)
-            return -1;
-        if (strtod(buf, NULL) == d)
-            break;
-    }
+    prec = crdt_double_digits(d); /* the digits: libcrdt's one rule */
+    n = snprintf(buf, size, "%.*e", prec - 1, d);
+    if (n < 0 || (size_t)n >= size)
+        return -1;
     e = strchr(buf, 'e');
     exp10 = e != NULL ? atoi(e + 1) : 0; /* after rounding to prec digits */
     if (exp10 >= -7 && exp10 < 21) {
@@ -104,7 +102,6 @@ put_str(epoch_buf *b, const char *s)
 static int
 string_format(epoch_buf *b, const char *p, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     char esc[7];
     size_t i;
     int rc = epoch__buf_put(b, "\"", 1);
@@ -128,8 +125,7 @@ string_format(epoch_buf *b, const char *p, size_t len)
             rc = put_str(b, "\\f");
         } else if (c < 0x20) {
             memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
+            crdt_hex(esc + 4, &c, 1);
             rc = epoch__buf_put(b, esc, 6);
         } else {
             rc = epoch__buf_put(b, &p[i], 1);

@@ -1,10 +1,9 @@
 /*
  * quarantine.c: ops that could not be rebased, kept with their reason.
  *
- *   key   = actor(8) | seq(8) | kind(1) | tag(8)   (crdt/raw.h; stores
- *           written before kinds existed used actor(8) | seq(8))
- *   value = [ reason: str, epoch: bin32, hlc: uint, op: bin (as written) ]
- * The kind (rebase, unsynced, equivocation, pending overflow) and the tag
+ * The records are libcrdt's (crdt_raw_quarantine_put(),
+ * crdt_quarantine_decode(), crdt/raw.h); this file decides what goes
+ * there and lists and re-applies it. The kind (rebase, unsynced, equivocation, pending overflow) and the tag
  * (the change's hash) keep two reasons, or two versions of one
  * (actor, seq), from overwriting each other.
  *
@@ -16,63 +15,25 @@
 
 #include "epoch_internal.h"
 
-int
-epoch__quarantine_put(crdt_raw *t, const crdt_change *c, uint64_t seq,
-                      uint64_t hlc, const crdt_op *op, const char *reason,
-                      int kind)
-{
-    unsigned char key[CRDT_QUARANTINE_KEY_BYTES];
-    crdt__enc e, o;
-    int rc;
-
-    crdt_quarantine_key(key, &c->actor, seq, kind, c->hash);
-    crdt__enc_init(&e);
-    crdt__enc_init(&o);
-    rc = crdt__op_encode(&o, op);
-    if (rc == CRDT_OK) {
-        msgpack_pack_array(&e.pk, 4);
-        crdt__enc_str(&e, reason, strlen(reason));
-        crdt__enc_bin(&e, c->epoch_id, EPOCH_ID_BYTES);
-        msgpack_pack_uint64(&e.pk, hlc);
-        crdt__enc_bin(&e, o.sb.data, o.sb.size);
-        rc = crdt__enc_ok(&e);
-    }
-    if (rc == CRDT_OK) {
-        rc = crdt_raw_put(t, CRDT_DB_QUARANTINE, key, sizeof key, e.sb.data,
-                          e.sb.size);
-    }
-    crdt__enc_free(&e);
-    crdt__enc_free(&o);
-    return rc;
-}
-
 static int
 decode(epoch_quarantined *q, char *reason, size_t rsz, const void *k,
        size_t kl, const void *v, size_t vl)
 {
-    crdt__mp m = { v, (const unsigned char *)v + vl }, om;
-    const char *rs;
-    const unsigned char *ob;
-    uint32_t n, rl, ol;
+    crdt_quarantined c;
+    int rc;
 
-    if (kl != 16 && kl != CRDT_QUARANTINE_KEY_BYTES)
-        return CRDT_ECORRUPT;
-    memcpy(q->actor.b, k, 8);
-    q->seq = crdt__rd64((const unsigned char *)k + 8);
-    q->kind = kl == 16 ? 0 : ((const unsigned char *)k)[16];
+    if ((rc = crdt_quarantine_decode(&c, k, kl, v, vl)) < 0)
+        return rc;
+    q->actor = c.actor;
+    q->seq = c.seq;
+    q->hlc = c.hlc;
+    q->kind = c.kind;
     q->key = k;
     q->key_len = kl;
-    if (crdt__mp_array(&m, &n) < 0 || n != 4 ||
-        crdt__mp_str(&m, &rs, &rl) < 0 ||
-        crdt__mp_bin_fixed(&m, q->epoch_id, EPOCH_ID_BYTES) < 0 ||
-        crdt__mp_uint(&m, &q->hlc) < 0 || crdt__mp_bin(&m, &ob, &ol) < 0)
-        return CRDT_ECORRUPT;
-    snprintf(reason, rsz, "%.*s", (int)rl, rs);
+    q->op = c.op;
+    memcpy(q->epoch_id, c.epoch_id, EPOCH_ID_BYTES);
+    snprintf(reason, rsz, "%.*s", (int)c.reason_len, c.reason);
     q->reason = reason;
-    om.p = ob;
-    om.end = ob + ol;
-    if (crdt__op_decode(&q->op, &om) < 0)
-        return CRDT_ECORRUPT;
     return CRDT_OK;
 }
 
@@ -123,25 +84,54 @@ epoch_quarantine_count(uint64_t *out, crdt_replica *r)
     return rc;
 }
 
-static uint64_t
-heads_seq(const unsigned char *h, size_t len, const crdt_actor *a)
-{
-    crdt__mp m = { h, h + len };
-    uint32_t n;
+/* Log keys of changes that left the log for the quarantine. */
+typedef struct {
+    unsigned char (*k)[16];
+    size_t n;
+} dead_keys;
 
-    if (h == NULL || crdt__mp_array(&m, &n) < 0)
-        return 0;
-    for (uint32_t i = 0; i < n / 5; i++) {
-        unsigned char actor[8];
-        uint64_t seq;
-        if (crdt__mp_bin_fixed(&m, actor, 8) < 0 ||
-            crdt__mp_uint(&m, &seq) < 0 || crdt__mp_skip(&m) < 0 ||
-            crdt__mp_skip(&m) < 0 || crdt__mp_skip(&m) < 0)
-            return 0;
-        if (memcmp(actor, a->b, 8) == 0)
-            return seq;
+static int
+dead_add(dead_keys *d, const void *k)
+{
+    void *nd = realloc(d->k, (d->n + 1) * sizeof *d->k);
+
+    if (nd == NULL)
+        return CRDT_ENOMEM;
+    d->k = nd;
+    memcpy(d->k[d->n++], k, 16);
+    return CRDT_OK;
+}
+
+/* The changes in the quarantine will never reach a peer: drop them from
+ * the log (after the cursor is closed) and recount it. */
+static int
+dead_drop(crdt_raw *t, dead_keys *d, int rc)
+{
+    for (size_t i = 0; rc == CRDT_OK && i < d->n; i++)
+        rc = crdt_raw_del(t, CRDT_DB_LOG, d->k[i], 16);
+    if (rc == CRDT_OK && d->n > 0)
+        rc = crdt_raw_recount_log(t);
+    free(d->k);
+    d->k = NULL;
+    d->n = 0;
+    return rc;
+}
+
+/* Decode the log record @p v into @p ch, over a copy in @p *copy (the
+ * caller frees it): the record's bytes end with the cursor's txn view. */
+static int
+log_change(crdt_change *ch, unsigned char **copy, const void *v, size_t vl)
+{
+    int rc;
+
+    if ((*copy = malloc(vl ? vl : 1)) == NULL)
+        return CRDT_ENOMEM;
+    memcpy(*copy, v, vl);
+    if ((rc = crdt_change_decode(ch, *copy, vl)) < 0) {
+        free(*copy);
+        *copy = NULL;
     }
-    return 0;
+    return rc;
 }
 
 int
@@ -153,8 +143,7 @@ epoch__quarantine_unsynced_in(uint64_t *moved_out, crdt_raw *t,
     const void *k, *v;
     size_t kl, vl;
     uint64_t moved = 0;
-    unsigned char (*dead)[16] = NULL;
-    size_t n_dead = 0;
+    dead_keys dead = { NULL, 0 };
     int rc;
 
     if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_LOG)) < 0)
@@ -162,40 +151,18 @@ epoch__quarantine_unsynced_in(uint64_t *moved_out, crdt_raw *t,
     rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
     while (rc == CRDT_OK) {
         crdt_change ch;
-        unsigned char *copy = malloc(vl);
-        uint64_t have;
+        unsigned char *copy;
+        uint64_t have, n = 0;
 
-        if (copy == NULL) {
-            rc = CRDT_ENOMEM;
+        if ((rc = log_change(&ch, &copy, v, vl)) < 0)
             break;
-        }
-        memcpy(copy, v, vl);
-        if ((rc = crdt_change_decode(&ch, copy, vl)) < 0) {
-            free(copy);
-            break;
-        }
-        have = heads_seq(target_heads, heads_len, &ch.actor);
-        if (ch.seq + ch.n_ops - 1 > have) {
-            crdt_op_iter it;
-            crdt_op op;
-            uint64_t i = 0;
-            crdt_op_iter_init(&it, &ch);
-            while (rc == CRDT_OK && crdt_op_iter_next(&op, &it) == CRDT_OK) {
-                if (ch.seq + i > have) {
-                    rc = epoch__quarantine_put(t, &ch, ch.seq + i,
-                                               ch.hlc + i, &op, reason,
-                                               CRDT_QK_UNSYNCED);
-                    moved++;
-                }
-                i++;
-            }
-            void *nd = realloc(dead, (n_dead + 1) * 16);
-            if (nd == NULL)
-                rc = CRDT_ENOMEM;
-            else {
-                dead = nd;
-                memcpy(dead[n_dead++], k, 16);
-            }
+        rc = crdt_heads_seq(&have, target_heads, heads_len, &ch.actor);
+        if (rc == CRDT_OK && ch.seq + ch.n_ops - 1 > have) {
+            rc = crdt_raw_quarantine_change(&n, t, &ch, have,
+                                            CRDT_QK_UNSYNCED, reason);
+            moved += n;
+            if (rc == CRDT_OK)
+                rc = dead_add(&dead, k);
         }
         free(copy);
         if (rc < 0)
@@ -205,13 +172,7 @@ epoch__quarantine_unsynced_in(uint64_t *moved_out, crdt_raw *t,
     crdt_raw_cursor_close(c);
     if (rc == CRDT_ENOTFOUND)
         rc = CRDT_OK;
-    /* those changes will never reach a peer: drop them from the log (the
-     * ops are in the quarantine now) */
-    for (size_t i = 0; rc == CRDT_OK && i < n_dead; i++)
-        rc = crdt_raw_del(t, CRDT_DB_LOG, dead[i], 16);
-    if (rc == CRDT_OK && n_dead > 0)
-        rc = crdt_raw_recount_log(t);
-    free(dead);
+    rc = dead_drop(t, &dead, rc);
     if (rc == CRDT_OK && moved_out)
         *moved_out = moved;
     return rc;
@@ -235,14 +196,15 @@ epoch__quarantine_forks_in(uint64_t *moved_out, crdt_raw *t,
     int rc = CRDT_OK;
 
     for (size_t a = 0; rc == CRDT_OK && a < n_actors; a++) {
-        uint64_t base = heads_seq(base_heads, heads_len, &actors[a]);
-        unsigned char (*dead)[16] = NULL;
-        size_t n_dead = 0;
+        dead_keys dead = { NULL, 0 };
         crdt_raw_cursor *c;
         const void *k, *v;
         size_t kl, vl;
+        uint64_t base;
 
-        if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_LOG)) < 0)
+        if ((rc = crdt_heads_seq(&base, base_heads, heads_len,
+                                 &actors[a])) < 0 ||
+            (rc = crdt_raw_cursor_open(&c, t, CRDT_DB_LOG)) < 0)
             break;
         rc = crdt_raw_cursor_seek(c, actors[a].b, 8, &k, &kl, &v, &vl);
         while (rc == CRDT_OK && kl == 16 &&
@@ -250,17 +212,11 @@ epoch__quarantine_forks_in(uint64_t *moved_out, crdt_raw *t,
             const void *sv;
             size_t svl;
             crdt_change ch, theirs;
-            unsigned char *copy = malloc(vl);
+            unsigned char *copy;
+            uint64_t n = 0;
 
-            if (copy == NULL) {
-                rc = CRDT_ENOMEM;
+            if ((rc = log_change(&ch, &copy, v, vl)) < 0)
                 break;
-            }
-            memcpy(copy, v, vl);
-            if ((rc = crdt_change_decode(&ch, copy, vl)) < 0) {
-                free(copy);
-                break;
-            }
             int keep = ch.seq + ch.n_ops - 1 <= base;
             if (!keep &&
                 crdt_raw_get(t, CRDT_DB_STAGING, k, 16, &sv, &svl) ==
@@ -269,26 +225,11 @@ epoch__quarantine_forks_in(uint64_t *moved_out, crdt_raw *t,
                 memcmp(theirs.hash, ch.hash, CRDT_HASH_BYTES) == 0)
                 keep = 1;
             if (!keep) {
-                crdt_op_iter it;
-                crdt_op op;
-                uint64_t i = 0;
-                void *nd;
-                crdt_op_iter_init(&it, &ch);
-                while (rc == CRDT_OK &&
-                       crdt_op_iter_next(&op, &it) == CRDT_OK) {
-                    rc = epoch__quarantine_put(t, &ch, ch.seq + i,
-                                               ch.hlc + i, &op, reason,
-                                               CRDT_QK_EQUIVOCATION);
-                    moved++;
-                    i++;
-                }
-                nd = realloc(dead, (n_dead + 1) * 16);
-                if (nd == NULL)
-                    rc = CRDT_ENOMEM;
-                else {
-                    dead = nd;
-                    memcpy(dead[n_dead++], k, 16);
-                }
+                rc = crdt_raw_quarantine_change(&n, t, &ch, 0,
+                                                CRDT_QK_EQUIVOCATION, reason);
+                moved += n;
+                if (rc == CRDT_OK)
+                    rc = dead_add(&dead, k);
             }
             free(copy);
             if (rc < 0)
@@ -298,11 +239,7 @@ epoch__quarantine_forks_in(uint64_t *moved_out, crdt_raw *t,
         crdt_raw_cursor_close(c);
         if (rc == CRDT_ENOTFOUND)
             rc = CRDT_OK;
-        for (size_t i = 0; rc == CRDT_OK && i < n_dead; i++)
-            rc = crdt_raw_del(t, CRDT_DB_LOG, dead[i], 16);
-        if (rc == CRDT_OK && n_dead > 0)
-            rc = crdt_raw_recount_log(t);
-        free(dead);
+        rc = dead_drop(t, &dead, rc);
     }
     if (rc == CRDT_OK && moved_out)
         *moved_out = moved;

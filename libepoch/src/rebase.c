@@ -57,7 +57,7 @@ release(void *p)
 
     path_clear(x);
     epoch_buf_free(&x->scratch);
-    free(x->obs);
+    crdt_free(x->obs); /* crdt_observed_map()'s */
     free(x);
 }
 
@@ -335,9 +335,8 @@ transform_seq(rebase_ctx *x, crdt_raw *t, const crdt_change *c, uint64_t seq,
     return CRDT_OK;
 
 quarantine:
-    rc = epoch__quarantine_put(t, c, seq, c->hlc + (seq - c->seq), in,
-                               reason ? reason : "cannot be rebased",
-                               CRDT_QK_REBASE);
+    rc = crdt_raw_quarantine_put(t, c, seq, in, CRDT_QK_REBASE,
+                                 reason ? reason : "cannot be rebased");
     return rc < 0 ? rc : CRDT_EREJECTED;
 }
 
@@ -408,7 +407,7 @@ transform(void *p, crdt_raw *t, const crdt_change *c, uint64_t seq,
             rc = crdt_observed_map(&buf, &len, &op, map_field, map_elem, &m);
             if (rc < 0)
                 return rc;
-            free(x->obs);
+            crdt_free(x->obs);
             x->obs = buf;
             op.observed = buf;
             op.observed_len = len;
@@ -435,8 +434,8 @@ transform(void *p, crdt_raw *t, const crdt_change *c, uint64_t seq,
     return CRDT_OK;
 
 quarantine:
-    rc = epoch__quarantine_put(t, c, seq, c->hlc + (seq - c->seq), in,
-                               reason ? reason : "cannot be rebased", CRDT_QK_REBASE);
+    rc = crdt_raw_quarantine_put(t, c, seq, in, CRDT_QK_REBASE,
+                                 reason ? reason : "cannot be rebased");
     return rc < 0 ? rc : CRDT_EREJECTED;
 }
 

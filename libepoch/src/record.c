@@ -71,25 +71,11 @@ dup_n(const char *s, size_t n)
     return d;
 }
 
-static uint64_t
-heads_total(const unsigned char *h, size_t len)
+static int
+add_seq(const crdt_head *h, void *ctx)
 {
-    crdt__mp m = { h, h + len };
-    uint32_t n;
-    uint64_t total = 0, seq;
-    const unsigned char *b;
-    uint32_t bl;
-
-    if (crdt__mp_array(&m, &n) < 0)
-        return 0;
-    for (uint32_t i = 0; i < n / 5; i++) {
-        if (crdt__mp_bin(&m, &b, &bl) < 0 || crdt__mp_uint(&m, &seq) < 0 ||
-            crdt__mp_skip(&m) < 0 || crdt__mp_skip(&m) < 0 ||
-            crdt__mp_skip(&m) < 0)
-            return 0;
-        total += seq;
-    }
-    return total;
+    *(uint64_t *)ctx += h->seq;
+    return CRDT_OK;
 }
 
 int
@@ -151,7 +137,9 @@ epoch_record_decode(epoch_info *out, const unsigned char *buf, size_t len)
         crdt__mp_bin_fixed(&b, e.state_hash, CRDT_HASH_BYTES) < 0 ||
         b.p != b.end)
         goto proto;
-    e.base_total = heads_total(heads, hl);
+    e.base_total = 0;
+    if (crdt_heads_parse(heads, hl, add_seq, &e.base_total) < 0)
+        goto proto;
     id_of(e.id, body, body_len);
     sig_msg(msg, e.id, e.created_ms);
     if (crypto_sign_verify_detached(sig, msg, sizeof msg, e.creator) != 0) {

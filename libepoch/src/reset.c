@@ -365,10 +365,8 @@ keep_ours(crdt_raw *t, const unsigned char *key, const unsigned char *theirs,
     const void *v;
     size_t vl;
     crdt_change mine, other;
-    crdt_op_iter it;
-    crdt_op op;
     unsigned char *copy;
-    uint64_t i = 0;
+    uint64_t n = 0;
     int rc;
 
     if (crdt_raw_get(t, CRDT_DB_LOG, key, 16, &v, &vl) != CRDT_OK)
@@ -379,13 +377,9 @@ keep_ours(crdt_raw *t, const unsigned char *key, const unsigned char *theirs,
     rc = crdt_change_decode(&mine, copy, vl);
     if (rc == CRDT_OK && crdt_change_decode(&other, theirs, tl) == CRDT_OK &&
         memcmp(mine.hash, other.hash, CRDT_HASH_BYTES) != 0) {
-        crdt_op_iter_init(&it, &mine);
-        while (rc == CRDT_OK && crdt_op_iter_next(&op, &it) == CRDT_OK) {
-            rc = epoch__quarantine_put(t, &mine, mine.seq + i, mine.hlc + i,
-                                       &op, why, CRDT_QK_EQUIVOCATION);
-            i++;
-        }
-        *lost += i;
+        rc = crdt_raw_quarantine_change(&n, t, &mine, 0,
+                                        CRDT_QK_EQUIVOCATION, why);
+        *lost += n;
     }
     free(copy);
     return rc;

@@ -18,7 +18,10 @@
  *  (3) A document's input and output bytes live in two buffers reused
  *      from one document to the next: no allocation per entry.
  *
- * Per entry (key layout: docs/storage.md):
+ * Entries are read and written through crdt_state_entry_decode() and
+ * crdt_state_entry_encode() (crdt/raw.h): the bytes are libcrdt's.
+ *
+ * Per entry:
  *   doc tombstone        kept
  *   register 'R'         field renamed/removed; value converted (a failed
  *                        conversion without a default becomes null)
@@ -62,9 +65,9 @@ struct epoch__rewriter {
     const char *custom_coll;
     epoch_custom_fn custom;
     void *custom_ctx;
-    unsigned char doc_prefix[2 * CRDT_NAME_MAX + 2];
-    size_t doc_prefix_len; /* 0: no document in hand */
+    int in_doc;            /* 0: no document in hand */
     char coll[CRDT_NAME_MAX + 1], doc[CRDT_NAME_MAX + 1];
+    size_t coll_len, doc_len;
     int touched;           /* the document's collection is migrated */
     int drops, custom_here; /* the lens drops it; the custom hook owns it */
     size_t n_defaults;
@@ -76,6 +79,7 @@ struct epoch__rewriter {
     entry *outs;          /* what it becomes, in the order produced */
     size_t n_out, cap_out;
     bytes out;
+    bytes val;            /* one encoded value, reused */
     epoch_buf scratch;
 };
 
@@ -224,6 +228,7 @@ epoch__rewriter_free(epoch__rewriter *w)
     free(w->in.p);
     free(w->outs);
     free(w->out.p);
+    free(w->val.p);
     epoch_buf_free(&w->scratch);
     free(w);
 }
@@ -241,24 +246,46 @@ in_lens(const epoch_lens *l, const char *coll)
     return 0;
 }
 
-/* Queue one entry, field part replaced: key = prefix field 0 kind rest. */
+/* Queue entry @p e of the current document, encoded by libcrdt. */
 static int
-put_field_entry(epoch__rewriter *w, const char *field, unsigned char kind,
-                const unsigned char *rest, size_t rl, const void *v,
-                size_t vl)
+put_entry(epoch__rewriter *w, crdt_state_entry *e)
 {
-    unsigned char k[CRDT__KEY_MAX + 64];
-    size_t fl = strlen(field), kl = w->doc_prefix_len + fl + 2 + rl;
+    unsigned char k[CRDT_STATE_KEY_MAX];
+    size_t kl, vl;
+    int rc;
 
-    if (kl > CRDT__KEY_MAX)
-        return CRDT_ELIMIT;
-    memcpy(k, w->doc_prefix, w->doc_prefix_len);
-    memcpy(k + w->doc_prefix_len, field, fl);
-    k[w->doc_prefix_len + fl] = 0;
-    k[w->doc_prefix_len + fl + 1] = kind;
-    if (rl > 0)
-        memcpy(k + w->doc_prefix_len + fl + 2, rest, rl);
-    return add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, k, kl, v, vl);
+    e->coll = w->coll;
+    e->coll_len = w->coll_len;
+    e->doc = w->doc;
+    e->doc_len = w->doc_len;
+    if (e->field != NULL)
+        e->field_len = strlen(e->field);
+    rc = crdt_state_entry_encode(k, &kl, w->val.p, w->val.cap, &vl, e);
+    if (rc == CRDT_ELIMIT && vl > w->val.cap) { /* grow, once */
+        unsigned char *p = realloc(w->val.p, vl);
+        if (p == NULL)
+            return CRDT_ENOMEM;
+        w->val.p = p;
+        w->val.cap = vl;
+        rc = crdt_state_entry_encode(k, &kl, w->val.p, w->val.cap, &vl, e);
+    }
+    if (rc < 0)
+        return rc == CRDT_EINVAL ? CRDT_ECORRUPT : rc;
+    return add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, k, kl,
+                     w->val.p, vl);
+}
+
+/* A register stamped (0, actor 0): every real write wins over it. */
+static int
+put_default(epoch__rewriter *w, const char *field, const crdt_value *v)
+{
+    crdt_state_entry e;
+
+    memset(&e, 0, sizeof e);
+    e.kind = CRDT_ENTRY_REGISTER;
+    e.field = field;
+    e.value = *v;
+    return put_entry(w, &e);
 }
 
 /* Does what the document becomes hold @p field (its new name)? A lens
@@ -267,14 +294,15 @@ put_field_entry(epoch__rewriter *w, const char *field, unsigned char kind,
 static int
 has_out_field(const epoch__rewriter *w, const char *field)
 {
-    size_t fl = strlen(field), base = w->doc_prefix_len;
+    size_t fl = strlen(field);
 
     for (size_t i = 0; i < w->n_out; i++) {
         const entry *e = &w->outs[i];
-        const unsigned char *k = w->out.p + e->ko; /* not resolved yet */
+        crdt_state_entry d; /* not resolved yet: offsets into the buffer */
 
-        if (e->kl > base + fl && memcmp(k + base, field, fl) == 0 &&
-            k[base + fl] == 0)
+        if (crdt_state_key_decode(&d, w->out.p + e->ko, e->kl) == CRDT_OK &&
+            d.field != NULL && d.field_len == fl &&
+            memcmp(d.field, field, fl) == 0)
             return 1;
     }
     return 0;
@@ -313,145 +341,89 @@ map_field(const char **out, epoch__rewriter *w, const char *field, size_t fl)
 }
 
 static int
-rewrite_lens_entry(epoch__rewriter *w, const entry *e)
+rewrite_lens_entry(epoch__rewriter *w, const entry *in)
 {
-    const unsigned char *f = e->k + w->doc_prefix_len, *fend;
     char field[CRDT_NAME_MAX + 1];
     const char *nf = NULL;
-    unsigned char kind;
-    size_t fl;
+    crdt_state_entry e;
+    crdt_value out;
     int rc;
 
-    fend = memchr(f, 0, e->kl - w->doc_prefix_len);
-    if (fend == NULL || fend + 1 >= e->k + e->kl)
-        return CRDT_ECORRUPT;
-    fl = (size_t)(fend - f);
-    if (fl == 0 || fl > CRDT_NAME_MAX)
-        return CRDT_ECORRUPT;
-    memcpy(field, f, fl);
-    field[fl] = 0;
-    kind = fend[1];
-    if ((rc = map_field(&nf, w, field, fl)) < 0)
+    if ((rc = crdt_state_entry_decode(&e, in->k, in->kl, in->v, in->vl)) < 0)
+        return rc;
+    if (e.kind == CRDT_ENTRY_DOC_TOMBSTONE) /* kept as it is */
+        return add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, in->k,
+                         in->kl, in->v, in->vl);
+    memcpy(field, e.field, e.field_len);
+    field[e.field_len] = 0;
+    if ((rc = map_field(&nf, w, field, e.field_len)) < 0)
         return rc == CRDT_ENOTFOUND ? CRDT_OK : rc; /* removed by the lens */
-    const unsigned char *rest = fend + 2;
-    size_t rl = (size_t)(e->k + e->kl - rest);
-
-    if (kind == 'R' && e->vl > 16 && e->v[16] != 0xc1) {
-        crdt_value in, out;
-        unsigned char vb[16 + 4096], *big = NULL, *vp = vb;
-        size_t cap = sizeof vb;
-        int n;
-
-        if (crdt__value_parse(&in, e->v + 16, e->vl - 16) < 0)
-            return CRDT_ECORRUPT;
+    e.field = nf;
+    if ((e.kind == CRDT_ENTRY_REGISTER && !e.tombstone) ||
+        e.kind == CRDT_ENTRY_SET_TAG) {
         rc = epoch_lens_map_value(&out, &w->scratch, w->lens, w->coll, field,
-                                  &in, NULL);
+                                  &e.value, NULL);
         if (rc == CRDT_ENOMEM)
             return rc; /* ours, not the value's */
-        if (rc < 0)
-            out = crdt_value_null(); /* documented: failed → null */
-        if ((out.type == CRDT_VSTRING || out.type == CRDT_VBYTES) &&
-            out.u.s.len + 32 > cap) {
-            cap = out.u.s.len + 32;
-            big = malloc(cap);
-            if (big == NULL)
-                return CRDT_ENOMEM;
-            vp = big;
-        }
-        memcpy(vp, e->v, 16);
-        n = crdt__value_bytes(vp + 16, cap - 16, &out);
-        rc = n < 0 ? CRDT_ELIMIT
-                   : put_field_entry(w, nf, kind, rest, rl, vp,
-                                     16 + (size_t)n);
-        free(big);
-        return rc;
+        /* documented: a failed conversion becomes null */
+        e.value = rc < 0 ? crdt_value_null() : out;
     }
-    if (kind == 'S') {
-        crdt__mp m = { rest, rest + rl };
-        crdt_value in, out;
-        unsigned char nk[CRDT__ELEM_MAX + 16];
-        int n;
-
-        if (crdt__mp_value(&m, &in) < 0 || m.end - m.p != 16)
-            return CRDT_ECORRUPT;
-        rc = epoch_lens_map_value(&out, &w->scratch, w->lens, w->coll, field,
-                                  &in, NULL);
-        if (rc == CRDT_ENOMEM)
-            return rc;
-        if (rc < 0)
-            out = crdt_value_null();
-        n = crdt__value_bytes(nk, CRDT__ELEM_MAX, &out);
-        if (n < 0)
-            return CRDT_ELIMIT;
-        memcpy(nk + n, m.p, 16);
-        return put_field_entry(w, nf, kind, nk, (size_t)n + 16, e->v, e->vl);
-    }
-    return put_field_entry(w, nf, kind, rest, rl, e->v, e->vl);
+    return put_entry(w, &e);
 }
 
 /* ---- custom hook: visible fields in, fresh entries out ---- */
 
+/* Does stamp (h, a) come after the document tombstone @p t? */
+static int
+after(uint64_t h, const crdt_actor *a, const crdt_state_entry *t)
+{
+    if (h != t->hlc)
+        return h > t->hlc;
+    return memcmp(a->b, t->actor.b, sizeof a->b) > 0;
+}
+
 static int
 to_doc(epoch__rewriter *w, epoch_doc *doc)
 {
-    const unsigned char *tomb = NULL;
-    size_t base = w->doc_prefix_len;
-    int rc = CRDT_OK;
+    crdt_state_entry tomb;
+    int have_tomb = 0, rc = CRDT_OK;
 
     for (size_t i = 0; i < w->n && rc == CRDT_OK; i++) {
-        const entry *e = &w->ents[i];
-        const unsigned char *fend;
+        const entry *in = &w->ents[i];
         char field[CRDT_NAME_MAX + 1];
-        size_t fl;
+        crdt_state_entry e;
+        int64_t cur = 0;
 
-        if (e->kl == base) {
-            tomb = e->v;
+        if ((rc = crdt_state_entry_decode(&e, in->k, in->kl, in->v,
+                                          in->vl)) < 0)
+            return rc;
+        if (e.kind == CRDT_ENTRY_DOC_TOMBSTONE) {
+            tomb = e;
+            have_tomb = 1;
             continue;
         }
-        fend = memchr(e->k + base, 0, e->kl - base);
-        if (fend == NULL || fend + 1 >= e->k + e->kl)
-            return CRDT_ECORRUPT;
-        fl = (size_t)(fend - (e->k + base));
-        memcpy(field, e->k + base, fl);
-        field[fl] = 0;
-        switch (fend[1]) {
-        case 'R': {
-            crdt_value v;
-            if (e->vl <= 16 || e->v[16] == 0xc1)
+        memcpy(field, e.field, e.field_len);
+        field[e.field_len] = 0;
+        switch (e.kind) {
+        case CRDT_ENTRY_REGISTER:
+            if (e.tombstone || (have_tomb && !after(e.hlc, &e.actor, &tomb)))
                 break;
-            if (tomb && memcmp(e->v, tomb, 16) <= 0)
-                break;
-            if (crdt__value_parse(&v, e->v + 16, e->vl - 16) < 0)
-                return CRDT_ECORRUPT;
-            rc = epoch_doc_set_register(doc, field, &v);
+            rc = epoch_doc_set_register(doc, field, &e.value);
             break;
-        }
-        case 'C':
-        case 'D': {
-            int64_t cur = 0, part;
-            if (e->vl != (fend[1] == 'C' ? 24u : 16u))
-                return CRDT_ECORRUPT;
-            part = (int64_t)crdt__rd64(e->v + 8);
+        case CRDT_ENTRY_COUNTER:
+        case CRDT_ENTRY_COUNTER_REMOVED:
             epoch_doc_get_counter(&cur, doc, field);
-            rc = epoch_doc_set_counter(doc, field, fend[1] == 'C'
-                                                       ? cur + part
-                                                       : cur - part);
+            rc = epoch_doc_set_counter(doc, field,
+                                       e.kind == CRDT_ENTRY_COUNTER
+                                           ? cur + (int64_t)e.sum
+                                           : cur - (int64_t)e.sum);
             break;
-        }
-        case 'S': {
-            crdt__mp m = { fend + 2, e->k + e->kl };
-            crdt_value v;
-            if (crdt__mp_value(&m, &v) < 0)
-                return CRDT_ECORRUPT;
-            if (e->vl == 1 && e->v[0] == 1)
-                rc = epoch_doc_set_add(doc, field, &v);
+        case CRDT_ENTRY_SET_TAG:
+            if (e.live)
+                rc = epoch_doc_set_add(doc, field, &e.value);
             break;
-        }
-        case 'T':
-        case 'L':
-            break; /* a sequence is not in an epoch_doc: carry_seqs() */
         default:
-            return CRDT_ECORRUPT;
+            break; /* a sequence is not in an epoch_doc: carry_seqs() */
         }
     }
     return rc;
@@ -459,85 +431,68 @@ to_doc(epoch__rewriter *w, epoch_doc *doc)
 
 /*
  * A custom hook sees registers, counters and sets; the records of text
- * and list fields ('T', 'L' blocks) go through it unchanged, so the ids
- * that ops written before it name still exist after it.
+ * and list fields go through it unchanged, so the ids that ops written
+ * before it name still exist after it.
  */
 static int
 carry_seqs(epoch__rewriter *w)
 {
-    size_t base = w->doc_prefix_len;
     int rc = CRDT_OK;
 
     for (size_t i = 0; i < w->n && rc == CRDT_OK; i++) {
-        const entry *e = &w->ents[i];
-        const unsigned char *fend;
-        char field[CRDT_NAME_MAX + 1];
-        size_t fl;
+        const entry *in = &w->ents[i];
+        crdt_state_entry e;
 
-        if (e->kl == base)
-            continue;
-        fend = memchr(e->k + base, 0, e->kl - base);
-        if (fend == NULL || fend + 1 >= e->k + e->kl)
-            return CRDT_ECORRUPT;
-        if (fend[1] != 'T' && fend[1] != 'L')
-            continue;
-        fl = (size_t)(fend - (e->k + base));
-        if (fl == 0 || fl > CRDT_NAME_MAX)
-            return CRDT_ECORRUPT;
-        memcpy(field, e->k + base, fl);
-        field[fl] = 0;
-        rc = put_field_entry(w, field, fend[1], fend + 2,
-                             (size_t)(e->k + e->kl - (fend + 2)), e->v,
-                             e->vl);
+        if ((rc = crdt_state_key_decode(&e, in->k, in->kl)) < 0)
+            return rc;
+        if (e.kind == CRDT_ENTRY_TEXT || e.kind == CRDT_ENTRY_LIST)
+            rc = add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, in->k,
+                           in->kl, in->v, in->vl);
     }
     return rc;
 }
 
+/* What the hook left, as fresh entries stamped (0, actor 0): a counter
+ * is one part of actor 0 (count 1), a set one tag of actor 0 per element
+ * (seqs 1, 2, ...). */
 static int
 from_doc(epoch__rewriter *w, const epoch_doc *doc)
 {
-    unsigned char zero[16] = { 0 }, vb[16 + 8192];
     size_t n = epoch_doc_field_count(doc);
     int rc = CRDT_OK;
 
     for (size_t i = 0; i < n && rc == CRDT_OK; i++) {
         const char *name;
         epoch_field_kind kind;
+        crdt_state_entry e;
         crdt_value v;
         int64_t c;
         size_t sz;
-        int len;
 
         if ((rc = epoch_doc_field(&name, &kind, doc, i)) < 0)
             return rc;
+        memset(&e, 0, sizeof e);
+        e.field = name;
         switch (kind) {
         case EPOCH_FIELD_REGISTER:
             epoch_doc_get_register(&v, doc, name);
-            memset(vb, 0, 16);
-            len = crdt__value_bytes(vb + 16, sizeof vb - 16, &v);
-            rc = len < 0 ? CRDT_ELIMIT
-                         : put_field_entry(w, name, 'R', NULL, 0, vb,
-                                           16 + (size_t)len);
+            rc = put_default(w, name, &v);
             break;
         case EPOCH_FIELD_COUNTER:
             epoch_doc_get_counter(&c, doc, name);
-            crdt__be64(vb, 1);
-            crdt__be64(vb + 8, (uint64_t)c);
-            crdt__be64(vb + 16, 0);
-            rc = put_field_entry(w, name, 'C', zero, 8, vb, 24);
+            e.kind = CRDT_ENTRY_COUNTER;
+            e.count = 1;
+            e.sum = (uint64_t)c;
+            rc = put_entry(w, &e);
             break;
         case EPOCH_FIELD_SET:
             epoch_doc_set_size(&sz, doc, name);
+            e.kind = CRDT_ENTRY_SET_TAG;
+            e.live = 1;
             for (size_t j = 0; j < sz && rc == CRDT_OK; j++) {
-                static const unsigned char one = 1;
-                epoch_doc_set_elem(&v, doc, name, j);
-                len = crdt__value_bytes(vb, CRDT__ELEM_MAX, &v);
-                if (len < 0)
-                    return CRDT_ELIMIT;
-                memset(vb + len, 0, 8);
-                crdt__be64(vb + len + 8, j + 1);
-                rc = put_field_entry(w, name, 'S', vb, (size_t)len + 16,
-                                     &one, 1);
+                epoch_doc_set_elem(&e.value, doc, name, j);
+                e.seq = j + 1;
+                rc = put_entry(w, &e);
             }
             break;
         }
@@ -550,7 +505,7 @@ flush_doc(epoch__rewriter *w)
 {
     int rc = CRDT_OK;
 
-    if (w->doc_prefix_len == 0 || !w->touched)
+    if (!w->in_doc || !w->touched)
         goto done;
     if (w->drops)
         goto done; /* the whole collection goes */
@@ -571,36 +526,23 @@ flush_doc(epoch__rewriter *w)
         epoch_doc_free(doc);
         goto done;
     }
-    for (size_t i = 0; i < w->n && rc == CRDT_OK; i++) {
-        const entry *e = &w->ents[i];
-        if (e->kl == w->doc_prefix_len) /* the doc tombstone */
-            rc = add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, e->k,
-                           e->kl, e->v, e->vl);
-        else
-            rc = rewrite_lens_entry(w, e);
-    }
+    for (size_t i = 0; i < w->n && rc == CRDT_OK; i++)
+        rc = rewrite_lens_entry(w, &w->ents[i]);
     for (size_t i = 0; rc == CRDT_OK &&
                        i < w->n_defaults; i++) {
         const char *f;
         crdt_value v;
-        unsigned char vb[16 + 4096];
-        int len;
 
         if ((rc = epoch_lens_default(&f, &v, w->lens, w->coll, i)) < 0)
             break;
-        if (has_out_field(w, f))
-            continue;
-        memset(vb, 0, 16);
-        len = crdt__value_bytes(vb + 16, sizeof vb - 16, &v);
-        rc = len < 0 ? CRDT_ELIMIT
-                     : put_field_entry(w, f, 'R', NULL, 0, vb,
-                                       16 + (size_t)len);
+        if (!has_out_field(w, f))
+            rc = put_default(w, f, &v);
     }
     if (rc == CRDT_OK)
         rc = write_out(w);
 done:
     drop_entries(w);
-    w->doc_prefix_len = 0;
+    w->in_doc = 0;
     return rc;
 }
 
@@ -618,36 +560,30 @@ set_collection(epoch__rewriter *w)
 }
 
 int
-epoch__rewriter_put(epoch__rewriter *w, const void *kp, size_t kl,
+epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
                     const void *v, size_t vl)
 {
-    const unsigned char *k = kp, *c0, *d0;
-    size_t cl, dl;
+    crdt_state_entry e;
     int rc;
 
-    c0 = memchr(k, 0, kl);
-    if (c0 == NULL)
-        return CRDT_ECORRUPT;
-    d0 = memchr(c0 + 1, 0, kl - (size_t)(c0 + 1 - k));
-    if (d0 == NULL)
-        return CRDT_ECORRUPT;
-    cl = (size_t)(c0 - k);
-    dl = (size_t)(d0 - (c0 + 1));
-    if (cl == 0 || cl > CRDT_NAME_MAX || dl == 0 || dl > CRDT_NAME_MAX)
-        return CRDT_ECORRUPT;
-    if (w->doc_prefix_len != cl + dl + 2 ||
-        memcmp(w->doc_prefix, k, cl + dl + 2) != 0) {
+    if ((rc = crdt_state_key_decode(&e, k, kl)) < 0)
+        return rc;
+    if (!w->in_doc || e.coll_len != w->coll_len ||
+        memcmp(e.coll, w->coll, e.coll_len) != 0 ||
+        e.doc_len != w->doc_len || memcmp(e.doc, w->doc, e.doc_len) != 0) {
         if ((rc = flush_doc(w)) < 0)
             return rc;
-        memcpy(w->doc_prefix, k, cl + dl + 2);
-        w->doc_prefix_len = cl + dl + 2;
-        if (strlen(w->coll) != cl || memcmp(w->coll, k, cl) != 0) {
-            memcpy(w->coll, k, cl);
-            w->coll[cl] = 0;
+        w->in_doc = 1;
+        if (e.coll_len != w->coll_len ||
+            memcmp(w->coll, e.coll, e.coll_len) != 0) {
+            memcpy(w->coll, e.coll, e.coll_len);
+            w->coll[e.coll_len] = 0;
+            w->coll_len = e.coll_len;
             set_collection(w);
         }
-        memcpy(w->doc, c0 + 1, dl);
-        w->doc[dl] = 0;
+        memcpy(w->doc, e.doc, e.doc_len);
+        w->doc[e.doc_len] = 0;
+        w->doc_len = e.doc_len;
     }
     if (!w->touched) /* untouched collections are copied as they come */
         return crdt_raw_spare_put(w->t, k, kl, v, vl);

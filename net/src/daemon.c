@@ -61,6 +61,9 @@ typedef struct dconn {
     struct crdtnet_daemon *d;
     pthread_t th;
     int fd;
+    volatile sig_atomic_t stop; /* its own: set on stop or its space's removal */
+    crdtnet_conn_options copts; /* the daemon's, with its own stop flag */
+    crdt_replica *r;            /* its space, once known (conn_stats) */
     int authed; /* its handshake slot was given back */
     int done;   /* the thread finished: join it */
     volatile int evict; /* told to end if still in its handshake */
@@ -76,6 +79,8 @@ typedef struct {
     pthread_t th;
     int started;
     int authed;
+    volatile sig_atomic_t stop; /* its own: set on stop or removal */
+    crdtnet_conn_options copts; /* refreshed from the daemon's per dial */
     crdt_replica *r;
     char host[HOST_MAX];
     char port[PORT_MAX];
@@ -83,8 +88,11 @@ typedef struct {
 } dpeer;
 
 struct crdtnet_daemon {
+    /* CRDTNET_DAEMON_MAX_SPACES slots, filled in order and never moved
+     * (threads hold pointers into them); n is published last */
     crdt_replica **reps;
     crdtnet_space_stats *stats; /* one per replica */
+    int *removed;               /* 1: no longer served (under mu) */
     size_t n;
     int lfd;
     int port;
@@ -98,8 +106,10 @@ struct crdtnet_daemon {
     int quiet;
     unsigned max_conns, max_hs, max_per_addr;
     int backoff_min, backoff_max;
-    dpeer *peers;
-    size_t n_peers;
+    dpeer *peers;    /* n_addrs * CRDTNET_DAEMON_MAX_SPACES slots */
+    size_t n_peers;  /* used: n_addrs per replica slot */
+    size_t n_addrs;  /* configured peer addresses */
+    int running;     /* peer threads are started as links are added */
     pthread_mutex_t mu;
     dconn *conns;
     unsigned n_conns, n_hs;
@@ -290,16 +300,20 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     if (d->backoff_max < d->backoff_min)
         d->backoff_max = d->backoff_min;
     rc = CRDT_ENOMEM;
-    d->reps = calloc(n, sizeof *d->reps);
-    if (d->reps == NULL)
+    if (n > CRDTNET_DAEMON_MAX_SPACES || n_peers > CRDTNET_DAEMON_MAX_PEERS) {
+        rc = CRDT_ELIMIT;
+        goto fail;
+    }
+    d->reps = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->reps);
+    d->stats = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->stats);
+    d->removed = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->removed);
+    if (d->reps == NULL || d->stats == NULL || d->removed == NULL)
         goto fail;
     memcpy(d->reps, replicas, n * sizeof *d->reps);
-    d->stats = calloc(n, sizeof *d->stats);
-    if (d->stats == NULL)
-        goto fail;
     d->n = n;
     if (n_peers > 0) {
-        d->peers = calloc(n_peers * n, sizeof *d->peers);
+        d->peers = calloc(n_peers * CRDTNET_DAEMON_MAX_SPACES,
+                          sizeof *d->peers);
         if (d->peers == NULL)
             goto fail;
     }
@@ -325,6 +339,7 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
         }
     }
     d->n_peers = n_peers * n;
+    d->n_addrs = n_peers;
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
         rc = CRDT_EIO;
         goto fail;
@@ -349,6 +364,7 @@ fail:
     if (d->pipe_w >= 0)
         close(d->pipe_w);
     free(d->peers);
+    free(d->removed);
     free(d->stats);
     free(d->reps);
     free(d);
@@ -380,7 +396,9 @@ crdtnet_daemon_stop(crdtnet_daemon *d)
 static crdtnet_space_stats *
 stats_of(crdtnet_daemon *d, crdt_replica *r)
 {
-    for (size_t i = 0; i < d->n; i++)
+    size_t n = __atomic_load_n(&d->n, __ATOMIC_ACQUIRE);
+
+    for (size_t i = 0; i < n; i++)
         if (d->reps[i] == r)
             return &d->stats[i];
     return NULL;
@@ -395,7 +413,8 @@ crdtnet_daemon_space_stats(crdtnet_daemon *d, size_t i,
 
     _Static_assert(sizeof *out % sizeof(uint64_t) == 0,
                    "the counters are all uint64_t");
-    if (d == NULL || out == NULL || i >= d->n)
+    if (d == NULL || out == NULL || i >= __atomic_load_n(&d->n,
+                                                        __ATOMIC_ACQUIRE))
         return CRDT_EINVAL;
     src = (const uint64_t *)&d->stats[i];
     dst = (uint64_t *)out;
@@ -421,10 +440,29 @@ conn_authenticated(void *ctx)
     pthread_mutex_unlock(&c->d->mu);
 }
 
+/* Under d->mu: 1 if @p r is served now. */
+static int
+served(crdtnet_daemon *d, crdt_replica *r)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (d->reps[i] == r)
+            return !d->removed[i];
+    return 0;
+}
+
+/* Called once the connection knows its space: it remembers it, and
+ * ends at once if the space was removed since it started. */
 static crdtnet_space_stats *
 conn_stats(crdt_replica *r, void *ctx)
 {
-    return stats_of(((dconn *)ctx)->d, r);
+    dconn *c = ctx;
+
+    pthread_mutex_lock(&c->d->mu);
+    c->r = r;
+    if (!served(c->d, r) || c->d->stop)
+        c->stop = 1;
+    pthread_mutex_unlock(&c->d->mu);
+    return stats_of(c->d, r);
 }
 
 static void *
@@ -434,8 +472,20 @@ conn_main(void *arg)
     crdtnet_daemon *d = c->d;
     crdtnet__conn_hooks h = { conn_authenticated, conn_stats, c, &c->evict,
                               &c->rx_ms };
+    crdt_replica *reps[CRDTNET_DAEMON_MAX_SPACES];
+    size_t n = 0;
 
-    (void)crdtnet__serve_conn(c->fd, d->reps, d->n, &d->copts, NULL, &h);
+    /* the spaces served when it starts, and the settings in force */
+    pthread_mutex_lock(&d->mu);
+    for (size_t i = 0; i < d->n; i++)
+        if (!d->removed[i])
+            reps[n++] = d->reps[i];
+    c->copts = d->copts;
+    c->copts.stop = &c->stop;
+    if (d->stop)
+        c->stop = 1;
+    pthread_mutex_unlock(&d->mu);
+    (void)crdtnet__serve_conn(c->fd, reps, n, &c->copts, NULL, &h);
     pthread_mutex_lock(&d->mu);
     if (!c->authed)
         d->n_hs--;
@@ -677,7 +727,7 @@ peer_main(void *arg)
     crdtnet_report rep;
     int rc;
 
-    while (!d->stop) {
+    while (!d->stop && !p->stop) {
         if (crdt_replica_damaged(p->r)) {
             dlogf(d, CRDTNET_LOG_ERROR, "peer %s:%s: not syncing %s any "
                   "more: its replica is damaged", p->host, p->port,
@@ -685,9 +735,13 @@ peer_main(void *arg)
             break;
         }
         p->authed = 0;
-        rc = crdtnet__sync_connect(&rep, p->r, p->host, p->port, &d->copts,
+        pthread_mutex_lock(&d->mu); /* the settings in force */
+        p->copts = d->copts;
+        p->copts.stop = &p->stop;
+        pthread_mutex_unlock(&d->mu);
+        rc = crdtnet__sync_connect(&rep, p->r, p->host, p->port, &p->copts,
                                    &h);
-        if (d->stop)
+        if (d->stop || p->stop)
             break;
         if (p->authed)
             backoff = d->backoff_min; /* it worked; start over */
@@ -705,10 +759,59 @@ peer_main(void *arg)
              rc == CRDT_OK ? "session ended" : crdt_strerror(rc),
               rep.reason[0] && rc != CRDT_OK ? ": " : "",
               rc != CRDT_OK ? rep.reason : "", wait);
-        if (wait_stop(d, wait))
-            break;
+        /* in slices, so a removal ends the wait too */
+        while (wait > 0 && !p->stop) {
+            if (wait_stop(d, wait > 250 ? 250 : wait))
+                break;
+            wait -= 250;
+        }
     }
     return NULL;
+}
+
+/* Under d->mu: start the thread of peer link @p i (if running). */
+static int
+peer_start(crdtnet_daemon *d, size_t i)
+{
+    dpeer *p = &d->peers[i];
+
+    if (!d->running || p->started)
+        return CRDT_OK;
+    p->stop = 0;
+    if (pthread_create(&p->th, NULL, peer_main, p) != 0) {
+        dlog(d, CRDTNET_LOG_ERROR, p->where,
+             "cannot start a thread for this peer");
+        return CRDT_ERROR;
+    }
+    p->started = 1;
+    return CRDT_OK;
+}
+
+/* Stop the peer links of replica slot @p slot (SIZE_MAX: all of them)
+ * and join their threads. The threads are taken under d->mu, so two
+ * callers never join one thread. */
+static void
+peers_end(crdtnet_daemon *d, size_t slot)
+{
+    pthread_t *ths;
+    size_t k = 0, i;
+
+    pthread_mutex_lock(&d->mu);
+    ths = malloc((d->n_peers ? d->n_peers : 1) * sizeof *ths);
+    for (i = 0; i < d->n_peers; i++) {
+        dpeer *p = &d->peers[i];
+        if (slot != SIZE_MAX && i / d->n_addrs != slot)
+            continue;
+        p->stop = 1;
+        if (p->started && ths != NULL) {
+            ths[k++] = p->th;
+            p->started = 0;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    for (i = 0; i < k; i++) /* their waits are sliced: about a second */
+        pthread_join(ths[i], NULL);
+    free(ths);
 }
 
 /* ---- run, free ---------------------------------------------------- */
@@ -726,17 +829,18 @@ crdtnet_daemon_run(crdtnet_daemon *d)
     dlogf(d, CRDTNET_LOG_INFO,
           "listening on %s for %zu space(s), %zu peer link(s)", d->where,
           d->n, d->n_peers);
+    pthread_mutex_lock(&d->mu);
+    d->running = 1;
     for (i = 0; i < d->n_peers && !d->stop; i++) {
-        if (pthread_create(&d->peers[i].th, NULL, peer_main,
-                           &d->peers[i]) != 0) {
-            dlog(d, CRDTNET_LOG_ERROR, d->peers[i].where,
-                 "cannot start a thread for this peer");
+        if (d->removed[i / (d->n_addrs ? d->n_addrs : 1)])
+            continue;
+        if (peer_start(d, i) < 0) {
             rc = CRDT_ERROR;
             crdtnet_daemon_stop(d);
             break;
         }
-        d->peers[i].started = 1;
     }
+    pthread_mutex_unlock(&d->mu);
     while (!d->stop) {
         pfd[0].fd = d->lfd;
         pfd[0].events = POLLIN;
@@ -756,9 +860,15 @@ crdtnet_daemon_run(crdtnet_daemon *d)
     dlogf(d, CRDTNET_LOG_INFO, "stopping");
     close(d->lfd); /* no new connection completes from now on */
     d->lfd = -1;
-    for (i = 0; i < d->n_peers; i++)
-        if (d->peers[i].started)
-            pthread_join(d->peers[i].th, NULL);
+    {   /* every connection and link has its own stop flag */
+        dconn *c;
+        pthread_mutex_lock(&d->mu);
+        d->running = 0;
+        for (c = d->conns; c != NULL; c = c->next)
+            c->stop = 1;
+        pthread_mutex_unlock(&d->mu);
+    }
+    peers_end(d, SIZE_MAX);
     reap(d, 1);
     dlogf(d, CRDTNET_LOG_INFO, "stopped");
     return rc;
@@ -775,7 +885,159 @@ crdtnet_daemon_free(crdtnet_daemon *d)
     close(d->pipe_w);
     pthread_mutex_destroy(&d->mu);
     free(d->peers);
+    free(d->removed);
     free(d->stats);
     free(d->reps);
     free(d);
+}
+
+/* ---- changes while running: spaces and settings -------------------- */
+
+int
+crdtnet_daemon_add_space(crdtnet_daemon *d, crdt_replica *r)
+{
+    unsigned char a[CRDT_SPACE_ID_BYTES], b[CRDT_SPACE_ID_BYTES];
+    size_t i, slot;
+    int rc = CRDT_OK;
+
+    if (d == NULL || r == NULL)
+        return CRDT_EINVAL;
+    crdt_replica_space_id(r, a);
+    pthread_mutex_lock(&d->mu);
+    for (i = 0, slot = d->n; i < d->n; i++) {
+        if (d->reps[i] == r) {
+            slot = i;
+            continue;
+        }
+        crdt_replica_space_id(d->reps[i], b);
+        if (!d->removed[i] && memcmp(a, b, sizeof a) == 0) {
+            pthread_mutex_unlock(&d->mu);
+            return CRDT_EEXISTS; /* one replica per space */
+        }
+    }
+    if (slot < d->n && !d->removed[slot]) {
+        pthread_mutex_unlock(&d->mu);
+        return CRDT_EEXISTS;
+    }
+    if (slot == d->n) {
+        if (d->n == CRDTNET_DAEMON_MAX_SPACES) {
+            pthread_mutex_unlock(&d->mu);
+            return CRDT_ELIMIT;
+        }
+        d->reps[slot] = r;
+        for (i = 0; i < d->n_addrs; i++) { /* its links, as new() makes */
+            dpeer *p = &d->peers[slot * d->n_addrs + i], *q = &d->peers[i];
+            memset(p, 0, sizeof *p);
+            p->d = d;
+            p->r = r;
+            memcpy(p->host, q->host, sizeof p->host);
+            memcpy(p->port, q->port, sizeof p->port);
+            memcpy(p->where, q->where, sizeof p->where);
+        }
+        d->n_peers = (slot + 1) * d->n_addrs;
+        __atomic_store_n(&d->n, slot + 1, __ATOMIC_RELEASE);
+    }
+    d->removed[slot] = 0;
+    for (i = 0; i < d->n_addrs && !d->stop && rc == CRDT_OK; i++)
+        rc = peer_start(d, slot * d->n_addrs + i);
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+int
+crdtnet_daemon_remove_space(crdtnet_daemon *d, crdt_replica *r)
+{
+    size_t slot;
+    dconn *c;
+
+    if (d == NULL || r == NULL)
+        return CRDT_EINVAL;
+    pthread_mutex_lock(&d->mu);
+    for (slot = 0; slot < d->n && d->reps[slot] != r; slot++)
+        ;
+    if (slot == d->n || d->removed[slot]) {
+        pthread_mutex_unlock(&d->mu);
+        return CRDT_ENOTFOUND;
+    }
+    d->removed[slot] = 1; /* new handshakes: not served */
+    for (c = d->conns; c != NULL; c = c->next)
+        if (c->r == r)
+            c->stop = 1; /* ends with its final message */
+    pthread_mutex_unlock(&d->mu);
+    peers_end(d, slot);
+    return CRDT_OK;
+}
+
+int
+crdtnet_daemon_set_peers(crdtnet_daemon *d, const char *const *peers,
+                         size_t n_peers)
+{
+    dpeer *np = NULL, *old;
+    size_t i, j;
+    int rc = CRDT_OK;
+
+    if (d == NULL || (n_peers > 0 && peers == NULL))
+        return CRDT_EINVAL;
+    if (n_peers > CRDTNET_DAEMON_MAX_PEERS)
+        return CRDT_ELIMIT;
+    if (n_peers > 0 &&
+        (np = calloc(n_peers * CRDTNET_DAEMON_MAX_SPACES, sizeof *np)) ==
+            NULL)
+        return CRDT_ENOMEM;
+    for (i = 0; i < n_peers; i++) { /* the addresses, in slot 0's place */
+        dpeer *p = &np[i];
+        if (crdtnet_split_hostport(p->host, sizeof p->host, p->port,
+                                   sizeof p->port, peers[i]) != CRDT_OK) {
+            free(np);
+            return CRDT_EINVAL;
+        }
+        snprintf(p->where, sizeof p->where, "%s%s%s:%s",
+                 strchr(p->host, ':') ? "[" : "", p->host,
+                 strchr(p->host, ':') ? "]" : "", p->port);
+    }
+    peers_end(d, SIZE_MAX); /* every link ends; the new set starts */
+    pthread_mutex_lock(&d->mu);
+    if (d->stop) {
+        pthread_mutex_unlock(&d->mu);
+        free(np);
+        return CRDT_ECLOSED;
+    }
+    for (j = d->n; j-- > 0;) /* slot j's links; slot 0's last */
+        for (i = 0; i < n_peers; i++) {
+            dpeer *p = &np[j * n_peers + i];
+            if (j > 0)
+                memcpy(p, &np[i], sizeof *p);
+            p->d = d;
+            p->r = d->reps[j];
+            p->started = 0;
+        }
+    old = d->peers;
+    d->peers = np;
+    d->n_addrs = n_peers;
+    d->n_peers = d->n * n_peers;
+    for (i = 0; i < d->n_peers && rc == CRDT_OK; i++)
+        if (!d->removed[i / n_peers])
+            rc = peer_start(d, i);
+    pthread_mutex_unlock(&d->mu);
+    free(old); /* its threads were joined above */
+    return rc;
+}
+
+int
+crdtnet_daemon_set_options(crdtnet_daemon *d,
+                           const crdtnet_daemon_options *o)
+{
+    if (d == NULL || o == NULL)
+        return CRDT_EINVAL;
+    pthread_mutex_lock(&d->mu);
+    d->max_conns = o->max_conns ? o->max_conns : 256;
+    d->max_hs = o->max_handshakes ? o->max_handshakes : 128;
+    d->max_per_addr =
+        o->max_handshakes_per_addr ? o->max_handshakes_per_addr : 32;
+    d->copts.policy = o->conn.policy;
+    d->copts.idle_timeout_ms = o->conn.idle_timeout_ms;
+    d->copts.handshake_timeout_ms = o->conn.handshake_timeout_ms;
+    d->copts.batch_bytes = o->conn.batch_bytes;
+    pthread_mutex_unlock(&d->mu);
+    return CRDT_OK;
 }

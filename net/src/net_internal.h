@@ -32,43 +32,9 @@ void crdtnet__channel_set_rekey_interval(crdtnet_channel *ch, uint64_t n);
 void crdtnet__channel_set_counters(crdtnet_channel *ch, uint64_t sent,
                                    uint64_t received);
 
-/*
- * Handshake messages, decoded. One struct for all kinds keeps the codec
- * and the fuzz round trip small; which fields mean something depends on
- * kind.
- */
-enum {
-    CRDTNET__MSG_HELLO = 1, /* [ "strata", version, space, eph ] */
-    CRDTNET__MSG_ACK,       /* [ "strata", version, eph ] */
-    CRDTNET__MSG_AUTH,      /* [ pk, sig ] */
-    CRDTNET__MSG_ERROR      /* [ "strata-error", code, reason ] */
-};
-
-#define CRDTNET__REASON_WIRE_MAX 255 /* bytes of reason we send or read */
-
-typedef struct {
-    int kind;
-    uint64_t version;
-    unsigned char space[CRDTNET_SPACE_ID_BYTES];
-    unsigned char eph[32];
-    unsigned char pk[CRDTNET_PK_BYTES];
-    unsigned char sig[64];
-    int64_t code;
-    size_t reason_len;
-    char reason[CRDTNET__REASON_WIRE_MAX + 1]; /* raw bytes, NUL added */
-} crdtnet__hs_msg;
-
-/*
- * Decode @p p as one of the kinds set in the bit mask @p accept
- * (1 << CRDTNET__MSG_*). Bounded: never allocates, never trusts a count
- * beyond the bytes present. CRDT_EVERSION when a "strata" message has
- * another version (the rest is not parsed: its layout may differ).
- */
-int crdtnet__hs_decode(crdtnet__hs_msg *out, unsigned accept,
-                       const unsigned char *p, size_t n);
-
-/* Encode @p m canonically into @p buf (CRDTNET_HS_MSG_MAX is plenty). */
-int crdtnet__hs_encode(unsigned char *buf, size_t cap, size_t *len_out,
-                       const crdtnet__hs_msg *m);
+/* The handshake's codec and test hooks. */
+#include "handshake_internal.h"
+/* Invitations, as the drivers use them. */
+#include "invite_internal.h"
 
 #endif

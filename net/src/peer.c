@@ -4,7 +4,9 @@
  * The one implementation of the protocol steps: the TCP client and
  * server (conn.c) and the pipes of `--stdio`/`--via` drive it; they only
  * move bytes and keep the clock (docs/protocol.md, "Sessions over TCP":
- * the bytes on any transport are the bytes on TCP).
+ * the bytes on any transport are the bytes on TCP). Counters, log
+ * lines and the result are in peer_report.c; the state both share is in
+ * peer_state.h.
  *
  *   HS --hs done--> SESSION --session over / peer FINAL / error / stop-->
  *    |                        CLOSING --our FINAL out, then the peer's
@@ -54,50 +56,10 @@
 _Static_assert(SESSION_FRAME_MAX <= CRDTNET_FRAME_MAX_HARD,
                "session frames fit the framer's hard maximum");
 
-enum {
-    ST_HS = CRDTNET__PEER_HS,
-    ST_FLUSH = CRDTNET__PEER_FLUSH,
-    ST_SESSION = CRDTNET__PEER_SESSION,
-    ST_CLOSING = CRDTNET__PEER_CLOSING,
-    ST_DONE = CRDTNET__PEER_DONE
-};
+#include "peer_state.h"
 
-struct crdtnet_peer {
-    crdtnet_hs_role role;
-    int state;
-    crdtnet_peer_options o;
-    crdtnet__peer_hooks h;
-    crdt_replica *r;             /* the client's, or the server's pick */
-    crdt_replica **reps;
-    size_t n_reps;
-    crdtnet_framer *fr;
-    crdtnet_hs *hs;
-    /* handshake frames queued by feed(), moved to obuf by next_out() */
-    unsigned char *hsq;
-    size_t hsq_len, hsq_cap;
-    crdtnet_channel *ch;
-    crdtnet_session *s;
-    int tofu_used, authenticated;
-    unsigned char peer_key[CRDTNET_PK_BYTES];
-    /* output: bytes waiting to be handed out, then the piece handed out */
-    unsigned char *obuf;
-    size_t olen, ocap;
-    int handed;                  /* obuf was handed out: drop it next */
-    int final_sent, peer_final, peer_err, eof, stopping, stopped_in_hs;
-    int keepalive;               /* send an empty message when idle */
-    int err;
-    char reason[CRDTNET_REASON_MAX + 8];
-    uint64_t bytes_in, bytes_out;
-    /* live: the last commit seen (keeps (6)) */
-    uint64_t last_txn;
-    int repoke;
-    /* counters (hooks.stats), once the space is known */
-    crdtnet_space_stats *st;
-    int st_looked, st_peer;      /* looked up; counted in peers_connected */
-    uint64_t pub_in, pub_out;    /* bytes already published */
-    crdtnet_report pub;          /* the session report as last published */
-    int finished;
-};
+static void vfail(crdtnet_peer *p, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 static void
 vfail(crdtnet_peer *p, int code, const char *fmt, va_list ap)
@@ -120,73 +82,6 @@ fail(crdtnet_peer *p, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vfail(p, code, fmt, ap);
     va_end(ap);
-}
-
-static void
-logf_(crdtnet_peer *p, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-logf_(crdtnet_peer *p, int level, const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-
-    if (p->h.log == NULL)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    p->h.log(level, line, p->h.ctx);
-}
-
-/* ---- counters ------------------------------------------------------ */
-
-static long long
-now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* Add what happened since the last call to the space's counters. */
-static void
-publish(crdtnet_peer *p)
-{
-    const crdtnet_report *rep;
-    crdtnet_space_stats *st;
-
-    if (!p->st_looked && p->r != NULL) {
-        p->st_looked = 1;
-        if (p->h.stats != NULL)
-            p->st = p->h.stats(p->r, p->h.ctx);
-    }
-    if ((st = p->st) == NULL)
-        return;
-    if (p->bytes_in > p->pub_in)
-        crdtnet__count(&st->bytes_in, p->bytes_in - p->pub_in);
-    if (p->bytes_out > p->pub_out)
-        crdtnet__count(&st->bytes_out, p->bytes_out - p->pub_out);
-    p->pub_in = p->bytes_in;
-    p->pub_out = p->bytes_out;
-    if (p->s == NULL)
-        return;
-    rep = crdtnet_session_report(p->s);
-#define PUBLISH(field, counter)                                             \
-    do {                                                                    \
-        if (rep->field > p->pub.field)                                      \
-            crdtnet__count(&st->counter, rep->field - p->pub.field);       \
-        p->pub.field = rep->field;                                          \
-    } while (0)
-    PUBLISH(changes_received, changes_in);
-    PUBLISH(changes_sent, changes_out);
-    PUBLISH(ops_received, ops_in);
-    PUBLISH(rebased_ops, rebased_ops);
-    PUBLISH(quarantined_ops, quarantined_ops);
-    PUBLISH(conflicts, conflicts);
-#undef PUBLISH
 }
 
 /* ---- handshake callbacks ------------------------------------------- */
@@ -216,6 +111,18 @@ server_is_member(const unsigned char pk[CRDTNET_PK_BYTES], void *ctx)
     crdtnet_peer *p = ctx;
 
     return p->r != NULL && crdtnet_is_member(p->r, pk); /* strict */
+}
+
+static int
+server_invite_ok(const unsigned char pk[CRDTNET_PK_BYTES],
+                 const unsigned char secret[CRDTNET_INVITE_SECRET_BYTES],
+                 char *why, size_t why_size, void *ctx)
+{
+    crdtnet_peer *p = ctx;
+
+    return p->r != NULL &&
+           crdtnet__invite_redeem(p->r, pk, secret, (uint64_t)time(NULL),
+                                  why, why_size);
 }
 
 /* The peer key a joining replica pinned (meta CRDTNET_PIN_META): 1 and
@@ -480,7 +387,7 @@ hs_finished(crdtnet_peer *p)
     crdtnet_hs_space(p->hs, sid);
     crdt_hex(pkhex, p->peer_key, sizeof p->peer_key);
     crdt_hex(sidhex, sid, sizeof sid);
-    logf_(p, CRDTNET_LOG_INFO, "authenticated peer %s for space %s%s",
+    crdtnet__peer_log(p, CRDTNET_LOG_INFO, "authenticated peer %s for space %s%s",
           pkhex, sidhex,
           p->tofu_used ? " (trusted on first use: empty member set)" : "");
     crdtnet_hs_free(p->hs);
@@ -490,7 +397,7 @@ hs_finished(crdtnet_peer *p)
     p->last_txn = crdt_replica_last_txn(p->r);
     if (p->h.authenticated != NULL)
         p->h.authenticated(p->h.ctx);
-    publish(p);
+    crdtnet__peer_publish(p);
     if (p->st != NULL) {
         crdtnet__count(&p->st->peers_connected, 1);
         p->st_peer = 1;
@@ -500,24 +407,31 @@ hs_finished(crdtnet_peer *p)
 /*
  * Server: the identity to answer with is that of the replica holding the
  * space the client asks for, so the hello (plaintext, and the first
- * frame) is peeked at before the handshake is created. Anything that
- * does not decode goes to a handshake with the first replica's identity,
- * which answers it with the right error.
+ * frame) is matched against each space before the handshake is created.
+ * Anything that matches none goes to a handshake with the first
+ * replica's identity and no space, which closes without a word.
  */
 static int
 server_hs_new(crdtnet_peer *p, const unsigned char *m, size_t n)
 {
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
     unsigned char pk[CRDT_PUBKEY_BYTES], sk[CRDT_SECKEY_BYTES];
+    unsigned char sid[CRDT_SPACE_ID_BYTES];
     crdt_replica *id = p->reps[0];
-    crdtnet__hs_msg h;
     int rc;
 
-    if (crdtnet__hs_decode(&h, 1u << CRDTNET__MSG_HELLO, m, n) == CRDT_OK &&
-        server_space_ok(h.space, p))
-        id = p->r;
+    /* The hello names no space: its MAC verifies under one (or none). */
+    for (size_t i = 0; i < p->n_reps; i++) {
+        if (crdt_replica_damaged(p->reps[i]))
+            continue; /* no longer served: see crdtnet__peer_finish() */
+        crdt_replica_space_id(p->reps[i], sid);
+        if (crdtnet_hs_hello_is_for(m, n, sid)) {
+            id = p->reps[i];
+            cfg.space_id = sid;
+            break;
+        }
+    }
     p->r = NULL; /* chosen again by the handshake's space_ok */
-    sodium_memzero(&h, sizeof h);
     crdt_replica_public_key(id, pk);
     crdt_replica_secret_key(id, sk);
     cfg.role = CRDTNET_HS_SERVER;
@@ -525,6 +439,7 @@ server_hs_new(crdtnet_peer *p, const unsigned char *m, size_t n)
     cfg.sk = sk;
     cfg.is_member = server_is_member;
     cfg.space_ok = server_space_ok;
+    cfg.invite_ok = server_invite_ok;
     cfg.ctx = p;
     cfg.frame_max = SESSION_FRAME_MAX;
     rc = crdtnet_hs_new(&p->hs, &cfg);
@@ -577,13 +492,13 @@ session_message(crdtnet_peer *p, const unsigned char *m, size_t n)
 {
     const crdtnet_report *rep = crdtnet_session_report(p->s);
     uint64_t before = rep->changes_received + rep->snapshot_entries_received;
-    long long t0 = p->st != NULL ? now_us() : 0;
+    long long t0 = p->st != NULL ? crdtnet__now_us() : 0;
 
     (void)crdtnet_session_feed(p->s, m, n); /* failure: next_out ends */
-    publish(p);
+    crdtnet__peer_publish(p);
     if (p->st != NULL &&
         rep->changes_received + rep->snapshot_entries_received != before)
-        crdtnet__count_merge(p->st, (uint64_t)(now_us() - t0));
+        crdtnet__count_merge(p->st, (uint64_t)(crdtnet__now_us() - t0));
     if (p->h.progress != NULL)
         p->h.progress(rep, p->h.ctx);
 }
@@ -673,7 +588,7 @@ crdtnet_peer_feed(crdtnet_peer *p, const void *bytes, size_t n)
         }
         off += used;
     }
-    publish(p);
+    crdtnet__peer_publish(p);
     return CRDT_OK;
 }
 
@@ -693,7 +608,7 @@ crdtnet_peer_next_out(crdtnet_peer *p, const unsigned char **bytes,
         return p->state == ST_DONE ? CRDT_ECLOSED : CRDT_EAGAIN;
     p->handed = 1;
     p->bytes_out += p->olen;
-    publish(p);
+    crdtnet__peer_publish(p);
     *bytes = p->obuf;
     *n = p->olen;
     return CRDT_OK;
@@ -712,7 +627,11 @@ crdtnet_peer_eof(crdtnet_peer *p)
     if (p == NULL || p->eof)
         return;
     p->eof = 1;
-    if (p->state == ST_HS)
+    if (p->state == ST_HS && p->role == CRDTNET_HS_CLIENT)
+        fail(p, CRDT_EIO, "connection closed during the handshake "
+                          "(a server answers only a hello for a space it "
+                          "serves)");
+    else if (p->state == ST_HS)
         fail(p, CRDT_EIO, "connection closed during the handshake");
     else if (p->state == ST_SESSION)
         fail(p, CRDT_EIO, "connection closed by the peer");
@@ -830,7 +749,7 @@ crdtnet__peer_tick(crdtnet_peer *p)
         crdt_hex(hex, p->peer_key, sizeof p->peer_key);
         fail(p, CRDT_EAUTH, "peer %s is no longer a member of the space",
              hex);
-        logf_(p, CRDTNET_LOG_WARN, "closing: %s", p->reason);
+        crdtnet__peer_log(p, CRDTNET_LOG_WARN, "closing: %s", p->reason);
         begin_close(p);
     } else if (p->o.live) {
         crdtnet_session_poke(p->s);
@@ -844,155 +763,6 @@ crdtnet__peer_keepalive(crdtnet_peer *p)
         p->keepalive = 1;
 }
 
-/* ---- the end ------------------------------------------------------- */
-
-/* The result, from what happened (see crdtnet_peer_result()): the same
- * end reads the same way on any wire. */
-static int
-result(const crdtnet_peer *p, crdtnet_report *out)
-{
-    const crdtnet_report *rep = p->s ? crdtnet_session_report(p->s) : NULL;
-    int serr = p->s ? crdtnet_session_error(p->s) : CRDT_OK;
-    int rc;
-
-    if (p->s == NULL)
-        rc = p->err < 0 ? p->err : CRDT_EIO;
-    else if (rep->rejected)
-        rc = CRDT_EREJECTED;
-    else if (rep->busy_retry_ms > 0 || serr == CRDT_EBUSY)
-        rc = CRDT_EBUSY;
-    else if (serr < 0)
-        rc = serr;
-    else if (p->peer_err)
-        rc = p->err;
-    else if (crdtnet_session_finished(p->s))
-        rc = CRDT_OK;
-    else if (p->err < 0)
-        rc = p->err;
-    else if (p->o.live && (p->peer_final || p->stopping))
-        rc = CRDT_OK;
-    else if (p->stopping)
-        rc = CRDT_ECLOSED;
-    else
-        rc = CRDT_EIO;
-    if (out != NULL) {
-        if (rep != NULL)
-            *out = *rep;
-        if (rc < 0 && (out->reason[0] == '\0' || p->peer_err)) {
-            const char *why = p->reason[0] ? p->reason : crdt_strerror(rc);
-            size_t wl = strlen(why);
-            if (wl >= sizeof out->reason)
-                wl = sizeof out->reason - 1; /* cut to fit */
-            memcpy(out->reason, why, wl);
-            out->reason[wl] = '\0';
-        }
-    }
-    return rc;
-}
-
-int
-crdtnet_peer_result(const crdtnet_peer *p, crdtnet_report *out)
-{
-    if (out != NULL)
-        memset(out, 0, sizeof *out);
-    if (p == NULL)
-        return CRDT_EINVAL;
-    if (p->state != ST_DONE)
-        return CRDT_EAGAIN;
-    return result(p, out);
-}
-
-/* A failure of our own storage or memory, not of the peer or network. */
-static int
-local_failure(int rc)
-{
-    return rc == CRDT_ECORRUPT || rc == CRDT_EFULL || rc == CRDT_ENOMEM ||
-           rc == CRDT_ERROR;
-}
-
-static void
-log_end(crdtnet_peer *p, int rc, const crdtnet_report *rep,
-        const char *out_reason)
-{
-    if (rep != NULL && rep->local_damage && p->r != NULL) {
-        unsigned char sid[CRDT_SPACE_ID_BYTES];
-        char sidhex[2 * CRDT_SPACE_ID_BYTES + 1];
-
-        crdt_replica_space_id(p->r, sid);
-        crdt_hex(sidhex, sid, sizeof sid);
-        logf_(p, CRDTNET_LOG_ERROR,
-              "corrupt replica %s (space %s): a change or snapshot it was "
-              "about to send failed its check, nothing damaged was sent; "
-              "no longer serving this space; run strata verify %s",
-              crdt_replica_path(p->r), sidhex, crdt_replica_path(p->r));
-    }
-    if (rep != NULL && rep->equivocations > 0) {
-        char actor[2 * CRDT_ACTOR_BYTES + 1];
-        crdt_hex(actor, rep->equivocating.b, CRDT_ACTOR_BYTES);
-        logf_(p, CRDTNET_LOG_WARN,
-              "equivocation: actor %s (and %llu more) wrote two different "
-              "chains (a copied or twice-restored replica); ours %s%s",
-              actor, (unsigned long long)(rep->equivocations - 1),
-              rep->equivocation_lost ? "lost: quarantined, took the peer's"
-                                     : "won",
-              rep->renewed ? "; now writing as a new actor" : "");
-    }
-    if (rc == CRDT_OK && p->err == 0 && rep != NULL)
-        logf_(p, CRDTNET_LOG_INFO,
-              "session ended: sent %llu changes, received %llu changes "
-              "(%llu ops)%s%s",
-              (unsigned long long)rep->changes_sent,
-              (unsigned long long)rep->changes_received,
-              (unsigned long long)rep->ops_received,
-              rep->snapshot_received ? ", reset to the peer's snapshot" : "",
-              rep->in_sync ? ", in sync" : "");
-    else if (rc == CRDT_OK && rep != NULL)
-        logf_(p, CRDTNET_LOG_INFO,
-              "session ended: sent %llu changes, received %llu changes "
-              "(%llu ops) (%s)",
-              (unsigned long long)rep->changes_sent,
-              (unsigned long long)rep->changes_received,
-              (unsigned long long)rep->ops_received, p->reason);
-    else if (rep == NULL && !p->stopped_in_hs)
-        logf_(p, CRDTNET_LOG_WARN, "handshake failed: %s",
-              p->reason[0] ? p->reason : crdt_strerror(rc));
-    else if (rep != NULL)
-        logf_(p, local_failure(rc) ? CRDTNET_LOG_ERROR : CRDTNET_LOG_WARN,
-              "session failed: %s: %s", crdt_strerror(rc),
-              out_reason != NULL
-                  ? out_reason
-                  : (p->reason[0] ? p->reason : rep->reason));
-}
-
-int
-crdtnet__peer_finish(crdtnet_peer *p, crdtnet_report *out)
-{
-    const crdtnet_report *rep = p->s ? crdtnet_session_report(p->s) : NULL;
-    int rc;
-
-    if (out != NULL)
-        memset(out, 0, sizeof *out);
-    p->state = ST_DONE;
-    rc = result(p, out);
-    if (p->finished)
-        return rc;
-    p->finished = 1;
-    publish(p);
-    if (p->st != NULL) {
-        crdtnet__count(&p->st->sessions[crdtnet__outcome(rc)], 1);
-        if (rep != NULL && rep->snapshot_received)
-            crdtnet__count(&p->st->snapshots_in, 1);
-        if (rep != NULL && rep->snapshot_sent)
-            crdtnet__count(&p->st->snapshots_out, 1);
-        if (p->st_peer)
-            __atomic_fetch_sub(&p->st->peers_connected, 1,
-                               __ATOMIC_RELAXED);
-        p->st_peer = 0;
-    }
-    log_end(p, rc, rep, out != NULL ? out->reason : NULL);
-    return rc;
-}
-
 /* ---- life ---------------------------------------------------------- */
 
 int
@@ -1004,6 +774,7 @@ crdtnet_peer_new(crdtnet_peer **out, crdt_replica *const *replicas,
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
     unsigned char pk[CRDT_PUBKEY_BYTES], sk[CRDT_SECKEY_BYTES];
     unsigned char sid[CRDT_SPACE_ID_BYTES];
+    unsigned char inv[CRDTNET_INVITE_SECRET_BYTES];
     crdtnet_peer *p;
     int rc;
 
@@ -1038,8 +809,11 @@ crdtnet_peer_new(crdtnet_peer **out, crdt_replica *const *replicas,
         cfg.is_member = client_is_member;
         cfg.ctx = p;
         cfg.frame_max = SESSION_FRAME_MAX;
+        if (crdtnet__invite_pending(p->r, inv))
+            cfg.invite = inv;
         rc = crdtnet_hs_new(&p->hs, &cfg);
         sodium_memzero(sk, sizeof sk);
+        sodium_memzero(inv, sizeof inv);
     }
     if (rc < 0) {
         crdtnet_peer_free(p);

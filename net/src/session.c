@@ -135,7 +135,7 @@ crdtnet_session_free(crdtnet_session *s)
     crdt_vv_free(s->lacks);
     crdt_vv_free(s->peer_known);
     free(s->peer_heads);
-    free(s->forks);
+    crdt_free(s->forks);
     crdt__enc_free(&s->out);
     free(s);
 }
@@ -250,8 +250,8 @@ build_hello(crdtnet_session *s)
     }
     epoch_chain_free(chain, n);
     crdt_vv_free(vv);
-    free(vb);
-    free(hb);
+    crdt_free(vb);
+    crdt_free(hb);
     return rc;
 }
 
@@ -360,6 +360,35 @@ note_sent(crdtnet_session *s, const unsigned char *p, size_t len)
         crdt_vv_set(s->lacks, &a, last);
 }
 
+/* The last item of @p items, a bin from @p at holding a change, loses its
+ * signature (crdt_change_strip_sig): its successor follows it. */
+static int
+strip_last(crdt__enc *items, size_t at, const unsigned char *hash)
+{
+    crdt__mp m = { (unsigned char *)items->sb.data + at,
+                   (unsigned char *)items->sb.data + items->sb.size };
+    const unsigned char *body;
+    unsigned char *copy;
+    uint32_t blen;
+    size_t nl;
+    crdt_change c;
+    int rc = CRDT_EPROTO;
+
+    if (crdt__mp_bin(&m, &body, &blen) < 0 || m.p != m.end ||
+        (copy = malloc(blen)) == NULL)
+        return CRDT_ENOMEM;
+    memcpy(copy, body, blen);
+    nl = crdt_change_strip_sig(copy, blen);
+    /* the same body: the hash its successor names */
+    if (nl > 0 && crdt_change_decode(&c, copy, nl) == CRDT_OK &&
+        memcmp(c.hash, hash, CRDT_HASH_BYTES) == 0) {
+        items->sb.size = at;
+        rc = crdt__enc_bin(items, copy, nl);
+    }
+    free(copy);
+    return rc;
+}
+
 /* CHANGES (or SNAP_LOG) from the export cursor; CRDT_ENOTFOUND when it
  * is exhausted. */
 static int
@@ -369,6 +398,7 @@ build_changes_as(crdtnet_session *s, unsigned type)
     size_t len, n = 0;
     crdt__enc items;
     crdt_change c, last; /* last: the previous change of this batch */
+    size_t last_at = 0;  /* where last's bin starts in items */
     int rc = CRDT_ENOTFOUND, have_last = 0;
 
     if (s->exp == NULL &&
@@ -381,21 +411,33 @@ build_changes_as(crdtnet_session *s, unsigned type)
      * batch (its prev is that hash), and the last change of each actor's
      * run is signature-checked, which covers the run through the chain.
      * A failure means this replica's log is damaged (strata verify says
-     * where). */
-    while (items.sb.size < s->opts.batch_bytes &&
+     * where).
+     * Signatures of a run (docs/protocol.md, CHANGES): a change whose
+     * successor goes in the same message is sent without its signature
+     * (the successor proves it), and a message never ends on a change
+     * held without one: the batch runs on to the next signed change. */
+    while ((items.sb.size < s->opts.batch_bytes ||
+            (have_last && last.sig == NULL)) &&
            (rc = crdt_export_next(s->exp, &p, &len)) == CRDT_OK) {
+        int follows;
+
         if (crdt_change_decode(&c, p, len) != CRDT_OK)
             goto damaged;
         /* a change that does not follow the previous one (another
          * actor, a gap, a damaged body or prev) ends that one's run */
-        if (have_last &&
-            (memcmp(last.actor.b, c.actor.b, CRDT_ACTOR_BYTES) != 0 ||
-             c.seq != last.seq + last.n_ops ||
-             memcmp(c.prev, last.hash, CRDT_HASH_BYTES) != 0) &&
-            crdt_change_verify(&last) != CRDT_OK)
+        follows = have_last && crdt_change_proves(&c, &last);
+        if (have_last && !follows && crdt_change_verify(&last) != CRDT_OK)
             goto damaged;
+        if (follows && last.sig != NULL &&
+            strip_last(&items, last_at, last.hash) == CRDT_OK)
+            last.sig = NULL;
+        if (items.sb.size + len + 5 > CRDTNET_SESSION_MSG_MAX - 64) {
+            crdt__enc_free(&items); /* a run held unsigned, longer */
+            return CRDT_ELIMIT;     /* than a message: never cut it */
+        }
         last = c;
         have_last = 1;
+        last_at = items.sb.size;
         crdt__enc_bin(&items, p, len);
         note_sent(s, p, len);
         n++;
@@ -457,7 +499,7 @@ build_fin(crdtnet_session *s)
         crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
     }
     crdt_vv_free(vv);
-    free(vb);
+    crdt_free(vb);
     return rc;
 }
 
@@ -587,7 +629,7 @@ next_message(crdtnet_session *s)
             size_t l;
             if (crdt_vv_encode(&b, &l, s->peer_known) == CRDT_OK) {
                 crdt_vv_decode(&s->lacks, b, l);
-                free(b);
+                crdt_free(b);
             }
         }
     }
@@ -634,31 +676,6 @@ crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
 
 /* ---- receiving ---- */
 
-static int
-vv_from_heads_blob(crdt_vv **out, const unsigned char *h, size_t len)
-{
-    crdt__mp m = { h, h + len };
-    uint32_t n;
-    crdt_vv *vv;
-    int rc;
-
-    if ((rc = crdt_vv_new(&vv)) < 0)
-        return rc;
-    if (h != NULL && crdt__mp_array(&m, &n) == CRDT_OK) {
-        for (uint32_t i = 0; i < n / 5; i++) {
-            crdt_actor a;
-            uint64_t seq;
-            if (crdt__mp_bin_fixed(&m, a.b, 8) < 0 ||
-                crdt__mp_uint(&m, &seq) < 0 || crdt__mp_skip(&m) < 0 ||
-                crdt__mp_skip(&m) < 0 || crdt__mp_skip(&m) < 0)
-                break;
-            crdt_vv_set(vv, &a, seq);
-        }
-    }
-    *out = vv;
-    return CRDT_OK;
-}
-
 /* heads blob of the record with id @p id (a view into @p holder) */
 static int
 record_heads(epoch_info *holder, crdt_replica *r, const unsigned char *id,
@@ -699,10 +716,12 @@ become_giver(crdtnet_session *s)
         return fail(s, rc, "cannot read the epoch", 1);
     crdt_vv_free(s->lacks);
     s->lacks = NULL;
-    rc = vv_from_heads_blob(&s->lacks, h, hl);
+    rc = crdt_heads_vv(&s->lacks, h, hl);
     epoch_info_clear(&cur);
     if (rc < 0)
-        return fail(s, rc, "out of memory", 1);
+        return fail(s, rc, rc == CRDT_ENOMEM ? "out of memory"
+                                             : "the epoch's heads are bad",
+                    1);
     return CRDT_OK;
 }
 

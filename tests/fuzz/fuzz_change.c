@@ -13,7 +13,11 @@
  * (crdt__op_encode) to bytes that decode to the same op and re-encode to
  * the same bytes (decode -> encode -> decode, msgpack-c's pattern);
  * verify answers CRDT_OK or CRDT_EAUTH, and CRDT_OK only for a decoded
- * change.
+ * change that carries a signature (format 2 may come without one: then
+ * CRDT_EAUTH, only a successor proves it); stripping the signature of a
+ * signed format-2 change gives a change that decodes to the same hash.
+ * Format-2 references (a nil name, a bare-uint id of the change's own
+ * actor) resolve to names inside the input.
  *
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_change` writes the corpus (genuine
  * changes of every op kind from a replica with deterministic randomness
@@ -56,6 +60,31 @@ same_name(const char *a, size_t al, const char *b, size_t bl)
     return al == bl && (al == 0 || memcmp(a, b, al) == 0);
 }
 
+/* The same id ranges, whether spelled out or by reference. */
+static int
+same_ranges(const crdt_op *a, const crdt_op *b)
+{
+    crdt_op_ranges x, y;
+    crdt_seq_range r, s;
+    int rx, ry;
+
+    if ((a->ranges == NULL) != (b->ranges == NULL))
+        return 0;
+    if (a->ranges == NULL)
+        return 1;
+    crdt_op_ranges_init(&x, a);
+    crdt_op_ranges_init(&y, b);
+    do {
+        rx = crdt_op_ranges_next(&r, &x);
+        ry = crdt_op_ranges_next(&s, &y);
+        if (rx != ry || (rx == CRDT_OK &&
+                         (memcmp(r.actor.b, s.actor.b, 8) != 0 ||
+                          r.ctr != s.ctr || r.len != s.len)))
+            return 0;
+    } while (rx == CRDT_OK);
+    return 1;
+}
+
 static int
 same_op(const crdt_op *a, const crdt_op *b)
 {
@@ -71,6 +100,11 @@ same_op(const crdt_op *a, const crdt_op *b)
         return 0;
     if (a->kind == CRDT_OP_INCR && a->delta != b->delta)
         return 0;
+    if (a->kind >= CRDT_OP_TINS)
+        return a->pos == b->pos && a->len == b->len && a->ctr == b->ctr &&
+               same_name(a->text, a->text_len, b->text, b->text_len) &&
+               a->left.ctr == b->left.ctr && a->right.ctr == b->right.ctr &&
+               a->target.ctr == b->target.ctr && same_ranges(a, b);
     return same_name((const char *)a->observed, a->observed_len,
                      (const char *)b->observed, b->observed_len);
 }
@@ -78,7 +112,7 @@ same_op(const crdt_op *a, const crdt_op *b)
 static void
 check_op_views(const crdt_op *op)
 {
-    if (op->kind > CRDT_OP_DEL_DOC)
+    if (op->kind > CRDT_OP_LSET)
         abort();
     if (op->coll_len == 0 || op->coll_len > CRDT_NAME_MAX ||
         op->doc_len == 0 || op->doc_len > CRDT_NAME_MAX)
@@ -89,6 +123,13 @@ check_op_views(const crdt_op *op)
         if (op->field_len == 0 || op->field_len > CRDT_NAME_MAX)
             abort();
         inside(op->field, op->field_len);
+    }
+    if (op->kind >= CRDT_OP_TINS) { /* sequence ops: fuzz_seqop says more */
+        if (op->kind == CRDT_OP_TINS)
+            inside(op->text, op->text_len);
+        if (op->kind == CRDT_OP_TDEL || op->kind == CRDT_OP_LDEL)
+            inside(op->ranges, op->ranges_len);
+        return;
     }
     if ((op->kind == CRDT_OP_PUT || op->kind == CRDT_OP_SADD ||
          op->kind == CRDT_OP_SREM) &&
@@ -150,7 +191,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(buf);
         return 0;
     }
-    inside(c.sig, 64);
+    if (c.sig != NULL)
+        inside(c.sig, 64);
+    else if (c.version != 2)
+        abort(); /* only format 2 may come unsigned */
     inside(c.ops, c.ops_len);
     if (c.ops_len > size || c.n_ops == 0 || c.n_ops > CRDT_CHANGE_MAX_OPS ||
         c.seq == 0 || c.hlc > UINT64_MAX - c.n_ops)
@@ -171,6 +215,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = crdt_change_verify(&c);
     if (rc != CRDT_OK && rc != CRDT_EAUTH)
         abort();
+    if (c.sig == NULL && rc != CRDT_EAUTH)
+        abort();
+    if (c.sig != NULL && c.version == 2) {
+        unsigned char hash[CRDT_HASH_BYTES];
+        crdt_change u;
+        size_t nl;
+
+        memcpy(hash, c.hash, sizeof hash);
+        nl = crdt_change_strip_sig(buf, size);
+        if (nl != 0 && (nl != size - 65 ||
+                        crdt_change_decode(&u, buf, nl) != CRDT_OK ||
+                        u.sig != NULL ||
+                        memcmp(u.hash, hash, sizeof hash) != 0))
+            abort();
+    }
     free(buf);
     return 0;
 }
@@ -333,13 +392,34 @@ write_seeds(const char *out)
         crdt_txn_incr(t, "n\xc3\xa4me", "d", "c", -1);
         v = crdt_value_double(1e300); crdt_txn_sadd(t, "x", "y", "z", &v);
         crdt_txn_del_doc(t, "x", "y"));
+    /* format 2: a typing run (one TINS), backspaces (one TDEL), names
+     * and own ids by reference */
+    TXN(for (int k = 0; k < 12; k++)
+            crdt_txn_text_insert(t, "notes", "n1", "body", (uint64_t)k,
+                                 &"ab"[k & 1], 1);
+        for (int k = 0; k < 4; k++)
+            crdt_txn_text_delete(t, "notes", "n1", "body",
+                                 (uint64_t)(11 - k), 1);
+        crdt_txn_text_insert(t, "notes", "n1", "body", 3, "\xc3\xa9", 2));
 #undef TXN
 
     if (crdt_export_begin(&e, r, NULL) != CRDT_OK)
         exit(1);
     while (crdt_export_next(e, &p, &len) == CRDT_OK) {
+        unsigned char *u = malloc(len);
+        size_t ul;
+
         snprintf(name, sizeof name, "valid_%02zu", ++i);
         fuzz_put_seed(out, name, p, len);
+        /* as sent when its successor goes with it */
+        if (u == NULL)
+            exit(1);
+        memcpy(u, p, len);
+        if ((ul = crdt_change_strip_sig(u, len)) > 0) {
+            snprintf(name, sizeof name, "unsigned_%02zu", i);
+            fuzz_put_seed(out, name, u, ul);
+        }
+        free(u);
         free(last);
         last = malloc(len);
         memcpy(last, p, len);

@@ -22,10 +22,15 @@ static int
 same(const crdtnet__hs_msg *x, const crdtnet__hs_msg *y)
 {
     return x->kind == y->kind && x->version == y->version &&
-           memcmp(x->space, y->space, sizeof x->space) == 0 &&
            memcmp(x->eph, y->eph, sizeof x->eph) == 0 &&
+           memcmp(x->mac, y->mac, sizeof x->mac) == 0 &&
+           x->box_len == y->box_len &&
+           (x->box_len == 0 || memcmp(x->box, y->box, x->box_len) == 0) &&
            memcmp(x->pk, y->pk, sizeof x->pk) == 0 &&
            memcmp(x->sig, y->sig, sizeof x->sig) == 0 &&
+           memcmp(x->hdr, y->hdr, sizeof x->hdr) == 0 &&
+           x->has_invite == y->has_invite &&
+           memcmp(x->invite, y->invite, sizeof x->invite) == 0 &&
            x->code == y->code && x->reason_len == y->reason_len &&
            memcmp(x->reason, y->reason, x->reason_len) == 0;
 }
@@ -35,11 +40,12 @@ round_trip(const unsigned char *p, size_t n)
 {
     static const unsigned accepts[] = {
         1u << CRDTNET__MSG_HELLO,
-        (1u << CRDTNET__MSG_ACK) | (1u << CRDTNET__MSG_ERROR),
-        1u << CRDTNET__MSG_AUTH,
+        (1u << CRDTNET__MSG_REPLY) | (1u << CRDTNET__MSG_ERROR),
+        1u << CRDTNET__MSG_SAUTH,
+        1u << CRDTNET__MSG_CAUTH,
         1u << CRDTNET__MSG_ERROR,
     };
-    unsigned char e1[CRDTNET_HS_MSG_MAX], e2[CRDTNET_HS_MSG_MAX];
+    unsigned char e1[CRDTNET_HS_MSG_MAX + 16], e2[CRDTNET_HS_MSG_MAX + 16];
     char reason[CRDTNET_REASON_MAX];
     crdtnet__hs_msg m1, m2;
     size_t i, l1, l2;

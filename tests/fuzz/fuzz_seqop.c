@@ -11,6 +11,11 @@
  * the array declares, each range non-empty; a decoded op re-encodes
  * (crdt__op_encode) to bytes that decode to the same op and re-encode
  * to the same bytes (decode -> encode -> decode).
+ * Then the same bytes as an op of a format-2 change (crdt__op_decode_in,
+ * after an op that named "c"/"d"/"f", our actor 07 x 8): a nil name is
+ * the one before, a bare-uint id is ours; the decoded op re-encodes in
+ * the same context and decodes to the same op, and its standalone form
+ * spells everything out.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,6 +37,70 @@ inside(const void *p, size_t n, const uint8_t *lo, size_t size)
         abort();
 }
 
+static void
+context(crdt_op_iter *ctx)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->compact = 1;
+    memset(ctx->self.b, 0x07, sizeof ctx->self.b);
+    ctx->coll = "c";
+    ctx->doc = "d";
+    ctx->field = "f";
+    ctx->coll_len = ctx->doc_len = ctx->field_len = 1;
+}
+
+static int
+same_id(const crdt_seq_id *a, const crdt_seq_id *b)
+{
+    return a->ctr == b->ctr &&
+           memcmp(a->actor.b, b->actor.b, sizeof a->actor.b) == 0;
+}
+
+/* The input as an op of a format-2 change. */
+static void
+in_change(const uint8_t *data, size_t size)
+{
+    crdt__mp m = { data, data + size };
+    crdt_op_iter ctx;
+    crdt_op op, op2, op3;
+    crdt__enc e, s;
+    int rc;
+
+    context(&ctx);
+    rc = crdt__op_decode_in(&op, &m, &ctx);
+    if (rc != CRDT_OK && rc != CRDT_EPROTO)
+        abort();
+    if (rc != CRDT_OK)
+        return;
+    crdt__enc_init(&e);
+    crdt__enc_init(&s);
+    context(&ctx);
+    if (crdt__op_encode_in(&e, &op, &ctx) == CRDT_OK &&
+        crdt__enc_ok(&e) == CRDT_OK) {
+        crdt__mp m2 = { (unsigned char *)e.sb.data,
+                        (unsigned char *)e.sb.data + e.sb.size };
+        context(&ctx);
+        if (crdt__op_decode_in(&op2, &m2, &ctx) != CRDT_OK ||
+            m2.p != m2.end || op2.kind != op.kind || op2.pos != op.pos ||
+            op2.len != op.len || op2.ctr != op.ctr ||
+            !same_id(&op2.left, &op.left) || !same_id(&op2.right, &op.right) ||
+            !same_id(&op2.target, &op.target) ||
+            op2.coll_len != op.coll_len ||
+            memcmp(op2.coll, op.coll, op.coll_len) != 0)
+            abort();
+    }
+    /* the standalone form needs no context */
+    if (crdt__op_encode(&s, &op) == CRDT_OK && crdt__enc_ok(&s) == CRDT_OK) {
+        crdt__mp m3 = { (unsigned char *)s.sb.data,
+                        (unsigned char *)s.sb.data + s.sb.size };
+        if (crdt__op_decode(&op3, &m3) != CRDT_OK || m3.p != m3.end ||
+            !same_id(&op3.left, &op.left) || !same_id(&op3.right, &op.right))
+            abort();
+    }
+    crdt__enc_free(&e);
+    crdt__enc_free(&s);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -42,6 +111,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size > 1 << 20)
         return 0;
+    in_change(data, size);
     rc = crdt__op_decode(&op, &m);
     if (rc != CRDT_OK && rc != CRDT_EPROTO)
         abort();

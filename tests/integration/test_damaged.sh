@@ -6,7 +6,9 @@
 # (status, get, ls, export, put, log, verify, sync) and the daemon run
 # on each copy: no exit >= 128; a corrupt replica exits 6 with "corrupt
 # replica" and what to do; put never succeeds where verify finds damage;
-# a zeroed meta page opens at the other one with a warning; the daemon
+# a zeroed meta page opens at the other one with a warning; random
+# bytes inside a record's value (state, log, heads) make every command
+# exit 6 (records are checked at open); the daemon
 # leaves a damaged space out (or stops serving it when what it is about
 # to send fails its check) and keeps serving the others.
 # Usage: test_damaged.sh PATH_TO_STRATA
@@ -93,9 +95,11 @@ all_commands() {
 }
 
 # the daemon serving damaged D and sound G: never dies by a signal,
-# keeps serving G; a peer of D's space gets nothing damaged
+# keeps serving G; a peer of D's space gets nothing damaged. With a
+# second argument: a command run once the daemon serves (damage made
+# while it runs)
 daemon_check() {
-    local D="$1" g2 k2
+    local D="$1" after="${2:-}" g2 k2
     g2="g2-$RANDOM$RANDOM"; k2="k2-$RANDOM$RANDOM"
     : > d.log
     "$S" serve "$D" G --listen 127.0.0.1:0 >/dev/null 2>d.log &
@@ -107,6 +111,7 @@ daemon_check() {
         sleep 0.05
     done
     [ -n "$port" ] || { wait "$daemon" || code=$?; fail "$case: the daemon did not start (exit ${code:-0}): $(cat d.log)"; }
+    [ -z "$after" ] || $after
     # a peer of D's space: it must never receive damaged data
     cp -a K0 "$k2"
     set +e; "$S" sync "$k2" "127.0.0.1:$port" --timeout-ms 5000 >/dev/null 2>k2.err; set -e
@@ -183,16 +188,36 @@ damage_values() {
     python3 -c '
 d = bytearray(open("D/data.mdb", "rb").read())
 n, i = 0, d.find(b"needle-7-QQQQQQQQ")
-while i >= 0:
-    d[i + 9] ^= 0x01
-    n += 1
-    i = d.find(b"needle-7-QQQQQQQQ", i + 1)
+# in place (a daemon may have the file mapped: never truncate it)
+with open("D/data.mdb", "r+b") as f:
+    while i >= 0:
+        f.seek(i + 9)
+        f.write(bytes([d[i + 9] ^ 0x01]))
+        n += 1
+        i = d.find(b"needle-7-QQQQQQQQ", i + 1)
 assert n >= 2, n
-open("D/data.mdb", "wb").write(bytes(d))
 '
+}
+# every open of a replica within the page budget checks its records:
+# each command refuses it (exit 6), nothing is printed as data, and
+# nothing is written on top
+refused_everywhere() {
+    local c
+    for c in "status D" "get D c d5" "get D c e7 f" "ls D c" "export D" \
+             "log D" "put D c zz f 1" "incr D c e7 n 1" "del D c e7"; do
+        set +e; $S $c >out.txt 2>err.txt; code=$?; set -e
+        [ "$code" = 6 ] || fail "$case: $c exited $code, want 6: $(cat out.txt err.txt)"
+        grep -q "^strata: open D: corrupt replica: .*run strata verify D" err.txt ||
+            fail "$case: $c: $(cat err.txt)"
+        [ ! -s out.txt ] || fail "$case: $c printed data from a damaged replica: $(head -c 200 out.txt)"
+    done
 }
 fresh
 damage_values
+cmp -s O/data.mdb D/data.mdb && fail "$case: nothing damaged"
+before="$(md5sum < D/data.mdb)"
+refused_everywhere
+[ "$(md5sum < D/data.mdb)" = "$before" ] || fail "$case: a command wrote to the damaged replica"
 all_commands D
 [ "$vcode" = 6 ] || fail "$case: verify exit $vcode, want 6"
 grep -q "local damage" verify.err ||
@@ -200,7 +225,82 @@ grep -q "local damage" verify.err ||
 fresh   # the sync above may have repaired D from B: damage it again
 damage_values
 daemon_check D
+grep -q "not serving D: its replica is corrupt" d.log ||
+    fail "$case: the daemon did not leave D out at start: $(cat d.log)"
+# damage made while the daemon runs: found when it reads the records
+fresh
+daemon_check D damage_values
 grep -q "corrupt replica D .*no longer serving this space" d.log ||
     fail "$case: the daemon did not say it stops serving D: $(cat d.log)"
-check "damaged values: verify names local damage; the daemon sends nothing damaged, stops serving that space, serves the other"
+check "damaged values: every command refuses them (exit 6, nothing printed or written), verify names local damage; the daemon leaves D out, or stops serving it when the damage comes while it runs, and serves the other"
+
+# ---- random bytes inside one record's value, several seeds ----
+# (mdb_values.py lists each record's value bytes in the file: state
+# entries, changes, heads; the page headers stay sound)
+python3 "$(dirname "$0")/support/mdb_values.py" O/data.mdb > values.txt
+for spec in state0:1 state0:2 state0:3 log:1 log:2 log:3 heads:1 heads:2; do
+    IFS=: read -r db seed <<<"$spec"
+    case="value-$db/seed$seed"
+    fresh
+    python3 - "$db" "$seed" <<'PY'
+import random, sys
+db, seed = sys.argv[1], int(sys.argv[2])
+rows = [l.split() for l in open("values.txt") if l.split()[0] == db]
+random.seed(seed)
+_, off, n, key = random.choice(rows)
+off, n = int(off), int(n)
+d = bytearray(open("D/data.mdb", "rb").read())
+k = random.randrange(1, min(n, 16) + 1)
+at = off + random.randrange(0, n - k + 1)
+for i in range(k):
+    d[at + i] ^= random.randrange(1, 256)   # every byte changes
+open("D/data.mdb", "wb").write(bytes(d))
+PY
+    before="$(md5sum < D/data.mdb)"
+    refused_everywhere
+    [ "$(md5sum < D/data.mdb)" = "$before" ] || fail "$case: a command wrote to the damaged replica"
+    set +e; "$S" verify D >/dev/null 2>verify.err; vcode=$?; set -e
+    [ "$vcode" = 6 ] || fail "$case: verify exit $vcode, want 6"
+    grep -q "damaged .* at \|state hash mismatch" verify.err ||
+        fail "$case: verify does not name the damage: $(cat verify.err)"
+    "$S" verify B >/dev/null 2>b.err || fail "$case: B received damage: $(cat b.err)"
+done
+check "random bytes in one value (state, log, heads) at 8 seeds: every command exits 6 with the corrupt-replica line, prints nothing, writes nothing; verify names it"
+
+# ---- a replica past the page budget of a plain open: its records are
+# not checked at open, but `log` prints no change it cannot vouch for ----
+case=big-log
+"$S" init BIG >/dev/null
+python3 -c '
+for i in range(110000):
+    print("{\"op\":\"put\",\"coll\":\"c\",\"doc\":\"d%d\",\"field\":\"a\",\"value\":\"%s\"}" % (i, "y" * (i % 60)))
+' > big.jsonl
+"$S" import BIG big.jsonl >/dev/null
+for i in 1 2 3; do "$S" put BIG c tail$i f "$i"; done
+[ "$(stat -c %s BIG/data.mdb)" -gt $((4096 * 4096)) ] || fail "$case: BIG is within the page budget"
+python3 "$(dirname "$0")/support/mdb_values.py" BIG/data.mdb | awk '$1 == "log"' > big_log.txt
+[ "$(wc -l < big_log.txt)" -ge 4 ] || fail "$case: too few changes"
+for pick in 1 2; do   # the first change (followed by others), the last
+    rm -rf BD && cp -a BIG BD
+    if [ "$pick" = 1 ]; then row="$(head -1 big_log.txt)"; else row="$(tail -1 big_log.txt)"; fi
+    python3 - $row <<'PY'
+import sys
+_, off, n, _ = sys.argv[1:5]
+off, n = int(off), int(n)
+with open("BD/data.mdb", "r+b") as f:
+    f.seek(off + n // 2)          # inside the body
+    b = f.read(1)
+    f.seek(off + n // 2)
+    f.write(bytes([b[0] ^ 0x20]))
+PY
+    set +e; "$S" log BD >out.txt 2>err.txt; code=$?; set -e
+    [ "$code" = 6 ] || fail "$case/$pick: log exited $code"
+    grep -q "^strata: log: corrupt replica: \(damaged change at [0-9a-f]* up to seq [0-9]* in the log\|a damaged change in this replica's own log\)" err.txt ||
+        fail "$case/$pick: $(cat err.txt)"
+    set +e; "$S" log BIG >good.txt 2>/dev/null; set -e
+    # everything printed is a line of the sound log, in order: a prefix
+    head -n "$(wc -l < out.txt)" good.txt | cmp -s - out.txt ||
+        fail "$case/$pick: log printed a line the sound replica does not have"
+done
+check "a replica past the page budget: log refuses a damaged change before printing it (exit 6)"
 echo "damaged files: no command and no daemon died by a signal"

@@ -83,3 +83,14 @@ ls -d A.broken-* >/dev/null || fail "the corrupt replica was not kept aside"
 "$S" verify A >/dev/null || fail "verify after rebuild"
 [ "$("$S" get A notes n3 text)" = '"after"' ] || fail "data lost in rebuild"
 check "a corrupt replica is detected (exit 6), kept aside and rebuilt"
+
+# ---- a readable replica rebuilt without a phrase keeps its identity ----
+id_before="$("$S" id A)"
+sleep 1.1 # the aside directory is named by the second
+"$S" rebuild A "127.0.0.1:$pB" >/dev/null 2>rb2.txt || { cat rb2.txt; fail "rebuild without a phrase"; }
+[ "$(ls -d A.broken-* | wc -l)" = 2 ] || fail "the second rebuild kept no copy aside"
+! ls -d A.rebuild-* >/dev/null 2>&1 || fail "the new replica was left beside the old"
+[ "$("$S" id A)" = "$id_before" ] || fail "rebuild without a phrase changed the key"
+[ "$("$S" status A --json | js 'd["space_id"]')" = "$space" ] || fail "rebuild changed the space"
+[ "$(hash A)" = "$(hash B)" ] || fail "rebuilt replica differs from the peer"
+check "a readable replica is rebuilt with its own key pair and space"

@@ -1,6 +1,7 @@
 /*
  * test_api.c: the app-facing surface: signing without the secret key
  * leaving the library, buffers released with the library's own free,
+ * a replica made with another's key pair without the key leaving it,
  * the version, and the umbrella header leaving crdt/raw.h out.
  */
 #include <check.h>
@@ -81,6 +82,49 @@ START_TEST(test_library_buffers_go_back_through_crdt_free)
 }
 END_TEST
 
+START_TEST(test_create_like_takes_the_key_pair_not_the_incarnation)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    unsigned char s1[CRDT_SIG_BYTES], s2[CRDT_SIG_BYTES];
+    unsigned char sp1[CRDT_SPACE_ID_BYTES], sp2[CRDT_SPACE_ID_BYTES];
+    unsigned char other[CRDT_SPACE_ID_BYTES], seed[CRDT_SEED_BYTES] = { 1 };
+    char d2[300];
+    crdt_replica *twin;
+    crdt_actor a1, a2;
+
+    ck_assert_int_eq(test_tmpdir(d2, sizeof d2), 0);
+    test_rmtree(d2); /* a fresh path: the replica makes the directory */
+    ck_assert_int_eq(crdt_replica_create_like(&twin, r, d2, NULL), CRDT_OK);
+    /* Ed25519 signatures are deterministic: same key, same signature */
+    ck_assert_int_eq(crdt_replica_sign(s1, r, "m", 1), CRDT_OK);
+    ck_assert_int_eq(crdt_replica_sign(s2, twin, "m", 1), CRDT_OK);
+    ck_assert_mem_eq(s1, s2, sizeof s1);
+    crdt_replica_space_id(r, sp1);
+    crdt_replica_space_id(twin, sp2);
+    ck_assert_mem_eq(sp1, sp2, sizeof sp1);
+    a1 = crdt_replica_actor(r);
+    a2 = crdt_replica_actor(twin);
+    ck_assert(memcmp(a1.b, a2.b, sizeof a1.b) != 0); /* new incarnation */
+    crdt_replica_close(twin);
+    /* a replica is there now */
+    ck_assert_int_eq(crdt_replica_create_like(&twin, r, d2, NULL),
+                     CRDT_EEXISTS);
+    test_rmtree(d2);
+    /* another space on request; a seed is refused */
+    memset(other, 7, sizeof other);
+    o.space_id = other;
+    ck_assert_int_eq(crdt_replica_create_like(&twin, r, d2, &o), CRDT_OK);
+    crdt_replica_space_id(twin, sp2);
+    ck_assert_mem_eq(sp2, other, sizeof other);
+    crdt_replica_close(twin);
+    test_rmtree(d2);
+    o.seed = seed;
+    ck_assert_int_eq(crdt_replica_create_like(&twin, r, d2, &o), CRDT_EINVAL);
+    ck_assert_int_eq(crdt_replica_create_like(&twin, NULL, d2, NULL),
+                     CRDT_EINVAL);
+}
+END_TEST
+
 START_TEST(test_version_is_the_build_version)
 {
     char v[32];
@@ -101,6 +145,7 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_sign_verifies_with_the_public_key);
     tcase_add_test(tc, test_library_buffers_go_back_through_crdt_free);
+    tcase_add_test(tc, test_create_like_takes_the_key_pair_not_the_incarnation);
     tcase_add_test(tc, test_version_is_the_build_version);
     suite_add_tcase(s, tc);
     return s;

@@ -175,6 +175,79 @@ assert_same(crdt_replica *x, crdt_replica *y)
     ck_assert_str_eq(hx, hy);
 }
 
+typedef struct {
+    unsigned char pk[8][32];
+    crdt_role role[8];
+    int n;
+} seen_members;
+
+static int
+note_member(const unsigned char *pk, crdt_role r, void *ctx)
+{
+    seen_members *s = ctx;
+
+    ck_assert_int_lt(s->n, 8);
+    memcpy(s->pk[s->n], pk, 32);
+    s->role[s->n++] = r;
+    return 0;
+}
+
+static int
+stop_at_first(const unsigned char *pk, crdt_role r, void *ctx)
+{
+    (void)pk;
+    (void)r;
+    ++*(int *)ctx;
+    return 1;
+}
+
+/* The set's walk gives keys and roles; callers never read its fields. */
+START_TEST(test_members_each_gives_keys_and_roles)
+{
+    unsigned char so[32], po[32], pw[32] = { 1 }, pr[32] = { 2 },
+                                  pa[32] = { 3 }, px[32] = { 4 };
+    seen_members s = { .n = 0 };
+    crdt_replica *o;
+    uint64_t n = 99;
+    int calls = 0;
+
+    randombytes_buf(so, 32);
+    key_of(po, so);
+    o = open_owner(so);
+    ck_assert_int_eq(set_role(o, pw, CRDT_ROLE_WRITER), CRDT_OK);
+    ck_assert_int_eq(set_role(o, pr, CRDT_ROLE_READER), CRDT_OK);
+    ck_assert_int_eq(set_role(o, pa, CRDT_ROLE_ADMIN), CRDT_OK);
+    ck_assert_int_eq(set_role(o, px, CRDT_ROLE_WRITER), CRDT_OK);
+    ck_assert_int_eq(remove_key(o, px), CRDT_OK);
+    ck_assert_int_eq(crdt_members_each(o, 0, note_member, &s), CRDT_OK);
+    ck_assert_int_eq(s.n, 5); /* owner, three members, one removed */
+    for (int i = 0; i < s.n; i++) {
+        crdt_role want = memcmp(s.pk[i], po, 32) == 0   ? CRDT_ROLE_OWNER
+                         : memcmp(s.pk[i], pw, 32) == 0 ? CRDT_ROLE_WRITER
+                         : memcmp(s.pk[i], pr, 32) == 0 ? CRDT_ROLE_READER
+                         : memcmp(s.pk[i], pa, 32) == 0 ? CRDT_ROLE_ADMIN
+                                                        : CRDT_ROLE_REMOVED;
+        ck_assert_int_eq(s.role[i], want);
+        if (want == CRDT_ROLE_REMOVED)
+            ck_assert_mem_eq(s.pk[i], px, 32);
+        if (i > 0) /* key order */
+            ck_assert_int_lt(memcmp(s.pk[i - 1], s.pk[i], 32), 0);
+    }
+    ck_assert_int_eq(crdt_members_count(&n, o), CRDT_OK);
+    ck_assert_uint_eq(n, 4); /* the removed key is not let in */
+    ck_assert_int_eq(crdt_role_admits(CRDT_ROLE_REMOVED), 0);
+    ck_assert_int_eq(crdt_role_admits(CRDT_ROLE_NONE), 0);
+    ck_assert_int_eq(crdt_role_admits(CRDT_ROLE_READER), 1);
+    /* a callback's non-zero return stops the walk */
+    ck_assert_int_eq(crdt_members_each(o, 0, stop_at_first, &calls),
+                     CRDT_OK);
+    ck_assert_int_eq(calls, 1);
+    ck_assert_int_eq(crdt_members_each(NULL, 0, note_member, &s),
+                     CRDT_EINVAL);
+    ck_assert_int_eq(crdt_members_count(NULL, o), CRDT_EINVAL);
+}
+END_TEST
+
 START_TEST(test_writer_cannot_change_member_set)
 {
     unsigned char so[32], sw[32], pw[32], px[32] = { 7 };
@@ -368,6 +441,7 @@ test_suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_members_each_gives_keys_and_roles);
     tcase_add_test(tc, test_writer_cannot_change_member_set);
     tcase_add_test(tc, test_removed_member_cannot_readd_itself);
     tcase_add_test(tc, test_concurrent_removal_same_everywhere);

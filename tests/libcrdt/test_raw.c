@@ -1,10 +1,15 @@
 /*
  * test_raw.c: the spare state slot through crdt/raw.h: puts in key
  * order after a clear (appended), keys out of order and keys already
- * there, and the slot's hash against one recomputed from its entries.
+ * there, and the slot's hash against one recomputed from its entries;
+ * every kind of state entry decoded and encoded back to its own bytes,
+ * and malformed entries refused; the heads blob's one parser, and bad
+ * blobs getting the same answer from every call that reads one; the
+ * quarantine record written and read back by libcrdt's one codec.
  */
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crdt/crdt.h"
@@ -92,6 +97,358 @@ assert_stored_hash_exact(crdt_replica *r, const unsigned char *want)
     if (want != NULL)
         ck_assert_mem_eq(kept, want, 32);
 }
+
+/* Decode every entry of @p r's active slot, encode it back, compare. */
+static int
+round_trip_all(crdt_replica *r, int *kinds_seen)
+{
+    crdt_raw *t;
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    int rc, n = 0;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_cursor_open(&c, t, crdt_raw_state_db(t, 0)),
+                     CRDT_OK);
+    rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+    while (rc == CRDT_OK) {
+        unsigned char k2[CRDT_STATE_KEY_MAX], v2[256];
+        size_t kl2, vl2;
+        crdt_state_entry e, kd;
+
+        ck_assert_int_eq(crdt_state_entry_decode(&e, k, kl, v, vl), CRDT_OK);
+        ck_assert_int_eq(crdt_state_key_decode(&kd, k, kl), CRDT_OK);
+        ck_assert_int_eq(kd.kind, e.kind);
+        kinds_seen[e.kind] = 1;
+        ck_assert_int_eq(crdt_state_entry_encode(k2, &kl2, v2, sizeof v2,
+                                                 &vl2, &e),
+                         CRDT_OK);
+        ck_assert_uint_eq(kl2, kl);
+        ck_assert_mem_eq(k2, k, kl);
+        ck_assert_uint_eq(vl2, vl);
+        if (vl > 0)
+            ck_assert_mem_eq(v2, v, vl);
+        /* too small a value buffer: told how much is needed */
+        if (vl > 0) {
+            ck_assert_int_eq(crdt_state_entry_encode(k2, &kl2, v2, vl - 1,
+                                                     &vl2, &e),
+                             CRDT_ELIMIT);
+            ck_assert_uint_eq(vl2, vl);
+        }
+        n++;
+        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+    }
+    ck_assert_int_eq(rc, CRDT_ENOTFOUND);
+    crdt_raw_cursor_close(c);
+    crdt_raw_abort(t);
+    return n;
+}
+
+START_TEST(test_state_entries_decode_and_encode_to_their_own_bytes)
+{
+    crdt_value s = crdt_value_str("a string of more than 31 bytes, "
+                                     "so not a fixstr",
+                                     47);
+    crdt_value one = crdt_value_int(-70000), el = crdt_value_str("x", 1);
+    int kinds[7] = { 0 };
+    crdt_txn *t;
+
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "d1", "s", &s), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "d1", "i", &one), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "d1", "n", 5), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_sadd(t, "c", "d1", "tags", &el), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d1", "body", 0, "hi", 2),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_list_insert(t, "c", "d1", "l", 0, &one),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "d2", "x", &one), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_srem(t, "c", "d1", "tags", &el), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_field(t, "c", "d1", "n"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_field(t, "c", "d1", "s"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_doc(t, "c", "d2"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_gt(round_trip_all(a, kinds), 8);
+    for (int i = 0; i < 7; i++)
+        ck_assert_msg(kinds[i], "no entry of kind %d", i);
+}
+END_TEST
+
+START_TEST(test_malformed_state_entries_are_refused)
+{
+    static const unsigned char stamp[17] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+    const unsigned char reg[] = "c\0d\0f\0R", cnt[] = "c\0d\0f\0C12345678",
+                        bad_kind[] = "c\0d\0f\0Z", no_kind[] = "c\0d\0f\0",
+                        no_doc[] = "c\0", doc[] = "c\0d\0";
+    unsigned char k[CRDT_STATE_KEY_MAX], v[64], longname[80];
+    crdt_state_entry e;
+    size_t kl, vl;
+
+    /* a register without a scalar, with trailing bytes, an empty name */
+    ck_assert_int_eq(crdt_state_entry_decode(&e, reg, sizeof reg - 1, stamp,
+                                             16),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_entry_decode(&e, reg, sizeof reg - 1,
+                                             (const unsigned char[18]){
+                                                 [16] = 0xc0, [17] = 0xc0 },
+                                             18),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_entry_decode(&e, "\0d\0f\0R", 7, stamp, 17),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_key_decode(&e, bad_kind, sizeof bad_kind - 1),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_key_decode(&e, no_kind, sizeof no_kind - 1),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_key_decode(&e, no_doc, sizeof no_doc - 1),
+                     CRDT_ECORRUPT);
+    /* a counter part of the wrong size, a doc tombstone of the wrong size */
+    ck_assert_int_eq(crdt_state_entry_decode(&e, cnt, sizeof cnt - 1, v, 16),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_entry_decode(&e, doc, sizeof doc - 1, v, 17),
+                     CRDT_ECORRUPT);
+    /* a name longer than CRDT_NAME_MAX */
+    memset(longname, 'a', sizeof longname);
+    longname[70] = 0;
+    longname[71] = 'd';
+    longname[72] = 0;
+    ck_assert_int_eq(crdt_state_key_decode(&e, longname, 73), CRDT_ECORRUPT);
+    /* encode: a set element over 256 bytes is a limit, a bad name EINVAL */
+    memset(&e, 0, sizeof e);
+    e.kind = CRDT_ENTRY_SET_TAG;
+    e.coll = "c";
+    e.coll_len = 1;
+    e.doc = "d";
+    e.doc_len = 1;
+    e.field = "f";
+    e.field_len = 1;
+    e.value = crdt_value_bytes(longname, 0);
+    ck_assert_int_eq(crdt_state_entry_encode(k, &kl, v, sizeof v, &vl, &e),
+                     CRDT_OK);
+    {
+        static unsigned char big[300];
+        e.value = crdt_value_bytes(big, sizeof big);
+        ck_assert_int_eq(crdt_state_entry_encode(k, &kl, v, sizeof v, &vl,
+                                                 &e),
+                         CRDT_ELIMIT);
+        ck_assert_uint_eq(vl, 0);
+    }
+    e.field_len = 0;
+    ck_assert_int_eq(crdt_state_entry_encode(k, &kl, v, sizeof v, &vl, &e),
+                     CRDT_EINVAL);
+}
+END_TEST
+
+static int
+count_head(const crdt_head *h, void *ctx)
+{
+    (void)h;
+    ++*(int *)ctx;
+    return CRDT_OK;
+}
+
+/* @p blob, @p len gets @p want from every reader of a heads blob, and a
+ * refused replace leaves the heads as they were. */
+static void
+all_readers_say(crdt_replica *r, const unsigned char *blob, size_t len,
+                int want)
+{
+    crdt_actor x = { { 0 } };
+    uint64_t seq = 77;
+    crdt_vv *vv = (crdt_vv *)&x, *before, *after;
+    crdt_raw *t;
+    crdt_read *rd;
+
+    ck_assert_int_eq(crdt_heads_parse(blob, len, NULL, NULL), want);
+    ck_assert_int_eq(crdt_heads_seq(&seq, blob, len, &x), want);
+    ck_assert_uint_eq(seq, 77); /* untouched on an error */
+    ck_assert_int_eq(crdt_heads_vv(&vv, blob, len), want);
+    ck_assert_ptr_null(vv);
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_vv(&before, rd), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_heads_replace(t, blob, len), want);
+    ck_assert_int_eq(crdt_raw_vv(&after, t), CRDT_OK);
+    crdt_raw_abort(t);
+    ck_assert(crdt_vv_covers(before, after) && crdt_vv_covers(after, before));
+    crdt_vv_free(before);
+    crdt_vv_free(after);
+}
+
+START_TEST(test_heads_blob_one_parser_same_answers)
+{
+    unsigned char *blob, *bad;
+    size_t len;
+    crdt_actor me = crdt_replica_actor(a);
+    crdt_vv *vv, *want;
+    crdt_raw *t;
+    crdt_read *rd;
+    uint64_t seq;
+    int n = 0;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "g", 2), CRDT_OK);
+    me = crdt_replica_actor(a);
+    ck_assert_int_eq(crdt_replica_new_incarnation(a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "h", 3), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_heads_encode(&blob, &len, t), CRDT_OK);
+    crdt_raw_abort(t);
+    /* a good blob: every head, the right seq, the replica's own vector */
+    ck_assert_int_eq(crdt_heads_parse(blob, len, count_head, &n), CRDT_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(crdt_heads_seq(&seq, blob, len, &me), CRDT_OK);
+    ck_assert_uint_eq(seq, 2);
+    ck_assert_int_eq(crdt_heads_vv(&vv, blob, len), CRDT_OK);
+    ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+    ck_assert_int_eq(crdt_read_vv(&want, rd), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert(crdt_vv_covers(vv, want) && crdt_vv_covers(want, vv));
+    crdt_vv_free(vv);
+    crdt_vv_free(want);
+    /* no heads: length 0, or an empty array */
+    ck_assert_int_eq(crdt_heads_seq(&seq, NULL, 0, &me), CRDT_OK);
+    ck_assert_uint_eq(seq, 0);
+    ck_assert_int_eq(crdt_heads_parse((const unsigned char *)"\x90", 1, NULL,
+                                      NULL),
+                     CRDT_OK);
+
+    bad = malloc(len + 1);
+    ck_assert_ptr_nonnull(bad);
+    /* truncated, anywhere */
+    for (size_t cut = 1; cut < len; cut += 7)
+        ck_assert_int_eq(crdt_heads_parse(blob, cut, NULL, NULL),
+                         CRDT_EPROTO);
+    all_readers_say(a, blob, len - 1, CRDT_EPROTO);
+    /* a byte after the array */
+    memcpy(bad, blob, len);
+    bad[len] = 0xc0;
+    all_readers_say(a, bad, len + 1, CRDT_EPROTO);
+    /* 5 items per actor, not 4 */
+    memcpy(bad, blob, len);
+    bad[0] = 0x94;
+    all_readers_say(a, bad, len, CRDT_EPROTO);
+    /* an actor that its key and incarnation do not make */
+    memcpy(bad, blob, len);
+    bad[3] ^= 1; /* 0x9a, c4 08, then the first actor */
+    all_readers_say(a, bad, len, CRDT_EPROTO);
+    /* a hash of 31 bytes */
+    all_readers_say(a, (const unsigned char[]){ 0x95, 0xc4, 0x08, 1, 2, 3, 4,
+                                                5, 6, 7, 8, 0x01, 0xc4, 0x1f },
+                    14, CRDT_EPROTO);
+    /* not an array; a map */
+    all_readers_say(a, (const unsigned char *)"\xc0", 1, CRDT_EPROTO);
+    all_readers_say(a, (const unsigned char *)"\x80", 1, CRDT_EPROTO);
+    /* an array32 claiming 2^32-1 items in 5 bytes */
+    all_readers_say(a, (const unsigned char *)"\xdd\xff\xff\xff\xff", 5,
+                    CRDT_EPROTO);
+    /* over the size limit: refused before it is read */
+    ck_assert_int_eq(crdt_heads_parse(blob, CRDT_HEADS_BLOB_MAX + 1, NULL,
+                                      NULL),
+                     CRDT_ELIMIT);
+    free(bad);
+    crdt_free(blob);
+}
+END_TEST
+
+START_TEST(test_quarantine_record_written_and_read_by_libcrdt)
+{
+    crdt_value v3 = crdt_value_int(3);
+    tu_batch batch;
+    crdt_change ch;
+    crdt_txn *tx;
+    crdt_raw *t;
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    uint64_t n = 99;
+    crdt_quarantined q;
+    unsigned char old_key[16], *bad;
+    int seen = 0, rc;
+
+    ck_assert_int_eq(crdt_txn_begin(&tx, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(tx, "c", "d", "f", &v3), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(tx, "c", "d", "n", 2), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(tx, NULL), CRDT_OK);
+    batch = tu_export_all(a);
+    ck_assert_uint_eq(batch.n, 1);
+    ck_assert_int_eq(crdt_change_decode(&ch, batch.v[0].data, batch.v[0].len),
+                     CRDT_OK);
+    ck_assert_uint_eq(ch.n_ops, 2);
+    /* a read txn may not write; only the op above seq `above` goes in */
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_quarantine_change(&n, t, &ch, 0,
+                                                CRDT_QK_UNSYNCED, "x"),
+                     CRDT_EINVAL);
+    crdt_raw_abort(t);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_quarantine_change(&n, t, &ch, ch.seq,
+                                                CRDT_QK_UNSYNCED, "why"),
+                     CRDT_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(crdt_raw_cursor_open(&c, t, CRDT_DB_QUARANTINE),
+                     CRDT_OK);
+    rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+    while (rc == CRDT_OK) {
+        ck_assert_uint_eq(kl, CRDT_QUARANTINE_KEY_BYTES);
+        ck_assert_int_eq(crdt_quarantine_decode(&q, k, kl, v, vl), CRDT_OK);
+        ck_assert_mem_eq(q.actor.b, ch.actor.b, 8);
+        ck_assert_uint_eq(q.seq, ch.seq + 1);
+        ck_assert_uint_eq(q.hlc, ch.hlc + 1); /* the op's own stamp */
+        ck_assert_int_eq(q.kind, CRDT_QK_UNSYNCED);
+        ck_assert_mem_eq(q.tag, ch.hash, 8);
+        ck_assert_uint_eq(q.reason_len, 3);
+        ck_assert_mem_eq(q.reason, "why", 3);
+        ck_assert_mem_eq(q.epoch_id, ch.epoch_id, CRDT_HASH_BYTES);
+        ck_assert_int_eq(q.op.kind, CRDT_OP_INCR);
+        ck_assert_int_eq(q.op.delta, 2);
+        /* a store of format 2 written before kinds: actor | seq */
+        memcpy(old_key, k, 16);
+        ck_assert_int_eq(crdt_quarantine_decode(&q, old_key, 16, v, vl),
+                         CRDT_OK);
+        ck_assert_int_eq(q.kind, 0);
+        ck_assert_ptr_null(q.tag);
+        /* damaged: a key of another length, a value cut short */
+        ck_assert_int_eq(crdt_quarantine_decode(&q, k, 17, v, vl),
+                         CRDT_ECORRUPT);
+        bad = malloc(vl);
+        memcpy(bad, v, vl);
+        ck_assert_int_eq(crdt_quarantine_decode(&q, k, kl, bad, vl - 1),
+                         CRDT_ECORRUPT);
+        bad[0] = 0x93; /* 3 items */
+        ck_assert_int_eq(crdt_quarantine_decode(&q, k, kl, bad, vl),
+                         CRDT_ECORRUPT);
+        free(bad);
+        seen++;
+        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+    }
+    ck_assert_int_eq(rc, CRDT_ENOTFOUND);
+    ck_assert_int_eq(seen, 1);
+    crdt_raw_cursor_close(c);
+    /* one op by seq, under another kind: another key */
+    {
+        crdt_op_iter it;
+        crdt_op op;
+        uint64_t cnt;
+        crdt_op_iter_init(&it, &ch);
+        ck_assert_int_eq(crdt_op_iter_next(&op, &it), CRDT_OK);
+        ck_assert_int_eq(crdt_raw_quarantine_put(t, &ch, ch.seq, &op,
+                                                 CRDT_QK_REBASE, "lens"),
+                         CRDT_OK);
+        ck_assert_int_eq(crdt_raw_quarantine_put(t, &ch, ch.seq - 1, &op,
+                                                 CRDT_QK_REBASE, "lens"),
+                         CRDT_EINVAL);
+        ck_assert_int_eq(crdt_raw_count(&cnt, t, CRDT_DB_QUARANTINE),
+                         CRDT_OK);
+        ck_assert_uint_eq(cnt, 2);
+    }
+    crdt_raw_abort(t);
+    tu_batch_free(&batch);
+}
+END_TEST
 
 START_TEST(test_spare_put_out_of_order_and_existing_keys_after_clear)
 {
@@ -214,6 +571,10 @@ test_suite(void)
     TCase *tc = tcase_create("spare");
 
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_state_entries_decode_and_encode_to_their_own_bytes);
+    tcase_add_test(tc, test_malformed_state_entries_are_refused);
+    tcase_add_test(tc, test_heads_blob_one_parser_same_answers);
+    tcase_add_test(tc, test_quarantine_record_written_and_read_by_libcrdt);
     tcase_add_test(tc,
                    test_spare_put_out_of_order_and_existing_keys_after_clear);
     tcase_add_test(tc, test_spare_put_same_key_twice_right_after_clear);

@@ -6,6 +6,8 @@
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "crdt/crdt.h"
@@ -102,6 +104,27 @@ expect_set(crdt_replica *r, const double *want, size_t n)
     crdt_read_end(rd);
 }
 
+START_TEST(test_double_digits_are_the_fewest_that_read_back)
+{
+    static const double cases[] = { 0.1, 100.0, 1.0 / 3, 0.1 + 0.2,
+                                    1e300, -2.5e-8, 5e-324, 1.7976931348623157e308 };
+    static const int want[] = { 1, 1, 16, 17, 1, 2, 1, 17 };
+    char buf[400];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int p = crdt_double_digits(cases[i]);
+        ck_assert_int_eq(p, want[i]);
+        snprintf(buf, sizeof buf, "%.*g", p, cases[i]);
+        ck_assert(strtod(buf, NULL) == cases[i]);
+        if (p > 1) { /* one digit fewer does not read back */
+            snprintf(buf, sizeof buf, "%.*g", p - 1, cases[i]);
+            ck_assert(strtod(buf, NULL) != cases[i]);
+        }
+    }
+    ck_assert_int_eq(crdt_double_digits(INFINITY), 17);
+}
+END_TEST
+
 START_TEST(test_set_of_nan_and_zeros_converges_in_one_order)
 {
     char da[256], db[256], ha[65], hb[65];
@@ -158,6 +181,7 @@ test_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_doubles_in_ieee_total_order);
     tcase_add_test(tc, test_set_of_nan_and_zeros_converges_in_one_order);
+    tcase_add_test(tc, test_double_digits_are_the_fewest_that_read_back);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -64,8 +64,8 @@ assert_canonical(const char *text, const char *want)
     again = parse_ok(got);
     got2 = format_ok(again);
     ck_assert_str_eq(got2, got);
-    free(got);
-    free(got2);
+    epoch_free(got);
+    epoch_free(got2);
     epoch_lens_free(l);
     epoch_lens_free(again);
 }
@@ -650,7 +650,7 @@ START_TEST(test_format_args)
     ck_assert_int_eq(epoch_lens_format(&text, NULL, NULL), CRDT_EINVAL);
     ck_assert_int_eq(epoch_lens_format(&text, NULL, l), CRDT_OK);
     ck_assert_str_eq(text, "collection c 0 -> 1\nremove a\n");
-    free(text);
+    epoch_free(text);
     epoch_lens_free(l);
     epoch_lens_free(NULL);
 }
@@ -686,9 +686,9 @@ START_TEST(test_invert_text)
                      "rename full_name -> name\n");
     ck_assert_str_eq(tb, t);
     ck_assert_int_eq(epoch_lens_invertible(inv), 1);
-    free(t);
-    free(ti);
-    free(tb);
+    epoch_free(t);
+    epoch_free(ti);
+    epoch_free(tb);
     epoch_lens_free(l);
     epoch_lens_free(inv);
     epoch_lens_free(back);
@@ -703,8 +703,8 @@ START_TEST(test_invert_twice_is_identity_for_every_step)
 
     ck_assert_str_eq(tb, t);
     ck_assert_int_eq(epoch_lens_invert(NULL, l), CRDT_EINVAL);
-    free(t);
-    free(tb);
+    epoch_free(t);
+    epoch_free(tb);
     epoch_lens_free(l);
     epoch_lens_free(inv);
     epoch_lens_free(back);
@@ -1447,7 +1447,7 @@ START_TEST(test_drop)
     t = format_ok(inv);
     ck_assert_str_eq(t, "collection gone 5 -> 4\ndrop\n"
                         "collection keep 1 -> 0\nadd x null default null\n");
-    free(t);
+    epoch_free(t);
     epoch_buf_free(&scratch);
     epoch_lens_free(l);
     epoch_lens_free(inv);

@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdtnet/conn.h"
 #include "crdtnet/peer.h"
 #include "epoch/epoch.h"
+#include "peer_internal.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -36,11 +38,11 @@ make(char *dir, size_t size, const unsigned char *sp)
 }
 
 static void
-put_member(crdt_replica *r, crdt_replica *who)
+set_member(crdt_replica *r, crdt_replica *who, int yes)
 {
     unsigned char pk[32];
     char hex[65];
-    crdt_value v = crdt_value_bool(1);
+    crdt_value v = crdt_value_bool(yes);
     crdt_txn *t;
 
     crdt_replica_public_key(who, pk);
@@ -49,6 +51,12 @@ put_member(crdt_replica *r, crdt_replica *who)
     ck_assert_int_eq(crdt_txn_put(t, "$members", hex, "member", &v),
                      CRDT_OK);
     ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+}
+
+static void
+put_member(crdt_replica *r, crdt_replica *who)
+{
+    set_member(r, who, 1);
 }
 
 static void
@@ -183,8 +191,20 @@ START_TEST(test_non_member_is_refused)
                                       &strict), CRDT_OK);
     ck_assert_int_eq(crdtnet_peer_new(&ps, &a, 1, CRDTNET_HS_SERVER, NULL),
                      CRDT_OK);
-    pump(pc, ps, &seed);
-    ck_assert_int_eq(crdtnet_peer_result(ps, &rep), CRDT_EAUTH);
+    /* The client refuses the server (not in its member set) and, not
+     * trusting it, tells it nothing: the transport just closes. */
+    for (int i = 0; i < 10 && !crdtnet_peer_done(pc); i++) {
+        const unsigned char *p;
+        size_t n;
+        while (crdtnet_peer_next_out(pc, &p, &n) == CRDT_OK)
+            crdtnet_peer_feed(ps, p, n);
+        while (crdtnet_peer_next_out(ps, &p, &n) == CRDT_OK)
+            crdtnet_peer_feed(pc, p, n);
+    }
+    (void)seed;
+    ck_assert(crdtnet_peer_done(pc));
+    crdtnet_peer_eof(ps);
+    ck_assert_int_eq(crdtnet_peer_result(ps, &rep), CRDT_EIO);
     ck_assert_int_eq(crdtnet_peer_result(pc, &rep), CRDT_EAUTH);
     ck_assert_ptr_nonnull(strstr(rep.reason, "member"));
     char buf[32];
@@ -301,6 +321,118 @@ START_TEST(test_peer_talks_to_the_tcp_server)
 }
 END_TEST
 
+/* ---- what the TCP path had alone, now on every transport ---- */
+
+/* Move bytes both ways until neither side has anything to send
+ * (bounded); for live peers, which are never done by themselves. */
+static void
+pump_idle(crdtnet_peer *x, crdtnet_peer *y)
+{
+    crdtnet_peer *side[2] = { x, y };
+    int moved = 1;
+
+    for (int rounds = 0; moved; rounds++) {
+        ck_assert_int_lt(rounds, 100000);
+        moved = 0;
+        for (int i = 0; i < 2; i++) {
+            const unsigned char *p;
+            size_t n;
+            while (crdtnet_peer_next_out(side[i], &p, &n) == CRDT_OK) {
+                crdtnet_peer_feed(side[1 - i], p, n);
+                moved = 1;
+            }
+        }
+    }
+}
+
+static void
+pin(crdt_replica *r, crdt_replica *server)
+{
+    unsigned char pk[32];
+    crdt_raw *t;
+
+    crdt_replica_public_key(server, pk);
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_put(t, CRDT_DB_META, CRDTNET_PIN_META,
+                                  sizeof CRDTNET_PIN_META - 1, pk,
+                                  sizeof pk),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+}
+
+/* A replica that joined and never synced trusts only the server key it
+ * pinned, over a pipe as over TCP. */
+START_TEST(test_client_trusts_only_its_pinned_key)
+{
+    crdtnet_peer *pc, *ps;
+    crdtnet_report rep;
+    uint64_t seed = 11;
+
+    pin(b, c); /* b's member set is empty: the pin decides */
+    ck_assert_int_eq(crdtnet_peer_new(&pc, &b, 1, CRDTNET_HS_CLIENT, NULL),
+                     CRDT_OK);
+    ck_assert_int_eq(crdtnet_peer_new(&ps, &a, 1, CRDTNET_HS_SERVER, NULL),
+                     CRDT_OK);
+    pump_idle(pc, ps);
+    /* the client refuses in silence and hangs up: the server sees EOF */
+    ck_assert(crdtnet_peer_done(pc));
+    crdtnet_peer_eof(ps);
+    ck_assert_int_eq(crdtnet_peer_result(pc, &rep), CRDT_EAUTH);
+    ck_assert_ptr_nonnull(strstr(rep.reason, "member"));
+    crdtnet_peer_free(pc);
+    crdtnet_peer_free(ps);
+
+    pin(b, a);
+    ck_assert_int_eq(crdtnet_peer_new(&pc, &b, 1, CRDTNET_HS_CLIENT, NULL),
+                     CRDT_OK);
+    ck_assert_int_eq(crdtnet_peer_new(&ps, &a, 1, CRDTNET_HS_SERVER, NULL),
+                     CRDT_OK);
+    pump(pc, ps, &seed);
+    ck_assert_int_eq(crdtnet_peer_result(pc, &rep), CRDT_OK);
+    ck_assert(rep.in_sync);
+    crdtnet_peer_free(pc);
+    crdtnet_peer_free(ps);
+}
+END_TEST
+
+/* Live: the tick after a commit reads the peer's membership again; a
+ * peer removed from the space gets an authentication error in the
+ * server's FINAL and both ends close. Until then, the tick pushes new
+ * commits. */
+START_TEST(test_live_tick_pushes_then_closes_a_revoked_peer)
+{
+    crdtnet_peer_options live = CRDTNET_PEER_OPTIONS_INIT;
+    crdtnet_peer *pc, *ps;
+    crdtnet_report rep;
+    char buf[64];
+
+    live.live = 1;
+    ck_assert_int_eq(crdtnet_peer_new(&pc, &b, 1, CRDTNET_HS_CLIENT, &live),
+                     CRDT_OK);
+    ck_assert_int_eq(crdtnet_peer_new(&ps, &a, 1, CRDTNET_HS_SERVER, &live),
+                     CRDT_OK);
+    pump_idle(pc, ps);
+    ck_assert_int_eq(crdtnet__peer_phase(ps), CRDTNET__PEER_SESSION);
+    put_str(a, "later", "pushed by the tick");
+    crdtnet__peer_tick(ps);
+    pump_idle(pc, ps);
+    tu_field_str(buf, sizeof buf, b, "notes", "later", "title");
+    ck_assert_str_eq(buf, "\"pushed by the tick\"");
+
+    set_member(a, b, 0); /* b is removed */
+    crdtnet__peer_tick(ps);
+    pump_idle(pc, ps);
+    ck_assert(crdtnet_peer_done(ps));
+    ck_assert(crdtnet_peer_done(pc));
+    ck_assert_int_eq(crdtnet_peer_result(ps, &rep), CRDT_EAUTH);
+    ck_assert_ptr_nonnull(strstr(rep.reason, "no longer a member"));
+    ck_assert_int_eq(crdtnet_peer_result(pc, &rep), CRDT_EAUTH);
+    ck_assert_ptr_nonnull(strstr(rep.reason, "no longer a member"));
+    crdtnet_peer_free(pc);
+    crdtnet_peer_free(ps);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -313,6 +445,8 @@ test_suite(void)
     tcase_add_test(tc, test_non_member_is_refused);
     tcase_add_test(tc, test_transport_ends_early_and_garbage);
     tcase_add_test(tc, test_peer_talks_to_the_tcp_server);
+    tcase_add_test(tc, test_client_trusts_only_its_pinned_key);
+    tcase_add_test(tc, test_live_tick_pushes_then_closes_a_revoked_peer);
     suite_add_tcase(s, tc);
     return s;
 }

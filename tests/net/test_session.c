@@ -290,6 +290,119 @@ START_TEST(test_old_protocol_is_refused)
 }
 END_TEST
 
+/* A session each way between @p x and @p y until both end; the bytes x
+ * sent in @p x_bytes. Both must end without an error. */
+static void
+sync_pair(crdt_replica *x, crdt_replica *y, size_t batch, size_t *x_bytes)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session *sx, *sy;
+    const unsigned char *msg;
+    size_t len;
+
+    *x_bytes = 0;
+    o.batch_bytes = batch;
+    ck_assert_int_eq(crdtnet_session_new(&sx, x, &o), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sy, y, &o), CRDT_OK);
+    for (int round = 0; round < 100000; round++) {
+        int moved = 0;
+        while (crdtnet_session_next_out(sx, &msg, &len) == CRDT_OK) {
+            unsigned char *copy = malloc(len);
+            memcpy(copy, msg, len);
+            *x_bytes += len;
+            crdtnet_session_feed(sy, copy, len);
+            free(copy);
+            moved = 1;
+        }
+        while (crdtnet_session_next_out(sy, &msg, &len) == CRDT_OK) {
+            unsigned char *copy = malloc(len);
+            memcpy(copy, msg, len);
+            crdtnet_session_feed(sx, copy, len);
+            free(copy);
+            moved = 1;
+        }
+        if (!moved)
+            break;
+    }
+    ck_assert_int_eq(crdtnet_session_error(sx), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_error(sy), CRDT_OK);
+    crdtnet_session_free(sx);
+    crdtnet_session_free(sy);
+}
+
+/* How many changes of @p r's log carry a signature; the last one must. */
+static size_t
+signed_in_log(crdt_replica *r, size_t *n_out)
+{
+    tu_batch x = tu_export_all(r);
+    size_t n = 0;
+    crdt_change c;
+
+    for (size_t i = 0; i < x.n; i++) {
+        ck_assert_int_eq(crdt_change_decode(&c, x.v[i].data, x.v[i].len),
+                         CRDT_OK);
+        n += c.sig != NULL;
+    }
+    ck_assert_int_eq(crdt_change_decode(&c, x.v[x.n - 1].data,
+                                        x.v[x.n - 1].len), CRDT_OK);
+    ck_assert_ptr_nonnull(c.sig);
+    *n_out = x.n;
+    tu_batch_free(&x);
+    return n;
+}
+
+/* 1,000 one-character changes travel with one signature per message,
+ * are stored so, and are served on from there, cut into other messages
+ * (each still ending on a signed change). */
+START_TEST(test_typing_run_travels_with_few_signatures)
+{
+    char dc[256];
+    unsigned char space[16];
+    crdt_replica *c;
+    size_t ab, bc, n, sig;
+
+    for (int i = 0; i < 1000; i++) {
+        crdt_txn *t;
+        ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_text_insert(t, "notes", "n1", "body",
+                                              (uint64_t)i, "x", 1), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+    ck_assert_uint_eq(signed_in_log(a, &n), 1000); /* a commit signs */
+    sync_pair(a, b, 16384, &ab);
+    tu_assert_converged(a, b);
+    sig = signed_in_log(b, &n);
+    ck_assert_uint_eq(n, 1000);
+    ck_assert_uint_ge(sig, 1);
+    ck_assert_uint_le(sig, 30); /* one per message of 16 KiB */
+    /* a's log, every change signed, against what a sent: at least 900
+     * signatures (65 bytes each) saved, besides a few small messages */
+    {
+        tu_batch x = tu_export_all(a);
+        size_t log_bytes = 0;
+        for (size_t i = 0; i < x.n; i++)
+            log_bytes += x.v[i].len;
+        tu_batch_free(&x);
+        ck_assert_uint_lt(ab, log_bytes - 900 * 65 + 4096);
+    }
+    /* b serves the run on in messages of another size */
+    crdt_replica_space_id(a, space);
+    c = tu_create(dc, sizeof dc, space);
+    ck_assert_int_eq(epoch_attach(c), CRDT_OK);
+    sync_pair(b, c, 5000, &bc);
+    {
+        char hb[65], hc[65];
+        tu_hash(hb, b);
+        tu_hash(hc, c);
+        ck_assert_str_eq(hb, hc);
+    }
+    ck_assert_uint_le(signed_in_log(c, &n), 60);
+    ck_assert_uint_eq(n, 1000);
+    crdt_replica_close(c);
+    test_rmtree(dc);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -306,6 +419,7 @@ test_suite(void)
     tcase_add_test(tc, test_garbage_messages_fail_cleanly);
     tcase_add_test(tc, test_changes_of_empty_entries_are_refused_early);
     tcase_add_test(tc, test_old_protocol_is_refused);
+    tcase_add_test(tc, test_typing_run_travels_with_few_signatures);
     suite_add_tcase(s, tc);
     return s;
 }

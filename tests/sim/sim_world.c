@@ -151,14 +151,14 @@ sim_world_init(sim_world *w, uint64_t seed, int verbose)
     w->rng = seed * 0x2545F4914F6CDD1DULL + 1;
     w->verbose = verbose;
     w->n = sizes[sim_below(w, 5)];
-    /* a third of the seeds restore one backup twice, and with
-     * STRATA_SIM_CLONES=1 another third copy a replica's directory (open:
+    /* a sixth of the seeds restore one backup twice, and with
+     * STRATA_SIM_CLONES=1 another sixth copy a replica's directory (open:
      * copies that both write still diverge or lose an op on some seeds,
      * docs/testing.md); by seed, not by the PRNG, so every other decision
      * of a seed stays as it was */
-    w->allow_clone = seed % 3 == 1 && getenv("STRATA_SIM_CLONES") != NULL &&
+    w->allow_clone = seed % 6 == 1 && getenv("STRATA_SIM_CLONES") != NULL &&
                      strcmp(getenv("STRATA_SIM_CLONES"), "0") != 0;
-    w->allow_restore = seed % 3 == 2;
+    w->allow_restore = seed % 6 == 2;
     current_world = w;
     sodium_rng = seed ^ 0x5eedULL;
     randombytes_set_implementation(&sim_randombytes);

@@ -69,7 +69,11 @@ typedef struct {
     uint64_t hlc;         /**< HLC of the first op; op i has hlc + i */
     unsigned char prev[CRDT_HASH_BYTES]; /**< hash of the previous change */
     unsigned char hash[CRDT_HASH_BYTES]; /**< hash of this change's body */
-    const unsigned char *sig;            /**< 64 bytes */
+    /** 64 bytes; NULL when the change came without its signature (format
+     *  2): the signed change it chains to proves it (docs/storage.md,
+     *  "Signatures of a run") */
+    const unsigned char *sig;
+    unsigned version;                    /**< body format: 1 or 2 */
     const unsigned char *ops;            /**< encoded op array */
     size_t ops_len;
 } crdt_change;
@@ -101,6 +105,10 @@ typedef struct {
      * crdt_op_ranges_next(). */
     const unsigned char *ranges;
     size_t ranges_len;
+    /** The actor of the change the op came in, when its ranges may name
+     *  it by nil (format 2); all zero otherwise. */
+    crdt_actor author;
+    int has_author;
 } crdt_op;
 
 /**
@@ -119,13 +127,39 @@ CRDT_API int crdt_change_decode(crdt_change *out, const unsigned char *buf,
 CRDT_API int crdt_change_peek(crdt_actor *actor_out, uint64_t *last_seq_out,
                      const unsigned char *buf, size_t len);
 
-/** Check the change's signature. @return CRDT_OK; CRDT_EAUTH. */
+/** Check the change's signature. @return CRDT_OK; CRDT_EAUTH (a bad
+ *  signature, or none: see crdt_change_proves()). */
 CRDT_API int crdt_change_verify(const crdt_change *c);
 
-/** Iterates the ops of a decoded change. */
+/**
+ * Does @p next vouch for @p c through the hash chain: same actor, the
+ * next seq, and @p next's prev is @p c's hash? A change without its
+ * signature is authentic when such a successor is, up to a signed change
+ * that verifies. @return 1 or 0.
+ */
+CRDT_API int crdt_change_proves(const crdt_change *next,
+                                const crdt_change *c);
+
+/**
+ * Drop the signature of an encoded format-2 change, in place: a sender
+ * does it to a change whose successor goes in the same batch (and so
+ * proves it). @return the new length (65 bytes shorter); 0 if the change
+ * is not format 2, has no signature, or does not decode as a change.
+ */
+CRDT_API size_t crdt_change_strip_sig(unsigned char *buf, size_t len);
+
+/** Iterates the ops of a decoded change. The fields are private. */
 typedef struct {
     const unsigned char *p, *end;
     uint64_t left;
+    /* format 2: an op may say "the same collection, document or field as
+     * the op before" and name an id of the change's own actor by its
+     * counter alone (docs/storage.md) */
+    int compact;
+    crdt_actor self;
+    const char *coll, *doc, *field;
+    size_t coll_len, doc_len, field_len;
+    uint64_t next_ctr; /* after the last insert: what a nil ctr names */
 } crdt_op_iter;
 
 CRDT_API void crdt_op_iter_init(crdt_op_iter *it, const crdt_change *c);
@@ -136,6 +170,8 @@ CRDT_API int crdt_op_iter_next(crdt_op *out, crdt_op_iter *it);
 typedef struct {
     const unsigned char *p, *end;
     uint64_t left;
+    crdt_actor author; /* what a nil actor names (format 2) */
+    int has_author;
 } crdt_op_ranges;
 
 /** Start walking the ranges of @p op (a decoded TDEL or LDEL). */

@@ -65,6 +65,32 @@ CRDT_API void crdt_space_id_for_owner(unsigned char *space_out, const unsigned c
 CRDT_API int crdt_member_role(crdt_replica *r, const unsigned char *pk,
                      crdt_role *out);
 
+/** 1 if @p role lets a key connect (reader, writer, admin, owner). */
+CRDT_API int crdt_role_admits(crdt_role role);
+
+/** Called per key of the member set; non-zero stops the walk. */
+typedef int (*crdt_member_fn)(const unsigned char *pk, crdt_role role,
+                              void *ctx);
+
+/**
+ * Visit every key the member set names, in key order, with its role
+ * (CRDT_ROLE_NONE for a document that names no role, also skipped when
+ * @p with_none is 0; CRDT_ROLE_REMOVED for a removed key). Documents
+ * whose name is not a public key in lowercase hex are not keys and are
+ * skipped. The layout of the set stays libcrdt's: callers (the CLI's
+ * `member ls`, the network layer's checks) see keys and roles only.
+ * @return CRDT_OK (also for an empty set); CRDT_EINVAL; a read error;
+ *         what @p fn returned if negative.
+ */
+CRDT_API int crdt_members_each(crdt_replica *r, int with_none,
+                               crdt_member_fn fn, void *ctx);
+
+/**
+ * How many keys the member set admits (crdt_role_admits()), in
+ * @p out. @return CRDT_OK; CRDT_EINVAL; a read error.
+ */
+CRDT_API int crdt_members_count(uint64_t *out, crdt_replica *r);
+
 /**
  * Whether the space enforces roles: 1 and the owner's key in
  * @p owner_out (may be NULL), or 0. Negative on a read error.

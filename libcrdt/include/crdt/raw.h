@@ -163,6 +163,80 @@ CRDT_API int crdt_raw_seq_gone(crdt_raw *t, const crdt_op *op);
 CRDT_API int crdt_raw_seq_retype(crdt_raw *t, const char *coll,
                                  const char *field, int to_text);
 
+/* ---- state entries: the one reader and writer outside state.c ---- */
+
+/** Longest state key (LMDB's key limit). */
+#define CRDT_STATE_KEY_MAX 511
+
+/** What one entry of a state slot is (docs/storage.md, section 4). */
+typedef enum {
+    CRDT_ENTRY_DOC_TOMBSTONE = 0, /**< the document's delete stamp */
+    CRDT_ENTRY_REGISTER,          /**< a register value or field tombstone */
+    CRDT_ENTRY_COUNTER,           /**< one actor's increments */
+    CRDT_ENTRY_COUNTER_REMOVED,   /**< what deletes observed of a part */
+    CRDT_ENTRY_SET_TAG,           /**< one add of a set element */
+    CRDT_ENTRY_TEXT,              /**< a record of a text field's block */
+    CRDT_ENTRY_LIST               /**< a record of a list field's block */
+} crdt_entry_kind;
+
+/**
+ * One state entry, decoded. Names and views point into the bytes it was
+ * decoded from (or, to encode, into the caller's memory). Which members
+ * mean something depends on @c kind:
+ *  - DOC_TOMBSTONE: @c hlc, @c actor (the stamp); no field.
+ *  - REGISTER: @c hlc, @c actor; @c tombstone, or @c value (a scalar).
+ *  - COUNTER: @c actor (whose part), @c count, @c sum, @c seq (the last
+ *    seq applied). COUNTER_REMOVED: @c actor, @c count, @c sum.
+ *  - SET_TAG: @c value (the element), @c actor and @c seq (the add's),
+ *    @c live.
+ *  - TEXT, LIST: @c rest (the record's key after the field's block) and
+ *    @c raw (its value), carried as they are: a sequence is read through
+ *    crdt/read.h, never entry by entry.
+ * Stamps order by @c hlc, then by the actor's bytes.
+ */
+typedef struct {
+    crdt_entry_kind kind;
+    const char *coll, *doc, *field; /**< field: NULL for DOC_TOMBSTONE */
+    size_t coll_len, doc_len, field_len;
+    uint64_t hlc;
+    crdt_actor actor;
+    int tombstone;
+    crdt_value value;
+    uint64_t count, sum, seq;
+    int live;
+    const unsigned char *rest, *raw;
+    size_t rest_len, raw_len;
+} crdt_state_entry;
+
+/**
+ * Decode the state entry with key @p k and value @p v (as a cursor over
+ * crdt_raw_state_db() returns them) into @p out.
+ * @return CRDT_OK; CRDT_ECORRUPT (not a valid entry).
+ */
+CRDT_API int crdt_state_entry_decode(crdt_state_entry *out, const void *k,
+                                     size_t kl, const void *v, size_t vl);
+/**
+ * Decode only the key: @c kind, the names, @c rest (for REGISTER and
+ * DOC_TOMBSTONE empty; for the others what follows the kind).
+ * @return CRDT_OK; CRDT_ECORRUPT.
+ */
+CRDT_API int crdt_state_key_decode(crdt_state_entry *out, const void *k,
+                                   size_t kl);
+/**
+ * Encode @p e: its key into @p k (CRDT_STATE_KEY_MAX bytes) and its
+ * value into @p v (@p v_cap bytes), the bytes a replica writes for that
+ * entry. Encoding a decoded entry gives back the bytes it came from.
+ * @return CRDT_OK; CRDT_EINVAL (a NULL argument, a bad name or kind);
+ *         CRDT_ELIMIT: the key would be longer than CRDT_STATE_KEY_MAX
+ *         or a set element longer than 256 bytes (*@p vl_out is 0), or
+ *         the value needs more than @p v_cap bytes (*@p vl_out is how
+ *         many: call again with that much).
+ */
+CRDT_API int crdt_state_entry_encode(unsigned char *k, size_t *kl_out,
+                                     unsigned char *v, size_t v_cap,
+                                     size_t *vl_out,
+                                     const crdt_state_entry *e);
+
 /* ---- epochs and the log ---- */
 
 /** Set the current epoch (number and id) that new local changes carry. */
@@ -184,12 +258,62 @@ CRDT_API int crdt_raw_prune_archive(crdt_raw *t, uint64_t keep_from);
 /**
  * The heads (per-actor seq, chain hash, key) as one msgpack blob, and
  * back: an epoch record carries the heads folded into it, so a replica
- * that resets to it can keep checking every actor's hash chain.
+ * that resets to it can keep checking every actor's hash chain. The
+ * blob is a msgpack array of 5 items per actor, in actor order:
+ * actor (bin 8), seq (uint), hash (bin 32), pk (bin 32), inc (bin 8).
+ * Only libcrdt reads or writes it: everyone else calls
+ * crdt_heads_parse() and the two helpers after it.
  * @param[out] buf_out  malloc'd; release it with crdt_free()
  */
 CRDT_API int crdt_raw_heads_encode(unsigned char **buf_out, size_t *len_out,
                           crdt_raw *t);
+/**
+ * Replace every head with those of @p buf (checked whole first: on an
+ * error nothing changed). @return CRDT_OK; CRDT_EINVAL (a read txn);
+ * what crdt_heads_parse() returns for a bad blob; CRDT_EFULL.
+ */
 CRDT_API int crdt_raw_heads_replace(crdt_raw *t, const unsigned char *buf,
+                           size_t len);
+
+/** Largest heads blob accepted (an epoch record's limit). */
+#define CRDT_HEADS_BLOB_MAX ((size_t)8 * 1024 * 1024)
+
+/** One actor's head as the heads blob carries it. */
+typedef struct {
+    crdt_actor actor;
+    uint64_t seq;                          /**< last op held */
+    unsigned char hash[CRDT_HASH_BYTES];   /**< of the change ending there */
+    unsigned char pk[CRDT_PUBKEY_BYTES];
+    unsigned char inc[8];
+} crdt_head;
+
+/** Called per head; a negative return stops the parse with that code. */
+typedef int (*crdt_head_fn)(const crdt_head *h, void *ctx);
+
+/**
+ * The one parser of a heads blob: check it and call @p fn (NULL: only
+ * check) for each head, in order. A blob of length 0 holds no heads.
+ * @return CRDT_OK; CRDT_ELIMIT (longer than CRDT_HEADS_BLOB_MAX);
+ *         CRDT_EPROTO (not an array of 5 items per actor, an item of the
+ *         wrong type or size, an actor that is not the one its key and
+ *         incarnation make, bytes after the array); a negative code
+ *         @p fn returned. The same blob always gets the same answer, so
+ *         every caller treats a bad blob alike.
+ */
+CRDT_API int crdt_heads_parse(const unsigned char *blob, size_t len,
+                              crdt_head_fn fn, void *ctx);
+/**
+ * The seq @p blob holds for @p actor in @p seq_out (0 if none).
+ * @return as crdt_heads_parse(); on an error @p seq_out is untouched.
+ */
+CRDT_API int crdt_heads_seq(uint64_t *seq_out, const unsigned char *blob,
+                            size_t len, const crdt_actor *actor);
+/**
+ * The version vector of @p blob (each actor's seq).
+ * @param[out] out  free with crdt_vv_free(); NULL on an error
+ * @return as crdt_heads_parse(); CRDT_ENOMEM.
+ */
+CRDT_API int crdt_heads_vv(crdt_vv **out, const unsigned char *blob,
                            size_t len);
 /** Version vector from the heads in this txn. */
 CRDT_API int crdt_raw_vv(crdt_vv **out, crdt_raw *t);
@@ -222,6 +346,52 @@ enum {
 CRDT_API void crdt_quarantine_key(unsigned char *key, const crdt_actor *a,
                          uint64_t seq, int kind,
                          const unsigned char *change_hash);
+
+/**
+ * One quarantine record, decoded (docs/storage.md, section 6). The
+ * record is libcrdt's: merge, the authority rules and libepoch write it
+ * through crdt_raw_quarantine_put() / crdt_raw_quarantine_change() and
+ * read it through crdt_quarantine_decode(), never byte by byte.
+ * Views point into the key and value it was decoded from.
+ */
+typedef struct {
+    crdt_actor actor;
+    uint64_t seq;
+    int kind;                    /**< CRDT_QK_*; 0 in an older key */
+    const unsigned char *tag;    /**< 8 bytes of the change's hash; NULL
+                                      in an older key */
+    const char *reason;          /**< not NUL-terminated */
+    size_t reason_len;
+    unsigned char epoch_id[CRDT_HASH_BYTES]; /**< the op was written in */
+    uint64_t hlc;                /**< its stamp */
+    crdt_op op;                  /**< as written */
+} crdt_quarantined;
+
+/**
+ * Decode the quarantine record with key @p k and value @p v.
+ * @return CRDT_OK; CRDT_ECORRUPT.
+ */
+CRDT_API int crdt_quarantine_decode(crdt_quarantined *out, const void *k,
+                                    size_t kl, const void *v, size_t vl);
+/**
+ * Quarantine op @p op of change @p c, the one at seq @p seq (its stamp
+ * is the change's hlc plus its index), under kind @p kind (CRDT_QK_*)
+ * with @p reason; a record already under that key is replaced.
+ * @return CRDT_OK; CRDT_EINVAL (a read txn, a NULL argument, @p seq
+ *         below the change's); CRDT_EFULL; CRDT_EIO.
+ */
+CRDT_API int crdt_raw_quarantine_put(crdt_raw *t, const crdt_change *c,
+                                     uint64_t seq, const crdt_op *op,
+                                     int kind, const char *reason);
+/**
+ * Quarantine every op of change @p c whose seq is above @p above (0:
+ * all of them), as crdt_raw_quarantine_put() does; how many in
+ * @p n_out (may be NULL).
+ * @return as crdt_raw_quarantine_put(); CRDT_EPROTO (a bad op).
+ */
+CRDT_API int crdt_raw_quarantine_change(uint64_t *n_out, crdt_raw *t,
+                                        const crdt_change *c, uint64_t above,
+                                        int kind, const char *reason);
 
 /** Merge remote changes inside @p t (crdt_merge() does begin+this+commit). */
 CRDT_API CRDT_MUST_CHECK int crdt_raw_merge(crdt_merge_report *report, crdt_raw *t,

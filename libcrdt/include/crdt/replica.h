@@ -141,6 +141,23 @@ CRDT_API int crdt_replica_check(crdt_replica *r, uint64_t max_pages,
                                 char *why, size_t why_len);
 
 /**
+ * Check the records inside the pages, from one read snapshot: what
+ * crdt_replica_check() cannot see, a value whose bytes changed inside a
+ * sound page. (1) The stored state: its entries must add up to the state
+ * hash the store keeps. (2) The active log: every change decodes, is of
+ * this space and stored under its own key, each follows the previous
+ * change of its actor (its `prev` is that change's hash), the last
+ * change of each actor's run has a valid signature and, when the
+ * actor's head names that seq, the head's hash. One pass over the state
+ * and the log plus one Ed25519 check per actor. @p why (may be NULL)
+ * gets the first damage found, e.g. "damaged change at ACTOR up to seq
+ * 7 in the log (bad signature)" or "damaged state: ...".
+ * @return CRDT_OK; CRDT_ECORRUPT; CRDT_ENOMEM; CRDT_EIO.
+ */
+CRDT_API int crdt_replica_check_records(crdt_replica *r, char *why,
+                                        size_t why_len);
+
+/**
  * Mark @p r as damaged: something read from it (a change or snapshot
  * about to be sent) failed its check. Only a flag in this handle, for a
  * long-lived process: a daemon stops serving a damaged replica. Thread-
@@ -178,11 +195,30 @@ CRDT_API CRDT_MUST_CHECK int crdt_replica_sign(unsigned char *sig,
 /**
  * Copy out this replica's Ed25519 secret key (CRDT_SECKEY_BYTES). Only
  * for what needs the key itself: the handshake's config
- * (crdtnet/handshake.h) and rebuilding a replica with the same
- * identity. To sign, use crdt_replica_sign(). The caller wipes the copy
- * (sodium_memzero) when done.
+ * (crdtnet/handshake.h). To sign, use crdt_replica_sign(); to rebuild a
+ * replica with the same identity, crdt_replica_create_like(). The caller
+ * wipes the copy (sodium_memzero) when done.
  */
 CRDT_API void crdt_replica_secret_key(const crdt_replica *r, unsigned char *out);
+
+/**
+ * Create a new, empty replica at @p dir with the key pair of @p from:
+ * what rebuilding a damaged replica from a peer starts with, without
+ * the secret key ever leaving the library. The new replica is a new
+ * incarnation (a fresh random one, as at every creation), so it never
+ * reuses an (actor, seq) that @p from issued.
+ * @param o  open options for the new replica (NULL: defaults); @c create
+ *           is implied; @c seed must be NULL (the key pair is @p from's);
+ *           @c space_id NULL means @p from's space.
+ * @param[out] out  the open new replica; close with crdt_replica_close()
+ * @return CRDT_OK; CRDT_EINVAL (a NULL argument, a seed in @p o, or
+ *         @c read_only in @p o); CRDT_EEXISTS (@p dir holds a replica);
+ *         what crdt_replica_open() returns.
+ */
+CRDT_API CRDT_MUST_CHECK int crdt_replica_create_like(crdt_replica **out,
+                                                      const crdt_replica *from,
+                                                      const char *dir,
+                                                      const crdt_open_options *o);
 
 /** This replica's actor id (public key + incarnation). */
 CRDT_API crdt_actor crdt_replica_actor(const crdt_replica *r);

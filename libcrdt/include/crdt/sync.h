@@ -80,7 +80,7 @@ CRDT_API CRDT_MUST_CHECK int crdt_merge(crdt_merge_report *report, crdt_replica 
 /**
  * Every head with its chain hash, for a peer's fork check: a msgpack
  * array of 3n items, [actor: bin 8, seq: uint, hash: bin 32] per actor,
- * in actor order. Free @p out with free().
+ * in actor order. Free @p out with crdt_free().
  */
 CRDT_API int crdt_heads_export(unsigned char **out, size_t *len, crdt_replica *r);
 
@@ -102,7 +102,7 @@ CRDT_API int crdt_chain_check(int *out, crdt_replica *r, const crdt_actor *a,
 /**
  * The actors of a peer's heads (crdt_heads_export() format, at most
  * 65,536) whose chain forks from ours: crdt_chain_check() gives
- * CRDT_CHAIN_FORK. Free @p out with free().
+ * CRDT_CHAIN_FORK. Free @p out with crdt_free().
  * @return CRDT_OK; CRDT_EPROTO (malformed); CRDT_ELIMIT; CRDT_ENOMEM.
  */
 CRDT_API int crdt_forks_find(crdt_actor **out, size_t *n_out, crdt_replica *r,

@@ -112,6 +112,15 @@ crdt_value_bytes(const void *p, size_t len)
  */
 CRDT_API int crdt_value_cmp(const crdt_value *a, const crdt_value *b);
 
+/**
+ * The fewest significant decimal digits (1..17) with which @p d prints
+ * ("%.*g" or "%.*e" with that many digits) to text that strtod() reads
+ * back as exactly @p d: the one rule every layer uses to print a double
+ * shortest (the CLI's JSON, a lens's canonical text). 17 for a value
+ * that is not finite.
+ */
+CRDT_API int crdt_double_digits(double d);
+
 #ifdef __cplusplus
 }
 #endif

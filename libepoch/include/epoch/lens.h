@@ -27,6 +27,14 @@
 extern "C" {
 #endif
 
+/**
+ * Release a buffer libepoch allocated for the caller (the text of
+ * epoch_lens_format()). NULL does nothing. Use this rather than free():
+ * the library may use another allocator than the caller. Declared here,
+ * so epoch/lens.h and epoch/epoch.h (which includes it) both have it.
+ */
+EPOCH_API void epoch_free(void *p);
+
 /** A parsed lens: sections of steps, one per collection. Opaque. */
 typedef struct epoch_lens epoch_lens;
 
@@ -78,7 +86,7 @@ EPOCH_API void epoch_lens_free(epoch_lens *l);
  * The canonical text of @p l: one line per section header and per step,
  * sections and steps in order, single spaces, "\n" line endings, no
  * comments, map pairs sorted. This is what gets stored and hashed.
- * @param[out] text_out  NUL-terminated; release it with free()
+ * @param[out] text_out  NUL-terminated; release it with epoch_free()
  * @param[out] len_out   bytes before the NUL; may be NULL
  * @return CRDT_OK; CRDT_ENOMEM; CRDT_EINVAL.
  */

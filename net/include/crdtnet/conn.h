@@ -34,29 +34,28 @@ extern "C" {
 
 /* ---- membership ---------------------------------------------------- */
 
-/** The collection that holds a space's member set. */
-#define CRDTNET_MEMBERS_COLL "$members"
+/** The collection that holds a space's member set: an alias of
+ *  CRDT_MEMBERS_COLL, whose layout crdt/members.h owns. */
+#define CRDTNET_MEMBERS_COLL CRDT_MEMBERS_COLL
 /** Meta key of the peer key a joining replica pinned (32 bytes). */
 #define CRDTNET_PIN_META "pinned_peer"
-/** The register field that is true for a member. */
-#define CRDTNET_MEMBERS_FIELD "member"
 
 /**
  * Is @p pk a member of @p r's space? Membership is ordinary replicated
- * data: document CRDTNET_MEMBERS_COLL / (lowercase hex of @p pk, 64
- * characters), register CRDTNET_MEMBERS_FIELD == true. It travels with
- * every sync.
+ * data (crdt/members.h) and travels with every sync; a key is a member
+ * when crdt_member_role() gives a role crdt_role_admits().
  * @return 1 if a member, 0 if not or if the replica cannot be read
  *         (fails closed).
  */
 CRDTNET_API int crdtnet_is_member(crdt_replica *r, const unsigned char pk[32]);
 
 /**
- * Count the members of @p r's space (documents of CRDTNET_MEMBERS_COLL
- * whose register CRDTNET_MEMBERS_FIELD is true). A replica that joined a
- * space and never synced has 0.
+ * Count the members of @p r's space (crdt_members_count(): the keys of
+ * the member set whose role admits them). A replica that joined a space
+ * and never synced has 0.
  * @param[out] out  the count, written on success
- * @return CRDT_OK; CRDT_EINVAL; CRDT_EIO.
+ * @return CRDT_OK; CRDT_EINVAL; a read error (then nobody counts, so a
+ *         first peer is not trusted on first use).
  */
 CRDTNET_API int crdtnet_member_count(crdt_replica *r, uint64_t *out);
 

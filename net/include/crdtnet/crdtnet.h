@@ -24,6 +24,7 @@
 #include "crdtnet/daemon.h"
 #include "crdtnet/frame.h"
 #include "crdtnet/handshake.h"
+#include "crdtnet/invite.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
 

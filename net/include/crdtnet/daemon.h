@@ -138,7 +138,8 @@ CRDTNET_API int crdtnet_daemon_space_stats(crdtnet_daemon *d, size_t i,
  *                    session with each peer for each replica
  * @param opts        settings, or NULL for the defaults
  * @return CRDT_OK; CRDT_EINVAL (no replica, two of the same space, bad
- *         peer string); CRDT_EIO (cannot resolve or bind; the address
+ *         peer string); CRDT_ELIMIT (more than CRDTNET_DAEMON_MAX_SPACES
+ *         replicas); CRDT_EIO (cannot resolve or bind; the address
  *         is in use); CRDT_ENOMEM.
  */
 CRDTNET_API int crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
@@ -166,6 +167,64 @@ CRDTNET_API int crdtnet_daemon_run(crdtnet_daemon *d);
  * crdtnet_daemon_run(), any number of times.
  */
 CRDTNET_API void crdtnet_daemon_stop(crdtnet_daemon *d);
+
+/** Replicas one daemon serves at most, over its life (a replica removed
+ *  and added again keeps its place). */
+#define CRDTNET_DAEMON_MAX_SPACES 64
+
+/**
+ * Serve @p r from now on (before or during crdtnet_daemon_run(), from
+ * any thread): new connections may pick its space, and a live link to
+ * each configured peer starts for it. @p r is borrowed like those given
+ * to crdtnet_daemon_new(): open and epoch_attach()ed until
+ * crdtnet_daemon_free(), even after crdtnet_daemon_remove_space(). The
+ * caller checks it first (crdt_replica_check, crdt_replica_check_records).
+ * Adding a replica removed before serves it again, with its counters.
+ * @return CRDT_OK; CRDT_EEXISTS (a replica of that space is served);
+ *         CRDT_ELIMIT (CRDTNET_DAEMON_MAX_SPACES replicas so far);
+ *         CRDT_EINVAL; CRDT_ERROR (cannot start a peer thread).
+ */
+CRDTNET_API int crdtnet_daemon_add_space(crdtnet_daemon *d, crdt_replica *r);
+
+/**
+ * Stop serving @p r: new handshakes for its space are refused as for a
+ * space never served; its sessions, accepted or to configured peers, end with their
+ * final message within about a second (a connection still in its
+ * handshake that picks the space ends as soon as it knows it); its peer
+ * links are joined before this returns. Counters stay (index unchanged).
+ * @return CRDT_OK; CRDT_ENOTFOUND (not served); CRDT_EINVAL.
+ */
+CRDTNET_API int crdtnet_daemon_remove_space(crdtnet_daemon *d,
+                                            crdt_replica *r);
+
+/** Configured peer addresses at most. */
+#define CRDTNET_DAEMON_MAX_PEERS 64
+
+/**
+ * Replace the configured peers (before or during crdtnet_daemon_run(),
+ * from any thread): every live link ends with its final message and is
+ * joined (about a second), then one link per new address and served
+ * replica starts. @p peers are "host:port" strings, copied.
+ * @return CRDT_OK; CRDT_EINVAL (a bad address: nothing changed);
+ *         CRDT_ELIMIT (more than CRDTNET_DAEMON_MAX_PEERS); CRDT_ECLOSED
+ *         (the daemon is stopping); CRDT_ENOMEM; CRDT_ERROR (cannot
+ *         start a thread).
+ */
+CRDTNET_API int crdtnet_daemon_set_peers(crdtnet_daemon *d,
+                                         const char *const *peers,
+                                         size_t n_peers);
+
+/**
+ * Apply new settings to the sessions that start from now on: @c
+ * max_conns, @c max_handshakes, @c max_handshakes_per_addr (at once, for
+ * accepting), and of @c conn
+ * the @c policy, @c idle_timeout_ms, @c handshake_timeout_ms and @c
+ * batch_bytes (each new connection, and each peer link's next dial).
+ * Sessions already running keep theirs; the other fields are ignored.
+ * @return CRDT_OK; CRDT_EINVAL.
+ */
+CRDTNET_API int crdtnet_daemon_set_options(crdtnet_daemon *d,
+                                           const crdtnet_daemon_options *o);
 
 /**
  * Release @p d: closes the listening socket. Call after

@@ -6,12 +6,17 @@
  *
  * What this layer promises the one above: when crdtnet_hs_done() is true
  * the peer proved it holds the Ed25519 secret key of
- * crdtnet_hs_peer_key(), your is_member callback accepted that key for
- * crdtnet_hs_space(), both sides hold fresh session keys, and neither
- * identity crossed the wire in plaintext. The bytes are specified in
+ * crdtnet_hs_peer_key(), your is_member callback (or, on a server, the
+ * invite_ok callback) accepted that key for crdtnet_hs_space(), both
+ * sides hold fresh session keys, and neither identity crossed the wire
+ * in plaintext. The server proves its key first; the client sends its
+ * own (encrypted) only to a server it accepted. A server answers a first
+ * message only when it carries a MAC made with the space id it serves,
+ * and does no X25519 before that MAC verifies. The bytes are specified in
  * docs/protocol.md ("Handshake").
  *
- * Typical client loop (the server's is the same without the first send):
+ * Typical client loop (the server's is the same without the first send,
+ * and it first matches the hello with crdtnet_hs_hello_is_for()):
  * @code
  *   crdtnet_hs_new(&hs, &cfg);
  *   for (;;) {
@@ -42,15 +47,15 @@ extern "C" {
 #endif
 
 /** The protocol version this library speaks. */
-#define CRDTNET_PROTO_VERSION 1
+#define CRDTNET_PROTO_VERSION 2
 /** Bytes in a space id. */
 #define CRDTNET_SPACE_ID_BYTES 16
 /** Bytes in an Ed25519 public key. */
 #define CRDTNET_PK_BYTES 32
 /** Bytes in an Ed25519 secret key (libsodium layout: seed || pk). */
 #define CRDTNET_SK_BYTES 64
-/** Bytes in an X25519 ephemeral secret key (tests only, see below). */
-#define CRDTNET_EPH_SK_BYTES 32
+/** Bytes in an invitation's one-time secret. */
+#define CRDTNET_INVITE_SECRET_BYTES 32
 /**
  * Largest handshake frame payload accepted. Set your framer's maximum to
  * this until the handshake is done, so an unauthenticated peer can make
@@ -82,11 +87,28 @@ typedef int (*crdtnet_hs_member_cb)(const unsigned char pk[CRDTNET_PK_BYTES],
 typedef int (*crdtnet_hs_space_cb)(
     const unsigned char space_id[CRDTNET_SPACE_ID_BYTES], void *ctx);
 
+/**
+ * Server only, optional: the client presents an invitation. Return
+ * nonzero to accept @p pk (having made it a member); otherwise write a
+ * short reason for the client into @p why (@p why_size bytes, NUL
+ * terminated), for instance "invitation already used". Called after the
+ * client proved @p pk; it must not call back into the same handshake.
+ */
+typedef int (*crdtnet_hs_invite_cb)(
+    const unsigned char pk[CRDTNET_PK_BYTES],
+    const unsigned char secret[CRDTNET_INVITE_SECRET_BYTES], char *why,
+    size_t why_size, void *ctx);
+
 /** Handshake settings; start from CRDTNET_HS_CONFIG_INIT. */
 typedef struct {
     unsigned int version; /**< first field, so the struct can grow */
     crdtnet_hs_role role;
-    /** Client: the space to join (16 bytes, copied). Server: ignored. */
+    /**
+     * Client: the space to join (16 bytes, copied). Server: the space the
+     * client's hello was matched to with crdtnet_hs_hello_is_for(), or
+     * NULL when it matched none (the handshake then fails silently, as
+     * for any stranger).
+     */
     const unsigned char *space_id;
     /** Our Ed25519 public key (32 bytes, copied). */
     const unsigned char *pk;
@@ -99,28 +121,47 @@ typedef struct {
     const unsigned char *sk;
     /** Required: is the peer's key a member of the space? */
     crdtnet_hs_member_cb is_member;
-    /** Server: required; is this space served here? Client: ignored. */
+    /**
+     * Server: required; called with the matched space once the hello's
+     * MAC verified; return nonzero if it is served here. Client: ignored.
+     */
     crdtnet_hs_space_cb space_ok;
-    /** Passed last to both callbacks. */
+    /** Passed last to every callback. */
     void *ctx;
     /** The session's frame maximum, for the channel; 0 for the default. */
     size_t frame_max;
     /**
-     * TESTS AND FUZZING ONLY: a fixed X25519 ephemeral secret key
-     * (32 bytes, copied) instead of a fresh random one. Reusing an
-     * ephemeral key across connections destroys forward secrecy. NULL in
-     * production.
+     * Client, optional: the one-time secret of an invitation (32 bytes,
+     * copied, wiped like @c sk), sent encrypted to the server after it
+     * proved its key. NULL for none.
      */
-    const unsigned char *test_ephemeral_sk;
+    const unsigned char *invite;
+    /** Server, optional: judges an invitation; NULL refuses them all. */
+    crdtnet_hs_invite_cb invite_ok;
 } crdtnet_hs_config;
 
-/** Version 1 of crdtnet_hs_config, every other field empty. */
+/** Version 2 of crdtnet_hs_config, every other field empty. */
 #define CRDTNET_HS_CONFIG_INIT                                              \
-    { 1, (crdtnet_hs_role)0, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL }
+    { 2, (crdtnet_hs_role)0, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL,   \
+      NULL }
+
+/**
+ * Server: whether the first frame @p p of a connection is a hello of
+ * this protocol version for @p space_id (its MAC verifies under a key
+ * derived from the space id). Costs one keyed BLAKE2b and no X25519, so
+ * a server serving several spaces may try each before choosing the
+ * identity to answer with; pass the match as crdtnet_hs_config.space_id.
+ * @return 1 or 0 (also for NULL arguments or anything that is not such
+ *         a hello).
+ */
+CRDTNET_API int crdtnet_hs_hello_is_for(
+    const void *p, size_t n,
+    const unsigned char space_id[CRDTNET_SPACE_ID_BYTES]);
 
 /**
  * Start a handshake. A client queues its hello at once: drain it with
- * crdtnet_hs_next_out(). Initialises libsodium (sodium_init()).
+ * crdtnet_hs_next_out(). Initialises libsodium (sodium_init()). A server
+ * makes its ephemeral key only once a hello's MAC verified.
  * @param[out] out  the handshake; release it with crdtnet_hs_free()
  * @param cfg       settings; the pointed-to bytes are copied, @p cfg need
  *                  not outlive this call
@@ -139,8 +180,9 @@ CRDTNET_API int crdtnet_hs_new(crdtnet_hs **out, const crdtnet_hs_config *cfg);
  *         crdtnet_hs_done()); CRDT_EPROTO (malformed, wrong types,
  *         trailing bytes, more than CRDTNET_HS_MSG_MAX bytes);
  *         CRDT_EVERSION (unsupported protocol version); CRDT_EAUTH
- *         (unknown space, invalid ephemeral key, decryption failure, bad
- *         signature, not a member, or the peer refused us);
+ *         (a hello not for the server's space, invalid ephemeral key,
+ *         decryption failure, bad signature, not a member, a refused
+ *         invitation, or the peer refused us);
  *         CRDT_EINVAL (called after the handshake is done). After a
  *         failure every call returns the same code; see
  *         crdtnet_hs_reason().
@@ -168,8 +210,8 @@ CRDTNET_API int crdtnet_hs_failed(const crdtnet_hs *hs);
 
 /**
  * Why the handshake failed, for a clear error message: for instance
- * "not a member of this space", or "peer: unknown space" when the peer
- * sent the reason. "" while it has not failed. Points into @p hs; valid
+ * "not a member of this space", or "peer: invitation already used" when
+ * the peer sent the reason. "" while it has not failed. Points into @p hs; valid
  * until crdtnet_hs_free(); do not free. Never NULL.
  */
 CRDTNET_API const char *crdtnet_hs_reason(const crdtnet_hs *hs);
@@ -183,8 +225,8 @@ CRDTNET_API int crdtnet_hs_peer_key(const crdtnet_hs *hs,
                         unsigned char pk_out[CRDTNET_PK_BYTES]);
 
 /**
- * The space this connection is for: the client's own, or the one the
- * server accepted from the client's hello.
+ * The space this connection is for: the client's own, or the one whose
+ * MAC the server verified in the client's hello.
  * @param[out] space_out  caller provides CRDTNET_SPACE_ID_BYTES bytes
  * @return CRDT_OK; CRDT_EAGAIN (server before a hello was accepted).
  */
@@ -194,7 +236,8 @@ CRDTNET_API int crdtnet_hs_space(const crdtnet_hs *hs,
 /**
  * Hand the session's encrypted channel over, and wipe the keys left in
  * @p hs. Call once, when done and every frame from crdtnet_hs_next_out()
- * was sent (the last one carries our authentication).
+ * was sent (a client's last one carries its authentication; its channel
+ * messages may follow at once).
  * @param[out] out  the channel; release it with crdtnet_channel_free()
  * @return CRDT_OK; CRDT_EAGAIN (not done, or frames still to send);
  *         CRDT_EINVAL (already taken); the failure code; CRDT_ENOMEM.
@@ -208,9 +251,10 @@ CRDTNET_API void crdtnet_hs_free(crdtnet_hs *hs);
 #define CRDTNET_REASON_MAX 256
 
 /**
- * Parse an error message [ "strata-error", code, reason ]. A server meets
- * one as the plaintext of a final channel message when the client refused
- * it after the server finished its side of the handshake.
+ * Parse an error message [ "strata-error", code, reason ]. A client meets
+ * one as the plaintext of the first, final channel message when the
+ * server refused it (not a member, a refused invitation) after the
+ * client finished its side of the handshake.
  * @param[out] code_out    the peer's code (a crdt_err value)
  * @param[out] reason_out  caller provides @p reason_size bytes (at least
  *                         1); gets the NUL-terminated reason, cut to fit,
