@@ -243,10 +243,12 @@ base_load(crdt__seq *s, const unsigned char *v, size_t vl, int text,
             ai >= n)
             return CRDT_ECORRUPT;
         memcpy(a.b, actors + 8 * ai, 8);
-        if (c == 0 || len == 0 || len > (UINT64_C(1) << 62) ||
-            c > (UINT64_C(1) << 62) - len || nb > (size_t)(end - p) ||
+        if (c == 0 || len == 0 || len > (UINT64_C(1) << 61) ||
+            c > (UINT64_C(1) << 61) - len || nb > (size_t)(end - p) ||
             nb < len)
-            return CRDT_ECORRUPT; /* ids stay below 2^62 (seq_codec.c) */
+            return CRDT_ECORRUPT; /* ids stay far below the codec's 2^62
+                                     (seq_codec.c), ranges and inserts
+                                     next to them too */
         first.actor = a;
         first.ctr = c;
         lastid.actor = a;
