@@ -119,6 +119,8 @@ cmd_sync(const cli_cmd *cmd, int argc, char **argv)
         int idle = co.idle_timeout_ms > 0 ? co.idle_timeout_ms : 30000;
 
         po.policy = co.policy;
+        po.handshake_timeout_ms = co.handshake_timeout_ms;
+        po.idle_timeout_ms = idle;
         rc = crdtnet_peer_new(&peer, &r, 1, CRDTNET_HS_CLIENT, &po);
         if (rc == CRDT_OK && cli_has(&a, 4)) {
             rc = cli_peer_pipe(peer, 0, 1, idle, &rep);

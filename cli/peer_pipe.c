@@ -7,7 +7,15 @@
  * the two sides of a sync may both send at once, so a blocking write
  * into a full pipe while the other side does the same would deadlock.
  * The write end is closed as soon as the peer is done, so the other side
- * sees EOF. Every wait is bounded by the idle timeout.
+ * sees EOF. Every wait is bounded: by the peer's clock
+ * (crdtnet_peer_tick: keepalives, live pushes, revocation, handshake and
+ * idle timeouts), at most TICK_MS, and by the idle timeout.
+ *
+ * A failed write (EPIPE) does not end the session: a server that
+ * refused us closes its end right after its error frame, possibly while
+ * we are still sending, and that frame says why (exit 5, not 7). So we
+ * stop writing but keep reading and feeding the peer until EOF or
+ * READ_ON_MS, then report what the peer knows.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +29,9 @@
 #include "cli.h"
 #include "peer_pipe.h"
 
+#define TICK_MS 250
+#define READ_ON_MS 2000
+
 static long long
 mono_ms(void)
 {
@@ -30,6 +41,19 @@ mono_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* How long poll() may wait: until the peer's next deadline, at most
+ * TICK_MS. */
+static int
+wait_ms(uint64_t next, long long now)
+{
+    long long left;
+
+    if (next == UINT64_MAX)
+        return TICK_MS;
+    left = (long long)next - now;
+    return left < 0 ? 0 : left > TICK_MS ? TICK_MS : (int)left;
+}
+
 int
 cli_peer_pipe(crdtnet_peer *p, int in_fd, int out_fd, int idle_ms,
               crdtnet_report *rep)
@@ -37,7 +61,8 @@ cli_peer_pipe(crdtnet_peer *p, int in_fd, int out_fd, int idle_ms,
     static unsigned char buf[65536];
     const unsigned char *pend = NULL;
     size_t plen = 0, poff = 0;
-    long long last = mono_ms();
+    long long now = mono_ms(), last = now, t_wfail = 0;
+    uint64_t next;
     int in_eof = 0, rc;
 
     signal(SIGPIPE, SIG_IGN);
@@ -47,6 +72,17 @@ cli_peer_pipe(crdtnet_peer *p, int in_fd, int out_fd, int idle_ms,
         struct pollfd pf[2];
         int nf = 0, i_in = -1, i_out = -1;
 
+        now = mono_ms();
+        next = crdtnet_peer_tick(p, (uint64_t)now);
+        if (out_fd < 0) {
+            /* the writing side is gone: what the peer still has to say
+             * goes nowhere, but it moves the peer on */
+            while (crdtnet_peer_next_out(p, &pend, &plen) == CRDT_OK)
+                ;
+            pend = NULL;
+            if (!crdtnet_peer_done(p) && now - t_wfail >= READ_ON_MS)
+                crdtnet_peer_eof(p); /* no answer came: give up */
+        }
         if (pend == NULL && out_fd >= 0 &&
             crdtnet_peer_next_out(p, &pend, &plen) != CRDT_OK)
             pend = NULL;
@@ -66,23 +102,27 @@ cli_peer_pipe(crdtnet_peer *p, int in_fd, int out_fd, int idle_ms,
             crdtnet_peer_eof(p);
             break;
         }
-        rc = poll(pf, (nfds_t)nf, 250);
+        rc = poll(pf, (nfds_t)nf, wait_ms(next, now));
         if (rc < 0 && errno != EINTR)
             return CRDT_EIO;
+        now = mono_ms();
         if (rc <= 0) {
-            if (mono_ms() - last >= idle_ms) {
+            if (now - last >= idle_ms) {
                 crdtnet_peer_eof(p); /* the transport went quiet */
                 break;
             }
             continue;
         }
-        last = mono_ms();
+        last = now;
         if (i_out >= 0 && (pf[i_out].revents & (POLLOUT | POLLERR | POLLHUP))) {
             ssize_t w = write(out_fd, pend + poff, plen - poff);
             if (w < 0 && errno != EAGAIN && errno != EINTR) {
-                crdtnet_peer_eof(p); /* EPIPE: nobody reads any more */
+                /* EPIPE: nobody reads any more; an answer may still be
+                 * on its way (see the top of this file) */
                 pend = NULL;
+                poff = 0;
                 out_fd = -1;
+                t_wfail = now;
             } else if (w > 0 && (poff += (size_t)w) == plen) {
                 pend = NULL;
                 poff = 0;

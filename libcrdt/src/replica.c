@@ -213,12 +213,6 @@ crdt_free(void *p)
     free(p);
 }
 
-void
-crdt_replica_secret_key(const crdt_replica *r, unsigned char *out)
-{
-    memcpy(out, r->sk, CRDT_SECKEY_BYTES);
-}
-
 int
 crdt_replica_create_like(crdt_replica **out, const crdt_replica *from,
                          const char *dir, const crdt_open_options *o)

@@ -363,6 +363,90 @@ tie_before(const crdt_actor *a, uint64_t ctr, const seq_run *other,
     return c != 0 ? c < 0 : ctr < octr;
 }
 
+/*
+ * The base of an epoch (seq_compact.c) is a fixed skeleton: every peer
+ * at the epoch holds all of it, so an insert written there has origins
+ * that no base element separates (they were adjacent in its writer's
+ * view). An insert written before the epoch and rebased into it may name
+ * origins that base elements now separate (elements inserted
+ * concurrently, or kept between them). Its right origin is then capped
+ * at the first base element after its left origin: it stays in its left
+ * origin's gap, and every gap is a list of its own whose ends are base
+ * elements, in which YjsMod converges as usual. The cap is a function of
+ * the base and the origins only, so every replica places it alike, in
+ * any order of arrival, and a rebuild too. The base's own origins are
+ * never read: a scan stays inside one gap.
+ */
+
+/* The gap of element @p id (0: before the first base element). */
+static uint64_t
+gap_of(crdt__seq *s, const crdt_seq_id *id)
+{
+    seq_run *r;
+
+    if (id->ctr == 0 || (r = crdt__seq_run_find(s, id)) == NULL)
+        return 0;
+    return r->base ? r->gap + (id->ctr - r->ctr) : r->gap;
+}
+
+/* The id of base element @p ord (1 .. base_total). */
+static crdt_seq_id
+base_elem(const crdt__seq *s, uint64_t ord)
+{
+    size_t lo = 0, hi = s->nbase;
+    crdt_seq_id id;
+
+    while (lo < hi) { /* the last base run starting at or before ord */
+        size_t mid = (lo + hi) / 2;
+        if (s->base[mid]->gap <= ord)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    id.actor = s->base[lo - 1]->actor;
+    id.ctr = s->base[lo - 1]->ctr + (ord - s->base[lo - 1]->gap);
+    return id;
+}
+
+/* The right origin of an element of gap @p g whose stored right origin
+ * is @p right, capped at the end of the gap. */
+static crdt_seq_id
+capped_right(crdt__seq *s, uint64_t g, const crdt_seq_id *right)
+{
+    seq_run *rr;
+
+    if (s->base_total == 0 || g >= s->base_total)
+        return *right; /* no base element after the gap */
+    if (right->ctr != 0 && (rr = crdt__seq_run_find(s, right)) != NULL) {
+        uint64_t j = rr->base ? rr->gap + (right->ctr - rr->ctr) : rr->gap;
+        if (rr->base ? j <= g + 1 : j <= g)
+            return *right;
+    }
+    return base_elem(s, g + 1);
+}
+
+int
+crdt__seq_base_add(crdt__seq *s, seq_run *r)
+{
+    int rc;
+
+    if (s->nbase == s->capbase) {
+        size_t cap = s->capbase ? s->capbase * 2 : 16;
+        seq_run **nb = realloc(s->base, cap * sizeof *nb);
+        if (nb == NULL)
+            return CRDT_ENOMEM;
+        s->base = nb;
+        s->capbase = cap;
+    }
+    r->base = 1;
+    r->gap = s->base_total + 1;
+    if ((rc = crdt__seq_integrate(s, r, 0, r->len)) < 0)
+        return rc;
+    s->base[s->nbase++] = r;
+    s->base_total += r->len;
+    return CRDT_OK;
+}
+
 int
 crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off, uint64_t len)
 {
@@ -377,7 +461,9 @@ crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off, uint64_t len)
         left.actor = r->actor;
         left.ctr = r->ctr + off - 1;
     }
-    right = r->right;
+    if (off == 0 && !r->base)
+        r->gap = gap_of(s, &left);
+    right = r->base ? r->right : capped_right(s, r->gap, &r->right);
     if (left.ctr != 0) {
         seq_run *lr = crdt__seq_run_find(s, &left);
         uint64_t k;
@@ -421,7 +507,11 @@ crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off, uint64_t len)
         if (c < 0)
             break;
         if (c == 0) {
-            if ((rc = pos_of(s, &cur->run->right, +1, &por)) < 0)
+            crdt_seq_id oright = cur->run->base
+                                     ? cur->run->right
+                                     : capped_right(s, cur->run->gap,
+                                                    &cur->run->right);
+            if ((rc = pos_of(s, &oright, +1, &por)) < 0)
                 return rc;
             c = pos_cmp(&por, &pr);
             if (c < 0) {
@@ -751,6 +841,42 @@ crdt__seq_text(const crdt__seq *s, uint64_t pos, uint64_t n, char **out,
     return CRDT_OK;
 }
 
+int
+crdt__seq_run_bytes(const seq_run *r, int text, uint64_t off, uint64_t len,
+                    size_t *b0, size_t *b1)
+{
+    crdt__mp m = { r->bytes, r->bytes + r->nbytes };
+
+    if (off + len > r->len)
+        return CRDT_ECORRUPT;
+    if (text) {
+        *b0 = text_off(r, off);
+        *b1 = off + len == r->len ? r->nbytes : text_off(r, off + len);
+        return CRDT_OK;
+    }
+    for (uint64_t i = 0; i < off + len; i++) {
+        if (i == off)
+            *b0 = (size_t)(m.p - r->bytes);
+        if (crdt__mp_skip(&m) < 0)
+            return CRDT_ECORRUPT;
+    }
+    if (len == 0)
+        *b0 = (size_t)(m.p - r->bytes);
+    *b1 = (size_t)(m.p - r->bytes);
+    return CRDT_OK;
+}
+
+int
+crdt__seq_elem_deleted(const crdt__seq *s, const crdt_seq_id *id)
+{
+    seq_run *r = crdt__seq_run_find((crdt__seq *)s, id);
+    const seq_frag *f;
+
+    if (r == NULL || (f = frag_of(r, id->ctr - r->ctr)) == NULL)
+        return -1;
+    return f->deleted;
+}
+
 /* ---- lifetime ---- */
 
 void
@@ -774,6 +900,7 @@ crdt__seq_free(crdt__seq *s)
         free(s->act[a].runs);
     }
     free(s->act);
+    free(s->base);
     free(s);
 }
 

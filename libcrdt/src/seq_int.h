@@ -21,6 +21,13 @@ typedef struct {
     size_t nbytes, cap;
     int ascii;            /* text of one byte per code point */
     int state;            /* while building: 0 new, 1 pending, 2 placed */
+    int base;             /* an epoch's compacted run ('b' record): never
+                             grows; origins: the element before it in the
+                             base, and the end */
+    uint64_t gap;         /* base run: ordinal of its first element in the
+                             base (from 1); other run: the ordinal of the
+                             base element its elements follow (0: none),
+                             the "gap" they live in (seq.c, integration) */
     seq_frag **frags;     /* sorted by off (invariant 1) */
     uint32_t nf, capf;
 } seq_run;
@@ -45,6 +52,7 @@ typedef struct {
     size_t n, cap;
     uint64_t del_end; /* no delete range of this actor reaches past it */
     uint64_t held_end; /* end of this actor's newest held insert; 0: none */
+    uint64_t cut_end;  /* ids below it were folded into an epoch ('x') */
 } seq_actor;
 
 struct crdt__seq {
@@ -56,7 +64,12 @@ struct crdt__seq {
     size_t nact, capact, last_act;
     uint64_t vis, tot;
     uint64_t nparked; /* held inserts (records 'p') */
+    seq_run **base;   /* the base runs in document order */
+    size_t nbase, capbase;
+    uint64_t base_total; /* elements in the base */
     int has_header;
+    int default_gone; /* no lens default register of the field can be
+                         there (seq_store.c, drop_lens_default) */
     int broken;       /* an allocation failed mid-change: never reuse */
     /* cache bookkeeping (seq_store.c) */
     uint64_t valid_at;
@@ -75,10 +88,20 @@ int crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off,
                         uint64_t len);
 int crdt__seq_mark_deleted(crdt__seq *s, const crdt_actor *actor,
                            uint64_t c, uint64_t e);
+/* Append @p r, a base run whose left origin is the base's last element,
+ * to the order and to the base. */
+int crdt__seq_base_add(crdt__seq *s, seq_run *r);
 int crdt__seq_walk(const crdt__seq *s,
                    int (*cb)(const seq_run *r, uint64_t off, uint64_t len,
                              void *ctx),
                    void *ctx);
 void crdt__seq_free(crdt__seq *s);
+/* Bytes [*b0, *b1) of elements [off, off + len) of @p r (text: UTF-8
+ * code points; list: msgpack values). CRDT_ECORRUPT if they run out. */
+int crdt__seq_run_bytes(const seq_run *r, int text, uint64_t off,
+                        uint64_t len, size_t *b0, size_t *b1);
+/* 1 if element @p id is integrated and deleted, 0 if visible, -1 if it
+ * is not integrated. */
+int crdt__seq_elem_deleted(const crdt__seq *s, const crdt_seq_id *id);
 
 #endif

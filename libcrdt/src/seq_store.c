@@ -10,6 +10,12 @@
  *   P 'p' wait(16) actor(8) ctr(8) insert held for element wait:
  *                                  left(16) right(16) n(8) content
  *   P 'v' actor(8) ctr(8)          list element value: hlc(8) actor(8) v
+ *   P 'b' index(8)                 an epoch's compacted runs, in document
+ *                                  order (index 0, 1, ...): n(1) actor(8)*n
+ *                                  then segments of varint actor index,
+ *                                  ctr, len, nbytes, content (seq_compact.c)
+ *   P 'x' actor(8)                 ids of actor below ctr(8) were folded
+ *                                  into an epoch (seq_compact.c)
  * An id is actor(8) ctr(8), ctr 0 for none.
  *
  * Invariants (each makes the state a function of the ops applied, not
@@ -183,6 +189,100 @@ integrate_all(crdt__seq *s)
     return rc;
 }
 
+static int
+get_varint(const unsigned char **p, const unsigned char *end, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end)
+            return CRDT_ECORRUPT;
+        v |= (uint64_t)(**p & 0x7f) << shift;
+        if (!(*(*p)++ & 0x80)) {
+            *out = v;
+            return CRDT_OK;
+        }
+    }
+    return CRDT_ECORRUPT;
+}
+
+/*
+ * One 'b' record: segments placed at the end of the order, in turn (the
+ * 'b' records come first in key order, so before any other run). Each
+ * is a base run whose left origin is the element before it and whose
+ * right origin is the end, as if one writer had typed the compacted
+ * sequence from start to end: later inserts integrate against that.
+ */
+static int
+base_load(crdt__seq *s, const unsigned char *v, size_t vl, int text,
+          crdt_seq_id *last)
+{
+    const unsigned char *p = v, *end = v + vl, *actors;
+    unsigned n;
+
+    if (vl == 0)
+        return CRDT_ECORRUPT;
+    n = *p++;
+    if (n == 0 || (size_t)(end - p) < 8 * (size_t)n)
+        return CRDT_ECORRUPT;
+    actors = p;
+    p += 8 * (size_t)n;
+    if (p == end)
+        return CRDT_ECORRUPT;
+    while (p < end) {
+        crdt_actor a;
+        uint64_t ai, c, len, nb;
+        crdt_seq_id first, lastid;
+        seq_actor *sa;
+        seq_run *r;
+        long i;
+        int rc;
+
+        if (get_varint(&p, end, &ai) < 0 || get_varint(&p, end, &c) < 0 ||
+            get_varint(&p, end, &len) < 0 || get_varint(&p, end, &nb) < 0 ||
+            ai >= n)
+            return CRDT_ECORRUPT;
+        memcpy(a.b, actors + 8 * ai, 8);
+        if (c == 0 || len == 0 || len > (UINT64_C(1) << 61) ||
+            c > (UINT64_C(1) << 61) - len || nb > (size_t)(end - p) ||
+            nb < len)
+            return CRDT_ECORRUPT; /* ids stay far below the codec's 2^62
+                                     (seq_codec.c), ranges and inserts
+                                     next to them too */
+        first.actor = a;
+        first.ctr = c;
+        lastid.actor = a;
+        lastid.ctr = c + len - 1;
+        if (crdt__seq_run_find(s, &first) != NULL ||
+            crdt__seq_run_find(s, &lastid) != NULL)
+            return CRDT_ECORRUPT; /* overlaps a run */
+        if ((r = crdt__seq_run_new(s, &a, c)) == NULL)
+            return CRDT_ENOMEM;
+        sa = crdt__seq_actor(s, &a, 0);
+        {
+            size_t lo = 0, hi = sa->n; /* r's index: runs sorted by ctr */
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (sa->runs[mid]->ctr < c)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            i = (long)lo;
+        }
+        if ((size_t)i + 1 < sa->n && sa->runs[i + 1]->ctr < c + len)
+            return CRDT_ECORRUPT; /* a run inside it */
+        r->left = *last;
+        if ((rc = crdt__seq_run_append(r, p, (size_t)nb, len, text)) < 0 ||
+            (rc = crdt__seq_base_add(s, r)) < 0)
+            return rc;
+        r->state = 2;
+        p += nb;
+        *last = lastid;
+    }
+    return CRDT_OK;
+}
+
 int
 crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi, const crdt__seqkey *k)
 {
@@ -191,7 +291,8 @@ crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi, const crdt__seqkey *
     MDB_val key, val;
     drec *d = NULL;
     size_t nd = 0, capd = 0;
-    int rc, mrc;
+    crdt_seq_id base_last = { { { 0 } }, 0 };
+    int rc = CRDT_OK, mrc;
 
     if (s == NULL)
         return CRDT_ENOMEM;
@@ -234,6 +335,29 @@ crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi, const crdt__seqkey *
         }
         if (kb[k->len] == 'v')
             continue;
+        if (kb[k->len] == 'b') {
+            if (key.mv_size != k->len + 9 ||
+                (rc = base_load(s, v, val.mv_size, k->kind == 'T',
+                                &base_last)) < 0) {
+                rc = rc < 0 ? rc : CRDT_ECORRUPT;
+                goto fail;
+            }
+            continue;
+        }
+        if (kb[k->len] == 'x') {
+            seq_actor *sa;
+            if (key.mv_size != k->len + 9 || val.mv_size != 8) {
+                rc = CRDT_ECORRUPT;
+                goto fail;
+            }
+            memcpy(a.b, kb + k->len + 1, 8);
+            if ((sa = crdt__seq_actor(s, &a, 1)) == NULL) {
+                rc = CRDT_ENOMEM;
+                goto fail;
+            }
+            sa->cut_end = crdt__rd64(v);
+            continue;
+        }
         if (key.mv_size != k->len + 17) {
             rc = CRDT_ECORRUPT;
             goto fail;
@@ -736,7 +860,7 @@ early_deletes(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
 static int
 ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
         const crdt_seq_id *left, const crdt_seq_id *right, const void *bytes,
-        size_t nb, uint64_t n, worklist *wl)
+        size_t nb, uint64_t n, worklist *wl, int unparked)
 {
     crdt_seq_id id = { *actor, ctr }, prev_id = { *actor, ctr - 1 };
     seq_actor *sa;
@@ -746,6 +870,14 @@ ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
 
     if (crdt__seq_run_find(s, &id) != NULL)
         return CRDT_OK; /* applied before (invariant 3) */
+    if ((sa = crdt__seq_actor(s, actor, 0)) != NULL && ctr < sa->cut_end)
+        return CRDT_OK; /* applied before an epoch folded it (or dropped
+                           it, deleted): never again */
+    if (!unparked && sa != NULL && sa->held_end > ctr)
+        return CRDT_OK; /* held already: this actor's inserts come in
+                           order, so one at or after it is held only if
+                           this one was applied before (a reset replays
+                           its log over a state that holds it) */
     /* ids of this actor are never reused: an insert overlapping a later
      * run of its actor is not from an honest writer; ignore it */
     if ((sa = crdt__seq_actor(s, actor, 0)) != NULL && sa->n > 0 &&
@@ -776,7 +908,8 @@ ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
     if ((rc = put_header(w, s)) < 0)
         return rc;
     r = crdt__seq_run_find(s, &prev_id);
-    if (r != NULL && r->ctr + r->len == ctr && id_eq(left, &prev_id) &&
+    if (r != NULL && !r->base && r->ctr + r->len == ctr &&
+        id_eq(left, &prev_id) &&
         id_eq(right, &r->right)) {
         off = r->len; /* invariant (1): the run grows */
     } else {
@@ -848,7 +981,7 @@ unpark(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
             get_id(&r, copy + kl + 16);
             on = crdt__rd64(copy + kl + 32);
             rc = ins_one(w, s, &oa, oc, &l, &r, copy + kl + 40, vl - 40, on,
-                         wl);
+                         wl, 1);
         }
         free(copy);
         if (rc < 0)
@@ -862,7 +995,7 @@ apply_insert(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor,
              const void *bytes, size_t nb, uint64_t n)
 {
     worklist wl = { 0 };
-    int rc = ins_one(w, s, actor, ctr, left, right, bytes, nb, n, &wl);
+    int rc = ins_one(w, s, actor, ctr, left, right, bytes, nb, n, &wl, 0);
 
     /* bounded: each pass removes one held record */
     while (rc == CRDT_OK && wl.len > 0) {
@@ -909,6 +1042,45 @@ apply_lset(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *target,
     return rc;
 }
 
+/*
+ * A lens default is a register stamped (0, actor 0), given to a document
+ * that has no entry for the field when an op rebased through that lens
+ * touches it (libepoch). Whether the field had an entry then depends on
+ * the order ops arrived in, so a sequence op takes such a default away:
+ * with a sequence written before it, no default was given; written after
+ * it, the default goes. Either order ends with the sequence alone.
+ */
+static int
+drop_lens_default(crdt__wctx *w, const crdt__seqkey *k)
+{
+    static const unsigned char zero[16];
+    unsigned char rk[sizeof k->b];
+    MDB_val old;
+    int rc;
+
+    memcpy(rk, k->b, k->len - 1);
+    rk[k->len - 1] = 'R';
+    rc = crdt__state_get(w, rk, k->len, &old);
+    if (rc == CRDT_ENOTFOUND)
+        return CRDT_OK;
+    if (rc < 0)
+        return rc;
+    if (old.mv_size < 16 || memcmp(old.mv_data, zero, 16) != 0)
+        return CRDT_OK; /* a real write: the usual field rules apply */
+    {
+        unsigned char *copy = malloc(old.mv_size);
+        MDB_val ov;
+        if (copy == NULL)
+            return CRDT_ENOMEM;
+        memcpy(copy, old.mv_data, old.mv_size);
+        ov.mv_size = old.mv_size;
+        ov.mv_data = copy;
+        rc = crdt__state_del(w, rk, k->len, &ov);
+        free(copy);
+    }
+    return rc;
+}
+
 int
 crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
                 const crdt_actor *actor)
@@ -925,6 +1097,13 @@ crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
                       op->field, op->field_len, kind);
     if ((rc = crdt__seq_for_write(&s, w, &key)) < 0)
         return rc;
+    /* a default is given only to a field without entries; after this op
+     * the field has one, so one look per built sequence is enough */
+    if (!s->default_gone) {
+        if ((rc = drop_lens_default(w, &key)) < 0)
+            return rc;
+        s->default_gone = 1;
+    }
     switch (op->kind) {
     case CRDT_OP_TINS:
         rc = apply_insert(w, s, actor, op->ctr, &op->left, &op->right,

@@ -9,13 +9,15 @@
  *      the new one (marker gone), never between: everything of (2) is
  *      one LMDB txn.
  *  (2) A pure compaction (no lens, no hook) takes the same path but keeps
- *      the state as it is.
+ *      the state as it is, but for its text and list fields, whose
+ *      deleted elements are dropped (crdt_raw_seq_compact).
  *  (3) Memory holds one document at a time (rewrite.c), not the state.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "epoch_internal.h"
+#include "lens_internal.h"
 
 struct epoch_builder {
     crdt_replica *r;
@@ -185,6 +187,28 @@ epoch__schema_apply(epoch_schema_entry **out, size_t *n_out,
     return CRDT_OK;
 }
 
+int
+epoch__seq_epoch(crdt_raw *t, const epoch_lens *lens)
+{
+    int rc = CRDT_OK;
+
+    /* the lens's string <-> text conversions: the rewrite left those
+     * fields' entries as they were (under their new names) */
+    for (size_t i = 0; rc == CRDT_OK && lens != NULL; i++) {
+        const char *coll, *field;
+        int dir;
+        if (epoch__lens_retype(lens, i, &coll, &field, &dir) < 0)
+            break;
+        if (field != NULL)
+            rc = crdt_raw_seq_retype(t, coll, field, dir == EPOCH__TO_TEXT);
+    }
+    /* text and list fields drop what no peer at the new epoch can name
+     * (every id of the cut is known to all who adopt it) */
+    if (rc == CRDT_OK)
+        rc = crdt_raw_seq_compact(t, NULL);
+    return rc;
+}
+
 /* (2) of the file comment: the big txn. */
 static int
 build(epoch_info *out, epoch_builder *b, crdt_raw *t)
@@ -244,6 +268,8 @@ build(epoch_info *out, epoch_builder *b, crdt_raw *t)
             b->progress(total, total, b->progress_ctx);
     }
 
+    if ((rc = epoch__seq_epoch(t, b->lens)) < 0)
+        goto done;
     if ((rc = crdt_raw_heads_encode(&heads, &heads_len, t)) < 0 ||
         (rc = crdt_raw_vv(&vv, t)) < 0)
         goto done;

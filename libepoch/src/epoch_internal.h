@@ -115,4 +115,10 @@ int epoch__schema_apply(epoch_schema_entry **out, size_t *n_out,
                         const epoch_lens *lens, const char *custom_coll,
                         uint32_t custom_to);
 
+/* builder.c: what an epoch does to text and list fields after the lens
+ * rewrite (string <-> text conversions of @p lens, may be NULL, then
+ * compaction); the builder and the re-derivation (derive.c) both call
+ * it, so both reach the same state hash. */
+int epoch__seq_epoch(crdt_raw *t, const epoch_lens *lens);
+
 #endif

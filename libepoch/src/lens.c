@@ -213,8 +213,8 @@ epoch__section_finish(epoch_lens *l, epoch__section *s)
             break;
         case EPOCH__STEP_CONVERT:
             k = default_find(d, n, st->field);
-            if (k == n)
-                break;
+            if (k == n || st->retype)
+                break; /* a default stays the register it was */
             rc = epoch__convert(&v, &scratch, st, &d[k].value, NULL);
             if (rc == CRDT_ETYPE) {
                 v = crdt_value_null();
@@ -274,6 +274,9 @@ invert_step(epoch_lens *inv, epoch__step *dst, const epoch__step *src)
          * so inverting twice gives back the same step */
         dst->type = src->to_type;
         dst->to_type = src->type;
+        if (src->retype)
+            dst->retype = src->retype == EPOCH__TO_TEXT ? EPOCH__TO_STRING
+                                                        : EPOCH__TO_TEXT;
         dst->def = src->rdef;
         dst->has_def = src->has_rdef;
         dst->rdef = src->def;
@@ -423,4 +426,60 @@ epoch_lens_drops(const epoch_lens *l, const char *coll)
         return 0;
     s = epoch__lens_find(l, coll);
     return s != NULL && s->drops;
+}
+
+/* Field @p cur after step @p st: its name, or NULL if it removes it. */
+static const char *
+name_through(const epoch__step *st, const char *cur)
+{
+    if (st->kind == EPOCH__STEP_RENAME) {
+        if (strcmp(cur, st->field) == 0)
+            return st->to_field;
+        if (strcmp(cur, st->to_field) == 0)
+            return NULL;
+    } else if (st->kind == EPOCH__STEP_REMOVE && strcmp(cur, st->field) == 0) {
+        return NULL;
+    }
+    return cur;
+}
+
+int
+epoch__lens_retype(const epoch_lens *l, size_t i, const char **coll,
+                   const char **field, int *dir)
+{
+    for (size_t k = 0; l != NULL && k < l->nsecs; k++) {
+        const epoch__section *s = &l->secs[k];
+        for (size_t j = 0; j < s->nsteps; j++) {
+            const char *cur;
+            if (s->steps[j].kind != EPOCH__STEP_CONVERT ||
+                !s->steps[j].retype)
+                continue;
+            if (i-- > 0)
+                continue;
+            cur = s->steps[j].field;
+            for (size_t m = j + 1; m < s->nsteps && cur != NULL; m++)
+                cur = name_through(&s->steps[m], cur);
+            *coll = s->coll;
+            *field = cur;
+            *dir = s->steps[j].retype;
+            return CRDT_OK;
+        }
+    }
+    return CRDT_ENOTFOUND;
+}
+
+int
+epoch__lens_retypes(const epoch_lens *l, const char *coll, const char *field)
+{
+    const epoch__section *s = epoch__lens_find(l, coll);
+    const char *cur = field;
+
+    for (size_t i = 0; s != NULL && i < s->nsteps && cur != NULL; i++) {
+        const epoch__step *st = &s->steps[i];
+        if (st->kind == EPOCH__STEP_CONVERT && st->retype &&
+            strcmp(cur, st->field) == 0)
+            return st->retype;
+        cur = name_through(st, cur);
+    }
+    return 0;
 }

@@ -30,9 +30,16 @@ why(const char **reason_out, const char *reason, int rc)
 }
 
 /* Follow @p field through @p s; convert *val on the way if non-NULL. */
+static const char to_text_reason[] = "field converted to text";
+static const char to_string_reason[] = "field converted to string";
+
+/* @p op: following an op (a register or set op on a field a step turns
+ * into a text has no place in it: quarantined); else a document's value,
+ * which a string <-> text conversion leaves to the migration builder. */
 static int
 follow(const char **name_out, crdt_value *val, epoch_buf *scratch,
-       const epoch__section *s, const char *field, const char **reason_out)
+       const epoch__section *s, const char *field, const char **reason_out,
+       int op)
 {
     const char *cur = field;
     size_t i;
@@ -57,6 +64,14 @@ follow(const char **name_out, crdt_value *val, epoch_buf *scratch,
         case EPOCH__STEP_CONVERT:
             if (val == NULL || strcmp(cur, st->field) != 0)
                 break;
+            if (st->retype) {
+                if (op)
+                    return why(reason_out,
+                               st->retype == EPOCH__TO_TEXT
+                                   ? to_text_reason : to_string_reason,
+                               CRDT_ENOTFOUND);
+                break;
+            }
             rc = epoch__convert(val, scratch, st, val, reason_out);
             if (rc < 0)
                 return rc;
@@ -83,7 +98,7 @@ epoch_lens_map_field(const char **field_out, const epoch_lens *l,
         *field_out = field;
         return CRDT_OK;
     }
-    return follow(field_out, NULL, NULL, s, field, NULL);
+    return follow(field_out, NULL, NULL, s, field, NULL, 0);
 }
 
 int
@@ -103,7 +118,7 @@ epoch_lens_map_value(crdt_value *out, epoch_buf *scratch,
     v = *in;
     s = epoch__lens_find(l, coll);
     if (s != NULL) {
-        rc = follow(&name, &v, scratch, s, field, reason_out);
+        rc = follow(&name, &v, scratch, s, field, reason_out, 0);
         if (rc < 0)
             return rc;
     }
@@ -141,7 +156,7 @@ epoch_lens_apply_op(epoch_op_view *out, epoch_buf *scratch,
     has_value = op.kind == EPOCH_OP_PUT || op.kind == EPOCH_OP_SADD ||
                 op.kind == EPOCH_OP_SREM;
     rc = follow(&op.field, has_value ? &op.value : NULL, scratch, s,
-                in->field, reason_out);
+                in->field, reason_out, 1);
     if (rc < 0)
         return rc;
     *out = op;
@@ -203,6 +218,8 @@ apply_step(epoch_doc *doc, epoch_buf *scratch, const epoch__step *st)
         epoch_doc_remove(doc, st->field);
         return CRDT_OK;
     case EPOCH__STEP_CONVERT:
+        if (st->retype)
+            return CRDT_OK; /* a text is not in an epoch_doc */
         f = epoch__doc_find(doc, st->field);
         return f != NULL ? convert_field(f, scratch, st) : CRDT_OK;
     case EPOCH__STEP_DROP:

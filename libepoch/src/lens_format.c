@@ -84,6 +84,11 @@ step_format(epoch_buf *b, const epoch__step *s)
         rc = puts_n(b, " ", epoch__type_name(s->type), " default ", NULL);
         return rc == CRDT_OK ? epoch__literal_format(b, &s->def) : rc;
     case EPOCH__STEP_CONVERT:
+        if (s->retype)
+            return puts_n(b, "convert ", s->field,
+                          s->retype == EPOCH__TO_TEXT ? " string -> text"
+                                                      : " text -> string",
+                          NULL);
         rc = puts_n(b, "convert ", s->field, " ", epoch__type_name(s->type));
         if (rc == CRDT_OK)
             rc = puts_n(b, " -> ", epoch__type_name(s->to_type), NULL, NULL);

@@ -43,7 +43,13 @@ typedef struct {
     int has_rdef;
     epoch__pair *pairs; /* convert: sorted by from, keeps (4) */
     size_t npairs;
+    int retype;         /* convert between a string register and a text
+                           field: EPOCH__TO_TEXT or EPOCH__TO_STRING (type
+                           and to_type are string then; no map, no
+                           default); 0 for a value conversion */
 } epoch__step;
+
+enum { EPOCH__TO_TEXT = 1, EPOCH__TO_STRING = 2 };
 
 typedef struct {
     const char *field;
@@ -67,6 +73,17 @@ struct epoch_lens {
     size_t nsecs;
     epoch__block *arena; /* keeps (1) */
 };
+
+/* lens.c: the string <-> text conversions of @p l, in section and step
+ * order: the @p i-th one's collection, its field's name at the end of
+ * the section (after later renames; *field NULL if a later step removes
+ * it) and its direction. CRDT_ENOTFOUND past the last. */
+int epoch__lens_retype(const epoch_lens *l, size_t i, const char **coll,
+                       const char **field, int *dir);
+/* The direction of the first string <-> text conversion that field
+ * @p field of @p coll meets in @p l (following renames), 0 if none. */
+int epoch__lens_retypes(const epoch_lens *l, const char *coll,
+                        const char *field);
 
 /* lens.c: allocation inside a lens, shared queries. */
 void *epoch__arena_alloc(epoch_lens *l, size_t n);

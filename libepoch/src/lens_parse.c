@@ -298,23 +298,64 @@ map_pairs(parser *ps, epoch__step *s)
     return rc;
 }
 
+/* The word "text" at the parser's position (consumed if so). */
+static int
+is_text_type(parser *ps)
+{
+    const char *save = ps->p, *w;
+    size_t n;
+
+    skip_ws(ps);
+    w = ps->p;
+    while (ps->p < ps->end && *ps->p >= 'a' && *ps->p <= 'z')
+        ps->p++;
+    n = (size_t)(ps->p - w);
+    if (n == 4 && memcmp(w, "text", 4) == 0 && token_ends(ps))
+        return 1;
+    ps->p = save;
+    return 0;
+}
+
+/* A type of a convert step: a value type, or "text" (*text set). */
+static int
+convert_type(parser *ps, crdt_vtype *out, int *text)
+{
+    *text = is_text_type(ps);
+    if (*text) {
+        *out = CRDT_VSTRING;
+        return CRDT_OK;
+    }
+    return type(ps, out);
+}
+
 static int
 step_convert(parser *ps, epoch__step *s)
 {
     char q[40];
     const char *w;
     size_t n;
-    int rc, state = 0;
+    int rc, state = 0, from_text = 0, to_text = 0;
 
     rc = name(ps, &s->field, "field name");
     if (rc == CRDT_OK)
-        rc = type(ps, &s->type);
+        rc = convert_type(ps, &s->type, &from_text);
     if (rc == CRDT_OK)
         rc = arrow(ps);
     if (rc == CRDT_OK)
-        rc = type(ps, &s->to_type);
+        rc = convert_type(ps, &s->to_type, &to_text);
     if (rc < 0)
         return rc;
+    if (from_text || to_text) {
+        if (from_text == to_text || s->type != CRDT_VSTRING ||
+            s->to_type != CRDT_VSTRING)
+            return fail(ps, CRDT_ECORRUPT,
+                        "text converts to string and string to text only");
+        if (word(ps, &w) > 0)
+            return fail(ps, CRDT_ECORRUPT,
+                        "a text conversion takes no map or default");
+        s->retype = to_text ? EPOCH__TO_TEXT : EPOCH__TO_STRING;
+        return CRDT_OK;
+    }
     if (s->type == CRDT_VNULL || s->to_type == CRDT_VNULL)
         return fail(ps, CRDT_ECORRUPT, "cannot convert from or to null");
     /* optional clauses, each at most once, in this order */

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "epoch_internal.h"
+#include "lens_internal.h"
 
 #define MAX_PATH 4096
 
@@ -295,6 +296,13 @@ transform_seq(rebase_ctx *x, crdt_raw *t, const crdt_change *c, uint64_t seq,
     v.field = x->field;
     v.value = crdt_value_null();
     for (size_t i = 0; i < x->n; i++) {
+        /* a text that a step turns into a string register: its ops have
+         * no place there */
+        if (epoch__lens_retypes(x->steps[i].lens, v.coll, v.field) ==
+            EPOCH__TO_STRING) {
+            reason = "field converted to string";
+            goto quarantine;
+        }
         rc = epoch_lens_apply_op(&nv, &x->scratch, x->steps[i].lens, &v,
                                  &reason);
         if (rc == CRDT_ENOTFOUND || rc == CRDT_ETYPE)
@@ -316,6 +324,14 @@ transform_seq(rebase_ctx *x, crdt_raw *t, const crdt_change *c, uint64_t seq,
     out->doc_len = strlen(x->doc);
     out->field = x->field;
     out->field_len = strlen(x->field);
+    /* an insert next to an element an epoch dropped has no place: the
+     * same answer on every replica of this epoch (its base decides) */
+    if ((rc = crdt_raw_seq_gone(t, out)) < 0)
+        return rc;
+    if (rc > 0) {
+        reason = "anchor compacted away";
+        goto quarantine;
+    }
     return CRDT_OK;
 
 quarantine:

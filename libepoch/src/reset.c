@@ -659,6 +659,10 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             rc = restore_fork_archive(rs, t, &fork_from);
         if (rc == CRDT_OK)
             rc = crdt_raw_swap_state(t);
+        /* migrating up into the child epoch: its text and list fields as
+         * the builder made them (conversions, compaction) */
+        if (rc == CRDT_OK && rs->w != NULL)
+            rc = epoch__seq_epoch(t, rs->lens);
         if (rc == CRDT_OK) {
             crdt_raw_state_hash(t, hash);
             if (rs->w == NULL && expected_hash != NULL &&

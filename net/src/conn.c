@@ -21,7 +21,8 @@
  *  (4) We close only after our FINAL is written and the peer's FINAL or
  *      EOF was read (or a deadline passed), so unread data never turns
  *      our close into a reset that could cost the peer our last message.
- *  (5) Live: every TICK_MS the peer is ticked (crdtnet__peer_tick): new
+ *  (5) Live: the peer's clock (crdtnet_peer_tick) runs on every wake
+ *      and wakes us when it is due, at least every TICK_MS: new
  *      commits by any process are pushed, and a peer whose membership
  *      was revoked is closed within TICK_MS of the commit.
  */
@@ -70,7 +71,8 @@ typedef struct {
     /* closing */
     int eof, eof_told, shut_wr, stopping;
     /* clocks (ms) */
-    long long t_start, t_rx, t_tx, t_wprog, t_stop, t_txn;
+    long long t_start, t_rx, t_tx, t_wprog, t_stop;
+    uint64_t t_peer; /* when crdtnet_peer_tick() wants to run again */
     char addr[ADDR_MAX];
 } conn;
 
@@ -106,7 +108,6 @@ on_authenticated(void *ctx)
 {
     conn *c = ctx;
 
-    c->t_txn = crdtnet__now_ms();
     if (c->hooks != NULL && c->hooks->authenticated != NULL)
         c->hooks->authenticated(c->hooks->ctx);
 }
@@ -181,9 +182,6 @@ next_piece(conn *c, long long now)
         c->eof_told = 1;
         crdtnet_peer_eof(c->p);
     }
-    if (c->live && phase(c) == CRDTNET__PEER_SESSION &&
-        now - c->t_tx >= c->idle_ms / 3)
-        crdtnet__peer_keepalive(c->p);
     if (crdtnet_peer_next_out(c->p, &c->out, &c->out_len) == CRDT_OK) {
         c->out_off = 0;
         c->t_wprog = now;
@@ -281,10 +279,10 @@ check_timers(conn *c, long long now)
     if ((ph == CRDTNET__PEER_SESSION || ph == CRDTNET__PEER_CLOSING) &&
         now - c->t_rx >= c->idle_ms)
         give_up(c, 0, CRDT_EIO, "idle timeout (%d ms)", c->idle_ms);
-    if (phase(c) == CRDTNET__PEER_SESSION && now - c->t_txn >= TICK_MS) {
-        c->t_txn = now;
-        crdtnet__peer_tick(c->p); /* keeps (5) */
-    }
+    /* keepalives, live pushes, revocation; keeps (5) */
+    c->t_peer = crdtnet_peer_tick(c->p, (uint64_t)now);
+    if (phase(c) == CRDTNET__PEER_DONE)
+        c->out = NULL;
 }
 
 static int
@@ -298,12 +296,9 @@ poll_timeout(const conn *c, long long now)
         if (left < t)
             t = left;
     }
-    if (ph == CRDTNET__PEER_SESSION && c->live) {
-        left = c->t_txn + TICK_MS - now;
+    if (c->t_peer != UINT64_MAX) {
+        left = (long long)c->t_peer - now;
         if (left < t)
-            t = left;
-        left = c->t_tx + c->idle_ms / 3 - now; /* the next keepalive */
-        if (!pending(c) && left < t)
             t = left;
     }
     return t < 0 ? 0 : (int)t;
@@ -319,8 +314,7 @@ run(conn *c)
     long long now;
     int rc;
 
-    c->t_start = c->t_rx = c->t_tx = c->t_wprog = c->t_txn =
-        crdtnet__now_ms();
+    c->t_start = c->t_rx = c->t_tx = c->t_wprog = crdtnet__now_ms();
     for (;;) {
         now = crdtnet__now_ms();
         check_timers(c, now);
@@ -395,6 +389,8 @@ conn_run(int fd, crdt_replica *const *reps, size_t n, crdtnet_hs_role role,
         po.batch_bytes = o->batch_bytes;
         po.no_tofu = o->no_tofu;
         po.live = o->live;
+        po.handshake_timeout_ms = o->handshake_timeout_ms;
+        po.idle_timeout_ms = o->idle_timeout_ms;
     }
     if (c.hs_ms <= 0)
         c.hs_ms = 10000;

@@ -404,6 +404,17 @@ hs_finished(crdtnet_peer *p)
     }
 }
 
+/* The handshake proves our identity through this, so the secret key
+ * never leaves libcrdt. @p ctx is the replica whose identity we use. */
+static int
+replica_sign(unsigned char sig[64], const void *msg, size_t len, void *ctx)
+{
+    return crdt_replica_sign(sig, (const crdt_replica *)ctx, msg, len) ==
+                   CRDT_OK
+               ? 0
+               : -1;
+}
+
 /*
  * Server: the identity to answer with is that of the replica holding the
  * space the client asks for, so the hello (plaintext, and the first
@@ -415,10 +426,9 @@ static int
 server_hs_new(crdtnet_peer *p, const unsigned char *m, size_t n)
 {
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
-    unsigned char pk[CRDT_PUBKEY_BYTES], sk[CRDT_SECKEY_BYTES];
+    unsigned char pk[CRDT_PUBKEY_BYTES];
     unsigned char sid[CRDT_SPACE_ID_BYTES];
     crdt_replica *id = p->reps[0];
-    int rc;
 
     /* The hello names no space: its MAC verifies under one (or none). */
     for (size_t i = 0; i < p->n_reps; i++) {
@@ -433,18 +443,16 @@ server_hs_new(crdtnet_peer *p, const unsigned char *m, size_t n)
     }
     p->r = NULL; /* chosen again by the handshake's space_ok */
     crdt_replica_public_key(id, pk);
-    crdt_replica_secret_key(id, sk);
     cfg.role = CRDTNET_HS_SERVER;
     cfg.pk = pk;
-    cfg.sk = sk;
+    cfg.sign = replica_sign;
+    cfg.sign_ctx = id;
     cfg.is_member = server_is_member;
     cfg.space_ok = server_space_ok;
     cfg.invite_ok = server_invite_ok;
     cfg.ctx = p;
     cfg.frame_max = SESSION_FRAME_MAX;
-    rc = crdtnet_hs_new(&p->hs, &cfg);
-    sodium_memzero(sk, sizeof sk);
-    return rc;
+    return crdtnet_hs_new(&p->hs, &cfg);
 }
 
 static void
@@ -763,6 +771,73 @@ crdtnet__peer_keepalive(crdtnet_peer *p)
         p->keepalive = 1;
 }
 
+#define PEER_TICK_MS 250
+
+/* The earlier of @p a and @p b. */
+static uint64_t
+earlier(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+uint64_t
+crdtnet_peer_tick(crdtnet_peer *p, uint64_t now)
+{
+    uint64_t hs_ms, idle_ms, next = UINT64_MAX;
+
+    if (p == NULL || p->state == ST_DONE)
+        return UINT64_MAX;
+    hs_ms = p->o.handshake_timeout_ms > 0 ? (uint64_t)p->o.handshake_timeout_ms
+                                          : 10000;
+    idle_ms = p->o.idle_timeout_ms > 0 ? (uint64_t)p->o.idle_timeout_ms
+                                       : 30000;
+    if (!p->ticked) {
+        p->ticked = 1;
+        p->t_start = p->t_rx = p->t_tx = p->t_live = now;
+    }
+    /* traffic since the last tick dates from about now: a loop ticks
+     * each time it wakes, so this is late by at most one wait */
+    if (p->bytes_in != p->tick_in)
+        p->t_rx = now;
+    if (p->bytes_out != p->tick_out)
+        p->t_tx = now;
+    p->tick_in = p->bytes_in;
+    p->tick_out = p->bytes_out;
+    if (p->state == ST_HS && now - p->t_start >= hs_ms)
+        crdtnet__peer_fail(p, CRDT_EIO, "handshake timed out after %llu ms",
+                           (unsigned long long)hs_ms);
+    if ((p->state == ST_SESSION || p->state == ST_CLOSING) &&
+        now - p->t_rx >= idle_ms)
+        crdtnet__peer_fail(p, CRDT_EIO, "idle timeout (%llu ms)",
+                           (unsigned long long)idle_ms);
+    if (p->state == ST_SESSION && now - p->t_live >= PEER_TICK_MS) {
+        p->t_live = now;
+        crdtnet__peer_tick(p);
+    }
+    if (p->state == ST_SESSION && p->o.live &&
+        now - p->t_tx >= idle_ms / 3) {
+        p->t_tx = now; /* one keepalive per third of the idle timeout */
+        crdtnet__peer_keepalive(p);
+    }
+    switch (p->state) {
+    case ST_HS:
+        next = p->t_start + hs_ms;
+        break;
+    case ST_SESSION:
+        next = earlier(p->t_rx + idle_ms, p->t_live + PEER_TICK_MS);
+        if (p->o.live)
+            next = earlier(next, p->t_tx + idle_ms / 3);
+        break;
+    case ST_CLOSING:
+        next = p->t_rx + idle_ms;
+        break;
+    default: /* FLUSH: the transport's to finish */
+        next = now + PEER_TICK_MS;
+        break;
+    }
+    return p->state == ST_DONE ? UINT64_MAX : next;
+}
+
 /* ---- life ---------------------------------------------------------- */
 
 int
@@ -772,7 +847,7 @@ crdtnet_peer_new(crdtnet_peer **out, crdt_replica *const *replicas,
 {
     crdtnet_peer_options defaults = CRDTNET_PEER_OPTIONS_INIT;
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
-    unsigned char pk[CRDT_PUBKEY_BYTES], sk[CRDT_SECKEY_BYTES];
+    unsigned char pk[CRDT_PUBKEY_BYTES];
     unsigned char sid[CRDT_SPACE_ID_BYTES];
     unsigned char inv[CRDTNET_INVITE_SECRET_BYTES];
     crdtnet_peer *p;
@@ -801,18 +876,17 @@ crdtnet_peer_new(crdtnet_peer **out, crdt_replica *const *replicas,
         p->r = replicas[0];
         crdt_replica_space_id(p->r, sid);
         crdt_replica_public_key(p->r, pk);
-        crdt_replica_secret_key(p->r, sk);
         cfg.role = CRDTNET_HS_CLIENT;
         cfg.space_id = sid;
         cfg.pk = pk;
-        cfg.sk = sk;
+        cfg.sign = replica_sign;
+        cfg.sign_ctx = p->r;
         cfg.is_member = client_is_member;
         cfg.ctx = p;
         cfg.frame_max = SESSION_FRAME_MAX;
         if (crdtnet__invite_pending(p->r, inv))
             cfg.invite = inv;
         rc = crdtnet_hs_new(&p->hs, &cfg);
-        sodium_memzero(sk, sizeof sk);
         sodium_memzero(inv, sizeof inv);
     }
     if (rc < 0) {

@@ -52,6 +52,10 @@ struct crdtnet_peer {
     /* live: the last commit seen (keeps (6)) */
     uint64_t last_txn;
     int repoke;
+    /* crdtnet_peer_tick(): its clock, and bytes seen at the last tick */
+    int ticked;
+    uint64_t t_start, t_rx, t_tx, t_live;
+    uint64_t tick_in, tick_out;
     /* counters (hooks.stats), once the space is known */
     crdtnet_space_stats *st;
     int st_looked, st_peer;      /* looked up; counted in peers_connected */

@@ -3,7 +3,8 @@
 # (here `strata serve OTHER --stdio`, in place of ssh) and syncs over its
 # stdin/stdout; `strata sync --stdio` and `serve --stdio` paired through
 # two FIFOs; the same report and exit codes as over TCP (a non-member
-# refused: 5; a command that is not a peer: 7); bad arguments.
+# refused: 5, also when the client's last write failed; a command that
+# is not a peer: 7); bad arguments.
 set -euo pipefail
 S="$1"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -52,12 +53,38 @@ grep -q "member" err.txt || fail "non-member reason: $(cat err.txt)"
 [ "$("$S" get C notes a title 2>/dev/null || true)" = "" ] || fail "C got data"
 check "a non-member is refused (exit 5), nothing moves"
 
+# The refusal may come after the client's handshake is done on its side:
+# it still sends its first session message while the server writes the
+# error frame and exits. Its write then fails (EPIPE); the refusal,
+# already in the pipe, must still be read and reported (exit 5, not the
+# I/O error 7). The timing varies, so try it a number of times (it went
+# wrong about one time in ten when the write error ended the session).
+for i in $(seq 30); do
+    code=0; "$S" sync C --via "'$S' serve A --stdio" >/dev/null 2>err.txt ||
+        code=$?
+    [ "$code" = 5 ] || fail "non-member via, try $i: exit $code ($(cat err.txt))"
+done
+check "a refused client reads the refusal even when its write failed (30 tries)"
+
 code=0; "$S" sync B --via "echo not a peer" >/dev/null 2>err.txt || code=$?
 [ "$code" = 6 ] || fail "bogus command: exit $code ($(cat err.txt))"
 code=0; "$S" sync B --via "exit 3" >/dev/null 2>err.txt || code=$?
 [ "$code" = 7 ] || fail "failing command: exit $code ($(cat err.txt))"
 grep -q "handshake" err.txt || fail "failing command reason: $(cat err.txt)"
 check "a command that talks nonsense: exit 6; one that says nothing: exit 7"
+
+# The pipe loop has a clock: a command that trickles a byte every 100 ms
+# but never completes a handshake is not "idle", yet the handshake
+# timeout ends it (exit 7) long before it stops by itself (5 s).
+start=$(date +%s)
+code=0; "$S" sync B --timeout-ms 600 --via \
+    "printf '\\000\\000\\000\\100'; for i in \$(seq 50); do sleep 0.1; printf x; done" \
+    >/dev/null 2>err.txt || code=$?
+[ "$code" = 7 ] || fail "trickling command: exit $code ($(cat err.txt))"
+grep -q "handshake timed out after 600 ms" err.txt ||
+    fail "trickling command reason: $(cat err.txt)"
+[ $(( $(date +%s) - start )) -le 3 ] || fail "the handshake timeout came late"
+check "the handshake timeout applies over --via"
 
 # ---- --stdio on both ends, through two FIFOs ----
 "$S" put B notes c title '"over fifos"'

@@ -655,6 +655,14 @@ END_TEST
 
 /* ---- a hand-driven client: handshake, then raw bytes (B1, B2) ------ */
 
+/* The handshake signs through the replica: its secret key stays put. */
+static int
+sign_as_replica(unsigned char sig[64], const void *msg, size_t len,
+                void *ctx)
+{
+    return crdt_replica_sign(sig, ctx, msg, len) == CRDT_OK ? 0 : -1;
+}
+
 static int
 yes_member(const unsigned char pk[32], void *ctx)
 {
@@ -698,7 +706,7 @@ static crdtnet_channel *
 raw_handshake(int fd, crdt_replica *r)
 {
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
-    unsigned char pk[32], sk[64], sp[16], buf[CRDTNET_HS_MSG_MAX];
+    unsigned char pk[32], sp[16], buf[CRDTNET_HS_MSG_MAX];
     const unsigned char *p;
     crdtnet_channel *ch = NULL;
     crdtnet_hs *hs;
@@ -706,12 +714,12 @@ raw_handshake(int fd, crdt_replica *r)
     int i;
 
     crdt_replica_public_key(r, pk);
-    crdt_replica_secret_key(r, sk);
     crdt_replica_space_id(r, sp);
     cfg.role = CRDTNET_HS_CLIENT;
     cfg.space_id = sp;
     cfg.pk = pk;
-    cfg.sk = sk;
+    cfg.sign = sign_as_replica;
+    cfg.sign_ctx = r;
     cfg.is_member = yes_member;
     cfg.frame_max = CRDTNET_SESSION_MSG_MAX + CRDTNET_CHANNEL_ABYTES;
     ck_assert_int_eq(crdtnet_hs_new(&hs, &cfg), CRDT_OK);

@@ -370,6 +370,13 @@ START_TEST(test_hs_take_channel_waits_for_output_to_drain)
 }
 END_TEST
 
+static int
+refuse_to_sign(unsigned char sig[64], const void *msg, size_t len, void *ctx)
+{
+    (void)sig, (void)msg, (void)len, (void)ctx;
+    return -1;
+}
+
 START_TEST(test_hs_new_rejects_bad_config)
 {
     crdtnet_hs_config cfg = CRDTNET_HS_CONFIG_INIT;
@@ -392,6 +399,12 @@ START_TEST(test_hs_new_rejects_bad_config)
     cfg.frame_max = 10;
     ck_assert_int_eq(crdtnet_hs_new(&hs, &cfg), CRDT_EINVAL);
     cfg.frame_max = 0;
+    cfg.sign = refuse_to_sign; /* and sk: one way to sign, not two */
+    ck_assert_int_eq(crdtnet_hs_new(&hs, &cfg), CRDT_EINVAL);
+    cfg.sk = NULL;
+    cfg.sign = NULL; /* neither */
+    ck_assert_int_eq(crdtnet_hs_new(&hs, &cfg), CRDT_EINVAL);
+    cfg.sk = id_a.sk;
     cfg.version = 1; /* the layout before invitations */
     ck_assert_int_eq(crdtnet_hs_new(&hs, &cfg), CRDT_EINVAL);
     ck_assert_ptr_null(hs);

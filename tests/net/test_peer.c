@@ -433,6 +433,81 @@ START_TEST(test_live_tick_pushes_then_closes_a_revoked_peer)
 }
 END_TEST
 
+/* The public clock: a handshake with no answer fails after its timeout;
+ * a quiet live session gets a keepalive after a third of the idle
+ * timeout and fails after all of it; the membership re-check of the
+ * tick closes a revoked peer. Times are made up: no sleeping. */
+START_TEST(test_public_tick_times_out_keeps_alive_and_revokes)
+{
+    crdtnet_peer_options o = CRDTNET_PEER_OPTIONS_INIT;
+    crdtnet_peer *pc, *ps;
+    crdtnet_report rep;
+    const unsigned char *out;
+    size_t n;
+    uint64_t next;
+
+    o.live = 1;
+    o.handshake_timeout_ms = 1000;
+    o.idle_timeout_ms = 3000;
+    /* a handshake that nobody answers */
+    ck_assert_int_eq(crdtnet_peer_new(&pc, &b, 1, CRDTNET_HS_CLIENT, &o),
+                     CRDT_OK);
+    next = crdtnet_peer_tick(pc, 5000);
+    ck_assert(next == 6000);
+    ck_assert_int_eq(crdtnet_peer_next_out(pc, &out, &n), CRDT_OK);
+    ck_assert(crdtnet_peer_tick(pc, 5999) == 6000);
+    ck_assert(!crdtnet_peer_done(pc));
+    ck_assert(crdtnet_peer_tick(pc, 6000) == UINT64_MAX);
+    ck_assert(crdtnet_peer_done(pc));
+    ck_assert_int_eq(crdtnet_peer_result(pc, &rep), CRDT_EIO);
+    ck_assert_ptr_nonnull(strstr(rep.reason, "handshake timed out"));
+    crdtnet_peer_free(pc);
+
+    /* a quiet live session: keepalives, then the idle timeout */
+    ck_assert_int_eq(crdtnet_peer_new(&pc, &b, 1, CRDTNET_HS_CLIENT, &o),
+                     CRDT_OK);
+    ck_assert_int_eq(crdtnet_peer_new(&ps, &a, 1, CRDTNET_HS_SERVER, &o),
+                     CRDT_OK);
+    (void)crdtnet_peer_tick(pc, 0);
+    (void)crdtnet_peer_tick(ps, 0);
+    pump_idle(pc, ps);
+    ck_assert_int_eq(crdtnet__peer_phase(ps), CRDTNET__PEER_SESSION);
+    (void)crdtnet_peer_tick(pc, 10);
+    (void)crdtnet_peer_tick(ps, 10);
+    ck_assert_int_eq(crdtnet_peer_next_out(ps, &out, &n), CRDT_EAGAIN);
+    next = crdtnet_peer_tick(ps, 900);
+    ck_assert(next <= 10 + 1000); /* the next keepalive at the latest */
+    ck_assert_int_eq(crdtnet_peer_next_out(ps, &out, &n), CRDT_EAGAIN);
+    (void)crdtnet_peer_tick(ps, 1010);
+    ck_assert_int_eq(crdtnet_peer_next_out(ps, &out, &n), CRDT_OK);
+    ck_assert(!crdtnet_peer_done(ps));
+    (void)crdtnet_peer_tick(ps, 3010); /* nothing received for 3 s */
+    ck_assert_int_eq(crdtnet__peer_phase(ps), CRDTNET__PEER_CLOSING);
+    pump_idle(pc, ps);
+    ck_assert(crdtnet_peer_done(ps));
+    ck_assert_int_eq(crdtnet_peer_result(ps, &rep), CRDT_EIO);
+    ck_assert_ptr_nonnull(strstr(rep.reason, "idle timeout"));
+    crdtnet_peer_free(pc);
+    crdtnet_peer_free(ps);
+
+    /* revocation, seen by the tick's membership re-check */
+    ck_assert_int_eq(crdtnet_peer_new(&pc, &b, 1, CRDTNET_HS_CLIENT, &o),
+                     CRDT_OK);
+    ck_assert_int_eq(crdtnet_peer_new(&ps, &a, 1, CRDTNET_HS_SERVER, &o),
+                     CRDT_OK);
+    (void)crdtnet_peer_tick(ps, 0);
+    pump_idle(pc, ps);
+    set_member(a, b, 0);
+    (void)crdtnet_peer_tick(ps, 300);
+    pump_idle(pc, ps);
+    ck_assert(crdtnet_peer_done(ps));
+    ck_assert_int_eq(crdtnet_peer_result(pc, &rep), CRDT_EAUTH);
+    ck_assert_ptr_nonnull(strstr(rep.reason, "no longer a member"));
+    crdtnet_peer_free(pc);
+    crdtnet_peer_free(ps);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -447,6 +522,7 @@ test_suite(void)
     tcase_add_test(tc, test_peer_talks_to_the_tcp_server);
     tcase_add_test(tc, test_client_trusts_only_its_pinned_key);
     tcase_add_test(tc, test_live_tick_pushes_then_closes_a_revoked_peer);
+    tcase_add_test(tc, test_public_tick_times_out_keeps_alive_and_revokes);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -456,12 +456,10 @@ random_migration(sim_world *w, int i, int crash_midway)
                  coll, v, v + 1, ANY_FIELD[sim_below(w, 5)], "r", (unsigned)cur.number + 1);
         break;
     case 7: case 8:
-        /* registers only: removing a text or list field by lens while
-         * replicas keep editing it diverges (seed 201 with ANY_FIELD
-         * here: "same ops but different state"), an open bug; the
-         * removal itself is covered by test_seq_epoch */
+        /* any field, text and list ones too, while other replicas
+         * keep editing them */
         snprintf(text, sizeof text, "collection %s %u -> %u\nremove %s\n", coll,
-                 v, v + 1, REGS[sim_below(w, 3)]);
+                 v, v + 1, ANY_FIELD[sim_below(w, 5)]);
         break;
     case 9:
         snprintf(text, sizeof text,

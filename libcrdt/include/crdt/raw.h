@@ -127,6 +127,42 @@ CRDT_API int crdt_raw_state_rehash(crdt_raw *t, unsigned char *out);
  */
 CRDT_API int crdt_raw_owner(crdt_raw *t, unsigned char *owner_out);
 
+/* ---- sequences (text and list fields) at an epoch ---- */
+
+/**
+ * Compact every text and list field of the active state for an epoch
+ * (docs/text.md, "Epochs"): deleted elements are dropped (but one a held
+ * insert names as origin), the kept ones are rewritten in document order
+ * with adjacent elements of one actor folded into one segment, and per
+ * actor the end of the folded ids is recorded. The visible sequences do
+ * not change; the records are a function of the state, so every replica
+ * compacting the same state gets the same state hash.
+ * @param[out] dropped_out  number of elements dropped (may be NULL)
+ * @return CRDT_OK; CRDT_EINVAL (read txn); CRDT_ENOMEM; CRDT_EFULL;
+ *         CRDT_ECORRUPT.
+ */
+CRDT_API int crdt_raw_seq_compact(crdt_raw *t, uint64_t *dropped_out);
+/**
+ * For an insert (TINS, LINS) from before an epoch of the active state:
+ * 1 if its left or right origin was compacted away by an epoch (below
+ * the field's folded ids and not kept), 0 if not (or another op kind),
+ * negative on error. Such an insert cannot be placed where its writer
+ * meant it: the rebase quarantines it.
+ */
+CRDT_API int crdt_raw_seq_gone(crdt_raw *t, const crdt_op *op);
+
+/**
+ * A lens's `convert FIELD string -> text` (@p to_text 1) or `text ->
+ * string` (0) over every document of @p coll (docs/lenses.md): a string
+ * register becomes a text of its code points (elements (actor 0, 1 ..),
+ * written as an epoch's base; another value becomes an empty text); a
+ * text becomes a string register of its visible text stamped (0, actor
+ * 0), like a lens default. Other kinds of entries of the field stay.
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_ENOMEM; CRDT_EFULL; CRDT_ECORRUPT.
+ */
+CRDT_API int crdt_raw_seq_retype(crdt_raw *t, const char *coll,
+                                 const char *field, int to_text);
+
 /* ---- state entries: the one reader and writer outside state.c ---- */
 
 /** Longest state key (LMDB's key limit). */

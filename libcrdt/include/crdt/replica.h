@@ -193,15 +193,6 @@ CRDT_API CRDT_MUST_CHECK int crdt_replica_sign(unsigned char *sig,
                                                const void *msg, size_t len);
 
 /**
- * Copy out this replica's Ed25519 secret key (CRDT_SECKEY_BYTES). Only
- * for what needs the key itself: the handshake's config
- * (crdtnet/handshake.h). To sign, use crdt_replica_sign(); to rebuild a
- * replica with the same identity, crdt_replica_create_like(). The caller
- * wipes the copy (sodium_memzero) when done.
- */
-CRDT_API void crdt_replica_secret_key(const crdt_replica *r, unsigned char *out);
-
-/**
  * Create a new, empty replica at @p dir with the key pair of @p from:
  * what rebuilding a damaged replica from a peer starts with, without
  * the secret key ever leaving the library. The new replica is a new

@@ -99,6 +99,14 @@ typedef int (*crdtnet_hs_invite_cb)(
     const unsigned char secret[CRDTNET_INVITE_SECRET_BYTES], char *why,
     size_t why_size, void *ctx);
 
+/**
+ * Signs @p len bytes at @p msg with the identity whose public key is
+ * crdtnet_hs_config.pk, writing 64 bytes to @p sig; 0 on success. With
+ * a replica: crdt_replica_sign(), so the secret key stays in libcrdt.
+ */
+typedef int (*crdtnet_hs_sign_cb)(unsigned char sig[64], const void *msg,
+                                  size_t len, void *ctx);
+
 /** Handshake settings; start from CRDTNET_HS_CONFIG_INIT. */
 typedef struct {
     unsigned int version; /**< first field, so the struct can grow */
@@ -116,7 +124,7 @@ typedef struct {
      * Our Ed25519 secret key (64 bytes, libsodium layout, copied; the
      * copy is wiped with sodium_memzero() by crdtnet_hs_free() or
      * crdtnet_hs_take_channel()). You may wipe yours once
-     * crdtnet_hs_new() returns.
+     * crdtnet_hs_new() returns. Give either this or @c sign, not both.
      */
     const unsigned char *sk;
     /** Required: is the peer's key a member of the space? */
@@ -138,12 +146,20 @@ typedef struct {
     const unsigned char *invite;
     /** Server, optional: judges an invitation; NULL refuses them all. */
     crdtnet_hs_invite_cb invite_ok;
+    /**
+     * Signs with our identity instead of @c sk, so the secret key never
+     * leaves its owner (crdt_replica_sign() for a replica); called once,
+     * with @c sign_ctx, when we prove our key. NULL when @c sk is given.
+     */
+    crdtnet_hs_sign_cb sign;
+    /** Passed last to @c sign. */
+    void *sign_ctx;
 } crdtnet_hs_config;
 
 /** Version 2 of crdtnet_hs_config, every other field empty. */
 #define CRDTNET_HS_CONFIG_INIT                                              \
     { 2, (crdtnet_hs_role)0, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL,   \
-      NULL }
+      NULL, NULL, NULL }
 
 /**
  * Server: whether the first frame @p p of a connection is a hello of
@@ -165,8 +181,9 @@ CRDTNET_API int crdtnet_hs_hello_is_for(
  * @param[out] out  the handshake; release it with crdtnet_hs_free()
  * @param cfg       settings; the pointed-to bytes are copied, @p cfg need
  *                  not outlive this call
- * @return CRDT_OK; CRDT_EINVAL (missing field, unknown role, @p sk does
- *         not match @p pk, bad frame_max); CRDT_ENOMEM; CRDT_ERROR
+ * @return CRDT_OK; CRDT_EINVAL (missing field, unknown role, both or
+ *         neither of @c sk and @c sign, @c sk does not match @c pk, bad
+ *         frame_max); CRDT_ENOMEM; CRDT_ERROR
  *         (libsodium failed to initialise). On error no callback is ever
  *         called.
  */

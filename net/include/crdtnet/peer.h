@@ -26,8 +26,10 @@
  *   crdtnet_peer_free(p);
  * @endcode
  *
- * No I/O, no threads, no clock: timeouts are the transport's (give up
- * with crdtnet_peer_stop() or by freeing the peer). Not thread-safe: one
+ * No I/O and no threads. The clock is the transport's: a loop that can
+ * wake on a timer calls crdtnet_peer_tick() (keepalives, live pushes,
+ * membership re-checks, handshake and idle timeouts); one that cannot
+ * gives up with crdtnet_peer_stop() or by freeing the peer. Not thread-safe: one
  * thread drives a peer. Memory: before the peer authenticated, at most a
  * 4 KiB frame and about 3.5 KiB of state; after, one message each way.
  *
@@ -65,9 +67,16 @@ typedef struct {
     /** Stay open after the first exchange; crdtnet_peer_poke() after
      *  local commits queues them for the other side. */
     int live;
+    /** For crdtnet_peer_tick() only: the handshake must end within this
+     *  many ms of the first tick; 0 = 10000. */
+    int handshake_timeout_ms;
+    /** For crdtnet_peer_tick() only: a session that receives nothing for
+     *  this many ms fails; a live one sends a keepalive after a third of
+     *  it without output. 0 = 30000. */
+    int idle_timeout_ms;
 } crdtnet_peer_options;
 
-#define CRDTNET_PEER_OPTIONS_INIT { 1, { 0, 0 }, 0, 0, 0 }
+#define CRDTNET_PEER_OPTIONS_INIT { 1, { 0, 0 }, 0, 0, 0, 0, 0 }
 
 /** Where a peer is, and what moved so far. */
 typedef struct {
@@ -123,6 +132,22 @@ CRDTNET_API void crdtnet_peer_stop(crdtnet_peer *p);
 
 /** Live: the replica may have changed; queue what the other side lacks. */
 CRDTNET_API void crdtnet_peer_poke(crdtnet_peer *p);
+
+/**
+ * The clock: call with a monotonic time in ms (any origin, never going
+ * back) each time the loop wakes, and again at the latest at the time
+ * returned. The first call starts the handshake timer. It fails the
+ * handshake after crdtnet_peer_options.handshake_timeout_ms, and a
+ * session that received nothing for idle_timeout_ms (a session says
+ * goodbye with the error: CRDT_EIO in crdtnet_peer_result()). In a
+ * session, every 250 ms it reads the other side's membership again (one
+ * revoked gets CRDT_EAUTH in our goodbye, docs/security.md) and, if
+ * live, queues the commits made meanwhile by any process; a live
+ * session with no output for a third of the idle timeout queues a
+ * keepalive. Ask crdtnet_peer_next_out() after each call.
+ * @return when to call again (ms, same clock); UINT64_MAX once done.
+ */
+CRDTNET_API uint64_t crdtnet_peer_tick(crdtnet_peer *p, uint64_t now_ms);
 
 /** Progress so far. */
 CRDTNET_API void crdtnet_peer_progress_get(const crdtnet_peer *p,
