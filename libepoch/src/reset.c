@@ -678,11 +678,6 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             heads_len = 1;
             rc = CRDT_OK;
         }
-        if (rc == CRDT_OK && rs->quarantine_reason != NULL) {
-            /* only our own log: the snapshot's log (staged) comes after */
-            rc = epoch__quarantine_unsynced_in(&moved, t, heads, heads_len,
-                                               rs->quarantine_reason);
-        }
         if (rc == CRDT_OK && rs->n_forks > 0) {
             /* before the sender's log joins ours under the same keys */
             rc = epoch__quarantine_forks_in(&lost, t, rs->forks, rs->n_forks,
@@ -701,6 +696,14 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
          * reset under a lower number, leaving a gap) */
         if (rc == CRDT_OK && fork_from != UINT64_MAX && fork_from < old_number)
             rc = unarchive(t, 0);
+        /* only our own log (the snapshot's log, staged, comes after), and
+         * after the unarchiving: an archived change beyond the heads goes
+         * with the rest, or a run's unsigned changes could come back from
+         * the archive while its signed end, in the log, went to the
+         * quarantine, and nothing would prove them (format 2) */
+        if (rc == CRDT_OK && rs->quarantine_reason != NULL)
+            rc = epoch__quarantine_unsynced_in(&moved, t, heads, heads_len,
+                                               rs->quarantine_reason);
         if (rc == CRDT_OK) /* before the replay archives our versions */
             rc = epoch__quarantine_crossforks_in(&xmoved, &xforked, &xown, t,
                                                  own_head, heads, heads_len);
