@@ -259,6 +259,10 @@ int crdt__store_precheck(const char *path, int may_repair,
  * (0 = all); CRDT_ECORRUPT with @p why filled at the first damage. */
 int crdt__store_walk(crdt_replica *r, uint64_t max_pages, char *why,
                      size_t why_len);
+/* Describe the damage in @p why (may be NULL, @p len its size) and
+ * return CRDT_ECORRUPT: how the page and record checks report. */
+int crdt__corrupt(char *why, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Both checks on a data file's bytes in memory (@p img, @p len): the
  * meta pages, the length, then the B-trees of the newest sound meta
  * page's snapshot, at most @p max_pages pages (0 = all). Nothing is

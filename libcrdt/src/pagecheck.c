@@ -107,12 +107,8 @@ rdu64(const unsigned char *p)
     return v;
 }
 
-static int say(char *why, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Describe the damage in @p why (may be NULL); returns CRDT_ECORRUPT. */
-static int
-say(char *why, size_t len, const char *fmt, ...)
+int
+crdt__corrupt(char *why, size_t len, const char *fmt, ...)
 {
     va_list ap;
 
@@ -225,7 +221,7 @@ crdt__store_precheck(const char *path, int may_repair, crdt_open_report *rep)
      * a damaged one is read again before it counts as damaged */
     for (int tries = 0;; tries++) {
         if ((rc = metas_read(fd, pages, m, ok)) < 0) {
-            say(why, wl, "the data file ends inside its meta pages (%" PRIu64 " "
+            crdt__corrupt(why, wl, "the data file ends inside its meta pages (%" PRIu64 " "
                 "bytes)", (uint64_t)st.st_size);
             goto out;
         }
@@ -234,12 +230,12 @@ crdt__store_precheck(const char *path, int may_repair, crdt_open_report *rep)
         usleep(10000);
     }
     if (!ok[0] && !ok[1]) {
-        rc = say(why, wl, "both LMDB meta pages are damaged");
+        rc = crdt__corrupt(why, wl, "both LMDB meta pages are damaged");
         goto out;
     }
     cur = ok[0] && ok[1] ? (m[1].txnid > m[0].txnid) : ok[1];
     if ((uint64_t)st.st_size / m[cur].psize < m[cur].last_pg + 1) {
-        rc = say(why, wl, "the data file is truncated: %" PRIu64 " bytes, its "
+        rc = crdt__corrupt(why, wl, "the data file is truncated: %" PRIu64 " bytes, its "
                  "last commit uses %" PRIu64 "", (uint64_t)st.st_size,
                  (m[cur].last_pg + 1) * m[cur].psize);
         goto out;
@@ -250,7 +246,7 @@ crdt__store_precheck(const char *path, int may_repair, crdt_open_report *rep)
     }
     /* exactly one is damaged: (1), rewrite it from the other */
     if (!may_repair) {
-        rc = say(why, wl, "LMDB meta page %" PRIu64 " is damaged and the "
+        rc = crdt__corrupt(why, wl, "LMDB meta page %" PRIu64 " is damaged and the "
                  "file is read-only here (writable, an open restores it "
                  "from meta page %" PRIu64 ")",
                  (uint64_t)!cur, (uint64_t)cur);
@@ -276,7 +272,7 @@ crdt__store_precheck(const char *path, int may_repair, crdt_open_report *rep)
         if (rc == CRDT_OK && rep != NULL) {
             rep->meta_restored = 1;
             rep->meta_txnid = m[cur].txnid;
-            say(why, wl, "LMDB meta page %" PRIu64 " was damaged; restored from "
+            crdt__corrupt(why, wl, "LMDB meta page %" PRIu64 " was damaged; restored from "
                 "meta page %" PRIu64 "", bad, (uint64_t)cur);
         }
     }
@@ -319,7 +315,7 @@ check_overflow(walker *w, uint64_t pgno, uint64_t dsize)
     int rc;
 
     if (pgno < 2 || pgno > w->last_pg)
-        return say(w->why, w->why_len, "overflow page %" PRIu64 " is past the "
+        return crdt__corrupt(w->why, w->why_len, "overflow page %" PRIu64 " is past the "
                    "last page %" PRIu64 "", pgno, w->last_pg);
     if ((rc = wread(w, h, HDR, pgno * w->psize)) < 0)
         return rc;
@@ -327,7 +323,7 @@ check_overflow(walker *w, uint64_t pgno, uint64_t dsize)
     if (rdu64(h) != pgno || (rd16(h + 10) & P_KIND) != P_OVERFLOW ||
         pages == 0 || pgno + pages - 1 > w->last_pg ||
         dsize > (uint64_t)pages * w->psize - HDR)
-        return say(w->why, w->why_len, "damaged overflow page %" PRIu64 " "
+        return crdt__corrupt(w->why, w->why_len, "damaged overflow page %" PRIu64 " "
                    "(%" PRIu32 " pages)", pgno, pages);
     w->seen += pages;
     return CRDT_OK;
@@ -347,11 +343,11 @@ check_page(walker *w, uint64_t pgno, int depth, int want_depth, int main_db)
     if (rdu64(p) != pgno || flags != (leaf ? P_LEAF : P_BRANCH) ||
         lower < HDR || upper > w->psize || lower > upper ||
         ((lower - HDR) & 1) != 0)
-        return say(w->why, w->why_len, "damaged page %" PRIu64 " (header, at "
+        return crdt__corrupt(w->why, w->why_len, "damaged page %" PRIu64 " (header, at "
                    "depth %" PRIu64 ")", pgno, (uint64_t)depth);
     n = (lower - HDR) / 2;
     if (n == 0 && !leaf)
-        return say(w->why, w->why_len, "damaged page %" PRIu64 " (an empty branch)",
+        return crdt__corrupt(w->why, w->why_len, "damaged page %" PRIu64 " (an empty branch)",
                    pgno);
     w->prev_len = SIZE_MAX; /* no key before this page's first */
     if (!leaf && (kids = malloc((size_t)n * sizeof *kids)) == NULL)
@@ -447,7 +443,7 @@ check_page(walker *w, uint64_t pgno, int depth, int want_depth, int main_db)
     return CRDT_OK;
 bad:
     free(kids);
-    return say(w->why, w->why_len, "damaged page %" PRIu64 " (its nodes, at depth "
+    return crdt__corrupt(w->why, w->why_len, "damaged page %" PRIu64 " (its nodes, at depth "
                "%" PRIu64 ")", pgno, (uint64_t)depth);
 }
 
@@ -460,17 +456,17 @@ walk_tree(walker *w, uint64_t pgno, int depth, int want_depth, int main_db)
     if (w->seen >= w->budget)
         return CRDT_OK; /* the caller's budget: the rest is not checked */
     if (pgno < 2 || pgno > w->last_pg)
-        return say(w->why, w->why_len, "page number %" PRIu64 " is past the last "
+        return crdt__corrupt(w->why, w->why_len, "page number %" PRIu64 " is past the last "
                    "page %" PRIu64 "", pgno, w->last_pg);
     if (depth > want_depth || depth > DEPTH_MAX)
-        return say(w->why, w->why_len, "damaged page %" PRIu64 " (deeper than its "
+        return crdt__corrupt(w->why, w->why_len, "damaged page %" PRIu64 " (deeper than its "
                    "tree, %" PRIu64 ")", pgno, (uint64_t)want_depth);
     w->seen++;
     /* each level reads into its own buffer: the parent's stays valid */
     {
         int at = w->level + depth;
         if (at >= (int)(sizeof w->bufs / sizeof w->bufs[0]))
-            return say(w->why, w->why_len, "damaged page %" PRIu64 " (named "
+            return crdt__corrupt(w->why, w->why_len, "damaged page %" PRIu64 " (named "
                        "databases nested too deep)", pgno);
         if (w->bufs[at] == NULL && (w->bufs[at] = malloc(w->psize)) == NULL)
             return CRDT_ENOMEM;
@@ -478,7 +474,7 @@ walk_tree(walker *w, uint64_t pgno, int depth, int want_depth, int main_db)
     }
     if ((rc = wread(w, mine, w->psize, pgno * w->psize)) < 0) {
         return rc == CRDT_ECORRUPT
-                   ? say(w->why, w->why_len, "page %" PRIu64 " is past the end of "
+                   ? crdt__corrupt(w->why, w->why_len, "page %" PRIu64 " is past the end of "
                          "the file", pgno)
                    : rc;
     }
@@ -532,22 +528,22 @@ crdt__pagecheck_image(const unsigned char *img, size_t len,
     /* the checks of crdt__store_precheck(), on bytes in memory: each
      * meta page is read from its first 4096 bytes */
     if (len < 4096)
-        return say(why, why_len, "the data file ends inside its meta pages "
+        return crdt__corrupt(why, why_len, "the data file ends inside its meta pages "
                    "(%zu bytes)", len);
     ok[0] = meta_parse(&m[0], img, 0) == 0;
     if (ok[0])
         off = m[0].psize;
     if (len - off < 4096)
-        return say(why, why_len, "the data file ends inside its meta pages "
+        return crdt__corrupt(why, why_len, "the data file ends inside its meta pages "
                    "(%zu bytes)", len);
     ok[1] = meta_parse(&m[1], img + off, 1) == 0;
     if (ok[0] && ok[1] && m[0].psize != m[1].psize)
         ok[1] = 0;
     if (!ok[0] && !ok[1])
-        return say(why, why_len, "both LMDB meta pages are damaged");
+        return crdt__corrupt(why, why_len, "both LMDB meta pages are damaged");
     cur = ok[0] && ok[1] ? (m[1].txnid > m[0].txnid) : ok[1];
     if ((uint64_t)len / m[cur].psize < m[cur].last_pg + 1)
-        return say(why, why_len, "the data file is truncated: %zu bytes, its "
+        return crdt__corrupt(why, why_len, "the data file is truncated: %zu bytes, its "
                    "last commit uses %" PRIu64, len,
                    (m[cur].last_pg + 1) * m[cur].psize);
     if (cur_out != NULL)
@@ -605,7 +601,7 @@ crdt__store_walk(crdt_replica *r, uint64_t max_pages, char *why,
         if (rc == CRDT_OK && cur < 0) {
             crdt__txn_end(r, txn, 0);
             rc = CRDT_ECORRUPT;
-            say(why, why_len, "no sound LMDB meta page holds the current "
+            crdt__corrupt(why, why_len, "no sound LMDB meta page holds the current "
                 "commit %" PRIu64, id);
             continue;
         }
@@ -616,7 +612,7 @@ crdt__store_walk(crdt_replica *r, uint64_t max_pages, char *why,
             if (fstat(fd, &st) != 0) {
                 rc = crdt__mdb_err(errno);
             } else if ((uint64_t)st.st_size / w.psize < w.last_pg + 1) {
-                rc = say(why, why_len, "the data file is truncated: %" PRIu64
+                rc = crdt__corrupt(why, why_len, "the data file is truncated: %" PRIu64
                          " bytes, its last commit uses %" PRIu64,
                          (uint64_t)st.st_size, (w.last_pg + 1) * w.psize);
             } else {

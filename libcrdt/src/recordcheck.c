@@ -29,22 +29,6 @@
 
 #include "internal.h"
 
-static int say(char *why, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-say(char *why, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why != NULL && len > 0) {
-        va_start(ap, fmt);
-        vsnprintf(why, len, fmt, ap);
-        va_end(ap);
-    }
-    return CRDT_ECORRUPT;
-}
-
 /* (1) of the file comment. */
 static int
 check_state(MDB_txn *txn, crdt_replica *r, char *why, size_t why_len)
@@ -56,7 +40,7 @@ check_state(MDB_txn *txn, crdt_replica *r, char *why, size_t why_len)
     rc = crdt__meta_get(txn, r, slot ? "hash1" : "hash0", &kept);
     if (rc == CRDT_ENOTFOUND || (rc == CRDT_OK &&
                                  kept.mv_size != CRDT_HASH_BYTES))
-        return say(why, why_len, "damaged state hash record");
+        return crdt__corrupt(why, why_len, "damaged state hash record");
     if (rc < 0)
         return rc;
     rc = crdt__state_rehash(txn, r->dbi[CRDT_DB_STATE0 + slot],
@@ -64,7 +48,7 @@ check_state(MDB_txn *txn, crdt_replica *r, char *why, size_t why_len)
     if (rc < 0)
         return rc;
     if (memcmp(now, kept.mv_data, CRDT_HASH_BYTES) != 0)
-        return say(why, why_len, "damaged state: its entries no longer add "
+        return crdt__corrupt(why, why_len, "damaged state: its entries no longer add "
                    "up to the state hash (a state entry's bytes changed)");
     return CRDT_OK;
 }
@@ -81,16 +65,16 @@ check_run_end(MDB_txn *txn, crdt_replica *r, const crdt_change *c,
 
     crdt_hex(hex, c->actor.b, CRDT_ACTOR_BYTES);
     if (crdt_change_verify(c) != CRDT_OK)
-        return say(why, why_len, "damaged change at %s up to seq %" PRIu64
+        return crdt__corrupt(why, why_len, "damaged change at %s up to seq %" PRIu64
                    " in the log (bad signature)", hex, last);
     rc = crdt__head_get(txn, r, &c->actor, &h);
     if (rc == CRDT_ECORRUPT)
-        return say(why, why_len, "damaged head record at actor %s", hex);
+        return crdt__corrupt(why, why_len, "damaged head record at actor %s", hex);
     if (rc < 0 && rc != CRDT_ENOTFOUND)
         return rc;
     if (rc == CRDT_OK && h.seq == last &&
         memcmp(h.hash, c->hash, CRDT_HASH_BYTES) != 0)
-        return say(why, why_len, "damaged head record at actor %s: it "
+        return crdt__corrupt(why, why_len, "damaged head record at actor %s: it "
                    "does not name its last change (seq %" PRIu64 ", whose "
                    "signature is sound)", hex, last);
     return CRDT_OK;
@@ -119,7 +103,7 @@ check_log(MDB_txn *txn, crdt_replica *r, char *why, size_t why_len)
 
         if (k.mv_size != CRDT_ACTOR_BYTES + 8) {
             mdb_cursor_close(cur);
-            return say(why, why_len, "damaged log key of %zu bytes",
+            return crdt__corrupt(why, why_len, "damaged log key of %zu bytes",
                        k.mv_size);
         }
         crdt_hex(hex, k.mv_data, CRDT_ACTOR_BYTES);
@@ -156,7 +140,7 @@ check_log(MDB_txn *txn, crdt_replica *r, char *why, size_t why_len)
         }
         if (bad != NULL) {
             mdb_cursor_close(cur);
-            return say(why, why_len, "damaged change at %s up to seq %"
+            return crdt__corrupt(why, why_len, "damaged change at %s up to seq %"
                        PRIu64 " in the log (%s)", hex, last, bad);
         }
         prev = c; /* a view into the snapshot's pages, valid in @p txn */

@@ -678,6 +678,24 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             heads_len = 1;
             rc = CRDT_OK;
         }
+        /* a fork: every archived change comes back for the replay, which
+         * archives again what the new epoch already folds (restoring by
+         * epoch number alone could miss changes archived by an earlier
+         * reset under a lower number, leaving a gap). Before the
+         * quarantines below, which judge them as part of our log: an
+         * archived change may be held unsigned, proven only by its
+         * successor in the log (storage.md 5.5); if that successor goes
+         * to the quarantine and the archived one came back after, the
+         * replay could not prove it (CRDT_EAUTH, the reset fails for
+         * good). A change of the losing fork beyond the canonical
+         * epoch's heads is unsynced like any other. */
+        if (rc == CRDT_OK && fork_from != UINT64_MAX && fork_from < old_number)
+            rc = unarchive(t, 0);
+        if (rc == CRDT_OK && rs->quarantine_reason != NULL) {
+            /* only our own log: the snapshot's log (staged) comes after */
+            rc = epoch__quarantine_unsynced_in(&moved, t, heads, heads_len,
+                                               rs->quarantine_reason);
+        }
         if (rc == CRDT_OK && rs->n_forks > 0) {
             /* before the sender's log joins ours under the same keys */
             rc = epoch__quarantine_forks_in(&lost, t, rs->forks, rs->n_forks,
@@ -690,20 +708,6 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             rc = crdt_raw_heads_replace(t, heads, heads_len);
         if (rc == CRDT_OK)
             rc = crdt_raw_set_epoch(t, rs->final.number, rs->final.id);
-        /* a fork: every archived change comes back for the replay, which
-         * archives again what the new epoch already folds (restoring by
-         * epoch number alone could miss changes archived by an earlier
-         * reset under a lower number, leaving a gap) */
-        if (rc == CRDT_OK && fork_from != UINT64_MAX && fork_from < old_number)
-            rc = unarchive(t, 0);
-        /* only our own log (the snapshot's log, staged, comes after), and
-         * after the unarchiving: an archived change beyond the heads goes
-         * with the rest, or a run's unsigned changes could come back from
-         * the archive while its signed end, in the log, went to the
-         * quarantine, and nothing would prove them (format 2) */
-        if (rc == CRDT_OK && rs->quarantine_reason != NULL)
-            rc = epoch__quarantine_unsynced_in(&moved, t, heads, heads_len,
-                                               rs->quarantine_reason);
         if (rc == CRDT_OK) /* before the replay archives our versions */
             rc = epoch__quarantine_crossforks_in(&xmoved, &xforked, &xown, t,
                                                  own_head, heads, heads_len);

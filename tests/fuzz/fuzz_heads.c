@@ -126,13 +126,7 @@ write_seeds(const char *dir)
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    const char *dir = getenv("STRATA_FUZZ_SEEDS");
-
     (void)argc;
     (void)argv;
-    if (dir != NULL && *dir != '\0') {
-        write_seeds(dir);
-        exit(0);
-    }
-    return 0;
+    return fuzz_seeds_if_asked(write_seeds);
 }

@@ -510,6 +510,72 @@ START_TEST(test_giver_reset_meanwhile_sends_the_log_of_the_new_epoch)
 }
 END_TEST
 
+/* A run of a's changes stored unsigned but for its last one (format 2)
+ * is split by an epoch: b folds and archives a:1..2, a:3 (signed) stays
+ * in its log. That epoch then loses a fork to one past a custom
+ * migration: b is rejected, its log beyond the winner's heads goes to
+ * the quarantine, and the losing fork's archived changes come back.
+ * They must be judged with the log (a:3 no longer proves a:2): the reset
+ * used to fail with CRDT_EAUTH on every try. */
+START_TEST(test_rejected_fork_keeps_an_archived_run_whole)
+{
+    char dc[256], dd[256];
+    unsigned char space[16];
+    crdt_replica *c, *d;
+    crdtnet_report ra, rb;
+    epoch_builder *bl;
+    size_t bytes, n;
+    uint64_t q = 0;
+    int ea, eb;
+
+    crdt_replica_space_id(a, space);
+    c = tu_create(dc, sizeof dc, space);
+    d = tu_create(dd, sizeof dd, space);
+    ck_assert_int_eq(epoch_attach(c), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(d), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d1", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d2", "x", 2), CRDT_OK);
+    sync_pair(a, d, 0, &bytes);                /* d holds a:1..2 */
+    ck_assert_int_eq(tu_put_int(a, "c", "d3", "x", 3), CRDT_OK);
+    sync_pair(a, b, 0, &bytes);                /* one message: one sig */
+    ck_assert_uint_eq(signed_in_log(b, &n), 1);
+    ck_assert_uint_eq(n, 3);
+    tu_migrate(d, NULL, NULL);                 /* folds a:2, not a:3 */
+    sync_pair(d, b, 0, &bytes);                /* b archives a:1..2 */
+    for (int i = 0; i < 5; i++) {              /* c's fork wins: a */
+        char doc[16];                          /* larger base total */
+        snprintf(doc, sizeof doc, "e%d", i);
+        ck_assert_int_eq(tu_put_int(c, "c", doc, "x", i), CRDT_OK);
+    }
+    ck_assert_int_eq(epoch_builder_new(&bl, c), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_set_custom(bl, "mark", "c", 2, mark, NULL),
+                     CRDT_OK);
+    ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_OK);
+    epoch_builder_free(bl);
+    {
+        crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+        tu_sync_result res = tu_sessions_run(c, b, &o);
+        ra = res.rx;
+        rb = res.ry;
+        ea = res.ex;
+        eb = res.ey;
+    }
+    ck_assert_int_eq(ea, 0);
+    ck_assert_int_eq(eb, 0);
+    ck_assert_int_eq(rb.snapshot_received, 1);
+    ck_assert_int_eq(rb.rejected, 1);
+    /* a:1..3 are beyond the winner's heads: kept, never lost */
+    ck_assert_int_eq(epoch_quarantine_count(&q, b), CRDT_OK);
+    ck_assert_uint_eq(q, 3);
+    tu_assert_converged(c, b);
+    (void)ra;
+    crdt_replica_close(c);
+    crdt_replica_close(d);
+    test_rmtree(dc);
+    test_rmtree(dd);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -528,6 +594,7 @@ test_suite(void)
     tcase_add_test(tc, test_old_protocol_is_refused);
     tcase_add_test(tc, test_typing_run_travels_with_few_signatures);
     tcase_add_test(tc, test_giver_reset_meanwhile_sends_the_log_of_the_new_epoch);
+    tcase_add_test(tc, test_rejected_fork_keeps_an_archived_run_whole);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -100,3 +100,15 @@ fuzz_same_value(const crdt_value *a, const crdt_value *b)
     }
     return 0;
 }
+
+int
+fuzz_seeds_if_asked(void (*write_seeds)(const char *dir))
+{
+    const char *dir = getenv("STRATA_FUZZ_SEEDS");
+
+    if (dir != NULL && *dir != '\0') {
+        write_seeds(dir);
+        exit(0);
+    }
+    return 0;
+}

@@ -21,6 +21,12 @@ void fuzz_dir_remove(const char *path);
 /* Write @p n bytes as the seed file @p dir/@p name; exits on failure. */
 void fuzz_put_seed(const char *dir, const char *name, const void *p,
                    size_t n);
+/*
+ * With STRATA_FUZZ_SEEDS set to a directory, call @p write_seeds on it
+ * and exit 0 (how scripts/fuzz.sh makes each target's seeds); else
+ * return 0. What a target's LLVMFuzzerInitialize() returns.
+ */
+int fuzz_seeds_if_asked(void (*write_seeds)(const char *dir));
 /* Equal type and bytes (doubles bit for bit: NaN payloads, -0.0). */
 int fuzz_same_value(const crdt_value *a, const crdt_value *b);
 
