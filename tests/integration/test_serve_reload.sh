@@ -29,6 +29,16 @@ wait_for() {
     cat "$1" >&2
     fail "no \"$2\" in $1"
 }
+# wait_for_more FILE PATTERN N: up to 5 s for more than N lines to match
+# (a line an earlier session logged must not count for a new one)
+wait_for_more() {
+    for _ in $(seq 1 100); do
+        [ "$(grep -Ec "$2" "$1" || true)" -gt "$3" ] && return 0
+        sleep 0.05
+    done
+    cat "$1" >&2
+    fail "no new \"$2\" in $1"
+}
 # sync_rc DIR: one bounded sync with the daemon; its exit code in $rc
 sync_rc() {
     rc=0
@@ -71,9 +81,10 @@ check "the config's space A is served, G is not"
 
 # a second daemon with A3 keeps a live session with the first one
 : > p.log
+n_auth="$(grep -c 'authenticated peer' d.log || true)" # A2's sync logged one
 "$S" serve A3 --listen 127.0.0.1:0 --peer "127.0.0.1:$port" >/dev/null 2> p.log &
 pids+=($!)
-wait_for d.log 'authenticated peer'
+wait_for_more d.log 'authenticated peer' "$n_auth"
 check "a live peer link to A is up"
 
 # ---- G in, A out ----
