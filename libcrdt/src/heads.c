@@ -105,7 +105,10 @@ find_seq(const crdt_head *h, void *ctx)
 {
     seq_of *s = ctx;
 
-    if (memcmp(h->actor.b, s->actor->b, CRDT_ACTOR_BYTES) == 0)
+    /* an actor named twice counts with its larger seq, as in
+     * crdt_heads_vv() (a version vector keeps the larger of two) */
+    if (memcmp(h->actor.b, s->actor->b, CRDT_ACTOR_BYTES) == 0 &&
+        h->seq > s->seq)
         s->seq = h->seq;
     return CRDT_OK;
 }

@@ -303,7 +303,8 @@ typedef int (*crdt_head_fn)(const crdt_head *h, void *ctx);
 CRDT_API int crdt_heads_parse(const unsigned char *blob, size_t len,
                               crdt_head_fn fn, void *ctx);
 /**
- * The seq @p blob holds for @p actor in @p seq_out (0 if none).
+ * The seq @p blob holds for @p actor in @p seq_out (0 if none; the
+ * larger one if the blob names the actor twice, as crdt_heads_vv()).
  * @return as crdt_heads_parse(); on an error @p seq_out is untouched.
  */
 CRDT_API int crdt_heads_seq(uint64_t *seq_out, const unsigned char *blob,
