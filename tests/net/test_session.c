@@ -403,25 +403,6 @@ START_TEST(test_typing_run_travels_with_few_signatures)
 }
 END_TEST
 
-/* Move every message @p from has to send into @p to; 1 if any moved. */
-static int
-pump_once(crdtnet_session *from, crdtnet_session *to)
-{
-    const unsigned char *msg;
-    size_t len;
-    int moved = 0;
-
-    while (crdtnet_session_next_out(from, &msg, &len) == CRDT_OK) {
-        unsigned char *copy = malloc(len);
-        ck_assert_ptr_nonnull(copy);
-        memcpy(copy, msg, len); /* the view dies when @p from moves on */
-        crdtnet_session_feed(to, copy, len);
-        free(copy);
-        moved = 1;
-    }
-    return moved;
-}
-
 /* @p r's version vector entry for @p of's actor. */
 static uint64_t
 vv_of(crdt_replica *r, crdt_replica *of)
@@ -472,8 +453,8 @@ START_TEST(test_giver_reset_meanwhile_sends_the_log_of_the_new_epoch)
 
     ck_assert_int_eq(crdtnet_session_new(&sb, b, NULL), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_new(&sc, c, NULL), CRDT_OK);
-    pump_once(sb, sc); /* b's HELLO */
-    pump_once(sc, sb); /* c's HELLO: b, ahead, becomes giver */
+    tu_pump(sb, sc); /* b's HELLO */
+    tu_pump(sc, sb); /* c's HELLO: b, ahead, becomes giver */
     /* meanwhile b syncs with a, loses the fork and resets into a's
      * epoch: its own changes come back into its log */
     {
@@ -484,7 +465,7 @@ START_TEST(test_giver_reset_meanwhile_sends_the_log_of_the_new_epoch)
     }
     ck_assert_uint_eq(vv_of(b, b), 3);
     for (int round = 0; round < 1000; round++)
-        if (!pump_once(sb, sc) + !pump_once(sc, sb) == 2)
+        if (!tu_pump(sb, sc) + !tu_pump(sc, sb) == 2)
             break;
     ck_assert_int_eq(crdtnet_session_error(sb), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_error(sc), CRDT_OK);

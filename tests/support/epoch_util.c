@@ -112,9 +112,8 @@ tu_reset_from(crdt_replica *stale, crdt_replica *fresh)
     return tu_sync_one_way(stale, fresh);
 }
 
-/* Move every message @p from has to send into @p to; 1 if any moved. */
-static int
-pump(crdtnet_session *from, crdtnet_session *to)
+int
+tu_pump(crdtnet_session *from, crdtnet_session *to)
 {
     const unsigned char *msg;
     size_t len;
@@ -141,8 +140,8 @@ tu_sessions_run(crdt_replica *x, crdt_replica *y,
     ck_assert_int_eq(crdtnet_session_new(&sx, x, opts), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_new(&sy, y, opts), CRDT_OK);
     for (int round = 0; round < 100000; round++) {
-        int moved = pump(sx, sy);
-        moved |= pump(sy, sx);
+        int moved = tu_pump(sx, sy);
+        moved |= tu_pump(sy, sx);
         if (!moved)
             break;
     }

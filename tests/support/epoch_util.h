@@ -33,6 +33,9 @@ void tu_migrate(crdt_replica *r, const char *lens_text, epoch_info *out);
  * the first error of the reset or the merge. */
 int tu_reset_from(crdt_replica *stale, crdt_replica *fresh);
 
+/* Move every message @p from has to send into @p to; 1 if any moved. */
+int tu_pump(crdtnet_session *from, crdtnet_session *to);
+
 /* The result of one sync between two replicas (tu_sessions_run()). */
 typedef struct {
     crdtnet_report rx, ry; /* each side's report */
