@@ -305,7 +305,7 @@ build_snapshot(crdtnet_session *s)
             return rc;
         crdt_export_end(s->exp);
         s->exp = NULL;
-        if ((rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
+        if ((rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
             return rc;
         if ((rc = epoch_all(&all, &n_all, s->r)) < 0)
             return rc;
@@ -416,7 +416,7 @@ build_changes_as(crdtnet_session *s, unsigned type)
     int rc = CRDT_ENOTFOUND, have_last = 0;
 
     if (s->exp == NULL &&
-        (rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
+        (rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
         return rc;
     crdt__enc_init(&items);
     /* Never serve a damaged change; checked as a receiver checks, for
