@@ -31,8 +31,11 @@
  * Invariants:
  *  (1) Inside the reset's one txn: an interrupted reset changes nothing.
  *      It runs after a losing fork's archived changes came back into the
- *      log (they may hold our version too) and before the sender's staged
- *      log joins it (only our own changes are judged).
+ *      log (they may hold our version too), before a rejected taker's
+ *      unsynced changes or a same-epoch loser's forked ones leave the log
+ *      (our change that spans the cut may be among them: without it our
+ *      changes below the cut look folded), and before the sender's
+ *      staged log joins it (only our own changes are judged).
  *  (2) Nothing is dropped: every op of a change that leaves the log is in
  *      the quarantine first.
  */

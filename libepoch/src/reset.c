@@ -691,6 +691,16 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
          * epoch's heads is unsynced like any other. */
         if (rc == CRDT_OK && fork_from != UINT64_MAX && fork_from < old_number)
             rc = unarchive(t, 0);
+        /* an equivocation across epochs, judged on our whole log before
+         * the passes below take changes out of it: a change of ours that
+         * spans the cut is the evidence, and a rejected taker's unsynced
+         * pass would move it away first, leaving our changes below the
+         * cut to be archived as folded (crossfork.c) */
+        if (rc == CRDT_OK)
+            rc = epoch__own_head_in(&own_head, t);
+        if (rc == CRDT_OK)
+            rc = epoch__quarantine_crossforks_in(&xmoved, &xforked, &xown, t,
+                                                 own_head, heads, heads_len);
         if (rc == CRDT_OK && rs->quarantine_reason != NULL) {
             /* only our own log: the snapshot's log (staged) comes after */
             rc = epoch__quarantine_unsynced_in(&moved, t, heads, heads_len,
@@ -703,14 +713,9 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
                                             rs->fork_reason);
         }
         if (rc == CRDT_OK)
-            rc = epoch__own_head_in(&own_head, t);
-        if (rc == CRDT_OK)
             rc = crdt_raw_heads_replace(t, heads, heads_len);
         if (rc == CRDT_OK)
             rc = crdt_raw_set_epoch(t, rs->final.number, rs->final.id);
-        if (rc == CRDT_OK) /* before the replay archives our versions */
-            rc = epoch__quarantine_crossforks_in(&xmoved, &xforked, &xown, t,
-                                                 own_head, heads, heads_len);
         if (rc == CRDT_OK)
             rc = unstage(t, &lost);
         if (rc == CRDT_OK) /* keeps (3) */

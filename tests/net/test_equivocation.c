@@ -132,6 +132,31 @@ kept(crdt_replica *r, const char *doc)
     return f.found;
 }
 
+static int
+find_any(const epoch_quarantined *q, void *p)
+{
+    find_ctx *f = p;
+
+    if (q->op.doc_len == strlen(f->doc) &&
+        memcmp(q->op.doc, f->doc, q->op.doc_len) == 0 && q->reason[0] != 0)
+        f->found = 1;
+    return 0;
+}
+
+/* present in @p r's state, or in its quarantine for any reason */
+static int
+held(crdt_replica *r, const char *doc)
+{
+    char buf[64];
+    find_ctx f = { doc, 0 };
+
+    tu_field_str(buf, sizeof buf, r, "c", doc, "v");
+    if (buf[0] != '\0')
+        return 1;
+    ck_assert_int_eq(epoch_quarantine_list(r, find_any, &f), CRDT_OK);
+    return f.found;
+}
+
 /* Equal version vectors, different content: both copies wrote seq 2. */
 START_TEST(test_equal_vectors_converge)
 {
@@ -328,6 +353,62 @@ START_TEST(test_copy_behind_epoch_longer)
 }
 END_TEST
 
+/* One change of @p r with the docs @p d0 .. @p d0 + @p n - 1 (n ops). */
+static void
+put_run(crdt_replica *r, const char *prefix, int d0, int n)
+{
+    crdt_txn *t;
+
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    for (int i = d0; i < d0 + n; i++) {
+        char doc[16];
+        crdt_value v = crdt_value_int(i);
+        snprintf(doc, sizeof doc, "%s%d", prefix, i);
+        ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v), CRDT_OK);
+    }
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+}
+
+/* The copy's chain folded into two epochs at seq 4; the original, two
+ * epochs behind, is rejected beyond policy and resets into them. Its
+ * change 3..5 spans the cut (the evidence of the fork) and is unsynced;
+ * its change 2..2 lies below the cut and is another version of seq 2
+ * than the folded one: it must be quarantined, not archived as folded.
+ * (The rejected taker's unsynced pass used to move 3..5 away before the
+ * fork was judged, and seq 2 of the original vanished.) */
+START_TEST(test_rejected_taker_keeps_its_version_below_the_cut)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    tu_sync_result res;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    clone_a();
+    put_run(c, "copy", 0, 2);    /* seqs 2..3 */
+    put_run(c, "copy", 2, 1);    /* seq 4 */
+    put_run(a, "orig", 0, 1);    /* seq 2 */
+    put_run(a, "orig", 1, 3);    /* seqs 3..5 */
+    sync_ok(b, c);
+    tu_migrate(b, NULL, NULL);   /* folds the copy's chain at seq 4 */
+    tu_migrate(b, NULL, NULL);
+    o.policy.max_epochs_behind = 1;
+    res = tu_sessions_run(a, b, &o);
+    ck_assert_msg(res.ex == 0 && res.ey == 0, "%s / %s", res.rx.reason,
+                  res.ry.reason);
+    ck_assert_int_eq(res.rx.rejected, 1);
+    for (int i = 0; i < 4; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "orig%d", i);
+        ck_assert_msg(held(a, doc), "%s lost", doc);
+    }
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert_msg(held(a, doc) && held(b, doc), "%s lost", doc);
+    }
+}
+END_TEST
+
 static int
 count_kinds(const epoch_quarantined *q, void *p)
 {
@@ -396,6 +477,7 @@ test_suite(void)
     tcase_add_test(tc, test_copy_detected_at_first_sync);
     tcase_add_test(tc, test_copy_behind_epoch_shorter);
     tcase_add_test(tc, test_copy_behind_epoch_longer);
+    tcase_add_test(tc, test_rejected_taker_keeps_its_version_below_the_cut);
     suite_add_tcase(s, tc);
     return s;
 }
