@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
 #include "support/epoch_util.h"
@@ -395,7 +396,7 @@ START_TEST(test_rejected_taker_keeps_its_version_below_the_cut)
     res = tu_sessions_run(a, b, &o);
     ck_assert_msg(res.ex == 0 && res.ey == 0, "%s / %s", res.rx.reason,
                   res.ry.reason);
-    ck_assert_int_eq(res.rx.rejected, 1);
+    ck_assert_msg(res.rx.rejected == 1, "%s / %s", res.rx.reason, res.ry.reason);
     for (int i = 0; i < 4; i++) {
         char doc[16];
         snprintf(doc, sizeof doc, "orig%d", i);
@@ -406,6 +407,92 @@ START_TEST(test_rejected_taker_keeps_its_version_below_the_cut)
         snprintf(doc, sizeof doc, "copy%d", i);
         ck_assert_msg(held(a, doc) && held(b, doc), "%s lost", doc);
     }
+}
+END_TEST
+
+/* A session whose HELLOs named no fork, and a copy's version of seq 2
+ * reaches b from a third replica after b sent its HELLO: a then sends
+ * its own seq 2, which b quarantines (an equivocation met by the
+ * merge). Both end with equal vvs and different states; that is not a
+ * divergence but a fork vvs cannot show: "not in sync", no error on
+ * either side, and the next sync settles it with nothing lost. */
+START_TEST(test_fork_met_after_hello_is_not_divergence)
+{
+    crdtnet_session *sa, *sb;
+    crdt_merge_report mr;
+    tu_batch all;
+    crdt_bytes one;
+    const crdtnet_report *ra, *rb;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    clone_a();
+    ck_assert_int_eq(tu_put_int(a, "c", "orig", "v", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "copy", "v", 3), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, NULL), CRDT_OK);
+    tu_pump(sa, sb);    /* a's HELLO */
+    tu_pump(sb, sa);    /* b's HELLO (seq 1 of the actor) and FORKS */
+    all = tu_export_all(c);
+    one = all.v[all.n - 1]; /* the copy's seq 2, from a third replica */
+    ck_assert_int_eq(crdt_merge(&mr, b, &one, 1), CRDT_OK);
+    tu_batch_free(&all);
+    for (int round = 0; round < 1000; round++) {
+        int moved = tu_pump(sa, sb);
+        moved |= tu_pump(sb, sa);
+        if (!moved)
+            break;
+    }
+    ra = crdtnet_session_report(sa);
+    rb = crdtnet_session_report(sb);
+    ck_assert_msg(crdtnet_session_error(sa) == 0 &&
+                      crdtnet_session_error(sb) == 0,
+                  "%s / %s", ra->reason, rb->reason);
+    ck_assert_uint_eq(rb->conflicts, 1);
+    ck_assert_int_eq(ra->in_sync, 0);
+    ck_assert_int_eq(rb->in_sync, 0);
+    crdtnet_session_free(sa);
+    crdtnet_session_free(sb);
+    sync_ok(a, b);
+    sync_ok(b, c);
+    sync_ok(a, b);
+    assert_same(a, b);
+    assert_same(b, c);
+    ck_assert(held(a, "orig") && held(b, "orig") && held(c, "orig"));
+    ck_assert(held(a, "copy") && held(b, "copy") && held(c, "copy"));
+}
+END_TEST
+
+/* The same verdict still catches a real divergence: equal ops, one
+ * state altered behind its log, nothing written during the session. */
+START_TEST(test_divergence_still_reported)
+{
+    crdt_raw *t;
+    crdt_op op;
+    crdt_actor ghost;
+    crdtnet_report rx, ry;
+    int ex, ey;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    memset(&op, 0, sizeof op);
+    op.kind = CRDT_OP_PUT;
+    op.coll = "c";
+    op.coll_len = 1;
+    op.doc = "d";
+    op.doc_len = 1;
+    op.field = "v";
+    op.field_len = 1;
+    op.value.type = CRDT_VINT;
+    op.value.u.i = 9;
+    memset(ghost.b, 0x7e, sizeof ghost.b);
+    ck_assert_int_eq(crdt_raw_begin(&t, b, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_apply_op(t, &op, UINT64_MAX / 2, &ghost, 1),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    run(a, b, &rx, &ry, &ex, &ey);
+    ck_assert_int_eq(ex, CRDT_ECORRUPT);
+    ck_assert_int_eq(ey, CRDT_ECORRUPT);
 }
 END_TEST
 
@@ -478,6 +565,8 @@ test_suite(void)
     tcase_add_test(tc, test_copy_behind_epoch_shorter);
     tcase_add_test(tc, test_copy_behind_epoch_longer);
     tcase_add_test(tc, test_rejected_taker_keeps_its_version_below_the_cut);
+    tcase_add_test(tc, test_fork_met_after_hello_is_not_divergence);
+    tcase_add_test(tc, test_divergence_still_reported);
     suite_add_tcase(s, tc);
     return s;
 }
