@@ -410,6 +410,49 @@ START_TEST(test_rejected_taker_keeps_its_version_below_the_cut)
 }
 END_TEST
 
+/* The giver's log beyond an epoch's cut holds the original's chain, cut
+ * into other changes than the copy's (2..2, 3..5 against 2..3, 4..4): no
+ * change of the copy shares a key with one of the giver's, and the cut
+ * (at seq 1, before the copy was made) names no fork. The copy's reset
+ * must move its own version to the quarantine before the giver's log
+ * joins it; left in place, the replay met two changes for seq 2 and the
+ * reset failed on every sync (cannot apply the snapshot). */
+START_TEST(test_staged_chain_cut_differently_replaces_ours)
+{
+    crdtnet_report rx, ry;
+    int ex, ey;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    tu_migrate(b, NULL, NULL); /* the cut: seq 1 */
+    clone_a();
+    put_run(a, "orig", 0, 1);  /* seq 2 */
+    put_run(a, "orig", 1, 3);  /* seqs 3..5 */
+    put_run(c, "copy", 0, 2);  /* seqs 2..3 */
+    put_run(c, "copy", 2, 1);  /* seq 4 */
+    sync_ok(a, b);             /* b's log at epoch 1: the original's */
+    run(c, b, &rx, &ry, &ex, &ey);
+    ck_assert_msg(ex == 0 && ey == 0, "%s / %s", rx.reason, ry.reason);
+    ck_assert_int_eq(rx.snapshot_received, 1);
+    sync_ok(c, b);
+    sync_ok(a, b);
+    sync_ok(c, b);
+    assert_same(a, b);
+    assert_same(b, c);
+    ck_assert_uint_ge(equivocations(c), 1);
+    for (int i = 0; i < 4; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "orig%d", i);
+        ck_assert_msg(held(c, doc), "%s lost", doc);
+    }
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert_msg(held(c, doc) && held(b, doc), "%s lost", doc);
+    }
+}
+END_TEST
+
 /* A session whose HELLOs named no fork, and a copy's version of seq 2
  * reaches b from a third replica after b sent its HELLO: a then sends
  * its own seq 2, which b quarantines (an equivocation met by the
@@ -567,6 +610,7 @@ test_suite(void)
     tcase_add_test(tc, test_rejected_taker_keeps_its_version_below_the_cut);
     tcase_add_test(tc, test_fork_met_after_hello_is_not_divergence);
     tcase_add_test(tc, test_divergence_still_reported);
+    tcase_add_test(tc, test_staged_chain_cut_differently_replaces_ours);
     suite_add_tcase(s, tc);
     return s;
 }
