@@ -13,6 +13,7 @@
  *   report.c      figures (median/min/max) and the report entries
  *   w_merge.c     w1_merge and memory (+ the lmdb_ref reference)
  *   w_commit.c    local_commit (+ the fsync reference)
+ *   w_group.c     group_commit: 16 threads' commits (+ one thread's)
  *   w_migrate.c   migrate and open (+ the raw LMDB rewrite reference)
  *   w_sync.c      w1_sync: w1 over an encrypted loopback crdtnet session
  *                 between two processes (+ w1_merge, interleaved)
@@ -196,6 +197,7 @@ void entry_failed(bench_entry *e, const char *fmt, ...) BENCH_FMT(2, 3);
 int w_merge_run(bench_entry *e);       /* w1_merge */
 int w_memory_run(bench_entry *e);      /* memory */
 int w_commit_run(bench_entry *e);      /* local_commit */
+int w_group_run(bench_entry *e);       /* group_commit */
 int w_migrate_run(bench_entry *e);     /* migrate */
 int w_open_run(bench_entry *e);        /* open */
 int w_sync_run(bench_entry *e);        /* w1_sync */

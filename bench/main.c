@@ -42,6 +42,8 @@ static const workload WORKLOADS[] = {
       "peak RSS of w1_merge at 1M and 4M ops" },
     { "local_commit", w_commit_run, NULL,
       "durable local commits of 1-op and 100-op changes" },
+    { "group_commit", w_group_run, NULL,
+      "16 threads' durable one-op commits on one replica vs one thread" },
     { "migrate", w_migrate_run, NULL,
       "1M documents through a four-step lens" },
     { "open", w_open_run, NULL, "open + status of the 1M-document replica" },
