@@ -204,6 +204,7 @@ int w_sync_run(bench_entry *e);        /* w1_sync */
 int w_peers_run(bench_entry *e);       /* peers */
 int w_watch_run(bench_entry *e);       /* watch_latency */
 int w_text_run(bench_entry *e);        /* w2 */
+int w_small_run(bench_entry *e);       /* w1_small */
 
 /* ---- node peers (w_peers.c, used by w_text.c too) ---- */
 
@@ -247,6 +248,28 @@ int w1_read_docs(bench_res *out, crdt_replica *r, uint64_t n_docs,
                  uint64_t *docs_out);
 /* The same merge into @p dir (a new replica), kept: setup for w1_sync. */
 int w1_merge_into(bench_res *res, const char *spool, const char *dir);
+
+/* w1_small: the same w1 writes in changes of ONE op (1,000,000 changes;
+ * quick 50,000), spooled like w1 but W1_SMALL_BATCH changes per merge
+ * batch (the same 10,000 ops as w1's 100 x 100), 2,500 of each source
+ * in turn, a change without its signature when its successor is in
+ * the same batch (as a sync session sends them). */
+#define W1_SMALL_BATCH 10000
+const char *w1_small_spool(bench_entry *e);
+/* w1_merge_fresh / w1_merge_into with @p batch_changes per crdt_merge
+ * (0: w1's 100). */
+int w1_merge_fresh_batch(bench_res *res, const char *spool,
+                         uint64_t expect_ops, int run, int batch_changes);
+int w1_merge_into_batch(bench_res *res, const char *spool, const char *dir,
+                        int batch_changes);
+/* w_sync.c: the sync pieces, for w1_small. Setup: merge @p spool into
+ * server dir @p srv (batches of @p batch changes), create client @p cli
+ * in its space and make it a writer. Then one measured sync on copies;
+ * v[] as w1_sync's child: v[0] seconds, v[6] bytes server to client. */
+int w1_sync_setup(bench_res *res, const char *spool, int batch,
+                  const char *srv, const char *cli);
+int w1_sync_once(bench_res *res, const char *srv, const char *cli,
+                 uint64_t expect_changes, uint64_t expect_ops, int run);
 /* ops/s median of w1_merge in this run of strata-bench; 0 if not run. */
 extern double g_w1_merge_ops_per_s;
 

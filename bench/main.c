@@ -50,6 +50,8 @@ static const workload WORKLOADS[] = {
     { "w1_sync", w_sync_run, NULL,
       "w1 pulled over an encrypted loopback crdtnet session between two "
       "processes" },
+    { "w1_small", w_small_run, NULL,
+      "w1 in changes of one op: merge and sync vs w1's 100-op changes" },
     { "watch_latency", w_watch_run, NULL,
       "1,000 commits by another process reach a watcher (p50, p99)" },
     { "peers", w_peers_run, NULL,

@@ -146,6 +146,11 @@ typedef struct {
     struct crdt__seq *seq_touched; /* sequences this txn changes */
     int seq_foreign; /* raw writes: the cached sequences may be stale */
     crdt__auth auth; /* authority.c */
+    /* during crdt__merge_in() (merge.c): */
+    MDB_cursor *log_cur;   /* on the log: one actor's run is appended in
+                              key order, so it stays on the leaf page */
+    uint64_t log_ops, log_changes; /* added to the counters at the end */
+    int pending_any;       /* the pending area may hold a change */
 } crdt__wctx;
 
 /* A raw txn (crdt/raw.h): a write context, or a read txn. Merge builds

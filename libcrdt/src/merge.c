@@ -122,17 +122,36 @@ log_append(crdt__wctx *w, const crdt_change *c, const unsigned char *data,
     int rc;
 
     crdt__log_key(key, &c->actor, last);
-    rc = crdt__mdb_err(mdb_put(w->txn, w->r->dbi[CRDT_DB_LOG], &k, &v, 0));
+    rc = crdt__mdb_err(w->log_cur != NULL
+                           ? mdb_cursor_put(w->log_cur, &k, &v, 0)
+                           : mdb_put(w->txn, w->r->dbi[CRDT_DB_LOG], &k, &v,
+                                     0));
     if (rc < 0)
         return rc;
     h->seq = last;
     memcpy(h->hash, c->hash, CRDT_HASH_BYTES);
     memcpy(h->pk, c->pubkey, CRDT_PUBKEY_BYTES);
     memcpy(h->inc, c->incarnation, 8);
-    if ((rc = crdt__count_add(w->txn, w->r, "ops_in_log",
-                              (int64_t)c->n_ops)) < 0)
-        return rc;
-    return crdt__count_add(w->txn, w->r, "changes_in_log", 1);
+    /* the counters are written once, at the end of the merge */
+    w->log_ops += c->n_ops;
+    w->log_changes++;
+    return CRDT_OK;
+}
+
+/* The log counters of what log_append() stored. */
+static int
+log_counts_flush(crdt__wctx *w)
+{
+    int rc = CRDT_OK;
+
+    if (w->log_ops > 0)
+        rc = crdt__count_add(w->txn, w->r, "ops_in_log",
+                             (int64_t)w->log_ops);
+    if (rc == CRDT_OK && w->log_changes > 0)
+        rc = crdt__count_add(w->txn, w->r, "changes_in_log",
+                             (int64_t)w->log_changes);
+    w->log_ops = w->log_changes = 0;
+    return rc;
 }
 
 /*
@@ -311,6 +330,7 @@ park(crdt__wctx *w, const item *it, const crdt__head *h,
         if (rc < 0)
             return rc;
     }
+    w->pending_any = 1;
     rc = mdb_put(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v,
                  MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST)
@@ -361,6 +381,8 @@ drop_parked_copy(crdt__wctx *w, const crdt_change *c)
     MDB_val k = { sizeof key, key };
     int rc;
 
+    if (!w->pending_any)
+        return CRDT_OK; /* the pending area is empty */
     crdt__log_key(key, &c->actor, c->seq);
     rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL);
     if (rc == MDB_NOTFOUND)
@@ -382,7 +404,7 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
     uint64_t proven_to = 0;
     int rc;
 
-    for (;;) {
+    while (w->pending_any) {
         crdt__log_key(key, a, h->seq + 1);
         rc = mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v);
         if (rc == MDB_NOTFOUND)
@@ -426,6 +448,7 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
         if (rep)
             rep->changes_applied++;
     }
+    return CRDT_OK;
 }
 
 /* Keeps (4) for the @p n changes of one actor, sorted by seq. */
@@ -518,6 +541,9 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     unsigned char cur_epoch[CRDT_HASH_BYTES];
     uint64_t now = crdt__now_ms(), max_hlc = 0;
     crdt__applyq own, *q = r->applyq_busy ? &own : &r->applyq;
+    MDB_cursor *outer_cur;
+    uint64_t outer_ops, outer_changes;
+    int outer_pending;
     item *items;
     MDB_val v;
     int rc = CRDT_OK;
@@ -554,6 +580,20 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
             max_hlc = top;
     }
     qsort(items, n, sizeof *items, cmp_item);
+    /* a merge inside a merge's epoch hook shares @p w: keep the outer's */
+    outer_cur = w->log_cur;
+    outer_ops = w->log_ops;
+    outer_changes = w->log_changes;
+    outer_pending = w->pending_any;
+    {
+        MDB_stat st;
+        w->pending_any = mdb_stat(w->txn, r->dbi[CRDT_DB_PENDING], &st) != 0 ||
+                         st.ms_entries > 0;
+    }
+    w->log_ops = w->log_changes = 0;
+    w->log_cur = NULL;
+    if (mdb_cursor_open(w->txn, r->dbi[CRDT_DB_LOG], &w->log_cur) != 0)
+        w->log_cur = NULL; /* plain puts then */
     if (q == &own) /* a merge inside a merge's epoch hook */
         crdt__applyq_init(&own);
     else
@@ -566,6 +606,14 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         if ((rc = merge_actor(w, items + i, j - i, cur_epoch, rep)) < 0)
             break;
     }
+    if (w->log_cur != NULL)
+        mdb_cursor_close(w->log_cur);
+    if (rc == CRDT_OK)
+        rc = log_counts_flush(w);
+    w->log_cur = outer_cur;
+    w->log_ops = outer_ops;
+    w->log_changes = outer_changes;
+    w->pending_any |= outer_pending;
     if (rc == CRDT_OK)
         rc = crdt__applyq_flush(w, q);
     if (rc == CRDT_OK) /* a member-set change may judge held ops anew */
