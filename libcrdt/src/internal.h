@@ -93,6 +93,8 @@ struct crdt_replica {
     /* merges reuse it (one write txn at a time): its buffers stay warm */
     crdt__applyq applyq;
     int applyq_busy;
+    void *merge_buf;     /* a merge's decoded headers (merge.c), kept */
+    size_t merge_cap;    /* changes it holds */
     /* sequence fields' in-memory order, by field (seq_store.c) */
     pthread_mutex_t seq_lock;
     struct crdt__seq *seq_cache[8];

@@ -32,10 +32,12 @@ typedef struct {
     size_t len;
 } item;
 
+/* Sorts pointers to the items: moving a pointer is cheaper than an
+ * item (a decoded header of some 270 bytes). */
 static int
 cmp_item(const void *a, const void *b)
 {
-    const item *x = a, *y = b;
+    const item *x = *(item *const *)a, *y = *(item *const *)b;
     int c = memcmp(x->c.actor.b, y->c.actor.b, CRDT_ACTOR_BYTES);
 
     if (c != 0)
@@ -453,22 +455,22 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
 
 /* Keeps (4) for the @p n changes of one actor, sorted by seq. */
 static int
-prove_actor(const item *items, size_t n)
+prove_actor(item *const *items, size_t n)
 {
     for (size_t i = n; i-- > 0;) {
-        if (i + 1 < n && crdt_change_proves(&items[i + 1].c, &items[i].c))
+        if (i + 1 < n && crdt_change_proves(&items[i + 1]->c, &items[i]->c))
             continue; /* proven by its successor, which is */
-        if (crdt_change_verify(&items[i].c) < 0)
+        if (crdt_change_verify(&items[i]->c) < 0)
             return CRDT_EAUTH;
     }
     return CRDT_OK;
 }
 
 static int
-merge_actor(crdt__wctx *w, item *items, size_t n,
+merge_actor(crdt__wctx *w, item *const *items, size_t n,
             const unsigned char *cur_epoch, crdt_merge_report *rep)
 {
-    const crdt_actor *a = &items[0].c.actor;
+    const crdt_actor *a = &items[0]->c.actor;
     crdt__head h;
     uint64_t start_seq;
     int rc, had_head;
@@ -482,12 +484,12 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
     if (!had_head) {
         memset(&h, 0, sizeof h);
         h.seq = 0;
-        memcpy(h.pk, items[0].c.pubkey, CRDT_PUBKEY_BYTES);
-        memcpy(h.inc, items[0].c.incarnation, 8);
+        memcpy(h.pk, items[0]->c.pubkey, CRDT_PUBKEY_BYTES);
+        memcpy(h.inc, items[0]->c.incarnation, 8);
     }
     start_seq = h.seq;
     for (size_t i = 0; i < n; i++) {
-        const crdt_change *c = &items[i].c;
+        const crdt_change *c = &items[i]->c;
         uint64_t last = c->seq + c->n_ops - 1;
 
         if (memcmp(c->pubkey, h.pk, CRDT_PUBKEY_BYTES) != 0 ||
@@ -507,7 +509,7 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
             continue;
         }
         if (c->seq > h.seq + 1) {
-            if ((rc = park(w, &items[i], &h, rep)) < 0)
+            if ((rc = park(w, items[i], &h, rep)) < 0)
                 return rc;
             continue;
         }
@@ -521,7 +523,7 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
         if ((rc = drop_parked_copy(w, c)) < 0 ||
             (rc = crdt__apply_change(w, c, 0, cur_epoch, rep)) < 0)
             return rc;
-        if ((rc = log_append(w, c, items[i].data, items[i].len, &h)) < 0)
+        if ((rc = log_append(w, c, items[i]->data, items[i]->len, &h)) < 0)
             return rc;
         if (rep)
             rep->changes_applied++;
@@ -544,7 +546,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     MDB_cursor *outer_cur;
     uint64_t outer_ops, outer_changes;
     int outer_pending;
-    item *items;
+    item *items, *own_items = NULL, **ord;
     MDB_val v;
     int rc = CRDT_OK;
 
@@ -554,15 +556,34 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         v.mv_size != CRDT_HASH_BYTES)
         return CRDT_ECORRUPT;
     memcpy(cur_epoch, v.mv_data, CRDT_HASH_BYTES);
-    items = calloc(n, sizeof *items);
-    if (items == NULL)
+    /* the replica's buffers, kept between merges (as its queue is);
+     * a merge inside a merge's epoch hook gets its own */
+    if (n > SIZE_MAX / (sizeof *items + sizeof *ord))
         return CRDT_ENOMEM;
+    if (r->applyq_busy) {
+        items = malloc(n * (sizeof *items + sizeof *ord));
+        if (items == NULL)
+            return CRDT_ENOMEM;
+        own_items = items;
+    } else {
+        if (n > r->merge_cap) {
+            void *nb = malloc(n * (sizeof *items + sizeof *ord));
+            if (nb == NULL)
+                return CRDT_ENOMEM;
+            free(r->merge_buf);
+            r->merge_buf = nb;
+            r->merge_cap = n;
+        }
+        items = r->merge_buf;
+    }
+    ord = (item **)(items + n);
     for (size_t i = 0; i < n; i++) {
         crdt_change *c = &items[i].c;
         uint64_t top;
 
         items[i].data = changes[i].data;
         items[i].len = changes[i].len;
+        ord[i] = &items[i];
         /* each op is decoded (and checked) once, when it is queued */
         rc = crdt__change_decode_header(c, changes[i].data, changes[i].len);
         if (rc < 0)
@@ -579,7 +600,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         if (top > max_hlc)
             max_hlc = top;
     }
-    qsort(items, n, sizeof *items, cmp_item);
+    qsort(ord, n, sizeof *ord, cmp_item);
     /* a merge inside a merge's epoch hook shares @p w: keep the outer's */
     outer_cur = w->log_cur;
     outer_ops = w->log_ops;
@@ -600,10 +621,10 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         r->applyq_busy = 1;
     w->q = q;
     for (size_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && memcmp(items[j].c.actor.b, items[i].c.actor.b,
+        for (j = i + 1; j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
                                         CRDT_ACTOR_BYTES) == 0; j++)
             ;
-        if ((rc = merge_actor(w, items + i, j - i, cur_epoch, rep)) < 0)
+        if ((rc = merge_actor(w, ord + i, j - i, cur_epoch, rep)) < 0)
             break;
     }
     if (w->log_cur != NULL)
@@ -630,7 +651,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     if (max_hlc > crdt__meta_u64(w->txn, r, "hlc"))
         rc = crdt__meta_put_u64(w->txn, r, "hlc", max_hlc);
 done:
-    free(items);
+    free(own_items);
     return rc;
 }
 

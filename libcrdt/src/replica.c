@@ -155,6 +155,7 @@ crdt_replica_close(crdt_replica *r)
     sodium_memzero(r->sk, sizeof r->sk);
     pthread_rwlock_destroy(&r->grow_lock);
     crdt__applyq_free(&r->applyq);
+    free(r->merge_buf);
     pthread_mutex_destroy(&r->map_lock);
     while (r->subs != NULL) /* left subscribed: freed with the replica */
         crdt_feed_unsubscribe(r->subs);
