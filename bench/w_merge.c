@@ -33,6 +33,7 @@
 #include "bench.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,7 @@ make_spool_child(bench_res *out, void *ctx)
 
         o.create = 1;
         o.no_sync = 1; /* setup only: the measured replica is durable */
+        o.map_resident = SIZE_MAX; /* no RSS check after every commit */
         o.space_id = i ? space : NULL;
         snprintf(path, sizeof path, "%s/src%d", a->dir, i);
         bench_rmtree(path);
