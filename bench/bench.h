@@ -250,12 +250,16 @@ int w1_read_docs(bench_res *out, crdt_replica *r, uint64_t n_docs,
 int w1_merge_into(bench_res *res, const char *spool, const char *dir);
 
 /* w1_small: the same w1 writes in changes of ONE op (1,000,000 changes;
- * quick 50,000), spooled like w1 but W1_SMALL_BATCH changes per merge
+ * quick 24,000), spooled like w1 but W1_SMALL_BATCH changes per merge
  * batch (the same 10,000 ops as w1's 100 x 100), 2,500 of each source
  * in turn, a change without its signature when its successor is in
  * the same batch (as a sync session sends them). */
 #define W1_SMALL_BATCH 10000
 const char *w1_small_spool(bench_entry *e);
+/* w1_small's size: w1's, but half of w1's quick size in quick mode; and
+ * the w1 spool (changes of 100 ops) of that size. */
+uint64_t w1_small_total_ops(void);
+const char *w1_small_ref_spool(bench_entry *e);
 /* w1_merge_fresh / w1_merge_into with @p batch_changes per crdt_merge
  * (0: w1's 100). */
 int w1_merge_fresh_batch(bench_res *res, const char *spool,

@@ -387,9 +387,10 @@ done:
 
 /* ---- spools shared by w1_merge and memory ---- */
 
-/* slot 0: w1; 1: memory's 4x; 2: w1_small (changes of one op) */
-static char spool_path[3][700];
-static uint64_t spool_ops[3];
+/* slot 0: w1; 1: memory's 4x; 2: w1_small (changes of one op); 3: w1
+ * at w1_small's size when that differs (quick) */
+static char spool_path[4][700];
+static uint64_t spool_ops[4];
 
 static const char *
 get_spool(int slot, uint64_t ops_per_src, uint64_t n_docs, bench_entry *e)
@@ -408,8 +409,10 @@ get_spool(int slot, uint64_t ops_per_src, uint64_t n_docs, bench_entry *e)
     a.batch_changes = slot == 2 ? W1_SMALL_BATCH : BATCH_CHANGES;
     a.strip = slot == 2;
     if (bench_subdir(a.dir, sizeof a.dir,
-                     slot == 2 ? "sources1" : slot ? "sources4x"
-                                                  : "sources") < 0) {
+                     slot == 3   ? "sources_s"
+                     : slot == 2 ? "sources1"
+                     : slot      ? "sources4x"
+                                 : "sources") < 0) {
         entry_failed(e, "cannot create %s/sources", g_opts.base);
         return NULL;
     }
@@ -493,10 +496,33 @@ w1_spool(bench_entry *e)
     return get_spool(0, w1_ops_per_src(), w1_docs(), e);
 }
 
+/* Quick: about half of w1's quick size (a whole number of 100-op
+ * changes per source), so that the 24,000 one-op commits of the setup
+ * stay within the quick budget on a loaded machine. */
+static uint64_t
+small_ops_per_src(void)
+{
+    return g_opts.quick ? 6000 : w1_ops_per_src();
+}
+
+uint64_t
+w1_small_total_ops(void)
+{
+    return small_ops_per_src() * N_SOURCES;
+}
+
 const char *
 w1_small_spool(bench_entry *e)
 {
-    return get_spool(2, w1_ops_per_src(), w1_docs(), e);
+    return get_spool(2, small_ops_per_src(), w1_docs(), e);
+}
+
+const char *
+w1_small_ref_spool(bench_entry *e)
+{
+    if (small_ops_per_src() == w1_ops_per_src())
+        return w1_spool(e);
+    return get_spool(3, small_ops_per_src(), w1_docs(), e);
 }
 
 int
