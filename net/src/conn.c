@@ -361,6 +361,12 @@ crdtnet__conn_turn(crdtnet__conn *c, int revents, unsigned char *rbuf,
     flush_out(c, now);
 }
 
+void
+crdtnet__conn_poke(crdtnet__conn *c)
+{
+    crdtnet_peer_poke(c->p);
+}
+
 int
 crdtnet__conn_done(const crdtnet__conn *c)
 {

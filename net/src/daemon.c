@@ -114,6 +114,7 @@ struct crdtnet_daemon {
      * (threads hold pointers into them); n is published last */
     crdt_replica **reps;
     crdtnet_space_stats *stats; /* one per replica */
+    uint64_t *seen_txn;         /* the loop's: last commit id seen */
     int *removed;               /* 1: no longer served (under mu) */
     size_t n;
     int lfd;
@@ -335,7 +336,9 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     d->reps = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->reps);
     d->stats = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->stats);
     d->removed = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->removed);
-    if (d->reps == NULL || d->stats == NULL || d->removed == NULL)
+    d->seen_txn = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->seen_txn);
+    if (d->reps == NULL || d->stats == NULL || d->removed == NULL ||
+        d->seen_txn == NULL)
         goto fail;
     memcpy(d->reps, replicas, n * sizeof *d->reps);
     d->n = n;
@@ -400,6 +403,7 @@ fail:
     if (d->pipe_w >= 0)
         close(d->pipe_w);
     free(d->peers);
+    free(d->seen_txn);
     free(d->removed);
     free(d->stats);
     free(d->reps);
@@ -975,6 +979,41 @@ watch(crdtnet_daemon *d, int fd, void *tag)
     return epoll_ctl(d->ep, EPOLL_CTL_ADD, fd, &e);
 }
 
+/*
+ * A commit in a served space (merged from one session, or made by any
+ * process): every session of that space is poked and turned at once, so
+ * a change fans out in one pass of the loop instead of on each
+ * session's next tick (up to 250 ms later, spread over the sessions).
+ * The ticks still run: they catch a commit whose data a read could not
+ * see yet, and re-check membership (revocation).
+ */
+static void
+fan_out(crdtnet_daemon *d, long long now)
+{
+    crdt_replica *changed[CRDTNET_DAEMON_MAX_SPACES];
+    size_t n = __atomic_load_n(&d->n, __ATOMIC_ACQUIRE), k = 0;
+    uint64_t t;
+    dconn *c;
+
+    for (size_t i = 0; i < n; i++) {
+        t = crdt_replica_last_txn(d->reps[i]);
+        if (t != d->seen_txn[i]) {
+            d->seen_txn[i] = t;
+            changed[k++] = d->reps[i];
+        }
+    }
+    for (c = k > 0 ? d->conns : NULL; c != NULL; c = c->next) {
+        if (!c->authed || c->r == NULL)
+            continue;
+        for (size_t i = 0; i < k; i++)
+            if (c->r == changed[i]) {
+                crdtnet__conn_poke(c->cn);
+                (void)crdtnet__heap_set(&d->timers, c, &c->heap_pos, now);
+                break;
+            }
+    }
+}
+
 /* One wake of the loop: wait for readiness or the earliest deadline
  * (at most a second), then turn what is ready and what is due. */
 static void
@@ -1011,6 +1050,7 @@ loop_once(crdtnet_daemon *d)
     }
     accept_resume(d);
     now = crdtnet__now_ms();
+    fan_out(d, now);
     for (k = 0; k < TIMERS_BURST &&
                 (c = crdtnet__heap_top(&d->timers, &due)) != NULL &&
                 due <= now;
@@ -1089,6 +1129,7 @@ crdtnet_daemon_free(crdtnet_daemon *d)
     crdtnet__heap_free(&d->timers);
     pthread_mutex_destroy(&d->mu);
     free(d->peers);
+    free(d->seen_txn);
     free(d->removed);
     free(d->stats);
     free(d->reps);
