@@ -364,7 +364,9 @@ crdtnet__conn_turn(crdtnet__conn *c, int revents, unsigned char *rbuf,
 void
 crdtnet__conn_poke(crdtnet__conn *c)
 {
-    crdtnet_peer_poke(c->p);
+    /* the live tick, not a bare poke: the peer's membership is read
+     * again before anything new is queued for it (revocation) */
+    crdtnet__peer_tick(c->p);
 }
 
 int

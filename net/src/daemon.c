@@ -981,11 +981,13 @@ watch(crdtnet_daemon *d, int fd, void *tag)
 
 /*
  * A commit in a served space (merged from one session, or made by any
- * process): every session of that space is poked and turned at once, so
- * a change fans out in one pass of the loop instead of on each
- * session's next tick (up to 250 ms later, spread over the sessions).
- * The ticks still run: they catch a commit whose data a read could not
- * see yet, and re-check membership (revocation).
+ * process): every session of that space runs its live tick and is
+ * turned at once, so a change fans out in one pass of the loop instead
+ * of on each session's next tick (up to 250 ms later, spread over the
+ * sessions). The live tick reads the peer's membership first, so a
+ * revoked peer is closed, never sent the commits after its revocation;
+ * the regular ticks still run for a commit whose data a read could not
+ * see yet.
  */
 static void
 fan_out(crdtnet_daemon *d, long long now)

@@ -69,8 +69,10 @@ int crdtnet__conn_events(const crdtnet__conn *c);
  * at most 250 ms ahead). */
 long long crdtnet__conn_due(const crdtnet__conn *c, long long now);
 
-/* Live: its space has a new commit; the next turn queues what the peer
- * lacks (instead of waiting for the peer's own tick, up to 250 ms). */
+/* Live: its space has a new commit. Runs the peer's live tick now
+ * (instead of on its own, up to 250 ms later): its membership is read
+ * again (revoked: it is closed), else the next turn queues what it
+ * lacks. */
 void crdtnet__conn_poke(crdtnet__conn *c);
 
 /* 1 when the connection is over: crdtnet__conn_end() it. */
