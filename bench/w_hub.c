@@ -249,6 +249,29 @@ proc_kib(pid_t pid, const char *field)
     return v;
 }
 
+/* CPU seconds (user + system) process @p pid used so far. */
+static double
+proc_cpu_s(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long ut = 0, st = 0;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* after "(comm)": state is field 3, utime 14, stime 15 */
+    if ((p = strrchr(buf, ')')) == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+               &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Start a load process with @p argv (NULL-terminated). */
 static int
 start_load(loadproc *lp, char **argv)
@@ -419,6 +442,7 @@ typedef struct {
     double p50, p99, max;
     long fan_got, fan_expected;
     double ref_p50, ref_p99;
+    double daemon_idle_cpu, daemon_fan_cpu, load_fan_cpu; /* s */
 } hub_figs;
 
 static int
@@ -553,8 +577,23 @@ hub_measure(const hub_args *a, int total, hub_figs *f, char *why,
     }
     f->rssn = proc_kib(d, "VmRSS");
     f->anonn = proc_kib(d, "RssAnon");
+    {   /* what holding the idle sessions costs the daemon */
+        double c0 = proc_cpu_s(d), secs = g_opts.quick ? 1 : 3;
+        usleep((useconds_t)(secs * 1e6));
+        f->daemon_idle_cpu = (proc_cpu_s(d) - c0) / secs;
+    }
     f->fan_expected = (long)rounds() * a->subs;
-    f->fan_got = fanout(lp, a->procs, a->subs, lat, &n_lat, why, why_size);
+    {
+        double dc = proc_cpu_s(d), lc = 0;
+        for (int i = 0; i < a->procs; i++)
+            lc -= proc_cpu_s(lp[i].pid);
+        f->fan_got = fanout(lp, a->procs, a->subs, lat, &n_lat, why,
+                            why_size);
+        f->daemon_fan_cpu = (proc_cpu_s(d) - dc) / rounds();
+        for (int i = 0; i < a->procs; i++)
+            lc += proc_cpu_s(lp[i].pid);
+        f->load_fan_cpu = lc / rounds();
+    }
     if (f->fan_got < 0)
         goto out_loads;
     f->p50 = pct(lat, n_lat, 0.50);
@@ -631,6 +670,12 @@ w_hub_run(bench_entry *e)
     entry_int(e, "fanout_received", (uint64_t)f.fan_got);
     entry_int(e, "fanout_expected", (uint64_t)f.fan_expected);
     entry_num(e, "target_fanout_p99_ms", 1000);
+    /* CPU, which a loaded machine does not inflate the way it does the
+     * latencies: what the daemon and the clients spend per fanout round
+     * (the round's 200 ms pause included: idle upkeep) */
+    entry_num(e, "daemon_cpu_share_idle", f.daemon_idle_cpu);
+    entry_num(e, "daemon_cpu_ms_per_fanout_round", f.daemon_fan_cpu * 1e3);
+    entry_num(e, "load_cpu_ms_per_fanout_round", f.load_fan_cpu * 1e3);
     entry_obj(e, "reference");
     entry_str(e, "name", "fanout_one_subscriber");
     entry_str(e, "what", "the same commit reaching one subscriber, with "
@@ -650,10 +695,13 @@ w_hub_run(bench_entry *e)
                  "p50 %.0f ms, p99 %.0f ms",
               "", a.subs, f.p50, f.p99, f.fan_got, f.fan_expected,
               f.ref_p50, f.ref_p99);
-    if (f.live < total || f.fan_got < f.fan_expected) {
-        entry_failed(e, "hub: %ld of %d sessions connected, fanout %ld of "
-                        "%ld", f.live, total, f.fan_got, f.fan_expected);
-        return -1;
-    }
+    entry_row(e, "%-12s   daemon CPU: %.0f%% of a core holding them idle, "
+                 "%.0f ms per fanout round; clients %.0f ms per round",
+              "", f.daemon_idle_cpu * 100, f.daemon_fan_cpu * 1e3,
+              f.load_fan_cpu * 1e3);
+    /* short of a target is a figure, not a failure: the entry keeps
+     * every key (a subscriber that missed a round counted as 5 s) */
+    entry_int(e, "all_connected", f.live >= total);
+    entry_int(e, "fanout_complete", f.fan_got >= f.fan_expected);
     return 0;
 }
