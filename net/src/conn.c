@@ -32,6 +32,9 @@
  *      connection that merges or sends a lot (a snapshot) shares an
  *      event loop fairly with thousands of idle ones: what is left waits
  *      for the next turn (level-triggered readiness brings it back).
+ *  (7) A turn on a timer with no output in flight frees the peer's
+ *      message buffers (crdtnet__peer_trim): an idle live session holds
+ *      its state, not the buffers of its largest message so far.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -359,6 +362,10 @@ crdtnet__conn_turn(crdtnet__conn *c, int revents, unsigned char *rbuf,
                 now);
     check_timers(c, now);
     flush_out(c, now);
+    /* a timer turn with nothing in flight: the peer's message buffers
+     * go until the next message (keeps an idle session small, (7)) */
+    if (revents == 0 && !pending(c) && !c->more)
+        crdtnet__peer_trim(c->p);
 }
 
 void
