@@ -51,6 +51,7 @@
 #include <string.h>
 
 #include "crdtnet/session.h"
+#include "net_internal.h"
 #include "internal.h" /* libcrdt: bounded msgpack reader, encoder */
 
 enum {
@@ -675,6 +676,17 @@ next_message(crdtnet_session *s)
             return local_fail(s, rc, "cannot read the log");
     }
     return CRDT_EAGAIN;
+}
+
+void
+crdtnet__session_trim(crdtnet_session *s)
+{
+    /* the message buffer is rebuilt by every next_out(): between calls
+     * it holds nothing anyone reads */
+    if (s == NULL)
+        return;
+    crdt__enc_free(&s->out);
+    crdt__enc_init(&s->out);
 }
 
 int
