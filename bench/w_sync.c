@@ -39,6 +39,10 @@
  *  - bytes on the wire: the server's TCP_INFO (tcpi_bytes_acked and
  *    tcpi_bytes_received, TCP payload, on a dup of the accepted socket)
  *    after crdtnet_serve_conn() returned (it shut down its side first).
+ *    wire_bytes_per_op = server-to-client bytes / ops: the figure set
+ *    beside each peer library's update bytes per op (peers entry).
+ *  - bytes on disk: disk_bytes is a compacting copy (crdt_backup) of the
+ *    client replica after the sync and the reads, outside the timing.
  */
 #include "bench.h"
 
@@ -56,6 +60,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include "crdt/backup.h"
 #include "crdt/crdt.h"
 #include "crdtnet/conn.h"
 #include "epoch/epoch.h"
@@ -350,6 +357,15 @@ sync_child(bench_res *out, void *ctx)
     out->v[10] = sr.seconds;
     out->v[11] = (double)sr.changes_sent;
     out->v[12] = rep.in_sync;
+    { /* the client's bytes on disk: a compacting copy (LMDB never
+       * shrinks its file), outside the timing */
+        char file[760];
+        struct stat sb;
+        snprintf(file, sizeof file, "%s.backup", a->cli_dir);
+        if (crdt_backup(NULL, r, file) == CRDT_OK && stat(file, &sb) == 0)
+            out->v[13] = (double)sb.st_size;
+        unlink(file);
+    }
     rc = 0;
 done:
     crdt_replica_close(r);
@@ -497,7 +513,7 @@ out:
 
 typedef struct {
     double sec[64], sync[64], read[64], ccpu[64], scpu[64], ssec[64];
-    double sent, recvd, changes, docs, rss[64];
+    double sent, recvd, changes, docs, rss[64], disk;
     int in_sync; /* every run's client report said in_sync */
 } sync_figs;
 
@@ -515,6 +531,7 @@ keep(sync_figs *f, int i, const bench_res *res)
     f->docs = res->v[5];
     f->sent = res->v[6];
     f->recvd = res->v[7];
+    f->disk = res->v[13];
     f->in_sync = (i == 0 || f->in_sync) && res->v[12] != 0;
 }
 
@@ -537,6 +554,11 @@ report_batch(bench_entry *e, const sync_figs *f, int runs, uint64_t n_ops,
     entry_int(e, "docs_read", (uint64_t)f->docs);
     entry_int(e, "wire_bytes_server_to_client", (uint64_t)f->sent);
     entry_int(e, "wire_bytes_client_to_server", (uint64_t)f->recvd);
+    /* what the server sent (TCP payload: frames, channel, every message)
+     * per op pulled: the figure to set beside a peer's update bytes */
+    entry_num(e, "wire_bytes_per_op", f->sent / (double)n_ops);
+    entry_int(e, "disk_bytes", (uint64_t)f->disk);
+    entry_num(e, "disk_bytes_per_op", f->disk / (double)n_ops);
     entry_mib(e, "client_peak_rss_mib", &rss);
     entry_num(e, "ratio_vs_w1_merge", ((double)n_ops / fs.med) / ref_ops);
 }
@@ -658,11 +680,12 @@ w_sync_run(bench_entry *e)
               ours, ours / ref_ops);
     entry_row(e, "%-12s   default batch (256 KiB): session %.3f s + read "
                  "%.3f s; cpu client %.2f s, server %.2f s; %.1f MiB on "
-                 "the wire",
+                 "the wire = %.2f B/op; client on disk %.1f B/op",
               "", bench_fig_of(fd.sync, runs).med,
               bench_fig_of(fd.read, runs).med,
               bench_fig_of(fd.ccpu, runs).med,
-              bench_fig_of(fd.scpu, runs).med, fd.sent / 1048576);
+              bench_fig_of(fd.scpu, runs).med, fd.sent / 1048576,
+              fd.sent / (double)n_ops, fd.disk / (double)n_ops);
     entry_row(e, "%-12s   1 MiB batch: %.3f s [%.3f..%.3f] %.0f ops/s, "
                  "ratio %.3f",
               "", fs1.med, fs1.min, fs1.max, ours1, ours1 / ref_ops);

@@ -820,6 +820,7 @@ typedef struct {
     pk_state st;
     pk_buf out;
     pk_index idx;
+    pk_buf scratch; /* an op decoded to move the state */
 } pk_enc;
 
 static int
@@ -1020,9 +1021,9 @@ enc_record(pk_enc *e, const crdt_change *c)
          * decodes the whole record again to check it) */
         {
             pk_dec d = { st, { e->out.p, at, e->out.len }, { 0 } };
-            pk_buf scratch = { NULL, 0, 0, CRDT_CHANGE_MAX };
-            rc = dec_op(&d, &scratch);
-            free(scratch.p);
+            e->scratch.len = 0;
+            e->scratch.max = CRDT_CHANGE_MAX;
+            rc = dec_op(&d, &e->scratch);
             if (rc < 0 || d.in.at != e->out.len)
                 return rc < 0 && rc != CRDT_ELIMIT ? rc : CRDT_EPROTO;
             if ((rc = index_sync(&e->idx, st, e->out.p)) < 0)
@@ -1126,6 +1127,7 @@ done:
     free(check.p);
     free(d.body.p);
     free(e.idx.slot);
+    free(e.scratch.p);
     state_free(&e.st);
     return rc;
 }
