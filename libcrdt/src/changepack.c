@@ -45,6 +45,12 @@
 #define H_DOC_SHIFT 3    /* 2 bits: 0 nil, 1 token, 2 last template */
 #define H_FIELD_NIL 0x20
 #define H_SAME_TAG 0x40
+/* bit 7: the short form of an op whose header is the last compact op's
+ * (with the doc by the last template): bits 0..5 the low bits of the
+ * doc's number, bit 6 a varint with the rest follows */
+#define H_SHORT 0x80
+#define H_SHORT_MORE 0x40
+#define H_SHORT_LOW 0x3f
 
 typedef struct {
     unsigned char pk[CRDT_PUBKEY_BYTES], inc[8];
@@ -79,10 +85,11 @@ typedef struct {
     size_t n_names, cap_names;
     pk_tmpl *tmpls;
     size_t n_tmpls, cap_tmpls;
-    int have_author, have_epoch, have_tag;
+    int have_author, have_epoch, have_tag, have_h;
     size_t last_author, last_epoch;
     long last_tmpl; /* -1: none */
     unsigned char last_tag;
+    unsigned char last_h; /* the last compact op's header byte */
 } pk_state;
 
 /* ---- small helpers ---- */
@@ -447,12 +454,14 @@ dec_token(pk_dec *d, unsigned char *out, uint32_t *len)
     return CRDT_OK;
 }
 
+/* @p given: the number of a mode-2 name, already read (the short form
+ * of an op), or NULL: it follows. */
 static int
-dec_name(pk_dec *d, unsigned mode, pk_buf *b)
+dec_name(pk_dec *d, unsigned mode, pk_buf *b, const uint64_t *given)
 {
     unsigned char name[CRDT_NAME_MAX];
     uint32_t len;
-    uint64_t num;
+    uint64_t num = given ? *given : 0;
     int rc;
 
     switch (mode) {
@@ -463,7 +472,8 @@ dec_name(pk_dec *d, unsigned mode, pk_buf *b)
             return rc;
         break;
     case 2:
-        if (d->st->last_tmpl < 0 || in_varint(&d->in, &num) < 0 ||
+        if (d->st->last_tmpl < 0 ||
+            (given == NULL && in_varint(&d->in, &num) < 0) ||
             tmpl_name(d->st, d->in.base, (size_t)d->st->last_tmpl, num, name,
                       &len) < 0)
             return CRDT_EPROTO;
@@ -479,12 +489,24 @@ dec_op(pk_dec *d, pk_buf *b)
 {
     unsigned char h, tag;
     const unsigned char *p;
-    uint64_t l;
+    uint64_t l, num = 0;
     int64_t rest;
-    int rc;
+    int rc, is_short = 0;
 
-    if (in_byte(&d->in, &h) < 0 || (h & 0x80))
+    if (in_byte(&d->in, &h) < 0)
         return CRDT_EPROTO;
+    if (h & H_SHORT) { /* the last header again; the doc's number here */
+        num = h & H_SHORT_LOW;
+        if (h & H_SHORT_MORE) {
+            if (in_varint(&d->in, &l) < 0 || (l >> 58) != 0 || l == 0)
+                return CRDT_EPROTO;
+            num |= l << 6;
+        }
+        if (!d->st->have_h || ((d->st->last_h >> H_DOC_SHIFT) & 3) != 2)
+            return CRDT_EPROTO;
+        h = d->st->last_h;
+        is_short = 1;
+    }
     if ((h & H_KIND) == 3) { /* a raw op */
         if (h != 3 || in_varint(&d->in, &l) < 0 || l > CRDT_CHANGE_MAX ||
             in_bytes(&d->in, &p, (size_t)l) < 0)
@@ -492,9 +514,10 @@ dec_op(pk_dec *d, pk_buf *b)
         return buf_put(b, p, (size_t)l);
     }
     if ((rc = buf_byte(b, 0x95)) < 0 || (rc = buf_byte(b, h & H_KIND)) < 0 ||
-        (rc = dec_name(d, (h & H_COLL_NIL) ? 0 : 1, b)) < 0 ||
-        (rc = dec_name(d, (h >> H_DOC_SHIFT) & 3, b)) < 0 ||
-        (rc = dec_name(d, (h & H_FIELD_NIL) ? 0 : 1, b)) < 0)
+        (rc = dec_name(d, (h & H_COLL_NIL) ? 0 : 1, b, NULL)) < 0 ||
+        (rc = dec_name(d, (h >> H_DOC_SHIFT) & 3, b,
+                       is_short ? &num : NULL)) < 0 ||
+        (rc = dec_name(d, (h & H_FIELD_NIL) ? 0 : 1, b, NULL)) < 0)
         return rc;
     if (h & H_SAME_TAG) {
         if (!d->st->have_tag)
@@ -508,6 +531,8 @@ dec_op(pk_dec *d, pk_buf *b)
         return CRDT_EPROTO;
     d->st->last_tag = tag;
     d->st->have_tag = 1;
+    d->st->last_h = h;
+    d->st->have_h = 1;
     if ((rc = buf_byte(b, tag)) < 0)
         return rc;
     return buf_put(b, p, (size_t)rest);
@@ -674,6 +699,8 @@ state_rewind(pk_state *st, const pk_state *to)
     st->last_epoch = to->last_epoch;
     st->last_tmpl = to->last_tmpl;
     st->last_tag = to->last_tag;
+    st->have_h = to->have_h;
+    st->last_h = to->last_h;
 }
 
 /* ---- unpacking ---- */
@@ -904,12 +931,23 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len)
     if (e->st.have_tag && e->st.last_tag == m.p[0])
         h |= H_SAME_TAG;
     at = e->out.len;
-    if ((rc = buf_byte(&e->out, h)) < 0 ||
-        (coll && (rc = enc_token(e, coll, cl)) < 0))
+    if (doc_mode == 2 && e->st.have_h && e->st.last_h == h) {
+        /* the short form: the header is the last one, the number here */
+        unsigned char b = (unsigned char)(H_SHORT | (num & H_SHORT_LOW));
+        if (num > H_SHORT_LOW)
+            b |= H_SHORT_MORE;
+        if ((rc = buf_byte(&e->out, b)) < 0 ||
+            (num > H_SHORT_LOW && (rc = buf_varint(&e->out, num >> 6)) < 0))
+            return rc;
+    } else if ((rc = buf_byte(&e->out, h)) < 0) {
+        return rc;
+    }
+    if (coll && (rc = enc_token(e, coll, cl)) < 0)
         return rc;
     if (doc_mode == 1 && (rc = enc_token(e, doc, dl)) < 0)
         return rc;
-    if (doc_mode == 2 && (rc = buf_varint(&e->out, num)) < 0)
+    if (doc_mode == 2 && !(e->out.p[at] & H_SHORT) &&
+        (rc = buf_varint(&e->out, num)) < 0)
         return rc;
     if ((field && (rc = enc_token(e, field, fl)) < 0) ||
         (!(h & H_SAME_TAG) && (rc = buf_byte(&e->out, m.p[0])) < 0) ||
