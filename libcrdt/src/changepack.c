@@ -891,8 +891,10 @@ op_name(crdt__mp *m, const unsigned char **p, uint32_t *len)
 /* One op [kind 0..2, coll, doc, field, scalar] in the compact form; the
  * caller falls back to the raw form on CRDT_EPROTO (or when the record
  * does not come back identical). */
+/* @p simple: set when no name token was written (the op moves only the
+ * header and tag state, which the caller then sets itself) */
 static int
-enc_op_compact(pk_enc *e, const unsigned char *op, size_t len)
+enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
 {
     crdt__mp m = { op, op + len };
     const unsigned char *coll, *doc, *field;
@@ -953,7 +955,14 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len)
         (!(h & H_SAME_TAG) && (rc = buf_byte(&e->out, m.p[0])) < 0) ||
         (rc = buf_put(&e->out, m.p + 1, (size_t)rest)) < 0)
         return rc;
-    (void)at; /* the caller decodes the op to move the state */
+    (void)at;
+    *simple = coll == NULL && field == NULL && doc_mode != 1;
+    if (*simple) { /* what dec_op would leave; else the caller decodes */
+        e->st.last_h = h;
+        e->st.have_h = 1;
+        e->st.last_tag = m.p[0];
+        e->st.have_tag = 1;
+    }
     return CRDT_OK;
 }
 
@@ -1040,10 +1049,12 @@ enc_record(pk_enc *e, const crdt_change *c)
     for (uint32_t i = 0; i < n_ops; i++) {
         const unsigned char *op = m.p;
         size_t at = e->out.len;
+        int simple = 0;
 
         if (crdt__mp_skip(&m) < 0)
             return CRDT_EPROTO;
-        rc = enc_op_compact(e, op, (size_t)(m.p - op));
+
+        rc = enc_op_compact(e, op, (size_t)(m.p - op), &simple);
         if (rc == CRDT_EPROTO) { /* not one of ours: the raw form */
             e->out.len = at;
             if ((rc = buf_byte(&e->out, 3)) < 0 ||
@@ -1057,7 +1068,7 @@ enc_record(pk_enc *e, const crdt_change *c)
          * decoder moves them: decode it, so the next op's choices see
          * what the receiver will see (the caller rewinds all this and
          * decodes the whole record again to check it) */
-        {
+        if (!simple) {
             pk_dec d = { st, { e->out.p, at, e->out.len }, { 0 } };
             e->scratch.len = 0;
             e->scratch.max = CRDT_CHANGE_MAX;
