@@ -34,7 +34,10 @@
  *  - each run does: w1_merge (w1_merge_fresh), the session-order merge,
  *    the sync with the default
  *    batch (crdtnet_conn_options.batch_bytes = 0: 256 KiB messages), the
- *    sync with batch_bytes = 1 MiB. ratio = sync ops/s / w1_merge ops/s
+ *    sync with batch_bytes = 1 MiB, the default-batch sync with both
+ *    sides plain (crdtnet_conn_options.plain_changes: no PACKED
+ *    messages, what an older peer sends; "plain", and wire_ratio_vs_plain
+ *    = bytes packed / plain). ratio = sync ops/s / w1_merge ops/s
  *    (default batch), both medians of this workload's runs.
  *  - bytes on the wire: the server's TCP_INFO (tcpi_bytes_acked and
  *    tcpi_bytes_received, TCP payload, on a dup of the accepted socket)
@@ -75,6 +78,7 @@ typedef struct {
     char srv_dir[700], cli_dir[700];
     uint64_t n_docs, expect_changes, expect_ops;
     size_t batch_bytes; /* 0: the default */
+    int plain;          /* both sides plain: no PACKED messages */
 } sync_args;
 
 /* What the server process sends back. */
@@ -206,6 +210,7 @@ server_main(const sync_args *a, int port_w, int res_w)
     lfd = -1;
     dfd = dup(fd); /* for TCP_INFO: crdtnet_serve_conn closes fd */
     co.batch_bytes = a->batch_bytes;
+    co.plain_changes = a->plain;
     {
         double t0 = bench_now(), c0 = bench_cpu_seconds();
         rc = crdtnet_serve_conn(fd, &r, 1, &co, &rep);
@@ -301,6 +306,7 @@ sync_child(bench_res *out, void *ctx)
         goto done;
     }
     co.batch_bytes = a->batch_bytes;
+    co.plain_changes = a->plain;
 
     c0 = bench_cpu_seconds();
     t0 = bench_now();
@@ -480,7 +486,7 @@ done:
 /* One sync run on fresh copies of the master replicas. */
 static int
 one_sync(bench_res *res, const char *srv_master, const char *cli_master,
-         size_t batch, int run)
+         size_t batch, int run, int plain)
 {
     sync_args a;
     char name[64];
@@ -504,6 +510,7 @@ one_sync(bench_res *res, const char *srv_master, const char *cli_master,
     a.expect_changes = w1_total_ops() / W1_CHANGE_OPS + 1; /* + $members */
     a.expect_ops = w1_total_ops() + 1;
     a.batch_bytes = batch;
+    a.plain = plain;
     rc = bench_run_child(res, sync_child, &a);
 out:
     bench_rmtree(a.srv_dir);
@@ -569,7 +576,7 @@ w_sync_run(bench_entry *e)
     uint64_t n_ops = w1_total_ops();
     int runs = g_opts.runs;
     const char *spool = w1_spool(e);
-    static sync_figs fd, fm; /* default batch, 1 MiB */
+    static sync_figs fd, fm, fp; /* default batch, 1 MiB, plain */
     double ref[64], ref2[64];
     char srv[700], cli[700], spool2[700];
     setup_args sa;
@@ -616,7 +623,7 @@ w_sync_run(bench_entry *e)
         ref2[i] = res.v[0];
         bench_log("  w1_merge in session order %.3f s (%.0f ops/s)", ref2[i],
                   (double)n_ops / ref2[i]);
-        if (one_sync(&res, srv, cli, 0, i) < 0) {
+        if (one_sync(&res, srv, cli, 0, i, 0) < 0) {
             entry_failed(e, "%s", res.err);
             return -1;
         }
@@ -626,7 +633,7 @@ w_sync_run(bench_entry *e)
                   "%.1f MiB on the wire",
                   fd.sec[i], (double)n_ops / fd.sec[i], fd.sync[i],
                   fd.read[i], fd.ccpu[i], fd.scpu[i], fd.sent / 1048576);
-        if (one_sync(&res, srv, cli, BATCH_1MIB, i) < 0) {
+        if (one_sync(&res, srv, cli, BATCH_1MIB, i, 0) < 0) {
             entry_failed(e, "batch 1 MiB: %s", res.err);
             return -1;
         }
@@ -635,6 +642,15 @@ w_sync_run(bench_entry *e)
                   "s, reads %.3f s; cpu client %.2f s, server %.2f s",
                   fm.sec[i], (double)n_ops / fm.sec[i], fm.sync[i],
                   fm.read[i], fm.ccpu[i], fm.scpu[i]);
+        if (one_sync(&res, srv, cli, 0, i, 1) < 0) {
+            entry_failed(e, "plain: %s", res.err);
+            return -1;
+        }
+        keep(&fp, i, &res);
+        bench_log("  sync (default batch, plain: no PACKED) %.3f s (%.0f "
+                  "ops/s); cpu client %.2f s, server %.2f s; %.1f MiB on "
+                  "the wire", fp.sec[i], (double)n_ops / fp.sec[i],
+                  fp.ccpu[i], fp.scpu[i], fp.sent / 1048576);
     }
     bench_rmtree(srv);
     bench_rmtree(cli);
@@ -655,6 +671,13 @@ w_sync_run(bench_entry *e)
     entry_obj(e, "batch_1mib");
     report_batch(e, &fm, runs, n_ops, BATCH_1MIB, ref_ops);
     entry_end(e);
+    entry_obj(e, "plain");
+    entry_str(e, "what", "the default-batch sync with both sides plain "
+                         "(crdtnet_conn_options.plain_changes: what a peer "
+                         "from before PACKED messages sends)");
+    report_batch(e, &fp, runs, n_ops, DEFAULT_BATCH, ref_ops);
+    entry_end(e);
+    entry_num(e, "wire_ratio_vs_plain", fd.sent / fp.sent);
     entry_obj(e, "reference");
     entry_str(e, "name", "w1_merge");
     entry_str(e, "what", "w1_merge (spool merged by crdt_merge into a fresh "
@@ -686,6 +709,12 @@ w_sync_run(bench_entry *e)
               bench_fig_of(fd.ccpu, runs).med,
               bench_fig_of(fd.scpu, runs).med, fd.sent / 1048576,
               fd.sent / (double)n_ops, fd.disk / (double)n_ops);
+    entry_row(e, "%-12s   plain (no PACKED): %.3f s, %.2f B/op on the "
+                 "wire (packed/plain %.3f); cpu client %.2f s, server "
+                 "%.2f s",
+              "", bench_fig_of(fp.sec, runs).med, fp.sent / (double)n_ops,
+              fd.sent / fp.sent, bench_fig_of(fp.ccpu, runs).med,
+              bench_fig_of(fp.scpu, runs).med);
     entry_row(e, "%-12s   1 MiB batch: %.3f s [%.3f..%.3f] %.0f ops/s, "
                  "ratio %.3f",
               "", fs1.med, fs1.min, fs1.max, ours1, ours1 / ref_ops);
