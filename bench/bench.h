@@ -166,7 +166,7 @@ typedef struct {
     char str[200];
 } bench_kv;
 
-#define BENCH_MAX_KV 96
+#define BENCH_MAX_KV 128
 #define BENCH_MAX_ROWS 8
 
 /* One workload's report: JSON keys plus human table rows. */

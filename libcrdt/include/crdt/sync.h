@@ -61,6 +61,41 @@ typedef struct {
     size_t len;
 } crdt_bytes;
 
+/** Largest packed list of changes crdt_changes_unpack() reads. */
+#define CRDT_CHANGES_PACKED_MAX (8u * 1024 * 1024)
+/** Most bytes of changes one packed list may rebuild. */
+#define CRDT_CHANGES_UNPACKED_MAX (16u * 1024 * 1024)
+
+/**
+ * Pack @p n encoded changes into the compact form of a packed CHANGES
+ * message (docs/protocol.md, "Packed changes"): per-message tables of
+ * authors, epochs and names, seq and prev implied by the author's
+ * previous change in the list, the stamp delta-coded, register, counter
+ * and set ops in a few bytes. crdt_changes_unpack() rebuilds every
+ * change byte for byte; a change that would not come back identical
+ * (format 1, an encoding our writer does not make) is carried verbatim.
+ * @param[out] out  allocated; release it with crdt_free()
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_ENOMEM; CRDT_ELIMIT (the packed
+ *         form would exceed CRDT_CHANGES_PACKED_MAX).
+ */
+CRDT_API int crdt_changes_pack(unsigned char **out, size_t *out_len,
+                               const crdt_bytes *changes, size_t n);
+
+/**
+ * Rebuild the changes of a packed list (@p in, @p len bytes, at most
+ * CRDT_CHANGES_PACKED_MAX; at most CRDT_CHANGES_UNPACKED_MAX rebuilt).
+ * Each rebuilt change decodes (crdt_change_decode()); nothing is
+ * verified beyond that: hand them to crdt_merge() as ever.
+ * @param[out] changes_out  views into *buf_out; release both with
+ *                          crdt_free() (the list first or last)
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_EPROTO (malformed, trailing bytes,
+ *         a table or count beyond its limit); CRDT_ELIMIT (too large);
+ *         CRDT_ENOMEM.
+ */
+CRDT_API int crdt_changes_unpack(crdt_bytes **changes_out, size_t *n_out,
+                                 unsigned char **buf_out,
+                                 const unsigned char *in, size_t len);
+
 /** What a merge did. */
 typedef struct {
     uint64_t changes_applied;
