@@ -19,6 +19,8 @@
  *                 between two processes (+ w1_merge, interleaved)
  *   w_watch.c     watch_latency: a commit by another process reaching a
  *                 watcher (+ the commit itself as reference)
+ *   w_hub.c       hub: one strata serve holding thousands of live
+ *                 sessions from strata-hubload processes (hubload/)
  *   w_peers.c     peers: w1 on Yjs, Automerge and Loro (node, peers/w1.js)
  *   w_text.c      w2: an editing trace replayed, merged, compacted (+ raw
  *                 LMDB commits, and Yjs, Loro, Automerge: peers/w2.js)
@@ -164,7 +166,7 @@ typedef struct {
     char str[200];
 } bench_kv;
 
-#define BENCH_MAX_KV 96
+#define BENCH_MAX_KV 128
 #define BENCH_MAX_ROWS 8
 
 /* One workload's report: JSON keys plus human table rows. */
@@ -203,6 +205,7 @@ int w_open_run(bench_entry *e);        /* open */
 int w_sync_run(bench_entry *e);        /* w1_sync */
 int w_peers_run(bench_entry *e);       /* peers */
 int w_watch_run(bench_entry *e);       /* watch_latency */
+int w_hub_run(bench_entry *e);         /* hub */
 int w_text_run(bench_entry *e);        /* w2 */
 int w_small_run(bench_entry *e);       /* w1_small */
 

@@ -54,6 +54,9 @@ static const workload WORKLOADS[] = {
       "w1 in changes of one op: merge and sync vs w1's 100-op changes" },
     { "watch_latency", w_watch_run, NULL,
       "1,000 commits by another process reach a watcher (p50, p99)" },
+    { "hub", w_hub_run, NULL,
+      "one strata serve holding 10,000 live sessions: RSS per session, "
+      "a change fanned out to 1,000 subscribers (p50, p99)" },
     { "peers", w_peers_run, NULL,
       "w1 merge on Yjs, Automerge and Loro (node bench/peers/w1.js)" },
     { "w2", w_text_run, NULL,
