@@ -319,7 +319,11 @@ group_sync(crdt_replica *r)
             r->sync_failed = upto;
         pthread_cond_broadcast(&r->sync_cond);
     }
-    rc = r->sync_synced >= mine ? CRDT_OK : CRDT_EIO;
+    /* a failed sync that covered this commit wins: a success after it
+     * may have found the pages already dropped (and one before it,
+     * reported late, costs a false alarm, never a lost commit) */
+    rc = r->sync_failed < mine && r->sync_synced >= mine ? CRDT_OK
+                                                         : CRDT_EIO;
     pthread_mutex_unlock(&r->sync_lock);
     return rc;
 }
@@ -410,7 +414,7 @@ crdt__store_open(crdt_replica *r, const char *path,
 {
     unsigned int flags = MDB_NOTLS;
     MDB_txn *txn = NULL;
-    int has_data, rc;
+    int has_data, rc, wrote = 0;
     size_t map = o->map_size ? o->map_size : DEFAULT_MAP;
 
     *created = 0;
@@ -481,6 +485,7 @@ crdt__store_open(crdt_replica *r, const char *path,
             goto opened;
     }
     rc = open_dbs(r, o, !o->read_only, &txn);
+    wrote = !o->read_only;
 opened:
     if (rc < 0)
         goto fail;
@@ -500,8 +505,8 @@ opened:
     }
     rc = crdt__mdb_err(mdb_txn_commit(txn));
     txn = NULL;
-    if (rc == CRDT_OK && r->group_sync)
-        rc = group_sync(r);
+    if (rc == CRDT_OK && r->group_sync && wrote)
+        rc = group_sync(r); /* a read txn wrote nothing to sync */
     if (rc < 0)
         goto fail;
     map_budget_init(r, o);
