@@ -472,6 +472,7 @@ conn_new(conn **out, int fd, crdt_replica *const *reps, size_t n,
         c->progress_ctx = o->progress_ctx;
         po.policy = o->policy;
         po.batch_bytes = o->batch_bytes;
+        po.plain_changes = o->plain_changes;
         po.no_tofu = o->no_tofu;
         po.live = o->live;
         po.handshake_timeout_ms = o->handshake_timeout_ms;

@@ -376,6 +376,7 @@ hs_finished(crdtnet_peer *p)
         so.policy = p->o.policy;
         so.batch_bytes = p->o.batch_bytes;
         so.live = p->o.live;
+        so.plain_changes = p->o.plain_changes;
         rc = crdtnet_session_new(&p->s, p->r, &so);
     }
     if (rc < 0) {
