@@ -476,7 +476,7 @@ setup_child(bench_res *out, void *ctx)
         bench_fail(out, "commit member: %s", crdt_strerror(rc));
         goto done;
     }
-    rc = export_spool(out, srv, a->spool, space);
+    rc = a->spool != NULL ? export_spool(out, srv, a->spool, space) : 0;
 done:
     crdt_replica_close(cli);
     crdt_replica_close(srv);
@@ -485,8 +485,9 @@ done:
 
 /* One sync run on fresh copies of the master replicas. */
 static int
-one_sync(bench_res *res, const char *srv_master, const char *cli_master,
-         size_t batch, int run, int plain)
+one_sync_n(bench_res *res, const char *srv_master, const char *cli_master,
+           size_t batch, int run, uint64_t expect_changes,
+           uint64_t expect_ops, int plain)
 {
     sync_args a;
     char name[64];
@@ -507,8 +508,8 @@ one_sync(bench_res *res, const char *srv_master, const char *cli_master,
         goto out;
     }
     a.n_docs = w1_n_docs();
-    a.expect_changes = w1_total_ops() / W1_CHANGE_OPS + 1; /* + $members */
-    a.expect_ops = w1_total_ops() + 1;
+    a.expect_changes = expect_changes;
+    a.expect_ops = expect_ops;
     a.batch_bytes = batch;
     a.plain = plain;
     rc = bench_run_child(res, sync_child, &a);
@@ -516,6 +517,36 @@ out:
     bench_rmtree(a.srv_dir);
     bench_rmtree(a.cli_dir);
     return rc;
+}
+
+static int
+one_sync(bench_res *res, const char *srv_master, const char *cli_master,
+         size_t batch, int run, int plain)
+{
+    return one_sync_n(res, srv_master, cli_master, batch, run,
+                      w1_total_ops() / W1_CHANGE_OPS + 1, /* + $members */
+                      w1_total_ops() + 1, plain);
+}
+
+int
+w1_sync_setup(bench_res *res, const char *spool, int batch,
+              const char *srv, const char *cli)
+{
+    setup_args sa;
+
+    if (w1_merge_into_batch(res, spool, srv, batch) < 0)
+        return -1;
+    sa.srv_dir = srv;
+    sa.cli_dir = cli;
+    sa.spool = NULL; /* no session-order spool */
+    return bench_run_child(res, setup_child, &sa);
+}
+
+int
+w1_sync_once(bench_res *res, const char *srv, const char *cli,
+             uint64_t expect_changes, uint64_t expect_ops, int run)
+{
+    return one_sync_n(res, srv, cli, 0, run, expect_changes, expect_ops, 0);
 }
 
 typedef struct {

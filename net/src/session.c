@@ -48,13 +48,15 @@
  *      does not grow with history or state size.
  *  (2) Each CHANGES message is merged in one txn, all or nothing.
  *  (3) "In sync" is reported only if, at FIN, both vvs and both state
- *      hashes are equal; equal vvs with different hashes is an error.
+ *      hashes are equal; equal vvs with different hashes is an error
+ *      when the comparison is conclusive (fin_conclusive()).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "crdtnet/session.h"
+#include "net_internal.h"
 #include "internal.h" /* libcrdt: bounded msgpack reader, encoder */
 
 enum {
@@ -107,6 +109,8 @@ struct crdtnet_session {
     size_t n_forks;
     int forks_sent, forks_recv;
     uint64_t fork_moved;       /* our ops quarantined by losing */
+    /* what FIN is judged against: both HELLO vvs (see on_fin) */
+    crdt_vv *hello_vv, *peer_hello_vv;
     int peer_packs;            /* the peer reads PACKED messages */
 };
 
@@ -143,6 +147,8 @@ crdtnet_session_free(crdtnet_session *s)
     epoch_reset_abort(s->reset);
     crdt_vv_free(s->lacks);
     crdt_vv_free(s->peer_known);
+    crdt_vv_free(s->hello_vv);
+    crdt_vv_free(s->peer_hello_vv);
     free(s->peer_heads);
     crdt_free(s->forks);
     crdt__enc_free(&s->out);
@@ -259,6 +265,8 @@ build_hello(crdtnet_session *s)
         for (size_t i = 0; i < n; i++)
             crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
         crdt__enc_bin(&s->out, hb, hl);
+        s->hello_vv = vv; /* FIN is judged against it */
+        vv = NULL;
     }
     epoch_chain_free(chain, n);
     crdt_vv_free(vv);
@@ -317,7 +325,7 @@ build_snapshot(crdtnet_session *s)
             return rc;
         crdt_export_end(s->exp);
         s->exp = NULL;
-        if ((rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
+        if ((rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
             return rc;
         if ((rc = epoch_all(&all, &n_all, s->r)) < 0)
             return rc;
@@ -467,7 +475,7 @@ build_changes_as(crdtnet_session *s, unsigned type)
     int rc = CRDT_ENOTFOUND, have_last = 0;
 
     if (s->exp == NULL &&
-        (rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
+        (rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
         return rc;
     crdt__enc_init(&items);
     /* Never serve a damaged change; checked as a receiver checks, for
@@ -559,6 +567,17 @@ build_fin(crdtnet_session *s)
     if (rc == CRDT_OK)
         rc = crdt_read_vv(&vv, rd);
     crdt_read_end(rd);
+    if (rc == CRDT_OK && s->rep.conflicts > 0) {
+        /* a merge of this session met an equivocation (a change of the
+         * peer's for seqs we hold with other content, written or heard
+         * of after the HELLOs compared the heads): our chains and the
+         * peer's differ where vvs cannot show it, so the peer must not
+         * take equal vvs for equal ops; an empty vv makes it report "not
+         * in sync", and the next session's FORKS settles the fork */
+        crdt_vv_free(vv);
+        vv = NULL;
+        rc = crdt_vv_new(&vv);
+    }
     if (rc == CRDT_OK)
         rc = crdt_vv_encode(&vb, &vl, vv);
     if (rc == CRDT_OK) {
@@ -714,6 +733,17 @@ next_message(crdtnet_session *s)
             return local_fail(s, rc, "cannot read the log");
     }
     return CRDT_EAGAIN;
+}
+
+void
+crdtnet__session_trim(crdtnet_session *s)
+{
+    /* the message buffer is rebuilt by every next_out(): between calls
+     * it holds nothing anyone reads */
+    if (s == NULL)
+        return;
+    crdt__enc_free(&s->out);
+    crdt__enc_init(&s->out);
 }
 
 int
@@ -957,6 +987,11 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
                                             : "cannot relate epochs", 1);
     }
     s->peer_known = their_vv;
+    {   /* rc still holds the relation's verdict (EREJECTED) */
+        int drc = crdt_vv_decode(&s->peer_hello_vv, vb, vl);
+        if (drc < 0)
+            return fail_decode(s, drc, "malformed version vector");
+    }
     switch (rel) {
     case EPOCH_SAME:
         s->role = ROLE_SAME;
@@ -1211,6 +1246,34 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m,
     return CRDT_OK;
 }
 
+/*
+ * Equal vvs with different state hashes prove a divergence only when
+ * both sides hold the same chains. The HELLOs compared the heads (FORKS),
+ * so that holds if nothing came in since but what the two HELLOs
+ * named: our vv is covered by the union of both. A change heard from a
+ * third replica during the session (or written here) may be another
+ * version of seqs the peer holds (a copied replica wrote), which vvs do
+ * not show; and a merge of this session that met such a version counted
+ * it as a conflict. Then the verdict is "not in sync", and the next
+ * session's HELLOs compare the heads again.
+ */
+static int
+fin_conclusive(crdtnet_session *s, const crdt_vv *ours)
+{
+    if (s->rep.conflicts > 0 || s->hello_vv == NULL ||
+        s->peer_hello_vv == NULL)
+        return 0;
+    for (size_t i = 0; i < crdt_vv_count(ours); i++) {
+        crdt_actor a;
+        uint64_t seq;
+        crdt_vv_entry(ours, i, &a, &seq);
+        if (seq > crdt_vv_get(s->hello_vv, &a) &&
+            seq > crdt_vv_get(s->peer_hello_vv, &a))
+            return 0;
+    }
+    return 1;
+}
+
 static int
 on_fin(crdtnet_session *s, crdt__mp *m)
 {
@@ -1246,6 +1309,8 @@ on_fin(crdtnet_session *s, crdt__mp *m)
         int same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
         memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
         s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
+        if (same_vv && !same_hash && !fin_conclusive(s, ours))
+            same_vv = 0; /* not in sync; the next session decides */
         if (same_vv && !same_hash)
             rc = fail(s, CRDT_ECORRUPT,
                       "same ops but different state: replicas diverged", 1);

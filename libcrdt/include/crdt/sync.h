@@ -23,14 +23,32 @@ typedef struct crdt_export crdt_export;
 /**
  * Start exporting every change with an op that @p lacks does not hold,
  * per actor in seq order. @p lacks may be NULL (everything).
+ *
+ * Signatures: every change this replica committed comes signed (the log
+ * keeps only the newest one's signature, and the others are signed
+ * again: the same bytes the commit made), so each may be moved and
+ * merged on its own. A change merged from another replica may come
+ * without its signature (docs/storage.md 5.5): its successors up to a
+ * signed change follow it in this export, and crdt_merge() needs them in
+ * the same batch.
  * @param[out] out  release it with crdt_export_end()
  */
 CRDT_API int crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks);
 
 /**
- * Next encoded change. @p buf_out points into the map: valid until the
- * next call or crdt_export_end(); do not free.
- * @return CRDT_OK; CRDT_ENOTFOUND when done; CRDT_EIO.
+ * As crdt_export_begin(), but every change exactly as the log holds it:
+ * own changes too may come without a signature, proven by the ones after
+ * them. For a sender that keeps an actor's run together and drops the
+ * signatures inside it anyway (the sync session): no signing per change.
+ */
+CRDT_API int crdt_export_begin_as_stored(crdt_export **out, crdt_replica *r,
+                                         const crdt_vv *lacks);
+
+/**
+ * Next encoded change. @p buf_out points into the map (or the cursor's
+ * own buffer): valid until the next call or crdt_export_end(); do not
+ * free.
+ * @return CRDT_OK; CRDT_ENOTFOUND when done; CRDT_EIO; CRDT_ENOMEM.
  */
 CRDT_API int crdt_export_next(crdt_export *e, const unsigned char **buf_out,
                      size_t *len_out);
