@@ -41,7 +41,8 @@
 struct crdt__qop;
 struct crdt__qkey;
 typedef struct crdt__applyq {
-    struct crdt__qop *ops;
+    struct crdt__qop *ops;   /* 64-byte aligned, inside ops_mem */
+    void *ops_mem;
     struct crdt__qkey *keys; /* 2 * cap: the sort's scratch follows */
     size_t n, cap;
 } crdt__applyq;
@@ -431,6 +432,12 @@ int crdt__state_get(crdt__wctx *w, const void *k, size_t kl, MDB_val *out);
  * for backups it wrote. */
 void crdt__hash_entry(uint64_t out[4], const void *k, size_t kl,
                       const void *v, size_t vl);
+/* SipHash-2-4-128 of @p in under two keys (siphash2.c): out[0..1] the
+ * two little-endian words of crypto_shorthash_siphashx24 under @p key_a,
+ * out[2..3] under @p key_b. */
+void crdt__siphash128x2(uint64_t out[4], const void *in, size_t len,
+                        const unsigned char key_a[16],
+                        const unsigned char key_b[16]);
 void crdt__hash_entry_v1(uint64_t out[4], const void *k, size_t kl,
                          const void *v, size_t vl);
 /* The state hash of database @p dbi from scratch, as store format
