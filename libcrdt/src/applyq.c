@@ -159,15 +159,29 @@ sort_keys(const crdt__applyq *q, struct crdt__qkey *a, struct crdt__qkey *tmp,
     struct crdt__qkey *src = a, *dst = tmp;
     size_t lo, hi;
 
+    uint64_t d0 = 0, d1 = 0;
+
+    /* the byte positions where some key differs from the first: keys
+     * share most of their bytes, and only those positions need counts
+     * and a pass */
+    for (size_t i = 1; i < n; i++) {
+        d0 |= a[i].k0 ^ a[0].k0;
+        d1 |= a[i].k1 ^ a[0].k1;
+    }
+    struct crdt__qkey diff = { d0, d1, 0, 0, 0 };
+    int varies[16], nv = 0;
+
+    for (int b = 0; b < B; b++)
+        if (prefix_byte(&diff, b) != 0)
+            varies[nv++] = b;
     memset(count, 0, sizeof count);
     for (size_t i = 0; i < n; i++)
-        for (int b = 0; b < B; b++)
-            count[b][prefix_byte(&a[i], b)]++;
-    for (int b = B - 1; b >= 0; b--) {
+        for (int j = 0; j < nv; j++)
+            count[varies[j]][prefix_byte(&a[i], varies[j])]++;
+    for (int j = nv - 1; j >= 0; j--) {
+        int b = varies[j];
         uint32_t pos[256], sum = 0;
 
-        if (count[b][prefix_byte(&a[0], b)] == n)
-            continue; /* every key has the same byte here */
         for (int v = 0; v < 256; v++) {
             pos[v] = sum;
             sum += count[b][v];

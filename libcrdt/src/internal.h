@@ -16,6 +16,7 @@
 #include <msgpack.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "crdt/change.h"
 #include "crdt/error.h"
@@ -307,18 +308,32 @@ int crdt__marker_peek(crdt_replica *r);
 static inline void
 crdt__be64(unsigned char *p, uint64_t v)
 {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* one store: gcc does not see the byte loop below as a bswap, and
+     * stamps and keys are read and written for every op of a merge */
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);
+#else
     for (int i = 7; i >= 0; i--) {
         p[i] = (unsigned char)v;
         v >>= 8;
     }
+#endif
 }
 
 static inline uint64_t
 crdt__rd64(const unsigned char *p)
 {
     uint64_t v = 0;
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&v, p, 8);
+    v = __builtin_bswap64(v);
+#else
     for (int i = 0; i < 8; i++)
         v = (v << 8) | p[i];
+#endif
     return v;
 }
 
