@@ -20,6 +20,11 @@
  *  12 FORKS      [12, [actor...]]  right after HELLO, from both sides:
  *                the actors whose chain in the peer's HELLO heads forks
  *                from ours (equivocation: a copied replica wrote)
+ *  13 PACKED     [13, 7 or 11, bin]  a CHANGES or SNAP_LOG whose changes
+ *                are packed (crdt_changes_pack()); sent only to a peer
+ *                whose HELLO wrote its proto as uint 8 (cc 03): it reads
+ *                them. An older peer writes 03, reads plain messages only
+ *                and never sees one.
  * HELLO is [1, proto, epoch_id, epoch_no, state_hash, vv, [record...],
  * heads] where heads is every head with its chain hash
  * (crdt_heads_export()).
@@ -51,17 +56,21 @@
 #include <string.h>
 
 #include "crdtnet/session.h"
+#include "net_internal.h"
 #include "internal.h" /* libcrdt: bounded msgpack reader, encoder */
 
 enum {
     M_HELLO = 1, M_BUSY, M_REJECT, M_SNAP_BEGIN, M_SNAP_CHUNK, M_SNAP_END,
-    M_CHANGES, M_DONE, M_FIN, M_ERROR, M_SNAP_LOG, M_FORKS
+    M_CHANGES, M_DONE, M_FIN, M_ERROR, M_SNAP_LOG, M_FORKS, M_PACKED
 };
 
 enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
 
 /* 2: the state hash of store format 2; 3: heads in HELLO, FORKS */
 #define PROTO 3
+/* PROTO written as a uint 8 instead of a fixint: every receiver reads 3,
+ * a receiver that knows PACKED also reads that the sender reads it */
+#define PROTO_PACKS "\xcc\x03"
 #define FORKS_MAX 65536 /* as many actors as a version vector holds */
 #define DEFAULT_BATCH (256u * 1024)
 
@@ -102,6 +111,7 @@ struct crdtnet_session {
     uint64_t fork_moved;       /* our ops quarantined by losing */
     /* what FIN is judged against: both HELLO vvs (see on_fin) */
     crdt_vv *hello_vv, *peer_hello_vv;
+    int peer_packs;            /* the peer reads PACKED messages */
 };
 
 int
@@ -243,7 +253,10 @@ build_hello(crdtnet_session *s)
     if (rc == CRDT_OK) {
         msgpack_pack_array(&s->out.pk, 8);
         msgpack_pack_uint64(&s->out.pk, M_HELLO);
-        msgpack_pack_uint64(&s->out.pk, PROTO);
+        if (s->opts.plain_changes)
+            msgpack_pack_uint64(&s->out.pk, PROTO);
+        else /* the same proto, as uint 8: "I read PACKED" */
+            crdt__enc_raw(&s->out, PROTO_PACKS, sizeof PROTO_PACKS - 1);
         crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
         msgpack_pack_uint64(&s->out.pk, st.epoch_number);
         crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
@@ -312,7 +325,7 @@ build_snapshot(crdtnet_session *s)
             return rc;
         crdt_export_end(s->exp);
         s->exp = NULL;
-        if ((rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
+        if ((rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
             return rc;
         if ((rc = epoch_all(&all, &n_all, s->r)) < 0)
             return rc;
@@ -410,6 +423,45 @@ strip_last(crdt__enc *items, size_t at, const unsigned char *hash)
     return rc;
 }
 
+/* The @p n changes in @p items (bins, as a plain message lists them) as
+ * one PACKED message; CRDT_EAGAIN when packing would not save a byte
+ * (the caller sends the plain message). */
+static int
+emit_packed(crdtnet_session *s, unsigned type, const crdt__enc *items,
+            size_t n)
+{
+    crdt__mp m = { (const unsigned char *)items->sb.data,
+                   (const unsigned char *)items->sb.data + items->sb.size };
+    crdt_bytes *list = calloc(n ? n : 1, sizeof *list);
+    unsigned char *packed = NULL;
+    size_t plen = 0;
+    int rc = CRDT_OK;
+
+    if (list == NULL)
+        return CRDT_ENOMEM;
+    for (size_t i = 0; i < n && rc == CRDT_OK; i++) {
+        const unsigned char *p;
+        uint32_t l;
+        if (crdt__mp_bin(&m, &p, &l) < 0)
+            rc = CRDT_EPROTO;
+        list[i].data = p;
+        list[i].len = l;
+    }
+    if (rc == CRDT_OK)
+        rc = crdt_changes_pack(&packed, &plen, list, n);
+    free(list);
+    if (rc == CRDT_OK && plen + 16 >= items->sb.size)
+        rc = CRDT_EAGAIN;
+    if (rc == CRDT_OK) {
+        msgpack_pack_array(&s->out.pk, 3);
+        msgpack_pack_uint64(&s->out.pk, M_PACKED);
+        msgpack_pack_uint64(&s->out.pk, type);
+        crdt__enc_bin(&s->out, packed, plen);
+    }
+    crdt_free(packed);
+    return rc == CRDT_ENOMEM ? rc : rc < 0 ? CRDT_EAGAIN : CRDT_OK;
+}
+
 /* CHANGES (or SNAP_LOG) from the export cursor; CRDT_ENOTFOUND when it
  * is exhausted. */
 static int
@@ -423,7 +475,7 @@ build_changes_as(crdtnet_session *s, unsigned type)
     int rc = CRDT_ENOTFOUND, have_last = 0;
 
     if (s->exp == NULL &&
-        (rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
+        (rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
         return rc;
     crdt__enc_init(&items);
     /* Never serve a damaged change; checked as a receiver checks, for
@@ -475,10 +527,16 @@ build_changes_as(crdtnet_session *s, unsigned type)
         crdt__enc_free(&items);
         return CRDT_ENOMEM;
     }
-    msgpack_pack_array(&s->out.pk, 2);
-    msgpack_pack_uint64(&s->out.pk, type);
-    msgpack_pack_array(&s->out.pk, n);
-    crdt__enc_raw(&s->out, items.sb.data, items.sb.size);
+    if (!s->peer_packs || (rc = emit_packed(s, type, &items, n)) < 0) {
+        if (rc == CRDT_ENOMEM) {
+            crdt__enc_free(&items);
+            return rc;
+        }
+        msgpack_pack_array(&s->out.pk, 2);
+        msgpack_pack_uint64(&s->out.pk, type);
+        msgpack_pack_array(&s->out.pk, n);
+        crdt__enc_raw(&s->out, items.sb.data, items.sb.size);
+    }
     crdt__enc_free(&items);
     s->rep.changes_sent += n;
     return CRDT_OK;
@@ -677,6 +735,17 @@ next_message(crdtnet_session *s)
     return CRDT_EAGAIN;
 }
 
+void
+crdtnet__session_trim(crdtnet_session *s)
+{
+    /* the message buffer is rebuilt by every next_out(): between calls
+     * it holds nothing anyone reads */
+    if (s == NULL)
+        return;
+    crdt__enc_free(&s->out);
+    crdt__enc_init(&s->out);
+}
+
 int
 crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
                          size_t *len)
@@ -858,8 +927,11 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     crdt_vv *their_vv = NULL;
     epoch_relation rel;
     const char *reason = NULL;
-    int rc;
+    int rc, packs;
 
+    /* proto as uint 8 (cc 03): the peer reads PACKED messages */
+    packs = !s->opts.plain_changes && m->p + 2 <= m->end &&
+            memcmp(m->p, PROTO_PACKS, 2) == 0;
     if (s->hello_recv || n < 2 || crdt__mp_uint(m, &proto) < 0)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
     if (proto != PROTO) /* before the shape: other versions differ in it */
@@ -907,6 +979,7 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
         s->peer_heads_len = hl;
     }
     s->hello_recv = 1;
+    s->peer_packs = packs;
     rc = epoch_relate(&rel, &reason, s->r, their_epoch, &s->opts.policy);
     if (rc < 0 && rc != CRDT_EREJECTED) {
         crdt_vv_free(their_vv);
@@ -961,13 +1034,15 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     return CRDT_OK;
 }
 
+static int merge_changes(crdtnet_session *s, const crdt_bytes *items,
+                         size_t n);
+
 static int
 on_changes(crdtnet_session *s, crdt__mp *m)
 {
     crdt_bytes *items;
-    crdt_merge_report mr;
     uint32_t n;
-    int rc = CRDT_OK;
+    int rc;
 
     if (!s->hello_recv || (s->role == ROLE_TAKER && !s->snapshot_done))
         return fail(s, CRDT_EPROTO, "CHANGES out of order", 1);
@@ -991,12 +1066,23 @@ on_changes(crdtnet_session *s, crdt__mp *m)
         items[i].data = p;
         items[i].len = l;
     }
+    rc = merge_changes(s, items, n);
+    free(items);
+    return rc;
+}
+
+/* One CHANGES message's changes, merged in one txn. */
+static int
+merge_changes(crdtnet_session *s, const crdt_bytes *items, size_t n)
+{
+    crdt_merge_report mr;
+    int rc;
+
     rc = crdt_merge(&mr, s->r, items, n);
     if (rc == CRDT_OK && s->peer_known != NULL) {
-        for (uint32_t i = 0; i < n; i++) /* the peer holds what it sent */
+        for (size_t i = 0; i < n; i++) /* the peer holds what it sent */
             note_sent(s, items[i].data, items[i].len);
     }
-    free(items);
     if (rc == CRDT_EBUSY) {
         s->rep.busy_retry_ms = 1000;
         return fail(s, CRDT_EBUSY, "a migration is in progress here", 1);
@@ -1040,8 +1126,11 @@ refuse_underived(crdtnet_session *s, const unsigned char *id)
     return CRDT_OK;
 }
 
+/* A snapshot message: @p m is the rest of it; for a PACKED SNAP_LOG, @p m
+ * is NULL and the changes are @p packed. */
 static int
-on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
+on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m,
+            const crdt_bytes *packed, size_t n_packed)
 {
     crdt_merge_report mr;
     unsigned char id[CRDT_HASH_BYTES];
@@ -1099,6 +1188,16 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
     }
     if (s->reset == NULL)
         return fail(s, CRDT_EPROTO, "snapshot without SNAP_BEGIN", 1);
+    if (type == M_SNAP_LOG && m == NULL) { /* PACKED: the list is here */
+        for (size_t i = 0; i < n_packed; i++) {
+            if ((rc = epoch_reset_change(s->reset, packed[i].data,
+                                         packed[i].len)) < 0)
+                return fail(s, rc == CRDT_EINVAL ? CRDT_EPROTO : rc,
+                            "bad change in the snapshot's log", 1);
+            s->rep.changes_received++;
+        }
+        return CRDT_OK;
+    }
     if (type == M_SNAP_LOG) {
         if (crdt__mp_array(m, &n) < 0)
             return fail(s, CRDT_EPROTO, "malformed SNAP_LOG", 1);
@@ -1229,6 +1328,46 @@ on_fin(crdtnet_session *s, crdt__mp *m)
     return rc;
 }
 
+/* PACKED [13, 7 or 11, bin]: unpacked, then what a CHANGES or a SNAP_LOG
+ * with the same changes does. */
+static int
+on_packed(crdtnet_session *s, crdt__mp *m)
+{
+    const unsigned char *p;
+    unsigned char *buf = NULL;
+    crdt_bytes *list = NULL;
+    uint64_t inner;
+    uint32_t l;
+    size_t n = 0;
+    int rc;
+
+    if (crdt__mp_uint(m, &inner) < 0 ||
+        (inner != M_CHANGES && inner != M_SNAP_LOG) ||
+        crdt__mp_bin(m, &p, &l) < 0)
+        return fail(s, CRDT_EPROTO, "malformed PACKED", 1);
+    /* the order rules of the message it stands for, before the work */
+    if (inner == M_CHANGES &&
+        (!s->hello_recv || (s->role == ROLE_TAKER && !s->snapshot_done)))
+        return fail(s, CRDT_EPROTO, "CHANGES out of order", 1);
+    if (inner == M_SNAP_LOG && (s->role != ROLE_TAKER || s->snapshot_done))
+        return fail(s, CRDT_EPROTO, "unexpected snapshot", 1);
+    if (inner == M_SNAP_LOG && s->reset == NULL)
+        return fail(s, CRDT_EPROTO, "snapshot without SNAP_BEGIN", 1);
+    rc = crdt_changes_unpack(&list, &n, &buf, p, l);
+    if (rc == CRDT_ENOMEM)
+        return fail(s, rc, "out of memory", 1);
+    if (rc < 0)
+        return fail(s, rc == CRDT_ELIMIT ? rc : CRDT_EPROTO,
+                    "malformed PACKED", 1);
+    if (inner == M_CHANGES)
+        rc = merge_changes(s, list, n);
+    else
+        rc = on_snapshot(s, M_SNAP_LOG, NULL, list, n);
+    crdt_free(list);
+    crdt_free(buf);
+    return rc;
+}
+
 static int dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n,
                     uint64_t type);
 
@@ -1300,11 +1439,17 @@ dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n, uint64_t type)
             ((type == M_SNAP_CHUNK || type == M_SNAP_LOG) && n != 2) ||
             (type == M_SNAP_END && n != 1))
             return fail(s, CRDT_EPROTO, "malformed snapshot message", 1);
-        return on_snapshot(s, type, mp);
+        return on_snapshot(s, type, mp, NULL, 0);
     case M_CHANGES:
         if (n != 2)
             return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
         return on_changes(s, mp);
+    case M_PACKED:
+        if (s->opts.plain_changes) /* we never said we read it */
+            return fail(s, CRDT_EPROTO, "unknown message type", 1);
+        if (n != 3)
+            return fail(s, CRDT_EPROTO, "malformed PACKED", 1);
+        return on_packed(s, mp);
     case M_FORKS:
         if (n != 2 || !s->hello_recv)
             return fail(s, CRDT_EPROTO, "unexpected FORKS", 1);

@@ -35,9 +35,13 @@ typedef struct {
     epoch_policy policy;      /**< for stale or forked peers */
     size_t batch_bytes;       /**< target message size; 0 = 256 KiB */
     int live;                 /**< stay open after FIN and push changes */
+    /** 1: behave as a peer from before PACKED messages (HELLO's proto
+     *  written as 03, every change list plain); 0: announce and use them
+     *  (docs/protocol.md, "Packed changes") */
+    int plain_changes;
 } crdtnet_session_options;
 
-#define CRDTNET_SESSION_OPTIONS_INIT { 1, { 0, 0 }, 0, 0 }
+#define CRDTNET_SESSION_OPTIONS_INIT { 1, { 0, 0 }, 0, 0, 0 }
 
 /** Largest message a session sends or accepts (one change fits). */
 #define CRDTNET_SESSION_MSG_MAX ((size_t)8 * 1024 * 1024)
