@@ -186,8 +186,11 @@ fail(crdtnet_session *s, int rc, const char *why, int tell_peer)
 {
     if (s->err == 0) {
         s->err = rc;
-        snprintf(s->rep.reason, sizeof s->rep.reason, "%s", why);
-        snprintf(s->err_reason, sizeof s->err_reason, "%s", why);
+        /* cut to fit: a reason is one line for a log and a report */
+        snprintf(s->rep.reason, sizeof s->rep.reason, "%.*s",
+                 (int)sizeof s->rep.reason - 1, why);
+        snprintf(s->err_reason, sizeof s->err_reason, "%.*s",
+                 (int)sizeof s->err_reason - 1, why);
         s->send_error = tell_peer;
         if (!tell_peer)
             s->closed = 1;
