@@ -355,7 +355,9 @@ handle(void *cls, struct MHD_Connection *conn, const char *url,
     return reply(conn, MHD_HTTP_NOT_FOUND, &b, "text/plain");
 }
 
-static void
+/* libmicrohttpd hands us its own format string: the one place a
+ * non-literal format is right */
+static void __attribute__((format(printf, 2, 0)))
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];

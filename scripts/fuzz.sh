@@ -7,6 +7,10 @@
 #
 #   scripts/fuzz.sh [SECONDS]    (default 20; an empty argument too)
 #   JOBS=N         targets run at once (default 2)
+#   FUZZ_SEED=N    libFuzzer's -seed (default 1, so a short run mutates the
+#                  same way on every machine and a green local run of at
+#                  least as long predicts CI; 0 = a new seed each run, for
+#                  the soak tier and hunting)
 #
 # Needs only what scripts/setup.sh installs (clang, libclang-rt-14-dev,
 # cmake). Logs: build-fuzz/fuzz-logs/<target>.log; crash, leak, OOM and
@@ -23,6 +27,10 @@ case "$secs" in
     ''|*[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;;
 esac
 jobs="${JOBS:-2}"
+seed="${FUZZ_SEED:-1}"
+case "$seed" in
+    ''|*[!0-9]*) echo "FUZZ_SEED must be a number" >&2; exit 2 ;;
+esac
 build=build-fuzz
 logs="$build/fuzz-logs"
 arts="$build/fuzz-artifacts"
@@ -65,12 +73,12 @@ run_one() {   # run_one TARGET: fuzz it; the exit code says how it went
         UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}" \
         timeout -k 10 "$((secs + 120))" \
         "$build/tests/fuzz/$t" "$corpus" -max_total_time="$secs" \
-        -max_len="$max_len" -rss_limit_mb=1024 -malloc_limit_mb=64 -timeout=2 \
+        -max_len="$max_len" -seed="$seed" -rss_limit_mb=1024 -malloc_limit_mb=64 -timeout=2 \
         -print_final_stats=1 -artifact_prefix="$art" \
         >"$logs/$t.log" 2>&1
 }
 
-echo "== fuzz: ${#targets[@]} targets, ${secs}s each, $jobs at a time"
+echo "== fuzz: ${#targets[@]} targets, ${secs}s each, $jobs at a time, seed $seed"
 running=0
 for t in "${targets[@]}"; do
     if [ "$running" -ge "$jobs" ]; then

@@ -606,6 +606,19 @@ crdt_role_parse(const char *s, crdt_role *out)
     return CRDT_OK;
 }
 
+int
+crdt_role_may_grant(crdt_role self, crdt_role grant, int roles_on)
+{
+    if (grant != CRDT_ROLE_READER && grant != CRDT_ROLE_WRITER &&
+        grant != CRDT_ROLE_ADMIN)
+        return 0;
+    if (!roles_on) /* role_of() calls every member of such a space admin */
+        return self == CRDT_ROLE_ADMIN;
+    if (self == CRDT_ROLE_OWNER)
+        return 1;
+    return self == CRDT_ROLE_ADMIN && grant != CRDT_ROLE_ADMIN; /* op_ok() */
+}
+
 static crdt_role
 role_of(const standing *s, int on, int is_owner)
 {

@@ -137,7 +137,7 @@ compare_heads(crdt_raw *t, const epoch__head *cut, size_t n_cut,
         uint64_t have = o ? o->seq : 0;
         if (have < cut[i].seq)
             *lacking += cut[i].seq - have;
-        else if (have == cut[i].seq &&
+        else if (o && have == cut[i].seq &&
                  memcmp(o->hash, cut[i].hash, CRDT_HASH_BYTES) != 0 &&
                  *fork_at == SIZE_MAX)
             *fork_at = i; /* same seq, another change: two chains */

@@ -79,9 +79,8 @@ role_ok(crdt_role role)
            role == CRDT_ROLE_ADMIN;
 }
 
-/* May this replica's key give @p role? The rules crdt_txn_member_set()
- * applies (docs/security.md 2), checked early so that no token is made
- * that can never be redeemed. */
+/* May this replica's key give @p role? Checked early so that no token
+ * is made that can never be redeemed. */
 static int
 may_invite(crdt_replica *r, crdt_role role)
 {
@@ -94,12 +93,7 @@ may_invite(crdt_replica *r, crdt_role role)
     crdt_replica_public_key(r, pk);
     if (crdt_member_role(r, pk, &self) != CRDT_OK)
         return CRDT_EIO;
-    if (!owned) /* a space without an owner: any member may */
-        return self == CRDT_ROLE_ADMIN ? CRDT_OK : CRDT_EPERM;
-    if (self == CRDT_ROLE_OWNER)
-        return CRDT_OK;
-    return self == CRDT_ROLE_ADMIN && role != CRDT_ROLE_ADMIN ? CRDT_OK
-                                                              : CRDT_EPERM;
+    return crdt_role_may_grant(self, role, owned) ? CRDT_OK : CRDT_EPERM;
 }
 
 int

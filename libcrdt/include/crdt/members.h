@@ -65,6 +65,17 @@ CRDT_API void crdt_space_id_for_owner(unsigned char *space_out, const unsigned c
 CRDT_API int crdt_member_role(crdt_replica *r, const unsigned char *pk,
                      crdt_role *out);
 
+/**
+ * May a key holding @p self give another key the role @p grant (reader,
+ * writer or admin)? 1 yes, 0 no. @p roles_on is crdt_members_owner()'s
+ * answer: without an owner every admin (every member) may; with one the
+ * owner may give any role and an admin any role but admin. The rule
+ * merge applies to every member-set op (docs/security.md 2), for callers
+ * that must refuse early (an invitation that could never be redeemed).
+ */
+CRDT_API int crdt_role_may_grant(crdt_role self, crdt_role grant,
+                                 int roles_on);
+
 /** 1 if @p role lets a key connect (reader, writer, admin, owner). */
 CRDT_API int crdt_role_admits(crdt_role role);
 
