@@ -16,6 +16,8 @@
  *   w_migrate.c   migrate and open (+ the raw LMDB rewrite reference)
  *   w_sync.c      w1_sync: w1 over an encrypted loopback crdtnet session
  *                 between two processes (+ w1_merge, interleaved)
+ *   w_delta.c     sync_delta: replicas sharing 10,000 actors, one change
+ *                 each way, synced over loopback (bytes, ms)
  *   w_watch.c     watch_latency: a commit by another process reaching a
  *                 watcher (+ the commit itself as reference)
  *   w_peers.c     peers: w1 on Yjs, Automerge and Loro (node, peers/w1.js)
@@ -199,6 +201,7 @@ int w_commit_run(bench_entry *e);      /* local_commit */
 int w_migrate_run(bench_entry *e);     /* migrate */
 int w_open_run(bench_entry *e);        /* open */
 int w_sync_run(bench_entry *e);        /* w1_sync */
+int w_delta_run(bench_entry *e);       /* sync_delta */
 int w_peers_run(bench_entry *e);       /* peers */
 int w_watch_run(bench_entry *e);       /* watch_latency */
 int w_text_run(bench_entry *e);        /* w2 */

@@ -48,6 +48,9 @@ static const workload WORKLOADS[] = {
     { "w1_sync", w_sync_run, NULL,
       "w1 pulled over an encrypted loopback crdtnet session between two "
       "processes" },
+    { "sync_delta", w_delta_run, NULL,
+      "replicas sharing 10,000 actors, one change each way, sync over "
+      "loopback: bytes and ms" },
     { "watch_latency", w_watch_run, NULL,
       "1,000 commits by another process reach a watcher (p50, p99)" },
     { "peers", w_peers_run, NULL,

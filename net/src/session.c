@@ -124,6 +124,8 @@ struct crdtnet_session {
     crdtnet__sum *sum;         /* our heads as HELLO summarised them */
     unsigned char peer_root[CRDTNET__SUM_ROOT];
     uint64_t peer_n;
+    unsigned char *peer_few;   /* the peer's HELLO entries (few heads) */
+    size_t peer_few_len;
 };
 
 int
@@ -169,6 +171,7 @@ crdtnet_session_free(crdtnet_session *s)
     free(s->peer_heads);
     crdt_free(s->forks);
     crdtnet__sum_free(s->sum);
+    free(s->peer_few);
     crdt__enc_free(&s->out);
     free(s);
 }
@@ -271,8 +274,11 @@ build_hello_summary(crdtnet_session *s)
     if (rc == CRDT_OK)
         rc = crdtnet__sum_new(&s->sum, hb, hl);
     if (rc == CRDT_OK) {
+        const unsigned char *few;
+        size_t fl;
         crdtnet__sum_root(s->sum, root, &n_heads);
-        msgpack_pack_array(&s->out.pk, 8);
+        crdtnet__sum_hello_entries(s->sum, &few, &fl);
+        msgpack_pack_array(&s->out.pk, 9);
         msgpack_pack_uint64(&s->out.pk, M_HELLO);
         msgpack_pack_uint64(&s->out.pk, PROTO_SUMMARY);
         crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
@@ -283,6 +289,7 @@ build_hello_summary(crdtnet_session *s)
         msgpack_pack_array(&s->out.pk, n);
         for (size_t i = 0; i < n; i++)
             crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
+        crdt__enc_bin(&s->out, few, fl);
     }
     epoch_chain_free(chain, n);
     crdt_free(hb);
@@ -1042,7 +1049,8 @@ sum_begin(crdtnet_session *s)
 
     if (s->sum == NULL || !s->hello_recv || s->err != 0)
         return CRDT_OK;
-    rc = crdtnet__sum_start(s->sum, s->peer_root, s->peer_n);
+    rc = crdtnet__sum_start(s->sum, s->peer_root, s->peer_n, s->peer_few,
+                            s->peer_few_len);
     if (rc < 0)
         return fail_decode(s, rc, "malformed HELLO");
     if (crdtnet__sum_done(s->sum))
@@ -1126,7 +1134,7 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
     if (!proto_ok(s, proto)) /* before the shape: versions differ in it */
         return fail(s, CRDT_EVERSION, "unsupported sync protocol", 1);
-    if (n != 8 ||
+    if (n != (proto == PROTO_SUMMARY ? 9u : 8u) ||
         crdt__mp_bin_fixed(m, their_epoch, sizeof their_epoch) < 0 ||
         crdt__mp_uint(m, &number) < 0 ||
         crdt__mp_bin_fixed(m, their_hash, sizeof their_hash) < 0)
@@ -1145,6 +1153,18 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     if ((rc = store_hello_records(s, m)) < 0) {
         crdt_vv_free(their_vv);
         return rc;
+    }
+    if (proto == PROTO_SUMMARY) {
+        const unsigned char *fb;
+        uint32_t fl;
+        if (crdt__mp_bin(m, &fb, &fl) < 0)
+            return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+        /* checked against the count when the summary starts */
+        s->peer_few = malloc(fl ? fl : 1);
+        if (s->peer_few == NULL)
+            return fail(s, CRDT_ENOMEM, "out of memory", 1);
+        memcpy(s->peer_few, fb, fl);
+        s->peer_few_len = fl;
     }
     if (proto == PROTO_FULL) {
         const unsigned char *hb;

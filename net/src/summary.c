@@ -288,10 +288,21 @@ prepare_round(crdtnet__sum *s)
     return CRDT_OK;
 }
 
+void
+crdtnet__sum_hello_entries(const crdtnet__sum *s, const unsigned char **p,
+                           size_t *len)
+{
+    *p = s->mine;
+    *len = s->n_mine <= CRDTNET__SUM_SMALL ? s->n_mine * ENTRY : 0;
+}
+
+static int finish(crdtnet__sum *s);
+
 int
 crdtnet__sum_start(crdtnet__sum *s,
                    const unsigned char peer_root[CRDTNET__SUM_ROOT],
-                   uint64_t peer_n)
+                   uint64_t peer_n, const unsigned char *entries,
+                   size_t entries_len)
 {
     unsigned char both[2 * CRDTNET__SUM_ROOT];
     uint64_t most, cap = CRDTNET__SUM_LEAF_AVG;
@@ -302,6 +313,9 @@ crdtnet__sum_start(crdtnet__sum *s,
         return CRDT_EPROTO;
     if (peer_n > CRDTNET__SUM_MAX)
         return CRDT_ELIMIT;
+    /* few heads travel whole in HELLO, many never */
+    if (entries_len != (peer_n <= CRDTNET__SUM_SMALL ? peer_n * ENTRY : 0))
+        return CRDT_EPROTO;
     s->started = 1;
     memcpy(s->peer_root, peer_root, CRDTNET__SUM_ROOT);
     s->peer_n = peer_n;
@@ -309,6 +323,20 @@ crdtnet__sum_start(crdtnet__sum *s,
         memcmp(peer_root, s->my_root, CRDTNET__SUM_ROOT) == 0) {
         s->done = 1; /* the same heads: nothing to learn */
         return CRDT_OK;
+    }
+    if (peer_n <= CRDTNET__SUM_SMALL && s->n_mine <= CRDTNET__SUM_SMALL) {
+        /* both HELLOs hold every entry: no round */
+        for (size_t i = 0; i < peer_n; i++)
+            if (i > 0 && memcmp(entries + (i - 1) * ENTRY,
+                                entries + i * ENTRY, 8) >= 0)
+                return CRDT_EPROTO;
+        s->peer = malloc(peer_n ? peer_n * ENTRY : 1);
+        if (s->peer == NULL)
+            return CRDT_ENOMEM;
+        memcpy(s->peer, entries, peer_n * ENTRY);
+        s->n_peer = s->cap_peer = peer_n;
+        memset(s->drop, 1, s->n_mine);
+        return finish(s);
     }
     /* the key depends on both sides' heads: nobody can grind changes
      * whose node digests collide before the session exists */

@@ -28,6 +28,8 @@
 #define CRDTNET__SUM_ROOT 32       /* the digest of all heads (HELLO) */
 #define CRDTNET__SUM_MAX 65536     /* actors a side may hold */
 #define CRDTNET__SUM_LEAF_AVG 4    /* entries a leaf holds on average */
+#define CRDTNET__SUM_SMALL 64      /* up to this many heads travel whole
+                                      in HELLO; on both sides: no round */
 
 typedef struct crdtnet__sum crdtnet__sum;
 
@@ -42,11 +44,20 @@ void crdtnet__sum_free(crdtnet__sum *s);
 void crdtnet__sum_root(const crdtnet__sum *s,
                        unsigned char root[CRDTNET__SUM_ROOT], uint64_t *n);
 
-/* The peer's HELLO: its root and count. Equal roots end it at once.
- * CRDT_OK; CRDT_ELIMIT (@p peer_n above CRDTNET__SUM_MAX); CRDT_ENOMEM. */
+/* HELLO's entries: all of ours when we hold at most CRDTNET__SUM_SMALL
+ * heads, else none (a view; @p len 0). */
+void crdtnet__sum_hello_entries(const crdtnet__sum *s,
+                                const unsigned char **p, size_t *len);
+
+/* The peer's HELLO: its root, count and entries (all of them when
+ * @p peer_n <= CRDTNET__SUM_SMALL, else none). Equal roots, or few heads
+ * on both sides, end it at once (the entries must hash to the root).
+ * CRDT_OK; CRDT_EPROTO; CRDT_ELIMIT (@p peer_n above CRDTNET__SUM_MAX);
+ * CRDT_ENOMEM. */
 int crdtnet__sum_start(crdtnet__sum *s,
                        const unsigned char peer_root[CRDTNET__SUM_ROOT],
-                       uint64_t peer_n);
+                       uint64_t peer_n, const unsigned char *entries,
+                       size_t entries_len);
 
 /* 1 once both sides hold what they need (no round left); our last
  * round may still be due. */

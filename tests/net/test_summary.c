@@ -113,10 +113,15 @@ run_sums(crdtnet__sum *x, crdtnet__sum *y, unsigned *rounds)
     uint64_t nx, ny;
     size_t bytes = 0;
 
+    const unsigned char *ex, *ey;
+    size_t lx, ly;
+
     crdtnet__sum_root(x, rx, &nx);
     crdtnet__sum_root(y, ry, &ny);
-    ck_assert_int_eq(crdtnet__sum_start(x, ry, ny), CRDT_OK);
-    ck_assert_int_eq(crdtnet__sum_start(y, rx, nx), CRDT_OK);
+    crdtnet__sum_hello_entries(x, &ex, &lx);
+    crdtnet__sum_hello_entries(y, &ey, &ly);
+    ck_assert_int_eq(crdtnet__sum_start(x, ry, ny, ey, ly), CRDT_OK);
+    ck_assert_int_eq(crdtnet__sum_start(y, rx, nx, ex, lx), CRDT_OK);
     for (int i = 0; i < 40 && (crdtnet__sum_round_due(x) ||
                                crdtnet__sum_round_due(y)); i++) {
         const unsigned char *s1, *h1, *s2, *h2;
@@ -263,12 +268,19 @@ START_TEST(test_sums_refuse_what_does_not_add_up)
     crdtnet__sum_root(x, rx, &nx);
     crdtnet__sum_root(y, ry, &ny);
     /* a count above the limit */
-    ck_assert_int_eq(crdtnet__sum_start(x, ry, CRDTNET__SUM_MAX + 1),
+    ck_assert_int_eq(crdtnet__sum_start(x, ry, CRDTNET__SUM_MAX + 1, NULL,
+                                        0),
                      CRDT_ELIMIT);
     crdtnet__sum_free(x);
     x = sum_of(ha, 500);
-    ck_assert_int_eq(crdtnet__sum_start(x, ry, ny), CRDT_OK);
-    ck_assert_int_eq(crdtnet__sum_start(y, rx, nx), CRDT_OK);
+    /* entries in HELLO for many heads */
+    ck_assert_int_eq(crdtnet__sum_start(x, ry, ny, (unsigned char *)hb,
+                                        CRDTNET__SUM_ENTRY),
+                     CRDT_EPROTO);
+    crdtnet__sum_free(x);
+    x = sum_of(ha, 500);
+    ck_assert_int_eq(crdtnet__sum_start(x, ry, ny, NULL, 0), CRDT_OK);
+    ck_assert_int_eq(crdtnet__sum_start(y, rx, nx, NULL, 0), CRDT_OK);
     crdtnet__sum_round_take(y, &s1, &sl1, &h1, &hl1);
     bad = malloc(sl1 + 2 * CRDTNET__SUM_ENTRY);
     memcpy(bad, s1, sl1);
@@ -431,6 +443,43 @@ START_TEST(test_one_change_each_way_moves_a_summary)
 }
 END_TEST
 
+/* Few heads on both sides travel whole in HELLO: no round; a lie about
+ * them (entries that do not hash to the root) is refused at once. */
+START_TEST(test_few_heads_need_no_round)
+{
+    head *ha = random_heads(30), *hb = malloc(30 * sizeof *hb);
+    crdtnet__sum *x = sum_of(ha, 30), *y;
+    unsigned char rb[32];
+    const unsigned char *eb;
+    unsigned char *lie;
+    uint64_t nb;
+    size_t lb;
+    unsigned rounds;
+
+    memcpy(hb, ha, 30 * sizeof *ha);
+    hb[3].seq += 2;
+    y = sum_of(hb, 30);
+    run_sums(x, y, &rounds);
+    ck_assert_uint_eq(rounds, 0);
+    assert_peer_is(x, hb, 30);
+    assert_peer_is(y, ha, 30);
+    crdtnet__sum_free(x);
+    x = sum_of(ha, 30);
+    crdtnet__sum_root(y, rb, &nb);
+    crdtnet__sum_hello_entries(y, &eb, &lb);
+    ck_assert_uint_eq(lb, 30 * CRDTNET__SUM_ENTRY);
+    lie = malloc(lb);
+    memcpy(lie, eb, lb);
+    lie[3 * CRDTNET__SUM_ENTRY + 15] ^= 1; /* another seq */
+    ck_assert_int_eq(crdtnet__sum_start(x, rb, nb, lie, lb), CRDT_EPROTO);
+    free(lie);
+    crdtnet__sum_free(x);
+    crdtnet__sum_free(y);
+    free(ha);
+    free(hb);
+}
+END_TEST
+
 START_TEST(test_equal_heads_end_at_hello)
 {
     pair_result r;
@@ -477,7 +526,7 @@ START_TEST(test_bad_summary_messages_fail_cleanly)
     size_t len;
     char h0[65], h1[65];
 
-    share_actors(50);
+    share_actors(100); /* more than travel whole in HELLO */
     ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 1), CRDT_OK);
     tu_hash(h0, a);
     /* before any HELLO */
@@ -540,6 +589,7 @@ test_suite(void)
     tcase_set_timeout(tu, 60);
     tcase_add_test(tu, test_sums_learn_each_others_heads);
     tcase_add_test(tu, test_sums_refuse_what_does_not_add_up);
+    tcase_add_test(tu, test_few_heads_need_no_round);
     suite_add_tcase(s, tu);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
