@@ -261,6 +261,7 @@ done:
 
 typedef struct {
     char srv_dir[700], cli_dir[700];
+    int no_sync; /* both replicas without fsync: the protocol alone */
 } run_args;
 
 typedef struct {
@@ -287,6 +288,7 @@ server_main(const run_args *a, int port_w, int res_w)
     memset(&rep, 0, sizeof rep);
     signal(SIGPIPE, SIG_IGN);
     sr.rc = -1;
+    o.no_sync = a->no_sync;
     if ((rc = crdt_replica_open(&r, a->srv_dir, &o)) < 0 ||
         (rc = epoch_attach(r)) < 0) {
         snprintf(sr.reason, sizeof sr.reason, "server: open: %s",
@@ -365,7 +367,7 @@ tcp_child(bench_res *out, void *ctx)
     unsigned char hash[CRDT_HASH_BYTES];
     int port_p[2] = { -1, -1 }, res_p[2] = { -1, -1 };
     int port = -1, rc = -1, status;
-    double t0, t1;
+    double t0, t1, c0, c1;
     char ps[16];
     pid_t pid;
 
@@ -383,6 +385,7 @@ tcp_child(bench_res *out, void *ctx)
     }
     close(port_p[1]);
     close(res_p[1]);
+    o.no_sync = a->no_sync;
     if ((rc = crdt_replica_open(&r, a->cli_dir, &o)) < 0 ||
         (rc = epoch_attach(r)) < 0) {
         bench_fail(out, "open client: %s", crdt_strerror(rc));
@@ -394,9 +397,11 @@ tcp_child(bench_res *out, void *ctx)
         goto done;
     }
     snprintf(ps, sizeof ps, "%d", port);
+    c0 = bench_cpu_seconds();
     t0 = bench_now();
     rc = crdtnet_sync_connect(&rep, r, "127.0.0.1", ps, &co);
     t1 = bench_now();
+    c1 = bench_cpu_seconds();
     if (rc < 0) {
         bench_fail(out, "crdtnet_sync_connect: %s: %s", crdt_strerror(rc),
                    rep.reason);
@@ -429,6 +434,7 @@ tcp_child(bench_res *out, void *ctx)
     out->v[3] = (double)sr.bytes_received; /* client -> server */
     out->v[4] = rep.summary_rounds;
     out->v[5] = rep.sync_proto;
+    out->v[6] = (c1 - c0) * 1000.0;
     rc = 0;
 done:
     crdt_replica_close(r);
@@ -554,7 +560,7 @@ int
 w_delta_run(bench_entry *e)
 {
     char a_dir[700], b_dir[700];
-    double ms[64], bytes[64], s2c = 0, c2s = 0, rounds = 0, proto = 0;
+    double ms[64], bytes[64], ms_ns[64], cpu[64], s2c = 0, c2s = 0, rounds = 0, proto = 0;
     double p4_bytes = 0, p4_flights = 0, p4_ms = 0, p3_bytes = 0, p3_ms = 0;
     double p3_flights = 0;
     int runs = g_opts.runs;
@@ -586,6 +592,7 @@ w_delta_run(bench_entry *e)
         run_args ra;
         pair_args pa;
 
+        ra.no_sync = 0;
         if (fresh_copies(&res, a_dir, b_dir, ra.srv_dir, ra.cli_dir,
                          sizeof ra.srv_dir, i) < 0 ||
             bench_run_child(&res, tcp_child, &ra) < 0) {
@@ -594,6 +601,7 @@ w_delta_run(bench_entry *e)
         }
         ms[i] = res.v[0];
         bytes[i] = res.v[1];
+        cpu[i] = res.v[6];
         s2c = res.v[2];
         c2s = res.v[3];
         rounds = res.v[4];
@@ -601,6 +609,18 @@ w_delta_run(bench_entry *e)
         bench_log("  sync_delta run %d/%d: %.2f ms, %.0f bytes on the wire "
                   "(protocol %.0f, %.0f summary rounds)",
                   i + 1, runs, ms[i], bytes[i], proto, rounds);
+        bench_rmtree(ra.srv_dir);
+        bench_rmtree(ra.cli_dir);
+        /* the same without fsync: what the protocol itself costs (each
+         * side's merge is one durable commit: two fdatasyncs) */
+        ra.no_sync = 1;
+        if (fresh_copies(&res, a_dir, b_dir, ra.srv_dir, ra.cli_dir,
+                         sizeof ra.srv_dir, i) < 0 ||
+            bench_run_child(&res, tcp_child, &ra) < 0) {
+            entry_failed(e, "no_sync: %s", res.err);
+            return -1;
+        }
+        ms_ns[i] = res.v[0];
         bench_rmtree(ra.srv_dir);
         bench_rmtree(ra.cli_dir);
         if (i > 0)
@@ -645,6 +665,8 @@ w_delta_run(bench_entry *e)
     entry_num(e, "ms", fm.med);
     entry_num(e, "ms_min", fm.min);
     entry_num(e, "ms_max", fm.max);
+    entry_num(e, "ms_no_fsync", bench_fig_of(ms_ns, runs).med);
+    entry_num(e, "client_cpu_ms", bench_fig_of(cpu, runs).med);
     entry_int(e, "budget_bytes", BUDGET_BYTES);
     entry_num(e, "budget_ms", BUDGET_MS);
     entry_int(e, "bytes_server_to_client", (uint64_t)s2c);
@@ -669,6 +691,9 @@ w_delta_run(bench_entry *e)
                  "bytes, %.0f ms); handshake %.0f bytes (%.0f%%)",
               "sync_delta", fb.med, fm.med, fm.min, fm.max, BUDGET_BYTES,
               BUDGET_MS, hs_bytes, 100.0 * hs_bytes / fb.med);
+    entry_row(e, "%-12s   without fsync (replicas opened no_sync): %.2f "
+                 "ms; client CPU %.2f ms",
+              "", bench_fig_of(ms_ns, runs).med, bench_fig_of(cpu, runs).med);
     entry_row(e, "%-12s   protocol %.0f, %.0f summary rounds, %.0f round "
                  "trips; protocol 3 (full vv): %.0f bytes (%.0fx), %.0f "
                  "round trips",

@@ -494,6 +494,51 @@ START_TEST(test_equal_heads_end_at_hello)
 }
 END_TEST
 
+/* HELLO of version 4, byte for byte as docs/protocol.md lays it out. */
+START_TEST(test_hello_layout)
+{
+    crdtnet_session *sb;
+    const unsigned char *m;
+    size_t len;
+    unsigned char root[32];
+    uint64_t n;
+    crdtnet__sum *sum;
+    unsigned char *hb;
+    size_t hl;
+
+    share_actors(100); /* 100 heads: more than travel whole in HELLO */
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_OK);
+    ck_assert_uint_eq(len, 0); /* the offer of version 4 */
+    ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_EAGAIN);
+    ck_assert_int_eq(crdtnet_session_feed(sb, NULL, 0), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_OK);
+    ck_assert_uint_eq(len, 110); /* 112 with 10,000 heads (cd 27 10) */
+    ck_assert_uint_eq(m[0], 0x99);
+    ck_assert_uint_eq(m[1], 0x01);
+    ck_assert_uint_eq(m[2], 0x04);
+    ck_assert_uint_eq(m[3], 0xc4);
+    ck_assert_uint_eq(m[4], 0x20);
+    ck_assert_uint_eq(m[37], 0x00); /* epoch 0 */
+    ck_assert_uint_eq(m[38], 0xc4);
+    ck_assert_uint_eq(m[72], 0xc4);
+    ck_assert_uint_eq(m[73], 0x20);
+    ck_assert_uint_eq(m[106], 0x64); /* n_heads 100: a positive fixint */
+    ck_assert_uint_eq(m[107], 0x90); /* no record */
+    ck_assert_uint_eq(m[108], 0xc4); /* few: empty */
+    ck_assert_uint_eq(m[109], 0x00);
+    /* the root is BLAKE2b-256 of the entries */
+    ck_assert_int_eq(crdt_heads_export(&hb, &hl, b), CRDT_OK);
+    ck_assert_int_eq(crdtnet__sum_new(&sum, hb, hl), CRDT_OK);
+    crdtnet__sum_root(sum, root, &n);
+    ck_assert_uint_eq(n, 100);
+    ck_assert_mem_eq(m + 74, root, 32);
+    crdtnet__sum_free(sum);
+    crdt_free(hb);
+    crdtnet_session_free(sb);
+}
+END_TEST
+
 START_TEST(test_version3_peer_is_answered_in_version3)
 {
     for (int way = 0; way < 2; way++) {
@@ -595,6 +640,7 @@ test_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_one_change_each_way_moves_a_summary);
     tcase_add_test(tc, test_equal_heads_end_at_hello);
+    tcase_add_test(tc, test_hello_layout);
     tcase_add_test(tc, test_version3_peer_is_answered_in_version3);
     tcase_add_test(tc, test_bad_summary_messages_fail_cleanly);
     suite_add_tcase(s, tc);
