@@ -13,6 +13,7 @@
  *   report.c      figures (median/min/max) and the report entries
  *   w_merge.c     w1_merge and memory (+ the lmdb_ref reference)
  *   w_commit.c    local_commit (+ the fsync reference)
+ *   w_group.c     group_commit: 16 threads' commits (+ one thread's)
  *   w_migrate.c   migrate and open (+ the raw LMDB rewrite reference)
  *   w_sync.c      w1_sync: w1 over an encrypted loopback crdtnet session
  *                 between two processes (+ w1_merge, interleaved)
@@ -20,6 +21,8 @@
  *                 each way, synced over loopback (bytes, ms)
  *   w_watch.c     watch_latency: a commit by another process reaching a
  *                 watcher (+ the commit itself as reference)
+ *   w_hub.c       hub: one strata serve holding thousands of live
+ *                 sessions from strata-hubload processes (hubload/)
  *   w_peers.c     peers: w1 on Yjs, Automerge and Loro (node, peers/w1.js)
  *   w_text.c      w2: an editing trace replayed, merged, compacted (+ raw
  *                 LMDB commits, and Yjs, Loro, Automerge: peers/w2.js)
@@ -165,7 +168,7 @@ typedef struct {
     char str[200];
 } bench_kv;
 
-#define BENCH_MAX_KV 96
+#define BENCH_MAX_KV 128
 #define BENCH_MAX_ROWS 8
 
 /* One workload's report: JSON keys plus human table rows. */
@@ -198,13 +201,16 @@ void entry_failed(bench_entry *e, const char *fmt, ...) BENCH_FMT(2, 3);
 int w_merge_run(bench_entry *e);       /* w1_merge */
 int w_memory_run(bench_entry *e);      /* memory */
 int w_commit_run(bench_entry *e);      /* local_commit */
+int w_group_run(bench_entry *e);       /* group_commit */
 int w_migrate_run(bench_entry *e);     /* migrate */
 int w_open_run(bench_entry *e);        /* open */
 int w_sync_run(bench_entry *e);        /* w1_sync */
 int w_delta_run(bench_entry *e);       /* sync_delta */
 int w_peers_run(bench_entry *e);       /* peers */
 int w_watch_run(bench_entry *e);       /* watch_latency */
+int w_hub_run(bench_entry *e);         /* hub */
 int w_text_run(bench_entry *e);        /* w2 */
+int w_small_run(bench_entry *e);       /* w1_small */
 
 /* ---- node peers (w_peers.c, used by w_text.c too) ---- */
 
@@ -248,6 +254,32 @@ int w1_read_docs(bench_res *out, crdt_replica *r, uint64_t n_docs,
                  uint64_t *docs_out);
 /* The same merge into @p dir (a new replica), kept: setup for w1_sync. */
 int w1_merge_into(bench_res *res, const char *spool, const char *dir);
+
+/* w1_small: the same w1 writes in changes of ONE op (1,000,000 changes;
+ * quick 24,000), spooled like w1 but W1_SMALL_BATCH changes per merge
+ * batch (the same 10,000 ops as w1's 100 x 100), 2,500 of each source
+ * in turn, a change without its signature when its successor is in
+ * the same batch (as a sync session sends them). */
+#define W1_SMALL_BATCH 10000
+const char *w1_small_spool(bench_entry *e);
+/* w1_small's size: w1's, but half of w1's quick size in quick mode; and
+ * the w1 spool (changes of 100 ops) of that size. */
+uint64_t w1_small_total_ops(void);
+const char *w1_small_ref_spool(bench_entry *e);
+/* w1_merge_fresh / w1_merge_into with @p batch_changes per crdt_merge
+ * (0: w1's 100). */
+int w1_merge_fresh_batch(bench_res *res, const char *spool,
+                         uint64_t expect_ops, int run, int batch_changes);
+int w1_merge_into_batch(bench_res *res, const char *spool, const char *dir,
+                        int batch_changes);
+/* w_sync.c: the sync pieces, for w1_small. Setup: merge @p spool into
+ * server dir @p srv (batches of @p batch changes), create client @p cli
+ * in its space and make it a writer. Then one measured sync on copies;
+ * v[] as w1_sync's child: v[0] seconds, v[6] bytes server to client. */
+int w1_sync_setup(bench_res *res, const char *spool, int batch,
+                  const char *srv, const char *cli);
+int w1_sync_once(bench_res *res, const char *srv, const char *cli,
+                 uint64_t expect_changes, uint64_t expect_ops, int run);
 /* ops/s median of w1_merge in this run of strata-bench; 0 if not run. */
 extern double g_w1_merge_ops_per_s;
 

@@ -42,6 +42,8 @@ static const workload WORKLOADS[] = {
       "peak RSS of w1_merge at 1M and 4M ops" },
     { "local_commit", w_commit_run, NULL,
       "durable local commits of 1-op and 100-op changes" },
+    { "group_commit", w_group_run, NULL,
+      "16 threads' durable one-op commits on one replica vs one thread" },
     { "migrate", w_migrate_run, NULL,
       "1M documents through a four-step lens" },
     { "open", w_open_run, NULL, "open + status of the 1M-document replica" },
@@ -51,8 +53,13 @@ static const workload WORKLOADS[] = {
     { "sync_delta", w_delta_run, NULL,
       "replicas sharing 10,000 actors, one change each way, sync over "
       "loopback: bytes and ms" },
+    { "w1_small", w_small_run, NULL,
+      "w1 in changes of one op: merge and sync vs w1's 100-op changes" },
     { "watch_latency", w_watch_run, NULL,
       "1,000 commits by another process reach a watcher (p50, p99)" },
+    { "hub", w_hub_run, NULL,
+      "one strata serve holding 10,000 live sessions: RSS per session, "
+      "a change fanned out to 1,000 subscribers (p50, p99)" },
     { "peers", w_peers_run, NULL,
       "w1 merge on Yjs, Automerge and Loro (node bench/peers/w1.js)" },
     { "w2", w_text_run, NULL,

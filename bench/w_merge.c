@@ -33,6 +33,7 @@
 #include "bench.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,10 @@
 
 typedef struct {
     uint64_t ops_per_src, n_docs, seed;
+    int change_ops;    /* ops per change */
+    int batch_changes; /* changes per merge batch */
+    int strip;         /* drop the signature of a change whose successor
+                          is in the same batch, as a sync session does */
     char dir[600];   /* scratch for the sources */
     char spool[700]; /* output */
 } spool_args;
@@ -70,6 +75,8 @@ make_spool_child(bench_res *out, void *ctx)
     unsigned char space[CRDT_SPACE_ID_BYTES];
     uint64_t n_changes = 0, bytes = 0, seeds[N_SOURCES];
     int live = N_SOURCES, rc = -1;
+    unsigned char *hold_buf = NULL, *strip_buf = NULL;
+    size_t hold_cap = 0, strip_cap = 0;
     FILE *f = NULL;
     char path[700], doc[32];
 
@@ -78,6 +85,7 @@ make_spool_child(bench_res *out, void *ctx)
 
         o.create = 1;
         o.no_sync = 1; /* setup only: the measured replica is durable */
+        o.map_resident = SIZE_MAX; /* no RSS check after every commit */
         o.space_id = i ? space : NULL;
         snprintf(path, sizeof path, "%s/src%d", a->dir, i);
         bench_rmtree(path);
@@ -91,14 +99,15 @@ make_spool_child(bench_res *out, void *ctx)
     }
     /* the peers write at the same time: one change each in turn, so
      * their HLC stamps interleave as concurrent writers' would */
-    for (uint64_t done = 0; done < a->ops_per_src; done += CHANGE_OPS) {
+    for (uint64_t done = 0; done < a->ops_per_src;
+         done += (uint64_t)a->change_ops) {
         for (int i = 0; i < N_SOURCES; i++) {
             crdt_txn *t;
             if ((rc = crdt_txn_begin(&t, src[i])) < 0) {
                 bench_fail(out, "txn_begin: %s", crdt_strerror(rc));
                 goto done;
             }
-            for (int j = 0; j < CHANGE_OPS; j++) {
+            for (int j = 0; j < a->change_ops; j++) {
                 crdt_value v = crdt_value_int(bench_value(&seeds[i]));
                 bench_doc_id(doc, DOC_WIDTH,
                              bench_rand(&seeds[i]) % a->n_docs);
@@ -127,31 +136,66 @@ make_spool_child(bench_res *out, void *ctx)
             goto done;
         }
     }
-    /* interleave: BATCH_CHANGES / N_SOURCES changes of each in turn */
+    /* interleave: batch_changes / N_SOURCES changes of each in turn */
     while (live > 0) {
+        int per = a->batch_changes / N_SOURCES;
+
         live = 0;
         for (int i = 0; i < N_SOURCES; i++) {
-            for (int j = 0; ex[i] && j < BATCH_CHANGES / N_SOURCES; j++) {
-                const unsigned char *p;
-                size_t len;
-                rc = crdt_export_next(ex[i], &p, &len);
-                if (rc == CRDT_ENOTFOUND) {
-                    crdt_export_end(ex[i]);
-                    ex[i] = NULL;
-                    break;
-                }
-                if (rc < 0) {
+            const unsigned char *p = NULL, *np;
+            size_t len = 0, nlen;
+            /* one change ahead: is the next one in this batch too? */
+            for (int j = 0; ex[i] && j <= per; j++) {
+                rc = j < per ? crdt_export_next(ex[i], &np, &nlen)
+                             : CRDT_ENOTFOUND;
+                if (rc < 0 && rc != CRDT_ENOTFOUND) {
                     bench_fail(out, "export_next: %s", crdt_strerror(rc));
                     goto done;
                 }
-                if (put_u32(f, (uint32_t)len) < 0 ||
-                    fwrite(p, 1, len, f) != len) {
-                    bench_fail(out, "spool write: %s", strerror(errno));
-                    rc = -1;
-                    goto done;
+                if (p != NULL) {
+                    if (a->strip && rc == CRDT_OK) {
+                        /* its successor follows in this batch */
+                        if (len > strip_cap) {
+                            free(strip_buf);
+                            strip_cap = len * 2;
+                            if ((strip_buf = malloc(strip_cap)) == NULL) {
+                                rc = bench_fail(out, "out of memory");
+                                goto done;
+                            }
+                        }
+                        memcpy(strip_buf, p, len);
+                        len = crdt_change_strip_sig(strip_buf, len);
+                        p = strip_buf;
+                    }
+                    if (put_u32(f, (uint32_t)len) < 0 ||
+                        fwrite(p, 1, len, f) != len) {
+                        bench_fail(out, "spool write: %s", strerror(errno));
+                        rc = -1;
+                        goto done;
+                    }
+                    n_changes++;
+                    bytes += len;
+                    p = NULL;
                 }
-                n_changes++;
-                bytes += len;
+                if (rc == CRDT_ENOTFOUND) {
+                    if (j < per) {
+                        crdt_export_end(ex[i]);
+                        ex[i] = NULL;
+                    }
+                    break;
+                }
+                /* export's buffer lives until the next call: keep a copy */
+                if (nlen > hold_cap) {
+                    free(hold_buf);
+                    hold_cap = nlen * 2;
+                    if ((hold_buf = malloc(hold_cap)) == NULL) {
+                        rc = bench_fail(out, "out of memory");
+                        goto done;
+                    }
+                }
+                memcpy(hold_buf, np, nlen);
+                p = hold_buf;
+                len = nlen;
             }
             if (ex[i])
                 live++;
@@ -167,6 +211,8 @@ done:
         snprintf(path, sizeof path, "%s/src%d", a->dir, i);
         bench_rmtree(path);
     }
+    free(hold_buf);
+    free(strip_buf);
     if (f != NULL && fclose(f) != 0 && rc == 0)
         rc = bench_fail(out, "spool close: %s", strerror(errno));
     return rc < 0 ? -1 : 0;
@@ -174,22 +220,25 @@ done:
 
 /* ---- the measured merge ---- */
 
+#define MAX_BATCH 10000
+
 typedef struct {
     FILE *f;
     unsigned char *buf;
     size_t cap;
-    crdt_bytes items[BATCH_CHANGES];
-    size_t off[BATCH_CHANGES];
+    size_t batch; /* changes per batch, <= MAX_BATCH */
+    crdt_bytes items[MAX_BATCH];
+    size_t off[MAX_BATCH];
 } spool_reader;
 
-/* Read up to BATCH_CHANGES changes; *n_out = 0 at the end. */
+/* Read up to r->batch changes; *n_out = 0 at the end. */
 static int
 spool_batch(spool_reader *r, size_t *n_out)
 {
     size_t n = 0, used = 0;
     unsigned char lb[4];
 
-    while (n < BATCH_CHANGES && fread(lb, 1, 4, r->f) == 4) {
+    while (n < r->batch && fread(lb, 1, 4, r->f) == 4) {
         size_t len = (size_t)lb[0] | (size_t)lb[1] << 8 |
                      (size_t)lb[2] << 16 | (size_t)lb[3] << 24;
         if (used + len > r->cap) {
@@ -218,6 +267,7 @@ typedef struct {
     char dir[700];
     uint64_t n_docs;
     int sample; /* run the RSS sampler thread (memory workload) */
+    int batch_changes; /* 0: BATCH_CHANGES */
 } merge_args;
 
 static int
@@ -260,7 +310,7 @@ merge_child(bench_res *out, void *ctx)
     const merge_args *a = ctx;
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
     crdt_replica *r = NULL;
-    spool_reader sr;
+    static spool_reader sr; /* large: not on the stack */
     bench_sampler *smp = NULL;
     unsigned char hdr[4 + CRDT_SPACE_ID_BYTES];
     uint64_t ops = 0, changes = 0, batches = 0, docs = 0;
@@ -269,6 +319,7 @@ merge_child(bench_res *out, void *ctx)
     int rc = -1;
 
     memset(&sr, 0, sizeof sr);
+    sr.batch = a->batch_changes ? (size_t)a->batch_changes : BATCH_CHANGES;
     sr.f = fopen(a->spool, "rb");
     if (sr.f == NULL)
         return bench_fail(out, "spool %s: %s", a->spool, strerror(errno));
@@ -336,8 +387,10 @@ done:
 
 /* ---- spools shared by w1_merge and memory ---- */
 
-static char spool_path[2][700];
-static uint64_t spool_ops[2];
+/* slot 0: w1; 1: memory's 4x; 2: w1_small (changes of one op); 3: w1
+ * at w1_small's size when that differs (quick) */
+static char spool_path[4][700];
+static uint64_t spool_ops[4];
 
 static const char *
 get_spool(int slot, uint64_t ops_per_src, uint64_t n_docs, bench_entry *e)
@@ -351,16 +404,22 @@ get_spool(int slot, uint64_t ops_per_src, uint64_t n_docs, bench_entry *e)
     memset(&a, 0, sizeof a);
     a.ops_per_src = ops_per_src;
     a.n_docs = n_docs;
-    a.seed = g_opts.seed + (uint64_t)slot;
-    if (bench_subdir(a.dir, sizeof a.dir, slot ? "sources4x" : "sources") <
-        0) {
+    a.seed = g_opts.seed + (uint64_t)(slot == 1);
+    a.change_ops = slot == 2 ? 1 : CHANGE_OPS;
+    a.batch_changes = slot == 2 ? W1_SMALL_BATCH : BATCH_CHANGES;
+    a.strip = slot == 2;
+    if (bench_subdir(a.dir, sizeof a.dir,
+                     slot == 3   ? "sources_s"
+                     : slot == 2 ? "sources1"
+                     : slot      ? "sources4x"
+                                 : "sources") < 0) {
         entry_failed(e, "cannot create %s/sources", g_opts.base);
         return NULL;
     }
     snprintf(a.spool, sizeof a.spool, "%s/changes%d.spool", g_opts.base,
              slot);
-    bench_log("setup: %d sources x %llu ops -> spool", N_SOURCES,
-              (unsigned long long)ops_per_src);
+    bench_log("setup: %d sources x %llu ops (changes of %d) -> spool",
+              N_SOURCES, (unsigned long long)ops_per_src, a.change_ops);
     if (bench_run_child(&res, make_spool_child, &a) < 0) {
         entry_failed(e, "setup: %s", res.err);
         return NULL;
@@ -387,8 +446,8 @@ w1_docs(void)
 
 /* One measured merge in a fresh replica; removes it after. */
 static int
-one_merge(bench_res *res, const char *spool, uint64_t n_docs, int run,
-          int sample)
+one_merge_b(bench_res *res, const char *spool, uint64_t n_docs, int run,
+            int sample, int batch)
 {
     merge_args m;
     char name[64];
@@ -398,6 +457,7 @@ one_merge(bench_res *res, const char *spool, uint64_t n_docs, int run,
     m.spool = spool;
     m.n_docs = n_docs;
     m.sample = sample;
+    m.batch_changes = batch;
     snprintf(name, sizeof name, "fresh%d", run);
     if (bench_subdir(m.dir, sizeof m.dir, name) < 0)
         return bench_fail(res, "cannot create %s", name);
@@ -405,6 +465,13 @@ one_merge(bench_res *res, const char *spool, uint64_t n_docs, int run,
     rc = bench_run_child(res, merge_child, &m);
     bench_rmtree(m.dir);
     return rc;
+}
+
+static int
+one_merge(bench_res *res, const char *spool, uint64_t n_docs, int run,
+          int sample)
+{
+    return one_merge_b(res, spool, n_docs, run, sample, 0);
 }
 
 /* ---- shared with w_sync.c and w_peers.c (bench.h) ---- */
@@ -429,6 +496,47 @@ w1_spool(bench_entry *e)
     return get_spool(0, w1_ops_per_src(), w1_docs(), e);
 }
 
+/* Quick: about half of w1's quick size (a whole number of 100-op
+ * changes per source), so that the 24,000 one-op commits of the setup
+ * stay within the quick budget on a loaded machine. */
+static uint64_t
+small_ops_per_src(void)
+{
+    return g_opts.quick ? 6000 : w1_ops_per_src();
+}
+
+uint64_t
+w1_small_total_ops(void)
+{
+    return small_ops_per_src() * N_SOURCES;
+}
+
+const char *
+w1_small_spool(bench_entry *e)
+{
+    return get_spool(2, small_ops_per_src(), w1_docs(), e);
+}
+
+const char *
+w1_small_ref_spool(bench_entry *e)
+{
+    if (small_ops_per_src() == w1_ops_per_src())
+        return w1_spool(e);
+    return get_spool(3, small_ops_per_src(), w1_docs(), e);
+}
+
+int
+w1_merge_fresh_batch(bench_res *res, const char *spool, uint64_t expect_ops,
+                     int run, int batch_changes)
+{
+    if (one_merge_b(res, spool, w1_docs(), run, 0, batch_changes) < 0)
+        return -1;
+    if ((uint64_t)res->v[1] != expect_ops)
+        return bench_fail(res, "merged %.0f ops, expected %llu", res->v[1],
+                          (unsigned long long)expect_ops);
+    return 0;
+}
+
 int
 w1_merge_fresh(bench_res *res, const char *spool, uint64_t expect_ops,
                int run)
@@ -442,11 +550,13 @@ w1_merge_fresh(bench_res *res, const char *spool, uint64_t expect_ops,
 }
 
 int
-w1_merge_into(bench_res *res, const char *spool, const char *dir)
+w1_merge_into_batch(bench_res *res, const char *spool, const char *dir,
+                    int batch_changes)
 {
     merge_args m;
 
     memset(&m, 0, sizeof m);
+    m.batch_changes = batch_changes;
     m.spool = spool;
     m.n_docs = w1_docs();
     snprintf(m.dir, sizeof m.dir, "%s", dir);
@@ -644,4 +754,10 @@ w_memory_run(bench_entry *e)
               "", l.hwm.med / s.hwm.med, l.anon.med / s.anon.med,
               (double)l.ops / l.sec.med);
     return 0;
+}
+
+int
+w1_merge_into(bench_res *res, const char *spool, const char *dir)
+{
+    return w1_merge_into_batch(res, spool, dir, 0);
 }

@@ -433,6 +433,10 @@ w_peers_run(bench_entry *e)
         entry_timing(e, "ops", n_ops, &f);
         entry_int(e, "docs_read", (uint64_t)p->docs_read);
         entry_num(e, "update_mib", p->update_bytes / 1048576);
+        entry_int(e, "update_bytes", (uint64_t)p->update_bytes);
+        /* the library's updates for the whole w1, per op: beside
+         * w1_sync.wire_bytes_per_op */
+        entry_num(e, "wire_bytes_per_op", p->update_bytes / (double)n_ops);
         entry_num(e, "setup_seconds", p->setup_seconds);
         entry_end(e);
         entry_row(e, "%-12s %-10s %9llu ops %8.3f s [%.3f..%.3f] %11.0f "

@@ -34,11 +34,18 @@
  *  - each run does: w1_merge (w1_merge_fresh), the session-order merge,
  *    the sync with the default
  *    batch (crdtnet_conn_options.batch_bytes = 0: 256 KiB messages), the
- *    sync with batch_bytes = 1 MiB. ratio = sync ops/s / w1_merge ops/s
+ *    sync with batch_bytes = 1 MiB, the default-batch sync with both
+ *    sides plain (crdtnet_conn_options.plain_changes: no PACKED
+ *    messages, what an older peer sends; "plain", and wire_ratio_vs_plain
+ *    = bytes packed / plain). ratio = sync ops/s / w1_merge ops/s
  *    (default batch), both medians of this workload's runs.
  *  - bytes on the wire: the server's TCP_INFO (tcpi_bytes_acked and
  *    tcpi_bytes_received, TCP payload, on a dup of the accepted socket)
  *    after crdtnet_serve_conn() returned (it shut down its side first).
+ *    wire_bytes_per_op = server-to-client bytes / ops: the figure set
+ *    beside each peer library's update bytes per op (peers entry).
+ *  - bytes on disk: disk_bytes is a compacting copy (crdt_backup) of the
+ *    client replica after the sync and the reads, outside the timing.
  */
 #include "bench.h"
 
@@ -56,6 +63,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include "crdt/backup.h"
 #include "crdt/crdt.h"
 #include "crdtnet/conn.h"
 #include "epoch/epoch.h"
@@ -68,6 +78,7 @@ typedef struct {
     char srv_dir[700], cli_dir[700];
     uint64_t n_docs, expect_changes, expect_ops;
     size_t batch_bytes; /* 0: the default */
+    int plain;          /* both sides plain: no PACKED messages */
 } sync_args;
 
 /* What the server process sends back. */
@@ -199,6 +210,7 @@ server_main(const sync_args *a, int port_w, int res_w)
     lfd = -1;
     dfd = dup(fd); /* for TCP_INFO: crdtnet_serve_conn closes fd */
     co.batch_bytes = a->batch_bytes;
+    co.plain_changes = a->plain;
     {
         double t0 = bench_now(), c0 = bench_cpu_seconds();
         rc = crdtnet_serve_conn(fd, &r, 1, &co, &rep);
@@ -294,6 +306,7 @@ sync_child(bench_res *out, void *ctx)
         goto done;
     }
     co.batch_bytes = a->batch_bytes;
+    co.plain_changes = a->plain;
 
     c0 = bench_cpu_seconds();
     t0 = bench_now();
@@ -350,6 +363,15 @@ sync_child(bench_res *out, void *ctx)
     out->v[10] = sr.seconds;
     out->v[11] = (double)sr.changes_sent;
     out->v[12] = rep.in_sync;
+    { /* the client's bytes on disk: a compacting copy (LMDB never
+       * shrinks its file), outside the timing */
+        char file[760];
+        struct stat sb;
+        snprintf(file, sizeof file, "%s.backup", a->cli_dir);
+        if (crdt_backup(NULL, r, file) == CRDT_OK && stat(file, &sb) == 0)
+            out->v[13] = (double)sb.st_size;
+        unlink(file);
+    }
     rc = 0;
 done:
     crdt_replica_close(r);
@@ -454,7 +476,7 @@ setup_child(bench_res *out, void *ctx)
         bench_fail(out, "commit member: %s", crdt_strerror(rc));
         goto done;
     }
-    rc = export_spool(out, srv, a->spool, space);
+    rc = a->spool != NULL ? export_spool(out, srv, a->spool, space) : 0;
 done:
     crdt_replica_close(cli);
     crdt_replica_close(srv);
@@ -463,8 +485,9 @@ done:
 
 /* One sync run on fresh copies of the master replicas. */
 static int
-one_sync(bench_res *res, const char *srv_master, const char *cli_master,
-         size_t batch, int run)
+one_sync_n(bench_res *res, const char *srv_master, const char *cli_master,
+           size_t batch, int run, uint64_t expect_changes,
+           uint64_t expect_ops, int plain)
 {
     sync_args a;
     char name[64];
@@ -485,9 +508,10 @@ one_sync(bench_res *res, const char *srv_master, const char *cli_master,
         goto out;
     }
     a.n_docs = w1_n_docs();
-    a.expect_changes = w1_total_ops() / W1_CHANGE_OPS + 1; /* + $members */
-    a.expect_ops = w1_total_ops() + 1;
+    a.expect_changes = expect_changes;
+    a.expect_ops = expect_ops;
     a.batch_bytes = batch;
+    a.plain = plain;
     rc = bench_run_child(res, sync_child, &a);
 out:
     bench_rmtree(a.srv_dir);
@@ -495,9 +519,39 @@ out:
     return rc;
 }
 
+static int
+one_sync(bench_res *res, const char *srv_master, const char *cli_master,
+         size_t batch, int run, int plain)
+{
+    return one_sync_n(res, srv_master, cli_master, batch, run,
+                      w1_total_ops() / W1_CHANGE_OPS + 1, /* + $members */
+                      w1_total_ops() + 1, plain);
+}
+
+int
+w1_sync_setup(bench_res *res, const char *spool, int batch,
+              const char *srv, const char *cli)
+{
+    setup_args sa;
+
+    if (w1_merge_into_batch(res, spool, srv, batch) < 0)
+        return -1;
+    sa.srv_dir = srv;
+    sa.cli_dir = cli;
+    sa.spool = NULL; /* no session-order spool */
+    return bench_run_child(res, setup_child, &sa);
+}
+
+int
+w1_sync_once(bench_res *res, const char *srv, const char *cli,
+             uint64_t expect_changes, uint64_t expect_ops, int run)
+{
+    return one_sync_n(res, srv, cli, 0, run, expect_changes, expect_ops, 0);
+}
+
 typedef struct {
     double sec[64], sync[64], read[64], ccpu[64], scpu[64], ssec[64];
-    double sent, recvd, changes, docs, rss[64];
+    double sent, recvd, changes, docs, rss[64], disk;
     int in_sync; /* every run's client report said in_sync */
 } sync_figs;
 
@@ -515,6 +569,7 @@ keep(sync_figs *f, int i, const bench_res *res)
     f->docs = res->v[5];
     f->sent = res->v[6];
     f->recvd = res->v[7];
+    f->disk = res->v[13];
     f->in_sync = (i == 0 || f->in_sync) && res->v[12] != 0;
 }
 
@@ -537,6 +592,11 @@ report_batch(bench_entry *e, const sync_figs *f, int runs, uint64_t n_ops,
     entry_int(e, "docs_read", (uint64_t)f->docs);
     entry_int(e, "wire_bytes_server_to_client", (uint64_t)f->sent);
     entry_int(e, "wire_bytes_client_to_server", (uint64_t)f->recvd);
+    /* what the server sent (TCP payload: frames, channel, every message)
+     * per op pulled: the figure to set beside a peer's update bytes */
+    entry_num(e, "wire_bytes_per_op", f->sent / (double)n_ops);
+    entry_int(e, "disk_bytes", (uint64_t)f->disk);
+    entry_num(e, "disk_bytes_per_op", f->disk / (double)n_ops);
     entry_mib(e, "client_peak_rss_mib", &rss);
     entry_num(e, "ratio_vs_w1_merge", ((double)n_ops / fs.med) / ref_ops);
 }
@@ -547,7 +607,7 @@ w_sync_run(bench_entry *e)
     uint64_t n_ops = w1_total_ops();
     int runs = g_opts.runs;
     const char *spool = w1_spool(e);
-    static sync_figs fd, fm; /* default batch, 1 MiB */
+    static sync_figs fd, fm, fp; /* default batch, 1 MiB, plain */
     double ref[64], ref2[64];
     char srv[700], cli[700], spool2[700];
     setup_args sa;
@@ -594,7 +654,7 @@ w_sync_run(bench_entry *e)
         ref2[i] = res.v[0];
         bench_log("  w1_merge in session order %.3f s (%.0f ops/s)", ref2[i],
                   (double)n_ops / ref2[i]);
-        if (one_sync(&res, srv, cli, 0, i) < 0) {
+        if (one_sync(&res, srv, cli, 0, i, 0) < 0) {
             entry_failed(e, "%s", res.err);
             return -1;
         }
@@ -604,7 +664,7 @@ w_sync_run(bench_entry *e)
                   "%.1f MiB on the wire",
                   fd.sec[i], (double)n_ops / fd.sec[i], fd.sync[i],
                   fd.read[i], fd.ccpu[i], fd.scpu[i], fd.sent / 1048576);
-        if (one_sync(&res, srv, cli, BATCH_1MIB, i) < 0) {
+        if (one_sync(&res, srv, cli, BATCH_1MIB, i, 0) < 0) {
             entry_failed(e, "batch 1 MiB: %s", res.err);
             return -1;
         }
@@ -613,6 +673,15 @@ w_sync_run(bench_entry *e)
                   "s, reads %.3f s; cpu client %.2f s, server %.2f s",
                   fm.sec[i], (double)n_ops / fm.sec[i], fm.sync[i],
                   fm.read[i], fm.ccpu[i], fm.scpu[i]);
+        if (one_sync(&res, srv, cli, 0, i, 1) < 0) {
+            entry_failed(e, "plain: %s", res.err);
+            return -1;
+        }
+        keep(&fp, i, &res);
+        bench_log("  sync (default batch, plain: no PACKED) %.3f s (%.0f "
+                  "ops/s); cpu client %.2f s, server %.2f s; %.1f MiB on "
+                  "the wire", fp.sec[i], (double)n_ops / fp.sec[i],
+                  fp.ccpu[i], fp.scpu[i], fp.sent / 1048576);
     }
     bench_rmtree(srv);
     bench_rmtree(cli);
@@ -633,6 +702,13 @@ w_sync_run(bench_entry *e)
     entry_obj(e, "batch_1mib");
     report_batch(e, &fm, runs, n_ops, BATCH_1MIB, ref_ops);
     entry_end(e);
+    entry_obj(e, "plain");
+    entry_str(e, "what", "the default-batch sync with both sides plain "
+                         "(crdtnet_conn_options.plain_changes: what a peer "
+                         "from before PACKED messages sends)");
+    report_batch(e, &fp, runs, n_ops, DEFAULT_BATCH, ref_ops);
+    entry_end(e);
+    entry_num(e, "wire_ratio_vs_plain", fd.sent / fp.sent);
     entry_obj(e, "reference");
     entry_str(e, "name", "w1_merge");
     entry_str(e, "what", "w1_merge (spool merged by crdt_merge into a fresh "
@@ -658,11 +734,18 @@ w_sync_run(bench_entry *e)
               ours, ours / ref_ops);
     entry_row(e, "%-12s   default batch (256 KiB): session %.3f s + read "
                  "%.3f s; cpu client %.2f s, server %.2f s; %.1f MiB on "
-                 "the wire",
+                 "the wire = %.2f B/op; client on disk %.1f B/op",
               "", bench_fig_of(fd.sync, runs).med,
               bench_fig_of(fd.read, runs).med,
               bench_fig_of(fd.ccpu, runs).med,
-              bench_fig_of(fd.scpu, runs).med, fd.sent / 1048576);
+              bench_fig_of(fd.scpu, runs).med, fd.sent / 1048576,
+              fd.sent / (double)n_ops, fd.disk / (double)n_ops);
+    entry_row(e, "%-12s   plain (no PACKED): %.3f s, %.2f B/op on the "
+                 "wire (packed/plain %.3f); cpu client %.2f s, server "
+                 "%.2f s",
+              "", bench_fig_of(fp.sec, runs).med, fp.sent / (double)n_ops,
+              fd.sent / fp.sent, bench_fig_of(fp.ccpu, runs).med,
+              bench_fig_of(fp.scpu, runs).med);
     entry_row(e, "%-12s   1 MiB batch: %.3f s [%.3f..%.3f] %.0f ops/s, "
                  "ratio %.3f",
               "", fs1.med, fs1.min, fs1.max, ours1, ours1 / ref_ops);

@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -547,6 +548,38 @@ out:
     return code;
 }
 
+/*
+ * Every accepted connection holds a file descriptor, and the usual soft
+ * limit (1024) is far below what one daemon can hold: raise the soft
+ * limit to the hard one (what the service manager allows, systemd's
+ * LimitNOFILE=, docs/operations.md), and say so when max-conns cannot
+ * be reached under it.
+ */
+static void
+raise_fd_limit(const serve_conf *c)
+{
+    struct rlimit rl;
+    unsigned long want = c->max_conns > 0
+                             ? (unsigned long)c->max_conns
+                             : (unsigned long)CRDTNET_DAEMON_MAX_CONNS_DEFAULT;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    /* the replicas, the listener, logs and metrics take a few dozen */
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want + 64)
+        serve_logf(CRDTNET_LOG_WARN,
+                   "file descriptor limit %llu is below max-conns %lu + 64: "
+                   "connections beyond it wait (raise LimitNOFILE)",
+                   (unsigned long long)rl.rlim_cur, want);
+}
+
 int
 cmd_serve(const cli_cmd *cmd, int argc, char **argv)
 {
@@ -578,6 +611,7 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     if ((code = check_same_dir(&conf)) != CLI_OK)
         goto out;
     apply_log(&conf);
+    raise_fd_limit(&conf);
     (void)cli_split_hostport(host, sizeof host, port, sizeof port,
                              conf.listen); /* checked by the load */
     if (conf.backup_dir != NULL && mkdir(conf.backup_dir, 0700) != 0 &&

@@ -70,7 +70,7 @@ const char serve_help[] =
     "  --backup-keep N          keep the newest N per space (default 5)\n"
     "  --max-epochs-behind N    sync policy: reject a replica more than\n"
     "                           N epochs behind (default 0: no limit)\n"
-    "  --max-conns N            accepted connections at once (256)\n"
+    "  --max-conns N            accepted connections at once (16384)\n"
     "  --max-handshakes N       of them not yet authenticated (128)\n"
     "  --max-handshakes-per-addr N  of those from one source address (32)\n"
     "  --idle-timeout SECONDS   close a silent connection (30)\n"

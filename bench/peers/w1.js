@@ -42,7 +42,12 @@
  *
  * Output: one JSON line per library on stdout:
  *   {"name","version","ops","docs","runs","seconds","min","max",
- *    "ops_per_s","docs_read","update_bytes","setup_seconds"}
+ *    "ops_per_s","docs_read","update_bytes","wire_bytes_per_op",
+ *    "setup_seconds"}
+ * update_bytes is the sum of every update the sources produced for the
+ * whole W1 (what a peer would send to bring a fresh one up to date, one
+ * change at a time); wire_bytes_per_op = update_bytes / ops, the figure
+ * strata-bench sets beside w1_sync's bytes on the wire per op.
  * or {"name","error"} if the library could not run. Progress on stderr.
  */
 'use strict';
@@ -335,7 +340,7 @@ function runLib(name, w) {
             name, version, ops: opts.ops, docs: opts.docs, runs: opts.runs,
             seconds: med, min: Math.min(...secs), max: Math.max(...secs),
             ops_per_s: opts.ops / med, docs_read: found, update_bytes: ubytes,
-            setup_seconds: setup,
+            wire_bytes_per_op: ubytes / opts.ops, setup_seconds: setup,
         };
     } catch (e) {
         return { name, version, error: String(e && e.stack || e).split('\n')[0] };

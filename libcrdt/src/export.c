@@ -22,7 +22,58 @@ struct crdt_export {
     int in_actor;   /* the log cursor is positioned inside an actor */
     int started;
     int done;
+    int as_stored;         /* crdt_export_begin_as_stored() */
+    unsigned char *signed_copy; /* an own change given its signature back */
+    size_t signed_cap;
 };
+
+int
+crdt_export_begin_as_stored(crdt_export **out, crdt_replica *r,
+                            const crdt_vv *lacks)
+{
+    int rc = crdt_export_begin(out, r, lacks);
+
+    if (rc == CRDT_OK)
+        (*out)->as_stored = 1;
+    return rc;
+}
+
+/* An own change the log holds without its signature (a later commit
+ * proves it, txn.c): sign it again. Ed25519 is deterministic, so these
+ * are the bytes the commit made, and a caller may move each change on
+ * its own as before. 0 when @p v is not such a change. */
+static int
+own_signed(crdt_export *e, const MDB_val *v, const unsigned char **buf,
+           size_t *len)
+{
+    const unsigned char *p = v->mv_data;
+    unsigned char sig[64];
+    crdt_change c;
+    int rc;
+
+    if (v->mv_size < 2 || p[v->mv_size - 1] != 0xc0 ||
+        crdt_change_decode(&c, p, v->mv_size) != CRDT_OK || c.sig != NULL ||
+        memcmp(c.actor.b, e->r->actor.b, CRDT_ACTOR_BYTES) != 0 ||
+        memcmp(c.pubkey, e->r->pk, CRDT_PUBKEY_BYTES) != 0)
+        return 0;
+    if (e->signed_cap < v->mv_size + 65) {
+        unsigned char *nb = realloc(e->signed_copy, v->mv_size + 65);
+        if (nb == NULL)
+            return CRDT_ENOMEM;
+        e->signed_copy = nb;
+        e->signed_cap = v->mv_size + 65;
+    }
+    if ((rc = crdt__change_sign(sig, c.hash, e->r->sk)) < 0)
+        return rc;
+    /* the signature is the last item: nil (c0) becomes bin8 of 64 */
+    memcpy(e->signed_copy, p, v->mv_size - 1);
+    e->signed_copy[v->mv_size - 1] = 0xc4;
+    e->signed_copy[v->mv_size] = 0x40;
+    memcpy(e->signed_copy + v->mv_size + 1, sig, sizeof sig);
+    *buf = e->signed_copy;
+    *len = v->mv_size + 65;
+    return 1;
+}
 
 int
 crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks)
@@ -120,6 +171,9 @@ crdt_export_next(crdt_export *e, const unsigned char **buf_out,
             e->in_actor = 0;
             continue;
         }
+        if (!e->as_stored &&
+            (rc = own_signed(e, &v, buf_out, len_out)) != 0)
+            return rc < 0 ? rc : CRDT_OK;
         *buf_out = v.mv_data;
         *len_out = v.mv_size;
         return CRDT_OK;
@@ -136,5 +190,6 @@ crdt_export_end(crdt_export *e)
     if (e->heads)
         mdb_cursor_close(e->heads);
     crdt__txn_end(e->r, e->txn, 0);
+    free(e->signed_copy);
     free(e);
 }

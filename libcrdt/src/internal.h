@@ -93,9 +93,21 @@ struct crdt_replica {
     /* merges reuse it (one write txn at a time): its buffers stay warm */
     crdt__applyq applyq;
     int applyq_busy;
+    void *merge_buf;     /* a merge's decoded headers (merge.c), kept */
+    size_t merge_cap;    /* changes it holds */
     /* sequence fields' in-memory order, by field (seq_store.c) */
     pthread_mutex_t seq_lock;
     struct crdt__seq *seq_cache[8];
+    /* Group commit (store_lmdb.c): commits do not sync one by one; a
+     * committer returns once a sync that began after its commit ended */
+    int group_sync;            /* the env is MDB_NOSYNC for it */
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_cond;
+    uint64_t sync_done;        /* commits counted, in order */
+    uint64_t sync_synced;      /* commits up to here are on disk */
+    uint64_t sync_failed;      /* a failed sync covered commits up to here */
+    int sync_running;          /* a leader is in mdb_env_sync() */
+    uint64_t sync_count;       /* syncs issued (tests, bench) */
     int damaged; /* crdt_replica_mark_damaged(); atomic */
     uint64_t readers_checked_ms; /* last stale-reader sweep; atomic */
 };
@@ -136,6 +148,11 @@ typedef struct {
     struct crdt__seq *seq_touched; /* sequences this txn changes */
     int seq_foreign; /* raw writes: the cached sequences may be stale */
     crdt__auth auth; /* authority.c */
+    /* during crdt__merge_in() (merge.c): */
+    MDB_cursor *log_cur;   /* on the log: one actor's run is appended in
+                              key order, so it stays on the leaf page */
+    uint64_t log_ops, log_changes; /* added to the counters at the end */
+    int pending_any;       /* the pending area may hold a change */
 } crdt__wctx;
 
 /* A raw txn (crdt/raw.h): a write context, or a read txn. Merge builds
@@ -240,6 +257,8 @@ int crdt__txn_begin(crdt_replica *r, int write, MDB_txn **out);
 int crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit);
 /* Grow the map after MDB_MAP_FULL; CRDT_EFULL past max_map_size. */
 int crdt__store_grow(crdt_replica *r);
+/* Syncs issued by group commit so far (store_lmdb.c). */
+uint64_t crdt__store_syncs(crdt_replica *r);
 int crdt__meta_get(MDB_txn *txn, crdt_replica *r, const char *key,
                    MDB_val *out);
 int crdt__meta_put(MDB_txn *txn, crdt_replica *r, const char *key,

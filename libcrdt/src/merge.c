@@ -32,10 +32,12 @@ typedef struct {
     size_t len;
 } item;
 
+/* Sorts pointers to the items: moving a pointer is cheaper than an
+ * item (a decoded header of some 270 bytes). */
 static int
 cmp_item(const void *a, const void *b)
 {
-    const item *x = a, *y = b;
+    const item *x = *(item *const *)a, *y = *(item *const *)b;
     int c = memcmp(x->c.actor.b, y->c.actor.b, CRDT_ACTOR_BYTES);
 
     if (c != 0)
@@ -122,17 +124,36 @@ log_append(crdt__wctx *w, const crdt_change *c, const unsigned char *data,
     int rc;
 
     crdt__log_key(key, &c->actor, last);
-    rc = crdt__mdb_err(mdb_put(w->txn, w->r->dbi[CRDT_DB_LOG], &k, &v, 0));
+    rc = crdt__mdb_err(w->log_cur != NULL
+                           ? mdb_cursor_put(w->log_cur, &k, &v, 0)
+                           : mdb_put(w->txn, w->r->dbi[CRDT_DB_LOG], &k, &v,
+                                     0));
     if (rc < 0)
         return rc;
     h->seq = last;
     memcpy(h->hash, c->hash, CRDT_HASH_BYTES);
     memcpy(h->pk, c->pubkey, CRDT_PUBKEY_BYTES);
     memcpy(h->inc, c->incarnation, 8);
-    if ((rc = crdt__count_add(w->txn, w->r, "ops_in_log",
-                              (int64_t)c->n_ops)) < 0)
-        return rc;
-    return crdt__count_add(w->txn, w->r, "changes_in_log", 1);
+    /* the counters are written once, at the end of the merge */
+    w->log_ops += c->n_ops;
+    w->log_changes++;
+    return CRDT_OK;
+}
+
+/* The log counters of what log_append() stored. */
+static int
+log_counts_flush(crdt__wctx *w)
+{
+    int rc = CRDT_OK;
+
+    if (w->log_ops > 0)
+        rc = crdt__count_add(w->txn, w->r, "ops_in_log",
+                             (int64_t)w->log_ops);
+    if (rc == CRDT_OK && w->log_changes > 0)
+        rc = crdt__count_add(w->txn, w->r, "changes_in_log",
+                             (int64_t)w->log_changes);
+    w->log_ops = w->log_changes = 0;
+    return rc;
 }
 
 /*
@@ -311,6 +332,7 @@ park(crdt__wctx *w, const item *it, const crdt__head *h,
         if (rc < 0)
             return rc;
     }
+    w->pending_any = 1;
     rc = mdb_put(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v,
                  MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST)
@@ -361,6 +383,8 @@ drop_parked_copy(crdt__wctx *w, const crdt_change *c)
     MDB_val k = { sizeof key, key };
     int rc;
 
+    if (!w->pending_any)
+        return CRDT_OK; /* the pending area is empty */
     crdt__log_key(key, &c->actor, c->seq);
     rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL);
     if (rc == MDB_NOTFOUND)
@@ -382,7 +406,7 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
     uint64_t proven_to = 0;
     int rc;
 
-    for (;;) {
+    while (w->pending_any) {
         crdt__log_key(key, a, h->seq + 1);
         rc = mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v);
         if (rc == MDB_NOTFOUND)
@@ -426,26 +450,27 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
         if (rep)
             rep->changes_applied++;
     }
+    return CRDT_OK;
 }
 
 /* Keeps (4) for the @p n changes of one actor, sorted by seq. */
 static int
-prove_actor(const item *items, size_t n)
+prove_actor(item *const *items, size_t n)
 {
     for (size_t i = n; i-- > 0;) {
-        if (i + 1 < n && crdt_change_proves(&items[i + 1].c, &items[i].c))
+        if (i + 1 < n && crdt_change_proves(&items[i + 1]->c, &items[i]->c))
             continue; /* proven by its successor, which is */
-        if (crdt_change_verify(&items[i].c) < 0)
+        if (crdt_change_verify(&items[i]->c) < 0)
             return CRDT_EAUTH;
     }
     return CRDT_OK;
 }
 
 static int
-merge_actor(crdt__wctx *w, item *items, size_t n,
+merge_actor(crdt__wctx *w, item *const *items, size_t n,
             const unsigned char *cur_epoch, crdt_merge_report *rep)
 {
-    const crdt_actor *a = &items[0].c.actor;
+    const crdt_actor *a = &items[0]->c.actor;
     crdt__head h;
     uint64_t start_seq;
     int rc, had_head;
@@ -459,12 +484,12 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
     if (!had_head) {
         memset(&h, 0, sizeof h);
         h.seq = 0;
-        memcpy(h.pk, items[0].c.pubkey, CRDT_PUBKEY_BYTES);
-        memcpy(h.inc, items[0].c.incarnation, 8);
+        memcpy(h.pk, items[0]->c.pubkey, CRDT_PUBKEY_BYTES);
+        memcpy(h.inc, items[0]->c.incarnation, 8);
     }
     start_seq = h.seq;
     for (size_t i = 0; i < n; i++) {
-        const crdt_change *c = &items[i].c;
+        const crdt_change *c = &items[i]->c;
         uint64_t last = c->seq + c->n_ops - 1;
 
         if (memcmp(c->pubkey, h.pk, CRDT_PUBKEY_BYTES) != 0 ||
@@ -484,7 +509,7 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
             continue;
         }
         if (c->seq > h.seq + 1) {
-            if ((rc = park(w, &items[i], &h, rep)) < 0)
+            if ((rc = park(w, items[i], &h, rep)) < 0)
                 return rc;
             continue;
         }
@@ -498,7 +523,7 @@ merge_actor(crdt__wctx *w, item *items, size_t n,
         if ((rc = drop_parked_copy(w, c)) < 0 ||
             (rc = crdt__apply_change(w, c, 0, cur_epoch, rep)) < 0)
             return rc;
-        if ((rc = log_append(w, c, items[i].data, items[i].len, &h)) < 0)
+        if ((rc = log_append(w, c, items[i]->data, items[i]->len, &h)) < 0)
             return rc;
         if (rep)
             rep->changes_applied++;
@@ -518,7 +543,10 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     unsigned char cur_epoch[CRDT_HASH_BYTES];
     uint64_t now = crdt__now_ms(), max_hlc = 0;
     crdt__applyq own, *q = r->applyq_busy ? &own : &r->applyq;
-    item *items;
+    MDB_cursor *outer_cur;
+    uint64_t outer_ops, outer_changes;
+    int outer_pending;
+    item *items, *own_items = NULL, **ord;
     MDB_val v;
     int rc = CRDT_OK;
 
@@ -528,15 +556,34 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         v.mv_size != CRDT_HASH_BYTES)
         return CRDT_ECORRUPT;
     memcpy(cur_epoch, v.mv_data, CRDT_HASH_BYTES);
-    items = calloc(n, sizeof *items);
-    if (items == NULL)
+    /* the replica's buffers, kept between merges (as its queue is);
+     * a merge inside a merge's epoch hook gets its own */
+    if (n > SIZE_MAX / (sizeof *items + sizeof *ord))
         return CRDT_ENOMEM;
+    if (r->applyq_busy) {
+        items = malloc(n * (sizeof *items + sizeof *ord));
+        if (items == NULL)
+            return CRDT_ENOMEM;
+        own_items = items;
+    } else {
+        if (n > r->merge_cap) {
+            void *nb = malloc(n * (sizeof *items + sizeof *ord));
+            if (nb == NULL)
+                return CRDT_ENOMEM;
+            free(r->merge_buf);
+            r->merge_buf = nb;
+            r->merge_cap = n;
+        }
+        items = r->merge_buf;
+    }
+    ord = (item **)(items + n);
     for (size_t i = 0; i < n; i++) {
         crdt_change *c = &items[i].c;
         uint64_t top;
 
         items[i].data = changes[i].data;
         items[i].len = changes[i].len;
+        ord[i] = &items[i];
         /* each op is decoded (and checked) once, when it is queued */
         rc = crdt__change_decode_header(c, changes[i].data, changes[i].len);
         if (rc < 0)
@@ -553,19 +600,41 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         if (top > max_hlc)
             max_hlc = top;
     }
-    qsort(items, n, sizeof *items, cmp_item);
+    qsort(ord, n, sizeof *ord, cmp_item);
+    /* a merge inside a merge's epoch hook shares @p w: keep the outer's */
+    outer_cur = w->log_cur;
+    outer_ops = w->log_ops;
+    outer_changes = w->log_changes;
+    outer_pending = w->pending_any;
+    {
+        MDB_stat st;
+        w->pending_any = mdb_stat(w->txn, r->dbi[CRDT_DB_PENDING], &st) != 0 ||
+                         st.ms_entries > 0;
+    }
+    w->log_ops = w->log_changes = 0;
+    w->log_cur = NULL;
+    if (mdb_cursor_open(w->txn, r->dbi[CRDT_DB_LOG], &w->log_cur) != 0)
+        w->log_cur = NULL; /* plain puts then */
     if (q == &own) /* a merge inside a merge's epoch hook */
         crdt__applyq_init(&own);
     else
         r->applyq_busy = 1;
     w->q = q;
     for (size_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && memcmp(items[j].c.actor.b, items[i].c.actor.b,
+        for (j = i + 1; j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
                                         CRDT_ACTOR_BYTES) == 0; j++)
             ;
-        if ((rc = merge_actor(w, items + i, j - i, cur_epoch, rep)) < 0)
+        if ((rc = merge_actor(w, ord + i, j - i, cur_epoch, rep)) < 0)
             break;
     }
+    if (w->log_cur != NULL)
+        mdb_cursor_close(w->log_cur);
+    if (rc == CRDT_OK)
+        rc = log_counts_flush(w);
+    w->log_cur = outer_cur;
+    w->log_ops = outer_ops;
+    w->log_changes = outer_changes;
+    w->pending_any |= outer_pending;
     if (rc == CRDT_OK)
         rc = crdt__applyq_flush(w, q);
     if (rc == CRDT_OK) /* a member-set change may judge held ops anew */
@@ -582,7 +651,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     if (max_hlc > crdt__meta_u64(w->txn, r, "hlc"))
         rc = crdt__meta_put_u64(w->txn, r, "hlc", max_hlc);
 done:
-    free(items);
+    free(own_items);
     return rc;
 }
 

@@ -118,6 +118,8 @@ crdt_replica_open(crdt_replica **out, const char *path,
     pthread_mutex_init(&r->map_lock, NULL);
     pthread_mutex_init(&r->feed_lock, NULL);
     pthread_mutex_init(&r->seq_lock, NULL);
+    pthread_mutex_init(&r->sync_lock, NULL);
+    pthread_cond_init(&r->sync_cond, NULL);
     r->read_only = opts->read_only;
     r->max_map_size = opts->max_map_size;
     r->max_drift_ms = opts->max_drift_ms ? opts->max_drift_ms : 300000;
@@ -153,6 +155,7 @@ crdt_replica_close(crdt_replica *r)
     sodium_memzero(r->sk, sizeof r->sk);
     pthread_rwlock_destroy(&r->grow_lock);
     crdt__applyq_free(&r->applyq);
+    free(r->merge_buf);
     pthread_mutex_destroy(&r->map_lock);
     while (r->subs != NULL) /* left subscribed: freed with the replica */
         crdt_feed_unsubscribe(r->subs);
@@ -160,6 +163,8 @@ crdt_replica_close(crdt_replica *r)
     free(r->notify_path);
     crdt__seq_cache_free(r);
     pthread_mutex_destroy(&r->seq_lock);
+    pthread_cond_destroy(&r->sync_cond);
+    pthread_mutex_destroy(&r->sync_lock);
     free(r->path);
     free(r);
 }

@@ -13,6 +13,9 @@
  *      mapped are dropped once file-backed RSS has grown by more than
  *      the resident-map budget since the last drop (Linux; see
  *      map_trim()). Dropping never changes what any txn reads.
+ *  (5) Group commit: a write commit returns CRDT_OK only after an
+ *      mdb_env_sync() that began after LMDB's commit of it returned
+ *      has succeeded (group_sync()). Many committers share one sync.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -269,6 +272,67 @@ upgrade_from_1(MDB_txn *txn, crdt_replica *r)
     return rc;
 }
 
+/* ---- group commit (keeps (5)) ----
+ *
+ * A durable LMDB commit syncs twice (the data pages, then the meta page
+ * through its O_DSYNC descriptor), inside the writer lock: committers
+ * queue for the disk one by one. Instead the environment is opened
+ * MDB_NOSYNC and the sync is shared. After LMDB's commit returns (the
+ * txn's pages and meta page are in the page cache), the committer takes
+ * a ticket, then waits until the on-disk mark passes it. If no sync is
+ * running it becomes the leader: it notes the last ticket handed out
+ * (every commit up to it has returned from LMDB, so one fdatasync of
+ * the data file covers them all, meta pages included), syncs without
+ * any lock, and moves the mark. Committers arriving during a sync wait
+ * for it to end and the next leader covers them together: under load
+ * one fdatasync covers as many commits as arrived during the last one.
+ *
+ * A failed sync (EIO) fails every commit it covered: they are visible
+ * but maybe not on disk, and a second fsync may falsely succeed after
+ * the kernel dropped the dirty pages, so they are not retried.
+ */
+static int
+group_sync(crdt_replica *r)
+{
+    uint64_t mine, upto;
+    int rc = CRDT_OK;
+
+    pthread_mutex_lock(&r->sync_lock);
+    mine = ++r->sync_done;
+    while (r->sync_synced < mine && r->sync_failed < mine) {
+        if (r->sync_running) {
+            pthread_cond_wait(&r->sync_cond, &r->sync_lock);
+            continue;
+        }
+        r->sync_running = 1;
+        upto = r->sync_done;
+        r->sync_count++;
+        pthread_mutex_unlock(&r->sync_lock);
+        rc = mdb_env_sync(r->env, 1);
+        pthread_mutex_lock(&r->sync_lock);
+        r->sync_running = 0;
+        if (rc == 0 && upto > r->sync_synced)
+            r->sync_synced = upto;
+        else if (rc != 0 && upto > r->sync_failed)
+            r->sync_failed = upto;
+        pthread_cond_broadcast(&r->sync_cond);
+    }
+    rc = r->sync_synced >= mine ? CRDT_OK : CRDT_EIO;
+    pthread_mutex_unlock(&r->sync_lock);
+    return rc;
+}
+
+uint64_t
+crdt__store_syncs(crdt_replica *r)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&r->sync_lock);
+    n = r->sync_count;
+    pthread_mutex_unlock(&r->sync_lock);
+    return n;
+}
+
 /* open_dbs(): it cannot go on without a write txn */
 #define NEED_WRITE 100
 
@@ -381,8 +445,10 @@ crdt__store_open(crdt_replica *r, const char *path,
     mdb_env_set_mapsize(r->env, map);
     if (o->read_only)
         flags |= MDB_RDONLY;
-    if (o->no_sync)
+    /* no_sync: never synced; otherwise synced by group_sync() */
+    if (!o->read_only)
         flags |= MDB_NOSYNC;
+    r->group_sync = !o->read_only && !o->no_sync;
     rc = mdb_env_open(r->env, path, flags, 0600);
     if (rc != 0) {
         rc = crdt__mdb_err(rc);
@@ -430,6 +496,8 @@ opened:
     }
     rc = crdt__mdb_err(mdb_txn_commit(txn));
     txn = NULL;
+    if (rc == CRDT_OK && r->group_sync)
+        rc = group_sync(r);
     if (rc < 0)
         goto fail;
     map_budget_init(r, o);
@@ -529,6 +597,9 @@ crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
         readers_sweep(r);
     }
     pthread_rwlock_unlock(&r->grow_lock);
+    /* outside the locks: other committers go on while this one waits */
+    if (commit && rc == CRDT_OK && r->group_sync)
+        rc = group_sync(r);
     return rc;
 }
 

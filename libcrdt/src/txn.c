@@ -373,6 +373,51 @@ compact_ops(crdt__enc *out, crdt_txn *t)
     return crdt__enc_ok(out);
 }
 
+/* The change just stored proves the one before it (its prev is that
+ * change's hash), so that one's signature is dead weight on disk: a log
+ * of keystroke commits keeps one signature per run, as a merged run
+ * does (docs/storage.md 5.5). A predecessor folded into an epoch, or
+ * stored without a signature already, or one the chain does not link
+ * to, is left as it is. */
+static int
+unsign_predecessor(crdt_txn *t)
+{
+    crdt_replica *r = t->r;
+    unsigned char key[16];
+    MDB_val k = { sizeof key, key }, v;
+    unsigned char *copy;
+    size_t len;
+    int rc;
+
+    if (t->seq0 <= 1)
+        return CRDT_OK;
+    crdt__log_key(key, &r->actor, t->seq0 - 1);
+    rc = mdb_get(t->w.txn, r->dbi[CRDT_DB_LOG], &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return CRDT_OK;
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    {   /* only the change our prev names: a chain that does not link
+         * proves nothing, and that change keeps its signature */
+        crdt_change held;
+        if (crdt_change_decode(&held, v.mv_data, v.mv_size) != CRDT_OK ||
+            memcmp(held.hash, t->prev, CRDT_HASH_BYTES) != 0)
+            return CRDT_OK;
+    }
+    if ((copy = malloc(v.mv_size)) == NULL)
+        return CRDT_ENOMEM;
+    memcpy(copy, v.mv_data, v.mv_size);
+    len = crdt_change_strip_sig(copy, v.mv_size);
+    rc = CRDT_OK;
+    if (len > 0) { /* 0: format 1, or no signature to drop */
+        v.mv_size = len;
+        v.mv_data = copy;
+        rc = crdt__mdb_err(mdb_put(t->w.txn, r->dbi[CRDT_DB_LOG], &k, &v, 0));
+    }
+    free(copy);
+    return rc;
+}
+
 /* Encode, hash, sign and store the change; update heads and counters. */
 static int
 write_change(crdt_txn *t, crdt_commit_info *info)
@@ -425,7 +470,7 @@ write_change(crdt_txn *t, crdt_commit_info *info)
     v.mv_size = change.sb.size;
     v.mv_data = change.sb.data;
     rc = crdt__mdb_err(mdb_put(t->w.txn, r->dbi[CRDT_DB_LOG], &k, &v, 0));
-    if (rc < 0)
+    if (rc < 0 || (rc = unsign_predecessor(t)) < 0)
         goto done;
     h.seq = last;
     memcpy(h.hash, hash, sizeof hash);

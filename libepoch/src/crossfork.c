@@ -26,13 +26,20 @@
  *     were), so re-applying could apply an op twice;
  *   - a change that holds the cut's seq is not the one folded there, and
  *     a change beyond the cut continues our version, which lost: kind
- *     CRDT_QK_EQUIVOCATION, so a copy re-applies its own under its new
- *     incarnation, as at equal epochs.
+ *     CRDT_QK_EQUIVOCATION for another actor's; for this replica's own
+ *     actor kind CRDT_QK_UNSYNCED too: kept, not re-applied under its new
+ *     incarnation as at equal epochs, because the version lost here may
+ *     still win: a sibling epoch (another branch from our parent) may
+ *     fold it, and if that branch turns out canonical its state holds
+ *     the ops a re-applied copy would write a second time.
  * Invariants:
  *  (1) Inside the reset's one txn: an interrupted reset changes nothing.
  *      It runs after a losing fork's archived changes came back into the
- *      log (they may hold our version too) and before the sender's staged
- *      log joins it (only our own changes are judged).
+ *      log (they may hold our version too), before a rejected taker's
+ *      unsynced changes or a same-epoch loser's forked ones leave the log
+ *      (our change that spans the cut may be among them: without it our
+ *      changes below the cut look folded), and before the sender's
+ *      staged log joins it (only our own changes are judged).
  *  (2) Nothing is dropped: every op of a change that leaves the log is in
  *      the quarantine first.
  */
@@ -194,7 +201,9 @@ epoch__quarantine_crossforks_in(uint64_t *moved_out, uint64_t *forked_out,
                          ? move_out(t, m[j].key, WHY_FOLDED,
                                     CRDT_QK_UNSYNCED, &moved)
                          : move_out(t, m[j].key, WHY_BEYOND,
-                                    CRDT_QK_EQUIVOCATION, &moved);
+                                    is_own ? CRDT_QK_UNSYNCED
+                                           : CRDT_QK_EQUIVOCATION,
+                                    &moved);
         }
         free(m);
     }

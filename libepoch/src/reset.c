@@ -385,15 +385,188 @@ keep_ours(crdt_raw *t, const unsigned char *key, const unsigned char *theirs,
     return rc;
 }
 
+/* One change: its log key and bounds. */
+typedef struct {
+    unsigned char key[16];
+    uint64_t first, last;
+    unsigned char hash[CRDT_HASH_BYTES];
+} span;
+
+/* The changes of @p a in database @p db (log or staging: both keyed
+ * actor | last seq), in seq order. */
+static int
+spans_of(span **out, size_t *n_out, crdt_raw *t, crdt_db db,
+         const unsigned char *a)
+{
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl, n = 0;
+    span *m = NULL;
+    int rc;
+
+    *out = NULL;
+    *n_out = 0;
+    if ((rc = crdt_raw_cursor_open(&c, t, db)) < 0)
+        return rc;
+    rc = crdt_raw_cursor_seek(c, a, CRDT_ACTOR_BYTES, &k, &kl, &v, &vl);
+    while (rc == CRDT_OK && kl == 16 && memcmp(k, a, CRDT_ACTOR_BYTES) == 0) {
+        crdt_change ch;
+        span *nm;
+        if ((rc = crdt_change_decode(&ch, v, vl)) < 0)
+            break;
+        if ((nm = realloc(m, (n + 1) * sizeof *m)) == NULL) {
+            rc = CRDT_ENOMEM;
+            break;
+        }
+        m = nm;
+        memcpy(m[n].key, k, 16);
+        m[n].first = ch.seq;
+        m[n].last = ch.seq + ch.n_ops - 1;
+        memcpy(m[n].hash, ch.hash, CRDT_HASH_BYTES);
+        n++;
+        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+    }
+    crdt_raw_cursor_close(c);
+    if (rc != CRDT_OK && rc != CRDT_ENOTFOUND) {
+        free(m);
+        return rc;
+    }
+    *out = m;
+    *n_out = n;
+    return CRDT_OK;
+}
+
+static const char WHY_STAGED[] = "equivocation: the peer's log holds another "
+                                 "change for these seqs (a copied "
+                                 "replica?); this one lost";
+
+/*
+ * The sender's log (staged) holds a chain of actor @p a that ours leaves:
+ * a change of ours for seqs the staged chain covers that is not one of
+ * its changes (another version: a copy wrote; its bounds may differ, so
+ * it need not share a key with theirs), and every change of ours after
+ * it (they continue the losing version), go to the quarantine before
+ * the staged log joins ours. Left in the log they would sit between the
+ * sender's changes: an unsigned change of theirs would find ours after
+ * it instead of its signed successor (CRDT_EAUTH), and the replay would
+ * meet two changes for one seq (CRDT_ECONFLICT), failing every reset.
+ */
+static int
+drop_forked_actor(crdt_raw *t, const unsigned char *a, uint64_t *lost,
+                  uint64_t *actors)
+{
+    span *ours = NULL, *theirs = NULL;
+    size_t n_ours = 0, n_theirs = 0;
+    uint64_t staged_max = 0;
+    int losing = 0, moved = 0, rc;
+
+    if ((rc = spans_of(&theirs, &n_theirs, t, CRDT_DB_STAGING, a)) < 0)
+        return rc;
+    if ((rc = spans_of(&ours, &n_ours, t, CRDT_DB_LOG, a)) < 0) {
+        free(theirs);
+        return rc;
+    }
+    for (size_t j = 0; j < n_theirs; j++)
+        if (theirs[j].last > staged_max)
+            staged_max = theirs[j].last;
+    for (size_t i = 0; rc == CRDT_OK && i < n_ours; i++) {
+        int same = 0;
+        if (n_theirs == 0 || ours[i].last < theirs[0].first)
+            continue; /* below the sender's log: folded or judged before */
+        for (size_t j = 0; j < n_theirs && !same; j++)
+            same = theirs[j].last == ours[i].last &&
+                   memcmp(theirs[j].hash, ours[i].hash,
+                          CRDT_HASH_BYTES) == 0;
+        if (!losing && (same || ours[i].first > staged_max))
+            continue;
+        losing = 1;
+        {
+            const void *v;
+            size_t vl;
+            unsigned char *copy;
+            crdt_change ch;
+            uint64_t n = 0;
+            if ((rc = crdt_raw_get(t, CRDT_DB_LOG, ours[i].key, 16, &v,
+                                   &vl)) < 0)
+                break;
+            if ((copy = malloc(vl)) == NULL) {
+                rc = CRDT_ENOMEM;
+                break;
+            }
+            memcpy(copy, v, vl); /* the view dies at the first write */
+            rc = crdt_change_decode(&ch, copy, vl);
+            if (rc == CRDT_OK)
+                rc = crdt_raw_quarantine_change(&n, t, &ch, 0,
+                                                CRDT_QK_EQUIVOCATION,
+                                                WHY_STAGED);
+            if (rc == CRDT_OK)
+                rc = crdt_raw_del(t, CRDT_DB_LOG, ours[i].key, 16);
+            free(copy);
+            *lost += n;
+            moved = 1;
+        }
+    }
+    free(ours);
+    free(theirs);
+    if (rc == CRDT_OK && moved) {
+        (*actors)++;
+        rc = crdt_raw_recount_log(t);
+    }
+    return rc;
+}
+
+/* drop_forked_actor() for every actor of the staged log; @p actors
+ * counts those whose chain forked. */
+static int
+drop_forked(crdt_raw *t, uint64_t *lost, uint64_t *actors)
+{
+    unsigned char prev[CRDT_ACTOR_BYTES];
+    int have = 0, rc;
+
+    for (;;) {
+        crdt_raw_cursor *c;
+        const void *k, *v;
+        size_t kl, vl;
+        unsigned char next[CRDT_ACTOR_BYTES + 8];
+
+        if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_STAGING)) < 0)
+            return rc;
+        if (have) { /* the first key past every key of the previous actor */
+            memcpy(next, prev, CRDT_ACTOR_BYTES);
+            memset(next + CRDT_ACTOR_BYTES, 0xff, 8);
+            rc = crdt_raw_cursor_seek(c, next, sizeof next, &k, &kl, &v, &vl);
+            if (rc == CRDT_OK && kl >= CRDT_ACTOR_BYTES &&
+                memcmp(k, prev, CRDT_ACTOR_BYTES) == 0)
+                rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
+        } else {
+            rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+        }
+        if (rc == CRDT_OK && kl < CRDT_ACTOR_BYTES)
+            rc = CRDT_ECORRUPT;
+        if (rc == CRDT_OK)
+            memcpy(prev, k, CRDT_ACTOR_BYTES);
+        crdt_raw_cursor_close(c);
+        if (rc == CRDT_ENOTFOUND)
+            return CRDT_OK;
+        if (rc < 0)
+            return rc;
+        have = 1;
+        if ((rc = drop_forked_actor(t, prev, lost, actors)) < 0)
+            return rc;
+    }
+}
+
 /* At commit: the staged changes join the log (the replay applies them). */
 static int
-unstage(crdt_raw *t, uint64_t *lost)
+unstage(crdt_raw *t, uint64_t *lost, uint64_t *forked)
 {
     crdt_raw_cursor *c;
     const void *k, *v;
     size_t kl, vl;
     int rc;
 
+    if ((rc = drop_forked(t, lost, forked)) < 0)
+        return rc;
     if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_STAGING)) < 0)
         return rc;
     rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
@@ -626,7 +799,7 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     size_t heads_len;
     unsigned char hash[CRDT_HASH_BYTES];
     uint64_t old_number = 0, fork_from = UINT64_MAX, moved = 0;
-    uint64_t lost = 0, xmoved = 0, xforked = 0, own_head = 0;
+    uint64_t lost = 0, xmoved = 0, xforked = 0, own_head = 0, sforked = 0;
     int xown = 0;
     crdt_actor own;
     int own_lost = 0;
@@ -643,6 +816,9 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     for (int tries = 0; tries < 8; tries++) {
         const void *mv;
         size_t ml;
+
+        lost = 0; /* counted again by a retried txn */
+        sforked = 0;
 
         if ((rc = stage_txn(rs, &t)) < 0)
             break;
@@ -691,6 +867,16 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
          * epoch's heads is unsynced like any other. */
         if (rc == CRDT_OK && fork_from != UINT64_MAX && fork_from < old_number)
             rc = unarchive(t, 0);
+        /* an equivocation across epochs, judged on our whole log before
+         * the passes below take changes out of it: a change of ours that
+         * spans the cut is the evidence, and a rejected taker's unsynced
+         * pass would move it away first, leaving our changes below the
+         * cut to be archived as folded (crossfork.c) */
+        if (rc == CRDT_OK)
+            rc = epoch__own_head_in(&own_head, t);
+        if (rc == CRDT_OK)
+            rc = epoch__quarantine_crossforks_in(&xmoved, &xforked, &xown, t,
+                                                 own_head, heads, heads_len);
         if (rc == CRDT_OK && rs->quarantine_reason != NULL) {
             /* only our own log: the snapshot's log (staged) comes after */
             rc = epoch__quarantine_unsynced_in(&moved, t, heads, heads_len,
@@ -703,16 +889,11 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
                                             rs->fork_reason);
         }
         if (rc == CRDT_OK)
-            rc = epoch__own_head_in(&own_head, t);
-        if (rc == CRDT_OK)
             rc = crdt_raw_heads_replace(t, heads, heads_len);
         if (rc == CRDT_OK)
             rc = crdt_raw_set_epoch(t, rs->final.number, rs->final.id);
-        if (rc == CRDT_OK) /* before the replay archives our versions */
-            rc = epoch__quarantine_crossforks_in(&xmoved, &xforked, &xown, t,
-                                                 own_head, heads, heads_len);
         if (rc == CRDT_OK)
-            rc = unstage(t, &lost);
+            rc = unstage(t, &lost, &sforked);
         if (rc == CRDT_OK) /* keeps (3) */
             rc = crdt_raw_replay_log(report, t, old_number);
         if (rc == CRDT_OK)
@@ -738,8 +919,8 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             report->quarantined_ops += xmoved;
         own = crdt_replica_actor(rs->r);
         own_lost |= xown; /* crossfork.c: renew, re-apply what lost */
-        if (xforked > 0)
-            rc = crdt_equivocations_add(rs->r, xforked);
+        if (xforked + sforked > 0) /* counted like a same-epoch fork */
+            rc = crdt_equivocations_add(rs->r, xforked + sforked);
         for (size_t i = 0; i < rs->n_forks; i++)
             own_lost |= memcmp(rs->forks[i].b, own.b, 8) == 0;
         /* the replay or the unstaging met a copy of this replica */

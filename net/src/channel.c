@@ -211,6 +211,22 @@ crdtnet_channel_max_plain(const crdtnet_channel *ch)
 }
 
 void
+crdtnet__channel_trim(crdtnet_channel *ch)
+{
+    if (ch == NULL)
+        return;
+    if (ch->in != NULL) { /* plaintext: wiped, keeps (4) */
+        sodium_memzero(ch->in, ch->in_cap);
+        free(ch->in);
+        ch->in = NULL;
+        ch->in_cap = 0;
+    }
+    free(ch->out);
+    ch->out = NULL;
+    ch->out_cap = 0;
+}
+
+void
 crdtnet_channel_free(crdtnet_channel *ch)
 {
     if (ch == NULL)

@@ -1,6 +1,8 @@
 /*
- * conn.c: one sync connection over TCP, driven by one thread with poll()
- * timeouts: the socket and the clock around a crdtnet_peer (peer.c),
+ * conn.c: one sync connection over TCP, driven either by its own thread
+ * with poll() timeouts (crdtnet_sync_connect, crdtnet_serve_conn) or by
+ * the daemon's event loop one turn at a time (crdtnet__conn_turn): the
+ * socket and the clock around a crdtnet_peer (peer.c),
  * which does the framing, the handshake, the channel and the session,
  * exactly as for any other transport (docs/protocol.md, "Sessions over
  * TCP"). What this file adds: reading and writing the socket, the
@@ -25,6 +27,14 @@
  *      and wakes us when it is due, at least every TICK_MS: new
  *      commits by any process are pushed, and a peer whose membership
  *      was revoked is closed within TICK_MS of the commit.
+ *  (6) A turn reads at most one buffer (64 KiB; one handshake frame
+ *      before authentication) and writes at most TURN_OUT_BYTES, so a
+ *      connection that merges or sends a lot (a snapshot) shares an
+ *      event loop fairly with thousands of idle ones: what is left waits
+ *      for the next turn (level-triggered readiness brings it back).
+ *  (7) A turn on a timer with no output in flight frees the peer's
+ *      message buffers (crdtnet__peer_trim): an idle live session holds
+ *      its state, not the buffers of its largest message so far.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -52,8 +62,9 @@
 #define STOP_LINGER_MS 1000
 #define RBUF_BYTES ((size_t)64 * 1024)
 #define ADDR_MAX 96
+#define TURN_OUT_BYTES ((size_t)256 * 1024)
 
-typedef struct {
+struct crdtnet__conn {
     int fd;
     crdtnet_peer *p;
     /* settings, defaults resolved */
@@ -73,8 +84,11 @@ typedef struct {
     /* clocks (ms) */
     long long t_start, t_rx, t_tx, t_wprog, t_stop;
     uint64_t t_peer; /* when crdtnet_peer_tick() wants to run again */
+    int more; /* the output budget of a turn ran out (keeps (6)) */
+    crdtnet__peer_hooks ph;
     char addr[ADDR_MAX];
-} conn;
+};
+typedef struct crdtnet__conn conn;
 
 long long
 crdtnet__now_ms(void)
@@ -304,6 +318,90 @@ poll_timeout(const conn *c, long long now)
     return t < 0 ? 0 : (int)t;
 }
 
+/*
+ * Write what the peer has, at most TURN_OUT_BYTES of it per turn
+ * (keeps (6)): a piece is asked for only once the last one is written,
+ * and asking may seal a session message (an export, a snapshot slice),
+ * so one connection never holds an event loop for longer than that.
+ */
+static void
+flush_out(conn *c, long long now)
+{
+    size_t budget = TURN_OUT_BYTES;
+
+    c->more = 0;
+    for (;;) {
+        if (budget == 0 && !pending(c)) {
+            c->more = 1; /* ask for the next piece on the next turn */
+            return;
+        }
+        next_piece(c, now);
+        if (!pending(c))
+            return;
+        budget = c->out_len - c->out_off >= budget
+                     ? 0
+                     : budget - (c->out_len - c->out_off);
+        do_write(c, now);
+        if (pending(c))
+            return; /* the socket is full: wait until writable */
+    }
+}
+
+void
+crdtnet__conn_turn(crdtnet__conn *c, int revents, unsigned char *rbuf,
+                   size_t rsize, long long now)
+{
+    if (revents & (POLLOUT | POLLERR))
+        do_write(c, now);
+    if (!crdtnet_peer_done(c->p) && !c->eof &&
+        (revents & (POLLIN | POLLHUP | POLLERR)))
+        do_read(c, rbuf,
+                phase(c) == CRDTNET__PEER_HS
+                    ? CRDTNET_FRAME_HEADER_BYTES + CRDTNET_HS_MSG_MAX
+                    : rsize,
+                now);
+    check_timers(c, now);
+    flush_out(c, now);
+    /* a timer turn with nothing in flight: the peer's message buffers
+     * go until the next message (keeps an idle session small, (7)) */
+    if (revents == 0 && !pending(c) && !c->more)
+        crdtnet__peer_trim(c->p);
+}
+
+void
+crdtnet__conn_poke(crdtnet__conn *c)
+{
+    /* the live tick, not a bare poke: the peer's membership is read
+     * again before anything new is queued for it (revocation) */
+    crdtnet__peer_tick(c->p);
+}
+
+int
+crdtnet__conn_done(const crdtnet__conn *c)
+{
+    return !pending(c) && crdtnet_peer_done(c->p);
+}
+
+int
+crdtnet__conn_events(const crdtnet__conn *c)
+{
+    int ev = 0;
+
+    if (crdtnet__conn_done(c))
+        return 0;
+    if (!c->eof)
+        ev |= POLLIN;
+    if (pending(c) || c->more)
+        ev |= POLLOUT;
+    return ev;
+}
+
+long long
+crdtnet__conn_due(const crdtnet__conn *c, long long now)
+{
+    return now + poll_timeout(c, now);
+}
+
 static void
 run(conn *c)
 {
@@ -312,39 +410,24 @@ run(conn *c)
     unsigned char rbuf[RBUF_BYTES];
     struct pollfd pfd;
     long long now;
-    int rc;
+    int rc, revents = 0;
 
-    c->t_start = c->t_rx = c->t_tx = c->t_wprog = crdtnet__now_ms();
     for (;;) {
         now = crdtnet__now_ms();
-        check_timers(c, now);
-        next_piece(c, now);
-        if (!pending(c) && crdtnet_peer_done(c->p))
+        crdtnet__conn_turn(c, revents, rbuf, sizeof rbuf, now);
+        revents = 0;
+        if (crdtnet__conn_done(c))
             break;
         pfd.fd = c->fd;
-        pfd.events = 0;
-        if (!c->eof)
-            pfd.events |= POLLIN;
-        if (pending(c))
-            pfd.events |= POLLOUT;
+        pfd.events = (short)crdtnet__conn_events(c);
         pfd.revents = 0;
-        rc = poll(&pfd, 1, poll_timeout(c, now)); /* keeps (3) */
+        rc = poll(&pfd, 1, c->more ? 0 : poll_timeout(c, now)); /* (3) */
         if (rc < 0 && errno != EINTR) {
             give_up(c, 1, CRDT_EIO, "poll: %s", strerror(errno));
             break;
         }
-        if (rc <= 0)
-            continue;
-        now = crdtnet__now_ms();
-        if (pfd.revents & (POLLOUT | POLLERR))
-            do_write(c, now);
-        if (!crdtnet_peer_done(c->p) && !c->eof &&
-            (pfd.revents & (POLLIN | POLLHUP | POLLERR)))
-            do_read(c, rbuf,
-                    phase(c) == CRDTNET__PEER_HS
-                        ? CRDTNET_FRAME_HEADER_BYTES + CRDTNET_HS_MSG_MAX
-                        : sizeof rbuf,
-                    now);
+        if (rc > 0)
+            revents = pfd.revents;
     }
 }
 
@@ -360,58 +443,92 @@ copy_str(char *dst, size_t size, const char *src)
     dst[n] = '\0';
 }
 
+/* A connection on @p fd with a new peer (@p fd is closed on failure). */
+static int
+conn_new(conn **out, int fd, crdt_replica *const *reps, size_t n,
+         crdtnet_hs_role role, const char *addr,
+         const crdtnet_conn_options *o, const crdtnet__conn_hooks *h)
+{
+    crdtnet_peer_options po = CRDTNET_PEER_OPTIONS_INIT;
+    conn *c;
+    int rc;
+
+    if ((c = calloc(1, sizeof *c)) == NULL) {
+        close(fd);
+        return CRDT_ENOMEM;
+    }
+    c->fd = fd;
+    c->hooks = h;
+    copy_str(c->addr, sizeof c->addr, addr);
+    if (o != NULL) {
+        c->live = o->live;
+        c->hs_ms = o->handshake_timeout_ms;
+        c->idle_ms = o->idle_timeout_ms;
+        c->stop = o->stop;
+        c->log = o->log;
+        c->log_event = o->log_event;
+        c->log_ctx = o->log_ctx;
+        c->progress = o->progress;
+        c->progress_ctx = o->progress_ctx;
+        po.policy = o->policy;
+        po.batch_bytes = o->batch_bytes;
+        po.plain_changes = o->plain_changes;
+        po.no_tofu = o->no_tofu;
+        po.live = o->live;
+        po.handshake_timeout_ms = o->handshake_timeout_ms;
+        po.idle_timeout_ms = o->idle_timeout_ms;
+    }
+    if (c->hs_ms <= 0)
+        c->hs_ms = 10000;
+    if (c->idle_ms <= 0)
+        c->idle_ms = 30000;
+    rc = crdtnet_peer_new(&c->p, reps, n, role, &po);
+    if (rc < 0) {
+        close(fd);
+        free(c);
+        return rc;
+    }
+    c->ph.authenticated = on_authenticated;
+    c->ph.stats = on_stats;
+    if (c->log != NULL || c->log_event != NULL)
+        c->ph.log = on_log;
+    if (c->progress != NULL)
+        c->ph.progress = on_progress;
+    c->ph.ctx = c;
+    crdtnet__peer_set_hooks(c->p, &c->ph);
+    c->t_start = c->t_rx = c->t_tx = c->t_wprog = crdtnet__now_ms();
+    *out = c;
+    return CRDT_OK;
+}
+
+int
+crdtnet__conn_end(crdtnet__conn *c, crdtnet_report *out)
+{
+    int rc;
+
+    if (c == NULL)
+        return CRDT_EINVAL;
+    rc = crdtnet__peer_finish(c->p, out);
+    crdtnet_peer_free(c->p);
+    close(c->fd);
+    free(c);
+    return rc;
+}
+
 /* Run the connection on @p fd with a new peer; closes @p fd. */
 static int
 conn_run(int fd, crdt_replica *const *reps, size_t n, crdtnet_hs_role role,
          const char *addr, const crdtnet_conn_options *o,
          const crdtnet__conn_hooks *h, crdtnet_report *out)
 {
-    crdtnet_peer_options po = CRDTNET_PEER_OPTIONS_INIT;
-    crdtnet__peer_hooks ph = { NULL, on_authenticated, on_stats, NULL, NULL };
-    conn c;
+    conn *c;
     int rc;
 
-    memset(&c, 0, sizeof c);
-    c.fd = fd;
-    c.hooks = h;
-    copy_str(c.addr, sizeof c.addr, addr);
-    if (o != NULL) {
-        c.live = o->live;
-        c.hs_ms = o->handshake_timeout_ms;
-        c.idle_ms = o->idle_timeout_ms;
-        c.stop = o->stop;
-        c.log = o->log;
-        c.log_event = o->log_event;
-        c.log_ctx = o->log_ctx;
-        c.progress = o->progress;
-        c.progress_ctx = o->progress_ctx;
-        po.policy = o->policy;
-        po.batch_bytes = o->batch_bytes;
-        po.no_tofu = o->no_tofu;
-        po.live = o->live;
-        po.handshake_timeout_ms = o->handshake_timeout_ms;
-        po.idle_timeout_ms = o->idle_timeout_ms;
-    }
-    if (c.hs_ms <= 0)
-        c.hs_ms = 10000;
-    if (c.idle_ms <= 0)
-        c.idle_ms = 30000;
-    rc = crdtnet_peer_new(&c.p, reps, n, role, &po);
-    if (rc < 0) {
-        close(fd);
+    rc = conn_new(&c, fd, reps, n, role, addr, o, h);
+    if (rc < 0)
         return rc;
-    }
-    if (c.log != NULL || c.log_event != NULL)
-        ph.log = on_log;
-    if (c.progress != NULL)
-        ph.progress = on_progress;
-    ph.ctx = &c;
-    crdtnet__peer_set_hooks(c.p, &ph);
-    run(&c);
-    rc = crdtnet__peer_finish(c.p, out);
-    crdtnet_peer_free(c.p);
-    close(fd);
-    return rc;
+    run(c);
+    return crdtnet__conn_end(c, out);
 }
 
 static void
@@ -465,6 +582,30 @@ crdtnet__serve_conn(int fd, crdt_replica *const *replicas, size_t n,
     peer_addr(addr, sizeof addr, fd);
     /* The handshake is created when the hello arrives (keeps (2)). */
     return conn_run(fd, replicas, n, CRDTNET_HS_SERVER, addr, opts, h, out);
+}
+
+int
+crdtnet__conn_accept(crdtnet__conn **out, int fd,
+                     crdt_replica *const *replicas, size_t n,
+                     const crdtnet_conn_options *opts,
+                     const crdtnet__conn_hooks *h)
+{
+    char addr[ADDR_MAX];
+    int fl;
+
+    if (out == NULL || fd < 0 || replicas == NULL || n == 0) {
+        if (fd >= 0)
+            close(fd);
+        return CRDT_EINVAL;
+    }
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+        close(fd);
+        return CRDT_EIO;
+    }
+    set_nodelay(fd);
+    peer_addr(addr, sizeof addr, fd);
+    return conn_new(out, fd, replicas, n, CRDTNET_HS_SERVER, addr, opts, h);
 }
 
 int

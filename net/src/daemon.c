@@ -1,15 +1,20 @@
 /*
  * daemon.c: the sync daemon (crdtnet/daemon.h): accept connections and
- * keep live sessions with configured peers, one thread per connection.
+ * keep live sessions with configured peers. Accepted connections share
+ * one event loop (epoll); each configured peer link has its own thread.
  *
  *   new (bind, listen) --run--> RUNNING --stop()--> STOPPING --> run
  *                                                    returns --> free
  *
  * Threads:
- *   - the caller of crdtnet_daemon_run(): polls the listening socket and
- *     the stop pipe, accepts, starts connection threads, reaps finished
- *     ones;
- *   - one thread per accepted connection: crdtnet__serve_conn();
+ *   - the caller of crdtnet_daemon_run(): the event loop. It waits
+ *     (epoll, level-triggered) on the listening socket, the stop pipe and
+ *     every accepted connection, accepts, and turns each connection
+ *     (crdtnet__conn_turn) when its socket is ready or its deadline (a
+ *     min-heap, timer_heap.c) is due; a turn reads at most 64 KiB and
+ *     writes at most 256 KiB, so a connection merging or sending a
+ *     snapshot holds the others up for one bounded slice, not its
+ *     whole transfer;
  *   - one thread per (configured peer, replica): connect, run a live
  *     session, reconnect with exponential backoff and jitter.
  * Invariants:
@@ -24,13 +29,20 @@
  *      cannot take the slots of another. With none to evict, a new
  *      connection is closed at once, before any byte is read
  *      (docs/testing.md B19, S5).
- *  (2) Every wait polls the stop pipe or is at most 250 ms (the stop flag,
- *      in conn.c), so stop() ends every thread within about a second:
+ *  (2) Every wait polls the stop pipe or is at most 250 ms (every
+ *      connection is turned at least that often and reads its stop
+ *      flag), so stop() ends every session and thread within about a
+ *      second:
  *      the pipe is written once and never drained, so every poller sees
  *      it readable from then on.
  *  (3) stop() only stores to a sig_atomic_t and write()s to a pipe, so a
  *      signal handler may call it.
- *  (4) Every thread started is joined before run() returns.
+ *  (4) Every thread started is joined, and every connection ended,
+ *      before run() returns.
+ *  (5) Only the loop's thread turns, ends or frees a connection, and
+ *      changes the timer heap and the epoll set; the lists of
+ *      connections are changed under d->mu (other threads read them to
+ *      stop sessions of a removed space).
  */
 #define _GNU_SOURCE /* accept4, pipe2 */
 #include <errno.h>
@@ -42,6 +54,7 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +63,14 @@
 
 #include "crdtnet/daemon.h"
 #include "io_internal.h"
+#include "timer_heap.h"
 
 #define HOST_MAX 256
+#define RBUF_BYTES ((size_t)64 * 1024) /* one read of one connection */
+#define ACCEPT_BURST 64   /* connections accepted per wake */
+#define EVENTS_MAX 256    /* readiness events per wake */
+#define TIMERS_BURST 4096 /* due connections turned per wake */
+#define ACCEPT_PAUSE_MS 100 /* out of fds: stop accepting this long */
 #define EVICT_AGE_MS 100 /* a handshake younger than this is never evicted */
 #define PORT_MAX 32
 
@@ -59,19 +78,22 @@ struct crdtnet_daemon;
 
 typedef struct dconn {
     struct crdtnet_daemon *d;
-    pthread_t th;
+    crdtnet__conn *cn;
+    crdtnet__conn_hooks h;
     int fd;
     volatile sig_atomic_t stop; /* its own: set on stop or its space's removal */
     crdtnet_conn_options copts; /* the daemon's, with its own stop flag */
     crdt_replica *r;            /* its space, once known (conn_stats) */
     int authed; /* its handshake slot was given back */
-    int done;   /* the thread finished: join it */
     volatile int evict; /* told to end if still in its handshake */
+    int events;         /* what epoll waits for (POLLIN, POLLOUT); 0: none */
+    size_t heap_pos;    /* its deadline in d->timers */
     long long t_accept;
     long long rx_ms;    /* when it last sent bytes (conn.c stores it) */
     unsigned char addr[16]; /* its source address (IPv4: 4 bytes) */
     int family;
-    struct dconn *next;
+    struct dconn *next, *prev;       /* d->conns: every one */
+    struct dconn *hs_next, *hs_prev; /* d->hs: those in the handshake */
 } dconn;
 
 typedef struct {
@@ -92,6 +114,7 @@ struct crdtnet_daemon {
      * (threads hold pointers into them); n is published last */
     crdt_replica **reps;
     crdtnet_space_stats *stats; /* one per replica */
+    uint64_t *seen_txn;         /* the loop's: last commit id seen */
     int *removed;               /* 1: no longer served (under mu) */
     size_t n;
     int lfd;
@@ -112,6 +135,11 @@ struct crdtnet_daemon {
     int running;     /* peer threads are started as links are added */
     pthread_mutex_t mu;
     dconn *conns;
+    dconn *hs;       /* those of conns not yet authenticated */
+    int ep;          /* the event loop's epoll instance */
+    crdtnet__heap timers;
+    unsigned char *rbuf; /* every connection's reads go through it */
+    long long accept_paused_until; /* 0: accepting */
     unsigned n_conns, n_hs;
     unsigned n_evicting; /* evicted, in their handshake, not yet ended */
     int ran;
@@ -215,7 +243,7 @@ bind_listen(crdtnet_daemon *d, const char *host, const char *port)
         }
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-            listen(fd, 128) == 0)
+            listen(fd, SOMAXCONN) == 0)
             break;
         err = errno;
         close(fd);
@@ -278,7 +306,7 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     d = calloc(1, sizeof *d);
     if (d == NULL)
         return CRDT_ENOMEM;
-    d->lfd = d->pipe_r = d->pipe_w = -1;
+    d->lfd = d->pipe_r = d->pipe_w = d->ep = -1;
     d->copts = opts->conn;
     d->copts.version = 1;
     d->copts.live = 1;
@@ -290,7 +318,8 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     d->user_event = opts->conn.log_event;
     d->user_log_ctx = opts->conn.log_ctx;
     d->quiet = opts->quiet;
-    d->max_conns = opts->max_conns ? opts->max_conns : 256;
+    d->max_conns =
+        opts->max_conns ? opts->max_conns : CRDTNET_DAEMON_MAX_CONNS_DEFAULT;
     d->max_hs = opts->max_handshakes ? opts->max_handshakes : 128;
     d->max_per_addr =
         opts->max_handshakes_per_addr ? opts->max_handshakes_per_addr : 32;
@@ -307,7 +336,9 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     d->reps = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->reps);
     d->stats = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->stats);
     d->removed = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->removed);
-    if (d->reps == NULL || d->stats == NULL || d->removed == NULL)
+    d->seen_txn = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->seen_txn);
+    if (d->reps == NULL || d->stats == NULL || d->removed == NULL ||
+        d->seen_txn == NULL)
         goto fail;
     memcpy(d->reps, replicas, n * sizeof *d->reps);
     d->n = n;
@@ -346,6 +377,11 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     }
     d->pipe_r = fds[0];
     d->pipe_w = fds[1];
+    if ((d->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+        (d->rbuf = malloc(RBUF_BYTES)) == NULL) {
+        rc = d->ep < 0 ? CRDT_EIO : CRDT_ENOMEM;
+        goto fail;
+    }
     if (pthread_mutex_init(&d->mu, NULL) != 0) {
         rc = CRDT_ERROR;
         goto fail;
@@ -359,11 +395,15 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     return CRDT_OK;
 
 fail:
+    if (d->ep >= 0)
+        close(d->ep);
+    free(d->rbuf);
     if (d->pipe_r >= 0)
         close(d->pipe_r);
     if (d->pipe_w >= 0)
         close(d->pipe_w);
     free(d->peers);
+    free(d->seen_txn);
     free(d->removed);
     free(d->stats);
     free(d->reps);
@@ -425,6 +465,19 @@ crdtnet_daemon_space_stats(crdtnet_daemon *d, size_t i,
 
 /* ---- accepted connections ----------------------------------------- */
 
+/* Under d->mu: take @p c out of the list of pending handshakes. */
+static void
+hs_unlink(crdtnet_daemon *d, dconn *c)
+{
+    if (c->hs_prev != NULL)
+        c->hs_prev->hs_next = c->hs_next;
+    else
+        d->hs = c->hs_next;
+    if (c->hs_next != NULL)
+        c->hs_next->hs_prev = c->hs_prev;
+    c->hs_next = c->hs_prev = NULL;
+}
+
 static void
 conn_authenticated(void *ctx)
 {
@@ -437,6 +490,7 @@ conn_authenticated(void *ctx)
     }
     c->authed = 1;
     c->d->n_hs--; /* keeps (1) */
+    hs_unlink(c->d, c);
     pthread_mutex_unlock(&c->d->mu);
 }
 
@@ -463,62 +517,6 @@ conn_stats(crdt_replica *r, void *ctx)
         c->stop = 1;
     pthread_mutex_unlock(&c->d->mu);
     return stats_of(c->d, r);
-}
-
-static void *
-conn_main(void *arg)
-{
-    dconn *c = arg;
-    crdtnet_daemon *d = c->d;
-    crdtnet__conn_hooks h = { conn_authenticated, conn_stats, c, &c->evict,
-                              &c->rx_ms };
-    crdt_replica *reps[CRDTNET_DAEMON_MAX_SPACES];
-    size_t n = 0;
-
-    /* the spaces served when it starts, and the settings in force */
-    pthread_mutex_lock(&d->mu);
-    for (size_t i = 0; i < d->n; i++)
-        if (!d->removed[i])
-            reps[n++] = d->reps[i];
-    c->copts = d->copts;
-    c->copts.stop = &c->stop;
-    if (d->stop)
-        c->stop = 1;
-    pthread_mutex_unlock(&d->mu);
-    (void)crdtnet__serve_conn(c->fd, reps, n, &c->copts, NULL, &h);
-    pthread_mutex_lock(&d->mu);
-    if (!c->authed)
-        d->n_hs--;
-    if (c->evict)
-        d->n_evicting--;
-    d->n_conns--;
-    c->done = 1;
-    pthread_mutex_unlock(&d->mu);
-    return NULL;
-}
-
-/* Join finished connection threads; with @p all, every one (keeps (4)). */
-static void
-reap(crdtnet_daemon *d, int all)
-{
-    dconn *c, **pp, *done = NULL;
-
-    pthread_mutex_lock(&d->mu);
-    for (pp = &d->conns; (c = *pp) != NULL;) {
-        if (all || c->done) {
-            *pp = c->next;
-            c->next = done;
-            done = c;
-        } else {
-            pp = &c->next;
-        }
-    }
-    pthread_mutex_unlock(&d->mu);
-    while ((c = done) != NULL) {
-        done = c->next;
-        pthread_join(c->th, NULL);
-        free(c);
-    }
 }
 
 static void
@@ -551,8 +549,8 @@ pending_from(const crdtnet_daemon *d, const dconn *from)
     const dconn *c;
     unsigned n = 0;
 
-    for (c = d->conns; c != NULL; c = c->next)
-        if (!c->authed && !c->done && !c->evict && same_addr(c, from))
+    for (c = d->hs; c != NULL; c = c->hs_next)
+        if (!c->evict && same_addr(c, from))
             n++;
     return n;
 }
@@ -562,7 +560,7 @@ pending_from(const crdtnet_daemon *d, const dconn *from)
 static int
 evictable(const dconn *c, int any_age, long long now)
 {
-    return !c->authed && !c->done && !c->evict &&
+    return !c->authed && !c->evict &&
            (any_age || now - c->t_accept >= EVICT_AGE_MS);
 }
 
@@ -573,7 +571,7 @@ evictable(const dconn *c, int any_age, long long now)
  * EVICT_AGE_MS old); with @p over_share, those of any address holding
  * more than its share of pending handshakes, however young (that
  * address cannot keep the others out); else any at least EVICT_AGE_MS
- * old.
+ * old. The one told is turned at once (the loop's thread calls this).
  */
 static int
 evict_idlest(crdtnet_daemon *d, const dconn *from, int over_share,
@@ -582,7 +580,7 @@ evict_idlest(crdtnet_daemon *d, const dconn *from, int over_share,
     dconn *c, *idlest = NULL;
     long long rx, best = 0;
 
-    for (c = d->conns; c != NULL; c = c->next) {
+    for (c = d->hs; c != NULL; c = c->hs_next) {
         if (!evictable(c, over_share, now) ||
             (from != NULL && !same_addr(c, from)))
             continue;
@@ -599,6 +597,8 @@ evict_idlest(crdtnet_daemon *d, const dconn *from, int over_share,
         return 0;
     __atomic_store_n(&idlest->evict, 1, __ATOMIC_RELAXED);
     d->n_evicting++;
+    if (idlest->cn != NULL)
+        (void)crdtnet__heap_set(&d->timers, idlest, &idlest->heap_pos, now);
     return 1;
 }
 
@@ -622,7 +622,7 @@ make_room(crdtnet_daemon *d, const dconn *c)
     int at_share = pending_from(d, c) >= d->max_per_addr;
 
     /* full: the idlest pending handshake makes room (those evicted and
-     * still ending do not count; their threads end within a tick). An
+     * still ending do not count; they end on their next turn). An
      * address that holds its share only replaces one of its own; one
      * below it first takes the place of an address above it. */
     if ((d->n_conns - d->n_evicting >= d->max_conns ||
@@ -641,54 +641,205 @@ make_room(crdtnet_daemon *d, const dconn *c)
     return NULL;
 }
 
+/* Under d->mu: list @p c as a new connection in its handshake. */
 static void
+conn_link(crdtnet_daemon *d, dconn *c)
+{
+    d->n_conns++;
+    d->n_hs++;
+    c->prev = NULL;
+    c->next = d->conns;
+    if (d->conns != NULL)
+        d->conns->prev = c;
+    d->conns = c;
+    c->hs_prev = NULL;
+    c->hs_next = d->hs;
+    if (d->hs != NULL)
+        d->hs->hs_prev = c;
+    d->hs = c;
+}
+
+/* Under d->mu: the counts and lists without @p c (keeps (1)). */
+static void
+conn_unlink(crdtnet_daemon *d, dconn *c)
+{
+    if (!c->authed) {
+        d->n_hs--;
+        hs_unlink(d, c);
+    }
+    if (c->evict)
+        d->n_evicting--;
+    d->n_conns--;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        d->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+}
+
+/* poll(2) events to epoll's, and back. */
+static uint32_t
+to_epoll(int ev)
+{
+    return ((ev & POLLIN) ? EPOLLIN | EPOLLRDHUP : 0) |
+           ((ev & POLLOUT) ? EPOLLOUT : 0);
+}
+
+static int
+from_epoll(uint32_t ev)
+{
+    return ((ev & (EPOLLIN | EPOLLRDHUP)) ? POLLIN : 0) |
+           ((ev & EPOLLOUT) ? POLLOUT : 0) | ((ev & EPOLLERR) ? POLLERR : 0) |
+           ((ev & EPOLLHUP) ? POLLHUP : 0);
+}
+
+/* A connection is over: its result and log lines, then gone. */
+static void
+conn_close(crdtnet_daemon *d, dconn *c)
+{
+    crdtnet__heap_remove(&d->timers, &c->heap_pos);
+    if (c->events != 0)
+        (void)epoll_ctl(d->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    (void)crdtnet__conn_end(c->cn, NULL); /* closes the socket */
+    pthread_mutex_lock(&d->mu);
+    conn_unlink(d, c);
+    pthread_mutex_unlock(&d->mu);
+    free(c);
+}
+
+/*
+ * After a turn: end the connection if it is over, else wait for what
+ * it wants (a connection that wants nothing is out of the epoll set, so
+ * a hung-up socket cannot wake the loop again and again) and until its
+ * next deadline.
+ */
+static void
+conn_schedule(crdtnet_daemon *d, dconn *c, long long now)
+{
+    struct epoll_event e;
+    int ev, op;
+
+    if (crdtnet__conn_done(c->cn)) {
+        conn_close(d, c);
+        return;
+    }
+    ev = crdtnet__conn_events(c->cn);
+    if (ev != c->events) {
+        op = c->events == 0 ? EPOLL_CTL_ADD
+                            : ev == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+        memset(&e, 0, sizeof e);
+        e.events = to_epoll(ev);
+        e.data.ptr = c;
+        if (epoll_ctl(d->ep, op, c->fd, &e) == 0)
+            c->events = ev;
+    }
+    if (crdtnet__heap_set(&d->timers, c, &c->heap_pos,
+                          crdtnet__conn_due(c->cn, now)) < 0)
+        c->stop = 1; /* out of memory: no deadline, so end it */
+}
+
+static void
+conn_turn(crdtnet_daemon *d, dconn *c, int revents)
+{
+    long long now = crdtnet__now_ms();
+
+    crdtnet__conn_turn(c->cn, revents, d->rbuf, RBUF_BYTES, now);
+    conn_schedule(d, c, now);
+}
+
+/* Out of fds (or memory): leave the listening socket out of the epoll
+ * set for a moment, so the loop neither spins nor sleeps. */
+static void
+accept_pause(crdtnet_daemon *d)
+{
+    d->accept_paused_until = crdtnet__now_ms() + ACCEPT_PAUSE_MS;
+    (void)epoll_ctl(d->ep, EPOLL_CTL_DEL, d->lfd, NULL);
+}
+
+static void
+accept_resume(crdtnet_daemon *d)
+{
+    struct epoll_event e;
+
+    if (d->accept_paused_until == 0 || d->lfd < 0 ||
+        crdtnet__now_ms() < d->accept_paused_until)
+        return;
+    memset(&e, 0, sizeof e);
+    e.events = EPOLLIN;
+    e.data.ptr = &d->lfd;
+    (void)epoll_ctl(d->ep, EPOLL_CTL_ADD, d->lfd, &e);
+    d->accept_paused_until = 0;
+}
+
+/* Accept one connection; 0 when there was none to accept. */
+static int
 accept_one(crdtnet_daemon *d)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
+    crdt_replica *reps[CRDTNET_DAEMON_MAX_SPACES];
+    size_t n = 0;
     const char *why;
     dconn *c;
-    int fd;
+    int fd, rc;
 
-    fd = accept4(d->lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+    fd = accept4(d->lfd, (struct sockaddr *)&ss, &sl,
+                 SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) {
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
             errno == ENOMEM) {
             dlogf(d, CRDTNET_LOG_ERROR, "accept: %s", strerror(errno));
-            (void)wait_stop(d, 100); /* no spin while out of fds */
+            accept_pause(d);
         }
-        return;
+        return 0;
     }
     c = calloc(1, sizeof *c);
     if (c == NULL) {
         refuse(d, fd, "out of memory");
-        return;
+        return 1;
     }
     c->d = d;
     c->fd = fd;
+    c->heap_pos = CRDTNET__HEAP_NONE;
     c->t_accept = c->rx_ms = crdtnet__now_ms();
+    c->h.authenticated = conn_authenticated;
+    c->h.stats = conn_stats;
+    c->h.ctx = c;
+    c->h.evict = &c->evict;
+    c->h.rx_ms = &c->rx_ms;
     set_source(c, &ss);
     pthread_mutex_lock(&d->mu);
     if ((why = make_room(d, c)) != NULL) {
         pthread_mutex_unlock(&d->mu);
         free(c);
         refuse(d, fd, why);
-        return;
+        return 1;
     }
-    d->n_conns++;
-    d->n_hs++;
-    c->next = d->conns; /* listed before it can finish */
-    d->conns = c;
-    if (pthread_create(&c->th, NULL, conn_main, c) != 0) {
-        d->conns = c->next;
-        d->n_conns--;
-        d->n_hs--;
+    conn_link(d, c); /* listed before it can finish */
+    /* the spaces served when it starts, and the settings in force */
+    for (size_t i = 0; i < d->n; i++)
+        if (!d->removed[i])
+            reps[n++] = d->reps[i];
+    c->copts = d->copts;
+    c->copts.stop = &c->stop;
+    if (d->stop)
+        c->stop = 1;
+    pthread_mutex_unlock(&d->mu);
+    rc = n == 0 ? CRDT_EINVAL
+                : crdtnet__conn_accept(&c->cn, fd, reps, n, &c->copts,
+                                       &c->h);
+    if (rc < 0) { /* the socket is closed */
+        if (n == 0)
+            close(fd);
+        pthread_mutex_lock(&d->mu);
+        conn_unlink(d, c);
         pthread_mutex_unlock(&d->mu);
         free(c);
-        refuse(d, fd, "cannot start a thread");
-        return;
+        return 1;
     }
-    pthread_mutex_unlock(&d->mu);
+    conn_turn(d, c, 0); /* starts its clock, asks for readiness */
+    return 1;
 }
 
 /* ---- outgoing peers ----------------------------------------------- */
@@ -814,12 +965,108 @@ peers_end(crdtnet_daemon *d, size_t slot)
     free(ths);
 }
 
+/* ---- the event loop ----------------------------------------------- */
+
+/* Register @p fd for readability, tagged with @p tag. */
+static int
+watch(crdtnet_daemon *d, int fd, void *tag)
+{
+    struct epoll_event e;
+
+    memset(&e, 0, sizeof e);
+    e.events = EPOLLIN;
+    e.data.ptr = tag;
+    return epoll_ctl(d->ep, EPOLL_CTL_ADD, fd, &e);
+}
+
+/*
+ * A commit in a served space (merged from one session, or made by any
+ * process): every session of that space runs its live tick and is
+ * turned at once, so a change fans out in one pass of the loop instead
+ * of on each session's next tick (up to 250 ms later, spread over the
+ * sessions). The live tick reads the peer's membership first, so a
+ * revoked peer is closed, never sent the commits after its revocation;
+ * the regular ticks still run for a commit whose data a read could not
+ * see yet.
+ */
+static void
+fan_out(crdtnet_daemon *d, long long now)
+{
+    crdt_replica *changed[CRDTNET_DAEMON_MAX_SPACES];
+    size_t n = __atomic_load_n(&d->n, __ATOMIC_ACQUIRE), k = 0;
+    uint64_t t;
+    dconn *c;
+
+    for (size_t i = 0; i < n; i++) {
+        t = crdt_replica_last_txn(d->reps[i]);
+        if (t != d->seen_txn[i]) {
+            d->seen_txn[i] = t;
+            changed[k++] = d->reps[i];
+        }
+    }
+    for (c = k > 0 ? d->conns : NULL; c != NULL; c = c->next) {
+        if (!c->authed || c->r == NULL)
+            continue;
+        for (size_t i = 0; i < k; i++)
+            if (c->r == changed[i]) {
+                crdtnet__conn_poke(c->cn);
+                (void)crdtnet__heap_set(&d->timers, c, &c->heap_pos, now);
+                break;
+            }
+    }
+}
+
+/* One wake of the loop: wait for readiness or the earliest deadline
+ * (at most a second), then turn what is ready and what is due. */
+static void
+loop_once(crdtnet_daemon *d)
+{
+    struct epoll_event ev[EVENTS_MAX];
+    long long now = crdtnet__now_ms(), due, wait = 1000;
+    dconn *c;
+    int n, k;
+
+    if (crdtnet__heap_top(&d->timers, &due) != NULL)
+        wait = due <= now ? 0 : due - now < wait ? due - now : wait;
+    if (d->accept_paused_until != 0 && wait > ACCEPT_PAUSE_MS)
+        wait = ACCEPT_PAUSE_MS;
+    n = epoll_wait(d->ep, ev, EVENTS_MAX, (int)wait);
+    if (n < 0 && errno != EINTR) {
+        dlogf(d, CRDTNET_LOG_ERROR, "epoll_wait: %s", strerror(errno));
+        (void)wait_stop(d, 100); /* no spin */
+    }
+    for (k = 0; k < n; k++) {
+        void *tag = ev[k].data.ptr;
+
+        if (tag == &d->pipe_r) {
+            /* never drained (keeps (2)): out of the set, or it spins */
+            (void)epoll_ctl(d->ep, EPOLL_CTL_DEL, d->pipe_r, NULL);
+        } else if (tag == &d->lfd) {
+            for (int i = 0; i < ACCEPT_BURST && !d->stop && d->lfd >= 0 &&
+                            d->accept_paused_until == 0 && accept_one(d);
+                 i++)
+                ;
+        } else {
+            conn_turn(d, tag, from_epoll(ev[k].events));
+        }
+    }
+    accept_resume(d);
+    now = crdtnet__now_ms();
+    fan_out(d, now);
+    for (k = 0; k < TIMERS_BURST &&
+                (c = crdtnet__heap_top(&d->timers, &due)) != NULL &&
+                due <= now;
+         k++)
+        conn_turn(d, c, 0);
+}
+
 /* ---- run, free ---------------------------------------------------- */
 
 int
 crdtnet_daemon_run(crdtnet_daemon *d)
 {
-    struct pollfd pfd[2];
+    long long now;
+    dconn *c;
     size_t i;
     int rc = CRDT_OK;
 
@@ -829,6 +1076,11 @@ crdtnet_daemon_run(crdtnet_daemon *d)
     dlogf(d, CRDTNET_LOG_INFO,
           "listening on %s for %zu space(s), %zu peer link(s)", d->where,
           d->n, d->n_peers);
+    if (watch(d, d->lfd, &d->lfd) != 0 ||
+        watch(d, d->pipe_r, &d->pipe_r) != 0) {
+        dlogf(d, CRDTNET_LOG_ERROR, "epoll_ctl: %s", strerror(errno));
+        return CRDT_ERROR;
+    }
     pthread_mutex_lock(&d->mu);
     d->running = 1;
     for (i = 0; i < d->n_peers && !d->stop; i++) {
@@ -841,35 +1093,26 @@ crdtnet_daemon_run(crdtnet_daemon *d)
         }
     }
     pthread_mutex_unlock(&d->mu);
-    while (!d->stop) {
-        pfd[0].fd = d->lfd;
-        pfd[0].events = POLLIN;
-        pfd[1].fd = d->pipe_r;
-        pfd[1].events = POLLIN;
-        pfd[0].revents = pfd[1].revents = 0;
-        if (poll(pfd, 2, 1000) < 0 && errno != EINTR) {
-            dlogf(d, CRDTNET_LOG_ERROR, "poll: %s", strerror(errno));
-            (void)wait_stop(d, 100);
-        }
-        reap(d, 0);
-        if (d->stop || pfd[1].revents)
-            break;
-        if (pfd[0].revents & POLLIN)
-            accept_one(d);
-    }
+    while (!d->stop)
+        loop_once(d);
     dlogf(d, CRDTNET_LOG_INFO, "stopping");
+    if (d->accept_paused_until == 0)
+        (void)epoll_ctl(d->ep, EPOLL_CTL_DEL, d->lfd, NULL);
     close(d->lfd); /* no new connection completes from now on */
     d->lfd = -1;
-    {   /* every connection and link has its own stop flag */
-        dconn *c;
-        pthread_mutex_lock(&d->mu);
-        d->running = 0;
-        for (c = d->conns; c != NULL; c = c->next)
-            c->stop = 1;
-        pthread_mutex_unlock(&d->mu);
-    }
+    /* every connection and link has its own stop flag */
+    pthread_mutex_lock(&d->mu);
+    d->running = 0;
+    for (c = d->conns; c != NULL; c = c->next)
+        c->stop = 1;
+    pthread_mutex_unlock(&d->mu);
+    now = crdtnet__now_ms();
+    for (c = d->conns; c != NULL; c = c->next) /* (5): ours to read */
+        (void)crdtnet__heap_set(&d->timers, c, &c->heap_pos, now);
+    /* each ends within a second of its stop flag (conn.c's linger) */
+    while (d->conns != NULL)
+        loop_once(d);
     peers_end(d, SIZE_MAX);
-    reap(d, 1);
     dlogf(d, CRDTNET_LOG_INFO, "stopped");
     return rc;
 }
@@ -883,8 +1126,12 @@ crdtnet_daemon_free(crdtnet_daemon *d)
         close(d->lfd);
     close(d->pipe_r);
     close(d->pipe_w);
+    close(d->ep);
+    free(d->rbuf);
+    crdtnet__heap_free(&d->timers);
     pthread_mutex_destroy(&d->mu);
     free(d->peers);
+    free(d->seen_txn);
     free(d->removed);
     free(d->stats);
     free(d->reps);
@@ -1030,7 +1277,8 @@ crdtnet_daemon_set_options(crdtnet_daemon *d,
     if (d == NULL || o == NULL)
         return CRDT_EINVAL;
     pthread_mutex_lock(&d->mu);
-    d->max_conns = o->max_conns ? o->max_conns : 256;
+    d->max_conns =
+        o->max_conns ? o->max_conns : CRDTNET_DAEMON_MAX_CONNS_DEFAULT;
     d->max_hs = o->max_handshakes ? o->max_handshakes : 128;
     d->max_per_addr =
         o->max_handshakes_per_addr ? o->max_handshakes_per_addr : 32;

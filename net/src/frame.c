@@ -196,6 +196,17 @@ crdtnet_framer_next(crdtnet_framer *f, const unsigned char **payload_out,
     return CRDT_OK;
 }
 
+void
+crdtnet__framer_trim(crdtnet_framer *f)
+{
+    /* between frames only: a partial frame keeps its bytes */
+    if (f == NULL || f->ready || f->hdr_have != 0 || f->have != 0)
+        return;
+    free(f->buf); /* ciphertext or handshake frames: nothing secret */
+    f->buf = NULL;
+    f->cap = 0;
+}
+
 size_t
 crdtnet__framer_capacity(const crdtnet_framer *f)
 {

@@ -16,6 +16,10 @@
 /* Tests only: bytes the framer holds allocated for payloads. */
 size_t crdtnet__framer_capacity(const crdtnet_framer *f);
 
+/* Idle: free the payload buffer if no frame is partly received (the
+ * next frame allocates again). */
+void crdtnet__framer_trim(crdtnet_framer *f);
+
 typedef crypto_secretstream_xchacha20poly1305_state crdtnet__stream;
 
 /*
@@ -24,6 +28,15 @@ typedef crypto_secretstream_xchacha20poly1305_state crdtnet__stream;
  */
 int crdtnet__channel_new(crdtnet_channel **out, const crdtnet__stream *push,
                          const crdtnet__stream *pull, size_t frame_max);
+
+/* Idle: free the buffers of the last sealed and opened messages (the
+ * plaintext wiped first); views handed out before are invalid. */
+void crdtnet__channel_trim(crdtnet_channel *ch);
+
+/* Idle, between next_out() calls: free the message encoder's buffer
+ * (msgpack's 8 KiB at least; the next message allocates it again). */
+struct crdtnet_session;
+void crdtnet__session_trim(struct crdtnet_session *s);
 
 /* Tests only: rekey every @p n messages (both sides must agree). */
 void crdtnet__channel_set_rekey_interval(crdtnet_channel *ch, uint64_t n);

@@ -377,6 +377,7 @@ hs_finished(crdtnet_peer *p)
         so.policy = p->o.policy;
         so.batch_bytes = p->o.batch_bytes;
         so.live = p->o.live;
+        so.plain_changes = p->o.plain_changes;
         so.sync_proto = p->o.sync_proto;
         rc = crdtnet_session_new(&p->s, p->r, &so);
     }
@@ -696,6 +697,28 @@ crdtnet_peer_progress_get(const crdtnet_peer *p, crdtnet_peer_progress *out)
 }
 
 /* ---- for transports that keep the clock (peer_internal.h) ---------- */
+
+void
+crdtnet__peer_trim(crdtnet_peer *p)
+{
+    if (p == NULL)
+        return;
+    if (p->obuf != NULL && p->olen == 0 && !p->handed) {
+        sodium_memzero(p->obuf, p->ocap);
+        free(p->obuf);
+        p->obuf = NULL;
+        p->ocap = 0;
+    }
+    if (p->hs == NULL && p->hsq != NULL && p->hsq_len == 0) {
+        sodium_memzero(p->hsq, p->hsq_cap);
+        free(p->hsq);
+        p->hsq = NULL;
+        p->hsq_cap = 0;
+    }
+    crdtnet__framer_trim(p->fr);
+    crdtnet__channel_trim(p->ch);
+    crdtnet__session_trim(p->s);
+}
 
 void
 crdtnet__peer_set_hooks(crdtnet_peer *p, const crdtnet__peer_hooks *h)

@@ -64,6 +64,14 @@ void crdtnet__peer_kill(crdtnet_peer *p, int code, const char *fmt, ...)
  */
 void crdtnet__peer_tick(crdtnet_peer *p);
 
+/*
+ * Idle (nothing handed out and not yet sent): free the buffers that
+ * only hold the last message each way (output, framer, channel, the
+ * session's encoder); the next message allocates them again. An idle
+ * live session then holds its state and no message buffers.
+ */
+void crdtnet__peer_trim(crdtnet_peer *p);
+
 /* Send an empty sealed message when the session has nothing to send
  * (keeps a quiet live connection within the other side's idle timeout). */
 void crdtnet__peer_keepalive(crdtnet_peer *p);

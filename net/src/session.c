@@ -20,7 +20,12 @@
  *  12 FORKS      [12, [actor...]]  right after HELLO, from both sides:
  *                the actors whose chain in the peer's HELLO heads forks
  *                from ours (equivocation: a copied replica wrote)
- *  13 SUMMARY    [13, digests, entries]  protocol 4 only: one round of
+ *  13 PACKED     [13, 7 or 11, bin]  a CHANGES or SNAP_LOG whose changes
+ *                are packed (crdt_changes_pack()); sent only to a peer
+ *                whose HELLO wrote its proto as uint 8 (cc 03): it reads
+ *                them. An older peer writes 03, reads plain messages only
+ *                and never sees one.
+ *  14 SUMMARY    [14, digests, entries]  protocol 4 only: one round of
  *                the heads summary (summary.h), between HELLO and FORKS
  * HELLO is [1, proto, epoch_id, epoch_no, state_hash, vv, [record...],
  * heads] where heads is every head with its chain hash
@@ -54,7 +59,8 @@
  *      does not grow with history or state size.
  *  (2) Each CHANGES message is merged in one txn, all or nothing.
  *  (3) "In sync" is reported only if, at FIN, both vvs and both state
- *      hashes are equal; equal vvs with different hashes is an error.
+ *      hashes are equal; equal vvs with different hashes is an error
+ *      when the comparison is conclusive (fin_conclusive()).
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -64,12 +70,14 @@
 #include <sodium.h>
 
 #include "crdtnet/session.h"
+#include "net_internal.h"
 #include "internal.h" /* libcrdt: bounded msgpack reader, encoder */
 #include "summary.h"
 
 enum {
     M_HELLO = 1, M_BUSY, M_REJECT, M_SNAP_BEGIN, M_SNAP_CHUNK, M_SNAP_END,
-    M_CHANGES, M_DONE, M_FIN, M_ERROR, M_SNAP_LOG, M_FORKS, M_SUMMARY
+    M_CHANGES, M_DONE, M_FIN, M_ERROR, M_SNAP_LOG, M_FORKS, M_PACKED,
+    M_SUMMARY
 };
 
 enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
@@ -78,6 +86,12 @@ enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
  * 4: a summary of the heads in HELLO, SUMMARY rounds, a vv digest in FIN */
 #define PROTO_FULL 3
 #define PROTO_SUMMARY 4
+#define PROTO PROTO_FULL
+/* a proto written as a uint 8 instead of a fixint: every receiver reads
+ * the version, a receiver that knows PACKED also reads that the sender
+ * reads it (version 3: cc 03; version 4: cc 04) */
+#define PROTO_PACKS "\xcc\x03"
+#define PROTO4_PACKS "\xcc\x04"
 #define FORKS_MAX 65536 /* as many actors as a version vector holds */
 #define DEFAULT_BATCH (256u * 1024)
 
@@ -126,6 +140,9 @@ struct crdtnet_session {
     uint64_t peer_n;
     unsigned char *peer_few;   /* the peer's HELLO entries (few heads) */
     size_t peer_few_len;
+    /* what FIN is judged against: both HELLO vvs (see on_fin) */
+    crdt_vv *hello_vv, *peer_hello_vv;
+    int peer_packs;            /* the peer reads PACKED messages */
 };
 
 int
@@ -168,6 +185,8 @@ crdtnet_session_free(crdtnet_session *s)
     epoch_reset_abort(s->reset);
     crdt_vv_free(s->lacks);
     crdt_vv_free(s->peer_known);
+    crdt_vv_free(s->hello_vv);
+    crdt_vv_free(s->peer_hello_vv);
     free(s->peer_heads);
     crdt_free(s->forks);
     crdtnet__sum_free(s->sum);
@@ -273,6 +292,11 @@ build_hello_summary(crdtnet_session *s)
         rc = crdt_heads_export(&hb, &hl, s->r);
     if (rc == CRDT_OK)
         rc = crdtnet__sum_new(&s->sum, hb, hl);
+    if (rc == CRDT_OK) { /* FIN is judged against it */
+        crdt_vv_free(s->hello_vv);
+        s->hello_vv = NULL;
+        rc = crdtnet__sum_own_vv(s->sum, &s->hello_vv);
+    }
     if (rc == CRDT_OK) {
         const unsigned char *few;
         size_t fl;
@@ -280,7 +304,10 @@ build_hello_summary(crdtnet_session *s)
         crdtnet__sum_hello_entries(s->sum, &few, &fl);
         msgpack_pack_array(&s->out.pk, 9);
         msgpack_pack_uint64(&s->out.pk, M_HELLO);
-        msgpack_pack_uint64(&s->out.pk, PROTO_SUMMARY);
+        if (s->opts.plain_changes)
+            msgpack_pack_uint64(&s->out.pk, PROTO_SUMMARY);
+        else /* the same proto, as uint 8: "I read PACKED" */
+            crdt__enc_raw(&s->out, PROTO4_PACKS, sizeof PROTO4_PACKS - 1);
         crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
         msgpack_pack_uint64(&s->out.pk, st.epoch_number);
         crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
@@ -323,7 +350,10 @@ build_hello(crdtnet_session *s)
         s->proto = PROTO_FULL;
         msgpack_pack_array(&s->out.pk, 8);
         msgpack_pack_uint64(&s->out.pk, M_HELLO);
-        msgpack_pack_uint64(&s->out.pk, PROTO_FULL);
+        if (s->opts.plain_changes)
+            msgpack_pack_uint64(&s->out.pk, PROTO);
+        else /* the same proto, as uint 8: "I read PACKED" */
+            crdt__enc_raw(&s->out, PROTO_PACKS, sizeof PROTO_PACKS - 1);
         crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
         msgpack_pack_uint64(&s->out.pk, st.epoch_number);
         crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
@@ -332,6 +362,8 @@ build_hello(crdtnet_session *s)
         for (size_t i = 0; i < n; i++)
             crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
         crdt__enc_bin(&s->out, hb, hl);
+        s->hello_vv = vv; /* FIN is judged against it */
+        vv = NULL;
     }
     epoch_chain_free(chain, n);
     crdt_vv_free(vv);
@@ -390,7 +422,7 @@ build_snapshot(crdtnet_session *s)
             return rc;
         crdt_export_end(s->exp);
         s->exp = NULL;
-        if ((rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
+        if ((rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
             return rc;
         if ((rc = epoch_all(&all, &n_all, s->r)) < 0)
             return rc;
@@ -488,6 +520,45 @@ strip_last(crdt__enc *items, size_t at, const unsigned char *hash)
     return rc;
 }
 
+/* The @p n changes in @p items (bins, as a plain message lists them) as
+ * one PACKED message; CRDT_EAGAIN when packing would not save a byte
+ * (the caller sends the plain message). */
+static int
+emit_packed(crdtnet_session *s, unsigned type, const crdt__enc *items,
+            size_t n)
+{
+    crdt__mp m = { (const unsigned char *)items->sb.data,
+                   (const unsigned char *)items->sb.data + items->sb.size };
+    crdt_bytes *list = calloc(n ? n : 1, sizeof *list);
+    unsigned char *packed = NULL;
+    size_t plen = 0;
+    int rc = CRDT_OK;
+
+    if (list == NULL)
+        return CRDT_ENOMEM;
+    for (size_t i = 0; i < n && rc == CRDT_OK; i++) {
+        const unsigned char *p;
+        uint32_t l;
+        if (crdt__mp_bin(&m, &p, &l) < 0)
+            rc = CRDT_EPROTO;
+        list[i].data = p;
+        list[i].len = l;
+    }
+    if (rc == CRDT_OK)
+        rc = crdt_changes_pack(&packed, &plen, list, n);
+    free(list);
+    if (rc == CRDT_OK && plen + 16 >= items->sb.size)
+        rc = CRDT_EAGAIN;
+    if (rc == CRDT_OK) {
+        msgpack_pack_array(&s->out.pk, 3);
+        msgpack_pack_uint64(&s->out.pk, M_PACKED);
+        msgpack_pack_uint64(&s->out.pk, type);
+        crdt__enc_bin(&s->out, packed, plen);
+    }
+    crdt_free(packed);
+    return rc == CRDT_ENOMEM ? rc : rc < 0 ? CRDT_EAGAIN : CRDT_OK;
+}
+
 /* CHANGES (or SNAP_LOG) from the export cursor; CRDT_ENOTFOUND when it
  * is exhausted. */
 static int
@@ -501,7 +572,7 @@ build_changes_as(crdtnet_session *s, unsigned type)
     int rc = CRDT_ENOTFOUND, have_last = 0;
 
     if (s->exp == NULL &&
-        (rc = crdt_export_begin(&s->exp, s->r, s->lacks)) < 0)
+        (rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
         return rc;
     crdt__enc_init(&items);
     /* Never serve a damaged change; checked as a receiver checks, for
@@ -553,10 +624,16 @@ build_changes_as(crdtnet_session *s, unsigned type)
         crdt__enc_free(&items);
         return CRDT_ENOMEM;
     }
-    msgpack_pack_array(&s->out.pk, 2);
-    msgpack_pack_uint64(&s->out.pk, type);
-    msgpack_pack_array(&s->out.pk, n);
-    crdt__enc_raw(&s->out, items.sb.data, items.sb.size);
+    if (!s->peer_packs || (rc = emit_packed(s, type, &items, n)) < 0) {
+        if (rc == CRDT_ENOMEM) {
+            crdt__enc_free(&items);
+            return rc;
+        }
+        msgpack_pack_array(&s->out.pk, 2);
+        msgpack_pack_uint64(&s->out.pk, type);
+        msgpack_pack_array(&s->out.pk, n);
+        crdt__enc_raw(&s->out, items.sb.data, items.sb.size);
+    }
     crdt__enc_free(&items);
     s->rep.changes_sent += n;
     return CRDT_OK;
@@ -587,6 +664,17 @@ build_fin(crdtnet_session *s)
     if (rc == CRDT_OK)
         rc = crdt_read_vv(&vv, rd);
     crdt_read_end(rd);
+    if (rc == CRDT_OK && s->rep.conflicts > 0) {
+        /* a merge of this session met an equivocation (a change of the
+         * peer's for seqs we hold with other content, written or heard
+         * of after the HELLOs compared the heads): our chains and the
+         * peer's differ where vvs cannot show it, so the peer must not
+         * take equal vvs for equal ops; an empty vv makes it report "not
+         * in sync", and the next session's FORKS settles the fork */
+        crdt_vv_free(vv);
+        vv = NULL;
+        rc = crdt_vv_new(&vv);
+    }
     if (rc == CRDT_OK && s->proto == PROTO_SUMMARY) {
         /* the digest of the vv: the peer compares it with its own */
         unsigned char d[32];
@@ -795,6 +883,17 @@ next_message(crdtnet_session *s)
     return CRDT_EAGAIN;
 }
 
+void
+crdtnet__session_trim(crdtnet_session *s)
+{
+    /* the message buffer is rebuilt by every next_out(): between calls
+     * it holds nothing anyone reads */
+    if (s == NULL)
+        return;
+    crdt__enc_free(&s->out);
+    crdt__enc_init(&s->out);
+}
+
 int
 crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
                          size_t *len)
@@ -948,7 +1047,13 @@ on_forks(crdtnet_session *s, crdt__mp *m)
     first = &s->forks[0];
     memset(mh, 0, sizeof mh);
     memset(th, 0, sizeof th);
-    rc = crdt_head_read(&ms, mh, s->r, first);
+    /* version 4: our head as our HELLO showed it, as the peer compares
+     * it (a change merged since, from a third replica, would make the
+     * two sides judge different pairs of heads) */
+    if (s->proto == PROTO_SUMMARY && s->sum != NULL)
+        rc = crdtnet__sum_own_head(s->sum, first, &ms, mh);
+    else
+        rc = crdt_head_read(&ms, mh, s->r, first);
     if (rc < 0 && rc != CRDT_ENOTFOUND)
         return fail(s, rc, "cannot read the heads", 1);
     rc = crdt_heads_lookup(&ts, th, s->peer_heads, s->peer_heads_len, first);
@@ -1005,6 +1110,11 @@ peer_view(crdtnet_session *s, crdt_vv *their_vv)
     s->view_ready = 1;
     crdt_vv_free(s->peer_known);
     s->peer_known = their_vv;
+    /* what FIN is judged against (fin_conclusive()) */
+    crdt_vv_free(s->peer_hello_vv);
+    s->peer_hello_vv = NULL;
+    if ((rc = vv_copy(&s->peer_hello_vv, their_vv)) < 0)
+        return fail(s, rc, crdt_strerror(rc), 1);
     if (s->role == ROLE_SAME) {
         /* which of the peer's heads fork from the chains we hold; the
          * peer checks ours: each side can judge the heads it is ahead of */
@@ -1128,8 +1238,12 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     crdt_vv *their_vv = NULL;
     epoch_relation rel;
     const char *reason = NULL;
-    int rc;
+    int rc, packs;
 
+    /* proto as uint 8 (cc 03, cc 04): the peer reads PACKED messages */
+    packs = !s->opts.plain_changes && m->p + 2 <= m->end &&
+            (memcmp(m->p, PROTO_PACKS, 2) == 0 ||
+             memcmp(m->p, PROTO4_PACKS, 2) == 0);
     if (s->hello_recv || n < 2 || crdt__mp_uint(m, &proto) < 0)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
     if (!proto_ok(s, proto)) /* before the shape: versions differ in it */
@@ -1184,6 +1298,7 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     s->hello_recv = 1;
     s->proto = (unsigned)proto;
     s->rep.sync_proto = (unsigned)proto;
+    s->peer_packs = packs;
     rc = epoch_relate(&rel, &reason, s->r, their_epoch, &s->opts.policy);
     if (rc < 0 && rc != CRDT_EREJECTED) {
         crdt_vv_free(their_vv);
@@ -1225,13 +1340,15 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     return sum_begin(s); /* no-op until our HELLO is built */
 }
 
+static int merge_changes(crdtnet_session *s, const crdt_bytes *items,
+                         size_t n);
+
 static int
 on_changes(crdtnet_session *s, crdt__mp *m)
 {
     crdt_bytes *items;
-    crdt_merge_report mr;
     uint32_t n;
-    int rc = CRDT_OK;
+    int rc;
 
     if (!s->hello_recv || (s->role == ROLE_TAKER && !s->snapshot_done))
         return fail(s, CRDT_EPROTO, "CHANGES out of order", 1);
@@ -1255,12 +1372,23 @@ on_changes(crdtnet_session *s, crdt__mp *m)
         items[i].data = p;
         items[i].len = l;
     }
+    rc = merge_changes(s, items, n);
+    free(items);
+    return rc;
+}
+
+/* One CHANGES message's changes, merged in one txn. */
+static int
+merge_changes(crdtnet_session *s, const crdt_bytes *items, size_t n)
+{
+    crdt_merge_report mr;
+    int rc;
+
     rc = crdt_merge(&mr, s->r, items, n);
     if (rc == CRDT_OK && s->peer_known != NULL) {
-        for (uint32_t i = 0; i < n; i++) /* the peer holds what it sent */
+        for (size_t i = 0; i < n; i++) /* the peer holds what it sent */
             note_sent(s, items[i].data, items[i].len);
     }
-    free(items);
     if (rc == CRDT_EBUSY) {
         s->rep.busy_retry_ms = 1000;
         return fail(s, CRDT_EBUSY, "a migration is in progress here", 1);
@@ -1304,8 +1432,11 @@ refuse_underived(crdtnet_session *s, const unsigned char *id)
     return CRDT_OK;
 }
 
+/* A snapshot message: @p m is the rest of it; for a PACKED SNAP_LOG, @p m
+ * is NULL and the changes are @p packed. */
 static int
-on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
+on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m,
+            const crdt_bytes *packed, size_t n_packed)
 {
     crdt_merge_report mr;
     unsigned char id[CRDT_HASH_BYTES];
@@ -1363,6 +1494,16 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
     }
     if (s->reset == NULL)
         return fail(s, CRDT_EPROTO, "snapshot without SNAP_BEGIN", 1);
+    if (type == M_SNAP_LOG && m == NULL) { /* PACKED: the list is here */
+        for (size_t i = 0; i < n_packed; i++) {
+            if ((rc = epoch_reset_change(s->reset, packed[i].data,
+                                         packed[i].len)) < 0)
+                return fail(s, rc == CRDT_EINVAL ? CRDT_EPROTO : rc,
+                            "bad change in the snapshot's log", 1);
+            s->rep.changes_received++;
+        }
+        return CRDT_OK;
+    }
     if (type == M_SNAP_LOG) {
         if (crdt__mp_array(m, &n) < 0)
             return fail(s, CRDT_EPROTO, "malformed SNAP_LOG", 1);
@@ -1411,6 +1552,34 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m)
     return CRDT_OK;
 }
 
+/*
+ * Equal vvs with different state hashes prove a divergence only when
+ * both sides hold the same chains. The HELLOs compared the heads (FORKS),
+ * so that holds if nothing came in since but what the two HELLOs
+ * named: our vv is covered by the union of both. A change heard from a
+ * third replica during the session (or written here) may be another
+ * version of seqs the peer holds (a copied replica wrote), which vvs do
+ * not show; and a merge of this session that met such a version counted
+ * it as a conflict. Then the verdict is "not in sync", and the next
+ * session's HELLOs compare the heads again.
+ */
+static int
+fin_conclusive(crdtnet_session *s, const crdt_vv *ours)
+{
+    if (s->rep.conflicts > 0 || s->hello_vv == NULL ||
+        s->peer_hello_vv == NULL)
+        return 0;
+    for (size_t i = 0; i < crdt_vv_count(ours); i++) {
+        crdt_actor a;
+        uint64_t seq;
+        crdt_vv_entry(ours, i, &a, &seq);
+        if (seq > crdt_vv_get(s->hello_vv, &a) &&
+            seq > crdt_vv_get(s->peer_hello_vv, &a))
+            return 0;
+    }
+    return 1;
+}
+
 /* FIN of protocol 4: the same checks as on_fin(), on the vv digests;
  * equal digests mean the peer holds what we hold. */
 static int
@@ -1441,6 +1610,8 @@ on_fin_digest(crdtnet_session *s, const unsigned char *hash,
         same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
         memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
         s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
+        if (same_vv && !same_hash && !fin_conclusive(s, ours))
+            same_vv = 0; /* not in sync; the next session decides */
         if (same_vv && !same_hash)
             rc = fail(s, CRDT_ECORRUPT,
                       "same ops but different state: replicas diverged", 1);
@@ -1494,6 +1665,8 @@ on_fin(crdtnet_session *s, crdt__mp *m)
         int same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
         memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
         s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
+        if (same_vv && !same_hash && !fin_conclusive(s, ours))
+            same_vv = 0; /* not in sync; the next session decides */
         if (same_vv && !same_hash)
             rc = fail(s, CRDT_ECORRUPT,
                       "same ops but different state: replicas diverged", 1);
@@ -1508,6 +1681,46 @@ on_fin(crdtnet_session *s, crdt__mp *m)
     }
     crdt_vv_free(theirs);
     crdt_vv_free(ours);
+    return rc;
+}
+
+/* PACKED [13, 7 or 11, bin]: unpacked, then what a CHANGES or a SNAP_LOG
+ * with the same changes does. */
+static int
+on_packed(crdtnet_session *s, crdt__mp *m)
+{
+    const unsigned char *p;
+    unsigned char *buf = NULL;
+    crdt_bytes *list = NULL;
+    uint64_t inner;
+    uint32_t l;
+    size_t n = 0;
+    int rc;
+
+    if (crdt__mp_uint(m, &inner) < 0 ||
+        (inner != M_CHANGES && inner != M_SNAP_LOG) ||
+        crdt__mp_bin(m, &p, &l) < 0)
+        return fail(s, CRDT_EPROTO, "malformed PACKED", 1);
+    /* the order rules of the message it stands for, before the work */
+    if (inner == M_CHANGES &&
+        (!s->hello_recv || (s->role == ROLE_TAKER && !s->snapshot_done)))
+        return fail(s, CRDT_EPROTO, "CHANGES out of order", 1);
+    if (inner == M_SNAP_LOG && (s->role != ROLE_TAKER || s->snapshot_done))
+        return fail(s, CRDT_EPROTO, "unexpected snapshot", 1);
+    if (inner == M_SNAP_LOG && s->reset == NULL)
+        return fail(s, CRDT_EPROTO, "snapshot without SNAP_BEGIN", 1);
+    rc = crdt_changes_unpack(&list, &n, &buf, p, l);
+    if (rc == CRDT_ENOMEM)
+        return fail(s, rc, "out of memory", 1);
+    if (rc < 0)
+        return fail(s, rc == CRDT_ELIMIT ? rc : CRDT_EPROTO,
+                    "malformed PACKED", 1);
+    if (inner == M_CHANGES)
+        rc = merge_changes(s, list, n);
+    else
+        rc = on_snapshot(s, M_SNAP_LOG, NULL, list, n);
+    crdt_free(list);
+    crdt_free(buf);
     return rc;
 }
 
@@ -1595,11 +1808,17 @@ dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n, uint64_t type)
             ((type == M_SNAP_CHUNK || type == M_SNAP_LOG) && n != 2) ||
             (type == M_SNAP_END && n != 1))
             return fail(s, CRDT_EPROTO, "malformed snapshot message", 1);
-        return on_snapshot(s, type, mp);
+        return on_snapshot(s, type, mp, NULL, 0);
     case M_CHANGES:
         if (n != 2)
             return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
         return on_changes(s, mp);
+    case M_PACKED:
+        if (s->opts.plain_changes) /* we never said we read it */
+            return fail(s, CRDT_EPROTO, "unknown message type", 1);
+        if (n != 3)
+            return fail(s, CRDT_EPROTO, "malformed PACKED", 1);
+        return on_packed(s, mp);
     case M_FORKS:
         if (n != 2 || !s->hello_recv)
             return fail(s, CRDT_EPROTO, "unexpected FORKS", 1);

@@ -519,16 +519,12 @@ crdtnet__sum_round_feed(crdtnet__sum *s, const unsigned char *sums,
     return prepare_round(s);
 }
 
-int
-crdtnet__sum_peer_vv(const crdtnet__sum *s, crdt_vv **out)
+static int
+vv_of(const unsigned char *e, size_t n, crdt_vv **out)
 {
-    const unsigned char *e = s->merged ? s->merged : s->mine;
-    size_t n = s->merged ? s->n_merged : s->n_mine;
     crdt_vv *vv;
     int rc;
 
-    if (!s->done)
-        return CRDT_EINVAL;
     if ((rc = crdt_vv_new(&vv)) < 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
@@ -541,6 +537,34 @@ crdtnet__sum_peer_vv(const crdtnet__sum *s, crdt_vv **out)
     }
     *out = vv;
     return CRDT_OK;
+}
+
+int
+crdtnet__sum_peer_vv(const crdtnet__sum *s, crdt_vv **out)
+{
+    if (!s->done)
+        return CRDT_EINVAL;
+    return s->merged ? vv_of(s->merged, s->n_merged, out)
+                     : vv_of(s->mine, s->n_mine, out);
+}
+
+int
+crdtnet__sum_own_head(const crdtnet__sum *s, const crdt_actor *a,
+                      uint64_t *seq, unsigned char hash[32])
+{
+    size_t i = lower_bound(s->mine, s->n_mine, a->b);
+
+    if (i == s->n_mine || memcmp(s->mine + i * ENTRY, a->b, 8) != 0)
+        return CRDT_ENOTFOUND;
+    *seq = crdt__rd64(s->mine + i * ENTRY + 8);
+    memcpy(hash, s->mine + i * ENTRY + 16, 32);
+    return CRDT_OK;
+}
+
+int
+crdtnet__sum_own_vv(const crdtnet__sum *s, crdt_vv **out)
+{
+    return vv_of(s->mine, s->n_mine, out);
 }
 
 int

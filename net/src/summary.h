@@ -85,6 +85,11 @@ int crdtnet__sum_round_feed(crdtnet__sum *s, const unsigned char *sums,
 /* Round messages received so far. */
 unsigned crdtnet__sum_rounds(const crdtnet__sum *s);
 
+/* Our head of @p a as HELLO summarised it: CRDT_OK; CRDT_ENOTFOUND. */
+int crdtnet__sum_own_head(const crdtnet__sum *s, const crdt_actor *a,
+                          uint64_t *seq, unsigned char hash[32]);
+/* Our version vector as HELLO summarised it. */
+int crdtnet__sum_own_vv(const crdtnet__sum *s, crdt_vv **out);
 /* Once done: the peer's version vector (all its actors). */
 int crdtnet__sum_peer_vv(const crdtnet__sum *s, crdt_vv **out);
 /* Once done: the peer's heads that differ from ours, as a heads blob

@@ -205,7 +205,7 @@ check_out(const unsigned char *m, size_t len)
     if (len < 2 || len > CRDTNET_SESSION_MSG_MAX || (m[0] & 0xf0) != 0x90)
         abort(); /* a fixarray: no message has more than 8 elements */
     type = m[1];
-    if (type < 1 || type > 12 || (m[0] & 0x0f) == 0) /* 12: FORKS */
+    if (type < 1 || type > 13 || (m[0] & 0x0f) == 0) /* 13: PACKED */
         abort();
 }
 

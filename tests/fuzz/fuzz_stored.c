@@ -70,7 +70,8 @@ typedef struct {
 
 /* Version 3 sessions: the peer's HELLO is its first message, sent at
  * once (version 4 first offers itself with an empty message). */
-static const crdtnet_session_options v3 = { 2, { 0, 0 }, 0, 0, 3 };
+static const crdtnet_session_options v3 = { .version = 2,
+                                            .sync_proto = 3 };
 static char tmpdir[4096], rpath[4200], ppath[4200];
 static crdt_replica *rep;             /* the replica under test */
 static unsigned char *pristine;       /* its data.mdb at the start */

@@ -95,6 +95,61 @@ strip(tu_batch *x, size_t upto)
     }
 }
 
+/* How many changes of @p r's log carry a signature, as stored. */
+static size_t
+stored_signed(crdt_replica *r, size_t *n_out)
+{
+    crdt_export *e;
+    const unsigned char *p;
+    size_t len, n = 0, sig = 0;
+    int rc;
+
+    ck_assert_int_eq(crdt_export_begin_as_stored(&e, r, NULL), CRDT_OK);
+    while ((rc = crdt_export_next(e, &p, &len)) == CRDT_OK) {
+        crdt_change d;
+        ck_assert_int_eq(crdt_change_decode(&d, p, len), CRDT_OK);
+        n++;
+        sig += d.sig != NULL;
+    }
+    ck_assert_int_eq(rc, CRDT_ENOTFOUND);
+    crdt_export_end(e);
+    *n_out = n;
+    return sig;
+}
+
+/* A writer's log of keystroke commits keeps one signature, on its newest
+ * change; export signs the others again, so each still merges alone. */
+START_TEST(test_local_log_keeps_one_signature)
+{
+    char ha[65], hb[65], why[256];
+    size_t n;
+    tu_batch x;
+
+    type_changes(a, 30);
+    ck_assert_uint_eq(stored_signed(a, &n), 1);
+    ck_assert_uint_eq(n, 30);
+    ck_assert_int_eq(crdt_replica_check_records(a, why, sizeof why),
+                     CRDT_OK);
+    x = tu_export_all(a);
+    ck_assert_uint_eq(x.n, 30);
+    for (size_t i = 0; i < x.n; i++) { /* one by one, each proven alone */
+        crdt_change d;
+        ck_assert_int_eq(crdt_change_decode(&d, x.v[i].data, x.v[i].len),
+                         CRDT_OK);
+        ck_assert_ptr_nonnull(d.sig);
+        ck_assert_int_eq(crdt_merge(NULL, b, &x.v[i], 1), CRDT_OK);
+    }
+    tu_batch_free(&x);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+    /* the next commit unsigns the old head */
+    type_changes(a, 1);
+    ck_assert_uint_eq(stored_signed(a, &n), 1);
+    ck_assert_uint_eq(n, 31);
+}
+END_TEST
+
 START_TEST(test_typing_run_is_one_op)
 {
     char ta[2048], tb[2048], ha[65], hb[65];
@@ -493,6 +548,7 @@ test_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_typing_run_is_one_op);
+    tcase_add_test(tc, test_local_log_keeps_one_signature);
     tcase_add_test(tc, test_folded_and_unfolded_converge);
     tcase_add_test(tc, test_run_carries_one_signature);
     tcase_add_test(tc, test_unsigned_end_of_run_is_refused);

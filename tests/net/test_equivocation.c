@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
 #include "support/epoch_util.h"
@@ -129,6 +130,31 @@ kept(crdt_replica *r, const char *doc)
     if (buf[0] != '\0')
         return 1;
     ck_assert_int_eq(epoch_quarantine_list(r, find_doc, &f), CRDT_OK);
+    return f.found;
+}
+
+static int
+find_any(const epoch_quarantined *q, void *p)
+{
+    find_ctx *f = p;
+
+    if (q->op.doc_len == strlen(f->doc) &&
+        memcmp(q->op.doc, f->doc, q->op.doc_len) == 0 && q->reason[0] != 0)
+        f->found = 1;
+    return 0;
+}
+
+/* present in @p r's state, or in its quarantine for any reason */
+static int
+held(crdt_replica *r, const char *doc)
+{
+    char buf[64];
+    find_ctx f = { doc, 0 };
+
+    tu_field_str(buf, sizeof buf, r, "c", doc, "v");
+    if (buf[0] != '\0')
+        return 1;
+    ck_assert_int_eq(epoch_quarantine_list(r, find_any, &f), CRDT_OK);
     return f.found;
 }
 
@@ -328,6 +354,271 @@ START_TEST(test_copy_behind_epoch_longer)
 }
 END_TEST
 
+/* One change of @p r with the docs @p d0 .. @p d0 + @p n - 1 (n ops). */
+static void
+put_run(crdt_replica *r, const char *prefix, int d0, int n)
+{
+    crdt_txn *t;
+
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    for (int i = d0; i < d0 + n; i++) {
+        char doc[16];
+        crdt_value v = crdt_value_int(i);
+        snprintf(doc, sizeof doc, "%s%d", prefix, i);
+        ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v), CRDT_OK);
+    }
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+}
+
+/* The copy's chain folded into two epochs at seq 4; the original, two
+ * epochs behind, is rejected beyond policy and resets into them. Its
+ * change 3..5 spans the cut (the evidence of the fork) and is unsynced;
+ * its change 2..2 lies below the cut and is another version of seq 2
+ * than the folded one: it must be quarantined, not archived as folded.
+ * (The rejected taker's unsynced pass used to move 3..5 away before the
+ * fork was judged, and seq 2 of the original vanished.) */
+START_TEST(test_rejected_taker_keeps_its_version_below_the_cut)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    tu_sync_result res;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    clone_a();
+    put_run(c, "copy", 0, 2);    /* seqs 2..3 */
+    put_run(c, "copy", 2, 1);    /* seq 4 */
+    put_run(a, "orig", 0, 1);    /* seq 2 */
+    put_run(a, "orig", 1, 3);    /* seqs 3..5 */
+    sync_ok(b, c);
+    tu_migrate(b, NULL, NULL);   /* folds the copy's chain at seq 4 */
+    tu_migrate(b, NULL, NULL);
+    o.policy.max_epochs_behind = 1;
+    res = tu_sessions_run(a, b, &o);
+    ck_assert_msg(res.ex == 0 && res.ey == 0, "%s / %s", res.rx.reason,
+                  res.ry.reason);
+    ck_assert_msg(res.rx.rejected == 1, "%s / %s", res.rx.reason, res.ry.reason);
+    for (int i = 0; i < 4; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "orig%d", i);
+        ck_assert_msg(held(a, doc), "%s lost", doc);
+    }
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert_msg(held(a, doc) && held(b, doc), "%s lost", doc);
+    }
+}
+END_TEST
+
+/* The giver's log beyond an epoch's cut holds the original's chain, cut
+ * into other changes than the copy's (2..2, 3..5 against 2..3, 4..4): no
+ * change of the copy shares a key with one of the giver's, and the cut
+ * (at seq 1, before the copy was made) names no fork. The copy's reset
+ * must move its own version to the quarantine before the giver's log
+ * joins it; left in place, the replay met two changes for seq 2 and the
+ * reset failed on every sync (cannot apply the snapshot). */
+START_TEST(test_staged_chain_cut_differently_replaces_ours)
+{
+    crdtnet_report rx, ry;
+    int ex, ey;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    tu_migrate(b, NULL, NULL); /* the cut: seq 1 */
+    clone_a();
+    put_run(a, "orig", 0, 1);  /* seq 2 */
+    put_run(a, "orig", 1, 3);  /* seqs 3..5 */
+    put_run(c, "copy", 0, 2);  /* seqs 2..3 */
+    put_run(c, "copy", 2, 1);  /* seq 4 */
+    sync_ok(a, b);             /* b's log at epoch 1: the original's */
+    run(c, b, &rx, &ry, &ex, &ey);
+    ck_assert_msg(ex == 0 && ey == 0, "%s / %s", rx.reason, ry.reason);
+    ck_assert_int_eq(rx.snapshot_received, 1);
+    sync_ok(c, b);
+    sync_ok(a, b);
+    sync_ok(c, b);
+    assert_same(a, b);
+    assert_same(b, c);
+    ck_assert_uint_ge(equivocations(c), 1);
+    for (int i = 0; i < 4; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "orig%d", i);
+        ck_assert_msg(held(c, doc), "%s lost", doc);
+    }
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert_msg(held(c, doc) && held(b, doc), "%s lost", doc);
+    }
+}
+END_TEST
+
+static void
+put_text(crdt_replica *r, const char *text)
+{
+    crdt_txn *t;
+
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "doc", "t", 0, text,
+                                          strlen(text)),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+}
+
+/* How often @p needle occurs in text c/doc/t of @p r. */
+static int
+text_count(crdt_replica *r, const char *needle)
+{
+    crdt_read *rd;
+    char *txt = NULL;
+    size_t len = 0;
+    int n = 0;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    if (crdt_read_text(&txt, &len, rd, "c", "doc", "t") == CRDT_OK)
+        for (const char *p = txt; (p = strstr(p, needle)) != NULL; p++)
+            n++;
+    crdt_read_end(rd);
+    crdt_text_free(txt);
+    return n;
+}
+
+/* Two sibling epochs fold the two copies' versions of seq 2: b's folds
+ * the original's, d's (the canonical one: it folds more) the copy's.
+ * The copy first resets into b's epoch and loses its seq 2 there; it
+ * must keep it in the quarantine, not re-write it under a new actor:
+ * when it later follows d's epoch, which holds its seq 2, a re-written
+ * copy would insert its text a second time. */
+START_TEST(test_copy_lost_to_one_epoch_won_by_another)
+{
+    char dd[256];
+    unsigned char space[16];
+    crdt_replica *d;
+    crdtnet_report rx, ry;
+    int ex, ey;
+
+    crdt_replica_space_id(a, space);
+    d = tu_create(dd, sizeof dd, space);
+    ck_assert_int_eq(epoch_attach(d), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    sync_ok(a, d);
+    clone_a();
+    put_text(a, "orig");
+    put_text(c, "copy");
+    sync_ok(a, b);
+    tu_migrate(b, NULL, NULL);   /* folds the original's seq 2 */
+    sync_ok(c, d);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(tu_put_int(d, "c", "more", "v", i), CRDT_OK);
+    tu_migrate(d, NULL, NULL);   /* folds the copy's seq 2, and more */
+    run(c, b, &rx, &ry, &ex, &ey); /* the copy loses at b's epoch */
+    ck_assert_msg(ex == 0 && ey == 0, "%s / %s", rx.reason, ry.reason);
+    for (int round = 0; round < 3; round++) {
+        sync_ok(c, d);
+        sync_ok(b, d);
+        sync_ok(a, d);
+    }
+    assert_same(a, d);
+    assert_same(b, d);
+    assert_same(c, d);
+    ck_assert_int_eq(text_count(d, "copy"), 1);
+    ck_assert_int_eq(text_count(c, "copy"), 1);
+    crdt_replica_close(d);
+    test_rmtree(dd);
+}
+END_TEST
+
+/* A session whose HELLOs named no fork, and a copy's version of seq 2
+ * reaches b from a third replica after b sent its HELLO: a then sends
+ * its own seq 2, which b quarantines (an equivocation met by the
+ * merge). Both end with equal vvs and different states; that is not a
+ * divergence but a fork vvs cannot show: "not in sync", no error on
+ * either side, and the next sync settles it with nothing lost. */
+START_TEST(test_fork_met_after_hello_is_not_divergence)
+{
+    /* version 3: both HELLOs go at once, so the pumps below stop
+     * between the HELLOs and the rest of the session */
+    crdtnet_session_options v3 = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session *sa, *sb;
+    crdt_merge_report mr;
+    tu_batch all;
+    crdt_bytes one;
+    const crdtnet_report *ra, *rb;
+
+    v3.sync_proto = 3;
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    clone_a();
+    ck_assert_int_eq(tu_put_int(a, "c", "orig", "v", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "copy", "v", 3), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, &v3), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, &v3), CRDT_OK);
+    tu_pump(sa, sb);    /* a's HELLO */
+    tu_pump(sb, sa);    /* b's HELLO (seq 1 of the actor) and FORKS */
+    all = tu_export_all(c);
+    one = all.v[all.n - 1]; /* the copy's seq 2, from a third replica */
+    ck_assert_int_eq(crdt_merge(&mr, b, &one, 1), CRDT_OK);
+    tu_batch_free(&all);
+    for (int round = 0; round < 1000; round++) {
+        int moved = tu_pump(sa, sb);
+        moved |= tu_pump(sb, sa);
+        if (!moved)
+            break;
+    }
+    ra = crdtnet_session_report(sa);
+    rb = crdtnet_session_report(sb);
+    ck_assert_msg(crdtnet_session_error(sa) == 0 &&
+                      crdtnet_session_error(sb) == 0,
+                  "%s / %s", ra->reason, rb->reason);
+    ck_assert_uint_eq(rb->conflicts, 1);
+    ck_assert_int_eq(ra->in_sync, 0);
+    ck_assert_int_eq(rb->in_sync, 0);
+    crdtnet_session_free(sa);
+    crdtnet_session_free(sb);
+    sync_ok(a, b);
+    sync_ok(b, c);
+    sync_ok(a, b);
+    assert_same(a, b);
+    assert_same(b, c);
+    ck_assert(held(a, "orig") && held(b, "orig") && held(c, "orig"));
+    ck_assert(held(a, "copy") && held(b, "copy") && held(c, "copy"));
+}
+END_TEST
+
+/* The same verdict still catches a real divergence: equal ops, one
+ * state altered behind its log, nothing written during the session. */
+START_TEST(test_divergence_still_reported)
+{
+    crdt_raw *t;
+    crdt_op op;
+    crdt_actor ghost;
+    crdtnet_report rx, ry;
+    int ex, ey;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    memset(&op, 0, sizeof op);
+    op.kind = CRDT_OP_PUT;
+    op.coll = "c";
+    op.coll_len = 1;
+    op.doc = "d";
+    op.doc_len = 1;
+    op.field = "v";
+    op.field_len = 1;
+    op.value.type = CRDT_VINT;
+    op.value.u.i = 9;
+    memset(ghost.b, 0x7e, sizeof ghost.b);
+    ck_assert_int_eq(crdt_raw_begin(&t, b, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_apply_op(t, &op, UINT64_MAX / 2, &ghost, 1),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    run(a, b, &rx, &ry, &ex, &ey);
+    ck_assert_int_eq(ex, CRDT_ECORRUPT);
+    ck_assert_int_eq(ey, CRDT_ECORRUPT);
+}
+END_TEST
+
 static int
 count_kinds(const epoch_quarantined *q, void *p)
 {
@@ -396,6 +687,11 @@ test_suite(void)
     tcase_add_test(tc, test_copy_detected_at_first_sync);
     tcase_add_test(tc, test_copy_behind_epoch_shorter);
     tcase_add_test(tc, test_copy_behind_epoch_longer);
+    tcase_add_test(tc, test_rejected_taker_keeps_its_version_below_the_cut);
+    tcase_add_test(tc, test_fork_met_after_hello_is_not_divergence);
+    tcase_add_test(tc, test_divergence_still_reported);
+    tcase_add_test(tc, test_staged_chain_cut_differently_replaces_ours);
+    tcase_add_test(tc, test_copy_lost_to_one_epoch_won_by_another);
     suite_add_tcase(s, tc);
     return s;
 }

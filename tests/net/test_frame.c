@@ -224,6 +224,35 @@ START_TEST(test_frame_huge_length_refused_before_allocation)
 }
 END_TEST
 
+/* Trimming an idle framer frees its payload buffer; one with a frame
+ * partly received keeps the bytes, and the frame completes intact. */
+START_TEST(test_frame_trim_frees_only_between_frames)
+{
+    unsigned char f[4 + 1000];
+    const unsigned char *p;
+    size_t used, n;
+
+    ck_assert_int_eq(crdtnet_framer_new(&fr, 0), CRDT_OK);
+    ck_assert_int_eq(crdtnet_frame_header(f, 1000), CRDT_OK);
+    for (size_t i = 0; i < 1000; i++)
+        f[4 + i] = (unsigned char)i;
+    ck_assert_int_eq(crdtnet_framer_feed(fr, f, sizeof f, &used), CRDT_OK);
+    ck_assert_int_eq(crdtnet_framer_next(fr, &p, &n), CRDT_OK);
+    ck_assert_uint_ge(crdtnet__framer_capacity(fr), 1000);
+    crdtnet__framer_trim(fr);
+    ck_assert_uint_eq(crdtnet__framer_capacity(fr), 0);
+
+    ck_assert_int_eq(crdtnet_framer_feed(fr, f, 500, &used), CRDT_OK);
+    crdtnet__framer_trim(fr); /* mid-frame: nothing goes */
+    ck_assert_uint_ge(crdtnet__framer_capacity(fr), 496);
+    ck_assert_int_eq(crdtnet_framer_feed(fr, f + 500, sizeof f - 500, &used),
+                     CRDT_OK);
+    ck_assert_int_eq(crdtnet_framer_next(fr, &p, &n), CRDT_OK);
+    ck_assert_uint_eq(n, 1000);
+    ck_assert_mem_eq(p, f + 4, 1000);
+}
+END_TEST
+
 START_TEST(test_frame_zero_length_is_eproto)
 {
     static const unsigned char zero[6] = {0, 0, 0, 0, 1, 2};
@@ -331,6 +360,7 @@ test_suite(void)
     tcase_add_test(tc, test_frame_truncated_body_waits);
     tcase_add_test(tc, test_frame_set_max_applies_to_next_header);
     tcase_add_test(tc, test_frame_random_chunking);
+    tcase_add_test(tc, test_frame_trim_frees_only_between_frames);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -433,6 +433,40 @@ START_TEST(test_live_tick_pushes_then_closes_a_revoked_peer)
 }
 END_TEST
 
+/* An idle live session whose message buffers were trimmed on both sides
+ * (as the daemon does on a quiet tick) goes on: a commit made after is
+ * pushed, and again after a second trim. */
+START_TEST(test_live_session_works_after_trim)
+{
+    crdtnet_peer_options live = CRDTNET_PEER_OPTIONS_INIT;
+    crdtnet_peer *pc, *ps;
+    char buf[64];
+
+    live.live = 1;
+    ck_assert_int_eq(crdtnet_peer_new(&pc, &b, 1, CRDTNET_HS_CLIENT, &live),
+                     CRDT_OK);
+    ck_assert_int_eq(crdtnet_peer_new(&ps, &a, 1, CRDTNET_HS_SERVER, &live),
+                     CRDT_OK);
+    pump_idle(pc, ps);
+    ck_assert_int_eq(crdtnet__peer_phase(ps), CRDTNET__PEER_SESSION);
+    for (int round = 0; round < 2; round++) {
+        char val[32];
+
+        crdtnet__peer_trim(pc);
+        crdtnet__peer_trim(ps);
+        snprintf(val, sizeof val, "after trim %d", round);
+        put_str(a, "trimmed", val);
+        crdtnet__peer_tick(ps);
+        pump_idle(pc, ps);
+        tu_field_str(buf, sizeof buf, b, "notes", "trimmed", "title");
+        ck_assert_ptr_nonnull(strstr(buf, val));
+        ck_assert_int_eq(crdtnet__peer_phase(pc), CRDTNET__PEER_SESSION);
+    }
+    crdtnet_peer_free(pc);
+    crdtnet_peer_free(ps);
+}
+END_TEST
+
 /* The public clock: a handshake with no answer fails after its timeout;
  * a quiet live session gets a keepalive after a third of the idle
  * timeout and fails after all of it; the membership re-check of the
@@ -522,6 +556,7 @@ test_suite(void)
     tcase_add_test(tc, test_peer_talks_to_the_tcp_server);
     tcase_add_test(tc, test_client_trusts_only_its_pinned_key);
     tcase_add_test(tc, test_live_tick_pushes_then_closes_a_revoked_peer);
+    tcase_add_test(tc, test_live_session_works_after_trim);
     tcase_add_test(tc, test_public_tick_times_out_keeps_alive_and_revokes);
     suite_add_tcase(s, tc);
     return s;

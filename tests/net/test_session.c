@@ -267,6 +267,7 @@ END_TEST
  * equals ours) ends the session with the reason, changing nothing. */
 START_TEST(test_old_protocol_is_refused)
 {
+    /* version 3: its HELLO is the first message */
     crdtnet_session_options v3 = CRDTNET_SESSION_OPTIONS_INIT;
     crdtnet_session *sa, *sb;
     const unsigned char *msg;
@@ -274,9 +275,21 @@ START_TEST(test_old_protocol_is_refused)
     size_t len;
     char h0[65], h1[65];
 
-    v3.sync_proto = 3; /* its HELLO is the first message */
+    v3.sync_proto = 3;
     tu_hash(h0, a);
+    /* a HELLO announces PACKED with its proto as uint 8: cc 03 */
     ck_assert_int_eq(crdtnet_session_new(&sb, b, &v3), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_next_out(sb, &msg, &len), CRDT_OK);
+    ck_assert_uint_ge(len, 4);
+    ck_assert_uint_eq(msg[2], 0xcc);
+    ck_assert_uint_eq(msg[3], 3);
+    crdtnet_session_free(sb);
+    /* one that does not read PACKED writes 03, as before */
+    {
+        crdtnet_session_options o = v3;
+        o.plain_changes = 1;
+        ck_assert_int_eq(crdtnet_session_new(&sb, b, &o), CRDT_OK);
+    }
     ck_assert_int_eq(crdtnet_session_next_out(sb, &msg, &len), CRDT_OK);
     ck_assert_uint_le(len, sizeof hello);
     memcpy(hello, msg, len);
@@ -298,7 +311,8 @@ END_TEST
 /* A session each way between @p x and @p y until both end; the bytes x
  * sent in @p x_bytes. Both must end without an error. */
 static void
-sync_pair(crdt_replica *x, crdt_replica *y, size_t batch, size_t *x_bytes)
+sync_pair_as(crdt_replica *x, crdt_replica *y, size_t batch, size_t *x_bytes,
+             int x_plain, int y_plain)
 {
     crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
     crdtnet_session *sx, *sy;
@@ -307,7 +321,9 @@ sync_pair(crdt_replica *x, crdt_replica *y, size_t batch, size_t *x_bytes)
 
     *x_bytes = 0;
     o.batch_bytes = batch;
+    o.plain_changes = x_plain;
     ck_assert_int_eq(crdtnet_session_new(&sx, x, &o), CRDT_OK);
+    o.plain_changes = y_plain;
     ck_assert_int_eq(crdtnet_session_new(&sy, y, &o), CRDT_OK);
     for (int round = 0; round < 100000; round++) {
         int moved = 0;
@@ -333,6 +349,12 @@ sync_pair(crdt_replica *x, crdt_replica *y, size_t batch, size_t *x_bytes)
     ck_assert_int_eq(crdtnet_session_error(sy), CRDT_OK);
     crdtnet_session_free(sx);
     crdtnet_session_free(sy);
+}
+
+static void
+sync_pair(crdt_replica *x, crdt_replica *y, size_t batch, size_t *x_bytes)
+{
+    sync_pair_as(x, y, batch, x_bytes, 0, 0);
 }
 
 /* How many changes of @p r's log carry a signature; the last one must. */
@@ -405,6 +427,51 @@ START_TEST(test_typing_run_travels_with_few_signatures)
     ck_assert_uint_eq(n, 1000);
     crdt_replica_close(c);
     test_rmtree(dc);
+}
+END_TEST
+
+/* Register writes travel PACKED between two peers that read it, at
+ * about half the bytes, and plain to and from a peer that does not (an
+ * older one): every pair converges. */
+START_TEST(test_packed_changes_and_an_older_peer)
+{
+    char dirs[3][256];
+    unsigned char space[16];
+    crdt_replica *r[3];
+    size_t packed, plain, back;
+    uint64_t seed = test_seed("packed");
+
+    for (int i = 0; i < 30; i++) {
+        crdt_txn *t;
+        ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+        for (int j = 0; j < 100; j++) {
+            char doc[16];
+            crdt_value v = crdt_value_int(
+                (int64_t)((test_rand(&seed) >> 2) | (1ULL << 40)));
+            snprintf(doc, sizeof doc, "d%05u",
+                     (unsigned)(test_rand(&seed) % 10000));
+            ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v), CRDT_OK);
+        }
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+    crdt_replica_space_id(a, space);
+    for (int i = 0; i < 3; i++) {
+        r[i] = tu_create(dirs[i], sizeof dirs[i], space);
+        ck_assert_int_eq(epoch_attach(r[i]), CRDT_OK);
+    }
+    sync_pair_as(a, r[0], 0, &packed, 0, 0); /* both read PACKED */
+    tu_assert_converged(a, r[0]);
+    sync_pair_as(a, r[1], 0, &plain, 0, 1);  /* r[1] is older */
+    tu_assert_converged(a, r[1]);
+    sync_pair_as(r[1], r[2], 0, &back, 1, 0); /* from an older one */
+    tu_assert_converged(r[1], r[2]);
+    ck_assert_msg(packed * 10 < plain * 6, "packed %zu, plain %zu", packed,
+                  plain);
+    ck_assert_uint_gt(back * 10, plain * 9); /* plain both ways */
+    for (int i = 0; i < 3; i++) {
+        crdt_replica_close(r[i]);
+        test_rmtree(dirs[i]);
+    }
 }
 END_TEST
 
@@ -579,6 +646,7 @@ test_suite(void)
     tcase_add_test(tc, test_changes_of_empty_entries_are_refused_early);
     tcase_add_test(tc, test_old_protocol_is_refused);
     tcase_add_test(tc, test_typing_run_travels_with_few_signatures);
+    tcase_add_test(tc, test_packed_changes_and_an_older_peer);
     tcase_add_test(tc, test_giver_reset_meanwhile_sends_the_log_of_the_new_epoch);
     tcase_add_test(tc, test_rejected_fork_keeps_an_archived_run_whole);
     suite_add_tcase(s, tc);

@@ -153,9 +153,9 @@ sim_world_init(sim_world *w, uint64_t seed, int verbose)
     w->n = sizes[sim_below(w, 5)];
     /* a sixth of the seeds restore one backup twice, and with
      * STRATA_SIM_CLONES=1 another sixth copy a replica's directory (open:
-     * copies that both write still diverge or lose an op on some seeds,
-     * docs/testing.md); by seed, not by the PRNG, so every other decision
-     * of a seed stays as it was */
+     * seed 205 of 1-300 applies a copy's insert twice, docs/testing.md);
+     * by seed, not by the PRNG, so every other decision of a seed stays
+     * as it was */
     w->allow_clone = seed % 6 == 1 && getenv("STRATA_SIM_CLONES") != NULL &&
                      strcmp(getenv("STRATA_SIM_CLONES"), "0") != 0;
     w->allow_restore = seed % 6 == 2;

@@ -23,14 +23,32 @@ typedef struct crdt_export crdt_export;
 /**
  * Start exporting every change with an op that @p lacks does not hold,
  * per actor in seq order. @p lacks may be NULL (everything).
+ *
+ * Signatures: every change this replica committed comes signed (the log
+ * keeps only the newest one's signature, and the others are signed
+ * again: the same bytes the commit made), so each may be moved and
+ * merged on its own. A change merged from another replica may come
+ * without its signature (docs/storage.md 5.5): its successors up to a
+ * signed change follow it in this export, and crdt_merge() needs them in
+ * the same batch.
  * @param[out] out  release it with crdt_export_end()
  */
 CRDT_API int crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks);
 
 /**
- * Next encoded change. @p buf_out points into the map: valid until the
- * next call or crdt_export_end(); do not free.
- * @return CRDT_OK; CRDT_ENOTFOUND when done; CRDT_EIO.
+ * As crdt_export_begin(), but every change exactly as the log holds it:
+ * own changes too may come without a signature, proven by the ones after
+ * them. For a sender that keeps an actor's run together and drops the
+ * signatures inside it anyway (the sync session): no signing per change.
+ */
+CRDT_API int crdt_export_begin_as_stored(crdt_export **out, crdt_replica *r,
+                                         const crdt_vv *lacks);
+
+/**
+ * Next encoded change. @p buf_out points into the map (or the cursor's
+ * own buffer): valid until the next call or crdt_export_end(); do not
+ * free.
+ * @return CRDT_OK; CRDT_ENOTFOUND when done; CRDT_EIO; CRDT_ENOMEM.
  */
 CRDT_API int crdt_export_next(crdt_export *e, const unsigned char **buf_out,
                      size_t *len_out);
@@ -42,6 +60,41 @@ typedef struct {
     const unsigned char *data;
     size_t len;
 } crdt_bytes;
+
+/** Largest packed list of changes crdt_changes_unpack() reads. */
+#define CRDT_CHANGES_PACKED_MAX (8u * 1024 * 1024)
+/** Most bytes of changes one packed list may rebuild. */
+#define CRDT_CHANGES_UNPACKED_MAX (16u * 1024 * 1024)
+
+/**
+ * Pack @p n encoded changes into the compact form of a packed CHANGES
+ * message (docs/protocol.md, "Packed changes"): per-message tables of
+ * authors, epochs and names, seq and prev implied by the author's
+ * previous change in the list, the stamp delta-coded, register, counter
+ * and set ops in a few bytes. crdt_changes_unpack() rebuilds every
+ * change byte for byte; a change that would not come back identical
+ * (format 1, an encoding our writer does not make) is carried verbatim.
+ * @param[out] out  allocated; release it with crdt_free()
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_ENOMEM; CRDT_ELIMIT (the packed
+ *         form would exceed CRDT_CHANGES_PACKED_MAX).
+ */
+CRDT_API int crdt_changes_pack(unsigned char **out, size_t *out_len,
+                               const crdt_bytes *changes, size_t n);
+
+/**
+ * Rebuild the changes of a packed list (@p in, @p len bytes, at most
+ * CRDT_CHANGES_PACKED_MAX; at most CRDT_CHANGES_UNPACKED_MAX rebuilt).
+ * Each rebuilt change decodes (crdt_change_decode()); nothing is
+ * verified beyond that: hand them to crdt_merge() as ever.
+ * @param[out] changes_out  views into *buf_out; release both with
+ *                          crdt_free() (the list first or last)
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_EPROTO (malformed, trailing bytes,
+ *         a table or count beyond its limit); CRDT_ELIMIT (too large);
+ *         CRDT_ENOMEM.
+ */
+CRDT_API int crdt_changes_unpack(crdt_bytes **changes_out, size_t *n_out,
+                                 unsigned char **buf_out,
+                                 const unsigned char *in, size_t len);
 
 /** What a merge did. */
 typedef struct {

@@ -141,10 +141,13 @@ typedef struct {
      */
     void (*progress)(const crdtnet_report *rep, void *ctx);
     void *progress_ctx;
+    /** Nonzero: never announce nor use PACKED messages, as a build from
+     *  before them (crdtnet_session_options.plain_changes). */
+    int plain_changes;
 } crdtnet_conn_options;
 
 #define CRDTNET_CONN_OPTIONS_INIT                                           \
-    { 1, 0, { 0, 0 }, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL }
+    { 1, 0, { 0, 0 }, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0 }
 
 /**
  * Connect to @p host : @p port (IPv4 or IPv6, getaddrinfo), authenticate

@@ -3,9 +3,13 @@
  * The sync daemon: serves one or more spaces to many peers at once and
  * keeps live sessions with configured peers (`strata serve`).
  *
- * Threads: crdtnet_daemon_run() accepts connections in the calling
- * thread; every accepted connection and every configured peer gets its
- * own thread, so a slow or silent peer never holds up the others. Live
+ * Threads: crdtnet_daemon_run() runs an event loop in the calling
+ * thread: it accepts connections and drives every accepted one (epoll;
+ * a connection's turn reads and writes a bounded slice, so a slow or
+ * silent peer, or one receiving a snapshot, never holds up the others
+ * for long); every configured peer gets its own thread. One daemon holds
+ * thousands of idle live sessions (a few KiB each; the process needs one
+ * file descriptor per connection: see docs/operations.md). Live
  * sessions push changes committed by any process to connected peers
  * within about a second. Limits (connections, concurrent handshakes,
  * timeouts, pending handshakes per source address) keep a misbehaving
@@ -42,7 +46,8 @@ typedef struct {
      * instead of stderr.
      */
     crdtnet_conn_options conn;
-    unsigned max_conns;      /**< accepted connections; 0 = 256 */
+    /** accepted connections; 0 = CRDTNET_DAEMON_MAX_CONNS_DEFAULT */
+    unsigned max_conns;
     unsigned max_handshakes; /**< not yet authenticated; 0 = 128 */
     int backoff_min_ms;      /**< first reconnect delay; 0 = 1000 */
     int backoff_max_ms;      /**< reconnect delay cap; 0 = 60000 */
@@ -57,6 +62,10 @@ typedef struct {
      */
     unsigned max_handshakes_per_addr;
 } crdtnet_daemon_options;
+
+/** The default of crdtnet_daemon_options.max_conns. Each connection
+ *  takes a file descriptor: raise RLIMIT_NOFILE to match. */
+#define CRDTNET_DAEMON_MAX_CONNS_DEFAULT 16384u
 
 #define CRDTNET_DAEMON_OPTIONS_INIT                                         \
     { 1, CRDTNET_CONN_OPTIONS_INIT, 0, 0, 0, 0, 0, 0 }
@@ -151,13 +160,14 @@ CRDTNET_API int crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *re
 CRDTNET_API int crdtnet_daemon_port(const crdtnet_daemon *d);
 
 /**
- * Run until crdtnet_daemon_stop(): accept connections, start the peer
- * threads. On stop: stop accepting, end every session with its final
- * message, join every thread (within about two seconds), then return.
+ * Run until crdtnet_daemon_stop(): the event loop that accepts and
+ * drives connections, in the calling thread; start the peer threads.
+ * On stop: stop accepting, end every session with its final message,
+ * join every thread (within about two seconds), then return.
  * Every merged batch was its own committed transaction, so nothing
  * received is lost. Call once.
  * @return CRDT_OK; CRDT_EINVAL (called twice); CRDT_ENOMEM; CRDT_ERROR
- *         (cannot start a thread).
+ *         (cannot start a thread, or the event loop failed to start).
  */
 CRDTNET_API int crdtnet_daemon_run(crdtnet_daemon *d);
 

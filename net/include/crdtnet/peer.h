@@ -74,12 +74,15 @@ typedef struct {
      *  this many ms fails; a live one sends a keepalive after a third of
      *  it without output. 0 = 30000. */
     int idle_timeout_ms;
+    /** Nonzero: never announce nor use PACKED messages, as a build from
+     *  before them (crdtnet_session_options.plain_changes). */
+    int plain_changes;
     /** Highest sync protocol offered: 0 = the newest (4); 3 = version 3
      *  only (crdtnet_session_options.sync_proto). */
     unsigned int sync_proto;
 } crdtnet_peer_options;
 
-#define CRDTNET_PEER_OPTIONS_INIT { 2, { 0, 0 }, 0, 0, 0, 0, 0, 0 }
+#define CRDTNET_PEER_OPTIONS_INIT { 2, { 0, 0 }, 0, 0, 0, 0, 0, 0, 0 }
 
 /** Where a peer is, and what moved so far. */
 typedef struct {

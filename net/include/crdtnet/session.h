@@ -35,17 +35,21 @@ typedef struct {
     epoch_policy policy;      /**< for stale or forked peers */
     size_t batch_bytes;       /**< target message size; 0 = 256 KiB */
     int live;                 /**< stay open after FIN and push changes */
+    /** 1: behave as a peer from before PACKED messages (HELLO's proto
+     *  written as a fixint, every change list plain); 0: announce and use
+     *  them (docs/protocol.md, "Packed changes") */
+    int plain_changes;
     /**
-     * Highest sync protocol version offered (docs/protocol.md, "Sync
-     * messages"): 0 = the newest, 4 (a summary of the version vector,
-     * negotiated: a version 3 peer is answered in version 3); 3 = only
-     * version 3 (the whole version vector and heads in HELLO and FIN,
-     * sent at once, as releases before version 4 do).
+     * Highest sync protocol version offered (docs/protocol.md, "Versions
+     * and their negotiation"): 0 = the newest, 4 (a summary of the
+     * version vector, negotiated: a version 3 peer is answered in version
+     * 3); 3 = only version 3 (the whole version vector and heads in HELLO
+     * and FIN, sent at once, as releases before version 4 do).
      */
     unsigned int sync_proto;
 } crdtnet_session_options;
 
-#define CRDTNET_SESSION_OPTIONS_INIT { 2, { 0, 0 }, 0, 0, 0 }
+#define CRDTNET_SESSION_OPTIONS_INIT { 2, { 0, 0 }, 0, 0, 0, 0 }
 
 /** Largest message a session sends or accepts (one change fits). */
 #define CRDTNET_SESSION_MSG_MAX ((size_t)8 * 1024 * 1024)

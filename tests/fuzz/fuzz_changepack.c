@@ -1,0 +1,275 @@
+/*
+ * fuzz_changepack.c: a packed change list as a peer sends it (the bin of
+ * a PACKED message, docs/protocol.md "Packed changes") ->
+ * crdt_changes_unpack -> crdt_changes_pack -> crdt_changes_unpack.
+ *
+ * Checked: no crash or sanitizer report; only the documented codes; at
+ * most CRDT_CHANGES_UNPACKED_MAX bytes rebuilt; every rebuilt change
+ * decodes (crdt_change_decode); packing the rebuilt list again and
+ * unpacking that gives the same changes byte for byte (what a relay
+ * does with what it merged).
+ *
+ * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_changepack` writes the corpus (lists
+ * packed from the changes of a replica: register writes of numbered
+ * documents from two authors, every op kind, a run without signatures;
+ * cut and flipped copies; count and length bombs) into DIR and exits.
+ */
+#include <sodium.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "crdt/raw.h"
+#include "support/fuzz_rng.h"
+#include "support/fuzz_util.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    unsigned char *in = malloc(size ? size : 1), *buf = NULL, *buf2 = NULL;
+    unsigned char *packed = NULL;
+    crdt_bytes *list = NULL, *list2 = NULL;
+    size_t n = 0, n2 = 0, plen = 0, total = 0;
+    crdt_change c;
+    int rc;
+
+    if (in == NULL)
+        return 0;
+    if (size)
+        memcpy(in, data, size); /* exactly @p size bytes for ASan */
+    rc = crdt_changes_unpack(&list, &n, &buf, in, size);
+    if (rc != CRDT_OK) {
+        if (rc != CRDT_EPROTO && rc != CRDT_ELIMIT && rc != CRDT_ENOMEM)
+            abort();
+        if (list != NULL || buf != NULL || n != 0)
+            abort(); /* nothing handed out on failure */
+        free(in);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        total += list[i].len;
+        /* a verbatim record is at least a change's length; a packed one
+         * rebuilt a change that decodes (the unpacker checked) */
+        if (list[i].len < CRDT_CHANGE_MIN)
+            abort();
+        (void)crdt_change_decode(&c, list[i].data, list[i].len);
+    }
+    if (total > CRDT_CHANGES_UNPACKED_MAX)
+        abort();
+    rc = crdt_changes_pack(&packed, &plen, list, n);
+    if (rc == CRDT_OK) {
+        if (crdt_changes_unpack(&list2, &n2, &buf2, packed, plen) != CRDT_OK ||
+            n2 != n)
+            abort();
+        for (size_t i = 0; i < n; i++)
+            if (list2[i].len != list[i].len ||
+                memcmp(list2[i].data, list[i].data, list[i].len) != 0)
+                abort();
+    } else if (rc != CRDT_ELIMIT && rc != CRDT_ENOMEM) {
+        abort();
+    }
+    crdt_free(list);
+    crdt_free(buf);
+    crdt_free(list2);
+    crdt_free(buf2);
+    crdt_free(packed);
+    free(in);
+    return 0;
+}
+
+/* ---- seeds ----------------------------------------------------------- */
+
+static uint64_t
+fixed_clock(void *ctx)
+{
+    (void)ctx;
+    return 1700000000000ULL;
+}
+
+static crdt_replica *
+open_seed_replica(const char *dir, unsigned char fill)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    unsigned char space[16], seed[32];
+    char path[300];
+    crdt_replica *r;
+
+    memset(space, 0x5a, sizeof space);
+    memset(seed, fill, sizeof seed);
+    snprintf(path, sizeof path, "%s/r%02x", dir, fill);
+    o.create = 1;
+    o.no_sync = 1;
+    o.space_id = space;
+    o.seed = seed;
+    if (crdt_replica_open(&r, path, &o) != CRDT_OK)
+        exit(1);
+    return r;
+}
+
+static void
+registers(crdt_replica *r, int changes, int ops, uint64_t *s)
+{
+    for (int i = 0; i < changes; i++) {
+        crdt_txn *t;
+        if (crdt_txn_begin(&t, r) != CRDT_OK)
+            exit(1);
+        for (int j = 0; j < ops; j++) {
+            char doc[16];
+            crdt_value v;
+            *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+            v = crdt_value_int((int64_t)((*s >> 2) | (1ULL << 40)));
+            snprintf(doc, sizeof doc, "d%05u", (unsigned)((*s >> 33) % 10000));
+            if (crdt_txn_put(t, "c", doc, "v", &v) != CRDT_OK)
+                exit(1);
+        }
+        if (crdt_txn_commit(t, NULL) != CRDT_OK)
+            exit(1);
+    }
+}
+
+typedef struct {
+    crdt_bytes v[64];
+    size_t n;
+} seed_list;
+
+static void
+take(seed_list *l, crdt_replica *r, int strip)
+{
+    crdt_export *e;
+    const unsigned char *p;
+    size_t len;
+
+    if (crdt_export_begin(&e, r, NULL) != CRDT_OK)
+        exit(1);
+    while (l->n < 64 && crdt_export_next(e, &p, &len) == CRDT_OK) {
+        unsigned char *u = malloc(len);
+        if (u == NULL)
+            exit(1);
+        memcpy(u, p, len);
+        l->v[l->n].data = u;
+        l->v[l->n].len = len;
+        l->n++;
+    }
+    crdt_export_end(e);
+    /* a run as sent: only its last change keeps its signature */
+    for (size_t i = 0; strip && i + 1 < l->n; i++) {
+        size_t nl = crdt_change_strip_sig((unsigned char *)l->v[i].data,
+                                          l->v[i].len);
+        if (nl > 0)
+            l->v[i].len = nl;
+    }
+}
+
+static void
+put_packed(const char *out, const char *name, const seed_list *l,
+           unsigned char **keep, size_t *keep_len)
+{
+    unsigned char *p;
+    size_t len;
+
+    if (crdt_changes_pack(&p, &len, l->v, l->n) != CRDT_OK)
+        exit(1);
+    fuzz_put_seed(out, name, p, len);
+    if (keep != NULL) {
+        *keep = p;
+        *keep_len = len;
+    } else {
+        crdt_free(p);
+    }
+}
+
+static void
+list_free(seed_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free((void *)l->v[i].data);
+    l->n = 0;
+}
+
+static void
+write_seeds(const char *out)
+{
+    char tmpl[] = "/tmp/strata-fuzz-seed-XXXXXX";
+    crdt_replica *a, *b;
+    seed_list la = { .n = 0 }, lb = { .n = 0 }, mix = { .n = 0 };
+    uint64_t s = 42;
+    unsigned char *p, *q;
+    size_t len;
+    crdt_txn *t;
+    crdt_value v = crdt_value_str("red", 3);
+    static const unsigned char count_bomb[] = {
+        1, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+        0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0xff, 0xff, 0xff, 0xff, 0x0f};
+
+    if (mkdtemp(tmpl) == NULL)
+        exit(1);
+    a = open_seed_replica(tmpl, 0x11);
+    b = open_seed_replica(tmpl, 0x22);
+    registers(a, 3, 20, &s);
+    registers(b, 2, 10, &s);
+    if (crdt_txn_begin(&t, a) != CRDT_OK ||
+        crdt_txn_sadd(t, "tags", "t1", "colors", &v) != CRDT_OK ||
+        crdt_txn_incr(t, "stats", "s1", "hits", -7) != CRDT_OK ||
+        crdt_txn_text_insert(t, "notes", "n1", "body", 0, "abc", 3) !=
+            CRDT_OK ||
+        crdt_txn_commit(t, NULL) != CRDT_OK)
+        exit(1);
+    if (crdt_txn_begin(&t, a) != CRDT_OK ||
+        crdt_txn_srem(t, "tags", "t1", "colors", &v) != CRDT_OK ||
+        crdt_txn_del_field(t, "stats", "s1", "hits") != CRDT_OK ||
+        crdt_txn_del_doc(t, "c", "d00001") != CRDT_OK ||
+        crdt_txn_commit(t, NULL) != CRDT_OK)
+        exit(1);
+    take(&la, a, 0);
+    take(&lb, b, 1);
+    put_packed(out, "valid_signed_every_kind", &la, NULL, NULL);
+    put_packed(out, "valid_run_unsigned", &lb, NULL, NULL);
+    for (size_t i = 0; i < la.n || i < lb.n; i++) { /* interleaved */
+        if (i < la.n)
+            mix.v[mix.n++] = la.v[i];
+        if (i < lb.n)
+            mix.v[mix.n++] = lb.v[i];
+    }
+    put_packed(out, "valid_two_authors", &mix, &p, &len);
+    mix.n = 0;
+    fuzz_put_seed(out, "valid_empty",
+                  (const unsigned char[]){1, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+                                          0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+                                          0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0},
+                  18);
+    fuzz_put_seed(out, "truncated_half", p, len / 2);
+    fuzz_put_seed(out, "truncated_minus1", p, len - 1);
+    q = malloc(len + 1);
+    if (q == NULL)
+        exit(1);
+    memcpy(q, p, len);
+    q[len] = 0;
+    fuzz_put_seed(out, "trailing_byte", q, len + 1);
+    q[len / 3] ^= 0x40; /* a flipped bit somewhere in a record */
+    fuzz_put_seed(out, "flipped_bit", q, len);
+    free(q);
+    fuzz_put_seed(out, "bomb_count_2p32", count_bomb, sizeof count_bomb);
+    crdt_free(p);
+    list_free(&la);
+    list_free(&lb);
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    fuzz_dir_remove(tmpl);
+}
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    fuzz_rng_install();
+    crdt_set_clock(fixed_clock, NULL);
+    if (sodium_init() < 0)
+        abort();
+    return fuzz_seeds_if_asked(write_seeds);
+}

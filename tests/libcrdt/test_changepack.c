@@ -1,0 +1,289 @@
+/*
+ * test_changepack.c: packed change lists (crdt_changes_pack/unpack,
+ * docs/protocol.md "Packed changes"). Every change comes back byte for
+ * byte: runs with and without signatures, several authors interleaved,
+ * every op kind (the ones without a compact form go raw), a change that
+ * is not ours to rebuild goes verbatim; register writes shrink to about
+ * their value and document number; malformed lists are refused.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "crdt/text.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+static char da[256], db[256];
+static crdt_replica *a, *b;
+
+static void
+setup(void)
+{
+    unsigned char space[16];
+
+    a = tu_create(da, sizeof da, NULL);
+    crdt_replica_space_id(a, space);
+    b = tu_create(db, sizeof db, space);
+}
+
+static void
+teardown(void)
+{
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    test_rmtree(da);
+    test_rmtree(db);
+}
+
+/* @p n changes of @p ops register writes each, w1-like */
+static void
+w1_changes(crdt_replica *r, int n, int ops, uint64_t *seed)
+{
+    for (int i = 0; i < n; i++) {
+        crdt_txn *t;
+        ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+        for (int j = 0; j < ops; j++) {
+            char doc[16];
+            uint64_t x = test_rand(seed);
+            crdt_value v = crdt_value_int((int64_t)((x >> 2) | (1ULL << 40)));
+            snprintf(doc, sizeof doc, "d%05u",
+                     (unsigned)(test_rand(seed) % 10000));
+            ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v), CRDT_OK);
+        }
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+}
+
+/* pack @p in, unpack, compare every change byte for byte */
+static size_t
+round_trip(const crdt_bytes *in, size_t n)
+{
+    unsigned char *packed = NULL, *buf = NULL;
+    size_t plen = 0, m = 0;
+    crdt_bytes *out = NULL;
+
+    ck_assert_int_eq(crdt_changes_pack(&packed, &plen, in, n), CRDT_OK);
+    ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, packed, plen),
+                     CRDT_OK);
+    ck_assert_uint_eq(m, n);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_uint_eq(out[i].len, in[i].len);
+        ck_assert(memcmp(out[i].data, in[i].data, in[i].len) == 0);
+    }
+    crdt_free(out);
+    crdt_free(buf);
+    crdt_free(packed);
+    return plen;
+}
+
+/* the list the session would send: a change followed by its successor
+ * loses its signature */
+static void
+strip_runs(tu_batch *x)
+{
+    for (size_t i = 0; i + 1 < x->n; i++) {
+        crdt_change c, nx;
+        unsigned char *q;
+        size_t nl;
+        ck_assert_int_eq(crdt_change_decode(&c, x->v[i].data, x->v[i].len),
+                         CRDT_OK);
+        ck_assert_int_eq(crdt_change_decode(&nx, x->v[i + 1].data,
+                                            x->v[i + 1].len), CRDT_OK);
+        if (!crdt_change_proves(&nx, &c))
+            continue;
+        q = (unsigned char *)x->v[i].data; /* tu_batch owns copies */
+        nl = crdt_change_strip_sig(q, x->v[i].len);
+        if (nl > 0)
+            x->v[i].len = nl;
+    }
+}
+
+START_TEST(test_register_writes_round_trip_small)
+{
+    uint64_t seed = test_seed("changepack");
+    tu_batch x;
+    size_t raw = 0, plen, ops = 20 * 100;
+
+    w1_changes(a, 20, 100, &seed);
+    x = tu_export_all(a);
+    ck_assert_uint_eq(x.n, 20);
+    strip_runs(&x);
+    for (size_t i = 0; i < x.n; i++)
+        raw += x.v[i].len;
+    plen = round_trip(x.v, x.n);
+    /* an op: the short form, the document number (2 bytes, 3 from
+     * 8192), the value (8 bytes) */
+    ck_assert_msg(plen <= ops * 21 / 2 + 400, "packed %zu bytes for %zu ops "
+                  "(raw %zu)", plen, ops, raw);
+    ck_assert_uint_lt(plen * 10, raw * 6); /* the raw list is ~21 B/op */
+    tu_batch_free(&x);
+}
+END_TEST
+
+START_TEST(test_interleaved_authors_and_every_kind)
+{
+    uint64_t seed = test_seed("changepack-kinds");
+    tu_batch x, y, all;
+    crdt_txn *t;
+    crdt_value s = crdt_value_str("hello", 5), n = crdt_value_null();
+
+    w1_changes(a, 3, 7, &seed);
+    w1_changes(b, 2, 5, &seed);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "notes", "n1", "title", &s), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "notes", "n2", "title", &n), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "notes", "n1", "views", -5), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_sadd(t, "notes", "n1", "tags", &s), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "notes", "n1", "body", 0,
+                                          "abc", 3), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_srem(t, "notes", "n1", "tags", &s), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_field(t, "notes", "n1", "views"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_doc(t, "notes", "n2"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    w1_changes(b, 2, 5, &seed);
+    x = tu_export_all(a);
+    y = tu_export_all(b);
+    /* interleaved a, b, a, b, ...: the tables and chains per author */
+    all.n = x.n + y.n;
+    all.v = calloc(all.n, sizeof *all.v);
+    ck_assert_ptr_nonnull(all.v);
+    for (size_t i = 0, k = 0; k < all.n; i++) {
+        if (i < x.n)
+            all.v[k++] = x.v[i];
+        if (i < y.n)
+            all.v[k++] = y.v[i];
+    }
+    round_trip(all.v, all.n);
+    strip_runs(&x);
+    round_trip(x.v, x.n);
+    /* what merges from the unpacked list is what merges from the list */
+    {
+        unsigned char *packed, *buf;
+        size_t plen, m;
+        crdt_bytes *out;
+        char ha[65], hb[65];
+        ck_assert_int_eq(crdt_changes_pack(&packed, &plen, x.v, x.n),
+                         CRDT_OK);
+        ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, packed, plen),
+                         CRDT_OK);
+        ck_assert_int_eq(crdt_merge(NULL, b, out, m), CRDT_OK);
+        ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+        tu_hash(ha, a);
+        tu_hash(hb, b);
+        ck_assert_str_eq(ha, hb);
+        crdt_free(out);
+        crdt_free(buf);
+        crdt_free(packed);
+    }
+    free(all.v);
+    tu_batch_free(&x);
+    tu_batch_free(&y);
+}
+END_TEST
+
+START_TEST(test_not_ours_goes_verbatim)
+{
+    uint64_t seed = test_seed("changepack-verbatim");
+    tu_batch x;
+    unsigned char *odd;
+    crdt_change c;
+
+    w1_changes(a, 3, 4, &seed);
+    x = tu_export_all(a);
+    /* the middle change with its seq as a uint64 (cf): still a change,
+     * not what our writer makes; it must come back exactly so */
+    ck_assert_int_eq(crdt_change_decode(&c, x.v[1].data, x.v[1].len),
+                     CRDT_OK);
+    {
+        const unsigned char *p = x.v[1].data;
+        size_t len = x.v[1].len, at = 0;
+        /* 92 c4 LL 99 02 c4 10 <16> c4 20 <32> c4 20 <32> c4 08 <8> seq */
+        ck_assert_uint_eq(p[0], 0x92);
+        ck_assert_uint_eq(p[1], 0xc4);
+        at = 3 + 2 + 18 + 34 + 34 + 10;
+        ck_assert_uint_eq(p[at], c.seq); /* a fixint */
+        odd = malloc(len + 8);
+        ck_assert_ptr_nonnull(odd);
+        memcpy(odd, p, at);
+        odd[at] = 0xcf;
+        for (int i = 0; i < 8; i++)
+            odd[at + 1 + i] = (unsigned char)(c.seq >> (56 - 8 * i));
+        memcpy(odd + at + 9, p + at + 1, len - at - 1);
+        odd[2] = (unsigned char)(p[2] + 8);
+        ck_assert_int_eq(crdt_change_decode(&c, odd, len + 8), CRDT_OK);
+        free((void *)x.v[1].data);
+        x.v[1].data = odd;
+        x.v[1].len = len + 8;
+    }
+    round_trip(x.v, x.n);
+    tu_batch_free(&x);
+}
+END_TEST
+
+START_TEST(test_malformed_lists_are_refused)
+{
+    uint64_t seed = test_seed("changepack-bad");
+    tu_batch x;
+    unsigned char *packed, *buf, *cut;
+    size_t plen, m;
+    crdt_bytes *out;
+    static const unsigned char bomb[] = {
+        1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0xff, 0xff, 0xff, 0xff, 0x0f /* 2^32 - 1 records */
+    };
+
+    w1_changes(a, 2, 10, &seed);
+    x = tu_export_all(a);
+    ck_assert_int_eq(crdt_changes_pack(&packed, &plen, x.v, x.n), CRDT_OK);
+    /* every prefix is refused, never read beyond */
+    for (size_t l = 0; l < plen; l++) {
+        cut = malloc(l ? l : 1);
+        ck_assert_ptr_nonnull(cut);
+        memcpy(cut, packed, l);
+        ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, cut, l),
+                         CRDT_EPROTO);
+        free(cut);
+    }
+    /* a trailing byte */
+    cut = malloc(plen + 1);
+    ck_assert_ptr_nonnull(cut);
+    memcpy(cut, packed, plen);
+    cut[plen] = 0;
+    ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, cut, plen + 1),
+                     CRDT_EPROTO);
+    /* another version */
+    cut[0] = 2;
+    ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, cut, plen),
+                     CRDT_EPROTO);
+    free(cut);
+    /* a count the bytes cannot hold is refused before any allocation */
+    ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, bomb, sizeof bomb),
+                     CRDT_EPROTO);
+    ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, packed,
+                                         (size_t)CRDT_CHANGES_PACKED_MAX + 1),
+                     CRDT_ELIMIT);
+    crdt_free(packed);
+    tu_batch_free(&x);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("changepack");
+    TCase *tc = tcase_create("changepack");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_register_writes_round_trip_small);
+    tcase_add_test(tc, test_interleaved_authors_and_every_kind);
+    tcase_add_test(tc, test_not_ours_goes_verbatim);
+    tcase_add_test(tc, test_malformed_lists_are_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
