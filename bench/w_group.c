@@ -129,7 +129,8 @@ group_child(bench_res *out, void *ctx)
     char path[800];
     int rc = -1;
 
-    o.create = 1; /* everything else default: durable */
+    o.create = 1;
+    o.group_commit = 1; /* both figures: durable, syncs shared */
     snprintf(path, sizeof path, "%s/replica", a->dir);
     if (lat1 == NULL || latg == NULL) {
         rc = bench_fail(out, "out of memory");

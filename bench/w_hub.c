@@ -170,13 +170,35 @@ setup_child(bench_res *out, void *ctx)
 
 /* ---- processes ----------------------------------------------------- */
 
+/*
+ * The program @p name: $@p env, else where the build put it (@p built),
+ * else beside strata-bench (an installed copy); NULL if none runs.
+ */
 static const char *
-prog(const char *env, const char *built)
+prog(const char *env, const char *built, const char *name)
 {
+    static char beside[2][600];
+    static int which;
     const char *p = getenv(env);
+    char self[512];
+    ssize_t n;
 
-    return p != NULL && p[0] ? p : built;
+    if (p != NULL && p[0])
+        return p;
+    if (access(built, X_OK) == 0)
+        return built;
+    n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return NULL;
+    self[n] = '\0';
+    if (strrchr(self, '/') != NULL)
+        strrchr(self, '/')[1] = '\0';
+    which = !which; /* two names in use at once */
+    snprintf(beside[which], sizeof beside[which], "%s%s", self, name);
+    return access(beside[which], X_OK) == 0 ? beside[which] : NULL;
 }
+
+static const char *strata_bin, *hubload_bin;
 
 /* Start the daemon; its log goes to @p log. @return pid, or -1. */
 static pid_t
@@ -201,7 +223,7 @@ start_daemon(const hub_args *a, const char *log)
         dup2(fd, 0);
         dup2(fd, 1);
     }
-    execl(prog("STRATA_BIN", STRATA_CLI), "strata", "serve", srv_hub,
+    execl(strata_bin, "strata", "serve", srv_hub,
           srv_idle, "--listen", "127.0.0.1:0", (char *)NULL);
     _exit(127);
 }
@@ -489,7 +511,7 @@ hub_measure(const hub_args *a, int total, hub_figs *f, char *why,
         long got;
         int k = 0;
 
-        argv[k++] = (char *)prog("STRATA_HUBLOAD", STRATA_HUBLOAD);
+        argv[k++] = (char *)hubload_bin;
         argv[k++] = hp;
         argv[k++] = "--writer";
         argv[k++] = writer;
@@ -521,7 +543,7 @@ hub_measure(const hub_args *a, int total, hub_figs *f, char *why,
                         (i < (total - 1 - a->subs) % a->procs ? 1 : 0);
         char **subdirs = calloc((size_t)subs_here + 1, sizeof *subdirs);
 
-        argv[k++] = (char *)prog("STRATA_HUBLOAD", STRATA_HUBLOAD);
+        argv[k++] = (char *)hubload_bin;
         argv[k++] = hp;
         if (i == 0) {
             argv[k++] = "--writer";
@@ -623,6 +645,15 @@ w_hub_run(bench_entry *e)
     int total = g_opts.quick ? 500 : 10000;
     FILE *la;
 
+    strata_bin = prog("STRATA_BIN", STRATA_CLI, "strata");
+    hubload_bin = prog("STRATA_HUBLOAD", STRATA_HUBLOAD, "strata-hubload");
+    if (strata_bin == NULL || hubload_bin == NULL) {
+        e->status = 1; /* not run, as peers without node */
+        snprintf(e->reason, sizeof e->reason, "not run: no %s (set %s)",
+                 strata_bin == NULL ? "strata" : "strata-hubload",
+                 strata_bin == NULL ? "STRATA_BIN" : "STRATA_HUBLOAD");
+        return 0;
+    }
     memset(&a, 0, sizeof a);
     a.subs = g_opts.quick ? 100 : 1000;
     a.procs = g_opts.quick ? 2 : 4;

@@ -25,11 +25,17 @@
 
 #define FLUSH_AT 16384 /* ops held before applying: bounds the memory */
 
+/* The stamp first, padded to whole cache lines in a line-aligned array:
+ * the flush visits ops in key order, i.e. at random, and a PUT's stamp,
+ * kind, names and value then lie in the two lines it prefetches. */
+#define QOP_HEAD (2 * sizeof(uint64_t) + sizeof(crdt_actor))
 struct crdt__qop {
-    crdt_op op;
     uint64_t hlc, seq;
     crdt_actor actor;
+    crdt_op op;
+    unsigned char pad_[64 - (QOP_HEAD + sizeof(crdt_op)) % 64];
 };
+_Static_assert(sizeof(struct crdt__qop) % 64 == 0, "whole cache lines");
 
 /* What the sort moves: small, so that sorting stays in cache. */
 struct crdt__qkey {
@@ -153,15 +159,29 @@ sort_keys(const crdt__applyq *q, struct crdt__qkey *a, struct crdt__qkey *tmp,
     struct crdt__qkey *src = a, *dst = tmp;
     size_t lo, hi;
 
+    uint64_t d0 = 0, d1 = 0;
+
+    /* the byte positions where some key differs from the first: keys
+     * share most of their bytes, and only those positions need counts
+     * and a pass */
+    for (size_t i = 1; i < n; i++) {
+        d0 |= a[i].k0 ^ a[0].k0;
+        d1 |= a[i].k1 ^ a[0].k1;
+    }
+    struct crdt__qkey diff = { d0, d1, 0, 0, 0 };
+    int varies[16], nv = 0;
+
+    for (int b = 0; b < B; b++)
+        if (prefix_byte(&diff, b) != 0)
+            varies[nv++] = b;
     memset(count, 0, sizeof count);
     for (size_t i = 0; i < n; i++)
-        for (int b = 0; b < B; b++)
-            count[b][prefix_byte(&a[i], b)]++;
-    for (int b = B - 1; b >= 0; b--) {
+        for (int j = 0; j < nv; j++)
+            count[varies[j]][prefix_byte(&a[i], varies[j])]++;
+    for (int j = nv - 1; j >= 0; j--) {
+        int b = varies[j];
         uint32_t pos[256], sum = 0;
 
-        if (count[b][prefix_byte(&a[0], b)] == n)
-            continue; /* every key has the same byte here */
         for (int v = 0; v < 256; v++) {
             pos[v] = sum;
             sum += count[b][v];
@@ -202,7 +222,7 @@ crdt__applyq_init(crdt__applyq *q)
 void
 crdt__applyq_free(crdt__applyq *q)
 {
-    free(q->ops);
+    free(q->ops_mem);
     free(q->keys);
     memset(q, 0, sizeof *q);
 }
@@ -218,11 +238,17 @@ crdt__applyq_push(crdt__wctx *w, crdt__applyq *q, const crdt_op *op,
         return rc;
     if (q->n == q->cap) {
         size_t cap = q->cap ? q->cap * 2 : 1024;
-        struct crdt__qop *ops = realloc(q->ops, cap * sizeof *ops);
+        struct crdt__qop *ops;
         struct crdt__qkey *keys;
+        unsigned char *mem = malloc(cap * sizeof *ops + 63);
 
-        if (ops == NULL)
+        if (mem == NULL)
             return CRDT_ENOMEM;
+        ops = (struct crdt__qop *)(void *)(mem + (64 - (uintptr_t)mem % 64) % 64);
+        if (q->n)
+            memcpy(ops, q->ops, q->n * sizeof *ops);
+        free(q->ops_mem);
+        q->ops_mem = mem;
         q->ops = ops;
         /* twice: the sort's scratch space is the second half */
         keys = realloc(q->keys, 2 * cap * sizeof *keys);

@@ -197,7 +197,13 @@ build_record(crdt__feedacc *a)
             s[n].p = a->buf + off + 2;
             off += 2 + s[n].len;
         }
-        qsort(s, n, sizeof *s, span_cmp);
+        /* a merge notes its keys in key order (applyq.c): most records
+         * need no sort, and one pass tells */
+        size_t sorted = 1;
+        while (sorted < n && span_cmp(&s[sorted - 1], &s[sorted]) <= 0)
+            sorted++;
+        if (sorted < n)
+            qsort(s, n, sizeof *s, span_cmp);
         size_t u = 0;
         for (size_t i = 0; i < n; i++)
             if (u == 0 || span_cmp(&s[u - 1], &s[i]) != 0)

@@ -16,6 +16,7 @@
 #include <msgpack.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "crdt/change.h"
 #include "crdt/error.h"
@@ -41,7 +42,8 @@
 struct crdt__qop;
 struct crdt__qkey;
 typedef struct crdt__applyq {
-    struct crdt__qop *ops;
+    struct crdt__qop *ops;   /* 64-byte aligned, inside ops_mem */
+    void *ops_mem;
     struct crdt__qkey *keys; /* 2 * cap: the sort's scratch follows */
     size_t n, cap;
 } crdt__applyq;
@@ -306,18 +308,32 @@ int crdt__marker_peek(crdt_replica *r);
 static inline void
 crdt__be64(unsigned char *p, uint64_t v)
 {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* one store: gcc does not see the byte loop below as a bswap, and
+     * stamps and keys are read and written for every op of a merge */
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);
+#else
     for (int i = 7; i >= 0; i--) {
         p[i] = (unsigned char)v;
         v >>= 8;
     }
+#endif
 }
 
 static inline uint64_t
 crdt__rd64(const unsigned char *p)
 {
     uint64_t v = 0;
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&v, p, 8);
+    v = __builtin_bswap64(v);
+#else
     for (int i = 0; i < 8; i++)
         v = (v << 8) | p[i];
+#endif
     return v;
 }
 
@@ -431,6 +447,12 @@ int crdt__state_get(crdt__wctx *w, const void *k, size_t kl, MDB_val *out);
  * for backups it wrote. */
 void crdt__hash_entry(uint64_t out[4], const void *k, size_t kl,
                       const void *v, size_t vl);
+/* SipHash-2-4-128 of @p in under two keys (siphash2.c): out[0..1] the
+ * two little-endian words of crypto_shorthash_siphashx24 under @p key_a,
+ * out[2..3] under @p key_b. */
+void crdt__siphash128x2(uint64_t out[4], const void *in, size_t len,
+                        const unsigned char key_a[16],
+                        const unsigned char key_b[16]);
 void crdt__hash_entry_v1(uint64_t out[4], const void *k, size_t kl,
                          const void *v, size_t vl);
 /* The state hash of database @p dbi from scratch, as store format

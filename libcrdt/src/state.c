@@ -87,12 +87,11 @@ void
 crdt__hash_entry(uint64_t out[4], const void *k, size_t kl, const void *v,
                  size_t vl)
 {
-    unsigned char buf[ENTRY_INLINE], h[32];
+    unsigned char buf[ENTRY_INLINE];
     size_t n = entry_bytes(buf, k, kl, v, vl);
 
-    crypto_shorthash_siphashx24(h, buf, n, LANE_KEY[0]);
-    crypto_shorthash_siphashx24(h + 16, buf, n, LANE_KEY[1]);
-    lanes_of(out, h);
+    /* = crypto_shorthash_siphashx24 under each key, read little-endian */
+    crdt__siphash128x2(out, buf, n, LANE_KEY[0], LANE_KEY[1]);
 }
 
 void

@@ -13,9 +13,10 @@
  *      mapped are dropped once file-backed RSS has grown by more than
  *      the resident-map budget since the last drop (Linux; see
  *      map_trim()). Dropping never changes what any txn reads.
- *  (5) Group commit: a write commit returns CRDT_OK only after an
- *      mdb_env_sync() that began after LMDB's commit of it returned
- *      has succeeded (group_sync()). Many committers share one sync.
+ *  (5) Group commit (crdt_open_options.group_commit): a write commit
+ *      returns CRDT_OK only after an mdb_env_sync() that began after
+ *      LMDB's commit of it returned has succeeded (group_sync()). Many
+ *      committers share one sync.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -276,8 +277,9 @@ upgrade_from_1(MDB_txn *txn, crdt_replica *r)
  *
  * A durable LMDB commit syncs twice (the data pages, then the meta page
  * through its O_DSYNC descriptor), inside the writer lock: committers
- * queue for the disk one by one. Instead the environment is opened
- * MDB_NOSYNC and the sync is shared. After LMDB's commit returns (the
+ * queue for the disk one by one. With group_commit the environment is
+ * opened MDB_NOSYNC instead and the sync is shared (what that trades
+ * under power loss: crdt/replica.h, "Durability"). After LMDB's commit returns (the
  * txn's pages and meta page are in the page cache), the committer takes
  * a ticket, then waits until the on-disk mark passes it. If no sync is
  * running it becomes the leader: it notes the last ticket handed out
@@ -317,7 +319,11 @@ group_sync(crdt_replica *r)
             r->sync_failed = upto;
         pthread_cond_broadcast(&r->sync_cond);
     }
-    rc = r->sync_synced >= mine ? CRDT_OK : CRDT_EIO;
+    /* a failed sync that covered this commit wins: a success after it
+     * may have found the pages already dropped (and one before it,
+     * reported late, costs a false alarm, never a lost commit) */
+    rc = r->sync_failed < mine && r->sync_synced >= mine ? CRDT_OK
+                                                         : CRDT_EIO;
     pthread_mutex_unlock(&r->sync_lock);
     return rc;
 }
@@ -408,7 +414,7 @@ crdt__store_open(crdt_replica *r, const char *path,
 {
     unsigned int flags = MDB_NOTLS;
     MDB_txn *txn = NULL;
-    int has_data, rc;
+    int has_data, rc, wrote = 0;
     size_t map = o->map_size ? o->map_size : DEFAULT_MAP;
 
     *created = 0;
@@ -445,10 +451,12 @@ crdt__store_open(crdt_replica *r, const char *path,
     mdb_env_set_mapsize(r->env, map);
     if (o->read_only)
         flags |= MDB_RDONLY;
-    /* no_sync: never synced; otherwise synced by group_sync() */
-    if (!o->read_only)
+    /* no_sync: never synced; group_commit: synced by group_sync();
+     * otherwise LMDB's own durable commit */
+    r->group_sync = !o->read_only && !o->no_sync && o->version >= 5 &&
+                    o->group_commit;
+    if (!o->read_only && (o->no_sync || r->group_sync))
         flags |= MDB_NOSYNC;
-    r->group_sync = !o->read_only && !o->no_sync;
     rc = mdb_env_open(r->env, path, flags, 0600);
     if (rc != 0) {
         rc = crdt__mdb_err(rc);
@@ -477,6 +485,7 @@ crdt__store_open(crdt_replica *r, const char *path,
             goto opened;
     }
     rc = open_dbs(r, o, !o->read_only, &txn);
+    wrote = !o->read_only;
 opened:
     if (rc < 0)
         goto fail;
@@ -496,8 +505,8 @@ opened:
     }
     rc = crdt__mdb_err(mdb_txn_commit(txn));
     txn = NULL;
-    if (rc == CRDT_OK && r->group_sync)
-        rc = group_sync(r);
+    if (rc == CRDT_OK && r->group_sync && wrote)
+        rc = group_sync(r); /* a read txn wrote nothing to sync */
     if (rc < 0)
         goto fail;
     map_budget_init(r, o);

@@ -26,12 +26,8 @@
  *     were), so re-applying could apply an op twice;
  *   - a change that holds the cut's seq is not the one folded there, and
  *     a change beyond the cut continues our version, which lost: kind
- *     CRDT_QK_EQUIVOCATION for another actor's; for this replica's own
- *     actor kind CRDT_QK_UNSYNCED too: kept, not re-applied under its new
- *     incarnation as at equal epochs, because the version lost here may
- *     still win: a sibling epoch (another branch from our parent) may
- *     fold it, and if that branch turns out canonical its state holds
- *     the ops a re-applied copy would write a second time.
+ *     CRDT_QK_EQUIVOCATION, so a copy re-applies its own under its new
+ *     incarnation, as at equal epochs.
  * Invariants:
  *  (1) Inside the reset's one txn: an interrupted reset changes nothing.
  *      It runs after a losing fork's archived changes came back into the
@@ -201,9 +197,7 @@ epoch__quarantine_crossforks_in(uint64_t *moved_out, uint64_t *forked_out,
                          ? move_out(t, m[j].key, WHY_FOLDED,
                                     CRDT_QK_UNSYNCED, &moved)
                          : move_out(t, m[j].key, WHY_BEYOND,
-                                    is_own ? CRDT_QK_UNSYNCED
-                                           : CRDT_QK_EQUIVOCATION,
-                                    &moved);
+                                    CRDT_QK_EQUIVOCATION, &moved);
         }
         free(m);
     }

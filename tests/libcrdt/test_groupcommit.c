@@ -60,7 +60,13 @@ static crdt_replica *r;
 static void
 setup(void)
 {
-    r = tu_create(dir, sizeof dir, NULL);
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    char path[300];
+
+    crdt_replica_close(tu_create(dir, sizeof dir, NULL));
+    snprintf(path, sizeof path, "%s/r", dir);
+    o.group_commit = 1;
+    ck_assert_int_eq(crdt_replica_open(&r, path, &o), CRDT_OK);
 }
 
 static void
@@ -217,6 +223,8 @@ child_commits(const char *path, int round)
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
     crdt_replica *rep;
     pthread_t th[THREADS];
+
+    o.group_commit = 1;
     killer_arg a[THREADS];
 
     int rc = crdt_replica_open(&rep, path, &o);
@@ -233,6 +241,24 @@ child_commits(const char *path, int round)
         pthread_join(th[i], NULL);
     _exit(0);
 }
+
+/* Without the option a commit is LMDB's own durable one: the library
+ * never syncs for it. */
+START_TEST(test_default_open_does_not_group)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    char path[300];
+    crdt_replica *d;
+
+    snprintf(path, sizeof path, "%s/r", dir);
+    crdt_replica_close(r);
+    ck_assert_int_eq(crdt_replica_open(&d, path, &o), CRDT_OK);
+    r = d;
+    for (int i = 0; i < 5; i++)
+        tu_put_int(r, "c", "d", "f", i);
+    ck_assert_uint_eq(crdt__store_syncs(r), 0);
+}
+END_TEST
 
 START_TEST(test_kill_keeps_returned_commits)
 {
@@ -313,6 +339,7 @@ test_suite(void)
     tcase_add_test(tc, test_threads_share_syncs);
     tcase_add_test(tc, test_one_writer_one_sync_per_commit);
     tcase_add_test(tc, test_failed_sync_fails_commit);
+    tcase_add_test(tc, test_default_open_does_not_group);
     tcase_add_test(tc, test_kill_keeps_returned_commits);
     suite_add_tcase(s, tc);
     return s;

@@ -19,23 +19,32 @@
  *   but is used by one thread at a time.
  * - Many threads writing: share ONE handle. Each thread begins its own
  *   txns (crdt_txn_begin, crdt_merge, ...); they take the writer lock
- *   in turn, and their commits share syncs (group commit): a commit
- *   returns once a sync of the data file that began after LMDB
+ *   in turn. With @c group_commit their commits also share syncs: a
+ *   commit returns once a sync of the data file that began after LMDB
  *   committed it has completed, and one sync covers every commit that
  *   arrived while the one before ran. 16 threads of one-op commits get
  *   many times one thread's commits per second (bench: group_commit).
  *
- * Durability (default options): when crdt_txn_commit(), crdt_merge()
- * or a write crdt_raw commit returns CRDT_OK, the change is on disk:
- * it survives the process being killed and, the sync having completed,
- * the machine losing power. A commit that has not returned may or may
- * not be there after a crash, never half. CRDT_EIO from a commit whose
- * sync failed: the change is visible to reads but may not be on disk.
- * LMDB itself runs MDB_NOSYNC and the library syncs (fdatasync of
- * data.mdb) on the committers' behalf: LMDB's separate sync of the meta
- * page is not made, so a power loss DURING a sync relies on the file
- * system writing the data pages no later than the meta page that names
- * them (docs/storage.md section 1). With @c no_sync nothing is synced.
+ * Durability: when crdt_txn_commit(), crdt_merge() or a write crdt_raw
+ * commit returns CRDT_OK, the change is on disk: it survives the process
+ * being killed and the machine losing power. A commit that has not
+ * returned may or may not be there after a crash, never half.
+ * - Default options: LMDB's own durable commit (the data pages synced,
+ *   then the meta page that names them), inside the writer lock. A
+ *   power loss at any moment leaves the last returned commit or a later
+ *   one, never a damaged file.
+ * - @c group_commit: LMDB runs MDB_NOSYNC and the library syncs
+ *   (fdatasync of data.mdb) on the committers' behalf, outside the lock.
+ *   What returned is on disk, and a kill -9 at any moment loses nothing
+ *   that returned; but between two syncs LMDB's ordering (data pages
+ *   before the meta page) is the file system's to keep, so a power loss
+ *   DURING a sync may damage the file, and with it commits that had
+ *   returned (docs/storage.md section 1). For many writer threads on
+ *   storage with a battery-backed cache or a file system that orders
+ *   writes; the open check (crdt_replica_check) reports such damage.
+ *   CRDT_EIO from a commit whose shared sync failed: the change is
+ *   visible to reads but may not be on disk.
+ * - @c no_sync: nothing is synced (simulations, setup).
  * - fork(): a child must not use a replica, txn or read its parent
  *   opened, nor close it; it opens its own after the fork, and the
  *   parent keeps using its handle.
@@ -85,7 +94,8 @@ typedef struct {
 
 /** Options for crdt_replica_open(); start from CRDT_OPEN_OPTIONS_INIT. */
 typedef struct {
-    unsigned int version;     /**< 4 (3: without check_pages and report;
+    unsigned int version;     /**< 5 (4: without group_commit;
+                                   3: without check_pages and report;
                                    2: without the pending bounds either;
                                    1: without map_resident either) */
     int create;               /**< create a new replica if the dir is empty */
@@ -130,11 +140,13 @@ typedef struct {
     uint64_t check_pages;
     /** If not NULL: filled with what was found damaged or restored. */
     crdt_open_report *report;
+    /** Commits share syncs (see "Durability" above for what it trades). */
+    int group_commit;
 } crdt_open_options;
 
 #define CRDT_CHECK_PAGES_DEFAULT 4096 /**< 16 MiB of 4 KiB pages */
 #define CRDT_OPEN_OPTIONS_INIT                                            \
-    { 4, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, NULL }
+    { 5, 0, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, NULL, 0 }
 
 /**
  * Open the replica in directory @p path.
