@@ -17,6 +17,8 @@
  *   w_migrate.c   migrate and open (+ the raw LMDB rewrite reference)
  *   w_sync.c      w1_sync: w1 over an encrypted loopback crdtnet session
  *                 between two processes (+ w1_merge, interleaved)
+ *   w_delta.c     sync_delta: replicas sharing 10,000 actors, one change
+ *                 each way, synced over loopback (bytes, ms)
  *   w_watch.c     watch_latency: a commit by another process reaching a
  *                 watcher (+ the commit itself as reference)
  *   w_hub.c       hub: one strata serve holding thousands of live
@@ -203,6 +205,7 @@ int w_group_run(bench_entry *e);       /* group_commit */
 int w_migrate_run(bench_entry *e);     /* migrate */
 int w_open_run(bench_entry *e);        /* open */
 int w_sync_run(bench_entry *e);        /* w1_sync */
+int w_delta_run(bench_entry *e);       /* sync_delta */
 int w_peers_run(bench_entry *e);       /* peers */
 int w_watch_run(bench_entry *e);       /* watch_latency */
 int w_hub_run(bench_entry *e);         /* hub */

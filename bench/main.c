@@ -50,6 +50,9 @@ static const workload WORKLOADS[] = {
     { "w1_sync", w_sync_run, NULL,
       "w1 pulled over an encrypted loopback crdtnet session between two "
       "processes" },
+    { "sync_delta", w_delta_run, NULL,
+      "replicas sharing 10,000 actors, one change each way, sync over "
+      "loopback: bytes and ms" },
     { "w1_small", w_small_run, NULL,
       "w1 in changes of one op: merge and sync vs w1's 100-op changes" },
     { "watch_latency", w_watch_run, NULL,

@@ -81,8 +81,16 @@ crdt_vv_get(const crdt_vv *vv, const crdt_actor *actor)
 int
 crdt_vv_set(crdt_vv *vv, const crdt_actor *actor, uint64_t seq)
 {
-    int found;
-    size_t i = find(vv, actor, &found);
+    int found = 0;
+    size_t i;
+
+    /* vectors are mostly built in actor order (decoding, the heads
+     * cursor, a summary): an actor after the last one appends at once */
+    if (vv->n > 0 &&
+        memcmp(vv->e[vv->n - 1].a.b, actor->b, CRDT_ACTOR_BYTES) < 0)
+        i = vv->n;
+    else
+        i = find(vv, actor, &found);
 
     if (found) {
         if (seq > vv->e[i].seq)

@@ -38,6 +38,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -377,6 +378,7 @@ hs_finished(crdtnet_peer *p)
         so.batch_bytes = p->o.batch_bytes;
         so.live = p->o.live;
         so.plain_changes = p->o.plain_changes;
+        so.sync_proto = p->o.sync_proto;
         rc = crdtnet_session_new(&p->s, p->r, &so);
     }
     if (rc < 0) {
@@ -546,8 +548,12 @@ channel_frame(crdtnet_peer *p, const unsigned char *f, size_t n)
         }
         return; /* fill() closes once the session has nothing more */
     }
-    if (mn == 0 || p->state != ST_SESSION)
-        return; /* keepalive, or the session is over: drop */
+    if (p->state != ST_SESSION)
+        return; /* the session is over: drop */
+    if (mn == 0) { /* a keepalive, or the offer of sync protocol 4 */
+        (void)crdtnet_session_feed(p->s, m, 0);
+        return;
+    }
     session_message(p, m, mn);
 }
 
@@ -885,7 +891,11 @@ crdtnet_peer_new(crdtnet_peer **out, crdt_replica *const *replicas,
             return CRDT_EINVAL;
     if ((p = calloc(1, sizeof *p)) == NULL)
         return CRDT_ENOMEM;
-    p->o = opts ? *opts : defaults;
+    p->o = defaults;
+    if (opts != NULL && opts->version >= 2)
+        p->o = *opts;
+    else if (opts != NULL) /* version 1: the fields before sync_proto */
+        memcpy(&p->o, opts, offsetof(crdtnet_peer_options, sync_proto));
     p->role = role;
     p->state = ST_HS;
     if ((p->reps = malloc(n * sizeof *p->reps)) == NULL) {

@@ -25,9 +25,20 @@
  *                whose HELLO wrote its proto as uint 8 (cc 03): it reads
  *                them. An older peer writes 03, reads plain messages only
  *                and never sees one.
+ *  14 SUMMARY    [14, digests, entries]  protocol 4 only: one round of
+ *                the heads summary (summary.h), between HELLO and FORKS
  * HELLO is [1, proto, epoch_id, epoch_no, state_hash, vv, [record...],
  * heads] where heads is every head with its chain hash
- * (crdt_heads_export()).
+ * (crdt_heads_export()); protocol 4 sends, in place of vv and heads,
+ * the root digest of the heads and their count:
+ * [1, 4, epoch_id, epoch_no, state_hash, root, n_heads, [record...]],
+ * and FIN carries the digest of the vv (crdtnet__vv_digest()).
+ *
+ * Version negotiation: a side that offers 4 first sends one empty
+ * message (a keepalive to a version 3 peer, which ignores it and sends
+ * its HELLO at once), then waits for the peer's first message: an empty
+ * one (the peer offers 4 too) -> HELLO of version 4; a HELLO of version
+ * 3 -> our HELLO of version 3.
  *
  * Equivocation: in the same epoch, if either side's FORKS names an
  * actor, the side whose chain of the smallest such actor loses (the
@@ -51,26 +62,36 @@
  *      hashes are equal; equal vvs with different hashes is an error
  *      when the comparison is conclusive (fin_conclusive()).
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "crdtnet/session.h"
 #include "net_internal.h"
 #include "internal.h" /* libcrdt: bounded msgpack reader, encoder */
+#include "summary.h"
 
 enum {
     M_HELLO = 1, M_BUSY, M_REJECT, M_SNAP_BEGIN, M_SNAP_CHUNK, M_SNAP_END,
-    M_CHANGES, M_DONE, M_FIN, M_ERROR, M_SNAP_LOG, M_FORKS, M_PACKED
+    M_CHANGES, M_DONE, M_FIN, M_ERROR, M_SNAP_LOG, M_FORKS, M_PACKED,
+    M_SUMMARY
 };
 
 enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
 
-/* 2: the state hash of store format 2; 3: heads in HELLO, FORKS */
-#define PROTO 3
-/* PROTO written as a uint 8 instead of a fixint: every receiver reads 3,
- * a receiver that knows PACKED also reads that the sender reads it */
+/* 2: the state hash of store format 2; 3: heads in HELLO, FORKS;
+ * 4: a summary of the heads in HELLO, SUMMARY rounds, a vv digest in FIN */
+#define PROTO_FULL 3
+#define PROTO_SUMMARY 4
+#define PROTO PROTO_FULL
+/* a proto written as a uint 8 instead of a fixint: every receiver reads
+ * the version, a receiver that knows PACKED also reads that the sender
+ * reads it (version 3: cc 03; version 4: cc 04) */
 #define PROTO_PACKS "\xcc\x03"
+#define PROTO4_PACKS "\xcc\x04"
 #define FORKS_MAX 65536 /* as many actors as a version vector holds */
 #define DEFAULT_BATCH (256u * 1024)
 
@@ -109,6 +130,16 @@ struct crdtnet_session {
     size_t n_forks;
     int forks_sent, forks_recv;
     uint64_t fork_moved;       /* our ops quarantined by losing */
+    /* version negotiation and the summary (protocol 4) */
+    unsigned max_proto;        /* what we offer */
+    unsigned proto;            /* what we speak; 0 until decided */
+    int announce_sent, peer_announced, empty_due;
+    int view_ready;            /* the peer's vv and heads are known */
+    crdtnet__sum *sum;         /* our heads as HELLO summarised them */
+    unsigned char peer_root[CRDTNET__SUM_ROOT];
+    uint64_t peer_n;
+    unsigned char *peer_few;   /* the peer's HELLO entries (few heads) */
+    size_t peer_few_len;
     /* what FIN is judged against: both HELLO vvs (see on_fin) */
     crdt_vv *hello_vv, *peer_hello_vv;
     int peer_packs;            /* the peer reads PACKED messages */
@@ -127,7 +158,14 @@ crdtnet_session_new(crdtnet_session **out, crdt_replica *r,
     if (s == NULL)
         return CRDT_ENOMEM;
     s->r = r;
-    s->opts = opts ? *opts : defaults;
+    s->opts = defaults;
+    if (opts != NULL && opts->version >= 2)
+        s->opts = *opts;
+    else if (opts != NULL) /* version 1: the fields before sync_proto */
+        memcpy(&s->opts, opts,
+               offsetof(crdtnet_session_options, sync_proto));
+    s->max_proto = s->opts.sync_proto == PROTO_FULL ? PROTO_FULL
+                                                     : PROTO_SUMMARY;
     if (s->opts.batch_bytes == 0)
         s->opts.batch_bytes = DEFAULT_BATCH;
     if (s->opts.batch_bytes > CRDTNET_SESSION_MSG_MAX / 2)
@@ -151,6 +189,8 @@ crdtnet_session_free(crdtnet_session *s)
     crdt_vv_free(s->peer_hello_vv);
     free(s->peer_heads);
     crdt_free(s->forks);
+    crdtnet__sum_free(s->sum);
+    free(s->peer_few);
     crdt__enc_free(&s->out);
     free(s);
 }
@@ -230,6 +270,62 @@ fail_decode(crdtnet_session *s, int rc, const char *why)
 
 /* ---- building messages ---- */
 
+static int sum_begin(crdtnet_session *s);
+
+/* HELLO of protocol 4: the heads' root digest and count stand for the
+ * vv and the heads; the summary keeps our heads for the rounds. */
+static int
+build_hello_summary(crdtnet_session *s)
+{
+    unsigned char *hb = NULL, root[CRDTNET__SUM_ROOT];
+    size_t hl = 0, n = 0;
+    uint64_t n_heads;
+    epoch_info *chain = NULL;
+    crdt_read *rd;
+    crdt_stats st;
+    int rc;
+
+    if ((rc = crdt_read_begin(&rd, s->r)) < 0)
+        return rc;
+    rc = crdt_read_stats(&st, rd);
+    crdt_read_end(rd);
+    if (rc == CRDT_OK)
+        rc = epoch_all(&chain, &n, s->r);
+    if (rc == CRDT_OK)
+        rc = crdt_heads_export(&hb, &hl, s->r);
+    if (rc == CRDT_OK)
+        rc = crdtnet__sum_new(&s->sum, hb, hl);
+    if (rc == CRDT_OK) { /* FIN is judged against it */
+        crdt_vv_free(s->hello_vv);
+        s->hello_vv = NULL;
+        rc = crdtnet__sum_own_vv(s->sum, &s->hello_vv);
+    }
+    if (rc == CRDT_OK) {
+        const unsigned char *few;
+        size_t fl;
+        crdtnet__sum_root(s->sum, root, &n_heads);
+        crdtnet__sum_hello_entries(s->sum, &few, &fl);
+        msgpack_pack_array(&s->out.pk, 9);
+        msgpack_pack_uint64(&s->out.pk, M_HELLO);
+        if (s->opts.plain_changes)
+            msgpack_pack_uint64(&s->out.pk, PROTO_SUMMARY);
+        else /* the same proto, as uint 8: "I read PACKED" */
+            crdt__enc_raw(&s->out, PROTO4_PACKS, sizeof PROTO4_PACKS - 1);
+        crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
+        msgpack_pack_uint64(&s->out.pk, st.epoch_number);
+        crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
+        crdt__enc_bin(&s->out, root, sizeof root);
+        msgpack_pack_uint64(&s->out.pk, n_heads);
+        msgpack_pack_array(&s->out.pk, n);
+        for (size_t i = 0; i < n; i++)
+            crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
+        crdt__enc_bin(&s->out, few, fl);
+    }
+    epoch_chain_free(chain, n);
+    crdt_free(hb);
+    return rc;
+}
+
 static int
 build_hello(crdtnet_session *s)
 {
@@ -254,6 +350,7 @@ build_hello(crdtnet_session *s)
     if (rc == CRDT_OK) /* a write between the two reads only adds a head */
         rc = crdt_heads_export(&hb, &hl, s->r);
     if (rc == CRDT_OK) {
+        s->proto = PROTO_FULL;
         msgpack_pack_array(&s->out.pk, 8);
         msgpack_pack_uint64(&s->out.pk, M_HELLO);
         if (s->opts.plain_changes)
@@ -581,6 +678,19 @@ build_fin(crdtnet_session *s)
         vv = NULL;
         rc = crdt_vv_new(&vv);
     }
+    if (rc == CRDT_OK && s->proto == PROTO_SUMMARY) {
+        /* the digest of the vv: the peer compares it with its own */
+        unsigned char d[32];
+        crdtnet__vv_digest(vv, d);
+        memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
+        msgpack_pack_array(&s->out.pk, 4);
+        msgpack_pack_uint64(&s->out.pk, M_FIN);
+        crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
+        crdt__enc_bin(&s->out, d, sizeof d);
+        crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
+        crdt_vv_free(vv);
+        return CRDT_OK;
+    }
     if (rc == CRDT_OK)
         rc = crdt_vv_encode(&vb, &vl, vv);
     if (rc == CRDT_OK) {
@@ -647,6 +757,30 @@ next_message(crdtnet_session *s)
     if (s->closed)
         return CRDT_ECLOSED;
     if (!s->hello_sent) {
+        if (s->max_proto >= PROTO_SUMMARY && !busy_now(s)) {
+            /* offer protocol 4, then answer in the peer's version */
+            if (!s->announce_sent) {
+                s->announce_sent = 1;
+                s->empty_due = 1;
+                return CRDT_OK;
+            }
+            if (!s->hello_recv && !s->peer_announced)
+                return CRDT_EAGAIN;
+            s->hello_sent = 1;
+            if (s->hello_recv && s->proto == PROTO_FULL) {
+                /* the peer spoke first, in version 3 */
+                if ((rc = build_hello(s)) < 0)
+                    return local_fail(s, rc, "cannot read the replica");
+                return CRDT_OK;
+            }
+            s->proto = PROTO_SUMMARY;
+            s->rep.sync_proto = PROTO_SUMMARY;
+            if ((rc = build_hello_summary(s)) < 0)
+                return local_fail(s, rc, "cannot read the replica");
+            if ((rc = sum_begin(s)) < 0)
+                return rc;
+            return CRDT_OK;
+        }
         s->hello_sent = 1;
         if (busy_now(s)) {
             s->rep.busy_retry_ms = 1000;
@@ -665,6 +799,20 @@ next_message(crdtnet_session *s)
     }
     if (!s->hello_recv)
         return CRDT_EAGAIN;
+    if (s->proto == PROTO_SUMMARY && s->sum != NULL &&
+        crdtnet__sum_round_due(s->sum)) {
+        const unsigned char *sums, *heads;
+        size_t sl, hl;
+
+        crdtnet__sum_round_take(s->sum, &sums, &sl, &heads, &hl);
+        msgpack_pack_array(&s->out.pk, 3);
+        msgpack_pack_uint64(&s->out.pk, M_SUMMARY);
+        crdt__enc_bin(&s->out, sums, sl);
+        crdt__enc_bin(&s->out, heads, hl);
+        return CRDT_OK;
+    }
+    if (!s->view_ready)
+        return CRDT_EAGAIN; /* the peer's next round is due */
     if (!s->forks_sent) {
         s->forks_sent = 1;
         return build_forks(s);
@@ -770,6 +918,13 @@ crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
     if (crdt__enc_ok(&s->out) < 0) { /* a short message is never sent */
         crdt__enc_reset(&s->out);
         return fail(s, CRDT_ENOMEM, "out of memory", 0);
+    }
+    if (s->empty_due && s->out.sb.size == 0) {
+        static const unsigned char nothing[1];
+        s->empty_due = 0; /* the offer of protocol 4 */
+        *msg = nothing;
+        *len = 0;
+        return CRDT_OK;
     }
     if (s->out.sb.size == 0)
         return s->closed ? CRDT_ECLOSED : CRDT_EAGAIN;
@@ -895,7 +1050,13 @@ on_forks(crdtnet_session *s, crdt__mp *m)
     first = &s->forks[0];
     memset(mh, 0, sizeof mh);
     memset(th, 0, sizeof th);
-    rc = crdt_head_read(&ms, mh, s->r, first);
+    /* version 4: our head as our HELLO showed it, as the peer compares
+     * it (a change merged since, from a third replica, would make the
+     * two sides judge different pairs of heads) */
+    if (s->proto == PROTO_SUMMARY && s->sum != NULL)
+        rc = crdtnet__sum_own_head(s->sum, first, &ms, mh);
+    else
+        rc = crdt_head_read(&ms, mh, s->r, first);
     if (rc < 0 && rc != CRDT_ENOTFOUND)
         return fail(s, rc, "cannot read the heads", 1);
     rc = crdt_heads_lookup(&ts, th, s->peer_heads, s->peer_heads_len, first);
@@ -920,43 +1081,132 @@ on_forks(crdtnet_session *s, crdt__mp *m)
     return become_giver(s);
 }
 
+/* A copy of @p vv. */
 static int
-on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
+vv_copy(crdt_vv **out, const crdt_vv *vv)
 {
-    unsigned char their_epoch[CRDT_HASH_BYTES], their_hash[CRDT_HASH_BYTES];
-    const unsigned char *vb, *rec;
-    uint64_t proto, number;
-    uint32_t vl, n_rec, rl;
-    crdt_vv *their_vv = NULL;
-    epoch_relation rel;
-    const char *reason = NULL;
-    int rc, packs;
+    int rc = crdt_vv_new(out);
 
-    /* proto as uint 8 (cc 03): the peer reads PACKED messages */
-    packs = !s->opts.plain_changes && m->p + 2 <= m->end &&
-            memcmp(m->p, PROTO_PACKS, 2) == 0;
-    if (s->hello_recv || n < 2 || crdt__mp_uint(m, &proto) < 0)
+    for (size_t i = 0; rc == CRDT_OK && i < crdt_vv_count(vv); i++) {
+        crdt_actor a;
+        uint64_t seq;
+        crdt_vv_entry(vv, i, &a, &seq);
+        rc = crdt_vv_set(*out, &a, seq);
+    }
+    if (rc < 0) {
+        crdt_vv_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/*
+ * What the peer holds is known (its HELLO's vv and heads; in protocol 4,
+ * rebuilt by the summary): @p their_vv (taken over) is what it holds,
+ * s->peer_heads the heads it may hold differently from ours.
+ */
+static int
+peer_view(crdtnet_session *s, crdt_vv *their_vv)
+{
+    int rc;
+
+    s->view_ready = 1;
+    crdt_vv_free(s->peer_known);
+    s->peer_known = their_vv;
+    /* what FIN is judged against (fin_conclusive()) */
+    crdt_vv_free(s->peer_hello_vv);
+    s->peer_hello_vv = NULL;
+    if ((rc = vv_copy(&s->peer_hello_vv, their_vv)) < 0)
+        return fail(s, rc, crdt_strerror(rc), 1);
+    if (s->role == ROLE_SAME) {
+        /* which of the peer's heads fork from the chains we hold; the
+         * peer checks ours: each side can judge the heads it is ahead of */
+        rc = crdt_forks_find(&s->forks, &s->n_forks, s->r, s->peer_heads,
+                             s->peer_heads_len);
+        if (rc == CRDT_ENOMEM || rc == CRDT_EIO)
+            return fail(s, rc, crdt_strerror(rc), 1);
+        if (rc < 0)
+            return fail(s, CRDT_EPROTO, "malformed heads in HELLO", 1);
+    }
+    if (s->role == ROLE_SAME || s->role == ROLE_TAKER) {
+        crdt_vv_free(s->lacks);
+        s->lacks = NULL;
+        if ((rc = vv_copy(&s->lacks, their_vv)) < 0)
+            return fail(s, rc, crdt_strerror(rc), 1);
+    }
+    return CRDT_OK;
+}
+
+/* Protocol 4: the summary is done; the peer's vv and differing heads. */
+static int
+peer_view_from_summary(crdtnet_session *s)
+{
+    crdt_vv *vv = NULL;
+    int rc;
+
+    s->rep.summary_rounds = crdtnet__sum_rounds(s->sum);
+    free(s->peer_heads);
+    s->peer_heads = NULL;
+    if ((rc = crdtnet__sum_peer_heads(s->sum, &s->peer_heads,
+                                      &s->peer_heads_len)) < 0 ||
+        (rc = crdtnet__sum_peer_vv(s->sum, &vv)) < 0)
+        return fail(s, rc, crdt_strerror(rc), 1);
+    return peer_view(s, vv);
+}
+
+/* Protocol 4: once both HELLOs are known, compare the summaries. */
+static int
+sum_begin(crdtnet_session *s)
+{
+    int rc;
+
+    if (s->sum == NULL || !s->hello_recv || s->err != 0)
+        return CRDT_OK;
+    rc = crdtnet__sum_start(s->sum, s->peer_root, s->peer_n, s->peer_few,
+                            s->peer_few_len);
+    if (rc < 0)
+        return fail_decode(s, rc, "malformed HELLO");
+    if (crdtnet__sum_done(s->sum))
+        return peer_view_from_summary(s);
+    return CRDT_OK;
+}
+
+static int
+on_summary(crdtnet_session *s, crdt__mp *m)
+{
+    const unsigned char *sums, *heads;
+    uint32_t sl, hl;
+    int rc;
+
+    if (crdt__mp_bin(m, &sums, &sl) < 0 || crdt__mp_bin(m, &heads, &hl) < 0)
+        return fail(s, CRDT_EPROTO, "malformed SUMMARY", 1);
+    rc = crdtnet__sum_round_feed(s->sum, sums, sl, heads, hl);
+    if (rc == CRDT_ELIMIT)
+        return fail(s, rc, "too many heads in SUMMARY", 1);
+    if (rc < 0)
+        return fail_decode(s, rc, "malformed SUMMARY");
+    if (crdtnet__sum_done(s->sum))
+        return peer_view_from_summary(s);
+    return CRDT_OK;
+}
+
+/* Store the peer's epoch records (HELLO). */
+static int
+store_hello_records(crdtnet_session *s, crdt__mp *m)
+{
+    const unsigned char *rec;
+    uint32_t n_rec, rl;
+    int rc;
+
+    if (crdt__mp_array(m, &n_rec) < 0)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
-    if (proto != PROTO) /* before the shape: other versions differ in it */
-        return fail(s, CRDT_EVERSION, "unsupported sync protocol", 1);
-    if (n != 8 ||
-        crdt__mp_bin_fixed(m, their_epoch, sizeof their_epoch) < 0 ||
-        crdt__mp_uint(m, &number) < 0 ||
-        crdt__mp_bin_fixed(m, their_hash, sizeof their_hash) < 0 ||
-        crdt__mp_bin(m, &vb, &vl) < 0 || crdt__mp_array(m, &n_rec) < 0)
-        return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
-    if ((rc = crdt_vv_decode(&their_vv, vb, vl)) < 0)
-        return fail_decode(s, rc, "malformed version vector");
     for (uint32_t i = 0; i < n_rec; i++) {
         size_t len;
-        if (crdt__mp_bin(m, &rec, &rl) < 0) {
-            crdt_vv_free(their_vv);
+        if (crdt__mp_bin(m, &rec, &rl) < 0)
             return fail(s, CRDT_EPROTO, "malformed epoch record", 1);
-        }
         len = rl;
         rc = epoch_store_records(s->r, &rec, &len, 1);
         if (rc < 0) {
-            crdt_vv_free(their_vv);
             if (rc == CRDT_ENOMEM || rc == CRDT_EFULL || rc == CRDT_EIO)
                 return fail(s, rc, crdt_strerror(rc), 1); /* ours */
             return fail(s, rc == CRDT_EBUSY ? CRDT_EBUSY : CRDT_EAUTH,
@@ -966,7 +1216,74 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
                         1);
         }
     }
-    {
+    return CRDT_OK;
+}
+
+/* May the peer's HELLO be of version @p proto? */
+static int
+proto_ok(const crdtnet_session *s, uint64_t proto)
+{
+    if (proto == PROTO_FULL) /* unless our HELLO of version 4 is out */
+        return !s->hello_sent || s->proto == PROTO_FULL;
+    if (proto == PROTO_SUMMARY) /* only after we offered it */
+        return s->max_proto >= PROTO_SUMMARY && s->announce_sent &&
+               (!s->hello_sent || s->proto == PROTO_SUMMARY);
+    return 0;
+}
+
+static int
+on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
+{
+    unsigned char their_epoch[CRDT_HASH_BYTES], their_hash[CRDT_HASH_BYTES];
+    const unsigned char *vb = NULL;
+    uint64_t proto, number;
+    uint32_t vl = 0;
+    crdt_vv *their_vv = NULL;
+    epoch_relation rel;
+    const char *reason = NULL;
+    int rc, packs;
+
+    /* proto as uint 8 (cc 03, cc 04): the peer reads PACKED messages */
+    packs = !s->opts.plain_changes && m->p + 2 <= m->end &&
+            (memcmp(m->p, PROTO_PACKS, 2) == 0 ||
+             memcmp(m->p, PROTO4_PACKS, 2) == 0);
+    if (s->hello_recv || n < 2 || crdt__mp_uint(m, &proto) < 0)
+        return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+    if (!proto_ok(s, proto)) /* before the shape: versions differ in it */
+        return fail(s, CRDT_EVERSION, "unsupported sync protocol", 1);
+    if (n != (proto == PROTO_SUMMARY ? 9u : 8u) ||
+        crdt__mp_bin_fixed(m, their_epoch, sizeof their_epoch) < 0 ||
+        crdt__mp_uint(m, &number) < 0 ||
+        crdt__mp_bin_fixed(m, their_hash, sizeof their_hash) < 0)
+        return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+    if (proto == PROTO_SUMMARY) {
+        if (crdt__mp_bin_fixed(m, s->peer_root, sizeof s->peer_root) < 0 ||
+            crdt__mp_uint(m, &s->peer_n) < 0)
+            return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+        if (s->peer_n > CRDTNET__SUM_MAX)
+            return fail(s, CRDT_ELIMIT, "too many heads in HELLO", 1);
+    } else if (crdt__mp_bin(m, &vb, &vl) < 0) {
+        return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+    } else if ((rc = crdt_vv_decode(&their_vv, vb, vl)) < 0) {
+        return fail_decode(s, rc, "malformed version vector");
+    }
+    if ((rc = store_hello_records(s, m)) < 0) {
+        crdt_vv_free(their_vv);
+        return rc;
+    }
+    if (proto == PROTO_SUMMARY) {
+        const unsigned char *fb;
+        uint32_t fl;
+        if (crdt__mp_bin(m, &fb, &fl) < 0)
+            return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+        /* checked against the count when the summary starts */
+        s->peer_few = malloc(fl ? fl : 1);
+        if (s->peer_few == NULL)
+            return fail(s, CRDT_ENOMEM, "out of memory", 1);
+        memcpy(s->peer_few, fb, fl);
+        s->peer_few_len = fl;
+    }
+    if (proto == PROTO_FULL) {
         const unsigned char *hb;
         uint32_t hl;
         if (crdt__mp_bin(m, &hb, &hl) < 0) {
@@ -982,6 +1299,8 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
         s->peer_heads_len = hl;
     }
     s->hello_recv = 1;
+    s->proto = (unsigned)proto;
+    s->rep.sync_proto = (unsigned)proto;
     s->peer_packs = packs;
     rc = epoch_relate(&rel, &reason, s->r, their_epoch, &s->opts.policy);
     if (rc < 0 && rc != CRDT_EREJECTED) {
@@ -989,29 +1308,17 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
         return fail(s, rc, rc == CRDT_EAUTH ? "epochs of another space"
                                             : "cannot relate epochs", 1);
     }
-    s->peer_known = their_vv;
-    {   /* rc still holds the relation's verdict (EREJECTED) */
-        int drc = crdt_vv_decode(&s->peer_hello_vv, vb, vl);
-        if (drc < 0)
-            return fail_decode(s, drc, "malformed version vector");
-    }
     switch (rel) {
     case EPOCH_SAME:
         s->role = ROLE_SAME;
         s->same_epoch = 1;
-        /* which of the peer's heads fork from the chains we hold; the
-         * peer checks ours: each side can judge the heads it is ahead of */
-        rc = crdt_forks_find(&s->forks, &s->n_forks, s->r, s->peer_heads,
-                             s->peer_heads_len);
-        if (rc == CRDT_ENOMEM || rc == CRDT_EIO)
-            return fail(s, rc, crdt_strerror(rc), 1);
-        if (rc < 0)
-            return fail(s, CRDT_EPROTO, "malformed heads in HELLO", 1);
         break;
     case EPOCH_AHEAD:
     case EPOCH_FORK_WIN:
-        if ((rc = become_giver(s)) < 0)
+        if ((rc = become_giver(s)) < 0) {
+            crdt_vv_free(their_vv);
             return rc;
+        }
         break;
     case EPOCH_BEHIND:
     case EPOCH_FORK_LOSE:
@@ -1026,15 +1333,14 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
                      reason ? reason : "beyond policy");
             s->reject_due = 1;
         }
-        if ((rc = crdt_vv_decode(&s->lacks, vb, vl)) < 0)
-            return fail(s, rc, "malformed version vector", 1);
         break;
     default:
+        crdt_vv_free(their_vv);
         return fail(s, CRDT_EPROTO, "peer's epoch is unknown", 1);
     }
-    if (s->role == ROLE_SAME && (rc = crdt_vv_decode(&s->lacks, vb, vl)) < 0)
-        return fail(s, rc, "malformed version vector", 1);
-    return CRDT_OK;
+    if (proto == PROTO_FULL)
+        return peer_view(s, their_vv);
+    return sum_begin(s); /* no-op until our HELLO is built */
 }
 
 static int merge_changes(crdtnet_session *s, const crdt_bytes *items,
@@ -1277,6 +1583,54 @@ fin_conclusive(crdtnet_session *s, const crdt_vv *ours)
     return 1;
 }
 
+/* FIN of protocol 4: the same checks as on_fin(), on the vv digests;
+ * equal digests mean the peer holds what we hold. */
+static int
+on_fin_digest(crdtnet_session *s, const unsigned char *hash,
+              const unsigned char *d, uint32_t dl,
+              const unsigned char *epoch)
+{
+    unsigned char ours_d[32];
+    crdt_vv *ours = NULL;
+    crdt_read *rd;
+    crdt_stats st;
+    int rc;
+
+    if (dl != sizeof ours_d)
+        return fail(s, CRDT_EPROTO, "malformed FIN", 1);
+    s->fin_recv = 1;
+    if ((rc = crdt_read_begin(&rd, s->r)) < 0)
+        return fail(s, rc, "cannot read", 1);
+    rc = crdt_read_stats(&st, rd);
+    if (rc == CRDT_OK)
+        rc = crdt_read_vv(&ours, rd);
+    crdt_read_end(rd);
+    if (rc == CRDT_OK) {
+        int same_vv, same_hash;
+        crdtnet__vv_digest(ours, ours_d);
+        same_vv = sodium_memcmp(ours_d, d, sizeof ours_d) == 0 &&
+                  memcmp(epoch, st.epoch_id, CRDT_HASH_BYTES) == 0;
+        same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
+        memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
+        s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
+        if (same_vv && !same_hash && !fin_conclusive(s, ours))
+            same_vv = 0; /* not in sync; the next session decides */
+        if (same_vv && !same_hash)
+            rc = fail(s, CRDT_ECORRUPT,
+                      "same ops but different state: replicas diverged", 1);
+        if (same_vv && s->peer_known != NULL && rc == CRDT_OK) {
+            for (size_t i = 0; i < crdt_vv_count(ours); i++) {
+                crdt_actor a;
+                uint64_t seq;
+                crdt_vv_entry(ours, i, &a, &seq);
+                crdt_vv_set(s->peer_known, &a, seq);
+            }
+        }
+    }
+    crdt_vv_free(ours);
+    return rc;
+}
+
 static int
 on_fin(crdtnet_session *s, crdt__mp *m)
 {
@@ -1292,6 +1646,8 @@ on_fin(crdtnet_session *s, crdt__mp *m)
         crdt__mp_bin(m, &vb, &vl) < 0 ||
         crdt__mp_bin_fixed(m, epoch, sizeof epoch) < 0)
         return fail(s, CRDT_EPROTO, "malformed FIN", 1);
+    if (s->proto == PROTO_SUMMARY) /* the digest of the peer's vv */
+        return on_fin_digest(s, hash, vb, vl, epoch);
     if ((rc = crdt_vv_decode(&theirs, vb, vl)) < 0)
         return fail_decode(s, rc, "malformed FIN");
     s->fin_recv = 1;
@@ -1383,10 +1739,17 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
     uint64_t type;
     int rc;
 
-    if (s == NULL || msg == NULL)
+    if (s == NULL || (msg == NULL && len > 0))
         return CRDT_EINVAL;
     if (s->err != 0 || s->closed)
         return s->err ? s->err : CRDT_ECLOSED;
+    if (len == 0) {
+        /* the first before any HELLO: the peer offers protocol 4; any
+         * other is a keepalive */
+        if (!s->hello_recv)
+            s->peer_announced = 1;
+        return CRDT_OK;
+    }
     if (len > CRDTNET_SESSION_MSG_MAX)
         return fail(s, CRDT_ELIMIT, "message too large", 1);
     if (crdt__mp_array(&m, &n) < 0 || n < 1 || crdt__mp_uint(&m, &type) < 0)
@@ -1394,8 +1757,14 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
     if (type != M_HELLO && type != M_BUSY && type != M_ERROR &&
         !s->hello_recv)
         return fail(s, CRDT_EPROTO, "message before HELLO", 1);
-    if (type != M_FORKS && type != M_BUSY && type != M_ERROR &&
-        s->hello_recv && !s->forks_recv)
+    if (type == M_SUMMARY && (!s->hello_recv || s->view_ready ||
+                              s->proto != PROTO_SUMMARY))
+        return fail(s, CRDT_EPROTO, "unexpected SUMMARY", 1);
+    if (type == M_FORKS && s->hello_recv && !s->view_ready)
+        return fail(s, CRDT_EPROTO, "FORKS before the end of the summary",
+                    1);
+    if (type != M_FORKS && type != M_SUMMARY && type != M_BUSY &&
+        type != M_ERROR && s->hello_recv && !s->forks_recv)
         return fail(s, CRDT_EPROTO, "message before FORKS", 1);
     {   /* the whole message must be well formed, with nothing after it,
          * before any part of it is acted on */
@@ -1457,6 +1826,10 @@ dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n, uint64_t type)
         if (n != 2 || !s->hello_recv)
             return fail(s, CRDT_EPROTO, "unexpected FORKS", 1);
         return on_forks(s, mp);
+    case M_SUMMARY:
+        if (n != 3)
+            return fail(s, CRDT_EPROTO, "malformed SUMMARY", 1);
+        return on_summary(s, mp);
     case M_DONE:
         if (n != 1 || s->done_recv)
             return fail(s, CRDT_EPROTO, "unexpected DONE", 1);

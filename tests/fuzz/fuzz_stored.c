@@ -68,6 +68,10 @@ typedef struct {
     size_t kl, vl;
 } entry;
 
+/* Version 3 sessions: the peer's HELLO is its first message, sent at
+ * once (version 4 first offers itself with an empty message). */
+static const crdtnet_session_options v3 = { .version = 2,
+                                            .sync_proto = 3 };
 static char tmpdir[4096], rpath[4200], ppath[4200];
 static crdt_replica *rep;             /* the replica under test */
 static unsigned char *pristine;       /* its data.mdb at the start */
@@ -334,7 +338,7 @@ sync_with_peer(void)
     size_t len;
     int rc, n = 0;
 
-    if (crdtnet_session_new(&s, rep, NULL) != CRDT_OK)
+    if (crdtnet_session_new(&s, rep, &v3) != CRDT_OK)
         abort();
     rc = crdtnet_session_feed(s, peer_hello, peer_hello_len);
     check_code(rc);
@@ -777,7 +781,7 @@ setup(void)
         peer_next_key_seq = c.seq + c.n_ops; /* the first seq after */
     }
     /* the peer's HELLO */
-    if (crdtnet_session_new(&s, p, NULL) != CRDT_OK ||
+    if (crdtnet_session_new(&s, p, &v3) != CRDT_OK ||
         crdtnet_session_next_out(s, &msg, &len) != CRDT_OK ||
         len > sizeof peer_hello)
         abort();

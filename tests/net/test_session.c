@@ -189,6 +189,8 @@ END_TEST
  * before anything is allocated for four million entries. */
 START_TEST(test_changes_of_empty_entries_are_refused_early)
 {
+    /* version 3 (HELLO at once, no summary): the steps below are its */
+    crdtnet_session_options v3 = CRDTNET_SESSION_OPTIONS_INIT;
     crdtnet_session *sa, *sb;
     const unsigned char *msg;
     unsigned char *bomb;
@@ -200,9 +202,10 @@ START_TEST(test_changes_of_empty_entries_are_refused_early)
     x = tu_export_all(b); /* the smallest change there is */
     ck_assert_uint_ge(x.v[0].len, CRDT_CHANGE_MIN);
     tu_batch_free(&x);
+    v3.sync_proto = 3;
     tu_hash(h0, a);
-    ck_assert_int_eq(crdtnet_session_new(&sa, a, NULL), CRDT_OK);
-    ck_assert_int_eq(crdtnet_session_new(&sb, b, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, &v3), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, &v3), CRDT_OK);
     /* HELLO and FORKS both ways, nothing more: a is ready for CHANGES */
     ck_assert_int_eq(crdtnet_session_next_out(sb, &msg, &len), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_feed(sa, msg, len), CRDT_OK);
@@ -264,15 +267,18 @@ END_TEST
  * equals ours) ends the session with the reason, changing nothing. */
 START_TEST(test_old_protocol_is_refused)
 {
+    /* version 3: its HELLO is the first message */
+    crdtnet_session_options v3 = CRDTNET_SESSION_OPTIONS_INIT;
     crdtnet_session *sa, *sb;
     const unsigned char *msg;
     unsigned char hello[4096];
     size_t len;
     char h0[65], h1[65];
 
+    v3.sync_proto = 3;
     tu_hash(h0, a);
     /* a HELLO announces PACKED with its proto as uint 8: cc 03 */
-    ck_assert_int_eq(crdtnet_session_new(&sb, b, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, &v3), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_next_out(sb, &msg, &len), CRDT_OK);
     ck_assert_uint_ge(len, 4);
     ck_assert_uint_eq(msg[2], 0xcc);
@@ -280,7 +286,7 @@ START_TEST(test_old_protocol_is_refused)
     crdtnet_session_free(sb);
     /* one that does not read PACKED writes 03, as before */
     {
-        crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+        crdtnet_session_options o = v3;
         o.plain_changes = 1;
         ck_assert_int_eq(crdtnet_session_new(&sb, b, &o), CRDT_OK);
     }
@@ -292,7 +298,7 @@ START_TEST(test_old_protocol_is_refused)
     ck_assert_uint_eq(hello[1], 1);
     ck_assert_uint_eq(hello[2], 3);
     hello[2] = 2; /* the previous protocol: HELLO without heads */
-    ck_assert_int_eq(crdtnet_session_new(&sa, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, &v3), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_feed(sa, hello, len), CRDT_EVERSION);
     ck_assert_str_eq(crdtnet_session_report(sa)->reason,
                      "unsupported sync protocol");

@@ -58,7 +58,7 @@ typedef struct crdtnet_peer crdtnet_peer;
 
 /** Settings; start from CRDTNET_PEER_OPTIONS_INIT. */
 typedef struct {
-    unsigned int version; /**< 1 */
+    unsigned int version; /**< 2 (1: without sync_proto) */
     epoch_policy policy;  /**< for stale or forked peers */
     size_t batch_bytes;   /**< session message target; 0 = default */
     /** Client only: by default a client whose member set is empty trusts
@@ -77,9 +77,12 @@ typedef struct {
     /** Nonzero: never announce nor use PACKED messages, as a build from
      *  before them (crdtnet_session_options.plain_changes). */
     int plain_changes;
+    /** Highest sync protocol offered: 0 = the newest (4); 3 = version 3
+     *  only (crdtnet_session_options.sync_proto). */
+    unsigned int sync_proto;
 } crdtnet_peer_options;
 
-#define CRDTNET_PEER_OPTIONS_INIT { 1, { 0, 0 }, 0, 0, 0, 0, 0, 0 }
+#define CRDTNET_PEER_OPTIONS_INIT { 2, { 0, 0 }, 0, 0, 0, 0, 0, 0, 0 }
 
 /** Where a peer is, and what moved so far. */
 typedef struct {

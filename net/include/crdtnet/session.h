@@ -31,17 +31,25 @@ extern "C" {
 typedef struct crdtnet_session crdtnet_session;
 
 typedef struct {
-    unsigned int version;     /**< 1 */
+    unsigned int version;     /**< 2 (1: without sync_proto) */
     epoch_policy policy;      /**< for stale or forked peers */
     size_t batch_bytes;       /**< target message size; 0 = 256 KiB */
     int live;                 /**< stay open after FIN and push changes */
     /** 1: behave as a peer from before PACKED messages (HELLO's proto
-     *  written as 03, every change list plain); 0: announce and use them
-     *  (docs/protocol.md, "Packed changes") */
+     *  written as a fixint, every change list plain); 0: announce and use
+     *  them (docs/protocol.md, "Packed changes") */
     int plain_changes;
+    /**
+     * Highest sync protocol version offered (docs/protocol.md, "Versions
+     * and their negotiation"): 0 = the newest, 4 (a summary of the
+     * version vector, negotiated: a version 3 peer is answered in version
+     * 3); 3 = only version 3 (the whole version vector and heads in HELLO
+     * and FIN, sent at once, as releases before version 4 do).
+     */
+    unsigned int sync_proto;
 } crdtnet_session_options;
 
-#define CRDTNET_SESSION_OPTIONS_INIT { 1, { 0, 0 }, 0, 0, 0 }
+#define CRDTNET_SESSION_OPTIONS_INIT { 2, { 0, 0 }, 0, 0, 0, 0 }
 
 /** Largest message a session sends or accepts (one change fits). */
 #define CRDTNET_SESSION_MSG_MAX ((size_t)8 * 1024 * 1024)
@@ -74,6 +82,10 @@ typedef struct {
                                     it was about to send (CRDT_ECORRUPT);
                                     nothing damaged was sent */
     unsigned char state_hash[CRDT_HASH_BYTES];
+    unsigned int sync_proto;   /**< the version both sides speak (3 or
+                                    4), 0 before the peer's HELLO */
+    unsigned int summary_rounds; /**< version 4: SUMMARY messages
+                                    received (0: equal heads at HELLO) */
 } crdtnet_report;
 
 /**
@@ -85,7 +97,9 @@ CRDTNET_API int crdtnet_session_new(crdtnet_session **out, crdt_replica *r,
 CRDTNET_API void crdtnet_session_free(crdtnet_session *s);
 
 /**
- * One message from the peer (already decrypted).
+ * One message from the peer (already decrypted). An empty message
+ * (@p len 0, @p msg may be NULL) is a keepalive, except the first one
+ * before the peer's HELLO: the peer offers sync protocol 4.
  * @return CRDT_OK; CRDT_EPROTO (malformed: the session is failed);
  *         CRDT_EAUTH (forged change, other space); CRDT_EBUSY (we or the
  *         peer are migrating); CRDT_ECORRUPT; CRDT_EFULL; CRDT_ECLOSED
@@ -96,6 +110,9 @@ CRDTNET_API int crdtnet_session_feed(crdtnet_session *s, const unsigned char *ms
 
 /**
  * The next message to send: a view valid until the next call on @p s.
+ * The first may be empty (@p len 0): this side offers sync protocol 4;
+ * send it as an empty message (a keepalive, which a peer of version 3
+ * ignores).
  * @return CRDT_OK; CRDT_EAGAIN (nothing to send now: feed the peer's
  *         messages, or in live mode call again later); CRDT_ECLOSED
  *         (finished or failed; nothing more to send).

@@ -1,0 +1,649 @@
+/*
+ * test_summary.c: sync protocol 4, the heads summary (net/src/summary.c)
+ * and the sessions that use it: two summaries of different heads run
+ * against each other learn exactly each other's heads; a session pair
+ * that differs by one change each way moves a few hundred bytes of
+ * summary instead of the whole version vector; equal heads end at
+ * HELLO; a version 3 peer is answered in version 3; a summary that
+ * lies, is out of order or too large is refused.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "crdt/raw.h"
+#include "crdtnet/session.h"
+#include "epoch/epoch.h"
+#include "internal.h"
+#include "summary.h"
+#include "support/epoch_util.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+/* ---- the summary alone, on made-up heads ---- */
+
+typedef struct {
+    unsigned char actor[8];
+    uint64_t seq;
+    unsigned char hash[32];
+} head;
+
+static uint64_t rng = 0x243f6a8885a308d3ULL;
+
+static uint64_t
+next_rand(void)
+{
+    uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static int
+cmp_head(const void *x, const void *y)
+{
+    return memcmp(((const head *)x)->actor, ((const head *)y)->actor, 8);
+}
+
+/* @p n random heads, sorted, no actor twice. */
+static head *
+random_heads(size_t n)
+{
+    head *h = calloc(n ? n : 1, sizeof *h);
+    size_t k = 0;
+
+    ck_assert_ptr_nonnull(h);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = next_rand();
+        memcpy(h[i].actor, &a, 8);
+        h[i].seq = 1 + next_rand() % 1000;
+        for (int j = 0; j < 32; j++)
+            h[i].hash[j] = (unsigned char)next_rand();
+    }
+    qsort(h, n, sizeof *h, cmp_head);
+    for (size_t i = 0; i < n; i++) /* drop the (unlikely) repeats */
+        if (k == 0 || memcmp(h[k - 1].actor, h[i].actor, 8) != 0)
+            h[k++] = h[i];
+    ck_assert_uint_eq(k, n);
+    return h;
+}
+
+/* The heads blob of crdt_heads_export() for @p h. */
+static unsigned char *
+blob_of(const head *h, size_t n, size_t *len)
+{
+    crdt__enc e;
+    unsigned char *out;
+
+    crdt__enc_init(&e);
+    msgpack_pack_array(&e.pk, 3 * n);
+    for (size_t i = 0; i < n; i++) {
+        crdt__enc_bin(&e, h[i].actor, 8);
+        msgpack_pack_uint64(&e.pk, h[i].seq);
+        crdt__enc_bin(&e, h[i].hash, 32);
+    }
+    ck_assert_int_eq(crdt__enc_ok(&e), CRDT_OK);
+    out = malloc(e.sb.size);
+    memcpy(out, e.sb.data, e.sb.size);
+    *len = e.sb.size;
+    crdt__enc_free(&e);
+    return out;
+}
+
+static crdtnet__sum *
+sum_of(const head *h, size_t n)
+{
+    size_t len;
+    unsigned char *b = blob_of(h, n, &len);
+    crdtnet__sum *s;
+
+    ck_assert_int_eq(crdtnet__sum_new(&s, b, len), CRDT_OK);
+    free(b);
+    return s;
+}
+
+/* Run x against y to the end; the bytes both sent (digests and
+ * entries), and the rounds. */
+static size_t
+run_sums(crdtnet__sum *x, crdtnet__sum *y, unsigned *rounds)
+{
+    unsigned char rx[32], ry[32];
+    uint64_t nx, ny;
+    size_t bytes = 0;
+
+    const unsigned char *ex, *ey;
+    size_t lx, ly;
+
+    crdtnet__sum_root(x, rx, &nx);
+    crdtnet__sum_root(y, ry, &ny);
+    crdtnet__sum_hello_entries(x, &ex, &lx);
+    crdtnet__sum_hello_entries(y, &ey, &ly);
+    ck_assert_int_eq(crdtnet__sum_start(x, ry, ny, ey, ly), CRDT_OK);
+    ck_assert_int_eq(crdtnet__sum_start(y, rx, nx, ex, lx), CRDT_OK);
+    for (int i = 0; i < 40 && (crdtnet__sum_round_due(x) ||
+                               crdtnet__sum_round_due(y)); i++) {
+        const unsigned char *s1, *h1, *s2, *h2;
+        size_t sl1, hl1, sl2, hl2;
+        unsigned char *c1, *c2;
+
+        ck_assert(crdtnet__sum_round_due(x) && crdtnet__sum_round_due(y));
+        crdtnet__sum_round_take(x, &s1, &sl1, &h1, &hl1);
+        /* copies: the views die with the next round */
+        c1 = malloc(sl1 + hl1 + 1);
+        memcpy(c1, s1, sl1);
+        memcpy(c1 + sl1, h1, hl1);
+        crdtnet__sum_round_take(y, &s2, &sl2, &h2, &hl2);
+        c2 = malloc(sl2 + hl2 + 1);
+        memcpy(c2, s2, sl2);
+        memcpy(c2 + sl2, h2, hl2);
+        bytes += sl1 + hl1 + sl2 + hl2;
+        ck_assert_int_eq(crdtnet__sum_round_feed(y, c1, sl1, c1 + sl1, hl1),
+                         CRDT_OK);
+        ck_assert_int_eq(crdtnet__sum_round_feed(x, c2, sl2, c2 + sl2, hl2),
+                         CRDT_OK);
+        free(c1);
+        free(c2);
+    }
+    ck_assert(crdtnet__sum_done(x));
+    ck_assert(crdtnet__sum_done(y));
+    ck_assert_uint_eq(crdtnet__sum_rounds(x), crdtnet__sum_rounds(y));
+    *rounds = crdtnet__sum_rounds(x);
+    return bytes;
+}
+
+/* The vv @p s rebuilt for its peer is exactly @p h. */
+static void
+assert_peer_is(const crdtnet__sum *s, const head *h, size_t n)
+{
+    crdt_vv *vv;
+
+    ck_assert_int_eq(crdtnet__sum_peer_vv(s, &vv), CRDT_OK);
+    ck_assert_uint_eq(crdt_vv_count(vv), n);
+    for (size_t i = 0; i < n; i++) {
+        crdt_actor a;
+        uint64_t seq;
+        crdt_vv_entry(vv, i, &a, &seq);
+        ck_assert_mem_eq(a.b, h[i].actor, 8);
+        ck_assert_uint_eq(seq, h[i].seq);
+    }
+    crdt_vv_free(vv);
+}
+
+/* Every actor whose head differs is in the peer heads @p s rebuilt. */
+static void
+assert_differing_heads_known(const crdtnet__sum *s, const head *peer,
+                             size_t n)
+{
+    unsigned char *b;
+    size_t len;
+
+    ck_assert_int_eq(crdtnet__sum_peer_heads(s, &b, &len), CRDT_OK);
+    ck_assert_int_eq(crdt_heads_parse(b, len, NULL, NULL) == CRDT_OK ||
+                         len > 0,
+                     1);
+    for (size_t i = 0; i < n; i++) {
+        crdt_actor a;
+        uint64_t seq;
+        unsigned char hash[32];
+        memcpy(a.b, peer[i].actor, 8);
+        if (crdt_heads_lookup(&seq, hash, b, len, &a) == CRDT_OK) {
+            ck_assert_uint_eq(seq, peer[i].seq);
+            ck_assert_mem_eq(hash, peer[i].hash, 32);
+        }
+    }
+    free(b);
+}
+
+START_TEST(test_sums_learn_each_others_heads)
+{
+    static const size_t sizes[] = { 0, 1, 3, 40, 700, 10000 };
+    static const size_t diffs[] = { 0, 1, 2, 5, 60 };
+
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        for (size_t di = 0; di < sizeof diffs / sizeof *diffs; di++) {
+            size_t n = sizes[si], nb = n;
+            head *ha = random_heads(n), *hb = malloc((n + 64) * sizeof *hb);
+            crdtnet__sum *x, *y;
+            unsigned rounds;
+            size_t bytes;
+
+            memcpy(hb, ha, n * sizeof *ha);
+            for (size_t k = 0; k < diffs[di]; k++) {
+                size_t i = n ? next_rand() % n : 0;
+                switch (next_rand() % 3) {
+                case 0: /* b holds one more change of an actor */
+                    if (i < nb) {
+                        hb[i].seq++;
+                        hb[i].hash[0] ^= 1;
+                    }
+                    break;
+                case 1: /* the same seq, another chain: an equivocation */
+                    if (i < nb)
+                        hb[i].hash[31] ^= 0x80;
+                    break;
+                default: { /* b knows a new actor */
+                    head *one = random_heads(1);
+                    hb[nb++] = one[0];
+                    free(one);
+                    qsort(hb, nb, sizeof *hb, cmp_head);
+                }
+                }
+            }
+            x = sum_of(ha, n);
+            y = sum_of(hb, nb);
+            bytes = run_sums(x, y, &rounds);
+            assert_peer_is(x, hb, nb);
+            assert_peer_is(y, ha, n);
+            assert_differing_heads_known(x, hb, nb);
+            assert_differing_heads_known(y, ha, n);
+            if (diffs[di] == 0)
+                ck_assert_uint_eq(rounds, 0);
+            if (n == 10000 && diffs[di] > 0 && diffs[di] <= 2)
+                /* about a KiB each way, not 480 KB of heads */
+                ck_assert_uint_lt(bytes, 3 * 1024);
+            crdtnet__sum_free(x);
+            crdtnet__sum_free(y);
+            free(ha);
+            free(hb);
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_sums_refuse_what_does_not_add_up)
+{
+    head *ha = random_heads(500), *hb = malloc(500 * sizeof *hb);
+    crdtnet__sum *x, *y;
+    unsigned char rx[32], ry[32], *bad;
+    const unsigned char *s1, *h1;
+    uint64_t nx, ny;
+    size_t sl1, hl1;
+
+    memcpy(hb, ha, 500 * sizeof *ha);
+    hb[17].seq++;
+    x = sum_of(ha, 500);
+    y = sum_of(hb, 500);
+    crdtnet__sum_root(x, rx, &nx);
+    crdtnet__sum_root(y, ry, &ny);
+    /* a count above the limit */
+    ck_assert_int_eq(crdtnet__sum_start(x, ry, CRDTNET__SUM_MAX + 1, NULL,
+                                        0),
+                     CRDT_ELIMIT);
+    crdtnet__sum_free(x);
+    x = sum_of(ha, 500);
+    /* entries in HELLO for many heads */
+    ck_assert_int_eq(crdtnet__sum_start(x, ry, ny, (unsigned char *)hb,
+                                        CRDTNET__SUM_ENTRY),
+                     CRDT_EPROTO);
+    crdtnet__sum_free(x);
+    x = sum_of(ha, 500);
+    ck_assert_int_eq(crdtnet__sum_start(x, ry, ny, NULL, 0), CRDT_OK);
+    ck_assert_int_eq(crdtnet__sum_start(y, rx, nx, NULL, 0), CRDT_OK);
+    crdtnet__sum_round_take(y, &s1, &sl1, &h1, &hl1);
+    bad = malloc(sl1 + 2 * CRDTNET__SUM_ENTRY);
+    memcpy(bad, s1, sl1);
+    /* digests of another length */
+    ck_assert_int_eq(crdtnet__sum_round_feed(x, bad, sl1 - 1, NULL, 0),
+                     CRDT_EPROTO);
+    /* entries when no leaf is open, or not a whole entry */
+    ck_assert_int_eq(crdtnet__sum_round_feed(x, bad, sl1, bad, 5),
+                     CRDT_EPROTO);
+    ck_assert_int_eq(crdtnet__sum_round_feed(x, bad, sl1, bad,
+                                             CRDTNET__SUM_ENTRY),
+                     CRDT_EPROTO);
+    /* run the rest honestly to the last round, then lie in it */
+    for (int i = 0; i < 10; i++) {
+        const unsigned char *s2, *h2;
+        size_t sl2, hl2;
+        unsigned char *c;
+        int last;
+
+        crdtnet__sum_round_take(x, &s2, &sl2, &h2, &hl2);
+        c = malloc(sl2 + hl2 + 1);
+        memcpy(c, s2, sl2);
+        memcpy(c + sl2, h2, hl2);
+        ck_assert_int_eq(crdtnet__sum_round_feed(y, c, sl2, c + sl2, hl2),
+                         CRDT_OK);
+        free(c);
+        memcpy(bad, s1, sl1); /* y's round, as taken before */
+        last = crdtnet__sum_done(y);
+        if (last) {
+            unsigned char *e = malloc(hl1 + 1);
+            memcpy(e, h1, hl1);
+            ck_assert_uint_ge(hl1, CRDTNET__SUM_ENTRY);
+            e[16] ^= 1; /* another chain hash than y's root says */
+            ck_assert_int_eq(crdtnet__sum_round_feed(x, bad, sl1, e, hl1),
+                             CRDT_EPROTO);
+            free(e);
+            break;
+        }
+        ck_assert_int_eq(crdtnet__sum_round_feed(x, bad, sl1, h1, hl1),
+                         CRDT_OK);
+        crdtnet__sum_round_take(y, &s1, &sl1, &h1, &hl1);
+        free(bad);
+        bad = malloc(sl1 + 1);
+        memcpy(bad, s1, sl1);
+    }
+    free(bad);
+    crdtnet__sum_free(x);
+    crdtnet__sum_free(y);
+    free(ha);
+    free(hb);
+}
+END_TEST
+
+/* ---- sessions ---- */
+
+static char da[256], db[256];
+static crdt_replica *a, *b;
+
+static void
+setup(void)
+{
+    tu_pair_open(&a, da, &b, db, sizeof da);
+}
+
+static void
+teardown(void)
+{
+    tu_pair_close(a, da, b, db);
+}
+
+typedef struct {
+    crdtnet_report rx, ry;
+    size_t bytes; /* both ways */
+} pair_result;
+
+/* A session each way, x offering @p px, y @p py (0: the newest). */
+static pair_result
+sync_pair(crdt_replica *x, crdt_replica *y, unsigned px, unsigned py)
+{
+    crdtnet_session_options ox = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session_options oy = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session *sx, *sy, *from[2], *to[2];
+    const unsigned char *msg;
+    pair_result res;
+    size_t len;
+
+    memset(&res, 0, sizeof res);
+    ox.sync_proto = px;
+    oy.sync_proto = py;
+    ck_assert_int_eq(crdtnet_session_new(&sx, x, &ox), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sy, y, &oy), CRDT_OK);
+    from[0] = to[1] = sx;
+    from[1] = to[0] = sy;
+    for (int round = 0; round < 100000; round++) {
+        int moved = 0;
+        for (int d = 0; d < 2; d++) {
+            while (crdtnet_session_next_out(from[d], &msg, &len) == CRDT_OK) {
+                unsigned char *copy = malloc(len + 1);
+                memcpy(copy, msg, len);
+                res.bytes += len;
+                ck_assert_int_eq(crdtnet_session_feed(to[d], copy, len),
+                                 CRDT_OK);
+                free(copy);
+                moved = 1;
+            }
+        }
+        if (!moved)
+            break;
+    }
+    ck_assert_int_eq(crdtnet_session_error(sx), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_error(sy), CRDT_OK);
+    ck_assert(crdtnet_session_finished(sx));
+    ck_assert(crdtnet_session_finished(sy));
+    res.rx = *crdtnet_session_report(sx);
+    res.ry = *crdtnet_session_report(sy);
+    crdtnet_session_free(sx);
+    crdtnet_session_free(sy);
+    return res;
+}
+
+/* @p n actors write on @p r (one incarnation each), then both sync. */
+static void
+share_actors(int n)
+{
+    for (int i = 0; i < n; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "d%d", i);
+        ck_assert_int_eq(crdt_replica_new_incarnation(a), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "v", i), CRDT_OK);
+    }
+    sync_pair(a, b, 0, 0);
+    tu_assert_converged(a, b);
+}
+
+START_TEST(test_one_change_each_way_moves_a_summary)
+{
+    pair_result r4, r3;
+
+    share_actors(300);
+    ck_assert_int_eq(tu_put_int(a, "c", "x", "a", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 2), CRDT_OK);
+    r4 = sync_pair(a, b, 0, 0);
+    tu_assert_converged(a, b);
+    ck_assert_uint_eq(r4.rx.sync_proto, 4);
+    ck_assert_uint_eq(r4.ry.sync_proto, 4);
+    ck_assert_uint_ge(r4.rx.summary_rounds, 1);
+    ck_assert_uint_eq(r4.rx.changes_received, 1);
+    ck_assert_uint_eq(r4.ry.changes_received, 1);
+    ck_assert(r4.rx.in_sync && r4.ry.in_sync);
+    /* the same difference in version 3: the whole vv and heads */
+    ck_assert_int_eq(tu_put_int(a, "c", "x", "a", 3), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 4), CRDT_OK);
+    r3 = sync_pair(a, b, 3, 3);
+    tu_assert_converged(a, b);
+    ck_assert_uint_eq(r3.rx.sync_proto, 3);
+    ck_assert_uint_eq(r3.rx.changes_received, 1);
+    ck_assert(r3.rx.in_sync && r3.ry.in_sync);
+    /* 300 actors: about 2 x 300 x 56 bytes of heads and vv each way */
+    ck_assert_uint_lt(4 * r4.bytes, r3.bytes);
+}
+END_TEST
+
+/* Few heads on both sides travel whole in HELLO: no round; a lie about
+ * them (entries that do not hash to the root) is refused at once. */
+START_TEST(test_few_heads_need_no_round)
+{
+    head *ha = random_heads(30), *hb = malloc(30 * sizeof *hb);
+    crdtnet__sum *x = sum_of(ha, 30), *y;
+    unsigned char rb[32];
+    const unsigned char *eb;
+    unsigned char *lie;
+    uint64_t nb;
+    size_t lb;
+    unsigned rounds;
+
+    memcpy(hb, ha, 30 * sizeof *ha);
+    hb[3].seq += 2;
+    y = sum_of(hb, 30);
+    run_sums(x, y, &rounds);
+    ck_assert_uint_eq(rounds, 0);
+    assert_peer_is(x, hb, 30);
+    assert_peer_is(y, ha, 30);
+    crdtnet__sum_free(x);
+    x = sum_of(ha, 30);
+    crdtnet__sum_root(y, rb, &nb);
+    crdtnet__sum_hello_entries(y, &eb, &lb);
+    ck_assert_uint_eq(lb, 30 * CRDTNET__SUM_ENTRY);
+    lie = malloc(lb);
+    memcpy(lie, eb, lb);
+    lie[3 * CRDTNET__SUM_ENTRY + 15] ^= 1; /* another seq */
+    ck_assert_int_eq(crdtnet__sum_start(x, rb, nb, lie, lb), CRDT_EPROTO);
+    free(lie);
+    crdtnet__sum_free(x);
+    crdtnet__sum_free(y);
+    free(ha);
+    free(hb);
+}
+END_TEST
+
+START_TEST(test_equal_heads_end_at_hello)
+{
+    pair_result r;
+
+    share_actors(40);
+    r = sync_pair(a, b, 0, 0);
+    ck_assert_uint_eq(r.rx.sync_proto, 4);
+    ck_assert_uint_eq(r.rx.summary_rounds, 0);
+    ck_assert_uint_eq(r.ry.summary_rounds, 0);
+    ck_assert_uint_eq(r.rx.changes_received + r.ry.changes_received, 0);
+    ck_assert(r.rx.in_sync && r.ry.in_sync);
+}
+END_TEST
+
+/* HELLO of version 4, byte for byte as docs/protocol.md lays it out. */
+START_TEST(test_hello_layout)
+{
+    crdtnet_session *sb;
+    const unsigned char *m;
+    size_t len;
+    unsigned char root[32];
+    uint64_t n;
+    crdtnet__sum *sum;
+    unsigned char *hb;
+    size_t hl;
+
+    share_actors(100); /* 100 heads: more than travel whole in HELLO */
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_OK);
+    ck_assert_uint_eq(len, 0); /* the offer of version 4 */
+    ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_EAGAIN);
+    ck_assert_int_eq(crdtnet_session_feed(sb, NULL, 0), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_OK);
+    ck_assert_uint_eq(len, 111); /* 113 with 10,000 heads (cd 27 10) */
+    ck_assert_uint_eq(m[0], 0x99);
+    ck_assert_uint_eq(m[1], 0x01);
+    ck_assert_uint_eq(m[2], 0xcc); /* proto 4 as uint 8: reads PACKED */
+    ck_assert_uint_eq(m[3], 0x04);
+    ck_assert_uint_eq(m[4], 0xc4);
+    ck_assert_uint_eq(m[5], 0x20);
+    ck_assert_uint_eq(m[38], 0x00); /* epoch 0 */
+    ck_assert_uint_eq(m[39], 0xc4);
+    ck_assert_uint_eq(m[73], 0xc4);
+    ck_assert_uint_eq(m[74], 0x20);
+    ck_assert_uint_eq(m[107], 0x64); /* n_heads 100: a positive fixint */
+    ck_assert_uint_eq(m[108], 0x90); /* no record */
+    ck_assert_uint_eq(m[109], 0xc4); /* few: empty */
+    ck_assert_uint_eq(m[110], 0x00);
+    /* the root is BLAKE2b-256 of the entries */
+    ck_assert_int_eq(crdt_heads_export(&hb, &hl, b), CRDT_OK);
+    ck_assert_int_eq(crdtnet__sum_new(&sum, hb, hl), CRDT_OK);
+    crdtnet__sum_root(sum, root, &n);
+    ck_assert_uint_eq(n, 100);
+    ck_assert_mem_eq(m + 75, root, 32);
+    crdtnet__sum_free(sum);
+    crdt_free(hb);
+    crdtnet_session_free(sb);
+}
+END_TEST
+
+START_TEST(test_version3_peer_is_answered_in_version3)
+{
+    for (int way = 0; way < 2; way++) {
+        pair_result r;
+        char doc[16];
+
+        snprintf(doc, sizeof doc, "w%d", way);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "a", way), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(b, "c", doc, "b", way), CRDT_OK);
+        r = way == 0 ? sync_pair(a, b, 0, 3) : sync_pair(a, b, 3, 0);
+        tu_assert_converged(a, b);
+        ck_assert_uint_eq(r.rx.sync_proto, 3);
+        ck_assert_uint_eq(r.ry.sync_proto, 3);
+        ck_assert_uint_eq(r.rx.summary_rounds, 0);
+        ck_assert(r.rx.in_sync && r.ry.in_sync);
+    }
+}
+END_TEST
+
+/* A SUMMARY where none is due, or one that is malformed, fails the
+ * session; nothing of the replica changes. */
+START_TEST(test_bad_summary_messages_fail_cleanly)
+{
+    static const unsigned char early[] = { 0x93, 0x0e, 0xc4, 0x00, 0xc4,
+                                           0x00 };
+    static const unsigned char shape[] = { 0x92, 0x0e, 0xc4, 0x00 };
+    crdtnet_session *sa, *sb;
+    const unsigned char *msg;
+    unsigned char *copy;
+    size_t len;
+    char h0[65], h1[65];
+
+    share_actors(100); /* more than travel whole in HELLO */
+    ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 1), CRDT_OK);
+    tu_hash(h0, a);
+    /* before any HELLO */
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(sa, early, sizeof early),
+                     CRDT_EPROTO);
+    crdtnet_session_free(sa);
+    /* after the HELLOs: the wrong element count, then wrong digests */
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(crdtnet_session_new(&sa, a, NULL), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_new(&sb, b, NULL), CRDT_OK);
+        for (int i = 0; i < 3; i++) { /* offers, then the two HELLOs */
+            ck_assert_int_eq(crdtnet_session_next_out(sb, &msg, &len),
+                             CRDT_OK);
+            copy = malloc(len + 1);
+            memcpy(copy, msg, len);
+            ck_assert_int_eq(crdtnet_session_feed(sa, copy, len), CRDT_OK);
+            free(copy);
+            if (i == 0) {
+                ck_assert_int_eq(crdtnet_session_next_out(sa, &msg, &len),
+                                 CRDT_OK);
+                ck_assert_uint_eq(len, 0);
+                ck_assert_int_eq(crdtnet_session_feed(sb, msg, 0), CRDT_OK);
+            }
+            if (i == 1) {
+                ck_assert_int_eq(crdtnet_session_next_out(sa, &msg, &len),
+                                 CRDT_OK);
+                copy = malloc(len + 1);
+                memcpy(copy, msg, len);
+                ck_assert_int_eq(crdtnet_session_feed(sb, copy, len),
+                                 CRDT_OK);
+                free(copy);
+                break;
+            }
+        }
+        ck_assert_uint_eq(crdtnet_session_report(sa)->sync_proto, 4);
+        if (k == 0)
+            ck_assert_int_eq(crdtnet_session_feed(sa, shape, sizeof shape),
+                             CRDT_EPROTO);
+        else
+            ck_assert_int_eq(crdtnet_session_feed(sa, early, sizeof early),
+                             CRDT_EPROTO);
+        ck_assert_str_eq(crdtnet_session_report(sa)->reason,
+                         "malformed SUMMARY");
+        crdtnet_session_free(sa);
+        crdtnet_session_free(sb);
+    }
+    tu_hash(h1, a);
+    ck_assert_str_eq(h0, h1);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("summary");
+    TCase *tu = tcase_create("summary");
+    TCase *tc = tcase_create("sessions");
+
+    tcase_set_timeout(tu, 60);
+    tcase_add_test(tu, test_sums_learn_each_others_heads);
+    tcase_add_test(tu, test_sums_refuse_what_does_not_add_up);
+    tcase_add_test(tu, test_few_heads_need_no_round);
+    suite_add_tcase(s, tu);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_one_change_each_way_moves_a_summary);
+    tcase_add_test(tc, test_equal_heads_end_at_hello);
+    tcase_add_test(tc, test_hello_layout);
+    tcase_add_test(tc, test_version3_peer_is_answered_in_version3);
+    tcase_add_test(tc, test_bad_summary_messages_fail_cleanly);
+    suite_add_tcase(s, tc);
+    return s;
+}
