@@ -25,6 +25,7 @@
  *    heads in HELLO and FIN): full_vv_bytes, for comparison.
  */
 #include "bench.h"
+#include "sync_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -55,67 +56,6 @@ static uint64_t
 ops_per_actor(void)
 {
     return g_opts.quick ? 5 : 100;
-}
-
-/* ---- pipes ---- */
-
-static int
-write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int
-read_all(int fd, void *p, size_t n, int ms)
-{
-    char *c = p;
-    double end = bench_now() + ms / 1000.0;
-
-    while (n > 0) {
-        struct pollfd pfd = { fd, POLLIN, 0 };
-        int left = (int)((end - bench_now()) * 1000);
-        ssize_t r;
-
-        if (left <= 0)
-            return -1;
-        if (poll(&pfd, 1, left) <= 0)
-            continue;
-        r = read(fd, c, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-static int
-state_hash(crdt_replica *r, unsigned char out[CRDT_HASH_BYTES])
-{
-    crdt_read *rd;
-    crdt_stats st;
-    int rc = crdt_read_begin(&rd, r);
-
-    if (rc < 0)
-        return rc;
-    rc = crdt_read_stats(&st, rd);
-    crdt_read_end(rd);
-    if (rc == CRDT_OK)
-        memcpy(out, st.state_hash, CRDT_HASH_BYTES);
-    return rc;
 }
 
 /* ---- setup ---- */
@@ -273,16 +213,15 @@ typedef struct {
 } srv_result;
 
 static void
-server_main(const run_args *a, int port_w, int res_w)
+server_main(const void *ctx, int port_w, int res_w)
 {
+    const run_args *a = ctx;
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
     crdtnet_conn_options co = CRDTNET_CONN_OPTIONS_INIT;
     crdtnet_report rep;
     srv_result sr;
     crdt_replica *r = NULL;
-    struct sockaddr_in sin;
-    socklen_t len = sizeof sin;
-    int lfd = -1, fd = -1, dfd = -1, port = -1, rc;
+    int fd = -1, dfd = -1, port = -1, rc;
 
     memset(&sr, 0, sizeof sr);
     memset(&rep, 0, sizeof rep);
@@ -295,40 +234,21 @@ server_main(const run_args *a, int port_w, int res_w)
                  crdt_strerror(rc));
         goto out;
     }
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sin, sizeof sin) != 0 ||
-        listen(lfd, 1) != 0 ||
-        getsockname(lfd, (struct sockaddr *)&sin, &len) != 0) {
+    fd = sync_listen_accept(port_w, WAIT_MS);
+    port_w = -1;
+    if (fd == SYNC_LISTEN_FAILED) {
         snprintf(sr.reason, sizeof sr.reason, "server: listen: %s",
                  strerror(errno));
         goto out;
     }
-    port = ntohs(sin.sin_port);
-    (void)write_all(port_w, &port, sizeof port);
-    close(port_w);
-    port_w = -1;
-    {
-        struct pollfd pfd = { lfd, POLLIN, 0 };
-        if (poll(&pfd, 1, WAIT_MS) <= 0 ||
-            (fd = accept(lfd, NULL, NULL)) < 0) {
-            snprintf(sr.reason, sizeof sr.reason, "server: accept");
-            goto out;
-        }
+    if (fd < 0) {
+        snprintf(sr.reason, sizeof sr.reason, "server: accept");
+        goto out;
     }
     dfd = dup(fd); /* for TCP_INFO: crdtnet_serve_conn closes fd */
     rc = crdtnet_serve_conn(fd, &r, 1, &co, &rep);
     if (dfd >= 0) {
-        struct tcp_info ti;
-        socklen_t tl = sizeof ti;
-
-        memset(&ti, 0, sizeof ti);
-        if (getsockopt(dfd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
-            sr.bytes_received = ti.tcpi_bytes_received;
-            sr.bytes_sent = ti.tcpi_bytes_acked;
-        }
+        sync_tcp_bytes(dfd, &sr.bytes_sent, &sr.bytes_received);
         close(dfd);
     }
     sr.changes_received = rep.changes_received;
@@ -338,7 +258,7 @@ server_main(const run_args *a, int port_w, int res_w)
                  crdt_strerror(rc), rep.reason);
         goto out;
     }
-    if ((rc = state_hash(r, sr.hash)) < 0) {
+    if ((rc = sync_state_hash(r, sr.hash)) < 0) {
         snprintf(sr.reason, sizeof sr.reason, "server: read_stats");
         goto out;
     }
@@ -346,12 +266,10 @@ server_main(const run_args *a, int port_w, int res_w)
 out:
     if (port_w >= 0) {
         port = -1;
-        (void)write_all(port_w, &port, sizeof port);
+        (void)sync_write_all(port_w, &port, sizeof port);
     }
-    if (lfd >= 0)
-        close(lfd);
     crdt_replica_close(r);
-    (void)write_all(res_w, &sr, sizeof sr);
+    (void)sync_write_all(res_w, &sr, sizeof sr);
     _exit(0);
 }
 
@@ -365,26 +283,15 @@ tcp_child(bench_res *out, void *ctx)
     srv_result sr;
     crdt_replica *r = NULL;
     unsigned char hash[CRDT_HASH_BYTES];
-    int port_p[2] = { -1, -1 }, res_p[2] = { -1, -1 };
-    int port = -1, rc = -1, status;
+    sync_server srv;
+    int rc = -1;
     double t0, t1, c0, c1;
     char ps[16];
-    pid_t pid;
 
     memset(&sr, 0, sizeof sr);
     signal(SIGPIPE, SIG_IGN);
-    if (pipe(port_p) != 0 || pipe(res_p) != 0)
-        return bench_fail(out, "pipe: %s", strerror(errno));
-    pid = fork();
-    if (pid < 0)
-        return bench_fail(out, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(port_p[0]);
-        close(res_p[0]);
-        server_main(a, port_p[1], res_p[1]); /* does not return */
-    }
-    close(port_p[1]);
-    close(res_p[1]);
+    if (sync_server_start(&srv, out, server_main, a) < 0)
+        return -1;
     o.no_sync = a->no_sync;
     if ((rc = crdt_replica_open(&r, a->cli_dir, &o)) < 0 ||
         (rc = epoch_attach(r)) < 0) {
@@ -392,11 +299,10 @@ tcp_child(bench_res *out, void *ctx)
         goto done;
     }
     rc = -1;
-    if (read_all(port_p[0], &port, sizeof port, WAIT_MS) < 0 || port <= 0) {
+    if (sync_server_port(&srv, ps, sizeof ps, WAIT_MS) < 0) {
         bench_fail(out, "the server process did not start");
         goto done;
     }
-    snprintf(ps, sizeof ps, "%d", port);
     c0 = bench_cpu_seconds();
     t0 = bench_now();
     rc = crdtnet_sync_connect(&rep, r, "127.0.0.1", ps, &co);
@@ -408,7 +314,7 @@ tcp_child(bench_res *out, void *ctx)
         goto done;
     }
     rc = -1;
-    if (read_all(res_p[0], &sr, sizeof sr, WAIT_MS) < 0) {
+    if (sync_read_all(srv.res_r, &sr, sizeof sr, WAIT_MS) < 0) {
         bench_fail(out, "no result from the server process");
         goto done;
     }
@@ -416,7 +322,8 @@ tcp_child(bench_res *out, void *ctx)
         bench_fail(out, "%s", sr.reason);
         goto done;
     }
-    if (state_hash(r, hash) < 0 || memcmp(hash, sr.hash, sizeof hash) != 0 ||
+    if (sync_state_hash(r, hash) < 0 ||
+        memcmp(hash, sr.hash, sizeof hash) != 0 ||
         !rep.in_sync || !sr.in_sync) {
         bench_fail(out, "not in sync after the session");
         goto done;
@@ -438,12 +345,7 @@ tcp_child(bench_res *out, void *ctx)
     rc = 0;
 done:
     crdt_replica_close(r);
-    if (rc < 0)
-        kill(pid, SIGKILL);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    close(port_p[0]);
-    close(res_p[0]);
+    sync_server_end(&srv, rc < 0);
     return rc < 0 ? -1 : 0;
 }
 

@@ -48,6 +48,7 @@
  *    client replica after the sync and the reads, outside the timing.
  */
 #include "bench.h"
+#include "sync_util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -92,66 +93,6 @@ typedef struct {
     double cpu;     /* user + sys of the server process, same span */
 } srv_result;
 
-static int
-write_all(int fd, const void *p, size_t n)
-{
-    const char *c = p;
-
-    while (n > 0) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Read exactly @p n bytes within @p ms; -1 on EOF, error or timeout. */
-static int
-read_all(int fd, void *p, size_t n, int ms)
-{
-    char *c = p;
-    double end = bench_now() + ms / 1000.0;
-
-    while (n > 0) {
-        struct pollfd pfd = { fd, POLLIN, 0 };
-        int left = (int)((end - bench_now()) * 1000);
-        ssize_t r;
-
-        if (left <= 0)
-            return -1;
-        if (poll(&pfd, 1, left) <= 0)
-            continue;
-        r = read(fd, c, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return -1;
-        c += r;
-        n -= (size_t)r;
-    }
-    return 0;
-}
-
-static int
-state_hash(crdt_replica *r, unsigned char out[CRDT_HASH_BYTES])
-{
-    crdt_read *rd;
-    crdt_stats st;
-    int rc = crdt_read_begin(&rd, r);
-
-    if (rc < 0)
-        return rc;
-    rc = crdt_read_stats(&st, rd);
-    crdt_read_end(rd);
-    if (rc == CRDT_OK)
-        memcpy(out, st.state_hash, CRDT_HASH_BYTES);
-    return rc;
-}
-
 /* ---- the server process ---- */
 
 static void
@@ -163,16 +104,15 @@ server_fail(srv_result *sr, int rc, const char *what)
 }
 
 static void
-server_main(const sync_args *a, int port_w, int res_w)
+server_main(const void *ctx, int port_w, int res_w)
 {
+    const sync_args *a = ctx;
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
     crdtnet_conn_options co = CRDTNET_CONN_OPTIONS_INIT;
     crdtnet_report rep;
     srv_result sr;
     crdt_replica *r = NULL;
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    int lfd = -1, fd = -1, dfd = -1, port = -1, rc;
+    int fd = -1, dfd = -1, port = -1, rc;
 
     memset(&sr, 0, sizeof sr);
     signal(SIGPIPE, SIG_IGN);
@@ -184,30 +124,14 @@ server_main(const sync_args *a, int port_w, int res_w)
         server_fail(&sr, rc, "epoch_attach");
         goto out;
     }
-    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-        listen(lfd, 1) != 0 ||
-        getsockname(lfd, (struct sockaddr *)&sa, &len) != 0) {
-        server_fail(&sr, 0, "listen on 127.0.0.1");
+    fd = sync_listen_accept(port_w, WAIT_MS);
+    port_w = -1;
+    if (fd < 0) {
+        server_fail(&sr, 0,
+                    fd == SYNC_LISTEN_FAILED ? "listen on 127.0.0.1"
+                                             : "accept");
         goto out;
     }
-    port = ntohs(sa.sin_port);
-    (void)write_all(port_w, &port, sizeof port);
-    close(port_w);
-    port_w = -1;
-    {
-        struct pollfd pfd = { lfd, POLLIN, 0 };
-        if (poll(&pfd, 1, WAIT_MS) <= 0 ||
-            (fd = accept(lfd, NULL, NULL)) < 0) {
-            server_fail(&sr, 0, "accept");
-            goto out;
-        }
-    }
-    close(lfd);
-    lfd = -1;
     dfd = dup(fd); /* for TCP_INFO: crdtnet_serve_conn closes fd */
     co.batch_bytes = a->batch_bytes;
     co.plain_changes = a->plain;
@@ -218,20 +142,8 @@ server_main(const sync_args *a, int port_w, int res_w)
         sr.cpu = bench_cpu_seconds() - c0;
     }
     if (dfd >= 0) {
-        struct tcp_info ti;
-        socklen_t tl = sizeof ti;
-
-        memset(&ti, 0, sizeof ti);
-        if (getsockopt(dfd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
-            if (tl >= offsetof(struct tcp_info, tcpi_bytes_received) +
-                          sizeof ti.tcpi_bytes_received)
-                sr.bytes_received = ti.tcpi_bytes_received;
-            /* acked, not tcpi_bytes_sent (which counts retransmits);
-             * the client's FINAL came after all of it, so all is acked */
-            if (tl >= offsetof(struct tcp_info, tcpi_bytes_acked) +
-                          sizeof ti.tcpi_bytes_acked)
-                sr.bytes_sent = ti.tcpi_bytes_acked;
-        }
+        /* the client's FINAL came after all of it, so all is acked */
+        sync_tcp_bytes(dfd, &sr.bytes_sent, &sr.bytes_received);
         close(dfd);
     }
     sr.changes_sent = rep.changes_sent;
@@ -242,17 +154,15 @@ server_main(const sync_args *a, int port_w, int res_w)
                  crdt_strerror(rc), rep.reason);
         goto out;
     }
-    if ((rc = state_hash(r, sr.hash)) < 0)
+    if ((rc = sync_state_hash(r, sr.hash)) < 0)
         server_fail(&sr, rc, "read_stats");
 out:
     if (port_w >= 0) {
         port = -1;
-        (void)write_all(port_w, &port, sizeof port);
+        (void)sync_write_all(port_w, &port, sizeof port);
     }
-    if (lfd >= 0)
-        close(lfd);
     crdt_replica_close(r);
-    (void)write_all(res_w, &sr, sizeof sr);
+    (void)sync_write_all(res_w, &sr, sizeof sr);
     _exit(0);
 }
 
@@ -268,35 +178,24 @@ sync_child(bench_res *out, void *ctx)
     srv_result sr;
     crdt_replica *r = NULL;
     unsigned char hash[CRDT_HASH_BYTES];
-    int port_p[2] = { -1, -1 }, res_p[2] = { -1, -1 };
-    int port = -1, rc = -1, status;
+    sync_server srv;
+    int rc = -1;
     uint64_t docs = 0;
     double t0, t1, t2, c0, c1;
     char ps[16];
-    pid_t pid;
 
     memset(&sr, 0, sizeof sr);
     signal(SIGPIPE, SIG_IGN);
-    if (pipe(port_p) != 0 || pipe(res_p) != 0)
-        return bench_fail(out, "pipe: %s", strerror(errno));
-    pid = fork();
-    if (pid < 0)
-        return bench_fail(out, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(port_p[0]);
-        close(res_p[0]);
-        server_main(a, port_p[1], res_p[1]); /* does not return */
-    }
-    close(port_p[1]);
-    close(res_p[1]);
-    if (read_all(port_p[0], &port, sizeof port, WAIT_MS) < 0 || port <= 0) {
-        if (read_all(res_p[0], &sr, sizeof sr, 5000) == 0 && sr.reason[0])
+    if (sync_server_start(&srv, out, server_main, a) < 0)
+        return -1;
+    if (sync_server_port(&srv, ps, sizeof ps, WAIT_MS) < 0) {
+        if (sync_read_all(srv.res_r, &sr, sizeof sr, 5000) == 0 &&
+            sr.reason[0])
             bench_fail(out, "%s", sr.reason);
         else
             bench_fail(out, "the server process did not start");
         goto done;
     }
-    snprintf(ps, sizeof ps, "%d", port);
     if ((rc = crdt_replica_open(&r, a->cli_dir, &o)) < 0) {
         bench_fail(out, "open client: %s", crdt_strerror(rc));
         goto done;
@@ -322,11 +221,11 @@ sync_child(bench_res *out, void *ctx)
     t2 = bench_now();
     c1 = bench_cpu_seconds();
 
-    if ((rc = state_hash(r, hash)) < 0) {
+    if ((rc = sync_state_hash(r, hash)) < 0) {
         bench_fail(out, "client read_stats: %s", crdt_strerror(rc));
         goto done;
     }
-    if (read_all(res_p[0], &sr, sizeof sr, WAIT_MS) < 0) {
+    if (sync_read_all(srv.res_r, &sr, sizeof sr, WAIT_MS) < 0) {
         rc = bench_fail(out, "no result from the server process");
         goto done;
     }
@@ -375,12 +274,7 @@ sync_child(bench_res *out, void *ctx)
     rc = 0;
 done:
     crdt_replica_close(r);
-    if (rc < 0)
-        kill(pid, SIGKILL);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    close(port_p[0]);
-    close(res_p[0]);
+    sync_server_end(&srv, rc < 0);
     return rc < 0 ? -1 : 0;
 }
 
