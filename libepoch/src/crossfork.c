@@ -53,31 +53,25 @@ static const char WHY_BEYOND[] =
     "actor (a copied replica?); this change is not the one it folds at "
     "the cut, or continues the losing chain";
 
-/* One change of ours: its log key and bounds. */
-typedef struct {
-    unsigned char key[16];
-    uint64_t first, last;
-    unsigned char hash[CRDT_HASH_BYTES], prev[CRDT_HASH_BYTES];
-} mine;
-
-/* Our log changes of @p a, in seq order (the log key order). */
-static int
-collect(mine **out, size_t *n_out, crdt_raw *t, const crdt_actor *a)
+int
+epoch__spans_of(epoch__span **out, size_t *n_out, crdt_raw *t, crdt_db db,
+                const unsigned char *actor)
 {
     crdt_raw_cursor *c;
     const void *k, *v;
     size_t kl, vl, n = 0;
-    mine *m = NULL;
+    epoch__span *m = NULL;
     int rc;
 
     *out = NULL;
     *n_out = 0;
-    if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_LOG)) < 0)
+    if ((rc = crdt_raw_cursor_open(&c, t, db)) < 0)
         return rc;
-    rc = crdt_raw_cursor_seek(c, a->b, CRDT_ACTOR_BYTES, &k, &kl, &v, &vl);
-    while (rc == CRDT_OK && kl == 16 && memcmp(k, a->b, 8) == 0) {
+    rc = crdt_raw_cursor_seek(c, actor, CRDT_ACTOR_BYTES, &k, &kl, &v, &vl);
+    while (rc == CRDT_OK && kl == 16 &&
+           memcmp(k, actor, CRDT_ACTOR_BYTES) == 0) {
         crdt_change ch;
-        mine *nm;
+        epoch__span *nm;
         if ((rc = crdt_change_decode(&ch, v, vl)) < 0)
             break;
         if ((nm = realloc(m, (n + 1) * sizeof *m)) == NULL) {
@@ -105,7 +99,7 @@ collect(mine **out, size_t *n_out, crdt_raw *t, const crdt_actor *a)
 
 /* (a), (b) and (c) of the file comment. */
 static int
-forks(const mine *m, size_t n, const epoch__head *cut, uint64_t own_head,
+forks(const epoch__span *m, size_t n, const epoch__head *cut, uint64_t own_head,
       int own)
 {
     for (size_t i = 0; i < n; i++) {
@@ -185,9 +179,10 @@ epoch__quarantine_crossforks_in(uint64_t *moved_out, uint64_t *forked_out,
         return rc;
     for (size_t i = 0; rc == CRDT_OK && i < n_cut; i++) {
         int is_own = memcmp(cut[i].actor.b, own.b, CRDT_ACTOR_BYTES) == 0;
-        mine *m = NULL;
+        epoch__span *m = NULL;
         size_t n = 0;
-        if ((rc = collect(&m, &n, t, &cut[i].actor)) < 0)
+        if ((rc = epoch__spans_of(&m, &n, t, CRDT_DB_LOG,
+                                   cut[i].actor.b)) < 0)
             break;
         if (forks(m, n, &cut[i], own_head, is_own)) {
             forked++;

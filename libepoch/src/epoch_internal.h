@@ -93,6 +93,18 @@ typedef struct {
 int epoch__heads_parse(epoch__head **out, size_t *n_out,
                        const unsigned char *h, size_t len);
 
+/* One change in the log or the staging (both keyed actor | last seq):
+ * its key, seq bounds, hash and prev. */
+typedef struct {
+    unsigned char key[16];
+    uint64_t first, last;
+    unsigned char hash[CRDT_HASH_BYTES], prev[CRDT_HASH_BYTES];
+} epoch__span;
+/* The changes of @p actor in database @p db, in seq order (the key
+ * order); @p out is malloc'd (NULL when none). CRDT_OK or an error. */
+int epoch__spans_of(epoch__span **out, size_t *n_out, crdt_raw *t,
+                    crdt_db db, const unsigned char *actor);
+
 /* Equivocation across epochs, inside a reset's txn after the heads are
  * replaced and a losing fork's archive came back, before the sender's log
  * is unstaged (@p own_head: our own head before the reset): every actor whose chain in our log forks from the one

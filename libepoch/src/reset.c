@@ -385,57 +385,6 @@ keep_ours(crdt_raw *t, const unsigned char *key, const unsigned char *theirs,
     return rc;
 }
 
-/* One change: its log key and bounds. */
-typedef struct {
-    unsigned char key[16];
-    uint64_t first, last;
-    unsigned char hash[CRDT_HASH_BYTES];
-} span;
-
-/* The changes of @p a in database @p db (log or staging: both keyed
- * actor | last seq), in seq order. */
-static int
-spans_of(span **out, size_t *n_out, crdt_raw *t, crdt_db db,
-         const unsigned char *a)
-{
-    crdt_raw_cursor *c;
-    const void *k, *v;
-    size_t kl, vl, n = 0;
-    span *m = NULL;
-    int rc;
-
-    *out = NULL;
-    *n_out = 0;
-    if ((rc = crdt_raw_cursor_open(&c, t, db)) < 0)
-        return rc;
-    rc = crdt_raw_cursor_seek(c, a, CRDT_ACTOR_BYTES, &k, &kl, &v, &vl);
-    while (rc == CRDT_OK && kl == 16 && memcmp(k, a, CRDT_ACTOR_BYTES) == 0) {
-        crdt_change ch;
-        span *nm;
-        if ((rc = crdt_change_decode(&ch, v, vl)) < 0)
-            break;
-        if ((nm = realloc(m, (n + 1) * sizeof *m)) == NULL) {
-            rc = CRDT_ENOMEM;
-            break;
-        }
-        m = nm;
-        memcpy(m[n].key, k, 16);
-        m[n].first = ch.seq;
-        m[n].last = ch.seq + ch.n_ops - 1;
-        memcpy(m[n].hash, ch.hash, CRDT_HASH_BYTES);
-        n++;
-        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
-    }
-    crdt_raw_cursor_close(c);
-    if (rc != CRDT_OK && rc != CRDT_ENOTFOUND) {
-        free(m);
-        return rc;
-    }
-    *out = m;
-    *n_out = n;
-    return CRDT_OK;
-}
-
 static const char WHY_STAGED[] = "equivocation: the peer's log holds another "
                                  "change for these seqs (a copied "
                                  "replica?); this one lost";
@@ -455,14 +404,15 @@ static int
 drop_forked_actor(crdt_raw *t, const unsigned char *a, uint64_t *lost,
                   uint64_t *actors)
 {
-    span *ours = NULL, *theirs = NULL;
+    epoch__span *ours = NULL, *theirs = NULL;
     size_t n_ours = 0, n_theirs = 0;
     uint64_t staged_max = 0;
     int losing = 0, moved = 0, rc;
 
-    if ((rc = spans_of(&theirs, &n_theirs, t, CRDT_DB_STAGING, a)) < 0)
+    if ((rc = epoch__spans_of(&theirs, &n_theirs, t, CRDT_DB_STAGING, a)) <
+        0)
         return rc;
-    if ((rc = spans_of(&ours, &n_ours, t, CRDT_DB_LOG, a)) < 0) {
+    if ((rc = epoch__spans_of(&ours, &n_ours, t, CRDT_DB_LOG, a)) < 0) {
         free(theirs);
         return rc;
     }
