@@ -272,6 +272,33 @@ fail_decode(crdtnet_session *s, int rc, const char *why)
 
 static int sum_begin(crdtnet_session *s);
 
+/* HELLO's first six fields, alike in protocols 3 and 4: the array of
+ * @p fields, the type, @p proto (as the uint 8 @p packs when we read
+ * PACKED), our epoch, its number and our state hash. */
+static void
+pack_hello_head(crdtnet_session *s, uint32_t fields, uint64_t proto,
+                const char *packs, size_t packs_len, const crdt_stats *st)
+{
+    msgpack_pack_array(&s->out.pk, fields);
+    msgpack_pack_uint64(&s->out.pk, M_HELLO);
+    if (s->opts.plain_changes)
+        msgpack_pack_uint64(&s->out.pk, proto);
+    else /* the same proto, as uint 8: "I read PACKED" */
+        crdt__enc_raw(&s->out, packs, packs_len);
+    crdt__enc_bin(&s->out, st->epoch_id, CRDT_HASH_BYTES);
+    msgpack_pack_uint64(&s->out.pk, st->epoch_number);
+    crdt__enc_bin(&s->out, st->state_hash, CRDT_HASH_BYTES);
+}
+
+/* The epoch records we hold, oldest first, as an array of bin. */
+static void
+pack_epoch_chain(crdtnet_session *s, const epoch_info *chain, size_t n)
+{
+    msgpack_pack_array(&s->out.pk, n);
+    for (size_t i = 0; i < n; i++)
+        crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
+}
+
 /* HELLO of protocol 4: the heads' root digest and count stand for the
  * vv and the heads; the summary keeps our heads for the rounds. */
 static int
@@ -305,20 +332,11 @@ build_hello_summary(crdtnet_session *s)
         size_t fl;
         crdtnet__sum_root(s->sum, root, &n_heads);
         crdtnet__sum_hello_entries(s->sum, &few, &fl);
-        msgpack_pack_array(&s->out.pk, 9);
-        msgpack_pack_uint64(&s->out.pk, M_HELLO);
-        if (s->opts.plain_changes)
-            msgpack_pack_uint64(&s->out.pk, PROTO_SUMMARY);
-        else /* the same proto, as uint 8: "I read PACKED" */
-            crdt__enc_raw(&s->out, PROTO4_PACKS, sizeof PROTO4_PACKS - 1);
-        crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
-        msgpack_pack_uint64(&s->out.pk, st.epoch_number);
-        crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
+        pack_hello_head(s, 9, PROTO_SUMMARY, PROTO4_PACKS,
+                        sizeof PROTO4_PACKS - 1, &st);
         crdt__enc_bin(&s->out, root, sizeof root);
         msgpack_pack_uint64(&s->out.pk, n_heads);
-        msgpack_pack_array(&s->out.pk, n);
-        for (size_t i = 0; i < n; i++)
-            crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
+        pack_epoch_chain(s, chain, n);
         crdt__enc_bin(&s->out, few, fl);
     }
     epoch_chain_free(chain, n);
@@ -351,19 +369,10 @@ build_hello(crdtnet_session *s)
         rc = crdt_heads_export(&hb, &hl, s->r);
     if (rc == CRDT_OK) {
         s->proto = PROTO_FULL;
-        msgpack_pack_array(&s->out.pk, 8);
-        msgpack_pack_uint64(&s->out.pk, M_HELLO);
-        if (s->opts.plain_changes)
-            msgpack_pack_uint64(&s->out.pk, PROTO);
-        else /* the same proto, as uint 8: "I read PACKED" */
-            crdt__enc_raw(&s->out, PROTO_PACKS, sizeof PROTO_PACKS - 1);
-        crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
-        msgpack_pack_uint64(&s->out.pk, st.epoch_number);
-        crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
+        pack_hello_head(s, 8, PROTO, PROTO_PACKS, sizeof PROTO_PACKS - 1,
+                        &st);
         crdt__enc_bin(&s->out, vb, vl);
-        msgpack_pack_array(&s->out.pk, n);
-        for (size_t i = 0; i < n; i++)
-            crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
+        pack_epoch_chain(s, chain, n);
         crdt__enc_bin(&s->out, hb, hl);
         s->hello_vv = vv; /* FIN is judged against it */
         vv = NULL;
