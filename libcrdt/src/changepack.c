@@ -143,17 +143,9 @@ buf_byte(pk_buf *b, unsigned char c)
 static int
 buf_varint(pk_buf *b, uint64_t v)
 {
-    unsigned char t[10];
-    size_t n = 0;
+    unsigned char t[CRDT__VARINT_MAX];
 
-    do {
-        t[n] = (unsigned char)(v & 0x7f);
-        v >>= 7;
-        if (v)
-            t[n] |= 0x80;
-        n++;
-    } while (v);
-    return buf_put(b, t, n);
+    return buf_put(b, t, crdt__varint_put(t, v));
 }
 
 /* msgpack uint, shortest form */
@@ -289,15 +281,6 @@ in_varint(pk_in *in, uint64_t *v)
     return CRDT_EPROTO;
 }
 
-static uint64_t
-be_n(const unsigned char *p, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* Bytes after the type byte @p tag of a msgpack scalar; @p rest is what
  * follows it (at most @p avail bytes). -1: not a scalar, or cut short. */
 static int64_t
@@ -324,7 +307,7 @@ scalar_rest(unsigned char tag, const unsigned char *rest, size_t avail)
     if (hdr) {
         if (avail < hdr)
             return -1;
-        n = (size_t)be_n(rest, hdr);
+        n = (size_t)crdt__be_n(rest, hdr);
         if (n > CRDT_CHANGE_MAX)
             return -1;
         n += hdr;

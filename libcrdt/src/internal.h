@@ -337,6 +337,36 @@ crdt__rd64(const unsigned char *p)
     return v;
 }
 
+/* The first @p n (at most 8) bytes at @p p as a big-endian number (the
+ * 16-, 32- and 64-bit fields of msgpack). */
+static inline uint64_t
+crdt__be_n(const unsigned char *p, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* ---- LEB128 varints (change packs, compacted seq runs) ---- */
+#define CRDT__VARINT_MAX 10
+/* Write @p v as an unsigned LEB128 varint (7 bits a byte, low first);
+ * how many bytes. */
+static inline size_t
+crdt__varint_put(unsigned char out[CRDT__VARINT_MAX], uint64_t v)
+{
+    size_t n = 0;
+
+    do {
+        out[n] = (unsigned char)(v & 0x7f);
+        v >>= 7;
+        if (v)
+            out[n] |= 0x80;
+        n++;
+    } while (v);
+    return n;
+}
+
 /* ---- mp.c: bounded zero-copy msgpack reader ---- */
 typedef struct {
     const unsigned char *p, *end;

@@ -28,15 +28,6 @@ need(const crdt__mp *m, size_t n)
     return (size_t)(m->end - m->p) >= n ? CRDT_OK : CRDT_EPROTO;
 }
 
-static uint64_t
-be(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* Read a container header; @p base is the fix-type base, @p mask its
  * size bits, @p t16/@p t32 the 16- and 32-bit type bytes. */
 static int
@@ -55,12 +46,12 @@ container(crdt__mp *m, uint32_t *n, unsigned base, unsigned mask,
     } else if (p[0] == t16) {
         if (need(m, 3) < 0)
             return CRDT_EPROTO;
-        count = be(p + 1, 2);
+        count = crdt__be_n(p + 1, 2);
         hdr = 3;
     } else if (p[0] == t32) {
         if (need(m, 5) < 0)
             return CRDT_EPROTO;
-        count = be(p + 1, 4);
+        count = crdt__be_n(p + 1, 4);
         hdr = 5;
     } else {
         return CRDT_EPROTO;
@@ -96,11 +87,11 @@ crdt__mp_uint(crdt__mp *m, uint64_t *v)
     case 0xcc: if (need(m, 2) < 0) return CRDT_EPROTO;
         *v = p[1]; m->p += 2; return CRDT_OK;
     case 0xcd: if (need(m, 3) < 0) return CRDT_EPROTO;
-        *v = be(p + 1, 2); m->p += 3; return CRDT_OK;
+        *v = crdt__be_n(p + 1, 2); m->p += 3; return CRDT_OK;
     case 0xce: if (need(m, 5) < 0) return CRDT_EPROTO;
-        *v = be(p + 1, 4); m->p += 5; return CRDT_OK;
+        *v = crdt__be_n(p + 1, 4); m->p += 5; return CRDT_OK;
     case 0xcf: if (need(m, 9) < 0) return CRDT_EPROTO;
-        *v = be(p + 1, 8); m->p += 9; return CRDT_OK;
+        *v = crdt__be_n(p + 1, 8); m->p += 9; return CRDT_OK;
     default:
         break;
     }
@@ -143,11 +134,11 @@ crdt__mp_int(crdt__mp *m, int64_t *v)
     case 0xd0: if (need(m, 2) < 0) return CRDT_EPROTO;
         *v = (int8_t)p[1]; m->p += 2; return CRDT_OK;
     case 0xd1: if (need(m, 3) < 0) return CRDT_EPROTO;
-        *v = (int16_t)be(p + 1, 2); m->p += 3; return CRDT_OK;
+        *v = (int16_t)crdt__be_n(p + 1, 2); m->p += 3; return CRDT_OK;
     case 0xd2: if (need(m, 5) < 0) return CRDT_EPROTO;
-        *v = (int32_t)be(p + 1, 4); m->p += 5; return CRDT_OK;
+        *v = (int32_t)crdt__be_n(p + 1, 4); m->p += 5; return CRDT_OK;
     case 0xd3: if (need(m, 9) < 0) return CRDT_EPROTO;
-        *v = (int64_t)be(p + 1, 8); m->p += 9; return CRDT_OK;
+        *v = (int64_t)crdt__be_n(p + 1, 8); m->p += 9; return CRDT_OK;
     case 0xcc: case 0xcd: case 0xce: case 0xcf:
         if (crdt__mp_uint(m, &u) < 0)
             return CRDT_EPROTO;
@@ -182,12 +173,12 @@ blob(crdt__mp *m, const unsigned char **out, uint32_t *len, int str)
     } else if (p[0] == (str ? 0xda : 0xc5)) {
         if (need(m, 3) < 0)
             return CRDT_EPROTO;
-        n = be(p + 1, 2);
+        n = crdt__be_n(p + 1, 2);
         hdr = 3;
     } else if (p[0] == (str ? 0xdb : 0xc6)) {
         if (need(m, 5) < 0)
             return CRDT_EPROTO;
-        n = be(p + 1, 4);
+        n = crdt__be_n(p + 1, 4);
         hdr = 5;
     } else {
         return CRDT_EPROTO;
@@ -285,7 +276,7 @@ crdt__mp_value(crdt__mp *m, crdt_value *v)
     case 0xcb:
         if (need(m, 9) < 0)
             return CRDT_EPROTO;
-        bits.u = be(p + 1, 8);
+        bits.u = crdt__be_n(p + 1, 8);
         *v = crdt_value_double(bits.d);
         m->p += 9;
         return CRDT_OK;

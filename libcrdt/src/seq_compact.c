@@ -209,17 +209,9 @@ put_new(crdt__wctx *w, const unsigned char *k, size_t kl, const void *v,
 static int
 put_varint(cbuf *b, uint64_t v)
 {
-    unsigned char t[10];
-    size_t n = 0;
+    unsigned char t[CRDT__VARINT_MAX];
 
-    do {
-        t[n] = (unsigned char)(v & 0x7f);
-        v >>= 7;
-        if (v)
-            t[n] |= 0x80;
-        n++;
-    } while (v);
-    return cbuf_add(b, t, n);
+    return cbuf_add(b, t, crdt__varint_put(t, v));
 }
 
 static int
