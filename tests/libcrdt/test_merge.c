@@ -12,27 +12,8 @@
 #include "support/replica_util.h"
 #include "support/support.h"
 
-static char da[256], db[256];
-static crdt_replica *a, *b;
-
-static void
-setup(void)
-{
-    unsigned char space[16];
-
-    a = tu_create(da, sizeof da, NULL);
-    crdt_replica_space_id(a, space);
-    b = tu_create(db, sizeof db, space);
-}
-
-static void
-teardown(void)
-{
-    crdt_replica_close(a);
-    crdt_replica_close(b);
-    test_rmtree(da);
-    test_rmtree(db);
-}
+/* a and b: a fresh pair of one space for each test */
+TU_PAIR_FIXTURE(tu_pair_create)
 
 START_TEST(test_merge_is_idempotent)
 {

@@ -21,21 +21,14 @@ static crdt_replica *a, *b;
 static void
 setup(void)
 {
-    unsigned char space[16];
-
-    a = tu_create(da, sizeof da, NULL);
-    crdt_replica_space_id(a, space);
-    b = tu_create(db, sizeof db, space);
+    tu_pair_create(&a, da, &b, db, sizeof da);
 }
 
 static void
 teardown(void)
 {
     oom_disarm();
-    crdt_replica_close(a);
-    crdt_replica_close(b);
-    test_rmtree(da);
-    test_rmtree(db);
+    tu_pair_close(a, da, b, db);
 }
 
 /* One change of every op kind on a few documents. */

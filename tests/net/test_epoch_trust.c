@@ -19,20 +19,8 @@
 #include "support/replica_util.h"
 #include "support/support.h"
 
-static char da[256], db[256];
-static crdt_replica *a, *b;
-
-static void
-setup(void)
-{
-    tu_pair_open(&a, da, &b, db, sizeof da);
-}
-
-static void
-teardown(void)
-{
-    tu_pair_close(a, da, b, db);
-}
+/* a and b: a fresh attached pair of one space for each test */
+TU_PAIR_FIXTURE(tu_pair_open)
 
 /* The test helper that builds a bad snapshot: write one register into
  * @p r's state directly, as no op of its log does (the state hash moves

@@ -336,20 +336,8 @@ END_TEST
 
 /* ---- sessions ---- */
 
-static char da[256], db[256];
-static crdt_replica *a, *b;
-
-static void
-setup(void)
-{
-    tu_pair_open(&a, da, &b, db, sizeof da);
-}
-
-static void
-teardown(void)
-{
-    tu_pair_close(a, da, b, db);
-}
+/* a and b: a fresh attached pair of one space for each test */
+TU_PAIR_FIXTURE(tu_pair_open)
 
 typedef struct {
     crdtnet_report rx, ry;

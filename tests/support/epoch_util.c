@@ -13,23 +13,9 @@ void
 tu_pair_open(crdt_replica **a, char *da, crdt_replica **b, char *db,
              size_t dir_size)
 {
-    unsigned char space[16];
-
-    *a = tu_create(da, dir_size, NULL);
-    crdt_replica_space_id(*a, space);
-    *b = tu_create(db, dir_size, space);
+    tu_pair_create(a, da, b, db, dir_size);
     ck_assert_int_eq(epoch_attach(*a), CRDT_OK);
     ck_assert_int_eq(epoch_attach(*b), CRDT_OK);
-}
-
-void
-tu_pair_close(crdt_replica *a, const char *da, crdt_replica *b,
-              const char *db)
-{
-    crdt_replica_close(a);
-    crdt_replica_close(b);
-    test_rmtree(da);
-    test_rmtree(db);
 }
 
 crdt_replica *

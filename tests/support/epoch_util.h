@@ -7,14 +7,13 @@
 #include "crdt/crdt.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
+#include "support/replica_util.h"
 
 /* Two fresh replicas of one space (@p a creates it, @p b joins), both
- * attached (epoch_attach()). Directories go to @p da and @p db. */
+ * attached (epoch_attach()). Directories go to @p da and @p db; close
+ * them with tu_pair_close() (replica_util.h). */
 void tu_pair_open(crdt_replica **a, char *da, crdt_replica **b, char *db,
                   size_t dir_size);
-/* Close both and remove their directories. */
-void tu_pair_close(crdt_replica *a, const char *da, crdt_replica *b,
-                   const char *db);
 
 /* Open the replica under @p dir (made by tu_create()) and attach it. */
 crdt_replica *tu_open_dir(const char *dir);

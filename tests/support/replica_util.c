@@ -24,6 +24,27 @@ tu_create(char *dir, size_t size, const unsigned char *space)
     return r;
 }
 
+void
+tu_pair_create(crdt_replica **a, char *da, crdt_replica **b, char *db,
+               size_t dir_size)
+{
+    unsigned char space[16];
+
+    *a = tu_create(da, dir_size, NULL);
+    crdt_replica_space_id(*a, space);
+    *b = tu_create(db, dir_size, space);
+}
+
+void
+tu_pair_close(crdt_replica *a, const char *da, crdt_replica *b,
+              const char *db)
+{
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    test_rmtree(da);
+    test_rmtree(db);
+}
+
 int
 tu_sync_one_way(crdt_replica *to, crdt_replica *from)
 {

@@ -6,6 +6,24 @@
 
 /* Create a fresh replica in a new temp dir (joining @p space if given). */
 crdt_replica *tu_create(char *dir, size_t size, const unsigned char *space);
+/* Two fresh replicas of one space (@p a creates it, @p b joins), in new
+ * temp dirs @p da and @p db, not attached to libepoch (tu_pair_open() in
+ * epoch_util.h attaches them). */
+void tu_pair_create(crdt_replica **a, char *da, crdt_replica **b, char *db,
+                    size_t dir_size);
+/* Close both and remove their directories. */
+void tu_pair_close(crdt_replica *a, const char *da, crdt_replica *b,
+                   const char *db);
+/* The fixture of a file whose every test runs on a fresh pair: declares
+ * the replicas a and b, their directories da and db, and the setup()
+ * and teardown() for tcase_add_checked_fixture(); @p open is
+ * tu_pair_create or tu_pair_open. Written without a ';' after it. */
+#define TU_PAIR_FIXTURE(open)                                                  \
+    static char da[256], db[256];                                              \
+    static crdt_replica *a, *b;                                                \
+    static void setup(void) { open(&a, da, &b, db, sizeof da); }               \
+    static void teardown(void) { tu_pair_close(a, da, b, db); }
+
 /* Copy every change @p from has that @p to lacks; returns merge rc. */
 int tu_sync_one_way(crdt_replica *to, crdt_replica *from);
 /* Field as a JSON-ish string for assertions ("" if absent). */
