@@ -16,6 +16,7 @@
 #include "crdt/raw.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
+#include "support/epoch_util.h"
 #include "support/oom.h"
 #include "support/replica_util.h"
 #include "support/support.h"
@@ -26,23 +27,14 @@ static crdt_replica *a, *b;
 static void
 setup(void)
 {
-    unsigned char space[16];
-
-    a = tu_create(da, sizeof da, NULL);
-    crdt_replica_space_id(a, space);
-    b = tu_create(db, sizeof db, space);
-    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
-    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    tu_pair_open(&a, da, &b, db, sizeof da);
 }
 
 static void
 teardown(void)
 {
     oom_disarm();
-    crdt_replica_close(a);
-    crdt_replica_close(b);
-    test_rmtree(da);
-    test_rmtree(db);
+    tu_pair_close(a, da, b, db);
 }
 
 static void
