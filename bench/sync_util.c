@@ -112,6 +112,19 @@ sync_listen_accept(int port_w, int ms)
 }
 
 void
+sync_server_exit(int port_w, crdt_replica *r, int res_w, const void *res,
+                 size_t n)
+{
+    if (port_w >= 0) {
+        int port = -1;
+        (void)sync_write_all(port_w, &port, sizeof port);
+    }
+    crdt_replica_close(r);
+    (void)sync_write_all(res_w, res, n);
+    _exit(0);
+}
+
+void
 sync_tcp_bytes(int fd, uint64_t *acked, uint64_t *received)
 {
     struct tcp_info ti;

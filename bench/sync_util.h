@@ -36,6 +36,12 @@ int sync_state_hash(crdt_replica *r, unsigned char out[CRDT_HASH_BYTES]);
  * with errno kept from the failing call. */
 int sync_listen_accept(int port_w, int ms);
 
+/* The server's end: tell the client "no port" (-1) if @p port_w is still
+ * open (>= 0: the server failed before it listened), close @p r (may be
+ * NULL), send the @p n bytes of result @p res over @p res_w, _exit(0). */
+_Noreturn void sync_server_exit(int port_w, crdt_replica *r, int res_w,
+                                const void *res, size_t n);
+
 /* The TCP payload of connection @p fd so far, from TCP_INFO: what the
  * peer acknowledged (not tcpi_bytes_sent, which counts retransmits) and
  * what came in. Left 0 where the kernel does not tell. */

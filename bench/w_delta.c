@@ -221,7 +221,7 @@ server_main(const void *ctx, int port_w, int res_w)
     crdtnet_report rep;
     srv_result sr;
     crdt_replica *r = NULL;
-    int fd = -1, dfd = -1, port = -1, rc;
+    int fd = -1, dfd = -1, rc;
 
     memset(&sr, 0, sizeof sr);
     memset(&rep, 0, sizeof rep);
@@ -264,13 +264,7 @@ server_main(const void *ctx, int port_w, int res_w)
     }
     sr.rc = 0;
 out:
-    if (port_w >= 0) {
-        port = -1;
-        (void)sync_write_all(port_w, &port, sizeof port);
-    }
-    crdt_replica_close(r);
-    (void)sync_write_all(res_w, &sr, sizeof sr);
-    _exit(0);
+    sync_server_exit(port_w, r, res_w, &sr, sizeof sr);
 }
 
 static int
