@@ -29,25 +29,7 @@ TU_PAIR_FIXTURE(tu_pair_open)
 static void
 tamper_state(crdt_replica *r, int64_t v)
 {
-    crdt_raw *t;
-    crdt_op op;
-    crdt_actor ghost;
-
-    memset(&op, 0, sizeof op);
-    op.kind = CRDT_OP_PUT;
-    op.coll = "c";
-    op.coll_len = 1;
-    op.doc = "d";
-    op.doc_len = 1;
-    op.field = "balance";
-    op.field_len = 7;
-    op.value.type = CRDT_VINT;
-    op.value.u.i = v;
-    memset(ghost.b, 0x7e, sizeof ghost.b);
-    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
-    ck_assert_int_eq(crdt_raw_apply_op(t, &op, UINT64_MAX / 2, &ghost, 1),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    tu_state_put_ghost(r, "balance", v);
 }
 
 /* a writes, then both hold the same ops at epoch 0 */

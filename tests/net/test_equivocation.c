@@ -514,29 +514,12 @@ END_TEST
  * state altered behind its log, nothing written during the session. */
 START_TEST(test_divergence_still_reported)
 {
-    crdt_raw *t;
-    crdt_op op;
-    crdt_actor ghost;
     crdtnet_report rx, ry;
     int ex, ey;
 
     ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
     sync_ok(a, b);
-    memset(&op, 0, sizeof op);
-    op.kind = CRDT_OP_PUT;
-    op.coll = "c";
-    op.coll_len = 1;
-    op.doc = "d";
-    op.doc_len = 1;
-    op.field = "v";
-    op.field_len = 1;
-    op.value.type = CRDT_VINT;
-    op.value.u.i = 9;
-    memset(ghost.b, 0x7e, sizeof ghost.b);
-    ck_assert_int_eq(crdt_raw_begin(&t, b, 1), CRDT_OK);
-    ck_assert_int_eq(crdt_raw_apply_op(t, &op, UINT64_MAX / 2, &ghost, 1),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    tu_state_put_ghost(b, "v", 9);
     run(a, b, &rx, &ry, &ex, &ey);
     ck_assert_int_eq(ex, CRDT_ECORRUPT);
     ck_assert_int_eq(ey, CRDT_ECORRUPT);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crdt/raw.h"
 #include "support/support.h"
 
 crdt_replica *
@@ -43,6 +44,30 @@ tu_pair_close(crdt_replica *a, const char *da, crdt_replica *b,
     crdt_replica_close(b);
     test_rmtree(da);
     test_rmtree(db);
+}
+
+void
+tu_state_put_ghost(crdt_replica *r, const char *field, int64_t v)
+{
+    crdt_raw *t;
+    crdt_op op;
+    crdt_actor ghost;
+
+    memset(&op, 0, sizeof op);
+    op.kind = CRDT_OP_PUT;
+    op.coll = "c";
+    op.coll_len = 1;
+    op.doc = "d";
+    op.doc_len = 1;
+    op.field = field;
+    op.field_len = strlen(field);
+    op.value.type = CRDT_VINT;
+    op.value.u.i = v;
+    memset(ghost.b, 0x7e, sizeof ghost.b);
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_apply_op(t, &op, UINT64_MAX / 2, &ghost, 1),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
 }
 
 int

@@ -24,6 +24,10 @@ void tu_pair_close(crdt_replica *a, const char *da, crdt_replica *b,
     static void setup(void) { open(&a, da, &b, db, sizeof da); }               \
     static void teardown(void) { tu_pair_close(a, da, b, db); }
 
+/* Write int @p v to register c/d/@p field straight into @p r's state, as
+ * the op of a ghost actor that no log holds (the state hash moves with
+ * it): a state that does not follow from the replica's ops. */
+void tu_state_put_ghost(crdt_replica *r, const char *field, int64_t v);
 /* Copy every change @p from has that @p to lacks; returns merge rc. */
 int tu_sync_one_way(crdt_replica *to, crdt_replica *from);
 /* Field as a JSON-ish string for assertions ("" if absent). */
