@@ -452,6 +452,24 @@ fresh_copies(bench_res *res, const char *a, const char *b, char *srv,
     return 0;
 }
 
+/* One TCP sync (tcp_child) on fresh copies of @p a and @p b, removed
+ * after; @p no_sync: both replicas opened without fsync. */
+static int
+tcp_run(bench_res *res, const char *a, const char *b, int no_sync, int run)
+{
+    run_args ra;
+    int rc;
+
+    ra.no_sync = no_sync;
+    if (fresh_copies(res, a, b, ra.srv_dir, ra.cli_dir, sizeof ra.srv_dir,
+                     run) < 0)
+        return -1;
+    rc = bench_run_child(res, tcp_child, &ra);
+    bench_rmtree(ra.srv_dir);
+    bench_rmtree(ra.cli_dir);
+    return rc;
+}
+
 int
 w_delta_run(bench_entry *e)
 {
@@ -485,13 +503,9 @@ w_delta_run(bench_entry *e)
     }
     bench_log("sync_delta setup done in %.1f s", bench_now() - t0);
     for (int i = 0; i < runs; i++) {
-        run_args ra;
         pair_args pa;
 
-        ra.no_sync = 0;
-        if (fresh_copies(&res, a_dir, b_dir, ra.srv_dir, ra.cli_dir,
-                         sizeof ra.srv_dir, i) < 0 ||
-            bench_run_child(&res, tcp_child, &ra) < 0) {
+        if (tcp_run(&res, a_dir, b_dir, 0, i) < 0) {
             entry_failed(e, "%s", res.err);
             return -1;
         }
@@ -505,20 +519,13 @@ w_delta_run(bench_entry *e)
         bench_log("  sync_delta run %d/%d: %.2f ms, %.0f bytes on the wire "
                   "(protocol %.0f, %.0f summary rounds)",
                   i + 1, runs, ms[i], bytes[i], proto, rounds);
-        bench_rmtree(ra.srv_dir);
-        bench_rmtree(ra.cli_dir);
         /* the same without fsync: what the protocol itself costs (each
          * side's merge is one durable commit: two fdatasyncs) */
-        ra.no_sync = 1;
-        if (fresh_copies(&res, a_dir, b_dir, ra.srv_dir, ra.cli_dir,
-                         sizeof ra.srv_dir, i) < 0 ||
-            bench_run_child(&res, tcp_child, &ra) < 0) {
+        if (tcp_run(&res, a_dir, b_dir, 1, i) < 0) {
             entry_failed(e, "no_sync: %s", res.err);
             return -1;
         }
         ms_ns[i] = res.v[0];
-        bench_rmtree(ra.srv_dir);
-        bench_rmtree(ra.cli_dir);
         if (i > 0)
             continue;
         /* once: the same sync in one process, protocols 4 and 3 */
