@@ -373,12 +373,13 @@ compact_ops(crdt__enc *out, crdt_txn *t)
     return crdt__enc_ok(out);
 }
 
-/* The change just stored proves the one before it (its prev is that
- * change's hash), so that one's signature is dead weight on disk: a log
- * of keystroke commits keeps one signature per run, as a merged run
- * does (docs/storage.md 5.5). A predecessor folded into an epoch, or
- * stored without a signature already, or one the chain does not link
- * to, is left as it is. */
+/* The change just stored proves the one before it, so that one's
+ * signature is dead weight on disk: a log of keystroke commits keeps one
+ * signature per run, as a merged run does (docs/storage.md 5.5). The
+ * record at (actor, seq0 - 1) is our head's change, whose hash is
+ * t->prev: the log and the head are written together, and the open's
+ * record check verifies the links. A predecessor folded into an epoch,
+ * or stored without a signature already, is left as it is. */
 static int
 unsign_predecessor(crdt_txn *t)
 {
@@ -397,13 +398,6 @@ unsign_predecessor(crdt_txn *t)
         return CRDT_OK;
     if (rc != 0)
         return crdt__mdb_err(rc);
-    {   /* only the change our prev names: a chain that does not link
-         * proves nothing, and that change keeps its signature */
-        crdt_change held;
-        if (crdt_change_decode(&held, v.mv_data, v.mv_size) != CRDT_OK ||
-            memcmp(held.hash, t->prev, CRDT_HASH_BYTES) != 0)
-            return CRDT_OK;
-    }
     if ((copy = malloc(v.mv_size)) == NULL)
         return CRDT_ENOMEM;
     memcpy(copy, v.mv_data, v.mv_size);
