@@ -83,10 +83,9 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
         return cli_fail("verify: read the log", rc);
     rc = crdt_raw_cursor_seek(cur, NULL, 0, &k, &kl, &v, &vl);
     while (rc == CRDT_OK) {
-        crdt_change c;
-        crdt_op_iter it;
-        crdt_op op;
-        uint64_t ops = 0;
+        crdt_bytes *list = NULL;
+        unsigned char *buf = NULL;
+        size_t n_list = 0;
 
         if ((n->changes & 255) == 0)
             cli_progress_draw(n->changes, total, &p);
@@ -98,55 +97,86 @@ check_log(verify_counts *n, crdt_raw *t, const unsigned char *space)
         }
         memcpy(key_actor.b, k, CRDT_ACTOR_BYTES);
         key_last = be64((const unsigned char *)k + CRDT_ACTOR_BYTES);
-        rc = crdt_change_decode(&c, v, vl);
+        rc = crdt_raw_log_changes(&list, &n_list, &buf, k, kl, v, vl);
         if (rc < 0) {
             cli_progress_end(&p);
             crdt_raw_cursor_close(cur);
-            return bad_change(&key_actor, key_last,
-                              rc == CRDT_ENOMEM ? "out of memory"
-                                                : "it does not decode");
+            if (rc != CRDT_ECORRUPT)
+                return cli_fail("verify: read the log", rc);
+            char actor[2 * CRDT_ACTOR_BYTES + 1];
+            crdt_hex(actor, key_actor.b, CRDT_ACTOR_BYTES);
+            return cli_error(CLI_EDATA, "verify", "damaged run at %s up to "
+                             "seq %" PRIu64 " in this replica's own log "
+                             "(local damage): it does not unpack into a "
+                             "chain of the key's changes", actor, key_last);
         }
-        const char *why = NULL;
-        if (memcmp(c.space_id, space, CRDT_SPACE_ID_BYTES) != 0)
-            why = "written in another space";
-        else if (memcmp(c.actor.b, key_actor.b, CRDT_ACTOR_BYTES) != 0 ||
-                 c.n_ops == 0 || c.seq + c.n_ops - 1 != key_last)
-            why = "stored under the wrong key";
-        else if (open_run &&
-                 memcmp(prev_actor.b, c.actor.b, CRDT_ACTOR_BYTES) != 0) {
-            cli_progress_end(&p);
-            crdt_raw_cursor_close(cur);
-            return bad_change(&prev_actor, prev_last, "held without its "
-                              "signature, and no signed change of its "
-                              "actor follows it");
-        } else if (c.sig != NULL && crdt_change_verify(&c) != CRDT_OK)
-            why = "bad signature";
-        else if (have_prev &&
-                 memcmp(prev_actor.b, c.actor.b, CRDT_ACTOR_BYTES) == 0 &&
-                 (c.seq != prev_last + 1 ||
-                  memcmp(c.prev, prev_hash, CRDT_HASH_BYTES) != 0))
-            why = "does not follow the actor's previous change (hash chain)";
-        if (why == NULL) {
-            crdt_op_iter_init(&it, &c);
-            while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK)
-                ops++;
-            if (rc != CRDT_ENOTFOUND)
-                why = "an op does not decode";
-            else if (ops != c.n_ops)
-                why = "op count differs from the header";
+        /* a record holds one change or a run of them (storage.md 3):
+         * each is checked as if stored alone, under its own last seq */
+        for (size_t ci = 0; ci < n_list; ci++) {
+            crdt_change c;
+            crdt_op_iter it;
+            crdt_op op;
+            uint64_t ops = 0;
+            rc = crdt_change_decode(&c, list[ci].data, list[ci].len);
+            if (rc < 0) {
+                cli_progress_end(&p);
+                crdt_raw_cursor_close(cur);
+                crdt_free(list);
+                crdt_free(buf);
+                return bad_change(&key_actor, key_last,
+                                  rc == CRDT_ENOMEM ? "out of memory"
+                                                    : "it does not decode");
+            }
+            if (n_list > 1 && c.n_ops > 0) /* the key names the last */
+                key_last = c.seq + c.n_ops - 1;
+            const char *why = NULL;
+            if (memcmp(c.space_id, space, CRDT_SPACE_ID_BYTES) != 0)
+                why = "written in another space";
+            else if (memcmp(c.actor.b, key_actor.b, CRDT_ACTOR_BYTES) != 0 ||
+                     c.n_ops == 0 || c.seq + c.n_ops - 1 != key_last)
+                why = "stored under the wrong key";
+            else if (open_run &&
+                     memcmp(prev_actor.b, c.actor.b, CRDT_ACTOR_BYTES) != 0) {
+                cli_progress_end(&p);
+                crdt_raw_cursor_close(cur);
+                crdt_free(list);
+                crdt_free(buf);
+                return bad_change(&prev_actor, prev_last, "held without its "
+                                  "signature, and no signed change of its "
+                                  "actor follows it");
+            } else if (c.sig != NULL && crdt_change_verify(&c) != CRDT_OK)
+                why = "bad signature";
+            else if (have_prev &&
+                     memcmp(prev_actor.b, c.actor.b, CRDT_ACTOR_BYTES) == 0 &&
+                     (c.seq != prev_last + 1 ||
+                      memcmp(c.prev, prev_hash, CRDT_HASH_BYTES) != 0))
+                why = "does not follow the actor's previous change (hash chain)";
+            if (why == NULL) {
+                crdt_op_iter_init(&it, &c);
+                while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK)
+                    ops++;
+                if (rc != CRDT_ENOTFOUND)
+                    why = "an op does not decode";
+                else if (ops != c.n_ops)
+                    why = "op count differs from the header";
+            }
+            if (why != NULL) {
+                cli_progress_end(&p);
+                crdt_raw_cursor_close(cur);
+                crdt_free(list);
+                crdt_free(buf);
+                return bad_change(&key_actor, key_last, why);
+            }
+            n->changes++;
+            n->ops += ops;
+            open_run = c.sig == NULL; /* proven by the chain to a signed one */
+            prev_actor = c.actor;
+            prev_last = key_last;
+            memcpy(prev_hash, c.hash, CRDT_HASH_BYTES);
+            have_prev = 1;
         }
-        if (why != NULL) {
-            cli_progress_end(&p);
-            crdt_raw_cursor_close(cur);
-            return bad_change(&key_actor, key_last, why);
-        }
-        n->changes++;
-        n->ops += ops;
-        open_run = c.sig == NULL; /* proven by the chain to a signed one */
-        prev_actor = c.actor;
-        prev_last = key_last;
-        memcpy(prev_hash, c.hash, CRDT_HASH_BYTES);
-        have_prev = 1;
+        crdt_free(list);
+        crdt_free(buf);
         rc = crdt_raw_cursor_next(cur, &k, &kl, &v, &vl);
     }
     if (rc == CRDT_ENOTFOUND)

@@ -520,18 +520,29 @@ replay(crdt__wctx *w)
         int g;
         for (g = mdb_cursor_get(cur, &k, &v, MDB_FIRST); g == 0;
              g = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-            /* a view dies at the next write: work on a copy */
-            unsigned char *copy = malloc(v.mv_size);
-            crdt_change c;
+            /* a view dies at the next write: work on a copy (a run is
+             * rebuilt into its own buffer) */
+            unsigned char *copy = malloc(v.mv_size ? v.mv_size : 1);
+            crdt__logrec lr;
 
             if (copy == NULL) {
                 rc = CRDT_ENOMEM;
                 break;
             }
             memcpy(copy, v.mv_data, v.mv_size);
-            rc = crdt_change_decode(&c, copy, v.mv_size);
-            if (rc == CRDT_OK)
-                rc = crdt__apply_change(w, &c, 0, cur_epoch, NULL);
+            rc = crdt__logrec_open(&lr, k.mv_data, k.mv_size, copy,
+                                   v.mv_size);
+            for (size_t i = 0; rc == CRDT_OK && i < lr.n; i++) {
+                crdt_change c;
+                rc = crdt_change_decode(&c, lr.list[i].data, lr.list[i].len);
+                if (rc == CRDT_OK)
+                    rc = crdt__apply_change(w, &c, 0, cur_epoch, NULL);
+                /* the queue may hold views into the change: apply them
+                 * before its bytes go */
+                if (rc == CRDT_OK && w->q != NULL)
+                    rc = crdt__applyq_flush(w, w->q);
+            }
+            crdt__logrec_close(&lr);
             free(copy);
             if (rc < 0)
                 break;

@@ -68,24 +68,40 @@ crdt_heads_export(unsigned char **out, size_t *len, crdt_replica *r)
     return CRDT_OK;
 }
 
-/* The stored change at @p key of @p dbi against (@p seq, @p hash). */
+/* The stored change of @p a ending at @p seq in @p dbi (keys [@p prefix
+ * |] actor | last seq, a record may hold a run) against @p hash:
+ * CRDT_ENOTFOUND when no change ends there; @p spans: one holds @p seq
+ * without ending there. */
 static int
-compare_at(int *out, MDB_txn *txn, MDB_dbi dbi, const unsigned char *key,
-           size_t kl, const unsigned char *hash)
+compare_at(int *out, int *spans, MDB_txn *txn, MDB_dbi dbi,
+           const unsigned char *prefix, size_t plen, const crdt_actor *a,
+           uint64_t seq, const unsigned char *hash)
 {
-    MDB_val k = { kl, (void *)key }, v;
+    crdt__logrec lr;
     crdt_change held;
-    int rc = mdb_get(txn, dbi, &k, &v);
+    MDB_cursor *cur;
+    size_t idx;
+    int rc;
 
-    if (rc == MDB_NOTFOUND)
-        return CRDT_ENOTFOUND;
-    if (rc != 0)
-        return crdt__mdb_err(rc);
-    if (crdt__change_decode_header(&held, v.mv_data, v.mv_size) < 0)
-        return CRDT_ECORRUPT;
-    *out = memcmp(held.hash, hash, CRDT_HASH_BYTES) == 0 ? CRDT_CHAIN_SAME
-                                                          : CRDT_CHAIN_FORK;
-    return CRDT_OK;
+    *spans = 0;
+    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
+        return rc;
+    rc = crdt__logrec_find(&lr, &idx, cur, prefix, plen, a, seq);
+    mdb_cursor_close(cur);
+    if (rc < 0)
+        return rc;
+    if (crdt__change_decode_header(&held, lr.list[idx].data,
+                                   lr.list[idx].len) < 0)
+        rc = CRDT_ECORRUPT;
+    else if (held.seq + held.n_ops - 1 == seq)
+        *out = memcmp(held.hash, hash, CRDT_HASH_BYTES) == 0
+                   ? CRDT_CHAIN_SAME : CRDT_CHAIN_FORK;
+    else {
+        *spans = held.seq <= seq;
+        rc = CRDT_ENOTFOUND;
+    }
+    crdt__logrec_close(&lr);
+    return rc;
 }
 
 int
@@ -93,12 +109,10 @@ crdt__chain_check(int *out, MDB_txn *txn, crdt_replica *r,
                   const crdt_actor *a, uint64_t seq,
                   const unsigned char *hash)
 {
-    unsigned char key[24];
+    unsigned char key[8];
     crdt__head h;
-    MDB_cursor *cur;
-    MDB_val k, v;
     uint64_t epochs;
-    int rc;
+    int rc, spans;
 
     *out = CRDT_CHAIN_UNKNOWN;
     rc = crdt__head_get(txn, r, a, &h);
@@ -113,35 +127,22 @@ crdt__chain_check(int *out, MDB_txn *txn, crdt_replica *r,
                                                            : CRDT_CHAIN_FORK;
         return CRDT_OK;
     }
-    crdt__log_key(key, a, seq);
-    rc = compare_at(out, txn, r->dbi[CRDT_DB_LOG], key, 16, hash);
+    rc = compare_at(out, &spans, txn, r->dbi[CRDT_DB_LOG], NULL, 0, a, seq,
+                    hash);
     if (rc != CRDT_ENOTFOUND)
         return rc;
-    /* no change of ours ends at @p seq: one that spans it is another cut
-     * of the chain, so another chain */
-    rc = crdt__mdb_err(mdb_cursor_open(txn, r->dbi[CRDT_DB_LOG], &cur));
-    if (rc < 0)
-        return rc;
-    k.mv_size = 16;
-    k.mv_data = key;
-    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (rc == 0 && k.mv_size == 16 &&
-        memcmp(k.mv_data, a->b, CRDT_ACTOR_BYTES) == 0) {
-        crdt_change c;
-        if (crdt__change_decode_header(&c, v.mv_data, v.mv_size) == CRDT_OK &&
-            c.seq <= seq) {
-            mdb_cursor_close(cur);
-            *out = CRDT_CHAIN_FORK;
-            return CRDT_OK;
-        }
+    if (spans) {
+        /* no change of ours ends at @p seq: one that spans it is another
+         * cut of the chain, so another chain */
+        *out = CRDT_CHAIN_FORK;
+        return CRDT_OK;
     }
-    mdb_cursor_close(cur);
     /* folded into an epoch: the archive keeps the change (until pruned) */
     epochs = crdt__meta_u64(txn, r, "epoch_num");
     for (uint64_t e = 0; e <= epochs && e < 1u << 20; e++) {
         crdt__be64(key, e);
-        crdt__log_key(key + 8, a, seq);
-        rc = compare_at(out, txn, r->dbi[CRDT_DB_ARCHIVE], key, 24, hash);
+        rc = compare_at(out, &spans, txn, r->dbi[CRDT_DB_ARCHIVE], key, 8, a,
+                        seq, hash);
         if (rc != CRDT_ENOTFOUND)
             return rc;
     }
@@ -307,31 +308,50 @@ int
 crdt__log_prove(MDB_txn *txn, MDB_dbi dbi, const crdt_change *c)
 {
     crdt_change prev = *c, next;
-    unsigned char key[16];
+    crdt__logrec lr;
     MDB_cursor *cur;
     MDB_val k, v;
-    int rc, mrc;
+    size_t idx;
+    int rc;
 
     if (c->sig != NULL)
         return crdt_change_verify(c);
     if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
         return rc;
-    crdt__log_key(key, &c->actor, c->seq + c->n_ops);
-    k.mv_size = sizeof key;
-    k.mv_data = key;
-    rc = CRDT_EAUTH; /* the run ends unsigned: nothing vouches for it */
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0;
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != 16 ||
-            memcmp(k.mv_data, c->actor.b, CRDT_ACTOR_BYTES) != 0 ||
-            crdt__change_decode_header(&next, v.mv_data, v.mv_size) < 0 ||
-            !crdt_change_proves(&next, &prev))
-            break;
-        if (next.sig != NULL) {
-            rc = crdt_change_verify(&next);
-            break;
+    /* the successors, in the rest of a run and the records after it;
+     * prev keeps only values (hash, seq, actor), never a view */
+    rc = crdt__logrec_find(&lr, &idx, cur, NULL, 0, &c->actor,
+                           c->seq + c->n_ops);
+    if (rc < 0) {
+        mdb_cursor_close(cur);
+        return rc == CRDT_ENOTFOUND ? CRDT_EAUTH : rc;
+    }
+    for (;;) {
+        int done = 0;
+        rc = CRDT_EAUTH; /* the run ends unsigned: nothing vouches for it */
+        for (; idx < lr.n && !done; idx++) {
+            if (crdt__change_decode_header(&next, lr.list[idx].data,
+                                           lr.list[idx].len) < 0 ||
+                !crdt_change_proves(&next, &prev)) {
+                done = 1;
+                break;
+            }
+            if (next.sig != NULL) {
+                rc = crdt_change_verify(&next);
+                done = 2;
+                break;
+            }
+            prev = next;
         }
-        prev = next;
+        crdt__logrec_close(&lr);
+        if (done)
+            break;
+        if (mdb_cursor_get(cur, &k, &v, MDB_NEXT) != 0 || k.mv_size != 16 ||
+            memcmp(k.mv_data, c->actor.b, CRDT_ACTOR_BYTES) != 0 ||
+            crdt__logrec_open(&lr, k.mv_data, k.mv_size, v.mv_data,
+                              v.mv_size) < 0)
+            break;
+        idx = 0;
     }
     mdb_cursor_close(cur);
     return rc;

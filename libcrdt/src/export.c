@@ -20,6 +20,9 @@ struct crdt_export {
     crdt_actor actor;
     uint64_t upto;  /* our seq for the current actor */
     int in_actor;   /* the log cursor is positioned inside an actor */
+    uint64_t have;  /* the other side's seq for the current actor */
+    crdt__logrec rec; /* the record in hand; rec.n == 0: none */
+    size_t rec_i;     /* its next change */
     int started;
     int done;
     int as_stored;         /* crdt_export_begin_as_stored() */
@@ -43,35 +46,35 @@ crdt_export_begin_as_stored(crdt_export **out, crdt_replica *r,
  * are the bytes the commit made, and a caller may move each change on
  * its own as before. 0 when @p v is not such a change. */
 static int
-own_signed(crdt_export *e, const MDB_val *v, const unsigned char **buf,
+own_signed(crdt_export *e, const crdt_bytes *v, const unsigned char **buf,
            size_t *len)
 {
-    const unsigned char *p = v->mv_data;
+    const unsigned char *p = v->data;
     unsigned char sig[64];
     crdt_change c;
     int rc;
 
-    if (v->mv_size < 2 || p[v->mv_size - 1] != 0xc0 ||
-        crdt_change_decode(&c, p, v->mv_size) != CRDT_OK || c.sig != NULL ||
+    if (v->len < 2 || p[v->len - 1] != 0xc0 ||
+        crdt_change_decode(&c, p, v->len) != CRDT_OK || c.sig != NULL ||
         memcmp(c.actor.b, e->r->actor.b, CRDT_ACTOR_BYTES) != 0 ||
         memcmp(c.pubkey, e->r->pk, CRDT_PUBKEY_BYTES) != 0)
         return 0;
-    if (e->signed_cap < v->mv_size + 65) {
-        unsigned char *nb = realloc(e->signed_copy, v->mv_size + 65);
+    if (e->signed_cap < v->len + 65) {
+        unsigned char *nb = realloc(e->signed_copy, v->len + 65);
         if (nb == NULL)
             return CRDT_ENOMEM;
         e->signed_copy = nb;
-        e->signed_cap = v->mv_size + 65;
+        e->signed_cap = v->len + 65;
     }
     if ((rc = crdt__change_sign(sig, c.hash, e->r->sk)) < 0)
         return rc;
     /* the signature is the last item: nil (c0) becomes bin8 of 64 */
-    memcpy(e->signed_copy, p, v->mv_size - 1);
-    e->signed_copy[v->mv_size - 1] = 0xc4;
-    e->signed_copy[v->mv_size] = 0x40;
-    memcpy(e->signed_copy + v->mv_size + 1, sig, sizeof sig);
+    memcpy(e->signed_copy, p, v->len - 1);
+    e->signed_copy[v->len - 1] = 0xc4;
+    e->signed_copy[v->len] = 0x40;
+    memcpy(e->signed_copy + v->len + 1, sig, sizeof sig);
     *buf = e->signed_copy;
-    *len = v->mv_size + 65;
+    *len = v->len + 65;
     return 1;
 }
 
@@ -135,6 +138,7 @@ next_actor(crdt_export *e)
         if (rc != 0)
             return crdt__mdb_err(rc);
         e->in_actor = 1;
+        e->have = have;
         return CRDT_OK;
     }
 }
@@ -149,6 +153,23 @@ crdt_export_next(crdt_export *e, const unsigned char **buf_out,
     if (e == NULL || e->done)
         return CRDT_ENOTFOUND;
     for (;;) {
+        while (e->rec_i < e->rec.n) {
+            const crdt_bytes *b = &e->rec.list[e->rec_i++];
+            crdt_change c;
+            /* a run may begin below what the other side holds */
+            if (e->rec.run &&
+                (crdt__change_decode_header(&c, b->data, b->len) < 0 ||
+                 c.seq + c.n_ops - 1 <= e->have))
+                continue;
+            if (!e->as_stored &&
+                (rc = own_signed(e, b, buf_out, len_out)) != 0)
+                return rc < 0 ? rc : CRDT_OK;
+            *buf_out = b->data;
+            *len_out = b->len;
+            return CRDT_OK;
+        }
+        crdt__logrec_close(&e->rec);
+        e->rec_i = 0;
         if (!e->in_actor) {
             rc = next_actor(e);
             if (rc < 0) {
@@ -171,12 +192,9 @@ crdt_export_next(crdt_export *e, const unsigned char **buf_out,
             e->in_actor = 0;
             continue;
         }
-        if (!e->as_stored &&
-            (rc = own_signed(e, &v, buf_out, len_out)) != 0)
-            return rc < 0 ? rc : CRDT_OK;
-        *buf_out = v.mv_data;
-        *len_out = v.mv_size;
-        return CRDT_OK;
+        if ((rc = crdt__logrec_open(&e->rec, k.mv_data, k.mv_size, v.mv_data,
+                                    v.mv_size)) < 0)
+            return rc;
     }
 }
 
@@ -185,6 +203,7 @@ crdt_export_end(crdt_export *e)
 {
     if (e == NULL)
         return;
+    crdt__logrec_close(&e->rec);
     if (e->log)
         mdb_cursor_close(e->log);
     if (e->heads)

@@ -533,6 +533,41 @@ uint64_t crdt__now_ms(void);
 uint64_t crdt__hlc_next(uint64_t last, uint64_t n);
 static inline uint64_t crdt__hlc_ms(uint64_t hlc) { return hlc >> 16; }
 
+/* ---- logrec.c: log records (docs/storage.md 3, "Run records") ---- */
+/* The first byte of a run record; a single change starts with 0x92. */
+#define CRDT__LOGRUN_TAG 0xc1
+/* A run holds 2 .. this many changes ... */
+#define CRDT__LOGRUN_CHANGES_MAX 4096u
+/* ... of at most this many change bytes in all (rebuilt) ... */
+#define CRDT__LOGRUN_BYTES_MAX (1024u * 1024)
+/* ... in a record of at most this many bytes. */
+#define CRDT__LOGRUN_MAX (CRDT__LOGRUN_BYTES_MAX + 64u * 1024)
+/* The changes of one log record, as their exact signed bytes: list[0..n)
+ * are views into the record (one change) or into buf (a run). */
+typedef struct {
+    crdt_bytes *list;
+    size_t n;
+    unsigned char *buf;
+    crdt_bytes one;
+    int run;
+} crdt__logrec;
+int crdt__logrec_is_run(const void *v, size_t len);
+/* Open the record @p v under @p key (16 bytes: actor | last seq; 24: an
+ * archive key; NULL: not checked against a key). A run is checked whole;
+ * CRDT_ECORRUPT when damaged. Close it with crdt__logrec_close(). */
+int crdt__logrec_open(crdt__logrec *lr, const void *key, size_t klen,
+                      const void *v, size_t vlen);
+void crdt__logrec_close(crdt__logrec *lr);
+/* Position @p cur (a database keyed [prefix |] actor | last seq) on the
+ * record of @p a that holds @p seq, or the first one after it, open it
+ * and set @p idx to its first change that ends at or after @p seq.
+ * CRDT_ENOTFOUND: no record of @p a at or after @p seq. */
+int crdt__logrec_find(crdt__logrec *lr, size_t *idx, MDB_cursor *cur,
+                      const unsigned char *prefix, size_t plen,
+                      const crdt_actor *a, uint64_t seq);
+/* Rewrite every run record of @p dbi as one record per change. */
+int crdt__log_split(uint64_t *split_out, MDB_txn *txn, MDB_dbi dbi);
+
 /* ---- names ---- */
 int crdt__name_ok(const char *s);
 /* crdt_change_decode() without walking the ops: for a caller that

@@ -209,7 +209,10 @@ check_duplicate(crdt__wctx *w, const crdt_change *c)
 
     crdt__log_key(key, &c->actor, c->seq + c->n_ops - 1);
     rc = mdb_get(w->txn, w->r->dbi[CRDT_DB_LOG], &k, &v);
-    if (rc == MDB_NOTFOUND) {
+    if (rc == MDB_NOTFOUND ||
+        (rc == 0 && crdt__logrec_is_run(v.mv_data, v.mv_size))) {
+        /* not a record of its own (a run holds it, or it spans one):
+         * the chain check reads inside runs */
         rc = crdt__chain_check(&found, w->txn, w->r, &c->actor,
                                c->seq + c->n_ops - 1, c->hash);
         if (rc < 0)

@@ -486,9 +486,18 @@ recount_log(crdt__wctx *w)
         return rc;
     rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     while (rc == 0) {
-        if (crdt_change_decode(&c, v.mv_data, v.mv_size) == CRDT_OK)
-            ops += c.n_ops;
-        changes++;
+        crdt__logrec lr;
+        if (crdt__logrec_open(&lr, NULL, 0, v.mv_data, v.mv_size) ==
+            CRDT_OK) {
+            for (size_t i = 0; i < lr.n; i++)
+                if (crdt__change_decode_header(&c, lr.list[i].data,
+                                               lr.list[i].len) == CRDT_OK)
+                    ops += c.n_ops;
+            changes += lr.n;
+            crdt__logrec_close(&lr);
+        } else {
+            changes++; /* a damaged run: the record check names it */
+        }
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
@@ -516,6 +525,15 @@ archive_one(crdt__wctx *w, MDB_cursor *cur, const MDB_val *k,
 }
 
 int
+crdt_raw_log_split(uint64_t *split_out, crdt_raw *t, crdt_db db)
+{
+    if (!t->write || (db != CRDT_DB_LOG && db != CRDT_DB_ARCHIVE &&
+                      db != CRDT_DB_STAGING))
+        return CRDT_EINVAL;
+    return full(crdt__log_split(split_out, t->w->txn, dbi(t, db)));
+}
+
+int
 crdt_raw_recount_log(crdt_raw *t)
 {
     if (!t->write)
@@ -533,6 +551,10 @@ crdt_raw_archive_log(crdt_raw *t, const crdt_vv *upto, uint64_t epoch_number)
 
     if (!t->write)
         return CRDT_EINVAL;
+    /* a run may straddle @p upto: its changes are judged one by one */
+    if (upto != NULL &&
+        (rc = crdt__log_split(NULL, w->txn, w->r->dbi[CRDT_DB_LOG])) < 0)
+        return full(rc);
     if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->r->dbi[CRDT_DB_LOG],
                                             &cur))) < 0)
         return rc;
@@ -685,6 +707,9 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
     memset(&rep, 0, sizeof rep);
     if ((rc = crdt_raw_get_epoch(t, NULL, cur_epoch)) < 0)
         return rc;
+    /* the passes below park, quarantine or archive single changes */
+    if ((rc = crdt__log_split(NULL, w->txn, w->r->dbi[CRDT_DB_LOG])) < 0)
+        return full(rc);
     if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->r->dbi[CRDT_DB_LOG],
                                             &cur))) < 0)
         return rc;

@@ -80,17 +80,60 @@ check_run_end(MDB_txn *txn, crdt_replica *r, const crdt_change *c,
     return CRDT_OK;
 }
 
-/* (2) of the file comment. */
+/* One change of the log, @p c, under key seq @p last, against the one
+ * before it (@p prev, if @p have_prev). NULL, or what is wrong. */
+static const char *
+check_change(MDB_txn *txn, crdt_replica *r, const unsigned char *space,
+             const crdt_bytes *b, const unsigned char *actor, crdt_change *c,
+             uint64_t *last, const crdt_change *prev, uint64_t prev_last,
+             int have_prev, int in_run, char *hex, char *why, size_t why_len,
+             int *rc)
+{
+    *rc = CRDT_OK;
+    if (crdt_change_decode(c, b->data, b->len) != CRDT_OK)
+        return "it does not decode";
+    if (memcmp(c->space_id, space, CRDT_SPACE_ID_BYTES) != 0)
+        return "another space";
+    if (in_run && c->n_ops > 0)
+        *last = c->seq + c->n_ops - 1; /* the key names the run's last */
+    if (memcmp(c->actor.b, actor, CRDT_ACTOR_BYTES) != 0 || c->n_ops == 0 ||
+        c->seq + c->n_ops - 1 != *last)
+        return "stored under the wrong key";
+    if (have_prev && memcmp(prev->actor.b, c->actor.b, CRDT_ACTOR_BYTES) == 0) {
+        if (c->seq != prev_last + 1 ||
+            memcmp(c->prev, prev->hash, CRDT_HASH_BYTES) != 0) {
+            /* the earlier body or this one changed: the signature of
+             * the earlier one's run end says which */
+            crdt_hex(hex, prev->actor.b, CRDT_ACTOR_BYTES);
+            if (crdt_change_verify(prev) != CRDT_OK) {
+                *last = prev_last;
+                return "bad signature";
+            }
+            crdt_hex(hex, c->actor.b, CRDT_ACTOR_BYTES);
+            return "it does not follow the actor's previous change";
+        }
+    } else if (have_prev) {
+        *rc = check_run_end(txn, r, prev, prev_last, why, why_len);
+    }
+    return NULL;
+}
+
+/* (2) of the file comment. A record may hold a run of changes
+ * (logrec.c): each is checked as if stored alone, and a run that does
+ * not open is named as a damaged run. */
 static int
 check_log(MDB_txn *txn, crdt_replica *r, char *why, size_t why_len)
 {
     unsigned char space[CRDT_SPACE_ID_BYTES];
     crdt_change c, prev;
+    crdt__logrec rec, prev_rec; /* prev is a view into one of them */
     uint64_t prev_last = 0;
     int have_prev = 0, rc;
     MDB_cursor *cur;
     MDB_val k, v;
 
+    memset(&rec, 0, sizeof rec);
+    memset(&prev_rec, 0, sizeof prev_rec);
     crdt_replica_space_id(r, space);
     if ((rc = crdt__mdb_err(mdb_cursor_open(txn, r->dbi[CRDT_DB_LOG],
                                             &cur))) < 0)
@@ -98,60 +141,66 @@ check_log(MDB_txn *txn, crdt_replica *r, char *why, size_t why_len)
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         char hex[2 * CRDT_ACTOR_BYTES + 1];
-        uint64_t last;
+        uint64_t key_last, last;
         const char *bad = NULL;
+        int e;
 
         if (k.mv_size != CRDT_ACTOR_BYTES + 8) {
-            mdb_cursor_close(cur);
-            return crdt__corrupt(why, why_len, "damaged log key of %zu bytes",
-                       k.mv_size);
+            rc = crdt__corrupt(why, why_len, "damaged log key of %zu bytes",
+                               k.mv_size);
+            goto out;
         }
         crdt_hex(hex, k.mv_data, CRDT_ACTOR_BYTES);
-        last = crdt__rd64((const unsigned char *)k.mv_data +
-                          CRDT_ACTOR_BYTES);
-        if (crdt_change_decode(&c, v.mv_data, v.mv_size) != CRDT_OK)
-            bad = "it does not decode";
-        else if (memcmp(c.space_id, space, CRDT_SPACE_ID_BYTES) != 0)
-            bad = "another space";
-        else if (memcmp(c.actor.b, k.mv_data, CRDT_ACTOR_BYTES) != 0 ||
-                 c.n_ops == 0 || c.seq + c.n_ops - 1 != last)
-            bad = "stored under the wrong key";
-        if (bad == NULL && have_prev &&
-            memcmp(prev.actor.b, c.actor.b, CRDT_ACTOR_BYTES) == 0) {
-            if (c.seq != prev_last + 1 ||
-                memcmp(c.prev, prev.hash, CRDT_HASH_BYTES) != 0) {
-                /* the earlier body or this one changed: the signature of
-                 * the earlier one's run end says which */
-                crdt_hex(hex, prev.actor.b, CRDT_ACTOR_BYTES);
-                if (crdt_change_verify(&prev) != CRDT_OK) {
-                    last = prev_last;
-                    bad = "bad signature";
-                } else {
-                    crdt_hex(hex, c.actor.b, CRDT_ACTOR_BYTES);
-                    bad = "it does not follow the actor's previous change";
-                }
+        key_last = crdt__rd64((const unsigned char *)k.mv_data +
+                              CRDT_ACTOR_BYTES);
+        crdt__logrec_close(&prev_rec);
+        prev_rec = rec;
+        memset(&rec, 0, sizeof rec);
+        e = crdt__logrec_open(&rec, k.mv_data, k.mv_size, v.mv_data,
+                              v.mv_size);
+        if (e == CRDT_ENOMEM) {
+            rc = e;
+            goto out;
+        }
+        if (e < 0) {
+            rc = crdt__corrupt(why, why_len, "damaged run at %s up to seq %"
+                               PRIu64 " in the log (it does not unpack "
+                               "into a chain of the key's changes)", hex,
+                               key_last);
+            goto out;
+        }
+        for (size_t i = 0; i < rec.n && bad == NULL; i++) {
+            last = key_last;
+            bad = check_change(txn, r, space, &rec.list[i], k.mv_data, &c,
+                               &last, &prev, prev_last, have_prev, rec.run,
+                               hex, why, why_len, &e);
+            if (e < 0) {
+                rc = e;
+                goto out;
             }
-        } else if (bad == NULL && have_prev) {
-            rc = check_run_end(txn, r, &prev, prev_last, why, why_len);
-            if (rc < 0) {
-                mdb_cursor_close(cur);
-                return rc;
-            }
+            if (bad != NULL)
+                break;
+            prev = c; /* a view into the map or into rec, both kept */
+            prev_last = last;
+            have_prev = 1;
         }
         if (bad != NULL) {
-            mdb_cursor_close(cur);
-            return crdt__corrupt(why, why_len, "damaged change at %s up to seq %"
+            rc = crdt__corrupt(why, why_len, "damaged change at %s up to seq %"
                        PRIu64 " in the log (%s)", hex, last, bad);
+            goto out;
         }
-        prev = c; /* a view into the snapshot's pages, valid in @p txn */
-        prev_last = last;
-        have_prev = 1;
     }
+    if (rc != MDB_NOTFOUND) {
+        rc = crdt__mdb_err(rc);
+        goto out;
+    }
+    rc = have_prev ? check_run_end(txn, r, &prev, prev_last, why, why_len)
+                   : CRDT_OK;
+out:
     mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND)
-        return crdt__mdb_err(rc);
-    return have_prev ? check_run_end(txn, r, &prev, prev_last, why, why_len)
-                     : CRDT_OK;
+    crdt__logrec_close(&rec);
+    crdt__logrec_close(&prev_rec);
+    return rc;
 }
 
 int

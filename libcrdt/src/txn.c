@@ -379,7 +379,8 @@ compact_ops(crdt__enc *out, crdt_txn *t)
  * record at (actor, seq0 - 1) is our head's change, whose hash is
  * t->prev: the log and the head are written together, and the open's
  * record check verifies the links. A predecessor folded into an epoch,
- * or stored without a signature already, is left as it is. */
+ * stored without a signature already, or the end of a merged run record,
+ * is left as it is. */
 static int
 unsign_predecessor(crdt_txn *t)
 {
@@ -398,6 +399,8 @@ unsign_predecessor(crdt_txn *t)
         return CRDT_OK;
     if (rc != 0)
         return crdt__mdb_err(rc);
+    if (crdt__logrec_is_run(v.mv_data, v.mv_size))
+        return CRDT_OK; /* a merged run (storage.md 3): its end stays signed */
     if ((copy = malloc(v.mv_size)) == NULL)
         return CRDT_ENOMEM;
     memcpy(copy, v.mv_data, v.mv_size);

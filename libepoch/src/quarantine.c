@@ -259,8 +259,11 @@ epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
         return CRDT_EINVAL;
     if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
         return rc;
-    rc = epoch__quarantine_unsynced_in(&moved, t, target_heads, heads_len,
-                                       reason);
+    /* it takes single changes out of the log by key (storage.md 3) */
+    rc = crdt_raw_log_split(NULL, t, CRDT_DB_LOG);
+    if (rc == CRDT_OK)
+        rc = epoch__quarantine_unsynced_in(&moved, t, target_heads, heads_len,
+                                           reason);
     if (rc < 0) {
         crdt_raw_abort(t);
         return rc;

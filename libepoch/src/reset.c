@@ -817,6 +817,11 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
          * epoch's heads is unsynced like any other. */
         if (rc == CRDT_OK && fork_from != UINT64_MAX && fork_from < old_number)
             rc = unarchive(t, 0);
+        /* the passes below judge, quarantine and move single changes by
+         * their keys: a merged run record becomes one record per change
+         * (storage.md 3), in this txn */
+        if (rc == CRDT_OK)
+            rc = crdt_raw_log_split(NULL, t, CRDT_DB_LOG);
         /* an equivocation across epochs, judged on our whole log before
          * the passes below take changes out of it: a change of ours that
          * spans the cut is the evidence, and a rejected taker's unsynced

@@ -250,6 +250,32 @@ CRDT_API int crdt_raw_get_epoch(crdt_raw *t, uint64_t *number_out,
  */
 CRDT_API int crdt_raw_archive_log(crdt_raw *t, const crdt_vv *upto,
                          uint64_t epoch_number);
+/**
+ * The changes of one record of `log`, `archive` or `staging`, as their
+ * exact signed bytes (docs/storage.md 3: a record holds one change or a
+ * run of consecutive changes of one actor). A run is checked whole: its
+ * size, each change decodes, one actor, each chained to the one before,
+ * the last ending at the key's seq.
+ * @param key  the record's key (16 bytes, or 24 for `archive`), or NULL
+ *             to skip the checks against it
+ * @param[out] list_out, buf_out  copies: @p list_out[i] points into
+ *             @p *buf_out; release both with crdt_free()
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_ECORRUPT (a damaged run);
+ *         CRDT_ENOMEM. A single change is handed out undecoded.
+ */
+CRDT_API int crdt_raw_log_changes(crdt_bytes **list_out, size_t *n_out,
+                                  unsigned char **buf_out, const void *key,
+                                  size_t key_len, const void *v, size_t len);
+/**
+ * Rewrite every run record of @p db (`log`, `archive` or `staging`) as
+ * one record per change under its own key, for a caller that takes
+ * single changes out of the log by key (a reset's quarantine passes).
+ * @param[out] split_out  run records split (may be NULL)
+ * @return CRDT_OK; CRDT_EINVAL (not a write txn, another database);
+ *         CRDT_ECORRUPT (a damaged run); CRDT_EFULL.
+ */
+CRDT_API int crdt_raw_log_split(uint64_t *split_out, crdt_raw *t,
+                                crdt_db db);
 /** Recount ops_in_log / changes_in_log after log records were removed. */
 CRDT_API int crdt_raw_recount_log(crdt_raw *t);
 /** Drop archived logs of epochs below @p keep_from. */
