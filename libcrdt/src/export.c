@@ -22,6 +22,8 @@ struct crdt_export {
     int in_actor;   /* the log cursor is positioned inside an actor */
     uint64_t have;  /* the other side's seq for the current actor */
     crdt__logrec rec; /* the record in hand; rec.n == 0: none */
+    crdt__logrec prev_rec; /* the one before, kept: a caller may still
+                              hold the change it handed out last */
     size_t rec_i;     /* its next change */
     int started;
     int done;
@@ -168,7 +170,11 @@ crdt_export_next(crdt_export *e, const unsigned char **buf_out,
             *len_out = b->len;
             return CRDT_OK;
         }
-        crdt__logrec_close(&e->rec);
+        if (e->rec.n > 0) {
+            crdt__logrec_close(&e->prev_rec);
+            e->prev_rec = e->rec; /* views into the map or its own buffer */
+            memset(&e->rec, 0, sizeof e->rec);
+        }
         e->rec_i = 0;
         if (!e->in_actor) {
             rc = next_actor(e);
@@ -204,6 +210,7 @@ crdt_export_end(crdt_export *e)
     if (e == NULL)
         return;
     crdt__logrec_close(&e->rec);
+    crdt__logrec_close(&e->prev_rec);
     if (e->log)
         mdb_cursor_close(e->log);
     if (e->heads)

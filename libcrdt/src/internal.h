@@ -568,6 +568,27 @@ int crdt__logrec_find(crdt__logrec *lr, size_t *idx, MDB_cursor *cur,
 /* Rewrite every run record of @p dbi as one record per change. */
 int crdt__log_split(uint64_t *split_out, MDB_txn *txn, MDB_dbi dbi);
 
+/* ---- logrun.c: a merge's run of one actor's changes, one record ---- */
+typedef struct {
+    unsigned char *buf; /* the changes' bytes, one after the other */
+    size_t len, cap;
+    size_t *off;        /* where each change begins in buf */
+    size_t n, cap_n;
+    crdt_actor actor;
+    uint64_t last;      /* the last seq of the last change */
+} crdt__logrun;
+/* Add the applied change @p c (@p data, @p len: its bytes, copied) to the
+ * run; a run of another actor, or one that would pass its bounds, is
+ * written first. */
+int crdt__logrun_add(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
+                     MDB_cursor *cur, const crdt_change *c,
+                     const unsigned char *data, size_t len);
+/* Write the run (if any) as one record of @p dbi (through @p cur when
+ * not NULL) and empty it. */
+int crdt__logrun_flush(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
+                       MDB_cursor *cur);
+void crdt__logrun_free(crdt__logrun *run);
+
 /* ---- names ---- */
 int crdt__name_ok(const char *s);
 /* crdt_change_decode() without walking the ops: for a caller that

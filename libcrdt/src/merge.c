@@ -113,24 +113,19 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
     return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
 }
 
-/* Store @p c (applied) in the log and advance the head. */
+/* Store @p c (applied) in the log, in the actor's run (one record for
+ * the run, logrun.c), and advance the head. */
 static int
-log_append(crdt__wctx *w, const crdt_change *c, const unsigned char *data,
-           size_t len, crdt__head *h)
+log_append(crdt__wctx *w, crdt__logrun *run, const crdt_change *c,
+           const unsigned char *data, size_t len, crdt__head *h)
 {
-    unsigned char key[16];
-    uint64_t last = c->seq + c->n_ops - 1;
-    MDB_val k = { sizeof key, key }, v = { len, (void *)data };
     int rc;
 
-    crdt__log_key(key, &c->actor, last);
-    rc = crdt__mdb_err(w->log_cur != NULL
-                           ? mdb_cursor_put(w->log_cur, &k, &v, 0)
-                           : mdb_put(w->txn, w->r->dbi[CRDT_DB_LOG], &k, &v,
-                                     0));
+    rc = crdt__logrun_add(run, w->txn, w->r->dbi[CRDT_DB_LOG], w->log_cur, c,
+                          data, len);
     if (rc < 0)
         return rc;
-    h->seq = last;
+    h->seq = c->seq + c->n_ops - 1;
     memcpy(h->hash, c->hash, CRDT_HASH_BYTES);
     memcpy(h->pk, c->pubkey, CRDT_PUBKEY_BYTES);
     memcpy(h->inc, c->incarnation, 8);
@@ -138,6 +133,13 @@ log_append(crdt__wctx *w, const crdt_change *c, const unsigned char *data,
     w->log_ops += c->n_ops;
     w->log_changes++;
     return CRDT_OK;
+}
+
+static int
+log_run_flush(crdt__wctx *w, crdt__logrun *run)
+{
+    return crdt__logrun_flush(run, w->txn, w->r->dbi[CRDT_DB_LOG],
+                              w->log_cur);
 }
 
 /* The log counters of what log_append() stored. */
@@ -399,8 +401,9 @@ drop_parked_copy(crdt__wctx *w, const crdt_change *c)
 
 /* Apply parked changes that now follow the head; keeps (2). */
 static int
-drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
-              const unsigned char *cur_epoch, crdt_merge_report *rep)
+drain_pending(crdt__wctx *w, crdt__logrun *run, const crdt_actor *a,
+              crdt__head *h, const unsigned char *cur_epoch,
+              crdt_merge_report *rep)
 {
     unsigned char key[16];
     MDB_val k = { sizeof key, key }, v;
@@ -446,7 +449,7 @@ drain_pending(crdt__wctx *w, const crdt_actor *a, crdt__head *h,
         if (rc == CRDT_OK && w->q != NULL)
             rc = crdt__applyq_flush(w, w->q);
         if (rc == CRDT_OK)
-            rc = log_append(w, &c, copy, len, h);
+            rc = log_append(w, run, &c, copy, len, h);
         free(copy);
         if (rc < 0)
             return rc;
@@ -470,8 +473,9 @@ prove_actor(item *const *items, size_t n)
 }
 
 static int
-merge_actor(crdt__wctx *w, item *const *items, size_t n,
-            const unsigned char *cur_epoch, crdt_merge_report *rep)
+merge_actor_run(crdt__wctx *w, crdt__logrun *run, item *const *items,
+                size_t n, const unsigned char *cur_epoch,
+                crdt_merge_report *rep)
 {
     const crdt_actor *a = &items[0]->c.actor;
     crdt__head h;
@@ -499,6 +503,9 @@ merge_actor(crdt__wctx *w, item *const *items, size_t n,
             memcmp(c->incarnation, h.inc, 8) != 0)
             return CRDT_EAUTH; /* actor id collision or forgery */
         if (last <= h.seq) {
+            /* it may be in the run: the check reads the log */
+            if ((rc = log_run_flush(w, run)) < 0)
+                return rc;
             rc = check_duplicate(w, c);
             if (rc == CRDT_ECONFLICT) {
                 if ((rc = quarantine_conflict(w, c, &h, rep)) < 0)
@@ -526,16 +533,34 @@ merge_actor(crdt__wctx *w, item *const *items, size_t n,
         if ((rc = drop_parked_copy(w, c)) < 0 ||
             (rc = crdt__apply_change(w, c, 0, cur_epoch, rep)) < 0)
             return rc;
-        if ((rc = log_append(w, c, items[i]->data, items[i]->len, &h)) < 0)
+        if ((rc = log_append(w, run, c, items[i]->data, items[i]->len,
+                             &h)) < 0)
             return rc;
         if (rep)
             rep->changes_applied++;
-        if ((rc = drain_pending(w, a, &h, cur_epoch, rep)) < 0)
+        if ((rc = drain_pending(w, run, a, &h, cur_epoch, rep)) < 0)
             return rc;
     }
     if (h.seq == start_seq)
         return CRDT_OK; /* nothing applied: duplicates or parked only */
+    if ((rc = log_run_flush(w, run)) < 0)
+        return rc;
     return crdt__head_put(w->txn, w->r, a, &h);
+}
+
+/* The changes of one actor: those it applies go to the log as one run
+ * record (or a few, logrun.c). */
+static int
+merge_actor(crdt__wctx *w, item *const *items, size_t n,
+            const unsigned char *cur_epoch, crdt_merge_report *rep)
+{
+    crdt__logrun run;
+    int rc;
+
+    memset(&run, 0, sizeof run);
+    rc = merge_actor_run(w, &run, items, n, cur_epoch, rep);
+    crdt__logrun_free(&run);
+    return rc;
 }
 
 int

@@ -46,8 +46,11 @@ CRDT_API int crdt_export_begin_as_stored(crdt_export **out, crdt_replica *r,
 
 /**
  * Next encoded change. @p buf_out points into the map (or the cursor's
- * own buffer): valid until the next call or crdt_export_end(); do not
- * free.
+ * own buffer, for a change of a run record, docs/storage.md 3): valid
+ * until the call after the next one or crdt_export_end() (a sender may
+ * hold the previous change while it reads the next); do not free. A
+ * change given its signature back (crdt_export_begin()) is valid until
+ * the next call.
  * @return CRDT_OK; CRDT_ENOTFOUND when done; CRDT_EIO; CRDT_ENOMEM.
  */
 CRDT_API int crdt_export_next(crdt_export *e, const unsigned char **buf_out,
