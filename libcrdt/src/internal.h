@@ -30,7 +30,9 @@
 
 #define CRDT__FORMAT 2u       /* of an encoded change (codec.c) */
 #define CRDT__FORMAT_V1 1u    /* still read: every change before 2 */
-#define CRDT__STORE_FORMAT 2u /* of the LMDB files: 2 = SipHash state hash */
+/* of the LMDB files: 2 = SipHash state hash; 3 = a log record may hold
+ * a run of changes (logrec.c) */
+#define CRDT__STORE_FORMAT 3u
 #define CRDT__KEY_MAX 511 /* LMDB's default maximum key size */
 #define CRDT__ELEM_MAX 256 /* encoded set element, so keys fit */
 #define CRDT__LIST_VALUE_MAX 65536 /* encoded list element value */

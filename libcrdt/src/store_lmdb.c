@@ -273,6 +273,24 @@ upgrade_from_1(MDB_txn *txn, crdt_replica *r)
     return rc;
 }
 
+/*
+ * Store format 2 -> 3: format 3 may hold run records in the log (several
+ * changes of one actor in one record, logrec.c), which a format-2 build
+ * would take for damage; every format-2 record is a format-3 record, so
+ * only the number changes, in the txn that opens the replica for
+ * writing (a read-only open reads format 2 as it is). A build that knows
+ * only format 2 then answers CRDT_EVERSION.
+ */
+static int
+upgrade_from_2(MDB_txn *txn, crdt_replica *r)
+{
+    unsigned char fmt[4] = { 0, 0, 0, CRDT__STORE_FORMAT };
+
+    return crdt__mdb_err(mdb_put(txn, r->dbi[CRDT_DB_META],
+                                 &(MDB_val){ 6, (void *)"format" },
+                                 &(MDB_val){ 4, fmt }, 0));
+}
+
 /* ---- group commit (keeps (5)) ----
  *
  * A durable LMDB commit syncs twice (the data pages, then the meta page
@@ -345,9 +363,10 @@ crdt__store_syncs(crdt_replica *r)
 /*
  * Begin a txn (a write txn if @p write) and open the named databases and
  * check the format record in it. Returns, with *@p out still open:
- * 0 current format; 1 no format record; 2 format 1 (a write txn only).
- * Returns NEED_WRITE (txn ended) if a read txn found a database missing
- * or format 1 in a writable open; a crdt_err (txn ended) otherwise.
+ * 0 current format (or format 2 in a read-only open); 1 no format
+ * record; 2 format 1, 3 format 2 (a write txn only). Returns NEED_WRITE
+ * (txn ended) if a read txn found a database missing or format 1 or 2 in
+ * a writable open; a crdt_err (txn ended) otherwise.
  */
 static int
 open_dbs(crdt_replica *r, const crdt_open_options *o, int write,
@@ -393,6 +412,12 @@ open_dbs(crdt_replica *r, const crdt_open_options *o, int write,
         goto fail;
     } else if (((unsigned char *)v.mv_data)[3] == 1 && !o->read_only) {
         rc = write ? 2 : NEED_WRITE;
+        if (!write)
+            goto fail;
+    } else if (((unsigned char *)v.mv_data)[3] == 2 && o->read_only) {
+        rc = 0; /* format 3 reads every record format 2 wrote */
+    } else if (((unsigned char *)v.mv_data)[3] == 2) {
+        rc = write ? 3 : NEED_WRITE;
         if (!write)
             goto fail;
     } else if (((unsigned char *)v.mv_data)[3] != CRDT__STORE_FORMAT) {
@@ -501,6 +526,8 @@ opened:
         rc = CRDT_ECORRUPT; /* keeps (1): data but no format record */
         goto fail;
     } else if (rc == 2 && (rc = upgrade_from_1(txn, r)) < 0) {
+        goto fail;
+    } else if (rc == 3 && (rc = upgrade_from_2(txn, r)) < 0) {
         goto fail;
     }
     rc = crdt__mdb_err(mdb_txn_commit(txn));

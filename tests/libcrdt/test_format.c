@@ -1,9 +1,11 @@
 /*
  * test_format.c: replicas and backups written by store format 1 (whose
  * state hash was a sum of BLAKE2b) still open and restore: opening one
- * for writing recomputes the state hash and moves it to format 2; a
- * read-only open says CRDT_EVERSION; a format-1 backup is checked
- * against the format-1 hash.
+ * for writing recomputes the state hash and moves it to the current
+ * format; a read-only open says CRDT_EVERSION; a format-1 backup is
+ * checked against the format-1 hash. Format 2 (single-change log records
+ * only) opens read-only as it is and moves to format 3 (run records) when
+ * opened for writing; a newer format is CRDT_EVERSION.
  */
 #include <check.h>
 #include <lmdb.h>
@@ -38,6 +40,27 @@ make_replica(char *path, size_t size)
     ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
     crdt_replica_close(r);
     snprintf(path, size, "%s/r", dir);
+}
+
+/* Set @p path's format record to @p fmt, nothing else. */
+static void
+set_format(const char *path, unsigned char fmt)
+{
+    unsigned char v[4] = { 0, 0, 0, fmt };
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta;
+
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
+    ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    ck_assert_int_eq(mdb_put(txn, meta, &(MDB_val){ 6, "format" },
+                             &(MDB_val){ 4, v }, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
 }
 
 /* Turn the replica in @p path into what format 1 wrote: format 1 and
@@ -135,9 +158,42 @@ START_TEST(test_format_1_is_upgraded_by_a_writable_open)
     assert_hash_exact(r);
     crdt_replica_close(r);
     read_format(path, &fmt);
-    ck_assert_uint_eq(fmt, 2);
+    ck_assert_uint_eq(fmt, CRDT__STORE_FORMAT);
     ck_assert_int_eq(crdt_replica_open(&r, path, &ro), CRDT_OK);
     crdt_replica_close(r);
+    test_rmtree(dir);
+}
+END_TEST
+
+START_TEST(test_format_2_reads_as_it_is_and_moves_to_3_on_write)
+{
+    crdt_open_options ro = CRDT_OPEN_OPTIONS_INIT;
+    crdt_replica *r = NULL;
+    char path[300], got[64], why[200];
+    unsigned char fmt;
+
+    make_replica(path, sizeof path);
+    read_format(path, &fmt);
+    ck_assert_uint_eq(fmt, 3); /* what a new replica gets */
+    set_format(path, 2);
+    ro.read_only = 1;
+    ck_assert_int_eq(crdt_replica_open(&r, path, &ro), CRDT_OK);
+    tu_field_str(got, sizeof got, r, "c", "d7", "v");
+    ck_assert_str_eq(got, "7");
+    ck_assert_int_eq(crdt_replica_check_records(r, why, sizeof why),
+                     CRDT_OK);
+    crdt_replica_close(r);
+    read_format(path, &fmt);
+    ck_assert_uint_eq(fmt, 2); /* untouched */
+    ck_assert_int_eq(crdt_replica_open(&r, path, NULL), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(r, "c", "d7", "v", 70), CRDT_OK);
+    crdt_replica_close(r);
+    read_format(path, &fmt);
+    ck_assert_uint_eq(fmt, 3);
+    /* a format this build does not know yet */
+    set_format(path, 4);
+    ck_assert_int_eq(crdt_replica_open(&r, path, NULL), CRDT_EVERSION);
+    ck_assert_int_eq(crdt_replica_open(&r, path, &ro), CRDT_EVERSION);
     test_rmtree(dir);
 }
 END_TEST
@@ -247,6 +303,7 @@ test_suite(void)
 
     tcase_add_test(tc, test_format_1_is_upgraded_by_a_writable_open);
     tcase_add_test(tc, test_format_1_backup_restores);
+    tcase_add_test(tc, test_format_2_reads_as_it_is_and_moves_to_3_on_write);
     suite_add_tcase(s, tc);
     return s;
 }
