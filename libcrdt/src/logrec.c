@@ -85,6 +85,7 @@ crdt__logrec_open(crdt__logrec *lr, const void *key, size_t klen,
     if (rc == CRDT_ENOMEM)
         return rc;
     if (rc == CRDT_OK) {
+        lr->run = 1; /* owns list and buf from here */
         for (size_t i = 0; i < lr->n; i++)
             total += lr->list[i].len;
         rc = total > CRDT__LOGRUN_BYTES_MAX
@@ -95,7 +96,6 @@ crdt__logrec_open(crdt__logrec *lr, const void *key, size_t klen,
         crdt__logrec_close(lr);
         return CRDT_ECORRUPT;
     }
-    lr->run = 1;
     return CRDT_OK;
 }
 
