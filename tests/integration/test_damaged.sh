@@ -329,4 +329,42 @@ PY
         fail "$case/$pick: log printed a line the sound replica does not have"
 done
 check "a replica past the page budget: log refuses a damaged change before printing it (exit 6)"
+# ---- a damaged run record: RB merges RA's later changes by sync, so
+# its log holds a run (several changes of one actor in one record,
+# storage.md 3; its first sync comes as a snapshot and its log)
+case=run-record
+"$S" init RA >/dev/null
+rsp="$("$S" status RA --json | js 'd["space_id"]')"
+"$S" init RB --space-id "$rsp" >/dev/null
+"$S" member add RA "$("$S" id RB)"
+"$S" put RA c r0 f 0
+serve ra.log RA
+"$S" sync RB "127.0.0.1:$port" --timeout-ms 5000 >/dev/null
+for i in 1 2 3; do "$S" put RA c run$i f "$i"; done
+"$S" sync RB "127.0.0.1:$port" --timeout-ms 5000 >run_sync.txt 2>&1 ||
+    fail "$case: sync: $(cat run_sync.txt)"
+stop_last
+rm -rf BR && cp -a RB BR
+python3 "$(dirname "$0")/support/mdb_values.py" BR/data.mdb | awk '$1 == "log"' > br_log.txt
+python3 - <<'PY' || fail "$case: RB's log holds no run record: $(cat run_sync.txt br_log.txt)"
+rows = [l.split() for l in open("br_log.txt")]
+with open("BR/data.mdb", "r+b") as f:
+    for _, off, n, _ in rows:
+        off = int(off)
+        f.seek(off)
+        if f.read(1) == b"\xc1":      # a run: its packed form's version byte
+            f.seek(off + 1)
+            f.write(b"\x7f")
+            break
+    else:
+        raise SystemExit(1)
+PY
+set +e; "$S" verify BR >/dev/null 2>verify.err; vcode=$?; set -e
+[ "$vcode" = 6 ] || fail "$case: verify exit $vcode, want 6"
+grep -q "damaged run at [0-9a-f]* up to seq [0-9]* in \(this replica's own log\|the log\)" verify.err ||
+    fail "$case: verify does not name the damaged run: $(cat verify.err)"
+set +e; "$S" log BR >/dev/null 2>err.txt; code=$?; set -e
+[ "$code" = 6 ] || fail "$case: log exited $code: $(cat err.txt)"
+"$S" verify RB >/dev/null 2>b.err || fail "$case: RB itself is damaged: $(cat b.err)"
+check "a damaged run record: verify names the run (exit 6), log refuses it"
 echo "damaged files: no command and no daemon died by a signal"
