@@ -270,6 +270,204 @@ START_TEST(test_beyond_cut_trusts_signature)
 }
 END_TEST
 
+/* One session on each side with its own options (NULL: defaults). */
+static tu_sync_result
+sessions_run2(crdt_replica *x, const crdtnet_session_options *ox,
+              crdt_replica *y, const crdtnet_session_options *oy)
+{
+    crdtnet_session *sx, *sy;
+    tu_sync_result res;
+
+    ck_assert_int_eq(crdtnet_session_new(&sx, x, ox), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sy, y, oy), CRDT_OK);
+    for (int round = 0; round < 100000; round++) {
+        int moved = tu_pump(sx, sy);
+        moved |= tu_pump(sy, sx);
+        if (!moved)
+            break;
+    }
+    res.rx = *crdtnet_session_report(sx);
+    res.ry = *crdtnet_session_report(sy);
+    res.ex = crdtnet_session_error(sx);
+    res.ey = crdtnet_session_error(sy);
+    crdtnet_session_free(sx);
+    crdtnet_session_free(sy);
+    return res;
+}
+
+/* After the shared history, a writes twice more that b never sees (b
+ * missed them), then migrates: b lacks those changes of the cut. */
+static void
+missed_writes(void)
+{
+    shared_history();
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "balance", 20), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "m", "late", 3), CRDT_OK);
+}
+
+/* b missed writes of the cut: the giver sends them first (CUT), b merges
+ * them at epoch 0, re-derives the genuine epoch and adopts it. */
+static void
+check_missed_genuine(const char *lens_text)
+{
+    char buf[64];
+    tu_sync_result s;
+
+    missed_writes();
+    tu_migrate(a, lens_text, NULL);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                  s.ry.reason);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 2);
+    ck_assert_int_eq(s.ry.snapshot_received, 1);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_assert_converged(a, b);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "balance");
+    ck_assert_str_eq(buf, "20");
+    tu_field_str(buf, sizeof buf, b, "c", "m", "late");
+    ck_assert_str_eq(buf, "3");
+}
+
+START_TEST(test_missed_writes_fetched_genuine_adopted)
+{
+    check_missed_genuine(NULL);
+}
+END_TEST
+
+START_TEST(test_missed_writes_fetched_genuine_lens_adopted)
+{
+    char buf[64];
+
+    check_missed_genuine(RENAME);
+    tu_field_str(buf, sizeof buf, b, "c", "e", "count");
+    ck_assert_str_eq(buf, "1");
+}
+END_TEST
+
+/* The forged epoch b could not check before (it lacked changes of the
+ * cut, so the signature vouched): b fetches them, re-derives, refuses;
+ * it stays at epoch 0 and keeps the fetched writes (nothing lost). */
+static void
+check_missed_forged(const char *lens_text, const crdtnet_session_options *o)
+{
+    char buf[64];
+    epoch_check chk;
+    epoch_info e;
+    tu_sync_result s;
+
+    missed_writes();
+    tamper_state(a, 1000000);
+    tu_migrate(a, lens_text, &e);
+    ck_assert_int_eq(epoch_store_records(b, (const unsigned char *const *)&e.raw,
+                                         &e.raw_len, 1), CRDT_OK);
+    /* on its own b cannot tell: it lacks 2 ops of the cut */
+    ck_assert_int_eq(epoch_check_derivation(&chk, b, e.id), CRDT_OK);
+    ck_assert_int_eq(chk.verdict, EPOCH_DERIVED_UNCHECKED);
+    ck_assert_uint_eq(chk.lacking, 2);
+    s = tu_sessions_run(a, b, o);
+    ck_assert_int_eq(s.ey, CRDT_EREJECTED);
+    ck_assert_ptr_nonnull(strstr(s.ry.reason, "does not match its "
+                                              "migration"));
+    ck_assert_uint_eq(s.ry.cut_changes_received, 2);
+    ck_assert_uint_eq(epoch_number(b), 0);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "balance");
+    ck_assert_str_eq(buf, "20");
+    tu_field_str(buf, sizeof buf, b, "c", "m", "late");
+    ck_assert_str_eq(buf, "3");
+    /* refused again, now from the record of the refusal */
+    s = tu_sessions_run(a, b, o);
+    ck_assert_int_eq(s.ey, CRDT_EREJECTED);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
+    ck_assert_uint_eq(epoch_number(b), 0);
+    epoch_info_clear(&e);
+}
+
+START_TEST(test_missed_writes_fetched_forged_refused)
+{
+    check_missed_forged(NULL, NULL);
+}
+END_TEST
+
+START_TEST(test_missed_writes_fetched_forged_lens_refused)
+{
+    check_missed_forged(RENAME, NULL);
+}
+END_TEST
+
+/* The fetch works in both sync protocols. */
+START_TEST(test_missed_writes_fetched_protocol_3)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+
+    o.sync_proto = 3;
+    check_missed_forged(NULL, &o);
+}
+END_TEST
+
+/* A peer from before CUT (plain_changes: it writes epoch_number as the
+ * shortest uint and reads no CUT) still syncs, with the old rule: the
+ * new giver sends it nothing before the snapshot, and it adopts the
+ * forged epoch on the signature, as before. */
+START_TEST(test_older_taker_keeps_old_rule)
+{
+    crdtnet_session_options old = CRDTNET_SESSION_OPTIONS_INIT;
+    tu_sync_result s;
+
+    old.plain_changes = 1;
+    missed_writes();
+    tamper_state(a, 1000000);
+    tu_migrate(a, NULL, NULL);
+    s = sessions_run2(a, NULL, b, &old);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                  s.ry.reason);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+/* An older giver never sends CUT: the new taker adopts on the signature
+ * as before, and the sync succeeds. */
+START_TEST(test_older_giver_keeps_old_rule)
+{
+    crdtnet_session_options old = CRDTNET_SESSION_OPTIONS_INIT;
+    tu_sync_result s;
+
+    old.plain_changes = 1;
+    missed_writes();
+    tamper_state(a, 1000000);
+    tu_migrate(a, NULL, NULL);
+    s = sessions_run2(a, &old, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                  s.ry.reason);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+/* The giver pruned the archive (retention): it cannot supply the cut,
+ * sends nothing before the snapshot, and the signature vouches. */
+START_TEST(test_pruned_archive_keeps_old_rule)
+{
+    crdt_raw *t;
+    tu_sync_result s;
+
+    missed_writes();
+    tamper_state(a, 1000000);
+    tu_migrate(a, NULL, NULL);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_prune_archive(t, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                  s.ry.reason);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -285,6 +483,14 @@ test_suite(void)
     tcase_add_test(tc, test_new_replica_trusts_signature_only);
     tcase_add_test(tc, test_bad_signature_not_stored);
     tcase_add_test(tc, test_beyond_cut_trusts_signature);
+    tcase_add_test(tc, test_missed_writes_fetched_genuine_adopted);
+    tcase_add_test(tc, test_missed_writes_fetched_genuine_lens_adopted);
+    tcase_add_test(tc, test_missed_writes_fetched_forged_refused);
+    tcase_add_test(tc, test_missed_writes_fetched_forged_lens_refused);
+    tcase_add_test(tc, test_missed_writes_fetched_protocol_3);
+    tcase_add_test(tc, test_older_taker_keeps_old_rule);
+    tcase_add_test(tc, test_older_giver_keeps_old_rule);
+    tcase_add_test(tc, test_pruned_archive_keeps_old_rule);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,35 @@
+/*
+ * cut.h: the changes of an epoch's cut a taker lacks (cut.c), which a
+ * giver sends before its snapshot (docs/protocol.md, CUT).
+ */
+#ifndef CRDTNET_CUT_H
+#define CRDTNET_CUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crdt/crdt.h"
+#include "epoch/epoch.h"
+
+typedef struct {
+    crdt_vv *upto;          /* the cut: the epoch's base heads */
+    uint64_t archive_epoch; /* the number the archive keeps them under */
+} crdtnet__cut;
+
+/*
+ * Should we (the giver) send the taker the changes of the cut of the
+ * epoch on our chain whose parent is @p taker_epoch, and can we? The
+ * taker holds @p taker_vv, with the chain hashes of @p taker_heads
+ * (crdt_heads_export() format). On CRDT_OK @p out says what to export
+ * (crdt_export_begin_archive(archive_epoch, taker_vv, upto)); release it
+ * with crdtnet__cut_clear().
+ * @return CRDT_OK; CRDT_ENOTFOUND (nothing to send: the taker keeps the
+ *         old rule); CRDT_ENOMEM; CRDT_EIO.
+ */
+int crdtnet__cut_plan(crdtnet__cut *out, crdt_replica *r,
+                      const unsigned char *taker_epoch,
+                      const crdt_vv *taker_vv,
+                      const unsigned char *taker_heads, size_t heads_len);
+void crdtnet__cut_clear(crdtnet__cut *c);
+
+#endif
