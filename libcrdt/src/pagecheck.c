@@ -346,9 +346,12 @@ check_page(walker *w, uint64_t pgno, int depth, int want_depth, int main_db)
         return crdt__corrupt(w->why, w->why_len, "damaged page %" PRIu64 " (header, at "
                    "depth %" PRIu64 ")", pgno, (uint64_t)depth);
     n = (lower - HDR) / 2;
-    if (n == 0 && !leaf)
-        return crdt__corrupt(w->why, w->why_len, "damaged page %" PRIu64 " (an empty branch)",
-                   pgno);
+    /* LMDB never keeps an empty page in a tree (a database that empties
+     * gets no root), and reads an empty leaf's first node from the bytes
+     * past its pointer array: a page pointer into anything */
+    if (n == 0)
+        return crdt__corrupt(w->why, w->why_len, "damaged page %" PRIu64 " (an empty %s)",
+                   pgno, leaf ? "leaf" : "branch");
     w->prev_len = SIZE_MAX; /* no key before this page's first */
     if (!leaf && (kids = malloc((size_t)n * sizeof *kids)) == NULL)
         return CRDT_ENOMEM;
