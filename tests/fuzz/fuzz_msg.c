@@ -86,6 +86,7 @@ static const transcript *prefix_of[8];
 static unsigned long runs;
 static crdt_change b_first;       /* header of B's first change */
 static unsigned char b_first_bytes[4096];
+static size_t b_first_len;
 static unsigned char b_sk[64];
 
 /* ---- deterministic randomness and clock ------------------------------ */
@@ -205,7 +206,9 @@ check_out(const unsigned char *m, size_t len)
     if (len < 2 || len > CRDTNET_SESSION_MSG_MAX || (m[0] & 0xf0) != 0x90)
         abort(); /* a fixarray: no message has more than 8 elements */
     type = m[1];
-    if (type < 1 || type > 13 || (m[0] & 0x0f) == 0) /* 13: PACKED */
+    /* 13: PACKED; 14 (SUMMARY) is version 4's, never sent here; 15: CUT,
+     * from a giver */
+    if (type < 1 || type > 15 || type == 14 || (m[0] & 0x0f) == 0)
         abort();
 }
 
@@ -485,6 +488,7 @@ setup(void)
             len > sizeof b_first_bytes)
             abort();
         memcpy(b_first_bytes, p, len);
+        b_first_len = len;
         crdt_export_end(e);
         if (crdt_change_decode(&b_first, b_first_bytes, len) != CRDT_OK)
             abort();
@@ -620,6 +624,51 @@ write_seeds(const char *dir)
     put_seed(dir, "b_several", 1 | 0x10, list, at, "", 0);
     put_seed(dir, "b_changes_truncated", 1, from_b.p[1], from_b.len[1] / 2,
              "", 0);
+    /* CUT after C's FORKS (A is C's taker, before SNAP_BEGIN): B's first
+     * change, as a plain CUT and as a PACKED one */
+    if (from_c.len[index_of(&from_c, 12)] + 2 * b_first_len + 64 <=
+        sizeof list) {
+        size_t fi = index_of(&from_c, 12), n = 0;
+        unsigned char *packed = NULL;
+        size_t plen = 0;
+        crdt_bytes one = { b_first_bytes, b_first_len };
+
+        at = 0;
+        list[at++] = (unsigned char)(from_c.len[fi] >> 8);
+        list[at++] = (unsigned char)from_c.len[fi];
+        memcpy(list + at, from_c.p[fi], from_c.len[fi]);
+        at += from_c.len[fi];
+        n = at;
+        b[0] = 0x92; /* [15, [change]] */
+        b[1] = 0x0f;
+        b[2] = 0x91;
+        b[3] = 0xc5;
+        b[4] = (unsigned char)(b_first_len >> 8);
+        b[5] = (unsigned char)b_first_len;
+        memcpy(b + 6, b_first_bytes, b_first_len);
+        list[at++] = (unsigned char)((6 + b_first_len) >> 8);
+        list[at++] = (unsigned char)(6 + b_first_len);
+        memcpy(list + at, b, 6 + b_first_len);
+        at += 6 + b_first_len;
+        put_seed(dir, "c_cut", 3 | 0x10, list, at, "", 0);
+        if (crdt_changes_pack(&packed, &plen, &one, 1) == CRDT_OK &&
+            plen < 3000) {
+            at = n;
+            b[0] = 0x93; /* [13, 15, packed] */
+            b[1] = 0x0d;
+            b[2] = 0x0f;
+            b[3] = 0xc5;
+            b[4] = (unsigned char)(plen >> 8);
+            b[5] = (unsigned char)plen;
+            memcpy(b + 6, packed, plen);
+            list[at++] = (unsigned char)((6 + plen) >> 8);
+            list[at++] = (unsigned char)(6 + plen);
+            memcpy(list + at, b, 6 + plen);
+            at += 6 + plen;
+            put_seed(dir, "c_cut_packed", 3 | 0x10, list, at, "", 0);
+        }
+        crdt_free(packed);
+    }
     /* bombs inside messages, and 100,000 x 0x91 as a whole message */
     put_seed(dir, "bomb_changes_array32_dd", 1, changes_dd,
              sizeof changes_dd, "", 0);

@@ -468,6 +468,88 @@ START_TEST(test_pruned_archive_keeps_old_rule)
 }
 END_TEST
 
+/* Pump @p from into @p to, one message at a time, until @p from's FORKS
+ * has been fed to @p to; 1 once it has. */
+static int
+pump_through_forks(crdtnet_session *from, crdtnet_session *to)
+{
+    const unsigned char *msg;
+    size_t len;
+    int forks = 0;
+
+    while (!forks && crdtnet_session_next_out(from, &msg, &len) == CRDT_OK) {
+        unsigned char *copy = malloc(len ? len : 1);
+        ck_assert_ptr_nonnull(copy);
+        memcpy(copy, msg, len);
+        forks = len >= 2 && copy[0] == 0x92 && copy[1] == 0x0c;
+        crdtnet_session_feed(to, copy, len);
+        free(copy);
+    }
+    return forks;
+}
+
+/* A CUT reaches @p who (b's session, with @p ob) right after the peer's
+ * FORKS; @p a_ahead: a migrated first (b is its taker). */
+static tu_sync_result
+cut_after_forks(const crdtnet_session_options *ob, int a_ahead,
+                const unsigned char *cut, size_t cut_len)
+{
+    crdtnet_session *sa, *sb;
+    tu_sync_result res;
+    int fed = 0;
+
+    shared_history();
+    if (a_ahead)
+        tu_migrate(a, NULL, NULL);
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, ob), CRDT_OK);
+    for (int round = 0; round < 100 && !fed; round++) {
+        tu_pump(sb, sa);
+        if (pump_through_forks(sa, sb)) {
+            res.ey = crdtnet_session_feed(sb, cut, cut_len);
+            fed = 1;
+        }
+    }
+    ck_assert(fed);
+    res.ry = *crdtnet_session_report(sb);
+    crdtnet_session_free(sa);
+    crdtnet_session_free(sb);
+    return res;
+}
+
+/* CUT is refused where it does not belong: at the same epoch (not a
+ * taker), after the snapshot began (here: from a side that is not a
+ * taker), and by a side that never announced it (plain_changes). */
+START_TEST(test_cut_where_it_does_not_belong)
+{
+    static const unsigned char cut[] = { 0x92, 0x0f, 0x90 };
+    static const unsigned char packed_cut[] = { 0x93, 0x0d, 0x0f, 0xc4,
+                                                0x00 };
+    crdtnet_session_options old = CRDTNET_SESSION_OPTIONS_INIT;
+    tu_sync_result r;
+
+    r = cut_after_forks(NULL, 0, cut, sizeof cut);
+    ck_assert_int_eq(r.ey, CRDT_EPROTO);
+    ck_assert_str_eq(r.ry.reason, "unexpected CUT");
+    teardown();
+    setup();
+    r = cut_after_forks(NULL, 0, packed_cut, sizeof packed_cut);
+    ck_assert_int_eq(r.ey, CRDT_EPROTO);
+    ck_assert_str_eq(r.ry.reason, "unexpected CUT");
+    teardown();
+    setup();
+    old.plain_changes = 1;
+    r = cut_after_forks(&old, 1, cut, sizeof cut);
+    ck_assert_int_eq(r.ey, CRDT_EPROTO);
+    ck_assert_str_eq(r.ry.reason, "unknown message type");
+    teardown();
+    setup();
+    /* a taker that announced it takes an empty CUT before SNAP_BEGIN */
+    r = cut_after_forks(NULL, 1, cut, sizeof cut);
+    ck_assert_int_eq(r.ey, CRDT_OK);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -491,6 +573,7 @@ test_suite(void)
     tcase_add_test(tc, test_older_taker_keeps_old_rule);
     tcase_add_test(tc, test_older_giver_keeps_old_rule);
     tcase_add_test(tc, test_pruned_archive_keeps_old_rule);
+    tcase_add_test(tc, test_cut_where_it_does_not_belong);
     suite_add_tcase(s, tc);
     return s;
 }
