@@ -19,8 +19,9 @@
  *    of it;
  *  - the archive holds, for every actor the taker lacks seqs of, exactly
  *    the run from the taker's head to the cut: contiguous, chained to the
- *    taker's head hash, ending on a signed change (a message never ends a
- *    run on an unsigned one), at most CUT_BYTES_MAX bytes in all.
+ *    taker's head hash, ending on the cut's own change (its chain hash)
+ *    and a signed one (a message never ends a run on an unsigned one),
+ *    at most CUT_BYTES_MAX bytes in all.
  * Otherwise (pruned archive, a fork, too much) nothing is sent and the
  * signature vouches, as before.
  * Invariant: one change in hand at a time (an export cursor), the vvs
@@ -36,6 +37,56 @@
  * it exists to avoid */
 #define CUT_BYTES_MAX ((uint64_t)64 * 1024 * 1024)
 #define CUT_CHAIN_MAX 65536 /* epochs walked up our chain */
+
+/* The cut's chain hashes, per actor, sorted by actor for lookups. */
+typedef struct {
+    crdt_actor actor;
+    unsigned char hash[CRDT_HASH_BYTES];
+} cut_head;
+
+typedef struct {
+    cut_head *v;
+    size_t n, cap;
+} cut_heads;
+
+static int
+keep_head(const crdt_head *h, void *ctx)
+{
+    cut_heads *l = ctx;
+
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        cut_head *v = realloc(l->v, cap * sizeof *v);
+        if (v == NULL)
+            return CRDT_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n].actor = h->actor;
+    memcpy(l->v[l->n].hash, h->hash, CRDT_HASH_BYTES);
+    l->n++;
+    return CRDT_OK;
+}
+
+static int
+cmp_head(const void *x, const void *y)
+{
+    return memcmp(((const cut_head *)x)->actor.b,
+                  ((const cut_head *)y)->actor.b, CRDT_ACTOR_BYTES);
+}
+
+/* Does the cut's change of @p a have hash @p hash? */
+static int
+cut_hash_is(const cut_heads *l, const crdt_actor *a,
+            const unsigned char *hash)
+{
+    cut_head key;
+    const cut_head *h;
+
+    key.actor = *a;
+    h = bsearch(&key, l->v, l->n, sizeof *l->v, cmp_head);
+    return h != NULL && memcmp(h->hash, hash, CRDT_HASH_BYTES) == 0;
+}
 
 /* The epoch on our chain (from our current one up) whose parent is
  * @p taker_epoch, into @p out. @return 1 found; 0 not; < 0 an error. */
@@ -103,11 +154,12 @@ actors_lacking(const crdt_vv *taker, const crdt_vv *upto)
 }
 
 /* One pass over what the archive would export: every lacking actor's run
- * whole, chained and ending signed. @return 1 it can be sent; 0 not. */
+ * whole, chained from the taker's head to the cut's own change (its
+ * hash), ending signed. @return 1 it can be sent; 0 not. */
 static int
 archive_supplies(crdt_replica *r, uint64_t number, const crdt_vv *taker,
-                 const crdt_vv *upto, const unsigned char *heads,
-                 size_t heads_len)
+                 const crdt_vv *upto, const cut_heads *cut,
+                 const unsigned char *heads, size_t heads_len)
 {
     crdt_export *x = NULL;
     const unsigned char *p;
@@ -130,7 +182,7 @@ archive_supplies(crdt_replica *r, uint64_t number, const crdt_vv *taker,
             uint64_t have = crdt_vv_get(taker, &c.actor);
             /* the run before ends at the cut, signed */
             if (in_run && (next - 1 != crdt_vv_get(upto, &cur) ||
-                           !last_signed)) {
+                           !last_signed || !cut_hash_is(cut, &cur, prev))) {
                 ok = 0;
                 break;
             }
@@ -163,7 +215,8 @@ archive_supplies(crdt_replica *r, uint64_t number, const crdt_vv *taker,
     if (rc < 0 && rc != CRDT_ENOTFOUND)
         return rc;
     if (ok && in_run &&
-        (next - 1 != crdt_vv_get(upto, &cur) || !last_signed))
+        (next - 1 != crdt_vv_get(upto, &cur) || !last_signed ||
+         !cut_hash_is(cut, &cur, prev)))
         ok = 0;
     return ok && runs == actors_lacking(taker, upto);
 }
@@ -176,6 +229,7 @@ crdtnet__cut_plan(crdtnet__cut *out, crdt_replica *r,
     epoch_info k;
     const unsigned char *h;
     size_t hl;
+    cut_heads cut = { NULL, 0, 0 };
     int rc;
 
     memset(out, 0, sizeof *out);
@@ -188,12 +242,15 @@ crdtnet__cut_plan(crdtnet__cut *out, crdt_replica *r,
         epoch_record_heads(&h, &hl, &k) == CRDT_OK &&
         (rc = crdt_heads_vv(&out->upto, h, hl)) == CRDT_OK) {
         rc = CRDT_ENOTFOUND;
-        if (taker_below_cut(taker_vv, out->upto)) {
+        if (taker_below_cut(taker_vv, out->upto) &&
+            (rc = crdt_heads_parse(h, hl, keep_head, &cut)) == CRDT_OK) {
+            qsort(cut.v, cut.n, sizeof *cut.v, cmp_head);
             rc = archive_supplies(r, k.number - 1, taker_vv, out->upto,
-                                  taker_heads, heads_len);
+                                  &cut, taker_heads, heads_len);
             rc = rc < 0 ? rc : rc ? CRDT_OK : CRDT_ENOTFOUND;
         }
     }
+    free(cut.v);
     out->archive_epoch = k.number - 1;
     epoch_info_clear(&k);
     if (rc < 0)

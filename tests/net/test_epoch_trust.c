@@ -404,6 +404,50 @@ START_TEST(test_missed_writes_fetched_protocol_3)
 }
 END_TEST
 
+/* Two epochs behind: the cut fetched is that of the first epoch on the
+ * giver's chain after b's (epoch 1), the one b can re-derive; a forged
+ * epoch 1 under a genuine epoch 2 is refused with epoch 1's reason, a
+ * genuine pair is adopted. */
+START_TEST(test_two_epochs_behind_fetches_the_first_cut)
+{
+    char buf[64];
+    tu_sync_result s;
+
+    missed_writes();
+    tamper_state(a, 1000000);
+    tu_migrate(a, NULL, NULL);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "balance", 30), CRDT_OK);
+    tu_migrate(a, NULL, NULL);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_int_eq(s.ey, CRDT_EREJECTED);
+    ck_assert_ptr_nonnull(strstr(s.ry.reason, "epoch 1 from "));
+    ck_assert_uint_eq(s.ry.cut_changes_received, 2);
+    ck_assert_uint_eq(epoch_number(b), 0);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "balance");
+    ck_assert_str_eq(buf, "20");
+}
+END_TEST
+
+START_TEST(test_two_epochs_behind_genuine_adopted)
+{
+    char buf[64];
+    tu_sync_result s;
+
+    missed_writes();
+    tu_migrate(a, NULL, NULL);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "balance", 30), CRDT_OK);
+    tu_migrate(a, RENAME, NULL);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                  s.ry.reason);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 2);
+    ck_assert_uint_eq(epoch_number(b), 2);
+    tu_assert_converged(a, b);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "balance");
+    ck_assert_str_eq(buf, "30");
+}
+END_TEST
+
 /* A peer from before CUT (plain_changes: it writes epoch_number as the
  * shortest uint and reads no CUT) still syncs, with the old rule: the
  * new giver sends it nothing before the snapshot, and it adopts the
@@ -574,6 +618,8 @@ test_suite(void)
     tcase_add_test(tc, test_older_giver_keeps_old_rule);
     tcase_add_test(tc, test_pruned_archive_keeps_old_rule);
     tcase_add_test(tc, test_cut_where_it_does_not_belong);
+    tcase_add_test(tc, test_two_epochs_behind_fetches_the_first_cut);
+    tcase_add_test(tc, test_two_epochs_behind_genuine_adopted);
     suite_add_tcase(s, tc);
     return s;
 }
