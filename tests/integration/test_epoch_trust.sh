@@ -95,7 +95,8 @@ stop_last
 "$S" put G contacts p3 name Cy              # H misses this write
 "$S" migrate G >/dev/null
 serve g.log G; pG=$port
-"$S" sync H "127.0.0.1:$pG" >/dev/null
+[ "$("$S" sync H "127.0.0.1:$pG" --json | js 'd["cut_changes"]')" = 1 ] ||
+    fail "H did not fetch the change it missed first"
 [ "$(epoch H)" = "$(epoch G)" ] && [ "$(hash H)" = "$(hash G)" ] ||
     fail "H did not adopt the genuine compaction"
 [ "$("$S" get H contacts p3 name)" = '"Cy"' ] || fail "H lacks the write it missed"
