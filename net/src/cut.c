@@ -88,17 +88,18 @@ cut_hash_is(const cut_heads *l, const crdt_actor *a,
     return h != NULL && memcmp(h->hash, hash, CRDT_HASH_BYTES) == 0;
 }
 
-/* The epoch on our chain (from our current one up) whose parent is
- * @p taker_epoch, into @p out. @return 1 found; 0 not; < 0 an error. */
+/* The epoch on the chain of @p from (NULL: our current epoch) up whose
+ * parent is @p taker_epoch, into @p out. @return 1 found; 0 not; < 0 an
+ * error. */
 static int
-child_of_taker(epoch_info *out, crdt_replica *r,
+child_of_taker(epoch_info *out, crdt_replica *r, const unsigned char *from,
                const unsigned char *taker_epoch)
 {
     epoch_info e;
     int rc;
 
-    if ((rc = epoch_current(&e, r)) < 0)
-        return rc;
+    if ((rc = from ? epoch_get(&e, r, from) : epoch_current(&e, r)) < 0)
+        return rc == CRDT_ENOTFOUND ? 0 : rc;
     for (int steps = 0; steps < CUT_CHAIN_MAX && e.number > 0; steps++) {
         epoch_info up;
         if (memcmp(e.parent, taker_epoch, EPOCH_ID_BYTES) == 0) {
@@ -235,7 +236,7 @@ crdtnet__cut_plan(crdtnet__cut *out, crdt_replica *r,
     memset(out, 0, sizeof *out);
     if (taker_vv == NULL || crdt_vv_count(taker_vv) == 0)
         return CRDT_ENOTFOUND; /* a new replica: the snapshot alone */
-    if ((rc = child_of_taker(&k, r, taker_epoch)) <= 0)
+    if ((rc = child_of_taker(&k, r, NULL, taker_epoch)) <= 0)
         return rc < 0 ? rc : CRDT_ENOTFOUND;
     rc = CRDT_ENOTFOUND;
     if (k.custom[0] == '\0' && k.number > 0 &&
@@ -265,4 +266,27 @@ crdtnet__cut_clear(crdtnet__cut *c)
         return;
     crdt_vv_free(c->upto);
     c->upto = NULL;
+}
+
+int
+crdtnet__cut_bound(crdt_vv **out, crdt_replica *r,
+                   const unsigned char *giver_epoch)
+{
+    epoch_info cur, k;
+    const unsigned char *h;
+    size_t hl;
+    int rc;
+
+    *out = NULL;
+    if ((rc = epoch_current(&cur, r)) < 0)
+        return rc;
+    rc = child_of_taker(&k, r, giver_epoch, cur.id);
+    epoch_info_clear(&cur);
+    if (rc <= 0)
+        return rc < 0 ? rc : CRDT_ENOTFOUND;
+    rc = epoch_record_heads(&h, &hl, &k);
+    if (rc == CRDT_OK)
+        rc = crdt_heads_vv(out, h, hl);
+    epoch_info_clear(&k);
+    return rc;
 }

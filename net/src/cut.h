@@ -32,4 +32,14 @@ int crdtnet__cut_plan(crdtnet__cut *out, crdt_replica *r,
                       const unsigned char *taker_heads, size_t heads_len);
 void crdtnet__cut_clear(crdtnet__cut *c);
 
+/*
+ * The taker's side: the cut a CUT may fill, that of the epoch on the
+ * chain of the giver's epoch @p giver_epoch whose parent is our current
+ * epoch, as a version vector into @p out (free with crdt_vv_free()).
+ * @return CRDT_OK; CRDT_ENOTFOUND (no such epoch: no CUT belongs here);
+ *         CRDT_ENOMEM; CRDT_EIO; CRDT_EPROTO (a bad heads blob).
+ */
+int crdtnet__cut_bound(crdt_vv **out, crdt_replica *r,
+                       const unsigned char *giver_epoch);
+
 #endif

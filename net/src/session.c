@@ -154,6 +154,7 @@ struct crdtnet_session {
     int cut_phase;             /* giver: 0 not planned, 1 sending, 2 done */
     crdtnet__cut cut;
     unsigned char peer_epoch[CRDT_HASH_BYTES];
+    crdt_vv *cut_bound;        /* taker: the cut a CUT may fill */
 };
 
 int
@@ -203,6 +204,7 @@ crdtnet_session_free(crdtnet_session *s)
     crdtnet__sum_free(s->sum);
     free(s->peer_few);
     crdtnet__cut_clear(&s->cut);
+    crdt_vv_free(s->cut_bound);
     crdt__enc_free(&s->out);
     free(s);
 }
@@ -1429,6 +1431,33 @@ cut_order_ok(const crdtnet_session *s)
            s->reset == NULL && !s->snapshot_done;
 }
 
+/* A CUT only fills the cut of our next epoch on the giver's chain: a
+ * change beyond it would leave us beyond the cut, where the epoch can no
+ * longer be re-derived and its signature alone would vouch. */
+static int
+cut_within(crdtnet_session *s, const crdt_bytes *items, size_t n)
+{
+    int rc;
+
+    if (s->cut_bound == NULL &&
+        (rc = crdtnet__cut_bound(&s->cut_bound, s->r, s->peer_epoch)) < 0) {
+        if (rc == CRDT_ENOTFOUND)
+            return fail(s, CRDT_EPROTO, "unexpected CUT", 1);
+        return fail(s, rc, rc == CRDT_ENOMEM ? "out of memory"
+                                             : "cannot read the epoch", 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        crdt_actor a;
+        uint64_t last;
+        if (crdt_change_peek(&a, &last, items[i].data, items[i].len) !=
+            CRDT_OK)
+            return fail(s, CRDT_EPROTO, "malformed CUT", 1);
+        if (last > crdt_vv_get(s->cut_bound, &a))
+            return fail(s, CRDT_EPROTO, "CUT beyond the epoch's cut", 1);
+    }
+    return CRDT_OK;
+}
+
 /* CHANGES, or (@p type M_CUT) a CUT: the same list, merged alike. */
 static int
 on_changes(crdtnet_session *s, crdt__mp *m, uint64_t type)
@@ -1463,7 +1492,9 @@ on_changes(crdtnet_session *s, crdt__mp *m, uint64_t type)
         items[i].data = p;
         items[i].len = l;
     }
-    rc = merge_changes(s, items, n);
+    rc = type == M_CUT ? cut_within(s, items, n) : CRDT_OK;
+    if (rc == CRDT_OK)
+        rc = merge_changes(s, items, n);
     if (rc == CRDT_OK && type == M_CUT)
         s->rep.cut_changes_received += n;
     free(items);
@@ -1810,7 +1841,9 @@ on_packed(crdtnet_session *s, crdt__mp *m)
     if (rc < 0)
         return fail(s, rc == CRDT_ELIMIT ? rc : CRDT_EPROTO,
                     "malformed PACKED", 1);
-    if (inner == M_CHANGES || inner == M_CUT)
+    if (inner == M_CUT)
+        rc = cut_within(s, list, n);
+    if (inner == M_CHANGES || (inner == M_CUT && rc == CRDT_OK))
         rc = merge_changes(s, list, n);
     if (inner == M_CUT && rc == CRDT_OK)
         s->rep.cut_changes_received += n;

@@ -542,9 +542,34 @@ cut_after_forks(const crdtnet_session_options *ob, int a_ahead,
     tu_sync_result res;
     int fed = 0;
 
+    unsigned char beyond[4096];
+
     shared_history();
     if (a_ahead)
         tu_migrate(a, NULL, NULL);
+    if (cut == NULL) { /* a CUT of a's change written after its epoch */
+        crdt_export *e;
+        const unsigned char *p, *last = NULL;
+        size_t len, last_len = 0;
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "balance", 99), CRDT_OK);
+        ck_assert_int_eq(crdt_export_begin(&e, a, NULL), CRDT_OK);
+        while (crdt_export_next(e, &p, &len) == CRDT_OK) {
+            ck_assert_uint_lt(len + 6, sizeof beyond);
+            memcpy(beyond + 6, p, len);
+            last = beyond;
+            last_len = len;
+        }
+        crdt_export_end(e);
+        ck_assert_ptr_nonnull(last);
+        beyond[0] = 0x92;
+        beyond[1] = 0x0f;
+        beyond[2] = 0x91;
+        beyond[3] = 0xc5;
+        beyond[4] = (unsigned char)(last_len >> 8);
+        beyond[5] = (unsigned char)last_len;
+        cut = beyond;
+        cut_len = last_len + 6;
+    }
     ck_assert_int_eq(crdtnet_session_new(&sa, a, NULL), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_new(&sb, b, ob), CRDT_OK);
     for (int round = 0; round < 100 && !fed; round++) {
@@ -562,8 +587,8 @@ cut_after_forks(const crdtnet_session_options *ob, int a_ahead,
 }
 
 /* CUT is refused where it does not belong: at the same epoch (not a
- * taker), after the snapshot began (here: from a side that is not a
- * taker), and by a side that never announced it (plain_changes). */
+ * taker), by a side that never announced it (plain_changes), and with a
+ * change beyond the cut of the taker's next epoch. */
 START_TEST(test_cut_where_it_does_not_belong)
 {
     static const unsigned char cut[] = { 0x92, 0x0f, 0x90 };
@@ -591,6 +616,14 @@ START_TEST(test_cut_where_it_does_not_belong)
     /* a taker that announced it takes an empty CUT before SNAP_BEGIN */
     r = cut_after_forks(NULL, 1, cut, sizeof cut);
     ck_assert_int_eq(r.ey, CRDT_OK);
+    teardown();
+    setup();
+    /* but not a change beyond the cut: it would leave the taker beyond
+     * it, where the signature alone vouches */
+    r = cut_after_forks(NULL, 1, NULL, 0);
+    ck_assert_int_eq(r.ey, CRDT_EPROTO);
+    ck_assert_str_eq(r.ry.reason, "CUT beyond the epoch's cut");
+    ck_assert_uint_eq(epoch_number(b), 0);
 }
 END_TEST
 
