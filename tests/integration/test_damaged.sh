@@ -195,6 +195,19 @@ grep -q "damaged page 5 (an empty leaf)" verify.err ||
     fail "$case: verify does not name the empty page: $(cat verify.err)"
 check "an empty leaf page: every command exits 6 naming it, no signal (${SECONDS}s)"
 
+# ---- a meta page whose last page number wraps the file length around
+# (2^64 - 1): not a sound meta page, so nothing is "restored" from it ----
+case=meta-wraps
+rm -rf D && mkdir D
+img="$(dirname "$0")/../fuzz/crashes/fuzz_pagecheck/meta_last_page_wraps"
+cp "$img" D/data.mdb
+all_commands D
+[ "$vcode" = 6 ] || fail "$case: verify exit $vcode"
+grep -q "both LMDB meta pages are damaged" verify.err ||
+    fail "$case: verify does not refuse both meta pages: $(cat verify.err)"
+cmp -s "$img" D/data.mdb || fail "$case: an open wrote into the damaged file"
+check "a meta page with a wrapping last page: refused, the file left as it was (${SECONDS}s)"
+
 # ---- a change's and a state entry's bytes changed inside sound pages ----
 case=values
 damage_values() {
