@@ -33,9 +33,7 @@
 #include "crdt/raw.h"
 #include "cut.h"
 
-/* ceiling of one fetch: past it a snapshot sync would carry the history
- * it exists to avoid */
-#define CUT_BYTES_MAX ((uint64_t)64 * 1024 * 1024)
+#define CUT_BYTES_MAX CRDTNET__CUT_BYTES_MAX
 #define CUT_CHAIN_MAX 65536 /* epochs walked up our chain */
 
 /* The cut's chain hashes, per actor, sorted by actor for lookups. */

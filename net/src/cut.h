@@ -11,6 +11,11 @@
 #include "crdt/crdt.h"
 #include "epoch/epoch.h"
 
+/* Ceiling of one session's CUT changes, in bytes, for the giver (it
+ * sends none past it) and the taker (it refuses more): past it a
+ * snapshot sync would carry the history it exists to avoid. */
+#define CRDTNET__CUT_BYTES_MAX ((uint64_t)64 * 1024 * 1024)
+
 typedef struct {
     crdt_vv *upto;          /* the cut: the epoch's base heads */
     uint64_t archive_epoch; /* the number the archive keeps them under */

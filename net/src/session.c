@@ -155,6 +155,7 @@ struct crdtnet_session {
     crdtnet__cut cut;
     unsigned char peer_epoch[CRDT_HASH_BYTES];
     crdt_vv *cut_bound;        /* taker: the cut a CUT may fill */
+    uint64_t cut_bytes;        /* taker: CUT changes received, bytes */
 };
 
 int
@@ -1449,6 +1450,10 @@ cut_within(crdtnet_session *s, const crdt_bytes *items, size_t n)
     for (size_t i = 0; i < n; i++) {
         crdt_actor a;
         uint64_t last;
+        s->cut_bytes += items[i].len;
+        if (s->cut_bytes > CRDTNET__CUT_BYTES_MAX)
+            return fail(s, CRDT_ELIMIT, "CUT larger than a cut fetch may be",
+                        1);
         if (crdt_change_peek(&a, &last, items[i].data, items[i].len) !=
             CRDT_OK)
             return fail(s, CRDT_EPROTO, "malformed CUT", 1);
