@@ -448,6 +448,40 @@ START_TEST(test_two_epochs_behind_genuine_adopted)
 }
 END_TEST
 
+/* A copy of b (its data directory) wrote its own seq 2 of b's actor while
+ * b wrote seqs 2 and 3, which the epoch folds: the copy lacks seq 3 of
+ * the cut, but its chain forks from the cut's below it. The giver sends
+ * no CUT (the run would not chain to the copy's head); the copy takes
+ * the epoch as before (the reset settles the fork). */
+START_TEST(test_forked_taker_is_sent_no_cut)
+{
+    char dc[256];
+    crdt_replica *c;
+    tu_sync_result s;
+
+    shared_history();
+    ck_assert_int_eq(tu_put_int(b, "c", "b", "n", 1), CRDT_OK);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s", s.ry.reason);
+    crdt_replica_close(b);
+    tu_copy_dir(db, dc, sizeof dc);
+    b = tu_open_dir(db);
+    c = tu_open_dir(dc);
+    ck_assert_int_eq(tu_put_int(b, "c", "b", "n", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "b", "n", 3), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "copy", "n", 2), CRDT_OK);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s", s.ry.reason);
+    tu_migrate(a, NULL, NULL); /* folds b's seqs 1..3 */
+    s = tu_sessions_run(a, c, NULL);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
+    ck_assert_msg(s.ey == 0, "%s", s.ry.reason);
+    ck_assert_uint_eq(epoch_number(c), 1);
+    crdt_replica_close(c);
+    test_rmtree(dc);
+}
+END_TEST
+
 /* A peer from before CUT (plain_changes: it writes epoch_number as the
  * shortest uint and reads no CUT) still syncs, with the old rule: the
  * new giver sends it nothing before the snapshot, and it adopts the
@@ -653,6 +687,7 @@ test_suite(void)
     tcase_add_test(tc, test_cut_where_it_does_not_belong);
     tcase_add_test(tc, test_two_epochs_behind_fetches_the_first_cut);
     tcase_add_test(tc, test_two_epochs_behind_genuine_adopted);
+    tcase_add_test(tc, test_forked_taker_is_sent_no_cut);
     suite_add_tcase(s, tc);
     return s;
 }
