@@ -146,6 +146,7 @@ next_archived_actor(crdt_export *e)
         if (rc != 0)
             return crdt__mdb_err(rc);
         e->in_actor = 1;
+        e->have = have;
         return CRDT_OK;
     }
     return CRDT_ENOTFOUND;
@@ -203,10 +204,12 @@ crdt_export_next(crdt_export *e, const unsigned char **buf_out,
         while (e->rec_i < e->rec.n) {
             const crdt_bytes *b = &e->rec.list[e->rec_i++];
             crdt_change c;
-            /* a run may begin below what the other side holds */
+            /* a run may begin below what the other side holds (or, in
+             * an archive, end above the epoch's cut) */
             if (e->rec.run &&
                 (crdt__change_decode_header(&c, b->data, b->len) < 0 ||
-                 c.seq + c.n_ops - 1 <= e->have))
+                 c.seq + c.n_ops - 1 <= e->have ||
+                 c.seq + c.n_ops - 1 > e->upto))
                 continue;
             if (!e->as_stored &&
                 (rc = own_signed(e, b, buf_out, len_out)) != 0)
@@ -241,16 +244,22 @@ crdt_export_next(crdt_export *e, const unsigned char **buf_out,
             if (k.mv_size != 24 ||
                 crdt__rd64(k.mv_data) != e->archive_epoch ||
                 memcmp((unsigned char *)k.mv_data + 8, e->actor.b,
-                       CRDT_ACTOR_BYTES) != 0 ||
-                crdt__rd64((unsigned char *)k.mv_data + 16) > e->upto) {
+                       CRDT_ACTOR_BYTES) != 0) {
                 e->in_actor = 0;
                 continue;
             }
         } else if (k.mv_size != 16 ||
-                   memcmp(k.mv_data, e->actor.b, CRDT_ACTOR_BYTES) != 0 ||
-                   crdt__rd64((unsigned char *)k.mv_data + 8) > e->upto) {
+                   memcmp(k.mv_data, e->actor.b, CRDT_ACTOR_BYTES) != 0) {
             e->in_actor = 0;
             continue;
+        }
+        if (crdt__rd64((unsigned char *)k.mv_data + k.mv_size - 8) >
+            e->upto) {
+            /* past the cut: only a run can still hold changes below it
+             * (the loop above drops the rest); the actor ends here */
+            e->in_actor = 0;
+            if (!crdt__logrec_is_run(v.mv_data, v.mv_size))
+                continue;
         }
         if ((rc = crdt__logrec_open(&e->rec, k.mv_data, k.mv_size, v.mv_data,
                                     v.mv_size)) < 0)
