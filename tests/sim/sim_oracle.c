@@ -127,8 +127,24 @@ known_collect(sim_world *w, known_set *s)
             if (crdt_raw_cursor_open(&c, t, dbs[d]) != CRDT_OK)
                 continue;
             for (int rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
-                 rc == CRDT_OK; rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl))
-                known_add(s, v, vl);
+                 rc == CRDT_OK;
+                 rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl)) {
+                /* a log or archive record may hold a run of changes */
+                crdt_bytes *list = NULL;
+                unsigned char *buf = NULL;
+                size_t n = 0;
+                int e = crdt_raw_log_changes(&list, &n, &buf, NULL, 0, v,
+                                             vl);
+                if (e == CRDT_ENOMEM)
+                    s->oom = 1;
+                if (e != CRDT_OK)
+                    continue; /* damaged: skipped, as a change that does
+                                 not decode is (known_add) */
+                for (size_t j = 0; j < n; j++)
+                    known_add(s, list[j].data, list[j].len);
+                crdt_free(list);
+                crdt_free(buf);
+            }
             crdt_raw_cursor_close(c);
         }
         crdt_raw_abort(t);
