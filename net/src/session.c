@@ -32,7 +32,7 @@
  * (crdt_heads_export()); protocol 4 sends, in place of vv and heads,
  * the root digest of the heads and their count:
  * [1, 4, epoch_id, epoch_no, state_hash, root, n_heads, [record...]],
- * and FIN carries the digest of the vv (crdtnet__vv_digest()).
+ * and FIN carries the digest of the vv (crdtnet__vv_digest_add()).
  *
  * Version negotiation: a side that offers 4 first sends one empty
  * message (a keepalive to a version 3 peer, which ignores it and sends
@@ -300,12 +300,14 @@ pack_epoch_chain(crdtnet_session *s, const epoch_info *chain, size_t n)
 }
 
 /* HELLO of protocol 4: the heads' root digest and count stand for the
- * vv and the heads; the summary keeps our heads for the rounds. */
+ * vv and the heads; the summary keeps our heads for the rounds (and
+ * FIN is judged against them: fin_conclusive_sum()). The state hash and
+ * the heads come from one read snapshot. */
 static int
 build_hello_summary(crdtnet_session *s)
 {
     unsigned char *hb = NULL, root[CRDTNET__SUM_ROOT];
-    size_t hl = 0, n = 0;
+    size_t cap = 0, nh = 0, n = 0;
     uint64_t n_heads;
     epoch_info *chain = NULL;
     crdt_read *rd;
@@ -315,17 +317,14 @@ build_hello_summary(crdtnet_session *s)
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return rc;
     rc = crdt_read_stats(&st, rd);
+    if (rc == CRDT_OK)
+        rc = crdt_read_heads(&hb, &cap, &nh, rd);
     crdt_read_end(rd);
     if (rc == CRDT_OK)
         rc = epoch_all(&chain, &n, s->r);
-    if (rc == CRDT_OK)
-        rc = crdt_heads_export(&hb, &hl, s->r);
-    if (rc == CRDT_OK)
-        rc = crdtnet__sum_new(&s->sum, hb, hl);
-    if (rc == CRDT_OK) { /* FIN is judged against it */
-        crdt_vv_free(s->hello_vv);
-        s->hello_vv = NULL;
-        rc = crdtnet__sum_own_vv(s->sum, &s->hello_vv);
+    if (rc == CRDT_OK) {
+        rc = crdtnet__sum_new_entries(&s->sum, hb, nh);
+        hb = NULL; /* taken over */
     }
     if (rc == CRDT_OK) {
         const unsigned char *few;
@@ -660,6 +659,83 @@ build_changes(crdtnet_session *s)
     return build_changes_as(s, M_CHANGES);
 }
 
+/* Protocol 4: our heads in @p rd, a piece of HEADS_PIECE entries at a
+ * time (no buffer for all of them), each piece given to @p fn. */
+#define HEADS_PIECE 128
+static int
+each_heads(crdt_read *rd,
+           int (*fn)(void *ctx, const unsigned char *e, size_t n), void *ctx)
+{
+    unsigned char buf[HEADS_PIECE * CRDT_HEAD_ENTRY_BYTES];
+    crdt_actor after;
+    size_t n;
+    int rc, first = 1;
+
+    do {
+        rc = crdt_read_heads_after(buf, HEADS_PIECE, &n,
+                                   first ? NULL : &after, rd);
+        if (rc < 0)
+            return rc;
+        if (n > 0 && (rc = fn(ctx, buf, n)) < 0)
+            return rc;
+        if (n > 0)
+            memcpy(after.b, buf + (n - 1) * CRDT_HEAD_ENTRY_BYTES,
+                   CRDT_ACTOR_BYTES);
+        first = 0;
+    } while (n == HEADS_PIECE);
+    return CRDT_OK;
+}
+
+static int
+digest_piece(void *ctx, const unsigned char *e, size_t n)
+{
+    crdtnet__vv_digest_add(ctx, e, n);
+    return CRDT_OK;
+}
+
+/* Protocol 4: our state hash and epoch, and the digest of our vv (of the
+ * empty vv if @p empty), from the one read snapshot @p rd. */
+static int
+read_fin_state(crdt_read *rd, crdt_stats *st, int empty,
+               unsigned char d[32])
+{
+    crypto_generichash_state hs;
+    int rc = crdt_read_stats(st, rd);
+
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    if (rc == CRDT_OK && !empty)
+        rc = each_heads(rd, digest_piece, &hs);
+    crypto_generichash_final(&hs, d, 32);
+    return rc;
+}
+
+/* FIN of protocol 4: the digest of the vv stands for it, hashed from
+ * the heads as they are read (no version vector is built). */
+static int
+build_fin_digest(crdtnet_session *s)
+{
+    unsigned char d[32];
+    crdt_read *rd;
+    crdt_stats st;
+    int rc;
+
+    if ((rc = crdt_read_begin(&rd, s->r)) < 0)
+        return rc;
+    /* a merge of this session met an equivocation: the digest of the
+     * empty vv (see build_fin()) */
+    rc = read_fin_state(rd, &st, s->rep.conflicts > 0, d);
+    crdt_read_end(rd);
+    if (rc < 0)
+        return rc;
+    memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
+    msgpack_pack_array(&s->out.pk, 4);
+    msgpack_pack_uint64(&s->out.pk, M_FIN);
+    crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
+    crdt__enc_bin(&s->out, d, sizeof d);
+    crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
+    return CRDT_OK;
+}
+
 static int
 build_fin(crdtnet_session *s)
 {
@@ -670,6 +746,8 @@ build_fin(crdtnet_session *s)
     size_t vl = 0;
     int rc;
 
+    if (s->proto == PROTO_SUMMARY)
+        return build_fin_digest(s);
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return rc;
     rc = crdt_read_stats(&st, rd);
@@ -686,19 +764,6 @@ build_fin(crdtnet_session *s)
         crdt_vv_free(vv);
         vv = NULL;
         rc = crdt_vv_new(&vv);
-    }
-    if (rc == CRDT_OK && s->proto == PROTO_SUMMARY) {
-        /* the digest of the vv: the peer compares it with its own */
-        unsigned char d[32];
-        crdtnet__vv_digest(vv, d);
-        memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
-        msgpack_pack_array(&s->out.pk, 4);
-        msgpack_pack_uint64(&s->out.pk, M_FIN);
-        crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
-        crdt__enc_bin(&s->out, d, sizeof d);
-        crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
-        crdt_vv_free(vv);
-        return CRDT_OK;
     }
     if (rc == CRDT_OK)
         rc = crdt_vv_encode(&vb, &vl, vv);
@@ -1120,29 +1185,47 @@ peer_view(crdtnet_session *s, crdt_vv *their_vv)
     int rc;
 
     s->view_ready = 1;
-    crdt_vv_free(s->peer_known);
-    s->peer_known = their_vv;
-    /* what FIN is judged against (fin_conclusive()) */
+    /* what FIN is judged against (fin_conclusive(); protocol 4 looks the
+     * peer's HELLO seqs up in the summary instead) */
     crdt_vv_free(s->peer_hello_vv);
     s->peer_hello_vv = NULL;
-    if ((rc = vv_copy(&s->peer_hello_vv, their_vv)) < 0)
+    if (s->proto != PROTO_SUMMARY &&
+        (rc = vv_copy(&s->peer_hello_vv, their_vv)) < 0) {
+        crdt_vv_free(their_vv);
         return fail(s, rc, crdt_strerror(rc), 1);
+    }
     if (s->role == ROLE_SAME) {
         /* which of the peer's heads fork from the chains we hold; the
          * peer checks ours: each side can judge the heads it is ahead of */
         rc = crdt_forks_find(&s->forks, &s->n_forks, s->r, s->peer_heads,
                              s->peer_heads_len);
-        if (rc == CRDT_ENOMEM || rc == CRDT_EIO)
+        if (rc == CRDT_ENOMEM || rc == CRDT_EIO) {
+            crdt_vv_free(their_vv);
             return fail(s, rc, crdt_strerror(rc), 1);
-        if (rc < 0)
+        }
+        if (rc < 0) {
+            crdt_vv_free(their_vv);
             return fail(s, CRDT_EPROTO, "malformed heads in HELLO", 1);
+        }
     }
+    /* what the peer holds: raised by every change sent or received
+     * (note_sent()); kept after FIN only in live mode, where later
+     * pushes start above it */
+    crdt_vv_free(s->peer_known);
+    s->peer_known = NULL;
     if (s->role == ROLE_SAME || s->role == ROLE_TAKER) {
         crdt_vv_free(s->lacks);
         s->lacks = NULL;
-        if ((rc = vv_copy(&s->lacks, their_vv)) < 0)
+        if (s->opts.live && (rc = vv_copy(&s->lacks, their_vv)) < 0) {
+            crdt_vv_free(their_vv);
             return fail(s, rc, crdt_strerror(rc), 1);
+        }
+        if (!s->opts.live) { /* the export's start is all we need */
+            s->lacks = their_vv;
+            return CRDT_OK;
+        }
     }
+    s->peer_known = their_vv;
     return CRDT_OK;
 }
 
@@ -1397,7 +1480,7 @@ merge_changes(crdtnet_session *s, const crdt_bytes *items, size_t n)
     int rc;
 
     rc = crdt_merge(&mr, s->r, items, n);
-    if (rc == CRDT_OK && s->peer_known != NULL) {
+    if (rc == CRDT_OK && (s->peer_known != NULL || s->lacks != NULL)) {
         for (size_t i = 0; i < n; i++) /* the peer holds what it sent */
             note_sent(s, items[i].data, items[i].len);
     }
@@ -1592,15 +1675,67 @@ fin_conclusive(crdtnet_session *s, const crdt_vv *ours)
     return 1;
 }
 
+static uint64_t
+entry_seq(const unsigned char *e, crdt_actor *a)
+{
+    uint64_t seq = 0;
+
+    memcpy(a->b, e, CRDT_ACTOR_BYTES);
+    for (int b = 0; b < 8; b++)
+        seq = seq << 8 | e[CRDT_ACTOR_BYTES + b];
+    return seq;
+}
+
+/* A head of ours beyond both HELLOs (as the summary has them): -1 stops
+ * each_heads(). */
+static int
+beyond_hellos(void *ctx, const unsigned char *e, size_t n)
+{
+    const crdtnet__sum *sum = ctx;
+
+    for (size_t i = 0; i < n; i++) {
+        crdt_actor a;
+        uint64_t seq = entry_seq(e + i * CRDT_HEAD_ENTRY_BYTES, &a);
+        if (seq > crdtnet__sum_own_seq(sum, &a) &&
+            seq > crdtnet__sum_peer_seq(sum, &a))
+            return -1;
+    }
+    return CRDT_OK;
+}
+
+/* fin_conclusive() in protocol 4: our heads in @p rd against the seqs
+ * both HELLOs summarised. */
+static int
+fin_conclusive_sum(crdtnet_session *s, crdt_read *rd)
+{
+    if (s->rep.conflicts > 0 || s->sum == NULL || !crdtnet__sum_done(s->sum))
+        return 0;
+    return each_heads(rd, beyond_hellos, s->sum) == CRDT_OK;
+}
+
+/* Live mode: the peer holds every head of ours (equal FIN digests). */
+static int
+peer_holds(void *ctx, const unsigned char *e, size_t n)
+{
+    crdt_vv *known = ctx;
+
+    for (size_t i = 0; i < n; i++) {
+        crdt_actor a;
+        uint64_t seq = entry_seq(e + i * CRDT_HEAD_ENTRY_BYTES, &a);
+        crdt_vv_set(known, &a, seq);
+    }
+    return CRDT_OK;
+}
+
 /* FIN of protocol 4: the same checks as on_fin(), on the vv digests;
- * equal digests mean the peer holds what we hold. */
+ * equal digests mean the peer holds what we hold. Everything is judged
+ * on one read snapshot. */
 static int
 on_fin_digest(crdtnet_session *s, const unsigned char *hash,
               const unsigned char *d, uint32_t dl,
               const unsigned char *epoch)
 {
     unsigned char ours_d[32];
-    crdt_vv *ours = NULL;
     crdt_read *rd;
     crdt_stats st;
     int rc;
@@ -1610,33 +1745,26 @@ on_fin_digest(crdtnet_session *s, const unsigned char *hash,
     s->fin_recv = 1;
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return fail(s, rc, "cannot read", 1);
-    rc = crdt_read_stats(&st, rd);
-    if (rc == CRDT_OK)
-        rc = crdt_read_vv(&ours, rd);
-    crdt_read_end(rd);
-    if (rc == CRDT_OK) {
+    if ((rc = read_fin_state(rd, &st, 0, ours_d)) < 0) {
+        crdt_read_end(rd);
+        return fail(s, rc, "cannot read", 1);
+    }
+    {
         int same_vv, same_hash;
-        crdtnet__vv_digest(ours, ours_d);
         same_vv = sodium_memcmp(ours_d, d, sizeof ours_d) == 0 &&
                   memcmp(epoch, st.epoch_id, CRDT_HASH_BYTES) == 0;
         same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
         memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
         s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
-        if (same_vv && !same_hash && !fin_conclusive(s, ours))
+        if (same_vv && !same_hash && !fin_conclusive_sum(s, rd))
             same_vv = 0; /* not in sync; the next session decides */
         if (same_vv && !same_hash)
             rc = fail(s, CRDT_ECORRUPT,
                       "same ops but different state: replicas diverged", 1);
-        if (same_vv && s->peer_known != NULL && rc == CRDT_OK) {
-            for (size_t i = 0; i < crdt_vv_count(ours); i++) {
-                crdt_actor a;
-                uint64_t seq;
-                crdt_vv_entry(ours, i, &a, &seq);
-                crdt_vv_set(s->peer_known, &a, seq);
-            }
-        }
+        if (same_vv && s->peer_known != NULL && rc == CRDT_OK)
+            (void)each_heads(rd, peer_holds, s->peer_known);
     }
-    crdt_vv_free(ours);
+    crdt_read_end(rd);
     return rc;
 }
 
