@@ -629,8 +629,16 @@ dial(int *fd_out, const char *host, const char *port, int timeout_ms,
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_ADDRCONFIG;
+    /* an address written as numbers needs no lookup: without
+     * AI_ADDRCONFIG, which asks the kernel for the host's addresses
+     * (netlink) and loads the name service first, about 0.5 ms of a
+     * loopback sync */
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
     rc = getaddrinfo(host, port, &hints, &res);
+    if (rc == EAI_NONAME) {
+        hints.ai_flags = AI_ADDRCONFIG;
+        rc = getaddrinfo(host, port, &hints, &res);
+    }
     if (rc != 0) {
         snprintf(why, why_size, "cannot resolve %s:%s: %s", host, port,
                  gai_strerror(rc));
