@@ -366,6 +366,11 @@ crdtnet__conn_turn(crdtnet__conn *c, int revents, unsigned char *rbuf,
      * go until the next message (keeps an idle session small, (7)) */
     if (revents == 0 && !pending(c) && !c->more)
         crdtnet__peer_trim(c->p);
+    /* all sent, about to wait for the peer: work ahead (a session of
+     * protocol 4 reads its heads for HELLO while the peer builds its
+     * own) */
+    if (!pending(c) && !c->more)
+        crdtnet__peer_idle(c->p);
 }
 
 void

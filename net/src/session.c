@@ -143,6 +143,7 @@ struct crdtnet_session {
     /* what FIN is judged against: both HELLO vvs (see on_fin) */
     crdt_vv *hello_vv, *peer_hello_vv;
     int peer_packs;            /* the peer reads PACKED messages */
+    crdt_stats hello_st;       /* protocol 4: read with s->sum's heads */
 };
 
 int
@@ -299,48 +300,70 @@ pack_epoch_chain(crdtnet_session *s, const epoch_info *chain, size_t n)
         crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
 }
 
-/* HELLO of protocol 4: the heads' root digest and count stand for the
- * vv and the heads; the summary keeps our heads for the rounds (and
- * FIN is judged against them: fin_conclusive_sum()). The state hash and
- * the heads come from one read snapshot. */
+/* Protocol 4: our heads and state hash for HELLO, from one read
+ * snapshot, into s->sum and s->hello_st (once: built early when the
+ * transport waits for the peer, crdtnet__session_idle()). */
 static int
-build_hello_summary(crdtnet_session *s)
+prepare_hello_summary(crdtnet_session *s)
 {
-    unsigned char *hb = NULL, root[CRDTNET__SUM_ROOT];
-    size_t cap = 0, nh = 0, n = 0;
-    uint64_t n_heads;
-    epoch_info *chain = NULL;
+    unsigned char *hb = NULL;
+    size_t cap = 0, nh = 0;
     crdt_read *rd;
-    crdt_stats st;
     int rc;
 
+    if (s->sum != NULL)
+        return CRDT_OK;
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return rc;
-    rc = crdt_read_stats(&st, rd);
+    rc = crdt_read_stats(&s->hello_st, rd);
     if (rc == CRDT_OK)
         rc = crdt_read_heads(&hb, &cap, &nh, rd);
     crdt_read_end(rd);
     if (rc == CRDT_OK)
-        rc = epoch_all(&chain, &n, s->r);
-    if (rc == CRDT_OK) {
-        rc = crdtnet__sum_new_entries(&s->sum, hb, nh);
-        hb = NULL; /* taken over */
-    }
-    if (rc == CRDT_OK) {
-        const unsigned char *few;
-        size_t fl;
-        crdtnet__sum_root(s->sum, root, &n_heads);
-        crdtnet__sum_hello_entries(s->sum, &few, &fl);
-        pack_hello_head(s, 9, PROTO_SUMMARY, PROTO4_PACKS,
-                        sizeof PROTO4_PACKS - 1, &st);
-        crdt__enc_bin(&s->out, root, sizeof root);
-        msgpack_pack_uint64(&s->out.pk, n_heads);
-        pack_epoch_chain(s, chain, n);
-        crdt__enc_bin(&s->out, few, fl);
-    }
-    epoch_chain_free(chain, n);
+        return crdtnet__sum_new_entries(&s->sum, hb, nh); /* takes hb */
     crdt_free(hb);
     return rc;
+}
+
+void
+crdtnet__session_idle(crdtnet_session *s)
+{
+    /* we offered protocol 4 and wait for the peer's first message: read
+     * and hash our heads now, while the peer builds its own HELLO, not
+     * after its answer came (a failure is met again at HELLO) */
+    if (s != NULL && s->max_proto >= PROTO_SUMMARY && s->announce_sent &&
+        !s->empty_due && !s->hello_sent && !s->hello_recv &&
+        !s->peer_announced && !s->closed && s->err == 0)
+        (void)prepare_hello_summary(s);
+}
+
+/* HELLO of protocol 4: the heads' root digest and count stand for the
+ * vv and the heads; the summary keeps our heads for the rounds (and
+ * FIN is judged against them: fin_conclusive_sum()). */
+static int
+build_hello_summary(crdtnet_session *s)
+{
+    unsigned char root[CRDTNET__SUM_ROOT];
+    const unsigned char *few;
+    size_t n = 0, fl;
+    uint64_t n_heads;
+    epoch_info *chain = NULL;
+    int rc;
+
+    if ((rc = prepare_hello_summary(s)) < 0)
+        return rc;
+    if ((rc = epoch_all(&chain, &n, s->r)) < 0)
+        return rc;
+    crdtnet__sum_root(s->sum, root, &n_heads);
+    crdtnet__sum_hello_entries(s->sum, &few, &fl);
+    pack_hello_head(s, 9, PROTO_SUMMARY, PROTO4_PACKS,
+                    sizeof PROTO4_PACKS - 1, &s->hello_st);
+    crdt__enc_bin(&s->out, root, sizeof root);
+    msgpack_pack_uint64(&s->out.pk, n_heads);
+    pack_epoch_chain(s, chain, n);
+    crdt__enc_bin(&s->out, few, fl);
+    epoch_chain_free(chain, n);
+    return CRDT_OK;
 }
 
 static int
@@ -1252,7 +1275,7 @@ sum_begin(crdtnet_session *s)
 {
     int rc;
 
-    if (s->sum == NULL || !s->hello_recv || s->err != 0)
+    if (s->sum == NULL || !s->hello_sent || !s->hello_recv || s->err != 0)
         return CRDT_OK;
     rc = crdtnet__sum_start(s->sum, s->peer_root, s->peer_n, s->peer_few,
                             s->peer_few_len);
@@ -1391,6 +1414,11 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
         s->peer_heads_len = hl;
     }
     s->hello_recv = 1;
+    if (proto == PROTO_FULL && s->sum != NULL) {
+        /* heads read early for a HELLO of version 4 that never goes */
+        crdtnet__sum_free(s->sum);
+        s->sum = NULL;
+    }
     s->proto = (unsigned)proto;
     s->rep.sync_proto = (unsigned)proto;
     s->peer_packs = packs;

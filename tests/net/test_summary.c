@@ -17,6 +17,7 @@
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
 #include "internal.h"
+#include "net_internal.h"
 #include "summary.h"
 #include "support/epoch_util.h"
 #include "support/replica_util.h"
@@ -505,6 +506,75 @@ share_actors(int n)
     tu_assert_converged(a, b);
 }
 
+/* Move every message between @p sx and @p sy until both are quiet. */
+static void
+exchange(crdtnet_session *sx, crdtnet_session *sy)
+{
+    crdtnet_session *from[2] = { sx, sy }, *to[2] = { sy, sx };
+    const unsigned char *msg;
+    size_t len;
+
+    for (int round = 0; round < 100000; round++) {
+        int moved = 0;
+        for (int d = 0; d < 2; d++) {
+            while (crdtnet_session_next_out(from[d], &msg, &len) == CRDT_OK) {
+                unsigned char *copy = malloc(len + 1);
+                memcpy(copy, msg, len);
+                ck_assert_int_eq(crdtnet_session_feed(to[d], copy, len),
+                                 CRDT_OK);
+                free(copy);
+                moved = 1;
+            }
+        }
+        if (!moved)
+            break;
+    }
+    ck_assert_int_eq(crdtnet_session_error(sx), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_error(sy), CRDT_OK);
+    ck_assert(crdtnet_session_finished(sx));
+    ck_assert(crdtnet_session_finished(sy));
+}
+
+/* A side that offered protocol 4 reads its heads for HELLO while it
+ * waits for the peer (crdtnet__session_idle()): a write after that
+ * travels in CHANGES as one after HELLO does, and a peer that answers
+ * in version 3 still gets a HELLO of version 3. */
+START_TEST(test_heads_read_while_waiting)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT, o3 = o;
+    crdtnet_session *sx, *sy;
+    const unsigned char *msg;
+    size_t len;
+
+    share_actors(100);
+    for (unsigned proto = 0; proto <= 3; proto += 3) {
+        ck_assert_int_eq(tu_put_int(a, "c", "x", "a", 10 + proto), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 20 + proto), CRDT_OK);
+        o3.sync_proto = proto;
+        ck_assert_int_eq(crdtnet_session_new(&sx, a, &o), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_new(&sy, b, &o3), CRDT_OK);
+        /* the offer of version 4: an empty message (a keepalive to a
+         * peer of version 3) */
+        ck_assert_int_eq(crdtnet_session_next_out(sx, &msg, &len), CRDT_OK);
+        ck_assert_uint_eq(len, 0);
+        ck_assert_int_eq(crdtnet_session_feed(sy, msg, len), CRDT_OK);
+        crdtnet__session_idle(sx); /* heads read before the peer answers */
+        crdtnet__session_idle(sx); /* once */
+        ck_assert_int_eq(tu_put_int(a, "c", "y", "late", 1), CRDT_OK);
+        exchange(sx, sy);
+        tu_assert_converged(a, b);
+        ck_assert_uint_eq(crdtnet_session_report(sx)->sync_proto,
+                          proto ? 3 : 4);
+        ck_assert_uint_eq(crdtnet_session_report(sy)->changes_received, 2);
+        ck_assert_uint_eq(crdtnet_session_report(sx)->changes_received, 1);
+        ck_assert(crdtnet_session_report(sx)->in_sync);
+        ck_assert(crdtnet_session_report(sy)->in_sync);
+        crdtnet_session_free(sx);
+        crdtnet_session_free(sy);
+    }
+}
+END_TEST
+
 START_TEST(test_one_change_each_way_moves_a_summary)
 {
     pair_result r4, r3;
@@ -798,6 +868,7 @@ test_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_one_change_each_way_moves_a_summary);
     tcase_add_test(tc, test_read_heads_is_the_export);
+    tcase_add_test(tc, test_heads_read_while_waiting);
     tcase_add_test(tc, test_equal_heads_end_at_hello);
     tcase_add_test(tc, test_hello_layout);
     tcase_add_test(tc, test_version3_peer_is_answered_in_version3);
