@@ -2017,7 +2017,8 @@ int
 crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
                      size_t len)
 {
-    crdt__mp m = { msg, msg + len };
+    /* an empty message may come as NULL: no offset on a null pointer */
+    crdt__mp m = { msg, msg != NULL ? msg + len : msg };
     uint32_t n;
     uint64_t type;
     int rc;
