@@ -483,6 +483,31 @@ text_count(crdt_replica *r, const char *needle)
     return n;
 }
 
+/* Insert @p text into c/doc/t of @p r right after the first @p needle. */
+static void
+put_text_after(crdt_replica *r, const char *needle, const char *text)
+{
+    crdt_read *rd;
+    crdt_txn *t;
+    char *txt = NULL;
+    const char *at;
+    size_t len = 0, pos;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_text(&txt, &len, rd, "c", "doc", "t"),
+                     CRDT_OK);
+    crdt_read_end(rd);
+    at = strstr(txt, needle);
+    ck_assert_ptr_nonnull(at);
+    pos = (size_t)(at - txt) + strlen(needle); /* ASCII: bytes = points */
+    crdt_text_free(txt);
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "doc", "t", pos, text,
+                                          strlen(text)),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+}
+
 /* Two sibling epochs fold the two copies' versions of seq 2: b's folds
  * the original's, d's (the canonical one: it folds more) the copy's.
  * The copy first resets into b's epoch and loses its seq 2 there; it
@@ -514,6 +539,10 @@ START_TEST(test_copy_lost_to_one_epoch_won_by_another)
     tu_migrate(d, NULL, NULL);   /* folds the copy's seq 2, and more */
     run(c, b, &rx, &ry, &ex, &ey); /* the copy loses at b's epoch */
     ck_assert_msg(ex == 0 && ey == 0, "%s / %s", rx.reason, ry.reason);
+    ck_assert_int_eq(text_count(c, "copy"), 1); /* re-applied as a copy */
+    /* typed right after the copy: its left origin is the copy's last
+     * element, which d's epoch applies as deleted (the original shows) */
+    put_text_after(c, "copy", "tail");
     for (int round = 0; round < 3; round++) {
         sync_ok(c, d);
         sync_ok(b, d);
@@ -524,6 +553,8 @@ START_TEST(test_copy_lost_to_one_epoch_won_by_another)
     assert_same(c, d);
     ck_assert_int_eq(text_count(d, "copy"), 1);
     ck_assert_int_eq(text_count(c, "copy"), 1);
+    ck_assert_int_eq(text_count(d, "orig"), 1); /* a lost it: re-applied */
+    ck_assert_int_eq(text_count(d, "tail"), 1);
     crdt_replica_close(d);
     test_rmtree(dd);
 }
