@@ -27,6 +27,11 @@
  *                and never sees one.
  *  14 SUMMARY    [14, digests, entries]  protocol 4 only: one round of
  *                the heads summary (summary.h), between HELLO and FORKS
+ *  15 CUT        [15, [change...]]  from a giver, before SNAP_BEGIN: the
+ *                archived changes of the cut of the taker's next epoch
+ *                that the taker lacks (cut.c), so it can re-derive that
+ *                epoch; sent only to a peer whose HELLO wrote its
+ *                epoch_number as uint 64 (cf): it reads them
  * HELLO is [1, proto, epoch_id, epoch_no, state_hash, vv, [record...],
  * heads] where heads is every head with its chain hash
  * (crdt_heads_export()); protocol 4 sends, in place of vv and heads,
@@ -73,11 +78,12 @@
 #include "net_internal.h"
 #include "internal.h" /* libcrdt: bounded msgpack reader, encoder */
 #include "summary.h"
+#include "cut.h"
 
 enum {
     M_HELLO = 1, M_BUSY, M_REJECT, M_SNAP_BEGIN, M_SNAP_CHUNK, M_SNAP_END,
     M_CHANGES, M_DONE, M_FIN, M_ERROR, M_SNAP_LOG, M_FORKS, M_PACKED,
-    M_SUMMARY
+    M_SUMMARY, M_CUT
 };
 
 enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
@@ -143,6 +149,13 @@ struct crdtnet_session {
     /* what FIN is judged against: both HELLO vvs (see on_fin) */
     crdt_vv *hello_vv, *peer_hello_vv;
     int peer_packs;            /* the peer reads PACKED messages */
+    /* the changes of an epoch's cut a taker lacks (cut.c) */
+    int peer_cuts;             /* the peer reads CUT messages */
+    int cut_phase;             /* giver: 0 not planned, 1 sending, 2 done */
+    crdtnet__cut cut;
+    unsigned char peer_epoch[CRDT_HASH_BYTES];
+    crdt_vv *cut_bound;        /* taker: the cut a CUT may fill */
+    uint64_t cut_bytes;        /* taker: CUT changes received, bytes */
 };
 
 int
@@ -191,6 +204,8 @@ crdtnet_session_free(crdtnet_session *s)
     crdt_free(s->forks);
     crdtnet__sum_free(s->sum);
     free(s->peer_few);
+    crdtnet__cut_clear(&s->cut);
+    crdt_vv_free(s->cut_bound);
     crdt__enc_free(&s->out);
     free(s);
 }
@@ -286,7 +301,14 @@ pack_hello_head(crdtnet_session *s, uint32_t fields, uint64_t proto,
     else /* the same proto, as uint 8: "I read PACKED" */
         crdt__enc_raw(&s->out, packs, packs_len);
     crdt__enc_bin(&s->out, st->epoch_id, CRDT_HASH_BYTES);
-    msgpack_pack_uint64(&s->out.pk, st->epoch_number);
+    if (s->opts.plain_changes) {
+        msgpack_pack_uint64(&s->out.pk, st->epoch_number);
+    } else { /* as uint 64: "I read CUT" */
+        unsigned char n[9] = { 0xcf };
+        for (int i = 0; i < 8; i++)
+            n[1 + i] = (unsigned char)(st->epoch_number >> (56 - 8 * i));
+        crdt__enc_raw(&s->out, n, sizeof n);
+    }
     crdt__enc_bin(&s->out, st->state_hash, CRDT_HASH_BYTES);
 }
 
@@ -397,6 +419,40 @@ build_forks(crdtnet_session *s)
 
 static int build_changes_as(crdtnet_session *s, unsigned type);
 static int giver_lacks(crdtnet_session *s, const unsigned char *id);
+
+/* CUT messages, before our snapshot: the archived changes of the cut of
+ * the taker's next epoch that it lacks, when we can supply them all
+ * (cut.c); CRDT_ENOTFOUND once there is nothing (more) to send. */
+static int
+build_cut(crdtnet_session *s)
+{
+    int rc;
+
+    if (s->cut_phase == 0) {
+        s->cut_phase = 2;
+        if (!s->peer_cuts)
+            return CRDT_ENOTFOUND;
+        rc = crdtnet__cut_plan(&s->cut, s->r, s->peer_epoch, s->peer_known,
+                               s->peer_heads, s->peer_heads_len);
+        if (rc < 0) /* CRDT_ENOTFOUND: the taker keeps the old rule */
+            return rc;
+        crdt_export_end(s->exp);
+        s->exp = NULL;
+        if ((rc = crdt_export_begin_archive(&s->exp, s->r,
+                                            s->cut.archive_epoch,
+                                            s->peer_known, s->cut.upto)) < 0)
+            return rc;
+        s->cut_phase = 1;
+    }
+    if (s->cut_phase != 1)
+        return CRDT_ENOTFOUND;
+    rc = build_changes_as(s, M_CUT);
+    if (rc != CRDT_ENOTFOUND)
+        return rc;
+    s->cut_phase = 2; /* the export ended itself */
+    crdtnet__cut_clear(&s->cut);
+    return CRDT_ENOTFOUND;
+}
 
 static int
 build_snapshot(crdtnet_session *s)
@@ -835,6 +891,13 @@ next_message(crdtnet_session *s)
         crdt__enc_str(&s->out, s->rep.reason, strlen(s->rep.reason));
         return CRDT_OK;
     }
+    if (s->role == ROLE_GIVER && s->snap_phase == 0 && s->cut_phase < 2) {
+        rc = build_cut(s);
+        if (rc == CRDT_OK)
+            return CRDT_OK;
+        if (rc != CRDT_ENOTFOUND)
+            return local_fail(s, rc, "cannot read the archive");
+    }
     if (s->role == ROLE_GIVER && s->snap_phase < 2) {
         if ((rc = build_snapshot(s)) < 0)
             return local_fail(s, rc, "cannot read the snapshot");
@@ -1250,7 +1313,7 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     crdt_vv *their_vv = NULL;
     epoch_relation rel;
     const char *reason = NULL;
-    int rc, packs;
+    int rc, packs, cuts;
 
     /* proto as uint 8 (cc 03, cc 04): the peer reads PACKED messages */
     packs = !s->opts.plain_changes && m->p + 2 <= m->end &&
@@ -1261,8 +1324,11 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     if (!proto_ok(s, proto)) /* before the shape: versions differ in it */
         return fail(s, CRDT_EVERSION, "unsupported sync protocol", 1);
     if (n != (proto == PROTO_SUMMARY ? 9u : 8u) ||
-        crdt__mp_bin_fixed(m, their_epoch, sizeof their_epoch) < 0 ||
-        crdt__mp_uint(m, &number) < 0 ||
+        crdt__mp_bin_fixed(m, their_epoch, sizeof their_epoch) < 0)
+        return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+    /* epoch_number as uint 64 (cf): the peer reads CUT messages */
+    cuts = !s->opts.plain_changes && m->p < m->end && *m->p == 0xcf;
+    if (crdt__mp_uint(m, &number) < 0 ||
         crdt__mp_bin_fixed(m, their_hash, sizeof their_hash) < 0)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
     if (proto == PROTO_SUMMARY) {
@@ -1311,6 +1377,8 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     s->proto = (unsigned)proto;
     s->rep.sync_proto = (unsigned)proto;
     s->peer_packs = packs;
+    s->peer_cuts = cuts;
+    memcpy(s->peer_epoch, their_epoch, sizeof their_epoch);
     rc = epoch_relate(&rel, &reason, s->r, their_epoch, &s->opts.policy);
     if (rc < 0 && rc != CRDT_EREJECTED) {
         crdt_vv_free(their_vv);
@@ -1355,17 +1423,62 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
 static int merge_changes(crdtnet_session *s, const crdt_bytes *items,
                          size_t n);
 
+/* May a CUT come now? Only to us as a taker that announced it, before
+ * the snapshot begins. */
 static int
-on_changes(crdtnet_session *s, crdt__mp *m)
+cut_order_ok(const crdtnet_session *s)
 {
+    return !s->opts.plain_changes && s->role == ROLE_TAKER &&
+           s->reset == NULL && !s->snapshot_done;
+}
+
+/* A CUT only fills the cut of our next epoch on the giver's chain: a
+ * change beyond it would leave us beyond the cut, where the epoch can no
+ * longer be re-derived and its signature alone would vouch. */
+static int
+cut_within(crdtnet_session *s, const crdt_bytes *items, size_t n)
+{
+    int rc;
+
+    if (s->cut_bound == NULL &&
+        (rc = crdtnet__cut_bound(&s->cut_bound, s->r, s->peer_epoch)) < 0) {
+        if (rc == CRDT_ENOTFOUND)
+            return fail(s, CRDT_EPROTO, "unexpected CUT", 1);
+        return fail(s, rc, rc == CRDT_ENOMEM ? "out of memory"
+                                             : "cannot read the epoch", 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        crdt_actor a;
+        uint64_t last;
+        s->cut_bytes += items[i].len;
+        if (s->cut_bytes > CRDTNET__CUT_BYTES_MAX)
+            return fail(s, CRDT_ELIMIT, "CUT larger than a cut fetch may be",
+                        1);
+        if (crdt_change_peek(&a, &last, items[i].data, items[i].len) !=
+            CRDT_OK)
+            return fail(s, CRDT_EPROTO, "malformed CUT", 1);
+        if (last > crdt_vv_get(s->cut_bound, &a))
+            return fail(s, CRDT_EPROTO, "CUT beyond the epoch's cut", 1);
+    }
+    return CRDT_OK;
+}
+
+/* CHANGES, or (@p type M_CUT) a CUT: the same list, merged alike. */
+static int
+on_changes(crdtnet_session *s, crdt__mp *m, uint64_t type)
+{
+    const char *bad = type == M_CUT ? "malformed CUT" : "malformed CHANGES";
     crdt_bytes *items;
     uint32_t n;
     int rc;
 
-    if (!s->hello_recv || (s->role == ROLE_TAKER && !s->snapshot_done))
+    if (type == M_CUT && !cut_order_ok(s))
+        return fail(s, CRDT_EPROTO, "unexpected CUT", 1);
+    if (type != M_CUT &&
+        (!s->hello_recv || (s->role == ROLE_TAKER && !s->snapshot_done)))
         return fail(s, CRDT_EPROTO, "CHANGES out of order", 1);
     if (crdt__mp_array(m, &n) < 0)
-        return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
+        return fail(s, CRDT_EPROTO, bad, 1);
     /* memory for the list is bounded by the message, not by a count the
      * peer chose: no change is shorter than CRDT_CHANGE_MIN */
     if (n > (size_t)(m->end - m->p) / CRDT_CHANGE_MIN)
@@ -1379,12 +1492,16 @@ on_changes(crdtnet_session *s, crdt__mp *m)
         uint32_t l;
         if (crdt__mp_bin(m, &p, &l) < 0) {
             free(items);
-            return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
+            return fail(s, CRDT_EPROTO, bad, 1);
         }
         items[i].data = p;
         items[i].len = l;
     }
-    rc = merge_changes(s, items, n);
+    rc = type == M_CUT ? cut_within(s, items, n) : CRDT_OK;
+    if (rc == CRDT_OK)
+        rc = merge_changes(s, items, n);
+    if (rc == CRDT_OK && type == M_CUT)
+        s->rep.cut_changes_received += n;
     free(items);
     return rc;
 }
@@ -1710,9 +1827,11 @@ on_packed(crdtnet_session *s, crdt__mp *m)
     int rc;
 
     if (crdt__mp_uint(m, &inner) < 0 ||
-        (inner != M_CHANGES && inner != M_SNAP_LOG) ||
+        (inner != M_CHANGES && inner != M_SNAP_LOG && inner != M_CUT) ||
         crdt__mp_bin(m, &p, &l) < 0)
         return fail(s, CRDT_EPROTO, "malformed PACKED", 1);
+    if (inner == M_CUT && !cut_order_ok(s))
+        return fail(s, CRDT_EPROTO, "unexpected CUT", 1);
     /* the order rules of the message it stands for, before the work */
     if (inner == M_CHANGES &&
         (!s->hello_recv || (s->role == ROLE_TAKER && !s->snapshot_done)))
@@ -1727,9 +1846,13 @@ on_packed(crdtnet_session *s, crdt__mp *m)
     if (rc < 0)
         return fail(s, rc == CRDT_ELIMIT ? rc : CRDT_EPROTO,
                     "malformed PACKED", 1);
-    if (inner == M_CHANGES)
+    if (inner == M_CUT)
+        rc = cut_within(s, list, n);
+    if (inner == M_CHANGES || (inner == M_CUT && rc == CRDT_OK))
         rc = merge_changes(s, list, n);
-    else
+    if (inner == M_CUT && rc == CRDT_OK)
+        s->rep.cut_changes_received += n;
+    if (inner == M_SNAP_LOG)
         rc = on_snapshot(s, M_SNAP_LOG, NULL, list, n);
     crdt_free(list);
     crdt_free(buf);
@@ -1824,7 +1947,13 @@ dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n, uint64_t type)
     case M_CHANGES:
         if (n != 2)
             return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
-        return on_changes(s, mp);
+        return on_changes(s, mp, type);
+    case M_CUT:
+        if (s->opts.plain_changes) /* we never said we read it */
+            return fail(s, CRDT_EPROTO, "unknown message type", 1);
+        if (n != 2)
+            return fail(s, CRDT_EPROTO, "malformed CUT", 1);
+        return on_changes(s, mp, type);
     case M_PACKED:
         if (s->opts.plain_changes) /* we never said we read it */
             return fail(s, CRDT_EPROTO, "unknown message type", 1);

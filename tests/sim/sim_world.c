@@ -764,6 +764,7 @@ link_step(sim_world *w, sim_link *l, int faults, int *err)
         if (ea == CRDT_EBUSY || eb == CRDT_EBUSY)
             w->busy++;
         w->resets += (uint64_t)(ra->snapshot_received + rb->snapshot_received);
+        w->cut_changes += ra->cut_changes_received + rb->cut_changes_received;
         w->rejects += (uint64_t)(ra->rejected + rb->rejected);
         /* an error other than busy or a peer reset is a finding */
         if (ea == CRDT_ECORRUPT || eb == CRDT_ECORRUPT) {

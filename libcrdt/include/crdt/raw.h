@@ -256,6 +256,25 @@ CRDT_API int crdt_raw_recount_log(crdt_raw *t);
 CRDT_API int crdt_raw_prune_archive(crdt_raw *t, uint64_t keep_from);
 
 /**
+ * Export the changes the archive keeps of epoch @p epoch_number's log
+ * (the changes an epoch after it folded): per actor of @p upto, in actor
+ * order, every archived change that ends above @p from's seq for that
+ * actor (@p from may be NULL: 0) and at or below @p upto's, in seq
+ * order. Read with crdt_export_next() and crdt_export_end() (crdt/sync.h)
+ * in one read snapshot; this replica's own changes come signed, others'
+ * as stored (one may lack its signature when its successor proves it).
+ * The archive's record format is libcrdt's: read it only this way. A
+ * pruned archive (crdt_raw_prune_archive()) exports nothing for the
+ * epoch; the caller checks the seqs it got. Both vvs are borrowed until
+ * crdt_export_end().
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_ENOMEM; CRDT_EIO.
+ */
+CRDT_API int crdt_export_begin_archive(crdt_export **out, crdt_replica *r,
+                                       uint64_t epoch_number,
+                                       const crdt_vv *from,
+                                       const crdt_vv *upto);
+
+/**
  * The heads (per-actor seq, chain hash, key) as one msgpack blob, and
  * back: an epoch record carries the heads folded into it, so a replica
  * that resets to it can keep checking every actor's hash chain. The
