@@ -33,6 +33,8 @@
 /* of the LMDB files: 2 = SipHash state hash; 3 = a log record may hold
  * a run of changes (logrec.c) */
 #define CRDT__STORE_FORMAT 3u
+/* op kind 11: a copy of another op around one op (docs/storage.md 5.3) */
+#define CRDT__OP_COPY 11u
 #define CRDT__KEY_MAX 511 /* LMDB's default maximum key size */
 #define CRDT__ELEM_MAX 256 /* encoded set element, so keys fit */
 #define CRDT__LIST_VALUE_MAX 65536 /* encoded list element value */

@@ -8,8 +8,9 @@
  * phase (writes of every type, syncs with delays and resets, partitions,
  * crashes, migrations with random lenses, custom migrations, interrupted
  * migrations, forks, a backup restored into two replicas that both
- * write, and with STRATA_SIM_CLONES=1 a replica's directory copied and
- * both copies writing), heals, and checks the oracle (sim_oracle.c). A
+ * write, a replica's directory copied and both copies writing; the
+ * copies are off with STRATA_SIM_OFF=copy, the clones alone with
+ * STRATA_SIM_CLONES=0), heals, and checks the oracle (sim_oracle.c). A
  * failing seed is printed with the finding; `--first-seed S --seeds 1`
  * replays it exactly. Exit 0 when every seed passes.
  */
