@@ -122,7 +122,8 @@ crdt__logrec_find(crdt__logrec *lr, size_t *idx, MDB_cursor *cur,
     memset(lr, 0, sizeof *lr);
     if (plen > 8)
         return CRDT_EINVAL;
-    memcpy(key, prefix, plen);
+    if (plen > 0) /* no prefix: NULL, which memcpy may not be given */
+        memcpy(key, prefix, plen);
     crdt__log_key(key + plen, a, seq);
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     if (rc == MDB_NOTFOUND)
@@ -264,7 +265,8 @@ crdt_raw_log_changes(crdt_bytes **list_out, size_t *n_out,
         return CRDT_ENOMEM;
     }
     for (size_t i = 0; i < lr.n; i++) {
-        memcpy(buf + off, lr.list[i].data, lr.list[i].len);
+        if (lr.list[i].len > 0) /* an empty value may come as NULL */
+            memcpy(buf + off, lr.list[i].data, lr.list[i].len);
         list[i].data = buf + off;
         list[i].len = lr.list[i].len;
         off += lr.list[i].len;
