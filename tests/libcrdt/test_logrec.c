@@ -276,6 +276,45 @@ START_TEST(test_singles_and_runs_live_together)
 }
 END_TEST
 
+/* A run moved to the archive unchanged is served from there, also from
+ * inside it and up to a cut inside it. */
+START_TEST(test_archived_run_is_served_from_inside)
+{
+    tu_batch sent;
+    crdt_actor actor = crdt_replica_actor(a);
+    crdt_vv *from, *upto;
+    crdt_export *e;
+    crdt_raw *t;
+    const unsigned char *p;
+    size_t len, n = 0;
+
+    commit_n(a, N_CHANGES);
+    sent = tu_export_all(a);
+    ck_assert_int_eq(crdt_merge(NULL, b, sent.v, sent.n), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_begin(&t, b, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_archive_log(t, NULL, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    /* changes 3..7 (seqs 5..14) of the archived run */
+    ck_assert_int_eq(crdt_vv_new(&from), CRDT_OK);
+    ck_assert_int_eq(crdt_vv_new(&upto), CRDT_OK);
+    ck_assert_int_eq(crdt_vv_set(from, &actor, 4), CRDT_OK);
+    ck_assert_int_eq(crdt_vv_set(upto, &actor, 14), CRDT_OK);
+    ck_assert_int_eq(crdt_export_begin_archive(&e, b, 0, from, upto),
+                     CRDT_OK);
+    while (crdt_export_next(e, &p, &len) == CRDT_OK) {
+        ck_assert_uint_lt(2 + n, 7);
+        ck_assert_uint_eq(len, sent.v[2 + n].len);
+        ck_assert(memcmp(p, sent.v[2 + n].data, len) == 0);
+        n++;
+    }
+    crdt_export_end(e);
+    ck_assert_uint_eq(n, 5);
+    crdt_vv_free(from);
+    crdt_vv_free(upto);
+    tu_batch_free(&sent);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -289,6 +328,7 @@ test_suite(void)
     tcase_add_test(tc, test_damaged_run_is_named);
     tcase_add_test(tc, test_split_gives_one_record_per_change);
     tcase_add_test(tc, test_singles_and_runs_live_together);
+    tcase_add_test(tc, test_archived_run_is_served_from_inside);
     suite_add_tcase(s, tc);
     return s;
 }
