@@ -250,8 +250,14 @@ int crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q);
 
 /* ---- store_lmdb.c ---- */
 int crdt__mdb_err(int mdb_rc);
+/* Opens (or, with o->create, creates) the environment. A store it
+ * creates gets its format record and its identity (crdt__genesis_put)
+ * in ONE durable txn: a crash leaves no data, or a whole replica. */
 int crdt__store_open(crdt_replica *r, const char *path,
                      const crdt_open_options *o, int *created);
+/* replica.c: a new replica's identity and epoch-0 records, in @p txn. */
+int crdt__genesis_put(MDB_txn *txn, crdt_replica *r,
+                      const crdt_open_options *o);
 void crdt__store_close(crdt_replica *r);
 /* Every LMDB txn of the library begins and ends through these two, so
  * that growing the map can wait until no txn of this process is open. */
