@@ -42,11 +42,13 @@
 struct crdt__qop;
 struct crdt__qkey;
 typedef struct crdt__applyq {
-    struct crdt__qop *ops;   /* 64-byte aligned, inside ops_mem */
-    void *ops_mem;
+    struct crdt__qop **blk;  /* blocks of CRDT__QBLOCK ops, 64-byte
+                                aligned: growing never moves an op */
+    size_t nblk, capblk;
     struct crdt__qkey *keys; /* 2 * cap: the sort's scratch follows */
     size_t n, cap;
 } crdt__applyq;
+#define CRDT__QBLOCK 1024
 
 /* What a write context changed, for the change feed (feed.c). */
 typedef struct {
