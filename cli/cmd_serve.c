@@ -59,6 +59,7 @@ typedef struct {
     int served[SERVE_MAX_DIRS];  /* 0: removed by a reload */
     int checked[SERVE_MAX_DIRS]; /* its damage was looked into */
     serve_backup_state *bk; /* under serve_metrics_lock() */
+    serve_metrics *metrics; /* NULL: none */
 } house;
 
 static int
@@ -361,6 +362,7 @@ reload(house *h)
      * sessions; listen, peer and metrics keep their running values */
     apply_log(&n);
     apply_spaces(h, &n);
+    serve_metrics_spaces(h->metrics, h->n, h->served);
     if (!same_list(c->peers, c->n_peers, n.peers, n.n_peers)) {
         rc = crdtnet_daemon_set_peers(h->d, (const char *const *)n.peers,
                                       n.n_peers);
@@ -682,6 +684,7 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     for (size_t i = 0; i < opened; i++)
         h.served[i] = 1;
     h.bk = bk;
+    h.metrics = metrics;
     have_thread = pthread_create(&th, NULL, house_loop, &h) == 0;
     if (!have_thread)
         serve_logf(CRDTNET_LOG_ERROR, "cannot start the housekeeping "

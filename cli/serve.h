@@ -94,6 +94,13 @@ int serve_metrics_start(serve_metrics **out, const char *hostport,
                         crdtnet_daemon *d, crdt_replica *const *reps,
                         size_t n, serve_backup_state *backups);
 
+/**
+ * After a reload: report replicas 0..@p n-1 of the array given to
+ * serve_metrics_start() (a reload appends), those with @p served[i] set.
+ * @p m may be NULL (no metrics).
+ */
+void serve_metrics_spaces(serve_metrics *m, size_t n, const int *served);
+
 void serve_metrics_stop(serve_metrics *m);
 
 /** Guard the backup states handed to serve_metrics_start(). */

@@ -24,11 +24,24 @@
 struct serve_metrics {
     struct MHD_Daemon *mhd;
     crdtnet_daemon *d;
-    crdt_replica *const *reps;
-    size_t n;
+    crdt_replica *const *reps; /* SERVE_MAX_DIRS slots, n filled */
     serve_backup_state *backups;
-    char (*space)[2 * CRDT_SPACE_ID_BYTES + 1]; /* label per replica */
+    /* under serve_metrics_lock(): a reload appends replicas and stops
+     * serving some (they stay open, so reading them stays safe) */
+    size_t n;
+    int served[SERVE_MAX_DIRS];
+    char space[SERVE_MAX_DIRS][2 * CRDT_SPACE_ID_BYTES + 1]; /* labels */
 };
+
+/* The spaces one scrape reports: those served when it began. */
+typedef struct {
+    size_t n;
+    int served[SERVE_MAX_DIRS];
+} view;
+
+#define FOR_SERVED(v, i)                                                    \
+    for (size_t i = 0; i < (v)->n; i++)                                     \
+        if ((v)->served[i])
 
 static pthread_mutex_t backup_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -96,28 +109,30 @@ family(buf *b, const char *name, const char *type, const char *help)
 
 /* One sample per space of a counter chosen by @p off in the stats. */
 static void
-per_space(buf *b, serve_metrics *m, const crdtnet_space_stats *st,
-          const char *name, const char *type, const char *help, size_t off)
+per_space(buf *b, serve_metrics *m, const view *v,
+          const crdtnet_space_stats *st, const char *name, const char *type,
+          const char *help, size_t off)
 {
     family(b, name, type, help);
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(v, i)
         put(b, "%s{space=\"%s\"} %llu\n", name, m->space[i],
             (unsigned long long)*(const uint64_t *)((const char *)&st[i] +
                                                     off));
 }
 
 #define PER_SPACE(name, type, help, field)                                  \
-    per_space(b, m, st, name, type, help,                                   \
+    per_space(b, m, &v, st, name, type, help,                               \
               offsetof(crdtnet_space_stats, field))
 
 static void
 metrics_text(buf *b, serve_metrics *m)
 {
-    crdtnet_space_stats *st = calloc(m->n, sizeof *st);
-    crdt_stats *cs = calloc(m->n, sizeof *cs);
-    crdt_env_stats *es = calloc(m->n, sizeof *es);
-    int *have_cs = calloc(m->n, sizeof *have_cs);
-    serve_backup_state *bk = calloc(m->n, sizeof *bk);
+    crdtnet_space_stats *st = calloc(SERVE_MAX_DIRS, sizeof *st);
+    crdt_stats *cs = calloc(SERVE_MAX_DIRS, sizeof *cs);
+    crdt_env_stats *es = calloc(SERVE_MAX_DIRS, sizeof *es);
+    int *have_cs = calloc(SERVE_MAX_DIRS, sizeof *have_cs);
+    serve_backup_state *bk = calloc(SERVE_MAX_DIRS, sizeof *bk);
+    view v;
 
     if (st == NULL || cs == NULL || es == NULL || have_cs == NULL ||
         bk == NULL) {
@@ -125,9 +140,11 @@ metrics_text(buf *b, serve_metrics *m)
         goto out;
     }
     serve_metrics_lock();
+    v.n = m->n;
+    memcpy(v.served, m->served, sizeof v.served);
     memcpy(bk, m->backups, m->n * sizeof *bk);
     serve_metrics_unlock();
-    for (size_t i = 0; i < m->n; i++) {
+    FOR_SERVED(&v, i) {
         crdt_read *rd;
 
         (void)crdtnet_daemon_space_stats(m->d, i, &st[i]);
@@ -140,7 +157,7 @@ metrics_text(buf *b, serve_metrics *m)
 
     family(b, "strata_space_info", "gauge",
            "A served space and its replica directory.");
-    for (size_t i = 0; i < m->n; i++) {
+    FOR_SERVED(&v, i) {
         put(b, "strata_space_info{space=\"%s\",dir=\"", m->space[i]);
         for (const char *p = crdt_replica_path(m->reps[i]); *p; p++)
             put(b, "%s%c", *p == '"' || *p == '\\' ? "\\" : "",
@@ -161,7 +178,7 @@ metrics_text(buf *b, serve_metrics *m)
               "Bytes written to peer connections.", bytes_out);
     family(b, "strata_sync_sessions_total", "counter",
            "Sync sessions ended, by outcome.");
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(&v, i)
         for (int k = 0; k < CRDTNET_OUTCOME_COUNT; k++)
             put(b, "strata_sync_sessions_total{space=\"%s\",outcome=\"%s\"}"
                    " %llu\n",
@@ -180,7 +197,7 @@ metrics_text(buf *b, serve_metrics *m)
 
     family(b, "strata_merge_seconds", "histogram",
            "Time to merge a received message that carried changes.");
-    for (size_t i = 0; i < m->n; i++) {
+    FOR_SERVED(&v, i) {
         uint64_t cum = 0;
 
         for (unsigned k = 0; k < CRDTNET_MERGE_BUCKETS; k++) {
@@ -204,35 +221,35 @@ metrics_text(buf *b, serve_metrics *m)
 
     family(b, "strata_pending_changes", "gauge",
            "Received changes waiting for a gap to fill.");
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(&v, i)
         if (have_cs[i])
             put(b, "strata_pending_changes{space=\"%s\"} %llu\n",
                 m->space[i], (unsigned long long)cs[i].pending);
     family(b, "strata_changes_in_log", "gauge",
            "Changes in the active epoch's log.");
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(&v, i)
         if (have_cs[i])
             put(b, "strata_changes_in_log{space=\"%s\"} %llu\n",
                 m->space[i], (unsigned long long)cs[i].changes_in_log);
     family(b, "strata_epoch", "gauge", "Number of the active epoch.");
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(&v, i)
         if (have_cs[i])
             put(b, "strata_epoch{space=\"%s\"} %llu\n", m->space[i],
                 (unsigned long long)cs[i].epoch_number);
 
     family(b, "strata_backup_last_timestamp_seconds", "gauge",
            "When the last scheduled backup was attempted (0: never).");
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(&v, i)
         put(b, "strata_backup_last_timestamp_seconds{space=\"%s\"} %.3f\n",
             m->space[i], (double)bk[i].last_ms / 1000.0);
     family(b, "strata_backup_last_success", "gauge",
            "1 if the last scheduled backup succeeded.");
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(&v, i)
         put(b, "strata_backup_last_success{space=\"%s\"} %d\n",
             m->space[i], bk[i].last_ms != 0 && bk[i].last_ok);
     family(b, "strata_backups_total", "counter",
            "Scheduled backups, by result.");
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(&v, i)
         put(b, "strata_backups_total{space=\"%s\",result=\"ok\"} %llu\n"
                "strata_backups_total{space=\"%s\",result=\"failed\"} "
                "%llu\n",
@@ -241,21 +258,21 @@ metrics_text(buf *b, serve_metrics *m)
 
     family(b, "strata_map_size_bytes", "gauge",
            "Size of the replica's storage map now.");
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(&v, i)
         put(b, "strata_map_size_bytes{space=\"%s\"} %llu\n", m->space[i],
             (unsigned long long)es[i].map_size);
     family(b, "strata_map_used_bytes", "gauge",
            "Bytes of the storage map in use.");
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(&v, i)
         put(b, "strata_map_used_bytes{space=\"%s\"} %llu\n", m->space[i],
             (unsigned long long)es[i].map_used);
     family(b, "strata_reader_slots_used", "gauge",
            "LMDB reader slots held (by live or dead readers).");
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(&v, i)
         put(b, "strata_reader_slots_used{space=\"%s\"} %u\n", m->space[i],
             es[i].readers_used);
     family(b, "strata_reader_slots_max", "gauge", "LMDB reader slots.");
-    for (size_t i = 0; i < m->n; i++)
+    FOR_SERVED(&v, i)
         put(b, "strata_reader_slots_max{space=\"%s\"} %u\n", m->space[i],
             es[i].readers_max);
 out:
@@ -272,8 +289,13 @@ static int
 health_text(buf *b, serve_metrics *m)
 {
     int ok = 1;
+    view v;
 
-    for (size_t i = 0; i < m->n; i++) {
+    serve_metrics_lock();
+    v.n = m->n;
+    memcpy(v.served, m->served, sizeof v.served);
+    serve_metrics_unlock();
+    FOR_SERVED(&v, i) {
         crdt_read *rd;
         crdt_stats cs;
         int rc = crdt_read_begin(&rd, m->reps[i]);
@@ -398,20 +420,19 @@ serve_metrics_start(serve_metrics **out, const char *hostport,
         return cli_error(CLI_EIO, "serve", "cannot resolve metrics address "
                          "%s: %s", hostport, gai_strerror(rc));
     m = calloc(1, sizeof *m);
-    if (m == NULL || (m->space = calloc(n, sizeof *m->space)) == NULL) {
+    if (m == NULL) {
         freeaddrinfo(ai);
-        free(m);
         return cli_error(CLI_EIO, "serve", "out of memory");
     }
     m->d = d;
     m->reps = reps;
-    m->n = n;
     m->backups = backups;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char sid[CRDT_SPACE_ID_BYTES];
+    {
+        int served[SERVE_MAX_DIRS];
 
-        crdt_replica_space_id(reps[i], sid);
-        crdt_hex(m->space[i], sid, sizeof sid);
+        for (size_t i = 0; i < n && i < SERVE_MAX_DIRS; i++)
+            served[i] = 1;
+        serve_metrics_spaces(m, n, served);
     }
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -422,7 +443,6 @@ serve_metrics_start(serve_metrics **out, const char *hostport,
         MHD_OPTION_END);
     freeaddrinfo(ai);
     if (m->mhd == NULL) {
-        free(m->space);
         free(m);
         return cli_error(CLI_EIO, "serve", "cannot serve metrics on %s "
                          "(address in use or not local?)", hostport);
@@ -444,11 +464,29 @@ serve_metrics_start(serve_metrics **out, const char *hostport,
 }
 
 void
+serve_metrics_spaces(serve_metrics *m, size_t n, const int *served)
+{
+    if (m == NULL)
+        return;
+    if (n > SERVE_MAX_DIRS)
+        n = SERVE_MAX_DIRS;
+    serve_metrics_lock();
+    for (size_t i = m->n; i < n; i++) {
+        unsigned char sid[CRDT_SPACE_ID_BYTES];
+
+        crdt_replica_space_id(m->reps[i], sid);
+        crdt_hex(m->space[i], sid, sizeof sid);
+    }
+    memcpy(m->served, served, n * sizeof *served);
+    m->n = n;
+    serve_metrics_unlock();
+}
+
+void
 serve_metrics_stop(serve_metrics *m)
 {
     if (m == NULL)
         return;
     MHD_stop_daemon(m->mhd);
-    free(m->space);
     free(m);
 }

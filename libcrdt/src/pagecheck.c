@@ -57,6 +57,7 @@
 #define DB_BYTES 48   /* MDB_db */
 #define P_INVALID UINT64_MAX
 #define DEPTH_MAX 32
+#define LAST_PG_MAX ((uint64_t)1 << 47)
 
 typedef struct {
     uint32_t psize;
@@ -159,7 +160,10 @@ meta_parse(meta *m, const unsigned char *p, uint64_t i)
     m->root[1] = rdu64(mm + 112);
     m->last_pg = rdu64(mm + 120);
     m->txnid = rdu64(mm + 128);
-    if (m->last_pg < 1 || m->depth[0] > DEPTH_MAX || m->depth[1] > DEPTH_MAX)
+    /* bounded so that (last_pg + 1) * psize, the file length it needs,
+     * cannot wrap around (2^47 pages of 64 KiB is 2^63 bytes) */
+    if (m->last_pg < 1 || m->last_pg >= LAST_PG_MAX ||
+        m->depth[0] > DEPTH_MAX || m->depth[1] > DEPTH_MAX)
         return -1;
     for (int d = 0; d < 2; d++)
         if (m->root[d] != P_INVALID &&
@@ -318,7 +322,10 @@ check_overflow(walker *w, uint64_t pgno, uint64_t dsize)
         return crdt__corrupt(w->why, w->why_len, "overflow page %" PRIu64 " is past the "
                    "last page %" PRIu64 "", pgno, w->last_pg);
     if ((rc = wread(w, h, HDR, pgno * w->psize)) < 0)
-        return rc;
+        return rc == CRDT_ECORRUPT
+                   ? crdt__corrupt(w->why, w->why_len, "overflow page %" PRIu64
+                         " is past the end of the file", pgno)
+                   : rc;
     pages = rd32(h + 12);
     if (rdu64(h) != pgno || (rd16(h + 10) & P_KIND) != P_OVERFLOW ||
         pages == 0 || pgno + pages - 1 > w->last_pg ||
@@ -346,9 +353,12 @@ check_page(walker *w, uint64_t pgno, int depth, int want_depth, int main_db)
         return crdt__corrupt(w->why, w->why_len, "damaged page %" PRIu64 " (header, at "
                    "depth %" PRIu64 ")", pgno, (uint64_t)depth);
     n = (lower - HDR) / 2;
-    if (n == 0 && !leaf)
-        return crdt__corrupt(w->why, w->why_len, "damaged page %" PRIu64 " (an empty branch)",
-                   pgno);
+    /* LMDB never keeps an empty page in a tree (a database that empties
+     * gets no root), and reads an empty leaf's first node from the bytes
+     * past its pointer array: a page pointer into anything */
+    if (n == 0)
+        return crdt__corrupt(w->why, w->why_len, "damaged page %" PRIu64 " (an empty %s)",
+                   pgno, leaf ? "leaf" : "branch");
     w->prev_len = SIZE_MAX; /* no key before this page's first */
     if (!leaf && (kids = malloc((size_t)n * sizeof *kids)) == NULL)
         return CRDT_ENOMEM;

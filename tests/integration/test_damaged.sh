@@ -6,7 +6,8 @@
 # (status, get, ls, export, put, log, verify, sync) and the daemon run
 # on each copy: no exit >= 128; a corrupt replica exits 6 with "corrupt
 # replica" and what to do; put never succeeds where verify finds damage;
-# a zeroed meta page opens at the other one with a warning; random
+# a zeroed meta page opens at the other one with a warning; an empty
+# leaf page is refused at open; random
 # bytes inside a record's value (state, log, heads) make every command
 # exit 6 (records are checked at open); the daemon
 # leaves a damaged space out (or stops serving it when what it is about
@@ -181,6 +182,31 @@ for m in 0 1; do
     [ "$("$S" get D c e3 f)" = '"needle-3-QQQQQQQQ"' ] || fail "$case: data lost"
 done
 check "a zeroed meta page: opened at the other one with a warning; verify ok (${SECONDS}s)"
+
+# ---- an empty leaf page in a tree (found by fuzz_pagecheck): LMDB would
+# read its first node from past the pointer array; the open's page walk
+# refuses it before LMDB reads it ----
+case=empty-leaf
+rm -rf D && mkdir D
+cp "$(dirname "$0")/../fuzz/crashes/fuzz_pagecheck/restored_meta_subdb_sigbus" D/data.mdb
+all_commands D
+[ "$vcode" = 6 ] || fail "$case: verify exit $vcode"
+grep -q "damaged page 5 (an empty leaf)" verify.err ||
+    fail "$case: verify does not name the empty page: $(cat verify.err)"
+check "an empty leaf page: every command exits 6 naming it, no signal (${SECONDS}s)"
+
+# ---- a meta page whose last page number wraps the file length around
+# (2^64 - 1): not a sound meta page, so nothing is "restored" from it ----
+case=meta-wraps
+rm -rf D && mkdir D
+img="$(dirname "$0")/../fuzz/crashes/fuzz_pagecheck/meta_last_page_wraps"
+cp "$img" D/data.mdb
+all_commands D
+[ "$vcode" = 6 ] || fail "$case: verify exit $vcode"
+grep -q "both LMDB meta pages are damaged" verify.err ||
+    fail "$case: verify does not refuse both meta pages: $(cat verify.err)"
+cmp -s "$img" D/data.mdb || fail "$case: an open wrote into the damaged file"
+check "a meta page with a wrapping last page: refused, the file left as it was (${SECONDS}s)"
 
 # ---- a change's and a state entry's bytes changed inside sound pages ----
 case=values

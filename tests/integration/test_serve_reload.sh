@@ -9,6 +9,8 @@
 #    "reload: corrupt replica", the other space goes on;
 #  - a space removed and listed again is served again;
 #  - limits are applied to new sessions;
+#  - /metrics and /healthz follow: an added space is listed, a removed
+#    one is not;
 #  - a peer added gets a live link, a peer removed loses it.
 # Every wait is bounded (5 s for a log line, 20 s for a sync).
 set -euo pipefail
@@ -64,6 +66,7 @@ done > g.jsonl
 cat > d.conf <<EOF
 space = A
 listen = 127.0.0.1:0
+metrics = 127.0.0.1:0
 EOF
 : > d.log
 "$S" serve --config d.conf >/dev/null 2> d.log &
@@ -71,6 +74,15 @@ pD=$!
 pids+=($pD)
 wait_for d.log 'listening on 127\.0\.0\.1:[0-9]+'
 port="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' d.log | head -1)"
+wait_for d.log 'metrics on http://127\.0\.0\.1:[0-9]+/metrics'
+mport="$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' d.log | head -1)"
+spA="$("$S" status A --json | js 'd["space_id"]')"
+spG="$("$S" status G --json | js 'd["space_id"]')"
+# listed SPACE: its replica is in /metrics
+listed() {
+    curl -sf "http://127.0.0.1:$mport/metrics" > m.txt || fail "no /metrics"
+    grep -q "strata_space_info{space=\"$1\"" m.txt
+}
 
 sync_rc A2
 [ "$rc" = 0 ] || fail "A2 could not sync A: $(cat sync.err)"
@@ -91,6 +103,7 @@ check "a live peer link to A is up"
 cat > d.conf <<EOF
 space = G
 listen = 127.0.0.1:0
+metrics = 127.0.0.1:0
 max-conns = 32
 idle-timeout = 20
 EOF
@@ -108,7 +121,10 @@ sync_rc G2
 [ "$("$S" get G2 g d3 f)" = '"needle-3-QQQQQQQQ"' ] || fail "G2 did not get G's data"
 sync_rc A2
 [ "$rc" != 0 ] || fail "A is still served after it left the config"
-check "SIGHUP: G served, A refused, A's live session ended ($((SECONDS - t0)) s)"
+listed "$spG" || fail "/metrics does not list the added space G"
+! listed "$spA" || fail "/metrics still lists the removed space A"
+curl -sf "http://127.0.0.1:$mport/healthz" | grep -qx ok || fail "/healthz not ok"
+check "SIGHUP: G served, A refused, A's live session ended ($((SECONDS - t0)) s); /metrics lists G, not A"
 
 # ---- a value of G damaged while it is served: the next reload's check
 # takes it out before the daemon reads more of it ----
@@ -127,6 +143,7 @@ cat > d.conf <<EOF
 space = G
 space = A
 listen = 127.0.0.1:0
+metrics = 127.0.0.1:0
 EOF
 kill -HUP "$pD"
 wait_for d.log 'reload: corrupt replica G \(space [0-9a-f]+\): damaged .*; no longer serving this space; run strata verify G'
@@ -137,6 +154,9 @@ sync_rc G2
 sync_rc A2
 [ "$rc" = 0 ] || fail "A, listed again, is not served: $(cat sync.err)"
 "$S" verify A2 >/dev/null || fail "A2 got damage"
+listed "$spA" || fail "/metrics does not list A, served again"
+! listed "$spG" || fail "/metrics still lists G, taken out"
+curl -sf "http://127.0.0.1:$mport/healthz" | grep -qx ok || fail "/healthz not ok without G"
 check "a reload checks the spaces it keeps: damaged G is taken out, A listed again is served"
 
 # ---- a peer added: the daemon keeps a live link to it; removed: ends ----
