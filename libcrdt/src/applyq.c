@@ -18,16 +18,17 @@
  * rule (1) keeps the max stamp, so the others could only be overwritten
  * in this same batch.
  *
- * The ops are held in blocks of CRDT__QBLOCK that stay where they are:
- * a queue that grows (a big batch: a text's whole history in one
- * message) allocates one more block instead of copying every op held
- * (about 256 bytes each) into a larger array, which cost a sixth of
- * such a merge's CPU.
+ * The ops are held in blocks that stay where they are, each twice the
+ * one before (CRDT__QBLOCK, then 2x, 4x...): a queue that grows (a big
+ * batch: a text's whole history in one message) allocates one more
+ * block instead of copying every op held (about 256 bytes each) into a
+ * larger array, which cost a sixth of such a merge's CPU.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "seq.h"
 
 #define FLUSH_AT 16384 /* ops held before applying: bounds the memory */
 
@@ -43,10 +44,14 @@ struct crdt__qop {
 };
 _Static_assert(sizeof(struct crdt__qop) % 64 == 0, "whole cache lines");
 
+/* Block k holds CRDT__QBLOCK << k ops, from CRDT__QBLOCK * (2^k - 1). */
 static struct crdt__qop *
 qop(const crdt__applyq *q, size_t i)
 {
-    return &q->blk[i / CRDT__QBLOCK][i % CRDT__QBLOCK];
+    size_t u = i / CRDT__QBLOCK + 1;
+    int k = 63 - __builtin_clzll((unsigned long long)u);
+
+    return &q->blk[k][i - CRDT__QBLOCK * (((size_t)1 << k) - 1)];
 }
 
 /* What the sort moves: small, so that sorting stays in cache. */
@@ -241,11 +246,11 @@ crdt__applyq_free(crdt__applyq *q)
     memset(q, 0, sizeof *q);
 }
 
-/* One more block of ops (and room for their keys). */
+/* One more block of ops, twice the last (and room for their keys). */
 static int
 grow(crdt__applyq *q)
 {
-    size_t cap = q->cap + CRDT__QBLOCK;
+    size_t size = (size_t)CRDT__QBLOCK << q->nblk, cap = q->cap + size;
     struct crdt__qkey *keys;
     struct crdt__qop *b;
 
@@ -257,7 +262,7 @@ grow(crdt__applyq *q)
         q->blk = nb;
         q->capblk = nc;
     }
-    if ((b = aligned_alloc(64, CRDT__QBLOCK * sizeof *b)) == NULL)
+    if ((b = aligned_alloc(64, size * sizeof *b)) == NULL)
         return CRDT_ENOMEM;
     /* twice: the sort's scratch space is the second half (empty now:
      * nothing of it survives a push) */
@@ -296,11 +301,15 @@ int
 crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
 {
     const struct crdt__qkey *k = q->keys;
-    int rc = CRDT_OK;
+    int rc = CRDT_OK, defer;
 
     if (q->n == 0)
         return CRDT_OK;
     sort_keys(q, q->keys, q->keys + q->cap, q->n);
+    /* the ops below only read their own keys, and a sequence's own ops
+     * read its order in memory: its records are written once, after */
+    defer = w->seq_defer;
+    w->seq_defer = 1;
     for (size_t i = 0; i < q->n && rc == CRDT_OK; i++) {
         const struct crdt__qop *e = qop(q, k[i].idx);
 
@@ -321,6 +330,9 @@ crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
         }
         rc = crdt__state_apply(w, &e->op, e->hlc, &e->actor, e->seq);
     }
+    w->seq_defer = defer;
+    if (rc == CRDT_OK && !defer) /* else the caller writes them */
+        rc = crdt__seq_flush_touched(w);
     q->n = 0;
     return rc;
 }

@@ -42,7 +42,7 @@
 struct crdt__qop;
 struct crdt__qkey;
 typedef struct crdt__applyq {
-    struct crdt__qop **blk;  /* blocks of CRDT__QBLOCK ops, 64-byte
+    struct crdt__qop **blk;  /* block k: CRDT__QBLOCK << k ops, 64-byte
                                 aligned: growing never moves an op */
     size_t nblk, capblk;
     struct crdt__qkey *keys; /* 2 * cap: the sort's scratch follows */
@@ -151,6 +151,8 @@ typedef struct {
     crdt__feedacc fa; /* what this txn changed (feed.c) */
     struct crdt__seq *seq_touched; /* sequences this txn changes */
     int seq_foreign; /* raw writes: the cached sequences may be stale */
+    int seq_defer;   /* inside a merge's queue flush: sequence records are
+                        written once at its end (seq_store.c) */
     crdt__auth auth; /* authority.c */
     /* during crdt__merge_in() (merge.c): */
     MDB_cursor *log_cur;   /* on the log: one actor's run is appended in
