@@ -29,10 +29,12 @@ report_json(const crdtnet_report *rep, int rc)
     char hash[2 * CRDT_HASH_BYTES + 1];
 
     crdt_hex(hash, rep->state_hash, CRDT_HASH_BYTES);
-    return json_pack("{s:I, s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:I,"
-                     " s:b, s:b, s:b, s:s, s:s, s:I}",
+    return json_pack("{s:I, s:I, s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I,"
+                     " s:I, s:b, s:b, s:b, s:s, s:s, s:I}",
                      "changes_sent", (json_int_t)rep->changes_sent,
                      "changes_received", (json_int_t)rep->changes_received,
+                     "cut_changes",
+                     (json_int_t)rep->cut_changes_received,
                      "ops_received", (json_int_t)rep->ops_received,
                      "snapshot_received", rep->snapshot_received,
                      "snapshot_sent", rep->snapshot_sent,

@@ -68,6 +68,92 @@ crdt_heads_export(unsigned char **out, size_t *len, crdt_replica *r)
     return CRDT_OK;
 }
 
+MDB_txn *crdt__read_txn(crdt_read *rd);
+crdt_replica *crdt__read_replica(crdt_read *rd);
+
+/* Up to @p max heads of @p txn after actor @p after (NULL: from the
+ * first) into @p buf; *n of them. */
+static int
+heads_from(unsigned char *buf, size_t max, size_t *n, const crdt_actor *after,
+           MDB_txn *txn, crdt_replica *r)
+{
+    MDB_cursor *cur;
+    MDB_val k, v;
+    size_t i = 0;
+    int rc;
+
+    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, r->dbi[CRDT_DB_HEADS],
+                                            &cur))) < 0)
+        return rc;
+    if (after == NULL) {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    } else {
+        k.mv_size = CRDT_ACTOR_BYTES;
+        k.mv_data = (void *)after->b;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && k.mv_size == CRDT_ACTOR_BYTES &&
+            memcmp(k.mv_data, after->b, CRDT_ACTOR_BYTES) == 0)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    while (rc == 0 && i < max) {
+        unsigned char *e = buf + i * CRDT_HEAD_ENTRY_BYTES;
+        if (k.mv_size != CRDT_ACTOR_BYTES || v.mv_size != CRDT__HEAD_BYTES) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        /* the stored head starts with seq (big-endian) and chain hash */
+        memcpy(e, k.mv_data, CRDT_ACTOR_BYTES);
+        memcpy(e + CRDT_ACTOR_BYTES, v.mv_data, 8 + CRDT_HASH_BYTES);
+        i++;
+        if (i < max)
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return crdt__mdb_err(rc);
+    *n = i;
+    return CRDT_OK;
+}
+
+int
+crdt_read_heads(unsigned char **buf, size_t *cap, size_t *n, crdt_read *rd)
+{
+    MDB_txn *txn;
+    MDB_stat st;
+    crdt_replica *r;
+    size_t need;
+    int rc;
+
+    if (buf == NULL || cap == NULL || n == NULL || rd == NULL)
+        return CRDT_EINVAL;
+    txn = crdt__read_txn(rd);
+    r = crdt__read_replica(rd);
+    if ((rc = crdt__mdb_err(mdb_stat(txn, r->dbi[CRDT_DB_HEADS], &st))) < 0)
+        return rc;
+    if (st.ms_entries > HEADS_MAX)
+        return CRDT_ELIMIT;
+    /* one buffer, sized once: the caller keeps it for the next read */
+    need = (st.ms_entries ? st.ms_entries : 1) * CRDT_HEAD_ENTRY_BYTES;
+    if (*buf == NULL || *cap < need) {
+        unsigned char *nb = realloc(*buf, need);
+        if (nb == NULL)
+            return CRDT_ENOMEM;
+        *buf = nb;
+        *cap = need;
+    }
+    return heads_from(*buf, st.ms_entries, n, NULL, txn, r);
+}
+
+int
+crdt_read_heads_after(unsigned char *buf, size_t max, size_t *n,
+                      const crdt_actor *after, crdt_read *rd)
+{
+    if (buf == NULL || n == NULL || rd == NULL)
+        return CRDT_EINVAL;
+    return heads_from(buf, max, n, after, crdt__read_txn(rd),
+                      crdt__read_replica(rd));
+}
+
 /* The stored change at @p key of @p dbi against (@p seq, @p hash). */
 static int
 compare_at(int *out, MDB_txn *txn, MDB_dbi dbi, const unsigned char *key,

@@ -23,6 +23,12 @@ struct crdt_export {
     int started;
     int done;
     int as_stored;         /* crdt_export_begin_as_stored() */
+    /* crdt_export_begin_archive(): the archive of one epoch, actors of
+     * @c upto instead of the heads, keys prefixed by the epoch number */
+    int archive;
+    uint64_t archive_epoch;
+    crdt_vv *upto_vv;      /* borrowed */
+    size_t next_entry;     /* index in upto_vv of the next actor */
     unsigned char *signed_copy; /* an own change given its signature back */
     size_t signed_cap;
 };
@@ -103,6 +109,43 @@ crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks)
     return CRDT_OK;
 }
 
+/* The archive's key for (@p a, @p seq) in epoch @p number. */
+static void
+archive_key(unsigned char *key, uint64_t number, const crdt_actor *a,
+            uint64_t seq)
+{
+    crdt__be64(key, number);
+    crdt__log_key(key + 8, a, seq);
+}
+
+/* Archive mode of next_actor(): the next actor of upto_vv that the other
+ * side lacks changes of, the log cursor at its first archived change
+ * that ends above what the other side holds. */
+static int
+next_archived_actor(crdt_export *e)
+{
+    while (e->next_entry < crdt_vv_count(e->upto_vv)) {
+        unsigned char key[24];
+        MDB_val lk = { sizeof key, key }, lv;
+        uint64_t have;
+        int rc;
+
+        crdt_vv_entry(e->upto_vv, e->next_entry++, &e->actor, &e->upto);
+        have = e->lacks ? crdt_vv_get(e->lacks, &e->actor) : 0;
+        if (have >= e->upto)
+            continue;
+        archive_key(key, e->archive_epoch, &e->actor, have + 1);
+        rc = mdb_cursor_get(e->log, &lk, &lv, MDB_SET_RANGE);
+        if (rc == MDB_NOTFOUND)
+            continue;
+        if (rc != 0)
+            return crdt__mdb_err(rc);
+        e->in_actor = 1;
+        return CRDT_OK;
+    }
+    return CRDT_ENOTFOUND;
+}
+
 /* Move to the next actor the other side lacks something of. */
 static int
 next_actor(crdt_export *e)
@@ -110,6 +153,8 @@ next_actor(crdt_export *e)
     MDB_val k, v;
     int rc;
 
+    if (e->archive)
+        return next_archived_actor(e);
     for (;;) {
         rc = mdb_cursor_get(e->heads, &k, &v, e->started ? MDB_NEXT
                                                          : MDB_FIRST);
@@ -165,9 +210,18 @@ crdt_export_next(crdt_export *e, const unsigned char **buf_out,
         }
         if (rc != 0)
             return crdt__mdb_err(rc);
-        if (k.mv_size != 16 ||
-            memcmp(k.mv_data, e->actor.b, CRDT_ACTOR_BYTES) != 0 ||
-            crdt__rd64((unsigned char *)k.mv_data + 8) > e->upto) {
+        if (e->archive) { /* epoch | actor | last seq */
+            if (k.mv_size != 24 ||
+                crdt__rd64(k.mv_data) != e->archive_epoch ||
+                memcmp((unsigned char *)k.mv_data + 8, e->actor.b,
+                       CRDT_ACTOR_BYTES) != 0 ||
+                crdt__rd64((unsigned char *)k.mv_data + 16) > e->upto) {
+                e->in_actor = 0;
+                continue;
+            }
+        } else if (k.mv_size != 16 ||
+                   memcmp(k.mv_data, e->actor.b, CRDT_ACTOR_BYTES) != 0 ||
+                   crdt__rd64((unsigned char *)k.mv_data + 8) > e->upto) {
             e->in_actor = 0;
             continue;
         }
@@ -178,6 +232,36 @@ crdt_export_next(crdt_export *e, const unsigned char **buf_out,
         *len_out = v.mv_size;
         return CRDT_OK;
     }
+}
+
+int
+crdt_export_begin_archive(crdt_export **out, crdt_replica *r,
+                          uint64_t epoch_number, const crdt_vv *from,
+                          const crdt_vv *upto)
+{
+    crdt_export *e;
+    int rc;
+
+    if (out == NULL || r == NULL || upto == NULL)
+        return CRDT_EINVAL;
+    e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return CRDT_ENOMEM;
+    e->r = r;
+    e->lacks = (crdt_vv *)from;
+    e->upto_vv = (crdt_vv *)upto;
+    e->archive = 1;
+    e->archive_epoch = epoch_number;
+    rc = crdt__txn_begin(r, 0, &e->txn);
+    if (rc == CRDT_OK)
+        rc = crdt__mdb_err(mdb_cursor_open(e->txn, r->dbi[CRDT_DB_ARCHIVE],
+                                           &e->log));
+    if (rc < 0) {
+        crdt_export_end(e);
+        return rc;
+    }
+    *out = e;
+    return CRDT_OK;
 }
 
 void

@@ -30,6 +30,8 @@
 
 #define CRDT__FORMAT 2u       /* of an encoded change (codec.c) */
 #define CRDT__FORMAT_V1 1u    /* still read: every change before 2 */
+/* op kind 11: a copy of another op around one op (docs/storage.md 5.3) */
+#define CRDT__OP_COPY 11u
 #define CRDT__STORE_FORMAT 2u /* of the LMDB files: 2 = SipHash state hash */
 #define CRDT__KEY_MAX 511 /* LMDB's default maximum key size */
 #define CRDT__ELEM_MAX 256 /* encoded set element, so keys fit */

@@ -98,6 +98,10 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
                 i++;
                 continue;
             }
+            if (rc == CRDT_EEXISTS) { /* a copy of an op held already */
+                i++;
+                continue;
+            }
             if (rc < 0)
                 return rc;
             apply = &out;

@@ -35,6 +35,10 @@ struct crdt_txn {
     uint64_t seq_ctr;  /* last sequence element id issued; 0: not loaded */
     int seq_ctr_dirty;
     size_t last_from;  /* where the last op's bytes start in ops */
+    /* crdt_txn_copy_of(): the prefix of op kind 11 that every op written
+     * now gets, its length 0 for plain ops */
+    unsigned char copy_head[32];
+    size_t copy_len;
 };
 
 static int run_dels(crdt_txn *t);
@@ -152,9 +156,56 @@ retry_after_map_full(crdt_txn *t)
     return CRDT_EFULL;
 }
 
+/* The op just encoded at @p from becomes a copy: the prefix of
+ * crdt_txn_copy_of() goes in front of its bytes. */
+static int
+wrap_copy(crdt_txn *t, size_t from)
+{
+    size_t len = t->ops.sb.size - from;
+
+    if (crdt__enc_raw(&t->ops, (const char *)t->copy_head, t->copy_len) < 0 ||
+        crdt__enc_ok(&t->ops) < 0)
+        return CRDT_ENOMEM;
+    memmove(t->ops.sb.data + from + t->copy_len, t->ops.sb.data + from, len);
+    memcpy(t->ops.sb.data + from, t->copy_head, t->copy_len);
+    return CRDT_OK;
+}
+
+int
+crdt_txn_copy_of(crdt_txn *t, const crdt_actor *actor, uint64_t seq,
+                 const unsigned char *tag)
+{
+    crdt__enc e;
+    int rc;
+
+    if (t == NULL || (actor != NULL && (tag == NULL || seq == 0)))
+        return CRDT_EINVAL;
+    t->copy_len = 0;
+    if (actor == NULL)
+        return CRDT_OK;
+    crdt__enc_init(&e);
+    rc = msgpack_pack_array(&e.pk, 5) < 0 ||
+                 msgpack_pack_uint64(&e.pk, CRDT__OP_COPY) < 0 ||
+                 crdt__enc_bin(&e, actor->b, CRDT_ACTOR_BYTES) < 0 ||
+                 msgpack_pack_uint64(&e.pk, seq) < 0 ||
+                 crdt__enc_bin(&e, tag, 8) < 0
+             ? CRDT_ENOMEM
+             : crdt__enc_ok(&e);
+    if (rc == CRDT_OK && e.sb.size <= sizeof t->copy_head) {
+        memcpy(t->copy_head, e.sb.data, e.sb.size);
+        t->copy_len = e.sb.size;
+    } else if (rc == CRDT_OK) {
+        rc = CRDT_ERROR;
+    }
+    crdt__enc_free(&e);
+    return rc;
+}
+
 static int
 finish_op(crdt_txn *t, size_t from, int rc)
 {
+    if (rc == CRDT_OK && t->copy_len > 0)
+        rc = wrap_copy(t, from);
     /* one change must stay decodable by every peer: the op that would
      * push it past CRDT_CHANGE_MAX (with room for the header) is refused */
     if (rc == CRDT_OK)
@@ -684,7 +735,7 @@ crdt__txn_add_op(crdt_txn *t, const crdt_op *op)
 {
     size_t from = t->ops.sb.size;
 
-    if (t->n_ops > 0 && t->last_from < from &&
+    if (t->n_ops > 0 && t->last_from < from && t->copy_len == 0 &&
         (op->kind == CRDT_OP_TINS || op->kind == CRDT_OP_TDEL ||
          op->kind == CRDT_OP_LDEL)) {
         crdt__mp m = { (unsigned char *)t->ops.sb.data + t->last_from,
@@ -694,7 +745,9 @@ crdt__txn_add_op(crdt_txn *t, const crdt_op *op)
         int k = 0;
 
         crdt__enc_init(&folded);
-        if (crdt__op_decode(&last, &m) == CRDT_OK && m.p == m.end)
+        /* a copy stays one op: it names the one op it copies */
+        if (crdt__op_decode(&last, &m) == CRDT_OK && m.p == m.end &&
+            !last.is_copy)
             k = crdt__op_fold(&folded, &last, op, &t->r->actor);
         if (k == 1)
             k = fold_into_last(t, &folded, op);

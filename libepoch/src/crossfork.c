@@ -27,7 +27,9 @@
  *   - a change that holds the cut's seq is not the one folded there, and
  *     a change beyond the cut continues our version, which lost: kind
  *     CRDT_QK_EQUIVOCATION, so a copy re-applies its own under its new
- *     incarnation, as at equal epochs.
+ *     incarnation, as at equal epochs: as copies naming the ops they
+ *     copy, which a rebase into another branch of epochs whose cut
+ *     folds this very chain skips (rebase.c).
  * Invariants:
  *  (1) Inside the reset's one txn: an interrupted reset changes nothing.
  *      It runs after a losing fork's archived changes came back into the

@@ -279,6 +279,8 @@ typedef struct {
     size_t key_len;
     unsigned char *op;    /* encoded op (copy) */
     size_t op_len;
+    crdt_actor actor;     /* the op it is: what a re-applied copy names */
+    uint64_t seq;
 } held;
 
 typedef struct {
@@ -286,6 +288,7 @@ typedef struct {
     size_t n;
     int kind;                /* only this kind, when not 0 */
     const crdt_actor *actor; /* only this actor, when not NULL */
+    int as_copies;           /* re-written as copies of what they were */
 } held_list;
 
 static int
@@ -305,6 +308,8 @@ collect(const epoch_quarantined *q, void *p)
     l->v = nv;
     memcpy(nv[l->n].key, q->key, q->key_len);
     nv[l->n].key_len = q->key_len;
+    nv[l->n].actor = q->actor;
+    nv[l->n].seq = q->seq;
     crdt__enc_init(&e);
     if (crdt__op_encode(&e, &q->op) < 0 || crdt__enc_ok(&e) < 0) {
         crdt__enc_free(&e);
@@ -353,7 +358,7 @@ static int
 apply_where(uint64_t *applied_out, uint64_t *kept_out, crdt_replica *r,
             int kind, const crdt_actor *actor)
 {
-    held_list l = { NULL, 0, kind, actor };
+    held_list l = { NULL, 0, kind, actor, kind == CRDT_QK_EQUIVOCATION };
     crdt_txn *t = NULL;
     uint64_t applied = 0, kept = 0;
     int rc;
@@ -376,6 +381,17 @@ apply_where(uint64_t *applied_out, uint64_t *kept_out, crdt_replica *r,
             kept++;
             continue;
         }
+        /* a losing version's op, re-written under the new incarnation,
+         * names the op it copies (the key's tag: the hash of its
+         * change), so that a rebase into an epoch whose cut folds that
+         * very change skips it (rebase.c): the state has it already */
+        if (l.as_copies && l.v[i].key_len == CRDT_QUARANTINE_KEY_BYTES)
+            rc = crdt_txn_copy_of(t, &l.v[i].actor, l.v[i].seq,
+                                  l.v[i].key + 17);
+        else
+            rc = crdt_txn_copy_of(t, NULL, 0, NULL);
+        if (rc < 0)
+            break;
         rc = reapply(t, &op);
         if (rc == CRDT_ETYPE || rc == CRDT_EINVAL || rc == CRDT_ELIMIT) {
             kept++;

@@ -25,6 +25,12 @@ typedef struct {
     epoch_lens *lens; /* owned; already inverted when going up */
 } step;
 
+/* One change a copy names: its actor and the first 8 bytes of its hash. */
+typedef struct {
+    crdt_actor actor;
+    unsigned char tag[8];
+} copy_ref;
+
 typedef struct {
     unsigned char src[EPOCH_ID_BYTES], cur[EPOCH_ID_BYTES];
     int valid;
@@ -36,6 +42,16 @@ typedef struct {
     char field[CRDT_NAME_MAX + 1];
     epoch_buf scratch;
     unsigned char *obs;
+    /* copies (crdt_txn_copy_of()): the current epoch's cut, and the
+     * changes a copying change names, for the last ones asked about */
+    unsigned char cut_of[EPOCH_ID_BYTES];
+    int cut_valid;
+    epoch__head *cut;
+    size_t n_cut;
+    unsigned char refs_of[CRDT_HASH_BYTES];
+    int refs_valid;
+    copy_ref *refs;
+    size_t n_refs;
 } rebase_ctx;
 
 static void
@@ -58,6 +74,8 @@ release(void *p)
     path_clear(x);
     epoch_buf_free(&x->scratch);
     crdt_free(x->obs); /* crdt_observed_map()'s */
+    free(x->cut);
+    free(x->refs);
     free(x);
 }
 
@@ -341,10 +359,9 @@ quarantine:
 }
 
 static int
-transform(void *p, crdt_raw *t, const crdt_change *c, uint64_t seq,
-          const crdt_op *in, crdt_op *out)
+transform_op(rebase_ctx *x, crdt_raw *t, const crdt_change *c, uint64_t seq,
+             const crdt_op *in, crdt_op *out)
 {
-    rebase_ctx *x = p;
     unsigned char cur[EPOCH_ID_BYTES];
     epoch_op_view v, nv;
     crdt_op op = *in;
@@ -437,6 +454,138 @@ quarantine:
     rc = crdt_raw_quarantine_put(t, c, seq, in, CRDT_QK_REBASE,
                                  reason ? reason : "cannot be rebased");
     return rc < 0 ? rc : CRDT_EREJECTED;
+}
+
+/* The current epoch's cut (its base heads), cached by epoch id. */
+static int
+load_cut(rebase_ctx *x, crdt_raw *t, const unsigned char *cur)
+{
+    epoch_info e;
+    const unsigned char *h;
+    size_t hl;
+    int rc;
+
+    if (x->cut_valid && memcmp(x->cut_of, cur, EPOCH_ID_BYTES) == 0)
+        return CRDT_OK;
+    free(x->cut);
+    x->cut = NULL;
+    x->n_cut = 0;
+    x->cut_valid = 0;
+    if ((rc = epoch__get_in(&e, t, cur)) < 0)
+        return rc;
+    rc = epoch__record_heads(&h, &hl, &e);
+    if (rc == CRDT_OK)
+        rc = epoch__heads_parse(&x->cut, &x->n_cut, h, hl);
+    else if (rc == CRDT_ENOTFOUND)
+        rc = CRDT_OK; /* genesis folds nothing */
+    epoch_info_clear(&e);
+    if (rc == CRDT_OK) {
+        memcpy(x->cut_of, cur, EPOCH_ID_BYTES);
+        x->cut_valid = 1;
+    }
+    return rc;
+}
+
+/* Every change the copies of change @p c name, cached by its hash. */
+static int
+load_refs(rebase_ctx *x, const crdt_change *c)
+{
+    crdt_op_iter it;
+    crdt_op op;
+    int rc;
+
+    if (x->refs_valid && memcmp(x->refs_of, c->hash, CRDT_HASH_BYTES) == 0)
+        return CRDT_OK;
+    x->n_refs = 0;
+    x->refs_valid = 0;
+    crdt_op_iter_init(&it, c);
+    while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
+        copy_ref *nr;
+        size_t k;
+        if (!op.is_copy)
+            continue;
+        for (k = 0; k < x->n_refs; k++)
+            if (memcmp(x->refs[k].actor.b, op.copy_actor.b,
+                       CRDT_ACTOR_BYTES) == 0 &&
+                memcmp(x->refs[k].tag, op.copy_tag, 8) == 0)
+                break;
+        if (k < x->n_refs)
+            continue;
+        if ((nr = realloc(x->refs, (x->n_refs + 1) * sizeof *nr)) == NULL)
+            return CRDT_ENOMEM;
+        x->refs = nr;
+        nr[x->n_refs].actor = op.copy_actor;
+        memcpy(nr[x->n_refs].tag, op.copy_tag, 8);
+        x->n_refs++;
+    }
+    if (rc != CRDT_ENOTFOUND)
+        return rc < 0 ? rc : CRDT_EPROTO;
+    memcpy(x->refs_of, c->hash, CRDT_HASH_BYTES);
+    x->refs_valid = 1;
+    return CRDT_OK;
+}
+
+/*
+ * Does the current epoch hold the op that copy @p in copies? A replica
+ * that lost an equivocation re-writes its losing ops under a new
+ * incarnation, each naming the op it copies (actor, seq, the tag of its
+ * change: crdt_txn_copy_of()), all in one change. Its losing version is
+ * one chain, and only it ever wrote that chain; so when the current
+ * epoch's cut for that actor is at or above the op's seq, and the
+ * change at the cut is one of the changes this change copies from, the
+ * epoch folded the losing version through the op: the state holds the
+ * original. Only the epoch's record and the change decide: every
+ * replica of this epoch answers alike (docs/protocol.md,
+ * "Equivocation").
+ */
+static int
+copy_folded(rebase_ctx *x, crdt_raw *t, const crdt_change *c,
+            const crdt_op *in, const unsigned char *cur)
+{
+    const epoch__head *h = NULL;
+    int rc;
+
+    if ((rc = load_cut(x, t, cur)) < 0)
+        return rc;
+    for (size_t i = 0; i < x->n_cut && h == NULL; i++)
+        if (memcmp(x->cut[i].actor.b, in->copy_actor.b, CRDT_ACTOR_BYTES) == 0)
+            h = &x->cut[i];
+    if (h == NULL || h->seq < in->copy_seq)
+        return 0;
+    if ((rc = load_refs(x, c)) < 0)
+        return rc;
+    for (size_t k = 0; k < x->n_refs; k++)
+        if (memcmp(x->refs[k].actor.b, in->copy_actor.b,
+                   CRDT_ACTOR_BYTES) == 0 &&
+            memcmp(x->refs[k].tag, h->hash, 8) == 0)
+            return 1;
+    return 0;
+}
+
+static int
+transform(void *p, crdt_raw *t, const crdt_change *c, uint64_t seq,
+          const crdt_op *in, crdt_op *out)
+{
+    rebase_ctx *x = p;
+    unsigned char cur[EPOCH_ID_BYTES];
+    int rc = transform_op(x, t, c, seq, in, out), held;
+
+    if (rc < 0 || !in->is_copy)
+        return rc;
+    if ((rc = crdt_raw_get_epoch(t, NULL, cur)) < 0 ||
+        (held = copy_folded(x, t, c, in, cur)) < 0)
+        return rc < 0 ? rc : held;
+    if (!held)
+        return CRDT_OK;
+    /* the original is in the state: an insert's ids stay as anchors for
+     * its actor's later inserts, deleted; any other op is skipped */
+    if (out->kind == CRDT_OP_TINS || out->kind == CRDT_OP_LINS) {
+        rc = crdt_raw_apply_deleted(t, out, c->hlc + (seq - c->seq),
+                                    &c->actor, seq);
+        if (rc < 0)
+            return rc;
+    }
+    return CRDT_EEXISTS;
 }
 
 int

@@ -38,6 +38,12 @@ void crdtnet__channel_trim(crdtnet_channel *ch);
 struct crdtnet_session;
 void crdtnet__session_trim(struct crdtnet_session *s);
 
+/* The transport has sent everything and waits for the peer: a session
+ * that offered protocol 4 and waits for the peer's first message reads
+ * and hashes its heads for HELLO now, so that both sides build their
+ * HELLOs at once instead of one after the other. */
+void crdtnet__session_idle(struct crdtnet_session *s);
+
 /* Tests only: rekey every @p n messages (both sides must agree). */
 void crdtnet__channel_set_rekey_interval(crdtnet_channel *ch, uint64_t n);
 

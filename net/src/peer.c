@@ -721,6 +721,14 @@ crdtnet__peer_trim(crdtnet_peer *p)
 }
 
 void
+crdtnet__peer_idle(crdtnet_peer *p)
+{
+    if (p != NULL && p->state == ST_SESSION && p->s != NULL &&
+        p->olen == 0 && !p->handed)
+        crdtnet__session_idle(p->s);
+}
+
+void
 crdtnet__peer_set_hooks(crdtnet_peer *p, const crdtnet__peer_hooks *h)
 {
     if (p != NULL && h != NULL)

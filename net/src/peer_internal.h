@@ -72,6 +72,10 @@ void crdtnet__peer_tick(crdtnet_peer *p);
  */
 void crdtnet__peer_trim(crdtnet_peer *p);
 
+/* Everything queued is sent and we wait for the peer: the session may
+ * do now what it will need next (crdtnet__session_idle()). */
+void crdtnet__peer_idle(crdtnet_peer *p);
+
 /* Send an empty sealed message when the session has nothing to send
  * (keeps a quiet live connection within the other side's idle timeout). */
 void crdtnet__peer_keepalive(crdtnet_peer *p);

@@ -27,12 +27,17 @@
  *                and never sees one.
  *  14 SUMMARY    [14, digests, entries]  protocol 4 only: one round of
  *                the heads summary (summary.h), between HELLO and FORKS
+ *  15 CUT        [15, [change...]]  from a giver, before SNAP_BEGIN: the
+ *                archived changes of the cut of the taker's next epoch
+ *                that the taker lacks (cut.c), so it can re-derive that
+ *                epoch; sent only to a peer whose HELLO wrote its
+ *                epoch_number as uint 64 (cf): it reads them
  * HELLO is [1, proto, epoch_id, epoch_no, state_hash, vv, [record...],
  * heads] where heads is every head with its chain hash
  * (crdt_heads_export()); protocol 4 sends, in place of vv and heads,
  * the root digest of the heads and their count:
  * [1, 4, epoch_id, epoch_no, state_hash, root, n_heads, [record...]],
- * and FIN carries the digest of the vv (crdtnet__vv_digest()).
+ * and FIN carries the digest of the vv (crdtnet__vv_digest_add()).
  *
  * Version negotiation: a side that offers 4 first sends one empty
  * message (a keepalive to a version 3 peer, which ignores it and sends
@@ -73,11 +78,12 @@
 #include "net_internal.h"
 #include "internal.h" /* libcrdt: bounded msgpack reader, encoder */
 #include "summary.h"
+#include "cut.h"
 
 enum {
     M_HELLO = 1, M_BUSY, M_REJECT, M_SNAP_BEGIN, M_SNAP_CHUNK, M_SNAP_END,
     M_CHANGES, M_DONE, M_FIN, M_ERROR, M_SNAP_LOG, M_FORKS, M_PACKED,
-    M_SUMMARY
+    M_SUMMARY, M_CUT
 };
 
 enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
@@ -143,6 +149,14 @@ struct crdtnet_session {
     /* what FIN is judged against: both HELLO vvs (see on_fin) */
     crdt_vv *hello_vv, *peer_hello_vv;
     int peer_packs;            /* the peer reads PACKED messages */
+    crdt_stats hello_st;       /* protocol 4: read with s->sum's heads */
+    /* the changes of an epoch's cut a taker lacks (cut.c) */
+    int peer_cuts;             /* the peer reads CUT messages */
+    int cut_phase;             /* giver: 0 not planned, 1 sending, 2 done */
+    crdtnet__cut cut;
+    unsigned char peer_epoch[CRDT_HASH_BYTES];
+    crdt_vv *cut_bound;        /* taker: the cut a CUT may fill */
+    uint64_t cut_bytes;        /* taker: CUT changes received, bytes */
 };
 
 int
@@ -191,6 +205,8 @@ crdtnet_session_free(crdtnet_session *s)
     crdt_free(s->forks);
     crdtnet__sum_free(s->sum);
     free(s->peer_few);
+    crdtnet__cut_clear(&s->cut);
+    crdt_vv_free(s->cut_bound);
     crdt__enc_free(&s->out);
     free(s);
 }
@@ -286,7 +302,14 @@ pack_hello_head(crdtnet_session *s, uint32_t fields, uint64_t proto,
     else /* the same proto, as uint 8: "I read PACKED" */
         crdt__enc_raw(&s->out, packs, packs_len);
     crdt__enc_bin(&s->out, st->epoch_id, CRDT_HASH_BYTES);
-    msgpack_pack_uint64(&s->out.pk, st->epoch_number);
+    if (s->opts.plain_changes) {
+        msgpack_pack_uint64(&s->out.pk, st->epoch_number);
+    } else { /* as uint 64: "I read CUT" */
+        unsigned char n[9] = { 0xcf };
+        for (int i = 0; i < 8; i++)
+            n[1 + i] = (unsigned char)(st->epoch_number >> (56 - 8 * i));
+        crdt__enc_raw(&s->out, n, sizeof n);
+    }
     crdt__enc_bin(&s->out, st->state_hash, CRDT_HASH_BYTES);
 }
 
@@ -299,49 +322,70 @@ pack_epoch_chain(crdtnet_session *s, const epoch_info *chain, size_t n)
         crdt__enc_bin(&s->out, chain[i].raw, chain[i].raw_len);
 }
 
+/* Protocol 4: our heads and state hash for HELLO, from one read
+ * snapshot, into s->sum and s->hello_st (once: built early when the
+ * transport waits for the peer, crdtnet__session_idle()). */
+static int
+prepare_hello_summary(crdtnet_session *s)
+{
+    unsigned char *hb = NULL;
+    size_t cap = 0, nh = 0;
+    crdt_read *rd;
+    int rc;
+
+    if (s->sum != NULL)
+        return CRDT_OK;
+    if ((rc = crdt_read_begin(&rd, s->r)) < 0)
+        return rc;
+    rc = crdt_read_stats(&s->hello_st, rd);
+    if (rc == CRDT_OK)
+        rc = crdt_read_heads(&hb, &cap, &nh, rd);
+    crdt_read_end(rd);
+    if (rc == CRDT_OK)
+        return crdtnet__sum_new_entries(&s->sum, hb, nh); /* takes hb */
+    crdt_free(hb);
+    return rc;
+}
+
+void
+crdtnet__session_idle(crdtnet_session *s)
+{
+    /* we offered protocol 4 and wait for the peer's first message: read
+     * and hash our heads now, while the peer builds its own HELLO, not
+     * after its answer came (a failure is met again at HELLO) */
+    if (s != NULL && s->max_proto >= PROTO_SUMMARY && s->announce_sent &&
+        !s->empty_due && !s->hello_sent && !s->hello_recv &&
+        !s->peer_announced && !s->closed && s->err == 0)
+        (void)prepare_hello_summary(s);
+}
+
 /* HELLO of protocol 4: the heads' root digest and count stand for the
- * vv and the heads; the summary keeps our heads for the rounds. */
+ * vv and the heads; the summary keeps our heads for the rounds (and
+ * FIN is judged against them: fin_conclusive_sum()). */
 static int
 build_hello_summary(crdtnet_session *s)
 {
-    unsigned char *hb = NULL, root[CRDTNET__SUM_ROOT];
-    size_t hl = 0, n = 0;
+    unsigned char root[CRDTNET__SUM_ROOT];
+    const unsigned char *few;
+    size_t n = 0, fl;
     uint64_t n_heads;
     epoch_info *chain = NULL;
-    crdt_read *rd;
-    crdt_stats st;
     int rc;
 
-    if ((rc = crdt_read_begin(&rd, s->r)) < 0)
+    if ((rc = prepare_hello_summary(s)) < 0)
         return rc;
-    rc = crdt_read_stats(&st, rd);
-    crdt_read_end(rd);
-    if (rc == CRDT_OK)
-        rc = epoch_all(&chain, &n, s->r);
-    if (rc == CRDT_OK)
-        rc = crdt_heads_export(&hb, &hl, s->r);
-    if (rc == CRDT_OK)
-        rc = crdtnet__sum_new(&s->sum, hb, hl);
-    if (rc == CRDT_OK) { /* FIN is judged against it */
-        crdt_vv_free(s->hello_vv);
-        s->hello_vv = NULL;
-        rc = crdtnet__sum_own_vv(s->sum, &s->hello_vv);
-    }
-    if (rc == CRDT_OK) {
-        const unsigned char *few;
-        size_t fl;
-        crdtnet__sum_root(s->sum, root, &n_heads);
-        crdtnet__sum_hello_entries(s->sum, &few, &fl);
-        pack_hello_head(s, 9, PROTO_SUMMARY, PROTO4_PACKS,
-                        sizeof PROTO4_PACKS - 1, &st);
-        crdt__enc_bin(&s->out, root, sizeof root);
-        msgpack_pack_uint64(&s->out.pk, n_heads);
-        pack_epoch_chain(s, chain, n);
-        crdt__enc_bin(&s->out, few, fl);
-    }
+    if ((rc = epoch_all(&chain, &n, s->r)) < 0)
+        return rc;
+    crdtnet__sum_root(s->sum, root, &n_heads);
+    crdtnet__sum_hello_entries(s->sum, &few, &fl);
+    pack_hello_head(s, 9, PROTO_SUMMARY, PROTO4_PACKS,
+                    sizeof PROTO4_PACKS - 1, &s->hello_st);
+    crdt__enc_bin(&s->out, root, sizeof root);
+    msgpack_pack_uint64(&s->out.pk, n_heads);
+    pack_epoch_chain(s, chain, n);
+    crdt__enc_bin(&s->out, few, fl);
     epoch_chain_free(chain, n);
-    crdt_free(hb);
-    return rc;
+    return CRDT_OK;
 }
 
 static int
@@ -397,6 +441,40 @@ build_forks(crdtnet_session *s)
 
 static int build_changes_as(crdtnet_session *s, unsigned type);
 static int giver_lacks(crdtnet_session *s, const unsigned char *id);
+
+/* CUT messages, before our snapshot: the archived changes of the cut of
+ * the taker's next epoch that it lacks, when we can supply them all
+ * (cut.c); CRDT_ENOTFOUND once there is nothing (more) to send. */
+static int
+build_cut(crdtnet_session *s)
+{
+    int rc;
+
+    if (s->cut_phase == 0) {
+        s->cut_phase = 2;
+        if (!s->peer_cuts)
+            return CRDT_ENOTFOUND;
+        rc = crdtnet__cut_plan(&s->cut, s->r, s->peer_epoch, s->peer_known,
+                               s->peer_heads, s->peer_heads_len);
+        if (rc < 0) /* CRDT_ENOTFOUND: the taker keeps the old rule */
+            return rc;
+        crdt_export_end(s->exp);
+        s->exp = NULL;
+        if ((rc = crdt_export_begin_archive(&s->exp, s->r,
+                                            s->cut.archive_epoch,
+                                            s->peer_known, s->cut.upto)) < 0)
+            return rc;
+        s->cut_phase = 1;
+    }
+    if (s->cut_phase != 1)
+        return CRDT_ENOTFOUND;
+    rc = build_changes_as(s, M_CUT);
+    if (rc != CRDT_ENOTFOUND)
+        return rc;
+    s->cut_phase = 2; /* the export ended itself */
+    crdtnet__cut_clear(&s->cut);
+    return CRDT_ENOTFOUND;
+}
 
 static int
 build_snapshot(crdtnet_session *s)
@@ -660,6 +738,83 @@ build_changes(crdtnet_session *s)
     return build_changes_as(s, M_CHANGES);
 }
 
+/* Protocol 4: our heads in @p rd, a piece of HEADS_PIECE entries at a
+ * time (no buffer for all of them), each piece given to @p fn. */
+#define HEADS_PIECE 128
+static int
+each_heads(crdt_read *rd,
+           int (*fn)(void *ctx, const unsigned char *e, size_t n), void *ctx)
+{
+    unsigned char buf[HEADS_PIECE * CRDT_HEAD_ENTRY_BYTES];
+    crdt_actor after;
+    size_t n;
+    int rc, first = 1;
+
+    do {
+        rc = crdt_read_heads_after(buf, HEADS_PIECE, &n,
+                                   first ? NULL : &after, rd);
+        if (rc < 0)
+            return rc;
+        if (n > 0 && (rc = fn(ctx, buf, n)) < 0)
+            return rc;
+        if (n > 0)
+            memcpy(after.b, buf + (n - 1) * CRDT_HEAD_ENTRY_BYTES,
+                   CRDT_ACTOR_BYTES);
+        first = 0;
+    } while (n == HEADS_PIECE);
+    return CRDT_OK;
+}
+
+static int
+digest_piece(void *ctx, const unsigned char *e, size_t n)
+{
+    crdtnet__vv_digest_add(ctx, e, n);
+    return CRDT_OK;
+}
+
+/* Protocol 4: our state hash and epoch, and the digest of our vv (of the
+ * empty vv if @p empty), from the one read snapshot @p rd. */
+static int
+read_fin_state(crdt_read *rd, crdt_stats *st, int empty,
+               unsigned char d[32])
+{
+    crypto_generichash_state hs;
+    int rc = crdt_read_stats(st, rd);
+
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    if (rc == CRDT_OK && !empty)
+        rc = each_heads(rd, digest_piece, &hs);
+    crypto_generichash_final(&hs, d, 32);
+    return rc;
+}
+
+/* FIN of protocol 4: the digest of the vv stands for it, hashed from
+ * the heads as they are read (no version vector is built). */
+static int
+build_fin_digest(crdtnet_session *s)
+{
+    unsigned char d[32];
+    crdt_read *rd;
+    crdt_stats st;
+    int rc;
+
+    if ((rc = crdt_read_begin(&rd, s->r)) < 0)
+        return rc;
+    /* a merge of this session met an equivocation: the digest of the
+     * empty vv (see build_fin()) */
+    rc = read_fin_state(rd, &st, s->rep.conflicts > 0, d);
+    crdt_read_end(rd);
+    if (rc < 0)
+        return rc;
+    memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
+    msgpack_pack_array(&s->out.pk, 4);
+    msgpack_pack_uint64(&s->out.pk, M_FIN);
+    crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
+    crdt__enc_bin(&s->out, d, sizeof d);
+    crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
+    return CRDT_OK;
+}
+
 static int
 build_fin(crdtnet_session *s)
 {
@@ -670,6 +825,8 @@ build_fin(crdtnet_session *s)
     size_t vl = 0;
     int rc;
 
+    if (s->proto == PROTO_SUMMARY)
+        return build_fin_digest(s);
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return rc;
     rc = crdt_read_stats(&st, rd);
@@ -686,19 +843,6 @@ build_fin(crdtnet_session *s)
         crdt_vv_free(vv);
         vv = NULL;
         rc = crdt_vv_new(&vv);
-    }
-    if (rc == CRDT_OK && s->proto == PROTO_SUMMARY) {
-        /* the digest of the vv: the peer compares it with its own */
-        unsigned char d[32];
-        crdtnet__vv_digest(vv, d);
-        memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
-        msgpack_pack_array(&s->out.pk, 4);
-        msgpack_pack_uint64(&s->out.pk, M_FIN);
-        crdt__enc_bin(&s->out, st.state_hash, CRDT_HASH_BYTES);
-        crdt__enc_bin(&s->out, d, sizeof d);
-        crdt__enc_bin(&s->out, st.epoch_id, CRDT_HASH_BYTES);
-        crdt_vv_free(vv);
-        return CRDT_OK;
     }
     if (rc == CRDT_OK)
         rc = crdt_vv_encode(&vb, &vl, vv);
@@ -834,6 +978,13 @@ next_message(crdtnet_session *s)
         msgpack_pack_uint64(&s->out.pk, M_REJECT);
         crdt__enc_str(&s->out, s->rep.reason, strlen(s->rep.reason));
         return CRDT_OK;
+    }
+    if (s->role == ROLE_GIVER && s->snap_phase == 0 && s->cut_phase < 2) {
+        rc = build_cut(s);
+        if (rc == CRDT_OK)
+            return CRDT_OK;
+        if (rc != CRDT_ENOTFOUND)
+            return local_fail(s, rc, "cannot read the archive");
     }
     if (s->role == ROLE_GIVER && s->snap_phase < 2) {
         if ((rc = build_snapshot(s)) < 0)
@@ -1120,23 +1271,33 @@ peer_view(crdtnet_session *s, crdt_vv *their_vv)
     int rc;
 
     s->view_ready = 1;
-    crdt_vv_free(s->peer_known);
-    s->peer_known = their_vv;
-    /* what FIN is judged against (fin_conclusive()) */
+    /* what FIN is judged against (fin_conclusive(); protocol 4 looks the
+     * peer's HELLO seqs up in the summary instead) */
     crdt_vv_free(s->peer_hello_vv);
     s->peer_hello_vv = NULL;
-    if ((rc = vv_copy(&s->peer_hello_vv, their_vv)) < 0)
+    if (s->proto != PROTO_SUMMARY &&
+        (rc = vv_copy(&s->peer_hello_vv, their_vv)) < 0) {
+        crdt_vv_free(their_vv);
         return fail(s, rc, crdt_strerror(rc), 1);
+    }
     if (s->role == ROLE_SAME) {
         /* which of the peer's heads fork from the chains we hold; the
          * peer checks ours: each side can judge the heads it is ahead of */
         rc = crdt_forks_find(&s->forks, &s->n_forks, s->r, s->peer_heads,
                              s->peer_heads_len);
-        if (rc == CRDT_ENOMEM || rc == CRDT_EIO)
+        if (rc == CRDT_ENOMEM || rc == CRDT_EIO) {
+            crdt_vv_free(their_vv);
             return fail(s, rc, crdt_strerror(rc), 1);
-        if (rc < 0)
+        }
+        if (rc < 0) {
+            crdt_vv_free(their_vv);
             return fail(s, CRDT_EPROTO, "malformed heads in HELLO", 1);
+        }
     }
+    /* what the peer holds, raised by every change sent or received
+     * (note_sent()): the start of live pushes and of a giver's cut */
+    crdt_vv_free(s->peer_known);
+    s->peer_known = their_vv;
     if (s->role == ROLE_SAME || s->role == ROLE_TAKER) {
         crdt_vv_free(s->lacks);
         s->lacks = NULL;
@@ -1169,7 +1330,7 @@ sum_begin(crdtnet_session *s)
 {
     int rc;
 
-    if (s->sum == NULL || !s->hello_recv || s->err != 0)
+    if (s->sum == NULL || !s->hello_sent || !s->hello_recv || s->err != 0)
         return CRDT_OK;
     rc = crdtnet__sum_start(s->sum, s->peer_root, s->peer_n, s->peer_few,
                             s->peer_few_len);
@@ -1250,7 +1411,7 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     crdt_vv *their_vv = NULL;
     epoch_relation rel;
     const char *reason = NULL;
-    int rc, packs;
+    int rc, packs, cuts;
 
     /* proto as uint 8 (cc 03, cc 04): the peer reads PACKED messages */
     packs = !s->opts.plain_changes && m->p + 2 <= m->end &&
@@ -1261,8 +1422,11 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     if (!proto_ok(s, proto)) /* before the shape: versions differ in it */
         return fail(s, CRDT_EVERSION, "unsupported sync protocol", 1);
     if (n != (proto == PROTO_SUMMARY ? 9u : 8u) ||
-        crdt__mp_bin_fixed(m, their_epoch, sizeof their_epoch) < 0 ||
-        crdt__mp_uint(m, &number) < 0 ||
+        crdt__mp_bin_fixed(m, their_epoch, sizeof their_epoch) < 0)
+        return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+    /* epoch_number as uint 64 (cf): the peer reads CUT messages */
+    cuts = !s->opts.plain_changes && m->p < m->end && *m->p == 0xcf;
+    if (crdt__mp_uint(m, &number) < 0 ||
         crdt__mp_bin_fixed(m, their_hash, sizeof their_hash) < 0)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
     if (proto == PROTO_SUMMARY) {
@@ -1308,9 +1472,16 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
         s->peer_heads_len = hl;
     }
     s->hello_recv = 1;
+    if (proto == PROTO_FULL && s->sum != NULL) {
+        /* heads read early for a HELLO of version 4 that never goes */
+        crdtnet__sum_free(s->sum);
+        s->sum = NULL;
+    }
     s->proto = (unsigned)proto;
     s->rep.sync_proto = (unsigned)proto;
     s->peer_packs = packs;
+    s->peer_cuts = cuts;
+    memcpy(s->peer_epoch, their_epoch, sizeof their_epoch);
     rc = epoch_relate(&rel, &reason, s->r, their_epoch, &s->opts.policy);
     if (rc < 0 && rc != CRDT_EREJECTED) {
         crdt_vv_free(their_vv);
@@ -1355,17 +1526,62 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
 static int merge_changes(crdtnet_session *s, const crdt_bytes *items,
                          size_t n);
 
+/* May a CUT come now? Only to us as a taker that announced it, before
+ * the snapshot begins. */
 static int
-on_changes(crdtnet_session *s, crdt__mp *m)
+cut_order_ok(const crdtnet_session *s)
 {
+    return !s->opts.plain_changes && s->role == ROLE_TAKER &&
+           s->reset == NULL && !s->snapshot_done;
+}
+
+/* A CUT only fills the cut of our next epoch on the giver's chain: a
+ * change beyond it would leave us beyond the cut, where the epoch can no
+ * longer be re-derived and its signature alone would vouch. */
+static int
+cut_within(crdtnet_session *s, const crdt_bytes *items, size_t n)
+{
+    int rc;
+
+    if (s->cut_bound == NULL &&
+        (rc = crdtnet__cut_bound(&s->cut_bound, s->r, s->peer_epoch)) < 0) {
+        if (rc == CRDT_ENOTFOUND)
+            return fail(s, CRDT_EPROTO, "unexpected CUT", 1);
+        return fail(s, rc, rc == CRDT_ENOMEM ? "out of memory"
+                                             : "cannot read the epoch", 1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        crdt_actor a;
+        uint64_t last;
+        s->cut_bytes += items[i].len;
+        if (s->cut_bytes > CRDTNET__CUT_BYTES_MAX)
+            return fail(s, CRDT_ELIMIT, "CUT larger than a cut fetch may be",
+                        1);
+        if (crdt_change_peek(&a, &last, items[i].data, items[i].len) !=
+            CRDT_OK)
+            return fail(s, CRDT_EPROTO, "malformed CUT", 1);
+        if (last > crdt_vv_get(s->cut_bound, &a))
+            return fail(s, CRDT_EPROTO, "CUT beyond the epoch's cut", 1);
+    }
+    return CRDT_OK;
+}
+
+/* CHANGES, or (@p type M_CUT) a CUT: the same list, merged alike. */
+static int
+on_changes(crdtnet_session *s, crdt__mp *m, uint64_t type)
+{
+    const char *bad = type == M_CUT ? "malformed CUT" : "malformed CHANGES";
     crdt_bytes *items;
     uint32_t n;
     int rc;
 
-    if (!s->hello_recv || (s->role == ROLE_TAKER && !s->snapshot_done))
+    if (type == M_CUT && !cut_order_ok(s))
+        return fail(s, CRDT_EPROTO, "unexpected CUT", 1);
+    if (type != M_CUT &&
+        (!s->hello_recv || (s->role == ROLE_TAKER && !s->snapshot_done)))
         return fail(s, CRDT_EPROTO, "CHANGES out of order", 1);
     if (crdt__mp_array(m, &n) < 0)
-        return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
+        return fail(s, CRDT_EPROTO, bad, 1);
     /* memory for the list is bounded by the message, not by a count the
      * peer chose: no change is shorter than CRDT_CHANGE_MIN */
     if (n > (size_t)(m->end - m->p) / CRDT_CHANGE_MIN)
@@ -1379,12 +1595,16 @@ on_changes(crdtnet_session *s, crdt__mp *m)
         uint32_t l;
         if (crdt__mp_bin(m, &p, &l) < 0) {
             free(items);
-            return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
+            return fail(s, CRDT_EPROTO, bad, 1);
         }
         items[i].data = p;
         items[i].len = l;
     }
-    rc = merge_changes(s, items, n);
+    rc = type == M_CUT ? cut_within(s, items, n) : CRDT_OK;
+    if (rc == CRDT_OK)
+        rc = merge_changes(s, items, n);
+    if (rc == CRDT_OK && type == M_CUT)
+        s->rep.cut_changes_received += n;
     free(items);
     return rc;
 }
@@ -1592,15 +1812,67 @@ fin_conclusive(crdtnet_session *s, const crdt_vv *ours)
     return 1;
 }
 
+static uint64_t
+entry_seq(const unsigned char *e, crdt_actor *a)
+{
+    uint64_t seq = 0;
+
+    memcpy(a->b, e, CRDT_ACTOR_BYTES);
+    for (int b = 0; b < 8; b++)
+        seq = seq << 8 | e[CRDT_ACTOR_BYTES + b];
+    return seq;
+}
+
+/* A head of ours beyond both HELLOs (as the summary has them): -1 stops
+ * each_heads(). */
+static int
+beyond_hellos(void *ctx, const unsigned char *e, size_t n)
+{
+    const crdtnet__sum *sum = ctx;
+
+    for (size_t i = 0; i < n; i++) {
+        crdt_actor a;
+        uint64_t seq = entry_seq(e + i * CRDT_HEAD_ENTRY_BYTES, &a);
+        if (seq > crdtnet__sum_own_seq(sum, &a) &&
+            seq > crdtnet__sum_peer_seq(sum, &a))
+            return -1;
+    }
+    return CRDT_OK;
+}
+
+/* fin_conclusive() in protocol 4: our heads in @p rd against the seqs
+ * both HELLOs summarised. */
+static int
+fin_conclusive_sum(crdtnet_session *s, crdt_read *rd)
+{
+    if (s->rep.conflicts > 0 || s->sum == NULL || !crdtnet__sum_done(s->sum))
+        return 0;
+    return each_heads(rd, beyond_hellos, s->sum) == CRDT_OK;
+}
+
+/* Live mode: the peer holds every head of ours (equal FIN digests). */
+static int
+peer_holds(void *ctx, const unsigned char *e, size_t n)
+{
+    crdt_vv *known = ctx;
+
+    for (size_t i = 0; i < n; i++) {
+        crdt_actor a;
+        uint64_t seq = entry_seq(e + i * CRDT_HEAD_ENTRY_BYTES, &a);
+        crdt_vv_set(known, &a, seq);
+    }
+    return CRDT_OK;
+}
+
 /* FIN of protocol 4: the same checks as on_fin(), on the vv digests;
- * equal digests mean the peer holds what we hold. */
+ * equal digests mean the peer holds what we hold. Everything is judged
+ * on one read snapshot. */
 static int
 on_fin_digest(crdtnet_session *s, const unsigned char *hash,
               const unsigned char *d, uint32_t dl,
               const unsigned char *epoch)
 {
     unsigned char ours_d[32];
-    crdt_vv *ours = NULL;
     crdt_read *rd;
     crdt_stats st;
     int rc;
@@ -1610,33 +1882,29 @@ on_fin_digest(crdtnet_session *s, const unsigned char *hash,
     s->fin_recv = 1;
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return fail(s, rc, "cannot read", 1);
-    rc = crdt_read_stats(&st, rd);
-    if (rc == CRDT_OK)
-        rc = crdt_read_vv(&ours, rd);
-    crdt_read_end(rd);
-    if (rc == CRDT_OK) {
+    if ((rc = read_fin_state(rd, &st, 0, ours_d)) < 0) {
+        crdt_read_end(rd);
+        return fail(s, rc, "cannot read", 1);
+    }
+    {
         int same_vv, same_hash;
-        crdtnet__vv_digest(ours, ours_d);
         same_vv = sodium_memcmp(ours_d, d, sizeof ours_d) == 0 &&
                   memcmp(epoch, st.epoch_id, CRDT_HASH_BYTES) == 0;
         same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
         memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
         s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
-        if (same_vv && !same_hash && !fin_conclusive(s, ours))
+        if (same_vv && !same_hash && !fin_conclusive_sum(s, rd))
             same_vv = 0; /* not in sync; the next session decides */
         if (same_vv && !same_hash)
             rc = fail(s, CRDT_ECORRUPT,
                       "same ops but different state: replicas diverged", 1);
-        if (same_vv && s->peer_known != NULL && rc == CRDT_OK) {
-            for (size_t i = 0; i < crdt_vv_count(ours); i++) {
-                crdt_actor a;
-                uint64_t seq;
-                crdt_vv_entry(ours, i, &a, &seq);
-                crdt_vv_set(s->peer_known, &a, seq);
-            }
-        }
+        /* live pushes start above it; a session without live mode
+         * ends here and needs no walk */
+        if (same_vv && s->opts.live && s->peer_known != NULL &&
+            rc == CRDT_OK)
+            (void)each_heads(rd, peer_holds, s->peer_known);
     }
-    crdt_vv_free(ours);
+    crdt_read_end(rd);
     return rc;
 }
 
@@ -1710,9 +1978,11 @@ on_packed(crdtnet_session *s, crdt__mp *m)
     int rc;
 
     if (crdt__mp_uint(m, &inner) < 0 ||
-        (inner != M_CHANGES && inner != M_SNAP_LOG) ||
+        (inner != M_CHANGES && inner != M_SNAP_LOG && inner != M_CUT) ||
         crdt__mp_bin(m, &p, &l) < 0)
         return fail(s, CRDT_EPROTO, "malformed PACKED", 1);
+    if (inner == M_CUT && !cut_order_ok(s))
+        return fail(s, CRDT_EPROTO, "unexpected CUT", 1);
     /* the order rules of the message it stands for, before the work */
     if (inner == M_CHANGES &&
         (!s->hello_recv || (s->role == ROLE_TAKER && !s->snapshot_done)))
@@ -1727,9 +1997,13 @@ on_packed(crdtnet_session *s, crdt__mp *m)
     if (rc < 0)
         return fail(s, rc == CRDT_ELIMIT ? rc : CRDT_EPROTO,
                     "malformed PACKED", 1);
-    if (inner == M_CHANGES)
+    if (inner == M_CUT)
+        rc = cut_within(s, list, n);
+    if (inner == M_CHANGES || (inner == M_CUT && rc == CRDT_OK))
         rc = merge_changes(s, list, n);
-    else
+    if (inner == M_CUT && rc == CRDT_OK)
+        s->rep.cut_changes_received += n;
+    if (inner == M_SNAP_LOG)
         rc = on_snapshot(s, M_SNAP_LOG, NULL, list, n);
     crdt_free(list);
     crdt_free(buf);
@@ -1743,7 +2017,8 @@ int
 crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
                      size_t len)
 {
-    crdt__mp m = { msg, msg + len };
+    /* an empty message may come as NULL: no offset on a null pointer */
+    crdt__mp m = { msg, msg != NULL ? msg + len : msg };
     uint32_t n;
     uint64_t type;
     int rc;
@@ -1824,7 +2099,13 @@ dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n, uint64_t type)
     case M_CHANGES:
         if (n != 2)
             return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
-        return on_changes(s, mp);
+        return on_changes(s, mp, type);
+    case M_CUT:
+        if (s->opts.plain_changes) /* we never said we read it */
+            return fail(s, CRDT_EPROTO, "unknown message type", 1);
+        if (n != 2)
+            return fail(s, CRDT_EPROTO, "malformed CUT", 1);
+        return on_changes(s, mp, type);
     case M_PACKED:
         if (s->opts.plain_changes) /* we never said we read it */
             return fail(s, CRDT_EPROTO, "unknown message type", 1);

@@ -60,8 +60,9 @@ struct crdtnet__sum {
     unsigned char *drop; /* per entry of ours: inside a leaf */
     unsigned char *peer; /* the peer's entries in every leaf so far */
     size_t n_peer, cap_peer;
-    unsigned char *merged; /* once done: the peer's whole heads */
-    size_t n_merged;
+    /* once done, the peer's whole heads are ours outside every leaf
+     * (drop) and its own inside (peer, sorted): merged_next() walks
+     * them, no copy is made */
 };
 
 static unsigned
@@ -143,10 +144,43 @@ hash_entries(unsigned char root[CRDTNET__SUM_ROOT], const unsigned char *e,
 }
 
 int
+crdtnet__sum_new_entries(crdtnet__sum **out, unsigned char *entries,
+                         size_t n)
+{
+    crdtnet__sum *s;
+
+    *out = NULL;
+    if (n > CRDTNET__SUM_MAX) {
+        free(entries);
+        return CRDT_ELIMIT;
+    }
+    for (size_t i = 1; i < n; i++) /* (1) */
+        if (memcmp(entries + (i - 1) * ENTRY, entries + i * ENTRY, 8) >= 0) {
+            free(entries);
+            return CRDT_EPROTO;
+        }
+    s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        free(entries);
+        return CRDT_ENOMEM;
+    }
+    s->mine = entries;
+    s->n_mine = n;
+    s->drop = calloc(n ? n : 1, 1);
+    if (s->mine == NULL || s->drop == NULL) {
+        crdtnet__sum_free(s);
+        return CRDT_ENOMEM;
+    }
+    hash_entries(s->my_root, s->mine, s->n_mine);
+    *out = s;
+    return CRDT_OK;
+}
+
+int
 crdtnet__sum_new(crdtnet__sum **out, const unsigned char *heads, size_t len)
 {
     crdt__mp m = { heads, heads + len };
-    crdtnet__sum *s;
+    unsigned char *mine;
     uint32_t n = 0;
 
     *out = NULL;
@@ -155,34 +189,24 @@ crdtnet__sum_new(crdtnet__sum **out, const unsigned char *heads, size_t len)
         return CRDT_EPROTO;
     if (n / 3 > CRDTNET__SUM_MAX)
         return CRDT_ELIMIT;
-    s = calloc(1, sizeof *s);
-    if (s == NULL)
+    mine = malloc(n / 3 ? (size_t)(n / 3) * ENTRY : 1);
+    if (mine == NULL)
         return CRDT_ENOMEM;
-    s->n_mine = n / 3;
-    s->mine = malloc(s->n_mine ? s->n_mine * ENTRY : 1);
-    s->drop = calloc(s->n_mine ? s->n_mine : 1, 1);
-    if (s->mine == NULL || s->drop == NULL) {
-        crdtnet__sum_free(s);
-        return CRDT_ENOMEM;
-    }
-    for (size_t i = 0; i < s->n_mine; i++) {
-        unsigned char *e = s->mine + i * ENTRY;
+    for (size_t i = 0; i < n / 3; i++) {
+        unsigned char *e = mine + i * ENTRY;
         uint64_t seq;
         if (crdt__mp_bin_fixed(&m, e, 8) < 0 || crdt__mp_uint(&m, &seq) < 0 ||
-            crdt__mp_bin_fixed(&m, e + 16, 32) < 0 ||
-            (i > 0 && memcmp(e - ENTRY, e, 8) >= 0)) {
-            crdtnet__sum_free(s);
+            crdt__mp_bin_fixed(&m, e + 16, 32) < 0) {
+            free(mine);
             return CRDT_EPROTO;
         }
         crdt__be64(e + 8, seq);
     }
     if (m.p != m.end) {
-        crdtnet__sum_free(s);
+        free(mine);
         return CRDT_EPROTO;
     }
-    hash_entries(s->my_root, s->mine, s->n_mine);
-    *out = s;
-    return CRDT_OK;
+    return crdtnet__sum_new_entries(out, mine, n / 3);
 }
 
 void
@@ -202,7 +226,6 @@ crdtnet__sum_free(crdtnet__sum *s)
     free(s->taken.sums);
     free(s->taken.heads);
     free(s->peer);
-    free(s->merged);
     free(s);
 }
 
@@ -403,12 +426,33 @@ cmp_entry(const void *a, const void *b)
     return memcmp(a, b, 8);
 }
 
-/* The peer's heads: ours outside every leaf, its own inside (3). */
+/* The peer's next head in actor order, from ours outside every leaf
+ * (*i) and its own inside (*j); NULL after the last. */
+static const unsigned char *
+merged_next(const crdtnet__sum *s, size_t *i, size_t *j)
+{
+    while (*i < s->n_mine && s->drop[*i])
+        (*i)++;
+    if (*j == s->n_peer && *i == s->n_mine)
+        return NULL;
+    if (*j == s->n_peer ||
+        (*i < s->n_mine &&
+         memcmp(s->mine + *i * ENTRY, s->peer + *j * ENTRY, 8) < 0))
+        return s->mine + (*i)++ * ENTRY;
+    return s->peer + (*j)++ * ENTRY;
+}
+
+#define GATHER 64 /* entries hashed at a time */
+
+/* The peer's heads: ours outside every leaf, its own inside (3); they
+ * must be in order and hash to its root, walked without a copy. */
 static int
 finish(crdtnet__sum *s)
 {
-    unsigned char root[CRDTNET__SUM_ROOT];
-    size_t i = 0, j = 0, k = 0, kept = 0;
+    crypto_generichash_state st;
+    unsigned char root[CRDTNET__SUM_ROOT], buf[GATHER * ENTRY], last[8];
+    const unsigned char *e;
+    size_t i = 0, j = 0, k = 0, at = 0, kept = 0;
 
     /* each round's leaves are in order, but a later round's may lie
      * before an earlier one's */
@@ -419,27 +463,20 @@ finish(crdtnet__sum *s)
         kept += !s->drop[a];
     if (kept + s->n_peer != s->peer_n)
         return CRDT_EPROTO;
-    s->merged = malloc(s->peer_n ? s->peer_n * ENTRY : 1);
-    if (s->merged == NULL)
-        return CRDT_ENOMEM;
-    while (i < s->n_mine || j < s->n_peer) {
-        const unsigned char *src;
-        if (i < s->n_mine && s->drop[i]) {
-            i++;
-            continue;
-        }
-        if (j == s->n_peer ||
-            (i < s->n_mine &&
-             memcmp(s->mine + i * ENTRY, s->peer + j * ENTRY, 8) < 0))
-            src = s->mine + i++ * ENTRY;
-        else
-            src = s->peer + j++ * ENTRY;
-        if (k > 0 && memcmp(s->merged + (k - 1) * ENTRY, src, 8) >= 0)
+    crypto_generichash_init(&st, NULL, 0, CRDTNET__SUM_ROOT);
+    while ((e = merged_next(s, &i, &j)) != NULL) {
+        if (k > 0 && memcmp(last, e, 8) >= 0)
             return CRDT_EPROTO; /* an entry of the peer outside its leaf */
-        memcpy(s->merged + k++ * ENTRY, src, ENTRY);
+        memcpy(last, e, 8);
+        if (at == GATHER) {
+            crypto_generichash_update(&st, buf, sizeof buf);
+            at = 0;
+        }
+        memcpy(buf + at++ * ENTRY, e, ENTRY);
+        k++;
     }
-    s->n_merged = k;
-    hash_entries(root, s->merged, s->n_merged);
+    crypto_generichash_update(&st, buf, at * ENTRY);
+    crypto_generichash_final(&st, root, sizeof root);
     if (sodium_memcmp(root, s->peer_root, sizeof root) != 0)
         return CRDT_EPROTO;
     s->done = 1;
@@ -519,33 +556,28 @@ crdtnet__sum_round_feed(crdtnet__sum *s, const unsigned char *sums,
     return prepare_round(s);
 }
 
-static int
-vv_of(const unsigned char *e, size_t n, crdt_vv **out)
+int
+crdtnet__sum_peer_vv(const crdtnet__sum *s, crdt_vv **out)
 {
+    const unsigned char *e;
+    size_t i = 0, j = 0;
     crdt_vv *vv;
     int rc;
 
+    if (!s->done)
+        return CRDT_EINVAL;
     if ((rc = crdt_vv_new(&vv)) < 0)
         return rc;
-    for (size_t i = 0; i < n; i++) {
+    while ((e = merged_next(s, &i, &j)) != NULL) {
         crdt_actor a;
-        memcpy(a.b, e + i * ENTRY, 8);
-        if ((rc = crdt_vv_set(vv, &a, crdt__rd64(e + i * ENTRY + 8))) < 0) {
+        memcpy(a.b, e, 8);
+        if ((rc = crdt_vv_set(vv, &a, crdt__rd64(e + 8))) < 0) {
             crdt_vv_free(vv);
             return rc;
         }
     }
     *out = vv;
     return CRDT_OK;
-}
-
-int
-crdtnet__sum_peer_vv(const crdtnet__sum *s, crdt_vv **out)
-{
-    if (!s->done)
-        return CRDT_EINVAL;
-    return s->merged ? vv_of(s->merged, s->n_merged, out)
-                     : vv_of(s->mine, s->n_mine, out);
 }
 
 int
@@ -561,10 +593,36 @@ crdtnet__sum_own_head(const crdtnet__sum *s, const crdt_actor *a,
     return CRDT_OK;
 }
 
-int
-crdtnet__sum_own_vv(const crdtnet__sum *s, crdt_vv **out)
+/* The seq of @p a in @p n entries @p e; 0 if absent. */
+static uint64_t
+seq_in(const unsigned char *e, size_t n, const crdt_actor *a)
 {
-    return vv_of(s->mine, s->n_mine, out);
+    size_t i = lower_bound(e, n, a->b);
+
+    if (i == n || memcmp(e + i * ENTRY, a->b, 8) != 0)
+        return 0;
+    return crdt__rd64(e + i * ENTRY + 8);
+}
+
+uint64_t
+crdtnet__sum_own_seq(const crdtnet__sum *s, const crdt_actor *a)
+{
+    return seq_in(s->mine, s->n_mine, a);
+}
+
+uint64_t
+crdtnet__sum_peer_seq(const crdtnet__sum *s, const crdt_actor *a)
+{
+    size_t i;
+
+    if (!s->done)
+        return 0;
+    /* ours outside every leaf, else the peer's own (or none) */
+    i = lower_bound(s->mine, s->n_mine, a->b);
+    if (i < s->n_mine && memcmp(s->mine + i * ENTRY, a->b, 8) == 0 &&
+        !s->drop[i])
+        return crdt__rd64(s->mine + i * ENTRY + 8);
+    return seq_in(s->peer, s->n_peer, a);
 }
 
 int
@@ -600,20 +658,22 @@ crdtnet__sum_peer_heads(const crdtnet__sum *s, unsigned char **out,
 }
 
 void
-crdtnet__vv_digest(const crdt_vv *vv, unsigned char out[32])
+crdtnet__vv_digest_add(crypto_generichash_state *st, const unsigned char *e,
+                       size_t n)
 {
-    crypto_generichash_state st;
-    size_t n = crdt_vv_count(vv);
+    unsigned char b[16 * GATHER];
+    size_t k = 0;
 
-    crypto_generichash_init(&st, NULL, 0, 32);
+    /* the first 16 bytes of an entry are actor || seq (big-endian):
+     * what the digest hashes per actor; gathered so that the hash runs
+     * over whole blocks */
     for (size_t i = 0; i < n; i++) {
-        unsigned char b[16];
-        crdt_actor a;
-        uint64_t seq;
-        crdt_vv_entry(vv, i, &a, &seq);
-        memcpy(b, a.b, 8);
-        crdt__be64(b + 8, seq);
-        crypto_generichash_update(&st, b, sizeof b);
+        memcpy(b + k, e + i * ENTRY, 16);
+        k += 16;
+        if (k == sizeof b) {
+            crypto_generichash_update(st, b, k);
+            k = 0;
+        }
     }
-    crypto_generichash_final(&st, out, 32);
+    crypto_generichash_update(st, b, k);
 }

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sodium.h>
+
 #include "crdt/crdt.h"
 
 #define CRDTNET__SUM_ENTRY 48      /* one entry on the wire */
@@ -38,6 +40,12 @@ typedef struct crdtnet__sum crdtnet__sum;
  * CRDT_ENOMEM. */
 int crdtnet__sum_new(crdtnet__sum **out, const unsigned char *heads,
                      size_t len);
+/* The same from @p n entries (CRDTNET__SUM_ENTRY bytes each, strictly
+ * increasing actors) as crdt_read_heads() gives them; @p entries is
+ * taken over (freed on failure too). CRDT_OK; CRDT_EPROTO (out of
+ * order); CRDT_ELIMIT; CRDT_ENOMEM. */
+int crdtnet__sum_new_entries(crdtnet__sum **out, unsigned char *entries,
+                             size_t n);
 void crdtnet__sum_free(crdtnet__sum *s);
 
 /* What HELLO carries: the root digest and the number of actors. */
@@ -88,8 +96,11 @@ unsigned crdtnet__sum_rounds(const crdtnet__sum *s);
 /* Our head of @p a as HELLO summarised it: CRDT_OK; CRDT_ENOTFOUND. */
 int crdtnet__sum_own_head(const crdtnet__sum *s, const crdt_actor *a,
                           uint64_t *seq, unsigned char hash[32]);
-/* Our version vector as HELLO summarised it. */
-int crdtnet__sum_own_vv(const crdtnet__sum *s, crdt_vv **out);
+/* Our seq of @p a as HELLO summarised it; 0 if we held none. */
+uint64_t crdtnet__sum_own_seq(const crdtnet__sum *s, const crdt_actor *a);
+/* Once done: the peer's seq of @p a as its HELLO summarised it; 0 if
+ * it held none (or the summary is not done). */
+uint64_t crdtnet__sum_peer_seq(const crdtnet__sum *s, const crdt_actor *a);
 /* Once done: the peer's version vector (all its actors). */
 int crdtnet__sum_peer_vv(const crdtnet__sum *s, crdt_vv **out);
 /* Once done: the peer's heads that differ from ours, as a heads blob
@@ -97,8 +108,13 @@ int crdtnet__sum_peer_vv(const crdtnet__sum *s, crdt_vv **out);
 int crdtnet__sum_peer_heads(const crdtnet__sum *s, unsigned char **out,
                             size_t *len);
 
-/* FIN of protocol 4: BLAKE2b-256 of actor || seq (8 bytes, big-endian)
- * for every entry of @p vv in actor order. */
-void crdtnet__vv_digest(const crdt_vv *vv, unsigned char out[32]);
+/* FIN of protocol 4: the digest of the vv is BLAKE2b-256 of actor ||
+ * seq (8 bytes, big-endian) for every head in actor order. Hashed from
+ * heads entries (crdt_read_heads(), crdt_read_heads_after()) a piece at
+ * a time: crypto_generichash_init(st, NULL, 0, 32), then this for each
+ * piece of @p n entries (their actor || seq, the first 16 bytes of
+ * each), then crypto_generichash_final(st, out, 32). */
+void crdtnet__vv_digest_add(crypto_generichash_state *st,
+                            const unsigned char *e, size_t n);
 
 #endif

@@ -86,6 +86,10 @@ static const transcript *prefix_of[8];
 static unsigned long runs;
 static crdt_change b_first;       /* header of B's first change */
 static unsigned char b_first_bytes[4096];
+static size_t b_first_len;
+/* C's first change, folded into its epoch: inside the cut a CUT fills */
+static unsigned char c_first_bytes[4096];
+static size_t c_first_len;
 static unsigned char b_sk[64];
 
 /* ---- deterministic randomness and clock ------------------------------ */
@@ -205,7 +209,9 @@ check_out(const unsigned char *m, size_t len)
     if (len < 2 || len > CRDTNET_SESSION_MSG_MAX || (m[0] & 0xf0) != 0x90)
         abort(); /* a fixarray: no message has more than 8 elements */
     type = m[1];
-    if (type < 1 || type > 13 || (m[0] & 0x0f) == 0) /* 13: PACKED */
+    /* 13: PACKED; 14 (SUMMARY) is version 4's, never sent here; 15: CUT,
+     * from a giver */
+    if (type < 1 || type > 15 || type == 14 || (m[0] & 0x0f) == 0)
         abort();
 }
 
@@ -485,6 +491,7 @@ setup(void)
             len > sizeof b_first_bytes)
             abort();
         memcpy(b_first_bytes, p, len);
+        b_first_len = len;
         crdt_export_end(e);
         if (crdt_change_decode(&b_first, b_first_bytes, len) != CRDT_OK)
             abort();
@@ -505,6 +512,25 @@ setup(void)
     epoch_lens_free(lens);
     clock_ms += 1000;
     write_ops(c, 4); /* C's log beyond the epoch's base: SNAP_LOG */
+    {   /* from C's archive, as a giver reads a cut */
+        const unsigned char *h, *p;
+        size_t hl, len;
+        crdt_vv *upto;
+        epoch_info cur;
+        crdt_export *e;
+        if (epoch_current(&cur, c) != CRDT_OK ||
+            epoch_record_heads(&h, &hl, &cur) != CRDT_OK ||
+            crdt_heads_vv(&upto, h, hl) != CRDT_OK ||
+            crdt_export_begin_archive(&e, c, 0, NULL, upto) != CRDT_OK ||
+            crdt_export_next(e, &p, &len) != CRDT_OK ||
+            len > sizeof c_first_bytes)
+            abort();
+        memcpy(c_first_bytes, p, len);
+        c_first_len = len;
+        crdt_export_end(e);
+        crdt_vv_free(upto);
+        epoch_info_clear(&cur);
+    }
 
     /* A holds C's records from the start: HELLO from C stores nothing */
     if (epoch_all(&all, &n, c) != CRDT_OK)
@@ -578,6 +604,48 @@ put_msg(const char *dir, const char *name, unsigned flags,
     put_seed(dir, name, flags, tr->p[i], tr->len[i], "", 0);
 }
 
+/* C's HELLO first, then C's FORKS and a CUT [15, [change]] (or, with
+ * @p pack, [13, 15, packed]) of the @p len bytes at @p change. */
+static void
+put_cut_seed(const char *dir, const char *name, const unsigned char *change,
+             size_t len, int pack)
+{
+    size_t fi = index_of(&from_c, 12), at = 0, body;
+    unsigned char *packed = NULL, *list;
+    size_t plen = 0;
+    crdt_bytes one = { change, len };
+
+    if (pack && crdt_changes_pack(&packed, &plen, &one, 1) != CRDT_OK)
+        exit(1);
+    body = pack ? plen : len;
+    list = malloc(from_c.len[fi] + body + 16);
+    if (list == NULL || from_c.len[fi] > 0xffff || body + 6 > 0xffff)
+        exit(1);
+    list[at++] = (unsigned char)(from_c.len[fi] >> 8);
+    list[at++] = (unsigned char)from_c.len[fi];
+    memcpy(list + at, from_c.p[fi], from_c.len[fi]);
+    at += from_c.len[fi];
+    list[at++] = (unsigned char)((body + 6) >> 8);
+    list[at++] = (unsigned char)(body + 6);
+    if (pack) { /* [13, 15, bin16] */
+        list[at++] = 0x93;
+        list[at++] = 0x0d;
+        list[at++] = 0x0f;
+    } else { /* [15, [bin16]] */
+        list[at++] = 0x92;
+        list[at++] = 0x0f;
+        list[at++] = 0x91;
+    }
+    list[at++] = 0xc5;
+    list[at++] = (unsigned char)(body >> 8);
+    list[at++] = (unsigned char)body;
+    memcpy(list + at, pack ? packed : change, body);
+    at += body;
+    put_seed(dir, name, 3 | 0x10, list, at, "", 0);
+    crdt_free(packed);
+    free(list);
+}
+
 static void
 write_seeds(const char *dir)
 {
@@ -620,6 +688,12 @@ write_seeds(const char *dir)
     put_seed(dir, "b_several", 1 | 0x10, list, at, "", 0);
     put_seed(dir, "b_changes_truncated", 1, from_b.p[1], from_b.len[1] / 2,
              "", 0);
+    /* CUT after C's FORKS (A is C's taker, before SNAP_BEGIN): C's first
+     * change (inside the cut), as a plain CUT and as a PACKED one; and
+     * B's first change, beyond the cut (refused) */
+    put_cut_seed(dir, "c_cut", c_first_bytes, c_first_len, 0);
+    put_cut_seed(dir, "c_cut_packed", c_first_bytes, c_first_len, 1);
+    put_cut_seed(dir, "c_cut_beyond", b_first_bytes, b_first_len, 0);
     /* bombs inside messages, and 100,000 x 0x91 as a whole message */
     put_seed(dir, "bomb_changes_array32_dd", 1, changes_dd,
              sizeof changes_dd, "", 0);

@@ -145,6 +145,9 @@ check_done(crdtnet__sum *s, uint64_t peer_n)
         crdt_vv_entry(vv, i, &a, &seq);
         if (i > 0 && memcmp(prev.b, a.b, 8) >= 0)
             abort();
+        /* FIN's lookup of the peer's seq agrees with the rebuilt vv */
+        if (crdtnet__sum_peer_seq(s, &a) != seq)
+            abort();
         prev = a;
     }
     crdt_vv_free(vv);

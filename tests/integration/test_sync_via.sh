@@ -40,7 +40,7 @@ d = json.load(open(sys.argv[1]))
 want = {"changes_sent", "changes_received", "ops_received", "snapshot_received",
         "snapshot_sent", "snapshot_entries", "rebased", "quarantined", "conflicts",
         "rejected", "in_sync", "reason", "state_hash", "busy_retry_ms",
-        "equivocations", "equivocation_lost"}
+        "equivocations", "equivocation_lost", "cut_changes"}
 assert set(d) == want, set(d) ^ want
 assert d["in_sync"] is True and d["changes_received"] == 1, d
 PY

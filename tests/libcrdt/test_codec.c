@@ -11,6 +11,7 @@
 
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
+#include "internal.h" /* crdt__op_decode: a copy inside a copy */
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -105,6 +106,68 @@ START_TEST(test_every_op_and_value_round_trips)
     ck_assert_ptr_null(op.field);
     ck_assert_int_eq(crdt_op_iter_next(&op, &it), CRDT_ENOTFOUND);
     free(bytes);
+}
+END_TEST
+
+/* Copies (op kind 11, crdt_txn_copy_of()): each op written while a copy
+ * is set names the op it copies, survives the change's encoding, is
+ * never folded into a run with its neighbour, and a copy inside a copy
+ * is refused. */
+START_TEST(test_copies_name_the_op_they_copy)
+{
+    static const unsigned char nested[] = {
+        0x95, 0x0b, 0xc4, 0x08, 1, 2, 3, 4, 5, 6, 7, 8, 0x03, 0xc4, 0x08,
+        9, 9, 9, 9, 9, 9, 9, 9,
+        0x95, 0x0b, 0xc4, 0x08, 1, 2, 3, 4, 5, 6, 7, 8, 0x03, 0xc4, 0x08,
+        9, 9, 9, 9, 9, 9, 9, 9,
+        0x95, 0x00, 0xa1, 'c', 0xa1, 'd', 0xa1, 'f', 0x01,
+    };
+    crdt_actor orig;
+    unsigned char tag[8] = { 0xaa, 1, 2, 3, 4, 5, 6, 0xbb };
+    crdt_value v = crdt_value_int(5);
+    crdt_txn *t;
+    crdt_change c;
+    crdt_op_iter it;
+    crdt_op op;
+    crdt__mp m = { nested, nested + sizeof nested };
+    unsigned char *bytes;
+    size_t len;
+
+    memset(orig.b, 0x42, sizeof orig.b);
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 7, NULL), CRDT_EINVAL);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 7, tag), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "d", "f", &v), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 8, tag), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 0, "ab", 2),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 9, tag), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 2, "cd", 2),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 4, "e", 1),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+
+    bytes = last_change(&len);
+    ck_assert_int_eq(crdt_change_decode(&c, bytes, len), CRDT_OK);
+    ck_assert_int_eq(crdt_change_verify(&c), CRDT_OK);
+    ck_assert_uint_eq(c.n_ops, 4); /* the two copied inserts stay apart */
+    crdt_op_iter_init(&it, &c);
+    for (uint64_t seq = 7; seq <= 9; seq++) {
+        ck_assert_int_eq(crdt_op_iter_next(&op, &it), CRDT_OK);
+        ck_assert(op.is_copy);
+        ck_assert_uint_eq(op.copy_seq, seq);
+        ck_assert_mem_eq(op.copy_actor.b, orig.b, 8);
+        ck_assert_mem_eq(op.copy_tag, tag, 8);
+    }
+    ck_assert_int_eq(op.kind, CRDT_OP_TINS);
+    ck_assert_int_eq(op.text_len, 2);
+    ck_assert_int_eq(crdt_op_iter_next(&op, &it), CRDT_OK);
+    ck_assert(!op.is_copy);
+    ck_assert_int_eq(crdt_op_iter_next(&op, &it), CRDT_ENOTFOUND);
+    free(bytes);
+    ck_assert_int_eq(crdt__op_decode(&op, &m), CRDT_EPROTO);
 }
 END_TEST
 
@@ -283,6 +346,7 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_every_op_and_value_round_trips);
+    tcase_add_test(tc, test_copies_name_the_op_they_copy);
     tcase_add_test(tc, test_vv_round_trip_and_limits);
     tcase_add_test(tc, test_hlc_stays_increasing_when_the_clock_steps_back);
     tcase_add_test(tc, test_oversized_change_is_refused);

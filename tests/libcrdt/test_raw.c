@@ -5,7 +5,8 @@
  * every kind of state entry decoded and encoded back to its own bytes,
  * and malformed entries refused; the heads blob's one parser, and bad
  * blobs getting the same answer from every call that reads one; the
- * quarantine record written and read back by libcrdt's one codec.
+ * quarantine record written and read back by libcrdt's one codec; one
+ * epoch's archived changes read back through crdt_export_begin_archive().
  */
 #include <check.h>
 #include <stdio.h>
@@ -564,6 +565,90 @@ START_TEST(test_spare_hash_does_not_depend_on_put_order)
 }
 END_TEST
 
+/* Every change crdt_export_begin_archive() gives for (@p number, @p from,
+ * @p upto), in order: its actor and last seq into @p got (at most
+ * @p cap); how many. Each decodes and carries its signature. */
+static size_t
+archived(crdt_actor *actors, uint64_t *lasts, size_t cap, uint64_t number,
+         const crdt_vv *from, const crdt_vv *upto)
+{
+    crdt_export *e;
+    const unsigned char *p;
+    size_t len, n = 0;
+
+    ck_assert_int_eq(crdt_export_begin_archive(&e, a, number, from, upto),
+                     CRDT_OK);
+    while (crdt_export_next(e, &p, &len) == CRDT_OK) {
+        crdt_change c;
+        ck_assert_uint_lt(n, cap);
+        ck_assert_int_eq(crdt_change_decode(&c, p, len), CRDT_OK);
+        ck_assert_ptr_nonnull(c.sig);
+        ck_assert_int_eq(crdt_change_verify(&c), CRDT_OK);
+        actors[n] = c.actor;
+        lasts[n] = c.seq + c.n_ops - 1;
+        n++;
+    }
+    crdt_export_end(e);
+    return n;
+}
+
+/* The archive of one epoch, read through libcrdt: per actor of the upper
+ * vector, the changes above the lower one and up to the upper one, in
+ * seq order, signed (own ones again); another epoch's number, or a
+ * pruned archive, gives nothing. */
+START_TEST(test_archive_export_reads_one_epochs_range)
+{
+    crdt_actor aa, ab, actors[16];
+    uint64_t lasts[16];
+    crdt_vv *from, *upto;
+    crdt_raw *t;
+    size_t n, na = 0, nb = 0;
+
+    teardown(); /* b must share a's space: make both again */
+    a = tu_create(da, sizeof da, NULL);
+    {
+        unsigned char space[16];
+        crdt_replica_space_id(a, space);
+        b = tu_create(db, sizeof db, space);
+    }
+    aa = crdt_replica_actor(a);
+    ab = crdt_replica_actor(b);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "x", i), CRDT_OK);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(tu_put_int(b, "c", "e", "y", i), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_archive_log(t, NULL, 3), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+
+    ck_assert_int_eq(crdt_vv_new(&from), CRDT_OK);
+    ck_assert_int_eq(crdt_vv_new(&upto), CRDT_OK);
+    ck_assert_int_eq(crdt_vv_set(from, &aa, 2), CRDT_OK);
+    ck_assert_int_eq(crdt_vv_set(upto, &aa, 4), CRDT_OK);
+    ck_assert_int_eq(crdt_vv_set(upto, &ab, 2), CRDT_OK);
+    n = archived(actors, lasts, 16, 3, from, upto);
+    ck_assert_uint_eq(n, 4);
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(actors[i].b, aa.b, CRDT_ACTOR_BYTES) == 0)
+            ck_assert_uint_eq(lasts[i], 3 + na++); /* 3, 4: not 5 */
+        else
+            ck_assert_uint_eq(lasts[i], 1 + nb++); /* 1, 2 */
+    }
+    ck_assert_uint_eq(na, 2);
+    ck_assert_uint_eq(nb, 2);
+    /* another epoch's number: nothing */
+    ck_assert_uint_eq(archived(actors, lasts, 16, 2, from, upto), 0);
+    /* pruned: nothing */
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_prune_archive(t, 4), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    ck_assert_uint_eq(archived(actors, lasts, 16, 3, NULL, upto), 0);
+    crdt_vv_free(from);
+    crdt_vv_free(upto);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -575,6 +660,7 @@ test_suite(void)
     tcase_add_test(tc, test_malformed_state_entries_are_refused);
     tcase_add_test(tc, test_heads_blob_one_parser_same_answers);
     tcase_add_test(tc, test_quarantine_record_written_and_read_by_libcrdt);
+    tcase_add_test(tc, test_archive_export_reads_one_epochs_range);
     tcase_add_test(tc,
                    test_spare_put_out_of_order_and_existing_keys_after_clear);
     tcase_add_test(tc, test_spare_put_same_key_twice_right_after_clear);

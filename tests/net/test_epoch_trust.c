@@ -270,6 +270,397 @@ START_TEST(test_beyond_cut_trusts_signature)
 }
 END_TEST
 
+/* One session on each side with its own options (NULL: defaults). */
+static tu_sync_result
+sessions_run2(crdt_replica *x, const crdtnet_session_options *ox,
+              crdt_replica *y, const crdtnet_session_options *oy)
+{
+    crdtnet_session *sx, *sy;
+    tu_sync_result res;
+
+    ck_assert_int_eq(crdtnet_session_new(&sx, x, ox), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sy, y, oy), CRDT_OK);
+    for (int round = 0; round < 100000; round++) {
+        int moved = tu_pump(sx, sy);
+        moved |= tu_pump(sy, sx);
+        if (!moved)
+            break;
+    }
+    res.rx = *crdtnet_session_report(sx);
+    res.ry = *crdtnet_session_report(sy);
+    res.ex = crdtnet_session_error(sx);
+    res.ey = crdtnet_session_error(sy);
+    crdtnet_session_free(sx);
+    crdtnet_session_free(sy);
+    return res;
+}
+
+/* After the shared history, a writes twice more that b never sees (b
+ * missed them), then migrates: b lacks those changes of the cut. */
+static void
+missed_writes(void)
+{
+    shared_history();
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "balance", 20), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "m", "late", 3), CRDT_OK);
+}
+
+/* b missed writes of the cut: the giver sends them first (CUT), b merges
+ * them at epoch 0, re-derives the genuine epoch and adopts it. */
+static void
+check_missed_genuine(const char *lens_text)
+{
+    char buf[64];
+    tu_sync_result s;
+
+    missed_writes();
+    tu_migrate(a, lens_text, NULL);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                  s.ry.reason);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 2);
+    ck_assert_int_eq(s.ry.snapshot_received, 1);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_assert_converged(a, b);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "balance");
+    ck_assert_str_eq(buf, "20");
+    tu_field_str(buf, sizeof buf, b, "c", "m", "late");
+    ck_assert_str_eq(buf, "3");
+}
+
+START_TEST(test_missed_writes_fetched_genuine_adopted)
+{
+    check_missed_genuine(NULL);
+}
+END_TEST
+
+START_TEST(test_missed_writes_fetched_genuine_lens_adopted)
+{
+    char buf[64];
+
+    check_missed_genuine(RENAME);
+    tu_field_str(buf, sizeof buf, b, "c", "e", "count");
+    ck_assert_str_eq(buf, "1");
+}
+END_TEST
+
+/* The forged epoch b could not check before (it lacked changes of the
+ * cut, so the signature vouched): b fetches them, re-derives, refuses;
+ * it stays at epoch 0 and keeps the fetched writes (nothing lost). */
+static void
+check_missed_forged(const char *lens_text, const crdtnet_session_options *o)
+{
+    char buf[64];
+    epoch_check chk;
+    epoch_info e;
+    tu_sync_result s;
+
+    missed_writes();
+    tamper_state(a, 1000000);
+    tu_migrate(a, lens_text, &e);
+    ck_assert_int_eq(epoch_store_records(b, (const unsigned char *const *)&e.raw,
+                                         &e.raw_len, 1), CRDT_OK);
+    /* on its own b cannot tell: it lacks 2 ops of the cut */
+    ck_assert_int_eq(epoch_check_derivation(&chk, b, e.id), CRDT_OK);
+    ck_assert_int_eq(chk.verdict, EPOCH_DERIVED_UNCHECKED);
+    ck_assert_uint_eq(chk.lacking, 2);
+    s = tu_sessions_run(a, b, o);
+    ck_assert_int_eq(s.ey, CRDT_EREJECTED);
+    ck_assert_ptr_nonnull(strstr(s.ry.reason, "does not match its "
+                                              "migration"));
+    ck_assert_uint_eq(s.ry.cut_changes_received, 2);
+    ck_assert_uint_eq(epoch_number(b), 0);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "balance");
+    ck_assert_str_eq(buf, "20");
+    tu_field_str(buf, sizeof buf, b, "c", "m", "late");
+    ck_assert_str_eq(buf, "3");
+    /* refused again, now from the record of the refusal */
+    s = tu_sessions_run(a, b, o);
+    ck_assert_int_eq(s.ey, CRDT_EREJECTED);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
+    ck_assert_uint_eq(epoch_number(b), 0);
+    epoch_info_clear(&e);
+}
+
+START_TEST(test_missed_writes_fetched_forged_refused)
+{
+    check_missed_forged(NULL, NULL);
+}
+END_TEST
+
+START_TEST(test_missed_writes_fetched_forged_lens_refused)
+{
+    check_missed_forged(RENAME, NULL);
+}
+END_TEST
+
+/* The fetch works in both sync protocols. */
+START_TEST(test_missed_writes_fetched_protocol_3)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+
+    o.sync_proto = 3;
+    check_missed_forged(NULL, &o);
+}
+END_TEST
+
+/* Two epochs behind: the cut fetched is that of the first epoch on the
+ * giver's chain after b's (epoch 1), the one b can re-derive; a forged
+ * epoch 1 under a genuine epoch 2 is refused with epoch 1's reason, a
+ * genuine pair is adopted. */
+START_TEST(test_two_epochs_behind_fetches_the_first_cut)
+{
+    char buf[64];
+    tu_sync_result s;
+
+    missed_writes();
+    tamper_state(a, 1000000);
+    tu_migrate(a, NULL, NULL);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "balance", 30), CRDT_OK);
+    tu_migrate(a, NULL, NULL);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_int_eq(s.ey, CRDT_EREJECTED);
+    ck_assert_ptr_nonnull(strstr(s.ry.reason, "epoch 1 from "));
+    ck_assert_uint_eq(s.ry.cut_changes_received, 2);
+    ck_assert_uint_eq(epoch_number(b), 0);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "balance");
+    ck_assert_str_eq(buf, "20");
+}
+END_TEST
+
+START_TEST(test_two_epochs_behind_genuine_adopted)
+{
+    char buf[64];
+    tu_sync_result s;
+
+    missed_writes();
+    tu_migrate(a, NULL, NULL);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "balance", 30), CRDT_OK);
+    tu_migrate(a, RENAME, NULL);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                  s.ry.reason);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 2);
+    ck_assert_uint_eq(epoch_number(b), 2);
+    tu_assert_converged(a, b);
+    tu_field_str(buf, sizeof buf, b, "c", "d", "balance");
+    ck_assert_str_eq(buf, "30");
+}
+END_TEST
+
+/* A copy of b (its data directory) wrote its own seq 2 of b's actor while
+ * b wrote seqs 2 and 3, which the epoch folds: the copy lacks seq 3 of
+ * the cut, but its chain forks from the cut's below it. The giver sends
+ * no CUT (the run would not chain to the copy's head); the copy takes
+ * the epoch as before (the reset settles the fork). */
+START_TEST(test_forked_taker_is_sent_no_cut)
+{
+    char dc[256];
+    crdt_replica *c;
+    tu_sync_result s;
+
+    shared_history();
+    ck_assert_int_eq(tu_put_int(b, "c", "b", "n", 1), CRDT_OK);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s", s.ry.reason);
+    crdt_replica_close(b);
+    tu_copy_dir(db, dc, sizeof dc);
+    b = tu_open_dir(db);
+    c = tu_open_dir(dc);
+    ck_assert_int_eq(tu_put_int(b, "c", "b", "n", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "b", "n", 3), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "copy", "n", 2), CRDT_OK);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s", s.ry.reason);
+    tu_migrate(a, NULL, NULL); /* folds b's seqs 1..3 */
+    s = tu_sessions_run(a, c, NULL);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
+    ck_assert_msg(s.ey == 0, "%s", s.ry.reason);
+    ck_assert_uint_eq(epoch_number(c), 1);
+    crdt_replica_close(c);
+    test_rmtree(dc);
+}
+END_TEST
+
+/* A peer from before CUT (plain_changes: it writes epoch_number as the
+ * shortest uint and reads no CUT) still syncs, with the old rule: the
+ * new giver sends it nothing before the snapshot, and it adopts the
+ * forged epoch on the signature, as before. */
+START_TEST(test_older_taker_keeps_old_rule)
+{
+    crdtnet_session_options old = CRDTNET_SESSION_OPTIONS_INIT;
+    tu_sync_result s;
+
+    old.plain_changes = 1;
+    missed_writes();
+    tamper_state(a, 1000000);
+    tu_migrate(a, NULL, NULL);
+    s = sessions_run2(a, NULL, b, &old);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                  s.ry.reason);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+/* An older giver never sends CUT: the new taker adopts on the signature
+ * as before, and the sync succeeds. */
+START_TEST(test_older_giver_keeps_old_rule)
+{
+    crdtnet_session_options old = CRDTNET_SESSION_OPTIONS_INIT;
+    tu_sync_result s;
+
+    old.plain_changes = 1;
+    missed_writes();
+    tamper_state(a, 1000000);
+    tu_migrate(a, NULL, NULL);
+    s = sessions_run2(a, &old, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                  s.ry.reason);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+/* The giver pruned the archive (retention): it cannot supply the cut,
+ * sends nothing before the snapshot, and the signature vouches. */
+START_TEST(test_pruned_archive_keeps_old_rule)
+{
+    crdt_raw *t;
+    tu_sync_result s;
+
+    missed_writes();
+    tamper_state(a, 1000000);
+    tu_migrate(a, NULL, NULL);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_prune_archive(t, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                  s.ry.reason);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+/* Pump @p from into @p to, one message at a time, until @p from's FORKS
+ * has been fed to @p to; 1 once it has. */
+static int
+pump_through_forks(crdtnet_session *from, crdtnet_session *to)
+{
+    const unsigned char *msg;
+    size_t len;
+    int forks = 0;
+
+    while (!forks && crdtnet_session_next_out(from, &msg, &len) == CRDT_OK) {
+        unsigned char *copy = malloc(len ? len : 1);
+        ck_assert_ptr_nonnull(copy);
+        memcpy(copy, msg, len);
+        forks = len >= 2 && copy[0] == 0x92 && copy[1] == 0x0c;
+        crdtnet_session_feed(to, copy, len);
+        free(copy);
+    }
+    return forks;
+}
+
+/* A CUT reaches @p who (b's session, with @p ob) right after the peer's
+ * FORKS; @p a_ahead: a migrated first (b is its taker). */
+static tu_sync_result
+cut_after_forks(const crdtnet_session_options *ob, int a_ahead,
+                const unsigned char *cut, size_t cut_len)
+{
+    crdtnet_session *sa, *sb;
+    tu_sync_result res;
+    int fed = 0;
+
+    unsigned char beyond[4096];
+
+    shared_history();
+    if (a_ahead)
+        tu_migrate(a, NULL, NULL);
+    if (cut == NULL) { /* a CUT of a's change written after its epoch */
+        crdt_export *e;
+        const unsigned char *p, *last = NULL;
+        size_t len, last_len = 0;
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "balance", 99), CRDT_OK);
+        ck_assert_int_eq(crdt_export_begin(&e, a, NULL), CRDT_OK);
+        while (crdt_export_next(e, &p, &len) == CRDT_OK) {
+            ck_assert_uint_lt(len + 6, sizeof beyond);
+            memcpy(beyond + 6, p, len);
+            last = beyond;
+            last_len = len;
+        }
+        crdt_export_end(e);
+        ck_assert_ptr_nonnull(last);
+        beyond[0] = 0x92;
+        beyond[1] = 0x0f;
+        beyond[2] = 0x91;
+        beyond[3] = 0xc5;
+        beyond[4] = (unsigned char)(last_len >> 8);
+        beyond[5] = (unsigned char)last_len;
+        cut = beyond;
+        cut_len = last_len + 6;
+    }
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, ob), CRDT_OK);
+    for (int round = 0; round < 100 && !fed; round++) {
+        tu_pump(sb, sa);
+        if (pump_through_forks(sa, sb)) {
+            res.ey = crdtnet_session_feed(sb, cut, cut_len);
+            fed = 1;
+        }
+    }
+    ck_assert(fed);
+    res.ry = *crdtnet_session_report(sb);
+    crdtnet_session_free(sa);
+    crdtnet_session_free(sb);
+    return res;
+}
+
+/* CUT is refused where it does not belong: at the same epoch (not a
+ * taker), by a side that never announced it (plain_changes), and with a
+ * change beyond the cut of the taker's next epoch. */
+START_TEST(test_cut_where_it_does_not_belong)
+{
+    static const unsigned char cut[] = { 0x92, 0x0f, 0x90 };
+    static const unsigned char packed_cut[] = { 0x93, 0x0d, 0x0f, 0xc4,
+                                                0x00 };
+    crdtnet_session_options old = CRDTNET_SESSION_OPTIONS_INIT;
+    tu_sync_result r;
+
+    r = cut_after_forks(NULL, 0, cut, sizeof cut);
+    ck_assert_int_eq(r.ey, CRDT_EPROTO);
+    ck_assert_str_eq(r.ry.reason, "unexpected CUT");
+    teardown();
+    setup();
+    r = cut_after_forks(NULL, 0, packed_cut, sizeof packed_cut);
+    ck_assert_int_eq(r.ey, CRDT_EPROTO);
+    ck_assert_str_eq(r.ry.reason, "unexpected CUT");
+    teardown();
+    setup();
+    old.plain_changes = 1;
+    r = cut_after_forks(&old, 1, cut, sizeof cut);
+    ck_assert_int_eq(r.ey, CRDT_EPROTO);
+    ck_assert_str_eq(r.ry.reason, "unknown message type");
+    teardown();
+    setup();
+    /* a taker that announced it takes an empty CUT before SNAP_BEGIN */
+    r = cut_after_forks(NULL, 1, cut, sizeof cut);
+    ck_assert_int_eq(r.ey, CRDT_OK);
+    teardown();
+    setup();
+    /* but not a change beyond the cut: it would leave the taker beyond
+     * it, where the signature alone vouches */
+    r = cut_after_forks(NULL, 1, NULL, 0);
+    ck_assert_int_eq(r.ey, CRDT_EPROTO);
+    ck_assert_str_eq(r.ry.reason, "CUT beyond the epoch's cut");
+    ck_assert_uint_eq(epoch_number(b), 0);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -285,6 +676,18 @@ test_suite(void)
     tcase_add_test(tc, test_new_replica_trusts_signature_only);
     tcase_add_test(tc, test_bad_signature_not_stored);
     tcase_add_test(tc, test_beyond_cut_trusts_signature);
+    tcase_add_test(tc, test_missed_writes_fetched_genuine_adopted);
+    tcase_add_test(tc, test_missed_writes_fetched_genuine_lens_adopted);
+    tcase_add_test(tc, test_missed_writes_fetched_forged_refused);
+    tcase_add_test(tc, test_missed_writes_fetched_forged_lens_refused);
+    tcase_add_test(tc, test_missed_writes_fetched_protocol_3);
+    tcase_add_test(tc, test_older_taker_keeps_old_rule);
+    tcase_add_test(tc, test_older_giver_keeps_old_rule);
+    tcase_add_test(tc, test_pruned_archive_keeps_old_rule);
+    tcase_add_test(tc, test_cut_where_it_does_not_belong);
+    tcase_add_test(tc, test_two_epochs_behind_fetches_the_first_cut);
+    tcase_add_test(tc, test_two_epochs_behind_genuine_adopted);
+    tcase_add_test(tc, test_forked_taker_is_sent_no_cut);
     suite_add_tcase(s, tc);
     return s;
 }

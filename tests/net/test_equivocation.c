@@ -453,6 +453,113 @@ START_TEST(test_staged_chain_cut_differently_replaces_ours)
 }
 END_TEST
 
+static void
+put_text(crdt_replica *r, const char *text)
+{
+    crdt_txn *t;
+
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "doc", "t", 0, text,
+                                          strlen(text)),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+}
+
+/* How often @p needle occurs in text c/doc/t of @p r. */
+static int
+text_count(crdt_replica *r, const char *needle)
+{
+    crdt_read *rd;
+    char *txt = NULL;
+    size_t len = 0;
+    int n = 0;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    if (crdt_read_text(&txt, &len, rd, "c", "doc", "t") == CRDT_OK)
+        for (const char *p = txt; (p = strstr(p, needle)) != NULL; p++)
+            n++;
+    crdt_read_end(rd);
+    crdt_text_free(txt);
+    return n;
+}
+
+/* Insert @p text into c/doc/t of @p r right after the first @p needle. */
+static void
+put_text_after(crdt_replica *r, const char *needle, const char *text)
+{
+    crdt_read *rd;
+    crdt_txn *t;
+    char *txt = NULL;
+    const char *at;
+    size_t len = 0, pos;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_text(&txt, &len, rd, "c", "doc", "t"),
+                     CRDT_OK);
+    crdt_read_end(rd);
+    at = strstr(txt, needle);
+    ck_assert_ptr_nonnull(at);
+    pos = (size_t)(at - txt) + strlen(needle); /* ASCII: bytes = points */
+    crdt_text_free(txt);
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "doc", "t", pos, text,
+                                          strlen(text)),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+}
+
+/* Two sibling epochs fold the two copies' versions of seq 2: b's folds
+ * the original's, d's (the canonical one: it folds more) the copy's.
+ * The copy first resets into b's epoch and loses its seq 2 there; it
+ * must keep it in the quarantine, not re-write it under a new actor:
+ * when it later follows d's epoch, which holds its seq 2, a re-written
+ * copy would insert its text a second time. */
+START_TEST(test_copy_lost_to_one_epoch_won_by_another)
+{
+    char dd[256];
+    unsigned char space[16];
+    crdt_replica *d;
+    crdtnet_report rx, ry;
+    int ex, ey;
+
+    crdt_replica_space_id(a, space);
+    d = tu_create(dd, sizeof dd, space);
+    ck_assert_int_eq(epoch_attach(d), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    sync_ok(a, d);
+    clone_a();
+    put_text(a, "orig");
+    put_text(c, "copy");
+    sync_ok(a, b);
+    tu_migrate(b, NULL, NULL);   /* folds the original's seq 2 */
+    sync_ok(c, d);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(tu_put_int(d, "c", "more", "v", i), CRDT_OK);
+    tu_migrate(d, NULL, NULL);   /* folds the copy's seq 2, and more */
+    run(c, b, &rx, &ry, &ex, &ey); /* the copy loses at b's epoch */
+    ck_assert_msg(ex == 0 && ey == 0, "%s / %s", rx.reason, ry.reason);
+    ck_assert_int_eq(text_count(c, "copy"), 1); /* re-applied as a copy */
+    /* typed right after the copy: its left origin is the copy's last
+     * element, which d's epoch applies as deleted (the original shows) */
+    put_text_after(c, "copy", "tail");
+    for (int round = 0; round < 3; round++) {
+        sync_ok(c, d);
+        sync_ok(b, d);
+        sync_ok(a, d);
+    }
+    assert_same(a, d);
+    assert_same(b, d);
+    assert_same(c, d);
+    ck_assert_int_eq(text_count(d, "copy"), 1);
+    ck_assert_int_eq(text_count(c, "copy"), 1);
+    ck_assert_int_eq(text_count(d, "orig"), 1); /* a lost it: re-applied */
+    ck_assert_int_eq(text_count(d, "tail"), 1);
+    crdt_replica_close(d);
+    test_rmtree(dd);
+}
+END_TEST
+
 /* A session whose HELLOs named no fork, and a copy's version of seq 2
  * reaches b from a third replica after b sent its HELLO: a then sends
  * its own seq 2, which b quarantines (an equivocation met by the
@@ -598,6 +705,7 @@ test_suite(void)
     tcase_add_test(tc, test_fork_met_after_hello_is_not_divergence);
     tcase_add_test(tc, test_divergence_still_reported);
     tcase_add_test(tc, test_staged_chain_cut_differently_replaces_ours);
+    tcase_add_test(tc, test_copy_lost_to_one_epoch_won_by_another);
     suite_add_tcase(s, tc);
     return s;
 }

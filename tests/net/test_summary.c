@@ -17,6 +17,7 @@
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
 #include "internal.h"
+#include "net_internal.h"
 #include "summary.h"
 #include "support/epoch_util.h"
 #include "support/replica_util.h"
@@ -167,8 +168,26 @@ assert_peer_is(const crdtnet__sum *s, const head *h, size_t n)
         crdt_vv_entry(vv, i, &a, &seq);
         ck_assert_mem_eq(a.b, h[i].actor, 8);
         ck_assert_uint_eq(seq, h[i].seq);
+        /* the lookup FIN uses agrees with the rebuilt vv */
+        ck_assert_uint_eq(crdtnet__sum_peer_seq(s, &a), h[i].seq);
     }
     crdt_vv_free(vv);
+}
+
+/* Our seqs as the summary keeps them; an actor nobody holds is 0. */
+static void
+assert_own_is(const crdtnet__sum *s, const head *h, size_t n)
+{
+    crdt_actor none;
+
+    for (size_t i = 0; i < n; i++) {
+        crdt_actor a;
+        memcpy(a.b, h[i].actor, 8);
+        ck_assert_uint_eq(crdtnet__sum_own_seq(s, &a), h[i].seq);
+    }
+    memset(none.b, 0xff, sizeof none.b); /* random actors never are */
+    ck_assert_uint_eq(crdtnet__sum_own_seq(s, &none), 0);
+    ck_assert_uint_eq(crdtnet__sum_peer_seq(s, &none), 0);
 }
 
 /* Every actor whose head differs is in the peer heads @p s rebuilt. */
@@ -236,6 +255,8 @@ START_TEST(test_sums_learn_each_others_heads)
             bytes = run_sums(x, y, &rounds);
             assert_peer_is(x, hb, nb);
             assert_peer_is(y, ha, n);
+            assert_own_is(x, ha, n);
+            assert_own_is(y, hb, nb);
             assert_differing_heads_known(x, hb, nb);
             assert_differing_heads_known(y, ha, n);
             if (diffs[di] == 0)
@@ -248,6 +269,88 @@ START_TEST(test_sums_learn_each_others_heads)
             free(ha);
             free(hb);
         }
+    }
+}
+END_TEST
+
+/* The 48-byte entries of @p h, as crdt_read_heads() gives them. */
+static unsigned char *
+entries_of(const head *h, size_t n)
+{
+    unsigned char *e = malloc(n ? n * CRDTNET__SUM_ENTRY : 1);
+
+    ck_assert_ptr_nonnull(e);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char *p = e + i * CRDTNET__SUM_ENTRY;
+        memcpy(p, h[i].actor, 8);
+        crdt__be64(p + 8, h[i].seq);
+        memcpy(p + 16, h[i].hash, 32);
+    }
+    return e;
+}
+
+/* A summary made from entries is the one made from the heads blob; the
+ * entries must be in strictly increasing actor order. */
+START_TEST(test_sum_from_entries)
+{
+    head *h = random_heads(300);
+    crdtnet__sum *x = sum_of(h, 300), *y;
+    unsigned char rx[32], ry[32], *e;
+    uint64_t nx, ny;
+
+    ck_assert_int_eq(crdtnet__sum_new_entries(&y, entries_of(h, 300), 300),
+                     CRDT_OK);
+    crdtnet__sum_root(x, rx, &nx);
+    crdtnet__sum_root(y, ry, &ny);
+    ck_assert_mem_eq(rx, ry, 32);
+    ck_assert_uint_eq(nx, ny);
+    crdtnet__sum_free(y);
+    e = entries_of(h, 300); /* two actors swapped */
+    memcpy(e + 10 * CRDTNET__SUM_ENTRY, h[11].actor, 8);
+    memcpy(e + 11 * CRDTNET__SUM_ENTRY, h[10].actor, 8);
+    ck_assert_int_eq(crdtnet__sum_new_entries(&y, e, 300), CRDT_EPROTO);
+    ck_assert_ptr_null(y);
+    e = entries_of(h, 300); /* one actor twice */
+    memcpy(e + 11 * CRDTNET__SUM_ENTRY, h[10].actor, 8);
+    ck_assert_int_eq(crdtnet__sum_new_entries(&y, e, 300), CRDT_EPROTO);
+    ck_assert_int_eq(crdtnet__sum_new_entries(&y, entries_of(h, 0), 0),
+                     CRDT_OK);
+    crdtnet__sum_free(y);
+    crdtnet__sum_free(x);
+    free(h);
+}
+END_TEST
+
+/* FIN's vv digest hashed in pieces is BLAKE2b-256 of actor || seq
+ * (big-endian) per head, in actor order (docs/protocol.md), whatever
+ * the pieces. */
+START_TEST(test_vv_digest_in_pieces)
+{
+    static const size_t sizes[] = { 0, 1, 63, 64, 65, 1000 };
+
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        head *h = random_heads(n);
+        unsigned char *e = entries_of(h, n), *flat = malloc(16 * n + 1);
+        unsigned char want[32], got[32];
+        crypto_generichash_state st;
+
+        for (size_t i = 0; i < n; i++) {
+            memcpy(flat + 16 * i, h[i].actor, 8);
+            crdt__be64(flat + 16 * i + 8, h[i].seq);
+        }
+        crypto_generichash(want, 32, flat, 16 * n, NULL, 0);
+        for (size_t piece = 1; piece <= 130; piece += 43) {
+            crypto_generichash_init(&st, NULL, 0, 32);
+            for (size_t i = 0; i < n; i += piece)
+                crdtnet__vv_digest_add(&st, e + i * CRDTNET__SUM_ENTRY,
+                                       n - i < piece ? n - i : piece);
+            crypto_generichash_final(&st, got, 32);
+            ck_assert_mem_eq(got, want, 32);
+        }
+        free(flat);
+        free(e);
+        free(h);
     }
 }
 END_TEST
@@ -403,6 +506,75 @@ share_actors(int n)
     tu_assert_converged(a, b);
 }
 
+/* Move every message between @p sx and @p sy until both are quiet. */
+static void
+exchange(crdtnet_session *sx, crdtnet_session *sy)
+{
+    crdtnet_session *from[2] = { sx, sy }, *to[2] = { sy, sx };
+    const unsigned char *msg;
+    size_t len;
+
+    for (int round = 0; round < 100000; round++) {
+        int moved = 0;
+        for (int d = 0; d < 2; d++) {
+            while (crdtnet_session_next_out(from[d], &msg, &len) == CRDT_OK) {
+                unsigned char *copy = malloc(len + 1);
+                memcpy(copy, msg, len);
+                ck_assert_int_eq(crdtnet_session_feed(to[d], copy, len),
+                                 CRDT_OK);
+                free(copy);
+                moved = 1;
+            }
+        }
+        if (!moved)
+            break;
+    }
+    ck_assert_int_eq(crdtnet_session_error(sx), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_error(sy), CRDT_OK);
+    ck_assert(crdtnet_session_finished(sx));
+    ck_assert(crdtnet_session_finished(sy));
+}
+
+/* A side that offered protocol 4 reads its heads for HELLO while it
+ * waits for the peer (crdtnet__session_idle()): a write after that
+ * travels in CHANGES as one after HELLO does, and a peer that answers
+ * in version 3 still gets a HELLO of version 3. */
+START_TEST(test_heads_read_while_waiting)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT, o3 = o;
+    crdtnet_session *sx, *sy;
+    const unsigned char *msg;
+    size_t len;
+
+    share_actors(100);
+    for (unsigned proto = 0; proto <= 3; proto += 3) {
+        ck_assert_int_eq(tu_put_int(a, "c", "x", "a", 10 + proto), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 20 + proto), CRDT_OK);
+        o3.sync_proto = proto;
+        ck_assert_int_eq(crdtnet_session_new(&sx, a, &o), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_new(&sy, b, &o3), CRDT_OK);
+        /* the offer of version 4: an empty message (a keepalive to a
+         * peer of version 3) */
+        ck_assert_int_eq(crdtnet_session_next_out(sx, &msg, &len), CRDT_OK);
+        ck_assert_uint_eq(len, 0);
+        ck_assert_int_eq(crdtnet_session_feed(sy, msg, len), CRDT_OK);
+        crdtnet__session_idle(sx); /* heads read before the peer answers */
+        crdtnet__session_idle(sx); /* once */
+        ck_assert_int_eq(tu_put_int(a, "c", "y", "late", 1), CRDT_OK);
+        exchange(sx, sy);
+        tu_assert_converged(a, b);
+        ck_assert_uint_eq(crdtnet_session_report(sx)->sync_proto,
+                          proto ? 3 : 4);
+        ck_assert_uint_eq(crdtnet_session_report(sy)->changes_received, 2);
+        ck_assert_uint_eq(crdtnet_session_report(sx)->changes_received, 1);
+        ck_assert(crdtnet_session_report(sx)->in_sync);
+        ck_assert(crdtnet_session_report(sy)->in_sync);
+        crdtnet_session_free(sx);
+        crdtnet_session_free(sy);
+    }
+}
+END_TEST
+
 START_TEST(test_one_change_each_way_moves_a_summary)
 {
     pair_result r4, r3;
@@ -428,6 +600,71 @@ START_TEST(test_one_change_each_way_moves_a_summary)
     ck_assert(r3.rx.in_sync && r3.ry.in_sync);
     /* 300 actors: about 2 x 300 x 56 bytes of heads and vv each way */
     ck_assert_uint_lt(4 * r4.bytes, r3.bytes);
+}
+END_TEST
+
+/* The heads as a sync reads them (crdt_read_heads(), whole and in
+ * pieces) are the heads crdt_heads_export() encodes, in actor order. */
+START_TEST(test_read_heads_is_the_export)
+{
+    unsigned char *blob, *all = NULL, piece[7 * CRDT_HEAD_ENTRY_BYTES];
+    size_t bl, cap = 0, n = 0, got = 0, k;
+    crdtnet__sum *x;
+    crdt_actor after;
+    crdt_read *rd;
+    int first = 1;
+
+    share_actors(40);
+    ck_assert_int_eq(crdt_heads_export(&blob, &bl, a), CRDT_OK);
+    ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+    ck_assert_int_eq(crdt_read_heads(&all, &cap, &n, rd), CRDT_OK);
+    ck_assert_uint_ge(n, 40);
+    ck_assert_uint_ge(cap, n * CRDT_HEAD_ENTRY_BYTES);
+    /* the same buffer serves the next read */
+    ck_assert_int_eq(crdt_read_heads(&all, &cap, &k, rd), CRDT_OK);
+    ck_assert_uint_eq(k, n);
+    do { /* 7 at a time: the last piece is short (or empty) */
+        ck_assert_int_eq(crdt_read_heads_after(piece, 7, &k,
+                                               first ? NULL : &after, rd),
+                         CRDT_OK);
+        ck_assert_uint_le(got + k, n);
+        ck_assert_mem_eq(piece, all + got * CRDT_HEAD_ENTRY_BYTES,
+                         k * CRDT_HEAD_ENTRY_BYTES);
+        got += k;
+        if (k > 0)
+            memcpy(after.b, piece + (k - 1) * CRDT_HEAD_ENTRY_BYTES, 8);
+        first = 0;
+    } while (k == 7);
+    ck_assert_uint_eq(got, n);
+    crdt_read_end(rd);
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *e = all + i * CRDT_HEAD_ENTRY_BYTES;
+        unsigned char hash[32];
+        uint64_t seq;
+        crdt_actor act;
+        memcpy(act.b, e, 8);
+        ck_assert_int_eq(crdt_heads_lookup(&seq, hash, blob, bl, &act),
+                         CRDT_OK);
+        ck_assert_uint_eq(seq, crdt__rd64(e + 8));
+        ck_assert_mem_eq(hash, e + 16, 32);
+        if (i > 0)
+            ck_assert_int_lt(memcmp(e - CRDT_HEAD_ENTRY_BYTES, e, 8), 0);
+    }
+    /* and a summary of either has the same root */
+    ck_assert_int_eq(crdtnet__sum_new(&x, blob, bl), CRDT_OK);
+    {
+        crdtnet__sum *y;
+        unsigned char rx[32], ry[32];
+        uint64_t nx, ny;
+        ck_assert_int_eq(crdtnet__sum_new_entries(&y, all, n), CRDT_OK);
+        crdtnet__sum_root(x, rx, &nx);
+        crdtnet__sum_root(y, ry, &ny);
+        ck_assert_mem_eq(rx, ry, 32);
+        ck_assert_uint_eq(nx, ny);
+        crdtnet__sum_free(y);
+    }
+    crdtnet__sum_free(x);
+    crdt_free(blob);
 }
 END_TEST
 
@@ -501,27 +738,29 @@ START_TEST(test_hello_layout)
     ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_EAGAIN);
     ck_assert_int_eq(crdtnet_session_feed(sb, NULL, 0), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_OK);
-    ck_assert_uint_eq(len, 111); /* 113 with 10,000 heads (cd 27 10) */
+    ck_assert_uint_eq(len, 119); /* 121 with 10,000 heads (cd 27 10) */
     ck_assert_uint_eq(m[0], 0x99);
     ck_assert_uint_eq(m[1], 0x01);
     ck_assert_uint_eq(m[2], 0xcc); /* proto 4 as uint 8: reads PACKED */
     ck_assert_uint_eq(m[3], 0x04);
     ck_assert_uint_eq(m[4], 0xc4);
     ck_assert_uint_eq(m[5], 0x20);
-    ck_assert_uint_eq(m[38], 0x00); /* epoch 0 */
-    ck_assert_uint_eq(m[39], 0xc4);
-    ck_assert_uint_eq(m[73], 0xc4);
-    ck_assert_uint_eq(m[74], 0x20);
-    ck_assert_uint_eq(m[107], 0x64); /* n_heads 100: a positive fixint */
-    ck_assert_uint_eq(m[108], 0x90); /* no record */
-    ck_assert_uint_eq(m[109], 0xc4); /* few: empty */
-    ck_assert_uint_eq(m[110], 0x00);
+    ck_assert_uint_eq(m[38], 0xcf); /* epoch 0 as uint 64: reads CUT */
+    for (int i = 39; i < 47; i++)
+        ck_assert_uint_eq(m[i], 0x00);
+    ck_assert_uint_eq(m[47], 0xc4);
+    ck_assert_uint_eq(m[81], 0xc4);
+    ck_assert_uint_eq(m[82], 0x20);
+    ck_assert_uint_eq(m[115], 0x64); /* n_heads 100: a positive fixint */
+    ck_assert_uint_eq(m[116], 0x90); /* no record */
+    ck_assert_uint_eq(m[117], 0xc4); /* few: empty */
+    ck_assert_uint_eq(m[118], 0x00);
     /* the root is BLAKE2b-256 of the entries */
     ck_assert_int_eq(crdt_heads_export(&hb, &hl, b), CRDT_OK);
     ck_assert_int_eq(crdtnet__sum_new(&sum, hb, hl), CRDT_OK);
     crdtnet__sum_root(sum, root, &n);
     ck_assert_uint_eq(n, 100);
-    ck_assert_mem_eq(m + 75, root, 32);
+    ck_assert_mem_eq(m + 83, root, 32);
     crdtnet__sum_free(sum);
     crdt_free(hb);
     crdtnet_session_free(sb);
@@ -624,10 +863,14 @@ test_suite(void)
     tcase_add_test(tu, test_sums_learn_each_others_heads);
     tcase_add_test(tu, test_sums_refuse_what_does_not_add_up);
     tcase_add_test(tu, test_few_heads_need_no_round);
+    tcase_add_test(tu, test_sum_from_entries);
+    tcase_add_test(tu, test_vv_digest_in_pieces);
     suite_add_tcase(s, tu);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_one_change_each_way_moves_a_summary);
+    tcase_add_test(tc, test_read_heads_is_the_export);
+    tcase_add_test(tc, test_heads_read_while_waiting);
     tcase_add_test(tc, test_equal_heads_end_at_hello);
     tcase_add_test(tc, test_hello_layout);
     tcase_add_test(tc, test_version3_peer_is_answered_in_version3);

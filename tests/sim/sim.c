@@ -8,8 +8,9 @@
  * phase (writes of every type, syncs with delays and resets, partitions,
  * crashes, migrations with random lenses, custom migrations, interrupted
  * migrations, forks, a backup restored into two replicas that both
- * write, and with STRATA_SIM_CLONES=1 a replica's directory copied and
- * both copies writing), heals, and checks the oracle (sim_oracle.c). A
+ * write, a replica's directory copied and both copies writing; the
+ * copies are off with STRATA_SIM_OFF=copy, the clones alone with
+ * STRATA_SIM_CLONES=0), heals, and checks the oracle (sim_oracle.c). A
  * failing seed is printed with the finding; `--first-seed S --seeds 1`
  * replays it exactly. Exit 0 when every seed passes.
  */
@@ -102,7 +103,7 @@ main(int argc, char **argv)
     uint64_t first = 1, n = 1, failed = 0;
     uint64_t tot_ops = 0, tot_mig = 0, tot_crash = 0, tot_reset = 0;
     uint64_t tot_reject = 0, tot_sync = 0, tot_abort = 0, tot_seq = 0;
-    uint64_t tot_copies = 0, tot_forked = 0, tot_unverified = 0;
+    uint64_t tot_copies = 0, tot_forked = 0, tot_unverified = 0, tot_cut = 0;
     int steps = 400, verbose = 0, determinism = 0;
     struct timespec t0, t1;
 
@@ -161,6 +162,7 @@ main(int argc, char **argv)
         tot_copies += (uint64_t)(st.clones + st.restores);
         tot_forked += st.forked_ops;
         tot_unverified += st.unverified;
+        tot_cut += st.cut_changes;
         if (verbose)
             printf("seed %" PRIu64 " ok: %d replicas, %" PRIu64 " ops\n",
                    seed, st.n, st.ops);
@@ -175,7 +177,8 @@ main(int argc, char **argv)
                (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
     printf("strata-sim: copies (clones and double restores) %" PRIu64
            ", ops of a losing fork %" PRIu64 ", ops held by seq only %"
-           PRIu64 "\n", tot_copies, tot_forked, tot_unverified);
+           PRIu64 ", changes of an epoch's cut fetched before a reset %"
+           PRIu64 "\n", tot_copies, tot_forked, tot_unverified, tot_cut);
     printf("%" PRIu64 " passed, %" PRIu64 " failed\n", n - failed, failed);
     return failed == 0 ? 0 : 1;
 }

@@ -62,6 +62,8 @@ typedef struct {
     /* stats */
     uint64_t ops, syncs, syncs_ok, crashes, migrations, lens_migrations;
     uint64_t partitions, resets, rejects, aborted_links, busy;
+    uint64_t cut_changes; /* changes of an epoch's cut a taker lacked,
+                             fetched before its reset (CUT) */
     uint64_t seq_ops;    /* text and list ops committed */
     uint64_t uniq;       /* next unique element: every inserted code point
                             and list value is new, so a duplicate in a

@@ -151,13 +151,13 @@ sim_world_init(sim_world *w, uint64_t seed, int verbose)
     w->rng = seed * 0x2545F4914F6CDD1DULL + 1;
     w->verbose = verbose;
     w->n = sizes[sim_below(w, 5)];
-    /* a sixth of the seeds restore one backup twice, and with
-     * STRATA_SIM_CLONES=1 another sixth copy a replica's directory (open:
-     * seed 205 of 1-300 applies a copy's insert twice, docs/testing.md);
-     * by seed, not by the PRNG, so every other decision of a seed stays
-     * as it was */
-    w->allow_clone = seed % 6 == 1 && getenv("STRATA_SIM_CLONES") != NULL &&
-                     strcmp(getenv("STRATA_SIM_CLONES"), "0") != 0;
+    /* a sixth of the seeds restore one backup twice, and another sixth
+     * copy a replica's directory (STRATA_SIM_CLONES=0 leaves the clones
+     * out, STRATA_SIM_OFF=copy both); by seed, not by the PRNG, so every
+     * other decision of a seed stays as it was */
+    w->allow_clone = seed % 6 == 1 && (getenv("STRATA_SIM_CLONES") == NULL ||
+                                       strcmp(getenv("STRATA_SIM_CLONES"),
+                                              "0") != 0);
     w->allow_restore = seed % 6 == 2;
     current_world = w;
     sodium_rng = seed ^ 0x5eedULL;
@@ -764,6 +764,7 @@ link_step(sim_world *w, sim_link *l, int faults, int *err)
         if (ea == CRDT_EBUSY || eb == CRDT_EBUSY)
             w->busy++;
         w->resets += (uint64_t)(ra->snapshot_received + rb->snapshot_received);
+        w->cut_changes += ra->cut_changes_received + rb->cut_changes_received;
         w->rejects += (uint64_t)(ra->rejected + rb->rejected);
         /* an error other than busy or a peer reset is a finding */
         if (ea == CRDT_ECORRUPT || eb == CRDT_ECORRUPT) {

@@ -109,6 +109,16 @@ typedef struct {
      *  it by nil (format 2); all zero otherwise. */
     crdt_actor author;
     int has_author;
+    /** A copy (op kind 11 around it, docs/storage.md 5.3): the op that a
+     *  replica which lost an equivocation re-applies under its new
+     *  incarnation names the op it copies: its actor, its seq and the
+     *  first 8 bytes of the hash of the change it was written in. A
+     *  rebase into an epoch whose cut folds that change skips it
+     *  (docs/protocol.md, "Equivocation"). */
+    int is_copy;
+    crdt_actor copy_actor;
+    uint64_t copy_seq;
+    unsigned char copy_tag[8];
 } crdt_op;
 
 /**

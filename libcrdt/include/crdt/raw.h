@@ -256,6 +256,25 @@ CRDT_API int crdt_raw_recount_log(crdt_raw *t);
 CRDT_API int crdt_raw_prune_archive(crdt_raw *t, uint64_t keep_from);
 
 /**
+ * Export the changes the archive keeps of epoch @p epoch_number's log
+ * (the changes an epoch after it folded): per actor of @p upto, in actor
+ * order, every archived change that ends above @p from's seq for that
+ * actor (@p from may be NULL: 0) and at or below @p upto's, in seq
+ * order. Read with crdt_export_next() and crdt_export_end() (crdt/sync.h)
+ * in one read snapshot; this replica's own changes come signed, others'
+ * as stored (one may lack its signature when its successor proves it).
+ * The archive's record format is libcrdt's: read it only this way. A
+ * pruned archive (crdt_raw_prune_archive()) exports nothing for the
+ * epoch; the caller checks the seqs it got. Both vvs are borrowed until
+ * crdt_export_end().
+ * @return CRDT_OK; CRDT_EINVAL; CRDT_ENOMEM; CRDT_EIO.
+ */
+CRDT_API int crdt_export_begin_archive(crdt_export **out, crdt_replica *r,
+                                       uint64_t epoch_number,
+                                       const crdt_vv *from,
+                                       const crdt_vv *upto);
+
+/**
  * The heads (per-actor seq, chain hash, key) as one msgpack blob, and
  * back: an epoch record carries the heads folded into it, so a replica
  * that resets to it can keep checking every actor's hash chain. The
@@ -406,6 +425,18 @@ CRDT_API int crdt_raw_apply_op(crdt_raw *t, const crdt_op *op, uint64_t hlc,
                       const crdt_actor *actor, uint64_t seq);
 
 /**
+ * Apply insert @p op (TINS or LINS, already transformed) as
+ * crdt_raw_apply_op() does, then delete the elements it inserted: a
+ * copy whose original the current epoch already holds (rebase,
+ * docs/protocol.md "Equivocation") keeps its ids as anchors for the
+ * later inserts that name them, and shows nothing.
+ * @return as crdt_raw_apply_op(); CRDT_EINVAL for another kind.
+ */
+CRDT_API int crdt_raw_apply_deleted(crdt_raw *t, const crdt_op *op,
+                                    uint64_t hlc, const crdt_actor *actor,
+                                    uint64_t seq);
+
+/**
  * Give field @p field of document @p doc the register value @p v stamped
  * (0, actor 0), unless the document already has any entry for that
  * field: what a lens's `add ... default` does to a document, applied by
@@ -423,6 +454,9 @@ CRDT_API int crdt_raw_state_default(crdt_raw *t, const char *coll, const char *d
  *    point into memory the hook owns until its next call);
  *  - CRDT_EREJECTED: the op cannot be rebased; the hook has stored it in
  *    the quarantine with its reason; merge counts it and moves on;
+ *  - CRDT_EEXISTS: the op is a copy of an op the current epoch already
+ *    holds (crdt_txn_copy_of()); the hook has done what it needed to
+ *    (nothing, or its insert applied as deleted); merge moves on;
  *  - CRDT_ENOTFOUND: unknown epoch; the whole merge fails.
  */
 typedef struct {
@@ -467,6 +501,20 @@ CRDT_API int crdt_replica_new_incarnation(crdt_replica *r);
  * never reuse a seq. @p renewed_out (may be NULL) says whether it did.
  */
 CRDT_API int crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r);
+
+/**
+ * Inside a local write txn, mark the ops written from now on as copies
+ * of the op at (@p actor, @p seq) of the change whose hash starts with
+ * the 8 bytes @p tag (op kind 11, docs/storage.md 5.3): what a replica
+ * that lost an equivocation re-applies under its new incarnation. A
+ * rebase into an epoch whose cut folds that change skips them
+ * (docs/protocol.md, "Equivocation"). @p actor NULL: the ops written
+ * from now on are plain ops again. Copies are never folded into runs.
+ * @return CRDT_OK; CRDT_EINVAL (@p t NULL, or @p tag NULL or @p seq 0
+ *         with an actor).
+ */
+CRDT_API int crdt_txn_copy_of(crdt_txn *t, const crdt_actor *actor,
+                              uint64_t seq, const unsigned char *tag);
 
 /**
  * Inside a local write txn, also delete raw key @p k of @p db when the

@@ -137,6 +137,35 @@ CRDT_API CRDT_MUST_CHECK int crdt_merge(crdt_merge_report *report, crdt_replica 
  */
 CRDT_API int crdt_heads_export(unsigned char **out, size_t *len, crdt_replica *r);
 
+/** Bytes of one head as crdt_read_heads() gives it. */
+#define CRDT_HEAD_ENTRY_BYTES 48
+
+/**
+ * Every head in the snapshot of @p rd, in actor order, as fixed-size
+ * entries: actor (8 bytes) || seq (8, big-endian) || chain hash (32),
+ * CRDT_HEAD_ENTRY_BYTES each, into @p *buf (grown with realloc when
+ * @p *cap is short; pass NULL and 0 the first time, keep both for the
+ * next call, free with crdt_free()). What crdt_heads_export() holds,
+ * without an encoding: a sync summarises the heads and digests the
+ * version vector from it on every session, and one read of the
+ * database into one buffer keeps that cheap.
+ * @return CRDT_OK with *n heads; CRDT_ELIMIT (more than 65,536 heads);
+ *         CRDT_ENOMEM (the buffer is kept); CRDT_ECORRUPT.
+ */
+CRDT_API int crdt_read_heads(unsigned char **buf, size_t *cap, size_t *n,
+                             crdt_read *rd);
+
+/**
+ * The same in pieces, without a buffer for all of them: up to @p max
+ * heads whose actor follows @p after (NULL: from the first), in actor
+ * order, into @p buf (@p max entries of CRDT_HEAD_ENTRY_BYTES). *n < max
+ * means the last head was read; the next piece starts after the actor
+ * of the last entry.
+ * @return CRDT_OK with *n heads; CRDT_ECORRUPT.
+ */
+CRDT_API int crdt_read_heads_after(unsigned char *buf, size_t max, size_t *n,
+                                   const crdt_actor *after, crdt_read *rd);
+
 /** What crdt_chain_check() found. */
 enum {
     CRDT_CHAIN_UNKNOWN = -1, /**< we hold less, or the copy was pruned */

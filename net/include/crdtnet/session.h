@@ -86,6 +86,10 @@ typedef struct {
                                     4), 0 before the peer's HELLO */
     unsigned int summary_rounds; /**< version 4: SUMMARY messages
                                     received (0: equal heads at HELLO) */
+    uint64_t cut_changes_received; /**< changes of the next epoch's cut
+                                    this taker lacked, fetched before
+                                    the snapshot to re-derive the epoch
+                                    (docs/protocol.md, CUT) */
 } crdtnet_report;
 
 /**
