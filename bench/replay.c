@@ -85,7 +85,28 @@ replay_spool_free(replay_spool *s)
         return;
     free(s->buf);
     free(s->off);
+    free(s->unsigned_in_log);
     memset(s, 0, sizeof *s);
+}
+
+/* One crdt_merge of the @p k changes in @p b; it must apply them all. */
+static int
+merge_batch(crdt_replica *r, const crdt_bytes *b, size_t k, char *err,
+            size_t errlen)
+{
+    crdt_merge_report rep;
+    int rc = crdt_merge(&rep, r, b, k);
+
+    if (rc < 0)
+        return fail(err, errlen, "crdt_merge: %s", crdt_strerror(rc));
+    if (rep.pending || rep.quarantined_ops || rep.conflicts)
+        return fail(err, errlen,
+                    "crdt_merge left %llu pending, %llu quarantined ops, "
+                    "%llu conflicts",
+                    (unsigned long long)rep.pending,
+                    (unsigned long long)rep.quarantined_ops,
+                    (unsigned long long)rep.conflicts);
+    return 0;
 }
 
 static int
@@ -98,8 +119,6 @@ merge_list(crdt_replica *r, const replay_spool *s, const size_t *idx,
         return fail(err, errlen, "out of memory");
     for (size_t i = 0; i < n; i += batch) {
         size_t k = n - i < batch ? n - i : batch;
-        crdt_merge_report rep;
-        int rc;
 
         for (size_t j = 0; j < k; j++) {
             size_t c = idx ? idx[i + j] : i + j;
@@ -107,23 +126,46 @@ merge_list(crdt_replica *r, const replay_spool *s, const size_t *idx,
             b[j].data = s->buf + s->off[c];
             b[j].len = s->off[c + 1] - s->off[c];
         }
-        rc = crdt_merge(&rep, r, b, k);
-        if (rc < 0) {
+        if (merge_batch(r, b, k, err, errlen) < 0) {
             free(b);
-            return fail(err, errlen, "crdt_merge: %s", crdt_strerror(rc));
-        }
-        if (rep.pending || rep.quarantined_ops || rep.conflicts) {
-            free(b);
-            return fail(err, errlen,
-                        "crdt_merge left %llu pending, %llu quarantined ops, "
-                        "%llu conflicts",
-                        (unsigned long long)rep.pending,
-                        (unsigned long long)rep.quarantined_ops,
-                        (unsigned long long)rep.conflicts);
+            return -1;
         }
     }
     free(b);
     return 0;
+}
+
+int
+replay_merge_spool_cut(crdt_replica *r, const replay_spool *s,
+                       const size_t *ends, size_t n_messages, char *err,
+                       size_t errlen)
+{
+    crdt_bytes *b = malloc((s->n ? s->n : 1) * sizeof *b);
+    size_t from = 0;
+
+    if (b == NULL)
+        return fail(err, errlen, "out of memory");
+    for (size_t i = 0; i < n_messages; i++) {
+        size_t to = ends[i];
+
+        if (to <= from || to > s->n) {
+            free(b);
+            return fail(err, errlen, "message %zu: bad end %zu", i, to);
+        }
+        for (size_t c = from; c < to; c++) {
+            b[c - from].data = s->buf + s->off[c];
+            b[c - from].len = s->off[c + 1] - s->off[c];
+        }
+        if (merge_batch(r, b, to - from, err, errlen) < 0) {
+            free(b);
+            return -1;
+        }
+        from = to;
+    }
+    free(b);
+    return from == s->n ? 0
+                        : fail(err, errlen, "the messages end at change %zu "
+                                            "of %zu", from, s->n);
 }
 
 int
@@ -446,6 +488,45 @@ check_text(ctx *c, agent *a, uint32_t id, const char *want, size_t want_len)
     return 0;
 }
 
+/* Which of the spool's changes from @p first on (@p a's whole log)
+ * that log holds without a signature: the same changes in the same
+ * order, as stored (what a session sends). */
+static int
+note_unsigned(ctx *c, agent *a, size_t first)
+{
+    replay_spool *s = c->spool;
+    crdt_export *ex = NULL;
+    const unsigned char *b;
+    size_t len, i = first;
+    int rc;
+
+    free(s->unsigned_in_log);
+    if ((s->unsigned_in_log = calloc(s->n ? s->n : 1, 1)) == NULL)
+        return fail(c->err, c->errlen, "out of memory");
+    if ((rc = crdt_export_begin_as_stored(&ex, a->r, NULL)) < 0)
+        return fail(c->err, c->errlen, "crdt_export_begin_as_stored: %s",
+                    crdt_strerror(rc));
+    while ((rc = crdt_export_next(ex, &b, &len)) == CRDT_OK) {
+        crdt_change ch;
+
+        if (i >= s->n || crdt_change_decode(&ch, b, len) != CRDT_OK) {
+            crdt_export_end(ex);
+            return fail(c->err, c->errlen, "the log as stored is not the "
+                                           "spool (change %zu)", i);
+        }
+        s->unsigned_in_log[i++] = ch.sig == NULL;
+    }
+    crdt_export_end(ex);
+    if (rc != CRDT_ENOTFOUND)
+        return fail(c->err, c->errlen, "crdt_export_next: %s",
+                    crdt_strerror(rc));
+    if (i != s->n)
+        return fail(c->err, c->errlen, "the log as stored holds %zu "
+                                       "changes, the spool %zu", i - first,
+                    s->n - first);
+    return 0;
+}
+
 static int
 run_sequential(ctx *c)
 {
@@ -455,7 +536,7 @@ run_sequential(ctx *c)
     crdt_commit_info info;
     crdt_export *ex = NULL;
     const unsigned char *b;
-    size_t len;
+    size_t len, first;
     int rc;
 
     if (c->o->limit_patches > 0 && c->o->limit_patches < n)
@@ -490,7 +571,8 @@ run_sequential(ctx *c)
                 return -1;
         }
     }
-    /* the changes: everything the replica wrote */
+    /* the changes: everything the replica wrote, each signed */
+    first = c->spool->n;
     if ((rc = crdt_export_begin(&ex, a->r, NULL)) < 0)
         return fail(c->err, c->errlen, "crdt_export_begin: %s",
                     crdt_strerror(rc));
@@ -503,7 +585,7 @@ run_sequential(ctx *c)
     if (rc != CRDT_ENOTFOUND)
         return fail(c->err, c->errlen, "crdt_export_next: %s",
                     crdt_strerror(rc));
-    return 0;
+    return note_unsigned(c, a, first);
 }
 
 static int

@@ -46,13 +46,19 @@ typedef struct {
 } replay_opts;
 
 /* The changes the replay produced, in commit order (a valid merge
- * order: every change comes after those it depends on). */
+ * order: every change comes after those it depends on), each signed. */
 typedef struct {
     unsigned char *buf;
     size_t len, cap;
     size_t *off;            /* change i is buf[off[i] .. off[i + 1]) */
     size_t n, n_cap;
     unsigned char space_id[CRDT_SPACE_ID_BYTES];
+    /* sequential replay: 1 if change i is held WITHOUT its signature in
+     * the log of the replica that wrote it (a later commit of its actor
+     * proves it, docs/storage.md 5.5): what a sync session reads
+     * (crdt_export_begin_as_stored) and cuts its messages by; NULL when
+     * not known (every change counts as held signed) */
+    unsigned char *unsigned_in_log;
 } replay_spool;
 
 typedef struct {
@@ -79,6 +85,13 @@ void replay_spool_free(replay_spool *s);
  * 0, or -1 with @p err. */
 int replay_merge_spool(crdt_replica *r, const replay_spool *s, size_t batch,
                        char *err, size_t errlen);
+
+/* Merge the changes of @p s message by message: message i is changes
+ * [ends[i - 1], ends[i]) (from 0), one crdt_merge each. 0, or -1 with
+ * @p err. */
+int replay_merge_spool_cut(crdt_replica *r, const replay_spool *s,
+                           const size_t *ends, size_t n_messages, char *err,
+                           size_t errlen);
 
 /* The text of the replay field of @p r (malloc'd, NUL-terminated; an
  * absent field is ""). 0, or -1 with @p err. */

@@ -21,13 +21,15 @@
  *  - replay (replay_ops_per_s): the whole trace, durable, 1,000 patches
  *    per txn for a sequential trace (each trace txn its own crdt txn,
  *    and the syncs, for a concurrent one); once per run of the bench.
- *    Its changes are the spool of the merge; wire_bytes is their size
- *    (the changes as sync sends them, before framing and encryption:
- *    each without the signature its successor in the same batch of the
- *    merge proves, docs/storage.md 5.5).
- *  - merge (ops_per_s): a fresh durable replica merges the spool, 100
- *    changes per crdt_merge, then reads the whole text, which must be
- *    the expected one; median of --runs. Peak private memory is the
+ *    Its changes are the spool of the merge, cut into the messages a
+ *    sync session would send them in (spool_cut_messages); wire_bytes
+ *    is their size (the changes as sync sends them, before framing and
+ *    encryption: each without the signature its successor in the same
+ *    message proves, docs/storage.md 5.5).
+ *  - merge (ops_per_s): a fresh durable replica merges the spool, one
+ *    crdt_merge per message as a session does (net/src/session.c,
+ *    merge_changes), then reads the whole text, which must be the
+ *    expected one; median of --runs. Peak private memory is the
  *    largest RssAnon a 1 ms sampler saw during it, minus the RssAnon the
  *    child had at its start (inherited from the parent, which holds the
  *    trace); the LMDB map is a shared file mapping, counted apart as
@@ -60,12 +62,16 @@
 
 #include "crdt/backup.h"
 #include "crdt/sync.h"
+#include "crdtnet/session.h"
 #include "epoch/epoch.h"
 #include "replay.h"
 #include "trace.h"
 
 #define SEQ_BATCH 1000      /* patches per txn of the batched replay */
-#define MERGE_CHANGES 100   /* changes per crdt_merge of the merge */
+/* a session's messages: the default target size (crdtnet_session_options
+ * batch_bytes 0) and the limit of one message */
+#define MESSAGE_BYTES ((size_t)256 * 1024)
+#define MESSAGE_MAX CRDTNET_SESSION_MSG_MAX
 #define PREFIX_EDITS 5000   /* one txn per edit: a prefix */
 #define NODE_LIMIT_S 1800
 
@@ -103,12 +109,18 @@ find_trace(char *out, size_t size)
 
 /* ---- the spool file: the replay's changes for the merge children ---- */
 
+/* The spool and where its messages end (spool_cut_messages). */
+typedef struct {
+    size_t *ends; /* message i is changes [ends[i - 1], ends[i]) */
+    size_t n;
+} spool_messages;
+
 static int
-spool_write(const replay_spool *s, const char *path, char *err,
-            size_t errlen)
+spool_write(const replay_spool *s, const spool_messages *m, const char *path,
+            char *err, size_t errlen)
 {
     FILE *f = fopen(path, "wb");
-    uint64_t n = s->n;
+    uint64_t n = s->n, nm = m->n;
     int ok;
 
     if (f == NULL) {
@@ -119,7 +131,9 @@ spool_write(const replay_spool *s, const char *path, char *err,
              sizeof s->space_id &&
          fwrite(&n, sizeof n, 1, f) == 1 &&
          fwrite(s->off, sizeof *s->off, s->n + 1, f) == s->n + 1 &&
-         fwrite(s->buf, 1, s->len, f) == s->len;
+         fwrite(s->buf, 1, s->len, f) == s->len &&
+         fwrite(&nm, sizeof nm, 1, f) == 1 &&
+         fwrite(m->ends, sizeof *m->ends, m->n, f) == m->n;
     if (fclose(f) != 0)
         ok = 0;
     if (!ok)
@@ -128,13 +142,15 @@ spool_write(const replay_spool *s, const char *path, char *err,
 }
 
 static int
-spool_read(replay_spool *s, const char *path, char *err, size_t errlen)
+spool_read(replay_spool *s, spool_messages *m, const char *path, char *err,
+           size_t errlen)
 {
     FILE *f = fopen(path, "rb");
-    uint64_t n;
+    uint64_t n, nm;
     int ok;
 
     memset(s, 0, sizeof *s);
+    memset(m, 0, sizeof *m);
     if (f == NULL) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
@@ -154,9 +170,17 @@ spool_read(replay_spool *s, const char *path, char *err, size_t errlen)
         s->buf = malloc(s->len ? s->len : 1);
         ok = s->buf != NULL && fread(s->buf, 1, s->len, f) == s->len;
     }
+    if (ok)
+        ok = fread(&nm, sizeof nm, 1, f) == 1 && nm <= s->n &&
+             (m->ends = malloc((nm ? nm : 1) * sizeof *m->ends)) != NULL &&
+             fread(m->ends, sizeof *m->ends, nm, f) == nm;
+    if (ok)
+        m->n = (size_t)nm;
     fclose(f);
     if (!ok) {
         replay_spool_free(s);
+        free(m->ends);
+        m->ends = NULL;
         snprintf(err, errlen, "%s: unreadable spool", path);
     }
     return ok ? 0 : -1;
@@ -168,29 +192,56 @@ typedef struct {
     const trace *t;
     replay_opts o;
     const char *spool_path; /* NULL: keep no changes */
-    size_t strip_batch;     /* > 0: strip the spool for that merge batch */
 } replay_args;
 
 /*
- * The spool as sync sends it (docs/protocol.md, CHANGES): a change whose
- * successor goes in the same message travels without its signature. The
- * merge takes the spool @p batch changes per crdt_merge, so a batch is a
- * message here: the last change of each batch keeps its signature (a
- * session's 256 KiB messages would keep fewer). In place; the offsets
- * follow.
+ * The spool as a sync session sends it (net/src/session.c,
+ * build_changes_as; docs/protocol.md, CHANGES): a message takes changes
+ * until it holds MESSAGE_BYTES (each a msgpack bin), but never ends on a
+ * change the sender's log holds without its signature (it runs on to the
+ * next signed change of that actor, which proves the run); a change
+ * whose successor in the same message proves it travels without its
+ * signature. The receiver merges each message in one crdt_merge. A
+ * local commit drops the signature of the change before it, so the log
+ * of a sequential replay holds one signed change, its newest, and a
+ * session sends the whole log in ONE message (up to MESSAGE_MAX; a
+ * longer unsigned run, which a session refuses with CRDT_ELIMIT, is cut
+ * here with the signature kept where it is cut). Without the log's
+ * signature marks (a concurrent trace) every change counts as signed:
+ * messages of MESSAGE_BYTES. In place; the offsets follow; @p m gets
+ * the messages' ends.
  */
-static void
-spool_strip_runs(replay_spool *s, size_t batch)
+static size_t
+bin_bytes(size_t len)
 {
-    size_t w = 0; /* write position in buf */
+    return len + (len < 256 ? 2 : len < 65536 ? 3 : 5);
+}
 
+static int
+spool_cut_messages(replay_spool *s, spool_messages *m)
+{
+    size_t w = 0, size = 0; /* write position in buf; message bytes */
+
+    m->n = 0;
+    if ((m->ends = malloc((s->n ? s->n : 1) * sizeof *m->ends)) == NULL)
+        return -1;
     for (size_t i = 0; i < s->n; i++) {
         unsigned char *p = s->buf + s->off[i];
         size_t len = s->off[i + 1] - s->off[i], nl = 0;
+        int held_unsigned = s->unsigned_in_log && s->unsigned_in_log[i];
+        int last;
         crdt_change c, next;
 
-        if ((i + 1) % batch != 0 && i + 1 < s->n &&
-            crdt_change_decode(&c, p, len) == CRDT_OK &&
+        /* does change i end its message? */
+        if (i + 1 == s->n)
+            last = 1;
+        else if (size + bin_bytes(len) +
+                     bin_bytes(s->off[i + 2] - s->off[i + 1]) + 64 >
+                 MESSAGE_MAX)
+            last = 1; /* the next one does not fit */
+        else
+            last = size + bin_bytes(len) >= MESSAGE_BYTES && !held_unsigned;
+        if (!last && crdt_change_decode(&c, p, len) == CRDT_OK &&
             crdt_change_decode(&next, s->buf + s->off[i + 1],
                                s->off[i + 2] - s->off[i + 1]) == CRDT_OK &&
             crdt_change_proves(&next, &c))
@@ -200,19 +251,26 @@ spool_strip_runs(replay_spool *s, size_t batch)
         memmove(s->buf + w, p, len);
         s->off[i] = w;
         w += len;
+        size += bin_bytes(len);
+        if (last) {
+            m->ends[m->n++] = i + 1;
+            size = 0;
+        }
     }
     s->off[s->n] = w;
     s->len = w;
+    return 0;
 }
 
 /* v[0] seconds, v[1] patches, v[2] txns, v[3] merged, v[4] rebuilds,
- * v[5] replicas, v[6] changes, v[7] change bytes */
+ * v[5] replicas, v[6] changes, v[7] change bytes, v[8] messages */
 static int
 replay_child(bench_res *out, void *ctx)
 {
     replay_args *a = ctx;
     replay_result r;
     replay_spool s = { 0 };
+    spool_messages m = { 0 };
 
     if (replay_run(&r, &s, a->t, &a->o, out->err, sizeof out->err) < 0) {
         replay_spool_free(&s);
@@ -224,16 +282,21 @@ replay_child(bench_res *out, void *ctx)
     out->v[3] = (double)r.merged;
     out->v[4] = (double)r.rebuilds;
     out->v[5] = r.replicas;
-    if (a->strip_batch > 0)
-        spool_strip_runs(&s, a->strip_batch);
+    if (a->spool_path != NULL && spool_cut_messages(&s, &m) < 0) {
+        replay_spool_free(&s);
+        return bench_fail(out, "out of memory");
+    }
     out->v[6] = (double)s.n;
     out->v[7] = (double)s.len;
+    out->v[8] = (double)m.n;
     if (a->spool_path != NULL &&
-        spool_write(&s, a->spool_path, out->err, sizeof out->err) < 0) {
+        spool_write(&s, &m, a->spool_path, out->err, sizeof out->err) < 0) {
         replay_spool_free(&s);
+        free(m.ends);
         return -1;
     }
     replay_spool_free(&s);
+    free(m.ends);
     return 0;
 }
 
@@ -314,6 +377,7 @@ merge_child(bench_res *out, void *ctx)
 {
     merge_args *a = ctx;
     replay_spool s;
+    spool_messages m;
     crdt_open_options oo = CRDT_OPEN_OPTIONS_INIT;
     crdt_replica *r = NULL;
     bench_sampler *smp;
@@ -322,7 +386,7 @@ merge_child(bench_res *out, void *ctx)
     double t0, t1, t2, anon = 0, file = 0;
     int rc;
 
-    if (spool_read(&s, a->spool_path, out->err, sizeof out->err) < 0)
+    if (spool_read(&s, &m, a->spool_path, out->err, sizeof out->err) < 0)
         return -1;
     bench_rmtree(a->dir);
     bench_rss_reset();
@@ -335,15 +399,18 @@ merge_child(bench_res *out, void *ctx)
     if (rc < 0) {
         bench_sampler_stop(smp, &anon, &file);
         replay_spool_free(&s);
+        free(m.ends);
         return bench_fail(out, "create %s: %s", a->dir, crdt_strerror(rc));
     }
-    rc = replay_merge_spool(r, &s, MERGE_CHANGES, out->err, sizeof out->err);
+    rc = replay_merge_spool_cut(r, &s, m.ends, m.n, out->err,
+                                sizeof out->err);
     t1 = bench_now();
     if (rc == 0)
         rc = replay_read_text(&text, &len, r, out->err, sizeof out->err);
     t2 = bench_now();
     bench_sampler_stop(smp, &anon, &file);
     replay_spool_free(&s);
+    free(m.ends);
     if (rc == 0 && (len != a->want_len || memcmp(text, a->want, len) != 0))
         rc = bench_fail(out, "the merged replica's text (%zu bytes) is not "
                              "the expected one (%zu bytes)",
@@ -586,7 +653,6 @@ w_text_run(bench_entry *e)
     ra.o.batch = t->concurrent ? 0 : SEQ_BATCH;
     ra.o.limit_patches = edits < t->n_patches ? edits : 0;
     ra.spool_path = spool;
-    ra.strip_batch = MERGE_CHANGES;
     bench_log("w2: replay of %zu edits (%s)", edits,
               t->concurrent ? "one replica per agent"
                             : "1,000 edits per txn");
@@ -629,7 +695,6 @@ w_text_run(bench_entry *e)
         ra.o.batch = 1;
         ra.o.limit_patches = prefix;
         ra.spool_path = NULL;
-        ra.strip_batch = 0;
         bench_log("w2: replay of the first %zu edits, one durable txn each",
                   prefix);
         if (bench_run_child(&res, replay_child, &ra) < 0) {
@@ -700,6 +765,7 @@ w_text_run(bench_entry *e)
         entry_end(e);
     }
     entry_int(e, "changes", (uint64_t)rep.v[6]);
+    entry_int(e, "merge_messages", (uint64_t)rep.v[8]);
     entry_int(e, "wire_bytes", (uint64_t)rep.v[7]);
     entry_num(e, "wire_bytes_per_edit", rep.v[7] / (double)edits);
     entry_num(e, "wire_ratio_vs_yjs",
@@ -737,9 +803,11 @@ w_text_run(bench_entry *e)
 
     entry_row(e, "%-12s %s (%s), %zu edits, text %.0f bytes", "w2", path,
               kind, edits, text_bytes);
-    entry_row(e, "%-12s merge %.3f s [%.3f..%.3f] %.0f ops/s; ratio vs %s "
-                 "%.3f; peak private %.1f MiB",
-              "", fm.med, fm.min, fm.max, ops, best ? best->name : "(none)",
+    entry_row(e, "%-12s merge %.4f s [%.4f..%.4f] %.0f ops/s (%.0f changes "
+                 "in %.0f message(s)); ratio vs %s %.3f; peak private %.1f "
+                 "MiB",
+              "", fm.med, fm.min, fm.max, ops, rep.v[6], rep.v[8],
+              best ? best->name : "(none)",
               best ? ops / best->merge_ops_per_s : 0.0, fa.med / 1024);
     entry_row(e, "%-12s replay %.0f ops/s (%s; Yjs %.0f)", "", replay_ops,
               t->concurrent ? "per trace txn, with syncs"

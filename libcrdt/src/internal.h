@@ -46,11 +46,13 @@
 struct crdt__qop;
 struct crdt__qkey;
 typedef struct crdt__applyq {
-    struct crdt__qop *ops;   /* 64-byte aligned, inside ops_mem */
-    void *ops_mem;
+    struct crdt__qop **blk;  /* block k: CRDT__QBLOCK << k ops, 64-byte
+                                aligned: growing never moves an op */
+    size_t nblk, capblk;
     struct crdt__qkey *keys; /* 2 * cap: the sort's scratch follows */
     size_t n, cap;
 } crdt__applyq;
+#define CRDT__QBLOCK 1024
 
 /* What a write context changed, for the change feed (feed.c). */
 typedef struct {
@@ -153,6 +155,8 @@ typedef struct {
     crdt__feedacc fa; /* what this txn changed (feed.c) */
     struct crdt__seq *seq_touched; /* sequences this txn changes */
     int seq_foreign; /* raw writes: the cached sequences may be stale */
+    int seq_defer;   /* inside a merge's queue flush: sequence records are
+                        written once at its end (seq_store.c) */
     crdt__auth auth; /* authority.c */
     /* during crdt__merge_in() (merge.c): */
     MDB_cursor *log_cur;   /* on the log: one actor's run is appended in
@@ -254,8 +258,14 @@ int crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q);
 
 /* ---- store_lmdb.c ---- */
 int crdt__mdb_err(int mdb_rc);
+/* Opens (or, with o->create, creates) the environment. A store it
+ * creates gets its format record and its identity (crdt__genesis_put)
+ * in ONE durable txn: a crash leaves no data, or a whole replica. */
 int crdt__store_open(crdt_replica *r, const char *path,
                      const crdt_open_options *o, int *created);
+/* replica.c: a new replica's identity and epoch-0 records, in @p txn. */
+int crdt__genesis_put(MDB_txn *txn, crdt_replica *r,
+                      const crdt_open_options *o);
 void crdt__store_close(crdt_replica *r);
 /* Every LMDB txn of the library begins and ends through these two, so
  * that growing the map can wait until no txn of this process is open. */

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "seq.h"
 
 typedef struct {
     crdt_change c;
@@ -56,13 +57,20 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
     uint64_t i = 0;
     int rc;
 
+    int defer = w->seq_defer;
+
     raw.w = w;
     raw.write = 1;
-    /* the hook reads the state as it stands: what is queued goes first */
+    /* the hook reads the state as it stands: what is queued goes first,
+     * and sequence records are written through while it may read them */
     if (foreign && w->q != NULL && (rc = crdt__applyq_flush(w, w->q)) < 0)
         return rc;
-    if (foreign)
+    if (foreign && (rc = crdt__seq_flush_touched(w)) < 0)
+        return rc;
+    if (foreign) {
         w->seq_foreign = 1; /* the hook may write the state directly */
+        w->seq_defer = 0;
+    }
     crdt_op_iter_init(&it, c);
     while ((rc = crdt_op_iter_next(&op, &it)) == CRDT_OK) {
         const crdt_op *apply = &op;
@@ -100,20 +108,28 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
             if (rep)
                 rep->rebased_ops++;
         }
-        /* member-set ops go in at once: later ops' checks read them */
-        if (w->q != NULL && !foreign && !crdt__auth_is_members(apply))
+        /* member-set ops go in at once: later ops' checks read them;
+         * so do sequence ops (one field's ops keep their order either
+         * way, and no other op reads a sequence's records: queueing
+         * them bought nothing but a copy of each), whose records the
+         * merge writes once at its end (seq_store.c) */
+        if (w->q != NULL && !foreign && !crdt__auth_is_members(apply) &&
+            apply->kind < CRDT_OP_TINS)
             rc = crdt__applyq_push(w, w->q, apply, c->hlc + i, &c->actor,
                                    c->seq + i);
         else
             rc = crdt__state_apply(w, apply, c->hlc + i, &c->actor,
                                    c->seq + i);
-        if (rc < 0)
+        if (rc < 0) {
+            w->seq_defer = defer;
             return rc;
+        }
         crdt__auth_applied(w, apply);
         if (rep)
             rep->ops_applied++;
         i++;
     }
+    w->seq_defer = defer;
     return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
 }
 
@@ -577,7 +593,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     crdt__applyq own, *q = r->applyq_busy ? &own : &r->applyq;
     MDB_cursor *outer_cur;
     uint64_t outer_ops, outer_changes;
-    int outer_pending;
+    int outer_pending, outer_defer;
     item *items, *own_items = NULL, **ord;
     MDB_val v;
     int rc = CRDT_OK;
@@ -652,6 +668,8 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     else
         r->applyq_busy = 1;
     w->q = q;
+    outer_defer = w->seq_defer;
+    w->seq_defer = 1; /* sequence records: written once, below */
     for (size_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
                                         CRDT_ACTOR_BYTES) == 0; j++)
@@ -669,6 +687,9 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     w->pending_any |= outer_pending;
     if (rc == CRDT_OK)
         rc = crdt__applyq_flush(w, q);
+    w->seq_defer = outer_defer;
+    if (rc == CRDT_OK)
+        rc = crdt__seq_flush_touched(w);
     if (rc == CRDT_OK) /* a member-set change may judge held ops anew */
         rc = crdt__auth_settle(w);
     q->n = 0; /* dropped on failure: the txn aborts */

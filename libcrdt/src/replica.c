@@ -15,12 +15,14 @@
 #include "internal.h"
 #include "seq.h"
 
-static int
-write_genesis(crdt_replica *r, const crdt_open_options *o)
+/* Written in the txn that creates the store (crdt__store_open), with
+ * the format record: a replica is never left with one and not the
+ * other, and creating one costs one durable commit, not two. */
+int
+crdt__genesis_put(MDB_txn *txn, crdt_replica *r, const crdt_open_options *o)
 {
     unsigned char pk[32], sk[64], seed[32], inc[8], space[16], id[32];
     unsigned char zero[32] = { 0 };
-    MDB_txn *txn;
     int rc;
 
     if (o->seed != NULL)
@@ -43,8 +45,6 @@ write_genesis(crdt_replica *r, const crdt_open_options *o)
         crypto_generichash_final(&st, id, sizeof id);
     }
 
-    if ((rc = crdt__txn_begin(r, 1, &txn)) < 0)
-        return rc;
     if ((rc = crdt__meta_put(txn, r, "space", space, 16)) < 0 ||
         (rc = crdt__meta_put(txn, r, "pk", pk, 32)) < 0 ||
         (rc = crdt__meta_put(txn, r, "sk", sk, 64)) < 0 ||
@@ -55,12 +55,11 @@ write_genesis(crdt_replica *r, const crdt_open_options *o)
         (rc = crdt__meta_put_u64(txn, r, "slot", 0)) < 0 ||
         (rc = crdt__meta_put(txn, r, "hash0", zero, 32)) < 0 ||
         (rc = crdt__meta_put(txn, r, "hash1", zero, 32)) < 0) {
-        crdt__txn_end(r, txn, 0);
         sodium_memzero(sk, sizeof sk);
         return rc;
     }
     sodium_memzero(sk, sizeof sk);
-    return crdt__txn_end(r, txn, 1);
+    return CRDT_OK;
 }
 
 static int
@@ -129,9 +128,7 @@ crdt_replica_open(crdt_replica **out, const char *path,
     r->pending_max_gap = opts->pending_max_gap ? opts->pending_max_gap
                                                : (uint64_t)1 << 20;
 
-    rc = crdt__store_open(r, path, opts, &created);
-    if (rc == CRDT_OK && created)
-        rc = write_genesis(r, opts);
+    rc = crdt__store_open(r, path, opts, &created); /* and the genesis */
     if (rc == CRDT_OK)
         rc = load_identity(r);
     if (rc == CRDT_OK) /* a crash right after a reset may have left it */

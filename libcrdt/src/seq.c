@@ -898,9 +898,13 @@ crdt__seq_free(crdt__seq *s)
             free(r);
         }
         free(s->act[a].runs);
+        free(s->act[a].dels);
+        free(s->act[a].dels0);
     }
     free(s->act);
     free(s->base);
+    free(s->dirty_runs);
+    free(s->dirty_dels);
     free(s);
 }
 

@@ -47,6 +47,11 @@ int crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
                     const crdt_actor *actor);
 
 /* Cache hooks of the write context (state.c) and the replica. */
+/* Write the run and delete records the sequences of @p w changed in
+ * memory and have not written yet (each record once, however often it
+ * changed). A merge's queue flush defers them to its end; every other
+ * path writes them at the end of each op. */
+int crdt__seq_flush_touched(crdt__wctx *w);
 void crdt__seq_wctx_commit(crdt__wctx *w, uint64_t txnid);
 void crdt__seq_wctx_abort(crdt__wctx *w);
 void crdt__seq_cache_free(crdt_replica *r);

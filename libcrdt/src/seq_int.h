@@ -30,6 +30,12 @@ typedef struct {
                              the "gap" they live in (seq.c, integration) */
     seq_frag **frags;     /* sorted by off (invariant 1) */
     uint32_t nf, capf;
+    /* changed since its record was written (seq_store.c, flush); the
+     * record then holds the first stored_len elements, stored_nbytes
+     * bytes (0: no record yet): a run only grows at its end */
+    int dirty;
+    uint64_t stored_len;
+    size_t stored_nbytes;
 } seq_run;
 
 struct seq_frag {
@@ -46,8 +52,20 @@ struct seq_chunk {
     uint64_t vis, tot;
 };
 
+/* Deleted ids [c, e) of one actor: a 'd' record (invariant 2 of
+ * seq_store.c: disjoint, never touching). */
+typedef struct {
+    uint64_t c, e;
+} seq_ival;
+
 typedef struct {
     crdt_actor actor;
+    seq_ival *dels; /* the actor's delete records, sorted */
+    size_t ndel, capdel;
+    seq_ival *dels0; /* while they differ from what is stored: the stored
+                        ones (seq_store.c, flush) */
+    size_t ndel0;
+    int dels_dirty;
     seq_run **runs; /* sorted by ctr */
     size_t n, cap;
     uint64_t del_end; /* no delete range of this actor reaches past it */
@@ -71,6 +89,11 @@ struct crdt__seq {
     int default_gone; /* no lens default register of the field can be
                          there (seq_store.c, drop_lens_default) */
     int broken;       /* an allocation failed mid-change: never reuse */
+    /* records changed in memory, not written yet (seq_store.c, flush) */
+    seq_run **dirty_runs;
+    size_t ndirty, capdirty;
+    crdt_actor *dirty_dels; /* actors whose dels differ from dels0 */
+    size_t ndirtyd, capdirtyd;
     /* cache bookkeeping (seq_store.c) */
     uint64_t valid_at;
     int busy, cached;

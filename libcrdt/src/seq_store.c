@@ -419,10 +419,36 @@ crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi, const crdt__seqkey *
     cur = NULL;
     if ((rc = integrate_all(s)) < 0)
         goto fail;
-    for (size_t i = 0; i < nd; i++)
+    for (size_t i = 0; i < nd; i++) {
+        seq_actor *sa;
         if ((rc = crdt__seq_mark_deleted(s, &d[i].a, d[i].c,
                                          d[i].c + d[i].l)) < 0)
             goto fail;
+        /* the records in memory too: in key order, so sorted; disjoint
+         * and never touching (invariant 2), or they are not ours */
+        if ((sa = crdt__seq_actor(s, &d[i].a, 1)) == NULL) {
+            rc = CRDT_ENOMEM;
+            goto fail;
+        }
+        if (d[i].l == 0 || d[i].c + d[i].l < d[i].c ||
+            (sa->ndel > 0 && d[i].c <= sa->dels[sa->ndel - 1].e)) {
+            rc = CRDT_ECORRUPT;
+            goto fail;
+        }
+        if (sa->ndel == sa->capdel) {
+            size_t cap = sa->capdel ? sa->capdel * 2 : 8;
+            seq_ival *nv = realloc(sa->dels, cap * sizeof *nv);
+            if (nv == NULL) {
+                rc = CRDT_ENOMEM;
+                goto fail;
+            }
+            sa->dels = nv;
+            sa->capdel = cap;
+        }
+        sa->dels[sa->ndel].c = d[i].c;
+        sa->dels[sa->ndel].e = d[i].c + d[i].l;
+        sa->ndel++;
+    }
     free(d);
     *out = s;
     return CRDT_OK;
@@ -642,115 +668,290 @@ put_header(crdt__wctx *w, crdt__seq *s)
     return rc;
 }
 
-static int
-put_run(crdt__wctx *w, crdt__seq *s, const seq_run *r)
-{
-    unsigned char small[256], *v = small;
-    size_t vl = 40 + r->nbytes;
-    MDB_val old;
-    skey k;
-    int rc;
+/*
+ * Inside a merge (w->seq_defer) run and delete records are written
+ * back, not through: an op changes the sequence in memory and notes
+ * what the stored record held (a run only grows at its end, so its old
+ * record is its first stored_len elements; an actor's delete records
+ * are copied before their first change), and crdt__seq_flush_touched()
+ * writes each changed record once: one state hash update and one
+ * B-tree write per record, not one per op that touched it (a merge of a
+ * text's history extends a run or joins a delete range many times). The
+ * records written are the ones writing each op through would leave:
+ * the state, and so its hash, is the same. Outside a merge every op
+ * writes its records at once.
+ */
 
-    if (vl > sizeof small && (v = malloc(vl)) == NULL)
-        return CRDT_ENOMEM;
-    crdt__be64(v, r->len);
-    put_id(v + 8, &r->left);
-    put_id(v + 24, &r->right);
-    memcpy(v + 40, r->bytes, r->nbytes);
-    skey_make(&k, &s->key, 'r', &r->actor, r->ctr);
-    rc = crdt__state_get(w, k.b, k.len, &old);
-    if (rc == CRDT_OK || rc == CRDT_ENOTFOUND)
-        rc = crdt__state_put(w, k.b, k.len, v, vl,
-                             rc == CRDT_OK ? &old : NULL);
-    if (v != small)
-        free(v);
-    return rc;
+/* Note @p r about to change (before it grows, or just made: @p fresh). */
+static int
+run_touch(crdt__seq *s, seq_run *r, int fresh)
+{
+    if (r->dirty)
+        return CRDT_OK;
+    if (s->ndirty == s->capdirty) {
+        size_t cap = s->capdirty ? s->capdirty * 2 : 16;
+        seq_run **n = realloc(s->dirty_runs, cap * sizeof *n);
+        if (n == NULL)
+            return CRDT_ENOMEM;
+        s->dirty_runs = n;
+        s->capdirty = cap;
+    }
+    r->stored_len = fresh ? 0 : r->len;
+    r->stored_nbytes = fresh ? 0 : r->nbytes;
+    r->dirty = 1;
+    s->dirty_runs[s->ndirty++] = r;
+    return CRDT_OK;
 }
 
-/* Join [c, e) of @p a into the delete records (invariant 2). */
+/* Keep @p sa's stored delete records before their first change. */
+static int
+dels_touch(crdt__seq *s, seq_actor *sa)
+{
+    if (sa->dels_dirty)
+        return CRDT_OK;
+    if (s->ndirtyd == s->capdirtyd) {
+        size_t cap = s->capdirtyd ? s->capdirtyd * 2 : 4;
+        crdt_actor *n = realloc(s->dirty_dels, cap * sizeof *n);
+        if (n == NULL)
+            return CRDT_ENOMEM;
+        s->dirty_dels = n;
+        s->capdirtyd = cap;
+    }
+    free(sa->dels0);
+    sa->dels0 = NULL;
+    if (sa->ndel > 0) {
+        if ((sa->dels0 = malloc(sa->ndel * sizeof *sa->dels0)) == NULL)
+            return CRDT_ENOMEM;
+        memcpy(sa->dels0, sa->dels, sa->ndel * sizeof *sa->dels0);
+    }
+    sa->ndel0 = sa->ndel;
+    sa->dels_dirty = 1;
+    s->dirty_dels[s->ndirtyd++] = sa->actor;
+    return CRDT_OK;
+}
+
+/* Delete record (@p a, @p c): now @p len, stored @p old (0: none). */
+static int
+put_del_record(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
+               uint64_t len, uint64_t old)
+{
+    unsigned char ov[8], nv[8];
+    MDB_val o = { 8, ov };
+    skey k;
+
+    if (len == old)
+        return CRDT_OK;
+    /* no state_get put the cursor on this key: no in-place overwrite */
+    w->cur_at = 0;
+    skey_make(&k, &s->key, 'd', a, c);
+    crdt__be64(ov, old);
+    crdt__be64(nv, len);
+    return len == 0 ? crdt__state_del(w, k.b, k.len, &o)
+                    : crdt__state_put(w, k.b, k.len, nv, 8,
+                                      old ? &o : NULL);
+}
+
+/* Index of the first delete record of @p sa ending at or after @p c. */
+static size_t
+dels_from(const seq_actor *sa, uint64_t c)
+{
+    size_t lo = 0, hi = sa->ndel;
+
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (sa->dels[mid].e < c)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Join [c, e) of @p a into the delete records (invariant 2): the
+ * records it overlaps or touches become one. */
 static int
 put_deleted(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
             uint64_t e)
 {
-    skey k, gone[64];
-    unsigned char gv[64][8]; /* copies: a write moves the map's bytes */
-    unsigned char lb[8];
-    MDB_cursor *cur;
-    MDB_val key, val;
-    size_t base = s->key.len + 1, ng = 0;
-    int mrc, rc = CRDT_OK, more = 1;
+    seq_actor *sa = crdt__seq_actor(s, a, 1);
+    size_t lo, hi;
+    uint64_t nc = c, ne = e, at_nc = 0;
+    int rc;
 
-    while (more && rc == CRDT_OK) {
-        more = 0;
-        ng = 0;
-        if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->state, &cur))) < 0)
+    if (sa == NULL)
+        return CRDT_ENOMEM;
+    lo = dels_from(sa, c);
+    for (hi = lo; hi < sa->ndel && sa->dels[hi].c <= e; hi++) {
+        if (sa->dels[hi].c <= c && sa->dels[hi].e >= e)
+            return CRDT_OK; /* already all deleted */
+        if (sa->dels[hi].c < nc)
+            nc = sa->dels[hi].c;
+        if (sa->dels[hi].e > ne)
+            ne = sa->dels[hi].e;
+    }
+    if (w->seq_defer) {
+        if ((rc = dels_touch(s, sa)) < 0)
             return rc;
-        skey_make(&k, &s->key, 'd', a, c);
-        key.mv_size = k.len;
-        key.mv_data = k.b;
-        mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-        /* the one before may reach c */
-        {
-            MDB_val pk, pv;
-            int prc = mrc == 0 ? mdb_cursor_get(cur, &pk, &pv, MDB_PREV)
-                               : mdb_cursor_get(cur, &pk, &pv, MDB_LAST);
-            if (prc == 0 && pk.mv_size == k.len &&
-                memcmp(pk.mv_data, k.b, base + 8) == 0 && pv.mv_size == 8) {
-                uint64_t pc = crdt__rd64((unsigned char *)pk.mv_data + base + 8);
-                uint64_t pe = pc + crdt__rd64(pv.mv_data);
-                if (pe >= c) {
-                    if (pe >= e && pc <= c) {
-                        mdb_cursor_close(cur);
-                        return CRDT_OK; /* already all deleted */
-                    }
-                    memcpy(gone[ng].b, pk.mv_data, pk.mv_size);
-                    gone[ng].len = pk.mv_size;
-                    memcpy(gv[ng++], pv.mv_data, 8);
-                    if (pc < c)
-                        c = pc;
-                    if (pe > e)
-                        e = pe;
-                }
-            }
-            if (mrc == 0)
-                mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+    } else { /* through: the records joined go, the one at nc is put */
+        for (size_t i = lo; i < hi; i++) {
+            uint64_t l = sa->dels[i].e - sa->dels[i].c;
+            if (sa->dels[i].c == nc)
+                at_nc = l;
+            else if ((rc = put_del_record(w, s, a, sa->dels[i].c, 0, l)) < 0)
+                return rc;
         }
-        for (; mrc == 0; mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-            uint64_t nc, ne;
-            if (key.mv_size != k.len || memcmp(key.mv_data, k.b, base + 8) != 0 ||
-                val.mv_size != 8)
-                break;
-            nc = crdt__rd64((unsigned char *)key.mv_data + base + 8);
-            if (nc > e)
-                break;
-            if (ng == 64) {
-                more = 1; /* join these first, then look again */
-                break;
-            }
-            ne = nc + crdt__rd64(val.mv_data);
-            if (ne > e)
-                e = ne;
-            memcpy(gone[ng].b, key.mv_data, key.mv_size);
-            gone[ng].len = key.mv_size;
-            memcpy(gv[ng++], val.mv_data, 8);
-        }
-        mdb_cursor_close(cur);
-        for (size_t i = 0; i < ng && rc == CRDT_OK; i++) {
-            MDB_val ov = { 8, gv[i] };
-            rc = crdt__state_del(w, gone[i].b, gone[i].len, &ov);
-        }
-        if (rc < 0)
+        if ((rc = put_del_record(w, s, a, nc, ne - nc, at_nc)) < 0)
             return rc;
-        skey_make(&k, &s->key, 'd', a, c);
-        crdt__be64(lb, e - c);
-        {
-            MDB_val old;
-            rc = crdt__state_get(w, k.b, k.len, &old);
-            if (rc == CRDT_OK || rc == CRDT_ENOTFOUND)
-                rc = crdt__state_put(w, k.b, k.len, lb, 8,
-                                     rc == CRDT_OK ? &old : NULL);
+    }
+    if (hi == lo) { /* a new record at lo */
+        if (sa->ndel == sa->capdel) {
+            size_t cap = sa->capdel ? sa->capdel * 2 : 8;
+            seq_ival *nv = realloc(sa->dels, cap * sizeof *nv);
+            if (nv == NULL)
+                return CRDT_ENOMEM;
+            sa->dels = nv;
+            sa->capdel = cap;
+        }
+        memmove(&sa->dels[lo + 1], &sa->dels[lo],
+                (sa->ndel - lo) * sizeof *sa->dels);
+        sa->ndel++;
+    } else if (hi - lo > 1) {
+        memmove(&sa->dels[lo + 1], &sa->dels[hi],
+                (sa->ndel - hi) * sizeof *sa->dels);
+        sa->ndel -= hi - lo - 1;
+    }
+    sa->dels[lo].c = nc;
+    sa->dels[lo].e = ne;
+    return CRDT_OK;
+}
+
+/* Write @p sa's delete records that differ from the stored ones. */
+static int
+flush_dels(crdt__wctx *w, crdt__seq *s, seq_actor *sa)
+{
+    const seq_ival *o = sa->dels0, *n = sa->dels;
+    size_t i = 0, j = 0;
+    int rc = CRDT_OK;
+
+    while (rc == CRDT_OK && (i < sa->ndel0 || j < sa->ndel)) {
+        if (j == sa->ndel || (i < sa->ndel0 && o[i].c < n[j].c)) {
+            rc = put_del_record(w, s, &sa->actor, o[i].c, 0,
+                                o[i].e - o[i].c); /* gone */
+            i++;
+        } else if (i == sa->ndel0 || n[j].c < o[i].c) {
+            rc = put_del_record(w, s, &sa->actor, n[j].c, n[j].e - n[j].c,
+                                0); /* new */
+            j++;
+        } else {
+            rc = put_del_record(w, s, &sa->actor, n[j].c, n[j].e - n[j].c,
+                                o[i].e - o[i].c);
+            i++;
+            j++;
         }
     }
+    if (rc == CRDT_OK) {
+        free(sa->dels0);
+        sa->dels0 = NULL;
+        sa->ndel0 = 0;
+        sa->dels_dirty = 0;
+    }
+    return rc;
+}
+
+static int
+actor_cmp(const void *x, const void *y)
+{
+    return memcmp(x, y, CRDT_ACTOR_BYTES);
+}
+
+static int
+run_cmp(const void *x, const void *y)
+{
+    const seq_run *a = *(seq_run *const *)x, *b = *(seq_run *const *)y;
+    int c = memcmp(a->actor.b, b->actor.b, CRDT_ACTOR_BYTES);
+
+    if (c != 0)
+        return c;
+    return a->ctr < b->ctr ? -1 : a->ctr > b->ctr;
+}
+
+/* The record of run @p r: its first @p len elements, @p nbytes bytes. */
+static size_t
+run_value(unsigned char *v, const seq_run *r, uint64_t len, size_t nbytes)
+{
+    crdt__be64(v, len);
+    put_id(v + 8, &r->left);
+    put_id(v + 24, &r->right);
+    memcpy(v + 40, r->bytes, nbytes);
+    return 40 + nbytes;
+}
+
+/* Write what @p s changed in memory (see above), in key order: the
+ * delete records ('d'), then the runs ('r'). */
+static int
+seq_flush(crdt__wctx *w, crdt__seq *s)
+{
+    unsigned char small[512], *buf = small;
+    size_t bufcap = sizeof small;
+    int rc = CRDT_OK;
+
+    /* actors in key order: the records go in key order */
+    if (s->ndirtyd > 1)
+        qsort(s->dirty_dels, s->ndirtyd, sizeof *s->dirty_dels, actor_cmp);
+    for (size_t i = 0; i < s->ndirtyd && rc == CRDT_OK; i++) {
+        seq_actor *sa = crdt__seq_actor(s, &s->dirty_dels[i], 0);
+        if (sa != NULL && sa->dels_dirty)
+            rc = flush_dels(w, s, sa);
+    }
+    if (rc < 0)
+        return rc;
+    s->ndirtyd = 0;
+
+    if (s->ndirty > 1)
+        qsort(s->dirty_runs, s->ndirty, sizeof *s->dirty_runs, run_cmp);
+    for (size_t i = 0; i < s->ndirty && rc == CRDT_OK; i++) {
+        seq_run *r = s->dirty_runs[i];
+        MDB_val old;
+        size_t vl = 40 + r->nbytes, ol = 0;
+        skey k;
+
+        if (2 * vl > bufcap) {
+            unsigned char *nb = malloc(2 * vl);
+            if (nb == NULL)
+                return CRDT_ENOMEM;
+            if (buf != small)
+                free(buf);
+            buf = nb;
+            bufcap = 2 * vl;
+        }
+        run_value(buf, r, r->len, r->nbytes);
+        if (r->stored_len > 0)
+            ol = run_value(buf + vl, r, r->stored_len, r->stored_nbytes);
+        old.mv_size = ol;
+        old.mv_data = buf + vl;
+        skey_make(&k, &s->key, 'r', &r->actor, r->ctr);
+        w->cur_at = 0; /* the cursor is not on this key: no overwrite */
+        rc = crdt__state_put(w, k.b, k.len, buf, vl,
+                             r->stored_len > 0 ? &old : NULL);
+        if (rc == CRDT_OK)
+            r->dirty = 0;
+    }
+    if (buf != small)
+        free(buf);
+    if (rc == CRDT_OK)
+        s->ndirty = 0;
+    return rc;
+}
+
+int
+crdt__seq_flush_touched(crdt__wctx *w)
+{
+    int rc = CRDT_OK;
+
+    for (crdt__seq *s = w->seq_touched; s != NULL && rc == CRDT_OK;
+         s = s->next_touched)
+        if (s->ndirty > 0 || s->ndirtyd > 0)
+            rc = seq_flush(w, s);
     return rc;
 }
 
@@ -822,38 +1023,22 @@ park(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *wait,
 
 /* Mark new ids [c, c + n) of @p a deleted if a delete came first. */
 static int
-early_deletes(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
-              uint64_t n)
+early_deletes(crdt__seq *s, const crdt_actor *a, uint64_t c, uint64_t n)
 {
     seq_actor *sa = crdt__seq_actor(s, a, 0);
-    MDB_cursor *cur;
-    MDB_val key, val;
-    skey k;
-    size_t base = s->key.len + 1;
-    int mrc, rc = CRDT_OK;
+    int rc = CRDT_OK;
 
     if (sa == NULL || sa->del_end <= c)
         return CRDT_OK;
-    if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->state, &cur))) < 0)
-        return rc;
-    skey_make(&k, &s->key, 'd', a, 0);
-    key.mv_size = k.len;
-    key.mv_data = k.b;
-    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-         mrc == 0 && rc == CRDT_OK;
-         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        uint64_t dc, de;
-        if (key.mv_size != k.len || memcmp(key.mv_data, k.b, base + 8) != 0 ||
-            val.mv_size != 8)
-            break;
-        dc = crdt__rd64((unsigned char *)key.mv_data + base + 8);
-        de = dc + crdt__rd64(val.mv_data);
-        if (dc >= c + n)
-            break;
-        if (de > c)
-            rc = crdt__seq_mark_deleted(s, a, dc, de);
+    /* the records ending after c (ending at c: nothing of ours) */
+    for (size_t i = dels_from(sa, c + 1); i < sa->ndel && rc == CRDT_OK &&
+                                          sa->dels[i].c < c + n;
+         i++) {
+        crdt_actor ac = *a; /* the actor array may move: copy it */
+        uint64_t dc = sa->dels[i].c, de = sa->dels[i].e;
+        rc = crdt__seq_mark_deleted(s, &ac, dc, de);
+        sa = crdt__seq_actor(s, &ac, 0);
     }
-    mdb_cursor_close(cur);
     return rc;
 }
 
@@ -912,17 +1097,20 @@ ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
         id_eq(left, &prev_id) &&
         id_eq(right, &r->right)) {
         off = r->len; /* invariant (1): the run grows */
+        if ((rc = run_touch(s, r, 0)) < 0)
+            return rc;
     } else {
         if ((r = crdt__seq_run_new(s, actor, ctr)) == NULL)
             return CRDT_ENOMEM;
         r->left = *left;
         r->right = *right;
         off = 0;
+        if ((rc = run_touch(s, r, 1)) < 0)
+            return rc;
     }
     if ((rc = crdt__seq_run_append(r, bytes, nb, n, s->key.kind == 'T')) < 0 ||
-        (rc = put_run(w, s, r)) < 0 ||
         (rc = crdt__seq_integrate(s, r, off, n)) < 0 ||
-        (rc = early_deletes(w, s, actor, ctr, n)) < 0)
+        (rc = early_deletes(s, actor, ctr, n)) < 0)
         return rc;
     if ((sa = crdt__seq_actor(s, actor, 0)) != NULL && sa->held_end == ctr + n)
         sa->held_end = 0; /* the newest held one is in: none is left */
@@ -1147,6 +1335,11 @@ crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
     default:
         rc = CRDT_EPROTO;
     }
+    /* outside a merge's queue flush, the records are written now: the
+     * state is whole after every op (a hook, a raw read, a local txn's
+     * next call may read it) */
+    if (rc == CRDT_OK && !w->seq_defer && (s->ndirty > 0 || s->ndirtyd > 0))
+        rc = seq_flush(w, s);
     if (rc == CRDT_ENOMEM)
         s->broken = 1;
     return rc;

@@ -520,6 +520,11 @@ opened:
         rc = crdt__mdb_err(mdb_put(txn, r->dbi[CRDT_DB_META],
                                    &(MDB_val){ 6, (void *)"format" },
                                    &(MDB_val){ 4, fmt }, 0));
+        /* the identity in the same txn: one durable commit creates the
+         * whole replica (a crash before it leaves a data file with no
+         * format record, which an open refuses as before) */
+        if (rc == CRDT_OK)
+            rc = crdt__genesis_put(txn, r, o);
         if (rc < 0)
             goto fail;
     } else if (rc == 1) {

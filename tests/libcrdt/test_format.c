@@ -5,7 +5,8 @@
  * format; a read-only open says CRDT_EVERSION; a format-1 backup is
  * checked against the format-1 hash. Format 2 (single-change log records
  * only) opens read-only as it is and moves to format 3 (run records) when
- * opened for writing; a newer format is CRDT_EVERSION.
+ * opened for writing; a newer format is CRDT_EVERSION. A new replica is
+ * written by one txn.
  */
 #include <check.h>
 #include <lmdb.h>
@@ -295,6 +296,49 @@ START_TEST(test_format_1_backup_restores)
 }
 END_TEST
 
+/* Creating a replica is one durable commit: the format record and the
+ * identity (space, keys, incarnation, epoch 0) land together, so a crash
+ * never leaves a store with a format and no identity, and creation
+ * syncs once instead of twice. */
+START_TEST(test_creation_is_one_txn)
+{
+    static const char *const keys[] = { "format", "space", "pk", "sk",
+                                        "inc", "epoch_id", "genesis_id",
+                                        "epoch_num", "slot", "hash0",
+                                        "hash1" };
+    crdt_replica *r = tu_create(dir, sizeof dir, NULL);
+    char path[300];
+    MDB_env *env;
+    MDB_envinfo info;
+    MDB_txn *txn;
+    MDB_dbi meta;
+    MDB_val v;
+
+    crdt_replica_close(r);
+    snprintf(path, sizeof path, "%s/r", dir);
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_open(env, path, MDB_RDONLY, 0600), 0);
+    ck_assert_int_eq(mdb_env_info(env, &info), 0);
+    ck_assert_uint_eq(info.me_last_txnid, 1);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        MDB_val k = { strlen(keys[i]), (void *)keys[i] };
+        ck_assert_msg(mdb_get(txn, meta, &k, &v) == 0, "no %s", keys[i]);
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    /* and it opens as the replica it was */
+    {
+        crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+        ck_assert_int_eq(crdt_replica_open(&r, path, &o), CRDT_OK);
+        crdt_replica_close(r);
+    }
+    test_rmtree(dir);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -304,6 +348,7 @@ test_suite(void)
     tcase_add_test(tc, test_format_1_is_upgraded_by_a_writable_open);
     tcase_add_test(tc, test_format_1_backup_restores);
     tcase_add_test(tc, test_format_2_reads_as_it_is_and_moves_to_3_on_write);
+    tcase_add_test(tc, test_creation_is_one_txn);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -584,6 +585,91 @@ START_TEST(test_typing_run_and_field_delete)
 }
 END_TEST
 
+/* The stored state hash of @p r equals the one computed from its
+ * records: the merge kept the hash of every record it changed. */
+static void
+ck_hash_of_records(crdt_replica *r)
+{
+    unsigned char kept[32], again[32];
+    crdt_raw *t;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 0), CRDT_OK);
+    crdt_raw_state_hash(t, kept);
+    ck_assert_int_eq(crdt_raw_state_rehash(t, again), CRDT_OK);
+    crdt_raw_abort(t);
+    ck_assert_mem_eq(kept, again, 32);
+}
+
+/*
+ * A merge writes a sequence's run and delete records once, at its end
+ * (seq_store.c): whatever the batches, the records, the text and the
+ * state hash are those of merging change by change. The history types
+ * runs (growing over many changes), deletes ranges that join on both
+ * sides, and deletes again inside deleted ranges; replica 1 takes it in
+ * ONE crdt_merge, 2 change by change, 3 half by half (its second batch
+ * grows runs and delete records the first one stored).
+ */
+START_TEST(test_one_batch_merge_is_change_by_change)
+{
+    uint64_t rng = test_seed("one batch merge");
+    tu_batch b;
+    crdt_merge_report mr;
+    char *want;
+
+    open_n(4);
+    type_fwd(rep[0], 0, "the quick brown fox jumps over the lazy dog");
+    for (int i = 0; i < 120; i++) {
+        crdt_read *rd;
+        uint64_t len = 0;
+
+        ck_assert_int_eq(crdt_read_begin(&rd, rep[0]), CRDT_OK);
+        ck_assert_int_eq(crdt_read_seq_len(&len, rd, "c", "d", "t"), CRDT_OK);
+        crdt_read_end(rd);
+        switch (test_rand(&rng) % 4) {
+        case 0: /* a backspace run */
+            for (uint64_t k = 1 + test_rand(&rng) % 4, p = len / 2;
+                 k > 0 && p > 0; k--, p--)
+                del(rep[0], p - 1, 1);
+            break;
+        case 1: /* a delete of a few, somewhere */
+            if (len > 3)
+                del(rep[0], test_rand(&rng) % (len - 3),
+                    1 + test_rand(&rng) % 3);
+            break;
+        default: /* typing */
+            type_fwd(rep[0], test_rand(&rng) % (len + 1),
+                     i % 2 ? "ab" : "xyz");
+        }
+    }
+    want = text(rep[0]);
+    b = tu_export_all(rep[0]);
+    ck_assert_uint_gt(b.n, 200);
+    ck_assert_int_eq(crdt_merge(&mr, rep[1], b.v, b.n), CRDT_OK);
+    for (size_t i = 0; i < b.n; i++)
+        ck_assert_int_eq(crdt_merge(&mr, rep[2], &b.v[i], 1), CRDT_OK);
+    ck_assert_int_eq(crdt_merge(&mr, rep[3], b.v, b.n / 2), CRDT_OK);
+    ck_assert_int_eq(crdt_merge(&mr, rep[3], b.v + b.n / 2, b.n - b.n / 2),
+                     CRDT_OK);
+    tu_batch_free(&b);
+    for (int i = 1; i < 4; i++) {
+        ck_text(rep[i], want);
+        ck_hash_of_records(rep[i]);
+    }
+    ck_same_hash();
+    /* the records alone (a cold rebuild) give the same text */
+    {
+        char sub[300];
+        crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+        crdt_replica_close(rep[1]);
+        snprintf(sub, sizeof sub, "%s/r", dirs[1]);
+        ck_assert_int_eq(crdt_replica_open(&rep[1], sub, &o), CRDT_OK);
+        ck_text(rep[1], want);
+    }
+    free(want);
+    close_all();
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -602,6 +688,7 @@ test_suite(void)
     tcase_add_test(tc, test_list_ops);
     tcase_add_test(tc, test_cursors);
     tcase_add_test(tc, test_typing_run_and_field_delete);
+    tcase_add_test(tc, test_one_batch_merge_is_change_by_change);
     suite_add_tcase(s, tc);
     return s;
 }
