@@ -23,7 +23,7 @@ put_ok() {     # put_ok DIR DOC VALUE: a write reported committed
     "$S" put "$1" ledger "$2" v "$3" >/dev/null && committed+=("$1 $2 $3")
 }
 check_replica() { # the replica opens, verifies, holds its committed puts
-    "$S" verify "$1" >/dev/null 2>v.err || { cat v.err; fail "verify $1"; }
+    timeout 60 "$S" verify "$1" >/dev/null 2>v.err || { cat v.err; fail "verify $1 failed or took over 60 s"; }
     for c in "${committed[@]}"; do
         set -- $c
         [ "$("$S" get "$1" ledger "$2" v 2>/dev/null)" = "$3" ] ||
@@ -102,14 +102,16 @@ done
 echo "ok: $kills kills during sync"
 for k in $(seq 1 "$kills"); do
     put_ok A "s$k" "$k"
-    "$S" sync B "127.0.0.1:$port" >/dev/null 2>&1 &
+    timeout 30 "$S" sync B "127.0.0.1:$port" >/dev/null 2>&1 &
     p=$!; nap; kill -9 "$daemon" 2>/dev/null || true
-    wait "$daemon" 2>/dev/null || true; wait "$p" 2>/dev/null || true
+    wait "$daemon" 2>/dev/null || true
+    rc=0; wait "$p" 2>/dev/null || rc=$?
+    [ "$rc" != 124 ] || fail "kill $k: a sync with a killed daemon did not end in 30 s"
     check_replica A
     serve a.log A
 done
-"$S" sync B "127.0.0.1:$port" >/dev/null
-"$S" sync B "127.0.0.1:$port" >/dev/null
+timeout 30 "$S" sync B "127.0.0.1:$port" >/dev/null || fail "sync after the kills (exit $?)"
+timeout 30 "$S" sync B "127.0.0.1:$port" >/dev/null || fail "second sync after the kills (exit $?)"
 [ "$("$S" status A --json | js 'd["state_hash"]')" = \
   "$("$S" status B --json | js 'd["state_hash"]')" ] || fail "A and B differ at the end"
 echo "ok: $kills kills of the daemon; A and B converge afterwards"
