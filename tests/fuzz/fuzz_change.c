@@ -237,13 +237,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 /* ---- seeds: deterministic randomness and clock ------------------------ */
 
 
-static uint64_t
-fixed_clock(void *ctx)
-{
-    (void)ctx;
-    return 1700000000000ULL; /* 2023-11-14: seeds stay within the drift */
-}
-
 /* Wrap @p ops (the op array's bytes) into a change with a well-formed
  * header and a zero signature. */
 static size_t
@@ -448,7 +441,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     fuzz_rng_install();
-    crdt_set_clock(fixed_clock, NULL);
+    crdt_set_clock(fuzz_fixed_clock, NULL);
     if (sodium_init() < 0)
         abort();
     if (dir != NULL && *dir != '\0') {

@@ -121,33 +121,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 /* ---- seeds ----------------------------------------------------------- */
 
-static uint64_t
-fixed_clock(void *ctx)
-{
-    (void)ctx;
-    return 1700000000000ULL;
-}
-
-static crdt_replica *
-open_seed_replica(const char *dir, unsigned char fill)
-{
-    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
-    unsigned char space[16], seed[32];
-    char path[300];
-    crdt_replica *r;
-
-    memset(space, 0x5a, sizeof space);
-    memset(seed, fill, sizeof seed);
-    snprintf(path, sizeof path, "%s/r%02x", dir, fill);
-    o.create = 1;
-    o.no_sync = 1;
-    o.space_id = space;
-    o.seed = seed;
-    if (crdt_replica_open(&r, path, &o) != CRDT_OK)
-        exit(1);
-    return r;
-}
-
 static void
 commit_puts(crdt_replica *r, int changes, int ops)
 {
@@ -235,8 +208,8 @@ write_seeds(const char *out)
 
     if (mkdtemp(tmpl) == NULL)
         exit(1);
-    a = open_seed_replica(tmpl, 0x11);
-    b = open_seed_replica(tmpl, 0x22);
+    a = fuzz_seed_replica(tmpl, 0x11);
+    b = fuzz_seed_replica(tmpl, 0x22);
     commit_puts(a, 5, 4); /* five changes of a: one run record in b */
     merge_all(b, a);
     commit_puts(b, 1, 3); /* b's own change: a single record */
@@ -278,7 +251,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     fuzz_rng_install();
-    crdt_set_clock(fixed_clock, NULL);
+    crdt_set_clock(fuzz_fixed_clock, NULL);
     if (sodium_init() < 0)
         abort();
     return fuzz_seeds_if_asked(write_seeds);

@@ -41,14 +41,6 @@ static char tmpdir[4096], image_path[4200];
 
 /* ---- seeds ----------------------------------------------------------- */
 
-/* the seeds come out byte for byte the same: fixed randomness, clock */
-static uint64_t
-fixed_clock(void *ctx)
-{
-    (void)ctx;
-    return 1700000000000ULL;
-}
-
 static unsigned char *
 slurp(const char *path, size_t *len)
 {
@@ -96,7 +88,7 @@ make_seeds(const char *out)
     size_t len;
 
     fuzz_rng_install();
-    crdt_set_clock(fixed_clock, NULL);
+    crdt_set_clock(fuzz_fixed_clock, NULL);
     memset(seed, 0x11, sizeof seed);
     memset(space, 0x5a, sizeof space);
     o.create = 1;

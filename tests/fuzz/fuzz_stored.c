@@ -90,13 +90,6 @@ static int strict;
 /* ---- deterministic randomness and clock ------------------------------ */
 
 
-static uint64_t
-fixed_clock(void *ctx)
-{
-    (void)ctx;
-    return 1700000000000ULL;
-}
-
 /* ---- files ----------------------------------------------------------- */
 
 static void
@@ -935,7 +928,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     strict = s != NULL && *s == '1';
     fuzz_rng_install();
-    crdt_set_clock(fixed_clock, NULL);
+    crdt_set_clock(fuzz_fixed_clock, NULL);
     if (sodium_init() < 0)
         abort();
     setup();

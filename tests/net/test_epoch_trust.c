@@ -270,31 +270,6 @@ START_TEST(test_beyond_cut_trusts_signature)
 }
 END_TEST
 
-/* One session on each side with its own options (NULL: defaults). */
-static tu_sync_result
-sessions_run2(crdt_replica *x, const crdtnet_session_options *ox,
-              crdt_replica *y, const crdtnet_session_options *oy)
-{
-    crdtnet_session *sx, *sy;
-    tu_sync_result res;
-
-    ck_assert_int_eq(crdtnet_session_new(&sx, x, ox), CRDT_OK);
-    ck_assert_int_eq(crdtnet_session_new(&sy, y, oy), CRDT_OK);
-    for (int round = 0; round < 100000; round++) {
-        int moved = tu_pump(sx, sy);
-        moved |= tu_pump(sy, sx);
-        if (!moved)
-            break;
-    }
-    res.rx = *crdtnet_session_report(sx);
-    res.ry = *crdtnet_session_report(sy);
-    res.ex = crdtnet_session_error(sx);
-    res.ey = crdtnet_session_error(sy);
-    crdtnet_session_free(sx);
-    crdtnet_session_free(sy);
-    return res;
-}
-
 /* After the shared history, a writes twice more that b never sees (b
  * missed them), then migrates: b lacks those changes of the cut. */
 static void
@@ -495,7 +470,7 @@ START_TEST(test_older_taker_keeps_old_rule)
     missed_writes();
     tamper_state(a, 1000000);
     tu_migrate(a, NULL, NULL);
-    s = sessions_run2(a, NULL, b, &old);
+    s = tu_sessions_run2(a, NULL, b, &old);
     ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
                   s.ry.reason);
     ck_assert_uint_eq(s.ry.cut_changes_received, 0);
@@ -515,7 +490,7 @@ START_TEST(test_older_giver_keeps_old_rule)
     missed_writes();
     tamper_state(a, 1000000);
     tu_migrate(a, NULL, NULL);
-    s = sessions_run2(a, &old, b, NULL);
+    s = tu_sessions_run2(a, &old, b, NULL);
     ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
                   s.ry.reason);
     ck_assert_uint_eq(s.ry.cut_changes_received, 0);

@@ -120,11 +120,18 @@ tu_sync_result
 tu_sessions_run(crdt_replica *x, crdt_replica *y,
                 const crdtnet_session_options *opts)
 {
+    return tu_sessions_run2(x, opts, y, opts);
+}
+
+tu_sync_result
+tu_sessions_run2(crdt_replica *x, const crdtnet_session_options *ox,
+                 crdt_replica *y, const crdtnet_session_options *oy)
+{
     crdtnet_session *sx, *sy;
     tu_sync_result res;
 
-    ck_assert_int_eq(crdtnet_session_new(&sx, x, opts), CRDT_OK);
-    ck_assert_int_eq(crdtnet_session_new(&sy, y, opts), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sx, x, ox), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sy, y, oy), CRDT_OK);
     for (int round = 0; round < 100000; round++) {
         int moved = tu_pump(sx, sy);
         moved |= tu_pump(sy, sx);

@@ -45,6 +45,12 @@ typedef struct {
  * anything to send (bounded); @p opts may be NULL. */
 tu_sync_result tu_sessions_run(crdt_replica *x, crdt_replica *y,
                                const crdtnet_session_options *opts);
+/* The same with options per side (@p ox for @p x, @p oy for @p y; either
+ * may be NULL): a peer of another protocol version, for one. */
+tu_sync_result tu_sessions_run2(crdt_replica *x,
+                                const crdtnet_session_options *ox,
+                                crdt_replica *y,
+                                const crdtnet_session_options *oy);
 
 /* Same epoch and same state hash on both. */
 void tu_assert_converged(crdt_replica *x, crdt_replica *y);

@@ -112,3 +112,30 @@ fuzz_seeds_if_asked(void (*write_seeds)(const char *dir))
     }
     return 0;
 }
+
+uint64_t
+fuzz_fixed_clock(void *ctx)
+{
+    (void)ctx;
+    return 1700000000000ULL; /* 2023-11-14: seeds stay within the drift */
+}
+
+crdt_replica *
+fuzz_seed_replica(const char *dir, unsigned char fill)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    unsigned char space[16], seed[32];
+    char path[300];
+    crdt_replica *r;
+
+    memset(space, 0x5a, sizeof space);
+    memset(seed, fill, sizeof seed);
+    snprintf(path, sizeof path, "%s/r%02x", dir, fill);
+    o.create = 1;
+    o.no_sync = 1;
+    o.space_id = space;
+    o.seed = seed;
+    if (crdt_replica_open(&r, path, &o) != CRDT_OK)
+        exit(1);
+    return r;
+}

@@ -4,7 +4,9 @@
 #define FUZZ_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "crdt/crdt.h"
 #include "crdt/value.h"
 
 /*
@@ -27,6 +29,13 @@ void fuzz_put_seed(const char *dir, const char *name, const void *p,
  * return 0. What a target's LLVMFuzzerInitialize() returns.
  */
 int fuzz_seeds_if_asked(void (*write_seeds)(const char *dir));
+/* A clock for crdt_set_clock() that always reads 2023-11-14 (1.7e12 ms):
+ * seeds written with it come out byte for byte the same every run. */
+uint64_t fuzz_fixed_clock(void *ctx);
+/* A new replica "@p dir/r<fill hex>" without fsync, of a fixed space
+ * (16 bytes 0x5a), its key from a seed of 32 bytes @p fill; exits on
+ * failure. */
+crdt_replica *fuzz_seed_replica(const char *dir, unsigned char fill);
 /* Equal type and bytes (doubles bit for bit: NaN payloads, -0.0). */
 int fuzz_same_value(const crdt_value *a, const crdt_value *b);
 
