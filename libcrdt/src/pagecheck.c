@@ -543,7 +543,7 @@ crdt__pagecheck_image(const unsigned char *img, size_t len,
     ok[0] = meta_parse(&m[0], img, 0) == 0;
     if (ok[0])
         off = m[0].psize;
-    if (len - off < 4096)
+    if (off > len || len - off < 4096)
         return crdt__corrupt(why, why_len, "the data file ends inside its meta pages "
                    "(%zu bytes)", len);
     ok[1] = meta_parse(&m[1], img + off, 1) == 0;
