@@ -176,8 +176,7 @@ compare_at(int *out, int *spans, MDB_txn *txn, MDB_dbi dbi,
     mdb_cursor_close(cur);
     if (rc < 0)
         return rc;
-    if (crdt__change_decode_header(&held, lr.list[idx].data,
-                                   lr.list[idx].len) < 0)
+    if (crdt__logrec_decode(&held, &lr, idx) < 0)
         rc = CRDT_ECORRUPT;
     else if (held.seq + held.n_ops - 1 == seq)
         *out = memcmp(held.hash, hash, CRDT_HASH_BYTES) == 0
@@ -416,8 +415,7 @@ crdt__log_prove(MDB_txn *txn, MDB_dbi dbi, const crdt_change *c)
         int done = 0;
         rc = CRDT_EAUTH; /* the run ends unsigned: nothing vouches for it */
         for (; idx < lr.n && !done; idx++) {
-            if (crdt__change_decode_header(&next, lr.list[idx].data,
-                                           lr.list[idx].len) < 0 ||
+            if (crdt__logrec_decode(&next, &lr, idx) < 0 ||
                 !crdt_change_proves(&next, &prev)) {
                 done = 1;
                 break;

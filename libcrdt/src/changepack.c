@@ -538,9 +538,15 @@ dec_table_ref(pk_dec *d, size_t n, size_t max, size_t size, size_t *idx,
     return CRDT_OK;
 }
 
-/* One record from d->in; the rebuilt change is appended to @p out. */
+/* One record from d->in; the rebuilt change is appended to @p out, its
+ * body's hash to @p hash_out (when not NULL). @p known: the packer's
+ * check, which compares the rebuilt bytes with the change it packed and
+ * already holds that change's hash: the rebuilt change is neither
+ * decoded nor hashed again (the state takes @p known as its hash; the
+ * caller rewinds it when the bytes differ). */
 static int
-dec_record(pk_dec *d, pk_buf *out)
+dec_record(pk_dec *d, pk_buf *out, const unsigned char *known,
+           unsigned char *hash_out)
 {
     pk_state *st = d->st;
     unsigned char f, prev[CRDT_HASH_BYTES];
@@ -559,6 +565,11 @@ dec_record(pk_dec *d, pk_buf *out)
             l > CRDT_CHANGE_MAX ||
             in_bytes(&d->in, &p, (size_t)l) < 0)
             return CRDT_EPROTO;
+        if (hash_out != NULL) { /* the caller wants every change's hash */
+            if (crdt_change_decode(&c, p, (size_t)l) != CRDT_OK)
+                return CRDT_EPROTO;
+            memcpy(hash_out, c.hash, CRDT_HASH_BYTES);
+        }
         return buf_put(out, p, (size_t)l);
     }
     if (!(f & F_PACKED) || (f & ~0x1f))
@@ -641,9 +652,23 @@ dec_record(pk_dec *d, pk_buf *out)
         rc = buf_byte(out, 0xc0);
     if (rc < 0)
         return rc;
-    /* the rebuilt change must be one: its hash chains the next */
-    if (crdt_change_decode(&c, out->p + start, out->len - start) != CRDT_OK)
+    if (known != NULL) {
+        /* seq, stamp and op count are the ones just written; the bytes
+         * are compared by the caller */
+        if (seq == 0 || seq > UINT64_MAX / 2 - n_ops ||
+            hlc > UINT64_MAX - n_ops)
+            return CRDT_EPROTO;
+        c.seq = seq;
+        c.hlc = hlc;
+        c.n_ops = (uint32_t)n_ops;
+        memcpy(c.hash, known, CRDT_HASH_BYTES);
+    } else if (crdt_change_decode(&c, out->p + start, out->len - start) !=
+               CRDT_OK) {
+        /* the rebuilt change must be one: its hash chains the next */
         return CRDT_EPROTO;
+    }
+    if (hash_out != NULL)
+        memcpy(hash_out, c.hash, CRDT_HASH_BYTES);
     a->has_last = 1;
     a->next_seq = c.seq + c.n_ops;
     a->next_hlc = c.hlc + c.n_ops;
@@ -693,6 +718,17 @@ crdt_changes_unpack(crdt_bytes **changes_out, size_t *n_out,
                     unsigned char **buf_out, const unsigned char *in,
                     size_t len)
 {
+    return crdt__changes_unpack_hashed(changes_out, n_out, buf_out, NULL, in,
+                                       len);
+}
+
+int
+crdt__changes_unpack_hashed(crdt_bytes **changes_out, size_t *n_out,
+                            unsigned char **buf_out,
+                            unsigned char **hashes_out,
+                            const unsigned char *in, size_t len)
+{
+    unsigned char *hashes = NULL;
     pk_state st;
     pk_dec d;
     pk_buf out = { NULL, 0, 0, CRDT_CHANGES_UNPACKED_MAX };
@@ -709,6 +745,8 @@ crdt_changes_unpack(crdt_bytes **changes_out, size_t *n_out,
     *changes_out = NULL;
     *n_out = 0;
     *buf_out = NULL;
+    if (hashes_out != NULL)
+        *hashes_out = NULL;
     if (len > CRDT_CHANGES_PACKED_MAX)
         return CRDT_ELIMIT;
     memset(&st, 0, sizeof st);
@@ -728,12 +766,16 @@ crdt_changes_unpack(crdt_bytes **changes_out, size_t *n_out,
         n > CRDT_CHANGES_UNPACKED_MAX / CRDT_CHANGE_MIN)
         goto out;
     ends = malloc((n ? (size_t)n : 1) * sizeof *ends);
-    if (ends == NULL) {
+    if (hashes_out != NULL)
+        hashes = malloc((n ? (size_t)n : 1) * CRDT_HASH_BYTES);
+    if (ends == NULL || (hashes_out != NULL && hashes == NULL)) {
         rc = CRDT_ENOMEM;
         goto out;
     }
     for (uint64_t i = 0; i < n; i++) {
-        if ((rc = dec_record(&d, &out)) < 0)
+        if ((rc = dec_record(&d, &out, NULL,
+                             hashes ? hashes + i * CRDT_HASH_BYTES
+                                    : NULL)) < 0)
             goto out;
         ends[i] = out.len;
     }
@@ -754,8 +796,13 @@ crdt_changes_unpack(crdt_bytes **changes_out, size_t *n_out,
     *n_out = (size_t)n;
     *buf_out = out.p;
     out.p = NULL;
+    if (hashes_out != NULL) {
+        *hashes_out = hashes;
+        hashes = NULL;
+    }
     rc = CRDT_OK;
 out:
+    free(hashes);
     free(ends);
     free(out.p);
     free(d.body.p);
@@ -1071,6 +1118,20 @@ int
 crdt_changes_pack(unsigned char **out, size_t *out_len,
                   const crdt_bytes *changes, size_t n)
 {
+    return crdt__changes_pack_hashed(out, out_len, changes, NULL, n);
+}
+
+/* The check after each record rebuilds it as the receiver will and
+ * compares the bytes: equal bytes have the hash the change was decoded
+ * with, so the rebuilt change is not decoded and hashed once more. With
+ * @p hashes the first decode spares its BLAKE2b too (and its walk of the
+ * ops: an op the packer cannot parse goes raw, and anything it would
+ * not rebuild exactly fails the comparison and goes verbatim). */
+int
+crdt__changes_pack_hashed(unsigned char **out, size_t *out_len,
+                          const crdt_bytes *changes,
+                          const unsigned char *hashes, size_t n)
+{
     pk_enc e;
     pk_dec d;
     pk_buf check = { NULL, 0, 0, (size_t)CRDT_CHANGE_MAX + 128 };
@@ -1100,7 +1161,10 @@ crdt_changes_pack(unsigned char **out, size_t *out_len,
         long ai = -1;
         int packed = 0;
 
-        if (crdt_change_decode(&c, ch->data, ch->len) == CRDT_OK &&
+        if ((hashes != NULL
+                 ? crdt__change_decode_hashed(&c, ch->data, ch->len,
+                                              hashes + i * CRDT_HASH_BYTES)
+                 : crdt_change_decode(&c, ch->data, ch->len)) == CRDT_OK &&
             c.version == 2 &&
             (!have_space || memcmp(c.space_id, e.st.space,
                                    CRDT_SPACE_ID_BYTES) == 0)) {
@@ -1122,7 +1186,7 @@ crdt_changes_pack(unsigned char **out, size_t *out_len,
                 d.in.at = at;
                 d.in.len = e.out.len;
                 check.len = 0;
-                rc = dec_record(&d, &check);
+                rc = dec_record(&d, &check, c.hash, NULL);
                 if (rc == CRDT_ENOMEM)
                     goto done;
                 packed = rc == CRDT_OK && d.in.at == e.out.len &&

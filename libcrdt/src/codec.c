@@ -213,9 +213,12 @@ crdt__name_ok(const char *s)
 }
 
 /* @p walk: check that the ops are well-formed msgpack filling the body
- * exactly; without it they are checked as they are iterated. */
+ * exactly; without it they are checked as they are iterated. @p hash:
+ * the body's hash, computed earlier from these same bytes, or NULL: it
+ * is computed here. */
 static int
-decode(crdt_change *out, const unsigned char *buf, size_t len, int walk)
+decode(crdt_change *out, const unsigned char *buf, size_t len, int walk,
+       const unsigned char *hash)
 {
     crdt__mp m = { buf, buf + len }, b;
     const unsigned char *body, *sig;
@@ -271,7 +274,10 @@ decode(crdt_change *out, const unsigned char *buf, size_t len, int walk)
     if (walk && crdt__change_check_ops(&c) < 0)
         return CRDT_EPROTO;
     c.sig = sig;
-    crypto_generichash(c.hash, CRDT_HASH_BYTES, body, body_len, NULL, 0);
+    if (hash != NULL)
+        memcpy(c.hash, hash, CRDT_HASH_BYTES);
+    else
+        crypto_generichash(c.hash, CRDT_HASH_BYTES, body, body_len, NULL, 0);
     crdt__actor_of(&c.actor, c.pubkey, c.incarnation);
     *out = c;
     return CRDT_OK;
@@ -280,14 +286,21 @@ decode(crdt_change *out, const unsigned char *buf, size_t len, int walk)
 int
 crdt_change_decode(crdt_change *out, const unsigned char *buf, size_t len)
 {
-    return decode(out, buf, len, 1);
+    return decode(out, buf, len, 1, NULL);
 }
 
 int
 crdt__change_decode_header(crdt_change *out, const unsigned char *buf,
                            size_t len)
 {
-    return decode(out, buf, len, 0);
+    return decode(out, buf, len, 0, NULL);
+}
+
+int
+crdt__change_decode_hashed(crdt_change *out, const unsigned char *buf,
+                           size_t len, const unsigned char *hash)
+{
+    return decode(out, buf, len, 0, hash);
 }
 
 int

@@ -207,7 +207,7 @@ crdt_export_next(crdt_export *e, const unsigned char **buf_out,
             /* a run may begin below what the other side holds (or, in
              * an archive, end above the epoch's cut) */
             if (e->rec.run &&
-                (crdt__change_decode_header(&c, b->data, b->len) < 0 ||
+                (crdt__logrec_decode(&c, &e->rec, e->rec_i - 1) < 0 ||
                  c.seq + c.n_ops - 1 <= e->have ||
                  c.seq + c.n_ops - 1 > e->upto))
                 continue;

@@ -562,6 +562,8 @@ typedef struct {
     crdt_bytes *list;
     size_t n;
     unsigned char *buf;
+    unsigned char *hashes; /* a run: each change's body hash, computed
+                              when it was rebuilt (n x CRDT_HASH_BYTES) */
     crdt_bytes one;
     int run;
 } crdt__logrec;
@@ -572,6 +574,9 @@ int crdt__logrec_is_run(const void *v, size_t len);
 int crdt__logrec_open(crdt__logrec *lr, const void *key, size_t klen,
                       const void *v, size_t vlen);
 void crdt__logrec_close(crdt__logrec *lr);
+/* The header of change @p i of an open record (crdt__change_decode_header();
+ * a run's changes with the hash its open computed, not hashed again). */
+int crdt__logrec_decode(crdt_change *out, const crdt__logrec *lr, size_t i);
 /* Position @p cur (a database keyed [prefix |] actor | last seq) on the
  * record of @p a that holds @p seq, or the first one after it, open it
  * and set @p idx to its first change that ends at or after @p seq.
@@ -582,11 +587,29 @@ int crdt__logrec_find(crdt__logrec *lr, size_t *idx, MDB_cursor *cur,
 /* Rewrite every run record of @p dbi as one record per change. */
 int crdt__log_split(uint64_t *split_out, MDB_txn *txn, MDB_dbi dbi);
 
+/* ---- changepack.c ---- */
+/* crdt_changes_pack() of changes whose body hashes libcrdt computed
+ * earlier from these same bytes (@p hashes: n x CRDT_HASH_BYTES, or
+ * NULL: computed here): spares decoding and hashing each change again.
+ * Each record is still rebuilt and compared with the change it packs. */
+int crdt__changes_pack_hashed(unsigned char **out, size_t *out_len,
+                              const crdt_bytes *changes,
+                              const unsigned char *hashes, size_t n);
+/* crdt_changes_unpack() that also gives each rebuilt change's body hash
+ * (@p hashes_out: n x CRDT_HASH_BYTES, release with free(); NULL: not
+ * wanted); a change carried verbatim is decoded to hash it. */
+int crdt__changes_unpack_hashed(crdt_bytes **changes_out, size_t *n_out,
+                                unsigned char **buf_out,
+                                unsigned char **hashes_out,
+                                const unsigned char *in, size_t len);
+
 /* ---- logrun.c: a merge's run of one actor's changes, one record ---- */
 typedef struct {
     unsigned char *buf; /* the changes' bytes, one after the other */
     size_t len, cap;
     size_t *off;        /* where each change begins in buf */
+    unsigned char *hashes; /* each change's body hash, as the merge
+                              computed it (n x CRDT_HASH_BYTES) */
     size_t n, cap_n;
     crdt_actor actor;
     uint64_t last;      /* the last seq of the last change */
@@ -609,6 +632,12 @@ int crdt__name_ok(const char *s);
  * iterates them all before committing (the iterator checks them). */
 int crdt__change_decode_header(crdt_change *out, const unsigned char *buf,
                                size_t len);
+/* crdt__change_decode_header() of a change whose body hash @p hash was
+ * computed earlier from these same bytes (a run record's unpack, a
+ * merge's decode): spares the BLAKE2b. A wrong @p hash breaks every
+ * chain check that follows: only for hashes libcrdt computed itself. */
+int crdt__change_decode_hashed(crdt_change *out, const unsigned char *buf,
+                               size_t len, const unsigned char *hash);
 /* The walk crdt_change_decode() does: ops well-formed, filling the body. */
 int crdt__change_check_ops(const crdt_change *c);
 int crdt__name_ok_len(const char *s, size_t len);

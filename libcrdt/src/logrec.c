@@ -36,17 +36,30 @@ crdt__logrec_is_run(const void *v, size_t len)
     return len > 0 && ((const unsigned char *)v)[0] == CRDT__LOGRUN_TAG;
 }
 
-/* The run's changes against each other and against the key. */
+int
+crdt__logrec_decode(crdt_change *out, const crdt__logrec *lr, size_t i)
+{
+    if (i >= lr->n)
+        return CRDT_EINVAL;
+    if (lr->hashes != NULL)
+        return crdt__change_decode_hashed(out, lr->list[i].data,
+                                          lr->list[i].len,
+                                          lr->hashes + i * CRDT_HASH_BYTES);
+    return crdt__change_decode_header(out, lr->list[i].data, lr->list[i].len);
+}
+
+/* The run's changes against each other and against the key (each
+ * change's hash is the one its unpack computed from the rebuilt bytes). */
 static int
-check_run(const crdt_bytes *list, size_t n, const unsigned char *key,
-          size_t klen)
+check_run(const crdt__logrec *lr, const unsigned char *key, size_t klen)
 {
     crdt_change prev, c;
+    size_t n = lr->n;
 
     if (n < 2 || n > CRDT__LOGRUN_CHANGES_MAX)
         return CRDT_ECORRUPT;
     for (size_t i = 0; i < n; i++) {
-        if (crdt__change_decode_header(&c, list[i].data, list[i].len) < 0)
+        if (crdt__logrec_decode(&c, lr, i) < 0)
             return CRDT_ECORRUPT;
         if (key != NULL &&
             memcmp(c.actor.b, key + klen - 16, CRDT_ACTOR_BYTES) != 0)
@@ -80,8 +93,9 @@ crdt__logrec_open(crdt__logrec *lr, const void *key, size_t klen,
     }
     if (vlen > CRDT__LOGRUN_MAX)
         return CRDT_ECORRUPT;
-    rc = crdt_changes_unpack(&lr->list, &lr->n, &lr->buf,
-                             (const unsigned char *)v + 1, vlen - 1);
+    rc = crdt__changes_unpack_hashed(&lr->list, &lr->n, &lr->buf,
+                                     &lr->hashes,
+                                     (const unsigned char *)v + 1, vlen - 1);
     if (rc == CRDT_ENOMEM)
         return rc;
     if (rc == CRDT_OK) {
@@ -90,7 +104,7 @@ crdt__logrec_open(crdt__logrec *lr, const void *key, size_t klen,
             total += lr->list[i].len;
         rc = total > CRDT__LOGRUN_BYTES_MAX
                  ? CRDT_ECORRUPT
-                 : check_run(lr->list, lr->n, key, klen);
+                 : check_run(lr, key, klen);
     }
     if (rc < 0) {
         crdt__logrec_close(lr);
@@ -105,6 +119,7 @@ crdt__logrec_close(crdt__logrec *lr)
     if (lr->run) { /* a single change's list is lr->one: nothing owned */
         crdt_free(lr->list);
         crdt_free(lr->buf);
+        free(lr->hashes);
     }
     memset(lr, 0, sizeof *lr);
 }
@@ -138,8 +153,7 @@ crdt__logrec_find(crdt__logrec *lr, size_t *idx, MDB_cursor *cur,
                                 v.mv_size)) < 0)
         return rc;
     for (size_t i = 0; i < lr->n; i++) {
-        if (crdt__change_decode_header(&c, lr->list[i].data,
-                                       lr->list[i].len) < 0)
+        if (crdt__logrec_decode(&c, lr, i) < 0)
             break;
         if (c.seq + c.n_ops - 1 >= seq) {
             *idx = i;
@@ -166,8 +180,7 @@ split_one(MDB_txn *txn, MDB_dbi dbi, const unsigned char *key, size_t klen,
         crdt_change c;
         MDB_val kk = { klen, k2 }, vv = { lr.list[i].len,
                                           (void *)lr.list[i].data };
-        if (crdt__change_decode_header(&c, lr.list[i].data,
-                                       lr.list[i].len) < 0) {
+        if (crdt__logrec_decode(&c, &lr, i) < 0) {
             rc = CRDT_ECORRUPT;
             break;
         }

@@ -12,7 +12,8 @@
  * which drops what repeats from change to change (author, epoch, seq,
  * prev, the names and value headers of the ops). The change bytes are
  * copied: a drained pending change's buffer dies before the run is
- * written.
+ * written. So are their body hashes, which the merge computed: the
+ * packer takes them instead of hashing each change again.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -56,11 +57,15 @@ crdt__logrun_add(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
         if (p == NULL)
             return CRDT_ENOMEM;
         run->off = p;
+        if ((p = realloc(run->hashes, nc * CRDT_HASH_BYTES)) == NULL)
+            return CRDT_ENOMEM;
+        run->hashes = p;
         run->cap_n = nc;
     }
     if ((rc = buf_reserve(run, len)) < 0)
         return rc;
     memcpy(run->buf + run->len, data, len);
+    memcpy(run->hashes + run->n * CRDT_HASH_BYTES, c->hash, CRDT_HASH_BYTES);
     run->off[run->n++] = run->len;
     run->len += len;
     run->actor = c->actor;
@@ -92,7 +97,9 @@ crdt__logrun_flush(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
             list[i].len = (i + 1 < run->n ? run->off[i + 1] : run->len) -
                           run->off[i];
         }
-        rc = crdt_changes_pack(&packed, &packed_len, list, run->n);
+        /* the merge decoded and hashed each change: not again here */
+        rc = crdt__changes_pack_hashed(&packed, &packed_len, list,
+                                       run->hashes, run->n);
         if (rc == CRDT_OK && packed_len + 1 > CRDT__LOGRUN_MAX)
             rc = CRDT_ELIMIT; /* cannot be: the bounds leave room */
         if (rc == CRDT_OK && (val = malloc(packed_len + 1)) == NULL)
@@ -120,5 +127,6 @@ crdt__logrun_free(crdt__logrun *run)
 {
     free(run->buf);
     free(run->off);
+    free(run->hashes);
     memset(run, 0, sizeof *run);
 }

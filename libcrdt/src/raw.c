@@ -490,8 +490,7 @@ recount_log(crdt__wctx *w)
         if (crdt__logrec_open(&lr, NULL, 0, v.mv_data, v.mv_size) ==
             CRDT_OK) {
             for (size_t i = 0; i < lr.n; i++)
-                if (crdt__change_decode_header(&c, lr.list[i].data,
-                                               lr.list[i].len) == CRDT_OK)
+                if (crdt__logrec_decode(&c, &lr, i) == CRDT_OK)
                     ops += c.n_ops;
             changes += lr.n;
             crdt__logrec_close(&lr);
