@@ -1121,6 +1121,16 @@ crdt_changes_pack(unsigned char **out, size_t *out_len,
     return crdt__changes_pack_hashed(out, out_len, changes, NULL, n);
 }
 
+int
+crdt_changes_pack_hashed(unsigned char **out, size_t *out_len,
+                         const crdt_bytes *changes,
+                         const unsigned char *hashes, size_t n)
+{
+    if (hashes == NULL && n > 0)
+        return CRDT_EINVAL;
+    return crdt__changes_pack_hashed(out, out_len, changes, hashes, n);
+}
+
 /* The check after each record rebuilds it as the receiver will and
  * compares the bytes: equal bytes have the hash the change was decoded
  * with, so the rebuilt change is not decoded and hashed once more. With

@@ -268,6 +268,31 @@ crdt_export_next(crdt_export *e, const unsigned char **buf_out,
 }
 
 int
+crdt_export_next_change(crdt_export *e, const unsigned char **buf_out,
+                        size_t *len_out, crdt_change *c_out)
+{
+    int rc;
+
+    if (c_out == NULL || buf_out == NULL || len_out == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt_export_next(e, buf_out, len_out)) < 0)
+        return rc;
+    /* a run's change as stored: its hash is the one the run's read
+     * computed from these bytes (an own change given its signature back
+     * is another buffer: decoded in full) */
+    if (e->rec.run && e->rec_i > 0 &&
+        *buf_out == e->rec.list[e->rec_i - 1].data) {
+        rc = crdt__logrec_decode(c_out, &e->rec, e->rec_i - 1);
+        if (rc == CRDT_OK)
+            rc = crdt__change_check_ops(c_out);
+    } else {
+        rc = crdt_change_decode(c_out, *buf_out, *len_out);
+    }
+    return rc == CRDT_OK ? CRDT_OK
+                         : rc == CRDT_ENOMEM ? rc : CRDT_ECORRUPT;
+}
+
+int
 crdt_export_begin_archive(crdt_export **out, crdt_replica *r,
                           uint64_t epoch_number, const crdt_vv *from,
                           const crdt_vv *upto)

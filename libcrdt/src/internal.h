@@ -591,7 +591,8 @@ int crdt__log_split(uint64_t *split_out, MDB_txn *txn, MDB_dbi dbi);
 /* crdt_changes_pack() of changes whose body hashes libcrdt computed
  * earlier from these same bytes (@p hashes: n x CRDT_HASH_BYTES, or
  * NULL: computed here): spares decoding and hashing each change again.
- * Each record is still rebuilt and compared with the change it packs. */
+ * Each record is still rebuilt and compared with the change it packs
+ * (a wrong hash only keeps the next change from being chained to it). */
 int crdt__changes_pack_hashed(unsigned char **out, size_t *out_len,
                               const crdt_bytes *changes,
                               const unsigned char *hashes, size_t n);

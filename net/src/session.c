@@ -615,7 +615,7 @@ strip_last(crdt__enc *items, size_t at, const unsigned char *hash)
  * (the caller sends the plain message). */
 static int
 emit_packed(crdtnet_session *s, unsigned type, const crdt__enc *items,
-            size_t n)
+            const unsigned char *hashes, size_t n)
 {
     crdt__mp m = { (const unsigned char *)items->sb.data,
                    (const unsigned char *)items->sb.data + items->sb.size };
@@ -634,8 +634,8 @@ emit_packed(crdtnet_session *s, unsigned type, const crdt__enc *items,
         list[i].data = p;
         list[i].len = l;
     }
-    if (rc == CRDT_OK)
-        rc = crdt_changes_pack(&packed, &plen, list, n);
+    if (rc == CRDT_OK) /* decoded and hashed as they were read */
+        rc = crdt_changes_pack_hashed(&packed, &plen, list, hashes, n);
     free(list);
     if (rc == CRDT_OK && plen + 16 >= items->sb.size)
         rc = CRDT_EAGAIN;
@@ -659,6 +659,8 @@ build_changes_as(crdtnet_session *s, unsigned type)
     crdt__enc items;
     crdt_change c, last; /* last: the previous change of this batch */
     size_t last_at = 0;  /* where last's bin starts in items */
+    unsigned char *hashes = NULL; /* each change's hash, for the packer */
+    size_t hashes_cap = 0;
     int rc = CRDT_ENOTFOUND, have_last = 0;
 
     if (s->exp == NULL &&
@@ -670,6 +672,9 @@ build_changes_as(crdtnet_session *s, unsigned type)
      * body), a change follows the one before it of its actor in this
      * batch (its prev is that hash), and the last change of each actor's
      * run is signature-checked, which covers the run through the chain.
+     * A change of a run record comes hashed from the run's read (the
+     * hash of these very bytes): it is not hashed again here, nor when
+     * it is packed.
      * A failure means this replica's log is damaged (strata verify says
      * where).
      * Signatures of a run (docs/protocol.md, CHANGES): a change whose
@@ -678,11 +683,10 @@ build_changes_as(crdtnet_session *s, unsigned type)
      * held without one: the batch runs on to the next signed change. */
     while ((items.sb.size < s->opts.batch_bytes ||
             (have_last && last.sig == NULL)) &&
-           (rc = crdt_export_next(s->exp, &p, &len)) == CRDT_OK) {
+           (rc = crdt_export_next_change(s->exp, &p, &len, &c)) ==
+               CRDT_OK) {
         int follows;
 
-        if (crdt_change_decode(&c, p, len) != CRDT_OK)
-            goto damaged;
         /* a change that does not follow the previous one (another
          * actor, a gap, a damaged body or prev) ends that one's run */
         follows = have_last && crdt_change_proves(&c, &last);
@@ -693,8 +697,21 @@ build_changes_as(crdtnet_session *s, unsigned type)
             last.sig = NULL;
         if (items.sb.size + len + 5 > CRDTNET_SESSION_MSG_MAX - 64) {
             crdt__enc_free(&items); /* a run held unsigned, longer */
-            return CRDT_ELIMIT;     /* than a message: never cut it */
+            free(hashes);           /* than a message: never cut it */
+            return CRDT_ELIMIT;
         }
+        if (n == hashes_cap) {
+            size_t nc = hashes_cap ? hashes_cap * 2 : 256;
+            unsigned char *nh = realloc(hashes, nc * CRDT_HASH_BYTES);
+            if (nh == NULL) {
+                crdt__enc_free(&items);
+                free(hashes);
+                return CRDT_ENOMEM;
+            }
+            hashes = nh;
+            hashes_cap = nc;
+        }
+        memcpy(hashes + n * CRDT_HASH_BYTES, c.hash, CRDT_HASH_BYTES);
         last = c;
         have_last = 1;
         last_at = items.sb.size;
@@ -702,9 +719,12 @@ build_changes_as(crdtnet_session *s, unsigned type)
         note_sent(s, p, len);
         n++;
     }
+    if (rc == CRDT_ECORRUPT)
+        goto damaged; /* a stored change that does not decode */
     if (have_last && crdt_change_verify(&last) != CRDT_OK)
         goto damaged;
     if (n == 0) {
+        free(hashes);
         crdt__enc_free(&items);
         crdt_export_end(s->exp);
         s->exp = NULL;
@@ -712,11 +732,14 @@ build_changes_as(crdtnet_session *s, unsigned type)
     }
     if (crdt__enc_ok(&items) < 0) {
         crdt__enc_free(&items);
+        free(hashes);
         return CRDT_ENOMEM;
     }
-    if (!s->peer_packs || (rc = emit_packed(s, type, &items, n)) < 0) {
+    if (!s->peer_packs ||
+        (rc = emit_packed(s, type, &items, hashes, n)) < 0) {
         if (rc == CRDT_ENOMEM) {
             crdt__enc_free(&items);
+            free(hashes);
             return rc;
         }
         msgpack_pack_array(&s->out.pk, 2);
@@ -725,10 +748,12 @@ build_changes_as(crdtnet_session *s, unsigned type)
         crdt__enc_raw(&s->out, items.sb.data, items.sb.size);
     }
     crdt__enc_free(&items);
+    free(hashes);
     s->rep.changes_sent += n;
     return CRDT_OK;
 damaged:
     crdt__enc_free(&items);
+    free(hashes);
     return CRDT_ECORRUPT;
 }
 

@@ -253,6 +253,57 @@ START_TEST(test_malformed_lists_are_refused)
 }
 END_TEST
 
+/* Packing with the hashes the caller decoded gives the bytes packing
+ * alone gives; wrong hashes only cost size: every change still comes
+ * back byte for byte. */
+START_TEST(test_pack_with_known_hashes)
+{
+    uint64_t seed = test_seed("changepack-hashed");
+    tu_batch x;
+    unsigned char *hashes, *p1 = NULL, *p2 = NULL, *p3 = NULL, *buf = NULL;
+    size_t l1 = 0, l2 = 0, l3 = 0, m = 0;
+    crdt_bytes *out = NULL;
+
+    w1_changes(a, 12, 3, &seed);
+    x = tu_export_all(a);
+    strip_runs(&x);
+    hashes = calloc(x.n, CRDT_HASH_BYTES);
+    ck_assert_ptr_nonnull(hashes);
+    for (size_t i = 0; i < x.n; i++) {
+        crdt_change c;
+        ck_assert_int_eq(crdt_change_decode(&c, x.v[i].data, x.v[i].len),
+                         CRDT_OK);
+        memcpy(hashes + i * CRDT_HASH_BYTES, c.hash, CRDT_HASH_BYTES);
+    }
+    ck_assert_int_eq(crdt_changes_pack(&p1, &l1, x.v, x.n), CRDT_OK);
+    ck_assert_int_eq(crdt_changes_pack_hashed(&p2, &l2, x.v, hashes, x.n),
+                     CRDT_OK);
+    ck_assert_uint_eq(l1, l2);
+    ck_assert(memcmp(p1, p2, l1) == 0);
+    /* wrong hashes: no change is chained, each still rebuilds */
+    memset(hashes, 0x5a, x.n * CRDT_HASH_BYTES);
+    ck_assert_int_eq(crdt_changes_pack_hashed(&p3, &l3, x.v, hashes, x.n),
+                     CRDT_OK);
+    ck_assert_uint_gt(l3, l1);
+    ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, p3, l3), CRDT_OK);
+    ck_assert_uint_eq(m, x.n);
+    for (size_t i = 0; i < x.n; i++) {
+        ck_assert_uint_eq(out[i].len, x.v[i].len);
+        ck_assert(memcmp(out[i].data, x.v[i].data, x.v[i].len) == 0);
+    }
+    crdt_free(p3);
+    p3 = NULL;
+    ck_assert_int_eq(crdt_changes_pack_hashed(&p3, &l3, x.v, NULL, x.n),
+                     CRDT_EINVAL);
+    crdt_free(out);
+    crdt_free(buf);
+    crdt_free(p1);
+    crdt_free(p2);
+    free(hashes);
+    tu_batch_free(&x);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -265,6 +316,7 @@ test_suite(void)
     tcase_add_test(tc, test_interleaved_authors_and_every_kind);
     tcase_add_test(tc, test_not_ours_goes_verbatim);
     tcase_add_test(tc, test_malformed_lists_are_refused);
+    tcase_add_test(tc, test_pack_with_known_hashes);
     suite_add_tcase(s, tc);
     return s;
 }

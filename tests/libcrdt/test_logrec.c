@@ -315,6 +315,76 @@ START_TEST(test_archived_run_is_served_from_inside)
 }
 END_TEST
 
+/* A run whose change in the middle was altered: the change after it
+ * names the old hash as its prev. Every reader refuses the run, though
+ * the run's read now hands its hashes on instead of hashing again. */
+START_TEST(test_forged_change_inside_a_run_is_refused)
+{
+    tu_batch sent;
+    char why[256];
+    crdt_export *e;
+    crdt_change c;
+    const unsigned char *p;
+    size_t len;
+    int rc;
+
+    commit_n(a, N_CHANGES);
+    sent = tu_export_all(a);
+    ck_assert_int_eq(crdt_merge(NULL, b, sent.v, sent.n), CRDT_OK);
+    assert_records_sound(b);
+    tu_change_alter_op(&sent.v[4]);
+    tu_log_put_run(b, sent.v, sent.n); /* in place of the merged run */
+    ck_assert_int_eq(crdt_replica_check_records(b, why, sizeof why),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_export_begin_as_stored(&e, b, NULL), CRDT_OK);
+    while ((rc = crdt_export_next_change(e, &p, &len, &c)) == CRDT_OK)
+        ;
+    ck_assert_int_eq(rc, CRDT_ECORRUPT);
+    crdt_export_end(e);
+    tu_batch_free(&sent);
+}
+END_TEST
+
+/* crdt_export_next_change() gives what crdt_change_decode() gives, for
+ * the changes of a run (hashed when the run was read) and for single
+ * changes alike. */
+START_TEST(test_export_next_change_is_the_decode)
+{
+    tu_batch sent;
+    crdt_export *e;
+    crdt_change c, d;
+    const unsigned char *p;
+    size_t len, n = 0;
+    int rc;
+
+    commit_n(a, N_CHANGES);
+    sent = tu_export_all(a);
+    ck_assert_int_eq(crdt_merge(NULL, b, sent.v, sent.n), CRDT_OK);
+    commit_n(b, 3);
+    for (int stored = 0; stored < 2; stored++) {
+        n = 0;
+        ck_assert_int_eq(stored ? crdt_export_begin_as_stored(&e, b, NULL)
+                                : crdt_export_begin(&e, b, NULL),
+                         CRDT_OK);
+        while ((rc = crdt_export_next_change(e, &p, &len, &c)) == CRDT_OK) {
+            ck_assert_int_eq(crdt_change_decode(&d, p, len), CRDT_OK);
+            ck_assert(memcmp(c.hash, d.hash, CRDT_HASH_BYTES) == 0);
+            ck_assert(memcmp(c.actor.b, d.actor.b, CRDT_ACTOR_BYTES) == 0);
+            ck_assert_uint_eq(c.seq, d.seq);
+            ck_assert_uint_eq(c.n_ops, d.n_ops);
+            ck_assert_uint_eq(c.hlc, d.hlc);
+            ck_assert(c.ops == d.ops && c.ops_len == d.ops_len);
+            ck_assert(c.sig == d.sig);
+            n++;
+        }
+        ck_assert_int_eq(rc, CRDT_ENOTFOUND);
+        crdt_export_end(e);
+        ck_assert_uint_eq(n, N_CHANGES + 3);
+    }
+    tu_batch_free(&sent);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -329,6 +399,8 @@ test_suite(void)
     tcase_add_test(tc, test_split_gives_one_record_per_change);
     tcase_add_test(tc, test_singles_and_runs_live_together);
     tcase_add_test(tc, test_archived_run_is_served_from_inside);
+    tcase_add_test(tc, test_forged_change_inside_a_run_is_refused);
+    tcase_add_test(tc, test_export_next_change_is_the_decode);
     suite_add_tcase(s, tc);
     return s;
 }

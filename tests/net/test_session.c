@@ -551,6 +551,42 @@ START_TEST(test_giver_reset_meanwhile_sends_the_log_of_the_new_epoch)
 }
 END_TEST
 
+/* A giver never serves a damaged run: b's stored run of a's changes
+ * has its last (signed) change altered, the chain inside the run still
+ * whole (nothing after it names its hash), so only the signature check
+ * of the run's end catches it, with the hashes the run's read computed
+ * (the session does not hash the changes again). c gets none of it. */
+START_TEST(test_giver_refuses_a_run_whose_signed_end_was_altered)
+{
+    char dc[256];
+    unsigned char space[16];
+    crdt_replica *c;
+    tu_batch sent;
+    tu_sync_result r;
+
+    for (int i = 0; i < 8; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "a%d", i);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "x", i), CRDT_OK);
+    }
+    sent = tu_export_all(a);
+    ck_assert_uint_eq(sent.n, 8);
+    ck_assert_int_eq(crdt_merge(NULL, b, sent.v, sent.n), CRDT_OK);
+    tu_change_alter_op(&sent.v[7]);
+    tu_log_put_run(b, sent.v, sent.n);
+    crdt_replica_space_id(a, space);
+    c = tu_create(dc, sizeof dc, space);
+    ck_assert_int_eq(epoch_attach(c), CRDT_OK);
+    r = tu_sessions_run(c, b, NULL);
+    ck_assert_msg(r.ey == CRDT_ECORRUPT, "giver's error %d (%s), taker's %d",
+                  r.ey, r.ry.reason, r.ex);
+    ck_assert_uint_eq(vv_of(c, a), 0);
+    crdt_replica_close(c);
+    test_rmtree(dc);
+    tu_batch_free(&sent);
+}
+END_TEST
+
 /* A run of a's changes stored unsigned but for its last one (format 2)
  * is split by an epoch: b folds and archives a:1..2, a:3 (signed) stays
  * in its log. That epoch then loses a fork to one past a custom
@@ -637,6 +673,7 @@ test_suite(void)
     tcase_add_test(tc, test_packed_changes_and_an_older_peer);
     tcase_add_test(tc, test_giver_reset_meanwhile_sends_the_log_of_the_new_epoch);
     tcase_add_test(tc, test_rejected_fork_keeps_an_archived_run_whole);
+    tcase_add_test(tc, test_giver_refuses_a_run_whose_signed_end_was_altered);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -224,3 +224,46 @@ tu_batch_free(tu_batch *b)
     b->v = NULL;
     b->n = 0;
 }
+
+void
+tu_log_put_run(crdt_replica *r, const crdt_bytes *list, size_t n)
+{
+    unsigned char *packed = NULL, *val, key[16];
+    size_t plen = 0;
+    uint64_t last;
+    crdt_change c;
+    crdt_raw *t;
+
+    ck_assert_uint_ge(n, 2);
+    ck_assert_int_eq(crdt_change_decode(&c, list[n - 1].data,
+                                        list[n - 1].len), CRDT_OK);
+    last = c.seq + c.n_ops - 1;
+    memcpy(key, c.actor.b, CRDT_ACTOR_BYTES);
+    for (int i = 0; i < 8; i++)
+        key[CRDT_ACTOR_BYTES + i] = (unsigned char)(last >> (56 - 8 * i));
+    ck_assert_int_eq(crdt_changes_pack(&packed, &plen, list, n), CRDT_OK);
+    val = malloc(plen + 1);
+    ck_assert_ptr_nonnull(val);
+    val[0] = 0xc1;
+    memcpy(val + 1, packed, plen);
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_put(t, CRDT_DB_LOG, key, sizeof key, val,
+                                  plen + 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    free(val);
+    crdt_free(packed);
+}
+
+void
+tu_change_alter_op(crdt_bytes *b)
+{
+    crdt_change c;
+    unsigned char *p = (unsigned char *)b->data;
+    size_t at;
+
+    ck_assert_int_eq(crdt_change_decode(&c, b->data, b->len), CRDT_OK);
+    at = (size_t)(c.ops - b->data) + c.ops_len - 1;
+    p[at] = p[at] == 0x01 ? 0x02 : 0x01; /* still a positive fixint or a
+                                            value's last byte */
+    ck_assert_int_eq(crdt_change_decode(&c, b->data, b->len), CRDT_OK);
+}

@@ -41,6 +41,14 @@ typedef struct {
 } tu_batch;
 tu_batch tu_export_all(crdt_replica *r);
 void tu_batch_free(tu_batch *b);
+/* Write @p list (n >= 2 consecutive changes of one actor) into @p r's
+ * log as one run record (docs/storage.md 3: c1 | packed) under the key
+ * of its last change, replacing what that key held: a stored run as a
+ * damaged disk or a forger might leave it. */
+void tu_log_put_run(crdt_replica *r, const crdt_bytes *list, size_t n);
+/* Change the last byte of the ops of the change @p b (a tu_batch's own
+ * copy): it still decodes, with another hash, its signature now wrong. */
+void tu_change_alter_op(crdt_bytes *b);
 /* State hash as hex. */
 void tu_hash(char *hex65, crdt_replica *r);
 /* put int helper: one change. */

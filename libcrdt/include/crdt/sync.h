@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crdt/change.h"
 #include "crdt/replica.h"
 #include "crdt/vv.h"
 
@@ -56,6 +57,20 @@ CRDT_API int crdt_export_begin_as_stored(crdt_export **out, crdt_replica *r,
 CRDT_API int crdt_export_next(crdt_export *e, const unsigned char **buf_out,
                      size_t *len_out);
 
+/**
+ * crdt_export_next() and the change's decode (as crdt_change_decode()
+ * gives it: ops walked, the body's BLAKE2b-256 in @p c_out->hash). A
+ * change of a run record comes with the hash computed when the run was
+ * read and checked (docs/storage.md 3): not hashed again. @p c_out's
+ * views point into @p *buf_out and live as long.
+ * @return CRDT_OK; CRDT_ENOTFOUND when done; CRDT_ECORRUPT (a stored
+ *         change that does not decode, a damaged run); CRDT_EIO;
+ *         CRDT_ENOMEM.
+ */
+CRDT_API int crdt_export_next_change(crdt_export *e,
+                                     const unsigned char **buf_out,
+                                     size_t *len_out, crdt_change *c_out);
+
 CRDT_API void crdt_export_end(crdt_export *e);
 
 /** One encoded change handed to crdt_merge(). */
@@ -83,6 +98,22 @@ typedef struct {
  */
 CRDT_API int crdt_changes_pack(unsigned char **out, size_t *out_len,
                                const crdt_bytes *changes, size_t n);
+
+/**
+ * crdt_changes_pack() of changes already decoded: @p hashes holds n x
+ * CRDT_HASH_BYTES, the `hash` of each change as crdt_change_decode() or
+ * crdt_export_next_change() gave it, so the packer does not hash each
+ * change again. It still rebuilds every record and compares the bytes
+ * (a change that would not come back identical goes verbatim). The
+ * hashes only decide which change is chained to the one before (its seq
+ * and prev implied): a wrong hash costs size, never exactness (the next
+ * change's prev then differs from it and is written out).
+ * @return as crdt_changes_pack(); CRDT_EINVAL when @p hashes is NULL
+ *         and n > 0.
+ */
+CRDT_API int crdt_changes_pack_hashed(unsigned char **out, size_t *out_len,
+                                      const crdt_bytes *changes,
+                                      const unsigned char *hashes, size_t n);
 
 /**
  * Rebuild the changes of a packed list (@p in, @p len bytes, at most
