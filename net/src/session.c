@@ -661,6 +661,13 @@ build_changes_as(crdtnet_session *s, unsigned type)
     size_t last_at = 0;  /* where last's bin starts in items */
     unsigned char *hashes = NULL; /* each change's hash, for the packer */
     size_t hashes_cap = 0;
+    /* What the batch counts against batch_bytes: the plain message's
+     * bytes; to a peer that reads PACKED, each change's ops plus 8 (what
+     * a packed change keeps: its header shrinks to a few bytes), so a
+     * message of one-op changes carries about as many ops as one of
+     * large changes (one merge txn, one commit, each) while the plain
+     * message, should packing not pay, stays within half the limit. */
+    size_t counted = 0;
     int rc = CRDT_ENOTFOUND, have_last = 0;
 
     if (s->exp == NULL &&
@@ -681,7 +688,10 @@ build_changes_as(crdtnet_session *s, unsigned type)
      * successor goes in the same message is sent without its signature
      * (the successor proves it), and a message never ends on a change
      * held without one: the batch runs on to the next signed change. */
-    while ((items.sb.size < s->opts.batch_bytes ||
+    while (((s->peer_packs
+                 ? counted < s->opts.batch_bytes &&
+                       items.sb.size < CRDTNET_SESSION_MSG_MAX / 2
+                 : items.sb.size < s->opts.batch_bytes) ||
             (have_last && last.sig == NULL)) &&
            (rc = crdt_export_next_change(s->exp, &p, &len, &c)) ==
                CRDT_OK) {
@@ -712,6 +722,7 @@ build_changes_as(crdtnet_session *s, unsigned type)
             hashes_cap = nc;
         }
         memcpy(hashes + n * CRDT_HASH_BYTES, c.hash, CRDT_HASH_BYTES);
+        counted += c.ops_len + 8;
         last = c;
         have_last = 1;
         last_at = items.sb.size;
