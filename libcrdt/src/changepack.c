@@ -880,8 +880,12 @@ typedef struct {
     pk_buf scratch; /* an op decoded to move the state */
 } pk_enc;
 
+/* What a token moves in the decoder's state (dec_token()): a name by
+ * its index nothing, a template's name the last template (@p *tmpl set
+ * to its index), a literal the tables (@p *literal set). */
 static int
-enc_token(pk_enc *e, const unsigned char *p, uint32_t len)
+enc_token(pk_enc *e, const unsigned char *p, uint32_t len, long *tmpl,
+          int *literal)
 {
     uint32_t plen, w;
     uint64_t num;
@@ -894,8 +898,10 @@ enc_token(pk_enc *e, const unsigned char *p, uint32_t len)
         (i = tmpl_find(&e->st, e->out.p, p, plen, w)) >= 0) {
         if ((rc = buf_varint(&e->out, 2 * (uint64_t)i + 2)) < 0)
             return rc;
+        *tmpl = i;
         return buf_varint(&e->out, num);
     }
+    *literal = 1;
     if ((rc = buf_varint(&e->out, 0)) < 0 || (rc = buf_varint(&e->out, len)) < 0)
         return rc;
     return buf_put(&e->out, p, len);
@@ -933,7 +939,8 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
     unsigned char h;
     int64_t rest;
     size_t at;
-    int rc, doc_mode = 1;
+    long tmpl = -1; /* the last template a token named */
+    int rc, doc_mode = 1, literal = 0;
 
     if (len < 6 || op[0] != 0x95 || op[1] > 2)
         return CRDT_EPROTO;
@@ -974,20 +981,25 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
     } else if ((rc = buf_byte(&e->out, h)) < 0) {
         return rc;
     }
-    if (coll && (rc = enc_token(e, coll, cl)) < 0)
+    if (coll && (rc = enc_token(e, coll, cl, &tmpl, &literal)) < 0)
         return rc;
-    if (doc_mode == 1 && (rc = enc_token(e, doc, dl)) < 0)
+    if (doc_mode == 1 && (rc = enc_token(e, doc, dl, &tmpl, &literal)) < 0)
         return rc;
     if (doc_mode == 2 && !(e->out.p[at] & H_SHORT) &&
         (rc = buf_varint(&e->out, num)) < 0)
         return rc;
-    if ((field && (rc = enc_token(e, field, fl)) < 0) ||
+    if ((field && (rc = enc_token(e, field, fl, &tmpl, &literal)) < 0) ||
         (!(h & H_SAME_TAG) && (rc = buf_byte(&e->out, m.p[0])) < 0) ||
         (rc = buf_put(&e->out, m.p + 1, (size_t)rest)) < 0)
         return rc;
     (void)at;
-    *simple = coll == NULL && field == NULL && doc_mode != 1;
-    if (*simple) { /* what dec_op would leave; else the caller decodes */
+    /* no literal: the tables stay, and the state moves by what the
+     * decoder would do with these bytes (last template, header, tag),
+     * set here; with a literal the caller decodes the op to move it */
+    *simple = !literal;
+    if (*simple) {
+        if (tmpl >= 0)
+            e->st.last_tmpl = tmpl;
         e->st.last_h = h;
         e->st.have_h = 1;
         e->st.last_tag = m.p[0];
