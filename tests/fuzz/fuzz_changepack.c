@@ -1,7 +1,8 @@
 /*
  * fuzz_changepack.c: a packed change list as a peer sends it (the bin of
  * a PACKED message, docs/protocol.md "Packed changes") ->
- * crdt_changes_unpack -> crdt_changes_pack -> crdt_changes_unpack.
+ * crdt_changes_unpack -> crdt_changes_pack -> crdt_changes_unpack, and the
+ * same with crdt_changes_pack_hashed().
  *
  * Checked: no crash or sanitizer report; only the documented codes; at
  * most CRDT_CHANGES_UNPACKED_MAX bytes rebuilt; every rebuilt change
@@ -72,6 +73,34 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
     } else if (rc != CRDT_ELIMIT && rc != CRDT_ENOMEM) {
         abort();
+    }
+    /* packed with the decoded hashes (zeros for a change that does not
+     * decode: a wrong hash may cost size, never exactness) */
+    if (n > 0) {
+        unsigned char *hashes = calloc(n, CRDT_HASH_BYTES), *p2 = NULL;
+        size_t l2 = 0;
+        for (size_t i = 0; hashes != NULL && i < n; i++)
+            if (crdt_change_decode(&c, list[i].data, list[i].len) == CRDT_OK)
+                memcpy(hashes + i * CRDT_HASH_BYTES, c.hash, CRDT_HASH_BYTES);
+        rc = hashes ? crdt_changes_pack_hashed(&p2, &l2, list, hashes, n)
+                    : CRDT_ENOMEM;
+        if (rc == CRDT_OK) {
+            crdt_free(list2);
+            crdt_free(buf2);
+            list2 = NULL;
+            buf2 = NULL;
+            if (crdt_changes_unpack(&list2, &n2, &buf2, p2, l2) != CRDT_OK ||
+                n2 != n)
+                abort();
+            for (size_t i = 0; i < n; i++)
+                if (list2[i].len != list[i].len ||
+                    memcmp(list2[i].data, list[i].data, list[i].len) != 0)
+                    abort();
+        } else if (rc != CRDT_ELIMIT && rc != CRDT_ENOMEM) {
+            abort();
+        }
+        crdt_free(p2);
+        free(hashes);
     }
     crdt_free(list);
     crdt_free(buf);
