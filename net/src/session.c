@@ -19,7 +19,10 @@
  *                base, between the last SNAP_CHUNK and SNAP_END
  *  12 FORKS      [12, [actor...]]  right after HELLO, from both sides:
  *                the actors whose chain in the peer's HELLO heads forks
- *                from ours (equivocation: a copied replica wrote)
+ *                from ours (equivocation: a copied replica wrote); when
+ *                both protocol 4 HELLOs wrote n_heads as uint 32 (ce), a
+ *                side at the same epoch whose FORKS is empty sends its
+ *                CHANGES and DONE right after it (early_now())
  *  13 PACKED     [13, 7 or 11, bin]  a CHANGES or SNAP_LOG whose changes
  *                are packed (crdt_changes_pack()); sent only to a peer
  *                whose HELLO wrote its proto as uint 8 (cc 03): it reads
