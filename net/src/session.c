@@ -169,6 +169,13 @@ struct crdtnet_session {
      * once it is out, so the two sides' durable commits overlap */
     unsigned char *held;
     size_t held_len;
+    /* protocol 4: our FIN's digest and state, and the snapshot they were
+     * read from: the peer's FIN is judged against them when nothing was
+     * committed since (one walk of the heads, not two) */
+    int fin_cached;
+    uint64_t fin_txn;
+    crdt_stats fin_st;
+    unsigned char fin_d[32];
 };
 
 int
@@ -824,6 +831,12 @@ build_fin_digest(crdtnet_session *s)
     /* a merge of this session met an equivocation: the digest of the
      * empty vv (see build_fin()) */
     rc = read_fin_state(rd, &st, s->rep.conflicts > 0, d);
+    if (rc == CRDT_OK && s->rep.conflicts == 0) {
+        s->fin_cached = 1;
+        s->fin_txn = crdt_read_txn_id(rd);
+        s->fin_st = st;
+        memcpy(s->fin_d, d, sizeof d);
+    }
     crdt_read_end(rd);
     if (rc < 0)
         return rc;
@@ -2005,7 +2018,10 @@ on_fin_digest(crdtnet_session *s, const unsigned char *hash,
     s->fin_recv = 1;
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return fail(s, rc, "cannot read", 1);
-    if ((rc = read_fin_state(rd, &st, 0, ours_d)) < 0) {
+    if (s->fin_cached && s->fin_txn == crdt_read_txn_id(rd)) {
+        st = s->fin_st; /* the snapshot our FIN was read from */
+        memcpy(ours_d, s->fin_d, sizeof ours_d);
+    } else if ((rc = read_fin_state(rd, &st, 0, ours_d)) < 0) {
         crdt_read_end(rd);
         return fail(s, rc, "cannot read", 1);
     }

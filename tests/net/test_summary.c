@@ -892,6 +892,60 @@ START_TEST(test_changes_merged_after_our_round)
 }
 END_TEST
 
+/* The peer's FIN is judged against the snapshot our FIN was read from
+ * only while nothing was committed since: a write between the two makes
+ * the verdict "not in sync", without error, as a fresh read gives. */
+START_TEST(test_fin_judged_on_the_current_state)
+{
+    crdtnet_session *sx, *sy;
+    const unsigned char *msg;
+    size_t len;
+    unsigned char *their_fin = NULL;
+    size_t their_len = 0;
+
+    share_actors(100);
+    ck_assert_int_eq(tu_put_int(a, "c", "x", "a", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 2), CRDT_OK);
+    for (int late = 0; late < 2; late++) {
+        ck_assert_int_eq(crdtnet_session_new(&sx, a, NULL), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_new(&sy, b, NULL), CRDT_OK);
+        their_fin = NULL;
+        for (int round = 0; round < 1000; round++) {
+            int moved = 0;
+            while (crdtnet_session_next_out(sx, &msg, &len) == CRDT_OK) {
+                ck_assert_int_eq(crdtnet_session_feed(sy, msg, len),
+                                 CRDT_OK);
+                moved = 1;
+            }
+            while (crdtnet_session_next_out(sy, &msg, &len) == CRDT_OK) {
+                if (len >= 2 && msg[1] == 9 && their_fin == NULL) {
+                    their_fin = malloc(len); /* y's FIN: kept back */
+                    memcpy(their_fin, msg, len);
+                    their_len = len;
+                } else {
+                    ck_assert_int_eq(crdtnet_session_feed(sx, msg, len),
+                                     CRDT_OK);
+                }
+                moved = 1;
+            }
+            if (!moved)
+                break;
+        }
+        ck_assert_ptr_nonnull(their_fin);
+        if (late) /* x commits after its FIN went */
+            ck_assert_int_eq(tu_put_int(a, "c", "late", "v", 3), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_feed(sx, their_fin, their_len),
+                         CRDT_OK);
+        free(their_fin);
+        exchange(sx, sy);
+        ck_assert_int_eq(crdtnet_session_report(sx)->in_sync, !late);
+        ck_assert(crdtnet_session_report(sy)->in_sync);
+        crdtnet_session_free(sx);
+        crdtnet_session_free(sy);
+    }
+}
+END_TEST
+
 START_TEST(test_version3_peer_is_answered_in_version3)
 {
     for (int way = 0; way < 2; way++) {
@@ -1000,6 +1054,7 @@ test_suite(void)
     tcase_add_test(tc, test_hello_layout);
     tcase_add_test(tc, test_changes_go_with_forks);
     tcase_add_test(tc, test_changes_merged_after_our_round);
+    tcase_add_test(tc, test_fin_judged_on_the_current_state);
     tcase_add_test(tc, test_version3_peer_is_answered_in_version3);
     tcase_add_test(tc, test_bad_summary_messages_fail_cleanly);
     suite_add_tcase(s, tc);
