@@ -102,6 +102,7 @@ struct epoch__rewriter {
     size_t dflt_cap;
     int dflt_ready;       /* encoded for the current collection */
     bytes defs;
+    int wrote_seq;        /* a text or list entry went to the spare */
 };
 
 int
@@ -232,6 +233,12 @@ write_out(epoch__rewriter *w)
     return rc;
 }
 
+int
+epoch__rewriter_wrote_seq(const epoch__rewriter *w)
+{
+    return w == NULL || w->wrote_seq;
+}
+
 void
 epoch__rewriter_set_txn(epoch__rewriter *w, crdt_raw *t)
 {
@@ -307,6 +314,8 @@ put_entry(epoch__rewriter *w, crdt_state_entry *e)
 
     if ((rc = encode_entry(w, e, k, &kl, &vl)) < 0)
         return rc;
+    if (e->kind == CRDT_ENTRY_TEXT || e->kind == CRDT_ENTRY_LIST)
+        w->wrote_seq = 1;
     return add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, k, kl,
                      w->val.p, vl);
 }
@@ -573,9 +582,11 @@ carry_seqs(epoch__rewriter *w)
 
         if ((rc = crdt_state_key_decode(&e, in->k, in->kl)) < 0)
             return rc;
-        if (e.kind == CRDT_ENTRY_TEXT || e.kind == CRDT_ENTRY_LIST)
+        if (e.kind == CRDT_ENTRY_TEXT || e.kind == CRDT_ENTRY_LIST) {
+            w->wrote_seq = 1;
             rc = add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, in->k,
                            in->kl, in->v, in->vl);
+        }
     }
     return rc;
 }
@@ -722,8 +733,11 @@ epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
         w->doc[e.doc_len] = 0;
         w->doc_len = e.doc_len;
     }
-    if (!w->touched) /* untouched collections are copied as they come */
+    if (!w->touched) { /* untouched collections are copied as they come */
+        if (e.kind == CRDT_ENTRY_TEXT || e.kind == CRDT_ENTRY_LIST)
+            w->wrote_seq = 1;
         return crdt_raw_spare_put(w->t, k, kl, v, vl);
+    }
     return add_entry(&w->ents, &w->n, &w->cap, &w->in, k, kl, v, vl);
 }
 
