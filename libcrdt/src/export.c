@@ -316,14 +316,12 @@ crdt_export_next_change(crdt_export *e, const unsigned char **buf_out,
         return CRDT_EINVAL;
     if ((rc = crdt_export_next(e, buf_out, len_out)) < 0)
         return rc;
-    /* a run's change as stored: its hash is the one the run's read
-     * computed from these bytes (an own change given its signature back
-     * is another buffer: decoded in full) */
+    /* a run's change as stored: the run's read decoded it in full (ops
+     * walked) and hashed it, from these bytes (an own change given its
+     * signature back is another buffer: decoded in full) */
     if (e->rec.run && e->rec_i > 0 &&
         *buf_out == e->rec.list[e->rec_i - 1].data) {
         rc = crdt__logrec_decode(c_out, &e->rec, e->rec_i - 1);
-        if (rc == CRDT_OK)
-            rc = crdt__change_check_ops(c_out);
     } else {
         rc = crdt_change_decode(c_out, *buf_out, *len_out);
     }

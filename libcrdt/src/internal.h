@@ -563,7 +563,8 @@ typedef struct {
     size_t n;
     unsigned char *buf;
     unsigned char *hashes; /* a run: each change's body hash, computed
-                              when it was rebuilt (n x CRDT_HASH_BYTES) */
+                              when it was rebuilt and decoded in full,
+                              ops walked (n x CRDT_HASH_BYTES) */
     crdt_bytes one;
     int run;
 } crdt__logrec;
