@@ -68,6 +68,8 @@ typedef struct {
     int dels_dirty;
     seq_run **runs; /* sorted by ctr */
     size_t n, cap;
+    size_t hint;    /* index of the run crdt__seq_run_find found last (a
+                       guess only: checked before use) */
     uint64_t del_end; /* no delete range of this actor reaches past it */
     uint64_t held_end; /* end of this actor's newest held insert; 0: none */
     uint64_t cut_end;  /* ids below it were folded into an epoch ('x') */
