@@ -1071,6 +1071,14 @@ int
 crdt_changes_pack(unsigned char **out, size_t *out_len,
                   const crdt_bytes *changes, size_t n)
 {
+    return crdt__changes_pack_decoded(out, out_len, changes, NULL, n);
+}
+
+int
+crdt__changes_pack_decoded(unsigned char **out, size_t *out_len,
+                           const crdt_bytes *changes, const crdt_change *dec,
+                           size_t n)
+{
     pk_enc e;
     pk_dec d;
     pk_buf check = { NULL, 0, 0, (size_t)CRDT_CHANGE_MAX + 128 };
@@ -1100,7 +1108,9 @@ crdt_changes_pack(unsigned char **out, size_t *out_len,
         long ai = -1;
         int packed = 0;
 
-        if (crdt_change_decode(&c, ch->data, ch->len) == CRDT_OK &&
+        if ((dec != NULL ? (c = dec[i], CRDT_OK)
+                         : crdt_change_decode(&c, ch->data, ch->len)) ==
+                CRDT_OK &&
             c.version == 2 &&
             (!have_space || memcmp(c.space_id, e.st.space,
                                    CRDT_SPACE_ID_BYTES) == 0)) {
