@@ -47,6 +47,8 @@ export interface Subscription { close(): void; }
 /** The report of a sync, as `strata sync --json` (camelCase). */
 export interface SyncReport {
   changesSent: number; changesReceived: number; opsReceived: number;
+  /** changes of the next epoch's cut fetched before re-deriving it */
+  cutChanges: number;
   snapshotReceived: boolean; snapshotSent: boolean; snapshotEntries: number;
   rebased: number; quarantined: number; conflicts: number;
   rejected: boolean; inSync: boolean; reason: string; stateHash: string;

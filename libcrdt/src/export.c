@@ -86,32 +86,42 @@ own_signed(crdt_export *e, const crdt_bytes *v, const unsigned char **buf,
     return 1;
 }
 
-int
-crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks)
+/* Allocates an export that reads one snapshot of @p r: the heads and the
+ * log, or with @p archive the archive only (its actors come from the
+ * caller's upto vv, not from the heads). */
+static int
+export_open(crdt_export **out, crdt_replica *r, const crdt_vv *lacks,
+            int archive)
 {
     crdt_export *e;
     int rc;
 
-    if (out == NULL || r == NULL)
-        return CRDT_EINVAL;
     e = calloc(1, sizeof *e);
     if (e == NULL)
         return CRDT_ENOMEM;
     e->r = r;
     e->lacks = (crdt_vv *)lacks;
     rc = crdt__txn_begin(r, 0, &e->txn);
-    if (rc == CRDT_OK)
+    if (rc == CRDT_OK && !archive)
         rc = crdt__mdb_err(mdb_cursor_open(e->txn, r->dbi[CRDT_DB_HEADS],
                                            &e->heads));
     if (rc == CRDT_OK)
-        rc = crdt__mdb_err(mdb_cursor_open(e->txn, r->dbi[CRDT_DB_LOG],
-                                           &e->log));
+        rc = crdt__mdb_err(mdb_cursor_open(
+            e->txn, r->dbi[archive ? CRDT_DB_ARCHIVE : CRDT_DB_LOG], &e->log));
     if (rc < 0) {
         crdt_export_end(e);
         return rc;
     }
     *out = e;
     return CRDT_OK;
+}
+
+int
+crdt_export_begin(crdt_export **out, crdt_replica *r, const crdt_vv *lacks)
+{
+    if (out == NULL || r == NULL)
+        return CRDT_EINVAL;
+    return export_open(out, r, lacks, 0);
 }
 
 /* The archive's key for (@p a, @p seq) in epoch @p number. */
@@ -272,28 +282,16 @@ crdt_export_begin_archive(crdt_export **out, crdt_replica *r,
                           uint64_t epoch_number, const crdt_vv *from,
                           const crdt_vv *upto)
 {
-    crdt_export *e;
     int rc;
 
     if (out == NULL || r == NULL || upto == NULL)
         return CRDT_EINVAL;
-    e = calloc(1, sizeof *e);
-    if (e == NULL)
-        return CRDT_ENOMEM;
-    e->r = r;
-    e->lacks = (crdt_vv *)from;
-    e->upto_vv = (crdt_vv *)upto;
-    e->archive = 1;
-    e->archive_epoch = epoch_number;
-    rc = crdt__txn_begin(r, 0, &e->txn);
-    if (rc == CRDT_OK)
-        rc = crdt__mdb_err(mdb_cursor_open(e->txn, r->dbi[CRDT_DB_ARCHIVE],
-                                           &e->log));
-    if (rc < 0) {
-        crdt_export_end(e);
+    rc = export_open(out, r, from, 1);
+    if (rc < 0)
         return rc;
-    }
-    *out = e;
+    (*out)->upto_vv = (crdt_vv *)upto;
+    (*out)->archive = 1;
+    (*out)->archive_epoch = epoch_number;
     return CRDT_OK;
 }
 

@@ -32,6 +32,7 @@
 
 #include "crdt/raw.h"
 #include "cut.h"
+#include "net_internal.h"
 
 #define CUT_BYTES_MAX CRDTNET__CUT_BYTES_MAX
 #define CUT_CHAIN_MAX 65536 /* epochs walked up our chain */
@@ -53,12 +54,10 @@ keep_head(const crdt_head *h, void *ctx)
     cut_heads *l = ctx;
 
     if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        cut_head *v = realloc(l->v, cap * sizeof *v);
+        cut_head *v = crdtnet__grow(l->v, &l->cap, sizeof *v);
         if (v == NULL)
             return CRDT_ENOMEM;
         l->v = v;
-        l->cap = cap;
     }
     l->v[l->n].actor = h->actor;
     memcpy(l->v[l->n].hash, h->hash, CRDT_HASH_BYTES);
@@ -115,28 +114,6 @@ child_of_taker(epoch_info *out, crdt_replica *r, const unsigned char *from,
     return 0;
 }
 
-/* Does the taker hold nothing beyond @p upto and lack something of it? */
-static int
-taker_below_cut(const crdt_vv *taker, const crdt_vv *upto)
-{
-    int lacks = 0;
-
-    for (size_t i = 0; i < crdt_vv_count(taker); i++) {
-        crdt_actor a;
-        uint64_t seq;
-        crdt_vv_entry(taker, i, &a, &seq);
-        if (seq > crdt_vv_get(upto, &a))
-            return 0; /* beyond the cut: nothing can be derived */
-    }
-    for (size_t i = 0; i < crdt_vv_count(upto) && !lacks; i++) {
-        crdt_actor a;
-        uint64_t seq;
-        crdt_vv_entry(upto, i, &a, &seq);
-        lacks = crdt_vv_get(taker, &a) < seq;
-    }
-    return lacks;
-}
-
 /* How many actors of @p upto the taker lacks seqs of. */
 static size_t
 actors_lacking(const crdt_vv *taker, const crdt_vv *upto)
@@ -150,6 +127,20 @@ actors_lacking(const crdt_vv *taker, const crdt_vv *upto)
         n += crdt_vv_get(taker, &a) < seq;
     }
     return n;
+}
+
+/* Does the taker hold nothing beyond @p upto and lack something of it? */
+static int
+taker_below_cut(const crdt_vv *taker, const crdt_vv *upto)
+{
+    for (size_t i = 0; i < crdt_vv_count(taker); i++) {
+        crdt_actor a;
+        uint64_t seq;
+        crdt_vv_entry(taker, i, &a, &seq);
+        if (seq > crdt_vv_get(upto, &a))
+            return 0; /* beyond the cut: nothing can be derived */
+    }
+    return actors_lacking(taker, upto) > 0;
 }
 
 /* One pass over what the archive would export: every lacking actor's run

@@ -8,10 +8,27 @@
 #include <sodium.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "crdtnet/channel.h"
 #include "crdtnet/frame.h"
 #include "crdtnet/handshake.h"
+
+/* A growable array's storage with room for one more of @p elem bytes:
+ * @p v reallocated to twice *@p cap (16 at first), *@p cap updated.
+ * @return the new storage, or NULL (out of memory, @p v left as it was). */
+static inline void *
+crdtnet__grow(void *v, size_t *cap, size_t elem)
+{
+    size_t n = *cap ? 2 * *cap : 16;
+    void *nv;
+
+    if (n > SIZE_MAX / elem)
+        return NULL;
+    if ((nv = realloc(v, n * elem)) != NULL)
+        *cap = n;
+    return nv;
+}
 
 /* Tests only: bytes the framer holds allocated for payloads. */
 size_t crdtnet__framer_capacity(const crdtnet_framer *f);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "summary.h"
+#include "net_internal.h"
 #include "internal.h" /* libcrdt: bounded msgpack reader, encoder */
 
 #define ENTRY CRDTNET__SUM_ENTRY
@@ -125,12 +126,10 @@ static int
 push_node(node_list *l, const node *nd)
 {
     if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        node *v = realloc(l->v, cap * sizeof *v);
+        node *v = crdtnet__grow(l->v, &l->cap, sizeof *v);
         if (v == NULL)
             return CRDT_ENOMEM;
         l->v = v;
-        l->cap = cap;
     }
     l->v[l->n++] = *nd;
     return CRDT_OK;

@@ -436,17 +436,8 @@ write_seeds(const char *out)
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    const char *dir = getenv("STRATA_FUZZ_SEEDS");
-
     (void)argc;
     (void)argv;
-    fuzz_rng_install();
-    crdt_set_clock(fuzz_fixed_clock, NULL);
-    if (sodium_init() < 0)
-        abort();
-    if (dir != NULL && *dir != '\0') {
-        write_seeds(dir);
-        exit(0);
-    }
-    return 0;
+    fuzz_init_signing();
+    return fuzz_seeds_if_asked(write_seeds);
 }

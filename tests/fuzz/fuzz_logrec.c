@@ -250,9 +250,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fuzz_rng_install();
-    crdt_set_clock(fuzz_fixed_clock, NULL);
-    if (sodium_init() < 0)
-        abort();
+    fuzz_init_signing();
     return fuzz_seeds_if_asked(write_seeds);
 }

@@ -921,20 +921,12 @@ write_seeds(const char *dir)
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    const char *dir = getenv("STRATA_FUZZ_SEEDS");
     const char *s = getenv("STRATA_FUZZ_STRICT");
 
     (void)argc;
     (void)argv;
     strict = s != NULL && *s == '1';
-    fuzz_rng_install();
-    crdt_set_clock(fuzz_fixed_clock, NULL);
-    if (sodium_init() < 0)
-        abort();
+    fuzz_init_signing();
     setup();
-    if (dir != NULL && *dir != '\0') {
-        write_seeds(dir);
-        exit(0);
-    }
-    return 0;
+    return fuzz_seeds_if_asked(write_seeds);
 }

@@ -322,6 +322,27 @@ END_TEST
 /* The forged epoch b could not check before (it lacked changes of the
  * cut, so the signature vouched): b fetches them, re-derives, refuses;
  * it stays at epoch 0 and keeps the fetched writes (nothing lost). */
+/* b missed writes of a; a forges its state and migrates (epoch 1). */
+static void
+forge_after_missed_writes(void)
+{
+    missed_writes();
+    tamper_state(a, 1000000);
+    tu_migrate(a, NULL, NULL);
+}
+
+/* The sync succeeded with no CUT, and b adopted a's epoch 1 on its
+ * signature (the rule for peers and archives that cannot supply a cut). */
+static void
+assert_adopted_without_cut(const tu_sync_result *s)
+{
+    ck_assert_msg(s->ex == 0 && s->ey == 0, "%s / %s", s->rx.reason,
+                  s->ry.reason);
+    ck_assert_uint_eq(s->ry.cut_changes_received, 0);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_assert_converged(a, b);
+}
+
 static void
 check_missed_forged(const char *lens_text, const crdtnet_session_options *o)
 {
@@ -388,9 +409,7 @@ START_TEST(test_two_epochs_behind_fetches_the_first_cut)
     char buf[64];
     tu_sync_result s;
 
-    missed_writes();
-    tamper_state(a, 1000000);
-    tu_migrate(a, NULL, NULL);
+    forge_after_missed_writes();
     ck_assert_int_eq(tu_put_int(a, "c", "d", "balance", 30), CRDT_OK);
     tu_migrate(a, NULL, NULL);
     s = tu_sessions_run(a, b, NULL);
@@ -467,15 +486,9 @@ START_TEST(test_older_taker_keeps_old_rule)
     tu_sync_result s;
 
     old.plain_changes = 1;
-    missed_writes();
-    tamper_state(a, 1000000);
-    tu_migrate(a, NULL, NULL);
+    forge_after_missed_writes();
     s = tu_sessions_run2(a, NULL, b, &old);
-    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
-                  s.ry.reason);
-    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
-    ck_assert_uint_eq(epoch_number(b), 1);
-    tu_assert_converged(a, b);
+    assert_adopted_without_cut(&s);
 }
 END_TEST
 
@@ -487,15 +500,9 @@ START_TEST(test_older_giver_keeps_old_rule)
     tu_sync_result s;
 
     old.plain_changes = 1;
-    missed_writes();
-    tamper_state(a, 1000000);
-    tu_migrate(a, NULL, NULL);
+    forge_after_missed_writes();
     s = tu_sessions_run2(a, &old, b, NULL);
-    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
-                  s.ry.reason);
-    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
-    ck_assert_uint_eq(epoch_number(b), 1);
-    tu_assert_converged(a, b);
+    assert_adopted_without_cut(&s);
 }
 END_TEST
 
@@ -506,18 +513,12 @@ START_TEST(test_pruned_archive_keeps_old_rule)
     crdt_raw *t;
     tu_sync_result s;
 
-    missed_writes();
-    tamper_state(a, 1000000);
-    tu_migrate(a, NULL, NULL);
+    forge_after_missed_writes();
     ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
     ck_assert_int_eq(crdt_raw_prune_archive(t, 1), CRDT_OK);
     ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
     s = tu_sessions_run(a, b, NULL);
-    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
-                  s.ry.reason);
-    ck_assert_uint_eq(s.ry.cut_changes_received, 0);
-    ck_assert_uint_eq(epoch_number(b), 1);
-    tu_assert_converged(a, b);
+    assert_adopted_without_cut(&s);
 }
 END_TEST
 

@@ -447,31 +447,23 @@ typedef struct {
     size_t bytes; /* both ways */
 } pair_result;
 
-/* A session each way, x offering @p px, y @p py (0: the newest). */
-static pair_result
-sync_pair(crdt_replica *x, crdt_replica *y, unsigned px, unsigned py)
+/* Move every message between @p sx and @p sy until both are quiet and
+ * finished without error. @return the bytes moved both ways. */
+static size_t
+exchange(crdtnet_session *sx, crdtnet_session *sy)
 {
-    crdtnet_session_options ox = CRDTNET_SESSION_OPTIONS_INIT;
-    crdtnet_session_options oy = CRDTNET_SESSION_OPTIONS_INIT;
-    crdtnet_session *sx, *sy, *from[2], *to[2];
+    crdtnet_session *from[2] = { sx, sy }, *to[2] = { sy, sx };
     const unsigned char *msg;
-    pair_result res;
-    size_t len;
+    size_t len, bytes = 0;
 
-    memset(&res, 0, sizeof res);
-    ox.sync_proto = px;
-    oy.sync_proto = py;
-    ck_assert_int_eq(crdtnet_session_new(&sx, x, &ox), CRDT_OK);
-    ck_assert_int_eq(crdtnet_session_new(&sy, y, &oy), CRDT_OK);
-    from[0] = to[1] = sx;
-    from[1] = to[0] = sy;
     for (int round = 0; round < 100000; round++) {
         int moved = 0;
         for (int d = 0; d < 2; d++) {
             while (crdtnet_session_next_out(from[d], &msg, &len) == CRDT_OK) {
                 unsigned char *copy = malloc(len + 1);
+                ck_assert_ptr_nonnull(copy);
                 memcpy(copy, msg, len);
-                res.bytes += len;
+                bytes += len;
                 ck_assert_int_eq(crdtnet_session_feed(to[d], copy, len),
                                  CRDT_OK);
                 free(copy);
@@ -485,6 +477,24 @@ sync_pair(crdt_replica *x, crdt_replica *y, unsigned px, unsigned py)
     ck_assert_int_eq(crdtnet_session_error(sy), CRDT_OK);
     ck_assert(crdtnet_session_finished(sx));
     ck_assert(crdtnet_session_finished(sy));
+    return bytes;
+}
+
+/* A session each way, x offering @p px, y @p py (0: the newest). */
+static pair_result
+sync_pair(crdt_replica *x, crdt_replica *y, unsigned px, unsigned py)
+{
+    crdtnet_session_options ox = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session_options oy = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session *sx, *sy;
+    pair_result res;
+
+    memset(&res, 0, sizeof res);
+    ox.sync_proto = px;
+    oy.sync_proto = py;
+    ck_assert_int_eq(crdtnet_session_new(&sx, x, &ox), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sy, y, &oy), CRDT_OK);
+    res.bytes = exchange(sx, sy);
     res.rx = *crdtnet_session_report(sx);
     res.ry = *crdtnet_session_report(sy);
     crdtnet_session_free(sx);
@@ -504,35 +514,6 @@ share_actors(int n)
     }
     sync_pair(a, b, 0, 0);
     tu_assert_converged(a, b);
-}
-
-/* Move every message between @p sx and @p sy until both are quiet. */
-static void
-exchange(crdtnet_session *sx, crdtnet_session *sy)
-{
-    crdtnet_session *from[2] = { sx, sy }, *to[2] = { sy, sx };
-    const unsigned char *msg;
-    size_t len;
-
-    for (int round = 0; round < 100000; round++) {
-        int moved = 0;
-        for (int d = 0; d < 2; d++) {
-            while (crdtnet_session_next_out(from[d], &msg, &len) == CRDT_OK) {
-                unsigned char *copy = malloc(len + 1);
-                memcpy(copy, msg, len);
-                ck_assert_int_eq(crdtnet_session_feed(to[d], copy, len),
-                                 CRDT_OK);
-                free(copy);
-                moved = 1;
-            }
-        }
-        if (!moved)
-            break;
-    }
-    ck_assert_int_eq(crdtnet_session_error(sx), CRDT_OK);
-    ck_assert_int_eq(crdtnet_session_error(sy), CRDT_OK);
-    ck_assert(crdtnet_session_finished(sx));
-    ck_assert(crdtnet_session_finished(sy));
 }
 
 /* A side that offered protocol 4 reads its heads for HELLO while it

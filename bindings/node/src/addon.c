@@ -764,6 +764,7 @@ report_obj(napi_env env, const crdtnet_report *r, int rc)
     set_num(env, o, "changesSent", (double)r->changes_sent);
     set_num(env, o, "changesReceived", (double)r->changes_received);
     set_num(env, o, "opsReceived", (double)r->ops_received);
+    set_num(env, o, "cutChanges", (double)r->cut_changes_received);
     set_bool(env, o, "snapshotReceived", r->snapshot_received);
     set_bool(env, o, "snapshotSent", r->snapshot_sent);
     set_num(env, o, "snapshotEntries", (double)(r->snapshot_entries_sent +

@@ -134,6 +134,7 @@ test('sync over TCP returns a Promise and leaves the event loop free', async () 
     clearInterval(timer);
     assert.strictEqual(rep.inSync, true);
     assert.strictEqual(rep.changesSent, 1);
+    assert.strictEqual(rep.cutChanges, 0);
     assert.strictEqual(b.get('todo', 'from-a', 'title'), 'hi');
     // a refused sync rejects with the code: C is of another space, which
     // the server answers with silence (docs/protocol.md, "Failure")

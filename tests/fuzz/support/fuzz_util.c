@@ -1,5 +1,7 @@
 /* fuzz_util.c: see fuzz_util.h. */
 #include "fuzz_util.h"
+#include "fuzz_rng.h"
+#include "crdt/raw.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 static int
 rm_entry(const char *path, const struct stat *st, int flag, struct FTW *f)
@@ -111,6 +115,15 @@ fuzz_seeds_if_asked(void (*write_seeds)(const char *dir))
         exit(0);
     }
     return 0;
+}
+
+void
+fuzz_init_signing(void)
+{
+    fuzz_rng_install();
+    crdt_set_clock(fuzz_fixed_clock, NULL);
+    if (sodium_init() < 0)
+        abort();
 }
 
 uint64_t

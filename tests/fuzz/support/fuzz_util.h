@@ -29,6 +29,10 @@ void fuzz_put_seed(const char *dir, const char *name, const void *p,
  * return 0. What a target's LLVMFuzzerInitialize() returns.
  */
 int fuzz_seeds_if_asked(void (*write_seeds)(const char *dir));
+/* What targets that sign changes set up first: the fuzzer's randomness
+ * for libsodium (fuzz_rng_install()), fuzz_fixed_clock(), sodium_init()
+ * (aborts on failure). */
+void fuzz_init_signing(void);
 /* A clock for crdt_set_clock() that always reads 2023-11-14 (1.7e12 ms):
  * seeds written with it come out byte for byte the same every run. */
 uint64_t fuzz_fixed_clock(void *ctx);
