@@ -43,7 +43,7 @@
  *    into the archive, the second drops that archive):
  *    disk_bytes_after_epoch is the compacting copy after them, with the
  *    text read back and checked.
- *  - replay_txn_per_edit: the first 5,000 edits (quick 100) of a
+ *  - replay_txn_per_edit: the first 5,000 edits (quick 50) of a
  *    sequential trace, one durable txn per edit, against raw LMDB doing
  *    the same number of durable one-record commits (ref_commit_*).
  *  - peers (sequential traces): node w2.js on the same edits; the
@@ -78,8 +78,8 @@
 #define MESSAGE_BYTES ((size_t)256 * 1024)
 #define MESSAGE_MAX CRDTNET_SESSION_MSG_MAX
 #define PREFIX_EDITS 5000   /* one txn per edit: a prefix */
-#define PREFIX_EDITS_QUICK 100 /* ... in quick mode (two syncs each) */
-#define QUICK_DIVISOR 50    /* quick: this fraction of a sequential trace */
+#define PREFIX_EDITS_QUICK 50 /* ... in quick mode (two syncs each) */
+#define QUICK_DIVISOR 100   /* quick: this fraction of a sequential trace */
 #define NODE_LIMIT_S 1800
 
 /* ---- the trace file ---- */
