@@ -875,6 +875,18 @@ run_cmp(const void *x, const void *y)
     return a->ctr < b->ctr ? -1 : a->ctr > b->ctr;
 }
 
+/* Already in key order? A merge of one writer's history touches its
+ * runs in the order they were made, which is their keys' order: the
+ * sort is then skipped. */
+static int
+runs_sorted(seq_run *const *v, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if (run_cmp(&v[i - 1], &v[i]) > 0)
+            return 0;
+    return 1;
+}
+
 /* The record of run @p r: its first @p len elements, @p nbytes bytes. */
 static size_t
 run_value(unsigned char *v, const seq_run *r, uint64_t len, size_t nbytes)
@@ -907,7 +919,7 @@ seq_flush(crdt__wctx *w, crdt__seq *s)
         return rc;
     s->ndirtyd = 0;
 
-    if (s->ndirty > 1)
+    if (s->ndirty > 1 && !runs_sorted(s->dirty_runs, s->ndirty))
         qsort(s->dirty_runs, s->ndirty, sizeof *s->dirty_runs, run_cmp);
     for (size_t i = 0; i < s->ndirty && rc == CRDT_OK; i++) {
         seq_run *r = s->dirty_runs[i];
