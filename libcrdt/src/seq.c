@@ -912,7 +912,7 @@ crdt__seq_free(crdt__seq *s)
             free(r);
         }
         free(s->act[a].runs);
-        free(s->act[a].dels);
+        free(s->act[a].dels ? s->act[a].dels - s->act[a].dels_skip : NULL);
         free(s->act[a].dels0);
     }
     free(s->act);

@@ -61,7 +61,9 @@ typedef struct {
 typedef struct {
     crdt_actor actor;
     seq_ival *dels; /* the actor's delete records, sorted */
-    size_t ndel, capdel;
+    size_t ndel, capdel; /* capdel: slots from dels on */
+    size_t dels_skip;    /* free slots before dels in its allocation
+                            (seq_store.c, put_deleted) */
     seq_ival *dels0; /* while they differ from what is stored: the stored
                         ones (seq_store.c, flush) */
     size_t ndel0;
