@@ -12,12 +12,17 @@
  *    batch). Then A and B each commit one more change of one op, so
  *    each lacks exactly one change of the other.
  *  - measured, in a forked child (the client) on fresh copies of A and
- *    B: it forks the server process (A: crdtnet_serve_conn on
- *    127.0.0.1), and times crdtnet_sync_connect() from B (TCP connect,
+ *    B (each file fsynced before the clock starts, so the session's
+ *    fdatasync writes back its own commit, not the copy): it forks
+ *    the server process (A: crdtnet_serve_conn on 127.0.0.1), and
+ *    times crdtnet_sync_connect() from B (TCP connect,
  *    handshake, the whole session). bytes: TCP payload both ways, the
  *    server's TCP_INFO (bytes_acked + bytes_received) after the session.
  *    Checks: both sides CRDT_OK, one change received each way, in sync,
- *    equal state hashes.
+ *    equal state hashes. The same without fsync (ms_no_fsync), and
+ *    durable against a server that read its heads once before it
+ *    accepted, as a daemon that served a session before
+ *    (ms_warm_server).
  *  - also, in one process (crdtnet_peer pair over memory, the same
  *    bytes a socket carries): the handshake's bytes, the round trips
  *    (flights of bytes one way and back), the session in sync protocol
@@ -28,7 +33,9 @@
 #include "sync_util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -202,6 +209,7 @@ done:
 typedef struct {
     char srv_dir[700], cli_dir[700];
     int no_sync; /* both replicas without fsync: the protocol alone */
+    int warm;    /* the server read its heads once before it accepted */
 } run_args;
 
 typedef struct {
@@ -233,6 +241,24 @@ server_main(const void *ctx, int port_w, int res_w)
         snprintf(sr.reason, sizeof sr.reason, "server: open: %s",
                  crdt_strerror(rc));
         goto out;
+    }
+    if (a->warm) {
+        /* as a daemon that served a session before: its heads' pages
+         * are mapped (a fresh mapping faults on each, "where the time
+         * goes" in docs/performance.md) */
+        unsigned char *hb = NULL;
+        size_t cap = 0, nh = 0;
+        crdt_read *rd;
+        if ((rc = crdt_read_begin(&rd, r)) == CRDT_OK) {
+            rc = crdt_read_heads(&hb, &cap, &nh, rd);
+            crdt_read_end(rd);
+        }
+        crdt_free(hb);
+        if (rc < 0) {
+            snprintf(sr.reason, sizeof sr.reason, "server: heads: %s",
+                     crdt_strerror(rc));
+            goto out;
+        }
     }
     fd = sync_listen_accept(port_w, WAIT_MS);
     port_w = -1;
@@ -431,7 +457,72 @@ done:
     return rc;
 }
 
+/* ---- the disk ---- */
+
+/* What one durable commit of a merge costs this disk, in the same run:
+ * 16 scattered 4 KiB pages written into a 1 MiB file, then one
+ * fdatasync (about what a merge of one change writes), median of 9, in
+ * ms; -1 on failure. */
+static double
+commit_sync_ms(const char *dir)
+{
+    char path[800];
+    unsigned char page[4096];
+    double t[9];
+    int fd, ok = 1;
+
+    snprintf(path, sizeof path, "%s/sync_probe", dir);
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return -1;
+    memset(page, 0x5a, sizeof page);
+    for (int i = 0; i < 256 && ok; i++)
+        ok = pwrite(fd, page, sizeof page, (off_t)i * 4096) == 4096;
+    ok = ok && fdatasync(fd) == 0;
+    for (int r = 0; r < 9 && ok; r++) {
+        double t0 = bench_now();
+        for (int i = 0; i < 16 && ok; i++) {
+            page[0] = (unsigned char)(r * 16 + i);
+            ok = pwrite(fd, page, sizeof page,
+                        (off_t)((i * 37 + r * 5) % 256) * 4096) == 4096;
+        }
+        ok = ok && fdatasync(fd) == 0;
+        t[r] = (bench_now() - t0) * 1000.0;
+    }
+    close(fd);
+    unlink(path);
+    return ok ? bench_fig_of(t, 9).med : -1;
+}
+
 /* ---- the workload ---- */
+
+/* fsync every file of @p dir: a fresh copy is on disk before the
+ * measured sync, whose first fdatasync would otherwise write back the
+ * whole copy (64 MB at full size), not the session's own commit. */
+static int
+sync_dir_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int rc = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((de = readdir(d)) != NULL) {
+        char path[1024];
+        int fd;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if ((fd = open(path, O_RDONLY)) < 0)
+            continue; /* not a file we can open: nothing of ours */
+        if (fsync(fd) != 0)
+            rc = -1;
+        close(fd);
+    }
+    closedir(d);
+    return rc;
+}
 
 static int
 fresh_copies(bench_res *res, const char *a, const char *b, char *srv,
@@ -449,18 +540,23 @@ fresh_copies(bench_res *res, const char *a, const char *b, char *srv,
     bench_rmtree(cli);
     if (bench_copy_dir(a, srv) < 0 || bench_copy_dir(b, cli) < 0)
         return bench_fail(res, "cannot copy the replicas");
+    if (sync_dir_files(srv) < 0 || sync_dir_files(cli) < 0)
+        return bench_fail(res, "cannot sync the copies");
     return 0;
 }
 
 /* One TCP sync (tcp_child) on fresh copies of @p a and @p b, removed
- * after; @p no_sync: both replicas opened without fsync. */
+ * after; @p no_sync: both replicas opened without fsync; @p warm: the
+ * server read its heads before it accepted. */
 static int
-tcp_run(bench_res *res, const char *a, const char *b, int no_sync, int run)
+tcp_run(bench_res *res, const char *a, const char *b, int no_sync, int warm,
+        int run)
 {
     run_args ra;
     int rc;
 
     ra.no_sync = no_sync;
+    ra.warm = warm;
     if (fresh_copies(res, a, b, ra.srv_dir, ra.cli_dir, sizeof ra.srv_dir,
                      run) < 0)
         return -1;
@@ -474,9 +570,9 @@ int
 w_delta_run(bench_entry *e)
 {
     char a_dir[700], b_dir[700];
-    double ms[64], bytes[64], ms_ns[64], cpu[64], s2c = 0, c2s = 0, rounds = 0, proto = 0;
+    double ms[64], bytes[64], ms_ns[64], ms_warm[64], cpu[64], s2c = 0, c2s = 0, rounds = 0, proto = 0;
     double p4_bytes = 0, p4_flights = 0, p4_ms = 0, p3_bytes = 0, p3_ms = 0;
-    double p3_flights = 0;
+    double p3_flights = 0, sync_ms;
     int runs = g_opts.runs;
     setup_args sa;
     bench_res res;
@@ -505,7 +601,7 @@ w_delta_run(bench_entry *e)
     for (int i = 0; i < runs; i++) {
         pair_args pa;
 
-        if (tcp_run(&res, a_dir, b_dir, 0, i) < 0) {
+        if (tcp_run(&res, a_dir, b_dir, 0, 0, i) < 0) {
             entry_failed(e, "%s", res.err);
             return -1;
         }
@@ -521,11 +617,18 @@ w_delta_run(bench_entry *e)
                   i + 1, runs, ms[i], bytes[i], proto, rounds);
         /* the same without fsync: what the protocol itself costs (each
          * side's merge is one durable commit: two fdatasyncs) */
-        if (tcp_run(&res, a_dir, b_dir, 1, i) < 0) {
+        if (tcp_run(&res, a_dir, b_dir, 1, 0, i) < 0) {
             entry_failed(e, "no_sync: %s", res.err);
             return -1;
         }
         ms_ns[i] = res.v[0];
+        /* durable, against a server whose heads are warm (a daemon
+         * after its first session) */
+        if (tcp_run(&res, a_dir, b_dir, 0, 1, i) < 0) {
+            entry_failed(e, "warm server: %s", res.err);
+            return -1;
+        }
+        ms_warm[i] = res.v[0];
         if (i > 0)
             continue;
         /* once: the same sync in one process, protocols 4 and 3 */
@@ -553,6 +656,7 @@ w_delta_run(bench_entry *e)
             bench_rmtree(pa.cli_dir);
         }
     }
+    sync_ms = commit_sync_ms(a_dir); /* the replicas' own disk */
     bench_rmtree(a_dir);
     bench_rmtree(b_dir);
 
@@ -569,6 +673,8 @@ w_delta_run(bench_entry *e)
     entry_num(e, "ms_min", fm.min);
     entry_num(e, "ms_max", fm.max);
     entry_num(e, "ms_no_fsync", bench_fig_of(ms_ns, runs).med);
+    entry_num(e, "ms_warm_server", bench_fig_of(ms_warm, runs).med);
+    entry_num(e, "commit_sync_ms", sync_ms);
     entry_num(e, "client_cpu_ms", bench_fig_of(cpu, runs).med);
     entry_int(e, "budget_bytes", BUDGET_BYTES);
     entry_num(e, "budget_ms", BUDGET_MS);
@@ -595,8 +701,12 @@ w_delta_run(bench_entry *e)
               "sync_delta", fb.med, fm.med, fm.min, fm.max, BUDGET_BYTES,
               BUDGET_MS, hs_bytes, 100.0 * hs_bytes / fb.med);
     entry_row(e, "%-12s   without fsync (replicas opened no_sync): %.2f "
-                 "ms; client CPU %.2f ms",
-              "", bench_fig_of(ms_ns, runs).med, bench_fig_of(cpu, runs).med);
+                 "ms; client CPU %.2f ms; server's heads warm: %.2f ms",
+              "", bench_fig_of(ms_ns, runs).med, bench_fig_of(cpu, runs).med,
+              bench_fig_of(ms_warm, runs).med);
+    entry_row(e, "%-12s   this disk, one merge's durable commit (16 pages, "
+                 "one fdatasync): %.2f ms",
+              "", sync_ms);
     entry_row(e, "%-12s   protocol %.0f, %.0f summary rounds, %.0f round "
                  "trips; protocol 3 (full vv): %.0f bytes (%.0fx), %.0f "
                  "round trips",

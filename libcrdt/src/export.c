@@ -34,6 +34,7 @@ struct crdt_export {
     uint64_t archive_epoch;
     crdt_vv *upto_vv;      /* borrowed */
     size_t next_entry;     /* index in upto_vv of the next actor */
+    size_t lacks_at;       /* where lacks_seq() looks first */
     unsigned char *signed_copy; /* an own change given its signature back */
     size_t signed_cap;
 };
@@ -162,6 +163,34 @@ next_archived_actor(crdt_export *e)
     return CRDT_ENOTFOUND;
 }
 
+/* What the other side holds of e->actor. The heads come in actor
+ * order, and so do the entries of lacks: a scan forward from where the
+ * last actor was found, not a binary search per head (10,000 heads: the
+ * walk of a sync that differs by one change). The caller may raise
+ * entries of lacks, or add one, as it goes (crdt_vv_set()), but only of
+ * actors it was handed already: an entry added before e->lacks_at
+ * shifts the rest by one, and the scan steps over the entry that sorts
+ * before this actor. */
+static uint64_t
+lacks_seq(crdt_export *e)
+{
+    size_t n = crdt_vv_count(e->lacks);
+
+    while (e->lacks_at < n) {
+        crdt_actor a;
+        uint64_t seq;
+        int c;
+        crdt_vv_entry(e->lacks, e->lacks_at, &a, &seq);
+        c = memcmp(a.b, e->actor.b, CRDT_ACTOR_BYTES);
+        if (c == 0)
+            return seq;
+        if (c > 0)
+            return 0;
+        e->lacks_at++;
+    }
+    return 0;
+}
+
 /* Move to the next actor the other side lacks something of. */
 static int
 next_actor(crdt_export *e)
@@ -183,7 +212,7 @@ next_actor(crdt_export *e)
             return CRDT_ECORRUPT;
         memcpy(e->actor.b, k.mv_data, CRDT_ACTOR_BYTES);
         e->upto = crdt__rd64(v.mv_data);
-        uint64_t have = e->lacks ? crdt_vv_get(e->lacks, &e->actor) : 0;
+        uint64_t have = e->lacks ? lacks_seq(e) : 0;
         if (have >= e->upto)
             continue;
         /* first change whose last seq is above @have */

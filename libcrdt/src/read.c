@@ -291,6 +291,12 @@ crdt__read_txn(crdt_read *rd)
     return rd->txn;
 }
 
+uint64_t
+crdt_read_txn_id(crdt_read *rd)
+{
+    return rd != NULL ? (uint64_t)mdb_txn_id(rd->txn) : 0;
+}
+
 crdt_replica *
 crdt__read_replica(crdt_read *rd)
 {

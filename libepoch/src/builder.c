@@ -188,7 +188,7 @@ epoch__schema_apply(epoch_schema_entry **out, size_t *n_out,
 }
 
 int
-epoch__seq_epoch(crdt_raw *t, const epoch_lens *lens)
+epoch__seq_epoch(crdt_raw *t, const epoch_lens *lens, int no_seq)
 {
     int rc = CRDT_OK;
 
@@ -199,12 +199,15 @@ epoch__seq_epoch(crdt_raw *t, const epoch_lens *lens)
         int dir;
         if (epoch__lens_retype(lens, i, &coll, &field, &dir) < 0)
             break;
-        if (field != NULL)
+        if (field != NULL) {
             rc = crdt_raw_seq_retype(t, coll, field, dir == EPOCH__TO_TEXT);
+            no_seq = 0; /* it may have made text entries */
+        }
     }
     /* text and list fields drop what no peer at the new epoch can name
-     * (every id of the cut is known to all who adopt it) */
-    if (rc == CRDT_OK)
+     * (every id of the cut is known to all who adopt it); with none,
+     * the walk of the whole state would find nothing to drop */
+    if (rc == CRDT_OK && !no_seq)
         rc = crdt_raw_seq_compact(t, NULL);
     return rc;
 }
@@ -220,6 +223,7 @@ build(epoch_info *out, epoch_builder *b, crdt_raw *t)
     char *lens_text = NULL;
     size_t lens_len = 0;
     int rewrite = b->lens != NULL || b->custom != NULL;
+    int no_seq = 0; /* the rewrite wrote no text or list entry */
     crdt_vv *vv = NULL;
     int rc;
 
@@ -239,6 +243,7 @@ build(epoch_info *out, epoch_builder *b, crdt_raw *t)
         const void *k, *v;
         size_t kl, vl;
         uint64_t total = 0, seen = 0;
+        int wrote_seq;
 
         crdt_raw_count(&total, t, crdt_raw_state_db(t, 0));
         if ((rc = crdt_raw_spare_clear(t)) < 0 ||
@@ -259,16 +264,18 @@ build(epoch_info *out, epoch_builder *b, crdt_raw *t)
         crdt_raw_cursor_close(c);
         if (rc == CRDT_ENOTFOUND)
             rc = epoch__rewriter_finish(w);
+        wrote_seq = epoch__rewriter_wrote_seq(w);
         epoch__rewriter_free(w);
         if (rc < 0)
             goto done;
+        no_seq = !wrote_seq;
         if ((rc = crdt_raw_swap_state(t)) < 0)
             goto done;
         if (b->progress)
             b->progress(total, total, b->progress_ctx);
     }
 
-    if ((rc = epoch__seq_epoch(t, b->lens)) < 0)
+    if ((rc = epoch__seq_epoch(t, b->lens, no_seq)) < 0)
         goto done;
     if ((rc = crdt_raw_heads_encode(&heads, &heads_len, t)) < 0 ||
         (rc = crdt_raw_vv(&vv, t)) < 0)

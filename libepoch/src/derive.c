@@ -341,7 +341,7 @@ check_in(epoch_check *out, crdt_raw *t, const unsigned char *target_id)
         ((rc = epoch_lens_parse(&lens, k.lens, strlen(k.lens), NULL)) < 0 ||
          (rc = apply_lens(t, lens)) < 0))
         goto done;
-    if ((rc = epoch__seq_epoch(t, lens)) < 0) /* as the builder does */
+    if ((rc = epoch__seq_epoch(t, lens, 0)) < 0) /* as the builder does */
         goto done;
     crdt_raw_state_hash(t, hash);
     if (memcmp(hash, k.state_hash, CRDT_HASH_BYTES) == 0) {

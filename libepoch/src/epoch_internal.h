@@ -55,6 +55,9 @@ int epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
 int epoch__rewriter_finish(epoch__rewriter *w);
 /* Point the rewriter at another txn (a reset writes in several). */
 void epoch__rewriter_set_txn(epoch__rewriter *w, crdt_raw *t);
+/* Has @p w written a text or list entry (a record of a sequence field)
+ * into the spare slot? 0: what it wrote holds no sequence field. */
+int epoch__rewriter_wrote_seq(const epoch__rewriter *w);
 
 /* A reset stages the snapshot in the spare slot under meta "staging"
  * (token, started ms); a staging older than this is abandoned. */
@@ -130,7 +133,10 @@ int epoch__schema_apply(epoch_schema_entry **out, size_t *n_out,
 /* builder.c: what an epoch does to text and list fields after the lens
  * rewrite (string <-> text conversions of @p lens, may be NULL, then
  * compaction); the builder and the re-derivation (derive.c) both call
- * it, so both reach the same state hash. */
-int epoch__seq_epoch(crdt_raw *t, const epoch_lens *lens);
+ * it, so both reach the same state hash. @p no_seq: the caller knows
+ * the state holds no text or list entry before the conversions (a
+ * rewrite that wrote none), so when no conversion runs either the
+ * compaction, which would find nothing, is not walked. */
+int epoch__seq_epoch(crdt_raw *t, const epoch_lens *lens, int no_seq);
 
 #endif

@@ -788,7 +788,7 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
         /* migrating up into the child epoch: its text and list fields as
          * the builder made them (conversions, compaction) */
         if (rc == CRDT_OK && rs->w != NULL)
-            rc = epoch__seq_epoch(t, rs->lens);
+            rc = epoch__seq_epoch(t, rs->lens, 0);
         if (rc == CRDT_OK) {
             crdt_raw_state_hash(t, hash);
             if (rs->w == NULL && expected_hash != NULL &&

@@ -17,6 +17,13 @@
  *      were put in turn.
  *  (3) A document's input and output bytes live in two buffers reused
  *      from one document to the next: no allocation per entry.
+ *  (4) A lens default's entry is encoded by libcrdt once per collection;
+ *      for each document its key is the document's key followed by the
+ *      bytes after the doc key of that first encoding (checked to start
+ *      with the doc key it was encoded with), its value the same bytes.
+ *      Where that would exceed CRDT_STATE_KEY_MAX, or the first encoding
+ *      failed, the entry is encoded for the document as before, so the
+ *      same error comes back.
  *
  * Entries are read and written through crdt_state_entry_decode() and
  * crdt_state_entry_encode() (crdt/raw.h): the bytes are libcrdt's.
@@ -53,6 +60,16 @@ typedef struct {
 
 #define FIELD_CACHE 32
 
+/* A lens default's entry as libcrdt encodes it: the same bytes for every
+ * document of the collection but for the doc key in front (a field key
+ * is its document's key, then the field: docs/storage.md 4.1). Encoded
+ * once per collection, on its first document: (4). */
+typedef struct {
+    size_t to, tl; /* the key after the doc key: offset, length in defs */
+    size_t vo, vl; /* the value: offset, length in defs */
+    int ok;        /* 0: encode it per document (an error, a long key) */
+} default_bytes;
+
 /* Bytes of one document, reused from one document to the next. */
 typedef struct {
     unsigned char *p;
@@ -81,6 +98,11 @@ struct epoch__rewriter {
     bytes out;
     bytes val;            /* one encoded value, reused */
     epoch_buf scratch;
+    default_bytes *dflt;  /* the collection's lens defaults: (4) */
+    size_t dflt_cap;
+    int dflt_ready;       /* encoded for the current collection */
+    bytes defs;
+    int wrote_seq;        /* a text or list entry went to the spare */
 };
 
 int
@@ -211,6 +233,12 @@ write_out(epoch__rewriter *w)
     return rc;
 }
 
+int
+epoch__rewriter_wrote_seq(const epoch__rewriter *w)
+{
+    return w == NULL || w->wrote_seq;
+}
+
 void
 epoch__rewriter_set_txn(epoch__rewriter *w, crdt_raw *t)
 {
@@ -229,6 +257,8 @@ epoch__rewriter_free(epoch__rewriter *w)
     free(w->outs);
     free(w->out.p);
     free(w->val.p);
+    free(w->dflt);
+    free(w->defs.p);
     epoch_buf_free(&w->scratch);
     free(w);
 }
@@ -246,12 +276,12 @@ in_lens(const epoch_lens *l, const char *coll)
     return 0;
 }
 
-/* Queue entry @p e of the current document, encoded by libcrdt. */
+/* Encode entry @p e of the current document: key into @p k, value into
+ * w->val (@p vl bytes). */
 static int
-put_entry(epoch__rewriter *w, crdt_state_entry *e)
+encode_entry(epoch__rewriter *w, crdt_state_entry *e, unsigned char *k,
+             size_t *kl, size_t *vl)
 {
-    unsigned char k[CRDT_STATE_KEY_MAX];
-    size_t kl, vl;
     int rc;
 
     e->coll = w->coll;
@@ -260,17 +290,32 @@ put_entry(epoch__rewriter *w, crdt_state_entry *e)
     e->doc_len = w->doc_len;
     if (e->field != NULL)
         e->field_len = strlen(e->field);
-    rc = crdt_state_entry_encode(k, &kl, w->val.p, w->val.cap, &vl, e);
-    if (rc == CRDT_ELIMIT && vl > w->val.cap) { /* grow, once */
-        unsigned char *p = realloc(w->val.p, vl);
+    rc = crdt_state_entry_encode(k, kl, w->val.p, w->val.cap, vl, e);
+    if (rc == CRDT_ELIMIT && *vl > w->val.cap) { /* grow, once */
+        unsigned char *p = realloc(w->val.p, *vl);
         if (p == NULL)
             return CRDT_ENOMEM;
         w->val.p = p;
-        w->val.cap = vl;
-        rc = crdt_state_entry_encode(k, &kl, w->val.p, w->val.cap, &vl, e);
+        w->val.cap = *vl;
+        rc = crdt_state_entry_encode(k, kl, w->val.p, w->val.cap, vl, e);
     }
     if (rc < 0)
         return rc == CRDT_EINVAL ? CRDT_ECORRUPT : rc;
+    return CRDT_OK;
+}
+
+/* Queue entry @p e of the current document, encoded by libcrdt. */
+static int
+put_entry(epoch__rewriter *w, crdt_state_entry *e)
+{
+    unsigned char k[CRDT_STATE_KEY_MAX];
+    size_t kl, vl;
+    int rc;
+
+    if ((rc = encode_entry(w, e, k, &kl, &vl)) < 0)
+        return rc;
+    if (e->kind == CRDT_ENTRY_TEXT || e->kind == CRDT_ENTRY_LIST)
+        w->wrote_seq = 1;
     return add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, k, kl,
                      w->val.p, vl);
 }
@@ -288,24 +333,116 @@ put_default(epoch__rewriter *w, const char *field, const crdt_value *v)
     return put_entry(w, &e);
 }
 
+/* Lens default @p i of the collection (field @p field, value @p v) for
+ * the current document: (4). */
+static int cache_defaults(epoch__rewriter *w);
+
+static int
+put_lens_default(epoch__rewriter *w, size_t i, const char *field,
+                 const crdt_value *v)
+{
+    unsigned char k[CRDT_STATE_KEY_MAX];
+    size_t dk = w->coll_len + w->doc_len + 2;
+    const default_bytes *d;
+    int rc;
+
+    if (!w->dflt_ready && (rc = cache_defaults(w)) < 0)
+        return rc;
+    d = &w->dflt[i];
+    if (!d->ok || dk + d->tl > sizeof k)
+        return put_default(w, field, v);
+    memcpy(k, w->coll, w->coll_len + 1);
+    memcpy(k + w->coll_len + 1, w->doc, w->doc_len + 1);
+    memcpy(k + dk, w->defs.p + d->to, d->tl);
+    return add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, k,
+                     dk + d->tl, w->defs.p + d->vo, d->vl);
+}
+
 /* Does what the document becomes hold @p field (its new name)? A lens
  * default goes only where the field is absent after the lens: renamed
- * fields count under their new names, removed ones no longer count. */
+ * fields count under their new names, removed ones no longer count.
+ * Every output key starts with the document's key (coll 0 doc 0, (1));
+ * a field key goes on with the field's name and a 0. */
 static int
 has_out_field(const epoch__rewriter *w, const char *field)
 {
-    size_t fl = strlen(field);
+    size_t fl = strlen(field), dk = w->coll_len + w->doc_len + 2;
 
     for (size_t i = 0; i < w->n_out; i++) {
-        const entry *e = &w->outs[i];
-        crdt_state_entry d; /* not resolved yet: offsets into the buffer */
+        const entry *e = &w->outs[i]; /* not resolved yet: offsets */
+        const unsigned char *k = w->out.p + e->ko;
 
-        if (crdt_state_key_decode(&d, w->out.p + e->ko, e->kl) == CRDT_OK &&
-            d.field != NULL && d.field_len == fl &&
-            memcmp(d.field, field, fl) == 0)
+        if (e->kl > dk + fl && memcmp(k + dk, field, fl) == 0 &&
+            k[dk + fl] == 0)
             return 1;
     }
     return 0;
+}
+
+/* Append @p n bytes to @p b; their offset in *off. */
+static int
+bytes_add(bytes *b, const void *p, size_t n, size_t *off)
+{
+    if (n > b->cap - b->len) {
+        size_t c = b->cap ? b->cap : 256;
+        unsigned char *q;
+        while (n > c - b->len)
+            c *= 2;
+        if ((q = realloc(b->p, c)) == NULL)
+            return CRDT_ENOMEM;
+        b->p = q;
+        b->cap = c;
+    }
+    *off = b->len;
+    if (n > 0)
+        memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return CRDT_OK;
+}
+
+/* (4): the current collection's lens defaults, encoded with the current
+ * document. An entry that does not encode is left to put_default(). */
+static int
+cache_defaults(epoch__rewriter *w)
+{
+    size_t dk = w->coll_len + w->doc_len + 2;
+    int rc;
+
+    if (w->n_defaults > w->dflt_cap) {
+        default_bytes *d = realloc(w->dflt, w->n_defaults * sizeof *d);
+        if (d == NULL)
+            return CRDT_ENOMEM;
+        w->dflt = d;
+        w->dflt_cap = w->n_defaults;
+    }
+    w->defs.len = 0;
+    for (size_t i = 0; i < w->n_defaults; i++) {
+        default_bytes *d = &w->dflt[i];
+        unsigned char k[CRDT_STATE_KEY_MAX];
+        crdt_state_entry e;
+        size_t kl, vl;
+
+        memset(d, 0, sizeof *d);
+        memset(&e, 0, sizeof e);
+        e.kind = CRDT_ENTRY_REGISTER;
+        if ((rc = epoch_lens_default(&e.field, &e.value, w->lens, w->coll,
+                                     i)) < 0)
+            return rc;
+        rc = encode_entry(w, &e, k, &kl, &vl);
+        if (rc == CRDT_ENOMEM)
+            return rc;
+        if (rc < 0 || kl <= dk || memcmp(k, w->coll, w->coll_len + 1) != 0 ||
+            memcmp(k + w->coll_len + 1, w->doc, w->doc_len + 1) != 0)
+            continue; /* not cacheable: per document, as before */
+        if ((rc = bytes_add(&w->defs, k + dk, kl - dk, &d->to)) < 0 ||
+            (rc = bytes_add(&w->defs, w->val.p, vl, &d->vo)) < 0)
+            return rc;
+        d->tl = kl - dk;
+        d->vl = vl;
+        d->ok = 1;
+    }
+    w->dflt_ready = 1;
+    return CRDT_OK;
 }
 
 /* epoch_lens_map_field(), remembered per field of the collection: the
@@ -445,9 +582,11 @@ carry_seqs(epoch__rewriter *w)
 
         if ((rc = crdt_state_key_decode(&e, in->k, in->kl)) < 0)
             return rc;
-        if (e.kind == CRDT_ENTRY_TEXT || e.kind == CRDT_ENTRY_LIST)
+        if (e.kind == CRDT_ENTRY_TEXT || e.kind == CRDT_ENTRY_LIST) {
+            w->wrote_seq = 1;
             rc = add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, in->k,
                            in->kl, in->v, in->vl);
+        }
     }
     return rc;
 }
@@ -536,7 +675,7 @@ flush_doc(epoch__rewriter *w)
         if ((rc = epoch_lens_default(&f, &v, w->lens, w->coll, i)) < 0)
             break;
         if (!has_out_field(w, f))
-            rc = put_default(w, f, &v);
+            rc = put_lens_default(w, i, f, &v);
     }
     if (rc == CRDT_OK)
         rc = write_out(w);
@@ -556,6 +695,7 @@ set_collection(epoch__rewriter *w)
     w->touched = in_lens(w->lens, w->coll) || custom;
     w->drops = w->lens && epoch_lens_drops(w->lens, w->coll);
     w->n_defaults = epoch_lens_default_count(w->lens, w->coll);
+    w->dflt_ready = 0;
     w->n_fields = 0;
 }
 
@@ -564,8 +704,16 @@ epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
                     const void *v, size_t vl)
 {
     crdt_state_entry e;
+    size_t dk = w->coll_len + w->doc_len + 2;
     int rc;
 
+    /* another entry of the document in hand (its key starts with the
+     * doc key): decoded, and so checked, when the document is rewritten */
+    if (w->in_doc && w->touched && !w->drops && kl > dk &&
+        memcmp(k, w->coll, w->coll_len + 1) == 0 &&
+        memcmp((const char *)k + w->coll_len + 1, w->doc, w->doc_len + 1) ==
+            0)
+        return add_entry(&w->ents, &w->n, &w->cap, &w->in, k, kl, v, vl);
     if ((rc = crdt_state_key_decode(&e, k, kl)) < 0)
         return rc;
     if (!w->in_doc || e.coll_len != w->coll_len ||
@@ -585,8 +733,11 @@ epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
         w->doc[e.doc_len] = 0;
         w->doc_len = e.doc_len;
     }
-    if (!w->touched) /* untouched collections are copied as they come */
+    if (!w->touched) { /* untouched collections are copied as they come */
+        if (e.kind == CRDT_ENTRY_TEXT || e.kind == CRDT_ENTRY_LIST)
+            w->wrote_seq = 1;
         return crdt_raw_spare_put(w->t, k, kl, v, vl);
+    }
     return add_entry(&w->ents, &w->n, &w->cap, &w->in, k, kl, v, vl);
 }
 

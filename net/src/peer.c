@@ -304,6 +304,27 @@ put_sealed(crdtnet_peer *p, const unsigned char *m, size_t n)
     return rc;
 }
 
+/* The session's next message; a merge it held back (until its own
+ * first round was out) may run here, and is counted as one fed. */
+static int
+next_session_out(crdtnet_peer *p, const unsigned char **m, size_t *n)
+{
+    const crdtnet_report *rep = crdtnet_session_report(p->s);
+    uint64_t before = rep->changes_received;
+    long long t0 = p->st != NULL ? crdtnet__now_us() : 0;
+    int rc = crdtnet_session_next_out(p->s, m, n);
+
+    if (rep->changes_received != before) {
+        crdtnet__peer_publish(p);
+        if (p->st != NULL)
+            crdtnet__count_merge(p->st,
+                                 (uint64_t)(crdtnet__now_us() - t0));
+        if (p->h.progress != NULL)
+            p->h.progress(rep, p->h.ctx);
+    }
+    return rc;
+}
+
 /* Pull what comes next into obuf (keeps (1)). */
 static void
 fill(crdtnet_peer *p)
@@ -331,7 +352,7 @@ fill(crdtnet_peer *p)
         return;
     }
     if (p->state == ST_SESSION) {
-        rc = crdtnet_session_next_out(p->s, &m, &n);
+        rc = next_session_out(p, &m, &n);
         if (rc == CRDT_OK) {
             p->keepalive = 0;
             if (put_sealed(p, m, n) == CRDT_OK)

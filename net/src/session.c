@@ -19,7 +19,10 @@
  *                base, between the last SNAP_CHUNK and SNAP_END
  *  12 FORKS      [12, [actor...]]  right after HELLO, from both sides:
  *                the actors whose chain in the peer's HELLO heads forks
- *                from ours (equivocation: a copied replica wrote)
+ *                from ours (equivocation: a copied replica wrote); when
+ *                both protocol 4 HELLOs wrote n_heads as uint 32 (ce), a
+ *                side at the same epoch whose FORKS is empty sends its
+ *                CHANGES and DONE right after it (early_now())
  *  13 PACKED     [13, 7 or 11, bin]  a CHANGES or SNAP_LOG whose changes
  *                are packed (crdt_changes_pack()); sent only to a peer
  *                whose HELLO wrote its proto as uint 8 (cc 03): it reads
@@ -157,6 +160,22 @@ struct crdtnet_session {
     unsigned char peer_epoch[CRDT_HASH_BYTES];
     crdt_vv *cut_bound;        /* taker: the cut a CUT may fill */
     uint64_t cut_bytes;        /* taker: CUT changes received, bytes */
+    /* CHANGES with FORKS (protocol 4, both HELLOs announced it) */
+    int early;                 /* both sides send them early */
+    int early_sent;            /* ours went before the peer's FORKS */
+    int early_done_due;        /* our early batch still owes its DONE */
+    int discard_early;         /* the peer's early batch is void */
+    /* a CHANGES received before our own first round went out: merged
+     * once it is out, so the two sides' durable commits overlap */
+    unsigned char *held;
+    size_t held_len;
+    /* protocol 4: our FIN's digest and state, and the snapshot they were
+     * read from: the peer's FIN is judged against them when nothing was
+     * committed since (one walk of the heads, not two) */
+    int fin_cached;
+    uint64_t fin_txn;
+    crdt_stats fin_st;
+    unsigned char fin_d[32];
 };
 
 int
@@ -207,6 +226,7 @@ crdtnet_session_free(crdtnet_session *s)
     free(s->peer_few);
     crdtnet__cut_clear(&s->cut);
     crdt_vv_free(s->cut_bound);
+    free(s->held);
     crdt__enc_free(&s->out);
     free(s);
 }
@@ -381,7 +401,15 @@ build_hello_summary(crdtnet_session *s)
     pack_hello_head(s, 9, PROTO_SUMMARY, PROTO4_PACKS,
                     sizeof PROTO4_PACKS - 1, &s->hello_st);
     crdt__enc_bin(&s->out, root, sizeof root);
-    msgpack_pack_uint64(&s->out.pk, n_heads);
+    if (s->opts.plain_changes) {
+        msgpack_pack_uint64(&s->out.pk, n_heads);
+    } else { /* as uint 32: "I send CHANGES with FORKS" */
+        unsigned char c[5] = { 0xce, (unsigned char)(n_heads >> 24),
+                               (unsigned char)(n_heads >> 16),
+                               (unsigned char)(n_heads >> 8),
+                               (unsigned char)n_heads };
+        crdt__enc_raw(&s->out, c, sizeof c);
+    }
     pack_epoch_chain(s, chain, n);
     crdt__enc_bin(&s->out, few, fl);
     epoch_chain_free(chain, n);
@@ -803,6 +831,12 @@ build_fin_digest(crdtnet_session *s)
     /* a merge of this session met an equivocation: the digest of the
      * empty vv (see build_fin()) */
     rc = read_fin_state(rd, &st, s->rep.conflicts > 0, d);
+    if (rc == CRDT_OK && s->rep.conflicts == 0) {
+        s->fin_cached = 1;
+        s->fin_txn = crdt_read_txn_id(rd);
+        s->fin_st = st;
+        memcpy(s->fin_d, d, sizeof d);
+    }
     crdt_read_end(rd);
     if (rc < 0)
         return rc;
@@ -892,6 +926,58 @@ busy_now(crdtnet_session *s)
     return 1;
 }
 
+/* Our CHANGES of the first round, then DONE. */
+static int
+first_round(crdtnet_session *s)
+{
+    int rc = build_changes(s);
+
+    if (rc == CRDT_OK)
+        return CRDT_OK;
+    if (rc != CRDT_ENOTFOUND)
+        return local_fail(s, rc, "cannot read the log");
+    s->done_sent = 1;
+    msgpack_pack_array(&s->out.pk, 1);
+    msgpack_pack_uint64(&s->out.pk, M_DONE);
+    return CRDT_OK;
+}
+
+/* May our first round go before the peer's FORKS (docs/protocol.md,
+ * "CHANGES with FORKS")? Both HELLOs announced it, both sides are at
+ * the same epoch and our FORKS names no actor. Before the peer's FORKS
+ * came, s->forks holds only ours. */
+static int
+early_now(const crdtnet_session *s)
+{
+    return s->early && s->proto == PROTO_SUMMARY && s->role == ROLE_SAME &&
+           s->same_epoch && s->n_forks == 0;
+}
+
+static int dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n,
+                    uint64_t type);
+
+/* The CHANGES (or PACKED CHANGES) held back by crdtnet_session_feed(),
+ * merged now: all of it, or an ERROR is due. */
+static int
+merge_held(crdtnet_session *s)
+{
+    unsigned char *h = s->held;
+    crdt__mp m = { h, h + s->held_len };
+    uint32_t n;
+    uint64_t type;
+    int rc;
+
+    s->held = NULL;
+    s->held_len = 0;
+    /* checked whole when it came */
+    if (crdt__mp_array(&m, &n) < 0 || crdt__mp_uint(&m, &type) < 0)
+        rc = fail(s, CRDT_EPROTO, "malformed message", 1);
+    else
+        rc = dispatch(s, &m, n, type);
+    free(h);
+    return rc;
+}
+
 /* Build the next message into s->out; CRDT_EAGAIN if there is none. */
 static int
 next_message(crdtnet_session *s)
@@ -970,8 +1056,21 @@ next_message(crdtnet_session *s)
         s->forks_sent = 1;
         return build_forks(s);
     }
-    if (!s->forks_recv)
-        return CRDT_EAGAIN;
+    if (!s->forks_recv) {
+        /* CHANGES with FORKS: at the same epoch, with no fork of our
+         * own to report, our first round does not depend on the peer's
+         * FORKS unless it names a fork (then on_forks() voids it) */
+        if (s->done_sent || !early_now(s))
+            return CRDT_EAGAIN;
+        s->early_sent = 1;
+        return first_round(s);
+    }
+    if (s->early_done_due) { /* the void early batch still ends */
+        s->early_done_due = 0;
+        msgpack_pack_array(&s->out.pk, 1);
+        msgpack_pack_uint64(&s->out.pk, M_DONE);
+        return CRDT_OK;
+    }
     if (s->reject_due) {
         s->reject_due = 0;
         msgpack_pack_array(&s->out.pk, 2);
@@ -993,17 +1092,12 @@ next_message(crdtnet_session *s)
     }
     if (s->role == ROLE_TAKER && !s->snapshot_done)
         return CRDT_EAGAIN;
-    if (!s->done_sent) {
-        rc = build_changes(s);
-        if (rc == CRDT_OK)
-            return CRDT_OK;
-        if (rc != CRDT_ENOTFOUND)
-            return local_fail(s, rc, "cannot read the log");
-        s->done_sent = 1;
-        msgpack_pack_array(&s->out.pk, 1);
-        msgpack_pack_uint64(&s->out.pk, M_DONE);
-        return CRDT_OK;
-    }
+    if (!s->done_sent)
+        return first_round(s);
+    /* our first round is out: what we held back is merged now (FIN
+     * reports the state after it) */
+    if (s->held != NULL && merge_held(s) < 0)
+        return CRDT_EAGAIN; /* the ERROR is due */
     if (!s->done_recv)
         return CRDT_EAGAIN;
     if (!s->fin_sent) {
@@ -1067,6 +1161,12 @@ crdtnet_session_next_out(crdtnet_session *s, const unsigned char **msg,
         return CRDT_EINVAL;
     crdt__enc_reset(&s->out);
     rc = next_message(s);
+    if (rc == CRDT_EAGAIN && s->held != NULL && s->out.sb.size == 0 &&
+        !s->empty_due) {
+        /* nothing of ours to send before it: merge what we held back */
+        (void)merge_held(s);
+        rc = next_message(s);
+    }
     if (rc < 0) {
         if (rc != CRDT_EAGAIN && rc != CRDT_ECLOSED)
             return rc;
@@ -1157,6 +1257,33 @@ become_giver(crdtnet_session *s)
     return CRDT_OK;
 }
 
+static int vv_copy(crdt_vv **out, const crdt_vv *vv);
+
+/* The peer's FORKS named a fork after our first round went with our
+ * FORKS: the peer discards that batch up to its DONE (which goes now if
+ * it has not yet), and what it holds is again what the summary says. */
+static int
+void_early(crdtnet_session *s)
+{
+    crdt_vv *vv = NULL;
+    int rc;
+
+    crdt_export_end(s->exp);
+    s->exp = NULL;
+    if (!s->done_sent)
+        s->early_done_due = 1;
+    s->done_sent = 0;
+    if ((rc = crdtnet__sum_peer_vv(s->sum, &vv)) < 0)
+        return fail(s, rc, crdt_strerror(rc), 1);
+    crdt_vv_free(s->peer_known);
+    s->peer_known = vv;
+    crdt_vv_free(s->lacks);
+    s->lacks = NULL;
+    if ((rc = vv_copy(&s->lacks, vv)) < 0)
+        return fail(s, rc, crdt_strerror(rc), 1);
+    return CRDT_OK;
+}
+
 static int
 cmp_actor(const void *a, const void *b)
 {
@@ -1175,7 +1302,7 @@ on_forks(crdtnet_session *s, crdt__mp *m)
     uint64_t ms = 0, ts = 0;
     crdt_actor own, *first;
     uint32_t n;
-    size_t k = 0;
+    size_t k = 0, ours = s->n_forks; /* our FORKS, before the union */
     int rc, lost, own_in = 0;
 
     if (s->forks_recv || crdt__mp_array(m, &n) < 0)
@@ -1195,12 +1322,18 @@ on_forks(crdtnet_session *s, crdt__mp *m)
             return fail(s, CRDT_EPROTO, "malformed FORKS", 1);
         s->n_forks++;
     }
+    /* the peer found no fork, we did: its CHANGES with FORKS, up to its
+     * next DONE, went before it knew; they are void (early_now()) */
+    if (s->early && s->same_epoch && n == 0 && ours > 0)
+        s->discard_early = 1;
     if (s->n_forks == 0)
         return CRDT_OK;
     if (!s->same_epoch) { /* a reset follows anyway: later sessions see it */
         s->n_forks = 0;
         return CRDT_OK;
     }
+    if (s->early_sent && (rc = void_early(s)) < 0)
+        return rc;
     qsort(s->forks, s->n_forks, sizeof *s->forks, cmp_actor);
     for (size_t i = 0; i < s->n_forks; i++) /* the union: drop repeats */
         if (k == 0 || memcmp(s->forks[i].b, s->forks[k - 1].b,
@@ -1430,8 +1563,11 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
         crdt__mp_bin_fixed(m, their_hash, sizeof their_hash) < 0)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
     if (proto == PROTO_SUMMARY) {
-        if (crdt__mp_bin_fixed(m, s->peer_root, sizeof s->peer_root) < 0 ||
-            crdt__mp_uint(m, &s->peer_n) < 0)
+        if (crdt__mp_bin_fixed(m, s->peer_root, sizeof s->peer_root) < 0)
+            return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+        /* n_heads as uint 32 (ce): the peer sends CHANGES with FORKS */
+        s->early = !s->opts.plain_changes && m->p < m->end && *m->p == 0xce;
+        if (crdt__mp_uint(m, &s->peer_n) < 0)
             return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
         if (s->peer_n > CRDTNET__SUM_MAX)
             return fail(s, CRDT_ELIMIT, "too many heads in HELLO", 1);
@@ -1882,7 +2018,10 @@ on_fin_digest(crdtnet_session *s, const unsigned char *hash,
     s->fin_recv = 1;
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return fail(s, rc, "cannot read", 1);
-    if ((rc = read_fin_state(rd, &st, 0, ours_d)) < 0) {
+    if (s->fin_cached && s->fin_txn == crdt_read_txn_id(rd)) {
+        st = s->fin_st; /* the snapshot our FIN was read from */
+        memcpy(ours_d, s->fin_d, sizeof ours_d);
+    } else if ((rc = read_fin_state(rd, &st, 0, ours_d)) < 0) {
         crdt_read_end(rd);
         return fail(s, rc, "cannot read", 1);
     }
@@ -1981,6 +2120,8 @@ on_packed(crdtnet_session *s, crdt__mp *m)
         (inner != M_CHANGES && inner != M_SNAP_LOG && inner != M_CUT) ||
         crdt__mp_bin(m, &p, &l) < 0)
         return fail(s, CRDT_EPROTO, "malformed PACKED", 1);
+    if (inner == M_CHANGES && s->discard_early)
+        return CRDT_OK; /* void: see on_forks() */
     if (inner == M_CUT && !cut_order_ok(s))
         return fail(s, CRDT_EPROTO, "unexpected CUT", 1);
     /* the order rules of the message it stands for, before the work */
@@ -2012,6 +2153,30 @@ on_packed(crdtnet_session *s, crdt__mp *m)
 
 static int dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n,
                     uint64_t type);
+
+/* A CHANGES this large or smaller may be held back. */
+#define HOLD_MAX ((size_t)1024 * 1024)
+
+/* Should this CHANGES (@p m after its type) wait until our own first
+ * round is out? Only one that would be merged now, as it is, while we
+ * still owe the peer CHANGES or DONE. */
+static int
+hold_now(const crdtnet_session *s, const crdt__mp *m, uint32_t n,
+         uint64_t type, size_t len)
+{
+    if (s->held != NULL || s->done_sent || len > HOLD_MAX ||
+        s->discard_early || !s->hello_recv ||
+        (s->role == ROLE_TAKER && !s->snapshot_done))
+        return 0;
+    if (type == M_CHANGES)
+        return n == 2;
+    if (type == M_PACKED && n == 3 && !s->opts.plain_changes) {
+        crdt__mp inner = *m;
+        uint64_t t;
+        return crdt__mp_uint(&inner, &t) == 0 && t == M_CHANGES;
+    }
+    return 0;
+}
 
 int
 crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
@@ -2059,6 +2224,20 @@ crdtnet_session_feed(crdtnet_session *s, const unsigned char *msg,
         if (whole.p != whole.end)
             return fail(s, CRDT_EPROTO, "trailing bytes after a message", 1);
     }
+    /* a message after one we held back may depend on it (FIN does) */
+    if (s->held != NULL && type != M_DONE && (rc = merge_held(s)) < 0)
+        return rc;
+    if (hold_now(s, &m, n, type, len)) {
+        /* merged once our first round is out (merge_held()): the
+         * peer's durable commit and ours then overlap instead of one
+         * waiting for the other's changes behind ours */
+        s->held = malloc(len);
+        if (s->held != NULL) {
+            memcpy(s->held, msg, len);
+            s->held_len = len;
+            return CRDT_OK;
+        }
+    }
     rc = dispatch(s, &m, n, type);
     if (rc == CRDT_OK && m.p != m.end) /* every byte must be accounted for */
         return fail(s, CRDT_EPROTO, "trailing bytes after a message", 1);
@@ -2099,6 +2278,10 @@ dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n, uint64_t type)
     case M_CHANGES:
         if (n != 2)
             return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
+        if (s->discard_early) /* void: see on_forks() */
+            return crdt__mp_skip(mp) < 0
+                       ? fail(s, CRDT_EPROTO, "malformed CHANGES", 1)
+                       : CRDT_OK;
         return on_changes(s, mp, type);
     case M_CUT:
         if (s->opts.plain_changes) /* we never said we read it */
@@ -2121,6 +2304,10 @@ dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n, uint64_t type)
             return fail(s, CRDT_EPROTO, "malformed SUMMARY", 1);
         return on_summary(s, mp);
     case M_DONE:
+        if (n == 1 && s->discard_early) { /* the end of a void batch */
+            s->discard_early = 0;
+            return CRDT_OK;
+        }
         if (n != 1 || s->done_recv)
             return fail(s, CRDT_EPROTO, "unexpected DONE", 1);
         s->done_recv = 1;

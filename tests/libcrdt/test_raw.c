@@ -649,6 +649,86 @@ START_TEST(test_archive_export_reads_one_epochs_range)
 }
 END_TEST
 
+/* crdt_export_begin() against a lacks vector with actors the heads do
+ * not have (before, between and after theirs), some actors missing and
+ * entries added as the export goes (a sync raises what the peer holds
+ * with every change it sends): exactly the changes above lacks, as a
+ * lookup per head would give. */
+START_TEST(test_export_walks_lacks_in_actor_order)
+{
+    unsigned char *hb = NULL;
+    size_t cap = 0, nh = 0, got = 0, want = 0;
+    crdt_actor heads[16], fake;
+    uint64_t seqs[16];
+    crdt_read *rd;
+    crdt_export *e;
+    crdt_vv *lacks, *expect;
+    const unsigned char *p;
+    size_t len;
+
+    for (int i = 0; i < 6; i++) {
+        char doc[8];
+        snprintf(doc, sizeof doc, "d%d", i);
+        ck_assert_int_eq(crdt_replica_new_incarnation(a), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "x", i), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "y", i), CRDT_OK);
+    }
+    ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+    ck_assert_int_eq(crdt_read_heads(&hb, &cap, &nh, rd), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert_uint_ge(nh, 6);
+    ck_assert_uint_le(nh, 16);
+    for (size_t i = 0; i < nh; i++) {
+        const unsigned char *en = hb + i * CRDT_HEAD_ENTRY_BYTES;
+        memcpy(heads[i].b, en, CRDT_ACTOR_BYTES);
+        seqs[i] = 0;
+        for (int k = 0; k < 8; k++)
+            seqs[i] = seqs[i] << 8 | en[CRDT_ACTOR_BYTES + k];
+    }
+    crdt_free(hb);
+    ck_assert_int_eq(crdt_vv_new(&lacks), CRDT_OK);
+    ck_assert_int_eq(crdt_vv_new(&expect), CRDT_OK);
+    memset(fake.b, 0x00, sizeof fake.b); /* before every head */
+    ck_assert_int_eq(crdt_vv_set(lacks, &fake, 7), CRDT_OK);
+    memset(fake.b, 0xff, sizeof fake.b); /* after every head */
+    ck_assert_int_eq(crdt_vv_set(lacks, &fake, 7), CRDT_OK);
+    for (size_t i = 0; i < nh; i++) {
+        uint64_t have = i % 3 == 1 ? 0 : i % 3 == 2 ? seqs[i] - 1 : seqs[i];
+        if (have > 0)
+            ck_assert_int_eq(crdt_vv_set(lacks, &heads[i], have), CRDT_OK);
+        if (i + 1 < nh) { /* an actor between this head and the next */
+            fake = heads[i];
+            fake.b[CRDT_ACTOR_BYTES - 1] ^= 0x01;
+            if (memcmp(fake.b, heads[i].b, CRDT_ACTOR_BYTES) > 0 &&
+                memcmp(fake.b, heads[i + 1].b, CRDT_ACTOR_BYTES) < 0)
+                ck_assert_int_eq(crdt_vv_set(lacks, &fake, 9), CRDT_OK);
+        }
+        want += seqs[i] - have; /* one op a change: a change a seq */
+        ck_assert_int_eq(crdt_vv_set(expect, &heads[i], seqs[i]), CRDT_OK);
+    }
+    ck_assert_int_eq(crdt_export_begin(&e, a, lacks), CRDT_OK);
+    while (crdt_export_next(e, &p, &len) == CRDT_OK) {
+        crdt_change c;
+        ck_assert_int_eq(crdt_change_decode(&c, p, len), CRDT_OK);
+        /* above what the other side held when the export began */
+        ck_assert_uint_gt(c.seq + c.n_ops - 1, 0);
+        ck_assert_uint_le(c.seq + c.n_ops - 1, crdt_vv_get(expect, &c.actor));
+        /* what a sync does as it sends (inserts absent actors) */
+        ck_assert_int_eq(crdt_vv_set(lacks, &c.actor, c.seq + c.n_ops - 1),
+                         CRDT_OK);
+        got += c.n_ops;
+    }
+    crdt_export_end(e);
+    ck_assert_uint_eq(got, want);
+    /* lacks now covers every head: nothing more */
+    ck_assert_int_eq(crdt_export_begin(&e, a, lacks), CRDT_OK);
+    ck_assert_int_eq(crdt_export_next(e, &p, &len), CRDT_ENOTFOUND);
+    crdt_export_end(e);
+    crdt_vv_free(lacks);
+    crdt_vv_free(expect);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -657,6 +737,7 @@ test_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_state_entries_decode_and_encode_to_their_own_bytes);
+    tcase_add_test(tc, test_export_walks_lacks_in_actor_order);
     tcase_add_test(tc, test_malformed_state_entries_are_refused);
     tcase_add_test(tc, test_heads_blob_one_parser_same_answers);
     tcase_add_test(tc, test_quarantine_record_written_and_read_by_libcrdt);

@@ -283,6 +283,88 @@ START_TEST(test_defaults_follow_the_new_names)
 }
 END_TEST
 
+/* The lens default of every document is the entry libcrdt encodes for
+ * it (the rewrite encodes it once per collection and puts each
+ * document's key in front): documents with names of every length, two
+ * collections with different defaults, a field whose name starts with
+ * the default's. */
+static void
+default_entry_is(const char *coll, const char *doc, const char *field,
+                 const crdt_value *v)
+{
+    unsigned char k[CRDT_STATE_KEY_MAX], want[64];
+    crdt_state_entry e;
+    const void *got;
+    size_t kl, wl, gl;
+    crdt_raw *t;
+
+    memset(&e, 0, sizeof e);
+    e.kind = CRDT_ENTRY_REGISTER;
+    e.coll = coll;
+    e.coll_len = strlen(coll);
+    e.doc = doc;
+    e.doc_len = strlen(doc);
+    e.field = field;
+    e.field_len = strlen(field);
+    e.value = *v;
+    ck_assert_int_eq(crdt_state_entry_encode(k, &kl, want, sizeof want, &wl,
+                                             &e), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
+    ck_assert_msg(crdt_raw_get(t, crdt_raw_state_db(t, 0), k, kl, &got,
+                               &gl) == CRDT_OK, "%s/%s/%s: no entry", coll,
+                  doc, field);
+    ck_assert_uint_eq(gl, wl);
+    ck_assert_mem_eq(got, want, wl);
+    crdt_raw_abort(t);
+}
+
+START_TEST(test_defaults_encoded_for_every_document)
+{
+    static const char *colls[] = { "q", "qq" };
+    crdt_value dq = crdt_value_str("-", 1), dqq = crdt_value_int(-7);
+    char doc[CRDT_NAME_MAX + 1];
+    epoch_info e;
+    uint64_t before;
+
+    for (int c = 0; c < 2; c++)
+        for (int len = 1; len <= CRDT_NAME_MAX; len += 3) {
+            memset(doc, 'a' + len % 26, (size_t)len);
+            doc[len] = 0;
+            /* "no" starts with "n" but is another field */
+            ck_assert_int_eq(tu_put_int(a, colls[c], doc,
+                                        len % 2 ? "no" : "n", len),
+                             CRDT_OK);
+        }
+    before = state_entries();
+    migrate("collection q 1 -> 2\n"
+            "add n string default \"-\"\n"
+            "collection qq 1 -> 2\n"
+            "add n int default -7\n"
+            "add nn string default \"\"\n", &e);
+    assert_hash_exact(&e);
+    /* n where it was absent (odd lengths), nn on every document of qq */
+    ck_assert_uint_eq(state_entries(), before + 11 + 11 + 22);
+    for (int c = 0; c < 2; c++)
+        for (int len = 1; len <= CRDT_NAME_MAX; len += 3) {
+            char want[16];
+            memset(doc, 'a' + len % 26, (size_t)len);
+            doc[len] = 0;
+            snprintf(want, sizeof want, "%d", len);
+            if (len % 2) {
+                field_is(colls[c], doc, "no", want);
+                default_entry_is(colls[c], doc, "n", c ? &dqq : &dq);
+            } else {
+                field_is(colls[c], doc, "n", want);
+            }
+            if (c) {
+                crdt_value empty = crdt_value_str("", 0);
+                default_entry_is(colls[c], doc, "nn", &empty);
+            }
+        }
+    epoch_info_clear(&e);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -295,6 +377,7 @@ test_suite(void)
     tcase_add_test(tc, test_removed_and_dropped_fields_keep_hash);
     tcase_add_test(tc, test_custom_hook_fields_in_any_order_keep_hash);
     tcase_add_test(tc, test_defaults_follow_the_new_names);
+    tcase_add_test(tc, test_defaults_encoded_for_every_document);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -529,6 +529,31 @@ START_TEST(test_custom_migration_keeps_text_and_list)
 }
 END_TEST
 
+/* A lens migration compacts text fields whether the lens touches their
+ * collection (the text goes through the rewrite) or not (copied as it
+ * is); one of another collection only takes the same path. */
+START_TEST(test_lens_migrations_compact_text_in_any_collection)
+{
+    char buf[128];
+
+    ins(a, "t", 0, "abcdefgh");
+    del(a, "t", 3, 4);
+    ck_assert_int_eq(tu_put_int(a, "m", "x", "v", 1), CRDT_OK);
+    ck_assert_uint_eq(droppable(a), 4);
+    tu_migrate(a, "collection m 1 -> 2\nrename v -> w\n", NULL);
+    ck_assert_uint_eq(droppable(a), 0);
+    text_of(buf, sizeof buf, a, "t");
+    ck_assert_str_eq(buf, "abch");
+    ins(a, "t", 1, "XYZ");
+    del(a, "t", 1, 3);
+    ck_assert_uint_eq(droppable(a), 3);
+    tu_migrate(a, "collection c 1 -> 2\nadd n int default 1\n", NULL);
+    ck_assert_uint_eq(droppable(a), 0);
+    text_of(buf, sizeof buf, a, "t");
+    ck_assert_str_eq(buf, "abch");
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -546,6 +571,7 @@ test_suite(void)
     tcase_add_test(tc, test_lens_text_conversion_language);
     tcase_add_test(tc, test_rederived_epochs_over_text);
     tcase_add_test(tc, test_custom_migration_keeps_text_and_list);
+    tcase_add_test(tc, test_lens_migrations_compact_text_in_any_collection);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -686,6 +686,94 @@ START_TEST(test_quarantine_keys_do_not_collide)
 }
 END_TEST
 
+/* Message type of a session message (a fixarray, then the type). */
+static unsigned
+msg_type(const unsigned char *m, size_t len)
+{
+    return len >= 2 ? m[1] : 0;
+}
+
+/*
+ * CHANGES with FORKS, voided: the copy wrote more (it alone can judge
+ * the fork), the bystander found none and sent its own changes with its
+ * FORKS, one a message. The copy's FORKS reaches the bystander after its
+ * first such message: the bystander ends that batch with a DONE at
+ * once, the copy discards it, and the bystander (the shorter chain, the
+ * taker) sends its changes again after its reset. Nothing is lost.
+ */
+START_TEST(test_changes_with_forks_voided_by_a_fork)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session *sx, *sy;
+    const unsigned char *msg;
+    size_t len;
+    int dones = 0, changes_before_forks = 0, forks_in = 0;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    clone_a();
+    ck_assert_int_eq(tu_put_int(a, "c", "orig", "v", 2), CRDT_OK);
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert_int_eq(tu_put_int(c, "c", doc, "v", i), CRDT_OK);
+    }
+    sync_ok(a, b); /* the bystander holds the original's seq 2 */
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "own%d", i);
+        ck_assert_int_eq(tu_put_int(b, "c", doc, "v", i), CRDT_OK);
+    }
+    o.batch_bytes = 1; /* one change a message */
+    ck_assert_int_eq(crdtnet_session_new(&sx, b, &o), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sy, c, &o), CRDT_OK);
+    /* the bystander moves two messages a step, the copy one */
+    for (int step = 0; step < 10000; step++) {
+        int moved = 0;
+        for (int k = 0; k < 2; k++) {
+            if (crdtnet_session_next_out(sx, &msg, &len) != CRDT_OK)
+                break;
+            if (msg_type(msg, len) == 8)
+                dones++;
+            if ((msg_type(msg, len) == 7 || msg_type(msg, len) == 13) &&
+                !forks_in)
+                changes_before_forks++;
+            ck_assert_int_eq(crdtnet_session_feed(sy, msg, len), CRDT_OK);
+            moved = 1;
+        }
+        if (crdtnet_session_next_out(sy, &msg, &len) == CRDT_OK) {
+            if (msg_type(msg, len) == 12)
+                forks_in = 1;
+            ck_assert_int_eq(crdtnet_session_feed(sx, msg, len), CRDT_OK);
+            moved = 1;
+        }
+        if (!moved)
+            break;
+    }
+    ck_assert_int_eq(crdtnet_session_error(sx), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_error(sy), CRDT_OK);
+    ck_assert(crdtnet_session_finished(sx) && crdtnet_session_finished(sy));
+    ck_assert_uint_ge(changes_before_forks, 1); /* it went early */
+    ck_assert_uint_lt(changes_before_forks, 3); /* and was cut short */
+    ck_assert_int_eq(dones, 2); /* the void batch's, then its own */
+    ck_assert_int_eq(crdtnet_session_report(sx)->equivocation_lost, 1);
+    ck_assert_uint_eq(crdtnet_session_report(sy)->equivocations, 1);
+    ck_assert(crdtnet_session_report(sx)->in_sync);
+    ck_assert(crdtnet_session_report(sy)->in_sync);
+    crdtnet_session_free(sx);
+    crdtnet_session_free(sy);
+    assert_same(b, c);
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "own%d", i);
+        ck_assert(kept(c, doc) && kept(b, doc));
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert(kept(b, doc));
+    }
+    sync_ok(b, c); /* and it stays converged */
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -696,6 +784,7 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_equal_vectors_converge);
     tcase_add_test(tc, test_unequal_chains_both_notice);
+    tcase_add_test(tc, test_changes_with_forks_voided_by_a_fork);
     tcase_add_test(tc, test_after_compaction_nothing_lost);
     tcase_add_test(tc, test_quarantine_keys_do_not_collide);
     tcase_add_test(tc, test_copy_detected_at_first_sync);

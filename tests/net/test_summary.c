@@ -719,7 +719,7 @@ START_TEST(test_hello_layout)
     ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_EAGAIN);
     ck_assert_int_eq(crdtnet_session_feed(sb, NULL, 0), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_OK);
-    ck_assert_uint_eq(len, 119); /* 121 with 10,000 heads (cd 27 10) */
+    ck_assert_uint_eq(len, 123); /* also with 10,000 heads (ce 00 00 27 10) */
     ck_assert_uint_eq(m[0], 0x99);
     ck_assert_uint_eq(m[1], 0x01);
     ck_assert_uint_eq(m[2], 0xcc); /* proto 4 as uint 8: reads PACKED */
@@ -732,10 +732,15 @@ START_TEST(test_hello_layout)
     ck_assert_uint_eq(m[47], 0xc4);
     ck_assert_uint_eq(m[81], 0xc4);
     ck_assert_uint_eq(m[82], 0x20);
-    ck_assert_uint_eq(m[115], 0x64); /* n_heads 100: a positive fixint */
-    ck_assert_uint_eq(m[116], 0x90); /* no record */
-    ck_assert_uint_eq(m[117], 0xc4); /* few: empty */
+    /* n_heads 100 as uint 32: sends CHANGES with FORKS */
+    ck_assert_uint_eq(m[115], 0xce);
+    ck_assert_uint_eq(m[116], 0x00);
+    ck_assert_uint_eq(m[117], 0x00);
     ck_assert_uint_eq(m[118], 0x00);
+    ck_assert_uint_eq(m[119], 0x64);
+    ck_assert_uint_eq(m[120], 0x90); /* no record */
+    ck_assert_uint_eq(m[121], 0xc4); /* few: empty */
+    ck_assert_uint_eq(m[122], 0x00);
     /* the root is BLAKE2b-256 of the entries */
     ck_assert_int_eq(crdt_heads_export(&hb, &hl, b), CRDT_OK);
     ck_assert_int_eq(crdtnet__sum_new(&sum, hb, hl), CRDT_OK);
@@ -745,6 +750,199 @@ START_TEST(test_hello_layout)
     crdtnet__sum_free(sum);
     crdt_free(hb);
     crdtnet_session_free(sb);
+}
+END_TEST
+
+/* A session each way (x with @p plain_x, y with @p plain_y: a peer from
+ * before CHANGES with FORKS), messages moved one side at a time as a
+ * connection carries them; the flights (runs of messages one way). */
+static int
+flights_of(int plain_x, int plain_y, pair_result *res)
+{
+    crdtnet_session_options ox = CRDTNET_SESSION_OPTIONS_INIT, oy = ox;
+    crdtnet_session *sx, *sy, *from[2], *to[2];
+    const unsigned char *msg;
+    size_t len;
+    int flights = 0;
+
+    memset(res, 0, sizeof *res);
+    ox.plain_changes = plain_x;
+    oy.plain_changes = plain_y;
+    ck_assert_int_eq(crdtnet_session_new(&sx, a, &ox), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sy, b, &oy), CRDT_OK);
+    from[0] = to[1] = sx;
+    from[1] = to[0] = sy;
+    for (int round = 0; round < 1000; round++) {
+        int moved = 0;
+        for (int d = 0; d < 2; d++) {
+            int any = 0;
+            while (crdtnet_session_next_out(from[d], &msg, &len) == CRDT_OK) {
+                res->bytes += len;
+                ck_assert_int_eq(crdtnet_session_feed(to[d], msg, len),
+                                 CRDT_OK);
+                any = 1;
+            }
+            flights += any;
+            moved |= any;
+        }
+        if (!moved)
+            break;
+    }
+    ck_assert_int_eq(crdtnet_session_error(sx), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_error(sy), CRDT_OK);
+    ck_assert(crdtnet_session_finished(sx) && crdtnet_session_finished(sy));
+    res->rx = *crdtnet_session_report(sx);
+    res->ry = *crdtnet_session_report(sy);
+    crdtnet_session_free(sx);
+    crdtnet_session_free(sy);
+    return flights;
+}
+
+/* Both HELLOs announce CHANGES with FORKS (n_heads as uint 32): each
+ * side's changes go with its FORKS, one flight fewer than with a peer
+ * from before (which still syncs, one flight later, either way round). */
+START_TEST(test_changes_go_with_forks)
+{
+    pair_result r;
+    int f[4];
+
+    share_actors(300);
+    for (int k = 0; k < 4; k++) {
+        /* 0: both new; 1: both old; 2, 3: one old */
+        int px = k == 1 || k == 2, py = k == 1 || k == 3;
+        ck_assert_int_eq(tu_put_int(a, "c", "x", "a", 10 + k), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 20 + k), CRDT_OK);
+        f[k] = flights_of(px, py, &r);
+        tu_assert_converged(a, b);
+        ck_assert_uint_eq(r.rx.sync_proto, 4);
+        ck_assert_uint_eq(r.rx.changes_received, 1);
+        ck_assert_uint_eq(r.ry.changes_received, 1);
+        ck_assert(r.rx.in_sync && r.ry.in_sync);
+    }
+    ck_assert_int_eq(f[0] + 1, f[1]);
+    ck_assert_int_eq(f[2], f[1]);
+    ck_assert_int_eq(f[3], f[1]);
+}
+END_TEST
+
+/* A CHANGES that comes while this side still owes its own first round
+ * is merged once that round is out: the peer's changes and ours cross,
+ * and each side's durable commit runs while the other's does. */
+START_TEST(test_changes_merged_after_our_round)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session *sx, *sy, *from[2], *to[2], *h, *p;
+    const unsigned char *msg;
+    size_t len;
+    unsigned char *mine;
+    size_t mine_len;
+    int holder = -1;
+
+    share_actors(40); /* every head in HELLO: no SUMMARY round */
+    ck_assert_int_eq(tu_put_int(a, "c", "x", "a", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 2), CRDT_OK);
+    o.plain_changes = 1; /* CHANGES after the peer's FORKS */
+    ck_assert_int_eq(crdtnet_session_new(&sx, a, &o), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sy, b, &o), CRDT_OK);
+    from[0] = to[1] = sx;
+    from[1] = to[0] = sy;
+    /* until the first CHANGES reached the other side (the holder) */
+    for (int round = 0; round < 100 && holder < 0; round++)
+        for (int d = 0; d < 2 && holder < 0; d++)
+            while (holder < 0 &&
+                   crdtnet_session_next_out(from[d], &msg, &len) == CRDT_OK) {
+                if (len >= 2 && msg[1] == 7)
+                    holder = 1 - d;
+                ck_assert_int_eq(crdtnet_session_feed(to[d], msg, len),
+                                 CRDT_OK);
+            }
+    ck_assert_int_ge(holder, 0);
+    h = from[holder];
+    p = to[holder];
+    /* the peer's DONE follows its CHANGES */
+    ck_assert_int_eq(crdtnet_session_next_out(p, &msg, &len), CRDT_OK);
+    ck_assert(len == 2 && msg[1] == 8);
+    ck_assert_int_eq(crdtnet_session_feed(h, msg, len), CRDT_OK);
+    /* the holder keeps the peer's change back while its own CHANGES is
+     * still due */
+    ck_assert_uint_eq(crdtnet_session_report(h)->changes_received, 0);
+    ck_assert_int_eq(crdtnet_session_next_out(h, &msg, &len), CRDT_OK);
+    ck_assert(len >= 2 && msg[1] == 7); /* its own */
+    mine = malloc(len);
+    memcpy(mine, msg, len);
+    mine_len = len;
+    ck_assert_uint_eq(crdtnet_session_report(h)->changes_received, 0);
+    ck_assert_int_eq(crdtnet_session_next_out(h, &msg, &len), CRDT_OK);
+    ck_assert(len == 2 && msg[1] == 8); /* DONE */
+    ck_assert_int_eq(crdtnet_session_feed(p, mine, mine_len), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(p, msg, len), CRDT_OK);
+    free(mine);
+    /* then merged, before anything that reports the state (FIN) */
+    ck_assert_int_eq(crdtnet_session_next_out(h, &msg, &len), CRDT_OK);
+    ck_assert(len >= 2 && msg[1] == 9); /* FIN */
+    ck_assert_uint_eq(crdtnet_session_report(h)->changes_received, 1);
+    ck_assert_int_eq(crdtnet_session_feed(p, msg, len), CRDT_OK);
+    exchange(sx, sy);
+    ck_assert_uint_eq(crdtnet_session_report(p)->changes_received, 1);
+    ck_assert(crdtnet_session_report(sx)->in_sync);
+    ck_assert(crdtnet_session_report(sy)->in_sync);
+    tu_assert_converged(a, b);
+    crdtnet_session_free(sx);
+    crdtnet_session_free(sy);
+}
+END_TEST
+
+/* The peer's FIN is judged against the snapshot our FIN was read from
+ * only while nothing was committed since: a write between the two makes
+ * the verdict "not in sync", without error, as a fresh read gives. */
+START_TEST(test_fin_judged_on_the_current_state)
+{
+    crdtnet_session *sx, *sy;
+    const unsigned char *msg;
+    size_t len;
+    unsigned char *their_fin = NULL;
+    size_t their_len = 0;
+
+    share_actors(100);
+    ck_assert_int_eq(tu_put_int(a, "c", "x", "a", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 2), CRDT_OK);
+    for (int late = 0; late < 2; late++) {
+        ck_assert_int_eq(crdtnet_session_new(&sx, a, NULL), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_new(&sy, b, NULL), CRDT_OK);
+        their_fin = NULL;
+        for (int round = 0; round < 1000; round++) {
+            int moved = 0;
+            while (crdtnet_session_next_out(sx, &msg, &len) == CRDT_OK) {
+                ck_assert_int_eq(crdtnet_session_feed(sy, msg, len),
+                                 CRDT_OK);
+                moved = 1;
+            }
+            while (crdtnet_session_next_out(sy, &msg, &len) == CRDT_OK) {
+                if (len >= 2 && msg[1] == 9 && their_fin == NULL) {
+                    their_fin = malloc(len); /* y's FIN: kept back */
+                    memcpy(their_fin, msg, len);
+                    their_len = len;
+                } else {
+                    ck_assert_int_eq(crdtnet_session_feed(sx, msg, len),
+                                     CRDT_OK);
+                }
+                moved = 1;
+            }
+            if (!moved)
+                break;
+        }
+        ck_assert_ptr_nonnull(their_fin);
+        if (late) /* x commits after its FIN went */
+            ck_assert_int_eq(tu_put_int(a, "c", "late", "v", 3), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_feed(sx, their_fin, their_len),
+                         CRDT_OK);
+        free(their_fin);
+        exchange(sx, sy);
+        ck_assert_int_eq(crdtnet_session_report(sx)->in_sync, !late);
+        ck_assert(crdtnet_session_report(sy)->in_sync);
+        crdtnet_session_free(sx);
+        crdtnet_session_free(sy);
+    }
 }
 END_TEST
 
@@ -854,6 +1052,9 @@ test_suite(void)
     tcase_add_test(tc, test_heads_read_while_waiting);
     tcase_add_test(tc, test_equal_heads_end_at_hello);
     tcase_add_test(tc, test_hello_layout);
+    tcase_add_test(tc, test_changes_go_with_forks);
+    tcase_add_test(tc, test_changes_merged_after_our_round);
+    tcase_add_test(tc, test_fin_judged_on_the_current_state);
     tcase_add_test(tc, test_version3_peer_is_answered_in_version3);
     tcase_add_test(tc, test_bad_summary_messages_fail_cleanly);
     suite_add_tcase(s, tc);

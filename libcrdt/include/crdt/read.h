@@ -59,6 +59,14 @@ CRDT_API CRDT_MUST_CHECK int crdt_read_begin(crdt_read **out, crdt_replica *r);
 CRDT_API void crdt_read_end(crdt_read *rd);
 
 /**
+ * The id of the committed write transaction @p rd reads (its snapshot):
+ * two reads with the same id see the same replica, whatever was
+ * committed between them, so what was computed from one holds for the
+ * other. 0 for NULL.
+ */
+CRDT_API uint64_t crdt_read_txn_id(crdt_read *rd);
+
+/**
  * Visit the visible fields of one document in field-name order.
  * @return CRDT_OK; CRDT_ENOTFOUND (no visible field); a callback's value.
  */
