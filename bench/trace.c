@@ -324,6 +324,66 @@ out:
     return rc;
 }
 
+/* @p s as a JSON string: quotes, backslashes and control characters
+ * escaped, the rest (UTF-8) as it is. */
+static void
+put_json_str(FILE *f, const char *s, size_t len)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+int
+trace_write_prefix(const trace *t, size_t n, const char *end, size_t end_len,
+                   const char *path, char *err, size_t errlen)
+{
+    FILE *f;
+    size_t done = 0;
+    int ok;
+
+    if (t->concurrent)
+        return fail(err, errlen, "a prefix of a concurrent trace is not a "
+                                 "trace");
+    f = fopen(path, "wb");
+    if (f == NULL)
+        return fail(err, errlen, "%s: %s", path, strerror(errno));
+    fputs("{\"startContent\":", f);
+    put_json_str(f, t->start, t->start_len);
+    fputs(",\"endContent\":", f);
+    put_json_str(f, end, end_len);
+    fputs(",\"txns\":[", f);
+    for (size_t i = 0; i < t->n_txns && done < n; i++) {
+        const trace_txn *x = &t->txns[i];
+
+        fputs(done ? ",{\"patches\":[" : "{\"patches\":[", f);
+        for (uint32_t k = 0; k < x->n_patches && done < n; k++, done++) {
+            const trace_patch *p = &t->patches[x->first_patch + k];
+
+            fprintf(f, "%s[%u,%u,", k ? "," : "", p->pos, p->del);
+            put_json_str(f, t->text + p->ins_off, p->ins_len);
+            fputc(']', f);
+        }
+        fputs("]}", f);
+    }
+    fputs("]}\n", f);
+    ok = !ferror(f);
+    if (fclose(f) != 0)
+        ok = 0;
+    if (!ok)
+        return fail(err, errlen, "%s: write failed", path);
+    return 0;
+}
+
 int
 trace_load(trace **out, const char *path, char *err, size_t errlen)
 {

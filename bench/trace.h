@@ -76,6 +76,15 @@ int trace_parse(trace **out, const char *json, size_t len, char *err,
 /* Read @p path (gzip or plain JSON) and parse it. */
 int trace_load(trace **out, const char *path, char *err, size_t errlen);
 
+/* Write the first @p n patches of the sequential trace @p t to @p path as
+ * a plain JSON trace of the same format whose endContent is @p end (the
+ * text those patches leave, replay_reference): what the peers replay in
+ * quick mode instead of parsing the whole file. 0, or -1 with the reason
+ * in @p err. */
+int trace_write_prefix(const trace *t, size_t n, const char *end,
+                       size_t end_len, const char *path, char *err,
+                       size_t errlen);
+
 void trace_free(trace *t);
 
 /* Code points of the valid UTF-8 @p s (@p len bytes). */

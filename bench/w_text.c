@@ -10,8 +10,10 @@
  * that format replays: a sequential one on one replica, a concurrent one
  * on one replica per agent (replay.h); the replay fails unless every
  * replica ends with endContent. --quick replays a sequential trace's
- * first 1/20 of edits (checked against a plain buffer replaying the same
- * prefix); a concurrent trace is always replayed whole.
+ * first 1/QUICK_DIVISOR of edits (checked against a plain buffer
+ * replaying the same prefix), so that with the peers (Automerge's local
+ * replay is the slowest part) w2 stays well under 10 s; a concurrent
+ * trace is always replayed whole.
  *
  * --check: only the replay and its check (replicas with no_sync, txn
  * boundaries of the trace for a concurrent trace, 1,000 patches per txn
@@ -41,12 +43,15 @@
  *    into the archive, the second drops that archive):
  *    disk_bytes_after_epoch is the compacting copy after them, with the
  *    text read back and checked.
- *  - replay_txn_per_edit: the first 5,000 edits (quick 500) of a
+ *  - replay_txn_per_edit: the first 5,000 edits (quick 50) of a
  *    sequential trace, one durable txn per edit, against raw LMDB doing
  *    the same number of durable one-record commits (ref_commit_*).
  *  - peers (sequential traces): node w2.js on the same edits; the
  *    ratios are against the faster merge of Yjs and Loro, Yjs's replay
- *    (1,000 edits per txn) and Yjs's update bytes.
+ *    (1,000 edits per txn) and Yjs's update bytes. When only a prefix is
+ *    replayed (quick), node gets that prefix as a small plain trace file
+ *    whose endContent is the prefix's text (trace_write_prefix), not the
+ *    whole trace to parse.
  */
 #include "bench.h"
 
@@ -73,6 +78,8 @@
 #define MESSAGE_BYTES ((size_t)256 * 1024)
 #define MESSAGE_MAX CRDTNET_SESSION_MSG_MAX
 #define PREFIX_EDITS 5000   /* one txn per edit: a prefix */
+#define PREFIX_EDITS_QUICK 50 /* ... in quick mode (two syncs each) */
+#define QUICK_DIVISOR 100   /* quick: this fraction of a sequential trace */
 #define NODE_LIMIT_S 1800
 
 /* ---- the trace file ---- */
@@ -629,8 +636,8 @@ w_text_run(bench_entry *e)
         return rc;
     }
     edits = t->n_patches;
-    if (g_opts.quick && !t->concurrent && edits >= 20)
-        edits /= 20;
+    if (g_opts.quick && !t->concurrent && edits >= QUICK_DIVISOR)
+        edits /= QUICK_DIVISOR;
     if (edits < t->n_patches) {
         want = replay_reference(t, edits, &want_len, err, sizeof err);
         if (want == NULL) {
@@ -689,7 +696,7 @@ w_text_run(bench_entry *e)
         ref_args fa_ref;
         char rdir[700];
 
-        prefix = g_opts.quick ? PREFIX_EDITS / 10 : PREFIX_EDITS;
+        prefix = g_opts.quick ? PREFIX_EDITS_QUICK : PREFIX_EDITS;
         if (prefix > t->n_patches)
             prefix = t->n_patches;
         ra.o.batch = 1;
@@ -716,9 +723,20 @@ w_text_run(bench_entry *e)
     /* 4. the peers, on the same edits (sequential traces) */
     if (!t->concurrent) {
         bench_entry pe;
+        char ppath[700];
+        const char *peer_trace = path;
 
         memset(&pe, 0, sizeof pe);
-        n_peers = run_peers(&pe, path, edits, peers, 8, nodever,
+        if (want != NULL) {
+            snprintf(ppath, sizeof ppath, "%s/prefix.json", dir);
+            if (trace_write_prefix(t, edits, want, want_len, ppath, err,
+                                   sizeof err) < 0) {
+                entry_failed(e, "%s", err);
+                goto out;
+            }
+            peer_trace = ppath;
+        }
+        n_peers = run_peers(&pe, peer_trace, edits, peers, 8, nodever,
                             sizeof nodever);
         if (n_peers < 0) {
             bench_log("w2: peers not run: %s", pe.reason);

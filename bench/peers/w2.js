@@ -7,7 +7,7 @@
  *                            [--quiet]
  *
  * The workload is w2's (bench/w_text.c): a SEQUENTIAL editing trace
- * (the automerge-paper trace: JSON, gzip, {"startContent", "endContent",
+ * (the automerge-paper trace: JSON, gzip or plain, {"startContent", "endContent",
  * "txns": [{"patches": [[pos, del, ins], ...]}]}, positions in Unicode
  * code points), its first N patches (default: all of them).
  *
@@ -75,7 +75,9 @@ function log(msg) {
 
 /* The trace as flat arrays: pos[i], del[i], ins[i]. */
 function loadTrace() {
-    const raw = zlib.gunzipSync(fs.readFileSync(opts.trace));
+    const file = fs.readFileSync(opts.trace);
+    const raw = file.length >= 2 && file[0] === 0x1f && file[1] === 0x8b
+        ? zlib.gunzipSync(file) : file;
     const t = JSON.parse(raw.toString('utf8'));
     if (t.kind === 'concurrent')
         throw new Error('w2.js replays sequential traces only');

@@ -1126,11 +1126,15 @@ enc_record(pk_enc *e, const crdt_change *c)
     return CRDT_OK;
 }
 
+static int pack_changes(unsigned char **out, size_t *out_len,
+                        const crdt_bytes *changes, const crdt_change *dec,
+                        const unsigned char *hashes, size_t n);
+
 int
 crdt_changes_pack(unsigned char **out, size_t *out_len,
                   const crdt_bytes *changes, size_t n)
 {
-    return crdt__changes_pack_hashed(out, out_len, changes, NULL, n);
+    return pack_changes(out, out_len, changes, NULL, NULL, n);
 }
 
 int
@@ -1140,19 +1144,35 @@ crdt_changes_pack_hashed(unsigned char **out, size_t *out_len,
 {
     if (hashes == NULL && n > 0)
         return CRDT_EINVAL;
-    return crdt__changes_pack_hashed(out, out_len, changes, hashes, n);
+    return pack_changes(out, out_len, changes, NULL, hashes, n);
+}
+
+int
+crdt__changes_pack_hashed(unsigned char **out, size_t *out_len,
+                          const crdt_bytes *changes,
+                          const unsigned char *hashes, size_t n)
+{
+    return pack_changes(out, out_len, changes, NULL, hashes, n);
+}
+
+int
+crdt__changes_pack_decoded(unsigned char **out, size_t *out_len,
+                           const crdt_bytes *changes, const crdt_change *dec,
+                           size_t n)
+{
+    return pack_changes(out, out_len, changes, dec, NULL, n);
 }
 
 /* The check after each record rebuilds it as the receiver will and
  * compares the bytes: equal bytes have the hash the change was decoded
  * with, so the rebuilt change is not decoded and hashed once more. With
- * @p hashes the first decode spares its BLAKE2b too (and its walk of the
- * ops: an op the packer cannot parse goes raw, and anything it would
- * not rebuild exactly fails the comparison and goes verbatim). */
-int
-crdt__changes_pack_hashed(unsigned char **out, size_t *out_len,
-                          const crdt_bytes *changes,
-                          const unsigned char *hashes, size_t n)
+ * @p dec each change's decode is at hand already; with @p hashes the
+ * first decode spares its BLAKE2b too (and its walk of the ops: an op
+ * the packer cannot parse goes raw, and anything it would not rebuild
+ * exactly fails the comparison and goes verbatim). */
+static int
+pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
+             const crdt_change *dec, const unsigned char *hashes, size_t n)
 {
     pk_enc e;
     pk_dec d;
@@ -1183,7 +1203,8 @@ crdt__changes_pack_hashed(unsigned char **out, size_t *out_len,
         long ai = -1;
         int packed = 0;
 
-        if ((hashes != NULL
+        if ((dec != NULL ? (c = dec[i], CRDT_OK)
+             : hashes != NULL
                  ? crdt__change_decode_hashed(&c, ch->data, ch->len,
                                               hashes + i * CRDT_HASH_BYTES)
                  : crdt_change_decode(&c, ch->data, ch->len)) == CRDT_OK &&

@@ -615,6 +615,14 @@ typedef struct {
     size_t n, cap_n;
     crdt_actor actor;
     uint64_t last;      /* the last seq of the last change */
+    /* each change as the merge decoded it, its views (ops, sig) kept as
+     * offsets from the change's first byte (buf moves as it grows): the
+     * packer need not decode and hash it again
+     * (crdt__changes_pack_decoded); no_dec: one had views elsewhere */
+    crdt_change *dec;
+    size_t *ops_off, *sig_off; /* sig_off SIZE_MAX: no signature */
+    size_t cap_dec;
+    int no_dec;
 } crdt__logrun;
 /* Add the applied change @p c (@p data, @p len: its bytes, copied) to the
  * run; a run of another actor, or one that would pass its bounds, is
@@ -627,6 +635,16 @@ int crdt__logrun_add(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
 int crdt__logrun_flush(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
                        MDB_cursor *cur);
 void crdt__logrun_free(crdt__logrun *run);
+
+/* crdt_changes_pack() of @p n changes whose decoded forms @p dec (as
+ * crdt_change_decode() gives them, or from a header decode whose ops
+ * were all read since) are at hand: they are not decoded and hashed
+ * again. The packer's own check (each record unpacked and compared with
+ * the change's bytes) is the same, so the bytes are those of
+ * crdt_changes_pack(). */
+int crdt__changes_pack_decoded(unsigned char **out, size_t *out_len,
+                               const crdt_bytes *changes,
+                               const crdt_change *dec, size_t n);
 
 /* ---- names ---- */
 int crdt__name_ok(const char *s);

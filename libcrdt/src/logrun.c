@@ -62,8 +62,35 @@ crdt__logrun_add(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
         run->hashes = p;
         run->cap_n = nc;
     }
+    if (run->n == run->cap_dec) {
+        size_t nc = run->cap_dec ? run->cap_dec * 2 : 64;
+        void *p = realloc(run->dec, nc * sizeof *run->dec);
+        if (p == NULL)
+            return CRDT_ENOMEM;
+        run->dec = p;
+        if ((p = realloc(run->ops_off, nc * sizeof *run->ops_off)) == NULL)
+            return CRDT_ENOMEM;
+        run->ops_off = p;
+        if ((p = realloc(run->sig_off, nc * sizeof *run->sig_off)) == NULL)
+            return CRDT_ENOMEM;
+        run->sig_off = p;
+        run->cap_dec = nc;
+    }
     if ((rc = buf_reserve(run, len)) < 0)
         return rc;
+    /* the decoded change, its views as offsets into its bytes; views
+     * elsewhere: the packer decodes the run's changes itself */
+    run->dec[run->n] = *c;
+    if (c->ops >= data && c->ops <= data + len &&
+        c->ops_len <= (size_t)(data + len - c->ops) &&
+        (c->sig == NULL ||
+         (c->sig >= data && c->sig <= data + len &&
+          (size_t)(data + len - c->sig) >= 64))) {
+        run->ops_off[run->n] = (size_t)(c->ops - data);
+        run->sig_off[run->n] = c->sig ? (size_t)(c->sig - data) : SIZE_MAX;
+    } else {
+        run->no_dec = 1;
+    }
     memcpy(run->buf + run->len, data, len);
     memcpy(run->hashes + run->n * CRDT_HASH_BYTES, c->hash, CRDT_HASH_BYTES);
     run->off[run->n++] = run->len;
@@ -97,19 +124,39 @@ crdt__logrun_flush(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
             list[i].len = (i + 1 < run->n ? run->off[i + 1] : run->len) -
                           run->off[i];
         }
+        if (!run->no_dec)
+            for (size_t i = 0; i < run->n; i++) {
+                run->dec[i].ops = run->buf + run->off[i] + run->ops_off[i];
+                run->dec[i].sig = run->sig_off[i] == SIZE_MAX
+                                      ? NULL
+                                      : run->buf + run->off[i] +
+                                            run->sig_off[i];
+            }
         /* the merge decoded and hashed each change: not again here */
-        rc = crdt__changes_pack_hashed(&packed, &packed_len, list,
-                                       run->hashes, run->n);
+        rc = run->no_dec ? crdt__changes_pack_hashed(&packed, &packed_len,
+                                                     list, run->hashes,
+                                                     run->n)
+                         : crdt__changes_pack_decoded(&packed, &packed_len,
+                                                      list, run->dec,
+                                                      run->n);
         if (rc == CRDT_OK && packed_len + 1 > CRDT__LOGRUN_MAX)
             rc = CRDT_ELIMIT; /* cannot be: the bounds leave room */
-        if (rc == CRDT_OK && (val = malloc(packed_len + 1)) == NULL)
-            rc = CRDT_ENOMEM;
         if (rc < 0)
             goto done;
-        val[0] = CRDT__LOGRUN_TAG;
-        memcpy(val + 1, packed, packed_len);
+        /* the tag and the packed bytes go straight into the record's
+         * space in LMDB (MDB_RESERVE), not through a copy of their own */
         v.mv_size = packed_len + 1;
-        v.mv_data = val;
+        v.mv_data = NULL;
+        rc = crdt__mdb_err(cur != NULL
+                               ? mdb_cursor_put(cur, &k, &v, MDB_RESERVE)
+                               : mdb_put(txn, dbi, &k, &v, MDB_RESERVE));
+        if (rc == CRDT_OK) {
+            val = v.mv_data;
+            val[0] = CRDT__LOGRUN_TAG;
+            memcpy(val + 1, packed, packed_len);
+            val = NULL; /* LMDB's page, not ours */
+        }
+        goto done;
     }
     rc = crdt__mdb_err(cur != NULL ? mdb_cursor_put(cur, &k, &v, 0)
                                    : mdb_put(txn, dbi, &k, &v, 0));
@@ -119,6 +166,7 @@ done:
     free(list);
     run->n = 0;
     run->len = 0;
+    run->no_dec = 0;
     return rc;
 }
 
@@ -128,5 +176,8 @@ crdt__logrun_free(crdt__logrun *run)
     free(run->buf);
     free(run->off);
     free(run->hashes);
+    free(run->dec);
+    free(run->ops_off);
+    free(run->sig_off);
     memset(run, 0, sizeof *run);
 }

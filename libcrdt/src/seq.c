@@ -96,13 +96,27 @@ seq_run *
 crdt__seq_run_find(crdt__seq *s, const crdt_seq_id *id)
 {
     seq_actor *a = crdt__seq_actor(s, &id->actor, 0);
+    seq_run *r;
     long i;
 
-    if (a == NULL || (i = run_index(a, id->ctr)) < 0)
+    if (a == NULL)
         return NULL;
-    if (id->ctr - a->runs[i]->ctr >= a->runs[i]->len)
+    /* an integration looks up the same few runs again and again (the
+     * new run's origins, the run before it): the last one found is
+     * tried first. Runs never overlap, so a run holding the id is the
+     * answer wherever the hint points after runs were added. */
+    if (a->hint < a->n) {
+        r = a->runs[a->hint];
+        if (id->ctr >= r->ctr && id->ctr - r->ctr < r->len)
+            return r;
+    }
+    if ((i = run_index(a, id->ctr)) < 0)
         return NULL;
-    return a->runs[i];
+    r = a->runs[i];
+    if (id->ctr - r->ctr >= r->len)
+        return NULL;
+    a->hint = (size_t)i;
+    return r;
 }
 
 /* The fragment of @p r holding offset @p off (integrated: invariant 1). */
@@ -898,7 +912,7 @@ crdt__seq_free(crdt__seq *s)
             free(r);
         }
         free(s->act[a].runs);
-        free(s->act[a].dels);
+        free(s->act[a].dels ? s->act[a].dels - s->act[a].dels_skip : NULL);
         free(s->act[a].dels0);
     }
     free(s->act);

@@ -78,6 +78,24 @@ cp_count(const char *s, size_t len)
     return n;
 }
 
+/* An insert's text: no NUL, valid UTF-8; 1 with its code points in
+ * @p cps, else 0. Typed text is mostly ASCII: its leading ASCII bytes
+ * are checked and counted in one pass, the rest as before. */
+static int
+text_ok(const char *s, size_t len, uint64_t *cps)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+
+    while (i < len && p[i] - 1u < 0x7fu) /* 0x01 .. 0x7f */
+        i++;
+    if (i < len && (memchr(s + i, 0, len - i) != NULL ||
+                    !crdt__utf8_valid(s + i, len - i)))
+        return 0;
+    *cps = i + cp_count(s + i, len - i);
+    return 1;
+}
+
 int
 crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
 {
@@ -124,12 +142,10 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
             return CRDT_OK;
         }
         if (crdt__mp_str(m, &txt, &tl) < 0 || tl == 0 ||
-            tl > CRDT_TEXT_INSERT_MAX || memchr(txt, 0, tl) != NULL ||
-            !crdt__utf8_valid(txt, tl))
+            tl > CRDT_TEXT_INSERT_MAX || !text_ok(txt, tl, &op->len))
             return CRDT_EPROTO;
         op->text = txt;
         op->text_len = tl;
-        op->len = cp_count(txt, tl);
         if (ctx != NULL)
             ctx->next_ctr = op->ctr + op->len;
         return CRDT_OK;

@@ -61,13 +61,17 @@ typedef struct {
 typedef struct {
     crdt_actor actor;
     seq_ival *dels; /* the actor's delete records, sorted */
-    size_t ndel, capdel;
+    size_t ndel, capdel; /* capdel: slots from dels on */
+    size_t dels_skip;    /* free slots before dels in its allocation
+                            (seq_store.c, put_deleted) */
     seq_ival *dels0; /* while they differ from what is stored: the stored
                         ones (seq_store.c, flush) */
     size_t ndel0;
     int dels_dirty;
     seq_run **runs; /* sorted by ctr */
     size_t n, cap;
+    size_t hint;    /* index of the run crdt__seq_run_find found last (a
+                       guess only: checked before use) */
     uint64_t del_end; /* no delete range of this actor reaches past it */
     uint64_t held_end; /* end of this actor's newest held insert; 0: none */
     uint64_t cut_end;  /* ids below it were folded into an epoch ('x') */

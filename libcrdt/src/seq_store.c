@@ -110,6 +110,8 @@ typedef struct {
     uint64_t c, l;
 } drec;
 
+static int dels_grow(seq_actor *sa);
+
 static int
 integrate_all(crdt__seq *s)
 {
@@ -435,15 +437,9 @@ crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi, const crdt__seqkey *
             rc = CRDT_ECORRUPT;
             goto fail;
         }
-        if (sa->ndel == sa->capdel) {
-            size_t cap = sa->capdel ? sa->capdel * 2 : 8;
-            seq_ival *nv = realloc(sa->dels, cap * sizeof *nv);
-            if (nv == NULL) {
-                rc = CRDT_ENOMEM;
-                goto fail;
-            }
-            sa->dels = nv;
-            sa->capdel = cap;
+        if (sa->ndel == sa->capdel && dels_grow(sa) < 0) {
+            rc = CRDT_ENOMEM;
+            goto fail;
         }
         sa->dels[sa->ndel].c = d[i].c;
         sa->dels[sa->ndel].e = d[i].c + d[i].l;
@@ -751,6 +747,31 @@ put_del_record(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
                                       old ? &o : NULL);
 }
 
+/* Room for one more delete record of @p sa at the end: the free slots
+ * before the array are taken back first, then the allocation grows. */
+static int
+dels_grow(seq_actor *sa)
+{
+    if (sa->dels_skip > 0) {
+        seq_ival *base = sa->dels - sa->dels_skip;
+        memmove(base, sa->dels, sa->ndel * sizeof *sa->dels);
+        sa->capdel += sa->dels_skip;
+        sa->dels = base;
+        sa->dels_skip = 0;
+        if (sa->ndel < sa->capdel)
+            return CRDT_OK;
+    }
+    {
+        size_t cap = sa->capdel ? sa->capdel * 2 : 8;
+        seq_ival *nv = realloc(sa->dels, cap * sizeof *nv);
+        if (nv == NULL)
+            return CRDT_ENOMEM;
+        sa->dels = nv;
+        sa->capdel = cap;
+    }
+    return CRDT_OK;
+}
+
 /* Index of the first delete record of @p sa ending at or after @p c. */
 static size_t
 dels_from(const seq_actor *sa, uint64_t c)
@@ -803,18 +824,28 @@ put_deleted(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
         if ((rc = put_del_record(w, s, a, nc, ne - nc, at_nc)) < 0)
             return rc;
     }
-    if (hi == lo) { /* a new record at lo */
-        if (sa->ndel == sa->capdel) {
-            size_t cap = sa->capdel ? sa->capdel * 2 : 8;
-            seq_ival *nv = realloc(sa->dels, cap * sizeof *nv);
-            if (nv == NULL)
-                return CRDT_ENOMEM;
-            sa->dels = nv;
-            sa->capdel = cap;
-        }
+    /* the records before lo or those from hi on move, whichever are
+     * fewer (a text's deletes often join old records, near the start):
+     * moving the ones before lo leaves free slots before the array */
+    if (hi == lo && sa->dels_skip > 0 && lo < sa->ndel - lo) {
+        memmove(sa->dels - 1, sa->dels, lo * sizeof *sa->dels);
+        sa->dels--;
+        sa->dels_skip--;
+        sa->capdel++;
+        sa->ndel++;
+    } else if (hi == lo) { /* a new record at lo */
+        if (sa->ndel == sa->capdel && dels_grow(sa) < 0)
+            return CRDT_ENOMEM;
         memmove(&sa->dels[lo + 1], &sa->dels[lo],
                 (sa->ndel - lo) * sizeof *sa->dels);
         sa->ndel++;
+    } else if (hi - lo > 1 && lo < sa->ndel - hi) {
+        size_t k = hi - lo - 1; /* records that go */
+        memmove(sa->dels + k, sa->dels, lo * sizeof *sa->dels);
+        sa->dels += k;
+        sa->dels_skip += k;
+        sa->capdel -= k;
+        sa->ndel -= k;
     } else if (hi - lo > 1) {
         memmove(&sa->dels[lo + 1], &sa->dels[hi],
                 (sa->ndel - hi) * sizeof *sa->dels);
@@ -875,6 +906,18 @@ run_cmp(const void *x, const void *y)
     return a->ctr < b->ctr ? -1 : a->ctr > b->ctr;
 }
 
+/* Already in key order? A merge of one writer's history touches its
+ * runs in the order they were made, which is their keys' order: the
+ * sort is then skipped. */
+static int
+runs_sorted(seq_run *const *v, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        if (run_cmp(&v[i - 1], &v[i]) > 0)
+            return 0;
+    return 1;
+}
+
 /* The record of run @p r: its first @p len elements, @p nbytes bytes. */
 static size_t
 run_value(unsigned char *v, const seq_run *r, uint64_t len, size_t nbytes)
@@ -907,7 +950,7 @@ seq_flush(crdt__wctx *w, crdt__seq *s)
         return rc;
     s->ndirtyd = 0;
 
-    if (s->ndirty > 1)
+    if (s->ndirty > 1 && !runs_sorted(s->dirty_runs, s->ndirty))
         qsort(s->dirty_runs, s->ndirty, sizeof *s->dirty_runs, run_cmp);
     for (size_t i = 0; i < s->ndirty && rc == CRDT_OK; i++) {
         seq_run *r = s->dirty_runs[i];

@@ -13,6 +13,7 @@
 
 #include "crdt/crdt.h"
 #include "crdt/text.h"
+#include "internal.h" /* crdt__changes_pack_decoded: what a merge's log uses */
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -47,6 +48,25 @@ round_trip(const crdt_bytes *in, size_t n)
     crdt_bytes *out = NULL;
 
     ck_assert_int_eq(crdt_changes_pack(&packed, &plen, in, n), CRDT_OK);
+    /* a merge's log packs the changes it decoded (their headers only)
+     * without decoding them again: the same bytes */
+    {
+        crdt_change *dec = calloc(n ? n : 1, sizeof *dec);
+        unsigned char *p2 = NULL;
+        size_t l2 = 0, ok = 0;
+        ck_assert_ptr_nonnull(dec);
+        for (size_t i = 0; i < n; i++)
+            ok += crdt__change_decode_header(&dec[i], in[i].data,
+                                             in[i].len) == CRDT_OK;
+        if (ok == n) {
+            ck_assert_int_eq(crdt__changes_pack_decoded(&p2, &l2, in, dec, n),
+                             CRDT_OK);
+            ck_assert_uint_eq(l2, plen);
+            ck_assert(memcmp(p2, packed, plen) == 0);
+            crdt_free(p2);
+        }
+        free(dec);
+    }
     ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, packed, plen),
                      CRDT_OK);
     ck_assert_uint_eq(m, n);

@@ -301,6 +301,56 @@ START_TEST(test_broken_hash_chain_is_refused)
 }
 END_TEST
 
+/* crdt__mp_skip steps over exactly one item of each kind, and refuses a
+ * truncated one without moving (its scalars of fixed size are skipped
+ * without being decoded). */
+START_TEST(test_mp_skip_steps_over_one_item_of_each_kind)
+{
+    static const struct {
+        unsigned char b[12];
+        size_t len; /* the item's bytes; b[len] is a marker 0x2a */
+    } items[] = {
+        { { 0x00 }, 1 },  { { 0x7f }, 1 },  { { 0xe0 }, 1 },
+        { { 0xff }, 1 },  { { 0xc0 }, 1 },  { { 0xc2 }, 1 },
+        { { 0xc3 }, 1 },  { { 0xcc, 0xff }, 2 },
+        { { 0xcd, 1, 2 }, 3 },  { { 0xce, 1, 2, 3, 4 }, 5 },
+        { { 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }, 9 },
+        { { 0xd0, 0x80 }, 2 },  { { 0xd1, 1, 2 }, 3 },
+        { { 0xd2, 1, 2, 3, 4 }, 5 },
+        { { 0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0 }, 9 },
+        { { 0xca, 1, 2, 3, 4 }, 5 },  { { 0xcb, 1, 2, 3, 4, 5, 6, 7, 8 }, 9 },
+        { { 0xc4, 2, 9, 9 }, 4 },  { { 0xa2, 'h', 'i' }, 3 },
+        { { 0x92, 0x01, 0xcd, 1, 2 }, 5 },  { { 0x81, 0xa1, 'k', 0xc0 }, 4 },
+    };
+    static const unsigned char bad[] = { 0xc1, 0xc7, 0xd4, 0xd8 };
+
+    for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
+        unsigned char buf[16];
+        crdt__mp m;
+
+        memcpy(buf, items[i].b, items[i].len);
+        buf[items[i].len] = 0x2a;
+        m.p = buf;
+        m.end = buf + items[i].len + 1;
+        ck_assert_int_eq(crdt__mp_skip(&m), CRDT_OK);
+        ck_assert_ptr_eq(m.p, buf + items[i].len);
+        /* one byte short: refused, not moved */
+        m.p = buf;
+        m.end = buf + items[i].len - 1;
+        ck_assert_int_eq(crdt__mp_skip(&m), CRDT_EPROTO);
+        ck_assert_ptr_eq(m.p, buf);
+    }
+    for (size_t i = 0; i < sizeof bad; i++) {
+        unsigned char buf[16] = { 0 };
+        crdt__mp m = { buf, buf + sizeof buf };
+
+        buf[0] = bad[i];
+        ck_assert_int_eq(crdt__mp_skip(&m), CRDT_EPROTO);
+        ck_assert_ptr_eq(m.p, buf);
+    }
+}
+END_TEST
+
 START_TEST(test_tiny_map_grows_through_100000_writes)
 {
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
@@ -352,6 +402,7 @@ test_suite(void)
     tcase_add_test(tc, test_oversized_change_is_refused);
     tcase_add_test(tc, test_broken_hash_chain_is_refused);
     tcase_add_test(tc, test_tiny_map_grows_through_100000_writes);
+    tcase_add_test(tc, test_mp_skip_steps_over_one_item_of_each_kind);
     suite_add_tcase(s, tc);
     return s;
 }
