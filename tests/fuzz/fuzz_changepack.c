@@ -32,10 +32,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    unsigned char *in = malloc(size ? size : 1), *buf = NULL, *buf2 = NULL;
+    unsigned char *in = malloc(size ? size : 1), *buf = NULL;
     unsigned char *packed = NULL;
-    crdt_bytes *list = NULL, *list2 = NULL;
-    size_t n = 0, n2 = 0, plen = 0, total = 0;
+    crdt_bytes *list = NULL;
+    size_t n = 0, plen = 0, total = 0;
     crdt_change c;
     int rc;
 
@@ -63,17 +63,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (total > CRDT_CHANGES_UNPACKED_MAX)
         abort();
     rc = crdt_changes_pack(&packed, &plen, list, n);
-    if (rc == CRDT_OK) {
-        if (crdt_changes_unpack(&list2, &n2, &buf2, packed, plen) != CRDT_OK ||
-            n2 != n)
-            abort();
-        for (size_t i = 0; i < n; i++)
-            if (list2[i].len != list[i].len ||
-                memcmp(list2[i].data, list[i].data, list[i].len) != 0)
-                abort();
-    } else if (rc != CRDT_ELIMIT && rc != CRDT_ENOMEM) {
+    if (rc == CRDT_OK)
+        fuzz_check_unpacks_to(packed, plen, list, n);
+    else if (rc != CRDT_ELIMIT && rc != CRDT_ENOMEM)
         abort();
-    }
     /* packed with the decoded hashes (zeros for a change that does not
      * decode: a wrong hash may cost size, never exactness) */
     if (n > 0) {
@@ -84,28 +77,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 memcpy(hashes + i * CRDT_HASH_BYTES, c.hash, CRDT_HASH_BYTES);
         rc = hashes ? crdt_changes_pack_hashed(&p2, &l2, list, hashes, n)
                     : CRDT_ENOMEM;
-        if (rc == CRDT_OK) {
-            crdt_free(list2);
-            crdt_free(buf2);
-            list2 = NULL;
-            buf2 = NULL;
-            if (crdt_changes_unpack(&list2, &n2, &buf2, p2, l2) != CRDT_OK ||
-                n2 != n)
-                abort();
-            for (size_t i = 0; i < n; i++)
-                if (list2[i].len != list[i].len ||
-                    memcmp(list2[i].data, list[i].data, list[i].len) != 0)
-                    abort();
-        } else if (rc != CRDT_ELIMIT && rc != CRDT_ENOMEM) {
+        if (rc == CRDT_OK)
+            fuzz_check_unpacks_to(p2, l2, list, n);
+        else if (rc != CRDT_ELIMIT && rc != CRDT_ENOMEM)
             abort();
-        }
         crdt_free(p2);
         free(hashes);
     }
     crdt_free(list);
     crdt_free(buf);
-    crdt_free(list2);
-    crdt_free(buf2);
     crdt_free(packed);
     free(in);
     return 0;

@@ -118,6 +118,25 @@ fuzz_seeds_if_asked(void (*write_seeds)(const char *dir))
 }
 
 void
+fuzz_check_unpacks_to(const unsigned char *packed, size_t plen,
+                      const crdt_bytes *list, size_t n)
+{
+    crdt_bytes *got = NULL;
+    unsigned char *buf = NULL;
+    size_t n2 = 0;
+
+    if (crdt_changes_unpack(&got, &n2, &buf, packed, plen) != CRDT_OK ||
+        n2 != n)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        if (got[i].len != list[i].len ||
+            memcmp(got[i].data, list[i].data, list[i].len) != 0)
+            abort();
+    crdt_free(got);
+    crdt_free(buf);
+}
+
+void
 fuzz_init_signing(void)
 {
     fuzz_rng_install();

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "crdt/crdt.h"
+#include "crdt/sync.h"
 #include "crdt/value.h"
 
 /*
@@ -40,6 +41,10 @@ uint64_t fuzz_fixed_clock(void *ctx);
  * (16 bytes 0x5a), its key from a seed of 32 bytes @p fill; exits on
  * failure. */
 crdt_replica *fuzz_seed_replica(const char *dir, unsigned char fill);
+/* Abort unless @p packed (@p plen bytes) unpacks to the @p n changes of
+ * @p list byte for byte (what every packer must give back). */
+void fuzz_check_unpacks_to(const unsigned char *packed, size_t plen,
+                           const crdt_bytes *list, size_t n);
 /* Equal type and bytes (doubles bit for bit: NaN payloads, -0.0). */
 int fuzz_same_value(const crdt_value *a, const crdt_value *b);
 
