@@ -324,9 +324,7 @@ commit(crdt_txn *t)
 static void
 write_seeds(const char *out)
 {
-    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
-    unsigned char space[16], seed[32];
-    char tmpl[] = "/tmp/strata-fuzz-seed-XXXXXX", path[300];
+    char tmpl[] = "/tmp/strata-fuzz-seed-XXXXXX";
     const unsigned char *p;
     crdt_replica *r;
     crdt_export *e;
@@ -337,17 +335,9 @@ write_seeds(const char *out)
     size_t last_len = 0;
     static const unsigned char bytes[] = {0, 1, 2, 0xff};
 
-    memset(space, 0x5a, sizeof space);
-    memset(seed, 0x11, sizeof seed);
     if (mkdtemp(tmpl) == NULL)
         exit(1);
-    snprintf(path, sizeof path, "%s/r", tmpl);
-    o.create = 1;
-    o.no_sync = 1;
-    o.space_id = space;
-    o.seed = seed;
-    if (crdt_replica_open(&r, path, &o) != CRDT_OK)
-        exit(1);
+    r = fuzz_seed_replica(tmpl, 0x11);
 
 #define TXN(body)                                                            \
     do {                                                                     \

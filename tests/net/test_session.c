@@ -479,11 +479,7 @@ START_TEST(test_packed_batches_count_ops_not_headers)
     size_t bytes, msgs[2];
     tu_batch x;
 
-    for (int i = 0; i < 300; i++) {
-        char doc[16];
-        snprintf(doc, sizeof doc, "d%03d", i);
-        ck_assert_int_eq(tu_put_int(a, "c", doc, "x", i), CRDT_OK);
-    }
+    tu_put_numbered(a, "c", "d", 3, 300, "x");
     /* b holds them all signed (a's log keeps only its last one signed,
      * and a message never ends a run on an unsigned change) */
     x = tu_export_all(a);
@@ -540,16 +536,8 @@ START_TEST(test_giver_reset_meanwhile_sends_the_log_of_the_new_epoch)
     crdtnet_session *sb, *sc;
     char buf[64];
 
-    for (int i = 0; i < 3; i++) {
-        char doc[16];
-        snprintf(doc, sizeof doc, "b%d", i);
-        ck_assert_int_eq(tu_put_int(b, "c", doc, "x", i), CRDT_OK);
-    }
-    for (int i = 0; i < 5; i++) {
-        char doc[16];
-        snprintf(doc, sizeof doc, "a%d", i);
-        ck_assert_int_eq(tu_put_int(a, "c", doc, "x", i), CRDT_OK);
-    }
+    tu_put_numbered(b, "c", "b", 0, 3, "x");
+    tu_put_numbered(a, "c", "a", 0, 5, "x");
     tu_migrate(b, NULL, NULL); /* folds b's 3 ops */
     tu_migrate(a, NULL, NULL); /* folds a's 5 ops: the canonical fork */
     crdt_replica_space_id(a, space);
@@ -609,11 +597,7 @@ START_TEST(test_giver_refuses_a_run_whose_signed_end_was_altered)
     tu_batch sent;
     tu_sync_result r;
 
-    for (int i = 0; i < 8; i++) {
-        char doc[16];
-        snprintf(doc, sizeof doc, "a%d", i);
-        ck_assert_int_eq(tu_put_int(a, "c", doc, "x", i), CRDT_OK);
-    }
+    tu_put_numbered(a, "c", "a", 0, 8, "x");
     sent = tu_export_all(a);
     ck_assert_uint_eq(sent.n, 8);
     ck_assert_int_eq(crdt_merge(NULL, b, sent.v, sent.n), CRDT_OK);
@@ -664,11 +648,8 @@ START_TEST(test_rejected_fork_keeps_an_archived_run_whole)
     ck_assert_uint_eq(n, 3);
     tu_migrate(d, NULL, NULL);                 /* folds a:2, not a:3 */
     sync_pair(d, b, 0, &bytes);                /* b archives a:1..2 */
-    for (int i = 0; i < 5; i++) {              /* c's fork wins: a */
-        char doc[16];                          /* larger base total */
-        snprintf(doc, sizeof doc, "e%d", i);
-        ck_assert_int_eq(tu_put_int(c, "c", doc, "x", i), CRDT_OK);
-    }
+    /* c's fork wins: a larger base total */
+    tu_put_numbered(c, "c", "e", 0, 5, "x");
     ck_assert_int_eq(epoch_builder_new(&bl, c), CRDT_OK);
     ck_assert_int_eq(epoch_builder_set_custom(bl, "mark", "c", 2, mark, NULL),
                      CRDT_OK);

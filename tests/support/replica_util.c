@@ -191,6 +191,17 @@ tu_put_int(crdt_replica *r, const char *coll, const char *doc,
     return crdt_txn_commit(t, NULL);
 }
 
+void
+tu_put_numbered(crdt_replica *r, const char *coll, const char *prefix,
+                int width, int n, const char *field)
+{
+    for (int i = 0; i < n; i++) {
+        char doc[64];
+        snprintf(doc, sizeof doc, "%s%0*d", prefix, width, i);
+        ck_assert_int_eq(tu_put_int(r, coll, doc, field, i), CRDT_OK);
+    }
+}
+
 tu_batch
 tu_export_all(crdt_replica *r)
 {

@@ -54,5 +54,10 @@ void tu_hash(char *hex65, crdt_replica *r);
 /* put int helper: one change. */
 int tu_put_int(crdt_replica *r, const char *coll, const char *doc,
                const char *field, int64_t v);
+/* @p n one-op changes: @p field of documents @p prefix followed by
+ * 0 .. n-1 (zero-padded to @p width digits) set to 0 .. n-1, one commit
+ * each (checked). */
+void tu_put_numbered(crdt_replica *r, const char *coll, const char *prefix,
+                     int width, int n, const char *field);
 
 #endif
