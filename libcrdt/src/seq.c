@@ -23,7 +23,6 @@
  *      indexes; chunk and sequence counts equal the sums below them.
  *  (3) An element is integrated only after both its origins.
  */
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,48 +172,6 @@ frag_prev(const crdt__seq *s, const seq_frag *f)
     return NULL;
 }
 
-/* ---- memory of runs and fragments ----
- *
- * A sequence's runs and fragments are never freed one by one: they live
- * until the sequence is freed. So they are carved from blocks of the
- * sequence (growing from 1 KiB to 16 KiB) instead of a calloc()
- * each: a text of thousands of runs and fragments took as many mallocs
- * (the allocator's own time, and a header per object). */
-
-#define SLAB_FIRST 1024
-#define SLAB_MAX (16 * 1024)
-
-struct seq_slab {
-    struct seq_slab *next;
-    size_t used, cap;
-    max_align_t mem[];
-};
-
-static void *
-seq_alloc(crdt__seq *s, size_t n)
-{
-    struct seq_slab *b = s->slab;
-    void *p;
-
-    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    if (b == NULL || b->cap - b->used < n) {
-        size_t cap = b == NULL ? SLAB_FIRST
-                               : (b->cap * 2 > SLAB_MAX ? SLAB_MAX
-                                                        : b->cap * 2);
-        if (cap < n)
-            cap = n;
-        if ((b = malloc(sizeof *b + cap)) == NULL)
-            return NULL;
-        b->used = 0;
-        b->cap = cap;
-        b->next = s->slab;
-        s->slab = b;
-    }
-    p = (unsigned char *)b->mem + b->used;
-    b->used += n;
-    return memset(p, 0, n); /* zeroed as it is used: no page touched early */
-}
-
 /* ---- chunks ---- */
 
 static seq_chunk *
@@ -327,7 +284,7 @@ run_add_frag(seq_run *r, uint32_t at, seq_frag *f)
 static seq_frag *
 frag_split(crdt__seq *s, seq_frag *f, uint64_t k)
 {
-    seq_frag *n = seq_alloc(s, sizeof *n);
+    seq_frag *n = calloc(1, sizeof *n);
     uint64_t rest = f->len - k;
 
     if (n == NULL)
@@ -602,14 +559,16 @@ crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off, uint64_t len)
         s->tot += len;
         return CRDT_OK;
     }
-    nf = seq_alloc(s, sizeof *nf);
+    nf = calloc(1, sizeof *nf);
     if (nf == NULL)
         return CRDT_ENOMEM;
     nf->run = r;
     nf->off = off;
     nf->len = len;
-    if ((rc = run_add_frag(r, r->nf, nf)) < 0)
-        return rc; /* nf stays in the block, unused */
+    if ((rc = run_add_frag(r, r->nf, nf)) < 0) {
+        free(nf);
+        return rc;
+    }
     rc = dest != NULL ? place(s, dest->ch, dest->idx, nf)
                       : place(s, NULL, 0, nf);
     if (rc < 0)
@@ -939,14 +898,18 @@ crdt__seq_free(crdt__seq *s)
 {
     if (s == NULL)
         return;
-    for (size_t c = 0; c < s->nch; c++)
-        free(s->ch[c]); /* its fragments are in the blocks */
+    for (size_t c = 0; c < s->nch; c++) {
+        for (uint32_t i = 0; i < s->ch[c]->n; i++)
+            free(s->ch[c]->f[i]);
+        free(s->ch[c]);
+    }
     free(s->ch);
     for (size_t a = 0; a < s->nact; a++) {
         for (size_t i = 0; i < s->act[a].n; i++) {
             seq_run *r = s->act[a].runs[i];
             free(r->bytes);
             free(r->frags);
+            free(r);
         }
         free(s->act[a].runs);
         free(s->act[a].dels ? s->act[a].dels - s->act[a].dels_skip : NULL);
@@ -956,11 +919,6 @@ crdt__seq_free(crdt__seq *s)
     free(s->base);
     free(s->dirty_runs);
     free(s->dirty_dels);
-    while (s->slab != NULL) {
-        struct seq_slab *next = s->slab->next;
-        free(s->slab);
-        s->slab = next;
-    }
     free(s);
 }
 
@@ -982,7 +940,7 @@ crdt__seq_run_new(crdt__seq *s, const crdt_actor *actor, uint64_t ctr)
         a->runs = n;
         a->cap = cap;
     }
-    if ((r = seq_alloc(s, sizeof *r)) == NULL)
+    if ((r = calloc(1, sizeof *r)) == NULL)
         return NULL;
     r->actor = *actor;
     r->ctr = ctr;

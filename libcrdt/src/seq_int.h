@@ -98,9 +98,6 @@ struct crdt__seq {
     size_t ndirty, capdirty;
     crdt_actor *dirty_dels; /* actors whose dels differ from dels0 */
     size_t ndirtyd, capdirtyd;
-    /* the blocks its runs and fragments are carved from (seq.c,
-     * seq_alloc): they live as long as the sequence */
-    struct seq_slab *slab;
     /* cache bookkeeping (seq_store.c) */
     uint64_t valid_at;
     int busy, cached;
