@@ -93,6 +93,7 @@ struct crdt_replica {
     pthread_mutex_t map_lock; /* one committer checks at a time */
     size_t map_budget;        /* bytes; SIZE_MAX = never drop */
     size_t map_rss_base;      /* file-backed RSS after the last drop */
+    int map_based;            /* map_rss_base taken (first write commit) */
     void *map_addr;           /* the LMDB map; NULL = find it again */
     size_t map_len, map_size; /* its VMA length; me_mapsize then */
     int map_off;              /* lookup or madvise failed: stop trying */
