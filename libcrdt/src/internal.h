@@ -259,6 +259,9 @@ int crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q);
 
 /* ---- store_lmdb.c ---- */
 int crdt__mdb_err(int mdb_rc);
+/* Populate the whole pages of a fresh buffer of @p len bytes with one
+ * call (prefault.c); a hint, never an error. */
+void crdt__prefault(void *p, size_t len);
 /* Opens (or, with o->create, creates) the environment. A store it
  * creates gets its format record and its identity (crdt__genesis_put)
  * in ONE durable txn: a crash leaves no data, or a whole replica. */

@@ -94,6 +94,7 @@ crdt_vv_reserve(crdt_vv *vv, size_t n)
     e = realloc(vv->e, n * sizeof *e);
     if (e == NULL)
         return CRDT_ENOMEM;
+    crdt__prefault(e + vv->n, (n - vv->n) * sizeof *e); /* to be filled */
     vv->e = e;
     vv->cap = n;
     return CRDT_OK;

@@ -171,6 +171,26 @@ START_TEST(test_copies_name_the_op_they_copy)
 }
 END_TEST
 
+START_TEST(test_prefault_keeps_contents)
+{
+    /* populating a buffer's pages is a hint: what the buffer holds is
+     * unchanged, at any alignment and size, and nothing is touched
+     * outside it */
+    size_t len = 1024 * 1024 + 77;
+    unsigned char *b = malloc(len + 64);
+
+    ck_assert_ptr_nonnull(b);
+    for (size_t i = 0; i < len + 64; i++)
+        b[i] = (unsigned char)(i * 31 + 7);
+    crdt__prefault(b + 13, len);
+    crdt__prefault(b, 100);   /* too small to bother */
+    crdt__prefault(NULL, len);
+    for (size_t i = 0; i < len + 64; i++)
+        ck_assert_uint_eq(b[i], (unsigned char)(i * 31 + 7));
+    free(b);
+}
+END_TEST
+
 START_TEST(test_vv_copy_and_reserve)
 {
     crdt_vv *vv, *copy;
@@ -444,6 +464,7 @@ test_suite(void)
     tcase_add_test(tc, test_copies_name_the_op_they_copy);
     tcase_add_test(tc, test_vv_round_trip_and_limits);
     tcase_add_test(tc, test_vv_copy_and_reserve);
+    tcase_add_test(tc, test_prefault_keeps_contents);
     tcase_add_test(tc, test_hlc_stays_increasing_when_the_clock_steps_back);
     tcase_add_test(tc, test_oversized_change_is_refused);
     tcase_add_test(tc, test_broken_hash_chain_is_refused);
