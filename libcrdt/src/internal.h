@@ -93,6 +93,7 @@ struct crdt_replica {
     pthread_mutex_t map_lock; /* one committer checks at a time */
     size_t map_budget;        /* bytes; SIZE_MAX = never drop */
     size_t map_rss_base;      /* file-backed RSS after the last drop */
+    int map_based;            /* map_rss_base taken (first write commit) */
     void *map_addr;           /* the LMDB map; NULL = find it again */
     size_t map_len, map_size; /* its VMA length; me_mapsize then */
     int map_off;              /* lookup or madvise failed: stop trying */
@@ -261,6 +262,9 @@ int crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q);
 
 /* ---- store_lmdb.c ---- */
 int crdt__mdb_err(int mdb_rc);
+/* Populate the whole pages of a fresh buffer of @p len bytes with one
+ * call (prefault.c); a hint, never an error. */
+void crdt__prefault(void *p, size_t len);
 /* Opens (or, with o->create, creates) the environment. A store it
  * creates gets its format record and its identity (crdt__genesis_put)
  * in ONE durable txn: a crash leaves no data, or a whole replica. */

@@ -14,8 +14,9 @@
  *  (3) MDB_* codes and errno never leave this file untranslated.
  *  (4) After a write commit, the pages of the map this process keeps
  *      mapped are dropped once file-backed RSS has grown by more than
- *      the resident-map budget since the last drop (Linux; see
- *      map_trim()). Dropping never changes what any txn reads.
+ *      the resident-map budget since the last drop, or since the first
+ *      write commit of this handle (Linux; see map_trim()). Dropping
+ *      never changes what any txn reads.
  *  (5) Group commit (crdt_open_options.group_commit): a write commit
  *      returns CRDT_OK only after an mdb_env_sync() that began after
  *      LMDB's commit of it returned has succeeded (group_sync()). Many
@@ -103,6 +104,14 @@ dir_state(const char *path, int *has_data)
  * file-backed RSS from /proc/self/statm (an O(1) counter, about 3 us).
  * When it exceeds the RSS right after the last drop by more than the
  * budget, madvise(MADV_DONTNEED) the whole map and take a new base. The
+ * first base is the RSS after the handle's first write commit, not at
+ * open: what a process read before it ever wrote stays mapped. A sync
+ * reads the heads (10,000 scattered leaf pages, each fault mapping the
+ * 64 KiB around it: tens of MB at a million ops), commits what it
+ * received, then reads the heads again for FIN; a base taken at open
+ * dropped them at that one commit, and each of those faults came back
+ * (about 15 us apiece on a VM). The budget bounds what write commits
+ * add, which is what grows without end in a long merge. The
  * measure is process-wide, so other file mappings growing only make a
  * drop come earlier; the base follows RSS down when it shrinks (another
  * replica's drop, reclaim). A single committer checks at a time; one
@@ -218,6 +227,11 @@ map_trim(crdt_replica *r)
         return; /* another committer is checking */
     if (r->map_off || file_rss(&rss) < 0)
         goto done;
+    if (!r->map_based) { /* the first write commit: the base, no drop */
+        r->map_rss_base = rss;
+        r->map_based = 1;
+        goto done;
+    }
     if (rss < r->map_rss_base)
         r->map_rss_base = rss;
     if (rss - r->map_rss_base <= r->map_budget)
@@ -253,6 +267,7 @@ map_budget_init(crdt_replica *r, const crdt_open_options *o)
     r->map_budget = want ? want : DEFAULT_RESIDENT;
     r->map_addr = NULL;
     r->map_rss_base = 0;
+    r->map_based = 0; /* taken at the first write commit (map_trim()) */
 #ifdef __linux__
     if (r->map_budget != SIZE_MAX && file_rss(&r->map_rss_base) < 0)
         r->map_off = 1;
