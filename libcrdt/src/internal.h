@@ -620,9 +620,8 @@ int crdt__log_split(uint64_t *split_out, MDB_txn *txn, MDB_dbi dbi);
 /* ---- changepack.c ---- */
 /* crdt_changes_pack() of changes whose body hashes libcrdt computed
  * earlier from these same bytes (@p hashes: n x CRDT_HASH_BYTES, or
- * NULL: computed here): spares decoding and hashing each change again.
- * Each record is still rebuilt and compared with the change it packs
- * (a wrong hash only keeps the next change from being chained to it). */
+ * NULL: computed here): spares hashing each change again (a wrong hash
+ * only keeps the next change from being chained to it). */
 int crdt__changes_pack_hashed(unsigned char **out, size_t *out_len,
                               const crdt_bytes *changes,
                               const unsigned char *hashes, size_t n);
@@ -668,9 +667,7 @@ void crdt__logrun_free(crdt__logrun *run);
 /* crdt_changes_pack() of @p n changes whose decoded forms @p dec (as
  * crdt_change_decode() gives them, or from a header decode whose ops
  * were all read since) are at hand: they are not decoded and hashed
- * again. The packer's own check (each record unpacked and compared with
- * the change's bytes) is the same, so the bytes are those of
- * crdt_changes_pack(). */
+ * again; the bytes are those of crdt_changes_pack(). */
 int crdt__changes_pack_decoded(unsigned char **out, size_t *out_len,
                                const crdt_bytes *changes,
                                const crdt_change *dec, size_t n);
