@@ -138,6 +138,7 @@ crdt_read_heads(unsigned char **buf, size_t *cap, size_t *n, crdt_read *rd)
         unsigned char *nb = realloc(*buf, need);
         if (nb == NULL)
             return CRDT_ENOMEM;
+        crdt__prefault(nb, need); /* 480 KB at 10,000 heads */
         *buf = nb;
         *cap = need;
     }

@@ -93,6 +93,7 @@ struct crdt_replica {
     pthread_mutex_t map_lock; /* one committer checks at a time */
     size_t map_budget;        /* bytes; SIZE_MAX = never drop */
     size_t map_rss_base;      /* file-backed RSS after the last drop */
+    int map_based;            /* map_rss_base taken (first write commit) */
     void *map_addr;           /* the LMDB map; NULL = find it again */
     size_t map_len, map_size; /* its VMA length; me_mapsize then */
     int map_off;              /* lookup or madvise failed: stop trying */
@@ -112,6 +113,9 @@ struct crdt_replica {
     /* Group commit (store_lmdb.c): commits do not sync one by one; a
      * committer returns once a sync that began after its commit ended */
     int group_sync;            /* the env is MDB_NOSYNC for it */
+    /* 1 from a creation committed without a sync (store_create.c) until
+     * a durable commit has synced it too; atomic */
+    int create_unsynced;
     pthread_mutex_t sync_lock;
     pthread_cond_t sync_cond;
     uint64_t sync_done;        /* commits counted, in order */
@@ -261,6 +265,9 @@ int crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q);
 
 /* ---- store_lmdb.c ---- */
 int crdt__mdb_err(int mdb_rc);
+/* Populate the whole pages of a fresh buffer of @p len bytes with one
+ * call (prefault.c); a hint, never an error. */
+void crdt__prefault(void *p, size_t len);
 /* Opens (or, with o->create, creates) the environment. A store it
  * creates gets its format record and its identity (crdt__genesis_put)
  * in ONE durable txn: a crash leaves no data, or a whole replica. */
@@ -297,6 +304,28 @@ int crdt__store_precheck(const char *path, int may_repair,
  * (0 = all); CRDT_ECORRUPT with @p why filled at the first damage. */
 int crdt__store_walk(crdt_replica *r, uint64_t max_pages, char *why,
                      size_t why_len);
+/* The newest sound meta page in the first @p len bytes of a data file:
+ * its commit's txnid, its last page and the page size; CRDT_ECORRUPT if
+ * neither meta page is sound. */
+typedef struct {
+    uint64_t txnid, last_pg;
+    uint32_t psize;
+} crdt__newest_meta;
+int crdt__pagecheck_newest(const unsigned char *img, size_t len,
+                           crdt__newest_meta *out);
+
+/* ---- store_create.c: a creation that never reached the disk ---- */
+/* 1 if DIR/data.mdb holds no commit but possibly the creation's own,
+ * unsynced and incomplete (docs/storage.md 1.1): not a replica yet; 0 if
+ * it is one (or damaged: the open's checks say); or a crdt_err. */
+int crdt__store_unborn(const char *path);
+/* The same judgement on a whole data file in memory: 1 or 0 (for the
+ * fuzz target). */
+int crdt__store_unborn_image(const unsigned char *img, size_t len);
+/* Remove such a file so that a create starts afresh; CRDT_EBUSY if
+ * another process has the directory's environment open. */
+int crdt__store_discard_unborn(const char *path);
+
 /* Describe the damage in @p why (may be NULL, @p len its size) and
  * return CRDT_ECORRUPT: how the page and record checks report. */
 int crdt__corrupt(char *why, size_t len, const char *fmt, ...)

@@ -79,6 +79,50 @@ crdt_vv_get(const crdt_vv *vv, const crdt_actor *actor)
 }
 
 int
+crdt_vv_reserve(crdt_vv *vv, size_t n)
+{
+    vv_entry *e;
+
+    if (vv == NULL)
+        return CRDT_EINVAL;
+    if (n > VV_MAX_ENTRIES)
+        return CRDT_ELIMIT;
+    if (n <= vv->cap)
+        return CRDT_OK;
+    /* one allocation of the final size: a vector of 10,000 actors built
+     * by doubling reallocs moves (and faults in) its pages about twice */
+    e = realloc(vv->e, n * sizeof *e);
+    if (e == NULL)
+        return CRDT_ENOMEM;
+    crdt__prefault(e + vv->n, (n - vv->n) * sizeof *e); /* to be filled */
+    vv->e = e;
+    vv->cap = n;
+    return CRDT_OK;
+}
+
+int
+crdt_vv_copy(crdt_vv **out, const crdt_vv *vv)
+{
+    crdt_vv *c;
+    int rc;
+
+    if (out == NULL || vv == NULL)
+        return CRDT_EINVAL;
+    *out = NULL;
+    if ((rc = crdt_vv_new(&c)) < 0)
+        return rc;
+    if ((rc = crdt_vv_reserve(c, vv->n)) < 0) {
+        crdt_vv_free(c);
+        return rc;
+    }
+    if (vv->n > 0)
+        memcpy(c->e, vv->e, vv->n * sizeof *vv->e);
+    c->n = vv->n; /* the same entries: (1) holds */
+    *out = c;
+    return CRDT_OK;
+}
+
+int
 crdt_vv_set(crdt_vv *vv, const crdt_actor *actor, uint64_t seq)
 {
     int found = 0;
@@ -156,12 +200,20 @@ crdt__vv_from_heads(crdt_vv **out, MDB_txn *txn, crdt_replica *r)
 {
     MDB_cursor *cur;
     MDB_val k, v;
+    MDB_stat st;
     crdt_vv *vv;
     int rc;
 
     if ((rc = crdt_vv_new(&vv)) < 0)
         return rc;
-    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, r->dbi[CRDT_DB_HEADS],
+    /* sized once by the count (more than a vector holds fails at the
+     * set that passes the limit, as before) */
+    if ((rc = crdt__mdb_err(mdb_stat(txn, r->dbi[CRDT_DB_HEADS], &st))) <
+            0 ||
+        (rc = crdt_vv_reserve(vv, st.ms_entries < VV_MAX_ENTRIES
+                                      ? st.ms_entries
+                                      : VV_MAX_ENTRIES)) < 0 ||
+        (rc = crdt__mdb_err(mdb_cursor_open(txn, r->dbi[CRDT_DB_HEADS],
                                             &cur))) < 0) {
         crdt_vv_free(vv);
         return rc;
@@ -232,6 +284,13 @@ crdt_vv_decode(crdt_vv **out, const unsigned char *buf, size_t len)
         return CRDT_ELIMIT;
     if ((rc = crdt_vv_new(&vv)) < 0)
         return rc;
+    /* sized once, but never beyond what @p len can hold (an entry takes
+     * at least 11 bytes: bin 8 and a one-byte uint), so a short message
+     * that claims 65,536 entries allocates little */
+    if ((rc = crdt_vv_reserve(vv, n < len / 11 ? n : len / 11)) < 0) {
+        crdt_vv_free(vv);
+        return rc;
+    }
     for (uint32_t i = 0; i < n; i++) {
         crdt_actor a;
         uint64_t seq;

@@ -1073,15 +1073,8 @@ next_message(crdtnet_session *s)
         s->dirty = 0;
         crdt_vv_free(s->lacks);
         s->lacks = NULL;
-        if (s->peer_known != NULL) {
-            /* export from what the peer is known to hold */
-            unsigned char *b;
-            size_t l;
-            if (crdt_vv_encode(&b, &l, s->peer_known) == CRDT_OK) {
-                crdt_vv_decode(&s->lacks, b, l);
-                crdt_free(b);
-            }
-        }
+        if (s->peer_known != NULL) /* export from what the peer is */
+            (void)crdt_vv_copy(&s->lacks, s->peer_known); /* known to hold */
     }
     if (s->lacks != NULL || s->exp != NULL) {
         rc = build_changes(s);
@@ -1290,25 +1283,6 @@ on_forks(crdtnet_session *s, crdt__mp *m)
     return become_giver(s);
 }
 
-/* A copy of @p vv. */
-static int
-vv_copy(crdt_vv **out, const crdt_vv *vv)
-{
-    int rc = crdt_vv_new(out);
-
-    for (size_t i = 0; rc == CRDT_OK && i < crdt_vv_count(vv); i++) {
-        crdt_actor a;
-        uint64_t seq;
-        crdt_vv_entry(vv, i, &a, &seq);
-        rc = crdt_vv_set(*out, &a, seq);
-    }
-    if (rc < 0) {
-        crdt_vv_free(*out);
-        *out = NULL;
-    }
-    return rc;
-}
-
 /*
  * What the peer holds is known (its HELLO's vv and heads; in protocol 4,
  * rebuilt by the summary): @p their_vv (taken over) is what it holds,
@@ -1325,7 +1299,7 @@ peer_view(crdtnet_session *s, crdt_vv *their_vv)
     crdt_vv_free(s->peer_hello_vv);
     s->peer_hello_vv = NULL;
     if (s->proto != PROTO_SUMMARY &&
-        (rc = vv_copy(&s->peer_hello_vv, their_vv)) < 0) {
+        (rc = crdt_vv_copy(&s->peer_hello_vv, their_vv)) < 0) {
         crdt_vv_free(their_vv);
         return fail(s, rc, crdt_strerror(rc), 1);
     }
@@ -1350,7 +1324,7 @@ peer_view(crdtnet_session *s, crdt_vv *their_vv)
     if (s->role == ROLE_SAME || s->role == ROLE_TAKER) {
         crdt_vv_free(s->lacks);
         s->lacks = NULL;
-        if ((rc = vv_copy(&s->lacks, their_vv)) < 0)
+        if ((rc = crdt_vv_copy(&s->lacks, their_vv)) < 0)
             return fail(s, rc, crdt_strerror(rc), 1);
     }
     return CRDT_OK;

@@ -567,6 +567,11 @@ crdtnet__sum_peer_vv(const crdtnet__sum *s, crdt_vv **out)
         return CRDT_EINVAL;
     if ((rc = crdt_vv_new(&vv)) < 0)
         return rc;
+    /* finish() counted the peer's heads: peer_n, at most SUM_MAX */
+    if ((rc = crdt_vv_reserve(vv, s->peer_n)) < 0) {
+        crdt_vv_free(vv);
+        return rc;
+    }
     while ((e = merged_next(s, &i, &j)) != NULL) {
         crdt_actor a;
         memcpy(a.b, e, 8);

@@ -171,6 +171,71 @@ START_TEST(test_copies_name_the_op_they_copy)
 }
 END_TEST
 
+START_TEST(test_prefault_keeps_contents)
+{
+    /* populating a buffer's pages is a hint: what the buffer holds is
+     * unchanged, at any alignment and size, and nothing is touched
+     * outside it */
+    size_t len = 1024 * 1024 + 77;
+    unsigned char *b = malloc(len + 64);
+
+    ck_assert_ptr_nonnull(b);
+    for (size_t i = 0; i < len + 64; i++)
+        b[i] = (unsigned char)(i * 31 + 7);
+    crdt__prefault(b + 13, len);
+    crdt__prefault(b, 100);   /* too small to bother */
+    crdt__prefault(NULL, len);
+    for (size_t i = 0; i < len + 64; i++)
+        ck_assert_uint_eq(b[i], (unsigned char)(i * 31 + 7));
+    free(b);
+}
+END_TEST
+
+START_TEST(test_vv_copy_and_reserve)
+{
+    crdt_vv *vv, *copy;
+    crdt_actor a, got;
+    uint64_t seq;
+
+    ck_assert_int_eq(crdt_vv_new(&vv), CRDT_OK);
+    ck_assert_int_eq(crdt_vv_reserve(vv, 65537), CRDT_ELIMIT);
+    ck_assert_int_eq(crdt_vv_reserve(NULL, 1), CRDT_EINVAL);
+    /* room made before and between sets keeps every entry */
+    ck_assert_int_eq(crdt_vv_reserve(vv, 100), CRDT_OK);
+    for (int i = 0; i < 300; i++) {
+        memset(a.b, 0, sizeof a.b);
+        a.b[0] = (unsigned char)((299 - i) >> 8); /* descending: inserts */
+        a.b[1] = (unsigned char)(299 - i);
+        ck_assert_int_eq(crdt_vv_set(vv, &a, (uint64_t)i + 1), CRDT_OK);
+        if (i == 150)
+            ck_assert_int_eq(crdt_vv_reserve(vv, 1000), CRDT_OK);
+    }
+    ck_assert_int_eq(crdt_vv_reserve(vv, 10), CRDT_OK); /* never shrinks */
+    ck_assert_uint_eq(crdt_vv_count(vv), 300);
+    ck_assert_int_eq(crdt_vv_copy(&copy, vv), CRDT_OK);
+    ck_assert_uint_eq(crdt_vv_count(copy), 300);
+    ck_assert(crdt_vv_covers(vv, copy) && crdt_vv_covers(copy, vv));
+    for (size_t i = 0; i < 300; i++) {
+        crdt_vv_entry(copy, i, &got, &seq);
+        ck_assert_uint_eq(got.b[1], (unsigned char)i);
+        ck_assert_uint_eq(seq, 300 - i);
+    }
+    /* the copy is its own: raising it leaves the original as it was */
+    crdt_vv_entry(copy, 7, &got, &seq);
+    ck_assert_int_eq(crdt_vv_set(copy, &got, seq + 5), CRDT_OK);
+    ck_assert_uint_eq(crdt_vv_get(vv, &got), seq);
+    ck_assert_uint_eq(crdt_vv_get(copy, &got), seq + 5);
+    crdt_vv_free(copy);
+    crdt_vv_free(vv);
+    /* an empty vector copies to an empty one */
+    ck_assert_int_eq(crdt_vv_new(&vv), CRDT_OK);
+    ck_assert_int_eq(crdt_vv_copy(&copy, vv), CRDT_OK);
+    ck_assert_uint_eq(crdt_vv_count(copy), 0);
+    crdt_vv_free(copy);
+    crdt_vv_free(vv);
+}
+END_TEST
+
 START_TEST(test_vv_round_trip_and_limits)
 {
     crdt_vv *vv, *back;
@@ -398,6 +463,8 @@ test_suite(void)
     tcase_add_test(tc, test_every_op_and_value_round_trips);
     tcase_add_test(tc, test_copies_name_the_op_they_copy);
     tcase_add_test(tc, test_vv_round_trip_and_limits);
+    tcase_add_test(tc, test_vv_copy_and_reserve);
+    tcase_add_test(tc, test_prefault_keeps_contents);
     tcase_add_test(tc, test_hlc_stays_increasing_when_the_clock_steps_back);
     tcase_add_test(tc, test_oversized_change_is_refused);
     tcase_add_test(tc, test_broken_hash_chain_is_refused);

@@ -206,6 +206,36 @@ START_TEST(test_open_read_txn_pointer_survives_drops)
 }
 END_TEST
 
+START_TEST(test_reads_before_the_first_write_stay_mapped)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+
+    open_replica(0, BUDGET);
+    write_all();
+    crdt_replica_close(r);
+    /* a new handle (as a new process's) reads everything, then writes
+     * once: the first write commit takes the base and keeps what was
+     * read (a sync reads its heads again right after that commit) */
+    o.no_sync = 1;
+    o.map_resident = BUDGET;
+    ck_assert_int_eq(crdt_replica_open(&r, sub, &o), CRDT_OK);
+    read_all();
+    one_more_commit();
+    ck_assert_uint_gt(map_rss(), 4 * BUDGET);
+    /* from then on the budget holds as before */
+    read_all();
+    one_more_commit();
+    ck_assert_uint_gt(map_rss(), 4 * BUDGET); /* nothing new since */
+    crdt_replica_close(r);
+    ck_assert_int_eq(crdt_replica_open(&r, sub, &o), CRDT_OK);
+    one_more_commit(); /* the base, before anything was read */
+    read_all();
+    one_more_commit(); /* grown by far more than the budget: dropped */
+    ck_assert_uint_le(map_rss(), BUDGET + SLACK);
+    read_all();
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -219,6 +249,7 @@ test_suite(void)
     tcase_add_test(tc, test_budget_holds_across_map_growth);
     tcase_add_test(tc, test_without_budget_the_map_stays_resident);
     tcase_add_test(tc, test_open_read_txn_pointer_survives_drops);
+    tcase_add_test(tc, test_reads_before_the_first_write_stay_mapped);
 #endif
     suite_add_tcase(s, tc);
     return s;

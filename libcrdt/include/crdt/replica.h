@@ -115,9 +115,11 @@ typedef struct {
      * read-only map keeps every page this process has touched mapped,
      * so RSS grows with the data file. After a write commit, once the
      * process's file-backed resident memory has grown by more than this
-     * since the last time, the replica unmaps its map's pages
-     * (madvise(MADV_DONTNEED)): they stay in the page cache and fault
-     * back in when used. 0 = 32 MiB; SIZE_MAX = never.
+     * since the last time (or since the first write commit of this
+     * handle: what was read before any write is not counted), the
+     * replica unmaps its map's pages (madvise(MADV_DONTNEED)): they stay
+     * in the page cache and fault back in when used. 0 = 32 MiB;
+     * SIZE_MAX = never.
      */
     size_t map_resident;
     /**

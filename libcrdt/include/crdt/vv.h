@@ -28,6 +28,20 @@ CRDT_API void crdt_vv_free(crdt_vv *vv);
 CRDT_API uint64_t crdt_vv_get(const crdt_vv *vv, const crdt_actor *actor);
 /** Set (never lowers: keeps the max). @return CRDT_OK; CRDT_ENOMEM. */
 CRDT_API int crdt_vv_set(crdt_vv *vv, const crdt_actor *actor, uint64_t seq);
+/**
+ * Room for @p n entries in all, allocated at once: a caller that knows
+ * how many actors it will set (a vector rebuilt from 10,000 heads) saves
+ * the reallocs of growing it one doubling at a time. Entries are kept.
+ * @return CRDT_OK; CRDT_ELIMIT (more than 65536); CRDT_ENOMEM;
+ *         CRDT_EINVAL.
+ */
+CRDT_API int crdt_vv_reserve(crdt_vv *vv, size_t n);
+/**
+ * A copy of @p vv, made in one allocation.
+ * @param[out] out  release with crdt_vv_free()
+ * @return CRDT_OK; CRDT_ENOMEM; CRDT_EINVAL.
+ */
+CRDT_API int crdt_vv_copy(crdt_vv **out, const crdt_vv *vv);
 CRDT_API size_t crdt_vv_count(const crdt_vv *vv);
 /** Entry @p i in actor order. */
 CRDT_API void crdt_vv_entry(const crdt_vv *vv, size_t i, crdt_actor *actor_out,
