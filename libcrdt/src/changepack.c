@@ -13,11 +13,15 @@
  * value without the type byte it shares with the op before.
  *
  * Exactness: the receiver rebuilds the change bytes and hashes and
- * verifies them as ever, so the packed form can lose nothing. The
- * packer checks that: after writing a record it unpacks it with the same
- * state the receiver will have and compares the bytes; a change that
- * does not come back identical (format 1, a non-canonical encoding from
- * another writer) is written verbatim instead.
+ * verifies them as ever, so the packed form can lose nothing. A packed
+ * record rebuilds every msgpack header in its shortest form: the packer
+ * packs a change only when its bytes are exactly that
+ * (change_rebuilds(); an op in another form goes raw), and writes any
+ * other (format 1, another writer's encoding) verbatim. It does not
+ * unpack a record to check it: the unpacker accepts only the canonical
+ * form (docs/protocol.md), the one the packer writes, and the packer
+ * moves its state as the unpacker does (enc_record()). fuzz_changepack
+ * checks that whatever is packed unpacks to the same bytes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -274,6 +278,8 @@ in_varint(pk_in *in, uint64_t *v)
             return CRDT_EPROTO; /* beyond 64 bits */
         r |= (uint64_t)(c & 0x7f) << (7 * i);
         if (!(c & 0x80)) {
+            if (i > 0 && c == 0)
+                return CRDT_EPROTO; /* not the shortest form */
             *v = r;
             return CRDT_OK;
         }
@@ -368,6 +374,58 @@ tmpl_name(const pk_state *st, const unsigned char *base, size_t t,
     if (v != 0)
         return CRDT_EPROTO; /* more digits than the template's width */
     *len = tp->plen + tp->width;
+    return CRDT_OK;
+}
+
+/* ---- ops the compact form holds ---- */
+
+/* An op [kind 0..2, coll, doc, field, scalar]: each name nil or a str of
+ * 1..CRDT_NAME_MAX bytes whose header is the shortest (the one
+ * dec_name() writes back), the scalar any msgpack scalar (copied as it
+ * is). Any other op is written raw, byte for byte. */
+typedef struct {
+    const unsigned char *coll, *doc, *field; /* NULL: nil */
+    uint32_t cl, dl, fl;
+    const unsigned char *scalar; /* its type byte */
+    size_t rest;                 /* bytes after the type byte */
+} pk_op;
+
+static int
+op_name(crdt__mp *m, const unsigned char **p, uint32_t *len)
+{
+    const unsigned char *at = m->p;
+    const char *s;
+
+    if (m->p < m->end && m->p[0] == 0xc0) {
+        m->p++;
+        *p = NULL;
+        return CRDT_OK;
+    }
+    if (crdt__mp_str(m, &s, len) < 0 || *len < 1 || *len > CRDT_NAME_MAX ||
+        (const unsigned char *)s - at != (*len <= 31 ? 1 : 2))
+        return CRDT_EPROTO;
+    *p = (const unsigned char *)s;
+    return CRDT_OK;
+}
+
+static int
+op_parse(pk_op *o, const unsigned char *op, size_t len)
+{
+    crdt__mp m = { op, op + len };
+    int64_t rest;
+
+    if (len < 6 || op[0] != 0x95 || op[1] > 2)
+        return CRDT_EPROTO;
+    m.p += 2;
+    if (op_name(&m, &o->coll, &o->cl) < 0 ||
+        op_name(&m, &o->doc, &o->dl) < 0 ||
+        op_name(&m, &o->field, &o->fl) < 0 || m.p >= m.end)
+        return CRDT_EPROTO;
+    rest = scalar_rest(m.p[0], m.p + 1, (size_t)(m.end - m.p - 1));
+    if (rest < 0 || m.p + 1 + rest != m.end)
+        return CRDT_EPROTO;
+    o->scalar = m.p;
+    o->rest = (size_t)rest;
     return CRDT_OK;
 }
 
@@ -491,11 +549,18 @@ dec_op(pk_dec *d, pk_buf *b)
         is_short = 1;
     }
     if ((h & H_KIND) == 3) { /* a raw op */
+        pk_op o;
         if (h != 3 || in_varint(&d->in, &l) < 0 || l > CRDT_CHANGE_MAX ||
             in_bytes(&d->in, &p, (size_t)l) < 0)
             return CRDT_EPROTO;
+        if (op_parse(&o, p, (size_t)l) == CRDT_OK)
+            return CRDT_EPROTO; /* not canonical: the compact form holds it */
         return buf_put(b, p, (size_t)l);
     }
+    /* not canonical: the short form says this header again */
+    if (!is_short && d->st->have_h && h == d->st->last_h &&
+        ((h >> H_DOC_SHIFT) & 3) == 2)
+        return CRDT_EPROTO;
     if ((rc = buf_byte(b, 0x95)) < 0 || (rc = buf_byte(b, h & H_KIND)) < 0 ||
         (rc = dec_name(d, (h & H_COLL_NIL) ? 0 : 1, b, NULL)) < 0 ||
         (rc = dec_name(d, (h >> H_DOC_SHIFT) & 3, b,
@@ -506,8 +571,9 @@ dec_op(pk_dec *d, pk_buf *b)
         if (!d->st->have_tag)
             return CRDT_EPROTO;
         tag = d->st->last_tag;
-    } else if (in_byte(&d->in, &tag) < 0) {
-        return CRDT_EPROTO;
+    } else if (in_byte(&d->in, &tag) < 0 ||
+               (d->st->have_tag && tag == d->st->last_tag)) {
+        return CRDT_EPROTO; /* cut short; or not canonical: H_SAME_TAG */
     }
     rest = scalar_rest(tag, d->in.base + d->in.at, d->in.len - d->in.at);
     if (rest < 0 || in_bytes(&d->in, &p, (size_t)rest) < 0)
@@ -539,14 +605,12 @@ dec_table_ref(pk_dec *d, size_t n, size_t max, size_t size, size_t *idx,
 }
 
 /* One record from d->in; the rebuilt change is appended to @p out, its
- * body's hash to @p hash_out (when not NULL). @p known: the packer's
- * check, which compares the rebuilt bytes with the change it packed and
- * already holds that change's hash: the rebuilt change is neither
- * decoded nor hashed again (the state takes @p known as its hash; the
- * caller rewinds it when the bytes differ). */
+ * body's hash to @p hash_out (when not NULL). A record in a form the
+ * packer does not write (docs/protocol.md, "Packed changes": the
+ * canonical form) is refused as malformed: whatever decodes is what
+ * the packer makes of the changes it rebuilds. */
 static int
-dec_record(pk_dec *d, pk_buf *out, const unsigned char *known,
-           unsigned char *hash_out)
+dec_record(pk_dec *d, pk_buf *out, unsigned char *hash_out)
 {
     pk_state *st = d->st;
     unsigned char f, prev[CRDT_HASH_BYTES];
@@ -582,7 +646,15 @@ dec_record(pk_dec *d, pk_buf *out, const unsigned char *known,
         if ((rc = dec_table_ref(d, st->n_authors, PK_AUTHORS_MAX,
                                 CRDT_PUBKEY_BYTES + 8, &ai, &fresh)) < 0)
             return rc;
+        if (st->have_author && ai == st->last_author)
+            return CRDT_EPROTO; /* not canonical: F_SAME_AUTHOR */
         if (fresh != NULL) {
+            for (size_t i = 0; i < st->n_authors; i++)
+                if (memcmp(st->authors[i].pk, fresh, CRDT_PUBKEY_BYTES) ==
+                        0 &&
+                    memcmp(st->authors[i].inc, fresh + CRDT_PUBKEY_BYTES,
+                           8) == 0)
+                    return CRDT_EPROTO; /* not canonical: in the table */
             if (grow((void **)&st->authors, &st->cap_authors,
                      st->n_authors + 1, sizeof *st->authors) < 0)
                 return CRDT_ENOMEM;
@@ -600,7 +672,12 @@ dec_record(pk_dec *d, pk_buf *out, const unsigned char *known,
         if ((rc = dec_table_ref(d, st->n_epochs, PK_EPOCHS_MAX,
                                 CRDT_HASH_BYTES, &ei, &fresh)) < 0)
             return rc;
+        if (st->have_epoch && ei == st->last_epoch)
+            return CRDT_EPROTO; /* not canonical: F_SAME_EPOCH */
         if (fresh != NULL) {
+            for (size_t i = 0; i < st->n_epochs; i++)
+                if (memcmp(st->epochs[i], fresh, CRDT_HASH_BYTES) == 0)
+                    return CRDT_EPROTO; /* not canonical: in the table */
             if (grow((void **)&st->epochs, &st->cap_epochs, st->n_epochs + 1,
                      sizeof *st->epochs) < 0)
                 return CRDT_ENOMEM;
@@ -617,6 +694,9 @@ dec_record(pk_dec *d, pk_buf *out, const unsigned char *known,
                in_bytes(&d->in, &p, CRDT_HASH_BYTES) < 0) {
         return CRDT_EPROTO;
     } else {
+        /* not refused when it could have been chained: the packer
+         * chains by the hashes its caller gives (a wrong one, and the
+         * next change is written out) */
         memcpy(prev, p, sizeof prev);
     }
     if (in_varint(&d->in, &zz) < 0 || in_varint(&d->in, &n_ops) < 0 ||
@@ -652,18 +732,8 @@ dec_record(pk_dec *d, pk_buf *out, const unsigned char *known,
         rc = buf_byte(out, 0xc0);
     if (rc < 0)
         return rc;
-    if (known != NULL) {
-        /* seq, stamp and op count are the ones just written; the bytes
-         * are compared by the caller */
-        if (seq == 0 || seq > UINT64_MAX / 2 - n_ops ||
-            hlc > UINT64_MAX - n_ops)
-            return CRDT_EPROTO;
-        c.seq = seq;
-        c.hlc = hlc;
-        c.n_ops = (uint32_t)n_ops;
-        memcpy(c.hash, known, CRDT_HASH_BYTES);
-    } else if (crdt_change_decode(&c, out->p + start, out->len - start) !=
-               CRDT_OK) {
+    if (crdt_change_decode(&c, out->p + start, out->len - start) !=
+        CRDT_OK) {
         /* the rebuilt change must be one: its hash chains the next */
         return CRDT_EPROTO;
     }
@@ -773,7 +843,7 @@ crdt__changes_unpack_hashed(crdt_bytes **changes_out, size_t *n_out,
         goto out;
     }
     for (uint64_t i = 0; i < n; i++) {
-        if ((rc = dec_record(&d, &out, NULL,
+        if ((rc = dec_record(&d, &out,
                              hashes ? hashes + i * CRDT_HASH_BYTES
                                     : NULL)) < 0)
             goto out;
@@ -878,6 +948,7 @@ typedef struct {
     pk_buf out;
     pk_index idx;
     pk_buf scratch; /* an op decoded to move the state */
+    pk_buf hdr;     /* a change's head as dec_record() writes it */
 } pk_enc;
 
 /* What a token moves in the decoder's state (dec_token()): a name by
@@ -907,23 +978,6 @@ enc_token(pk_enc *e, const unsigned char *p, uint32_t len, long *tmpl,
     return buf_put(&e->out, p, len);
 }
 
-/* a name of an op: nil (NULL) or a str */
-static int
-op_name(crdt__mp *m, const unsigned char **p, uint32_t *len)
-{
-    const char *s;
-
-    if (m->p < m->end && m->p[0] == 0xc0) {
-        m->p++;
-        *p = NULL;
-        return CRDT_OK;
-    }
-    if (crdt__mp_str(m, &s, len) < 0 || *len < 1 || *len > CRDT_NAME_MAX)
-        return CRDT_EPROTO;
-    *p = (const unsigned char *)s;
-    return CRDT_OK;
-}
-
 /* One op [kind 0..2, coll, doc, field, scalar] in the compact form; the
  * caller falls back to the raw form on CRDT_EPROTO (or when the record
  * does not come back identical). */
@@ -932,25 +986,21 @@ op_name(crdt__mp *m, const unsigned char **p, uint32_t *len)
 static int
 enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
 {
-    crdt__mp m = { op, op + len };
-    const unsigned char *coll, *doc, *field;
+    pk_op o;
+    const unsigned char *coll, *doc, *field, *sc;
     uint32_t cl, dl, fl, plen, w;
     uint64_t num = 0;
     unsigned char h;
-    int64_t rest;
-    size_t at;
+    size_t at, rest;
     long tmpl = -1; /* the last template a token named */
     int rc, doc_mode = 1, literal = 0;
 
-    if (len < 6 || op[0] != 0x95 || op[1] > 2)
+    if (op_parse(&o, op, len) < 0)
         return CRDT_EPROTO;
-    m.p += 2;
-    if (op_name(&m, &coll, &cl) < 0 || op_name(&m, &doc, &dl) < 0 ||
-        op_name(&m, &field, &fl) < 0 || m.p >= m.end)
-        return CRDT_EPROTO;
-    rest = scalar_rest(m.p[0], m.p + 1, (size_t)(m.end - m.p - 1));
-    if (rest < 0 || m.p + 1 + rest != m.end)
-        return CRDT_EPROTO;
+    coll = o.coll, doc = o.doc, field = o.field;
+    cl = o.cl, dl = o.dl, fl = o.fl;
+    sc = o.scalar;
+    rest = o.rest;
     h = op[1];
     if (coll == NULL)
         h |= H_COLL_NIL;
@@ -959,6 +1009,9 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
     if (doc == NULL)
         doc_mode = 0;
     else if (e->st.last_tmpl >= 0 &&
+             /* coll's token comes first: a coll ending in digits may
+              * name another template, which becomes the last one */
+             (coll == NULL || name_digits(coll, cl, &plen, &num) == 0) &&
              (w = name_digits(doc, dl, &plen, &num)) > 0 &&
              tmpl_find(&e->st, e->out.p, doc, plen, w) == e->st.last_tmpl) {
         long i = index_find(&e->idx, &e->st, e->out.p, doc, dl);
@@ -967,7 +1020,7 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
             doc_mode = 2;
     }
     h |= (unsigned char)(doc_mode << H_DOC_SHIFT);
-    if (e->st.have_tag && e->st.last_tag == m.p[0])
+    if (e->st.have_tag && e->st.last_tag == sc[0])
         h |= H_SAME_TAG;
     at = e->out.len;
     if (doc_mode == 2 && e->st.have_h && e->st.last_h == h) {
@@ -989,8 +1042,8 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
         (rc = buf_varint(&e->out, num)) < 0)
         return rc;
     if ((field && (rc = enc_token(e, field, fl, &tmpl, &literal)) < 0) ||
-        (!(h & H_SAME_TAG) && (rc = buf_byte(&e->out, m.p[0])) < 0) ||
-        (rc = buf_put(&e->out, m.p + 1, (size_t)rest)) < 0)
+        (!(h & H_SAME_TAG) && (rc = buf_byte(&e->out, sc[0])) < 0) ||
+        (rc = buf_put(&e->out, sc + 1, rest)) < 0)
         return rc;
     (void)at;
     /* no literal: the tables stay, and the state moves by what the
@@ -1002,7 +1055,7 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
             e->st.last_tmpl = tmpl;
         e->st.last_h = h;
         e->st.have_h = 1;
-        e->st.last_tag = m.p[0];
+        e->st.last_tag = sc[0];
         e->st.have_tag = 1;
     }
     return CRDT_OK;
@@ -1032,8 +1085,10 @@ epoch_find(const pk_state *st, const unsigned char *id)
     return -1;
 }
 
-/* Write change @p c (bytes @p p, @p len) as a packed record; the caller
- * checks it comes back identical. */
+/* Write change @p c as a packed record, its bytes being those the record
+ * rebuilds (change_rebuilds()), and move the state as dec_record() moves
+ * it. CRDT_EPROTO: it cannot be packed (the caller rewinds the state
+ * and writes it verbatim). */
 static int
 enc_record(pk_enc *e, const crdt_change *c)
 {
@@ -1108,8 +1163,7 @@ enc_record(pk_enc *e, const crdt_change *c)
         }
         /* the op moves the tables, the template and the tag as the
          * decoder moves them: decode it, so the next op's choices see
-         * what the receiver will see (the caller rewinds all this and
-         * decodes the whole record again to check it) */
+         * what the receiver will see */
         if (!simple) {
             pk_dec d = { st, { e->out.p, at, e->out.len }, { 0 } };
             e->scratch.len = 0;
@@ -1121,8 +1175,37 @@ enc_record(pk_enc *e, const crdt_change *c)
                 return rc;
         }
     }
+    if (m.p != m.end)
+        return CRDT_EPROTO; /* bytes after the ops: not rebuilt */
     if (c->sig != NULL && (rc = buf_put(&e->out, c->sig, 64)) < 0)
         return rc;
+    /* the tables and the author's chain as dec_record() leaves them */
+    if (ai < 0) {
+        pk_author *na;
+        if (grow((void **)&st->authors, &st->cap_authors, st->n_authors + 1,
+                 sizeof *st->authors) < 0)
+            return CRDT_ENOMEM;
+        na = &st->authors[st->n_authors];
+        memset(na, 0, sizeof *na);
+        memcpy(na->pk, c->pubkey, CRDT_PUBKEY_BYTES);
+        memcpy(na->inc, c->incarnation, 8);
+        ai = (long)st->n_authors++;
+    }
+    if (ei < 0) {
+        if (grow((void **)&st->epochs, &st->cap_epochs, st->n_epochs + 1,
+                 sizeof *st->epochs) < 0)
+            return CRDT_ENOMEM;
+        memcpy(st->epochs[st->n_epochs], c->epoch_id, CRDT_HASH_BYTES);
+        ei = (long)st->n_epochs++;
+    }
+    st->authors[ai].has_last = 1;
+    st->authors[ai].next_seq = c->seq + c->n_ops;
+    st->authors[ai].next_hlc = c->hlc + c->n_ops;
+    memcpy(st->authors[ai].last_hash, c->hash, CRDT_HASH_BYTES);
+    st->have_author = 1;
+    st->last_author = (size_t)ai;
+    st->have_epoch = 1;
+    st->last_epoch = (size_t)ei;
     return CRDT_OK;
 }
 
@@ -1163,20 +1246,62 @@ crdt__changes_pack_decoded(unsigned char **out, size_t *out_len,
     return pack_changes(out, out_len, changes, dec, NULL, n);
 }
 
-/* The check after each record rebuilds it as the receiver will and
- * compares the bytes: equal bytes have the hash the change was decoded
- * with, so the rebuilt change is not decoded and hashed once more. With
- * @p dec each change's decode is at hand already; with @p hashes the
- * first decode spares its BLAKE2b too (and its walk of the ops: an op
- * the packer cannot parse goes raw, and anything it would not rebuild
- * exactly fails the comparison and goes verbatim). */
+/* Whether the bytes @p p, @p len of change @p c are those a packed
+ * record of it rebuilds (dec_record()): every msgpack header in its
+ * shortest form, as our writer makes them (a change from another
+ * writer, or of format 1, may differ). Its ops are checked one by one
+ * as they are packed: an op in another form goes raw, byte for byte. */
+static int
+change_rebuilds(pk_enc *e, const crdt_change *c, const unsigned char *p,
+                size_t len)
+{
+    pk_buf *h = &e->hdr;
+    unsigned char outer[6];
+    pk_buf o = { outer, 0, sizeof outer, sizeof outer };
+    size_t body_len, at, ops_hdr;
+
+    if (c->ops < p || c->ops > p + len ||
+        c->ops_len > (size_t)(p + len - c->ops))
+        return 0;
+    h->len = 0;
+    h->max = 256;
+    if (buf_byte(h, 0x99) < 0 || buf_byte(h, 2) < 0 ||
+        buf_mp_bin(h, c->space_id, CRDT_SPACE_ID_BYTES) < 0 ||
+        buf_mp_bin(h, c->epoch_id, CRDT_HASH_BYTES) < 0 ||
+        buf_mp_bin(h, c->pubkey, CRDT_PUBKEY_BYTES) < 0 ||
+        buf_mp_bin(h, c->incarnation, 8) < 0 ||
+        buf_mp_uint(h, c->seq) < 0 || buf_mp_uint(h, c->hlc) < 0 ||
+        buf_mp_bin(h, c->prev, CRDT_HASH_BYTES) < 0)
+        return 0;
+    ops_hdr = h->len;
+    if (buf_mp_len(h, 0x90, 15, 0, 0xdc, 0xdd, c->n_ops) < 0)
+        return 0;
+    body_len = ops_hdr + c->ops_len;
+    if (buf_byte(&o, 0x92) < 0 ||
+        buf_mp_len(&o, 0, 0, 0xc4, 0xc5, 0xc6, body_len) < 0)
+        return 0;
+    at = o.len + ops_hdr; /* where the ops begin */
+    if (len != o.len + body_len + (c->sig != NULL ? 66 : 1) ||
+        c->ops != p + at || memcmp(p, outer, o.len) != 0 ||
+        memcmp(p + o.len, h->p, h->len) != 0)
+        return 0;
+    at = o.len + body_len; /* the signature */
+    if (c->sig == NULL)
+        return p[at] == 0xc0;
+    return p[at] == 0xc4 && p[at + 1] == 64 && c->sig == p + at + 2;
+}
+
+/* Each record is written in the one form the unpacker accepts, from a
+ * change whose bytes that record rebuilds (change_rebuilds(), the ops
+ * by enc_op_compact()), and the state moves as the unpacker's does: a
+ * record is not unpacked again to check it. With @p dec each change's
+ * decode is at hand already; with @p hashes its header is decoded
+ * without hashing its body (its ops are walked as they are packed). */
 static int
 pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
              const crdt_change *dec, const unsigned char *hashes, size_t n)
 {
     pk_enc e;
-    pk_dec d;
-    pk_buf check = { NULL, 0, 0, (size_t)CRDT_CHANGE_MAX + 128 };
     crdt_change c;
     size_t space_at;
     int rc = CRDT_OK, have_space = 0;
@@ -1186,7 +1311,6 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
     *out = NULL;
     *out_len = 0;
     memset(&e, 0, sizeof e);
-    memset(&d, 0, sizeof d);
     e.st.last_tmpl = -1;
     e.out.max = CRDT_CHANGES_PACKED_MAX;
     if ((rc = buf_byte(&e.out, PK_VERSION)) < 0)
@@ -1210,7 +1334,8 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
                  : crdt_change_decode(&c, ch->data, ch->len)) == CRDT_OK &&
             c.version == 2 &&
             (!have_space || memcmp(c.space_id, e.st.space,
-                                   CRDT_SPACE_ID_BYTES) == 0)) {
+                                   CRDT_SPACE_ID_BYTES) == 0) &&
+            change_rebuilds(&e, &c, ch->data, ch->len)) {
             if (!have_space) { /* the message's space: the first one's */
                 memcpy(e.st.space, c.space_id, CRDT_SPACE_ID_BYTES);
                 memcpy(e.out.p + space_at, c.space_id, CRDT_SPACE_ID_BYTES);
@@ -1222,20 +1347,7 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
             rc = enc_record(&e, &c);
             if (rc == CRDT_ENOMEM)
                 goto done;
-            if (rc == CRDT_OK) { /* decode it as the receiver will */
-                state_rewind(&e.st, &keep);
-                d.st = &e.st;
-                d.in.base = e.out.p;
-                d.in.at = at;
-                d.in.len = e.out.len;
-                check.len = 0;
-                rc = dec_record(&d, &check, c.hash, NULL);
-                if (rc == CRDT_ENOMEM)
-                    goto done;
-                packed = rc == CRDT_OK && d.in.at == e.out.len &&
-                         check.len == ch->len &&
-                         memcmp(check.p, ch->data, ch->len) == 0;
-            }
+            packed = rc == CRDT_OK;
             if (!packed) {
                 state_rewind(&e.st, &keep);
                 if (ai >= 0)
@@ -1263,10 +1375,9 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
     rc = CRDT_OK;
 done:
     free(e.out.p);
-    free(check.p);
-    free(d.body.p);
     free(e.idx.slot);
     free(e.scratch.p);
+    free(e.hdr.p);
     state_free(&e.st);
     return rc;
 }

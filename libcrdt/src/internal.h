@@ -110,6 +110,9 @@ struct crdt_replica {
     /* Group commit (store_lmdb.c): commits do not sync one by one; a
      * committer returns once a sync that began after its commit ended */
     int group_sync;            /* the env is MDB_NOSYNC for it */
+    /* 1 from a creation committed without a sync (store_create.c) until
+     * a durable commit has synced it too; atomic */
+    int create_unsynced;
     pthread_mutex_t sync_lock;
     pthread_cond_t sync_cond;
     uint64_t sync_done;        /* commits counted, in order */
@@ -298,6 +301,28 @@ int crdt__store_precheck(const char *path, int may_repair,
  * (0 = all); CRDT_ECORRUPT with @p why filled at the first damage. */
 int crdt__store_walk(crdt_replica *r, uint64_t max_pages, char *why,
                      size_t why_len);
+/* The newest sound meta page in the first @p len bytes of a data file:
+ * its commit's txnid, its last page and the page size; CRDT_ECORRUPT if
+ * neither meta page is sound. */
+typedef struct {
+    uint64_t txnid, last_pg;
+    uint32_t psize;
+} crdt__newest_meta;
+int crdt__pagecheck_newest(const unsigned char *img, size_t len,
+                           crdt__newest_meta *out);
+
+/* ---- store_create.c: a creation that never reached the disk ---- */
+/* 1 if DIR/data.mdb holds no commit but possibly the creation's own,
+ * unsynced and incomplete (docs/storage.md 1.1): not a replica yet; 0 if
+ * it is one (or damaged: the open's checks say); or a crdt_err. */
+int crdt__store_unborn(const char *path);
+/* The same judgement on a whole data file in memory: 1 or 0 (for the
+ * fuzz target). */
+int crdt__store_unborn_image(const unsigned char *img, size_t len);
+/* Remove such a file so that a create starts afresh; CRDT_EBUSY if
+ * another process has the directory's environment open. */
+int crdt__store_discard_unborn(const char *path);
+
 /* Describe the damage in @p why (may be NULL, @p len its size) and
  * return CRDT_ECORRUPT: how the page and record checks report. */
 int crdt__corrupt(char *why, size_t len, const char *fmt, ...)
@@ -595,9 +620,8 @@ int crdt__log_split(uint64_t *split_out, MDB_txn *txn, MDB_dbi dbi);
 /* ---- changepack.c ---- */
 /* crdt_changes_pack() of changes whose body hashes libcrdt computed
  * earlier from these same bytes (@p hashes: n x CRDT_HASH_BYTES, or
- * NULL: computed here): spares decoding and hashing each change again.
- * Each record is still rebuilt and compared with the change it packs
- * (a wrong hash only keeps the next change from being chained to it). */
+ * NULL: computed here): spares hashing each change again (a wrong hash
+ * only keeps the next change from being chained to it). */
 int crdt__changes_pack_hashed(unsigned char **out, size_t *out_len,
                               const crdt_bytes *changes,
                               const unsigned char *hashes, size_t n);
@@ -643,9 +667,7 @@ void crdt__logrun_free(crdt__logrun *run);
 /* crdt_changes_pack() of @p n changes whose decoded forms @p dec (as
  * crdt_change_decode() gives them, or from a header decode whose ops
  * were all read since) are at hand: they are not decoded and hashed
- * again. The packer's own check (each record unpacked and compared with
- * the change's bytes) is the same, so the bytes are those of
- * crdt_changes_pack(). */
+ * again; the bytes are those of crdt_changes_pack(). */
 int crdt__changes_pack_decoded(unsigned char **out, size_t *out_len,
                                const crdt_bytes *changes,
                                const crdt_change *dec, size_t n);

@@ -569,17 +569,18 @@ merge_actor_run(crdt__wctx *w, crdt__logrun *run, item *const *items,
 }
 
 /* The changes of one actor: those it applies go to the log as one run
- * record (or a few, logrun.c). */
+ * record (or a few, logrun.c). @p run is the merge's, empty, its
+ * buffers kept from actor to actor (grown once per merge, not per
+ * actor: the regrowth copied and faulted in megabytes per batch). */
 static int
-merge_actor(crdt__wctx *w, item *const *items, size_t n,
+merge_actor(crdt__wctx *w, crdt__logrun *run, item *const *items, size_t n,
             const unsigned char *cur_epoch, crdt_merge_report *rep)
 {
-    crdt__logrun run;
-    int rc;
+    int rc = merge_actor_run(w, run, items, n, cur_epoch, rep);
 
-    memset(&run, 0, sizeof run);
-    rc = merge_actor_run(w, &run, items, n, cur_epoch, rep);
-    crdt__logrun_free(&run);
+    run->n = 0; /* written, or dropped with the failed txn */
+    run->len = 0;
+    run->no_dec = 0;
     return rc;
 }
 
@@ -670,12 +671,20 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     w->q = q;
     outer_defer = w->seq_defer;
     w->seq_defer = 1; /* sequence records: written once, below */
-    for (size_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
-                                        CRDT_ACTOR_BYTES) == 0; j++)
-            ;
-        if ((rc = merge_actor(w, ord + i, j - i, cur_epoch, rep)) < 0)
-            break;
+    {
+        crdt__logrun run;
+        memset(&run, 0, sizeof run);
+        for (size_t i = 0, j; i < n; i = j) {
+            for (j = i + 1;
+                 j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
+                                 CRDT_ACTOR_BYTES) == 0;
+                 j++)
+                ;
+            if ((rc = merge_actor(w, &run, ord + i, j - i, cur_epoch,
+                                  rep)) < 0)
+                break;
+        }
+        crdt__logrun_free(&run);
     }
     if (w->log_cur != NULL)
         mdb_cursor_close(w->log_cur);

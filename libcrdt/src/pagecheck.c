@@ -574,6 +574,29 @@ crdt__pagecheck_image(const unsigned char *img, size_t len,
 }
 
 int
+crdt__pagecheck_newest(const unsigned char *img, size_t len,
+                       crdt__newest_meta *out)
+{
+    meta m[2];
+    int ok[2] = { 0, 0 }, cur;
+    size_t off = 4096;
+
+    if (len >= 4096 && (ok[0] = meta_parse(&m[0], img, 0) == 0))
+        off = m[0].psize;
+    if (off <= len && len - off >= 4096)
+        ok[1] = meta_parse(&m[1], img + off, 1) == 0;
+    if (ok[0] && ok[1] && m[0].psize != m[1].psize)
+        ok[1] = 0;
+    if (!ok[0] && !ok[1])
+        return CRDT_ECORRUPT;
+    cur = ok[0] && ok[1] ? (m[1].txnid > m[0].txnid) : ok[1];
+    out->txnid = m[cur].txnid;
+    out->last_pg = m[cur].last_pg;
+    out->psize = m[cur].psize;
+    return CRDT_OK;
+}
+
+int
 crdt__store_walk(crdt_replica *r, uint64_t max_pages, char *why,
                  size_t why_len)
 {

@@ -17,7 +17,8 @@
 
 /* Written in the txn that creates the store (crdt__store_open), with
  * the format record: a replica is never left with one and not the
- * other, and creating one costs one durable commit, not two. */
+ * other, and creating one costs one commit, which the first durable
+ * commit after it syncs (store_lmdb.c (6)). */
 int
 crdt__genesis_put(MDB_txn *txn, crdt_replica *r, const crdt_open_options *o)
 {

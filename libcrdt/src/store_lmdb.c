@@ -4,7 +4,10 @@
  *
  * Invariants:
  *  (1) Opening never creates a store unless asked to; a directory without
- *      our format record is refused, never silently re-initialised.
+ *      our format record is refused, never silently re-initialised. The
+ *      one exception is a data file that no durable commit reached, a
+ *      creation a system crash cut short (store_create.c): it is no
+ *      replica yet, and only a create replaces it.
  *  (2) The map grows only while no txn of this process is open (the
  *      grow lock), and other processes pick up the new size through
  *      MDB_MAP_RESIZED.
@@ -18,6 +21,12 @@
  *      returns CRDT_OK only after an mdb_env_sync() that began after
  *      LMDB's commit of it returned has succeeded (group_sync()). Many
  *      committers share one sync.
+ *  (6) Creating a replica commits its format and identity records
+ *      without a sync; the next commit that LMDB (or group_sync()) syncs
+ *      syncs them too, as it syncs the whole file before its meta page.
+ *      Until then a system crash may leave a file that (1)'s exception
+ *      covers; a close with no such commit since syncs the creation.
+ *      A no_sync open never syncs, the creation neither.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -454,7 +463,7 @@ crdt__store_open(crdt_replica *r, const char *path,
 {
     unsigned int flags = MDB_NOTLS;
     MDB_txn *txn = NULL;
-    int has_data, rc, wrote = 0;
+    int has_data, rc, wrote = 0, defer;
     size_t map = o->map_size ? o->map_size : DEFAULT_MAP;
 
     *created = 0;
@@ -466,6 +475,17 @@ crdt__store_open(crdt_replica *r, const char *path,
     }
     if (rc < 0)
         return rc;
+    /* a creation a system crash cut short is not a replica yet
+     * (store_create.c): a create starts afresh */
+    if (has_data && (rc = crdt__store_unborn(path)) != 0) {
+        if (rc < 0)
+            return rc;
+        if (!o->create)
+            return CRDT_ENOTFOUND;
+        if ((rc = crdt__store_discard_unborn(path)) < 0)
+            return rc;
+        has_data = 0;
+    }
     if (!has_data && !o->create)
         return CRDT_ENOTFOUND; /* keeps (1) */
     if (has_data && o->create)
@@ -535,9 +555,8 @@ opened:
         rc = crdt__mdb_err(mdb_put(txn, r->dbi[CRDT_DB_META],
                                    &(MDB_val){ 6, (void *)"format" },
                                    &(MDB_val){ 4, fmt }, 0));
-        /* the identity in the same txn: one durable commit creates the
-         * whole replica (a crash before it leaves a data file with no
-         * format record, which an open refuses as before) */
+        /* the identity in the same txn: one commit creates the whole
+         * replica, synced by the next durable one or the close (6) */
         if (rc == CRDT_OK)
             rc = crdt__genesis_put(txn, r, o);
         if (rc < 0)
@@ -550,12 +569,19 @@ opened:
     } else if (rc == 3 && (rc = upgrade_from_2(txn, r)) < 0) {
         goto fail;
     }
+    /* (6): a creation commits without a sync of its own */
+    defer = *created && !o->no_sync;
+    if (defer && !r->group_sync)
+        mdb_env_set_flags(r->env, MDB_NOSYNC, 1);
     rc = crdt__mdb_err(mdb_txn_commit(txn));
     txn = NULL;
-    if (rc == CRDT_OK && r->group_sync && wrote)
+    if (defer && !r->group_sync)
+        mdb_env_set_flags(r->env, MDB_NOSYNC, 0);
+    if (rc == CRDT_OK && r->group_sync && wrote && !defer)
         rc = group_sync(r); /* a read txn wrote nothing to sync */
     if (rc < 0)
         goto fail;
+    __atomic_store_n(&r->create_unsynced, defer, __ATOMIC_RELAXED);
     map_budget_init(r, o);
     return CRDT_OK;
 
@@ -570,6 +596,9 @@ fail:
 void
 crdt__store_close(crdt_replica *r)
 {
+    /* (6): no durable commit since the creation: sync it now */
+    if (r->env && __atomic_load_n(&r->create_unsynced, __ATOMIC_RELAXED))
+        mdb_env_sync(r->env, 1);
     if (r->env)
         mdb_env_close(r->env);
     r->env = NULL;
@@ -637,6 +666,18 @@ crdt_replica_reader_check(crdt_replica *r, int *dead_out)
     return crdt__mdb_err(rc);
 }
 
+/* (6): a commit after the creation's (txnid 1) was synced, and LMDB's
+ * sync (or group_sync()) wrote every page of the file, the creation's
+ * too; a commit that wrote nothing left LMDB's txnid where it was */
+static void
+creation_synced(crdt_replica *r)
+{
+    MDB_envinfo info;
+
+    if (mdb_env_info(r->env, &info) == 0 && info.me_last_txnid > 1)
+        __atomic_store_n(&r->create_unsynced, 0, __ATOMIC_RELAXED);
+}
+
 int
 crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
 {
@@ -656,6 +697,9 @@ crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
     /* outside the locks: other committers go on while this one waits */
     if (commit && rc == CRDT_OK && r->group_sync)
         rc = group_sync(r);
+    if (commit && rc == CRDT_OK &&
+        __atomic_load_n(&r->create_unsynced, __ATOMIC_RELAXED))
+        creation_synced(r);
     return rc;
 }
 

@@ -13,7 +13,10 @@
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_changepack` writes the corpus (lists
  * packed from the changes of a replica: register writes of numbered
  * documents from two authors, every op kind, a run without signatures;
- * cut and flipped copies; count and length bombs) into DIR and exits.
+ * cut and flipped copies; count and length bombs; packs in a form the
+ * packer does not write, which are refused: a raw op of the compact
+ * shape, a value tag sent again, the author by index instead of the
+ * flag, an overlong count) into DIR and exits.
  */
 #include <sodium.h>
 #include <stdint.h>
@@ -173,6 +176,73 @@ list_free(seed_list *l)
     l->n = 0;
 }
 
+/* Hand-written packs in a form the packer does not write (docs/protocol.md,
+ * "Packed changes", canonical form): each is refused. One author's
+ * changes of one PUT op (c, d, v = 1); @p op: the first change's op
+ * bytes, @p second: a second record (or NULL). */
+static void
+put_hand_pack(const char *out, const char *name, const unsigned char *op,
+              size_t op_len, const unsigned char *second, size_t second_len)
+{
+    unsigned char p[256];
+    size_t at = 0;
+
+    p[at++] = 1;
+    memset(p + at, 0x11, 16);
+    at += 16;
+    p[at++] = second ? 2 : 1;
+    p[at++] = 0x01;              /* packed, unsigned, not chained */
+    p[at++] = 0;                 /* author 0, new */
+    memset(p + at, 0x22, 40);
+    at += 40;
+    p[at++] = 0;                 /* epoch 0, new */
+    memset(p + at, 0x33, 32);
+    at += 32;
+    p[at++] = 1;                 /* seq 1 */
+    memset(p + at, 0x44, 32);    /* prev */
+    at += 32;
+    p[at++] = 2;                 /* zigzag(hlc 1) */
+    p[at++] = 1;                 /* one op */
+    memcpy(p + at, op, op_len);
+    at += op_len;
+    if (second != NULL) {
+        memcpy(p + at, second, second_len);
+        at += second_len;
+    }
+    fuzz_put_seed(out, name, p, at);
+}
+
+static void
+noncanonical_seeds(const char *out, const unsigned char *valid, size_t len)
+{
+    static const unsigned char op[] = {0x08, 0, 1, 'c', 0, 1, 'd',
+                                       0, 1, 'v', 0x01};
+    static const unsigned char raw_compact[] = {
+        3, 9, 0x95, 0, 0xa1, 'c', 0xa1, 'd', 0xa1, 'v', 0x01};
+    static const unsigned char ok2[] = {0x1d, 0, 1, 0x48, 1, 3, 5};
+    static const unsigned char tag_sent[] = {0x1d, 0, 1, 0x08, 1, 3, 5, 1};
+    static const unsigned char author_by_index[] = {0x15, 0, 0, 1, 0x48,
+                                                    1, 3, 5};
+    unsigned char *q;
+
+    put_hand_pack(out, "valid_by_hand", op, sizeof op, ok2, sizeof ok2);
+    put_hand_pack(out, "noncanonical_raw_op", raw_compact,
+                  sizeof raw_compact, NULL, 0);
+    put_hand_pack(out, "noncanonical_tag_sent", op, sizeof op, tag_sent,
+                  sizeof tag_sent);
+    put_hand_pack(out, "noncanonical_author_by_index", op, sizeof op,
+                  author_by_index, sizeof author_by_index);
+    /* the valid list with its count as a two-byte varint */
+    if (len < 18 || valid[17] >= 0x80 || (q = malloc(len + 1)) == NULL)
+        exit(1);
+    memcpy(q, valid, 17);
+    q[17] = (unsigned char)(valid[17] | 0x80);
+    q[18] = 0;
+    memcpy(q + 19, valid + 18, len - 18);
+    fuzz_put_seed(out, "noncanonical_overlong_count", q, len + 1);
+    free(q);
+}
+
 static void
 write_seeds(const char *out)
 {
@@ -236,6 +306,7 @@ write_seeds(const char *out)
     fuzz_put_seed(out, "flipped_bit", q, len);
     free(q);
     fuzz_put_seed(out, "bomb_count_2p32", count_bomb, sizeof count_bomb);
+    noncanonical_seeds(out, p, len);
     crdt_free(p);
     list_free(&la);
     list_free(&lb);

@@ -16,7 +16,8 @@
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_logrec` writes the corpus (the
  * records of a replica that merged another's changes: a run and a single
  * change, with and without the key; a run cut short, with a flipped
- * bit, under the wrong seq, a tag byte alone, a count bomb) into DIR and
+ * bit, under the wrong seq, with a varint longer than the shortest (not
+ * canonical: refused), a tag byte alone, a count bomb) into DIR and
  * exits.
  */
 #include <sodium.h>
@@ -226,6 +227,18 @@ write_seeds(const char *out)
     q[15] ^= 1;
     q[16 + (len[run] - 16) / 2] ^= 0x40; /* a flipped bit inside the run */
     fuzz_put_seed(out, "run_flipped_bit", q, len[run]);
+    free(q);
+    /* not canonical (docs/protocol.md, "Packed changes"): the first
+     * record's author reference 00 as the two-byte varint 80 00 */
+    /* key | c1 | 01 | space (16) | n | flags | author reference */
+    if ((q = malloc(len[run] + 1)) == NULL || len[run] < 16 + 21 ||
+        rec[run][16 + 20] != 0)
+        exit(1);
+    memcpy(q, rec[run], 16 + 20);
+    q[16 + 20] = 0x80;
+    q[16 + 21] = 0;
+    memcpy(q + 16 + 22, rec[run] + 16 + 21, len[run] - 16 - 21);
+    fuzz_put_seed(out, "run_noncanonical_varint", q, len[run] + 1);
     free(q);
     fuzz_put_seed(out, "tag_only", (const unsigned char[]){RUN_TAG}, 1);
     fuzz_put_seed(out, "bomb_count_2p32", count_bomb, sizeof count_bomb);

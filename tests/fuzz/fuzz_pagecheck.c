@@ -7,6 +7,8 @@
  * Checked, for every input:
  *  - crdt__pagecheck_image() answers CRDT_OK, CRDT_ECORRUPT (with a
  *    reason) or CRDT_ENOMEM; never a crash or a sanitizer report;
+ *  - crdt__store_unborn_image() (is it a creation a crash cut short?)
+ *    answers 0 or 1, never a crash;
  *  - a budget is a prefix of the full walk: an image the full walk
  *    accepts is accepted under any budget too;
  *  - the promise the check makes to LMDB: an image it accepts (after the
@@ -238,6 +240,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char why[256];
     int rc, cur = -1;
 
+    /* store_create.c's judgement of a creation cut short: 0 or 1 */
+    rc = crdt__store_unborn_image(data, size);
+    if (rc != 0 && rc != 1)
+        abort();
     why[0] = 'x';
     rc = crdt__pagecheck_image(data, size, 0, &cur, why, sizeof why);
     if (rc != CRDT_OK && rc != CRDT_ECORRUPT && rc != CRDT_ENOMEM)

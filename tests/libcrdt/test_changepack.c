@@ -324,6 +324,178 @@ START_TEST(test_pack_with_known_hashes)
 }
 END_TEST
 
+/* A hand-written pack of one author's changes of one PUT op each (c, d,
+ * v = 1): the first names its author, epoch, seq and prev; the second
+ * (@p second: its bytes, or NULL: none) follows. */
+static size_t
+pack_by_hand(unsigned char *p, const unsigned char *second, size_t second_len,
+             const unsigned char *op, size_t op_len)
+{
+    static const unsigned char first_op[] = {
+        0x08, 0, 1, 'c', 0, 1, 'd', 0, 1, 'v', 0x01};
+    size_t at = 0;
+
+    p[at++] = 1;                 /* version */
+    memset(p + at, 0x11, 16);    /* space */
+    at += 16;
+    p[at++] = second ? 2 : 1;    /* n */
+    p[at++] = 0x01;              /* packed, unsigned, not chained */
+    p[at++] = 0;                 /* author 0, new */
+    memset(p + at, 0x22, 40);
+    at += 40;
+    p[at++] = 0;                 /* epoch 0, new */
+    memset(p + at, 0x33, 32);
+    at += 32;
+    p[at++] = 1;                 /* seq 1 */
+    memset(p + at, 0x44, 32);    /* prev */
+    at += 32;
+    p[at++] = 2;                 /* zigzag(hlc 1) */
+    p[at++] = 1;                 /* one op */
+    if (op == NULL) {
+        op = first_op;
+        op_len = sizeof first_op;
+    }
+    memcpy(p + at, op, op_len);
+    at += op_len;
+    if (second != NULL) {
+        memcpy(p + at, second, second_len);
+        at += second_len;
+    }
+    return at;
+}
+
+static int
+unpack_rc(const unsigned char *p, size_t len)
+{
+    crdt_bytes *out = NULL;
+    unsigned char *buf = NULL;
+    size_t m = 0;
+    int rc = crdt_changes_unpack(&out, &m, &buf, p, len);
+
+    crdt_free(out);
+    crdt_free(buf);
+    return rc;
+}
+
+/* The unpacker takes only the form the packer writes (docs/protocol.md,
+ * "Packed changes", canonical form): the same changes in another form
+ * are refused. */
+START_TEST(test_non_canonical_packs_are_refused)
+{
+    unsigned char p[512];
+    /* the second change: same author and epoch, chained, the names by
+     * index, the value's tag the last one */
+    static const unsigned char ok2[] = {0x1d, 0, 1, 0x48, 1, 3, 5};
+    static const unsigned char tag_sent[] = {0x1d, 0, 1, 0x08, 1, 3, 5, 1};
+    static const unsigned char author_by_index[] = {0x15, 0, 0, 1, 0x48,
+                                                    1, 3, 5};
+    static const unsigned char epoch_by_index[] = {0x0d, 0, 0, 1, 0x48,
+                                                   1, 3, 5};
+    static const unsigned char overlong[] = {0x1d, 0, 0x81, 0x00, 0x48,
+                                             1, 3, 5};
+    unsigned char author_again[64], epoch_again[64];
+    /* a raw op of the compact shape; the same with a str16 header */
+    static const unsigned char raw_compact[] = {
+        3, 9, 0x95, 0, 0xa1, 'c', 0xa1, 'd', 0xa1, 'v', 0x01};
+    static const unsigned char raw_str16[] = {
+        3, 11, 0x95, 0, 0xda, 0, 1, 'c', 0xa1, 'd', 0xa1, 'v', 0x01};
+    size_t n;
+
+    ck_assert_int_eq(unpack_rc(p, pack_by_hand(p, NULL, 0, NULL, 0)),
+                     CRDT_OK);
+    ck_assert_int_eq(unpack_rc(p, pack_by_hand(p, ok2, sizeof ok2, NULL, 0)),
+                     CRDT_OK);
+    ck_assert_int_eq(unpack_rc(p, pack_by_hand(p, tag_sent, sizeof tag_sent,
+                                               NULL, 0)),
+                     CRDT_EPROTO);
+    ck_assert_int_eq(unpack_rc(p, pack_by_hand(p, author_by_index,
+                                               sizeof author_by_index, NULL,
+                                               0)),
+                     CRDT_EPROTO);
+    ck_assert_int_eq(unpack_rc(p, pack_by_hand(p, epoch_by_index,
+                                               sizeof epoch_by_index, NULL,
+                                               0)),
+                     CRDT_EPROTO);
+    ck_assert_int_eq(unpack_rc(p, pack_by_hand(p, overlong, sizeof overlong,
+                                               NULL, 0)),
+                     CRDT_EPROTO);
+    /* a new author (epoch) that is the one already in the table */
+    n = 0;
+    author_again[n++] = 0x15; /* chained, same epoch, not same author */
+    author_again[n++] = 1;    /* author 1: new */
+    memset(author_again + n, 0x22, 40);
+    n += 40;
+    author_again[n++] = 0;
+    author_again[n++] = 1;
+    author_again[n++] = 0x48;
+    author_again[n++] = 1;
+    author_again[n++] = 3;
+    author_again[n++] = 5;
+    ck_assert_int_eq(unpack_rc(p, pack_by_hand(p, author_again, n, NULL, 0)),
+                     CRDT_EPROTO);
+    n = 0;
+    epoch_again[n++] = 0x0d; /* chained, same author, not same epoch */
+    epoch_again[n++] = 1;    /* epoch 1: new */
+    memset(epoch_again + n, 0x33, 32);
+    n += 32;
+    epoch_again[n++] = 0;
+    epoch_again[n++] = 1;
+    epoch_again[n++] = 0x48;
+    epoch_again[n++] = 1;
+    epoch_again[n++] = 3;
+    epoch_again[n++] = 5;
+    ck_assert_int_eq(unpack_rc(p, pack_by_hand(p, epoch_again, n, NULL, 0)),
+                     CRDT_EPROTO);
+    ck_assert_int_eq(unpack_rc(p, pack_by_hand(p, NULL, 0, raw_compact,
+                                               sizeof raw_compact)),
+                     CRDT_EPROTO);
+    ck_assert_int_eq(unpack_rc(p, pack_by_hand(p, NULL, 0, raw_str16,
+                                               sizeof raw_str16)),
+                     CRDT_OK);
+}
+END_TEST
+
+/* An op whose name has a longer str header than the shortest is packed
+ * raw, the rest of its change compact; the change comes back exactly. */
+START_TEST(test_non_shortest_name_goes_raw)
+{
+    uint64_t seed = test_seed("changepack-raw-op");
+    tu_batch x;
+    crdt_change c;
+    unsigned char *odd, *packed = NULL;
+    size_t plen = 0, at, len;
+    const unsigned char *p;
+
+    w1_changes(a, 1, 1, &seed);
+    x = tu_export_all(a);
+    ck_assert_uint_eq(x.n, 1);
+    p = x.v[0].data;
+    len = x.v[0].len;
+    ck_assert_int_eq(crdt_change_decode(&c, p, len), CRDT_OK);
+    /* the op [kind, coll, ...]: coll's fixstr header as a str8 */
+    at = (size_t)(c.ops - p) + 1;
+    ck_assert_uint_eq(p[at], 0x95);
+    ck_assert_uint_eq(p[at + 2] & 0xe0, 0xa0);
+    ck_assert_uint_eq(p[1], 0xc4);
+    odd = malloc(len + 1);
+    ck_assert_ptr_nonnull(odd);
+    memcpy(odd, p, at + 2);
+    odd[at + 2] = 0xd9;
+    odd[at + 3] = p[at + 2] & 0x1f;
+    memcpy(odd + at + 4, p + at + 3, len - at - 3);
+    odd[2] = (unsigned char)(p[2] + 1); /* the body's bin8 length */
+    ck_assert_int_eq(crdt_change_decode(&c, odd, len + 1), CRDT_OK);
+    free((void *)x.v[0].data);
+    x.v[0].data = odd;
+    x.v[0].len = len + 1;
+    ck_assert_int_eq(crdt_changes_pack(&packed, &plen, x.v, 1), CRDT_OK);
+    ck_assert_uint_eq(packed[18], 0x03); /* packed and signed: not verbatim */
+    crdt_free(packed);
+    round_trip(x.v, x.n);
+    tu_batch_free(&x);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -337,6 +509,8 @@ test_suite(void)
     tcase_add_test(tc, test_not_ours_goes_verbatim);
     tcase_add_test(tc, test_malformed_lists_are_refused);
     tcase_add_test(tc, test_pack_with_known_hashes);
+    tcase_add_test(tc, test_non_canonical_packs_are_refused);
+    tcase_add_test(tc, test_non_shortest_name_goes_raw);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -296,7 +296,7 @@ START_TEST(test_format_1_backup_restores)
 }
 END_TEST
 
-/* Creating a replica is one durable commit: the format record and the
+/* Creating a replica is one commit: the format record and the
  * identity (space, keys, incarnation, epoch 0) land together, so a crash
  * never leaves a store with a format and no identity, and creation
  * syncs once instead of twice. */

@@ -103,8 +103,8 @@ CRDT_API int crdt_changes_pack(unsigned char **out, size_t *out_len,
  * crdt_changes_pack() of changes already decoded: @p hashes holds n x
  * CRDT_HASH_BYTES, the `hash` of each change as crdt_change_decode() or
  * crdt_export_next_change() gave it, so the packer does not hash each
- * change again. It still rebuilds every record and compares the bytes
- * (a change that would not come back identical goes verbatim). The
+ * change again. A change whose bytes are not those its packed record
+ * rebuilds goes verbatim, as with crdt_changes_pack(). The
  * hashes only decide which change is chained to the one before (its seq
  * and prev implied): a wrong hash costs size, never exactness (the next
  * change's prev then differs from it and is written out).
@@ -119,7 +119,9 @@ CRDT_API int crdt_changes_pack_hashed(unsigned char **out, size_t *out_len,
  * Rebuild the changes of a packed list (@p in, @p len bytes, at most
  * CRDT_CHANGES_PACKED_MAX; at most CRDT_CHANGES_UNPACKED_MAX rebuilt).
  * Each rebuilt change decodes (crdt_change_decode()); nothing is
- * verified beyond that: hand them to crdt_merge() as ever.
+ * verified beyond that: hand them to crdt_merge() as ever. A record in
+ * a form crdt_changes_pack() does not write (docs/protocol.md, "Packed
+ * changes", canonical form) is CRDT_EPROTO.
  * @param[out] changes_out  views into *buf_out; release both with
  *                          crdt_free() (the list first or last)
  * @return CRDT_OK; CRDT_EINVAL; CRDT_EPROTO (malformed, trailing bytes,
