@@ -104,6 +104,9 @@ struct crdt_replica {
     int applyq_busy;
     void *merge_buf;     /* a merge's decoded headers (merge.c), kept */
     size_t merge_cap;    /* changes it holds */
+    /* a merge's log run (merge.c, logrun.c), kept: its buffers grown
+     * once, not faulted in again by every merge */
+    struct crdt__logrun *merge_run;
     /* sequence fields' in-memory order, by field (seq_store.c) */
     pthread_mutex_t seq_lock;
     struct crdt__seq *seq_cache[8];
@@ -634,7 +637,7 @@ int crdt__changes_unpack_hashed(crdt_bytes **changes_out, size_t *n_out,
                                 const unsigned char *in, size_t len);
 
 /* ---- logrun.c: a merge's run of one actor's changes, one record ---- */
-typedef struct {
+typedef struct crdt__logrun {
     unsigned char *buf; /* the changes' bytes, one after the other */
     size_t len, cap;
     size_t *off;        /* where each change begins in buf */

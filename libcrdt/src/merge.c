@@ -672,19 +672,27 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     outer_defer = w->seq_defer;
     w->seq_defer = 1; /* sequence records: written once, below */
     {
-        crdt__logrun run;
-        memset(&run, 0, sizeof run);
+        /* the replica's run, kept between merges (its buffers stay
+         * mapped); a merge inside a merge's epoch hook gets its own */
+        crdt__logrun own_run, *run = &own_run;
+        memset(&own_run, 0, sizeof own_run);
+        if (q != &own) {
+            if (r->merge_run == NULL)
+                r->merge_run = calloc(1, sizeof *r->merge_run);
+            if (r->merge_run != NULL)
+                run = r->merge_run;
+        }
         for (size_t i = 0, j; i < n; i = j) {
             for (j = i + 1;
                  j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
                                  CRDT_ACTOR_BYTES) == 0;
                  j++)
                 ;
-            if ((rc = merge_actor(w, &run, ord + i, j - i, cur_epoch,
+            if ((rc = merge_actor(w, run, ord + i, j - i, cur_epoch,
                                   rep)) < 0)
                 break;
         }
-        crdt__logrun_free(&run);
+        crdt__logrun_free(&own_run);
     }
     if (w->log_cur != NULL)
         mdb_cursor_close(w->log_cur);

@@ -154,6 +154,9 @@ crdt_replica_close(crdt_replica *r)
     pthread_rwlock_destroy(&r->grow_lock);
     crdt__applyq_free(&r->applyq);
     free(r->merge_buf);
+    if (r->merge_run != NULL)
+        crdt__logrun_free(r->merge_run);
+    free(r->merge_run);
     pthread_mutex_destroy(&r->map_lock);
     while (r->subs != NULL) /* left subscribed: freed with the replica */
         crdt_feed_unsubscribe(r->subs);
