@@ -1250,7 +1250,10 @@ crdt__changes_pack_decoded(unsigned char **out, size_t *out_len,
  * record of it rebuilds (dec_record()): every msgpack header in its
  * shortest form, as our writer makes them (a change from another
  * writer, or of format 1, may differ). Its ops are checked one by one
- * as they are packed: an op in another form goes raw, byte for byte. */
+ * as they are packed: an op in another form goes raw, byte for byte.
+ * @return 1 (it does), 0 (it does not), CRDT_ENOMEM: the header's
+ * rebuild could not grow its buffer (not a reason to store the change
+ * raw: the merge fails, as on any other allocation). */
 static int
 change_rebuilds(pk_enc *e, const crdt_change *c, const unsigned char *p,
                 size_t len)
@@ -1259,23 +1262,24 @@ change_rebuilds(pk_enc *e, const crdt_change *c, const unsigned char *p,
     unsigned char outer[6];
     pk_buf o = { outer, 0, sizeof outer, sizeof outer };
     size_t body_len, at, ops_hdr;
+    int rc;
 
     if (c->ops < p || c->ops > p + len ||
         c->ops_len > (size_t)(p + len - c->ops))
         return 0;
     h->len = 0;
     h->max = 256;
-    if (buf_byte(h, 0x99) < 0 || buf_byte(h, 2) < 0 ||
-        buf_mp_bin(h, c->space_id, CRDT_SPACE_ID_BYTES) < 0 ||
-        buf_mp_bin(h, c->epoch_id, CRDT_HASH_BYTES) < 0 ||
-        buf_mp_bin(h, c->pubkey, CRDT_PUBKEY_BYTES) < 0 ||
-        buf_mp_bin(h, c->incarnation, 8) < 0 ||
-        buf_mp_uint(h, c->seq) < 0 || buf_mp_uint(h, c->hlc) < 0 ||
-        buf_mp_bin(h, c->prev, CRDT_HASH_BYTES) < 0)
-        return 0;
+    if ((rc = buf_byte(h, 0x99)) < 0 || (rc = buf_byte(h, 2)) < 0 ||
+        (rc = buf_mp_bin(h, c->space_id, CRDT_SPACE_ID_BYTES)) < 0 ||
+        (rc = buf_mp_bin(h, c->epoch_id, CRDT_HASH_BYTES)) < 0 ||
+        (rc = buf_mp_bin(h, c->pubkey, CRDT_PUBKEY_BYTES)) < 0 ||
+        (rc = buf_mp_bin(h, c->incarnation, 8)) < 0 ||
+        (rc = buf_mp_uint(h, c->seq)) < 0 || (rc = buf_mp_uint(h, c->hlc)) < 0 ||
+        (rc = buf_mp_bin(h, c->prev, CRDT_HASH_BYTES)) < 0)
+        return rc == CRDT_ENOMEM ? rc : 0;
     ops_hdr = h->len;
-    if (buf_mp_len(h, 0x90, 15, 0, 0xdc, 0xdd, c->n_ops) < 0)
-        return 0;
+    if ((rc = buf_mp_len(h, 0x90, 15, 0, 0xdc, 0xdd, c->n_ops)) < 0)
+        return rc == CRDT_ENOMEM ? rc : 0;
     body_len = ops_hdr + c->ops_len;
     if (buf_byte(&o, 0x92) < 0 ||
         buf_mp_len(&o, 0, 0, 0xc4, 0xc5, 0xc6, body_len) < 0)
@@ -1325,7 +1329,7 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
         pk_state keep;
         pk_author saved;
         long ai = -1;
-        int packed = 0;
+        int packed = 0, fits = 0;
 
         if ((dec != NULL ? (c = dec[i], CRDT_OK)
              : hashes != NULL
@@ -1335,7 +1339,11 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
             c.version == 2 &&
             (!have_space || memcmp(c.space_id, e.st.space,
                                    CRDT_SPACE_ID_BYTES) == 0) &&
-            change_rebuilds(&e, &c, ch->data, ch->len)) {
+            (fits = change_rebuilds(&e, &c, ch->data, ch->len)) < 0) {
+            rc = fits;
+            goto done;
+        }
+        if (fits) {
             if (!have_space) { /* the message's space: the first one's */
                 memcpy(e.st.space, c.space_id, CRDT_SPACE_ID_BYTES);
                 memcpy(e.out.p + space_at, c.space_id, CRDT_SPACE_ID_BYTES);

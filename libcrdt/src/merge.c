@@ -677,12 +677,12 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         crdt__logrun own_run, *run = &own_run;
         memset(&own_run, 0, sizeof own_run);
         if (q != &own) {
-            if (r->merge_run == NULL)
-                r->merge_run = calloc(1, sizeof *r->merge_run);
-            if (r->merge_run != NULL)
-                run = r->merge_run;
+            if (r->merge_run == NULL &&
+                (r->merge_run = calloc(1, sizeof *r->merge_run)) == NULL)
+                rc = CRDT_ENOMEM;
+            run = r->merge_run;
         }
-        for (size_t i = 0, j; i < n; i = j) {
+        for (size_t i = 0, j; rc == CRDT_OK && i < n; i = j) {
             for (j = i + 1;
                  j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
                                  CRDT_ACTOR_BYTES) == 0;

@@ -843,9 +843,18 @@ build_fin_digest(crdtnet_session *s)
 
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return rc;
-    /* a merge of this session met an equivocation: the digest of the
-     * empty vv (see build_fin()) */
-    rc = read_fin_state(rd, &st, s->rep.conflicts > 0, d);
+    if (s->fin_cached && s->rep.conflicts == 0 &&
+        s->fin_txn == crdt_read_txn_id(rd)) {
+        /* the peer's FIN came first and was judged on this very
+         * snapshot (on_fin_digest()): nothing was committed since */
+        st = s->fin_st;
+        memcpy(d, s->fin_d, sizeof d);
+        rc = CRDT_OK;
+    } else {
+        /* a merge of this session met an equivocation: the digest of
+         * the empty vv (see build_fin()) */
+        rc = read_fin_state(rd, &st, s->rep.conflicts > 0, d);
+    }
     if (rc == CRDT_OK && s->rep.conflicts == 0) {
         s->fin_cached = 1;
         s->fin_txn = crdt_read_txn_id(rd);
@@ -1911,6 +1920,14 @@ on_fin_digest(crdtnet_session *s, const unsigned char *hash,
     } else if ((rc = read_fin_state(rd, &st, 0, ours_d)) < 0) {
         crdt_read_end(rd);
         return fail(s, rc, "cannot read", 1);
+    } else if (!s->fin_sent && s->rep.conflicts == 0) {
+        /* our FIN is still due: built from this snapshot if nothing is
+         * committed before it (build_fin_digest()), without a second
+         * walk of the heads */
+        s->fin_cached = 1;
+        s->fin_txn = crdt_read_txn_id(rd);
+        s->fin_st = st;
+        memcpy(s->fin_d, ours_d, sizeof ours_d);
     }
     {
         int same_vv, same_hash;

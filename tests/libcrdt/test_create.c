@@ -9,6 +9,7 @@
  * lost pages, a creation with a damaged (not zeroed) page and damaged
  * meta pages are not such leftovers: they are refused as before.
  */
+#define _GNU_SOURCE
 #include <check.h>
 #include <fcntl.h>
 #include <lmdb.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +28,17 @@
 #include "support/support.h"
 
 static char dir[256], path[300], data[320];
+
+/* LMDB (a shared library) syncs the data file with fdatasync(): the
+ * definition here takes its place and counts the calls. */
+static unsigned long syncs;
+
+int
+fdatasync(int fd)
+{
+    __atomic_add_fetch(&syncs, 1, __ATOMIC_SEQ_CST);
+    return (int)syscall(SYS_fdatasync, fd);
+}
 
 static crdt_replica *
 create_at(void)
@@ -109,12 +122,31 @@ data_size(void)
 
 START_TEST(test_creation_syncs_with_the_first_durable_commit)
 {
-    crdt_replica *r = create_at();
+    crdt_replica *r;
+    unsigned long before = syncs;
 
+    r = create_at();
+    ck_assert_uint_eq(syncs, before); /* no sync of its own */
     ck_assert_int_eq(r->create_unsynced, 1);
     put_one(r); /* a durable commit: the whole file synced */
+    ck_assert_uint_gt(syncs, before);
     ck_assert_int_eq(r->create_unsynced, 0);
+    before = syncs;
     crdt_replica_close(r);
+    ck_assert_uint_eq(syncs, before); /* nothing left to sync */
+}
+END_TEST
+
+START_TEST(test_close_syncs_a_creation_nothing_synced)
+{
+    crdt_replica *r;
+    unsigned long before = syncs;
+
+    r = create_at();
+    ck_assert_uint_eq(syncs, before);
+    crdt_replica_close(r);
+    ck_assert_uint_eq(syncs, before + 1);
+    ck_assert_int_eq(open_plain(), CRDT_OK);
 }
 END_TEST
 
@@ -308,6 +340,7 @@ test_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_creation_syncs_with_the_first_durable_commit);
+    tcase_add_test(tc, test_close_syncs_a_creation_nothing_synced);
     tcase_add_test(tc, test_no_sync_open_defers_nothing);
     tcase_add_test(tc, test_complete_creation_is_a_replica);
     tcase_add_test(tc, test_empty_data_file_is_no_replica);

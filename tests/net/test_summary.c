@@ -802,6 +802,71 @@ START_TEST(test_fin_judged_on_the_current_state)
 }
 END_TEST
 
+/* Move every message of @p from to @p to; note @p from's FIN going
+ * (*from_fin), and whether @p to got the peer's FIN before sending its
+ * own (*to_first: then, with @p late, commit to @p late_r at once). */
+static void
+pump_fin(crdtnet_session *from, crdtnet_session *to, int *from_fin,
+         const int *to_fin, int *to_first, int late, crdt_replica *late_r,
+         int *moved)
+{
+    const unsigned char *msg;
+    size_t len;
+
+    while (crdtnet_session_next_out(from, &msg, &len) == CRDT_OK) {
+        int fin = len >= 2 && msg[1] == 9;
+        if (fin)
+            *from_fin = 1;
+        ck_assert_int_eq(crdtnet_session_feed(to, msg, len), CRDT_OK);
+        if (fin && !*to_fin) {
+            /* @p to judged the FIN before building its own: a commit
+             * now must show in its FIN (a fresh read, not the snapshot
+             * the judging read) */
+            *to_first = 1;
+            if (late)
+                ck_assert_int_eq(tu_put_int(late_r, "c", "late2", "v", 3),
+                                 CRDT_OK);
+        }
+        *moved = 1;
+    }
+}
+
+START_TEST(test_fin_after_judging_the_peers_is_of_the_current_state)
+{
+    crdtnet_session *sx, *sy;
+
+    share_actors(100);
+    ck_assert_int_eq(tu_put_int(a, "c", "y", "a", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "y", "b", 2), CRDT_OK);
+    for (int late = 0; late < 2; late++) {
+        int x_fin = 0, y_fin = 0, x_first = 0, y_first = 0;
+
+        ck_assert_int_eq(crdtnet_session_new(&sx, a, NULL), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_new(&sy, b, NULL), CRDT_OK);
+        for (int round = 0; round < 1000; round++) {
+            int moved = 0;
+            /* y first: x's DONE and FIN leave in one turn, and y gets
+             * x's FIN before it builds its own */
+            pump_fin(sy, sx, &y_fin, &x_fin, &x_first, late, a, &moved);
+            pump_fin(sx, sy, &x_fin, &y_fin, &y_first, late, b, &moved);
+            if (!moved)
+                break;
+        }
+        ck_assert(x_first || y_first);
+        ck_assert(crdtnet_session_finished(sx) &&
+                  crdtnet_session_finished(sy));
+        /* the side that judged first had a commit after its judging
+         * read: its peer is in sync with it only if its FIN was read
+         * again */
+        ck_assert_int_eq(crdtnet_session_report(y_first ? sx : sy)->in_sync,
+                         !late);
+        ck_assert(crdtnet_session_report(y_first ? sy : sx)->in_sync);
+        crdtnet_session_free(sx);
+        crdtnet_session_free(sy);
+    }
+}
+END_TEST
+
 START_TEST(test_version3_peer_is_answered_in_version3)
 {
     for (int way = 0; way < 2; way++) {
@@ -909,6 +974,7 @@ test_suite(void)
     tcase_add_test(tc, test_equal_heads_end_at_hello);
     tcase_add_test(tc, test_hello_layout);
     tcase_add_test(tc, test_fin_judged_on_the_current_state);
+    tcase_add_test(tc, test_fin_after_judging_the_peers_is_of_the_current_state);
     tcase_add_test(tc, test_version3_peer_is_answered_in_version3);
     tcase_add_test(tc, test_bad_summary_messages_fail_cleanly);
     suite_add_tcase(s, tc);
