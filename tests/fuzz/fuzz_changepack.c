@@ -26,6 +26,7 @@
 
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
+#include "../support/hand_pack.h"
 #include "support/fuzz_rng.h"
 #include "support/fuzz_util.h"
 
@@ -185,31 +186,9 @@ put_hand_pack(const char *out, const char *name, const unsigned char *op,
               size_t op_len, const unsigned char *second, size_t second_len)
 {
     unsigned char p[256];
-    size_t at = 0;
 
-    p[at++] = 1;
-    memset(p + at, 0x11, 16);
-    at += 16;
-    p[at++] = second ? 2 : 1;
-    p[at++] = 0x01;              /* packed, unsigned, not chained */
-    p[at++] = 0;                 /* author 0, new */
-    memset(p + at, 0x22, 40);
-    at += 40;
-    p[at++] = 0;                 /* epoch 0, new */
-    memset(p + at, 0x33, 32);
-    at += 32;
-    p[at++] = 1;                 /* seq 1 */
-    memset(p + at, 0x44, 32);    /* prev */
-    at += 32;
-    p[at++] = 2;                 /* zigzag(hlc 1) */
-    p[at++] = 1;                 /* one op */
-    memcpy(p + at, op, op_len);
-    at += op_len;
-    if (second != NULL) {
-        memcpy(p + at, second, second_len);
-        at += second_len;
-    }
-    fuzz_put_seed(out, name, p, at);
+    fuzz_put_seed(out, name, p,
+                  tu_hand_pack(p, op, op_len, second, second_len));
 }
 
 static void

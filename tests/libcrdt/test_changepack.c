@@ -14,6 +14,7 @@
 #include "crdt/crdt.h"
 #include "crdt/text.h"
 #include "internal.h" /* crdt__changes_pack_decoded: what a merge's log uses */
+#include "support/hand_pack.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -324,44 +325,20 @@ START_TEST(test_pack_with_known_hashes)
 }
 END_TEST
 
-/* A hand-written pack of one author's changes of one PUT op each (c, d,
- * v = 1): the first names its author, epoch, seq and prev; the second
- * (@p second: its bytes, or NULL: none) follows. */
+/* A hand-written pack (support/hand_pack.h) whose first change's op is
+ * @p op (NULL: a PUT of c, d, v = 1), then @p second (or NULL). */
 static size_t
 pack_by_hand(unsigned char *p, const unsigned char *second, size_t second_len,
              const unsigned char *op, size_t op_len)
 {
     static const unsigned char first_op[] = {
         0x08, 0, 1, 'c', 0, 1, 'd', 0, 1, 'v', 0x01};
-    size_t at = 0;
 
-    p[at++] = 1;                 /* version */
-    memset(p + at, 0x11, 16);    /* space */
-    at += 16;
-    p[at++] = second ? 2 : 1;    /* n */
-    p[at++] = 0x01;              /* packed, unsigned, not chained */
-    p[at++] = 0;                 /* author 0, new */
-    memset(p + at, 0x22, 40);
-    at += 40;
-    p[at++] = 0;                 /* epoch 0, new */
-    memset(p + at, 0x33, 32);
-    at += 32;
-    p[at++] = 1;                 /* seq 1 */
-    memset(p + at, 0x44, 32);    /* prev */
-    at += 32;
-    p[at++] = 2;                 /* zigzag(hlc 1) */
-    p[at++] = 1;                 /* one op */
     if (op == NULL) {
         op = first_op;
         op_len = sizeof first_op;
     }
-    memcpy(p + at, op, op_len);
-    at += op_len;
-    if (second != NULL) {
-        memcpy(p + at, second, second_len);
-        at += second_len;
-    }
-    return at;
+    return tu_hand_pack(p, op, op_len, second, second_len);
 }
 
 static int
