@@ -194,6 +194,35 @@ metas_read(int fd, unsigned char pages[2][4096], meta m[2], int ok[2])
     return CRDT_OK;
 }
 
+/* The same two meta pages in an image of @p len bytes in memory.
+ * @return 1 when both lie inside it, 0 when it ends inside them (then
+ * @p ok says which of them could still be parsed). */
+static int
+metas_parse(const unsigned char *img, size_t len, meta m[2], int ok[2])
+{
+    size_t off = 4096;
+
+    ok[0] = ok[1] = 0;
+    if (len < 4096)
+        return 0;
+    if ((ok[0] = meta_parse(&m[0], img, 0) == 0))
+        off = m[0].psize;
+    if (off > len || len - off < 4096)
+        return 0;
+    ok[1] = meta_parse(&m[1], img + off, 1) == 0;
+    if (ok[0] && ok[1] && m[0].psize != m[1].psize)
+        ok[1] = 0;
+    return 1;
+}
+
+/* Which meta page LMDB opens: the sound one with the higher txnid (at
+ * least one of @p ok is set). */
+static int
+newest_meta(const meta m[2], const int ok[2])
+{
+    return ok[0] && ok[1] ? (m[1].txnid > m[0].txnid) : ok[1];
+}
+
 int
 crdt__store_precheck(const char *path, int may_repair, crdt_open_report *rep)
 {
@@ -237,7 +266,7 @@ crdt__store_precheck(const char *path, int may_repair, crdt_open_report *rep)
         rc = crdt__corrupt(why, wl, "both LMDB meta pages are damaged");
         goto out;
     }
-    cur = ok[0] && ok[1] ? (m[1].txnid > m[0].txnid) : ok[1];
+    cur = newest_meta(m, ok);
     if ((uint64_t)st.st_size / m[cur].psize < m[cur].last_pg + 1) {
         rc = crdt__corrupt(why, wl, "the data file is truncated: %" PRIu64 " bytes, its "
                  "last commit uses %" PRIu64 "", (uint64_t)st.st_size,
@@ -528,7 +557,6 @@ crdt__pagecheck_image(const unsigned char *img, size_t len,
 {
     meta m[2];
     int ok[2], cur, rc;
-    size_t off = 4096;
     walker w;
 
     if (why != NULL && why_len > 0)
@@ -537,21 +565,12 @@ crdt__pagecheck_image(const unsigned char *img, size_t len,
         return CRDT_EINVAL;
     /* the checks of crdt__store_precheck(), on bytes in memory: each
      * meta page is read from its first 4096 bytes */
-    if (len < 4096)
+    if (!metas_parse(img, len, m, ok))
         return crdt__corrupt(why, why_len, "the data file ends inside its meta pages "
                    "(%zu bytes)", len);
-    ok[0] = meta_parse(&m[0], img, 0) == 0;
-    if (ok[0])
-        off = m[0].psize;
-    if (off > len || len - off < 4096)
-        return crdt__corrupt(why, why_len, "the data file ends inside its meta pages "
-                   "(%zu bytes)", len);
-    ok[1] = meta_parse(&m[1], img + off, 1) == 0;
-    if (ok[0] && ok[1] && m[0].psize != m[1].psize)
-        ok[1] = 0;
     if (!ok[0] && !ok[1])
         return crdt__corrupt(why, why_len, "both LMDB meta pages are damaged");
-    cur = ok[0] && ok[1] ? (m[1].txnid > m[0].txnid) : ok[1];
+    cur = newest_meta(m, ok);
     if ((uint64_t)len / m[cur].psize < m[cur].last_pg + 1)
         return crdt__corrupt(why, why_len, "the data file is truncated: %zu bytes, its "
                    "last commit uses %" PRIu64, len,
@@ -578,18 +597,12 @@ crdt__pagecheck_newest(const unsigned char *img, size_t len,
                        crdt__newest_meta *out)
 {
     meta m[2];
-    int ok[2] = { 0, 0 }, cur;
-    size_t off = 4096;
+    int ok[2], cur;
 
-    if (len >= 4096 && (ok[0] = meta_parse(&m[0], img, 0) == 0))
-        off = m[0].psize;
-    if (off <= len && len - off >= 4096)
-        ok[1] = meta_parse(&m[1], img + off, 1) == 0;
-    if (ok[0] && ok[1] && m[0].psize != m[1].psize)
-        ok[1] = 0;
+    (void)metas_parse(img, len, m, ok); /* a short image: what it holds */
     if (!ok[0] && !ok[1])
         return CRDT_ECORRUPT;
-    cur = ok[0] && ok[1] ? (m[1].txnid > m[0].txnid) : ok[1];
+    cur = newest_meta(m, ok);
     out->txnid = m[cur].txnid;
     out->last_pg = m[cur].last_pg;
     out->psize = m[cur].psize;
