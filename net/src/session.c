@@ -831,6 +831,32 @@ read_fin_state(crdt_read *rd, crdt_stats *st, int empty,
     return rc;
 }
 
+/* Our FIN's state and digest on @p rd's snapshot (@p empty: those of
+ * the empty vv, read_fin_state()). Both sides' FIN are of one snapshot
+ * when nothing is committed between them: the read is kept, keyed by
+ * the snapshot's txn id, and the second one takes it instead of a second
+ * walk of the heads. */
+static int
+fin_state(crdtnet_session *s, crdt_read *rd, int empty, crdt_stats *st,
+          unsigned char d[32])
+{
+    uint64_t txn = crdt_read_txn_id(rd);
+    int rc;
+
+    if (!empty && s->fin_cached && s->fin_txn == txn) {
+        *st = s->fin_st;
+        memcpy(d, s->fin_d, 32);
+        return CRDT_OK;
+    }
+    if ((rc = read_fin_state(rd, st, empty, d)) < 0 || empty)
+        return rc;
+    s->fin_cached = 1;
+    s->fin_txn = txn;
+    s->fin_st = *st;
+    memcpy(s->fin_d, d, 32);
+    return CRDT_OK;
+}
+
 /* FIN of protocol 4: the digest of the vv stands for it, hashed from
  * the heads as they are read (no version vector is built). */
 static int
@@ -843,24 +869,9 @@ build_fin_digest(crdtnet_session *s)
 
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return rc;
-    if (s->fin_cached && s->rep.conflicts == 0 &&
-        s->fin_txn == crdt_read_txn_id(rd)) {
-        /* the peer's FIN came first and was judged on this very
-         * snapshot (on_fin_digest()): nothing was committed since */
-        st = s->fin_st;
-        memcpy(d, s->fin_d, sizeof d);
-        rc = CRDT_OK;
-    } else {
-        /* a merge of this session met an equivocation: the digest of
-         * the empty vv (see build_fin()) */
-        rc = read_fin_state(rd, &st, s->rep.conflicts > 0, d);
-    }
-    if (rc == CRDT_OK && s->rep.conflicts == 0) {
-        s->fin_cached = 1;
-        s->fin_txn = crdt_read_txn_id(rd);
-        s->fin_st = st;
-        memcpy(s->fin_d, d, sizeof d);
-    }
+    /* a merge of this session met an equivocation: the digest of the
+     * empty vv (see build_fin()) */
+    rc = fin_state(s, rd, s->rep.conflicts > 0, &st, d);
     crdt_read_end(rd);
     if (rc < 0)
         return rc;
@@ -1914,20 +1925,9 @@ on_fin_digest(crdtnet_session *s, const unsigned char *hash,
     s->fin_recv = 1;
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return fail(s, rc, "cannot read", 1);
-    if (s->fin_cached && s->fin_txn == crdt_read_txn_id(rd)) {
-        st = s->fin_st; /* the snapshot our FIN was read from */
-        memcpy(ours_d, s->fin_d, sizeof ours_d);
-    } else if ((rc = read_fin_state(rd, &st, 0, ours_d)) < 0) {
+    if ((rc = fin_state(s, rd, 0, &st, ours_d)) < 0) {
         crdt_read_end(rd);
         return fail(s, rc, "cannot read", 1);
-    } else if (!s->fin_sent && s->rep.conflicts == 0) {
-        /* our FIN is still due: built from this snapshot if nothing is
-         * committed before it (build_fin_digest()), without a second
-         * walk of the heads */
-        s->fin_cached = 1;
-        s->fin_txn = crdt_read_txn_id(rd);
-        s->fin_st = st;
-        memcpy(s->fin_d, ours_d, sizeof ours_d);
     }
     {
         int same_vv, same_hash;
