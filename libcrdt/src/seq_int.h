@@ -10,6 +10,13 @@
 typedef struct seq_frag seq_frag;
 typedef struct seq_chunk seq_chunk;
 
+/* A block that runs, fragments and chunks are carved from (seq.c,
+ * seq_alloc); they live until the sequence is freed. */
+typedef struct seq_block {
+    struct seq_block *next;
+    size_t size, used; /* bytes after the header; bytes handed out */
+} seq_block;
+
 /* One stored run: elements (actor, ctr) .. (actor, ctr + len - 1). The
  * first has origins left/right; each later one has the previous element
  * as left origin and the same right origin. */
@@ -93,6 +100,8 @@ struct crdt__seq {
     int default_gone; /* no lens default register of the field can be
                          there (seq_store.c, drop_lens_default) */
     int broken;       /* an allocation failed mid-change: never reuse */
+    seq_block *blocks; /* the newest first (seq.c, seq_alloc) */
+    size_t block_next; /* size of the next block */
     /* records changed in memory, not written yet (seq_store.c, flush) */
     seq_run **dirty_runs;
     size_t ndirty, capdirty;
