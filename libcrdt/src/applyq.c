@@ -297,6 +297,44 @@ crdt__applyq_push(crdt__wctx *w, crdt__applyq *q, const crdt_op *op,
     return CRDT_OK;
 }
 
+/*
+ * The flush visits the ops in key order, i.e. at random in memory, and
+ * most of its own time was spent waiting for them. Ahead of op @i (in
+ * sorted order) it asks for the op itself PF_OPS ops ahead, and for the
+ * names its key is built from (they point into the change bytes, again
+ * at random) PF_NAMES ahead, when the op's line has had time to arrive.
+ * The cursors count every op, including those a run of PUTs to one
+ * field consumes in one step (one prefetch per step fell behind there).
+ */
+#define PF_OPS 16
+#define PF_NAMES 8
+
+static void
+prefetch_ahead(const crdt__applyq *q, size_t i, size_t *pq, size_t *pn)
+{
+#ifdef __GNUC__
+    const struct crdt__qkey *k = q->keys;
+    size_t endq = i + PF_OPS < q->n ? i + PF_OPS : q->n;
+    size_t endn = i + PF_NAMES < q->n ? i + PF_NAMES : q->n;
+
+    if (*pq < i)
+        *pq = i;
+    if (*pn < i)
+        *pn = i;
+    for (; *pq < endq; (*pq)++) {
+        const char *e = (const char *)qop(q, k[*pq].idx);
+        __builtin_prefetch(e);
+        __builtin_prefetch(e + 64);
+    }
+    for (; *pn < endn; (*pn)++) {
+        const crdt_op *op = &qop(q, k[*pn].idx)->op;
+        __builtin_prefetch(op->doc != NULL ? op->doc : op->coll);
+    }
+#else
+    (void)q, (void)i, (void)pq, (void)pn;
+#endif
+}
+
 int
 crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
 {
@@ -310,14 +348,10 @@ crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
      * read its order in memory: its records are written once, after */
     defer = w->seq_defer;
     w->seq_defer = 1;
-    for (size_t i = 0; i < q->n && rc == CRDT_OK; i++) {
+    for (size_t i = 0, pq = 0, pn = 0; i < q->n && rc == CRDT_OK; i++) {
         const struct crdt__qop *e = qop(q, k[i].idx);
 
-#ifdef __GNUC__
-        if (i + 8 < q->n) /* the ops are visited in random order */
-            __builtin_prefetch(qop(q, k[i + 8].idx)),
-                __builtin_prefetch((char *)qop(q, k[i + 8].idx) + 64);
-#endif
+        prefetch_ahead(q, i, &pq, &pn);
         if (k[i].kind == CRDT_OP_PUT) {
             /* the run of PUTs to this field: apply its newest only */
             size_t j = i + 1;
