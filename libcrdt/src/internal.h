@@ -257,7 +257,9 @@ int crdt__member_doc_read(crdt__wctx *w, const unsigned char *pk,
 /* ---- applyq.c: a merge batch's ops, applied in state-key order ---- */
 void crdt__applyq_init(crdt__applyq *q);
 void crdt__applyq_free(crdt__applyq *q);
-/* Hold @p op (a view into change bytes that outlive the queue). */
+/* Hold @p op (a view into change bytes that outlive the queue), of a
+ * kind below CRDT_OP_TINS and not a member-set op: only the parts
+ * crdt__state_apply() reads for those kinds are kept. */
 int crdt__applyq_push(crdt__wctx *w, crdt__applyq *q, const crdt_op *op,
                       uint64_t hlc, const crdt_actor *actor, uint64_t seq);
 /* Apply every op held, in key order, and empty the queue. */
