@@ -359,7 +359,7 @@ crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
 {
     const struct crdt__qkey *k = q->keys;
     crdt_op op; /* what each queued op gives; the rest stays zero */
-    int rc = CRDT_OK, defer;
+    int rc = CRDT_OK, defer, step;
 
     if (q->n == 0)
         return CRDT_OK;
@@ -369,6 +369,8 @@ crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
      * read its order in memory: its records are written once, after */
     defer = w->seq_defer;
     w->seq_defer = 1;
+    step = w->cur_step;
+    w->cur_step = 1; /* the lookups below come in key order */
     for (size_t i = 0, pq = 0, pn = 0; i < q->n && rc == CRDT_OK; i++) {
         const struct crdt__qop *e = qop(q, k[i].idx);
 
@@ -397,6 +399,7 @@ crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
         rc = crdt__state_apply(w, &op, e->hlc, &e->actor, e->seq);
     }
     w->seq_defer = defer;
+    w->cur_step = step;
     if (rc == CRDT_OK && !defer) /* else the caller writes them */
         rc = crdt__seq_flush_touched(w);
     q->n = 0;

@@ -158,6 +158,9 @@ typedef struct {
     MDB_cursor *cur; /* on @state; positioned by the last lookup */
     MDB_dbi cur_dbi;
     int cur_at;      /* the cursor sits on the key last looked up */
+    int cur_set;     /* ... or on one our last get or put left it on */
+    int cur_step;    /* lookups come in key order (a queue's flush): try
+                        stepping the cursor forward before a search */
     crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */
     crdt__feedacc fa; /* what this txn changed (feed.c) */
     struct crdt__seq *seq_touched; /* sequences this txn changes */
