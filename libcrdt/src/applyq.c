@@ -21,8 +21,9 @@
  * The ops are held in blocks that stay where they are, each twice the
  * one before (CRDT__QBLOCK, then 2x, 4x...): a queue that grows (a big
  * batch: a text's whole history in one message) allocates one more
- * block instead of copying every op held (about 256 bytes each) into a
- * larger array, which cost a sixth of such a merge's CPU.
+ * block instead of copying every op held into a
+ * larger array, which cost a sixth of such a merge's CPU. An op held is
+ * 128 bytes: what crdt__state_apply() reads of it, not a whole crdt_op.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,17 +33,25 @@
 
 #define FLUSH_AT 16384 /* ops held before applying: bounds the memory */
 
-/* The stamp first, padded to whole cache lines in a line-aligned array:
- * the flush visits ops in key order, i.e. at random, and a PUT's stamp,
- * kind, names and value then lie in the two lines it prefetches. */
-#define QOP_HEAD (2 * sizeof(uint64_t) + sizeof(crdt_actor))
+/* The stamp first, in two cache lines of a line-aligned array: the
+ * flush visits ops in key order, i.e. at random, and an op's stamp,
+ * kind, names and value then lie in the two lines it prefetches.
+ * Only the parts of a crdt_op that crdt__state_apply() reads for the
+ * kinds queued here (no sequence or member-set ops): copying the whole
+ * 224-byte crdt_op at each push, and holding twice the bytes, cost more
+ * than building one in the flush. */
 struct crdt__qop {
     uint64_t hlc, seq;
     crdt_actor actor;
-    crdt_op op;
-    unsigned char pad_[64 - (QOP_HEAD + sizeof(crdt_op)) % 64];
+    const char *coll, *doc, *field;
+    size_t coll_len, doc_len, field_len;
+    crdt_value value;
+    int64_t delta;
+    const unsigned char *observed;
+    size_t observed_len;
+    crdt_op_kind kind;
 };
-_Static_assert(sizeof(struct crdt__qop) % 64 == 0, "whole cache lines");
+_Static_assert(sizeof(struct crdt__qop) == 128, "two cache lines");
 
 /* Block k holds CRDT__QBLOCK << k ops, from CRDT__QBLOCK * (2^k - 1). */
 static struct crdt__qop *
@@ -102,7 +111,7 @@ static int
 cmp_key(const crdt__applyq *q, const struct crdt__qkey *x,
         const struct crdt__qkey *y)
 {
-    const crdt_op *a, *b;
+    const struct crdt__qop *a, *b;
     int c;
 
     if (x->k0 != y->k0)
@@ -114,8 +123,8 @@ cmp_key(const crdt__applyq *q, const struct crdt__qkey *x,
      * which the prefix already told apart */
     if (x->len <= 16 && y->len <= 16)
         return 0;
-    a = &qop(q, x->idx)->op;
-    b = &qop(q, y->idx)->op;
+    a = qop(q, x->idx);
+    b = qop(q, y->idx);
     if ((c = cmp_name(a->coll, a->coll_len, b->coll, b->coll_len)) != 0 ||
         (c = cmp_name(a->doc, a->doc_len, b->doc, b->doc_len)) != 0)
         return c;
@@ -288,7 +297,17 @@ crdt__applyq_push(crdt__wctx *w, crdt__applyq *q, const crdt_op *op,
     if (q->n == q->cap && (rc = grow(q)) < 0)
         return rc;
     e = qop(q, q->n);
-    e->op = *op;
+    e->coll = op->coll;
+    e->doc = op->doc;
+    e->field = op->field;
+    e->coll_len = op->coll_len;
+    e->doc_len = op->doc_len;
+    e->field_len = op->field_len;
+    e->value = op->value;
+    e->delta = op->delta;
+    e->observed = op->observed;
+    e->observed_len = op->observed_len;
+    e->kind = op->kind;
     e->hlc = hlc;
     e->seq = seq;
     e->actor = *actor;
@@ -297,27 +316,65 @@ crdt__applyq_push(crdt__wctx *w, crdt__applyq *q, const crdt_op *op,
     return CRDT_OK;
 }
 
+/*
+ * The flush visits the ops in key order, i.e. at random in memory, and
+ * most of its own time was spent waiting for them. Ahead of op @i (in
+ * sorted order) it asks for the op itself PF_OPS ops ahead, and for the
+ * names its key is built from (they point into the change bytes, again
+ * at random) PF_NAMES ahead, when the op's line has had time to arrive.
+ * The cursors count every op, including those a run of PUTs to one
+ * field consumes in one step (one prefetch per step fell behind there).
+ */
+#define PF_OPS 16
+#define PF_NAMES 8
+
+static void
+prefetch_ahead(const crdt__applyq *q, size_t i, size_t *pq, size_t *pn)
+{
+#ifdef __GNUC__
+    const struct crdt__qkey *k = q->keys;
+    size_t endq = i + PF_OPS < q->n ? i + PF_OPS : q->n;
+    size_t endn = i + PF_NAMES < q->n ? i + PF_NAMES : q->n;
+
+    if (*pq < i)
+        *pq = i;
+    if (*pn < i)
+        *pn = i;
+    for (; *pq < endq; (*pq)++) {
+        const char *e = (const char *)qop(q, k[*pq].idx);
+        __builtin_prefetch(e);
+        __builtin_prefetch(e + 64);
+    }
+    for (; *pn < endn; (*pn)++) {
+        const struct crdt__qop *e = qop(q, k[*pn].idx);
+        __builtin_prefetch(e->doc != NULL ? e->doc : e->coll);
+    }
+#else
+    (void)q, (void)i, (void)pq, (void)pn;
+#endif
+}
+
 int
 crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
 {
     const struct crdt__qkey *k = q->keys;
-    int rc = CRDT_OK, defer;
+    crdt_op op; /* what each queued op gives; the rest stays zero */
+    int rc = CRDT_OK, defer, step;
 
     if (q->n == 0)
         return CRDT_OK;
+    memset(&op, 0, sizeof op);
     sort_keys(q, q->keys, q->keys + q->cap, q->n);
     /* the ops below only read their own keys, and a sequence's own ops
      * read its order in memory: its records are written once, after */
     defer = w->seq_defer;
     w->seq_defer = 1;
-    for (size_t i = 0; i < q->n && rc == CRDT_OK; i++) {
+    step = w->cur_step;
+    w->cur_step = 1; /* the lookups below come in key order */
+    for (size_t i = 0, pq = 0, pn = 0; i < q->n && rc == CRDT_OK; i++) {
         const struct crdt__qop *e = qop(q, k[i].idx);
 
-#ifdef __GNUC__
-        if (i + 8 < q->n) /* the ops are visited in random order */
-            __builtin_prefetch(qop(q, k[i + 8].idx)),
-                __builtin_prefetch((char *)qop(q, k[i + 8].idx) + 64);
-#endif
+        prefetch_ahead(q, i, &pq, &pn);
         if (k[i].kind == CRDT_OP_PUT) {
             /* the run of PUTs to this field: apply its newest only */
             size_t j = i + 1;
@@ -328,9 +385,21 @@ crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
                     e = qop(q, k[j].idx);
             i = j - 1;
         }
-        rc = crdt__state_apply(w, &e->op, e->hlc, &e->actor, e->seq);
+        op.kind = e->kind;
+        op.coll = e->coll;
+        op.doc = e->doc;
+        op.field = e->field;
+        op.coll_len = e->coll_len;
+        op.doc_len = e->doc_len;
+        op.field_len = e->field_len;
+        op.value = e->value;
+        op.delta = e->delta;
+        op.observed = e->observed;
+        op.observed_len = e->observed_len;
+        rc = crdt__state_apply(w, &op, e->hlc, &e->actor, e->seq);
     }
     w->seq_defer = defer;
+    w->cur_step = step;
     if (rc == CRDT_OK && !defer) /* else the caller writes them */
         rc = crdt__seq_flush_touched(w);
     q->n = 0;

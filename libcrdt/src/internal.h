@@ -158,6 +158,9 @@ typedef struct {
     MDB_cursor *cur; /* on @state; positioned by the last lookup */
     MDB_dbi cur_dbi;
     int cur_at;      /* the cursor sits on the key last looked up */
+    int cur_set;     /* ... or on one our last get or put left it on */
+    int cur_step;    /* lookups come in key order (a queue's flush): try
+                        stepping the cursor forward before a search */
     crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */
     crdt__feedacc fa; /* what this txn changed (feed.c) */
     struct crdt__seq *seq_touched; /* sequences this txn changes */
@@ -257,7 +260,9 @@ int crdt__member_doc_read(crdt__wctx *w, const unsigned char *pk,
 /* ---- applyq.c: a merge batch's ops, applied in state-key order ---- */
 void crdt__applyq_init(crdt__applyq *q);
 void crdt__applyq_free(crdt__applyq *q);
-/* Hold @p op (a view into change bytes that outlive the queue). */
+/* Hold @p op (a view into change bytes that outlive the queue), of a
+ * kind below CRDT_OP_TINS and not a member-set op: only the parts
+ * crdt__state_apply() reads for those kinds are kept. */
 int crdt__applyq_push(crdt__wctx *w, crdt__applyq *q, const crdt_op *op,
                       uint64_t hlc, const crdt_actor *actor, uint64_t seq);
 /* Apply every op held, in key order, and empty the queue. */
