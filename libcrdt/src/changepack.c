@@ -1317,6 +1317,22 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
     memset(&e, 0, sizeof e);
     e.st.last_tmpl = -1;
     e.out.max = CRDT_CHANGES_PACKED_MAX;
+    {
+        /* sized once, near what the records take (a packed record is
+         * about its change's size or less): growing from a page by
+         * doubling copied and touched every smaller stage again */
+        size_t want = 64;
+        for (size_t i = 0; i < n && want < e.out.max; i++)
+            want += changes[i].len < e.out.max ? changes[i].len + 8
+                                                : e.out.max;
+        if (want > e.out.max)
+            want = e.out.max;
+        if ((e.out.p = malloc(want)) == NULL) {
+            rc = CRDT_ENOMEM;
+            goto done;
+        }
+        e.out.cap = want;
+    }
     if ((rc = buf_byte(&e.out, PK_VERSION)) < 0)
         goto done;
     space_at = e.out.len;

@@ -643,33 +643,43 @@ int crdt__changes_unpack_hashed(crdt_bytes **changes_out, size_t *n_out,
 
 /* ---- logrun.c: a merge's run of one actor's changes, one record ---- */
 typedef struct crdt__logrun {
-    unsigned char *buf; /* the changes' bytes, one after the other */
-    size_t len, cap;
-    size_t *off;        /* where each change begins in buf */
+    /* the changes' bytes where they are: the merge's message, alive
+     * until the merge ends, or a drained pending change's copy, which
+     * the run owns (owned[]) and frees once the run is written */
+    crdt_bytes *list;
+    size_t len;         /* their bytes, all together */
     unsigned char *hashes; /* each change's body hash, as the merge
                               computed it (n x CRDT_HASH_BYTES) */
     size_t n, cap_n;
+    unsigned char **owned;
+    size_t n_owned, cap_owned;
     crdt_actor actor;
     uint64_t last;      /* the last seq of the last change */
-    /* each change as the merge decoded it, its views (ops, sig) kept as
-     * offsets from the change's first byte (buf moves as it grows): the
-     * packer need not decode and hash it again
+    /* each change as the merge decoded it, its views (ops, sig) into its
+     * bytes: the packer need not decode and hash it again
      * (crdt__changes_pack_decoded); no_dec: one had views elsewhere */
     crdt_change *dec;
-    size_t *ops_off, *sig_off; /* sig_off SIZE_MAX: no signature */
     size_t cap_dec;
     int no_dec;
 } crdt__logrun;
-/* Add the applied change @p c (@p data, @p len: its bytes, copied) to the
- * run; a run of another actor, or one that would pass its bounds, is
- * written first. */
+/* Add the applied change @p c (@p data, @p len: its bytes, not copied:
+ * they must stay alive until the run is written or reset) to the run; a
+ * run of another actor, or one that would pass its bounds, is written
+ * first. @p own: @p data is malloc'd and the run takes it in every case
+ * (freed once the run is written or reset, or here on failure). */
 int crdt__logrun_add(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
                      MDB_cursor *cur, const crdt_change *c,
-                     const unsigned char *data, size_t len);
+                     const unsigned char *data, size_t len, int own);
 /* Write the run (if any) as one record of @p dbi (through @p cur when
  * not NULL) and empty it. */
 int crdt__logrun_flush(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
                        MDB_cursor *cur);
+/* Room for @p n changes (up to a run's bound) at once: a merge knows
+ * how many its message holds, and growing by doubling copied the
+ * decoded changes (some 270 bytes each) at every step. */
+int crdt__logrun_reserve(crdt__logrun *run, size_t n);
+/* Empty the run without writing it (its buffers stay for the next). */
+void crdt__logrun_reset(crdt__logrun *run);
 void crdt__logrun_free(crdt__logrun *run);
 
 /* crdt_changes_pack() of @p n changes whose decoded forms @p dec (as

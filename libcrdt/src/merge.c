@@ -134,15 +134,17 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
 }
 
 /* Store @p c (applied) in the log, in the actor's run (one record for
- * the run, logrun.c), and advance the head. */
+ * the run, logrun.c), and advance the head. @p data stays alive until
+ * the run is written: the merge's message, or with @p own a malloc'd
+ * copy the run takes (in every case). */
 static int
 log_append(crdt__wctx *w, crdt__logrun *run, const crdt_change *c,
-           const unsigned char *data, size_t len, crdt__head *h)
+           const unsigned char *data, size_t len, int own, crdt__head *h)
 {
     int rc;
 
     rc = crdt__logrun_add(run, w->txn, w->r->dbi[CRDT_DB_LOG], w->log_cur, c,
-                          data, len);
+                          data, len, own);
     if (rc < 0)
         return rc;
     h->seq = c->seq + c->n_ops - 1;
@@ -468,9 +470,11 @@ drain_pending(crdt__wctx *w, crdt__logrun *run, const crdt_actor *a,
         /* the queue holds views into @copy: apply them before it goes */
         if (rc == CRDT_OK && w->q != NULL)
             rc = crdt__applyq_flush(w, w->q);
+        /* the run keeps @copy until it is written (and frees it) */
         if (rc == CRDT_OK)
-            rc = log_append(w, run, &c, copy, len, h);
-        free(copy);
+            rc = log_append(w, run, &c, copy, len, 1, h);
+        else
+            free(copy);
         if (rc < 0)
             return rc;
         if (rep)
@@ -553,7 +557,7 @@ merge_actor_run(crdt__wctx *w, crdt__logrun *run, item *const *items,
         if ((rc = drop_parked_copy(w, c)) < 0 ||
             (rc = crdt__apply_change(w, c, 0, cur_epoch, rep)) < 0)
             return rc;
-        if ((rc = log_append(w, run, c, items[i]->data, items[i]->len,
+        if ((rc = log_append(w, run, c, items[i]->data, items[i]->len, 0,
                              &h)) < 0)
             return rc;
         if (rep)
@@ -578,9 +582,7 @@ merge_actor(crdt__wctx *w, crdt__logrun *run, item *const *items, size_t n,
 {
     int rc = merge_actor_run(w, run, items, n, cur_epoch, rep);
 
-    run->n = 0; /* written, or dropped with the failed txn */
-    run->len = 0;
-    run->no_dec = 0;
+    crdt__logrun_reset(run); /* written, or dropped with the failed txn */
     return rc;
 }
 
@@ -682,6 +684,8 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
                 rc = CRDT_ENOMEM;
             run = r->merge_run;
         }
+        if (rc == CRDT_OK)
+            rc = crdt__logrun_reserve(run, n);
         for (size_t i = 0, j; rc == CRDT_OK && i < n; i = j) {
             for (j = i + 1;
                  j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
