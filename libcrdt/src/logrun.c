@@ -164,6 +164,10 @@ crdt__logrun_flush(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
                                : mdb_put(txn, dbi, &k, &v, MDB_RESERVE));
         if (rc == CRDT_OK) {
             val = v.mv_data;
+            /* a large record's space is overflow pages LMDB has just
+             * allocated: faulted in with one call, not one fault per
+             * page as the copy reaches it */
+            crdt__prefault(val, v.mv_size);
             val[0] = CRDT__LOGRUN_TAG;
             memcpy(val + 1, packed, packed_len);
         }

@@ -56,7 +56,9 @@ seq_alloc(crdt__seq *s, size_t n)
         size_t size = s->block_next ? s->block_next : BLOCK_FIRST;
         while (size - sizeof *b < n)
             size *= 2;
-        if ((b = malloc(size)) == NULL)
+        /* zeroed as a whole (a large block is a fresh mapping, zero
+         * already): no object is cleared on its own */
+        if ((b = calloc(1, size)) == NULL)
             return NULL;
         crdt__prefault(b, size);
         b->next = s->blocks;
@@ -67,7 +69,6 @@ seq_alloc(crdt__seq *s, size_t n)
     }
     p = (unsigned char *)(b + 1) + b->used;
     b->used += n;
-    memset(p, 0, n);
     return p;
 }
 
