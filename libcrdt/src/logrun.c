@@ -35,18 +35,29 @@ crdt__logrun_reset(crdt__logrun *run)
     run->no_dec = 0;
 }
 
+/* The capacity an array of @p cap slots holding @p n needs for @p want
+ * (at least) or the next one: @p cap itself when it has the room. */
+static size_t
+grown(size_t cap, size_t n, size_t want)
+{
+    size_t nc;
+
+    if (n < cap && want <= cap)
+        return cap;
+    nc = cap ? cap * 2 : 64;
+    return nc < want ? want : nc;
+}
+
 /* Room for @p want changes (at least), or the next one. */
 static int
 grow_arrays(crdt__logrun *run, size_t want)
 {
+    size_t nc;
     void *p;
 
     if (want > CRDT__LOGRUN_CHANGES_MAX)
         want = CRDT__LOGRUN_CHANGES_MAX;
-    if (run->n == run->cap_n || want > run->cap_n) {
-        size_t nc = run->cap_n ? run->cap_n * 2 : 64;
-        if (nc < want)
-            nc = want;
+    if ((nc = grown(run->cap_n, run->n, want)) != run->cap_n) {
         if ((p = realloc(run->list, nc * sizeof *run->list)) == NULL)
             return CRDT_ENOMEM;
         run->list = p;
@@ -55,10 +66,7 @@ grow_arrays(crdt__logrun *run, size_t want)
         run->hashes = p;
         run->cap_n = nc;
     }
-    if (run->n == run->cap_dec || want > run->cap_dec) {
-        size_t nc = run->cap_dec ? run->cap_dec * 2 : 64;
-        if (nc < want)
-            nc = want;
+    if ((nc = grown(run->cap_dec, run->n, want)) != run->cap_dec) {
         if ((p = realloc(run->dec, nc * sizeof *run->dec)) == NULL)
             return CRDT_ENOMEM;
         run->dec = p;
