@@ -41,7 +41,10 @@ typedef struct {
         int json;
         int rc; /* an output error stops the walk */
     } o;
-    unsigned char gen[8];
+    /* crdt_feed_since()'s next: set before the first event, its gen is
+     * the one the events' cursors carry (a head read in a txn of its own
+     * could predate the commit that created the feed's generation) */
+    const crdt_feed_cursor *at;
 } walk_ctx;
 
 static int
@@ -51,7 +54,7 @@ emit(void *ctx, const crdt_feed_event *ev)
     char cur[CRDT_FEED_CURSOR_CHARS];
     crdt_feed_cursor c;
 
-    memcpy(c.gen, w->gen, 8);
+    memcpy(c.gen, w->at->gen, 8);
     c.seq = ev->commit;
     crdt_feed_cursor_format(cur, &c);
     if (ev->everything) {
@@ -134,8 +137,7 @@ cmd_watch(const cli_cmd *cmd, int argc, char **argv)
     w.o.json = cli_has(&a, OPT_JSON);
     while (!stop) {
         /* catch up; then sleep until a commit */
-        crdt_feed_head(&next, r);
-        memcpy(w.gen, next.gen, 8);
+        w.at = &next;
         rc = crdt_feed_since(r, &cur, coll, doc, 0, emit, &w, &next);
         if (rc < 0)
             goto fail;

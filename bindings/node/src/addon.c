@@ -1130,7 +1130,9 @@ batch_grow(batch *b)
 
 typedef struct {
     batch *b;
-    unsigned char gen[8];
+    /* crdt_feed_since()'s next: set before the first event, its gen is
+     * the one the events' cursors carry */
+    const crdt_feed_cursor *at;
     int oom;
 } collect_ctx;
 
@@ -1143,7 +1145,7 @@ collect(void *ctx, const crdt_feed_event *ev)
     crdt_feed_cursor fc;
     size_t rows = ev->everything ? 1 : ev->ndocs;
 
-    memcpy(fc.gen, c->gen, 8);
+    memcpy(fc.gen, c->at->gen, 8);
     fc.seq = ev->commit;
     crdt_feed_cursor_format(cur, &fc);
     for (size_t i = 0; i < rows; i++) {
@@ -1190,7 +1192,7 @@ sub_thread(void *arg)
     for (;;) {
         struct pollfd pf[2] = { { crdt_feed_watch_fd(s->w), POLLIN, 0 },
                                 { s->stop_pipe[0], POLLIN, 0 } };
-        crdt_feed_cursor head, next;
+        crdt_feed_cursor next;
         collect_ctx c;
         int rc;
 
@@ -1199,8 +1201,7 @@ sub_thread(void *arg)
             memset(&c, 0, sizeof c);
             if ((c.b = calloc(1, sizeof *c.b)) == NULL)
                 break;
-            crdt_feed_head(&head, s->h->r);
-            memcpy(c.gen, head.gen, 8);
+            c.at = &next;
             rc = crdt_feed_since(s->h->r, &s->cur,
                                  s->has_coll ? s->coll : NULL,
                                  s->has_doc ? s->doc : NULL, 256, collect, &c,

@@ -122,7 +122,11 @@ CRDT_API int crdt_feed_head(crdt_feed_cursor *out, crdt_replica *r);
  * @p next to resume after them. When @p from cannot be served (another
  * replica's or a restored replica's cursor, one from the future, or one
  * older than the kept history), deliver one event with everything = 1
- * and set @p next to the head: never an error.
+ * and set @p next to the head: never an error. @p next is set before
+ * the first event is delivered and its gen is the generation of every
+ * event delivered: a callback makes an event's cursor from next's gen
+ * and the event's commit (a head read in another txn may predate the
+ * commit that created the generation).
  * @return the number of events delivered (>= 0); CRDT_EINVAL; CRDT_EIO;
  *         CRDT_ENOMEM.
  */
