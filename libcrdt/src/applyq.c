@@ -21,9 +21,9 @@
  * The ops are held in blocks that stay where they are, each twice the
  * one before (CRDT__QBLOCK, then 2x, 4x...): a queue that grows (a big
  * batch: a text's whole history in one message) allocates one more
- * block instead of copying every op held into a
- * larger array, which cost a sixth of such a merge's CPU. An op held is
- * 128 bytes: what crdt__state_apply() reads of it, not a whole crdt_op.
+ * block instead of copying every op held into a larger array, which
+ * cost a sixth of such a merge's CPU. An op held is 128 bytes: what
+ * crdt__state_apply() reads of it, not a whole crdt_op.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -650,7 +650,7 @@ typedef struct crdt__logrun {
     size_t len;         /* their bytes, all together */
     unsigned char *hashes; /* each change's body hash, as the merge
                               computed it (n x CRDT_HASH_BYTES) */
-    size_t n, cap_n;
+    size_t n, cap; /* cap: slots of list, hashes and dec alike */
     unsigned char **owned;
     size_t n_owned, cap_owned;
     crdt_actor actor;
@@ -659,7 +659,6 @@ typedef struct crdt__logrun {
      * bytes: the packer need not decode and hash it again
      * (crdt__changes_pack_decoded); no_dec: one had views elsewhere */
     crdt_change *dec;
-    size_t cap_dec;
     int no_dec;
 } crdt__logrun;
 /* Add the applied change @p c (@p data, @p len: its bytes, not copied:
@@ -674,9 +673,10 @@ int crdt__logrun_add(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
  * not NULL) and empty it. */
 int crdt__logrun_flush(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
                        MDB_cursor *cur);
-/* Room for @p n changes (up to a run's bound) at once: a merge knows
- * how many its message holds, and growing by doubling copied the
- * decoded changes (some 270 bytes each) at every step. */
+/* Room for @p n changes (up to a run's bound), and at least for the
+ * next one: a merge knows how many its message holds, and growing by
+ * doubling copied the decoded changes (some 270 bytes each) at every
+ * step. */
 int crdt__logrun_reserve(crdt__logrun *run, size_t n);
 /* Empty the run without writing it (its buffers stay for the next). */
 void crdt__logrun_reset(crdt__logrun *run);

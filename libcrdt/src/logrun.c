@@ -12,7 +12,7 @@
  * which drops what repeats from change to change (author, epoch, seq,
  * prev, the names and value headers of the ops). The change bytes are
  * not copied: the merge's message stays alive until the merge ends, and
- * the packer writes the record once, into its space in LMDB. A drained
+ * the packed record is copied once, into its space in LMDB. A drained
  * pending change's copy (its view into the pending area dies at the
  * next write) is handed to the run, which frees it once written. The
  * body hashes and decodes the merge computed are kept: the packer takes
@@ -35,50 +35,32 @@ crdt__logrun_reset(crdt__logrun *run)
     run->no_dec = 0;
 }
 
-/* The capacity an array of @p cap slots holding @p n needs for @p want
- * (at least) or the next one: @p cap itself when it has the room. */
-static size_t
-grown(size_t cap, size_t n, size_t want)
-{
-    size_t nc;
-
-    if (n < cap && want <= cap)
-        return cap;
-    nc = cap ? cap * 2 : 64;
-    return nc < want ? want : nc;
-}
-
-/* Room for @p want changes (at least), or the next one. */
-static int
-grow_arrays(crdt__logrun *run, size_t want)
+int
+crdt__logrun_reserve(crdt__logrun *run, size_t want)
 {
     size_t nc;
     void *p;
 
     if (want > CRDT__LOGRUN_CHANGES_MAX)
         want = CRDT__LOGRUN_CHANGES_MAX;
-    if ((nc = grown(run->cap_n, run->n, want)) != run->cap_n) {
-        if ((p = realloc(run->list, nc * sizeof *run->list)) == NULL)
-            return CRDT_ENOMEM;
-        run->list = p;
-        if ((p = realloc(run->hashes, nc * CRDT_HASH_BYTES)) == NULL)
-            return CRDT_ENOMEM;
-        run->hashes = p;
-        run->cap_n = nc;
-    }
-    if ((nc = grown(run->cap_dec, run->n, want)) != run->cap_dec) {
-        if ((p = realloc(run->dec, nc * sizeof *run->dec)) == NULL)
-            return CRDT_ENOMEM;
-        run->dec = p;
-        run->cap_dec = nc;
-    }
+    if (run->n < run->cap && want <= run->cap)
+        return CRDT_OK;
+    nc = run->cap ? run->cap * 2 : 64;
+    if (nc < want)
+        nc = want;
+    /* the three arrays have one capacity: each grown one is kept even
+     * when a later one fails, and cap moves only once all three have */
+    if ((p = realloc(run->list, nc * sizeof *run->list)) == NULL)
+        return CRDT_ENOMEM;
+    run->list = p;
+    if ((p = realloc(run->hashes, nc * CRDT_HASH_BYTES)) == NULL)
+        return CRDT_ENOMEM;
+    run->hashes = p;
+    if ((p = realloc(run->dec, nc * sizeof *run->dec)) == NULL)
+        return CRDT_ENOMEM;
+    run->dec = p;
+    run->cap = nc;
     return CRDT_OK;
-}
-
-int
-crdt__logrun_reserve(crdt__logrun *run, size_t n)
-{
-    return grow_arrays(run, n);
 }
 
 /* Keep @p data (malloc'd) until the run is written. */
@@ -110,7 +92,7 @@ crdt__logrun_add(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
          run->len + len > CRDT__LOGRUN_BYTES_MAX) &&
         (rc = crdt__logrun_flush(run, txn, dbi, cur)) < 0)
         goto fail;
-    if ((rc = grow_arrays(run, 0)) < 0 || (own && (rc = take(run, data)) < 0))
+    if ((rc = crdt__logrun_reserve(run, 0)) < 0 || (own && (rc = take(run, data)) < 0))
         goto fail;
     own = 0; /* the run's now */
     /* the decoded change, its views into its bytes; views elsewhere:
