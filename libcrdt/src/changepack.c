@@ -29,7 +29,9 @@
 #include "crdt/crdt.h"
 #include "internal.h"
 
-#define PK_VERSION 1
+#define PK_VERSION 1  /* what the log's run records hold */
+#define PK_VERSION_2 2 /* one-op records and stamps in flags, short ops
+                        * repeat the names: only to a peer that reads it */
 #define PK_AUTHORS_MAX 4096
 #define PK_EPOCHS_MAX 256
 #define PK_NAMES_MAX 65536
@@ -42,6 +44,15 @@
 #define F_CHAINED 0x04
 #define F_SAME_AUTHOR 0x08
 #define F_SAME_EPOCH 0x10
+/* version 2 only */
+#define F_ONE_OP 0x20   /* n_ops is 1: its varint is left out */
+#define F_HLC 0xc0      /* how the stamp is given: */
+#define F_HLC_DELTA 0x00 /* zigzag(hlc - expected) follows */
+#define F_HLC_SAME 0x40 /* hlc is expected */
+#define F_HLC_NEXT_MS 0x80 /* the first stamp of expected's next ms */
+#define F_HLC_LATER_MS 0xc0 /* varint d: the first stamp of ms + 2 + d */
+#define HLC_MS_SHIFT 16 /* a stamp is ms << 16 | counter (hlc.c) */
+#define HLC_MS_END ((uint64_t)1 << (64 - HLC_MS_SHIFT))
 
 /* op header byte */
 #define H_KIND 0x03      /* 0 PUT, 1 INCR, 2 SADD, 3 raw op */
@@ -79,7 +90,14 @@ typedef struct {
     size_t len, cap, max;
 } pk_buf;
 
+/* a name as the last compact op had it: len 0 is nil */
 typedef struct {
+    uint32_t len;
+    unsigned char b[CRDT_NAME_MAX];
+} pk_last_name;
+
+typedef struct {
+    int version;
     unsigned char space[CRDT_SPACE_ID_BYTES];
     pk_author *authors;
     size_t n_authors, cap_authors;
@@ -94,6 +112,8 @@ typedef struct {
     long last_tmpl; /* -1: none */
     unsigned char last_tag;
     unsigned char last_h; /* the last compact op's header byte */
+    /* version 2: a short op repeats the last compact op's coll, field */
+    pk_last_name last_coll, last_field;
 } pk_state;
 
 /* ---- small helpers ---- */
@@ -495,18 +515,26 @@ dec_token(pk_dec *d, unsigned char *out, uint32_t *len)
     return CRDT_OK;
 }
 
-/* @p given: the number of a mode-2 name, already read (the short form
- * of an op), or NULL: it follows. */
 static int
-dec_name(pk_dec *d, unsigned mode, pk_buf *b, const uint64_t *given)
+put_last_name(pk_buf *b, const pk_last_name *n)
 {
-    unsigned char name[CRDT_NAME_MAX];
+    return n->len ? buf_mp_str(b, n->b, n->len) : buf_byte(b, 0xc0);
+}
+
+/* @p given: the number of a mode-2 name, already read (the short form
+ * of an op), or NULL: it follows. The name is also left in @p keep. */
+static int
+dec_name(pk_dec *d, unsigned mode, pk_buf *b, const uint64_t *given,
+         pk_last_name *keep)
+{
+    unsigned char *name = keep->b;
     uint32_t len;
     uint64_t num = given ? *given : 0;
     int rc;
 
     switch (mode) {
     case 0:
+        keep->len = 0;
         return buf_byte(b, 0xc0);
     case 1:
         if ((rc = dec_token(d, name, &len)) < 0)
@@ -522,17 +550,25 @@ dec_name(pk_dec *d, unsigned mode, pk_buf *b, const uint64_t *given)
     default:
         return CRDT_EPROTO;
     }
+    keep->len = len;
     return buf_mp_str(b, name, len);
+}
+
+static int
+same_name(const pk_last_name *a, const pk_last_name *b)
+{
+    return a->len == b->len && memcmp(a->b, b->b, a->len) == 0;
 }
 
 static int
 dec_op(pk_dec *d, pk_buf *b)
 {
+    pk_last_name coll, doc, field;
     unsigned char h, tag;
     const unsigned char *p;
     uint64_t l, num = 0;
     int64_t rest;
-    int rc, is_short = 0;
+    int rc, is_short = 0, names_read;
 
     if (in_byte(&d->in, &h) < 0)
         return CRDT_EPROTO;
@@ -557,16 +593,33 @@ dec_op(pk_dec *d, pk_buf *b)
             return CRDT_EPROTO; /* not canonical: the compact form holds it */
         return buf_put(b, p, (size_t)l);
     }
-    /* not canonical: the short form says this header again */
-    if (!is_short && d->st->have_h && h == d->st->last_h &&
-        ((h >> H_DOC_SHIFT) & 3) == 2)
+    /* not canonical: the short form says this header again (version 1;
+     * version 2: the header and the names, checked once they are read) */
+    if (d->st->version < PK_VERSION_2 && !is_short && d->st->have_h &&
+        h == d->st->last_h && ((h >> H_DOC_SHIFT) & 3) == 2)
         return CRDT_EPROTO;
-    if ((rc = buf_byte(b, 0x95)) < 0 || (rc = buf_byte(b, h & H_KIND)) < 0 ||
-        (rc = dec_name(d, (h & H_COLL_NIL) ? 0 : 1, b, NULL)) < 0 ||
-        (rc = dec_name(d, (h >> H_DOC_SHIFT) & 3, b,
-                       is_short ? &num : NULL)) < 0 ||
-        (rc = dec_name(d, (h & H_FIELD_NIL) ? 0 : 1, b, NULL)) < 0)
+    if ((rc = buf_byte(b, 0x95)) < 0 || (rc = buf_byte(b, h & H_KIND)) < 0)
         return rc;
+    if (is_short && d->st->version >= PK_VERSION_2) {
+        /* the last compact op's names: none follows */
+        if ((rc = put_last_name(b, &d->st->last_coll)) < 0 ||
+            (rc = dec_name(d, 2, b, &num, &doc)) < 0 ||
+            (rc = put_last_name(b, &d->st->last_field)) < 0)
+            return rc;
+    } else if ((rc = dec_name(d, (h & H_COLL_NIL) ? 0 : 1, b, NULL,
+                              &coll)) < 0 ||
+               (rc = dec_name(d, (h >> H_DOC_SHIFT) & 3, b,
+                              is_short ? &num : NULL, &doc)) < 0 ||
+               (rc = dec_name(d, (h & H_FIELD_NIL) ? 0 : 1, b, NULL,
+                              &field)) < 0) {
+        return rc;
+    }
+    names_read = !is_short || d->st->version < PK_VERSION_2;
+    if (d->st->version >= PK_VERSION_2 && !is_short && d->st->have_h &&
+        h == d->st->last_h && ((h >> H_DOC_SHIFT) & 3) == 2 &&
+        same_name(&coll, &d->st->last_coll) &&
+        same_name(&field, &d->st->last_field))
+        return CRDT_EPROTO; /* not canonical: the short form says it */
     if (h & H_SAME_TAG) {
         if (!d->st->have_tag)
             return CRDT_EPROTO;
@@ -582,6 +635,10 @@ dec_op(pk_dec *d, pk_buf *b)
     d->st->have_tag = 1;
     d->st->last_h = h;
     d->st->have_h = 1;
+    if (names_read) {
+        d->st->last_coll = coll;
+        d->st->last_field = field;
+    }
     if ((rc = buf_byte(b, tag)) < 0)
         return rc;
     return buf_put(b, p, (size_t)rest);
@@ -602,6 +659,60 @@ dec_table_ref(pk_dec *d, size_t n, size_t max, size_t size, size_t *idx,
         return CRDT_EPROTO;
     *idx = (size_t)t;
     return CRDT_OK;
+}
+
+/* Version 2: how stamp @p hlc is written after @p expected (the
+ * author's previous change's hlc + its n_ops, 0 for its first): the
+ * first of F_HLC_SAME, F_HLC_NEXT_MS, F_HLC_LATER_MS (@p *d set) that
+ * gives it, else F_HLC_DELTA. A writer that commits faster than once a
+ * millisecond stamps its next change expected (the same ms); a slower
+ * one the first stamp of a later ms (hlc.c): no byte either way, or one
+ * for a gap below 130 ms, where the delta took three. */
+static unsigned char
+hlc_mode(uint64_t expected, uint64_t hlc, uint64_t *d)
+{
+    uint64_t ms = hlc >> HLC_MS_SHIFT, ems = expected >> HLC_MS_SHIFT;
+
+    if (hlc == expected)
+        return F_HLC_SAME;
+    if ((hlc & ((1u << HLC_MS_SHIFT) - 1)) != 0 || ms <= ems)
+        return F_HLC_DELTA;
+    if (ms == ems + 1)
+        return F_HLC_NEXT_MS;
+    *d = ms - ems - 2;
+    return F_HLC_LATER_MS;
+}
+
+/* The stamp of a version-2 record with flags @p f after @p expected;
+ * CRDT_EPROTO: beyond 64 bits, or not canonical (a delta giving a stamp
+ * another mode says). */
+static int
+dec_hlc(pk_dec *d, unsigned char f, uint64_t expected, uint64_t *hlc)
+{
+    uint64_t v, ems = expected >> HLC_MS_SHIFT, dd;
+
+    switch (f & F_HLC) {
+    case F_HLC_SAME:
+        *hlc = expected;
+        return CRDT_OK;
+    case F_HLC_NEXT_MS:
+        if (ems + 1 >= HLC_MS_END)
+            return CRDT_EPROTO;
+        *hlc = (ems + 1) << HLC_MS_SHIFT;
+        return CRDT_OK;
+    case F_HLC_LATER_MS:
+        if (in_varint(&d->in, &v) < 0 || ems + 2 >= HLC_MS_END ||
+            v >= HLC_MS_END - ems - 2)
+            return CRDT_EPROTO;
+        *hlc = (ems + 2 + v) << HLC_MS_SHIFT;
+        return CRDT_OK;
+    default:
+        if (in_varint(&d->in, &v) < 0)
+            return CRDT_EPROTO;
+        *hlc = expected + ((v >> 1) ^ (uint64_t)-(int64_t)(v & 1));
+        return hlc_mode(expected, *hlc, &dd) == F_HLC_DELTA ? CRDT_OK
+                                                            : CRDT_EPROTO;
+    }
 }
 
 /* One record from d->in; the rebuilt change is appended to @p out, its
@@ -636,7 +747,7 @@ dec_record(pk_dec *d, pk_buf *out, unsigned char *hash_out)
         }
         return buf_put(out, p, (size_t)l);
     }
-    if (!(f & F_PACKED) || (f & ~0x1f))
+    if (!(f & F_PACKED) || (st->version < PK_VERSION_2 && (f & ~0x1f)))
         return CRDT_EPROTO;
     if (f & F_SAME_AUTHOR) {
         if (!st->have_author)
@@ -699,12 +810,23 @@ dec_record(pk_dec *d, pk_buf *out, unsigned char *hash_out)
          * next change is written out) */
         memcpy(prev, p, sizeof prev);
     }
-    if (in_varint(&d->in, &zz) < 0 || in_varint(&d->in, &n_ops) < 0 ||
-        n_ops < 1 || n_ops > CRDT_CHANGE_MAX_OPS ||
+    if (st->version >= PK_VERSION_2) {
+        if (dec_hlc(d, f, a->has_last ? a->next_hlc : 0, &hlc) < 0)
+            return CRDT_EPROTO;
+        n_ops = 1;
+        if (!(f & F_ONE_OP) && (in_varint(&d->in, &n_ops) < 0 ||
+                                n_ops == 1)) /* not canonical: F_ONE_OP */
+            return CRDT_EPROTO;
+    } else if (in_varint(&d->in, &zz) < 0 ||
+               in_varint(&d->in, &n_ops) < 0) {
+        return CRDT_EPROTO;
+    } else {
+        hlc = (a->has_last ? a->next_hlc : 0) +
+              ((zz >> 1) ^ (uint64_t)-(int64_t)(zz & 1));
+    }
+    if (n_ops < 1 || n_ops > CRDT_CHANGE_MAX_OPS ||
         n_ops > d->in.len - d->in.at) /* every op takes a byte */
         return CRDT_EPROTO;
-    hlc = (a->has_last ? a->next_hlc : 0) +
-          ((zz >> 1) ^ (uint64_t)-(int64_t)(zz & 1));
     d->body.len = 0;
     d->body.max = CRDT_CHANGE_MAX;
     if ((rc = buf_byte(&d->body, 0x99)) < 0 ||
@@ -779,6 +901,8 @@ state_rewind(pk_state *st, const pk_state *to)
     st->last_tag = to->last_tag;
     st->have_h = to->have_h;
     st->last_h = to->last_h;
+    st->last_coll = to->last_coll;
+    st->last_field = to->last_field;
 }
 
 /* ---- unpacking ---- */
@@ -825,14 +949,17 @@ crdt__changes_unpack_hashed(crdt_bytes **changes_out, size_t *n_out,
     d.st = &st;
     d.in.base = in;
     d.in.len = len;
-    if (in_byte(&d.in, &ver) < 0 || ver != PK_VERSION ||
+    if (in_byte(&d.in, &ver) < 0 ||
+        (ver != PK_VERSION && ver != PK_VERSION_2) ||
         in_bytes(&d.in, &p, CRDT_SPACE_ID_BYTES) < 0 ||
         in_varint(&d.in, &n) < 0)
         goto out;
     memcpy(st.space, p, CRDT_SPACE_ID_BYTES);
-    /* no record is shorter than 4 bytes, nor rebuilds a change shorter
-     * than CRDT_CHANGE_MIN: the list is bounded before it is allocated */
-    if (n > (len - d.in.at) / 4 ||
+    st.version = ver;
+    /* no record is shorter than 4 bytes (version 2: 2, flags and a short
+     * op), nor rebuilds a change shorter than CRDT_CHANGE_MIN: the list
+     * is bounded before it is allocated */
+    if (n > (len - d.in.at) / (ver == PK_VERSION ? 4 : 2) ||
         n > CRDT_CHANGES_UNPACKED_MAX / CRDT_CHANGE_MIN)
         goto out;
     ends = malloc((n ? (size_t)n : 1) * sizeof *ends);
@@ -978,6 +1105,22 @@ enc_token(pk_enc *e, const unsigned char *p, uint32_t len, long *tmpl,
     return buf_put(&e->out, p, len);
 }
 
+/* Whether name @p p (NULL: nil) of @p len bytes is @p n. */
+static int
+same_bytes(const pk_last_name *n, const unsigned char *p, uint32_t len)
+{
+    return p == NULL ? n->len == 0
+                     : n->len == len && memcmp(n->b, p, len) == 0;
+}
+
+static void
+set_last_name(pk_last_name *n, const unsigned char *p, uint32_t len)
+{
+    n->len = p == NULL ? 0 : len;
+    if (p != NULL)
+        memcpy(n->b, p, len);
+}
+
 /* One op [kind 0..2, coll, doc, field, scalar] in the compact form; the
  * caller falls back to the raw form on CRDT_EPROTO (or when the record
  * does not come back identical). */
@@ -993,7 +1136,7 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
     unsigned char h;
     size_t at, rest;
     long tmpl = -1; /* the last template a token named */
-    int rc, doc_mode = 1, literal = 0;
+    int rc, doc_mode = 1, literal = 0, short_names, is_short, names;
 
     if (op_parse(&o, op, len) < 0)
         return CRDT_EPROTO;
@@ -1023,7 +1166,12 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
     if (e->st.have_tag && e->st.last_tag == sc[0])
         h |= H_SAME_TAG;
     at = e->out.len;
-    if (doc_mode == 2 && e->st.have_h && e->st.last_h == h) {
+    /* version 2: the short form also stands for the last op's names */
+    short_names = e->st.version >= PK_VERSION_2;
+    if (doc_mode == 2 && e->st.have_h && e->st.last_h == h &&
+        (!short_names ||
+         (same_bytes(&e->st.last_coll, coll, cl) &&
+          same_bytes(&e->st.last_field, field, fl)))) {
         /* the short form: the header is the last one, the number here */
         unsigned char b = (unsigned char)(H_SHORT | (num & H_SHORT_LOW));
         if (num > H_SHORT_LOW)
@@ -1034,14 +1182,16 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
     } else if ((rc = buf_byte(&e->out, h)) < 0) {
         return rc;
     }
-    if (coll && (rc = enc_token(e, coll, cl, &tmpl, &literal)) < 0)
+    is_short = (e->out.p[at] & H_SHORT) != 0;
+    names = !is_short || !short_names;
+    if (names && coll && (rc = enc_token(e, coll, cl, &tmpl, &literal)) < 0)
         return rc;
     if (doc_mode == 1 && (rc = enc_token(e, doc, dl, &tmpl, &literal)) < 0)
         return rc;
-    if (doc_mode == 2 && !(e->out.p[at] & H_SHORT) &&
-        (rc = buf_varint(&e->out, num)) < 0)
+    if (doc_mode == 2 && !is_short && (rc = buf_varint(&e->out, num)) < 0)
         return rc;
-    if ((field && (rc = enc_token(e, field, fl, &tmpl, &literal)) < 0) ||
+    if ((names && field &&
+         (rc = enc_token(e, field, fl, &tmpl, &literal)) < 0) ||
         (!(h & H_SAME_TAG) && (rc = buf_byte(&e->out, sc[0])) < 0) ||
         (rc = buf_put(&e->out, sc + 1, rest)) < 0)
         return rc;
@@ -1057,6 +1207,10 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
         e->st.have_h = 1;
         e->st.last_tag = sc[0];
         e->st.have_tag = 1;
+        if (names) {
+            set_last_name(&e->st.last_coll, coll, cl);
+            set_last_name(&e->st.last_field, field, fl);
+        }
     }
     return CRDT_OK;
 }
@@ -1098,6 +1252,7 @@ enc_record(pk_enc *e, const crdt_change *c)
     unsigned char f = F_PACKED;
     crdt__mp m = { c->ops, c->ops + c->ops_len };
     uint32_t n_ops;
+    uint64_t expected = a != NULL && a->has_last ? a->next_hlc : 0, later = 0;
     int64_t dh;
     int rc;
 
@@ -1113,6 +1268,11 @@ enc_record(pk_enc *e, const crdt_change *c)
         f |= F_SAME_AUTHOR;
     if (ei >= 0 && st->have_epoch && st->last_epoch == (size_t)ei)
         f |= F_SAME_EPOCH;
+    if (st->version >= PK_VERSION_2) {
+        if (c->n_ops == 1)
+            f |= F_ONE_OP;
+        f |= hlc_mode(expected, c->hlc, &later);
+    }
     if ((rc = buf_byte(&e->out, f)) < 0)
         return rc;
     if (!(f & F_SAME_AUTHOR)) {
@@ -1136,10 +1296,16 @@ enc_record(pk_enc *e, const crdt_change *c)
         ((rc = buf_varint(&e->out, c->seq)) < 0 ||
          (rc = buf_put(&e->out, c->prev, CRDT_HASH_BYTES)) < 0))
         return rc;
-    dh = (int64_t)(c->hlc - (a != NULL && a->has_last ? a->next_hlc : 0));
-    if ((rc = buf_varint(&e->out, ((uint64_t)dh << 1) ^
-                                      (uint64_t)(dh >> 63))) < 0 ||
-        (rc = buf_varint(&e->out, c->n_ops)) < 0)
+    dh = (int64_t)(c->hlc - expected);
+    if (st->version >= PK_VERSION_2 && (f & F_HLC) != F_HLC_DELTA) {
+        if ((f & F_HLC) == F_HLC_LATER_MS &&
+            (rc = buf_varint(&e->out, later)) < 0)
+            return rc;
+    } else if ((rc = buf_varint(&e->out, ((uint64_t)dh << 1) ^
+                                             (uint64_t)(dh >> 63))) < 0) {
+        return rc;
+    }
+    if (!(f & F_ONE_OP) && (rc = buf_varint(&e->out, c->n_ops)) < 0)
         return rc;
     if (crdt__mp_array(&m, &n_ops) < 0 || n_ops != c->n_ops)
         return CRDT_EPROTO;
@@ -1211,13 +1377,13 @@ enc_record(pk_enc *e, const crdt_change *c)
 
 static int pack_changes(unsigned char **out, size_t *out_len,
                         const crdt_bytes *changes, const crdt_change *dec,
-                        const unsigned char *hashes, size_t n);
+                        const unsigned char *hashes, size_t n, int version);
 
 int
 crdt_changes_pack(unsigned char **out, size_t *out_len,
                   const crdt_bytes *changes, size_t n)
 {
-    return pack_changes(out, out_len, changes, NULL, NULL, n);
+    return pack_changes(out, out_len, changes, NULL, NULL, n, PK_VERSION);
 }
 
 int
@@ -1227,7 +1393,8 @@ crdt_changes_pack_hashed(unsigned char **out, size_t *out_len,
 {
     if (hashes == NULL && n > 0)
         return CRDT_EINVAL;
-    return pack_changes(out, out_len, changes, NULL, hashes, n);
+    return pack_changes(out, out_len, changes, NULL, hashes, n,
+                        PK_VERSION);
 }
 
 int
@@ -1235,7 +1402,18 @@ crdt__changes_pack_hashed(unsigned char **out, size_t *out_len,
                           const crdt_bytes *changes,
                           const unsigned char *hashes, size_t n)
 {
-    return pack_changes(out, out_len, changes, NULL, hashes, n);
+    return pack_changes(out, out_len, changes, NULL, hashes, n,
+                        PK_VERSION);
+}
+
+int
+crdt_changes_pack_version(unsigned char **out, size_t *out_len,
+                          const crdt_bytes *changes,
+                          const unsigned char *hashes, size_t n, int version)
+{
+    if (version != PK_VERSION && version != PK_VERSION_2)
+        return CRDT_EINVAL;
+    return pack_changes(out, out_len, changes, NULL, hashes, n, version);
 }
 
 int
@@ -1243,7 +1421,7 @@ crdt__changes_pack_decoded(unsigned char **out, size_t *out_len,
                            const crdt_bytes *changes, const crdt_change *dec,
                            size_t n)
 {
-    return pack_changes(out, out_len, changes, dec, NULL, n);
+    return pack_changes(out, out_len, changes, dec, NULL, n, PK_VERSION);
 }
 
 /* Whether the bytes @p p, @p len of change @p c are those a packed
@@ -1303,7 +1481,8 @@ change_rebuilds(pk_enc *e, const crdt_change *c, const unsigned char *p,
  * without hashing its body (its ops are walked as they are packed). */
 static int
 pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
-             const crdt_change *dec, const unsigned char *hashes, size_t n)
+             const crdt_change *dec, const unsigned char *hashes, size_t n,
+             int version)
 {
     pk_enc e;
     crdt_change c;
@@ -1316,6 +1495,7 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
     *out_len = 0;
     memset(&e, 0, sizeof e);
     e.st.last_tmpl = -1;
+    e.st.version = version;
     e.out.max = CRDT_CHANGES_PACKED_MAX;
     {
         /* sized once, near what the records take (a packed record is
@@ -1333,7 +1513,7 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
         }
         e.out.cap = want;
     }
-    if ((rc = buf_byte(&e.out, PK_VERSION)) < 0)
+    if ((rc = buf_byte(&e.out, (unsigned char)version)) < 0)
         goto done;
     space_at = e.out.len;
     if ((rc = buf_put(&e.out, e.st.space, CRDT_SPACE_ID_BYTES)) < 0 ||
