@@ -1075,7 +1075,6 @@ typedef struct {
     pk_buf out;
     pk_index idx;
     pk_buf scratch; /* an op decoded to move the state */
-    pk_buf hdr;     /* a change's head as dec_record() writes it */
 } pk_enc;
 
 /* What a token moves in the decoder's state (dec_token()): a name by
@@ -1424,53 +1423,84 @@ crdt__changes_pack_decoded(unsigned char **out, size_t *out_len,
     return pack_changes(out, out_len, changes, dec, NULL, n, PK_VERSION);
 }
 
+/* @p v as a shortest msgpack uint is what @p q (@p avail bytes) begins
+ * with: its length, else 0. */
+static size_t
+mp_uint_at(const unsigned char *q, size_t avail, uint64_t v)
+{
+    unsigned char t[9];
+    pk_buf b = { t, 0, sizeof t, sizeof t };
+
+    if (buf_mp_uint(&b, v) < 0 || b.len > avail || memcmp(q, t, b.len) != 0)
+        return 0;
+    return b.len;
+}
+
+/* A format-2 body's head up to seq: 99 02, then space, epoch, pubkey
+ * and incarnation, each a bin 8 of its size (c4 NN) */
+#define HEAD_FIXED (2 + 18 + 34 + 34 + 10)
+
 /* Whether the bytes @p p, @p len of change @p c are those a packed
  * record of it rebuilds (dec_record()): every msgpack header in its
  * shortest form, as our writer makes them (a change from another
  * writer, or of format 1, may differ). Its ops are checked one by one
  * as they are packed: an op in another form goes raw, byte for byte.
- * @return 1 (it does), 0 (it does not), CRDT_ENOMEM: the header's
- * rebuild could not grow its buffer (not a reason to store the change
- * raw: the merge fails, as on any other allocation). */
+ * Only the headers are compared: where they stand as the record
+ * rebuilds them, the decoder read @p c's fields from the very bytes
+ * between them, so those are the fields the record carries.
+ * @return 1 (it does), 0 (it does not). */
 static int
-change_rebuilds(pk_enc *e, const crdt_change *c, const unsigned char *p,
-                size_t len)
+change_rebuilds(const crdt_change *c, const unsigned char *p, size_t len)
 {
-    pk_buf *h = &e->hdr;
-    unsigned char outer[6];
+    static const unsigned char bin_at[] = { 2, 2 + 18, 2 + 18 + 34,
+                                            2 + 18 + 34 + 34 };
+    static const unsigned char bin_size[] = { CRDT_SPACE_ID_BYTES,
+                                              CRDT_HASH_BYTES,
+                                              CRDT_PUBKEY_BYTES, 8 };
+    unsigned char outer[6], arr[5];
     pk_buf o = { outer, 0, sizeof outer, sizeof outer };
-    size_t body_len, at, ops_hdr;
-    int rc;
+    pk_buf a = { arr, 0, sizeof arr, sizeof arr };
+    const unsigned char *body, *q, *end = p + len, *ops_end;
+    size_t n;
 
-    if (c->ops < p || c->ops > p + len ||
-        c->ops_len > (size_t)(p + len - c->ops))
+    if (len < 2 || c->ops < p || c->ops > end ||
+        c->ops_len > (size_t)(end - c->ops) || p[0] != 0x92 ||
+        (p[1] != 0xc4 && p[1] != 0xc5 && p[1] != 0xc6))
         return 0;
-    h->len = 0;
-    h->max = 256;
-    if ((rc = buf_byte(h, 0x99)) < 0 || (rc = buf_byte(h, 2)) < 0 ||
-        (rc = buf_mp_bin(h, c->space_id, CRDT_SPACE_ID_BYTES)) < 0 ||
-        (rc = buf_mp_bin(h, c->epoch_id, CRDT_HASH_BYTES)) < 0 ||
-        (rc = buf_mp_bin(h, c->pubkey, CRDT_PUBKEY_BYTES)) < 0 ||
-        (rc = buf_mp_bin(h, c->incarnation, 8)) < 0 ||
-        (rc = buf_mp_uint(h, c->seq)) < 0 || (rc = buf_mp_uint(h, c->hlc)) < 0 ||
-        (rc = buf_mp_bin(h, c->prev, CRDT_HASH_BYTES)) < 0)
-        return rc == CRDT_ENOMEM ? rc : 0;
-    ops_hdr = h->len;
-    if ((rc = buf_mp_len(h, 0x90, 15, 0, 0xdc, 0xdd, c->n_ops)) < 0)
-        return rc == CRDT_ENOMEM ? rc : 0;
-    body_len = ops_hdr + c->ops_len;
-    if (buf_byte(&o, 0x92) < 0 ||
-        buf_mp_len(&o, 0, 0, 0xc4, 0xc5, 0xc6, body_len) < 0)
+    /* 92 and the body's bin header, shortest for where the ops end */
+    body = p + 1 + (p[1] == 0xc4 ? 2 : p[1] == 0xc5 ? 3 : 5);
+    ops_end = c->ops + c->ops_len;
+    if (body > c->ops || buf_byte(&o, 0x92) < 0 ||
+        buf_mp_len(&o, 0, 0, 0xc4, 0xc5, 0xc6,
+                   (uint64_t)(ops_end - body)) < 0 ||
+        p + o.len != body || memcmp(p, outer, o.len) != 0)
         return 0;
-    at = o.len + ops_hdr; /* where the ops begin */
-    if (len != o.len + body_len + (c->sig != NULL ? 66 : 1) ||
-        c->ops != p + at || memcmp(p, outer, o.len) != 0 ||
-        memcmp(p + o.len, h->p, h->len) != 0)
+    if ((size_t)(ops_end - body) < HEAD_FIXED || body[0] != 0x99 ||
+        body[1] != 2)
         return 0;
-    at = o.len + body_len; /* the signature */
+    for (size_t i = 0; i < sizeof bin_at; i++)
+        if (body[bin_at[i]] != 0xc4 || body[bin_at[i] + 1] != bin_size[i])
+            return 0;
+    q = body + HEAD_FIXED;
+    if ((n = mp_uint_at(q, (size_t)(ops_end - q), c->seq)) == 0)
+        return 0;
+    q += n;
+    if ((n = mp_uint_at(q, (size_t)(ops_end - q), c->hlc)) == 0)
+        return 0;
+    q += n;
+    /* prev, then the ops' array header, shortest */
+    if (buf_mp_len(&a, 0x90, 15, 0, 0xdc, 0xdd, c->n_ops) < 0 ||
+        (size_t)(ops_end - q) < 2 + CRDT_HASH_BYTES + a.len ||
+        q[0] != 0xc4 || q[1] != CRDT_HASH_BYTES)
+        return 0;
+    q += 2 + CRDT_HASH_BYTES;
+    if (q != c->ops || memcmp(q, arr, a.len) != 0)
+        return 0;
+    /* the signature: c0, or c4 40 and its 64 bytes */
     if (c->sig == NULL)
-        return p[at] == 0xc0;
-    return p[at] == 0xc4 && p[at + 1] == 64 && c->sig == p + at + 2;
+        return ops_end + 1 == end && ops_end[0] == 0xc0;
+    return (size_t)(end - ops_end) == 66 && ops_end[0] == 0xc4 &&
+           ops_end[1] == 64 && c->sig == ops_end + 2;
 }
 
 /* Each record is written in the one form the unpacker accepts, from a
@@ -1535,10 +1565,8 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
             c.version == 2 &&
             (!have_space || memcmp(c.space_id, e.st.space,
                                    CRDT_SPACE_ID_BYTES) == 0) &&
-            (fits = change_rebuilds(&e, &c, ch->data, ch->len)) < 0) {
-            rc = fits;
-            goto done;
-        }
+            change_rebuilds(&c, ch->data, ch->len))
+            fits = 1;
         if (fits) {
             if (!have_space) { /* the message's space: the first one's */
                 memcpy(e.st.space, c.space_id, CRDT_SPACE_ID_BYTES);
@@ -1581,7 +1609,6 @@ done:
     free(e.out.p);
     free(e.idx.slot);
     free(e.scratch.p);
-    free(e.hdr.p);
     state_free(&e.st);
     return rc;
 }
