@@ -24,7 +24,9 @@
  *                are packed (crdt_changes_pack()); sent only to a peer
  *                whose HELLO wrote its proto as uint 8 (cc 03): it reads
  *                them. An older peer writes 03, reads plain messages only
- *                and never sees one.
+ *                and never sees one. Packed version 2 goes only to a
+ *                peer whose HELLO wrote its state hash as bin 16 (c5);
+ *                to one from before it, version 1.
  *  14 SUMMARY    [14, digests, entries]  protocol 4 only: one round of
  *                the heads summary (summary.h), between HELLO and FORKS
  *  15 CUT        [15, [change...]]  from a giver, before SNAP_BEGIN: the
