@@ -29,7 +29,9 @@
 #include "crdt/crdt.h"
 #include "internal.h"
 
-#define PK_VERSION 1
+#define PK_VERSION 1  /* what the log's run records hold */
+#define PK_VERSION_2 2 /* one-op records and stamps in flags, short ops
+                        * repeat the names: only to a peer that reads it */
 #define PK_AUTHORS_MAX 4096
 #define PK_EPOCHS_MAX 256
 #define PK_NAMES_MAX 65536
@@ -42,6 +44,15 @@
 #define F_CHAINED 0x04
 #define F_SAME_AUTHOR 0x08
 #define F_SAME_EPOCH 0x10
+/* version 2 only */
+#define F_ONE_OP 0x20   /* n_ops is 1: its varint is left out */
+#define F_HLC 0xc0      /* how the stamp is given: */
+#define F_HLC_DELTA 0x00 /* zigzag(hlc - expected) follows */
+#define F_HLC_SAME 0x40 /* hlc is expected */
+#define F_HLC_NEXT_MS 0x80 /* the first stamp of expected's next ms */
+#define F_HLC_LATER_MS 0xc0 /* varint d: the first stamp of ms + 2 + d */
+#define HLC_MS_SHIFT 16 /* a stamp is ms << 16 | counter (hlc.c) */
+#define HLC_MS_END ((uint64_t)1 << (64 - HLC_MS_SHIFT))
 
 /* op header byte */
 #define H_KIND 0x03      /* 0 PUT, 1 INCR, 2 SADD, 3 raw op */
@@ -79,7 +90,14 @@ typedef struct {
     size_t len, cap, max;
 } pk_buf;
 
+/* a name as the last compact op had it: len 0 is nil */
 typedef struct {
+    uint32_t len;
+    unsigned char b[CRDT_NAME_MAX];
+} pk_last_name;
+
+typedef struct {
+    int version;
     unsigned char space[CRDT_SPACE_ID_BYTES];
     pk_author *authors;
     size_t n_authors, cap_authors;
@@ -94,6 +112,8 @@ typedef struct {
     long last_tmpl; /* -1: none */
     unsigned char last_tag;
     unsigned char last_h; /* the last compact op's header byte */
+    /* version 2: a short op repeats the last compact op's coll, field */
+    pk_last_name last_coll, last_field;
 } pk_state;
 
 /* ---- small helpers ---- */
@@ -495,18 +515,26 @@ dec_token(pk_dec *d, unsigned char *out, uint32_t *len)
     return CRDT_OK;
 }
 
-/* @p given: the number of a mode-2 name, already read (the short form
- * of an op), or NULL: it follows. */
 static int
-dec_name(pk_dec *d, unsigned mode, pk_buf *b, const uint64_t *given)
+put_last_name(pk_buf *b, const pk_last_name *n)
 {
-    unsigned char name[CRDT_NAME_MAX];
+    return n->len ? buf_mp_str(b, n->b, n->len) : buf_byte(b, 0xc0);
+}
+
+/* @p given: the number of a mode-2 name, already read (the short form
+ * of an op), or NULL: it follows. The name is also left in @p keep. */
+static int
+dec_name(pk_dec *d, unsigned mode, pk_buf *b, const uint64_t *given,
+         pk_last_name *keep)
+{
+    unsigned char *name = keep->b;
     uint32_t len;
     uint64_t num = given ? *given : 0;
     int rc;
 
     switch (mode) {
     case 0:
+        keep->len = 0;
         return buf_byte(b, 0xc0);
     case 1:
         if ((rc = dec_token(d, name, &len)) < 0)
@@ -522,17 +550,25 @@ dec_name(pk_dec *d, unsigned mode, pk_buf *b, const uint64_t *given)
     default:
         return CRDT_EPROTO;
     }
+    keep->len = len;
     return buf_mp_str(b, name, len);
+}
+
+static int
+same_name(const pk_last_name *a, const pk_last_name *b)
+{
+    return a->len == b->len && memcmp(a->b, b->b, a->len) == 0;
 }
 
 static int
 dec_op(pk_dec *d, pk_buf *b)
 {
+    pk_last_name coll, doc, field;
     unsigned char h, tag;
     const unsigned char *p;
     uint64_t l, num = 0;
     int64_t rest;
-    int rc, is_short = 0;
+    int rc, is_short = 0, names_read;
 
     if (in_byte(&d->in, &h) < 0)
         return CRDT_EPROTO;
@@ -557,16 +593,33 @@ dec_op(pk_dec *d, pk_buf *b)
             return CRDT_EPROTO; /* not canonical: the compact form holds it */
         return buf_put(b, p, (size_t)l);
     }
-    /* not canonical: the short form says this header again */
-    if (!is_short && d->st->have_h && h == d->st->last_h &&
-        ((h >> H_DOC_SHIFT) & 3) == 2)
+    /* not canonical: the short form says this header again (version 1;
+     * version 2: the header and the names, checked once they are read) */
+    if (d->st->version < PK_VERSION_2 && !is_short && d->st->have_h &&
+        h == d->st->last_h && ((h >> H_DOC_SHIFT) & 3) == 2)
         return CRDT_EPROTO;
-    if ((rc = buf_byte(b, 0x95)) < 0 || (rc = buf_byte(b, h & H_KIND)) < 0 ||
-        (rc = dec_name(d, (h & H_COLL_NIL) ? 0 : 1, b, NULL)) < 0 ||
-        (rc = dec_name(d, (h >> H_DOC_SHIFT) & 3, b,
-                       is_short ? &num : NULL)) < 0 ||
-        (rc = dec_name(d, (h & H_FIELD_NIL) ? 0 : 1, b, NULL)) < 0)
+    if ((rc = buf_byte(b, 0x95)) < 0 || (rc = buf_byte(b, h & H_KIND)) < 0)
         return rc;
+    if (is_short && d->st->version >= PK_VERSION_2) {
+        /* the last compact op's names: none follows */
+        if ((rc = put_last_name(b, &d->st->last_coll)) < 0 ||
+            (rc = dec_name(d, 2, b, &num, &doc)) < 0 ||
+            (rc = put_last_name(b, &d->st->last_field)) < 0)
+            return rc;
+    } else if ((rc = dec_name(d, (h & H_COLL_NIL) ? 0 : 1, b, NULL,
+                              &coll)) < 0 ||
+               (rc = dec_name(d, (h >> H_DOC_SHIFT) & 3, b,
+                              is_short ? &num : NULL, &doc)) < 0 ||
+               (rc = dec_name(d, (h & H_FIELD_NIL) ? 0 : 1, b, NULL,
+                              &field)) < 0) {
+        return rc;
+    }
+    names_read = !is_short || d->st->version < PK_VERSION_2;
+    if (d->st->version >= PK_VERSION_2 && !is_short && d->st->have_h &&
+        h == d->st->last_h && ((h >> H_DOC_SHIFT) & 3) == 2 &&
+        same_name(&coll, &d->st->last_coll) &&
+        same_name(&field, &d->st->last_field))
+        return CRDT_EPROTO; /* not canonical: the short form says it */
     if (h & H_SAME_TAG) {
         if (!d->st->have_tag)
             return CRDT_EPROTO;
@@ -582,6 +635,10 @@ dec_op(pk_dec *d, pk_buf *b)
     d->st->have_tag = 1;
     d->st->last_h = h;
     d->st->have_h = 1;
+    if (names_read) {
+        d->st->last_coll = coll;
+        d->st->last_field = field;
+    }
     if ((rc = buf_byte(b, tag)) < 0)
         return rc;
     return buf_put(b, p, (size_t)rest);
@@ -602,6 +659,60 @@ dec_table_ref(pk_dec *d, size_t n, size_t max, size_t size, size_t *idx,
         return CRDT_EPROTO;
     *idx = (size_t)t;
     return CRDT_OK;
+}
+
+/* Version 2: how stamp @p hlc is written after @p expected (the
+ * author's previous change's hlc + its n_ops, 0 for its first): the
+ * first of F_HLC_SAME, F_HLC_NEXT_MS, F_HLC_LATER_MS (@p *d set) that
+ * gives it, else F_HLC_DELTA. A writer that commits faster than once a
+ * millisecond stamps its next change expected (the same ms); a slower
+ * one the first stamp of a later ms (hlc.c): no byte either way, or one
+ * for a gap below 130 ms, where the delta took three. */
+static unsigned char
+hlc_mode(uint64_t expected, uint64_t hlc, uint64_t *d)
+{
+    uint64_t ms = hlc >> HLC_MS_SHIFT, ems = expected >> HLC_MS_SHIFT;
+
+    if (hlc == expected)
+        return F_HLC_SAME;
+    if ((hlc & ((1u << HLC_MS_SHIFT) - 1)) != 0 || ms <= ems)
+        return F_HLC_DELTA;
+    if (ms == ems + 1)
+        return F_HLC_NEXT_MS;
+    *d = ms - ems - 2;
+    return F_HLC_LATER_MS;
+}
+
+/* The stamp of a version-2 record with flags @p f after @p expected;
+ * CRDT_EPROTO: beyond 64 bits, or not canonical (a delta giving a stamp
+ * another mode says). */
+static int
+dec_hlc(pk_dec *d, unsigned char f, uint64_t expected, uint64_t *hlc)
+{
+    uint64_t v, ems = expected >> HLC_MS_SHIFT, dd;
+
+    switch (f & F_HLC) {
+    case F_HLC_SAME:
+        *hlc = expected;
+        return CRDT_OK;
+    case F_HLC_NEXT_MS:
+        if (ems + 1 >= HLC_MS_END)
+            return CRDT_EPROTO;
+        *hlc = (ems + 1) << HLC_MS_SHIFT;
+        return CRDT_OK;
+    case F_HLC_LATER_MS:
+        if (in_varint(&d->in, &v) < 0 || ems + 2 >= HLC_MS_END ||
+            v >= HLC_MS_END - ems - 2)
+            return CRDT_EPROTO;
+        *hlc = (ems + 2 + v) << HLC_MS_SHIFT;
+        return CRDT_OK;
+    default:
+        if (in_varint(&d->in, &v) < 0)
+            return CRDT_EPROTO;
+        *hlc = expected + ((v >> 1) ^ (uint64_t)-(int64_t)(v & 1));
+        return hlc_mode(expected, *hlc, &dd) == F_HLC_DELTA ? CRDT_OK
+                                                            : CRDT_EPROTO;
+    }
 }
 
 /* One record from d->in; the rebuilt change is appended to @p out, its
@@ -636,7 +747,7 @@ dec_record(pk_dec *d, pk_buf *out, unsigned char *hash_out)
         }
         return buf_put(out, p, (size_t)l);
     }
-    if (!(f & F_PACKED) || (f & ~0x1f))
+    if (!(f & F_PACKED) || (st->version < PK_VERSION_2 && (f & ~0x1f)))
         return CRDT_EPROTO;
     if (f & F_SAME_AUTHOR) {
         if (!st->have_author)
@@ -699,12 +810,23 @@ dec_record(pk_dec *d, pk_buf *out, unsigned char *hash_out)
          * next change is written out) */
         memcpy(prev, p, sizeof prev);
     }
-    if (in_varint(&d->in, &zz) < 0 || in_varint(&d->in, &n_ops) < 0 ||
-        n_ops < 1 || n_ops > CRDT_CHANGE_MAX_OPS ||
+    if (st->version >= PK_VERSION_2) {
+        if (dec_hlc(d, f, a->has_last ? a->next_hlc : 0, &hlc) < 0)
+            return CRDT_EPROTO;
+        n_ops = 1;
+        if (!(f & F_ONE_OP) && (in_varint(&d->in, &n_ops) < 0 ||
+                                n_ops == 1)) /* not canonical: F_ONE_OP */
+            return CRDT_EPROTO;
+    } else if (in_varint(&d->in, &zz) < 0 ||
+               in_varint(&d->in, &n_ops) < 0) {
+        return CRDT_EPROTO;
+    } else {
+        hlc = (a->has_last ? a->next_hlc : 0) +
+              ((zz >> 1) ^ (uint64_t)-(int64_t)(zz & 1));
+    }
+    if (n_ops < 1 || n_ops > CRDT_CHANGE_MAX_OPS ||
         n_ops > d->in.len - d->in.at) /* every op takes a byte */
         return CRDT_EPROTO;
-    hlc = (a->has_last ? a->next_hlc : 0) +
-          ((zz >> 1) ^ (uint64_t)-(int64_t)(zz & 1));
     d->body.len = 0;
     d->body.max = CRDT_CHANGE_MAX;
     if ((rc = buf_byte(&d->body, 0x99)) < 0 ||
@@ -779,6 +901,8 @@ state_rewind(pk_state *st, const pk_state *to)
     st->last_tag = to->last_tag;
     st->have_h = to->have_h;
     st->last_h = to->last_h;
+    st->last_coll = to->last_coll;
+    st->last_field = to->last_field;
 }
 
 /* ---- unpacking ---- */
@@ -825,14 +949,17 @@ crdt__changes_unpack_hashed(crdt_bytes **changes_out, size_t *n_out,
     d.st = &st;
     d.in.base = in;
     d.in.len = len;
-    if (in_byte(&d.in, &ver) < 0 || ver != PK_VERSION ||
+    if (in_byte(&d.in, &ver) < 0 ||
+        (ver != PK_VERSION && ver != PK_VERSION_2) ||
         in_bytes(&d.in, &p, CRDT_SPACE_ID_BYTES) < 0 ||
         in_varint(&d.in, &n) < 0)
         goto out;
     memcpy(st.space, p, CRDT_SPACE_ID_BYTES);
-    /* no record is shorter than 4 bytes, nor rebuilds a change shorter
-     * than CRDT_CHANGE_MIN: the list is bounded before it is allocated */
-    if (n > (len - d.in.at) / 4 ||
+    st.version = ver;
+    /* no record is shorter than 4 bytes (version 2: 2, flags and a short
+     * op), nor rebuilds a change shorter than CRDT_CHANGE_MIN: the list
+     * is bounded before it is allocated */
+    if (n > (len - d.in.at) / (ver == PK_VERSION ? 4 : 2) ||
         n > CRDT_CHANGES_UNPACKED_MAX / CRDT_CHANGE_MIN)
         goto out;
     ends = malloc((n ? (size_t)n : 1) * sizeof *ends);
@@ -948,7 +1075,6 @@ typedef struct {
     pk_buf out;
     pk_index idx;
     pk_buf scratch; /* an op decoded to move the state */
-    pk_buf hdr;     /* a change's head as dec_record() writes it */
 } pk_enc;
 
 /* What a token moves in the decoder's state (dec_token()): a name by
@@ -978,6 +1104,22 @@ enc_token(pk_enc *e, const unsigned char *p, uint32_t len, long *tmpl,
     return buf_put(&e->out, p, len);
 }
 
+/* Whether name @p p (NULL: nil) of @p len bytes is @p n. */
+static int
+same_bytes(const pk_last_name *n, const unsigned char *p, uint32_t len)
+{
+    return p == NULL ? n->len == 0
+                     : n->len == len && memcmp(n->b, p, len) == 0;
+}
+
+static void
+set_last_name(pk_last_name *n, const unsigned char *p, uint32_t len)
+{
+    n->len = p == NULL ? 0 : len;
+    if (p != NULL)
+        memcpy(n->b, p, len);
+}
+
 /* One op [kind 0..2, coll, doc, field, scalar] in the compact form; the
  * caller falls back to the raw form on CRDT_EPROTO (or when the record
  * does not come back identical). */
@@ -993,7 +1135,7 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
     unsigned char h;
     size_t at, rest;
     long tmpl = -1; /* the last template a token named */
-    int rc, doc_mode = 1, literal = 0;
+    int rc, doc_mode = 1, literal = 0, short_names, is_short, names;
 
     if (op_parse(&o, op, len) < 0)
         return CRDT_EPROTO;
@@ -1023,7 +1165,12 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
     if (e->st.have_tag && e->st.last_tag == sc[0])
         h |= H_SAME_TAG;
     at = e->out.len;
-    if (doc_mode == 2 && e->st.have_h && e->st.last_h == h) {
+    /* version 2: the short form also stands for the last op's names */
+    short_names = e->st.version >= PK_VERSION_2;
+    if (doc_mode == 2 && e->st.have_h && e->st.last_h == h &&
+        (!short_names ||
+         (same_bytes(&e->st.last_coll, coll, cl) &&
+          same_bytes(&e->st.last_field, field, fl)))) {
         /* the short form: the header is the last one, the number here */
         unsigned char b = (unsigned char)(H_SHORT | (num & H_SHORT_LOW));
         if (num > H_SHORT_LOW)
@@ -1034,14 +1181,16 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
     } else if ((rc = buf_byte(&e->out, h)) < 0) {
         return rc;
     }
-    if (coll && (rc = enc_token(e, coll, cl, &tmpl, &literal)) < 0)
+    is_short = (e->out.p[at] & H_SHORT) != 0;
+    names = !is_short || !short_names;
+    if (names && coll && (rc = enc_token(e, coll, cl, &tmpl, &literal)) < 0)
         return rc;
     if (doc_mode == 1 && (rc = enc_token(e, doc, dl, &tmpl, &literal)) < 0)
         return rc;
-    if (doc_mode == 2 && !(e->out.p[at] & H_SHORT) &&
-        (rc = buf_varint(&e->out, num)) < 0)
+    if (doc_mode == 2 && !is_short && (rc = buf_varint(&e->out, num)) < 0)
         return rc;
-    if ((field && (rc = enc_token(e, field, fl, &tmpl, &literal)) < 0) ||
+    if ((names && field &&
+         (rc = enc_token(e, field, fl, &tmpl, &literal)) < 0) ||
         (!(h & H_SAME_TAG) && (rc = buf_byte(&e->out, sc[0])) < 0) ||
         (rc = buf_put(&e->out, sc + 1, rest)) < 0)
         return rc;
@@ -1057,6 +1206,10 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
         e->st.have_h = 1;
         e->st.last_tag = sc[0];
         e->st.have_tag = 1;
+        if (names) {
+            set_last_name(&e->st.last_coll, coll, cl);
+            set_last_name(&e->st.last_field, field, fl);
+        }
     }
     return CRDT_OK;
 }
@@ -1098,6 +1251,7 @@ enc_record(pk_enc *e, const crdt_change *c)
     unsigned char f = F_PACKED;
     crdt__mp m = { c->ops, c->ops + c->ops_len };
     uint32_t n_ops;
+    uint64_t expected = a != NULL && a->has_last ? a->next_hlc : 0, later = 0;
     int64_t dh;
     int rc;
 
@@ -1113,6 +1267,11 @@ enc_record(pk_enc *e, const crdt_change *c)
         f |= F_SAME_AUTHOR;
     if (ei >= 0 && st->have_epoch && st->last_epoch == (size_t)ei)
         f |= F_SAME_EPOCH;
+    if (st->version >= PK_VERSION_2) {
+        if (c->n_ops == 1)
+            f |= F_ONE_OP;
+        f |= hlc_mode(expected, c->hlc, &later);
+    }
     if ((rc = buf_byte(&e->out, f)) < 0)
         return rc;
     if (!(f & F_SAME_AUTHOR)) {
@@ -1136,10 +1295,16 @@ enc_record(pk_enc *e, const crdt_change *c)
         ((rc = buf_varint(&e->out, c->seq)) < 0 ||
          (rc = buf_put(&e->out, c->prev, CRDT_HASH_BYTES)) < 0))
         return rc;
-    dh = (int64_t)(c->hlc - (a != NULL && a->has_last ? a->next_hlc : 0));
-    if ((rc = buf_varint(&e->out, ((uint64_t)dh << 1) ^
-                                      (uint64_t)(dh >> 63))) < 0 ||
-        (rc = buf_varint(&e->out, c->n_ops)) < 0)
+    dh = (int64_t)(c->hlc - expected);
+    if (st->version >= PK_VERSION_2 && (f & F_HLC) != F_HLC_DELTA) {
+        if ((f & F_HLC) == F_HLC_LATER_MS &&
+            (rc = buf_varint(&e->out, later)) < 0)
+            return rc;
+    } else if ((rc = buf_varint(&e->out, ((uint64_t)dh << 1) ^
+                                             (uint64_t)(dh >> 63))) < 0) {
+        return rc;
+    }
+    if (!(f & F_ONE_OP) && (rc = buf_varint(&e->out, c->n_ops)) < 0)
         return rc;
     if (crdt__mp_array(&m, &n_ops) < 0 || n_ops != c->n_ops)
         return CRDT_EPROTO;
@@ -1211,13 +1376,13 @@ enc_record(pk_enc *e, const crdt_change *c)
 
 static int pack_changes(unsigned char **out, size_t *out_len,
                         const crdt_bytes *changes, const crdt_change *dec,
-                        const unsigned char *hashes, size_t n);
+                        const unsigned char *hashes, size_t n, int version);
 
 int
 crdt_changes_pack(unsigned char **out, size_t *out_len,
                   const crdt_bytes *changes, size_t n)
 {
-    return pack_changes(out, out_len, changes, NULL, NULL, n);
+    return pack_changes(out, out_len, changes, NULL, NULL, n, PK_VERSION);
 }
 
 int
@@ -1227,7 +1392,8 @@ crdt_changes_pack_hashed(unsigned char **out, size_t *out_len,
 {
     if (hashes == NULL && n > 0)
         return CRDT_EINVAL;
-    return pack_changes(out, out_len, changes, NULL, hashes, n);
+    return pack_changes(out, out_len, changes, NULL, hashes, n,
+                        PK_VERSION);
 }
 
 int
@@ -1235,7 +1401,18 @@ crdt__changes_pack_hashed(unsigned char **out, size_t *out_len,
                           const crdt_bytes *changes,
                           const unsigned char *hashes, size_t n)
 {
-    return pack_changes(out, out_len, changes, NULL, hashes, n);
+    return pack_changes(out, out_len, changes, NULL, hashes, n,
+                        PK_VERSION);
+}
+
+int
+crdt_changes_pack_version(unsigned char **out, size_t *out_len,
+                          const crdt_bytes *changes,
+                          const unsigned char *hashes, size_t n, int version)
+{
+    if (version != PK_VERSION && version != PK_VERSION_2)
+        return CRDT_EINVAL;
+    return pack_changes(out, out_len, changes, NULL, hashes, n, version);
 }
 
 int
@@ -1243,56 +1420,87 @@ crdt__changes_pack_decoded(unsigned char **out, size_t *out_len,
                            const crdt_bytes *changes, const crdt_change *dec,
                            size_t n)
 {
-    return pack_changes(out, out_len, changes, dec, NULL, n);
+    return pack_changes(out, out_len, changes, dec, NULL, n, PK_VERSION);
 }
+
+/* @p v as a shortest msgpack uint is what @p q (@p avail bytes) begins
+ * with: its length, else 0. */
+static size_t
+mp_uint_at(const unsigned char *q, size_t avail, uint64_t v)
+{
+    unsigned char t[9];
+    pk_buf b = { t, 0, sizeof t, sizeof t };
+
+    if (buf_mp_uint(&b, v) < 0 || b.len > avail || memcmp(q, t, b.len) != 0)
+        return 0;
+    return b.len;
+}
+
+/* A format-2 body's head up to seq: 99 02, then space, epoch, pubkey
+ * and incarnation, each a bin 8 of its size (c4 NN) */
+#define HEAD_FIXED (2 + 18 + 34 + 34 + 10)
 
 /* Whether the bytes @p p, @p len of change @p c are those a packed
  * record of it rebuilds (dec_record()): every msgpack header in its
  * shortest form, as our writer makes them (a change from another
  * writer, or of format 1, may differ). Its ops are checked one by one
  * as they are packed: an op in another form goes raw, byte for byte.
- * @return 1 (it does), 0 (it does not), CRDT_ENOMEM: the header's
- * rebuild could not grow its buffer (not a reason to store the change
- * raw: the merge fails, as on any other allocation). */
+ * Only the headers are compared: where they stand as the record
+ * rebuilds them, the decoder read @p c's fields from the very bytes
+ * between them, so those are the fields the record carries.
+ * @return 1 (it does), 0 (it does not). */
 static int
-change_rebuilds(pk_enc *e, const crdt_change *c, const unsigned char *p,
-                size_t len)
+change_rebuilds(const crdt_change *c, const unsigned char *p, size_t len)
 {
-    pk_buf *h = &e->hdr;
-    unsigned char outer[6];
+    static const unsigned char bin_at[] = { 2, 2 + 18, 2 + 18 + 34,
+                                            2 + 18 + 34 + 34 };
+    static const unsigned char bin_size[] = { CRDT_SPACE_ID_BYTES,
+                                              CRDT_HASH_BYTES,
+                                              CRDT_PUBKEY_BYTES, 8 };
+    unsigned char outer[6], arr[5];
     pk_buf o = { outer, 0, sizeof outer, sizeof outer };
-    size_t body_len, at, ops_hdr;
-    int rc;
+    pk_buf a = { arr, 0, sizeof arr, sizeof arr };
+    const unsigned char *body, *q, *end = p + len, *ops_end;
+    size_t n;
 
-    if (c->ops < p || c->ops > p + len ||
-        c->ops_len > (size_t)(p + len - c->ops))
+    if (len < 2 || c->ops < p || c->ops > end ||
+        c->ops_len > (size_t)(end - c->ops) || p[0] != 0x92 ||
+        (p[1] != 0xc4 && p[1] != 0xc5 && p[1] != 0xc6))
         return 0;
-    h->len = 0;
-    h->max = 256;
-    if ((rc = buf_byte(h, 0x99)) < 0 || (rc = buf_byte(h, 2)) < 0 ||
-        (rc = buf_mp_bin(h, c->space_id, CRDT_SPACE_ID_BYTES)) < 0 ||
-        (rc = buf_mp_bin(h, c->epoch_id, CRDT_HASH_BYTES)) < 0 ||
-        (rc = buf_mp_bin(h, c->pubkey, CRDT_PUBKEY_BYTES)) < 0 ||
-        (rc = buf_mp_bin(h, c->incarnation, 8)) < 0 ||
-        (rc = buf_mp_uint(h, c->seq)) < 0 || (rc = buf_mp_uint(h, c->hlc)) < 0 ||
-        (rc = buf_mp_bin(h, c->prev, CRDT_HASH_BYTES)) < 0)
-        return rc == CRDT_ENOMEM ? rc : 0;
-    ops_hdr = h->len;
-    if ((rc = buf_mp_len(h, 0x90, 15, 0, 0xdc, 0xdd, c->n_ops)) < 0)
-        return rc == CRDT_ENOMEM ? rc : 0;
-    body_len = ops_hdr + c->ops_len;
-    if (buf_byte(&o, 0x92) < 0 ||
-        buf_mp_len(&o, 0, 0, 0xc4, 0xc5, 0xc6, body_len) < 0)
+    /* 92 and the body's bin header, shortest for where the ops end */
+    body = p + 1 + (p[1] == 0xc4 ? 2 : p[1] == 0xc5 ? 3 : 5);
+    ops_end = c->ops + c->ops_len;
+    if (body > c->ops || buf_byte(&o, 0x92) < 0 ||
+        buf_mp_len(&o, 0, 0, 0xc4, 0xc5, 0xc6,
+                   (uint64_t)(ops_end - body)) < 0 ||
+        p + o.len != body || memcmp(p, outer, o.len) != 0)
         return 0;
-    at = o.len + ops_hdr; /* where the ops begin */
-    if (len != o.len + body_len + (c->sig != NULL ? 66 : 1) ||
-        c->ops != p + at || memcmp(p, outer, o.len) != 0 ||
-        memcmp(p + o.len, h->p, h->len) != 0)
+    if ((size_t)(ops_end - body) < HEAD_FIXED || body[0] != 0x99 ||
+        body[1] != 2)
         return 0;
-    at = o.len + body_len; /* the signature */
+    for (size_t i = 0; i < sizeof bin_at; i++)
+        if (body[bin_at[i]] != 0xc4 || body[bin_at[i] + 1] != bin_size[i])
+            return 0;
+    q = body + HEAD_FIXED;
+    if ((n = mp_uint_at(q, (size_t)(ops_end - q), c->seq)) == 0)
+        return 0;
+    q += n;
+    if ((n = mp_uint_at(q, (size_t)(ops_end - q), c->hlc)) == 0)
+        return 0;
+    q += n;
+    /* prev, then the ops' array header, shortest */
+    if (buf_mp_len(&a, 0x90, 15, 0, 0xdc, 0xdd, c->n_ops) < 0 ||
+        (size_t)(ops_end - q) < 2 + CRDT_HASH_BYTES + a.len ||
+        q[0] != 0xc4 || q[1] != CRDT_HASH_BYTES)
+        return 0;
+    q += 2 + CRDT_HASH_BYTES;
+    if (q != c->ops || memcmp(q, arr, a.len) != 0)
+        return 0;
+    /* the signature: c0, or c4 40 and its 64 bytes */
     if (c->sig == NULL)
-        return p[at] == 0xc0;
-    return p[at] == 0xc4 && p[at + 1] == 64 && c->sig == p + at + 2;
+        return ops_end + 1 == end && ops_end[0] == 0xc0;
+    return (size_t)(end - ops_end) == 66 && ops_end[0] == 0xc4 &&
+           ops_end[1] == 64 && c->sig == ops_end + 2;
 }
 
 /* Each record is written in the one form the unpacker accepts, from a
@@ -1303,7 +1511,8 @@ change_rebuilds(pk_enc *e, const crdt_change *c, const unsigned char *p,
  * without hashing its body (its ops are walked as they are packed). */
 static int
 pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
-             const crdt_change *dec, const unsigned char *hashes, size_t n)
+             const crdt_change *dec, const unsigned char *hashes, size_t n,
+             int version)
 {
     pk_enc e;
     crdt_change c;
@@ -1316,6 +1525,7 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
     *out_len = 0;
     memset(&e, 0, sizeof e);
     e.st.last_tmpl = -1;
+    e.st.version = version;
     e.out.max = CRDT_CHANGES_PACKED_MAX;
     {
         /* sized once, near what the records take (a packed record is
@@ -1333,7 +1543,7 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
         }
         e.out.cap = want;
     }
-    if ((rc = buf_byte(&e.out, PK_VERSION)) < 0)
+    if ((rc = buf_byte(&e.out, (unsigned char)version)) < 0)
         goto done;
     space_at = e.out.len;
     if ((rc = buf_put(&e.out, e.st.space, CRDT_SPACE_ID_BYTES)) < 0 ||
@@ -1355,10 +1565,8 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
             c.version == 2 &&
             (!have_space || memcmp(c.space_id, e.st.space,
                                    CRDT_SPACE_ID_BYTES) == 0) &&
-            (fits = change_rebuilds(&e, &c, ch->data, ch->len)) < 0) {
-            rc = fits;
-            goto done;
-        }
+            change_rebuilds(&c, ch->data, ch->len))
+            fits = 1;
         if (fits) {
             if (!have_space) { /* the message's space: the first one's */
                 memcpy(e.st.space, c.space_id, CRDT_SPACE_ID_BYTES);
@@ -1401,7 +1609,6 @@ done:
     free(e.out.p);
     free(e.idx.slot);
     free(e.scratch.p);
-    free(e.hdr.p);
     state_free(&e.st);
     return rc;
 }

@@ -24,7 +24,9 @@
  *                are packed (crdt_changes_pack()); sent only to a peer
  *                whose HELLO wrote its proto as uint 8 (cc 03): it reads
  *                them. An older peer writes 03, reads plain messages only
- *                and never sees one.
+ *                and never sees one. Packed version 2 goes only to a
+ *                peer whose HELLO wrote its state hash as bin 16 (c5);
+ *                to one from before it, version 1.
  *  14 SUMMARY    [14, digests, entries]  protocol 4 only: one round of
  *                the heads summary (summary.h), between HELLO and FORKS
  *  15 CUT        [15, [change...]]  from a giver, before SNAP_BEGIN: the
@@ -98,6 +100,10 @@ enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
  * reads it (version 3: cc 03; version 4: cc 04) */
 #define PROTO_PACKS "\xcc\x03"
 #define PROTO4_PACKS "\xcc\x04"
+/* plain_changes: 1 nothing packed, 2 packed version 1 only (a peer from
+ * before packed version 2) */
+#define PLAIN(s) ((s)->opts.plain_changes == 1)
+#define PACKS_V2(s) ((s)->opts.plain_changes == 0)
 #define FORKS_MAX 65536 /* as many actors as a version vector holds */
 #define DEFAULT_BATCH (256u * 1024)
 
@@ -148,7 +154,8 @@ struct crdtnet_session {
     size_t peer_few_len;
     /* what FIN is judged against: both HELLO vvs (see on_fin) */
     crdt_vv *hello_vv, *peer_hello_vv;
-    int peer_packs;            /* the peer reads PACKED messages */
+    int peer_packs;            /* the packed version the peer reads
+                                  (crdt_changes_pack_version()), 0: none */
     crdt_stats hello_st;       /* protocol 4: read with s->sum's heads */
     /* the changes of an epoch's cut a taker lacks (cut.c) */
     int peer_cuts;             /* the peer reads CUT messages */
@@ -304,12 +311,12 @@ pack_hello_head(crdtnet_session *s, uint32_t fields, uint64_t proto,
 {
     msgpack_pack_array(&s->out.pk, fields);
     msgpack_pack_uint64(&s->out.pk, M_HELLO);
-    if (s->opts.plain_changes)
+    if (PLAIN(s))
         msgpack_pack_uint64(&s->out.pk, proto);
     else /* the same proto, as uint 8: "I read PACKED" */
         crdt__enc_raw(&s->out, packs, packs_len);
     crdt__enc_bin(&s->out, st->epoch_id, CRDT_HASH_BYTES);
-    if (s->opts.plain_changes) {
+    if (PLAIN(s)) {
         msgpack_pack_uint64(&s->out.pk, st->epoch_number);
     } else { /* as uint 64: "I read CUT" */
         unsigned char n[9] = { 0xcf };
@@ -317,7 +324,13 @@ pack_hello_head(crdtnet_session *s, uint32_t fields, uint64_t proto,
             n[1 + i] = (unsigned char)(st->epoch_number >> (56 - 8 * i));
         crdt__enc_raw(&s->out, n, sizeof n);
     }
-    crdt__enc_bin(&s->out, st->state_hash, CRDT_HASH_BYTES);
+    if (PACKS_V2(s)) { /* as bin 16: "I read packed version 2" */
+        unsigned char h[3 + CRDT_HASH_BYTES] = { 0xc5, 0, CRDT_HASH_BYTES };
+        memcpy(h + 3, st->state_hash, CRDT_HASH_BYTES);
+        crdt__enc_raw(&s->out, h, sizeof h);
+    } else {
+        crdt__enc_bin(&s->out, st->state_hash, CRDT_HASH_BYTES);
+    }
 }
 
 /* The epoch records we hold, oldest first, as an array of bin. */
@@ -642,7 +655,8 @@ emit_packed(crdtnet_session *s, unsigned type, const crdt__enc *items,
         list[i].len = l;
     }
     if (rc == CRDT_OK) /* decoded and hashed as they were read */
-        rc = crdt_changes_pack_hashed(&packed, &plen, list, hashes, n);
+        rc = crdt_changes_pack_version(&packed, &plen, list, hashes, n,
+                                       s->peer_packs);
     free(list);
     if (rc == CRDT_OK && plen + 16 >= items->sb.size)
         rc = CRDT_EAGAIN;
@@ -1457,7 +1471,7 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     int rc, packs, cuts;
 
     /* proto as uint 8 (cc 03, cc 04): the peer reads PACKED messages */
-    packs = !s->opts.plain_changes && m->p + 2 <= m->end &&
+    packs = !PLAIN(s) && m->p + 2 <= m->end &&
             (memcmp(m->p, PROTO_PACKS, 2) == 0 ||
              memcmp(m->p, PROTO4_PACKS, 2) == 0);
     if (s->hello_recv || n < 2 || crdt__mp_uint(m, &proto) < 0)
@@ -1468,9 +1482,15 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
         crdt__mp_bin_fixed(m, their_epoch, sizeof their_epoch) < 0)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
     /* epoch_number as uint 64 (cf): the peer reads CUT messages */
-    cuts = !s->opts.plain_changes && m->p < m->end && *m->p == 0xcf;
-    if (crdt__mp_uint(m, &number) < 0 ||
-        crdt__mp_bin_fixed(m, their_hash, sizeof their_hash) < 0)
+    cuts = !PLAIN(s) && m->p < m->end && *m->p == 0xcf;
+    if (crdt__mp_uint(m, &number) < 0)
+        return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
+    /* state_hash as bin 16 (c5): the peer reads packed version 2 */
+    if (packs)
+        packs = PACKS_V2(s) && m->p < m->end && *m->p == 0xc5
+                    ? CRDT_CHANGES_PACK_V2
+                    : CRDT_CHANGES_PACK_V1;
+    if (crdt__mp_bin_fixed(m, their_hash, sizeof their_hash) < 0)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
     if (proto == PROTO_SUMMARY) {
         if (crdt__mp_bin_fixed(m, s->peer_root, sizeof s->peer_root) < 0 ||
@@ -1574,7 +1594,7 @@ static int merge_changes(crdtnet_session *s, const crdt_bytes *items,
 static int
 cut_order_ok(const crdtnet_session *s)
 {
-    return !s->opts.plain_changes && s->role == ROLE_TAKER &&
+    return !PLAIN(s) && s->role == ROLE_TAKER &&
            s->reset == NULL && !s->snapshot_done;
 }
 
@@ -2034,6 +2054,8 @@ on_packed(crdtnet_session *s, crdt__mp *m)
         return fail(s, CRDT_EPROTO, "unexpected snapshot", 1);
     if (inner == M_SNAP_LOG && s->reset == NULL)
         return fail(s, CRDT_EPROTO, "snapshot without SNAP_BEGIN", 1);
+    if (l > 0 && p[0] == CRDT_CHANGES_PACK_V2 && !PACKS_V2(s))
+        return fail(s, CRDT_EPROTO, "malformed PACKED", 1); /* not said */
     rc = crdt_changes_unpack(&list, &n, &buf, p, l);
     if (rc == CRDT_ENOMEM)
         return fail(s, rc, "out of memory", 1);
@@ -2144,13 +2166,13 @@ dispatch(crdtnet_session *s, crdt__mp *mp, uint32_t n, uint64_t type)
             return fail(s, CRDT_EPROTO, "malformed CHANGES", 1);
         return on_changes(s, mp, type);
     case M_CUT:
-        if (s->opts.plain_changes) /* we never said we read it */
+        if (PLAIN(s)) /* we never said we read it */
             return fail(s, CRDT_EPROTO, "unknown message type", 1);
         if (n != 2)
             return fail(s, CRDT_EPROTO, "malformed CUT", 1);
         return on_changes(s, mp, type);
     case M_PACKED:
-        if (s->opts.plain_changes) /* we never said we read it */
+        if (PLAIN(s)) /* we never said we read it */
             return fail(s, CRDT_EPROTO, "unknown message type", 1);
         if (n != 3)
             return fail(s, CRDT_EPROTO, "malformed PACKED", 1);

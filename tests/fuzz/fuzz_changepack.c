@@ -2,7 +2,8 @@
  * fuzz_changepack.c: a packed change list as a peer sends it (the bin of
  * a PACKED message, docs/protocol.md "Packed changes") ->
  * crdt_changes_unpack -> crdt_changes_pack -> crdt_changes_unpack, and the
- * same with crdt_changes_pack_hashed().
+ * same with crdt_changes_pack_hashed() and in packed version 2
+ * (crdt_changes_pack_version()).
  *
  * Checked: no crash or sanitizer report; only the documented codes; at
  * most CRDT_CHANGES_UNPACKED_MAX bytes rebuilt; every rebuilt change
@@ -16,7 +17,10 @@
  * cut and flipped copies; count and length bombs; packs in a form the
  * packer does not write, which are refused: a raw op of the compact
  * shape, a value tag sent again, the author by index instead of the
- * flag, an overlong count) into DIR and exits.
+ * flag, an overlong count; in version 2: the same lists, one-op
+ * changes, a stamp delta-coded where a flag says it, n_ops 1 spelled
+ * out, a long op where the short one repeats the names) into DIR and
+ * exits.
  */
 #include <sodium.h>
 #include <stdint.h>
@@ -71,6 +75,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_check_unpacks_to(packed, plen, list, n);
     else if (rc != CRDT_ELIMIT && rc != CRDT_ENOMEM)
         abort();
+    {
+        unsigned char *p2 = NULL;
+        size_t l2 = 0;
+        rc = crdt_changes_pack_version(&p2, &l2, list, NULL, n,
+                                       CRDT_CHANGES_PACK_V2);
+        if (rc == CRDT_OK)
+            fuzz_check_unpacks_to(p2, l2, list, n);
+        else if (rc != CRDT_ELIMIT && rc != CRDT_ENOMEM)
+            abort();
+        crdt_free(p2);
+    }
     /* packed with the decoded hashes (zeros for a change that does not
      * decode: a wrong hash may cost size, never exactness) */
     if (n > 0) {
@@ -152,13 +167,14 @@ take(seed_list *l, crdt_replica *r, int strip)
 }
 
 static void
-put_packed(const char *out, const char *name, const seed_list *l,
-           unsigned char **keep, size_t *keep_len)
+put_packed_as(const char *out, const char *name, const seed_list *l,
+              unsigned char **keep, size_t *keep_len, int version)
 {
     unsigned char *p;
     size_t len;
 
-    if (crdt_changes_pack(&p, &len, l->v, l->n) != CRDT_OK)
+    if (crdt_changes_pack_version(&p, &len, l->v, NULL, l->n, version) !=
+        CRDT_OK)
         exit(1);
     fuzz_put_seed(out, name, p, len);
     if (keep != NULL) {
@@ -167,6 +183,13 @@ put_packed(const char *out, const char *name, const seed_list *l,
     } else {
         crdt_free(p);
     }
+}
+
+static void
+put_packed(const char *out, const char *name, const seed_list *l,
+           unsigned char **keep, size_t *keep_len)
+{
+    put_packed_as(out, name, l, keep, keep_len, CRDT_CHANGES_PACK_V1);
 }
 
 static void
@@ -222,6 +245,60 @@ noncanonical_seeds(const char *out, const unsigned char *valid, size_t len)
     free(q);
 }
 
+/* Version 2 by hand (docs/protocol.md, "Packed changes"): a first
+ * record of one author, epoch, seq 1, hlc 1 (a delta), op PUT c d1 v =
+ * 1, then @p rest (@p n records in all). */
+static void
+put_hand_v2(const char *out, const char *name, unsigned n,
+            const unsigned char *rest, size_t rest_len)
+{
+    static const unsigned char op[] = {0x08, 0, 1, 'c', 0, 2, 'd', '1',
+                                       0, 1, 'v', 0x01};
+    unsigned char p[512];
+    size_t at = 0;
+
+    p[at++] = 2;
+    memset(p + at, 0x11, 16);
+    at += 16;
+    p[at++] = (unsigned char)n;
+    p[at++] = 0x21;
+    p[at++] = 0;
+    memset(p + at, 0x22, 40);
+    at += 40;
+    p[at++] = 0;
+    memset(p + at, 0x33, 32);
+    at += 32;
+    p[at++] = 1;
+    memset(p + at, 0x44, 32);
+    at += 32;
+    p[at++] = 2;
+    memcpy(p + at, op, sizeof op);
+    at += sizeof op;
+    memcpy(p + at, rest, rest_len);
+    fuzz_put_seed(out, name, p, at + rest_len);
+}
+
+static void
+v2_seeds(const char *out)
+{
+    /* c d2 v (header 50), then c d3 v as the short op 83; the stamps:
+     * the same ms (7d), the next (bd), a later one (fd, d = 5) */
+    static const unsigned char ok[] = {0x7d, 0x50, 1, 2, 5, 0xbd, 0x83,
+                                       0xfd, 5, 0x84};
+    static const unsigned char delta_for_same[] = {0x3d, 0, 0x50, 1, 2, 5};
+    static const unsigned char one_op_spelled[] = {0x5d, 1, 0x50, 1, 2, 5};
+    static const unsigned char long_not_short[] = {0x7d, 0x50, 1, 2, 5,
+                                                   0x7d, 0x50, 1, 3, 5};
+
+    put_hand_v2(out, "v2_valid_by_hand", 4, ok, sizeof ok);
+    put_hand_v2(out, "v2_noncanonical_delta_for_same", 2, delta_for_same,
+                sizeof delta_for_same);
+    put_hand_v2(out, "v2_noncanonical_one_op_spelled", 2, one_op_spelled,
+                sizeof one_op_spelled);
+    put_hand_v2(out, "v2_noncanonical_long_op", 3, long_not_short,
+                sizeof long_not_short);
+}
+
 static void
 write_seeds(const char *out)
 {
@@ -267,6 +344,10 @@ write_seeds(const char *out)
             mix.v[mix.n++] = lb.v[i];
     }
     put_packed(out, "valid_two_authors", &mix, &p, &len);
+    put_packed_as(out, "v2_two_authors", &mix, NULL, NULL,
+                  CRDT_CHANGES_PACK_V2);
+    put_packed_as(out, "v2_signed_every_kind", &la, NULL, NULL,
+                  CRDT_CHANGES_PACK_V2);
     mix.n = 0;
     fuzz_put_seed(out, "valid_empty",
                   (const unsigned char[]){1, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
@@ -286,8 +367,15 @@ write_seeds(const char *out)
     free(q);
     fuzz_put_seed(out, "bomb_count_2p32", count_bomb, sizeof count_bomb);
     noncanonical_seeds(out, p, len);
+    v2_seeds(out);
     crdt_free(p);
     list_free(&la);
+    list_free(&lb);
+    registers(b, 40, 1, &s); /* one-op changes, as one-op writers send */
+    take(&lb, b, 1);
+    put_packed_as(out, "v2_one_op_run", &lb, NULL, NULL,
+                  CRDT_CHANGES_PACK_V2);
+    put_packed(out, "valid_one_op_run", &lb, NULL, NULL);
     list_free(&lb);
     crdt_replica_close(a);
     crdt_replica_close(b);

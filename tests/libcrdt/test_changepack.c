@@ -5,6 +5,8 @@
  * every op kind (the ones without a compact form go raw), a change that
  * is not ours to rebuild goes verbatim; register writes shrink to about
  * their value and document number; malformed lists are refused.
+ * Version 2 of the form (one-op changes smaller) likewise, and version
+ * 1 stays what crdt_changes_pack() writes.
  */
 #include <check.h>
 #include <stdio.h>
@@ -40,9 +42,47 @@ w1_changes(crdt_replica *r, int n, int ops, uint64_t *seed)
     }
 }
 
-/* pack @p in, unpack, compare every change byte for byte */
+/* pack @p in in form @p version, unpack, compare byte for byte */
+static size_t
+round_trip_version(const crdt_bytes *in, size_t n, int version)
+{
+    unsigned char *packed = NULL, *buf = NULL;
+    size_t plen = 0, m = 0;
+    crdt_bytes *out = NULL;
+
+    ck_assert_int_eq(crdt_changes_pack_version(&packed, &plen, in, NULL, n,
+                                               version),
+                     CRDT_OK);
+    ck_assert_uint_eq(packed[0], version);
+    ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, packed, plen),
+                     CRDT_OK);
+    ck_assert_uint_eq(m, n);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_uint_eq(out[i].len, in[i].len);
+        ck_assert(memcmp(out[i].data, in[i].data, in[i].len) == 0);
+    }
+    crdt_free(out);
+    crdt_free(buf);
+    crdt_free(packed);
+    return plen;
+}
+
+static size_t round_trip_v1(const crdt_bytes *in, size_t n);
+
+/* pack @p in, unpack, compare every change byte for byte; the same in
+ * version 2. @return the version-1 size. */
 static size_t
 round_trip(const crdt_bytes *in, size_t n)
+{
+    size_t plen = round_trip_v1(in, n);
+
+    ck_assert_uint_eq(round_trip_version(in, n, CRDT_CHANGES_PACK_V1), plen);
+    round_trip_version(in, n, CRDT_CHANGES_PACK_V2);
+    return plen;
+}
+
+static size_t
+round_trip_v1(const crdt_bytes *in, size_t n)
 {
     unsigned char *packed = NULL, *buf = NULL;
     size_t plen = 0, m = 0;
@@ -259,7 +299,7 @@ START_TEST(test_malformed_lists_are_refused)
     ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, cut, plen + 1),
                      CRDT_EPROTO);
     /* another version */
-    cut[0] = 2;
+    cut[0] = 3;
     ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, cut, plen),
                      CRDT_EPROTO);
     free(cut);
@@ -473,6 +513,210 @@ START_TEST(test_non_shortest_name_goes_raw)
 }
 END_TEST
 
+/* a clock the test moves (crdt_set_clock) */
+static uint64_t test_ms;
+
+static uint64_t
+test_clock(void *ctx)
+{
+    (void)ctx;
+    return test_ms;
+}
+
+static void
+one_op_change(crdt_replica *r, uint64_t ms, int ops, uint64_t *seed)
+{
+    test_ms = ms;
+    w1_changes(r, 1, ops, seed);
+}
+
+/* Version 2: changes of one op, as a writer committing one op at a time
+ * makes them, take about their op; every stamp mode (the same ms, the
+ * next, a later one, a delta after a merged later stamp, a clock that
+ * stepped back) and change of several ops in between come back byte
+ * for byte; version 1 is what crdt_changes_pack() writes. */
+START_TEST(test_version2_one_op_changes)
+{
+    uint64_t seed = test_seed("changepack-v2");
+    tu_batch x;
+    size_t l1, l2;
+    unsigned char *p = NULL;
+    size_t pl = 0;
+
+    crdt_set_clock(test_clock, NULL);
+    one_op_change(a, 1000, 1, &seed); /* the author's first */
+    one_op_change(a, 1000, 1, &seed); /* the same ms: expected */
+    one_op_change(a, 1001, 1, &seed); /* the next ms */
+    one_op_change(a, 1100, 1, &seed); /* a later ms */
+    one_op_change(a, 1100, 3, &seed); /* three ops */
+    one_op_change(a, 1100, 1, &seed);
+    one_op_change(b, 5000, 1, &seed);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    one_op_change(a, 1100, 1, &seed); /* after b's later stamp: a delta */
+    one_op_change(a, 900, 1, &seed);  /* the clock stepped back */
+    for (int i = 0; i < 200; i++)     /* a writer of ~3 changes a ms */
+        one_op_change(a, 2000 + (uint64_t)i / 3, 1, &seed);
+    crdt_set_clock(NULL, NULL);
+    x = tu_export_all(a);
+    strip_runs(&x);
+    l1 = round_trip(x.v, x.n);
+    l2 = round_trip_version(x.v, x.n, CRDT_CHANGES_PACK_V2);
+    /* an op: short form, document number, value (11 bytes); a change:
+     * the flags byte; a new author and epoch once */
+    ck_assert_msg(l2 <= x.n * 13 + 300, "version 2: %zu bytes for %zu "
+                  "changes (version 1: %zu)", l2, x.n, l1);
+    ck_assert_uint_le(l2 + x.n * 3, l1);
+    ck_assert_int_eq(crdt_changes_pack_version(&p, &pl, x.v, NULL, x.n, 3),
+                     CRDT_EINVAL);
+    ck_assert_int_eq(crdt_changes_pack_version(&p, &pl, x.v, NULL, x.n, 0),
+                     CRDT_EINVAL);
+    tu_batch_free(&x);
+}
+END_TEST
+
+/* A version-2 pack by hand: space 0x11..., @p n records; the first of
+ * one author (0x22...), epoch (0x33...), seq 1, prev 0x44..., hlc 1 (a
+ * delta: no other mode gives it), with op @p op; then @p rest. */
+static size_t
+hand_pack_v2(unsigned char *p, unsigned n, const unsigned char *op,
+             size_t op_len, const unsigned char *rest, size_t rest_len)
+{
+    size_t at = 0;
+
+    p[at++] = 2;
+    memset(p + at, 0x11, 16);
+    at += 16;
+    p[at++] = (unsigned char)n;
+    p[at++] = 0x21; /* packed, one op, hlc as a delta */
+    p[at++] = 0;
+    memset(p + at, 0x22, 40);
+    at += 40;
+    p[at++] = 0;
+    memset(p + at, 0x33, 32);
+    at += 32;
+    p[at++] = 1;
+    memset(p + at, 0x44, 32);
+    at += 32;
+    p[at++] = 2; /* zigzag(1) */
+    memcpy(p + at, op, op_len);
+    at += op_len;
+    memcpy(p + at, rest, rest_len);
+    return at + rest_len;
+}
+
+/* One version-2 pack of a first record and @p second: @p rc expected. */
+static void
+check_v2(const unsigned char *second, size_t len, int rc)
+{
+    /* PUT c d v = 1, each name a literal */
+    static const unsigned char op[] = {0x08, 0, 1, 'c', 0, 1, 'd',
+                                       0, 1, 'v', 0x01};
+    unsigned char p[512];
+
+    ck_assert_int_eq(unpack_rc(p, hand_pack_v2(p, 2, op, sizeof op, second,
+                                               len)),
+                     rc);
+}
+
+/* Version 2's canonical form: one encoding per change. */
+START_TEST(test_version2_non_canonical_refused)
+{
+    /* chained, same author and epoch, one op; the op by the names'
+     * indices, the value's tag the last one: 48 01 03 05 */
+#define OP 0x48, 1, 3, 5
+    static const unsigned char same[] = {0x7d, OP};      /* hlc 2 */
+    static const unsigned char same_as_delta[] = {0x3d, 0, OP};
+    static const unsigned char one_op_spelled[] = {0x5d, 1, OP};
+    static const unsigned char two_ops[] = {0x5c | 0x01, 2, OP, OP};
+    static const unsigned char next_ms[] = {0xbd, OP};   /* 1 << 16 */
+    static const unsigned char next_ms_as_delta[] = {0x3d, 0xfc, 0xff, 0x07,
+                                                     OP};
+    static const unsigned char later_ms[] = {0xfd, 0, OP}; /* 2 << 16 */
+    static const unsigned char later_ms_as_delta[] = {0x3d, 0xfc, 0xff, 0x0f,
+                                                      OP};
+    static const unsigned char later_ms_last[] = {
+        0xfd, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, OP};
+    static const unsigned char later_ms_beyond[] = {
+        0xfd, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f, OP};
+    static const unsigned char delta_back[] = {0x3d, 3, OP}; /* hlc 0 */
+    static const unsigned char delta_counter[] = {0x3d, 2, OP}; /* hlc 3 */
+#undef OP
+    unsigned char p[512];
+
+    check_v2(same, sizeof same, CRDT_OK);
+    check_v2(same_as_delta, sizeof same_as_delta, CRDT_EPROTO);
+    check_v2(one_op_spelled, sizeof one_op_spelled, CRDT_EPROTO);
+    check_v2(two_ops, sizeof two_ops, CRDT_OK);
+    check_v2(next_ms, sizeof next_ms, CRDT_OK);
+    check_v2(next_ms_as_delta, sizeof next_ms_as_delta, CRDT_EPROTO);
+    check_v2(later_ms, sizeof later_ms, CRDT_OK);
+    check_v2(later_ms_as_delta, sizeof later_ms_as_delta, CRDT_EPROTO);
+    check_v2(later_ms_last, sizeof later_ms_last, CRDT_OK);
+    check_v2(later_ms_beyond, sizeof later_ms_beyond, CRDT_EPROTO);
+    check_v2(delta_back, sizeof delta_back, CRDT_OK);
+    check_v2(delta_counter, sizeof delta_counter, CRDT_OK);
+    /* flag bits 5..7 are version 2's: version 1 refuses them */
+    {
+        static const unsigned char op[] = {0x08, 0, 1, 'c', 0, 1, 'd',
+                                           0, 1, 'v', 0x01};
+        static const unsigned char v1_flags[] = {0x3d, 0, 1, 0x48, 1, 3, 5};
+        ck_assert_int_eq(unpack_rc(p, pack_by_hand(p, v1_flags,
+                                                   sizeof v1_flags, op,
+                                                   sizeof op)),
+                         CRDT_EPROTO);
+    }
+}
+END_TEST
+
+/* Version 2's short op repeats the last compact op's names; the long
+ * form with that header is canonical only when a name differs. */
+START_TEST(test_version2_short_op_names)
+{
+    /* PUT c d1 v = 1: d1 makes "d" + 1 digit the last template; names
+     * c (token 1), d1 (3), v (5) */
+    static const unsigned char op[] = {0x08, 0, 1, 'c', 0, 2, 'd', '1',
+                                       0, 1, 'v', 0x01};
+    /* c d2 v: the header 50 (doc by the last template, same tag) */
+    static const unsigned char r2[] = {0x7d, 0x50, 1, 2, 5};
+    /* then c d3 v: the short op 83, no names */
+    static const unsigned char short3[] = {0x7d, 0x50, 1, 2, 5, 0x7d, 0x83};
+    static const unsigned char long3[] = {0x7d, 0x50, 1, 2, 5,
+                                          0x7d, 0x50, 1, 3, 5};
+    /* k d3 v: the same header, another coll: the long form; then the
+     * short op repeats k */
+    static const unsigned char other3[] = {0x7d, 0x50, 1, 2, 5,
+                                           0x7d, 0x50, 0, 1, 'k', 3, 5,
+                                           0x7d, 0x84};
+    unsigned char p[512];
+    unsigned char *buf = NULL;
+    crdt_bytes *out = NULL;
+    size_t m = 0, len;
+    crdt_change c;
+    static const unsigned char want[] = {0x95, 0, 0xa1, 'k', 0xa2, 'd', '4',
+                                         0xa1, 'v', 0x01};
+
+    ck_assert_int_eq(unpack_rc(p, hand_pack_v2(p, 2, op, sizeof op, r2,
+                                               sizeof r2)),
+                     CRDT_OK);
+    ck_assert_int_eq(unpack_rc(p, hand_pack_v2(p, 3, op, sizeof op, short3,
+                                               sizeof short3)),
+                     CRDT_OK);
+    ck_assert_int_eq(unpack_rc(p, hand_pack_v2(p, 3, op, sizeof op, long3,
+                                               sizeof long3)),
+                     CRDT_EPROTO);
+    len = hand_pack_v2(p, 4, op, sizeof op, other3, sizeof other3);
+    ck_assert_int_eq(crdt_changes_unpack(&out, &m, &buf, p, len), CRDT_OK);
+    ck_assert_uint_eq(m, 4);
+    ck_assert_int_eq(crdt_change_decode(&c, out[3].data, out[3].len),
+                     CRDT_OK);
+    /* [0, "k", "d4", "v", 1] */
+    ck_assert_uint_eq(c.ops_len, 11); /* 91 and the op */
+    ck_assert(memcmp(c.ops + 1, want, sizeof want) == 0);
+    crdt_free(out);
+    crdt_free(buf);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -488,6 +732,9 @@ test_suite(void)
     tcase_add_test(tc, test_pack_with_known_hashes);
     tcase_add_test(tc, test_non_canonical_packs_are_refused);
     tcase_add_test(tc, test_non_shortest_name_goes_raw);
+    tcase_add_test(tc, test_version2_one_op_changes);
+    tcase_add_test(tc, test_version2_non_canonical_refused);
+    tcase_add_test(tc, test_version2_short_op_names);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -467,6 +467,106 @@ START_TEST(test_packed_changes_and_an_older_peer)
 }
 END_TEST
 
+/* One-op changes go in packed version 2 between two peers that read it
+ * (HELLO's state hash as bin 16), in version 1 to and from a peer from
+ * before it (plain_changes 2: PACKED and CUT, not version 2); every
+ * pair converges. Version 2 takes a flags byte and the short op per
+ * change, version 1 about five bytes more (docs/protocol.md). */
+START_TEST(test_packed_version2_and_an_older_peer)
+{
+    char dirs[3][256];
+    unsigned char space[16];
+    crdt_replica *r[3];
+    size_t v2, v1, back;
+    uint64_t seed = test_seed("packed-v2");
+
+    for (int i = 0; i < 600; i++) {
+        crdt_txn *t;
+        char doc[16];
+        crdt_value v = crdt_value_int(
+            (int64_t)((test_rand(&seed) >> 2) | (1ULL << 40)));
+        snprintf(doc, sizeof doc, "d%05u",
+                 (unsigned)(test_rand(&seed) % 10000));
+        ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+    crdt_replica_space_id(a, space);
+    for (int i = 0; i < 3; i++) {
+        r[i] = tu_create(dirs[i], sizeof dirs[i], space);
+        ck_assert_int_eq(epoch_attach(r[i]), CRDT_OK);
+    }
+    sync_pair_as(a, r[0], 0, &v2, 0, 0); /* both read version 2 */
+    tu_assert_converged(a, r[0]);
+    sync_pair_as(a, r[1], 0, &v1, 0, 2); /* r[1] reads version 1 only */
+    tu_assert_converged(a, r[1]);
+    sync_pair_as(r[1], r[2], 0, &back, 2, 0); /* from such a peer */
+    tu_assert_converged(r[1], r[2]);
+    /* 600 changes: version 1 about 3,000 bytes more */
+    ck_assert_msg(v2 + 600 * 3 < v1, "version 2 %zu bytes, 1 %zu", v2, v1);
+    ck_assert_msg(v2 + 600 * 3 < back, "version 2 %zu bytes, back %zu", v2,
+                  back);
+    for (int i = 0; i < 3; i++) {
+        crdt_replica_close(r[i]);
+        test_rmtree(dirs[i]);
+    }
+}
+END_TEST
+
+/* A peer that did not announce packed version 2 (plain_changes 2)
+ * refuses a PACKED message that holds it: x's first PACKED to y has
+ * its version byte turned to 02 on the way. */
+START_TEST(test_packed_version2_refused_unannounced)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session *sx, *sy;
+    const unsigned char *msg;
+    size_t len;
+    int tampered = 0;
+
+    tu_put_numbered(a, "c", "d", 3, 50, "x");
+    ck_assert_int_eq(crdtnet_session_new(&sx, a, &o), CRDT_OK);
+    o.plain_changes = 2;
+    ck_assert_int_eq(crdtnet_session_new(&sy, b, &o), CRDT_OK);
+    for (int round = 0; round < 1000 && !tampered; round++) {
+        int moved = 0;
+        while (!tampered &&
+               crdtnet_session_next_out(sx, &msg, &len) == CRDT_OK) {
+            unsigned char *copy = malloc(len);
+            memcpy(copy, msg, len);
+            /* [13, 7, bin]: 93 0d 07 c4/c5/c6 <len> packed */
+            if (len > 8 && copy[0] == 0x93 && copy[1] == 0x0d) {
+                size_t at = copy[3] == 0xc4 ? 5 : copy[3] == 0xc5 ? 6 : 8;
+                ck_assert_uint_eq(copy[at], 1); /* y reads version 1 */
+                copy[at] = 2;
+                ck_assert_int_eq(crdtnet_session_feed(sy, copy, len),
+                                 CRDT_EPROTO);
+                ck_assert_str_eq(crdtnet_session_report(sy)->reason,
+                                 "malformed PACKED");
+                tampered = 1;
+            } else {
+                crdtnet_session_feed(sy, copy, len);
+            }
+            free(copy);
+            moved = 1;
+        }
+        while (!tampered &&
+               crdtnet_session_next_out(sy, &msg, &len) == CRDT_OK) {
+            unsigned char *copy = malloc(len);
+            memcpy(copy, msg, len);
+            crdtnet_session_feed(sx, copy, len);
+            free(copy);
+            moved = 1;
+        }
+        if (!moved)
+            break;
+    }
+    ck_assert(tampered);
+    crdtnet_session_free(sx);
+    crdtnet_session_free(sy);
+}
+END_TEST
+
 /* To a peer that reads PACKED a message counts a change at its ops'
  * size: one-op changes go in a few messages (a merge txn each), not one
  * per batch_bytes of their plain form; an older peer still gets them
@@ -697,6 +797,8 @@ test_suite(void)
     tcase_add_test(tc, test_old_protocol_is_refused);
     tcase_add_test(tc, test_typing_run_travels_with_few_signatures);
     tcase_add_test(tc, test_packed_changes_and_an_older_peer);
+    tcase_add_test(tc, test_packed_version2_and_an_older_peer);
+    tcase_add_test(tc, test_packed_version2_refused_unannounced);
     tcase_add_test(tc, test_giver_reset_meanwhile_sends_the_log_of_the_new_epoch);
     tcase_add_test(tc, test_rejected_fork_keeps_an_archived_run_whole);
     tcase_add_test(tc, test_giver_refuses_a_run_whose_signed_end_was_altered);

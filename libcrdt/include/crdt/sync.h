@@ -115,6 +115,24 @@ CRDT_API int crdt_changes_pack_hashed(unsigned char **out, size_t *out_len,
                                       const crdt_bytes *changes,
                                       const unsigned char *hashes, size_t n);
 
+/** The packed form's versions: 1, what every reader reads (and what
+ * crdt_changes_pack() writes: a log's run records hold it); 2, one-op
+ * changes smaller (docs/protocol.md, "Packed changes"), for a reader
+ * that announced it. crdt_changes_unpack() reads both. */
+#define CRDT_CHANGES_PACK_V1 1
+#define CRDT_CHANGES_PACK_V2 2
+
+/**
+ * crdt_changes_pack_hashed() (@p hashes may be NULL: each change is
+ * hashed, as crdt_changes_pack()) in packed form @p version,
+ * CRDT_CHANGES_PACK_V1 or CRDT_CHANGES_PACK_V2.
+ * @return as crdt_changes_pack(); CRDT_EINVAL for another version.
+ */
+CRDT_API int crdt_changes_pack_version(unsigned char **out, size_t *out_len,
+                                       const crdt_bytes *changes,
+                                       const unsigned char *hashes, size_t n,
+                                       int version);
+
 /**
  * Rebuild the changes of a packed list (@p in, @p len bytes, at most
  * CRDT_CHANGES_PACKED_MAX; at most CRDT_CHANGES_UNPACKED_MAX rebuilt).

@@ -36,8 +36,10 @@ typedef struct {
     size_t batch_bytes;       /**< target message size; 0 = 256 KiB */
     int live;                 /**< stay open after FIN and push changes */
     /** 1: behave as a peer from before PACKED messages (HELLO's proto
-     *  written as a fixint, every change list plain); 0: announce and use
-     *  them (docs/protocol.md, "Packed changes") */
+     *  written as a fixint, every change list plain); 2: as a peer from
+     *  before packed version 2 (PACKED and CUT announced, packed version
+     *  1 only); 0: announce and use them all (docs/protocol.md, "Packed
+     *  changes") */
     int plain_changes;
     /**
      * Highest sync protocol version offered (docs/protocol.md, "Versions
