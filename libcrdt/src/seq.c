@@ -647,9 +647,10 @@ crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off, uint64_t len)
  * right after that element when the element before which the scan of
  * crdt__seq_integrate() would stop, its right origin, follows the run's
  * last fragment at once: nothing sits between the origins, so the scan
- * is empty and the fragment grows. Most inserts of a text's history are
- * such keystrokes; this test costs no lookup by id (each a binary search
- * among the actor's runs for the right origin, an older run).
+ * is empty and the fragment grows. Keystrokes applied an op each (local
+ * typing, a change whose inserts were not folded into one) are such
+ * inserts; this test costs no lookup by id (the right origin's is a
+ * search among the actor's runs, an older one).
  */
 seq_frag *
 crdt__seq_typing_frag(const crdt__seq *s, const seq_run *r,
