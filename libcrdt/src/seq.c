@@ -124,11 +124,11 @@ run_index(const seq_actor *a, uint64_t ctr)
 {
     size_t lo = 0, hi = a->n;
 
-    if (a->n > 0 && a->runs[a->n - 1]->ctr <= ctr)
+    if (a->n > 0 && a->ctrs[a->n - 1] <= ctr)
         return (long)a->n - 1; /* the common case: the newest run */
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (a->runs[mid]->ctr <= ctr)
+        if (a->ctrs[mid] <= ctr)
             lo = mid + 1;
         else
             hi = mid;
@@ -145,21 +145,26 @@ crdt__seq_run_find(crdt__seq *s, const crdt_seq_id *id)
 
     if (a == NULL)
         return NULL;
-    /* an integration looks up the same few runs again and again (the
-     * new run's origins, the run before it): the last one found is
-     * tried first. Runs never overlap, so a run holding the id is the
-     * answer wherever the hint points after runs were added. */
-    if (a->hint < a->n) {
-        r = a->runs[a->hint];
-        if (id->ctr >= r->ctr && id->ctr - r->ctr < r->len)
-            return r;
+    /* an integration looks up the same few runs again and again (its
+     * origins' runs, the run before it, the origins of the elements its
+     * scan passes): the last few found are tried first. A hint is the
+     * answer if it is the last run starting at or before the id (runs
+     * added since may have moved it: the test reads only ctrs). */
+    for (unsigned h = 0; h < SEQ_HINTS; h++) {
+        size_t k = a->hint[h];
+        if (k < a->n && a->ctrs[k] <= id->ctr &&
+            (k + 1 == a->n || a->ctrs[k + 1] > id->ctr)) {
+            r = a->runs[k];
+            return id->ctr - r->ctr < r->len ? r : NULL;
+        }
     }
     if ((i = run_index(a, id->ctr)) < 0)
         return NULL;
     r = a->runs[i];
     if (id->ctr - r->ctr >= r->len)
         return NULL;
-    a->hint = (size_t)i;
+    a->hint[a->hint_next] = (size_t)i;
+    a->hint_next = (a->hint_next + 1) % SEQ_HINTS;
     return r;
 }
 
@@ -518,8 +523,8 @@ crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off, uint64_t len)
         left.actor = r->actor;
         left.ctr = r->ctr + off - 1;
     }
-    if (off == 0 && !r->base)
-        r->gap = gap_of(s, &left);
+    if (off == 0 && !r->base) /* no base: every gap is 0 */
+        r->gap = s->nbase > 0 ? gap_of(s, &left) : 0;
     right = r->base ? r->right : capped_right(s, r->gap, &r->right);
     if (left.ctr != 0) {
         seq_run *lr = crdt__seq_run_find(s, &left);
@@ -539,9 +544,24 @@ crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off, uint64_t len)
         if (k > 0 && (R = frag_split(s, R, k)) == NULL)
             return CRDT_ENOMEM;
     }
-    if ((rc = pos_of(s, &left, -1, &pl)) < 0 ||
-        (rc = pos_of(s, &right, +1, &pr)) < 0)
+    /* the origins' positions: L ends at the left origin, R starts at
+     * the right one (found again only if R's split cut L) */
+    if (L != NULL && L->run->ctr + L->off + L->len - 1 == left.ctr) {
+        pl.inf = 0;
+        pl.c = L->ch->idx;
+        pl.i = L->idx;
+        pl.o = L->len - 1;
+    } else if ((rc = pos_of(s, &left, -1, &pl)) < 0) {
         return rc;
+    }
+    if (R != NULL) {
+        pr.inf = 0;
+        pr.c = R->ch->idx;
+        pr.i = R->idx;
+        pr.o = 0;
+    } else if ((rc = pos_of(s, &right, +1, &pr)) < 0) {
+        return rc;
+    }
 
     cur = L != NULL ? frag_next(s, L) : (s->nch ? s->ch[0]->f[0] : NULL);
     dest = cur;
@@ -554,12 +574,16 @@ crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off, uint64_t len)
             dest = cur;
         if (cur->off == 0) {
             ol = cur->run->left;
-        } else {
-            ol.actor = cur->run->actor;
-            ol.ctr = cur->run->ctr + cur->off - 1;
+            if ((rc = pos_of(s, &ol, -1, &pol)) < 0)
+                return rc;
+        } else { /* the element before it in its run: no search by id */
+            const seq_frag *of = cur->run->frags[frag_index(cur->run,
+                                                            cur->off - 1)];
+            pol.inf = 0;
+            pol.c = of->ch->idx;
+            pol.i = of->idx;
+            pol.o = cur->off - 1 - of->off;
         }
-        if ((rc = pos_of(s, &ol, -1, &pol)) < 0)
-            return rc;
         c = pos_cmp(&pol, &pl);
         if (c < 0)
             break;
@@ -617,6 +641,48 @@ crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off, uint64_t len)
     return rc;
 }
 
+/*
+ * Typing: an insert that continues its actor's newest run (its left
+ * origin is the run's last element, its right origin the run's) lands
+ * right after that element when the element before which the scan of
+ * crdt__seq_integrate() would stop, its right origin, follows the run's
+ * last fragment at once: nothing sits between the origins, so the scan
+ * is empty and the fragment grows. Keystrokes applied an op each (local
+ * typing, a change whose inserts were not folded into one) are such
+ * inserts; this test costs no lookup by id (the right origin's is a
+ * search among the actor's runs, an older one).
+ */
+seq_frag *
+crdt__seq_typing_frag(const crdt__seq *s, const seq_run *r,
+                      const crdt_seq_id *right)
+{
+    seq_frag *last, *next;
+
+    /* with a base, the right origin may be capped: the scan decides */
+    if (s->base_total != 0 || r->base || r->nf == 0)
+        return NULL;
+    last = r->frags[r->nf - 1];
+    if (last->deleted || last->off + last->len != r->len)
+        return NULL;
+    next = frag_next(s, last);
+    if (right->ctr == 0)
+        return next == NULL ? last : NULL;
+    if (next == NULL || next->run->ctr + next->off != right->ctr ||
+        actor_cmp(&next->run->actor, &right->actor) != 0)
+        return NULL;
+    return last;
+}
+
+void
+crdt__seq_typing_grow(crdt__seq *s, seq_frag *last, uint64_t len)
+{
+    last->len += len;
+    last->ch->vis += len;
+    last->ch->tot += len;
+    s->vis += len;
+    s->tot += len;
+}
+
 /* ---- deletes ---- */
 
 int
@@ -631,7 +697,7 @@ crdt__seq_mark_deleted(crdt__seq *s, const crdt_actor *actor, uint64_t c,
     i = run_index(a, c);
     if (i < 0)
         i = 0;
-    for (; (size_t)i < a->n && a->runs[i]->ctr < e; i++) {
+    for (; (size_t)i < a->n && a->ctrs[i] < e; i++) {
         seq_run *r = a->runs[i];
         uint64_t lo, hi;
         uint32_t j;
@@ -947,6 +1013,7 @@ crdt__seq_free(crdt__seq *s)
             free(r->frags);
         }
         free(s->act[a].runs);
+        free(s->act[a].ctrs);
         free(s->act[a].dels ? s->act[a].dels - s->act[a].dels_skip : NULL);
         free(s->act[a].dels0);
     }
@@ -975,9 +1042,13 @@ crdt__seq_run_new(crdt__seq *s, const crdt_actor *actor, uint64_t ctr)
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 8;
         seq_run **n = realloc(a->runs, cap * sizeof *n);
+        uint64_t *c;
         if (n == NULL)
             return NULL;
-        a->runs = n;
+        a->runs = n; /* cap stays until both arrays have grown */
+        if ((c = realloc(a->ctrs, cap * sizeof *c)) == NULL)
+            return NULL;
+        a->ctrs = c;
         a->cap = cap;
     }
     if ((r = seq_alloc(s, sizeof *r)) == NULL)
@@ -987,7 +1058,9 @@ crdt__seq_run_new(crdt__seq *s, const crdt_actor *actor, uint64_t ctr)
     r->ascii = 1;
     i = run_index(a, ctr) + 1;
     memmove(&a->runs[i + 1], &a->runs[i], (a->n - (size_t)i) * sizeof *a->runs);
+    memmove(&a->ctrs[i + 1], &a->ctrs[i], (a->n - (size_t)i) * sizeof *a->ctrs);
     a->runs[i] = r;
+    a->ctrs[i] = ctr;
     a->n++;
     return r;
 }

@@ -6,6 +6,7 @@
 
 #define CH_MAX 128 /* fragments per chunk */
 #define CH_HALF (CH_MAX / 2)
+#define SEQ_HINTS 4 /* runs remembered per actor (seq.c, run_find) */
 
 typedef struct seq_frag seq_frag;
 typedef struct seq_chunk seq_chunk;
@@ -76,9 +77,12 @@ typedef struct {
     size_t ndel0;
     int dels_dirty;
     seq_run **runs; /* sorted by ctr */
+    uint64_t *ctrs; /* ctrs[i] == runs[i]->ctr: the searches by id read
+                       this array, not a run (a cache miss each) */
     size_t n, cap;
-    size_t hint;    /* index of the run crdt__seq_run_find found last (a
-                       guess only: checked before use) */
+    size_t hint[SEQ_HINTS]; /* indexes of runs crdt__seq_run_find found
+                               lately (guesses only: checked before use) */
+    unsigned hint_next;     /* the slot the next one found goes to */
     uint64_t del_end; /* no delete range of this actor reaches past it */
     uint64_t held_end; /* end of this actor's newest held insert; 0: none */
     uint64_t cut_end;  /* ids below it were folded into an epoch ('x') */
@@ -122,6 +126,13 @@ int crdt__seq_run_append(seq_run *r, const void *p, size_t n,
 int crdt__seq_has(crdt__seq *s, const crdt_seq_id *id);
 int crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off,
                         uint64_t len);
+/* The last fragment of @p r, if an insert continuing @p r (left origin
+ * its last element, right origin @p right, its own) goes right after it
+ * with no scan (seq.c); NULL: integrate it the long way. */
+seq_frag *crdt__seq_typing_frag(const crdt__seq *s, const seq_run *r,
+                                const crdt_seq_id *right);
+/* Grow that fragment by the @p len elements appended to its run. */
+void crdt__seq_typing_grow(crdt__seq *s, seq_frag *last, uint64_t len);
 int crdt__seq_mark_deleted(crdt__seq *s, const crdt_actor *actor,
                            uint64_t c, uint64_t e);
 /* Append @p r, a base run whose left origin is the base's last element,

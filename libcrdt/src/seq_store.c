@@ -1085,6 +1085,43 @@ early_deletes(crdt__seq *s, const crdt_actor *a, uint64_t c, uint64_t n)
     return rc;
 }
 
+/*
+ * A keystroke: the insert continues its actor's newest run, which ends
+ * just before it, and nothing of this actor is held or folded there. The
+ * checks of ins_one() then all pass without a lookup by id (the id is
+ * past every run of the actor; the left origin is the run's last
+ * element; the right origin, the run's, follows it: see
+ * crdt__seq_typing_frag), and the run and its last fragment grow.
+ * 1: done (rc in *rc); 0: not such an insert, ins_one() decides.
+ */
+static int
+ins_typing(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
+           const crdt_seq_id *left, const crdt_seq_id *right,
+           const void *bytes, size_t nb, uint64_t n, worklist *wl, int *rc)
+{
+    seq_actor *sa = crdt__seq_actor(s, actor, 0);
+    seq_run *r;
+    seq_frag *last;
+
+    if (sa == NULL || sa->n == 0 || sa->held_end != 0 || ctr < sa->cut_end)
+        return 0;
+    r = sa->runs[sa->n - 1];
+    if (r->base || r->ctr + r->len != ctr || left->ctr + 1 != ctr ||
+        memcmp(left->actor.b, actor->b, CRDT_ACTOR_BYTES) != 0 ||
+        !id_eq(right, &r->right) ||
+        (last = crdt__seq_typing_frag(s, r, right)) == NULL)
+        return 0;
+    if ((*rc = put_header(w, s)) < 0 || (*rc = run_touch(s, r, 0)) < 0 ||
+        (*rc = crdt__seq_run_append(r, bytes, nb, n,
+                                    s->key.kind == 'T')) < 0)
+        return 1;
+    crdt__seq_typing_grow(s, last, n);
+    if ((*rc = early_deletes(s, actor, ctr, n)) < 0)
+        return 1;
+    *rc = s->nparked > 0 ? work_push(wl, actor, ctr, n) : CRDT_OK;
+    return 1;
+}
+
 static int
 ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
         const crdt_seq_id *left, const crdt_seq_id *right, const void *bytes,
@@ -1096,6 +1133,8 @@ ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
     uint64_t off;
     int rc;
 
+    if (ins_typing(w, s, actor, ctr, left, right, bytes, nb, n, wl, &rc))
+        return rc;
     if (crdt__seq_run_find(s, &id) != NULL)
         return CRDT_OK; /* applied before (invariant 3) */
     if ((sa = crdt__seq_actor(s, actor, 0)) != NULL && ctr < sa->cut_end)

@@ -171,6 +171,81 @@ START_TEST(test_copies_name_the_op_they_copy)
 }
 END_TEST
 
+/* An insert's text is checked once while its op is decoded: every str
+ * header, ASCII taken eight bytes at a time, and a NUL, a byte >= 0x80
+ * or bad UTF-8 anywhere (within the first eight bytes or after them) is
+ * refused exactly as before, the code points counted. */
+static int
+decode_text_op(const unsigned char *text, size_t n, int hdr, crdt_op *op)
+{
+    unsigned char b[400];
+    size_t l = 0;
+    crdt__mp m;
+
+    static const unsigned char head[] = { 0x99, 6,    0xa1, 'c', 0xa1, 'd',
+                                          0xa1, 'f',  0,    1,   0xc0, 0xc0 };
+    memcpy(b, head, sizeof head);
+    l = sizeof head;
+    if (hdr == 1) {
+        b[l++] = (unsigned char)(0xa0 | n);
+    } else if (hdr == 2) {
+        b[l++] = 0xd9;
+        b[l++] = (unsigned char)n;
+    } else if (hdr == 3) {
+        b[l++] = 0xda;
+        b[l++] = (unsigned char)(n >> 8);
+        b[l++] = (unsigned char)n;
+    } else {
+        b[l++] = 0xdb;
+        b[l++] = 0;
+        b[l++] = 0;
+        b[l++] = (unsigned char)(n >> 8);
+        b[l++] = (unsigned char)n;
+    }
+    memcpy(b + l, text, n);
+    m.p = b;
+    m.end = b + l + n;
+    memset(op, 0, sizeof *op);
+    return crdt__op_decode(op, &m);
+}
+
+START_TEST(test_insert_text_is_checked_once_as_before)
+{
+    unsigned char t[300];
+    crdt_op op;
+
+    for (int hdr = 1; hdr <= 4; hdr++) {
+        size_t n = hdr == 1 ? 31 : 200;
+        memset(t, 'a', n);
+        ck_assert_int_eq(decode_text_op(t, n, hdr, &op), CRDT_OK);
+        ck_assert_uint_eq(op.len, n);
+        ck_assert_uint_eq(op.text_len, n);
+        for (size_t at = 0; at < n; at += 3) {
+            memset(t, 'a', n);
+            t[at] = 0; /* NUL */
+            ck_assert_int_eq(decode_text_op(t, n, hdr, &op), CRDT_EPROTO);
+            t[at] = 0x80; /* a lone continuation byte */
+            ck_assert_int_eq(decode_text_op(t, n, hdr, &op), CRDT_EPROTO);
+            if (at + 1 < n) { /* a two-byte code point: counted as one */
+                t[at] = 0xc3;
+                t[at + 1] = 0xa9;
+                ck_assert_int_eq(decode_text_op(t, n, hdr, &op), CRDT_OK);
+                ck_assert_uint_eq(op.len, n - 1);
+            }
+        }
+    }
+    /* a length past the end */
+    memset(t, 'a', 20);
+    ck_assert_int_eq(decode_text_op(t, 20, 2, &op), CRDT_OK);
+    {
+        unsigned char b[] = { 0x99, 6, 0xa1, 'c', 0xa1, 'd', 0xa1, 'f', 0,
+                              1,    0xc0, 0xc0, 0xd9, 5, 'a', 'b' };
+        crdt__mp m = { b, b + sizeof b };
+        ck_assert_int_eq(crdt__op_decode(&op, &m), CRDT_EPROTO);
+    }
+}
+END_TEST
+
 START_TEST(test_prefault_keeps_contents)
 {
     /* populating a buffer's pages is a hint: what the buffer holds is
@@ -465,6 +540,7 @@ test_suite(void)
     tcase_add_test(tc, test_vv_round_trip_and_limits);
     tcase_add_test(tc, test_vv_copy_and_reserve);
     tcase_add_test(tc, test_prefault_keeps_contents);
+    tcase_add_test(tc, test_insert_text_is_checked_once_as_before);
     tcase_add_test(tc, test_hlc_stays_increasing_when_the_clock_steps_back);
     tcase_add_test(tc, test_oversized_change_is_refused);
     tcase_add_test(tc, test_broken_hash_chain_is_refused);
