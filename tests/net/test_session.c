@@ -422,35 +422,60 @@ START_TEST(test_typing_run_travels_with_few_signatures)
 }
 END_TEST
 
+/* @p changes changes of @p ops_per_change register writes each to
+ * random docs of "c", the values wide enough to take 8 bytes */
+static void
+put_random(crdt_replica *r, int changes, int ops_per_change, uint64_t *seed)
+{
+    for (int i = 0; i < changes; i++) {
+        crdt_txn *t;
+        ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+        for (int j = 0; j < ops_per_change; j++) {
+            char doc[16];
+            crdt_value v = crdt_value_int(
+                (int64_t)((test_rand(seed) >> 2) | (1ULL << 40)));
+            snprintf(doc, sizeof doc, "d%05u",
+                     (unsigned)(test_rand(seed) % 10000));
+            ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v), CRDT_OK);
+        }
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+}
+
+/* three fresh replicas of @p x's space, epochs attached */
+static void
+three_replicas(crdt_replica *r[3], char dirs[3][256], crdt_replica *x)
+{
+    unsigned char space[16];
+
+    crdt_replica_space_id(x, space);
+    for (int i = 0; i < 3; i++) {
+        r[i] = tu_create(dirs[i], sizeof dirs[i], space);
+        ck_assert_int_eq(epoch_attach(r[i]), CRDT_OK);
+    }
+}
+
+static void
+close_three(crdt_replica *r[3], char dirs[3][256])
+{
+    for (int i = 0; i < 3; i++) {
+        crdt_replica_close(r[i]);
+        test_rmtree(dirs[i]);
+    }
+}
+
 /* Register writes travel PACKED between two peers that read it, at
  * about half the bytes, and plain to and from a peer that does not (an
  * older one): every pair converges. */
 START_TEST(test_packed_changes_and_an_older_peer)
 {
     char dirs[3][256];
-    unsigned char space[16];
     crdt_replica *r[3];
     size_t packed, plain, back;
     uint64_t seed = test_seed("packed");
 
-    for (int i = 0; i < 30; i++) {
-        crdt_txn *t;
-        ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
-        for (int j = 0; j < 100; j++) {
-            char doc[16];
-            crdt_value v = crdt_value_int(
-                (int64_t)((test_rand(&seed) >> 2) | (1ULL << 40)));
-            snprintf(doc, sizeof doc, "d%05u",
-                     (unsigned)(test_rand(&seed) % 10000));
-            ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v), CRDT_OK);
-        }
-        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-    }
-    crdt_replica_space_id(a, space);
-    for (int i = 0; i < 3; i++) {
-        r[i] = tu_create(dirs[i], sizeof dirs[i], space);
-        ck_assert_int_eq(epoch_attach(r[i]), CRDT_OK);
-    }
+    put_random(a, 30, 100, &seed);
+    three_replicas(r, dirs, a);
     sync_pair_as(a, r[0], 0, &packed, 0, 0); /* both read PACKED */
     tu_assert_converged(a, r[0]);
     sync_pair_as(a, r[1], 0, &plain, 0, 1);  /* r[1] is older */
@@ -460,10 +485,7 @@ START_TEST(test_packed_changes_and_an_older_peer)
     ck_assert_msg(packed * 10 < plain * 6, "packed %zu, plain %zu", packed,
                   plain);
     ck_assert_uint_gt(back * 10, plain * 9); /* plain both ways */
-    for (int i = 0; i < 3; i++) {
-        crdt_replica_close(r[i]);
-        test_rmtree(dirs[i]);
-    }
+    close_three(r, dirs);
 }
 END_TEST
 
@@ -475,27 +497,12 @@ END_TEST
 START_TEST(test_packed_version2_and_an_older_peer)
 {
     char dirs[3][256];
-    unsigned char space[16];
     crdt_replica *r[3];
     size_t v2, v1, back;
     uint64_t seed = test_seed("packed-v2");
 
-    for (int i = 0; i < 600; i++) {
-        crdt_txn *t;
-        char doc[16];
-        crdt_value v = crdt_value_int(
-            (int64_t)((test_rand(&seed) >> 2) | (1ULL << 40)));
-        snprintf(doc, sizeof doc, "d%05u",
-                 (unsigned)(test_rand(&seed) % 10000));
-        ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
-        ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v), CRDT_OK);
-        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-    }
-    crdt_replica_space_id(a, space);
-    for (int i = 0; i < 3; i++) {
-        r[i] = tu_create(dirs[i], sizeof dirs[i], space);
-        ck_assert_int_eq(epoch_attach(r[i]), CRDT_OK);
-    }
+    put_random(a, 600, 1, &seed);
+    three_replicas(r, dirs, a);
     sync_pair_as(a, r[0], 0, &v2, 0, 0); /* both read version 2 */
     tu_assert_converged(a, r[0]);
     sync_pair_as(a, r[1], 0, &v1, 0, 2); /* r[1] reads version 1 only */
@@ -506,10 +513,7 @@ START_TEST(test_packed_version2_and_an_older_peer)
     ck_assert_msg(v2 + 600 * 3 < v1, "version 2 %zu bytes, 1 %zu", v2, v1);
     ck_assert_msg(v2 + 600 * 3 < back, "version 2 %zu bytes, back %zu", v2,
                   back);
-    for (int i = 0; i < 3; i++) {
-        crdt_replica_close(r[i]);
-        test_rmtree(dirs[i]);
-    }
+    close_three(r, dirs);
 }
 END_TEST
 
