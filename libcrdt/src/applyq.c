@@ -96,16 +96,6 @@ key_of(struct crdt__qkey *k, const crdt_op *op, uint32_t idx)
     k->kind = (uint8_t)op->kind;
 }
 
-static int
-cmp_name(const char *a, size_t al, const char *b, size_t bl)
-{
-    int c = memcmp(a, b, al < bl ? al : bl);
-
-    if (c != 0)
-        return c;
-    return al < bl ? -1 : al > bl;
-}
-
 /* (coll, doc, field) in LMDB's key order; a DEL_DOC (no field) first */
 static int
 cmp_key(const crdt__applyq *q, const struct crdt__qkey *x,
@@ -125,12 +115,12 @@ cmp_key(const crdt__applyq *q, const struct crdt__qkey *x,
         return 0;
     a = qop(q, x->idx);
     b = qop(q, y->idx);
-    if ((c = cmp_name(a->coll, a->coll_len, b->coll, b->coll_len)) != 0 ||
-        (c = cmp_name(a->doc, a->doc_len, b->doc, b->doc_len)) != 0)
+    if ((c = crdt__key_cmp(a->coll, a->coll_len, b->coll, b->coll_len)) != 0 ||
+        (c = crdt__key_cmp(a->doc, a->doc_len, b->doc, b->doc_len)) != 0)
         return c;
     if (a->field == NULL || b->field == NULL)
         return (a->field != NULL) - (b->field != NULL);
-    return cmp_name(a->field, a->field_len, b->field, b->field_len);
+    return crdt__key_cmp(a->field, a->field_len, b->field, b->field_len);
 }
 
 /* Bottom-up merge sort on the full key: stable, so equal keys keep

@@ -554,10 +554,12 @@ dec_name(pk_dec *d, unsigned mode, pk_buf *b, const uint64_t *given,
     return buf_mp_str(b, name, len);
 }
 
+/* Whether name @p p of @p len bytes (NULL or len 0: nil) is @p n. */
 static int
-same_name(const pk_last_name *a, const pk_last_name *b)
+same_bytes(const pk_last_name *n, const unsigned char *p, uint32_t len)
 {
-    return a->len == b->len && memcmp(a->b, b->b, a->len) == 0;
+    return p == NULL ? n->len == 0
+                     : n->len == len && memcmp(n->b, p, len) == 0;
 }
 
 static int
@@ -617,8 +619,8 @@ dec_op(pk_dec *d, pk_buf *b)
     names_read = !is_short || d->st->version < PK_VERSION_2;
     if (d->st->version >= PK_VERSION_2 && !is_short && d->st->have_h &&
         h == d->st->last_h && ((h >> H_DOC_SHIFT) & 3) == 2 &&
-        same_name(&coll, &d->st->last_coll) &&
-        same_name(&field, &d->st->last_field))
+        same_bytes(&d->st->last_coll, coll.b, coll.len) &&
+        same_bytes(&d->st->last_field, field.b, field.len))
         return CRDT_EPROTO; /* not canonical: the short form says it */
     if (h & H_SAME_TAG) {
         if (!d->st->have_tag)
@@ -1102,14 +1104,6 @@ enc_token(pk_enc *e, const unsigned char *p, uint32_t len, long *tmpl,
     if ((rc = buf_varint(&e->out, 0)) < 0 || (rc = buf_varint(&e->out, len)) < 0)
         return rc;
     return buf_put(&e->out, p, len);
-}
-
-/* Whether name @p p (NULL: nil) of @p len bytes is @p n. */
-static int
-same_bytes(const pk_last_name *n, const unsigned char *p, uint32_t len)
-{
-    return p == NULL ? n->len == 0
-                     : n->len == len && memcmp(n->b, p, len) == 0;
 }
 
 static void

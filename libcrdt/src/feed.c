@@ -170,12 +170,8 @@ static int
 span_cmp(const void *a, const void *b)
 {
     const span *x = a, *y = b;
-    size_t m = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->p, y->p, m);
 
-    if (c != 0)
-        return c;
-    return x->len < y->len ? -1 : x->len > y->len;
+    return crdt__key_cmp(x->p, x->len, y->p, y->len);
 }
 
 /* Build the record into a->rec: sorted, unique entries. */

@@ -399,6 +399,19 @@ crdt__be_n(const unsigned char *p, size_t n)
     return v;
 }
 
+/* LMDB's default key order (mdb_cmp_memn): the bytes, then the
+ * length. */
+static inline int
+crdt__key_cmp(const void *a, size_t al, const void *b, size_t bl)
+{
+    size_t n = al < bl ? al : bl;
+    int c = n ? memcmp(a, b, n) : 0;
+
+    if (c != 0)
+        return c;
+    return al < bl ? -1 : al > bl;
+}
+
 /* ---- LEB128 varints (change packs, compacted seq runs) ---- */
 #define CRDT__VARINT_MAX 10
 /* Write @p v as an unsigned LEB128 varint (7 bits a byte, low first);
@@ -430,6 +443,8 @@ int crdt__mp_int(crdt__mp *m, int64_t *v);
 int crdt__mp_bin(crdt__mp *m, const unsigned char **p, uint32_t *len);
 int crdt__mp_bin_fixed(crdt__mp *m, unsigned char *out, uint32_t len);
 int crdt__mp_str(crdt__mp *m, const char **p, uint32_t *len);
+/* A string whose bytes the caller checks itself (UTF-8 not checked). */
+int crdt__mp_str_bytes(crdt__mp *m, const char **p, uint32_t *len);
 /* A string that is a valid name: 1..CRDT_NAME_MAX bytes, UTF-8, no NUL. */
 int crdt__mp_name(crdt__mp *m, const char **p, uint32_t *len);
 /* A scalar value; strings are checked to be UTF-8. */

@@ -92,7 +92,8 @@ crdt__logrun_add(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
          run->len + len > CRDT__LOGRUN_BYTES_MAX) &&
         (rc = crdt__logrun_flush(run, txn, dbi, cur)) < 0)
         goto fail;
-    if ((rc = crdt__logrun_reserve(run, 0)) < 0 || (own && (rc = take(run, data)) < 0))
+    if ((rc = crdt__logrun_reserve(run, 0)) < 0 ||
+        (own && (rc = take(run, data)) < 0))
         goto fail;
     own = 0; /* the run's now */
     /* the decoded change, its views into its bytes; views elsewhere:

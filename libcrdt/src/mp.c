@@ -230,6 +230,17 @@ crdt__mp_str(crdt__mp *m, const char **p, uint32_t *len)
 }
 
 int
+crdt__mp_str_bytes(crdt__mp *m, const char **p, uint32_t *len)
+{
+    const unsigned char *s;
+
+    if (blob(m, &s, len, 1) < 0)
+        return CRDT_EPROTO;
+    *p = (const char *)s;
+    return CRDT_OK;
+}
+
+int
 crdt__mp_name(crdt__mp *m, const char **p, uint32_t *len)
 {
     const unsigned char *s, *save = m->p;

@@ -105,41 +105,6 @@ text_ok(const char *s, size_t len, uint64_t *cps)
     return 1;
 }
 
-/* A msgpack str, its bytes not checked yet (text_ok checks an
- * insert's text once, not twice as crdt__mp_str would). */
-static int
-text_str(crdt__mp *m, const char **out, uint32_t *len)
-{
-    const unsigned char *p = m->p;
-    size_t avail = (size_t)(m->end - p), hdr;
-    uint64_t n;
-
-    if (avail < 1)
-        return CRDT_EPROTO;
-    if ((p[0] & 0xe0) == 0xa0) {
-        n = p[0] & 0x1f;
-        hdr = 1;
-    } else if (p[0] == 0xd9 && avail >= 2) {
-        n = p[1];
-        hdr = 2;
-    } else if (p[0] == 0xda && avail >= 3) {
-        n = (uint64_t)p[1] << 8 | p[2];
-        hdr = 3;
-    } else if (p[0] == 0xdb && avail >= 5) {
-        n = (uint64_t)p[1] << 24 | (uint64_t)p[2] << 16 |
-            (uint64_t)p[3] << 8 | p[4];
-        hdr = 5;
-    } else {
-        return CRDT_EPROTO;
-    }
-    if (n > avail - hdr)
-        return CRDT_EPROTO;
-    *out = (const char *)p + hdr;
-    *len = (uint32_t)n;
-    m->p = p + hdr + n;
-    return CRDT_OK;
-}
-
 int
 crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
 {
@@ -185,7 +150,8 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
                 ctx->next_ctr = op->ctr + 1;
             return CRDT_OK;
         }
-        if (text_str(m, &txt, &tl) < 0 || tl == 0 ||
+        /* text_ok() checks the text: crdt__mp_str would check it twice */
+        if (crdt__mp_str_bytes(m, &txt, &tl) < 0 || tl == 0 ||
             tl > CRDT_TEXT_INSERT_MAX || !text_ok(txt, tl, &op->len))
             return CRDT_EPROTO;
         op->text = txt;

@@ -183,16 +183,10 @@ cursor_ready(crdt__wctx *w)
     return CRDT_OK;
 }
 
-/* LMDB's default key order (mdb_cmp_memn): bytes, then length. */
 static int
 key_order(const MDB_val *a, const MDB_val *b)
 {
-    size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
-    int c = n ? memcmp(a->mv_data, b->mv_data, n) : 0;
-
-    if (c != 0)
-        return c;
-    return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size;
+    return crdt__key_cmp(a->mv_data, a->mv_size, b->mv_data, b->mv_size);
 }
 
 /*
