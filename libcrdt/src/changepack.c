@@ -1312,11 +1312,16 @@ enc_record(pk_enc *e, const crdt_change *c)
 
         rc = enc_op_compact(e, op, (size_t)(m.p - op), &simple);
         if (rc == CRDT_EPROTO) { /* not one of ours: the raw form */
+            pk_op o;
             e->out.len = at;
             if ((rc = buf_byte(&e->out, 3)) < 0 ||
                 (rc = buf_varint(&e->out, (uint64_t)(m.p - op))) < 0 ||
                 (rc = buf_put(&e->out, op, (size_t)(m.p - op))) < 0)
                 return rc;
+            /* the decoder takes a raw op as it is, moving no table, when
+             * op_parse() refuses it (every text and list op): nothing to
+             * decode then; otherwise decoding finds it not canonical */
+            simple = op_parse(&o, op, (size_t)(m.p - op)) != CRDT_OK;
         } else if (rc < 0) {
             return rc;
         }
@@ -1535,6 +1540,9 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
             rc = CRDT_ENOMEM;
             goto done;
         }
+        /* a large buffer is fresh pages: faulted in with one call, not
+         * one fault per page as the packing reaches it */
+        crdt__prefault(e.out.p, want);
         e.out.cap = want;
     }
     if ((rc = buf_byte(&e.out, (unsigned char)version)) < 0)

@@ -329,61 +329,122 @@ fixed_size(unsigned char b)
     }
 }
 
+/* The bytes after the type byte @p c of a msgpack str/bin or fixed-size
+ * item, read from @p p (@p avail bytes from the type byte on) into @p hdr
+ * and @p n: 0 on success, -1 if cut short, 1 if @p c is neither. */
 static int
-skip(crdt__mp *m, int depth)
+flat_item(unsigned char c, const unsigned char *p, size_t avail, size_t *hdr,
+          uint64_t *n)
 {
-    const unsigned char *p = m->p, *b;
-    uint32_t n;
-    size_t fs;
+    size_t fs = fixed_size(c), w;
 
-    if (depth > MP_DEPTH_MAX)
-        return CRDT_ELIMIT;
-    if (need(m, 1) < 0)
-        return CRDT_EPROTO;
-    if ((fs = fixed_size(p[0])) != 0) {
-        if (need(m, fs) < 0)
-            return CRDT_EPROTO;
-        m->p += fs;
-        return CRDT_OK;
+    if (fs != 0) {
+        *hdr = fs;
+        *n = 0;
+        return avail >= fs ? 0 : -1;
     }
-    if ((p[0] & 0xf0) == 0x90 || p[0] == 0xdc || p[0] == 0xdd) {
-        if (crdt__mp_array(m, &n) < 0)
-            return CRDT_EPROTO;
-        while (n--) {
-            int rc = skip(m, depth + 1);
-            if (rc < 0) {
-                m->p = p;
-                return rc;
-            }
-        }
-        return CRDT_OK;
+    if ((c & 0xe0) == 0xa0) {
+        *hdr = 1;
+        *n = c & 0x1f;
+        return 0;
     }
-    if ((p[0] & 0xf0) == 0x80 || p[0] == 0xde || p[0] == 0xdf) {
-        if (crdt__mp_map(m, &n) < 0)
-            return CRDT_EPROTO;
-        for (uint64_t k = 0; k < 2ull * n; k++) {
-            int rc = skip(m, depth + 1);
-            if (rc < 0) {
-                m->p = p;
-                return rc;
-            }
-        }
-        return CRDT_OK;
+    switch (c) {
+    case 0xc4: case 0xd9: w = 1; break;
+    case 0xc5: case 0xda: w = 2; break;
+    case 0xc6: case 0xdb: w = 4; break;
+    default: return 1;
     }
-    /* float32 (0xca) is a fixed size above: we never write one, but
-     * skip it */
-    if ((p[0] & 0xe0) == 0xa0 || p[0] == 0xd9 || p[0] == 0xda ||
-        p[0] == 0xdb)
-        return blob(m, &b, &n, 1); /* skipping need not check UTF-8 */
-    if (p[0] >= 0xc4 && p[0] <= 0xc6)
-        return crdt__mp_bin(m, &b, &n);
-    return CRDT_EPROTO; /* ext types and 0xc1 are not ours */
+    if (avail < 1 + w)
+        return -1;
+    *hdr = 1 + w;
+    *n = crdt__be_n(p + 1, w);
+    return 0;
 }
 
+/* The element count of the array or map whose type byte is @p c (a map
+ * counts its keys and values), as flat_item() reports it. */
+static int
+container_items(unsigned char c, const unsigned char *p, size_t avail,
+                size_t *hdr, uint64_t *n)
+{
+    size_t w;
+    uint64_t per = 1;
+
+    if ((c & 0xf0) == 0x90 || (c & 0xf0) == 0x80) {
+        *hdr = 1;
+        *n = (uint64_t)(c & 0x0f) << ((c & 0xf0) == 0x80);
+        return 0;
+    }
+    switch (c) {
+    case 0xdc: w = 2; break;
+    case 0xdd: w = 4; break;
+    case 0xde: w = 2; per = 2; break;
+    case 0xdf: w = 4; per = 2; break;
+    default: return 1;
+    }
+    if (avail < 1 + w)
+        return -1;
+    *hdr = 1 + w;
+    *n = crdt__be_n(p + 1, w) * per;
+    return 0;
+}
+
+/*
+ * Skipping walks the items in one loop with a stack of the items left
+ * per open container instead of a call per item: the log's packer skips
+ * every op of every change it stores (nine items a text op), and a call
+ * per item was most of that. Checks as the readers above: every length
+ * within the bytes left, a container's count within them too (each item
+ * takes a byte), at most MP_DEPTH_MAX levels, ext types refused.
+ */
 int
 crdt__mp_skip(crdt__mp *m)
 {
-    return skip(m, 0);
+    const unsigned char *p = m->p, *end = m->end;
+    uint64_t left[MP_DEPTH_MAX + 1];
+    int d = 0;
+
+    assert(m->p <= m->end); /* keeps (1) */
+    left[0] = 1;
+    for (;;) {
+        size_t avail, hdr;
+        uint64_t n;
+        unsigned char c;
+        int rc;
+
+        while (left[d] == 0) {
+            if (d == 0) {
+                m->p = p;
+                return CRDT_OK;
+            }
+            d--;
+        }
+        left[d]--;
+        if (p >= end)
+            return CRDT_EPROTO;
+        c = *p;
+        if (c <= 0x7f) { /* the commonest item: a small uint */
+            p++;
+            continue;
+        }
+        avail = (size_t)(end - p);
+        if ((rc = flat_item(c, p, avail, &hdr, &n)) == 0) {
+            if (n > avail - hdr)
+                return CRDT_EPROTO;
+            p += hdr + n;
+            continue;
+        }
+        if (rc < 0 || (rc = container_items(c, p, avail, &hdr, &n)) != 0)
+            return CRDT_EPROTO; /* cut short, or ext types and 0xc1 */
+        if (n > avail - hdr)
+            return CRDT_EPROTO; /* keeps (2) */
+        p += hdr;
+        if (n == 0)
+            continue;
+        if (d == MP_DEPTH_MAX)
+            return CRDT_ELIMIT;
+        left[++d] = n;
+    }
 }
 
 int

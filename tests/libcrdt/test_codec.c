@@ -491,6 +491,65 @@ START_TEST(test_mp_skip_steps_over_one_item_of_each_kind)
 }
 END_TEST
 
+/* Nested items: containers of every header size are stepped over whole,
+ * a count larger than the bytes left or a cut inside a nested item is
+ * refused without moving, and nesting stops at 32 levels. */
+START_TEST(test_mp_skip_nested_counts_and_depth)
+{
+    static const unsigned char ok[] = {
+        0xdc, 0, 3,             /* array16 of 3: */
+        0xde, 0, 1,             /*   map16 of 1 pair: */
+        0xd9, 2, 'a', 'b',      /*     str8 key */
+        0xc5, 0, 2, 7, 7,       /*     bin16 value */
+        0x90,                   /*   an empty array */
+        0xdd, 0, 0, 0, 2,       /*   array32 of 2: */
+        0x80,                   /*     an empty map */
+        0xdf, 0, 0, 0, 1,       /*     map32 of 1 pair: */
+        0x01, 0xdb, 0, 0, 0, 1, 'z', /*  1 -> str32 "z" */
+    };
+    unsigned char buf[64];
+    crdt__mp m = { ok, ok + sizeof ok };
+
+    ck_assert_int_eq(crdt__mp_skip(&m), CRDT_OK);
+    ck_assert_ptr_eq(m.p, ok + sizeof ok);
+    /* cut anywhere inside: refused, not moved */
+    for (size_t cut = 0; cut < sizeof ok; cut++) {
+        m.p = ok;
+        m.end = ok + cut;
+        ck_assert_int_eq(crdt__mp_skip(&m), CRDT_EPROTO);
+        ck_assert_ptr_eq(m.p, ok);
+    }
+    /* a count beyond the bytes left (each item takes at least one) */
+    {
+        static const unsigned char big[] = { 0xdd, 0xff, 0xff, 0xff, 0xff,
+                                             1, 2, 3 };
+        static const unsigned char pairs[] = { 0x83, 1, 2, 3, 4, 5 };
+        m = (crdt__mp){ big, big + sizeof big };
+        ck_assert_int_eq(crdt__mp_skip(&m), CRDT_EPROTO);
+        ck_assert_ptr_eq(m.p, big);
+        m = (crdt__mp){ pairs, pairs + sizeof pairs };
+        ck_assert_int_eq(crdt__mp_skip(&m), CRDT_EPROTO);
+        ck_assert_ptr_eq(m.p, pairs);
+    }
+    /* 32 nested arrays around a 1 are fine; 33 are too deep, and an
+     * empty array at the 33rd level is not an item at the 33rd */
+    memset(buf, 0x91, 33);
+    buf[32] = 0x01;
+    m = (crdt__mp){ buf, buf + 33 };
+    ck_assert_int_eq(crdt__mp_skip(&m), CRDT_OK);
+    ck_assert_ptr_eq(m.p, buf + 33);
+    buf[32] = 0x91;
+    buf[33] = 0x01;
+    m = (crdt__mp){ buf, buf + 34 };
+    ck_assert_int_eq(crdt__mp_skip(&m), CRDT_ELIMIT);
+    ck_assert_ptr_eq(m.p, buf);
+    buf[32] = 0x90;
+    m = (crdt__mp){ buf, buf + 33 };
+    ck_assert_int_eq(crdt__mp_skip(&m), CRDT_OK);
+    ck_assert_ptr_eq(m.p, buf + 33);
+}
+END_TEST
+
 START_TEST(test_tiny_map_grows_through_100000_writes)
 {
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
@@ -546,6 +605,7 @@ test_suite(void)
     tcase_add_test(tc, test_broken_hash_chain_is_refused);
     tcase_add_test(tc, test_tiny_map_grows_through_100000_writes);
     tcase_add_test(tc, test_mp_skip_steps_over_one_item_of_each_kind);
+    tcase_add_test(tc, test_mp_skip_nested_counts_and_depth);
     suite_add_tcase(s, tc);
     return s;
 }
