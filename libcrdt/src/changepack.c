@@ -421,6 +421,18 @@ op_name(crdt__mp *m, const unsigned char **p, uint32_t *len)
         *p = NULL;
         return CRDT_OK;
     }
+    if (m->p < m->end && (m->p[0] & 0xe0) == 0xa0) {
+        /* the commonest name, a fixstr (its shortest header), read here:
+         * it is read for every op the log stores */
+        uint32_t n = m->p[0] & 0x1f;
+        if (n < 1 || n > (size_t)(m->end - m->p - 1) ||
+            !crdt__utf8_valid((const char *)m->p + 1, n))
+            return CRDT_EPROTO;
+        *p = m->p + 1;
+        *len = n;
+        m->p += 1 + n;
+        return CRDT_OK;
+    }
     if (crdt__mp_str(m, &s, len) < 0 || *len < 1 || *len > CRDT_NAME_MAX ||
         (const unsigned char *)s - at != (*len <= 31 ? 1 : 2))
         return CRDT_EPROTO;
@@ -428,13 +440,15 @@ op_name(crdt__mp *m, const unsigned char **p, uint32_t *len)
     return CRDT_OK;
 }
 
+/* The op at @p op, in at most @p avail bytes, as the compact form holds
+ * it; its length in @p len (what crdt__mp_skip() would step over). */
 static int
-op_parse(pk_op *o, const unsigned char *op, size_t len)
+op_parse_at(pk_op *o, const unsigned char *op, size_t avail, size_t *len)
 {
-    crdt__mp m = { op, op + len };
+    crdt__mp m = { op, op + avail };
     int64_t rest;
 
-    if (len < 6 || op[0] != 0x95 || op[1] > 2)
+    if (avail < 6 || op[0] != 0x95 || op[1] > 2)
         return CRDT_EPROTO;
     m.p += 2;
     if (op_name(&m, &o->coll, &o->cl) < 0 ||
@@ -442,11 +456,23 @@ op_parse(pk_op *o, const unsigned char *op, size_t len)
         op_name(&m, &o->field, &o->fl) < 0 || m.p >= m.end)
         return CRDT_EPROTO;
     rest = scalar_rest(m.p[0], m.p + 1, (size_t)(m.end - m.p - 1));
-    if (rest < 0 || m.p + 1 + rest != m.end)
+    if (rest < 0)
         return CRDT_EPROTO;
     o->scalar = m.p;
     o->rest = (size_t)rest;
+    *len = (size_t)(m.p + 1 + rest - op);
     return CRDT_OK;
+}
+
+/* The op of exactly @p len bytes at @p op as the compact form holds it. */
+static int
+op_parse(pk_op *o, const unsigned char *op, size_t len)
+{
+    size_t got;
+
+    return op_parse_at(o, op, len, &got) == CRDT_OK && got == len
+               ? CRDT_OK
+               : CRDT_EPROTO;
 }
 
 /* ---- unpacking one record ---- */
@@ -1120,9 +1146,10 @@ set_last_name(pk_last_name *n, const unsigned char *p, uint32_t len)
 /* @p simple: set when no name token was written (the op moves only the
  * header and tag state, which the caller then sets itself) */
 static int
-enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
+enc_op_compact(pk_enc *e, const unsigned char *op, const pk_op *parsed,
+               int *simple)
 {
-    pk_op o;
+    pk_op o = *parsed;
     const unsigned char *coll, *doc, *field, *sc;
     uint32_t cl, dl, fl, plen, w;
     uint64_t num = 0;
@@ -1131,8 +1158,6 @@ enc_op_compact(pk_enc *e, const unsigned char *op, size_t len, int *simple)
     long tmpl = -1; /* the last template a token named */
     int rc, doc_mode = 1, literal = 0, short_names, is_short, names;
 
-    if (op_parse(&o, op, len) < 0)
-        return CRDT_EPROTO;
     coll = o.coll, doc = o.doc, field = o.field;
     cl = o.cl, dl = o.dl, fl = o.fl;
     sc = o.scalar;
@@ -1304,24 +1329,31 @@ enc_record(pk_enc *e, const crdt_change *c)
         return CRDT_EPROTO;
     for (uint32_t i = 0; i < n_ops; i++) {
         const unsigned char *op = m.p;
-        size_t at = e->out.len;
-        int simple = 0;
+        size_t at = e->out.len, op_len;
+        pk_op o;
+        int simple = 0, parsed;
 
-        if (crdt__mp_skip(&m) < 0)
+        /* one read finds the op's end and what the compact form takes
+         * (the same end crdt__mp_skip() finds); other ops are skipped */
+        parsed = op_parse_at(&o, op, (size_t)(m.end - op), &op_len) ==
+                 CRDT_OK;
+        if (parsed)
+            m.p = op + op_len;
+        else if (crdt__mp_skip(&m) < 0)
             return CRDT_EPROTO;
+        op_len = (size_t)(m.p - op);
 
-        rc = enc_op_compact(e, op, (size_t)(m.p - op), &simple);
+        rc = parsed ? enc_op_compact(e, op, &o, &simple) : CRDT_EPROTO;
         if (rc == CRDT_EPROTO) { /* not one of ours: the raw form */
-            pk_op o;
             e->out.len = at;
             if ((rc = buf_byte(&e->out, 3)) < 0 ||
-                (rc = buf_varint(&e->out, (uint64_t)(m.p - op))) < 0 ||
-                (rc = buf_put(&e->out, op, (size_t)(m.p - op))) < 0)
+                (rc = buf_varint(&e->out, (uint64_t)op_len)) < 0 ||
+                (rc = buf_put(&e->out, op, op_len)) < 0)
                 return rc;
             /* the decoder takes a raw op as it is, moving no table, when
              * op_parse() refuses it (every text and list op): nothing to
              * decode then; otherwise decoding finds it not canonical */
-            simple = op_parse(&o, op, (size_t)(m.p - op)) != CRDT_OK;
+            simple = !parsed;
         } else if (rc < 0) {
             return rc;
         }
