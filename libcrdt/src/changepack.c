@@ -138,7 +138,7 @@ grow(void **p, size_t *cap, size_t need, size_t elem)
 }
 
 static int
-buf_put(pk_buf *b, const void *p, size_t n)
+buf_put_grow(pk_buf *b, const void *p, size_t n)
 {
     if (n > b->max || b->len > b->max - n)
         return CRDT_ELIMIT;
@@ -158,17 +158,41 @@ buf_put(pk_buf *b, const void *p, size_t n)
     return CRDT_OK;
 }
 
-static int
-buf_byte(pk_buf *b, unsigned char c)
+/* The buffer's writes take a few bytes at a time, several per op: the
+ * common case (room, within the limit; len <= max always) inline, the
+ * rest in buf_put_grow(). */
+static inline int
+buf_put(pk_buf *b, const void *p, size_t n)
 {
-    return buf_put(b, &c, 1);
+    if (n <= b->cap - b->len && n <= b->max - b->len) {
+        if (n > 0)
+            memcpy(b->p + b->len, p, n);
+        b->len += n;
+        return CRDT_OK;
+    }
+    return buf_put_grow(b, p, n);
 }
 
-static int
+static inline int
+buf_byte(pk_buf *b, unsigned char c)
+{
+    if (b->len < b->cap && b->len < b->max) {
+        b->p[b->len++] = c;
+        return CRDT_OK;
+    }
+    return buf_put_grow(b, &c, 1);
+}
+
+static inline int
 buf_varint(pk_buf *b, uint64_t v)
 {
     unsigned char t[CRDT__VARINT_MAX];
 
+    if (b->cap - b->len >= CRDT__VARINT_MAX &&
+        b->max - b->len >= CRDT__VARINT_MAX) {
+        b->len += crdt__varint_put(b->p + b->len, v);
+        return CRDT_OK;
+    }
     return buf_put(b, t, crdt__varint_put(t, v));
 }
 
