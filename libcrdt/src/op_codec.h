@@ -3,11 +3,12 @@
  * (codec.c, seq_codec.c), inlined where every op pays for them.
  *
  * Each fast read takes only an encoding it can check completely in a
- * few instructions (a fixint, a uint8, a fixarray, a fixstr, a nil name
- * or id of format 2) and leaves everything else to the general reader
- * in mp.c, which makes the same checks and fails the same way. So a
- * fast read accepts exactly what the general one accepts, and returns
- * the same value; it never fails on its own.
+ * few instructions (a fixint or a sized int, a fixarray, a fixstr or
+ * str8, a bin8 actor, a nil name of format 2) and leaves everything
+ * else, including any input too short for it, to the general reader in
+ * mp.c, which makes the same checks and fails the same way. So a fast
+ * read accepts exactly what the general one accepts and returns the
+ * same value (tests/libcrdt/test_codec.c reads every encoding).
  */
 #ifndef CRDT_OP_CODEC_H
 #define CRDT_OP_CODEC_H
