@@ -13,7 +13,8 @@
  * one of the op before in this change; a bare uint id: that counter of
  * the change's own actor). Format 1 changes are read as they always were.
  *
- * Encoding uses msgpack-c's packer; decoding the bounded reader in mp.c.
+ * Encoding uses msgpack-c's packer; decoding the bounded reader in mp.c
+ * (an op's usual encodings are read inline first: op_codec.h).
  * Invariants:
  *  (1) A decoded change or op is fully validated: types, lengths, names
  *      (1..64 bytes, UTF-8, no NUL), counts, no trailing bytes.
