@@ -13,7 +13,8 @@
  * one of the op before in this change; a bare uint id: that counter of
  * the change's own actor). Format 1 changes are read as they always were.
  *
- * Encoding uses msgpack-c's packer; decoding the bounded reader in mp.c.
+ * Encoding uses msgpack-c's packer; decoding the bounded reader in mp.c
+ * (an op's usual encodings are read inline first: op_codec.h).
  * Invariants:
  *  (1) A decoded change or op is fully validated: types, lengths, names
  *      (1..64 bytes, UTF-8, no NUL), counts, no trailing bytes.
@@ -24,6 +25,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "op_codec.h"
 
 static const char SIG_CONTEXT[] = "strata-change-v1";
 
@@ -482,7 +484,7 @@ crdt__op_enc_name(crdt__enc *e, const char *s, size_t len, crdt_op_iter *ctx,
 static int
 name(crdt__mp *m, const char **s, size_t *len, crdt_op_iter *ctx, int which)
 {
-    return crdt__op_name(m, s, len, ctx, which);
+    return op_name(m, s, len, ctx, which);
 }
 
 int
@@ -527,7 +529,7 @@ crdt__op_decode_in(crdt_op *op, crdt__mp *m, crdt_op_iter *ctx)
     uint64_t kind;
 
     memset(op, 0, sizeof *op);
-    if (crdt__mp_array(m, &n) < 0 || n < 4 || crdt__mp_uint(m, &kind) < 0 ||
+    if (op_array(m, &n) < 0 || n < 4 || op_uint(m, &kind) < 0 ||
         kind > CRDT__OP_COPY)
         return CRDT_EPROTO;
     if (kind == CRDT__OP_COPY)
@@ -553,15 +555,15 @@ op_decode_one(crdt_op *op, crdt__mp *m, crdt_op_iter *ctx, uint32_t n,
     switch (op->kind) {
     case CRDT_OP_PUT:
     case CRDT_OP_SADD:
-        if (n != 5 || crdt__mp_value(m, &op->value) < 0)
+        if (n != 5 || op_value(m, &op->value) < 0)
             return CRDT_EPROTO;
         return CRDT_OK;
     case CRDT_OP_INCR:
-        if (n != 5 || crdt__mp_int(m, &op->delta) < 0)
+        if (n != 5 || op_int(m, &op->delta) < 0)
             return CRDT_EPROTO;
         return CRDT_OK;
     case CRDT_OP_SREM:
-        if (n != 6 || crdt__mp_value(m, &op->value) < 0)
+        if (n != 6 || op_value(m, &op->value) < 0)
             return CRDT_EPROTO;
         break;
     case CRDT_OP_DEL_FIELD:

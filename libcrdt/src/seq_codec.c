@@ -21,12 +21,14 @@
 #include <string.h>
 
 #include "internal.h"
+#include "op_codec.h"
 #include "crdt/text.h"
 
 #define CTR_MAX (UINT64_C(1) << 62) /* ids stay far from wrapping */
 #define RANGES_MAX 1000000u
 
-static int
+/* Inlined: an insert reads two of them, mostly nil or bare ctrs. */
+static inline int
 dec_id(crdt__mp *m, crdt_seq_id *id, int may_be_nil, const crdt_op_iter *ctx)
 {
     uint32_t n;
@@ -39,14 +41,13 @@ dec_id(crdt__mp *m, crdt_seq_id *id, int may_be_nil, const crdt_op_iter *ctx)
     if (ctx != NULL && ctx->compact && m->p < m->end &&
         (*m->p < 0x80 || (*m->p >= 0xcc && *m->p <= 0xd3))) {
         id->actor = ctx->self; /* an element of the change's own actor */
-        if (crdt__mp_uint(m, &id->ctr) < 0 || id->ctr == 0 ||
-            id->ctr >= CTR_MAX)
+        if (op_uint(m, &id->ctr) < 0 || id->ctr == 0 || id->ctr >= CTR_MAX)
             return CRDT_EPROTO;
         return CRDT_OK;
     }
-    if (crdt__mp_array(m, &n) < 0 || n != 2 ||
-        crdt__mp_bin_fixed(m, id->actor.b, CRDT_ACTOR_BYTES) < 0 ||
-        crdt__mp_uint(m, &id->ctr) < 0 || id->ctr == 0 || id->ctr >= CTR_MAX)
+    if (op_array(m, &n) < 0 || n != 2 ||
+        op_actor(m, id->actor.b) < 0 ||
+        op_uint(m, &id->ctr) < 0 || id->ctr == 0 || id->ctr >= CTR_MAX)
         return CRDT_EPROTO;
     return CRDT_OK;
 }
@@ -85,19 +86,8 @@ cp_count(const char *s, size_t len)
 static int
 text_ok(const char *s, size_t len, uint64_t *cps)
 {
-    const uint64_t ones = UINT64_C(0x0101010101010101),
-                   highs = UINT64_C(0x8080808080808080);
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
+    size_t i = op_ascii_run((const unsigned char *)s, len);
 
-    for (; i + 8 <= len; i += 8) { /* no byte 0, none >= 0x80 */
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        if (((w | ((w - ones) & ~w)) & highs) != 0)
-            break;
-    }
-    while (i < len && p[i] - 1u < 0x7fu) /* 0x01 .. 0x7f */
-        i++;
     if (i < len && (memchr(s + i, 0, len - i) != NULL ||
                     !crdt__utf8_valid(s + i, len - i)))
         return 0;
@@ -115,10 +105,10 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
 
     if (n != want[op->kind - CRDT_OP_TINS])
         return CRDT_EPROTO;
-    if (crdt__op_name(m, &op->coll, &op->coll_len, ctx, 0) < 0 ||
-        crdt__op_name(m, &op->doc, &op->doc_len, ctx, 1) < 0 ||
-        crdt__op_name(m, &op->field, &op->field_len, ctx, 2) < 0 ||
-        crdt__mp_uint(m, &op->pos) < 0 || op->pos >= CTR_MAX)
+    if (op_name(m, &op->coll, &op->coll_len, ctx, 0) < 0 ||
+        op_name(m, &op->doc, &op->doc_len, ctx, 1) < 0 ||
+        op_name(m, &op->field, &op->field_len, ctx, 2) < 0 ||
+        op_uint(m, &op->pos) < 0 || op->pos >= CTR_MAX)
         return CRDT_EPROTO;
     if (ctx != NULL && ctx->compact) {
         op->author = ctx->self;
@@ -132,7 +122,7 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
                 return CRDT_EPROTO; /* no insert before it */
             m->p++;
             op->ctr = ctx->next_ctr;
-        } else if (crdt__mp_uint(m, &op->ctr) < 0) {
+        } else if (op_uint(m, &op->ctr) < 0) {
             return CRDT_EPROTO;
         }
         if (op->ctr == 0 ||
@@ -142,7 +132,7 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
             return CRDT_EPROTO;
         if (op->kind == CRDT_OP_LINS) {
             const unsigned char *v0 = m->p;
-            if (crdt__mp_value(m, &op->value) < 0 ||
+            if (op_value(m, &op->value) < 0 ||
                 (size_t)(m->p - v0) > CRDT__LIST_VALUE_MAX)
                 return CRDT_EPROTO;
             op->len = 1;
@@ -151,7 +141,7 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
             return CRDT_OK;
         }
         /* text_ok() checks the text: crdt__mp_str would check it twice */
-        if (crdt__mp_str_bytes(m, &txt, &tl) < 0 || tl == 0 ||
+        if (op_str_bytes(m, &txt, &tl) < 0 || tl == 0 ||
             tl > CRDT_TEXT_INSERT_MAX || !text_ok(txt, tl, &op->len))
             return CRDT_EPROTO;
         op->text = txt;
@@ -161,11 +151,11 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
         return CRDT_OK;
     case CRDT_OP_TDEL:
     case CRDT_OP_LDEL:
-        if (crdt__mp_uint(m, &op->len) < 0 || op->len == 0 ||
+        if (op_uint(m, &op->len) < 0 || op->len == 0 ||
             op->len >= CTR_MAX)
             return CRDT_EPROTO;
         r0 = m->p;
-        if (crdt__mp_array(m, &rn) < 0 || rn == 0 || rn % 3 != 0 ||
+        if (op_array(m, &rn) < 0 || rn == 0 || rn % 3 != 0 ||
             rn / 3 > RANGES_MAX)
             return CRDT_EPROTO;
         for (uint32_t i = 0; i < rn / 3; i++) {
@@ -173,9 +163,9 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
             uint64_t c, l;
             if (op->has_author && m->p < m->end && *m->p == 0xc0)
                 m->p++; /* the change's own actor */
-            else if (crdt__mp_bin_fixed(m, a, sizeof a) < 0)
+            else if (op_actor(m, a) < 0)
                 return CRDT_EPROTO;
-            if (crdt__mp_uint(m, &c) < 0 || crdt__mp_uint(m, &l) < 0 ||
+            if (op_uint(m, &c) < 0 || op_uint(m, &l) < 0 ||
                 c == 0 || l == 0 || c >= CTR_MAX || l >= CTR_MAX - c)
                 return CRDT_EPROTO;
         }
@@ -187,7 +177,7 @@ crdt__seq_op_decode(crdt_op *op, crdt__mp *m, uint32_t n, crdt_op_iter *ctx)
         if (dec_id(m, &op->target, 0, ctx) < 0)
             return CRDT_EPROTO;
         v0 = m->p;
-        if (crdt__mp_value(m, &op->value) < 0 ||
+        if (op_value(m, &op->value) < 0 ||
             (size_t)(m->p - v0) > CRDT__LIST_VALUE_MAX)
             return CRDT_EPROTO;
         return CRDT_OK;
@@ -291,7 +281,7 @@ crdt_op_ranges_init(crdt_op_ranges *it, const crdt_op *op)
         return;
     m.p = op->ranges;
     m.end = op->ranges + op->ranges_len;
-    if (crdt__mp_array(&m, &n) == CRDT_OK) {
+    if (op_array(&m, &n) == CRDT_OK) {
         it->p = m.p;
         it->end = m.end;
         it->left = n / 3;
@@ -310,11 +300,11 @@ crdt_op_ranges_next(crdt_seq_range *out, crdt_op_ranges *it)
     if (it->has_author && m.p < m.end && *m.p == 0xc0) {
         m.p++;
         out->actor = it->author;
-    } else if (crdt__mp_bin_fixed(&m, out->actor.b, CRDT_ACTOR_BYTES) < 0) {
+    } else if (op_actor(&m, out->actor.b) < 0) {
         it->left = 0;
         return CRDT_EPROTO;
     }
-    if (crdt__mp_uint(&m, &out->ctr) < 0 || crdt__mp_uint(&m, &out->len) < 0 ||
+    if (op_uint(&m, &out->ctr) < 0 || op_uint(&m, &out->len) < 0 ||
         out->ctr == 0 || out->len == 0) {
         it->left = 0;
         return CRDT_EPROTO;

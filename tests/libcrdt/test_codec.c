@@ -246,6 +246,181 @@ START_TEST(test_insert_text_is_checked_once_as_before)
 }
 END_TEST
 
+/* @p v in msgpack form @p form: 0 fixint, 1..4 uint 8..64, 5..8 int 8..64
+ * (a signed form of a non-negative number is still a uint). */
+static size_t
+put_int_form(unsigned char *b, int form, uint64_t v)
+{
+    static const unsigned char tag[] = { 0, 0xcc, 0xcd, 0xce, 0xcf,
+                                         0xd0, 0xd1, 0xd2, 0xd3 };
+    static const size_t bytes[] = { 0, 1, 2, 4, 8, 1, 2, 4, 8 };
+
+    if (form == 0) {
+        b[0] = (unsigned char)v;
+        return 1;
+    }
+    b[0] = tag[form];
+    for (size_t i = 0; i < bytes[form]; i++)
+        b[1 + i] = (unsigned char)(v >> (8 * (bytes[form] - 1 - i)));
+    return 1 + bytes[form];
+}
+
+static int
+int_form_holds(int form, uint64_t v)
+{
+    static const uint64_t max[] = { 0x7f, 0xff, 0xffff, 0xffffffffu,
+                                    UINT64_MAX, 0x7f, 0x7fff, 0x7fffffff,
+                                    INT64_MAX };
+    return v <= max[form];
+}
+
+static void
+format2_context(crdt_op_iter *ctx)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->compact = 1;
+    memset(ctx->self.b, 0x07, sizeof ctx->self.b);
+    ctx->coll = "c";
+    ctx->doc = "d";
+    ctx->field = "f";
+    ctx->coll_len = ctx->doc_len = ctx->field_len = 1;
+}
+
+/* The copy decode_exact() read: the op's names and text point into it
+ * until the next call. */
+static unsigned char *exact_copy;
+
+/* Decode @p len bytes from a copy of their own size (a read past them is
+ * an ASan error), as an op of a format-2 change or standalone. */
+static int
+decode_exact(crdt_op *op, const unsigned char *b, size_t len, int in_change)
+{
+    unsigned char *c;
+    crdt__mp m;
+    crdt_op_iter ctx;
+    int rc;
+
+    free(exact_copy);
+    exact_copy = c = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(c);
+    memcpy(c, b, len);
+    m.p = c;
+    m.end = c + len;
+    format2_context(&ctx);
+    rc = crdt__op_decode_in(op, &m, in_change ? &ctx : NULL);
+    if (rc == CRDT_OK)
+        ck_assert_ptr_eq(m.p, m.end);
+    return rc;
+}
+
+START_TEST(test_op_counters_and_names_read_in_every_encoding)
+{
+    static const uint64_t vals[] = { 1, 100, 200, 70000, UINT64_C(5000000000) };
+    unsigned char b[128];
+    crdt_op op;
+
+    for (size_t vi = 0; vi < sizeof vals / sizeof vals[0]; vi++) {
+        for (int form = 0; form <= 8; form++) {
+            uint64_t v = vals[vi];
+            size_t l = 0;
+            if (!int_form_holds(form, v))
+                continue;
+            /* TINS: pos, ctr and a bare-ctr left origin in this form */
+            b[l++] = 0x99;
+            b[l++] = 6;
+            b[l++] = 0xa1;
+            b[l++] = 'c';
+            b[l++] = 0xc0; /* the op before's document */
+            b[l++] = 0xd9; /* a str8 name */
+            b[l++] = 1;
+            b[l++] = 'f';
+            l += put_int_form(b + l, form, v);
+            l += put_int_form(b + l, form, v);
+            l += put_int_form(b + l, form, v);
+            b[l++] = 0xc0;
+            b[l++] = 0xa2;
+            b[l++] = 'h';
+            b[l++] = 'i';
+            ck_assert_int_eq(decode_exact(&op, b, l, 1), CRDT_OK);
+            ck_assert_int_eq(op.kind, CRDT_OP_TINS);
+            ck_assert_uint_eq(op.pos, v);
+            ck_assert_uint_eq(op.ctr, v);
+            ck_assert_uint_eq(op.left.ctr, v);
+            ck_assert_uint_eq(op.left.actor.b[0], 0x07);
+            ck_assert_uint_eq(op.right.ctr, 0);
+            ck_assert_uint_eq(op.len, 2);
+            ck_assert(op.doc_len == 1 && op.doc[0] == 'd');
+            ck_assert(op.field_len == 1 && op.field[0] == 'f');
+            /* every shorter prefix is refused, without a read past it */
+            for (size_t cut = 0; cut < l; cut++)
+                ck_assert_int_eq(decode_exact(&op, b, cut, 1), CRDT_EPROTO);
+            /* PUT of this value as an int */
+            l = 0;
+            b[l++] = 0x95;
+            b[l++] = CRDT_OP_PUT;
+            b[l++] = 0xa1;
+            b[l++] = 'c';
+            b[l++] = 0xa2;
+            b[l++] = 'd';
+            b[l++] = '9';
+            b[l++] = 0xa1;
+            b[l++] = 'v';
+            l += put_int_form(b + l, form, v);
+            ck_assert_int_eq(decode_exact(&op, b, l, 0), CRDT_OK);
+            ck_assert_int_eq(op.value.type, CRDT_VINT);
+            ck_assert_int_eq(op.value.u.i, (int64_t)v);
+            for (size_t cut = 0; cut < l; cut++)
+                ck_assert_int_eq(decode_exact(&op, b, cut, 0), CRDT_EPROTO);
+        }
+    }
+    {   /* negative ints; a uint64 past INT64_MAX is no int */
+        unsigned char neg[] = { 0x95, CRDT_OP_PUT, 0xa1, 'c', 0xa1, 'd',
+                                0xa1, 'v', 0xff };
+        unsigned char big[] = { 0x95, CRDT_OP_PUT, 0xa1, 'c', 0xa1, 'd',
+                                0xa1, 'v', 0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0 };
+        unsigned char neg64[] = { 0x95, CRDT_OP_PUT, 0xa1, 'c', 0xa1, 'd',
+                                  0xa1, 'v', 0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0 };
+        ck_assert_int_eq(decode_exact(&op, neg, sizeof neg, 1), CRDT_OK);
+        ck_assert_int_eq(op.value.u.i, -1);
+        ck_assert_int_eq(decode_exact(&op, big, sizeof big, 1), CRDT_EPROTO);
+        ck_assert_int_eq(decode_exact(&op, neg64, sizeof neg64, 1), CRDT_OK);
+        ck_assert_int_eq(op.value.u.i, INT64_MIN);
+    }
+    {   /* names: empty, a NUL, bad UTF-8 are refused however they come;
+         * a UTF-8 name repeated is the same name */
+        unsigned char op_b[] = { 0x95, CRDT_OP_PUT, 0xa1, 'c', 0xa2, 0xc3,
+                                 0xa9, 0xa1, 'v', 1 };
+        crdt__mp m = { op_b, op_b + sizeof op_b };
+        crdt_op_iter ctx;
+        format2_context(&ctx);
+        ck_assert_int_eq(crdt__op_decode_in(&op, &m, &ctx), CRDT_OK);
+        m.p = op_b;
+        ck_assert_int_eq(crdt__op_decode_in(&op, &m, &ctx), CRDT_OK);
+        ck_assert(op.doc_len == 2 && memcmp(op.doc, "\xc3\xa9", 2) == 0);
+        op_b[4] = 0xa0; /* empty */
+        ck_assert_int_eq(decode_exact(&op, op_b, sizeof op_b, 1),
+                         CRDT_EPROTO);
+        op_b[4] = 0xa2;
+        op_b[5] = 'x';
+        op_b[6] = 0; /* a NUL */
+        ck_assert_int_eq(decode_exact(&op, op_b, sizeof op_b, 1),
+                         CRDT_EPROTO);
+        op_b[6] = 0x80; /* a lone continuation byte */
+        ck_assert_int_eq(decode_exact(&op, op_b, sizeof op_b, 0),
+                         CRDT_EPROTO);
+        op_b[4] = 0xc0; /* nil: only in a change, after a named op */
+        ck_assert_int_eq(decode_exact(&op, op_b, sizeof op_b, 0),
+                         CRDT_EPROTO);
+    }
+    {   /* a fixarray that declares more items than there are bytes */
+        unsigned char arr[] = { 0x9f, 6, 0xa1, 'c' };
+        ck_assert_int_eq(decode_exact(&op, arr, sizeof arr, 1), CRDT_EPROTO);
+    }
+    free(exact_copy);
+    exact_copy = NULL;
+}
+END_TEST
+
 START_TEST(test_prefault_keeps_contents)
 {
     /* populating a buffer's pages is a hint: what the buffer holds is
@@ -600,6 +775,7 @@ test_suite(void)
     tcase_add_test(tc, test_vv_copy_and_reserve);
     tcase_add_test(tc, test_prefault_keeps_contents);
     tcase_add_test(tc, test_insert_text_is_checked_once_as_before);
+    tcase_add_test(tc, test_op_counters_and_names_read_in_every_encoding);
     tcase_add_test(tc, test_hlc_stays_increasing_when_the_clock_steps_back);
     tcase_add_test(tc, test_oversized_change_is_refused);
     tcase_add_test(tc, test_broken_hash_chain_is_refused);
