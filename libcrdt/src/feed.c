@@ -112,26 +112,56 @@ entry_len(const unsigned char *k, size_t kl, int *doc_only)
     return (size_t)(z3 + 1 - k);
 }
 
+/*
+ * Does @p k name the same entry as @p last (ll bytes), without parsing
+ * it? A field's entry is coll 0 doc 0 field 0 with no NUL inside the
+ * names: a key that begins with it has its first three NULs at the same
+ * places, so entry_len() would give the same entry. A document's entry
+ * (coll 0 doc 0 0) matches only the document's own key. Most notes are
+ * of the same field as the one before (a merge applies in key order):
+ * this skips scanning each key for its NULs.
+ */
+static int
+same_entry(const unsigned char *last, size_t ll, const unsigned char *k,
+           size_t kl)
+{
+    uint64_t x, y;
+
+    if (ll >= 2 && last[ll - 2] == 0) /* a document's entry */
+        return kl + 1 == ll && memcmp(last, k, kl) == 0;
+    if (kl < ll)
+        return 0;
+    /* another document of a run (d1, d2, ...) differs near the entry's
+     * end: look there first, without a call */
+    if (ll >= 8) {
+        memcpy(&x, last + ll - 8, 8);
+        memcpy(&y, k + ll - 8, 8);
+        if (x != y)
+            return 0;
+    }
+    return memcmp(last, k, ll) == 0;
+}
+
 void
 crdt__feed_note(crdt__wctx *w, const void *key, size_t kl)
 {
     crdt__feedacc *a = &w->fa;
     const unsigned char *k = key;
     int doc_only;
-    size_t n = entry_len(k, kl, &doc_only), el = n + (size_t)doc_only;
+    size_t n, el;
 
     if (a->all)
         return;
+    if (a->n > 0) {
+        const unsigned char *last = a->buf + a->last;
+        if (same_entry(last + 2, (size_t)last[0] << 8 | last[1], k, kl))
+            return;
+    }
+    n = entry_len(k, kl, &doc_only);
+    el = n + (size_t)doc_only;
     if (n == 0 || el > ENTRY_MAX) {
         crdt__feed_all(w);
         return;
-    }
-    if (a->n > 0) { /* the same field as the last key: nothing new */
-        const unsigned char *last = a->buf + a->last;
-        size_t ll = (size_t)last[0] << 8 | last[1];
-        if (ll == el && memcmp(last + 2, k, n) == 0 &&
-            (!doc_only || last[2 + n] == 0))
-            return;
     }
     if (a->n >= REC_MAX_ENTRIES || a->len + 2 + el > REC_MAX_BYTES) {
         crdt__feed_all(w);

@@ -161,6 +161,9 @@ typedef struct {
     int cur_set;     /* ... or on one our last get or put left it on */
     int cur_step;    /* lookups come in key order (a queue's flush): try
                         stepping the cursor forward before a search */
+    int app;         /* new keys past the last one: appended (state.c) */
+    size_t app_last_len;
+    unsigned char app_last[CRDT__KEY_MAX]; /* the last key, when app = 2 */
     crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */
     crdt__feedacc fa; /* what this txn changed (feed.c) */
     struct crdt__seq *seq_touched; /* sequences this txn changes */

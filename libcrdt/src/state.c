@@ -165,6 +165,9 @@ acc_add(crdt__wctx *w, const void *k, size_t kl, const void *v, size_t vl,
     w->acc_dirty = 1;
 }
 
+/* w->app: whether a new key is put with MDB_APPEND (see put_new) */
+enum { APP_TRY = 0, APP_PAST = 2 };
+
 static int
 cursor_ready(crdt__wctx *w)
 {
@@ -176,6 +179,7 @@ cursor_ready(crdt__wctx *w)
         mdb_cursor_close(w->cur);
     w->cur = NULL;
     w->cur_at = w->cur_set = 0;
+    w->app = APP_TRY;
     rc = mdb_cursor_open(w->txn, w->state, &w->cur);
     if (rc != 0)
         return crdt__mdb_err(rc);
@@ -238,6 +242,42 @@ crdt__state_get(crdt__wctx *w, const void *k, size_t kl, MDB_val *out)
     return rc == MDB_NOTFOUND ? CRDT_ENOTFOUND : crdt__mdb_err(rc);
 }
 
+/*
+ * Put a key not in the database. A key after the database's last one is
+ * appended: MDB_APPEND goes down the right edge of the B-tree with no
+ * search, and when the last leaf is full it starts a new leaf instead of
+ * moving half of the full one (a fresh replica's merge writes its
+ * records in key order, nearly all past the last key). LMDB checks the
+ * order itself (MDB_KEYEXIST when the key is not after the last one), so
+ * a wrong guess only costs the try: after one, the last key is kept
+ * (APP_PAST) and only keys after it try again. The records written are
+ * the same either way; only the pages' fill differs.
+ */
+static int
+put_new(crdt__wctx *w, MDB_val *key, MDB_val *val)
+{
+    MDB_val lk, lv;
+    int rc;
+
+    if (w->app == APP_PAST &&
+        crdt__key_cmp(key->mv_data, key->mv_size, w->app_last,
+                      w->app_last_len) <= 0)
+        return mdb_cursor_put(w->cur, key, val, 0);
+    rc = mdb_cursor_put(w->cur, key, val, MDB_APPEND);
+    if (rc != MDB_KEYEXIST) {
+        w->app = APP_TRY;
+        return rc;
+    }
+    /* the failed try left the cursor on the last key */
+    if (mdb_cursor_get(w->cur, &lk, &lv, MDB_GET_CURRENT) == 0 &&
+        lk.mv_size <= sizeof w->app_last) {
+        memcpy(w->app_last, lk.mv_data, lk.mv_size);
+        w->app_last_len = lk.mv_size;
+        w->app = APP_PAST;
+    }
+    return mdb_cursor_put(w->cur, key, val, 0);
+}
+
 int
 crdt__state_put(crdt__wctx *w, const void *k, size_t kl, const void *v,
                 size_t vl, const MDB_val *old)
@@ -255,8 +295,11 @@ crdt__state_put(crdt__wctx *w, const void *k, size_t kl, const void *v,
         return rc;
     /* @old came from crdt__state_get() on this key, which left the cursor
      * on it: overwrite in place, one B-tree descent instead of two */
-    rc = mdb_cursor_put(w->cur, &key, &val,
-                        old != NULL && w->cur_at ? MDB_CURRENT : 0);
+    if (old == NULL)
+        rc = put_new(w, &key, &val);
+    else
+        rc = mdb_cursor_put(w->cur, &key, &val,
+                            w->cur_at ? MDB_CURRENT : 0);
     w->cur_at = 0;
     w->cur_set = rc == 0; /* a put leaves the cursor on its key */
     return crdt__mdb_err(rc);

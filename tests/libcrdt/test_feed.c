@@ -119,6 +119,38 @@ START_TEST(test_subscribe_local_commit_with_filters)
 }
 END_TEST
 
+/* Fields and documents whose names begin with another's, and a
+ * document's own key between its fields' keys: each is its own entry
+ * (crdt__feed_note compares a key with the last entry before parsing
+ * it; the field's NUL keeps "t" from matching "title"). */
+START_TEST(test_entries_of_prefix_names)
+{
+    log_t all = { .events = 0 };
+    crdt_feed_sub *s1;
+    crdt_txn *t;
+    crdt_value one = crdt_value_int(1);
+
+    ck_assert_int_eq(crdt_feed_subscribe(&s1, a, NULL, NULL, log_event,
+                                         &all), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "n", "d", "t", &one), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "n", "d", "title", &one), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "n", "d", "t", &one), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "n", "dd", "t", &one), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "nn", "d", "t", &one), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_str_eq(all.text, "n/d:t,title;n/dd:t;nn/d:t;|");
+
+    all.text[0] = 0;
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_del_doc(t, "n", "d"), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "n", "dd", "x", &one), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_str_eq(all.text, "n/d!:;n/dd:x;|");
+    crdt_feed_unsubscribe(s1);
+}
+END_TEST
+
 START_TEST(test_subscribe_merged_changes)
 {
     log_t l = { .events = 0 };
@@ -381,6 +413,7 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_subscribe_local_commit_with_filters);
+    tcase_add_test(tc, test_entries_of_prefix_names);
     tcase_add_test(tc, test_subscribe_merged_changes);
     tcase_add_test(tc, test_callback_may_not_write);
     tcase_add_test(tc, test_cursor_survives_reopen);
