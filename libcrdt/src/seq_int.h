@@ -36,7 +36,8 @@ typedef struct {
                              base (from 1); other run: the ordinal of the
                              base element its elements follow (0: none),
                              the "gap" they live in (seq.c, integration) */
-    seq_frag **frags;     /* sorted by off (invariant 1) */
+    seq_frag **frags;     /* sorted by off (invariant 1); carved from
+                             the blocks (seq.c, run_add_frag) */
     uint32_t nf, capf;
     /* changed since its record was written (seq_store.c, flush); the
      * record then holds the first stored_len elements, stored_nbytes
