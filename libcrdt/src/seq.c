@@ -1048,10 +1048,7 @@ crdt__seq_free(crdt__seq *s)
         return;
     free(s->ch);
     for (size_t a = 0; a < s->nact; a++) {
-        for (size_t i = 0; i < s->act[a].n; i++) {
-            seq_run *r = s->act[a].runs[i];
-            free(r->bytes); /* r->frags: in the blocks */
-        }
+        /* the runs, their bytes and frags: in the blocks */
         free(s->act[a].runs);
         free(s->act[a].ctrs);
         free(s->act[a].dels ? s->act[a].dels - s->act[a].dels_skip : NULL);
@@ -1093,6 +1090,7 @@ crdt__seq_run_new(crdt__seq *s, const crdt_actor *actor, uint64_t ctr)
     }
     if ((r = seq_alloc(s, sizeof *r)) == NULL)
         return NULL;
+    r->owner = s;
     r->actor = *actor;
     r->ctr = ctr;
     r->ascii = 1;
@@ -1128,12 +1126,16 @@ crdt__seq_run_append(seq_run *r, const void *p, size_t n, uint64_t elems,
                      int text)
 {
     if (r->nbytes + n > r->cap) {
+        /* from the blocks, as its fragments (run_add_frag): most runs
+         * get their bytes once; an outgrown buffer stays unused */
         size_t cap = r->cap ? r->cap : 16;
         unsigned char *b;
         while (cap < r->nbytes + n)
             cap *= 2;
-        if ((b = realloc(r->bytes, cap)) == NULL)
+        if ((b = seq_alloc(r->owner, cap)) == NULL)
             return CRDT_ENOMEM;
+        if (r->nbytes > 0)
+            memcpy(b, r->bytes, r->nbytes);
         r->bytes = b;
         r->cap = cap;
     }

@@ -25,7 +25,9 @@ typedef struct {
     crdt_actor actor;
     uint64_t ctr, len;
     crdt_seq_id left, right;
-    unsigned char *bytes; /* text: UTF-8; list: msgpack values */
+    crdt__seq *owner;     /* whose blocks hold its bytes and frags */
+    unsigned char *bytes; /* text: UTF-8; list: msgpack values; in the
+                             owner's blocks (seq.c, seq_alloc) */
     size_t nbytes, cap;
     int ascii;            /* text of one byte per code point */
     int state;            /* while building: 0 new, 1 pending, 2 placed */
