@@ -80,14 +80,17 @@ actor_cmp(const crdt_actor *a, const crdt_actor *b)
     return memcmp(a->b, b->b, CRDT_ACTOR_BYTES);
 }
 
-seq_actor *
-crdt__seq_actor(crdt__seq *s, const crdt_actor *a, int create)
+/* The binary search of crdt__seq_actor, apart (not inlined): the last
+ * actor found is the answer to most calls, which then need none of its
+ * registers. */
+#ifdef __GNUC__
+__attribute__((noinline))
+#endif
+static seq_actor *
+actor_search(crdt__seq *s, const crdt_actor *a, int create)
 {
     size_t lo = 0, hi = s->nact;
 
-    if (s->last_act < s->nact &&
-        actor_cmp(&s->act[s->last_act].actor, a) == 0)
-        return &s->act[s->last_act];
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         int c = actor_cmp(&s->act[mid].actor, a);
@@ -118,6 +121,15 @@ crdt__seq_actor(crdt__seq *s, const crdt_actor *a, int create)
     return &s->act[lo];
 }
 
+seq_actor *
+crdt__seq_actor(crdt__seq *s, const crdt_actor *a, int create)
+{
+    if (s->last_act < s->nact &&
+        memcmp(s->act[s->last_act].actor.b, a->b, CRDT_ACTOR_BYTES) == 0)
+        return &s->act[s->last_act];
+    return actor_search(s, a, create);
+}
+
 /* Index of the last run of @p a starting at or before @p ctr, or -1. */
 static long
 run_index(const seq_actor *a, uint64_t ctr)
@@ -143,8 +155,13 @@ crdt__seq_run_find(crdt__seq *s, const crdt_seq_id *id)
     seq_run *r;
     long i;
 
-    if (a == NULL)
+    if (a == NULL || a->n == 0)
         return NULL;
+    if (a->ctrs[a->n - 1] <= id->ctr) {
+        /* the newest run: a new id, the element before it, typing */
+        r = a->runs[a->n - 1];
+        return id->ctr - r->ctr < r->len ? r : NULL;
+    }
     /* an integration looks up the same few runs again and again (its
      * origins' runs, the run before it, the origins of the elements its
      * scan passes): the last few found are tried first. A hint is the
@@ -275,6 +292,25 @@ chunk_split(crdt__seq *s, seq_chunk *c)
     return CRDT_OK;
 }
 
+/* Set the indexes of fragments [from, to) of a chunk's array @p v. The
+ * bounds are locals: an idx store through v[i] could alias the chunk's
+ * own count, which the compiler would then read again each step (this
+ * loop is most of an insert's cost: half a chunk, on average, moves). */
+static void
+frags_renumber(seq_frag *const *v, uint32_t from, uint32_t to)
+{
+    uint32_t i = from;
+
+    for (; i + 4 <= to; i += 4) {
+        v[i]->idx = i;
+        v[i + 1]->idx = i + 1;
+        v[i + 2]->idx = i + 2;
+        v[i + 3]->idx = i + 3;
+    }
+    for (; i < to; i++)
+        v[i]->idx = i;
+}
+
 /* Put @p f at index @p at of chunk @p c (c NULL: the sequence is empty
  * or @p at is past the last chunk's end, i.e. append). */
 static int
@@ -301,8 +337,7 @@ place(crdt__seq *s, seq_chunk *c, uint32_t at, seq_frag *f)
     memmove(&c->f[at + 1], &c->f[at], (c->n - at) * sizeof *c->f);
     c->f[at] = f;
     c->n++;
-    for (uint32_t i = at; i < c->n; i++)
-        c->f[i]->idx = i;
+    frags_renumber(c->f, at, c->n);
     f->ch = c;
     c->vis += vis_of(f);
     c->tot += f->len;
@@ -311,14 +346,20 @@ place(crdt__seq *s, seq_chunk *c, uint32_t at, seq_frag *f)
     return CRDT_OK;
 }
 
+/* A run's fragment array is carved from the blocks too: most runs hold
+ * one or two fragments, and a malloc for each cost more than the
+ * integration that added it. An outgrown array stays unused in its
+ * block; with doubling, they add up to less than the array in use. */
 static int
-run_add_frag(seq_run *r, uint32_t at, seq_frag *f)
+run_add_frag(crdt__seq *s, seq_run *r, uint32_t at, seq_frag *f)
 {
     if (r->nf == r->capf) {
         uint32_t cap = r->capf ? r->capf * 2 : 2;
-        seq_frag **n = realloc(r->frags, cap * sizeof *n);
+        seq_frag **n = seq_alloc(s, cap * sizeof *n);
         if (n == NULL)
             return CRDT_ENOMEM;
+        if (r->nf > 0)
+            memcpy(n, r->frags, r->nf * sizeof *n);
         r->frags = n;
         r->capf = cap;
     }
@@ -348,7 +389,7 @@ frag_split(crdt__seq *s, seq_frag *f, uint64_t k)
         f->ch->vis -= rest;
         s->vis -= rest;
     }
-    if (run_add_frag(f->run, frag_index(f->run, f->off) + 1, n) < 0 ||
+    if (run_add_frag(s, f->run, frag_index(f->run, f->off) + 1, n) < 0 ||
         place(s, f->ch, f->idx + 1, n) < 0) {
         /* out of memory halfway: the structure is dropped by the caller
          * (the write fails and the cache forgets this sequence) */
@@ -632,7 +673,7 @@ crdt__seq_integrate(crdt__seq *s, seq_run *r, uint64_t off, uint64_t len)
     nf->run = r;
     nf->off = off;
     nf->len = len;
-    if ((rc = run_add_frag(r, r->nf, nf)) < 0)
+    if ((rc = run_add_frag(s, r, r->nf, nf)) < 0)
         return rc; /* nf stays unused in its block */
     rc = dest != NULL ? place(s, dest->ch, dest->idx, nf)
                       : place(s, NULL, 0, nf);
@@ -1007,11 +1048,7 @@ crdt__seq_free(crdt__seq *s)
         return;
     free(s->ch);
     for (size_t a = 0; a < s->nact; a++) {
-        for (size_t i = 0; i < s->act[a].n; i++) {
-            seq_run *r = s->act[a].runs[i];
-            free(r->bytes);
-            free(r->frags);
-        }
+        /* the runs, their bytes and frags: in the blocks */
         free(s->act[a].runs);
         free(s->act[a].ctrs);
         free(s->act[a].dels ? s->act[a].dels - s->act[a].dels_skip : NULL);
@@ -1053,6 +1090,7 @@ crdt__seq_run_new(crdt__seq *s, const crdt_actor *actor, uint64_t ctr)
     }
     if ((r = seq_alloc(s, sizeof *r)) == NULL)
         return NULL;
+    r->owner = s;
     r->actor = *actor;
     r->ctr = ctr;
     r->ascii = 1;
@@ -1065,27 +1103,45 @@ crdt__seq_run_new(crdt__seq *s, const crdt_actor *actor, uint64_t ctr)
     return r;
 }
 
+/* 1 if @p n bytes at @p p are all below 0x80 (eight at a time). */
+static int
+bytes_ascii(const unsigned char *p, size_t n)
+{
+    size_t i = 0;
+
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        if (w & UINT64_C(0x8080808080808080))
+            return 0;
+    }
+    for (; i < n; i++)
+        if (p[i] >= 0x80)
+            return 0;
+    return 1;
+}
+
 int
 crdt__seq_run_append(seq_run *r, const void *p, size_t n, uint64_t elems,
                      int text)
 {
     if (r->nbytes + n > r->cap) {
+        /* from the blocks, as its fragments (run_add_frag): most runs
+         * get their bytes once; an outgrown buffer stays unused */
         size_t cap = r->cap ? r->cap : 16;
         unsigned char *b;
         while (cap < r->nbytes + n)
             cap *= 2;
-        if ((b = realloc(r->bytes, cap)) == NULL)
+        if ((b = seq_alloc(r->owner, cap)) == NULL)
             return CRDT_ENOMEM;
+        if (r->nbytes > 0)
+            memcpy(b, r->bytes, r->nbytes);
         r->bytes = b;
         r->cap = cap;
     }
     memcpy(r->bytes + r->nbytes, p, n);
-    if (text && r->ascii)
-        for (size_t i = 0; i < n; i++)
-            if (((const unsigned char *)p)[i] >= 0x80) {
-                r->ascii = 0;
-                break;
-            }
+    if (text && r->ascii && !bytes_ascii(p, n))
+        r->ascii = 0;
     r->nbytes += n;
     r->len += elems;
     return CRDT_OK;

@@ -25,7 +25,9 @@ typedef struct {
     crdt_actor actor;
     uint64_t ctr, len;
     crdt_seq_id left, right;
-    unsigned char *bytes; /* text: UTF-8; list: msgpack values */
+    crdt__seq *owner;     /* whose blocks hold its bytes and frags */
+    unsigned char *bytes; /* text: UTF-8; list: msgpack values; in the
+                             owner's blocks (seq.c, seq_alloc) */
     size_t nbytes, cap;
     int ascii;            /* text of one byte per code point */
     int state;            /* while building: 0 new, 1 pending, 2 placed */
@@ -36,7 +38,8 @@ typedef struct {
                              base (from 1); other run: the ordinal of the
                              base element its elements follow (0: none),
                              the "gap" they live in (seq.c, integration) */
-    seq_frag **frags;     /* sorted by off (invariant 1) */
+    seq_frag **frags;     /* sorted by off (invariant 1); carved from
+                             the blocks (seq.c, run_add_frag) */
     uint32_t nf, capf;
     /* changed since its record was written (seq_store.c, flush); the
      * record then holds the first stored_len elements, stored_nbytes
