@@ -973,6 +973,8 @@ crdt__seq_text(const crdt__seq *s, uint64_t pos, uint64_t n, char **out,
     cap = (size_t)n + 16;
     if ((buf = malloc(cap)) == NULL)
         return CRDT_ENOMEM;
+    /* a large text's buffer is fresh pages: one call faults them in */
+    crdt__prefault(buf, cap);
     f = n > 0 ? find_vis(s, pos, &o) : NULL;
     while (n > 0 && f != NULL) {
         if (!f->deleted) {
