@@ -678,6 +678,9 @@ typedef struct crdt__logrun {
      * (crdt__changes_pack_decoded); no_dec: one had views elsewhere */
     crdt_change *dec;
     int no_dec;
+    /* a large merge's second thread (mergeaid.h), which may have packed
+     * the run already; NULL: none */
+    struct crdt__mergeaid *aid;
 } crdt__logrun;
 /* Add the applied change @p c (@p data, @p len: its bytes, not copied:
  * they must stay alive until the run is written or reset) to the run; a
@@ -691,6 +694,11 @@ int crdt__logrun_add(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
  * not NULL) and empty it. */
 int crdt__logrun_flush(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
                        MDB_cursor *cur);
+/* Write the packed run @p packed, @p len as the log record of @p key (16
+ * bytes): the tag byte, then the packed bytes. */
+int crdt__logrun_put_packed(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *cur,
+                            const unsigned char key[16],
+                            const unsigned char *packed, size_t len);
 /* Room for @p n changes (up to a run's bound), and at least for the
  * next one: a merge knows how many its message holds, and growing by
  * doubling copied the decoded changes (some 270 bytes each) at every

@@ -16,12 +16,15 @@
  * pending change's copy (its view into the pending area dies at the
  * next write) is handed to the run, which frees it once written. The
  * body hashes and decodes the merge computed are kept: the packer takes
- * them instead of decoding and hashing each change again.
+ * them instead of decoding and hashing each change again. A large
+ * merge's aid (mergeaid.h) packs its runs beside the merge: a run that
+ * is exactly the changes the aid packs is handed to it to write.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "mergeaid.h"
 
 /* The changes the run owns go, and the run is empty. */
 void
@@ -120,10 +123,37 @@ fail:
 }
 
 int
+crdt__logrun_put_packed(MDB_txn *txn, MDB_dbi dbi, MDB_cursor *cur,
+                        const unsigned char key[16],
+                        const unsigned char *packed, size_t len)
+{
+    MDB_val k = { 16, (void *)key }, v = { len + 1, NULL };
+    unsigned char *val;
+    int rc;
+
+    if (len + 1 > CRDT__LOGRUN_MAX)
+        return CRDT_ELIMIT; /* cannot be: the bounds leave room */
+    /* the tag and the packed bytes go straight into the record's space
+     * in LMDB (MDB_RESERVE), not through a copy of their own */
+    rc = crdt__mdb_err(cur != NULL ? mdb_cursor_put(cur, &k, &v, MDB_RESERVE)
+                                   : mdb_put(txn, dbi, &k, &v, MDB_RESERVE));
+    if (rc < 0)
+        return rc;
+    val = v.mv_data;
+    /* a large record's space is overflow pages LMDB has just allocated:
+     * faulted in with one call, not one fault per page as the copy
+     * reaches it */
+    crdt__prefault(val, v.mv_size);
+    val[0] = CRDT__LOGRUN_TAG;
+    memcpy(val + 1, packed, len);
+    return CRDT_OK;
+}
+
+int
 crdt__logrun_flush(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
                    MDB_cursor *cur)
 {
-    unsigned char key[16], *packed = NULL, *val;
+    unsigned char key[16], *packed = NULL;
     size_t packed_len = 0;
     MDB_val k = { sizeof key, key }, v;
     int rc = CRDT_OK;
@@ -134,6 +164,11 @@ crdt__logrun_flush(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
     if (run->n == 1) {
         v.mv_size = run->list[0].len;
         v.mv_data = (void *)run->list[0].data;
+        rc = crdt__mdb_err(cur != NULL ? mdb_cursor_put(cur, &k, &v, 0)
+                                       : mdb_put(txn, dbi, &k, &v, 0));
+    } else if (crdt__mergeaid_defer(run->aid, &run->actor, run->list, run->n,
+                                    key)) {
+        rc = CRDT_OK; /* packed and written by the merge's aid */
     } else {
         /* the merge decoded and hashed each change: not again here */
         rc = run->no_dec ? crdt__changes_pack_hashed(&packed, &packed_len,
@@ -142,31 +177,10 @@ crdt__logrun_flush(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
                          : crdt__changes_pack_decoded(&packed, &packed_len,
                                                       run->list, run->dec,
                                                       run->n);
-        if (rc == CRDT_OK && packed_len + 1 > CRDT__LOGRUN_MAX)
-            rc = CRDT_ELIMIT; /* cannot be: the bounds leave room */
-        if (rc < 0)
-            goto done;
-        /* the tag and the packed bytes go straight into the record's
-         * space in LMDB (MDB_RESERVE), not through a copy of their own */
-        v.mv_size = packed_len + 1;
-        v.mv_data = NULL;
-        rc = crdt__mdb_err(cur != NULL
-                               ? mdb_cursor_put(cur, &k, &v, MDB_RESERVE)
-                               : mdb_put(txn, dbi, &k, &v, MDB_RESERVE));
-        if (rc == CRDT_OK) {
-            val = v.mv_data;
-            /* a large record's space is overflow pages LMDB has just
-             * allocated: faulted in with one call, not one fault per
-             * page as the copy reaches it */
-            crdt__prefault(val, v.mv_size);
-            val[0] = CRDT__LOGRUN_TAG;
-            memcpy(val + 1, packed, packed_len);
-        }
-        goto done;
+        if (rc == CRDT_OK)
+            rc = crdt__logrun_put_packed(txn, dbi, cur, key, packed,
+                                         packed_len);
     }
-    rc = crdt__mdb_err(cur != NULL ? mdb_cursor_put(cur, &k, &v, 0)
-                                   : mdb_put(txn, dbi, &k, &v, 0));
-done:
     crdt_free(packed);
     crdt__logrun_reset(run);
     return rc;

@@ -12,26 +12,27 @@
  *  (3) Idempotent: a change at or below the head is a no-op. A signed
  *      change that contradicts the chain we hold (equivocation: a cloned
  *      replica) is not merged: its ops go to the quarantine, reported.
- *  (4) Signatures: before anything of an actor is applied, every change
- *      of the batch is proven: by the next change of its actor in the
- *      batch when that one chains to it (same actor, next seq, prev = its
- *      hash) and is proven, else by its own signature. So one Ed25519
- *      check covers a whole run, and a change may come without its
- *      signature (format 2) when its successor is in the batch. A run
- *      whose chain is broken, or whose last change is unsigned or forged,
- *      fails the batch with CRDT_EAUTH before anything is written.
+ *  (4) Signatures: every change of the batch is proven: by the next
+ *      change of its actor in the batch when that one chains to it (same
+ *      actor, next seq, prev = its hash) and is proven, else by its own
+ *      signature. So one Ed25519 check covers a whole run, and a change
+ *      may come without its signature (format 2) when its successor is in
+ *      the batch. A run whose chain is broken, or whose last change is
+ *      unsigned or forged, fails the batch with CRDT_EAUTH and nothing is
+ *      committed. An actor is proven before it is applied, or, in a large
+ *      merge, by the merge's aid while the merge applies (mergeaid.h):
+ *      then what the merge applied is in its txn only until every proof
+ *      is in, and a change of another epoch waits for its proof before
+ *      the epoch hook sees it.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "mergeaid.h"
 #include "seq.h"
 
-typedef struct {
-    crdt_change c;
-    const unsigned char *data;
-    size_t len;
-} item;
+typedef crdt__mitem item;
 
 /* Sorts pointers to the items: moving a pointer is cheaper than an
  * item (a decoded header of some 270 bytes). */
@@ -162,6 +163,19 @@ log_run_flush(crdt__wctx *w, crdt__logrun *run)
 {
     return crdt__logrun_flush(run, w->txn, w->r->dbi[CRDT_DB_LOG],
                               w->log_cur);
+}
+
+/* The log as the merge has applied it so far, before it is read: the
+ * run in hand and the runs handed to the aid are written. */
+static int
+log_settle(crdt__wctx *w, crdt__logrun *run)
+{
+    int rc = log_run_flush(w, run);
+
+    if (rc == CRDT_OK)
+        rc = crdt__mergeaid_write(run->aid, w->txn, w->r->dbi[CRDT_DB_LOG],
+                                  w->log_cur);
+    return rc;
 }
 
 /* The log counters of what log_append() stored. */
@@ -483,22 +497,31 @@ drain_pending(crdt__wctx *w, crdt__logrun *run, const crdt_actor *a,
     return CRDT_OK;
 }
 
-/* Keeps (4) for the @p n changes of one actor, sorted by seq. */
+/* Keeps (4) for the actor's changes @p items: here, or by the merge's
+ * aid, which proves them beside the merge (the merge awaits its proofs
+ * before it ends, mergeaid.h); a change of another epoch is proven
+ * before the epoch hook sees it. */
 static int
-prove_actor(item *const *items, size_t n)
+prove(crdt__wctx *w, crdt__logrun *run, size_t at, item *const *items,
+      size_t n, const unsigned char *cur_epoch)
 {
-    for (size_t i = n; i-- > 0;) {
-        if (i + 1 < n && crdt_change_proves(&items[i + 1]->c, &items[i]->c))
-            continue; /* proven by its successor, which is */
-        if (crdt_change_verify(&items[i]->c) < 0)
-            return CRDT_EAUTH;
-    }
+    int rc;
+
+    if (run->aid == NULL)
+        return crdt__prove_actor(items, n);
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(items[i]->c.epoch_id, cur_epoch, CRDT_HASH_BYTES) != 0) {
+            /* and the hook may read the log */
+            if ((rc = crdt__mergeaid_proven(run->aid, at)) < 0)
+                return rc;
+            return log_settle(w, run);
+        }
     return CRDT_OK;
 }
 
 static int
 merge_actor_run(crdt__wctx *w, crdt__logrun *run, item *const *items,
-                size_t n, const unsigned char *cur_epoch,
+                size_t n, size_t at, const unsigned char *cur_epoch,
                 crdt_merge_report *rep)
 {
     const crdt_actor *a = &items[0]->c.actor;
@@ -506,7 +529,7 @@ merge_actor_run(crdt__wctx *w, crdt__logrun *run, item *const *items,
     uint64_t start_seq;
     int rc, had_head;
 
-    if ((rc = prove_actor(items, n)) < 0)
+    if ((rc = prove(w, run, at, items, n, cur_epoch)) < 0)
         return rc;
     rc = crdt__head_get(w->txn, w->r, a, &h);
     if (rc < 0 && rc != CRDT_ENOTFOUND)
@@ -528,7 +551,7 @@ merge_actor_run(crdt__wctx *w, crdt__logrun *run, item *const *items,
             return CRDT_EAUTH; /* actor id collision or forgery */
         if (last <= h.seq) {
             /* it may be in the run: the check reads the log */
-            if ((rc = log_run_flush(w, run)) < 0)
+            if ((rc = log_settle(w, run)) < 0)
                 return rc;
             rc = check_duplicate(w, c);
             if (rc == CRDT_ECONFLICT) {
@@ -550,7 +573,8 @@ merge_actor_run(crdt__wctx *w, crdt__logrun *run, item *const *items,
         if (c->seq != h.seq + 1 ||
             memcmp(c->prev, h.hash, CRDT_HASH_BYTES) != 0) {
             /* a fork of this actor's chain */
-            if ((rc = quarantine_conflict(w, c, &h, rep)) < 0)
+            if ((rc = log_settle(w, run)) < 0 ||
+                (rc = quarantine_conflict(w, c, &h, rep)) < 0)
                 return rc;
             break;
         }
@@ -578,9 +602,10 @@ merge_actor_run(crdt__wctx *w, crdt__logrun *run, item *const *items,
  * actor: the regrowth copied and faulted in megabytes per batch). */
 static int
 merge_actor(crdt__wctx *w, crdt__logrun *run, item *const *items, size_t n,
-            const unsigned char *cur_epoch, crdt_merge_report *rep)
+            size_t at, const unsigned char *cur_epoch,
+            crdt_merge_report *rep)
 {
-    int rc = merge_actor_run(w, run, items, n, cur_epoch, rep);
+    int rc = merge_actor_run(w, run, items, n, at, cur_epoch, rep);
 
     crdt__logrun_reset(run); /* written, or dropped with the failed txn */
     return rc;
@@ -598,6 +623,8 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     uint64_t outer_ops, outer_changes;
     int outer_pending, outer_defer;
     item *items, *own_items = NULL, **ord;
+    crdt__mergeaid *aid = NULL;
+    size_t failed_at = SIZE_MAX; /* the actor (ord index) that failed */
     MDB_val v;
     int rc = CRDT_OK;
 
@@ -652,6 +679,9 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
             max_hlc = top;
     }
     qsort(ord, n, sizeof *ord, cmp_item);
+    /* a merge inside a merge's epoch hook runs on its own */
+    if (q != &own)
+        aid = crdt__mergeaid_start(ord, n);
     /* a merge inside a merge's epoch hook shares @p w: keep the outer's */
     outer_cur = w->log_cur;
     outer_ops = w->log_ops;
@@ -686,16 +716,25 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         }
         if (rc == CRDT_OK)
             rc = crdt__logrun_reserve(run, n);
+        if (rc == CRDT_OK)
+            run->aid = aid;
         for (size_t i = 0, j; rc == CRDT_OK && i < n; i = j) {
             for (j = i + 1;
                  j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
                                  CRDT_ACTOR_BYTES) == 0;
                  j++)
                 ;
-            if ((rc = merge_actor(w, run, ord + i, j - i, cur_epoch,
-                                  rep)) < 0)
+            if ((rc = merge_actor(w, run, ord + i, j - i, i, cur_epoch,
+                                  rep)) < 0) {
+                failed_at = i;
                 break;
+            }
         }
+        if (rc == CRDT_OK)
+            rc = crdt__mergeaid_write(aid, w->txn, r->dbi[CRDT_DB_LOG],
+                                      w->log_cur);
+        if (run != NULL)
+            run->aid = NULL;
         crdt__logrun_free(&own_run);
     }
     if (w->log_cur != NULL)
@@ -725,6 +764,14 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     if (max_hlc > crdt__meta_u64(w->txn, r, "hlc"))
         rc = crdt__meta_put_u64(w->txn, r, "hlc", max_hlc);
 done:
+    if (aid != NULL) {
+        /* (4): an actor not proven up to where the merge stopped is the
+         * merge's error, as when each was proven before it applied */
+        int proof = crdt__mergeaid_proven(aid, failed_at);
+        if (proof < 0)
+            rc = proof;
+        crdt__mergeaid_end(aid);
+    }
     free(own_items);
     return rc;
 }

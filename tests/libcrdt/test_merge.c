@@ -9,6 +9,7 @@
 
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
+#include "mergeaid.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -564,11 +565,28 @@ START_TEST(test_log_counters_of_small_changes)
 }
 END_TEST
 
+/* The same tests with every merge given an aid (mergeaid.h), whatever
+ * its size: the aid's records and proofs must change nothing. */
+static void
+setup_aid(void)
+{
+    crdt__mergeaid_min_bytes = 0;
+    setup();
+}
+
+static void
+teardown_aid(void)
+{
+    teardown();
+    crdt__mergeaid_min_bytes = 32 * 1024;
+}
+
 Suite *
 test_suite(void)
 {
     Suite *s = suite_create("merge");
     TCase *tc = tcase_create("merge");
+    TCase *aid = tcase_create("merge with an aid");
 
     /* one durable commit per change in some cases: a loaded disk takes
      * seconds, past Check's default of 4 */
@@ -589,5 +607,21 @@ test_suite(void)
     tcase_add_test(tc, test_batch_beyond_the_queue_applies_in_runs);
     tcase_add_test(tc, test_log_counters_of_small_changes);
     suite_add_tcase(s, tc);
+    tcase_set_timeout(aid, 60);
+    tcase_add_checked_fixture(aid, setup_aid, teardown_aid);
+    tcase_add_test(aid, test_merge_is_idempotent);
+    tcase_add_test(aid, test_gap_waits_in_pending);
+    tcase_add_test(aid, test_far_ahead_change_is_quarantined);
+    tcase_add_test(aid, test_pending_share_is_bounded_per_actor);
+    tcase_add_test(aid, test_forged_change_is_refused);
+    tcase_add_test(aid, test_other_space_is_refused);
+    tcase_add_test(aid, test_truncated_and_garbage_are_eproto);
+    tcase_add_test(aid, test_equivocation_is_detected);
+    tcase_add_test(aid, test_future_change_is_refused);
+    tcase_add_test(aid, test_concurrent_rules);
+    tcase_add_test(aid, test_batching_does_not_change_the_result);
+    tcase_add_test(aid, test_batch_beyond_the_queue_applies_in_runs);
+    tcase_add_test(aid, test_log_counters_of_small_changes);
+    suite_add_tcase(s, aid);
     return s;
 }

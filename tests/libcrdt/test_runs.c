@@ -14,6 +14,7 @@
 
 #include "crdt/crdt.h"
 #include "crdt/text.h"
+#include "mergeaid.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -539,11 +540,28 @@ START_TEST(test_dangling_name_reference_is_eproto)
 }
 END_TEST
 
+/* The same tests with every merge given an aid (mergeaid.h), whatever
+ * its size: the aid's records and proofs must change nothing. */
+static void
+setup_aid(void)
+{
+    crdt__mergeaid_min_bytes = 0;
+    setup();
+}
+
+static void
+teardown_aid(void)
+{
+    teardown();
+    crdt__mergeaid_min_bytes = 32 * 1024;
+}
+
 Suite *
 test_suite(void)
 {
     Suite *s = suite_create("runs");
     TCase *tc = tcase_create("runs");
+    TCase *aid = tcase_create("runs with an aid");
 
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, setup, teardown);
@@ -558,5 +576,18 @@ test_suite(void)
     tcase_add_test(tc, test_format1_changes_still_merge_and_serve);
     tcase_add_test(tc, test_dangling_name_reference_is_eproto);
     suite_add_tcase(s, tc);
+    tcase_set_timeout(aid, 60);
+    tcase_add_checked_fixture(aid, setup_aid, teardown_aid);
+    tcase_add_test(aid, test_typing_run_is_one_op);
+    tcase_add_test(aid, test_local_log_keeps_one_signature);
+    tcase_add_test(aid, test_folded_and_unfolded_converge);
+    tcase_add_test(aid, test_run_carries_one_signature);
+    tcase_add_test(aid, test_unsigned_end_of_run_is_refused);
+    tcase_add_test(aid, test_broken_chain_is_refused);
+    tcase_add_test(aid, test_forged_middle_change_is_refused);
+    tcase_add_test(aid, test_parked_run_without_its_end_waits);
+    tcase_add_test(aid, test_format1_changes_still_merge_and_serve);
+    tcase_add_test(aid, test_dangling_name_reference_is_eproto);
+    suite_add_tcase(s, aid);
     return s;
 }

@@ -2,7 +2,7 @@
  * sim.c: strata-sim, the deterministic multi-replica simulator.
  *
  *   strata-sim --first-seed S --seeds N [--steps K] [--verbose]
- *              [--check-determinism]
+ *              [--check-determinism] [--merge-aid]
  *
  * Each seed builds a world (3 to 7 replicas on real LMDB), runs a chaos
  * phase (writes of every type, syncs with delays and resets, partitions,
@@ -12,7 +12,9 @@
  * copies are off with STRATA_SIM_OFF=copy, the clones alone with
  * STRATA_SIM_CLONES=0), heals, and checks the oracle (sim_oracle.c). A
  * failing seed is printed with the finding; `--first-seed S --seeds 1`
- * replays it exactly. Exit 0 when every seed passes.
+ * replays it exactly. With --merge-aid every merge, however small, gets
+ * the second thread a large merge gets (libcrdt/src/mergeaid.h): the
+ * outcome must not change. Exit 0 when every seed passes.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mergeaid.h"
 #include "sim.h"
 
 static int
@@ -118,9 +121,12 @@ main(int argc, char **argv)
             verbose = 1;
         else if (!strcmp(argv[i], "--check-determinism"))
             determinism = 1;
+        else if (!strcmp(argv[i], "--merge-aid"))
+            crdt__mergeaid_min_bytes = 0;
         else {
             fprintf(stderr, "usage: strata-sim --first-seed S --seeds N "
-                            "[--steps K] [--verbose] [--check-determinism]\n");
+                            "[--steps K] [--verbose] [--check-determinism] "
+                            "[--merge-aid]\n");
             return 1;
         }
     }

@@ -439,7 +439,8 @@ CRDT_API int crdt_raw_quarantine_change(uint64_t *n_out, crdt_raw *t,
                                         const crdt_change *c, uint64_t above,
                                         int kind, const char *reason);
 
-/** Merge remote changes inside @p t (crdt_merge() does begin+this+commit). */
+/** Merge remote changes inside @p t (crdt_merge() does begin+this+commit).
+ *  On an error @p t may hold part of the batch: abort it. */
 CRDT_API CRDT_MUST_CHECK int crdt_raw_merge(crdt_merge_report *report, crdt_raw *t,
                    const crdt_bytes *changes, size_t n);
 

@@ -45,6 +45,11 @@
  *   CRDT_EIO from a commit whose shared sync failed: the change is
  *   visible to reads but may not be on disk.
  * - @c no_sync: nothing is synced (simulations, setup).
+ * - A large crdt_merge() (a batch of 32 KiB or more, on a machine with
+ *   more than one CPU) runs a second thread of its own for the length of
+ *   the call (every signal blocked in it): it packs the log records and
+ *   checks the signatures while the caller's thread applies. The result
+ *   is the same as without it.
  * - fork(): a child must not use a replica, txn or read its parent
  *   opened, nor close it; it opens its own after the fork, and the
  *   parent keeps using its handle.

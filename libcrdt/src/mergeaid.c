@@ -1,0 +1,355 @@
+/*
+ * mergeaid.c: a large merge's second thread (see mergeaid.h).
+ *
+ * Invariants:
+ *  (1) The aid reads the merge's sorted changes and their bytes and
+ *      writes only its own memory: it never touches LMDB, the replica or
+ *      the merge's queue, so the merge's txn stays on the merge's thread.
+ *  (2) Its runs are cut as the log's run would cut them (logrun.c: one
+ *      actor's changes, split at CRDT__LOGRUN_CHANGES_MAX changes and
+ *      CRDT__LOGRUN_BYTES_MAX bytes) and packed by the same packer from
+ *      the same inputs, so a record it packed is byte for byte the one
+ *      the merge would pack. The merge takes one only when its run is
+ *      exactly those changes (same bytes, same order); a run that
+ *      differs (a duplicate, a parked change, a drained pending one) is
+ *      packed by the merge itself.
+ *  (3) The merge's outcome does not depend on the aid: before the merge
+ *      returns, every actor it touched is proven, and when it fails for
+ *      another reason at an actor, an actor up to that one that is not
+ *      proven makes it CRDT_EAUTH, as when each actor was proven before
+ *      it was applied. What was applied of an unproven actor is in the
+ *      merge's txn only, which the caller then aborts.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mergeaid.h"
+
+size_t crdt__mergeaid_min_bytes = 32 * 1024;
+_Atomic unsigned long crdt__mergeaid_records;
+
+typedef struct {
+    size_t first, n; /* ord indexes */
+} aid_group;
+
+typedef struct {
+    size_t first, n;       /* ord indexes */
+    unsigned char *packed; /* NULL: not packed (the merge packs it) */
+    size_t len;
+    int deferred;          /* the merge's thread only: to write, key */
+    unsigned char key[16];
+} aid_run;
+
+struct crdt__mergeaid {
+    crdt__mitem *const *ord;
+    aid_group *groups;
+    aid_run *runs;
+    size_t n_groups, n_runs;
+    size_t cursor; /* the merge's thread only: its next run */
+    size_t written; /* the merge's thread only: runs before it are done */
+    pthread_t th;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    /* under lock */
+    size_t runs_done, groups_proven;
+    size_t fail_at; /* ord index of the first actor not proven; SIZE_MAX */
+};
+
+int
+crdt__prove_actor(crdt__mitem *const *items, size_t n)
+{
+    for (size_t i = n; i-- > 0;) {
+        if (i + 1 < n && crdt_change_proves(&items[i + 1]->c, &items[i]->c))
+            continue; /* proven by its successor, which is */
+        if (crdt_change_verify(&items[i]->c) < 0)
+            return CRDT_EAUTH;
+    }
+    return CRDT_OK;
+}
+
+static int cpus_online;
+static pthread_once_t cpus_once = PTHREAD_ONCE_INIT;
+
+static void
+count_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpus_online = n > 0 && n < 4096 ? (int)n : 1;
+}
+
+/* Whether the merge's record of these changes could keep their decoded
+ * views (logrun.c's test): else the packer decodes them itself. */
+static int
+views_inside(const crdt__mitem *it)
+{
+    const crdt_change *c = &it->c;
+    const unsigned char *d = it->data;
+    size_t len = it->len;
+
+    return c->ops >= d && c->ops <= d + len &&
+           c->ops_len <= (size_t)(d + len - c->ops) &&
+           (c->sig == NULL ||
+            (c->sig >= d && c->sig <= d + len &&
+             (size_t)(d + len - c->sig) >= 64));
+}
+
+static void
+pack_run(aid_run *ru, crdt__mitem *const *ord, crdt_bytes *list,
+         crdt_change *dec, unsigned char *hashes)
+{
+    unsigned char *p = NULL;
+    size_t len = 0;
+    int views = 1, rc;
+
+    for (size_t i = 0; i < ru->n; i++) {
+        const crdt__mitem *it = ord[ru->first + i];
+        list[i].data = it->data;
+        list[i].len = it->len;
+        dec[i] = it->c;
+        memcpy(hashes + i * CRDT_HASH_BYTES, it->c.hash, CRDT_HASH_BYTES);
+        views &= views_inside(it);
+    }
+    rc = views ? crdt__changes_pack_decoded(&p, &len, list, dec, ru->n)
+               : crdt__changes_pack_hashed(&p, &len, list, hashes, ru->n);
+    if (rc == CRDT_OK && len + 1 <= CRDT__LOGRUN_MAX) {
+        ru->packed = p;
+        ru->len = len;
+    } else {
+        crdt_free(p);
+    }
+}
+
+static void *
+aid_main(void *arg)
+{
+    crdt__mergeaid *a = arg;
+    crdt_bytes *list = NULL;
+    crdt_change *dec = NULL;
+    unsigned char *hashes = NULL;
+    size_t most = 0;
+
+    for (size_t k = 0; k < a->n_runs; k++)
+        if (a->runs[k].n > most)
+            most = a->runs[k].n;
+    if (most > 1) {
+        list = malloc(most * sizeof *list);
+        dec = malloc(most * sizeof *dec);
+        hashes = malloc(most * CRDT_HASH_BYTES);
+    }
+    for (size_t k = 0; k < a->n_runs; k++) {
+        aid_run *ru = &a->runs[k];
+        if (ru->n > 1 && list != NULL && dec != NULL && hashes != NULL)
+            pack_run(ru, a->ord, list, dec, hashes);
+        pthread_mutex_lock(&a->lock);
+        a->runs_done = k + 1;
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+    }
+    free(list);
+    free(dec);
+    free(hashes);
+    for (size_t g = 0; g < a->n_groups; g++) {
+        const aid_group *gr = &a->groups[g];
+        int rc = crdt__prove_actor(a->ord + gr->first, gr->n);
+        pthread_mutex_lock(&a->lock);
+        if (rc < 0) {
+            a->fail_at = gr->first;
+            a->groups_proven = a->n_groups;
+        } else {
+            a->groups_proven = g + 1;
+        }
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+        if (rc < 0)
+            break;
+    }
+    return NULL;
+}
+
+/* The groups (one per actor) and the runs the log would cut them into. */
+static int
+plan(crdt__mergeaid *a, crdt__mitem *const *ord, size_t n)
+{
+    if ((a->groups = malloc(n * sizeof *a->groups)) == NULL ||
+        (a->runs = malloc(n * sizeof *a->runs)) == NULL)
+        return CRDT_ENOMEM;
+    for (size_t i = 0, j; i < n; i = j) {
+        size_t run_n = 0, run_len = 0;
+        for (j = i + 1; j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
+                                        CRDT_ACTOR_BYTES) == 0;
+             j++)
+            ;
+        a->groups[a->n_groups++] = (aid_group){ i, j - i };
+        for (size_t k = i; k < j; k++) {
+            if (run_n > 0 && (run_n == CRDT__LOGRUN_CHANGES_MAX ||
+                              run_len + ord[k]->len > CRDT__LOGRUN_BYTES_MAX)) {
+                a->runs[a->n_runs++] = (aid_run){ .first = k - run_n, .n = run_n };
+                run_n = run_len = 0;
+            }
+            run_n++;
+            run_len += ord[k]->len;
+        }
+        a->runs[a->n_runs++] = (aid_run){ .first = j - run_n, .n = run_n };
+    }
+    return CRDT_OK;
+}
+
+static void
+aid_free(crdt__mergeaid *a)
+{
+    for (size_t k = 0; k < a->n_runs; k++)
+        crdt_free(a->runs[k].packed);
+    free(a->runs);
+    free(a->groups);
+    free(a);
+}
+
+crdt__mergeaid *
+crdt__mergeaid_start(crdt__mitem *const *ord, size_t n)
+{
+    crdt__mergeaid *a;
+    sigset_t all, old;
+    size_t bytes = 0;
+    int rc;
+
+    for (size_t i = 0; i < n && bytes < crdt__mergeaid_min_bytes; i++)
+        bytes += ord[i]->len;
+    if (n == 0 || bytes < crdt__mergeaid_min_bytes)
+        return NULL;
+    pthread_once(&cpus_once, count_cpus);
+    if (cpus_online < 2 || (a = calloc(1, sizeof *a)) == NULL)
+        return NULL;
+    a->ord = ord;
+    a->fail_at = SIZE_MAX;
+    if (plan(a, ord, n) < 0) {
+        aid_free(a);
+        return NULL;
+    }
+    if (pthread_mutex_init(&a->lock, NULL) != 0) {
+        aid_free(a);
+        return NULL;
+    }
+    if (pthread_cond_init(&a->cond, NULL) != 0) {
+        pthread_mutex_destroy(&a->lock);
+        aid_free(a);
+        return NULL;
+    }
+    /* the application's signals are for its own threads, never ours */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&a->th, NULL, aid_main, a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&a->cond);
+        pthread_mutex_destroy(&a->lock);
+        aid_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+int
+crdt__mergeaid_defer(crdt__mergeaid *a, const crdt_actor *actor,
+                     const crdt_bytes *list, size_t n,
+                     const unsigned char key[16])
+{
+    size_t k;
+    int seen = 0;
+
+    if (a == NULL || n < 2)
+        return 0;
+    /* the merge writes its runs in the aid's order: look from its place
+     * on, through the runs of actors it has left behind, and no further
+     * than the runs of this actor */
+    for (k = a->cursor; k < a->n_runs; k++) {
+        const crdt__mitem *first = a->ord[a->runs[k].first];
+        int same = memcmp(first->c.actor.b, actor->b, CRDT_ACTOR_BYTES) == 0;
+        if (same && first->data == list[0].data)
+            break;
+        if (!same && seen)
+            return 0;
+        seen |= same;
+    }
+    if (k == a->n_runs || a->runs[k].n != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        const crdt__mitem *it = a->ord[a->runs[k].first + i];
+        if (it->data != list[i].data || it->len != list[i].len)
+            return 0;
+    }
+    a->cursor = k + 1;
+    a->runs[k].deferred = 1;
+    memcpy(a->runs[k].key, key, 16);
+    return 1;
+}
+
+int
+crdt__mergeaid_write(crdt__mergeaid *a, MDB_txn *txn, MDB_dbi dbi,
+                     MDB_cursor *cur)
+{
+    if (a == NULL)
+        return CRDT_OK;
+    for (; a->written < a->cursor; a->written++) {
+        aid_run *ru = &a->runs[a->written];
+        int rc;
+
+        if (!ru->deferred)
+            continue;
+        pthread_mutex_lock(&a->lock);
+        while (a->runs_done <= a->written)
+            pthread_cond_wait(&a->cond, &a->lock);
+        pthread_mutex_unlock(&a->lock);
+        if (ru->packed == NULL) {
+            /* the aid could not pack it (memory): the merge does */
+            crdt_bytes *list = malloc(ru->n * sizeof *list);
+            crdt_change *dec = malloc(ru->n * sizeof *dec);
+            unsigned char *hashes = malloc(ru->n * CRDT_HASH_BYTES);
+            if (list != NULL && dec != NULL && hashes != NULL)
+                pack_run(ru, a->ord, list, dec, hashes);
+            free(list);
+            free(dec);
+            free(hashes);
+            if (ru->packed == NULL)
+                return CRDT_ENOMEM;
+        }
+        ru->deferred = 0;
+        if ((rc = crdt__logrun_put_packed(txn, dbi, cur, ru->key, ru->packed,
+                                          ru->len)) < 0)
+            return rc;
+        atomic_fetch_add_explicit(&crdt__mergeaid_records, 1,
+                                  memory_order_relaxed);
+    }
+    return CRDT_OK;
+}
+
+int
+crdt__mergeaid_proven(crdt__mergeaid *a, size_t upto)
+{
+    int rc;
+
+    if (a == NULL)
+        return CRDT_OK;
+    pthread_mutex_lock(&a->lock);
+    while (a->groups_proven < a->n_groups &&
+           a->groups[a->groups_proven].first <= upto)
+        pthread_cond_wait(&a->cond, &a->lock);
+    rc = a->fail_at != SIZE_MAX && a->fail_at <= upto ? CRDT_EAUTH : CRDT_OK;
+    pthread_mutex_unlock(&a->lock);
+    return rc;
+}
+
+void
+crdt__mergeaid_end(crdt__mergeaid *a)
+{
+    if (a == NULL)
+        return;
+    pthread_join(a->th, NULL);
+    pthread_cond_destroy(&a->cond);
+    pthread_mutex_destroy(&a->lock);
+    aid_free(a);
+}

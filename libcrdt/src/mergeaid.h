@@ -1,0 +1,68 @@
+/*
+ * mergeaid.h: a large merge's second thread (mergeaid.c).
+ *
+ * A merge's own thread decodes and applies the ops and writes LMDB; two
+ * of its steps read only the message's bytes and the decoded headers:
+ * packing each actor's run into its log record, and the Ed25519 checks
+ * that prove each actor's changes (merge.c, invariant (4)). On a machine
+ * with more than one CPU, a merge of enough bytes hands those to the aid,
+ * which runs them while the merge applies: a run the aid packs is
+ * written once its actors are done (or before the merge reads its log),
+ * the proofs are awaited before the merge ends (and before a change of
+ * another epoch reaches the epoch hook).
+ * The outcome is the same bytes and the same errors as without the aid.
+ */
+#ifndef CRDT_MERGEAID_H
+#define CRDT_MERGEAID_H
+
+#include <stddef.h>
+
+#include "internal.h"
+
+/* One change of a merge: its decoded header and its bytes. */
+typedef struct {
+    crdt_change c;
+    const unsigned char *data;
+    size_t len;
+} crdt__mitem;
+
+typedef struct crdt__mergeaid crdt__mergeaid;
+
+/* The smallest merge (its changes' bytes together) given an aid;
+ * 0 = every merge (tests), SIZE_MAX = none. */
+extern size_t crdt__mergeaid_min_bytes;
+/* Log records the aids of this process have written (tests, profiles). */
+extern _Atomic unsigned long crdt__mergeaid_records;
+
+/* Keeps invariant (4) of merge.c for the @p n changes of one actor,
+ * sorted by seq: CRDT_OK, or CRDT_EAUTH. */
+int crdt__prove_actor(crdt__mitem *const *items, size_t n);
+
+/* Starts an aid for the @p n changes @p ord (sorted by actor, then seq;
+ * items and bytes stay alive and unchanged until crdt__mergeaid_end()).
+ * NULL: no aid (a small merge, one CPU, or no thread to be had): the
+ * merge does everything itself. */
+crdt__mergeaid *crdt__mergeaid_start(crdt__mitem *const *ord, size_t n);
+
+/* A log run about to be written (@p n changes @p list of @p actor, under
+ * log key @p key): when the aid packs exactly these changes, it keeps
+ * the key and the run is written by crdt__mergeaid_write() (1);
+ * otherwise 0, and the caller writes the run itself. Never waits. */
+int crdt__mergeaid_defer(crdt__mergeaid *a, const crdt_actor *actor,
+                         const crdt_bytes *list, size_t n,
+                         const unsigned char key[16]);
+
+/* Writes the runs deferred so far (in @p txn's log @p dbi, through
+ * @p cur when not NULL), waiting for their records: before the merge
+ * reads its log, and once its actors are done. */
+int crdt__mergeaid_write(crdt__mergeaid *a, MDB_txn *txn, MDB_dbi dbi,
+                         MDB_cursor *cur);
+
+/* Waits until the actors whose changes begin at or before ord index
+ * @p upto are proven: CRDT_OK, or CRDT_EAUTH if one of them is not. */
+int crdt__mergeaid_proven(crdt__mergeaid *a, size_t upto);
+
+/* Waits for the thread and frees the aid and what it packed. */
+void crdt__mergeaid_end(crdt__mergeaid *a);
+
+#endif

@@ -1,0 +1,282 @@
+/*
+ * test_mergeaid.c: a large merge's aid (mergeaid.h) packs the log runs
+ * and checks the signatures beside the merge. Whatever it does, the
+ * replica must end byte for byte as without it (log records, state,
+ * heads), and a forged actor must fail the merge with CRDT_EAUTH and
+ * leave nothing behind, wherever that actor sorts among the others.
+ */
+#include <check.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "crdt/raw.h"
+#include "crdt/text.h"
+#include "internal.h"
+#include "mergeaid.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+#define N_SRC 3
+
+static char dsrc[N_SRC][256], dx[256], dy[256];
+static crdt_replica *src[N_SRC], *x, *y;
+
+static void
+setup(void)
+{
+    unsigned char space[16];
+
+    src[0] = tu_create(dsrc[0], sizeof dsrc[0], NULL);
+    crdt_replica_space_id(src[0], space);
+    for (int i = 1; i < N_SRC; i++)
+        src[i] = tu_create(dsrc[i], sizeof dsrc[i], space);
+    x = tu_create(dx, sizeof dx, space);
+    y = tu_create(dy, sizeof dy, space);
+}
+
+static void
+teardown(void)
+{
+    for (int i = 0; i < N_SRC; i++) {
+        crdt_replica_close(src[i]);
+        test_rmtree(dsrc[i]);
+    }
+    crdt_replica_close(x);
+    crdt_replica_close(y);
+    test_rmtree(dx);
+    test_rmtree(dy);
+    crdt__mergeaid_min_bytes = 32 * 1024;
+}
+
+/* BLAKE2b of every record (key, value) of database @p db of @p r. */
+static void
+db_digest(crdt_replica *r, int db, unsigned char out[32])
+{
+    crypto_generichash_state st;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    crypto_generichash_init(&st, NULL, 0, 32);
+    ck_assert_int_eq(crdt__txn_begin(r, 0, &txn), CRDT_OK);
+    ck_assert_int_eq(mdb_cursor_open(txn, r->dbi[db], &cur), 0);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint64_t kl = k.mv_size, vl = v.mv_size;
+        crypto_generichash_update(&st, (const void *)&kl, sizeof kl);
+        crypto_generichash_update(&st, k.mv_data, k.mv_size);
+        crypto_generichash_update(&st, (const void *)&vl, sizeof vl);
+        crypto_generichash_update(&st, v.mv_data, v.mv_size);
+    }
+    ck_assert_int_eq(rc, MDB_NOTFOUND);
+    mdb_cursor_close(cur);
+    crdt__txn_end(r, txn, 0);
+    crypto_generichash_final(&st, out, 32);
+}
+
+static void
+assert_same_replica(crdt_replica *p, crdt_replica *q)
+{
+    static const int dbs[] = { CRDT_DB_LOG, CRDT_DB_HEADS, CRDT_DB_STATE0,
+                                CRDT_DB_STATE1, CRDT_DB_PENDING,
+                                CRDT_DB_QUARANTINE };
+    char hp[65], hq[65];
+
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        unsigned char a[32], b[32];
+        db_digest(p, dbs[i], a);
+        db_digest(q, dbs[i], b);
+        ck_assert_msg(memcmp(a, b, 32) == 0, "database %d differs", dbs[i]);
+    }
+    tu_hash(hp, p);
+    tu_hash(hq, q);
+    ck_assert_str_eq(hp, hq);
+}
+
+/* Each source writes @p changes changes: registers over a few documents
+ * and, on source 0, a text typed and edited. */
+static void
+write_sources(int changes)
+{
+    uint64_t rng = 5;
+
+    for (int s = 0; s < N_SRC; s++)
+        for (int i = 0; i < changes; i++) {
+            crdt_txn *t;
+            char doc[16];
+            int ops = 1 + (int)(test_rand(&rng) % 40);
+
+            ck_assert_int_eq(crdt_txn_begin(&t, src[s]), CRDT_OK);
+            for (int o = 0; o < ops; o++) {
+                snprintf(doc, sizeof doc, "d%02d",
+                         (int)(test_rand(&rng) % 30));
+                crdt_value v = crdt_value_int((int64_t)test_rand(&rng));
+                ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v),
+                                 CRDT_OK);
+            }
+            if (s == 0)
+                ck_assert_int_eq(crdt_txn_text_insert(t, "m", "doc", "body",
+                                                      (uint64_t)i,
+                                                      "typed", 5),
+                                 CRDT_OK);
+            ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+        }
+}
+
+/* Every change of every source, in one batch (copies). */
+static tu_batch
+all_changes(void)
+{
+    tu_batch all = { NULL, 0 }, part[N_SRC];
+    size_t k = 0;
+
+    for (int s = 0; s < N_SRC; s++) {
+        part[s] = tu_export_all(src[s]);
+        all.n += part[s].n;
+    }
+    all.v = calloc(all.n, sizeof *all.v);
+    ck_assert_ptr_nonnull(all.v);
+    /* interleaved, as a sync round with several peers brings them */
+    for (size_t i = 0; k < all.n; i++)
+        for (int s = 0; s < N_SRC; s++)
+            if (i < part[s].n) {
+                all.v[k++] = part[s].v[i];
+                part[s].v[i].data = NULL;
+            }
+    for (int s = 0; s < N_SRC; s++)
+        tu_batch_free(&part[s]);
+    return all;
+}
+
+static int
+merge_with(crdt_replica *r, size_t min_bytes, const crdt_bytes *v, size_t n)
+{
+    int rc;
+
+    crdt__mergeaid_min_bytes = min_bytes;
+    rc = crdt_merge(NULL, r, v, n);
+    crdt__mergeaid_min_bytes = 32 * 1024;
+    return rc;
+}
+
+START_TEST(test_aid_writes_what_the_merge_would)
+{
+    tu_batch all;
+    unsigned long before;
+
+    write_sources(40);
+    all = all_changes();
+    ck_assert_uint_ge(all.n, 3 * 40);
+    ck_assert_int_eq(merge_with(x, SIZE_MAX, all.v, all.n), CRDT_OK);
+    before = crdt__mergeaid_records;
+    ck_assert_int_eq(merge_with(y, 0, all.v, all.n), CRDT_OK);
+    /* one run record per source, written by the aid */
+    ck_assert_uint_eq(crdt__mergeaid_records - before, N_SRC);
+    assert_same_replica(x, y);
+    tu_batch_free(&all);
+}
+END_TEST
+
+/* Duplicates and gaps: runs the aid packed but the merge cuts otherwise
+ * (a change already held, one whose predecessor is missing) are written
+ * by the merge, and the log read for a duplicate sees every run before. */
+START_TEST(test_aid_with_duplicates_and_gaps)
+{
+    tu_batch all;
+    crdt_bytes *late;
+    size_t n_late = 0;
+
+    write_sources(30);
+    all = all_changes();
+    /* first: every third change is held back (the changes after it wait
+     * in the pending area) */
+    late = calloc(all.n, sizeof *late);
+    ck_assert_ptr_nonnull(late);
+    {
+        crdt_bytes *first = calloc(all.n, sizeof *first);
+        size_t n_first = 0;
+        ck_assert_ptr_nonnull(first);
+        for (size_t i = 0; i < all.n; i++) {
+            if (i % 3 == 1)
+                late[n_late++] = all.v[i];
+            else
+                first[n_first++] = all.v[i];
+        }
+        ck_assert_int_eq(merge_with(x, SIZE_MAX, first, n_first), CRDT_OK);
+        ck_assert_int_eq(merge_with(y, 0, first, n_first), CRDT_OK);
+        assert_same_replica(x, y);
+        free(first);
+    }
+    /* then everything again: duplicates around the late ones */
+    ck_assert_int_eq(merge_with(x, SIZE_MAX, all.v, all.n), CRDT_OK);
+    ck_assert_int_eq(merge_with(y, 0, all.v, all.n), CRDT_OK);
+    assert_same_replica(x, y);
+    free(late);
+    tu_batch_free(&all);
+}
+END_TEST
+
+/* The signed last change of source @p forged's run altered: the merge
+ * fails with CRDT_EAUTH and holds nothing, with and without the aid. */
+static void
+check_forged(int forged)
+{
+    unsigned char before[32], after[32];
+    char h0[65], h1[65];
+    tu_batch all;
+    crdt_bytes *last = NULL;
+    crdt_actor mine = crdt_replica_actor(src[forged]);
+    uint64_t seq = 0;
+
+    write_sources(20);
+    all = all_changes();
+    for (size_t i = 0; i < all.n; i++) {
+        crdt_actor a;
+        uint64_t s;
+        ck_assert_int_eq(crdt_change_peek(&a, &s, all.v[i].data,
+                                          all.v[i].len),
+                         CRDT_OK);
+        if (memcmp(a.b, mine.b, CRDT_ACTOR_BYTES) == 0 &&
+            (last == NULL || s > seq)) {
+            last = &all.v[i];
+            seq = s;
+        }
+    }
+    ck_assert_ptr_nonnull(last);
+    tu_change_alter_op(last);
+    tu_hash(h0, y);
+    db_digest(y, CRDT_DB_LOG, before);
+    ck_assert_int_eq(merge_with(x, SIZE_MAX, all.v, all.n), CRDT_EAUTH);
+    ck_assert_int_eq(merge_with(y, 0, all.v, all.n), CRDT_EAUTH);
+    tu_hash(h1, y);
+    db_digest(y, CRDT_DB_LOG, after);
+    ck_assert_str_eq(h0, h1);
+    ck_assert(memcmp(before, after, 32) == 0);
+    assert_same_replica(x, y);
+    tu_batch_free(&all);
+}
+
+START_TEST(test_aid_refuses_a_forged_actor)
+{
+    check_forged(_i);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("mergeaid");
+    TCase *tc = tcase_create("mergeaid");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_aid_writes_what_the_merge_would);
+    tcase_add_test(tc, test_aid_with_duplicates_and_gaps);
+    tcase_add_loop_test(tc, test_aid_refuses_a_forged_actor, 0, N_SRC);
+    suite_add_tcase(s, tc);
+    return s;
+}
