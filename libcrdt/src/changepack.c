@@ -1431,13 +1431,16 @@ enc_record(pk_enc *e, const crdt_change *c)
 
 static int pack_changes(unsigned char **out, size_t *out_len,
                         const crdt_bytes *changes, const crdt_change *dec,
-                        const unsigned char *hashes, size_t n, int version);
+                        const unsigned char *hashes,
+                        const crdt__mitem *const *items, size_t n,
+                        int version);
 
 int
 crdt_changes_pack(unsigned char **out, size_t *out_len,
                   const crdt_bytes *changes, size_t n)
 {
-    return pack_changes(out, out_len, changes, NULL, NULL, n, PK_VERSION);
+    return pack_changes(out, out_len, changes, NULL, NULL, NULL, n,
+                        PK_VERSION);
 }
 
 int
@@ -1447,7 +1450,7 @@ crdt_changes_pack_hashed(unsigned char **out, size_t *out_len,
 {
     if (hashes == NULL && n > 0)
         return CRDT_EINVAL;
-    return pack_changes(out, out_len, changes, NULL, hashes, n,
+    return pack_changes(out, out_len, changes, NULL, hashes, NULL, n,
                         PK_VERSION);
 }
 
@@ -1456,7 +1459,7 @@ crdt__changes_pack_hashed(unsigned char **out, size_t *out_len,
                           const crdt_bytes *changes,
                           const unsigned char *hashes, size_t n)
 {
-    return pack_changes(out, out_len, changes, NULL, hashes, n,
+    return pack_changes(out, out_len, changes, NULL, hashes, NULL, n,
                         PK_VERSION);
 }
 
@@ -1467,7 +1470,8 @@ crdt_changes_pack_version(unsigned char **out, size_t *out_len,
 {
     if (version != PK_VERSION && version != PK_VERSION_2)
         return CRDT_EINVAL;
-    return pack_changes(out, out_len, changes, NULL, hashes, n, version);
+    return pack_changes(out, out_len, changes, NULL, hashes, NULL, n,
+                        version);
 }
 
 int
@@ -1475,7 +1479,16 @@ crdt__changes_pack_decoded(unsigned char **out, size_t *out_len,
                            const crdt_bytes *changes, const crdt_change *dec,
                            size_t n)
 {
-    return pack_changes(out, out_len, changes, dec, NULL, n, PK_VERSION);
+    return pack_changes(out, out_len, changes, dec, NULL, NULL, n,
+                        PK_VERSION);
+}
+
+int
+crdt__changes_pack_items(unsigned char **out, size_t *out_len,
+                         const crdt__mitem *const *items, size_t n)
+{
+    return pack_changes(out, out_len, NULL, NULL, NULL, items, n,
+                        PK_VERSION);
 }
 
 /* @p v as a shortest msgpack uint is what @p q (@p avail bytes) begins
@@ -1566,15 +1579,16 @@ change_rebuilds(const crdt_change *c, const unsigned char *p, size_t len)
  * without hashing its body (its ops are walked as they are packed). */
 static int
 pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
-             const crdt_change *dec, const unsigned char *hashes, size_t n,
-             int version)
+             const crdt_change *dec, const unsigned char *hashes,
+             const crdt__mitem *const *items, size_t n, int version)
 {
     pk_enc e;
     crdt_change c;
     size_t space_at;
     int rc = CRDT_OK, have_space = 0;
 
-    if (out == NULL || out_len == NULL || (changes == NULL && n > 0))
+    if (out == NULL || out_len == NULL ||
+        (changes == NULL && items == NULL && n > 0))
         return CRDT_EINVAL;
     *out = NULL;
     *out_len = 0;
@@ -1587,9 +1601,10 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
          * about its change's size or less): growing from a page by
          * doubling copied and touched every smaller stage again */
         size_t want = 64;
-        for (size_t i = 0; i < n && want < e.out.max; i++)
-            want += changes[i].len < e.out.max ? changes[i].len + 8
-                                                : e.out.max;
+        for (size_t i = 0; i < n && want < e.out.max; i++) {
+            size_t len = items != NULL ? items[i]->len : changes[i].len;
+            want += len < e.out.max ? len + 8 : e.out.max;
+        }
         if (want > e.out.max)
             want = e.out.max;
         if ((e.out.p = malloc(want)) == NULL) {
@@ -1608,14 +1623,26 @@ pack_changes(unsigned char **out, size_t *out_len, const crdt_bytes *changes,
         (rc = buf_varint(&e.out, n)) < 0)
         goto done;
     for (size_t i = 0; i < n; i++) {
-        const crdt_bytes *ch = &changes[i];
+        crdt_bytes item_bytes;
+        const crdt_bytes *ch = &item_bytes;
         size_t at = e.out.len;
         pk_state keep;
         pk_author saved;
         long ai = -1;
         int packed = 0, fits = 0;
 
-        if ((dec != NULL ? (c = dec[i], CRDT_OK)
+        if (items != NULL) {
+            item_bytes.data = items[i]->data;
+            item_bytes.len = items[i]->len;
+        } else {
+            ch = &changes[i];
+        }
+        if ((items != NULL
+                 ? crdt__change_views_inside(&items[i]->c, ch->data, ch->len)
+                       ? (c = items[i]->c, CRDT_OK)
+                       : crdt__change_decode_hashed(&c, ch->data, ch->len,
+                                                    items[i]->c.hash)
+             : dec != NULL ? (c = dec[i], CRDT_OK)
              : hashes != NULL
                  ? crdt__change_decode_hashed(&c, ch->data, ch->len,
                                               hashes + i * CRDT_HASH_BYTES)

@@ -107,6 +107,8 @@ struct crdt_replica {
     /* a merge's log run (merge.c, logrun.c), kept: its buffers grown
      * once, not faulted in again by every merge */
     struct crdt__logrun *merge_run;
+    /* a large merge's second thread's buffers (mergeaid.c), kept */
+    struct crdt__mergeaid *merge_aid;
     /* sequence fields' in-memory order, by field (seq_store.c) */
     pthread_mutex_t seq_lock;
     struct crdt__seq *seq_cache[8];
@@ -658,6 +660,32 @@ int crdt__changes_unpack_hashed(crdt_bytes **changes_out, size_t *n_out,
                                 unsigned char **buf_out,
                                 unsigned char **hashes_out,
                                 const unsigned char *in, size_t len);
+
+/* One change of a merge: its decoded header and its bytes (merge.c). */
+typedef struct {
+    crdt_change c;
+    const unsigned char *data;
+    size_t len;
+} crdt__mitem;
+
+/* Whether the decoded change @p c's views (ops, signature) lie in its
+ * bytes @p d, @p len: then a copy of @p c stays true to them. */
+static inline int
+crdt__change_views_inside(const crdt_change *c, const unsigned char *d,
+                          size_t len)
+{
+    return c->ops >= d && c->ops <= d + len &&
+           c->ops_len <= (size_t)(d + len - c->ops) &&
+           (c->sig == NULL ||
+            (c->sig >= d && c->sig <= d + len &&
+             (size_t)(d + len - c->sig) >= 64));
+}
+
+/* crdt__changes_pack_decoded() of the merge's changes @p items (each
+ * decoded, its hash computed, its ops checked or to be checked before
+ * the record is kept): the same bytes as crdt_changes_pack(). */
+int crdt__changes_pack_items(unsigned char **out, size_t *out_len,
+                             const crdt__mitem *const *items, size_t n);
 
 /* ---- logrun.c: a merge's run of one actor's changes, one record ---- */
 typedef struct crdt__logrun {

@@ -102,11 +102,7 @@ crdt__logrun_add(crdt__logrun *run, MDB_txn *txn, MDB_dbi dbi,
     /* the decoded change, its views into its bytes; views elsewhere:
      * the packer decodes the run's changes itself */
     run->dec[run->n] = *c;
-    if (!(c->ops >= data && c->ops <= data + len &&
-          c->ops_len <= (size_t)(data + len - c->ops) &&
-          (c->sig == NULL ||
-           (c->sig >= data && c->sig <= data + len &&
-            (size_t)(data + len - c->sig) >= 64))))
+    if (!crdt__change_views_inside(c, data, len))
         run->no_dec = 1;
     memcpy(run->hashes + run->n * CRDT_HASH_BYTES, c->hash, CRDT_HASH_BYTES);
     run->list[run->n].data = data;

@@ -681,7 +681,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     qsort(ord, n, sizeof *ord, cmp_item);
     /* a merge inside a merge's epoch hook runs on its own */
     if (q != &own)
-        aid = crdt__mergeaid_start(ord, n);
+        aid = crdt__mergeaid_start(&r->merge_aid, ord, n);
     /* a merge inside a merge's epoch hook shares @p w: keep the outer's */
     outer_cur = w->log_cur;
     outer_ops = w->log_ops;
@@ -730,9 +730,6 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
                 break;
             }
         }
-        if (rc == CRDT_OK)
-            rc = crdt__mergeaid_write(aid, w->txn, r->dbi[CRDT_DB_LOG],
-                                      w->log_cur);
         if (run != NULL)
             run->aid = NULL;
         crdt__logrun_free(&own_run);
@@ -747,6 +744,9 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     w->pending_any |= outer_pending;
     if (rc == CRDT_OK)
         rc = crdt__applyq_flush(w, q);
+    /* the runs the aid packed meanwhile (nothing above read the log) */
+    if (rc == CRDT_OK)
+        rc = crdt__mergeaid_write(aid, w->txn, r->dbi[CRDT_DB_LOG], NULL);
     w->seq_defer = outer_defer;
     if (rc == CRDT_OK)
         rc = crdt__seq_flush_touched(w);

@@ -45,12 +45,14 @@ typedef struct {
     unsigned char key[16];
 } aid_run;
 
+/* Kept by the replica from merge to merge (its arrays grown once). */
 struct crdt__mergeaid {
     crdt__mitem *const *ord;
     aid_group *groups;
     aid_run *runs;
+    size_t cap; /* of groups and of runs */
     size_t n_groups, n_runs;
-    size_t cursor; /* the merge's thread only: its next run */
+    size_t cursor;  /* the merge's thread only: its next run */
     size_t written; /* the merge's thread only: runs before it are done */
     pthread_t th;
     pthread_mutex_t lock;
@@ -82,41 +84,16 @@ count_cpus(void)
     cpus_online = n > 0 && n < 4096 ? (int)n : 1;
 }
 
-/* Whether the merge's record of these changes could keep their decoded
- * views (logrun.c's test): else the packer decodes them itself. */
-static int
-views_inside(const crdt__mitem *it)
-{
-    const crdt_change *c = &it->c;
-    const unsigned char *d = it->data;
-    size_t len = it->len;
-
-    return c->ops >= d && c->ops <= d + len &&
-           c->ops_len <= (size_t)(d + len - c->ops) &&
-           (c->sig == NULL ||
-            (c->sig >= d && c->sig <= d + len &&
-             (size_t)(d + len - c->sig) >= 64));
-}
-
 static void
-pack_run(aid_run *ru, crdt__mitem *const *ord, crdt_bytes *list,
-         crdt_change *dec, unsigned char *hashes)
+pack_run(aid_run *ru, crdt__mitem *const *ord)
 {
     unsigned char *p = NULL;
     size_t len = 0;
-    int views = 1, rc;
 
-    for (size_t i = 0; i < ru->n; i++) {
-        const crdt__mitem *it = ord[ru->first + i];
-        list[i].data = it->data;
-        list[i].len = it->len;
-        dec[i] = it->c;
-        memcpy(hashes + i * CRDT_HASH_BYTES, it->c.hash, CRDT_HASH_BYTES);
-        views &= views_inside(it);
-    }
-    rc = views ? crdt__changes_pack_decoded(&p, &len, list, dec, ru->n)
-               : crdt__changes_pack_hashed(&p, &len, list, hashes, ru->n);
-    if (rc == CRDT_OK && len + 1 <= CRDT__LOGRUN_MAX) {
+    if (crdt__changes_pack_items(&p, &len,
+                                 (const crdt__mitem *const *)ord + ru->first,
+                                 ru->n) == CRDT_OK &&
+        len + 1 <= CRDT__LOGRUN_MAX) {
         ru->packed = p;
         ru->len = len;
     } else {
@@ -128,31 +105,15 @@ static void *
 aid_main(void *arg)
 {
     crdt__mergeaid *a = arg;
-    crdt_bytes *list = NULL;
-    crdt_change *dec = NULL;
-    unsigned char *hashes = NULL;
-    size_t most = 0;
 
-    for (size_t k = 0; k < a->n_runs; k++)
-        if (a->runs[k].n > most)
-            most = a->runs[k].n;
-    if (most > 1) {
-        list = malloc(most * sizeof *list);
-        dec = malloc(most * sizeof *dec);
-        hashes = malloc(most * CRDT_HASH_BYTES);
-    }
     for (size_t k = 0; k < a->n_runs; k++) {
-        aid_run *ru = &a->runs[k];
-        if (ru->n > 1 && list != NULL && dec != NULL && hashes != NULL)
-            pack_run(ru, a->ord, list, dec, hashes);
+        if (a->runs[k].n > 1)
+            pack_run(&a->runs[k], a->ord);
         pthread_mutex_lock(&a->lock);
         a->runs_done = k + 1;
         pthread_cond_broadcast(&a->cond);
         pthread_mutex_unlock(&a->lock);
     }
-    free(list);
-    free(dec);
-    free(hashes);
     for (size_t g = 0; g < a->n_groups; g++) {
         const aid_group *gr = &a->groups[g];
         int rc = crdt__prove_actor(a->ord + gr->first, gr->n);
@@ -175,9 +136,17 @@ aid_main(void *arg)
 static int
 plan(crdt__mergeaid *a, crdt__mitem *const *ord, size_t n)
 {
-    if ((a->groups = malloc(n * sizeof *a->groups)) == NULL ||
-        (a->runs = malloc(n * sizeof *a->runs)) == NULL)
-        return CRDT_ENOMEM;
+    if (n > a->cap) {
+        void *g = realloc(a->groups, n * sizeof *a->groups), *r;
+        if (g == NULL)
+            return CRDT_ENOMEM;
+        a->groups = g;
+        if ((r = realloc(a->runs, n * sizeof *a->runs)) == NULL)
+            return CRDT_ENOMEM;
+        a->runs = r;
+        a->cap = n;
+    }
+    a->n_groups = a->n_runs = 0;
     for (size_t i = 0, j; i < n; i = j) {
         size_t run_n = 0, run_len = 0;
         for (j = i + 1; j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
@@ -188,7 +157,8 @@ plan(crdt__mergeaid *a, crdt__mitem *const *ord, size_t n)
         for (size_t k = i; k < j; k++) {
             if (run_n > 0 && (run_n == CRDT__LOGRUN_CHANGES_MAX ||
                               run_len + ord[k]->len > CRDT__LOGRUN_BYTES_MAX)) {
-                a->runs[a->n_runs++] = (aid_run){ .first = k - run_n, .n = run_n };
+                a->runs[a->n_runs++] =
+                    (aid_run){ .first = k - run_n, .n = run_n };
                 run_n = run_len = 0;
             }
             run_n++;
@@ -199,20 +169,11 @@ plan(crdt__mergeaid *a, crdt__mitem *const *ord, size_t n)
     return CRDT_OK;
 }
 
-static void
-aid_free(crdt__mergeaid *a)
-{
-    for (size_t k = 0; k < a->n_runs; k++)
-        crdt_free(a->runs[k].packed);
-    free(a->runs);
-    free(a->groups);
-    free(a);
-}
-
 crdt__mergeaid *
-crdt__mergeaid_start(crdt__mitem *const *ord, size_t n)
+crdt__mergeaid_start(crdt__mergeaid **keep, crdt__mitem *const *ord,
+                     size_t n)
 {
-    crdt__mergeaid *a;
+    crdt__mergeaid *a = *keep;
     sigset_t all, old;
     size_t bytes = 0;
     int rc;
@@ -222,32 +183,35 @@ crdt__mergeaid_start(crdt__mitem *const *ord, size_t n)
     if (n == 0 || bytes < crdt__mergeaid_min_bytes)
         return NULL;
     pthread_once(&cpus_once, count_cpus);
-    if (cpus_online < 2 || (a = calloc(1, sizeof *a)) == NULL)
+    if (cpus_online < 2)
+        return NULL;
+    if (a == NULL) {
+        if ((a = calloc(1, sizeof *a)) == NULL)
+            return NULL;
+        if (pthread_mutex_init(&a->lock, NULL) != 0) {
+            free(a);
+            return NULL;
+        }
+        if (pthread_cond_init(&a->cond, NULL) != 0) {
+            pthread_mutex_destroy(&a->lock);
+            free(a);
+            return NULL;
+        }
+        *keep = a;
+    }
+    if (plan(a, ord, n) < 0)
         return NULL;
     a->ord = ord;
+    a->cursor = a->written = 0;
+    a->runs_done = a->groups_proven = 0;
     a->fail_at = SIZE_MAX;
-    if (plan(a, ord, n) < 0) {
-        aid_free(a);
-        return NULL;
-    }
-    if (pthread_mutex_init(&a->lock, NULL) != 0) {
-        aid_free(a);
-        return NULL;
-    }
-    if (pthread_cond_init(&a->cond, NULL) != 0) {
-        pthread_mutex_destroy(&a->lock);
-        aid_free(a);
-        return NULL;
-    }
     /* the application's signals are for its own threads, never ours */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     rc = pthread_create(&a->th, NULL, aid_main, a);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        pthread_cond_destroy(&a->cond);
-        pthread_mutex_destroy(&a->lock);
-        aid_free(a);
+        a->n_runs = a->n_groups = 0;
         return NULL;
     }
     return a;
@@ -306,14 +270,7 @@ crdt__mergeaid_write(crdt__mergeaid *a, MDB_txn *txn, MDB_dbi dbi,
         pthread_mutex_unlock(&a->lock);
         if (ru->packed == NULL) {
             /* the aid could not pack it (memory): the merge does */
-            crdt_bytes *list = malloc(ru->n * sizeof *list);
-            crdt_change *dec = malloc(ru->n * sizeof *dec);
-            unsigned char *hashes = malloc(ru->n * CRDT_HASH_BYTES);
-            if (list != NULL && dec != NULL && hashes != NULL)
-                pack_run(ru, a->ord, list, dec, hashes);
-            free(list);
-            free(dec);
-            free(hashes);
+            pack_run(ru, a->ord);
             if (ru->packed == NULL)
                 return CRDT_ENOMEM;
         }
@@ -349,7 +306,22 @@ crdt__mergeaid_end(crdt__mergeaid *a)
     if (a == NULL)
         return;
     pthread_join(a->th, NULL);
+    for (size_t k = 0; k < a->n_runs; k++) {
+        crdt_free(a->runs[k].packed);
+        a->runs[k].packed = NULL;
+    }
+    a->n_runs = a->n_groups = 0;
+    a->ord = NULL;
+}
+
+void
+crdt__mergeaid_free(crdt__mergeaid *a)
+{
+    if (a == NULL)
+        return;
     pthread_cond_destroy(&a->cond);
     pthread_mutex_destroy(&a->lock);
-    aid_free(a);
+    free(a->runs);
+    free(a->groups);
+    free(a);
 }

@@ -7,7 +7,7 @@
  * that prove each actor's changes (merge.c, invariant (4)). On a machine
  * with more than one CPU, a merge of enough bytes hands those to the aid,
  * which runs them while the merge applies: a run the aid packs is
- * written once its actors are done (or before the merge reads its log),
+ * written once the merge has applied the ops (or before it reads its log),
  * the proofs are awaited before the merge ends (and before a change of
  * another epoch reaches the epoch hook).
  * The outcome is the same bytes and the same errors as without the aid.
@@ -18,13 +18,6 @@
 #include <stddef.h>
 
 #include "internal.h"
-
-/* One change of a merge: its decoded header and its bytes. */
-typedef struct {
-    crdt_change c;
-    const unsigned char *data;
-    size_t len;
-} crdt__mitem;
 
 typedef struct crdt__mergeaid crdt__mergeaid;
 
@@ -38,11 +31,14 @@ extern _Atomic unsigned long crdt__mergeaid_records;
  * sorted by seq: CRDT_OK, or CRDT_EAUTH. */
 int crdt__prove_actor(crdt__mitem *const *items, size_t n);
 
-/* Starts an aid for the @p n changes @p ord (sorted by actor, then seq;
- * items and bytes stay alive and unchanged until crdt__mergeaid_end()).
+/* Starts the aid of a merge of the @p n changes @p ord (sorted by
+ * actor, then seq; items and bytes stay alive and unchanged until
+ * crdt__mergeaid_end()). @p keep: the replica's aid, kept from merge to
+ * merge (NULL before the first; crdt__mergeaid_free() at the close).
  * NULL: no aid (a small merge, one CPU, or no thread to be had): the
  * merge does everything itself. */
-crdt__mergeaid *crdt__mergeaid_start(crdt__mitem *const *ord, size_t n);
+crdt__mergeaid *crdt__mergeaid_start(crdt__mergeaid **keep,
+                                     crdt__mitem *const *ord, size_t n);
 
 /* A log run about to be written (@p n changes @p list of @p actor, under
  * log key @p key): when the aid packs exactly these changes, it keeps
@@ -54,7 +50,7 @@ int crdt__mergeaid_defer(crdt__mergeaid *a, const crdt_actor *actor,
 
 /* Writes the runs deferred so far (in @p txn's log @p dbi, through
  * @p cur when not NULL), waiting for their records: before the merge
- * reads its log, and once its actors are done. */
+ * reads its log, and once it has applied the ops. */
 int crdt__mergeaid_write(crdt__mergeaid *a, MDB_txn *txn, MDB_dbi dbi,
                          MDB_cursor *cur);
 
@@ -62,7 +58,8 @@ int crdt__mergeaid_write(crdt__mergeaid *a, MDB_txn *txn, MDB_dbi dbi,
  * @p upto are proven: CRDT_OK, or CRDT_EAUTH if one of them is not. */
 int crdt__mergeaid_proven(crdt__mergeaid *a, size_t upto);
 
-/* Waits for the thread and frees the aid and what it packed. */
+/* Waits for the thread and frees what it packed (the aid is kept). */
 void crdt__mergeaid_end(crdt__mergeaid *a);
+void crdt__mergeaid_free(crdt__mergeaid *a);
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "mergeaid.h"
 #include "seq.h"
 
 /* Written in the txn that creates the store (crdt__store_open), with
@@ -157,6 +158,7 @@ crdt_replica_close(crdt_replica *r)
     if (r->merge_run != NULL)
         crdt__logrun_free(r->merge_run);
     free(r->merge_run);
+    crdt__mergeaid_free(r->merge_aid);
     pthread_mutex_destroy(&r->map_lock);
     while (r->subs != NULL) /* left subscribed: freed with the replica */
         crdt_feed_unsubscribe(r->subs);
