@@ -9,7 +9,6 @@
 
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
-#include "mergeaid.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -565,21 +564,9 @@ START_TEST(test_log_counters_of_small_changes)
 }
 END_TEST
 
-/* The same tests with every merge given an aid (mergeaid.h), whatever
- * its size: the aid's records and proofs must change nothing. */
-static void
-setup_aid(void)
-{
-    crdt__mergeaid_min_bytes = 0;
-    setup();
-}
-
-static void
-teardown_aid(void)
-{
-    teardown();
-    crdt__mergeaid_min_bytes = 32 * 1024;
-}
+/* The same tests with every merge given an aid (libcrdt's mergeaid.h),
+ * whatever its size: the aid's records and proofs must change nothing. */
+TU_AID_FIXTURE
 
 Suite *
 test_suite(void)

@@ -6,7 +6,6 @@
  * leave nothing behind, wherever that actor sorts among the others.
  */
 #include <check.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,34 +47,7 @@ teardown(void)
     crdt_replica_close(y);
     test_rmtree(dx);
     test_rmtree(dy);
-    crdt__mergeaid_min_bytes = 32 * 1024;
-}
-
-/* BLAKE2b of every record (key, value) of database @p db of @p r. */
-static void
-db_digest(crdt_replica *r, int db, unsigned char out[32])
-{
-    crypto_generichash_state st;
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    MDB_val k, v;
-    int rc;
-
-    crypto_generichash_init(&st, NULL, 0, 32);
-    ck_assert_int_eq(crdt__txn_begin(r, 0, &txn), CRDT_OK);
-    ck_assert_int_eq(mdb_cursor_open(txn, r->dbi[db], &cur), 0);
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        uint64_t kl = k.mv_size, vl = v.mv_size;
-        crypto_generichash_update(&st, (const void *)&kl, sizeof kl);
-        crypto_generichash_update(&st, k.mv_data, k.mv_size);
-        crypto_generichash_update(&st, (const void *)&vl, sizeof vl);
-        crypto_generichash_update(&st, v.mv_data, v.mv_size);
-    }
-    ck_assert_int_eq(rc, MDB_NOTFOUND);
-    mdb_cursor_close(cur);
-    crdt__txn_end(r, txn, 0);
-    crypto_generichash_final(&st, out, 32);
+    tu_merge_aid_always(0);
 }
 
 static void
@@ -88,8 +60,8 @@ assert_same_replica(crdt_replica *p, crdt_replica *q)
 
     for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
         unsigned char a[32], b[32];
-        db_digest(p, dbs[i], a);
-        db_digest(q, dbs[i], b);
+        tu_db_digest(p, dbs[i], a);
+        tu_db_digest(q, dbs[i], b);
         ck_assert_msg(memcmp(a, b, 32) == 0, "database %d differs", dbs[i]);
     }
     tu_hash(hp, p);
@@ -249,11 +221,11 @@ check_forged(int forged)
     ck_assert_ptr_nonnull(last);
     tu_change_alter_op(last);
     tu_hash(h0, y);
-    db_digest(y, CRDT_DB_LOG, before);
+    tu_db_digest(y, CRDT_DB_LOG, before);
     ck_assert_int_eq(merge_with(x, SIZE_MAX, all.v, all.n), CRDT_EAUTH);
     ck_assert_int_eq(merge_with(y, 0, all.v, all.n), CRDT_EAUTH);
     tu_hash(h1, y);
-    db_digest(y, CRDT_DB_LOG, after);
+    tu_db_digest(y, CRDT_DB_LOG, after);
     ck_assert_str_eq(h0, h1);
     ck_assert(memcmp(before, after, 32) == 0);
     assert_same_replica(x, y);

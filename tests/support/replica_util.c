@@ -7,7 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "crdt/raw.h"
+#include "internal.h"
+#include "mergeaid.h"
 #include "support/support.h"
 
 crdt_replica *
@@ -277,4 +281,36 @@ tu_change_alter_op(crdt_bytes *b)
     p[at] = p[at] == 0x01 ? 0x02 : 0x01; /* still a positive fixint or a
                                             value's last byte */
     ck_assert_int_eq(crdt_change_decode(&c, b->data, b->len), CRDT_OK);
+}
+
+void
+tu_db_digest(crdt_replica *r, int db, unsigned char out[32])
+{
+    crypto_generichash_state st;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+
+    crypto_generichash_init(&st, NULL, 0, 32);
+    ck_assert_int_eq(crdt__txn_begin(r, 0, &txn), CRDT_OK);
+    ck_assert_int_eq(mdb_cursor_open(txn, r->dbi[db], &cur), 0);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint64_t kl = k.mv_size, vl = v.mv_size;
+        crypto_generichash_update(&st, (const void *)&kl, sizeof kl);
+        crypto_generichash_update(&st, k.mv_data, k.mv_size);
+        crypto_generichash_update(&st, (const void *)&vl, sizeof vl);
+        crypto_generichash_update(&st, v.mv_data, v.mv_size);
+    }
+    ck_assert_int_eq(rc, MDB_NOTFOUND);
+    mdb_cursor_close(cur);
+    crdt__txn_end(r, txn, 0);
+    crypto_generichash_final(&st, out, 32);
+}
+
+void
+tu_merge_aid_always(int on)
+{
+    crdt__mergeaid_min_bytes = on ? 0 : 32 * 1024;
 }

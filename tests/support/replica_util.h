@@ -59,5 +59,17 @@ int tu_put_int(crdt_replica *r, const char *coll, const char *doc,
  * each (checked). */
 void tu_put_numbered(crdt_replica *r, const char *coll, const char *prefix,
                      int width, int n, const char *field);
+/* BLAKE2b of every record (key length, key, value length, value) of
+ * database @p db (a CRDT_DB_* of crdt/raw.h) of @p r, in key order. */
+void tu_db_digest(crdt_replica *r, int db, unsigned char out[32]);
+/* 1: every merge gets the large merge's second thread (libcrdt's
+ * mergeaid.h), however small; 0: the default again. */
+void tu_merge_aid_always(int on);
+/* setup_aid() and teardown_aid(): the file's own setup() and teardown()
+ * with tu_merge_aid_always() on, for a second run of its tests. Written
+ * without a ';' after it. */
+#define TU_AID_FIXTURE                                                         \
+    static void setup_aid(void) { tu_merge_aid_always(1); setup(); }           \
+    static void teardown_aid(void) { teardown(); tu_merge_aid_always(0); }
 
 #endif
