@@ -23,6 +23,7 @@
 
 #include "crdt/crdt.h"
 #include "internal.h"
+#include "support/op_context.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -35,18 +36,6 @@ inside(const void *p, size_t n, const uint8_t *lo, size_t size)
         return;
     if (b < lo || b + n > lo + size)
         abort();
-}
-
-static void
-context(crdt_op_iter *ctx)
-{
-    memset(ctx, 0, sizeof *ctx);
-    ctx->compact = 1;
-    memset(ctx->self.b, 0x07, sizeof ctx->self.b);
-    ctx->coll = "c";
-    ctx->doc = "d";
-    ctx->field = "f";
-    ctx->coll_len = ctx->doc_len = ctx->field_len = 1;
 }
 
 static int
@@ -66,7 +55,7 @@ in_change(const uint8_t *data, size_t size)
     crdt__enc e, s;
     int rc;
 
-    context(&ctx);
+    tu_format2_context(&ctx);
     rc = crdt__op_decode_in(&op, &m, &ctx);
     if (rc != CRDT_OK && rc != CRDT_EPROTO)
         abort();
@@ -74,12 +63,12 @@ in_change(const uint8_t *data, size_t size)
         return;
     crdt__enc_init(&e);
     crdt__enc_init(&s);
-    context(&ctx);
+    tu_format2_context(&ctx);
     if (crdt__op_encode_in(&e, &op, &ctx) == CRDT_OK &&
         crdt__enc_ok(&e) == CRDT_OK) {
         crdt__mp m2 = { (unsigned char *)e.sb.data,
                         (unsigned char *)e.sb.data + e.sb.size };
-        context(&ctx);
+        tu_format2_context(&ctx);
         if (crdt__op_decode_in(&op2, &m2, &ctx) != CRDT_OK ||
             m2.p != m2.end || op2.kind != op.kind || op2.pos != op.pos ||
             op2.len != op.len || op2.ctr != op.ctr ||

@@ -12,6 +12,7 @@
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
 #include "internal.h" /* crdt__op_decode: a copy inside a copy */
+#include "support/op_context.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -274,18 +275,6 @@ int_form_holds(int form, uint64_t v)
     return v <= max[form];
 }
 
-static void
-format2_context(crdt_op_iter *ctx)
-{
-    memset(ctx, 0, sizeof *ctx);
-    ctx->compact = 1;
-    memset(ctx->self.b, 0x07, sizeof ctx->self.b);
-    ctx->coll = "c";
-    ctx->doc = "d";
-    ctx->field = "f";
-    ctx->coll_len = ctx->doc_len = ctx->field_len = 1;
-}
-
 /* The copy decode_exact() read: the op's names and text point into it
  * until the next call. */
 static unsigned char *exact_copy;
@@ -306,7 +295,7 @@ decode_exact(crdt_op *op, const unsigned char *b, size_t len, int in_change)
     memcpy(c, b, len);
     m.p = c;
     m.end = c + len;
-    format2_context(&ctx);
+    tu_format2_context(&ctx);
     rc = crdt__op_decode_in(op, &m, in_change ? &ctx : NULL);
     if (rc == CRDT_OK)
         ck_assert_ptr_eq(m.p, m.end);
@@ -392,7 +381,7 @@ START_TEST(test_op_counters_and_names_read_in_every_encoding)
                                  0xa9, 0xa1, 'v', 1 };
         crdt__mp m = { op_b, op_b + sizeof op_b };
         crdt_op_iter ctx;
-        format2_context(&ctx);
+        tu_format2_context(&ctx);
         ck_assert_int_eq(crdt__op_decode_in(&op, &m, &ctx), CRDT_OK);
         m.p = op_b;
         ck_assert_int_eq(crdt__op_decode_in(&op, &m, &ctx), CRDT_OK);
