@@ -625,6 +625,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     item *items, *own_items = NULL, **ord;
     crdt__mergeaid *aid = NULL;
     size_t failed_at = SIZE_MAX; /* the actor (ord index) that failed */
+    int reached = 0;             /* the actors were reached */
     MDB_val v;
     int rc = CRDT_OK;
 
@@ -716,8 +717,10 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         }
         if (rc == CRDT_OK)
             rc = crdt__logrun_reserve(run, n);
-        if (rc == CRDT_OK)
+        if (rc == CRDT_OK) {
             run->aid = aid;
+            reached = 1;
+        }
         for (size_t i = 0, j; rc == CRDT_OK && i < n; i = j) {
             for (j = i + 1;
                  j < n && memcmp(ord[j]->c.actor.b, ord[i]->c.actor.b,
@@ -767,7 +770,7 @@ done:
     if (aid != NULL) {
         /* (4): an actor not proven up to where the merge stopped is the
          * merge's error, as when each was proven before it applied */
-        int proof = crdt__mergeaid_proven(aid, failed_at);
+        int proof = reached ? crdt__mergeaid_proven(aid, failed_at) : CRDT_OK;
         if (proof < 0)
             rc = proof;
         crdt__mergeaid_end(aid);
