@@ -626,6 +626,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     crdt__mergeaid *aid = NULL;
     size_t failed_at = SIZE_MAX; /* the actor (ord index) that failed */
     int reached = 0;             /* the actors were reached */
+    size_t split = n;            /* the merge screens items[0, split) */
     MDB_val v;
     int rc = CRDT_OK;
 
@@ -656,33 +657,24 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         items = r->merge_buf;
     }
     ord = (item **)(items + n);
-    for (size_t i = 0; i < n; i++) {
-        crdt_change *c = &items[i].c;
-        uint64_t top;
-
-        items[i].data = changes[i].data;
-        items[i].len = changes[i].len;
+    for (size_t i = 0; i < n; i++)
         ord[i] = &items[i];
-        /* each op is decoded (and checked) once, when it is queued */
-        rc = crdt__change_decode_header(c, changes[i].data, changes[i].len);
-        if (rc < 0)
-            goto done;
-        if (memcmp(c->space_id, r->space_id, CRDT_SPACE_ID_BYTES) != 0) {
-            rc = CRDT_EAUTH; /* replayed from another space */
-            goto done;
-        }
-        top = c->hlc + c->n_ops - 1;
-        if (crdt__hlc_ms(top) > now + r->max_drift_ms) {
-            rc = CRDT_ECLOCK;
-            goto done;
-        }
-        if (top > max_hlc)
-            max_hlc = top;
-    }
-    qsort(ord, n, sizeof *ord, cmp_item);
     /* a merge inside a merge's epoch hook runs on its own */
     if (q != &own)
-        aid = crdt__mergeaid_start(&r->merge_aid, ord, n);
+        aid = crdt__mergeaid_begin(&r->merge_aid, items, changes, n,
+                                   r->space_id, now + r->max_drift_ms,
+                                   &split);
+    for (size_t i = 0; i < split; i++)
+        if ((rc = crdt__mitem_screen(&items[i], &changes[i], r->space_id,
+                                     now + r->max_drift_ms, &max_hlc)) < 0)
+            goto done;
+    if (aid != NULL && (rc = crdt__mergeaid_screened(aid, &max_hlc)) < 0)
+        goto done;
+    qsort(ord, n, sizeof *ord, cmp_item);
+    if (aid != NULL && crdt__mergeaid_go(aid, ord, n) < 0) {
+        crdt__mergeaid_end(aid); /* the merge does it all itself */
+        aid = NULL;
+    }
     /* a merge inside a merge's epoch hook shares @p w: keep the outer's */
     outer_cur = w->log_cur;
     outer_ops = w->log_ops;

@@ -47,6 +47,15 @@ typedef struct {
 
 /* Kept by the replica from merge to merge (its arrays grown once). */
 struct crdt__mergeaid {
+    /* stage 1: the headers of items[split, n) */
+    crdt__mitem *items;
+    const crdt_bytes *changes;
+    size_t split, n;
+    const unsigned char *space;
+    uint64_t limit_ms;
+    int s1_rc;          /* the first error of its range */
+    uint64_t s1_max_hlc;
+    /* stage 2 */
     crdt__mitem *const *ord;
     aid_group *groups;
     aid_run *runs;
@@ -58,6 +67,7 @@ struct crdt__mergeaid {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     /* under lock */
+    int screened, go, stop;
     size_t runs_done, groups_proven;
     size_t fail_at; /* ord index of the first actor not proven; SIZE_MAX */
 };
@@ -71,6 +81,30 @@ crdt__prove_actor(crdt__mitem *const *items, size_t n)
         if (crdt_change_verify(&items[i]->c) < 0)
             return CRDT_EAUTH;
     }
+    return CRDT_OK;
+}
+
+int
+crdt__mitem_screen(crdt__mitem *it, const crdt_bytes *ch,
+                   const unsigned char *space, uint64_t limit_ms,
+                   uint64_t *max_hlc)
+{
+    crdt_change *c = &it->c;
+    uint64_t top;
+    int rc;
+
+    it->data = ch->data;
+    it->len = ch->len;
+    /* each op is decoded (and checked) once, when it is queued */
+    if ((rc = crdt__change_decode_header(c, ch->data, ch->len)) < 0)
+        return rc;
+    if (memcmp(c->space_id, space, CRDT_SPACE_ID_BYTES) != 0)
+        return CRDT_EAUTH; /* replayed from another space */
+    top = c->hlc + c->n_ops - 1;
+    if (crdt__hlc_ms(top) > limit_ms)
+        return CRDT_ECLOCK;
+    if (top > *max_hlc)
+        *max_hlc = top;
     return CRDT_OK;
 }
 
@@ -105,7 +139,25 @@ static void *
 aid_main(void *arg)
 {
     crdt__mergeaid *a = arg;
+    int stop;
 
+    for (size_t i = a->split; i < a->n; i++) {
+        int rc = crdt__mitem_screen(&a->items[i], &a->changes[i], a->space,
+                                    a->limit_ms, &a->s1_max_hlc);
+        if (rc < 0) {
+            a->s1_rc = rc;
+            break;
+        }
+    }
+    pthread_mutex_lock(&a->lock);
+    a->screened = 1;
+    pthread_cond_broadcast(&a->cond);
+    while (!a->go && !a->stop)
+        pthread_cond_wait(&a->cond, &a->lock);
+    stop = a->stop;
+    pthread_mutex_unlock(&a->lock);
+    if (stop)
+        return NULL;
     for (size_t k = 0; k < a->n_runs; k++) {
         if (a->runs[k].n > 1)
             pack_run(&a->runs[k], a->ord);
@@ -170,16 +222,19 @@ plan(crdt__mergeaid *a, crdt__mitem *const *ord, size_t n)
 }
 
 crdt__mergeaid *
-crdt__mergeaid_start(crdt__mergeaid **keep, crdt__mitem *const *ord,
-                     size_t n)
+crdt__mergeaid_begin(crdt__mergeaid **keep, crdt__mitem *items,
+                     const crdt_bytes *changes, size_t n,
+                     const unsigned char *space, uint64_t limit_ms,
+                     size_t *split)
 {
     crdt__mergeaid *a = *keep;
     sigset_t all, old;
-    size_t bytes = 0;
+    size_t bytes = 0, half = 0, h;
     int rc;
 
-    for (size_t i = 0; i < n && bytes < crdt__mergeaid_min_bytes; i++)
-        bytes += ord[i]->len;
+    *split = n;
+    for (size_t i = 0; i < n; i++)
+        bytes += changes[i].len;
     if (n == 0 || bytes < crdt__mergeaid_min_bytes)
         return NULL;
     pthread_once(&cpus_once, count_cpus);
@@ -199,10 +254,23 @@ crdt__mergeaid_start(crdt__mergeaid **keep, crdt__mitem *const *ord,
         }
         *keep = a;
     }
-    if (plan(a, ord, n) < 0)
-        return NULL;
-    a->ord = ord;
+    /* the merge's thread takes the first half of the bytes */
+    for (h = 0; h < n && half < bytes / 2; h++)
+        half += changes[h].len;
+    if (h == 0)
+        h = 1;
+    a->items = items;
+    a->changes = changes;
+    a->split = h;
+    a->n = n;
+    a->space = space;
+    a->limit_ms = limit_ms;
+    a->s1_rc = CRDT_OK;
+    a->s1_max_hlc = 0;
+    a->ord = NULL;
+    a->n_groups = a->n_runs = 0;
     a->cursor = a->written = 0;
+    a->screened = a->go = a->stop = 0;
     a->runs_done = a->groups_proven = 0;
     a->fail_at = SIZE_MAX;
     /* the application's signals are for its own threads, never ours */
@@ -210,11 +278,41 @@ crdt__mergeaid_start(crdt__mergeaid **keep, crdt__mitem *const *ord,
     pthread_sigmask(SIG_SETMASK, &all, &old);
     rc = pthread_create(&a->th, NULL, aid_main, a);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        a->n_runs = a->n_groups = 0;
+    if (rc != 0)
         return NULL;
-    }
+    *split = h;
     return a;
+}
+
+int
+crdt__mergeaid_screened(crdt__mergeaid *a, uint64_t *max_hlc)
+{
+    pthread_mutex_lock(&a->lock);
+    while (!a->screened)
+        pthread_cond_wait(&a->cond, &a->lock);
+    pthread_mutex_unlock(&a->lock);
+    if (a->s1_rc < 0)
+        return a->s1_rc;
+    if (a->s1_max_hlc > *max_hlc)
+        *max_hlc = a->s1_max_hlc;
+    return CRDT_OK;
+}
+
+int
+crdt__mergeaid_go(crdt__mergeaid *a, crdt__mitem *const *ord, size_t n)
+{
+    int rc = plan(a, ord, n);
+
+    pthread_mutex_lock(&a->lock);
+    if (rc == CRDT_OK) {
+        a->ord = ord;
+        a->go = 1;
+    } else {
+        a->stop = 1;
+    }
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
+    return rc;
 }
 
 int
@@ -305,6 +403,11 @@ crdt__mergeaid_end(crdt__mergeaid *a)
 {
     if (a == NULL)
         return;
+    pthread_mutex_lock(&a->lock);
+    if (!a->go)
+        a->stop = 1; /* stage 2 never came */
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
     pthread_join(a->th, NULL);
     for (size_t k = 0; k < a->n_runs; k++) {
         crdt_free(a->runs[k].packed);

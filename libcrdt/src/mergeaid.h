@@ -16,6 +16,7 @@
 #define CRDT_MERGEAID_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "internal.h"
 
@@ -31,14 +32,31 @@ extern _Atomic unsigned long crdt__mergeaid_records;
  * sorted by seq: CRDT_OK, or CRDT_EAUTH. */
 int crdt__prove_actor(crdt__mitem *const *items, size_t n);
 
-/* Starts the aid of a merge of the @p n changes @p ord (sorted by
- * actor, then seq; items and bytes stay alive and unchanged until
- * crdt__mergeaid_end()). @p keep: the replica's aid, kept from merge to
- * merge (NULL before the first; crdt__mergeaid_free() at the close).
- * NULL: no aid (a small merge, one CPU, or no thread to be had): the
- * merge does everything itself. */
-crdt__mergeaid *crdt__mergeaid_start(crdt__mergeaid **keep,
-                                     crdt__mitem *const *ord, size_t n);
+/* Decodes change @p ch's header into @p it and screens it (merge.c,
+ * step 1): the space @p space, the last op's stamp not beyond
+ * @p limit_ms; raises *max_hlc to that stamp. */
+int crdt__mitem_screen(crdt__mitem *it, const crdt_bytes *ch,
+                       const unsigned char *space, uint64_t limit_ms,
+                       uint64_t *max_hlc);
+
+/* Starts the aid of a merge of the @p n changes @p changes into
+ * @p items: it screens items[*split, n) (crdt__mitem_screen()) while the
+ * merge screens items[0, *split). @p keep: the replica's aid, kept from
+ * merge to merge (NULL before the first; crdt__mergeaid_free() at the
+ * close). NULL (and *split = n): no aid (a small merge, one CPU, or no
+ * thread to be had): the merge does everything itself. */
+crdt__mergeaid *crdt__mergeaid_begin(crdt__mergeaid **keep,
+                                     crdt__mitem *items,
+                                     const crdt_bytes *changes, size_t n,
+                                     const unsigned char *space,
+                                     uint64_t limit_ms, size_t *split);
+/* Waits for the aid's screening: the first error of its part, or
+ * CRDT_OK and *max_hlc raised to its largest stamp. */
+int crdt__mergeaid_screened(crdt__mergeaid *a, uint64_t *max_hlc);
+/* Hands the aid the items sorted (@p ord: by actor, then seq; alive and
+ * unchanged until crdt__mergeaid_end()) for packing and proving.
+ * CRDT_ENOMEM: the aid does nothing more (end it; the merge does all). */
+int crdt__mergeaid_go(crdt__mergeaid *a, crdt__mitem *const *ord, size_t n);
 
 /* A log run about to be written (@p n changes @p list of @p actor, under
  * log key @p key): when the aid packs exactly these changes, it keeps
@@ -58,7 +76,8 @@ int crdt__mergeaid_write(crdt__mergeaid *a, MDB_txn *txn, MDB_dbi dbi,
  * @p upto are proven: CRDT_OK, or CRDT_EAUTH if one of them is not. */
 int crdt__mergeaid_proven(crdt__mergeaid *a, size_t upto);
 
-/* Waits for the thread and frees what it packed (the aid is kept). */
+/* Waits for the thread (stopping it if it never got its items sorted)
+ * and frees what it packed (the aid is kept). */
 void crdt__mergeaid_end(crdt__mergeaid *a);
 void crdt__mergeaid_free(crdt__mergeaid *a);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
@@ -238,6 +239,62 @@ START_TEST(test_aid_refuses_a_forged_actor)
 }
 END_TEST
 
+static uint64_t
+far_future(void *ctx)
+{
+    (void)ctx;
+    return (uint64_t)time(NULL) * 1000 + 3600 * 1000; /* an hour ahead */
+}
+
+/* The aid screens the second half of the batch's headers: an error
+ * there fails the merge, and an error in both halves answers the
+ * first one's, as one thread screening in order would. */
+START_TEST(test_aid_screens_in_order)
+{
+    char dz[256];
+    crdt_replica *z;
+    crdt_bytes *v;
+    tu_batch all, late, other;
+    size_t n;
+
+    write_sources(20);
+    all = all_changes();
+    /* a change stamped an hour ahead, and one of another space */
+    crdt_set_clock(far_future, NULL);
+    ck_assert_int_eq(tu_put_int(src[1], "c", "late", "v", 1), CRDT_OK);
+    crdt_set_clock(NULL, NULL);
+    late = tu_export_all(src[1]);
+    z = tu_create(dz, sizeof dz, NULL);
+    ck_assert_int_eq(tu_put_int(z, "c", "z", "v", 1), CRDT_OK);
+    other = tu_export_all(z);
+    v = calloc(all.n + 2, sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    /* other space at the end (the aid's half) */
+    memcpy(v, all.v, all.n * sizeof *v);
+    v[all.n] = other.v[0];
+    n = all.n + 1;
+    ck_assert_int_eq(merge_with(y, 0, v, n), CRDT_EAUTH);
+    ck_assert_int_eq(merge_with(x, SIZE_MAX, v, n), CRDT_EAUTH);
+    /* and the future change first (the merge's half): that one answers */
+    memmove(v + 1, v, n * sizeof *v);
+    v[0] = late.v[late.n - 1];
+    n++;
+    ck_assert_int_eq(merge_with(y, 0, v, n), CRDT_ECLOCK);
+    ck_assert_int_eq(merge_with(x, SIZE_MAX, v, n), CRDT_ECLOCK);
+    assert_same_replica(x, y);
+    /* the batch alone merges */
+    ck_assert_int_eq(merge_with(y, 0, all.v, all.n), CRDT_OK);
+    ck_assert_int_eq(merge_with(x, SIZE_MAX, all.v, all.n), CRDT_OK);
+    assert_same_replica(x, y);
+    free(v);
+    tu_batch_free(&all);
+    tu_batch_free(&late);
+    tu_batch_free(&other);
+    crdt_replica_close(z);
+    test_rmtree(dz);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -248,6 +305,7 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_aid_writes_what_the_merge_would);
     tcase_add_test(tc, test_aid_with_duplicates_and_gaps);
+    tcase_add_test(tc, test_aid_screens_in_order);
     tcase_add_loop_test(tc, test_aid_refuses_a_forged_actor, 0, N_SRC);
     suite_add_tcase(s, tc);
     return s;
