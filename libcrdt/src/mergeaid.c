@@ -2,9 +2,11 @@
  * mergeaid.c: a large merge's second thread (see mergeaid.h).
  *
  * Invariants:
- *  (1) The aid reads the merge's sorted changes and their bytes and
- *      writes only its own memory: it never touches LMDB, the replica or
- *      the merge's queue, so the merge's txn stays on the merge's thread.
+ *  (1) The aid reads the merge's changes and their bytes and writes only
+ *      its own memory and the items of the batch's second half (their
+ *      decoded headers, before the merge reads them): it never touches
+ *      LMDB, the replica or the merge's queue, so the merge's txn stays
+ *      on the merge's thread.
  *  (2) Its runs are cut as the log's run would cut them (logrun.c: one
  *      actor's changes, split at CRDT__LOGRUN_CHANGES_MAX changes and
  *      CRDT__LOGRUN_BYTES_MAX bytes) and packed by the same packer from

@@ -1,12 +1,14 @@
 /*
  * mergeaid.h: a large merge's second thread (mergeaid.c).
  *
- * A merge's own thread decodes and applies the ops and writes LMDB; two
- * of its steps read only the message's bytes and the decoded headers:
+ * A merge's own thread decodes and applies the ops and writes LMDB;
+ * three of its steps read only the message's bytes and the decoded
+ * headers: decoding, hashing and screening each change's header,
  * packing each actor's run into its log record, and the Ed25519 checks
  * that prove each actor's changes (merge.c, invariant (4)). On a machine
- * with more than one CPU, a merge of enough bytes hands those to the aid,
- * which runs them while the merge applies: a run the aid packs is
+ * with more than one CPU, a merge of enough bytes shares the first with
+ * the aid (it screens the batch's second half) and hands it the other
+ * two, which it runs while the merge applies: a run the aid packs is
  * written once the merge has applied the ops (or before it reads its log),
  * the proofs are awaited before the merge ends (and before a change of
  * another epoch reaches the epoch hook).
