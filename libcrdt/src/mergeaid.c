@@ -33,6 +33,7 @@
 #include "mergeaid.h"
 
 size_t crdt__mergeaid_min_bytes = 32 * 1024;
+size_t crdt__mergeaid_split_min = 512;
 _Atomic unsigned long crdt__mergeaid_records;
 
 typedef struct {
@@ -256,11 +257,15 @@ crdt__mergeaid_begin(crdt__mergeaid **keep, crdt__mitem *items,
         }
         *keep = a;
     }
-    /* the merge's thread takes the first half of the bytes */
+    /* the merge's thread takes the first half of the bytes; a batch of
+     * fewer changes is screened by the merge alone (the aid starts
+     * meanwhile, and a hand-over would cost more than their headers) */
     for (h = 0; h < n && half < bytes / 2; h++)
         half += changes[h].len;
     if (h == 0)
         h = 1;
+    if (n < crdt__mergeaid_split_min)
+        h = n;
     a->items = items;
     a->changes = changes;
     a->split = h;

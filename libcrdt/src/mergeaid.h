@@ -27,6 +27,8 @@ typedef struct crdt__mergeaid crdt__mergeaid;
 /* The smallest merge (its changes' bytes together) given an aid;
  * 0 = every merge (tests), SIZE_MAX = none. */
 extern size_t crdt__mergeaid_min_bytes;
+/* The fewest changes whose headers the aid shares (0 = any: tests). */
+extern size_t crdt__mergeaid_split_min;
 /* Log records the aids of this process have written (tests, profiles). */
 extern _Atomic unsigned long crdt__mergeaid_records;
 

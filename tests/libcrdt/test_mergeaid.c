@@ -130,9 +130,10 @@ merge_with(crdt_replica *r, size_t min_bytes, const crdt_bytes *v, size_t n)
 {
     int rc;
 
+    tu_merge_aid_always(min_bytes == 0);
     crdt__mergeaid_min_bytes = min_bytes;
     rc = crdt_merge(NULL, r, v, n);
-    crdt__mergeaid_min_bytes = 32 * 1024;
+    tu_merge_aid_always(0);
     return rc;
 }
 

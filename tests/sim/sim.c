@@ -121,8 +121,10 @@ main(int argc, char **argv)
             verbose = 1;
         else if (!strcmp(argv[i], "--check-determinism"))
             determinism = 1;
-        else if (!strcmp(argv[i], "--merge-aid"))
+        else if (!strcmp(argv[i], "--merge-aid")) {
             crdt__mergeaid_min_bytes = 0;
+            crdt__mergeaid_split_min = 0;
+        }
         else {
             fprintf(stderr, "usage: strata-sim --first-seed S --seeds N "
                             "[--steps K] [--verbose] [--check-determinism] "

@@ -313,4 +313,5 @@ void
 tu_merge_aid_always(int on)
 {
     crdt__mergeaid_min_bytes = on ? 0 : 32 * 1024;
+    crdt__mergeaid_split_min = on ? 0 : 512;
 }
