@@ -420,8 +420,6 @@ crdt__mergeaid_end(crdt__mergeaid *a)
         crdt_free(a->runs[k].packed);
         a->runs[k].packed = NULL;
     }
-    a->n_runs = a->n_groups = 0;
-    a->ord = NULL;
 }
 
 void
