@@ -42,8 +42,12 @@
 
 #include "internal.h"
 
-#define REC_VERSION 1
+#define REC_V1 1 /* entries whole: len(u16) | entry; read, not written */
+#define REC_V2 2 /* coded against the entry before (code_entry()): store
+                    format 4 writes it */
 #define REC_HEAD 6                   /* version, flags, count(4) */
+#define V1_ENTRY_HEAD 2
+#define V2_ENTRY_HEAD 3              /* keep, tail, n */
 #define REC_MAX_ENTRIES 65536u       /* more: the record says everything */
 #define REC_MAX_BYTES (4u << 20)     /* the decoder's size limit */
 #define ENTRY_MAX (3 * CRDT_NAME_MAX + 3)
@@ -204,6 +208,35 @@ span_cmp(const void *a, const void *b)
     return crdt__key_cmp(x->p, x->len, y->p, y->len);
 }
 
+/*
+ * Entry @p cur coded against @p prev (NULL for the first) into @p o:
+ * keep | tail | n | n bytes, where cur is the first keep bytes of prev,
+ * the n bytes, then the last tail bytes of prev. Sorted entries of one
+ * collection and field differ only in the middle, where their documents
+ * differ (c 0 doc-0041 0 v 0, then c 0 doc-0042 0 v 0: keep 9, tail 3,
+ * the byte '2'), so a merge's record shrinks to about a third.
+ */
+static size_t
+code_entry(unsigned char *o, const span *prev, const span *cur)
+{
+    size_t keep = 0, tail = 0, n;
+
+    if (prev != NULL) {
+        size_t m = prev->len < cur->len ? prev->len : cur->len;
+        while (keep < m && prev->p[keep] == cur->p[keep])
+            keep++;
+        while (keep + tail < m &&
+               prev->p[prev->len - 1 - tail] == cur->p[cur->len - 1 - tail])
+            tail++;
+    }
+    n = cur->len - keep - tail;
+    o[0] = (unsigned char)keep; /* an entry is at most ENTRY_MAX < 256 */
+    o[1] = (unsigned char)tail;
+    o[2] = (unsigned char)n;
+    memcpy(o + V2_ENTRY_HEAD, cur->p + keep, n);
+    return V2_ENTRY_HEAD + n;
+}
+
 /* Build the record into a->rec: sorted, unique entries. */
 static int
 build_record(crdt__feedacc *a)
@@ -235,15 +268,15 @@ build_record(crdt__feedacc *a)
             if (u == 0 || span_cmp(&s[u - 1], &s[i]) != 0)
                 s[u++] = s[i];
         n = u;
-        for (size_t i = 0; i < n; i++)
-            out += 2 + s[i].len;
+        for (size_t i = 0; i < n; i++) /* at most: none coded shorter */
+            out += V2_ENTRY_HEAD + s[i].len;
     }
     rec = malloc(a->all ? REC_HEAD : out);
     if (rec == NULL) {
         free(s);
         return CRDT_ENOMEM;
     }
-    rec[0] = REC_VERSION;
+    rec[0] = REC_V2;
     rec[1] = a->all ? 1 : 0;
     n = a->all ? 0 : n;
     rec[2] = (unsigned char)(n >> 24);
@@ -251,12 +284,8 @@ build_record(crdt__feedacc *a)
     rec[4] = (unsigned char)(n >> 8);
     rec[5] = (unsigned char)n;
     out = REC_HEAD;
-    for (size_t i = 0; i < n; i++) {
-        rec[out] = (unsigned char)(s[i].len >> 8);
-        rec[out + 1] = (unsigned char)s[i].len;
-        memcpy(rec + out + 2, s[i].p, s[i].len);
-        out += 2 + s[i].len;
-    }
+    for (size_t i = 0; i < n; i++)
+        out += code_entry(rec + out, i > 0 ? &s[i - 1] : NULL, &s[i]);
     free(s);
     a->rec = rec;
     a->rec_len = out;
@@ -347,26 +376,108 @@ str_at(const unsigned char **p, const unsigned char *end, const char **out,
     return CRDT_OK;
 }
 
+/*
+ * The entries of a record, one at a time (docs/storage.md 6.5): a
+ * version 1 entry is read where it lies; a version 2 entry is rebuilt
+ * from the one before into @out, where it stays (the event points
+ * into it).
+ */
+typedef struct {
+    const unsigned char *p, *end;
+    int version;
+    unsigned char *out;
+    const unsigned char *prev;
+    size_t prev_len;
+} entry_reader;
+
+static int
+next_entry(entry_reader *r, const unsigned char **e, size_t *el)
+{
+    const unsigned char *p = r->p;
+
+    if (r->version == REC_V1) {
+        if (r->end - p < V1_ENTRY_HEAD)
+            return CRDT_ECORRUPT;
+        *el = (size_t)p[0] << 8 | p[1];
+        *e = p + V1_ENTRY_HEAD;
+        if (*el > (size_t)(r->end - *e))
+            return CRDT_ECORRUPT;
+        r->p = *e + *el;
+    } else {
+        size_t keep, tail, n;
+        unsigned char *d = r->out;
+
+        if (r->end - p < V2_ENTRY_HEAD)
+            return CRDT_ECORRUPT;
+        keep = p[0];
+        tail = p[1];
+        n = p[2];
+        if (n > (size_t)(r->end - p - V2_ENTRY_HEAD) ||
+            keep + tail > r->prev_len)
+            return CRDT_ECORRUPT;
+        if (keep)
+            memcpy(d, r->prev, keep);
+        memcpy(d + keep, p + V2_ENTRY_HEAD, n);
+        if (tail)
+            memcpy(d + keep + n, r->prev + r->prev_len - tail, tail);
+        *e = d;
+        *el = keep + n + tail;
+        r->out = d + *el;
+        r->p = p + V2_ENTRY_HEAD + n;
+    }
+    r->prev = *e;
+    r->prev_len = *el;
+    return CRDT_OK;
+}
+
+/* The bytes a version 2 record's @p count entries rebuild to, or
+ * SIZE_MAX when its headers do not hold together. */
+static size_t
+v2_rebuilt_len(const unsigned char *p, const unsigned char *end,
+               size_t count)
+{
+    size_t total = 0, prev_len = 0;
+
+    for (size_t i = 0; i < count; i++) {
+        size_t keep, tail, n;
+
+        if (end - p < V2_ENTRY_HEAD)
+            return SIZE_MAX;
+        keep = p[0];
+        tail = p[1];
+        n = p[2];
+        if (n > (size_t)(end - p - V2_ENTRY_HEAD) || keep + tail > prev_len)
+            return SIZE_MAX;
+        prev_len = keep + n + tail;
+        total += prev_len;
+        p += V2_ENTRY_HEAD + n;
+    }
+    return p == end ? total : SIZE_MAX;
+}
+
 int
 crdt__feed_decode(const unsigned char *p, size_t len, uint64_t seq,
                   const char *coll, const char *doc, crdt_feed_event *ev,
                   void **mem)
 {
     const unsigned char *end = p + len, *prev = NULL;
-    size_t count, prev_len = 0, nd = 0, nf = 0;
+    size_t count, prev_len = 0, nd = 0, nf = 0, rebuilt = 0, min_entry;
     crdt_feed_doc *docs;
     const char **fields;
+    entry_reader rd;
 
     *mem = NULL;
     memset(ev, 0, sizeof *ev);
     ev->commit = seq;
-    if (len < REC_HEAD || len > REC_MAX_BYTES || p[0] != REC_VERSION ||
-        (p[1] & ~1u) != 0)
+    if (len < REC_HEAD || len > REC_MAX_BYTES ||
+        (p[0] != REC_V1 && p[0] != REC_V2) || (p[1] & ~1u) != 0)
         return CRDT_ECORRUPT;
     count = (size_t)p[2] << 24 | (size_t)p[3] << 16 | (size_t)p[4] << 8 |
             p[5];
+    /* the shortest entry: 5 bytes behind its length; or its header */
+    min_entry = p[0] == REC_V1 ? V1_ENTRY_HEAD + 5 : V2_ENTRY_HEAD;
     if (count > REC_MAX_ENTRIES || (p[1] && count != 0) ||
-        count * 6 > len - REC_HEAD)
+        count * min_entry > len - REC_HEAD)
         return CRDT_ECORRUPT;
     if (p[1]) {
         if (len != REC_HEAD)
@@ -376,23 +487,28 @@ crdt__feed_decode(const unsigned char *p, size_t len, uint64_t seq,
     }
     if (count == 0)
         return CRDT_ECORRUPT; /* no record is written for no change */
-    *mem = malloc(count * (sizeof *docs + sizeof *fields));
+    if (p[0] == REC_V2 &&
+        (rebuilt = v2_rebuilt_len(p + REC_HEAD, end, count)) == SIZE_MAX)
+        return CRDT_ECORRUPT;
+    /* at most 65,536 entries of ENTRY_MAX bytes */
+    *mem = malloc(count * (sizeof *docs + sizeof *fields) + rebuilt);
     if (*mem == NULL)
         return CRDT_ENOMEM;
     docs = *mem;
     fields = (const char **)(docs + count);
-    p += REC_HEAD;
+    rd.p = p + REC_HEAD;
+    rd.end = end;
+    rd.version = p[0];
+    rd.out = (unsigned char *)(fields + count);
+    rd.prev = NULL;
+    rd.prev_len = 0;
     for (size_t i = 0; i < count; i++) {
         const unsigned char *e, *ee;
         const char *c, *d, *f;
         size_t el, cl, dl, fl;
         int rc;
 
-        if (end - p < 2)
-            goto corrupt;
-        el = (size_t)p[0] << 8 | p[1];
-        e = p + 2;
-        if (el > (size_t)(end - e) || el < 5 || el > ENTRY_MAX)
+        if (next_entry(&rd, &e, &el) < 0 || el < 5 || el > ENTRY_MAX)
             goto corrupt;
         ee = e + el;
         if (prev != NULL) { /* strictly increasing: groups are runs */
@@ -403,7 +519,6 @@ crdt__feed_decode(const unsigned char *p, size_t len, uint64_t seq,
         }
         prev = e;
         prev_len = el;
-        p = ee;
         if ((rc = str_at(&e, ee, &c, &cl)) < 0 ||
             (rc = str_at(&e, ee, &d, &dl)) < 0 ||
             (rc = str_at(&e, ee, &f, &fl)) < 0 || e != ee)
@@ -431,7 +546,7 @@ crdt__feed_decode(const unsigned char *p, size_t len, uint64_t seq,
             docs[nd - 1].nfields++;
         }
     }
-    if (p != end)
+    if (rd.p != end)
         goto corrupt;
     ev->docs = docs;
     ev->ndocs = nd;

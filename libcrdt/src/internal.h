@@ -32,7 +32,7 @@
 #define CRDT__FORMAT_V1 1u    /* still read: every change before 2 */
 /* of the LMDB files: 2 = SipHash state hash; 3 = a log record may hold
  * a run of changes (logrec.c) */
-#define CRDT__STORE_FORMAT 3u
+#define CRDT__STORE_FORMAT 4u
 /* op kind 11: a copy of another op around one op (docs/storage.md 5.3) */
 #define CRDT__OP_COPY 11u
 #define CRDT__KEY_MAX 511 /* LMDB's default maximum key size */

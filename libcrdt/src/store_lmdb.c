@@ -298,15 +298,17 @@ upgrade_from_1(MDB_txn *txn, crdt_replica *r)
 }
 
 /*
- * Store format 2 -> 3: format 3 may hold run records in the log (several
- * changes of one actor in one record, logrec.c), which a format-2 build
- * would take for damage; every format-2 record is a format-3 record, so
- * only the number changes, in the txn that opens the replica for
- * writing (a read-only open reads format 2 as it is). A build that knows
- * only format 2 then answers CRDT_EVERSION.
+ * Store format 2 or 3 -> 4: format 3 may hold run records in the log
+ * (several changes of one actor in one record, logrec.c), which a
+ * format-2 build would take for damage; format 4 writes change-feed
+ * records of version 2 (feed.c), which a format-3 build would take for
+ * damage. Every record of format 2 or 3 is a format-4 record, so only
+ * the number changes, in the txn that opens the replica for writing (a
+ * read-only open reads them as they are). An older build then answers
+ * CRDT_EVERSION.
  */
 static int
-upgrade_from_2(MDB_txn *txn, crdt_replica *r)
+upgrade_number(MDB_txn *txn, crdt_replica *r)
 {
     unsigned char fmt[4] = { 0, 0, 0, CRDT__STORE_FORMAT };
 
@@ -438,9 +440,11 @@ open_dbs(crdt_replica *r, const crdt_open_options *o, int write,
         rc = write ? 2 : NEED_WRITE;
         if (!write)
             goto fail;
-    } else if (((unsigned char *)v.mv_data)[3] == 2 && o->read_only) {
-        rc = 0; /* format 3 reads every record format 2 wrote */
-    } else if (((unsigned char *)v.mv_data)[3] == 2) {
+    } else if ((((unsigned char *)v.mv_data)[3] == 2 ||
+                ((unsigned char *)v.mv_data)[3] == 3) && o->read_only) {
+        rc = 0; /* format 4 reads every record formats 2 and 3 wrote */
+    } else if (((unsigned char *)v.mv_data)[3] == 2 ||
+               ((unsigned char *)v.mv_data)[3] == 3) {
         rc = write ? 3 : NEED_WRITE;
         if (!write)
             goto fail;
@@ -566,7 +570,7 @@ opened:
         goto fail;
     } else if (rc == 2 && (rc = upgrade_from_1(txn, r)) < 0) {
         goto fail;
-    } else if (rc == 3 && (rc = upgrade_from_2(txn, r)) < 0) {
+    } else if (rc == 3 && (rc = upgrade_number(txn, r)) < 0) {
         goto fail;
     }
     /* (6): a creation commits without a sync of its own */

@@ -7,8 +7,9 @@
  * CRDT_ENOMEM; a decoded event either says everything with no documents
  * or lists documents in strictly increasing (coll, doc) order, each with
  * valid names and its fields strictly increasing, all pointing inside
- * the input; a filtered decode lists exactly the matching documents of
- * the unfiltered one.
+ * the input (version 1: entries are read where they lie; a version 2
+ * entry is rebuilt in the decoder's memory); a filtered decode lists
+ * exactly the matching documents of the unfiltered one.
  *
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_feed` writes the corpus (records
  * for one field, several documents, a whole-document entry, everything)
@@ -31,7 +32,7 @@ inside(const void *p, const unsigned char *buf, size_t size)
 {
     const unsigned char *q = p;
 
-    if (q < buf || q >= buf + size)
+    if (buf[0] == 1 && (q < buf || q >= buf + size))
         abort();
 }
 
@@ -121,12 +122,28 @@ write_seeds(const char *dir)
         0, 6, 'c', 0, 'd', 0, 'f', 0,
         0, 6, 'c', 0, 'e', 0, 'g', 0,
     };
+    /* version 2: keep | tail | n | n bytes against the entry before */
+    static const unsigned char coded[] = {
+        2, 0, 0, 0, 0, 4,
+        0, 0, 6, 'a', 0, 'd', 0, 'x', 0,
+        0, 1, 4, 'c', 0, 'd', 0, 0,
+        4, 0, 2, 'f', 0,
+        2, 0, 4, 'e', 0, 'g', 0,
+    };
+    static const unsigned char coded_run[] = {
+        2, 0, 0, 0, 0, 3,
+        0, 0, 10, 'c', 0, 'd', '0', '0', '4', '1', 0, 'v', 0,
+        6, 3, 1, '2',
+        6, 3, 1, '3',
+    };
     static const unsigned char all[] = { 1, 1, 0, 0, 0, 0 };
     static const unsigned char huge_count[] = { 1, 0, 0xff, 0xff, 0xff,
                                                 0xff, 0, 6 };
 
     fuzz_put_seed(dir, "one_field", one, sizeof one);
     fuzz_put_seed(dir, "several_docs", several, sizeof several);
+    fuzz_put_seed(dir, "coded", coded, sizeof coded);
+    fuzz_put_seed(dir, "coded_run", coded_run, sizeof coded_run);
     fuzz_put_seed(dir, "everything", all, sizeof all);
     fuzz_put_seed(dir, "bomb_count", huge_count, sizeof huge_count);
 }

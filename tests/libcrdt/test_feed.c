@@ -22,7 +22,7 @@ TU_PAIR_FIXTURE(tu_pair_create)
 
 /* Events flattened to text: "coll/doc:f1,f2;..." or "*" per event. */
 typedef struct {
-    char text[2048];
+    char text[16384];
     int events;
     crdt_replica *r; /* for the callback's own calls */
     int busy_txn, busy_sub;
@@ -359,6 +359,96 @@ START_TEST(test_watch_wakes_on_another_process)
 END_TEST
 
 static int
+cmp_str(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* Stored entries are coded against the one before (the parts they share
+ * at either end are not repeated): names that share beginnings, ends,
+ * both, or one that is all of another's beginning come back exactly,
+ * to a subscriber and from the store after a reopen. */
+START_TEST(test_coded_entries_round_trip)
+{
+    static const char *stems[] = { "d", "dd", "d-x", "xd", "d1", "d10",
+                                   "d100", "e1", "e11", "e111" };
+    char names[120][72], *sorted[120], want[16384];
+    log_t sub = { .events = 0 }, since = { .events = 0 };
+    crdt_feed_sub *s;
+    crdt_feed_cursor c0, c1;
+    crdt_txn *t;
+    crdt_value one = crdt_value_int(1);
+    size_t n = 0, w = 0;
+
+    for (size_t i = 0; i < 10; i++)
+        for (size_t j = 0; j < 12; j++) {
+            if (j == 11) /* near the 64-byte limit, differing at the end */
+                snprintf(names[n], sizeof names[n], "%.56s%s%zu",
+                         "long-long-long-long-long-long-long-long-long-"
+                         "long-long-long",
+                         stems[i], j);
+            else
+                snprintf(names[n], sizeof names[n], "%s%.*s", stems[i],
+                         (int)j, "zzzzzzzzzz");
+            sorted[n] = names[n];
+            n++;
+        }
+    ck_assert_int_eq(crdt_feed_head(&c0, a), CRDT_OK);
+    ck_assert_int_eq(crdt_feed_subscribe(&s, a, NULL, NULL, log_event, &sub),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_eq(crdt_txn_put(t, "c", names[i], "v", &one), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_put(t, "c", names[i], "vv", &one),
+                         CRDT_OK);
+        if (i % 7 == 0)
+            ck_assert_int_eq(crdt_txn_del_doc(t, "c", names[i]), CRDT_OK);
+    }
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    crdt_feed_unsubscribe(s);
+
+    qsort(sorted, n, sizeof *sorted, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        int whole = (size_t)((char(*)[72])sorted[i] - names) % 7 == 0;
+        /* a deleted document: its entry and its fields' */
+        w += (size_t)snprintf(want + w, sizeof want - w, "c/%s%s:v,vv;",
+                              sorted[i], whole ? "!" : "");
+    }
+    snprintf(want + w, sizeof want - w, "|");
+    ck_assert(strcmp(sub.text, want) == 0); /* too long for the message */
+    {
+        char path[300];
+        snprintf(path, sizeof path, "%s", crdt_replica_path(a));
+        crdt_replica_close(a);
+        ck_assert_int_eq(crdt_replica_open(&a, path, NULL), CRDT_OK);
+    }
+    ck_assert_int_eq(crdt_feed_since(a, &c0, NULL, NULL, 0, log_event,
+                                     &since, &c1), 1);
+    ck_assert(strcmp(since.text, want) == 0);
+    /* stored coded: version 2, well under the whole entries' bytes */
+    {
+        MDB_txn *txn;
+        MDB_val k, v;
+        unsigned char key[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+        size_t whole = 6;
+        ck_assert_int_eq(mdb_txn_begin(a->env, NULL, MDB_RDONLY, &txn), 0);
+        k.mv_size = 8;
+        k.mv_data = key;
+        ck_assert_int_eq(mdb_get(txn, a->feed_dbi, &k, &v), 0);
+        ck_assert_uint_eq(((unsigned char *)v.mv_data)[0], 2);
+        for (size_t i = 0; i < n; i++) { /* len(2) | c 0 doc 0 field 0 */
+            size_t dl = strlen(names[i]);
+            whole += (2 + dl + 5) + (2 + dl + 6);
+            if (i % 7 == 0)
+                whole += 2 + dl + 4;
+        }
+        ck_assert_uint_lt(v.mv_size * 2, whole);
+        mdb_txn_abort(txn);
+    }
+}
+END_TEST
+
+static int
 decode(const unsigned char *p, size_t n)
 {
     crdt_feed_event ev;
@@ -381,7 +471,7 @@ START_TEST(test_decoder_refuses_bad_records)
     ck_assert_int_eq(decode(good, 3), CRDT_ECORRUPT);
     ck_assert_int_eq(decode(good, sizeof good - 1), CRDT_ECORRUPT);
     memcpy(bad, good, sizeof bad);
-    bad[0] = 2; /* version */
+    bad[0] = 3; /* version */
     ck_assert_int_eq(decode(bad, sizeof bad), CRDT_ECORRUPT);
     memcpy(bad, good, sizeof bad);
     bad[5] = 3; /* count beyond the bytes */
@@ -404,6 +494,58 @@ START_TEST(test_decoder_refuses_bad_records)
 }
 END_TEST
 
+/* Version 2: keep | tail | n | n bytes, against the entry before. */
+START_TEST(test_decoder_refuses_bad_coded_records)
+{
+    /* c/d:f; c/e:f (keep 2, tail 3: "e"); c/g! (keep 2, tail 1: "g" 0) */
+    static const unsigned char good[] = {
+        2, 0, 0, 0, 0, 3,
+        0, 0, 6, 'c', 0, 'd', 0, 'f', 0,
+        2, 3, 1, 'e',
+        2, 1, 2, 'g', 0,
+    };
+    unsigned char bad[sizeof good];
+    crdt_feed_event ev;
+    void *mem;
+
+    ck_assert_int_eq(crdt__feed_decode(good, sizeof good, 1, NULL, NULL, &ev,
+                                       &mem), CRDT_OK);
+    ck_assert_uint_eq(ev.ndocs, 3);
+    ck_assert_str_eq(ev.docs[0].doc, "d");
+    ck_assert_str_eq(ev.docs[1].doc, "e");
+    ck_assert_uint_eq(ev.docs[1].nfields, 1);
+    ck_assert_str_eq(ev.docs[1].fields[0], "f");
+    ck_assert_int_eq(ev.docs[1].whole, 0);
+    ck_assert_str_eq(ev.docs[2].coll, "c");
+    ck_assert_str_eq(ev.docs[2].doc, "g");
+    ck_assert_int_eq(ev.docs[2].whole, 1);
+    ck_assert_uint_eq(ev.docs[2].nfields, 0);
+    free(mem);
+    ck_assert_int_eq(decode(good, sizeof good - 1), CRDT_ECORRUPT);
+    memcpy(bad, good, sizeof bad);
+    bad[6] = 1; /* the first entry keeps bytes of none before it */
+    ck_assert_int_eq(decode(bad, sizeof bad), CRDT_ECORRUPT);
+    memcpy(bad, good, sizeof bad);
+    bad[16] = 5; /* keep + tail beyond the entry before */
+    ck_assert_int_eq(decode(bad, sizeof bad), CRDT_ECORRUPT);
+    memcpy(bad, good, sizeof bad);
+    bad[17] = 9; /* n beyond the record */
+    ck_assert_int_eq(decode(bad, sizeof bad), CRDT_ECORRUPT);
+    memcpy(bad, good, sizeof bad);
+    bad[18] = 'a'; /* c/a:f sorts before c/d:f */
+    ck_assert_int_eq(decode(bad, sizeof bad), CRDT_ECORRUPT);
+    memcpy(bad, good, sizeof bad);
+    bad[18] = 'd'; /* a repeat of the entry before */
+    ck_assert_int_eq(decode(bad, sizeof bad), CRDT_ECORRUPT);
+    memcpy(bad, good, sizeof bad);
+    bad[23] = 'x'; /* two NULs: no field */
+    ck_assert_int_eq(decode(bad, sizeof bad), CRDT_ECORRUPT);
+    memcpy(bad, good, sizeof bad);
+    bad[5] = 4; /* more entries than the record holds */
+    ck_assert_int_eq(decode(bad, sizeof bad), CRDT_ECORRUPT);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -420,7 +562,9 @@ test_suite(void)
     tcase_add_test(tc, test_foreign_or_future_cursor_says_everything_once);
     tcase_add_test(tc, test_state_swap_says_everything);
     tcase_add_test(tc, test_watch_wakes_on_another_process);
+    tcase_add_test(tc, test_coded_entries_round_trip);
     tcase_add_test(tc, test_decoder_refuses_bad_records);
+    tcase_add_test(tc, test_decoder_refuses_bad_coded_records);
     suite_add_tcase(s, tc);
     return s;
 }
