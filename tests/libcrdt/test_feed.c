@@ -448,6 +448,79 @@ START_TEST(test_coded_entries_round_trip)
 }
 END_TEST
 
+typedef struct {
+    char doc[72];
+    const char *field;
+} pair_t;
+
+static int
+cmp_pair(const void *x, const void *y)
+{
+    const pair_t *a1 = x, *b1 = y;
+    int c = strcmp(a1->doc, b1->doc);
+
+    return c ? c : strcmp(a1->field, b1->field);
+}
+
+/* Random names of a two-letter alphabet (most entries share long
+ * beginnings and ends with their neighbours), some near 64 bytes:
+ * every commit's summary comes back exactly. */
+START_TEST(test_coded_entries_random_names)
+{
+    static const char *fields[] = { "v", "vv", "w", "x1" };
+    static pair_t pairs[300];
+    static char want[16384];
+    uint64_t seed = 0x5eed;
+    crdt_value one = crdt_value_int(1);
+
+    for (int round = 0; round < 5; round++) {
+        log_t sub = { .events = 0 };
+        crdt_feed_sub *s;
+        crdt_txn *t;
+        size_t n = 0, w = 0;
+
+        for (size_t i = 0; i < 300; i++) {
+            pair_t *pr = &pairs[i];
+            size_t len;
+            seed = seed * 6364136223846793005u + 1442695040888963407u;
+            len = (seed >> 59) % 12 + 1;
+            if ((seed >> 20) % 10 == 0)
+                len = 56 + (seed >> 40) % 8;
+            for (size_t j = 0; j < len; j++)
+                pr->doc[j] = (char)('a' + (seed >> (j % 40 + 8) & 1));
+            pr->doc[len] = 0;
+            pr->field = fields[(seed >> 50) % 4];
+        }
+        ck_assert_int_eq(crdt_feed_subscribe(&s, a, NULL, NULL, log_event,
+                                             &sub), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+        for (size_t i = 0; i < 300; i++) {
+            crdt_value v = crdt_value_int(round * 1000 + (int64_t)i);
+            ck_assert_int_eq(crdt_txn_put(t, "c", pairs[i].doc,
+                                          pairs[i].field, i ? &v : &one),
+                             CRDT_OK);
+        }
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+        crdt_feed_unsubscribe(s);
+        qsort(pairs, 300, sizeof *pairs, cmp_pair);
+        for (size_t i = 0; i < 300; i++) {
+            if (i > 0 && cmp_pair(&pairs[i - 1], &pairs[i]) == 0)
+                continue;
+            if (i == 0 || strcmp(pairs[i - 1].doc, pairs[i].doc) != 0)
+                w += (size_t)snprintf(want + w, sizeof want - w, "%sc/%s:",
+                                      n ? ";" : "", pairs[i].doc);
+            else
+                w += (size_t)snprintf(want + w, sizeof want - w, ",");
+            w += (size_t)snprintf(want + w, sizeof want - w, "%s",
+                                  pairs[i].field);
+            n++;
+        }
+        snprintf(want + w, sizeof want - w, ";|");
+        ck_assert(strcmp(sub.text, want) == 0);
+    }
+}
+END_TEST
+
 static int
 decode(const unsigned char *p, size_t n)
 {
@@ -563,6 +636,7 @@ test_suite(void)
     tcase_add_test(tc, test_state_swap_says_everything);
     tcase_add_test(tc, test_watch_wakes_on_another_process);
     tcase_add_test(tc, test_coded_entries_round_trip);
+    tcase_add_test(tc, test_coded_entries_random_names);
     tcase_add_test(tc, test_decoder_refuses_bad_records);
     tcase_add_test(tc, test_decoder_refuses_bad_coded_records);
     suite_add_tcase(s, tc);
