@@ -31,7 +31,8 @@
 #define CRDT__FORMAT 2u       /* of an encoded change (codec.c) */
 #define CRDT__FORMAT_V1 1u    /* still read: every change before 2 */
 /* of the LMDB files: 2 = SipHash state hash; 3 = a log record may hold
- * a run of changes (logrec.c) */
+ * a run of changes (logrec.c); 4 = a feed record may be of version 2
+ * (feed.c) */
 #define CRDT__STORE_FORMAT 4u
 /* op kind 11: a copy of another op around one op (docs/storage.md 5.3) */
 #define CRDT__OP_COPY 11u

@@ -308,6 +308,14 @@ upgrade_from_1(MDB_txn *txn, crdt_replica *r)
  * CRDT_EVERSION.
  */
 static int
+upgraded_by_number(const MDB_val *format)
+{
+    unsigned f = ((const unsigned char *)format->mv_data)[3];
+
+    return f == 2 || f == 3;
+}
+
+static int
 upgrade_number(MDB_txn *txn, crdt_replica *r)
 {
     unsigned char fmt[4] = { 0, 0, 0, CRDT__STORE_FORMAT };
@@ -440,11 +448,9 @@ open_dbs(crdt_replica *r, const crdt_open_options *o, int write,
         rc = write ? 2 : NEED_WRITE;
         if (!write)
             goto fail;
-    } else if ((((unsigned char *)v.mv_data)[3] == 2 ||
-                ((unsigned char *)v.mv_data)[3] == 3) && o->read_only) {
+    } else if (upgraded_by_number(&v) && o->read_only) {
         rc = 0; /* format 4 reads every record formats 2 and 3 wrote */
-    } else if (((unsigned char *)v.mv_data)[3] == 2 ||
-               ((unsigned char *)v.mv_data)[3] == 3) {
+    } else if (upgraded_by_number(&v)) {
         rc = write ? 3 : NEED_WRITE;
         if (!write)
             goto fail;
