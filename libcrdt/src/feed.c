@@ -463,6 +463,8 @@ v2_rebuilt_len(const unsigned char *p, const unsigned char *end,
         if (n > (size_t)(end - p - V2_ENTRY_HEAD) || keep + tail > prev_len)
             return SIZE_MAX;
         prev_len = keep + n + tail;
+        if (prev_len > ENTRY_MAX) /* so the total stays bounded */
+            return SIZE_MAX;
         total += prev_len;
         p += V2_ENTRY_HEAD + n;
     }

@@ -568,6 +568,7 @@ START_TEST(test_decoder_refuses_bad_records)
 END_TEST
 
 /* Version 2: keep | tail | n | n bytes, against the entry before. */
+#define REC_GROW_N (6 + 20 * 23)
 START_TEST(test_decoder_refuses_bad_coded_records)
 {
     /* c/d:f; c/e:f (keep 2, tail 3: "e"); c/g! (keep 2, tail 1: "g" 0) */
@@ -616,6 +617,26 @@ START_TEST(test_decoder_refuses_bad_coded_records)
     memcpy(bad, good, sizeof bad);
     bad[5] = 4; /* more entries than the record holds */
     ck_assert_int_eq(decode(bad, sizeof bad), CRDT_ECORRUPT);
+    {
+        /* entries that grow by keeping all of the one before: refused
+         * at the first beyond 195 bytes (the first pass, which sizes the
+         * allocation, stops there) */
+        unsigned char grow[REC_GROW_N];
+        size_t o = 6, k = 0;
+        grow[0] = 2, grow[1] = 0, grow[2] = 0, grow[3] = 0, grow[4] = 0;
+        grow[5] = 20;
+        for (int i = 0; i < 20; i++) {
+            grow[o++] = (unsigned char)k; /* keep all */
+            grow[o++] = 0;
+            grow[o++] = 20;
+            memset(grow + o, 'a' + i, 20);
+            o += 20;
+            k += 20;
+            if (k > 255)
+                k = 255;
+        }
+        ck_assert_int_eq(decode(grow, o), CRDT_ECORRUPT);
+    }
 }
 END_TEST
 
