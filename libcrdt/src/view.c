@@ -301,6 +301,12 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
         size_t flen = (size_t)(fend - (kb + base));
         if (!have || flen != f.len ||
             memcmp(f.name, kb + base, flen) != 0) {
+            /* a name no writer gives (empty, too long, not UTF-8) is a
+             * damaged entry: never handed on, never copied past namebuf */
+            if (!crdt__name_ok_len((const char *)kb + base, flen)) {
+                rc = MDB_CORRUPTED;
+                break;
+            }
             if (have) {
                 rc = emit(&f, s, cb, ctx, namebuf, &found, &vw);
                 if (rc != 0)

@@ -178,6 +178,42 @@ START_TEST(test_state_entries_decode_and_encode_to_their_own_bytes)
 }
 END_TEST
 
+/* A stored field name no writer gives (empty, longer than 64 bytes) is
+ * a damaged entry to a document read: CRDT_ECORRUPT, never an empty name
+ * handed on or a long one copied past the reader's buffer. */
+START_TEST(test_damaged_field_names_are_refused_on_read)
+{
+    static const unsigned char val[17] = { 0, 0, 0, 0, 0, 0, 0, 1,
+                                           [16] = 0x01 };
+    static const unsigned char empty[] = "c\0d\0\0R";
+    unsigned char lng[80];
+    crdt_raw *t;
+    crdt_read *rd;
+
+    memcpy(lng, "c\0d\0", 4);
+    memset(lng + 4, 'a', 70);
+    lng[74] = 0;
+    lng[75] = 'R';
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+        ck_assert_int_eq(crdt_raw_spare_clear(t), CRDT_OK);
+        if (i == 0)
+            ck_assert_int_eq(crdt_raw_spare_put(t, empty, sizeof empty - 1,
+                                                val, sizeof val),
+                             CRDT_OK);
+        else
+            ck_assert_int_eq(crdt_raw_spare_put(t, lng, 76, val, sizeof val),
+                             CRDT_OK);
+        ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+        ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+        ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+        ck_assert_int_eq(crdt_read_doc(rd, "c", "d", NULL, NULL),
+                         CRDT_ECORRUPT);
+        crdt_read_end(rd);
+    }
+}
+END_TEST
+
 START_TEST(test_malformed_state_entries_are_refused)
 {
     static const unsigned char stamp[17] = { 0, 0, 0, 0, 0, 0, 0, 1 };
@@ -739,6 +775,7 @@ test_suite(void)
     tcase_add_test(tc, test_state_entries_decode_and_encode_to_their_own_bytes);
     tcase_add_test(tc, test_export_walks_lacks_in_actor_order);
     tcase_add_test(tc, test_malformed_state_entries_are_refused);
+    tcase_add_test(tc, test_damaged_field_names_are_refused_on_read);
     tcase_add_test(tc, test_heads_blob_one_parser_same_answers);
     tcase_add_test(tc, test_quarantine_record_written_and_read_by_libcrdt);
     tcase_add_test(tc, test_archive_export_reads_one_epochs_range);
