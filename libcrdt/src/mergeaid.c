@@ -32,8 +32,8 @@
 
 #include "mergeaid.h"
 
-size_t crdt__mergeaid_min_bytes = 32 * 1024;
-size_t crdt__mergeaid_split_min = 512;
+size_t crdt__mergeaid_min_bytes = CRDT__MERGEAID_MIN_BYTES;
+size_t crdt__mergeaid_split_min = CRDT__MERGEAID_SPLIT_MIN;
 _Atomic unsigned long crdt__mergeaid_records;
 
 typedef struct {
@@ -260,12 +260,14 @@ crdt__mergeaid_begin(crdt__mergeaid **keep, crdt__mitem *items,
     /* the merge's thread takes the first half of the bytes; a batch of
      * fewer changes is screened by the merge alone (the aid starts
      * meanwhile, and a hand-over would cost more than their headers) */
-    for (h = 0; h < n && half < bytes / 2; h++)
-        half += changes[h].len;
-    if (h == 0)
-        h = 1;
-    if (n < crdt__mergeaid_split_min)
+    if (n < crdt__mergeaid_split_min) {
         h = n;
+    } else {
+        for (h = 0; h < n && half < bytes / 2; h++)
+            half += changes[h].len;
+        if (h == 0)
+            h = 1;
+    }
     a->items = items;
     a->changes = changes;
     a->split = h;

@@ -26,8 +26,10 @@ typedef struct crdt__mergeaid crdt__mergeaid;
 
 /* The smallest merge (its changes' bytes together) given an aid;
  * 0 = every merge (tests), SIZE_MAX = none. */
+#define CRDT__MERGEAID_MIN_BYTES (32 * 1024)
 extern size_t crdt__mergeaid_min_bytes;
 /* The fewest changes whose headers the aid shares (0 = any: tests). */
+#define CRDT__MERGEAID_SPLIT_MIN 512
 extern size_t crdt__mergeaid_split_min;
 /* Log records the aids of this process have written (tests, profiles). */
 extern _Atomic unsigned long crdt__mergeaid_records;

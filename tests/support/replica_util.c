@@ -312,6 +312,6 @@ tu_db_digest(crdt_replica *r, int db, unsigned char out[32])
 void
 tu_merge_aid_always(int on)
 {
-    crdt__mergeaid_min_bytes = on ? 0 : 32 * 1024;
-    crdt__mergeaid_split_min = on ? 0 : 512;
+    crdt__mergeaid_min_bytes = on ? 0 : CRDT__MERGEAID_MIN_BYTES;
+    crdt__mergeaid_split_min = on ? 0 : CRDT__MERGEAID_SPLIT_MIN;
 }
