@@ -357,6 +357,14 @@ reapply(crdt_txn *t, const crdt_op *op)
     return CRDT_EINVAL;
 }
 
+/* A held op the current state refuses: it stays held, the others go on. */
+static int
+refused(int rc)
+{
+    return rc == CRDT_ETYPE || rc == CRDT_EINVAL || rc == CRDT_ELIMIT ||
+           rc == CRDT_ENOTFOUND;
+}
+
 static int
 apply_where(uint64_t *applied_out, uint64_t *kept_out, crdt_replica *r,
             int kind, const crdt_actor *actor)
@@ -376,7 +384,9 @@ apply_where(uint64_t *applied_out, uint64_t *kept_out, crdt_replica *r,
         goto done;
     /* The ops are applied as written: the user re-applies them after
      * checking (or editing) them against the current schema. One that
-     * the current state refuses (e.g. a type clash) stays. */
+     * the current state refuses (a type clash, a position past the end,
+     * a text or list that is not there any more) stays; none of those
+     * fails the txn. */
     for (size_t i = 0; i < l.n; i++) {
         crdt__mp m = { l.v[i].op, l.v[i].op + l.v[i].op_len };
         crdt_op op;
@@ -396,7 +406,7 @@ apply_where(uint64_t *applied_out, uint64_t *kept_out, crdt_replica *r,
         if (rc < 0)
             break;
         rc = reapply(t, &op);
-        if (rc == CRDT_ETYPE || rc == CRDT_EINVAL || rc == CRDT_ELIMIT) {
+        if (refused(rc)) {
             kept++;
             continue;
         }
@@ -407,7 +417,7 @@ apply_where(uint64_t *applied_out, uint64_t *kept_out, crdt_replica *r,
             break;
         applied++;
     }
-    if (rc < 0 && rc != CRDT_ETYPE && rc != CRDT_EINVAL && rc != CRDT_ELIMIT) {
+    if (rc < 0 && !refused(rc)) {
         crdt_txn_abort(t);
         goto done;
     }

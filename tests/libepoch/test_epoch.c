@@ -190,6 +190,40 @@ START_TEST(test_stale_replica_is_rebased)
 }
 END_TEST
 
+/* A held text delete whose text the migration removed cannot apply: it
+ * stays held, and the held ops that can apply still do (it used to fail
+ * the whole apply with CRDT_ENOTFOUND, and with it the reset that
+ * re-applies a copied replica's losing writes). */
+START_TEST(test_held_op_on_a_missing_text_stays_held)
+{
+    uint64_t n = 0, applied = 0, kept = 0;
+    epoch_info e;
+    crdt_txn *t;
+
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 0, "ab", 2),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_delete(t, "c", "d", "t", 0, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d", "gone", 7), CRDT_OK);
+    tu_migrate(a, "collection c 1 -> 2\nremove t\nremove gone\n", &e);
+    epoch_info_clear(&e);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
+    ck_assert_int_eq(epoch_quarantine_count(&n, b), CRDT_OK);
+    ck_assert_uint_eq(n, 2);
+
+    ck_assert_int_eq(epoch_quarantine_apply(&applied, &kept, b), CRDT_OK);
+    ck_assert_uint_eq(applied, 1); /* the put: a new write of `gone` */
+    ck_assert_uint_eq(kept, 1);    /* the text delete */
+    ck_assert_int_eq(epoch_quarantine_count(&n, b), CRDT_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(tu_put_int(b, "c", "d", "after", 1), CRDT_OK);
+}
+END_TEST
+
 START_TEST(test_removed_field_ops_are_quarantined)
 {
     uint64_t n = 0;
@@ -323,6 +357,7 @@ test_suite(void)
     tcase_add_test(tc, test_marker_makes_writers_busy_and_resumes);
     tcase_add_test(tc, test_stale_replica_is_rebased);
     tcase_add_test(tc, test_removed_field_ops_are_quarantined);
+    tcase_add_test(tc, test_held_op_on_a_missing_text_stays_held);
     tcase_add_test(tc, test_custom_migration_rejects_stale_peers);
     tcase_add_test(tc, test_fork_ends_with_one_epoch_and_no_op_lost);
     suite_add_tcase(s, tc);
