@@ -777,7 +777,20 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
                 rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
             continue;
         }
-        if (e == CRDT_OK && c.seq > h.seq + 1) {
+        /* a change stored without its signature whose run's signed end
+         * is not in the log any more (a pass of the reset moved the end
+         * beyond the target's cut to the quarantine, and a later reset
+         * into a lower cut brought the rest back): nothing here proves
+         * it, so it waits in the pending area, as merge.c's
+         * drain_pending() leaves such a change, until a peer sends the
+         * run again (docs/storage.md 5.5) */
+        int proof = 1, unproven = 0; /* 1: not checked yet */
+        if (e == CRDT_OK && c.sig == NULL && c.seq == h.seq + 1 &&
+            memcmp(c.prev, h.hash, CRDT_HASH_BYTES) == 0) {
+            proof = crdt__log_prove(w->txn, w->r->dbi[CRDT_DB_LOG], &c);
+            unproven = proof == CRDT_EAUTH;
+        }
+        if (e == CRDT_OK && (c.seq > h.seq + 1 || unproven)) {
             /* its predecessors are not here (they reached us folded in a
              * snapshot of a losing epoch): park it until they come, from
              * whoever still holds them in a log or an archive */
@@ -810,7 +823,9 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
         /* a replayed change may have come with a peer's snapshot: check
          * its author's signature like any merge would */
         if (e == CRDT_OK) /* its signature, or its run's (chain.c) */
-            e = crdt__log_prove(w->txn, w->r->dbi[CRDT_DB_LOG], &c);
+            e = proof != 1 ? proof
+                           : crdt__log_prove(w->txn, w->r->dbi[CRDT_DB_LOG],
+                                             &c);
         if (e == CRDT_OK &&
             (memcmp(c.pubkey, h.pk, CRDT_PUBKEY_BYTES) != 0 ||
              memcmp(c.incarnation, h.inc, 8) != 0))

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdt/text.h"
 #include "support/replica_util.h"
 #include "support/support.h"
@@ -410,6 +411,60 @@ START_TEST(test_parked_run_without_its_end_waits)
 }
 END_TEST
 
+/* A reset's replay that meets changes stored without their signature
+ * whose run's signed end is not in the log any more (a pass of an
+ * earlier reset moved it to the quarantine) parks them until a peer
+ * sends the run again; it used to fail the whole reset with CRDT_EAUTH,
+ * on every try (simulator seeds 1866 and 1867). */
+START_TEST(test_replay_parks_a_run_without_its_end)
+{
+    char h1[65], h2[65];
+    unsigned char key[16];
+    crdt_actor who = crdt_replica_actor(a);
+    crdt_merge_report rep;
+    crdt_raw *t;
+    tu_batch x;
+
+    type_changes(a, 5);
+    x = tu_export_all(a);
+    strip(&x, 4); /* 1 to 4 unsigned, 5 signed: one run */
+    ck_assert_int_eq(crdt_merge(NULL, b, x.v, 5), CRDT_OK);
+
+    ck_assert_int_eq(crdt_raw_begin(&t, b, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_log_split(NULL, t, CRDT_DB_LOG), CRDT_OK);
+    memcpy(key, who.b, 8);
+    memset(key + 8, 0, 8);
+    key[15] = 5;
+    ck_assert_int_eq(crdt_raw_del(t, CRDT_DB_LOG, key, sizeof key), CRDT_OK);
+    /* a snapshot that folds none of a's changes */
+    ck_assert_int_eq(crdt_raw_heads_replace(t, (const unsigned char *)"\x90",
+                                            1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_clear(t), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+    memset(&rep, 0, sizeof rep);
+    ck_assert_int_eq(crdt_raw_replay_log(&rep, t, 1), CRDT_OK);
+    ck_assert_uint_eq(rep.pending, 4);
+    ck_assert_uint_eq(rep.changes_applied, 0);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+
+    /* the run again: applied whole, nothing left parked */
+    ck_assert_int_eq(crdt_merge(&rep, b, x.v, 5), CRDT_OK);
+    ck_assert_uint_eq(rep.changes_applied, 5);
+    tu_hash(h1, a);
+    tu_hash(h2, b);
+    ck_assert_str_eq(h1, h2);
+    {
+        crdt_read *rd;
+        crdt_stats st;
+        ck_assert_int_eq(crdt_read_begin(&rd, b), CRDT_OK);
+        ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
+        ck_assert_uint_eq(st.pending, 0);
+        crdt_read_end(rd);
+    }
+    tu_batch_free(&x);
+}
+END_TEST
+
 /* ---- format 1 ---- */
 
 static size_t
@@ -560,6 +615,7 @@ test_suite(void)
     tcase_add_test(tc, test_broken_chain_is_refused);
     tcase_add_test(tc, test_forged_middle_change_is_refused);
     tcase_add_test(tc, test_parked_run_without_its_end_waits);
+    tcase_add_test(tc, test_replay_parks_a_run_without_its_end);
     tcase_add_test(tc, test_format1_changes_still_merge_and_serve);
     tcase_add_test(tc, test_dangling_name_reference_is_eproto);
     suite_add_tcase(s, tc);

@@ -368,7 +368,10 @@ CRDT_API int crdt_raw_vv(crdt_vv **out, crdt_raw *t);
  * Re-apply every change of the active log beyond the current heads (in
  * seq order per actor, chain-checked) to the active state: what a reset
  * does after swapping in a snapshot. Changes at or below the heads are
- * archived under @p archive_epoch.
+ * archived under @p archive_epoch. A change whose predecessors are not
+ * there, or one stored without its signature that nothing in the log
+ * proves any more, waits in the pending area (report->pending) until a
+ * peer sends its run again.
  */
 CRDT_API int crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
                         uint64_t archive_epoch);
