@@ -467,8 +467,29 @@ drain_pending(crdt__wctx *w, crdt__logrun *run, const crdt_actor *a,
              memcmp(c.incarnation, h->inc, 8) != 0))
             rc = CRDT_EAUTH;
         if (rc == CRDT_OK &&
-            memcmp(c.prev, h->hash, CRDT_HASH_BYTES) != 0)
-            rc = CRDT_ECONFLICT;
+            memcmp(c.prev, h->hash, CRDT_HASH_BYTES) != 0) {
+            /* another version of this seq, parked before the head came
+             * (a copied replica wrote both): it never follows the head.
+             * Proven, it goes to the quarantine as a merge's fork does
+             * and leaves the pending area; unproven, it waits, as an
+             * unsigned change without its run's end does below (a merge
+             * of the true change drops it). Failing here would fail
+             * every merge of this actor from now on. */
+            rc = c.sig != NULL ? crdt_change_verify(&c)
+                 : pending_run_signed(w, &c, &proven_to) ? CRDT_OK
+                                                         : CRDT_EAUTH;
+            if (rc == CRDT_OK)
+                rc = quarantine_conflict(w, &c, h, rep);
+            if (rc == CRDT_OK)
+                rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL) ==
+                             0
+                         ? crdt__count_add(w->txn, w->r, "pending", -1)
+                         : CRDT_EIO;
+            else if (rc == CRDT_EAUTH)
+                rc = CRDT_OK;
+            free(copy);
+            return rc;
+        }
         if (rc == CRDT_OK && c.sig == NULL &&
             c.seq + c.n_ops - 1 > proven_to &&
             !pending_run_signed(w, &c, &proven_to)) {

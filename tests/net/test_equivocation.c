@@ -633,6 +633,50 @@ START_TEST(test_divergence_still_reported)
 }
 END_TEST
 
+/* A copy's version of a seq, parked ahead of the head, then the true
+ * chain reaching it: the parked version never follows the head. It goes
+ * to the quarantine and the merge goes on (it used to fail that merge,
+ * and every later one of the actor, with CRDT_ECONFLICT: simulator
+ * seed 1675). */
+START_TEST(test_parked_copy_version_is_quarantined_when_the_chain_arrives)
+{
+    crdt_merge_report rep;
+    crdt_read *rd;
+    crdt_stats st;
+    uint64_t held = 0;
+    char ha[65], hb[65];
+    tu_batch xa, xc;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "v", 1), CRDT_OK);
+    clone_a();
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "v", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "v", 3), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "d", "w", 20), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "d", "w", 30), CRDT_OK);
+    xa = tu_export_all(a);
+    xc = tu_export_all(c);
+    ck_assert_uint_eq(xa.n, 3);
+    ck_assert_uint_eq(xc.n, 3);
+    ck_assert_int_eq(crdt_merge(NULL, b, xa.v, 1), CRDT_OK); /* seq 1 */
+    ck_assert_int_eq(crdt_merge(&rep, b, &xc.v[2], 1), CRDT_OK); /* c's 3 */
+    ck_assert_uint_eq(rep.pending, 1);
+    ck_assert_int_eq(crdt_merge(&rep, b, &xa.v[1], 2), CRDT_OK); /* a's 2, 3 */
+    ck_assert_uint_eq(rep.changes_applied, 2);
+    ck_assert_uint_eq(rep.conflicts, 1);
+    ck_assert_int_eq(epoch_quarantine_count(&held, b), CRDT_OK);
+    ck_assert_uint_eq(held, 1);
+    ck_assert_int_eq(crdt_read_begin(&rd, b), CRDT_OK);
+    ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
+    ck_assert_uint_eq(st.pending, 0);
+    crdt_read_end(rd);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+    tu_batch_free(&xa);
+    tu_batch_free(&xc);
+}
+END_TEST
+
 static int
 count_kinds(const epoch_quarantined *q, void *p)
 {
@@ -698,6 +742,7 @@ test_suite(void)
     tcase_add_test(tc, test_unequal_chains_both_notice);
     tcase_add_test(tc, test_after_compaction_nothing_lost);
     tcase_add_test(tc, test_quarantine_keys_do_not_collide);
+    tcase_add_test(tc, test_parked_copy_version_is_quarantined_when_the_chain_arrives);
     tcase_add_test(tc, test_copy_detected_at_first_sync);
     tcase_add_test(tc, test_copy_behind_epoch_shorter);
     tcase_add_test(tc, test_copy_behind_epoch_longer);
