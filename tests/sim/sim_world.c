@@ -321,6 +321,7 @@ random_write(sim_world *w, int i)
     crdt_commit_info info;
     int n_ops = 1 + (int)sim_below(w, 3), rc;
     seq_plan sp;
+    uint64_t first_uniq = w->uniq;
 
     w->cur = i;
     plan_seq(w, i, &sp);
@@ -412,6 +413,17 @@ random_write(sim_world *w, int i)
                 (unsigned long long)w->now_ms, i, a.b[0], a.b[1],
                 (unsigned long long)info.first_seq,
                 (unsigned long long)info.last_seq);
+    /* what a duplicate finding names: the code points or list values */
+    if (w->verbose && sp.on && sp.op == 0 && sp.list)
+        fprintf(stderr, "           inserted list values %s/%s: %llu at %llu\n",
+                sp.coll, sp.doc, (unsigned long long)first_uniq,
+                (unsigned long long)sp.pos);
+    else if (w->verbose && sp.on && sp.op == 0 && w->uniq > first_uniq)
+        fprintf(stderr,
+                "           inserted code points %s/%s: U+%04X..U+%04X at %llu\n",
+                sp.coll, sp.doc, (unsigned)(0x4E00 + first_uniq % 20000),
+                (unsigned)(0x4E00 + (w->uniq - 1) % 20000),
+                (unsigned long long)sp.pos);
     return CRDT_OK;
 }
 
