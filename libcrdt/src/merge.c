@@ -475,20 +475,17 @@ drain_pending(crdt__wctx *w, crdt__logrun *run, const crdt_actor *a,
              * unsigned change without its run's end does below (a merge
              * of the true change drops it). Failing here would fail
              * every merge of this actor from now on. */
-            rc = c.sig != NULL ? crdt_change_verify(&c)
-                 : pending_run_signed(w, &c, &proven_to) ? CRDT_OK
-                                                         : CRDT_EAUTH;
-            if (rc == CRDT_OK)
+            int proven = c.sig != NULL
+                             ? crdt_change_verify(&c) == CRDT_OK
+                             : pending_run_signed(w, &c, &proven_to);
+            if (proven) /* c's views point into copy */
                 rc = quarantine_conflict(w, &c, h, rep);
-            if (rc == CRDT_OK)
-                rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL) ==
-                             0
-                         ? crdt__count_add(w->txn, w->r, "pending", -1)
-                         : CRDT_EIO;
-            else if (rc == CRDT_EAUTH)
-                rc = CRDT_OK;
             free(copy);
-            return rc;
+            if (!proven || rc < 0)
+                return rc;
+            if (mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL) != 0)
+                return CRDT_EIO;
+            return crdt__count_add(w->txn, w->r, "pending", -1);
         }
         if (rc == CRDT_OK && c.sig == NULL &&
             c.seq + c.n_ops - 1 > proven_to &&

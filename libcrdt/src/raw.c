@@ -784,10 +784,11 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
          * it, so it waits in the pending area, as merge.c's
          * drain_pending() leaves such a change, until a peer sends the
          * run again (docs/storage.md 5.5) */
-        int proof = 1, unproven = 0; /* 1: not checked yet */
+        int proof = CRDT_OK, proved = 0, unproven = 0;
         if (e == CRDT_OK && c.sig == NULL && c.seq == h.seq + 1 &&
             memcmp(c.prev, h.hash, CRDT_HASH_BYTES) == 0) {
             proof = crdt__log_prove(w->txn, w->r->dbi[CRDT_DB_LOG], &c);
+            proved = 1;
             unproven = proof == CRDT_EAUTH;
         }
         if (e == CRDT_OK && (c.seq > h.seq + 1 || unproven)) {
@@ -823,9 +824,8 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
         /* a replayed change may have come with a peer's snapshot: check
          * its author's signature like any merge would */
         if (e == CRDT_OK) /* its signature, or its run's (chain.c) */
-            e = proof != 1 ? proof
-                           : crdt__log_prove(w->txn, w->r->dbi[CRDT_DB_LOG],
-                                             &c);
+            e = proved ? proof
+                       : crdt__log_prove(w->txn, w->r->dbi[CRDT_DB_LOG], &c);
         if (e == CRDT_OK &&
             (memcmp(c.pubkey, h.pk, CRDT_PUBKEY_BYTES) != 0 ||
              memcmp(c.incarnation, h.inc, 8) != 0))
