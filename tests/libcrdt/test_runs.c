@@ -345,13 +345,30 @@ START_TEST(test_forged_middle_change_is_refused)
 }
 END_TEST
 
+/* @p r holds what @p like holds, and nothing waits in its pending area. */
+static void
+assert_caught_up(crdt_replica *r, crdt_replica *like)
+{
+    char h1[65], h2[65];
+    crdt_read *rd;
+    crdt_stats st;
+
+    tu_hash(h1, like);
+    tu_hash(h2, r);
+    ck_assert_str_eq(h1, h2);
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
+    ck_assert_uint_eq(st.pending, 0);
+    crdt_read_end(rd);
+}
+
 /* A parked unsigned change whose run lost its signed end (displaced
  * from a full pending area) waits: the log never ends on an unsigned
  * change, so everything held can be served on; the run sent again
  * completes it. */
 START_TEST(test_parked_run_without_its_end_waits)
 {
-    char dd[256], h1[65], h2[65];
+    char dd[256];
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
     unsigned char space[16], sub[300];
     crdt_replica *d;
@@ -394,17 +411,7 @@ START_TEST(test_parked_run_without_its_end_waits)
     /* the run again: complete, nothing left parked */
     ck_assert_int_eq(crdt_merge(&rep, d, run, 2), CRDT_OK);
     ck_assert_uint_eq(rep.changes_applied, 2);
-    tu_hash(h1, a);
-    tu_hash(h2, d);
-    ck_assert_str_eq(h1, h2);
-    {
-        crdt_read *rd;
-        crdt_stats st;
-        ck_assert_int_eq(crdt_read_begin(&rd, d), CRDT_OK);
-        ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
-        ck_assert_uint_eq(st.pending, 0);
-        crdt_read_end(rd);
-    }
+    assert_caught_up(d, a);
     tu_batch_free(&x);
     crdt_replica_close(d);
     test_rmtree(dd);
@@ -418,7 +425,6 @@ END_TEST
  * on every try (simulator seeds 1866 and 1867). */
 START_TEST(test_replay_parks_a_run_without_its_end)
 {
-    char h1[65], h2[65];
     unsigned char key[16];
     crdt_actor who = crdt_replica_actor(a);
     crdt_merge_report rep;
@@ -450,17 +456,7 @@ START_TEST(test_replay_parks_a_run_without_its_end)
     /* the run again: applied whole, nothing left parked */
     ck_assert_int_eq(crdt_merge(&rep, b, x.v, 5), CRDT_OK);
     ck_assert_uint_eq(rep.changes_applied, 5);
-    tu_hash(h1, a);
-    tu_hash(h2, b);
-    ck_assert_str_eq(h1, h2);
-    {
-        crdt_read *rd;
-        crdt_stats st;
-        ck_assert_int_eq(crdt_read_begin(&rd, b), CRDT_OK);
-        ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
-        ck_assert_uint_eq(st.pending, 0);
-        crdt_read_end(rd);
-    }
+    assert_caught_up(b, a);
     tu_batch_free(&x);
 }
 END_TEST

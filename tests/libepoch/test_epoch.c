@@ -190,6 +190,20 @@ START_TEST(test_stale_replica_is_rebased)
 }
 END_TEST
 
+/* a migrates through @p lens, b resets into it: b's quarantined ops */
+static uint64_t
+migrate_a_reset_b(const char *lens)
+{
+    uint64_t n = 0;
+    epoch_info e;
+
+    tu_migrate(a, lens, &e);
+    epoch_info_clear(&e);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
+    ck_assert_int_eq(epoch_quarantine_count(&n, b), CRDT_OK);
+    return n;
+}
+
 /* A held text delete whose text the migration removed cannot apply: it
  * stays held, and the held ops that can apply still do (it used to fail
  * the whole apply with CRDT_ENOTFOUND, and with it the reset that
@@ -197,7 +211,6 @@ END_TEST
 START_TEST(test_held_op_on_a_missing_text_stays_held)
 {
     uint64_t n = 0, applied = 0, kept = 0;
-    epoch_info e;
     crdt_txn *t;
 
     ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
@@ -209,11 +222,9 @@ START_TEST(test_held_op_on_a_missing_text_stays_held)
     ck_assert_int_eq(crdt_txn_text_delete(t, "c", "d", "t", 0, 1), CRDT_OK);
     ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "d", "gone", 7), CRDT_OK);
-    tu_migrate(a, "collection c 1 -> 2\nremove t\nremove gone\n", &e);
-    epoch_info_clear(&e);
-    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
-    ck_assert_int_eq(epoch_quarantine_count(&n, b), CRDT_OK);
-    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(migrate_a_reset_b("collection c 1 -> 2\nremove t\n"
+                                        "remove gone\n"),
+                      2);
 
     ck_assert_int_eq(epoch_quarantine_apply(&applied, &kept, b), CRDT_OK);
     ck_assert_uint_eq(applied, 1); /* the put: a new write of `gone` */
@@ -227,18 +238,14 @@ END_TEST
 START_TEST(test_removed_field_ops_are_quarantined)
 {
     uint64_t n = 0;
-    epoch_info e;
     char ha[65], hb[65];
 
     ck_assert_int_eq(tu_put_int(a, "c", "d", "keep", 1), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "d", "gone", 7), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "d", "keep", 8), CRDT_OK);
-    tu_migrate(a, "collection c 1 -> 2\nremove gone\n", &e);
-    epoch_info_clear(&e);
-    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
-    ck_assert_int_eq(epoch_quarantine_count(&n, b), CRDT_OK);
-    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(migrate_a_reset_b("collection c 1 -> 2\nremove gone\n"),
+                      1);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     ck_assert_int_eq(epoch_quarantine_count(&n, a), CRDT_OK);
     ck_assert_uint_eq(n, 1);
