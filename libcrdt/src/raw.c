@@ -784,14 +784,14 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
          * it, so it waits in the pending area, as merge.c's
          * drain_pending() leaves such a change, until a peer sends the
          * run again (docs/storage.md 5.5) */
-        int proof = CRDT_OK, proved = 0, unproven = 0;
+        int proof = CRDT_OK, proved = 0;
         if (e == CRDT_OK && c.sig == NULL && c.seq == h.seq + 1 &&
             memcmp(c.prev, h.hash, CRDT_HASH_BYTES) == 0) {
             proof = crdt__log_prove(w->txn, w->r->dbi[CRDT_DB_LOG], &c);
             proved = 1;
-            unproven = proof == CRDT_EAUTH;
         }
-        if (e == CRDT_OK && (c.seq > h.seq + 1 || unproven)) {
+        if (e == CRDT_OK &&
+            (c.seq > h.seq + 1 || (proved && proof == CRDT_EAUTH))) {
             /* its predecessors are not here (they reached us folded in a
              * snapshot of a losing epoch): park it until they come, from
              * whoever still holds them in a log or an archive */

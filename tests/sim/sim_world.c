@@ -219,11 +219,18 @@ static const char *const SEQS[] = { "t", "l" };
 /* Names a delete or a lens rename/remove may pick: every type. */
 static const char *const ANY_FIELD[] = { "a", "b", "x", "t", "l" };
 
-/* Code point of unique element @p u: CJK ideographs, 3 bytes of UTF-8. */
+/* Code point of unique element @p u: a CJK ideograph (the oracle's range). */
+static uint32_t
+uniq_cp(uint64_t u)
+{
+    return 0x4E00 + (uint32_t)(u % 20000);
+}
+
+/* Unique element @p u as 3 bytes of UTF-8. */
 static size_t
 uniq_utf8(char *out, uint64_t u)
 {
-    uint32_t cp = 0x4E00 + (uint32_t)(u % 20000);
+    uint32_t cp = uniq_cp(u);
 
     out[0] = (char)(0xE0 | (cp >> 12));
     out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
@@ -421,8 +428,8 @@ random_write(sim_world *w, int i)
     else if (w->verbose && sp.on && sp.op == 0 && w->uniq > first_uniq)
         fprintf(stderr,
                 "           inserted code points %s/%s: U+%04X..U+%04X at %llu\n",
-                sp.coll, sp.doc, (unsigned)(0x4E00 + first_uniq % 20000),
-                (unsigned)(0x4E00 + (w->uniq - 1) % 20000),
+                sp.coll, sp.doc, (unsigned)uniq_cp(first_uniq),
+                (unsigned)uniq_cp(w->uniq - 1),
                 (unsigned long long)sp.pos);
     return CRDT_OK;
 }
