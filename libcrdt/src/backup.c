@@ -303,6 +303,32 @@ crdt_backup_check(crdt_backup_info *info_out, const char *file)
     return CRDT_OK;
 }
 
+/*
+ * A backup taken while a reset was staging a snapshot carries its meta
+ * `staging` record, naming the process that staged it (docs/storage.md
+ * 6.4). That process may well be alive, and its session is with the
+ * original replica, not this copy: the restored replica would answer
+ * every sync and migration "a reset is in progress" until the record
+ * went stale. The half-staged changes are never read; both go.
+ */
+static int
+drop_staging(crdt_replica *r)
+{
+    crdt_raw *t;
+    int rc;
+
+    if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
+        return rc;
+    rc = crdt_raw_del(t, CRDT_DB_META, "staging", 7);
+    if (rc == CRDT_OK || rc == CRDT_ENOTFOUND)
+        rc = crdt_raw_clear(t, CRDT_DB_STAGING);
+    if (rc < 0) {
+        crdt_raw_abort(t);
+        return rc;
+    }
+    return crdt_raw_commit(t);
+}
+
 int
 crdt_restore(crdt_backup_info *info_out, const char *file, const char *dir)
 {
@@ -378,6 +404,8 @@ crdt_restore(crdt_backup_info *info_out, const char *file, const char *dir)
              memcmp(space, info.space_id, CRDT_SPACE_ID_BYTES) != 0))
             rc = CRDT_ECORRUPT;
     }
+    if (rc == CRDT_OK)
+        rc = drop_staging(r);
     if (rc == CRDT_OK)
         rc = crdt_replica_new_incarnation(r);
     crdt_replica_close(r);

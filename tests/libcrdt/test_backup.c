@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -117,6 +118,46 @@ START_TEST(test_corrupt_backup_is_refused)
 }
 END_TEST
 
+/* A backup taken while a reset stages a snapshot: the restored copy has
+ * no reset in progress (its owner's session is with the original). */
+START_TEST(test_restore_drops_a_staging_reset)
+{
+    char file[300], restored[300];
+    unsigned char rec[24] = { 0 };
+    crdt_replica *x;
+    crdt_raw *t;
+    const void *v;
+    size_t vl;
+    uint64_t n = 1;
+
+    ck_assert_int_eq(tu_put_int(r, "c", "d", "v", 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_put(t, CRDT_DB_META, "staging", 7, rec,
+                                  sizeof rec), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_put(t, CRDT_DB_STAGING, "0123456789abcdef", 16,
+                                  "x", 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    snprintf(file, sizeof file, "%s/staging.strata", dir);
+    snprintf(restored, sizeof restored, "%s/restored", dir);
+    ck_assert_int_eq(crdt_backup(NULL, r, file), CRDT_OK);
+    ck_assert_int_eq(crdt_restore(NULL, file, restored), CRDT_OK);
+
+    ck_assert_int_eq(crdt_replica_open(&x, restored, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_begin(&t, x, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_get(t, CRDT_DB_META, "staging", 7, &v, &vl),
+                     CRDT_ENOTFOUND);
+    ck_assert_int_eq(crdt_raw_count(&n, t, CRDT_DB_STAGING), CRDT_OK);
+    ck_assert_uint_eq(n, 0);
+    crdt_raw_abort(t);
+    crdt_replica_close(x);
+    /* the original keeps its own */
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_get(t, CRDT_DB_META, "staging", 7, &v, &vl),
+                     CRDT_OK);
+    crdt_raw_abort(t);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -127,6 +168,7 @@ test_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_backup_during_writes_restores_exactly);
     tcase_add_test(tc, test_corrupt_backup_is_refused);
+    tcase_add_test(tc, test_restore_drops_a_staging_reset);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -92,5 +92,9 @@ int sim_chaos(sim_world *w, int steps);
 int sim_heal(sim_world *w);
 /* Oracle: returns 0 or fills w->finding. */
 int sim_oracle(sim_world *w);
+/* Oracle (4)'s duplicate check alone, on every replica as it stands:
+ * 1 with w->finding set.  STRATA_SIM_EACH=1 runs it after every step,
+ * to find the step that first applies an insert twice. */
+int sim_no_duplicates(sim_world *w);
 
 #endif

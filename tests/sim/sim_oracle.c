@@ -481,6 +481,20 @@ seq_oracle(sim_world *w)
 }
 
 int
+sim_no_duplicates(sim_world *w)
+{
+    dump d = { 0 };
+    int rc = 0;
+
+    for (int i = 0; rc == 0 && i < w->n; i++) {
+        d.len = 0;
+        rc = dump_seqs(w, i, &d);
+    }
+    free(d.p);
+    return rc;
+}
+
+int
 sim_oracle(sim_world *w)
 {
     crdt_stats st[SIM_MAX_REPLICAS];

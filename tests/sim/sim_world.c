@@ -931,6 +931,7 @@ sim_chaos(sim_world *w, int steps)
     int no_crash = off && strstr(off, "crash");
     int no_part = off && strstr(off, "partition");
     int no_copy = off && strstr(off, "copy");
+    int each = getenv("STRATA_SIM_EACH") != NULL;
     int rc = CRDT_OK;
 
     for (int s = 0; s < steps && rc == CRDT_OK; s++) {
@@ -981,6 +982,11 @@ sim_chaos(sim_world *w, int steps)
             if (w->links[k].used && link_step(w, &w->links[k], 1, &err) &&
                 err == CRDT_ECORRUPT)
                 rc = err;
+        }
+        if (rc == CRDT_OK && each && sim_no_duplicates(w)) {
+            fprintf(stderr, "[%8lld] step %d: %s\n", (long long)w->now_ms, s,
+                    w->finding);
+            rc = CRDT_ERROR;
         }
     }
     if (rc != CRDT_OK && w->finding[0] == 0)

@@ -46,6 +46,8 @@ CRDT_API int crdt_backup_check(crdt_backup_info *info_out, const char *file);
  * and then the restored state's hash against the header (CRDT_ECORRUPT).
  * The restored replica is a new incarnation: a new actor id for its
  * future writes, so it never reuses an (actor, seq) the original sent.
+ * A reset the original was staging when the backup was taken is
+ * dropped (its session is the original's, docs/storage.md 6.4).
  */
 CRDT_API CRDT_MUST_CHECK int crdt_restore(crdt_backup_info *info_out, const char *file,
                  const char *dir);
