@@ -152,8 +152,6 @@ struct crdtnet_session {
     uint64_t peer_n;
     unsigned char *peer_few;   /* the peer's HELLO entries (few heads) */
     size_t peer_few_len;
-    /* what FIN is judged against: both HELLO vvs (see on_fin) */
-    crdt_vv *hello_vv, *peer_hello_vv;
     int peer_packs;            /* the packed version the peer reads
                                   (crdt_changes_pack_version()), 0: none */
     crdt_stats hello_st;       /* protocol 4: read with s->sum's heads */
@@ -213,8 +211,6 @@ crdtnet_session_free(crdtnet_session *s)
     epoch_reset_abort(s->reset);
     crdt_vv_free(s->lacks);
     crdt_vv_free(s->peer_known);
-    crdt_vv_free(s->hello_vv);
-    crdt_vv_free(s->peer_hello_vv);
     free(s->peer_heads);
     crdt_free(s->forks);
     crdtnet__sum_free(s->sum);
@@ -438,8 +434,6 @@ build_hello(crdtnet_session *s)
         crdt__enc_bin(&s->out, vb, vl);
         pack_epoch_chain(s, chain, n);
         crdt__enc_bin(&s->out, hb, hl);
-        s->hello_vv = vv; /* FIN is judged against it */
-        vv = NULL;
     }
     epoch_chain_free(chain, n);
     crdt_vv_free(vv);
@@ -1328,15 +1322,6 @@ peer_view(crdtnet_session *s, crdt_vv *their_vv)
     int rc;
 
     s->view_ready = 1;
-    /* what FIN is judged against (fin_conclusive(); protocol 4 looks the
-     * peer's HELLO seqs up in the summary instead) */
-    crdt_vv_free(s->peer_hello_vv);
-    s->peer_hello_vv = NULL;
-    if (s->proto != PROTO_SUMMARY &&
-        (rc = crdt_vv_copy(&s->peer_hello_vv, their_vv)) < 0) {
-        crdt_vv_free(their_vv);
-        return fail(s, rc, crdt_strerror(rc), 1);
-    }
     if (s->role == ROLE_SAME) {
         /* which of the peer's heads fork from the chains we hold; the
          * peer checks ours: each side can judge the heads it is ahead of */
@@ -1847,34 +1832,6 @@ on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m,
     return CRDT_OK;
 }
 
-/*
- * Equal vvs with different state hashes prove a divergence only when
- * both sides hold the same chains. The HELLOs compared the heads (FORKS),
- * so that holds if nothing came in since but what the two HELLOs
- * named: our vv is covered by the union of both. A change heard from a
- * third replica during the session (or written here) may be another
- * version of seqs the peer holds (a copied replica wrote), which vvs do
- * not show; and a merge of this session that met such a version counted
- * it as a conflict. Then the verdict is "not in sync", and the next
- * session's HELLOs compare the heads again.
- */
-static int
-fin_conclusive(crdtnet_session *s, const crdt_vv *ours)
-{
-    if (s->rep.conflicts > 0 || s->hello_vv == NULL ||
-        s->peer_hello_vv == NULL)
-        return 0;
-    for (size_t i = 0; i < crdt_vv_count(ours); i++) {
-        crdt_actor a;
-        uint64_t seq;
-        crdt_vv_entry(ours, i, &a, &seq);
-        if (seq > crdt_vv_get(s->hello_vv, &a) &&
-            seq > crdt_vv_get(s->peer_hello_vv, &a))
-            return 0;
-    }
-    return 1;
-}
-
 static uint64_t
 entry_seq(const unsigned char *e, crdt_actor *a)
 {
@@ -1886,31 +1843,118 @@ entry_seq(const unsigned char *e, crdt_actor *a)
     return seq;
 }
 
-/* A head of ours beyond both HELLOs (as the summary has them): -1 stops
- * each_heads(). */
+/*
+ * Equal vvs with different state hashes prove a divergence only when
+ * both sides hold the same chains, and a vv (or its digest in FIN) shows
+ * seqs, not chains. So the verdict counts only when every head of ours
+ * at FIN is the very head (seq and chain hash) the peer's HELLO named:
+ * then we hold the peer's chains, and the peer, whose FIN names the same
+ * seqs, held them already or took them from us. A head of ours the peer
+ * did not announce came from us or from a third replica during the
+ * session; the peer may hold another version of those seqs (a copied
+ * replica wrote both, and a third replica gave it one: simulator seed
+ * 4705), which neither side can see. A merge of this session that met
+ * such a version counted a conflict. In those cases the verdict is "not
+ * in sync", and the next session's HELLOs compare the heads again: a
+ * real divergence is reported there, where nothing moves. The side that
+ * only received changes still judges this one.
+ */
+typedef struct {
+    crdtnet_session *s;
+    unsigned char *peer; /* version 3: the peer's HELLO heads, sorted */
+    size_t n_peer;
+    size_t seen;
+} fin_judge;
+
 static int
-beyond_hellos(void *ctx, const unsigned char *e, size_t n)
+cmp_entry_actor(const void *x, const void *y)
 {
-    const crdtnet__sum *sum = ctx;
+    return memcmp(x, y, CRDT_ACTOR_BYTES);
+}
+
+/* Version 3: the peer's HELLO heads (crdt_heads_export() format) into
+ * j->peer, sorted by actor. CRDT_OK; CRDT_EPROTO; CRDT_ENOMEM. */
+static int
+peer_hello_heads(fin_judge *j)
+{
+    crdt__mp m = { j->s->peer_heads, j->s->peer_heads + j->s->peer_heads_len };
+    uint32_t items;
+
+    if (j->s->peer_heads == NULL || crdt__mp_array(&m, &items) < 0 ||
+        items % 3 != 0)
+        return CRDT_EPROTO;
+    j->peer = malloc(items / 3 * (size_t)CRDT_HEAD_ENTRY_BYTES + 1);
+    if (j->peer == NULL)
+        return CRDT_ENOMEM;
+    for (uint32_t i = 0; i < items / 3; i++) {
+        unsigned char *e = j->peer + (size_t)i * CRDT_HEAD_ENTRY_BYTES;
+        uint64_t seq;
+        if (crdt__mp_bin_fixed(&m, e, CRDT_ACTOR_BYTES) < 0 ||
+            crdt__mp_uint(&m, &seq) < 0 ||
+            crdt__mp_bin_fixed(&m, e + 16, CRDT_HASH_BYTES) < 0)
+            return CRDT_EPROTO;
+        for (int b = 0; b < 8; b++)
+            e[CRDT_ACTOR_BYTES + b] = (unsigned char)(seq >> (56 - 8 * b));
+    }
+    j->n_peer = items / 3;
+    qsort(j->peer, j->n_peer, CRDT_HEAD_ENTRY_BYTES, cmp_entry_actor);
+    return CRDT_OK;
+}
+
+/* Is each head of ours in @p e the peer's HELLO head? -1 stops
+ * each_heads() at the first that is not. */
+static int
+announced(void *ctx, const unsigned char *e, size_t n)
+{
+    fin_judge *j = ctx;
 
     for (size_t i = 0; i < n; i++) {
-        crdt_actor a;
-        uint64_t seq = entry_seq(e + i * CRDT_HEAD_ENTRY_BYTES, &a);
-        if (seq > crdtnet__sum_own_seq(sum, &a) &&
-            seq > crdtnet__sum_peer_seq(sum, &a))
+        const unsigned char *o = e + i * CRDT_HEAD_ENTRY_BYTES;
+        unsigned char ph[CRDT_HEAD_ENTRY_BYTES];
+        if (j->peer != NULL) {
+            const unsigned char *p = bsearch(o, j->peer, j->n_peer,
+                                             CRDT_HEAD_ENTRY_BYTES,
+                                             cmp_entry_actor);
+            if (p == NULL)
+                return -1;
+            memcpy(ph, p, sizeof ph);
+        } else {
+            crdt_actor a;
+            uint64_t seq;
+            entry_seq(o, &a);
+            if (crdtnet__sum_peer_head(j->s->sum, &a, &seq, ph + 16) < 0)
+                return -1;
+            memcpy(ph, a.b, CRDT_ACTOR_BYTES);
+            for (int b = 0; b < 8; b++)
+                ph[CRDT_ACTOR_BYTES + b] = (unsigned char)(seq >> (56 - 8 * b));
+        }
+        if (memcmp(ph, o, CRDT_HEAD_ENTRY_BYTES) != 0)
             return -1;
+        j->seen++;
     }
     return CRDT_OK;
 }
 
-/* fin_conclusive() in protocol 4: our heads in @p rd against the seqs
- * both HELLOs summarised. */
+/* The verdict's condition on @p rd, the snapshot FIN was judged on. */
 static int
-fin_conclusive_sum(crdtnet_session *s, crdt_read *rd)
+fin_conclusive(crdtnet_session *s, crdt_read *rd)
 {
-    if (s->rep.conflicts > 0 || s->sum == NULL || !crdtnet__sum_done(s->sum))
+    fin_judge j = { s, NULL, 0, 0 };
+    int ok;
+
+    if (s->rep.conflicts > 0)
         return 0;
-    return each_heads(rd, beyond_hellos, s->sum) == CRDT_OK;
+    if (s->proto == PROTO_SUMMARY) {
+        if (s->sum == NULL || !crdtnet__sum_done(s->sum))
+            return 0;
+    } else if (peer_hello_heads(&j) < 0) {
+        free(j.peer);
+        return 0;
+    }
+    ok = each_heads(rd, announced, &j) == CRDT_OK &&
+         (j.peer == NULL || j.seen == j.n_peer);
+    free(j.peer);
+    return ok;
 }
 
 /* Live mode: the peer holds every head of ours (equal FIN digests). */
@@ -1956,7 +2000,7 @@ on_fin_digest(crdtnet_session *s, const unsigned char *hash,
         same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
         memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
         s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
-        if (same_vv && !same_hash && !fin_conclusive_sum(s, rd))
+        if (same_vv && !same_hash && !fin_conclusive(s, rd))
             same_vv = 0; /* not in sync; the next session decides */
         if (same_vv && !same_hash)
             rc = fail(s, CRDT_ECORRUPT,
@@ -1998,7 +2042,6 @@ on_fin(crdtnet_session *s, crdt__mp *m)
     rc = crdt_read_stats(&st, rd);
     if (rc == CRDT_OK)
         rc = crdt_read_vv(&ours, rd);
-    crdt_read_end(rd);
     if (rc == CRDT_OK) {
         /* a migration on either side during the session makes the
          * states differ legitimately: compare within one epoch only */
@@ -2008,7 +2051,7 @@ on_fin(crdtnet_session *s, crdt__mp *m)
         int same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
         memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
         s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
-        if (same_vv && !same_hash && !fin_conclusive(s, ours))
+        if (same_vv && !same_hash && !fin_conclusive(s, rd))
             same_vv = 0; /* not in sync; the next session decides */
         if (same_vv && !same_hash)
             rc = fail(s, CRDT_ECORRUPT,
@@ -2022,6 +2065,7 @@ on_fin(crdtnet_session *s, crdt__mp *m)
             }
         }
     }
+    crdt_read_end(rd);
     crdt_vv_free(theirs);
     crdt_vv_free(ours);
     return rc;

@@ -614,6 +614,31 @@ crdtnet__sum_own_seq(const crdtnet__sum *s, const crdt_actor *a)
     return seq_in(s->mine, s->n_mine, a);
 }
 
+int
+crdtnet__sum_peer_head(const crdtnet__sum *s, const crdt_actor *a,
+                       uint64_t *seq, unsigned char hash[32])
+{
+    const unsigned char *e;
+    size_t i;
+
+    if (!s->done)
+        return CRDT_ENOTFOUND;
+    /* ours outside every leaf is the peer's too, else the peer's own */
+    i = lower_bound(s->mine, s->n_mine, a->b);
+    if (i < s->n_mine && memcmp(s->mine + i * ENTRY, a->b, 8) == 0 &&
+        !s->drop[i]) {
+        e = s->mine + i * ENTRY;
+    } else {
+        i = lower_bound(s->peer, s->n_peer, a->b);
+        if (i == s->n_peer || memcmp(s->peer + i * ENTRY, a->b, 8) != 0)
+            return CRDT_ENOTFOUND;
+        e = s->peer + i * ENTRY;
+    }
+    *seq = crdt__rd64(e + 8);
+    memcpy(hash, e + 16, 32);
+    return CRDT_OK;
+}
+
 uint64_t
 crdtnet__sum_peer_seq(const crdtnet__sum *s, const crdt_actor *a)
 {

@@ -101,6 +101,10 @@ uint64_t crdtnet__sum_own_seq(const crdtnet__sum *s, const crdt_actor *a);
 /* Once done: the peer's seq of @p a as its HELLO summarised it; 0 if
  * it held none (or the summary is not done). */
 uint64_t crdtnet__sum_peer_seq(const crdtnet__sum *s, const crdt_actor *a);
+/* Once done: the peer's head of @p a as its HELLO summarised it (seq
+ * and chain hash). CRDT_OK; CRDT_ENOTFOUND (none, or not done). */
+int crdtnet__sum_peer_head(const crdtnet__sum *s, const crdt_actor *a,
+                           uint64_t *seq, unsigned char hash[32]);
 /* Once done: the peer's version vector (all its actors). */
 int crdtnet__sum_peer_vv(const crdtnet__sum *s, crdt_vv **out);
 /* Once done: the peer's heads that differ from ours, as a heads blob

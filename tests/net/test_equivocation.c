@@ -633,6 +633,41 @@ START_TEST(test_divergence_still_reported)
 }
 END_TEST
 
+/* A divergence met in a session that moves changes: the side that only
+ * received them holds exactly the heads the peer announced and reports
+ * it; when both sides received, neither can tell a divergence from a
+ * version one of them got from a third replica (seed 4705), so the
+ * session ends "not in sync" and the next one, where nothing moves,
+ * reports it. */
+START_TEST(test_divergence_reported_once_heads_are_the_announced_ones)
+{
+    /* _i: 0 protocol 4 (heads from the summary), 1 protocol 3 (the
+     * peer's HELLO heads) */
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    tu_sync_result res;
+
+    if (_i == 1)
+        o.sync_proto = 3;
+    ck_assert_int_eq(tu_put_int(a, "c", "base", "v", 1), CRDT_OK);
+    sync_ok(a, b);
+    tu_state_put_ghost(b, "v", 9);
+    ck_assert_int_eq(tu_put_int(a, "c", "one", "v", 2), CRDT_OK);
+    res = tu_sessions_run(a, b, &o); /* a -> b only: b judges */
+    ck_assert_int_eq(res.ey, CRDT_ECORRUPT);
+
+    ck_assert_int_eq(tu_put_int(a, "c", "two", "v", 3), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "three", "v", 4), CRDT_OK);
+    res = tu_sessions_run(a, b, &o); /* both ways: nobody can judge */
+    ck_assert_msg(res.ex == 0 && res.ey == 0, "%s / %s", res.rx.reason,
+                  res.ry.reason);
+    ck_assert_int_eq(res.rx.in_sync, 0);
+    ck_assert_int_eq(res.ry.in_sync, 0);
+    res = tu_sessions_run(a, b, &o); /* nothing moves */
+    ck_assert_int_eq(res.ex, CRDT_ECORRUPT);
+    ck_assert_int_eq(res.ey, CRDT_ECORRUPT);
+}
+END_TEST
+
 /* A copy's version of a seq, parked ahead of the head, then the true
  * chain reaching it: the parked version never follows the head. It goes
  * to the quarantine and the merge goes on (it used to fail that merge,
@@ -749,6 +784,9 @@ test_suite(void)
     tcase_add_test(tc, test_rejected_taker_keeps_its_version_below_the_cut);
     tcase_add_test(tc, test_fork_met_after_hello_is_not_divergence);
     tcase_add_test(tc, test_divergence_still_reported);
+    tcase_add_loop_test(tc,
+                        test_divergence_reported_once_heads_are_the_announced_ones,
+                        0, 2);
     tcase_add_test(tc, test_staged_chain_cut_differently_replaces_ours);
     tcase_add_test(tc, test_copy_lost_to_one_epoch_won_by_another);
     suite_add_tcase(s, tc);

@@ -168,8 +168,16 @@ assert_peer_is(const crdtnet__sum *s, const head *h, size_t n)
         crdt_vv_entry(vv, i, &a, &seq);
         ck_assert_mem_eq(a.b, h[i].actor, 8);
         ck_assert_uint_eq(seq, h[i].seq);
-        /* the lookup FIN uses agrees with the rebuilt vv */
+        /* the lookups FIN uses agree with the rebuilt vv, and the
+         * head it judges by carries the peer's chain hash */
         ck_assert_uint_eq(crdtnet__sum_peer_seq(s, &a), h[i].seq);
+        {
+            uint64_t ps;
+            unsigned char ph[32];
+            ck_assert_int_eq(crdtnet__sum_peer_head(s, &a, &ps, ph), CRDT_OK);
+            ck_assert_uint_eq(ps, h[i].seq);
+            ck_assert_mem_eq(ph, h[i].hash, 32);
+        }
     }
     crdt_vv_free(vv);
 }
@@ -188,6 +196,12 @@ assert_own_is(const crdtnet__sum *s, const head *h, size_t n)
     memset(none.b, 0xff, sizeof none.b); /* random actors never are */
     ck_assert_uint_eq(crdtnet__sum_own_seq(s, &none), 0);
     ck_assert_uint_eq(crdtnet__sum_peer_seq(s, &none), 0);
+    {
+        uint64_t ps;
+        unsigned char ph[32];
+        ck_assert_int_eq(crdtnet__sum_peer_head(s, &none, &ps, ph),
+                         CRDT_ENOTFOUND);
+    }
 }
 
 /* Every actor whose head differs is in the peer heads @p s rebuilt. */
