@@ -1880,8 +1880,10 @@ peer_hello_heads(fin_judge *j)
     crdt__mp m = { j->s->peer_heads, j->s->peer_heads + j->s->peer_heads_len };
     uint32_t items;
 
+    /* an entry takes at least 43 bytes (two bin headers, 8 + 32 bytes, a
+     * uint): a count the blob cannot hold is not believed */
     if (j->s->peer_heads == NULL || crdt__mp_array(&m, &items) < 0 ||
-        items % 3 != 0)
+        items % 3 != 0 || items / 3 > j->s->peer_heads_len / 43)
         return CRDT_EPROTO;
     j->peer = malloc(items / 3 * (size_t)CRDT_HEAD_ENTRY_BYTES + 1);
     if (j->peer == NULL)
