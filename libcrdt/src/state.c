@@ -15,7 +15,8 @@
  *  (2) a counter part grows by one op at a time in seq order, and only
  *      for a seq above the last one it counted (so an op applied again,
  *      e.g. after a reset to a snapshot that holds it, is a no-op); a
- *      removed part keeps the observation with the highest count;
+ *      removed part keeps the observation with the highest count, and
+ *      at equal counts the highest sum (as a u64);
  *  (3) a set tag goes 1 -> 0 only (a removed tag never comes back);
  *  so two replicas that applied the same ops hold byte-identical state,
  *  and the multiset hash over (key, value) pairs is equal.
@@ -437,6 +438,23 @@ apply_tag_removed(crdt__wctx *w, crdt__key *k, size_t base,
 }
 
 /* fobs = [ ctr: [actor, count, sum]*, set: [elem, actor, seq]* ] */
+/*
+ * (2) for a removed part: is (count, sum) above the stored observation
+ * @p old? One actor's increments in seq order give one sum per count, so
+ * the count alone orders observations; but a copied replica can write
+ * two versions of the same seqs, and deletes that observed each version
+ * then carry equal counts with different sums. The sum breaks the tie,
+ * so the kept one does not depend on the order the deletes came in
+ * (simulator seed 9781).
+ */
+static int
+removed_above(uint64_t count, uint64_t sum, const unsigned char *old)
+{
+    uint64_t oc = crdt__rd64(old);
+
+    return count > oc || (count == oc && sum > crdt__rd64(old + 8));
+}
+
 static int
 apply_field_obs(crdt__wctx *w, crdt__key *fk, crdt__mp *m)
 {
@@ -465,7 +483,7 @@ apply_field_obs(crdt__wctx *w, crdt__key *fk, crdt__mp *m)
         if (rc == CRDT_ENOTFOUND)
             rc = crdt__state_put(w, fk->b, fk->len, v, 16, NULL);
         else if (rc == CRDT_OK && old.mv_size == 16 &&
-                 crdt__rd64(old.mv_data) < count)
+                 removed_above(count, (uint64_t)sum, old.mv_data))
             rc = crdt__state_put(w, fk->b, fk->len, v, 16, &old); /* (2) */
         if (rc < 0)
             return rc;
