@@ -436,6 +436,32 @@ drop_parked_copy(crdt__wctx *w, const crdt_change *c)
 }
 
 /* Apply parked changes that now follow the head; keeps (2). */
+/*
+ * Can a change written in epoch @p id be applied here: is it the current
+ * epoch @p cur, one whose record we hold (the epoch hook rebases from
+ * it), or the genesis (which has none)? A change parks without this check, and its epoch's record
+ * may not have come with it (a peer made the epoch after its HELLO, or
+ * the change came through a replica that never held the record). When
+ * the head reaches it, such a change waits in the pending area: applied,
+ * it would fail the merge with CRDT_ENOTFOUND, and every later merge of
+ * its actor, although the changes before it are fine (simulator seed
+ * 9272). A peer holding the epoch sends its record in HELLO and the
+ * change again.
+ */
+static int
+epoch_held(crdt__wctx *w, const unsigned char *id, const unsigned char *cur)
+{
+    MDB_val k = { CRDT_HASH_BYTES, (void *)id }, v;
+
+    if (memcmp(id, cur, CRDT_HASH_BYTES) == 0 ||
+        mdb_get(w->txn, w->r->dbi[CRDT_DB_EPOCHS], &k, &v) == 0)
+        return 1;
+    if (crdt__meta_get(w->txn, w->r, "genesis_id", &v) != CRDT_OK ||
+        v.mv_size != CRDT_HASH_BYTES)
+        return 1; /* cannot tell (a replica from before the record): try */
+    return memcmp(v.mv_data, id, CRDT_HASH_BYTES) == 0;
+}
+
 static int
 drain_pending(crdt__wctx *w, crdt__logrun *run, const crdt_actor *a,
               crdt__head *h, const unsigned char *cur_epoch,
@@ -492,6 +518,10 @@ drain_pending(crdt__wctx *w, crdt__logrun *run, const crdt_actor *a,
             !pending_run_signed(w, &c, &proven_to)) {
             free(copy);
             return CRDT_OK; /* its run's signed end is gone: it waits */
+        }
+        if (rc == CRDT_OK && !epoch_held(w, c.epoch_id, cur_epoch)) {
+            free(copy);
+            return CRDT_OK; /* its epoch's record is not here yet: it waits */
         }
         if (rc == CRDT_OK)
             rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL) == 0

@@ -190,6 +190,61 @@ START_TEST(test_stale_replica_is_rebased)
 }
 END_TEST
 
+/* A change parked ahead of the head whose epoch b holds no record of
+ * (it came before the record): when the head reaches it, it waits in the
+ * pending area, and the merge that brought the head there succeeds (it
+ * used to fail with CRDT_ENOTFOUND, and every later merge of the actor:
+ * simulator seed 9272). With the record stored, it applies. */
+START_TEST(test_parked_change_of_an_unknown_epoch_waits)
+{
+    crdt_merge_report rep;
+    crdt_read *rd;
+    crdt_stats st;
+    epoch_info *chain, e;
+    size_t n;
+    tu_batch x1, x2;
+    char ha[65], hb[65];
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "v", 1), CRDT_OK);
+    x1 = tu_export_all(a); /* seq 1, written at the genesis */
+    tu_migrate(a, "collection c 1 -> 2\nrename v -> w\n", &e);
+    epoch_info_clear(&e);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 2), CRDT_OK);
+    x2 = tu_export_all(a); /* seq 2, written in epoch 1 */
+    ck_assert_uint_eq(x1.n, 1);
+    ck_assert_uint_eq(x2.n, 1);
+
+    ck_assert_int_eq(crdt_merge(&rep, b, x2.v, 1), CRDT_OK);
+    ck_assert_uint_eq(rep.pending, 1);
+    ck_assert_int_eq(crdt_merge(&rep, b, x1.v, 1), CRDT_OK);
+    ck_assert_uint_eq(rep.changes_applied, 1);
+    ck_assert_int_eq(crdt_read_begin(&rd, b), CRDT_OK);
+    ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert_uint_eq(st.pending, 1);
+
+    ck_assert_int_eq(epoch_chain(&chain, &n, a), CRDT_OK);
+    for (size_t i = 1; i < n; i++) {
+        const unsigned char *rec = chain[i].raw;
+        size_t len = chain[i].raw_len;
+        ck_assert_int_eq(epoch_store_records(b, &rec, &len, 1), CRDT_OK);
+    }
+    epoch_chain_free(chain, n);
+    ck_assert_int_eq(crdt_merge(&rep, b, x2.v, 1), CRDT_OK);
+    ck_assert_uint_eq(rep.changes_applied, 1);
+    ck_assert_int_eq(crdt_read_begin(&rd, b), CRDT_OK);
+    ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert_uint_eq(st.pending, 0);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+    tu_batch_free(&x1);
+    tu_batch_free(&x2);
+}
+END_TEST
+
 /* a migrates through @p lens, b resets into it: b's quarantined ops */
 static uint64_t
 migrate_a_reset_b(const char *lens)
@@ -365,6 +420,7 @@ test_suite(void)
     tcase_add_test(tc, test_stale_replica_is_rebased);
     tcase_add_test(tc, test_removed_field_ops_are_quarantined);
     tcase_add_test(tc, test_held_op_on_a_missing_text_stays_held);
+    tcase_add_test(tc, test_parked_change_of_an_unknown_epoch_waits);
     tcase_add_test(tc, test_custom_migration_rejects_stale_peers);
     tcase_add_test(tc, test_fork_ends_with_one_epoch_and_no_op_lost);
     suite_add_tcase(s, tc);
