@@ -74,18 +74,6 @@ quarantine_count(crdt_replica *r)
     return q;
 }
 
-static uint64_t
-pending_count(crdt_replica *r)
-{
-    crdt_read *rd;
-    crdt_stats st;
-
-    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
-    ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
-    crdt_read_end(rd);
-    return st.pending;
-}
-
 /* A change whose seq is near 2^62 would wait forever for predecessors
  * nobody has: it goes to the quarantine with its reason, not pending. */
 START_TEST(test_far_ahead_change_is_quarantined)
@@ -119,7 +107,7 @@ START_TEST(test_far_ahead_change_is_quarantined)
     ck_assert_int_eq(crdt_merge(&rep, b, &x.v[1], 1), CRDT_OK);
     ck_assert_uint_eq(rep.pending, 0);
     ck_assert_uint_eq(rep.quarantined_ops, 1);
-    ck_assert_uint_eq(pending_count(b), 0);
+    ck_assert_uint_eq(tu_pending(b), 0);
     ck_assert_uint_eq(quarantine_count(b), 1);
     tu_batch_free(&x);
 }
@@ -143,11 +131,11 @@ START_TEST(test_pending_share_is_bounded_per_actor)
     x = tu_export_all(a);
     for (int i = 4; i >= 1; i--) /* seqs 5, 4, 3, 2: all wait for 1 */
         ck_assert_int_eq(crdt_merge(&rep, b, &x.v[i], 1), CRDT_OK);
-    ck_assert_uint_eq(pending_count(b), 2);
+    ck_assert_uint_eq(tu_pending(b), 2);
     ck_assert_uint_eq(quarantine_count(b), 2); /* 5 and 4 made room */
     ck_assert_int_eq(crdt_merge(&rep, b, &x.v[0], 1), CRDT_OK);
     ck_assert_uint_eq(rep.changes_applied, 3);
-    ck_assert_uint_eq(pending_count(b), 0);
+    ck_assert_uint_eq(tu_pending(b), 0);
     /* the displaced ones come again from the peer and apply */
     ck_assert_int_eq(crdt_merge(&rep, b, x.v, x.n), CRDT_OK);
     tu_field_str(buf, sizeof buf, b, "c", "d", "f");
@@ -541,7 +529,7 @@ START_TEST(test_log_counters_of_small_changes)
     log_counts(b, &ops, &ch);
     ck_assert_uint_eq(ch - ch0, xa.n + xc.n);
     ck_assert_uint_eq(ops - ops0, xa.n + xc.n);
-    ck_assert_uint_eq(pending_count(b), 0);
+    ck_assert_uint_eq(tu_pending(b), 0);
     /* a repeat is all duplicates and counts nothing */
     ck_assert_int_eq(crdt_merge(&rep, b, first, nf), CRDT_OK);
     ck_assert_uint_eq(rep.changes_applied, 0);

@@ -230,6 +230,18 @@ tu_export_all(crdt_replica *r)
     return out;
 }
 
+uint64_t
+tu_pending(crdt_replica *r)
+{
+    crdt_read *rd;
+    crdt_stats st;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
+    crdt_read_end(rd);
+    return st.pending;
+}
+
 void
 tu_batch_free(tu_batch *b)
 {

@@ -41,6 +41,8 @@ typedef struct {
 } tu_batch;
 tu_batch tu_export_all(crdt_replica *r);
 void tu_batch_free(tu_batch *b);
+/* Changes parked in @p r's pending area (crdt_stats.pending). */
+uint64_t tu_pending(crdt_replica *r);
 /* Write @p list (n >= 2 consecutive changes of one actor) into @p r's
  * log as one run record (docs/storage.md 3: c1 | packed) under the key
  * of its last change, replacing what that key held: a stored run as a
