@@ -435,18 +435,17 @@ drop_parked_copy(crdt__wctx *w, const crdt_change *c)
     return crdt__count_add(w->txn, w->r, "pending", -1);
 }
 
-/* Apply parked changes that now follow the head; keeps (2). */
 /*
  * Can a change written in epoch @p id be applied here: is it the current
  * epoch @p cur, one whose record we hold (the epoch hook rebases from
- * it), or the genesis (which has none)? A change parks without this check, and its epoch's record
- * may not have come with it (a peer made the epoch after its HELLO, or
- * the change came through a replica that never held the record). When
- * the head reaches it, such a change waits in the pending area: applied,
- * it would fail the merge with CRDT_ENOTFOUND, and every later merge of
- * its actor, although the changes before it are fine (simulator seed
- * 9272). A peer holding the epoch sends its record in HELLO and the
- * change again.
+ * it), or the genesis (which has none)? A change parks without this
+ * check, and its epoch's record may not have come with it (a peer made
+ * the epoch after its HELLO, or the change came through a replica that
+ * never held the record). When the head reaches it, such a change waits
+ * in the pending area: applied, it would fail the merge with
+ * CRDT_ENOTFOUND, and every later merge of its actor, although the
+ * changes before it are fine (simulator seed 9272). A peer holding the
+ * epoch sends its record in HELLO and the change again.
  */
 static int
 epoch_held(crdt__wctx *w, const unsigned char *id, const unsigned char *cur)
@@ -462,6 +461,7 @@ epoch_held(crdt__wctx *w, const unsigned char *id, const unsigned char *cur)
     return memcmp(v.mv_data, id, CRDT_HASH_BYTES) == 0;
 }
 
+/* Apply parked changes that now follow the head; keeps (2). */
 static int
 drain_pending(crdt__wctx *w, crdt__logrun *run, const crdt_actor *a,
               crdt__head *h, const unsigned char *cur_epoch,

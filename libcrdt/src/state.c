@@ -437,7 +437,6 @@ apply_tag_removed(crdt__wctx *w, crdt__key *k, size_t base,
     return crdt__state_put(w, k->b, k->len, &zero, 1, &old); /* keeps (3) */
 }
 
-/* fobs = [ ctr: [actor, count, sum]*, set: [elem, actor, seq]* ] */
 /*
  * (2) for a removed part: is (count, sum) above the stored observation
  * @p old? One actor's increments in seq order give one sum per count, so
@@ -455,6 +454,7 @@ removed_above(uint64_t count, uint64_t sum, const unsigned char *old)
     return count > oc || (count == oc && sum > crdt__rd64(old + 8));
 }
 
+/* fobs = [ ctr: [actor, count, sum]*, set: [elem, actor, seq]* ] */
 static int
 apply_field_obs(crdt__wctx *w, crdt__key *fk, crdt__mp *m)
 {
