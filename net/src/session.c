@@ -1895,8 +1895,7 @@ peer_hello_heads(fin_judge *j)
             crdt__mp_uint(&m, &seq) < 0 ||
             crdt__mp_bin_fixed(&m, e + 16, CRDT_HASH_BYTES) < 0)
             return CRDT_EPROTO;
-        for (int b = 0; b < 8; b++)
-            e[CRDT_ACTOR_BYTES + b] = (unsigned char)(seq >> (56 - 8 * b));
+        crdt__be64(e + CRDT_ACTOR_BYTES, seq);
     }
     j->n_peer = items / 3;
     qsort(j->peer, j->n_peer, CRDT_HEAD_ENTRY_BYTES, cmp_entry_actor);
@@ -1927,8 +1926,7 @@ announced(void *ctx, const unsigned char *e, size_t n)
             if (crdtnet__sum_peer_head(j->s->sum, &a, &seq, ph + 16) < 0)
                 return -1;
             memcpy(ph, a.b, CRDT_ACTOR_BYTES);
-            for (int b = 0; b < 8; b++)
-                ph[CRDT_ACTOR_BYTES + b] = (unsigned char)(seq >> (56 - 8 * b));
+            crdt__be64(ph + CRDT_ACTOR_BYTES, seq);
         }
         if (memcmp(ph, o, CRDT_HEAD_ENTRY_BYTES) != 0)
             return -1;
