@@ -179,6 +179,7 @@ typedef struct {
                               key order, so it stays on the leaf page */
     uint64_t log_ops, log_changes; /* added to the counters at the end */
     int pending_any;       /* the pending area may hold a change */
+    struct crdt__logrun *log_run; /* the run in hand, not yet written */
 } crdt__wctx;
 
 /* A raw txn (crdt/raw.h): a write context, or a read txn. Merge builds
@@ -235,6 +236,9 @@ int crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
 int crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
                        const unsigned char *cur_epoch,
                        crdt_merge_report *rep);
+/* Write the log run a merge holds in hand (none outside a merge), so
+ * that a read of the log sees every change the merge applied so far. */
+int crdt__merge_log_settle(crdt__wctx *w);
 
 /* ---- authority.c: roles, checked for every op applied ---- */
 /* Is @p op one the current replay phase applies? 1 yes, 0 no. */

@@ -118,9 +118,16 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
             apply->kind < CRDT_OP_TINS)
             rc = crdt__applyq_push(w, w->q, apply, c->hlc + i, &c->actor,
                                    c->seq + i);
+        else if (op.is_copy)
+            rc = crdt__seq_copy_apply(w, apply, c->hlc + i, &c->actor,
+                                      c->seq + i);
         else
             rc = crdt__state_apply(w, apply, c->hlc + i, &c->actor,
                                    c->seq + i);
+        /* an insert that some copy copied: the copy's ids go */
+        if (rc == CRDT_OK)
+            rc = crdt__seq_original_applied(w, apply, &c->actor, c->seq + i,
+                                            c->hash);
         if (rc < 0) {
             w->seq_defer = defer;
             return rc;
@@ -178,6 +185,14 @@ log_settle(crdt__wctx *w, crdt__logrun *run)
     return rc;
 }
 
+int
+crdt__merge_log_settle(crdt__wctx *w)
+{
+    /* the outer merge's run, under a merge inside its epoch hook, was
+     * written before the hook ran (crdt__apply_change) */
+    return w->log_run == NULL ? CRDT_OK : log_settle(w, w->log_run);
+}
+
 /* The log counters of what log_append() stored. */
 static int
 log_counts_flush(crdt__wctx *w)
@@ -211,7 +226,7 @@ quarantine_conflict(crdt__wctx *w, const crdt_change *c, const crdt__head *h,
     char why[200], mine[17], held[17];
     size_t why_len;
     uint64_t n = 0;
-    int rc;
+    int rc, kind;
 
     /* proven with its batch (4): signed by the actor, so a clone's
      * change, not a forgery */
@@ -222,8 +237,12 @@ quarantine_conflict(crdt__wctx *w, const crdt_change *c, const crdt__head *h,
                                "chain held for its actor (head %llu, %s); "
                                "a copied replica?",
                                mine, (unsigned long long)h->seq, held);
-    if ((rc = crdt__quarantine_ops(w, c, CRDT_QK_EQUIVOCATION, why, why_len,
-                             &n)) < 0)
+    /* of our own actor, it is the other copy's version, not one we
+     * wrote: if ours loses later, it is not among what we re-apply */
+    kind = memcmp(c->actor.b, w->r->actor.b, CRDT_ACTOR_BYTES) == 0
+               ? CRDT_QK_OTHER_COPY
+               : CRDT_QK_EQUIVOCATION;
+    if ((rc = crdt__quarantine_ops(w, c, kind, why, why_len, &n)) < 0)
         return rc;
     if ((rc = crdt__count_add(w->txn, w->r, "equivocations", 1)) < 0)
         return rc;
@@ -668,6 +687,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     uint64_t now = crdt__now_ms(), max_hlc = 0;
     crdt__applyq own, *q = r->applyq_busy ? &own : &r->applyq;
     MDB_cursor *outer_cur;
+    crdt__logrun *outer_run;
     uint64_t outer_ops, outer_changes;
     int outer_pending, outer_defer;
     item *items, *own_items = NULL, **ord;
@@ -724,6 +744,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         aid = NULL;
     }
     /* a merge inside a merge's epoch hook shares @p w: keep the outer's */
+    outer_run = w->log_run;
     outer_cur = w->log_cur;
     outer_ops = w->log_ops;
     outer_changes = w->log_changes;
@@ -759,6 +780,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
             rc = crdt__logrun_reserve(run, n);
         if (rc == CRDT_OK) {
             run->aid = aid;
+            w->log_run = run;
             reached = 1;
         }
         for (size_t i = 0, j; rc == CRDT_OK && i < n; i = j) {
@@ -775,6 +797,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         }
         if (run != NULL)
             run->aid = NULL;
+        w->log_run = outer_run;
         crdt__logrun_free(&own_run);
     }
     if (w->log_cur != NULL)

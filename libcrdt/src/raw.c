@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "seq.h"
 
 int crdt__vv_from_heads(crdt_vv **out, MDB_txn *txn, crdt_replica *r);
 
@@ -926,41 +927,9 @@ int
 crdt_raw_apply_deleted(crdt_raw *t, const crdt_op *op, uint64_t hlc,
                        const crdt_actor *actor, uint64_t seq)
 {
-    crdt__enc e;
-    crdt_op del;
-    int rc;
-
     if (!t->write || op == NULL || actor == NULL ||
         (op->kind != CRDT_OP_TINS && op->kind != CRDT_OP_LINS) ||
         op->len == 0)
         return CRDT_EINVAL;
-    if ((rc = full(crdt__state_apply(t->w, op, hlc, actor, seq))) < 0)
-        return rc;
-    /* its own ids, deleted at once: they stay as anchors for the later
-     * inserts of its actor that name them, and never show */
-    memset(&del, 0, sizeof del);
-    del.kind = op->kind == CRDT_OP_TINS ? CRDT_OP_TDEL : CRDT_OP_LDEL;
-    del.coll = op->coll;
-    del.coll_len = op->coll_len;
-    del.doc = op->doc;
-    del.doc_len = op->doc_len;
-    del.field = op->field;
-    del.field_len = op->field_len;
-    del.pos = op->pos;
-    del.len = op->len;
-    crdt__enc_init(&e);
-    if (msgpack_pack_array(&e.pk, 3) < 0 ||
-        crdt__enc_bin(&e, actor->b, CRDT_ACTOR_BYTES) < 0 ||
-        msgpack_pack_uint64(&e.pk, op->ctr) < 0 ||
-        msgpack_pack_uint64(&e.pk, op->len) < 0)
-        rc = CRDT_ENOMEM;
-    else
-        rc = crdt__enc_ok(&e);
-    if (rc == CRDT_OK) {
-        del.ranges = (const unsigned char *)e.sb.data;
-        del.ranges_len = e.sb.size;
-        rc = full(crdt__state_apply(t->w, &del, hlc, actor, seq));
-    }
-    crdt__enc_free(&e);
-    return rc;
+    return full(crdt__seq_apply_deleted(t->w, op, hlc, actor, seq));
 }

@@ -46,6 +46,24 @@ void crdt__seq_release(crdt_replica *r, crdt__seq *s);
 int crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
                     const crdt_actor *actor);
 
+/* Copies (seq_copy.c). A losing version's insert, re-applied under a
+ * new incarnation as a copy that names its original (actor, seq, the
+ * first 8 bytes of its change's hash), and that original settle as one
+ * element in either order: the original shows, the copy's ids are
+ * deleted. Apply copy @p op (an insert with is_copy set) written by
+ * @p actor at @p seq: */
+int crdt__seq_copy_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
+                         const crdt_actor *actor, uint64_t seq);
+/* After insert @p op of @p actor at @p seq (of the change hashed
+ * @p hash) is applied: delete the ids of a copy of it applied before. */
+int crdt__seq_original_applied(crdt__wctx *w, const crdt_op *op,
+                               const crdt_actor *actor, uint64_t seq,
+                               const unsigned char *hash);
+/* Apply insert @p op with its own ids deleted at once (they never show,
+ * and later inserts that name them as origins still find them). */
+int crdt__seq_apply_deleted(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
+                            const crdt_actor *actor, uint64_t seq);
+
 /* Cache hooks of the write context (state.c) and the replica. */
 /* Write the run and delete records the sequences of @p w changed in
  * memory and have not written yet (each record once, however often it

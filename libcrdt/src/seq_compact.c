@@ -17,7 +17,8 @@
  *                insert below it was applied before (or dropped, being
  *                deleted), and an origin below it that is not in the
  *                base was compacted away (crdt_raw_seq_gone);
- *   'p', 'v'     held inserts stay; list values of dropped elements go.
+ *   'p', 'v'     held inserts stay; list values of dropped elements go;
+ *   'a'          copies waiting for their originals stay (seq_copy.c).
  *
  * Kept: every visible element, and a deleted one that a held insert
  * names as origin (it waits for its other origin; it must still find
@@ -380,6 +381,8 @@ compact_block(crdt__wctx *w, const crdt__seqkey *key, uint64_t *dropped)
         if (k.mv_size == key->len)
             continue;
         sub = kb[key->len];
+        if (sub == 'a') /* a copy still waiting: it stays as it is */
+            continue;
         if (sub == 'p') {
             if (v.mv_size < 32) {
                 rc = CRDT_ECORRUPT;

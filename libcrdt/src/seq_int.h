@@ -100,6 +100,7 @@ struct crdt__seq {
     size_t nact, capact, last_act;
     uint64_t vis, tot;
     uint64_t nparked; /* held inserts (records 'p') */
+    uint64_t ncopies; /* copies waiting for their originals ('a') */
     seq_run **base;   /* the base runs in document order */
     size_t nbase, capbase;
     uint64_t base_total; /* elements in the base */

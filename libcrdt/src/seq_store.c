@@ -16,6 +16,10 @@
  *                                  ctr, len, nbytes, content (seq_compact.c)
  *   P 'x' actor(8)                 ids of actor below ctr(8) were folded
  *                                  into an epoch (seq_compact.c)
+ *   P 'a' actor(8) seq(8) tag(8) copy actor(8) ctr(8)
+ *                                  a copy of the insert at (actor, seq) of
+ *                                  the change tagged tag, applied before its
+ *                                  original: len(8) (seq_copy.c)
  * An id is actor(8) ctr(8), ctr 0 for none.
  *
  * Invariants (each makes the state a function of the ops applied, not
@@ -337,6 +341,14 @@ crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi, const crdt__seqkey *
         }
         if (kb[k->len] == 'v')
             continue;
+        if (kb[k->len] == 'a') {
+            if (key.mv_size != k->len + 41 || val.mv_size != 8) {
+                rc = CRDT_ECORRUPT;
+                goto fail;
+            }
+            s->ncopies++;
+            continue;
+        }
         if (kb[k->len] == 'b') {
             if (key.mv_size != k->len + 9 ||
                 (rc = base_load(s, v, val.mv_size, k->kind == 'T',

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "seq.h"
 
 struct crdt_txn {
     crdt_replica *r;
@@ -115,8 +116,10 @@ apply_bytes(crdt_txn *t, const unsigned char *p, const unsigned char *end,
         /* the rules every replica applies to this op (authority.c) */
         if ((rc = crdt__auth_local(&t->w, t->seq0 + index, &op)) < 0)
             return rc;
-        rc = crdt__state_apply(&t->w, &op, t->hlc0 + index, &t->r->actor,
-                               t->seq0 + index);
+        rc = op.is_copy ? crdt__seq_copy_apply(&t->w, &op, t->hlc0 + index,
+                                               &t->r->actor, t->seq0 + index)
+                        : crdt__state_apply(&t->w, &op, t->hlc0 + index,
+                                            &t->r->actor, t->seq0 + index);
         if (rc < 0)
             return rc;
         crdt__auth_applied(&t->w, &op);

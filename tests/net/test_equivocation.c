@@ -765,6 +765,137 @@ START_TEST(test_quarantine_keys_do_not_collide)
 }
 END_TEST
 
+/* The change @p r wrote last, decoded into @p ch (its bytes in @p keep,
+ * which the caller frees with tu_batch_free()). */
+static void
+last_change(crdt_replica *r, tu_batch *keep, crdt_change *ch)
+{
+    *keep = tu_export_all(r);
+    ck_assert_uint_gt(keep->n, 0);
+    ck_assert_int_eq(crdt_change_decode(ch, keep->v[keep->n - 1].data,
+                                        keep->v[keep->n - 1].len),
+                     CRDT_OK);
+}
+
+static size_t
+list_len(crdt_replica *r)
+{
+    crdt_read *rd;
+    crdt_value *v = NULL;
+    size_t n = 0;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    if (crdt_read_list(&v, &n, rd, "c", "doc", "l") != CRDT_OK)
+        n = 0;
+    crdt_read_end(rd);
+    crdt_list_free(v);
+    return n;
+}
+
+/* A copy of an insert (a text's and a list's) and the original reach
+ * replicas in either order, and the copy's writer gets the original
+ * after writing it: each shows once everywhere and the states agree.
+ * Before copies and originals settled as one element, the copy applied
+ * after its original (or before it) showed beside it (libcrdt
+ * seq_copy.c). */
+START_TEST(test_copy_and_original_show_once_in_either_order)
+{
+    char dd[256], de[256];
+    unsigned char space[16];
+    crdt_replica *d, *e;
+    crdt_actor orig = crdt_replica_actor(a);
+    crdt_value seven = crdt_value_int(7);
+    crdt_change ch;
+    tu_batch keep;
+    crdt_txn *t;
+
+    crdt_replica_space_id(a, space);
+    d = tu_create(dd, sizeof dd, space);
+    e = tu_create(de, sizeof de, space);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "doc", "t", 0, "orig", 4),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_list_insert(t, "c", "doc", "l", 0, &seven),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    last_change(a, &keep, &ch);
+    /* b writes the same two inserts as copies naming a's ops */
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "doc", "t", 0, "orig", 4),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq + 1, ch.hash),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_list_insert(t, "c", "doc", "l", 0, &seven),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    tu_batch_free(&keep);
+    ck_assert_int_eq(tu_sync_one_way(d, a), CRDT_OK); /* original first */
+    ck_assert_int_eq(tu_sync_one_way(d, b), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(e, b), CRDT_OK); /* copy first */
+    ck_assert_int_eq(tu_sync_one_way(e, a), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    crdt_replica *all[] = { a, b, d, e };
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(text_count(all[i], "orig"), 1);
+        ck_assert_uint_eq(list_len(all[i]), 1);
+        assert_same(all[i], a);
+    }
+    crdt_replica_close(d);
+    crdt_replica_close(e);
+    test_rmtree(dd);
+    test_rmtree(de);
+}
+END_TEST
+
+static int
+count_other_copy(const epoch_quarantined *q, void *p)
+{
+    int *n = p;
+
+    if (q->kind == CRDT_QK_OTHER_COPY)
+        (*n)++;
+    else
+        n[1]++;
+    return 0;
+}
+
+/* A merge that meets the other copy's version of this replica's own
+ * actor keeps it in the quarantine as the other copy's (kind 'o'): when
+ * this replica loses later, it re-applies what it wrote, never that. It
+ * once re-applied both, and the other version, which had won, showed
+ * twice. */
+START_TEST(test_other_copys_version_is_not_reapplied_as_ours)
+{
+    crdt_actor own;
+    crdt_merge_report mr;
+    tu_batch all;
+    uint64_t applied = 99;
+    int kinds[2] = { 0, 0 };
+
+    clone_a();
+    put_text(a, "orig");
+    put_text(c, "copy");
+    all = tu_export_all(c);
+    ck_assert_int_eq(crdt_merge(&mr, a, &all.v[all.n - 1], 1), CRDT_OK);
+    tu_batch_free(&all);
+    ck_assert_uint_eq(mr.conflicts, 1);
+    ck_assert_int_eq(epoch_quarantine_list(a, count_other_copy, kinds),
+                     CRDT_OK);
+    ck_assert_int_eq(kinds[0], 1);
+    ck_assert_int_eq(kinds[1], 0);
+    own = crdt_replica_actor(a);
+    ck_assert_int_eq(epoch_quarantine_apply_lost(&applied, a, &own),
+                     CRDT_OK);
+    ck_assert_uint_eq(applied, 0);
+    ck_assert_int_eq(text_count(a, "copy"), 0);
+    ck_assert_int_eq(text_count(a, "orig"), 1);
+    ck_assert_uint_eq(quarantined(a), 1);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -789,6 +920,8 @@ test_suite(void)
                         0, 2);
     tcase_add_test(tc, test_staged_chain_cut_differently_replaces_ours);
     tcase_add_test(tc, test_copy_lost_to_one_epoch_won_by_another);
+    tcase_add_test(tc, test_copy_and_original_show_once_in_either_order);
+    tcase_add_test(tc, test_other_copys_version_is_not_reapplied_as_ours);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -389,6 +389,9 @@ enum {
     CRDT_QK_UNSYNCED = 'u',     /**< a rejected replica's own ops */
     CRDT_QK_EQUIVOCATION = 'e', /**< the losing version of an actor's seq */
     CRDT_QK_PENDING = 'p',      /**< fell out of a full pending area */
+    CRDT_QK_OTHER_COPY = 'o',   /**< another copy's version of this
+                                     replica's own actor, received: kept,
+                                     never re-applied as ours */
     CRDT_QK_AUTHORITY = 'a'     /**< refused by the authority rules
                                      (docs/security.md) */
 };
