@@ -147,33 +147,42 @@ crdt__seq_copy_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
     unsigned char k[sizeof ((crdt__seqkey *)0)->b + COPY_KEY_MAX], v[8];
     crdt__seqkey fk;
     crdt__seq *s;
+    MDB_val old;
     size_t kl;
-    int rc;
+    int rc, held;
 
     if (!op->is_copy || !is_insert(op) || op->len == 0)
         return crdt__state_apply(w, op, hlc, actor, seq);
     rc = log_holds(w, &op->copy_actor, op->copy_seq, op->copy_tag);
     if (rc < 0)
         return rc;
-    if (rc == 1)
-        return crdt__seq_apply_deleted(w, op, hlc, actor, seq);
-    if ((rc = crdt__state_apply(w, op, hlc, actor, seq)) < 0)
+    held = rc;
+    rc = held ? crdt__seq_apply_deleted(w, op, hlc, actor, seq)
+              : crdt__state_apply(w, op, hlc, actor, seq);
+    if (rc < 0)
         return rc;
     field_key(&fk, op);
     if ((rc = crdt__seq_for_write(&s, w, &fk)) < 0)
         return rc;
+    if (held && s->ncopies == 0)
+        return CRDT_OK;
     kl = copy_key(k, &fk, &op->copy_actor, op->copy_seq, op->copy_tag);
     memcpy(k + kl, actor->b, CRDT_ACTOR_BYTES);
     crdt__be64(k + kl + 8, op->ctr);
     crdt__be64(v, op->len);
-    {
-        MDB_val old;
-        rc = crdt__state_get(w, k, kl + 16, &old);
-        if (rc == CRDT_OK)
-            return CRDT_OK; /* applied already: (3) of seq_store.c */
-        if (rc != CRDT_ENOTFOUND)
-            return rc;
+    rc = crdt__state_get(w, k, kl + 16, &old);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    if (held && rc == CRDT_OK) {
+        /* applied again (a replay) now that the original is here: it
+         * waits no more, as if the original had come after it */
+        MDB_val ov = { sizeof v, v };
+        if ((rc = crdt__state_del(w, k, kl + 16, &ov)) == CRDT_OK)
+            s->ncopies--;
+        return rc;
     }
+    if (held || rc == CRDT_OK)
+        return CRDT_OK; /* nothing waits, or it waits already */
     if ((rc = crdt__state_put(w, k, kl + 16, v, sizeof v, NULL)) < 0)
         return rc;
     s->ncopies++;
