@@ -180,6 +180,9 @@ typedef struct {
     uint64_t log_ops, log_changes; /* added to the counters at the end */
     int pending_any;       /* the pending area may hold a change */
     struct crdt__logrun *log_run; /* the run in hand, not yet written */
+    /* during crdt_raw_replay_log(): the log key of the change replayed;
+     * the log's changes from it on are not judged yet */
+    const unsigned char *replay_key;
 } crdt__wctx;
 
 /* A raw txn (crdt/raw.h): a write context, or a read txn. Merge builds

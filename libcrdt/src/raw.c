@@ -831,8 +831,13 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
             (memcmp(c.pubkey, h.pk, CRDT_PUBKEY_BYTES) != 0 ||
              memcmp(c.incarnation, h.inc, 8) != 0))
             e = CRDT_EAUTH;
-        if (e == CRDT_OK)
+        if (e == CRDT_OK) {
+            unsigned char at[16];
+            memcpy(at, k.mv_data, sizeof at); /* a split log: 16 bytes */
+            w->replay_key = at;
             e = crdt__apply_change(w, &c, 0, cur_epoch, &rep);
+            w->replay_key = NULL;
+        }
         if (e == CRDT_OK) {
             h.seq = c.seq + c.n_ops - 1;
             memcpy(h.hash, c.hash, CRDT_HASH_BYTES);

@@ -128,6 +128,18 @@ log_holds(crdt__wctx *w, const crdt_actor *a, uint64_t seq,
                                             &cur))) < 0)
         return rc;
     rc = crdt__logrec_find(&lr, &idx, cur, NULL, 0, a, seq);
+    if (rc == CRDT_OK && w->replay_key != NULL) {
+        /* a replay goes through the log in key order: a change at or
+         * past the one in hand is not judged yet (it may still leave
+         * for the quarantine); when it is applied, it finds the copy
+         * waiting */
+        MDB_val k, v;
+        if (mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT) != 0 ||
+            k.mv_size != 16 || memcmp(k.mv_data, w->replay_key, 16) >= 0) {
+            crdt__logrec_close(&lr);
+            rc = CRDT_ENOTFOUND;
+        }
+    }
     if (rc == CRDT_OK) {
         rc = crdt__logrec_decode(&c, &lr, idx);
         if (rc == CRDT_OK)

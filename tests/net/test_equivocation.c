@@ -850,6 +850,78 @@ START_TEST(test_copy_and_original_show_once_in_either_order)
 }
 END_TEST
 
+/* A reset's replay goes through the log in key order, and a change it
+ * has not reached may still leave the log (parked, quarantined). A copy
+ * replayed before its original's change is reached must not count the
+ * original as held: here the original cannot apply (its actor's seqs
+ * before it are missing) and is parked, so the copy shows; once the
+ * missing seqs come, the original applies and the copy's ids go. The
+ * copy once went in deleted and, the original parked, nothing showed
+ * (seed 15673: the original was later quarantined for good). */
+START_TEST(test_replayed_copy_waits_for_an_original_not_yet_judged)
+{
+    char dd[256];
+    unsigned char space[16], key[16];
+    crdt_replica *d, *x, *y;
+    crdt_actor ax, ay;
+    crdt_change ch;
+    tu_batch xs, ys;
+    crdt_raw *t;
+    crdt_txn *tx;
+    crdt_merge_report mr;
+
+    /* x writes the original, y the copy; y's actor sorts first, so the
+     * replay reaches the copy before the original */
+    ax = crdt_replica_actor(a);
+    ay = crdt_replica_actor(b);
+    x = memcmp(ax.b, ay.b, CRDT_ACTOR_BYTES) > 0 ? a : b;
+    y = x == a ? b : a;
+    ax = crdt_replica_actor(x);
+    crdt_replica_space_id(a, space);
+    d = tu_create(dd, sizeof dd, space);
+    ck_assert_int_eq(tu_put_int(x, "c", "one", "v", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(x, "c", "two", "v", 2), CRDT_OK);
+    put_text(x, "orig");
+    last_change(x, &xs, &ch);
+    ck_assert_int_eq(crdt_txn_begin(&tx, y), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(tx, &ax, ch.seq, ch.hash), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(tx, "c", "doc", "t", 0, "orig", 4),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(tx, NULL), CRDT_OK);
+    ys = tu_export_all(y);
+    ck_assert_int_eq(crdt_merge(&mr, d, &ys.v[ys.n - 1], 1), CRDT_OK);
+    tu_batch_free(&ys);
+    ck_assert_int_eq(text_count(d, "orig"), 1); /* the copy, waiting */
+    /* the original's change in d's log, its actor's seqs before it not */
+    memcpy(key, ax.b, CRDT_ACTOR_BYTES);
+    for (int i = 0; i < 8; i++)
+        key[CRDT_ACTOR_BYTES + i] = (unsigned char)(ch.seq >> (56 - 8 * i));
+    ck_assert_int_eq(crdt_raw_begin(&t, d, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_put(t, CRDT_DB_LOG, key, sizeof key,
+                                  xs.v[xs.n - 1].data, xs.v[xs.n - 1].len),
+                     CRDT_OK);
+    /* as a reset into the genesis does: no heads, an empty state, and
+     * the whole log replayed */
+    ck_assert_int_eq(crdt_raw_heads_replace(t, (const unsigned char *)"\x90",
+                                            1),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_replay_log(&mr, t, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    ck_assert_uint_eq(mr.pending, 1); /* the original, parked */
+    ck_assert_int_eq(text_count(d, "orig"), 1);
+    /* the rest of x's chain: the original applies, the copy goes */
+    ck_assert_int_eq(crdt_merge(&mr, d, xs.v, xs.n - 1), CRDT_OK);
+    tu_batch_free(&xs);
+    ck_assert_uint_eq(tu_pending(d), 0);
+    ck_assert_int_eq(text_count(d, "orig"), 1);
+    ck_assert_int_eq(tu_sync_one_way(x, y), CRDT_OK);
+    assert_same(d, x);
+    crdt_replica_close(d);
+    test_rmtree(dd);
+}
+END_TEST
+
 static int
 count_other_copy(const epoch_quarantined *q, void *p)
 {
@@ -922,6 +994,7 @@ test_suite(void)
     tcase_add_test(tc, test_copy_lost_to_one_epoch_won_by_another);
     tcase_add_test(tc, test_copy_and_original_show_once_in_either_order);
     tcase_add_test(tc, test_other_copys_version_is_not_reapplied_as_ours);
+    tcase_add_test(tc, test_replayed_copy_waits_for_an_original_not_yet_judged);
     suite_add_tcase(s, tc);
     return s;
 }
