@@ -17,7 +17,15 @@
  *   (b) our change right after the cut does not chain to the cut's hash,
  *   or, for this replica's own actor only,
  *   (c) the cut folds seqs of it this replica never holds: another copy
- *       wrote under its actor (the incarnation guard renews it after).
+ *       wrote under its actor (the incarnation guard renews it after);
+ *   or, for a former incarnation of this replica (its changes signed
+ *   with this replica's key),
+ *   (d) our chain of it ends below the cut: the seqs between were ours
+ *       too, and they are not in our log (a rejected reset set them
+ *       aside, renewing us), so nothing here can show that the epoch
+ *       folded our version rather than a copy's (seed 16681). Kept in
+ *       the quarantine, not archived as folded: when the epoch did fold
+ *       ours, that costs a quarantine entry, never an op.
  * Every change of that actor in our log then leaves the log for the
  * quarantine, nothing is archived as folded:
  *   - a change below the cut is kept with kind CRDT_QK_UNSYNCED and is
@@ -86,6 +94,7 @@ epoch__spans_of(epoch__span **out, size_t *n_out, crdt_raw *t, crdt_db db,
         m[n].last = ch.seq + ch.n_ops - 1;
         memcpy(m[n].hash, ch.hash, CRDT_HASH_BYTES);
         memcpy(m[n].prev, ch.prev, CRDT_HASH_BYTES);
+        memcpy(m[n].pubkey, ch.pubkey, CRDT_PUBKEY_BYTES);
         n++;
         rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
     }
@@ -99,10 +108,11 @@ epoch__spans_of(epoch__span **out, size_t *n_out, crdt_raw *t, crdt_db db,
     return CRDT_OK;
 }
 
-/* (a), (b) and (c) of the file comment. */
+/* (a), (b), (c) and (d) of the file comment; @p pk: this replica's
+ * signing key. */
 static int
 forks(const epoch__span *m, size_t n, const epoch__head *cut, uint64_t own_head,
-      int own)
+      int own, const unsigned char *pk)
 {
     for (size_t i = 0; i < n; i++) {
         if (m[i].first <= cut->seq && cut->seq <= m[i].last)
@@ -111,7 +121,11 @@ forks(const epoch__span *m, size_t n, const epoch__head *cut, uint64_t own_head,
         if (m[i].first == cut->seq + 1)
             return memcmp(m[i].prev, cut->hash, CRDT_HASH_BYTES) != 0;
     }
-    return own && n > 0 && own_head < cut->seq;
+    if (own)
+        return n > 0 && own_head < cut->seq;
+    /* (d): a former incarnation of ours, its chain here ending below */
+    return n > 0 && m[n - 1].last < cut->seq &&
+           memcmp(m[n - 1].pubkey, pk, CRDT_PUBKEY_BYTES) == 0;
 }
 
 /* Keeps (2): every op of the change under @p key into the quarantine,
@@ -173,9 +187,11 @@ epoch__quarantine_crossforks_in(uint64_t *moved_out, uint64_t *forked_out,
     epoch__head *cut = NULL;
     size_t n_cut = 0;
     crdt_actor own = crdt_replica_actor(crdt_raw_replica(t));
+    unsigned char pk[CRDT_PUBKEY_BYTES];
     uint64_t moved = 0, forked = 0;
     int rc;
 
+    crdt_replica_public_key(crdt_raw_replica(t), pk);
     *own_out = 0;
     if ((rc = epoch__heads_parse(&cut, &n_cut, base_heads, heads_len)) < 0)
         return rc;
@@ -186,7 +202,7 @@ epoch__quarantine_crossforks_in(uint64_t *moved_out, uint64_t *forked_out,
         if ((rc = epoch__spans_of(&m, &n, t, CRDT_DB_LOG,
                                    cut[i].actor.b)) < 0)
             break;
-        if (forks(m, n, &cut[i], own_head, is_own)) {
+        if (forks(m, n, &cut[i], own_head, is_own, pk)) {
             forked++;
             *own_out |= is_own;
             for (size_t j = 0; rc == CRDT_OK && j < n; j++)

@@ -102,6 +102,7 @@ typedef struct {
     unsigned char key[16];
     uint64_t first, last;
     unsigned char hash[CRDT_HASH_BYTES], prev[CRDT_HASH_BYTES];
+    unsigned char pubkey[CRDT_PUBKEY_BYTES]; /* its signer's key */
 } epoch__span;
 /* The changes of @p actor in database @p db, in seq order (the key
  * order); @p out is malloc'd (NULL when none). CRDT_OK or an error. */
@@ -112,7 +113,8 @@ int epoch__spans_of(epoch__span **out, size_t *n_out, crdt_raw *t,
  * replaced and a losing fork's archive came back, before the sender's log
  * is unstaged (@p own_head: our own head before the reset): every actor whose chain in our log forks from the one
  * @p base_heads fold (and this replica's own actor when the base folds
- * seqs of it this replica never holds) has its changes in our log moved
+ * seqs of it this replica never holds, and a former incarnation of it
+ * whose chain here ends below the cut) has its changes in our log moved
  * to the quarantine (crossfork.c). @p own_out: our own actor was among
  * them; @p forked_out: how many actors forked. */
 int epoch__quarantine_crossforks_in(uint64_t *moved_out, uint64_t *forked_out,

@@ -14,6 +14,7 @@
 #include "crdt/raw.h"
 #include "crdtnet/session.h"
 #include "epoch/epoch.h"
+#include "epoch_internal.h"
 #include "support/epoch_util.h"
 #include "support/replica_util.h"
 #include "support/support.h"
@@ -922,6 +923,50 @@ START_TEST(test_replayed_copy_waits_for_an_original_not_yet_judged)
 }
 END_TEST
 
+/* (d) of libepoch's crossfork.c: the chain of a former incarnation of
+ * this replica ends in its log below an epoch's cut (its later changes
+ * were set aside, as a rejected reset does, and the replica renewed).
+ * Nothing can show whether the epoch folded that version or a copy's, so
+ * its changes go to the quarantine (kind u), not to the archive as
+ * folded. Seed 16681 lost a copy's seqs 8 to 18 that way. */
+START_TEST(test_former_incarnation_below_a_cut_is_kept)
+{
+    crdt_actor old = crdt_replica_actor(a);
+    unsigned char *heads = NULL, key[16];
+    size_t heads_len = 0;
+    uint64_t moved = 0, forked = 0;
+    int own = 1;
+    crdt_raw *t;
+
+    for (int i = 0; i < 7; i++)
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "v", i), CRDT_OK);
+    /* the cut: this actor at seq 7 */
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_heads_encode(&heads, &heads_len, t), CRDT_OK);
+    /* seqs 4 to 7 leave the log */
+    memcpy(key, old.b, CRDT_ACTOR_BYTES);
+    for (uint64_t s = 4; s <= 7; s++) {
+        for (int i = 0; i < 8; i++)
+            key[CRDT_ACTOR_BYTES + i] = (unsigned char)(s >> (56 - 8 * i));
+        ck_assert_int_eq(crdt_raw_del(t, CRDT_DB_LOG, key, sizeof key),
+                         CRDT_OK);
+    }
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    ck_assert_int_eq(crdt_replica_new_incarnation(a), CRDT_OK);
+    ck_assert_mem_ne(crdt_replica_actor(a).b, old.b, CRDT_ACTOR_BYTES);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(epoch__quarantine_crossforks_in(&moved, &forked, &own, t,
+                                                     0, heads, heads_len),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    crdt_free(heads);
+    ck_assert_uint_eq(forked, 1);
+    ck_assert_int_eq(own, 0); /* not the current actor: no renewal */
+    ck_assert_uint_eq(moved, 3);
+    ck_assert_uint_eq(quarantined(a), 3);
+}
+END_TEST
+
 static int
 count_other_copy(const epoch_quarantined *q, void *p)
 {
@@ -995,6 +1040,7 @@ test_suite(void)
     tcase_add_test(tc, test_copy_and_original_show_once_in_either_order);
     tcase_add_test(tc, test_other_copys_version_is_not_reapplied_as_ours);
     tcase_add_test(tc, test_replayed_copy_waits_for_an_original_not_yet_judged);
+    tcase_add_test(tc, test_former_incarnation_below_a_cut_is_kept);
     suite_add_tcase(s, tc);
     return s;
 }
