@@ -94,13 +94,7 @@ quarantined(crdt_replica *r)
 static uint64_t
 equivocations(crdt_replica *r)
 {
-    crdt_read *rd;
-    crdt_stats st;
-
-    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
-    ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
-    crdt_read_end(rd);
-    return st.equivocations;
+    return tu_stats(r).equivocations;
 }
 
 typedef struct {
@@ -894,9 +888,7 @@ START_TEST(test_replayed_copy_waits_for_an_original_not_yet_judged)
     tu_batch_free(&ys);
     ck_assert_int_eq(text_count(d, "orig"), 1); /* the copy, waiting */
     /* the original's change in d's log, its actor's seqs before it not */
-    memcpy(key, ax.b, CRDT_ACTOR_BYTES);
-    for (int i = 0; i < 8; i++)
-        key[CRDT_ACTOR_BYTES + i] = (unsigned char)(ch.seq >> (56 - 8 * i));
+    crdt__log_key(key, &ax, ch.seq);
     ck_assert_int_eq(crdt_raw_begin(&t, d, 1), CRDT_OK);
     ck_assert_int_eq(crdt_raw_put(t, CRDT_DB_LOG, key, sizeof key,
                                   xs.v[xs.n - 1].data, xs.v[xs.n - 1].len),
@@ -944,10 +936,8 @@ START_TEST(test_former_incarnation_below_a_cut_is_kept)
     ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
     ck_assert_int_eq(crdt_raw_heads_encode(&heads, &heads_len, t), CRDT_OK);
     /* seqs 4 to 7 leave the log */
-    memcpy(key, old.b, CRDT_ACTOR_BYTES);
     for (uint64_t s = 4; s <= 7; s++) {
-        for (int i = 0; i < 8; i++)
-            key[CRDT_ACTOR_BYTES + i] = (unsigned char)(s >> (56 - 8 * i));
+        crdt__log_key(key, &old, s);
         ck_assert_int_eq(crdt_raw_del(t, CRDT_DB_LOG, key, sizeof key),
                          CRDT_OK);
     }

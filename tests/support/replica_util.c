@@ -230,8 +230,8 @@ tu_export_all(crdt_replica *r)
     return out;
 }
 
-uint64_t
-tu_pending(crdt_replica *r)
+crdt_stats
+tu_stats(crdt_replica *r)
 {
     crdt_read *rd;
     crdt_stats st;
@@ -239,7 +239,13 @@ tu_pending(crdt_replica *r)
     ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
     ck_assert_int_eq(crdt_read_stats(&st, rd), CRDT_OK);
     crdt_read_end(rd);
-    return st.pending;
+    return st;
+}
+
+uint64_t
+tu_pending(crdt_replica *r)
+{
+    return tu_stats(r).pending;
 }
 
 void
@@ -265,9 +271,7 @@ tu_log_put_run(crdt_replica *r, const crdt_bytes *list, size_t n)
     ck_assert_int_eq(crdt_change_decode(&c, list[n - 1].data,
                                         list[n - 1].len), CRDT_OK);
     last = c.seq + c.n_ops - 1;
-    memcpy(key, c.actor.b, CRDT_ACTOR_BYTES);
-    for (int i = 0; i < 8; i++)
-        key[CRDT_ACTOR_BYTES + i] = (unsigned char)(last >> (56 - 8 * i));
+    crdt__log_key(key, &c.actor, last);
     ck_assert_int_eq(crdt_changes_pack(&packed, &plen, list, n), CRDT_OK);
     val = malloc(plen + 1);
     ck_assert_ptr_nonnull(val);

@@ -41,6 +41,8 @@ typedef struct {
 } tu_batch;
 tu_batch tu_export_all(crdt_replica *r);
 void tu_batch_free(tu_batch *b);
+/* @p r's counters (crdt_read_stats(), checked). */
+crdt_stats tu_stats(crdt_replica *r);
 /* Changes parked in @p r's pending area (crdt_stats.pending). */
 uint64_t tu_pending(crdt_replica *r);
 /* Write @p list (n >= 2 consecutive changes of one actor) into @p r's
