@@ -504,6 +504,7 @@ replay(crdt__wctx *w)
      * forget it, so the replay rebuilds each from its own records */
     crdt__seq_wctx_abort(w);
     w->seq_foreign = 1;
+    crdt__wctx_hash_settle(w); /* what is queued was of the state dropped */
     memset(w->acc, 0, sizeof w->acc);
     w->acc_dirty = 1;
     if ((rc = drop_refusals(w)) < 0)

@@ -158,6 +158,8 @@ typedef struct {
     int state_slot;  /* 0 or 1 */
     uint64_t acc[4]; /* multiset hash of the active state */
     int acc_dirty;
+    struct crdt__hashq *hq; /* set by a large merge: entries to add to
+                               @acc wait here (hashq.h); settle first */
     MDB_cursor *cur; /* on @state; positioned by the last lookup */
     MDB_dbi cur_dbi;
     int cur_at;      /* the cursor sits on the key last looked up */
@@ -569,6 +571,13 @@ void crdt__hash_entry_v1(uint64_t out[4], const void *k, size_t kl,
 int crdt__state_rehash(MDB_txn *txn, MDB_dbi dbi, int format,
                        unsigned char out[32]);
 void crdt__acc_bytes(unsigned char out[32], const uint64_t acc[4]);
+/* The hash of an entry's hashed bytes (klen | key | value), at most
+ * 1,024 of them (state.c). */
+void crdt__hash_entry_bytes(uint64_t out[4], const unsigned char *e,
+                            size_t n);
+/* Adds the entries waiting in w->hq to w->acc: before anything reads or
+ * replaces w->acc. */
+void crdt__wctx_hash_settle(crdt__wctx *w);
 void crdt__acc_load(uint64_t acc[4], const unsigned char in[32]);
 
 /* ---- heads.c: per-actor chain state ---- */

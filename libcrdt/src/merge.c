@@ -692,6 +692,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     int outer_pending, outer_defer;
     item *items, *own_items = NULL, **ord;
     crdt__mergeaid *aid = NULL;
+    struct crdt__hashq *outer_hq = w->hq;
     size_t failed_at = SIZE_MAX; /* the actor (ord index) that failed */
     int reached = 0;             /* the actors were reached */
     size_t split = n;            /* the merge screens items[0, split) */
@@ -743,6 +744,8 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         crdt__mergeaid_end(aid); /* the merge does it all itself */
         aid = NULL;
     }
+    if (w->hq == NULL) /* a merge in an epoch hook keeps the outer's */
+        w->hq = crdt__mergeaid_hashq(aid);
     /* a merge inside a merge's epoch hook shares @p w: keep the outer's */
     outer_run = w->log_run;
     outer_cur = w->log_cur;
@@ -830,6 +833,10 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     if (max_hlc > crdt__meta_u64(w->txn, r, "hlc"))
         rc = crdt__meta_put_u64(w->txn, r, "hlc", max_hlc);
 done:
+    if (w->hq != outer_hq) { /* its entries are summed before the aid ends */
+        crdt__wctx_hash_settle(w);
+        w->hq = outer_hq;
+    }
     if (aid != NULL) {
         /* (4): an actor not proven up to where the merge stopped is the
          * merge's error, as when each was proven before it applied */

@@ -30,6 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hashq.h"
 #include "mergeaid.h"
 
 size_t crdt__mergeaid_min_bytes = CRDT__MERGEAID_MIN_BYTES;
@@ -73,6 +74,7 @@ struct crdt__mergeaid {
     int screened, go, stop;
     size_t runs_done, groups_proven;
     size_t fail_at; /* ord index of the first actor not proven; SIZE_MAX */
+    crdt__hashq *hq; /* the state entries it hashes; NULL: none */
 };
 
 int
@@ -164,6 +166,8 @@ aid_main(void *arg)
     for (size_t k = 0; k < a->n_runs; k++) {
         if (a->runs[k].n > 1)
             pack_run(&a->runs[k], a->ord);
+        if (a->hq != NULL)
+            crdt__hashq_serve_pending(a->hq);
         pthread_mutex_lock(&a->lock);
         a->runs_done = k + 1;
         pthread_cond_broadcast(&a->cond);
@@ -183,7 +187,11 @@ aid_main(void *arg)
         pthread_mutex_unlock(&a->lock);
         if (rc < 0)
             break;
+        if (a->hq != NULL)
+            crdt__hashq_serve_pending(a->hq);
     }
+    if (a->hq != NULL)
+        crdt__hashq_serve(a->hq); /* until the merge ends */
     return NULL;
 }
 
@@ -255,6 +263,7 @@ crdt__mergeaid_begin(crdt__mergeaid **keep, crdt__mitem *items,
             free(a);
             return NULL;
         }
+        a->hq = crdt__hashq_new(); /* NULL: the merge hashes its entries */
         *keep = a;
     }
     /* the merge's thread takes the first half of the bytes; a batch of
@@ -282,6 +291,8 @@ crdt__mergeaid_begin(crdt__mergeaid **keep, crdt__mitem *items,
     a->screened = a->go = a->stop = 0;
     a->runs_done = a->groups_proven = 0;
     a->fail_at = SIZE_MAX;
+    if (a->hq != NULL)
+        crdt__hashq_open(a->hq);
     /* the application's signals are for its own threads, never ours */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -322,6 +333,12 @@ crdt__mergeaid_go(crdt__mergeaid *a, crdt__mitem *const *ord, size_t n)
     pthread_cond_broadcast(&a->cond);
     pthread_mutex_unlock(&a->lock);
     return rc;
+}
+
+crdt__hashq *
+crdt__mergeaid_hashq(crdt__mergeaid *a)
+{
+    return a != NULL && a->go ? a->hq : NULL;
 }
 
 int
@@ -417,6 +434,8 @@ crdt__mergeaid_end(crdt__mergeaid *a)
         a->stop = 1; /* stage 2 never came */
     pthread_cond_broadcast(&a->cond);
     pthread_mutex_unlock(&a->lock);
+    if (a->hq != NULL)
+        crdt__hashq_close(a->hq);
     pthread_join(a->th, NULL);
     for (size_t k = 0; k < a->n_runs; k++) {
         crdt_free(a->runs[k].packed);
@@ -431,6 +450,7 @@ crdt__mergeaid_free(crdt__mergeaid *a)
         return;
     pthread_cond_destroy(&a->cond);
     pthread_mutex_destroy(&a->lock);
+    crdt__hashq_free(a->hq);
     free(a->runs);
     free(a->groups);
     free(a);

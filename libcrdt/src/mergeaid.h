@@ -2,16 +2,18 @@
  * mergeaid.h: a large merge's second thread (mergeaid.c).
  *
  * A merge's own thread decodes and applies the ops and writes LMDB;
- * three of its steps read only the message's bytes and the decoded
- * headers: decoding, hashing and screening each change's header,
- * packing each actor's run into its log record, and the Ed25519 checks
- * that prove each actor's changes (merge.c, invariant (4)). On a machine
- * with more than one CPU, a merge of enough bytes shares the first with
- * the aid (it screens the batch's second half) and hands it the other
- * two, which it runs while the merge applies: a run the aid packs is
- * written once the merge has applied the ops (or before it reads its log),
- * the proofs are awaited before the merge ends (and before a change of
- * another epoch reaches the epoch hook).
+ * four of its steps read only bytes and the decoded headers: decoding,
+ * hashing and screening each change's header, packing each actor's run
+ * into its log record, the Ed25519 checks that prove each actor's
+ * changes (merge.c, invariant (4)), and hashing the state entries it
+ * writes into the state hash. On a machine with more than one CPU, a
+ * merge of enough bytes shares the first with the aid (it screens the
+ * batch's second half) and hands it the other three, which it runs
+ * while the merge applies: a run the aid packs is written once the
+ * merge has applied the ops (or before it reads its log), the proofs
+ * are awaited before the merge ends (and before a change of another
+ * epoch reaches the epoch hook), and the entries it queued are summed
+ * before anything reads the state hash (hashq.h).
  * The outcome is the same bytes and the same errors as without the aid.
  */
 #ifndef CRDT_MERGEAID_H
@@ -63,6 +65,11 @@ int crdt__mergeaid_screened(crdt__mergeaid *a, uint64_t *max_hlc);
  * unchanged until crdt__mergeaid_end()) for packing and proving.
  * CRDT_ENOMEM: the aid does nothing more (end it; the merge does all). */
 int crdt__mergeaid_go(crdt__mergeaid *a, crdt__mitem *const *ord, size_t n);
+
+/* After crdt__mergeaid_go(): the queue whose state entries the aid
+ * hashes beside the merge (hashq.h), or NULL. The merge settles it
+ * before crdt__mergeaid_end(). */
+struct crdt__hashq *crdt__mergeaid_hashq(crdt__mergeaid *a);
 
 /* A log run about to be written (@p n changes @p list of @p actor, under
  * log key @p key): when the aid packs exactly these changes, it keeps

@@ -397,6 +397,7 @@ crdt_raw_swap_state(crdt_raw *t)
         w->cur_at = 0;
     }
     /* flush the active accumulator before leaving the slot */
+    crdt__wctx_hash_settle(w);
     if (w->acc_dirty) {
         unsigned char b[32];
         crdt__acc_bytes(b, w->acc);
@@ -425,6 +426,7 @@ crdt_raw_state_hash(crdt_raw *t, unsigned char *out)
     MDB_val hv;
 
     if (t->write) {
+        crdt__wctx_hash_settle(t->w);
         crdt__acc_bytes(out, t->w->acc);
         return;
     }

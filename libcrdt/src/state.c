@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hashq.h"
 #include "internal.h"
 #include "seq.h"
 #include "state_keys.h"
@@ -91,8 +92,14 @@ crdt__hash_entry(uint64_t out[4], const void *k, size_t kl, const void *v,
     unsigned char buf[ENTRY_INLINE];
     size_t n = entry_bytes(buf, k, kl, v, vl);
 
+    crdt__hash_entry_bytes(out, buf, n);
+}
+
+void
+crdt__hash_entry_bytes(uint64_t out[4], const unsigned char *e, size_t n)
+{
     /* = crypto_shorthash_siphashx24 under each key, read little-endian */
-    crdt__siphash128x2(out, buf, n, LANE_KEY[0], LANE_KEY[1]);
+    crdt__siphash128x2(out, e, n, LANE_KEY[0], LANE_KEY[1]);
 }
 
 void
@@ -160,10 +167,19 @@ acc_add(crdt__wctx *w, const void *k, size_t kl, const void *v, size_t vl,
 {
     uint64_t h[4];
 
+    w->acc_dirty = 1;
+    if (w->hq != NULL && crdt__hashq_add(w->hq, k, kl, v, vl, sign))
+        return;
     crdt__hash_entry(h, k, kl, v, vl);
     for (int i = 0; i < 4; i++)
         w->acc[i] = sign > 0 ? w->acc[i] + h[i] : w->acc[i] - h[i];
-    w->acc_dirty = 1;
+}
+
+void
+crdt__wctx_hash_settle(crdt__wctx *w)
+{
+    if (w->hq != NULL)
+        crdt__hashq_settle(w->hq, w->acc);
 }
 
 /* w->app: whether a new key is put with MDB_APPEND (see put_new) */
@@ -357,6 +373,7 @@ crdt__wctx_commit(crdt__wctx *w)
     unsigned char b[32];
     int rc = CRDT_OK;
 
+    crdt__wctx_hash_settle(w);
     if (w->acc_dirty) {
         crdt__acc_bytes(b, w->acc);
         rc = crdt__meta_put(w->txn, w->r, w->state_slot ? "hash1" : "hash0",

@@ -155,6 +155,36 @@ START_TEST(test_aid_writes_what_the_merge_would)
 }
 END_TEST
 
+/* Enough state entries to go round the aid's hash queue several times
+ * (hashq.c: 8 chunks of 64 KiB), most of them replacing an entry the
+ * same merge wrote: the state and its hash as without the aid. */
+START_TEST(test_aid_hashes_many_entries)
+{
+    tu_batch all;
+    uint64_t rng = 9;
+
+    for (int s = 0; s < N_SRC; s++)
+        for (int i = 0; i < 30; i++) {
+            crdt_txn *t;
+            ck_assert_int_eq(crdt_txn_begin(&t, src[s]), CRDT_OK);
+            for (int o = 0; o < 400; o++) {
+                char doc[16];
+                snprintf(doc, sizeof doc, "d%04d",
+                         (int)(test_rand(&rng) % 3000));
+                crdt_value v = crdt_value_int((int64_t)test_rand(&rng));
+                ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v),
+                                 CRDT_OK);
+            }
+            ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+        }
+    all = all_changes();
+    ck_assert_int_eq(merge_with(x, SIZE_MAX, all.v, all.n), CRDT_OK);
+    ck_assert_int_eq(merge_with(y, 0, all.v, all.n), CRDT_OK);
+    assert_same_replica(x, y);
+    tu_batch_free(&all);
+}
+END_TEST
+
 /* Duplicates and gaps: runs the aid packed but the merge cuts otherwise
  * (a change already held, one whose predecessor is missing) are written
  * by the merge, and the log read for a duplicate sees every run before. */
@@ -306,6 +336,7 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_aid_writes_what_the_merge_would);
     tcase_add_test(tc, test_aid_with_duplicates_and_gaps);
+    tcase_add_test(tc, test_aid_hashes_many_entries);
     tcase_add_test(tc, test_aid_screens_in_order);
     tcase_add_loop_test(tc, test_aid_refuses_a_forged_actor, 0, N_SRC);
     suite_add_tcase(s, tc);
