@@ -68,9 +68,11 @@ struct crdt__mergeaid {
     size_t cursor;  /* the merge's thread only: its next run */
     size_t written; /* the merge's thread only: runs before it are done */
     pthread_t th;
+    pid_t th_pid;   /* the process the thread runs in; 0: no thread */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     /* under lock */
+    int job, idle, quit; /* a merge's work is handed over / done; close */
     int screened, go, stop;
     size_t runs_done, groups_proven;
     size_t fail_at; /* ord index of the first actor not proven; SIZE_MAX */
@@ -140,10 +142,11 @@ pack_run(aid_run *ru, crdt__mitem *const *ord)
     }
 }
 
-static void *
-aid_main(void *arg)
+/* One merge's work: stages 1 and 2, then the state entries' hashes
+ * until the merge ends. */
+static void
+aid_job(crdt__mergeaid *a)
 {
-    crdt__mergeaid *a = arg;
     int stop;
 
     for (size_t i = a->split; i < a->n; i++) {
@@ -162,7 +165,7 @@ aid_main(void *arg)
     stop = a->stop;
     pthread_mutex_unlock(&a->lock);
     if (stop)
-        return NULL;
+        return;
     for (size_t k = 0; k < a->n_runs; k++) {
         if (a->runs[k].n > 1)
             pack_run(&a->runs[k], a->ord);
@@ -192,7 +195,65 @@ aid_main(void *arg)
     }
     if (a->hq != NULL)
         crdt__hashq_serve(a->hq); /* until the merge ends */
-    return NULL;
+}
+
+/* The thread stays from merge to merge (a thread's start costs about
+ * as much as hashing a merge's headers of 100 changes): it waits for a
+ * job, does it, says so, until the replica closes. */
+static void *
+aid_main(void *arg)
+{
+    crdt__mergeaid *a = arg;
+
+    for (;;) {
+        pthread_mutex_lock(&a->lock);
+        while (!a->job && !a->quit)
+            pthread_cond_wait(&a->cond, &a->lock);
+        if (!a->job) { /* quit */
+            pthread_mutex_unlock(&a->lock);
+            return NULL;
+        }
+        a->job = 0;
+        pthread_mutex_unlock(&a->lock);
+        aid_job(a);
+        pthread_mutex_lock(&a->lock);
+        a->idle = 1;
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+    }
+}
+
+/* The lock and the condition, fresh: at the first merge, and in a
+ * forked child (the thread did not come along; it waited on them). */
+static int
+sync_init(crdt__mergeaid *a)
+{
+    if (pthread_mutex_init(&a->lock, NULL) != 0)
+        return -1;
+    if (pthread_cond_init(&a->cond, NULL) != 0) {
+        pthread_mutex_destroy(&a->lock);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+thread_start(crdt__mergeaid *a)
+{
+    sigset_t all, old;
+    int rc;
+
+    a->job = a->quit = 0;
+    a->idle = 1;
+    /* the application's signals are for its own threads, never ours */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&a->th, NULL, aid_main, a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return -1;
+    a->th_pid = getpid();
+    return 0;
 }
 
 /* The groups (one per actor) and the runs the log would cut them into. */
@@ -239,9 +300,7 @@ crdt__mergeaid_begin(crdt__mergeaid **keep, crdt__mitem *items,
                      size_t *split)
 {
     crdt__mergeaid *a = *keep;
-    sigset_t all, old;
     size_t bytes = 0, half = 0, h;
-    int rc;
 
     *split = n;
     for (size_t i = 0; i < n; i++)
@@ -254,18 +313,27 @@ crdt__mergeaid_begin(crdt__mergeaid **keep, crdt__mitem *items,
     if (a == NULL) {
         if ((a = calloc(1, sizeof *a)) == NULL)
             return NULL;
-        if (pthread_mutex_init(&a->lock, NULL) != 0) {
-            free(a);
-            return NULL;
-        }
-        if (pthread_cond_init(&a->cond, NULL) != 0) {
-            pthread_mutex_destroy(&a->lock);
+        if (sync_init(a) < 0) {
             free(a);
             return NULL;
         }
         a->hq = crdt__hashq_new(); /* NULL: the merge hashes its entries */
         *keep = a;
     }
+    if (a->th_pid != 0 && a->th_pid != getpid()) {
+        /* a forked child: the thread did not come along, and the lock,
+         * the condition and the queue's are copies that may name it as
+         * a waiter: fresh ones (the old queue is left, not destroyed) */
+        crdt__hashq *hq = crdt__hashq_new();
+        if (hq == NULL || sync_init(a) < 0) {
+            crdt__hashq_free(hq);
+            return NULL; /* the merge does it all */
+        }
+        a->hq = hq;
+        a->th_pid = 0;
+    }
+    if (a->th_pid == 0 && thread_start(a) < 0)
+        return NULL;
     /* the merge's thread takes the first half of the bytes; a batch of
      * fewer changes is screened by the merge alone (the aid starts
      * meanwhile, and a hand-over would cost more than their headers) */
@@ -293,13 +361,11 @@ crdt__mergeaid_begin(crdt__mergeaid **keep, crdt__mitem *items,
     a->fail_at = SIZE_MAX;
     if (a->hq != NULL)
         crdt__hashq_open(a->hq);
-    /* the application's signals are for its own threads, never ours */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&a->th, NULL, aid_main, a);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
-        return NULL;
+    pthread_mutex_lock(&a->lock);
+    a->job = 1;
+    a->idle = 0;
+    pthread_cond_broadcast(&a->cond);
+    pthread_mutex_unlock(&a->lock);
     *split = h;
     return a;
 }
@@ -436,7 +502,10 @@ crdt__mergeaid_end(crdt__mergeaid *a)
     pthread_mutex_unlock(&a->lock);
     if (a->hq != NULL)
         crdt__hashq_close(a->hq);
-    pthread_join(a->th, NULL);
+    pthread_mutex_lock(&a->lock);
+    while (!a->idle)
+        pthread_cond_wait(&a->cond, &a->lock);
+    pthread_mutex_unlock(&a->lock);
     for (size_t k = 0; k < a->n_runs; k++) {
         crdt_free(a->runs[k].packed);
         a->runs[k].packed = NULL;
@@ -448,6 +517,21 @@ crdt__mergeaid_free(crdt__mergeaid *a)
 {
     if (a == NULL)
         return;
+    if (a->th_pid != 0 && a->th_pid != getpid()) {
+        /* a forked child's copy: its lock and condition may name the
+         * parent's thread as a waiter, which destroying would wait for */
+        free(a->runs);
+        free(a->groups);
+        free(a);
+        return;
+    }
+    if (a->th_pid != 0) {
+        pthread_mutex_lock(&a->lock);
+        a->quit = 1;
+        pthread_cond_broadcast(&a->cond);
+        pthread_mutex_unlock(&a->lock);
+        pthread_join(a->th, NULL);
+    }
     pthread_cond_destroy(&a->cond);
     pthread_mutex_destroy(&a->lock);
     crdt__hashq_free(a->hq);

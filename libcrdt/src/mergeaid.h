@@ -89,9 +89,12 @@ int crdt__mergeaid_write(crdt__mergeaid *a, MDB_txn *txn, MDB_dbi dbi,
  * @p upto are proven: CRDT_OK, or CRDT_EAUTH if one of them is not. */
 int crdt__mergeaid_proven(crdt__mergeaid *a, size_t upto);
 
-/* Waits for the thread (stopping it if it never got its items sorted)
- * and frees what it packed (the aid is kept). */
+/* Waits for the aid to finish this merge's work (stopping it if it
+ * never got its items sorted) and frees what it packed. The aid and its
+ * thread are kept for the replica's next large merge. */
 void crdt__mergeaid_end(crdt__mergeaid *a);
+/* At the replica's close: stops the thread. In a forked child (where
+ * the thread did not come along) only the memory is freed. */
 void crdt__mergeaid_free(crdt__mergeaid *a);
 
 #endif
