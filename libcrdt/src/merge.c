@@ -47,6 +47,65 @@ cmp_item(const void *a, const void *b)
     return x->c.seq < y->c.seq ? -1 : x->c.seq > y->c.seq;
 }
 
+/* The batch in (actor, seq) order, stably. A batch comes mostly as a
+ * few runs already in that order (a session sends the log actor by
+ * actor; peers' changes arrive each in its own order): those are found
+ * in one pass and merged pairwise, about n log(runs) comparisons where
+ * a sort takes n log(n) (a 10,000-change batch of four runs: 30,000
+ * against some 130,000). Many runs, or no memory: qsort. */
+#define NATURAL_RUNS_MAX 16
+static void
+sort_items(item **ord, size_t n)
+{
+    size_t start[NATURAL_RUNS_MAX + 1], runs = 1;
+    item **tmp, **from, **to;
+
+    for (size_t i = 1; i < n; i++)
+        if (cmp_item(&ord[i - 1], &ord[i]) > 0) {
+            if (runs == NATURAL_RUNS_MAX)
+                goto sort;
+            start[runs++] = i;
+        }
+    if (runs == 1)
+        return;
+    if ((tmp = malloc(n * sizeof *tmp)) == NULL)
+        goto sort;
+    start[0] = 0;
+    from = ord;
+    to = tmp;
+    while (runs > 1) {
+        size_t out = 0, k = 0;
+        start[runs] = n;
+        for (; k + 1 < runs; k += 2) {
+            size_t i = start[k], mid = start[k + 1], j = mid,
+                   end = start[k + 2], o = i;
+            while (i < mid && j < end)
+                to[o++] = cmp_item(&from[j], &from[i]) < 0 ? from[j++]
+                                                           : from[i++];
+            while (i < mid)
+                to[o++] = from[i++];
+            while (j < end)
+                to[o++] = from[j++];
+            start[out++] = start[k];
+        }
+        if (k < runs) { /* an odd run out: carried over */
+            memcpy(to + start[k], from + start[k],
+                   (n - start[k]) * sizeof *to);
+            start[out++] = start[k];
+        }
+        runs = out;
+        item **t = from;
+        from = to;
+        to = t;
+    }
+    if (from != ord)
+        memcpy(ord, from, n * sizeof *ord);
+    free(tmp);
+    return;
+sort:
+    qsort(ord, n, sizeof *ord, cmp_item);
+}
+
 int
 crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
                    const unsigned char *cur_epoch, crdt_merge_report *rep)
@@ -739,7 +798,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
             goto done;
     if (aid != NULL && (rc = crdt__mergeaid_screened(aid, &max_hlc)) < 0)
         goto done;
-    qsort(ord, n, sizeof *ord, cmp_item);
+    sort_items(ord, n);
     if (aid != NULL && crdt__mergeaid_go(aid, ord, n) < 0) {
         crdt__mergeaid_end(aid); /* the merge does it all itself */
         aid = NULL;

@@ -185,6 +185,69 @@ START_TEST(test_aid_hashes_many_entries)
 }
 END_TEST
 
+/* Changes @p a and @p b in (actor, seq) order, for the test's sort */
+static int
+cmp_change(const crdt_bytes *a, const crdt_bytes *b)
+{
+    crdt_change ca, cb;
+    int c;
+
+    ck_assert_int_eq(crdt_change_decode(&ca, a->data, a->len), CRDT_OK);
+    ck_assert_int_eq(crdt_change_decode(&cb, b->data, b->len), CRDT_OK);
+    c = memcmp(ca.actor.b, cb.actor.b, CRDT_ACTOR_BYTES);
+    return c ? c : (ca.seq > cb.seq) - (ca.seq < cb.seq);
+}
+
+/* A batch that comes as runs already in (actor, seq) order (merge.c
+ * merges them instead of sorting): the sources' logs one after the
+ * other, then twice the first source's first changes (duplicates, whose
+ * keys equal earlier ones): five runs, an odd number. The replica ends
+ * as after the same changes handed over already sorted (stably: a
+ * duplicate after its original), one run with nothing to merge. */
+START_TEST(test_batch_in_runs_merges_as_sorted)
+{
+    tu_batch part[N_SRC];
+    crdt_bytes *runs, *sorted;
+    crdt_merge_report rx, ry;
+    size_t n = 0, k = 0;
+
+    write_sources(25);
+    for (int s = 0; s < N_SRC; s++) {
+        part[s] = tu_export_all(src[s]);
+        n += part[s].n;
+    }
+    n += 2 * 10;
+    runs = calloc(n, sizeof *runs);
+    sorted = calloc(n, sizeof *sorted);
+    ck_assert_ptr_nonnull(runs);
+    ck_assert_ptr_nonnull(sorted);
+    for (int s = N_SRC - 1; s >= 0; s--)
+        for (size_t i = 0; i < part[s].n; i++)
+            runs[k++] = part[s].v[i];
+    for (int r = 0; r < 2; r++)
+        for (size_t i = 0; i < 10; i++)
+            runs[k++] = part[0].v[i];
+    ck_assert_uint_eq(k, n);
+    for (size_t i = 0; i < n; i++) { /* stable insertion */
+        size_t j = i;
+        for (; j > 0 && cmp_change(&sorted[j - 1], &runs[i]) > 0; j--)
+            sorted[j] = sorted[j - 1];
+        sorted[j] = runs[i];
+    }
+    crdt__mergeaid_min_bytes = SIZE_MAX; /* the merge alone, both */
+    ck_assert_int_eq(crdt_merge(&rx, x, sorted, n), CRDT_OK);
+    ck_assert_int_eq(crdt_merge(&ry, y, runs, n), CRDT_OK);
+    ck_assert_uint_eq(ry.duplicates, 20);
+    ck_assert_uint_eq(rx.duplicates, ry.duplicates);
+    ck_assert_uint_eq(rx.ops_applied, ry.ops_applied);
+    assert_same_replica(x, y);
+    free(runs);
+    free(sorted);
+    for (int s = 0; s < N_SRC; s++)
+        tu_batch_free(&part[s]);
+}
+END_TEST
+
 /* Duplicates and gaps: runs the aid packed but the merge cuts otherwise
  * (a change already held, one whose predecessor is missing) are written
  * by the merge, and the log read for a duplicate sees every run before. */
@@ -337,6 +400,7 @@ test_suite(void)
     tcase_add_test(tc, test_aid_writes_what_the_merge_would);
     tcase_add_test(tc, test_aid_with_duplicates_and_gaps);
     tcase_add_test(tc, test_aid_hashes_many_entries);
+    tcase_add_test(tc, test_batch_in_runs_merges_as_sorted);
     tcase_add_test(tc, test_aid_screens_in_order);
     tcase_add_loop_test(tc, test_aid_refuses_a_forged_actor, 0, N_SRC);
     suite_add_tcase(s, tc);
