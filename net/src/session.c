@@ -112,6 +112,9 @@ struct crdtnet_session {
     crdtnet_session_options opts;
     crdtnet_report rep;
     crdt__enc out;
+    crdt__enc items;      /* build_changes_as()'s changes: a large buffer
+                             is kept while the export streams (no fresh
+                             pages for every message) */
     int err;              /* the error that ended us, or 0 */
     int closed;           /* nothing more to send */
     int finished;         /* ended well */
@@ -197,6 +200,7 @@ crdtnet_session_new(crdtnet_session **out, crdt_replica *r,
     if (s->opts.batch_bytes > CRDTNET_SESSION_MSG_MAX / 2)
         s->opts.batch_bytes = CRDTNET_SESSION_MSG_MAX / 2;
     crdt__enc_init(&s->out);
+    crdt__enc_init(&s->items);
     *out = s;
     return CRDT_OK;
 }
@@ -218,6 +222,7 @@ crdtnet_session_free(crdtnet_session *s)
     crdtnet__cut_clear(&s->cut);
     crdt_vv_free(s->cut_bound);
     crdt__enc_free(&s->out);
+    crdt__enc_free(&s->items);
     free(s);
 }
 
@@ -595,33 +600,45 @@ note_sent(crdtnet_session *s, const unsigned char *p, size_t len)
         crdt_vv_set(s->lacks, &a, last);
 }
 
-/* The last item of @p items, a bin from @p at holding a change, loses its
- * signature (crdt_change_strip_sig): its successor follows it. */
+/* The last item of @p items, a bin from @p at holding change @p c (as
+ * decoded), loses its signature: its successor follows it. The change's
+ * bytes end with the signature (bin8 of 64 bytes: c4 40 ...), the last
+ * item of its outer array, which becomes nil (crdt_change_strip_sig());
+ * the body before it is not touched, so its hash (the one the successor
+ * names) stays, and nothing is decoded or hashed again. In place: only
+ * the bin's header is written anew, and the body moves when the shorter
+ * length takes a shorter header. */
 static int
-strip_last(crdt__enc *items, size_t at, const unsigned char *hash)
+strip_last(crdt__enc *items, size_t at, const crdt_change *c)
 {
     crdt__mp m = { (unsigned char *)items->sb.data + at,
                    (unsigned char *)items->sb.data + items->sb.size };
-    const unsigned char *body;
-    unsigned char *copy;
-    uint32_t blen;
-    size_t nl;
-    crdt_change c;
-    int rc = CRDT_EPROTO;
+    unsigned char *data = (unsigned char *)items->sb.data, *old;
+    const unsigned char *payload;
+    uint32_t len;
+    size_t nl, hl;
 
-    if (crdt__mp_bin(&m, &body, &blen) < 0 || m.p != m.end ||
-        (copy = malloc(blen)) == NULL)
-        return CRDT_ENOMEM;
-    memcpy(copy, body, blen);
-    nl = crdt_change_strip_sig(copy, blen);
-    /* the same body: the hash its successor names */
-    if (nl > 0 && crdt_change_decode(&c, copy, nl) == CRDT_OK &&
-        memcmp(c.hash, hash, CRDT_HASH_BYTES) == 0) {
-        items->sb.size = at;
-        rc = crdt__enc_bin(items, copy, nl);
+    if (c->sig == NULL || c->version != CRDT__FORMAT ||
+        crdt__mp_bin(&m, &payload, &len) < 0 || m.p != m.end || len < 67)
+        return CRDT_EPROTO;
+    old = data + (payload - data);
+    if (old[len - 66] != 0xc4 || old[len - 65] != 0x40 ||
+        memcmp(old + len - 64, c->sig, 64) != 0)
+        return CRDT_EPROTO;
+    nl = (size_t)len - 65;
+    hl = nl < 256 ? 2 : nl < 65536 ? 3 : 5;
+    memmove(data + at + hl, old, nl - 1);
+    data[at + hl + nl - 1] = 0xc0;
+    if (hl == 2) {
+        data[at] = 0xc4;
+        data[at + 1] = (unsigned char)nl;
+    } else {
+        data[at] = hl == 3 ? 0xc5 : 0xc6;
+        for (size_t i = 1; i < hl; i++) /* big-endian */
+            data[at + i] = (unsigned char)(nl >> (8 * (hl - 1 - i)));
     }
-    free(copy);
-    return rc;
+    items->sb.size = at + hl + nl;
+    return CRDT_OK;
 }
 
 /* The @p n changes in @p items (bins, as a plain message lists them) as
@@ -666,12 +683,20 @@ emit_packed(crdtnet_session *s, unsigned type, const crdt__enc *items,
 
 /* CHANGES (or SNAP_LOG) from the export cursor; CRDT_ENOTFOUND when it
  * is exhausted. */
+/* The changes' buffer back to the allocator: the export is over (or
+ * failed), and an idle session keeps none. */
+static void
+items_release(crdtnet_session *s)
+{
+    crdt__enc_free(&s->items);
+    crdt__enc_init(&s->items);
+}
+
 static int
 build_changes_as(crdtnet_session *s, unsigned type)
 {
     const unsigned char *p;
     size_t len, n = 0;
-    crdt__enc items;
     crdt_change c, last; /* last: the previous change of this batch */
     size_t last_at = 0;  /* where last's bin starts in items */
     unsigned char *hashes = NULL; /* each change's hash, for the packer */
@@ -688,7 +713,7 @@ build_changes_as(crdtnet_session *s, unsigned type)
     if (s->exp == NULL &&
         (rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
         return rc;
-    crdt__enc_init(&items);
+    crdt__enc_reset(&s->items);
     /* Never serve a damaged change; checked as a receiver checks, for
      * the same cost: each change decodes (its hash is computed from its
      * body), a change follows the one before it of its actor in this
@@ -705,8 +730,8 @@ build_changes_as(crdtnet_session *s, unsigned type)
      * held without one: the batch runs on to the next signed change. */
     while (((s->peer_packs
                  ? counted < s->opts.batch_bytes &&
-                       items.sb.size < CRDTNET_SESSION_MSG_MAX / 2
-                 : items.sb.size < s->opts.batch_bytes) ||
+                       s->items.sb.size < CRDTNET_SESSION_MSG_MAX / 2
+                 : s->items.sb.size < s->opts.batch_bytes) ||
             (have_last && last.sig == NULL)) &&
            (rc = crdt_export_next_change(s->exp, &p, &len, &c)) ==
                CRDT_OK) {
@@ -718,10 +743,10 @@ build_changes_as(crdtnet_session *s, unsigned type)
         if (have_last && !follows && crdt_change_verify(&last) != CRDT_OK)
             goto damaged;
         if (follows && last.sig != NULL &&
-            strip_last(&items, last_at, last.hash) == CRDT_OK)
+            strip_last(&s->items, last_at, &last) == CRDT_OK)
             last.sig = NULL;
-        if (items.sb.size + len + 5 > CRDTNET_SESSION_MSG_MAX - 64) {
-            crdt__enc_free(&items); /* a run held unsigned, longer */
+        if (s->items.sb.size + len + 5 > CRDTNET_SESSION_MSG_MAX - 64) {
+            items_release(s); /* a run held unsigned, longer */
             free(hashes);           /* than a message: never cut it */
             return CRDT_ELIMIT;
         }
@@ -729,7 +754,7 @@ build_changes_as(crdtnet_session *s, unsigned type)
             size_t nc = hashes_cap ? hashes_cap * 2 : 256;
             unsigned char *nh = realloc(hashes, nc * CRDT_HASH_BYTES);
             if (nh == NULL) {
-                crdt__enc_free(&items);
+                items_release(s);
                 free(hashes);
                 return CRDT_ENOMEM;
             }
@@ -740,8 +765,8 @@ build_changes_as(crdtnet_session *s, unsigned type)
         counted += c.ops_len + 8;
         last = c;
         have_last = 1;
-        last_at = items.sb.size;
-        crdt__enc_bin(&items, p, len);
+        last_at = s->items.sb.size;
+        crdt__enc_bin(&s->items, p, len);
         note_sent(s, p, len);
         n++;
     }
@@ -751,34 +776,37 @@ build_changes_as(crdtnet_session *s, unsigned type)
         goto damaged;
     if (n == 0) {
         free(hashes);
-        crdt__enc_free(&items);
+        items_release(s);
         crdt_export_end(s->exp);
         s->exp = NULL;
         return rc == CRDT_ENOTFOUND ? CRDT_ENOTFOUND : rc;
     }
-    if (crdt__enc_ok(&items) < 0) {
-        crdt__enc_free(&items);
+    if (crdt__enc_ok(&s->items) < 0) {
+        items_release(s);
         free(hashes);
         return CRDT_ENOMEM;
     }
     if (!s->peer_packs ||
-        (rc = emit_packed(s, type, &items, hashes, n)) < 0) {
+        (rc = emit_packed(s, type, &s->items, hashes, n)) < 0) {
         if (rc == CRDT_ENOMEM) {
-            crdt__enc_free(&items);
+            items_release(s);
             free(hashes);
             return rc;
         }
         msgpack_pack_array(&s->out.pk, 2);
         msgpack_pack_uint64(&s->out.pk, type);
         msgpack_pack_array(&s->out.pk, n);
-        crdt__enc_raw(&s->out, items.sb.data, items.sb.size);
+        crdt__enc_raw(&s->out, s->items.sb.data, s->items.sb.size);
     }
-    crdt__enc_free(&items);
     free(hashes);
+    /* a large buffer stays for the next message (a long sync); a small
+     * one is not worth what an idle session would hold */
+    if (s->items.sb.alloc < 64 * 1024)
+        items_release(s);
     s->rep.changes_sent += n;
     return CRDT_OK;
 damaged:
-    crdt__enc_free(&items);
+    items_release(s);
     free(hashes);
     return CRDT_ECORRUPT;
 }

@@ -464,6 +464,50 @@ close_three(crdt_replica *r[3], char dirs[3][256])
     }
 }
 
+/* A change loses its signature in place when its successor follows it
+ * in the message (session.c, strip_last): the bin that holds it gets a
+ * shorter header when the 65 bytes it loses take it under 256 or under
+ * 65,536 bytes. Changes of every size around both bounds travel plain
+ * and packed, each replica ends with the same state, and the stripped
+ * changes are stored unsigned. */
+START_TEST(test_stripped_changes_across_header_sizes)
+{
+    static char big[70000];
+    char dirs[3][256];
+    crdt_replica *r[3];
+    size_t ab, n, at_256 = 0, at_64k = 0;
+    tu_batch x;
+
+    memset(big, 'q', sizeof big);
+    for (int i = 0; i < 140 + 40; i++) {
+        crdt_txn *t;
+        size_t l = i < 140 ? 1 + (size_t)i : 65350 + 4 * (size_t)(i - 140);
+        crdt_value v = crdt_value_str(big, l);
+        ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_put(t, "c", "d", "v", &v), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+    x = tu_export_all(a);
+    for (size_t i = 0; i < x.n; i++) {
+        at_256 += x.v[i].len >= 256 && x.v[i].len < 256 + 65;
+        at_64k += x.v[i].len >= 65536 && x.v[i].len < 65536 + 65;
+    }
+    tu_batch_free(&x);
+    ck_assert_uint_ge(at_256, 2);
+    ck_assert_uint_ge(at_64k, 2);
+    three_replicas(r, dirs, a);
+    sync_pair_as(a, r[0], 1 << 20, &ab, 1, 1); /* plain both ways */
+    sync_pair_as(a, r[1], 1 << 20, &ab, 0, 0); /* packed */
+    sync_pair_as(r[0], r[2], 300000, &ab, 1, 1); /* served on, cut anew */
+    for (int i = 0; i < 3; i++) {
+        tu_assert_converged(a, r[i]);
+        ck_assert_uint_lt(signed_in_log(r[i], &n), 100);
+        ck_assert_uint_eq(n, 180);
+    }
+    close_three(r, dirs);
+}
+END_TEST
+
 /* Register writes travel PACKED between two peers that read it, at
  * about half the bytes, and plain to and from a peer that does not (an
  * older one): every pair converges. */
@@ -800,6 +844,7 @@ test_suite(void)
     tcase_add_test(tc, test_changes_of_empty_entries_are_refused_early);
     tcase_add_test(tc, test_old_protocol_is_refused);
     tcase_add_test(tc, test_typing_run_travels_with_few_signatures);
+    tcase_add_test(tc, test_stripped_changes_across_header_sizes);
     tcase_add_test(tc, test_packed_changes_and_an_older_peer);
     tcase_add_test(tc, test_packed_version2_and_an_older_peer);
     tcase_add_test(tc, test_packed_version2_refused_unannounced);
