@@ -234,8 +234,17 @@ int crdt__txn_seq_clear(crdt_txn *t, const char *coll, const char *doc,
                         const char *field);
 
 /* ---- merge.c ---- */
+/* @p hashes: each change's body hash (n x CRDT_HASH_BYTES), computed by
+ * libcrdt from these same bytes (an unpack), or NULL: hashed here. */
 int crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
-                   const crdt_bytes *changes, size_t n);
+                   const crdt_bytes *changes, const unsigned char *hashes,
+                   size_t n);
+/* crdt_merge() of changes whose hashes libcrdt computed earlier from
+ * these same bytes (crdt__changes_unpack_hashed()): spares hashing each
+ * body again. @p hashes NULL: crdt_merge(). */
+int crdt__merge_hashed(crdt_merge_report *report, crdt_replica *r,
+                       const crdt_bytes *changes, const unsigned char *hashes,
+                       size_t n);
 /* Apply one decoded change's ops from op index @p skip on (rebasing
  * through the epoch hook when it was written in another epoch). */
 int crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,

@@ -739,7 +739,8 @@ merge_actor(crdt__wctx *w, crdt__logrun *run, item *const *items, size_t n,
 
 int
 crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
-               const crdt_bytes *changes, size_t n)
+               const crdt_bytes *changes, const unsigned char *hashes,
+               size_t n)
 {
     crdt_replica *r = w->r;
     unsigned char cur_epoch[CRDT_HASH_BYTES];
@@ -789,11 +790,15 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
         ord[i] = &items[i];
     /* a merge inside a merge's epoch hook runs on its own */
     if (q != &own)
-        aid = crdt__mergeaid_begin(&r->merge_aid, items, changes, n,
+        aid = crdt__mergeaid_begin(&r->merge_aid, items, changes, hashes, n,
                                    r->space_id, now + r->max_drift_ms,
                                    &split);
     for (size_t i = 0; i < split; i++)
-        if ((rc = crdt__mitem_screen(&items[i], &changes[i], r->space_id,
+        if ((rc = crdt__mitem_screen(&items[i], &changes[i],
+                                     hashes != NULL
+                                         ? hashes + i * CRDT_HASH_BYTES
+                                         : NULL,
+                                     r->space_id,
                                      now + r->max_drift_ms, &max_hlc)) < 0)
             goto done;
     if (aid != NULL && (rc = crdt__mergeaid_screened(aid, &max_hlc)) < 0)
@@ -912,6 +917,14 @@ int
 crdt_merge(crdt_merge_report *report, crdt_replica *r,
            const crdt_bytes *changes, size_t n)
 {
+    return crdt__merge_hashed(report, r, changes, NULL, n);
+}
+
+int
+crdt__merge_hashed(crdt_merge_report *report, crdt_replica *r,
+                   const crdt_bytes *changes, const unsigned char *hashes,
+                   size_t n)
+{
     crdt_merge_report rep;
     crdt__wctx w;
     int rc = CRDT_OK;
@@ -922,7 +935,7 @@ crdt_merge(crdt_merge_report *report, crdt_replica *r,
         memset(&rep, 0, sizeof rep);
         if ((rc = crdt__wctx_begin(&w, r, 1)) < 0)
             return rc;
-        rc = crdt__merge_in(&w, &rep, changes, n);
+        rc = crdt__merge_in(&w, &rep, changes, hashes, n);
         if (rc == CRDT_OK)
             rc = crdt__wctx_commit(&w);
         else

@@ -54,6 +54,7 @@ struct crdt__mergeaid {
     /* stage 1: the headers of items[split, n) */
     crdt__mitem *items;
     const crdt_bytes *changes;
+    const unsigned char *hashes; /* n x CRDT_HASH_BYTES, or NULL */
     size_t split, n;
     const unsigned char *space;
     uint64_t limit_ms;
@@ -93,8 +94,8 @@ crdt__prove_actor(crdt__mitem *const *items, size_t n)
 
 int
 crdt__mitem_screen(crdt__mitem *it, const crdt_bytes *ch,
-                   const unsigned char *space, uint64_t limit_ms,
-                   uint64_t *max_hlc)
+                   const unsigned char *hash, const unsigned char *space,
+                   uint64_t limit_ms, uint64_t *max_hlc)
 {
     crdt_change *c = &it->c;
     uint64_t top;
@@ -103,7 +104,9 @@ crdt__mitem_screen(crdt__mitem *it, const crdt_bytes *ch,
     it->data = ch->data;
     it->len = ch->len;
     /* each op is decoded (and checked) once, when it is queued */
-    if ((rc = crdt__change_decode_header(c, ch->data, ch->len)) < 0)
+    rc = hash != NULL ? crdt__change_decode_hashed(c, ch->data, ch->len, hash)
+                      : crdt__change_decode_header(c, ch->data, ch->len);
+    if (rc < 0)
         return rc;
     if (memcmp(c->space_id, space, CRDT_SPACE_ID_BYTES) != 0)
         return CRDT_EAUTH; /* replayed from another space */
@@ -150,7 +153,11 @@ aid_job(crdt__mergeaid *a)
     int stop;
 
     for (size_t i = a->split; i < a->n; i++) {
-        int rc = crdt__mitem_screen(&a->items[i], &a->changes[i], a->space,
+        int rc = crdt__mitem_screen(&a->items[i], &a->changes[i],
+                                    a->hashes != NULL
+                                        ? a->hashes + i * CRDT_HASH_BYTES
+                                        : NULL,
+                                    a->space,
                                     a->limit_ms, &a->s1_max_hlc);
         if (rc < 0) {
             a->s1_rc = rc;
@@ -295,7 +302,8 @@ plan(crdt__mergeaid *a, crdt__mitem *const *ord, size_t n)
 
 crdt__mergeaid *
 crdt__mergeaid_begin(crdt__mergeaid **keep, crdt__mitem *items,
-                     const crdt_bytes *changes, size_t n,
+                     const crdt_bytes *changes, const unsigned char *hashes,
+                     size_t n,
                      const unsigned char *space, uint64_t limit_ms,
                      size_t *split)
 {
@@ -347,6 +355,7 @@ crdt__mergeaid_begin(crdt__mergeaid **keep, crdt__mitem *items,
     }
     a->items = items;
     a->changes = changes;
+    a->hashes = hashes;
     a->split = h;
     a->n = n;
     a->space = space;

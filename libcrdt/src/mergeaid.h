@@ -40,12 +40,13 @@ extern _Atomic unsigned long crdt__mergeaid_records;
  * sorted by seq: CRDT_OK, or CRDT_EAUTH. */
 int crdt__prove_actor(crdt__mitem *const *items, size_t n);
 
-/* Decodes change @p ch's header into @p it and screens it (merge.c,
- * step 1): the space @p space, the last op's stamp not beyond
- * @p limit_ms; raises *max_hlc to that stamp. */
+/* Decodes change @p ch's header into @p it (its body hash @p hash when
+ * not NULL: see crdt__merge_hashed()) and screens it (merge.c, step 1):
+ * the space @p space, the last op's stamp not beyond @p limit_ms; raises
+ * *max_hlc to that stamp. */
 int crdt__mitem_screen(crdt__mitem *it, const crdt_bytes *ch,
-                       const unsigned char *space, uint64_t limit_ms,
-                       uint64_t *max_hlc);
+                       const unsigned char *hash, const unsigned char *space,
+                       uint64_t limit_ms, uint64_t *max_hlc);
 
 /* Starts the aid of a merge of the @p n changes @p changes into
  * @p items: it screens items[*split, n) (crdt__mitem_screen()) while the
@@ -55,7 +56,8 @@ int crdt__mitem_screen(crdt__mitem *it, const crdt_bytes *ch,
  * thread to be had): the merge does everything itself. */
 crdt__mergeaid *crdt__mergeaid_begin(crdt__mergeaid **keep,
                                      crdt__mitem *items,
-                                     const crdt_bytes *changes, size_t n,
+                                     const crdt_bytes *changes,
+                                     const unsigned char *hashes, size_t n,
                                      const unsigned char *space,
                                      uint64_t limit_ms, size_t *split);
 /* Waits for the aid's screening: the first error of its part, or

@@ -873,7 +873,7 @@ crdt_raw_merge(crdt_merge_report *report, crdt_raw *t,
     if (!t->write)
         return CRDT_EINVAL;
     memset(&rep, 0, sizeof rep);
-    rc = crdt__merge_in(t->w, &rep, changes, n);
+    rc = crdt__merge_in(t->w, &rep, changes, NULL, n);
     if (rc == CRDT_OK && report)
         *report = rep;
     return full(rc);

@@ -1600,7 +1600,7 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
 }
 
 static int merge_changes(crdtnet_session *s, const crdt_bytes *items,
-                         size_t n);
+                         size_t n, const crdt_unpacked *u);
 
 /* May a CUT come now? Only to us as a taker that announced it, before
  * the snapshot begins. */
@@ -1678,7 +1678,7 @@ on_changes(crdtnet_session *s, crdt__mp *m, uint64_t type)
     }
     rc = type == M_CUT ? cut_within(s, items, n) : CRDT_OK;
     if (rc == CRDT_OK)
-        rc = merge_changes(s, items, n);
+        rc = merge_changes(s, items, n, NULL);
     if (rc == CRDT_OK && type == M_CUT)
         s->rep.cut_changes_received += n;
     free(items);
@@ -1687,12 +1687,15 @@ on_changes(crdtnet_session *s, crdt__mp *m, uint64_t type)
 
 /* One CHANGES message's changes, merged in one txn. */
 static int
-merge_changes(crdtnet_session *s, const crdt_bytes *items, size_t n)
+merge_changes(crdtnet_session *s, const crdt_bytes *items, size_t n,
+              const crdt_unpacked *u)
 {
     crdt_merge_report mr;
     int rc;
 
-    rc = crdt_merge(&mr, s->r, items, n);
+    /* @p u: @p items unpacked, with the hashes the unpack computed */
+    rc = u != NULL ? crdt_merge_unpacked(&mr, s->r, u)
+                   : crdt_merge(&mr, s->r, items, n);
     if (rc == CRDT_OK && s->peer_known != NULL) {
         for (size_t i = 0; i < n; i++) /* the peer holds what it sent */
             note_sent(s, items[i].data, items[i].len);
@@ -2105,8 +2108,8 @@ static int
 on_packed(crdtnet_session *s, crdt__mp *m)
 {
     const unsigned char *p;
-    unsigned char *buf = NULL;
-    crdt_bytes *list = NULL;
+    crdt_unpacked *u = NULL;
+    const crdt_bytes *list;
     uint64_t inner;
     uint32_t l;
     size_t n = 0;
@@ -2128,22 +2131,24 @@ on_packed(crdtnet_session *s, crdt__mp *m)
         return fail(s, CRDT_EPROTO, "snapshot without SNAP_BEGIN", 1);
     if (l > 0 && p[0] == CRDT_CHANGES_PACK_V2 && !PACKS_V2(s))
         return fail(s, CRDT_EPROTO, "malformed PACKED", 1); /* not said */
-    rc = crdt_changes_unpack(&list, &n, &buf, p, l);
+    /* the unpack hashes each change it rebuilds (the next one's prev):
+     * the merge takes those hashes instead of hashing each body again */
+    rc = crdt_unpacked_new(&u, p, l);
     if (rc == CRDT_ENOMEM)
         return fail(s, rc, "out of memory", 1);
     if (rc < 0)
         return fail(s, rc == CRDT_ELIMIT ? rc : CRDT_EPROTO,
                     "malformed PACKED", 1);
+    list = crdt_unpacked_changes(u, &n);
     if (inner == M_CUT)
         rc = cut_within(s, list, n);
     if (inner == M_CHANGES || (inner == M_CUT && rc == CRDT_OK))
-        rc = merge_changes(s, list, n);
+        rc = merge_changes(s, list, n, u);
     if (inner == M_CUT && rc == CRDT_OK)
         s->rep.cut_changes_received += n;
     if (inner == M_SNAP_LOG)
         rc = on_snapshot(s, M_SNAP_LOG, NULL, list, n);
-    crdt_free(list);
-    crdt_free(buf);
+    crdt_unpacked_free(u);
     return rc;
 }
 

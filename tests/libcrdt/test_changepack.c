@@ -165,6 +165,89 @@ START_TEST(test_register_writes_round_trip_small)
 }
 END_TEST
 
+/* pack @p x in form @p version and merge it unpacked into @p r */
+static int
+merge_packed(crdt_replica *r, const tu_batch *x, int version,
+             crdt_merge_report *rep)
+{
+    unsigned char *packed = NULL;
+    size_t plen = 0, n = 0;
+    crdt_unpacked *u = NULL;
+    const crdt_bytes *list;
+    int rc;
+
+    ck_assert_int_eq(crdt_changes_pack_version(&packed, &plen, x->v, NULL,
+                                               x->n, version),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_unpacked_new(&u, packed, plen), CRDT_OK);
+    list = crdt_unpacked_changes(u, &n);
+    ck_assert_uint_eq(n, x->n);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_uint_eq(list[i].len, x->v[i].len);
+        ck_assert(memcmp(list[i].data, x->v[i].data, x->v[i].len) == 0);
+    }
+    rc = crdt_merge_unpacked(rep, r, u);
+    crdt_unpacked_free(u);
+    crdt_free(packed);
+    return rc;
+}
+
+/* crdt_merge_unpacked() (the hashes the unpack computed, not hashed
+ * again) merges as crdt_merge() does: one-op and larger changes, a text,
+ * runs without signatures; a change whose signature was altered is
+ * refused (CRDT_EAUTH) as by crdt_merge(), and nothing is kept. */
+START_TEST(test_merge_unpacked_as_merge)
+{
+    uint64_t seed = test_seed("changepack-merge");
+    char dc[256], hb[65], hc[65], hd[65];
+    unsigned char space[16];
+    crdt_replica *c;
+    crdt_merge_report rb, rc_;
+    tu_batch x;
+
+    w1_changes(a, 40, 1, &seed);
+    w1_changes(a, 5, 30, &seed);
+    for (int i = 0; i < 20; i++) {
+        crdt_txn *t;
+        ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_text_insert(t, "m", "doc", "body",
+                                              (uint64_t)i, "k", 1),
+                         CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+    x = tu_export_all(a);
+    strip_runs(&x);
+    crdt_replica_space_id(a, space);
+    c = tu_create(dc, sizeof dc, space);
+    ck_assert_int_eq(merge_packed(b, &x, CRDT_CHANGES_PACK_V2, &rb),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_merge(&rc_, c, x.v, x.n), CRDT_OK);
+    ck_assert_uint_eq(rb.changes_applied, rc_.changes_applied);
+    ck_assert_uint_eq(rb.ops_applied, rc_.ops_applied);
+    tu_hash(hb, b);
+    tu_hash(hc, c);
+    ck_assert_str_eq(hb, hc);
+    crdt_replica_close(c);
+    test_rmtree(dc);
+
+    /* the last change holds the run's one signature: alter it */
+    {
+        unsigned char *q = (unsigned char *)x.v[x.n - 1].data;
+        q[x.v[x.n - 1].len - 1] ^= 0x01;
+    }
+    c = tu_create(dc, sizeof dc, space);
+    tu_hash(hd, c);
+    ck_assert_int_eq(merge_packed(c, &x, CRDT_CHANGES_PACK_V1, NULL),
+                     CRDT_EAUTH);
+    tu_hash(hc, c);
+    ck_assert_str_eq(hc, hd);
+    ck_assert_int_eq(crdt_merge(NULL, c, x.v, x.n), CRDT_EAUTH);
+    crdt_replica_close(c);
+    test_rmtree(dc);
+    tu_batch_free(&x);
+}
+END_TEST
+
 START_TEST(test_interleaved_authors_and_every_kind)
 {
     uint64_t seed = test_seed("changepack-kinds");
@@ -735,6 +818,7 @@ test_suite(void)
     tcase_add_test(tc, test_version2_one_op_changes);
     tcase_add_test(tc, test_version2_non_canonical_refused);
     tcase_add_test(tc, test_version2_short_op_names);
+    tcase_add_test(tc, test_merge_unpacked_as_merge);
     suite_add_tcase(s, tc);
     return s;
 }
