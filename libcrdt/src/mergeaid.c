@@ -204,9 +204,9 @@ aid_job(crdt__mergeaid *a)
         crdt__hashq_serve(a->hq); /* until the merge ends */
 }
 
-/* The thread stays from merge to merge (a thread's start costs about
- * as much as hashing a merge's headers of 100 changes): it waits for a
- * job, does it, says so, until the replica closes. */
+/* The thread stays from merge to merge (creating and joining one per
+ * merge was 2.5% of the merge thread's samples over w1's 100 merges):
+ * it waits for a job, does it, says so, until the replica closes. */
 static void *
 aid_main(void *arg)
 {
