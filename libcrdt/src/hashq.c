@@ -19,7 +19,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "hashq.h"
 #include "internal.h"
@@ -165,12 +164,7 @@ crdt__hashq_add(crdt__hashq *q, const void *k, size_t kl, const void *v,
     p[0] = sign > 0;
     p[1] = (unsigned char)n;
     p[2] = (unsigned char)(n >> 8);
-    p[3] = (unsigned char)(kl >> 8); /* the hashed bytes: state.c */
-    p[4] = (unsigned char)kl;
-    memcpy(p + 5, k, kl);
-    if (vl)
-        memcpy(p + 5 + kl, v, vl);
-    q->len[q->fill] += 3 + n;
+    q->len[q->fill] += 3 + crdt__entry_bytes_put(p + 3, k, kl, v, vl);
     return 1;
 }
 

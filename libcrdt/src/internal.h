@@ -580,6 +580,10 @@ void crdt__hash_entry_v1(uint64_t out[4], const void *k, size_t kl,
 int crdt__state_rehash(MDB_txn *txn, MDB_dbi dbi, int format,
                        unsigned char out[32]);
 void crdt__acc_bytes(unsigned char out[32], const uint64_t acc[4]);
+/* Writes an entry's hashed bytes (klen, 2 bytes big-endian | key |
+ * value) at @p dst: returns 2 + kl + vl (state.c). */
+size_t crdt__entry_bytes_put(unsigned char *dst, const void *k, size_t kl,
+                             const void *v, size_t vl);
 /* The hash of an entry's hashed bytes (klen | key | value), at most
  * 1,024 of them (state.c). */
 void crdt__hash_entry_bytes(uint64_t out[4], const unsigned char *e,

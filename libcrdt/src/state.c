@@ -59,13 +59,8 @@ entry_bytes(unsigned char *buf, const void *k, size_t kl, const void *v,
     unsigned char len[2] = { (unsigned char)(kl >> 8), (unsigned char)kl };
     crypto_generichash_state st;
 
-    if (2 + kl + vl <= ENTRY_INLINE) {
-        memcpy(buf, len, 2);
-        memcpy(buf + 2, k, kl);
-        if (vl)
-            memcpy(buf + 2 + kl, v, vl);
-        return 2 + kl + vl;
-    }
+    if (2 + kl + vl <= ENTRY_INLINE)
+        return crdt__entry_bytes_put(buf, k, kl, v, vl);
     crypto_generichash_init(&st, NULL, 0, 32);
     crypto_generichash_update(&st, len, 2);
     crypto_generichash_update(&st, k, kl);
@@ -93,6 +88,18 @@ crdt__hash_entry(uint64_t out[4], const void *k, size_t kl, const void *v,
     size_t n = entry_bytes(buf, k, kl, v, vl);
 
     crdt__hash_entry_bytes(out, buf, n);
+}
+
+size_t
+crdt__entry_bytes_put(unsigned char *dst, const void *k, size_t kl,
+                      const void *v, size_t vl)
+{
+    dst[0] = (unsigned char)(kl >> 8);
+    dst[1] = (unsigned char)kl;
+    memcpy(dst + 2, k, kl);
+    if (vl)
+        memcpy(dst + 2 + kl, v, vl);
+    return 2 + kl + vl;
 }
 
 void
