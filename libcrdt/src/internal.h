@@ -592,6 +592,12 @@ void crdt__hash_entry_bytes(uint64_t out[4], const unsigned char *e,
  * replaces w->acc. */
 void crdt__wctx_hash_settle(crdt__wctx *w);
 void crdt__acc_load(uint64_t acc[4], const unsigned char in[32]);
+/* rawbatch.c: a batch's entries, each as kl (4 bytes) | vl (4) | key |
+ * value in the host's byte order, from the returned start to *end; and
+ * the sum of their hashes added to @p acc. */
+const unsigned char *crdt__batch_entries(const crdt_raw_batch *b,
+                                         const unsigned char **end);
+void crdt__batch_sum_into(const crdt_raw_batch *b, uint64_t acc[4]);
 
 /* ---- heads.c: per-actor chain state ---- */
 typedef struct {

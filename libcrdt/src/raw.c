@@ -56,6 +56,26 @@ crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write)
 }
 
 int
+crdt_raw_begin_base(crdt_raw **out, crdt_raw *w)
+{
+    crdt_raw *t;
+    int rc;
+
+    if (out == NULL || w == NULL || !w->write || w->w->txn == NULL)
+        return CRDT_EINVAL;
+    if ((rc = crdt_raw_begin(&t, w->w->r, 0)) < 0)
+        return rc;
+    /* a write txn's id is the last committed one's plus one, a read
+     * txn's the last committed one's */
+    if (mdb_txn_id(t->own.txn) + 1 != mdb_txn_id(w->w->txn)) {
+        crdt_raw_abort(t);
+        return CRDT_EBUSY;
+    }
+    *out = t;
+    return CRDT_OK;
+}
+
+int
 crdt_raw_commit(crdt_raw *t)
 {
     int rc;
@@ -309,19 +329,17 @@ spare_cursor(crdt__wctx *w, MDB_dbi db)
     return CRDT_OK;
 }
 
-int
-crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl, const void *v,
-                   size_t vl)
+/* Put one entry into the spare slot; @p hashed: its hash is already in
+ * a batch's sum (crdt_raw_spare_put_batch adds the sum), so only a value
+ * it replaces is taken out here. */
+static int
+spare_put_one(crdt_raw *t, MDB_dbi db, const void *k, size_t kl,
+              const void *v, size_t vl, int hashed)
 {
-    MDB_dbi db;
     MDB_val key = { kl, (void *)k }, val = { vl, (void *)v };
     uint64_t h[4];
     int rc;
 
-    if (!t->write)
-        return CRDT_EINVAL;
-    spare_load(t);
-    db = dbi(t, CRDT_DB_STATE0 + (t->w->state_slot ^ 1));
     if (t->spare_loaded == SPARE_APPEND) {
         /* a migration refilling the emptied slot in key order: append
          * at the end, with no descent, filling pages instead of splitting
@@ -353,9 +371,48 @@ crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl, const void *v,
     if (rc != 0)
         return full(crdt__mdb_err(rc));
 added:
-    crdt__hash_entry(h, k, kl, v, vl);
-    for (int i = 0; i < 4; i++)
-        t->spare_acc[i] += h[i];
+    if (!hashed) {
+        crdt__hash_entry(h, k, kl, v, vl);
+        for (int i = 0; i < 4; i++)
+            t->spare_acc[i] += h[i];
+    }
+    t->spare_dirty = 1;
+    return CRDT_OK;
+}
+
+int
+crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl, const void *v,
+                   size_t vl)
+{
+    if (t == NULL || !t->write)
+        return CRDT_EINVAL;
+    spare_load(t);
+    return spare_put_one(t, dbi(t, CRDT_DB_STATE0 + (t->w->state_slot ^ 1)),
+                         k, kl, v, vl, 0);
+}
+
+int
+crdt_raw_spare_put_batch(crdt_raw *t, const crdt_raw_batch *b)
+{
+    const unsigned char *p, *end;
+    MDB_dbi db;
+    int rc = CRDT_OK;
+
+    if (t == NULL || b == NULL || !t->write)
+        return CRDT_EINVAL;
+    spare_load(t);
+    db = dbi(t, CRDT_DB_STATE0 + (t->w->state_slot ^ 1));
+    p = crdt__batch_entries(b, &end);
+    while (p < end && rc == CRDT_OK) {
+        uint32_t kl, vl;
+        memcpy(&kl, p, 4); /* in memory only: the host's byte order */
+        memcpy(&vl, p + 4, 4);
+        rc = spare_put_one(t, db, p + 8, kl, p + 8 + kl, vl, 1);
+        p += 8 + (size_t)kl + vl;
+    }
+    if (rc < 0)
+        return rc; /* the caller aborts the txn, so the sum does not matter */
+    crdt__batch_sum_into(b, t->spare_acc);
     t->spare_dirty = 1;
     return CRDT_OK;
 }

@@ -11,7 +11,9 @@
  *  (2) A pure compaction (no lens, no hook) takes the same path but keeps
  *      the state as it is, but for its text and list fields, whose
  *      deleted elements are dropped (crdt_raw_seq_compact).
- *  (3) Memory holds one document at a time (rewrite.c), not the state.
+ *  (3) Memory holds one document at a time (rewrite.c), not the state,
+ *      besides the batches of the rewrite's second thread
+ *      (rewrite_run.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -238,41 +240,21 @@ build(epoch_info *out, epoch_builder *b, crdt_raw *t)
         goto done;
 
     if (rewrite) {
-        epoch__rewriter *w = NULL;
-        crdt_raw_cursor *c = NULL;
-        const void *k, *v;
-        size_t kl, vl;
-        uint64_t total = 0, seen = 0;
+        epoch__rewrite_opts o;
         int wrote_seq;
 
-        crdt_raw_count(&total, t, crdt_raw_state_db(t, 0));
-        if ((rc = crdt_raw_spare_clear(t)) < 0 ||
-            (rc = epoch__rewriter_new(&w, t, b->lens, b->custom_coll,
-                                      b->custom, b->custom_ctx)) < 0 ||
-            (rc = crdt_raw_cursor_open(&c, t, crdt_raw_state_db(t, 0))) < 0) {
-            epoch__rewriter_free(w);
-            goto done;
-        }
-        rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
-        while (rc == CRDT_OK) {
-            if ((rc = epoch__rewriter_put(w, k, kl, v, vl)) < 0)
-                break;
-            if (b->progress && (++seen & 0xffff) == 0)
-                b->progress(seen, total, b->progress_ctx);
-            rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
-        }
-        crdt_raw_cursor_close(c);
-        if (rc == CRDT_ENOTFOUND)
-            rc = epoch__rewriter_finish(w);
-        wrote_seq = epoch__rewriter_wrote_seq(w);
-        epoch__rewriter_free(w);
-        if (rc < 0)
+        memset(&o, 0, sizeof o);
+        o.lens = b->lens;
+        o.custom_coll = b->custom_coll;
+        o.custom = b->custom;
+        o.custom_ctx = b->custom_ctx;
+        o.progress = b->progress;
+        o.progress_ctx = b->progress_ctx;
+        o.threaded = 1; /* nothing above wrote the active slot */
+        if ((rc = epoch__rewrite_slot(t, &o, &wrote_seq)) < 0 ||
+            (rc = crdt_raw_swap_state(t)) < 0)
             goto done;
         no_seq = !wrote_seq;
-        if ((rc = crdt_raw_swap_state(t)) < 0)
-            goto done;
-        if (b->progress)
-            b->progress(total, total, b->progress_ctx);
     }
 
     if ((rc = epoch__seq_epoch(t, b->lens, no_seq)) < 0)

@@ -157,28 +157,12 @@ compare_heads(crdt_raw *t, const epoch__head *cut, size_t n_cut,
 static int
 apply_lens(crdt_raw *t, const epoch_lens *lens)
 {
-    epoch__rewriter *w = NULL;
-    crdt_raw_cursor *c = NULL;
-    const void *k, *v;
-    size_t kl, vl;
+    epoch__rewrite_opts o;
     int rc;
 
-    if ((rc = crdt_raw_spare_clear(t)) < 0 ||
-        (rc = epoch__rewriter_new(&w, t, lens, NULL, NULL, NULL)) < 0 ||
-        (rc = crdt_raw_cursor_open(&c, t, crdt_raw_state_db(t, 0))) < 0) {
-        epoch__rewriter_free(w);
-        return rc;
-    }
-    rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
-    while (rc == CRDT_OK) {
-        if ((rc = epoch__rewriter_put(w, k, kl, v, vl)) < 0)
-            break;
-        rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl);
-    }
-    crdt_raw_cursor_close(c);
-    if (rc == CRDT_ENOTFOUND)
-        rc = epoch__rewriter_finish(w);
-    epoch__rewriter_free(w);
+    memset(&o, 0, sizeof o);
+    o.lens = lens; /* inline: this txn has written the active slot */
+    rc = epoch__rewrite_slot(t, &o, NULL);
     if (rc == CRDT_OK)
         rc = crdt_raw_swap_state(t);
     return rc;

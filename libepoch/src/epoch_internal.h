@@ -55,6 +55,13 @@ int epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
 int epoch__rewriter_finish(epoch__rewriter *w);
 /* Point the rewriter at another txn (a reset writes in several). */
 void epoch__rewriter_set_txn(epoch__rewriter *w, crdt_raw *t);
+/* Where the rewriter's output goes instead of crdt_raw_spare_put() on
+ * its txn (the migration's second thread: rewrite_run.c); @p fn NULL
+ * goes back to the txn. */
+typedef int (*epoch__sink_fn)(void *ctx, const void *k, size_t kl,
+                              const void *v, size_t vl);
+void epoch__rewriter_set_sink(epoch__rewriter *w, epoch__sink_fn fn,
+                              void *ctx);
 /* Has @p w written a text or list entry (a record of a sequence field)
  * into the spare slot? 0: what it wrote holds no sequence field. */
 int epoch__rewriter_wrote_seq(const epoch__rewriter *w);
@@ -66,6 +73,25 @@ int epoch__rewriter_wrote_seq(const epoch__rewriter *w);
 int epoch__staging_read(crdt_raw *t, epoch_staging *out);
 int epoch__staging_active(crdt_raw *t);
 void epoch__rewriter_free(epoch__rewriter *w);
+
+/* One pass of the rewriter over the whole active slot into the emptied
+ * spare slot (rewrite_run.c); the caller swaps. */
+typedef struct {
+    const epoch_lens *lens;
+    const char *custom_coll; /* with custom: epoch__rewriter_new() */
+    epoch_custom_fn custom;
+    void *custom_ctx;
+    epoch_progress_fn progress; /* may be NULL */
+    void *progress_ctx;
+    /* Read and rewrite on a second thread while @p t's thread appends:
+     * only where @p t has not written the active slot (the second
+     * thread reads what @p t began with) and there is no custom hook
+     * (it is called on the caller's thread). */
+    int threaded;
+} epoch__rewrite_opts;
+/* *wrote_seq as epoch__rewriter_wrote_seq(). */
+int epoch__rewrite_slot(crdt_raw *t, const epoch__rewrite_opts *o,
+                        int *wrote_seq);
 
 /* Marker inside a txn. */
 int epoch__marker_put(crdt_raw *t, uint64_t target, const char *lens,

@@ -103,7 +103,18 @@ struct epoch__rewriter {
     int dflt_ready;       /* encoded for the current collection */
     bytes defs;
     int wrote_seq;        /* a text or list entry went to the spare */
+    epoch__sink_fn sink;  /* NULL: crdt_raw_spare_put() on t */
+    void *sink_ctx;
 };
+
+/* One output entry, in key order, to the spare slot or the sink. */
+static int
+emit(epoch__rewriter *w, const void *k, size_t kl, const void *v, size_t vl)
+{
+    if (w->sink != NULL)
+        return w->sink(w->sink_ctx, k, kl, v, vl);
+    return crdt_raw_spare_put(w->t, k, kl, v, vl);
+}
 
 int
 epoch__rewriter_new(epoch__rewriter **out, crdt_raw *t,
@@ -228,7 +239,7 @@ write_out(epoch__rewriter *w)
         if (i + 1 < w->n_out && e->kl == e[1].kl &&
             memcmp(e->k, e[1].k, e->kl) == 0)
             continue; /* (2): the later one wins */
-        rc = crdt_raw_spare_put(w->t, e->k, e->kl, e->v, e->vl);
+        rc = emit(w, e->k, e->kl, e->v, e->vl);
     }
     return rc;
 }
@@ -244,6 +255,15 @@ epoch__rewriter_set_txn(epoch__rewriter *w, crdt_raw *t)
 {
     if (w != NULL)
         w->t = t;
+}
+
+void
+epoch__rewriter_set_sink(epoch__rewriter *w, epoch__sink_fn fn, void *ctx)
+{
+    if (w != NULL) {
+        w->sink = fn;
+        w->sink_ctx = ctx;
+    }
 }
 
 void
@@ -736,7 +756,7 @@ epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
     if (!w->touched) { /* untouched collections are copied as they come */
         if (e.kind == CRDT_ENTRY_TEXT || e.kind == CRDT_ENTRY_LIST)
             w->wrote_seq = 1;
-        return crdt_raw_spare_put(w->t, k, kl, v, vl);
+        return emit(w, k, kl, v, vl);
     }
     return add_entry(&w->ents, &w->n, &w->cap, &w->in, k, kl, v, vl);
 }

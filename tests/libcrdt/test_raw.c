@@ -7,8 +7,12 @@
  * blobs getting the same answer from every call that reads one; the
  * quarantine record written and read back by libcrdt's one codec; one
  * epoch's archived changes read back through crdt_export_begin_archive().
+ * Batches (crdt_raw_batch) filled on another thread put what the same
+ * puts one by one would, and a base read txn sees what the write txn
+ * began with.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -562,6 +566,131 @@ START_TEST(test_spare_put_in_a_later_txn_keeps_hash)
 }
 END_TEST
 
+
+static void
+batch_add(crdt_raw_batch *to, int i, const char *v)
+{
+    unsigned char k[32];
+    size_t kl = key(k, i);
+
+    ck_assert_int_eq(crdt_raw_batch_add(to, k, kl, v, strlen(v)), CRDT_OK);
+}
+
+/* The same puts as test_spare_put_out_of_order_and_existing_keys_after_
+ * clear, in three batches: appended, then out of order and replacing. */
+START_TEST(test_spare_put_batch_as_puts_one_by_one)
+{
+    static const char *const want[] = { "zero", "one", "two", "THREE",
+                                        "four", "five", "six", "seven",
+                                        NULL, "nine" };
+    unsigned char h[32], k[CRDT_STATE_KEY_MAX + 1];
+    crdt_raw_batch *b1, *b2;
+    crdt_raw *t;
+
+    ck_assert_int_eq(crdt_raw_batch_new(&b1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_batch_new(&b2), CRDT_OK);
+    memset(k, 'k', sizeof k);
+    ck_assert_int_eq(crdt_raw_batch_add(b1, k, 0, "v", 1), CRDT_EINVAL);
+    ck_assert_int_eq(crdt_raw_batch_add(b1, k, sizeof k, "v", 1),
+                     CRDT_ELIMIT);
+    ck_assert_uint_eq(crdt_raw_batch_count(b1), 0);
+    batch_add(b1, 1, "one");
+    batch_add(b1, 3, "three");
+    batch_add(b1, 5, "five");
+    batch_add(b2, 2, "two");
+    batch_add(b2, 3, "THREE");
+    batch_add(b2, 0, "zero");
+    batch_add(b2, 6, "six");
+    ck_assert_uint_eq(crdt_raw_batch_count(b2), 4);
+    ck_assert_uint_eq(crdt_raw_batch_bytes(b2),
+                      4 * (8 + key(k, 0)) + strlen("twoTHREEzerosix"));
+
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_put_batch(t, b1), CRDT_EINVAL);
+    crdt_raw_abort(t);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_clear(t), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_put_batch(t, b1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_put_batch(t, b2), CRDT_OK);
+    crdt_raw_batch_clear(b1); /* reused, emptied */
+    ck_assert_uint_eq(crdt_raw_batch_count(b1), 0);
+    ck_assert_uint_eq(crdt_raw_batch_bytes(b1), 0);
+    batch_add(b1, 7, "seven");
+    batch_add(b1, 4, "four");
+    batch_add(b1, 9, "nine");
+    ck_assert_int_eq(crdt_raw_spare_put_batch(t, b1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+    assert_active(t, want, 10, 9, h);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    assert_stored_hash_exact(a, h);
+    crdt_raw_batch_free(b1);
+    crdt_raw_batch_free(b2);
+}
+END_TEST
+
+typedef struct {
+    crdt_raw *w;
+    int rc_begin, rc_get_old, rc_get_new;
+    char old_value[16];
+} base_reader;
+
+static void *
+read_base(void *arg)
+{
+    base_reader *br = arg;
+    crdt_raw *t = NULL;
+    unsigned char k[32];
+    const void *v;
+    size_t kl, vl;
+
+    br->rc_begin = crdt_raw_begin_base(&t, br->w);
+    if (br->rc_begin != CRDT_OK)
+        return NULL;
+    kl = key(k, 0);
+    br->rc_get_old = crdt_raw_get(t, crdt_raw_state_db(t, 0), k, kl, &v, &vl);
+    if (br->rc_get_old == CRDT_OK && vl < sizeof br->old_value)
+        memcpy(br->old_value, v, vl);
+    kl = key(k, 1);
+    br->rc_get_new = crdt_raw_get(t, crdt_raw_state_db(t, 0), k, kl, &v, &vl);
+    crdt_raw_abort(t);
+    return NULL;
+}
+
+/* A read txn on another thread sees the write txn's base: the active
+ * slot as it was when the write txn began, not what it swapped in. */
+START_TEST(test_base_read_txn_sees_what_the_write_txn_began_with)
+{
+    base_reader br;
+    pthread_t th;
+    crdt_raw *t, *r;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_clear(t), CRDT_OK);
+    put(t, 0, "old");
+    ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+
+    ck_assert_int_eq(crdt_raw_begin(&r, a, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_begin_base(&t, r), CRDT_EINVAL); /* not a write */
+    crdt_raw_abort(r);
+
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_clear(t), CRDT_OK);
+    put(t, 0, "new");
+    put(t, 1, "new");
+    ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+    memset(&br, 0, sizeof br);
+    br.w = t;
+    ck_assert_int_eq(pthread_create(&th, NULL, read_base, &br), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(br.rc_begin, CRDT_OK);
+    ck_assert_int_eq(br.rc_get_old, CRDT_OK);
+    ck_assert_str_eq(br.old_value, "old");
+    ck_assert_int_eq(br.rc_get_new, CRDT_ENOTFOUND);
+    crdt_raw_abort(t);
+}
+END_TEST
+
 START_TEST(test_spare_hash_does_not_depend_on_put_order)
 {
     enum { N = 2000 };
@@ -828,6 +957,8 @@ test_suite(void)
     tcase_add_test(tc, test_spare_put_same_key_twice_right_after_clear);
     tcase_add_test(tc, test_spare_put_in_a_later_txn_keeps_hash);
     tcase_add_test(tc, test_spare_hash_does_not_depend_on_put_order);
+    tcase_add_test(tc, test_spare_put_batch_as_puts_one_by_one);
+    tcase_add_test(tc, test_base_read_txn_sees_what_the_write_txn_began_with);
     suite_add_tcase(s, tc);
     return s;
 }

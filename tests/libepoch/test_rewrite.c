@@ -2,7 +2,10 @@
  * test_rewrite.c: the migration builder's rewrite of the state: lenses
  * and custom hooks that reorder a document's fields, untouched
  * collections on both sides of a migrated one, and the state hash after
- * it (kept as entries are written, then recomputed from scratch).
+ * it (kept as entries are written, then recomputed from scratch). A
+ * state of many batches goes through the builder's second thread
+ * (rewrite_run.c) and comes out as the inline rewrite makes it; an
+ * entry it cannot read, late in the slot, fails the whole migration.
  */
 #include <check.h>
 #include <stdio.h>
@@ -12,6 +15,8 @@
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
 #include "epoch/epoch.h"
+#include "epoch_internal.h"
+#include "support/epoch_util.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -365,6 +370,202 @@ START_TEST(test_defaults_encoded_for_every_document)
 }
 END_TEST
 
+
+/* Enough documents for many of the second thread's batches (256 KiB):
+ * the ring of four goes round several times. */
+#define N_BIG 70000
+#define BIG_LENS "collection c 1 -> 2\n" \
+                 "rename v -> w\n" \
+                 "add note string default \"\"\n" \
+                 "convert w int -> string\n" \
+                 "rename w -> value\n"
+
+static void
+fill_big(crdt_replica *r)
+{
+    crdt_txn *t;
+    char doc[16];
+
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    for (int i = 0; i < N_BIG; i++) {
+        crdt_value v = crdt_value_int(i * 7919);
+        snprintf(doc, sizeof doc, "d%06d", i);
+        ck_assert_int_eq(crdt_txn_put(t, "c", doc, "v", &v), CRDT_OK);
+        if (i % 100 == 0) /* collections around c, copied as they come */
+            ck_assert_int_eq(crdt_txn_put(t, "b", doc, "v", &v), CRDT_OK);
+        if (i % 97 == 0)
+            ck_assert_int_eq(crdt_txn_put(t, "d", doc, "v", &v), CRDT_OK);
+    }
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+}
+
+typedef struct {
+    uint64_t last, total;
+    int calls, backwards;
+} progress_seen;
+
+static void
+on_progress(uint64_t done, uint64_t total, void *ctx)
+{
+    progress_seen *p = ctx;
+
+    if (done < p->last)
+        p->backwards++;
+    p->last = done;
+    p->total = total;
+    p->calls++;
+}
+
+START_TEST(test_many_batches_keep_state_and_hash)
+{
+    epoch_builder *bl;
+    epoch_lens *l = tu_lens(BIG_LENS);
+    progress_seen p = { 0, 0, 0, 0 };
+    epoch_info e;
+    uint64_t before;
+    char doc[16], want[32];
+
+    fill_big(a);
+    before = state_entries();
+    ck_assert_int_eq(epoch_builder_new(&bl, a), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
+    epoch_builder_set_progress(bl, on_progress, &p);
+    ck_assert_int_eq(epoch_builder_commit(&e, bl), CRDT_OK);
+    epoch_builder_free(bl);
+    epoch_lens_free(l);
+    assert_hash_exact(&e);
+    ck_assert_uint_eq(state_entries(), before + N_BIG); /* a note each */
+    ck_assert_int_eq(p.backwards, 0);
+    ck_assert_int_gt(p.calls, 1);
+    ck_assert_uint_eq(p.last, before);
+    ck_assert_uint_eq(p.total, before);
+    for (int i = 0; i < N_BIG; i += 1237) {
+        snprintf(doc, sizeof doc, "d%06d", i);
+        snprintf(want, sizeof want, "\"%d\"", i * 7919);
+        field_is("c", doc, "value", want);
+        field_is("c", doc, "note", "\"\"");
+        field_is("c", doc, "v", "");
+    }
+    field_is("b", "d069900", "v", "553538100");
+    field_is("d", "d069937", "v", "553831103");
+    epoch_info_clear(&e);
+}
+END_TEST
+
+/* The builder's result (second thread) against the inline rewrite of a
+ * byte copy of the same replica: the same entries, byte for byte. */
+START_TEST(test_second_thread_writes_what_inline_writes)
+{
+    char copy[256];
+    crdt_replica *b;
+    crdt_raw *ta, *tb;
+    crdt_raw_cursor *ca, *cb;
+    epoch__rewrite_opts o;
+    epoch_lens *l = tu_lens(BIG_LENS);
+    const void *ka, *va, *kb, *vb;
+    size_t kla, vla, klb, vlb;
+    unsigned char ha[32], hb[32];
+    uint64_t n = 0;
+    int ra, rb, wrote_seq = -1;
+
+    fill_big(a);
+    crdt_replica_close(a);
+    tu_copy_dir(da, copy, sizeof copy);
+    a = tu_open_dir(da);
+    b = tu_open_dir(copy);
+    migrate(BIG_LENS, NULL);
+
+    memset(&o, 0, sizeof o);
+    o.lens = l;
+    ck_assert_int_eq(crdt_raw_begin(&tb, b, 1), CRDT_OK);
+    ck_assert_int_eq(epoch__rewrite_slot(tb, &o, &wrote_seq), CRDT_OK);
+    ck_assert_int_eq(wrote_seq, 0);
+    ck_assert_int_eq(crdt_raw_swap_state(tb), CRDT_OK);
+    crdt_raw_state_hash(tb, hb);
+    ck_assert_int_eq(crdt_raw_begin(&ta, a, 0), CRDT_OK);
+    crdt_raw_state_hash(ta, ha);
+    ck_assert_mem_eq(ha, hb, 32);
+    ck_assert_int_eq(crdt_raw_cursor_open(&ca, ta, crdt_raw_state_db(ta, 0)),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_cursor_open(&cb, tb, crdt_raw_state_db(tb, 0)),
+                     CRDT_OK);
+    ra = crdt_raw_cursor_seek(ca, NULL, 0, &ka, &kla, &va, &vla);
+    rb = crdt_raw_cursor_seek(cb, NULL, 0, &kb, &klb, &vb, &vlb);
+    while (ra == CRDT_OK && rb == CRDT_OK) {
+        ck_assert_uint_eq(kla, klb);
+        ck_assert_mem_eq(ka, kb, kla);
+        ck_assert_uint_eq(vla, vlb);
+        ck_assert_mem_eq(va, vb, vla);
+        n++;
+        ra = crdt_raw_cursor_next(ca, &ka, &kla, &va, &vla);
+        rb = crdt_raw_cursor_next(cb, &kb, &klb, &vb, &vlb);
+    }
+    ck_assert_int_eq(ra, CRDT_ENOTFOUND);
+    ck_assert_int_eq(rb, CRDT_ENOTFOUND);
+    ck_assert_uint_gt(n, 2 * N_BIG);
+    crdt_raw_cursor_close(ca);
+    crdt_raw_cursor_close(cb);
+    crdt_raw_abort(ta);
+    crdt_raw_abort(tb);
+    epoch_lens_free(l);
+    crdt_replica_close(b);
+    test_rmtree(copy);
+}
+END_TEST
+
+/* An entry the rewrite cannot read, after many batches were appended:
+ * the migration fails as a whole and the replica stays as it was. */
+START_TEST(test_unreadable_entry_late_fails_whole_migration)
+{
+    static const char bad[] = "zz-no-doc-key"; /* no NUL: not a key */
+    epoch_builder *bl;
+    epoch_lens *l = tu_lens(BIG_LENS);
+    epoch_info cur;
+    epoch_marker m;
+    crdt_raw *t;
+    unsigned char before[32], after[32];
+    uint64_t n_before;
+
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    int rc;
+
+    fill_big(a);
+    /* the state again, with the bad entry last, through the spare slot */
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_spare_clear(t), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_cursor_open(&c, t, crdt_raw_state_db(t, 0)),
+                     CRDT_OK);
+    for (rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+         rc == CRDT_OK; rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl))
+        ck_assert_int_eq(crdt_raw_spare_put(t, k, kl, v, vl), CRDT_OK);
+    ck_assert_int_eq(rc, CRDT_ENOTFOUND);
+    crdt_raw_cursor_close(c);
+    ck_assert_int_eq(crdt_raw_spare_put(t, bad, sizeof bad - 1, "x", 1),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
+    crdt_raw_state_hash(t, before);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    n_before = state_entries();
+    ck_assert_int_eq(epoch_builder_new(&bl, a), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
+    ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_ECORRUPT);
+    epoch_builder_free(bl);
+    epoch_lens_free(l);
+    ck_assert_int_eq(epoch_current(&cur, a), CRDT_OK);
+    ck_assert_uint_eq(cur.number, 0);
+    epoch_info_clear(&cur);
+    ck_assert_int_eq(epoch_marker_get(&m, a), CRDT_ENOTFOUND);
+    ck_assert_uint_eq(state_entries(), n_before);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
+    crdt_raw_state_hash(t, after);
+    crdt_raw_abort(t);
+    ck_assert_mem_eq(before, after, 32);
+    field_is("c", "d000001", "v", "7919");
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -378,6 +579,9 @@ test_suite(void)
     tcase_add_test(tc, test_custom_hook_fields_in_any_order_keep_hash);
     tcase_add_test(tc, test_defaults_follow_the_new_names);
     tcase_add_test(tc, test_defaults_encoded_for_every_document);
+    tcase_add_test(tc, test_many_batches_keep_state_and_hash);
+    tcase_add_test(tc, test_second_thread_writes_what_inline_writes);
+    tcase_add_test(tc, test_unreadable_entry_late_fails_whole_migration);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -111,6 +111,48 @@ CRDT_API int crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl,
                        const void *v, size_t vl);
 /** Empty the spare slot and reset its hash. */
 CRDT_API int crdt_raw_spare_clear(crdt_raw *t);
+
+/**
+ * A batch of entries for the spare slot, copied and hashed by
+ * crdt_raw_batch_add() on any thread, then put by the write txn's thread
+ * with crdt_raw_spare_put_batch(): a migration prepares the next batch
+ * while its txn appends this one. The hashes stay libcrdt's own (the
+ * handle is opaque). One thread at a time per batch. Opaque.
+ */
+typedef struct crdt_raw_batch crdt_raw_batch;
+/** @param[out] out  release with crdt_raw_batch_free() */
+CRDT_API int crdt_raw_batch_new(crdt_raw_batch **out);
+CRDT_API void crdt_raw_batch_free(crdt_raw_batch *b);
+/** Empty it for reuse; its memory is kept. */
+CRDT_API void crdt_raw_batch_clear(crdt_raw_batch *b);
+/**
+ * Copy one entry in and hash it.
+ * @return CRDT_OK; CRDT_EINVAL (empty key); CRDT_ELIMIT (key over
+ *         CRDT_STATE_KEY_MAX, value over 4 GiB); CRDT_ENOMEM.
+ */
+CRDT_API int crdt_raw_batch_add(crdt_raw_batch *b, const void *k, size_t kl,
+                                const void *v, size_t vl);
+/** Bytes held (keys, values and 8 bytes an entry) and entries held. */
+CRDT_API size_t crdt_raw_batch_bytes(const crdt_raw_batch *b);
+CRDT_API size_t crdt_raw_batch_count(const crdt_raw_batch *b);
+/**
+ * crdt_raw_spare_put() of each entry of @p b in order, with the hashes
+ * crdt_raw_batch_add() took. @p b is left as it was.
+ * @return CRDT_OK; as crdt_raw_spare_put() (then abort the txn).
+ */
+CRDT_API int crdt_raw_spare_put_batch(crdt_raw *t, const crdt_raw_batch *b);
+/**
+ * A read txn, for another thread, that sees what write txn @p w saw when
+ * it began (LMDB lets one writer and many readers run at once): a
+ * migration reads the active slot there while @p w fills the spare.
+ * It does not see what @p w has written. Begin it on the thread that
+ * uses it; end it with crdt_raw_abort() before @p w ends.
+ * @return CRDT_OK; CRDT_EINVAL (@p w is not a write txn); CRDT_EBUSY
+ *         (the snapshot is not @p w's: cannot happen while @p w holds
+ *         the writer lock, checked all the same); CRDT_EIO.
+ */
+CRDT_API CRDT_MUST_CHECK int crdt_raw_begin_base(crdt_raw **out,
+                                                 crdt_raw *w);
 /**
  * Make the spare slot active and empty the old one: a migration writes
  * the new state into the spare slot, then swaps, all in one txn.
