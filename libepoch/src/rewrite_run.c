@@ -22,9 +22,12 @@
  *  (2) The read txn sees the active slot as the write txn does: the
  *      write txn has not written it (epoch__rewrite_opts.threaded's
  *      condition), and crdt_raw_begin_base() checks the snapshot.
- *  (3) Nothing outlives the call: the second thread is joined and its
+ *  (3) Nothing outlives the call: the second thread is joined and the
  *      read txn ended before this returns, on every path (a retry after
- *      CRDT_EFULL grows the map, which wants no txn open).
+ *      CRDT_EFULL grows the map, which wants no txn open). The read txn
+ *      is begun and ended on the caller's thread (the lock it holds is
+ *      the caller's) and used on the second one between the thread's
+ *      creation and its join.
  *  (4) Either side's error stops both; the writer's comes back first.
  *  (5) Memory: RING batches of about BATCH_BYTES, besides the document
  *      the rewriter holds.
@@ -50,7 +53,7 @@ typedef struct {
     slot ring[RING];
     uint64_t head, tail; /* full: [tail, head); the producer fills head */
     int done, stop, rc;  /* rc: the producer's */
-    crdt_raw *w;         /* the write txn: only for crdt_raw_begin_base */
+    crdt_raw *base;      /* the read txn the producer reads */
     epoch__rewriter *rw;
     uint64_t seen;
 } pipe_run;
@@ -119,12 +122,8 @@ static void *
 produce(void *arg)
 {
     pipe_run *p = arg;
-    crdt_raw *rt = NULL;
-    int rc = crdt_raw_begin_base(&rt, p->w);
+    int rc = feed_slot(p->base, p->rw, &p->seen, NULL, NULL, 0);
 
-    if (rc == CRDT_OK)
-        rc = feed_slot(rt, p->rw, &p->seen, NULL, NULL, 0);
-    crdt_raw_abort(rt);
     pthread_mutex_lock(&p->mu);
     if (rc == CRDT_OK) {
         p->ring[p->head % RING].seen = p->seen;
@@ -186,8 +185,11 @@ run_threaded(crdt_raw *t, epoch__rewriter *rw, uint64_t total,
     int rc = CRDT_OK, n = 0;
 
     memset(&p, 0, sizeof p);
-    p.w = t;
     p.rw = rw;
+    /* begun and ended here, used there: crdt_raw_begin_base() */
+    if ((rc = crdt_raw_begin_base(&p.base, t)) < 0)
+        return rc == CRDT_ENOMEM ? rc : CRDT_OK; /* no reader slot, say:
+                                                    the caller goes inline */
     for (; n < RING && rc == CRDT_OK; n++)
         rc = crdt_raw_batch_new(&p.ring[n].b);
     if (rc == CRDT_OK && pthread_mutex_init(&p.mu, NULL) != 0)
@@ -211,6 +213,7 @@ run_threaded(crdt_raw *t, epoch__rewriter *rw, uint64_t total,
         pthread_cond_destroy(&p.cv);
         pthread_mutex_destroy(&p.mu);
     }
+    crdt_raw_abort(p.base); /* (3) */
     for (int i = 0; i < n; i++)
         crdt_raw_batch_free(p.ring[i].b);
     return rc;

@@ -629,8 +629,8 @@ START_TEST(test_spare_put_batch_as_puts_one_by_one)
 END_TEST
 
 typedef struct {
-    crdt_raw *w;
-    int rc_begin, rc_get_old, rc_get_new;
+    crdt_raw *base;
+    int rc_get_old, rc_get_new;
     char old_value[16];
 } base_reader;
 
@@ -638,21 +638,18 @@ static void *
 read_base(void *arg)
 {
     base_reader *br = arg;
-    crdt_raw *t = NULL;
     unsigned char k[32];
     const void *v;
     size_t kl, vl;
 
-    br->rc_begin = crdt_raw_begin_base(&t, br->w);
-    if (br->rc_begin != CRDT_OK)
-        return NULL;
     kl = key(k, 0);
-    br->rc_get_old = crdt_raw_get(t, crdt_raw_state_db(t, 0), k, kl, &v, &vl);
+    br->rc_get_old = crdt_raw_get(br->base, crdt_raw_state_db(br->base, 0),
+                                  k, kl, &v, &vl);
     if (br->rc_get_old == CRDT_OK && vl < sizeof br->old_value)
         memcpy(br->old_value, v, vl);
     kl = key(k, 1);
-    br->rc_get_new = crdt_raw_get(t, crdt_raw_state_db(t, 0), k, kl, &v, &vl);
-    crdt_raw_abort(t);
+    br->rc_get_new = crdt_raw_get(br->base, crdt_raw_state_db(br->base, 0),
+                                  k, kl, &v, &vl);
     return NULL;
 }
 
@@ -680,10 +677,10 @@ START_TEST(test_base_read_txn_sees_what_the_write_txn_began_with)
     put(t, 1, "new");
     ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
     memset(&br, 0, sizeof br);
-    br.w = t;
+    ck_assert_int_eq(crdt_raw_begin_base(&br.base, t), CRDT_OK);
     ck_assert_int_eq(pthread_create(&th, NULL, read_base, &br), 0);
     ck_assert_int_eq(pthread_join(th, NULL), 0);
-    ck_assert_int_eq(br.rc_begin, CRDT_OK);
+    crdt_raw_abort(br.base);
     ck_assert_int_eq(br.rc_get_old, CRDT_OK);
     ck_assert_str_eq(br.old_value, "old");
     ck_assert_int_eq(br.rc_get_new, CRDT_ENOTFOUND);

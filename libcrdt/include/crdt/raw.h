@@ -145,8 +145,10 @@ CRDT_API int crdt_raw_spare_put_batch(crdt_raw *t, const crdt_raw_batch *b);
  * A read txn, for another thread, that sees what write txn @p w saw when
  * it began (LMDB lets one writer and many readers run at once): a
  * migration reads the active slot there while @p w fills the spare.
- * It does not see what @p w has written. Begin it on the thread that
- * uses it; end it with crdt_raw_abort() before @p w ends.
+ * It does not see what @p w has written. Begin it and end it
+ * (crdt_raw_abort(), before @p w ends) on @p w's thread; between the
+ * two, one other thread at a time may use it (its start and its join
+ * order the uses).
  * @return CRDT_OK; CRDT_EINVAL (@p w is not a write txn); CRDT_EBUSY
  *         (the snapshot is not @p w's: cannot happen while @p w holds
  *         the writer lock, checked all the same); CRDT_EIO.
