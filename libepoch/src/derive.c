@@ -161,7 +161,8 @@ apply_lens(crdt_raw *t, const epoch_lens *lens)
     int rc;
 
     memset(&o, 0, sizeof o);
-    o.lens = lens; /* inline: this txn has written the active slot */
+    o.lens = lens; /* inline: a second thread would read the slot as this
+                      txn began, which is not sure to be what it holds */
     rc = epoch__rewrite_slot(t, &o, NULL);
     if (rc == CRDT_OK)
         rc = crdt_raw_swap_state(t);
