@@ -236,6 +236,12 @@ int crdt__txn_seq_clear(crdt_txn *t, const char *coll, const char *doc,
 /* ---- merge.c ---- */
 /* @p hashes: each change's body hash (n x CRDT_HASH_BYTES), computed by
  * libcrdt from these same bytes (an unpack), or NULL: hashed here. */
+/* Change @p i's hash in @p hashes (n x CRDT_HASH_BYTES), or NULL. */
+static inline const unsigned char *
+crdt__hash_at(const unsigned char *hashes, size_t i)
+{
+    return hashes != NULL ? hashes + i * CRDT_HASH_BYTES : NULL;
+}
 int crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
                    const crdt_bytes *changes, const unsigned char *hashes,
                    size_t n);

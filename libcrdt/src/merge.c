@@ -795,10 +795,7 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
                                    &split);
     for (size_t i = 0; i < split; i++)
         if ((rc = crdt__mitem_screen(&items[i], &changes[i],
-                                     hashes != NULL
-                                         ? hashes + i * CRDT_HASH_BYTES
-                                         : NULL,
-                                     r->space_id,
+                                     crdt__hash_at(hashes, i), r->space_id,
                                      now + r->max_drift_ms, &max_hlc)) < 0)
             goto done;
     if (aid != NULL && (rc = crdt__mergeaid_screened(aid, &max_hlc)) < 0)

@@ -154,10 +154,7 @@ aid_job(crdt__mergeaid *a)
 
     for (size_t i = a->split; i < a->n; i++) {
         int rc = crdt__mitem_screen(&a->items[i], &a->changes[i],
-                                    a->hashes != NULL
-                                        ? a->hashes + i * CRDT_HASH_BYTES
-                                        : NULL,
-                                    a->space,
+                                    crdt__hash_at(a->hashes, i), a->space,
                                     a->limit_ms, &a->s1_max_hlc);
         if (rc < 0) {
             a->s1_rc = rc;

@@ -206,8 +206,6 @@ run_threaded(crdt_raw *t, epoch__rewriter *rw, uint64_t total,
             pthread_join(th, NULL); /* (3) */
             if (rc == CRDT_OK)
                 rc = p.rc;
-            if (rc == CRDT_OK && o->progress)
-                o->progress(total, total, o->progress_ctx);
         }
         epoch__rewriter_set_sink(rw, NULL, NULL);
         pthread_cond_destroy(&p.cv);
@@ -234,11 +232,10 @@ epoch__rewrite_slot(crdt_raw *t, const epoch__rewrite_opts *o, int *wrote_seq)
         return rc;
     if (o->threaded && o->custom == NULL)
         rc = run_threaded(t, rw, total, o, &started);
-    if (!started && rc == CRDT_OK) { /* inline, or no thread to be had */
+    if (!started && rc == CRDT_OK) /* inline, or no thread to be had */
         rc = feed_slot(t, rw, &seen, o->progress, o->progress_ctx, total);
-        if (rc == CRDT_OK && o->progress)
-            o->progress(total, total, o->progress_ctx);
-    }
+    if (rc == CRDT_OK && o->progress)
+        o->progress(total, total, o->progress_ctx);
     if (wrote_seq != NULL)
         *wrote_seq = epoch__rewriter_wrote_seq(rw);
     epoch__rewriter_free(rw);
