@@ -27,6 +27,10 @@
  *      Until then a system crash may leave a file that (1)'s exception
  *      covers; a close with no such commit since syncs the creation.
  *      A no_sync open never syncs, the creation neither.
+ *  (7) A thread never waits for its own txns: when the map must grow (or
+ *      adopt another process's growth) while the calling thread holds a
+ *      txn of the same replica, the call fails with CRDT_EBUSY, having
+ *      written nothing (crdt__txn_begin).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -614,6 +618,71 @@ crdt__store_close(crdt_replica *r)
     r->env = NULL;
 }
 
+/*
+ * (7) The txns each thread holds, per replica. Growing the map (or
+ * adopting another process's growth) waits until no txn of this process
+ * is open, so a thread that still holds a txn of the same replica would
+ * wait for itself, forever: a sync session whose export read txn stays
+ * open between messages merging what its peer sent, or a daemon's loop
+ * turning one connection's merge while another's export is open. Such a
+ * thread gets CRDT_EBUSY instead (nothing was written; retry once its
+ * txns have ended). Txns of other threads are waited for, as they end.
+ * A thread rarely holds txns of more than a few replicas at once; past
+ * HELD_SLOTS it counts as holding one of every replica (a spurious
+ * CRDT_EBUSY at worst, never a wait for itself).
+ */
+#define HELD_SLOTS 8
+
+static _Thread_local struct {
+    const crdt_replica *r;
+    unsigned n;
+} held[HELD_SLOTS];
+static _Thread_local unsigned held_unplaced;
+
+static void
+held_add(const crdt_replica *r)
+{
+    int free_at = -1;
+
+    for (int i = 0; i < HELD_SLOTS; i++) {
+        if (held[i].n > 0 && held[i].r == r) {
+            held[i].n++;
+            return;
+        }
+        if (held[i].n == 0 && free_at < 0)
+            free_at = i;
+    }
+    if (free_at < 0) {
+        held_unplaced++;
+        return;
+    }
+    held[free_at].r = r;
+    held[free_at].n = 1;
+}
+
+static void
+held_drop(const crdt_replica *r)
+{
+    for (int i = 0; i < HELD_SLOTS; i++)
+        if (held[i].n > 0 && held[i].r == r) {
+            held[i].n--;
+            return;
+        }
+    if (held_unplaced > 0)
+        held_unplaced--;
+}
+
+static int
+held_here(const crdt_replica *r)
+{
+    if (held_unplaced > 0)
+        return 1;
+    for (int i = 0; i < HELD_SLOTS; i++)
+        if (held[i].n > 0 && held[i].r == r)
+            return 1;
+    return 0;
+}
+
 int
 crdt__txn_begin(crdt_replica *r, int write, MDB_txn **out)
 {
@@ -624,11 +693,15 @@ crdt__txn_begin(crdt_replica *r, int write, MDB_txn **out)
     for (int tries = 0; tries < 8; tries++) {
         pthread_rwlock_rdlock(&r->grow_lock);
         rc = mdb_txn_begin(r->env, NULL, write ? 0 : MDB_RDONLY, out);
-        if (rc == 0)
+        if (rc == 0) {
+            held_add(r);
             return CRDT_OK;
+        }
         pthread_rwlock_unlock(&r->grow_lock);
         if (rc != MDB_MAP_RESIZED)
             return crdt__mdb_err(rc);
+        if (held_here(r))
+            return CRDT_EBUSY; /* keeps (7) */
         /* another process grew the map: adopt its size (keeps (2)) */
         pthread_rwlock_wrlock(&r->grow_lock);
         mdb_env_set_mapsize(r->env, 0);
@@ -703,6 +776,7 @@ crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
         map_trim(r); /* keeps (4); the grow lock pins the map */
         readers_sweep(r);
     }
+    held_drop(r);
     pthread_rwlock_unlock(&r->grow_lock);
     /* outside the locks: other committers go on while this one waits */
     if (commit && rc == CRDT_OK && r->group_sync)
@@ -720,6 +794,8 @@ crdt__store_grow(crdt_replica *r)
     size_t next;
     int rc;
 
+    if (held_here(r))
+        return CRDT_EBUSY; /* keeps (7) */
     pthread_rwlock_wrlock(&r->grow_lock);
     mdb_env_info(r->env, &info);
     next = info.me_mapsize * 2;

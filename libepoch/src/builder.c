@@ -351,7 +351,7 @@ epoch_builder_commit(epoch_info *out, epoch_builder *b)
             break;
         }
         crdt_raw_abort(t);
-        if (rc != CRDT_EFULL || crdt_replica_grow(b->r) < 0)
+        if (!epoch__grew(b->r, &rc))
             break;
     }
     if (rc < 0) {

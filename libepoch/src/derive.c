@@ -239,7 +239,7 @@ refusal_put(crdt_replica *r, const unsigned char *id, const char *reason)
             rc = crdt_raw_commit(t);
         else
             crdt_raw_abort(t);
-        if (rc != CRDT_EFULL || crdt_replica_grow(r) < 0)
+        if (!epoch__grew(r, &rc))
             break;
     }
     return rc;
@@ -370,7 +370,7 @@ epoch_check_derivation(epoch_check *out, crdt_replica *r,
         else
             rc = check_in(out, t, target_id);
         crdt_raw_abort(t);
-        if (rc != CRDT_EFULL || crdt_replica_grow(r) < 0)
+        if (!epoch__grew(r, &rc))
             break;
     }
     if (rc == CRDT_OK && out->refuse_new)

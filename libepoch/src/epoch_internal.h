@@ -167,4 +167,22 @@ int epoch__schema_apply(epoch_schema_entry **out, size_t *n_out,
  * compaction, which would find nothing, is not walked. */
 int epoch__seq_epoch(crdt_raw *t, const epoch_lens *lens, int no_seq);
 
+/* After a raw txn of @p r ended with @p *rc: 1 to redo it (it was
+ * CRDT_EFULL and the map grew); else 0, with @p *rc the failure to
+ * report (the growth's own when it failed: CRDT_EFULL at the maximum,
+ * CRDT_EBUSY while this thread still holds a txn of @p r). */
+static inline int
+epoch__grew(crdt_replica *r, int *rc)
+{
+    int g;
+
+    if (*rc != CRDT_EFULL)
+        return 0;
+    if ((g = crdt_replica_grow(r)) < 0) {
+        *rc = g;
+        return 0;
+    }
+    return 1;
+}
+
 #endif

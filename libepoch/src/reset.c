@@ -230,7 +230,7 @@ flush(epoch_reset *rs)
             rc = crdt_raw_commit(t);
         else
             crdt_raw_abort(t);
-        if (rc != CRDT_EFULL || crdt_replica_grow(rs->r) < 0)
+        if (!epoch__grew(rs->r, &rc))
             break;
     }
     if (rc == CRDT_OK) {
@@ -860,7 +860,7 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
         }
         crdt_raw_abort(t);
         t = NULL;
-        if (rc != CRDT_EFULL || crdt_replica_grow(rs->r) < 0)
+        if (!epoch__grew(rs->r, &rc))
             break;
     }
     crdt__enc_reset(&rs->buf);

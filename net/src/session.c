@@ -1700,9 +1700,10 @@ merge_changes(crdtnet_session *s, const crdt_bytes *items, size_t n,
         for (size_t i = 0; i < n; i++) /* the peer holds what it sent */
             note_sent(s, items[i].data, items[i].len);
     }
-    if (rc == CRDT_EBUSY) {
+    if (rc == CRDT_EBUSY) { /* a migration, or the map must grow while
+                               this thread holds a read of it */
         s->rep.busy_retry_ms = 1000;
-        return fail(s, CRDT_EBUSY, "a migration is in progress here", 1);
+        return fail(s, CRDT_EBUSY, "busy here; retry later", 1);
     }
     if (rc < 0) {
         const char *why = rc == CRDT_EAUTH      ? "forged or foreign change"

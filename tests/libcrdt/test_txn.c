@@ -199,6 +199,81 @@ START_TEST(test_map_grows_instead_of_failing)
 }
 END_TEST
 
+/* One 60 KB register write to @p doc of @p to: CRDT_OK or the failure. */
+static int
+put_big(crdt_replica *to, const char *doc)
+{
+    static char big[60000];
+    crdt_value v = crdt_value_str(big, sizeof big);
+    crdt_txn *t;
+    int rc;
+
+    memset(big, 'q', sizeof big);
+    if ((rc = crdt_txn_begin(&t, to)) < 0)
+        return rc;
+    if ((rc = crdt_txn_put(t, "c", doc, "f", &v)) < 0) {
+        crdt_txn_abort(t);
+        return rc;
+    }
+    return crdt_txn_commit(t, NULL);
+}
+
+/* A thread that holds a read (or an export) of a replica and writes to it
+ * beyond the map: growing waits until no txn of the process is open, so
+ * it used to wait for itself forever (a sync session merging while its
+ * own export is open; a daemon's loop turning one connection's merge
+ * while another's export is open). It gets CRDT_EBUSY at once, nothing
+ * written, and the same write succeeds once the read has ended. */
+START_TEST(test_map_growth_never_waits_for_the_callers_own_read)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_replica *small, *src;
+    crdt_read *rd;
+    crdt_export *e;
+    char path[300], doc[16];
+    unsigned char space[16];
+    tu_batch x;
+    crdt_stats st;
+    int rc = CRDT_OK, i;
+
+    snprintf(path, sizeof path, "%s/small", dir);
+    o.create = 1;
+    o.map_size = 256 * 1024;
+    ck_assert_int_eq(crdt_replica_open(&small, path, &o), CRDT_OK);
+    ck_assert_int_eq(crdt_read_begin(&rd, small), CRDT_OK);
+    for (i = 0; i < 60 && rc == CRDT_OK; i++) {
+        snprintf(doc, sizeof doc, "d%d", i);
+        rc = put_big(small, doc);
+    }
+    ck_assert_int_eq(rc, CRDT_EBUSY); /* and not a hang */
+    st = tu_stats(small);
+    ck_assert_uint_eq(st.ops_in_log, (uint64_t)i - 1);
+    crdt_read_end(rd);
+    ck_assert_int_eq(put_big(small, doc), CRDT_OK); /* grows now */
+
+    /* a merge while an export of the same replica is open */
+    snprintf(path, sizeof path, "%s/src", dir);
+    o.map_size = 0;
+    crdt_replica_space_id(small, space);
+    o.space_id = space;
+    ck_assert_int_eq(crdt_replica_open(&src, path, &o), CRDT_OK);
+    for (i = 0; i < 60; i++) {
+        snprintf(doc, sizeof doc, "s%d", i);
+        ck_assert_int_eq(put_big(src, doc), CRDT_OK);
+    }
+    x = tu_export_all(src);
+    ck_assert_int_eq(crdt_export_begin(&e, small, NULL), CRDT_OK);
+    rc = crdt_merge(NULL, small, x.v, x.n);
+    ck_assert_int_eq(rc, CRDT_EBUSY);
+    crdt_export_end(e);
+    ck_assert_int_eq(crdt_merge(NULL, small, x.v, x.n), CRDT_OK);
+    ck_assert_uint_eq(tu_stats(small).ops_in_log, st.ops_in_log + 1 + 60);
+    tu_batch_free(&x);
+    crdt_replica_close(src);
+    crdt_replica_close(small);
+}
+END_TEST
+
 START_TEST(test_map_limit_gives_efull)
 {
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
@@ -248,6 +323,7 @@ test_suite(void)
     tcase_add_test(tc, test_bad_names_and_values);
     tcase_add_test(tc, test_map_grows_instead_of_failing);
     tcase_add_test(tc, test_map_limit_gives_efull);
+    tcase_add_test(tc, test_map_growth_never_waits_for_the_callers_own_read);
     suite_add_tcase(s, tc);
     return s;
 }

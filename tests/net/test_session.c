@@ -652,6 +652,81 @@ START_TEST(test_packed_batches_count_ops_not_headers)
 }
 END_TEST
 
+/* Moves at most one message from @p from to @p to; 1 if it moved one. */
+static int
+pump_one(crdtnet_session *from, crdtnet_session *to)
+{
+    const unsigned char *msg;
+    size_t len;
+    unsigned char *copy;
+
+    if (crdtnet_session_next_out(from, &msg, &len) != CRDT_OK)
+        return 0;
+    copy = malloc(len);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, msg, len); /* the view dies when @p from moves on */
+    crdtnet_session_feed(to, copy, len);
+    free(copy);
+    return 1;
+}
+
+/* b's map must grow to take a's changes while b's session still holds
+ * its own export open (messages go one at a time each way). Growing
+ * waits until no txn of the process is open, so b's merge waited for
+ * its own export's read txn, forever. Now that merge fails as busy
+ * (retry soon), nothing half-written, and the next sync converges. */
+START_TEST(test_merge_that_must_grow_while_exporting_is_busy_not_stuck)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    crdt_open_options oo = CRDT_OPEN_OPTIONS_INIT;
+    crdtnet_session *sa, *sb;
+    static char big[2048];
+    char sub[300];
+    crdtnet_report ra, rb;
+    int ea, eb, moved = 1;
+
+    memset(big, 'x', sizeof big);
+    for (int k = 0; k < 2; k++) {
+        crdt_replica *r = k ? b : a;
+        for (int t = 0; t < 10; t++) {
+            crdt_value v = crdt_value_str(big, sizeof big);
+            crdt_txn *tx;
+            ck_assert_int_eq(crdt_txn_begin(&tx, r), CRDT_OK);
+            for (int i = 0; i < 200; i++) {
+                char doc[32];
+                snprintf(doc, sizeof doc, "%c%d-%d", "ab"[k], t, i);
+                ck_assert_int_eq(crdt_txn_put(tx, "c", doc, "x", &v),
+                                 CRDT_OK);
+            }
+            ck_assert_int_eq(crdt_txn_commit(tx, NULL), CRDT_OK);
+        }
+    }
+    /* b again, its map just the size of what it holds */
+    crdt_replica_close(b);
+    snprintf(sub, sizeof sub, "%s/r", db);
+    oo.map_size = 1; /* LMDB takes the data's size */
+    ck_assert_int_eq(crdt_replica_open(&b, sub, &oo), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+
+    o.batch_bytes = 16384; /* one change (400 KB) a message */
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, &o), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&sb, b, &o), CRDT_OK);
+    for (int round = 0; moved && round < 10000; round++) {
+        moved = pump_one(sb, sa); /* b's export opens first */
+        moved |= pump_one(sa, sb);
+    }
+    ck_assert_int_eq(crdtnet_session_error(sb), CRDT_EBUSY);
+    ck_assert_uint_eq(crdtnet_session_report(sb)->busy_retry_ms, 1000);
+    crdtnet_session_free(sa);
+    crdtnet_session_free(sb);
+
+    run(&ra, &rb, &ea, &eb, 0); /* the retry: b's export is not open */
+    ck_assert_int_eq(ea, 0);
+    ck_assert_int_eq(eb, 0);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
 /* @p r's version vector entry for @p of's actor. */
 static uint64_t
 vv_of(crdt_replica *r, crdt_replica *of)
@@ -852,6 +927,7 @@ test_suite(void)
     tcase_add_test(tc, test_rejected_fork_keeps_an_archived_run_whole);
     tcase_add_test(tc, test_giver_refuses_a_run_whose_signed_end_was_altered);
     tcase_add_test(tc, test_packed_batches_count_ops_not_headers);
+    tcase_add_test(tc, test_merge_that_must_grow_while_exporting_is_busy_not_stuck);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -30,7 +30,9 @@ typedef enum {
     CRDT_EAUTH = -11,     /**< signature, MAC or membership check failed */
     CRDT_ECLOSED = -12,   /**< the session or handle is closed */
     CRDT_EAGAIN = -13,    /**< nothing ready yet; call again */
-    CRDT_EBUSY = -14,     /**< a migration is in progress; retry later */
+    CRDT_EBUSY = -14,     /**< a migration is in progress (or the map must
+                               grow while this thread holds a txn of the
+                               replica); retry later */
     CRDT_EREJECTED = -15, /**< peer is stale or forked beyond policy */
     CRDT_EFULL = -16,     /**< storage full (disk or map limit) */
     CRDT_ECLOCK = -17,    /**< change stamped beyond the allowed drift */

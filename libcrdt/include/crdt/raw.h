@@ -57,8 +57,11 @@ typedef struct crdt_raw crdt_raw;
 CRDT_API CRDT_MUST_CHECK int crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write);
 /**
  * Grow the map after a raw call returned CRDT_EFULL, with no txn of this
- * process open; then redo the whole txn.
- * @return CRDT_OK; CRDT_EFULL (at the configured maximum).
+ * thread open (it waits for those of other threads to end); then redo
+ * the whole txn.
+ * @return CRDT_OK; CRDT_EFULL (at the configured maximum); CRDT_EBUSY
+ * (the calling thread still holds a txn of @p r: growing would wait for
+ * it forever).
  */
 CRDT_API int crdt_replica_grow(crdt_replica *r);
 

@@ -199,7 +199,9 @@ typedef struct {
  * go to the quarantine and report->conflicts counts it.
  * @return CRDT_OK; CRDT_EAUTH (bad signature, another space);
  *         CRDT_ECLOCK (stamped beyond the allowed drift); CRDT_EPROTO
- *         (malformed); CRDT_EBUSY (migration in progress); CRDT_ENOTFOUND
+ *         (malformed); CRDT_EBUSY (migration in progress, or the map had
+ *         to grow while this thread holds a read or export of @p r:
+ *         nothing merged, retry once it ended); CRDT_ENOTFOUND
  *         (written in an epoch this replica does not know); CRDT_EFULL.
  */
 CRDT_API CRDT_MUST_CHECK int crdt_merge(crdt_merge_report *report, crdt_replica *r,

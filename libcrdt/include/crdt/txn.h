@@ -42,7 +42,9 @@ CRDT_API CRDT_MUST_CHECK int crdt_txn_begin(crdt_txn **out, crdt_replica *r);
 /**
  * Set register @p field to @p v (last writer wins by (HLC, actor)).
  * @return CRDT_OK; CRDT_EINVAL (bad name or value); CRDT_ETYPE (the
- *         field is a live counter or set); CRDT_EBADTXN.
+ *         field is a live counter or set); CRDT_EBADTXN; CRDT_EFULL and
+ *         CRDT_EBUSY as crdt_txn_commit() (the map had to grow; the txn
+ *         has failed).
  */
 CRDT_API int crdt_txn_put(crdt_txn *t, const char *coll, const char *doc,
                  const char *field, const crdt_value *v);
@@ -78,7 +80,10 @@ CRDT_API uint64_t crdt_txn_op_count(const crdt_txn *t);
  * Commit: sign the change and make it durable. @p t is freed on every
  * path. A txn with no ops commits nothing and reports first_seq 0.
  * @param[out] info  what was committed, or NULL
- * @return CRDT_OK; CRDT_EFULL (disk or map limit); CRDT_EIO; CRDT_EBADTXN.
+ * @return CRDT_OK; CRDT_EFULL (disk or map limit); CRDT_EIO; CRDT_EBADTXN;
+ *         CRDT_EBUSY (the map had to grow while this thread holds another
+ *         txn or read of the replica, which growing would wait for
+ *         forever: nothing was committed; end it and write again).
  */
 CRDT_API CRDT_MUST_CHECK int crdt_txn_commit(crdt_txn *t, crdt_commit_info *info);
 
