@@ -365,10 +365,13 @@ crdt__feed_write(crdt__wctx *w)
             return crdt__mdb_err(rc);
     }
     a->seq = seq;
-    pthread_mutex_lock(&r->feed_lock);
-    int subs = r->subs != NULL;
-    pthread_mutex_unlock(&r->feed_lock);
-    if (subs) /* decoded now: calling them must not fail after the commit */
+    /* No feed_lock here: this txn holds the grow lock, and a callback
+     * (run under feed_lock) may begin a read txn, which takes the grow
+     * lock: taking feed_lock here would order the two locks both ways.
+     * One who subscribes after this look is served by
+     * crdt__feed_committed(), which decodes the record then. */
+    if (__atomic_load_n(&r->subs, __ATOMIC_ACQUIRE) != NULL)
+        /* decoded now: calling them must not fail after the commit */
         return crdt__feed_decode(a->rec, a->rec_len, seq, NULL, NULL,
                                  &a->ev, &a->ev_mem);
     return CRDT_OK;
@@ -676,7 +679,7 @@ crdt_feed_subscribe(crdt_feed_sub **out, crdt_replica *r, const char *coll,
     pthread_mutex_lock(&r->feed_lock);
     for (tail = &r->subs; *tail != NULL; tail = &(*tail)->next)
         ;
-    *tail = s;
+    __atomic_store_n(tail, s, __ATOMIC_RELEASE); /* crdt__feed_write() */
     pthread_mutex_unlock(&r->feed_lock);
     *out = s;
     return CRDT_OK;
@@ -695,7 +698,7 @@ crdt_feed_unsubscribe(crdt_feed_sub *s)
     pthread_mutex_lock(&r->feed_lock);
     for (crdt_feed_sub **p = &r->subs; *p != NULL; p = &(*p)->next)
         if (*p == s) {
-            *p = s->next;
+            __atomic_store_n(p, s->next, __ATOMIC_RELEASE);
             break;
         }
     pthread_mutex_unlock(&r->feed_lock);
