@@ -268,7 +268,7 @@ check_timers(conn *c, long long now)
 {
     int ph;
 
-    if (c->stop != NULL && *c->stop != 0 && !c->stopping) {
+    if (c->stop != NULL && CRDTNET__FLAG(*c->stop) != 0 && !c->stopping) {
         c->stopping = 1;
         c->t_stop = now;
         crdtnet_peer_stop(c->p);
@@ -668,7 +668,7 @@ dial(int *fd_out, const char *host, const char *port, int timeout_ms,
             err = ETIMEDOUT;
             for (;;) {
                 left = deadline - crdtnet__now_ms();
-                if (left <= 0 || (stop != NULL && *stop))
+                if (left <= 0 || (stop != NULL && CRDTNET__FLAG(*stop)))
                     break;
                 rc = poll(&pfd, 1, left < TICK_MS ? (int)left : TICK_MS);
                 if (rc < 0 && errno != EINTR) {
@@ -687,7 +687,8 @@ dial(int *fd_out, const char *host, const char *port, int timeout_ms,
         }
         close(fd);
         fd = -1;
-        if (crdtnet__now_ms() >= deadline || (stop != NULL && *stop))
+        if (crdtnet__now_ms() >= deadline ||
+            (stop != NULL && CRDTNET__FLAG(*stop)))
             break;
     }
     freeaddrinfo(res);

@@ -198,7 +198,7 @@ wait_stop(crdtnet_daemon *d, long long ms)
     long long end = crdtnet__now_ms() + ms, left;
     struct pollfd pfd;
 
-    while (!d->stop) {
+    while (!CRDTNET__FLAG(d->stop)) {
         left = end - crdtnet__now_ms();
         if (left <= 0)
             return 0;
@@ -425,7 +425,7 @@ crdtnet_daemon_stop(crdtnet_daemon *d)
 
     if (d == NULL)
         return;
-    d->stop = 1;
+    CRDTNET__FLAG_SET(d->stop, 1);
     w = write(d->pipe_w, "x", 1); /* full pipe: already written */
     (void)w;
     errno = saved;
@@ -513,8 +513,8 @@ conn_stats(crdt_replica *r, void *ctx)
 
     pthread_mutex_lock(&c->d->mu);
     c->r = r;
-    if (!served(c->d, r) || c->d->stop)
-        c->stop = 1;
+    if (!served(c->d, r) || CRDTNET__FLAG(c->d->stop))
+        CRDTNET__FLAG_SET(c->stop, 1);
     pthread_mutex_unlock(&c->d->mu);
     return stats_of(c->d, r);
 }
@@ -736,7 +736,8 @@ conn_schedule(crdtnet_daemon *d, dconn *c, long long now)
     }
     if (crdtnet__heap_set(&d->timers, c, &c->heap_pos,
                           crdtnet__conn_due(c->cn, now)) < 0)
-        c->stop = 1; /* out of memory: no deadline, so end it */
+        /* out of memory: no deadline, so end it */
+        CRDTNET__FLAG_SET(c->stop, 1);
 }
 
 static void
@@ -823,8 +824,8 @@ accept_one(crdtnet_daemon *d)
             reps[n++] = d->reps[i];
     c->copts = d->copts;
     c->copts.stop = &c->stop;
-    if (d->stop)
-        c->stop = 1;
+    if (CRDTNET__FLAG(d->stop))
+        CRDTNET__FLAG_SET(c->stop, 1);
     pthread_mutex_unlock(&d->mu);
     rc = n == 0 ? CRDT_EINVAL
                 : crdtnet__conn_accept(&c->cn, fd, reps, n, &c->copts,
@@ -878,7 +879,7 @@ peer_main(void *arg)
     crdtnet_report rep;
     int rc;
 
-    while (!d->stop && !p->stop) {
+    while (!CRDTNET__FLAG(d->stop) && !CRDTNET__FLAG(p->stop)) {
         if (crdt_replica_damaged(p->r)) {
             dlogf(d, CRDTNET_LOG_ERROR, "peer %s:%s: not syncing %s any "
                   "more: its replica is damaged", p->host, p->port,
@@ -892,7 +893,7 @@ peer_main(void *arg)
         pthread_mutex_unlock(&d->mu);
         rc = crdtnet__sync_connect(&rep, p->r, p->host, p->port, &p->copts,
                                    &h);
-        if (d->stop || p->stop)
+        if (CRDTNET__FLAG(d->stop) || CRDTNET__FLAG(p->stop))
             break;
         if (p->authed)
             backoff = d->backoff_min; /* it worked; start over */
@@ -911,7 +912,7 @@ peer_main(void *arg)
               rep.reason[0] && rc != CRDT_OK ? ": " : "",
               rc != CRDT_OK ? rep.reason : "", wait);
         /* in slices, so a removal ends the wait too */
-        while (wait > 0 && !p->stop) {
+        while (wait > 0 && !CRDTNET__FLAG(p->stop)) {
             if (wait_stop(d, wait > 250 ? 250 : wait))
                 break;
             wait -= 250;
@@ -928,7 +929,7 @@ peer_start(crdtnet_daemon *d, size_t i)
 
     if (!d->running || p->started)
         return CRDT_OK;
-    p->stop = 0;
+    CRDTNET__FLAG_SET(p->stop, 0);
     if (pthread_create(&p->th, NULL, peer_main, p) != 0) {
         dlog(d, CRDTNET_LOG_ERROR, p->where,
              "cannot start a thread for this peer");
@@ -953,7 +954,7 @@ peers_end(crdtnet_daemon *d, size_t slot)
         dpeer *p = &d->peers[i];
         if (slot != SIZE_MAX && i / d->n_addrs != slot)
             continue;
-        p->stop = 1;
+        CRDTNET__FLAG_SET(p->stop, 1);
         if (p->started && ths != NULL) {
             ths[k++] = p->th;
             p->started = 0;
@@ -1042,8 +1043,9 @@ loop_once(crdtnet_daemon *d)
             /* never drained (keeps (2)): out of the set, or it spins */
             (void)epoll_ctl(d->ep, EPOLL_CTL_DEL, d->pipe_r, NULL);
         } else if (tag == &d->lfd) {
-            for (int i = 0; i < ACCEPT_BURST && !d->stop && d->lfd >= 0 &&
-                            d->accept_paused_until == 0 && accept_one(d);
+            for (int i = 0; i < ACCEPT_BURST && !CRDTNET__FLAG(d->stop) &&
+                            d->lfd >= 0 && d->accept_paused_until == 0 &&
+                            accept_one(d);
                  i++)
                 ;
         } else {
@@ -1083,7 +1085,7 @@ crdtnet_daemon_run(crdtnet_daemon *d)
     }
     pthread_mutex_lock(&d->mu);
     d->running = 1;
-    for (i = 0; i < d->n_peers && !d->stop; i++) {
+    for (i = 0; i < d->n_peers && !CRDTNET__FLAG(d->stop); i++) {
         if (d->removed[i / (d->n_addrs ? d->n_addrs : 1)])
             continue;
         if (peer_start(d, i) < 0) {
@@ -1093,7 +1095,7 @@ crdtnet_daemon_run(crdtnet_daemon *d)
         }
     }
     pthread_mutex_unlock(&d->mu);
-    while (!d->stop)
+    while (!CRDTNET__FLAG(d->stop))
         loop_once(d);
     dlogf(d, CRDTNET_LOG_INFO, "stopping");
     if (d->accept_paused_until == 0)
@@ -1104,7 +1106,7 @@ crdtnet_daemon_run(crdtnet_daemon *d)
     pthread_mutex_lock(&d->mu);
     d->running = 0;
     for (c = d->conns; c != NULL; c = c->next)
-        c->stop = 1;
+        CRDTNET__FLAG_SET(c->stop, 1);
     pthread_mutex_unlock(&d->mu);
     now = crdtnet__now_ms();
     for (c = d->conns; c != NULL; c = c->next) /* (5): ours to read */
@@ -1185,7 +1187,8 @@ crdtnet_daemon_add_space(crdtnet_daemon *d, crdt_replica *r)
         __atomic_store_n(&d->n, slot + 1, __ATOMIC_RELEASE);
     }
     d->removed[slot] = 0;
-    for (i = 0; i < d->n_addrs && !d->stop && rc == CRDT_OK; i++)
+    for (i = 0; i < d->n_addrs && !CRDTNET__FLAG(d->stop) && rc == CRDT_OK;
+         i++)
         rc = peer_start(d, slot * d->n_addrs + i);
     pthread_mutex_unlock(&d->mu);
     return rc;
@@ -1209,7 +1212,7 @@ crdtnet_daemon_remove_space(crdtnet_daemon *d, crdt_replica *r)
     d->removed[slot] = 1; /* new handshakes: not served */
     for (c = d->conns; c != NULL; c = c->next)
         if (c->r == r)
-            c->stop = 1; /* ends with its final message */
+            CRDTNET__FLAG_SET(c->stop, 1); /* ends with its final message */
     pthread_mutex_unlock(&d->mu);
     peers_end(d, slot);
     return CRDT_OK;
@@ -1244,7 +1247,7 @@ crdtnet_daemon_set_peers(crdtnet_daemon *d, const char *const *peers,
     }
     peers_end(d, SIZE_MAX); /* every link ends; the new set starts */
     pthread_mutex_lock(&d->mu);
-    if (d->stop) {
+    if (CRDTNET__FLAG(d->stop)) {
         pthread_mutex_unlock(&d->mu);
         free(np);
         return CRDT_ECLOSED;

@@ -11,6 +11,16 @@
 #include "crdtnet/daemon.h"
 
 /*
+ * Stop flags (crdtnet_conn_options.stop, the daemon's own) are set by
+ * other threads or by signal handlers and polled by the loops: read and
+ * set them as relaxed atomics (lock-free for an int, so a signal
+ * handler may set one too). They order nothing; whoever stops also
+ * writes the daemon's stop pipe or is joined.
+ */
+#define CRDTNET__FLAG(f) __atomic_load_n(&(f), __ATOMIC_RELAXED)
+#define CRDTNET__FLAG_SET(f, v) __atomic_store_n(&(f), (v), __ATOMIC_RELAXED)
+
+/*
  * What the daemon learns from a connection while it runs. Called from
  * the connection's thread; any hook may be NULL.
  */

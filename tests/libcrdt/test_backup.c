@@ -34,7 +34,8 @@ static void *
 writer(void *arg)
 {
     (void)arg;
-    for (int i = 0; !stop && i < 100000; i++) {
+    for (int i = 0; !__atomic_load_n(&stop, __ATOMIC_RELAXED) && i < 100000;
+         i++) {
         char doc[16];
         snprintf(doc, sizeof doc, "d%d", i % 500);
         if (tu_put_int(r, "c", doc, "v", i) != CRDT_OK)
@@ -57,10 +58,10 @@ START_TEST(test_backup_during_writes_restores_exactly)
         ck_assert_int_eq(tu_put_int(r, "c", "seed", "v", i), CRDT_OK);
     snprintf(file, sizeof file, "%s/backup.strata", dir);
     snprintf(restored, sizeof restored, "%s/restored", dir);
-    stop = 0;
+    __atomic_store_n(&stop, 0, __ATOMIC_RELAXED);
     ck_assert_int_eq(pthread_create(&th, NULL, writer, NULL), 0);
     ck_assert_int_eq(crdt_backup(&info, r, file), CRDT_OK);
-    stop = 1;
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
     pthread_join(th, NULL);
     ck_assert_uint_ge(info.ops_total, 200);
 

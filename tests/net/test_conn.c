@@ -1026,7 +1026,7 @@ START_TEST(test_conn_live_pushes_both_ways_and_stops_cleanly)
     ck_assert_int_lt(ms, 2000);
 
     t0 = now_ms();
-    stop_s = 1; /* the server ends; the client sees its FINAL */
+    __atomic_store_n(&stop_s, 1, __ATOMIC_RELAXED); /* the server ends */
     pthread_join(th, NULL);
     server_join(&s);
     ck_assert_int_lt(now_ms() - t0, 2500);
@@ -1058,7 +1058,7 @@ START_TEST(test_conn_live_keepalive_outlasts_the_idle_timeout)
     usleep(3500 * 1000); /* more than three idle timeouts, no data */
     put_str(a, "late", "still connected");
     ck_assert_int_ge(wait_field(b, "late", "\"still connected\"", 3000), 0);
-    stop_c = 1; /* this time the client ends it */
+    __atomic_store_n(&stop_c, 1, __ATOMIC_RELAXED); /* the client ends it */
     pthread_join(th, NULL);
     server_join(&s);
     ck_assert_int_eq(ca.rc, CRDT_OK);

@@ -1008,7 +1008,8 @@ flooder_main(void *arg)
 
     for (int i = 0; i < HOLD; i++)
         held[i] = -1;
-    while (!f->stop && f->attempts < MAX_ATTEMPTS && now_ms() < end) {
+    while (!__atomic_load_n(&f->stop, __ATOMIC_RELAXED) &&
+           f->attempts < MAX_ATTEMPTS && now_ms() < end) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
                         0);
 
@@ -1079,7 +1080,7 @@ START_TEST(test_daemon_one_address_cannot_starve_another)
         if ((rc = sync_from("127.0.0.2", c.r, dm.port, &rep)) == CRDT_OK)
             ok++;
     }
-    f.stop = 1;
+    __atomic_store_n(&f.stop, 1, __ATOMIC_RELAXED);
     pthread_join(f.th, NULL);
     fprintf(stderr, "members from 127.0.0.2 during a flood of %d "
                     "connections from 127.0.0.1: %d of 5 synced, %lld ms\n",
