@@ -307,7 +307,7 @@ int
 crdt_forks_find(crdt_actor **out, size_t *n_out, crdt_replica *r,
                 const unsigned char *heads, size_t len)
 {
-    crdt__mp m = { heads, heads + len };
+    crdt__mp m = { heads, NULL };
     crdt_actor *v = NULL;
     size_t n = 0;
     uint32_t items;
@@ -316,6 +316,7 @@ crdt_forks_find(crdt_actor **out, size_t *n_out, crdt_replica *r,
 
     if (out == NULL || n_out == NULL || r == NULL || heads == NULL)
         return CRDT_EINVAL;
+    m.end = heads + len;
     *out = NULL;
     *n_out = 0;
     if (crdt__mp_array(&m, &items) < 0 || items % 3 != 0)
@@ -364,10 +365,13 @@ int
 crdt_heads_lookup(uint64_t *seq, unsigned char *hash,
                   const unsigned char *heads, size_t len, const crdt_actor *a)
 {
-    crdt__mp m = { heads, heads + len };
+    crdt__mp m = { heads, NULL };
     uint32_t items;
 
-    if (heads == NULL || crdt__mp_array(&m, &items) < 0 || items % 3 != 0)
+    if (heads == NULL)
+        return CRDT_EPROTO;
+    m.end = heads + len;
+    if (crdt__mp_array(&m, &items) < 0 || items % 3 != 0)
         return CRDT_EPROTO;
     for (uint32_t i = 0; i < items / 3; i++) {
         crdt_actor x;

@@ -222,7 +222,7 @@ static int
 decode(crdt_change *out, const unsigned char *buf, size_t len, int walk,
        const unsigned char *hash)
 {
-    crdt__mp m = { buf, buf + len }, b;
+    crdt__mp m = { buf, NULL }, b;
     const unsigned char *body, *sig;
     uint32_t n, body_len, sig_len, n_ops;
     uint64_t version;
@@ -232,6 +232,7 @@ decode(crdt_change *out, const unsigned char *buf, size_t len, int walk,
         return CRDT_EINVAL;
     if (len > CRDT_CHANGE_MAX)
         return CRDT_ELIMIT;
+    m.end = buf + len;
     if (crdt__mp_array(&m, &n) < 0 || n != 2 ||
         crdt__mp_bin(&m, &body, &body_len) < 0)
         return CRDT_EPROTO;
@@ -323,7 +324,7 @@ int
 crdt_change_peek(crdt_actor *actor_out, uint64_t *last_seq_out,
                  const unsigned char *buf, size_t len)
 {
-    crdt__mp m = { buf, buf + len }, b;
+    crdt__mp m = { buf, NULL }, b;
     const unsigned char *body, *p;
     unsigned char pk[CRDT_PUBKEY_BYTES], inc[8];
     uint32_t n, body_len, n_ops;
@@ -331,6 +332,7 @@ crdt_change_peek(crdt_actor *actor_out, uint64_t *last_seq_out,
 
     if (actor_out == NULL || last_seq_out == NULL || buf == NULL)
         return CRDT_EINVAL;
+    m.end = buf + len;
     if (crdt__mp_array(&m, &n) < 0 || n != 2 ||
         crdt__mp_bin(&m, &body, &body_len) < 0)
         return CRDT_EPROTO;

@@ -41,11 +41,12 @@ name_at(const unsigned char *p, const unsigned char *end, const char **name,
 int
 crdt_state_key_decode(crdt_state_entry *out, const void *kp, size_t kl)
 {
-    const unsigned char *k = kp, *end = k + kl, *p;
+    const unsigned char *k = kp, *end, *p;
     crdt_state_entry e;
 
     if (out == NULL || k == NULL)
         return CRDT_ECORRUPT;
+    end = k + kl;
     memset(&e, 0, sizeof e);
     if ((p = name_at(k, end, &e.coll, &e.coll_len)) == NULL ||
         (p = name_at(p, end, &e.doc, &e.doc_len)) == NULL)

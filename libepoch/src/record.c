@@ -81,7 +81,7 @@ add_seq(const crdt_head *h, void *ctx)
 int
 epoch_record_decode(epoch_info *out, const unsigned char *buf, size_t len)
 {
-    crdt__mp m = { buf, buf + len }, b;
+    crdt__mp m = { buf, NULL }, b;
     const unsigned char *body, *sig, *heads;
     uint32_t n, body_len, sl, hl, ns;
     uint64_t version;
@@ -94,6 +94,7 @@ epoch_record_decode(epoch_info *out, const unsigned char *buf, size_t len)
         return CRDT_EINVAL;
     if (len > EPOCH_RECORD_MAX)
         return CRDT_ELIMIT;
+    m.end = buf + len;
     memset(&e, 0, sizeof e);
     if (crdt__mp_array(&m, &n) < 0 || n != 4 ||
         crdt__mp_bin(&m, &body, &body_len) < 0 ||
