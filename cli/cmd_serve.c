@@ -27,13 +27,15 @@
 #include "serve.h"
 
 static crdtnet_daemon *running;
+/* Set by the signal handlers, read by the housekeeping thread too:
+ * relaxed atomics (lock-free for an int, so a handler may store one). */
 static volatile sig_atomic_t stopping, reload_wanted;
 
 static void
 on_stop(int sig)
 {
     (void)sig;
-    stopping = 1;
+    __atomic_store_n(&stopping, 1, __ATOMIC_RELAXED);
     if (running != NULL)
         crdtnet_daemon_stop(running); /* async-signal-safe */
 }
@@ -42,7 +44,7 @@ static void
 on_hup(int sig)
 {
     (void)sig;
-    reload_wanted = 1;
+    __atomic_store_n(&reload_wanted, 1, __ATOMIC_RELAXED);
 }
 
 /* What the housekeeping thread works with. */
@@ -102,7 +104,8 @@ backup_all(house *h)
 {
     const serve_conf *c = h->conf;
 
-    for (size_t i = 0; i < h->n && !stopping; i++) {
+    for (size_t i = 0;
+         i < h->n && !__atomic_load_n(&stopping, __ATOMIC_RELAXED); i++) {
         unsigned char space[CRDT_SPACE_ID_BYTES];
 
         if (!h->served[i] || crdt_replica_damaged(h->reps[i]))
@@ -422,12 +425,11 @@ house_loop(void *arg)
     house *h = arg;
     long waited_ms = 0;
 
-    while (!stopping) {
+    while (!__atomic_load_n(&stopping, __ATOMIC_RELAXED)) {
         struct timespec ts = { 0, 200 * 1000000L };
 
         nanosleep(&ts, NULL);
-        if (reload_wanted) {
-            reload_wanted = 0;
+        if (__atomic_exchange_n(&reload_wanted, 0, __ATOMIC_RELAXED)) {
             reload(h);
         }
         look_into_damage(h);
@@ -690,7 +692,7 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
         serve_logf(CRDTNET_LOG_ERROR, "cannot start the housekeeping "
                    "thread: no backups, SIGHUP ignored");
     rc = crdtnet_daemon_run(d);
-    stopping = 1;
+    __atomic_store_n(&stopping, 1, __ATOMIC_RELAXED);
     if (have_thread)
         pthread_join(th, NULL);
     opened = h.n; /* a reload may have opened more */
