@@ -90,6 +90,10 @@ struct crdt_replica {
     uint64_t pending_max_actor, pending_max, pending_max_gap;
     int read_only;
     pthread_rwlock_t grow_lock; /* txns hold it shared; growth exclusive */
+    /* The open txns and the thread that began each (store_lmdb.c (7)) */
+    pthread_mutex_t txns_lock;
+    struct crdt__open_txn *txns;
+    size_t n_txns, cap_txns;
     /* The resident-map budget (store_lmdb.c): */
     pthread_mutex_t map_lock; /* one committer checks at a time */
     size_t map_budget;        /* bytes; SIZE_MAX = never drop */

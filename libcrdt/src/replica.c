@@ -116,6 +116,7 @@ crdt_replica_open(crdt_replica **out, const char *path,
         return CRDT_ENOMEM;
     }
     pthread_rwlock_init(&r->grow_lock, NULL);
+    pthread_mutex_init(&r->txns_lock, NULL);
     pthread_mutex_init(&r->map_lock, NULL);
     pthread_mutex_init(&r->feed_lock, NULL);
     pthread_mutex_init(&r->seq_lock, NULL);
@@ -153,6 +154,8 @@ crdt_replica_close(crdt_replica *r)
     crdt__store_close(r);
     sodium_memzero(r->sk, sizeof r->sk);
     pthread_rwlock_destroy(&r->grow_lock);
+    pthread_mutex_destroy(&r->txns_lock);
+    free(r->txns);
     crdt__applyq_free(&r->applyq);
     free(r->merge_buf);
     if (r->merge_run != NULL)

@@ -619,68 +619,68 @@ crdt__store_close(crdt_replica *r)
 }
 
 /*
- * (7) The txns each thread holds, per replica. Growing the map (or
- * adopting another process's growth) waits until no txn of this process
- * is open, so a thread that still holds a txn of the same replica would
- * wait for itself, forever: a sync session whose export read txn stays
- * open between messages merging what its peer sent, or a daemon's loop
- * turning one connection's merge while another's export is open. Such a
- * thread gets CRDT_EBUSY instead (nothing was written; retry once its
- * txns have ended). Txns of other threads are waited for, as they end.
- * A thread rarely holds txns of more than a few replicas at once; past
- * HELD_SLOTS it counts as holding one of every replica (a spurious
- * CRDT_EBUSY at worst, never a wait for itself).
+ * (7) The open txns of a replica and the thread that began each. Growing
+ * the map (or adopting another process's growth) waits until no txn of
+ * this process is open, so a thread that still holds a txn of the same
+ * replica would wait for itself, forever: a sync session whose export
+ * read txn stays open between messages merging what its peer sent, or a
+ * daemon's loop turning one connection's merge while another's export is
+ * open. Such a thread gets CRDT_EBUSY instead (nothing was written; retry
+ * once its txns have ended). Txns of other threads are waited for, as
+ * they end. The table is per replica, not per thread, because a read may
+ * be handed to another thread and ended there: it is then the beginning
+ * thread's until it ends, wherever that is. (A thread that writes while
+ * it uses a read another thread began still waits for that read.)
  */
-#define HELD_SLOTS 8
+struct crdt__open_txn {
+    MDB_txn *txn;
+    pthread_t owner;
+};
 
-static _Thread_local struct {
-    const crdt_replica *r;
-    unsigned n;
-} held[HELD_SLOTS];
-static _Thread_local unsigned held_unplaced;
-
-static void
-held_add(const crdt_replica *r)
+static int
+txns_add(crdt_replica *r, MDB_txn *txn)
 {
-    int free_at = -1;
-
-    for (int i = 0; i < HELD_SLOTS; i++) {
-        if (held[i].n > 0 && held[i].r == r) {
-            held[i].n++;
-            return;
+    pthread_mutex_lock(&r->txns_lock);
+    if (r->n_txns == r->cap_txns) {
+        size_t cap = r->cap_txns ? r->cap_txns * 2 : 16;
+        struct crdt__open_txn *v = realloc(r->txns, cap * sizeof *v);
+        if (v == NULL) {
+            pthread_mutex_unlock(&r->txns_lock);
+            return CRDT_ENOMEM;
         }
-        if (held[i].n == 0 && free_at < 0)
-            free_at = i;
+        r->txns = v;
+        r->cap_txns = cap;
     }
-    if (free_at < 0) {
-        held_unplaced++;
-        return;
-    }
-    held[free_at].r = r;
-    held[free_at].n = 1;
+    r->txns[r->n_txns].txn = txn;
+    r->txns[r->n_txns].owner = pthread_self();
+    r->n_txns++;
+    pthread_mutex_unlock(&r->txns_lock);
+    return CRDT_OK;
 }
 
 static void
-held_drop(const crdt_replica *r)
+txns_drop(crdt_replica *r, MDB_txn *txn)
 {
-    for (int i = 0; i < HELD_SLOTS; i++)
-        if (held[i].n > 0 && held[i].r == r) {
-            held[i].n--;
-            return;
+    pthread_mutex_lock(&r->txns_lock);
+    for (size_t i = r->n_txns; i-- > 0;)
+        if (r->txns[i].txn == txn) {
+            r->txns[i] = r->txns[--r->n_txns];
+            break;
         }
-    if (held_unplaced > 0)
-        held_unplaced--;
+    pthread_mutex_unlock(&r->txns_lock);
 }
 
 static int
-held_here(const crdt_replica *r)
+txns_held_here(crdt_replica *r)
 {
-    if (held_unplaced > 0)
-        return 1;
-    for (int i = 0; i < HELD_SLOTS; i++)
-        if (held[i].n > 0 && held[i].r == r)
-            return 1;
-    return 0;
+    pthread_t me = pthread_self();
+    int held = 0;
+
+    pthread_mutex_lock(&r->txns_lock);
+    for (size_t i = 0; i < r->n_txns && !held; i++)
+        held = pthread_equal(r->txns[i].owner, me);
+    pthread_mutex_unlock(&r->txns_lock);
+    return held;
 }
 
 int
@@ -694,13 +694,17 @@ crdt__txn_begin(crdt_replica *r, int write, MDB_txn **out)
         pthread_rwlock_rdlock(&r->grow_lock);
         rc = mdb_txn_begin(r->env, NULL, write ? 0 : MDB_RDONLY, out);
         if (rc == 0) {
-            held_add(r);
-            return CRDT_OK;
+            if ((rc = txns_add(r, *out)) == CRDT_OK)
+                return CRDT_OK;
+            mdb_txn_abort(*out);
+            *out = NULL;
+            pthread_rwlock_unlock(&r->grow_lock);
+            return rc;
         }
         pthread_rwlock_unlock(&r->grow_lock);
         if (rc != MDB_MAP_RESIZED)
             return crdt__mdb_err(rc);
-        if (held_here(r))
+        if (txns_held_here(r))
             return CRDT_EBUSY; /* keeps (7) */
         /* another process grew the map: adopt its size (keeps (2)) */
         pthread_rwlock_wrlock(&r->grow_lock);
@@ -768,6 +772,7 @@ crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
 
     if (txn == NULL)
         return CRDT_OK;
+    txns_drop(r, txn); /* while no other txn can have its address */
     if (commit)
         rc = crdt__mdb_err(mdb_txn_commit(txn));
     else
@@ -776,7 +781,6 @@ crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
         map_trim(r); /* keeps (4); the grow lock pins the map */
         readers_sweep(r);
     }
-    held_drop(r);
     pthread_rwlock_unlock(&r->grow_lock);
     /* outside the locks: other committers go on while this one waits */
     if (commit && rc == CRDT_OK && r->group_sync)
@@ -794,7 +798,7 @@ crdt__store_grow(crdt_replica *r)
     size_t next;
     int rc;
 
-    if (held_here(r))
+    if (txns_held_here(r))
         return CRDT_EBUSY; /* keeps (7) */
     pthread_rwlock_wrlock(&r->grow_lock);
     mdb_env_info(r->env, &info);

@@ -2,6 +2,7 @@
  * test_txn.c: local writes and reads of every field type, reopen.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -218,6 +219,13 @@ put_big(crdt_replica *to, const char *doc)
     return crdt_txn_commit(t, NULL);
 }
 
+static void *
+end_read(void *rd)
+{
+    crdt_read_end(rd);
+    return NULL;
+}
+
 /* A thread that holds a read (or an export) of a replica and writes to it
  * beyond the map: growing waits until no txn of the process is open, so
  * it used to wait for itself forever (a sync session merging while its
@@ -233,6 +241,8 @@ START_TEST(test_map_growth_never_waits_for_the_callers_own_read)
     char path[300], doc[16];
     unsigned char space[16];
     tu_batch x;
+    pthread_t th;
+    crdt_env_stats es0, es1;
     crdt_stats st;
     int rc = CRDT_OK, i;
 
@@ -270,6 +280,21 @@ START_TEST(test_map_growth_never_waits_for_the_callers_own_read)
     ck_assert_uint_eq(tu_stats(small).ops_in_log, st.ops_in_log + 1 + 60);
     tu_batch_free(&x);
     crdt_replica_close(src);
+
+    /* a read handed to another thread and ended there is no longer this
+     * thread's: its writes grow the map again */
+    ck_assert_int_eq(crdt_read_begin(&rd, small), CRDT_OK);
+    ck_assert_int_eq(pthread_create(&th, NULL, end_read, rd), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(crdt_replica_env_stats(small, &es0), CRDT_OK);
+    rc = CRDT_OK;
+    for (i = 0; i < 120 && rc == CRDT_OK; i++) {
+        snprintf(doc, sizeof doc, "h%d", i);
+        rc = put_big(small, doc);
+    }
+    ck_assert_int_eq(rc, CRDT_OK);
+    ck_assert_int_eq(crdt_replica_env_stats(small, &es1), CRDT_OK);
+    ck_assert_uint_gt(es1.map_size, es0.map_size); /* it did grow */
     crdt_replica_close(small);
 }
 END_TEST

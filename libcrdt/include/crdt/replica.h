@@ -17,6 +17,12 @@
  *   a second write txn on a thread that holds one (the writer lock is
  *   not recursive). A read (crdt_read) may be handed to another thread
  *   but is used by one thread at a time.
+ * - Growing the map waits until no txn of the process is open. A write
+ *   or merge that must grow it while the calling thread still holds a
+ *   txn or read it began on the same replica fails with CRDT_EBUSY
+ *   (nothing written) instead of waiting for itself; end that read and
+ *   retry. A read begun by another thread is waited for, even when
+ *   this thread is using it: end it before such a write.
  * - Many threads writing: share ONE handle. Each thread begins its own
  *   txns (crdt_txn_begin, crdt_merge, ...); they take the writer lock
  *   in turn. With @c group_commit their commits also share syncs: a
