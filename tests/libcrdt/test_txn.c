@@ -340,6 +340,9 @@ test_suite(void)
     TCase *tc = tcase_create("local");
 
     tcase_add_checked_fixture(tc, setup, teardown);
+    /* the map tests write tens of MB: seconds under a sanitizer (over
+     * Check's 4 s default under ThreadSanitizer) */
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_put_get_register);
     tcase_add_test(tc, test_counter_and_set);
     tcase_add_test(tc, test_del_doc_and_listing);
