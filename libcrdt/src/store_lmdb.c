@@ -30,7 +30,7 @@
  *  (7) A thread never waits for its own txns: when the map must grow (or
  *      adopt another process's growth) while the calling thread holds a
  *      txn of the same replica, the call fails with CRDT_EBUSY, having
- *      written nothing (crdt__txn_begin).
+ *      written nothing (the open-txn table, txns_held_here()).
  */
 #include <errno.h>
 #include <fcntl.h>

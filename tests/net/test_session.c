@@ -652,24 +652,6 @@ START_TEST(test_packed_batches_count_ops_not_headers)
 }
 END_TEST
 
-/* Moves at most one message from @p from to @p to; 1 if it moved one. */
-static int
-pump_one(crdtnet_session *from, crdtnet_session *to)
-{
-    const unsigned char *msg;
-    size_t len;
-    unsigned char *copy;
-
-    if (crdtnet_session_next_out(from, &msg, &len) != CRDT_OK)
-        return 0;
-    copy = malloc(len);
-    ck_assert_ptr_nonnull(copy);
-    memcpy(copy, msg, len); /* the view dies when @p from moves on */
-    crdtnet_session_feed(to, copy, len);
-    free(copy);
-    return 1;
-}
-
 /* b's map must grow to take a's changes while b's session still holds
  * its own export open (messages go one at a time each way). Growing
  * waits until no txn of the process is open, so b's merge waited for
@@ -712,8 +694,8 @@ START_TEST(test_merge_that_must_grow_while_exporting_is_busy_not_stuck)
     ck_assert_int_eq(crdtnet_session_new(&sa, a, &o), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_new(&sb, b, &o), CRDT_OK);
     for (int round = 0; moved && round < 10000; round++) {
-        moved = pump_one(sb, sa); /* b's export opens first */
-        moved |= pump_one(sa, sb);
+        moved = tu_pump_one(sb, sa); /* b's export opens first */
+        moved |= tu_pump_one(sa, sb);
     }
     ck_assert_int_eq(crdtnet_session_error(sb), CRDT_EBUSY);
     ck_assert_uint_eq(crdtnet_session_report(sb)->busy_retry_ms, 1000);

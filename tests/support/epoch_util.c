@@ -99,20 +99,29 @@ tu_reset_from(crdt_replica *stale, crdt_replica *fresh)
 }
 
 int
-tu_pump(crdtnet_session *from, crdtnet_session *to)
+tu_pump_one(crdtnet_session *from, crdtnet_session *to)
 {
     const unsigned char *msg;
     size_t len;
+    unsigned char *copy;
+
+    if (crdtnet_session_next_out(from, &msg, &len) != CRDT_OK)
+        return 0;
+    copy = malloc(len);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, msg, len); /* the view dies when @p from moves on */
+    crdtnet_session_feed(to, copy, len);
+    free(copy);
+    return 1;
+}
+
+int
+tu_pump(crdtnet_session *from, crdtnet_session *to)
+{
     int moved = 0;
 
-    while (crdtnet_session_next_out(from, &msg, &len) == CRDT_OK) {
-        unsigned char *copy = malloc(len);
-        ck_assert_ptr_nonnull(copy);
-        memcpy(copy, msg, len); /* the view dies when @p from moves on */
-        crdtnet_session_feed(to, copy, len);
-        free(copy);
+    while (tu_pump_one(from, to))
         moved = 1;
-    }
     return moved;
 }
 

@@ -34,6 +34,8 @@ int tu_reset_from(crdt_replica *stale, crdt_replica *fresh);
 
 /* Move every message @p from has to send into @p to; 1 if any moved. */
 int tu_pump(crdtnet_session *from, crdtnet_session *to);
+/* Move at most one message from @p from into @p to; 1 if one moved. */
+int tu_pump_one(crdtnet_session *from, crdtnet_session *to);
 
 /* The result of one sync between two replicas (tu_sessions_run()). */
 typedef struct {
