@@ -102,6 +102,7 @@ struct crdt_replica {
     void *map_addr;           /* the LMDB map; NULL = find it again */
     size_t map_len, map_size; /* its VMA length; me_mapsize then */
     int map_off;              /* lookup or madvise failed: stop trying */
+    int map_statm_fd;         /* /proc/self/statm, kept open; -1 = not yet */
     crdt_epoch_hook hook;
     void *hook_ctx;
     /* merges reuse it (one write txn at a time): its buffers stay warm */

@@ -115,6 +115,7 @@ crdt_replica_open(crdt_replica **out, const char *path,
         free(r);
         return CRDT_ENOMEM;
     }
+    r->map_statm_fd = -1;
     pthread_rwlock_init(&r->grow_lock, NULL);
     pthread_mutex_init(&r->txns_lock, NULL);
     pthread_mutex_init(&r->map_lock, NULL);

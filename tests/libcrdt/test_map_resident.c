@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
@@ -236,6 +237,45 @@ START_TEST(test_reads_before_the_first_write_stay_mapped)
 }
 END_TEST
 
+/* Open descriptors of this process (its /proc/self/fd entries). */
+static int
+open_fds(void)
+{
+    char path[64];
+    int n = 0;
+
+    for (int fd = 0; fd < 4096; fd++) {
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        if (access(path, F_OK) == 0)
+            n++;
+    }
+    return n;
+}
+
+START_TEST(test_the_kept_statm_descriptor_closes_with_the_handle)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    int before;
+
+    /* the budget's check keeps /proc/self/statm open per handle: a
+     * handle opened, written and closed many times leaks none */
+    open_replica(0, BUDGET);
+    one_more_commit();
+    crdt_replica_close(r);
+    r = NULL;
+    before = open_fds();
+    o.no_sync = 1;
+    o.map_resident = BUDGET;
+    for (int i = 0; i < 50; i++) {
+        ck_assert_int_eq(crdt_replica_open(&r, sub, &o), CRDT_OK);
+        one_more_commit();
+        crdt_replica_close(r);
+        r = NULL;
+    }
+    ck_assert_int_eq(open_fds(), before);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -250,6 +290,7 @@ test_suite(void)
     tcase_add_test(tc, test_without_budget_the_map_stays_resident);
     tcase_add_test(tc, test_open_read_txn_pointer_survives_drops);
     tcase_add_test(tc, test_reads_before_the_first_write_stay_mapped);
+    tcase_add_test(tc, test_the_kept_statm_descriptor_closes_with_the_handle);
 #endif
     suite_add_tcase(s, tc);
     return s;
