@@ -100,6 +100,9 @@ void bench_rmtree(const char *path);
 int bench_copy_dir(const char *from, const char *to);
 /* Bytes of the regular files in @p dir. */
 uint64_t bench_dir_bytes(const char *dir);
+/* Bytes written so far by the block device holding @p path (the whole
+ * device's count, from sysfs); -1 when it cannot tell. */
+double bench_disk_written(const char *path);
 
 /* ---- children ---- */
 

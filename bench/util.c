@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <dirent.h>
@@ -193,6 +194,34 @@ bench_dir_bytes(const char *dir)
     }
     closedir(d);
     return total;
+}
+
+/* Bytes the block device holding @p path has written since boot: the
+ * sectors field of /sys/dev/block/MAJ:MIN/stat (512-byte units, for a
+ * partition as for a whole disk). The whole device's count: other
+ * processes' writes land in it too. -1 when there is none (tmpfs,
+ * another OS). */
+double
+bench_disk_written(const char *path)
+{
+    struct stat st;
+    char p[128], buf[512];
+    unsigned long long f[7];
+    FILE *fp;
+    int n;
+
+    if (stat(path, &st) != 0 || major(st.st_dev) == 0)
+        return -1;
+    snprintf(p, sizeof p, "/sys/dev/block/%u:%u/stat", major(st.st_dev),
+             minor(st.st_dev));
+    if ((fp = fopen(p, "r")) == NULL)
+        return -1;
+    n = fgets(buf, sizeof buf, fp) == NULL
+            ? 0
+            : sscanf(buf, "%llu %llu %llu %llu %llu %llu %llu", &f[0], &f[1],
+                     &f[2], &f[3], &f[4], &f[5], &f[6]);
+    fclose(fp);
+    return n == 7 ? (double)f[6] * 512.0 : -1;
 }
 
 /* ---- RSS ---- */
