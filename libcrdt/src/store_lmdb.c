@@ -167,7 +167,12 @@ file_rss(crdt_replica *r, size_t *out)
     if (r->map_statm_fd < 0)
         return -1;
     n = pread(r->map_statm_fd, buf, sizeof buf - 1, 0);
-    if (n <= 0 || page <= 0)
+    if (n <= 0) { /* closed behind our back (EBADF): open it again next
+                   * time; not closed here, the number may be another's */
+        r->map_statm_fd = -1;
+        return -1;
+    }
+    if (page <= 0)
         return -1;
     buf[n] = '\0';
     if (sscanf(buf, "%llu %llu %llu", &size, &res, &shared) != 3)
