@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/mman.h>
@@ -782,6 +783,31 @@ creation_synced(crdt_replica *r)
         __atomic_store_n(&r->create_unsynced, 0, __ATOMIC_RELAXED);
 }
 
+/*
+ * A full disk ends a commit with EIO, not ENOSPC: the data file grows as
+ * LMDB writes pages past its end, the write that runs out of space comes
+ * back short, and LMDB reports a short write as EIO. So a commit's EIO
+ * on a filesystem with (almost) no space left is reported as
+ * CRDT_EFULL. The failed commit wrote only pages no committed meta page
+ * points to: nothing is damaged, and the next commit after space is
+ * freed succeeds (tests/integration/test_disk_full.sh).
+ */
+#define FULL_BELOW ((unsigned long long)1 << 20)
+
+static int
+commit_err(crdt_replica *r, int mdb_rc)
+{
+    struct statvfs fs;
+    unsigned long long left;
+
+    if (mdb_rc != EIO || statvfs(r->path, &fs) != 0)
+        return crdt__mdb_err(mdb_rc);
+    /* root may write into the blocks reserved for it */
+    left = (unsigned long long)(geteuid() == 0 ? fs.f_bfree : fs.f_bavail) *
+           fs.f_frsize;
+    return left < FULL_BELOW ? CRDT_EFULL : CRDT_EIO;
+}
+
 int
 crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
 {
@@ -791,7 +817,7 @@ crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
         return CRDT_OK;
     txns_drop(r, txn); /* while no other txn can have its address */
     if (commit)
-        rc = crdt__mdb_err(mdb_txn_commit(txn));
+        rc = commit_err(r, mdb_txn_commit(txn));
     else
         mdb_txn_abort(txn);
     if (commit && rc == CRDT_OK) {
