@@ -64,8 +64,11 @@ crdt__mdb_err(int rc)
     case MDB_NOTFOUND: return CRDT_ENOTFOUND;
     case MDB_KEYEXIST: return CRDT_EEXISTS;
     case MDB_MAP_FULL: return CRDT__EMAPFULL;
+    /* LMDB refuses every txn of an environment whose meta page it could
+     * not write: an I/O error, the file as of the last commit is sound
+     * (tests/libcrdt/test_writefail.c) */
+    case MDB_PANIC: return CRDT_EIO;
     case MDB_CORRUPTED: case MDB_PAGE_NOTFOUND: case MDB_INVALID:
-    case MDB_PANIC:
     /* a named database's record in the catalog with flags we never set:
      * the catalog page is damaged */
     case MDB_INCOMPATIBLE:

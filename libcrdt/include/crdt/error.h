@@ -22,7 +22,10 @@ typedef enum {
     CRDT_EINVAL = -3,     /**< caller broke a documented precondition */
     CRDT_ENOTFOUND = -4,  /**< expected: no such document, field, epoch */
     CRDT_EEXISTS = -5,    /**< expected: already present (idempotent) */
-    CRDT_EIO = -6,        /**< I/O error from the OS or LMDB */
+    CRDT_EIO = -6,        /**< I/O error from the OS or LMDB; after a
+                               failed write of LMDB's meta page every
+                               call on the handle gets it: close the
+                               handle and open it again */
     CRDT_ECORRUPT = -7,   /**< stored or supplied data failed a check */
     CRDT_EBADTXN = -8,    /**< txn already failed; only abort is allowed */
     CRDT_EVERSION = -9,   /**< format or protocol version we can't read */
