@@ -291,7 +291,11 @@ map_budget_init(crdt_replica *r, const crdt_open_options *o)
     r->map_rss_base = 0;
     r->map_based = 0; /* taken at the first write commit (map_trim()) */
 #ifdef __linux__
-    if (r->map_budget != SIZE_MAX && file_rss(r, &r->map_rss_base) < 0)
+    /* a read-only handle never commits: no check, no descriptor kept */
+    if (r->read_only)
+        r->map_off = 1;
+    else if (r->map_budget != SIZE_MAX &&
+             file_rss(r, &r->map_rss_base) < 0)
         r->map_off = 1;
 #endif
 }

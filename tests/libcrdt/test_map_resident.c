@@ -308,6 +308,11 @@ START_TEST(test_the_kept_statm_descriptor_closes_with_the_handle)
     crdt_replica_close(r);
     r = NULL;
     ck_assert_int_eq(statm_fd(), -1);
+
+    /* a read-only handle never commits: it keeps none */
+    o.read_only = 1;
+    ck_assert_int_eq(crdt_replica_open(&r, sub, &o), CRDT_OK);
+    ck_assert_int_eq(statm_fd(), -1);
 }
 END_TEST
 
