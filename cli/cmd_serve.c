@@ -230,6 +230,8 @@ static void
 apply_spaces(house *h, const serve_conf *n)
 {
     char why[300], hex[2 * CRDT_SPACE_ID_BYTES + 1];
+    unsigned char dropped[SERVE_MAX_DIRS] = { 0 }; /* by this reload */
+    int rc;
 
     for (size_t i = 0; i < h->n; i++) {
         const char *dir = crdt_replica_path(h->reps[i]);
@@ -243,32 +245,45 @@ apply_spaces(house *h, const serve_conf *n)
             serve_logf(CRDTNET_LOG_INFO, "reload: no longer serving %s "
                        "(space %s); its sessions were ended", dir, hex);
         } else if (!crdt_replica_damaged(h->reps[i]) &&
-                   check_replica(h->reps[i], why, sizeof why) < 0) {
-            crdt_replica_mark_damaged(h->reps[i]);
+                   (rc = check_replica(h->reps[i], why, sizeof why)) < 0) {
             (void)crdtnet_daemon_remove_space(h->d, h->reps[i]);
             h->served[i] = 0;
-            serve_logf(CRDTNET_LOG_ERROR, "reload: corrupt replica %s "
-                       "(space %s): %s; no longer serving this space; run "
-                       "strata verify %s", dir, hex, why, dir);
+            dropped[i] = 1;
+            if (rc == CRDT_ECORRUPT) {
+                crdt_replica_mark_damaged(h->reps[i]);
+                serve_logf(CRDTNET_LOG_ERROR, "reload: corrupt replica %s "
+                           "(space %s): %s; no longer serving this space; "
+                           "run strata verify %s", dir, hex, why, dir);
+            } else { /* e.g. LMDB gave up after a failed write: not damage */
+                serve_logf(CRDTNET_LOG_ERROR, "reload: cannot read %s "
+                           "(space %s): %s; no longer serving this space; "
+                           "restart the daemon once its disk is sound", dir,
+                           hex, why);
+            }
         }
     }
     for (size_t j = 0; j < n->n_dirs; j++) {
         const char *dir = n->dirs[j];
         crdt_replica *r = NULL;
         size_t at = h->n;
-        int rc;
 
         for (size_t i = 0; i < h->n; i++)
             if (same_dir(crdt_replica_path(h->reps[i]), dir))
                 at = i;
-        if (at < h->n && h->served[at])
-            continue; /* served, checked above */
+        if (at < h->n && (h->served[at] || dropped[at]))
+            continue; /* served, or dropped, by the checks above */
         if (at < h->n) { /* removed before: check it again */
             r = h->reps[at];
             if (crdt_replica_damaged(r) ||
-                check_replica(r, why, sizeof why) < 0) {
+                (rc = check_replica(r, why, sizeof why)) == CRDT_ECORRUPT) {
                 serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: "
                            "its replica is corrupt", dir);
+                continue;
+            }
+            if (rc < 0) {
+                serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: "
+                           "%s; restart the daemon once its disk is sound",
+                           dir, why);
                 continue;
             }
         } else if (h->n == SERVE_MAX_DIRS) {
