@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "crdt/crdt.h"
+#include "support/data_file.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -31,21 +32,6 @@ enum { FAIL_NONE, FAIL_PAGE, FAIL_META };
 static int fail_next; /* which write of data.mdb fails next (once) */
 static int failed;    /* writes failed so far */
 
-/* 1 when @p fd is open on a file named data.mdb. */
-static int
-is_data_file(int fd)
-{
-    char path[64], link[512];
-    ssize_t n;
-
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    n = readlink(path, link, sizeof link - 1);
-    if (n < 9)
-        return 0;
-    link[n] = '\0';
-    return strcmp(link + n - 9, "/data.mdb") == 0;
-}
-
 /* The meta pages are the file's first two pages. */
 static int
 should_fail(int fd, off_t off)
@@ -53,7 +39,7 @@ should_fail(int fd, off_t off)
     int want = __atomic_load_n(&fail_next, __ATOMIC_SEQ_CST);
     long page = sysconf(_SC_PAGESIZE);
 
-    if (want == FAIL_NONE || !is_data_file(fd))
+    if (want == FAIL_NONE || !test_is_data_file(fd))
         return 0;
     if ((want == FAIL_META) != (off >= 0 && off < 2 * page))
         return 0;

@@ -13,19 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int
-is_data_file(int fd)
-{
-    char path[64], link[512];
-    ssize_t n;
-
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    n = readlink(path, link, sizeof link - 1);
-    if (n < 9)
-        return 0;
-    link[n] = '\0';
-    return strcmp(link + n - 9, "/data.mdb") == 0;
-}
+#include "support/data_file.h"
 
 ssize_t
 pwrite(int fd, const void *buf, size_t n, off_t off)
@@ -33,7 +21,7 @@ pwrite(int fd, const void *buf, size_t n, off_t off)
     const char *trigger = getenv("STRATA_TEST_FAIL_META");
 
     if (trigger != NULL && off >= 0 && off < 2 * sysconf(_SC_PAGESIZE) &&
-        is_data_file(fd) && unlink(trigger) == 0) {
+        test_is_data_file(fd) && unlink(trigger) == 0) {
         errno = EIO;
         return -1;
     }
