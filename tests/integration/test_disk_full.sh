@@ -12,9 +12,7 @@ pids=()
 . "$here/support/lib.sh"
 fs="$work/fs"
 # the tmpfs is unmounted however the script ends (a timeout's TERM too)
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done;
-      wait 2>/dev/null || true; umount "$fs" 2>/dev/null || true;
-      rm -rf "$work"' EXIT
+trap 'stop_all; umount "$fs" 2>/dev/null || true; rm -rf "$work"' EXIT
 trap 'exit 1' INT TERM
 cd "$work"
 mkdir "$fs"

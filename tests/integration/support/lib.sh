@@ -31,9 +31,14 @@ serve() {
 # stop the daemon started last
 stop_last() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
 
-# the exit trap: stop every daemon, remove the temp dir
-cleanup() {
+# stop every daemon started here
+stop_all() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
+}
+
+# the exit trap: stop every daemon, remove the temp dir
+cleanup() {
+    stop_all
     rm -rf "$work"
 }
