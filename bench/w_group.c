@@ -4,17 +4,21 @@
  * against one thread committing alone (a real app with several
  * threads, or a daemon merging while the app writes).
  *
- * Each thread makes one-op durable changes (crdt_txn_begin, one
- * crdt_txn_put of an int register, crdt_txn_commit) on a fresh replica
- * opened with the default options. The one-writer reference commits
- * the same changes from one thread on the same replica. Sync latency on
- * a shared disk drifts within seconds, so the work is cut into rounds
- * and each round runs a share of both in turn.
+ * Each thread makes one-op durable changes (one crdt_txn_put of an int
+ * register) with crdt_txn_write(), which commits concurrent callers'
+ * changes in one LMDB txn, on a fresh replica opened with group_commit
+ * (syncs shared as well). The one-writer reference commits the same
+ * changes from one thread on the same replica, with crdt_txn_begin()
+ * and crdt_txn_commit(). The same 16 threads also commit with
+ * crdt_txn_begin() and crdt_txn_commit() (a txn each, syncs shared):
+ * the figure without the shared txn. Sync latency on a shared disk
+ * drifts within seconds, so the work is cut into rounds and each round
+ * runs a share of all three in turn.
  *
  * Figures: aggregate commits/s (ratio_vs_one_writer = commits/s of the
- * 16 threads / commits/s of one), and the latency of each commit (from
- * crdt_txn_begin to the return of crdt_txn_commit: the commit is
- * durable when that returns), p50 and p99, for both.
+ * 16 threads / commits/s of one; txn_commit_ratio_vs_one_writer for the
+ * threads committing a txn each), and the latency of each commit (from
+ * the call to its return: the commit is durable then), p50 and p99.
  */
 #include "bench.h"
 
@@ -36,13 +40,14 @@ typedef struct {
 } group_args;
 
 enum { V_ONE_S, V_GROUP_S, V_ONE_P50, V_ONE_P99, V_P50, V_P99, V_MAX,
-       V_ONE_DISK, V_GROUP_DISK };
+       V_ONE_DISK, V_GROUP_DISK, V_TXN_S, V_TXN_P50, V_TXN_P99 };
 
 typedef struct {
     crdt_replica *r;
     uint64_t n, seed;
     double *lat; /* n latencies, seconds */
     int rc;
+    int shared; /* crdt_txn_write(), not a txn of its own */
     char err[160];
     struct gate *start;
 } writer;
@@ -54,6 +59,19 @@ struct gate {
     int open, cancel;
 };
 
+typedef struct {
+    const char *doc;
+    const crdt_value *v;
+} put_args;
+
+static int
+put_one(crdt_txn *t, void *arg)
+{
+    const put_args *p = arg;
+
+    return crdt_txn_put(t, "c", p->doc, "v", p->v);
+}
+
 static int
 commit_one(writer *w, uint64_t i)
 {
@@ -64,6 +82,16 @@ commit_one(writer *w, uint64_t i)
     int rc;
 
     bench_doc_id(doc, 5, bench_rand(&w->seed) % N_DOCS);
+    if (w->shared) {
+        put_args p = { doc, &v };
+        if ((rc = crdt_txn_write(w->r, put_one, &p, NULL)) < 0) {
+            snprintf(w->err, sizeof w->err, "txn_write: %s",
+                     crdt_strerror(rc));
+            return rc;
+        }
+        w->lat[i] = bench_now() - t0;
+        return 0;
+    }
     if ((rc = crdt_txn_begin(&t, w->r)) < 0) {
         snprintf(w->err, sizeof w->err, "txn_begin: %s", crdt_strerror(rc));
         return rc;
@@ -124,6 +152,51 @@ disk_add(double *sum, double before, double after)
         *sum += after - before;
 }
 
+/* One round of the 16 threads; adds their wall time and the disk's
+ * bytes to @p secs and @p disk. */
+static int
+run_threads(bench_res *out, crdt_replica *r, const char *path, int shared,
+            uint64_t nt, double *lat, uint64_t seed, double *secs,
+            double *disk)
+{
+    writer w[THREADS];
+    pthread_t th[THREADS];
+    struct gate start = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+                          0, 0 };
+    int started = 0;
+    double t, d;
+
+    for (int i = 0; i < THREADS; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].r = r;
+        w[i].n = nt;
+        w[i].shared = shared;
+        w[i].seed = seed + (uint64_t)i;
+        w[i].lat = lat + (uint64_t)i * nt;
+        w[i].start = &start;
+        if (pthread_create(&th[i], NULL, writer_main, &w[i]) != 0)
+            break;
+        started++;
+    }
+    pthread_mutex_lock(&start.m);
+    start.open = 1;
+    start.cancel = started < THREADS;
+    d = bench_disk_written(path);
+    pthread_cond_broadcast(&start.c);
+    pthread_mutex_unlock(&start.m);
+    t = bench_now();
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    *secs += bench_now() - t;
+    disk_add(disk, d, bench_disk_written(path));
+    if (started < THREADS)
+        return bench_fail(out, "pthread_create failed");
+    for (int i = 0; i < THREADS; i++)
+        if (w[i].rc != 0)
+            return bench_fail(out, "thread %d: %s", i, w[i].err);
+    return 0;
+}
+
 static int
 group_child(bench_res *out, void *ctx)
 {
@@ -134,17 +207,15 @@ group_child(bench_res *out, void *ctx)
     uint64_t ng = nt * THREADS;
     double *lat1 = calloc(n1 * ROUNDS, sizeof *lat1);
     double *latg = calloc(ng * ROUNDS, sizeof *latg);
-    writer w[THREADS];
-    pthread_t th[THREADS];
-    struct gate start = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                          0, 0 };
+    double *latt = calloc(ng * ROUNDS, sizeof *latt);
+    double txn_disk = 0;
     char path[800];
     int rc = -1;
 
     o.create = 1;
-    o.group_commit = 1; /* both figures: durable, syncs shared */
+    o.group_commit = 1; /* every figure: durable, syncs shared */
     snprintf(path, sizeof path, "%s/replica", a->dir);
-    if (lat1 == NULL || latg == NULL) {
+    if (lat1 == NULL || latg == NULL || latt == NULL) {
         rc = bench_fail(out, "out of memory");
         goto done;
     }
@@ -154,8 +225,8 @@ group_child(bench_res *out, void *ctx)
     }
     for (int round = 0; round < ROUNDS; round++) {
         writer one;
+        uint64_t seed = g_opts.seed * 1000003u + (uint64_t)(round * 64);
         double t, d;
-        int started = 0;
 
         memset(&one, 0, sizeof one);
         one.r = r;
@@ -171,52 +242,30 @@ group_child(bench_res *out, void *ctx)
             rc = bench_fail(out, "one writer: %s", one.err);
             goto done;
         }
-
-        start.open = start.cancel = 0;
-        for (int i = 0; i < THREADS; i++) {
-            memset(&w[i], 0, sizeof w[i]);
-            w[i].r = r;
-            w[i].n = nt;
-            w[i].seed = g_opts.seed * 1000003u + (uint64_t)(round * 64 + i);
-            w[i].lat = latg + (uint64_t)round * ng + (uint64_t)i * nt;
-            w[i].start = &start;
-            if (pthread_create(&th[i], NULL, writer_main, &w[i]) != 0)
-                break;
-            started++;
-        }
-        pthread_mutex_lock(&start.m);
-        start.open = 1;
-        start.cancel = started < THREADS;
-        d = bench_disk_written(path);
-        pthread_cond_broadcast(&start.c);
-        pthread_mutex_unlock(&start.m);
-        t = bench_now();
-        for (int i = 0; i < started; i++)
-            pthread_join(th[i], NULL);
-        out->v[V_GROUP_S] += bench_now() - t;
-        disk_add(&out->v[V_GROUP_DISK], d, bench_disk_written(path));
-        if (started < THREADS) {
-            rc = bench_fail(out, "pthread_create failed");
+        if ((rc = run_threads(out, r, path, 1, nt,
+                              latg + (uint64_t)round * ng, seed,
+                              &out->v[V_GROUP_S], &out->v[V_GROUP_DISK])) < 0 ||
+            (rc = run_threads(out, r, path, 0, nt,
+                              latt + (uint64_t)round * ng, seed + 32,
+                              &out->v[V_TXN_S], &txn_disk)) < 0)
             goto done;
-        }
-        for (int i = 0; i < THREADS; i++)
-            if (w[i].rc != 0) {
-                rc = bench_fail(out, "thread %d: %s", i, w[i].err);
-                goto done;
-            }
     }
     qsort(lat1, n1 * ROUNDS, sizeof *lat1, cmp_d);
     qsort(latg, ng * ROUNDS, sizeof *latg, cmp_d);
+    qsort(latt, ng * ROUNDS, sizeof *latt, cmp_d);
     out->v[V_ONE_P50] = pct(lat1, n1 * ROUNDS, 0.50);
     out->v[V_ONE_P99] = pct(lat1, n1 * ROUNDS, 0.99);
     out->v[V_P50] = pct(latg, ng * ROUNDS, 0.50);
     out->v[V_P99] = pct(latg, ng * ROUNDS, 0.99);
     out->v[V_MAX] = latg[ng * ROUNDS - 1];
+    out->v[V_TXN_P50] = pct(latt, ng * ROUNDS, 0.50);
+    out->v[V_TXN_P99] = pct(latt, ng * ROUNDS, 0.99);
     rc = 0;
 done:
     crdt_replica_close(r);
     free(lat1);
     free(latg);
+    free(latt);
     return rc < 0 ? -1 : 0;
 }
 
@@ -225,7 +274,7 @@ w_group_run(bench_entry *e)
 {
     group_args a;
     double s1[64], sg[64], o50[64], o99[64], g50[64], g99[64], gmax[64];
-    double d1[64], dg[64];
+    double d1[64], dg[64], st[64], t50[64], t99[64];
     int runs = g_opts.runs;
     bench_res res;
 
@@ -254,6 +303,9 @@ w_group_run(bench_entry *e)
         g50[i] = res.v[V_P50] * 1e6;
         g99[i] = res.v[V_P99] * 1e6;
         gmax[i] = res.v[V_MAX] * 1e6;
+        st[i] = res.v[V_TXN_S];
+        t50[i] = res.v[V_TXN_P50] * 1e6;
+        t99[i] = res.v[V_TXN_P99] * 1e6;
         d1[i] = res.v[V_ONE_DISK] / 1024.0 / (double)a.n1;
         dg[i] = res.v[V_GROUP_DISK] / 1024.0 /
                 (double)(a.per_th * THREADS);
@@ -261,13 +313,19 @@ w_group_run(bench_entry *e)
                   "%d threads %.0f commits/s (p50 %.0f us, p99 %.0f us)",
                   (double)a.n1 / s1[i], o50[i], o99[i], THREADS,
                   (double)(a.per_th * THREADS) / sg[i], g50[i], g99[i]);
+        bench_log("  %d threads, a txn each: %.0f commits/s (p50 %.0f us, "
+                  "p99 %.0f us)", THREADS,
+                  (double)(a.per_th * THREADS) / st[i], t50[i], t99[i]);
     }
     uint64_t ng = a.per_th * THREADS;
     bench_fig f1 = bench_fig_of(s1, runs), fg = bench_fig_of(sg, runs);
     bench_fig fo50 = bench_fig_of(o50, runs), fo99 = bench_fig_of(o99, runs);
     bench_fig fg50 = bench_fig_of(g50, runs), fg99 = bench_fig_of(g99, runs);
     bench_fig fgmax = bench_fig_of(gmax, runs);
+    bench_fig ft = bench_fig_of(st, runs);
+    bench_fig ft50 = bench_fig_of(t50, runs), ft99 = bench_fig_of(t99, runs);
     double c1 = (double)a.n1 / f1.med, cg = (double)ng / fg.med;
+    double ct = (double)ng / ft.med;
 
     entry_int(e, "threads", THREADS);
     entry_timing(e, "commits", ng, &fg);
@@ -284,6 +342,13 @@ w_group_run(bench_entry *e)
     entry_num(e, "one_writer_p50_us", fo50.med);
     entry_num(e, "one_writer_p99_us", fo99.med);
     entry_num(e, "ratio_vs_one_writer", cg / c1);
+    entry_str(e, "how", "crdt_txn_write(): the threads' changes share "
+                        "LMDB txns and syncs");
+    /* the same threads each with a txn of their own (syncs shared) */
+    entry_num(e, "txn_commit_commits_per_s", ct);
+    entry_num(e, "txn_commit_p50_us", ft50.med);
+    entry_num(e, "txn_commit_p99_us", ft99.med);
+    entry_num(e, "txn_commit_ratio_vs_one_writer", ct / c1);
     /* what the disk wrote per commit, the whole device's count: LMDB
      * copies each page a txn changes, so this, not the commit's CPU, is
      * what 16 threads sharing syncs run into on a fast disk */
@@ -303,6 +368,10 @@ w_group_run(bench_entry *e)
     entry_row(e, "%-12s %9llu com %8.3f s [%.3f..%.3f] %11.0f com/s",
               "  one_writer", (unsigned long long)a.n1, f1.med, f1.min,
               f1.max, c1);
+    entry_row(e, "%-12s %9llu com %8.3f s [%.3f..%.3f] %11.0f com/s  "
+                 "ratio %.3f (a txn each; p50 %.0f us, p99 %.0f us)",
+              "  txn_commit", (unsigned long long)ng, ft.med, ft.min, ft.max,
+              ct, ct / c1, ft50.med, ft99.med);
     if (have_disk)
         entry_row(e, "%-12s   the disk wrote %.1f KiB per commit (%d "
                      "threads), %.1f KiB (one writer)",

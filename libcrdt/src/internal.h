@@ -131,6 +131,12 @@ struct crdt_replica {
     uint64_t sync_failed;      /* a failed sync covered commits up to here */
     int sync_running;          /* a leader is in mdb_env_sync() */
     uint64_t sync_count;       /* syncs issued (tests, bench) */
+    /* crdt_txn_write()'s queue (txn_group.c) */
+    pthread_mutex_t wq_lock;
+    pthread_cond_t wq_cond;
+    pthread_cond_t wq_lead_cond; /* the leader: a request, a sync ended */
+    struct crdt__wreq *wq_head, *wq_tail;
+    int wq_busy;               /* a leader is running a group */
     int damaged; /* crdt_replica_mark_damaged(); atomic */
     uint64_t readers_checked_ms; /* last stale-reader sweep; atomic */
 };
@@ -190,6 +196,8 @@ typedef struct {
     /* during crdt_raw_replay_log(): the log key of the change replayed;
      * the log's changes from it on are not judged yet */
     const unsigned char *replay_key;
+    int sync_later; /* commit: leave the wait for durability to the
+                       caller (crdt__store_sync_wait()) */
 } crdt__wctx;
 
 /* A raw txn (crdt/raw.h): a write context, or a read txn. Merge builds
@@ -321,6 +329,18 @@ void crdt__store_close(crdt_replica *r);
  * that growing the map can wait until no txn of this process is open. */
 int crdt__txn_begin(crdt_replica *r, int write, MDB_txn **out);
 int crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit);
+/* Commit @p txn like crdt__txn_end(), but return before the commit is
+ * durable: take a ticket with crdt__store_sync_ticket() right after, and
+ * crdt__store_sync_wait() for it (txn_group.c: the writer lock is free
+ * for the next group while this one syncs). */
+int crdt__txn_commit_unwaited(crdt_replica *r, MDB_txn *txn);
+uint64_t crdt__store_sync_ticket(crdt_replica *r);
+int crdt__store_sync_wait(crdt_replica *r, uint64_t ticket);
+/* A shared sync (group_commit) is running; when it ends, wq_lead_cond
+ * is signalled (under wq_lock). */
+int crdt__store_syncing(crdt_replica *r);
+/* The calling thread holds a txn of @p r. */
+int crdt__store_txns_held_here(crdt_replica *r);
 /* Grow the map after MDB_MAP_FULL; CRDT_EFULL past max_map_size. */
 int crdt__store_grow(crdt_replica *r);
 /* Syncs issued by group commit so far (store_lmdb.c). */

@@ -394,7 +394,9 @@ crdt__wctx_commit(crdt__wctx *w)
     }
     {
         uint64_t id = mdb_txn_id(w->txn);
-        rc = crdt__txn_end(w->r, w->txn, 1); /* closes the cursor too */
+        /* closes the cursor too */
+        rc = w->sync_later ? crdt__txn_commit_unwaited(w->r, w->txn)
+                           : crdt__txn_end(w->r, w->txn, 1);
         if (rc == CRDT_OK)
             crdt__seq_wctx_commit(w, id);
         else

@@ -366,19 +366,34 @@ upgrade_number(MDB_txn *txn, crdt_replica *r)
  * any lock, and moves the mark. Committers arriving during a sync wait
  * for it to end and the next leader covers them together: under load
  * one fdatasync covers as many commits as arrived during the last one.
+ * A group of crdt_txn_write() changes (txn_group.c) takes one ticket
+ * for all of them as its LMDB commit returns, and its callers wait on
+ * it; a ticket not yet synced also tells the next group's leader that a
+ * sync is due (crdt__store_syncing()).
  *
  * A failed sync (EIO) fails every commit it covered: they are visible
  * but maybe not on disk, and a second fsync may falsely succeed after
  * the kernel dropped the dirty pages, so they are not retried.
  */
-static int
-group_sync(crdt_replica *r)
+static uint64_t
+sync_ticket(crdt_replica *r)
 {
-    uint64_t mine, upto;
-    int rc = CRDT_OK;
+    uint64_t mine;
 
     pthread_mutex_lock(&r->sync_lock);
     mine = ++r->sync_done;
+    pthread_mutex_unlock(&r->sync_lock);
+    return mine;
+}
+
+/* Wait until ticket @p mine is synced, leading a sync if none runs. */
+static int
+sync_wait(crdt_replica *r, uint64_t mine)
+{
+    uint64_t upto;
+    int rc = CRDT_OK;
+
+    pthread_mutex_lock(&r->sync_lock);
     while (r->sync_synced < mine && r->sync_failed < mine) {
         if (r->sync_running) {
             pthread_cond_wait(&r->sync_cond, &r->sync_lock);
@@ -396,6 +411,13 @@ group_sync(crdt_replica *r)
         else if (rc != 0 && upto > r->sync_failed)
             r->sync_failed = upto;
         pthread_cond_broadcast(&r->sync_cond);
+        /* a group waiting for this sync to end commits now
+         * (txn_group.c (6)); never with sync_lock held */
+        pthread_mutex_unlock(&r->sync_lock);
+        pthread_mutex_lock(&r->wq_lock);
+        pthread_cond_signal(&r->wq_lead_cond);
+        pthread_mutex_unlock(&r->wq_lock);
+        pthread_mutex_lock(&r->sync_lock);
     }
     /* a failed sync that covered this commit wins: a success after it
      * may have found the pages already dropped (and one before it,
@@ -404,6 +426,27 @@ group_sync(crdt_replica *r)
                                                          : CRDT_EIO;
     pthread_mutex_unlock(&r->sync_lock);
     return rc;
+}
+
+static int
+group_sync(crdt_replica *r)
+{
+    return sync_wait(r, sync_ticket(r));
+}
+
+int
+crdt__store_syncing(crdt_replica *r)
+{
+    int running;
+
+    if (!r->group_sync)
+        return 0;
+    pthread_mutex_lock(&r->sync_lock);
+    /* or about to: a commit took a ticket that no sync covered yet */
+    running = r->sync_running || (r->sync_done > r->sync_synced &&
+                                  r->sync_done > r->sync_failed);
+    pthread_mutex_unlock(&r->sync_lock);
+    return running;
 }
 
 uint64_t
@@ -709,6 +752,12 @@ txns_held_here(crdt_replica *r)
 }
 
 int
+crdt__store_txns_held_here(crdt_replica *r)
+{
+    return txns_held_here(r);
+}
+
+int
 crdt__txn_begin(crdt_replica *r, int write, MDB_txn **out)
 {
     int rc;
@@ -815,8 +864,28 @@ commit_err(crdt_replica *r, int mdb_rc)
     return left < FULL_BELOW ? CRDT_EFULL : CRDT_EIO;
 }
 
+uint64_t
+crdt__store_sync_ticket(crdt_replica *r)
+{
+    return r->group_sync ? sync_ticket(r) : 0;
+}
+
+/* After a write commit: keeps (5) and (6) for it. */
 int
-crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
+crdt__store_sync_wait(crdt_replica *r, uint64_t ticket)
+{
+    int rc = CRDT_OK;
+
+    if (r->group_sync)
+        rc = sync_wait(r, ticket);
+    if (rc == CRDT_OK &&
+        __atomic_load_n(&r->create_unsynced, __ATOMIC_RELAXED))
+        creation_synced(r);
+    return rc;
+}
+
+static int
+txn_end(crdt_replica *r, MDB_txn *txn, int commit, int wait)
 {
     int rc = CRDT_OK;
 
@@ -833,12 +902,21 @@ crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
     }
     pthread_rwlock_unlock(&r->grow_lock);
     /* outside the locks: other committers go on while this one waits */
-    if (commit && rc == CRDT_OK && r->group_sync)
-        rc = group_sync(r);
-    if (commit && rc == CRDT_OK &&
-        __atomic_load_n(&r->create_unsynced, __ATOMIC_RELAXED))
-        creation_synced(r);
+    if (commit && rc == CRDT_OK && wait)
+        rc = crdt__store_sync_wait(r, crdt__store_sync_ticket(r));
     return rc;
+}
+
+int
+crdt__txn_end(crdt_replica *r, MDB_txn *txn, int commit)
+{
+    return txn_end(r, txn, commit, 1);
+}
+
+int
+crdt__txn_commit_unwaited(crdt_replica *r, MDB_txn *txn)
+{
+    return txn_end(r, txn, 1, 0);
 }
 
 int

@@ -19,10 +19,13 @@
 
 #include "internal.h"
 #include "seq.h"
+#include "txn_group.h"
 
 struct crdt_txn {
     crdt_replica *r;
-    crdt__wctx w;
+    crdt__wctx *w;      /* == &own, or the group's (txn_group.c) */
+    crdt__wctx own;
+    struct crdt__wgroup *g; /* crdt_txn_write(): the group it runs in */
     crdt__enc ops;      /* encoded ops, without the array header */
     uint64_t n_ops;
     uint64_t seq0;      /* seq of the first op */
@@ -40,6 +43,7 @@ struct crdt_txn {
      * now gets, its length 0 for plain ops */
     unsigned char copy_head[32];
     size_t copy_len;
+    unsigned char hash[CRDT_HASH_BYTES]; /* of the change written last */
 };
 
 static int run_dels(crdt_txn *t);
@@ -52,7 +56,7 @@ load_position(crdt_txn *t)
     MDB_val v;
     int rc;
 
-    rc = crdt__head_get(t->w.txn, t->r, &t->r->actor, &h);
+    rc = crdt__head_get(t->w->txn, t->r, &t->r->actor, &h);
     if (rc == CRDT_ENOTFOUND) {
         t->seq0 = 1;
         memset(t->prev, 0, sizeof t->prev);
@@ -62,8 +66,8 @@ load_position(crdt_txn *t)
         t->seq0 = h.seq + 1;
         memcpy(t->prev, h.hash, sizeof t->prev);
     }
-    t->hlc0 = crdt__hlc_next(crdt__meta_u64(t->w.txn, t->r, "hlc"), 1);
-    rc = crdt__meta_get(t->w.txn, t->r, "epoch_id", &v);
+    t->hlc0 = crdt__hlc_next(crdt__meta_u64(t->w->txn, t->r, "hlc"), 1);
+    rc = crdt__meta_get(t->w->txn, t->r, "epoch_id", &v);
     if (rc < 0 || v.mv_size != CRDT_HASH_BYTES)
         return rc < 0 ? rc : CRDT_ECORRUPT;
     memcpy(t->epoch_id, v.mv_data, CRDT_HASH_BYTES);
@@ -85,13 +89,14 @@ crdt_txn_begin(crdt_txn **out, crdt_replica *r)
     if (t == NULL)
         return CRDT_ENOMEM;
     t->r = r;
+    t->w = &t->own;
     crdt__enc_init(&t->ops);
     crdt__enc_init(&t->dels);
-    rc = crdt__wctx_begin(&t->w, r, 1);
+    rc = crdt__wctx_begin(t->w, r, 1);
     if (rc == CRDT_OK)
         rc = load_position(t);
     if (rc < 0) {
-        crdt__wctx_abort(&t->w);
+        crdt__wctx_abort(t->w);
         crdt__enc_free(&t->ops);
         crdt__enc_free(&t->dels);
         free(t);
@@ -114,15 +119,15 @@ apply_bytes(crdt_txn *t, const unsigned char *p, const unsigned char *end,
         if ((rc = crdt__op_decode(&op, &m)) < 0)
             return rc;
         /* the rules every replica applies to this op (authority.c) */
-        if ((rc = crdt__auth_local(&t->w, t->seq0 + index, &op)) < 0)
+        if ((rc = crdt__auth_local(t->w, t->seq0 + index, &op)) < 0)
             return rc;
-        rc = op.is_copy ? crdt__seq_copy_apply(&t->w, &op, t->hlc0 + index,
+        rc = op.is_copy ? crdt__seq_copy_apply(t->w, &op, t->hlc0 + index,
                                                &t->r->actor, t->seq0 + index)
-                        : crdt__state_apply(&t->w, &op, t->hlc0 + index,
+                        : crdt__state_apply(t->w, &op, t->hlc0 + index,
                                             &t->r->actor, t->seq0 + index);
         if (rc < 0)
             return rc;
-        crdt__auth_applied(&t->w, &op);
+        crdt__auth_applied(t->w, &op);
         index++;
     }
     return CRDT_OK;
@@ -144,11 +149,13 @@ retry_after_map_full(crdt_txn *t)
 {
     int rc;
 
+    if (t->g != NULL) /* the changes before it in the group, then it */
+        return crdt__wgroup_redo(t->g, t, 1);
     for (int tries = 0; tries < 16; tries++) {
-        crdt__wctx_abort(&t->w);
+        crdt__wctx_abort(t->w);
         if ((rc = crdt__store_grow(t->r)) < 0)
             return rc;
-        if ((rc = crdt__wctx_begin(&t->w, t->r, 1)) < 0)
+        if ((rc = crdt__wctx_begin(t->w, t->r, 1)) < 0)
             return rc;
         if ((rc = load_position(t)) < 0)
             return rc;
@@ -250,7 +257,7 @@ check(crdt_txn *t, const char *coll, const char *doc, const char *field,
         return CRDT_ELIMIT;
     if (want_kind == 0)
         return CRDT_OK;
-    kind = crdt__state_field_kind(t->w.txn, t->w.state, coll, doc, field);
+    kind = crdt__state_field_kind(t->w->txn, t->w->state, coll, doc, field);
     if (kind < 0)
         return kind;
     if (kind != 0 && kind != want_kind)
@@ -343,7 +350,7 @@ set_op(crdt_txn *t, crdt_op_kind kind, const char *coll, const char *doc,
     if (rc == CRDT_OK)
         rc = crdt__enc_value(&t->ops, v);
     if (rc == CRDT_OK && kind == CRDT_OP_SREM)
-        rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_SREM, coll, doc,
+        rc = crdt__state_observe(t->w, &t->ops, CRDT_OP_SREM, coll, doc,
                                  field, v);
     return finish_op(t, from, rc);
 }
@@ -376,7 +383,7 @@ crdt_txn_del_field(crdt_txn *t, const char *coll, const char *doc,
     from = t->ops.sb.size;
     rc = encode_head(t, CRDT_OP_DEL_FIELD, 5, coll, doc, field);
     if (rc == CRDT_OK)
-        rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_DEL_FIELD, coll,
+        rc = crdt__state_observe(t->w, &t->ops, CRDT_OP_DEL_FIELD, coll,
                                  doc, field, NULL);
     return finish_op(t, from, rc);
 }
@@ -394,7 +401,7 @@ crdt_txn_del_doc(crdt_txn *t, const char *coll, const char *doc)
     from = t->ops.sb.size;
     rc = encode_head(t, CRDT_OP_DEL_DOC, 4, coll, doc, NULL);
     if (rc == CRDT_OK)
-        rc = crdt__state_observe(&t->w, &t->ops, CRDT_OP_DEL_DOC, coll, doc,
+        rc = crdt__state_observe(t->w, &t->ops, CRDT_OP_DEL_DOC, coll, doc,
                                  NULL, NULL);
     return finish_op(t, from, rc);
 }
@@ -448,7 +455,7 @@ unsign_predecessor(crdt_txn *t)
     if (t->seq0 <= 1)
         return CRDT_OK;
     crdt__log_key(key, &r->actor, t->seq0 - 1);
-    rc = mdb_get(t->w.txn, r->dbi[CRDT_DB_LOG], &k, &v);
+    rc = mdb_get(t->w->txn, r->dbi[CRDT_DB_LOG], &k, &v);
     if (rc == MDB_NOTFOUND)
         return CRDT_OK;
     if (rc != 0)
@@ -463,15 +470,18 @@ unsign_predecessor(crdt_txn *t)
     if (len > 0) { /* 0: format 1, or no signature to drop */
         v.mv_size = len;
         v.mv_data = copy;
-        rc = crdt__mdb_err(mdb_put(t->w.txn, r->dbi[CRDT_DB_LOG], &k, &v, 0));
+        rc = crdt__mdb_err(mdb_put(t->w->txn, r->dbi[CRDT_DB_LOG], &k, &v, 0));
     }
     free(copy);
     return rc;
 }
 
-/* Encode, hash, sign and store the change; update heads and counters. */
+/* Encode, hash, sign and store the change; update heads and counters.
+ * Unless @p sign, the change is stored without its signature, as
+ * unsign_predecessor() would leave it: a group's later change proves it
+ * (txn_group.c signs the group's last). */
 static int
-write_change(crdt_txn *t, crdt_commit_info *info)
+write_change(crdt_txn *t, crdt_commit_info *info, int sign, int unsign_prev)
 {
     crdt_replica *r = t->r;
     crdt__enc body, change, ops;
@@ -505,12 +515,13 @@ write_change(crdt_txn *t, crdt_commit_info *info)
 
     crypto_generichash(hash, sizeof hash, (unsigned char *)body.sb.data,
                        body.sb.size, NULL, 0);
-    rc = crdt__change_sign(sig, hash, r->sk);
-    if (rc < 0)
+    memcpy(t->hash, hash, sizeof hash);
+    if (sign && (rc = crdt__change_sign(sig, hash, r->sk)) < 0)
         goto done;
     if (msgpack_pack_array(&change.pk, 2) < 0 ||
         crdt__enc_bin(&change, body.sb.data, body.sb.size) < 0 ||
-        crdt__enc_bin(&change, sig, sizeof sig) < 0) {
+        (sign ? crdt__enc_bin(&change, sig, sizeof sig)
+              : msgpack_pack_nil(&change.pk)) < 0) {
         rc = CRDT_ENOMEM;
         goto done;
     }
@@ -520,8 +531,8 @@ write_change(crdt_txn *t, crdt_commit_info *info)
     k.mv_data = key;
     v.mv_size = change.sb.size;
     v.mv_data = change.sb.data;
-    rc = crdt__mdb_err(mdb_put(t->w.txn, r->dbi[CRDT_DB_LOG], &k, &v, 0));
-    if (rc < 0 || (rc = unsign_predecessor(t)) < 0)
+    rc = crdt__mdb_err(mdb_put(t->w->txn, r->dbi[CRDT_DB_LOG], &k, &v, 0));
+    if (rc < 0 || (unsign_prev && (rc = unsign_predecessor(t)) < 0))
         goto done;
     h.seq = last;
     memcpy(h.hash, hash, sizeof hash);
@@ -532,22 +543,22 @@ write_change(crdt_txn *t, crdt_commit_info *info)
         unsigned char own[16];
         memcpy(own, r->actor.b, 8);
         crdt__be64(own + 8, last);
-        if ((rc = crdt__meta_put(t->w.txn, r, "own_seq", own, 16)) < 0)
+        if ((rc = crdt__meta_put(t->w->txn, r, "own_seq", own, 16)) < 0)
             goto done;
     }
     if (t->seq_ctr_dirty) {
         unsigned char sc[16];
         memcpy(sc, r->actor.b, 8);
         crdt__be64(sc + 8, t->seq_ctr);
-        if ((rc = crdt__meta_put(t->w.txn, r, "seq_ctr", sc, 16)) < 0)
+        if ((rc = crdt__meta_put(t->w->txn, r, "seq_ctr", sc, 16)) < 0)
             goto done;
     }
-    if ((rc = crdt__head_put(t->w.txn, r, &r->actor, &h)) < 0 ||
-        (rc = crdt__meta_put_u64(t->w.txn, r, "hlc",
+    if ((rc = crdt__head_put(t->w->txn, r, &r->actor, &h)) < 0 ||
+        (rc = crdt__meta_put_u64(t->w->txn, r, "hlc",
                                  t->hlc0 + t->n_ops - 1)) < 0 ||
-        (rc = crdt__count_add(t->w.txn, r, "ops_in_log",
+        (rc = crdt__count_add(t->w->txn, r, "ops_in_log",
                               (int64_t)t->n_ops)) < 0 ||
-        (rc = crdt__count_add(t->w.txn, r, "changes_in_log", 1)) < 0)
+        (rc = crdt__count_add(t->w->txn, r, "changes_in_log", 1)) < 0)
         goto done;
     if ((rc = run_dels(t)) < 0)
         goto done;
@@ -569,18 +580,18 @@ crdt_txn_commit(crdt_txn *t, crdt_commit_info *info)
     crdt_commit_info got = { 0, 0, 0 };
     int rc = CRDT_OK;
 
-    if (t == NULL)
+    if (t == NULL || t->g != NULL) /* a group's txn ends with the group */
         return CRDT_EINVAL;
     if (t->failed) {
         crdt_txn_abort(t);
         return CRDT_EBADTXN;
     }
     for (int tries = 0; t->n_ops > 0 && tries < 16; tries++) {
-        rc = write_change(t, &got);
+        rc = write_change(t, &got, 1, 1);
         if (rc == CRDT_OK) /* the change is in the log: judge again */
-            rc = crdt__auth_settle(&t->w);
+            rc = crdt__auth_settle(t->w);
         if (rc == CRDT_OK) {
-            rc = crdt__wctx_commit(&t->w);
+            rc = crdt__wctx_commit(t->w);
             if (rc != CRDT__EMAPFULL)
                 break;
         }
@@ -595,7 +606,7 @@ crdt_txn_commit(crdt_txn *t, crdt_commit_info *info)
         rc = CRDT_EFULL;
     if (info != NULL && rc == CRDT_OK)
         *info = got;
-    crdt__wctx_abort(&t->w); /* no-op after a commit */
+    crdt__wctx_abort(t->w); /* no-op after a commit */
     crdt__enc_free(&t->ops);
     crdt__enc_free(&t->dels);
     free(t);
@@ -605,9 +616,9 @@ crdt_txn_commit(crdt_txn *t, crdt_commit_info *info)
 void
 crdt_txn_abort(crdt_txn *t)
 {
-    if (t == NULL)
+    if (t == NULL || t->g != NULL)
         return;
-    crdt__wctx_abort(&t->w);
+    crdt__wctx_abort(t->w);
     crdt__enc_free(&t->ops);
     crdt__enc_free(&t->dels);
     free(t);
@@ -648,7 +659,7 @@ run_dels(crdt_txn *t)
     while (p < end) {
         size_t kl = (size_t)p[1] << 8 | p[2];
         MDB_val k = { kl, (void *)(p + 3) };
-        int rc = mdb_del(t->w.txn, t->r->dbi[p[0]], &k, NULL);
+        int rc = mdb_del(t->w->txn, t->r->dbi[p[0]], &k, NULL);
         if (rc != 0 && rc != MDB_NOTFOUND)
             return crdt__mdb_err(rc);
         p += 3 + kl;
@@ -661,7 +672,7 @@ run_dels(crdt_txn *t)
 crdt__wctx *
 crdt__txn_wctx(crdt_txn *t)
 {
-    return &t->w;
+    return t->w;
 }
 
 int
@@ -678,7 +689,7 @@ crdt__txn_seq_ids(crdt_txn *t, uint64_t n, uint64_t *first)
 {
     if (t->seq_ctr == 0) {
         MDB_val v;
-        int rc = crdt__meta_get(t->w.txn, t->r, "seq_ctr", &v);
+        int rc = crdt__meta_get(t->w->txn, t->r, "seq_ctr", &v);
         if (rc < 0 && rc != CRDT_ENOTFOUND)
             return rc;
         if (rc == CRDT_OK && v.mv_size == 16 &&
@@ -765,4 +776,98 @@ crdt__txn_add_op(crdt_txn *t, const crdt_op *op)
     }
     t->last_from = from;
     return finish_op(t, from, crdt__op_encode(&t->ops, op));
+}
+
+/* ---- for txn_group.c: a txn in a group's shared write context ---- */
+
+int
+crdt__txn_member_begin(crdt_txn **out, crdt_replica *r, crdt__wctx *w,
+                       struct crdt__wgroup *g)
+{
+    crdt_txn *t = calloc(1, sizeof *t);
+    int rc;
+
+    if (t == NULL)
+        return CRDT_ENOMEM;
+    t->r = r;
+    t->w = w;
+    t->g = g;
+    crdt__enc_init(&t->ops);
+    crdt__enc_init(&t->dels);
+    if ((rc = load_position(t)) < 0) {
+        crdt__txn_member_free(t);
+        return rc;
+    }
+    *out = t;
+    return CRDT_OK;
+}
+
+int
+crdt__txn_member_reapply(crdt_txn *t)
+{
+    int rc = load_position(t);
+
+    return rc < 0 ? rc : apply_encoded(t, 0, 0);
+}
+
+int
+crdt__txn_member_write(crdt_txn *t, int unsign_prev, crdt_commit_info *info)
+{
+    int rc = write_change(t, info, 0, unsign_prev);
+
+    return rc < 0 ? rc : crdt__auth_settle(t->w);
+}
+
+/* The change written last by @p t (stored with a nil signature) gets its
+ * signature: [body, nil] becomes [body, bin8 of 64 bytes]. */
+int
+crdt__txn_member_sign(crdt_txn *t)
+{
+    crdt_replica *r = t->r;
+    unsigned char key[16], *rec;
+    MDB_val k = { sizeof key, key }, v;
+    int rc;
+
+    crdt__log_key(key, &r->actor, t->seq0 + t->n_ops - 1);
+    if ((rc = crdt__mdb_err(mdb_get(t->w->txn, r->dbi[CRDT_DB_LOG], &k,
+                                    &v))) < 0)
+        return rc;
+    if (v.mv_size < 2 || ((unsigned char *)v.mv_data)[v.mv_size - 1] != 0xc0)
+        return CRDT_ECORRUPT; /* not what write_change() stored */
+    if ((rec = malloc(v.mv_size + 65)) == NULL)
+        return CRDT_ENOMEM;
+    memcpy(rec, v.mv_data, v.mv_size - 1);
+    rec[v.mv_size - 1] = 0xc4;
+    rec[v.mv_size] = 0x40;
+    rc = crdt__change_sign(rec + v.mv_size + 1, t->hash, r->sk);
+    if (rc == CRDT_OK) {
+        v.mv_size += 65;
+        v.mv_data = rec;
+        rc = crdt__mdb_err(mdb_put(t->w->txn, r->dbi[CRDT_DB_LOG], &k, &v,
+                                   0));
+    }
+    free(rec);
+    return rc;
+}
+
+uint64_t
+crdt__txn_member_ops(const crdt_txn *t)
+{
+    return t->n_ops;
+}
+
+int
+crdt__txn_member_failed(const crdt_txn *t)
+{
+    return t->failed;
+}
+
+void
+crdt__txn_member_free(crdt_txn *t)
+{
+    if (t == NULL)
+        return;
+    crdt__enc_free(&t->ops);
+    crdt__enc_free(&t->dels);
+    free(t);
 }

@@ -1,6 +1,8 @@
 /*
  * test_groupcommit.c: many threads committing on one replica handle
- * share syncs, and a commit is durable when its call returns.
+ * share syncs, and a commit is durable when its call returns. The tests
+ * that commit run twice: with a txn per commit (crdt_txn_begin and
+ * crdt_txn_commit), and with crdt_txn_write() (changes sharing txns).
  *
  * This program defines fdatasync(): LMDB (a shared library) calls it
  * to sync the data file, so the definition here takes its place and
@@ -56,6 +58,14 @@ fdatasync(int fd)
 
 static char dir[256];
 static crdt_replica *r;
+static int shared_txn; /* commit with crdt_txn_write() */
+
+static int
+put_int(crdt_replica *rep, const char *coll, const char *doc, int64_t v)
+{
+    return shared_txn ? tu_write_int(rep, coll, doc, "v", v)
+                      : tu_put_int(rep, coll, doc, "v", v);
+}
 
 static void
 setup(void)
@@ -88,7 +98,7 @@ put_doc(crdt_replica *rep, int th, int i)
     char doc[32];
 
     snprintf(doc, sizeof doc, "t%02d-%05d", th, i);
-    return tu_put_int(rep, "c", doc, "v", (int64_t)th * 100000 + i);
+    return put_int(rep, "c", doc, (int64_t)th * 100000 + i);
 }
 
 /* The kill test's docs: one collection per round. */
@@ -99,7 +109,7 @@ put_round(crdt_replica *rep, int round, int th, int i)
 
     snprintf(coll, sizeof coll, "r%d", round);
     snprintf(doc, sizeof doc, "t%02d-%05d", th, i);
-    return tu_put_int(rep, coll, doc, "v", (int64_t)th * 100000 + i);
+    return put_int(rep, coll, doc, (int64_t)th * 100000 + i);
 }
 
 static void *
@@ -133,6 +143,7 @@ START_TEST(test_threads_share_syncs)
     char buf[64], doc[32];
     int n = 20;
 
+    shared_txn = _i;
     sync_delay_us = 1000; /* a slow disk: commits queue behind syncs */
     for (int i = 0; i < THREADS; i++) {
         w[i] = (worker){ i, n, 0, 0 };
@@ -162,6 +173,7 @@ START_TEST(test_one_writer_one_sync_per_commit)
 {
     unsigned long calls0 = syncs_started;
 
+    shared_txn = _i;
     for (int i = 0; i < 10; i++)
         ck_assert_int_eq(put_doc(r, 0, i), CRDT_OK);
     ck_assert_uint_eq(syncs_started - calls0, 10);
@@ -173,6 +185,7 @@ START_TEST(test_failed_sync_fails_commit)
 {
     char buf[64];
 
+    shared_txn = _i;
     ck_assert_int_eq(put_doc(r, 0, 0), CRDT_OK);
     sync_fail_next = 1;
     ck_assert_int_eq(put_doc(r, 0, 1), CRDT_EIO);
@@ -265,6 +278,7 @@ START_TEST(test_kill_keeps_returned_commits)
     static int last[THREADS];
     char path[300], buf[64], doc[32], coll[16];
 
+    shared_txn = _i;
     snprintf(path, sizeof path, "%s/r", dir);
     crdt_replica_close(r); /* no environment crosses the fork */
     r = NULL;
@@ -336,11 +350,11 @@ test_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_threads_share_syncs);
-    tcase_add_test(tc, test_one_writer_one_sync_per_commit);
-    tcase_add_test(tc, test_failed_sync_fails_commit);
+    tcase_add_loop_test(tc, test_threads_share_syncs, 0, 2);
+    tcase_add_loop_test(tc, test_one_writer_one_sync_per_commit, 0, 2);
+    tcase_add_loop_test(tc, test_failed_sync_fails_commit, 0, 2);
     tcase_add_test(tc, test_default_open_does_not_group);
-    tcase_add_test(tc, test_kill_keeps_returned_commits);
+    tcase_add_loop_test(tc, test_kill_keeps_returned_commits, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -321,32 +321,28 @@ apply_seq(crdt_txn *t, const seq_plan *p)
     }
 }
 
-static int
-random_write(sim_world *w, int i)
-{
-    crdt_txn *t;
-    crdt_commit_info info;
-    int n_ops = 1 + (int)sim_below(w, 3), rc;
-    seq_plan sp;
-    uint64_t first_uniq = w->uniq;
+typedef struct {
+    sim_world *w;
+    const seq_plan *sp;
+    int n_ops;
+} write_body_args;
 
-    w->cur = i;
-    plan_seq(w, i, &sp);
-    rc = crdt_txn_begin(&t, w->rep[i]);
-    if (rc == CRDT_EBUSY)
-        return CRDT_OK; /* a migration was interrupted here */
-    if (rc < 0)
-        return rc;
-    if (sp.on) {
-        rc = apply_seq(t, &sp);
+/* A write's ops: the body of its txn, or of its crdt_txn_write(). */
+static int
+write_body(crdt_txn *t, void *arg)
+{
+    write_body_args *b = arg;
+    sim_world *w = b->w;
+    int n_ops = b->n_ops, rc;
+
+    if (b->sp->on) {
+        rc = apply_seq(t, b->sp);
         if (rc == CRDT_OK)
             w->seq_ops++;
         else if (rc == CRDT_ETYPE || rc == CRDT_ENOTFOUND)
             rc = CRDT_OK; /* renamed into another type meanwhile: skip */
-        if (rc < 0) {
-            crdt_txn_abort(t);
+        if (rc < 0)
             return rc;
-        }
     }
     for (int k = 0; k < n_ops; k++) {
         const char *coll = COLLS[sim_below(w, 2)];
@@ -386,18 +382,54 @@ random_write(sim_world *w, int i)
         }
         if (rc == CRDT_ETYPE || rc == CRDT_ELIMIT)
             rc = CRDT_OK; /* a field renamed into another type: skip */
-        if (rc < 0) {
-            crdt_txn_abort(t);
+        if (rc < 0)
             return rc;
-        }
+    }
+    return CRDT_OK;
+}
+
+/* Odd replicas write through crdt_txn_write() (a group of one here),
+ * even ones with a txn of their own: the same change either way.
+ * info->first_seq is 0 when the write had no ops. */
+static int
+commit_write(sim_world *w, int i, const seq_plan *sp, int n_ops,
+             crdt_commit_info *info)
+{
+    write_body_args b = { w, sp, n_ops };
+    crdt_txn *t;
+    int rc;
+
+    memset(info, 0, sizeof *info);
+    if (i % 2)
+        return crdt_txn_write(w->rep[i], write_body, &b, info);
+    if ((rc = crdt_txn_begin(&t, w->rep[i])) < 0)
+        return rc;
+    if ((rc = write_body(t, &b)) < 0) {
+        crdt_txn_abort(t);
+        return rc;
     }
     if (crdt_txn_op_count(t) == 0) {
         crdt_txn_abort(t);
         return CRDT_OK;
     }
-    rc = crdt_txn_commit(t, &info);
-    if (rc < 0)
-        return rc;
+    return crdt_txn_commit(t, info);
+}
+
+static int
+random_write(sim_world *w, int i)
+{
+    crdt_commit_info info;
+    int n_ops = 1 + (int)sim_below(w, 3), rc;
+    seq_plan sp;
+    uint64_t first_uniq = w->uniq;
+
+    w->cur = i;
+    plan_seq(w, i, &sp);
+    rc = commit_write(w, i, &sp, n_ops, &info);
+    if (rc == CRDT_EBUSY)
+        return CRDT_OK; /* a migration was interrupted here */
+    if (rc < 0 || info.first_seq == 0)
+        return rc; /* an error, or no ops */
     crdt_actor a = crdt_replica_actor(w->rep[i]);
     unsigned char hash[32];
     uint64_t head = 0;

@@ -195,6 +195,28 @@ tu_put_int(crdt_replica *r, const char *coll, const char *doc,
     return crdt_txn_commit(t, NULL);
 }
 
+typedef struct {
+    const char *coll, *doc, *field;
+    crdt_value v;
+} tu_put_args;
+
+static int
+tu_put_fn(crdt_txn *t, void *arg)
+{
+    const tu_put_args *a = arg;
+
+    return crdt_txn_put(t, a->coll, a->doc, a->field, &a->v);
+}
+
+int
+tu_write_int(crdt_replica *r, const char *coll, const char *doc,
+             const char *field, int64_t v)
+{
+    tu_put_args a = { coll, doc, field, crdt_value_int(v) };
+
+    return crdt_txn_write(r, tu_put_fn, &a, NULL);
+}
+
 void
 tu_put_numbered(crdt_replica *r, const char *coll, const char *prefix,
                 int width, int n, const char *field)

@@ -58,6 +58,9 @@ void tu_hash(char *hex65, crdt_replica *r);
 /* put int helper: one change. */
 int tu_put_int(crdt_replica *r, const char *coll, const char *doc,
                const char *field, int64_t v);
+/* The same change through crdt_txn_write() (a group's shared txn). */
+int tu_write_int(crdt_replica *r, const char *coll, const char *doc,
+                 const char *field, int64_t v);
 /* @p n one-op changes: @p field of documents @p prefix followed by
  * 0 .. n-1 (zero-padded to @p width digits) set to 0 .. n-1, one commit
  * each (checked). */

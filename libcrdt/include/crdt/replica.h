@@ -28,11 +28,14 @@
  *   in turn. With @c group_commit their commits also share syncs: a
  *   commit returns once a sync of the data file that began after LMDB
  *   committed it has completed, and one sync covers every commit that
- *   arrived while the one before ran. 16 threads of one-op commits get
- *   many times one thread's commits per second (bench: group_commit).
+ *   arrived while the one before ran. crdt_txn_write() (crdt/txn.h)
+ *   goes further: concurrent calls' changes share one LMDB txn, so the
+ *   disk writes the pages they change once per group, not per change.
+ *   16 threads of one-op changes get several times one thread's commits
+ *   per second (bench: group_commit).
  *
- * Durability: when crdt_txn_commit(), crdt_merge() or a write crdt_raw
- * commit returns CRDT_OK, the change is on disk: it survives the process
+ * Durability: when crdt_txn_commit(), crdt_txn_write(), crdt_merge() or
+ * a write crdt_raw commit returns CRDT_OK, the change is on disk: it survives the process
  * being killed and the machine losing power. A commit that has not
  * returned may or may not be there after a crash, never half.
  * - Default options: LMDB's own durable commit (the data pages synced,

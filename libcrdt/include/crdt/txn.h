@@ -90,6 +90,47 @@ CRDT_API CRDT_MUST_CHECK int crdt_txn_commit(crdt_txn *t, crdt_commit_info *info
 /** Abort and free @p t. NULL does nothing. */
 CRDT_API void crdt_txn_abort(crdt_txn *t);
 
+/**
+ * The body of a crdt_txn_write(): record ops on @p t with crdt_txn_put()
+ * and the others, and return CRDT_OK (or any value >= 0) to commit them,
+ * or a negative code to drop them. Never call crdt_txn_commit() or
+ * crdt_txn_abort() on @p t, keep no pointer to it, and do not block or
+ * open another txn of the replica: other threads' changes wait behind it.
+ */
+typedef int (*crdt_write_fn)(crdt_txn *t, void *arg);
+
+/**
+ * Write one change with many threads sharing the cost: the durable
+ * alternative to crdt_txn_begin() + crdt_txn_commit() for apps that
+ * commit small changes from several threads at once.
+ *
+ * Concurrent calls on one handle form a group: one of the calling
+ * threads runs every queued @p fn in turn, each on a txn of its own
+ * that sees the changes ahead of it, and commits them all in ONE LMDB
+ * txn, so a small change costs the disk a share of one commit's pages
+ * instead of a whole commit (bench: group_commit). Each @p fn that
+ * recorded ops is its own change, as crdt_txn_commit() would have made
+ * it; one that returned a negative code or whose txn failed leaves
+ * nothing, and the others are unaffected.
+ *
+ * So @p fn may run on ANOTHER thread than the caller's (never on two at
+ * once), and while it runs the writer lock is held for the whole group.
+ * A thread that holds a txn or read of @p r writes alone instead
+ * (waiting for another thread's group could deadlock with a map that
+ * has to grow).
+ *
+ * Returns once the change is durable as crdt_txn_commit()'s is (with
+ * @c group_commit the groups' syncs are shared as well).
+ * @param[out] info  what was committed (first_seq 0: @p fn recorded no
+ *                   ops), or NULL
+ * @return CRDT_OK; @p fn's negative code; CRDT_EBADTXN (an op of @p fn
+ *         failed the txn); the codes of crdt_txn_begin() and
+ *         crdt_txn_commit(): an error of the shared LMDB txn fails
+ *         every change of the group, and none of them is committed.
+ */
+CRDT_API CRDT_MUST_CHECK int crdt_txn_write(crdt_replica *r, crdt_write_fn fn,
+                                            void *arg, crdt_commit_info *info);
+
 #ifdef __cplusplus
 }
 #endif
