@@ -133,7 +133,6 @@ struct crdt_replica {
     uint64_t sync_count;       /* syncs issued (tests, bench) */
     /* crdt_txn_write()'s queue (txn_group.c) */
     pthread_mutex_t wq_lock;
-    pthread_cond_t wq_cond;
     pthread_cond_t wq_lead_cond; /* the leader: a request, a sync ended */
     struct crdt__wreq *wq_head, *wq_tail;
     int wq_busy;               /* a leader is running a group */

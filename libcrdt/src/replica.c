@@ -124,7 +124,6 @@ crdt_replica_open(crdt_replica **out, const char *path,
     pthread_mutex_init(&r->sync_lock, NULL);
     pthread_cond_init(&r->sync_cond, NULL);
     pthread_mutex_init(&r->wq_lock, NULL);
-    pthread_cond_init(&r->wq_cond, NULL);
     pthread_cond_init(&r->wq_lead_cond, NULL);
     r->read_only = opts->read_only;
     r->max_map_size = opts->max_map_size;
@@ -174,7 +173,6 @@ crdt_replica_close(crdt_replica *r)
     crdt__seq_cache_free(r);
     pthread_mutex_destroy(&r->seq_lock);
     pthread_cond_destroy(&r->sync_cond);
-    pthread_cond_destroy(&r->wq_cond);
     pthread_cond_destroy(&r->wq_lead_cond);
     pthread_mutex_destroy(&r->wq_lock);
     pthread_mutex_destroy(&r->sync_lock);

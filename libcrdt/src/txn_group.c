@@ -60,8 +60,9 @@ struct crdt__wreq {
     int rc;
     int ran;    /* its function was called */
     int wrote;  /* its change is in the group's LMDB commit */
-    int done;   /* under wq_lock */
-    uint64_t ticket; /* the group's sync ticket (store_lmdb.c (5)) */
+    int taken; /* by a group (under wq_lock) */
+    int done;  /* its result is final (under wq_lock) */
+    pthread_cond_t cond; /* its caller waits here */
     crdt_commit_info info;
     struct crdt__wreq *next;
 };
@@ -208,13 +209,17 @@ more(crdt_replica *r, size_t n)
     if (n < GROUP_MAX) {
         p = r->wq_head;
         r->wq_head = r->wq_tail = NULL;
+        for (struct crdt__wreq *x = p; x != NULL; x = x->next)
+            x->taken = 1;
     }
     pthread_mutex_unlock(&r->wq_lock);
     return p;
 }
 
-/* The leader's work: every request in @p q gets its rc (keeps (4)). */
-static void
+/* The leader's work: every request in @p q gets its rc, but for the
+ * wait for durability; returns the group's sync ticket (0: nothing to
+ * sync). */
+static uint64_t
 lead(crdt_replica *r, struct crdt__wreq *q)
 {
     struct crdt__wgroup g;
@@ -239,19 +244,51 @@ lead(crdt_replica *r, struct crdt__wreq *q)
     if (rc == CRDT_OK && g.n > 0)
         rc = finish(&g);
     crdt__wctx_abort(&g.w); /* no-op after a commit */
-    /* taken now, not by each caller as it wakes: the next group's leader
-     * sees a sync is due, and one sync covers this whole group */
+    /* taken at once: the next group's leader sees a sync is due */
     ticket = rc == CRDT_OK && g.n > 0 ? crdt__store_sync_ticket(r) : 0;
     for (p = q; p != NULL; p = p->next) {
         if (rc < 0 && (p->wrote || !p->ran))
             p->rc = rc; /* went with the group, or never ran */
         p->wrote = p->wrote && rc == CRDT_OK;
-        p->ticket = ticket;
     }
     for (size_t i = 0; i < g.n; i++)
         crdt__txn_member_free(g.m[i]);
     free(g.m);
     free(g.req);
+    return ticket;
+}
+
+/* Lead a group with the queue (wq_lock held on entry and return):
+ * commit it, hand the queue to the next leader, sync, and wake the
+ * group's callers (keeps (4)). */
+static void
+lead_queue(crdt_replica *r)
+{
+    struct crdt__wreq *batch = r->wq_head, *p;
+    uint64_t ticket;
+    int rc = CRDT_OK;
+
+    r->wq_busy = 1;
+    r->wq_head = r->wq_tail = NULL;
+    for (p = batch; p != NULL; p = p->next)
+        p->taken = 1;
+    pthread_mutex_unlock(&r->wq_lock);
+    ticket = lead(r, batch);
+    pthread_mutex_lock(&r->wq_lock);
+    r->wq_busy = 0; /* the next group is built while this one syncs */
+    if (r->wq_head != NULL)
+        pthread_cond_signal(&r->wq_head->cond);
+    pthread_mutex_unlock(&r->wq_lock);
+    /* this thread syncs for the group: its callers wake once, durable */
+    if (ticket != 0)
+        rc = crdt__store_sync_wait(r, ticket);
+    pthread_mutex_lock(&r->wq_lock);
+    for (p = batch; p != NULL; p = p->next) {
+        if (p->wrote && rc < 0)
+            p->rc = rc;
+        p->done = 1; /* p may be gone once it sees this */
+        pthread_cond_signal(&p->cond);
+    }
 }
 
 /* Keeps (5): the plain path. */
@@ -291,6 +328,8 @@ crdt_txn_write(crdt_replica *r, crdt_write_fn fn, void *arg,
     memset(&q, 0, sizeof q);
     q.fn = fn;
     q.arg = arg;
+    if (pthread_cond_init(&q.cond, NULL) != 0)
+        return CRDT_ENOMEM;
     pthread_mutex_lock(&r->wq_lock);
     if (r->wq_tail != NULL)
         r->wq_tail->next = &q;
@@ -300,27 +339,14 @@ crdt_txn_write(crdt_replica *r, crdt_write_fn fn, void *arg,
     if (r->wq_busy)
         pthread_cond_signal(&r->wq_lead_cond); /* a leader may take it */
     while (!q.done) {
-        struct crdt__wreq *batch, *p;
-
-        if (r->wq_busy) {
-            pthread_cond_wait(&r->wq_cond, &r->wq_lock);
-            continue;
-        }
-        r->wq_busy = 1;
-        batch = r->wq_head;
-        r->wq_head = r->wq_tail = NULL;
-        pthread_mutex_unlock(&r->wq_lock);
-        lead(r, batch);
-        pthread_mutex_lock(&r->wq_lock);
-        r->wq_busy = 0;
-        for (p = batch; p != NULL; p = p->next)
-            p->done = 1; /* p may be gone once it sees this */
-        pthread_cond_broadcast(&r->wq_cond);
+        if (!r->wq_busy && !q.taken)
+            lead_queue(r); /* q is in the queue, so it leads its group */
+        else
+            pthread_cond_wait(&q.cond, &r->wq_lock);
     }
     pthread_mutex_unlock(&r->wq_lock);
+    pthread_cond_destroy(&q.cond);
     rc = q.rc;
-    if (rc == CRDT_OK && q.wrote)
-        rc = crdt__store_sync_wait(r, q.ticket); /* keeps (4) */
     if (rc == CRDT_OK && info != NULL)
         *info = q.info;
     return rc;
