@@ -10,8 +10,9 @@
  * one write context, runs each request's function on a txn of its own
  * that shares the context, writes each change, and commits the LMDB txn
  * once. Callers arriving meanwhile queue for the next group, which starts
- * as soon as this one's LMDB commit returns; each caller then waits for
- * the sync that makes its change durable (store_lmdb.c (5)).
+ * as soon as this one's LMDB commit returns (the queue's head leads it);
+ * the leader then waits for the sync that makes its group durable
+ * (store_lmdb.c (5)) and wakes each of the group's callers once.
  *
  * Invariants:
  *  (1) Each request that wrote ops is one change, the same as
