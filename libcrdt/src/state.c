@@ -29,6 +29,7 @@
 #include "internal.h"
 #include "seq.h"
 #include "state_keys.h"
+#include "txn_group.h"
 
 /* ---- multiset hash: a sum of per-entry hashes in four 64-bit lanes ----
  *
@@ -351,6 +352,8 @@ crdt__wctx_begin(crdt__wctx *w, crdt_replica *r, int check_marker)
     memset(w, 0, sizeof *w);
     w->r = r;
     if ((rc = crdt__feed_guard(r)) < 0) /* no writes from a feed callback */
+        return rc;
+    if ((rc = crdt__wgroup_guard(r)) < 0) /* nor from a crdt_txn_write body */
         return rc;
     /* Answer BUSY at once: a migration holds the writer lock for its
      * whole big txn, so waiting in mdb_txn_begin could take minutes.

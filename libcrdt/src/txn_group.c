@@ -76,9 +76,34 @@ struct crdt__wgroup {
     size_t n, cap;
 };
 
-/* Keeps (2) and (3). */
+/* The replica whose group body this thread is running, if any: a body
+ * that begins another write of it would wait for the writer lock this
+ * thread holds (crdt__wctx_begin() answers CRDT_EBUSY instead). */
+static _Thread_local const crdt_replica *in_body;
+
+int
+crdt__wgroup_guard(const crdt_replica *r)
+{
+    return in_body != NULL && in_body == r ? CRDT_EBUSY : CRDT_OK;
+}
+
+static int redo(struct crdt__wgroup *g, crdt_txn *cur, int grow);
+
+/* Keeps (2) and (3); also called from inside a body (a full map). */
 int
 crdt__wgroup_redo(struct crdt__wgroup *g, crdt_txn *cur, int grow)
+{
+    const crdt_replica *was = in_body;
+    int rc;
+
+    in_body = NULL; /* the group's own context is begun again */
+    rc = redo(g, cur, grow);
+    in_body = was;
+    return rc;
+}
+
+static int
+redo(struct crdt__wgroup *g, crdt_txn *cur, int grow)
 {
     int rc = CRDT__EMAPFULL;
 
@@ -136,7 +161,9 @@ run_one(struct crdt__wgroup *g, struct crdt__wreq *q)
     if ((rc = crdt__txn_member_begin(&t, g->r, &g->w, g)) < 0)
         return rc;
     q->ran = 1;
+    in_body = g->r;
     urc = q->fn(t, q->arg);
+    in_body = NULL;
     if (urc >= 0 && crdt__txn_member_failed(t))
         urc = CRDT_EBADTXN;
     if (urc >= 0 && crdt__txn_member_ops(t) == 0) {

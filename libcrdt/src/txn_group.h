@@ -14,6 +14,10 @@ struct crdt__wgroup;
  * txn.c calls it when the map fills during one of @p cur's ops. */
 int crdt__wgroup_redo(struct crdt__wgroup *g, crdt_txn *cur, int grow);
 
+/* CRDT_EBUSY when this thread is running a group body of @p r
+ * (crdt__wctx_begin() refuses to begin another write then). */
+int crdt__wgroup_guard(const crdt_replica *r);
+
 /* A txn in the group's write context @p w, positioned after what the
  * context holds. crdt_txn_commit() and crdt_txn_abort() refuse it. */
 int crdt__txn_member_begin(crdt_txn **out, crdt_replica *r, crdt__wctx *w,

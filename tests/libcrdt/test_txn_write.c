@@ -228,6 +228,21 @@ ends_itself(crdt_txn *t, void *arg)
     return crdt_txn_put(t, "c", "d", "h", &v);
 }
 
+/* Another write of the replica begun inside a body: CRDT_EBUSY, not a
+ * wait for the writer lock this thread holds. */
+static int
+nested(crdt_txn *t, void *arg)
+{
+    crdt_replica *rep = arg;
+    crdt_value v = crdt_value_int(3);
+    crdt_txn *other;
+
+    ck_assert_int_eq(crdt_txn_write(rep, nothing, NULL, NULL), CRDT_EBUSY);
+    ck_assert_int_eq(crdt_txn_begin(&other, rep), CRDT_EBUSY);
+    ck_assert_int_eq(crdt_merge(NULL, rep, NULL, 0), CRDT_EBUSY);
+    return crdt_txn_put(t, "c", "d", "nested", &v);
+}
+
 START_TEST(test_bodies)
 {
     crdt_commit_info info;
@@ -243,6 +258,10 @@ START_TEST(test_bodies)
     ck_assert_uint_eq(info.last_seq, 3);
     tu_field_str(buf, sizeof buf, a, "c", "d", "h");
     ck_assert_str_eq(buf, "2");
+    ck_assert_int_eq(crdt_txn_write(a, nested, a, &info), CRDT_OK);
+    ck_assert_uint_eq(info.first_seq, 4);
+    tu_field_str(buf, sizeof buf, a, "c", "d", "nested");
+    ck_assert_str_eq(buf, "3");
     ck_assert_int_eq(crdt_txn_write(NULL, nothing, NULL, NULL), CRDT_EINVAL);
     ck_assert_int_eq(crdt_txn_write(a, NULL, NULL, NULL), CRDT_EINVAL);
     ck_assert_int_eq(crdt_replica_check_records(a, NULL, 0), CRDT_OK);

@@ -94,8 +94,10 @@ CRDT_API void crdt_txn_abort(crdt_txn *t);
  * The body of a crdt_txn_write(): record ops on @p t with crdt_txn_put()
  * and the others, and return CRDT_OK (or any value >= 0) to commit them,
  * or a negative code to drop them. Never call crdt_txn_commit() or
- * crdt_txn_abort() on @p t, keep no pointer to it, and do not block or
- * open another txn of the replica: other threads' changes wait behind it.
+ * crdt_txn_abort() on @p t (they answer CRDT_EINVAL), keep no pointer to
+ * it, and do not block: other threads' changes wait behind it. Another
+ * write of the replica begun in it (crdt_txn_begin(), crdt_txn_write(),
+ * crdt_merge(), ...) answers CRDT_EBUSY.
  */
 typedef int (*crdt_write_fn)(crdt_txn *t, void *arg);
 
