@@ -186,8 +186,7 @@ run_one(struct crdt__wgroup *g, struct crdt__wreq *q)
     }
     /* keeps (2): whatever it applied goes with the context */
     q->rc = urc;
-    rc = crdt__txn_member_ops(t) > 0 || crdt__txn_member_failed(t) ||
-                 urc == CRDT_ENOMEM
+    rc = crdt__txn_member_ops(t) > 0 || crdt__txn_member_failed(t)
              ? crdt__wgroup_redo(g, NULL, 0)
              : CRDT_OK;
     crdt__txn_member_free(t);
@@ -245,15 +244,14 @@ more(crdt_replica *r, size_t n)
 }
 
 /* The leader's work: every request in @p q gets its rc, but for the
- * wait for durability; returns the group's sync ticket (0: nothing to
- * sync). */
-static uint64_t
-lead(crdt_replica *r, struct crdt__wreq *q)
+ * wait for durability; returns whether it committed anything, and then
+ * its sync ticket in @p ticket. */
+static int
+lead(crdt_replica *r, struct crdt__wreq *q, uint64_t *ticket)
 {
     struct crdt__wgroup g;
     struct crdt__wreq *p;
-    uint64_t ticket;
-    int rc;
+    int rc, committed;
 
     memset(&g, 0, sizeof g);
     g.r = r;
@@ -272,8 +270,9 @@ lead(crdt_replica *r, struct crdt__wreq *q)
     if (rc == CRDT_OK && g.n > 0)
         rc = finish(&g);
     crdt__wctx_abort(&g.w); /* no-op after a commit */
-    /* taken at once: the next group's leader sees a sync is due */
-    ticket = rc == CRDT_OK && g.n > 0 ? crdt__store_sync_ticket(r) : 0;
+    committed = rc == CRDT_OK && g.n > 0;
+    if (committed) /* at once: the next group's leader sees a sync is due */
+        *ticket = crdt__store_sync_ticket(r);
     for (p = q; p != NULL; p = p->next) {
         if (rc < 0 && (p->wrote || !p->ran))
             p->rc = rc; /* went with the group, or never ran */
@@ -283,7 +282,7 @@ lead(crdt_replica *r, struct crdt__wreq *q)
         crdt__txn_member_free(g.m[i]);
     free(g.m);
     free(g.req);
-    return ticket;
+    return committed;
 }
 
 /* Lead a group with the queue (wq_lock held on entry and return):
@@ -293,22 +292,22 @@ static void
 lead_queue(crdt_replica *r)
 {
     struct crdt__wreq *batch = r->wq_head, *p;
-    uint64_t ticket;
-    int rc = CRDT_OK;
+    uint64_t ticket = 0;
+    int committed, rc = CRDT_OK;
 
     r->wq_busy = 1;
     r->wq_head = r->wq_tail = NULL;
     for (p = batch; p != NULL; p = p->next)
         p->taken = 1;
     pthread_mutex_unlock(&r->wq_lock);
-    ticket = lead(r, batch);
+    committed = lead(r, batch, &ticket);
     pthread_mutex_lock(&r->wq_lock);
     r->wq_busy = 0; /* the next group is built while this one syncs */
     if (r->wq_head != NULL)
         pthread_cond_signal(&r->wq_head->cond);
     pthread_mutex_unlock(&r->wq_lock);
     /* this thread syncs for the group: its callers wake once, durable */
-    if (ticket != 0)
+    if (committed) /* also without group_commit: keeps store_lmdb.c (6) */
         rc = crdt__store_sync_wait(r, ticket);
     pthread_mutex_lock(&r->wq_lock);
     for (p = batch; p != NULL; p = p->next) {
