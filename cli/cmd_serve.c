@@ -55,11 +55,19 @@ typedef struct {
     serve_conf *conf; /* the settings in force; this thread changes them */
     crdtnet_daemon *d;
     /* every replica opened, in the daemon's order (a reload appends;
-     * a removed one stays open until the daemon ends) */
+     * a removed one stays open until the daemon ends, unless it is
+     * reopened: then NULL between the close and the new open, which is
+     * why the directories are kept apart). Changed under
+     * serve_metrics_lock() (a scrape reads the served ones). */
     crdt_replica **reps;
+    char *dirs[SERVE_MAX_DIRS];
+    unsigned char sids[SERVE_MAX_DIRS][CRDT_SPACE_ID_BYTES];
     size_t n;
     int served[SERVE_MAX_DIRS];  /* 0: removed by a reload */
     int checked[SERVE_MAX_DIRS]; /* its damage was looked into */
+    /* LMDB gave up on its environment (an I/O error, not damage): close
+     * the handle once the daemon is done with it and open it anew */
+    int reopen[SERVE_MAX_DIRS];
     serve_backup_state *bk; /* under serve_metrics_lock() */
     serve_metrics *metrics; /* NULL: none */
 } house;
@@ -234,7 +242,7 @@ apply_spaces(house *h, const serve_conf *n)
     int rc;
 
     for (size_t i = 0; i < h->n; i++) {
-        const char *dir = crdt_replica_path(h->reps[i]);
+        const char *dir = h->dirs[i];
 
         if (!h->served[i])
             continue;
@@ -255,10 +263,10 @@ apply_spaces(house *h, const serve_conf *n)
                            "(space %s): %s; no longer serving this space; "
                            "run strata verify %s", dir, hex, why, dir);
             } else { /* e.g. LMDB gave up after a failed write: not damage */
+                h->reopen[i] = 1;
                 serve_logf(CRDTNET_LOG_ERROR, "reload: cannot read %s "
                            "(space %s): %s; no longer serving this space; "
-                           "restart the daemon once its disk is sound", dir,
-                           hex, why);
+                           "opening it again", dir, hex, why);
             }
         }
     }
@@ -268,10 +276,14 @@ apply_spaces(house *h, const serve_conf *n)
         size_t at = h->n;
 
         for (size_t i = 0; i < h->n; i++)
-            if (same_dir(crdt_replica_path(h->reps[i]), dir))
+            if (same_dir(h->dirs[i], dir))
                 at = i;
-        if (at < h->n && (h->served[at] || dropped[at]))
-            continue; /* served, or dropped, by the checks above */
+        if (at < h->n && (h->served[at] || dropped[at] || h->reopen[at]))
+            continue; /* served, dropped by the checks above, reopening */
+        if (at < h->n && h->reps[at] == NULL) { /* closed: open it anew */
+            h->reopen[at] = 1;
+            continue;
+        }
         if (at < h->n) { /* removed before: check it again */
             r = h->reps[at];
             if (crdt_replica_damaged(r) ||
@@ -281,9 +293,9 @@ apply_spaces(house *h, const serve_conf *n)
                 continue;
             }
             if (rc < 0) {
-                serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: "
-                           "%s; restart the daemon once its disk is sound",
-                           dir, why);
+                h->reopen[at] = 1;
+                serve_logf(CRDTNET_LOG_ERROR, "reload: cannot read %s: %s; "
+                           "opening it again", dir, why);
                 continue;
             }
         } else if (h->n == SERVE_MAX_DIRS) {
@@ -312,7 +324,17 @@ apply_spaces(house *h, const serve_conf *n)
             continue;
         }
         if (at == h->n) {
+            if ((h->dirs[h->n] = strdup(dir)) == NULL) {
+                serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: "
+                           "out of memory", dir);
+                (void)crdtnet_daemon_remove_space(h->d, r);
+                crdt_replica_close(r);
+                continue;
+            }
+            serve_metrics_lock();
             h->reps[h->n] = r;
+            serve_metrics_unlock();
+            crdt_replica_space_id(r, h->sids[h->n]);
             h->checked[h->n] = 0;
             h->n++;
         }
@@ -330,9 +352,10 @@ look_into_damage(house *h)
     char why[300];
 
     for (size_t i = 0; i < h->n; i++) {
-        const char *dir = crdt_replica_path(h->reps[i]);
+        const char *dir = h->dirs[i];
 
-        if (h->checked[i] || !crdt_replica_damaged(h->reps[i]))
+        if (h->reps[i] == NULL || h->checked[i] ||
+            !crdt_replica_damaged(h->reps[i]))
             continue;
         h->checked[i] = 1;
         if (check_replica(h->reps[i], why, sizeof why) < 0)
@@ -342,6 +365,73 @@ look_into_damage(house *h)
             serve_logf(CRDTNET_LOG_ERROR, "corrupt replica %s: its pages "
                        "and records check sound now; it stays out until "
                        "a restart; run strata verify %s", dir, dir);
+    }
+}
+
+/*
+ * A replica whose environment LMDB gave up on (MDB_PANIC after a failed
+ * write: every txn of that handle fails, the file holds every commit)
+ * needs a new handle. Once the daemon is done with the old one (its
+ * sessions end within about a second of the removal), close it and open
+ * the directory again with every page and record checked, as at start,
+ * and serve the new handle in the space's place. Tried on every
+ * housekeeping turn until the daemon lets go; an open that fails (the
+ * disk is still failing) is logged once and tried again at the next
+ * reload. LMDB forbids two handles of one file in a process, hence the
+ * close before the open.
+ */
+static void
+reopen_spaces(house *h)
+{
+    for (size_t i = 0; i < h->n; i++) {
+        const char *dir = h->dirs[i];
+        crdt_replica *old = h->reps[i], *r = NULL;
+        char hex[2 * CRDT_SPACE_ID_BYTES + 1];
+        unsigned char sid[CRDT_SPACE_ID_BYTES];
+        int rc;
+
+        if (!h->reopen[i])
+            continue;
+        if (old != NULL) {
+            if (crdtnet_daemon_space_idle(h->d, old) == CRDT_EBUSY)
+                continue; /* a session still reads it: next turn */
+            serve_metrics_lock();
+            h->reps[i] = NULL;
+            serve_metrics_unlock();
+            crdt_replica_close(old);
+        }
+        h->reopen[i] = 0;
+        if (cli_open_ex(&r, dir, CLI_OPEN_WRITE | CLI_OPEN_CHECK_ALL) !=
+            CLI_OK) {
+            serve_logf(CRDTNET_LOG_ERROR, "reload: cannot open %s again; "
+                       "not serving it (a reload tries again)", dir);
+            continue;
+        }
+        space_hex(hex, r);
+        crdt_replica_space_id(r, sid);
+        if (memcmp(sid, h->sids[i], sizeof sid) != 0) {
+            /* the directory holds another space now: the daemon's place
+             * (and counters) is the old space's */
+            serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: it "
+                       "holds space %s now, not the one served before; "
+                       "restart the daemon to serve it", dir, hex);
+            crdt_replica_close(r);
+            continue;
+        }
+        if ((rc = crdtnet_daemon_add_space(h->d, r)) < 0) {
+            serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s (space "
+                       "%s): %s", dir, hex, crdt_strerror(rc));
+            crdt_replica_close(r);
+            continue;
+        }
+        serve_metrics_lock();
+        h->reps[i] = r;
+        serve_metrics_unlock();
+        h->served[i] = 1;
+        h->checked[i] = 0;
+        serve_metrics_spaces(h->metrics, h->n, h->served);
+        serve_logf(CRDTNET_LOG_INFO, "reload: opened %s again, every page "
+                   "and record checked: serving it (space %s)", dir, hex);
     }
 }
 
@@ -447,6 +537,7 @@ house_loop(void *arg)
         if (__atomic_exchange_n(&reload_wanted, 0, __ATOMIC_RELAXED)) {
             reload(h);
         }
+        reopen_spaces(h);
         look_into_damage(h);
         waited_ms += 200;
         if (h->conf->backup_dir == NULL ||
@@ -610,7 +701,7 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     serve_metrics *metrics = NULL;
     char host[256], port[16], why[1200];
     size_t opened = 0;
-    house h;
+    house h = { 0 };
     pthread_t th;
     int have_thread = 0, rc, code = CLI_OK;
 
@@ -698,8 +789,14 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     h.d = d;
     h.reps = reps;
     h.n = opened;
-    for (size_t i = 0; i < opened; i++)
+    for (size_t i = 0; i < opened; i++) {
         h.served[i] = 1;
+        crdt_replica_space_id(reps[i], h.sids[i]);
+        if ((h.dirs[i] = strdup(crdt_replica_path(reps[i]))) == NULL) {
+            code = cli_fail("serve", CRDT_ENOMEM);
+            goto out;
+        }
+    }
     h.bk = bk;
     h.metrics = metrics;
     have_thread = pthread_create(&th, NULL, house_loop, &h) == 0;
@@ -719,6 +816,8 @@ out:
     crdtnet_daemon_free(d);
     for (size_t i = 0; i < opened; i++)
         crdt_replica_close(reps[i]);
+    for (size_t i = 0; i < h.n; i++)
+        free(h.dirs[i]);
     serve_conf_free(&conf);
     return code;
 }

@@ -26,8 +26,9 @@ struct serve_metrics {
     crdtnet_daemon *d;
     crdt_replica *const *reps; /* SERVE_MAX_DIRS slots, n filled */
     serve_backup_state *backups;
-    /* under serve_metrics_lock(): a reload appends replicas and stops
-     * serving some (they stay open, so reading them stays safe) */
+    /* under serve_metrics_lock(): a reload appends replicas, stops
+     * serving some, and may close and reopen one it stopped serving;
+     * a scrape holds the lock while it reads the served handles */
     size_t n;
     int served[SERVE_MAX_DIRS];
     char space[SERVE_MAX_DIRS][2 * CRDT_SPACE_ID_BYTES + 1]; /* labels */
@@ -132,6 +133,7 @@ metrics_text(buf *b, serve_metrics *m)
     crdt_env_stats *es = calloc(SERVE_MAX_DIRS, sizeof *es);
     int *have_cs = calloc(SERVE_MAX_DIRS, sizeof *have_cs);
     serve_backup_state *bk = calloc(SERVE_MAX_DIRS, sizeof *bk);
+    int locked = 0;
     view v;
 
     if (st == NULL || cs == NULL || es == NULL || have_cs == NULL ||
@@ -139,11 +141,13 @@ metrics_text(buf *b, serve_metrics *m)
         b->oom = 1;
         goto out;
     }
+    /* held to the end: a reload may close an unserved space's handle
+     * (cmd_serve.c, reopen), and this scrape reads the handles */
     serve_metrics_lock();
+    locked = 1;
     v.n = m->n;
     memcpy(v.served, m->served, sizeof v.served);
     memcpy(bk, m->backups, m->n * sizeof *bk);
-    serve_metrics_unlock();
     FOR_SERVED(&v, i) {
         crdt_read *rd;
 
@@ -276,6 +280,8 @@ metrics_text(buf *b, serve_metrics *m)
         put(b, "strata_reader_slots_max{space=\"%s\"} %u\n", m->space[i],
             es[i].readers_max);
 out:
+    if (locked)
+        serve_metrics_unlock();
     free(st);
     free(cs);
     free(es);
@@ -291,10 +297,9 @@ health_text(buf *b, serve_metrics *m)
     int ok = 1;
     view v;
 
-    serve_metrics_lock();
+    serve_metrics_lock(); /* to the end, as in metrics_text() */
     v.n = m->n;
     memcpy(v.served, m->served, sizeof v.served);
-    serve_metrics_unlock();
     FOR_SERVED(&v, i) {
         crdt_read *rd;
         crdt_stats cs;
@@ -309,6 +314,7 @@ health_text(buf *b, serve_metrics *m)
             ok = 0;
         }
     }
+    serve_metrics_unlock();
     if (ok)
         put(b, "ok\n");
     return ok;

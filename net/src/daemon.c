@@ -92,6 +92,7 @@ typedef struct dconn {
     long long rx_ms;    /* when it last sent bytes (conn.c stores it) */
     unsigned char addr[16]; /* its source address (IPv4: 4 bytes) */
     int family;
+    uint64_t born;      /* d->conn_seq when it was listed */
     struct dconn *next, *prev;       /* d->conns: every one */
     struct dconn *hs_next, *hs_prev; /* d->hs: those in the handshake */
 } dconn;
@@ -112,10 +113,14 @@ typedef struct {
 struct crdtnet_daemon {
     /* CRDTNET_DAEMON_MAX_SPACES slots, filled in order and never moved
      * (threads hold pointers into them); n is published last */
-    crdt_replica **reps;
+    crdt_replica **reps; /* a slot's handle changes only while removed
+                          * and idle (add_space): atomic loads */
+    unsigned char (*sids)[CRDT_SPACE_ID_BYTES]; /* each slot's space */
     crdtnet_space_stats *stats; /* one per replica */
     uint64_t *seen_txn;         /* the loop's: last commit id seen */
     int *removed;               /* 1: no longer served (under mu) */
+    uint64_t *removed_at;       /* conn_seq when it was removed */
+    uint64_t conn_seq;          /* connections listed so far (under mu) */
     size_t n;
     int lfd;
     int port;
@@ -337,10 +342,15 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     d->stats = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->stats);
     d->removed = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->removed);
     d->seen_txn = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->seen_txn);
+    d->sids = calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->sids);
+    d->removed_at =
+        calloc(CRDTNET_DAEMON_MAX_SPACES, sizeof *d->removed_at);
     if (d->reps == NULL || d->stats == NULL || d->removed == NULL ||
-        d->seen_txn == NULL)
+        d->seen_txn == NULL || d->sids == NULL || d->removed_at == NULL)
         goto fail;
     memcpy(d->reps, replicas, n * sizeof *d->reps);
+    for (i = 0; i < n; i++)
+        crdt_replica_space_id(replicas[i], d->sids[i]);
     d->n = n;
     if (n_peers > 0) {
         d->peers = calloc(n_peers * CRDTNET_DAEMON_MAX_SPACES,
@@ -405,6 +415,8 @@ fail:
     free(d->peers);
     free(d->seen_txn);
     free(d->removed);
+    free(d->removed_at);
+    free(d->sids);
     free(d->stats);
     free(d->reps);
     free(d);
@@ -439,7 +451,7 @@ stats_of(crdtnet_daemon *d, crdt_replica *r)
     size_t n = __atomic_load_n(&d->n, __ATOMIC_ACQUIRE);
 
     for (size_t i = 0; i < n; i++)
-        if (d->reps[i] == r)
+        if (__atomic_load_n(&d->reps[i], __ATOMIC_ACQUIRE) == r)
             return &d->stats[i];
     return NULL;
 }
@@ -647,6 +659,7 @@ conn_link(crdtnet_daemon *d, dconn *c)
 {
     d->n_conns++;
     d->n_hs++;
+    c->born = ++d->conn_seq;
     c->prev = NULL;
     c->next = d->conns;
     if (d->conns != NULL)
@@ -998,13 +1011,19 @@ fan_out(crdtnet_daemon *d, long long now)
     uint64_t t;
     dconn *c;
 
+    /* under mu: a removed space's handle may be closed once it is idle
+     * (crdtnet_daemon_space_idle), so only served ones are read */
+    pthread_mutex_lock(&d->mu);
     for (size_t i = 0; i < n; i++) {
+        if (d->removed[i])
+            continue;
         t = crdt_replica_last_txn(d->reps[i]);
         if (t != d->seen_txn[i]) {
             d->seen_txn[i] = t;
             changed[k++] = d->reps[i];
         }
     }
+    pthread_mutex_unlock(&d->mu);
     for (c = k > 0 ? d->conns : NULL; c != NULL; c = c->next) {
         if (!c->authed || c->r == NULL)
             continue;
@@ -1135,6 +1154,8 @@ crdtnet_daemon_free(crdtnet_daemon *d)
     free(d->peers);
     free(d->seen_txn);
     free(d->removed);
+    free(d->removed_at);
+    free(d->sids);
     free(d->stats);
     free(d->reps);
     free(d);
@@ -1142,10 +1163,24 @@ crdtnet_daemon_free(crdtnet_daemon *d)
 
 /* ---- changes while running: spaces and settings -------------------- */
 
+/* Under d->mu: 1 if a session or link may still read slot @p slot's
+ * handle: one that picked its space, or one still in its handshake that
+ * began while the space was served (it may pick it yet). The slot's
+ * links were joined when it was removed. */
+static int
+slot_in_use(crdtnet_daemon *d, size_t slot)
+{
+    for (dconn *c = d->conns; c != NULL; c = c->next)
+        if (c->r == d->reps[slot] ||
+            (c->r == NULL && c->born <= d->removed_at[slot]))
+            return 1;
+    return 0;
+}
+
 int
 crdtnet_daemon_add_space(crdtnet_daemon *d, crdt_replica *r)
 {
-    unsigned char a[CRDT_SPACE_ID_BYTES], b[CRDT_SPACE_ID_BYTES];
+    unsigned char a[CRDT_SPACE_ID_BYTES];
     size_t i, slot;
     int rc = CRDT_OK;
 
@@ -1153,20 +1188,22 @@ crdtnet_daemon_add_space(crdtnet_daemon *d, crdt_replica *r)
         return CRDT_EINVAL;
     crdt_replica_space_id(r, a);
     pthread_mutex_lock(&d->mu);
-    for (i = 0, slot = d->n; i < d->n; i++) {
-        if (d->reps[i] == r) {
+    /* one slot per space: this handle's, or the one its space had */
+    for (i = 0, slot = d->n; i < d->n && slot == d->n; i++)
+        if (d->reps[i] == r || memcmp(a, d->sids[i], sizeof a) == 0)
             slot = i;
-            continue;
-        }
-        crdt_replica_space_id(d->reps[i], b);
-        if (!d->removed[i] && memcmp(a, b, sizeof a) == 0) {
-            pthread_mutex_unlock(&d->mu);
-            return CRDT_EEXISTS; /* one replica per space */
-        }
-    }
     if (slot < d->n && !d->removed[slot]) {
         pthread_mutex_unlock(&d->mu);
         return CRDT_EEXISTS;
+    }
+    if (slot < d->n && d->reps[slot] != r) { /* another handle of it */
+        if (slot_in_use(d, slot)) {
+            pthread_mutex_unlock(&d->mu);
+            return CRDT_EBUSY;
+        }
+        __atomic_store_n(&d->reps[slot], r, __ATOMIC_RELEASE);
+        for (i = 0; i < d->n_addrs; i++)
+            d->peers[slot * d->n_addrs + i].r = r;
     }
     if (slot == d->n) {
         if (d->n == CRDTNET_DAEMON_MAX_SPACES) {
@@ -1174,6 +1211,7 @@ crdtnet_daemon_add_space(crdtnet_daemon *d, crdt_replica *r)
             return CRDT_ELIMIT;
         }
         d->reps[slot] = r;
+        memcpy(d->sids[slot], a, sizeof a);
         for (i = 0; i < d->n_addrs; i++) { /* its links, as new() makes */
             dpeer *p = &d->peers[slot * d->n_addrs + i], *q = &d->peers[i];
             memset(p, 0, sizeof *p);
@@ -1195,6 +1233,27 @@ crdtnet_daemon_add_space(crdtnet_daemon *d, crdt_replica *r)
 }
 
 int
+crdtnet_daemon_space_idle(crdtnet_daemon *d, crdt_replica *r)
+{
+    size_t slot;
+    int rc;
+
+    if (d == NULL || r == NULL)
+        return CRDT_EINVAL;
+    pthread_mutex_lock(&d->mu);
+    for (slot = 0; slot < d->n && d->reps[slot] != r; slot++)
+        ;
+    if (slot == d->n)
+        rc = CRDT_ENOTFOUND;
+    else if (!d->removed[slot])
+        rc = CRDT_EINVAL;
+    else
+        rc = slot_in_use(d, slot) ? CRDT_EBUSY : CRDT_OK;
+    pthread_mutex_unlock(&d->mu);
+    return rc;
+}
+
+int
 crdtnet_daemon_remove_space(crdtnet_daemon *d, crdt_replica *r)
 {
     size_t slot;
@@ -1210,6 +1269,7 @@ crdtnet_daemon_remove_space(crdtnet_daemon *d, crdt_replica *r)
         return CRDT_ENOTFOUND;
     }
     d->removed[slot] = 1; /* new handshakes: not served */
+    d->removed_at[slot] = d->conn_seq;
     for (c = d->conns; c != NULL; c = c->next)
         if (c->r == r)
             CRDTNET__FLAG_SET(c->stop, 1); /* ends with its final message */

@@ -821,6 +821,78 @@ START_TEST(test_daemon_silent_client_does_not_delay_others)
 }
 END_TEST
 
+/* A replica LMDB gave up on is served again through a new handle: the
+ * old one stays the daemon's until no session can read it (a connection
+ * still in its handshake that began while the space was served counts),
+ * then the new handle takes the space's place and counters. */
+START_TEST(test_daemon_space_opened_again_takes_its_place)
+{
+    crdtnet_daemon_options o = CRDTNET_DAEMON_OPTIONS_INIT;
+    crdt_open_options oo = CRDT_OPEN_OPTIONS_INIT;
+    crdtnet_space_stats st;
+    rep_t s, c, other;
+    unsigned char sp[16];
+    client_t cl;
+    daemon_t dm;
+    long long t0;
+    int silent, rc;
+
+    rep_make(&s, NULL);
+    space_of(sp, &s);
+    rep_make(&c, sp);
+    rep_make(&other, NULL);
+    add_member(&s, &c);
+    add_member(&s, &s); /* c checks the server once it holds the set */
+    put_str(c.r, "c1", "first");
+    o.conn.handshake_timeout_ms = 3000;
+    daemon_start(&dm, &s.r, 1, NULL, 0, &o, "daemon");
+    client_start(&cl, c.r, dm.port);
+    pthread_join(cl.th, NULL);
+    ck_assert_int_eq(cl.rc, CRDT_OK);
+    ck_assert(has_field(s.r, "c1", "\"first\""));
+    ck_assert_int_eq(crdtnet_daemon_space_idle(dm.d, s.r), CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_daemon_space_idle(dm.d, other.r),
+                     CRDT_ENOTFOUND);
+    ck_assert_int_eq(crdtnet_daemon_space_idle(dm.d, NULL), CRDT_EINVAL);
+
+    silent = dial_raw(dm.port); /* in its handshake: may pick the space */
+    usleep(300 * 1000);         /* the loop has listed it */
+    ck_assert_int_eq(crdtnet_daemon_remove_space(dm.d, s.r), CRDT_OK);
+    ck_assert_int_eq(crdtnet_daemon_space_idle(dm.d, s.r), CRDT_EBUSY);
+    close(silent);
+    t0 = now_ms();
+    while ((rc = crdtnet_daemon_space_idle(dm.d, s.r)) == CRDT_EBUSY &&
+           now_ms() - t0 < 5000)
+        usleep(10 * 1000);
+    ck_assert_int_eq(rc, CRDT_OK);
+
+    crdt_replica_close(s.r); /* the daemon no longer reads it */
+    oo.map_size = (size_t)8 << 20;
+    ck_assert_int_eq(crdt_replica_open(&s.r, s.path, &oo), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(s.r), CRDT_OK);
+    ck_assert_int_eq(crdtnet_daemon_add_space(dm.d, s.r), CRDT_OK);
+    ck_assert_int_eq(crdtnet_daemon_add_space(dm.d, s.r), CRDT_EEXISTS);
+    /* the same slot, its counters kept */
+    ck_assert_int_eq(crdtnet_daemon_space_stats(dm.d, 1, &st), CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_daemon_space_stats(dm.d, 0, &st), CRDT_OK);
+    ck_assert_uint_eq(st.changes_in, 1); /* c1 */
+
+    put_str(c.r, "c2", "second");
+    client_start(&cl, c.r, dm.port);
+    pthread_join(cl.th, NULL);
+    if (cl.rc != CRDT_OK)
+        fprintf(stderr, "second sync: %s\n", cl.rep.reason);
+    ck_assert_int_eq(cl.rc, CRDT_OK);
+    ck_assert(has_field(s.r, "c2", "\"second\""));
+    ck_assert_int_eq(crdtnet_daemon_space_stats(dm.d, 0, &st), CRDT_OK);
+    ck_assert_uint_eq(st.changes_in, 2);
+    ck_assert_int_lt(daemon_stop(&dm), 3000);
+    rep_free(&s);
+    rep_free(&c);
+    rep_free(&other);
+}
+END_TEST
+
 START_TEST(test_daemon_caps_connections_and_handshakes)
 {
     crdtnet_daemon_options o = CRDTNET_DAEMON_OPTIONS_INIT;
@@ -1111,6 +1183,7 @@ test_suite(void)
     tcase_add_test(tc, test_daemon_peer_reconnects_after_the_peer_restarts);
     tcase_add_test(tc, test_daemon_64_clients_beside_a_silent_one);
     tcase_add_test(tc, test_daemon_silent_client_does_not_delay_others);
+    tcase_add_test(tc, test_daemon_space_opened_again_takes_its_place);
     tcase_add_test(tc, test_daemon_caps_connections_and_handshakes);
     tcase_add_test(tc, test_daemon_member_syncs_during_a_flood);
     tcase_add_test(tc, test_daemon_one_address_cannot_starve_another);

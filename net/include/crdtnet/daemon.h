@@ -137,7 +137,8 @@ CRDTNET_API int crdtnet_daemon_space_stats(crdtnet_daemon *d, size_t i,
  * @param[out] out    release it with crdtnet_daemon_free()
  * @param replicas    @p n open replicas, each epoch_attach()ed, each of a
  *                    different space; borrowed: they must stay open until
- *                    crdtnet_daemon_free()
+ *                    crdtnet_daemon_free() (or until removed and idle:
+ *                    crdtnet_daemon_space_idle())
  * @param listen_host address to bind (IPv4 or IPv6 literal or name);
  *                    NULL, "" or "*" = every address
  * @param listen_port port or service; "0" picks a free port (see
@@ -187,10 +188,17 @@ CRDTNET_API void crdtnet_daemon_stop(crdtnet_daemon *d);
  * any thread): new connections may pick its space, and a live link to
  * each configured peer starts for it. @p r is borrowed like those given
  * to crdtnet_daemon_new(): open and epoch_attach()ed until
- * crdtnet_daemon_free(), even after crdtnet_daemon_remove_space(). The
+ * crdtnet_daemon_free(), even after crdtnet_daemon_remove_space(), unless
+ * crdtnet_daemon_space_idle() says the daemon is done with it. The
  * caller checks it first (crdt_replica_check, crdt_replica_check_records).
  * Adding a replica removed before serves it again, with its counters.
+ * Adding another handle of a removed space (the same replica opened
+ * again, e.g. after LMDB gave up on the first handle's environment)
+ * takes that space's place and counters: from CRDT_OK on, the daemon no
+ * longer reads the handle it replaces.
  * @return CRDT_OK; CRDT_EEXISTS (a replica of that space is served);
+ *         CRDT_EBUSY (another handle of that space, removed, is still
+ *         read by a session: see crdtnet_daemon_space_idle());
  *         CRDT_ELIMIT (CRDTNET_DAEMON_MAX_SPACES replicas so far);
  *         CRDT_EINVAL; CRDT_ERROR (cannot start a peer thread).
  */
@@ -206,6 +214,22 @@ CRDTNET_API int crdtnet_daemon_add_space(crdtnet_daemon *d, crdt_replica *r);
  */
 CRDTNET_API int crdtnet_daemon_remove_space(crdtnet_daemon *d,
                                             crdt_replica *r);
+
+/**
+ * Whether a removed replica @p r is out of the daemon's hands: no session
+ * reads it any more (those of its space end within about a second of
+ * crdtnet_daemon_remove_space(); one still in its handshake that began
+ * before the removal may pick it until it ends) and its links were
+ * joined. From CRDT_OK on the daemon never reads @p r again, so the
+ * caller may close it, e.g. to open the replica anew after LMDB gave up
+ * on its environment (MDB_PANIC), and crdtnet_daemon_add_space() the new
+ * handle.
+ * @return CRDT_OK; CRDT_EBUSY (a session may still read it: ask again);
+ *         CRDT_EINVAL (@p r is served, or NULL); CRDT_ENOTFOUND (not one
+ *         of the daemon's replicas).
+ */
+CRDTNET_API int crdtnet_daemon_space_idle(crdtnet_daemon *d,
+                                          crdt_replica *r);
 
 /** Configured peer addresses at most. */
 #define CRDTNET_DAEMON_MAX_PEERS 64
