@@ -30,6 +30,16 @@ export interface Txn {
   abort(): void;
 }
 
+/** The writes of one Replica.write(), applied off the JS thread. */
+export interface WriteBatch {
+  put(coll: string, doc: string, field: string, value: Value): this;
+  incr(coll: string, doc: string, field: string, n?: number | bigint): this;
+  sadd(coll: string, doc: string, field: string, value: Value): this;
+  srem(coll: string, doc: string, field: string, value: Value): this;
+  /** Delete a document, or one of its fields. */
+  del(coll: string, doc: string, field?: string): this;
+}
+
 /** One changed document of a commit, or "everything may have changed". */
 export type Change =
   | { cursor: string; coll: string; doc: string; fields: string[]; whole: boolean }
@@ -72,6 +82,11 @@ export interface Replica {
   readonly info: { spaceId: string; publicKey: string; path: string };
   txn(fn: (t: Txn) => void): CommitInfo;
   begin(): Txn;
+  /** Like txn(), but the commit (and its wait for the disk) runs on
+   *  Node's thread pool; concurrent write()s share LMDB txns and syncs.
+   *  Resolves once the change is durable. Rejects with CRDT_EBUSY while
+   *  a begin() txn of this replica is open. */
+  write(fn: (w: WriteBatch) => void): Promise<CommitInfo>;
   get(coll: string, doc: string): Record<string, Field> | undefined;
   get(coll: string, doc: string, field: string): Field | undefined;
   collections(): string[];

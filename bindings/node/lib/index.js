@@ -1,6 +1,7 @@
 'use strict';
 // strata-crdt: the JS face of the native addon (src/addon.c).
-// Replica: open, txn (put/incr/sadd/srem/del), get/list, subscribe,
+// Replica: open, txn (put/incr/sadd/srem/del), write (the same, committed
+// off the JS thread), get/list, subscribe,
 // sync over TCP, and a Peer that syncs over any transport.
 const path = require('path');
 const native = require(path.join(__dirname, '..', 'build', 'strata.node'));
@@ -15,6 +16,16 @@ class Txn {
   del(coll, doc, field) { native.op(this._h, 'del', coll, doc, field ?? null, null); return this; }
   commit() { return native.commit(this._h); }
   abort() { native.abort(this._h); }
+}
+
+// The ops of one write(): recorded in JS, applied off the JS thread.
+class WriteBatch {
+  constructor() { this._ops = []; }
+  put(coll, doc, field, value) { this._ops.push(['put', coll, doc, field, value]); return this; }
+  incr(coll, doc, field, n = 1) { this._ops.push(['incr', coll, doc, field, n]); return this; }
+  sadd(coll, doc, field, value) { this._ops.push(['sadd', coll, doc, field, value]); return this; }
+  srem(coll, doc, field, value) { this._ops.push(['srem', coll, doc, field, value]); return this; }
+  del(coll, doc, field) { this._ops.push(['del', coll, doc, field ?? null]); return this; }
 }
 
 class Subscription {
@@ -78,6 +89,19 @@ class Replica {
     return t.commit();
   }
   begin() { return new Txn(native.begin(this._h)); }
+  // write(fn): fn(w) records writes as txn() does; they commit as one
+  // change on Node's thread pool, sharing LMDB txns and syncs with
+  // concurrent write()s. Resolves with the commit info once durable;
+  // rejects (nothing committed) if fn throws or an op is refused.
+  write(fn) {
+    try {
+      const w = new WriteBatch();
+      fn(w);
+      return native.write(this._h, w._ops);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
   get(coll, doc, field) { return native.get(this._h, coll, doc, field ?? null); }
   collections() { return native.list(this._h, null); }
   docs(coll) { return native.list(this._h, coll); }
@@ -120,4 +144,4 @@ async function syncStream(peer, readable, writable) {
   });
 }
 
-module.exports = { open, syncStream, Replica, Txn, Peer, Subscription };
+module.exports = { open, syncStream, Replica, Txn, WriteBatch, Peer, Subscription };

@@ -10,8 +10,10 @@
  * a subscription) runs off the JS thread: napi_async_work for the
  * Promise-returning calls, one thread per subscription that sleeps in
  * poll() on the replica's feed watch and hands events to the JS thread
- * through a napi_threadsafe_function. Reads and local transactions run
- * on the JS thread (short, like a file write).
+ * through a napi_threadsafe_function. Reads and txn()/begin() run on
+ * the JS thread (short, like a file write); write() records its ops on
+ * the JS thread and commits them with crdt_txn_write() on the pool, so
+ * concurrent write()s share LMDB txns and syncs.
  *
  * Lifetime: a replica handle counts its users (pending async work, live
  * subscriptions, open txns); close() marks it closed and the LMDB
@@ -100,6 +102,7 @@ typedef struct {
     int closed;        /* close() was called (or the handle collected) */
     int collected;     /* the JS handle is gone: free with the last user */
     int users;         /* txns, async work, subscriptions; JS thread only */
+    int txns;          /* of those, txns open on the JS thread */
 } h_replica;
 
 /* The environment closes when the handle is closed and nothing uses it;
@@ -513,6 +516,7 @@ txn_finalize(napi_env env, void *data, void *hint)
     (void)hint;
     if (x->t != NULL) { /* dropped without commit or abort */
         crdt_txn_abort(x->t);
+        x->h->txns--;
         replica_unref(x->h);
     }
     free(x);
@@ -537,6 +541,7 @@ js_begin(napi_env env, napi_callback_info info)
     }
     x->h = h;
     h->users++;
+    h->txns++;
     CHECK(napi_create_external(env, x, txn_finalize, NULL, &out));
     return out;
 }
@@ -557,61 +562,118 @@ get_txn(napi_env env, napi_value v)
     return p;
 }
 
+/* One op as JS gave it: [kind, coll, doc, field?, value?], its strings
+ * and bytes copied, so it can be applied later on another thread. */
+typedef struct {
+    char kind[8];   /* put, incr, sadd, srem, del */
+    char *coll, *doc;
+    char *field;    /* NULL: del of the whole document */
+    crdt_value v;   /* put, sadd, srem */
+    void *mem;      /* v's string or bytes */
+    int64_t delta;  /* incr */
+} w_op;
+
+static void
+op_free(w_op *o)
+{
+    free(o->coll);
+    free(o->doc);
+    free(o->field);
+    free(o->mem);
+    memset(o, 0, sizeof *o);
+}
+
+/* argv[0..4] = kind, coll, doc, field?, value? into @p o; -1 after
+ * throwing (o holds nothing then). */
+static int
+op_parse(napi_env env, const napi_value *argv, w_op *o)
+{
+    char coll[NAME_BUF], doc[NAME_BUF], field[NAME_BUF];
+    const char *f = NULL;
+
+    memset(o, 0, sizeof *o);
+    if (get_str(env, argv[0], o->kind, sizeof o->kind, "op") < 0 ||
+        get_str(env, argv[1], coll, sizeof coll, "collection") < 0 ||
+        get_str(env, argv[2], doc, sizeof doc, "document") < 0 ||
+        get_opt_str(env, argv[3], field, sizeof field, &f, "field") < 0)
+        return -1;
+    if (strcmp(o->kind, "del") != 0 && f == NULL) {
+        throw_type(env, "field must be a string");
+        return -1;
+    }
+    if (!strcmp(o->kind, "put") || !strcmp(o->kind, "sadd") ||
+        !strcmp(o->kind, "srem")) {
+        if (to_value(env, argv[4], &o->v, &o->mem) < 0)
+            return -1;
+    } else if (!strcmp(o->kind, "incr")) {
+        bool lossless = true;
+        napi_valuetype t;
+        napi_typeof(env, argv[4], &t);
+        if (t == napi_bigint) {
+            napi_get_value_bigint_int64(env, argv[4], &o->delta, &lossless);
+        } else {
+            double dd;
+            if (t != napi_number ||
+                napi_get_value_double(env, argv[4], &dd) != napi_ok ||
+                dd != (double)(int64_t)dd) {
+                throw_type(env, "incr needs an integer");
+                return -1;
+            }
+            o->delta = (int64_t)dd;
+        }
+        if (!lossless) {
+            throw_type(env, "incr needs a 64-bit integer");
+            return -1;
+        }
+    } else if (strcmp(o->kind, "del") != 0) {
+        throw_type(env, "unknown op");
+        return -1;
+    }
+    o->coll = strdup(coll);
+    o->doc = strdup(doc);
+    o->field = f != NULL ? strdup(f) : NULL;
+    if (o->coll == NULL || o->doc == NULL || (f != NULL && o->field == NULL)) {
+        op_free(o);
+        throw_crdt(env, CRDT_ENOMEM, "op");
+        return -1;
+    }
+    return 0;
+}
+
+/* Record @p o on @p t: any thread. */
+static int
+op_apply(crdt_txn *t, const w_op *o)
+{
+    const char *k = o->kind;
+
+    if (!strcmp(k, "put"))
+        return crdt_txn_put(t, o->coll, o->doc, o->field, &o->v);
+    if (!strcmp(k, "sadd"))
+        return crdt_txn_sadd(t, o->coll, o->doc, o->field, &o->v);
+    if (!strcmp(k, "srem"))
+        return crdt_txn_srem(t, o->coll, o->doc, o->field, &o->v);
+    if (!strcmp(k, "incr"))
+        return crdt_txn_incr(t, o->coll, o->doc, o->field, o->delta);
+    return o->field ? crdt_txn_del_field(t, o->coll, o->doc, o->field)
+                    : crdt_txn_del_doc(t, o->coll, o->doc);
+}
+
 /* op(txn, kind, coll, doc, field?, value?) */
 static napi_value
 js_op(napi_env env, napi_callback_info info)
 {
     napi_value argv[6];
-    char kind[16], coll[NAME_BUF], doc[NAME_BUF], field[NAME_BUF];
-    const char *f = NULL;
-    crdt_value v;
-    void *mem = NULL;
+    w_op o;
     h_txn *x;
     int rc;
 
     if (get_args(env, info, 6, argv) < 0 ||
-        (x = get_txn(env, argv[0])) == NULL ||
-        get_str(env, argv[1], kind, sizeof kind, "op") < 0 ||
-        get_str(env, argv[2], coll, sizeof coll, "collection") < 0 ||
-        get_str(env, argv[3], doc, sizeof doc, "document") < 0 ||
-        get_opt_str(env, argv[4], field, sizeof field, &f, "field") < 0)
+        (x = get_txn(env, argv[0])) == NULL || op_parse(env, argv + 1, &o) < 0)
         return NULL;
-    if (strcmp(kind, "del") != 0 && f == NULL)
-        return throw_type(env, "field must be a string");
-    if (!strcmp(kind, "put") || !strcmp(kind, "sadd") ||
-        !strcmp(kind, "srem")) {
-        if (to_value(env, argv[5], &v, &mem) < 0)
-            return NULL;
-        rc = !strcmp(kind, "put")    ? crdt_txn_put(x->t, coll, doc, f, &v)
-             : !strcmp(kind, "sadd") ? crdt_txn_sadd(x->t, coll, doc, f, &v)
-                                     : crdt_txn_srem(x->t, coll, doc, f, &v);
-        free(mem);
-    } else if (!strcmp(kind, "incr")) {
-        int64_t d;
-        bool lossless = true;
-        napi_valuetype t;
-        napi_typeof(env, argv[5], &t);
-        if (t == napi_bigint) {
-            napi_get_value_bigint_int64(env, argv[5], &d, &lossless);
-        } else {
-            double dd;
-            if (t != napi_number ||
-                napi_get_value_double(env, argv[5], &dd) != napi_ok ||
-                dd != (double)(int64_t)dd)
-                return throw_type(env, "incr needs an integer");
-            d = (int64_t)dd;
-        }
-        if (!lossless)
-            return throw_type(env, "incr needs a 64-bit integer");
-        rc = crdt_txn_incr(x->t, coll, doc, f, d);
-    } else if (!strcmp(kind, "del")) {
-        rc = f ? crdt_txn_del_field(x->t, coll, doc, f)
-               : crdt_txn_del_doc(x->t, coll, doc);
-    } else {
-        return throw_type(env, "unknown op");
-    }
+    rc = op_apply(x->t, &o);
     if (rc < 0)
-        return throw_crdt(env, rc, kind);
+        throw_crdt(env, rc, o.kind);
+    op_free(&o);
     return NULL;
 }
 
@@ -627,6 +689,7 @@ js_commit(napi_env env, napi_callback_info info)
         return NULL;
     rc = crdt_txn_commit(x->t, &ci);
     x->t = NULL;
+    x->h->txns--;
     replica_unref(x->h);
     if (rc < 0)
         return throw_crdt(env, rc, "commit");
@@ -647,9 +710,151 @@ js_abort(napi_env env, napi_callback_info info)
     if (x->t != NULL) {
         crdt_txn_abort(x->t);
         x->t = NULL;
+        x->h->txns--;
         replica_unref(x->h);
     }
     return NULL;
+}
+
+/* ---- write(): one change committed off the JS thread ------------- */
+
+/* The ops of one write() at most: what one change holds. */
+#define WRITE_OPS_MAX CRDT_CHANGE_MAX_OPS
+
+typedef struct {
+    napi_async_work work;
+    napi_deferred d;
+    h_replica *h;
+    w_op *ops;
+    uint32_t n;
+    uint32_t failed; /* the op the library refused, or n */
+    crdt_commit_info ci;
+    int rc;
+} write_job;
+
+/* crdt_txn_write()'s body: on a pool thread, maybe another job's. */
+static int
+write_body(crdt_txn *t, void *arg)
+{
+    write_job *j = arg;
+    int rc;
+
+    for (uint32_t i = 0; i < j->n; i++)
+        if ((rc = op_apply(t, &j->ops[i])) < 0) {
+            j->failed = i;
+            return rc;
+        }
+    return CRDT_OK;
+}
+
+static void
+write_exec(napi_env env, void *data)
+{
+    write_job *j = data;
+
+    (void)env;
+    j->failed = j->n;
+    j->rc = crdt_txn_write(j->h->r, write_body, j, &j->ci);
+}
+
+static void
+write_job_free(write_job *j)
+{
+    for (uint32_t i = 0; i < j->n; i++)
+        op_free(&j->ops[i]);
+    free(j->ops);
+    free(j);
+}
+
+static void
+write_done(napi_env env, napi_status status, void *data)
+{
+    write_job *j = data;
+    napi_value out;
+
+    (void)status;
+    if (j->rc >= 0 && napi_create_object(env, &out) == napi_ok) {
+        set_int(env, out, "firstSeq", (int64_t)j->ci.first_seq);
+        set_int(env, out, "lastSeq", (int64_t)j->ci.last_seq);
+        napi_resolve_deferred(env, j->d, out);
+    } else {
+        napi_reject_deferred(
+            env, j->d,
+            make_error(env, j->rc < 0 ? j->rc : CRDT_ENOMEM,
+                       j->failed < j->n ? j->ops[j->failed].kind : "write",
+                       NULL));
+    }
+    napi_delete_async_work(env, j->work);
+    replica_unref(j->h);
+    write_job_free(j);
+}
+
+/* write(r, ops) -> Promise: ops = [[kind, coll, doc, field?, value?]...]
+ * recorded as one change by crdt_txn_write() on the thread pool, so
+ * concurrent write()s share LMDB txns and syncs and the JS thread never
+ * waits for the disk. */
+static napi_value
+js_write(napi_env env, napi_callback_info info)
+{
+    napi_value argv[2], promise;
+    h_replica *h;
+    write_job *j;
+    uint32_t n;
+    bool is_arr = false;
+
+    if (get_args(env, info, 2, argv) < 0 ||
+        (h = get_replica(env, argv[0])) == NULL)
+        return NULL;
+    if (napi_is_array(env, argv[1], &is_arr) != napi_ok || !is_arr)
+        return throw_type(env, "write needs an array of ops");
+    CHECK(napi_get_array_length(env, argv[1], &n));
+    if (n > WRITE_OPS_MAX)
+        return throw_crdt(env, CRDT_ELIMIT, "write");
+    if (h->txns > 0) {
+        /* its pool thread would wait for the writer lock that txn holds,
+         * while the JS thread may wait for the write: never ends */
+        napi_throw(env, make_error(env, CRDT_EBUSY, "write",
+                                   "a transaction of this replica is "
+                                   "open (begin()): commit or abort it "
+                                   "first"));
+        return NULL;
+    }
+    if ((j = calloc(1, sizeof *j)) == NULL ||
+        (j->ops = calloc(n ? n : 1, sizeof *j->ops)) == NULL) {
+        free(j);
+        return throw_crdt(env, CRDT_ENOMEM, "write");
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        napi_value e, a[5];
+        bool arr = false;
+        uint32_t len = 0;
+
+        if (napi_get_element(env, argv[1], i, &e) != napi_ok ||
+            napi_is_array(env, e, &arr) != napi_ok || !arr ||
+            napi_get_array_length(env, e, &len) != napi_ok || len < 3 ||
+            len > 5) {
+            write_job_free(j);
+            return throw_type(env, "an op is [kind, coll, doc, field?, "
+                                   "value?]");
+        }
+        for (uint32_t k = 0; k < 5; k++)
+            if (k >= len || napi_get_element(env, e, k, &a[k]) != napi_ok)
+                napi_get_undefined(env, &a[k]);
+        if (op_parse(env, a, &j->ops[i]) < 0) {
+            write_job_free(j);
+            return NULL;
+        }
+        j->n = i + 1;
+    }
+    j->h = h;
+    promise = queue_work(env, "strata.write", write_exec, write_done, j,
+                         &j->work, &j->d);
+    if (promise == NULL) {
+        write_job_free(j);
+        return NULL;
+    }
+    h->users++;
+    return promise;
 }
 
 /* ---- reads -------------------------------------------------------- */
@@ -1389,7 +1594,8 @@ init(napi_env env, napi_value exports)
         { "open", js_open },       { "close", js_close },
         { "info", js_info },       { "begin", js_begin },
         { "op", js_op },           { "commit", js_commit },
-        { "abort", js_abort },     { "get", js_get },
+        { "abort", js_abort },     { "write", js_write },
+        { "get", js_get },
         { "list", js_list },       { "sync", js_sync },
         { "peerNew", js_peer_new }, { "peerStep", js_peer_step },
         { "peerFree", js_peer_free }, { "subscribe", js_subscribe },

@@ -1,6 +1,6 @@
 'use strict';
 // The Node binding as an app uses it (installed from the packed tarball
-// into a scratch project by run.sh): open, txn, reads, errors,
+// into a scratch project by run.sh): open, txn, write, reads, errors,
 // subscribe (this process and another), sync over TCP with `strata
 // serve`, and a Peer over a child process's stdio.
 const test = require('node:test');
@@ -73,6 +73,54 @@ test('errors are exceptions carrying the Strata code', () => {
   assert.throws(() => r.txn(t => t.put('c', 'd', 'f', {})), TypeError);
   r.close();
   assert.throws(() => r.get('c', 'd'), e => e.code === 'CRDT_ECLOSED');
+});
+
+test('write: changes committed off the JS thread, concurrent ones grouped', async () => {
+  const dir = path.join(tmp, 'w');
+  const r = strata.open(dir, { create: true });
+  const n = 200;
+  const infos = await Promise.all(Array.from({ length: n }, (_, i) =>
+    r.write(w => w.put('todo', 'd' + i, 'n', i).incr('stats', 'all', 'count', 1))));
+  // each write is its own change of two ops; together exactly 2n seqs
+  const spans = infos.map(x => [x.firstSeq, x.lastSeq]).sort((a, b) => a[0] - b[0]);
+  for (const [f, l] of spans) assert.strictEqual(l - f, 1);
+  for (let i = 1; i < spans.length; i++) assert.strictEqual(spans[i][0], spans[i - 1][1] + 1);
+  assert.strictEqual(spans[n - 1][1] - spans[0][0] + 1, 2 * n);
+  assert.strictEqual(r.get('stats', 'all', 'count'), n);
+  for (let i = 0; i < n; i += 37) assert.strictEqual(r.get('todo', 'd' + i, 'n'), i);
+  // every op kind, and a write with no ops commits nothing
+  const a = await r.write(w => w.sadd('todo', 'd0', 'tags', 'x').sadd('todo', 'd0', 'tags', 'y')
+    .srem('todo', 'd0', 'tags', 'x').del('todo', 'd1').del('todo', 'd2', 'n'));
+  assert.strictEqual(a.lastSeq - a.firstSeq, 4);
+  assert.deepStrictEqual(r.get('todo', 'd0', 'tags'), ['y']);
+  assert.strictEqual(r.get('todo', 'd1'), undefined);
+  assert.strictEqual(r.get('todo', 'd2', 'n'), undefined);
+  assert.strictEqual((await r.write(() => {})).firstSeq, 0);
+  // a refused op rejects with its code and leaves nothing of its change
+  await assert.rejects(r.write(w => w.put('todo', 'x', 'a', 1).put('stats', 'all', 'count', 'text')),
+    e => e.code === 'CRDT_ETYPE' && e.errno === -19);
+  assert.strictEqual(r.get('todo', 'x'), undefined);
+  await assert.rejects(r.write(() => { throw new Error('no'); }), /no/);
+  await assert.rejects(r.write(w => w.put('todo', 'd', 'f', {})), TypeError);
+  await assert.rejects(r.write(w => w.put('', 'd', 'f', 1)), e => e.code === 'CRDT_EINVAL');
+  // a txn open on the JS thread holds the writer lock: write() says so
+  const t = r.begin();
+  t.put('todo', 'held', 'v', 1);
+  await assert.rejects(r.write(w => w.put('todo', 'y', 'v', 1)), e => e.code === 'CRDT_EBUSY');
+  t.commit();
+  // writes in flight beside a txn of the JS thread
+  const pending = Array.from({ length: 20 }, (_, i) => r.write(w => w.put('mix', 'w' + i, 'v', i)));
+  r.txn(t2 => t2.put('mix', 'js', 'v', 'sync'));
+  await Promise.all(pending);
+  assert.deepStrictEqual(r.docs('mix').length, 21);
+  // close() with a write in flight: it lands, then the replica closes
+  const last = r.write(w => w.put('todo', 'last', 'v', 'kept'));
+  r.close();
+  await last;
+  const r2 = strata.open(dir);
+  assert.strictEqual(r2.get('todo', 'last', 'v'), 'kept');
+  assert.strictEqual(r2.get('todo', 'held', 'v'), 1);
+  r2.close();
 });
 
 test('subscribe: this process and another process, on the JS thread', async () => {
