@@ -66,8 +66,13 @@ typedef struct {
     int served[SERVE_MAX_DIRS];  /* 0: removed by a reload */
     int checked[SERVE_MAX_DIRS]; /* its damage was looked into */
     /* LMDB gave up on its environment (an I/O error, not damage): close
-     * the handle once the daemon is done with it and open it anew */
+     * the handle once the daemon is done with it and open it anew, not
+     * before retry_at (monotonic ms; 0: at once); an open that fails
+     * waits backoff_ms (5 s doubling to 5 min) before the next */
     int reopen[SERVE_MAX_DIRS];
+    long long retry_at[SERVE_MAX_DIRS];
+    long long opened_at[SERVE_MAX_DIRS]; /* its last open again */
+    long backoff_ms[SERVE_MAX_DIRS];
     serve_backup_state *bk; /* under serve_metrics_lock() */
     serve_metrics *metrics; /* NULL: none */
 } house;
@@ -264,6 +269,7 @@ apply_spaces(house *h, const serve_conf *n)
                            "run strata verify %s", dir, hex, why, dir);
             } else { /* e.g. LMDB gave up after a failed write: not damage */
                 h->reopen[i] = 1;
+                h->retry_at[i] = 0;
                 serve_logf(CRDTNET_LOG_ERROR, "reload: cannot read %s "
                            "(space %s): %s; no longer serving this space; "
                            "opening it again", dir, hex, why);
@@ -278,10 +284,11 @@ apply_spaces(house *h, const serve_conf *n)
         for (size_t i = 0; i < h->n; i++)
             if (same_dir(h->dirs[i], dir))
                 at = i;
-        if (at < h->n && (h->served[at] || dropped[at] || h->reopen[at]))
-            continue; /* served, dropped by the checks above, reopening */
-        if (at < h->n && h->reps[at] == NULL) { /* closed: open it anew */
-            h->reopen[at] = 1;
+        if (at < h->n && (h->served[at] || dropped[at]))
+            continue; /* served, or dropped by the checks above */
+        if (at < h->n && (h->reopen[at] || h->reps[at] == NULL)) {
+            h->reopen[at] = 1; /* closed or failed: open it anew, now */
+            h->retry_at[at] = 0;
             continue;
         }
         if (at < h->n) { /* removed before: check it again */
@@ -294,6 +301,7 @@ apply_spaces(house *h, const serve_conf *n)
             }
             if (rc < 0) {
                 h->reopen[at] = 1;
+                h->retry_at[at] = 0;
                 serve_logf(CRDTNET_LOG_ERROR, "reload: cannot read %s: %s; "
                            "opening it again", dir, why);
                 continue;
@@ -368,6 +376,44 @@ look_into_damage(house *h)
     }
 }
 
+static long long
+mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A served replica whose environment LMDB gave up on (after a failed
+ * write of its meta page): stop serving it and open it again
+ * (reopen_spaces()), without waiting for a reload. */
+static void
+watch_storage(house *h)
+{
+    char hex[2 * CRDT_SPACE_ID_BYTES + 1];
+    long long now = mono_ms();
+
+    for (size_t i = 0; i < h->n; i++) {
+        if (!h->served[i] || !crdt_replica_failed(h->reps[i]))
+            continue;
+        space_hex(hex, h->reps[i]);
+        (void)crdtnet_daemon_remove_space(h->d, h->reps[i]);
+        h->served[i] = 0;
+        h->reopen[i] = 1;
+        /* at most one open again in 10 s: each reads the whole
+         * replica, and a disk failing again would fail it again */
+        h->retry_at[i] = h->opened_at[i] ? h->opened_at[i] + 10000 : 0;
+        if (h->retry_at[i] < now)
+            h->retry_at[i] = 0;
+        serve_metrics_spaces(h->metrics, h->n, h->served);
+        serve_logf(CRDTNET_LOG_ERROR, "storage failed under %s (space %s): "
+                   "LMDB refuses its environment after a failed write; no "
+                   "longer serving this space; opening it again",
+                   h->dirs[i], hex);
+    }
+}
+
 /*
  * A replica whose environment LMDB gave up on (MDB_PANIC after a failed
  * write: every txn of that handle fails, the file holds every commit)
@@ -376,13 +422,15 @@ look_into_damage(house *h)
  * the directory again with every page and record checked, as at start,
  * and serve the new handle in the space's place. Tried on every
  * housekeeping turn until the daemon lets go; an open that fails (the
- * disk is still failing) is logged once and tried again at the next
- * reload. LMDB forbids two handles of one file in a process, hence the
- * close before the open.
+ * disk is still failing) is tried again after a backoff, or at once by
+ * a reload. LMDB forbids two handles of one file in a process, hence
+ * the close before the open.
  */
 static void
 reopen_spaces(house *h)
 {
+    long long now = mono_ms();
+
     for (size_t i = 0; i < h->n; i++) {
         const char *dir = h->dirs[i];
         crdt_replica *old = h->reps[i], *r = NULL;
@@ -390,7 +438,7 @@ reopen_spaces(house *h)
         unsigned char sid[CRDT_SPACE_ID_BYTES];
         int rc;
 
-        if (!h->reopen[i])
+        if (!h->reopen[i] || now < h->retry_at[i])
             continue;
         if (old != NULL) {
             if (crdtnet_daemon_space_idle(h->d, old) == CRDT_EBUSY)
@@ -400,27 +448,35 @@ reopen_spaces(house *h)
             serve_metrics_unlock();
             crdt_replica_close(old);
         }
-        h->reopen[i] = 0;
+        h->opened_at[i] = now;
         if (cli_open_ex(&r, dir, CLI_OPEN_WRITE | CLI_OPEN_CHECK_ALL) !=
             CLI_OK) {
-            serve_logf(CRDTNET_LOG_ERROR, "reload: cannot open %s again; "
-                       "not serving it (a reload tries again)", dir);
+            h->backoff_ms[i] = h->backoff_ms[i] == 0 ? 5000
+                               : h->backoff_ms[i] >= 150000
+                                   ? 300000
+                                   : h->backoff_ms[i] * 2;
+            h->retry_at[i] = now + h->backoff_ms[i];
+            serve_logf(CRDTNET_LOG_ERROR, "cannot open %s again; not "
+                       "serving it; next try in %ld s (or at a reload)",
+                       dir, h->backoff_ms[i] / 1000);
             continue;
         }
+        h->reopen[i] = 0;
+        h->backoff_ms[i] = 0;
         space_hex(hex, r);
         crdt_replica_space_id(r, sid);
         if (memcmp(sid, h->sids[i], sizeof sid) != 0) {
             /* the directory holds another space now: the daemon's place
              * (and counters) is the old space's */
-            serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: it "
-                       "holds space %s now, not the one served before; "
-                       "restart the daemon to serve it", dir, hex);
+            serve_logf(CRDTNET_LOG_ERROR, "not serving %s: it holds space "
+                       "%s now, not the one served before; restart the "
+                       "daemon to serve it", dir, hex);
             crdt_replica_close(r);
             continue;
         }
         if ((rc = crdtnet_daemon_add_space(h->d, r)) < 0) {
-            serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s (space "
-                       "%s): %s", dir, hex, crdt_strerror(rc));
+            serve_logf(CRDTNET_LOG_ERROR, "not serving %s (space %s): %s",
+                       dir, hex, crdt_strerror(rc));
             crdt_replica_close(r);
             continue;
         }
@@ -430,8 +486,8 @@ reopen_spaces(house *h)
         h->served[i] = 1;
         h->checked[i] = 0;
         serve_metrics_spaces(h->metrics, h->n, h->served);
-        serve_logf(CRDTNET_LOG_INFO, "reload: opened %s again, every page "
-                   "and record checked: serving it (space %s)", dir, hex);
+        serve_logf(CRDTNET_LOG_INFO, "opened %s again, every page and "
+                   "record checked: serving it (space %s)", dir, hex);
     }
 }
 
@@ -537,6 +593,7 @@ house_loop(void *arg)
         if (__atomic_exchange_n(&reload_wanted, 0, __ATOMIC_RELAXED)) {
             reload(h);
         }
+        watch_storage(h);
         reopen_spaces(h);
         look_into_damage(h);
         waited_ms += 200;

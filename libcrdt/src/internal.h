@@ -342,6 +342,8 @@ int crdt__store_syncing(crdt_replica *r);
 int crdt__store_txns_held_here(crdt_replica *r);
 /* Grow the map after MDB_MAP_FULL; CRDT_EFULL past max_map_size. */
 int crdt__store_grow(crdt_replica *r);
+/* 1 if LMDB gave up on r's environment (MDB_PANIC): crdt_replica_failed() */
+int crdt__store_failed(crdt_replica *r);
 /* Syncs issued by group commit so far (store_lmdb.c). */
 uint64_t crdt__store_syncs(crdt_replica *r);
 int crdt__meta_get(MDB_txn *txn, crdt_replica *r, const char *key,

@@ -194,6 +194,12 @@ crdt_replica_damaged(const crdt_replica *r)
     return r != NULL && __atomic_load_n(&r->damaged, __ATOMIC_SEQ_CST);
 }
 
+int
+crdt_replica_failed(crdt_replica *r)
+{
+    return r != NULL && crdt__store_failed(r);
+}
+
 const char *
 crdt_replica_path(const crdt_replica *r)
 {

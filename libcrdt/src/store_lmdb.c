@@ -919,6 +919,23 @@ crdt__txn_commit_unwaited(crdt_replica *r, MDB_txn *txn)
     return txn_end(r, txn, 1, 0);
 }
 
+/* LMDB answers MDB_PANIC to every txn of an environment whose meta page
+ * it failed to write, and to nothing else: a read txn begun and ended
+ * tells. */
+int
+crdt__store_failed(crdt_replica *r)
+{
+    MDB_txn *txn;
+    int rc;
+
+    pthread_rwlock_rdlock(&r->grow_lock);
+    rc = mdb_txn_begin(r->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0)
+        mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&r->grow_lock);
+    return rc == MDB_PANIC;
+}
+
 int
 crdt__store_grow(crdt_replica *r)
 {

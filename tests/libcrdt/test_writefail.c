@@ -115,9 +115,12 @@ expect_field(const char *field, const char *want)
 START_TEST(test_a_failed_page_write_fails_the_commit_only)
 {
     ck_assert_int_eq(tu_put_int(r, "c", "d", "a", 1), CRDT_OK);
+    ck_assert_int_eq(crdt_replica_failed(r), 0);
+    ck_assert_int_eq(crdt_replica_failed(NULL), 0);
     fail_next = FAIL_PAGE;
     ck_assert_int_eq(tu_put_int(r, "c", "d", "b", 2), CRDT_EIO);
     ck_assert_int_eq(failed, 1);
+    ck_assert_int_eq(crdt_replica_failed(r), 0); /* only that commit */
     expect_field("a", "1");
     expect_field("b", "");
     ck_assert_int_eq(tu_put_int(r, "c", "d", "c", 3), CRDT_OK);
@@ -141,8 +144,11 @@ START_TEST(test_a_failed_meta_write_is_an_io_error_not_damage)
      * I/O error, not as a damaged file */
     ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_EIO);
     ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_EIO);
+    ck_assert_int_eq(crdt_replica_failed(r), 1); /* what a daemon asks */
+    ck_assert_int_eq(crdt_replica_damaged(r), 0);
     /* a new handle reads the file as of the commit before */
     reopen();
+    ck_assert_int_eq(crdt_replica_failed(r), 0);
     expect_field("a", "1");
     expect_field("b", "");
     ck_assert_int_eq(tu_put_int(r, "c", "d", "c", 3), CRDT_OK);

@@ -215,6 +215,18 @@ CRDT_API int crdt_replica_mark_damaged(crdt_replica *r);
 /** 1 if crdt_replica_mark_damaged() was called on @p r. */
 CRDT_API int crdt_replica_damaged(const crdt_replica *r);
 
+/**
+ * Whether LMDB gave up on this handle's environment. After a write of
+ * its meta page failed (a failing disk; a copy-on-write filesystem out
+ * of space), LMDB refuses every later txn of the handle, and every call
+ * that reads or writes answers CRDT_EIO; the file still holds every
+ * commit before the failed one (no damage). The handle has to be closed
+ * and the replica opened again once the disk is sound. Cheap (one read
+ * txn begun and ended); any thread.
+ * @return 1 if the environment failed, else 0 (also for NULL).
+ */
+CRDT_API int crdt_replica_failed(crdt_replica *r);
+
 /** Close @p r. NULL does nothing. Every txn on it must be finished. */
 CRDT_API void crdt_replica_close(crdt_replica *r);
 
