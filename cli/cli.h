@@ -206,6 +206,9 @@ int cli_value_parse_arg(cli_value *out, const char *arg, const char **why);
 /** A strict decimal int64 ("-12"); 0 on success, -1 if not one. */
 int cli_parse_int64(long long *out, const char *s);
 
+/* Milliseconds on the monotonic clock (for timeouts and backoffs). */
+long long cli_mono_ms(void);
+
 /** New reference to the JSON form of @p v ({"$bytes":..} for bytes). */
 json_t *cli_value_to_json(const crdt_value *v);
 

@@ -376,15 +376,6 @@ look_into_damage(house *h)
     }
 }
 
-static long long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A served replica whose environment LMDB gave up on (after a failed
  * write of its meta page): stop serving it and open it again
  * (reopen_spaces()), without waiting for a reload. */
@@ -392,7 +383,7 @@ static void
 watch_storage(house *h)
 {
     char hex[2 * CRDT_SPACE_ID_BYTES + 1];
-    long long now = mono_ms();
+    long long now = cli_mono_ms();
 
     for (size_t i = 0; i < h->n; i++) {
         if (!h->served[i] || !crdt_replica_failed(h->reps[i]))
@@ -429,7 +420,7 @@ watch_storage(house *h)
 static void
 reopen_spaces(house *h)
 {
-    long long now = mono_ms();
+    long long now = cli_mono_ms();
 
     for (size_t i = 0; i < h->n; i++) {
         const char *dir = h->dirs[i];

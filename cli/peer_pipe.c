@@ -32,15 +32,6 @@
 #define TICK_MS 250
 #define READ_ON_MS 2000
 
-static long long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* How long poll() may wait: until the peer's next deadline, at most
  * TICK_MS. */
 static int
@@ -61,7 +52,7 @@ cli_peer_pipe(crdtnet_peer *p, int in_fd, int out_fd, int idle_ms,
     static unsigned char buf[65536];
     const unsigned char *pend = NULL;
     size_t plen = 0, poff = 0;
-    long long now = mono_ms(), last = now, t_wfail = 0;
+    long long now = cli_mono_ms(), last = now, t_wfail = 0;
     uint64_t next;
     int in_eof = 0, rc;
 
@@ -72,7 +63,7 @@ cli_peer_pipe(crdtnet_peer *p, int in_fd, int out_fd, int idle_ms,
         struct pollfd pf[2];
         int nf = 0, i_in = -1, i_out = -1;
 
-        now = mono_ms();
+        now = cli_mono_ms();
         next = crdtnet_peer_tick(p, (uint64_t)now);
         if (out_fd < 0) {
             /* the writing side is gone: what the peer still has to say
@@ -105,7 +96,7 @@ cli_peer_pipe(crdtnet_peer *p, int in_fd, int out_fd, int idle_ms,
         rc = poll(pf, (nfds_t)nf, wait_ms(next, now));
         if (rc < 0 && errno != EINTR)
             return CRDT_EIO;
-        now = mono_ms();
+        now = cli_mono_ms();
         if (rc <= 0) {
             if (now - last >= idle_ms) {
                 crdtnet_peer_eof(p); /* the transport went quiet */

@@ -16,15 +16,6 @@
 
 #include "cli.h"
 
-static long long
-mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void
 cli_progress_init(cli_progress *p, const char *label, const char *unit)
 {
@@ -67,7 +58,7 @@ cli_progress_draw(uint64_t done, uint64_t total, void *ctx)
                 unit);
         p->percent = percent;
     } else {
-        long long now = mono_ms();
+        long long now = cli_mono_ms();
 
         if (p->shown && now - p->last_ms < 100) {
             p->held = done; /* drawn by cli_progress_end() */

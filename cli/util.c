@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -323,4 +324,13 @@ cli_id_is_zero(const unsigned char *id)
     for (size_t i = 0; i < EPOCH_ID_BYTES; i++)
         acc |= id[i];
     return acc == 0;
+}
+
+long long
+cli_mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
