@@ -482,6 +482,54 @@ reopen_spaces(house *h)
     }
 }
 
+/* Reload: listen on @p n's address from now on. The new socket is bound
+ * first, so a failure leaves the daemon where it was. */
+static void
+move_listener(house *h, serve_conf *n)
+{
+    serve_conf *c = h->conf;
+    char host[256], port[16];
+    char *swap;
+
+    if (cli_split_hostport(host, sizeof host, port, sizeof port,
+                           n->listen) < 0 ||
+        crdtnet_daemon_set_listen(h->d, host, port) < 0) {
+        serve_logf(CRDTNET_LOG_ERROR, "reload: cannot listen on %s; still "
+                   "listening on port %d", n->listen,
+                   crdtnet_daemon_port(h->d));
+        return;
+    }
+    swap = c->listen; /* the loop logs "listening on NEW (was OLD)" */
+    c->listen = n->listen;
+    n->listen = swap;
+}
+
+/* Reload: the metrics endpoint on @p n's address (or none). The new one
+ * starts before the old one stops; if it cannot, the old one stays. */
+static void
+move_metrics(house *h, serve_conf *n)
+{
+    serve_conf *c = h->conf;
+    serve_metrics *m = NULL;
+    char *swap;
+
+    if (n->metrics != NULL &&
+        serve_metrics_start(&m, n->metrics, h->d, h->reps, h->n, h->served,
+                            h->bk) != CLI_OK) {
+        serve_logf(CRDTNET_LOG_ERROR, "reload: cannot serve metrics on %s; "
+                   "%s", n->metrics,
+                   c->metrics ? "they stay where they were" : "none");
+        return;
+    }
+    serve_metrics_stop(h->metrics); /* waits for a scrape in flight */
+    h->metrics = m;
+    if (m == NULL)
+        serve_logf(CRDTNET_LOG_INFO, "reload: metrics endpoint closed");
+    swap = c->metrics;
+    c->metrics = n->metrics;
+    n->metrics = swap;
+}
+
 /* SIGHUP: read the settings again; apply what can change live. */
 static void
 reload(house *h)
@@ -504,15 +552,10 @@ reload(house *h)
         serve_conf_free(&n);
         return;
     }
-#define NEEDS_RESTART(changed, what)                                        \
-    do {                                                                    \
-        if (changed)                                                        \
-            serve_logf(CRDTNET_LOG_WARN, "reload: %s changed: takes "       \
-                       "effect after a restart", what);                     \
-    } while (0)
-    NEEDS_RESTART(!same_str(c->listen, n.listen), "listen");
-    NEEDS_RESTART(!same_str(c->metrics, n.metrics), "metrics");
-#undef NEEDS_RESTART
+    if (!same_str(c->listen, n.listen))
+        move_listener(h, &n);
+    if (!same_str(c->metrics, n.metrics))
+        move_metrics(h, &n);
     /* live: logging, backups, the spaces served and the limits of new
      * sessions; listen, peer and metrics keep their running values */
     apply_log(&n);
@@ -812,7 +855,7 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     memset(bk, 0, sizeof bk);
     if (conf.metrics != NULL &&
         (code = serve_metrics_start(&metrics, conf.metrics, d, reps, opened,
-                                    bk)) != CLI_OK)
+                                    NULL, bk)) != CLI_OK)
         goto out;
     running = d;
     {
@@ -856,6 +899,7 @@ cmd_serve(const cli_cmd *cmd, int argc, char **argv)
     if (have_thread)
         pthread_join(th, NULL);
     opened = h.n; /* a reload may have opened more */
+    metrics = h.metrics; /* and moved the metrics endpoint */
     if (rc < 0)
         code = cli_fail("serve", rc);
 out:

@@ -85,14 +85,16 @@ typedef struct {
 typedef struct serve_metrics serve_metrics;
 
 /**
- * Serve metrics over HTTP on @p hostport for the @p n replicas of @p d;
- * @p backups (n entries, may be updated concurrently under
- * serve_metrics_lock()) is read at each scrape.
+ * Serve metrics over HTTP on @p hostport for the @p n replicas of @p d,
+ * those with @p served[i] set (NULL: all); @p backups (n entries, may be
+ * updated concurrently under serve_metrics_lock()) is read at each
+ * scrape. A reload may start a second one and stop the first.
  * @return CLI_OK; CLI_EUSAGE (bad address); CLI_EIO (cannot listen).
  */
 int serve_metrics_start(serve_metrics **out, const char *hostport,
                         crdtnet_daemon *d, crdt_replica *const *reps,
-                        size_t n, serve_backup_state *backups);
+                        size_t n, const int *served,
+                        serve_backup_state *backups);
 
 /**
  * After a reload: report replicas 0..@p n-1 of the array given to

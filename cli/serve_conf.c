@@ -81,9 +81,10 @@ const char serve_help[] =
     "  instead (what `strata sync DIR --via 'ssh HOST strata serve DIR\n"
     "  --stdio'` runs); its log line goes to stderr.\n"
     "  SIGHUP reads the file again: logging, backups, the spaces served,\n"
-    "  the peers and the limits of new sessions change at once; listen\n"
-    "  and metrics are logged as needing a restart. SIGTERM or SIGINT\n"
-    "  stop the daemon cleanly.\n";
+    "  the peers, the limits of new sessions and the listen and metrics\n"
+    "  addresses change at once (an address that cannot be bound is\n"
+    "  logged and the old one stays). SIGTERM or SIGINT stop the daemon\n"
+    "  cleanly.\n";
 
 static const serve_opt *
 find(const char *name, size_t len)

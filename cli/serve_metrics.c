@@ -399,7 +399,7 @@ mhd_log(void *cls, const char *fmt, va_list ap)
 int
 serve_metrics_start(serve_metrics **out, const char *hostport,
                     crdtnet_daemon *d, crdt_replica *const *reps,
-                    size_t n, serve_backup_state *backups)
+                    size_t n, const int *served, serve_backup_state *backups)
 {
     char host[256], port[16];
     struct addrinfo hints, *ai = NULL;
@@ -434,11 +434,11 @@ serve_metrics_start(serve_metrics **out, const char *hostport,
     m->reps = reps;
     m->backups = backups;
     {
-        int served[SERVE_MAX_DIRS];
+        int all[SERVE_MAX_DIRS];
 
         for (size_t i = 0; i < n && i < SERVE_MAX_DIRS; i++)
-            served[i] = 1;
-        serve_metrics_spaces(m, n, served);
+            all[i] = 1;
+        serve_metrics_spaces(m, n, served != NULL ? served : all);
     }
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -477,9 +477,13 @@ serve_metrics_spaces(serve_metrics *m, size_t n, const int *served)
     if (n > SERVE_MAX_DIRS)
         n = SERVE_MAX_DIRS;
     serve_metrics_lock();
-    for (size_t i = m->n; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         unsigned char sid[CRDT_SPACE_ID_BYTES];
 
+        /* once per replica; one being opened again (NULL) is labelled
+         * when it is back (it keeps its space) */
+        if (m->space[i][0] != '\0' || m->reps[i] == NULL)
+            continue;
         crdt_replica_space_id(m->reps[i], sid);
         crdt_hex(m->space[i], sid, sizeof sid);
     }

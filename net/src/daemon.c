@@ -55,6 +55,7 @@
 #include <sodium.h>
 #include <stdarg.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,8 +124,12 @@ struct crdtnet_daemon {
     uint64_t conn_seq;          /* connections listed so far (under mu) */
     size_t n;
     int lfd;
-    int port;
+    int port;                        /* atomic: read by any thread */
     char where[HOST_MAX + PORT_MAX]; /* the bound address, for logs */
+    /* a listener set_listen() bound, for the loop to take (under mu) */
+    int new_lfd, new_port;
+    char new_where[HOST_MAX + PORT_MAX];
+    int wake_fd; /* an eventfd: set_listen() wakes the loop with it */
     int pipe_r, pipe_w;
     volatile sig_atomic_t stop;
     crdtnet_conn_options copts; /* live, our stop flag, our log */
@@ -218,8 +223,11 @@ wait_stop(crdtnet_daemon *d, long long ms)
 
 /* ---- listening ---------------------------------------------------- */
 
+/* A listening socket on @p host:@p port (non-blocking), its port and
+ * "host:port" for logs; a failure is logged. */
 static int
-bind_listen(crdtnet_daemon *d, const char *host, const char *port)
+open_listener(crdtnet_daemon *d, const char *host, const char *port,
+              int *fd_out, int *port_out, char *where, size_t where_len)
 {
     struct addrinfo hints, *res = NULL, *ai;
     struct sockaddr_storage ss;
@@ -260,25 +268,39 @@ bind_listen(crdtnet_daemon *d, const char *host, const char *port)
               host ? host : "*", port, strerror(err));
         return CRDT_EIO;
     }
+    *port_out = 0;
+    snprintf(where, where_len, "?");
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
         char h[INET6_ADDRSTRLEN] = "?";
 
         if (ss.ss_family == AF_INET) {
             struct sockaddr_in *a = (struct sockaddr_in *)&ss;
 
-            d->port = ntohs(a->sin_port);
+            *port_out = ntohs(a->sin_port);
             inet_ntop(AF_INET, &a->sin_addr, h, sizeof h);
-            snprintf(d->where, sizeof d->where, "%s:%d", h, d->port);
+            snprintf(where, where_len, "%s:%d", h, *port_out);
         } else if (ss.ss_family == AF_INET6) {
             struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
 
-            d->port = ntohs(a->sin6_port);
+            *port_out = ntohs(a->sin6_port);
             inet_ntop(AF_INET6, &a->sin6_addr, h, sizeof h);
-            snprintf(d->where, sizeof d->where, "[%s]:%d", h, d->port);
+            snprintf(where, where_len, "[%s]:%d", h, *port_out);
         }
     }
-    d->lfd = fd;
+    *fd_out = fd;
     return CRDT_OK;
+}
+
+static int
+bind_listen(crdtnet_daemon *d, const char *host, const char *port)
+{
+    int p = 0, rc;
+
+    rc = open_listener(d, host, port, &d->lfd, &p, d->where,
+                       sizeof d->where);
+    if (rc == CRDT_OK)
+        __atomic_store_n(&d->port, p, __ATOMIC_RELEASE);
+    return rc;
 }
 
 int
@@ -311,7 +333,7 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     d = calloc(1, sizeof *d);
     if (d == NULL)
         return CRDT_ENOMEM;
-    d->lfd = d->pipe_r = d->pipe_w = d->ep = -1;
+    d->lfd = d->pipe_r = d->pipe_w = d->ep = d->new_lfd = d->wake_fd = -1;
     d->copts = opts->conn;
     d->copts.version = 1;
     d->copts.live = 1;
@@ -388,8 +410,9 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
     d->pipe_r = fds[0];
     d->pipe_w = fds[1];
     if ((d->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+        (d->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
         (d->rbuf = malloc(RBUF_BYTES)) == NULL) {
-        rc = d->ep < 0 ? CRDT_EIO : CRDT_ENOMEM;
+        rc = d->ep < 0 || d->wake_fd < 0 ? CRDT_EIO : CRDT_ENOMEM;
         goto fail;
     }
     if (pthread_mutex_init(&d->mu, NULL) != 0) {
@@ -407,6 +430,8 @@ crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *replicas,
 fail:
     if (d->ep >= 0)
         close(d->ep);
+    if (d->wake_fd >= 0)
+        close(d->wake_fd);
     free(d->rbuf);
     if (d->pipe_r >= 0)
         close(d->pipe_r);
@@ -426,7 +451,7 @@ fail:
 int
 crdtnet_daemon_port(const crdtnet_daemon *d)
 {
-    return d ? d->port : -1;
+    return d ? __atomic_load_n(&d->port, __ATOMIC_ACQUIRE) : -1;
 }
 
 void
@@ -1036,6 +1061,40 @@ fan_out(crdtnet_daemon *d, long long now)
     }
 }
 
+/* A listener crdtnet_daemon_set_listen() bound replaces ours: new
+ * connections come through it from now on; those accepted already are
+ * sockets of their own and go on. */
+static void
+take_listener(crdtnet_daemon *d)
+{
+    char was[sizeof d->where];
+    int fd;
+
+    pthread_mutex_lock(&d->mu);
+    fd = d->new_lfd;
+    d->new_lfd = -1;
+    if (fd >= 0) {
+        memcpy(was, d->where, sizeof was);
+        memcpy(d->where, d->new_where, sizeof d->where);
+        __atomic_store_n(&d->port, d->new_port, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (fd < 0)
+        return;
+    if (CRDTNET__FLAG(d->stop)) { /* stopping: no new connections */
+        close(fd);
+        return;
+    }
+    if (d->lfd >= 0) {
+        (void)epoll_ctl(d->ep, EPOLL_CTL_DEL, d->lfd, NULL);
+        close(d->lfd);
+    }
+    d->lfd = fd;
+    if (d->accept_paused_until == 0 && watch(d, d->lfd, &d->lfd) != 0)
+        dlogf(d, CRDTNET_LOG_ERROR, "epoll_ctl: %s", strerror(errno));
+    dlogf(d, CRDTNET_LOG_INFO, "listening on %s (was %s)", d->where, was);
+}
+
 /* One wake of the loop: wait for readiness or the earliest deadline
  * (at most a second), then turn what is ready and what is due. */
 static void
@@ -1061,6 +1120,10 @@ loop_once(crdtnet_daemon *d)
         if (tag == &d->pipe_r) {
             /* never drained (keeps (2)): out of the set, or it spins */
             (void)epoll_ctl(d->ep, EPOLL_CTL_DEL, d->pipe_r, NULL);
+        } else if (tag == &d->wake_fd) {
+            uint64_t v;
+            (void)!read(d->wake_fd, &v, sizeof v);
+            take_listener(d);
         } else if (tag == &d->lfd) {
             for (int i = 0; i < ACCEPT_BURST && !CRDTNET__FLAG(d->stop) &&
                             d->lfd >= 0 && d->accept_paused_until == 0 &&
@@ -1098,7 +1161,8 @@ crdtnet_daemon_run(crdtnet_daemon *d)
           "listening on %s for %zu space(s), %zu peer link(s)", d->where,
           d->n, d->n_peers);
     if (watch(d, d->lfd, &d->lfd) != 0 ||
-        watch(d, d->pipe_r, &d->pipe_r) != 0) {
+        watch(d, d->pipe_r, &d->pipe_r) != 0 ||
+        watch(d, d->wake_fd, &d->wake_fd) != 0) {
         dlogf(d, CRDTNET_LOG_ERROR, "epoll_ctl: %s", strerror(errno));
         return CRDT_ERROR;
     }
@@ -1145,9 +1209,12 @@ crdtnet_daemon_free(crdtnet_daemon *d)
         return;
     if (d->lfd >= 0)
         close(d->lfd);
+    if (d->new_lfd >= 0)
+        close(d->new_lfd);
     close(d->pipe_r);
     close(d->pipe_w);
     close(d->ep);
+    close(d->wake_fd);
     free(d->rbuf);
     crdtnet__heap_free(&d->timers);
     pthread_mutex_destroy(&d->mu);
@@ -1230,6 +1297,30 @@ crdtnet_daemon_add_space(crdtnet_daemon *d, crdt_replica *r)
         rc = peer_start(d, slot * d->n_addrs + i);
     pthread_mutex_unlock(&d->mu);
     return rc;
+}
+
+int
+crdtnet_daemon_set_listen(crdtnet_daemon *d, const char *host,
+                          const char *port)
+{
+    char where[sizeof d->where];
+    uint64_t one = 1;
+    int fd, p, rc;
+
+    if (d == NULL || port == NULL)
+        return CRDT_EINVAL;
+    rc = open_listener(d, host, port, &fd, &p, where, sizeof where);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&d->mu);
+    if (d->new_lfd >= 0) /* an earlier one the loop has not taken */
+        close(d->new_lfd);
+    d->new_lfd = fd;
+    d->new_port = p;
+    memcpy(d->new_where, where, sizeof where);
+    pthread_mutex_unlock(&d->mu);
+    (void)!write(d->wake_fd, &one, sizeof one);
+    return CRDT_OK;
 }
 
 int

@@ -157,13 +157,24 @@ check "JSON log: every line has ts, level and peer; --log-level filters"
 
 # ---- 4. SIGHUP reloads the config ----
 sed -i 's/^log-format = json/log-format = text/; s/^log-level = debug/log-level = info/' a.conf
-echo 'listen = 127.0.0.1:1' >> a.conf
+# an address that cannot be bound (TEST-NET, not on this host): refused,
+# the daemon stays where it was
+echo 'listen = 192.0.2.1:7' >> a.conf
 lines=$(wc -l < a.log)
 kill -HUP "$pA"
-wait_for a.log 'reload: listen changed: takes effect after a restart'
+wait_for a.log 'reload: cannot listen on 192\.0\.2\.1:7; still listening on'
 kill -0 "$pA" 2>/dev/null || fail "SIGHUP killed the daemon"
 wait_for a.log '^[0-9T:.-]+Z info peer=- reloaded'
 "$S" sync B "127.0.0.1:$port" >/dev/null # still on the old port
+# another address: the listener moves live, no restart
+sed -i 's/^listen = 192.0.2.1:7$/listen = 127.0.0.2:0/' a.conf
+kill -HUP "$pA"
+wait_for a.log 'listening on 127\.0\.0\.2:[0-9]+ \(was 127\.0\.0\.1:'"$port"'\)'
+old_port=$port
+port="$(sed -n 's/.*listening on 127.0.0.2:\([0-9]*\) (was.*/\1/p' a.log | tail -1)"
+"$S" sync B "127.0.0.2:$port" >/dev/null || fail "sync on the new address"
+rc=0; "$S" sync B "127.0.0.1:$old_port" >/dev/null 2>&1 || rc=$?
+[ "$rc" != 0 ] || fail "the old address still takes syncs"
 wait_for a.log 'session ended'
 tail -n +"$((lines + 1))" a.log | grep -v '^{' > text.log
 grep -Evq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}Z (error|warn|info|debug) peer=[^ ]+ ' text.log &&
@@ -174,8 +185,8 @@ echo 'bogus line' >> a.conf
 kill -HUP "$pA"
 wait_for a.log 'reload: .*a.conf:[0-9]+: want "key = value"; the settings in force stay'
 kill -0 "$pA" 2>/dev/null || fail "a bad config on reload killed the daemon"
-"$S" sync B "127.0.0.1:$port" >/dev/null
-check "SIGHUP reloads: format and level live, listen needs a restart, a bad file is refused"
+"$S" sync B "127.0.0.2:$port" >/dev/null
+check "SIGHUP reloads: format and level live, listen moves live (an unbindable one is refused), a bad file is refused"
 
 # ---- 5. options: unknown and bad values are usage errors ----
 rc=0; "$S" serve A --listen 127.0.0.1:0 --log-level=loud 2>/dev/null || rc=$?
@@ -215,3 +226,13 @@ wait_for unit.log 'listening on 127\.0\.0\.1:[0-9]+'
 mport="$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' unit.log)"
 curl -sf "http://127.0.0.1:$mport/healthz" | grep -qx ok || fail "unit health"
 check "the shipped unit verifies and its ExecStart runs the shipped config"
+# the metrics endpoint moves on a reload: the new one serves, the old one
+# is closed
+sed -i 's|^metrics = .*|metrics = 127.0.0.2:0|' strata.conf
+kill -HUP "${pids[-1]}"
+wait_for unit.log 'metrics on http://127\.0\.0\.2:[0-9]+/metrics'
+mport2="$(sed -n 's|.*metrics on http://127.0.0.2:\([0-9]*\)/metrics.*|\1|p' unit.log | tail -1)"
+curl -sf "http://127.0.0.2:$mport2/healthz" | grep -qx ok || fail "health on the new metrics address"
+curl -sf "http://127.0.0.2:$mport2/metrics" | grep -q '^strata_space_info' || fail "no metrics on the new address"
+! curl -sf "http://127.0.0.1:$mport/healthz" >/dev/null 2>&1 || fail "the old metrics address still answers"
+check "a reload moves the metrics endpoint"

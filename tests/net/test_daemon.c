@@ -893,6 +893,79 @@ START_TEST(test_daemon_space_opened_again_takes_its_place)
 }
 END_TEST
 
+/* The listening address changes while running: new connections use the
+ * new one, the old port refuses, a connection accepted before goes on,
+ * and an address that cannot be bound leaves the daemon where it was. */
+START_TEST(test_daemon_moves_its_listener_live)
+{
+    crdtnet_daemon_options o = CRDTNET_DAEMON_OPTIONS_INIT;
+    struct sockaddr_in sa;
+    rep_t s, c;
+    unsigned char sp[16];
+    client_t cl;
+    daemon_t dm;
+    char old_port[16], busy[16];
+    long long t0;
+    int early, probe, p;
+
+    rep_make(&s, NULL);
+    space_of(sp, &s);
+    rep_make(&c, sp);
+    add_member(&s, &c);
+    add_member(&s, &s);
+    put_str(c.r, "c1", "first");
+    o.conn.handshake_timeout_ms = 3000;
+    daemon_start(&dm, &s.r, 1, NULL, 0, &o, "daemon");
+    snprintf(old_port, sizeof old_port, "%s", dm.port);
+    early = dial_raw(old_port); /* accepted before the move */
+    usleep(100 * 1000);
+
+    ck_assert_int_eq(crdtnet_daemon_set_listen(dm.d, "127.0.0.1", "0"),
+                     CRDT_OK);
+    t0 = now_ms();
+    while ((p = crdtnet_daemon_port(dm.d)) == atoi(old_port) &&
+           now_ms() - t0 < 3000)
+        usleep(10 * 1000);
+    ck_assert_int_ne(p, atoi(old_port));
+    snprintf(dm.port, sizeof dm.port, "%d", p);
+    ck_assert(logged("(was 127.0.0.1:"));
+
+    client_start(&cl, c.r, dm.port);
+    pthread_join(cl.th, NULL);
+    ck_assert_int_eq(cl.rc, CRDT_OK);
+    ck_assert(has_field(s.r, "c1", "\"first\""));
+    /* the old port refuses */
+    probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(probe, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = htons((uint16_t)atoi(old_port));
+    ck_assert_int_ne(connect(probe, (struct sockaddr *)&sa, sizeof sa), 0);
+    close(probe);
+    /* the connection accepted before is still the daemon's */
+    ck_assert_int_eq(ms_until_closed(early, 300), -1);
+    close(early);
+
+    /* a port in use: refused, nothing moves */
+    snprintf(busy, sizeof busy, "%s", dm.port);
+    ck_assert_int_eq(crdtnet_daemon_set_listen(dm.d, "127.0.0.1", busy),
+                     CRDT_EIO);
+    ck_assert_int_eq(crdtnet_daemon_set_listen(dm.d, "127.0.0.1", NULL),
+                     CRDT_EINVAL);
+    usleep(100 * 1000);
+    ck_assert_int_eq(crdtnet_daemon_port(dm.d), p);
+    put_str(c.r, "c2", "second");
+    client_start(&cl, c.r, dm.port);
+    pthread_join(cl.th, NULL);
+    ck_assert_int_eq(cl.rc, CRDT_OK);
+    ck_assert(has_field(s.r, "c2", "\"second\""));
+    ck_assert_int_lt(daemon_stop(&dm), 3000);
+    rep_free(&s);
+    rep_free(&c);
+}
+END_TEST
+
 START_TEST(test_daemon_caps_connections_and_handshakes)
 {
     crdtnet_daemon_options o = CRDTNET_DAEMON_OPTIONS_INIT;
@@ -1184,6 +1257,7 @@ test_suite(void)
     tcase_add_test(tc, test_daemon_64_clients_beside_a_silent_one);
     tcase_add_test(tc, test_daemon_silent_client_does_not_delay_others);
     tcase_add_test(tc, test_daemon_space_opened_again_takes_its_place);
+    tcase_add_test(tc, test_daemon_moves_its_listener_live);
     tcase_add_test(tc, test_daemon_caps_connections_and_handshakes);
     tcase_add_test(tc, test_daemon_member_syncs_during_a_flood);
     tcase_add_test(tc, test_daemon_one_address_cannot_starve_another);

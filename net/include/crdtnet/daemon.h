@@ -157,8 +157,23 @@ CRDTNET_API int crdtnet_daemon_new(crdtnet_daemon **out, crdt_replica *const *re
                        const char *listen_port, const char *const *peers,
                        size_t n_peers, const crdtnet_daemon_options *opts);
 
-/** The port the daemon listens on (useful after binding port 0). */
+/** The port the daemon listens on (useful after binding port 0; after
+ *  crdtnet_daemon_set_listen(), the new one once the loop took it). */
 CRDTNET_API int crdtnet_daemon_port(const crdtnet_daemon *d);
+
+/**
+ * Listen on another address from now on (before or during
+ * crdtnet_daemon_run(), from any thread). The new socket is bound here,
+ * so a failure leaves the daemon listening where it was; the loop then
+ * takes it at once and closes the old one. Sessions already accepted
+ * are sockets of their own and go on; only new connections use the new
+ * address. Logs "listening on NEW (was OLD)".
+ * @return CRDT_OK; CRDT_EIO (cannot resolve or bind; the address is in
+ *         use); CRDT_EINVAL.
+ */
+CRDTNET_API int crdtnet_daemon_set_listen(crdtnet_daemon *d,
+                                          const char *host,
+                                          const char *port);
 
 /**
  * Run until crdtnet_daemon_stop(): the event loop that accepts and
