@@ -1073,6 +1073,10 @@ take_listener(crdtnet_daemon *d)
     pthread_mutex_lock(&d->mu);
     fd = d->new_lfd;
     d->new_lfd = -1;
+    if (fd >= 0 && CRDTNET__FLAG(d->stop)) { /* no new connections */
+        close(fd);
+        fd = -1;
+    }
     if (fd >= 0) {
         memcpy(was, d->where, sizeof was);
         memcpy(d->where, d->new_where, sizeof d->where);
@@ -1081,10 +1085,6 @@ take_listener(crdtnet_daemon *d)
     pthread_mutex_unlock(&d->mu);
     if (fd < 0)
         return;
-    if (CRDTNET__FLAG(d->stop)) { /* stopping: no new connections */
-        close(fd);
-        return;
-    }
     if (d->lfd >= 0) {
         (void)epoll_ctl(d->ep, EPOLL_CTL_DEL, d->lfd, NULL);
         close(d->lfd);
