@@ -71,6 +71,7 @@ typedef struct {
      * waits backoff_ms (5 s doubling to 5 min) before the next */
     int reopen[SERVE_MAX_DIRS];
     long long retry_at[SERVE_MAX_DIRS];
+    int down[SERVE_MAX_DIRS]; /* out since its storage failed (health) */
     long long opened_at[SERVE_MAX_DIRS]; /* its last open again */
     long backoff_ms[SERVE_MAX_DIRS];
     serve_backup_state *bk; /* under serve_metrics_lock() */
@@ -246,6 +247,10 @@ apply_spaces(house *h, const serve_conf *n)
     unsigned char dropped[SERVE_MAX_DIRS] = { 0 }; /* by this reload */
     int rc;
 
+    for (size_t i = 0; i < h->n; i++) /* no longer listed: let it be */
+        if (!h->served[i] && !listed(h->dirs[i], n->dirs, n->n_dirs))
+            h->reopen[i] = h->down[i] = 0;
+
     for (size_t i = 0; i < h->n; i++) {
         const char *dir = h->dirs[i];
 
@@ -270,6 +275,7 @@ apply_spaces(house *h, const serve_conf *n)
             } else { /* e.g. LMDB gave up after a failed write: not damage */
                 h->reopen[i] = 1;
                 h->retry_at[i] = 0;
+                h->down[i] = 1;
                 serve_logf(CRDTNET_LOG_ERROR, "reload: cannot read %s "
                            "(space %s): %s; no longer serving this space; "
                            "opening it again", dir, hex, why);
@@ -289,6 +295,7 @@ apply_spaces(house *h, const serve_conf *n)
         if (at < h->n && (h->reopen[at] || h->reps[at] == NULL)) {
             h->reopen[at] = 1; /* closed or failed: open it anew, now */
             h->retry_at[at] = 0;
+            h->down[at] = 1;
             continue;
         }
         if (at < h->n) { /* removed before: check it again */
@@ -302,6 +309,7 @@ apply_spaces(house *h, const serve_conf *n)
             if (rc < 0) {
                 h->reopen[at] = 1;
                 h->retry_at[at] = 0;
+                h->down[at] = 1;
                 serve_logf(CRDTNET_LOG_ERROR, "reload: cannot read %s: %s; "
                            "opening it again", dir, why);
                 continue;
@@ -392,12 +400,14 @@ watch_storage(house *h)
         (void)crdtnet_daemon_remove_space(h->d, h->reps[i]);
         h->served[i] = 0;
         h->reopen[i] = 1;
+        h->down[i] = 1;
         /* at most one open again in 10 s: each reads the whole
          * replica, and a disk failing again would fail it again */
         h->retry_at[i] = h->opened_at[i] ? h->opened_at[i] + 10000 : 0;
         if (h->retry_at[i] < now)
             h->retry_at[i] = 0;
         serve_metrics_spaces(h->metrics, h->n, h->served);
+        serve_metrics_down(h->metrics, h->n, h->down);
         serve_logf(CRDTNET_LOG_ERROR, "storage failed under %s (space %s): "
                    "LMDB refuses its environment after a failed write; no "
                    "longer serving this space; opening it again",
@@ -476,7 +486,9 @@ reopen_spaces(house *h)
         serve_metrics_unlock();
         h->served[i] = 1;
         h->checked[i] = 0;
+        h->down[i] = 0;
         serve_metrics_spaces(h->metrics, h->n, h->served);
+        serve_metrics_down(h->metrics, h->n, h->down);
         serve_logf(CRDTNET_LOG_INFO, "opened %s again, every page and "
                    "record checked: serving it (space %s)", dir, hex);
     }
@@ -521,6 +533,7 @@ move_metrics(house *h, serve_conf *n)
                    c->metrics ? "they stay where they were" : "none");
         return;
     }
+    serve_metrics_down(m, h->n, h->down);
     serve_metrics_stop(h->metrics); /* waits for a scrape in flight */
     h->metrics = m;
     if (m == NULL)
@@ -561,6 +574,7 @@ reload(house *h)
     apply_log(&n);
     apply_spaces(h, &n);
     serve_metrics_spaces(h->metrics, h->n, h->served);
+    serve_metrics_down(h->metrics, h->n, h->down);
     if (!same_list(c->peers, c->n_peers, n.peers, n.n_peers)) {
         rc = crdtnet_daemon_set_peers(h->d, (const char *const *)n.peers,
                                       n.n_peers);

@@ -103,6 +103,13 @@ int serve_metrics_start(serve_metrics **out, const char *hostport,
  */
 void serve_metrics_spaces(serve_metrics *m, size_t n, const int *served);
 
+/**
+ * Spaces out because their storage failed (LMDB gave up on the
+ * environment) and not open again yet: /healthz fails while one is, and
+ * /metrics has strata_space_storage_failed{space} 1. @p m may be NULL.
+ */
+void serve_metrics_down(serve_metrics *m, size_t n, const int *down);
+
 void serve_metrics_stop(serve_metrics *m);
 
 /** Guard the backup states handed to serve_metrics_start(). */

@@ -31,6 +31,7 @@ struct serve_metrics {
      * a scrape holds the lock while it reads the served handles */
     size_t n;
     int served[SERVE_MAX_DIRS];
+    int down[SERVE_MAX_DIRS]; /* storage failed, not open again yet */
     char space[SERVE_MAX_DIRS][2 * CRDT_SPACE_ID_BYTES + 1]; /* labels */
 };
 
@@ -168,6 +169,13 @@ metrics_text(buf *b, serve_metrics *m)
                 *p == '\n' ? ' ' : *p);
         put(b, "\"} 1\n");
     }
+    family(b, "strata_space_storage_failed", "gauge",
+           "1 while a space is out because LMDB gave up on its "
+           "environment and it could not be opened again yet.");
+    for (size_t i = 0; i < v.n; i++)
+        if (m->down[i] && m->space[i][0] != '\0')
+            put(b, "strata_space_storage_failed{space=\"%s\"} 1\n",
+                m->space[i]);
     PER_SPACE("strata_peers_connected", "gauge",
               "Authenticated sync sessions open now.", peers_connected);
     PER_SPACE("strata_changes_received_total", "counter",
@@ -314,6 +322,12 @@ health_text(buf *b, serve_metrics *m)
             ok = 0;
         }
     }
+    for (size_t i = 0; i < v.n; i++)
+        if (m->down[i]) {
+            put(b, "space %s: storage failed; not served until it opens "
+                   "again\n", m->space[i]);
+            ok = 0;
+        }
     serve_metrics_unlock();
     if (ok)
         put(b, "ok\n");
@@ -489,6 +503,18 @@ serve_metrics_spaces(serve_metrics *m, size_t n, const int *served)
     }
     memcpy(m->served, served, n * sizeof *served);
     m->n = n;
+    serve_metrics_unlock();
+}
+
+void
+serve_metrics_down(serve_metrics *m, size_t n, const int *down)
+{
+    if (m == NULL)
+        return;
+    if (n > SERVE_MAX_DIRS)
+        n = SERVE_MAX_DIRS;
+    serve_metrics_lock();
+    memcpy(m->down, down, n * sizeof *down);
     serve_metrics_unlock();
 }
 

@@ -233,6 +233,7 @@ kill -HUP "${pids[-1]}"
 wait_for unit.log 'metrics on http://127\.0\.0\.2:[0-9]+/metrics'
 mport2="$(sed -n 's|.*metrics on http://127.0.0.2:\([0-9]*\)/metrics.*|\1|p' unit.log | tail -1)"
 curl -sf "http://127.0.0.2:$mport2/healthz" | grep -qx ok || fail "health on the new metrics address"
-curl -sf "http://127.0.0.2:$mport2/metrics" | grep -q '^strata_space_info' || fail "no metrics on the new address"
+curl -sf "http://127.0.0.2:$mport2/metrics" > m2.txt || fail "no /metrics on the new address"
+grep -q '^strata_space_info' m2.txt || fail "no metrics on the new address"
 ! curl -sf "http://127.0.0.1:$mport/healthz" >/dev/null 2>&1 || fail "the old metrics address still answers"
 check "a reload moves the metrics endpoint"

@@ -27,7 +27,9 @@ sp="$("$S" status A --json | js 'd["space_id"]')"
 "$S" member add A "$("$S" id B)"
 "$S" put A c kept v 1
 LD_PRELOAD="$STRATA_TEST_FAILWRITE" STRATA_TEST_FAIL_META="$work/trigger" \
-    serve a.log A
+    serve a.log A --metrics 127.0.0.1:0
+mport="$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' a.log)"
+[ -n "$mport" ] || { cat a.log; fail "no metrics address"; }
 "$S" sync B "127.0.0.1:$port" >/dev/null || fail "first sync"
 h0="$(hash A)"
 
@@ -77,7 +79,14 @@ wait_log "cannot open A again; not serving it; next try in 5 s"
 if grep -q "corrupt\|damaged" a.log; then cat a.log; fail "the daemon called it corrupt"; fi
 set +e; "$S" sync B "127.0.0.1:$port" >out.txt 2>err.txt; code=$?; set -e
 [ "$code" != 0 ] || fail "a space not served took a sync"
-check "while it cannot be opened the space stays out, never called corrupt"
+# health says so while it is out; the metrics name it
+rc=0; curl -s -o health.txt -w '%{http_code}' "http://127.0.0.1:$mport/healthz" > code.txt || rc=$?
+[ "$(cat code.txt)" = 503 ] || { cat health.txt; fail "healthz: $(cat code.txt), want 503"; }
+grep -q "storage failed; not served until it opens again" health.txt || { cat health.txt; fail "healthz does not say why"; }
+curl -sf "http://127.0.0.1:$mport/metrics" > m.txt || fail "no /metrics"
+grep -q '^strata_space_storage_failed{space="[0-9a-f]*"} 1$' m.txt ||
+    fail "no strata_space_storage_failed"
+check "while it cannot be opened the space stays out, never called corrupt; /healthz fails (503)"
 
 # ---- the directory is back: the next try serves it, same daemon ----
 mv A.away A
@@ -87,6 +96,11 @@ kill -HUP "$daemon"
 wait_log "opened A again, every page and record checked: serving it" 2
 "$S" sync B "127.0.0.1:$port" >/dev/null || { cat a.log; fail "sync after the second reopen"; }
 [ "$("$S" get A c away v)" = "3" ] || fail "B's second change did not arrive"
+curl -sf "http://127.0.0.1:$mport/healthz" > h.txt || fail "healthz after the reopen"
+grep -qx ok h.txt || fail "healthz after the reopen: $(cat h.txt)"
+curl -sf "http://127.0.0.1:$mport/metrics" > m.txt || fail "no /metrics after the reopen"
+! grep -q '^strata_space_storage_failed{' m.txt ||
+    fail "strata_space_storage_failed after the reopen"
 [ "$("$S" get A c kept v)" = "1" ] || fail "lost a committed write"
 if grep -q "damaged\|corrupt" a.log; then cat a.log; fail "the daemon called it damaged"; fi
 check "a reload serves it again once it opens; every change kept"
