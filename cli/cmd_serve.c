@@ -236,6 +236,16 @@ space_hex(char *hex, crdt_replica *r)
     crdt_hex(hex, sid, sizeof sid);
 }
 
+/* Open replica @p i again (reopen_spaces()), not before @p not_before
+ * (monotonic ms; 0: at once); until then it is out and health says so. */
+static void
+want_reopen(house *h, size_t i, long long not_before)
+{
+    h->reopen[i] = 1;
+    h->down[i] = 1;
+    h->retry_at[i] = not_before;
+}
+
 /* Reload: serve the spaces of @p n. A space no longer listed is removed
  * (its sessions end cleanly); every space kept is checked again before
  * the daemon reads more of it; a new one is opened with every page and
@@ -273,9 +283,7 @@ apply_spaces(house *h, const serve_conf *n)
                            "(space %s): %s; no longer serving this space; "
                            "run strata verify %s", dir, hex, why, dir);
             } else { /* e.g. LMDB gave up after a failed write: not damage */
-                h->reopen[i] = 1;
-                h->retry_at[i] = 0;
-                h->down[i] = 1;
+                want_reopen(h, i, 0);
                 serve_logf(CRDTNET_LOG_ERROR, "reload: cannot read %s "
                            "(space %s): %s; no longer serving this space; "
                            "opening it again", dir, hex, why);
@@ -293,9 +301,7 @@ apply_spaces(house *h, const serve_conf *n)
         if (at < h->n && (h->served[at] || dropped[at]))
             continue; /* served, or dropped by the checks above */
         if (at < h->n && (h->reopen[at] || h->reps[at] == NULL)) {
-            h->reopen[at] = 1; /* closed or failed: open it anew, now */
-            h->retry_at[at] = 0;
-            h->down[at] = 1;
+            want_reopen(h, at, 0); /* closed or failed: open it anew, now */
             continue;
         }
         if (at < h->n) { /* removed before: check it again */
@@ -307,9 +313,7 @@ apply_spaces(house *h, const serve_conf *n)
                 continue;
             }
             if (rc < 0) {
-                h->reopen[at] = 1;
-                h->retry_at[at] = 0;
-                h->down[at] = 1;
+                want_reopen(h, at, 0);
                 serve_logf(CRDTNET_LOG_ERROR, "reload: cannot read %s: %s; "
                            "opening it again", dir, why);
                 continue;
@@ -319,12 +323,18 @@ apply_spaces(house *h, const serve_conf *n)
                        "most %d replicas over the daemon's life", dir,
                        SERVE_MAX_DIRS);
             continue;
+        } else if ((h->dirs[h->n] = strdup(dir)) == NULL) {
+            serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: out of "
+                       "memory", dir);
+            continue;
         } else {
             rc = cli_open_ex(&r, dir, CLI_OPEN_WRITE | CLI_OPEN_CHECK_ALL);
             if (rc != CLI_OK) {
                 serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: %s",
                            dir, rc == CLI_EDATA ? "its replica is corrupt"
                                                 : "it does not open");
+                free(h->dirs[h->n]);
+                h->dirs[h->n] = NULL;
                 continue;
             }
         }
@@ -335,18 +345,14 @@ apply_spaces(house *h, const serve_conf *n)
                        "%s): %s", dir, hex, rc == CRDT_EEXISTS
                        ? "another replica of that space is served"
                        : crdt_strerror(rc));
-            if (at == h->n)
+            if (at == h->n) {
                 crdt_replica_close(r);
+                free(h->dirs[h->n]);
+                h->dirs[h->n] = NULL;
+            }
             continue;
         }
         if (at == h->n) {
-            if ((h->dirs[h->n] = strdup(dir)) == NULL) {
-                serve_logf(CRDTNET_LOG_ERROR, "reload: not serving %s: "
-                           "out of memory", dir);
-                (void)crdtnet_daemon_remove_space(h->d, r);
-                crdt_replica_close(r);
-                continue;
-            }
             serve_metrics_lock();
             h->reps[h->n] = r;
             serve_metrics_unlock();
@@ -391,7 +397,6 @@ static void
 watch_storage(house *h)
 {
     char hex[2 * CRDT_SPACE_ID_BYTES + 1];
-    long long now = cli_mono_ms();
 
     for (size_t i = 0; i < h->n; i++) {
         if (!h->served[i] || !crdt_replica_failed(h->reps[i]))
@@ -399,13 +404,9 @@ watch_storage(house *h)
         space_hex(hex, h->reps[i]);
         (void)crdtnet_daemon_remove_space(h->d, h->reps[i]);
         h->served[i] = 0;
-        h->reopen[i] = 1;
-        h->down[i] = 1;
         /* at most one open again in 10 s: each reads the whole
          * replica, and a disk failing again would fail it again */
-        h->retry_at[i] = h->opened_at[i] ? h->opened_at[i] + 10000 : 0;
-        if (h->retry_at[i] < now)
-            h->retry_at[i] = 0;
+        want_reopen(h, i, h->opened_at[i] ? h->opened_at[i] + 10000 : 0);
         serve_metrics_spaces(h->metrics, h->n, h->served);
         serve_metrics_down(h->metrics, h->n, h->down);
         serve_logf(CRDTNET_LOG_ERROR, "storage failed under %s (space %s): "

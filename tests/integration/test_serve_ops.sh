@@ -15,15 +15,6 @@ pids=()
 trap cleanup EXIT
 cd "$work"
 
-# wait_for FILE PATTERN: up to 5 s for an extended regex to appear
-wait_for() {
-    for _ in $(seq 1 100); do
-        grep -Eq "$2" "$1" && return 0
-        sleep 0.05
-    done
-    cat "$1" >&2
-    fail "no \"$2\" in $1"
-}
 # metric NAME_AND_LABELS: its value in the last scrape (m.txt)
 metric() { awk -v k="$1" '$1 == k { print $2 }' m.txt; }
 scrape() { curl -sf "http://127.0.0.1:$mport/metrics" > m.txt; }

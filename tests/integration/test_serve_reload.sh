@@ -22,15 +22,6 @@ pids=()
 trap cleanup EXIT
 cd "$work"
 
-# wait_for FILE PATTERN: up to 5 s for an extended regex to appear
-wait_for() {
-    for _ in $(seq 1 100); do
-        grep -Eq "$2" "$1" && return 0
-        sleep 0.05
-    done
-    cat "$1" >&2
-    fail "no \"$2\" in $1"
-}
 # wait_for_more FILE PATTERN N: up to 5 s for more than N lines to match
 # (a line an earlier session logged must not count for a new one)
 wait_for_more() {

@@ -33,17 +33,6 @@ mport="$(sed -n 's|.*metrics on http://127.0.0.1:\([0-9]*\)/metrics.*|\1|p' a.lo
 "$S" sync B "127.0.0.1:$port" >/dev/null || fail "first sync"
 h0="$(hash A)"
 
-# wait_log PATTERN [COUNT]: the daemon's log shows it (COUNT times,
-# default 1) within 10 s
-wait_log() {
-    local want="${2:-1}"
-    for _ in $(seq 1 200); do
-        [ "$(grep -c "$1" a.log)" -ge "$want" ] && return 0
-        sleep 0.05
-    done
-    cat a.log; fail "the daemon never logged ($want): $1"
-}
-
 # ---- the daemon's commit of B's change fails on the meta page ----
 "$S" put B c lost v 2
 touch trigger
@@ -55,8 +44,8 @@ if grep -q "damaged\|corrupt" a.log; then cat a.log; fail "the daemon called it 
 check "a failed meta-page write fails that sync as an I/O error, never as damage"
 
 # ---- the daemon notices by itself and opens the replica again ----
-wait_log "storage failed under A (space .*LMDB refuses its environment"
-wait_log "opened A again, every page and record checked: serving it"
+wait_for a.log 'storage failed under A \(space .*LMDB refuses its environment'
+wait_for a.log 'opened A again, every page and record checked: serving it'
 kill -0 "$daemon" || fail "the daemon is gone"
 "$S" verify A >/dev/null || fail "verify after the write error"
 [ "$("$S" get A c kept v)" = "1" ] || fail "lost a committed write"
@@ -73,9 +62,9 @@ touch trigger
 set +e; "$S" sync B "127.0.0.1:$port" >/dev/null 2>err.txt; code=$?; set -e
 [ ! -e trigger ] || fail "the preload did not fail a meta-page write (2)"
 [ "$code" = 7 ] || { cat err.txt; fail "sync (2): exit $code, want 7"; }
-wait_log "storage failed under A" 2
+wait_for a.log 'storage failed under A' 2
 kill -HUP "$daemon" # try now, not 10 s after the last open
-wait_log "cannot open A again; not serving it; next try in 5 s"
+wait_for a.log 'cannot open A again; not serving it; next try in 5 s'
 if grep -q "corrupt\|damaged" a.log; then cat a.log; fail "the daemon called it corrupt"; fi
 set +e; "$S" sync B "127.0.0.1:$port" >out.txt 2>err.txt; code=$?; set -e
 [ "$code" != 0 ] || fail "a space not served took a sync"
@@ -93,7 +82,7 @@ mv A.away A
 "$S" verify A >/dev/null || fail "verify after the second write error"
 [ "$(hash A)" = "$h1" ] || fail "the state moved"
 kill -HUP "$daemon"
-wait_log "opened A again, every page and record checked: serving it" 2
+wait_for a.log 'opened A again, every page and record checked: serving it' 2
 "$S" sync B "127.0.0.1:$port" >/dev/null || { cat a.log; fail "sync after the second reopen"; }
 [ "$("$S" get A c away v)" = "3" ] || fail "B's second change did not arrive"
 curl -sf "http://127.0.0.1:$mport/healthz" > h.txt || fail "healthz after the reopen"

@@ -8,6 +8,17 @@ check() { echo "ok: $*"; }
 js() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 hash() { "$S" status "$1" --json | js 'd["state_hash"]'; }
 epoch() { "$S" status "$1" --json | js 'd["epoch"]["id"]'; }
+# wait_for FILE PATTERN [COUNT]: up to 10 s for an extended regex to
+# match COUNT lines (default 1)
+wait_for() {
+    local want="${3:-1}"
+    for _ in $(seq 1 200); do
+        [ "$(grep -Ec "$2" "$1")" -ge "$want" ] && return 0
+        sleep 0.05
+    done
+    cat "$1" >&2
+    fail "no \"$2\" ($want) in $1"
+}
 
 # serve LOG DIR... [--peer HP]: start a daemon on a free loopback port;
 # sets $port and $daemon and records the pid (not in a subshell, so the
