@@ -47,8 +47,13 @@ struct crdt__qop {
     size_t coll_len, doc_len, field_len;
     crdt_value value;
     int64_t delta;
-    const unsigned char *observed;
-    size_t observed_len;
+    union {
+        struct { /* removes */
+            const unsigned char *observed;
+            size_t observed_len;
+        };
+        unsigned char tag[8]; /* INCR, SADD: their change's (op_copy.c) */
+    };
     crdt_op_kind kind;
 };
 _Static_assert(sizeof(struct crdt__qop) == 128, "two cache lines");
@@ -277,7 +282,8 @@ grow(crdt__applyq *q)
 
 int
 crdt__applyq_push(crdt__wctx *w, crdt__applyq *q, const crdt_op *op,
-                  uint64_t hlc, const crdt_actor *actor, uint64_t seq)
+                  uint64_t hlc, const crdt_actor *actor, uint64_t seq,
+                  const unsigned char *hash)
 {
     struct crdt__qop *e;
     int rc;
@@ -295,8 +301,12 @@ crdt__applyq_push(crdt__wctx *w, crdt__applyq *q, const crdt_op *op,
     e->field_len = op->field_len;
     e->value = op->value;
     e->delta = op->delta;
-    e->observed = op->observed;
-    e->observed_len = op->observed_len;
+    if (op->kind == CRDT_OP_INCR || op->kind == CRDT_OP_SADD) {
+        memcpy(e->tag, hash, sizeof e->tag);
+    } else {
+        e->observed = op->observed;
+        e->observed_len = op->observed_len;
+    }
     e->kind = op->kind;
     e->hlc = hlc;
     e->seq = seq;
@@ -384,9 +394,19 @@ crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q)
         op.field_len = e->field_len;
         op.value = e->value;
         op.delta = e->delta;
-        op.observed = e->observed;
-        op.observed_len = e->observed_len;
-        rc = crdt__state_apply(w, &op, e->hlc, &e->actor, e->seq);
+        if (e->kind == CRDT_OP_INCR || e->kind == CRDT_OP_SADD) {
+            op.observed = NULL;
+            op.observed_len = 0;
+            rc = crdt__state_apply(w, &op, e->hlc, &e->actor, e->seq);
+            /* a copy of it applied before is neutralised */
+            if (rc == CRDT_OK)
+                rc = crdt__op_original_applied(w, &op, &e->actor, e->seq,
+                                               e->tag);
+        } else {
+            op.observed = e->observed;
+            op.observed_len = e->observed_len;
+            rc = crdt__state_apply(w, &op, e->hlc, &e->actor, e->seq);
+        }
     }
     w->seq_defer = defer;
     w->cur_step = step;

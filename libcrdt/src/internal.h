@@ -303,10 +303,13 @@ int crdt__member_doc_read(crdt__wctx *w, const unsigned char *pk,
 void crdt__applyq_init(crdt__applyq *q);
 void crdt__applyq_free(crdt__applyq *q);
 /* Hold @p op (a view into change bytes that outlive the queue), of a
- * kind below CRDT_OP_TINS and not a member-set op: only the parts
- * crdt__state_apply() reads for those kinds are kept. */
+ * kind below CRDT_OP_TINS, not a member-set op and not a copy: only the
+ * parts crdt__state_apply() reads for those kinds are kept, and for an
+ * increment or add the first 8 bytes of @p hash, its change's (a copy
+ * of it may wait: op_copy.c). */
 int crdt__applyq_push(crdt__wctx *w, crdt__applyq *q, const crdt_op *op,
-                      uint64_t hlc, const crdt_actor *actor, uint64_t seq);
+                      uint64_t hlc, const crdt_actor *actor, uint64_t seq,
+                      const unsigned char *hash);
 /* Apply every op held, in key order, and empty the queue. */
 int crdt__applyq_flush(crdt__wctx *w, crdt__applyq *q);
 
@@ -592,6 +595,10 @@ int crdt__state_put(crdt__wctx *w, const void *k, size_t kl,
                     const void *v, size_t vl, const MDB_val *old);
 int crdt__state_del(crdt__wctx *w, const void *k, size_t kl,
                     const MDB_val *old);
+/* The first entry of the active state whose key starts with @p p, in
+ * @p key and @p val (valid until the next write); CRDT_ENOTFOUND if none. */
+int crdt__state_first_under(crdt__wctx *w, const void *p, size_t pl,
+                            MDB_val *key, MDB_val *val);
 /* Find @p k in the active state with the context's cursor, leaving it
  * there so crdt__state_put() can overwrite in place. ENOTFOUND if absent. */
 int crdt__state_get(crdt__wctx *w, const void *k, size_t kl, MDB_val *out);

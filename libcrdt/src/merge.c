@@ -115,7 +115,7 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
     crdt_op op, out;
     struct crdt_raw raw;
     uint64_t i = 0;
-    int rc;
+    int rc, queued;
 
     int defer = w->seq_defer;
 
@@ -173,18 +173,25 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
          * way, and no other op reads a sequence's records: queueing
          * them bought nothing but a copy of each), whose records the
          * merge writes once at its end (seq_store.c) */
-        if (w->q != NULL && !foreign && !crdt__auth_is_members(apply) &&
-            apply->kind < CRDT_OP_TINS)
+        queued = w->q != NULL && !foreign && !op.is_copy &&
+                 !crdt__auth_is_members(apply) && apply->kind < CRDT_OP_TINS;
+        if (queued) {
             rc = crdt__applyq_push(w, w->q, apply, c->hlc + i, &c->actor,
-                                   c->seq + i);
-        else if (op.is_copy)
-            rc = crdt__seq_copy_apply(w, apply, c->hlc + i, &c->actor,
-                                      c->seq + i);
-        else
+                                   c->seq + i, c->hash);
+        } else if (op.is_copy) {
+            /* a copy reads its part or tag: the queue's ops of the same
+             * field (its actor's earlier increments) go first */
+            rc = w->q != NULL ? crdt__applyq_flush(w, w->q) : CRDT_OK;
+            if (rc == CRDT_OK)
+                rc = crdt__seq_copy_apply(w, apply, c->hlc + i, &c->actor,
+                                          c->seq + i);
+        } else {
             rc = crdt__state_apply(w, apply, c->hlc + i, &c->actor,
                                    c->seq + i);
-        /* an insert that some copy copied: the copy's ids go */
-        if (rc == CRDT_OK)
+        }
+        /* an op that some copy copied: the copy is neutralised (a queued
+         * op does this as the queue applies it) */
+        if (rc == CRDT_OK && !queued)
             rc = crdt__seq_original_applied(w, apply, &c->actor, c->seq + i,
                                             c->hash);
         if (rc < 0) {

@@ -55,10 +55,25 @@ int crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
 int crdt__seq_copy_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
                          const crdt_actor *actor, uint64_t seq);
 /* After insert @p op of @p actor at @p seq (of the change hashed
- * @p hash) is applied: delete the ids of a copy of it applied before. */
+ * @p hash) is applied: delete the ids of a copy of it applied before
+ * (an increment or add: op_copy.c). */
 int crdt__seq_original_applied(crdt__wctx *w, const crdt_op *op,
                                const crdt_actor *actor, uint64_t seq,
                                const unsigned char *hash);
+/* 1 when the log holds the change of @p a that holds @p seq and whose
+ * hash starts with @p tag; 0 when not (a replay: not among the changes
+ * it has passed). */
+int crdt__copy_log_holds(crdt__wctx *w, const crdt_actor *a, uint64_t seq,
+                         const unsigned char *tag);
+/* The same for counter increments and set adds (op_copy.c): copy @p op
+ * (INCR or SADD with is_copy set) applied, and after original @p op
+ * (of the change whose hash starts with @p tag) is applied. The two
+ * entry points above hand these ops on to them. */
+int crdt__op_copy_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
+                        const crdt_actor *actor, uint64_t seq);
+int crdt__op_original_applied(crdt__wctx *w, const crdt_op *op,
+                              const crdt_actor *actor, uint64_t seq,
+                              const unsigned char *tag);
 /* Apply insert @p op with its own ids deleted at once (they never show,
  * and later inserts that name them as origins still find them). */
 int crdt__seq_apply_deleted(crdt__wctx *w, const crdt_op *op, uint64_t hlc,

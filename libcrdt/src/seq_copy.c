@@ -109,11 +109,9 @@ crdt__seq_apply_deleted(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
     return delete_ids(w, op, actor, op->ctr, op->len, hlc, seq);
 }
 
-/* 1 when the log holds the change of @p a that holds @p seq and whose
- * hash starts with @p tag; 0 when not. */
-static int
-log_holds(crdt__wctx *w, const crdt_actor *a, uint64_t seq,
-          const unsigned char *tag)
+int
+crdt__copy_log_holds(crdt__wctx *w, const crdt_actor *a, uint64_t seq,
+                     const unsigned char *tag)
 {
     crdt__logrec lr;
     crdt_change c;
@@ -163,9 +161,11 @@ crdt__seq_copy_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
     size_t kl;
     int rc, held;
 
-    if (!op->is_copy || !is_insert(op) || op->len == 0)
+    if (op->is_copy && !is_insert(op))
+        return crdt__op_copy_apply(w, op, hlc, actor, seq);
+    if (!op->is_copy || op->len == 0)
         return crdt__state_apply(w, op, hlc, actor, seq);
-    rc = log_holds(w, &op->copy_actor, op->copy_seq, op->copy_tag);
+    rc = crdt__copy_log_holds(w, &op->copy_actor, op->copy_seq, op->copy_tag);
     if (rc < 0)
         return rc;
     held = rc;
@@ -272,7 +272,7 @@ crdt__seq_original_applied(crdt__wctx *w, const crdt_op *op,
     int rc;
 
     if (!is_insert(op))
-        return CRDT_OK;
+        return crdt__op_original_applied(w, op, actor, seq, hash);
     field_key(&fk, op);
     if ((rc = crdt__seq_for_write(&s, w, &fk)) < 0)
         return rc;

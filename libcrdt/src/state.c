@@ -267,6 +267,29 @@ crdt__state_get(crdt__wctx *w, const void *k, size_t kl, MDB_val *out)
     return rc == MDB_NOTFOUND ? CRDT_ENOTFOUND : crdt__mdb_err(rc);
 }
 
+/* The first entry whose key starts with @p p (@p pl bytes), in @p key
+ * and @p val; CRDT_ENOTFOUND when there is none. */
+int
+crdt__state_first_under(crdt__wctx *w, const void *p, size_t pl, MDB_val *key,
+                        MDB_val *val)
+{
+    int rc;
+
+    if ((rc = cursor_ready(w)) < 0)
+        return rc;
+    key->mv_size = pl;
+    key->mv_data = (void *)p;
+    rc = mdb_cursor_get(w->cur, key, val, MDB_SET_RANGE);
+    w->cur_at = w->cur_set = 0;
+    if (rc == MDB_NOTFOUND)
+        return CRDT_ENOTFOUND;
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    if (key->mv_size < pl || memcmp(key->mv_data, p, pl) != 0)
+        return CRDT_ENOTFOUND;
+    return CRDT_OK;
+}
+
 /*
  * Put a key not in the database. A key after the database's last one is
  * appended: MDB_APPEND goes down the right edge of the B-tree with no

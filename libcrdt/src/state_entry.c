@@ -11,6 +11,8 @@
  *     'D'  rest actor                            count | sum
  *     'S'  rest elem | actor | seq               01 live, 00 removed
  *     'T' / 'L'  rest: the block's record         its value, opaque here
+ *     'W'  rest original actor | seq | tag | copy actor | copy seq
+ *                                                'C' | delta, or 'S'
  */
 #include <string.h>
 
@@ -22,7 +24,7 @@ _Static_assert(CRDT_STATE_KEY_MAX == CRDT__KEY_MAX,
 
 #define TOMBSTONE_BYTE 0xc1 /* never valid msgpack: a field tombstone */
 
-static const char KIND_BYTE[] = { 0, 'R', 'C', 'D', 'S', 'T', 'L' };
+static const char KIND_BYTE[] = { 0, 'R', 'C', 'D', 'S', 'T', 'L', 'W' };
 
 /* One name ending in a NUL at or before @p end; 1..CRDT_NAME_MAX bytes. */
 static const unsigned char *
@@ -65,11 +67,13 @@ crdt_state_key_decode(crdt_state_entry *out, const void *kp, size_t kl)
     case 'S': e.kind = CRDT_ENTRY_SET_TAG; break;
     case 'T': e.kind = CRDT_ENTRY_TEXT; break;
     case 'L': e.kind = CRDT_ENTRY_LIST; break;
+    case 'W': e.kind = CRDT_ENTRY_COPY_WAITING; break;
     default: return CRDT_ECORRUPT;
     }
     e.rest = p;
     e.rest_len = (size_t)(end - p);
-    if (e.kind == CRDT_ENTRY_REGISTER && e.rest_len != 0)
+    if ((e.kind == CRDT_ENTRY_REGISTER && e.rest_len != 0) ||
+        (e.kind == CRDT_ENTRY_COPY_WAITING && e.rest_len != 40))
         return CRDT_ECORRUPT;
     *out = e;
     return CRDT_OK;
@@ -130,6 +134,10 @@ crdt_state_entry_decode(crdt_state_entry *out, const void *k, size_t kl,
         e.live = v[0];
         break;
     }
+    case CRDT_ENTRY_COPY_WAITING:
+        if (!((vl == 9 && v[0] == 'C') || (vl == 1 && v[0] == 'S')))
+            return CRDT_ECORRUPT;
+        /* fall through */
     case CRDT_ENTRY_TEXT:
     case CRDT_ENTRY_LIST:
         e.raw = v;
@@ -215,6 +223,10 @@ crdt_state_entry_encode(unsigned char *k, size_t *kl_out, unsigned char *v,
         need = 1;
         break;
     }
+    case CRDT_ENTRY_COPY_WAITING:
+        if (e->rest_len != 40)
+            return CRDT_EINVAL;
+        /* fall through */
     case CRDT_ENTRY_TEXT:
     case CRDT_ENTRY_LIST:
         if ((e->rest == NULL && e->rest_len > 0) ||
@@ -254,6 +266,7 @@ crdt_state_entry_encode(unsigned char *k, size_t *kl_out, unsigned char *v,
         break;
     case CRDT_ENTRY_TEXT:
     case CRDT_ENTRY_LIST:
+    case CRDT_ENTRY_COPY_WAITING:
         if (need > 0)
             memcpy(v, e->raw, need);
         break;

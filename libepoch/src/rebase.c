@@ -437,7 +437,7 @@ transform_op(rebase_ctx *x, crdt_raw *t, const crdt_change *c, uint64_t seq,
         op.field = v.field;
         op.field_len = v.field ? strlen(v.field) : 0;
     }
-    out->kind = op.kind;
+    *out = op; /* a copy stays one, naming its original (op_copy.c) */
     out->coll = x->coll;
     out->coll_len = strlen(x->coll);
     out->doc = x->doc;

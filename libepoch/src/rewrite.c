@@ -37,6 +37,9 @@
  *   text/list 'T' / 'L'  field renamed/removed; records kept as they are
  *                        (also through a custom hook, which does not see
  *                        them)
+ *   waiting copy 'W'     field renamed/removed; kept as it is (a custom
+ *                        hook rebuilds counters and sets without the
+ *                        copy's part or tag, so there it is dropped)
  * Then each field the lens adds gets its default as a register stamped
  * (0, actor 0): any real write, before or after, wins over it.
  */

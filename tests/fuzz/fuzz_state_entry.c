@@ -124,6 +124,10 @@ write_seeds(const char *dir)
     put(dir, "set_tag",
         "c\0d\0f\0S\xa1x\1\2\3\4\5\6\7\10\0\0\0\0\0\0\0\1", 25, &live, 1);
     put(dir, "text_header", "c\0d\0f\0T", 7, &live, 1);
+    put(dir, "waiting_copy",
+        "c\0d\0f\0W\1\2\3\4\5\6\7\10\0\0\0\0\0\0\0\5\1\2\3\4\5\6\7\10"
+        "\11\12\13\14\15\16\17\20\0\0\0\0\0\0\0\1",
+        47, (const unsigned char *)"C\0\0\0\0\0\0\0\5", 9);
     put(dir, "noncanonical_int", "c\0d\0f\0R", 7,
         (const unsigned char[]){ 0, 0, 0, 0, 0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7,
                                  8, 0xcd, 0, 1 },

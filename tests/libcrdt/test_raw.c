@@ -156,7 +156,8 @@ START_TEST(test_state_entries_decode_and_encode_to_their_own_bytes)
                                      "so not a fixstr",
                                      47);
     crdt_value one = crdt_value_int(-70000), el = crdt_value_str("x", 1);
-    int kinds[7] = { 0 };
+    int kinds[8] = { 0 }; /* every kind but the waiting copy, which
+                             needs an equivocation (test_equivocation) */
     crdt_txn *t;
 
     ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
@@ -250,6 +251,40 @@ START_TEST(test_malformed_state_entries_are_refused)
                      CRDT_ECORRUPT);
     ck_assert_int_eq(crdt_state_entry_decode(&e, doc, sizeof doc - 1, v, 17),
                      CRDT_ECORRUPT);
+    /* a waiting copy: 40 bytes after its kind, 'C' and a delta or 'S' */
+    {
+        unsigned char wk[7 + 40] = "c\0d\0f\0W";
+        unsigned char k2[CRDT_STATE_KEY_MAX], v2[16];
+        size_t kl2, vl2;
+
+        memset(wk + 7, 0x11, 40);
+        memset(v, 0, 9);
+        v[0] = 'C';
+        v[8] = 3;
+        ck_assert_int_eq(crdt_state_entry_decode(&e, wk, sizeof wk, v, 9),
+                         CRDT_OK);
+        ck_assert_int_eq(e.kind, CRDT_ENTRY_COPY_WAITING);
+        ck_assert_uint_eq(e.rest_len, 40);
+        ck_assert_int_eq(crdt_state_entry_encode(k2, &kl2, v2, sizeof v2,
+                                                 &vl2, &e),
+                         CRDT_OK);
+        ck_assert_uint_eq(kl2, sizeof wk);
+        ck_assert_mem_eq(k2, wk, sizeof wk);
+        ck_assert_uint_eq(vl2, 9);
+        ck_assert_mem_eq(v2, v, 9);
+        ck_assert_int_eq(crdt_state_entry_decode(&e, wk, sizeof wk, v, 8),
+                         CRDT_ECORRUPT);
+        v[0] = 'S';
+        ck_assert_int_eq(crdt_state_entry_decode(&e, wk, sizeof wk, v, 1),
+                         CRDT_OK);
+        ck_assert_int_eq(crdt_state_entry_decode(&e, wk, sizeof wk, v, 9),
+                         CRDT_ECORRUPT);
+        v[0] = 'X';
+        ck_assert_int_eq(crdt_state_entry_decode(&e, wk, sizeof wk, v, 1),
+                         CRDT_ECORRUPT);
+        ck_assert_int_eq(crdt_state_key_decode(&e, wk, sizeof wk - 1),
+                         CRDT_ECORRUPT);
+    }
     /* a name longer than CRDT_NAME_MAX */
     memset(longname, 'a', sizeof longname);
     longname[70] = 0;

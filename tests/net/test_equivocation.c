@@ -845,6 +845,163 @@ START_TEST(test_copy_and_original_show_once_in_either_order)
 }
 END_TEST
 
+/* c/doc/n of @p r as a counter (0 when it does not show). */
+static int64_t
+counter_of(crdt_replica *r)
+{
+    crdt_read *rd;
+    crdt_field f;
+    int64_t n = 0;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    if (crdt_read_field(&f, rd, "c", "doc", "n") == CRDT_OK) {
+        ck_assert_int_eq(f.kind, CRDT_FIELD_COUNTER);
+        n = f.counter;
+    }
+    crdt_read_end(rd);
+    return n;
+}
+
+/* How many elements c/doc/s of @p r shows. */
+static size_t
+set_size(crdt_replica *r)
+{
+    crdt_read *rd;
+    crdt_field f;
+    size_t n = 0;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    if (crdt_read_field(&f, rd, "c", "doc", "s") == CRDT_OK) {
+        ck_assert_int_eq(f.kind, CRDT_FIELD_SET);
+        n = f.n_elems;
+    }
+    crdt_read_end(rd);
+    return n;
+}
+
+/* The same for a counter increment and a set add (libcrdt op_copy.c):
+ * the increment counts once whichever of copy and original comes first
+ * (it counted twice), and a remove that saw only the original's add
+ * takes the element away where the copy comes after it (the copy's own
+ * tag kept it). */
+START_TEST(test_copied_increment_and_add_count_once_in_either_order)
+{
+    char dd[256], de[256];
+    unsigned char space[16];
+    crdt_replica *d, *e;
+    crdt_actor orig = crdt_replica_actor(a);
+    crdt_value x = crdt_value_str("x", 1);
+    crdt_change ch;
+    tu_batch keep;
+    crdt_txn *t;
+
+    crdt_replica_space_id(a, space);
+    d = tu_create(dd, sizeof dd, space);
+    e = tu_create(de, sizeof de, space);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "doc", "n", 5), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_sadd(t, "c", "doc", "s", &x), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    last_change(a, &keep, &ch);
+    /* b writes the same two ops as copies naming a's */
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "doc", "n", 5), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq + 1, ch.hash),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_sadd(t, "c", "doc", "s", &x), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    tu_batch_free(&keep);
+    ck_assert_int_eq(counter_of(b), 5); /* the copy alone: it counts */
+    ck_assert_uint_eq(set_size(b), 1);
+    /* d: the original, a remove that sees only its tag, then the copy */
+    ck_assert_int_eq(tu_sync_one_way(d, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, d), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_srem(t, "c", "doc", "s", &x), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(d, b), CRDT_OK);
+    ck_assert_int_eq(counter_of(d), 5);
+    ck_assert_uint_eq(set_size(d), 0);
+    /* e: the copy first, then the original, then d's remove */
+    ck_assert_int_eq(tu_sync_one_way(e, b), CRDT_OK);
+    ck_assert_int_eq(counter_of(e), 5);
+    ck_assert_int_eq(tu_sync_one_way(e, a), CRDT_OK);
+    ck_assert_int_eq(counter_of(e), 5);
+    ck_assert_uint_eq(set_size(e), 1);
+    ck_assert_int_eq(tu_sync_one_way(e, d), CRDT_OK);
+    ck_assert_uint_eq(set_size(e), 0);
+    ck_assert_int_eq(tu_sync_one_way(a, d), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(d, a), CRDT_OK);
+    crdt_replica *all[] = { a, b, d, e };
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(counter_of(all[i]), 5);
+        ck_assert_uint_eq(set_size(all[i]), 0);
+        assert_same(all[i], a);
+    }
+    /* a later increment of either actor counts as usual */
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "doc", "n", 2), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(e, b), CRDT_OK);
+    ck_assert_int_eq(counter_of(e), 7);
+    crdt_replica_close(d);
+    crdt_replica_close(e);
+    test_rmtree(dd);
+    test_rmtree(de);
+}
+END_TEST
+
+/* A waiting copy's record moves with its field through a migration: the
+ * copy counted first, the field renamed by a lens, then the original
+ * (written before the migration, so rebased onto the new name) takes
+ * the copy's delta off there. */
+START_TEST(test_waiting_copy_follows_its_field_through_a_lens)
+{
+    char de[256];
+    unsigned char space[16];
+    crdt_replica *e;
+    crdt_actor orig = crdt_replica_actor(a);
+    crdt_change ch;
+    crdt_read *rd;
+    crdt_field f;
+    tu_batch keep;
+    crdt_txn *t;
+
+    crdt_replica_space_id(a, space);
+    e = tu_create(de, sizeof de, space);
+    ck_assert_int_eq(epoch_attach(e), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "doc", "n", 5), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    last_change(a, &keep, &ch);
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "doc", "n", 5), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    tu_batch_free(&keep);
+    ck_assert_int_eq(tu_sync_one_way(e, b), CRDT_OK);
+    tu_migrate(e, "collection c 1 -> 2\nrename n -> m\n", NULL);
+    sync_ok(e, a); /* a resets onto e's epoch; its original comes over */
+    crdt_replica *both[] = { e, a };
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(crdt_read_begin(&rd, both[i]), CRDT_OK);
+        ck_assert_int_eq(crdt_read_field(&f, rd, "c", "doc", "m"), CRDT_OK);
+        ck_assert_int_eq(f.kind, CRDT_FIELD_COUNTER);
+        ck_assert_int_eq(f.counter, 5);
+        ck_assert_int_eq(crdt_read_field(&f, rd, "c", "doc", "n"),
+                         CRDT_ENOTFOUND);
+        crdt_read_end(rd);
+    }
+    assert_same(e, a);
+    crdt_replica_close(e);
+    test_rmtree(de);
+}
+END_TEST
+
 /* A reset's replay goes through the log in key order, and a change it
  * has not reached may still leave the log (parked, quarantined). A copy
  * replayed before its original's change is reached must not count the
@@ -1028,6 +1185,9 @@ test_suite(void)
     tcase_add_test(tc, test_staged_chain_cut_differently_replaces_ours);
     tcase_add_test(tc, test_copy_lost_to_one_epoch_won_by_another);
     tcase_add_test(tc, test_copy_and_original_show_once_in_either_order);
+    tcase_add_test(tc,
+                   test_copied_increment_and_add_count_once_in_either_order);
+    tcase_add_test(tc, test_waiting_copy_follows_its_field_through_a_lens);
     tcase_add_test(tc, test_other_copys_version_is_not_reapplied_as_ours);
     tcase_add_test(tc, test_replayed_copy_waits_for_an_original_not_yet_judged);
     tcase_add_test(tc, test_former_incarnation_below_a_cut_is_kept);

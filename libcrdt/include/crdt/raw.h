@@ -223,7 +223,9 @@ typedef enum {
     CRDT_ENTRY_COUNTER_REMOVED,   /**< what deletes observed of a part */
     CRDT_ENTRY_SET_TAG,           /**< one add of a set element */
     CRDT_ENTRY_TEXT,              /**< a record of a text field's block */
-    CRDT_ENTRY_LIST               /**< a record of a list field's block */
+    CRDT_ENTRY_LIST,              /**< a record of a list field's block */
+    CRDT_ENTRY_COPY_WAITING       /**< a copied increment or add whose
+                                       original has not come yet */
 } crdt_entry_kind;
 
 /**
@@ -239,6 +241,9 @@ typedef enum {
  *  - TEXT, LIST: @c rest (the record's key after the field's block) and
  *    @c raw (its value), carried as they are: a sequence is read through
  *    crdt/read.h, never entry by entry.
+ *  - COPY_WAITING: @c rest (the original's actor, seq and tag, the
+ *    copy's actor and seq: 40 bytes) and @c raw (1 or 9 bytes), carried
+ *    as they are with their field (docs/storage.md 4.2).
  * Stamps order by @c hlc, then by the actor's bytes.
  */
 typedef struct {
