@@ -787,6 +787,47 @@ list_len(crdt_replica *r)
     return n;
 }
 
+/* a writes @p n ops in one change (@p op writes op i), then b the same
+ * ops as copies naming a's, one each. */
+static void
+original_and_copies(void (*op)(crdt_txn *t, int i), int n)
+{
+    crdt_actor orig = crdt_replica_actor(a);
+    crdt_change ch;
+    tu_batch keep;
+    crdt_txn *t;
+
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    for (int i = 0; i < n; i++)
+        op(t, i);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    last_change(a, &keep, &ch);
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    for (int i = 0; i < n; i++) {
+        ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq + (uint64_t)i,
+                                          ch.hash),
+                         CRDT_OK);
+        op(t, i);
+    }
+    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    tu_batch_free(&keep);
+}
+
+static void
+inserts(crdt_txn *t, int i)
+{
+    crdt_value seven = crdt_value_int(7);
+
+    if (i == 0)
+        ck_assert_int_eq(crdt_txn_text_insert(t, "c", "doc", "t", 0, "orig",
+                                              4),
+                         CRDT_OK);
+    else
+        ck_assert_int_eq(crdt_txn_list_insert(t, "c", "doc", "l", 0, &seven),
+                         CRDT_OK);
+}
+
 /* A copy of an insert (a text's and a list's) and the original reach
  * replicas in either order, and the copy's writer gets the original
  * after writing it: each shows once everywhere and the states agree.
@@ -798,34 +839,11 @@ START_TEST(test_copy_and_original_show_once_in_either_order)
     char dd[256], de[256];
     unsigned char space[16];
     crdt_replica *d, *e;
-    crdt_actor orig = crdt_replica_actor(a);
-    crdt_value seven = crdt_value_int(7);
-    crdt_change ch;
-    tu_batch keep;
-    crdt_txn *t;
 
     crdt_replica_space_id(a, space);
     d = tu_create(dd, sizeof dd, space);
     e = tu_create(de, sizeof de, space);
-    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "doc", "t", 0, "orig", 4),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_txn_list_insert(t, "c", "doc", "l", 0, &seven),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-    last_change(a, &keep, &ch);
-    /* b writes the same two inserts as copies naming a's ops */
-    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "doc", "t", 0, "orig", 4),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq + 1, ch.hash),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_txn_list_insert(t, "c", "doc", "l", 0, &seven),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-    tu_batch_free(&keep);
+    original_and_copies(inserts, 2); /* b copies a's two inserts */
     ck_assert_int_eq(tu_sync_one_way(d, a), CRDT_OK); /* original first */
     ck_assert_int_eq(tu_sync_one_way(d, b), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(e, b), CRDT_OK); /* copy first */
@@ -845,38 +863,34 @@ START_TEST(test_copy_and_original_show_once_in_either_order)
 }
 END_TEST
 
-/* c/doc/n of @p r as a counter (0 when it does not show). */
+/* c/doc/@p name of @p r: a counter's value or a set's size, 0 when it
+ * does not show. */
 static int64_t
-counter_of(crdt_replica *r)
+shown(crdt_replica *r, const char *name)
 {
     crdt_read *rd;
     crdt_field f;
     int64_t n = 0;
 
     ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
-    if (crdt_read_field(&f, rd, "c", "doc", "n") == CRDT_OK) {
-        ck_assert_int_eq(f.kind, CRDT_FIELD_COUNTER);
-        n = f.counter;
+    if (crdt_read_field(&f, rd, "c", "doc", name) == CRDT_OK) {
+        ck_assert(f.kind == CRDT_FIELD_COUNTER || f.kind == CRDT_FIELD_SET);
+        n = f.kind == CRDT_FIELD_COUNTER ? f.counter : (int64_t)f.n_elems;
     }
     crdt_read_end(rd);
     return n;
 }
 
-/* How many elements c/doc/s of @p r shows. */
-static size_t
-set_size(crdt_replica *r)
+/* Increment c/doc/n by 5 (op 0), add "x" to c/doc/s (op 1). */
+static void
+incr_and_add(crdt_txn *t, int i)
 {
-    crdt_read *rd;
-    crdt_field f;
-    size_t n = 0;
+    crdt_value x = crdt_value_str("x", 1);
 
-    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
-    if (crdt_read_field(&f, rd, "c", "doc", "s") == CRDT_OK) {
-        ck_assert_int_eq(f.kind, CRDT_FIELD_SET);
-        n = f.n_elems;
-    }
-    crdt_read_end(rd);
-    return n;
+    if (i == 0)
+        ck_assert_int_eq(crdt_txn_incr(t, "c", "doc", "n", 5), CRDT_OK);
+    else
+        ck_assert_int_eq(crdt_txn_sadd(t, "c", "doc", "s", &x), CRDT_OK);
 }
 
 /* The same for a counter increment and a set add (libcrdt op_copy.c):
@@ -889,56 +903,39 @@ START_TEST(test_copied_increment_and_add_count_once_in_either_order)
     char dd[256], de[256];
     unsigned char space[16];
     crdt_replica *d, *e;
-    crdt_actor orig = crdt_replica_actor(a);
     crdt_value x = crdt_value_str("x", 1);
-    crdt_change ch;
-    tu_batch keep;
     crdt_txn *t;
 
     crdt_replica_space_id(a, space);
     d = tu_create(dd, sizeof dd, space);
     e = tu_create(de, sizeof de, space);
-    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_incr(t, "c", "doc", "n", 5), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_sadd(t, "c", "doc", "s", &x), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-    last_change(a, &keep, &ch);
-    /* b writes the same two ops as copies naming a's */
-    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_incr(t, "c", "doc", "n", 5), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq + 1, ch.hash),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_txn_sadd(t, "c", "doc", "s", &x), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-    tu_batch_free(&keep);
-    ck_assert_int_eq(counter_of(b), 5); /* the copy alone: it counts */
-    ck_assert_uint_eq(set_size(b), 1);
+    original_and_copies(incr_and_add, 2); /* b copies a's two ops */
+    ck_assert_int_eq(shown(b, "n"), 5); /* the copy alone: it counts */
+    ck_assert_int_eq(shown(b, "s"), 1);
     /* d: the original, a remove that sees only its tag, then the copy */
     ck_assert_int_eq(tu_sync_one_way(d, a), CRDT_OK);
     ck_assert_int_eq(crdt_txn_begin(&t, d), CRDT_OK);
     ck_assert_int_eq(crdt_txn_srem(t, "c", "doc", "s", &x), CRDT_OK);
     ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(d, b), CRDT_OK);
-    ck_assert_int_eq(counter_of(d), 5);
-    ck_assert_uint_eq(set_size(d), 0);
+    ck_assert_int_eq(shown(d, "n"), 5);
+    ck_assert_int_eq(shown(d, "s"), 0);
     /* e: the copy first, then the original, then d's remove */
     ck_assert_int_eq(tu_sync_one_way(e, b), CRDT_OK);
-    ck_assert_int_eq(counter_of(e), 5);
+    ck_assert_int_eq(shown(e, "n"), 5);
     ck_assert_int_eq(tu_sync_one_way(e, a), CRDT_OK);
-    ck_assert_int_eq(counter_of(e), 5);
-    ck_assert_uint_eq(set_size(e), 1);
+    ck_assert_int_eq(shown(e, "n"), 5);
+    ck_assert_int_eq(shown(e, "s"), 1);
     ck_assert_int_eq(tu_sync_one_way(e, d), CRDT_OK);
-    ck_assert_uint_eq(set_size(e), 0);
+    ck_assert_int_eq(shown(e, "s"), 0);
     ck_assert_int_eq(tu_sync_one_way(a, d), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(d, a), CRDT_OK);
     crdt_replica *all[] = { a, b, d, e };
     for (int i = 0; i < 4; i++) {
-        ck_assert_int_eq(counter_of(all[i]), 5);
-        ck_assert_uint_eq(set_size(all[i]), 0);
+        ck_assert_int_eq(shown(all[i], "n"), 5);
+        ck_assert_int_eq(shown(all[i], "s"), 0);
         assert_same(all[i], a);
     }
     /* a later increment of either actor counts as usual */
@@ -946,7 +943,7 @@ START_TEST(test_copied_increment_and_add_count_once_in_either_order)
     ck_assert_int_eq(crdt_txn_incr(t, "c", "doc", "n", 2), CRDT_OK);
     ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(e, b), CRDT_OK);
-    ck_assert_int_eq(counter_of(e), 7);
+    ck_assert_int_eq(shown(e, "n"), 7);
     crdt_replica_close(d);
     crdt_replica_close(e);
     test_rmtree(dd);
@@ -963,39 +960,17 @@ START_TEST(test_waiting_copy_follows_its_field_through_a_lens)
     char de[256];
     unsigned char space[16];
     crdt_replica *e;
-    crdt_actor orig = crdt_replica_actor(a);
-    crdt_change ch;
-    crdt_read *rd;
-    crdt_field f;
-    tu_batch keep;
-    crdt_txn *t;
 
     crdt_replica_space_id(a, space);
     e = tu_create(de, sizeof de, space);
     ck_assert_int_eq(epoch_attach(e), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_incr(t, "c", "doc", "n", 5), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-    last_change(a, &keep, &ch);
-    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_incr(t, "c", "doc", "n", 5), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-    tu_batch_free(&keep);
+    original_and_copies(incr_and_add, 1); /* the increment only */
     ck_assert_int_eq(tu_sync_one_way(e, b), CRDT_OK);
     tu_migrate(e, "collection c 1 -> 2\nrename n -> m\n", NULL);
     sync_ok(e, a); /* a resets onto e's epoch; its original comes over */
-    crdt_replica *both[] = { e, a };
-    for (int i = 0; i < 2; i++) {
-        ck_assert_int_eq(crdt_read_begin(&rd, both[i]), CRDT_OK);
-        ck_assert_int_eq(crdt_read_field(&f, rd, "c", "doc", "m"), CRDT_OK);
-        ck_assert_int_eq(f.kind, CRDT_FIELD_COUNTER);
-        ck_assert_int_eq(f.counter, 5);
-        ck_assert_int_eq(crdt_read_field(&f, rd, "c", "doc", "n"),
-                         CRDT_ENOTFOUND);
-        crdt_read_end(rd);
-    }
+    ck_assert_int_eq(shown(e, "m"), 5);
+    ck_assert_int_eq(shown(a, "m"), 5);
+    ck_assert_int_eq(shown(e, "n"), 0);
     assert_same(e, a);
     crdt_replica_close(e);
     test_rmtree(de);
