@@ -58,3 +58,21 @@ for d in A D; do
     done
 done
 check "a copy against a compacted original: nothing lost"
+
+# counters: the copy's increment and the original's each count once
+"$S" incr A c hits n 1
+cp -a A E
+"$S" incr A c hits n 10
+"$S" incr E c hits n 100
+serve a3.log A
+"$S" sync E "127.0.0.1:$port" >/dev/null 2> s3.err ||
+    { cat s3.err; fail "sync of the third copy failed"; }
+"$S" sync E "127.0.0.1:$port" >/dev/null 2>> s3.err ||
+    { cat s3.err; fail "second sync of the third copy failed"; }
+stop_last
+[ "$(hash A)" = "$(hash E)" ] || fail "A and E differ"
+for d in A E; do
+    [ "$("$S" get "$d" c hits n)" = 111 ] ||
+        fail "$d counts $("$S" get "$d" c hits n), not 1 + 10 + 100"
+done
+check "a copy's increment and its original's each count once"
