@@ -498,6 +498,7 @@ replay(crdt__wctx *w)
         mdb_cursor_close(w->cur);
     w->cur = NULL;
     w->cur_at = 0;
+    w->copies_waiting = 0;
     if ((rc = crdt__mdb_err(mdb_drop(w->txn, w->state, 0))) < 0)
         return rc;
     /* the sequences' in-memory order describes the state just dropped:

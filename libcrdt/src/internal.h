@@ -177,6 +177,8 @@ typedef struct {
     int cur_step;    /* lookups come in key order (a queue's flush): try
                         stepping the cursor forward before a search */
     int app;         /* new keys past the last one: appended (state.c) */
+    int copies_waiting; /* the active state holds waiting copies (op_copy.c):
+                           0 not known yet, 1 none, 2 some */
     size_t app_last_len;
     unsigned char app_last[CRDT__KEY_MAX]; /* the last key, when app = 2 */
     crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */

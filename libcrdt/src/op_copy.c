@@ -8,10 +8,10 @@
  * by another way as well, an increment would count twice and an add
  * leave a second tag that a remove which saw one of them does not take
  * away. seq_copy.c settles inserts; this file does the same for INCR and
- * SADD, with one record per waiting copy under the field:
+ * SADD, with one record per waiting copy, ahead of every document:
  *
- *   field key | 'W' | original actor(8) | seq(8) | tag(8)
- *             | copy actor(8) | copy seq(8)
+ *   00 'W' | original actor(8) | seq(8) | tag(8) | copy actor(8)
+ *          | copy seq(8)
  *   value: 'C' | delta(8)    a copied increment
  *          'S'               a copied add
  *
@@ -27,11 +27,19 @@
  *
  * Either order ends in the same entries (the copy's part counted with
  * nothing added, or its tag removed; the original's as usual; no
- * record), so the state hash agrees. The original reaches its field
- * transformed through the same lenses as the copy, so the field and
- * element of the op in hand are the copy's too; a record whose copy's
- * part or tag is gone (a migration removed the field) is taken away
- * with nothing to neutralise.
+ * record), so the state hash agrees. The records name no field: the
+ * original reaches its field transformed through the same lenses as the
+ * copy, so the field and element of the op in hand are the copy's too,
+ * and a migration copies the records as they are. A record whose copy's
+ * part or tag is gone (a migration removed the field) is taken away with
+ * nothing to neutralise.
+ *
+ * Why ahead of every document: an original looks for its records after
+ * every increment and add it applies, and almost always there is none.
+ * One look per write txn at the first key says whether the state holds
+ * any record at all (crdt__wctx.copies_waiting); only then does each
+ * original look for its own. A document's key starts with its
+ * collection's name, never with a 00 byte.
  */
 #include <string.h>
 
@@ -44,15 +52,16 @@ is_counted(const crdt_op *op)
     return op->kind == CRDT_OP_INCR || op->kind == CRDT_OP_SADD;
 }
 
-/* field key | 'W' | original (a, seq, tag) into @p k; returns its length
- * so far (the copy's actor and seq follow). */
+static const unsigned char WAIT_MARK[2] = { 0, 'W' };
+
+/* 00 'W' | original (a, seq, tag) into @p k; returns its length so far
+ * (the copy's actor and seq follow). */
 static size_t
-wait_prefix(crdt__key *k, const crdt_op *op, const crdt_actor *a,
-            uint64_t seq, const unsigned char *tag)
+wait_prefix(crdt__key *k, const crdt_actor *a, uint64_t seq,
+            const unsigned char *tag)
 {
-    crdt__key_doc(k, op->coll, op->coll_len, op->doc, op->doc_len);
-    crdt__key_field(k, op->field, op->field_len);
-    crdt__key_byte(k, 'W');
+    k->len = 0;
+    crdt__key_bytes(k, WAIT_MARK, sizeof WAIT_MARK);
     crdt__key_bytes(k, a->b, CRDT_ACTOR_BYTES);
     crdt__key_u64(k, seq);
     crdt__key_bytes(k, tag, 8);
@@ -172,11 +181,9 @@ crdt__op_copy_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
         return held;
     if ((before = counted_already(w, op, actor, seq)) < 0)
         return before;
-    wait_prefix(&k, op, &op->copy_actor, op->copy_seq, op->copy_tag);
+    wait_prefix(&k, &op->copy_actor, op->copy_seq, op->copy_tag);
     crdt__key_bytes(&k, actor->b, CRDT_ACTOR_BYTES);
     crdt__key_u64(&k, seq);
-    if (k.len > CRDT__KEY_MAX)
-        return CRDT_ELIMIT;
     rc = crdt__state_get(w, k.b, k.len, &old);
     if (rc < 0 && rc != CRDT_ENOTFOUND)
         return rc;
@@ -211,6 +218,23 @@ crdt__op_copy_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
                            rc == CRDT_OK ? &old : NULL);
 }
 
+/* 1 when the active state holds some waiting copy, 0 when none. */
+static int
+any_waiting(crdt__wctx *w)
+{
+    MDB_val key, val;
+    int rc;
+
+    if (w->copies_waiting == 0) {
+        rc = crdt__state_first_under(w, WAIT_MARK, sizeof WAIT_MARK, &key,
+                                     &val);
+        if (rc < 0 && rc != CRDT_ENOTFOUND)
+            return rc;
+        w->copies_waiting = rc == CRDT_OK ? 2 : 1;
+    }
+    return w->copies_waiting == 2;
+}
+
 int
 crdt__op_original_applied(crdt__wctx *w, const crdt_op *op,
                           const crdt_actor *actor, uint64_t seq,
@@ -224,9 +248,9 @@ crdt__op_original_applied(crdt__wctx *w, const crdt_op *op,
 
     if (!is_counted(op) || op->is_copy)
         return CRDT_OK;
-    pl = wait_prefix(&k, op, actor, seq, tag);
-    if (pl > CRDT__KEY_MAX)
-        return CRDT_OK; /* no record can have such a key */
+    if ((rc = any_waiting(w)) <= 0)
+        return rc;
+    pl = wait_prefix(&k, actor, seq, tag);
     /* each pass takes one record away: bounded by the records */
     while ((rc = crdt__state_first_under(w, k.b, pl, &key, &val)) == CRDT_OK) {
         size_t kl = key.mv_size;

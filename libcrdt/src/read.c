@@ -117,8 +117,11 @@ walk_level(crdt_read *rd, const unsigned char *prefix, size_t plen,
     memcpy(seek, prefix, plen);
     k.mv_size = plen;
     k.mv_data = seek;
-    rc = plen ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
-              : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    if (plen == 0) { /* past the keys with no collection (op_copy.c) */
+        seek[0] = 1;
+        k.mv_size = 1;
+    }
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (rc == 0) {
         const unsigned char *kb = k.mv_data, *end;
         size_t nlen;

@@ -338,7 +338,10 @@ crdt__state_put(crdt__wctx *w, const void *k, size_t kl, const void *v,
     if (old != NULL)
         acc_add(w, k, kl, old->mv_data, old->mv_size, -1);
     acc_add(w, k, kl, v, vl, +1);
-    crdt__feed_note(w, k, kl);
+    if (kl > 0 && *(const unsigned char *)k == 0)
+        w->copies_waiting = 2; /* op_copy.c's record: of no document */
+    else
+        crdt__feed_note(w, k, kl);
     if ((rc = cursor_ready(w)) < 0)
         return rc;
     /* @old came from crdt__state_get() on this key, which left the cursor
@@ -359,7 +362,8 @@ crdt__state_del(crdt__wctx *w, const void *k, size_t kl, const MDB_val *old)
     MDB_val key = { kl, (void *)k };
 
     acc_add(w, k, kl, old->mv_data, old->mv_size, -1);
-    crdt__feed_note(w, k, kl);
+    if (kl > 0 && *(const unsigned char *)k != 0) /* see crdt__state_put */
+        crdt__feed_note(w, k, kl);
     w->cur_at = w->cur_set = 0;
     return crdt__mdb_err(mdb_del(w->txn, w->state, &key, NULL));
 }

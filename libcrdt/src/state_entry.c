@@ -11,8 +11,9 @@
  *     'D'  rest actor                            count | sum
  *     'S'  rest elem | actor | seq               01 live, 00 removed
  *     'T' / 'L'  rest: the block's record         its value, opaque here
- *     'W'  rest original actor | seq | tag | copy actor | copy seq
+ *   waiting copy  00 'W' original actor | seq | tag | copy actor | copy seq
  *                                                'C' | delta, or 'S'
+ *                 (no collection: ahead of every document, op_copy.c)
  */
 #include <string.h>
 
@@ -24,7 +25,8 @@ _Static_assert(CRDT_STATE_KEY_MAX == CRDT__KEY_MAX,
 
 #define TOMBSTONE_BYTE 0xc1 /* never valid msgpack: a field tombstone */
 
-static const char KIND_BYTE[] = { 0, 'R', 'C', 'D', 'S', 'T', 'L', 'W' };
+static const char KIND_BYTE[] = { 0, 'R', 'C', 'D', 'S', 'T', 'L', 0 };
+#define WAIT_REST 40 /* a waiting copy's key after 00 'W' */
 
 /* One name ending in a NUL at or before @p end; 1..CRDT_NAME_MAX bytes. */
 static const unsigned char *
@@ -50,6 +52,15 @@ crdt_state_key_decode(crdt_state_entry *out, const void *kp, size_t kl)
         return CRDT_ECORRUPT;
     end = k + kl;
     memset(&e, 0, sizeof e);
+    if (kl > 0 && k[0] == 0) { /* no collection: a waiting copy or damage */
+        if (kl != 2 + WAIT_REST || k[1] != 'W')
+            return CRDT_ECORRUPT;
+        e.kind = CRDT_ENTRY_COPY_WAITING;
+        e.rest = k + 2;
+        e.rest_len = WAIT_REST;
+        *out = e;
+        return CRDT_OK;
+    }
     if ((p = name_at(k, end, &e.coll, &e.coll_len)) == NULL ||
         (p = name_at(p, end, &e.doc, &e.doc_len)) == NULL)
         return CRDT_ECORRUPT;
@@ -67,13 +78,11 @@ crdt_state_key_decode(crdt_state_entry *out, const void *kp, size_t kl)
     case 'S': e.kind = CRDT_ENTRY_SET_TAG; break;
     case 'T': e.kind = CRDT_ENTRY_TEXT; break;
     case 'L': e.kind = CRDT_ENTRY_LIST; break;
-    case 'W': e.kind = CRDT_ENTRY_COPY_WAITING; break;
     default: return CRDT_ECORRUPT;
     }
     e.rest = p;
     e.rest_len = (size_t)(end - p);
-    if ((e.kind == CRDT_ENTRY_REGISTER && e.rest_len != 0) ||
-        (e.kind == CRDT_ENTRY_COPY_WAITING && e.rest_len != 40))
+    if (e.kind == CRDT_ENTRY_REGISTER && e.rest_len != 0)
         return CRDT_ECORRUPT;
     *out = e;
     return CRDT_OK;
@@ -186,13 +195,22 @@ crdt_state_entry_encode(unsigned char *k, size_t *kl_out, unsigned char *v,
         (v == NULL && v_cap > 0) || (unsigned)e->kind >= sizeof KIND_BYTE)
         return CRDT_EINVAL;
     *vl_out = 0;
-    if (!crdt__name_ok_len(e->coll, e->coll_len) ||
-        !crdt__name_ok_len(e->doc, e->doc_len) ||
-        (e->kind != CRDT_ENTRY_DOC_TOMBSTONE &&
-         !crdt__name_ok_len(e->field, e->field_len)))
+    if (e->kind == CRDT_ENTRY_COPY_WAITING) {
+        if (e->rest == NULL || e->rest_len != WAIT_REST ||
+            (e->raw == NULL && e->raw_len > 0))
+            return CRDT_EINVAL;
+        kb.len = 0;
+        crdt__key_bytes(&kb, "\0W", 2);
+    } else if (!crdt__name_ok_len(e->coll, e->coll_len) ||
+               !crdt__name_ok_len(e->doc, e->doc_len) ||
+               (e->kind != CRDT_ENTRY_DOC_TOMBSTONE &&
+                !crdt__name_ok_len(e->field, e->field_len))) {
         return CRDT_EINVAL;
-    crdt__key_doc(&kb, e->coll, e->coll_len, e->doc, e->doc_len);
-    if (e->kind != CRDT_ENTRY_DOC_TOMBSTONE) {
+    } else {
+        crdt__key_doc(&kb, e->coll, e->coll_len, e->doc, e->doc_len);
+    }
+    if (e->kind != CRDT_ENTRY_DOC_TOMBSTONE &&
+        e->kind != CRDT_ENTRY_COPY_WAITING) {
         crdt__key_field(&kb, e->field, e->field_len);
         crdt__key_byte(&kb, (unsigned char)KIND_BYTE[e->kind]);
     }
@@ -224,9 +242,6 @@ crdt_state_entry_encode(unsigned char *k, size_t *kl_out, unsigned char *v,
         break;
     }
     case CRDT_ENTRY_COPY_WAITING:
-        if (e->rest_len != 40)
-            return CRDT_EINVAL;
-        /* fall through */
     case CRDT_ENTRY_TEXT:
     case CRDT_ENTRY_LIST:
         if ((e->rest == NULL && e->rest_len > 0) ||

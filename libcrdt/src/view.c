@@ -241,8 +241,6 @@ take_entry(acc_field *f, crdt__scratch *s, unsigned char kind,
             f->cur_elem_live = 1;
         return CRDT_OK;
     }
-    case 'W': /* a copy waiting for its original: not a value */
-        return CRDT_OK;
     default:
         return CRDT_ECORRUPT;
     }

@@ -37,9 +37,8 @@
  *   text/list 'T' / 'L'  field renamed/removed; records kept as they are
  *                        (also through a custom hook, which does not see
  *                        them)
- *   waiting copy 'W'     field renamed/removed; kept as it is (a custom
- *                        hook rebuilds counters and sets without the
- *                        copy's part or tag, so there it is dropped)
+ *   waiting copy         (no collection, before every document) kept as
+ *                        it is
  * Then each field the lens adds gets its default as a register stamped
  * (0, actor 0): any real write, before or after, wins over it.
  */
@@ -739,6 +738,8 @@ epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
         return add_entry(&w->ents, &w->n, &w->cap, &w->in, k, kl, v, vl);
     if ((rc = crdt_state_key_decode(&e, k, kl)) < 0)
         return rc;
+    if (e.kind == CRDT_ENTRY_COPY_WAITING) /* of no document */
+        return (rc = flush_doc(w)) < 0 ? rc : emit(w, k, kl, v, vl);
     if (!w->in_doc || e.coll_len != w->coll_len ||
         memcmp(e.coll, w->coll, e.coll_len) != 0 ||
         e.doc_len != w->doc_len || memcmp(e.doc, w->doc, e.doc_len) != 0) {

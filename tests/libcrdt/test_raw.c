@@ -251,13 +251,15 @@ START_TEST(test_malformed_state_entries_are_refused)
                      CRDT_ECORRUPT);
     ck_assert_int_eq(crdt_state_entry_decode(&e, doc, sizeof doc - 1, v, 17),
                      CRDT_ECORRUPT);
-    /* a waiting copy: 40 bytes after its kind, 'C' and a delta or 'S' */
+    /* a waiting copy: 00 'W' and 40 bytes, 'C' and a delta or 'S'; a
+     * field key of kind 'W' is damage */
     {
-        unsigned char wk[7 + 40] = "c\0d\0f\0W";
+        unsigned char wk[2 + 40] = "\0W";
+        const unsigned char fw[] = "c\0d\0f\0W";
         unsigned char k2[CRDT_STATE_KEY_MAX], v2[16];
         size_t kl2, vl2;
 
-        memset(wk + 7, 0x11, 40);
+        memset(wk + 2, 0x11, 40);
         memset(v, 0, 9);
         v[0] = 'C';
         v[8] = 3;
@@ -283,6 +285,11 @@ START_TEST(test_malformed_state_entries_are_refused)
         ck_assert_int_eq(crdt_state_entry_decode(&e, wk, sizeof wk, v, 1),
                          CRDT_ECORRUPT);
         ck_assert_int_eq(crdt_state_key_decode(&e, wk, sizeof wk - 1),
+                         CRDT_ECORRUPT);
+        ck_assert_int_eq(crdt_state_key_decode(&e, fw, sizeof fw - 1),
+                         CRDT_ECORRUPT);
+        wk[1] = 'X';
+        ck_assert_int_eq(crdt_state_key_decode(&e, wk, sizeof wk),
                          CRDT_ECORRUPT);
     }
     /* a name longer than CRDT_NAME_MAX */

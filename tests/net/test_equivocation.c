@@ -881,6 +881,32 @@ shown(crdt_replica *r, const char *name)
     return n;
 }
 
+static int
+count_name(const char *name, size_t len, void *ctx)
+{
+    (void)name;
+    (void)len;
+    (*(int *)ctx)++;
+    return CRDT_OK;
+}
+
+/* @p r's collections and documents, counted: a waiting copy's record is
+ * neither. */
+static void
+one_doc_in_one_collection(crdt_replica *r)
+{
+    crdt_read *rd;
+    uint64_t docs = 0;
+    int colls = 0;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_collections(rd, count_name, &colls), CRDT_OK);
+    ck_assert_int_eq(crdt_read_doc_count(&docs, rd), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert_int_eq(colls, 1);
+    ck_assert_uint_eq(docs, 1);
+}
+
 /* Increment c/doc/n by 5 (op 0), add "x" to c/doc/s (op 1). */
 static void
 incr_and_add(crdt_txn *t, int i)
@@ -923,6 +949,7 @@ START_TEST(test_copied_increment_and_add_count_once_in_either_order)
     /* e: the copy first, then the original, then d's remove */
     ck_assert_int_eq(tu_sync_one_way(e, b), CRDT_OK);
     ck_assert_int_eq(shown(e, "n"), 5);
+    one_doc_in_one_collection(e); /* two copies wait */
     ck_assert_int_eq(tu_sync_one_way(e, a), CRDT_OK);
     ck_assert_int_eq(shown(e, "n"), 5);
     ck_assert_int_eq(shown(e, "s"), 1);
@@ -951,11 +978,12 @@ START_TEST(test_copied_increment_and_add_count_once_in_either_order)
 }
 END_TEST
 
-/* A waiting copy's record moves with its field through a migration: the
- * copy counted first, the field renamed by a lens, then the original
- * (written before the migration, so rebased onto the new name) takes
- * the copy's delta off there. */
-START_TEST(test_waiting_copy_follows_its_field_through_a_lens)
+/* A migration between copy and original: the copy counted first, a
+ * lens renamed the field (and with it the copy's part), then the
+ * original, written before the migration and so rebased onto the new
+ * name, finds the waiting record the migration kept and takes the
+ * copy's delta off under the new name. */
+START_TEST(test_copy_settles_after_a_lens_renames_its_field)
 {
     char de[256];
     unsigned char space[16];
@@ -1162,7 +1190,7 @@ test_suite(void)
     tcase_add_test(tc, test_copy_and_original_show_once_in_either_order);
     tcase_add_test(tc,
                    test_copied_increment_and_add_count_once_in_either_order);
-    tcase_add_test(tc, test_waiting_copy_follows_its_field_through_a_lens);
+    tcase_add_test(tc, test_copy_settles_after_a_lens_renames_its_field);
     tcase_add_test(tc, test_other_copys_version_is_not_reapplied_as_ours);
     tcase_add_test(tc, test_replayed_copy_waits_for_an_original_not_yet_judged);
     tcase_add_test(tc, test_former_incarnation_below_a_cut_is_kept);

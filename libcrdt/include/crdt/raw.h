@@ -241,14 +241,16 @@ typedef enum {
  *  - TEXT, LIST: @c rest (the record's key after the field's block) and
  *    @c raw (its value), carried as they are: a sequence is read through
  *    crdt/read.h, never entry by entry.
- *  - COPY_WAITING: @c rest (the original's actor, seq and tag, the
- *    copy's actor and seq: 40 bytes) and @c raw (1 or 9 bytes), carried
- *    as they are with their field (docs/storage.md 4.2).
+ *  - COPY_WAITING: no names; @c rest (the original's actor, seq and
+ *    tag, the copy's actor and seq: 40 bytes) and @c raw (1 or 9
+ *    bytes), carried as they are (docs/storage.md 4.2). These keys come
+ *    before every document's.
  * Stamps order by @c hlc, then by the actor's bytes.
  */
 typedef struct {
     crdt_entry_kind kind;
-    const char *coll, *doc, *field; /**< field: NULL for DOC_TOMBSTONE */
+    const char *coll, *doc, *field; /**< field: NULL for DOC_TOMBSTONE;
+                                         all NULL for COPY_WAITING */
     size_t coll_len, doc_len, field_len;
     uint64_t hlc;
     crdt_actor actor;
