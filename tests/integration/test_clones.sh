@@ -38,18 +38,24 @@ done
 [ "$("$S" id A)" = "$("$S" id C)" ] # same key pair; new actors inside
 check "copy and original: found on both sides, converged, nothing lost"
 
+# Serve A (its log in $2), sync the copy $1 with it twice, and check
+# that the two converged.
+meet() {
+    serve "$2" A
+    "$S" sync "$1" "127.0.0.1:$port" >/dev/null 2> "$1.err" ||
+        { cat "$1.err"; fail "sync of $1 failed"; }
+    "$S" sync "$1" "127.0.0.1:$port" >/dev/null 2>> "$1.err" ||
+        { cat "$1.err"; fail "second sync of $1 failed"; }
+    stop_last
+    [ "$(hash A)" = "$(hash "$1")" ] || fail "A and $1 differ"
+}
+
 # a second copy writes; its original compacts before they meet
 cp -a A D
 "$S" put A c orig2 v 4
 "$S" put D c copy2 v 5
 "$S" migrate A >/dev/null               # compaction: the log is archived
-serve a2.log A
-"$S" sync D "127.0.0.1:$port" >/dev/null 2> s2.err ||
-    { cat s2.err; fail "sync of the second copy failed"; }
-"$S" sync D "127.0.0.1:$port" >/dev/null 2>> s2.err ||
-    { cat s2.err; fail "second sync of the second copy failed"; }
-stop_last
-[ "$(hash A)" = "$(hash D)" ] || fail "A and D differ"
+meet D a2.log
 for d in A D; do
     for doc in orig2 copy2; do
         [ -n "$("$S" get "$d" c "$doc" v 2>/dev/null)" ] ||
@@ -64,13 +70,7 @@ check "a copy against a compacted original: nothing lost"
 cp -a A E
 "$S" incr A c hits n 10
 "$S" incr E c hits n 100
-serve a3.log A
-"$S" sync E "127.0.0.1:$port" >/dev/null 2> s3.err ||
-    { cat s3.err; fail "sync of the third copy failed"; }
-"$S" sync E "127.0.0.1:$port" >/dev/null 2>> s3.err ||
-    { cat s3.err; fail "second sync of the third copy failed"; }
-stop_last
-[ "$(hash A)" = "$(hash E)" ] || fail "A and E differ"
+meet E a3.log
 for d in A E; do
     [ "$("$S" get "$d" c hits n)" = 111 ] ||
         fail "$d counts $("$S" get "$d" c hits n), not 1 + 10 + 100"
