@@ -774,6 +774,20 @@ crdtnet__peer_kill(crdtnet_peer *p, int code, const char *fmt, ...)
     p->state = ST_DONE;
 }
 
+/* The commit a read txn begun now sees; 0 when none can begin. */
+static uint64_t
+visible_txn(crdt_replica *r)
+{
+    crdt_read *rd;
+    uint64_t id;
+
+    if (crdt_read_begin(&rd, r) != CRDT_OK)
+        return 0;
+    id = crdt_read_txn_id(rd);
+    crdt_read_end(rd);
+    return id;
+}
+
 void
 crdtnet__peer_tick(crdtnet_peer *p)
 {
@@ -785,10 +799,12 @@ crdtnet__peer_tick(crdtnet_peer *p)
     if (t == p->last_txn && !p->repoke)
         return;
     /* LMDB publishes a commit's id a moment before a new read txn can
-     * see the commit, so the export a poke starts may miss it: poke once
-     * more on the next tick. */
-    p->repoke = t != p->last_txn;
+     * see the commit (longer when the committing process is preempted),
+     * so the membership read and the export a poke starts may miss it:
+     * tick again until a read sees the commit. Once one does, every
+     * read begun after it does too. */
     p->last_txn = t;
+    p->repoke = visible_txn(p->r) < t;
     if (!still_member(p)) { /* keeps (6) */
         char hex[2 * CRDT_PUBKEY_BYTES + 1];
         crdt_hex(hex, p->peer_key, sizeof p->peer_key);
