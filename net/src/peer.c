@@ -176,6 +176,20 @@ client_is_member(const unsigned char pk[CRDTNET_PK_BYTES], void *ctx)
     return 0;
 }
 
+/* The commit a read txn begun now sees; 0 when none can begin. */
+static uint64_t
+visible_txn(crdt_replica *r)
+{
+    crdt_read *rd;
+    uint64_t id;
+
+    if (crdt_read_begin(&rd, r) != CRDT_OK)
+        return 0;
+    id = crdt_read_txn_id(rd);
+    crdt_read_end(rd);
+    return id;
+}
+
 /* Keeps (6): the peer's role, read again after a commit. A client that
  * trusted its server on first use (an empty member set) keeps that
  * session: the member set it is receiving is the server's own. */
@@ -397,7 +411,9 @@ hs_finished(crdtnet_peer *p)
     p->hs = NULL;
     p->authenticated = 1;
     p->state = ST_SESSION;
+    /* the handshake's membership read may predate the last commit */
     p->last_txn = crdt_replica_last_txn(p->r);
+    p->repoke = visible_txn(p->r) < p->last_txn;
     if (p->h.authenticated != NULL)
         p->h.authenticated(p->h.ctx);
     crdtnet__peer_publish(p);
@@ -772,20 +788,6 @@ crdtnet__peer_kill(crdtnet_peer *p, int code, const char *fmt, ...)
         va_end(ap);
     }
     p->state = ST_DONE;
-}
-
-/* The commit a read txn begun now sees; 0 when none can begin. */
-static uint64_t
-visible_txn(crdt_replica *r)
-{
-    crdt_read *rd;
-    uint64_t id;
-
-    if (crdt_read_begin(&rd, r) != CRDT_OK)
-        return 0;
-    id = crdt_read_txn_id(rd);
-    crdt_read_end(rd);
-    return id;
 }
 
 void
