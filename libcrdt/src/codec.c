@@ -498,20 +498,23 @@ crdt__op_decode(crdt_op *op, crdt__mp *m)
 static int op_decode_one(crdt_op *op, crdt__mp *m, crdt_op_iter *ctx,
                          uint32_t n, uint64_t kind);
 
-/* [11, actor: bin8, seq: uint, tag: bin8, op]: @p op copies the op at
- * (actor, seq) of the change whose hash starts with tag (5.3). A copy
- * holds one op of kinds 0..10, never another copy. */
+/* [11, actor: bin8, seq: uint, tag: bin8, (hlc: uint,) op]: @p op
+ * copies the op at (actor, seq) of the change whose hash starts with
+ * tag, written at stamp hlc when given (5.3). A copy holds one op of
+ * kinds 0..10, never another copy. */
 static int
 copy_decode(crdt_op *op, crdt__mp *m, crdt_op_iter *ctx, uint32_t n)
 {
     crdt_actor a;
     unsigned char tag[8];
-    uint64_t seq, kind;
+    uint64_t seq, kind, hlc = 0;
     uint32_t in;
 
-    if (n != 5 || crdt__mp_bin_fixed(m, a.b, CRDT_ACTOR_BYTES) < 0 ||
+    if ((n != 5 && n != 6) ||
+        crdt__mp_bin_fixed(m, a.b, CRDT_ACTOR_BYTES) < 0 ||
         crdt__mp_uint(m, &seq) < 0 || seq < 1 || seq > INT64_MAX ||
         crdt__mp_bin_fixed(m, tag, sizeof tag) < 0 ||
+        (n == 6 && (crdt__mp_uint(m, &hlc) < 0 || hlc == 0)) ||
         crdt__mp_array(m, &in) < 0 || in < 4 ||
         crdt__mp_uint(m, &kind) < 0 || kind > CRDT_OP_LSET)
         return CRDT_EPROTO;
@@ -521,6 +524,7 @@ copy_decode(crdt_op *op, crdt__mp *m, crdt_op_iter *ctx, uint32_t n)
     op->copy_actor = a;
     op->copy_seq = seq;
     memcpy(op->copy_tag, tag, sizeof tag);
+    op->copy_hlc = hlc;
     return CRDT_OK;
 }
 
@@ -625,11 +629,13 @@ crdt__op_encode_in(crdt__enc *e, const crdt_op *op, crdt_op_iter *ctx)
     int rc;
 
     if (op->is_copy &&
-        (msgpack_pack_array(&e->pk, 5) < 0 ||
+        (msgpack_pack_array(&e->pk, op->copy_hlc != 0 ? 6 : 5) < 0 ||
          msgpack_pack_uint64(&e->pk, CRDT__OP_COPY) < 0 ||
          crdt__enc_bin(e, op->copy_actor.b, CRDT_ACTOR_BYTES) < 0 ||
          msgpack_pack_uint64(&e->pk, op->copy_seq) < 0 ||
-         crdt__enc_bin(e, op->copy_tag, sizeof op->copy_tag) < 0))
+         crdt__enc_bin(e, op->copy_tag, sizeof op->copy_tag) < 0 ||
+         (op->copy_hlc != 0 &&
+          msgpack_pack_uint64(&e->pk, op->copy_hlc) < 0)))
         return CRDT_ENOMEM;
     if (op->kind >= CRDT_OP_TINS)
         return crdt__seq_op_encode(e, op, ctx);

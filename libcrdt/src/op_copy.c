@@ -1,6 +1,13 @@
 /*
- * op_copy.c: a copied counter increment or set add and its original,
- * counted once in the end.
+ * op_copy.c: a copied op and its original, one op in the end.
+ *
+ * A copy that gives its original's stamp (docs/storage.md 5.3) and
+ * whose whole effect is a write under a stamp (PUT, DEL_FIELD, DEL_DOC,
+ * LSET) is applied under that stamp: it is then the very write it
+ * copies, and whichever of the two comes second changes nothing (two
+ * values under one stamp keep the one whose bytes sort last, state.c).
+ * The rest of this file settles a copied counter increment or set add
+ * with its original, counted once in the end.
  *
  * A replica that lost an equivocation re-applies its losing version's
  * ops under a new incarnation, each a copy naming the op it copies
@@ -50,6 +57,16 @@ static int
 is_counted(const crdt_op *op)
 {
     return op->kind == CRDT_OP_INCR || op->kind == CRDT_OP_SADD;
+}
+
+/* An op whose whole effect is a write under its stamp: a copy that
+ * gives its original's stamp is applied under it, and lands as the very
+ * write it copies (a second time, nothing changes). */
+static int
+is_stamped(const crdt_op *op)
+{
+    return op->kind == CRDT_OP_PUT || op->kind == CRDT_OP_DEL_FIELD ||
+           op->kind == CRDT_OP_DEL_DOC || op->kind == CRDT_OP_LSET;
 }
 
 static const unsigned char WAIT_MARK[2] = { 0, 'W' };
@@ -174,6 +191,8 @@ crdt__op_copy_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
     MDB_val old;
     int rc, held, before;
 
+    if (op->is_copy && op->copy_hlc != 0 && is_stamped(op))
+        return crdt__state_apply(w, op, op->copy_hlc, &op->copy_actor, seq);
     if (!op->is_copy || !is_counted(op))
         return crdt__state_apply(w, op, hlc, actor, seq);
     if ((held = crdt__copy_log_holds(w, &op->copy_actor, op->copy_seq,

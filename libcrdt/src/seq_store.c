@@ -36,7 +36,8 @@
  *      while an actor has an insert held, its later inserts are held
  *      behind it (waiting for its last element), so each actor's inserts
  *      are integrated in their order, which the merge rule needs;
- *  (4) a list value keeps the max (hlc, actor) stamp.
+ *  (4) a list value keeps the max (hlc, actor) stamp, and under one stamp
+ *      the value whose bytes sort last.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -1299,7 +1300,7 @@ apply_lset(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *target,
     unsigned char *buf;
     MDB_val old;
     skey k;
-    int n, rc;
+    int n, rc, c = 1;
 
     skey_make(&k, &s->key, 'v', &target->actor, target->ctr);
     rc = crdt__state_get(w, k.b, k.len, &old);
@@ -1307,9 +1308,9 @@ apply_lset(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *target,
         return rc;
     if (rc == CRDT_OK && old.mv_size >= 16) {
         uint64_t oh = crdt__rd64(old.mv_data);
-        if (hlc < oh || (hlc == oh && memcmp(actor->b,
-                                             (unsigned char *)old.mv_data + 8,
-                                             8) <= 0))
+        c = hlc != oh ? (hlc > oh ? 1 : -1)
+                      : memcmp(actor->b, (unsigned char *)old.mv_data + 8, 8);
+        if (c < 0)
             return CRDT_OK; /* invariant (4) */
     }
     if ((buf = malloc(16 + CRDT__LIST_VALUE_MAX + 16)) == NULL)
@@ -1317,9 +1318,15 @@ apply_lset(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *target,
     crdt__be64(buf, hlc);
     memcpy(buf + 8, actor->b, 8);
     n = crdt__value_bytes(buf + 16, CRDT__LIST_VALUE_MAX + 16, v);
-    rc = n < 0 ? CRDT_ELIMIT
-               : crdt__state_put(w, k.b, k.len, buf, 16 + (size_t)n,
-                                 rc == CRDT_OK ? &old : NULL);
+    if (n >= 0 && c == 0 &&
+        !crdt__bytes_above(buf + 16, (size_t)n,
+                           (const unsigned char *)old.mv_data + 16,
+                           old.mv_size - 16))
+        rc = CRDT_OK; /* (4): the same write, or the lower value */
+    else
+        rc = n < 0 ? CRDT_ELIMIT
+                   : crdt__state_put(w, k.b, k.len, buf, 16 + (size_t)n,
+                                     rc == CRDT_OK ? &old : NULL);
     free(buf);
     return rc;
 }

@@ -11,7 +11,8 @@
  *   ... field 0 'S' elem actor seq    set tag: 1 live, 0 removed
  *
  * Merge rules, each commutative, associative and idempotent:
- *  (1) registers and the doc tombstone keep the max (hlc, actor) stamp;
+ *  (1) registers and the doc tombstone keep the max (hlc, actor) stamp,
+ *      and a register under one stamp the value whose bytes sort last;
  *  (2) a counter part grows by one op at a time in seq order, and only
  *      for a seq above the last one it counted (so an op applied again,
  *      e.g. after a reset to a snapshot that holds it, is a no-op); a
@@ -464,6 +465,24 @@ stamp_newer(uint64_t hlc, const crdt_actor *a, const unsigned char *old)
     return memcmp(a->b, old + 8, CRDT_ACTOR_BYTES) > 0;
 }
 
+/* One stamp on two writes: a copy (op kind 11) applied under its
+ * original's stamp, or two versions of one actor (an equivocation). */
+static int
+stamp_equal(uint64_t hlc, const crdt_actor *a, const unsigned char *old)
+{
+    return hlc == crdt__rd64(old) &&
+           memcmp(a->b, old + 8, CRDT_ACTOR_BYTES) == 0;
+}
+
+int
+crdt__bytes_above(const unsigned char *a, size_t al, const unsigned char *b,
+                  size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+
+    return c != 0 ? c > 0 : al > bl;
+}
+
 static int
 get(crdt__wctx *w, const crdt__key *k, MDB_val *out)
 {
@@ -578,15 +597,18 @@ apply_register(crdt__wctx *w, crdt__key *k, const crdt_value *v,
     unsigned char small[512], *buf = small;
     size_t cap = sizeof small;
     MDB_val old;
-    int rc, n;
+    int rc, n, tie = 0;
 
     crdt__key_byte(k, 'R');
     rc = get(w, k, &old);
     if (rc < 0 && rc != CRDT_ENOTFOUND)
         return rc;
     if (rc == CRDT_OK && old.mv_size >= 16 &&
-        !stamp_newer(hlc, actor, old.mv_data))
-        return CRDT_OK; /* keeps (1) */
+        !stamp_newer(hlc, actor, old.mv_data)) {
+        if (!stamp_equal(hlc, actor, old.mv_data))
+            return CRDT_OK; /* keeps (1) */
+        tie = 1;
+    }
     if (v != NULL && (v->type == CRDT_VSTRING || v->type == CRDT_VBYTES) &&
         v->u.s.len + 32 > cap) {
         cap = v->u.s.len + 32;
@@ -602,9 +624,15 @@ apply_register(crdt__wctx *w, crdt__key *k, const crdt_value *v,
     } else {
         n = crdt__value_bytes(buf + 16, cap - 16, v);
     }
-    rc = n < 0 ? CRDT_ELIMIT
-               : crdt__state_put(w, k->b, k->len, buf, 16 + (size_t)n,
-                                 rc == CRDT_OK ? &old : NULL);
+    if (n >= 0 && tie &&
+        !crdt__bytes_above(buf + 16, (size_t)n,
+                     (const unsigned char *)old.mv_data + 16,
+                     old.mv_size - 16))
+        rc = CRDT_OK; /* keeps (1): the same write, or the lower value */
+    else
+        rc = n < 0 ? CRDT_ELIMIT
+                   : crdt__state_put(w, k->b, k->len, buf, 16 + (size_t)n,
+                                     rc == CRDT_OK ? &old : NULL);
     if (buf != small)
         free(buf);
     return rc;

@@ -41,7 +41,7 @@ struct crdt_txn {
     size_t last_from;  /* where the last op's bytes start in ops */
     /* crdt_txn_copy_of(): the prefix of op kind 11 that every op written
      * now gets, its length 0 for plain ops */
-    unsigned char copy_head[32];
+    unsigned char copy_head[48];
     size_t copy_len;
     unsigned char hash[CRDT_HASH_BYTES]; /* of the change written last */
 };
@@ -183,7 +183,7 @@ wrap_copy(crdt_txn *t, size_t from)
 
 int
 crdt_txn_copy_of(crdt_txn *t, const crdt_actor *actor, uint64_t seq,
-                 const unsigned char *tag)
+                 const unsigned char *tag, uint64_t hlc)
 {
     crdt__enc e;
     int rc;
@@ -194,11 +194,12 @@ crdt_txn_copy_of(crdt_txn *t, const crdt_actor *actor, uint64_t seq,
     if (actor == NULL)
         return CRDT_OK;
     crdt__enc_init(&e);
-    rc = msgpack_pack_array(&e.pk, 5) < 0 ||
+    rc = msgpack_pack_array(&e.pk, hlc != 0 ? 6 : 5) < 0 ||
                  msgpack_pack_uint64(&e.pk, CRDT__OP_COPY) < 0 ||
                  crdt__enc_bin(&e, actor->b, CRDT_ACTOR_BYTES) < 0 ||
                  msgpack_pack_uint64(&e.pk, seq) < 0 ||
-                 crdt__enc_bin(&e, tag, 8) < 0
+                 crdt__enc_bin(&e, tag, 8) < 0 ||
+                 (hlc != 0 && msgpack_pack_uint64(&e.pk, hlc) < 0)
              ? CRDT_ENOMEM
              : crdt__enc_ok(&e);
     if (rc == CRDT_OK && e.sb.size <= sizeof t->copy_head) {

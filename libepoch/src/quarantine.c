@@ -284,6 +284,7 @@ typedef struct {
     size_t op_len;
     crdt_actor actor;     /* the op it is: what a re-applied copy names */
     uint64_t seq;
+    uint64_t hlc;         /* and its stamp, which the copy keeps */
 } held;
 
 typedef struct {
@@ -313,6 +314,7 @@ collect(const epoch_quarantined *q, void *p)
     nv[l->n].key_len = q->key_len;
     nv[l->n].actor = q->actor;
     nv[l->n].seq = q->seq;
+    nv[l->n].hlc = q->hlc;
     crdt__enc_init(&e);
     if (crdt__op_encode(&e, &q->op) < 0 || crdt__enc_ok(&e) < 0) {
         crdt__enc_free(&e);
@@ -397,12 +399,14 @@ apply_where(uint64_t *applied_out, uint64_t *kept_out, crdt_replica *r,
         /* a losing version's op, re-written under the new incarnation,
          * names the op it copies (the key's tag: the hash of its
          * change), so that a rebase into an epoch whose cut folds that
-         * very change skips it (rebase.c): the state has it already */
+         * very change skips it (rebase.c): the state has it already;
+         * and its stamp, under which a copied register write lands as
+         * the very write it copies */
         if (l.as_copies && l.v[i].key_len == CRDT_QUARANTINE_KEY_BYTES)
             rc = crdt_txn_copy_of(t, &l.v[i].actor, l.v[i].seq,
-                                  l.v[i].key + 17);
+                                  l.v[i].key + 17, l.v[i].hlc);
         else
-            rc = crdt_txn_copy_of(t, NULL, 0, NULL);
+            rc = crdt_txn_copy_of(t, NULL, 0, NULL, 0);
         if (rc < 0)
             break;
         rc = reapply(t, &op);

@@ -384,6 +384,21 @@ write_seeds(const char *out)
             crdt_txn_text_delete(t, "notes", "n1", "body",
                                  (uint64_t)(11 - k), 1);
         crdt_txn_text_insert(t, "notes", "n1", "body", 3, "\xc3\xa9", 2));
+    /* copies (op kind 11): with the original's stamp and without */
+    {
+        static const unsigned char tag[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+        crdt_actor orig;
+
+        memset(orig.b, 0x42, sizeof orig.b);
+        TXN(crdt_txn_copy_of(t, &orig, 3, tag, 0x1234567890);
+            v = crdt_value_int(3); crdt_txn_put(t, "c", "d", "v", &v);
+            crdt_txn_copy_of(t, &orig, 4, tag, 0x1234567891);
+            crdt_txn_del_field(t, "c", "d", "v");
+            crdt_txn_copy_of(t, &orig, 5, tag, 0);
+            crdt_txn_incr(t, "c", "d", "n", 2);
+            crdt_txn_copy_of(t, NULL, 0, NULL, 0);
+            crdt_txn_del_doc(t, "c", "d"));
+    }
 #undef TXN
 
     if (crdt_export_begin(&e, r, NULL) != CRDT_OK)

@@ -136,16 +136,17 @@ START_TEST(test_copies_name_the_op_they_copy)
 
     memset(orig.b, 0x42, sizeof orig.b);
     ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 7, NULL), CRDT_EINVAL);
-    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 7, tag), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 7, NULL, 0), CRDT_EINVAL);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 7, tag, UINT64_MAX),
+                     CRDT_OK);
     ck_assert_int_eq(crdt_txn_put(t, "c", "d", "f", &v), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 8, tag), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 8, tag, 0), CRDT_OK);
     ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 0, "ab", 2),
                      CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 9, tag), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, 9, tag, 0x123456), CRDT_OK);
     ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 2, "cd", 2),
                      CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL, 0), CRDT_OK);
     ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 4, "e", 1),
                      CRDT_OK);
     ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
@@ -161,6 +162,10 @@ START_TEST(test_copies_name_the_op_they_copy)
         ck_assert_uint_eq(op.copy_seq, seq);
         ck_assert_mem_eq(op.copy_actor.b, orig.b, 8);
         ck_assert_mem_eq(op.copy_tag, tag, 8);
+        /* the original's stamp, when given */
+        ck_assert_uint_eq(op.copy_hlc, seq == 7   ? UINT64_MAX
+                                       : seq == 8 ? 0
+                                                  : 0x123456);
     }
     ck_assert_int_eq(op.kind, CRDT_OP_TINS);
     ck_assert_int_eq(op.text_len, 2);
@@ -169,6 +174,30 @@ START_TEST(test_copies_name_the_op_they_copy)
     ck_assert_int_eq(crdt_op_iter_next(&op, &it), CRDT_ENOTFOUND);
     free(bytes);
     ck_assert_int_eq(crdt__op_decode(&op, &m), CRDT_EPROTO);
+    /* a stamp of 0, or a seventh element, is no copy */
+    {
+        static const unsigned char zero[] = {
+            0x96, 0x0b, 0xc4, 0x08, 1, 2, 3, 4, 5, 6, 7, 8, 0x03, 0xc4, 0x08,
+            9, 9, 9, 9, 9, 9, 9, 9, 0x00,
+            0x95, 0x00, 0xa1, 'c', 0xa1, 'd', 0xa1, 'f', 0x01,
+        };
+        unsigned char ok[sizeof zero], seven[sizeof zero + 1];
+        crdt__mp mz = { zero, zero + sizeof zero };
+        crdt__mp mo = { ok, ok + sizeof ok };
+        crdt__mp ms = { seven, seven + sizeof seven };
+
+        ck_assert_int_eq(crdt__op_decode(&op, &mz), CRDT_EPROTO);
+        memcpy(ok, zero, sizeof zero);
+        ok[23] = 0x2a;
+        ck_assert_int_eq(crdt__op_decode(&op, &mo), CRDT_OK);
+        ck_assert(op.is_copy);
+        ck_assert_uint_eq(op.copy_hlc, 0x2a);
+        ck_assert_int_eq(op.kind, CRDT_OP_PUT);
+        memcpy(seven, ok, sizeof ok);
+        seven[0] = 0x97;
+        seven[sizeof ok] = 0x01;
+        ck_assert_int_eq(crdt__op_decode(&op, &ms), CRDT_EPROTO);
+    }
 }
 END_TEST
 

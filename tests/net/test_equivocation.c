@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
@@ -805,11 +806,11 @@ original_and_copies(void (*op)(crdt_txn *t, int i), int n)
     ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
     for (int i = 0; i < n; i++) {
         ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq + (uint64_t)i,
-                                          ch.hash),
+                                          ch.hash, ch.hlc + (uint64_t)i),
                          CRDT_OK);
         op(t, i);
     }
-    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL, 0), CRDT_OK);
     ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
     tu_batch_free(&keep);
 }
@@ -978,6 +979,182 @@ START_TEST(test_copied_increment_and_add_count_once_in_either_order)
 }
 END_TEST
 
+/* c/doc/@p name of @p r as an int register; -1 when it does not show. */
+static int64_t
+reg(crdt_replica *r, const char *name)
+{
+    crdt_read *rd;
+    crdt_field f;
+    int64_t n = -1;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    if (crdt_read_field(&f, rd, "c", "doc", name) == CRDT_OK &&
+        f.kind == CRDT_FIELD_REGISTER && f.value.type == CRDT_VINT)
+        n = f.value.u.i;
+    crdt_read_end(rd);
+    return n;
+}
+
+/* c/doc/v = 1 (op 0), c/doc/w = 3 (op 1). */
+static void
+two_puts(crdt_txn *t, int i)
+{
+    crdt_value v = crdt_value_int(i == 0 ? 1 : 3);
+
+    ck_assert_int_eq(crdt_txn_put(t, "c", "doc", i == 0 ? "v" : "w", &v),
+                     CRDT_OK);
+}
+
+/* A copied register write is its original's write (libcrdt op_copy.c):
+ * it is applied under the original's stamp, so a later write that the
+ * original lost to wins over the copy too, in any order of arrival.
+ * Under its own (newer) stamp the copy overwrote that later write with
+ * the old value everywhere. And two values under one stamp (a copy
+ * whose value is not its original's) settle on the same one in either
+ * order. */
+START_TEST(test_copied_register_write_lands_as_its_original)
+{
+    char dw[256], dd[256], de[256];
+    unsigned char space[16];
+    crdt_replica *w, *d, *e;
+    crdt_actor orig = crdt_replica_actor(a);
+    crdt_value nine = crdt_value_int(9);
+    struct timespec ms = { 0, 3000000 };
+    crdt_change ch;
+    tu_batch keep;
+    crdt_txn *t;
+
+    crdt_replica_space_id(a, space);
+    w = tu_create(dw, sizeof dw, space);
+    d = tu_create(dd, sizeof dd, space);
+    e = tu_create(de, sizeof de, space);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    two_puts(t, 0);
+    two_puts(t, 1);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    last_change(a, &keep, &ch);
+    /* w saw the original and wrote v after it */
+    ck_assert_int_eq(tu_sync_one_way(w, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(w, "c", "doc", "v", 2), CRDT_OK);
+    nanosleep(&ms, NULL); /* b's clock is past w's write */
+    /* b copies both ops; w's copy with another value */
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash, ch.hlc),
+                     CRDT_OK);
+    two_puts(t, 0);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq + 1, ch.hash,
+                                      ch.hlc + 1),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "doc", "w", &nine), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(reg(b, "w"), 9);
+    /* d: the copy, w's write, the original; e: the other way round */
+    ck_assert_int_eq(tu_sync_one_way(d, b), CRDT_OK);
+    ck_assert_int_eq(reg(d, "v"), 1);
+    ck_assert_int_eq(tu_sync_one_way(d, w), CRDT_OK);
+    ck_assert_int_eq(reg(d, "v"), 2);
+    ck_assert_int_eq(tu_sync_one_way(e, a), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(e, w), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(e, b), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, w), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(w, a), CRDT_OK);
+    crdt_replica *all[] = { a, b, w, d, e };
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(reg(all[i], "v"), 2);
+        ck_assert_int_eq(reg(all[i], "w"), 9); /* the higher bytes */
+        assert_same(all[i], a);
+    }
+    tu_batch_free(&keep);
+    crdt_replica_close(w);
+    crdt_replica_close(d);
+    crdt_replica_close(e);
+    test_rmtree(dw);
+    test_rmtree(dd);
+    test_rmtree(de);
+}
+END_TEST
+
+/* c/doc/l[0] of @p r as an int; -1 when there is none. */
+static int64_t
+first_in_list(crdt_replica *r)
+{
+    crdt_read *rd;
+    crdt_value *v = NULL;
+    size_t n = 0;
+    int64_t x = -1;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    if (crdt_read_list(&v, &n, rd, "c", "doc", "l") == CRDT_OK && n > 0 &&
+        v[0].type == CRDT_VINT)
+        x = v[0].u.i;
+    crdt_read_end(rd);
+    crdt_list_free(v);
+    return x;
+}
+
+/* The same for a list element's value (LSET). */
+START_TEST(test_copied_list_set_lands_as_its_original)
+{
+    char dw[256], dd[256];
+    unsigned char space[16];
+    crdt_replica *w, *d;
+    crdt_actor orig = crdt_replica_actor(a);
+    crdt_value one = crdt_value_int(1), five = crdt_value_int(5);
+    struct timespec ms = { 0, 3000000 };
+    crdt_change ch;
+    tu_batch keep;
+    crdt_txn *t;
+
+    crdt_replica_space_id(a, space);
+    w = tu_create(dw, sizeof dw, space);
+    d = tu_create(dd, sizeof dd, space);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_list_insert(t, "c", "doc", "l", 0, &one),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK); /* b has the element */
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_list_set(t, "c", "doc", "l", 0, &five),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    last_change(a, &keep, &ch);
+    ck_assert_int_eq(tu_sync_one_way(w, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, w), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_list_set(t, "c", "doc", "l", 0, &one),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    nanosleep(&ms, NULL); /* b's clock is past w's set */
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash, ch.hlc),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_list_set(t, "c", "doc", "l", 0, &five),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    /* d: the copy, then w's set (a's insert comes with b's log) */
+    ck_assert_int_eq(tu_sync_one_way(d, b), CRDT_OK);
+    ck_assert_int_eq(first_in_list(d), 5);
+    ck_assert_int_eq(tu_sync_one_way(d, w), CRDT_OK);
+    ck_assert_int_eq(first_in_list(d), 1);
+    ck_assert_int_eq(tu_sync_one_way(a, w), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(w, a), CRDT_OK);
+    crdt_replica *all[] = { a, b, w, d };
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(first_in_list(all[i]), 1);
+        ck_assert_uint_eq(list_len(all[i]), 1);
+        assert_same(all[i], a);
+    }
+    tu_batch_free(&keep);
+    crdt_replica_close(w);
+    crdt_replica_close(d);
+    test_rmtree(dw);
+    test_rmtree(dd);
+}
+END_TEST
+
 /* A migration between copy and original: the copy counted first, a
  * lens renamed the field (and with it the copy's part), then the
  * original, written before the migration and so rebased onto the new
@@ -1039,7 +1216,8 @@ START_TEST(test_replayed_copy_waits_for_an_original_not_yet_judged)
     put_text(x, "orig");
     last_change(x, &xs, &ch);
     ck_assert_int_eq(crdt_txn_begin(&tx, y), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_copy_of(tx, &ax, ch.seq, ch.hash), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(tx, &ax, ch.seq, ch.hash, ch.hlc),
+                     CRDT_OK);
     ck_assert_int_eq(crdt_txn_text_insert(tx, "c", "doc", "t", 0, "orig", 4),
                      CRDT_OK);
     ck_assert_int_eq(crdt_txn_commit(tx, NULL), CRDT_OK);
@@ -1190,6 +1368,8 @@ test_suite(void)
     tcase_add_test(tc, test_copy_and_original_show_once_in_either_order);
     tcase_add_test(tc,
                    test_copied_increment_and_add_count_once_in_either_order);
+    tcase_add_test(tc, test_copied_register_write_lands_as_its_original);
+    tcase_add_test(tc, test_copied_list_set_lands_as_its_original);
     tcase_add_test(tc, test_copy_settles_after_a_lens_renames_its_field);
     tcase_add_test(tc, test_other_copys_version_is_not_reapplied_as_ours);
     tcase_add_test(tc, test_replayed_copy_waits_for_an_original_not_yet_judged);

@@ -119,6 +119,12 @@ typedef struct {
     crdt_actor copy_actor;
     uint64_t copy_seq;
     unsigned char copy_tag[8];
+    /** The copied op's stamp (>= 1), when the copy gives it: a copied
+     *  register write, field delete, doc delete or LSET is applied under the
+     *  stamp (copy_hlc, copy_actor), the original's, so that copy and
+     *  original are one write. 0: not given (a copy written before
+     *  copies carried it), applied under its own stamp. */
+    uint64_t copy_hlc;
 } crdt_op;
 
 /**

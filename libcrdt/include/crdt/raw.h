@@ -595,13 +595,18 @@ CRDT_API int crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r);
  * the 8 bytes @p tag (op kind 11, docs/storage.md 5.3): what a replica
  * that lost an equivocation re-applies under its new incarnation. A
  * rebase into an epoch whose cut folds that change skips them
- * (docs/protocol.md, "Equivocation"). @p actor NULL: the ops written
- * from now on are plain ops again. Copies are never folded into runs.
+ * (docs/protocol.md, "Equivocation"). @p hlc is that op's stamp: a
+ * copied register write, field delete, doc delete or LSET is applied under
+ * (@p hlc, @p actor), so that it and its original are one write; 0
+ * leaves it out (the copy is applied under its own stamp). @p actor
+ * NULL: the ops written from now on are plain ops again. Copies are
+ * never folded into runs.
  * @return CRDT_OK; CRDT_EINVAL (@p t NULL, or @p tag NULL or @p seq 0
  *         with an actor).
  */
 CRDT_API int crdt_txn_copy_of(crdt_txn *t, const crdt_actor *actor,
-                              uint64_t seq, const unsigned char *tag);
+                              uint64_t seq, const unsigned char *tag,
+                              uint64_t hlc);
 
 /**
  * Inside a local write txn, also delete raw key @p k of @p db when the
