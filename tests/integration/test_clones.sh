@@ -76,3 +76,16 @@ for d in A E; do
         fail "$d counts $("$S" get "$d" c hits n), not 1 + 10 + 100"
 done
 check "a copy's increment and its original's each count once"
+
+# registers: the loser's write is re-applied under its own first stamp,
+# so the later of the two writes shows whichever version lost (under a
+# newer stamp, the loser's value showed)
+cp -a A F
+"$S" put A c reg v '"a"'
+"$S" put F c reg v '"f"'                # later, or at the same instant
+meet F a4.log
+for d in A F; do
+    [ "$("$S" get "$d" c reg v)" = '"f"' ] ||
+        fail "$d shows $("$S" get "$d" c reg v), not the later write"
+done
+check "a copy's register write keeps its place in time"
