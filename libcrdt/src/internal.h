@@ -597,13 +597,13 @@ int crdt__state_put(crdt__wctx *w, const void *k, size_t kl,
                     const void *v, size_t vl, const MDB_val *old);
 int crdt__state_del(crdt__wctx *w, const void *k, size_t kl,
                     const MDB_val *old);
-/* The first entry of the active state whose key starts with @p p, in
- * @p key and @p val (valid until the next write); CRDT_ENOTFOUND if none. */
 /* Between two values under one stamp (a copy applied under its
  * original's, docs/storage.md 5.3), 1 when the bytes of @p a sort after
  * those of @p b: that one is kept, on every replica in any order. */
 int crdt__bytes_above(const unsigned char *a, size_t al,
                       const unsigned char *b, size_t bl);
+/* The first entry of the active state whose key starts with @p p, in
+ * @p key and @p val (valid until the next write); CRDT_ENOTFOUND if none. */
 int crdt__state_first_under(crdt__wctx *w, const void *p, size_t pl,
                             MDB_val *key, MDB_val *val);
 /* Find @p k in the active state with the context's cursor, leaving it

@@ -626,8 +626,8 @@ apply_register(crdt__wctx *w, crdt__key *k, const crdt_value *v,
     }
     if (n >= 0 && tie &&
         !crdt__bytes_above(buf + 16, (size_t)n,
-                     (const unsigned char *)old.mv_data + 16,
-                     old.mv_size - 16))
+                           (const unsigned char *)old.mv_data + 16,
+                           old.mv_size - 16))
         rc = CRDT_OK; /* keeps (1): the same write, or the lower value */
     else
         rc = n < 0 ? CRDT_ELIMIT
