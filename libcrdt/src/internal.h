@@ -597,6 +597,12 @@ int crdt__state_put(crdt__wctx *w, const void *k, size_t kl,
                     const void *v, size_t vl, const MDB_val *old);
 int crdt__state_del(crdt__wctx *w, const void *k, size_t kl,
                     const MDB_val *old);
+/* How stamp (@p hlc, @p a) orders against the stamp at the start of an
+ * entry's value @p old (hlc(8) | actor(8)): < 0 older, 0 the same stamp
+ * (a copy applied under its original's, or two versions of one actor),
+ * > 0 newer. */
+int crdt__stamp_cmp(uint64_t hlc, const crdt_actor *a,
+                    const unsigned char *old);
 /* Between two values under one stamp (a copy applied under its
  * original's, docs/storage.md 5.3), 1 when the bytes of @p a sort after
  * those of @p b: that one is kept, on every replica in any order. */

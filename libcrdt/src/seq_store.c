@@ -1306,13 +1306,9 @@ apply_lset(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *target,
     rc = crdt__state_get(w, k.b, k.len, &old);
     if (rc < 0 && rc != CRDT_ENOTFOUND)
         return rc;
-    if (rc == CRDT_OK && old.mv_size >= 16) {
-        uint64_t oh = crdt__rd64(old.mv_data);
-        c = hlc != oh ? (hlc > oh ? 1 : -1)
-                      : memcmp(actor->b, (unsigned char *)old.mv_data + 8, 8);
-        if (c < 0)
-            return CRDT_OK; /* invariant (4) */
-    }
+    if (rc == CRDT_OK && old.mv_size >= 16 &&
+        (c = crdt__stamp_cmp(hlc, actor, old.mv_data)) < 0)
+        return CRDT_OK; /* invariant (4) */
     if ((buf = malloc(16 + CRDT__LIST_VALUE_MAX + 16)) == NULL)
         return CRDT_ENOMEM;
     crdt__be64(buf, hlc);

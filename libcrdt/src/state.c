@@ -455,23 +455,14 @@ crdt__wctx_abort(crdt__wctx *w)
 
 /* ---- stamps ---- */
 
-static int
-stamp_newer(uint64_t hlc, const crdt_actor *a, const unsigned char *old)
+int
+crdt__stamp_cmp(uint64_t hlc, const crdt_actor *a, const unsigned char *old)
 {
     uint64_t oh = crdt__rd64(old);
 
     if (hlc != oh)
-        return hlc > oh;
-    return memcmp(a->b, old + 8, CRDT_ACTOR_BYTES) > 0;
-}
-
-/* One stamp on two writes: a copy (op kind 11) applied under its
- * original's stamp, or two versions of one actor (an equivocation). */
-static int
-stamp_equal(uint64_t hlc, const crdt_actor *a, const unsigned char *old)
-{
-    return hlc == crdt__rd64(old) &&
-           memcmp(a->b, old + 8, CRDT_ACTOR_BYTES) == 0;
+        return hlc > oh ? 1 : -1;
+    return memcmp(a->b, old + 8, CRDT_ACTOR_BYTES);
 }
 
 int
@@ -597,18 +588,15 @@ apply_register(crdt__wctx *w, crdt__key *k, const crdt_value *v,
     unsigned char small[512], *buf = small;
     size_t cap = sizeof small;
     MDB_val old;
-    int rc, n, tie = 0;
+    int rc, n, c = 1;
 
     crdt__key_byte(k, 'R');
     rc = get(w, k, &old);
     if (rc < 0 && rc != CRDT_ENOTFOUND)
         return rc;
     if (rc == CRDT_OK && old.mv_size >= 16 &&
-        !stamp_newer(hlc, actor, old.mv_data)) {
-        if (!stamp_equal(hlc, actor, old.mv_data))
-            return CRDT_OK; /* keeps (1) */
-        tie = 1;
-    }
+        (c = crdt__stamp_cmp(hlc, actor, old.mv_data)) < 0)
+        return CRDT_OK; /* keeps (1) */
     if (v != NULL && (v->type == CRDT_VSTRING || v->type == CRDT_VBYTES) &&
         v->u.s.len + 32 > cap) {
         cap = v->u.s.len + 32;
@@ -624,7 +612,7 @@ apply_register(crdt__wctx *w, crdt__key *k, const crdt_value *v,
     } else {
         n = crdt__value_bytes(buf + 16, cap - 16, v);
     }
-    if (n >= 0 && tie &&
+    if (n >= 0 && c == 0 &&
         !crdt__bytes_above(buf + 16, (size_t)n,
                            (const unsigned char *)old.mv_data + 16,
                            old.mv_size - 16))
@@ -656,7 +644,8 @@ crdt__state_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
         rc = get(w, &k, &old);
         if (rc < 0 && rc != CRDT_ENOTFOUND)
             return rc;
-        if (rc == CRDT_ENOTFOUND || stamp_newer(hlc, actor, old.mv_data)) {
+        if (rc == CRDT_ENOTFOUND ||
+            crdt__stamp_cmp(hlc, actor, old.mv_data) > 0) {
             crdt__be64(buf, hlc);
             memcpy(buf + 8, actor->b, 8);
             rc = crdt__state_put(w, k.b, k.len, buf, 16,

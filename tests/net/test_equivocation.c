@@ -979,6 +979,26 @@ START_TEST(test_copied_increment_and_add_count_once_in_either_order)
 }
 END_TEST
 
+/* A new replica of a's space, in @p dir (@p n bytes). */
+static crdt_replica *
+peer_of_a(char *dir, size_t n)
+{
+    unsigned char space[16];
+
+    crdt_replica_space_id(a, space);
+    return tu_create(dir, n, space);
+}
+
+/* A few ms pass: the next write's stamp is past every one made so far
+ * on this host (stamps are ms << 16 | counter). */
+static void
+clock_moves_on(void)
+{
+    struct timespec ms = { 0, 3000000 };
+
+    nanosleep(&ms, NULL);
+}
+
 /* c/doc/@p name of @p r as an int register; -1 when it does not show. */
 static int64_t
 reg(crdt_replica *r, const char *name)
@@ -1015,19 +1035,14 @@ two_puts(crdt_txn *t, int i)
 START_TEST(test_copied_register_write_lands_as_its_original)
 {
     char dw[256], dd[256], de[256];
-    unsigned char space[16];
-    crdt_replica *w, *d, *e;
+    crdt_replica *w = peer_of_a(dw, sizeof dw), *d = peer_of_a(dd, sizeof dd),
+                 *e = peer_of_a(de, sizeof de);
     crdt_actor orig = crdt_replica_actor(a);
     crdt_value nine = crdt_value_int(9);
-    struct timespec ms = { 0, 3000000 };
     crdt_change ch;
     tu_batch keep;
     crdt_txn *t;
 
-    crdt_replica_space_id(a, space);
-    w = tu_create(dw, sizeof dw, space);
-    d = tu_create(dd, sizeof dd, space);
-    e = tu_create(de, sizeof de, space);
     ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
     two_puts(t, 0);
     two_puts(t, 1);
@@ -1036,7 +1051,7 @@ START_TEST(test_copied_register_write_lands_as_its_original)
     /* w saw the original and wrote v after it */
     ck_assert_int_eq(tu_sync_one_way(w, a), CRDT_OK);
     ck_assert_int_eq(tu_put_int(w, "c", "doc", "v", 2), CRDT_OK);
-    nanosleep(&ms, NULL); /* b's clock is past w's write */
+    clock_moves_on(); /* b's clock is past w's write */
     /* b copies both ops; w's copy with another value */
     ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
     ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash, ch.hlc),
@@ -1098,18 +1113,13 @@ first_in_list(crdt_replica *r)
 START_TEST(test_copied_list_set_lands_as_its_original)
 {
     char dw[256], dd[256];
-    unsigned char space[16];
-    crdt_replica *w, *d;
+    crdt_replica *w = peer_of_a(dw, sizeof dw), *d = peer_of_a(dd, sizeof dd);
     crdt_actor orig = crdt_replica_actor(a);
     crdt_value one = crdt_value_int(1), five = crdt_value_int(5);
-    struct timespec ms = { 0, 3000000 };
     crdt_change ch;
     tu_batch keep;
     crdt_txn *t;
 
-    crdt_replica_space_id(a, space);
-    w = tu_create(dw, sizeof dw, space);
-    d = tu_create(dd, sizeof dd, space);
     ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
     ck_assert_int_eq(crdt_txn_list_insert(t, "c", "doc", "l", 0, &one),
                      CRDT_OK);
@@ -1125,7 +1135,7 @@ START_TEST(test_copied_list_set_lands_as_its_original)
     ck_assert_int_eq(crdt_txn_list_set(t, "c", "doc", "l", 0, &one),
                      CRDT_OK);
     ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-    nanosleep(&ms, NULL); /* b's clock is past w's set */
+    clock_moves_on(); /* b's clock is past w's set */
     ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
     ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash, ch.hlc),
                      CRDT_OK);
