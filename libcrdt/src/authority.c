@@ -499,6 +499,7 @@ replay(crdt__wctx *w)
     w->cur = NULL;
     w->cur_at = 0;
     w->copies_waiting = 0;
+    w->kept_defaults = 0;
     if ((rc = crdt__mdb_err(mdb_drop(w->txn, w->state, 0))) < 0)
         return rc;
     /* the sequences' in-memory order describes the state just dropped:

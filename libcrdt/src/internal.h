@@ -32,8 +32,9 @@
 #define CRDT__FORMAT_V1 1u    /* still read: every change before 2 */
 /* of the LMDB files: 2 = SipHash state hash; 3 = a log record may hold
  * a run of changes (logrec.c); 4 = a feed record may be of version 2
- * (feed.c) */
-#define CRDT__STORE_FORMAT 4u
+ * (feed.c); 5 = the state may keep a collection's lens defaults once
+ * (entries DEFAULTS and NO_DEFAULTS, state_entry.c) */
+#define CRDT__STORE_FORMAT 5u
 /* op kind 11: a copy of another op around one op (docs/storage.md 5.3) */
 #define CRDT__OP_COPY 11u
 #define CRDT__KEY_MAX 511 /* LMDB's default maximum key size */
@@ -179,6 +180,14 @@ typedef struct {
     int app;         /* new keys past the last one: appended (state.c) */
     int copies_waiting; /* the active state holds waiting copies (op_copy.c):
                            0 not known yet, 1 none, 2 some */
+    int kept_defaults;  /* collection kept_coll keeps lens defaults (entry
+                           00 'V' coll, state.c): 0 not known, 1 no, 2 yes */
+    size_t kept_cl;
+    char kept_coll[CRDT_NAME_MAX];
+    unsigned char *not_born; /* doc keys (u16 length first) of documents
+                                that lost an entry in this txn: never
+                                marked as born (state.c (5)) */
+    size_t not_born_len, not_born_cap;
     size_t app_last_len;
     unsigned char app_last[CRDT__KEY_MAX]; /* the last key, when app = 2 */
     crdt__applyq *q; /* set by a merge: its ops wait here, see applyq.c */
@@ -595,6 +604,10 @@ int crdt__state_field_kind(MDB_txn *txn, MDB_dbi state, const char *coll,
                            const char *doc, const char *field);
 int crdt__state_put(crdt__wctx *w, const void *k, size_t kl,
                     const void *v, size_t vl, const MDB_val *old);
+/* The document of state key @p k lost an entry it had before this txn
+ * (a lens default a sequence op took away): it was not born here, even
+ * if it holds no entry for a moment (state.c (5)). */
+int crdt__state_not_born(crdt__wctx *w, const unsigned char *k, size_t kl);
 int crdt__state_del(crdt__wctx *w, const void *k, size_t kl,
                     const MDB_val *old);
 /* How stamp (@p hlc, @p a) orders against the stamp at the start of an

@@ -179,6 +179,7 @@ crdt_raw_clear(crdt_raw *t, crdt_db db)
     if (dbi(t, db) == t->w->state) {
         crdt__feed_all(t->w);
         t->w->copies_waiting = 0;
+        t->w->kept_defaults = 0;
     }
     return crdt__mdb_err(mdb_drop(t->w->txn, dbi(t, db), 0));
 }
@@ -470,6 +471,7 @@ crdt_raw_swap_state(crdt_raw *t)
     w->state_slot = old ^ 1;
     w->state = w->r->dbi[CRDT_DB_STATE0 + w->state_slot];
     w->copies_waiting = 0; /* another state: look again */
+    w->kept_defaults = 0;
     memset(w->acc, 0, sizeof w->acc);
     if (crdt__meta_get(w->txn, w->r, hash_key(w->state_slot), &hv) == 0 &&
         hv.mv_size == 32)

@@ -1360,7 +1360,10 @@ drop_lens_default(crdt__wctx *w, const crdt__seqkey *k)
         memcpy(copy, old.mv_data, old.mv_size);
         ov.mv_size = old.mv_size;
         ov.mv_data = copy;
-        rc = crdt__state_del(w, rk, k->len, &ov);
+        /* it may have been the document's only entry: still not born */
+        rc = crdt__state_not_born(w, rk, k->len);
+        if (rc == CRDT_OK)
+            rc = crdt__state_del(w, rk, k->len, &ov);
         free(copy);
     }
     return rc;

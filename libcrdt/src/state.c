@@ -327,6 +327,121 @@ put_new(crdt__wctx *w, MDB_val *key, MDB_val *val)
     return mdb_cursor_put(w->cur, key, val, 0);
 }
 
+/*
+ * (5) A document born in a collection that keeps lens defaults (entry
+ * 00 'V' coll, written by a migration: docs/storage.md 4.2) does not
+ * show them, as it would not have got them stored: its first entry
+ * brings the mark coll 0 doc 0 0 'N' (view.c). Every replica of the
+ * epoch holds the same documents at its cut, so every one of them marks
+ * the same documents, whatever the order of the ops that make them.
+ */
+/* The length of @p k's doc key (coll 0 doc 0), 0 if it has none. */
+static size_t
+doc_key_len(const unsigned char *k, size_t kl)
+{
+    const unsigned char *z1, *z2;
+
+    if (kl == 0 || k[0] == 0 || (z1 = memchr(k, 0, kl)) == NULL ||
+        (z2 = memchr(z1 + 1, 0, kl - (size_t)(z1 + 1 - k))) == NULL)
+        return 0;
+    return (size_t)(z2 + 1 - k);
+}
+
+int
+crdt__state_not_born(crdt__wctx *w, const unsigned char *k, size_t kl)
+{
+    size_t dkl = doc_key_len(k, kl);
+
+    if (dkl == 0)
+        return CRDT_OK;
+    if (w->not_born_len + 2 + dkl > w->not_born_cap) {
+        size_t cap = w->not_born_cap ? w->not_born_cap * 2 : 512;
+        unsigned char *p;
+        while (cap < w->not_born_len + 2 + dkl)
+            cap *= 2;
+        if ((p = realloc(w->not_born, cap)) == NULL)
+            return CRDT_ENOMEM;
+        w->not_born = p;
+        w->not_born_cap = cap;
+    }
+    w->not_born[w->not_born_len] = (unsigned char)(dkl >> 8);
+    w->not_born[w->not_born_len + 1] = (unsigned char)dkl;
+    memcpy(w->not_born + w->not_born_len + 2, k, dkl);
+    w->not_born_len += 2 + dkl;
+    return CRDT_OK;
+}
+
+static int
+was_not_born(const crdt__wctx *w, const unsigned char *dk, size_t dkl)
+{
+    for (size_t o = 0; o + 2 <= w->not_born_len;) {
+        size_t l = (size_t)w->not_born[o] << 8 | w->not_born[o + 1];
+        if (l == dkl && memcmp(w->not_born + o + 2, dk, dkl) == 0)
+            return 1;
+        o += 2 + l;
+    }
+    return 0;
+}
+
+static void
+not_born_free(crdt__wctx *w)
+{
+    free(w->not_born);
+    w->not_born = NULL;
+    w->not_born_len = w->not_born_cap = 0;
+}
+
+static int
+mark_newborn(crdt__wctx *w, const unsigned char *k, size_t kl)
+{
+    static const unsigned char one = 1;
+    const unsigned char *z1, *z2;
+    unsigned char mk[CRDT__KEY_MAX];
+    size_t cl, dkl;
+    MDB_cursor *cur;
+    MDB_val dk, dv;
+    int rc;
+
+    if (kl == 0 || k[0] == 0 || (z1 = memchr(k, 0, kl)) == NULL ||
+        (z2 = memchr(z1 + 1, 0, kl - (size_t)(z1 + 1 - k))) == NULL)
+        return CRDT_OK;
+    cl = (size_t)(z1 - k);
+    dkl = (size_t)(z2 + 1 - k);
+    if (cl > CRDT_NAME_MAX || dkl + 2 > sizeof mk ||
+        (kl == dkl + 2 && k[dkl] == 0 && k[dkl + 1] == 'N'))
+        return CRDT_OK;
+    if (w->kept_defaults == 0 || w->kept_cl != cl ||
+        memcmp(w->kept_coll, k, cl) != 0) {
+        mk[0] = 0;
+        mk[1] = 'V';
+        memcpy(mk + 2, k, cl);
+        dk.mv_size = cl + 2;
+        dk.mv_data = mk;
+        rc = mdb_get(w->txn, w->state, &dk, &dv);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return crdt__mdb_err(rc);
+        w->kept_defaults = rc == 0 ? 2 : 1;
+        w->kept_cl = cl;
+        memcpy(w->kept_coll, k, cl);
+    }
+    if (w->kept_defaults != 2 || was_not_born(w, k, dkl))
+        return CRDT_OK;
+    if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->state, &cur))) < 0)
+        return rc;
+    dk.mv_size = dkl;
+    dk.mv_data = (void *)k;
+    rc = mdb_cursor_get(cur, &dk, &dv, MDB_SET_RANGE);
+    mdb_cursor_close(cur);
+    if (rc == 0 && dk.mv_size >= dkl && memcmp(dk.mv_data, k, dkl) == 0)
+        return CRDT_OK; /* not its first entry */
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return crdt__mdb_err(rc);
+    memcpy(mk, k, dkl);
+    mk[dkl] = 0;
+    mk[dkl + 1] = 'N';
+    return crdt__state_put(w, mk, dkl + 2, &one, 1, NULL);
+}
+
 int
 crdt__state_put(crdt__wctx *w, const void *k, size_t kl, const void *v,
                 size_t vl, const MDB_val *old)
@@ -336,6 +451,8 @@ crdt__state_put(crdt__wctx *w, const void *k, size_t kl, const void *v,
 
     if (old != NULL && old->mv_size == vl && memcmp(old->mv_data, v, vl) == 0)
         return CRDT_OK;
+    if (old == NULL && (rc = mark_newborn(w, k, kl)) < 0)
+        return rc;
     if (old != NULL)
         acc_add(w, k, kl, old->mv_data, old->mv_size, -1);
     acc_add(w, k, kl, v, vl, +1);
@@ -435,6 +552,7 @@ crdt__wctx_commit(crdt__wctx *w)
     }
     w->txn = NULL;
     w->cur = NULL;
+    not_born_free(w);
     if (rc == CRDT_OK)
         crdt__feed_committed(w);
     else
@@ -450,6 +568,7 @@ crdt__wctx_abort(crdt__wctx *w)
     crdt__seq_wctx_abort(w);
     w->txn = NULL;
     w->cur = NULL;
+    not_born_free(w);
     crdt__feed_reset(w);
 }
 

@@ -14,6 +14,11 @@
  *   waiting copy  00 'W' original actor | seq | tag | copy actor | copy seq
  *                                                'C' | delta, or 'S'
  *                 (no collection: ahead of every document, op_copy.c)
+ *   born after them  coll 0 doc 0 0 'N'                01
+ *   lens defaults 00 'V' coll                    n x (name_len(1) | name |
+ *                                                scalar_len(u16) | scalar)
+ *                 (ahead of the waiting copies: shown where a document
+ *                 of coll has no entry of the field, view.c)
  */
 #include <string.h>
 
@@ -25,7 +30,7 @@ _Static_assert(CRDT_STATE_KEY_MAX == CRDT__KEY_MAX,
 
 #define TOMBSTONE_BYTE 0xc1 /* never valid msgpack: a field tombstone */
 
-static const char KIND_BYTE[] = { 0, 'R', 'C', 'D', 'S', 'T', 'L', 0 };
+static const char KIND_BYTE[] = { 0, 'R', 'C', 'D', 'S', 'T', 'L', 0, 0, 0 };
 #define WAIT_REST 40 /* a waiting copy's key after 00 'W' */
 
 /* One name ending in a NUL at or before @p end; 1..CRDT_NAME_MAX bytes. */
@@ -52,7 +57,16 @@ crdt_state_key_decode(crdt_state_entry *out, const void *kp, size_t kl)
         return CRDT_ECORRUPT;
     end = k + kl;
     memset(&e, 0, sizeof e);
-    if (kl > 0 && k[0] == 0) { /* no collection: a waiting copy or damage */
+    if (kl > 0 && k[0] == 0) { /* no collection: a waiting copy, lens
+                                  defaults or damage */
+        if (kl >= 3 && k[1] == 'V' &&
+            crdt__name_ok_len((const char *)k + 2, kl - 2)) {
+            e.kind = CRDT_ENTRY_DEFAULTS;
+            e.coll = (const char *)k + 2;
+            e.coll_len = kl - 2;
+            *out = e;
+            return CRDT_OK;
+        }
         if (kl != 2 + WAIT_REST || k[1] != 'W')
             return CRDT_ECORRUPT;
         e.kind = CRDT_ENTRY_COPY_WAITING;
@@ -66,6 +80,11 @@ crdt_state_key_decode(crdt_state_entry *out, const void *kp, size_t kl)
         return CRDT_ECORRUPT;
     if (p == end) {
         e.kind = CRDT_ENTRY_DOC_TOMBSTONE;
+        *out = e;
+        return CRDT_OK;
+    }
+    if (end - p == 2 && p[0] == 0 && p[1] == 'N') {
+        e.kind = CRDT_ENTRY_NO_DEFAULTS;
         *out = e;
         return CRDT_OK;
     }
@@ -93,6 +112,98 @@ stamp_of(crdt_state_entry *e, const unsigned char *v)
 {
     e->hlc = crdt__rd64(v);
     memcpy(e->actor.b, v + 8, CRDT_ACTOR_BYTES);
+}
+
+static int scalar_len(size_t *out, const crdt_value *v);
+
+/* Field key order: bytewise, a name before the longer names it starts
+ * (its key goes on with a NUL). */
+static int
+field_order(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+
+    if (c != 0)
+        return c;
+    return al < bl ? -1 : al > bl;
+}
+
+int
+crdt_state_defaults_next(const unsigned char **pp, const unsigned char *end,
+                         const char **field, size_t *field_len,
+                         crdt_value *value)
+{
+    const unsigned char *p = *pp;
+    size_t nl, sl;
+
+    if (p == NULL || end == NULL || p > end || field == NULL ||
+        field_len == NULL || value == NULL)
+        return CRDT_ECORRUPT;
+    if (p == end)
+        return 0;
+    nl = p[0];
+    if ((size_t)(end - p) < 1 + nl + 2)
+        return CRDT_ECORRUPT;
+    if (!crdt__name_ok_len((const char *)p + 1, nl))
+        return CRDT_ECORRUPT;
+    sl = (size_t)p[1 + nl] << 8 | p[2 + nl];
+    if ((size_t)(end - p) - (3 + nl) < sl ||
+        crdt__value_parse(value, p + 3 + nl, sl) < 0)
+        return CRDT_ECORRUPT;
+    *field = (const char *)p + 1;
+    *field_len = nl;
+    *pp = p + 3 + nl + sl;
+    return 1;
+}
+
+/* A DEFAULTS value: at least one pair, fields strictly increasing, each
+ * scalar whole, at most CRDT_STATE_DEFAULTS_MAX bytes. */
+static int
+defaults_check(const unsigned char *v, size_t vl)
+{
+    const unsigned char *p = v, *end = v + vl;
+    const char *last = NULL, *f;
+    size_t last_len = 0, fl;
+    crdt_value val;
+    int rc, n = 0;
+
+    if (vl == 0 || vl > CRDT_STATE_DEFAULTS_MAX)
+        return CRDT_ECORRUPT;
+    while ((rc = crdt_state_defaults_next(&p, end, &f, &fl, &val)) == 1) {
+        if (last != NULL && field_order(last, last_len, f, fl) >= 0)
+            return CRDT_ECORRUPT;
+        last = f;
+        last_len = fl;
+        n++;
+    }
+    return rc < 0 || n == 0 ? CRDT_ECORRUPT : CRDT_OK;
+}
+
+int
+crdt_state_defaults_put(unsigned char *v, size_t cap, size_t *len,
+                        const char *field, size_t field_len,
+                        const crdt_value *value)
+{
+    size_t sl;
+    int rc;
+
+    if ((v == NULL && cap > 0) || len == NULL || value == NULL || *len > cap ||
+        !crdt__name_ok_len(field, field_len))
+        return CRDT_EINVAL;
+    if ((rc = scalar_len(&sl, value)) < 0)
+        return rc;
+    if (sl > 0xffff || 3 + field_len + sl > cap - *len ||
+        *len + 3 + field_len + sl > CRDT_STATE_DEFAULTS_MAX)
+        return CRDT_ELIMIT;
+    v += *len;
+    v[0] = (unsigned char)field_len;
+    memcpy(v + 1, field, field_len);
+    v[1 + field_len] = (unsigned char)(sl >> 8);
+    v[2 + field_len] = (unsigned char)sl;
+    if (crdt__value_bytes(v + 3 + field_len, sl, value) != (int)sl)
+        return CRDT_ERROR;
+    *len += 3 + field_len + sl;
+    return CRDT_OK;
 }
 
 int
@@ -143,6 +254,16 @@ crdt_state_entry_decode(crdt_state_entry *out, const void *k, size_t kl,
         e.live = v[0];
         break;
     }
+    case CRDT_ENTRY_NO_DEFAULTS:
+        if (vl != 1 || v[0] != 1)
+            return CRDT_ECORRUPT;
+        break;
+    case CRDT_ENTRY_DEFAULTS:
+        if ((rc = defaults_check(v, vl)) < 0)
+            return rc;
+        e.raw = v;
+        e.raw_len = vl;
+        break;
     case CRDT_ENTRY_COPY_WAITING:
         if (!((vl == 9 && v[0] == 'C') || (vl == 1 && v[0] == 'S')))
             return CRDT_ECORRUPT;
@@ -201,16 +322,27 @@ crdt_state_entry_encode(unsigned char *k, size_t *kl_out, unsigned char *v,
             return CRDT_EINVAL;
         kb.len = 0;
         crdt__key_bytes(&kb, "\0W", 2);
+    } else if (e->kind == CRDT_ENTRY_DEFAULTS) {
+        if (!crdt__name_ok_len(e->coll, e->coll_len) || e->raw == NULL ||
+            defaults_check(e->raw, e->raw_len) < 0)
+            return CRDT_EINVAL;
+        kb.len = 0;
+        crdt__key_bytes(&kb, "\0V", 2);
+        crdt__key_bytes(&kb, e->coll, e->coll_len);
     } else if (!crdt__name_ok_len(e->coll, e->coll_len) ||
                !crdt__name_ok_len(e->doc, e->doc_len) ||
                (e->kind != CRDT_ENTRY_DOC_TOMBSTONE &&
+                e->kind != CRDT_ENTRY_NO_DEFAULTS &&
                 !crdt__name_ok_len(e->field, e->field_len))) {
         return CRDT_EINVAL;
     } else {
         crdt__key_doc(&kb, e->coll, e->coll_len, e->doc, e->doc_len);
     }
-    if (e->kind != CRDT_ENTRY_DOC_TOMBSTONE &&
-        e->kind != CRDT_ENTRY_COPY_WAITING) {
+    if (e->kind == CRDT_ENTRY_NO_DEFAULTS)
+        crdt__key_bytes(&kb, "\0N", 2);
+    else if (e->kind != CRDT_ENTRY_DOC_TOMBSTONE &&
+             e->kind != CRDT_ENTRY_COPY_WAITING &&
+             e->kind != CRDT_ENTRY_DEFAULTS) {
         crdt__key_field(&kb, e->field, e->field_len);
         crdt__key_byte(&kb, (unsigned char)KIND_BYTE[e->kind]);
     }
@@ -241,6 +373,12 @@ crdt_state_entry_encode(unsigned char *k, size_t *kl_out, unsigned char *v,
         need = 1;
         break;
     }
+    case CRDT_ENTRY_DEFAULTS:
+        need = e->raw_len;
+        break;
+    case CRDT_ENTRY_NO_DEFAULTS:
+        need = 1;
+        break;
     case CRDT_ENTRY_COPY_WAITING:
     case CRDT_ENTRY_TEXT:
     case CRDT_ENTRY_LIST:
@@ -279,9 +417,13 @@ crdt_state_entry_encode(unsigned char *k, size_t *kl_out, unsigned char *v,
     case CRDT_ENTRY_SET_TAG:
         v[0] = e->live ? 1 : 0;
         break;
+    case CRDT_ENTRY_NO_DEFAULTS:
+        v[0] = 1;
+        break;
     case CRDT_ENTRY_TEXT:
     case CRDT_ENTRY_LIST:
     case CRDT_ENTRY_COPY_WAITING:
+    case CRDT_ENTRY_DEFAULTS:
         if (need > 0)
             memcpy(v, e->raw, need);
         break;

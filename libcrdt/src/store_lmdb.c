@@ -324,21 +324,23 @@ upgrade_from_1(MDB_txn *txn, crdt_replica *r)
 }
 
 /*
- * Store format 2 or 3 -> 4: format 3 may hold run records in the log
+ * Store format 2, 3 or 4 -> 5: format 3 may hold run records in the log
  * (several changes of one actor in one record, logrec.c), which a
  * format-2 build would take for damage; format 4 writes change-feed
  * records of version 2 (feed.c), which a format-3 build would take for
- * damage. Every record of format 2 or 3 is a format-4 record, so only
- * the number changes, in the txn that opens the replica for writing (a
- * read-only open reads them as they are). An older build then answers
- * CRDT_EVERSION.
+ * damage; format 5 may keep a collection's lens defaults once (state
+ * entries DEFAULTS and NO_DEFAULTS, state_entry.c), which a format-4
+ * build would not show. Every record of formats 2 to 4 is a format-5
+ * record, so only the number changes, in the txn that opens the replica
+ * for writing (a read-only open reads them as they are). An older build
+ * then answers CRDT_EVERSION.
  */
 static int
 upgraded_by_number(const MDB_val *format)
 {
     unsigned f = ((const unsigned char *)format->mv_data)[3];
 
-    return f == 2 || f == 3;
+    return f == 2 || f == 3 || f == 4;
 }
 
 static int
@@ -518,7 +520,7 @@ open_dbs(crdt_replica *r, const crdt_open_options *o, int write,
         if (!write)
             goto fail;
     } else if (upgraded_by_number(&v) && o->read_only) {
-        rc = 0; /* format 4 reads every record formats 2 and 3 wrote */
+        rc = 0; /* format 5 reads every record formats 2 to 4 wrote */
     } else if (upgraded_by_number(&v)) {
         rc = write ? 3 : NEED_WRITE;
         if (!write)

@@ -10,6 +10,13 @@
  * If a field is visible as more than one type (concurrent writers chose
  * different types), the register wins, then the counter: every replica
  * makes the same choice, and local writes refuse to mix types.
+ *
+ * A collection's lens defaults (entry 00 'V' coll, state_entry.c) show
+ * as registers stamped (0, actor 0) in each document that has entries
+ * but none of that field: as if stored, so a doc tombstone hides them,
+ * and any entry of the field (a write, a field tombstone) replaces them.
+ * A document born after them carries a mark (coll 0 doc 0 0 'N',
+ * state.c (5)) and shows none.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -246,6 +253,113 @@ take_entry(acc_field *f, crdt__scratch *s, unsigned char kind,
     }
 }
 
+/* The lens defaults of a collection, walked in field order beside the
+ * document's own fields. */
+typedef struct {
+    const unsigned char *p, *end; /* the pairs after the current one */
+    const char *f;                /* the current pair; NULL: none left */
+    size_t fl;
+    crdt_value v;
+} virt;
+
+static int
+virt_next(virt *vt)
+{
+    int rc = vt->p == NULL ? 0
+                           : crdt_state_defaults_next(&vt->p, vt->end, &vt->f,
+                                                      &vt->fl, &vt->v);
+    if (rc <= 0)
+        vt->f = NULL;
+    return rc < 0 ? CRDT_ECORRUPT : CRDT_OK;
+}
+
+static int
+virt_open(virt *vt, MDB_txn *txn, MDB_dbi dbi, const char *coll, size_t cl)
+{
+    unsigned char kb[2 + CRDT_NAME_MAX];
+    MDB_val k = { 2 + cl, kb }, v;
+    int rc;
+
+    memset(vt, 0, sizeof *vt);
+    if (cl > CRDT_NAME_MAX)
+        return CRDT_OK;
+    kb[0] = 0;
+    kb[1] = 'V';
+    memcpy(kb + 2, coll, cl);
+    rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return CRDT_OK;
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    vt->p = v.mv_data;
+    vt->end = vt->p + v.mv_size;
+    return virt_next(vt);
+}
+
+/* Field key order of two names (a name before those it starts). */
+static int
+name_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+
+    return c != 0 ? c : al < bl ? -1 : al > bl;
+}
+
+/* Show the defaults that come before field @p name (all with NULL), and
+ * pass over the one of that name: the document's own entries stand. */
+static int
+virt_emit_upto(virt *vt, const char *name, size_t nl, crdt_field_cb cb,
+               void *ctx, char *namebuf, int *found)
+{
+    int rc, c;
+
+    while (vt->f != NULL &&
+           (c = name == NULL ? -1 : name_cmp(vt->f, vt->fl, name, nl)) <= 0) {
+        if (c < 0) {
+            crdt_field out;
+
+            memset(&out, 0, sizeof out);
+            memcpy(namebuf, vt->f, vt->fl);
+            namebuf[vt->fl] = 0;
+            out.name = namebuf;
+            out.kind = CRDT_FIELD_REGISTER;
+            out.value = vt->v;
+            *found = 1;
+            if (cb != NULL && (rc = cb(&out, ctx)) != 0)
+                return rc;
+        }
+        if ((rc = virt_next(vt)) < 0)
+            return rc;
+    }
+    return CRDT_OK;
+}
+
+/* Does the document whose key is @p dk (its tombstone's) show its
+ * collection's defaults: has it entries, without the mark of one born
+ * after them? The mark sorts right after the doc key. */
+static int
+doc_shows_defaults(MDB_txn *txn, MDB_dbi dbi, const crdt__key *dk)
+{
+    MDB_cursor *cur;
+    MDB_val k = { dk->len, (void *)dk->b }, v;
+    const unsigned char *kb;
+    int rc;
+
+    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
+        return rc;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    mdb_cursor_close(cur);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc != 0)
+        return crdt__mdb_err(rc);
+    kb = k.mv_data;
+    if (k.mv_size < dk->len || memcmp(kb, dk->b, dk->len) != 0)
+        return 0;
+    return !(k.mv_size == dk->len + 2 && kb[dk->len] == 0 &&
+             kb[dk->len + 1] == 'N');
+}
+
 int
 crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
                const char *coll, size_t cl, const char *doc, size_t dl,
@@ -261,7 +375,18 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
     char namebuf[CRDT_NAME_MAX + 1];
     int rc, found = 0, have = 0;
     view_where vw = { txn, dbi, coll, doc, cl, dl };
+    virt vt;
 
+    if ((rc = virt_open(&vt, txn, dbi, coll, cl)) < 0)
+        return rc;
+    if (only != NULL) { /* only that default matters */
+        while (vt.f != NULL && name_cmp(vt.f, vt.fl, only, only_len) < 0)
+            if ((rc = virt_next(&vt)) < 0)
+                return rc;
+        if (vt.f != NULL && name_cmp(vt.f, vt.fl, only, only_len) != 0)
+            vt.f = NULL;
+        vt.p = NULL; /* and no other */
+    }
     crdt__key_doc(&prefix, coll, cl, doc, dl);
     if (only != NULL)
         crdt__key_field(&prefix, only, only_len);
@@ -272,6 +397,7 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
         if (mdb_get(txn, dbi, &dk, &dv) == 0 && dv.mv_size == 16) {
             memcpy(tomb, dv.mv_data, 16);
             doc_tomb = tomb;
+            vt.f = NULL; /* it hides what is stamped (0, actor 0) */
         }
     }
     k.mv_size = prefix.len;
@@ -289,7 +415,13 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
             if (v.mv_size == 16) {
                 memcpy(tomb, v.mv_data, 16);
                 doc_tomb = tomb;
+                vt.f = NULL; /* it hides what is stamped (0, actor 0) */
             }
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        if (k.mv_size == base + 2 && kb[base] == 0 && kb[base + 1] == 'N') {
+            vt.f = NULL; /* born after the defaults: state.c (5) */
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
             continue;
         }
@@ -312,6 +444,10 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
                 if (rc != 0)
                     goto done;
             }
+            if (vt.f != NULL &&
+                (rc = virt_emit_upto(&vt, (const char *)kb + base, flen, cb,
+                                     ctx, namebuf, &found)) != 0)
+                goto done;
             memset(&f, 0, sizeof f);
             s->n_elems = 0;
             f.name = (const char *)kb + base;
@@ -346,6 +482,19 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
         goto done;
     }
     rc = have ? emit(&f, s, cb, ctx, namebuf, &found, &vw) : CRDT_OK;
+    if (rc == CRDT_OK && vt.f != NULL && !have && only != NULL &&
+        doc_tomb == NULL) {
+        /* the field has no entry: its default shows if the doc exists */
+        crdt__key dk;
+        crdt__key_doc(&dk, coll, cl, doc, dl);
+        if ((rc = doc_shows_defaults(txn, dbi, &dk)) <= 0)
+            vt.f = NULL;
+        rc = rc < 0 ? rc : CRDT_OK;
+    } else if (rc == CRDT_OK && vt.f != NULL && !have && only == NULL) {
+        vt.f = NULL; /* no field entry: no document, or a mark alone */
+    }
+    if (rc == CRDT_OK && vt.f != NULL)
+        rc = virt_emit_upto(&vt, NULL, 0, cb, ctx, namebuf, &found);
     if (rc == CRDT_OK && !found)
         rc = CRDT_ENOTFOUND;
 done:

@@ -62,6 +62,23 @@ typedef int (*epoch__sink_fn)(void *ctx, const void *k, size_t kl,
                               const void *v, size_t vl);
 void epoch__rewriter_set_sink(epoch__rewriter *w, epoch__sink_fn fn,
                               void *ctx);
+/* A migration's lens defaults kept once per collection
+ * (rewrite_defaults.c). */
+typedef struct epoch__vdefs epoch__vdefs;
+int epoch__vdefs_new(epoch__vdefs **out);
+void epoch__vdefs_free(epoch__vdefs *d);
+/* An input DEFAULTS entry (they come before every document). */
+int epoch__vdefs_input(epoch__vdefs *d, const crdt_state_entry *e);
+/* Plan the output pairs of every collection through @p l. */
+int epoch__vdefs_plan(epoch__vdefs *d, const epoch_lens *l,
+                      const char *custom_coll, int custom);
+/* The output DEFAULTS entries, in key order, to @p fn. */
+int epoch__vdefs_emit(epoch__vdefs *d, epoch__sink_fn fn, void *ctx);
+/* The input (@p out 0) or planned (1) DEFAULTS value of @p coll; NULL:
+ * none. */
+const unsigned char *epoch__vdefs_get(const epoch__vdefs *d,
+                                      const char *coll, size_t cl, int out,
+                                      size_t *len);
 /* Has @p w written a text or list entry (a record of a sequence field)
  * into the spare slot? 0: what it wrote holds no sequence field. */
 int epoch__rewriter_wrote_seq(const epoch__rewriter *w);

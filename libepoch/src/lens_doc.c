@@ -25,8 +25,10 @@ epoch__value_copy(crdt_value *out, const crdt_value *in)
     if (in->type != CRDT_VSTRING && in->type != CRDT_VBYTES)
         return CRDT_OK;
     p = malloc(in->u.s.len > 0 ? in->u.s.len : 1);
-    if (p == NULL)
+    if (p == NULL) {
+        *out = crdt_value_null(); /* not the caller's bytes to free */
         return CRDT_ENOMEM;
+    }
     if (in->u.s.len > 0)
         memcpy(p, in->u.s.ptr, in->u.s.len);
     out->u.s.ptr = p;

@@ -72,6 +72,12 @@ typedef struct {
     int ok;        /* 0: encode it per document (an error, a long key) */
 } default_bytes;
 
+/* A planned lens default of the collection: its field and the value
+ * of its register entry, in vbytes. */
+typedef struct {
+    size_t fo, fl, vo, vl;
+} vpair;
+
 /* Bytes of one document, reused from one document to the next. */
 typedef struct {
     unsigned char *p;
@@ -107,6 +113,17 @@ struct epoch__rewriter {
     int wrote_seq;        /* a text or list entry went to the spare */
     epoch__sink_fn sink;  /* NULL: crdt_raw_spare_put() on t */
     void *sink_ctx;
+    epoch__vdefs *vd;     /* lens defaults kept once: rewrite_defaults.c */
+    int vd_done;          /* the output's DEFAULTS entries are written */
+    const unsigned char *vin; /* the collection's input pairs, or NULL */
+    size_t vin_len;
+    vpair *vout;          /* its planned pairs, as register values */
+    size_t n_vout, cap_vout;
+    bytes vbytes;         /* their names and values */
+    unsigned char *elide; /* per output entry: 1 dropped, 2 left out */
+    size_t cap_elide;
+    int born_after;       /* the document in hand shows no kept defaults:
+                             it has the mark NO_DEFAULTS */
 };
 
 /* One output entry, in key order, to the spare slot or the sink. */
@@ -132,6 +149,10 @@ epoch__rewriter_new(epoch__rewriter **out, crdt_raw *t,
     w->custom_coll = custom_coll;
     w->custom = custom;
     w->custom_ctx = custom_ctx;
+    if (epoch__vdefs_new(&w->vd) < 0) {
+        free(w);
+        return CRDT_ENOMEM;
+    }
     *out = w;
     return CRDT_OK;
 }
@@ -228,14 +249,104 @@ sort_entries(entry *e, size_t n)
     }
 }
 
-/* Write the document's output in key order: keeps (1) and (2). */
+/* The planned default of field @p f (@p fl bytes), or NULL. */
+static const vpair *
+vout_find(const epoch__rewriter *w, const unsigned char *f, size_t fl)
+{
+    for (size_t i = 0; i < w->n_vout; i++)
+        if (w->vout[i].fl == fl &&
+            memcmp(w->vbytes.p + w->vout[i].fo, f, fl) == 0)
+            return &w->vout[i];
+    return NULL;
+}
+
+/* Does output entry @p e hold field prefix @p p (@p pl bytes: the doc
+ * key, the field, its NUL)? */
+static int
+same_field(const entry *e, const unsigned char *p, size_t pl)
+{
+    return e->kl > pl && memcmp(e->k, p, pl) == 0;
+}
+
+/* May sorted output entry @p i be left out: a register stamped (0, actor
+ * 0) equal to its field's planned default, the only key of that field? */
+static int
+leaves_out(const epoch__rewriter *w, size_t i)
+{
+    static const unsigned char zero[16];
+    const entry *e = &w->outs[i];
+    size_t dk = w->coll_len + w->doc_len + 2, pl;
+    const unsigned char *z;
+    const vpair *vp;
+
+    if (e->kl <= dk + 2 || e->vl < 16 || memcmp(e->v, zero, 16) != 0)
+        return 0;
+    z = memchr(e->k + dk, 0, e->kl - dk);
+    if (z == NULL || z + 2 != e->k + e->kl || z[1] != 'R')
+        return 0;
+    vp = vout_find(w, e->k + dk, (size_t)(z - (e->k + dk)));
+    if (vp == NULL || vp->vl != e->vl ||
+        memcmp(w->vbytes.p + vp->vo, e->v, e->vl) != 0)
+        return 0;
+    pl = (size_t)(z + 1 - e->k);
+    /* sorted: any other key of the field is next to this one's */
+    for (size_t j = i; j-- > 0;) {
+        if (w->outs[j].kl == e->kl && memcmp(w->outs[j].k, e->k, e->kl) == 0)
+            continue;
+        if (same_field(&w->outs[j], e->k, pl))
+            return 0;
+        break;
+    }
+    for (size_t j = i + 1; j < w->n_out; j++) {
+        if (w->outs[j].kl == e->kl && memcmp(w->outs[j].k, e->k, e->kl) == 0)
+            continue;
+        if (same_field(&w->outs[j], e->k, pl))
+            return 0;
+        break;
+    }
+    return 1;
+}
+
+/* Write the document's output in key order: keeps (1) and (2). With
+ * planned defaults, what equals them is left out while the document
+ * keeps some other entry (rewrite_defaults.c). */
 static int
 write_out(epoch__rewriter *w)
 {
-    int rc = CRDT_OK;
+    int rc = CRDT_OK, kept = 0, any = 0;
 
     resolve(w->outs, w->n_out, &w->out);
     sort_entries(w->outs, w->n_out);
+    if (w->n_vout > 0 && w->n_out > 0 && !w->born_after) {
+        if (w->n_out > w->cap_elide) {
+            unsigned char *p = realloc(w->elide, w->n_out);
+            if (p == NULL)
+                return CRDT_ENOMEM;
+            w->elide = p;
+            w->cap_elide = w->n_out;
+        }
+        for (size_t i = 0; i < w->n_out; i++) {
+            const entry *e = &w->outs[i];
+            if (i + 1 < w->n_out && e->kl == e[1].kl &&
+                memcmp(e->k, e[1].k, e->kl) == 0)
+                w->elide[i] = 1; /* (2): the later one wins */
+            else if (leaves_out(w, i))
+                w->elide[i] = any = 2;
+            else {
+                w->elide[i] = 0;
+                kept = 1;
+            }
+        }
+        if (!kept && any) /* the document would vanish: keep them */
+            for (size_t i = 0; i < w->n_out; i++)
+                if (w->elide[i] == 2)
+                    w->elide[i] = 0;
+        for (size_t i = 0; i < w->n_out && rc == CRDT_OK; i++)
+            if (w->elide[i] == 0)
+                rc = emit(w, w->outs[i].k, w->outs[i].kl, w->outs[i].v,
+                          w->outs[i].vl);
+        return rc;
+    }
     for (size_t i = 0; i < w->n_out && rc == CRDT_OK; i++) {
         const entry *e = &w->outs[i];
         if (i + 1 < w->n_out && e->kl == e[1].kl &&
@@ -281,6 +392,10 @@ epoch__rewriter_free(epoch__rewriter *w)
     free(w->val.p);
     free(w->dflt);
     free(w->defs.p);
+    free(w->vout);
+    free(w->vbytes.p);
+    free(w->elide);
+    epoch__vdefs_free(w->vd);
     epoch_buf_free(&w->scratch);
     free(w);
 }
@@ -380,25 +495,87 @@ put_lens_default(epoch__rewriter *w, size_t i, const char *field,
                      dk + d->tl, w->defs.p + d->vo, d->vl);
 }
 
-/* Does what the document becomes hold @p field (its new name)? A lens
- * default goes only where the field is absent after the lens: renamed
- * fields count under their new names, removed ones no longer count.
- * Every output key starts with the document's key (coll 0 doc 0, (1));
- * a field key goes on with the field's name and a 0. */
+/* Does one of entries @p ents (@p n, their bytes in @p b, not resolved
+ * yet: offsets) hold @p field (@p fl bytes)? Every key starts with the
+ * document's key (coll 0 doc 0, (1)); a field key goes on with the
+ * field's name and a 0. */
 static int
-has_out_field(const epoch__rewriter *w, const char *field)
+has_field(const epoch__rewriter *w, const entry *ents, size_t n,
+          const bytes *b, const char *field, size_t fl)
 {
-    size_t fl = strlen(field), dk = w->coll_len + w->doc_len + 2;
+    size_t dk = w->coll_len + w->doc_len + 2;
 
-    for (size_t i = 0; i < w->n_out; i++) {
-        const entry *e = &w->outs[i]; /* not resolved yet: offsets */
-        const unsigned char *k = w->out.p + e->ko;
+    for (size_t i = 0; i < n; i++) {
+        const entry *e = &ents[i];
+        const unsigned char *k = b->p + e->ko;
 
         if (e->kl > dk + fl && memcmp(k + dk, field, fl) == 0 &&
             k[dk + fl] == 0)
             return 1;
     }
     return 0;
+}
+
+/* Does what the document becomes hold @p field (its new name)? A lens
+ * default goes only where the field is absent after the lens: renamed
+ * fields count under their new names, removed ones no longer count. */
+static int
+has_out_field(const epoch__rewriter *w, const char *field)
+{
+    return has_field(w, w->outs, w->n_out, &w->out, field, strlen(field));
+}
+
+/* Was the document in hand born after its collection's kept defaults
+ * (its mark, coll 0 doc 0 0 'N', right after its doc key)? It shows
+ * none of them, so none are read into it, and what it gets is stored. */
+static int
+born_after(const epoch__rewriter *w)
+{
+    size_t dk = w->coll_len + w->doc_len + 2;
+
+    for (size_t i = 0; i < w->n && i < 2; i++) {
+        const unsigned char *k = w->in.p + w->ents[i].ko;
+        if (w->ents[i].kl == dk + 2 && k[dk] == 0 && k[dk + 1] == 'N')
+            return 1;
+    }
+    return 0;
+}
+
+/* The collection's input defaults, read as stored in the document where
+ * it has no entry of their field (rewrite_defaults.c). */
+static int
+materialize(epoch__rewriter *w)
+{
+    const unsigned char *p = w->vin, *end = w->vin + w->vin_len;
+    size_t n_in = w->n;
+    int rc;
+
+    for (;;) {
+        unsigned char k[CRDT_STATE_KEY_MAX];
+        char f[CRDT_NAME_MAX + 1];
+        const char *fp;
+        size_t fl, kl, vl;
+        crdt_state_entry e;
+
+        if ((rc = crdt_state_defaults_next(&p, end, &fp, &fl,
+                                           &e.value)) <= 0)
+            return rc;
+        if (has_field(w, w->ents, n_in, &w->in, fp, fl))
+            continue;
+        memcpy(f, fp, fl);
+        f[fl] = 0;
+        {
+            crdt_value v = e.value;
+            memset(&e, 0, sizeof e);
+            e.kind = CRDT_ENTRY_REGISTER;
+            e.field = f;
+            e.value = v;
+        }
+        if ((rc = encode_entry(w, &e, k, &kl, &vl)) < 0 ||
+            (rc = add_entry(&w->ents, &w->n, &w->cap, &w->in, k, kl,
+                            w->val.p, vl)) < 0)
+            return rc;
+    }
 }
 
 /* Append @p n bytes to @p b; their offset in *off. */
@@ -510,7 +687,8 @@ rewrite_lens_entry(epoch__rewriter *w, const entry *in)
 
     if ((rc = crdt_state_entry_decode(&e, in->k, in->kl, in->v, in->vl)) < 0)
         return rc;
-    if (e.kind == CRDT_ENTRY_DOC_TOMBSTONE) /* kept as it is */
+    if (e.kind == CRDT_ENTRY_DOC_TOMBSTONE ||
+        e.kind == CRDT_ENTRY_NO_DEFAULTS) /* kept as they are */
         return add_entry(&w->outs, &w->n_out, &w->cap_out, &w->out, in->k,
                          in->kl, in->v, in->vl);
     memcpy(field, e.field, e.field_len);
@@ -670,6 +848,9 @@ flush_doc(epoch__rewriter *w)
         goto done;
     if (w->drops)
         goto done; /* the whole collection goes */
+    w->born_after = born_after(w);
+    if (w->vin != NULL && !w->born_after && (rc = materialize(w)) < 0)
+        goto done;
     resolve(w->ents, w->n, &w->in);
     if (w->custom_here) {
         epoch_doc *doc;
@@ -707,8 +888,78 @@ done:
     return rc;
 }
 
+/* The collection's planned defaults as the register values a document
+ * would hold: what write_out() leaves out. */
+static int
+plan_collection(epoch__rewriter *w)
+{
+    const unsigned char *vo, *p, *end;
+    size_t len;
+    int rc;
+
+    w->n_vout = 0;
+    w->vbytes.len = 0;
+    w->vin = epoch__vdefs_get(w->vd, w->coll, w->coll_len, 0, &w->vin_len);
+    if ((vo = epoch__vdefs_get(w->vd, w->coll, w->coll_len, 1, &len)) ==
+        NULL)
+        return CRDT_OK;
+    p = vo;
+    end = vo + len;
+    for (;;) {
+        unsigned char k[CRDT_STATE_KEY_MAX];
+        char f[CRDT_NAME_MAX + 1];
+        const char *fp;
+        size_t fl, kl, vl;
+        crdt_state_entry e;
+        crdt_value v;
+        vpair *vp;
+
+        if ((rc = crdt_state_defaults_next(&p, end, &fp, &fl, &v)) <= 0)
+            return rc;
+        memcpy(f, fp, fl);
+        f[fl] = 0;
+        memset(&e, 0, sizeof e);
+        e.kind = CRDT_ENTRY_REGISTER;
+        e.field = f;
+        e.value = v;
+        if (w->n_vout == w->cap_vout) {
+            size_t c = w->cap_vout ? w->cap_vout * 2 : 8;
+            vpair *np = realloc(w->vout, c * sizeof *np);
+            if (np == NULL)
+                return CRDT_ENOMEM;
+            w->vout = np;
+            w->cap_vout = c;
+        }
+        vp = &w->vout[w->n_vout];
+        /* encoded with some document: the value does not depend on it */
+        e.coll = w->coll;
+        e.coll_len = w->coll_len;
+        e.doc = "d";
+        e.doc_len = 1;
+        e.field_len = fl;
+        rc = crdt_state_entry_encode(k, &kl, w->val.p, w->val.cap, &vl, &e);
+        if (rc == CRDT_ELIMIT && vl > w->val.cap) {
+            unsigned char *np = realloc(w->val.p, vl);
+            if (np == NULL)
+                return CRDT_ENOMEM;
+            w->val.p = np;
+            w->val.cap = vl;
+            rc = crdt_state_entry_encode(k, &kl, w->val.p, w->val.cap, &vl,
+                                         &e);
+        }
+        if (rc < 0)
+            continue; /* not left out: stored as ever */
+        if ((rc = bytes_add(&w->vbytes, f, fl, &vp->fo)) < 0 ||
+            (rc = bytes_add(&w->vbytes, w->val.p, vl, &vp->vo)) < 0)
+            return rc;
+        vp->fl = fl;
+        vp->vl = vl;
+        w->n_vout++;
+    }
+}
+
 /* A new collection begins: what the lens and the hook do to it. */
-static void
+static int
 set_collection(epoch__rewriter *w)
 {
     int custom = w->custom_coll && strcmp(w->custom_coll, w->coll) == 0;
@@ -719,6 +970,29 @@ set_collection(epoch__rewriter *w)
     w->n_defaults = epoch_lens_default_count(w->lens, w->coll);
     w->dflt_ready = 0;
     w->n_fields = 0;
+    return plan_collection(w);
+}
+
+static int
+emit_cb(void *ctx, const void *k, size_t kl, const void *v, size_t vl)
+{
+    return emit(ctx, k, kl, v, vl);
+}
+
+/* Before the first entry of no DEFAULTS kind: plan and write the
+ * output's DEFAULTS entries, which come before every other key. */
+static int
+defaults_done(epoch__rewriter *w)
+{
+    int rc;
+
+    if (w->vd_done)
+        return CRDT_OK;
+    w->vd_done = 1;
+    if ((rc = epoch__vdefs_plan(w->vd, w->lens, w->custom_coll,
+                                w->custom != NULL)) < 0)
+        return rc;
+    return epoch__vdefs_emit(w->vd, emit_cb, w);
 }
 
 int
@@ -738,6 +1012,15 @@ epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
         return add_entry(&w->ents, &w->n, &w->cap, &w->in, k, kl, v, vl);
     if ((rc = crdt_state_key_decode(&e, k, kl)) < 0)
         return rc;
+    if (e.kind == CRDT_ENTRY_DEFAULTS) {
+        if (w->vd_done) /* not in key order */
+            return CRDT_ECORRUPT;
+        if ((rc = crdt_state_entry_decode(&e, k, kl, v, vl)) < 0)
+            return rc;
+        return epoch__vdefs_input(w->vd, &e);
+    }
+    if ((rc = defaults_done(w)) < 0)
+        return rc;
     if (e.kind == CRDT_ENTRY_COPY_WAITING) /* of no document */
         return (rc = flush_doc(w)) < 0 ? rc : emit(w, k, kl, v, vl);
     if (!w->in_doc || e.coll_len != w->coll_len ||
@@ -751,7 +1034,8 @@ epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
             memcpy(w->coll, e.coll, e.coll_len);
             w->coll[e.coll_len] = 0;
             w->coll_len = e.coll_len;
-            set_collection(w);
+            if ((rc = set_collection(w)) < 0)
+                return rc;
         }
         memcpy(w->doc, e.doc, e.doc_len);
         w->doc[e.doc_len] = 0;
@@ -768,5 +1052,7 @@ epoch__rewriter_put(epoch__rewriter *w, const void *k, size_t kl,
 int
 epoch__rewriter_finish(epoch__rewriter *w)
 {
-    return flush_doc(w);
+    int rc = defaults_done(w);
+
+    return rc < 0 ? rc : flush_doc(w);
 }

@@ -10,7 +10,8 @@
  * entry and encode again to the same bytes.
  *
  * Seeds: `STRATA_FUZZ_SEEDS=DIR fuzz_state_entry` writes one entry of
- * each kind and a few broken ones into DIR and exits.
+ * each kind (the kept lens defaults and the born mark among them) and a
+ * few broken ones into DIR and exits.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -132,6 +133,12 @@ write_seeds(const char *dir)
         (const unsigned char[]){ 0, 0, 0, 0, 0, 0, 0, 9, 1, 2, 3, 4, 5, 6, 7,
                                  8, 0xcd, 0, 1 },
         19);
+    /* a collection's kept defaults: n = "-", nn = -7; then out of order */
+    put(dir, "kept_defaults", "\0Vcoll", 6,
+        (const unsigned char *)"\1n\0\2\xa1-\2nn\0\1\xf9", 12);
+    put(dir, "kept_defaults_unsorted", "\0Vcoll", 6,
+        (const unsigned char *)"\2nn\0\1\xf9\1n\0\2\xa1-", 12);
+    put(dir, "born_mark", "c\0d\0\0N", 6, &live, 1);
     put(dir, "bad_kind", "c\0d\0f\0Z", 7, &live, 1);
     put(dir, "short_register", "c\0d\0f\0R", 7, stamp_int, 16);
 }

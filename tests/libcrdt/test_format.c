@@ -4,9 +4,10 @@
  * for writing recomputes the state hash and moves it to the current
  * format; a read-only open says CRDT_EVERSION; a format-1 backup is
  * checked against the format-1 hash. Formats 2 (single-change log
- * records only) and 3 (change-feed records of version 1 only) open
- * read-only as they are and move to format 4 when opened for writing; a
- * newer format is CRDT_EVERSION. A new replica is written by one txn.
+ * records only), 3 (change-feed records of version 1 only) and 4 (no
+ * lens defaults kept once per collection) open read-only as they are and
+ * move to format 5 when opened for writing; a newer format is
+ * CRDT_EVERSION. A new replica is written by one txn.
  */
 #include <check.h>
 #include <lmdb.h>
@@ -166,7 +167,7 @@ START_TEST(test_format_1_is_upgraded_by_a_writable_open)
 }
 END_TEST
 
-START_TEST(test_formats_2_and_3_read_as_they_are_and_move_to_4_on_write)
+START_TEST(test_formats_2_to_4_read_as_they_are_and_move_to_5_on_write)
 {
     crdt_open_options ro = CRDT_OPEN_OPTIONS_INIT;
     crdt_replica *r = NULL;
@@ -175,7 +176,7 @@ START_TEST(test_formats_2_and_3_read_as_they_are_and_move_to_4_on_write)
 
     make_replica(path, sizeof path);
     read_format(path, &fmt);
-    ck_assert_uint_eq(fmt, 4); /* what a new replica gets */
+    ck_assert_uint_eq(fmt, 5); /* what a new replica gets */
     set_format(path, (unsigned char)_i);
     ro.read_only = 1;
     ck_assert_int_eq(crdt_replica_open(&r, path, &ro), CRDT_OK);
@@ -190,9 +191,9 @@ START_TEST(test_formats_2_and_3_read_as_they_are_and_move_to_4_on_write)
     ck_assert_int_eq(tu_put_int(r, "c", "d7", "v", 70), CRDT_OK);
     crdt_replica_close(r);
     read_format(path, &fmt);
-    ck_assert_uint_eq(fmt, 4);
+    ck_assert_uint_eq(fmt, 5);
     /* a format this build does not know yet */
-    set_format(path, 5);
+    set_format(path, 6);
     ck_assert_int_eq(crdt_replica_open(&r, path, NULL), CRDT_EVERSION);
     ck_assert_int_eq(crdt_replica_open(&r, path, &ro), CRDT_EVERSION);
     test_rmtree(dir);
@@ -348,8 +349,8 @@ test_suite(void)
     tcase_add_test(tc, test_format_1_is_upgraded_by_a_writable_open);
     tcase_add_test(tc, test_format_1_backup_restores);
     tcase_add_loop_test(
-        tc, test_formats_2_and_3_read_as_they_are_and_move_to_4_on_write, 2,
-        4);
+        tc, test_formats_2_to_4_read_as_they_are_and_move_to_5_on_write, 2,
+        5);
     tcase_add_test(tc, test_creation_is_one_txn);
     suite_add_tcase(s, tc);
     return s;

@@ -361,6 +361,86 @@ all_readers_say(crdt_replica *r, const unsigned char *blob, size_t len,
     crdt_vv_free(after);
 }
 
+/* A collection's kept lens defaults (00 'V' coll) and a document's mark
+ * of birth after them (coll 0 doc 0 0 'N'): built, read back pair by
+ * pair, encoded to their own bytes; a value out of order, empty, cut
+ * short or with a scalar that does not parse is damage. */
+START_TEST(test_kept_defaults_entries_round_trip_and_refuse_damage)
+{
+    crdt_value s = crdt_value_str("-", 1), n = crdt_value_int(-7), got;
+    unsigned char v[256], k2[CRDT_STATE_KEY_MAX], v2[256];
+    const unsigned char vk[] = "\0Vcoll", mk[] = "c\0d\0\0N", one = 1;
+    size_t len = 0, kl2, vl2, fl;
+    const unsigned char *p;
+    const char *f;
+    crdt_state_entry e;
+
+    ck_assert_int_eq(crdt_state_defaults_put(v, sizeof v, &len, "n", 1, &s),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_state_defaults_put(v, sizeof v, &len, "nn", 2, &n),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_state_defaults_put(v, 4, &(size_t){ 0 }, "n", 1,
+                                             &s), CRDT_ELIMIT);
+    ck_assert_int_eq(crdt_state_defaults_put(v, sizeof v, &len, "", 0, &s),
+                     CRDT_EINVAL);
+    ck_assert_int_eq(crdt_state_entry_decode(&e, vk, sizeof vk - 1, v, len),
+                     CRDT_OK);
+    ck_assert_int_eq(e.kind, CRDT_ENTRY_DEFAULTS);
+    ck_assert_uint_eq(e.coll_len, 4);
+    ck_assert_mem_eq(e.coll, "coll", 4);
+    p = e.raw;
+    ck_assert_int_eq(crdt_state_defaults_next(&p, e.raw + e.raw_len, &f, &fl,
+                                              &got), 1);
+    ck_assert_uint_eq(fl, 1);
+    ck_assert_int_eq(crdt_value_cmp(&got, &s), 0);
+    ck_assert_int_eq(crdt_state_defaults_next(&p, e.raw + e.raw_len, &f, &fl,
+                                              &got), 1);
+    ck_assert_uint_eq(fl, 2);
+    ck_assert_int_eq(crdt_value_cmp(&got, &n), 0);
+    ck_assert_int_eq(crdt_state_defaults_next(&p, e.raw + e.raw_len, &f, &fl,
+                                              &got), 0);
+    ck_assert_int_eq(crdt_state_entry_encode(k2, &kl2, v2, sizeof v2, &vl2,
+                                             &e), CRDT_OK);
+    ck_assert_uint_eq(kl2, sizeof vk - 1);
+    ck_assert_mem_eq(k2, vk, kl2);
+    ck_assert_uint_eq(vl2, len);
+    ck_assert_mem_eq(v2, v, len);
+    /* damage: cut short, empty, a scalar that is not one, out of order */
+    ck_assert_int_eq(crdt_state_entry_decode(&e, vk, sizeof vk - 1, v,
+                                             len - 1), CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_entry_decode(&e, vk, sizeof vk - 1, v, 0),
+                     CRDT_ECORRUPT);
+    v[4] = 0xc1;
+    ck_assert_int_eq(crdt_state_entry_decode(&e, vk, sizeof vk - 1, v, len),
+                     CRDT_ECORRUPT);
+    len = 0;
+    ck_assert_int_eq(crdt_state_defaults_put(v, sizeof v, &len, "nn", 2, &n),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_state_defaults_put(v, sizeof v, &len, "n", 1, &s),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_state_entry_decode(&e, vk, sizeof vk - 1, v, len),
+                     CRDT_ECORRUPT);
+    ck_assert_int_eq(crdt_state_key_decode(&e, "\0V", 2), CRDT_ECORRUPT);
+
+    ck_assert_int_eq(crdt_state_entry_decode(&e, mk, sizeof mk - 1, &one, 1),
+                     CRDT_OK);
+    ck_assert_int_eq(e.kind, CRDT_ENTRY_NO_DEFAULTS);
+    ck_assert_uint_eq(e.doc_len, 1);
+    ck_assert_ptr_null(e.field);
+    ck_assert_int_eq(crdt_state_entry_encode(k2, &kl2, v2, sizeof v2, &vl2,
+                                             &e), CRDT_OK);
+    ck_assert_uint_eq(kl2, sizeof mk - 1);
+    ck_assert_mem_eq(k2, mk, kl2);
+    ck_assert_uint_eq(vl2, 1);
+    ck_assert_int_eq(v2[0], 1);
+    ck_assert_int_eq(crdt_state_entry_decode(&e, mk, sizeof mk - 1, v2, 0),
+                     CRDT_ECORRUPT);
+    v2[0] = 2;
+    ck_assert_int_eq(crdt_state_entry_decode(&e, mk, sizeof mk - 1, v2, 1),
+                     CRDT_ECORRUPT);
+}
+END_TEST
+
 START_TEST(test_heads_blob_one_parser_same_answers)
 {
     unsigned char *blob, *bad;
@@ -986,6 +1066,7 @@ test_suite(void)
     tcase_add_test(tc, test_state_entries_decode_and_encode_to_their_own_bytes);
     tcase_add_test(tc, test_export_walks_lacks_in_actor_order);
     tcase_add_test(tc, test_malformed_state_entries_are_refused);
+    tcase_add_test(tc, test_kept_defaults_entries_round_trip_and_refuse_damage);
     tcase_add_test(tc, test_damaged_field_names_are_refused_on_read);
     tcase_add_test(tc, test_heads_blob_one_parser_same_answers);
     tcase_add_test(tc, test_quarantine_record_written_and_read_by_libcrdt);

@@ -224,8 +224,13 @@ typedef enum {
     CRDT_ENTRY_SET_TAG,           /**< one add of a set element */
     CRDT_ENTRY_TEXT,              /**< a record of a text field's block */
     CRDT_ENTRY_LIST,              /**< a record of a list field's block */
-    CRDT_ENTRY_COPY_WAITING       /**< a copied increment or add whose
+    CRDT_ENTRY_COPY_WAITING,      /**< a copied increment or add whose
                                        original has not come yet */
+    CRDT_ENTRY_DEFAULTS,          /**< a collection's lens defaults,
+                                       shown where a document lacks the
+                                       field (docs/storage.md 4.2) */
+    CRDT_ENTRY_NO_DEFAULTS        /**< a document born after them, which
+                                       does not show them */
 } crdt_entry_kind;
 
 /**
@@ -245,6 +250,12 @@ typedef enum {
  *    tag, the copy's actor and seq: 40 bytes) and @c raw (1 or 9
  *    bytes), carried as they are (docs/storage.md 4.2). These keys come
  *    before every document's.
+ *  - DEFAULTS: @c coll (no doc, no field) and @c raw, the (field, value)
+ *    pairs, read with crdt_state_defaults_next() and built with
+ *    crdt_state_defaults_put(). These keys come before the waiting
+ *    copies'.
+ *  - NO_DEFAULTS: @c coll, @c doc; no field. Its key comes right after
+ *    the document's own (a tombstone's).
  * Stamps order by @c hlc, then by the actor's bytes.
  */
 typedef struct {
@@ -290,6 +301,33 @@ CRDT_API int crdt_state_entry_encode(unsigned char *k, size_t *kl_out,
                                      unsigned char *v, size_t v_cap,
                                      size_t *vl_out,
                                      const crdt_state_entry *e);
+
+/** Longest value of a DEFAULTS entry. */
+#define CRDT_STATE_DEFAULTS_MAX 65536
+
+/**
+ * The next (field, value) pair of a DEFAULTS entry's value: *@p p starts
+ * at the value and moves past the pair; @p end is the value's end. The
+ * field and a string or bytes value point into the value.
+ * @return 1 (a pair), 0 (the end); CRDT_ECORRUPT.
+ */
+CRDT_API int crdt_state_defaults_next(const unsigned char **p,
+                                      const unsigned char *end,
+                                      const char **field_out,
+                                      size_t *field_len_out,
+                                      crdt_value *value_out);
+/**
+ * Append the pair (@p field, @p value) to a DEFAULTS value of *@p len
+ * bytes in @p v (@p cap bytes). Fields go in increasing order of their
+ * field keys (bytewise, a shorter name before the names it starts).
+ * @return CRDT_OK; CRDT_EINVAL (a bad name, not above the last one is
+ *         the caller's to keep); CRDT_ELIMIT (no room: the value would
+ *         pass @p cap or CRDT_STATE_DEFAULTS_MAX).
+ */
+CRDT_API int crdt_state_defaults_put(unsigned char *v, size_t cap,
+                                     size_t *len, const char *field,
+                                     size_t field_len,
+                                     const crdt_value *value);
 
 /* ---- epochs and the log ---- */
 
