@@ -739,6 +739,8 @@ to_doc(epoch__rewriter *w, epoch_doc *doc)
             have_tomb = 1;
             continue;
         }
+        if (e.kind == CRDT_ENTRY_NO_DEFAULTS)
+            continue; /* the hook's output is stored whole */
         memcpy(field, e.field, e.field_len);
         field[e.field_len] = 0;
         switch (e.kind) {

@@ -287,7 +287,8 @@ coll_order(const void *a, const void *b)
 int
 epoch__vdefs_emit(epoch__vdefs *d, epoch__sink_fn fn, void *ctx)
 {
-    qsort(d->c, d->n, sizeof *d->c, coll_order); /* key order */
+    if (d->n > 1) /* key order */
+        qsort(d->c, d->n, sizeof *d->c, coll_order);
     for (size_t i = 0; i < d->n; i++) {
         vcoll *v = &d->c[i];
         unsigned char k[CRDT_STATE_KEY_MAX], *val;

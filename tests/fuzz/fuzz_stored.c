@@ -865,6 +865,22 @@ write_seeds(const char *dir)
     memcpy(b + 1, state_keys[0].k, kl);
     put_seed(dir, "state_literal_key", M_STATE, 0, b, 1u + kl,
              state_keys[0].v, state_keys[0].vl);
+    /* the collection's kept lens defaults (n = "-"), whole and cut short:
+     * every document read meets them */
+    {
+        const char *c = (const char *)state_keys[0].k;
+        size_t cl = strnlen(c, state_keys[0].kl);
+        static const unsigned char pairs[] = { 1, 'n', 0, 2, 0xa1, '-' };
+
+        b[0] = (unsigned char)(2 + cl);
+        b[1] = 0;
+        b[2] = 'V';
+        memcpy(b + 3, c, cl);
+        put_seed(dir, "state_kept_defaults", M_STATE, 0, b, 3 + cl, pairs,
+                 sizeof pairs);
+        put_seed(dir, "state_kept_defaults_short", M_STATE, 0, b, 3 + cl,
+                 pairs, sizeof pairs - 1);
+    }
     put_seed(dir, "pending_change", M_PENDING, 0, "", 0, pend_keys[0].v,
              pend_keys[0].vl);
     put_seed(dir, "heads_entry", M_HEADS, 0, "", 0, head_keys[0].v,
