@@ -112,7 +112,7 @@ entry_len(const unsigned char *k, size_t kl, int *doc_only)
     }
     z3 = memchr(z2 + 1, 0, kl - (size_t)(z2 + 1 - k));
     if (z3 == z2 + 1 && kl == (size_t)(z2 + 3 - k) && z2[2] == 'N') {
-        *doc_only = 1; /* a document's mark (state.c (5)): the document */
+        *doc_only = 1; /* a document's mark (state.c (4)): the document */
         return (size_t)(z2 + 1 - k);
     }
     if (z3 == NULL || z3 == z2 + 1)

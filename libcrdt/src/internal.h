@@ -186,7 +186,7 @@ typedef struct {
     char kept_coll[CRDT_NAME_MAX];
     unsigned char *not_born; /* doc keys (u16 length first) of documents
                                 that lost an entry in this txn: never
-                                marked as born (state.c (5)) */
+                                marked as born (state.c (4)) */
     size_t not_born_len, not_born_cap;
     size_t app_last_len;
     unsigned char app_last[CRDT__KEY_MAX]; /* the last key, when app = 2 */
@@ -606,7 +606,7 @@ int crdt__state_put(crdt__wctx *w, const void *k, size_t kl,
                     const void *v, size_t vl, const MDB_val *old);
 /* The document of state key @p k lost an entry it had before this txn
  * (a lens default a sequence op took away): it was not born here, even
- * if it holds no entry for a moment (state.c (5)). */
+ * if it holds no entry for a moment (state.c (4)). */
 int crdt__state_not_born(crdt__wctx *w, const unsigned char *k, size_t kl);
 int crdt__state_del(crdt__wctx *w, const void *k, size_t kl,
                     const MDB_val *old);

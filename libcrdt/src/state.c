@@ -19,6 +19,8 @@
  *      removed part keeps the observation with the highest count, and
  *      at equal counts the highest sum (as a u64);
  *  (3) a set tag goes 1 -> 0 only (a removed tag never comes back);
+ *  (4) a document's first entry brings a born mark where its collection
+ *      keeps lens defaults (mark_newborn() below);
  *  so two replicas that applied the same ops hold byte-identical state,
  *  and the multiset hash over (key, value) pairs is equal.
  */
@@ -327,14 +329,6 @@ put_new(crdt__wctx *w, MDB_val *key, MDB_val *val)
     return mdb_cursor_put(w->cur, key, val, 0);
 }
 
-/*
- * (5) A document born in a collection that keeps lens defaults (entry
- * 00 'V' coll, written by a migration: docs/storage.md 4.2) does not
- * show them, as it would not have got them stored: its first entry
- * brings the mark coll 0 doc 0 0 'N' (view.c). Every replica of the
- * epoch holds the same documents at its cut, so every one of them marks
- * the same documents, whatever the order of the ops that make them.
- */
 /* The length of @p k's doc key (coll 0 doc 0), 0 if it has none. */
 static size_t
 doc_key_len(const unsigned char *k, size_t kl)
@@ -391,22 +385,27 @@ not_born_free(crdt__wctx *w)
     w->not_born_len = w->not_born_cap = 0;
 }
 
+/*
+ * (4) A document born in a collection that keeps lens defaults (entry
+ * 00 'V' coll, written by a migration: docs/storage.md 4.2) does not
+ * show them, as it would not have got them stored: its first entry
+ * brings the mark coll 0 doc 0 0 'N' (view.c). Every replica of the
+ * epoch holds the same documents at its cut, so every one of them marks
+ * the same documents, whatever the order of the ops that make them.
+ */
 static int
 mark_newborn(crdt__wctx *w, const unsigned char *k, size_t kl)
 {
     static const unsigned char one = 1;
-    const unsigned char *z1, *z2;
     unsigned char mk[CRDT__KEY_MAX];
-    size_t cl, dkl;
+    size_t cl, dkl = doc_key_len(k, kl);
     MDB_cursor *cur;
     MDB_val dk, dv;
     int rc;
 
-    if (kl == 0 || k[0] == 0 || (z1 = memchr(k, 0, kl)) == NULL ||
-        (z2 = memchr(z1 + 1, 0, kl - (size_t)(z1 + 1 - k))) == NULL)
+    if (dkl == 0)
         return CRDT_OK;
-    cl = (size_t)(z1 - k);
-    dkl = (size_t)(z2 + 1 - k);
+    cl = (size_t)((const unsigned char *)memchr(k, 0, kl) - k);
     if (cl > CRDT_NAME_MAX || dkl + 2 > sizeof mk ||
         (kl == dkl + 2 && k[dkl] == 0 && k[dkl + 1] == 'N'))
         return CRDT_OK;

@@ -16,7 +16,7 @@
  * but none of that field: as if stored, so a doc tombstone hides them,
  * and any entry of the field (a write, a field tombstone) replaces them.
  * A document born after them carries a mark (coll 0 doc 0 0 'N',
- * state.c (5)) and shows none.
+ * state.c (4)) and shows none.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -421,7 +421,7 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
             continue;
         }
         if (k.mv_size == base + 2 && kb[base] == 0 && kb[base + 1] == 'N') {
-            vt.f = NULL; /* born after the defaults: state.c (5) */
+            vt.f = NULL; /* born after the defaults: state.c (4) */
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
             continue;
         }

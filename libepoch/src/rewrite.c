@@ -541,6 +541,28 @@ born_after(const epoch__rewriter *w)
     return 0;
 }
 
+/* The next pair of a DEFAULTS value as the register stamped (0, actor 0)
+ * a document would store: its field's name copied into @p f (@p fl
+ * bytes). 1, 0 at the end, or CRDT_ECORRUPT. */
+static int
+next_default(const unsigned char **p, const unsigned char *end,
+             char f[CRDT_NAME_MAX + 1], size_t *fl, crdt_state_entry *e)
+{
+    const char *fp;
+    crdt_value v;
+    int rc = crdt_state_defaults_next(p, end, &fp, fl, &v);
+
+    if (rc <= 0)
+        return rc;
+    memcpy(f, fp, *fl);
+    f[*fl] = 0;
+    memset(e, 0, sizeof *e);
+    e->kind = CRDT_ENTRY_REGISTER;
+    e->field = f;
+    e->value = v;
+    return 1;
+}
+
 /* The collection's input defaults, read as stored in the document where
  * it has no entry of their field (rewrite_defaults.c). */
 static int
@@ -553,24 +575,13 @@ materialize(epoch__rewriter *w)
     for (;;) {
         unsigned char k[CRDT_STATE_KEY_MAX];
         char f[CRDT_NAME_MAX + 1];
-        const char *fp;
         size_t fl, kl, vl;
         crdt_state_entry e;
 
-        if ((rc = crdt_state_defaults_next(&p, end, &fp, &fl,
-                                           &e.value)) <= 0)
+        if ((rc = next_default(&p, end, f, &fl, &e)) <= 0)
             return rc;
-        if (has_field(w, w->ents, n_in, &w->in, fp, fl))
+        if (has_field(w, w->ents, n_in, &w->in, f, fl))
             continue;
-        memcpy(f, fp, fl);
-        f[fl] = 0;
-        {
-            crdt_value v = e.value;
-            memset(&e, 0, sizeof e);
-            e.kind = CRDT_ENTRY_REGISTER;
-            e.field = f;
-            e.value = v;
-        }
         if ((rc = encode_entry(w, &e, k, &kl, &vl)) < 0 ||
             (rc = add_entry(&w->ents, &w->n, &w->cap, &w->in, k, kl,
                             w->val.p, vl)) < 0)
@@ -910,20 +921,12 @@ plan_collection(epoch__rewriter *w)
     for (;;) {
         unsigned char k[CRDT_STATE_KEY_MAX];
         char f[CRDT_NAME_MAX + 1];
-        const char *fp;
         size_t fl, kl, vl;
         crdt_state_entry e;
-        crdt_value v;
         vpair *vp;
 
-        if ((rc = crdt_state_defaults_next(&p, end, &fp, &fl, &v)) <= 0)
+        if ((rc = next_default(&p, end, f, &fl, &e)) <= 0)
             return rc;
-        memcpy(f, fp, fl);
-        f[fl] = 0;
-        memset(&e, 0, sizeof e);
-        e.kind = CRDT_ENTRY_REGISTER;
-        e.field = f;
-        e.value = v;
         if (w->n_vout == w->cap_vout) {
             size_t c = w->cap_vout ? w->cap_vout * 2 : 8;
             vpair *np = realloc(w->vout, c * sizeof *np);
