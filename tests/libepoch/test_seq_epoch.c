@@ -312,6 +312,46 @@ START_TEST(test_lens_default_and_text_in_either_order)
 }
 END_TEST
 
+/* A document of the cut whose only entry is a lens default, which a
+ * text op rebased into that field takes away (above): the document is
+ * not new, so it gets no born mark (docs/storage.md 4.2), whether the
+ * text comes before or after another write to it. Replica a takes the
+ * write first, a byte copy of a taken right after its migration takes
+ * the text first; both end with the same entries. */
+START_TEST(test_taken_default_does_not_make_a_document_new)
+{
+    char buf[64], dc[300], ha[65], hc[65];
+    crdt_replica *c;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "e", "y", 2), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ins(b, "t", 0, "hi"); /* b offline, against version 1 */
+    /* d keeps its default stored (its only entry), e leaves it out */
+    tu_migrate(a, "collection c 1 -> 2\nremove x\nadd t string default "
+                  "\"\"\n", NULL);
+    crdt_replica_close(a);
+    tu_copy_dir(da, dc, sizeof dc);
+    a = tu_open_dir(da);
+    c = tu_open_dir(dc);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "z", 9), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK); /* the write, text */
+    ck_assert_int_eq(tu_sync_one_way(c, b), CRDT_OK); /* the text, write */
+    ck_assert_int_eq(tu_sync_one_way(c, a), CRDT_OK);
+    text_of(buf, sizeof buf, c, "t");
+    ck_assert_str_eq(buf, "hi");
+    text_of(buf, sizeof buf, a, "t");
+    ck_assert_str_eq(buf, "hi");
+    tu_field_str(buf, sizeof buf, c, "c", "d", "z");
+    ck_assert_str_eq(buf, "9");
+    tu_hash(ha, a);
+    tu_hash(hc, c);
+    ck_assert_str_eq(ha, hc);
+    crdt_replica_close(c);
+    test_rmtree(dc);
+}
+END_TEST
+
 static void
 put_str(crdt_replica *r, const char *field, const char *s)
 {
@@ -566,6 +606,7 @@ test_suite(void)
     tcase_add_test(tc, test_compaction_places_stale_text_ops);
     tcase_add_test(tc, test_compacted_sequences_keep_working);
     tcase_add_test(tc, test_lens_default_and_text_in_either_order);
+    tcase_add_test(tc, test_taken_default_does_not_make_a_document_new);
     tcase_add_test(tc, test_lens_string_to_text);
     tcase_add_test(tc, test_lens_text_to_string);
     tcase_add_test(tc, test_lens_text_conversion_language);
