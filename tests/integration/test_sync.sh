@@ -66,6 +66,23 @@ done
     [ "$(hash A)" = "$(hash B)" ] || fail "not converged after the rebase"
 check "a replica offline across two lens migrations is rebased everywhere"
 
+# the default is kept once for the collection: every replica shows it
+# on the documents that were there, none on one written afterwards
+for r in A B C; do
+    got="$("$S" get "$r" contacts ada)"
+    [ "$got" = '{"full_name":"Ada","note":"-"}' ] || fail "$r has ada as $got"
+done
+"$S" put B contacts kay full_name '"Kay"'
+"$S" sync B "127.0.0.1:$pA" >/dev/null
+"$S" sync C "127.0.0.1:$pA" >/dev/null
+for r in A B C; do
+    got="$("$S" get "$r" contacts kay)"
+    [ "$got" = '{"full_name":"Kay"}' ] || fail "$r has kay as $got"
+done
+[ "$(hash A)" = "$(hash B)" ] && [ "$(hash A)" = "$(hash C)" ] ||
+    fail "not converged after a write in the new schema"
+check "a lens default shows on the old documents, not on a new one"
+
 # ---- 3. beyond policy: rejected, ops in quarantine (exit 4) ----
 "$S" put C contacts hedy full_name '"Hedy"'   # C offline again
 "$S" migrate A >/dev/null
