@@ -604,6 +604,9 @@ int crdt__state_field_kind(MDB_txn *txn, MDB_dbi state, const char *coll,
                            const char *doc, const char *field);
 int crdt__state_put(crdt__wctx *w, const void *k, size_t kl,
                     const void *v, size_t vl, const MDB_val *old);
+/* Field key order of two field names: bytewise, a name before the
+ * longer names it starts (its key goes on with a NUL). */
+int crdt__field_order(const char *a, size_t al, const char *b, size_t bl);
 /* The document of state key @p k lost an entry it had before this txn
  * (a lens default a sequence op took away): it was not born here, even
  * if it holds no entry for a moment (state.c (4)). */

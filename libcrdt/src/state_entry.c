@@ -116,10 +116,8 @@ stamp_of(crdt_state_entry *e, const unsigned char *v)
 
 static int scalar_len(size_t *out, const crdt_value *v);
 
-/* Field key order: bytewise, a name before the longer names it starts
- * (its key goes on with a NUL). */
-static int
-field_order(const char *a, size_t al, const char *b, size_t bl)
+int
+crdt__field_order(const char *a, size_t al, const char *b, size_t bl)
 {
     int c = memcmp(a, b, al < bl ? al : bl);
 
@@ -170,7 +168,7 @@ defaults_check(const unsigned char *v, size_t vl)
     if (vl == 0 || vl > CRDT_STATE_DEFAULTS_MAX)
         return CRDT_ECORRUPT;
     while ((rc = crdt_state_defaults_next(&p, end, &f, &fl, &val)) == 1) {
-        if (last != NULL && field_order(last, last_len, f, fl) >= 0)
+        if (last != NULL && crdt__field_order(last, last_len, f, fl) >= 0)
             return CRDT_ECORRUPT;
         last = f;
         last_len = fl;

@@ -296,15 +296,6 @@ virt_open(virt *vt, MDB_txn *txn, MDB_dbi dbi, const char *coll, size_t cl)
     return virt_next(vt);
 }
 
-/* Field key order of two names (a name before those it starts). */
-static int
-name_cmp(const char *a, size_t al, const char *b, size_t bl)
-{
-    int c = memcmp(a, b, al < bl ? al : bl);
-
-    return c != 0 ? c : al < bl ? -1 : al > bl;
-}
-
 /* Show the defaults that come before field @p name (all with NULL), and
  * pass over the one of that name: the document's own entries stand. */
 static int
@@ -314,7 +305,9 @@ virt_emit_upto(virt *vt, const char *name, size_t nl, crdt_field_cb cb,
     int rc, c;
 
     while (vt->f != NULL &&
-           (c = name == NULL ? -1 : name_cmp(vt->f, vt->fl, name, nl)) <= 0) {
+           (c = name == NULL ? -1
+                             : crdt__field_order(vt->f, vt->fl, name, nl)) <=
+               0) {
         if (c < 0) {
             crdt_field out;
 
@@ -380,10 +373,12 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
     if ((rc = virt_open(&vt, txn, dbi, coll, cl)) < 0)
         return rc;
     if (only != NULL) { /* only that default matters */
-        while (vt.f != NULL && name_cmp(vt.f, vt.fl, only, only_len) < 0)
+        while (vt.f != NULL &&
+               crdt__field_order(vt.f, vt.fl, only, only_len) < 0)
             if ((rc = virt_next(&vt)) < 0)
                 return rc;
-        if (vt.f != NULL && name_cmp(vt.f, vt.fl, only, only_len) != 0)
+        if (vt.f != NULL &&
+            crdt__field_order(vt.f, vt.fl, only, only_len) != 0)
             vt.f = NULL;
         vt.p = NULL; /* and no other */
     }

@@ -251,12 +251,8 @@ epoch__vdefs_plan(epoch__vdefs *d, const epoch_lens *l,
             return rc;
     for (size_t i = 0; i < d->n; i++) {
         vcoll *v = &d->c[i];
-        int in_lens = 0;
+        int in_lens = l != NULL && epoch__lens_find(l, v->coll) != NULL;
 
-        for (size_t j = 0; l != NULL && j < epoch_lens_section_count(l); j++)
-            if (epoch_lens_section(l, j, &c, &from, &to) == CRDT_OK &&
-                strcmp(c, v->coll) == 0)
-                in_lens = 1;
         if (custom && custom_coll != NULL && strcmp(custom_coll, v->coll) == 0)
             continue; /* the hook's output is stored whole */
         if (!in_lens) { /* untouched: kept as it is */
