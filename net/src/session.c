@@ -9,7 +9,9 @@
  *   3 REJECT [3, reason]             (we quarantined our unsynced ops)
  *   4 SNAP_BEGIN [4, epoch_id, state_hash, [record...]]  (records again:
  *                the giver may have made an epoch since its HELLO)
- *   5 SNAP_CHUNK [5, [key, value, key, value, ...]]
+ *   5 SNAP_CHUNK [5, [key, value, key, value, ...]]  a collection's kept
+ *                lens defaults only to a peer whose HELLO wrote its
+ *                epoch_id as bin 16 (c5)
  *   6 SNAP_END   [6]
  *   7 CHANGES    [7, [change...]]
  *   8 DONE       [8]
@@ -101,9 +103,11 @@ enum { ROLE_NONE, ROLE_SAME, ROLE_GIVER, ROLE_TAKER };
 #define PROTO_PACKS "\xcc\x03"
 #define PROTO4_PACKS "\xcc\x04"
 /* plain_changes: 1 nothing packed, 2 packed version 1 only (a peer from
- * before packed version 2) */
+ * before packed version 2), 3 all but kept lens defaults (a peer from
+ * before store format 5) */
 #define PLAIN(s) ((s)->opts.plain_changes == 1)
-#define PACKS_V2(s) ((s)->opts.plain_changes == 0)
+#define PACKS_V2(s) ((s)->opts.plain_changes == 0 || (s)->opts.plain_changes == 3)
+#define READS_DEFAULTS(s) ((s)->opts.plain_changes == 0)
 #define FORKS_MAX 65536 /* as many actors as a version vector holds */
 #define DEFAULT_BATCH (256u * 1024)
 
@@ -157,6 +161,8 @@ struct crdtnet_session {
     size_t peer_few_len;
     int peer_packs;            /* the packed version the peer reads
                                   (crdt_changes_pack_version()), 0: none */
+    int peer_defaults;         /* the peer reads kept lens defaults
+                                  (store format 5, storage.md 4.2) */
     crdt_stats hello_st;       /* protocol 4: read with s->sum's heads */
     /* the changes of an epoch's cut a taker lacks (cut.c) */
     int peer_cuts;             /* the peer reads CUT messages */
@@ -316,7 +322,13 @@ pack_hello_head(crdtnet_session *s, uint32_t fields, uint64_t proto,
         msgpack_pack_uint64(&s->out.pk, proto);
     else /* the same proto, as uint 8: "I read PACKED" */
         crdt__enc_raw(&s->out, packs, packs_len);
-    crdt__enc_bin(&s->out, st->epoch_id, CRDT_HASH_BYTES);
+    if (READS_DEFAULTS(s)) { /* as bin 16: "I read kept lens defaults" */
+        unsigned char id[3 + CRDT_HASH_BYTES] = { 0xc5, 0, CRDT_HASH_BYTES };
+        memcpy(id + 3, st->epoch_id, CRDT_HASH_BYTES);
+        crdt__enc_raw(&s->out, id, sizeof id);
+    } else {
+        crdt__enc_bin(&s->out, st->epoch_id, CRDT_HASH_BYTES);
+    }
     if (PLAIN(s)) {
         msgpack_pack_uint64(&s->out.pk, st->epoch_number);
     } else { /* as uint 64: "I read CUT" */
@@ -495,6 +507,19 @@ build_cut(crdtnet_session *s)
     return CRDT_ENOTFOUND;
 }
 
+/* A collection's kept lens defaults (storage.md 4.2): a release before
+ * store format 5 would store the entry and never show them, so its reads
+ * would differ from every other replica's. Their keys come first. */
+static int
+kept_defaults(const void *k, size_t kl)
+{
+    crdt_state_entry e;
+
+    return kl > 0 && *(const unsigned char *)k == 0 &&
+           crdt_state_key_decode(&e, k, kl) == CRDT_OK &&
+           e.kind == CRDT_ENTRY_DEFAULTS;
+}
+
 static int
 build_snapshot(crdtnet_session *s)
 {
@@ -550,6 +575,12 @@ build_snapshot(crdtnet_session *s)
     crdt__enc_init(&items);
     while (items.sb.size < s->opts.batch_bytes &&
            (rc = epoch_snapshot_next(s->snap, &k, &kl, &v, &vl)) == CRDT_OK) {
+        if (!s->peer_defaults && kept_defaults(k, kl)) {
+            crdt__enc_free(&items);
+            return fail(s, CRDT_EVERSION,
+                        "the peer's release cannot read this epoch's kept "
+                        "lens defaults (store format 5): upgrade it", 1);
+        }
         crdt__enc_bin(&items, k, kl);
         crdt__enc_bin(&items, v, vl);
         n++;
@@ -1481,7 +1512,7 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     crdt_vv *their_vv = NULL;
     epoch_relation rel;
     const char *reason = NULL;
-    int rc, packs, cuts;
+    int rc, packs, cuts, defaults;
 
     /* proto as uint 8 (cc 03, cc 04): the peer reads PACKED messages */
     packs = !PLAIN(s) && m->p + 2 <= m->end &&
@@ -1491,6 +1522,8 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
     if (!proto_ok(s, proto)) /* before the shape: versions differ in it */
         return fail(s, CRDT_EVERSION, "unsupported sync protocol", 1);
+    /* epoch_id as bin 16 (c5): the peer reads kept lens defaults */
+    defaults = m->p < m->end && *m->p == 0xc5;
     if (n != (proto == PROTO_SUMMARY ? 9u : 8u) ||
         crdt__mp_bin_fixed(m, their_epoch, sizeof their_epoch) < 0)
         return fail(s, CRDT_EPROTO, "malformed HELLO", 1);
@@ -1557,6 +1590,7 @@ on_hello(crdtnet_session *s, crdt__mp *m, uint32_t n)
     s->rep.sync_proto = (unsigned)proto;
     s->peer_packs = packs;
     s->peer_cuts = cuts;
+    s->peer_defaults = defaults;
     memcpy(s->peer_epoch, their_epoch, sizeof their_epoch);
     rc = epoch_relate(&rel, &reason, s->r, their_epoch, &s->opts.policy);
     if (rc < 0 && rc != CRDT_EREJECTED) {

@@ -506,6 +506,74 @@ START_TEST(test_older_giver_keeps_old_rule)
 }
 END_TEST
 
+/* A migration whose lens adds a field with a default keeps the default
+ * once for the collection (store format 5, storage.md 4.2). A peer of a
+ * release before it (plain_changes 3: everything else announced) would
+ * store that entry and never show the default, so a giver refuses it
+ * the snapshot with the reason, and the stale replica is left as it
+ * was; one that announces it (epoch_id as bin 16 in HELLO) takes it and
+ * shows the default. An epoch that keeps no defaults still goes to the
+ * older peer. */
+START_TEST(test_older_taker_refused_kept_defaults)
+{
+    crdtnet_session_options old = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session_options v3 = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session *sa;
+    const unsigned char *msg;
+    size_t len;
+    tu_sync_result s;
+    crdt_value dash = crdt_value_str("-", 1);
+    crdt_read *rd;
+    crdt_field f;
+    char h0[65], h1[65];
+
+    shared_history();
+    /* epoch 1 keeps no defaults: the older peer takes it */
+    tu_migrate(a, NULL, NULL);
+    old.plain_changes = 3;
+    s = tu_sessions_run2(a, NULL, b, &old);
+    ck_assert_int_eq(s.ex, 0);
+    ck_assert_int_eq(s.ey, 0);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    /* epoch 2 keeps one */
+    tu_migrate(a, "collection c 1 -> 2\nadd note string default \"-\"\n",
+               NULL);
+    tu_hash(h0, b);
+    s = tu_sessions_run2(a, NULL, b, &old);
+    ck_assert_int_eq(s.ex, CRDT_EVERSION);
+    ck_assert_str_eq(s.rx.reason,
+                     "the peer's release cannot read this epoch's kept lens "
+                     "defaults (store format 5): upgrade it");
+    ck_assert_int_eq(s.ey, CRDT_EVERSION);
+    ck_assert_str_eq(s.ry.reason,
+                     "peer: the peer's release cannot read this epoch's "
+                     "kept lens defaults (store format 5): upgrade it");
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_hash(h1, b);
+    ck_assert_str_eq(h0, h1);
+    /* the HELLO of a release that reads them: epoch_id as c5 00 20 */
+    v3.sync_proto = 3; /* its HELLO is the first message */
+    ck_assert_int_eq(crdtnet_session_new(&sa, a, &v3), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_next_out(sa, &msg, &len), CRDT_OK);
+    ck_assert_uint_ge(len, 6);
+    ck_assert_uint_eq(msg[4], 0xc5);
+    ck_assert_uint_eq(msg[5], 0);
+    ck_assert_uint_eq(msg[6], 32);
+    crdtnet_session_free(sa);
+    /* b upgraded: it takes the epoch and shows the default */
+    s = tu_sessions_run(a, b, NULL);
+    ck_assert_int_eq(s.ex, 0);
+    ck_assert_int_eq(s.ey, 0);
+    ck_assert_uint_eq(epoch_number(b), 2);
+    ck_assert_int_eq(crdt_read_begin(&rd, b), CRDT_OK);
+    ck_assert_int_eq(crdt_read_field(&f, rd, "c", "e", "note"), CRDT_OK);
+    ck_assert_int_eq(f.kind, CRDT_FIELD_REGISTER);
+    ck_assert_int_eq(crdt_value_cmp(&f.value, &dash), 0);
+    crdt_read_end(rd);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
 /* The giver pruned the archive (retention): it cannot supply the cut,
  * sends nothing before the snapshot, and the signature vouches. */
 START_TEST(test_pruned_archive_keeps_old_rule)
@@ -660,6 +728,7 @@ test_suite(void)
     tcase_add_test(tc, test_older_taker_keeps_old_rule);
     tcase_add_test(tc, test_older_giver_keeps_old_rule);
     tcase_add_test(tc, test_pruned_archive_keeps_old_rule);
+    tcase_add_test(tc, test_older_taker_refused_kept_defaults);
     tcase_add_test(tc, test_cut_where_it_does_not_belong);
     tcase_add_test(tc, test_two_epochs_behind_fetches_the_first_cut);
     tcase_add_test(tc, test_two_epochs_behind_genuine_adopted);

@@ -733,32 +733,34 @@ START_TEST(test_hello_layout)
     ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_EAGAIN);
     ck_assert_int_eq(crdtnet_session_feed(sb, NULL, 0), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_next_out(sb, &m, &len), CRDT_OK);
-    ck_assert_uint_eq(len, 120); /* 122 with 10,000 heads (cd 27 10) */
+    ck_assert_uint_eq(len, 121); /* 123 with 10,000 heads (cd 27 10) */
     ck_assert_uint_eq(m[0], 0x99);
     ck_assert_uint_eq(m[1], 0x01);
     ck_assert_uint_eq(m[2], 0xcc); /* proto 4 as uint 8: reads PACKED */
     ck_assert_uint_eq(m[3], 0x04);
-    ck_assert_uint_eq(m[4], 0xc4);
-    ck_assert_uint_eq(m[5], 0x20);
-    ck_assert_uint_eq(m[38], 0xcf); /* epoch 0 as uint 64: reads CUT */
-    for (int i = 39; i < 47; i++)
+    /* the epoch id as bin 16: reads kept lens defaults */
+    ck_assert_uint_eq(m[4], 0xc5);
+    ck_assert_uint_eq(m[5], 0x00);
+    ck_assert_uint_eq(m[6], 0x20);
+    ck_assert_uint_eq(m[39], 0xcf); /* epoch 0 as uint 64: reads CUT */
+    for (int i = 40; i < 48; i++)
         ck_assert_uint_eq(m[i], 0x00);
     /* the state hash as bin 16: reads packed version 2 */
-    ck_assert_uint_eq(m[47], 0xc5);
-    ck_assert_uint_eq(m[48], 0x00);
-    ck_assert_uint_eq(m[49], 0x20);
-    ck_assert_uint_eq(m[82], 0xc4);
-    ck_assert_uint_eq(m[83], 0x20);
-    ck_assert_uint_eq(m[116], 0x64); /* n_heads 100: a positive fixint */
-    ck_assert_uint_eq(m[117], 0x90); /* no record */
-    ck_assert_uint_eq(m[118], 0xc4); /* few: empty */
-    ck_assert_uint_eq(m[119], 0x00);
+    ck_assert_uint_eq(m[48], 0xc5);
+    ck_assert_uint_eq(m[49], 0x00);
+    ck_assert_uint_eq(m[50], 0x20);
+    ck_assert_uint_eq(m[83], 0xc4);
+    ck_assert_uint_eq(m[84], 0x20);
+    ck_assert_uint_eq(m[117], 0x64); /* n_heads 100: a positive fixint */
+    ck_assert_uint_eq(m[118], 0x90); /* no record */
+    ck_assert_uint_eq(m[119], 0xc4); /* few: empty */
+    ck_assert_uint_eq(m[120], 0x00);
     /* the root is BLAKE2b-256 of the entries */
     ck_assert_int_eq(crdt_heads_export(&hb, &hl, b), CRDT_OK);
     ck_assert_int_eq(crdtnet__sum_new(&sum, hb, hl), CRDT_OK);
     crdtnet__sum_root(sum, root, &n);
     ck_assert_uint_eq(n, 100);
-    ck_assert_mem_eq(m + 84, root, 32);
+    ck_assert_mem_eq(m + 85, root, 32);
     crdtnet__sum_free(sum);
     crdt_free(hb);
     crdtnet_session_free(sb);

@@ -38,8 +38,10 @@ typedef struct {
     /** 1: behave as a peer from before PACKED messages (HELLO's proto
      *  written as a fixint, every change list plain); 2: as a peer from
      *  before packed version 2 (PACKED and CUT announced, packed version
-     *  1 only); 0: announce and use them all (docs/protocol.md, "Packed
-     *  changes") */
+     *  1 only); 3: as a peer from before store format 5 (all of them
+     *  but kept lens defaults: a snapshot holding them is refused it);
+     *  0: announce and use them all (docs/protocol.md, HELLO and
+     *  "Packed changes") */
     int plain_changes;
     /**
      * Highest sync protocol version offered (docs/protocol.md, "Versions
