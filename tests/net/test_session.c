@@ -465,7 +465,7 @@ close_three(crdt_replica *r[3], char dirs[3][256])
 }
 
 /* A change loses its signature in place when its successor follows it
- * in the message (session.c, strip_last): the bin that holds it gets a
+ * in the message (session_give.c, strip_last): the bin that holds it gets a
  * shorter header when the 65 bytes it loses take it under 256 or under
  * 65,536 bytes. Changes of every size around both bounds travel plain
  * and packed, each replica ends with the same state, and the stripped
