@@ -205,6 +205,23 @@ local_fail(crdtnet_session *s, int rc, const char *why)
     return crdtnet__fail(s, rc, why, 1);
 }
 
+/* Our state's figures and version vector from one read snapshot (*@p vv
+ * the caller's to free, also on failure). */
+int
+crdtnet__read_state(crdt_replica *r, crdt_stats *st, crdt_vv **vv)
+{
+    crdt_read *rd;
+    int rc;
+
+    if ((rc = crdt_read_begin(&rd, r)) < 0)
+        return rc;
+    rc = crdt_read_stats(st, rd);
+    if (rc == CRDT_OK)
+        rc = crdt_read_vv(vv, rd);
+    crdt_read_end(rd);
+    return rc;
+}
+
 /* A decoder's failure: out of memory is ours, anything else the peer's. */
 int
 crdtnet__fail_decode(crdtnet_session *s, int rc, const char *why)

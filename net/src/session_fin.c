@@ -118,7 +118,6 @@ build_fin_digest(crdtnet_session *s)
 int
 crdtnet__build_fin(crdtnet_session *s)
 {
-    crdt_read *rd;
     crdt_stats st;
     crdt_vv *vv = NULL;
     unsigned char *vb = NULL;
@@ -127,12 +126,7 @@ crdtnet__build_fin(crdtnet_session *s)
 
     if (s->proto == PROTO_SUMMARY)
         return build_fin_digest(s);
-    if ((rc = crdt_read_begin(&rd, s->r)) < 0)
-        return rc;
-    rc = crdt_read_stats(&st, rd);
-    if (rc == CRDT_OK)
-        rc = crdt_read_vv(&vv, rd);
-    crdt_read_end(rd);
+    rc = crdtnet__read_state(s->r, &st, &vv);
     if (rc == CRDT_OK && s->rep.conflicts > 0) {
         /* a merge of this session met an equivocation (a change of the
          * peer's for seqs we hold with other content, written or heard
@@ -298,6 +292,29 @@ peer_holds(void *ctx, const unsigned char *e, size_t n)
     return CRDT_OK;
 }
 
+/* The verdict on the peer's FIN (keeps (3) of session.c): @p same_vv
+ * says whether its vv (or digest) and epoch are ours, @p hash is its
+ * state hash, @p st ours, read in @p rd. Returns 1 when both hold the
+ * same ops, 0 when they do not (or the comparison is not conclusive),
+ * or the error that ends the session: the same ops in a different
+ * state. */
+static int
+fin_verdict(crdtnet_session *s, crdt_read *rd, const crdt_stats *st,
+            const unsigned char *hash, int same_vv)
+{
+    int same_hash = memcmp(hash, st->state_hash, CRDT_HASH_BYTES) == 0;
+
+    memcpy(s->rep.state_hash, st->state_hash, CRDT_HASH_BYTES);
+    s->rep.in_sync = same_vv && same_hash;
+    if (same_vv && !same_hash && !fin_conclusive(s, rd))
+        return 0; /* not in sync; the next session decides */
+    if (same_vv && !same_hash)
+        return crdtnet__fail(s, CRDT_ECORRUPT,
+                             "same ops but different state: replicas "
+                             "diverged", 1);
+    return same_vv;
+}
+
 /* FIN of protocol 4: the same checks as crdtnet__on_fin(), on the vv digests;
  * equal digests mean the peer holds what we hold. Everything is judged
  * on one read snapshot. */
@@ -309,7 +326,7 @@ on_fin_digest(crdtnet_session *s, const unsigned char *hash,
     unsigned char ours_d[32];
     crdt_read *rd;
     crdt_stats st;
-    int rc;
+    int rc, same_vv;
 
     if (dl != sizeof ours_d)
         return crdtnet__fail(s, CRDT_EPROTO, "malformed FIN", 1);
@@ -320,27 +337,15 @@ on_fin_digest(crdtnet_session *s, const unsigned char *hash,
         crdt_read_end(rd);
         return crdtnet__fail(s, rc, "cannot read", 1);
     }
-    {
-        int same_vv, same_hash;
-        same_vv = sodium_memcmp(ours_d, d, sizeof ours_d) == 0 &&
-                  memcmp(epoch, st.epoch_id, CRDT_HASH_BYTES) == 0;
-        same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
-        memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
-        s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
-        if (same_vv && !same_hash && !fin_conclusive(s, rd))
-            same_vv = 0; /* not in sync; the next session decides */
-        if (same_vv && !same_hash)
-            rc = crdtnet__fail(
-                s, CRDT_ECORRUPT,
-                "same ops but different state: replicas diverged", 1);
-        /* live pushes start above it; a session without live mode
-         * ends here and needs no walk */
-        if (same_vv && s->opts.live && s->peer_known != NULL &&
-            rc == CRDT_OK)
-            (void)each_heads(rd, peer_holds, s->peer_known);
-    }
+    same_vv = sodium_memcmp(ours_d, d, sizeof ours_d) == 0 &&
+              memcmp(epoch, st.epoch_id, CRDT_HASH_BYTES) == 0;
+    rc = fin_verdict(s, rd, &st, hash, same_vv);
+    /* live pushes start above it; a session without live mode ends here
+     * and needs no walk */
+    if (rc == 1 && s->opts.live && s->peer_known != NULL)
+        (void)each_heads(rd, peer_holds, s->peer_known);
     crdt_read_end(rd);
-    return rc;
+    return rc < 0 ? rc : CRDT_OK;
 }
 
 int
@@ -376,15 +381,8 @@ crdtnet__on_fin(crdtnet_session *s, crdt__mp *m)
         int same_vv = crdt_vv_covers(ours, theirs) &&
                       crdt_vv_covers(theirs, ours) &&
                       memcmp(epoch, st.epoch_id, CRDT_HASH_BYTES) == 0;
-        int same_hash = memcmp(hash, st.state_hash, CRDT_HASH_BYTES) == 0;
-        memcpy(s->rep.state_hash, st.state_hash, CRDT_HASH_BYTES);
-        s->rep.in_sync = same_vv && same_hash; /* keeps (3) */
-        if (same_vv && !same_hash && !fin_conclusive(s, rd))
-            same_vv = 0; /* not in sync; the next session decides */
-        if (same_vv && !same_hash)
-            rc = crdtnet__fail(
-                s, CRDT_ECORRUPT,
-                "same ops but different state: replicas diverged", 1);
+        if ((rc = fin_verdict(s, rd, &st, hash, same_vv)) > 0)
+            rc = CRDT_OK;
         if (s->peer_known != NULL && rc == CRDT_OK) {
             for (size_t i = 0; i < crdt_vv_count(theirs); i++) {
                 crdt_actor a;

@@ -99,6 +99,20 @@ kept_defaults(const void *k, size_t kl)
            e.kind == CRDT_ENTRY_DEFAULTS;
 }
 
+/* SNAP_LOG messages, then SNAP_END once the log is sent. */
+static int
+log_then_end(crdtnet_session *s)
+{
+    int rc = build_changes_as(s, M_SNAP_LOG);
+
+    if (rc != CRDT_ENOTFOUND)
+        return rc;
+    s->snap_phase = 2;
+    msgpack_pack_array(&s->out.pk, 1);
+    msgpack_pack_uint64(&s->out.pk, M_SNAP_END);
+    return CRDT_OK;
+}
+
 int
 crdtnet__build_snapshot(crdtnet_session *s)
 {
@@ -109,15 +123,8 @@ crdtnet__build_snapshot(crdtnet_session *s)
     uint64_t n = 0;
     int rc = CRDT_ENOTFOUND;
 
-    if (s->snap_phase == 1 && s->snap == NULL) { /* sending the log */
-        rc = build_changes_as(s, M_SNAP_LOG);
-        if (rc != CRDT_ENOTFOUND)
-            return rc;
-        s->snap_phase = 2;
-        msgpack_pack_array(&s->out.pk, 1);
-        msgpack_pack_uint64(&s->out.pk, M_SNAP_END);
-        return CRDT_OK;
-    }
+    if (s->snap_phase == 1 && s->snap == NULL) /* sending the log */
+        return log_then_end(s);
     if (s->snap_phase == 0) {
         epoch_info *all = NULL;
         size_t n_all = 0;
@@ -174,13 +181,7 @@ crdtnet__build_snapshot(crdtnet_session *s)
         s->snap = NULL;
         /* the state holds our log beyond the base: send it along, so the
          * peer's version vector matches its state when it commits */
-        rc = build_changes_as(s, M_SNAP_LOG);
-        if (rc != CRDT_ENOTFOUND)
-            return rc;
-        s->snap_phase = 2;
-        msgpack_pack_array(&s->out.pk, 1);
-        msgpack_pack_uint64(&s->out.pk, M_SNAP_END);
-        return CRDT_OK;
+        return log_then_end(s);
     }
     if (crdt__enc_ok(&items) < 0) {
         crdt__enc_free(&items);

@@ -128,7 +128,6 @@ crdtnet__build_hello_summary(crdtnet_session *s)
 int
 crdtnet__build_hello(crdtnet_session *s)
 {
-    crdt_read *rd;
     crdt_stats st;
     crdt_vv *vv = NULL;
     unsigned char *vb = NULL, *hb = NULL;
@@ -136,12 +135,7 @@ crdtnet__build_hello(crdtnet_session *s)
     epoch_info *chain = NULL;
     int rc;
 
-    if ((rc = crdt_read_begin(&rd, s->r)) < 0)
-        return rc;
-    rc = crdt_read_stats(&st, rd);
-    if (rc == CRDT_OK)
-        rc = crdt_read_vv(&vv, rd);
-    crdt_read_end(rd);
+    rc = crdtnet__read_state(s->r, &st, &vv);
     if (rc == CRDT_OK)
         rc = crdt_vv_encode(&vb, &vl, vv);
     if (rc == CRDT_OK) /* every record we hold, oldest first */

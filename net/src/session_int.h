@@ -114,6 +114,8 @@ struct crdtnet_session {
 int crdtnet__fail(crdtnet_session *s, int rc, const char *why, int tell_peer);
 /* A decoder's failure: out of memory is ours, anything else the peer's. */
 int crdtnet__fail_decode(crdtnet_session *s, int rc, const char *why);
+/* Our state's figures and version vector, from one read snapshot. */
+int crdtnet__read_state(crdt_replica *r, crdt_stats *st, crdt_vv **vv);
 
 /* session_hello.c */
 int crdtnet__build_hello(crdtnet_session *s);
