@@ -11,14 +11,19 @@
  * changes from one thread on the same replica, with crdt_txn_begin()
  * and crdt_txn_commit(). The same 16 threads also commit with
  * crdt_txn_begin() and crdt_txn_commit() (a txn each, syncs shared):
- * the figure without the shared txn. Sync latency on a shared disk
- * drifts within seconds, so the work is cut into rounds and each round
- * runs a share of all three in turn.
+ * the figure without the shared txn. And the same 16 threads commit
+ * with crdt_txn_write() on a replica opened no_sync: what the commits'
+ * own work allows when a sync costs nothing (the bound of the ratio on a
+ * fast disk), beside the cpus the process kept busy. Sync latency on a
+ * shared disk drifts within seconds, so the work is cut into rounds and
+ * each round runs a share of all four in turn.
  *
  * Figures: aggregate commits/s (ratio_vs_one_writer = commits/s of the
  * 16 threads / commits/s of one; txn_commit_ratio_vs_one_writer for the
  * threads committing a txn each), and the latency of each commit (from
- * the call to its return: the commit is durable then), p50 and p99.
+ * the call to its return: the commit is durable then), p50 and p99;
+ * cpus_busy (the process's cpu time / wall time of the 16 threads),
+ * no_sync_commits_per_s and no_sync_ratio_vs_one_writer.
  */
 #include "bench.h"
 
@@ -40,7 +45,8 @@ typedef struct {
 } group_args;
 
 enum { V_ONE_S, V_GROUP_S, V_ONE_P50, V_ONE_P99, V_P50, V_P99, V_MAX,
-       V_ONE_DISK, V_GROUP_DISK, V_TXN_S, V_TXN_P50, V_TXN_P99 };
+       V_ONE_DISK, V_GROUP_DISK, V_TXN_S, V_TXN_P50, V_TXN_P99, V_GROUP_CPU,
+       V_NOSYNC_S, V_NOSYNC_CPU };
 
 typedef struct {
     crdt_replica *r;
@@ -157,14 +163,14 @@ disk_add(double *sum, double before, double after)
 static int
 run_threads(bench_res *out, crdt_replica *r, const char *path, int shared,
             uint64_t nt, double *lat, uint64_t seed, double *secs,
-            double *disk)
+            double *disk, double *cpu)
 {
     writer w[THREADS];
     pthread_t th[THREADS];
     struct gate start = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
                           0, 0 };
     int started = 0;
-    double t, d;
+    double t, d, c;
 
     for (int i = 0; i < THREADS; i++) {
         memset(&w[i], 0, sizeof w[i]);
@@ -182,13 +188,17 @@ run_threads(bench_res *out, crdt_replica *r, const char *path, int shared,
     start.open = 1;
     start.cancel = started < THREADS;
     d = bench_disk_written(path);
+    c = bench_cpu_seconds();
     pthread_cond_broadcast(&start.c);
     pthread_mutex_unlock(&start.m);
     t = bench_now();
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
     *secs += bench_now() - t;
-    disk_add(disk, d, bench_disk_written(path));
+    if (cpu != NULL)
+        *cpu += bench_cpu_seconds() - c;
+    if (disk != NULL)
+        disk_add(disk, d, bench_disk_written(path));
     if (started < THREADS)
         return bench_fail(out, "pthread_create failed");
     for (int i = 0; i < THREADS; i++)
@@ -208,19 +218,29 @@ group_child(bench_res *out, void *ctx)
     double *lat1 = calloc(n1 * ROUNDS, sizeof *lat1);
     double *latg = calloc(ng * ROUNDS, sizeof *latg);
     double *latt = calloc(ng * ROUNDS, sizeof *latt);
+    double *latn = calloc(ng * ROUNDS, sizeof *latn);
     double txn_disk = 0;
-    char path[800];
+    crdt_replica *nosync = NULL;
+    char path[800], nspath[800];
     int rc = -1;
 
     o.create = 1;
     o.group_commit = 1; /* every figure: durable, syncs shared */
     snprintf(path, sizeof path, "%s/replica", a->dir);
-    if (lat1 == NULL || latg == NULL || latt == NULL) {
+    snprintf(nspath, sizeof nspath, "%s/no_sync", a->dir);
+    if (lat1 == NULL || latg == NULL || latt == NULL || latn == NULL) {
         rc = bench_fail(out, "out of memory");
         goto done;
     }
     if ((rc = crdt_replica_open(&r, path, &o)) < 0) {
         rc = bench_fail(out, "open: %s", crdt_strerror(rc));
+        goto done;
+    }
+    /* the ceiling: the same changes with no sync at all */
+    o.group_commit = 0;
+    o.no_sync = 1;
+    if ((rc = crdt_replica_open(&nosync, nspath, &o)) < 0) {
+        rc = bench_fail(out, "open no_sync: %s", crdt_strerror(rc));
         goto done;
     }
     for (int round = 0; round < ROUNDS; round++) {
@@ -244,10 +264,15 @@ group_child(bench_res *out, void *ctx)
         }
         if ((rc = run_threads(out, r, path, 1, nt,
                               latg + (uint64_t)round * ng, seed,
-                              &out->v[V_GROUP_S], &out->v[V_GROUP_DISK])) < 0 ||
+                              &out->v[V_GROUP_S], &out->v[V_GROUP_DISK],
+                              &out->v[V_GROUP_CPU])) < 0 ||
             (rc = run_threads(out, r, path, 0, nt,
                               latt + (uint64_t)round * ng, seed + 32,
-                              &out->v[V_TXN_S], &txn_disk)) < 0)
+                              &out->v[V_TXN_S], &txn_disk, NULL)) < 0 ||
+            (rc = run_threads(out, nosync, nspath, 1, nt,
+                              latn + (uint64_t)round * ng, seed,
+                              &out->v[V_NOSYNC_S], NULL,
+                              &out->v[V_NOSYNC_CPU])) < 0)
             goto done;
     }
     qsort(lat1, n1 * ROUNDS, sizeof *lat1, cmp_d);
@@ -263,9 +288,11 @@ group_child(bench_res *out, void *ctx)
     rc = 0;
 done:
     crdt_replica_close(r);
+    crdt_replica_close(nosync);
     free(lat1);
     free(latg);
     free(latt);
+    free(latn);
     return rc < 0 ? -1 : 0;
 }
 
@@ -275,6 +302,7 @@ w_group_run(bench_entry *e)
     group_args a;
     double s1[64], sg[64], o50[64], o99[64], g50[64], g99[64], gmax[64];
     double d1[64], dg[64], st[64], t50[64], t99[64];
+    double gcpu[64], sn[64], ncpu[64];
     int runs = g_opts.runs;
     bench_res res;
 
@@ -306,6 +334,9 @@ w_group_run(bench_entry *e)
         st[i] = res.v[V_TXN_S];
         t50[i] = res.v[V_TXN_P50] * 1e6;
         t99[i] = res.v[V_TXN_P99] * 1e6;
+        gcpu[i] = res.v[V_GROUP_CPU] / res.v[V_GROUP_S];
+        sn[i] = res.v[V_NOSYNC_S];
+        ncpu[i] = res.v[V_NOSYNC_CPU] / res.v[V_NOSYNC_S];
         d1[i] = res.v[V_ONE_DISK] / 1024.0 / (double)a.n1;
         dg[i] = res.v[V_GROUP_DISK] / 1024.0 /
                 (double)(a.per_th * THREADS);
@@ -316,6 +347,9 @@ w_group_run(bench_entry *e)
         bench_log("  %d threads, a txn each: %.0f commits/s (p50 %.0f us, "
                   "p99 %.0f us)", THREADS,
                   (double)(a.per_th * THREADS) / st[i], t50[i], t99[i]);
+        bench_log("  %d threads, no sync: %.0f commits/s (%.2f cpus busy; "
+                  "%.2f with the syncs)", THREADS,
+                  (double)(a.per_th * THREADS) / sn[i], ncpu[i], gcpu[i]);
     }
     uint64_t ng = a.per_th * THREADS;
     bench_fig f1 = bench_fig_of(s1, runs), fg = bench_fig_of(sg, runs);
@@ -376,5 +410,17 @@ w_group_run(bench_entry *e)
         entry_row(e, "%-12s   the disk wrote %.1f KiB per commit (%d "
                      "threads), %.1f KiB (one writer)",
                   "", fdg.med, THREADS, fd1.med);
+    /* what bounds it: the cpus the process kept busy meanwhile, and the
+     * same threads' rate with no sync at all (the commits' own work) */
+    bench_fig fn = bench_fig_of(sn, runs);
+    bench_fig fgc = bench_fig_of(gcpu, runs), fnc = bench_fig_of(ncpu, runs);
+    double cn = (double)ng / fn.med;
+    entry_num(e, "cpus_busy", fgc.med);
+    entry_num(e, "no_sync_commits_per_s", cn);
+    entry_num(e, "no_sync_cpus_busy", fnc.med);
+    entry_num(e, "no_sync_ratio_vs_one_writer", cn / c1);
+    entry_row(e, "%-12s   %.2f cpus busy; with no sync at all %.0f com/s, "
+                 "ratio %.3f (%.2f cpus busy)",
+              "", fgc.med, cn, cn / c1, fnc.med);
     return 0;
 }
