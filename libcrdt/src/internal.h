@@ -116,7 +116,7 @@ struct crdt_replica {
     struct crdt__logrun *merge_run;
     /* a large merge's second thread's buffers (mergeaid.c), kept */
     struct crdt__mergeaid *merge_aid;
-    /* sequence fields' in-memory order, by field (seq_store.c) */
+    /* sequence fields' in-memory order, by field (seq_cache.c) */
     pthread_mutex_t seq_lock;
     struct crdt__seq *seq_cache[8];
     /* Group commit (store_lmdb.c): commits do not sync one by one; a

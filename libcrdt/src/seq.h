@@ -1,5 +1,6 @@
 /*
- * seq.h: the sequence engine of text and list fields (seq.c, seq_store.c).
+ * seq.h: the sequence engine of text and list fields (seq.c; stored by
+ * seq_store.c, seq_load.c, seq_cache.c, seq_list.c).
  *
  * A field's sequence lives in LMDB as insertion runs, delete ranges,
  * held inserts and list overrides (docs/storage.md). In memory it is a

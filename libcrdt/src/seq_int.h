@@ -1,4 +1,5 @@
-/* seq_int.h: the structures of seq.c, shared with seq_store.c only. */
+/* seq_int.h: the structures of seq.c, shared with the files that store
+ * sequences (seq_store.c, seq_load.c, seq_cache.c, seq_list.c). */
 #ifndef CRDT_SEQ_INT_H
 #define CRDT_SEQ_INT_H
 
@@ -115,7 +116,7 @@ struct crdt__seq {
     size_t ndirty, capdirty;
     crdt_actor *dirty_dels; /* actors whose dels differ from dels0 */
     size_t ndirtyd, capdirtyd;
-    /* cache bookkeeping (seq_store.c) */
+    /* cache bookkeeping (seq_cache.c) */
     uint64_t valid_at;
     int busy, cached;
     struct crdt__seq *next_touched;
@@ -154,5 +155,51 @@ int crdt__seq_run_bytes(const seq_run *r, int text, uint64_t off,
 /* 1 if element @p id is integrated and deleted, 0 if visible, -1 if it
  * is not integrated. */
 int crdt__seq_elem_deleted(const crdt__seq *s, const crdt_seq_id *id);
+
+/* ---- record keys (seq_store.c's layout) ---- */
+
+/* key = P sub id [id2] */
+typedef struct {
+    unsigned char b[sizeof(((crdt__seqkey *)0)->b) + 1 + 32];
+    size_t len;
+} seq_skey;
+
+static inline void
+seq_skey_make(seq_skey *k, const crdt__seqkey *p, unsigned char sub,
+          const crdt_actor *a, uint64_t ctr)
+{
+    memcpy(k->b, p->b, p->len);
+    k->len = p->len;
+    k->b[k->len++] = sub;
+    if (a != NULL) {
+        memcpy(k->b + k->len, a->b, 8);
+        crdt__be64(k->b + k->len + 8, ctr);
+        k->len += 16;
+    }
+}
+
+static inline void
+seq_put_id(unsigned char *p, const crdt_seq_id *id)
+{
+    memcpy(p, id->actor.b, 8);
+    crdt__be64(p + 8, id->ctr);
+}
+
+static inline void
+seq_get_id(crdt_seq_id *id, const unsigned char *p)
+{
+    memcpy(id->actor.b, p, 8);
+    id->ctr = crdt__rd64(p + 8);
+}
+
+static inline int
+seq_id_eq(const crdt_seq_id *a, const crdt_seq_id *b)
+{
+    return a->ctr == b->ctr &&
+           (a->ctr == 0 || memcmp(a->actor.b, b->actor.b, 8) == 0);
+}
+
+/* Room for @p sa's delete records to grow by one (seq_store.c). */
+int crdt__seq_dels_grow(seq_actor *sa);
 
 #endif

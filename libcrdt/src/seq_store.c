@@ -1,6 +1,8 @@
 /*
- * seq_store.c: sequence fields in LMDB, the per-replica cache of their
- * in-memory order, and applying the sequence ops.
+ * seq_store.c: sequence fields in LMDB: applying the sequence ops and
+ * writing their records. Their order is built from the records in
+ * seq_load.c, cached per replica in seq_cache.c, and a list read with
+ * its values in seq_list.c.
  *
  * State keys under a field's block P = coll 0 doc 0 field 0 KIND
  * (KIND 'T' text, 'L' list; docs/storage.md):
@@ -44,8 +46,6 @@
 
 #include "seq_int.h"
 
-#define CACHE_MAX 8
-
 void
 crdt__seqkey_make(crdt__seqkey *k, const char *coll, size_t cl,
                   const char *doc, size_t dl, const char *field, size_t fl,
@@ -67,598 +67,6 @@ crdt__seqkey_make(crdt__seqkey *k, const char *coll, size_t cl,
     k->kind = kind;
 }
 
-/* key = P sub id [id2] */
-typedef struct {
-    unsigned char b[sizeof(((crdt__seqkey *)0)->b) + 1 + 32];
-    size_t len;
-} skey;
-
-static void
-skey_make(skey *k, const crdt__seqkey *p, unsigned char sub,
-          const crdt_actor *a, uint64_t ctr)
-{
-    memcpy(k->b, p->b, p->len);
-    k->len = p->len;
-    k->b[k->len++] = sub;
-    if (a != NULL) {
-        memcpy(k->b + k->len, a->b, 8);
-        crdt__be64(k->b + k->len + 8, ctr);
-        k->len += 16;
-    }
-}
-
-static void
-put_id(unsigned char *p, const crdt_seq_id *id)
-{
-    memcpy(p, id->actor.b, 8);
-    crdt__be64(p + 8, id->ctr);
-}
-
-static void
-get_id(crdt_seq_id *id, const unsigned char *p)
-{
-    memcpy(id->actor.b, p, 8);
-    id->ctr = crdt__rd64(p + 8);
-}
-
-static int
-id_eq(const crdt_seq_id *a, const crdt_seq_id *b)
-{
-    return a->ctr == b->ctr &&
-           (a->ctr == 0 || memcmp(a->actor.b, b->actor.b, 8) == 0);
-}
-
-/* ---- building from the records ---- */
-
-typedef struct {
-    crdt_actor a;
-    uint64_t c, l;
-} drec;
-
-static int dels_grow(seq_actor *sa);
-
-static int
-integrate_all(crdt__seq *s)
-{
-    seq_run **stack = NULL;
-    size_t n = 0, cap = 0;
-    int rc = CRDT_OK;
-
-    for (size_t ai = 0; ai < s->nact && rc == CRDT_OK; ai++)
-        for (size_t ri = 0; ri < s->act[ai].n && rc == CRDT_OK; ri++) {
-            seq_run *root = s->act[ai].runs[ri];
-            if (root->state == 2)
-                continue;
-            n = 0;
-            if (n == cap) {
-                cap = cap ? cap * 2 : 64;
-                seq_run **ns = realloc(stack, cap * sizeof *ns);
-                if (ns == NULL) {
-                    rc = CRDT_ENOMEM;
-                    break;
-                }
-                stack = ns;
-            }
-            stack[n++] = root;
-            root->state = 1;
-            while (n > 0 && rc == CRDT_OK) {
-                seq_run *t = stack[n - 1], *dep = NULL;
-                crdt_seq_id before = { t->actor, t->ctr - 1 };
-                const crdt_seq_id *o[3] = { &t->left, &t->right, &before };
-                seq_actor *ta = crdt__seq_actor(s, &t->actor, 0);
-                /* the actor's previous run goes first (invariant 3) */
-                if (ta != NULL) {
-                    size_t lo = 0, hi = ta->n;
-                    while (lo < hi) { /* t's index among the actor's runs */
-                        size_t mid = (lo + hi) / 2;
-                        if (ta->runs[mid]->ctr < t->ctr)
-                            lo = mid + 1;
-                        else
-                            hi = mid;
-                    }
-                    before.ctr = lo > 0 ? ta->runs[lo - 1]->ctr : 0;
-                }
-                for (int i = 0; i < 3 && dep == NULL; i++) {
-                    seq_run *d;
-                    if (o[i]->ctr == 0)
-                        continue;
-                    d = crdt__seq_run_find(s, o[i]);
-                    if (d == NULL || d == t || d->state == 1) {
-                        rc = CRDT_ECORRUPT; /* missing or circular */
-                        break;
-                    }
-                    /* the element must be in the part already stored */
-                    if (d->state == 0)
-                        dep = d;
-                }
-                if (rc < 0)
-                    break;
-                if (dep != NULL) {
-                    if (n == cap) {
-                        cap *= 2;
-                        seq_run **ns = realloc(stack, cap * sizeof *ns);
-                        if (ns == NULL) {
-                            rc = CRDT_ENOMEM;
-                            break;
-                        }
-                        stack = ns;
-                    }
-                    dep->state = 1;
-                    stack[n++] = dep;
-                    continue;
-                }
-                rc = crdt__seq_integrate(s, t, 0, t->len);
-                t->state = 2;
-                n--;
-            }
-        }
-    free(stack);
-    return rc;
-}
-
-static int
-get_varint(const unsigned char **p, const unsigned char *end, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*p >= end)
-            return CRDT_ECORRUPT;
-        v |= (uint64_t)(**p & 0x7f) << shift;
-        if (!(*(*p)++ & 0x80)) {
-            *out = v;
-            return CRDT_OK;
-        }
-    }
-    return CRDT_ECORRUPT;
-}
-
-/*
- * One 'b' record: segments placed at the end of the order, in turn (the
- * 'b' records come first in key order, so before any other run). Each
- * is a base run whose left origin is the element before it and whose
- * right origin is the end, as if one writer had typed the compacted
- * sequence from start to end: later inserts integrate against that.
- */
-static int
-base_load(crdt__seq *s, const unsigned char *v, size_t vl, int text,
-          crdt_seq_id *last)
-{
-    const unsigned char *p = v, *end = v + vl, *actors;
-    unsigned n;
-
-    if (vl == 0)
-        return CRDT_ECORRUPT;
-    n = *p++;
-    if (n == 0 || (size_t)(end - p) < 8 * (size_t)n)
-        return CRDT_ECORRUPT;
-    actors = p;
-    p += 8 * (size_t)n;
-    if (p == end)
-        return CRDT_ECORRUPT;
-    while (p < end) {
-        crdt_actor a;
-        uint64_t ai, c, len, nb;
-        crdt_seq_id first, lastid;
-        seq_actor *sa;
-        seq_run *r;
-        long i;
-        int rc;
-
-        if (get_varint(&p, end, &ai) < 0 || get_varint(&p, end, &c) < 0 ||
-            get_varint(&p, end, &len) < 0 || get_varint(&p, end, &nb) < 0 ||
-            ai >= n)
-            return CRDT_ECORRUPT;
-        memcpy(a.b, actors + 8 * ai, 8);
-        if (c == 0 || len == 0 || len > (UINT64_C(1) << 61) ||
-            c > (UINT64_C(1) << 61) - len || nb > (size_t)(end - p) ||
-            nb < len)
-            return CRDT_ECORRUPT; /* ids stay far below the codec's 2^62
-                                     (seq_codec.c), ranges and inserts
-                                     next to them too */
-        first.actor = a;
-        first.ctr = c;
-        lastid.actor = a;
-        lastid.ctr = c + len - 1;
-        if (crdt__seq_run_find(s, &first) != NULL ||
-            crdt__seq_run_find(s, &lastid) != NULL)
-            return CRDT_ECORRUPT; /* overlaps a run */
-        if ((r = crdt__seq_run_new(s, &a, c)) == NULL)
-            return CRDT_ENOMEM;
-        sa = crdt__seq_actor(s, &a, 0);
-        {
-            size_t lo = 0, hi = sa->n; /* r's index: runs sorted by ctr */
-            while (lo < hi) {
-                size_t mid = (lo + hi) / 2;
-                if (sa->runs[mid]->ctr < c)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            i = (long)lo;
-        }
-        if ((size_t)i + 1 < sa->n && sa->runs[i + 1]->ctr < c + len)
-            return CRDT_ECORRUPT; /* a run inside it */
-        r->left = *last;
-        if ((rc = crdt__seq_run_append(r, p, (size_t)nb, len, text)) < 0 ||
-            (rc = crdt__seq_base_add(s, r)) < 0)
-            return rc;
-        r->state = 2;
-        p += nb;
-        *last = lastid;
-    }
-    return CRDT_OK;
-}
-
-int
-crdt__seq_build(crdt__seq **out, MDB_txn *txn, MDB_dbi dbi, const crdt__seqkey *k)
-{
-    crdt__seq *s = calloc(1, sizeof *s);
-    MDB_cursor *cur = NULL;
-    MDB_val key, val;
-    drec *d = NULL;
-    size_t nd = 0, capd = 0;
-    crdt_seq_id base_last = { { { 0 } }, 0 };
-    int rc = CRDT_OK, mrc;
-
-    if (s == NULL)
-        return CRDT_ENOMEM;
-    s->key = *k;
-    s->dbi = dbi;
-    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
-        goto fail;
-    key.mv_size = k->len;
-    key.mv_data = (void *)k->b;
-    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); mrc == 0;
-         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        const unsigned char *kb = key.mv_data, *v = val.mv_data;
-        crdt_actor a;
-        uint64_t c;
-
-        if (key.mv_size < k->len || memcmp(kb, k->b, k->len) != 0)
-            break;
-        if (key.mv_size == k->len) {
-            s->has_header = 1;
-            continue;
-        }
-        if (kb[k->len] == 'p') {
-            seq_actor *sa;
-            crdt_actor oa;
-            uint64_t end;
-            if (key.mv_size != k->len + 33 || val.mv_size < 40) {
-                rc = CRDT_ECORRUPT;
-                goto fail;
-            }
-            memcpy(oa.b, kb + k->len + 17, 8);
-            end = crdt__rd64(kb + k->len + 25) + crdt__rd64(v + 32);
-            if ((sa = crdt__seq_actor(s, &oa, 1)) == NULL) {
-                rc = CRDT_ENOMEM;
-                goto fail;
-            }
-            if (end > sa->held_end)
-                sa->held_end = end;
-            s->nparked++;
-            continue;
-        }
-        if (kb[k->len] == 'v')
-            continue;
-        if (kb[k->len] == 'a') {
-            if (key.mv_size != k->len + 41 || val.mv_size != 8) {
-                rc = CRDT_ECORRUPT;
-                goto fail;
-            }
-            s->ncopies++;
-            continue;
-        }
-        if (kb[k->len] == 'b') {
-            if (key.mv_size != k->len + 9 ||
-                (rc = base_load(s, v, val.mv_size, k->kind == 'T',
-                                &base_last)) < 0) {
-                rc = rc < 0 ? rc : CRDT_ECORRUPT;
-                goto fail;
-            }
-            continue;
-        }
-        if (kb[k->len] == 'x') {
-            seq_actor *sa;
-            if (key.mv_size != k->len + 9 || val.mv_size != 8) {
-                rc = CRDT_ECORRUPT;
-                goto fail;
-            }
-            memcpy(a.b, kb + k->len + 1, 8);
-            if ((sa = crdt__seq_actor(s, &a, 1)) == NULL) {
-                rc = CRDT_ENOMEM;
-                goto fail;
-            }
-            sa->cut_end = crdt__rd64(v);
-            continue;
-        }
-        if (key.mv_size != k->len + 17) {
-            rc = CRDT_ECORRUPT;
-            goto fail;
-        }
-        memcpy(a.b, kb + k->len + 1, 8);
-        c = crdt__rd64(kb + k->len + 9);
-        if (kb[k->len] == 'd') {
-            seq_actor *sa;
-            if (val.mv_size != 8 || c == 0) {
-                rc = CRDT_ECORRUPT;
-                goto fail;
-            }
-            if (nd == capd) {
-                capd = capd ? capd * 2 : 16;
-                drec *nd2 = realloc(d, capd * sizeof *d);
-                if (nd2 == NULL) {
-                    rc = CRDT_ENOMEM;
-                    goto fail;
-                }
-                d = nd2;
-            }
-            d[nd].a = a;
-            d[nd].c = c;
-            d[nd].l = crdt__rd64(v);
-            if ((sa = crdt__seq_actor(s, &a, 1)) == NULL) {
-                rc = CRDT_ENOMEM;
-                goto fail;
-            }
-            if (c + d[nd].l > sa->del_end)
-                sa->del_end = c + d[nd].l;
-            nd++;
-        } else if (kb[k->len] == 'r') {
-            seq_run *r;
-            uint64_t len;
-            if (val.mv_size < 40 || c == 0) {
-                rc = CRDT_ECORRUPT;
-                goto fail;
-            }
-            len = crdt__rd64(v);
-            if ((r = crdt__seq_run_new(s, &a, c)) == NULL) {
-                rc = CRDT_ENOMEM;
-                goto fail;
-            }
-            get_id(&r->left, v + 8);
-            get_id(&r->right, v + 24);
-            if ((rc = crdt__seq_run_append(r, v + 40, val.mv_size - 40, len,
-                                           k->kind == 'T')) < 0)
-                goto fail;
-        } else {
-            rc = CRDT_ECORRUPT;
-            goto fail;
-        }
-    }
-    if (mrc != 0 && mrc != MDB_NOTFOUND) {
-        rc = crdt__mdb_err(mrc);
-        goto fail;
-    }
-    mdb_cursor_close(cur);
-    cur = NULL;
-    if ((rc = integrate_all(s)) < 0)
-        goto fail;
-    for (size_t i = 0; i < nd; i++) {
-        seq_actor *sa;
-        if ((rc = crdt__seq_mark_deleted(s, &d[i].a, d[i].c,
-                                         d[i].c + d[i].l)) < 0)
-            goto fail;
-        /* the records in memory too: in key order, so sorted; disjoint
-         * and never touching (invariant 2), or they are not ours */
-        if ((sa = crdt__seq_actor(s, &d[i].a, 1)) == NULL) {
-            rc = CRDT_ENOMEM;
-            goto fail;
-        }
-        if (d[i].l == 0 || d[i].c + d[i].l < d[i].c ||
-            (sa->ndel > 0 && d[i].c <= sa->dels[sa->ndel - 1].e)) {
-            rc = CRDT_ECORRUPT;
-            goto fail;
-        }
-        if (sa->ndel == sa->capdel && dels_grow(sa) < 0) {
-            rc = CRDT_ENOMEM;
-            goto fail;
-        }
-        sa->dels[sa->ndel].c = d[i].c;
-        sa->dels[sa->ndel].e = d[i].c + d[i].l;
-        sa->ndel++;
-    }
-    free(d);
-    *out = s;
-    return CRDT_OK;
-fail:
-    if (cur)
-        mdb_cursor_close(cur);
-    free(d);
-    crdt__seq_free(s);
-    return rc;
-}
-
-/* ---- the cache ---- */
-
-static int
-same_key(const crdt__seq *s, MDB_dbi dbi, const crdt__seqkey *k)
-{
-    return s->dbi == dbi && s->key.len == k->len &&
-           memcmp(s->key.b, k->b, k->len) == 0;
-}
-
-static int
-cache_find(crdt_replica *r, MDB_dbi dbi, const crdt__seqkey *k)
-{
-    for (int i = 0; i < CACHE_MAX; i++)
-        if (r->seq_cache[i] != NULL && same_key(r->seq_cache[i], dbi, k))
-            return i;
-    return -1;
-}
-
-/* A free slot, evicting an idle entry if needed; -1 if all are busy. */
-static int
-cache_slot(crdt_replica *r)
-{
-    for (int i = 0; i < CACHE_MAX; i++)
-        if (r->seq_cache[i] == NULL)
-            return i;
-    for (int i = 0; i < CACHE_MAX; i++)
-        if (!r->seq_cache[i]->busy) {
-            crdt__seq_free(r->seq_cache[i]);
-            r->seq_cache[i] = NULL;
-            return i;
-        }
-    return -1;
-}
-
-static void
-cache_drop(crdt_replica *r, crdt__seq *s)
-{
-    for (int i = 0; i < CACHE_MAX; i++)
-        if (r->seq_cache[i] == s)
-            r->seq_cache[i] = NULL;
-    crdt__seq_free(s);
-}
-
-void
-crdt__seq_cache_free(crdt_replica *r)
-{
-    for (int i = 0; i < CACHE_MAX; i++) {
-        crdt__seq_free(r->seq_cache[i]);
-        r->seq_cache[i] = NULL;
-    }
-}
-
-int
-crdt__seq_for_write(crdt__seq **out, crdt__wctx *w, const crdt__seqkey *k)
-{
-    crdt_replica *r = w->r;
-    uint64_t id = mdb_txn_id(w->txn);
-    crdt__seq *s;
-    int i, rc;
-
-    for (s = w->seq_touched; s != NULL; s = s->next_touched)
-        if (same_key(s, w->state, k)) {
-            *out = s;
-            return s->broken ? CRDT_ENOMEM : CRDT_OK;
-        }
-    pthread_mutex_lock(&r->seq_lock);
-    i = cache_find(r, w->state, k);
-    if (i >= 0 && !r->seq_cache[i]->busy &&
-        r->seq_cache[i]->valid_at == id - 1) {
-        s = r->seq_cache[i];
-        s->busy = 1;
-        pthread_mutex_unlock(&r->seq_lock);
-    } else {
-        if (i >= 0 && !r->seq_cache[i]->busy) {
-            crdt__seq_free(r->seq_cache[i]);
-            r->seq_cache[i] = NULL;
-        }
-        pthread_mutex_unlock(&r->seq_lock);
-        if ((rc = crdt__seq_build(&s, w->txn, w->state, k)) < 0)
-            return rc;
-        s->busy = 1;
-        pthread_mutex_lock(&r->seq_lock);
-        if (cache_find(r, w->state, k) < 0 && (i = cache_slot(r)) >= 0) {
-            r->seq_cache[i] = s;
-            s->cached = 1;
-        }
-        pthread_mutex_unlock(&r->seq_lock);
-    }
-    s->next_touched = w->seq_touched;
-    w->seq_touched = s;
-    *out = s;
-    return CRDT_OK;
-}
-
-void
-crdt__seq_wctx_commit(crdt__wctx *w, uint64_t txnid)
-{
-    crdt_replica *r = w->r;
-    crdt__seq *s, *next;
-
-    pthread_mutex_lock(&r->seq_lock);
-    for (int i = 0; i < CACHE_MAX; i++) {
-        crdt__seq *c = r->seq_cache[i];
-        if (c != NULL && !c->busy) {
-            if (c->valid_at == txnid - 1 && !w->seq_foreign)
-                c->valid_at = txnid; /* this txn left it alone */
-            else if (w->seq_foreign) {
-                crdt__seq_free(c);
-                r->seq_cache[i] = NULL;
-            }
-        }
-    }
-    for (s = w->seq_touched; s != NULL; s = next) {
-        next = s->next_touched;
-        s->next_touched = NULL;
-        s->busy = 0;
-        s->valid_at = txnid;
-        if (!s->cached || s->broken || w->seq_foreign)
-            s->cached ? cache_drop(r, s) : crdt__seq_free(s);
-    }
-    pthread_mutex_unlock(&r->seq_lock);
-    w->seq_touched = NULL;
-}
-
-void
-crdt__seq_wctx_abort(crdt__wctx *w)
-{
-    crdt_replica *r = w->r;
-    crdt__seq *s, *next;
-
-    if (w->seq_touched == NULL)
-        return;
-    pthread_mutex_lock(&r->seq_lock);
-    for (s = w->seq_touched; s != NULL; s = next) {
-        next = s->next_touched;
-        s->cached ? cache_drop(r, s) : crdt__seq_free(s);
-    }
-    pthread_mutex_unlock(&r->seq_lock);
-    w->seq_touched = NULL;
-}
-
-int
-crdt__seq_for_read(crdt__seq **out, crdt_replica *r, MDB_txn *txn,
-                   MDB_dbi dbi, const crdt__seqkey *k)
-{
-    uint64_t id = mdb_txn_id(txn);
-    crdt__seq *s;
-    int i, rc;
-
-    pthread_mutex_lock(&r->seq_lock);
-    i = cache_find(r, dbi, k);
-    if (i >= 0 && !r->seq_cache[i]->busy && r->seq_cache[i]->valid_at == id) {
-        *out = r->seq_cache[i];
-        return CRDT_OK; /* held under the lock until release */
-    }
-    pthread_mutex_unlock(&r->seq_lock);
-    if ((rc = crdt__seq_build(&s, txn, dbi, k)) < 0)
-        return rc;
-    s->valid_at = id;
-    pthread_mutex_lock(&r->seq_lock);
-    i = cache_find(r, dbi, k);
-    if (i >= 0 && !r->seq_cache[i]->busy &&
-        r->seq_cache[i]->valid_at < id) {
-        crdt__seq_free(r->seq_cache[i]);
-        r->seq_cache[i] = NULL;
-        i = -1;
-    }
-    if (i < 0 && (i = cache_slot(r)) >= 0) {
-        r->seq_cache[i] = s;
-        s->cached = 1;
-        *out = s;
-        return CRDT_OK; /* held under the lock */
-    }
-    pthread_mutex_unlock(&r->seq_lock);
-    *out = s;
-    return CRDT_OK;
-}
-
-void
-crdt__seq_release(crdt_replica *r, crdt__seq *s)
-{
-    if (s == NULL)
-        return;
-    if (s->cached)
-        pthread_mutex_unlock(&r->seq_lock);
-    else
-        crdt__seq_free(s);
-}
-
-/* ---- writing records ---- */
 
 static int
 put_header(crdt__wctx *w, crdt__seq *s)
@@ -746,13 +154,13 @@ put_del_record(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
 {
     unsigned char ov[8], nv[8];
     MDB_val o = { 8, ov };
-    skey k;
+    seq_skey k;
 
     if (len == old)
         return CRDT_OK;
     /* no state_get put the cursor on this key: no in-place overwrite */
     w->cur_at = 0;
-    skey_make(&k, &s->key, 'd', a, c);
+    seq_skey_make(&k, &s->key, 'd', a, c);
     crdt__be64(ov, old);
     crdt__be64(nv, len);
     return len == 0 ? crdt__state_del(w, k.b, k.len, &o)
@@ -762,8 +170,8 @@ put_del_record(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
 
 /* Room for one more delete record of @p sa at the end: the free slots
  * before the array are taken back first, then the allocation grows. */
-static int
-dels_grow(seq_actor *sa)
+int
+crdt__seq_dels_grow(seq_actor *sa)
 {
     if (sa->dels_skip > 0) {
         seq_ival *base = sa->dels - sa->dels_skip;
@@ -847,7 +255,7 @@ put_deleted(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
         sa->capdel++;
         sa->ndel++;
     } else if (hi == lo) { /* a new record at lo */
-        if (sa->ndel == sa->capdel && dels_grow(sa) < 0)
+        if (sa->ndel == sa->capdel && crdt__seq_dels_grow(sa) < 0)
             return CRDT_ENOMEM;
         memmove(&sa->dels[lo + 1], &sa->dels[lo],
                 (sa->ndel - lo) * sizeof *sa->dels);
@@ -936,8 +344,8 @@ static size_t
 run_value(unsigned char *v, const seq_run *r, uint64_t len, size_t nbytes)
 {
     crdt__be64(v, len);
-    put_id(v + 8, &r->left);
-    put_id(v + 24, &r->right);
+    seq_put_id(v + 8, &r->left);
+    seq_put_id(v + 24, &r->right);
     memcpy(v + 40, r->bytes, nbytes);
     return 40 + nbytes;
 }
@@ -969,7 +377,7 @@ seq_flush(crdt__wctx *w, crdt__seq *s)
         seq_run *r = s->dirty_runs[i];
         MDB_val old;
         size_t vl = 40 + r->nbytes, ol = 0;
-        skey k;
+        seq_skey k;
 
         if (2 * vl > bufcap) {
             unsigned char *nb = malloc(2 * vl);
@@ -985,7 +393,7 @@ seq_flush(crdt__wctx *w, crdt__seq *s)
             ol = run_value(buf + vl, r, r->stored_len, r->stored_nbytes);
         old.mv_size = ol;
         old.mv_data = buf + vl;
-        skey_make(&k, &s->key, 'r', &r->actor, r->ctr);
+        seq_skey_make(&k, &s->key, 'r', &r->actor, r->ctr);
         w->cur_at = 0; /* the cursor is not on this key: no overwrite */
         rc = crdt__state_put(w, k.b, k.len, buf, vl,
                              r->stored_len > 0 ? &old : NULL);
@@ -1047,11 +455,11 @@ park(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *wait,
      const crdt_seq_id *right, const void *bytes, size_t nb, uint64_t n)
 {
     unsigned char *v;
-    skey k;
+    seq_skey k;
     MDB_val old;
     int rc;
 
-    skey_make(&k, &s->key, 'p', &wait->actor, wait->ctr);
+    seq_skey_make(&k, &s->key, 'p', &wait->actor, wait->ctr);
     memcpy(k.b + k.len, actor->b, 8);
     crdt__be64(k.b + k.len + 8, ctr);
     k.len += 16;
@@ -1060,8 +468,8 @@ park(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *wait,
         return rc; /* held already (invariant 3) */
     if ((v = malloc(40 + nb)) == NULL)
         return CRDT_ENOMEM;
-    put_id(v, left);
-    put_id(v + 16, right);
+    seq_put_id(v, left);
+    seq_put_id(v + 16, right);
     crdt__be64(v + 32, n);
     memcpy(v + 40, bytes, nb);
     rc = crdt__state_put(w, k.b, k.len, v, 40 + nb, NULL);
@@ -1121,7 +529,7 @@ ins_typing(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
     r = sa->runs[sa->n - 1];
     if (r->base || r->ctr + r->len != ctr || left->ctr + 1 != ctr ||
         memcmp(left->actor.b, actor->b, CRDT_ACTOR_BYTES) != 0 ||
-        !id_eq(right, &r->right) ||
+        !seq_id_eq(right, &r->right) ||
         (last = crdt__seq_typing_frag(s, r, right)) == NULL)
         return 0;
     if ((*rc = put_header(w, s)) < 0 || (*rc = run_touch(s, r, 0)) < 0 ||
@@ -1189,8 +597,8 @@ ins_one(crdt__wctx *w, crdt__seq *s, const crdt_actor *actor, uint64_t ctr,
         return rc;
     r = crdt__seq_run_find(s, &prev_id);
     if (r != NULL && !r->base && r->ctr + r->len == ctr &&
-        id_eq(left, &prev_id) &&
-        id_eq(right, &r->right)) {
+        seq_id_eq(left, &prev_id) &&
+        seq_id_eq(right, &r->right)) {
         off = r->len; /* invariant (1): the run grows */
         if ((rc = run_touch(s, r, 0)) < 0)
             return rc;
@@ -1219,7 +627,7 @@ unpark(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
 {
     MDB_cursor *cur;
     MDB_val key, val;
-    skey k;
+    seq_skey k;
     size_t base = s->key.len + 1;
     int mrc, rc;
 
@@ -1232,7 +640,7 @@ unpark(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
 
         if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->state, &cur))) < 0)
             return rc;
-        skey_make(&k, &s->key, 'p', a, c);
+        seq_skey_make(&k, &s->key, 'p', a, c);
         key.mv_size = k.len;
         key.mv_data = k.b;
         mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
@@ -1260,8 +668,8 @@ unpark(crdt__wctx *w, crdt__seq *s, const crdt_actor *a, uint64_t c,
             s->nparked--;
             memcpy(oa.b, copy + kl - 16, 8);
             oc = crdt__rd64(copy + kl - 8);
-            get_id(&l, copy + kl);
-            get_id(&r, copy + kl + 16);
+            seq_get_id(&l, copy + kl);
+            seq_get_id(&r, copy + kl + 16);
             on = crdt__rd64(copy + kl + 32);
             rc = ins_one(w, s, &oa, oc, &l, &r, copy + kl + 40, vl - 40, on,
                          wl, 1);
@@ -1299,10 +707,10 @@ apply_lset(crdt__wctx *w, crdt__seq *s, const crdt_seq_id *target,
 {
     unsigned char *buf;
     MDB_val old;
-    skey k;
+    seq_skey k;
     int n, rc, c = 1;
 
-    skey_make(&k, &s->key, 'v', &target->actor, target->ctr);
+    seq_skey_make(&k, &s->key, 'v', &target->actor, target->ctr);
     rc = crdt__state_get(w, k.b, k.len, &old);
     if (rc < 0 && rc != CRDT_ENOTFOUND)
         return rc;
@@ -1447,154 +855,3 @@ crdt__seq_apply(crdt__wctx *w, const crdt_op *op, uint64_t hlc,
 
 /* ---- lists ---- */
 
-typedef struct {
-    crdt_value *v;
-    size_t n, cap, bytes;
-    const unsigned char **ov_key; /* overrides: sorted keys (id, 16 bytes) */
-    const unsigned char **ov_val;
-    size_t nov;
-    int rc;
-} list_acc;
-
-static const unsigned char *
-find_override(const list_acc *a, const crdt_actor *actor, uint64_t ctr)
-{
-    unsigned char id[16];
-    size_t lo = 0, hi = a->nov;
-
-    memcpy(id, actor->b, 8);
-    crdt__be64(id + 8, ctr);
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = memcmp(a->ov_key[mid], id, 16);
-        if (c == 0)
-            return a->ov_val[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return NULL;
-}
-
-static int
-list_cb(const seq_run *r, uint64_t off, uint64_t len, void *ctx)
-{
-    list_acc *a = ctx;
-    crdt__mp m = { r->bytes, r->bytes + r->nbytes };
-
-    for (uint64_t i = 0; i < off; i++)
-        if (crdt__mp_skip(&m) < 0)
-            return a->rc = CRDT_ECORRUPT;
-    for (uint64_t i = 0; i < len; i++) {
-        crdt_value v;
-        const unsigned char *ov = find_override(a, &r->actor,
-                                                r->ctr + off + i);
-        if (crdt__mp_value(&m, &v) < 0)
-            return a->rc = CRDT_ECORRUPT;
-        if (ov != NULL) {
-            crdt__mp om = { ov + 16, ov + 16 + crdt__rd64(ov - 8) };
-            if (crdt__mp_value(&om, &v) < 0)
-                return a->rc = CRDT_ECORRUPT;
-        }
-        if (a->n == a->cap) {
-            size_t cap = a->cap ? a->cap * 2 : 16;
-            crdt_value *nv = realloc(a->v, cap * sizeof *nv);
-            if (nv == NULL)
-                return a->rc = CRDT_ENOMEM;
-            a->v = nv;
-            a->cap = cap;
-        }
-        a->v[a->n++] = v;
-        if (v.type == CRDT_VSTRING || v.type == CRDT_VBYTES)
-            a->bytes += v.u.s.len;
-    }
-    return 0;
-}
-
-int
-crdt__seq_list(const crdt__seq *s, MDB_txn *txn, MDB_dbi dbi,
-               crdt_value **out, size_t *n)
-{
-    list_acc a = { 0 };
-    MDB_cursor *cur;
-    MDB_val key, val;
-    skey k;
-    size_t capov = 0;
-    unsigned char **lenbox = NULL;
-    int mrc, rc;
-    crdt_value *res;
-    char *p;
-
-    /* overrides: keep views into the map; the value length sits in a
-     * box just before each view (ov - 8), built here */
-    if ((rc = crdt__mdb_err(mdb_cursor_open(txn, dbi, &cur))) < 0)
-        return rc;
-    skey_make(&k, &s->key, 'v', NULL, 0);
-    key.mv_size = k.len;
-    key.mv_data = k.b;
-    for (mrc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); mrc == 0;
-         mrc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        unsigned char *box;
-        if (key.mv_size != k.len + 16 || memcmp(key.mv_data, k.b, k.len) != 0)
-            break;
-        if (val.mv_size < 17)
-            continue;
-        if (a.nov == capov) {
-            capov = capov ? capov * 2 : 16;
-            const unsigned char **nk = realloc(a.ov_key, capov * sizeof *nk);
-            if (nk != NULL)
-                a.ov_key = nk;
-            const unsigned char **nv = realloc(a.ov_val, capov * sizeof *nv);
-            if (nv != NULL)
-                a.ov_val = nv;
-            unsigned char **nb = realloc(lenbox, capov * sizeof *nb);
-            if (nb != NULL)
-                lenbox = nb;
-            if (nk == NULL || nv == NULL || nb == NULL) {
-                rc = CRDT_ENOMEM;
-                break;
-            }
-        }
-        if ((box = malloc(8 + val.mv_size)) == NULL) {
-            rc = CRDT_ENOMEM;
-            break;
-        }
-        crdt__be64(box, val.mv_size - 16);
-        memcpy(box + 8, val.mv_data, val.mv_size);
-        lenbox[a.nov] = box;
-        a.ov_key[a.nov] = (unsigned char *)key.mv_data + k.len;
-        a.ov_val[a.nov] = box + 8;
-        a.nov++;
-    }
-    mdb_cursor_close(cur);
-    if (rc == CRDT_OK)
-        crdt__seq_walk(s, list_cb, &a);
-    if (rc == CRDT_OK)
-        rc = a.rc;
-    if (rc == CRDT_OK) {
-        res = malloc(a.n * sizeof *res + a.bytes + 1);
-        if (res == NULL) {
-            rc = CRDT_ENOMEM;
-        } else {
-            p = (char *)(res + a.n);
-            for (size_t i = 0; i < a.n; i++) {
-                res[i] = a.v[i];
-                if (res[i].type == CRDT_VSTRING || res[i].type == CRDT_VBYTES) {
-                    memcpy(p, a.v[i].u.s.ptr, a.v[i].u.s.len);
-                    res[i].u.s.ptr = p;
-                    p += a.v[i].u.s.len;
-                }
-            }
-            *out = res;
-            *n = a.n;
-        }
-    }
-    for (size_t i = 0; i < a.nov; i++)
-        free(lenbox[i]);
-    free(lenbox);
-    free(a.ov_key);
-    free(a.ov_val);
-    free(a.v);
-    return rc;
-}
