@@ -1343,9 +1343,11 @@ enc_record(pk_enc *e, const crdt_change *c)
         if ((f & F_HLC) == F_HLC_LATER_MS &&
             (rc = buf_varint(&e->out, later)) < 0)
             return rc;
-    } else if ((rc = buf_varint(&e->out, ((uint64_t)dh << 1) ^
-                                             (uint64_t)(dh >> 63))) < 0) {
-        return rc;
+    } else {
+        /* zigzag; the sign spread without shifting a negative value */
+        uint64_t zz = ((uint64_t)dh << 1) ^ (dh < 0 ? UINT64_MAX : 0);
+        if ((rc = buf_varint(&e->out, zz)) < 0)
+            return rc;
     }
     if (!(f & F_ONE_OP) && (rc = buf_varint(&e->out, c->n_ops)) < 0)
         return rc;
