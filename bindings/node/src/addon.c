@@ -1611,4 +1611,9 @@ init(napi_env env, napi_value exports)
     return exports;
 }
 
+/* node_api.h's macro defines a function without a prototype; gcc lets a
+ * system header's macro do that, clang does not */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-prototypes"
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
+#pragma GCC diagnostic pop
