@@ -565,6 +565,7 @@ int
 crdt__auth_settle(crdt__wctx *w)
 {
     crdt__auth *a = &w->auth;
+    uint64_t epoch;
     int rc, need;
 
     if (a->replaying || (!a->genesis_new && a->n_touched == 0 &&
@@ -584,8 +585,9 @@ crdt__auth_settle(crdt__wctx *w)
         return CRDT_OK;
     /* After an epoch the log no longer holds every op since the start:
      * the epoch's base stands (docs/security.md, "Limits"). */
-    if (crdt__meta_u64(w->txn, w->r, "epoch_num") != 0)
-        return CRDT_OK;
+    if ((rc = crdt__meta_u64(w->txn, w->r, "epoch_num", &epoch)) < 0 ||
+        epoch != 0)
+        return rc;
     return replay(w);
 }
 
@@ -674,14 +676,14 @@ int
 crdt_member_role(crdt_replica *r, const unsigned char *pk, crdt_role *out)
 {
     MDB_txn *txn;
-    int rc;
+    int rc, slot;
 
     if (r == NULL || pk == NULL || out == NULL)
         return CRDT_EINVAL;
     if ((rc = crdt__txn_begin(r, 0, &txn)) < 0)
         return rc;
-    rc = role_in(txn, r->dbi[CRDT_DB_STATE0 + crdt__state_slot(txn, r)], r,
-                 pk, out, NULL);
+    if ((rc = crdt__state_slot(txn, r, &slot)) == CRDT_OK)
+        rc = role_in(txn, r->dbi[CRDT_DB_STATE0 + slot], r, pk, out, NULL);
     crdt__txn_end(r, txn, 0);
     return rc < 0 ? rc : CRDT_OK;
 }
@@ -690,14 +692,15 @@ int
 crdt_members_owner(crdt_replica *r, unsigned char *owner_out)
 {
     MDB_txn *txn;
-    int rc;
+    int rc, slot;
 
     if (r == NULL)
         return CRDT_EINVAL;
     if ((rc = crdt__txn_begin(r, 0, &txn)) < 0)
         return rc;
-    rc = role_in(txn, r->dbi[CRDT_DB_STATE0 + crdt__state_slot(txn, r)], r,
-                 NULL, NULL, owner_out);
+    if ((rc = crdt__state_slot(txn, r, &slot)) == CRDT_OK)
+        rc = role_in(txn, r->dbi[CRDT_DB_STATE0 + slot], r, NULL, NULL,
+                     owner_out);
     crdt__txn_end(r, txn, 0);
     return rc;
 }

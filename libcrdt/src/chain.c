@@ -224,7 +224,8 @@ crdt__chain_check(int *out, MDB_txn *txn, crdt_replica *r,
         return CRDT_OK;
     }
     /* folded into an epoch: the archive keeps the change (until pruned) */
-    epochs = crdt__meta_u64(txn, r, "epoch_num");
+    if ((rc = crdt__meta_u64(txn, r, "epoch_num", &epochs)) < 0)
+        return rc;
     for (uint64_t e = 0; e <= epochs && e < 1u << 20; e++) {
         crdt__be64(key, e);
         rc = compare_at(out, &spans, txn, r->dbi[CRDT_DB_ARCHIVE], key, 8, a,

@@ -340,13 +340,17 @@ crdt__feed_write(crdt__wctx *w)
         return CRDT_OK;
     if ((rc = build_record(a)) < 0)
         return rc;
-    if (crdt__meta_get(w->txn, r, "feed_gen", &v) != CRDT_OK ||
-        v.mv_size != 8) {
+    rc = crdt__meta_get(w->txn, r, "feed_gen", &v);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    if (rc == CRDT_ENOTFOUND || v.mv_size != 8) {
         randombytes_buf(gen, sizeof gen);
         if ((rc = crdt__meta_put(w->txn, r, "feed_gen", gen, 8)) < 0)
             return rc;
     }
-    seq = crdt__meta_u64(w->txn, r, "feed_seq") + 1;
+    if ((rc = crdt__meta_u64(w->txn, r, "feed_seq", &seq)) < 0)
+        return rc;
+    seq++;
     crdt__be64(key, seq);
     vv.mv_data = a->rec;
     vv.mv_size = a->rec_len;

@@ -254,11 +254,15 @@ read_head(MDB_txn *txn, crdt_replica *r, crdt_feed_cursor *c)
 {
     MDB_val v;
 
+    int rc;
+
     memset(c, 0, sizeof *c);
-    if (crdt__meta_get(txn, r, "feed_gen", &v) == CRDT_OK && v.mv_size == 8)
+    rc = crdt__meta_get(txn, r, "feed_gen", &v);
+    if (rc == CRDT_OK && v.mv_size == 8)
         memcpy(c->gen, v.mv_data, 8);
-    c->seq = crdt__meta_u64(txn, r, "feed_seq");
-    return CRDT_OK;
+    else if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    return crdt__meta_u64(txn, r, "feed_seq", &c->seq);
 }
 
 int
@@ -305,7 +309,10 @@ crdt_feed_since(crdt_replica *r, const crdt_feed_cursor *from,
     feed_retry_open(r);
     if ((rc = crdt__txn_begin(r, 0, &txn)) < 0)
         return rc;
-    read_head(txn, r, &head);
+    if ((rc = read_head(txn, r, &head)) < 0) {
+        crdt__txn_end(r, txn, 0);
+        return rc;
+    }
     /* a zero cursor is "from the start": valid while nothing fell out */
     valid = (memcmp(from->gen, head.gen, 8) == 0 ||
              (memcmp(from->gen, zero, 8) == 0 && from->seq == 0)) &&

@@ -52,8 +52,11 @@ int
 crdt__count_add(MDB_txn *txn, crdt_replica *r, const char *key,
                 int64_t delta)
 {
-    uint64_t v = crdt__meta_u64(txn, r, key);
+    uint64_t v;
+    int rc = crdt__meta_u64(txn, r, key, &v);
 
+    if (rc < 0)
+        return rc;
     v = (delta < 0 && (uint64_t)(-delta) > v) ? 0 : v + (uint64_t)delta;
     return crdt__meta_put_u64(txn, r, key, v);
 }

@@ -364,11 +364,14 @@ int crdt__meta_get(MDB_txn *txn, crdt_replica *r, const char *key,
                    MDB_val *out);
 int crdt__meta_put(MDB_txn *txn, crdt_replica *r, const char *key,
                    const void *val, size_t len);
-uint64_t crdt__meta_u64(MDB_txn *txn, crdt_replica *r, const char *key);
+/* The u64 under @p key in @p *out: 0 when it was never written. */
+int crdt__meta_u64(MDB_txn *txn, crdt_replica *r, const char *key,
+                   uint64_t *out);
 int crdt__meta_put_u64(MDB_txn *txn, crdt_replica *r, const char *key,
                        uint64_t v);
-/* Index of the active state database (0/1), read in @p txn. */
-int crdt__state_slot(MDB_txn *txn, crdt_replica *r);
+/* Index of the active state database (0/1) in @p *slot, read in
+ * @p txn. */
+int crdt__state_slot(MDB_txn *txn, crdt_replica *r, int *slot);
 
 /* ---- pagecheck.c: the data file checked before LMDB reads it ---- */
 /* Before mdb_env_open(): the meta pages and the file's length; a single
@@ -419,7 +422,8 @@ int crdt__pagecheck_image(const unsigned char *img, size_t len,
 int crdt__wctx_begin(crdt__wctx *w, crdt_replica *r, int check_marker);
 int crdt__wctx_commit(crdt__wctx *w);
 void crdt__wctx_abort(crdt__wctx *w);
-/* 1 if an upgrade marker is present (read in @p txn). */
+/* 1 if an upgrade marker is present, 0 if not, or a crdt_err (read in
+ * @p txn). */
 int crdt__marker_present(MDB_txn *txn, crdt_replica *r);
 /* 1 if an upgrade marker is present, 0 if not, or a crdt_err: read in a
  * read txn of its own, so it never waits on the writer lock. */

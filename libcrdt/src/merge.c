@@ -408,7 +408,7 @@ park(crdt__wctx *w, const item *it, const crdt__head *h,
 {
     unsigned char key[16], far_key[16];
     MDB_val k = { sizeof key, key }, v = { it->len, (void *)it->data };
-    uint64_t mine = 0;
+    uint64_t mine = 0, parked;
     int rc;
 
     /* it waits for a later batch: check now what applying it would (its
@@ -416,15 +416,19 @@ park(crdt__wctx *w, const item *it, const crdt__head *h,
     if ((rc = crdt__change_check_ops(&it->c)) < 0)
         return rc;
     crdt__log_key(key, &it->c.actor, it->c.seq);
-    if (mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v) == 0)
+    if ((rc = mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v)) == 0)
         return CRDT_OK; /* parked already */
+    if (rc != MDB_NOTFOUND)
+        return crdt__mdb_err(rc);
     v.mv_size = it->len;
     v.mv_data = (void *)it->data;
     if (it->c.seq - h->seq > w->r->pending_max_gap)
         return quarantine_pending(w, &it->c, "pending: too far ahead of its "
                                   "actor's head (a gap no peer will fill)",
                                   rep);
-    if (crdt__meta_u64(w->txn, w->r, "pending") >= w->r->pending_max)
+    if ((rc = crdt__meta_u64(w->txn, w->r, "pending", &parked)) < 0)
+        return rc;
+    if (parked >= w->r->pending_max)
         return quarantine_pending(w, &it->c, "pending: the replica's pending "
                                   "area is full", rep);
     if ((rc = pending_of(w, &it->c.actor, &mine, far_key)) < 0)
@@ -768,9 +772,9 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
 
     if (n == 0)
         return CRDT_OK;
-    if (crdt__meta_get(w->txn, r, "epoch_id", &v) < 0 ||
+    if ((rc = crdt__meta_get(w->txn, r, "epoch_id", &v)) < 0 ||
         v.mv_size != CRDT_HASH_BYTES)
-        return CRDT_ECORRUPT;
+        return rc < 0 && rc != CRDT_ENOTFOUND ? rc : CRDT_ECORRUPT;
     memcpy(cur_epoch, v.mv_data, CRDT_HASH_BYTES);
     /* the replica's buffers, kept between merges (as its queue is);
      * a merge inside a merge's epoch hook gets its own */
@@ -827,8 +831,14 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     }
     w->log_ops = w->log_changes = 0;
     w->log_cur = NULL;
-    if (mdb_cursor_open(w->txn, r->dbi[CRDT_DB_LOG], &w->log_cur) != 0)
-        w->log_cur = NULL; /* plain puts then */
+    if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, r->dbi[CRDT_DB_LOG],
+                                            &w->log_cur))) < 0) {
+        w->log_cur = outer_cur;
+        w->log_ops = outer_ops;
+        w->log_changes = outer_changes;
+        w->pending_any = outer_pending;
+        goto done;
+    }
     if (q == &own) /* a merge inside a merge's epoch hook */
         crdt__applyq_init(&own);
     else
@@ -898,8 +908,12 @@ crdt__merge_in(crdt__wctx *w, crdt_merge_report *rep,
     if (rc < 0)
         goto done;
     /* the clock never runs behind what we have seen (bounded by drift) */
-    if (max_hlc > crdt__meta_u64(w->txn, r, "hlc"))
-        rc = crdt__meta_put_u64(w->txn, r, "hlc", max_hlc);
+    {
+        uint64_t hlc;
+        if ((rc = crdt__meta_u64(w->txn, r, "hlc", &hlc)) == CRDT_OK &&
+            max_hlc > hlc)
+            rc = crdt__meta_put_u64(w->txn, r, "hlc", max_hlc);
+    }
 done:
     if (w->hq != outer_hq) { /* its entries are summed before the aid ends */
         crdt__wctx_hash_settle(w);

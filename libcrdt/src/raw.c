@@ -42,10 +42,11 @@ crdt_raw_begin(crdt_raw **out, crdt_replica *r, int write)
     } else {
         t->own.r = r;
         rc = crdt__txn_begin(r, 0, &t->own.txn);
-        if (rc == CRDT_OK) {
-            t->own.state_slot = crdt__state_slot(t->own.txn, r);
+        if (rc == CRDT_OK &&
+            (rc = crdt__state_slot(t->own.txn, r, &t->own.state_slot)) < 0)
+            crdt__txn_end(r, t->own.txn, 0);
+        if (rc == CRDT_OK)
             t->own.state = r->dbi[CRDT_DB_STATE0 + t->own.state_slot];
-        }
     }
     if (rc < 0) {
         free(t);
@@ -532,7 +533,7 @@ crdt_raw_get_epoch(crdt_raw *t, uint64_t *number_out, unsigned char *id_out)
     if (id_out)
         memcpy(id_out, v.mv_data, CRDT_HASH_BYTES);
     if (number_out)
-        *number_out = crdt__meta_u64(t->w->txn, t->w->r, "epoch_num");
+        return crdt__meta_u64(t->w->txn, t->w->r, "epoch_num", number_out);
     return CRDT_OK;
 }
 

@@ -21,7 +21,7 @@ int
 crdt_read_begin(crdt_read **out, crdt_replica *r)
 {
     crdt_read *rd;
-    int rc;
+    int rc, slot;
 
     if (out == NULL || r == NULL)
         return CRDT_EINVAL;
@@ -33,7 +33,12 @@ crdt_read_begin(crdt_read **out, crdt_replica *r)
         free(rd);
         return rc;
     }
-    rd->state = r->dbi[CRDT_DB_STATE0 + crdt__state_slot(rd->txn, r)];
+    if ((rc = crdt__state_slot(rd->txn, r, &slot)) < 0) {
+        crdt__txn_end(r, rd->txn, 0);
+        free(rd);
+        return rc;
+    }
+    rd->state = r->dbi[CRDT_DB_STATE0 + slot];
     rd->scratch.r = r;
     *out = rd;
     return CRDT_OK;
@@ -264,23 +269,33 @@ int
 crdt_read_stats(crdt_stats *out, crdt_read *rd)
 {
     MDB_val v;
-    int slot;
+    int slot, rc;
 
     if (out == NULL || rd == NULL)
         return CRDT_EINVAL;
     memset(out, 0, sizeof *out);
-    out->ops_in_log = crdt__meta_u64(rd->txn, rd->r, "ops_in_log");
-    out->changes_in_log = crdt__meta_u64(rd->txn, rd->r, "changes_in_log");
-    out->pending = crdt__meta_u64(rd->txn, rd->r, "pending");
-    out->epoch_number = crdt__meta_u64(rd->txn, rd->r, "epoch_num");
-    out->equivocations = crdt__meta_u64(rd->txn, rd->r, "equivocations");
-    if (crdt__meta_get(rd->txn, rd->r, "epoch_id", &v) == CRDT_OK &&
-        v.mv_size == CRDT_HASH_BYTES)
+    if ((rc = crdt__meta_u64(rd->txn, rd->r, "ops_in_log",
+                             &out->ops_in_log)) < 0 ||
+        (rc = crdt__meta_u64(rd->txn, rd->r, "changes_in_log",
+                             &out->changes_in_log)) < 0 ||
+        (rc = crdt__meta_u64(rd->txn, rd->r, "pending", &out->pending)) < 0 ||
+        (rc = crdt__meta_u64(rd->txn, rd->r, "epoch_num",
+                             &out->epoch_number)) < 0 ||
+        (rc = crdt__meta_u64(rd->txn, rd->r, "equivocations",
+                             &out->equivocations)) < 0)
+        return rc;
+    rc = crdt__meta_get(rd->txn, rd->r, "epoch_id", &v);
+    if (rc == CRDT_OK && v.mv_size == CRDT_HASH_BYTES)
         memcpy(out->epoch_id, v.mv_data, CRDT_HASH_BYTES);
-    slot = crdt__state_slot(rd->txn, rd->r);
-    if (crdt__meta_get(rd->txn, rd->r, slot ? "hash1" : "hash0", &v) ==
-            CRDT_OK && v.mv_size == CRDT_HASH_BYTES)
+    else if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    if ((rc = crdt__state_slot(rd->txn, rd->r, &slot)) < 0)
+        return rc;
+    rc = crdt__meta_get(rd->txn, rd->r, slot ? "hash1" : "hash0", &v);
+    if (rc == CRDT_OK && v.mv_size == CRDT_HASH_BYTES)
         memcpy(out->state_hash, v.mv_data, CRDT_HASH_BYTES);
+    else if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
     return CRDT_OK;
 }
 

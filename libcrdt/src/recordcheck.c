@@ -34,9 +34,11 @@ static int
 check_state(MDB_txn *txn, crdt_replica *r, char *why, size_t why_len)
 {
     unsigned char now[CRDT_HASH_BYTES];
-    int slot = crdt__state_slot(txn, r), rc;
+    int slot, rc;
     MDB_val kept;
 
+    if ((rc = crdt__state_slot(txn, r, &slot)) < 0)
+        return rc;
     rc = crdt__meta_get(txn, r, slot ? "hash1" : "hash0", &kept);
     if (rc == CRDT_ENOTFOUND || (rc == CRDT_OK &&
                                  kept.mv_size != CRDT_HASH_BYTES))

@@ -390,12 +390,18 @@ crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r)
         return CRDT_OK;
     if ((rc = crdt__txn_begin(r, 0, &txn)) < 0)
         return rc;
-    if (crdt__meta_get(txn, r, "own_seq", &v) == CRDT_OK && v.mv_size == 16 &&
+    rc = crdt__meta_get(txn, r, "own_seq", &v);
+    if (rc == CRDT_OK && v.mv_size == 16 &&
         memcmp(v.mv_data, r->actor.b, 8) == 0) {
         issued = crdt__rd64((const unsigned char *)v.mv_data + 8);
         mine = 1;
     }
-    rc = crdt__head_get(txn, r, &r->actor, &h);
+    if (rc == CRDT_OK || rc == CRDT_ENOTFOUND)
+        rc = crdt__head_get(txn, r, &r->actor, &h);
+    if (rc < 0 && rc != CRDT_ENOTFOUND && rc != CRDT_ECORRUPT) {
+        crdt__txn_end(r, txn, 0); /* the disk failed: not a verdict */
+        return rc;
+    }
     /* behind what we issued: our own changes are parked after a reset;
      * ahead of it (or a head where we never wrote): someone else signs
      * as this actor — a copy of this directory, or its original */

@@ -127,6 +127,8 @@ crdt__seq_list(const crdt__seq *s, MDB_txn *txn, MDB_dbi dbi,
         a.ov_val[a.nov] = box + 8;
         a.nov++;
     }
+    if (rc == CRDT_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = crdt__mdb_err(mrc); /* not the end: LMDB's error */
     mdb_cursor_close(cur);
     if (rc == CRDT_OK)
         crdt__seq_walk(s, list_cb, &a);

@@ -24,6 +24,7 @@
  *  so two replicas that applied the same ops hold byte-identical state,
  *  and the multiset hash over (key, value) pairs is equal.
  */
+#include <errno.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,23 +234,32 @@ key_order(const MDB_val *a, const MDB_val *b)
  */
 #define STEP_MAX 4
 static int
-step_to(MDB_cursor *cur, const MDB_val *key, MDB_val *out)
+step_to(MDB_cursor *cur, const MDB_val *key, MDB_val *out, int *err)
 {
     MDB_val ck, cv;
-    int c;
+    int c, rc;
 
-    if (mdb_cursor_get(cur, &ck, &cv, MDB_GET_CURRENT) != 0 ||
+    /* not there (no current entry, the end): search; LMDB's errors are
+     * the caller's (after one, the txn takes no other call) */
+    *err = 0;
+    if ((rc = mdb_cursor_get(cur, &ck, &cv, MDB_GET_CURRENT)) != 0 ||
         (c = key_order(&ck, key)) > 0)
-        return -1;
+        goto not_here;
     for (int i = 0; c < 0; i++) {
-        if (i == STEP_MAX || mdb_cursor_get(cur, &ck, &cv, MDB_NEXT) != 0)
+        if (i == STEP_MAX)
             return -1;
+        if ((rc = mdb_cursor_get(cur, &ck, &cv, MDB_NEXT)) != 0)
+            goto not_here;
         c = key_order(&ck, key);
     }
     if (c > 0)
         return 0;
     *out = cv;
     return 1;
+not_here:
+    if (rc != 0 && rc != MDB_NOTFOUND && rc != EINVAL)
+        *err = crdt__mdb_err(rc);
+    return -1;
 }
 
 int
@@ -260,10 +270,14 @@ crdt__state_get(crdt__wctx *w, const void *k, size_t kl, MDB_val *out)
 
     if ((rc = cursor_ready(w)) < 0)
         return rc;
-    if (w->cur_step && w->cur_set &&
-        (rc = step_to(w->cur, &key, out)) >= 0) {
-        w->cur_at = w->cur_set = rc;
-        return rc ? CRDT_OK : CRDT_ENOTFOUND;
+    if (w->cur_step && w->cur_set) {
+        int err;
+        if ((rc = step_to(w->cur, &key, out, &err)) >= 0) {
+            w->cur_at = w->cur_set = rc;
+            return rc ? CRDT_OK : CRDT_ENOTFOUND;
+        }
+        if (err < 0)
+            return err;
     }
     rc = mdb_cursor_get(w->cur, &key, out, MDB_SET_KEY);
     w->cur_at = w->cur_set = rc == 0;
@@ -320,8 +334,9 @@ put_new(crdt__wctx *w, MDB_val *key, MDB_val *val)
         return rc;
     }
     /* the failed try left the cursor on the last key */
-    if (mdb_cursor_get(w->cur, &lk, &lv, MDB_GET_CURRENT) == 0 &&
-        lk.mv_size <= sizeof w->app_last) {
+    if ((rc = mdb_cursor_get(w->cur, &lk, &lv, MDB_GET_CURRENT)) != 0)
+        return rc;
+    if (lk.mv_size <= sizeof w->app_last) {
         memcpy(w->app_last, lk.mv_data, lk.mv_size);
         w->app_last_len = lk.mv_size;
         w->app = APP_PAST;
@@ -508,16 +523,23 @@ crdt__wctx_begin(crdt__wctx *w, crdt_replica *r, int check_marker)
     rc = crdt__txn_begin(r, 1, &w->txn);
     if (rc < 0)
         return rc;
-    if (check_marker && crdt__marker_present(w->txn, r)) {
+    rc = check_marker ? crdt__marker_present(w->txn, r) : 0;
+    if (rc == 0)
+        rc = crdt__state_slot(w->txn, r, &w->state_slot);
+    if (rc == CRDT_OK) {
+        w->state = r->dbi[CRDT_DB_STATE0 + w->state_slot];
+        rc = crdt__meta_get(w->txn, r, w->state_slot ? "hash1" : "hash0",
+                            &v);
+        if (rc == CRDT_OK && v.mv_size == 32)
+            crdt__acc_load(w->acc, v.mv_data);
+        else if (rc == CRDT_ENOTFOUND || rc == CRDT_OK)
+            rc = CRDT_OK; /* no hash kept yet: the empty state's */
+    }
+    if (rc != CRDT_OK) {
         crdt__txn_end(r, w->txn, 0);
         w->txn = NULL;
-        return CRDT_EBUSY;
+        return rc > 0 ? CRDT_EBUSY : rc;
     }
-    w->state_slot = crdt__state_slot(w->txn, r);
-    w->state = r->dbi[CRDT_DB_STATE0 + w->state_slot];
-    if (crdt__meta_get(w->txn, r, w->state_slot ? "hash1" : "hash0", &v) ==
-            CRDT_OK && v.mv_size == 32)
-        crdt__acc_load(w->acc, v.mv_data);
     return CRDT_OK;
 }
 

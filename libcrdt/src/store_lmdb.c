@@ -979,14 +979,22 @@ crdt__meta_put(MDB_txn *txn, crdt_replica *r, const char *key,
     return crdt__mdb_err(mdb_put(txn, r->dbi[CRDT_DB_META], &k, &v, 0));
 }
 
-uint64_t
-crdt__meta_u64(MDB_txn *txn, crdt_replica *r, const char *key)
+int
+crdt__meta_u64(MDB_txn *txn, crdt_replica *r, const char *key,
+               uint64_t *out)
 {
     MDB_val v;
+    int rc = crdt__meta_get(txn, r, key, &v);
 
-    if (crdt__meta_get(txn, r, key, &v) < 0 || v.mv_size != 8)
-        return 0;
-    return crdt__rd64(v.mv_data);
+    *out = 0;
+    if (rc == CRDT_ENOTFOUND)
+        return CRDT_OK; /* never written: 0 */
+    if (rc < 0)
+        return rc;
+    if (v.mv_size != 8)
+        return CRDT_ECORRUPT;
+    *out = crdt__rd64(v.mv_data);
+    return CRDT_OK;
 }
 
 int
@@ -1000,17 +1008,22 @@ crdt__meta_put_u64(MDB_txn *txn, crdt_replica *r, const char *key,
 }
 
 int
-crdt__state_slot(MDB_txn *txn, crdt_replica *r)
+crdt__state_slot(MDB_txn *txn, crdt_replica *r, int *slot)
 {
-    return crdt__meta_u64(txn, r, "slot") == 1 ? 1 : 0;
+    uint64_t v;
+    int rc = crdt__meta_u64(txn, r, "slot", &v);
+
+    *slot = v == 1 ? 1 : 0;
+    return rc;
 }
 
 int
 crdt__marker_present(MDB_txn *txn, crdt_replica *r)
 {
     MDB_val v;
+    int rc = crdt__meta_get(txn, r, "upgrade", &v);
 
-    return crdt__meta_get(txn, r, "upgrade", &v) == CRDT_OK;
+    return rc == CRDT_OK ? 1 : rc == CRDT_ENOTFOUND ? 0 : rc;
 }
 
 int

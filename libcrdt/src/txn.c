@@ -54,6 +54,7 @@ load_position(crdt_txn *t)
 {
     crdt__head h;
     MDB_val v;
+    uint64_t hlc;
     int rc;
 
     rc = crdt__head_get(t->w->txn, t->r, &t->r->actor, &h);
@@ -66,7 +67,9 @@ load_position(crdt_txn *t)
         t->seq0 = h.seq + 1;
         memcpy(t->prev, h.hash, sizeof t->prev);
     }
-    t->hlc0 = crdt__hlc_next(crdt__meta_u64(t->w->txn, t->r, "hlc"), 1);
+    if ((rc = crdt__meta_u64(t->w->txn, t->r, "hlc", &hlc)) < 0)
+        return rc;
+    t->hlc0 = crdt__hlc_next(hlc, 1);
     rc = crdt__meta_get(t->w->txn, t->r, "epoch_id", &v);
     if (rc < 0 || v.mv_size != CRDT_HASH_BYTES)
         return rc < 0 ? rc : CRDT_ECORRUPT;

@@ -389,10 +389,14 @@ crdt__view_doc(crdt__scratch *s, MDB_txn *txn, MDB_dbi dbi,
         return rc;
     if (only != NULL) { /* the doc tombstone sits before the fields */
         MDB_val dk = { cl + dl + 2, prefix.b }, dv;
-        if (mdb_get(txn, dbi, &dk, &dv) == 0 && dv.mv_size == 16) {
+        rc = mdb_get(txn, dbi, &dk, &dv);
+        if (rc == 0 && dv.mv_size == 16) {
             memcpy(tomb, dv.mv_data, 16);
             doc_tomb = tomb;
             vt.f = NULL; /* it hides what is stamped (0, actor 0) */
+        } else if (rc != 0 && rc != MDB_NOTFOUND) {
+            mdb_cursor_close(cur);
+            return crdt__mdb_err(rc);
         }
     }
     k.mv_size = prefix.len;

@@ -348,6 +348,20 @@ tu_db_digest(crdt_replica *r, int db, unsigned char out[32])
 }
 
 void
+tu_digest_all(crdt_replica *r, unsigned char out[32])
+{
+    crypto_generichash_state st;
+    unsigned char d[32];
+
+    crypto_generichash_init(&st, NULL, 0, 32);
+    for (int db = 0; db < CRDT_DB__COUNT; db++) {
+        tu_db_digest(r, db, d);
+        crypto_generichash_update(&st, d, sizeof d);
+    }
+    crypto_generichash_final(&st, out, 32);
+}
+
+void
 tu_merge_aid_always(int on)
 {
     crdt__mergeaid_min_bytes = on ? 0 : CRDT__MERGEAID_MIN_BYTES;

@@ -69,6 +69,9 @@ void tu_put_numbered(crdt_replica *r, const char *coll, const char *prefix,
 /* BLAKE2b of every record (key length, key, value length, value) of
  * database @p db (a CRDT_DB_* of crdt/raw.h) of @p r, in key order. */
 void tu_db_digest(crdt_replica *r, int db, unsigned char out[32]);
+/* One BLAKE2b of every database's tu_db_digest(), in order: the replica
+ * byte for byte. */
+void tu_digest_all(crdt_replica *r, unsigned char out[32]);
 /* 1: every merge gets the large merge's second thread (libcrdt's
  * mergeaid.h), however small; 0: the default again. */
 void tu_merge_aid_always(int on);

@@ -1,0 +1,396 @@
+/* mdbfault.c: the LMDB wrappers of support/mdbfault.h. */
+#define _GNU_SOURCE /* dladdr() */
+#include <dlfcn.h>
+#include <execinfo.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include "support/mdbfault.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stddef.h>
+
+#include <check.h>
+
+#include "crdt/error.h"
+
+int __real_mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags,
+                         MDB_txn **txn);
+int __real_mdb_txn_commit(MDB_txn *txn);
+void __real_mdb_txn_abort(MDB_txn *txn);
+int __real_mdb_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data);
+int __real_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data,
+                   unsigned int flags);
+int __real_mdb_del(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data);
+int __real_mdb_drop(MDB_txn *txn, MDB_dbi dbi, int del);
+int __real_mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cursor);
+int __real_mdb_cursor_get(MDB_cursor *cursor, MDB_val *key, MDB_val *data,
+                          MDB_cursor_op op);
+int __real_mdb_cursor_put(MDB_cursor *cursor, MDB_val *key, MDB_val *data,
+                          unsigned int flags);
+int __real_mdb_cursor_del(MDB_cursor *cursor, unsigned int flags);
+
+int __wrap_mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags,
+                         MDB_txn **txn);
+int __wrap_mdb_txn_commit(MDB_txn *txn);
+void __wrap_mdb_txn_abort(MDB_txn *txn);
+int __wrap_mdb_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data);
+int __wrap_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data,
+                   unsigned int flags);
+int __wrap_mdb_del(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data);
+int __wrap_mdb_drop(MDB_txn *txn, MDB_dbi dbi, int del);
+int __wrap_mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cursor);
+int __wrap_mdb_cursor_get(MDB_cursor *cursor, MDB_val *key, MDB_val *data,
+                          MDB_cursor_op op);
+int __wrap_mdb_cursor_put(MDB_cursor *cursor, MDB_val *key, MDB_val *data,
+                          unsigned int flags);
+int __wrap_mdb_cursor_del(MDB_cursor *cursor, unsigned int flags);
+
+#define FAILED_MAX 64  /* txns that met an error and are not ended yet */
+#define SITES_MAX 4096 /* distinct call sites failed */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static long fail_at = -1, calls, misuses;
+static const void *misuse_site, *failed_site;
+#define STACK_MAX 8
+static void *failed_stack[STACK_MAX], *misuse_stack[STACK_MAX];
+static int failed_depth, misuse_depth;
+static MDB_txn *failed[FAILED_MAX];
+static const void *sites[SITES_MAX];
+static long n_sites;
+
+static int
+is_failed(MDB_txn *txn)
+{
+    for (int i = 0; i < FAILED_MAX; i++)
+        if (txn != NULL && failed[i] == txn)
+            return 1;
+    return 0;
+}
+
+static void
+set_failed(MDB_txn *txn, int on)
+{
+    for (int i = 0; i < FAILED_MAX; i++) {
+        if (on && failed[i] == NULL) {
+            failed[i] = txn;
+            return;
+        }
+        if (!on && failed[i] == txn)
+            failed[i] = NULL;
+    }
+}
+
+static void
+note_site(const void *site)
+{
+    for (long i = 0; i < n_sites; i++)
+        if (sites[i] == site)
+            return;
+    if (n_sites < SITES_MAX)
+        sites[n_sites++] = site;
+}
+
+/* 0: make the real call; otherwise the error to answer instead. @p txn
+ * is the call's txn (NULL for a txn's begin). */
+static int
+verdict(MDB_txn *txn, const void *site)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&lock);
+    if (is_failed(txn)) {
+        misuses++;
+        misuse_site = site;
+        misuse_depth = backtrace(misuse_stack, STACK_MAX);
+        rc = MDB_BAD_TXN;
+    } else if (fail_at > 0 && ++calls == fail_at) {
+        note_site(site);
+        failed_site = site;
+        failed_depth = backtrace(failed_stack, STACK_MAX);
+        if (txn != NULL)
+            set_failed(txn, 1);
+        rc = EIO;
+    }
+    pthread_mutex_unlock(&lock);
+    return rc;
+}
+
+static void
+ended(MDB_txn *txn)
+{
+    pthread_mutex_lock(&lock);
+    set_failed(txn, 0);
+    pthread_mutex_unlock(&lock);
+}
+
+#define SITE __builtin_return_address(0)
+
+int
+__wrap_mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags,
+                     MDB_txn **txn)
+{
+    int rc = verdict(parent, SITE);
+
+    return rc ? rc : __real_mdb_txn_begin(env, parent, flags, txn);
+}
+
+int
+__wrap_mdb_txn_commit(MDB_txn *txn)
+{
+    int rc = verdict(txn, SITE);
+
+    if (rc) { /* LMDB's failed commit frees the txn: so does this one */
+        ended(txn);
+        __real_mdb_txn_abort(txn);
+        return rc;
+    }
+    ended(txn);
+    return __real_mdb_txn_commit(txn);
+}
+
+void
+__wrap_mdb_txn_abort(MDB_txn *txn)
+{
+    ended(txn);
+    __real_mdb_txn_abort(txn);
+}
+
+int
+__wrap_mdb_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
+{
+    int rc = verdict(txn, SITE);
+
+    return rc ? rc : __real_mdb_get(txn, dbi, key, data);
+}
+
+int
+__wrap_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data,
+               unsigned int flags)
+{
+    int rc = verdict(txn, SITE);
+
+    return rc ? rc : __real_mdb_put(txn, dbi, key, data, flags);
+}
+
+int
+__wrap_mdb_del(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
+{
+    int rc = verdict(txn, SITE);
+
+    return rc ? rc : __real_mdb_del(txn, dbi, key, data);
+}
+
+int
+__wrap_mdb_drop(MDB_txn *txn, MDB_dbi dbi, int del)
+{
+    int rc = verdict(txn, SITE);
+
+    return rc ? rc : __real_mdb_drop(txn, dbi, del);
+}
+
+int
+__wrap_mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cursor)
+{
+    int rc = verdict(txn, SITE);
+
+    return rc ? rc : __real_mdb_cursor_open(txn, dbi, cursor);
+}
+
+int
+__wrap_mdb_cursor_get(MDB_cursor *cursor, MDB_val *key, MDB_val *data,
+                      MDB_cursor_op op)
+{
+    int rc = verdict(mdb_cursor_txn(cursor), SITE);
+
+    return rc ? rc : __real_mdb_cursor_get(cursor, key, data, op);
+}
+
+int
+__wrap_mdb_cursor_put(MDB_cursor *cursor, MDB_val *key, MDB_val *data,
+                      unsigned int flags)
+{
+    int rc = verdict(mdb_cursor_txn(cursor), SITE);
+
+    return rc ? rc : __real_mdb_cursor_put(cursor, key, data, flags);
+}
+
+int
+__wrap_mdb_cursor_del(MDB_cursor *cursor, unsigned int flags)
+{
+    int rc = verdict(mdb_cursor_txn(cursor), SITE);
+
+    return rc ? rc : __real_mdb_cursor_del(cursor, flags);
+}
+
+void
+mdbfault_arm(long n)
+{
+    pthread_mutex_lock(&lock);
+    calls = 0;
+    misuses = 0;
+    misuse_site = NULL;
+    failed_site = NULL;
+    fail_at = n;
+    pthread_mutex_unlock(&lock);
+}
+
+int
+mdbfault_disarm(void)
+{
+    int hit;
+
+    pthread_mutex_lock(&lock);
+    hit = fail_at > 0 && calls >= fail_at;
+    fail_at = -1;
+    pthread_mutex_unlock(&lock);
+    return hit;
+}
+
+long
+mdbfault_misuses(void)
+{
+    long n;
+
+    pthread_mutex_lock(&lock);
+    n = misuses;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+const void *
+mdbfault_misuse_site(void)
+{
+    const void *s;
+
+    pthread_mutex_lock(&lock);
+    s = misuse_site;
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
+const void *
+mdbfault_failed_site(void)
+{
+    const void *s;
+
+    pthread_mutex_lock(&lock);
+    s = failed_site;
+    pthread_mutex_unlock(&lock);
+    return s;
+}
+
+long
+mdbfault_sites(void)
+{
+    long n;
+
+    pthread_mutex_lock(&lock);
+    n = n_sites;
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+const char *
+mdbfault_where(const void *site)
+{
+    static _Thread_local char buf[512];
+    Dl_info info;
+
+    if (site == NULL)
+        return "nowhere";
+    if (dladdr(site, &info) == 0 || info.dli_fname == NULL)
+        snprintf(buf, sizeof buf, "%p", site);
+    else /* addr2line -f -e FILE OFFSET names the line */
+        snprintf(buf, sizeof buf, "%s %#lx", info.dli_fname,
+                 (unsigned long)((const char *)site -
+                                 (const char *)info.dli_fbase));
+    return buf;
+}
+
+static void
+stack_text(char *buf, size_t size, void **stack, int depth)
+{
+    size_t at = 0;
+
+    buf[0] = 0;
+    for (int i = 2; i < depth && at + 1 < size; i++) { /* past ours */
+        Dl_info info;
+        int n;
+
+        if (dladdr(stack[i], &info) == 0 || info.dli_fname == NULL)
+            continue;
+        n = snprintf(buf + at, size - at, " %#lx",
+                     (unsigned long)((char *)stack[i] -
+                                     (char *)info.dli_fbase) - 1);
+        if (n < 0)
+            break;
+        at += (size_t)n;
+    }
+}
+
+const char *
+mdbfault_stacks(void)
+{
+    static _Thread_local char buf[1024];
+    char a[400], b[400];
+
+    pthread_mutex_lock(&lock);
+    stack_text(a, sizeof a, failed_stack, failed_depth);
+    stack_text(b, sizeof b, misuse_stack, misuse_depth);
+    pthread_mutex_unlock(&lock);
+    snprintf(buf, sizeof buf, "failed at:%s; misused at:%s", a, b);
+    return buf;
+}
+
+int
+mdbfault_survey(void)
+{
+    return getenv("MDBFAULT_SURVEY") != NULL;
+}
+
+void
+mdbfault_print(const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " [%s]\n", mdbfault_stacks());
+}
+
+int
+mdbfault_judge(int rc, long n, const char *what)
+{
+    int hit = mdbfault_disarm();
+    char at[600];
+
+    snprintf(at, sizeof at, "%s", mdbfault_where(mdbfault_failed_site()));
+    if (rc == CRDT_OK) {
+        MDBFAULT_EXPECT(!hit, "%s: LMDB call %ld (from %s) failed, the call "
+                        "said OK", what, n, at);
+        return hit ? 2 : 1;
+    }
+    MDBFAULT_EXPECT(hit, "%s: %s with no failed LMDB call", what,
+                    crdt_strerror(rc));
+    MDBFAULT_EXPECT(rc == CRDT_EIO, "%s: LMDB call %ld (from %s) failed "
+                    "with EIO, the call said %s", what, n, at,
+                    crdt_strerror(rc));
+    MDBFAULT_EXPECT(mdbfault_misuses() == 0, "%s: LMDB call %ld (from %s) "
+                    "failed, then %ld more calls on its txn (last from %s)",
+                    what, n, at, mdbfault_misuses(),
+                    mdbfault_where(mdbfault_misuse_site()));
+    return 0;
+}
+
+void
+mdbfault_reach(const char *test, long n)
+{
+    if (mdbfault_survey())
+        fprintf(stderr, "%s: %ld LMDB calls, %ld call sites failed so far\n",
+                test, n - 1, mdbfault_sites());
+}

@@ -1,0 +1,61 @@
+/*
+ * Failing one LMDB call of our own code on purpose. Only for test
+ * binaries linked with support/mdbfault.c and the linker's --wrap for
+ * each call below (tests/CMakeLists.txt, MDBFAULT_CALLS): the calls that
+ * the libraries' objects in that binary make go through the wrappers.
+ *
+ * The armed call answers EIO without doing anything (a commit aborts its
+ * txn first, as LMDB's failed commit frees it). From then on the txn it
+ * belonged to behaves as LMDB's does after an error: every further call
+ * on it answers MDB_BAD_TXN until it is aborted, and each such call is
+ * counted as a misuse (after an error, only an abort may follow).
+ */
+#ifndef TEST_MDBFAULT_H
+#define TEST_MDBFAULT_H
+
+/* Fail the @p n-th wrapped call from now (counting from 1). */
+void mdbfault_arm(long n);
+/* Stop failing; 1 if the armed call was reached (and failed). */
+int mdbfault_disarm(void);
+/* Calls made on a txn after its injected error, since the last arm. */
+long mdbfault_misuses(void);
+/* Where the last misuse was called from (a return address), or NULL. */
+const void *mdbfault_misuse_site(void);
+/* Where the armed call was made from (a return address), or NULL. */
+const void *mdbfault_failed_site(void);
+/* @p site as "FILE OFFSET" for addr2line -f -e FILE OFFSET. */
+const char *mdbfault_where(const void *site);
+/* The call stacks (offsets for addr2line -f -i -e BINARY) of the armed
+ * call and of the last misuse, for a survey of what to mend. */
+const char *mdbfault_stacks(void);
+/* Distinct call sites (return addresses) failed since the process
+ * began: how many different places the loops reached. */
+long mdbfault_sites(void);
+
+/* ---- the loops' verdicts (Check assertions) ---- */
+
+/* MDBFAULT_SURVEY=1 in the environment: a wrong answer is printed (with
+ * mdbfault_stacks()) and the loop goes on, for a list of every place to
+ * mend instead of the first one. */
+int mdbfault_survey(void);
+#define MDBFAULT_EXPECT(cond, ...)                                             \
+    do {                                                                       \
+        if (mdbfault_survey() && !(cond))                                      \
+            mdbfault_print(__VA_ARGS__);                                       \
+        else                                                                   \
+            ck_assert_msg(cond, __VA_ARGS__);                                  \
+    } while (0)
+void mdbfault_print(const char *fmt, ...);
+
+/* The verdict on one armed run of @p what that answered @p rc (after
+ * mdbfault_arm(@p n)): disarms, then 1 when it succeeded without
+ * reaching the armed call (the loop is done); 0 when it failed as it
+ * should: CRDT_EIO, and no call on the failed txn but its abort. In a
+ * survey, 2 for a success that should have failed (the loop goes on
+ * from the replica as it is now). */
+int mdbfault_judge(int rc, long n, const char *what);
+/* In a survey, how far a loop went: @p n - 1 calls, and the call sites
+ * failed so far in this process. */
+void mdbfault_reach(const char *test, long n);
+
+#endif
