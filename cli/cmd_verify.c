@@ -203,8 +203,9 @@ run_verify(verify_counts *n, crdt_replica *r)
     rc = crdt_raw_begin(&t, r, 0);
     if (rc < 0)
         return cli_fail("verify", rc);
-    crdt_raw_state_hash(t, stored);
-    rc = crdt_raw_state_rehash(t, n->hash);
+    rc = crdt_raw_state_hash(t, stored);
+    if (rc == CRDT_OK)
+        rc = crdt_raw_state_rehash(t, n->hash);
     if (rc == CRDT_OK)
         rc = crdt_raw_count(&n->entries, t, crdt_raw_state_db(t, 0));
     if (rc < 0) {

@@ -286,19 +286,22 @@ hash_key(int slot)
  * order can be appended (see crdt_raw_spare_put). */
 enum { SPARE_UNLOADED = 0, SPARE_LOADED = 1, SPARE_APPEND = 2 };
 
-static void
+static int
 spare_load(crdt_raw *t)
 {
     MDB_val hv;
-    int spare = t->w->state_slot ^ 1;
+    int spare = t->w->state_slot ^ 1, rc;
 
     if (t->spare_loaded)
-        return;
+        return CRDT_OK;
     memset(t->spare_acc, 0, sizeof t->spare_acc);
-    if (crdt__meta_get(t->w->txn, t->w->r, hash_key(spare), &hv) == 0 &&
-        hv.mv_size == 32)
+    rc = crdt__meta_get(t->w->txn, t->w->r, hash_key(spare), &hv);
+    if (rc == CRDT_OK && hv.mv_size == 32)
         crdt__acc_load(t->spare_acc, hv.mv_data);
+    else if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
     t->spare_loaded = SPARE_LOADED;
+    return CRDT_OK;
 }
 
 static int
@@ -388,9 +391,12 @@ int
 crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl, const void *v,
                    size_t vl)
 {
+    int rc;
+
     if (t == NULL || !t->write)
         return CRDT_EINVAL;
-    spare_load(t);
+    if ((rc = spare_load(t)) < 0)
+        return rc;
     return spare_put_one(t, dbi(t, CRDT_DB_STATE0 + (t->w->state_slot ^ 1)),
                          k, kl, v, vl, 0);
 }
@@ -404,7 +410,8 @@ crdt_raw_spare_put_batch(crdt_raw *t, const crdt_raw_batch *b)
 
     if (t == NULL || b == NULL || !t->write)
         return CRDT_EINVAL;
-    spare_load(t);
+    if ((rc = spare_load(t)) < 0)
+        return rc;
     db = dbi(t, CRDT_DB_STATE0 + (t->w->state_slot ^ 1));
     p = crdt__batch_entries(b, &end);
     while (p < end && rc == CRDT_OK) {
@@ -474,29 +481,33 @@ crdt_raw_swap_state(crdt_raw *t)
     w->copies_waiting = 0; /* another state: look again */
     w->kept_defaults = 0;
     memset(w->acc, 0, sizeof w->acc);
-    if (crdt__meta_get(w->txn, w->r, hash_key(w->state_slot), &hv) == 0 &&
-        hv.mv_size == 32)
+    rc = crdt__meta_get(w->txn, w->r, hash_key(w->state_slot), &hv);
+    if (rc == CRDT_OK && hv.mv_size == 32)
         crdt__acc_load(w->acc, hv.mv_data);
+    else if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return full(rc);
     rc = crdt__mdb_err(mdb_drop(w->txn, w->r->dbi[CRDT_DB_STATE0 + old], 0));
     if (rc == CRDT_OK)
         rc = crdt__meta_put(w->txn, w->r, hash_key(old), zero, 32);
     return full(rc);
 }
 
-void
+int
 crdt_raw_state_hash(crdt_raw *t, unsigned char *out)
 {
     MDB_val hv;
+    int rc;
 
     if (t->write) {
         crdt__wctx_hash_settle(t->w);
         crdt__acc_bytes(out, t->w->acc);
-        return;
+        return CRDT_OK;
     }
     memset(out, 0, 32);
-    if (crdt__meta_get(t->w->txn, t->w->r, hash_key(t->w->state_slot), &hv) ==
-            0 && hv.mv_size == 32)
+    rc = crdt__meta_get(t->w->txn, t->w->r, hash_key(t->w->state_slot), &hv);
+    if (rc == CRDT_OK && hv.mv_size == 32)
         memcpy(out, hv.mv_data, 32);
+    return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
 }
 
 int

@@ -439,6 +439,8 @@ compact_block(crdt__wctx *w, const crdt__seqkey *key, uint64_t *dropped)
         if ((rc = recs_add(&old, kb, k.mv_size, vb, v.mv_size)) < 0)
             break;
     }
+    if (rc == CRDT_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = crdt__mdb_err(mrc); /* not the end: LMDB's error */
     mdb_cursor_close(cur);
     if (rc < 0)
         goto done;

@@ -230,8 +230,8 @@ build(epoch_info *out, epoch_builder *b, crdt_raw *t)
     int rc;
 
     memset(&next, 0, sizeof next);
-    if (epoch__staging_active(t))
-        return CRDT_EBUSY; /* a reset is staging a snapshot in the spare */
+    if ((rc = epoch__staging_active(t)) != 0) /* a reset is staging */
+        return rc > 0 ? CRDT_EBUSY : rc;       /* in the spare slot */
     if ((rc = epoch__current_in(&cur, t)) < 0)
         return rc;
     rc = epoch__schema_apply(&schema, &n_schema, cur.schema, cur.n_schema,
@@ -262,7 +262,8 @@ build(epoch_info *out, epoch_builder *b, crdt_raw *t)
     if ((rc = crdt_raw_heads_encode(&heads, &heads_len, t)) < 0 ||
         (rc = crdt_raw_vv(&vv, t)) < 0)
         goto done;
-    crdt_raw_state_hash(t, hash);
+    if ((rc = crdt_raw_state_hash(t, hash)) < 0)
+        goto done;
     if (b->lens != NULL &&
         (rc = epoch_lens_format(&lens_text, &lens_len, b->lens)) < 0)
         goto done;
@@ -320,9 +321,11 @@ epoch_builder_commit(epoch_info *out, epoch_builder *b)
     /* (1) the marker, in its own committed txn */
     if ((rc = crdt_raw_begin(&t, b->r, 1)) < 0)
         goto out;
-    if (crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl) == CRDT_OK) {
+    if ((rc = crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl)) !=
+        CRDT_ENOTFOUND) {
         crdt_raw_abort(t);
-        rc = CRDT_EBUSY; /* running elsewhere, or interrupted: resume */
+        if (rc == CRDT_OK) /* running elsewhere, or interrupted: resume */
+            rc = CRDT_EBUSY;
         goto out;
     }
     if ((rc = epoch__current_in(&cur, t)) < 0) {

@@ -328,7 +328,8 @@ check_in(epoch_check *out, crdt_raw *t, const unsigned char *target_id)
         goto done;
     if ((rc = epoch__seq_epoch(t, lens, 0)) < 0) /* as the builder does */
         goto done;
-    crdt_raw_state_hash(t, hash);
+    if ((rc = crdt_raw_state_hash(t, hash)) < 0)
+        goto done;
     if (memcmp(hash, k.state_hash, CRDT_HASH_BYTES) == 0) {
         out->verdict = EPOCH_DERIVED_MATCH;
         snprintf(out->reason, sizeof out->reason,
@@ -365,8 +366,8 @@ epoch_check_derivation(epoch_check *out, crdt_replica *r,
     for (int tries = 0; tries < 8; tries++) {
         if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
             return rc;
-        if (epoch__staging_active(t))
-            rc = CRDT_EBUSY; /* a reset is staging in the spare slot */
+        if ((rc = epoch__staging_active(t)) != 0) /* a reset is staging */
+            rc = rc > 0 ? CRDT_EBUSY : rc;       /* in the spare slot */
         else
             rc = check_in(out, t, target_id);
         crdt_raw_abort(t);

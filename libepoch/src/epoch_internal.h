@@ -86,7 +86,8 @@ int epoch__rewriter_wrote_seq(const epoch__rewriter *w);
 /* A reset stages the snapshot in the spare slot under meta "staging"
  * (token, started ms); a staging older than this is abandoned. */
 #define EPOCH__STAGING_STALE_MS (10u * 60 * 1000)
-/* Read the staging token in @p t; 1 present (filled), 0 absent. */
+/* Read the staging token in @p t; 1 present (filled), 0 absent, or a
+ * crdt_err. epoch__staging_active(): 1, 0 or a crdt_err too. */
 int epoch__staging_read(crdt_raw *t, epoch_staging *out);
 int epoch__staging_active(crdt_raw *t);
 void epoch__rewriter_free(epoch__rewriter *w);

@@ -272,12 +272,15 @@ is_genesis(crdt_raw *t, const unsigned char *id)
 
     /* the genesis id is the one the replica started with: it has no
      * record, and it is the parent of every epoch 1 */
-    if (crdt_raw_get(t, CRDT_DB_META, "genesis_id", 10, &v, &vl) == CRDT_OK &&
-        vl == EPOCH_ID_BYTES)
+    int rc = crdt_raw_get(t, CRDT_DB_META, "genesis_id", 10, &v, &vl);
+
+    if (rc == CRDT_OK && vl == EPOCH_ID_BYTES)
         return memcmp(v, id, EPOCH_ID_BYTES) == 0;
-    if (crdt_raw_get_epoch(t, &num, cur) == CRDT_OK && num == 0)
-        return memcmp(cur, id, EPOCH_ID_BYTES) == 0;
-    return 0;
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    if ((rc = crdt_raw_get_epoch(t, &num, cur)) < 0)
+        return rc == CRDT_ENOTFOUND || rc == CRDT_ECORRUPT ? 0 : rc;
+    return num == 0 && memcmp(cur, id, EPOCH_ID_BYTES) == 0;
 }
 
 int
@@ -288,7 +291,9 @@ epoch__get_in(epoch_info *out, crdt_raw *t, const unsigned char *id)
     int rc;
 
     rc = crdt_raw_get(t, CRDT_DB_EPOCHS, id, EPOCH_ID_BYTES, &v, &vl);
-    if (rc == CRDT_ENOTFOUND && is_genesis(t, id)) {
+    if (rc == CRDT_ENOTFOUND && (rc = is_genesis(t, id)) != 1)
+        return rc == 0 ? CRDT_ENOTFOUND : rc;
+    if (rc == 1) {
         rc = epoch__genesis(out, t);
         if (rc == CRDT_OK)
             memcpy(out->id, id, EPOCH_ID_BYTES);

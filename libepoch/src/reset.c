@@ -106,9 +106,13 @@ epoch__staging_read(crdt_raw *t, epoch_staging *out)
     const void *vp;
     size_t vl;
 
+    int rc;
+
     memset(out, 0, sizeof *out);
-    if (crdt_raw_get(t, CRDT_DB_META, "staging", 7, &vp, &vl) != CRDT_OK ||
-        (vl != 24 && vl != STAGING_BYTES))
+    rc = crdt_raw_get(t, CRDT_DB_META, "staging", 7, &vp, &vl);
+    if (rc < 0)
+        return rc == CRDT_ENOTFOUND ? 0 : rc;
+    if (vl != 24 && vl != STAGING_BYTES)
         return 0;
     v = vp;
     out->present = 1;
@@ -130,8 +134,9 @@ int
 epoch__staging_active(crdt_raw *t)
 {
     epoch_staging s;
+    int rc = epoch__staging_read(t, &s);
 
-    return epoch__staging_read(t, &s) && s.active;
+    return rc <= 0 ? rc : s.active;
 }
 
 int
@@ -144,9 +149,9 @@ epoch_staging_get(epoch_staging *out, crdt_replica *r)
         return CRDT_EINVAL;
     if ((rc = crdt_raw_begin(&t, r, 0)) < 0)
         return rc;
-    epoch__staging_read(t, out);
+    rc = epoch__staging_read(t, out);
     crdt_raw_abort(t);
-    return CRDT_OK;
+    return rc < 0 ? rc : CRDT_OK;
 }
 
 /* Is the staging ours? (another reset may have taken over a stale one) */
@@ -155,9 +160,11 @@ staging_ours(crdt_raw *t, const unsigned char *token)
 {
     const void *v;
     size_t vl;
+    int rc = crdt_raw_get(t, CRDT_DB_META, "staging", 7, &v, &vl);
 
-    return crdt_raw_get(t, CRDT_DB_META, "staging", 7, &v, &vl) == CRDT_OK &&
-           (vl == 24 || vl == STAGING_BYTES) && memcmp(v, token, 16) == 0;
+    if (rc < 0)
+        return rc == CRDT_ENOTFOUND ? 0 : rc;
+    return (vl == 24 || vl == STAGING_BYTES) && memcmp(v, token, 16) == 0;
 }
 
 static int
@@ -167,9 +174,9 @@ stage_txn(epoch_reset *rs, crdt_raw **out)
 
     if (rc < 0)
         return rc;
-    if (!staging_ours(*out, rs->token)) {
+    if ((rc = staging_ours(*out, rs->token)) <= 0) {
         crdt_raw_abort(*out);
-        return CRDT_EBUSY;
+        return rc < 0 ? rc : CRDT_EBUSY;
     }
     return CRDT_OK;
 }
@@ -270,9 +277,14 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
     rs->knew_owner = rc;
     if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
         goto fail;
-    if (crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl) == CRDT_OK ||
-        epoch__staging_active(t)) {
-        rc = CRDT_EBUSY; /* a migration, or another reset, is running */
+    rc = crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl);
+    if (rc == CRDT_ENOTFOUND)
+        rc = epoch__staging_active(t);
+    else if (rc == CRDT_OK)
+        rc = 1;
+    if (rc != 0) {
+        /* a migration, or another reset, is running */
+        rc = rc > 0 ? CRDT_EBUSY : rc;
         goto fail;
     }
     if ((rc = epoch__get_in(&rs->target, t, target_id)) < 0)
@@ -369,8 +381,8 @@ keep_ours(crdt_raw *t, const unsigned char *key, const unsigned char *theirs,
     uint64_t n = 0;
     int rc;
 
-    if (crdt_raw_get(t, CRDT_DB_LOG, key, 16, &v, &vl) != CRDT_OK)
-        return CRDT_OK;
+    if ((rc = crdt_raw_get(t, CRDT_DB_LOG, key, 16, &v, &vl)) < 0)
+        return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
     if ((copy = malloc(vl)) == NULL)
         return CRDT_ENOMEM;
     memcpy(copy, v, vl);
@@ -772,10 +784,11 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
 
         if ((rc = stage_txn(rs, &t)) < 0)
             break;
-        if (crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &mv, &ml) == CRDT_OK) {
+        rc = crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &mv, &ml);
+        if (rc != CRDT_ENOTFOUND) {
             crdt_raw_abort(t); /* a migration started meanwhile */
             t = NULL;
-            rc = CRDT_EBUSY;
+            rc = rc == CRDT_OK ? CRDT_EBUSY : rc;
             break;
         }
         rc = flush_into(rs, t);
@@ -789,8 +802,7 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
          * the builder made them (conversions, compaction) */
         if (rc == CRDT_OK && rs->w != NULL)
             rc = epoch__seq_epoch(t, rs->lens, 0);
-        if (rc == CRDT_OK) {
-            crdt_raw_state_hash(t, hash);
+        if (rc == CRDT_OK && (rc = crdt_raw_state_hash(t, hash)) == CRDT_OK) {
             if (rs->w == NULL && expected_hash != NULL &&
                 memcmp(hash, expected_hash, CRDT_HASH_BYTES) != 0)
                 rc = CRDT_ECORRUPT; /* not the state the peer sent */
@@ -904,7 +916,7 @@ epoch_reset_abort(epoch_reset *rs)
         return;
     /* drop our staging (if still ours); the spare is cleared next time */
     if (crdt_raw_begin(&t, rs->r, 1) == CRDT_OK) {
-        if (staging_ours(t, rs->token) &&
+        if (staging_ours(t, rs->token) == 1 &&
             crdt_raw_del(t, CRDT_DB_META, "staging", 7) == CRDT_OK) {
             rc = crdt_raw_commit(t);
             (void)rc; /* best effort, like the abort below */
@@ -937,10 +949,9 @@ epoch_snapshot_walk(crdt_replica *r, unsigned char *epoch_id_out,
         return CRDT_EINVAL;
     if ((rc = crdt_raw_begin(&t, r, 0)) < 0)
         return rc;
-    if (hash_out != NULL)
-        crdt_raw_state_hash(t, hash_out);
-    if (epoch_id_out != NULL &&
-        (rc = crdt_raw_get_epoch(t, NULL, epoch_id_out)) < 0) {
+    if ((hash_out != NULL && (rc = crdt_raw_state_hash(t, hash_out)) < 0) ||
+        (epoch_id_out != NULL &&
+         (rc = crdt_raw_get_epoch(t, NULL, epoch_id_out)) < 0)) {
         crdt_raw_abort(t);
         return rc;
     }

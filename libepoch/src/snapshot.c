@@ -34,8 +34,8 @@ epoch_snapshot_open(epoch_snapshot **out, crdt_replica *r,
          * same txn, must hash to the hash the store keeps (a second pass
          * over the state, before the first entry is sent) */
         unsigned char kept[CRDT_HASH_BYTES], now[CRDT_HASH_BYTES];
-        crdt_raw_state_hash(s->t, kept);
-        if ((rc = crdt_raw_state_rehash(s->t, now)) < 0)
+        if ((rc = crdt_raw_state_hash(s->t, kept)) < 0 ||
+            (rc = crdt_raw_state_rehash(s->t, now)) < 0)
             goto fail;
         if (memcmp(kept, now, sizeof kept) != 0) {
             rc = CRDT_ECORRUPT;

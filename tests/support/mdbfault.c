@@ -61,6 +61,7 @@ static int failed_depth, misuse_depth;
 static MDB_txn *failed[FAILED_MAX];
 static const void *sites[SITES_MAX];
 static long n_sites;
+static int spare_reads; /* read txns' begins pass, uncounted */
 
 static int
 is_failed(MDB_txn *txn)
@@ -84,6 +85,33 @@ set_failed(MDB_txn *txn, int on)
     }
 }
 
+/* Read txns begun under mdbfault_spare_reads(1): their calls pass. */
+static MDB_txn *spare[FAILED_MAX];
+
+static int
+is_spared(MDB_txn *txn)
+{
+    for (int i = 0; i < FAILED_MAX; i++)
+        if (txn != NULL && spare[i] == txn)
+            return 1;
+    return 0;
+}
+
+static void
+spared(MDB_txn *txn, int on)
+{
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < FAILED_MAX; i++) {
+        if (on && spare[i] == NULL) {
+            spare[i] = txn;
+            break;
+        }
+        if (!on && spare[i] == txn)
+            spare[i] = NULL;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
 static void
 note_site(const void *site)
 {
@@ -102,7 +130,9 @@ verdict(MDB_txn *txn, const void *site)
     int rc = 0;
 
     pthread_mutex_lock(&lock);
-    if (is_failed(txn)) {
+    if (is_spared(txn)) {
+        rc = 0;
+    } else if (is_failed(txn)) {
         misuses++;
         misuse_site = site;
         misuse_depth = backtrace(misuse_stack, STACK_MAX);
@@ -125,6 +155,7 @@ ended(MDB_txn *txn)
     pthread_mutex_lock(&lock);
     set_failed(txn, 0);
     pthread_mutex_unlock(&lock);
+    spared(txn, 0);
 }
 
 #define SITE __builtin_return_address(0)
@@ -133,8 +164,15 @@ int
 __wrap_mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags,
                      MDB_txn **txn)
 {
-    int rc = verdict(parent, SITE);
+    int rc;
 
+    if ((flags & MDB_RDONLY) && spare_reads) {
+        rc = __real_mdb_txn_begin(env, parent, flags, txn);
+        if (rc == 0)
+            spared(*txn, 1);
+        return rc;
+    }
+    rc = verdict(parent, SITE);
     return rc ? rc : __real_mdb_txn_begin(env, parent, flags, txn);
 }
 
@@ -224,6 +262,14 @@ __wrap_mdb_cursor_del(MDB_cursor *cursor, unsigned int flags)
     int rc = verdict(mdb_cursor_txn(cursor), SITE);
 
     return rc ? rc : __real_mdb_cursor_del(cursor, flags);
+}
+
+void
+mdbfault_spare_reads(int on)
+{
+    pthread_mutex_lock(&lock);
+    spare_reads = on;
+    pthread_mutex_unlock(&lock);
 }
 
 void

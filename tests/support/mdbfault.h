@@ -15,6 +15,13 @@
 
 /* Fail the @p n-th wrapped call from now (counting from 1). */
 void mdbfault_arm(long n);
+/* 1: read-only txns begun from now on, and every call on them, are
+ * never failed nor counted: for an operation that takes a failed read
+ * txn as "no reader slot free" and does the work another way (a
+ * migration reads the base on a second thread only if it can begin a
+ * txn for it, and otherwise reads it in its write txn). Their own
+ * failures are the read tests' business. 0: the default again. */
+void mdbfault_spare_reads(int on);
 /* Stop failing; 1 if the armed call was reached (and failed). */
 int mdbfault_disarm(void);
 /* Calls made on a txn after its injected error, since the last arm. */

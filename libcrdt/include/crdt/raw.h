@@ -163,8 +163,11 @@ CRDT_API CRDT_MUST_CHECK int crdt_raw_begin_base(crdt_raw **out,
  * the new state into the spare slot, then swaps, all in one txn.
  */
 CRDT_API int crdt_raw_swap_state(crdt_raw *t);
-/** State hash of the active slot (CRDT_HASH_BYTES). */
-CRDT_API void crdt_raw_state_hash(crdt_raw *t, unsigned char *out);
+/**
+ * State hash of the active slot (CRDT_HASH_BYTES): zeros when none is
+ * kept. @return CRDT_OK; the read's error (CRDT_EIO).
+ */
+CRDT_API int crdt_raw_state_hash(crdt_raw *t, unsigned char *out);
 /** Recompute the active slot's hash from scratch (verify). */
 CRDT_API int crdt_raw_state_rehash(crdt_raw *t, unsigned char *out);
 /**

@@ -1,0 +1,340 @@
+/*
+ * test_mdb_faults.c: an LMDB call failing at every point of a migration
+ * (a compaction, and a lens that renames, converts, removes and adds a
+ * default, over text and list fields too), of a stale replica's reset
+ * into the new epoch (records stored, snapshot walked on the fresh side
+ * and put on the stale one, the reset committed, its own writes rebased),
+ * of the merge that rebases a stale replica's changes through the lens,
+ * and of the quarantine's listing and re-application. As in
+ * tests/libcrdt/test_mdb_faults.c: the call answers CRDT_EIO, nothing
+ * follows on the failed txn but its abort, the replica is byte for byte
+ * as before, and the next try succeeds.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "crdt/sync.h"
+#include "crdt/text.h"
+#include "epoch/epoch.h"
+#include "support/epoch_util.h"
+#include "support/mdbfault.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+#define CALLS_MAX 50000 /* far above what any operation here makes */
+
+TU_PAIR_FIXTURE(tu_pair_open)
+
+#define LENS                                                                   \
+    "collection c 1 -> 2\n"                                                    \
+    "rename name -> title\n"                                                   \
+    "convert age int -> string\n"                                              \
+    "remove gone\n"                                                            \
+    "add note string default \"-\"\n"
+
+/* Documents with every kind of field the lens touches, and sequences. */
+static void
+fill(crdt_replica *r, const char *prefix, int n)
+{
+    for (int i = 0; i < n; i++) {
+        crdt_value v = crdt_value_int(i);
+        crdt_txn *t;
+        char doc[32];
+
+        snprintf(doc, sizeof doc, "%s%d", prefix, i);
+        ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_put(t, "c", doc, "name", &v), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_put(t, "c", doc, "age", &v), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_put(t, "c", doc, "gone", &v), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_incr(t, "c", doc, "n", i), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_text_insert(t, "c", doc, "t", 0, "hey", 3),
+                         CRDT_OK);
+        ck_assert_int_eq(crdt_txn_list_insert(t, "c", doc, "l", 0, &v),
+                         CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+}
+
+static int
+migrate(crdt_replica *r, const char *lens_text)
+{
+    epoch_builder *bl;
+    epoch_lens *l = lens_text ? tu_lens(lens_text) : NULL;
+    int rc;
+
+    if ((rc = epoch_builder_new(&bl, r)) == CRDT_OK) {
+        if (l == NULL || (rc = epoch_builder_add_lens(bl, l)) == CRDT_OK)
+            rc = epoch_builder_commit(NULL, bl);
+        epoch_builder_free(bl);
+    }
+    epoch_lens_free(l);
+    return rc;
+}
+
+/* Fail each LMDB call of @p op(@p r, @p arg) in turn: every failure
+ * leaves @p r as it was; returns when a run reaches no armed call. With
+ * @p after_commit, a failure from that call on may come after the
+ * operation committed (its later steps are txns of their own): when
+ * @p committed(@p r, @p arg) says it did, the operation is done and the
+ * loop ends. */
+static void
+each_call(const char *what, crdt_replica *r,
+          int (*op)(crdt_replica *, void *), void *arg,
+          int (*committed)(crdt_replica *, void *))
+{
+    unsigned char before[32], after[32];
+    long n;
+    int done = 0;
+
+    tu_digest_all(r, before);
+    for (n = 1; n < CALLS_MAX && !done; n++) {
+        mdbfault_arm(n);
+        done = mdbfault_judge(op(r, arg), n, what);
+        if (done == 2) /* a survey: it went through, so it is done */
+            break;
+        if (!done) {
+            tu_digest_all(r, after);
+            if (committed != NULL && memcmp(after, before, 32) != 0 &&
+                committed(r, arg)) {
+                done = 1;
+                break;
+            }
+            MDBFAULT_EXPECT(memcmp(after, before, 32) == 0, "%s: LMDB call "
+                            "%ld failed, the replica changed", what, n);
+        }
+    }
+    ck_assert_msg(done, "%s: still failing after %d calls", what, CALLS_MAX);
+    mdbfault_reach(what, n);
+}
+
+static int
+op_migrate(crdt_replica *r, void *arg)
+{
+    return migrate(r, arg);
+}
+
+/* _i = 0: a compaction; 1: the lens */
+START_TEST(test_migration_fails_at_every_lmdb_call)
+{
+    epoch_info e;
+
+    fill(a, "d", 20);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    fill(b, "b", 3); /* another actor's log to archive */
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    /* without a reader slot for its second thread it runs on one */
+    mdbfault_spare_reads(1);
+    each_call(_i ? "lens migration" : "compaction", a, op_migrate, _i ? LENS : NULL, NULL);
+    mdbfault_spare_reads(0);
+    ck_assert_int_eq(epoch_current(&e, a), CRDT_OK);
+    ck_assert_uint_eq(e.number, 1);
+    epoch_info_clear(&e);
+    ck_assert_int_eq(migrate(b, _i ? LENS : NULL), CRDT_OK);
+    tu_assert_converged(a, b); /* the same epoch, derived alike */
+}
+END_TEST
+
+static int
+walk_put(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
+{
+    return epoch_reset_put(ctx, k, kl, v, vl);
+}
+
+/* tu_reset_from()'s first step: the fresh side's epoch records stored
+ * on the stale one. */
+static int
+op_store_records(crdt_replica *stale, void *arg)
+{
+    crdt_replica *fresh = arg;
+    epoch_info *chain;
+    size_t n;
+    int rc;
+
+    if ((rc = epoch_chain(&chain, &n, fresh)) < 0)
+        return rc;
+    for (size_t i = 1; i < n && rc == CRDT_OK; i++) {
+        const unsigned char *rec = chain[i].raw;
+        size_t len = chain[i].raw_len;
+        rc = epoch_store_records(stale, &rec, &len, 1);
+    }
+    epoch_chain_free(chain, n);
+    return rc;
+}
+
+/* The rest of tu_reset_from() but its merge, with every step's error
+ * answered, not asserted. */
+static int
+op_reset(crdt_replica *stale, void *arg)
+{
+    crdt_replica *fresh = arg;
+    unsigned char id[32], hash[32];
+    epoch_info e;
+    epoch_reset *rs;
+    int rc;
+
+    if ((rc = epoch_current(&e, fresh)) < 0)
+        return rc;
+    rc = epoch_reset_begin(&rs, stale, e.id, NULL);
+    epoch_info_clear(&e);
+    if (rc < 0)
+        return rc;
+    rc = epoch_snapshot_walk(fresh, id, hash, walk_put, rs);
+    if (rc < 0) {
+        epoch_reset_abort(rs);
+        return rc;
+    }
+    return epoch_reset_commit(NULL, rs, hash);
+}
+
+/* @p r is at @p arg's epoch: the reset committed. */
+static int
+at_epoch_of(crdt_replica *r, void *arg)
+{
+    epoch_info x, y;
+    int same;
+
+    ck_assert_int_eq(epoch_current(&x, r), CRDT_OK);
+    ck_assert_int_eq(epoch_current(&y, arg), CRDT_OK);
+    same = memcmp(x.id, y.id, sizeof x.id) == 0;
+    epoch_info_clear(&x);
+    epoch_info_clear(&y);
+    return same;
+}
+
+START_TEST(test_reset_fails_at_every_lmdb_call)
+{
+    fill(a, "d", 8);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    /* b goes offline and writes against version 1 */
+    ck_assert_int_eq(tu_put_int(b, "c", "d1", "name", 77), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d2", "gone", 78), CRDT_OK);
+    ck_assert_int_eq(migrate(a, LENS), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d3", "title", 79), CRDT_OK);
+    each_call("store records", b, op_store_records, a, NULL);
+    each_call("reset", b, op_reset, a, at_epoch_of);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+/* tu_sync_one_way() with every step's error answered, not asserted. */
+static int
+op_merge_from(crdt_replica *to, void *arg)
+{
+    crdt_replica *from = arg;
+    crdt_read *rd;
+    crdt_vv *vv = NULL;
+    crdt_export *e;
+    crdt_bytes list[64];
+    const unsigned char *buf;
+    size_t len, n = 0;
+    int rc;
+
+    if ((rc = crdt_read_begin(&rd, to)) < 0)
+        return rc;
+    rc = crdt_read_vv(&vv, rd);
+    crdt_read_end(rd);
+    if (rc == CRDT_OK)
+        rc = crdt_export_begin(&e, from, vv); /* reads vv until its end */
+    if (rc < 0) {
+        crdt_vv_free(vv);
+        return rc;
+    }
+    while (n < 64 && (rc = crdt_export_next(e, &buf, &len)) == CRDT_OK) {
+        unsigned char *copy = malloc(len);
+        ck_assert_ptr_nonnull(copy);
+        memcpy(copy, buf, len);
+        list[n].data = copy;
+        list[n++].len = len;
+    }
+    crdt_export_end(e);
+    crdt_vv_free(vv);
+    if (rc == CRDT_ENOTFOUND)
+        rc = crdt_merge(NULL, to, list, n);
+    for (size_t i = 0; i < n; i++)
+        free((void *)list[i].data);
+    return rc;
+}
+
+/* b's changes of the epoch before, merged by a: rebased through the
+ * lens (one of them into the quarantine: its field was removed). */
+START_TEST(test_rebasing_merge_fails_at_every_lmdb_call)
+{
+    uint64_t q = 0;
+
+    fill(a, "d", 6);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d1", "name", 77), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d2", "gone", 78), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d9", "age", 79), CRDT_OK);
+    ck_assert_int_eq(migrate(a, LENS), CRDT_OK);
+    each_call("rebasing merge", a, op_merge_from, b, NULL);
+    ck_assert_int_eq(epoch_quarantine_count(&q, a), CRDT_OK);
+    ck_assert_uint_eq(q, 1);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+static int
+count_q(const epoch_quarantined *q, void *ctx)
+{
+    (void)q;
+    ++*(int *)ctx;
+    return 0;
+}
+
+static int
+op_quarantine_list(crdt_replica *r, void *arg)
+{
+    *(int *)arg = 0;
+    return epoch_quarantine_list(r, count_q, arg);
+}
+
+static int
+op_quarantine_apply(crdt_replica *r, void *arg)
+{
+    uint64_t applied, kept;
+
+    (void)arg;
+    return epoch_quarantine_apply(&applied, &kept, r);
+}
+
+START_TEST(test_quarantine_fails_at_every_lmdb_call)
+{
+    int listed = 0;
+    uint64_t q = 0;
+
+    fill(a, "d", 3);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d1", "gone", 78), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d2", "gone", 79), CRDT_OK);
+    ck_assert_int_eq(migrate(a, LENS), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    ck_assert_int_eq(epoch_quarantine_count(&q, a), CRDT_OK);
+    ck_assert_uint_eq(q, 2);
+    each_call("quarantine list", a, op_quarantine_list, &listed, NULL);
+    ck_assert_int_eq(listed, 2);
+    each_call("quarantine apply", a, op_quarantine_apply, NULL, NULL);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("epoch_mdb_faults");
+    TCase *tc = tcase_create("epoch_mdb_faults");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, test_migration_fails_at_every_lmdb_call, 0, 2);
+    tcase_add_test(tc, test_reset_fails_at_every_lmdb_call);
+    tcase_add_test(tc, test_rebasing_merge_fails_at_every_lmdb_call);
+    tcase_add_test(tc, test_quarantine_fails_at_every_lmdb_call);
+    suite_add_tcase(s, tc);
+    return s;
+}
