@@ -201,8 +201,12 @@ refused_on_path(epoch_check *out, crdt_raw *t, const epoch_info *cur,
         if (e.number <= cur->number)
             break;
         refused_key(key, e.id);
-        if (crdt_raw_get(t, CRDT_DB_META, key, sizeof key, &v, &vl) ==
-            CRDT_OK) {
+        rc = crdt_raw_get(t, CRDT_DB_META, key, sizeof key, &v, &vl);
+        if (rc < 0 && rc != CRDT_ENOTFOUND)
+            break;
+        if (rc == CRDT_ENOTFOUND) {
+            rc = CRDT_OK;
+        } else {
             out->verdict = EPOCH_DERIVED_MISMATCH;
             out->number = e.number;
             snprintf(out->reason, sizeof out->reason, "%.*s",

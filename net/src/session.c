@@ -257,9 +257,10 @@ static int
 busy_now(crdtnet_session *s)
 {
     epoch_marker m;
+    int rc = epoch_marker_get(&m, s->r);
 
-    if (epoch_marker_get(&m, s->r) != CRDT_OK)
-        return 0;
+    if (rc < 0)
+        return rc == CRDT_ENOTFOUND ? 0 : rc;
     epoch_marker_clear(&m);
     return 1;
 }
@@ -282,7 +283,11 @@ next_message(crdtnet_session *s)
     if (s->closed)
         return CRDT_ECLOSED;
     if (!s->hello_sent) {
-        if (s->max_proto >= PROTO_SUMMARY && !busy_now(s)) {
+        int busy = busy_now(s);
+
+        if (busy < 0)
+            return local_fail(s, busy, "cannot read the replica");
+        if (s->max_proto >= PROTO_SUMMARY && !busy) {
             /* offer protocol 4, then answer in the peer's version */
             if (!s->announce_sent) {
                 s->announce_sent = 1;
@@ -307,7 +312,7 @@ next_message(crdtnet_session *s)
             return CRDT_OK;
         }
         s->hello_sent = 1;
-        if (busy_now(s)) {
+        if (busy) {
             s->rep.busy_retry_ms = 1000;
             s->err = CRDT_EBUSY;
             snprintf(s->rep.reason, sizeof s->rep.reason,

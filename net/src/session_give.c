@@ -173,6 +173,10 @@ crdtnet__build_snapshot(crdtnet_session *s)
         crdt__enc_bin(&items, v, vl);
         n++;
     }
+    if (rc < 0 && rc != CRDT_ENOTFOUND) { /* not the end: the read failed */
+        crdt__enc_free(&items);
+        return rc;
+    }
     if (n == 0) {
         crdt__enc_free(&items);
         if (rc != CRDT_ENOTFOUND)
@@ -385,6 +389,11 @@ build_changes_as(crdtnet_session *s, unsigned type)
     }
     if (rc == CRDT_ECORRUPT)
         goto damaged; /* a stored change that does not decode */
+    if (rc < 0 && rc != CRDT_ENOTFOUND) { /* the export could not go on */
+        items_release(s);
+        free(hashes);
+        return rc;
+    }
     if (have_last && crdt_change_verify(&last) != CRDT_OK)
         goto damaged;
     if (n == 0) {

@@ -170,8 +170,10 @@ crdtnet__become_giver(crdtnet_session *s)
     s->role = ROLE_GIVER;
     if ((rc = crdt_read_begin(&rd, s->r)) < 0)
         return crdtnet__fail(s, rc, "cannot read", 1);
-    crdt_read_stats(&st, rd);
+    rc = crdt_read_stats(&st, rd);
     crdt_read_end(rd);
+    if (rc < 0)
+        return crdtnet__fail(s, rc, "cannot read", 1);
     memcpy(id, st.epoch_id, sizeof id);
     if ((rc = crdtnet__giver_lacks(s, id)) < 0)
         return crdtnet__fail(s, rc,
@@ -291,8 +293,8 @@ store_hello_records(crdtnet_session *s, crdt__mp *m)
         len = rl;
         rc = epoch_store_records(s->r, &rec, &len, 1);
         if (rc < 0) {
-            if (rc == CRDT_ENOMEM || rc == CRDT_EFULL || rc == CRDT_EIO)
-                return crdtnet__fail(s, rc, crdt_strerror(rc), 1); /* ours */
+            if (crdtnet__ours(rc))
+                return crdtnet__fail(s, rc, crdt_strerror(rc), 1);
             return crdtnet__fail(s, rc == CRDT_EBUSY ? CRDT_EBUSY : CRDT_EAUTH,
                                  rc == CRDT_EPERM
                                      ? "epoch record made by a key that "

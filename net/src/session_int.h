@@ -112,6 +112,13 @@ struct crdtnet_session {
  * the first failure wins); @p tell_peer: an ERROR goes to the peer.
  * Returns @p rc. */
 int crdtnet__fail(crdtnet_session *s, int rc, const char *why, int tell_peer);
+/* 1 when @p rc is this side's failure (memory, a full disk, an I/O
+ * error), never something the peer sent: reported as ours. */
+static inline int
+crdtnet__ours(int rc)
+{
+    return rc == CRDT_ENOMEM || rc == CRDT_EFULL || rc == CRDT_EIO;
+}
 /* A decoder's failure: out of memory is ours, anything else the peer's. */
 int crdtnet__fail_decode(crdtnet_session *s, int rc, const char *why);
 /* Our state's figures and version vector, from one read snapshot. */

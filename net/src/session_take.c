@@ -185,7 +185,10 @@ crdtnet__on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m,
             if (crdt__mp_bin(m, &rec, &rl) < 0)
                 return crdtnet__fail(s, CRDT_EPROTO, "malformed SNAP_BEGIN", 1);
             len = rl;
-            if ((rc = epoch_store_records(s->r, &rec, &len, 1)) < 0)
+            if ((rc = epoch_store_records(s->r, &rec, &len, 1)) < 0 &&
+                crdtnet__ours(rc))
+                return crdtnet__fail(s, rc, crdt_strerror(rc), 1);
+            if (rc < 0)
                 return crdtnet__fail(
                     s, rc == CRDT_EBUSY ? rc : CRDT_EAUTH,
                     rc == CRDT_EPERM ? "epoch record made by a key that is not "

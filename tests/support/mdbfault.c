@@ -280,6 +280,7 @@ mdbfault_arm(long n)
     misuses = 0;
     misuse_site = NULL;
     failed_site = NULL;
+    misuse_depth = failed_depth = 0;
     fail_at = n;
     pthread_mutex_unlock(&lock);
 }
