@@ -420,6 +420,9 @@ int crdt__pagecheck_image(const unsigned char *img, size_t len,
 
 /* ---- wctx: begin/finish a write context (state.c) ---- */
 int crdt__wctx_begin(crdt__wctx *w, crdt_replica *r, int check_marker);
+/* crdt__wctx_begin() for a local write (txn.c): the incarnation renewed
+ * first if crdt__actor_stale() says so. */
+int crdt__wctx_begin_fresh(crdt__wctx *w, crdt_replica *r);
 int crdt__wctx_commit(crdt__wctx *w);
 void crdt__wctx_abort(crdt__wctx *w);
 /* 1 if an upgrade marker is present, 0 if not, or a crdt_err (read in
@@ -680,6 +683,12 @@ typedef struct {
 } crdt__head;
 
 #define CRDT__HEAD_BYTES (8 + CRDT_HASH_BYTES + CRDT_PUBKEY_BYTES + 8)
+/* 1 when a write under this replica's actor could reuse a seq: it issued
+ * seqs its head does not reach (a reset took its own changes out of the
+ * log) or its head is beyond what it issued (a copy of this directory
+ * wrote as this actor): the incarnation must be renewed first
+ * (crdt_replica_check_incarnation()). 0 when not; a crdt_err. */
+int crdt__actor_stale(MDB_txn *txn, crdt_replica *r);
 int crdt__head_get(MDB_txn *txn, crdt_replica *r, const crdt_actor *a,
                    crdt__head *out);
 int crdt__head_put(MDB_txn *txn, crdt_replica *r, const crdt_actor *a,

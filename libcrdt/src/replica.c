@@ -374,13 +374,37 @@ crdt_replica_last_txn(crdt_replica *r)
 }
 
 int
-crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r)
+crdt__actor_stale(MDB_txn *txn, crdt_replica *r)
 {
-    MDB_txn *txn;
     MDB_val v;
     crdt__head h;
     uint64_t issued = 0;
-    int rc, stale = 0, mine = 0;
+    int rc, mine = 0;
+
+    rc = crdt__meta_get(txn, r, "own_seq", &v);
+    if (rc == CRDT_OK && v.mv_size == 16 &&
+        memcmp(v.mv_data, r->actor.b, 8) == 0) {
+        issued = crdt__rd64((const unsigned char *)v.mv_data + 8);
+        mine = 1;
+    }
+    if (rc == CRDT_OK || rc == CRDT_ENOTFOUND)
+        rc = crdt__head_get(txn, r, &r->actor, &h);
+    if (rc < 0 && rc != CRDT_ENOTFOUND && rc != CRDT_ECORRUPT)
+        return rc; /* the disk failed: not a verdict */
+    /* behind what we issued: our own changes are parked after a reset;
+     * ahead of it (or a head where we never wrote): someone else signs
+     * as this actor — a copy of this directory, or its original. An
+     * unreadable head is verify's business, not this check's. */
+    if (mine)
+        return rc == CRDT_ENOTFOUND || (rc == CRDT_OK && h.seq != issued);
+    return rc == CRDT_OK;
+}
+
+int
+crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r)
+{
+    MDB_txn *txn;
+    int rc;
 
     if (renewed_out)
         *renewed_out = 0;
@@ -390,29 +414,10 @@ crdt_replica_check_incarnation(int *renewed_out, crdt_replica *r)
         return CRDT_OK;
     if ((rc = crdt__txn_begin(r, 0, &txn)) < 0)
         return rc;
-    rc = crdt__meta_get(txn, r, "own_seq", &v);
-    if (rc == CRDT_OK && v.mv_size == 16 &&
-        memcmp(v.mv_data, r->actor.b, 8) == 0) {
-        issued = crdt__rd64((const unsigned char *)v.mv_data + 8);
-        mine = 1;
-    }
-    if (rc == CRDT_OK || rc == CRDT_ENOTFOUND)
-        rc = crdt__head_get(txn, r, &r->actor, &h);
-    if (rc < 0 && rc != CRDT_ENOTFOUND && rc != CRDT_ECORRUPT) {
-        crdt__txn_end(r, txn, 0); /* the disk failed: not a verdict */
-        return rc;
-    }
-    /* behind what we issued: our own changes are parked after a reset;
-     * ahead of it (or a head where we never wrote): someone else signs
-     * as this actor — a copy of this directory, or its original */
-    if (mine)
-        stale = rc == CRDT_ENOTFOUND || (rc == CRDT_OK && h.seq != issued);
-    else
-        stale = rc == CRDT_OK;
-    /* an unreadable head is verify's business, not the open's */
+    rc = crdt__actor_stale(txn, r);
     crdt__txn_end(r, txn, 0);
-    if (!stale)
-        return CRDT_OK;
+    if (rc <= 0)
+        return rc;
     rc = crdt_replica_new_incarnation(r);
     if (rc == CRDT_OK && renewed_out)
         *renewed_out = 1;

@@ -78,6 +78,27 @@ load_position(crdt_txn *t)
 }
 
 int
+crdt__wctx_begin_fresh(crdt__wctx *w, crdt_replica *r)
+{
+    int rc;
+
+    /* a reset commits, then renews the incarnation in a txn of its own
+     * (and that may fail): a write in between would reuse a seq */
+    for (int tries = 0; tries < 2; tries++) {
+        if ((rc = crdt__wctx_begin(w, r, 1)) < 0)
+            return rc;
+        if ((rc = crdt__actor_stale(w->txn, r)) == 0)
+            return CRDT_OK;
+        crdt__wctx_abort(w);
+        if (rc < 0)
+            return rc;
+        if ((rc = crdt_replica_check_incarnation(NULL, r)) < 0)
+            return rc;
+    }
+    return CRDT_ECONFLICT; /* renewed, and stale still: not ours to fix */
+}
+
+int
 crdt_txn_begin(crdt_txn **out, crdt_replica *r)
 {
     crdt_txn *t;
@@ -95,7 +116,7 @@ crdt_txn_begin(crdt_txn **out, crdt_replica *r)
     t->w = &t->own;
     crdt__enc_init(&t->ops);
     crdt__enc_init(&t->dels);
-    rc = crdt__wctx_begin(t->w, r, 1);
+    rc = crdt__wctx_begin_fresh(t->w, r);
     if (rc == CRDT_OK)
         rc = load_position(t);
     if (rc < 0) {

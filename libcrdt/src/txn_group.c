@@ -255,7 +255,7 @@ lead(crdt_replica *r, struct crdt__wreq *q, uint64_t *ticket)
 
     memset(&g, 0, sizeof g);
     g.r = r;
-    rc = crdt__wctx_begin(&g.w, r, 1);
+    rc = crdt__wctx_begin_fresh(&g.w, r);
     g.w.sync_later = 1;
     for (p = q; rc == CRDT_OK;) {
         struct crdt__wreq *last = p;

@@ -98,6 +98,18 @@ START_TEST(test_far_ahead_change_is_quarantined)
     nh[12] = 0x40; /* 2^62 */
     memcpy(nh + 20, h + 12, hl - 12);
     ck_assert_int_eq(crdt_raw_heads_replace(t, nh, hl + 8), CRDT_OK);
+    {
+        /* and as issued by a itself: a head beyond what its actor
+         * issued is a copy's writing, and a's next write would renew
+         * its incarnation first */
+        unsigned char own[16] = { 0 };
+        ck_assert_uint_eq(h[1], 0xc4); /* bin8 of the actor */
+        memcpy(own, h + 3, 8);
+        own[8] = 0x40;
+        ck_assert_int_eq(crdt_raw_put(t, CRDT_DB_META, "own_seq", 7, own,
+                                      sizeof own),
+                         CRDT_OK);
+    }
     ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
     free(h);
     free(nh);

@@ -4,9 +4,11 @@
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -333,6 +335,67 @@ START_TEST(test_map_limit_gives_efull)
 }
 END_TEST
 
+/* Put @p r's own head back to seq 1 (what a reset that took its later
+ * changes out of the log leaves) without touching what it issued. */
+static void
+head_back_to_one(crdt_replica *x)
+{
+    crdt_raw *t;
+    unsigned char *h;
+    size_t hl;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, x, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_heads_encode(&h, &hl, t), CRDT_OK);
+    /* [[actor bin8, seq (fixint), ...]]: the one actor's entry */
+    ck_assert_uint_eq(h[0], 0x95);
+    ck_assert_uint_eq(h[11], 0x03);
+    h[11] = 0x01;
+    ck_assert_int_eq(crdt_raw_heads_replace(t, h, hl), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    free(h);
+}
+
+static int
+put_v(crdt_txn *t, void *arg)
+{
+    crdt_value v = crdt_value_int(*(const int *)arg);
+
+    return crdt_txn_put(t, "c", "d", "v", &v);
+}
+
+/* A reset commits, then renews the incarnation in a txn of its own (and
+ * that may fail): a write in between must not reuse a seq its actor
+ * issued. It renews first, and writes seq 1 of the new actor; so does a
+ * crdt_txn_write() group (_i = 1). */
+START_TEST(test_write_behind_what_its_actor_issued_renews_first)
+{
+    crdt_actor before = crdt_replica_actor(r), after;
+    crdt_commit_info info;
+    int v = 4;
+
+    for (int i = 1; i <= 3; i++)
+        ck_assert_int_eq(tu_put_int(r, "c", "d", "v", i), CRDT_OK);
+    head_back_to_one(r);
+    if (_i) {
+        ck_assert_int_eq(crdt_txn_write(r, put_v, &v, &info), CRDT_OK);
+    } else {
+        crdt_txn *t;
+        ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+        ck_assert_int_eq(put_v(t, &v), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, &info), CRDT_OK);
+    }
+    after = crdt_replica_actor(r);
+    ck_assert_mem_ne(before.b, after.b, sizeof before.b);
+    ck_assert_uint_eq(info.first_seq, 1);
+    /* the next write goes on under the new actor */
+    ck_assert_int_eq(tu_put_int(r, "c", "d", "v", 5), CRDT_OK);
+    after = crdt_replica_actor(r);
+    ck_assert_int_eq(crdt_txn_write(r, put_v, &v, &info), CRDT_OK);
+    ck_assert_uint_eq(info.first_seq, 3);
+    ck_assert_mem_eq(crdt_replica_actor(r).b, after.b, sizeof after.b);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -352,6 +415,8 @@ test_suite(void)
     tcase_add_test(tc, test_map_grows_instead_of_failing);
     tcase_add_test(tc, test_map_limit_gives_efull);
     tcase_add_test(tc, test_map_growth_never_waits_for_the_callers_own_read);
+    tcase_add_loop_test(tc, test_write_behind_what_its_actor_issued_renews_first,
+                        0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
