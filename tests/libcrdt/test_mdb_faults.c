@@ -27,108 +27,50 @@
 
 TU_PAIR_FIXTURE(tu_pair_create)
 
-/* One change of every kind, text and list included, on a few
- * documents. */
 static int
-all_kinds(crdt_txn *t, void *arg)
+op_commit(crdt_replica *r, void *arg)
 {
-    int i = *(const int *)arg;
-    crdt_value v = crdt_value_int(i), s = crdt_value_str("x", 1);
-    char doc[16];
-    int rc;
-
-    snprintf(doc, sizeof doc, "d%d", i % 4);
-    if ((rc = crdt_txn_put(t, "c", doc, "v", &v)) < 0 ||
-        (rc = crdt_txn_incr(t, "c", doc, "n", i)) < 0 ||
-        (rc = crdt_txn_sadd(t, "c", doc, "s", &s)) < 0 ||
-        (rc = crdt_txn_text_insert(t, "c", doc, "t", 0, "ab", 2)) < 0 ||
-        (rc = crdt_txn_list_insert(t, "c", doc, "l", 0, &v)) < 0 ||
-        (i % 2 == 1 &&
-         (rc = crdt_txn_text_delete(t, "c", doc, "t", 1, 1)) < 0) ||
-        (i % 2 == 1 && (rc = crdt_txn_list_set(t, "c", doc, "l", 0, &s)) < 0) ||
-        (i % 3 == 0 && (rc = crdt_txn_srem(t, "c", doc, "s", &s)) < 0) ||
-        (i % 5 == 0 && (rc = crdt_txn_del_field(t, "c", doc, "v")) < 0) ||
-        (i % 7 == 6 && (rc = crdt_txn_del_doc(t, "c", doc)) < 0))
-        return rc;
-    return CRDT_OK;
-}
-
-static int
-write_all_kinds(crdt_replica *r, int i, int shared)
-{
-    crdt_txn *t;
-    int rc;
-
-    if (shared)
-        return crdt_txn_write(r, all_kinds, &i, NULL);
-    if ((rc = crdt_txn_begin(&t, r)) < 0)
-        return rc;
-    if ((rc = all_kinds(t, &i)) < 0) {
-        crdt_txn_abort(t);
-        return rc;
-    }
-    return crdt_txn_commit(t, NULL);
+    /* with a doc delete, a text delete and a list set */
+    return tu_write_all_kinds(r, 13, *(const int *)arg);
 }
 
 /* _i = 1: through crdt_txn_write() (a group of one) */
 START_TEST(test_local_txn_fails_at_every_lmdb_call)
 {
     unsigned char before[32], after[32];
-    long n;
-    int done = 0;
+    int shared = _i;
 
     for (int i = 0; i < 5; i++)
-        ck_assert_int_eq(write_all_kinds(a, i, _i), CRDT_OK);
+        ck_assert_int_eq(tu_write_all_kinds(a, i, shared), CRDT_OK);
     tu_digest_all(a, before);
-    for (n = 1; n < CALLS_MAX && !done; n++) {
-        mdbfault_arm(n);
-        /* with a doc delete, a text delete and a list set */
-        done = mdbfault_judge(write_all_kinds(a, 13, _i), n, "commit");
-        if (done == 2) {
-            tu_digest_all(a, before);
-            done = 0;
-        } else if (!done) {
-            tu_digest_all(a, after);
-            MDBFAULT_EXPECT(memcmp(after, before, 32) == 0, "commit: LMDB "
-                            "call %ld failed, the replica changed", n);
-        }
-    }
-    ck_assert_int_eq(done, 1);
-    mdbfault_reach(__func__, n);
-    ck_assert_int_gt(n, 10); /* calls were failed on the way */
+    ck_assert_int_gt(mdbfault_each_call("commit", a, op_commit, &shared,
+                                        NULL, CALLS_MAX),
+                     10);
     tu_digest_all(a, after);
-    ck_assert_mem_ne(after, before, 32);
+    ck_assert_mem_ne(after, before, 32); /* the last run committed */
 }
 END_TEST
 
+static int
+op_merge(crdt_replica *r, void *arg)
+{
+    const tu_batch *x = arg;
+
+    return crdt_merge(NULL, r, x->v, x->n);
+}
+
 START_TEST(test_merge_fails_at_every_lmdb_call)
 {
-    unsigned char before[32], after[32];
     char ha[65], hb[65];
     tu_batch x;
-    long n;
-    int done = 0;
 
     for (int i = 0; i < 20; i++)
-        ck_assert_int_eq(write_all_kinds(a, i, 0), CRDT_OK);
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "own", "v", 1), CRDT_OK);
     x = tu_export_all(a);
-    tu_digest_all(b, before);
-    for (n = 1; n < CALLS_MAX && !done; n++) {
-        mdbfault_arm(n);
-        done = mdbfault_judge(crdt_merge(NULL, b, x.v, x.n), n, "merge");
-        if (done == 2) {
-            tu_digest_all(b, before);
-            done = 0;
-        } else if (!done) {
-            tu_digest_all(b, after);
-            MDBFAULT_EXPECT(memcmp(after, before, 32) == 0, "merge: LMDB "
-                            "call %ld failed, the replica changed", n);
-        }
-    }
-    ck_assert_int_eq(done, 1);
-    mdbfault_reach(__func__, n);
-    ck_assert_int_gt(n, 10);
+    ck_assert_int_gt(mdbfault_each_call("merge", b, op_merge, &x, NULL,
+                                        CALLS_MAX),
+                     10);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     tu_hash(ha, a);
     tu_hash(hb, b);
@@ -173,10 +115,12 @@ read_seqs(crdt_read *rd, int *got)
     return CRDT_OK;
 }
 
-/* Reads of every kind in one snapshot; @p got counts what they saw. */
+/* Reads of every kind in one snapshot; @p arg (int) counts what they
+ * saw. */
 static int
-read_all(crdt_replica *r, int *got)
+read_all(crdt_replica *r, void *arg)
 {
+    int *got = arg;
     crdt_read *rd = NULL;
     crdt_vv *vv = NULL;
     crdt_field f;
@@ -202,31 +146,23 @@ read_all(crdt_replica *r, int *got)
 
 START_TEST(test_reads_fail_at_every_lmdb_call)
 {
-    unsigned char before[32], after[32];
-    int want = 0, got = 0, done = 0;
-    long n;
+    int want = 0, got = 0;
 
     for (int i = 0; i < 12; i++)
-        ck_assert_int_eq(write_all_kinds(a, i, 0), CRDT_OK);
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
     ck_assert_int_eq(read_all(a, &want), CRDT_OK);
     ck_assert_int_gt(want, 3);
-    tu_digest_all(a, before);
-    for (n = 1; n < CALLS_MAX && !done; n++) {
-        mdbfault_arm(n);
-        done = mdbfault_judge(read_all(a, &got), n, "read") & 1;
-    }
-    ck_assert_int_eq(done, 1);
-    mdbfault_reach(__func__, n);
+    mdbfault_each_call("read", a, read_all, &got, NULL, CALLS_MAX);
     ck_assert_int_eq(got, want);
-    tu_digest_all(a, after);
-    ck_assert_mem_eq(after, before, 32);
 }
 END_TEST
 
-/* Every change of @p r through an export; @p n counts them. */
+/* Every change of @p r through an export; @p arg (size_t) counts
+ * them. */
 static int
-export_all(crdt_replica *r, size_t *n)
+export_all(crdt_replica *r, void *arg)
 {
+    size_t *n = arg;
     crdt_export *e;
     const unsigned char *buf;
     size_t len;
@@ -244,21 +180,14 @@ export_all(crdt_replica *r, size_t *n)
 START_TEST(test_export_fails_at_every_lmdb_call)
 {
     size_t want = 0, got = 0;
-    long n;
-    int done = 0;
 
     for (int i = 0; i < 12; i++)
-        ck_assert_int_eq(write_all_kinds(a, i, 0), CRDT_OK);
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK); /* a merged run too */
     ck_assert_int_eq(tu_put_int(b, "c", "d9", "v", 9), CRDT_OK);
     ck_assert_int_eq(export_all(b, &want), CRDT_OK);
     ck_assert_uint_eq(want, 13);
-    for (n = 1; n < CALLS_MAX && !done; n++) {
-        mdbfault_arm(n);
-        done = mdbfault_judge(export_all(b, &got), n, "export") & 1;
-    }
-    ck_assert_int_eq(done, 1);
-    mdbfault_reach(__func__, n);
+    mdbfault_each_call("export", b, export_all, &got, NULL, CALLS_MAX);
     ck_assert_uint_eq(got, want);
 }
 END_TEST
@@ -272,7 +201,7 @@ START_TEST(test_reopen_fails_at_every_lmdb_call)
     int done = 0;
 
     for (int i = 0; i < 6; i++)
-        ck_assert_int_eq(write_all_kinds(a, i, 0), CRDT_OK);
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
     tu_digest_all(a, before);
     crdt_replica_close(a);
     a = NULL;
@@ -300,38 +229,21 @@ END_TEST
  * the pending area; the batch that brings it applies them all. */
 START_TEST(test_merge_with_a_gap_fails_at_every_lmdb_call)
 {
-    unsigned char before[32], after[32];
     char ha[65], hb[65];
-    tu_batch x;
-    long n;
-    int done = 0;
+    tu_batch x, rest, first;
 
     for (int i = 0; i < 8; i++)
-        ck_assert_int_eq(write_all_kinds(a, i, 0), CRDT_OK);
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
     x = tu_export_all(a);
-    for (int pass = 0; pass < 2; pass++) {
-        /* pass 0: all but the first (parked); pass 1: the first */
-        const crdt_bytes *v = pass == 0 ? x.v + 1 : x.v;
-        size_t count = pass == 0 ? x.n - 1 : 1;
-        done = 0;
-        tu_digest_all(b, before);
-        for (n = 1; n < CALLS_MAX && !done; n++) {
-            mdbfault_arm(n);
-            done = mdbfault_judge(crdt_merge(NULL, b, v, count), n, "merge");
-            if (done == 2) {
-                tu_digest_all(b, before);
-                done = 0;
-            } else if (!done) {
-                tu_digest_all(b, after);
-                MDBFAULT_EXPECT(memcmp(after, before, 32) == 0, "merge pass "
-                                "%d: LMDB call %ld failed, the replica "
-                                "changed", pass, n);
-            }
-        }
-        ck_assert_int_eq(done, 1);
-        mdbfault_reach(__func__, n);
-        ck_assert_uint_eq(tu_pending(b), pass == 0 ? x.n - 1 : 0);
-    }
+    rest.v = x.v + 1;
+    rest.n = x.n - 1;
+    first.v = x.v;
+    first.n = 1;
+    mdbfault_each_call("merge, parked", b, op_merge, &rest, NULL, CALLS_MAX);
+    ck_assert_uint_eq(tu_pending(b), x.n - 1);
+    mdbfault_each_call("merge, the gap filled", b, op_merge, &first, NULL,
+                       CALLS_MAX);
+    ck_assert_uint_eq(tu_pending(b), 0);
     tu_hash(ha, a);
     tu_hash(hb, b);
     ck_assert_str_eq(ha, hb);
@@ -340,79 +252,81 @@ START_TEST(test_merge_with_a_gap_fails_at_every_lmdb_call)
 END_TEST
 
 static int
-member_writes(crdt_txn *t, void *arg)
+op_grant(crdt_replica *r, void *arg)
 {
     const unsigned char *pk = arg;
+    crdt_txn *t;
     int rc;
 
-    if ((rc = crdt_txn_member_set(t, pk, CRDT_ROLE_WRITER)) < 0)
+    if ((rc = crdt_txn_begin(&t, r)) < 0)
         return rc;
-    return crdt_txn_member_set(t, pk + 32, CRDT_ROLE_READER);
+    if ((rc = crdt_txn_member_set(t, pk, CRDT_ROLE_WRITER)) < 0 ||
+        (rc = crdt_txn_member_set(t, pk + 32, CRDT_ROLE_READER)) < 0) {
+        crdt_txn_abort(t);
+        return rc;
+    }
+    return crdt_txn_commit(t, NULL);
+}
+
+struct role_read {
+    const unsigned char *pk;
+    crdt_role role;
+};
+
+static int
+op_role(crdt_replica *r, void *arg)
+{
+    struct role_read *q = arg;
+
+    return crdt_member_role(r, q->pk, &q->role);
 }
 
 /* Granting roles (the member set checked and written), then reading
  * them back. */
 START_TEST(test_members_fail_at_every_lmdb_call)
 {
-    unsigned char before[32], after[32], pk[64];
-    crdt_role role, want;
-    long n;
-    int done = 0;
+    unsigned char pk[64];
+    struct role_read q = { pk, CRDT_ROLE_NONE };
+    crdt_role want;
 
     randombytes_buf(pk, sizeof pk);
-    tu_digest_all(a, before);
-    for (n = 1; n < CALLS_MAX && !done; n++) {
-        mdbfault_arm(n);
-        done = mdbfault_judge(crdt_txn_write(a, member_writes, pk, NULL), n,
-                              "members");
-        if (done == 2) {
-            tu_digest_all(a, before);
-            done = 0;
-        } else if (!done) {
-            tu_digest_all(a, after);
-            MDBFAULT_EXPECT(memcmp(after, before, 32) == 0, "members: LMDB "
-                            "call %ld failed, the replica changed", n);
-        }
-    }
-    ck_assert_int_eq(done, 1);
-    mdbfault_reach(__func__, n);
-    done = 0;
-    for (n = 1; n < CALLS_MAX && !done; n++) {
-        mdbfault_arm(n);
-        done = mdbfault_judge(crdt_member_role(a, pk, &role), n, "role") & 1;
-    }
-    ck_assert_int_eq(done, 1);
+    mdbfault_each_call("members", a, op_grant, pk, NULL, CALLS_MAX);
+    mdbfault_each_call("role", a, op_role, &q, NULL, CALLS_MAX);
     ck_assert_int_eq(crdt_member_role(a, pk, &want), CRDT_OK);
-    ck_assert_int_eq(role, want);
+    ck_assert_int_eq(q.role, want);
 }
 END_TEST
+
+static int
+op_record_check(crdt_replica *r, void *arg)
+{
+    (void)arg;
+    char why[200];
+
+    return crdt_replica_check_records(r, why, sizeof why);
+}
+
+static int
+op_page_check(crdt_replica *r, void *arg)
+{
+    (void)arg;
+    char why[200];
+
+    return crdt_replica_check(r, 0, why, sizeof why);
+}
 
 /* The checks of the records (every change's hash and signature, the
  * state's hash) and of the pages. */
 START_TEST(test_checks_fail_at_every_lmdb_call)
 {
-    char why[200];
-    long n;
-    int done = 0;
-
     for (int i = 0; i < 6; i++)
-        ck_assert_int_eq(write_all_kinds(a, i, 0), CRDT_OK);
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
-    ck_assert_int_eq(write_all_kinds(b, 9, 0), CRDT_OK);
-    for (n = 1; n < CALLS_MAX && !done; n++) {
-        mdbfault_arm(n);
-        done = mdbfault_judge(crdt_replica_check_records(b, why, sizeof why),
-                              n, "record check") & 1;
-    }
-    ck_assert_int_eq(done, 1);
-    mdbfault_reach(__func__, n);
-    done = 0;
-    for (n = 1; n < CALLS_MAX && !done; n++) {
-        mdbfault_arm(n);
-        done = mdbfault_judge(crdt_replica_check(b, 0, why, sizeof why), n,
-                              "page check") & 1;
-    }
-    ck_assert_int_eq(done, 1);
+    ck_assert_int_eq(tu_write_all_kinds(b, 9, 0), CRDT_OK);
+    mdbfault_each_call("record check", b, op_record_check, NULL, NULL,
+                       CALLS_MAX);
+    mdbfault_each_call("page check", b, op_page_check, NULL, NULL,
+                       CALLS_MAX);
 }
 END_TEST
 
@@ -424,29 +338,37 @@ count_event(void *ctx, const crdt_feed_event *ev)
     return 0;
 }
 
-/* The change feed read back from its start and from its head. */
+struct feed_read {
+    crdt_feed_cursor from, next, head;
+    int events;
+};
+
+static int
+op_feed(crdt_replica *r, void *arg)
+{
+    struct feed_read *f = arg;
+    int rc;
+
+    f->events = 0;
+    if ((rc = crdt_feed_head(&f->head, r)) < 0)
+        return rc;
+    rc = crdt_feed_since(r, &f->from, NULL, NULL, 0, count_event, &f->events,
+                         &f->next);
+    return rc < 0 ? rc : CRDT_OK;
+}
+
+/* The change feed: its head, and the events from a cursor on. */
 START_TEST(test_feed_fails_at_every_lmdb_call)
 {
-    crdt_feed_cursor from, next, head;
-    long n;
-    int done = 0, events = 0, rc;
+    struct feed_read f;
 
-    memset(&from, 0, sizeof from);
-    ck_assert_int_eq(crdt_feed_head(&from, a), CRDT_OK);
+    memset(&f, 0, sizeof f);
+    ck_assert_int_eq(crdt_feed_head(&f.from, a), CRDT_OK);
     for (int i = 0; i < 5; i++)
-        ck_assert_int_eq(write_all_kinds(a, i, 0), CRDT_OK);
-    for (n = 1; n < CALLS_MAX && !done; n++) {
-        events = 0;
-        mdbfault_arm(n);
-        rc = crdt_feed_head(&head, a);
-        if (rc == CRDT_OK)
-            rc = crdt_feed_since(a, &from, NULL, NULL, 0, count_event,
-                                 &events, &next);
-        done = mdbfault_judge(rc < 0 ? rc : CRDT_OK, n, "feed") & 1;
-    }
-    ck_assert_int_eq(done, 1);
-    ck_assert_int_eq(events, 5);
-    ck_assert_uint_eq(next.seq, head.seq);
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
+    mdbfault_each_call("feed", a, op_feed, &f, NULL, CALLS_MAX);
+    ck_assert_int_eq(f.events, 5);
+    ck_assert_uint_eq(f.next.seq, f.head.seq);
 }
 END_TEST
 

@@ -32,44 +32,6 @@ teardown(void)
     tu_pair_close(a, da, b, db);
 }
 
-/* The ops of one change of every op kind on a few documents. */
-static int
-all_kinds(crdt_txn *t, void *arg)
-{
-    int i = *(const int *)arg;
-    crdt_value v = crdt_value_int(i), s = crdt_value_str("x", 1);
-    char doc[16];
-    int rc;
-
-    snprintf(doc, sizeof doc, "d%d", i % 4);
-    if ((rc = crdt_txn_put(t, "c", doc, "v", &v)) < 0 ||
-        (rc = crdt_txn_incr(t, "c", doc, "n", i)) < 0 ||
-        (rc = crdt_txn_sadd(t, "c", doc, "s", &s)) < 0 ||
-        (i % 3 == 0 && (rc = crdt_txn_srem(t, "c", doc, "s", &s)) < 0) ||
-        (i % 5 == 0 && (rc = crdt_txn_del_field(t, "c", doc, "v")) < 0) ||
-        (i % 7 == 6 && (rc = crdt_txn_del_doc(t, "c", doc)) < 0))
-        return rc;
-    return CRDT_OK;
-}
-
-/* That change committed by a txn of its own, or by crdt_txn_write(). */
-static int
-write_all_kinds(crdt_replica *r, int i, int shared)
-{
-    crdt_txn *t;
-    int rc;
-
-    if (shared)
-        return crdt_txn_write(r, all_kinds, &i, NULL);
-    if ((rc = crdt_txn_begin(&t, r)) < 0)
-        return rc;
-    if ((rc = all_kinds(t, &i)) < 0) {
-        crdt_txn_abort(t);
-        return rc;
-    }
-    return crdt_txn_commit(t, NULL);
-}
-
 START_TEST(test_merge_out_of_memory_at_every_allocation)
 {
     char before[65], after[65], want[65];
@@ -78,7 +40,7 @@ START_TEST(test_merge_out_of_memory_at_every_allocation)
     int rc = CRDT_ENOMEM;
 
     for (int i = 0; i < 30; i++)
-        ck_assert_int_eq(write_all_kinds(a, i, 0), CRDT_OK);
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
     x = tu_export_all(a);
     tu_hash(before, b);
     for (n = 1; n < 10000 && rc != CRDT_OK; n++) {
@@ -111,12 +73,12 @@ START_TEST(test_local_txn_out_of_memory_at_every_allocation)
     int rc = CRDT_ENOMEM;
 
     for (int i = 0; i < 5; i++)
-        ck_assert_int_eq(write_all_kinds(a, i, _i), CRDT_OK);
+        ck_assert_int_eq(tu_write_all_kinds(a, i, _i), CRDT_OK);
     for (n = 1; n < 10000 && rc != CRDT_OK; n++) {
         tu_hash(before, a);
         oom_arm(n);
         /* with a DEL_DOC and observations */
-        rc = write_all_kinds(a, 6, _i);
+        rc = tu_write_all_kinds(a, 6, _i);
         int hit = oom_disarm();
         if (rc == CRDT_OK) {
             ck_assert_msg(!hit, "allocation %ld failed, commit said OK", n);
@@ -147,7 +109,7 @@ START_TEST(test_reads_out_of_memory_at_every_allocation)
     crdt_read *rd;
 
     for (int i = 0; i < 12; i++)
-        ck_assert_int_eq(write_all_kinds(a, i, 0), CRDT_OK);
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
     ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
     ck_assert_int_eq(crdt_read_doc(rd, "c", "d1", count_field, &want),
                      CRDT_OK);

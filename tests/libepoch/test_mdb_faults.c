@@ -74,40 +74,12 @@ migrate(crdt_replica *r, const char *lens_text)
     return rc;
 }
 
-/* Fail each LMDB call of @p op(@p r, @p arg) in turn: every failure
- * leaves @p r as it was; returns when a run reaches no armed call. With
- * @p after_commit, a failure from that call on may come after the
- * operation committed (its later steps are txns of their own): when
- * @p committed(@p r, @p arg) says it did, the operation is done and the
- * loop ends. */
 static void
 each_call(const char *what, crdt_replica *r,
           int (*op)(crdt_replica *, void *), void *arg,
           int (*committed)(crdt_replica *, void *))
 {
-    unsigned char before[32], after[32];
-    long n;
-    int done = 0;
-
-    tu_digest_all(r, before);
-    for (n = 1; n < CALLS_MAX && !done; n++) {
-        mdbfault_arm(n);
-        done = mdbfault_judge(op(r, arg), n, what);
-        if (done == 2) /* a survey: it went through, so it is done */
-            break;
-        if (!done) {
-            tu_digest_all(r, after);
-            if (committed != NULL && memcmp(after, before, 32) != 0 &&
-                committed(r, arg)) {
-                done = 1;
-                break;
-            }
-            MDBFAULT_EXPECT(memcmp(after, before, 32) == 0, "%s: LMDB call "
-                            "%ld failed, the replica changed", what, n);
-        }
-    }
-    ck_assert_msg(done, "%s: still failing after %d calls", what, CALLS_MAX);
-    mdbfault_reach(what, n);
+    mdbfault_each_call(what, r, op, arg, committed, CALLS_MAX);
 }
 
 static int

@@ -16,6 +16,7 @@
 #include <check.h>
 
 #include "crdt/error.h"
+#include "support/replica_util.h"
 
 int __real_mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags,
                          MDB_txn **txn);
@@ -440,4 +441,36 @@ mdbfault_reach(const char *test, long n)
     if (mdbfault_survey())
         fprintf(stderr, "%s: %ld LMDB calls, %ld call sites failed so far\n",
                 test, n - 1, mdbfault_sites());
+}
+
+long
+mdbfault_each_call(const char *what, crdt_replica *r,
+                   int (*op)(crdt_replica *, void *), void *arg,
+                   int (*committed)(crdt_replica *, void *), long calls_max)
+{
+    unsigned char before[32], after[32];
+    long n;
+    int done = 0;
+
+    tu_digest_all(r, before);
+    for (n = 1; n < calls_max && !done; n++) {
+        mdbfault_arm(n);
+        done = mdbfault_judge(op(r, arg), n, what);
+        if (done == 2) /* a survey: it went through, so it is done */
+            break;
+        if (done)
+            break;
+        tu_digest_all(r, after);
+        if (committed != NULL && memcmp(after, before, 32) != 0 &&
+            committed(r, arg)) {
+            done = 1;
+            break;
+        }
+        MDBFAULT_EXPECT(memcmp(after, before, 32) == 0, "%s: LMDB call %ld "
+                        "failed, the replica changed", what, n);
+    }
+    ck_assert_msg(done, "%s: still failing after %ld calls", what,
+                  calls_max);
+    mdbfault_reach(what, n);
+    return n - 1;
 }

@@ -13,6 +13,8 @@
 #ifndef TEST_MDBFAULT_H
 #define TEST_MDBFAULT_H
 
+#include "crdt/replica.h"
+
 /* Fail the @p n-th wrapped call from now (counting from 1). */
 void mdbfault_arm(long n);
 /* 1: read-only txns begun from now on, and every call on them, are
@@ -52,7 +54,8 @@ int mdbfault_survey(void);
         else                                                                   \
             ck_assert_msg(cond, __VA_ARGS__);                                  \
     } while (0)
-void mdbfault_print(const char *fmt, ...);
+void mdbfault_print(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 /* The verdict on one armed run of @p what that answered @p rc (after
  * mdbfault_arm(@p n)): disarms, then 1 when it succeeded without
@@ -64,5 +67,17 @@ int mdbfault_judge(int rc, long n, const char *what);
 /* In a survey, how far a loop went: @p n - 1 calls, and the call sites
  * failed so far in this process. */
 void mdbfault_reach(const char *test, long n);
+
+/* Fail each LMDB call of @p op(@p r, @p arg) in turn (at most
+ * @p calls_max): every failure must answer as mdbfault_judge() says and
+ * leave every database of @p r byte for byte as it was; returns how many
+ * calls the operation made, once a run reaches no armed call. With
+ * @p committed: a failure may come after the operation committed (its
+ * later steps are txns of their own); when @p committed(@p r, @p arg)
+ * says it did, the operation is done and the loop ends. */
+long mdbfault_each_call(const char *what, crdt_replica *r,
+                        int (*op)(crdt_replica *, void *), void *arg,
+                        int (*committed)(crdt_replica *, void *),
+                        long calls_max);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "crdt/raw.h"
+#include "crdt/text.h"
 #include "internal.h"
 #include "mergeaid.h"
 #include "support/support.h"
@@ -366,4 +367,45 @@ tu_merge_aid_always(int on)
 {
     crdt__mergeaid_min_bytes = on ? 0 : CRDT__MERGEAID_MIN_BYTES;
     crdt__mergeaid_split_min = on ? 0 : CRDT__MERGEAID_SPLIT_MIN;
+}
+
+int
+tu_all_kinds(crdt_txn *t, void *arg)
+{
+    int i = *(const int *)arg;
+    crdt_value v = crdt_value_int(i), s = crdt_value_str("x", 1);
+    char doc[16];
+    int rc;
+
+    snprintf(doc, sizeof doc, "d%d", i % 4);
+    if ((rc = crdt_txn_put(t, "c", doc, "v", &v)) < 0 ||
+        (rc = crdt_txn_incr(t, "c", doc, "n", i)) < 0 ||
+        (rc = crdt_txn_sadd(t, "c", doc, "s", &s)) < 0 ||
+        (rc = crdt_txn_text_insert(t, "c", doc, "t", 0, "ab", 2)) < 0 ||
+        (rc = crdt_txn_list_insert(t, "c", doc, "l", 0, &v)) < 0 ||
+        (i % 2 == 1 &&
+         (rc = crdt_txn_text_delete(t, "c", doc, "t", 1, 1)) < 0) ||
+        (i % 2 == 1 && (rc = crdt_txn_list_set(t, "c", doc, "l", 0, &s)) < 0) ||
+        (i % 3 == 0 && (rc = crdt_txn_srem(t, "c", doc, "s", &s)) < 0) ||
+        (i % 5 == 0 && (rc = crdt_txn_del_field(t, "c", doc, "v")) < 0) ||
+        (i % 7 == 6 && (rc = crdt_txn_del_doc(t, "c", doc)) < 0))
+        return rc;
+    return CRDT_OK;
+}
+
+int
+tu_write_all_kinds(crdt_replica *r, int i, int shared)
+{
+    crdt_txn *t;
+    int rc;
+
+    if (shared)
+        return crdt_txn_write(r, tu_all_kinds, &i, NULL);
+    if ((rc = crdt_txn_begin(&t, r)) < 0)
+        return rc;
+    if ((rc = tu_all_kinds(t, &i)) < 0) {
+        crdt_txn_abort(t);
+        return rc;
+    }
+    return crdt_txn_commit(t, NULL);
 }

@@ -69,6 +69,12 @@ void tu_put_numbered(crdt_replica *r, const char *coll, const char *prefix,
 /* BLAKE2b of every record (key length, key, value length, value) of
  * database @p db (a CRDT_DB_* of crdt/raw.h) of @p r, in key order. */
 void tu_db_digest(crdt_replica *r, int db, unsigned char out[32]);
+/* One change of every op kind (text and list too) on documents c/d0..d3,
+ * varied by @p *(int *)arg: a crdt_write_fn. */
+int tu_all_kinds(crdt_txn *t, void *arg);
+/* That change committed by a txn of its own, or through crdt_txn_write()
+ * if @p shared; the commit's error, not asserted. */
+int tu_write_all_kinds(crdt_replica *r, int i, int shared);
 /* One BLAKE2b of every database's tu_db_digest(), in order: the replica
  * byte for byte. */
 void tu_digest_all(crdt_replica *r, unsigned char out[32]);
