@@ -9,8 +9,8 @@
 #   scripts/coverage.sh --report   report again from the last run
 #   JOBS=N                         parallel build and test jobs
 #
-# Needs only what scripts/setup.sh installs (clang, llvm-profdata and
-# llvm-cov come with it). The areas and the target are docs/testing.md's,
+# Installs what it needs first (scripts/setup.sh: clang, and llvm for
+# llvm-profdata and llvm-cov). The areas and the target are docs/testing.md's,
 # "Coverage". Output: build-cov/coverage/summary.txt (the tables) and
 # build-cov/coverage/<area>.txt (llvm-cov's per-file report).
 set -euo pipefail
@@ -23,6 +23,7 @@ out="$build/coverage"
 raw="$out/raw"
 jobs="${JOBS:-$(nproc)}"
 report_only=0
+bash scripts/setup.sh # clang, llvm-profdata, llvm-cov
 case "${1:-}" in
     --report) report_only=1 ;;
     '') ;;

@@ -13,6 +13,7 @@ packages=(
     libmicrohttpd-dev            # HTTP for `strata serve --metrics`
     check                        # unit tests
     clang libclang-rt-14-dev     # sanitizers and libFuzzer
+    llvm                         # llvm-profdata, llvm-cov: scripts/coverage.sh
     python3                      # test relay and helpers
     curl                         # tests scrape the metrics endpoint
     valgrind                     # leak check of the CLI scenario
