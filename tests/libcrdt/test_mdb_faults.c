@@ -51,6 +51,16 @@ START_TEST(test_local_txn_fails_at_every_lmdb_call)
 }
 END_TEST
 
+static void
+assert_same_state(crdt_replica *x, crdt_replica *y)
+{
+    char hx[65], hy[65];
+
+    tu_hash(hx, x);
+    tu_hash(hy, y);
+    ck_assert_str_eq(hx, hy);
+}
+
 static int
 op_merge(crdt_replica *r, void *arg)
 {
@@ -61,7 +71,6 @@ op_merge(crdt_replica *r, void *arg)
 
 START_TEST(test_merge_fails_at_every_lmdb_call)
 {
-    char ha[65], hb[65];
     tu_batch x;
 
     for (int i = 0; i < 20; i++)
@@ -72,9 +81,7 @@ START_TEST(test_merge_fails_at_every_lmdb_call)
                                         CALLS_MAX),
                      10);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
-    tu_hash(ha, a);
-    tu_hash(hb, b);
-    ck_assert_str_eq(ha, hb);
+    assert_same_state(a, b);
     tu_batch_free(&x);
 }
 END_TEST
@@ -229,7 +236,6 @@ END_TEST
  * the pending area; the batch that brings it applies them all. */
 START_TEST(test_merge_with_a_gap_fails_at_every_lmdb_call)
 {
-    char ha[65], hb[65];
     tu_batch x, rest, first;
 
     for (int i = 0; i < 8; i++)
@@ -244,9 +250,7 @@ START_TEST(test_merge_with_a_gap_fails_at_every_lmdb_call)
     mdbfault_each_call("merge, the gap filled", b, op_merge, &first, NULL,
                        CALLS_MAX);
     ck_assert_uint_eq(tu_pending(b), 0);
-    tu_hash(ha, a);
-    tu_hash(hb, b);
-    ck_assert_str_eq(ha, hb);
+    assert_same_state(a, b);
     tu_batch_free(&x);
 }
 END_TEST
