@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdt/sync.h"
 #include "crdt/text.h"
 #include "epoch/epoch.h"
@@ -295,6 +296,94 @@ START_TEST(test_quarantine_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* A migration interrupted after its marker txn: the marker, and the
+ * epoch as it was. */
+static void
+interrupted(crdt_replica *r, const char *lens_text)
+{
+    extern int epoch__marker_put(crdt_raw *, uint64_t, const char *,
+                                 const char *);
+    crdt_raw *t;
+    epoch_info e;
+
+    ck_assert_int_eq(epoch_current(&e, r), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
+    ck_assert_int_eq(epoch__marker_put(t, e.number + 1, lens_text, ""),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    epoch_info_clear(&e);
+}
+
+static int
+op_marker_get(crdt_replica *r, void *arg)
+{
+    epoch_marker m;
+    int rc = epoch_marker_get(&m, r);
+
+    (void)arg;
+    if (rc == CRDT_OK)
+        epoch_marker_clear(&m);
+    return rc;
+}
+
+static int
+op_resume(crdt_replica *r, void *arg)
+{
+    (void)arg;
+    return epoch_migration_resume(NULL, r, NULL, NULL);
+}
+
+static int
+op_abort(crdt_replica *r, void *arg)
+{
+    (void)arg;
+    return epoch_migration_abort(r);
+}
+
+/* Reading the marker, resuming the migration it records, and dropping
+ * another one. A resume drops the old marker and runs the migration
+ * afresh, and a migration that fails cleanly leaves no marker behind
+ * (writers go on): a failed resume leaves the state and the epoch as
+ * they were, with the marker or without it. */
+START_TEST(test_interrupted_migration_fails_at_every_lmdb_call)
+{
+    char before[65], after[65];
+    epoch_info e;
+    long n;
+    int done = 0;
+
+    fill(a, "d", 6);
+    interrupted(a, LENS);
+    each_call("marker", a, op_marker_get, NULL, NULL);
+    tu_hash(before, a);
+    mdbfault_spare_reads(1); /* as a migration: its second thread's */
+    for (n = 1; n < CALLS_MAX && !done; n++) {
+        if (op_marker_get(a, NULL) == CRDT_ENOTFOUND)
+            interrupted(a, LENS); /* the last try dropped it */
+        mdbfault_arm(n);
+        done = mdbfault_judge(op_resume(a, NULL), n, "resume");
+        if (done)
+            break;
+        tu_hash(after, a);
+        ck_assert_int_eq(epoch_current(&e, a), CRDT_OK);
+        MDBFAULT_EXPECT(strcmp(after, before) == 0 && e.number == 0,
+                        "resume: LMDB call %ld failed, the state moved", n);
+        epoch_info_clear(&e);
+    }
+    mdbfault_spare_reads(0);
+    ck_assert_int_eq(done, 1);
+    mdbfault_reach("resume", n);
+    ck_assert_int_eq(epoch_current(&e, a), CRDT_OK);
+    ck_assert_uint_eq(e.number, 1);
+    epoch_info_clear(&e);
+    ck_assert_int_eq(op_marker_get(a, NULL), CRDT_ENOTFOUND);
+    interrupted(a, "");
+    each_call("abort", a, op_abort, NULL, NULL);
+    ck_assert_int_eq(op_marker_get(a, NULL), CRDT_ENOTFOUND);
+    ck_assert_int_eq(tu_put_int(a, "c", "d1", "title", 9), CRDT_OK);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -307,6 +396,7 @@ test_suite(void)
     tcase_add_test(tc, test_reset_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_rebasing_merge_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_quarantine_fails_at_every_lmdb_call);
+    tcase_add_test(tc, test_interrupted_migration_fails_at_every_lmdb_call);
     suite_add_tcase(s, tc);
     return s;
 }
