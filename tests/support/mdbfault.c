@@ -64,53 +64,30 @@ static const void *sites[SITES_MAX];
 static long n_sites;
 static int spare_reads; /* read txns' begins pass, uncounted */
 
-static int
-is_failed(MDB_txn *txn)
-{
-    for (int i = 0; i < FAILED_MAX; i++)
-        if (txn != NULL && failed[i] == txn)
-            return 1;
-    return 0;
-}
-
-static void
-set_failed(MDB_txn *txn, int on)
-{
-    for (int i = 0; i < FAILED_MAX; i++) {
-        if (on && failed[i] == NULL) {
-            failed[i] = txn;
-            return;
-        }
-        if (!on && failed[i] == txn)
-            failed[i] = NULL;
-    }
-}
-
 /* Read txns begun under mdbfault_spare_reads(1): their calls pass. */
 static MDB_txn *spare[FAILED_MAX];
 
+/* The two sets of txns above, each FAILED_MAX slots (under lock). */
 static int
-is_spared(MDB_txn *txn)
+txn_in(MDB_txn *const *set, const MDB_txn *txn)
 {
     for (int i = 0; i < FAILED_MAX; i++)
-        if (txn != NULL && spare[i] == txn)
+        if (txn != NULL && set[i] == txn)
             return 1;
     return 0;
 }
 
 static void
-spared(MDB_txn *txn, int on)
+txn_mark(MDB_txn **set, MDB_txn *txn, int on)
 {
-    pthread_mutex_lock(&lock);
     for (int i = 0; i < FAILED_MAX; i++) {
-        if (on && spare[i] == NULL) {
-            spare[i] = txn;
-            break;
+        if (on && set[i] == NULL) {
+            set[i] = txn;
+            return;
         }
-        if (!on && spare[i] == txn)
-            spare[i] = NULL;
+        if (!on && set[i] == txn)
+            set[i] = NULL;
     }
-    pthread_mutex_unlock(&lock);
 }
 
 static void
@@ -131,9 +108,9 @@ verdict(MDB_txn *txn, const void *site)
     int rc = 0;
 
     pthread_mutex_lock(&lock);
-    if (is_spared(txn)) {
+    if (txn_in(spare, txn)) {
         rc = 0;
-    } else if (is_failed(txn)) {
+    } else if (txn_in(failed, txn)) {
         misuses++;
         misuse_site = site;
         misuse_depth = backtrace(misuse_stack, STACK_MAX);
@@ -143,7 +120,7 @@ verdict(MDB_txn *txn, const void *site)
         failed_site = site;
         failed_depth = backtrace(failed_stack, STACK_MAX);
         if (txn != NULL)
-            set_failed(txn, 1);
+            txn_mark(failed, txn, 1);
         rc = EIO;
     }
     pthread_mutex_unlock(&lock);
@@ -154,9 +131,9 @@ static void
 ended(MDB_txn *txn)
 {
     pthread_mutex_lock(&lock);
-    set_failed(txn, 0);
+    txn_mark(failed, txn, 0);
+    txn_mark(spare, txn, 0);
     pthread_mutex_unlock(&lock);
-    spared(txn, 0);
 }
 
 #define SITE __builtin_return_address(0)
@@ -169,8 +146,11 @@ __wrap_mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags,
 
     if ((flags & MDB_RDONLY) && spare_reads) {
         rc = __real_mdb_txn_begin(env, parent, flags, txn);
-        if (rc == 0)
-            spared(*txn, 1);
+        if (rc == 0) {
+            pthread_mutex_lock(&lock);
+            txn_mark(spare, *txn, 1);
+            pthread_mutex_unlock(&lock);
+        }
         return rc;
     }
     rc = verdict(parent, SITE);
