@@ -198,7 +198,7 @@ out:
     if (fd >= 0)
         close(fd);
     rmdir_files(tmpdir);
-    return rc == CRDT__EMAPFULL ? CRDT_EFULL : rc;
+    return crdt__full(rc);
 }
 
 /* Open @p file, check its hash, parse the header; leaves the fd at the

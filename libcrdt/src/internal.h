@@ -43,6 +43,14 @@
 /* MDB_MAP_FULL: internal only; public calls grow the map and retry, and
  * report CRDT_EFULL only when the map may not grow any more. */
 #define CRDT__EMAPFULL (-1000)
+/* What a public call answers for @p rc: CRDT__EMAPFULL never leaves the
+ * library (a caller that grows the map, crdt_replica_grow(), and tries
+ * again sees CRDT_EFULL). */
+static inline int
+crdt__full(int rc)
+{
+    return rc == CRDT__EMAPFULL ? CRDT_EFULL : rc;
+}
 
 /* A merge's ops waiting to be applied in key order (applyq.c). */
 struct crdt__qop;

@@ -162,6 +162,11 @@ crdt__apply_change(crdt__wctx *w, const crdt_change *c, uint64_t skip,
                 i++;
                 continue;
             }
+            /* the hook writes through crdt_raw_*, which answer a full
+             * map as CRDT_EFULL: this txn filled it, so the merge grows
+             * the map and runs again, as for its own writes */
+            if (rc == CRDT_EFULL)
+                return CRDT__EMAPFULL;
             if (rc < 0)
                 return rc;
             apply = &out;

@@ -16,11 +16,6 @@
 
 #include "internal.h"
 
-static int
-full(int rc)
-{
-    return rc == CRDT__EMAPFULL ? CRDT_EFULL : rc;
-}
 
 int
 crdt__quarantine_put(MDB_txn *txn, crdt_replica *r, const crdt_change *c,
@@ -130,7 +125,7 @@ crdt_raw_quarantine_put(crdt_raw *t, const crdt_change *c, uint64_t seq,
     if (t == NULL || !t->write || c == NULL || op == NULL ||
         reason == NULL || seq < c->seq)
         return CRDT_EINVAL;
-    return full(crdt__quarantine_put(t->w->txn, t->w->r, c, seq, op, kind,
+    return crdt__full(crdt__quarantine_put(t->w->txn, t->w->r, c, seq, op, kind,
                                      reason, strlen(reason)));
 }
 
@@ -141,6 +136,7 @@ crdt_raw_quarantine_change(uint64_t *n_out, crdt_raw *t,
 {
     if (t == NULL || !t->write || c == NULL || reason == NULL)
         return CRDT_EINVAL;
-    return full(crdt__quarantine_change(t->w->txn, t->w->r, c, above, kind,
-                                        reason, strlen(reason), n_out));
+    return crdt__full(crdt__quarantine_change(t->w->txn, t->w->r, c, above,
+                                              kind, reason, strlen(reason),
+                                              n_out));
 }

@@ -16,7 +16,6 @@
 
 int crdt__vv_from_heads(crdt_vv **out, MDB_txn *txn, crdt_replica *r);
 
-static int full(int rc);
 static int spare_store(crdt_raw *t);
 
 struct crdt_raw_cursor {
@@ -87,7 +86,7 @@ crdt_raw_commit(crdt_raw *t)
         if ((rc = spare_store(t)) < 0) {
             crdt__wctx_abort(t->w);
             free(t);
-            return full(rc);
+            return crdt__full(rc);
         }
         rc = crdt__wctx_commit(t->w);
     } else {
@@ -95,7 +94,7 @@ crdt_raw_commit(crdt_raw *t)
         t->w->txn = NULL;
     }
     free(t);
-    return rc == CRDT__EMAPFULL ? CRDT_EFULL : rc;
+    return crdt__full(rc);
 }
 
 void
@@ -125,11 +124,6 @@ dbi(crdt_raw *t, crdt_db db)
     return t->w->r->dbi[db];
 }
 
-static int
-full(int rc)
-{
-    return rc == CRDT__EMAPFULL ? CRDT_EFULL : rc;
-}
 
 int
 crdt_raw_get(crdt_raw *t, crdt_db db, const void *k, size_t kl,
@@ -158,7 +152,8 @@ crdt_raw_put(crdt_raw *t, crdt_db db, const void *k, size_t kl,
         return CRDT_EINVAL;
     if (db == CRDT_DB_STATE0 || db == CRDT_DB_STATE1)
         return CRDT_EINVAL; /* keeps (1): use the state calls */
-    return full(crdt__mdb_err(mdb_put(t->w->txn, dbi(t, db), &key, &val, 0)));
+    return crdt__full(
+        crdt__mdb_err(mdb_put(t->w->txn, dbi(t, db), &key, &val, 0)));
 }
 
 int
@@ -169,7 +164,8 @@ crdt_raw_del(crdt_raw *t, crdt_db db, const void *k, size_t kl)
     if ((unsigned)db >= CRDT_DB__COUNT || !t->write ||
         db == CRDT_DB_STATE0 || db == CRDT_DB_STATE1)
         return CRDT_EINVAL;
-    return crdt__mdb_err(mdb_del(t->w->txn, dbi(t, db), &key, NULL));
+    return crdt__full(crdt__mdb_err(mdb_del(t->w->txn, dbi(t, db), &key,
+                                            NULL)));
 }
 
 int
@@ -182,7 +178,7 @@ crdt_raw_clear(crdt_raw *t, crdt_db db)
         t->w->copies_waiting = 0;
         t->w->kept_defaults = 0;
     }
-    return crdt__mdb_err(mdb_drop(t->w->txn, dbi(t, db), 0));
+    return crdt__full(crdt__mdb_err(mdb_drop(t->w->txn, dbi(t, db), 0)));
 }
 
 int
@@ -360,7 +356,7 @@ spare_put_one(crdt_raw *t, MDB_dbi db, const void *k, size_t kl,
             val.mv_size = vl;
             val.mv_data = (void *)v;
         } else if (rc != 0) {
-            return full(crdt__mdb_err(rc));
+            return crdt__full(crdt__mdb_err(rc));
         } else {
             goto added;
         }
@@ -376,7 +372,7 @@ spare_put_one(crdt_raw *t, MDB_dbi db, const void *k, size_t kl,
         rc = mdb_put(t->w->txn, db, &key, &val, 0);
     }
     if (rc != 0)
-        return full(crdt__mdb_err(rc));
+        return crdt__full(crdt__mdb_err(rc));
 added:
     if (!hashed) {
         crdt__hash_entry(h, k, kl, v, vl);
@@ -396,9 +392,9 @@ crdt_raw_spare_put(crdt_raw *t, const void *k, size_t kl, const void *v,
     if (t == NULL || !t->write)
         return CRDT_EINVAL;
     if ((rc = spare_load(t)) < 0)
-        return rc;
-    return spare_put_one(t, dbi(t, CRDT_DB_STATE0 + (t->w->state_slot ^ 1)),
-                         k, kl, v, vl, 0);
+        return crdt__full(rc);
+    return crdt__full(spare_put_one(
+        t, dbi(t, CRDT_DB_STATE0 + (t->w->state_slot ^ 1)), k, kl, v, vl, 0));
 }
 
 int
@@ -411,7 +407,7 @@ crdt_raw_spare_put_batch(crdt_raw *t, const crdt_raw_batch *b)
     if (t == NULL || b == NULL || !t->write)
         return CRDT_EINVAL;
     if ((rc = spare_load(t)) < 0)
-        return rc;
+        return crdt__full(rc);
     db = dbi(t, CRDT_DB_STATE0 + (t->w->state_slot ^ 1));
     p = crdt__batch_entries(b, &end);
     while (p < end && rc == CRDT_OK) {
@@ -421,8 +417,8 @@ crdt_raw_spare_put_batch(crdt_raw *t, const crdt_raw_batch *b)
         rc = spare_put_one(t, db, p + 8, kl, p + 8 + kl, vl, 1);
         p += 8 + (size_t)kl + vl;
     }
-    if (rc < 0)
-        return rc; /* the caller aborts the txn, so the sum does not matter */
+    if (rc < 0) /* the caller aborts the txn: the sum does not matter */
+        return crdt__full(rc);
     crdt__batch_sum_into(b, t->spare_acc);
     t->spare_dirty = 1;
     return CRDT_OK;
@@ -443,7 +439,7 @@ crdt_raw_spare_clear(crdt_raw *t)
     memset(t->spare_acc, 0, sizeof t->spare_acc);
     t->spare_loaded = rc == CRDT_OK ? SPARE_APPEND : SPARE_LOADED;
     t->spare_dirty = 0;
-    return full(rc);
+    return crdt__full(rc);
 }
 
 int
@@ -457,7 +453,7 @@ crdt_raw_swap_state(crdt_raw *t)
     if (!t->write)
         return CRDT_EINVAL;
     if ((rc = spare_store(t)) < 0)
-        return full(rc);
+        return crdt__full(rc);
     t->spare_loaded = SPARE_UNLOADED; /* the slots trade places */
     if (w->cur != NULL) { /* the old slot is about to be emptied */
         mdb_cursor_close(w->cur);
@@ -470,11 +466,11 @@ crdt_raw_swap_state(crdt_raw *t)
         unsigned char b[32];
         crdt__acc_bytes(b, w->acc);
         if ((rc = crdt__meta_put(w->txn, w->r, hash_key(old), b, 32)) < 0)
-            return full(rc);
+            return crdt__full(rc);
         w->acc_dirty = 0;
     }
     if ((rc = crdt__meta_put_u64(w->txn, w->r, "slot", old ^ 1)) < 0)
-        return full(rc);
+        return crdt__full(rc);
     crdt__feed_all(w); /* a whole new state: say so, once */
     w->state_slot = old ^ 1;
     w->state = w->r->dbi[CRDT_DB_STATE0 + w->state_slot];
@@ -485,11 +481,11 @@ crdt_raw_swap_state(crdt_raw *t)
     if (rc == CRDT_OK && hv.mv_size == 32)
         crdt__acc_load(w->acc, hv.mv_data);
     else if (rc < 0 && rc != CRDT_ENOTFOUND)
-        return full(rc);
+        return crdt__full(rc);
     rc = crdt__mdb_err(mdb_drop(w->txn, w->r->dbi[CRDT_DB_STATE0 + old], 0));
     if (rc == CRDT_OK)
         rc = crdt__meta_put(w->txn, w->r, hash_key(old), zero, 32);
-    return full(rc);
+    return crdt__full(rc);
 }
 
 int
@@ -530,7 +526,7 @@ crdt_raw_set_epoch(crdt_raw *t, uint64_t number, const unsigned char *id)
     if (rc == CRDT_OK)
         rc = crdt__meta_put(t->w->txn, t->w->r, "epoch_id", id,
                             CRDT_HASH_BYTES);
-    return full(rc);
+    return crdt__full(rc);
 }
 
 int
@@ -606,7 +602,7 @@ crdt_raw_log_split(uint64_t *split_out, crdt_raw *t, crdt_db db)
     if (!t->write || (db != CRDT_DB_LOG && db != CRDT_DB_ARCHIVE &&
                       db != CRDT_DB_STAGING))
         return CRDT_EINVAL;
-    return full(crdt__log_split(split_out, t->w->txn, dbi(t, db)));
+    return crdt__full(crdt__log_split(split_out, t->w->txn, dbi(t, db)));
 }
 
 int
@@ -614,7 +610,7 @@ crdt_raw_recount_log(crdt_raw *t)
 {
     if (!t->write)
         return CRDT_EINVAL;
-    return full(recount_log(t->w));
+    return crdt__full(recount_log(t->w));
 }
 
 int
@@ -630,7 +626,7 @@ crdt_raw_archive_log(crdt_raw *t, const crdt_vv *upto, uint64_t epoch_number)
     /* a run may straddle @p upto: its changes are judged one by one */
     if (upto != NULL &&
         (rc = crdt__log_split(NULL, w->txn, w->r->dbi[CRDT_DB_LOG])) < 0)
-        return full(rc);
+        return crdt__full(rc);
     if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->r->dbi[CRDT_DB_LOG],
                                             &cur))) < 0)
         return rc;
@@ -649,7 +645,7 @@ crdt_raw_archive_log(crdt_raw *t, const crdt_vv *upto, uint64_t epoch_number)
             int e = archive_one(w, cur, &k, &v, epoch_number);
             if (e < 0) {
                 mdb_cursor_close(cur);
-                return full(e);
+                return crdt__full(e);
             }
             rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
             if (rc == EINVAL || rc == MDB_NOTFOUND) /* deleted the last */
@@ -660,8 +656,8 @@ crdt_raw_archive_log(crdt_raw *t, const crdt_vv *upto, uint64_t epoch_number)
     }
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND)
-        return full(crdt__mdb_err(rc));
-    return full(recount_log(w));
+        return crdt__full(crdt__mdb_err(rc));
+    return crdt__full(recount_log(w));
 }
 
 int
@@ -684,7 +680,7 @@ crdt_raw_prune_archive(crdt_raw *t, uint64_t keep_from)
     }
     mdb_cursor_close(cur);
     return rc == 0 || rc == MDB_NOTFOUND || rc == EINVAL
-               ? CRDT_OK : crdt__mdb_err(rc);
+               ? CRDT_OK : crdt__full(crdt__mdb_err(rc));
 }
 
 int
@@ -744,7 +740,7 @@ put_head(const crdt_head *h, void *ctx)
     memcpy(hd.hash, h->hash, CRDT_HASH_BYTES);
     memcpy(hd.pk, h->pk, CRDT_PUBKEY_BYTES);
     memcpy(hd.inc, h->inc, 8);
-    return full(crdt__head_put(t->w->txn, t->w->r, &h->actor, &hd));
+    return crdt__full(crdt__head_put(t->w->txn, t->w->r, &h->actor, &hd));
 }
 
 int
@@ -757,8 +753,8 @@ crdt_raw_heads_replace(crdt_raw *t, const unsigned char *buf, size_t len)
     if ((rc = crdt_heads_parse(buf, len, NULL, NULL)) < 0)
         return rc; /* checked whole before anything is dropped */
     if ((rc = crdt__mdb_err(mdb_drop(t->w->txn, dbi(t, CRDT_DB_HEADS), 0))) < 0)
-        return rc;
-    return crdt_heads_parse(buf, len, put_head, t);
+        return crdt__full(rc);
+    return crdt__full(crdt_heads_parse(buf, len, put_head, t));
 }
 
 int
@@ -785,7 +781,7 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
         return rc;
     /* the passes below park, quarantine or archive single changes */
     if ((rc = crdt__log_split(NULL, w->txn, w->r->dbi[CRDT_DB_LOG])) < 0)
-        return full(rc);
+        return crdt__full(rc);
     if ((rc = crdt__mdb_err(mdb_cursor_open(w->txn, w->r->dbi[CRDT_DB_LOG],
                                             &cur))) < 0)
         return rc;
@@ -832,7 +828,7 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
             free(copy);
             if (e < 0) {
                 mdb_cursor_close(cur);
-                return full(e);
+                return crdt__full(e);
             }
             rep.conflicts++;
             rep.quarantined_ops += nq;
@@ -847,7 +843,7 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
             free(copy);
             if (e < 0) {
                 mdb_cursor_close(cur);
-                return full(e);
+                return crdt__full(e);
             }
             rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
             if (rc == EINVAL || rc == MDB_NOTFOUND)
@@ -886,7 +882,7 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
             free(copy);
             if (e < 0) {
                 mdb_cursor_close(cur);
-                return full(e);
+                return crdt__full(e);
             }
             rep.pending++;
             rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
@@ -923,15 +919,15 @@ crdt_raw_replay_log(crdt_merge_report *report, crdt_raw *t,
         free(copy);
         if (e < 0) {
             mdb_cursor_close(cur);
-            return full(e);
+            return crdt__full(e);
         }
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND)
-        return full(crdt__mdb_err(rc));
+        return crdt__full(crdt__mdb_err(rc));
     if ((rc = recount_log(w)) < 0)
-        return full(rc);
+        return crdt__full(rc);
     if (report)
         *report = rep;
     return CRDT_OK;
@@ -950,7 +946,7 @@ crdt_raw_merge(crdt_merge_report *report, crdt_raw *t,
     rc = crdt__merge_in(t->w, &rep, changes, NULL, n);
     if (rc == CRDT_OK && report)
         *report = rep;
-    return full(rc);
+    return crdt__full(rc);
 }
 
 int
@@ -992,7 +988,8 @@ crdt_raw_state_default(crdt_raw *t, const char *coll, const char *doc,
     if (n < 0)
         return CRDT_ELIMIT;
     k[kl] = 'R';
-    return full(crdt__state_put(t->w, k, kl + 1, val, 16 + (size_t)n, NULL));
+    return crdt__full(
+        crdt__state_put(t->w, k, kl + 1, val, 16 + (size_t)n, NULL));
 }
 
 int
@@ -1001,7 +998,7 @@ crdt_raw_apply_op(crdt_raw *t, const crdt_op *op, uint64_t hlc,
 {
     if (!t->write)
         return CRDT_EINVAL;
-    return full(crdt__state_apply(t->w, op, hlc, actor, seq));
+    return crdt__full(crdt__state_apply(t->w, op, hlc, actor, seq));
 }
 
 int
@@ -1012,5 +1009,5 @@ crdt_raw_apply_deleted(crdt_raw *t, const crdt_op *op, uint64_t hlc,
         (op->kind != CRDT_OP_TINS && op->kind != CRDT_OP_LINS) ||
         op->len == 0)
         return CRDT_EINVAL;
-    return full(crdt__seq_apply_deleted(t->w, op, hlc, actor, seq));
+    return crdt__full(crdt__seq_apply_deleted(t->w, op, hlc, actor, seq));
 }

@@ -621,7 +621,7 @@ crdt_raw_seq_compact(crdt_raw *t, uint64_t *dropped_out)
     free(keys);
     if (rc == CRDT_OK && dropped_out != NULL)
         *dropped_out = dropped;
-    return rc;
+    return crdt__full(rc);
 }
 
 int
@@ -882,6 +882,8 @@ crdt_raw_seq_retype(crdt_raw *t, const char *coll, const char *field,
         docs[n++][dl] = 0;
     }
     mdb_cursor_close(cur);
+    if (rc == CRDT_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = crdt__mdb_err(mrc); /* not the end: a failed step */
     for (size_t i = 0; i < n && rc == CRDT_OK; i++) {
         unsigned char fk[3 * CRDT_NAME_MAX + 8];
         size_t fkl = field_prefix(fk, coll, cl, docs[i], strlen(docs[i]),
@@ -890,5 +892,5 @@ crdt_raw_seq_retype(crdt_raw *t, const char *coll, const char *field,
                      : text_to_register(w, fk, fkl);
     }
     free(docs);
-    return rc;
+    return crdt__full(rc);
 }

@@ -75,6 +75,11 @@ crdt__mdb_err(int rc)
         return CRDT_ECORRUPT;
     case MDB_VERSION_MISMATCH: return CRDT_EVERSION;
     case MDB_BAD_TXN: return CRDT_EBADTXN;
+    /* every reader slot is held, by live readers (crdt__txn_begin()
+     * sweeps dead ones first): try later */
+    case MDB_READERS_FULL: return CRDT_EBUSY;
+    /* more dirty pages than one txn may hold */
+    case MDB_TXN_FULL: return CRDT_ELIMIT;
     case ENOSPC: case EDQUOT: return CRDT_EFULL;
     case EACCES: case EROFS: case EPERM: return CRDT_EPERM;
     case ENOMEM: return CRDT_ENOMEM;
@@ -778,6 +783,13 @@ crdt__txn_begin(crdt_replica *r, int write, MDB_txn **out)
             return rc;
         }
         pthread_rwlock_unlock(&r->grow_lock);
+        if (rc == MDB_READERS_FULL) {
+            int dead = 0;
+            /* slots of killed readers: free them and try again */
+            if (mdb_reader_check(r->env, &dead) == 0 && dead > 0)
+                continue;
+            return CRDT_EBUSY;
+        }
         if (rc != MDB_MAP_RESIZED)
             return crdt__mdb_err(rc);
         if (txns_held_here(r))

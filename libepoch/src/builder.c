@@ -294,15 +294,37 @@ done:
     return rc;
 }
 
+/* The marker of a migration to the next epoch, unless one is there
+ * (running elsewhere, or interrupted: resume). */
+struct marker_args {
+    const char *lens, *custom;
+};
+
+static int
+marker_in(crdt_raw *t, void *ctx)
+{
+    const struct marker_args *m = ctx;
+    epoch_info cur;
+    const void *v;
+    size_t vl;
+    int rc;
+
+    rc = crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl);
+    if (rc != CRDT_ENOTFOUND)
+        return rc == CRDT_OK ? CRDT_EBUSY : rc;
+    if ((rc = epoch__current_in(&cur, t)) < 0)
+        return rc;
+    rc = epoch__marker_put(t, cur.number + 1, m->lens, m->custom);
+    epoch_info_clear(&cur);
+    return rc;
+}
+
 int
 epoch_builder_commit(epoch_info *out, epoch_builder *b)
 {
-    epoch_info cur;
     char *lens_text = NULL;
     size_t lens_len;
     crdt_raw *t;
-    const void *v;
-    size_t vl;
     int rc;
 
     if (b == NULL || b->done)
@@ -319,28 +341,12 @@ epoch_builder_commit(epoch_info *out, epoch_builder *b)
         return rc;
 
     /* (1) the marker, in its own committed txn */
-    if ((rc = crdt_raw_begin(&t, b->r, 1)) < 0)
-        goto out;
-    if ((rc = crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl)) !=
-        CRDT_ENOTFOUND) {
-        crdt_raw_abort(t);
-        if (rc == CRDT_OK) /* running elsewhere, or interrupted: resume */
-            rc = CRDT_EBUSY;
-        goto out;
+    {
+        struct marker_args m = { lens_text ? lens_text : "",
+                                 b->custom_name ? b->custom_name : "" };
+        if ((rc = epoch__write(b->r, marker_in, &m)) < 0)
+            goto out;
     }
-    if ((rc = epoch__current_in(&cur, t)) < 0) {
-        crdt_raw_abort(t);
-        goto out;
-    }
-    rc = epoch__marker_put(t, cur.number + 1, lens_text ? lens_text : "",
-                           b->custom_name ? b->custom_name : "");
-    epoch_info_clear(&cur);
-    if (rc < 0) {
-        crdt_raw_abort(t);
-        goto out;
-    }
-    if ((rc = crdt_raw_commit(t)) < 0)
-        goto out;
 
     /* (2) everything else in ONE txn; keeps (1) */
     for (int tries = 0; tries < 8; tries++) {
@@ -348,12 +354,12 @@ epoch_builder_commit(epoch_info *out, epoch_builder *b)
             break;
         rc = build(out, b, t);
         if (rc == CRDT_OK) {
-            rc = crdt_raw_commit(t);
+            rc = crdt_raw_commit(t); /* a full map there: all again */
             if (rc < 0 && out != NULL)
                 epoch_info_clear(out); /* not committed: no epoch to give */
-            break;
+        } else {
+            crdt_raw_abort(t);
         }
-        crdt_raw_abort(t);
         if (!epoch__grew(b->r, &rc))
             break;
     }

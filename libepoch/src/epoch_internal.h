@@ -203,4 +203,11 @@ epoch__grew(crdt_replica *r, int *rc)
     return 1;
 }
 
+/* Run @p fn(t, @p ctx) in a write txn of @p r and commit it (write.c);
+ * CRDT_EFULL grows the map and runs it again. An error of @p fn aborts
+ * the txn and is returned; @p fn must leave nothing behind it that a
+ * second run would find (its effects are the txn's). */
+int epoch__write(crdt_replica *r, int (*fn)(crdt_raw *t, void *ctx),
+                 void *ctx);
+
 #endif

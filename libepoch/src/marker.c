@@ -89,20 +89,18 @@ epoch_marker_get(epoch_marker *out, crdt_replica *r)
     return rc;
 }
 
+static int
+marker_del(crdt_raw *t, void *ctx)
+{
+    (void)ctx;
+    return crdt_raw_del(t, CRDT_DB_META, "upgrade", 7);
+}
+
 int
 epoch_migration_abort(crdt_replica *r)
 {
-    crdt_raw *t;
-    int rc;
-
-    if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
-        return rc;
-    rc = crdt_raw_del(t, CRDT_DB_META, "upgrade", 7);
-    if (rc < 0) {
-        crdt_raw_abort(t);
-        return rc; /* ENOTFOUND: nothing to abort */
-    }
-    return crdt_raw_commit(t);
+    /* CRDT_ENOTFOUND: nothing to abort */
+    return epoch__write(r, marker_del, NULL);
 }
 
 int

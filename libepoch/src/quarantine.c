@@ -246,32 +246,43 @@ epoch__quarantine_forks_in(uint64_t *moved_out, crdt_raw *t,
     return rc;
 }
 
+/* epoch_quarantine_unsynced() inside its write txn. */
+struct unsynced {
+    uint64_t moved;
+    const unsigned char *heads;
+    size_t heads_len;
+    const char *reason;
+};
+
+static int
+unsynced_in(crdt_raw *t, void *ctx)
+{
+    struct unsynced *u = ctx;
+    int rc;
+
+    u->moved = 0;
+    /* it takes single changes out of the log by key (storage.md 3) */
+    rc = crdt_raw_log_split(NULL, t, CRDT_DB_LOG);
+    if (rc == CRDT_OK)
+        rc = epoch__quarantine_unsynced_in(&u->moved, t, u->heads,
+                                           u->heads_len, u->reason);
+    return rc;
+}
+
 int
 epoch_quarantine_unsynced(uint64_t *moved_out, crdt_replica *r,
                           const unsigned char *target_heads,
                           size_t heads_len, const char *reason)
 {
-    crdt_raw *t;
-    uint64_t moved = 0;
+    struct unsynced u = { 0, target_heads, heads_len, reason };
     int rc;
 
     if (r == NULL || reason == NULL)
         return CRDT_EINVAL;
-    if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
-        return rc;
-    /* it takes single changes out of the log by key (storage.md 3) */
-    rc = crdt_raw_log_split(NULL, t, CRDT_DB_LOG);
-    if (rc == CRDT_OK)
-        rc = epoch__quarantine_unsynced_in(&moved, t, target_heads, heads_len,
-                                           reason);
-    if (rc < 0) {
-        crdt_raw_abort(t);
-        return rc;
-    }
-    if ((rc = crdt_raw_commit(t)) < 0)
+    if ((rc = epoch__write(r, unsynced_in, &u)) < 0)
         return rc;
     if (moved_out)
-        *moved_out = moved;
+        *moved_out = u.moved;
     return CRDT_OK;
 }
 

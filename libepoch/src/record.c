@@ -408,11 +408,34 @@ epoch_chain(epoch_info **out, size_t *n_out, crdt_replica *r)
     return CRDT_OK;
 }
 
+/* The records of epoch_store_records(), inside its write txn. */
+struct records {
+    const unsigned char *const *recs;
+    const size_t *lens;
+    size_t n;
+};
+
+static int
+records_put(crdt_raw *t, void *ctx)
+{
+    const struct records *x = ctx;
+    int rc = CRDT_OK;
+
+    for (size_t i = 0; i < x->n && rc == CRDT_OK; i++) {
+        epoch_info e;
+        rc = epoch_record_decode(&e, x->recs[i], x->lens[i]);
+        if (rc == CRDT_OK) {
+            rc = epoch__put_in(t, &e);
+            epoch_info_clear(&e);
+        }
+    }
+    return rc;
+}
+
 int
 epoch_store_records(crdt_replica *r, const unsigned char *const *recs,
                     const size_t *lens, size_t n)
 {
-    crdt_raw *t;
     int rc;
 
     if (r == NULL || (n > 0 && (recs == NULL || lens == NULL)))
@@ -428,21 +451,7 @@ epoch_store_records(crdt_replica *r, const unsigned char *const *recs,
         if (rc < 0)
             return rc;
     }
-    if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
-        return rc;
-    for (size_t i = 0; i < n && rc == CRDT_OK; i++) {
-        epoch_info e;
-        rc = epoch_record_decode(&e, recs[i], lens[i]);
-        if (rc == CRDT_OK) {
-            rc = epoch__put_in(t, &e);
-            epoch_info_clear(&e);
-        }
-    }
-    if (rc < 0) {
-        crdt_raw_abort(t);
-        return rc;
-    }
-    return crdt_raw_commit(t);
+    return epoch__write(r, records_put, &(struct records){ recs, lens, n });
 }
 
 static int

@@ -247,36 +247,22 @@ flush(epoch_reset *rs)
     return rc;
 }
 
-int
-epoch_reset_begin(epoch_reset **out, crdt_replica *r,
-                  const unsigned char *target_id,
-                  const unsigned char *migrate_to)
+/* What epoch_reset_begin() reads and writes in its txn: the epochs, the
+ * lens and its rewriter, the spare slot and staging cleared, our
+ * staging token. On failure nothing of it is left in @p rs, so it can
+ * be run again (after the map grew). */
+static int
+begin_in(epoch_reset *rs, const unsigned char *target_id,
+         const unsigned char *migrate_to)
 {
-    epoch_reset *rs;
     unsigned char staging[STAGING_BYTES];
     crdt_raw *t = NULL;
     const void *v;
     size_t vl;
     int rc;
 
-    if (out == NULL || r == NULL || target_id == NULL)
-        return CRDT_EINVAL;
-    rs = calloc(1, sizeof *rs);
-    if (rs == NULL)
-        return CRDT_ENOMEM;
-    rs->r = r;
-    crdt__enc_init(&rs->buf);
-    randombytes_buf(rs->token, sizeof rs->token);
-    /* BUSY before waiting on the writer lock a migration holds */
-    if ((rc = crdt_raw_marker_peek(r)) != 0) {
-        rc = rc > 0 ? CRDT_EBUSY : rc;
-        goto fail;
-    }
-    if ((rc = crdt_members_owner(r, NULL)) < 0)
-        goto fail;
-    rs->knew_owner = rc;
-    if ((rc = crdt_raw_begin(&t, r, 1)) < 0)
-        goto fail;
+    if ((rc = crdt_raw_begin(&t, rs->r, 1)) < 0)
+        return rc;
     rc = crdt_raw_get(t, CRDT_DB_META, "upgrade", 7, &v, &vl);
     if (rc == CRDT_ENOTFOUND)
         rc = epoch__staging_active(t);
@@ -320,16 +306,53 @@ epoch_reset_begin(epoch_reset **out, crdt_replica *r,
         goto fail;
     rc = crdt_raw_commit(t);
     t = NULL;
+    if (rc == CRDT_OK)
+        return CRDT_OK;
+fail:
+    crdt_raw_abort(t);
+    epoch__rewriter_free(rs->w);
+    rs->w = NULL;
+    epoch_lens_free(rs->lens);
+    rs->lens = NULL;
+    epoch_info_clear(&rs->target);
+    epoch_info_clear(&rs->final);
+    return rc;
+}
+
+int
+epoch_reset_begin(epoch_reset **out, crdt_replica *r,
+                  const unsigned char *target_id,
+                  const unsigned char *migrate_to)
+{
+    epoch_reset *rs;
+    int rc;
+
+    if (out == NULL || r == NULL || target_id == NULL)
+        return CRDT_EINVAL;
+    rs = calloc(1, sizeof *rs);
+    if (rs == NULL)
+        return CRDT_ENOMEM;
+    rs->r = r;
+    crdt__enc_init(&rs->buf);
+    randombytes_buf(rs->token, sizeof rs->token);
+    /* BUSY before waiting on the writer lock a migration holds */
+    if ((rc = crdt_raw_marker_peek(r)) != 0) {
+        rc = rc > 0 ? CRDT_EBUSY : rc;
+        goto fail;
+    }
+    if ((rc = crdt_members_owner(r, NULL)) < 0)
+        goto fail;
+    rs->knew_owner = rc;
+    for (int tries = 0; tries < 8; tries++) {
+        rc = begin_in(rs, target_id, migrate_to);
+        if (!epoch__grew(r, &rc))
+            break;
+    }
     if (rc < 0)
         goto fail;
     *out = rs;
     return CRDT_OK;
 fail:
-    crdt_raw_abort(t);
-    epoch__rewriter_free(rs->w);
-    epoch_lens_free(rs->lens);
-    epoch_info_clear(&rs->target);
-    epoch_info_clear(&rs->final);
     crdt__enc_free(&rs->buf);
     free(rs);
     return rc;
@@ -865,12 +888,10 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             rc = crdt_raw_replay_log(report, t, old_number);
         if (rc == CRDT_OK)
             rc = crdt_raw_del(t, CRDT_DB_META, "staging", 7);
-        if (rc == CRDT_OK) {
-            rc = crdt_raw_commit(t);
-            t = NULL;
-            break;
-        }
-        crdt_raw_abort(t);
+        if (rc == CRDT_OK)
+            rc = crdt_raw_commit(t); /* a full map there: all again */
+        else
+            crdt_raw_abort(t);
         t = NULL;
         if (!epoch__grew(rs->r, &rc))
             break;

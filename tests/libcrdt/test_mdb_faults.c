@@ -13,12 +13,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <lmdb.h>
 
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
 #include "crdt/feed.h"
 #include "crdt/members.h"
 #include "crdt/text.h"
+#include "support/epoch_util.h"
 #include "support/mdbfault.h"
 #include "support/replica_util.h"
 #include "support/support.h"
@@ -376,6 +381,111 @@ START_TEST(test_feed_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* ---- the map full at every write ----------------------------------- */
+
+/* Close the fixture's pair for byte copies; reopen() after. */
+static void
+reopen(void)
+{
+    a = tu_open_dir(da);
+    b = tu_open_dir(db);
+}
+
+/* A local write txn of every kind and member grants (_i = 1: through
+ * crdt_txn_write()), then a merge: at each write, the map is full. The
+ * public call grows it and does the work again: CRDT_OK, never
+ * CRDT_EFULL below the map's limit, and (for the merge, whose result
+ * depends on nothing else) byte for byte the result of a run that never
+ * met a full map. */
+START_TEST(test_map_full_at_every_write_grows_and_redoes)
+{
+    unsigned char pk[64];
+    int shared = _i;
+    tu_batch x;
+
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "own", "v", 1), CRDT_OK);
+    x = tu_export_all(a);
+    randombytes_buf(pk, sizeof pk);
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    ck_assert_int_gt(mdbfault_each_write_full("commit", da, op_commit,
+                                              &shared, 0, CALLS_MAX),
+                     5);
+    if (!shared) {
+        ck_assert_int_gt(mdbfault_each_write_full("members", da, op_grant,
+                                                  pk, 0, CALLS_MAX),
+                         3);
+        ck_assert_int_gt(mdbfault_each_write_full("merge", db, op_merge,
+                                                  &x, MDBFAULT_SAME_BYTES,
+                                                  CALLS_MAX),
+                         10);
+    }
+    tu_batch_free(&x);
+    reopen();
+}
+END_TEST
+
+/* ---- other LMDB answers ---------------------------------------------- */
+
+/* A child process that opens the replica under @p dir, begins a read
+ * txn and dies without ending it: its reader slot stays behind. */
+static void
+dead_reader(const char *dir)
+{
+    pid_t pid = fork();
+    int status;
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        crdt_replica *c;
+        crdt_read *rd;
+        char sub[300];
+        snprintf(sub, sizeof sub, "%s/r", dir); /* tu_create()'s */
+        if (crdt_replica_open(&c, sub, NULL) != CRDT_OK ||
+            crdt_read_begin(&rd, c) != CRDT_OK)
+            _exit(2);
+        _exit(0); /* no end, no close */
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* Every reader slot taken: by live readers, CRDT_EBUSY (try later, not
+ * an I/O error); when dead readers hold some, they are swept and the
+ * read goes on. A txn too large for LMDB (MDB_TXN_FULL): CRDT_ELIMIT,
+ * nothing written. */
+START_TEST(test_readers_full_and_txn_full)
+{
+    unsigned char before[32], after[32];
+    crdt_read *rd;
+    int shared = 0;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "v", 1), CRDT_OK);
+    mdbfault_arm_code(1, MDB_READERS_FULL, MDBFAULT_READ_BEGINS);
+    ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_EBUSY);
+    ck_assert_int_eq(mdbfault_disarm(), 1);
+
+    dead_reader(da);
+    mdbfault_arm_code(1, MDB_READERS_FULL, MDBFAULT_READ_BEGINS);
+    ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+    ck_assert_int_eq(mdbfault_disarm(), 1);
+    crdt_read_end(rd);
+
+    tu_digest_all(a, before);
+    for (long n = 1; n <= 3; n++) { /* the first writes and the commit */
+        mdbfault_arm_code(n, MDB_TXN_FULL, MDBFAULT_WRITES);
+        ck_assert_int_eq(op_commit(a, &shared), CRDT_ELIMIT);
+        ck_assert_int_eq(mdbfault_disarm(), 1);
+        ck_assert_int_eq(mdbfault_misuses(), 0);
+        tu_digest_all(a, after);
+        ck_assert_mem_eq(after, before, 32);
+    }
+    ck_assert_int_eq(op_commit(a, &shared), CRDT_OK);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -393,6 +503,9 @@ test_suite(void)
     tcase_add_test(tc, test_members_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_checks_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_feed_fails_at_every_lmdb_call);
+    tcase_add_loop_test(tc, test_map_full_at_every_write_grows_and_redoes,
+                        0, 2);
+    tcase_add_test(tc, test_readers_full_and_txn_full);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -384,6 +384,64 @@ START_TEST(test_interrupted_migration_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* ---- the map full at every write ----------------------------------- */
+
+/* A stale replica's whole reset: the records, then the reset. */
+static int
+op_store_and_reset(crdt_replica *stale, void *arg)
+{
+    int rc = op_store_records(stale, arg);
+
+    return rc < 0 ? rc : op_reset(stale, arg);
+}
+
+/* At each write of a compaction (_i = 0), a lens migration (1), a
+ * stale replica's reset (2), a rebasing merge (3) and the quarantine's
+ * re-application (4), the map is full: the public call grows it and
+ * does the work again, CRDT_OK, with what a run that never met a full
+ * map leaves: byte for byte (the reset and the merge), the same state
+ * (a migration's record holds its time; the quarantine's re-applied
+ * ops are a new local change, stamped by the clock). The replica
+ * written is a byte copy each time: of a (0, 1, 3, 4), or of the stale
+ * b (2). */
+START_TEST(test_map_full_at_every_write_grows_and_redoes)
+{
+    static const char *const what[] = { "compaction", "lens migration",
+                                        "reset", "rebasing merge",
+                                        "quarantine apply" };
+    int (*const ops[])(crdt_replica *, void *) = {
+        op_migrate, op_migrate, op_store_and_reset, op_merge_from,
+        op_quarantine_apply
+    };
+    static const int same[] = { MDBFAULT_SAME_STATE, MDBFAULT_SAME_STATE,
+                                MDBFAULT_SAME_BYTES, MDBFAULT_SAME_BYTES, 0 };
+    crdt_replica **written = _i == 2 ? &b : &a;
+    void *arg = NULL;
+
+    fill(a, "d", 8);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    /* b writes against version 1: one op the lens renames, one whose
+     * field it removes (quarantined) */
+    ck_assert_int_eq(tu_put_int(b, "c", "d1", "name", 77), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d2", "gone", 78), CRDT_OK);
+    if (_i == 1)
+        arg = LENS;
+    if (_i >= 2) {
+        ck_assert_int_eq(migrate(a, LENS), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(a, "c", "d3", "title", 79), CRDT_OK);
+        arg = _i == 2 ? (void *)a : (void *)b;
+    }
+    if (_i == 4)
+        ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    crdt_replica_close(*written);
+    ck_assert_int_gt(mdbfault_each_write_full(what[_i], _i == 2 ? db : da,
+                                              ops[_i], arg, same[_i],
+                                              CALLS_MAX),
+                     3);
+    *written = tu_open_dir(_i == 2 ? db : da);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -397,6 +455,8 @@ test_suite(void)
     tcase_add_test(tc, test_rebasing_merge_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_quarantine_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_interrupted_migration_fails_at_every_lmdb_call);
+    tcase_add_loop_test(tc, test_map_full_at_every_write_grows_and_redoes,
+                        0, 5);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -8,11 +8,14 @@
  * the session end), with no call on the failed txn but its abort; what
  * either side had committed before stays, and a second session without
  * faults brings both to one state: a failure loses nothing and leaves
- * nothing half done. (A session that ends well and converged although
- * a call failed met it in a cleanup that may fail: dropping a finished
- * reset's staging token, which a later reset finds stale.)
+ * nothing half done. (A session that ends well and converged although a
+ * call failed met it in a cleanup that may fail: dropping a finished
+ * reset's staging token, which a later reset finds stale.) A full map
+ * at each write in turn: the side that meets it grows the map and does
+ * the work again, and the session ends as a clean one does.
  */
 #include <check.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +131,46 @@ each_call(const char *what)
     mdbfault_reach(what, n);
 }
 
+/* MDB_MAP_FULL at each write of a session between copies of a and b, in
+ * turn: the side that meets it grows the map and does the work again,
+ * and the session ends as one that never met it does. */
+static void
+each_write_full(const char *what)
+{
+    long n;
+    int done = 0;
+
+    for (n = 1; n < CALLS_MAX && !done; n++) {
+        char dx[256], dy[256];
+        crdt_replica *x, *y;
+        int ex, ey;
+
+        tu_copy_dir(da, dx, sizeof dx);
+        tu_copy_dir(db, dy, sizeof dy);
+        x = tu_open_dir(dx);
+        y = tu_open_dir(dy);
+        mdbfault_arm_code(n, MDB_MAP_FULL, MDBFAULT_WRITES);
+        session(x, y, &ex, &ey);
+        done = !mdbfault_disarm();
+        MDBFAULT_EXPECT(ex == CRDT_OK && ey == CRDT_OK, "%s: MDB_MAP_FULL "
+                        "at write call %ld (from %s), the sides said %s / "
+                        "%s", what, n,
+                        mdbfault_where(mdbfault_failed_site()),
+                        crdt_strerror(ex), crdt_strerror(ey));
+        MDBFAULT_EXPECT(mdbfault_misuses() == 0, "%s: MDB_MAP_FULL at "
+                        "write call %ld, then %ld more calls on its txn",
+                        what, n, mdbfault_misuses());
+        if (ex == CRDT_OK && ey == CRDT_OK)
+            tu_assert_converged(x, y);
+        crdt_replica_close(x);
+        crdt_replica_close(y);
+        test_rmtree(dx);
+        test_rmtree(dy);
+    }
+    ck_assert_int_eq(done, 1);
+    mdbfault_reach(what, n);
+}
+
 /* The pair again, for the fixture's teardown. */
 static void
 reopen(void)
@@ -147,6 +190,7 @@ START_TEST(test_session_fails_at_every_lmdb_call)
     crdt_replica_close(a);
     crdt_replica_close(b);
     each_call("session");
+    each_write_full("session, map full");
     reopen(); /* for the fixture's teardown */
 }
 END_TEST
@@ -168,6 +212,7 @@ START_TEST(test_reset_session_fails_at_every_lmdb_call)
     crdt_replica_close(a);
     crdt_replica_close(b);
     each_call("reset session");
+    each_write_full("reset session, map full");
     reopen();
 }
 END_TEST

@@ -16,7 +16,9 @@
 #include <check.h>
 
 #include "crdt/error.h"
+#include "support/epoch_util.h"
 #include "support/replica_util.h"
+#include "support/support.h"
 
 int __real_mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags,
                          MDB_txn **txn);
@@ -63,6 +65,20 @@ static MDB_txn *failed[FAILED_MAX];
 static const void *sites[SITES_MAX];
 static long n_sites;
 static int spare_reads; /* read txns' begins pass, uncounted */
+static int fail_code = EIO, fail_which = MDBFAULT_ANY;
+
+/* What a wrapped call is, for mdbfault_arm_code()'s @c which. */
+enum { K_READ_BEGIN, K_WRITE_BEGIN, K_WRITE, K_OTHER };
+
+static int
+counted(int kind)
+{
+    switch (fail_which) {
+    case MDBFAULT_WRITES: return kind == K_WRITE;
+    case MDBFAULT_READ_BEGINS: return kind == K_READ_BEGIN;
+    default: return 1;
+    }
+}
 
 /* Read txns begun under mdbfault_spare_reads(1): their calls pass. */
 static MDB_txn *spare[FAILED_MAX];
@@ -103,7 +119,7 @@ note_site(const void *site)
 /* 0: make the real call; otherwise the error to answer instead. @p txn
  * is the call's txn (NULL for a txn's begin). */
 static int
-verdict(MDB_txn *txn, const void *site)
+verdict(MDB_txn *txn, const void *site, int kind)
 {
     int rc = 0;
 
@@ -115,13 +131,13 @@ verdict(MDB_txn *txn, const void *site)
         misuse_site = site;
         misuse_depth = backtrace(misuse_stack, STACK_MAX);
         rc = MDB_BAD_TXN;
-    } else if (fail_at > 0 && ++calls == fail_at) {
+    } else if (fail_at > 0 && counted(kind) && ++calls == fail_at) {
         note_site(site);
         failed_site = site;
         failed_depth = backtrace(failed_stack, STACK_MAX);
         if (txn != NULL)
             txn_mark(failed, txn, 1);
-        rc = EIO;
+        rc = fail_code;
     }
     pthread_mutex_unlock(&lock);
     return rc;
@@ -153,14 +169,15 @@ __wrap_mdb_txn_begin(MDB_env *env, MDB_txn *parent, unsigned int flags,
         }
         return rc;
     }
-    rc = verdict(parent, SITE);
+    rc = verdict(parent, SITE,
+                 (flags & MDB_RDONLY) ? K_READ_BEGIN : K_WRITE_BEGIN);
     return rc ? rc : __real_mdb_txn_begin(env, parent, flags, txn);
 }
 
 int
 __wrap_mdb_txn_commit(MDB_txn *txn)
 {
-    int rc = verdict(txn, SITE);
+    int rc = verdict(txn, SITE, K_WRITE);
 
     if (rc) { /* LMDB's failed commit frees the txn: so does this one */
         ended(txn);
@@ -181,7 +198,7 @@ __wrap_mdb_txn_abort(MDB_txn *txn)
 int
 __wrap_mdb_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
 {
-    int rc = verdict(txn, SITE);
+    int rc = verdict(txn, SITE, K_OTHER);
 
     return rc ? rc : __real_mdb_get(txn, dbi, key, data);
 }
@@ -190,7 +207,7 @@ int
 __wrap_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data,
                unsigned int flags)
 {
-    int rc = verdict(txn, SITE);
+    int rc = verdict(txn, SITE, K_WRITE);
 
     return rc ? rc : __real_mdb_put(txn, dbi, key, data, flags);
 }
@@ -198,7 +215,7 @@ __wrap_mdb_put(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data,
 int
 __wrap_mdb_del(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
 {
-    int rc = verdict(txn, SITE);
+    int rc = verdict(txn, SITE, K_WRITE);
 
     return rc ? rc : __real_mdb_del(txn, dbi, key, data);
 }
@@ -206,7 +223,7 @@ __wrap_mdb_del(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *data)
 int
 __wrap_mdb_drop(MDB_txn *txn, MDB_dbi dbi, int del)
 {
-    int rc = verdict(txn, SITE);
+    int rc = verdict(txn, SITE, K_WRITE);
 
     return rc ? rc : __real_mdb_drop(txn, dbi, del);
 }
@@ -214,7 +231,7 @@ __wrap_mdb_drop(MDB_txn *txn, MDB_dbi dbi, int del)
 int
 __wrap_mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **cursor)
 {
-    int rc = verdict(txn, SITE);
+    int rc = verdict(txn, SITE, K_OTHER);
 
     return rc ? rc : __real_mdb_cursor_open(txn, dbi, cursor);
 }
@@ -223,7 +240,7 @@ int
 __wrap_mdb_cursor_get(MDB_cursor *cursor, MDB_val *key, MDB_val *data,
                       MDB_cursor_op op)
 {
-    int rc = verdict(mdb_cursor_txn(cursor), SITE);
+    int rc = verdict(mdb_cursor_txn(cursor), SITE, K_OTHER);
 
     return rc ? rc : __real_mdb_cursor_get(cursor, key, data, op);
 }
@@ -232,7 +249,7 @@ int
 __wrap_mdb_cursor_put(MDB_cursor *cursor, MDB_val *key, MDB_val *data,
                       unsigned int flags)
 {
-    int rc = verdict(mdb_cursor_txn(cursor), SITE);
+    int rc = verdict(mdb_cursor_txn(cursor), SITE, K_WRITE);
 
     return rc ? rc : __real_mdb_cursor_put(cursor, key, data, flags);
 }
@@ -240,7 +257,7 @@ __wrap_mdb_cursor_put(MDB_cursor *cursor, MDB_val *key, MDB_val *data,
 int
 __wrap_mdb_cursor_del(MDB_cursor *cursor, unsigned int flags)
 {
-    int rc = verdict(mdb_cursor_txn(cursor), SITE);
+    int rc = verdict(mdb_cursor_txn(cursor), SITE, K_WRITE);
 
     return rc ? rc : __real_mdb_cursor_del(cursor, flags);
 }
@@ -256,7 +273,15 @@ mdbfault_spare_reads(int on)
 void
 mdbfault_arm(long n)
 {
+    mdbfault_arm_code(n, EIO, MDBFAULT_ANY);
+}
+
+void
+mdbfault_arm_code(long n, int code, int which)
+{
     pthread_mutex_lock(&lock);
+    fail_code = code;
+    fail_which = which;
     calls = 0;
     misuses = 0;
     misuse_site = NULL;
@@ -453,4 +478,56 @@ mdbfault_each_call(const char *what, crdt_replica *r,
                   calls_max);
     mdbfault_reach(what, n);
     return n - 1;
+}
+
+long
+mdbfault_each_write_full(const char *what, const char *dir,
+                         int (*op)(crdt_replica *, void *), void *arg,
+                         int same, long calls_max)
+{
+    unsigned char want[32], got[32];
+    long n;
+    int done = 0;
+
+    for (n = 0; n < calls_max && !done; n++) {
+        char copy[256];
+        crdt_replica *r;
+        int rc, hit;
+
+        tu_copy_dir(dir, copy, sizeof copy);
+        r = tu_open_dir(copy);
+        mdbfault_arm_code(n, MDB_MAP_FULL, MDBFAULT_WRITES); /* 0: none */
+        rc = op(r, arg);
+        hit = mdbfault_disarm();
+        MDBFAULT_EXPECT(rc == CRDT_OK, "%s: MDB_MAP_FULL at write call %ld "
+                        "(from %s), the call said %s (%d)", what, n,
+                        mdbfault_where(mdbfault_failed_site()),
+                        crdt_strerror(rc), rc);
+        MDBFAULT_EXPECT(mdbfault_misuses() == 0, "%s: MDB_MAP_FULL at "
+                        "write call %ld (from %s), then %ld more calls on "
+                        "its txn (last from %s)", what, n,
+                        mdbfault_where(mdbfault_failed_site()),
+                        mdbfault_misuses(),
+                        mdbfault_where(mdbfault_misuse_site()));
+        if (same == MDBFAULT_SAME_STATE) {
+            char h[65];
+            tu_hash(h, r);
+            memcpy(n == 0 ? want : got, h, 32); /* the first half: enough */
+        } else if (same == MDBFAULT_SAME_BYTES) {
+            tu_digest_all(r, n == 0 ? want : got);
+        }
+        if (same != 0) {
+            MDBFAULT_EXPECT(n == 0 || memcmp(got, want, 32) == 0, "%s: "
+                            "MDB_MAP_FULL at write call %ld (from %s), the "
+                            "result differs", what, n,
+                            mdbfault_where(mdbfault_failed_site()));
+        }
+        crdt_replica_close(r);
+        test_rmtree(copy);
+        done = n > 0 && !hit;
+    }
+    ck_assert_msg(done, "%s: still failing after %ld calls", what,
+                  calls_max);
+    mdbfault_reach(what, n - 1);
+    return n - 2;
 }

@@ -15,8 +15,16 @@
 
 #include "crdt/replica.h"
 
-/* Fail the @p n-th wrapped call from now (counting from 1). */
+/* Fail the @p n-th wrapped call from now (counting from 1), with EIO. */
 void mdbfault_arm(long n);
+/* Which calls mdbfault_arm_code() counts (the others pass, uncounted):
+ * every one; those that write pages (puts, deletes, drops and the
+ * commit: where LMDB answers MDB_MAP_FULL or MDB_TXN_FULL); read txns'
+ * begins (where it answers MDB_READERS_FULL). */
+enum { MDBFAULT_ANY, MDBFAULT_WRITES, MDBFAULT_READ_BEGINS };
+/* Fail the @p n-th call of kind @p which from now with @p code (an
+ * MDB_* code or an errno). */
+void mdbfault_arm_code(long n, int code, int which);
 /* 1: read-only txns begun from now on, and every call on them, are
  * never failed nor counted: for an operation that takes a failed read
  * txn as "no reader slot free" and does the work another way (a
@@ -79,5 +87,20 @@ long mdbfault_each_call(const char *what, crdt_replica *r,
                         int (*op)(crdt_replica *, void *), void *arg,
                         int (*committed)(crdt_replica *, void *),
                         long calls_max);
+
+/* MDB_MAP_FULL at each call of @p op(r, @p arg) that writes pages, in
+ * turn (at most @p calls_max), each run on a fresh byte copy of the
+ * replica under @p dir (closed): every run must answer CRDT_OK, the map
+ * grown and the work redone, with no call on the failed txn but its
+ * abort, and leave what a run without the failure leaves: with @p same
+ * MDBFAULT_SAME_BYTES, every database byte for byte (for an operation
+ * whose result depends on nothing else); MDBFAULT_SAME_STATE, the state
+ * hash (a migration: its epoch record holds the time it was made);
+ * 0: not compared (a local write: its stamps are the clock's). Returns
+ * how many such calls the operation made. */
+enum { MDBFAULT_SAME_BYTES = 1, MDBFAULT_SAME_STATE = 2 };
+long mdbfault_each_write_full(const char *what, const char *dir,
+                              int (*op)(crdt_replica *, void *), void *arg,
+                              int same, long calls_max);
 
 #endif

@@ -35,13 +35,16 @@ typedef enum {
     CRDT_EAGAIN = -13,    /**< nothing ready yet; call again */
     CRDT_EBUSY = -14,     /**< a migration is in progress (or the map must
                                grow while this thread holds a txn of the
-                               replica); retry later */
+                               replica, or every LMDB reader slot is
+                               held by a live reader); retry later */
     CRDT_EREJECTED = -15, /**< peer is stale or forked beyond policy */
     CRDT_EFULL = -16,     /**< storage full (disk or map limit) */
     CRDT_ECLOCK = -17,    /**< change stamped beyond the allowed drift */
     CRDT_ECONFLICT = -18, /**< same (actor, seq) with different content */
     CRDT_ETYPE = -19,     /**< field holds another CRDT type */
-    CRDT_ELIMIT = -20,    /**< a size or count limit was exceeded */
+    CRDT_ELIMIT = -20,    /**< a size or count limit was exceeded (also
+                               a txn too large for LMDB's dirty-page
+                               limit: MDB_TXN_FULL) */
     CRDT_EPERM = -21      /**< not permitted (read-only, not a replica) */
 } crdt_err;
 
