@@ -25,7 +25,10 @@ build() {   # build DIR [cmake args...]
 echo "== build (RelWithDebInfo)"
 build build
 echo "== tests"
+rm -rf build/fault-sites # what this run's fault tests reach, counted below
 (cd build && ctest --output-on-failure -j "$jobs")
+echo "== fault injection: call sites reached (a figure, not a gate)"
+bash scripts/fault_sites.sh build
 
 if [ -n "${STRATA_SOAK:-}" ]; then
     echo "== simulator soak (seeds 301-1300; ctest runs 1-300)"

@@ -17,6 +17,7 @@
 
 #include "crdt/error.h"
 #include "support/epoch_util.h"
+#include "support/faultsites.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -109,6 +110,7 @@ txn_mark(MDB_txn **set, MDB_txn *txn, int on)
 static void
 note_site(const void *site)
 {
+    faultsites_note("mdb", site);
     for (long i = 0; i < n_sites; i++)
         if (sites[i] == site)
             return;
