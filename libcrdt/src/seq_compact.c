@@ -791,6 +791,8 @@ text_to_register(crdt__wctx *w, const unsigned char *fk, size_t fkl)
                            v.mv_size)) < 0)
             break;
     }
+    if (rc == CRDT_OK && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = crdt__mdb_err(mrc); /* not the end: LMDB's error */
     mdb_cursor_close(cur);
     for (size_t i = 0; i < old.n && rc == CRDT_OK; i++) {
         MDB_val ov = { old.v[i].vl, old.v[i].v };

@@ -85,6 +85,8 @@ START_TEST(test_merge_fails_at_every_lmdb_call)
     ck_assert_int_gt(mdbfault_each_call("merge", b, op_merge, &x, NULL,
                                         CALLS_MAX),
                      10);
+    /* the same batch again: every change is held already */
+    mdbfault_each_call("merge, all held", b, op_merge, &x, NULL, CALLS_MAX);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     assert_same_state(a, b);
     tu_batch_free(&x);
@@ -290,8 +292,23 @@ op_role(crdt_replica *r, void *arg)
     return crdt_member_role(r, q->pk, &q->role);
 }
 
+static int
+op_remove(crdt_replica *r, void *arg)
+{
+    crdt_txn *t;
+    int rc;
+
+    if ((rc = crdt_txn_begin(&t, r)) < 0)
+        return rc;
+    if ((rc = crdt_txn_member_remove(t, arg)) < 0) {
+        crdt_txn_abort(t);
+        return rc;
+    }
+    return crdt_txn_commit(t, NULL);
+}
+
 /* Granting roles (the member set checked and written), then reading
- * them back. */
+ * them back; then a writer whose changes a holds is removed. */
 START_TEST(test_members_fail_at_every_lmdb_call)
 {
     unsigned char pk[64];
@@ -303,6 +320,17 @@ START_TEST(test_members_fail_at_every_lmdb_call)
     mdbfault_each_call("role", a, op_role, &q, NULL, CALLS_MAX);
     ck_assert_int_eq(crdt_member_role(a, pk, &want), CRDT_OK);
     ck_assert_int_eq(q.role, want);
+
+    crdt_replica_public_key(b, pk);
+    ck_assert_int_eq(op_grant(a, pk), CRDT_OK); /* b a writer (pk + 32: a
+                                                   stranger a reader) */
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(tu_write_all_kinds(b, i, 0), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    mdbfault_each_call("member removed", a, op_remove, pk, NULL, CALLS_MAX);
+    ck_assert_int_eq(crdt_member_role(a, pk, &want), CRDT_OK);
+    ck_assert_int_eq(want, CRDT_ROLE_NONE);
 }
 END_TEST
 

@@ -34,7 +34,8 @@ TU_PAIR_FIXTURE(tu_pair_open)
     "rename name -> title\n"                                                   \
     "convert age int -> string\n"                                              \
     "remove gone\n"                                                            \
-    "add note string default \"-\"\n"
+    "add note string default \"-\"\n"                                         \
+    "convert t text -> string\n"
 
 /* Documents with every kind of field the lens touches, and sequences. */
 static void

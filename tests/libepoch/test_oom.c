@@ -1,7 +1,8 @@
 /*
- * test_oom.c: a migration through a lens while one allocation of our own
- * code fails, for every allocation in turn: the builder answers
- * CRDT_ENOMEM and the replica is as it was (same epoch, same state hash,
+ * test_oom.c: a migration through a lens (with a text made a string, and
+ * without) while one allocation of our own code fails, for every
+ * allocation in turn: the builder answers CRDT_ENOMEM and the replica is
+ * as it was (same epoch, same state hash,
  * no upgrade marker left behind), or the migration succeeds. Only the
  * allocations of our objects fail (support/oom.h).
  */
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/text.h"
 #include "epoch/epoch.h"
 #include "support/oom.h"
 #include "support/replica_util.h"
@@ -54,10 +56,19 @@ migrate(epoch_lens *l)
 
 START_TEST(test_migration_out_of_memory_at_every_allocation)
 {
-    static const char text[] = "collection c 1 -> 2\n"
-                               "rename v -> w\n"
-                               "add note string default \"\"\n"
-                               "convert w int -> string\n";
+    /* _i = 1: the text made a string too */
+    static const char *const texts[] = {
+        "collection c 1 -> 2\n"
+        "rename v -> w\n"
+        "add note string default \"\"\n"
+        "convert w int -> string\n",
+        "collection c 1 -> 2\n"
+        "rename v -> w\n"
+        "add note string default \"\"\n"
+        "convert w int -> string\n"
+        "convert t text -> string\n"
+    };
+    const char *text = texts[_i];
     char h0[65], h1[65], got[64];
     epoch_lens *l = NULL;
     epoch_info e0, e1;
@@ -69,6 +80,14 @@ START_TEST(test_migration_out_of_memory_at_every_allocation)
         char doc[16];
         snprintf(doc, sizeof doc, "d%d", i);
         ck_assert_int_eq(tu_put_int(a, "c", doc, "v", i), CRDT_OK);
+        if (i % 8 == 0) { /* a text the lens makes a string */
+            crdt_txn *t;
+            ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+            ck_assert_int_eq(crdt_txn_text_insert(t, "c", doc, "t", 0,
+                                                  "hey", 3),
+                             CRDT_OK);
+            ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+        }
     }
     ck_assert_int_eq(epoch_lens_parse(&l, text, strlen(text), NULL),
                      CRDT_OK);
@@ -101,6 +120,10 @@ START_TEST(test_migration_out_of_memory_at_every_allocation)
     epoch_info_clear(&e1);
     tu_field_str(got, sizeof got, a, "c", "d7", "w");
     ck_assert_str_eq(got, "\"7\"");
+    if (_i) {
+        tu_field_str(got, sizeof got, a, "c", "d8", "t");
+        ck_assert_str_eq(got, "\"hey\"");
+    }
     epoch_info_clear(&e0);
     epoch_lens_free(l);
 }
@@ -114,7 +137,8 @@ test_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test_migration_out_of_memory_at_every_allocation);
+    tcase_add_loop_test(tc, test_migration_out_of_memory_at_every_allocation,
+                        0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -4,6 +4,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@ void
 faultsites_note(const char *kind, const void *site)
 {
     const char *dir = getenv("STRATA_FAULT_SITES");
-    char path[512], line[1024];
+    char path[512], line[1024], real[PATH_MAX];
     Dl_info info;
     int fd, n;
 
@@ -45,7 +46,9 @@ faultsites_note(const char *kind, const void *site)
         return;
     (void)mkdir(dir, 0755);
     snprintf(path, sizeof path, "%s/%s.%ld", dir, kind, (long)getpid());
-    n = snprintf(line, sizeof line, "%s %#lx\n", info.dli_fname,
+    if (realpath(info.dli_fname, real) == NULL)
+        return;
+    n = snprintf(line, sizeof line, "%s %#lx\n", real,
                  (unsigned long)((const char *)site -
                                  (const char *)info.dli_fbase) - 1);
     fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
