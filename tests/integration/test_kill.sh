@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Crash loops with real processes: SIGKILL at random moments during
-# import, migrate, sync and serve (KILLS times each, default 20; set
+# import, migrate, sync and serve (KILLS times each, default 10; set
 # STRATA_KILLS for a soak). After every kill the replica opens, verify
 # passes, and every write a command reported as committed is there.
 set -euo pipefail
 S="$1"
-kills="${STRATA_KILLS:-20}"
+kills="${STRATA_KILLS:-10}"
 seed="${2:-$(( $(date +%s) % 100000 ))}"
 echo "test_kill: seed $seed, $kills kills per command (replay: $0 STRATA $seed)"
 RANDOM=$seed
