@@ -19,7 +19,8 @@
  *  - hold every write whose commit returned (this cycle's all, and a
  *    sample of the earlier ones), and a merged batch whole or not at
  *    all (whole once the merge returned);
- *  - have no reader slot of a dead process left after one sweep.
+ *  - have no reader slot of a dead process left after one sweep;
+ *  - take a killed merge's batch again, whole.
  * A cycle after an interrupted migration resumes it. The loop runs
  * --cycles cycles, and more migration cycles until --inside of the kills
  * landed inside a migration (after it began, the epoch unchanged).
@@ -54,6 +55,11 @@
 #define MSG_DONE (UINT64_MAX - 1)  /* ... and committed */
 #define WRITES_MAX 100000          /* a writer's bound, were it not killed */
 #define SAMPLE 16                  /* earlier writes checked per cycle */
+/* Writes go to KEYS documents, id modulo KEYS, so the state (and with it
+ * every migration and check) stays the same size however many cycles
+ * run: a write is there when its document holds its id or a later one
+ * of the same document. */
+#define KEYS 512
 
 static uint64_t rng;
 static char path[300];
@@ -110,7 +116,7 @@ say(int fd, uint64_t v)
         _exit(3);
 }
 
-/* Commit one-op writes ledger/k<id> v=<id>, ids from @p first, and
+/* Commit one-op writes ledger/k<id % KEYS> v=<id>, ids from @p first, and
  * report each once its commit returned. */
 static void __attribute__((noreturn))
 writer(int fd, uint64_t first)
@@ -125,7 +131,7 @@ writer(int fd, uint64_t first)
         crdt_value v = crdt_value_int((int64_t)id);
         crdt_txn *t;
 
-        snprintf(doc, sizeof doc, "k%" PRIu64, id);
+        snprintf(doc, sizeof doc, "k%" PRIu64, id % KEYS);
         if (crdt_txn_begin(&t, r) != CRDT_OK)
             _exit(4);
         if (crdt_txn_put(t, "ledger", doc, "v", &v) != CRDT_OK ||
@@ -205,19 +211,21 @@ check_write(crdt_read *rd, uint64_t id)
     crdt_field f;
     int rc;
 
-    snprintf(doc, sizeof doc, "k%" PRIu64, id);
+    snprintf(doc, sizeof doc, "k%" PRIu64, id % KEYS);
     rc = crdt_read_field(&f, rd, "ledger", doc, "v");
     if (rc != CRDT_OK)
-        fail("the write %s, committed before the kill, is missing (%s)",
-             doc, crdt_strerror(rc));
+        fail("the write %" PRIu64 " (%s), committed before the kill, is "
+             "missing (%s)", id, doc, crdt_strerror(rc));
     if (f.kind != CRDT_FIELD_REGISTER || f.value.type != CRDT_VINT ||
-        f.value.u.i != (int64_t)id)
-        fail("the write %s holds another value", doc);
+        f.value.u.i < (int64_t)id || (uint64_t)f.value.u.i % KEYS != id % KEYS)
+        fail("the write %" PRIu64 " (%s), committed before the kill, is "
+             "lost: the document holds an older one", id, doc);
 }
 
 /* ---- the peer's batches ---- */
 
 #define PEER_CHANGES 400 /* written by the peer for each merge cycle */
+_Static_assert(PEER_CHANGES <= KEYS, "a batch writes distinct documents");
 
 static char peer_path[300];
 
@@ -236,7 +244,8 @@ batch_free(batch *b)
     memset(b, 0, sizeof *b);
 }
 
-/* The peer writes PEER_CHANGES one-op changes (ledger2/p<id>), then
+/* The peer writes PEER_CHANGES one-op changes (ledger2/p<id % KEYS>
+ * v=id), then
  * every change of it the replica lacks becomes the batch. */
 static void
 peer_batch(batch *b, uint64_t *next)
@@ -258,7 +267,7 @@ peer_batch(batch *b, uint64_t *next)
         crdt_value v = crdt_value_int((int64_t)*next);
         crdt_txn *t;
 
-        snprintf(doc, sizeof doc, "p%" PRIu64, *next);
+        snprintf(doc, sizeof doc, "p%" PRIu64, *next % KEYS);
         must(crdt_txn_begin(&t, p), "peer begin");
         must(crdt_txn_put(t, "ledger2", doc, "v", &v), "peer put");
         must(crdt_txn_commit(t, NULL), "peer commit");
@@ -269,7 +278,10 @@ peer_batch(batch *b, uint64_t *next)
     must(crdt_read_vv(&vv, rd), "vv");
     crdt_read_end(rd);
     crdt_replica_close(r);
-    must(crdt_export_begin(&e, p, vv), "peer export");
+    /* as a sync sends them: a run proven by its last change's signature,
+     * none signed again (the peer's own durability and signing cost are
+     * not what is tested) */
+    must(crdt_export_begin_as_stored(&e, p, vv), "peer export");
     while ((rc = crdt_export_next(e, &buf, &len)) == CRDT_OK) {
         unsigned char *copy = malloc(len);
         if (copy == NULL)
@@ -292,7 +304,21 @@ peer_batch(batch *b, uint64_t *next)
     crdt_replica_close(p);
 }
 
-/* 1 if the peer's write p<id> is there with its value, 0 if absent. */
+/* After a killed merge: the batch again, as the next sync would send
+ * it; it must merge (whatever part of it the kill let in). */
+static void
+merge_again(const batch *b)
+{
+    crdt_replica *r;
+
+    must(crdt_replica_open(&r, path, NULL), "open to merge again");
+    must(epoch_attach(r), "attach");
+    must(crdt_merge(NULL, r, b->v, b->n), "the killed merge's batch again");
+    crdt_replica_close(r);
+}
+
+/* 1 if the peer's write @p id is there, 0 if its document is absent or
+ * holds an older write (@p id is the newest the peer made for it). */
 static int
 peer_write_held(crdt_read *rd, uint64_t id)
 {
@@ -300,16 +326,16 @@ peer_write_held(crdt_read *rd, uint64_t id)
     crdt_field f;
     int rc;
 
-    snprintf(doc, sizeof doc, "p%" PRIu64, id);
+    snprintf(doc, sizeof doc, "p%" PRIu64, id % KEYS);
     rc = crdt_read_field(&f, rd, "ledger2", doc, "v");
     if (rc == CRDT_ENOTFOUND)
         return 0;
     if (rc != CRDT_OK)
         fail("read %s: %s", doc, crdt_strerror(rc));
     if (f.kind != CRDT_FIELD_REGISTER || f.value.type != CRDT_VINT ||
-        f.value.u.i != (int64_t)id)
-        fail("the merged %s holds another value", doc);
-    return 1;
+        f.value.u.i > (int64_t)id || (uint64_t)f.value.u.i % KEYS != id % KEYS)
+        fail("the merged %s holds a write the peer never made", doc);
+    return f.value.u.i == (int64_t)id;
 }
 
 /* What the replica must be after a kill (see the top). @p epoch_before:
@@ -367,11 +393,11 @@ check(const acked *a, size_t first_new, uint64_t *epoch, int migration,
         int first = peer_write_held(rd, b->first),
             last = peer_write_held(rd, b->last);
         if (first != last)
-            fail("half a merged batch: p%" PRIu64 " %s, p%" PRIu64 " %s",
+            fail("half a merged batch: %" PRIu64 " %s, %" PRIu64 " %s",
                  b->first, first ? "held" : "missing", b->last,
                  last ? "held" : "missing");
         if (merged && !first)
-            fail("a merge that returned is missing (p%" PRIu64 ")",
+            fail("a merge that returned is missing (%" PRIu64 ")",
                  b->first);
     }
     crdt_read_end(rd);
@@ -564,6 +590,8 @@ main(int argc, char **argv)
         if (merge) {
             merges++;
             merges_inside += started && !done;
+            if (!done) /* the next sync brings it: it merges whole */
+                merge_again(&b);
             batch_free(&b);
         }
         if (migrate) {
