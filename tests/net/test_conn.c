@@ -46,22 +46,6 @@ make(char *dir, size_t size, const unsigned char *sp)
 }
 
 static void
-put_member(crdt_replica *r, crdt_replica *who, int yes)
-{
-    unsigned char pk[32];
-    char hex[65];
-    crdt_value v = crdt_value_bool(yes);
-    crdt_txn *t;
-
-    crdt_replica_public_key(who, pk);
-    crdt_hex(hex, pk, sizeof pk);
-    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_put(t, "$members", hex, "member", &v),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-}
-
-static void
 put_str(crdt_replica *r, const char *doc, const char *text)
 {
     crdt_value v = crdt_value_str(text, strlen(text));
@@ -82,24 +66,6 @@ static long long
 now_ms(void)
 {
     return crdtnet__now_ms();
-}
-
-static int
-listen_local(int *port)
-{
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    ck_assert_int_ge(fd, 0);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(fd, 16), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
 }
 
 static int
@@ -202,7 +168,7 @@ server_start(server *s, int count, const crdtnet_conn_options *o)
     crdtnet_conn_options d = CRDTNET_CONN_OPTIONS_INIT;
 
     memset(s, 0, sizeof *s);
-    s->lfd = listen_local(&s->port);
+    s->lfd = test_listen_local(&s->port);
     s->count = count;
     s->reps[0] = a;
     s->n = 1;
@@ -245,10 +211,10 @@ setup(void)
     b = make(db, sizeof db, space);
     c = NULL;
     /* a and b know each other */
-    put_member(a, a, 1);
-    put_member(a, b, 1);
-    put_member(b, a, 1);
-    put_member(b, b, 1);
+    tu_set_member(a, a, 1);
+    tu_set_member(a, b, 1);
+    tu_set_member(b, a, 1);
+    tu_set_member(b, b, 1);
 }
 
 static void
@@ -278,9 +244,9 @@ START_TEST(test_members_true_false_absent_and_wrong_type)
     ck_assert_uint_eq(n, 0);
     crdt_replica_public_key(a, pk);
     ck_assert_int_eq(crdtnet_is_member(c, pk), 0);
-    put_member(c, a, 1);
+    tu_set_member(c, a, 1);
     ck_assert_int_eq(crdtnet_is_member(c, pk), 1);
-    put_member(c, b, 0); /* false: not a member */
+    tu_set_member(c, b, 0); /* false: not a member */
     crdt_replica_public_key(b, pk);
     ck_assert_int_eq(crdtnet_is_member(c, pk), 0);
     /* an int 1 is not "true" (fails closed) */
@@ -452,8 +418,8 @@ START_TEST(test_conn_non_member_is_refused_and_nothing_moves)
     server s;
 
     c = make(dc, sizeof dc, space); /* same space; a does not list it */
-    put_member(c, a, 1);
-    put_member(c, c, 1);
+    tu_set_member(c, a, 1);
+    tu_set_member(c, c, 1);
     put_str(c, "from-c", "secret of c");
     put_str(a, "from-a", "secret of a");
     tu_hash(before_a, a);
@@ -482,9 +448,9 @@ START_TEST(test_conn_client_of_another_space_is_refused)
     server s;
 
     c = make(dc, sizeof dc, NULL); /* a space of its own */
-    put_member(c, c, 1);
-    put_member(c, a, 1);
-    put_member(a, c, 1); /* even a listed key gets nothing */
+    tu_set_member(c, c, 1);
+    tu_set_member(c, a, 1);
+    tu_set_member(a, c, 1); /* even a listed key gets nothing */
     tu_hash(before, a);
     server_start(&s, 1, NULL);
     /* The server answers a hello of another space like a stranger's:
@@ -506,8 +472,8 @@ START_TEST(test_conn_client_refuses_a_server_outside_its_members)
     server s;
 
     c = make(dc, sizeof dc, space);
-    put_member(c, c, 1); /* non-empty, without a: strict */
-    put_member(a, c, 1);
+    tu_set_member(c, c, 1); /* non-empty, without a: strict */
+    tu_set_member(a, c, 1);
     put_str(a, "from-a", "not for c");
     tu_hash(before, c);
     server_start(&s, 1, NULL);
@@ -532,7 +498,7 @@ START_TEST(test_conn_new_replica_trusts_the_server_on_first_use)
     server s;
 
     c = make(dc, sizeof dc, space); /* joined, never synced: no members */
-    put_member(a, c, 1);
+    tu_set_member(a, c, 1);
     put_str(a, "from-a", "hello c");
     strict.no_tofu = 1;
     server_start(&s, 2, NULL);
@@ -641,7 +607,7 @@ END_TEST
 START_TEST(test_conn_connect_refused_is_eio_with_a_reason)
 {
     crdtnet_report rep;
-    int port, fd = listen_local(&port);
+    int port, fd = test_listen_local(&port);
 
     close(fd); /* nothing listens there now */
     ck_assert_int_eq(client_sync(&rep, b, port, NULL), CRDT_EIO);

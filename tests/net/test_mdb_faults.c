@@ -88,10 +88,7 @@ each_call(const char *what)
         crdt_replica *x, *y;
         int ex, ey, hit;
 
-        tu_copy_dir(da, dx, sizeof dx);
-        tu_copy_dir(db, dy, sizeof dy);
-        x = tu_open_dir(dx);
-        y = tu_open_dir(dy);
+        tu_pair_copy(da, db, dx, dy, &x, &y);
         mdbfault_arm(n);
         session(x, y, &ex, &ey);
         hit = mdbfault_disarm();
@@ -122,10 +119,7 @@ each_call(const char *what)
                         n, crdt_strerror(ex), crdt_strerror(ey));
         if (ex == CRDT_OK && ey == CRDT_OK)
             tu_assert_converged(x, y);
-        crdt_replica_close(x);
-        crdt_replica_close(y);
-        test_rmtree(dx);
-        test_rmtree(dy);
+        tu_pair_close(x, dx, y, dy);
     }
     ck_assert_int_eq(done, 1);
     mdbfault_reach(what, n);
@@ -145,10 +139,7 @@ each_write_full(const char *what)
         crdt_replica *x, *y;
         int ex, ey;
 
-        tu_copy_dir(da, dx, sizeof dx);
-        tu_copy_dir(db, dy, sizeof dy);
-        x = tu_open_dir(dx);
-        y = tu_open_dir(dy);
+        tu_pair_copy(da, db, dx, dy, &x, &y);
         mdbfault_arm_code(n, MDB_MAP_FULL, MDBFAULT_WRITES);
         session(x, y, &ex, &ey);
         done = !mdbfault_disarm();
@@ -162,10 +153,7 @@ each_write_full(const char *what)
                         what, n, mdbfault_misuses());
         if (ex == CRDT_OK && ey == CRDT_OK)
             tu_assert_converged(x, y);
-        crdt_replica_close(x);
-        crdt_replica_close(y);
-        test_rmtree(dx);
-        test_rmtree(dy);
+        tu_pair_close(x, dx, y, dy);
     }
     ck_assert_int_eq(done, 1);
     mdbfault_reach(what, n);

@@ -38,36 +38,14 @@ make(char *dir, size_t size, const unsigned char *sp)
 }
 
 static void
-set_member(crdt_replica *r, crdt_replica *who, int yes)
-{
-    unsigned char pk[32];
-    char hex[65];
-    crdt_value v = crdt_value_bool(yes);
-    crdt_txn *t;
-
-    crdt_replica_public_key(who, pk);
-    crdt_hex(hex, pk, sizeof pk);
-    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_put(t, "$members", hex, "member", &v),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-}
-
-static void
-put_member(crdt_replica *r, crdt_replica *who)
-{
-    set_member(r, who, 1);
-}
-
-static void
 setup(void)
 {
     a = make(da, sizeof da, NULL);
     crdt_replica_space_id(a, space);
     b = make(db, sizeof db, space);
     c = make(dc, sizeof dc, space);
-    put_member(a, a);
-    put_member(a, b);
+    tu_set_member(a, a, 1);
+    tu_set_member(a, b, 1);
 }
 
 static void
@@ -186,7 +164,7 @@ START_TEST(test_non_member_is_refused)
 
     put_str(a, "secret", "x");
     strict.no_tofu = 1;
-    put_member(c, c); /* c's member set is not empty: no TOFU either */
+    tu_set_member(c, c, 1); /* c's member set is not empty: no TOFU either */
     ck_assert_int_eq(crdtnet_peer_new(&pc, &c, 1, CRDTNET_HS_CLIENT,
                                       &strict), CRDT_OK);
     ck_assert_int_eq(crdtnet_peer_new(&ps, &a, 1, CRDTNET_HS_SERVER, NULL),
@@ -419,7 +397,7 @@ START_TEST(test_live_tick_pushes_then_closes_a_revoked_peer)
     tu_field_str(buf, sizeof buf, b, "notes", "later", "title");
     ck_assert_str_eq(buf, "\"pushed by the tick\"");
 
-    set_member(a, b, 0); /* b is removed */
+    tu_set_member(a, b, 0); /* b is removed */
     crdtnet__peer_tick(ps);
     pump_idle(pc, ps);
     ck_assert(crdtnet_peer_done(ps));
@@ -531,7 +509,7 @@ START_TEST(test_public_tick_times_out_keeps_alive_and_revokes)
                      CRDT_OK);
     (void)crdtnet_peer_tick(ps, 0);
     pump_idle(pc, ps);
-    set_member(a, b, 0);
+    tu_set_member(a, b, 0);
     (void)crdtnet_peer_tick(ps, 300);
     pump_idle(pc, ps);
     ck_assert(crdtnet_peer_done(ps));

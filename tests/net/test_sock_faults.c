@@ -46,22 +46,6 @@ static char ref_hash[65]; /* both replicas after a clean sync */
 
 /* ---- the pair ------------------------------------------------------ */
 
-static void
-put_member(crdt_replica *r, crdt_replica *who)
-{
-    unsigned char pk[32];
-    char hex[65];
-    crdt_value v = crdt_value_bool(1);
-    crdt_txn *t;
-
-    crdt_replica_public_key(who, pk);
-    crdt_hex(hex, pk, sizeof pk);
-    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_put(t, "$members", hex, "member", &v),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-}
-
 /* @p n changes of a 120-byte string each: with 600-byte messages, a
  * dozen messages each way. */
 static void
@@ -120,24 +104,6 @@ server_main(void *arg)
     return NULL;
 }
 
-static int
-listen_local(int *port)
-{
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    ck_assert_int_ge(fd, 0);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(fd, 4), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
-}
-
 /* The result of one sync: each side's error and the time it took. */
 typedef struct {
     int ex, ey;
@@ -167,7 +133,7 @@ sync_threaded(crdt_replica *x, crdt_replica *y)
     long long t0 = crdtnet__now_ms();
 
     memset(&s, 0, sizeof s);
-    s.lfd = listen_local(&port);
+    s.lfd = test_listen_local(&port);
     s.r = x;
     s.o = options();
     ck_assert_int_eq(pthread_create(&s.th, NULL, server_main, &s), 0);
@@ -250,28 +216,22 @@ prepare(void)
     crdt_replica *x, *y;
     run_result r;
 
-    put_member(a, a);
-    put_member(a, b);
-    put_member(b, a);
-    put_member(b, b);
+    tu_set_member(a, a, 1);
+    tu_set_member(a, b, 1);
+    tu_set_member(b, a, 1);
+    tu_set_member(b, b, 1);
     put_notes(a, "a", 40);
     put_notes(b, "b", 40);
     crdt_replica_close(a);
     crdt_replica_close(b);
     a = b = NULL;
-    tu_copy_dir(da, dx, sizeof dx);
-    tu_copy_dir(db, dy, sizeof dy);
-    x = tu_open_dir(dx);
-    y = tu_open_dir(dy);
+    tu_pair_copy(da, db, dx, dy, &x, &y);
     r = sync_threaded(x, y);
     ck_assert_msg(r.ex == CRDT_OK && r.ey == CRDT_OK, "%s / %s",
                   r.why_x, r.why_y);
     tu_assert_converged(x, y);
     tu_hash(ref_hash, x);
-    crdt_replica_close(x);
-    crdt_replica_close(y);
-    test_rmtree(dx);
-    test_rmtree(dy);
+    tu_pair_close(x, dx, y, dy);
 }
 
 /* The pair again, for the fixture's teardown. */
@@ -282,16 +242,13 @@ reopen(void)
     b = tu_open_dir(db);
 }
 
-/* Copies of the pair, @p sync under whatever sockfault is armed, then
- * sockfault_off(); the copies are left open in @p x and @p y. */
+/* Copies of the pair, @p sync under whatever sockfault is armed; the
+ * copies are left open in @p x and @p y. */
 static run_result
 run_on_copies(sync_fn sync, char *dx, char *dy, crdt_replica **x,
               crdt_replica **y)
 {
-    tu_copy_dir(da, dx, 256);
-    tu_copy_dir(db, dy, 256);
-    *x = tu_open_dir(dx);
-    *y = tu_open_dir(dy);
+    tu_pair_copy(da, db, dx, dy, x, y);
     return sync(*x, *y);
 }
 
@@ -303,16 +260,6 @@ assert_reference(crdt_replica *x, crdt_replica *y)
     tu_assert_converged(x, y);
     tu_hash(h, x);
     ck_assert_str_eq(h, ref_hash);
-}
-
-static void
-drop_copies(crdt_replica *x, const char *dx, crdt_replica *y,
-            const char *dy)
-{
-    crdt_replica_close(x);
-    crdt_replica_close(y);
-    test_rmtree(dx);
-    test_rmtree(dy);
 }
 
 /* ---- transient faults ---------------------------------------------- */
@@ -349,7 +296,7 @@ chaos_runs(sync_fn sync, const char *what, uint64_t first_seed, int seeds)
         ck_assert_msg(r.ms < SESSION_MS_MAX * 2, "%s: %lld ms", what,
                       r.ms);
         assert_reference(x, y);
-        drop_copies(x, dx, y, dy);
+        tu_pair_close(x, dx, y, dy);
     }
     after = sockfault_totals();
     /* every kind was dealt, not only the harmless ones */
@@ -432,7 +379,7 @@ reset_at_each_call(sync_fn sync, const char *what)
                       "(%s)", what, k, crdt_strerror(r.ex), r.why_x,
                       crdt_strerror(r.ey), r.why_y);
         assert_reference(x, y);
-        drop_copies(x, dx, y, dy);
+        tu_pair_close(x, dx, y, dy);
     }
     ck_assert_int_eq(done, 1);
     if (getenv("STRATA_TEST_LOG") != NULL)

@@ -41,6 +41,16 @@ tu_copy_dir(const char *from, char *to, size_t to_size)
     ck_assert_int_eq(system(cmd), 0);
 }
 
+void
+tu_pair_copy(const char *da, const char *db, char *dx, char *dy,
+             crdt_replica **x, crdt_replica **y)
+{
+    tu_copy_dir(da, dx, 256);
+    tu_copy_dir(db, dy, 256);
+    *x = tu_open_dir(dx);
+    *y = tu_open_dir(dy);
+}
+
 epoch_lens *
 tu_lens(const char *text)
 {

@@ -20,6 +20,11 @@ crdt_replica *tu_open_dir(const char *dir);
 /* A byte copy of the data directory under @p from (whose replica must be
  * closed) into a new temp dir @p to: a copied (cloned) replica. */
 void tu_copy_dir(const char *from, char *to, size_t to_size);
+/* Byte copies of the two closed replicas under @p da and @p db into new
+ * temp dirs @p dx and @p dy (256 bytes each), opened and attached in
+ * @p x and @p y; tu_pair_close() them. */
+void tu_pair_copy(const char *da, const char *db, char *dx, char *dy,
+                  crdt_replica **x, crdt_replica **y);
 
 /* Parse @p text as a lens; the test fails with the parser's message. */
 epoch_lens *tu_lens(const char *text);

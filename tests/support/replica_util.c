@@ -42,6 +42,22 @@ tu_pair_create(crdt_replica **a, char *da, crdt_replica **b, char *db,
 }
 
 void
+tu_set_member(crdt_replica *r, crdt_replica *who, int yes)
+{
+    unsigned char pk[32];
+    char hex[65];
+    crdt_value v = crdt_value_bool(yes);
+    crdt_txn *t;
+
+    crdt_replica_public_key(who, pk);
+    crdt_hex(hex, pk, sizeof pk);
+    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "$members", hex, "member", &v),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+}
+
+void
 tu_pair_close(crdt_replica *a, const char *da, crdt_replica *b,
               const char *db)
 {

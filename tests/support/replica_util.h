@@ -53,6 +53,9 @@ void tu_log_put_run(crdt_replica *r, const crdt_bytes *list, size_t n);
 /* Change the last byte of the ops of the change @p b (a tu_batch's own
  * copy): it still decodes, with another hash, its signature now wrong. */
 void tu_change_alter_op(crdt_bytes *b);
+/* Write @p who's public key into @p r's member set as a member (@p yes)
+ * or not (checked). */
+void tu_set_member(crdt_replica *r, crdt_replica *who, int yes);
 /* State hash as hex. */
 void tu_hash(char *hex65, crdt_replica *r);
 /* put int helper: one change. */

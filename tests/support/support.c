@@ -1,9 +1,13 @@
 /*
- * support.c: temporary directories and seeded randomness for tests.
+ * support.c: temporary directories, seeded randomness and a loopback
+ * listener for tests.
  */
 #include "support/support.h"
 
+#include <arpa/inet.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,4 +65,22 @@ test_seed(const char *what)
     fprintf(stderr, "%s: seed %llu (replay with STRATA_SEED=%llu)\n", what,
             (unsigned long long)seed, (unsigned long long)seed);
     return seed;
+}
+
+int
+test_listen_local(int *port)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    ck_assert_int_ge(fd, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
 }

@@ -15,6 +15,9 @@ int test_tmpdir(char *buf, size_t size);
 /** Remove a directory tree; errors are ignored. */
 void test_rmtree(const char *path);
 
+/** A TCP socket listening on 127.0.0.1 at a free port (checked). */
+int test_listen_local(int *port);
+
 /** A small deterministic PRNG (splitmix64) for seeded tests. */
 uint64_t test_rand(uint64_t *state);
 
