@@ -16,7 +16,6 @@
 
 #include "internal.h"
 
-
 int
 crdt__quarantine_put(MDB_txn *txn, crdt_replica *r, const crdt_change *c,
                      uint64_t seq, const crdt_op *op, int kind,
@@ -125,8 +124,8 @@ crdt_raw_quarantine_put(crdt_raw *t, const crdt_change *c, uint64_t seq,
     if (t == NULL || !t->write || c == NULL || op == NULL ||
         reason == NULL || seq < c->seq)
         return CRDT_EINVAL;
-    return crdt__full(crdt__quarantine_put(t->w->txn, t->w->r, c, seq, op, kind,
-                                     reason, strlen(reason)));
+    return crdt__full(crdt__quarantine_put(t->w->txn, t->w->r, c, seq, op,
+                                           kind, reason, strlen(reason)));
 }
 
 int

@@ -124,7 +124,6 @@ dbi(crdt_raw *t, crdt_db db)
     return t->w->r->dbi[db];
 }
 
-
 int
 crdt_raw_get(crdt_raw *t, crdt_db db, const void *k, size_t kl,
              const void **v_out, size_t *vl_out)
