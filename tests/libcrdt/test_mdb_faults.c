@@ -93,6 +93,41 @@ START_TEST(test_merge_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* A change of a's actor that another copy of a wrote under the same
+ * seq: detected, quarantined, never merged (the chain checks). */
+START_TEST(test_equivocation_fails_at_every_lmdb_call)
+{
+    char dc[256], cmd[600];
+    crdt_replica *clone;
+    tu_batch x, y;
+    uint64_t q = 0;
+    crdt_raw *t;
+
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
+    ck_assert_int_eq(test_tmpdir(dc, sizeof dc), 0);
+    snprintf(cmd, sizeof cmd, "cp -r %s/r %s/r", da, dc); /* behind a */
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/r", dc);
+    ck_assert_int_eq(crdt_replica_open(&clone, cmd, NULL), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(clone, "c", "d", "f", 3), CRDT_OK);
+    x = tu_export_all(a);
+    y = tu_export_all(clone);
+    ck_assert_int_eq(crdt_merge(NULL, b, x.v, x.n), CRDT_OK);
+    mdbfault_each_call("merge, an equivocation", b, op_merge, &y, NULL,
+                       CALLS_MAX);
+    ck_assert_int_eq(crdt_raw_begin(&t, b, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_count(&q, t, CRDT_DB_QUARANTINE), CRDT_OK);
+    crdt_raw_abort(t);
+    ck_assert_uint_eq(q, 1);
+    tu_batch_free(&x);
+    tu_batch_free(&y);
+    crdt_replica_close(clone);
+    test_rmtree(dc);
+}
+END_TEST
+
 static int
 count_field(const crdt_field *f, void *ctx)
 {
@@ -528,6 +563,7 @@ test_suite(void)
     tcase_add_test(tc, test_export_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_reopen_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_merge_with_a_gap_fails_at_every_lmdb_call);
+    tcase_add_test(tc, test_equivocation_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_members_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_checks_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_feed_fails_at_every_lmdb_call);
