@@ -41,6 +41,32 @@ tu_pair_create(crdt_replica **a, char *da, crdt_replica **b, char *db,
     *b = tu_create(db, dir_size, space);
 }
 
+crdt_replica *
+tu_clone_open(const char *dir, char *clone_dir, size_t size)
+{
+    char cmd[700];
+    crdt_replica *r;
+
+    ck_assert_int_eq(test_tmpdir(clone_dir, size), 0);
+    snprintf(cmd, sizeof cmd, "cp -r %s/r %s/r", dir, clone_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/r", clone_dir);
+    ck_assert_int_eq(crdt_replica_open(&r, cmd, NULL), CRDT_OK);
+    return r;
+}
+
+uint64_t
+tu_quarantine_count(crdt_replica *r)
+{
+    crdt_raw *t;
+    uint64_t q = 0;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_count(&q, t, CRDT_DB_QUARANTINE), CRDT_OK);
+    crdt_raw_abort(t);
+    return q;
+}
+
 void
 tu_set_member(crdt_replica *r, crdt_replica *who, int yes)
 {

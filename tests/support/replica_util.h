@@ -56,6 +56,12 @@ void tu_change_alter_op(crdt_bytes *b);
 /* Write @p who's public key into @p r's member set as a member (@p yes)
  * or not (checked). */
 void tu_set_member(crdt_replica *r, crdt_replica *who, int yes);
+/* A copy of the replica under @p dir (made by tu_create()) taken with
+ * cp while it may be open, into a new temp dir @p clone_dir: a clone
+ * behind its back, opened. */
+crdt_replica *tu_clone_open(const char *dir, char *clone_dir, size_t size);
+/* How many ops @p r holds in its quarantine. */
+uint64_t tu_quarantine_count(crdt_replica *r);
 /* State hash as hex. */
 void tu_hash(char *hex65, crdt_replica *r);
 /* put int helper: one change. */
