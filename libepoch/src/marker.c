@@ -122,7 +122,7 @@ epoch_migration_resume(epoch_info *out, crdt_replica *r,
     if (m.lens[0] != '\0' &&
         (rc = epoch_lens_parse(&lens, m.lens, strlen(m.lens), NULL)) < 0) {
         epoch_marker_clear(&m);
-        return CRDT_ECORRUPT;
+        return rc == CRDT_ENOMEM ? rc : CRDT_ECORRUPT;
     }
     epoch_marker_clear(&m);
     /* drop the stale marker; the builder writes a fresh one */

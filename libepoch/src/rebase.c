@@ -93,7 +93,8 @@ add_step(rebase_ctx *x, const epoch_info *e, int inverse)
     if (e->lens[0] == '\0')
         return CRDT_OK; /* compaction only: nothing to transform */
     if ((rc = epoch_lens_parse(&l, e->lens, strlen(e->lens), NULL)) < 0)
-        return CRDT_ECORRUPT;
+        /* a stored lens that does not parse is damage; memory is not */
+        return rc == CRDT_ENOMEM ? rc : CRDT_ECORRUPT;
     if (inverse) {
         rc = epoch_lens_invert(&inv, l);
         epoch_lens_free(l);

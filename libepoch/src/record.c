@@ -302,7 +302,8 @@ epoch__get_in(epoch_info *out, crdt_raw *t, const unsigned char *id)
     if (rc < 0)
         return rc;
     rc = epoch_record_decode(out, v, vl);
-    return rc == CRDT_OK ? CRDT_OK : CRDT_ECORRUPT;
+    /* a stored record that does not decode is damage; memory is not */
+    return rc == CRDT_OK || rc == CRDT_ENOMEM ? rc : CRDT_ECORRUPT;
 }
 
 int
@@ -494,7 +495,8 @@ epoch_all(epoch_info **out, size_t *n_out, crdt_replica *r)
             cap = cap ? 2 * cap : 8;
         }
         if ((rc = epoch_record_decode(&all[n], v, vl)) < 0) {
-            rc = CRDT_ECORRUPT;
+            if (rc != CRDT_ENOMEM) /* damage; memory is not */
+                rc = CRDT_ECORRUPT;
             break;
         }
         n++;

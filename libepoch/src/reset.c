@@ -45,6 +45,7 @@ struct epoch_reset {
                            klen 0xffff marks a change for the log */
     size_t n_buf;
     int failed;
+    int committed; /* the staging is gone with the commit: no cleanup */
 };
 
 #define FLUSH_BYTES (4u * 1024 * 1024)
@@ -899,6 +900,7 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     crdt__enc_reset(&rs->buf);
     if (rc == CRDT_OK) {
         rs->token[0] ^= 0xff; /* nothing left to clean up */
+        rs->committed = 1;
         if (rs->moved_out != NULL)
             *rs->moved_out = moved;
         if (rs->fork_moved_out != NULL)
@@ -935,8 +937,10 @@ epoch_reset_abort(epoch_reset *rs)
 
     if (rs == NULL)
         return;
-    /* drop our staging (if still ours); the spare is cleared next time */
-    if (crdt_raw_begin(&t, rs->r, 1) == CRDT_OK) {
+    /* drop our staging (if still ours); the spare is cleared next time.
+     * After the commit there is none: no write txn for nothing (and no
+     * allocation that could fail after the work is done) */
+    if (!rs->committed && crdt_raw_begin(&t, rs->r, 1) == CRDT_OK) {
         if (staging_ours(t, rs->token) == 1 &&
             crdt_raw_del(t, CRDT_DB_META, "staging", 7) == CRDT_OK) {
             rc = crdt_raw_commit(t);

@@ -93,6 +93,26 @@ START_TEST(test_merge_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* Concurrent text and list edits: the merge integrates the other's runs
+ * among its own, deletes across them. */
+START_TEST(test_concurrent_seq_merge_fails_at_every_lmdb_call)
+{
+    tu_batch x;
+
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    tu_edit_seqs_both(a, b);
+    x = tu_export_all(a);
+    ck_assert_int_gt(mdbfault_each_call("concurrent text merge", b, op_merge,
+                                        &x, NULL, CALLS_MAX),
+                     10);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    assert_same_state(a, b);
+    tu_batch_free(&x);
+}
+END_TEST
+
 /* A change of a's actor that another copy of a wrote under the same
  * seq: detected, quarantined, never merged (the chain checks). */
 START_TEST(test_equivocation_fails_at_every_lmdb_call)
@@ -550,6 +570,7 @@ test_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_local_txn_fails_at_every_lmdb_call, 0, 2);
     tcase_add_test(tc, test_merge_fails_at_every_lmdb_call);
+    tcase_add_test(tc, test_concurrent_seq_merge_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_reads_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_export_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_reopen_fails_at_every_lmdb_call);

@@ -5,13 +5,25 @@
  * CRDT_ENOMEM or succeeds, and a failed one leaves the replica exactly as
  * it was (same state hash); the same call then succeeds. Only the
  * allocations of our own objects fail (support/oom.h).
+ *
+ * The paths below take the other calls of the public API through the
+ * same loop (support/oom.h, oom_each_call()): an open of a replica on
+ * disk with cold caches and every kind of read, concurrent text and
+ * list edits merged, the feed, an export packed and unpacked, the open
+ * checks and a backup.
  */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "crdt/backup.h"
 #include "crdt/crdt.h"
+#include "crdt/feed.h"
+#include "crdt/sync.h"
+#include "crdt/text.h"
+#include "support/epoch_util.h"
 #include "support/oom.h"
 #include "support/replica_util.h"
 #include "support/support.h"
@@ -142,6 +154,349 @@ START_TEST(test_reads_out_of_memory_at_every_allocation)
 }
 END_TEST
 
+/* ---- the other paths ---- */
+
+/* The text, the list, a slice and a cursor of c/d2 and of c/d3 in one
+ * snapshot, summed up in @p sum (their bytes and lengths). */
+static int
+read_seqs(crdt_read *rd, uint64_t *sum)
+{
+    static const char *const docs[] = { "d2", "d3" };
+    int rc = CRDT_OK;
+
+    for (size_t i = 0; i < 2 && rc == CRDT_OK; i++) {
+        crdt_value *vals = NULL;
+        char *text = NULL, *slice = NULL;
+        size_t len = 0, n = 0, sl = 0;
+        crdt_cursor cur;
+        uint64_t pos = 0;
+
+        if ((rc = crdt_read_text(&text, &len, rd, "c", docs[i], "t")) ==
+                CRDT_OK &&
+            (rc = crdt_read_text_slice(&slice, &sl, rd, "c", docs[i], "t", 1,
+                                       len > 2 ? 2 : 0)) == CRDT_OK &&
+            (rc = crdt_read_list(&vals, &n, rd, "c", docs[i], "l")) ==
+                CRDT_OK &&
+            (rc = crdt_read_cursor_at(&cur, rd, "c", docs[i], "t", 1)) ==
+                CRDT_OK)
+            rc = crdt_read_cursor_pos(&pos, rd, "c", docs[i], "t", &cur);
+        for (size_t k = 0; text != NULL && k < len; k++)
+            *sum = *sum * 31 + (unsigned char)text[k];
+        *sum += 1000 * (n + sl) + pos;
+        crdt_text_free(text);
+        crdt_text_free(slice);
+        crdt_list_free(vals);
+    }
+    return rc;
+}
+
+static int
+seqs_of(crdt_replica *r, uint64_t *sum)
+{
+    crdt_read *rd;
+    int rc;
+
+    *sum = 0;
+    if ((rc = crdt_read_begin(&rd, r)) < 0)
+        return rc;
+    rc = read_seqs(rd, sum);
+    crdt_read_end(rd);
+    return rc;
+}
+
+typedef struct {
+    tu_batch x;
+    uint64_t sum; /* what seqs_of() gave before */
+} merge_arg;
+
+static int
+merge_op(crdt_replica *r, void *arg)
+{
+    merge_arg *m = arg;
+    return crdt_merge(NULL, r, m->x.v, m->x.n);
+}
+
+static int
+seqs_same(crdt_replica *r, void *arg)
+{
+    merge_arg *m = arg;
+    uint64_t sum;
+
+    return seqs_of(r, &sum) != CRDT_OK || sum != m->sum;
+}
+
+START_TEST(test_concurrent_seq_merge_out_of_memory)
+{
+    merge_arg m;
+    char ha[65], hb[65];
+    uint64_t sa, sb;
+
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    tu_edit_seqs_both(a, b);
+    m.x = tu_export_all(a);
+    ck_assert_int_eq(seqs_of(b, &m.sum), CRDT_OK);
+    ck_assert_int_gt(oom_each_call("concurrent text merge", b, merge_op, &m,
+                                   seqs_same, NULL, 20000),
+                     2);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+    ck_assert_int_eq(seqs_of(a, &sa), CRDT_OK);
+    ck_assert_int_eq(seqs_of(b, &sb), CRDT_OK);
+    ck_assert_uint_eq(sa, sb);
+    tu_batch_free(&m.x);
+}
+END_TEST
+
+/* A second handle's work on a byte copy of a replica: the copy's path. */
+typedef struct {
+    char dir[256];
+    char path[300];
+    uint64_t sum;
+} copy_arg;
+
+static void
+copy_of(copy_arg *c, crdt_replica *r, const char *dir)
+{
+    char cmd[700];
+
+    crdt_replica_close(r);
+    ck_assert_int_eq(test_tmpdir(c->dir, sizeof c->dir), 0);
+    snprintf(cmd, sizeof cmd, "cp -r %s/r %s/r", dir, c->dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(c->path, sizeof c->path, "%s/r", c->dir);
+}
+
+/* Open the copy (cold: no cache of its texts yet), read every kind, and
+ * check it, both ways the open check can: its pages and its records. */
+static int
+open_read_check(crdt_replica *r, void *arg)
+{
+    copy_arg *c = arg;
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_replica *cr;
+    char why[256];
+    uint64_t sum = 0;
+    int rc;
+
+    (void)r;
+    o.check_pages = UINT64_MAX; /* every page */
+    if ((rc = crdt_replica_open(&cr, c->path, &o)) < 0)
+        return rc;
+    rc = seqs_of(cr, &sum);
+    if (rc == CRDT_OK)
+        rc = crdt_replica_check(cr, 0, why, sizeof why);
+    if (rc == CRDT_OK)
+        rc = crdt_replica_check_records(cr, why, sizeof why);
+    crdt_replica_close(cr);
+    if (rc == CRDT_OK && sum != c->sum)
+        return CRDT_EIO; /* read otherwise than the first handle did */
+    return rc;
+}
+
+START_TEST(test_open_reads_and_checks_out_of_memory)
+{
+    copy_arg c;
+
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    tu_edit_seqs_both(a, b);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(seqs_of(b, &c.sum), CRDT_OK);
+    copy_of(&c, b, db);
+    b = tu_open_dir(db); /* for the fixture */
+    ck_assert_int_gt(oom_each_call("open, read and check a copy", a,
+                                   open_read_check, &c, NULL, NULL, 20000),
+                     2);
+    test_rmtree(c.dir);
+}
+END_TEST
+
+/* The feed: a subscription, a watch, and every event since the start. */
+typedef struct {
+    const char *dir;
+    int events;
+} feed_arg;
+
+static int
+count_event(void *ctx, const crdt_feed_event *ev)
+{
+    (void)ev;
+    ++*(int *)ctx;
+    return 0;
+}
+
+static int
+feed_op(crdt_replica *r, void *arg)
+{
+    feed_arg *f = arg;
+    crdt_feed_cursor from, next;
+    crdt_feed_sub *s = NULL;
+    crdt_feed_watch *w = NULL;
+    int rc, got = 0;
+
+    if ((rc = crdt_feed_subscribe(&s, r, "c", NULL, count_event, &got)) < 0)
+        return rc;
+    crdt_feed_unsubscribe(s);
+    if ((rc = crdt_feed_watch_open(&w, f->dir)) < 0)
+        return rc;
+    crdt_feed_watch_close(w);
+    if ((rc = crdt_feed_head(&from, r)) < 0)
+        return rc;
+    from.seq = 0;
+    rc = crdt_feed_since(r, &from, NULL, NULL, 0, count_event, &got, &next);
+    if (rc >= 0 && got != f->events)
+        return CRDT_EIO;
+    return rc < 0 ? rc : CRDT_OK;
+}
+
+START_TEST(test_feed_out_of_memory)
+{
+    crdt_feed_cursor from, next;
+    char path[300];
+    feed_arg f = { path, 0 };
+
+    snprintf(path, sizeof path, "%s/r", da);
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_feed_head(&from, a), CRDT_OK);
+    from.seq = 0;
+    ck_assert_int_eq(crdt_feed_since(a, &from, NULL, NULL, 0, count_event,
+                                     &f.events, &next),
+                     20);
+    ck_assert_int_gt(oom_each_call("feed", a, feed_op, &f, NULL, NULL, 20000), 2);
+}
+END_TEST
+
+/* The whole log exported as stored and signed, packed both versions,
+ * unpacked both ways, and merged unpacked into @p to; and a backup. */
+typedef struct {
+    crdt_replica *to;
+    char file[300];
+    size_t changes;
+} export_arg;
+
+static int
+unpack_and_merge(export_arg *x, const unsigned char *p, size_t len)
+{
+    crdt_bytes *list = NULL;
+    unsigned char *buf = NULL;
+    crdt_unpacked *u = NULL;
+    size_t n = 0;
+    int rc;
+
+    if ((rc = crdt_changes_unpack(&list, &n, &buf, p, len)) < 0)
+        return rc;
+    crdt_free(list);
+    crdt_free(buf);
+    if (n != x->changes)
+        return CRDT_EIO;
+    if ((rc = crdt_unpacked_new(&u, p, len)) < 0)
+        return rc;
+    rc = crdt_merge_unpacked(NULL, x->to, u);
+    crdt_unpacked_free(u);
+    return rc;
+}
+
+#define EXPORT_MAX 64
+
+static int
+export_op(crdt_replica *r, void *arg)
+{
+    export_arg *x = arg;
+    crdt_bytes v[EXPORT_MAX];
+    unsigned char *packed = NULL;
+    size_t n = 0, len = 0, kept = 0;
+    crdt_export *e = NULL;
+    crdt_backup_info info;
+    int rc = CRDT_OK;
+
+    unlink(x->file);
+    for (int stored = 0; stored < 2 && rc == CRDT_OK; stored++) {
+        const unsigned char *p;
+        crdt_change c;
+        size_t l;
+
+        rc = stored ? crdt_export_begin_as_stored(&e, r, NULL)
+                    : crdt_export_begin(&e, r, NULL);
+        if (rc < 0)
+            break;
+        n = 0;
+        while ((rc = crdt_export_next_change(e, &p, &l, &c)) == CRDT_OK &&
+               n < EXPORT_MAX) {
+            if (!stored) { /* the test's own copies: never failed */
+                unsigned char *copy = oom_real_malloc(l);
+                if (copy == NULL) /* no assertion while armed: Check's
+                                   * own allocations would fail */
+                    abort();
+                memcpy(copy, p, l);
+                v[n].data = copy;
+                v[n].len = l;
+                kept = n + 1;
+            }
+            n++;
+        }
+        crdt_export_end(e);
+        if (rc == CRDT_ENOTFOUND)
+            rc = n == x->changes ? CRDT_OK : CRDT_EIO;
+    }
+    for (int ver = CRDT_CHANGES_PACK_V1;
+         rc == CRDT_OK && ver <= CRDT_CHANGES_PACK_V2; ver++) {
+        rc = crdt_changes_pack_version(&packed, &len, v, NULL, n, ver);
+        if (rc == CRDT_OK)
+            rc = unpack_and_merge(x, packed, len);
+        crdt_free(packed);
+        packed = NULL;
+    }
+    for (size_t i = 0; i < kept; i++)
+        free((void *)v[i].data);
+    if (rc == CRDT_OK && (rc = crdt_backup(&info, r, x->file)) == CRDT_OK)
+        rc = crdt_backup_check(&info, x->file);
+    return rc;
+}
+
+/* After a failed run: @p to holds all of the log or none of it, and a
+ * backup file is whole or absent. */
+static int
+export_check(crdt_replica *r, void *arg)
+{
+    export_arg *x = arg;
+    crdt_backup_info info;
+    char hr[65], ht[65];
+    uint64_t held = tu_stats(x->to).changes_in_log;
+
+    tu_hash(hr, r);
+    tu_hash(ht, x->to);
+    if (held != 0 && (held != x->changes || strcmp(hr, ht) != 0))
+        return 1;
+    return access(x->file, F_OK) == 0 &&
+           crdt_backup_check(&info, x->file) != CRDT_OK;
+}
+
+START_TEST(test_export_pack_backup_out_of_memory)
+{
+    export_arg x;
+    char ha[65], hb[65];
+
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
+    x.to = b;
+    x.changes = 20;
+    snprintf(x.file, sizeof x.file, "%s/backup", da);
+    ck_assert_int_gt(oom_each_call("export, pack, unpack, backup", a,
+                                   export_op, &x, export_check, NULL,
+                                   20000),
+                     2);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -154,6 +509,15 @@ test_suite(void)
     tcase_add_loop_test(tc, test_local_txn_out_of_memory_at_every_allocation,
                         0, 2);
     tcase_add_test(tc, test_reads_out_of_memory_at_every_allocation);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("paths");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_concurrent_seq_merge_out_of_memory);
+    tcase_add_test(tc, test_open_reads_and_checks_out_of_memory);
+    tcase_add_test(tc, test_feed_out_of_memory);
+    tcase_add_test(tc, test_export_pack_backup_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }

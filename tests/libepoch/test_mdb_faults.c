@@ -112,70 +112,15 @@ START_TEST(test_migration_fails_at_every_lmdb_call)
 END_TEST
 
 static int
-walk_put(const void *k, size_t kl, const void *v, size_t vl, void *ctx)
-{
-    return epoch_reset_put(ctx, k, kl, v, vl);
-}
-
-/* tu_reset_from()'s first step: the fresh side's epoch records stored
- * on the stale one. */
-static int
 op_store_records(crdt_replica *stale, void *arg)
 {
-    crdt_replica *fresh = arg;
-    epoch_info *chain;
-    size_t n;
-    int rc;
-
-    if ((rc = epoch_chain(&chain, &n, fresh)) < 0)
-        return rc;
-    for (size_t i = 1; i < n && rc == CRDT_OK; i++) {
-        const unsigned char *rec = chain[i].raw;
-        size_t len = chain[i].raw_len;
-        rc = epoch_store_records(stale, &rec, &len, 1);
-    }
-    epoch_chain_free(chain, n);
-    return rc;
+    return tu_store_records_answered(stale, arg);
 }
 
-/* The rest of tu_reset_from() but its merge, with every step's error
- * answered, not asserted. */
 static int
 op_reset(crdt_replica *stale, void *arg)
 {
-    crdt_replica *fresh = arg;
-    unsigned char id[32], hash[32];
-    epoch_info e;
-    epoch_reset *rs;
-    int rc;
-
-    if ((rc = epoch_current(&e, fresh)) < 0)
-        return rc;
-    rc = epoch_reset_begin(&rs, stale, e.id, NULL);
-    epoch_info_clear(&e);
-    if (rc < 0)
-        return rc;
-    rc = epoch_snapshot_walk(fresh, id, hash, walk_put, rs);
-    if (rc < 0) {
-        epoch_reset_abort(rs);
-        return rc;
-    }
-    return epoch_reset_commit(NULL, rs, hash);
-}
-
-/* @p r is at @p arg's epoch: the reset committed. */
-static int
-at_epoch_of(crdt_replica *r, void *arg)
-{
-    epoch_info x, y;
-    int same;
-
-    ck_assert_int_eq(epoch_current(&x, r), CRDT_OK);
-    ck_assert_int_eq(epoch_current(&y, arg), CRDT_OK);
-    same = memcmp(x.id, y.id, sizeof x.id) == 0;
-    epoch_info_clear(&x);
-    epoch_info_clear(&y);
-    return same;
+    return tu_reset_answered(stale, arg);
 }
 
 START_TEST(test_reset_fails_at_every_lmdb_call)
@@ -188,50 +133,17 @@ START_TEST(test_reset_fails_at_every_lmdb_call)
     ck_assert_int_eq(migrate(a, LENS), CRDT_OK);
     ck_assert_int_eq(tu_put_int(a, "c", "d3", "title", 79), CRDT_OK);
     each_call("store records", b, op_store_records, a, NULL);
-    each_call("reset", b, op_reset, a, at_epoch_of);
+    each_call("reset", b, op_reset, a, tu_at_epoch_of);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     tu_assert_converged(a, b);
 }
 END_TEST
 
-/* tu_sync_one_way() with every step's error answered, not asserted. */
 static int
 op_merge_from(crdt_replica *to, void *arg)
 {
-    crdt_replica *from = arg;
-    crdt_read *rd;
-    crdt_vv *vv = NULL;
-    crdt_export *e;
-    crdt_bytes list[64];
-    const unsigned char *buf;
-    size_t len, n = 0;
-    int rc;
-
-    if ((rc = crdt_read_begin(&rd, to)) < 0)
-        return rc;
-    rc = crdt_read_vv(&vv, rd);
-    crdt_read_end(rd);
-    if (rc == CRDT_OK)
-        rc = crdt_export_begin(&e, from, vv); /* reads vv until its end */
-    if (rc < 0) {
-        crdt_vv_free(vv);
-        return rc;
-    }
-    while (n < 64 && (rc = crdt_export_next(e, &buf, &len)) == CRDT_OK) {
-        unsigned char *copy = malloc(len);
-        ck_assert_ptr_nonnull(copy);
-        memcpy(copy, buf, len);
-        list[n].data = copy;
-        list[n++].len = len;
-    }
-    crdt_export_end(e);
-    crdt_vv_free(vv);
-    if (rc == CRDT_ENOTFOUND)
-        rc = crdt_merge(NULL, to, list, n);
-    for (size_t i = 0; i < n; i++)
-        free((void *)list[i].data);
-    return rc;
+    return tu_merge_from_answered(to, arg, malloc);
 }
 
 /* b's changes of the epoch before, merged by a: rebased through the

@@ -5,6 +5,12 @@
  * as it was (same epoch, same state hash,
  * no upgrade marker left behind), or the migration succeeds. Only the
  * allocations of our objects fail (support/oom.h).
+ *
+ * Then what follows a migration, through support/oom.h's loop (each
+ * failure CRDT_ENOMEM, the replica byte for byte as before): a stale
+ * replica's reset into the new epoch (its records stored, the reset),
+ * the merge that rebases its changes through the lens, the quarantine
+ * listed and re-applied, and the parse of a lens of every step kind.
  */
 #include <check.h>
 #include <stdio.h>
@@ -14,12 +20,13 @@
 #include "crdt/crdt.h"
 #include "crdt/text.h"
 #include "epoch/epoch.h"
+#include "support/epoch_util.h"
 #include "support/oom.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
-static char da[256];
-static crdt_replica *a;
+static char da[256], db[256];
+static crdt_replica *a, *b;
 
 static void
 setup(void)
@@ -34,6 +41,11 @@ teardown(void)
     oom_disarm();
     crdt_replica_close(a);
     test_rmtree(da);
+    if (b != NULL) {
+        crdt_replica_close(b);
+        test_rmtree(db);
+        b = NULL;
+    }
 }
 
 static int
@@ -129,6 +141,164 @@ START_TEST(test_migration_out_of_memory_at_every_allocation)
 }
 END_TEST
 
+/* ---- after a migration ---- */
+
+#define LENS                                                                   \
+    "collection c 1 -> 2\n"                                                    \
+    "rename v -> title\n"                                                      \
+    "convert age int -> string\n"                                              \
+    "remove gone\n"                                                            \
+    "add note string default \"-\"\n"                                         \
+    "convert t text -> string\n"
+
+#define CALLS_MAX 50000
+
+/* b joins a's space; both hold @p n documents with a text; then b goes
+ * offline and writes against version 1 (one write the lens drops), and
+ * a migrates through LENS and writes on. */
+static void
+stale_pair(int n)
+{
+    unsigned char space[16];
+
+    crdt_replica_space_id(a, space);
+    b = tu_create(db, sizeof db, space);
+    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    for (int i = 0; i < n; i++) {
+        char doc[16];
+        crdt_txn *t;
+
+        snprintf(doc, sizeof doc, "d%d", i);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "v", i), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "age", i), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_text_insert(t, "c", doc, "t", 0, "hey", 3),
+                         CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d1", "v", 77), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d2", "gone", 78), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d9", "age", 79), CRDT_OK);
+    tu_migrate(a, LENS, NULL);
+    ck_assert_int_eq(tu_put_int(a, "c", "d3", "title", 80), CRDT_OK);
+}
+
+static int
+op_store_records(crdt_replica *stale, void *fresh)
+{
+    return tu_store_records_answered(stale, fresh);
+}
+
+static int
+op_reset(crdt_replica *stale, void *fresh)
+{
+    return tu_reset_answered(stale, fresh);
+}
+
+START_TEST(test_reset_out_of_memory_at_every_allocation)
+{
+    stale_pair(8);
+    oom_each_call("store records", b, op_store_records, a, NULL, NULL,
+                  CALLS_MAX);
+    ck_assert_int_gt(oom_each_call("reset", b, op_reset, a, NULL,
+                                   tu_at_epoch_of, CALLS_MAX),
+                     2);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+static int
+op_merge_from(crdt_replica *to, void *from)
+{
+    return tu_merge_from_answered(to, from, oom_real_malloc);
+}
+
+static int
+count_q(const epoch_quarantined *q, void *ctx)
+{
+    (void)q;
+    ++*(int *)ctx;
+    return 0;
+}
+
+static int
+op_quarantine_list(crdt_replica *r, void *arg)
+{
+    *(int *)arg = 0;
+    return epoch_quarantine_list(r, count_q, arg);
+}
+
+static int
+op_quarantine_apply(crdt_replica *r, void *arg)
+{
+    uint64_t applied, kept;
+
+    (void)arg;
+    return epoch_quarantine_apply(&applied, &kept, r);
+}
+
+/* b's changes of the epoch before, merged by a: rebased through the
+ * lens, the write to a removed field into the quarantine; then the
+ * quarantine listed and re-applied. */
+START_TEST(test_rebase_and_quarantine_out_of_memory)
+{
+    uint64_t q = 0;
+    int listed = 0;
+
+    stale_pair(6);
+    ck_assert_int_gt(oom_each_call("rebasing merge", a, op_merge_from, b,
+                                   NULL, NULL, CALLS_MAX),
+                     2);
+    ck_assert_int_eq(epoch_quarantine_count(&q, a), CRDT_OK);
+    ck_assert_uint_eq(q, 1);
+    oom_each_call("quarantine list", a, op_quarantine_list, &listed, NULL,
+                  NULL, CALLS_MAX);
+    ck_assert_int_eq(listed, 1);
+    oom_each_call("quarantine apply", a, op_quarantine_apply, NULL, NULL,
+                  NULL, CALLS_MAX);
+    ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+/* A lens of every step kind, with comments and blank lines. */
+static int
+op_parse(crdt_replica *r, void *arg)
+{
+    epoch_lens *l = NULL;
+    int rc;
+
+    (void)r;
+    rc = epoch_lens_parse(&l, arg, strlen(arg), NULL);
+    epoch_lens_free(l);
+    return rc;
+}
+
+START_TEST(test_lens_parse_out_of_memory)
+{
+    static const char text[] =
+        "# every kind of step\n"
+        "collection contacts 1 -> 2\n"
+        "rename name -> full_name\n"
+        "\n"
+        "add note string default \"\"\n"
+        "add n int default 3\n"
+        "remove legacy_flag  # gone\n"
+        "convert age int -> string\n"
+        "convert body text -> string\n"
+        "collection other 4 -> 5\n"
+        "rename a -> b\n";
+
+    ck_assert_int_gt(oom_each_call("lens parse", a, op_parse, (void *)text,
+                                   NULL, NULL, CALLS_MAX),
+                     2);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -139,6 +309,14 @@ test_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_migration_out_of_memory_at_every_allocation,
                         0, 2);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("after");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_reset_out_of_memory_at_every_allocation);
+    tcase_add_test(tc, test_rebase_and_quarantine_out_of_memory);
+    tcase_add_test(tc, test_lens_parse_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }

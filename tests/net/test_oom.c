@@ -5,7 +5,9 @@
  * was told), never with a crash, a short message or a damaged replica:
  * each replica's kept state hash equals the one recomputed from its
  * entries, and a sync without failures then converges. Only the
- * allocations of our own objects fail (support/oom.h).
+ * allocations of our own objects fail (support/oom.h). Three syncs: a
+ * plain one, one whose heads are compared by summary rounds (over 64
+ * actors a side), and one that resets a replica behind a migration.
  */
 #include <check.h>
 #include <stdio.h>
@@ -92,6 +94,16 @@ pump(int *ea, int *eb)
 }
 
 static void
+pump_clean(void)
+{
+    int ea, eb;
+
+    pump(&ea, &eb);
+    ck_assert_int_eq(ea, 0);
+    ck_assert_int_eq(eb, 0);
+}
+
+static void
 assert_hash_exact(crdt_replica *r)
 {
     crdt_raw *t;
@@ -104,15 +116,17 @@ assert_hash_exact(crdt_replica *r)
     ck_assert_mem_eq(kept, again, 32);
 }
 
-START_TEST(test_sync_out_of_memory_at_every_allocation)
+/* Sync a and b with each allocation failing in turn: each side ends
+ * with a clean result, CRDT_ENOMEM, or CRDT_ECLOSED (the peer went),
+ * its state hash exact; a clean run then converges them. */
+static void
+sync_at_every_allocation(void)
 {
     char ha[65], hb[65];
     long n, failed = 0;
     int ea = CRDT_ENOMEM, eb = 0;
 
-    write_some(a, 0, 40);
-    write_some(b, 100, 10);
-    for (n = 1; n < 20000; n++) {
+    for (n = 1; n < 50000; n++) {
         oom_arm(n);
         pump(&ea, &eb);
         int hit = oom_disarm();
@@ -135,9 +149,53 @@ START_TEST(test_sync_out_of_memory_at_every_allocation)
     pump(&ea, &eb);
     ck_assert_int_eq(ea, 0);
     ck_assert_int_eq(eb, 0);
+    tu_assert_converged(a, b);
     tu_hash(ha, a);
     tu_hash(hb, b);
     ck_assert_str_eq(ha, hb);
+}
+
+START_TEST(test_sync_out_of_memory_at_every_allocation)
+{
+    write_some(a, 0, 40);
+    write_some(b, 100, 10);
+    sync_at_every_allocation();
+}
+END_TEST
+
+/* @p n writes by @p r, each under an actor of its own (a new
+ * incarnation before each) */
+static void
+write_as_new_actors(crdt_replica *r, int from, int n)
+{
+    for (int i = from; i < from + n; i++) {
+        ck_assert_int_eq(crdt_replica_new_incarnation(r), CRDT_OK);
+        write_some(r, i, 1);
+    }
+}
+
+/* More than 64 heads on each side: the heads are compared by summary
+ * rounds (docs/protocol.md, "Summaries"), not sent whole. */
+START_TEST(test_summary_sync_out_of_memory)
+{
+    write_as_new_actors(a, 0, 70);
+    pump_clean();
+    write_as_new_actors(a, 100, 3);
+    write_as_new_actors(b, 200, 2);
+    sync_at_every_allocation();
+}
+END_TEST
+
+/* b is behind a's migration, with writes of its own: the session resets
+ * it to a's snapshot and rebases its writes. */
+START_TEST(test_reset_sync_out_of_memory)
+{
+    write_some(a, 0, 20);
+    pump_clean();
+    write_some(b, 100, 3);
+    tu_migrate(a, "collection c 1 -> 2\nrename v -> w\n", NULL);
+    write_some(a, 200, 2);
+    sync_at_every_allocation();
 }
 END_TEST
 
@@ -150,6 +208,8 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_sync_out_of_memory_at_every_allocation);
+    tcase_add_test(tc, test_summary_sync_out_of_memory);
+    tcase_add_test(tc, test_reset_sync_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -109,6 +109,99 @@ tu_reset_from(crdt_replica *stale, crdt_replica *fresh)
 }
 
 int
+tu_store_records_answered(crdt_replica *stale, crdt_replica *fresh)
+{
+    epoch_info *chain;
+    size_t n;
+    int rc;
+
+    if ((rc = epoch_chain(&chain, &n, fresh)) < 0)
+        return rc;
+    for (size_t i = 1; i < n && rc == CRDT_OK; i++) {
+        const unsigned char *rec = chain[i].raw;
+        size_t len = chain[i].raw_len;
+        rc = epoch_store_records(stale, &rec, &len, 1);
+    }
+    epoch_chain_free(chain, n);
+    return rc;
+}
+
+int
+tu_reset_answered(crdt_replica *stale, crdt_replica *fresh)
+{
+    unsigned char id[32], hash[32];
+    epoch_info e;
+    epoch_reset *rs;
+    int rc;
+
+    if ((rc = epoch_current(&e, fresh)) < 0)
+        return rc;
+    rc = epoch_reset_begin(&rs, stale, e.id, NULL);
+    epoch_info_clear(&e);
+    if (rc < 0)
+        return rc;
+    rc = epoch_snapshot_walk(fresh, id, hash, put_entry, rs);
+    if (rc < 0) {
+        epoch_reset_abort(rs);
+        return rc;
+    }
+    return epoch_reset_commit(NULL, rs, hash);
+}
+
+int
+tu_merge_from_answered(crdt_replica *to, crdt_replica *from,
+                       void *(*alloc)(size_t))
+{
+    crdt_read *rd;
+    crdt_vv *vv = NULL;
+    crdt_export *e;
+    crdt_bytes list[64];
+    const unsigned char *buf;
+    size_t len, n = 0;
+    int rc;
+
+    if ((rc = crdt_read_begin(&rd, to)) < 0)
+        return rc;
+    rc = crdt_read_vv(&vv, rd);
+    crdt_read_end(rd);
+    if (rc == CRDT_OK)
+        rc = crdt_export_begin(&e, from, vv); /* reads vv until its end */
+    if (rc < 0) {
+        crdt_vv_free(vv);
+        return rc;
+    }
+    while (n < 64 && (rc = crdt_export_next(e, &buf, &len)) == CRDT_OK) {
+        unsigned char *copy = alloc(len);
+        if (copy == NULL) /* no assertion here: a loop may be armed */
+            abort();
+        memcpy(copy, buf, len);
+        list[n].data = copy;
+        list[n++].len = len;
+    }
+    crdt_export_end(e);
+    crdt_vv_free(vv);
+    if (rc == CRDT_ENOTFOUND)
+        rc = crdt_merge(NULL, to, list, n);
+    for (size_t i = 0; i < n; i++)
+        free((void *)list[i].data);
+    return rc;
+}
+
+int
+tu_at_epoch_of(crdt_replica *r, void *fresh)
+{
+    epoch_info x, y;
+    int same;
+
+    ck_assert_int_eq(epoch_current(&x, r), CRDT_OK);
+    ck_assert_int_eq(epoch_current(&y, fresh), CRDT_OK);
+    same = memcmp(x.id, y.id, sizeof x.id) == 0;
+    epoch_info_clear(&x);
+    epoch_info_clear(&y);
+    return same;
+}
+
+int
 tu_pump_one(crdtnet_session *from, crdtnet_session *to)
 {
     const unsigned char *msg;

@@ -37,6 +37,21 @@ void tu_migrate(crdt_replica *r, const char *lens_text, epoch_info *out);
  * the first error of the reset or the merge. */
 int tu_reset_from(crdt_replica *stale, crdt_replica *fresh);
 
+/* The steps of a sync with every error answered, not asserted: for the
+ * fault loops, which fail each call of a step in turn.
+ * tu_store_records_answered(): the fresh side's epoch records stored on
+ * the stale one. tu_reset_answered(): the reset to the fresh side's
+ * snapshot (after the records). tu_merge_from_answered(): the changes
+ * of @p from that @p to lacks (at most 64), merged; @p alloc copies
+ * them (malloc, or an allocator the loop never fails). */
+int tu_store_records_answered(crdt_replica *stale, crdt_replica *fresh);
+int tu_reset_answered(crdt_replica *stale, crdt_replica *fresh);
+int tu_merge_from_answered(crdt_replica *to, crdt_replica *from,
+                           void *(*alloc)(size_t));
+/* 1 when @p r is at the epoch of @p fresh (a crdt_replica *): the reset
+ * committed. The fault loops' "committed" answer for a reset. */
+int tu_at_epoch_of(crdt_replica *r, void *fresh);
+
 /* Move every message @p from has to send into @p to; 1 if any moved. */
 int tu_pump(crdtnet_session *from, crdtnet_session *to);
 /* Move at most one message from @p from into @p to; 1 if one moved. */

@@ -10,11 +10,29 @@
 
 #include <stddef.h>
 
+#include "crdt/replica.h"
+
 /* Fail the @p n-th allocation from now (counting from 1). */
 void oom_arm(long n);
 /* Stop failing; 1 if the armed allocation was reached (and failed). */
 int oom_disarm(void);
 /* The allocator itself, never failed: for the test's own buffers. */
 void *oom_real_malloc(size_t n);
+
+/* Fail each allocation of @p op(@p r, @p arg) in turn (at most
+ * @p calls_max): every failed run must answer CRDT_ENOMEM and leave
+ * every database of @p r byte for byte as it was, and then, when
+ * @p check is given, @p check(@p r, @p arg) must answer 0 (what the
+ * replica answers now is what it answered before: a cache the failure
+ * may have left half built must not show). The first run that reaches
+ * no armed allocation must answer CRDT_OK. Returns how many
+ * allocations the operation made. With @p committed: a failure may come
+ * after the operation committed (its later steps are txns of their
+ * own); when the replica changed and @p committed(@p r, @p arg) says it
+ * did, the operation is done and the loop ends. */
+long oom_each_call(const char *what, crdt_replica *r,
+                   int (*op)(crdt_replica *, void *), void *arg,
+                   int (*check)(crdt_replica *, void *),
+                   int (*committed)(crdt_replica *, void *), long calls_max);
 
 #endif

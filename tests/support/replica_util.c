@@ -451,3 +451,58 @@ tu_write_all_kinds(crdt_replica *r, int i, int shared)
     }
     return crdt_txn_commit(t, NULL);
 }
+
+static uint64_t
+text_len(crdt_replica *r, const char *doc)
+{
+    crdt_read *rd;
+    uint64_t n = 0;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    if (crdt_read_seq_len(&n, rd, "c", doc, "t") != CRDT_OK)
+        n = 0;
+    crdt_read_end(rd);
+    return n;
+}
+
+void
+tu_edit_seqs_both(crdt_replica *x, crdt_replica *y)
+{
+    for (int round = 0; round < 3; round++) {
+        crdt_replica *r[2] = { x, y };
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < 6; i++) {
+                crdt_value v = crdt_value_int(100 * round + 10 * k + i);
+                crdt_txn *t;
+                char c[2] = { (char)('a' + (i + k + round) % 26), 0 };
+                /* one types at the end, the other at the start */
+                uint64_t at = k ? 0 : text_len(r[k], "d2");
+
+                ck_assert_int_eq(crdt_txn_begin(&t, r[k]), CRDT_OK);
+                ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d2", "t",
+                                                      at, c, 1),
+                                 CRDT_OK);
+                ck_assert_int_eq(crdt_txn_list_insert(t, "c", "d3", "l", 0,
+                                                      &v),
+                                 CRDT_OK);
+                ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d3", "t", 0,
+                                                      "xyz", 3),
+                                 CRDT_OK);
+                if (i % 3 == 2 && text_len(r[k], "d2") > 3) {
+                    ck_assert_int_eq(crdt_txn_text_delete(t, "c", "d2", "t",
+                                                          1, 2),
+                                     CRDT_OK);
+                    ck_assert_int_eq(crdt_txn_list_delete(t, "c", "d3", "l",
+                                                          1, 1),
+                                     CRDT_OK);
+                    ck_assert_int_eq(crdt_txn_list_set(t, "c", "d3", "l", 0,
+                                                       &v),
+                                     CRDT_OK);
+                }
+                ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+            }
+        }
+        if (round == 1)
+            ck_assert_int_eq(tu_sync_one_way(y, x), CRDT_OK);
+    }
+}

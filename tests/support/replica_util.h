@@ -97,4 +97,9 @@ void tu_merge_aid_always(int on);
     static void setup_aid(void) { tu_merge_aid_always(1); setup(); }           \
     static void teardown_aid(void) { teardown(); tu_merge_aid_always(0); }
 
+/* Concurrent edits of the texts (c/d2/t, c/d3/t) and the list (c/d3/l)
+ * in @p x and @p y, with one sync y <- x half way: runs typed at both
+ * ends, deletes across the other's inserts. */
+void tu_edit_seqs_both(crdt_replica *x, crdt_replica *y);
+
 #endif
