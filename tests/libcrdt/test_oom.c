@@ -251,6 +251,28 @@ START_TEST(test_concurrent_seq_merge_out_of_memory)
 }
 END_TEST
 
+/* A batch merged with the merge's second thread (its aid) whatever its
+ * size: a failed allocation of the aid's may be absorbed (the merge does
+ * the work on one thread), with the same result. */
+START_TEST(test_merge_with_aid_out_of_memory)
+{
+    merge_arg m;
+
+    for (int i = 0; i < 30; i++)
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "own", "v", 1), CRDT_OK);
+    m.x = tu_export_all(a);
+    crdt_replica_close(b);
+    tu_merge_aid_always(1);
+    ck_assert_int_gt(oom_each_call_on_copy("merge with its aid", db, merge_op,
+                                           &m, 20000),
+                     2);
+    tu_merge_aid_always(0);
+    b = tu_open_dir(db); /* for the fixture */
+    tu_batch_free(&m.x);
+}
+END_TEST
+
 /* A second handle's work on a byte copy of a replica: the copy's path. */
 typedef struct {
     char dir[256];
@@ -515,6 +537,7 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_concurrent_seq_merge_out_of_memory);
+    tcase_add_test(tc, test_merge_with_aid_out_of_memory);
     tcase_add_test(tc, test_open_reads_and_checks_out_of_memory);
     tcase_add_test(tc, test_feed_out_of_memory);
     tcase_add_test(tc, test_export_pack_backup_out_of_memory);

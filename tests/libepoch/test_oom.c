@@ -265,15 +265,19 @@ START_TEST(test_rebase_and_quarantine_out_of_memory)
 }
 END_TEST
 
-/* A lens of every step kind, with comments and blank lines. */
+/* A lens of every step kind and clause, with comments and blank lines,
+ * parsed and inverted (what a rebase down the chain does). */
 static int
 op_parse(crdt_replica *r, void *arg)
 {
-    epoch_lens *l = NULL;
+    epoch_lens *l = NULL, *inv = NULL;
     int rc;
 
     (void)r;
     rc = epoch_lens_parse(&l, arg, strlen(arg), NULL);
+    if (rc == CRDT_OK)
+        rc = epoch_lens_invert(&inv, l);
+    epoch_lens_free(inv);
     epoch_lens_free(l);
     return rc;
 }
@@ -289,6 +293,8 @@ START_TEST(test_lens_parse_out_of_memory)
         "add n int default 3\n"
         "remove legacy_flag  # gone\n"
         "convert age int -> string\n"
+        "convert status string -> int map \"a\"=1, \"b\"=2 default 0 "
+        "reverse-default \"?\"\n"
         "convert body text -> string\n"
         "collection other 4 -> 5\n"
         "rename a -> b\n";

@@ -5,9 +5,10 @@
  * was told), never with a crash, a short message or a damaged replica:
  * each replica's kept state hash equals the one recomputed from its
  * entries, and a sync without failures then converges. Only the
- * allocations of our own objects fail (support/oom.h). Three syncs: a
- * plain one, one whose heads are compared by summary rounds (over 64
- * actors a side), and one that resets a replica behind a migration.
+ * allocations of our own objects fail (support/oom.h). Four syncs: a
+ * plain one, one with a peer of an older release, one whose heads are
+ * compared by summary rounds (over 64 actors a side), and one that
+ * resets a replica behind a migration.
  */
 #include <check.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 
 static char da[256], db[256];
 static crdt_replica *a, *b;
+static int b_is_old; /* b speaks as a release before PACKED messages */
 
 static void
 setup(void)
@@ -36,6 +38,7 @@ static void
 teardown(void)
 {
     oom_disarm();
+    b_is_old = 0;
     tu_pair_close(a, da, b, db);
 }
 
@@ -63,14 +66,19 @@ write_some(crdt_replica *r, int from, int n)
 static void
 pump(int *ea, int *eb)
 {
-    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT, ob;
     crdtnet_session *s[2] = { NULL, NULL };
     const unsigned char *msg;
     size_t len;
 
     o.batch_bytes = 512; /* several CHANGES messages, several merges */
+    ob = o;
+    if (b_is_old) { /* before PACKED and before summaries */
+        ob.plain_changes = 1;
+        ob.sync_proto = 3;
+    }
     *ea = crdtnet_session_new(&s[0], a, &o);
-    *eb = crdtnet_session_new(&s[1], b, &o);
+    *eb = crdtnet_session_new(&s[1], b, &ob);
     for (int round = 0; round < 10000 && *ea == 0 && *eb == 0; round++) {
         int moved = 0;
 
@@ -163,6 +171,17 @@ START_TEST(test_sync_out_of_memory_at_every_allocation)
 }
 END_TEST
 
+/* b is a peer of an older release: plain change lists, the whole
+ * version vector and heads in HELLO and FIN */
+START_TEST(test_old_peer_sync_out_of_memory)
+{
+    b_is_old = 1;
+    write_some(a, 0, 30);
+    write_some(b, 100, 10);
+    sync_at_every_allocation();
+}
+END_TEST
+
 /* @p n writes by @p r, each under an actor of its own (a new
  * incarnation before each) */
 static void
@@ -209,6 +228,7 @@ test_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_sync_out_of_memory_at_every_allocation);
     tcase_add_test(tc, test_summary_sync_out_of_memory);
+    tcase_add_test(tc, test_old_peer_sync_out_of_memory);
     tcase_add_test(tc, test_reset_sync_out_of_memory);
     suite_add_tcase(s, tc);
     return s;

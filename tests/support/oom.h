@@ -35,4 +35,15 @@ long oom_each_call(const char *what, crdt_replica *r,
                    int (*check)(crdt_replica *, void *),
                    int (*committed)(crdt_replica *, void *), long calls_max);
 
+/* For an operation that may absorb a failed allocation (a merge whose
+ * second thread could not start does the work on one): each allocation
+ * of @p op(r, @p arg) fails in turn (at most @p calls_max), each run on
+ * a fresh byte copy of the closed replica under @p dir. A run must
+ * answer CRDT_ENOMEM with the copy byte for byte as it was, or CRDT_OK
+ * with the copy byte for byte as a run without failures leaves it.
+ * Returns how many allocations the operation made. */
+long oom_each_call_on_copy(const char *what, const char *dir,
+                           int (*op)(crdt_replica *, void *), void *arg,
+                           long calls_max);
+
 #endif
