@@ -180,6 +180,8 @@ read_seqs(crdt_read *rd, uint64_t *sum)
             (rc = crdt_read_cursor_at(&cur, rd, "c", docs[i], "t", 1)) ==
                 CRDT_OK)
             rc = crdt_read_cursor_pos(&pos, rd, "c", docs[i], "t", &cur);
+        if (rc == CRDT_ENOTFOUND) /* not written yet: counts as empty */
+            rc = CRDT_OK;
         for (size_t k = 0; text != NULL && k < len; k++)
             *sum = *sum * 31 + (unsigned char)text[k];
         *sum += 1000 * (n + sl) + pos;
@@ -253,7 +255,9 @@ END_TEST
 
 /* A batch merged with the merge's second thread (its aid) whatever its
  * size: a failed allocation of the aid's may be absorbed (the merge does
- * the work on one thread), with the same result. */
+ * the work on one thread), with the same result. The batch comes
+ * rotated by half, two runs in (actor, seq) order: the merge's sort
+ * merges them in a buffer, or sorts in place when it cannot have one. */
 START_TEST(test_merge_with_aid_out_of_memory)
 {
     merge_arg m;
@@ -262,6 +266,16 @@ START_TEST(test_merge_with_aid_out_of_memory)
         ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "own", "v", 1), CRDT_OK);
     m.x = tu_export_all(a);
+    {
+        size_t half = m.x.n / 2;
+        crdt_bytes *rot = malloc(m.x.n * sizeof *rot);
+
+        ck_assert_ptr_nonnull(rot);
+        for (size_t i = 0; i < m.x.n; i++)
+            rot[i] = m.x.v[(i + half) % m.x.n];
+        memcpy(m.x.v, rot, m.x.n * sizeof *rot);
+        free(rot);
+    }
     crdt_replica_close(b);
     tu_merge_aid_always(1);
     ck_assert_int_gt(oom_each_call_on_copy("merge with its aid", db, merge_op,
@@ -270,6 +284,117 @@ START_TEST(test_merge_with_aid_out_of_memory)
     tu_merge_aid_always(0);
     b = tu_open_dir(db); /* for the fixture */
     tu_batch_free(&m.x);
+}
+END_TEST
+
+/* Typing as an editor does: one character per insert, each after the
+ * one before (the txn folds them into one run), then a few characters
+ * deleted one by one (folded into one range), in c/DOC/t. */
+typedef struct {
+    const char *doc;
+    char *before; /* the text before, for type_undone() */
+} type_arg;
+
+static int
+type_op(crdt_replica *r, void *arg)
+{
+    const type_arg *ta = arg;
+    crdt_read *rd;
+    crdt_txn *t;
+    uint64_t len = 0;
+    int rc;
+
+    if ((rc = crdt_read_begin(&rd, r)) < 0)
+        return rc;
+    rc = crdt_read_seq_len(&len, rd, "c", ta->doc, "t");
+    crdt_read_end(rd);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    if ((rc = crdt_txn_begin(&t, r)) < 0)
+        return rc;
+    for (uint64_t i = 0; i < 40 && rc == CRDT_OK; i++) {
+        char ch[2] = { (char)('a' + i % 26), 0 };
+        rc = crdt_txn_text_insert(t, "c", ta->doc, "t", len + i, ch, 1);
+    }
+    for (int i = 0; i < 5 && rc == CRDT_OK; i++)
+        rc = crdt_txn_text_delete(t, "c", ta->doc, "t", len + 3, 1);
+    if (rc < 0) {
+        crdt_txn_abort(t);
+        return rc;
+    }
+    return crdt_txn_commit(t, NULL);
+}
+
+static char *
+text_of(crdt_replica *r, const char *doc)
+{
+    crdt_read *rd;
+    char *text = NULL;
+    size_t len;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_text(&text, &len, rd, "c", doc, "t"), CRDT_OK);
+    crdt_read_end(rd);
+    return text;
+}
+
+/* 0 when c/DOC/t reads as it did before the typing */
+static int
+type_undone(crdt_replica *r, void *arg)
+{
+    const type_arg *ta = arg;
+    char *now = text_of(r, ta->doc);
+    int differs = strcmp(now, ta->before) != 0;
+
+    crdt_text_free(now);
+    return differs;
+}
+
+/* Sequence paths: typing folded into runs, and a merge of inserts whose
+ * anchors have not come yet (parked until they do). b types a text;
+ * c, having b's text, types into it and deletes some of it; a takes
+ * c's changes first (parked: their anchors are b's) and b's after
+ * (the parked ones integrated then). */
+START_TEST(test_seq_paths_out_of_memory)
+{
+    char dc[256], hc[65], ha[65];
+    unsigned char space[16];
+    crdt_replica *c;
+    merge_arg from_c, from_b;
+    type_arg td2 = { "d2", NULL }, ta = { "d5", NULL };
+
+    crdt_replica_space_id(a, space);
+    c = tu_create(dc, sizeof dc, space);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(type_op(b, &td2), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(c, b), CRDT_OK);
+    tu_edit_seqs_both(c, c); /* runs at both ends of c/d2 and c/d3 */
+    ck_assert_int_eq(type_op(c, &td2), CRDT_OK);
+    from_c.x = tu_export_beyond(c, b);
+    from_b.x = tu_export_all(b);
+    ck_assert_int_eq(seqs_of(a, &from_c.sum), CRDT_OK);
+    ck_assert_int_eq(type_op(a, &ta), CRDT_OK);
+    ta.before = text_of(a, "d5");
+    ck_assert_int_gt(oom_each_call("typing", a, type_op, &ta, type_undone,
+                                   NULL, 20000),
+                     2);
+    crdt_text_free(ta.before);
+    ck_assert_int_eq(seqs_of(a, &from_c.sum), CRDT_OK);
+    ck_assert_int_gt(oom_each_call("merge, anchors missing", a, merge_op,
+                                   &from_c, seqs_same, NULL, 20000),
+                     2);
+    ck_assert_int_eq(seqs_of(a, &from_b.sum), CRDT_OK);
+    ck_assert_int_gt(oom_each_call("merge, anchors come", a, merge_op,
+                                   &from_b, seqs_same, NULL, 20000),
+                     2);
+    ck_assert_int_eq(tu_sync_one_way(c, a), CRDT_OK);
+    tu_hash(ha, a);
+    tu_hash(hc, c);
+    ck_assert_str_eq(ha, hc);
+    tu_batch_free(&from_c.x);
+    tu_batch_free(&from_b.x);
+    crdt_replica_close(c);
+    test_rmtree(dc);
 }
 END_TEST
 
@@ -538,6 +663,7 @@ test_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_concurrent_seq_merge_out_of_memory);
     tcase_add_test(tc, test_merge_with_aid_out_of_memory);
+    tcase_add_test(tc, test_seq_paths_out_of_memory);
     tcase_add_test(tc, test_open_reads_and_checks_out_of_memory);
     tcase_add_test(tc, test_feed_out_of_memory);
     tcase_add_test(tc, test_export_pack_backup_out_of_memory);

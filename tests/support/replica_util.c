@@ -271,15 +271,15 @@ tu_put_numbered(crdt_replica *r, const char *coll, const char *prefix,
     }
 }
 
-tu_batch
-tu_export_all(crdt_replica *r)
+static tu_batch
+export_lacking(crdt_replica *r, const crdt_vv *lacks)
 {
     tu_batch out = { NULL, 0 };
     crdt_export *e;
     const unsigned char *p;
     size_t len;
 
-    ck_assert_int_eq(crdt_export_begin(&e, r, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_export_begin(&e, r, lacks), CRDT_OK);
     while (crdt_export_next(e, &p, &len) == CRDT_OK) {
         unsigned char *c = malloc(len);
         crdt_bytes *v = realloc(out.v, (out.n + 1) * sizeof *out.v);
@@ -292,6 +292,27 @@ tu_export_all(crdt_replica *r)
         out.n++;
     }
     crdt_export_end(e);
+    return out;
+}
+
+tu_batch
+tu_export_all(crdt_replica *r)
+{
+    return export_lacking(r, NULL);
+}
+
+tu_batch
+tu_export_beyond(crdt_replica *r, crdt_replica *holder)
+{
+    crdt_read *rd;
+    crdt_vv *vv = NULL;
+    tu_batch out;
+
+    ck_assert_int_eq(crdt_read_begin(&rd, holder), CRDT_OK);
+    ck_assert_int_eq(crdt_read_vv(&vv, rd), CRDT_OK);
+    crdt_read_end(rd);
+    out = export_lacking(r, vv);
+    crdt_vv_free(vv);
     return out;
 }
 

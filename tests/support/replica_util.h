@@ -40,6 +40,8 @@ typedef struct {
     size_t n;
 } tu_batch;
 tu_batch tu_export_all(crdt_replica *r);
+/* The changes @p r holds beyond what @p holder holds. */
+tu_batch tu_export_beyond(crdt_replica *r, crdt_replica *holder);
 void tu_batch_free(tu_batch *b);
 /* @p r's counters (crdt_read_stats(), checked). */
 crdt_stats tu_stats(crdt_replica *r);
