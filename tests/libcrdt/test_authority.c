@@ -26,36 +26,23 @@ static unsigned char space[CRDT_SPACE_ID_BYTES];
 static crdt_replica *
 open_as(const unsigned char *seed)
 {
-    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
-    crdt_replica *r = NULL;
     int i = nreps++;
 
     ck_assert_int_lt(i, MAXR);
-    ck_assert_int_eq(test_tmpdir(dirs[i], sizeof dirs[i]), 0);
-    o.create = 1;
-    o.seed = seed;
-    o.space_id = space;
-    ck_assert_int_eq(crdt_replica_open(&r, dirs[i], &o), CRDT_OK);
-    reps[i] = r;
-    return r;
+    reps[i] = tu_create_seeded(dirs[i], sizeof dirs[i], space, seed, NULL);
+    return reps[i];
 }
 
-/* The owner's replica of a new space bound to its key. */
 static crdt_replica *
 open_owner(const unsigned char *seed)
 {
-    unsigned char pk[32], sk[64], nonce[CRDT_SPACE_NONCE_BYTES];
-    crdt_replica *r;
-    crdt_txn *t;
+    unsigned char nonce[CRDT_SPACE_NONCE_BYTES];
+    int i = nreps++;
 
-    crypto_sign_seed_keypair(pk, sk, seed);
-    randombytes_buf(nonce, sizeof nonce);
-    crdt_space_id_for_owner(space, pk, nonce);
-    r = open_as(seed);
-    ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_member_genesis(t, nonce), CRDT_OK);
-    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
-    return r;
+    ck_assert_int_lt(i, MAXR);
+    tu_owner_space(space, nonce, seed);
+    reps[i] = tu_create_seeded(dirs[i], sizeof dirs[i], space, seed, nonce);
+    return reps[i];
 }
 
 static void
@@ -78,36 +65,6 @@ key_of(unsigned char *pk, const unsigned char *seed)
 {
     unsigned char sk[64];
     crypto_sign_seed_keypair(pk, sk, seed);
-}
-
-static int
-set_role(crdt_replica *r, const unsigned char *pk, crdt_role role)
-{
-    crdt_txn *t;
-    int rc;
-
-    if ((rc = crdt_txn_begin(&t, r)) < 0)
-        return rc;
-    if ((rc = crdt_txn_member_set(t, pk, role)) < 0) {
-        crdt_txn_abort(t);
-        return rc;
-    }
-    return crdt_txn_commit(t, NULL);
-}
-
-static int
-remove_key(crdt_replica *r, const unsigned char *pk)
-{
-    crdt_txn *t;
-    int rc;
-
-    if ((rc = crdt_txn_begin(&t, r)) < 0)
-        return rc;
-    if ((rc = crdt_txn_member_remove(t, pk)) < 0) {
-        crdt_txn_abort(t);
-        return rc;
-    }
-    return crdt_txn_commit(t, NULL);
 }
 
 /* A raw write to the member set, as a modified client could sign one. */
@@ -214,11 +171,11 @@ START_TEST(test_members_each_gives_keys_and_roles)
     randombytes_buf(so, 32);
     key_of(po, so);
     o = open_owner(so);
-    ck_assert_int_eq(set_role(o, pw, CRDT_ROLE_WRITER), CRDT_OK);
-    ck_assert_int_eq(set_role(o, pr, CRDT_ROLE_READER), CRDT_OK);
-    ck_assert_int_eq(set_role(o, pa, CRDT_ROLE_ADMIN), CRDT_OK);
-    ck_assert_int_eq(set_role(o, px, CRDT_ROLE_WRITER), CRDT_OK);
-    ck_assert_int_eq(remove_key(o, px), CRDT_OK);
+    ck_assert_int_eq(tu_set_role(o, pw, CRDT_ROLE_WRITER), CRDT_OK);
+    ck_assert_int_eq(tu_set_role(o, pr, CRDT_ROLE_READER), CRDT_OK);
+    ck_assert_int_eq(tu_set_role(o, pa, CRDT_ROLE_ADMIN), CRDT_OK);
+    ck_assert_int_eq(tu_set_role(o, px, CRDT_ROLE_WRITER), CRDT_OK);
+    ck_assert_int_eq(tu_remove_key(o, px), CRDT_OK);
     ck_assert_int_eq(crdt_members_each(o, 0, note_member, &s), CRDT_OK);
     ck_assert_int_eq(s.n, 5); /* owner, three members, one removed */
     for (int i = 0; i < s.n; i++) {
@@ -259,12 +216,12 @@ START_TEST(test_writer_cannot_change_member_set)
     randombytes_buf(sw, 32);
     key_of(pw, sw);
     o = open_owner(so);
-    ck_assert_int_eq(set_role(o, pw, CRDT_ROLE_WRITER), CRDT_OK);
+    ck_assert_int_eq(tu_set_role(o, pw, CRDT_ROLE_WRITER), CRDT_OK);
     w = open_as(sw);
     ck_assert_int_eq(tu_sync_one_way(w, o), CRDT_OK);
     ck_assert_int_eq(role(w, pw), CRDT_ROLE_WRITER);
     /* its own replica refuses the write at once */
-    ck_assert_int_eq(set_role(w, px, CRDT_ROLE_WRITER), CRDT_EPERM);
+    ck_assert_int_eq(tu_set_role(w, px, CRDT_ROLE_WRITER), CRDT_EPERM);
     ck_assert_int_eq(put_member_field(w, px, "member", 1), CRDT_EPERM);
     /* a replica of the same key that never learned the owner signs it */
     fake = open_as(sw);
@@ -299,15 +256,15 @@ START_TEST(test_removed_member_cannot_readd_itself)
     randombytes_buf(sw, 32);
     key_of(pw, sw);
     o = open_owner(so);
-    ck_assert_int_eq(set_role(o, pw, CRDT_ROLE_ADMIN), CRDT_OK);
+    ck_assert_int_eq(tu_set_role(o, pw, CRDT_ROLE_ADMIN), CRDT_OK);
     w = open_as(sw);
     ck_assert_int_eq(tu_sync_one_way(w, o), CRDT_OK);
     ck_assert_int_eq(tu_put_int(w, "c", "d", "f", 1), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(o, w), CRDT_OK);
-    ck_assert_int_eq(remove_key(o, pw), CRDT_OK);
+    ck_assert_int_eq(tu_remove_key(o, pw), CRDT_OK);
     ck_assert_int_eq(role(o, pw), CRDT_ROLE_REMOVED);
     /* the owner's own replica will not re-add a removed key either */
-    ck_assert_int_eq(set_role(o, pw, CRDT_ROLE_WRITER), CRDT_EPERM);
+    ck_assert_int_eq(tu_set_role(o, pw, CRDT_ROLE_WRITER), CRDT_EPERM);
     /* w, before hearing of it, grants a key and writes; an admin may
      * not touch an admin's record, its own included */
     ck_assert_int_eq(put_member_field(w, pw, "member", 1), CRDT_EPERM);
@@ -360,19 +317,19 @@ START_TEST(test_concurrent_removal_same_everywhere)
     key_of(pa, sa);
     key_of(pw, sw);
     o = open_owner(so);
-    ck_assert_int_eq(set_role(o, pa, CRDT_ROLE_ADMIN), CRDT_OK);
+    ck_assert_int_eq(tu_set_role(o, pa, CRDT_ROLE_ADMIN), CRDT_OK);
     a = open_as(sa);
     ck_assert_int_eq(tu_sync_one_way(a, o), CRDT_OK);
     /* an admin adds a writer; it may not make admins */
-    ck_assert_int_eq(set_role(a, pw, CRDT_ROLE_WRITER), CRDT_OK);
-    ck_assert_int_eq(set_role(a, pw, CRDT_ROLE_ADMIN), CRDT_EPERM);
+    ck_assert_int_eq(tu_set_role(a, pw, CRDT_ROLE_WRITER), CRDT_OK);
+    ck_assert_int_eq(tu_set_role(a, pw, CRDT_ROLE_ADMIN), CRDT_EPERM);
     w = open_as(sw);
     ck_assert_int_eq(tu_sync_one_way(w, a), CRDT_OK);
     ck_assert_int_eq(role(w, pw), CRDT_ROLE_WRITER);
     ck_assert_int_eq(tu_put_int(w, "c", "x", "f", 1), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, w), CRDT_OK);
     /* a removes w having seen x=1; w concurrently writes x=2 and y */
-    ck_assert_int_eq(remove_key(a, pw), CRDT_OK);
+    ck_assert_int_eq(tu_remove_key(a, pw), CRDT_OK);
     ck_assert_int_eq(tu_put_int(w, "c", "x", "f", 2), CRDT_OK);
     ck_assert_int_eq(tu_put_int(w, "c", "y", "f", 5), CRDT_OK);
     p1 = open_as(so);
@@ -393,10 +350,10 @@ START_TEST(test_concurrent_removal_same_everywhere)
     assert_same(p1, p2);
     /* the owner removes the admin: a's later grants no longer count */
     ck_assert_int_eq(tu_sync_one_way(o, a), CRDT_OK);
-    ck_assert_int_eq(remove_key(o, pa), CRDT_OK);
+    ck_assert_int_eq(tu_remove_key(o, pa), CRDT_OK);
     {
         unsigned char px[32] = { 9 };
-        ck_assert_int_eq(set_role(a, px, CRDT_ROLE_WRITER), CRDT_OK);
+        ck_assert_int_eq(tu_set_role(a, px, CRDT_ROLE_WRITER), CRDT_OK);
         ck_assert_int_eq(tu_sync_one_way(p1, a), CRDT_OK);
         ck_assert_int_eq(role(p1, px), CRDT_ROLE_WRITER);
         ck_assert_int_eq(tu_sync_one_way(p1, o), CRDT_OK);

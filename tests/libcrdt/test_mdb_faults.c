@@ -308,6 +308,25 @@ START_TEST(test_merge_with_a_gap_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* A removal merged after the removed writer's later writes: the
+ * authority rules replay the log; its two later ops are refused. */
+START_TEST(test_removal_replay_fails_at_every_lmdb_call)
+{
+    tu_trio t;
+    tu_batch x;
+    char got[32];
+
+    tu_removal_scene(&t, &x);
+    ck_assert_int_gt(mdbfault_each_call("removal replayed", t.p, op_merge,
+                                        &x, NULL, CALLS_MAX),
+                     10);
+    tu_field_str(got, sizeof got, t.p, "c", "y", "f");
+    ck_assert_str_eq(got, "");
+    tu_batch_free(&x);
+    tu_trio_close(&t);
+}
+END_TEST
+
 static int
 op_grant(crdt_replica *r, void *arg)
 {
@@ -577,6 +596,7 @@ test_suite(void)
     tcase_add_test(tc, test_merge_with_a_gap_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_equivocation_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_members_fail_at_every_lmdb_call);
+    tcase_add_test(tc, test_removal_replay_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_checks_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_feed_fails_at_every_lmdb_call);
     tcase_add_loop_test(tc, test_map_full_at_every_write_grows_and_redoes,

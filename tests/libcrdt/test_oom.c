@@ -398,6 +398,28 @@ START_TEST(test_seq_paths_out_of_memory)
 }
 END_TEST
 
+/* A removal merged after the removed writer's later writes: the
+ * authority rules replay the log; its two later ops are refused. */
+START_TEST(test_removal_replay_out_of_memory)
+{
+    tu_trio t;
+    merge_arg m;
+    char got[32];
+
+    tu_removal_scene(&t, &m.x);
+    m.sum = 0;
+    ck_assert_int_gt(oom_each_call("removal replayed", t.p, merge_op, &m,
+                                   NULL, NULL, 20000),
+                     2);
+    tu_field_str(got, sizeof got, t.p, "c", "x", "f");
+    ck_assert_str_eq(got, "1");
+    tu_field_str(got, sizeof got, t.p, "c", "y", "f");
+    ck_assert_str_eq(got, "");
+    tu_batch_free(&m.x);
+    tu_trio_close(&t);
+}
+END_TEST
+
 /* A second handle's work on a byte copy of a replica: the copy's path. */
 typedef struct {
     char dir[256];
@@ -664,6 +686,7 @@ test_suite(void)
     tcase_add_test(tc, test_concurrent_seq_merge_out_of_memory);
     tcase_add_test(tc, test_merge_with_aid_out_of_memory);
     tcase_add_test(tc, test_seq_paths_out_of_memory);
+    tcase_add_test(tc, test_removal_replay_out_of_memory);
     tcase_add_test(tc, test_open_reads_and_checks_out_of_memory);
     tcase_add_test(tc, test_feed_out_of_memory);
     tcase_add_test(tc, test_export_pack_backup_out_of_memory);

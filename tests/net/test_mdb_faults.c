@@ -2,7 +2,8 @@
  * test_mdb_faults.c: an LMDB call failing at every point of a sync
  * session, on either side: two replicas that each hold changes the other
  * lacks, and a replica behind an epoch that is reset into it and has its
- * own changes rebased. Each run starts from byte copies of the same two
+ * own changes rebased, and a copied replica behind an epoch that folded
+ * its original's writes. Each run starts from byte copies of the same two
  * replicas. A run that reached the failed call ends with CRDT_EIO on the
  * side that met it (the other side is told by an ERROR, or simply sees
  * the session end), with no call on the failed txn but its abort; what
@@ -205,6 +206,20 @@ START_TEST(test_reset_session_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* b, a copy behind an epoch that folded its original's writes
+ * (tu_copy_behind_epoch()), reset into it by the session */
+START_TEST(test_copy_reset_session_fails_at_every_lmdb_call)
+{
+    tu_copy_behind_epoch(a, &b, db, sizeof db);
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    each_call("copy's reset session");
+    reopen();
+    ck_assert_int_ge(tu_copy_writes_kept(b), 5); /* untouched: the copies
+                                                   were the loop's */
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -215,6 +230,7 @@ test_suite(void)
     tcase_set_timeout(tc, 900);
     tcase_add_test(tc, test_session_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_reset_session_fails_at_every_lmdb_call);
+    tcase_add_test(tc, test_copy_reset_session_fails_at_every_lmdb_call);
     suite_add_tcase(s, tc);
     return s;
 }

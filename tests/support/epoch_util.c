@@ -201,6 +201,53 @@ tu_at_epoch_of(crdt_replica *r, void *fresh)
     return same;
 }
 
+void
+tu_copy_behind_epoch(crdt_replica *a, crdt_replica **b, char *db,
+                     size_t db_size)
+{
+    unsigned char space[16];
+    char dc[256], doc[16];
+    crdt_replica *c;
+
+    crdt_replica_space_id(a, space);
+    c = tu_create(dc, sizeof dc, space);
+    ck_assert_int_eq(epoch_attach(c), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "base", "v", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, c), CRDT_OK);
+    crdt_replica_close(c);
+    crdt_replica_close(*b);
+    test_rmtree(db);
+    tu_copy_dir(dc, db, db_size);
+    *b = tu_open_dir(db);
+    c = tu_open_dir(dc);
+    for (int i = 0; i < 3; i++) {
+        snprintf(doc, sizeof doc, "orig%d", i);
+        ck_assert_int_eq(tu_put_int(c, "c", doc, "v", 10 + i), CRDT_OK);
+    }
+    for (int i = 0; i < 5; i++) {
+        snprintf(doc, sizeof doc, "copy%d", i);
+        ck_assert_int_eq(tu_put_int(*b, "c", doc, "v", 20 + i), CRDT_OK);
+    }
+    ck_assert_int_eq(tu_sync_one_way(a, c), CRDT_OK);
+    tu_migrate(a, NULL, NULL); /* folds the original's seqs */
+    crdt_replica_close(c);
+    test_rmtree(dc);
+}
+
+uint64_t
+tu_copy_writes_kept(crdt_replica *r)
+{
+    uint64_t shown = 0;
+
+    for (int i = 0; i < 5; i++) {
+        char doc[16], got[32];
+        snprintf(doc, sizeof doc, "copy%d", i);
+        tu_field_str(got, sizeof got, r, "c", doc, "v");
+        shown += got[0] != 0;
+    }
+    return shown + tu_quarantine_count(r);
+}
+
 int
 tu_pump_one(crdtnet_session *from, crdtnet_session *to)
 {

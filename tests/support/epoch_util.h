@@ -52,6 +52,17 @@ int tu_merge_from_answered(crdt_replica *to, crdt_replica *from,
  * committed. The fault loops' "committed" answer for a reset. */
 int tu_at_epoch_of(crdt_replica *r, void *fresh);
 
+/* @p *b (under @p db) becomes a byte copy of a third replica c of
+ * @p a's space, and writes five documents copy0..copy4 under c's actor
+ * while c writes three (orig0..orig2) and @p a, holding c's, folds them
+ * into a compaction epoch: a copy behind an epoch that folded its
+ * original's writes. c is removed. */
+void tu_copy_behind_epoch(crdt_replica *a, crdt_replica **b, char *db,
+                          size_t db_size);
+/* How many of copy0..copy4 @p r shows in its state, plus the ops in its
+ * quarantine: at least 5 when nothing of the copy's was lost. */
+uint64_t tu_copy_writes_kept(crdt_replica *r);
+
 /* Move every message @p from has to send into @p to; 1 if any moved. */
 int tu_pump(crdtnet_session *from, crdtnet_session *to);
 /* Move at most one message from @p from into @p to; 1 if one moved. */

@@ -527,3 +527,101 @@ tu_edit_seqs_both(crdt_replica *x, crdt_replica *y)
             ck_assert_int_eq(tu_sync_one_way(y, x), CRDT_OK);
     }
 }
+
+void
+tu_owner_space(unsigned char space[16], unsigned char nonce[16],
+               const unsigned char *seed)
+{
+    unsigned char pk[32], sk[64];
+
+    crypto_sign_seed_keypair(pk, sk, seed);
+    randombytes_buf(nonce, CRDT_SPACE_NONCE_BYTES);
+    crdt_space_id_for_owner(space, pk, nonce);
+    sodium_memzero(sk, sizeof sk);
+}
+
+crdt_replica *
+tu_create_seeded(char *dir, size_t size, const unsigned char *space,
+                 const unsigned char *seed, const unsigned char *nonce)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_replica *r = NULL;
+    crdt_txn *t;
+
+    ck_assert_int_eq(test_tmpdir(dir, size), 0);
+    o.create = 1;
+    o.seed = seed;
+    o.space_id = space;
+    ck_assert_int_eq(crdt_replica_open(&r, dir, &o), CRDT_OK);
+    if (nonce != NULL) {
+        ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_member_genesis(t, nonce), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+    return r;
+}
+
+int
+tu_set_role(crdt_replica *r, const unsigned char *pk, crdt_role role)
+{
+    crdt_txn *t;
+    int rc;
+
+    if ((rc = crdt_txn_begin(&t, r)) < 0)
+        return rc;
+    if ((rc = crdt_txn_member_set(t, pk, role)) < 0) {
+        crdt_txn_abort(t);
+        return rc;
+    }
+    return crdt_txn_commit(t, NULL);
+}
+
+int
+tu_remove_key(crdt_replica *r, const unsigned char *pk)
+{
+    crdt_txn *t;
+    int rc;
+
+    if ((rc = crdt_txn_begin(&t, r)) < 0)
+        return rc;
+    if ((rc = crdt_txn_member_remove(t, pk)) < 0) {
+        crdt_txn_abort(t);
+        return rc;
+    }
+    return crdt_txn_commit(t, NULL);
+}
+
+void
+tu_removal_scene(tu_trio *t, tu_batch *removal)
+{
+    unsigned char so[32], sw[32], pw[32], sk[64], space[16], nonce[16];
+
+    randombytes_buf(so, sizeof so);
+    randombytes_buf(sw, sizeof sw);
+    crypto_sign_seed_keypair(pw, sk, sw);
+    tu_owner_space(space, nonce, so);
+    t->o = tu_create_seeded(t->dir[0], sizeof t->dir[0], space, so, nonce);
+    t->w = tu_create_seeded(t->dir[1], sizeof t->dir[1], space, sw, NULL);
+    t->p = tu_create_seeded(t->dir[2], sizeof t->dir[2], space, so, NULL);
+    ck_assert_int_eq(tu_set_role(t->o, pw, CRDT_ROLE_WRITER), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(t->w, t->o), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(t->w, "c", "x", "f", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(t->o, t->w), CRDT_OK);
+    ck_assert_int_eq(tu_remove_key(t->o, pw), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(t->w, "c", "x", "f", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(t->w, "c", "y", "f", 5), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(t->p, t->w), CRDT_OK);
+    *removal = tu_export_beyond(t->o, t->p);
+    ck_assert_uint_gt(removal->n, 0);
+}
+
+void
+tu_trio_close(tu_trio *t)
+{
+    crdt_replica *r[3] = { t->o, t->w, t->p };
+
+    for (int i = 0; i < 3; i++) {
+        crdt_replica_close(r[i]);
+        test_rmtree(t->dir[i]);
+    }
+}

@@ -104,4 +104,31 @@ void tu_merge_aid_always(int on);
  * ends, deletes across the other's inserts. */
 void tu_edit_seqs_both(crdt_replica *x, crdt_replica *y);
 
+/* A space with an owner (its roles on, docs/security.md): the space id
+ * for the owner of @p seed, and @p nonce for its genesis. */
+void tu_owner_space(unsigned char space[16], unsigned char nonce[16],
+                    const unsigned char *seed);
+/* A new replica of @p space under @p dir whose key pair comes from
+ * @p seed; with @p nonce (the owner's), it writes the space's genesis. */
+crdt_replica *tu_create_seeded(char *dir, size_t size,
+                               const unsigned char *space,
+                               const unsigned char *seed,
+                               const unsigned char *nonce);
+/* One txn that gives @p pk @p role, or removes @p pk from the member
+ * set; errors answered, not asserted. */
+int tu_set_role(crdt_replica *r, const unsigned char *pk, crdt_role role);
+int tu_remove_key(crdt_replica *r, const unsigned char *pk);
+
+/* A member removed after it wrote on: owner o grants w a writer; w
+ * writes one document, o sees it and removes w; w writes two more. p
+ * (the owner's key, another replica) holds all of w's writes but not
+ * the removal, which @p removal holds (o's changes beyond p's): its
+ * merge replays the authority rules and refuses w's later two ops. */
+typedef struct {
+    char dir[3][256];
+    crdt_replica *o, *w, *p;
+} tu_trio;
+void tu_removal_scene(tu_trio *t, tu_batch *removal);
+void tu_trio_close(tu_trio *t);
+
 #endif
