@@ -113,6 +113,52 @@ log_then_end(crdtnet_session *s)
     return CRDT_OK;
 }
 
+/* The snapshot's read txn, then what goes with it: the taker's lacks,
+ * the log's export and the epoch chain (each a read txn of its own). */
+static int
+snapshot_open_all(crdtnet_session *s, unsigned char *id, unsigned char *hash,
+                  epoch_info **all, size_t *n_all)
+{
+    int rc;
+
+    if ((rc = epoch_snapshot_open(&s->snap, s->r, id, hash)) < 0)
+        return rc;
+    /* The log goes with the state of the snapshot's epoch, which may
+     * not be the one we had when we became giver: another session
+     * may have reset this replica since. The state holds every change
+     * beyond that epoch's base heads, so the log sent along is every
+     * change beyond them (changes an older epoch folded but this one
+     * does not must go too, or the peer holds their effects without
+     * the changes). The log is read right after the state. */
+    if ((rc = crdtnet__giver_lacks(s, id)) < 0)
+        return rc;
+    crdt_export_end(s->exp);
+    s->exp = NULL;
+    if ((rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
+        return rc;
+    return epoch_all(all, n_all, s->r);
+}
+
+/* snapshot_open_all(), again from nothing when a read txn could not
+ * begin while the snapshot's was open (CRDT_EBUSY: another process grew
+ * the map, whose new size this process adopts only once it holds no
+ * txn, docs/storage.md "Map size and growth"). */
+static int
+snapshot_begin(crdtnet_session *s, unsigned char *id, unsigned char *hash,
+               epoch_info **all, size_t *n_all)
+{
+    int rc = CRDT_EBUSY;
+
+    for (int tries = 0; tries < 3 && rc == CRDT_EBUSY; tries++) {
+        epoch_snapshot_close(s->snap);
+        s->snap = NULL;
+        crdt_export_end(s->exp);
+        s->exp = NULL;
+        rc = snapshot_open_all(s, id, hash, all, n_all);
+    }
+    return rc;
+}
+
 int
 crdtnet__build_snapshot(crdtnet_session *s)
 {
@@ -129,22 +175,7 @@ crdtnet__build_snapshot(crdtnet_session *s)
         epoch_info *all = NULL;
         size_t n_all = 0;
 
-        if ((rc = epoch_snapshot_open(&s->snap, s->r, id, hash)) < 0)
-            return rc;
-        /* The log goes with the state of the snapshot's epoch, which may
-         * not be the one we had when we became giver: another session
-         * may have reset this replica since. The state holds every change
-         * beyond that epoch's base heads, so the log sent along is every
-         * change beyond them (changes an older epoch folded but this one
-         * does not must go too, or the peer holds their effects without
-         * the changes). The log is read right after the state. */
-        if ((rc = crdtnet__giver_lacks(s, id)) < 0)
-            return rc;
-        crdt_export_end(s->exp);
-        s->exp = NULL;
-        if ((rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
-            return rc;
-        if ((rc = epoch_all(&all, &n_all, s->r)) < 0)
+        if ((rc = snapshot_begin(s, id, hash, &all, &n_all)) < 0)
             return rc;
         msgpack_pack_array(&s->out.pk, 4);
         msgpack_pack_uint64(&s->out.pk, M_SNAP_BEGIN);

@@ -520,6 +520,44 @@ START_TEST(test_map_full_at_every_write_grows_and_redoes)
 }
 END_TEST
 
+/* Another process grew the map: LMDB answers MDB_MAP_RESIZED to the
+ * next txn's begin here. At each begin in turn (of a local write, a
+ * merge, reads and an export): the size is adopted and the txn begun
+ * again, CRDT_OK, with what a run that never met it leaves. */
+START_TEST(test_map_resized_at_every_begin_is_adopted)
+{
+    int shared = 0, got = 0;
+    size_t changes = 0;
+    tu_batch x;
+
+    for (int i = 0; i < 12; i++)
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "own", "v", 1), CRDT_OK);
+    x = tu_export_all(a);
+    crdt_replica_close(a);
+    crdt_replica_close(b);
+    ck_assert_int_gt(mdbfault_each_absorbed("commit", da, MDB_MAP_RESIZED,
+                                            MDBFAULT_BEGINS, op_commit,
+                                            &shared, 0, CALLS_MAX),
+                     0);
+    ck_assert_int_gt(mdbfault_each_absorbed("merge", db, MDB_MAP_RESIZED,
+                                            MDBFAULT_BEGINS, op_merge, &x,
+                                            MDBFAULT_SAME_BYTES, CALLS_MAX),
+                     0);
+    ck_assert_int_gt(mdbfault_each_absorbed("read", da, MDB_MAP_RESIZED,
+                                            MDBFAULT_BEGINS, read_all, &got,
+                                            MDBFAULT_SAME_BYTES, CALLS_MAX),
+                     0);
+    ck_assert_int_gt(mdbfault_each_absorbed("export", da, MDB_MAP_RESIZED,
+                                            MDBFAULT_BEGINS, export_all,
+                                            &changes, MDBFAULT_SAME_BYTES,
+                                            CALLS_MAX),
+                     0);
+    tu_batch_free(&x);
+    reopen();
+}
+END_TEST
+
 /* ---- other LMDB answers ---------------------------------------------- */
 
 /* A child process that opens the replica under @p dir, begins a read
@@ -601,6 +639,7 @@ test_suite(void)
     tcase_add_test(tc, test_feed_fails_at_every_lmdb_call);
     tcase_add_loop_test(tc, test_map_full_at_every_write_grows_and_redoes,
                         0, 2);
+    tcase_add_test(tc, test_map_resized_at_every_begin_is_adopted);
     tcase_add_test(tc, test_readers_full_and_txn_full);
     suite_add_tcase(s, tc);
     return s;

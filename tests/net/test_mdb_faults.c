@@ -13,7 +13,8 @@
  * call failed met it in a cleanup that may fail: dropping a finished
  * reset's staging token, which a later reset finds stale.) A full map
  * at each write in turn: the side that meets it grows the map and does
- * the work again, and the session ends as a clean one does.
+ * the work again, and the session ends as a clean one does; so does a
+ * map another process grew, met at each txn's begin in turn.
  */
 #include <check.h>
 #include <lmdb.h>
@@ -126,11 +127,14 @@ each_call(const char *what)
     mdbfault_reach(what, n);
 }
 
-/* MDB_MAP_FULL at each write of a session between copies of a and b, in
- * turn: the side that meets it grows the map and does the work again,
- * and the session ends as one that never met it does. */
+/* @p code at each call of kind @p which (mdbfault_arm_code()) of a
+ * session between copies of a and b, in turn: MDB_MAP_FULL at each
+ * write (the side that meets it grows the map and does the work again),
+ * MDB_MAP_RESIZED at each txn's begin (it adopts the size another
+ * process gave the map). The session ends as one that never met it
+ * does. */
 static void
-each_write_full(const char *what)
+each_absorbed(const char *what, int code, int which)
 {
     long n;
     int done = 0;
@@ -141,17 +145,17 @@ each_write_full(const char *what)
         int ex, ey;
 
         tu_pair_copy(da, db, dx, dy, &x, &y);
-        mdbfault_arm_code(n, MDB_MAP_FULL, MDBFAULT_WRITES);
+        mdbfault_arm_code(n, code, which);
         session(x, y, &ex, &ey);
         done = !mdbfault_disarm();
-        MDBFAULT_EXPECT(ex == CRDT_OK && ey == CRDT_OK, "%s: MDB_MAP_FULL "
-                        "at write call %ld (from %s), the sides said %s / "
-                        "%s", what, n,
+        MDBFAULT_EXPECT(ex == CRDT_OK && ey == CRDT_OK, "%s: %s at call %ld "
+                        "(from %s), the sides said %s / %s", what,
+                        mdb_strerror(code), n,
                         mdbfault_where(mdbfault_failed_site()),
                         crdt_strerror(ex), crdt_strerror(ey));
-        MDBFAULT_EXPECT(mdbfault_misuses() == 0, "%s: MDB_MAP_FULL at "
-                        "write call %ld, then %ld more calls on its txn",
-                        what, n, mdbfault_misuses());
+        MDBFAULT_EXPECT(mdbfault_misuses() == 0, "%s: %s at call %ld, then "
+                        "%ld more calls on its txn", what, mdb_strerror(code),
+                        n, mdbfault_misuses());
         if (ex == CRDT_OK && ey == CRDT_OK)
             tu_assert_converged(x, y);
         tu_pair_close(x, dx, y, dy);
@@ -179,7 +183,8 @@ START_TEST(test_session_fails_at_every_lmdb_call)
     crdt_replica_close(a);
     crdt_replica_close(b);
     each_call("session");
-    each_write_full("session, map full");
+    each_absorbed("session, map full", MDB_MAP_FULL, MDBFAULT_WRITES);
+    each_absorbed("session, map resized", MDB_MAP_RESIZED, MDBFAULT_BEGINS);
     reopen(); /* for the fixture's teardown */
 }
 END_TEST
@@ -201,7 +206,9 @@ START_TEST(test_reset_session_fails_at_every_lmdb_call)
     crdt_replica_close(a);
     crdt_replica_close(b);
     each_call("reset session");
-    each_write_full("reset session, map full");
+    each_absorbed("reset session, map full", MDB_MAP_FULL, MDBFAULT_WRITES);
+    each_absorbed("reset session, map resized", MDB_MAP_RESIZED,
+                  MDBFAULT_BEGINS);
     reopen();
 }
 END_TEST

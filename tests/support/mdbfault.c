@@ -77,6 +77,8 @@ counted(int kind)
     switch (fail_which) {
     case MDBFAULT_WRITES: return kind == K_WRITE;
     case MDBFAULT_READ_BEGINS: return kind == K_READ_BEGIN;
+    case MDBFAULT_BEGINS:
+        return kind == K_READ_BEGIN || kind == K_WRITE_BEGIN;
     default: return 1;
     }
 }
@@ -487,6 +489,16 @@ mdbfault_each_write_full(const char *what, const char *dir,
                          int (*op)(crdt_replica *, void *), void *arg,
                          int same, long calls_max)
 {
+    return mdbfault_each_absorbed(what, dir, MDB_MAP_FULL, MDBFAULT_WRITES,
+                                  op, arg, same, calls_max);
+}
+
+long
+mdbfault_each_absorbed(const char *what, const char *dir, int code,
+                       int which, int (*op)(crdt_replica *, void *),
+                       void *arg, int same, long calls_max)
+{
+    const char *name = mdb_strerror(code);
     unsigned char want[32], got[32];
     long n;
     int done = 0;
@@ -498,16 +510,16 @@ mdbfault_each_write_full(const char *what, const char *dir,
 
         tu_copy_dir(dir, copy, sizeof copy);
         r = tu_open_dir(copy);
-        mdbfault_arm_code(n, MDB_MAP_FULL, MDBFAULT_WRITES); /* 0: none */
+        mdbfault_arm_code(n, code, which); /* 0: none */
         rc = op(r, arg);
         hit = mdbfault_disarm();
-        MDBFAULT_EXPECT(rc == CRDT_OK, "%s: MDB_MAP_FULL at write call %ld "
-                        "(from %s), the call said %s (%d)", what, n,
+        MDBFAULT_EXPECT(rc == CRDT_OK, "%s: %s at call %ld (from %s), the "
+                        "call said %s (%d)", what, name, n,
                         mdbfault_where(mdbfault_failed_site()),
                         crdt_strerror(rc), rc);
-        MDBFAULT_EXPECT(mdbfault_misuses() == 0, "%s: MDB_MAP_FULL at "
-                        "write call %ld (from %s), then %ld more calls on "
-                        "its txn (last from %s)", what, n,
+        MDBFAULT_EXPECT(mdbfault_misuses() == 0, "%s: %s at call %ld (from "
+                        "%s), then %ld more calls on its txn (last from %s)",
+                        what, name, n,
                         mdbfault_where(mdbfault_failed_site()),
                         mdbfault_misuses(),
                         mdbfault_where(mdbfault_misuse_site()));
@@ -519,9 +531,9 @@ mdbfault_each_write_full(const char *what, const char *dir,
             tu_digest_all(r, n == 0 ? want : got);
         }
         if (same != 0) {
-            MDBFAULT_EXPECT(n == 0 || memcmp(got, want, 32) == 0, "%s: "
-                            "MDB_MAP_FULL at write call %ld (from %s), the "
-                            "result differs", what, n,
+            MDBFAULT_EXPECT(n == 0 || memcmp(got, want, 32) == 0, "%s: %s at "
+                            "call %ld (from %s), the result differs", what,
+                            name, n,
                             mdbfault_where(mdbfault_failed_site()));
         }
         crdt_replica_close(r);

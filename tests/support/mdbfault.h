@@ -20,8 +20,9 @@ void mdbfault_arm(long n);
 /* Which calls mdbfault_arm_code() counts (the others pass, uncounted):
  * every one; those that write pages (puts, deletes, drops and the
  * commit: where LMDB answers MDB_MAP_FULL or MDB_TXN_FULL); read txns'
- * begins (where it answers MDB_READERS_FULL). */
-enum { MDBFAULT_ANY, MDBFAULT_WRITES, MDBFAULT_READ_BEGINS };
+ * begins (where it answers MDB_READERS_FULL); every txn's begin (where
+ * it answers MDB_MAP_RESIZED). */
+enum { MDBFAULT_ANY, MDBFAULT_WRITES, MDBFAULT_READ_BEGINS, MDBFAULT_BEGINS };
 /* Fail the @p n-th call of kind @p which from now with @p code (an
  * MDB_* code or an errno). */
 void mdbfault_arm_code(long n, int code, int which);
@@ -102,5 +103,12 @@ enum { MDBFAULT_SAME_BYTES = 1, MDBFAULT_SAME_STATE = 2 };
 long mdbfault_each_write_full(const char *what, const char *dir,
                               int (*op)(crdt_replica *, void *), void *arg,
                               int same, long calls_max);
+/* The same loop for another answer the library must absorb: @p code at
+ * each call of kind @p which (mdbfault_arm_code()) in turn. E.g.
+ * MDB_MAP_RESIZED at each txn's begin (another process grew the map):
+ * the size is adopted and the txn begun again. */
+long mdbfault_each_absorbed(const char *what, const char *dir, int code,
+                            int which, int (*op)(crdt_replica *, void *),
+                            void *arg, int same, long calls_max);
 
 #endif
