@@ -72,4 +72,5 @@ mdb='__wrap_mdb_(txn_begin|txn_commit|get|put|del|drop|cursor_open|cursor_get|cu
 count mdb "LMDB calls" "$mdb" \
     libcrdt_test_mdb_faults libepoch_test_mdb_faults net_test_mdb_faults
 count alloc "allocations" '__wrap_(malloc|calloc|realloc)' \
-    libcrdt_test_oom libepoch_test_oom net_test_oom
+    libcrdt_test_oom libcrdt_test_oom_seq libcrdt_test_oom_api \
+    libepoch_test_oom net_test_oom

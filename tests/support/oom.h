@@ -11,6 +11,20 @@
 #include <stddef.h>
 
 #include "crdt/replica.h"
+#include "support/replica_util.h"
+
+/* The pair fixture of an allocation test: as TU_PAIR_FIXTURE, and the
+ * teardown stops failing first (a failed assertion may leave a loop
+ * armed). */
+#define OOM_PAIR_FIXTURE(open)                                                 \
+    static char da[256], db[256];                                              \
+    static crdt_replica *a, *b;                                                \
+    static void setup(void) { open(&a, da, &b, db, sizeof da); }               \
+    static void teardown(void)                                                 \
+    {                                                                          \
+        oom_disarm();                                                          \
+        tu_pair_close(a, da, b, db);                                           \
+    }
 
 /* Fail the @p n-th allocation from now (counting from 1). */
 void oom_arm(long n);

@@ -625,3 +625,51 @@ tu_trio_close(tu_trio *t)
         test_rmtree(t->dir[i]);
     }
 }
+
+static int
+read_seqs(crdt_read *rd, uint64_t *sum)
+{
+    static const char *const docs[] = { "d2", "d3" };
+    int rc = CRDT_OK;
+
+    for (size_t i = 0; i < 2 && rc == CRDT_OK; i++) {
+        crdt_value *vals = NULL;
+        char *text = NULL, *slice = NULL;
+        size_t len = 0, n = 0, sl = 0;
+        crdt_cursor cur;
+        uint64_t pos = 0;
+
+        if ((rc = crdt_read_text(&text, &len, rd, "c", docs[i], "t")) ==
+                CRDT_OK &&
+            (rc = crdt_read_text_slice(&slice, &sl, rd, "c", docs[i], "t", 1,
+                                       len > 2 ? 2 : 0)) == CRDT_OK &&
+            (rc = crdt_read_list(&vals, &n, rd, "c", docs[i], "l")) ==
+                CRDT_OK &&
+            (rc = crdt_read_cursor_at(&cur, rd, "c", docs[i], "t", 1)) ==
+                CRDT_OK)
+            rc = crdt_read_cursor_pos(&pos, rd, "c", docs[i], "t", &cur);
+        if (rc == CRDT_ENOTFOUND) /* not written yet: counts as empty */
+            rc = CRDT_OK;
+        for (size_t k = 0; text != NULL && k < len; k++)
+            *sum = *sum * 31 + (unsigned char)text[k];
+        *sum += 1000 * (n + sl) + pos;
+        crdt_text_free(text);
+        crdt_text_free(slice);
+        crdt_list_free(vals);
+    }
+    return rc;
+}
+
+int
+tu_seqs_sum(crdt_replica *r, uint64_t *sum)
+{
+    crdt_read *rd;
+    int rc;
+
+    *sum = 0;
+    if ((rc = crdt_read_begin(&rd, r)) < 0)
+        return rc;
+    rc = read_seqs(rd, sum);
+    crdt_read_end(rd);
+    return rc;
+}

@@ -131,4 +131,9 @@ typedef struct {
 void tu_removal_scene(tu_trio *t, tu_batch *removal);
 void tu_trio_close(tu_trio *t);
 
+/* The text, the list, a slice and a cursor of c/d2 and of c/d3 (absent
+ * ones count as empty) read in one snapshot of @p r, summed up in
+ * @p sum (their bytes and lengths): equal sums, equal reads. */
+int tu_seqs_sum(crdt_replica *r, uint64_t *sum);
+
 #endif
