@@ -186,6 +186,9 @@ read_all(crdt_replica *r, void *arg)
     crdt_field f;
     crdt_stats st;
     uint64_t docs;
+    unsigned char after[4 * CRDT_HEAD_ENTRY_BYTES], *heads = NULL;
+    crdt_actor *forks = NULL;
+    size_t n = 0, hl;
     int rc;
 
     *got = 0;
@@ -197,10 +200,20 @@ read_all(crdt_replica *r, void *arg)
         (rc = crdt_read_collections(rd, count_name, got)) == CRDT_OK &&
         (rc = crdt_read_field(&f, rd, "c", "d2", "t")) == CRDT_OK &&
         (rc = crdt_read_stats(&st, rd)) == CRDT_OK &&
-        (rc = crdt_read_doc_count(&docs, rd)) == CRDT_OK)
+        (rc = crdt_read_doc_count(&docs, rd)) == CRDT_OK &&
+        (rc = crdt_read_heads_after(after, 4, &n, NULL, rd)) ==
+            CRDT_OK)
         rc = crdt_read_vv(&vv, rd);
     crdt_vv_free(vv);
     crdt_read_end(rd);
+    *got += (int)n;
+    /* the heads as a peer gets them, and the forks they show: none */
+    if (rc == CRDT_OK && (rc = crdt_heads_export(&heads, &hl, r)) == CRDT_OK) {
+        rc = crdt_forks_find(&forks, &n, r, heads, hl);
+        *got += (int)n;
+        crdt_free(forks);
+        crdt_free(heads);
+    }
     return rc;
 }
 
@@ -308,24 +321,6 @@ START_TEST(test_merge_with_a_gap_fails_at_every_lmdb_call)
 }
 END_TEST
 
-/* A removal merged after the removed writer's later writes: the
- * authority rules replay the log; its two later ops are refused. */
-START_TEST(test_removal_replay_fails_at_every_lmdb_call)
-{
-    tu_trio t;
-    tu_batch x;
-    char got[32];
-
-    tu_removal_scene(&t, &x);
-    ck_assert_int_gt(mdbfault_each_call("removal replayed", t.p, op_merge,
-                                        &x, NULL, CALLS_MAX),
-                     10);
-    tu_field_str(got, sizeof got, t.p, "c", "y", "f");
-    ck_assert_str_eq(got, "");
-    tu_batch_free(&x);
-    tu_trio_close(&t);
-}
-END_TEST
 
 static int
 op_grant(crdt_replica *r, void *arg)
@@ -371,6 +366,34 @@ op_remove(crdt_replica *r, void *arg)
     }
     return crdt_txn_commit(t, NULL);
 }
+
+/* A removal merged after the removed writer's later writes: the
+ * authority rules replay the log; its two later ops are refused. */
+START_TEST(test_removal_replay_fails_at_every_lmdb_call)
+{
+    tu_trio t;
+    tu_batch x;
+    char got[32];
+    unsigned char pk[32];
+    crdt_role role;
+
+    tu_removal_scene(&t, &x);
+    ck_assert_int_gt(mdbfault_each_call("removal replayed", t.p, op_merge,
+                                        &x, NULL, CALLS_MAX),
+                     10);
+    tu_field_str(got, sizeof got, t.p, "c", "y", "f");
+    ck_assert_str_eq(got, "");
+    /* a removal in a space with roles names the key's actors' heads */
+    randombytes_buf(pk, sizeof pk);
+    ck_assert_int_eq(tu_set_role(t.o, pk, CRDT_ROLE_WRITER), CRDT_OK);
+    mdbfault_each_call("removal, roles on", t.o, op_remove, pk, NULL,
+                       CALLS_MAX);
+    ck_assert_int_eq(crdt_member_role(t.o, pk, &role), CRDT_OK);
+    ck_assert_int_eq(role, CRDT_ROLE_REMOVED);
+    tu_batch_free(&x);
+    tu_trio_close(&t);
+}
+END_TEST
 
 /* Granting roles (the member set checked and written), then reading
  * them back; then a writer whose changes a holds is removed. */
