@@ -113,6 +113,29 @@ START_TEST(test_concurrent_seq_merge_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* Inserts whose anchors have not come yet, parked, then the changes
+ * that bring the anchors (tu_parked_scene()). */
+START_TEST(test_parked_inserts_fail_at_every_lmdb_call)
+{
+    tu_parked sc;
+    char ha[65], hc[65];
+
+    tu_parked_scene(&sc, a, b);
+    ck_assert_int_gt(mdbfault_each_call("merge, anchors missing", a,
+                                        op_merge, &sc.from_c, NULL,
+                                        CALLS_MAX),
+                     10);
+    ck_assert_int_gt(mdbfault_each_call("merge, anchors come", a, op_merge,
+                                        &sc.from_b, NULL, CALLS_MAX),
+                     10);
+    ck_assert_int_eq(tu_sync_one_way(sc.c, a), CRDT_OK);
+    tu_hash(ha, a);
+    tu_hash(hc, sc.c);
+    ck_assert_str_eq(ha, hc);
+    tu_parked_close(&sc);
+}
+END_TEST
+
 /* A change of a's actor that another copy of a wrote under the same
  * seq: detected, quarantined, never merged (the chain checks). */
 START_TEST(test_equivocation_fails_at_every_lmdb_call)
@@ -651,6 +674,7 @@ test_suite(void)
     tcase_add_loop_test(tc, test_local_txn_fails_at_every_lmdb_call, 0, 2);
     tcase_add_test(tc, test_merge_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_concurrent_seq_merge_fails_at_every_lmdb_call);
+    tcase_add_test(tc, test_parked_inserts_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_reads_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_export_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_reopen_fails_at_every_lmdb_call);

@@ -68,9 +68,7 @@ START_TEST(test_concurrent_seq_merge_out_of_memory)
 }
 END_TEST
 
-/* Typing as an editor does: one character per insert, each after the
- * one before (the txn folds them into one run), then a few characters
- * deleted one by one (folded into one range), in c/DOC/t. */
+/* Typing as an editor does (tu_type_run()) in c/DOC/t. */
 typedef struct {
     const char *doc;
     char *before; /* the text before, for type_undone() */
@@ -80,30 +78,8 @@ static int
 type_op(crdt_replica *r, void *arg)
 {
     const type_arg *ta = arg;
-    crdt_read *rd;
-    crdt_txn *t;
-    uint64_t len = 0;
-    int rc;
 
-    if ((rc = crdt_read_begin(&rd, r)) < 0)
-        return rc;
-    rc = crdt_read_seq_len(&len, rd, "c", ta->doc, "t");
-    crdt_read_end(rd);
-    if (rc < 0 && rc != CRDT_ENOTFOUND)
-        return rc;
-    if ((rc = crdt_txn_begin(&t, r)) < 0)
-        return rc;
-    for (uint64_t i = 0; i < 40 && rc == CRDT_OK; i++) {
-        char ch[2] = { (char)('a' + i % 26), 0 };
-        rc = crdt_txn_text_insert(t, "c", ta->doc, "t", len + i, ch, 1);
-    }
-    for (int i = 0; i < 5 && rc == CRDT_OK; i++)
-        rc = crdt_txn_text_delete(t, "c", ta->doc, "t", len + 3, 1);
-    if (rc < 0) {
-        crdt_txn_abort(t);
-        return rc;
-    }
-    return crdt_txn_commit(t, NULL);
+    return tu_type_run(r, ta->doc);
 }
 
 static char *
@@ -138,22 +114,14 @@ type_undone(crdt_replica *r, void *arg)
  * (the parked ones integrated then). */
 START_TEST(test_seq_paths_out_of_memory)
 {
-    char dc[256], hc[65], ha[65];
-    unsigned char space[16];
-    crdt_replica *c;
+    char hc[65], ha[65];
+    tu_parked sc;
     merge_arg from_c, from_b;
-    type_arg td2 = { "d2", NULL }, ta = { "d5", NULL };
+    type_arg ta = { "d5", NULL };
 
-    crdt_replica_space_id(a, space);
-    c = tu_create(dc, sizeof dc, space);
-    for (int i = 0; i < 6; i++)
-        ck_assert_int_eq(type_op(b, &td2), CRDT_OK);
-    ck_assert_int_eq(tu_sync_one_way(c, b), CRDT_OK);
-    tu_edit_seqs_both(c, c); /* runs at both ends of c/d2 and c/d3 */
-    ck_assert_int_eq(type_op(c, &td2), CRDT_OK);
-    from_c.x = tu_export_beyond(c, b);
-    from_b.x = tu_export_all(b);
-    ck_assert_int_eq(tu_seqs_sum(a, &from_c.sum), CRDT_OK);
+    tu_parked_scene(&sc, a, b);
+    from_c.x = sc.from_c;
+    from_b.x = sc.from_b;
     ck_assert_int_eq(type_op(a, &ta), CRDT_OK);
     ta.before = text_of(a, "d5");
     ck_assert_int_gt(oom_each_call("typing", a, type_op, &ta, type_undone,
@@ -168,14 +136,11 @@ START_TEST(test_seq_paths_out_of_memory)
     ck_assert_int_gt(oom_each_call("merge, anchors come", a, merge_op,
                                    &from_b, seqs_same, NULL, 20000),
                      2);
-    ck_assert_int_eq(tu_sync_one_way(c, a), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(sc.c, a), CRDT_OK);
     tu_hash(ha, a);
-    tu_hash(hc, c);
+    tu_hash(hc, sc.c);
     ck_assert_str_eq(ha, hc);
-    tu_batch_free(&from_c.x);
-    tu_batch_free(&from_b.x);
-    crdt_replica_close(c);
-    test_rmtree(dc);
+    tu_parked_close(&sc);
 }
 END_TEST
 

@@ -673,3 +673,57 @@ tu_seqs_sum(crdt_replica *r, uint64_t *sum)
     crdt_read_end(rd);
     return rc;
 }
+
+int
+tu_type_run(crdt_replica *r, const char *doc)
+{
+    crdt_read *rd;
+    crdt_txn *t;
+    uint64_t len = 0;
+    int rc;
+
+    if ((rc = crdt_read_begin(&rd, r)) < 0)
+        return rc;
+    rc = crdt_read_seq_len(&len, rd, "c", doc, "t");
+    crdt_read_end(rd);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    if ((rc = crdt_txn_begin(&t, r)) < 0)
+        return rc;
+    for (uint64_t i = 0; i < 40 && rc == CRDT_OK; i++) {
+        char ch[2] = { (char)('a' + i % 26), 0 };
+        rc = crdt_txn_text_insert(t, "c", doc, "t", len + i, ch, 1);
+    }
+    for (int i = 0; i < 5 && rc == CRDT_OK; i++)
+        rc = crdt_txn_text_delete(t, "c", doc, "t", len + 3, 1);
+    if (rc < 0) {
+        crdt_txn_abort(t);
+        return rc;
+    }
+    return crdt_txn_commit(t, NULL);
+}
+
+void
+tu_parked_scene(tu_parked *p, crdt_replica *a, crdt_replica *b)
+{
+    unsigned char space[16];
+
+    crdt_replica_space_id(a, space);
+    p->c = tu_create(p->dir, sizeof p->dir, space);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(tu_type_run(b, "d2"), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(p->c, b), CRDT_OK);
+    tu_edit_seqs_both(p->c, p->c); /* runs at both ends of d2 and d3 */
+    ck_assert_int_eq(tu_type_run(p->c, "d2"), CRDT_OK);
+    p->from_c = tu_export_beyond(p->c, b);
+    p->from_b = tu_export_all(b);
+}
+
+void
+tu_parked_close(tu_parked *p)
+{
+    tu_batch_free(&p->from_c);
+    tu_batch_free(&p->from_b);
+    crdt_replica_close(p->c);
+    test_rmtree(p->dir);
+}

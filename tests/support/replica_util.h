@@ -136,4 +136,24 @@ void tu_trio_close(tu_trio *t);
  * @p sum (their bytes and lengths): equal sums, equal reads. */
 int tu_seqs_sum(crdt_replica *r, uint64_t *sum);
 
+/* Typing as an editor does in c/@p doc/t: 40 characters, one insert
+ * each after the one before (the txn folds them into one run), then 5
+ * deleted one by one (folded into one range), in one txn; errors
+ * answered, not asserted. */
+int tu_type_run(crdt_replica *r, const char *doc);
+
+/* Inserts whose anchors have not come yet: @p b types a text (c/d2/t);
+ * a third replica c of @p a's space takes it, types into it at both
+ * ends and deletes some of it. @p from_c holds c's changes only (their
+ * anchors are b's: a merge into a replica that lacks b's parks them),
+ * @p from_b all of b's (they bring the anchors). tu_parked_close()
+ * frees both and removes c. */
+typedef struct {
+    char dir[256];
+    crdt_replica *c;
+    tu_batch from_c, from_b;
+} tu_parked;
+void tu_parked_scene(tu_parked *p, crdt_replica *a, crdt_replica *b);
+void tu_parked_close(tu_parked *p);
+
 #endif
