@@ -132,14 +132,6 @@ START_TEST(test_reads_out_of_memory_at_every_allocation)
 }
 END_TEST
 
-static int
-merge_op(crdt_replica *r, void *arg)
-{
-    const tu_batch *x = arg;
-
-    return crdt_merge(NULL, r, x->v, x->n);
-}
-
 /* A batch merged with the merge's second thread (its aid) whatever its
  * size: a failed allocation of the aid's may be absorbed (the merge does
  * the work on one thread), with the same result. The batch comes
@@ -165,7 +157,7 @@ START_TEST(test_merge_with_aid_out_of_memory)
     }
     crdt_replica_close(b);
     tu_merge_aid_always(1);
-    ck_assert_int_gt(oom_each_call_on_copy("merge with its aid", db, merge_op,
+    ck_assert_int_gt(oom_each_call_on_copy("merge with its aid", db, tu_merge_batch,
                                            &x, 20000),
                      2);
     tu_merge_aid_always(0);
@@ -183,7 +175,7 @@ START_TEST(test_removal_replay_out_of_memory)
     char got[32];
 
     tu_removal_scene(&t, &x);
-    ck_assert_int_gt(oom_each_call("removal replayed", t.p, merge_op, &x,
+    ck_assert_int_gt(oom_each_call("removal replayed", t.p, tu_merge_batch, &x,
                                    NULL, NULL, 20000),
                      2);
     tu_field_str(got, sizeof got, t.p, "c", "x", "f");

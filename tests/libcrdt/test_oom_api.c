@@ -76,10 +76,7 @@ START_TEST(test_open_reads_and_checks_out_of_memory)
 {
     copy_arg c;
 
-    for (int i = 0; i < 8; i++)
-        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
-    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
-    tu_edit_seqs_both(a, b);
+    tu_seqs_pair(a, b);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     ck_assert_int_eq(tu_seqs_sum(b, &c.sum), CRDT_OK);
     copy_of(&c, b, db);

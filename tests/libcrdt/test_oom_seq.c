@@ -48,10 +48,7 @@ START_TEST(test_concurrent_seq_merge_out_of_memory)
     char ha[65], hb[65];
     uint64_t sa, sb;
 
-    for (int i = 0; i < 8; i++)
-        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
-    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
-    tu_edit_seqs_both(a, b);
+    tu_seqs_pair(a, b);
     m.x = tu_export_all(a);
     ck_assert_int_eq(tu_seqs_sum(b, &m.sum), CRDT_OK);
     ck_assert_int_gt(oom_each_call("concurrent text merge", b, merge_op, &m,
@@ -114,7 +111,6 @@ type_undone(crdt_replica *r, void *arg)
  * (the parked ones integrated then). */
 START_TEST(test_seq_paths_out_of_memory)
 {
-    char hc[65], ha[65];
     tu_parked sc;
     merge_arg from_c, from_b;
     type_arg ta = { "d5", NULL };
@@ -136,11 +132,7 @@ START_TEST(test_seq_paths_out_of_memory)
     ck_assert_int_gt(oom_each_call("merge, anchors come", a, merge_op,
                                    &from_b, seqs_same, NULL, 20000),
                      2);
-    ck_assert_int_eq(tu_sync_one_way(sc.c, a), CRDT_OK);
-    tu_hash(ha, a);
-    tu_hash(hc, sc.c);
-    ck_assert_str_eq(ha, hc);
-    tu_parked_close(&sc);
+    tu_parked_close(&sc, a);
 }
 END_TEST
 

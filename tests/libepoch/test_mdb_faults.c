@@ -112,18 +112,6 @@ START_TEST(test_migration_fails_at_every_lmdb_call)
 }
 END_TEST
 
-static int
-op_store_records(crdt_replica *stale, void *arg)
-{
-    return tu_store_records_answered(stale, arg);
-}
-
-static int
-op_reset(crdt_replica *stale, void *arg)
-{
-    return tu_reset_answered(stale, arg);
-}
-
 START_TEST(test_reset_fails_at_every_lmdb_call)
 {
     fill(a, "d", 8);
@@ -133,8 +121,8 @@ START_TEST(test_reset_fails_at_every_lmdb_call)
     ck_assert_int_eq(tu_put_int(b, "c", "d2", "gone", 78), CRDT_OK);
     ck_assert_int_eq(migrate(a, LENS), CRDT_OK);
     ck_assert_int_eq(tu_put_int(a, "c", "d3", "title", 79), CRDT_OK);
-    each_call("store records", b, op_store_records, a, NULL);
-    each_call("reset", b, op_reset, a, tu_at_epoch_of);
+    each_call("store records", b, tu_store_records_answered, a, NULL);
+    each_call("reset", b, tu_reset_answered, a, tu_at_epoch_of);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     tu_assert_converged(a, b);
@@ -167,30 +155,6 @@ START_TEST(test_rebasing_merge_fails_at_every_lmdb_call)
 }
 END_TEST
 
-static int
-count_q(const epoch_quarantined *q, void *ctx)
-{
-    (void)q;
-    ++*(int *)ctx;
-    return 0;
-}
-
-static int
-op_quarantine_list(crdt_replica *r, void *arg)
-{
-    *(int *)arg = 0;
-    return epoch_quarantine_list(r, count_q, arg);
-}
-
-static int
-op_quarantine_apply(crdt_replica *r, void *arg)
-{
-    uint64_t applied, kept;
-
-    (void)arg;
-    return epoch_quarantine_apply(&applied, &kept, r);
-}
-
 START_TEST(test_quarantine_fails_at_every_lmdb_call)
 {
     int listed = 0;
@@ -204,9 +168,9 @@ START_TEST(test_quarantine_fails_at_every_lmdb_call)
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     ck_assert_int_eq(epoch_quarantine_count(&q, a), CRDT_OK);
     ck_assert_uint_eq(q, 2);
-    each_call("quarantine list", a, op_quarantine_list, &listed, NULL);
+    each_call("quarantine list", a, tu_quarantine_listed, &listed, NULL);
     ck_assert_int_eq(listed, 2);
-    each_call("quarantine apply", a, op_quarantine_apply, NULL, NULL);
+    each_call("quarantine apply", a, tu_quarantine_applied, NULL, NULL);
 }
 END_TEST
 
@@ -304,9 +268,9 @@ END_TEST
 static int
 op_store_and_reset(crdt_replica *stale, void *arg)
 {
-    int rc = op_store_records(stale, arg);
+    int rc = tu_store_records_answered(stale, arg);
 
-    return rc < 0 ? rc : op_reset(stale, arg);
+    return rc < 0 ? rc : tu_reset_answered(stale, arg);
 }
 
 /* At each write of a compaction (_i = 0), a lens migration (1), a
@@ -329,7 +293,7 @@ START_TEST(test_map_full_or_resized_is_absorbed)
                                         "quarantine apply" };
     int (*const ops[])(crdt_replica *, void *) = {
         op_migrate, op_migrate, op_store_and_reset, op_merge_from,
-        op_quarantine_apply
+        tu_quarantine_applied
     };
     static const int same[] = { MDBFAULT_SAME_STATE, MDBFAULT_SAME_STATE,
                                 MDBFAULT_SAME_BYTES, MDBFAULT_SAME_BYTES, 0 };

@@ -184,24 +184,12 @@ stale_pair(int n)
     ck_assert_int_eq(tu_put_int(a, "c", "d3", "title", 80), CRDT_OK);
 }
 
-static int
-op_store_records(crdt_replica *stale, void *fresh)
-{
-    return tu_store_records_answered(stale, fresh);
-}
-
-static int
-op_reset(crdt_replica *stale, void *fresh)
-{
-    return tu_reset_answered(stale, fresh);
-}
-
 START_TEST(test_reset_out_of_memory_at_every_allocation)
 {
     stale_pair(8);
-    oom_each_call("store records", b, op_store_records, a, NULL, NULL,
+    oom_each_call("store records", b, tu_store_records_answered, a, NULL, NULL,
                   CALLS_MAX);
-    ck_assert_int_gt(oom_each_call("reset", b, op_reset, a, NULL,
+    ck_assert_int_gt(oom_each_call("reset", b, tu_reset_answered, a, NULL,
                                    tu_at_epoch_of, CALLS_MAX),
                      2);
     ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
@@ -214,30 +202,6 @@ static int
 op_merge_from(crdt_replica *to, void *from)
 {
     return tu_merge_from_answered(to, from, oom_real_malloc);
-}
-
-static int
-count_q(const epoch_quarantined *q, void *ctx)
-{
-    (void)q;
-    ++*(int *)ctx;
-    return 0;
-}
-
-static int
-op_quarantine_list(crdt_replica *r, void *arg)
-{
-    *(int *)arg = 0;
-    return epoch_quarantine_list(r, count_q, arg);
-}
-
-static int
-op_quarantine_apply(crdt_replica *r, void *arg)
-{
-    uint64_t applied, kept;
-
-    (void)arg;
-    return epoch_quarantine_apply(&applied, &kept, r);
 }
 
 /* b's changes of the epoch before, merged by a: rebased through the
@@ -254,10 +218,10 @@ START_TEST(test_rebase_and_quarantine_out_of_memory)
                      2);
     ck_assert_int_eq(epoch_quarantine_count(&q, a), CRDT_OK);
     ck_assert_uint_eq(q, 1);
-    oom_each_call("quarantine list", a, op_quarantine_list, &listed, NULL,
+    oom_each_call("quarantine list", a, tu_quarantine_listed, &listed, NULL,
                   NULL, CALLS_MAX);
     ck_assert_int_eq(listed, 1);
-    oom_each_call("quarantine apply", a, op_quarantine_apply, NULL, NULL,
+    oom_each_call("quarantine apply", a, tu_quarantine_applied, NULL, NULL,
                   NULL, CALLS_MAX);
     ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);

@@ -109,7 +109,7 @@ tu_reset_from(crdt_replica *stale, crdt_replica *fresh)
 }
 
 int
-tu_store_records_answered(crdt_replica *stale, crdt_replica *fresh)
+tu_store_records_answered(crdt_replica *stale, void *fresh)
 {
     epoch_info *chain;
     size_t n;
@@ -127,7 +127,7 @@ tu_store_records_answered(crdt_replica *stale, crdt_replica *fresh)
 }
 
 int
-tu_reset_answered(crdt_replica *stale, crdt_replica *fresh)
+tu_reset_answered(crdt_replica *stale, void *fresh)
 {
     unsigned char id[32], hash[32];
     epoch_info e;
@@ -185,6 +185,30 @@ tu_merge_from_answered(crdt_replica *to, crdt_replica *from,
     for (size_t i = 0; i < n; i++)
         free((void *)list[i].data);
     return rc;
+}
+
+static int
+count_quarantined(const epoch_quarantined *q, void *ctx)
+{
+    (void)q;
+    ++*(int *)ctx;
+    return 0;
+}
+
+int
+tu_quarantine_listed(crdt_replica *r, void *count)
+{
+    *(int *)count = 0;
+    return epoch_quarantine_list(r, count_quarantined, count);
+}
+
+int
+tu_quarantine_applied(crdt_replica *r, void *unused)
+{
+    uint64_t applied, kept;
+
+    (void)unused;
+    return epoch_quarantine_apply(&applied, &kept, r);
 }
 
 int

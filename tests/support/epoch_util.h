@@ -38,16 +38,21 @@ void tu_migrate(crdt_replica *r, const char *lens_text, epoch_info *out);
 int tu_reset_from(crdt_replica *stale, crdt_replica *fresh);
 
 /* The steps of a sync with every error answered, not asserted: for the
- * fault loops, which fail each call of a step in turn.
+ * fault loops, which fail each call of a step in turn (each has their
+ * operations' shape, @p fresh a crdt_replica *).
  * tu_store_records_answered(): the fresh side's epoch records stored on
  * the stale one. tu_reset_answered(): the reset to the fresh side's
  * snapshot (after the records). tu_merge_from_answered(): the changes
  * of @p from that @p to lacks (at most 64), merged; @p alloc copies
  * them (malloc, or an allocator the loop never fails). */
-int tu_store_records_answered(crdt_replica *stale, crdt_replica *fresh);
-int tu_reset_answered(crdt_replica *stale, crdt_replica *fresh);
+int tu_store_records_answered(crdt_replica *stale, void *fresh);
+int tu_reset_answered(crdt_replica *stale, void *fresh);
 int tu_merge_from_answered(crdt_replica *to, crdt_replica *from,
                            void *(*alloc)(size_t));
+/* The quarantine listed (@p count, an int *, gets how many entries) and
+ * re-applied (@p unused), errors answered: the loops' operations. */
+int tu_quarantine_listed(crdt_replica *r, void *count);
+int tu_quarantine_applied(crdt_replica *r, void *unused);
 /* 1 when @p r is at the epoch of @p fresh (a crdt_replica *): the reset
  * committed. The fault loops' "committed" answer for a reset. */
 int tu_at_epoch_of(crdt_replica *r, void *fresh);

@@ -295,6 +295,14 @@ export_lacking(crdt_replica *r, const crdt_vv *lacks)
     return out;
 }
 
+int
+tu_merge_batch(crdt_replica *r, void *batch)
+{
+    const tu_batch *x = batch;
+
+    return crdt_merge(NULL, r, x->v, x->n);
+}
+
 tu_batch
 tu_export_all(crdt_replica *r)
 {
@@ -720,10 +728,25 @@ tu_parked_scene(tu_parked *p, crdt_replica *a, crdt_replica *b)
 }
 
 void
-tu_parked_close(tu_parked *p)
+tu_parked_close(tu_parked *p, crdt_replica *a)
 {
+    char ha[65], hc[65];
+
+    ck_assert_int_eq(tu_sync_one_way(p->c, a), CRDT_OK);
+    tu_hash(ha, a);
+    tu_hash(hc, p->c);
+    ck_assert_str_eq(ha, hc);
     tu_batch_free(&p->from_c);
     tu_batch_free(&p->from_b);
     crdt_replica_close(p->c);
     test_rmtree(p->dir);
+}
+
+void
+tu_seqs_pair(crdt_replica *x, crdt_replica *y)
+{
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(tu_write_all_kinds(x, i, 0), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(y, x), CRDT_OK);
+    tu_edit_seqs_both(x, y);
 }

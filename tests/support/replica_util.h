@@ -40,6 +40,9 @@ typedef struct {
     size_t n;
 } tu_batch;
 tu_batch tu_export_all(crdt_replica *r);
+/* crdt_merge() of @p batch (a tu_batch *) into @p r: the loops'
+ * operation. */
+int tu_merge_batch(crdt_replica *r, void *batch);
 /* The changes @p r holds beyond what @p holder holds. */
 tu_batch tu_export_beyond(crdt_replica *r, crdt_replica *holder);
 void tu_batch_free(tu_batch *b);
@@ -103,6 +106,10 @@ void tu_merge_aid_always(int on);
  * in @p x and @p y, with one sync y <- x half way: runs typed at both
  * ends, deletes across the other's inserts. */
 void tu_edit_seqs_both(crdt_replica *x, crdt_replica *y);
+/* Eight writes of every kind in @p x, taken by @p y, then
+ * tu_edit_seqs_both(): concurrent text and list edits on a shared base,
+ * not yet merged by either side. */
+void tu_seqs_pair(crdt_replica *x, crdt_replica *y);
 
 /* A space with an owner (its roles on, docs/security.md): the space id
  * for the owner of @p seed, and @p nonce for its genesis. */
@@ -146,14 +153,15 @@ int tu_type_run(crdt_replica *r, const char *doc);
  * a third replica c of @p a's space takes it, types into it at both
  * ends and deletes some of it. @p from_c holds c's changes only (their
  * anchors are b's: a merge into a replica that lacks b's parks them),
- * @p from_b all of b's (they bring the anchors). tu_parked_close()
- * frees both and removes c. */
+ * @p from_b all of b's (they bring the anchors). tu_parked_close(): c
+ * takes @p a's changes and must then show @p a's state; both batches
+ * freed, c removed. */
 typedef struct {
     char dir[256];
     crdt_replica *c;
     tu_batch from_c, from_b;
 } tu_parked;
 void tu_parked_scene(tu_parked *p, crdt_replica *a, crdt_replica *b);
-void tu_parked_close(tu_parked *p);
+void tu_parked_close(tu_parked *p, crdt_replica *a);
 
 #endif
