@@ -174,24 +174,6 @@ START_TEST(test_quarantine_fails_at_every_lmdb_call)
 }
 END_TEST
 
-/* A migration interrupted after its marker txn: the marker, and the
- * epoch as it was. */
-static void
-interrupted(crdt_replica *r, const char *lens_text)
-{
-    extern int epoch__marker_put(crdt_raw *, uint64_t, const char *,
-                                 const char *);
-    crdt_raw *t;
-    epoch_info e;
-
-    ck_assert_int_eq(epoch_current(&e, r), CRDT_OK);
-    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
-    ck_assert_int_eq(epoch__marker_put(t, e.number + 1, lens_text, ""),
-                     CRDT_OK);
-    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
-    epoch_info_clear(&e);
-}
-
 static int
 op_marker_get(crdt_replica *r, void *arg)
 {
@@ -231,13 +213,13 @@ START_TEST(test_interrupted_migration_fails_at_every_lmdb_call)
     int done = 0;
 
     fill(a, "d", 6);
-    interrupted(a, LENS);
+    tu_interrupted(a, LENS);
     each_call("marker", a, op_marker_get, NULL, NULL);
     tu_hash(before, a);
     mdbfault_spare_reads(1); /* as a migration: its second thread's */
     for (n = 1; n < CALLS_MAX && !done; n++) {
         if (op_marker_get(a, NULL) == CRDT_ENOTFOUND)
-            interrupted(a, LENS); /* the last try dropped it */
+            tu_interrupted(a, LENS); /* the last try dropped it */
         mdbfault_arm(n);
         done = mdbfault_judge(op_resume(a, NULL), n, "resume");
         if (done)
@@ -255,7 +237,7 @@ START_TEST(test_interrupted_migration_fails_at_every_lmdb_call)
     ck_assert_uint_eq(e.number, 1);
     epoch_info_clear(&e);
     ck_assert_int_eq(op_marker_get(a, NULL), CRDT_ENOTFOUND);
-    interrupted(a, "");
+    tu_interrupted(a, "");
     each_call("abort", a, op_abort, NULL, NULL);
     ck_assert_int_eq(op_marker_get(a, NULL), CRDT_ENOTFOUND);
     ck_assert_int_eq(tu_put_int(a, "c", "d1", "title", 9), CRDT_OK);

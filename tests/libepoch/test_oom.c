@@ -229,6 +229,53 @@ START_TEST(test_rebase_and_quarantine_out_of_memory)
 }
 END_TEST
 
+/* A migration interrupted after its marker txn, resumed: a failed
+ * resume leaves the state and the epoch as they were, with the marker
+ * or without it (a migration that fails cleanly drops its marker). */
+START_TEST(test_resume_out_of_memory_at_every_allocation)
+{
+    char before[65], after[65];
+    epoch_info e;
+    epoch_marker m;
+    long n;
+    int rc = CRDT_ENOMEM;
+
+    for (int i = 0; i < 6; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "d%d", i);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "v", i), CRDT_OK);
+    }
+    tu_interrupted(a, LENS);
+    tu_hash(before, a);
+    for (n = 1; n < CALLS_MAX; n++) {
+        if (epoch_marker_get(&m, a) == CRDT_OK)
+            epoch_marker_clear(&m);
+        else
+            tu_interrupted(a, LENS); /* the last try dropped it */
+        oom_arm(n);
+        rc = epoch_migration_resume(NULL, a, NULL, NULL);
+        int hit = oom_disarm();
+        if (!hit) {
+            ck_assert_int_eq(rc, CRDT_OK);
+            break;
+        }
+        ck_assert_msg(rc == CRDT_ENOMEM, "allocation %ld: %s", n,
+                      crdt_strerror(rc));
+        tu_hash(after, a);
+        ck_assert_str_eq(after, before);
+        ck_assert_int_eq(epoch_current(&e, a), CRDT_OK);
+        ck_assert_uint_eq(e.number, 0);
+        epoch_info_clear(&e);
+    }
+    ck_assert_int_eq(rc, CRDT_OK);
+    ck_assert_int_gt(n, 2);
+    ck_assert_int_eq(epoch_current(&e, a), CRDT_OK);
+    ck_assert_uint_eq(e.number, 1);
+    epoch_info_clear(&e);
+    ck_assert_int_eq(epoch_marker_get(&m, a), CRDT_ENOTFOUND);
+}
+END_TEST
+
 /* A lens of every step kind and clause, with comments and blank lines,
  * parsed and inverted (what a rebase down the chain does). */
 static int
@@ -287,6 +334,7 @@ test_suite(void)
     tcase_add_test(tc, test_reset_out_of_memory_at_every_allocation);
     tcase_add_test(tc, test_rebase_and_quarantine_out_of_memory);
     tcase_add_test(tc, test_lens_parse_out_of_memory);
+    tcase_add_test(tc, test_resume_out_of_memory_at_every_allocation);
     suite_add_tcase(s, tc);
     return s;
 }

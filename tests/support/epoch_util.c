@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crdt/raw.h"
 #include "support/replica_util.h"
 #include "support/support.h"
 
@@ -209,6 +210,22 @@ tu_quarantine_applied(crdt_replica *r, void *unused)
 
     (void)unused;
     return epoch_quarantine_apply(&applied, &kept, r);
+}
+
+void
+tu_interrupted(crdt_replica *r, const char *lens_text)
+{
+    extern int epoch__marker_put(crdt_raw *, uint64_t, const char *,
+                                 const char *);
+    crdt_raw *t;
+    epoch_info e;
+
+    ck_assert_int_eq(epoch_current(&e, r), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
+    ck_assert_int_eq(epoch__marker_put(t, e.number + 1, lens_text, ""),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    epoch_info_clear(&e);
 }
 
 int

@@ -53,6 +53,9 @@ int tu_merge_from_answered(crdt_replica *to, crdt_replica *from,
  * re-applied (@p unused), errors answered: the loops' operations. */
 int tu_quarantine_listed(crdt_replica *r, void *count);
 int tu_quarantine_applied(crdt_replica *r, void *unused);
+/* A migration through @p lens_text ("" for a compaction) interrupted
+ * right after its marker txn: the marker written, the epoch as it was. */
+void tu_interrupted(crdt_replica *r, const char *lens_text);
 /* 1 when @p r is at the epoch of @p fresh (a crdt_replica *): the reset
  * committed. The fault loops' "committed" answer for a reset. */
 int tu_at_epoch_of(crdt_replica *r, void *fresh);
