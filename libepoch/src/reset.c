@@ -899,8 +899,7 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
     }
     crdt__enc_reset(&rs->buf);
     if (rc == CRDT_OK) {
-        rs->token[0] ^= 0xff; /* nothing left to clean up */
-        rs->committed = 1;
+        rs->committed = 1; /* nothing left to clean up */
         if (rs->moved_out != NULL)
             *rs->moved_out = moved;
         if (rs->fork_moved_out != NULL)

@@ -114,7 +114,8 @@ log_then_end(crdtnet_session *s)
 }
 
 /* The snapshot's read txn, then what goes with it: the taker's lacks,
- * the log's export and the epoch chain (each a read txn of its own). */
+ * the log's export and the epoch chain (each a read txn of its own).
+ * No snapshot or export is open when it begins (snapshot_begin()). */
 static int
 snapshot_open_all(crdtnet_session *s, unsigned char *id, unsigned char *hash,
                   epoch_info **all, size_t *n_all)
@@ -132,8 +133,6 @@ snapshot_open_all(crdtnet_session *s, unsigned char *id, unsigned char *hash,
      * the changes). The log is read right after the state. */
     if ((rc = crdtnet__giver_lacks(s, id)) < 0)
         return rc;
-    crdt_export_end(s->exp);
-    s->exp = NULL;
     if ((rc = crdt_export_begin_as_stored(&s->exp, s->r, s->lacks)) < 0)
         return rc;
     return epoch_all(all, n_all, s->r);

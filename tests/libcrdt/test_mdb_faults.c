@@ -78,7 +78,8 @@ START_TEST(test_merge_fails_at_every_lmdb_call)
                                         CALLS_MAX),
                      10);
     /* the same batch again: every change is held already */
-    mdbfault_each_call("merge, all held", b, tu_merge_batch, &x, NULL, CALLS_MAX);
+    mdbfault_each_call("merge, all held", b, tu_merge_batch, &x, NULL,
+                       CALLS_MAX);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     assert_same_state(a, b);
     tu_batch_free(&x);
@@ -93,8 +94,8 @@ START_TEST(test_concurrent_seq_merge_fails_at_every_lmdb_call)
 
     tu_seqs_pair(a, b);
     x = tu_export_all(a);
-    ck_assert_int_gt(mdbfault_each_call("concurrent text merge", b, tu_merge_batch,
-                                        &x, NULL, CALLS_MAX),
+    ck_assert_int_gt(mdbfault_each_call("concurrent text merge", b,
+                                        tu_merge_batch, &x, NULL, CALLS_MAX),
                      10);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     assert_same_state(a, b);
@@ -113,8 +114,9 @@ START_TEST(test_parked_inserts_fail_at_every_lmdb_call)
                                         tu_merge_batch, &sc.from_c, NULL,
                                         CALLS_MAX),
                      10);
-    ck_assert_int_gt(mdbfault_each_call("merge, anchors come", a, tu_merge_batch,
-                                        &sc.from_b, NULL, CALLS_MAX),
+    ck_assert_int_gt(mdbfault_each_call("merge, anchors come", a,
+                                        tu_merge_batch, &sc.from_b, NULL,
+                                        CALLS_MAX),
                      10);
     tu_parked_close(&sc, a);
 }
@@ -318,7 +320,8 @@ START_TEST(test_merge_with_a_gap_fails_at_every_lmdb_call)
     rest.n = x.n - 1;
     first.v = x.v;
     first.n = 1;
-    mdbfault_each_call("merge, parked", b, tu_merge_batch, &rest, NULL, CALLS_MAX);
+    mdbfault_each_call("merge, parked", b, tu_merge_batch, &rest, NULL,
+                       CALLS_MAX);
     ck_assert_uint_eq(tu_pending(b), x.n - 1);
     mdbfault_each_call("merge, the gap filled", b, tu_merge_batch, &first, NULL,
                        CALLS_MAX);

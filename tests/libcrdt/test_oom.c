@@ -157,8 +157,8 @@ START_TEST(test_merge_with_aid_out_of_memory)
     }
     crdt_replica_close(b);
     tu_merge_aid_always(1);
-    ck_assert_int_gt(oom_each_call_on_copy("merge with its aid", db, tu_merge_batch,
-                                           &x, 20000),
+    ck_assert_int_gt(oom_each_call_on_copy("merge with its aid", db,
+                                           tu_merge_batch, &x, 20000),
                      2);
     tu_merge_aid_always(0);
     b = tu_open_dir(db); /* for the fixture */

@@ -140,7 +140,8 @@ START_TEST(test_feed_out_of_memory)
     ck_assert_int_eq(crdt_feed_since(a, &from, NULL, NULL, 0, count_event,
                                      &f.events, &next),
                      20);
-    ck_assert_int_gt(oom_each_call("feed", a, feed_op, &f, NULL, NULL, 20000), 2);
+    ck_assert_int_gt(oom_each_call("feed", a, feed_op, &f, NULL, NULL, 20000),
+                     2);
 }
 END_TEST
 
