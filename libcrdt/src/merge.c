@@ -485,7 +485,8 @@ park(crdt__wctx *w, const item *it, const crdt__head *h,
  * then (4); one of them may since have been displaced (park()). The log
  * must never keep an unsigned change without the signed end of its run
  * (docs/storage.md 5.5), so without it @p c stays parked until a peer
- * sends the run again. @p proven_to: the last seq found proven.
+ * sends the run again. @p proven_to: the last seq found proven. Returns
+ 1 (signed up to @p proven_to), 0 (not), or an error.
  */
 static int
 pending_run_signed(crdt__wctx *w, const crdt_change *c, uint64_t *proven_to)
@@ -493,11 +494,16 @@ pending_run_signed(crdt__wctx *w, const crdt_change *c, uint64_t *proven_to)
     unsigned char key[16];
     MDB_val k = { sizeof key, key }, v;
     crdt_change cur = *c, next;
+    int rc;
 
     for (uint64_t steps = 0; steps < UINT64_C(1) << 20; steps++) {
         crdt__log_key(key, &c->actor, cur.seq + cur.n_ops);
-        if (mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v) != 0 ||
-            crdt__change_decode_header(&next, v.mv_data, v.mv_size) < 0 ||
+        rc = mdb_get(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, &v);
+        if (rc == MDB_NOTFOUND)
+            return 0;
+        if (rc != 0) /* a storage error is no answer: the merge fails */
+            return crdt__mdb_err(rc);
+        if (crdt__change_decode_header(&next, v.mv_data, v.mv_size) < 0 ||
             !crdt_change_proves(&next, &cur))
             return 0;
         if (next.sig != NULL) {
@@ -509,24 +515,79 @@ pending_run_signed(crdt__wctx *w, const crdt_change *c, uint64_t *proven_to)
     return 0;
 }
 
-/* A copy of @p c parked earlier (an unsigned change left waiting by
- * drain_pending()) goes now that @p c itself is applied. */
+/*
+ * The parked changes of @p c's actor whose first seq falls inside @p c,
+ * which is applied now on top of head @p h: none of them can ever
+ * follow the head. A copy of @p c itself (an unsigned change left
+ * waiting by drain_pending()) just goes. Another version of those seqs
+ * was written by a copy of the replica: proven, it goes to the
+ * quarantine as a merge's fork does; unproven, it is dropped (nothing
+ * shows its author wrote it; a peer holding its run sends it again,
+ * and the merge then meets it as a fork). Looking only at the key of
+ * @p c's first seq left a fork parked inside a change the head passed
+ * in the area for ever, holding a place of the actor's share, and
+ * dropped a proven fork at that key without a trace.
+ */
 static int
-drop_parked_copy(crdt__wctx *w, const crdt_change *c)
+settle_parked_within(crdt__wctx *w, const crdt_change *c,
+                     const crdt__head *h, crdt_merge_report *rep)
 {
     unsigned char key[16];
-    MDB_val k = { sizeof key, key };
-    int rc;
+    MDB_val k, v;
+    MDB_cursor *cur;
+    uint64_t last = c->seq + c->n_ops - 1, proven_to = 0;
+    int rc = CRDT_OK;
 
     if (!w->pending_any)
         return CRDT_OK; /* the pending area is empty */
     crdt__log_key(key, &c->actor, c->seq);
-    rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL);
-    if (rc == MDB_NOTFOUND)
-        return CRDT_OK;
-    if (rc != 0)
-        return crdt__mdb_err(rc);
-    return crdt__count_add(w->txn, w->r, "pending", -1);
+    while (rc == CRDT_OK) {
+        crdt_change p;
+        unsigned char *copy;
+        int found;
+
+        if ((rc = crdt__mdb_err(mdb_cursor_open(
+                 w->txn, w->r->dbi[CRDT_DB_PENDING], &cur))) < 0)
+            return rc;
+        k.mv_size = sizeof key;
+        k.mv_data = key;
+        found = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (found == 0 && (k.mv_size != sizeof key ||
+                           memcmp(k.mv_data, c->actor.b, 8) != 0 ||
+                           crdt__rd64((const unsigned char *)k.mv_data + 8) >
+                               last))
+            found = MDB_NOTFOUND;
+        if (found != 0) {
+            mdb_cursor_close(cur);
+            return found == MDB_NOTFOUND ? CRDT_OK : crdt__mdb_err(found);
+        }
+        memcpy(key, k.mv_data, sizeof key);
+        copy = malloc(v.mv_size);
+        if (copy != NULL)
+            memcpy(copy, v.mv_data, v.mv_size);
+        else
+            rc = CRDT_ENOMEM;
+        mdb_cursor_close(cur); /* the quarantine's writes move it */
+        if (rc == CRDT_OK && crdt_change_decode(&p, copy, v.mv_size) ==
+                                 CRDT_OK &&
+            memcmp(p.hash, c->hash, CRDT_HASH_BYTES) != 0) {
+            int proven = p.sig != NULL
+                             ? crdt_change_verify(&p) == CRDT_OK
+                             : pending_run_signed(w, &p, &proven_to);
+            rc = proven < 0 ? proven
+                 : proven   ? quarantine_conflict(w, &p, h, rep)
+                            : CRDT_OK;
+        }
+        free(copy);
+        k.mv_size = sizeof key;
+        k.mv_data = key;
+        if (rc == CRDT_OK)
+            rc = crdt__mdb_err(
+                mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL));
+        if (rc == CRDT_OK)
+            rc = crdt__count_add(w->txn, w->r, "pending", -1);
+    }
+    return rc;
 }
 
 /*
@@ -539,18 +600,24 @@ drop_parked_copy(crdt__wctx *w, const crdt_change *c)
  * in the pending area: applied, it would fail the merge with
  * CRDT_ENOTFOUND, and every later merge of its actor, although the
  * changes before it are fine (simulator seed 9272). A peer holding the
- * epoch sends its record in HELLO and the change again.
+ * epoch sends its record in HELLO and the change again. Returns 1
+ * (held), 0 (not), or an error.
  */
 static int
 epoch_held(crdt__wctx *w, const unsigned char *id, const unsigned char *cur)
 {
     MDB_val k = { CRDT_HASH_BYTES, (void *)id }, v;
+    int rc;
 
-    if (memcmp(id, cur, CRDT_HASH_BYTES) == 0 ||
-        mdb_get(w->txn, w->r->dbi[CRDT_DB_EPOCHS], &k, &v) == 0)
+    if (memcmp(id, cur, CRDT_HASH_BYTES) == 0)
         return 1;
-    if (crdt__meta_get(w->txn, w->r, "genesis_id", &v) != CRDT_OK ||
-        v.mv_size != CRDT_HASH_BYTES)
+    rc = mdb_get(w->txn, w->r->dbi[CRDT_DB_EPOCHS], &k, &v);
+    if (rc != MDB_NOTFOUND) /* held, or a storage error (no answer) */
+        return rc == 0 ? 1 : crdt__mdb_err(rc);
+    rc = crdt__meta_get(w->txn, w->r, "genesis_id", &v);
+    if (rc < 0 && rc != CRDT_ENOTFOUND)
+        return rc;
+    if (rc < 0 || v.mv_size != CRDT_HASH_BYTES)
         return 1; /* cannot tell (a replica from before the record): try */
     return memcmp(v.mv_data, id, CRDT_HASH_BYTES) == 0;
 }
@@ -598,29 +665,40 @@ drain_pending(crdt__wctx *w, crdt__logrun *run, const crdt_actor *a,
             int proven = c.sig != NULL
                              ? crdt_change_verify(&c) == CRDT_OK
                              : pending_run_signed(w, &c, &proven_to);
-            if (proven) /* c's views point into copy */
+            if (proven > 0) /* c's views point into copy */
                 rc = quarantine_conflict(w, &c, h, rep);
             free(copy);
-            if (!proven || rc < 0)
+            if (proven <= 0 || rc < 0)
+                return proven < 0 ? proven : rc;
+            if ((rc = crdt__mdb_err(mdb_del(
+                     w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL))) < 0)
                 return rc;
-            if (mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL) != 0)
-                return CRDT_EIO;
             return crdt__count_add(w->txn, w->r, "pending", -1);
         }
         if (rc == CRDT_OK && c.sig == NULL &&
-            c.seq + c.n_ops - 1 > proven_to &&
-            !pending_run_signed(w, &c, &proven_to)) {
-            free(copy);
-            return CRDT_OK; /* its run's signed end is gone: it waits */
+            c.seq + c.n_ops - 1 > proven_to) {
+            int signed_end = pending_run_signed(w, &c, &proven_to);
+            if (signed_end <= 0) {
+                free(copy);
+                return signed_end; /* 0: its run's signed end is gone: it
+                                    * waits */
+            }
         }
-        if (rc == CRDT_OK && !epoch_held(w, c.epoch_id, cur_epoch)) {
-            free(copy);
-            return CRDT_OK; /* its epoch's record is not here yet: it waits */
+        if (rc == CRDT_OK) {
+            int held = epoch_held(w, c.epoch_id, cur_epoch);
+            if (held <= 0) {
+                free(copy);
+                return held; /* 0: its epoch's record is not here yet: it
+                              * waits */
+            }
         }
         if (rc == CRDT_OK)
-            rc = mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL) == 0
-                     ? crdt__count_add(w->txn, w->r, "pending", -1)
-                     : CRDT_EIO;
+            rc = crdt__mdb_err(
+                mdb_del(w->txn, w->r->dbi[CRDT_DB_PENDING], &k, NULL));
+        if (rc == CRDT_OK)
+            rc = crdt__count_add(w->txn, w->r, "pending", -1);
+        if (rc == CRDT_OK) /* the rest of its seqs (its own key is gone) */
+            rc = settle_parked_within(w, &c, h, rep);
         if (rc == CRDT_OK)
             rc = crdt__apply_change(w, &c, 0, cur_epoch, rep);
         /* the queue holds views into @copy: apply them before it goes */
@@ -720,7 +798,7 @@ merge_actor_run(crdt__wctx *w, crdt__logrun *run, item *const *items,
                 return rc;
             break;
         }
-        if ((rc = drop_parked_copy(w, c)) < 0 ||
+        if ((rc = settle_parked_within(w, c, &h, rep)) < 0 ||
             (rc = crdt__apply_change(w, c, 0, cur_epoch, rep)) < 0)
             return rc;
         if ((rc = log_append(w, run, c, items[i]->data, items[i]->len, 0,

@@ -331,6 +331,40 @@ START_TEST(test_merge_with_a_gap_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* The pending area's harder cases (tu_pending_scene()): an actor's
+ * share full, a nearer change displaces the farthest to the quarantine;
+ * a copy's changes parked, which the chain then meets (at the head, in
+ * the pending area) or passes (inside a change it applies) as other
+ * versions of their seqs. */
+START_TEST(test_pending_cases_fail_at_every_lmdb_call)
+{
+    tu_pending_cases p;
+    uint64_t q;
+
+    tu_pending_scene(&p, a, da, &b, db);
+    ck_assert_int_gt(mdbfault_each_call("merge, a copy's changes parked", b,
+                                        tu_merge_batch, &p.fork, NULL,
+                                        CALLS_MAX),
+                     10);
+    ck_assert_uint_eq(tu_pending(b), 3); /* the 2nd displaced a's 5th */
+    ck_assert_uint_gt(q = tu_quarantine_count(b), 0);
+    ck_assert_int_gt(mdbfault_each_call("merge, displacing a parked change",
+                                        b, tu_merge_batch, &p.near, NULL,
+                                        CALLS_MAX),
+                     10);
+    ck_assert_uint_eq(tu_pending(b), 3);
+    ck_assert_uint_gt(tu_quarantine_count(b), q); /* a's 4th */
+    q = tu_quarantine_count(b);
+    ck_assert_int_gt(mdbfault_each_call("merge, the chain meets them", b,
+                                        tu_merge_batch, &p.all, NULL,
+                                        CALLS_MAX),
+                     10);
+    ck_assert_uint_eq(tu_pending(b), 0);
+    ck_assert_uint_eq(tu_quarantine_count(b), q + 2); /* one op each */
+    tu_pending_close(&p, a, b);
+}
+END_TEST
+
 static int
 op_grant(crdt_replica *r, void *arg)
 {
@@ -666,6 +700,7 @@ test_suite(void)
     tcase_add_test(tc, test_reopen_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_merge_with_a_gap_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_equivocation_fails_at_every_lmdb_call);
+    tcase_add_test(tc, test_pending_cases_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_members_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_removal_replay_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_checks_fail_at_every_lmdb_call);

@@ -1,7 +1,8 @@
 /*
  * test_oom.c: running out of memory at every allocation of libcrdt's own
  * code in a merge (also with its second thread, the aid, forced on, and
- * one whose member removal makes the authority rules replay the log), a
+ * one whose member removal makes the authority rules replay the log, and
+ * the pending area's displacements and forks), a
  * local write txn (a txn of its own, or a crdt_txn_write()) and reads:
  * each call answers CRDT_ENOMEM or succeeds, and a failed one leaves the
  * replica exactly as it was (same state hash); the same call then
@@ -187,6 +188,34 @@ START_TEST(test_removal_replay_out_of_memory)
 }
 END_TEST
 
+/* The pending area's harder cases (tu_pending_scene()): parking into a
+ * full share displaces the farthest change to the quarantine; a copy's
+ * changes parked are met or passed by the chain and quarantined. */
+START_TEST(test_pending_cases_out_of_memory)
+{
+    tu_pending_cases p;
+    uint64_t q;
+
+    tu_pending_scene(&p, a, da, &b, db);
+    ck_assert_int_gt(oom_each_call("merge, a copy's changes parked", b,
+                                   tu_merge_batch, &p.fork, NULL, NULL,
+                                   10000),
+                     2);
+    ck_assert_uint_eq(tu_pending(b), 3);
+    ck_assert_int_gt(oom_each_call("merge, displacing a parked change", b,
+                                   tu_merge_batch, &p.near, NULL, NULL,
+                                   10000),
+                     2);
+    q = tu_quarantine_count(b);
+    ck_assert_int_gt(oom_each_call("merge, the chain meets them", b,
+                                   tu_merge_batch, &p.all, NULL, NULL, 10000),
+                     2);
+    ck_assert_uint_eq(tu_pending(b), 0);
+    ck_assert_uint_eq(tu_quarantine_count(b), q + 2);
+    tu_pending_close(&p, a, b);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -201,6 +230,7 @@ test_suite(void)
     tcase_add_test(tc, test_reads_out_of_memory_at_every_allocation);
     tcase_add_test(tc, test_merge_with_aid_out_of_memory);
     tcase_add_test(tc, test_removal_replay_out_of_memory);
+    tcase_add_test(tc, test_pending_cases_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -750,3 +750,70 @@ tu_seqs_pair(crdt_replica *x, crdt_replica *y)
     ck_assert_int_eq(tu_sync_one_way(y, x), CRDT_OK);
     tu_edit_seqs_both(x, y);
 }
+
+static tu_batch
+batch_of(const tu_batch *from, size_t i, size_t n)
+{
+    tu_batch out = { calloc(n, sizeof *out.v), n };
+
+    ck_assert_ptr_nonnull(out.v);
+    ck_assert_uint_le(i + n, from->n);
+    for (size_t k = 0; k < n; k++) {
+        out.v[k].len = from->v[i + k].len;
+        out.v[k].data = malloc(out.v[k].len);
+        ck_assert_ptr_nonnull(out.v[k].data);
+        memcpy((void *)out.v[k].data, from->v[i + k].data, out.v[k].len);
+    }
+    return out;
+}
+
+void
+tu_pending_scene(tu_pending_cases *p, crdt_replica *a, const char *da,
+                 crdt_replica **b, const char *db)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    char path[300];
+    tu_batch far, copied;
+
+    ck_assert_int_eq(tu_write_all_kinds(a, 0, 0), CRDT_OK);
+    p->copy = tu_clone_open(da, p->dir, sizeof p->dir);
+    for (int i = 1; i < 5; i++)
+        ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
+    /* its 2nd as many ops as a's: its 3rd starts where a's 3rd does */
+    ck_assert_int_eq(tu_write_all_kinds(p->copy, 1, 0), CRDT_OK);
+    for (int i = 1; i < 3; i++)
+        ck_assert_int_eq(tu_put_int(p->copy, "c", "fork", "f", i), CRDT_OK);
+    p->all = tu_export_all(a);
+    ck_assert_uint_eq(p->all.n, 5);
+    copied = tu_export_all(p->copy);
+    ck_assert_uint_eq(copied.n, 4);
+    p->fork = batch_of(&copied, 2, 2);
+    tu_batch_free(&copied);
+    p->near = batch_of(&p->all, 1, 1);
+
+    crdt_replica_close(*b);
+    o.pending_max_actor = 3;
+    snprintf(path, sizeof path, "%s/r", db);
+    ck_assert_int_eq(crdt_replica_open(b, path, &o), CRDT_OK);
+    far = batch_of(&p->all, 3, 2);
+    ck_assert_int_eq(crdt_merge(NULL, *b, far.v, far.n), CRDT_OK);
+    ck_assert_uint_eq(tu_pending(*b), 2);
+    tu_batch_free(&far);
+}
+
+void
+tu_pending_close(tu_pending_cases *p, crdt_replica *a, crdt_replica *b)
+{
+    char ha[65], hb[65];
+
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_uint_eq(tu_pending(b), 0);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+    tu_batch_free(&p->near);
+    tu_batch_free(&p->all);
+    tu_batch_free(&p->fork);
+    crdt_replica_close(p->copy);
+    test_rmtree(p->dir);
+}

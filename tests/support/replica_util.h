@@ -164,4 +164,24 @@ typedef struct {
 void tu_parked_scene(tu_parked *p, crdt_replica *a, crdt_replica *b);
 void tu_parked_close(tu_parked *p, crdt_replica *a);
 
+/* The pending area's harder cases. @p a writes five changes and @p b
+ * (reopened with room for three parked changes an actor) parks a's 4th
+ * and 5th. A copy of @p a taken after its first change writes a 2nd of
+ * as many ops as a's and two one-op changes: @p fork holds these two,
+ * the first starting where a's 3rd starts, the second inside a's 3rd
+ * (both park at a replica lacking a's 2nd, the second displacing a's
+ * 5th; once a's chain reaches or passes them they are proven other
+ * versions of their seqs). @p near is a's 2nd (merged then, it
+ * displaces a's 4th), @p all every change of a.
+ * tu_pending_close(): @p b takes every change and must show a's state;
+ * every batch freed, the copy removed. */
+typedef struct {
+    char dir[256];
+    crdt_replica *copy;
+    tu_batch near, all, fork;
+} tu_pending_cases;
+void tu_pending_scene(tu_pending_cases *p, crdt_replica *a, const char *da,
+                      crdt_replica **b, const char *db);
+void tu_pending_close(tu_pending_cases *p, crdt_replica *a, crdt_replica *b);
+
 #endif
