@@ -44,60 +44,6 @@ make_replica(char *path, size_t size)
     snprintf(path, size, "%s/r", dir);
 }
 
-/* Set @p path's format record to @p fmt, nothing else. */
-static void
-set_format(const char *path, unsigned char fmt)
-{
-    unsigned char v[4] = { 0, 0, 0, fmt };
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi meta;
-
-    ck_assert_int_eq(mdb_env_create(&env), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
-    ck_assert_int_eq(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
-    ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
-    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-    ck_assert_int_eq(mdb_put(txn, meta, &(MDB_val){ 6, "format" },
-                             &(MDB_val){ 4, v }, 0), 0);
-    ck_assert_int_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-}
-
-/* Turn the replica in @p path into what format 1 wrote: format 1 and
- * the slots' hashes as format 1 defined them. Returns slot 0's. */
-static void
-downgrade(const char *path, unsigned char v1_hash[32])
-{
-    static const unsigned char fmt1[4] = { 0, 0, 0, 1 };
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi meta, state;
-    unsigned char h[32];
-
-    ck_assert_int_eq(mdb_env_create(&env), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
-    ck_assert_int_eq(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
-    ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
-    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-    for (int slot = 0; slot < 2; slot++) {
-        ck_assert_int_eq(mdb_dbi_open(txn, slot ? "state1" : "state0", 0,
-                                      &state), 0);
-        ck_assert_int_eq(crdt__state_rehash(txn, state, 1, h), CRDT_OK);
-        ck_assert_int_eq(mdb_put(txn, meta,
-                                 &(MDB_val){ 5, slot ? "hash1" : "hash0" },
-                                 &(MDB_val){ 32, h }, 0), 0);
-        if (slot == 0)
-            memcpy(v1_hash, h, 32);
-    }
-    ck_assert_int_eq(mdb_put(txn, meta, &(MDB_val){ 6, "format" },
-                             &(MDB_val){ 4, (void *)fmt1 }, 0), 0);
-    ck_assert_int_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
-}
-
 static void
 read_format(const char *path, unsigned char *out)
 {
@@ -141,7 +87,7 @@ START_TEST(test_format_1_is_upgraded_by_a_writable_open)
     crdt_stats st;
 
     make_replica(path, sizeof path);
-    downgrade(path, v1);
+    tu_downgrade_to_1(path, v1);
     ro.read_only = 1;
     ck_assert_int_eq(crdt_replica_open(&r, path, &ro), CRDT_EVERSION);
     read_format(path, &fmt);
@@ -177,7 +123,7 @@ START_TEST(test_formats_2_to_4_read_as_they_are_and_move_to_5_on_write)
     make_replica(path, sizeof path);
     read_format(path, &fmt);
     ck_assert_uint_eq(fmt, 5); /* what a new replica gets */
-    set_format(path, (unsigned char)_i);
+    tu_set_format(path, (unsigned char)_i);
     ro.read_only = 1;
     ck_assert_int_eq(crdt_replica_open(&r, path, &ro), CRDT_OK);
     tu_field_str(got, sizeof got, r, "c", "d7", "v");
@@ -193,7 +139,7 @@ START_TEST(test_formats_2_to_4_read_as_they_are_and_move_to_5_on_write)
     read_format(path, &fmt);
     ck_assert_uint_eq(fmt, 5);
     /* a format this build does not know yet */
-    set_format(path, 6);
+    tu_set_format(path, 6);
     ck_assert_int_eq(crdt_replica_open(&r, path, NULL), CRDT_EVERSION);
     ck_assert_int_eq(crdt_replica_open(&r, path, &ro), CRDT_EVERSION);
     test_rmtree(dir);
@@ -253,7 +199,7 @@ START_TEST(test_format_1_backup_restores)
     snprintf(file, sizeof file, "%s/now.bak", dir);
     ck_assert_int_eq(crdt_backup(&info, r, file), CRDT_OK);
     crdt_replica_close(r);
-    downgrade(path, v1);
+    tu_downgrade_to_1(path, v1);
     snprintf(scratch, sizeof scratch, "%s/r/data.mdb", dir);
     data = slurp(scratch, &dlen);
 

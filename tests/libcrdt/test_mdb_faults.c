@@ -274,21 +274,32 @@ START_TEST(test_export_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* _i = 1: a replica of format 4, whose open bumps the number; 2: of
+ * format 1, whose open recomputes the slots' hashes (in the txn that
+ * opens it, so a failure leaves the old format to upgrade again). */
 START_TEST(test_reopen_fails_at_every_lmdb_call)
 {
-    unsigned char before[32], after[32];
+    unsigned char before[32], after[32], v1[32];
     crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
-    char path[300];
+    char path[300], h_before[65], h_after[65];
+    crdt_raw *t;
+    const void *fmt;
+    size_t fmt_len;
     long n;
     int done = 0;
 
     for (int i = 0; i < 6; i++)
         ck_assert_int_eq(tu_write_all_kinds(a, i, 0), CRDT_OK);
     tu_digest_all(a, before);
+    tu_hash(h_before, a);
     crdt_replica_close(a);
     a = NULL;
     o.no_sync = 1;
     snprintf(path, sizeof path, "%s/r", da); /* tu_create()'s */
+    if (_i == 1)
+        tu_set_format(path, 4);
+    else if (_i == 2)
+        tu_downgrade_to_1(path, v1);
     for (n = 1; n < CALLS_MAX && !done; n++) {
         mdbfault_arm(n);
         done = mdbfault_judge(crdt_replica_open(&a, path, &o), n, "open");
@@ -302,8 +313,66 @@ START_TEST(test_reopen_fails_at_every_lmdb_call)
     }
     ck_assert_int_eq(done, 1);
     mdbfault_reach(__func__, n);
-    tu_digest_all(a, after);
-    ck_assert_mem_eq(after, before, 32);
+    tu_hash(h_after, a);
+    ck_assert_str_eq(h_after, h_before);
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_get(t, CRDT_DB_META, "format", 6, &fmt,
+                                  &fmt_len), CRDT_OK);
+    ck_assert_uint_eq(fmt_len, 4);
+    ck_assert_uint_gt(((const unsigned char *)fmt)[3], 4); /* upgraded */
+    crdt_raw_abort(t);
+    if (_i == 0) {
+        tu_digest_all(a, after);
+        ck_assert_mem_eq(after, before, 32);
+    }
+}
+END_TEST
+
+/* A create that fails leaves either no replica, and the next create
+ * makes it, or (a failure after the creation's commit, in the reads
+ * that follow it) the whole replica, which an open opens. */
+START_TEST(test_create_fails_at_every_lmdb_call)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT, plain;
+    unsigned char space[16], got[16];
+    char dir[256], path[300];
+    crdt_replica *r = NULL;
+    long n;
+    int done = 0, rc, left_whole = 0;
+
+    crdt_replica_space_id(a, space);
+    o.create = 1;
+    o.no_sync = 1;
+    o.space_id = space;
+    plain = o;
+    plain.create = 0;
+    plain.space_id = NULL;
+    for (n = 1; n < CALLS_MAX && !done; n++) {
+        ck_assert_int_eq(test_tmpdir(dir, sizeof dir), 0);
+        snprintf(path, sizeof path, "%s/r", dir);
+        mdbfault_arm(n);
+        done = mdbfault_judge(crdt_replica_open(&r, path, &o), n, "create");
+        if (!done) {
+            ck_assert_ptr_null(r);
+            rc = crdt_replica_open(&r, path, &o);
+            if (rc == CRDT_EEXISTS) {
+                left_whole++;
+                rc = crdt_replica_open(&r, path, &plain);
+            }
+            ck_assert_int_eq(rc, CRDT_OK);
+        }
+        crdt_replica_space_id(r, got);
+        ck_assert_mem_eq(got, space, 16);
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "f", (int)n), CRDT_OK);
+        ck_assert_int_eq(tu_sync_one_way(r, a), CRDT_OK);
+        assert_same_state(r, a);
+        crdt_replica_close(r);
+        r = NULL;
+        test_rmtree(dir);
+    }
+    ck_assert_int_eq(done, 1);
+    ck_assert_int_gt(n, 5);
+    ck_assert_int_gt(left_whole, 0);
 }
 END_TEST
 
@@ -697,7 +766,8 @@ test_suite(void)
     tcase_add_test(tc, test_parked_inserts_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_reads_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_export_fails_at_every_lmdb_call);
-    tcase_add_test(tc, test_reopen_fails_at_every_lmdb_call);
+    tcase_add_loop_test(tc, test_reopen_fails_at_every_lmdb_call, 0, 3);
+    tcase_add_test(tc, test_create_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_merge_with_a_gap_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_equivocation_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_pending_cases_fail_at_every_lmdb_call);

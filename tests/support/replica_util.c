@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lmdb.h>
 #include <sodium.h>
 
 #include "crdt/raw.h"
@@ -816,4 +817,58 @@ tu_pending_close(tu_pending_cases *p, crdt_replica *a, crdt_replica *b)
     tu_batch_free(&p->fork);
     crdt_replica_close(p->copy);
     test_rmtree(p->dir);
+}
+
+/* Set @p path's format record to @p fmt, nothing else. */
+void
+tu_set_format(const char *path, unsigned char fmt)
+{
+    unsigned char v[4] = { 0, 0, 0, fmt };
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta;
+
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
+    ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    ck_assert_int_eq(mdb_put(txn, meta, &(MDB_val){ 6, "format" },
+                             &(MDB_val){ 4, v }, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* Turn the replica in @p path into what format 1 wrote: format 1 and
+ * the slots' hashes as format 1 defined them. Returns slot 0's. */
+void
+tu_downgrade_to_1(const char *path, unsigned char v1_hash[32])
+{
+    static const unsigned char fmt1[4] = { 0, 0, 0, 1 };
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi meta, state;
+    unsigned char h[32];
+
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_set_mapsize(env, (size_t)1 << 30), 0);
+    ck_assert_int_eq(mdb_env_open(env, path, 0, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    for (int slot = 0; slot < 2; slot++) {
+        ck_assert_int_eq(mdb_dbi_open(txn, slot ? "state1" : "state0", 0,
+                                      &state), 0);
+        ck_assert_int_eq(crdt__state_rehash(txn, state, 1, h), CRDT_OK);
+        ck_assert_int_eq(mdb_put(txn, meta,
+                                 &(MDB_val){ 5, slot ? "hash1" : "hash0" },
+                                 &(MDB_val){ 32, h }, 0), 0);
+        if (slot == 0)
+            memcpy(v1_hash, h, 32);
+    }
+    ck_assert_int_eq(mdb_put(txn, meta, &(MDB_val){ 6, "format" },
+                             &(MDB_val){ 4, (void *)fmt1 }, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
 }

@@ -184,4 +184,12 @@ void tu_pending_scene(tu_pending_cases *p, crdt_replica *a, const char *da,
                       crdt_replica **b, const char *db);
 void tu_pending_close(tu_pending_cases *p, crdt_replica *a, crdt_replica *b);
 
+/* The replica in @p path (its LMDB directory, closed) with its format
+ * record set to @p fmt and nothing else changed. */
+void tu_set_format(const char *path, unsigned char fmt);
+/* Turn the replica in @p path (closed) into what format 1 wrote: format
+ * 1 and the slots' hashes as format 1 defined them. Returns slot 0's in
+ * @p v1_hash. */
+void tu_downgrade_to_1(const char *path, unsigned char v1_hash[32]);
+
 #endif

@@ -172,6 +172,10 @@ typedef struct {
  *         CRDT_EEXISTS (@c create on a directory holding other files);
  *         CRDT_EVERSION (newer format); CRDT_ECORRUPT (the data file is
  *         damaged: @c opts->report says where); CRDT_EPERM; CRDT_EIO.
+ *         A @c create that fails leaves no replica (the next create makes
+ *         it), or, when the failure came in the reads after the creation
+ *         committed, the whole replica: the next create answers
+ *         CRDT_EEXISTS and an open without @c create opens it.
  */
 CRDT_API CRDT_MUST_CHECK int crdt_replica_open(crdt_replica **out, const char *path,
                       const crdt_open_options *opts);
