@@ -607,6 +607,29 @@ START_TEST(test_feed_fails_at_every_lmdb_call)
     ck_assert_int_eq(f.events, 5);
     ck_assert_uint_eq(f.next.seq, f.head.seq);
 }
+
+/* A feed that holds all it keeps: each commit's record pushes out the
+ * oldest (its number written as a feed of CRDT_FEED_KEEP records
+ * leaves it, not by that many commits). */
+START_TEST(test_feed_full_fails_at_every_lmdb_call)
+{
+    unsigned char n[8];
+    crdt_feed_cursor head;
+    crdt_raw *t;
+    int shared = 0;
+
+    for (int i = 0; i < 8; i++)
+        n[i] = (unsigned char)((uint64_t)CRDT_FEED_KEEP >> (56 - 8 * i));
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_put(t, CRDT_DB_META, "feed_seq", 8, n, 8),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    ck_assert_int_gt(mdbfault_each_call("commit, the feed full", a,
+                                        op_commit, &shared, NULL, CALLS_MAX),
+                     10);
+    ck_assert_int_eq(crdt_feed_head(&head, a), CRDT_OK);
+    ck_assert_uint_eq(head.seq, CRDT_FEED_KEEP + 1);
+}
 END_TEST
 
 /* ---- the map full at every write ----------------------------------- */
@@ -775,6 +798,7 @@ test_suite(void)
     tcase_add_test(tc, test_removal_replay_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_checks_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_feed_fails_at_every_lmdb_call);
+    tcase_add_test(tc, test_feed_full_fails_at_every_lmdb_call);
     tcase_add_loop_test(tc, test_map_full_at_every_write_grows_and_redoes,
                         0, 2);
     tcase_add_test(tc, test_map_resized_at_every_begin_is_adopted);
