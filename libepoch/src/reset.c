@@ -598,14 +598,25 @@ epoch_reset_quarantine_forks(epoch_reset *rs, const crdt_actor *actors,
                              size_t n, const char *reason,
                              uint64_t *moved_out)
 {
+    crdt_actor *forks;
+    char *why;
+
     if (rs == NULL || reason == NULL || (actors == NULL && n > 0))
         return CRDT_EINVAL;
+    /* both copies first: a failed call leaves the actors named before
+     * as they were (freed, they would still be counted in n_forks, and
+     * the commit would read them) */
+    forks = malloc((n ? n : 1) * sizeof *actors);
+    why = strdup(reason);
+    if (forks == NULL || why == NULL) {
+        free(forks);
+        free(why);
+        return CRDT_ENOMEM;
+    }
     free(rs->forks);
     free(rs->fork_reason);
-    rs->forks = malloc((n ? n : 1) * sizeof *actors);
-    rs->fork_reason = strdup(reason);
-    if (rs->forks == NULL || rs->fork_reason == NULL)
-        return CRDT_ENOMEM;
+    rs->forks = forks;
+    rs->fork_reason = why;
     if (n > 0)
         memcpy(rs->forks, actors, n * sizeof *actors);
     rs->n_forks = n;
@@ -749,11 +760,16 @@ find_own(const epoch_quarantined *q, void *p)
            memcmp(q->actor.b, own->b, 8) == 0;
 }
 
-/* Does the quarantine hold a losing op of @p own (an equivocation)? */
+/* Does the quarantine hold a losing op of @p own (an equivocation)?
+ * 1, 0, or the error of the listing: taken for a "no", a failed listing
+ * would skip the new incarnation and the re-apply of what lost, and the
+ * reset would answer CRDT_OK. */
 static int
 own_has_lost(crdt_replica *r, const crdt_actor *own)
 {
-    return epoch_quarantine_list(r, find_own, (void *)own) == 1;
+    int rc = epoch_quarantine_list(r, find_own, (void *)own);
+
+    return rc < 0 ? rc : rc == 1;
 }
 
 /*
@@ -913,8 +929,14 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
         for (size_t i = 0; i < rs->n_forks; i++)
             own_lost |= memcmp(rs->forks[i].b, own.b, 8) == 0;
         /* the replay or the unstaging met a copy of this replica */
-        if (lost > 0 || (report != NULL && report->conflicts > 0))
-            own_lost |= own_has_lost(rs->r, &own);
+        if (rc == CRDT_OK &&
+            (lost > 0 || (report != NULL && report->conflicts > 0))) {
+            int has = own_has_lost(rs->r, &own);
+            if (has < 0)
+                rc = has;
+            else
+                own_lost |= has;
+        }
         /* quarantined or parked own changes: never reuse their seqs; a
          * copy that lost keeps its writes under its new actor */
         if (rc == CRDT_OK && (moved > 0 || own_lost))

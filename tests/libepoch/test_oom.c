@@ -11,6 +11,9 @@
  * replica's reset into the new epoch (its records stored, the reset),
  * the merge that rebases its changes through the lens, the quarantine
  * listed and re-applied, and the parse of a lens of every step kind.
+ * And about epochs: a copy of a folded op rebased, the resets that settle
+ * two chains of one actor and two forked epochs, a migration beside a
+ * collection's kept lens defaults, and a custom migration over sets.
  */
 #include <check.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdt/raw.h"
 #include "crdt/text.h"
 #include "epoch/epoch.h"
 #include "support/epoch_util.h"
@@ -48,22 +52,42 @@ teardown(void)
     }
 }
 
+/* A migration of @p r through @p lens (an epoch_lens *; NULL: a
+ * compaction). */
 static int
-migrate(epoch_lens *l)
+op_migrate(crdt_replica *r, void *lens)
 {
     epoch_builder *bl;
     epoch_info e;
     int rc;
 
-    if ((rc = epoch_builder_new(&bl, a)) < 0)
+    if ((rc = epoch_builder_new(&bl, r)) < 0)
         return rc;
-    rc = epoch_builder_add_lens(bl, l);
+    if (lens != NULL)
+        rc = epoch_builder_add_lens(bl, lens);
     if (rc == CRDT_OK)
         rc = epoch_builder_commit(&e, bl);
     epoch_builder_free(bl);
     if (rc == CRDT_OK)
         epoch_info_clear(&e);
     return rc;
+}
+
+static int
+migrate(epoch_lens *l)
+{
+    return op_migrate(a, l);
+}
+
+/* b joins a's space, attached. */
+static void
+join_b(void)
+{
+    unsigned char space[16];
+
+    crdt_replica_space_id(a, space);
+    b = tu_create(db, sizeof db, space);
+    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
 }
 
 START_TEST(test_migration_out_of_memory_at_every_allocation)
@@ -159,11 +183,7 @@ END_TEST
 static void
 stale_pair(int n)
 {
-    unsigned char space[16];
-
-    crdt_replica_space_id(a, space);
-    b = tu_create(db, sizeof db, space);
-    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    join_b();
     for (int i = 0; i < n; i++) {
         char doc[16];
         crdt_txn *t;
@@ -204,6 +224,13 @@ op_merge_from(crdt_replica *to, void *from)
     return tu_merge_from_answered(to, from, oom_real_malloc);
 }
 
+static int
+op_attach(crdt_replica *r, void *unused)
+{
+    (void)unused;
+    return epoch_attach(r);
+}
+
 /* b's changes of the epoch before, merged by a: rebased through the
  * lens, the write to a removed field into the quarantine; then the
  * quarantine listed and re-applied. */
@@ -213,6 +240,8 @@ START_TEST(test_rebase_and_quarantine_out_of_memory)
     int listed = 0;
 
     stale_pair(6);
+    /* a failed attach keeps the hook it had: the merge below rebases */
+    oom_each_call("attach again", a, op_attach, NULL, NULL, NULL, CALLS_MAX);
     ck_assert_int_gt(oom_each_call("rebasing merge", a, op_merge_from, b,
                                    NULL, NULL, CALLS_MAX),
                      2);
@@ -226,6 +255,268 @@ START_TEST(test_rebase_and_quarantine_out_of_memory)
     ck_assert_int_eq(tu_reset_from(b, a), CRDT_OK);
     ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
     tu_assert_converged(a, b);
+}
+END_TEST
+
+/* b re-writes a's increment as a copy of it (what a replica that lost
+ * an equivocation does, crdt_txn_copy_of()), and a compacts, folding the
+ * original: merged by a, the copy is rebased into an epoch whose cut
+ * holds the change it copies, and is skipped. */
+START_TEST(test_copy_of_a_folded_op_out_of_memory)
+{
+    crdt_actor orig = crdt_replica_actor(a);
+    crdt_change ch;
+    tu_batch keep, left;
+    crdt_txn *t;
+    char got[32];
+
+    join_b();
+    ck_assert_int_eq(tu_put_int(b, "c", "e", "v", 1), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "d", "n", 1), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    keep = tu_export_all(a);
+    ck_assert_uint_eq(keep.n, 1);
+    ck_assert_int_eq(crdt_change_decode(&ch, keep.v[0].data, keep.v[0].len),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash, ch.hlc),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "d", "n", 1), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    tu_batch_free(&keep);
+    tu_migrate(a, NULL, NULL);
+    /* b's change before the copy, rebased first: what a rebase from
+     * b's epoch caches is there before the loop, so every run makes the
+     * same allocations */
+    keep = tu_export_all(b);
+    ck_assert_uint_eq(keep.n, 2);
+    ck_assert_int_eq(crdt_merge(NULL, a, keep.v, 1), CRDT_OK);
+    tu_batch_free(&keep);
+    ck_assert_int_gt(oom_each_call("rebasing merge of a copy", a,
+                                   op_merge_from, b, NULL, NULL, CALLS_MAX),
+                     2);
+    left = tu_export_beyond(b, a);
+    ck_assert_uint_eq(left.n, 0); /* merged */
+    tu_batch_free(&left);
+    tu_field_str(got, sizeof got, a, "c", "d", "n");
+    ck_assert_str_eq(got, "c1"); /* counted once */
+}
+END_TEST
+
+typedef struct {
+    crdt_replica *fresh;
+    const crdt_actor *forks;
+    size_t n_forks;
+} reset_with_log;
+
+static int
+op_reset_with_log(crdt_replica *stale, void *arg)
+{
+    const reset_with_log *x = arg;
+
+    return tu_reset_with_log_answered(stale, x->fresh, x->forks, x->n_forks);
+}
+
+/* The reset of an equivocation committed: what lost is held (the
+ * quarantine was empty before). */
+static int
+quarantine_holds(crdt_replica *r, void *unused)
+{
+    (void)unused;
+    return tu_quarantine_count(r) > 0;
+}
+
+/* b holds a copy's chain of c's actor (seqs 2 and 3) where a holds c's
+ * own (seq 2). b's reset to a's snapshot, with a's log staged, keeps
+ * the change both hold (seq 1) and quarantines the copy's: found as a's
+ * chain comes in (_i = 0), or named lost beforehand as a session does
+ * (_i = 1, epoch_reset_quarantine_forks()). */
+START_TEST(test_equivocation_reset_out_of_memory)
+{
+    crdt_actor forked;
+    reset_with_log x = { a, &forked, (size_t)_i };
+    char got[32];
+
+    join_b();
+    tu_forked_chains(a, b, &forked);
+    ck_assert_int_gt(oom_each_call("reset over a copy's chain", b,
+                                   op_reset_with_log, &x, NULL,
+                                   quarantine_holds, CALLS_MAX),
+                     2);
+    ck_assert_uint_eq(tu_quarantine_count(b), 2);
+    tu_field_str(got, sizeof got, b, "c", "orig", "v");
+    ck_assert_str_eq(got, "2");
+    tu_field_str(got, sizeof got, b, "c", "copy0", "v");
+    ck_assert_str_eq(got, "");
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+static int
+put_entry(const void *k, size_t kl, const void *v, size_t vl, void *rs)
+{
+    return epoch_reset_put(rs, k, kl, v, vl);
+}
+
+/* A second naming of the lost chains that fails for want of memory
+ * leaves the first one as it was: the reset commits with it (b's whole
+ * chain of c's actor held: no log of a's was staged). */
+START_TEST(test_failed_fork_naming_keeps_the_first)
+{
+    unsigned char hash[32];
+    crdt_actor forked[2];
+    epoch_info e;
+    epoch_reset *rs;
+    int rc;
+
+    join_b();
+    tu_forked_chains(a, b, &forked[0]);
+    forked[1] = crdt_replica_actor(a);
+    ck_assert_int_eq(epoch_current(&e, a), CRDT_OK);
+    ck_assert_int_eq(epoch_reset_begin(&rs, b, e.id, NULL), CRDT_OK);
+    epoch_info_clear(&e);
+    ck_assert_int_eq(epoch_reset_quarantine_forks(rs, forked, 1, "lost",
+                                                  NULL),
+                     CRDT_OK);
+    oom_arm(1);
+    rc = epoch_reset_quarantine_forks(rs, forked, 2, "lost again", NULL);
+    ck_assert(oom_disarm());
+    ck_assert_int_eq(rc, CRDT_ENOMEM);
+    ck_assert_int_eq(epoch_snapshot_walk(a, NULL, hash, put_entry, rs),
+                     CRDT_OK);
+    ck_assert_int_eq(epoch_reset_commit(NULL, rs, hash), CRDT_OK);
+    ck_assert_uint_eq(tu_quarantine_count(b), 3);
+}
+END_TEST
+
+/* a and b compact apart from one epoch, each folding a write of its
+ * own: the loser's reset to the winner's epoch brings its fork's
+ * archived changes back into the log for the replay. */
+START_TEST(test_fork_reset_out_of_memory)
+{
+    static const char *const docs[] = { "d", "da", "db" };
+    epoch_info ea, eb;
+    epoch_relation ra;
+    crdt_replica *loser, *winner;
+    char got[32];
+
+    join_b();
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "da", "x", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "db", "x", 3), CRDT_OK);
+    tu_migrate(a, NULL, &ea);
+    tu_migrate(b, NULL, &eb);
+    {
+        const unsigned char *ra_ = ea.raw, *rb_ = eb.raw;
+        size_t la = ea.raw_len, lb = eb.raw_len;
+        ck_assert_int_eq(epoch_store_records(b, &ra_, &la, 1), CRDT_OK);
+        ck_assert_int_eq(epoch_store_records(a, &rb_, &lb, 1), CRDT_OK);
+    }
+    ck_assert_int_eq(epoch_relate(&ra, NULL, a, eb.id, NULL), CRDT_OK);
+    ck_assert(ra == EPOCH_FORK_WIN || ra == EPOCH_FORK_LOSE);
+    loser = ra == EPOCH_FORK_LOSE ? a : b;
+    winner = loser == a ? b : a;
+    ck_assert_int_gt(oom_each_call("reset of a forked epoch", loser,
+                                   tu_reset_answered, winner, NULL,
+                                   tu_at_epoch_of, CALLS_MAX),
+                     2);
+    ck_assert_int_eq(tu_sync_one_way(winner, loser), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(loser, winner), CRDT_OK);
+    tu_assert_converged(a, b);
+    for (int i = 0; i < 3; i++) { /* the loser's own write came back */
+        tu_field_str(got, sizeof got, loser, "c", docs[i], "x");
+        ck_assert_msg(got[0] != 0, "doc %s lost", docs[i]);
+    }
+    epoch_info_clear(&ea);
+    epoch_info_clear(&eb);
+}
+END_TEST
+
+/* A migration of another collection after a lens that added a field
+ * with a default: the collection's kept defaults (one state entry,
+ * rewrite_defaults.c) read, and carried over as they are. */
+START_TEST(test_defaults_kept_through_a_migration_out_of_memory)
+{
+    epoch_lens *l = tu_lens("collection e 1 -> 2\nrename v -> w\n");
+    epoch_info e;
+    char got[32];
+
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "d%d", i);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "v", i), CRDT_OK);
+    }
+    ck_assert_int_eq(tu_put_int(a, "e", "x", "v", 7), CRDT_OK);
+    tu_migrate(a, "collection c 1 -> 2\nadd note string default \"-\"\n",
+               NULL);
+    ck_assert_int_gt(oom_each_call("migration beside kept defaults", a,
+                                   op_migrate, l, NULL, NULL, CALLS_MAX),
+                     2);
+    ck_assert_int_eq(epoch_current(&e, a), CRDT_OK);
+    ck_assert_uint_eq(e.number, 2);
+    epoch_info_clear(&e);
+    tu_field_str(got, sizeof got, a, "e", "x", "w");
+    ck_assert_str_eq(got, "7");
+    tu_field_str(got, sizeof got, a, "c", "d1", "note");
+    ck_assert_str_eq(got, "\"-\"");
+    epoch_lens_free(l);
+}
+END_TEST
+
+/* A custom migration that runs a lens over each document (a register
+ * renamed, a set copied along with the document). */
+static int
+apply_lens(epoch_doc *doc, const char *coll, const char *doc_id, void *lens)
+{
+    (void)doc_id;
+    return epoch_lens_apply_doc(doc, lens, coll);
+}
+
+static int
+op_custom_migrate(crdt_replica *r, void *lens)
+{
+    epoch_builder *bl;
+    int rc;
+
+    if ((rc = epoch_builder_new(&bl, r)) < 0)
+        return rc;
+    rc = epoch_builder_set_custom(bl, "rename v", "c", 2, apply_lens, lens);
+    if (rc == CRDT_OK)
+        rc = epoch_builder_commit(NULL, bl);
+    epoch_builder_free(bl);
+    return rc;
+}
+
+START_TEST(test_custom_migration_out_of_memory)
+{
+    epoch_lens *l = tu_lens("collection c 1 -> 2\nrename v -> title\n");
+    char got[32];
+
+    for (int i = 0; i < 2; i++) {
+        crdt_value x = crdt_value_str("x", 1), y = crdt_value_str("y", 1);
+        char doc[16];
+        crdt_txn *t;
+
+        snprintf(doc, sizeof doc, "d%d", i);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "v", i), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_sadd(t, "c", doc, "s", &x), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_sadd(t, "c", doc, "s", &y), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+    ck_assert_int_gt(oom_each_call("custom migration", a, op_custom_migrate,
+                                   l, NULL, NULL, CALLS_MAX),
+                     2);
+    tu_field_str(got, sizeof got, a, "c", "d1", "title");
+    ck_assert_str_eq(got, "1");
+    tu_field_str(got, sizeof got, a, "c", "d1", "v");
+    ck_assert_str_eq(got, "");
+    tu_field_str(got, sizeof got, a, "c", "d1", "s");
+    ck_assert_str_eq(got, "[\"x\",\"y\"]");
+    epoch_lens_free(l);
 }
 END_TEST
 
@@ -335,6 +626,12 @@ test_suite(void)
     tcase_add_test(tc, test_rebase_and_quarantine_out_of_memory);
     tcase_add_test(tc, test_lens_parse_out_of_memory);
     tcase_add_test(tc, test_resume_out_of_memory_at_every_allocation);
+    tcase_add_test(tc, test_copy_of_a_folded_op_out_of_memory);
+    tcase_add_loop_test(tc, test_equivocation_reset_out_of_memory, 0, 2);
+    tcase_add_test(tc, test_failed_fork_naming_keeps_the_first);
+    tcase_add_test(tc, test_fork_reset_out_of_memory);
+    tcase_add_test(tc, test_defaults_kept_through_a_migration_out_of_memory);
+    tcase_add_test(tc, test_custom_migration_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -150,6 +150,56 @@ tu_reset_answered(crdt_replica *stale, void *fresh)
 }
 
 int
+tu_reset_with_log_answered(crdt_replica *stale, crdt_replica *fresh,
+                           const crdt_actor *forks, size_t n_forks)
+{
+    static const char why[] = "equivocation: lost to the peer's chain";
+    unsigned char id[32], hash[32];
+    const unsigned char *heads, *buf;
+    size_t heads_len, len;
+    crdt_vv *lacks = NULL;
+    crdt_export *ex = NULL;
+    epoch_info e;
+    epoch_reset *rs;
+    int rc;
+
+    if ((rc = epoch_current(&e, fresh)) < 0)
+        return rc;
+    rc = epoch_reset_begin(&rs, stale, e.id, NULL);
+    if (rc == CRDT_OK) {
+        /* genesis folds nothing: its whole log goes (lacks NULL) */
+        rc = epoch_record_heads(&heads, &heads_len, &e);
+        if (rc == CRDT_OK)
+            rc = crdt_heads_vv(&lacks, heads, heads_len);
+        else if (rc == CRDT_ENOTFOUND)
+            rc = CRDT_OK;
+    } else {
+        rs = NULL;
+    }
+    epoch_info_clear(&e);
+    if (rc == CRDT_OK && n_forks > 0)
+        rc = epoch_reset_quarantine_forks(rs, forks, n_forks, why, NULL);
+    if (rc == CRDT_OK)
+        rc = epoch_snapshot_walk(fresh, id, hash, put_entry, rs);
+    if (rc == CRDT_OK)
+        rc = crdt_export_begin(&ex, fresh, lacks);
+    while (rc == CRDT_OK) {
+        if ((rc = crdt_export_next(ex, &buf, &len)) == CRDT_ENOTFOUND) {
+            rc = CRDT_OK; /* the log's end */
+            break;
+        }
+        if (rc == CRDT_OK)
+            rc = epoch_reset_change(rs, buf, len);
+    }
+    crdt_export_end(ex);
+    crdt_vv_free(lacks);
+    if (rc == CRDT_OK)
+        return epoch_reset_commit(NULL, rs, hash);
+    epoch_reset_abort(rs);
+    return rc;
+}
+
+int
 tu_merge_from_answered(crdt_replica *to, crdt_replica *from,
                        void *(*alloc)(size_t))
 {
@@ -273,6 +323,34 @@ tu_copy_behind_epoch(crdt_replica *a, crdt_replica **b, char *db,
     tu_migrate(a, NULL, NULL); /* folds the original's seqs */
     crdt_replica_close(c);
     test_rmtree(dc);
+}
+
+void
+tu_forked_chains(crdt_replica *a, crdt_replica *b, crdt_actor *actor_out)
+{
+    unsigned char space[16];
+    char dc[256], dcopy[256];
+    crdt_replica *c, *copy;
+
+    crdt_replica_space_id(a, space);
+    c = tu_create(dc, sizeof dc, space);
+    ck_assert_int_eq(epoch_attach(c), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "base", "v", 1), CRDT_OK);
+    crdt_replica_close(c);
+    tu_copy_dir(dc, dcopy, sizeof dcopy);
+    c = tu_open_dir(dc);
+    copy = tu_open_dir(dcopy);
+    if (actor_out != NULL)
+        *actor_out = crdt_replica_actor(c);
+    ck_assert_int_eq(tu_put_int(c, "c", "orig", "v", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(copy, "c", "copy0", "v", 3), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(copy, "c", "copy1", "v", 4), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, c), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, copy), CRDT_OK);
+    crdt_replica_close(c);
+    crdt_replica_close(copy);
+    test_rmtree(dc);
+    test_rmtree(dcopy);
 }
 
 uint64_t

@@ -49,6 +49,13 @@ int tu_store_records_answered(crdt_replica *stale, void *fresh);
 int tu_reset_answered(crdt_replica *stale, void *fresh);
 int tu_merge_from_answered(crdt_replica *to, crdt_replica *from,
                            void *(*alloc)(size_t));
+/* tu_reset_answered() with what a session's taker gets along with the
+ * snapshot: the fresh side's log beyond its epoch's base heads, staged
+ * (epoch_reset_change()); and, when @p n_forks > 0, the chains of
+ * @p forks judged lost to the fresh side's
+ * (epoch_reset_quarantine_forks()). Errors answered, not asserted. */
+int tu_reset_with_log_answered(crdt_replica *stale, crdt_replica *fresh,
+                               const crdt_actor *forks, size_t n_forks);
 /* The quarantine listed (@p count, an int *, gets how many entries) and
  * re-applied (@p unused), errors answered: the loops' operations. */
 int tu_quarantine_listed(crdt_replica *r, void *count);
@@ -67,6 +74,13 @@ int tu_at_epoch_of(crdt_replica *r, void *fresh);
  * original's writes. c is removed. */
 void tu_copy_behind_epoch(crdt_replica *a, crdt_replica **b, char *db,
                           size_t db_size);
+/* Two chains of one actor in one epoch: a replica c of @p a's space
+ * writes c/base, a byte copy of c is taken, then c writes c/orig and the
+ * copy c/copy0 and c/copy1 (one change each: the copy's seqs 2 and 3
+ * are other changes than c's seq 2). @p a then holds c's chain and
+ * @p b, another replica of the space, the copy's. c and the copy are
+ * removed; @p actor_out (may be NULL) gets their actor. */
+void tu_forked_chains(crdt_replica *a, crdt_replica *b, crdt_actor *actor_out);
 /* How many of copy0..copy4 @p r shows in its state, plus the ops in its
  * quarantine: at least 5 when nothing of the copy's was lost. */
 uint64_t tu_copy_writes_kept(crdt_replica *r);
