@@ -436,7 +436,12 @@ crdt__log_prove(MDB_txn *txn, MDB_dbi dbi, const crdt_change *c)
         crdt__logrec_close(&lr);
         if (done)
             break;
-        if (mdb_cursor_get(cur, &k, &v, MDB_NEXT) != 0 || k.mv_size != 16 ||
+        int got = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        if (got != 0 && got != MDB_NOTFOUND) {
+            rc = crdt__mdb_err(got); /* no answer, not "unproven" */
+            break;
+        }
+        if (got != 0 || k.mv_size != 16 ||
             memcmp(k.mv_data, c->actor.b, CRDT_ACTOR_BYTES) != 0 ||
             crdt__logrec_open(&lr, k.mv_data, k.mv_size, v.mv_data,
                               v.mv_size) < 0)

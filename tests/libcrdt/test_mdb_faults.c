@@ -213,6 +213,14 @@ read_all(crdt_replica *r, void *arg)
         (rc = crdt_read_heads_after(after, 4, &n, NULL, rd)) ==
             CRDT_OK)
         rc = crdt_read_vv(&vv, rd);
+    if (rc == CRDT_OK && n > 0) { /* the page after the first head */
+        crdt_actor first;
+        size_t m = 0;
+
+        memcpy(first.b, after, CRDT_ACTOR_BYTES);
+        rc = crdt_read_heads_after(after, 4, &m, &first, rd);
+        *got += (int)m;
+    }
     crdt_vv_free(vv);
     crdt_read_end(rd);
     *got += (int)n;
