@@ -216,6 +216,34 @@ START_TEST(test_pending_cases_out_of_memory)
 }
 END_TEST
 
+/* A gap filled: the changes parked behind it are drained in one merge,
+ * more of them than the run's first list of buffers it keeps. */
+START_TEST(test_long_drain_out_of_memory)
+{
+    tu_batch x, rest, first;
+    char ha[65], hb[65];
+
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "f", i), CRDT_OK);
+    x = tu_export_all(a);
+    ck_assert_uint_eq(x.n, 20);
+    rest.v = x.v + 1;
+    rest.n = x.n - 1;
+    first.v = x.v;
+    first.n = 1;
+    ck_assert_int_eq(tu_merge_batch(b, &rest), CRDT_OK);
+    ck_assert_uint_eq(tu_pending(b), 19);
+    ck_assert_int_gt(oom_each_call("merge, 19 parked changes drained", b,
+                                   tu_merge_batch, &first, NULL, NULL, 10000),
+                     2);
+    ck_assert_uint_eq(tu_pending(b), 0);
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+    tu_batch_free(&x);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -231,6 +259,7 @@ test_suite(void)
     tcase_add_test(tc, test_merge_with_aid_out_of_memory);
     tcase_add_test(tc, test_removal_replay_out_of_memory);
     tcase_add_test(tc, test_pending_cases_out_of_memory);
+    tcase_add_test(tc, test_long_drain_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -88,6 +88,79 @@ START_TEST(test_open_reads_and_checks_out_of_memory)
 }
 END_TEST
 
+/* @p n inserts of a two-byte character at the front of c/d9/t, each in
+ * a commit of its own: each its own run, chained to the one before. */
+static void
+front_inserts(crdt_replica *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        crdt_txn *t;
+
+        ck_assert_int_eq(crdt_txn_begin(&t, r), CRDT_OK);
+        ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d9", "t", 0,
+                                              "\xc3\xa9", 2),
+                         CRDT_OK);
+        ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    }
+}
+
+/* Open the copy (cold) and read c/d9/t: its length must be the one the
+ * first handle read (in c->sum). */
+static int
+open_read_long_text(crdt_replica *r, void *arg)
+{
+    copy_arg *c = arg;
+    crdt_replica *cr;
+    crdt_read *rd;
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    (void)r;
+    if ((rc = crdt_replica_open(&cr, c->path, NULL)) < 0)
+        return rc;
+    if ((rc = crdt_read_begin(&rd, cr)) == CRDT_OK) {
+        rc = crdt_read_text(&text, &len, rd, "c", "d9", "t");
+        crdt_read_end(rd);
+    }
+    crdt_text_free(text);
+    crdt_replica_close(cr);
+    if (rc == CRDT_OK && len != c->sum)
+        return CRDT_EIO; /* read otherwise than the first handle did */
+    return rc;
+}
+
+/* A text of many runs loaded cold: more runs than the loader's first
+ * buffers hold, each actor's chain deeper than its first stack (the
+ * first run one side integrates depends on the other's whole chain),
+ * and more bytes than characters (the text's buffer grows). */
+START_TEST(test_long_text_loaded_out_of_memory)
+{
+    copy_arg c;
+    char *text = NULL;
+    crdt_read *rd;
+
+    front_inserts(b, 70);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    front_inserts(a, 70);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    front_inserts(b, 1);
+    ck_assert_int_eq(crdt_read_begin(&rd, b), CRDT_OK);
+    ck_assert_int_eq(crdt_read_text(&text, &c.sum, rd, "c", "d9", "t"),
+                     CRDT_OK);
+    crdt_read_end(rd);
+    crdt_text_free(text);
+    ck_assert_uint_eq(c.sum, 2 * 141);
+    copy_of(&c, b, db);
+    b = tu_open_dir(db); /* for the fixture */
+    ck_assert_int_gt(oom_each_call("a long text loaded cold", a,
+                                   open_read_long_text, &c, NULL, NULL,
+                                   20000),
+                     2);
+    test_rmtree(c.dir);
+}
+END_TEST
+
 /* The feed: a subscription, a watch, and every event since the start. */
 typedef struct {
     const char *dir;
@@ -279,6 +352,7 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_open_reads_and_checks_out_of_memory);
+    tcase_add_test(tc, test_long_text_loaded_out_of_memory);
     tcase_add_test(tc, test_feed_out_of_memory);
     tcase_add_test(tc, test_export_pack_backup_out_of_memory);
     suite_add_tcase(s, tc);
