@@ -161,6 +161,40 @@ START_TEST(test_long_text_loaded_out_of_memory)
 }
 END_TEST
 
+/* The forks a peer's heads show: two chains of one actor, one at each
+ * side (tu_forked_chains()); b, whose chain is the longer, finds that
+ * a's head is not a change of it. */
+typedef struct {
+    unsigned char *heads;
+    size_t len;
+    size_t forks;
+} forks_arg;
+
+static int
+forks_op(crdt_replica *r, void *arg)
+{
+    forks_arg *f = arg;
+    crdt_actor *out = NULL;
+    int rc = crdt_forks_find(&out, &f->forks, r, f->heads, f->len);
+
+    crdt_free(out);
+    return rc;
+}
+
+START_TEST(test_forks_found_out_of_memory)
+{
+    forks_arg f = { NULL, 0, 0 };
+
+    tu_forked_chains(a, b, NULL);
+    ck_assert_int_eq(crdt_heads_export(&f.heads, &f.len, a), CRDT_OK);
+    ck_assert_int_gt(oom_each_call("forks found", b, forks_op, &f, NULL,
+                                   NULL, 10000),
+                     1);
+    ck_assert_uint_eq(f.forks, 1);
+    crdt_free(f.heads);
+}
+END_TEST
+
 /* The feed: a subscription, a watch, and every event since the start. */
 typedef struct {
     const char *dir;
@@ -353,6 +387,7 @@ test_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_open_reads_and_checks_out_of_memory);
     tcase_add_test(tc, test_long_text_loaded_out_of_memory);
+    tcase_add_test(tc, test_forks_found_out_of_memory);
     tcase_add_test(tc, test_feed_out_of_memory);
     tcase_add_test(tc, test_export_pack_backup_out_of_memory);
     suite_add_tcase(s, tc);
