@@ -256,7 +256,8 @@ announced(void *ctx, const unsigned char *e, size_t n)
     return CRDT_OK;
 }
 
-/* The verdict's condition on @p rd, the snapshot FIN was judged on. */
+/* The verdict's condition on @p rd, the snapshot FIN was judged on: 1
+ * conclusive, 0 not, or CRDT_ENOMEM. */
 static int
 fin_conclusive(crdtnet_session *s, crdt_read *rd)
 {
@@ -268,9 +269,12 @@ fin_conclusive(crdtnet_session *s, crdt_read *rd)
     if (s->proto == PROTO_SUMMARY) {
         if (s->sum == NULL || !crdtnet__sum_done(s->sum))
             return 0;
-    } else if (peer_hello_heads(&j) < 0) {
+    } else if ((ok = peer_hello_heads(&j)) < 0) {
         free(j.peer);
-        return 0;
+        /* heads we could not hold say nothing about the peer's: without
+         * memory there is no verdict, and "not in sync" would hide a
+         * divergence the next session may never meet again */
+        return ok == CRDT_ENOMEM ? ok : 0;
     }
     ok = each_heads(rd, announced, &j) == CRDT_OK &&
          (j.peer == NULL || j.seen == j.n_peer);
@@ -303,10 +307,15 @@ fin_verdict(crdtnet_session *s, crdt_read *rd, const crdt_stats *st,
             const unsigned char *hash, int same_vv)
 {
     int same_hash = memcmp(hash, st->state_hash, CRDT_HASH_BYTES) == 0;
+    int conclusive = 1;
 
     memcpy(s->rep.state_hash, st->state_hash, CRDT_HASH_BYTES);
     s->rep.in_sync = same_vv && same_hash;
-    if (same_vv && !same_hash && !fin_conclusive(s, rd))
+    if (same_vv && !same_hash)
+        conclusive = fin_conclusive(s, rd);
+    if (conclusive < 0)
+        return crdtnet__fail(s, conclusive, "out of memory", 1);
+    if (same_vv && !same_hash && !conclusive)
         return 0; /* not in sync; the next session decides */
     if (same_vv && !same_hash)
         return crdtnet__fail(s, CRDT_ECORRUPT,
@@ -375,6 +384,10 @@ crdtnet__on_fin(crdtnet_session *s, crdt__mp *m)
     rc = crdt_read_stats(&st, rd);
     if (rc == CRDT_OK)
         rc = crdt_read_vv(&ours, rd);
+    /* FIN is taken (fin_recv): unless the failure ends the session here,
+     * it would end as finished, with no verdict made */
+    if (rc < 0)
+        crdtnet__fail(s, rc, "cannot read", 1);
     if (rc == CRDT_OK) {
         /* a migration on either side during the session makes the
          * states differ legitimately: compare within one epoch only */
