@@ -88,6 +88,67 @@ START_TEST(test_open_reads_and_checks_out_of_memory)
 }
 END_TEST
 
+/* Zero the older of the two meta pages of the data file under @p path:
+ * the state stays the newer one's, and a writable open rewrites the
+ * damaged page from it. */
+static int
+metas_whole(const char *path)
+{
+    char file[400];
+    unsigned char pg[2][4096];
+    uint32_t magic[2];
+    FILE *f;
+
+    snprintf(file, sizeof file, "%s/data.mdb", path);
+    ck_assert_ptr_nonnull(f = fopen(file, "rb"));
+    ck_assert_uint_eq(fread(pg, 4096, 2, f), 2);
+    fclose(f);
+    for (int i = 0; i < 2; i++) /* MDB_meta's mm_magic */
+        memcpy(&magic[i], pg[i] + 16, 4);
+    return magic[0] == 0xBEEFC0DE && magic[1] == 0xBEEFC0DE;
+}
+
+static void
+zero_older_meta(const char *path)
+{
+    char file[400];
+    unsigned char pg[2][4096], zero[4096] = { 0 };
+    uint64_t txnid[2];
+    FILE *f;
+
+    snprintf(file, sizeof file, "%s/data.mdb", path);
+    ck_assert_ptr_nonnull(f = fopen(file, "r+b"));
+    ck_assert_uint_eq(fread(pg, 4096, 2, f), 2);
+    for (int i = 0; i < 2; i++) /* MDB_meta's mm_txnid, after the header */
+        memcpy(&txnid[i], pg[i] + 144, 8);
+    ck_assert_uint_ne(txnid[0], txnid[1]);
+    ck_assert_int_eq(fseek(f, txnid[0] < txnid[1] ? 0 : 4096, SEEK_SET), 0);
+    ck_assert_uint_eq(fwrite(zero, sizeof zero, 1, f), 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* An open that finds a damaged meta page and restores it from the other
+ * (pagecheck.c), then reads and checks everything. */
+START_TEST(test_meta_repair_out_of_memory)
+{
+    copy_arg c;
+
+    tu_seqs_pair(a, b);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_seqs_sum(b, &c.sum), CRDT_OK);
+    copy_of(&c, b, db);
+    b = tu_open_dir(db); /* for the fixture */
+    ck_assert(metas_whole(c.path));
+    zero_older_meta(c.path);
+    ck_assert(!metas_whole(c.path));
+    ck_assert_int_gt(oom_each_call("open, a meta page restored", a,
+                                   open_read_check, &c, NULL, NULL, 20000),
+                     2);
+    ck_assert(metas_whole(c.path));
+    test_rmtree(c.dir);
+}
+END_TEST
+
 /* @p n inserts of a two-byte character at the front of c/d9/t, each in
  * a commit of its own: each its own run, chained to the one before. */
 static void
@@ -387,6 +448,7 @@ test_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_open_reads_and_checks_out_of_memory);
     tcase_add_test(tc, test_long_text_loaded_out_of_memory);
+    tcase_add_test(tc, test_meta_repair_out_of_memory);
     tcase_add_test(tc, test_forks_found_out_of_memory);
     tcase_add_test(tc, test_feed_out_of_memory);
     tcase_add_test(tc, test_export_pack_backup_out_of_memory);
