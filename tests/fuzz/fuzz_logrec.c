@@ -81,7 +81,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const unsigned char *key = size >= 16 ? data : NULL;
     size_t vlen = size >= 16 ? size - 16 : size;
-    unsigned char *v = malloc(vlen ? vlen : 1), *buf = NULL;
+    unsigned char *v = calloc(1, vlen ? vlen : 1), *buf = NULL;
     crdt_bytes *list = NULL;
     size_t n = 0;
     int rc;
