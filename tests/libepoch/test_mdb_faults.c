@@ -244,6 +244,159 @@ START_TEST(test_interrupted_migration_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* ---- the archive kept, pruned and exported; a lens's kept defaults -- */
+
+/* Archive entries of @p r under epoch @p number. */
+static uint64_t
+archived(crdt_replica *r, uint64_t number)
+{
+    crdt_raw *t;
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    uint64_t n = 0;
+    int rc;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_cursor_open(&c, t, CRDT_DB_ARCHIVE), CRDT_OK);
+    for (rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+         rc == CRDT_OK; rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl)) {
+        const unsigned char *kb = k;
+        uint64_t e = 0;
+        for (int i = 0; i < 8 && kl >= 8; i++)
+            e = e << 8 | kb[i];
+        n += kl >= 8 && e == number;
+    }
+    ck_assert_int_eq(rc, CRDT_ENOTFOUND);
+    crdt_raw_cursor_close(c);
+    crdt_raw_abort(t);
+    return n;
+}
+
+static int
+op_compact_keeping_two(crdt_replica *r, void *unused)
+{
+    epoch_builder *bl;
+    int rc;
+
+    (void)unused;
+    if ((rc = epoch_builder_new(&bl, r)) == CRDT_OK) {
+        epoch_builder_set_retention(bl, 2);
+        rc = epoch_builder_commit(NULL, bl);
+        epoch_builder_free(bl);
+    }
+    return rc;
+}
+
+/* What a sync giver sends of an old epoch's cut: the archived changes
+ * of epoch 1 up to the vv in arg->upto; arg->n counts them. */
+typedef struct {
+    const crdt_vv *upto;
+    size_t n;
+} archive_export;
+
+static int
+op_export_archive(crdt_replica *r, void *arg)
+{
+    archive_export *x = arg;
+    const unsigned char *buf;
+    crdt_export *e;
+    size_t len;
+    int rc;
+
+    x->n = 0;
+    if ((rc = crdt_export_begin_archive(&e, r, 1, NULL, x->upto)) < 0)
+        return rc;
+    while ((rc = crdt_export_next(e, &buf, &len)) == CRDT_OK)
+        x->n++;
+    crdt_export_end(e);
+    return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
+}
+
+/* A document born after the lens that gave its collection defaults. */
+static int
+op_put_newborn(crdt_replica *r, void *unused)
+{
+    crdt_value v = crdt_value_int(9);
+    crdt_txn *t;
+    int rc;
+
+    (void)unused;
+    if ((rc = crdt_txn_begin(&t, r)) < 0)
+        return rc;
+    if ((rc = crdt_txn_put(t, "c", "d9", "v", &v)) < 0) {
+        crdt_txn_abort(t);
+        return rc;
+    }
+    return crdt_txn_commit(t, NULL);
+}
+
+/* The default a document born before the lens shows; arg gets it. */
+static int
+op_read_default(crdt_replica *r, void *arg)
+{
+    char *got = arg;
+    crdt_read *rd;
+    crdt_field f;
+    int rc;
+
+    got[0] = 0;
+    if ((rc = crdt_read_begin(&rd, r)) < 0)
+        return rc;
+    rc = crdt_read_field(&f, rd, "c", "d0", "note");
+    if (rc == CRDT_OK && f.kind == CRDT_FIELD_REGISTER &&
+        f.value.type == CRDT_VSTRING)
+        snprintf(got, 16, "%.*s", (int)f.value.u.s.len, f.value.u.s.ptr);
+    crdt_read_end(rd);
+    return rc;
+}
+
+/* Epoch 1 through a lens that adds a field with a default, epoch 2 a
+ * compaction, and then a compaction that keeps two epochs' archives:
+ * epoch 0's archived log is pruned. Then the export of epoch 1's
+ * archive, a document born in the collection that keeps the defaults
+ * (marked so that it does not show them), and a default read. */
+START_TEST(test_archive_and_defaults_fail_at_every_lmdb_call)
+{
+    archive_export x = { NULL, 0 };
+    crdt_read *rd;
+    crdt_vv *upto = NULL;
+    char got[16];
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d0", "v", 0), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d1", "v", 1), CRDT_OK);
+    tu_migrate(a, "collection c 1 -> 2\nadd note string default \"-\"\n",
+               NULL);
+    ck_assert_int_eq(tu_put_int(a, "c", "d2", "v", 2), CRDT_OK);
+    ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+    ck_assert_int_eq(crdt_read_vv(&upto, rd), CRDT_OK);
+    crdt_read_end(rd);
+    tu_migrate(a, NULL, NULL);
+    ck_assert_int_eq(tu_put_int(a, "c", "d3", "v", 3), CRDT_OK);
+    ck_assert_uint_eq(archived(a, 0), 2);
+    ck_assert_uint_eq(archived(a, 1), 1);
+    mdbfault_spare_reads(1); /* as a migration: its second thread's */
+    each_call("pruning compaction", a, op_compact_keeping_two, NULL, NULL);
+    mdbfault_spare_reads(0);
+    ck_assert_uint_eq(archived(a, 0), 0);
+    ck_assert_uint_eq(archived(a, 1), 1);
+    ck_assert_uint_eq(archived(a, 2), 1);
+
+    x.upto = upto;
+    each_call("archive export", a, op_export_archive, &x, NULL);
+    ck_assert_uint_eq(x.n, 1); /* d2's change */
+    crdt_vv_free(upto);
+
+    each_call("newborn document", a, op_put_newborn, NULL, NULL);
+    tu_field_str(got, sizeof got, a, "c", "d9", "note");
+    ck_assert_str_eq(got, ""); /* born after the defaults */
+    tu_field_str(got, sizeof got, a, "c", "d9", "v");
+    ck_assert_str_eq(got, "9");
+    each_call("default read", a, op_read_default, got, NULL);
+    ck_assert_str_eq(got, "-");
+}
+END_TEST
+
 /* ---- the map full at every write, grown by another process ---------- */
 
 /* A stale replica's whole reset: the records, then the reset. */
@@ -323,6 +476,12 @@ test_suite(void)
     tcase_add_test(tc, test_quarantine_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_interrupted_migration_fails_at_every_lmdb_call);
     tcase_add_loop_test(tc, test_map_full_or_resized_is_absorbed, 0, 10);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("side_roads");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_archive_and_defaults_fail_at_every_lmdb_call);
     suite_add_tcase(s, tc);
     return s;
 }
