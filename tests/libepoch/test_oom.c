@@ -607,6 +607,168 @@ START_TEST(test_lens_parse_out_of_memory)
 }
 END_TEST
 
+/* ---- what a peer reads of an epoch, and a copy behind an epoch ---- */
+
+/* Every record held (a peer's transform needs them all): arg gets how
+ * many. */
+static int
+op_all_records(crdt_replica *r, void *count)
+{
+    epoch_info *all;
+    size_t n;
+    int rc;
+
+    *(size_t *)count = 0;
+    if ((rc = epoch_all(&all, &n, r)) < 0)
+        return rc;
+    *(size_t *)count = n;
+    epoch_chain_free(all, n);
+    return CRDT_OK;
+}
+
+/* The state streamed as a giver sends it: arg gets the entries. */
+static int
+op_snapshot_stream(crdt_replica *r, void *count)
+{
+    unsigned char id[32], hash[32];
+    epoch_snapshot *s;
+    const void *k, *v;
+    size_t kl, vl;
+    int rc;
+
+    *(size_t *)count = 0;
+    if ((rc = epoch_snapshot_open(&s, r, id, hash)) < 0)
+        return rc;
+    while ((rc = epoch_snapshot_next(s, &k, &kl, &v, &vl)) == CRDT_OK)
+        ++*(size_t *)count;
+    epoch_snapshot_close(s);
+    return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
+}
+
+/* Each log record's changes copied out, as a verifier reads them: arg
+ * gets how many. */
+static int
+op_log_changes(crdt_replica *r, void *count)
+{
+    crdt_raw *t;
+    crdt_raw_cursor *c;
+    const void *k, *v;
+    size_t kl, vl;
+    int rc;
+
+    *(size_t *)count = 0;
+    if ((rc = crdt_raw_begin(&t, r, 0)) < 0)
+        return rc;
+    if ((rc = crdt_raw_cursor_open(&c, t, CRDT_DB_LOG)) < 0) {
+        crdt_raw_abort(t);
+        return rc;
+    }
+    for (rc = crdt_raw_cursor_seek(c, NULL, 0, &k, &kl, &v, &vl);
+         rc == CRDT_OK; rc = crdt_raw_cursor_next(c, &k, &kl, &v, &vl)) {
+        crdt_bytes *list;
+        unsigned char *buf;
+        size_t n;
+        if ((rc = crdt_raw_log_changes(&list, &n, &buf, k, kl, v, vl)) < 0)
+            break;
+        *(size_t *)count += n;
+        crdt_free(list);
+        crdt_free(buf);
+    }
+    crdt_raw_cursor_close(c);
+    crdt_raw_abort(t);
+    return rc == CRDT_ENOTFOUND ? CRDT_OK : rc;
+}
+
+START_TEST(test_epoch_reads_out_of_memory)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < 3; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "d%d", i);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "v", i), CRDT_OK);
+    }
+    tu_migrate(a, NULL, NULL);
+    ck_assert_int_eq(tu_put_int(a, "c", "d3", "v", 3), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d4", "v", 4), CRDT_OK);
+    ck_assert_int_gt(oom_each_call("all records", a, op_all_records, &n,
+                                   NULL, NULL, CALLS_MAX),
+                     0);
+    ck_assert_uint_eq(n, 1); /* the compaction's: genesis is no record */
+    ck_assert_int_gt(oom_each_call("snapshot stream", a, op_snapshot_stream,
+                                   &n, NULL, NULL, CALLS_MAX),
+                     0);
+    ck_assert_uint_ge(n, 5); /* at least each document's register */
+    ck_assert_int_gt(oom_each_call("log changes", a, op_log_changes, &n,
+                                   NULL, NULL, CALLS_MAX),
+                     1);
+    ck_assert_uint_eq(n, 2); /* d3's and d4's: the rest is archived */
+}
+END_TEST
+
+/* b, a copy of a third replica, wrote under its actor while a folded
+ * the original's writes into a compaction (tu_copy_behind_epoch()): b's
+ * reset to a's epoch finds its chain forked at the cut and moves it to
+ * the quarantine, to be re-applied under a new actor. */
+START_TEST(test_copy_behind_epoch_reset_out_of_memory)
+{
+    join_b();
+    tu_copy_behind_epoch(a, &b, db, sizeof db);
+    oom_each_call("store records", b, tu_store_records_answered, a, NULL, NULL,
+                  CALLS_MAX);
+    ck_assert_int_gt(oom_each_call("copy's reset", b, tu_reset_answered, a,
+                                   NULL, tu_at_epoch_of, CALLS_MAX),
+                     2);
+    ck_assert_uint_ge(tu_copy_writes_kept(b), 5);
+}
+END_TEST
+
+/* b's new document of the epoch before, merged by a through a lens that
+ * adds a field: the rebase gives the document the field's default (and
+ * applies a register too long for the stack's buffer), then b's text in
+ * that field takes the default away. */
+START_TEST(test_text_over_a_given_default_out_of_memory)
+{
+    crdt_value v;
+    crdt_txn *t;
+    tu_batch keep;
+    char got[32], long_str[600];
+
+    join_b();
+    ck_assert_int_eq(tu_put_int(a, "c", "d0", "v", 0), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d0", "v", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d0", "v", 2), CRDT_OK);
+    memset(long_str, 'y', sizeof long_str - 1);
+    long_str[sizeof long_str - 1] = 0;
+    v = crdt_value_str(long_str, strlen(long_str));
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "dn", "long", &v), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "dn", "note", 0, "x", 1),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    tu_migrate(a, "collection c 1 -> 2\nadd note string default \"-\"\n",
+               NULL);
+    /* b's first two changes, rebased before the loop: what a rebase from
+     * b's epoch caches, and the merge's buffers for two, are there, so
+     * every run makes the same allocations */
+    keep = tu_export_beyond(b, a);
+    ck_assert_uint_eq(keep.n, 4);
+    ck_assert_int_eq(crdt_merge(NULL, a, keep.v, 2), CRDT_OK);
+    tu_batch_free(&keep);
+    ck_assert_int_gt(oom_each_call("a text over a given default", a,
+                                   op_merge_from, b, NULL, NULL, CALLS_MAX),
+                     2);
+    tu_field_str(got, sizeof got, a, "c", "dn", "note");
+    ck_assert_str_eq(got, "\"x\"");
+    tu_field_str(got, sizeof got, a, "c", "dn", "long");
+    ck_assert_uint_eq(strlen(got), sizeof got - 1); /* cut to fit */
+    ck_assert_int_eq(got[1], 'y');
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -632,6 +794,14 @@ test_suite(void)
     tcase_add_test(tc, test_fork_reset_out_of_memory);
     tcase_add_test(tc, test_defaults_kept_through_a_migration_out_of_memory);
     tcase_add_test(tc, test_custom_migration_out_of_memory);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("side_roads");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_epoch_reads_out_of_memory);
+    tcase_add_test(tc, test_copy_behind_epoch_reset_out_of_memory);
+    tcase_add_test(tc, test_text_over_a_given_default_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }
