@@ -132,8 +132,17 @@ crdt__copy_log_holds(crdt__wctx *w, const crdt_actor *a, uint64_t seq,
          * for the quarantine); when it is applied, it finds the copy
          * waiting */
         MDB_val k, v;
-        if (mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT) != 0 ||
-            k.mv_size != 16 || memcmp(k.mv_data, w->replay_key, 16) >= 0) {
+        int g = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+        /* the cursor sits on the record just found: a failure here is
+         * the store's, never "not judged yet" (the txn is dead, and a
+         * copy applied as waiting would be an insert applied twice) */
+        if (g != 0) {
+            crdt__logrec_close(&lr);
+            rc = crdt__mdb_err(g);
+            if (rc == CRDT_ENOTFOUND)
+                rc = CRDT_ECORRUPT;
+        } else if (k.mv_size != 16 ||
+                   memcmp(k.mv_data, w->replay_key, 16) >= 0) {
             crdt__logrec_close(&lr);
             rc = CRDT_ENOTFOUND;
         }

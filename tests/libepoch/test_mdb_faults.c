@@ -397,6 +397,121 @@ START_TEST(test_archive_and_defaults_fail_at_every_lmdb_call)
 }
 END_TEST
 
+static int
+op_reset_with_log(crdt_replica *stale, void *fresh)
+{
+    return tu_reset_with_log_answered(stale, fresh, NULL, 0);
+}
+
+/* A copy of an insert and its original, both in the log a reset
+ * replays (tu_copy_and_original()): the copy waits, the original takes
+ * it away; "hey" once. */
+START_TEST(test_copy_and_original_replay_fails_at_every_lmdb_call)
+{
+    crdt_replica *stale, *fresh;
+    char got[16];
+
+    tu_copy_and_original(a, b, &stale, &fresh);
+    each_call("records", stale, tu_store_records_answered, fresh, NULL);
+    each_call("reset replaying a copy and its original", stale,
+              op_reset_with_log, fresh, tu_at_epoch_of);
+    tu_field_str(got, sizeof got, stale, "c", "d", "t");
+    ck_assert_str_eq(got, "\"hey\"");
+    ck_assert_int_eq(tu_sync_one_way(fresh, stale), CRDT_OK);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+static int
+put_entry(const void *k, size_t kl, const void *v, size_t vl, void *rs)
+{
+    return epoch_reset_put(rs, k, kl, v, vl);
+}
+
+/* A reset to arg->fresh's snapshot with arg->change staged. */
+typedef struct {
+    crdt_replica *fresh;
+    const crdt_bytes *change;
+} staged_reset;
+
+static int
+op_reset_staging(crdt_replica *stale, void *arg)
+{
+    const staged_reset *x = arg;
+    unsigned char id[32], hash[32];
+    epoch_reset *rs;
+    epoch_info e;
+    int rc;
+
+    if ((rc = epoch_current(&e, x->fresh)) < 0)
+        return rc;
+    rc = epoch_reset_begin(&rs, stale, e.id, NULL);
+    epoch_info_clear(&e);
+    if (rc < 0)
+        return rc;
+    rc = epoch_snapshot_walk(x->fresh, id, hash, put_entry, rs);
+    if (rc == CRDT_OK)
+        rc = epoch_reset_change(rs, x->change->data, x->change->len);
+    if (rc < 0) {
+        epoch_reset_abort(rs);
+        return rc;
+    }
+    return epoch_reset_commit(NULL, rs, hash);
+}
+
+static int
+staged_reset_committed(crdt_replica *stale, void *arg)
+{
+    return tu_at_epoch_of(stale, ((staged_reset *)arg)->fresh);
+}
+
+/* A copy of a third replica c wrote another version of c's seq 2; a
+ * folded c's own into a compaction. b's reset to a's epoch is handed the
+ * copy's version along with the snapshot (a sender that holds it in its
+ * log): the replay finds the snapshot's head another change for that
+ * seq and keeps the staged one in the quarantine as an equivocation. */
+START_TEST(test_equivocation_replay_fails_at_every_lmdb_call)
+{
+    unsigned char space[16];
+    char dc[256], dcopy[256], got[16];
+    crdt_replica *c, *copy;
+    staged_reset x = { NULL, NULL };
+    tu_batch forked;
+
+    crdt_replica_space_id(a, space);
+    c = tu_create(dc, sizeof dc, space);
+    ck_assert_int_eq(epoch_attach(c), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "base", "v", 1), CRDT_OK);
+    crdt_replica_close(c);
+    tu_copy_dir(dc, dcopy, sizeof dcopy);
+    c = tu_open_dir(dc);
+    copy = tu_open_dir(dcopy);
+    ck_assert_int_eq(tu_put_int(c, "c", "orig", "v", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(copy, "c", "copy0", "v", 3), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, c), CRDT_OK);
+    forked = tu_export_all(copy);
+    ck_assert_uint_eq(forked.n, 2);
+    crdt_replica_close(c);
+    crdt_replica_close(copy);
+    test_rmtree(dc);
+    test_rmtree(dcopy);
+    tu_migrate(a, NULL, NULL);
+
+    x.fresh = a;
+    x.change = &forked.v[1]; /* the copy's seq 2 */
+    each_call("records", b, tu_store_records_answered, a, NULL);
+    each_call("reset staging a copy's change", b, op_reset_staging, &x,
+              staged_reset_committed);
+    tu_batch_free(&forked);
+    ck_assert_uint_eq(tu_quarantine_count(b), 1);
+    tu_field_str(got, sizeof got, b, "c", "orig", "v");
+    ck_assert_str_eq(got, "2");
+    tu_field_str(got, sizeof got, b, "c", "copy0", "v");
+    ck_assert_str_eq(got, "");
+    tu_assert_converged(a, b);
+}
+END_TEST
+
 /* ---- the map full at every write, grown by another process ---------- */
 
 /* A stale replica's whole reset: the records, then the reset. */
@@ -482,6 +597,8 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_archive_and_defaults_fail_at_every_lmdb_call);
+    tcase_add_test(tc, test_copy_and_original_replay_fails_at_every_lmdb_call);
+    tcase_add_test(tc, test_equivocation_replay_fails_at_every_lmdb_call);
     suite_add_tcase(s, tc);
     return s;
 }

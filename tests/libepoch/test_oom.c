@@ -769,6 +769,29 @@ START_TEST(test_text_over_a_given_default_out_of_memory)
 }
 END_TEST
 
+/* A copy of an insert and its original met in a reset's replay
+ * (tu_copy_and_original()): the original finds the copy waiting and
+ * takes its ids away. */
+START_TEST(test_copy_and_original_replay_out_of_memory)
+{
+    crdt_replica *stale, *fresh;
+    reset_with_log x = { NULL, NULL, 0 };
+    char got[16];
+
+    join_b();
+    tu_copy_and_original(a, b, &stale, &fresh);
+    x.fresh = fresh;
+    ck_assert_int_gt(oom_each_call("reset replaying a copy and its original",
+                                   stale, op_reset_with_log, &x, NULL,
+                                   tu_at_epoch_of, CALLS_MAX),
+                     2);
+    tu_field_str(got, sizeof got, stale, "c", "d", "t");
+    ck_assert_str_eq(got, "\"hey\"");
+    ck_assert_int_eq(tu_sync_one_way(fresh, stale), CRDT_OK);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -802,6 +825,7 @@ test_suite(void)
     tcase_add_test(tc, test_epoch_reads_out_of_memory);
     tcase_add_test(tc, test_copy_behind_epoch_reset_out_of_memory);
     tcase_add_test(tc, test_text_over_a_given_default_out_of_memory);
+    tcase_add_test(tc, test_copy_and_original_replay_out_of_memory);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -367,6 +367,41 @@ tu_copy_writes_kept(crdt_replica *r)
     return shown + tu_quarantine_count(r);
 }
 
+void
+tu_copy_and_original(crdt_replica *a, crdt_replica *b,
+                     crdt_replica **stale_out, crdt_replica **fresh_out)
+{
+    crdt_actor xa = crdt_replica_actor(a), xb = crdt_replica_actor(b), orig;
+    crdt_replica *stale, *fresh;
+    crdt_change ch;
+    tu_batch x;
+    crdt_txn *t;
+
+    stale = memcmp(xa.b, xb.b, CRDT_ACTOR_BYTES) < 0 ? a : b;
+    fresh = stale == a ? b : a;
+    orig = crdt_replica_actor(fresh);
+    ck_assert_int_eq(tu_put_int(fresh, "c", "base", "v", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(stale, fresh), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, fresh), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 0, "hey", 3),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    x = tu_export_beyond(fresh, stale);
+    ck_assert_uint_eq(x.n, 1);
+    ck_assert_int_eq(crdt_change_decode(&ch, x.v[0].data, x.v[0].len),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, stale), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, &orig, ch.seq, ch.hash, ch.hlc),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 0, "hey", 3),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_copy_of(t, NULL, 0, NULL, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    tu_batch_free(&x);
+    *stale_out = stale;
+    *fresh_out = fresh;
+}
+
 int
 tu_pump_one(crdtnet_session *from, crdtnet_session *to)
 {

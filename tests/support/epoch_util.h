@@ -85,6 +85,18 @@ void tu_forked_chains(crdt_replica *a, crdt_replica *b, crdt_actor *actor_out);
  * quarantine: at least 5 when nothing of the copy's was lost. */
 uint64_t tu_copy_writes_kept(crdt_replica *r);
 
+/* A copy of an insert and its original, met in a reset's replay: of
+ * @p a and @p b (one space, attached), the one whose actor sorts first
+ * (*@p stale_out) writes a copy of the other's (*@p fresh_out) insert of
+ * "hey" into c/d/t (crdt_txn_copy_of(): what a replica that lost an
+ * equivocation re-applies) without holding the original. Its reset to
+ * the fresh one's snapshot of their one epoch, with the fresh log staged
+ * (tu_reset_with_log_answered()), replays the copy first (its actor's
+ * log keys sort first), which waits for the original, then the
+ * original, which takes the copy's ids away: c/d/t holds "hey" once. */
+void tu_copy_and_original(crdt_replica *a, crdt_replica *b,
+                          crdt_replica **stale_out, crdt_replica **fresh_out);
+
 /* Move every message @p from has to send into @p to; 1 if any moved. */
 int tu_pump(crdtnet_session *from, crdtnet_session *to);
 /* Move at most one message from @p from into @p to; 1 if one moved. */
