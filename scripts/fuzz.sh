@@ -11,11 +11,16 @@
 #                  same way on every machine and a green local run of at
 #                  least as long predicts CI; 0 = a new seed each run, for
 #                  the soak tier and hunting)
+#   FUZZ_GROW=1    then merge into tests/fuzz/corpus/<target>/ the inputs
+#                  of the run that reach code its corpus does not
+#                  (libFuzzer's -merge=1), to commit: ctest replays the
+#                  corpus in every build (fuzz_replay_<target>)
 #
 # Needs only what scripts/setup.sh installs (clang, libclang-rt-14-dev,
 # cmake). Logs: build-fuzz/fuzz-logs/<target>.log; crash, leak, OOM and
 # timeout inputs: build-fuzz/fuzz-artifacts/<target>/. Inputs under
-# tests/fuzz/crashes/ reproduce bugs the targets found; they are not run.
+# tests/fuzz/crashes/ reproduce bugs the targets found; they are not
+# fuzzed from, but ctest replays them (fuzz_replay_<target>).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -75,7 +80,14 @@ run_one() {   # run_one TARGET: fuzz it; the exit code says how it went
         "$build/tests/fuzz/$t" "$corpus" -max_total_time="$secs" \
         -max_len="$max_len" -seed="$seed" -rss_limit_mb=1024 -malloc_limit_mb=64 -timeout=2 \
         -print_final_stats=1 -artifact_prefix="$art" \
-        >"$logs/$t.log" 2>&1
+        >"$logs/$t.log" 2>&1 || return
+    if [ "${FUZZ_GROW:-0}" = 1 ]; then
+        mkdir -p "tests/fuzz/corpus/$t"
+        STRATA_FUZZ_TMP="$scratch/$t" \
+            "$build/tests/fuzz/$t" -merge=1 -max_len="$max_len" \
+            -rss_limit_mb=1024 -malloc_limit_mb=64 -timeout=2 \
+            "tests/fuzz/corpus/$t" "$corpus" >>"$logs/$t.log" 2>&1
+    fi
 }
 
 echo "== fuzz: ${#targets[@]} targets, ${secs}s each, $jobs at a time, seed $seed"
