@@ -408,6 +408,75 @@ START_TEST(test_merge_with_a_gap_fails_at_every_lmdb_call)
 }
 END_TEST
 
+/* Changes exported as their writer stored them: each local commit took
+ * the signature of the one before (proven by it), the last is signed. */
+static tu_batch
+export_as_stored(crdt_replica *r)
+{
+    tu_batch out = { NULL, 0 };
+    crdt_export *e;
+    const unsigned char *p;
+    size_t len;
+
+    ck_assert_int_eq(crdt_export_begin_as_stored(&e, r, NULL), CRDT_OK);
+    while (crdt_export_next(e, &p, &len) == CRDT_OK) {
+        crdt_bytes *v = realloc(out.v, (out.n + 1) * sizeof *v);
+        unsigned char *c = malloc(len);
+
+        ck_assert(v != NULL && c != NULL);
+        memcpy(c, p, len);
+        out.v = v;
+        out.v[out.n].data = c;
+        out.v[out.n].len = len;
+        out.n++;
+    }
+    crdt_export_end(e);
+    return out;
+}
+
+/* Changes their writer stored without signatures (each proven by the
+ * next, the last signed) park at a replica lacking the first; the merge
+ * that brings it drains them, each proven by the signed end parked
+ * after it. */
+START_TEST(test_unsigned_run_drained_fails_at_every_lmdb_call)
+{
+    tu_batch signed_x, stored, rest, first;
+    size_t unsigned_n = 0;
+
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "f", i), CRDT_OK);
+    signed_x = tu_export_all(a);
+    stored = export_as_stored(a);
+    ck_assert_uint_eq(stored.n, 5);
+    for (size_t i = 0; i < stored.n; i++) {
+        crdt_change ch;
+        unsigned char *copy = malloc(stored.v[i].len);
+
+        ck_assert_ptr_nonnull(copy);
+        memcpy(copy, stored.v[i].data, stored.v[i].len);
+        ck_assert_int_eq(crdt_change_decode(&ch, copy, stored.v[i].len),
+                         CRDT_OK);
+        unsigned_n += ch.sig == NULL;
+        free(copy);
+    }
+    ck_assert_uint_eq(unsigned_n, 4);
+    rest.v = stored.v + 1;
+    rest.n = stored.n - 1;
+    first.v = signed_x.v;
+    first.n = 1;
+    ck_assert_int_eq(tu_merge_batch(b, &rest), CRDT_OK);
+    ck_assert_uint_eq(tu_pending(b), 4);
+    ck_assert_int_gt(mdbfault_each_call("merge, an unsigned run drained", b,
+                                        tu_merge_batch, &first, NULL,
+                                        CALLS_MAX),
+                     10);
+    ck_assert_uint_eq(tu_pending(b), 0);
+    assert_same_state(a, b);
+    tu_batch_free(&signed_x);
+    tu_batch_free(&stored);
+}
+END_TEST
+
 /* The pending area's harder cases (tu_pending_scene()): an actor's
  * share full, a nearer change displaces the farthest to the quarantine;
  * a copy's changes parked, which the chain then meets (at the head, in
@@ -802,6 +871,7 @@ test_suite(void)
     tcase_add_test(tc, test_merge_with_a_gap_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_equivocation_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_pending_cases_fail_at_every_lmdb_call);
+    tcase_add_test(tc, test_unsigned_run_drained_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_members_fail_at_every_lmdb_call);
     tcase_add_test(tc, test_removal_replay_fails_at_every_lmdb_call);
     tcase_add_test(tc, test_checks_fail_at_every_lmdb_call);
