@@ -1,0 +1,580 @@
+/*
+ * test_session_edges.c: a peer that sends what it should not: a message
+ * out of order, a field of the wrong type or length, a count over a
+ * limit, a snapshot or FORKS or FIN that does not add up. Each ends the
+ * receiving session with the error and reason docs/protocol.md gives,
+ * and the receiving replica is left as it was. Also the session's API
+ * at its edges (NULL arguments, options of version 1).
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "crdtnet/session.h"
+#include "epoch/epoch.h"
+#include "internal.h"
+#include "support/epoch_util.h"
+#include "support/replica_util.h"
+#include "support/support.h"
+
+/* a and b: a fresh attached pair of one space for each test */
+TU_PAIR_FIXTURE(tu_pair_open)
+
+enum {
+    T_OFFER = 0, T_HELLO = 1, T_BUSY, T_REJECT, T_SNAP_BEGIN, T_SNAP_CHUNK,
+    T_SNAP_END, T_CHANGES, T_DONE, T_FIN, T_ERROR, T_SNAP_LOG, T_FORKS,
+    T_PACKED, T_SUMMARY, T_CUT
+};
+
+/* ---- messages built and rewritten ---- */
+
+typedef struct {
+    unsigned char b[1 << 17];
+    size_t n;
+} wbuf;
+
+static void
+put(wbuf *w, const void *p, size_t n)
+{
+    ck_assert_uint_le(w->n + n, sizeof w->b);
+    memcpy(w->b + w->n, p, n);
+    w->n += n;
+}
+
+static void
+put_byte(wbuf *w, unsigned v)
+{
+    unsigned char c = (unsigned char)v;
+    put(w, &c, 1);
+}
+
+/* bin 8 of @p n bytes of @p fill */
+static void
+put_bin(wbuf *w, size_t n, unsigned fill)
+{
+    ck_assert_uint_lt(n, 256);
+    put_byte(w, 0xc4);
+    put_byte(w, (unsigned)n);
+    for (size_t i = 0; i < n; i++)
+        put_byte(w, fill);
+}
+
+/* The type of message @p m (0: the empty offer of protocol 4). */
+static int
+type_of(const unsigned char *m, size_t len)
+{
+    if (len == 0)
+        return T_OFFER;
+    ck_assert_uint_ge(len, 2);
+    ck_assert_uint_eq(m[0] & 0xf0, 0x90);
+    return m[1];
+}
+
+/* Message @p m (a msgpack array) with its element @p k replaced by the
+ * bytes @p raw (NULL: dropped); every other element copied as it is. */
+static size_t
+rewrite(unsigned char *out, const unsigned char *m, size_t len, uint32_t k,
+        const unsigned char *raw, size_t raw_len)
+{
+    crdt__mp mp = { m, m + len };
+    uint32_t n;
+    wbuf w;
+
+    w.n = 0;
+    ck_assert_int_eq(crdt__mp_array(&mp, &n), 0);
+    ck_assert_uint_lt(k, n);
+    ck_assert_uint_lt(n, 16);
+    put_byte(&w, 0x90 | (raw != NULL ? n : n - 1));
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *p = mp.p;
+        ck_assert_int_eq(crdt__mp_skip(&mp), 0);
+        if (i != k)
+            put(&w, p, (size_t)(mp.p - p));
+        else if (raw != NULL)
+            put(&w, raw, raw_len);
+    }
+    memcpy(out, w.b, w.n);
+    return w.n;
+}
+
+/* ---- two sessions, one message of one side replaced ---- */
+
+/* What edge_run() does to the @p nth message of type @p type that a
+ * (@p from_a) or b sends: @p edit writes what the peer gets instead
+ * (its length; 0 with @p msg NULL when the edit only looks); with
+ * @p then_original the original follows it. */
+typedef size_t (*edit_fn)(unsigned char *out, const unsigned char *msg,
+                          size_t len);
+
+typedef struct {
+    int from_a, type, nth, then_original;
+    edit_fn edit;
+} edge;
+
+typedef struct {
+    int hit;               /* the message was met and replaced */
+    int rc;                /* what the receiver answered it */
+    int ea, eb;            /* each side's error at the end */
+    crdtnet_report ra, rb; /* each side's report */
+} edge_result;
+
+static unsigned char edited[CRDTNET_SESSION_MSG_MAX];
+
+static edge_result
+edge_run(const crdtnet_session_options *oa, const crdtnet_session_options *ob,
+         const edge *e)
+{
+    crdtnet_session *s[2];
+    edge_result res;
+    int seen = 0;
+
+    memset(&res, 0, sizeof res);
+    ck_assert_int_eq(crdtnet_session_new(&s[0], a, oa), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&s[1], b, ob), CRDT_OK);
+    for (int round = 0; round < 10000; round++) {
+        int moved = 0;
+        for (int d = 0; d < 2; d++) {
+            const unsigned char *msg;
+            size_t len;
+            while (crdtnet_session_next_out(s[d], &msg, &len) == CRDT_OK) {
+                unsigned char *copy = malloc(len + 1);
+                int rc;
+                ck_assert_ptr_nonnull(copy);
+                memcpy(copy, msg, len);
+                moved = 1;
+                if (!res.hit && (d == 0) == (e->from_a != 0) &&
+                    type_of(copy, len) == e->type && seen++ == e->nth) {
+                    size_t el = e->edit(edited, copy, len);
+                    res.hit = 1;
+                    res.rc = crdtnet_session_feed(s[!d], edited, el);
+                    if (e->then_original && res.rc == CRDT_OK)
+                        res.rc = crdtnet_session_feed(s[!d], copy, len);
+                } else {
+                    rc = crdtnet_session_feed(s[!d], copy, len);
+                    (void)rc;
+                }
+                free(copy);
+            }
+        }
+        if (!moved)
+            break;
+    }
+    /* every session ends: finished, or with an error */
+    for (int d = 0; d < 2; d++)
+        ck_assert(crdtnet_session_finished(s[d]) ||
+                  crdtnet_session_error(s[d]) != CRDT_OK);
+    res.ea = crdtnet_session_error(s[0]);
+    res.eb = crdtnet_session_error(s[1]);
+    res.ra = *crdtnet_session_report(s[0]);
+    res.rb = *crdtnet_session_report(s[1]);
+    crdtnet_session_free(s[0]);
+    crdtnet_session_free(s[1]);
+    return res;
+}
+
+/* The receiver of the edit (a when b's message was edited) ended with
+ * @p rc and @p why, the replica unchanged since @p h0. */
+static void
+assert_refused(const edge_result *r, int from_a, int rc, const char *why,
+               const char *h0)
+{
+    const crdtnet_report *rep = from_a ? &r->rb : &r->ra;
+    char h1[65];
+
+    ck_assert_msg(r->hit, "the message to edit never went");
+    ck_assert_msg(r->rc == rc, "answered %d (%s), not %d", r->rc,
+                  rep->reason, rc);
+    ck_assert_int_eq(from_a ? r->eb : r->ea, rc);
+    ck_assert_str_eq(rep->reason, why);
+    tu_hash(h1, from_a ? b : a);
+    ck_assert_str_eq(h0, h1);
+}
+
+/* A message of version 3 (HELLO at once, no summary). */
+static crdtnet_session_options
+v3(void)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    o.sync_proto = 3;
+    return o;
+}
+
+/* What the edits put in place of a message or a field: set before each
+ * edge_run() */
+static const unsigned char *raw_msg; /* a whole message */
+static size_t raw_len;
+static uint32_t field;               /* rewrite(): the element */
+static wbuf fld;                     /* ... and its bytes (n 0: dropped) */
+
+static size_t
+edit_whole(unsigned char *out, const unsigned char *msg, size_t len)
+{
+    (void)msg;
+    (void)len;
+    memcpy(out, raw_msg, raw_len);
+    return raw_len;
+}
+
+static size_t
+edit_field(unsigned char *out, const unsigned char *msg, size_t len)
+{
+    return rewrite(out, msg, len, field, fld.n ? fld.b : NULL, fld.n);
+}
+
+/* The same message twice */
+static size_t
+edit_same(unsigned char *out, const unsigned char *msg, size_t len)
+{
+    memcpy(out, msg, len);
+    return len;
+}
+
+/* A whole message @p m, which a gets in place of (or, @p before, just
+ * before) the @p nth message of @p type from b; a ends with @p rc and
+ * @p why and nothing of its replica changed. */
+static edge_result
+b_sends(const crdtnet_session_options *o, int type, int nth, int before,
+        const unsigned char *m, size_t len, int rc, const char *why)
+{
+    edge e = { 0, type, nth, before, edit_whole };
+    edge_result r;
+    char h0[65];
+
+    tu_hash(h0, a);
+    raw_msg = m;
+    raw_len = len;
+    r = edge_run(o, o, &e);
+    assert_refused(&r, 0, rc, why, h0);
+    return r;
+}
+
+/* b's @p nth message of @p type with its element @p k replaced by fld
+ * (dropped if empty) */
+static edge_result
+b_field(const crdtnet_session_options *o, int type, int nth, uint32_t k,
+        int rc, const char *why)
+{
+    edge e = { 0, type, nth, 0, edit_field };
+    edge_result r;
+    char h0[65];
+
+    tu_hash(h0, a);
+    field = k;
+    r = edge_run(o, o, &e);
+    assert_refused(&r, 0, rc, why, h0);
+    return r;
+}
+
+#define MSG(...) ((const unsigned char[]){ __VA_ARGS__ })
+#define MSG_LEN(...) sizeof((const unsigned char[]){ __VA_ARGS__ })
+/* b sends the bytes given instead of (before) its first DONE */
+#define B_BEFORE_DONE(o, rc, why, ...)                                       \
+    b_sends((o), T_DONE, 0, 1, MSG(__VA_ARGS__), MSG_LEN(__VA_ARGS__), (rc), \
+            (why))
+
+/* ---- the API at its edges ---- */
+
+START_TEST(test_api_null_arguments)
+{
+    crdtnet_session *s;
+    const unsigned char *msg;
+    unsigned char *em;
+    size_t len;
+
+    ck_assert_int_eq(crdtnet_session_new(NULL, a, NULL), CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_session_new(&s, NULL, NULL), CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_session_finished(NULL), 0);
+    ck_assert_int_eq(crdtnet_session_error(NULL), CRDT_EINVAL);
+    ck_assert_ptr_null(crdtnet_session_report(NULL));
+    crdtnet_session_poke(NULL);
+    crdtnet_session_free(NULL);
+    ck_assert_int_eq(crdtnet_session_next_out(NULL, &msg, &len), CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_session_feed(NULL, MSG(0x91, 0x08), 2),
+                     CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_session_error_msg(NULL, &len, -1, "x"),
+                     CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_session_error_msg(&em, NULL, -1, "x"),
+                     CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_session_error_msg(&em, &len, -1, NULL),
+                     CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_session_new(&s, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_next_out(s, NULL, &len), CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_session_next_out(s, &msg, NULL), CRDT_EINVAL);
+    /* no bytes at a NULL pointer */
+    ck_assert_int_eq(crdtnet_session_feed(s, NULL, 3), CRDT_EINVAL);
+    ck_assert_int_eq(crdtnet_session_error(s), CRDT_OK);
+    crdtnet_session_free(s);
+}
+END_TEST
+
+/* An ERROR built for a peer that is refused before any session (a
+ * daemon's): the session that reads it ends with its code and reason;
+ * a code that is no error of ours is read as a protocol error. */
+START_TEST(test_error_message_ends_the_peer)
+{
+    crdtnet_session *s;
+    unsigned char *em;
+    size_t len;
+    char h0[65], h1[65];
+
+    tu_hash(h0, a);
+    ck_assert_int_eq(crdtnet_session_error_msg(&em, &len, CRDT_EBUSY,
+                                               "too many sessions"),
+                     CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_new(&s, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(s, em, len), CRDT_EBUSY);
+    ck_assert_str_eq(crdtnet_session_report(s)->reason,
+                     "peer: too many sessions");
+    /* ended by the peer: nothing more goes, nothing more is read */
+    {
+        const unsigned char *msg;
+        size_t l;
+        ck_assert_int_eq(crdtnet_session_next_out(s, &msg, &l), CRDT_ECLOSED);
+        ck_assert_int_eq(crdtnet_session_feed(s, em, len), CRDT_EBUSY);
+    }
+    crdtnet_session_free(s);
+    free(em);
+    /* codes out of range, and an ERROR without them */
+    ck_assert_int_eq(crdtnet_session_new(&s, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(
+                         s, MSG(0x93, 0x0a, 0x05, 0xa1, 'x'), 5),
+                     CRDT_EPROTO);
+    ck_assert_str_eq(crdtnet_session_report(s)->reason, "peer: x");
+    crdtnet_session_free(s);
+    ck_assert_int_eq(crdtnet_session_new(&s, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(
+                         s, MSG(0x93, 0x0a, 0xd1, 0xfc, 0x00, 0xa0), 6),
+                     CRDT_EPROTO); /* -1024 */
+    crdtnet_session_free(s);
+    ck_assert_int_eq(crdtnet_session_new(&s, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(s, MSG(0x91, 0x0a), 2),
+                     CRDT_EPROTO);
+    ck_assert_str_eq(crdtnet_session_report(s)->reason, "peer: ");
+    crdtnet_session_free(s);
+    tu_hash(h1, a);
+    ck_assert_str_eq(h0, h1);
+}
+END_TEST
+
+/* BUSY without a delay means a second; a delay over ten minutes is
+ * held to ten minutes. */
+START_TEST(test_busy_delay_defaults_and_is_capped)
+{
+    crdtnet_session *s;
+
+    ck_assert_int_eq(crdtnet_session_new(&s, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(s, MSG(0x91, 0x02), 2), CRDT_EBUSY);
+    ck_assert_uint_eq(crdtnet_session_report(s)->busy_retry_ms, 1000);
+    ck_assert_str_eq(crdtnet_session_report(s)->reason,
+                     "peer is migrating; retry later");
+    crdtnet_session_free(s);
+    ck_assert_int_eq(crdtnet_session_new(&s, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(
+                         s, MSG(0x92, 0x02, 0xce, 0x3b, 0x9a, 0xca, 0x00), 7),
+                     CRDT_EBUSY); /* 1e9 ms */
+    ck_assert_uint_eq(crdtnet_session_report(s)->busy_retry_ms, 600000);
+    crdtnet_session_free(s);
+}
+END_TEST
+
+/* A message over CRDTNET_SESSION_MSG_MAX is refused unread. */
+START_TEST(test_message_too_large)
+{
+    crdtnet_session *s;
+    unsigned char *big = calloc(CRDTNET_SESSION_MSG_MAX + 1, 1);
+
+    ck_assert_ptr_nonnull(big);
+    ck_assert_int_eq(crdtnet_session_new(&s, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdtnet_session_feed(s, big, CRDTNET_SESSION_MSG_MAX + 1),
+                     CRDT_ELIMIT);
+    ck_assert_str_eq(crdtnet_session_report(s)->reason, "message too large");
+    crdtnet_session_free(s);
+    free(big);
+}
+END_TEST
+
+/* Options of version 1 end before sync_proto: what follows is not read
+ * (the newest protocol is offered), whatever the caller's struct holds
+ * there; a batch over half a message is held to half a message. */
+START_TEST(test_options_version1_and_batch_cap)
+{
+    crdtnet_session_options o = CRDTNET_SESSION_OPTIONS_INIT;
+    tu_sync_result r;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    o.version = 1;
+    o.sync_proto = 3; /* past a version 1 struct: ignored */
+    o.batch_bytes = CRDTNET_SESSION_MSG_MAX; /* over half: capped */
+    r = tu_sessions_run(a, b, &o);
+    ck_assert_int_eq(r.ex, 0);
+    ck_assert_int_eq(r.ey, 0);
+    ck_assert_uint_eq(r.rx.sync_proto, 4);
+    ck_assert_uint_eq(r.ry.changes_received, 1);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+/* ---- messages out of order or of the wrong shape ---- */
+
+/* Each message of a wrong element count, after HELLO and FORKS */
+START_TEST(test_wrong_element_counts)
+{
+    crdtnet_session_options o = v3();
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed snapshot message", 0x91, 0x04);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed snapshot message", 0x92, 0x06,
+                  0x00);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed CHANGES", 0x91, 0x07);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed CUT", 0x91, 0x0f);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed PACKED", 0x92, 0x0d, 0x07);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed REJECT", 0x92, 0x03, 0x05);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "unexpected DONE", 0x92, 0x08, 0x00);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "unexpected FORKS", 0x91, 0x0c);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "unexpected FIN", 0x91, 0x09);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed CHANGES", 0x92, 0x07, 0x05);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed PACKED", 0x93, 0x0d, 0xa0,
+                  0xc4, 0x00);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed PACKED", 0x93, 0x0d, 0x08,
+                  0xc4, 0x00);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed PACKED", 0x93, 0x0d, 0x07,
+                  0x05);
+    /* the order rules of SNAP_LOG hold inside PACKED */
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "unexpected snapshot", 0x93, 0x0d, 0x0b,
+                  0xc4, 0x00);
+    /* a second HELLO, a second FORKS, a second DONE */
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed HELLO", 0x92, 0x01, 0x03);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed FORKS", 0x92, 0x0c, 0x90);
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "unexpected DONE", 0x91, 0x08);
+    /* SUMMARY belongs to protocol 4, before FORKS */
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "unexpected SUMMARY", 0x93, 0x0e, 0xc4,
+                  0x00, 0xc4, 0x00);
+    B_BEFORE_DONE(NULL, CRDT_EPROTO, "unexpected SUMMARY", 0x93, 0x0e, 0xc4,
+                  0x00, 0xc4, 0x00);
+    /* a REJECT with its reason is only noted: the sync goes on */
+    {
+        edge e = { 0, T_DONE, 0, 1, edit_whole };
+        edge_result r;
+        raw_msg = MSG(0x92, 0x03, 0xa1, 'x');
+        raw_len = 4;
+        r = edge_run(&o, &o, &e);
+        ck_assert_int_eq(r.rc, CRDT_OK);
+        ck_assert_int_eq(r.ea, 0);
+        ck_assert_str_eq(r.ra.reason, "peer x");
+        ck_assert_int_eq(r.ra.in_sync, 1);
+        tu_assert_converged(a, b);
+    }
+}
+END_TEST
+
+/* A FIN twice, or with a field of the wrong type or length */
+START_TEST(test_bad_fin)
+{
+    crdtnet_session_options o = v3();
+    edge e = { 0, T_FIN, 0, 1, edit_same };
+    edge_result r;
+    char h0[65];
+
+    tu_hash(h0, a);
+    r = edge_run(&o, &o, &e);
+    assert_refused(&r, 0, CRDT_EPROTO, "malformed FIN", h0);
+    for (uint32_t k = 1; k <= 3; k++) {
+        fld.n = 0;
+        put_byte(&fld, 0x07); /* a uint where a bin belongs */
+        b_field(&o, T_FIN, 0, k, CRDT_EPROTO, "malformed FIN");
+    }
+    /* protocol 4: the vv's digest is 32 bytes */
+    fld.n = 0;
+    put_bin(&fld, 31, 0);
+    b_field(NULL, T_FIN, 0, 2, CRDT_EPROTO, "malformed FIN");
+}
+END_TEST
+
+/* A HELLO of the wrong shape, field by field */
+START_TEST(test_bad_hello)
+{
+    crdtnet_session_options o = v3();
+    static const struct {
+        uint32_t k;
+        int proto4;
+    } bad[] = {
+        { 2, 0 }, { 3, 0 }, { 4, 0 }, { 5, 0 }, { 6, 0 }, { 7, 0 },
+        { 5, 1 }, { 6, 1 }, { 7, 1 }, { 8, 1 },
+    };
+
+    /* [1] and [1, "x"] */
+    b_sends(&o, T_HELLO, 0, 0, MSG(0x91, 0x01), 2, CRDT_EPROTO,
+            "malformed HELLO");
+    b_sends(&o, T_HELLO, 0, 0, MSG(0x92, 0x01, 0xa1, 'x'), 4, CRDT_EPROTO,
+            "malformed HELLO");
+    /* one element short */
+    fld.n = 0;
+    b_field(&o, T_HELLO, 0, 7, CRDT_EPROTO, "malformed HELLO");
+    /* each field of the wrong type: a bin of 3 where a uint goes, a
+     * string anywhere else */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fld.n = 0;
+        if (bad[i].k == 3 || (bad[i].proto4 && bad[i].k == 6))
+            put_bin(&fld, 3, 0);
+        else
+            put(&fld, "\xa1x", 2);
+        b_field(bad[i].proto4 ? NULL : &o, T_HELLO, 0, bad[i].k, CRDT_EPROTO,
+                "malformed HELLO");
+    }
+    /* an epoch record that is not a bin */
+    fld.n = 0;
+    put(&fld, "\x91\x05", 2);
+    b_field(&o, T_HELLO, 0, 6, CRDT_EPROTO, "malformed epoch record");
+    /* protocol 4: more heads than a side may hold */
+    fld.n = 0;
+    put(&fld, "\xce\x00\x01\x00\x01", 5);
+    b_field(NULL, T_HELLO, 0, 6, CRDT_ELIMIT, "too many heads in HELLO");
+}
+END_TEST
+
+/* FORKS: not a list of actors, too many of them */
+START_TEST(test_bad_forks)
+{
+    crdtnet_session_options o = v3();
+    wbuf *w = malloc(sizeof *w);
+
+    fld.n = 0;
+    put(&fld, "\x91\x05", 2);
+    b_field(&o, T_FORKS, 0, 1, CRDT_EPROTO, "malformed FORKS");
+    fld.n = 0;
+    put(&fld, "\x91\xc4\x03\x00\x00\x00", 6);
+    b_field(&o, T_FORKS, 0, 1, CRDT_EPROTO, "malformed FORKS");
+    /* 65,537 actors */
+    ck_assert_ptr_nonnull(w);
+    w->n = 0;
+    put(w, "\x92\x0c\xdd\x00\x01\x00\x01", 7);
+    for (int i = 0; i < 6554; i++) /* 65,540 bytes of fixints */
+        put(w, "\0\0\0\0\0\0\0\0\0\0", 10);
+    b_sends(&o, T_FORKS, 0, 0, w->b, 7 + 65537, CRDT_ELIMIT,
+            "too many actors in FORKS");
+    free(w);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("session_edges");
+    TCase *tc = tcase_create("core");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_api_null_arguments);
+    tcase_add_test(tc, test_error_message_ends_the_peer);
+    tcase_add_test(tc, test_busy_delay_defaults_and_is_capped);
+    tcase_add_test(tc, test_message_too_large);
+    tcase_add_test(tc, test_options_version1_and_batch_cap);
+    tcase_add_test(tc, test_wrong_element_counts);
+    tcase_add_test(tc, test_bad_fin);
+    tcase_add_test(tc, test_bad_hello);
+    tcase_add_test(tc, test_bad_forks);
+    suite_add_tcase(s, tc);
+    return s;
+}
