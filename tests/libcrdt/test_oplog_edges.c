@@ -768,6 +768,57 @@ START_TEST(test_backspace_over_two_actors_and_a_list_folds)
 }
 END_TEST
 
+/* Typed right behind an element of another actor whose counter is the
+ * last insert's: that element is not the last insert's tail. */
+START_TEST(test_insert_after_another_actors_equal_counter_is_not_folded)
+{
+    crdt_txn *t;
+
+    ck_assert_int_eq(crdt_txn_begin(&t, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 0, "XY", 2),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(a, b), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 0, "p", 1),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 2, "q", 1),
+                     CRDT_OK);
+    ck_assert_uint_eq(op_count_of_txn(t), 2);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    assert_text(a, "c", "d", "t", "pXqY");
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    assert_text(b, "c", "d", "t", "pXqY");
+}
+END_TEST
+
+/* One insert op holds at most CRDT_TEXT_INSERT_MAX bytes: typing on past
+ * it starts a new op. */
+START_TEST(test_run_stops_at_the_insert_limit)
+{
+    char *big = malloc(CRDT_TEXT_INSERT_MAX);
+    crdt_read *rd;
+    uint64_t len = 0;
+    crdt_txn *t;
+
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'k', CRDT_TEXT_INSERT_MAX);
+    ck_assert_int_eq(crdt_txn_begin(&t, a), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t", 0, big,
+                                          CRDT_TEXT_INSERT_MAX), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_text_insert(t, "c", "d", "t",
+                                          CRDT_TEXT_INSERT_MAX, "z", 1),
+                     CRDT_OK);
+    ck_assert_uint_eq(op_count_of_txn(t), 2);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+    ck_assert_int_eq(crdt_read_seq_len(&len, rd, "c", "d", "t"), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert_uint_eq(len, CRDT_TEXT_INSERT_MAX + 1);
+    free(big);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -792,6 +843,9 @@ test_suite(void)
     tcase_add_test(tc, test_commit_after_own_run_record_keeps_it);
     tcase_add_test(tc, test_inserts_into_other_texts_are_not_folded);
     tcase_add_test(tc, test_backspace_over_two_actors_and_a_list_folds);
+    tcase_add_test(tc,
+                   test_insert_after_another_actors_equal_counter_is_not_folded);
+    tcase_add_test(tc, test_run_stops_at_the_insert_limit);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -335,6 +335,49 @@ START_TEST(test_map_limit_gives_efull)
 }
 END_TEST
 
+/* (3): an op that fails for want of room fails the txn: every later
+ * call answers CRDT_EBADTXN, and the commit commits nothing. */
+START_TEST(test_failed_txn_refuses_everything_after)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_replica *small;
+    crdt_txn *t;
+    crdt_read *rd;
+    crdt_stats st;
+    char path[300];
+    static char big[60000];
+    crdt_value v = crdt_value_str(big, sizeof big);
+    uint64_t n;
+    int rc = CRDT_OK, i;
+
+    memset(big, 'q', sizeof big);
+    snprintf(path, sizeof path, "%s/capped", dir);
+    o.create = 1;
+    o.map_size = 256 * 1024;
+    o.max_map_size = 1024 * 1024;
+    ck_assert_int_eq(crdt_replica_open(&small, path, &o), CRDT_OK);
+    ck_assert_int_eq(crdt_txn_begin(&t, small), CRDT_OK);
+    for (i = 0; i < 100 && rc == CRDT_OK; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "d%d", i);
+        rc = crdt_txn_put(t, "c", doc, "f", &v);
+    }
+    ck_assert_int_eq(rc, CRDT_EFULL);
+    n = crdt_txn_op_count(t);
+    ck_assert_int_eq(crdt_txn_put(t, "c", "x", "f", &v), CRDT_EBADTXN);
+    ck_assert_int_eq(crdt_txn_incr(t, "c", "x", "n", 1), CRDT_EBADTXN);
+    ck_assert_int_eq(crdt_txn_raw_del(t, CRDT_DB_LOG, "k", 1), CRDT_EBADTXN);
+    ck_assert_uint_eq(crdt_txn_op_count(t), n);
+    ck_assert_int_eq(crdt_txn_commit(t, NULL), CRDT_EBADTXN);
+    ck_assert_int_eq(crdt_read_begin(&rd, small), CRDT_OK);
+    crdt_read_stats(&st, rd);
+    crdt_read_end(rd);
+    ck_assert_uint_eq(st.changes_in_log, 0);
+    ck_assert_uint_eq(st.ops_in_log, 0);
+    crdt_replica_close(small);
+}
+END_TEST
+
 /* Put @p r's own head back to seq 1 (what a reset that took its later
  * changes out of the log leaves) without touching what it issued. */
 static void
@@ -414,6 +457,7 @@ test_suite(void)
     tcase_add_test(tc, test_bad_names_and_values);
     tcase_add_test(tc, test_map_grows_instead_of_failing);
     tcase_add_test(tc, test_map_limit_gives_efull);
+    tcase_add_test(tc, test_failed_txn_refuses_everything_after);
     tcase_add_test(tc, test_map_growth_never_waits_for_the_callers_own_read);
     tcase_add_loop_test(tc, test_write_behind_what_its_actor_issued_renews_first,
                         0, 2);
