@@ -307,8 +307,15 @@ next_message(crdtnet_session *s)
             s->rep.sync_proto = PROTO_SUMMARY;
             if ((rc = crdtnet__build_hello_summary(s)) < 0)
                 return local_fail(s, rc, "cannot read the replica");
-            if ((rc = crdtnet__summary_rounds_begin(s)) < 0)
-                return rc;
+            if ((rc = crdtnet__summary_rounds_begin(s)) < 0) {
+                /* the peer's HELLO, judged only now that ours is built,
+                 * does not add up: the ERROR goes in place of our HELLO
+                 * (returning rc here left next_out() answering an error
+                 * it never documents, and the peer waiting for a HELLO
+                 * that never came) */
+                crdt__enc_reset(&s->out);
+                return CRDT_EAGAIN;
+            }
             return CRDT_OK;
         }
         s->hello_sent = 1;

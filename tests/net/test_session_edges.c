@@ -163,8 +163,10 @@ edge_run(const crdtnet_session_options *oa, const crdtnet_session_options *ob,
     }
     /* every session ends: finished, or with an error */
     for (int d = 0; d < 2; d++)
-        ck_assert(crdtnet_session_finished(s[d]) ||
-                  crdtnet_session_error(s[d]) != CRDT_OK);
+        ck_assert_msg(crdtnet_session_finished(s[d]) ||
+                          crdtnet_session_error(s[d]) != CRDT_OK,
+                      "%c neither finished nor failed (edit answered %d: %s)",
+                      "ab"[d], res.rc, crdtnet_session_report(s[!d])->reason);
     res.ea = crdtnet_session_error(s[0]);
     res.eb = crdtnet_session_error(s[1]);
     res.ra = *crdtnet_session_report(s[0]);
@@ -231,44 +233,64 @@ edit_same(unsigned char *out, const unsigned char *msg, size_t len)
     return len;
 }
 
-/* A whole message @p m, which a gets in place of (or, @p before, just
- * before) the @p nth message of @p type from b; a ends with @p rc and
- * @p why and nothing of its replica changed. */
+/* A whole message @p m, which the peer of a (@p from_a) or of b gets
+ * in place of (or, @p before, just before) the @p nth message of @p type
+ * that side sends; the receiver ends with @p rc and @p why and nothing
+ * of its replica changed. */
+static edge_result
+x_sends(int from_a, const crdtnet_session_options *o, int type, int nth,
+        int before, const unsigned char *m, size_t len, int rc,
+        const char *why)
+{
+    edge e = { from_a, type, nth, before, edit_whole };
+    edge_result r;
+    char h0[65];
+
+    tu_hash(h0, from_a ? b : a);
+    raw_msg = m;
+    raw_len = len;
+    r = edge_run(o, o, &e);
+    assert_refused(&r, from_a, rc, why, h0);
+    return r;
+}
+
 static edge_result
 b_sends(const crdtnet_session_options *o, int type, int nth, int before,
         const unsigned char *m, size_t len, int rc, const char *why)
 {
-    edge e = { 0, type, nth, before, edit_whole };
+    return x_sends(0, o, type, nth, before, m, len, rc, why);
+}
+
+/* The @p nth message of @p type from a (@p from_a) or b with its element
+ * @p k replaced by fld (dropped if empty) */
+static edge_result
+x_field(int from_a, const crdtnet_session_options *o, int type, int nth,
+        uint32_t k, int rc, const char *why)
+{
+    edge e = { from_a, type, nth, 0, edit_field };
     edge_result r;
     char h0[65];
 
-    tu_hash(h0, a);
-    raw_msg = m;
-    raw_len = len;
+    tu_hash(h0, from_a ? b : a);
+    field = k;
     r = edge_run(o, o, &e);
-    assert_refused(&r, 0, rc, why, h0);
+    assert_refused(&r, from_a, rc, why, h0);
     return r;
 }
 
-/* b's @p nth message of @p type with its element @p k replaced by fld
- * (dropped if empty) */
 static edge_result
 b_field(const crdtnet_session_options *o, int type, int nth, uint32_t k,
         int rc, const char *why)
 {
-    edge e = { 0, type, nth, 0, edit_field };
-    edge_result r;
-    char h0[65];
-
-    tu_hash(h0, a);
-    field = k;
-    r = edge_run(o, o, &e);
-    assert_refused(&r, 0, rc, why, h0);
-    return r;
+    return x_field(0, o, type, nth, k, rc, why);
 }
 
 #define MSG(...) ((const unsigned char[]){ __VA_ARGS__ })
 #define MSG_LEN(...) sizeof((const unsigned char[]){ __VA_ARGS__ })
+/* a sends the bytes given just before its first message of @p type */
+#define A_BEFORE(o, type, rc, why, ...)                                      \
+    x_sends(1, (o), (type), 0, 1, MSG(__VA_ARGS__), MSG_LEN(__VA_ARGS__),    \
+            (rc), (why))
 /* b sends the bytes given instead of (before) its first DONE */
 #define B_BEFORE_DONE(o, rc, why, ...)                                       \
     b_sends((o), T_DONE, 0, 1, MSG(__VA_ARGS__), MSG_LEN(__VA_ARGS__), (rc), \
@@ -558,6 +580,266 @@ START_TEST(test_bad_forks)
 }
 END_TEST
 
+
+/* ---- a taker that is sent what a snapshot is not ---- */
+
+/* a compacts: b is behind, a's taker */
+static void
+a_ahead(void)
+{
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "e", "x", 2), CRDT_OK);
+    tu_migrate(a, NULL, NULL);
+    ck_assert_int_eq(tu_put_int(a, "c", "f", "x", 3), CRDT_OK);
+}
+
+/* Before SNAP_BEGIN: CHANGES, a snapshot's part, its log */
+START_TEST(test_taker_before_snap_begin)
+{
+    crdtnet_session_options o = v3();
+
+    a_ahead();
+    A_BEFORE(&o, T_SNAP_BEGIN, CRDT_EPROTO, "CHANGES out of order", 0x92,
+             0x07, 0x90);
+    A_BEFORE(&o, T_SNAP_BEGIN, CRDT_EPROTO, "CHANGES out of order", 0x93,
+             0x0d, 0x07, 0xc4, 0x00);
+    A_BEFORE(&o, T_SNAP_BEGIN, CRDT_EPROTO, "snapshot without SNAP_BEGIN",
+             0x92, 0x05, 0x90);
+    A_BEFORE(&o, T_SNAP_BEGIN, CRDT_EPROTO, "snapshot without SNAP_BEGIN",
+             0x93, 0x0d, 0x0b, 0xc4, 0x00);
+    /* a CUT of a change that is none */
+    {
+        unsigned char m[4 + 3 + 200];
+        memset(m, 0, sizeof m);
+        memcpy(m, "\x92\x0f\x91\xc5\x00\xc8", 6);
+        x_sends(1, &o, T_SNAP_BEGIN, 0, 1, m, 6 + 200, CRDT_EPROTO,
+                "malformed CUT");
+    }
+    /* nor does packing make one */
+    A_BEFORE(&o, T_SNAP_BEGIN, CRDT_EPROTO, "malformed PACKED", 0x93, 0x0d,
+             0x0f, 0xc4, 0x01, 0x00);
+}
+END_TEST
+
+/* SNAP_BEGIN twice, or of the wrong shape: b stays at its epoch */
+START_TEST(test_taker_bad_snap_begin)
+{
+    crdtnet_session_options o = v3();
+    edge e = { 1, T_SNAP_BEGIN, 0, 1, edit_same };
+    edge_result r;
+    char h0[65];
+
+    a_ahead();
+    tu_hash(h0, b);
+    r = edge_run(&o, &o, &e);
+    assert_refused(&r, 1, CRDT_EPROTO, "malformed SNAP_BEGIN", h0);
+    for (uint32_t k = 1; k <= 3; k++) {
+        fld.n = 0;
+        put_byte(&fld, 0x07);
+        x_field(1, &o, T_SNAP_BEGIN, 0, k, CRDT_EPROTO,
+                "malformed SNAP_BEGIN");
+    }
+    fld.n = 0;
+    put(&fld, "\x91\x07", 2);
+    x_field(1, &o, T_SNAP_BEGIN, 0, 3, CRDT_EPROTO, "malformed SNAP_BEGIN");
+    /* a record that is no record */
+    fld.n = 0;
+    put_byte(&fld, 0x91);
+    put_bin(&fld, 40, 0x5a);
+    x_field(1, &o, T_SNAP_BEGIN, 0, 3, CRDT_EAUTH,
+            "invalid epoch record from peer");
+}
+END_TEST
+
+/* Between SNAP_BEGIN and SNAP_END: chunks and log of the wrong shape */
+START_TEST(test_taker_bad_chunk_and_log)
+{
+    crdtnet_session_options o = v3();
+    unsigned char m[8 + 200];
+
+    a_ahead();
+    A_BEFORE(&o, T_SNAP_END, CRDT_EPROTO, "malformed SNAP_CHUNK", 0x92, 0x05,
+             0x07);
+    A_BEFORE(&o, T_SNAP_END, CRDT_EPROTO, "malformed SNAP_CHUNK", 0x92, 0x05,
+             0x91, 0xc4, 0x00);
+    A_BEFORE(&o, T_SNAP_END, CRDT_EPROTO, "malformed SNAP_CHUNK", 0x92, 0x05,
+             0x92, 0x07, 0x07);
+    A_BEFORE(&o, T_SNAP_END, CRDT_EPROTO, "bad snapshot entry", 0x92, 0x05,
+             0x92, 0xc4, 0x00, 0xc4, 0x00);
+    A_BEFORE(&o, T_SNAP_END, CRDT_EPROTO, "malformed SNAP_LOG", 0x92, 0x0b,
+             0x07);
+    A_BEFORE(&o, T_SNAP_END, CRDT_EPROTO, "malformed SNAP_LOG", 0x92, 0x0b,
+             0x91, 0x07);
+    memset(m, 0, sizeof m);
+    memcpy(m, "\x92\x0b\x91\xc5\x00\xc8", 6);
+    x_sends(1, &o, T_SNAP_END, 0, 1, m, 6 + 200, CRDT_EPROTO,
+            "bad change in the snapshot's log");
+}
+END_TEST
+
+/* SNAP_END twice: the snapshot is taken once; the second is refused */
+START_TEST(test_taker_snap_end_twice)
+{
+    crdtnet_session_options o = v3();
+    edge e = { 1, T_SNAP_END, 0, 1, edit_same };
+    edge_result r;
+
+    a_ahead();
+    r = edge_run(&o, &o, &e);
+    ck_assert(r.hit);
+    ck_assert_int_eq(r.rc, CRDT_EPROTO);
+    ck_assert_int_eq(r.eb, CRDT_EPROTO);
+    ck_assert_str_eq(r.rb.reason, "unexpected snapshot");
+    ck_assert_int_eq(r.rb.snapshot_received, 1);
+}
+END_TEST
+
+/* ---- FORKS that name what they should not ---- */
+
+static size_t
+edit_forks_twice(unsigned char *out, const unsigned char *msg, size_t len)
+{
+    (void)msg;
+    (void)len;
+    /* [12, [X, X]]: one actor, named twice, that neither side holds */
+    memcpy(out, "\x92\x0c\x92\xc4\x08" "ABCDEFGH" "\xc4\x08" "ABCDEFGH", 23);
+    return 23;
+}
+
+/* Across epochs a FORKS naming an actor changes nothing: the reset that
+ * follows settles it. */
+START_TEST(test_forks_across_epochs_are_ignored)
+{
+    crdtnet_session_options o = v3();
+    edge e = { 0, T_FORKS, 0, 0, edit_forks_twice };
+    edge_result r;
+
+    a_ahead();
+    r = edge_run(&o, &o, &e);
+    ck_assert_msg(r.rc == CRDT_OK, "%s", r.ra.reason);
+    ck_assert_int_eq(r.ea, 0);
+    ck_assert_int_eq(r.eb, 0);
+    ck_assert_uint_eq(r.ra.equivocations, 0);
+    ck_assert_int_eq(r.rb.snapshot_received, 1);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+/* In one epoch, an actor named twice counts once. */
+START_TEST(test_forks_named_twice_count_once)
+{
+    crdtnet_session_options o = v3();
+    edge e = { 0, T_FORKS, 0, 0, edit_forks_twice };
+    edge_result r;
+    char h0[65], h1[65];
+
+    ck_assert_int_eq(tu_put_int(b, "c", "d", "x", 1), CRDT_OK);
+    tu_hash(h0, b);
+    r = edge_run(&o, &o, &e);
+    ck_assert_msg(r.rc == CRDT_OK, "%s", r.ra.reason);
+    ck_assert_uint_eq(r.ra.equivocations, 1);
+    /* the zero hash of the head a lacks sorts first: a's side loses,
+     * resets to b's snapshot, and both end in sync */
+    ck_assert_int_eq(r.ra.equivocation_lost, 1);
+    ck_assert_int_eq(r.ea, 0);
+    ck_assert_int_eq(r.eb, 0);
+    ck_assert_int_eq(r.ra.snapshot_received, 1);
+    ck_assert_int_eq(r.ra.in_sync, 1);
+    tu_assert_converged(a, b);
+    tu_hash(h1, b);
+    ck_assert_str_eq(h0, h1);
+}
+END_TEST
+
+/* ---- protocol 4: the summary ---- */
+
+/* 100 actors on a, all synced to b, then one change on b: more heads
+ * than travel in HELLO, so a SUMMARY round is due */
+static void
+many_heads(void)
+{
+    for (int i = 0; i < 100; i++) {
+        char doc[16];
+        snprintf(doc, sizeof doc, "d%d", i);
+        ck_assert_int_eq(crdt_replica_new_incarnation(a), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(a, "c", doc, "v", i), CRDT_OK);
+    }
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 1), CRDT_OK);
+}
+
+/* More heads in a SUMMARY than a side may hold: 65,537 entries */
+static size_t
+edit_summary_huge(unsigned char *out, const unsigned char *msg, size_t len)
+{
+    crdt__mp mp = { msg, msg + len };
+    const unsigned char *p;
+    uint32_t n, l, hl = 65537u * 48;
+    size_t o;
+
+    ck_assert_int_eq(crdt__mp_array(&mp, &n), 0);
+    ck_assert_int_eq(crdt__mp_skip(&mp), 0);
+    ck_assert_int_eq(crdt__mp_bin(&mp, &p, &l), 0);
+    out[0] = 0x93;
+    out[1] = 0x0e;
+    memcpy(out + 2, p - (l < 256 ? 2 : l < 65536 ? 3 : 5),
+           l + (l < 256 ? 2 : l < 65536 ? 3 : 5));
+    o = 2 + l + (l < 256 ? 2 : l < 65536 ? 3 : 5);
+    out[o++] = 0xc6;
+    out[o++] = (unsigned char)(hl >> 24);
+    out[o++] = (unsigned char)(hl >> 16);
+    out[o++] = (unsigned char)(hl >> 8);
+    out[o++] = (unsigned char)hl;
+    memset(out + o, 0, hl);
+    return o + hl;
+}
+
+START_TEST(test_bad_summary_rounds)
+{
+    edge e = { 0, T_SUMMARY, 0, 0, edit_summary_huge };
+    edge_result r;
+    char h0[65];
+
+    many_heads();
+    tu_hash(h0, a);
+    /* FORKS in place of the round */
+    b_sends(NULL, T_SUMMARY, 0, 0, MSG(0x92, 0x0c, 0x90), 3, CRDT_EPROTO,
+            "FORKS before the end of the summary");
+    /* the heads not a bin */
+    fld.n = 0;
+    put_byte(&fld, 0x07);
+    b_field(NULL, T_SUMMARY, 0, 2, CRDT_EPROTO, "malformed SUMMARY");
+    r = edge_run(NULL, NULL, &e);
+    assert_refused(&r, 0, CRDT_ELIMIT, "too many heads in SUMMARY", h0);
+}
+END_TEST
+
+/* Few heads travel in HELLO: a list that is not their count's */
+START_TEST(test_bad_hello_heads_list)
+{
+    ck_assert_int_eq(tu_put_int(b, "c", "d", "x", 1), CRDT_OK);
+    fld.n = 0;
+    put_bin(&fld, 47, 0);
+    {
+        edge e = { 0, T_HELLO, 0, 0, edit_field };
+        edge_result r;
+        char h0[65], h1[65];
+        tu_hash(h0, a);
+        field = 8;
+        r = edge_run(NULL, NULL, &e);
+        /* judged once a's HELLO is built: the ERROR goes in its place */
+        ck_assert(r.hit);
+        ck_assert_int_eq(r.ea, CRDT_EPROTO);
+        ck_assert_str_eq(r.ra.reason, "malformed HELLO");
+        ck_assert_int_eq(r.eb, CRDT_EPROTO);
+        ck_assert_str_eq(r.rb.reason, "peer: malformed HELLO");
+        tu_hash(h1, a);
+        ck_assert_str_eq(h0, h1);
+    }
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -575,6 +857,14 @@ test_suite(void)
     tcase_add_test(tc, test_bad_fin);
     tcase_add_test(tc, test_bad_hello);
     tcase_add_test(tc, test_bad_forks);
+    tcase_add_test(tc, test_taker_before_snap_begin);
+    tcase_add_test(tc, test_taker_bad_snap_begin);
+    tcase_add_test(tc, test_taker_bad_chunk_and_log);
+    tcase_add_test(tc, test_taker_snap_end_twice);
+    tcase_add_test(tc, test_forks_across_epochs_are_ignored);
+    tcase_add_test(tc, test_forks_named_twice_count_once);
+    tcase_add_test(tc, test_bad_summary_rounds);
+    tcase_add_test(tc, test_bad_hello_heads_list);
     suite_add_tcase(s, tc);
     return s;
 }
