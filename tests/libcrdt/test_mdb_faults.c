@@ -408,32 +408,6 @@ START_TEST(test_merge_with_a_gap_fails_at_every_lmdb_call)
 }
 END_TEST
 
-/* Changes exported as their writer stored them: each local commit took
- * the signature of the one before (proven by it), the last is signed. */
-static tu_batch
-export_as_stored(crdt_replica *r)
-{
-    tu_batch out = { NULL, 0 };
-    crdt_export *e;
-    const unsigned char *p;
-    size_t len;
-
-    ck_assert_int_eq(crdt_export_begin_as_stored(&e, r, NULL), CRDT_OK);
-    while (crdt_export_next(e, &p, &len) == CRDT_OK) {
-        crdt_bytes *v = realloc(out.v, (out.n + 1) * sizeof *v);
-        unsigned char *c = malloc(len);
-
-        ck_assert(v != NULL && c != NULL);
-        memcpy(c, p, len);
-        out.v = v;
-        out.v[out.n].data = c;
-        out.v[out.n].len = len;
-        out.n++;
-    }
-    crdt_export_end(e);
-    return out;
-}
-
 /* Changes their writer stored without signatures (each proven by the
  * next, the last signed) park at a replica lacking the first; the merge
  * that brings it drains them, each proven by the signed end parked
@@ -446,7 +420,7 @@ START_TEST(test_unsigned_run_drained_fails_at_every_lmdb_call)
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(tu_put_int(a, "c", "d", "f", i), CRDT_OK);
     signed_x = tu_export_all(a);
-    stored = export_as_stored(a);
+    stored = tu_export_as_stored(a);
     ck_assert_uint_eq(stored.n, 5);
     for (size_t i = 0; i < stored.n; i++) {
         crdt_change ch;

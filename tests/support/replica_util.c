@@ -272,15 +272,14 @@ tu_put_numbered(crdt_replica *r, const char *coll, const char *prefix,
     }
 }
 
+/* Every change @p e gives, copied; ends @p e. */
 static tu_batch
-export_lacking(crdt_replica *r, const crdt_vv *lacks)
+export_drain(crdt_export *e)
 {
     tu_batch out = { NULL, 0 };
-    crdt_export *e;
     const unsigned char *p;
     size_t len;
 
-    ck_assert_int_eq(crdt_export_begin(&e, r, lacks), CRDT_OK);
     while (crdt_export_next(e, &p, &len) == CRDT_OK) {
         unsigned char *c = malloc(len);
         crdt_bytes *v = realloc(out.v, (out.n + 1) * sizeof *out.v);
@@ -294,6 +293,24 @@ export_lacking(crdt_replica *r, const crdt_vv *lacks)
     }
     crdt_export_end(e);
     return out;
+}
+
+static tu_batch
+export_lacking(crdt_replica *r, const crdt_vv *lacks)
+{
+    crdt_export *e;
+
+    ck_assert_int_eq(crdt_export_begin(&e, r, lacks), CRDT_OK);
+    return export_drain(e);
+}
+
+tu_batch
+tu_export_as_stored(crdt_replica *r)
+{
+    crdt_export *e;
+
+    ck_assert_int_eq(crdt_export_begin_as_stored(&e, r, NULL), CRDT_OK);
+    return export_drain(e);
 }
 
 int

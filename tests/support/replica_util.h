@@ -40,6 +40,10 @@ typedef struct {
     size_t n;
 } tu_batch;
 tu_batch tu_export_all(crdt_replica *r);
+/* Every change of @p r as its writer stored it: each local commit took
+ * the signature of the one before (proven by it), the last is signed
+ * (crdt_export_begin_as_stored()). */
+tu_batch tu_export_as_stored(crdt_replica *r);
 /* crdt_merge() of @p batch (a tu_batch *) into @p r: the loops'
  * operation. */
 int tu_merge_batch(crdt_replica *r, void *batch);
