@@ -314,6 +314,8 @@ next_message(crdtnet_session *s)
                  * it never documents, and the peer waiting for a HELLO
                  * that never came) */
                 crdt__enc_reset(&s->out);
+                if (s->err == 0) /* a failure of ours, not yet reported */
+                    return local_fail(s, rc, "cannot read the replica");
                 return CRDT_EAGAIN;
             }
             return CRDT_OK;
