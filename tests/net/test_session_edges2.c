@@ -494,6 +494,222 @@ START_TEST(test_fin_inconclusive_on_bad_or_more_heads)
 }
 END_TEST
 
+/* ---- a giver whose archive cannot supply the cut ---- */
+
+/* a writes three changes b takes, then two more b misses, and compacts:
+ * b lacks seqs 4 and 5 of a's actor of the cut, which a's archive keeps
+ * under epoch 0 */
+static void
+missed_scene(void)
+{
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "x", i), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 10), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "m", "late", 3), CRDT_OK);
+}
+
+static void
+archive_key(unsigned char key[24], const crdt_actor *actor, uint64_t seq)
+{
+    memset(key, 0, 8); /* epoch 0 */
+    memcpy(key + 8, actor->b, CRDT_ACTOR_BYTES);
+    for (int i = 0; i < 8; i++)
+        key[16 + i] = (unsigned char)(seq >> (56 - 8 * i));
+}
+
+/* Put @p v (NULL: delete) as the archived record of epoch 0 of @p actor
+ * ending at @p seq, which must be there. */
+static void
+archive_set(crdt_replica *r, const crdt_actor *actor, uint64_t seq,
+            const void *v, size_t vl)
+{
+    unsigned char key[24];
+    const void *old;
+    size_t ol;
+    crdt_raw *t;
+
+    archive_key(key, actor, seq);
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 1), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_get(t, CRDT_DB_ARCHIVE, key, sizeof key, &old,
+                                  &ol),
+                     CRDT_OK);
+    if (v == NULL)
+        ck_assert_int_eq(crdt_raw_del(t, CRDT_DB_ARCHIVE, key, sizeof key),
+                         CRDT_OK);
+    else
+        ck_assert_int_eq(crdt_raw_put(t, CRDT_DB_ARCHIVE, key, sizeof key, v,
+                                      vl),
+                         CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+}
+
+/* The sync went without a CUT, and b adopted a's epoch 1 on its
+ * signature: the rule when the archive cannot supply the cut. */
+static void
+assert_no_cut(const tu_sync_result *s)
+{
+    ck_assert_msg(s->ex == 0 && s->ey == 0, "%s / %s", s->rx.reason,
+                  s->ry.reason);
+    ck_assert_uint_eq(s->ry.cut_changes_received, 0);
+    ck_assert_int_eq(s->ry.snapshot_received, 1);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_assert_converged(a, b);
+}
+
+/* The archived run lacks its last change, or its first: no CUT */
+START_TEST(test_archive_run_short_or_gapped)
+{
+    for (int v = 0; v < 2; v++) {
+        crdt_actor actor;
+        tu_sync_result s;
+        if (v > 0) {
+            teardown();
+            setup();
+        }
+        actor = crdt_replica_actor(a);
+        missed_scene();
+        tu_migrate(a, NULL, NULL);
+        archive_set(a, &actor, v == 0 ? 5 : 4, NULL, 0);
+        s = tu_sessions_run(a, b, NULL);
+        assert_no_cut(&s);
+    }
+}
+END_TEST
+
+/* seq 5 archived as the copy of a wrote it: a run that chains from b's
+ * head but does not end on the cut's own change */
+START_TEST(test_archive_run_ends_on_another_chain)
+{
+    crdt_actor actor = crdt_replica_actor(a);
+    crdt_replica *c;
+    char dc[256];
+    tu_batch x;
+    tu_sync_result s;
+
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(tu_put_int(a, "c", "d", "x", i), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 10), CRDT_OK);
+    crdt_replica_close(a);
+    tu_copy_dir(da, dc, sizeof dc);
+    a = tu_open_dir(da);
+    c = tu_open_dir(dc);
+    /* a and its copy each write a seq 5 of their own */
+    ck_assert_int_eq(tu_put_int(a, "c", "m", "late", 3), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(c, "c", "m", "late", 4), CRDT_OK);
+    tu_migrate(a, NULL, NULL);
+    x = tu_export_all(c);
+    ck_assert_uint_eq(x.n, 5);
+    archive_set(a, &actor, 5, x.v[4].data, x.v[4].len);
+    tu_batch_free(&x);
+    crdt_replica_close(c);
+    test_rmtree(dc);
+    s = tu_sessions_run(a, b, NULL);
+    assert_no_cut(&s);
+}
+END_TEST
+
+/* The taker's HELLO heads (protocol 3) do not name its head of a's actor,
+ * or name it at a seq its vv does not hold: the run cannot be shown to
+ * start on its chain, so no CUT goes */
+START_TEST(test_takers_heads_do_not_match_its_vv)
+{
+    static const unsigned char none[] = { 0xc4, 0x01, 0x90 };
+    crdtnet_session_options o = v3();
+    unsigned char h[2 + 46];
+    crdt_actor actor;
+    run_result r;
+
+    for (int v = 0; v < 2; v++) {
+        edit e = { 1, T_HELLO, 0, E_FIELD, NULL, 0, 7 };
+        if (v > 0) {
+            teardown();
+            setup();
+        }
+        actor = crdt_replica_actor(a);
+        missed_scene();
+        tu_migrate(a, NULL, NULL);
+        if (v == 0) {
+            e.raw = none;
+            e.raw_len = sizeof none;
+        } else { /* a's actor at seq 2: b holds 3 */
+            memset(h, 0, sizeof h);
+            memcpy(h, "\xc4\x2e\x93\xc4\x08", 5);
+            memcpy(h + 5, actor.b, 8);
+            memcpy(h + 13, "\x02\xc4\x20", 3);
+            e.raw = h;
+            e.raw_len = sizeof h;
+        }
+        r = run_edited(&o, &o, &e, 1);
+        ck_assert(r.hit[0]);
+        ck_assert_msg(r.ea == 0 && r.eb == 0, "%s / %s", r.ra.reason,
+                      r.rb.reason);
+        ck_assert_uint_eq(r.rb.cut_changes_received, 0);
+        ck_assert_int_eq(r.rb.snapshot_received, 1);
+        ck_assert_uint_eq(epoch_number(b), 1);
+        tu_assert_converged(a, b);
+    }
+}
+END_TEST
+
+/* One change per message: the cut comes in two CUT messages, the bound
+ * read once */
+START_TEST(test_cut_in_two_messages)
+{
+    crdtnet_session_options small = CRDTNET_SESSION_OPTIONS_INIT;
+    tu_sync_result s;
+
+    small.batch_bytes = 1;
+    missed_scene();
+    tu_migrate(a, NULL, NULL);
+    s = tu_sessions_run2(a, &small, b, NULL);
+    ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                  s.ry.reason);
+    ck_assert_uint_eq(s.ry.cut_changes_received, 2);
+    ck_assert_uint_eq(epoch_number(b), 1);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+/* b lacks the tail of a's first actor and all of its second incarnation
+ * (two runs, the second from nothing): both go; with the first run's
+ * last change gone from the archive, neither */
+START_TEST(test_cut_of_two_actors)
+{
+    for (int v = 0; v < 2; v++) {
+        crdt_actor first, second;
+        tu_sync_result s;
+        if (v > 0) {
+            teardown();
+            setup();
+        }
+        first = crdt_replica_actor(a);
+        missed_scene();
+        ck_assert_int_eq(crdt_replica_new_incarnation(a), CRDT_OK);
+        second = crdt_replica_actor(a);
+        ck_assert_int_eq(tu_put_int(a, "c", "n", "x", 1), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(a, "c", "n", "x", 2), CRDT_OK);
+        tu_migrate(a, NULL, NULL);
+        if (v == 1) { /* the run that goes first ends short */
+            if (memcmp(first.b, second.b, CRDT_ACTOR_BYTES) < 0)
+                archive_set(a, &first, 5, NULL, 0);
+            else
+                archive_set(a, &second, 2, NULL, 0);
+            s = tu_sessions_run(a, b, NULL);
+            assert_no_cut(&s);
+            continue;
+        }
+        s = tu_sessions_run(a, b, NULL);
+        ck_assert_msg(s.ex == 0 && s.ey == 0, "%s / %s", s.rx.reason,
+                      s.ry.reason);
+        ck_assert_uint_eq(s.ry.cut_changes_received, 4);
+        ck_assert_uint_eq(epoch_number(b), 1);
+        tu_assert_converged(a, b);
+    }
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -508,6 +724,11 @@ test_suite(void)
     tcase_add_test(tc, test_cut_to_the_loser_of_an_epoch_fork);
     tcase_add_test(tc, test_fin_divergence_judged_on_the_takers_heads);
     tcase_add_test(tc, test_fin_inconclusive_on_bad_or_more_heads);
+    tcase_add_test(tc, test_archive_run_short_or_gapped);
+    tcase_add_test(tc, test_archive_run_ends_on_another_chain);
+    tcase_add_test(tc, test_takers_heads_do_not_match_its_vv);
+    tcase_add_test(tc, test_cut_in_two_messages);
+    tcase_add_test(tc, test_cut_of_two_actors);
     suite_add_tcase(s, tc);
     return s;
 }
