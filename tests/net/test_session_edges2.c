@@ -710,6 +710,22 @@ START_TEST(test_cut_of_two_actors)
 }
 END_TEST
 
+/* The last archived change of the run does not decode: no CUT */
+START_TEST(test_archive_change_does_not_decode)
+{
+    static const unsigned char junk[] = { 0x92, 0x01, 0x02 };
+    crdt_actor actor = crdt_replica_actor(a);
+    tu_sync_result s;
+
+    missed_scene();
+    tu_migrate(a, NULL, NULL);
+    archive_set(a, &actor, 5, junk, sizeof junk);
+    s = tu_sessions_run(a, b, NULL);
+    assert_no_cut(&s);
+}
+END_TEST
+
+
 Suite *
 test_suite(void)
 {
@@ -729,6 +745,7 @@ test_suite(void)
     tcase_add_test(tc, test_takers_heads_do_not_match_its_vv);
     tcase_add_test(tc, test_cut_in_two_messages);
     tcase_add_test(tc, test_cut_of_two_actors);
+    tcase_add_test(tc, test_archive_change_does_not_decode);
     suite_add_tcase(s, tc);
     return s;
 }
