@@ -290,6 +290,19 @@ check(crdt_txn *t, const char *coll, const char *doc, const char *field,
     return CRDT_OK;
 }
 
+/* check() of an op on one field. check() takes a NULL field for a
+ * document delete; anywhere else it is a bad name, refused here before
+ * the field is looked up or encoded (a NULL would be read as a string,
+ * and the op written without its field). */
+static int
+check_field(crdt_txn *t, const char *coll, const char *doc,
+            const char *field, int want_kind)
+{
+    if (t != NULL && field == NULL)
+        return CRDT_EINVAL;
+    return check(t, coll, doc, field, want_kind);
+}
+
 static int
 value_ok(const crdt_value *v)
 {
@@ -321,7 +334,7 @@ crdt_txn_put(crdt_txn *t, const char *coll, const char *doc,
              const char *field, const crdt_value *v)
 {
     size_t from;
-    int rc = check(t, coll, doc, field, CRDT_FIELD_REGISTER);
+    int rc = check_field(t, coll, doc, field, CRDT_FIELD_REGISTER);
 
     if (rc < 0)
         return rc;
@@ -339,7 +352,7 @@ crdt_txn_incr(crdt_txn *t, const char *coll, const char *doc,
               const char *field, int64_t delta)
 {
     size_t from;
-    int rc = check(t, coll, doc, field, CRDT_FIELD_COUNTER);
+    int rc = check_field(t, coll, doc, field, CRDT_FIELD_COUNTER);
 
     if (rc < 0)
         return rc;
@@ -364,7 +377,7 @@ set_op(crdt_txn *t, crdt_op_kind kind, const char *coll, const char *doc,
        const char *field, const crdt_value *v)
 {
     size_t from;
-    int rc = check(t, coll, doc, field, CRDT_FIELD_SET);
+    int rc = check_field(t, coll, doc, field, CRDT_FIELD_SET);
 
     if (rc < 0)
         return rc;
@@ -399,7 +412,7 @@ crdt_txn_del_field(crdt_txn *t, const char *coll, const char *doc,
                    const char *field)
 {
     size_t from;
-    int rc = check(t, coll, doc, field, 0);
+    int rc = check_field(t, coll, doc, field, 0);
 
     if (rc < 0)
         return rc;
@@ -704,7 +717,7 @@ int
 crdt__txn_check(crdt_txn *t, const char *coll, const char *doc,
                 const char *field, int want_kind)
 {
-    return check(t, coll, doc, field, want_kind);
+    return check_field(t, coll, doc, field, want_kind);
 }
 
 /* The next @p n element ids of this actor (kept in the txn, stored at
@@ -717,8 +730,12 @@ crdt__txn_seq_ids(crdt_txn *t, uint64_t n, uint64_t *first)
         int rc = crdt__meta_get(t->w->txn, t->r, "seq_ctr", &v);
         if (rc < 0 && rc != CRDT_ENOTFOUND)
             return rc;
-        if (rc == CRDT_OK && v.mv_size == 16 &&
-            memcmp(v.mv_data, t->r->actor.b, 8) == 0)
+        /* a record cut short is damage, not "none yet": restarting at
+         * 1 would give new elements the ids of our earlier ones, and an
+         * insert under a taken id is lost on every replica */
+        if (rc == CRDT_OK && v.mv_size != 16)
+            return CRDT_ECORRUPT;
+        if (rc == CRDT_OK && memcmp(v.mv_data, t->r->actor.b, 8) == 0)
             t->seq_ctr = crdt__rd64((unsigned char *)v.mv_data + 8);
     }
     *first = t->seq_ctr + 1;
