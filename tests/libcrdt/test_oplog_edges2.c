@@ -902,6 +902,75 @@ START_TEST(test_damaged_seq_ctr_refuses_an_insert)
 }
 END_TEST
 
+/* The export calls' argument checks: CRDT_EINVAL, and crdt_export_next()
+ * of no export is done. A real export of the same replica then gives
+ * its one change, and an archive export of an epoch it never had gives
+ * none. */
+START_TEST(test_export_calls_refuse_bad_arguments)
+{
+    crdt_export *e = NULL;
+    const unsigned char *p = NULL;
+    size_t len = 0;
+    crdt_change c;
+    crdt_vv *upto;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "f", 1), CRDT_OK);
+    ck_assert_int_eq(crdt_export_begin(NULL, a, NULL), CRDT_EINVAL);
+    ck_assert_int_eq(crdt_export_begin(&e, NULL, NULL), CRDT_EINVAL);
+    ck_assert_ptr_null(e);
+    ck_assert_int_eq(crdt_export_next(NULL, &p, &len), CRDT_ENOTFOUND);
+    ck_assert_ptr_null(p);
+    ck_assert_int_eq(crdt_vv_new(&upto), CRDT_OK);
+    ck_assert_int_eq(crdt_export_begin_archive(NULL, a, 0, NULL, upto),
+                     CRDT_EINVAL);
+    ck_assert_int_eq(crdt_export_begin_archive(&e, NULL, 0, NULL, upto),
+                     CRDT_EINVAL);
+    ck_assert_int_eq(crdt_export_begin_archive(&e, a, 0, NULL, NULL),
+                     CRDT_EINVAL);
+    ck_assert_ptr_null(e);
+
+    ck_assert_int_eq(crdt_export_begin(&e, a, NULL), CRDT_OK);
+    ck_assert_int_eq(crdt_export_next_change(e, &p, &len, NULL),
+                     CRDT_EINVAL);
+    ck_assert_int_eq(crdt_export_next_change(e, NULL, &len, &c),
+                     CRDT_EINVAL);
+    ck_assert_int_eq(crdt_export_next_change(e, &p, NULL, &c), CRDT_EINVAL);
+    ck_assert_int_eq(crdt_export_next_change(e, &p, &len, &c), CRDT_OK);
+    ck_assert_uint_eq(c.seq, 1);
+    ck_assert_int_eq(crdt_export_next_change(e, &p, &len, &c),
+                     CRDT_ENOTFOUND);
+    crdt_export_end(e);
+
+    ck_assert_int_eq(crdt_export_begin_archive(&e, a, 0, NULL, upto),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_export_next(e, &p, &len), CRDT_ENOTFOUND);
+    crdt_export_end(e);
+    crdt_vv_free(upto);
+}
+END_TEST
+
+/* The heads-blob readers' argument checks (crdt/raw.h): a blob that is
+ * not there but has a length is malformed, a missing output or actor is
+ * CRDT_EINVAL; an empty blob holds no head. */
+START_TEST(test_heads_blob_readers_refuse_bad_arguments)
+{
+    crdt_actor actor = { { 1, 2, 3, 4, 5, 6, 7, 8 } };
+    uint64_t seq = 9;
+    crdt_vv *vv = NULL;
+
+    ck_assert_int_eq(crdt_heads_parse(NULL, 5, NULL, NULL), CRDT_EPROTO);
+    ck_assert_int_eq(crdt_heads_seq(NULL, NULL, 0, &actor), CRDT_EINVAL);
+    ck_assert_int_eq(crdt_heads_seq(&seq, NULL, 0, NULL), CRDT_EINVAL);
+    ck_assert_uint_eq(seq, 9);
+    ck_assert_int_eq(crdt_heads_seq(&seq, NULL, 0, &actor), CRDT_OK);
+    ck_assert_uint_eq(seq, 0);
+    ck_assert_int_eq(crdt_heads_vv(NULL, NULL, 0), CRDT_EINVAL);
+    ck_assert_int_eq(crdt_heads_vv(&vv, NULL, 0), CRDT_OK);
+    ck_assert_uint_eq(crdt_vv_count(vv), 0);
+    crdt_vv_free(vv);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -910,6 +979,8 @@ test_suite(void)
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_change_decode_refuses_what_is_no_change);
+    tcase_add_test(tc, test_export_calls_refuse_bad_arguments);
+    tcase_add_test(tc, test_heads_blob_readers_refuse_bad_arguments);
     tcase_add_test(tc, test_change_peek_refuses_a_bad_header);
     tcase_add_test(tc, test_change_proves_and_strip_sig_at_their_edges);
     tcase_add_test(tc, test_op_iter_over_bad_op_bytes);

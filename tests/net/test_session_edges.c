@@ -375,6 +375,23 @@ START_TEST(test_error_message_ends_the_peer)
                      CRDT_EPROTO);
     ck_assert_str_eq(crdtnet_session_report(s)->reason, "peer: ");
     crdtnet_session_free(s);
+    /* a long reason: the message keeps 159 bytes, the report 120 */
+    {
+        char longer[200], want[140];
+
+        memset(longer, 'r', sizeof longer - 1);
+        longer[sizeof longer - 1] = '\0';
+        ck_assert_int_eq(crdtnet_session_error_msg(&em, &len, CRDT_EBUSY,
+                                                   longer),
+                         CRDT_OK);
+        ck_assert_uint_lt(len, 170);
+        ck_assert_int_eq(crdtnet_session_new(&s, a, NULL), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_feed(s, em, len), CRDT_EBUSY);
+        snprintf(want, sizeof want, "peer: %.120s", longer);
+        ck_assert_str_eq(crdtnet_session_report(s)->reason, want);
+        crdtnet_session_free(s);
+        free(em);
+    }
     tu_hash(h1, a);
     ck_assert_str_eq(h0, h1);
 }
