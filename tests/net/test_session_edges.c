@@ -473,6 +473,9 @@ START_TEST(test_wrong_element_counts)
     B_BEFORE_DONE(&o, CRDT_EPROTO, "unexpected DONE", 0x92, 0x08, 0x00);
     B_BEFORE_DONE(&o, CRDT_EPROTO, "unexpected FORKS", 0x91, 0x0c);
     B_BEFORE_DONE(&o, CRDT_EPROTO, "unexpected FIN", 0x91, 0x09);
+    /* a whole FIN, but before the peer's DONE */
+    B_BEFORE_DONE(&o, CRDT_EPROTO, "unexpected FIN", 0x94, 0x09, 0x00, 0x00,
+                  0x00);
     B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed CHANGES", 0x92, 0x07, 0x05);
     B_BEFORE_DONE(&o, CRDT_EPROTO, "malformed PACKED", 0x93, 0x0d, 0xa0,
                   0xc4, 0x00);
@@ -823,12 +826,26 @@ START_TEST(test_bad_summary_rounds)
     /* FORKS in place of the round */
     b_sends(NULL, T_SUMMARY, 0, 0, MSG(0x92, 0x0c, 0x90), 3, CRDT_EPROTO,
             "FORKS before the end of the summary");
-    /* the heads not a bin */
-    fld.n = 0;
-    put_byte(&fld, 0x07);
-    b_field(NULL, T_SUMMARY, 0, 2, CRDT_EPROTO, "malformed SUMMARY");
+    /* the digests, then the heads, not a bin */
+    for (uint32_t k = 1; k <= 2; k++) {
+        fld.n = 0;
+        put_byte(&fld, 0x07);
+        b_field(NULL, T_SUMMARY, 0, k, CRDT_EPROTO, "malformed SUMMARY");
+    }
     r = edge_run(NULL, NULL, &e);
     assert_refused(&r, 0, CRDT_ELIMIT, "too many heads in SUMMARY", h0);
+    /* the same round twice: one round ahead of what a answers */
+    {
+        edge twice = { 0, T_SUMMARY, 0, 1, edit_same };
+        char h1[65];
+
+        r = edge_run(NULL, NULL, &twice);
+        ck_assert(r.hit);
+        ck_assert_int_eq(r.ea, CRDT_EPROTO);
+        ck_assert_str_eq(r.ra.reason, "malformed SUMMARY");
+        tu_hash(h1, a);
+        ck_assert_str_eq(h0, h1);
+    }
 }
 END_TEST
 
