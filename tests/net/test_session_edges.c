@@ -17,38 +17,13 @@
 #include "internal.h"
 #include "support/epoch_util.h"
 #include "support/replica_util.h"
+#include "support/session_msg.h"
 #include "support/support.h"
 
 /* a and b: a fresh attached pair of one space for each test */
 TU_PAIR_FIXTURE(tu_pair_open)
 
-enum {
-    T_OFFER = 0, T_HELLO = 1, T_BUSY, T_REJECT, T_SNAP_BEGIN, T_SNAP_CHUNK,
-    T_SNAP_END, T_CHANGES, T_DONE, T_FIN, T_ERROR, T_SNAP_LOG, T_FORKS,
-    T_PACKED, T_SUMMARY, T_CUT
-};
-
 /* ---- messages built and rewritten ---- */
-
-typedef struct {
-    unsigned char b[1 << 17];
-    size_t n;
-} wbuf;
-
-static void
-put(wbuf *w, const void *p, size_t n)
-{
-    ck_assert_uint_le(w->n + n, sizeof w->b);
-    memcpy(w->b + w->n, p, n);
-    w->n += n;
-}
-
-static void
-put_byte(wbuf *w, unsigned v)
-{
-    unsigned char c = (unsigned char)v;
-    put(w, &c, 1);
-}
 
 /* bin 8 of @p n bytes of @p fill */
 static void
@@ -59,17 +34,6 @@ put_bin(wbuf *w, size_t n, unsigned fill)
     put_byte(w, (unsigned)n);
     for (size_t i = 0; i < n; i++)
         put_byte(w, fill);
-}
-
-/* The type of message @p m (0: the empty offer of protocol 4). */
-static int
-type_of(const unsigned char *m, size_t len)
-{
-    if (len == 0)
-        return T_OFFER;
-    ck_assert_uint_ge(len, 2);
-    ck_assert_uint_eq(m[0] & 0xf0, 0x90);
-    return m[1];
 }
 
 /* Message @p m (a msgpack array) with its element @p k replaced by the
@@ -285,8 +249,6 @@ b_field(const crdtnet_session_options *o, int type, int nth, uint32_t k,
     return x_field(0, o, type, nth, k, rc, why);
 }
 
-#define MSG(...) ((const unsigned char[]){ __VA_ARGS__ })
-#define MSG_LEN(...) sizeof((const unsigned char[]){ __VA_ARGS__ })
 /* a sends the bytes given just before its first message of @p type */
 #define A_BEFORE(o, type, rc, why, ...)                                      \
     x_sends(1, (o), (type), 0, 1, MSG(__VA_ARGS__), MSG_LEN(__VA_ARGS__),    \
@@ -599,7 +561,6 @@ START_TEST(test_bad_forks)
     free(w);
 }
 END_TEST
-
 
 /* ---- a taker that is sent what a snapshot is not ---- */
 

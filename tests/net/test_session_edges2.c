@@ -21,41 +21,13 @@
 #include "internal.h"
 #include "support/epoch_util.h"
 #include "support/replica_util.h"
+#include "support/session_msg.h"
 #include "support/support.h"
 
 /* a and b: a fresh attached pair of one space for each test */
 TU_PAIR_FIXTURE(tu_pair_open)
 
-enum {
-    T_OFFER = 0, T_HELLO = 1, T_BUSY, T_REJECT, T_SNAP_BEGIN, T_SNAP_CHUNK,
-    T_SNAP_END, T_CHANGES, T_DONE, T_FIN, T_ERROR, T_SNAP_LOG, T_FORKS,
-    T_PACKED, T_SUMMARY, T_CUT
-};
-
-#define MSG(...) ((const unsigned char[]){ __VA_ARGS__ })
-#define MSG_LEN(...) sizeof((const unsigned char[]){ __VA_ARGS__ })
-
 /* ---- messages rewritten ---- */
-
-typedef struct {
-    unsigned char b[1 << 16];
-    size_t n;
-} wbuf;
-
-static void
-put(wbuf *w, const void *p, size_t n)
-{
-    ck_assert_uint_le(w->n + n, sizeof w->b);
-    memcpy(w->b + w->n, p, n);
-    w->n += n;
-}
-
-static void
-put_byte(wbuf *w, unsigned v)
-{
-    unsigned char c = (unsigned char)v;
-    put(w, &c, 1);
-}
 
 /* bin 8 holding the @p n bytes at @p p */
 static void
@@ -65,16 +37,6 @@ put_bin(wbuf *w, const void *p, size_t n)
     put_byte(w, 0xc4);
     put_byte(w, (unsigned)n);
     put(w, p, n);
-}
-
-static int
-type_of(const unsigned char *m, size_t len)
-{
-    if (len == 0)
-        return T_OFFER;
-    ck_assert_uint_ge(len, 2);
-    ck_assert_uint_eq(m[0] & 0xf0, 0x90);
-    return m[1];
 }
 
 /* Message @p m with its element @p k replaced by @p raw (a whole msgpack
@@ -724,7 +686,6 @@ START_TEST(test_archive_change_does_not_decode)
     assert_no_cut(&s);
 }
 END_TEST
-
 
 Suite *
 test_suite(void)
