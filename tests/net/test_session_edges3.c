@@ -1,0 +1,253 @@
+/*
+ * test_session_edges3.c: the heads summary of sync protocol 4
+ * (net/src/summary.c) fed what a session never feeds it: heads blobs of
+ * the wrong shape (crdtnet__sum_new() reads the blob a peer or a damaged
+ * store may hand over), rounds fed before the summary started or after
+ * it ended, a second start, and the peer's heads asked for before they
+ * are known. Each must be refused with the documented code and leave
+ * the summary as it was (a refused round changes nothing that a later,
+ * right call then reads).
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt/crdt.h"
+#include "internal.h"
+#include "summary.h"
+#include "support/session_msg.h"
+#include "support/support.h"
+
+#define ENTRY CRDTNET__SUM_ENTRY
+
+/* msgpack: bin 8 of @p n bytes, all @p fill */
+static void
+put_bin(wbuf *w, size_t n, unsigned fill)
+{
+    put_byte(w, 0xc4);
+    put_byte(w, (unsigned)n);
+    for (size_t i = 0; i < n; i++)
+        put_byte(w, fill);
+}
+
+/* one well-formed heads entry: actor (8 x @p a), seq 7, hash */
+static void
+put_entry(wbuf *w, unsigned a)
+{
+    put_bin(w, 8, a);
+    put_byte(w, 0x07);
+    put_bin(w, 32, 0xab);
+}
+
+/* crdtnet__sum_new() on @p w must answer @p want and return no summary */
+static void
+assert_refused(const wbuf *w, int want)
+{
+    crdtnet__sum *s = (crdtnet__sum *)&s; /* not NULL: must be reset */
+
+    ck_assert_int_eq(crdtnet__sum_new(&s, w->b, w->n), want);
+    ck_assert_ptr_null(s);
+}
+
+static wbuf w;
+
+/* A heads blob that is not an array, or an array of other than triples */
+START_TEST(test_heads_blob_not_triples)
+{
+    crdtnet__sum *s;
+
+    w.n = 0;
+    put_byte(&w, 0x81); /* a map */
+    put_byte(&w, 0x01);
+    put_byte(&w, 0x02);
+    assert_refused(&w, CRDT_EPROTO);
+
+    w.n = 0;
+    put_byte(&w, 0x92); /* two items: not actor, seq, hash */
+    put_bin(&w, 8, 1);
+    put_byte(&w, 0x01);
+    assert_refused(&w, CRDT_EPROTO);
+
+    /* bytes announced but none given */
+    ck_assert_int_eq(crdtnet__sum_new(&s, NULL, 3), CRDT_EPROTO);
+    ck_assert_ptr_null(s);
+}
+END_TEST
+
+/* A triple whose actor, seq or hash is of the wrong type or size */
+START_TEST(test_heads_blob_bad_triple)
+{
+    w.n = 0; /* actor of 7 bytes */
+    put_byte(&w, 0x93);
+    put_bin(&w, 7, 1);
+    put_byte(&w, 0x01);
+    put_bin(&w, 32, 2);
+    assert_refused(&w, CRDT_EPROTO);
+
+    w.n = 0; /* seq is a string */
+    put_byte(&w, 0x93);
+    put_bin(&w, 8, 1);
+    put_byte(&w, 0xa1);
+    put_byte(&w, 'x');
+    put_bin(&w, 32, 2);
+    assert_refused(&w, CRDT_EPROTO);
+
+    w.n = 0; /* seq is negative */
+    put_byte(&w, 0x93);
+    put_bin(&w, 8, 1);
+    put_byte(&w, 0xff);
+    put_bin(&w, 32, 2);
+    assert_refused(&w, CRDT_EPROTO);
+
+    w.n = 0; /* hash of 31 bytes, after a good first triple */
+    put_byte(&w, 0x96);
+    put_entry(&w, 1);
+    put_bin(&w, 8, 2);
+    put_byte(&w, 0x01);
+    put_bin(&w, 31, 2);
+    assert_refused(&w, CRDT_EPROTO);
+}
+END_TEST
+
+/* Bytes after the array, and an array announcing more than the limit */
+START_TEST(test_heads_blob_trailing_or_too_many)
+{
+    w.n = 0;
+    put_byte(&w, 0x93);
+    put_entry(&w, 1);
+    put_byte(&w, 0xc0); /* one nil too many */
+    assert_refused(&w, CRDT_EPROTO);
+
+    /* an array of 3 * (SUM_MAX + 1) items: refused on the count alone,
+     * before any item is read (the reader wants a byte per item, so the
+     * items are there, as nils) */
+    {
+        uint32_t n = 3u * (CRDTNET__SUM_MAX + 1);
+        unsigned char *big = calloc(5 + (size_t)n, 1);
+        crdtnet__sum *s = NULL;
+
+        ck_assert_ptr_nonnull(big);
+        big[0] = 0xdd;
+        big[1] = (n >> 24) & 0xff;
+        big[2] = (n >> 16) & 0xff;
+        big[3] = (n >> 8) & 0xff;
+        big[4] = n & 0xff;
+        memset(big + 5, 0xc0, n);
+        ck_assert_int_eq(crdtnet__sum_new(&s, big, 5 + (size_t)n),
+                         CRDT_ELIMIT);
+        ck_assert_ptr_null(s);
+        free(big);
+    }
+
+    /* two entries of one actor: out of order */
+    w.n = 0;
+    put_byte(&w, 0x96);
+    put_entry(&w, 1);
+    put_entry(&w, 1);
+    assert_refused(&w, CRDT_EPROTO);
+}
+END_TEST
+
+/* A summary of @p n entries of actors 1..n, from a blob */
+static crdtnet__sum *
+sum_of_actors(unsigned n)
+{
+    crdtnet__sum *s;
+
+    w.n = 0;
+    put_byte(&w, 0x90 + 3 * n);
+    for (unsigned i = 1; i <= n; i++)
+        put_entry(&w, i);
+    ck_assert_int_eq(crdtnet__sum_new(&s, w.b, w.n), CRDT_OK);
+    return s;
+}
+
+/* Before start: no round is open, the peer's heads are not known */
+START_TEST(test_summary_asked_before_start)
+{
+    crdtnet__sum *s = sum_of_actors(2);
+    crdt_actor one, nine;
+    unsigned char hash[32], none[16] = { 0 }, *heads = NULL;
+    uint64_t seq = 99;
+    size_t len = 0;
+    crdt_vv *vv = NULL;
+
+    memset(one.b, 1, 8);
+    memset(nine.b, 9, 8);
+    ck_assert_int_eq(crdtnet__sum_done(s), 0);
+    ck_assert_int_eq(crdtnet__sum_round_feed(s, NULL, 0, none, 0),
+                     CRDT_EPROTO);
+    ck_assert_uint_eq(crdtnet__sum_rounds(s), 0);
+    ck_assert_int_eq(crdtnet__sum_peer_head(s, &one, &seq, hash),
+                     CRDT_ENOTFOUND);
+    ck_assert_uint_eq(seq, 99);
+    ck_assert_uint_eq(crdtnet__sum_peer_seq(s, &one), 0);
+    ck_assert_int_eq(crdtnet__sum_peer_vv(s, &vv), CRDT_EINVAL);
+    ck_assert_ptr_null(vv);
+    ck_assert_int_eq(crdtnet__sum_peer_heads(s, &heads, &len), CRDT_EINVAL);
+    ck_assert_ptr_null(heads);
+    /* our own heads are known from the start */
+    ck_assert_int_eq(crdtnet__sum_own_head(s, &one, &seq, hash), CRDT_OK);
+    ck_assert_uint_eq(seq, 7);
+    ck_assert_uint_eq(hash[0], 0xab);
+    ck_assert_int_eq(crdtnet__sum_own_head(s, &nine, &seq, hash),
+                     CRDT_ENOTFOUND);
+    ck_assert_uint_eq(crdtnet__sum_own_seq(s, &nine), 0);
+    crdtnet__sum_free(s);
+}
+END_TEST
+
+/* Equal roots end the summary at start: a second start, or a round fed
+ * after the end, is refused and the peer's heads stay as they were */
+START_TEST(test_summary_fed_after_its_end)
+{
+    crdtnet__sum *s = sum_of_actors(2), *peer = sum_of_actors(2);
+    unsigned char root[CRDTNET__SUM_ROOT], hash[32];
+    const unsigned char *e;
+    size_t el;
+    uint64_t n, seq;
+    crdt_actor one, nine;
+    crdt_vv *vv;
+
+    memset(one.b, 1, 8);
+    memset(nine.b, 9, 8);
+    crdtnet__sum_root(peer, root, &n);
+    crdtnet__sum_hello_entries(peer, &e, &el);
+    ck_assert_uint_eq(el, 2 * ENTRY);
+    ck_assert_int_eq(crdtnet__sum_start(s, root, n, e, el), CRDT_OK);
+    ck_assert_int_eq(crdtnet__sum_done(s), 1);
+
+    ck_assert_int_eq(crdtnet__sum_start(s, root, n, e, el), CRDT_EPROTO);
+    ck_assert_int_eq(crdtnet__sum_round_feed(s, NULL, 0, e, el),
+                     CRDT_EPROTO);
+    ck_assert_uint_eq(crdtnet__sum_rounds(s), 0);
+
+    /* the peer holds what we hold, and nothing else */
+    ck_assert_int_eq(crdtnet__sum_peer_head(s, &one, &seq, hash), CRDT_OK);
+    ck_assert_uint_eq(seq, 7);
+    ck_assert_int_eq(crdtnet__sum_peer_head(s, &nine, &seq, hash),
+                     CRDT_ENOTFOUND);
+    ck_assert_uint_eq(crdtnet__sum_peer_seq(s, &nine), 0);
+    ck_assert_int_eq(crdtnet__sum_peer_vv(s, &vv), CRDT_OK);
+    ck_assert_uint_eq(crdt_vv_count(vv), 2);
+    ck_assert_uint_eq(crdt_vv_get(vv, &one), 7);
+    crdt_vv_free(vv);
+    crdtnet__sum_free(peer);
+    crdtnet__sum_free(s);
+}
+END_TEST
+
+Suite *
+test_suite(void)
+{
+    Suite *s = suite_create("session_edges3");
+    TCase *tc = tcase_create("summary");
+
+    tcase_add_test(tc, test_heads_blob_not_triples);
+    tcase_add_test(tc, test_heads_blob_bad_triple);
+    tcase_add_test(tc, test_heads_blob_trailing_or_too_many);
+    tcase_add_test(tc, test_summary_asked_before_start);
+    tcase_add_test(tc, test_summary_fed_after_its_end);
+    suite_add_tcase(s, tc);
+    return s;
+}
