@@ -30,6 +30,45 @@ cmp_actor(const void *a, const void *b)
     return memcmp(a, b, CRDT_ACTOR_BYTES);
 }
 
+/* Our head of @p a as the peer judged it: in version 4 as our HELLO
+ * showed it (a change merged since, from a third replica, would make
+ * the two sides judge different pairs of heads). */
+static int
+own_head(crdtnet_session *s, const crdt_actor *a, uint64_t *seq,
+         unsigned char hash[CRDT_HASH_BYTES])
+{
+    if (s->proto == PROTO_SUMMARY && s->sum != NULL)
+        return crdtnet__sum_own_head(s->sum, a, seq, hash);
+    return crdt_head_read(seq, hash, s->r, a);
+}
+
+/*
+ * Whether the peer may have found @p a forking: it judged our head of
+ * @p a against its own chain, so we hold @p a, its heads (whole in
+ * version 3, those that differ from ours in version 4) list it, and the
+ * two heads differ. A FORKS naming anything else is a lie that would
+ * make us reset to the peer's snapshot or renew our actor for nothing.
+ * 1 if it may, 0 if not, or an error.
+ */
+static int
+may_fork(crdtnet_session *s, const crdt_actor *a)
+{
+    unsigned char mh[CRDT_HASH_BYTES], th[CRDT_HASH_BYTES];
+    uint64_t ms = 0, ts = 0;
+    int rc;
+
+    if ((rc = own_head(s, a, &ms, mh)) == CRDT_ENOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    rc = crdt_heads_lookup(&ts, th, s->peer_heads, s->peer_heads_len, a);
+    if (rc == CRDT_ENOTFOUND)
+        return 0;
+    if (rc < 0)
+        return CRDT_EPROTO;
+    return ts != ms || memcmp(th, mh, CRDT_HASH_BYTES) != 0;
+}
+
 /*
  * FORKS: the union of both sides' findings decides, the same way on both
  * sides, who keeps its chains: for the smallest forked actor, the longer
@@ -42,7 +81,7 @@ crdtnet__on_forks(crdtnet_session *s, crdt__mp *m)
     uint64_t ms = 0, ts = 0;
     crdt_actor own, *first;
     uint32_t n;
-    size_t k = 0;
+    size_t k = 0, ours = s->n_forks;
     int rc, lost, own_in = 0;
 
     if (s->forks_recv || crdt__mp_array(m, &n) < 0)
@@ -68,6 +107,17 @@ crdtnet__on_forks(crdtnet_session *s, crdt__mp *m)
         s->n_forks = 0;
         return CRDT_OK;
     }
+    for (size_t i = ours; i < s->n_forks; i++) { /* the peer's findings */
+        if ((rc = may_fork(s, &s->forks[i])) < 0)
+            return crdtnet__fail(s, rc,
+                                 rc == CRDT_EPROTO ? "malformed heads in HELLO"
+                                                   : "cannot read the heads",
+                                 1);
+        if (rc == 0)
+            return crdtnet__fail(s, CRDT_EPROTO,
+                                 "FORKS names an actor whose heads do not fork",
+                                 1);
+    }
     qsort(s->forks, s->n_forks, sizeof *s->forks, cmp_actor);
     for (size_t i = 0; i < s->n_forks; i++) /* the union: drop repeats */
         if (k == 0 || memcmp(s->forks[i].b, s->forks[k - 1].b,
@@ -77,14 +127,7 @@ crdtnet__on_forks(crdtnet_session *s, crdt__mp *m)
     first = &s->forks[0];
     memset(mh, 0, sizeof mh);
     memset(th, 0, sizeof th);
-    /* version 4: our head as our HELLO showed it, as the peer compares
-     * it (a change merged since, from a third replica, would make the
-     * two sides judge different pairs of heads) */
-    if (s->proto == PROTO_SUMMARY && s->sum != NULL)
-        rc = crdtnet__sum_own_head(s->sum, first, &ms, mh);
-    else
-        rc = crdt_head_read(&ms, mh, s->r, first);
-    if (rc < 0 && rc != CRDT_ENOTFOUND)
+    if ((rc = own_head(s, first, &ms, mh)) < 0 && rc != CRDT_ENOTFOUND)
         return crdtnet__fail(s, rc, "cannot read the heads", 1);
     rc = crdt_heads_lookup(&ts, th, s->peer_heads, s->peer_heads_len, first);
     if (rc < 0 && rc != CRDT_ENOTFOUND)

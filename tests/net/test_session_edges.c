@@ -707,29 +707,99 @@ START_TEST(test_forks_across_epochs_are_ignored)
 }
 END_TEST
 
-/* In one epoch, an actor named twice counts once. */
+/* b's FORKS of one actor, [12, [A]], with the actor named twice */
+static size_t
+edit_forks_doubled(unsigned char *out, const unsigned char *msg, size_t len)
+{
+    ck_assert_uint_eq(len, 13);
+    ck_assert_uint_eq(msg[2], 0x91);
+    memcpy(out, "\x92\x0c\x92", 3);
+    memcpy(out + 3, msg + 3, 10);
+    memcpy(out + 13, msg + 3, 10);
+    return 23;
+}
+
+/* In one epoch, an actor named twice counts once: a real fork (a copy of
+ * a wrote its own seq 2, which b holds), b's FORKS naming it twice. */
 START_TEST(test_forks_named_twice_count_once)
+{
+    crdtnet_session_options o = v3();
+    edge e = { 0, T_FORKS, 0, 0, edit_forks_doubled };
+    edge_result r;
+    crdt_replica *copy;
+    char dc[256];
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "base", 1), CRDT_OK);
+    copy = tu_clone_open(da, dc, sizeof dc);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(copy, "c", "d", "x", 3), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, copy), CRDT_OK);
+    crdt_replica_close(copy);
+    test_rmtree(dc);
+    r = edge_run(&o, &o, &e);
+    ck_assert_msg(r.hit, "b sent no FORKS");
+    ck_assert_msg(r.rc == CRDT_OK, "%s", r.ra.reason);
+    ck_assert_int_eq(r.ea, 0);
+    ck_assert_int_eq(r.eb, 0);
+    ck_assert_uint_eq(r.ra.equivocations, 1);
+    ck_assert_uint_eq(r.rb.equivocations, 1);
+    ck_assert_int_eq(r.ra.in_sync, 1);
+    tu_assert_converged(a, b);
+}
+END_TEST
+
+/* A FORKS naming an actor neither side holds is refused: it would make
+ * the receiver lose the comparison and reset to the peer's snapshot. */
+START_TEST(test_forks_naming_an_actor_neither_holds_are_refused)
 {
     crdtnet_session_options o = v3();
     edge e = { 0, T_FORKS, 0, 0, edit_forks_twice };
     edge_result r;
-    char h0[65], h1[65];
+    char h0[65];
 
     ck_assert_int_eq(tu_put_int(b, "c", "d", "x", 1), CRDT_OK);
-    tu_hash(h0, b);
+    tu_hash(h0, a);
     r = edge_run(&o, &o, &e);
-    ck_assert_msg(r.rc == CRDT_OK, "%s", r.ra.reason);
-    ck_assert_uint_eq(r.ra.equivocations, 1);
-    /* the zero hash of the head a lacks sorts first: a's side loses,
-     * resets to b's snapshot, and both end in sync */
-    ck_assert_int_eq(r.ra.equivocation_lost, 1);
-    ck_assert_int_eq(r.ea, 0);
-    ck_assert_int_eq(r.eb, 0);
-    ck_assert_int_eq(r.ra.snapshot_received, 1);
-    ck_assert_int_eq(r.ra.in_sync, 1);
-    tu_assert_converged(a, b);
-    tu_hash(h1, b);
-    ck_assert_str_eq(h0, h1);
+    assert_refused(&r, 0, CRDT_EPROTO,
+                   "FORKS names an actor whose heads do not fork", h0);
+    ck_assert_uint_eq(r.ra.equivocations, 0);
+    ck_assert_int_eq(r.ra.snapshot_received, 0);
+}
+END_TEST
+
+/* b's FORKS naming a's actor, whose head both sides hold alike */
+static crdt_actor named;
+
+static size_t
+edit_forks_named(unsigned char *out, const unsigned char *msg, size_t len)
+{
+    (void)msg;
+    (void)len;
+    memcpy(out, "\x92\x0c\x91\xc4\x08", 5);
+    memcpy(out + 5, named.b, 8);
+    return 13;
+}
+
+/* Naming our own actor where both heads agree is refused too: it would
+ * make us start a new incarnation (a new actor) each session. */
+START_TEST(test_forks_naming_our_actor_at_an_equal_head_are_refused)
+{
+    crdtnet_session_options o = v3();
+    edge e = { 0, T_FORKS, 0, 0, edit_forks_named };
+    edge_result r;
+    crdt_actor before;
+    char h0[65];
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d", "y", 2), CRDT_OK);
+    before = named = crdt_replica_actor(a);
+    tu_hash(h0, a);
+    r = edge_run(&o, &o, &e);
+    assert_refused(&r, 0, CRDT_EPROTO,
+                   "FORKS names an actor whose heads do not fork", h0);
+    ck_assert_mem_eq(crdt_replica_actor(a).b, before.b, 8);
+    ck_assert_uint_eq(r.ra.renewed, 0);
 }
 END_TEST
 
@@ -858,6 +928,8 @@ test_suite(void)
     tcase_add_test(tc, test_taker_snap_end_twice);
     tcase_add_test(tc, test_forks_across_epochs_are_ignored);
     tcase_add_test(tc, test_forks_named_twice_count_once);
+    tcase_add_test(tc, test_forks_naming_an_actor_neither_holds_are_refused);
+    tcase_add_test(tc, test_forks_naming_our_actor_at_an_equal_head_are_refused);
     tcase_add_test(tc, test_bad_summary_rounds);
     tcase_add_test(tc, test_bad_hello_heads_list);
     suite_add_tcase(s, tc);
