@@ -846,6 +846,14 @@ epoch_reset_commit(crdt_merge_report *report, epoch_reset *rs,
             if (rs->w == NULL && expected_hash != NULL &&
                 memcmp(hash, expected_hash, CRDT_HASH_BYTES) != 0)
                 rc = CRDT_ECORRUPT; /* not the state the peer sent */
+            /* migrated up, the state must be the one the final epoch's
+             * base heads (adopted below) stand for: from a snapshot that
+             * lacks ops that epoch folds, those ops would count as held
+             * and never be replayed nor asked for again (lost, against
+             * (3)); from one holding more, the heads would not match */
+            if (rc == CRDT_OK && rs->w != NULL &&
+                memcmp(hash, rs->final.state_hash, CRDT_HASH_BYTES) != 0)
+                rc = CRDT_ECORRUPT;
         }
         if (rc == CRDT_OK && !rs->knew_owner)
             rc = owner_signed(rs, t);
