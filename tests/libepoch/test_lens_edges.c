@@ -376,6 +376,8 @@ START_TEST(test_retype_names_follow_later_steps)
     ck_assert_int_eq(epoch__lens_retypes(l, "c", "n"), 0);
     ck_assert_int_eq(epoch__lens_retypes(l, "c", "x"), 0);
     ck_assert_int_eq(epoch__lens_retypes(l, "other", "t"), 0);
+    ck_assert_int_eq(epoch__lens_retype(NULL, 0, &coll, &field, &dir),
+                     CRDT_ENOTFOUND);
     epoch_lens_free(l);
 }
 END_TEST

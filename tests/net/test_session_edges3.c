@@ -1,20 +1,34 @@
 /*
- * test_session_edges3.c: the heads summary of sync protocol 4
- * (net/src/summary.c) fed what a session never feeds it: heads blobs of
- * the wrong shape (crdtnet__sum_new() reads the blob a peer or a damaged
- * store may hand over), rounds fed before the summary started or after
- * it ended, a second start, and the peer's heads asked for before they
- * are known. Each must be refused with the documented code and leave
- * the summary as it was (a refused round changes nothing that a later,
- * right call then reads).
+ * test_session_edges3.c: two pieces of the sync state machine asked
+ * what a session seldom asks them.
+ *
+ * The heads summary of sync protocol 4 (net/src/summary.c) fed what a
+ * session never feeds it: heads blobs of the wrong shape
+ * (crdtnet__sum_new() reads the blob a peer or a damaged store may hand
+ * over), rounds fed before the summary started or after it ended, a
+ * second start, and the peer's heads asked for before they are known.
+ * Each must be refused with the documented code and leave the summary
+ * as it was (a refused round changes nothing that a later, right call
+ * then reads).
+ *
+ * The CUT planner (net/src/cut.c) for takers it must send nothing: a new
+ * replica, a taker whose epoch is not on the giver's chain, a next epoch
+ * that runs a custom migration; and the taker's bound for a giver epoch
+ * it holds no record of, or its own. Each is checked against the same
+ * scene where the planner does send, so a refusal is the rule at work
+ * and not a scene that could never send.
  */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "cut.h"
+#include "epoch/epoch.h"
 #include "internal.h"
 #include "summary.h"
+#include "support/epoch_util.h"
+#include "support/replica_util.h"
 #include "support/session_msg.h"
 #include "support/support.h"
 
@@ -237,6 +251,167 @@ START_TEST(test_summary_fed_after_its_end)
 }
 END_TEST
 
+
+/* ---- the CUT planner ---- */
+
+/* a and b: a fresh attached pair of one space for each cut test */
+TU_PAIR_FIXTURE(tu_pair_open)
+
+/* What b, a's taker, tells a: its epoch, vv and heads. */
+typedef struct {
+    unsigned char epoch[EPOCH_ID_BYTES];
+    crdt_vv *vv;
+    unsigned char *heads;
+    size_t heads_len;
+} taker_view;
+
+static taker_view
+taker_of(crdt_replica *r)
+{
+    taker_view t;
+    epoch_info e;
+    crdt_read *rd;
+
+    ck_assert_int_eq(epoch_current(&e, r), CRDT_OK);
+    memcpy(t.epoch, e.id, EPOCH_ID_BYTES);
+    epoch_info_clear(&e);
+    ck_assert_int_eq(crdt_read_begin(&rd, r), CRDT_OK);
+    ck_assert_int_eq(crdt_read_vv(&t.vv, rd), CRDT_OK);
+    crdt_read_end(rd);
+    ck_assert_int_eq(crdt_heads_export(&t.heads, &t.heads_len, r), CRDT_OK);
+    return t;
+}
+
+static void
+taker_free(taker_view *t)
+{
+    crdt_vv_free(t->vv);
+    crdt_free(t->heads);
+}
+
+/* a custom migration that marks every document */
+static int
+mark_doc(epoch_doc *doc, const char *coll, const char *id, void *ctx)
+{
+    crdt_value v = crdt_value_bool(1);
+
+    (void)coll;
+    (void)id;
+    (void)ctx;
+    return epoch_doc_set_register(doc, "marked", &v);
+}
+
+/* b takes a's first write; a writes once more (b lacks it) and then
+ * compacts, or runs a custom migration when @p custom */
+static void
+b_lacks_part_of_the_cut(int custom)
+{
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "e", "x", 2), CRDT_OK);
+    if (!custom) {
+        tu_migrate(a, NULL, NULL);
+        return;
+    }
+    {
+        epoch_builder *bl;
+        ck_assert_int_eq(epoch_builder_new(&bl, a), CRDT_OK);
+        ck_assert_int_eq(epoch_builder_set_custom(bl, "mark", "c", 2,
+                                                  mark_doc, NULL), CRDT_OK);
+        ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_OK);
+        epoch_builder_free(bl);
+    }
+}
+
+/* The taker a compaction left behind gets a plan; a new replica (no vv,
+ * or an empty one) and a taker whose epoch is not on a's chain get none */
+START_TEST(test_cut_plan_only_for_a_taker_on_our_chain)
+{
+    taker_view t;
+    crdtnet__cut c;
+    crdt_vv *empty;
+    unsigned char stranger[EPOCH_ID_BYTES];
+    crdt_actor actor = crdt_replica_actor(a);
+
+    b_lacks_part_of_the_cut(0);
+    t = taker_of(b);
+    ck_assert_int_eq(crdtnet__cut_plan(&c, a, t.epoch, t.vv, t.heads,
+                                       t.heads_len), CRDT_OK);
+    ck_assert_uint_eq(c.archive_epoch, 0);
+    ck_assert_uint_eq(crdt_vv_get(c.upto, &actor), 2);
+    crdtnet__cut_clear(&c);
+    ck_assert_ptr_null(c.upto);
+    crdtnet__cut_clear(NULL);
+
+    ck_assert_int_eq(crdtnet__cut_plan(&c, a, t.epoch, NULL, NULL, 0),
+                     CRDT_ENOTFOUND);
+    ck_assert_ptr_null(c.upto);
+    ck_assert_int_eq(crdt_vv_new(&empty), CRDT_OK);
+    ck_assert_int_eq(crdtnet__cut_plan(&c, a, t.epoch, empty, NULL, 0),
+                     CRDT_ENOTFOUND);
+    ck_assert_ptr_null(c.upto);
+    crdt_vv_free(empty);
+    /* an epoch a never saw: the walk up a's chain ends at genesis */
+    memset(stranger, 0x5c, sizeof stranger);
+    ck_assert_int_eq(crdtnet__cut_plan(&c, a, stranger, t.vv, t.heads,
+                                       t.heads_len), CRDT_ENOTFOUND);
+    ck_assert_ptr_null(c.upto);
+    taker_free(&t);
+}
+END_TEST
+
+/* The same taker, but a's next epoch runs a custom migration: its cut
+ * cannot be re-derived, so nothing is planned */
+START_TEST(test_cut_plan_none_past_a_custom_migration)
+{
+    taker_view t;
+    crdtnet__cut c;
+
+    b_lacks_part_of_the_cut(1);
+    t = taker_of(b);
+    ck_assert_int_eq(crdtnet__cut_plan(&c, a, t.epoch, t.vv, t.heads,
+                                       t.heads_len), CRDT_ENOTFOUND);
+    ck_assert_ptr_null(c.upto);
+    taker_free(&t);
+}
+END_TEST
+
+/* The taker's bound: a giver epoch it holds no record of, or its own
+ * current epoch, has no child of its epoch: no CUT belongs there. With
+ * a's records stored, a's epoch bounds the cut a planned. */
+START_TEST(test_cut_bound_needs_a_child_of_our_epoch)
+{
+    unsigned char stranger[EPOCH_ID_BYTES];
+    crdt_vv *vv = (crdt_vv *)&vv;
+    epoch_info *all, cur;
+    size_t n;
+    crdt_actor actor = crdt_replica_actor(a);
+    taker_view t;
+
+    b_lacks_part_of_the_cut(0);
+    t = taker_of(b);
+    memset(stranger, 0x5c, sizeof stranger);
+    ck_assert_int_eq(crdtnet__cut_bound(&vv, b, stranger), CRDT_ENOTFOUND);
+    ck_assert_ptr_null(vv);
+    ck_assert_int_eq(crdtnet__cut_bound(&vv, b, t.epoch), CRDT_ENOTFOUND);
+    ck_assert_ptr_null(vv);
+
+    ck_assert_int_eq(epoch_all(&all, &n, a), CRDT_OK);
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *rec = all[i].raw;
+        size_t len = all[i].raw_len;
+        ck_assert_int_eq(epoch_store_records(b, &rec, &len, 1), CRDT_OK);
+    }
+    epoch_chain_free(all, n);
+    ck_assert_int_eq(epoch_current(&cur, a), CRDT_OK);
+    ck_assert_int_eq(crdtnet__cut_bound(&vv, b, cur.id), CRDT_OK);
+    ck_assert_uint_eq(crdt_vv_get(vv, &actor), 2);
+    crdt_vv_free(vv);
+    epoch_info_clear(&cur);
+    taker_free(&t);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -248,6 +423,13 @@ test_suite(void)
     tcase_add_test(tc, test_heads_blob_trailing_or_too_many);
     tcase_add_test(tc, test_summary_asked_before_start);
     tcase_add_test(tc, test_summary_fed_after_its_end);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("cut");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_cut_plan_only_for_a_taker_on_our_chain);
+    tcase_add_test(tc, test_cut_plan_none_past_a_custom_migration);
+    tcase_add_test(tc, test_cut_bound_needs_a_child_of_our_epoch);
     suite_add_tcase(s, tc);
     return s;
 }
