@@ -6,7 +6,9 @@
  * a stale op carried through three lenses where a default one lens adds
  * is removed by the next (the document must not get it) and the third
  * adds another; a quarantine whose only held op the current state
- * refuses (it stays held, nothing else changes, the re-apply succeeds).
+ * refuses (it stays held, nothing else changes, the re-apply succeeds);
+ * the losing chain of an equivocation re-applied for another actor
+ * (nothing moves) and then for its own (all of it comes back).
  */
 #include <check.h>
 #include <stdio.h>
@@ -128,6 +130,36 @@ START_TEST(test_only_held_op_refused_stays_held)
 }
 END_TEST
 
+/* b holds a copy's chain of c's actor that loses to a's: the reset
+ * holds the copy's two changes (kind equivocation). Re-applying the lost
+ * ops of another actor takes none of them; of c's actor, both, as new
+ * writes that show in the state. */
+START_TEST(test_apply_lost_filters_held_entries_by_actor)
+{
+    crdt_actor forked, other = crdt_replica_actor(a);
+    uint64_t applied = 9;
+
+    tu_forked_chains(a, b, &forked);
+    ck_assert_int_eq(tu_reset_with_log_answered(b, a, &forked, 1), CRDT_OK);
+    ck_assert_uint_eq(tu_quarantine_count(b), 2);
+    assert_field(b, "copy0", "v", "");
+
+    ck_assert_int_eq(epoch_quarantine_apply_lost(&applied, b, &other),
+                     CRDT_OK);
+    ck_assert_uint_eq(applied, 0);
+    ck_assert_uint_eq(tu_quarantine_count(b), 2);
+    assert_field(b, "copy0", "v", "");
+
+    ck_assert_int_eq(epoch_quarantine_apply_lost(&applied, b, &forked),
+                     CRDT_OK);
+    ck_assert_uint_eq(applied, 2);
+    ck_assert_uint_eq(tu_quarantine_count(b), 0);
+    assert_field(b, "copy0", "v", "3");
+    assert_field(b, "copy1", "v", "4");
+    assert_field(b, "orig", "v", "2");
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -139,6 +171,7 @@ test_suite(void)
     tcase_add_test(tc, test_stale_text_op_through_a_lens_that_leaves_it);
     tcase_add_test(tc, test_default_removed_by_a_later_lens_is_not_written);
     tcase_add_test(tc, test_only_held_op_refused_stays_held);
+    tcase_add_test(tc, test_apply_lost_filters_held_entries_by_actor);
     suite_add_tcase(s, tc);
     return s;
 }
