@@ -349,33 +349,37 @@ END_TEST
 START_TEST(test_record_too_long_or_with_a_huge_schema_is_refused)
 {
     static const unsigned char one[1] = { 0x90 };
-    unsigned char rec[256], *p = rec, *body;
+    /* the map's header, then room for its 100001 claimed pairs (two
+     * bytes each at least), so only the count can refuse it */
+    enum { PAIRS = 100001, BODY = 3 + 2 + EPOCH_ID_BYTES + 5 + 2 * PAIRS };
+    size_t cap = BODY + 128;
+    unsigned char *rec = calloc(1, cap), *p = rec;
     epoch_info e;
 
+    ck_assert_ptr_nonnull(rec);
     memset(&e, 0, sizeof e);
     ck_assert_int_eq(epoch_record_decode(&e, one, EPOCH_RECORD_MAX + 1u),
                      CRDT_ELIMIT);
-    /* [ body, creator, created_ms, sig ] with a body that names 100001
-     * collections in a map it then lacks */
+    /* [ body, creator, created_ms, sig ] */
     *p++ = 0x94;
-    *p++ = 0xc4; /* bin8 */
-    body = p++;
-    {
-        unsigned char *b0 = p;
-        *p++ = 0x98;              /* the body: 8 items */
-        *p++ = 0x01;              /* format */
-        *p++ = 0x01;              /* number */
-        *p++ = 0xc4;              /* parent */
-        *p++ = EPOCH_ID_BYTES;
-        memset(p, 0xab, EPOCH_ID_BYTES);
-        p += EPOCH_ID_BYTES;
-        *p++ = 0xdf;              /* map32: 100001 */
-        *p++ = 0x00;
-        *p++ = 0x01;
-        *p++ = 0x86;
-        *p++ = 0xa1;
-        *body = (unsigned char)(p - b0);
-    }
+    *p++ = 0xc6; /* bin32 */
+    *p++ = 0;
+    *p++ = (unsigned char)(BODY >> 16);
+    *p++ = (unsigned char)(BODY >> 8);
+    *p++ = (unsigned char)BODY;
+    *p++ = 0x98;              /* the body: 8 items */
+    *p++ = 0x01;              /* format */
+    *p++ = 0x01;              /* number */
+    *p++ = 0xc4;              /* parent */
+    *p++ = EPOCH_ID_BYTES;
+    memset(p, 0xab, EPOCH_ID_BYTES);
+    p += EPOCH_ID_BYTES;
+    *p++ = 0xdf;              /* map32 */
+    *p++ = (unsigned char)(PAIRS >> 24);
+    *p++ = (unsigned char)(PAIRS >> 16);
+    *p++ = (unsigned char)(PAIRS >> 8);
+    *p++ = (unsigned char)PAIRS;
+    p += 2 * PAIRS;           /* zeros */
     *p++ = 0xc4;
     *p++ = 32;
     memset(p, 0x11, 32);
@@ -385,10 +389,71 @@ START_TEST(test_record_too_long_or_with_a_huge_schema_is_refused)
     *p++ = 64;
     memset(p, 0x22, 64);
     p += 64;
+    ck_assert_uint_le((size_t)(p - rec), cap);
     ck_assert_int_eq(epoch_record_decode(&e, rec, (size_t)(p - rec)),
                      CRDT_EPROTO);
     ck_assert_ptr_null(e.raw);
     ck_assert_ptr_null(e.schema);
+    free(rec);
+}
+END_TEST
+
+/* A store whose meta lost its genesis_id (docs/storage.md: written at
+ * creation), or holds a damaged one, still knows epoch 0 while it is at
+ * it: the current epoch's id is the genesis. Past epoch 0, or with the
+ * current epoch's id lost or damaged too, no id is the genesis:
+ * CRDT_ENOTFOUND, nothing synthesised; stored records are found. */
+static void
+meta_set(const char *key, const void *v, size_t vl)
+{
+    crdt_raw *t;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+    if (v != NULL)
+        ck_assert_int_eq(crdt_raw_put(t, CRDT_DB_META, key, strlen(key), v,
+                                      vl),
+                         CRDT_OK);
+    else
+        ck_assert_int_eq(crdt_raw_del(t, CRDT_DB_META, key, strlen(key)),
+                         CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+}
+
+START_TEST(test_genesis_known_without_its_meta_key)
+{
+    static const unsigned char other[EPOCH_ID_BYTES] = { 1, 2, 3 };
+    static const unsigned char bad[3] = { 9, 9, 9 };
+    epoch_info cur, e, one;
+
+    ck_assert_int_eq(epoch_current(&cur, a), CRDT_OK);
+    ck_assert_uint_eq(cur.number, 0);
+    for (int damaged = 1; damaged >= 0; damaged--) {
+        meta_set("genesis_id", damaged ? bad : NULL, sizeof bad);
+        ck_assert_int_eq(epoch_get(&e, a, cur.id), CRDT_OK);
+        ck_assert_uint_eq(e.number, 0);
+        ck_assert_mem_eq(e.id, cur.id, EPOCH_ID_BYTES);
+        ck_assert_str_eq(e.lens, "");
+        ck_assert_uint_eq(e.n_schema, 0);
+        epoch_info_clear(&e);
+        ck_assert_int_eq(epoch_get(&e, a, other), CRDT_ENOTFOUND);
+    }
+
+    /* at epoch 1 the current id is no longer the genesis's */
+    meta_set("genesis_id", cur.id, EPOCH_ID_BYTES);
+    tu_migrate(a, NULL, &one);
+    meta_set("genesis_id", NULL, 0);
+    ck_assert_int_eq(epoch_get(&e, a, cur.id), CRDT_ENOTFOUND);
+    ck_assert_int_eq(epoch_get(&e, a, one.id), CRDT_OK);
+    ck_assert_uint_eq(e.number, 1);
+    epoch_info_clear(&e);
+
+    /* the current epoch's id damaged, then gone */
+    meta_set("epoch_id", bad, sizeof bad);
+    ck_assert_int_eq(epoch_get(&e, a, cur.id), CRDT_ENOTFOUND);
+    meta_set("epoch_id", NULL, 0);
+    ck_assert_int_eq(epoch_get(&e, a, cur.id), CRDT_ENOTFOUND);
+    epoch_info_clear(&one);
+    epoch_info_clear(&cur);
 }
 END_TEST
 
@@ -496,6 +561,7 @@ test_suite(void)
     tcase_add_test(tc, test_staging_reset_blocks_migration_and_derivation);
     tcase_add_test(tc, test_interrupted_migration_blocks_the_next);
     tcase_add_test(tc, test_record_too_long_or_with_a_huge_schema_is_refused);
+    tcase_add_test(tc, test_genesis_known_without_its_meta_key);
     tcase_add_test(tc, test_heads_of_a_damaged_record_are_corrupt);
     tcase_add_test(tc, test_long_chain_is_listed_whole_and_pruned_by_retention);
     suite_add_tcase(s, tc);
