@@ -11,6 +11,7 @@
  * epoch_relate(). Each refused input must leave the replica as it was.
  */
 #include <check.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "crdt/crdt.h"
 #include "crdt/raw.h"
 #include "epoch/epoch.h"
+#include "epoch_internal.h"
 #include "support/epoch_util.h"
 #include "support/replica_util.h"
 #include "support/support.h"
@@ -760,6 +762,313 @@ START_TEST(test_own_changes_beyond_the_senders_copy_are_kept)
 }
 END_TEST
 
+/* ---- the map grows, hostile records and entries ---- */
+
+/* A replica opened with a map far smaller than the snapshot: the
+ * buffer's write fills it, the map grows, and the staging goes on. */
+START_TEST(test_small_map_grows_while_staging)
+{
+    crdt_open_options o = CRDT_OPEN_OPTIONS_INIT;
+    crdt_env_stats st;
+    char sub[300];
+
+    write_big(a);
+    tu_migrate(a, NULL, NULL);
+    crdt_replica_close(b);
+    b = NULL;
+    snprintf(sub, sizeof sub, "%s/r", db);
+    o.map_size = 1u << 20;
+    ck_assert_int_eq(crdt_replica_open(&b, sub, &o), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    ck_assert_int_eq(tu_store_records_answered(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_reset_answered(b, a), CRDT_OK);
+    tu_assert_converged(a, b);
+    ck_assert_int_eq(crdt_replica_env_stats(b, &st), CRDT_OK);
+    ck_assert_uint_gt(st.map_size, BIG_DOCS * BIG_BYTES);
+}
+END_TEST
+
+/* Migrating up, a snapshot entry that is no state entry is found when
+ * the full buffer is written out: the put answers CRDT_ECORRUPT, the
+ * reset is failed for good and the replica is as it was. */
+START_TEST(test_hostile_entry_fails_a_migrating_reset)
+{
+    epoch_info e1, e2;
+    entries snap = { 0 };
+    epoch_reset *rs;
+    view before;
+    size_t i;
+    int rc = CRDT_OK;
+
+    write_big(a);
+    tu_migrate(a, NULL, &e1);
+    ck_assert_int_eq(epoch_snapshot_walk(a, NULL, NULL, keep_entry, &snap),
+                     CRDT_OK);
+    tu_migrate(a, NULL, &e2);
+    ck_assert_int_eq(tu_store_records_answered(b, a), CRDT_OK);
+    before = view_of(b);
+    ck_assert_int_eq(epoch_reset_begin(&rs, b, e1.id, e2.id), CRDT_OK);
+    ck_assert_int_eq(epoch_reset_put(rs, "\x01no entry", 9, "v", 1),
+                     CRDT_OK); /* only buffered */
+    for (i = 0; i < snap.n && rc == CRDT_OK; i++)
+        rc = epoch_reset_put(rs, snap.k[i].data, snap.k[i].len,
+                             snap.v[i].data, snap.v[i].len);
+    ck_assert_int_eq(rc, CRDT_ECORRUPT);
+    ck_assert_int_eq(epoch_reset_put(rs, snap.k[0].data, snap.k[0].len,
+                                     snap.v[0].data, snap.v[0].len),
+                     CRDT_EBADTXN);
+    ck_assert_int_eq(epoch_reset_commit(NULL, rs, NULL), CRDT_EBADTXN);
+    assert_unchanged(b, &before);
+    ck_assert_int_eq(staging_of(b).present, 0);
+    entries_free(&snap);
+    epoch_info_clear(&e1);
+    epoch_info_clear(&e2);
+}
+END_TEST
+
+/* A child record, signed, whose lens text is no lens (a buggy or
+ * hostile creator): migrating up into it is refused, nothing changes. */
+START_TEST(test_child_with_a_broken_lens_is_refused)
+{
+    static const char bad_lens[] = "collection c 1 ->";
+    epoch_info e1, bogus;
+    entries snap = { 0 };
+    const unsigned char *heads;
+    size_t heads_len;
+    view before;
+    int rc;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    tu_migrate(a, NULL, &e1);
+    ck_assert_int_eq(epoch_snapshot_walk(a, NULL, NULL, keep_entry, &snap),
+                     CRDT_OK);
+    ck_assert_int_eq(epoch_record_heads(&heads, &heads_len, &e1), CRDT_OK);
+    ck_assert_int_eq(epoch__record_make(&bogus, a, 2, e1.id, e1.schema,
+                                        e1.n_schema, bad_lens, "", heads,
+                                        heads_len, e1.state_hash), CRDT_OK);
+    ck_assert_int_eq(tu_store_records_answered(b, a), CRDT_OK);
+    raw_set(b, CRDT_DB_EPOCHS, bogus.id, EPOCH_ID_BYTES, bogus.raw,
+            bogus.raw_len);
+    before = view_of(b);
+    {
+        epoch_lens *l = NULL;
+        rc = epoch_lens_parse(&l, bad_lens, strlen(bad_lens), NULL);
+        ck_assert_int_lt(rc, 0);
+        epoch_lens_free(l);
+    }
+    ck_assert_int_eq(reset_migrating(b, e1.id, bogus.id, &snap), rc);
+    assert_unchanged(b, &before);
+    ck_assert_int_eq(staging_of(b).present, 0);
+    entries_free(&snap);
+    epoch_info_clear(&e1);
+    epoch_info_clear(&bogus);
+}
+END_TEST
+
+/* An archive entry under a key no archived change has: the reset of a
+ * losing fork brings every archived change back for the replay, skips
+ * that one and leaves it where it is; no write is lost. */
+START_TEST(test_fork_reset_skips_a_damaged_archive_key)
+{
+    static const unsigned char junk_key[12] = { 0, 0, 0, 0, 0, 0, 0, 0,
+                                                'j', 'u', 'n', 'k' };
+    epoch_info ea, eb;
+    epoch_relation rel;
+    crdt_replica *loser, *winner;
+    crdt_raw *t;
+    const void *v;
+    size_t vl;
+    char buf[64];
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "da", "x", 2), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "db", "x", 3), CRDT_OK);
+    tu_migrate(a, NULL, &ea);
+    tu_migrate(b, NULL, &eb);
+    ck_assert_int_eq(tu_store_records_answered(a, b), CRDT_OK);
+    ck_assert_int_eq(tu_store_records_answered(b, a), CRDT_OK);
+    ck_assert_int_eq(epoch_relate(&rel, NULL, a, eb.id, NULL), CRDT_OK);
+    loser = rel == EPOCH_FORK_LOSE ? a : b;
+    winner = loser == a ? b : a;
+    raw_set(loser, CRDT_DB_ARCHIVE, junk_key, sizeof junk_key, "?", 1);
+    ck_assert_int_eq(tu_reset_from(loser, winner), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(winner, loser), CRDT_OK);
+    tu_assert_converged(a, b);
+    tu_field_str(buf, sizeof buf, winner, "c", "da", "x");
+    ck_assert_str_eq(buf, "2");
+    tu_field_str(buf, sizeof buf, winner, "c", "db", "x");
+    ck_assert_str_eq(buf, "3");
+    ck_assert_int_eq(crdt_raw_begin(&t, loser, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_get(t, CRDT_DB_ARCHIVE, junk_key,
+                                  sizeof junk_key, &v, &vl), CRDT_OK);
+    ck_assert_uint_eq(vl, 1);
+    crdt_raw_abort(t);
+    epoch_info_clear(&ea);
+    epoch_info_clear(&eb);
+}
+END_TEST
+
+/* A migration started while the snapshot streamed in (its marker is
+ * there at commit): the reset gives way with CRDT_EBUSY and changes
+ * nothing; the migration's marker stays for it to resume or abort. */
+START_TEST(test_migration_started_meanwhile_fails_the_commit)
+{
+    unsigned char id[EPOCH_ID_BYTES], hash[32];
+    epoch_reset *rs;
+    epoch_marker m;
+    crdt_raw *t;
+    view before;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "e", "x", 2), CRDT_OK);
+    before = view_of(b);
+    current_id(id, a);
+    ck_assert_int_eq(epoch_reset_begin(&rs, b, id, NULL), CRDT_OK);
+    ck_assert_int_eq(epoch_snapshot_walk(a, NULL, hash, put_into_reset, rs),
+                     CRDT_OK);
+    ck_assert_int_eq(crdt_raw_begin(&t, b, 1), CRDT_OK);
+    ck_assert_int_eq(epoch__marker_put(t, 1, "", ""), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+    ck_assert_int_eq(epoch_reset_commit(NULL, rs, hash), CRDT_EBUSY);
+    assert_unchanged(b, &before);
+    ck_assert_int_eq(staging_of(b).present, 0);
+    ck_assert_int_eq(epoch_marker_get(&m, b), CRDT_OK);
+    ck_assert_uint_eq(m.target_number, 1);
+    epoch_marker_clear(&m);
+    ck_assert_int_eq(epoch_migration_abort(b), CRDT_OK);
+}
+END_TEST
+
+/* A target whose chain does not come down to our genesis (its root a
+ * record numbered 0 of its own: forged, or of another space): there is
+ * no common ancestor, the commit answers CRDT_ECORRUPT and nothing
+ * changes. */
+START_TEST(test_target_of_another_root_is_refused)
+{
+    static const unsigned char zero[32];
+    epoch_info root, child;
+    epoch_reset *rs;
+    view before;
+
+    ck_assert_int_eq(tu_put_int(b, "c", "e", "x", 2), CRDT_OK);
+    ck_assert_int_eq(epoch__record_make(&root, a, 0, zero, NULL, 0, "", "",
+                                        (const unsigned char *)"\x90", 1,
+                                        zero), CRDT_OK);
+    ck_assert_int_eq(epoch__record_make(&child, a, 1, root.id, NULL, 0, "",
+                                        "", (const unsigned char *)"\x90", 1,
+                                        zero), CRDT_OK);
+    raw_set(b, CRDT_DB_EPOCHS, root.id, EPOCH_ID_BYTES, root.raw,
+            root.raw_len);
+    raw_set(b, CRDT_DB_EPOCHS, child.id, EPOCH_ID_BYTES, child.raw,
+            child.raw_len);
+    before = view_of(b);
+    ck_assert_int_eq(epoch_reset_begin(&rs, b, child.id, NULL), CRDT_OK);
+    ck_assert_int_eq(epoch_reset_commit(NULL, rs, NULL), CRDT_ECORRUPT);
+    assert_unchanged(b, &before);
+    ck_assert_int_eq(staging_of(b).present, 0);
+    epoch_info_clear(&root);
+    epoch_info_clear(&child);
+}
+END_TEST
+
+/* ---- a space with an owner ---- */
+
+typedef struct {
+    char dir[3][256];
+    crdt_replica *o, *w, *j; /* owner, an admin, a joiner */
+} owned;
+
+/* An owner's space with an admin (who holds the owner's changes) and a
+ * replica that joined and knows nothing yet, so no owner either. */
+static void
+owned_open(owned *s)
+{
+    unsigned char so[32], sw[32], sj[32], pw[32], sk[64], space[16],
+        nonce[16];
+
+    randombytes_buf(so, sizeof so);
+    randombytes_buf(sw, sizeof sw);
+    randombytes_buf(sj, sizeof sj);
+    crypto_sign_seed_keypair(pw, sk, sw);
+    tu_owner_space(space, nonce, so);
+    s->o = tu_create_seeded(s->dir[0], sizeof s->dir[0], space, so, nonce);
+    s->w = tu_create_seeded(s->dir[1], sizeof s->dir[1], space, sw, NULL);
+    s->j = tu_create_seeded(s->dir[2], sizeof s->dir[2], space, sj, NULL);
+    ck_assert_int_eq(tu_set_role(s->o, pw, CRDT_ROLE_ADMIN), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(s->o, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(s->w, s->o), CRDT_OK);
+    ck_assert_int_eq(crdt_members_owner(s->j, NULL), 0);
+}
+
+static void
+owned_close(owned *s)
+{
+    crdt_replica *r[3] = { s->o, s->w, s->j };
+
+    for (int i = 0; i < 3; i++) {
+        crdt_replica_close(r[i]);
+        test_rmtree(s->dir[i]);
+    }
+}
+
+/* A joiner that knows no owner takes the genesis snapshot of an owned
+ * space: genesis has no creator to check, the owner comes with it. */
+START_TEST(test_joiner_takes_an_owned_genesis)
+{
+    owned s;
+    char ho[65], hj[65];
+
+    owned_open(&s);
+    ck_assert_int_eq(tu_reset_answered(s.j, s.o), CRDT_OK);
+    tu_hash(ho, s.o);
+    tu_hash(hj, s.j);
+    ck_assert_str_eq(hj, ho);
+    ck_assert_int_eq(crdt_members_owner(s.j, NULL), 1);
+    owned_close(&s);
+}
+END_TEST
+
+/* Migrating up, a joiner that knows no owner also wants the owner's
+ * signature on the epoch it ends at: the snapshot's epoch the owner
+ * signed, the child an admin made: CRDT_EPERM, nothing changes. */
+START_TEST(test_joiner_refuses_a_child_the_owner_did_not_sign)
+{
+    owned s;
+    epoch_info e1o, e1w, e2w;
+    entries snap = { 0 };
+    const unsigned char *rec;
+    size_t len;
+    view before;
+
+    owned_open(&s);
+    ck_assert_int_eq(epoch_attach(s.o), CRDT_OK);
+    ck_assert_int_eq(epoch_attach(s.w), CRDT_OK);
+    tu_migrate(s.o, NULL, &e1o);
+    tu_migrate(s.w, NULL, &e1w); /* the same epoch, the admin's record */
+    ck_assert_mem_eq(e1w.id, e1o.id, EPOCH_ID_BYTES);
+    tu_migrate(s.w, "collection c 1 -> 2\nrename x -> y\n", &e2w);
+    ck_assert_int_eq(epoch_snapshot_walk(s.o, NULL, NULL, keep_entry, &snap),
+                     CRDT_OK);
+    rec = e1o.raw;
+    len = e1o.raw_len;
+    ck_assert_int_eq(epoch_store_records(s.j, &rec, &len, 1), CRDT_OK);
+    rec = e2w.raw;
+    len = e2w.raw_len;
+    ck_assert_int_eq(epoch_store_records(s.j, &rec, &len, 1), CRDT_OK);
+    before = view_of(s.j);
+    ck_assert_int_eq(reset_migrating(s.j, e1o.id, e2w.id, &snap),
+                     CRDT_EPERM);
+    assert_unchanged(s.j, &before);
+    ck_assert_int_eq(crdt_members_owner(s.j, NULL), 0);
+    entries_free(&snap);
+    epoch_info_clear(&e1o);
+    epoch_info_clear(&e1w);
+    epoch_info_clear(&e2w);
+    owned_close(&s);
+}
+END_TEST
+
 /* ---- epoch_relate() ---- */
 
 /* An epoch we hold no record of is EPOCH_UNKNOWN, not an error. */
@@ -913,6 +1222,14 @@ test_suite(void)
     tcase_add_test(tc, test_damaged_state_is_not_served);
     tcase_add_test(tc, test_damaged_staging_entry_fails_the_commit);
     tcase_add_test(tc, test_own_changes_beyond_the_senders_copy_are_kept);
+    tcase_add_test(tc, test_small_map_grows_while_staging);
+    tcase_add_test(tc, test_hostile_entry_fails_a_migrating_reset);
+    tcase_add_test(tc, test_child_with_a_broken_lens_is_refused);
+    tcase_add_test(tc, test_fork_reset_skips_a_damaged_archive_key);
+    tcase_add_test(tc, test_migration_started_meanwhile_fails_the_commit);
+    tcase_add_test(tc, test_target_of_another_root_is_refused);
+    tcase_add_test(tc, test_joiner_takes_an_owned_genesis);
+    tcase_add_test(tc, test_joiner_refuses_a_child_the_owner_did_not_sign);
     tcase_add_test(tc, test_relate_to_an_unknown_epoch);
     tcase_add_test(tc, test_relate_policy_by_age_and_count);
     tcase_add_test(tc, test_losing_fork_of_a_custom_migration_is_rejected);
