@@ -11,6 +11,10 @@
  * as it was (a refused round changes nothing that a later, right call
  * then reads).
  *
+ * The transport's idle call (crdtnet__session_idle()) made at every
+ * moment of a session, not only while a protocol 4 offer waits for its
+ * answer, and on no session: it must change nothing of the outcome.
+ *
  * The CUT planner (net/src/cut.c) for takers it must send nothing: a new
  * replica, a taker whose epoch is not on the giver's chain, a next epoch
  * that runs a custom migration; and the taker's bound for a giver epoch
@@ -23,9 +27,11 @@
 #include <string.h>
 
 #include "crdt/crdt.h"
+#include "crdtnet/session.h"
 #include "cut.h"
 #include "epoch/epoch.h"
 #include "internal.h"
+#include "net_internal.h"
 #include "summary.h"
 #include "support/epoch_util.h"
 #include "support/replica_util.h"
@@ -412,6 +418,85 @@ START_TEST(test_cut_bound_needs_a_child_of_our_epoch)
 }
 END_TEST
 
+/* ---- idle at every moment ---- */
+
+/* One message at a time each way, idle called on both sides before
+ * each, until neither has anything to send (bounded); then once more on
+ * the finished sessions. */
+static void
+run_idle_everywhere(crdtnet_session *sx, crdtnet_session *sy)
+{
+    int round;
+
+    for (round = 0; round < 1000; round++) {
+        int moved;
+        crdtnet__session_idle(sx);
+        crdtnet__session_idle(sy);
+        moved = tu_pump_one(sx, sy);
+        crdtnet__session_idle(sx);
+        crdtnet__session_idle(sy);
+        moved |= tu_pump_one(sy, sx);
+        if (!moved)
+            break;
+    }
+    ck_assert_int_lt(round, 1000);
+    crdtnet__session_idle(sx);
+    crdtnet__session_idle(sy);
+}
+
+/* Sessions of protocol 4 with each other, and with a peer of version 3,
+ * idle at every step: both sides end in sync with one change each, as
+ * without the calls. A session that failed, and no session, are left
+ * alone too. */
+START_TEST(test_idle_at_every_moment_changes_nothing)
+{
+    crdtnet_session_options o4 = CRDTNET_SESSION_OPTIONS_INIT, o3 = o4;
+    crdtnet_session *sx, *sy;
+
+    crdtnet__session_idle(NULL);
+    o3.sync_proto = 3;
+    for (int v3 = 0; v3 <= 1; v3++) {
+        const crdtnet_session_options *oy = v3 ? &o3 : &o4;
+        ck_assert_int_eq(tu_put_int(a, "c", "x", "a", 10 + v3), CRDT_OK);
+        ck_assert_int_eq(tu_put_int(b, "c", "x", "b", 20 + v3), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_new(&sx, a, &o4), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_new(&sy, b, oy), CRDT_OK);
+        run_idle_everywhere(sx, sy);
+        ck_assert_int_eq(crdtnet_session_error(sx), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_error(sy), CRDT_OK);
+        ck_assert(crdtnet_session_finished(sx));
+        ck_assert(crdtnet_session_finished(sy));
+        ck_assert_uint_eq(crdtnet_session_report(sx)->sync_proto,
+                          v3 ? 3 : 4);
+        ck_assert_uint_eq(crdtnet_session_report(sx)->changes_received, 1);
+        ck_assert_uint_eq(crdtnet_session_report(sy)->changes_received, 1);
+        ck_assert(crdtnet_session_report(sx)->in_sync);
+        ck_assert(crdtnet_session_report(sy)->in_sync);
+        tu_assert_converged(a, b);
+        crdtnet_session_free(sx);
+        crdtnet_session_free(sy);
+    }
+
+    /* a session of protocol 4 whose offer went out and that then failed
+     * on a message that is no msgpack */
+    {
+        char h0[65], h1[65];
+        const unsigned char *msg;
+        size_t len;
+        tu_hash(h0, a);
+        ck_assert_int_eq(crdtnet_session_new(&sx, a, &o4), CRDT_OK);
+        ck_assert_int_eq(crdtnet_session_next_out(sx, &msg, &len), CRDT_OK);
+        ck_assert_uint_eq(len, 0); /* the offer */
+        ck_assert_int_ne(crdtnet_session_feed(sx, MSG(0xc1), 1), CRDT_OK);
+        crdtnet__session_idle(sx);
+        ck_assert_int_ne(crdtnet_session_error(sx), CRDT_OK);
+        tu_hash(h1, a);
+        ck_assert_str_eq(h0, h1);
+        crdtnet_session_free(sx);
+    }
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -424,12 +509,13 @@ test_suite(void)
     tcase_add_test(tc, test_summary_asked_before_start);
     tcase_add_test(tc, test_summary_fed_after_its_end);
     suite_add_tcase(s, tc);
-    tc = tcase_create("cut");
+    tc = tcase_create("replicas");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_cut_plan_only_for_a_taker_on_our_chain);
     tcase_add_test(tc, test_cut_plan_none_past_a_custom_migration);
     tcase_add_test(tc, test_cut_bound_needs_a_child_of_our_epoch);
+    tcase_add_test(tc, test_idle_at_every_moment_changes_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
