@@ -4,8 +4,9 @@
  * entry point, a builder used after its commit, a lens or custom
  * migration whose versions do not fit the schema, a migration refused
  * while a reset stages or another migration was interrupted, records
- * too long or with a damaged body, and a long chain kept or pruned by
- * the retention. Every refusal leaves the replica byte for byte as it
+ * too long or with a damaged body, a store that lost its genesis key,
+ * a long chain kept or pruned by the retention, and an epoch of many
+ * writers re-derived. Every refusal leaves the replica byte for byte as it
  * was: what docs say of epoch.h's error answers.
  */
 #include <check.h>
@@ -546,6 +547,53 @@ START_TEST(test_long_chain_is_listed_whole_and_pruned_by_retention)
 }
 END_TEST
 
+/* ---- re-derivation ---- */
+
+/* An epoch folding the heads of more writers than the heads lists start
+ * with (16) is re-derived by a replica holding exactly those changes:
+ * the same state hash, EPOCH_DERIVED_MATCH, and nothing written. */
+START_TEST(test_epoch_of_many_writers_is_rederived)
+{
+    enum { WRITERS = 18 };
+    unsigned char space[16], before[32], after[32];
+    const unsigned char *rec;
+    char dw[256], dbb[256], doc[16];
+    crdt_replica *b;
+    epoch_info e;
+    epoch_check chk;
+    size_t len;
+
+    crdt_replica_space_id(a, space);
+    for (int i = 0; i < WRITERS; i++) {
+        crdt_replica *w = tu_create(dw, sizeof dw, space);
+        snprintf(doc, sizeof doc, "w%02d", i);
+        ck_assert_int_eq(tu_put_int(w, "c", doc, "x", i), CRDT_OK);
+        ck_assert_int_eq(tu_sync_one_way(a, w), CRDT_OK);
+        crdt_replica_close(w);
+        test_rmtree(dw);
+    }
+    b = tu_create(dbb, sizeof dbb, space);
+    ck_assert_int_eq(epoch_attach(b), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    tu_migrate(a, "collection c 1 -> 2\nrename x -> y\n", &e);
+    rec = e.raw;
+    len = e.raw_len;
+    ck_assert_int_eq(epoch_store_records(b, &rec, &len, 1), CRDT_OK);
+    tu_digest_all(b, before);
+    ck_assert_int_eq(epoch_check_derivation(&chk, b, e.id), CRDT_OK);
+    ck_assert_int_eq(chk.verdict, EPOCH_DERIVED_MATCH);
+    ck_assert_uint_eq(chk.number, 1);
+    ck_assert_uint_eq(chk.lacking, 0);
+    ck_assert_int_eq(chk.forked, 0);
+    ck_assert_ptr_nonnull(strstr(chk.reason, "re-derived"));
+    tu_digest_all(b, after);
+    ck_assert_mem_eq(before, after, 32);
+    epoch_info_clear(&e);
+    crdt_replica_close(b);
+    test_rmtree(dbb);
+}
+END_TEST
+
 Suite *
 test_suite(void)
 {
@@ -564,6 +612,7 @@ test_suite(void)
     tcase_add_test(tc, test_genesis_known_without_its_meta_key);
     tcase_add_test(tc, test_heads_of_a_damaged_record_are_corrupt);
     tcase_add_test(tc, test_long_chain_is_listed_whole_and_pruned_by_retention);
+    tcase_add_test(tc, test_epoch_of_many_writers_is_rederived);
     suite_add_tcase(s, tc);
     return s;
 }
