@@ -45,9 +45,11 @@ own_head(crdtnet_session *s, const crdt_actor *a, uint64_t *seq,
 /*
  * Whether the peer may have found @p a forking: it judged our head of
  * @p a against its own chain, so we hold @p a, its heads (whole in
- * version 3, those that differ from ours in version 4) list it, and the
- * two heads differ. A FORKS naming anything else is a lie that would
- * make us reset to the peer's snapshot or renew our actor for nothing.
+ * version 3, those that differ from ours in version 4) list it, the two
+ * heads differ, and a head of the peer's at or below ours is not on our
+ * own chain (the peer could not judge a head of ours beyond its own). A
+ * FORKS naming anything else is a lie that would make us reset to the
+ * peer's snapshot or renew our actor for nothing.
  * 1 if it may, 0 if not, or an error.
  */
 static int
@@ -55,7 +57,7 @@ may_fork(crdtnet_session *s, const crdt_actor *a)
 {
     unsigned char mh[CRDT_HASH_BYTES], th[CRDT_HASH_BYTES];
     uint64_t ms = 0, ts = 0;
-    int rc;
+    int rc, found;
 
     if ((rc = own_head(s, a, &ms, mh)) == CRDT_ENOTFOUND)
         return 0;
@@ -66,7 +68,13 @@ may_fork(crdtnet_session *s, const crdt_actor *a)
         return 0;
     if (rc < 0)
         return CRDT_EPROTO;
-    return ts != ms || memcmp(th, mh, CRDT_HASH_BYTES) != 0;
+    if (ts == ms && memcmp(th, mh, CRDT_HASH_BYTES) == 0)
+        return 0;
+    if (ts > ms)
+        return 1;
+    if ((rc = crdt_chain_check(&found, s->r, a, ts, th)) < 0)
+        return rc;
+    return found != CRDT_CHAIN_SAME;
 }
 
 /*

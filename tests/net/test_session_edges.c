@@ -803,6 +803,28 @@ START_TEST(test_forks_naming_our_actor_at_an_equal_head_are_refused)
 }
 END_TEST
 
+/* And naming it where the peer's head is behind ours, on our chain: the
+ * peer cannot have judged a head of ours beyond its own. */
+START_TEST(test_forks_naming_our_actor_behind_on_our_chain_are_refused)
+{
+    crdtnet_session_options o = v3();
+    edge e = { 0, T_FORKS, 0, 0, edit_forks_named };
+    edge_result r;
+    crdt_actor before;
+    char h0[65];
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 2), CRDT_OK);
+    before = named = crdt_replica_actor(a);
+    tu_hash(h0, a);
+    r = edge_run(&o, &o, &e);
+    assert_refused(&r, 0, CRDT_EPROTO,
+                   "FORKS names an actor whose heads do not fork", h0);
+    ck_assert_mem_eq(crdt_replica_actor(a).b, before.b, 8);
+}
+END_TEST
+
 /* ---- protocol 4: the summary ---- */
 
 /* 100 actors on a, all synced to b, then one change on b: more heads
@@ -930,6 +952,8 @@ test_suite(void)
     tcase_add_test(tc, test_forks_named_twice_count_once);
     tcase_add_test(tc, test_forks_naming_an_actor_neither_holds_are_refused);
     tcase_add_test(tc, test_forks_naming_our_actor_at_an_equal_head_are_refused);
+    tcase_add_test(tc,
+                   test_forks_naming_our_actor_behind_on_our_chain_are_refused);
     tcase_add_test(tc, test_bad_summary_rounds);
     tcase_add_test(tc, test_bad_hello_heads_list);
     suite_add_tcase(s, tc);
