@@ -1069,6 +1069,70 @@ START_TEST(test_joiner_refuses_a_child_the_owner_did_not_sign)
 }
 END_TEST
 
+/* b's copy chain of an actor loses to a's (an equivocation) while b's
+ * quarantine already holds an op of b's own of another kind (rejected
+ * as unsynced). The reset looks for b's own losing writes to re-apply:
+ * that op is none, it stays quarantined as it was; b still starts a new
+ * incarnation, its chain now ending below the seq that op took (never
+ * reused). */
+typedef struct {
+    crdt_actor own, forked;
+    int own_kind, n_own, n_forked;
+} kinds_seen;
+
+static int
+kind_of_own(const epoch_quarantined *q, void *p)
+{
+    kinds_seen *k = p;
+
+    if (memcmp(q->actor.b, k->own.b, sizeof k->own.b) == 0) {
+        k->n_own++;
+        k->own_kind = q->kind;
+    } else if (memcmp(q->actor.b, k->forked.b, sizeof k->forked.b) == 0 &&
+               q->kind == CRDT_QK_EQUIVOCATION) {
+        k->n_forked++;
+    }
+    return 0;
+}
+
+START_TEST(test_own_unsynced_entry_is_no_lost_equivocation)
+{
+    crdt_actor forked, before, after;
+    kinds_seen kinds;
+    char buf[64];
+    unsigned char *heads;
+    size_t heads_len;
+    uint64_t moved = 0;
+    crdt_raw *t;
+
+    tu_forked_chains(a, b, &forked);
+    ck_assert_int_eq(crdt_raw_begin(&t, b, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_heads_encode(&heads, &heads_len, t), CRDT_OK);
+    crdt_raw_abort(t);
+    ck_assert_int_eq(tu_put_int(b, "c", "mine", "x", 1), CRDT_OK);
+    ck_assert_int_eq(epoch_quarantine_unsynced(&moved, b, heads, heads_len,
+                                               "rejected"), CRDT_OK);
+    crdt_free(heads);
+    ck_assert_uint_eq(moved, 1);
+    before = crdt_replica_actor(b);
+    ck_assert_int_eq(tu_reset_with_log_answered(b, a, &forked, 1), CRDT_OK);
+    after = crdt_replica_actor(b);
+    ck_assert_mem_ne(after.b, before.b, sizeof before.b);
+    /* the unsynced op and the copy's two losing changes */
+    ck_assert_uint_eq(tu_quarantine_count(b), 3);
+    memset(&kinds, 0, sizeof kinds);
+    kinds.own = before;
+    kinds.forked = forked;
+    ck_assert_int_eq(epoch_quarantine_list(b, kind_of_own, &kinds), CRDT_OK);
+    ck_assert_int_eq(kinds.n_own, 1);
+    ck_assert_int_eq(kinds.own_kind, CRDT_QK_UNSYNCED);
+    ck_assert_int_eq(kinds.n_forked, 2);
+    tu_field_str(buf, sizeof buf, b, "c", "mine", "x");
+    ck_assert_str_eq(buf, ""); /* not re-applied */
+    tu_assert_converged(a, b);
+}
+END_TEST
+
 /* ---- epoch_relate() ---- */
 
 /* An epoch we hold no record of is EPOCH_UNKNOWN, not an error. */
@@ -1230,6 +1294,7 @@ test_suite(void)
     tcase_add_test(tc, test_target_of_another_root_is_refused);
     tcase_add_test(tc, test_joiner_takes_an_owned_genesis);
     tcase_add_test(tc, test_joiner_refuses_a_child_the_owner_did_not_sign);
+    tcase_add_test(tc, test_own_unsynced_entry_is_no_lost_equivocation);
     tcase_add_test(tc, test_relate_to_an_unknown_epoch);
     tcase_add_test(tc, test_relate_policy_by_age_and_count);
     tcase_add_test(tc, test_losing_fork_of_a_custom_migration_is_rejected);
