@@ -223,6 +223,90 @@ START_TEST(test_reset_arguments_are_refused)
 }
 END_TEST
 
+/* The snapshot streamed in is not the state the sender reported (a
+ * byte lost or changed on the way): CRDT_ECORRUPT, nothing changes. */
+START_TEST(test_wrong_expected_hash_changes_nothing)
+{
+    unsigned char id[EPOCH_ID_BYTES], hash[32];
+    epoch_reset *rs;
+    view before;
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "e", "x", 2), CRDT_OK);
+    before = view_of(b);
+    current_id(id, a);
+    ck_assert_int_eq(epoch_reset_begin(&rs, b, id, NULL), CRDT_OK);
+    ck_assert_int_eq(epoch_snapshot_walk(a, NULL, hash, put_into_reset, rs),
+                     CRDT_OK);
+    hash[7] ^= 0x01;
+    ck_assert_int_eq(epoch_reset_commit(NULL, rs, hash), CRDT_ECORRUPT);
+    assert_unchanged(b, &before);
+    ck_assert_int_eq(staging_of(b).present, 0);
+}
+END_TEST
+
+typedef struct {
+    int n, kind;
+    char reason[64];
+} first_seen;
+
+static int
+note_entry(const epoch_quarantined *q, void *p)
+{
+    first_seen *f = p;
+
+    if (f->n++ == 0) {
+        f->kind = q->kind;
+        snprintf(f->reason, sizeof f->reason, "%s", q->reason);
+    }
+    return 0;
+}
+
+/* Rejected beyond policy: b's own write that the target epoch does not
+ * fold goes to the quarantine (kind unsynced, with the reason) in the
+ * switching txn, the count comes back, the state is the sender's, and b
+ * starts a new incarnation. */
+START_TEST(test_rejected_reset_quarantines_the_unsynced)
+{
+    static const char why[] = "rejected: too far behind";
+    unsigned char hash[32];
+    epoch_info e1;
+    epoch_reset *rs;
+    crdt_merge_report rep;
+    crdt_actor before = crdt_replica_actor(b), after;
+    first_seen f = { 0, 0, "" };
+    uint64_t moved = 99;
+    char ha[65], hb[65], buf[64];
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    tu_migrate(a, NULL, &e1);
+    ck_assert_int_eq(tu_put_int(b, "c", "mine", "x", 2), CRDT_OK);
+    ck_assert_int_eq(tu_store_records_answered(b, a), CRDT_OK);
+    ck_assert_int_eq(epoch_reset_begin(&rs, b, e1.id, NULL), CRDT_OK);
+    ck_assert_int_eq(epoch_reset_quarantine_unsynced(rs, "a first reason",
+                                                     NULL), CRDT_OK);
+    ck_assert_int_eq(epoch_reset_quarantine_unsynced(rs, why, &moved),
+                     CRDT_OK); /* the last one named counts */
+    ck_assert_int_eq(epoch_snapshot_walk(a, NULL, hash, put_into_reset, rs),
+                     CRDT_OK);
+    memset(&rep, 0, sizeof rep);
+    ck_assert_int_eq(epoch_reset_commit(&rep, rs, hash), CRDT_OK);
+    ck_assert_uint_eq(moved, 1);
+    ck_assert_int_eq(epoch_quarantine_list(b, note_entry, &f), CRDT_OK);
+    ck_assert_int_eq(f.n, 1);
+    ck_assert_int_eq(f.kind, CRDT_QK_UNSYNCED);
+    ck_assert_str_eq(f.reason, why);
+    tu_field_str(buf, sizeof buf, b, "c", "mine", "x");
+    ck_assert_str_eq(buf, "");
+    tu_hash(ha, a);
+    tu_hash(hb, b);
+    ck_assert_str_eq(ha, hb);
+    after = crdt_replica_actor(b);
+    ck_assert_mem_ne(after.b, before.b, sizeof before.b);
+    epoch_info_clear(&e1);
+}
+END_TEST
+
 /* ---- the staging token ---- */
 
 /* Each form of a stored token as epoch_staging_get() reads it, and
@@ -1013,7 +1097,8 @@ owned_close(owned *s)
 }
 
 /* A joiner that knows no owner takes the genesis snapshot of an owned
- * space: genesis has no creator to check, the owner comes with it. */
+ * space: genesis has no creator to check, the owner comes with it. A
+ * member that knew the owner takes it too. */
 START_TEST(test_joiner_takes_an_owned_genesis)
 {
     owned s;
@@ -1025,6 +1110,11 @@ START_TEST(test_joiner_takes_an_owned_genesis)
     tu_hash(hj, s.j);
     ck_assert_str_eq(hj, ho);
     ck_assert_int_eq(crdt_members_owner(s.j, NULL), 1);
+    /* the admin knew the owner already: it takes the snapshot as well */
+    ck_assert_int_eq(crdt_members_owner(s.w, NULL), 1);
+    ck_assert_int_eq(tu_reset_answered(s.w, s.o), CRDT_OK);
+    tu_hash(hj, s.w);
+    ck_assert_str_eq(hj, ho);
     owned_close(&s);
 }
 END_TEST
@@ -1274,6 +1364,8 @@ test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_reset_arguments_are_refused);
+    tcase_add_test(tc, test_wrong_expected_hash_changes_nothing);
+    tcase_add_test(tc, test_rejected_reset_quarantines_the_unsynced);
     tcase_add_test(tc, test_staging_tokens_of_every_form);
     tcase_add_test(tc, test_token_taken_over_fails_the_commit);
     tcase_add_test(tc, test_large_snapshot_is_staged_in_parts);
