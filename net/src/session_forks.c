@@ -152,6 +152,9 @@ crdtnet__on_forks(crdtnet_session *s, crdt__mp *m)
         return crdtnet__fail(s, rc, "cannot record the equivocation", 1);
     if (lost) { /* the reset quarantines our side and renews us */
         s->role = ROLE_TAKER;
+        s->fork_proof_due = 1;
+        s->fork_seq = ts;
+        memcpy(s->fork_hash, th, CRDT_HASH_BYTES);
         return CRDT_OK;
     }
     if (own_in && (rc = crdt_replica_new_incarnation(s->r)) < 0)

@@ -77,6 +77,11 @@ struct crdtnet_session {
     size_t n_forks;
     int forks_sent, forks_recv;
     uint64_t fork_moved;       /* our ops quarantined by losing */
+    /* lost: the giver's head of forks[0] as its HELLO claimed it, which
+     * its SNAP_LOG must hold before the reset may commit */
+    int fork_proof_due;
+    uint64_t fork_seq;
+    unsigned char fork_hash[CRDT_HASH_BYTES];
     /* version negotiation and the summary (protocol 4) */
     unsigned max_proto;        /* what we offer */
     unsigned proto;            /* what we speak; 0 until decided */

@@ -159,6 +159,27 @@ refuse_underived(crdtnet_session *s, const unsigned char *id)
     return CRDT_OK;
 }
 
+/* Whether the SNAP_LOG change @p c is the giver's head of the forked
+ * actor that made us lose, as its HELLO claimed it: a head that no
+ * signed change of the giver's backs was made up, and resetting to it
+ * would quarantine our side of a fork that does not exist (the commit
+ * checks every SNAP_LOG change's signature). */
+static void
+fork_proof_note(crdtnet_session *s, const unsigned char *c, size_t len)
+{
+    crdt_actor actor;
+    crdt_change ch;
+    uint64_t last;
+
+    if (!s->fork_proof_due || crdt_change_peek(&actor, &last, c, len) < 0 ||
+        last != s->fork_seq ||
+        memcmp(actor.b, s->forks[0].b, CRDT_ACTOR_BYTES) != 0 ||
+        crdt_change_decode(&ch, c, len) < 0)
+        return;
+    if (memcmp(ch.hash, s->fork_hash, CRDT_HASH_BYTES) == 0)
+        s->fork_proof_due = 0;
+}
+
 /* A snapshot message: @p m is the rest of it; for a PACKED SNAP_LOG, @p m
  * is NULL and the changes are @p packed. */
 int
@@ -230,6 +251,7 @@ crdtnet__on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m,
                                          packed[i].len)) < 0)
                 return crdtnet__fail(s, rc == CRDT_EINVAL ? CRDT_EPROTO : rc,
                                      "bad change in the snapshot's log", 1);
+            fork_proof_note(s, packed[i].data, packed[i].len);
             s->rep.changes_received++;
         }
         return CRDT_OK;
@@ -245,6 +267,7 @@ crdtnet__on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m,
             if ((rc = epoch_reset_change(s->reset, c, cl)) < 0)
                 return crdtnet__fail(s, rc == CRDT_EINVAL ? CRDT_EPROTO : rc,
                                      "bad change in the snapshot's log", 1);
+            fork_proof_note(s, c, cl);
             s->rep.changes_received++;
         }
         return CRDT_OK;
@@ -265,6 +288,11 @@ crdtnet__on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m,
         return CRDT_OK;
     }
     /* SNAP_END */
+    if (s->fork_proof_due)
+        return crdtnet__fail(s, CRDT_EPROTO,
+                             "the peer's log lacks the head it claimed for "
+                             "the forked actor",
+                             1);
     memset(&mr, 0, sizeof mr);
     rc = epoch_reset_commit(&mr, s->reset, s->reset_hash);
     s->reset = NULL;

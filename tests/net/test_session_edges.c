@@ -86,14 +86,17 @@ typedef struct {
 
 static unsigned char edited[CRDTNET_SESSION_MSG_MAX];
 
+/* edge_run() with @p ne edits (each met once); the result's hit and
+ * rc are the first one's. */
 static edge_result
-edge_run(const crdtnet_session_options *oa, const crdtnet_session_options *ob,
-         const edge *e)
+edge_run_n(const crdtnet_session_options *oa,
+           const crdtnet_session_options *ob, const edge *e, size_t ne)
 {
     crdtnet_session *s[2];
     edge_result res;
-    int seen = 0;
+    int seen[2] = { 0, 0 }, hit[2] = { 0, 0 };
 
+    ck_assert_uint_le(ne, 2);
     memset(&res, 0, sizeof res);
     ck_assert_int_eq(crdtnet_session_new(&s[0], a, oa), CRDT_OK);
     ck_assert_int_eq(crdtnet_session_new(&s[1], b, ob), CRDT_OK);
@@ -104,17 +107,26 @@ edge_run(const crdtnet_session_options *oa, const crdtnet_session_options *ob,
             size_t len;
             while (crdtnet_session_next_out(s[d], &msg, &len) == CRDT_OK) {
                 unsigned char *copy = malloc(len + 1);
+                size_t i;
                 int rc;
                 ck_assert_ptr_nonnull(copy);
                 memcpy(copy, msg, len);
                 moved = 1;
-                if (!res.hit && (d == 0) == (e->from_a != 0) &&
-                    type_of(copy, len) == e->type && seen++ == e->nth) {
-                    size_t el = e->edit(edited, copy, len);
-                    res.hit = 1;
-                    res.rc = crdtnet_session_feed(s[!d], edited, el);
-                    if (e->then_original && res.rc == CRDT_OK)
-                        res.rc = crdtnet_session_feed(s[!d], copy, len);
+                for (i = 0; i < ne; i++)
+                    if (!hit[i] && (d == 0) == (e[i].from_a != 0) &&
+                        type_of(copy, len) == e[i].type &&
+                        seen[i]++ == e[i].nth)
+                        break;
+                if (i < ne) {
+                    size_t el = e[i].edit(edited, copy, len);
+                    hit[i] = 1;
+                    rc = crdtnet_session_feed(s[!d], edited, el);
+                    if (e[i].then_original && rc == CRDT_OK)
+                        rc = crdtnet_session_feed(s[!d], copy, len);
+                    if (i == 0) {
+                        res.hit = 1;
+                        res.rc = rc;
+                    }
                 } else {
                     rc = crdtnet_session_feed(s[!d], copy, len);
                     (void)rc;
@@ -138,6 +150,13 @@ edge_run(const crdtnet_session_options *oa, const crdtnet_session_options *ob,
     crdtnet_session_free(s[0]);
     crdtnet_session_free(s[1]);
     return res;
+}
+
+static edge_result
+edge_run(const crdtnet_session_options *oa, const crdtnet_session_options *ob,
+         const edge *e)
+{
+    return edge_run_n(oa, ob, e, 1);
 }
 
 /* The receiver of the edit (a when b's message was edited) ended with
@@ -825,6 +844,81 @@ START_TEST(test_forks_naming_our_actor_behind_on_our_chain_are_refused)
 }
 END_TEST
 
+/* A HELLO of version 3 whose head of the actor `named` claims the hash
+ * @p fill, fill, ...: a member lying about its head. */
+static size_t
+edit_hello_head(unsigned char *out, const unsigned char *msg, size_t len,
+                unsigned fill)
+{
+    crdt__mp mp = { msg, msg + len }, hm;
+    const unsigned char *heads, *hash;
+    uint32_t n, hl, items, bl;
+
+    memcpy(out, msg, len);
+    ck_assert_int_eq(crdt__mp_array(&mp, &n), 0);
+    ck_assert_uint_eq(n, 8);
+    for (int i = 0; i < 7; i++)
+        ck_assert_int_eq(crdt__mp_skip(&mp), 0);
+    ck_assert_int_eq(crdt__mp_bin(&mp, &heads, &hl), 0);
+    hm.p = heads;
+    hm.end = heads + hl;
+    ck_assert_int_eq(crdt__mp_array(&hm, &items), 0);
+    for (uint32_t i = 0; i < items / 3; i++) {
+        crdt_actor x;
+        uint64_t seq;
+        ck_assert_int_eq(crdt__mp_bin_fixed(&hm, x.b, CRDT_ACTOR_BYTES), 0);
+        ck_assert_int_eq(crdt__mp_uint(&hm, &seq), 0);
+        ck_assert_int_eq(crdt__mp_bin(&hm, &hash, &bl), 0);
+        if (memcmp(x.b, named.b, CRDT_ACTOR_BYTES) == 0) {
+            memset(out + (hash - msg), (int)fill, bl);
+            return len;
+        }
+    }
+    ck_abort_msg("no head of the named actor in HELLO");
+    return 0;
+}
+
+static size_t
+edit_hello_head_low(unsigned char *out, const unsigned char *msg, size_t len)
+{
+    return edit_hello_head(out, msg, len, 0x00);
+}
+
+static size_t
+edit_hello_head_high(unsigned char *out, const unsigned char *msg, size_t len)
+{
+    return edit_hello_head(out, msg, len, 0xff);
+}
+
+/* A giver that made up its head of an actor both hold alike (b claims
+ * hash 00.. at a's head, and sees a's as ff.., so both sides find a
+ * fork and b wins it) must show the change with that head in its
+ * SNAP_LOG: it cannot, so a refuses the reset and keeps everything. */
+START_TEST(test_fork_won_with_a_made_up_head_is_refused)
+{
+    crdtnet_session_options o = v3();
+    edge e[2] = { { 0, T_HELLO, 0, 0, edit_hello_head_low },
+                  { 1, T_HELLO, 0, 0, edit_hello_head_high } };
+    edge_result r;
+    char h0[65], h1[65];
+
+    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
+    ck_assert_int_eq(tu_sync_one_way(b, a), CRDT_OK);
+    ck_assert_int_eq(tu_put_int(b, "c", "d", "y", 2), CRDT_OK);
+    named = crdt_replica_actor(a);
+    tu_hash(h0, a);
+    r = edge_run_n(&o, &o, e, 2);
+    ck_assert_int_eq(r.ea, CRDT_EPROTO);
+    ck_assert_str_eq(r.ra.reason, "the peer's log lacks the head it "
+                                  "claimed for the forked actor");
+    ck_assert_int_eq(r.ra.equivocation_lost, 1);
+    ck_assert_int_eq(r.ra.snapshot_received, 0);
+    tu_hash(h1, a);
+    ck_assert_str_eq(h0, h1);
+    ck_assert_uint_eq(tu_quarantine_count(a), 0);
+}
+END_TEST
+
 /* ---- protocol 4: the summary ---- */
 
 /* 100 actors on a, all synced to b, then one change on b: more heads
@@ -954,6 +1048,7 @@ test_suite(void)
     tcase_add_test(tc, test_forks_naming_our_actor_at_an_equal_head_are_refused);
     tcase_add_test(tc,
                    test_forks_naming_our_actor_behind_on_our_chain_are_refused);
+    tcase_add_test(tc, test_fork_won_with_a_made_up_head_is_refused);
     tcase_add_test(tc, test_bad_summary_rounds);
     tcase_add_test(tc, test_bad_hello_heads_list);
     suite_add_tcase(s, tc);
