@@ -21,23 +21,8 @@
 #include "support/replica_util.h"
 #include "support/support.h"
 
-static char da[256];
-static crdt_replica *a;
-
-static void
-setup(void)
-{
-    a = tu_create(da, sizeof da, NULL);
-    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
-    ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
-}
-
-static void
-teardown(void)
-{
-    crdt_replica_close(a);
-    test_rmtree(da);
-}
+/* a: a fresh attached replica for each test */
+TU_ATTACHED_FIXTURE(ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK))
 
 static uint64_t
 epoch_number(void)

@@ -13,19 +13,8 @@
 
 #include "epoch/lens.h"
 #include "lens_internal.h"
+#include "support/epoch_util.h"
 #include "support/support.h"
-
-static epoch_lens *
-parse_ok(const char *text)
-{
-    epoch_lens_error e;
-    epoch_lens *l = NULL;
-    int rc = epoch_lens_parse(&l, text, strlen(text), &e);
-
-    ck_assert_msg(rc == CRDT_OK, "parse failed (%d): line %d: %s", rc,
-                  e.line, e.message);
-    return l;
-}
 
 static crdt_value
 S(const char *s)
@@ -53,7 +42,7 @@ static const char lens_text[] =
 
 START_TEST(test_lens_queries_refuse_null_and_range)
 {
-    epoch_lens *l = parse_ok(lens_text), *inv = (epoch_lens *)&inv;
+    epoch_lens *l = tu_lens(lens_text), *inv = (epoch_lens *)&inv;
     const char *coll = "untouched", *field = "untouched";
     crdt_value v = crdt_value_int(-1);
 
@@ -108,7 +97,7 @@ END_TEST
 
 START_TEST(test_map_value_refuses_null_and_passes_other_collections)
 {
-    epoch_lens *l = parse_ok(lens_text);
+    epoch_lens *l = tu_lens(lens_text);
     epoch_buf scratch = EPOCH_BUF_INIT;
     crdt_value in = crdt_value_int(42), out = crdt_value_null();
     const char *reason = NULL;
@@ -141,7 +130,7 @@ END_TEST
 
 START_TEST(test_apply_op_refuses_malformed_views)
 {
-    epoch_lens *l = parse_ok(lens_text);
+    epoch_lens *l = tu_lens(lens_text);
     epoch_buf scratch = EPOCH_BUF_INIT;
     epoch_op_view in = { EPOCH_OP_PUT, "c", "doc1", "k", { 0 }, 0 }, bad,
                   out = { EPOCH_OP_INCR, "x", "y", "z", { 0 }, 9 };
@@ -183,7 +172,7 @@ END_TEST
 
 START_TEST(test_apply_doc_refuses_null_and_passes_other_collections)
 {
-    epoch_lens *l = parse_ok(lens_text);
+    epoch_lens *l = tu_lens(lens_text);
     epoch_doc *d, *before;
     crdt_value v = crdt_value_int(3);
 
@@ -329,7 +318,7 @@ END_TEST
  * retype changes the field's kind, not the default's value */
 START_TEST(test_retype_keeps_the_default_of_an_added_field)
 {
-    epoch_lens *l = parse_ok("collection c 1 -> 2\n"
+    epoch_lens *l = tu_lens("collection c 1 -> 2\n"
                              "add t string default \"hi\"\n"
                              "convert t string -> text\n");
     const char *field;
@@ -348,7 +337,7 @@ END_TEST
  * renamed onto them */
 START_TEST(test_retype_names_follow_later_steps)
 {
-    epoch_lens *l = parse_ok("collection c 1 -> 2\n"
+    epoch_lens *l = tu_lens("collection c 1 -> 2\n"
                              "convert n int -> string\n"
                              "convert t string -> text\n"
                              "rename t -> u\n"

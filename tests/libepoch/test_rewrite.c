@@ -22,22 +22,8 @@
 
 #define N_DOCS 300
 
-static char da[256];
-static crdt_replica *a;
-
-static void
-setup(void)
-{
-    a = tu_create(da, sizeof da, NULL);
-    ck_assert_int_eq(epoch_attach(a), CRDT_OK);
-}
-
-static void
-teardown(void)
-{
-    crdt_replica_close(a);
-    test_rmtree(da);
-}
+/* a: a fresh attached replica for each test */
+TU_ATTACHED_FIXTURE((void)0)
 
 static void
 migrate(const char *text, epoch_info *out)

@@ -15,6 +15,23 @@
 void tu_pair_open(crdt_replica **a, char *da, crdt_replica **b, char *db,
                   size_t dir_size);
 
+/* a: a fresh attached replica for each test (in @p da), then setup()
+ * runs @p more (a statement; `(void)0` for nothing) */
+#define TU_ATTACHED_FIXTURE(more)                                              \
+    static char da[256];                                                       \
+    static crdt_replica *a;                                                    \
+    static void setup(void)                                                    \
+    {                                                                          \
+        a = tu_create(da, sizeof da, NULL);                                    \
+        ck_assert_int_eq(epoch_attach(a), CRDT_OK);                            \
+        more;                                                                  \
+    }                                                                          \
+    static void teardown(void)                                                 \
+    {                                                                          \
+        crdt_replica_close(a);                                                 \
+        test_rmtree(da);                                                       \
+    }
+
 /* Open the replica under @p dir (made by tu_create()) and attach it. */
 crdt_replica *tu_open_dir(const char *dir);
 /* A byte copy of the data directory under @p from (whose replica must be
