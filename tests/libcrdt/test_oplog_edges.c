@@ -331,10 +331,15 @@ START_TEST(test_malformed_heads_blobs_are_eproto)
     ck_assert_int_eq(crdt_forks_find(&forks, &n, a, bad, 1), CRDT_EPROTO);
     ck_assert_int_eq(crdt_heads_lookup(&seq, hash, bad, 1, &actor),
                      CRDT_EPROTO);
-    /* not whole triples */
+    /* not whole triples: an array cut short, and two whole items */
     l = mp_array(bad, 2);
     ck_assert_int_eq(crdt_forks_find(&forks, &n, a, bad, l), CRDT_EPROTO);
     ck_assert_int_eq(crdt_heads_lookup(&seq, hash, bad, l, &actor),
+                     CRDT_EPROTO);
+    bad[l] = 0x01;
+    bad[l + 1] = 0x02;
+    ck_assert_int_eq(crdt_forks_find(&forks, &n, a, bad, l + 2), CRDT_EPROTO);
+    ck_assert_int_eq(crdt_heads_lookup(&seq, hash, bad, l + 2, &actor),
                      CRDT_EPROTO);
     /* more heads than a version vector holds: refused before reading
      * them (a byte for each item, so the header itself is whole) */
@@ -353,6 +358,10 @@ START_TEST(test_malformed_heads_blobs_are_eproto)
                      CRDT_EPROTO);
     ck_assert_int_eq(crdt_heads_lookup(&seq, hash, blob, 5, &actor),
                      CRDT_EPROTO);
+    memcpy(bad, blob, len);
+    ck_assert_uint_eq(bad[1], 0xc4);
+    bad[2] = CRDT_ACTOR_BYTES - 1; /* the actor's bin8: a byte short */
+    ck_assert_int_eq(crdt_forks_find(&forks, &n, a, bad, len), CRDT_EPROTO);
     memcpy(bad, blob, len);
     bad[len - 33] = 0xc4; /* the hash's bin8 header, now of 31 bytes */
     bad[len - 32] = 31;
@@ -426,8 +435,11 @@ START_TEST(test_damaged_heads_record_is_ecorrupt)
 {
     crdt_actor x = crdt_replica_actor(a);
     unsigned char *blob = NULL, *buf = NULL, piece[2 * 48], key[9], *head;
-    size_t len = 0, cap = 0, n = 0, hl;
+    size_t len = 0, cap = 0, n = 0, hl, cl;
+    const unsigned char *c;
+    crdt_export *e;
     crdt_read *rd;
+    int rc = CRDT_OK;
 
     commit_n(a, 1);
     head = raw_copy(a, CRDT_DB_HEADS, x.b, 8, &hl);
@@ -445,6 +457,23 @@ START_TEST(test_damaged_heads_record_is_ecorrupt)
     ck_assert_int_eq(crdt_read_heads_after(piece, 2, &n, NULL, rd),
                      CRDT_ECORRUPT);
     crdt_read_end(rd);
+    /* an export walks the heads too (the good record first, if any) */
+    ck_assert_int_eq(crdt_export_begin(&e, a, NULL), CRDT_OK);
+    for (int i = 0; i < 4 && (rc = crdt_export_next(e, &c, &cl)) == CRDT_OK;
+         i++)
+        ;
+    ck_assert_int_eq(rc, CRDT_ECORRUPT);
+    crdt_export_end(e);
+    if (_i == 0) { /* paging after x lands on the damaged key itself */
+        crdt_raw *t;
+        ck_assert_int_eq(crdt_raw_begin(&t, a, 1), CRDT_OK);
+        ck_assert_int_eq(crdt_raw_del(t, CRDT_DB_HEADS, x.b, 8), CRDT_OK);
+        ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
+        ck_assert_int_eq(crdt_read_begin(&rd, a), CRDT_OK);
+        ck_assert_int_eq(crdt_read_heads_after(piece, 2, &n, &x, rd),
+                         CRDT_ECORRUPT);
+        crdt_read_end(rd);
+    }
     crdt_free(buf);
     free(head);
 }
