@@ -31,6 +31,7 @@
 #define CALLS_MAX 20000 /* far above what any operation here makes */
 
 TU_PAIR_FIXTURE(tu_pair_create)
+TU_AID_FIXTURE
 
 static int
 op_commit(crdt_replica *r, void *arg)
@@ -830,7 +831,7 @@ Suite *
 test_suite(void)
 {
     Suite *s = suite_create("mdb_faults");
-    TCase *tc = tcase_create("mdb_faults");
+    TCase *tc = tcase_create("mdb_faults"), *aid;
 
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 300);
@@ -856,5 +857,12 @@ test_suite(void)
     tcase_add_test(tc, test_map_resized_at_every_begin_is_adopted);
     tcase_add_test(tc, test_readers_full_and_txn_full);
     suite_add_tcase(s, tc);
+    /* the merge again with its second thread (the runs it packs are
+     * written as the merge ends, after the log cursor is closed) */
+    aid = tcase_create("aid");
+    tcase_add_checked_fixture(aid, setup_aid, teardown_aid);
+    tcase_set_timeout(aid, 300);
+    tcase_add_test(aid, test_merge_fails_at_every_lmdb_call);
+    suite_add_tcase(s, aid);
     return s;
 }
