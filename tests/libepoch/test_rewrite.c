@@ -58,19 +58,6 @@ assert_hash_exact(const epoch_info *e)
         ck_assert_mem_eq(kept, e->state_hash, 32);
 }
 
-static uint64_t
-state_entries(void)
-{
-    crdt_raw *t;
-    uint64_t n = 0;
-
-    ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
-    ck_assert_int_eq(crdt_raw_count(&n, t, crdt_raw_state_db(t, 0)),
-                     CRDT_OK);
-    crdt_raw_abort(t);
-    return n;
-}
-
 static void
 field_is(const char *coll, const char *doc, const char *field,
          const char *want)
@@ -119,7 +106,7 @@ START_TEST(test_renames_that_reorder_fields_keep_state_and_hash)
 
     fill();
     assert_hash_exact(NULL);
-    before = state_entries();
+    before = tu_state_entries(a);
     /* b moves after every other field, y before them; k keeps its place
      * but its value changes; the counter and the set are renamed across
      * the others; the default lands between them */
@@ -132,7 +119,7 @@ START_TEST(test_renames_that_reorder_fields_keep_state_and_hash)
             "add n string default \"-\"\n", &e);
     assert_hash_exact(&e);
     /* the default once, for the collection (entry 00 'V' m) */
-    ck_assert_uint_eq(state_entries(), before + 1);
+    ck_assert_uint_eq(tu_state_entries(a), before + 1);
     for (int i = 0; i < N_DOCS; i++) {
         int gone = i % 10 == 9;
         snprintf(doc, sizeof doc, "d%04d", i);
@@ -330,7 +317,7 @@ START_TEST(test_defaults_encoded_for_every_document)
                                         len % 2 ? "no" : "n", len),
                              CRDT_OK);
         }
-    before = state_entries();
+    before = tu_state_entries(a);
     migrate("collection q 1 -> 2\n"
             "add n string default \"-\"\n"
             "collection qq 1 -> 2\n"
@@ -339,7 +326,7 @@ START_TEST(test_defaults_encoded_for_every_document)
     assert_hash_exact(&e);
     /* n where it was absent (odd lengths), nn on every document of qq:
      * kept once per collection, not per document */
-    ck_assert_uint_eq(state_entries(), before + 2);
+    ck_assert_uint_eq(tu_state_entries(a), before + 2);
     for (int c = 0; c < 2; c++)
         for (int len = 1; len <= CRDT_NAME_MAX; len += 3) {
             char want[16];
@@ -428,11 +415,11 @@ START_TEST(test_kept_defaults_read_written_and_migrated_again)
         snprintf(doc, sizeof doc, "d%d", i);
         ck_assert_int_eq(tu_put_int(a, "k", doc, "x", i), CRDT_OK);
     }
-    before = state_entries();
+    before = tu_state_entries(a);
     migrate("collection k 1 -> 2\nadd note string default \"-\"\n", &e);
     assert_hash_exact(&e);
     epoch_info_clear(&e);
-    ck_assert_uint_eq(state_entries(), before + 1);
+    ck_assert_uint_eq(tu_state_entries(a), before + 1);
     for (int i = 1; i <= 5; i++) {
         snprintf(doc, sizeof doc, "d%d", i);
         ck_assert(shown(&kind, &v, buf, sizeof buf, doc, "note"));
@@ -462,13 +449,13 @@ START_TEST(test_kept_defaults_read_written_and_migrated_again)
     fields_are("d3", "x,");
     assert_hash_exact(NULL);
 
-    before = state_entries();
+    before = tu_state_entries(a);
     migrate("collection k 2 -> 3\nrename note -> memo\n"
             "add flag bool default false\n", &e);
     assert_hash_exact(&e);
     epoch_info_clear(&e);
     /* the kept entry replaced; d6 (born after it) stores its flag */
-    ck_assert_uint_eq(state_entries(), before + 1);
+    ck_assert_uint_eq(tu_state_entries(a), before + 1);
     fields_are("d5", "flag,memo,x,");
     fields_are("d4", "flag,memo,x,");
     fields_are("d1", "flag,memo,x,");
@@ -511,13 +498,13 @@ START_TEST(test_default_alone_is_stored)
     ck_assert_int_eq(tu_put_int(a, "k", "only", "x", 1), CRDT_OK);
     ck_assert_int_eq(tu_put_int(a, "k", "more", "x", 2), CRDT_OK);
     ck_assert_int_eq(tu_put_int(a, "k", "more", "y", 3), CRDT_OK);
-    before = state_entries();
+    before = tu_state_entries(a);
     migrate("collection k 1 -> 2\nremove x\nadd n string default \"z\"\n",
             &e);
     assert_hash_exact(&e);
     epoch_info_clear(&e);
     /* x gone twice, the kept entry, n stored in "only" */
-    ck_assert_uint_eq(state_entries(), before - 2 + 1 + 1);
+    ck_assert_uint_eq(tu_state_entries(a), before - 2 + 1 + 1);
     fields_are("only", "n,");
     fields_are("more", "n,y,");
     ck_assert(shown(&kind, &v, buf, sizeof buf, "only", "n"));
@@ -580,7 +567,7 @@ START_TEST(test_many_batches_keep_state_and_hash)
     char doc[16], want[32];
 
     fill_big(a);
-    before = state_entries();
+    before = tu_state_entries(a);
     ck_assert_int_eq(epoch_builder_new(&bl, a), CRDT_OK);
     ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
     epoch_builder_set_progress(bl, on_progress, &p);
@@ -588,7 +575,7 @@ START_TEST(test_many_batches_keep_state_and_hash)
     epoch_builder_free(bl);
     epoch_lens_free(l);
     assert_hash_exact(&e);
-    ck_assert_uint_eq(state_entries(), before + 1); /* note, once */
+    ck_assert_uint_eq(tu_state_entries(a), before + 1); /* note, once */
     ck_assert_int_eq(p.backwards, 0);
     ck_assert_int_gt(p.calls, 1);
     ck_assert_uint_eq(p.last, before);
@@ -701,7 +688,7 @@ START_TEST(test_unreadable_entry_late_fails_whole_migration)
     ck_assert_int_eq(crdt_raw_swap_state(t), CRDT_OK);
     crdt_raw_state_hash(t, before);
     ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
-    n_before = state_entries();
+    n_before = tu_state_entries(a);
     ck_assert_int_eq(epoch_builder_new(&bl, a), CRDT_OK);
     ck_assert_int_eq(epoch_builder_add_lens(bl, l), CRDT_OK);
     ck_assert_int_eq(epoch_builder_commit(NULL, bl), CRDT_ECORRUPT);
@@ -711,7 +698,7 @@ START_TEST(test_unreadable_entry_late_fails_whole_migration)
     ck_assert_uint_eq(cur.number, 0);
     epoch_info_clear(&cur);
     ck_assert_int_eq(epoch_marker_get(&m, a), CRDT_ENOTFOUND);
-    ck_assert_uint_eq(state_entries(), n_before);
+    ck_assert_uint_eq(tu_state_entries(a), n_before);
     ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
     crdt_raw_state_hash(t, after);
     crdt_raw_abort(t);

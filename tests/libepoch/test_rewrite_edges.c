@@ -76,20 +76,6 @@ put_str(crdt_txn *t, const char *coll, const char *doc, const char *field,
     ck_assert_int_eq(crdt_txn_put(t, coll, doc, field, &v), CRDT_OK);
 }
 
-/* The entries of the active state slot. */
-static uint64_t
-state_entries(void)
-{
-    crdt_raw *t;
-    uint64_t n = 0;
-
-    ck_assert_int_eq(crdt_raw_begin(&t, a, 0), CRDT_OK);
-    ck_assert_int_eq(crdt_raw_count(&n, t, crdt_raw_state_db(t, 0)),
-                     CRDT_OK);
-    crdt_raw_abort(t);
-    return n;
-}
-
 /* ---- large values ---- */
 
 /* Documents larger than the rewriter's first buffer (4 KiB), the second
@@ -149,7 +135,7 @@ START_TEST(test_defaults_too_large_to_keep_once_are_stored_per_document)
     ck_assert_int_eq(tu_put_int(a, "huge", "d1", "k", 1), CRDT_OK);
     ck_assert_int_eq(tu_put_int(a, "huge", "d2", "k", 2), CRDT_OK);
     ck_assert_int_eq(tu_put_int(a, "w", "d1", "k", 3), CRDT_OK);
-    before = state_entries();
+    before = tu_state_entries(a);
     off = (size_t)snprintf(lens, cap, "collection huge 1 -> 2\n");
     for (int i = 0; i < N; i++)
         off += (size_t)snprintf(lens + off, cap - off,
@@ -166,7 +152,7 @@ START_TEST(test_defaults_too_large_to_keep_once_are_stored_per_document)
     expect("w", "d1", "g", "8");
     /* huge's defaults went into both its documents (2 * N entries);
      * w's one is kept once for the collection (one DEFAULTS entry) */
-    ck_assert_uint_eq(state_entries(), before + 2 * N + 1);
+    ck_assert_uint_eq(tu_state_entries(a), before + 2 * N + 1);
     free(lens);
     free(val);
 }

@@ -63,6 +63,19 @@ tu_lens(const char *text)
     return l;
 }
 
+uint64_t
+tu_state_entries(crdt_replica *r)
+{
+    crdt_raw *t;
+    uint64_t n = 0;
+
+    ck_assert_int_eq(crdt_raw_begin(&t, r, 0), CRDT_OK);
+    ck_assert_int_eq(crdt_raw_count(&n, t, crdt_raw_state_db(t, 0)),
+                     CRDT_OK);
+    crdt_raw_abort(t);
+    return n;
+}
+
 void
 tu_migrate(crdt_replica *r, const char *lens_text, epoch_info *out)
 {

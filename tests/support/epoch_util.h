@@ -32,6 +32,9 @@ void tu_pair_open(crdt_replica **a, char *da, crdt_replica **b, char *db,
         test_rmtree(da);                                                       \
     }
 
+/* How many entries the active state slot of @p r holds. */
+uint64_t tu_state_entries(crdt_replica *r);
+
 /* Open the replica under @p dir (made by tu_create()) and attach it. */
 crdt_replica *tu_open_dir(const char *dir);
 /* A byte copy of the data directory under @p from (whose replica must be
