@@ -180,6 +180,20 @@ fork_proof_note(crdtnet_session *s, const unsigned char *c, size_t len)
         s->fork_proof_due = 0;
 }
 
+/* One change of the giver's SNAP_LOG, staged for the reset. */
+static int
+snap_log_change(crdtnet_session *s, const unsigned char *c, size_t len)
+{
+    int rc;
+
+    if ((rc = epoch_reset_change(s->reset, c, len)) < 0)
+        return crdtnet__fail(s, rc == CRDT_EINVAL ? CRDT_EPROTO : rc,
+                             "bad change in the snapshot's log", 1);
+    fork_proof_note(s, c, len);
+    s->rep.changes_received++;
+    return CRDT_OK;
+}
+
 /* A snapshot message: @p m is the rest of it; for a PACKED SNAP_LOG, @p m
  * is NULL and the changes are @p packed. */
 int
@@ -246,14 +260,9 @@ crdtnet__on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m,
     if (s->reset == NULL)
         return crdtnet__fail(s, CRDT_EPROTO, "snapshot without SNAP_BEGIN", 1);
     if (type == M_SNAP_LOG && m == NULL) { /* PACKED: the list is here */
-        for (size_t i = 0; i < n_packed; i++) {
-            if ((rc = epoch_reset_change(s->reset, packed[i].data,
-                                         packed[i].len)) < 0)
-                return crdtnet__fail(s, rc == CRDT_EINVAL ? CRDT_EPROTO : rc,
-                                     "bad change in the snapshot's log", 1);
-            fork_proof_note(s, packed[i].data, packed[i].len);
-            s->rep.changes_received++;
-        }
+        for (size_t i = 0; i < n_packed; i++)
+            if ((rc = snap_log_change(s, packed[i].data, packed[i].len)) < 0)
+                return rc;
         return CRDT_OK;
     }
     if (type == M_SNAP_LOG) {
@@ -264,11 +273,8 @@ crdtnet__on_snapshot(crdtnet_session *s, uint64_t type, crdt__mp *m,
             uint32_t cl;
             if (crdt__mp_bin(m, &c, &cl) < 0)
                 return crdtnet__fail(s, CRDT_EPROTO, "malformed SNAP_LOG", 1);
-            if ((rc = epoch_reset_change(s->reset, c, cl)) < 0)
-                return crdtnet__fail(s, rc == CRDT_EINVAL ? CRDT_EPROTO : rc,
-                                     "bad change in the snapshot's log", 1);
-            fork_proof_note(s, c, cl);
-            s->rep.changes_received++;
+            if ((rc = snap_log_change(s, c, cl)) < 0)
+                return rc;
         }
         return CRDT_OK;
     }
