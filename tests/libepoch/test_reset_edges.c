@@ -140,6 +140,21 @@ current_id(unsigned char *id, crdt_replica *r)
     epoch_info_clear(&e);
 }
 
+/* b's reset to a's current epoch, a's snapshot streamed into it (its
+ * state hash in @p hash) */
+static epoch_reset *
+reset_b_from_a(unsigned char hash[32])
+{
+    unsigned char id[EPOCH_ID_BYTES];
+    epoch_reset *rs;
+
+    current_id(id, a);
+    ck_assert_int_eq(epoch_reset_begin(&rs, b, id, NULL), CRDT_OK);
+    ck_assert_int_eq(epoch_snapshot_walk(a, NULL, hash, put_into_reset, rs),
+                     CRDT_OK);
+    return rs;
+}
+
 /* ---- bad arguments ---- */
 
 static int
@@ -235,17 +250,14 @@ END_TEST
  * byte lost or changed on the way): CRDT_ECORRUPT, nothing changes. */
 START_TEST(test_wrong_expected_hash_changes_nothing)
 {
-    unsigned char id[EPOCH_ID_BYTES], hash[32];
+    unsigned char hash[32];
     epoch_reset *rs;
     view before;
 
     ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "e", "x", 2), CRDT_OK);
     before = view_of(b);
-    current_id(id, a);
-    ck_assert_int_eq(epoch_reset_begin(&rs, b, id, NULL), CRDT_OK);
-    ck_assert_int_eq(epoch_snapshot_walk(a, NULL, hash, put_into_reset, rs),
-                     CRDT_OK);
+    rs = reset_b_from_a(hash);
     hash[7] ^= 0x01;
     ck_assert_int_eq(epoch_reset_commit(NULL, rs, hash), CRDT_ECORRUPT);
     assert_unchanged(b, &before);
@@ -393,7 +405,7 @@ END_TEST
  * nothing, and the abort leaves the other's token where it is. */
 START_TEST(test_token_taken_over_fails_the_commit)
 {
-    unsigned char id[EPOCH_ID_BYTES], hash[32];
+    unsigned char hash[32];
     epoch_reset *rs;
     view before;
 
@@ -401,10 +413,7 @@ START_TEST(test_token_taken_over_fails_the_commit)
     ck_assert_int_eq(tu_put_int(b, "c", "e", "x", 2), CRDT_OK);
     for (int form = 0; form < 2; form++) {
         before = view_of(b);
-        current_id(id, a);
-        ck_assert_int_eq(epoch_reset_begin(&rs, b, id, NULL), CRDT_OK);
-        ck_assert_int_eq(epoch_snapshot_walk(a, NULL, hash, put_into_reset,
-                                             rs), CRDT_OK);
+        rs = reset_b_from_a(hash);
         if (form == 0)
             token_put(b, 24, crdt_raw_now_ms(), 0, 0);
         else
@@ -531,7 +540,7 @@ END_TEST
 /* The same when the buffer that fills is one of staged changes. */
 START_TEST(test_failed_flush_of_changes_fails_the_reset)
 {
-    unsigned char id[EPOCH_ID_BYTES], hash[32];
+    unsigned char hash[32];
     epoch_reset *rs;
     tu_batch log;
     view before;
@@ -542,10 +551,7 @@ START_TEST(test_failed_flush_of_changes_fails_the_reset)
     log = tu_export_all(a);
     ck_assert_uint_eq(log.n, BIG_DOCS);
     before = view_of(b);
-    current_id(id, a);
-    ck_assert_int_eq(epoch_reset_begin(&rs, b, id, NULL), CRDT_OK);
-    ck_assert_int_eq(epoch_snapshot_walk(a, NULL, hash, put_into_reset, rs),
-                     CRDT_OK);
+    rs = reset_b_from_a(hash);
     for (i = 0; i < log.n && rc == CRDT_OK; i++) {
         if (i == log.n - 1)
             token_put(b, 24, crdt_raw_now_ms(), 0, 0);
@@ -808,18 +814,15 @@ START_TEST(test_damaged_staging_entry_fails_the_commit)
         const char *key;
         size_t len;
     } bad[] = { { "shrt", 4 }, { "an actor and more", 17 } };
-    unsigned char id[EPOCH_ID_BYTES], hash[32];
+    unsigned char hash[32];
     epoch_reset *rs;
     view before;
 
     ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "e", "x", 2), CRDT_OK);
-    current_id(id, a);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         before = view_of(b);
-        ck_assert_int_eq(epoch_reset_begin(&rs, b, id, NULL), CRDT_OK);
-        ck_assert_int_eq(epoch_snapshot_walk(a, NULL, hash, put_into_reset,
-                                             rs), CRDT_OK);
+        rs = reset_b_from_a(hash);
         raw_set(b, CRDT_DB_STAGING, bad[i].key, bad[i].len, "x", 1);
         ck_assert_int_eq(epoch_reset_commit(NULL, rs, hash), CRDT_ECORRUPT);
         assert_unchanged(b, &before);
@@ -1007,7 +1010,7 @@ END_TEST
  * nothing; the migration's marker stays for it to resume or abort. */
 START_TEST(test_migration_started_meanwhile_fails_the_commit)
 {
-    unsigned char id[EPOCH_ID_BYTES], hash[32];
+    unsigned char hash[32];
     epoch_reset *rs;
     epoch_marker m;
     crdt_raw *t;
@@ -1016,10 +1019,7 @@ START_TEST(test_migration_started_meanwhile_fails_the_commit)
     ck_assert_int_eq(tu_put_int(a, "c", "d", "x", 1), CRDT_OK);
     ck_assert_int_eq(tu_put_int(b, "c", "e", "x", 2), CRDT_OK);
     before = view_of(b);
-    current_id(id, a);
-    ck_assert_int_eq(epoch_reset_begin(&rs, b, id, NULL), CRDT_OK);
-    ck_assert_int_eq(epoch_snapshot_walk(a, NULL, hash, put_into_reset, rs),
-                     CRDT_OK);
+    rs = reset_b_from_a(hash);
     ck_assert_int_eq(crdt_raw_begin(&t, b, 1), CRDT_OK);
     ck_assert_int_eq(epoch__marker_put(t, 1, "", ""), CRDT_OK);
     ck_assert_int_eq(crdt_raw_commit(t), CRDT_OK);
